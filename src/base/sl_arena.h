@@ -1,0 +1,22 @@
+/* Per-request arena: everything decoded from a frame and everything encoded for its response is
+ * allocated here and released in one sl_arena_free(). Nothing in an arena outlives it. */
+#ifndef SL_ARENA_H
+#define SL_ARENA_H
+#include <stddef.h>
+
+typedef struct sl_arena sl_arena;
+
+/* Returns a new arena whose first chunk holds `chunk` bytes, or NULL. Caller owns it. */
+sl_arena *sl_arena_new(size_t chunk);
+/* Frees the arena and everything allocated from it. NULL is allowed. */
+void sl_arena_free(sl_arena *a);
+/* 16-byte aligned memory owned by the arena, or NULL when out of memory. */
+void *sl_arena_alloc(sl_arena *a, size_t n);
+/* Like sl_arena_alloc but zeroed. */
+void *sl_arena_calloc(sl_arena *a, size_t n, size_t size);
+/* Copies `n` bytes into the arena. */
+void *sl_arena_dup(sl_arena *a, const void *p, size_t n);
+/* Bytes handed out so far (for limits and metrics). */
+size_t sl_arena_used(const sl_arena *a);
+
+#endif

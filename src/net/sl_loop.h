@@ -1,0 +1,42 @@
+/* Single-threaded event loop (epoll): fd watches, one-shot timers, signals via signalfd.
+ * Everything registered here runs on the loop thread. */
+#ifndef SL_NET_LOOP_H
+#define SL_NET_LOOP_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/sl_err.h"
+
+enum { SL_EV_READ = 1u, SL_EV_WRITE = 2u, SL_EV_ERROR = 4u };
+
+typedef struct sl_loop sl_loop;
+typedef struct sl_timer sl_timer;
+typedef void (*sl_io_cb)(void *ctx, uint32_t events);
+typedef void (*sl_timer_cb)(void *ctx);
+typedef void (*sl_signal_cb)(void *ctx, int signo);
+
+/* Caller owns the loop; sl_loop_free() cancels remaining timers without running them. */
+sl_loop *sl_loop_new(void);
+void sl_loop_free(sl_loop *l);
+
+/* Watches `fd` (not owned) for `events`; cb(ctx, events_seen) on the loop thread. */
+sl_err sl_loop_watch(sl_loop *l, int fd, uint32_t events, sl_io_cb cb, void *ctx);
+sl_err sl_loop_modify(sl_loop *l, int fd, uint32_t events);
+/* Safe to call from inside any callback, including for the fd being dispatched. */
+void sl_loop_unwatch(sl_loop *l, int fd);
+
+/* One-shot timer `delay_ms` from now. The handle belongs to the loop and is invalid once the
+ * callback has started or sl_timer_cancel() returned. */
+sl_timer *sl_timer_start(sl_loop *l, int64_t delay_ms, sl_timer_cb cb, void *ctx);
+void sl_timer_cancel(sl_loop *l, sl_timer *t);
+
+/* Blocks `signo` for the process and delivers it through the loop. */
+sl_err sl_loop_on_signal(sl_loop *l, int signo, sl_signal_cb cb, void *ctx);
+
+/* Runs until sl_loop_stop(). */
+void sl_loop_run(sl_loop *l);
+void sl_loop_stop(sl_loop *l);
+/* Monotonic ms, refreshed once per loop iteration. */
+int64_t sl_loop_now(const sl_loop *l);
+
+#endif

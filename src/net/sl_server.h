@@ -1,0 +1,75 @@
+/* Listeners and connections: accept, framing with size caps, per-connection ordered responses.
+ *
+ * A connection reads 4-byte size-prefixed frames. The cap is `max_preauth_bytes` until the
+ * application calls sl_conn_set_authenticated(), then `max_request_bytes`; a larger size closes
+ * the connection before anything is allocated. Each frame becomes an sl_pending with its own
+ * arena; requests are handed to on_request in arrival order and may complete in any order, but
+ * responses are written in arrival order (Kafka clients pipeline and match by order).
+ * The transport sits behind a vtable so TLS is just another connection type. */
+#ifndef SL_NET_SERVER_H
+#define SL_NET_SERVER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/sl_arena.h"
+#include "base/sl_err.h"
+#include "net/sl_loop.h"
+
+typedef struct sl_server sl_server;
+typedef struct sl_conn sl_conn;
+typedef struct sl_pending sl_pending;
+
+typedef struct sl_server_config {
+    int32_t max_request_bytes;  /* socket.request.max.bytes (Kafka: 104857600) */
+    int32_t max_preauth_bytes;  /* frame cap before authentication */
+    int64_t idle_ms;            /* connections.max.idle.ms (Kafka: 600000) */
+    int32_t max_inflight;       /* requests queued per connection before reading pauses */
+    int32_t max_connections;    /* 0: unlimited */
+} sl_server_config;
+
+typedef struct sl_server_handlers {
+    void *app;
+    /* A frame arrived. `frame` (len bytes, without the size prefix) lives in `a`, which `p` owns.
+     * The handler must eventually call exactly one of sl_pending_respond() or
+     * sl_pending_noreply() for `p`, now or later (even if the connection closed meanwhile). */
+    void (*on_request)(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
+                       size_t len);
+    /* Called once when the connection is closed; pendings may still be completed afterwards. */
+    void (*on_close)(void *app, sl_conn *c);
+} sl_server_handlers;
+
+/* Caller owns the server. `cfg` and `h` are copied. */
+sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_server_handlers *h);
+/* Binds and listens (SO_REUSEADDR, non-blocking). `name` is the listener name (e.g. PLAINTEXT).
+ * port 0 picks a free port; *bound_port (if non-NULL) gets the real one. */
+sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
+                        int *bound_port);
+/* Stops accepting and reading new requests; when every accepted request has been answered and
+ * written (or `deadline_ms` passed), closes all connections and calls done(ctx). */
+void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx), void *ctx);
+/* Closes listeners and connections immediately and frees. Pendings completed later are freed. */
+void sl_server_free(sl_server *s);
+int sl_server_conn_count(const sl_server *s);
+
+/* Queues `len` bytes (response header + body, without the size prefix, which this adds) as the
+ * response to `p`. `data` must stay valid until the arena of `p` is freed (allocate it there).
+ * Frees p's arena once the bytes are written or the connection is gone. */
+void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len);
+/* Completes `p` with no response (acks=0) and frees its arena. */
+void sl_pending_noreply(sl_pending *p);
+/* The connection of `p`, or NULL if it closed meanwhile. */
+sl_conn *sl_pending_conn(const sl_pending *p);
+
+/* Closes the connection after the responses already queued ahead of the close are flushed
+ * (`flush`=true) or at once. `why` goes to the log. */
+void sl_conn_close(sl_conn *c, bool flush, const char *why);
+void sl_conn_set_authenticated(sl_conn *c);
+/* Application data attached to the connection (e.g. the session); not owned. */
+void sl_conn_set_data(sl_conn *c, void *data);
+void *sl_conn_data(const sl_conn *c);
+const char *sl_conn_peer(const sl_conn *c);     /* "ip:port" */
+const char *sl_conn_listener(const sl_conn *c); /* listener name */
+uint64_t sl_conn_id(const sl_conn *c);
+
+#endif

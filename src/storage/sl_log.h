@@ -1,0 +1,106 @@
+/* Partition log: a directory of segments, each a data file with a versioned header and framed
+ * record batches, plus a sparse offset index and a time index. One sl_log per partition.
+ *
+ * Threading: every function here is called on the broker's event-loop thread, except that the
+ * flusher (sl_flusher) fsyncs on its own thread through the sync handles it takes. */
+#ifndef SL_STORAGE_LOG_H
+#define SL_STORAGE_LOG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/sl_arena.h"
+#include "base/sl_err.h"
+
+typedef struct sl_log_config {
+    int64_t segment_bytes;           /* roll when the active segment would exceed this */
+    int64_t segment_ms;              /* roll when the active segment is older (-1: never) */
+    int64_t retention_ms;            /* -1: unlimited */
+    int64_t retention_bytes;         /* -1: unlimited */
+    int64_t flush_interval_messages; /* records appended since the last fsync that trigger one */
+    int64_t flush_interval_ms;       /* age of the oldest unsynced append that triggers one */
+    int32_t index_interval_bytes;    /* bytes between sparse index entries (Kafka: 4096) */
+    int32_t max_index_bytes;         /* index size that also forces a roll (Kafka: 10 MiB) */
+} sl_log_config;
+
+/* Kafka's defaults. */
+void sl_log_config_default(sl_log_config *cfg);
+
+typedef struct sl_log sl_log;
+
+/* Opens (creating if missing) the partition directory `dir`, recovering it: validates the tail of
+ * the last segment, truncates a torn or corrupt trailing batch, rebuilds missing or bad indexes.
+ * `cfg` is copied. On success the caller owns *out and frees it with sl_log_close(). */
+sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out);
+/* Replaces the config (topic config changed). Takes effect on the next append/retention pass. */
+void sl_log_set_config(sl_log *log, const sl_log_config *cfg);
+/* Closes files and frees. Does not fsync; call sl_log_sync first for a clean stop. */
+void sl_log_close(sl_log *log);
+/* Closes the log and removes its directory and everything in it (topic deletion). */
+sl_err sl_log_destroy(sl_log *log);
+
+/* Appends one record batch (magic 2, already validated by the caller). `batch` points at `len`
+ * bytes the caller owns; the function writes the assigned base offset into the batch's first 8
+ * bytes in place (baseOffset is outside the CRC, so the CRC stays valid) and appends it.
+ * `record_count` and `max_timestamp` come from the batch header (the caller parsed them).
+ * On success *base_offset is the first offset; bytes are in the page cache, durable once a sync
+ * covering sl_log_end_offset() completes. On failure nothing becomes visible: the tail is
+ * restored to its previous end (ENOSPC and EIO give SL_ENOSPC / SL_EIO). */
+sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
+                     int64_t max_timestamp, int64_t *base_offset);
+
+/* Reads whole batches starting with the one that contains `offset`, up to `max_bytes` total but
+ * always at least one whole batch when offset < end. The bytes are copied into `a` (one pread per
+ * contiguous range, not per record). *out is empty (len 0) at the end of the log.
+ * Returns SL_ERANGE if offset < start offset or > end offset. */
+sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
+                   size_t *out_len);
+
+int64_t sl_log_start_offset(const sl_log *log); /* log start offset (after retention/deletes) */
+int64_t sl_log_end_offset(const sl_log *log);   /* next offset to assign (LEO) */
+int64_t sl_log_durable_offset(const sl_log *log); /* all offsets below this are fsynced */
+int64_t sl_log_size_bytes(const sl_log *log);
+
+/* First offset whose batch max timestamp is >= ts (Kafka's ListOffsets by timestamp), with that
+ * batch's timestamp; *offset = -1 when none. */
+sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t *found_ts);
+/* Offset and timestamp of the record with the largest timestamp (ListOffsets -3). -1/-1 if empty.
+ * Batch granularity: offset is the batch's last offset holding the max timestamp. */
+sl_err sl_log_max_timestamp(sl_log *log, int64_t *offset, int64_t *ts);
+
+/* Moves the log start offset to `offset` (DeleteRecords); deletes whole segments below it.
+ * The new start offset is persisted (survives restart). SL_ERANGE if offset > end. */
+sl_err sl_log_delete_records(sl_log *log, int64_t offset);
+/* Applies retention.ms / retention.bytes: deletes whole old segments (never the active one).
+ * Returns the number of segments deleted in *deleted. */
+sl_err sl_log_enforce_retention(sl_log *log, int64_t now_ms, int *deleted);
+
+/* True when flush.interval.messages or flush.interval.ms say a sync is due. */
+bool sl_log_flush_due(const sl_log *log, int64_t now_ms);
+
+/* Synchronous fsync of everything appended so far (segments, indexes as needed, directory).
+ * For tests and clean shutdown; the broker normally syncs through sl_flusher. */
+sl_err sl_log_sync(sl_log *log);
+
+/* ---- Group commit -------------------------------------------------------------------------
+ * The flusher owns one thread. The loop thread asks for a log to be made durable up to its
+ * current end; the thread fsyncs (coalescing every request that arrived meanwhile, across all
+ * logs and connections) and posts completions; the loop thread runs the callbacks from
+ * sl_flusher_dispatch() when sl_flusher_fd() becomes readable. */
+typedef struct sl_flusher sl_flusher;
+typedef void (*sl_flush_cb)(void *ctx, sl_err result);
+
+/* Starts the flusher thread. Caller owns the result; sl_flusher_free() joins the thread after
+ * completing every request already queued. */
+sl_err sl_flusher_new(sl_flusher **out);
+void sl_flusher_free(sl_flusher *f);
+/* An fd (eventfd) that becomes readable when completions are waiting. */
+int sl_flusher_fd(const sl_flusher *f);
+/* Requests durability of `log` up to its current end offset; `cb(ctx, err)` runs later on the
+ * loop thread (from sl_flusher_dispatch), exactly once. If already durable, still runs it from
+ * the next dispatch (never re-entrantly). The log must stay open until the callback ran. */
+void sl_flusher_request(sl_flusher *f, sl_log *log, sl_flush_cb cb, void *ctx);
+/* Runs completed callbacks. Call on the loop thread when sl_flusher_fd() is readable. */
+void sl_flusher_dispatch(sl_flusher *f);
+
+#endif
