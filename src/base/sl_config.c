@@ -1,0 +1,332 @@
+#include "sl_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_logging.h"
+
+typedef enum { T_INT, T_LONG, T_BOOL, T_STR, T_LIST } key_type;
+
+typedef struct key_def {
+    const char *name;
+    key_type type;
+    size_t off;
+    int64_t min, max;
+    const char *def; /* default as text; NULL: no value */
+    const char *doc;
+} key_def;
+
+#define OFF(f) offsetof(sl_config, f)
+#define I64MAX INT64_MAX
+static const key_def k_keys[] = {
+    {"node.id", T_INT, OFF(node_id), 0, INT32_MAX, "1", "This broker's id in Metadata answers."},
+    {"broker.id", T_INT, OFF(node_id), 0, INT32_MAX, NULL, "Alias of node.id."},
+    {"listeners", T_LIST, OFF(listeners), 0, 0, "PLAINTEXT://127.0.0.1:9092",
+     "Comma-separated NAME://host:port listeners the broker binds."},
+    {"advertised.listeners", T_LIST, OFF(advertised_listeners), 0, 0, NULL,
+     "Addresses given to clients in Metadata; defaults to listeners."},
+    {"log.dirs", T_STR, OFF(log_dirs), 0, 0, "./sluice-data",
+     "Directory holding partition logs and broker metadata (one directory)."},
+    {"log.dir", T_STR, OFF(log_dirs), 0, 0, NULL, "Alias of log.dirs."},
+    {"num.partitions", T_INT, OFF(num_partitions), 1, 100000, "1",
+     "Partitions of auto-created topics and of CreateTopics with -1."},
+    {"default.replication.factor", T_INT, OFF(default_replication_factor), 1, 1, "1",
+     "Single node: only 1 is valid."},
+    {"auto.create.topics.enable", T_BOOL, OFF(auto_create_topics_enable), 0, 0, "true",
+     "Create a topic when Metadata names an unknown one and allows auto-creation."},
+    {"delete.topic.enable", T_BOOL, OFF(delete_topic_enable), 0, 0, "true",
+     "Allow DeleteTopics."},
+    {"log.segment.bytes", T_LONG, OFF(log_segment_bytes), 1024, INT32_MAX, "1073741824",
+     "Size at which a partition's active segment is rolled."},
+    {"log.roll.ms", T_LONG, OFF(log_roll_ms), -1, I64MAX, "604800000",
+     "Age at which the active segment is rolled."},
+    {"log.retention.hours", T_LONG, OFF(retention_hours_raw), -1, I64MAX, "168",
+     "Retention by time, hours (lowest precedence)."},
+    {"log.retention.minutes", T_LONG, OFF(retention_minutes_raw), -1, I64MAX, NULL,
+     "Retention by time, minutes."},
+    {"log.retention.ms", T_LONG, OFF(retention_ms_raw), -1, I64MAX, NULL,
+     "Retention by time, milliseconds (highest precedence); -1 keeps forever."},
+    {"log.retention.bytes", T_LONG, OFF(log_retention_bytes), -1, I64MAX, "-1",
+     "Retention by size per partition; -1 unlimited."},
+    {"log.retention.check.interval.ms", T_LONG, OFF(log_retention_check_interval_ms), 1, I64MAX,
+     "300000", "How often retention is applied."},
+    {"log.flush.interval.messages", T_LONG, OFF(log_flush_interval_messages), 1, I64MAX,
+     "9223372036854775807", "Records appended to a partition before it is fsynced."},
+    {"log.flush.interval.ms", T_LONG, OFF(log_flush_interval_ms), 0, I64MAX,
+     "9223372036854775807", "Maximum age of unsynced data in a partition."},
+    {"log.flush.scheduler.interval.ms", T_LONG, OFF(log_flush_scheduler_interval_ms), 1, I64MAX,
+     "1000", "How often the flush policy is checked."},
+    {"log.index.interval.bytes", T_INT, OFF(log_index_interval_bytes), 0, INT32_MAX, "4096",
+     "Bytes between sparse offset-index entries."},
+    {"log.index.size.max.bytes", T_INT, OFF(log_index_size_max_bytes), 64, INT32_MAX,
+     "10485760", "Index size that forces a segment roll."},
+    {"message.max.bytes", T_INT, OFF(message_max_bytes), 0, INT32_MAX, "1048588",
+     "Largest record batch accepted."},
+    {"socket.request.max.bytes", T_INT, OFF(socket_request_max_bytes), 1024, INT32_MAX,
+     "104857600", "Largest request frame accepted after authentication."},
+    {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",
+     "Idle connections are closed after this."},
+    {"max.connections", T_INT, OFF(max_connections), 0, INT32_MAX, "2147483647",
+     "Connections accepted at once."},
+    {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0,
+     INT32_MAX, "3000", "Delay before the first rebalance of an empty group."},
+    {"sluice.preauth.max.bytes", T_INT, OFF(sluice_preauth_max_bytes), 64, INT32_MAX, "102400",
+     "Largest frame accepted before a connection is authenticated."},
+    {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
+     "Requests queued per connection before reading pauses."},
+    {"sluice.shutdown.timeout.ms", T_LONG, OFF(sluice_shutdown_timeout_ms), 0, I64MAX, "10000",
+     "Time SIGTERM waits for in-flight requests before closing connections."},
+    {"sluice.log.level", T_STR, OFF(sluice_log_level), 0, 0, "info",
+     "Broker log level: debug, info, warn or error."},
+};
+#define NKEYS (sizeof k_keys / sizeof k_keys[0])
+
+size_t sl_config_key_count(void) { return NKEYS; }
+
+const sl_config_key_info *sl_config_key_at(size_t i) {
+    static sl_config_key_info info;
+    static const char *const tn[] = {"int", "long", "boolean", "string", "list"};
+    if (i >= NKEYS) return NULL;
+    info.name = k_keys[i].name;
+    info.type = tn[k_keys[i].type];
+    info.doc = k_keys[i].doc;
+    return &info;
+}
+
+static const key_def *find_key(const char *name, size_t *idx) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(k_keys[i].name, name) == 0) {
+            if (idx) *idx = i;
+            return &k_keys[i];
+        }
+    return NULL;
+}
+
+static sl_err apply(sl_config *c, const key_def *k, const char *v, char *err, size_t elen) {
+    char *base = (char *)c;
+    switch (k->type) {
+    case T_INT:
+    case T_LONG: {
+        errno = 0;
+        char *end = NULL;
+        long long n = strtoll(v, &end, 10);
+        while (end && isspace((unsigned char)*end)) end++;
+        if (errno || end == v || (end && *end) || n < k->min || n > k->max) {
+            snprintf(err, elen, "%s: invalid value \"%s\" (expected an integer in [%lld, %lld])",
+                     k->name, v, (long long)k->min, (long long)k->max);
+            return SL_ECONFIG;
+        }
+        if (k->type == T_INT)
+            *(int32_t *)(base + k->off) = (int32_t)n;
+        else
+            *(int64_t *)(base + k->off) = n;
+        return SL_OK;
+    }
+    case T_BOOL:
+        if (strcmp(v, "true") == 0)
+            *(bool *)(base + k->off) = true;
+        else if (strcmp(v, "false") == 0)
+            *(bool *)(base + k->off) = false;
+        else {
+            snprintf(err, elen, "%s: invalid value \"%s\" (expected true or false)", k->name, v);
+            return SL_ECONFIG;
+        }
+        return SL_OK;
+    case T_STR:
+    case T_LIST: {
+        size_t n = strlen(v);
+        if (n >= SL_CFG_STR_MAX || (k->off == OFF(sluice_log_level) && n >= 16)) {
+            snprintf(err, elen, "%s: value too long", k->name);
+            return SL_ECONFIG;
+        }
+        memcpy(base + k->off, v, n + 1);
+        return SL_OK;
+    }
+    }
+    return SL_ECONFIG;
+}
+
+void sl_config_defaults(sl_config *c) {
+    memset(c, 0, sizeof *c);
+    c->retention_hours_raw = c->retention_minutes_raw = c->retention_ms_raw = -2;
+    char err[256];
+    for (size_t i = 0; i < NKEYS; i++)
+        if (k_keys[i].def) (void)apply(c, &k_keys[i], k_keys[i].def, err, sizeof err);
+    c->set_mask = 0;
+}
+
+static void trim(char **s) {
+    while (isspace((unsigned char)**s)) (*s)++;
+    char *e = *s + strlen(*s);
+    while (e > *s && isspace((unsigned char)e[-1])) *--e = 0;
+}
+
+sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err, size_t elen) {
+    size_t idx;
+    const key_def *k = find_key(key, &idx);
+    if (!k) {
+        SL_WARN("config", "unknown configuration key ignored", "key=%s", key);
+        return SL_OK;
+    }
+    char buf[SL_CFG_STR_MAX + 64];
+    snprintf(buf, sizeof buf, "%s", value);
+    char *v = buf;
+    trim(&v);
+    sl_err e = apply(c, k, v, err, elen);
+    if (e == SL_OK && idx < 64) c->set_mask |= 1ull << idx;
+    return e;
+}
+
+sl_err sl_config_load(sl_config *c, const char *path, char *err, size_t elen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, elen, "cannot open config file %s: %s", path, strerror(errno));
+        return SL_ECONFIG;
+    }
+    char line[4096], logical[8192];
+    size_t ll = 0;
+    sl_err rc = SL_OK;
+    int lineno = 0;
+    while (rc == SL_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t n = strcspn(line, "\r\n");
+        line[n] = 0;
+        char *s = line;
+        if (ll == 0) {
+            trim(&s);
+            if (!*s || *s == '#' || *s == '!') continue;
+        } else {
+            while (isspace((unsigned char)*s)) s++;
+        }
+        size_t sl = strlen(s);
+        bool cont = sl > 0 && s[sl - 1] == '\\';
+        if (cont) s[--sl] = 0;
+        if (ll + sl >= sizeof logical) {
+            snprintf(err, elen, "%s:%d: line too long", path, lineno);
+            rc = SL_ECONFIG;
+            break;
+        }
+        memcpy(logical + ll, s, sl + 1);
+        ll += sl;
+        if (cont) continue;
+        ll = 0;
+        char *sep = logical + strcspn(logical, "=:");
+        if (!*sep) {
+            snprintf(err, elen, "%s:%d: expected key=value", path, lineno);
+            rc = SL_ECONFIG;
+            break;
+        }
+        *sep = 0;
+        char *key = logical, *val = sep + 1;
+        trim(&key);
+        trim(&val);
+        rc = sl_config_set(c, key, val, err, elen);
+    }
+    fclose(f);
+    return rc;
+}
+
+sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
+    if (c->retention_ms_raw != -2)
+        c->log_retention_ms = c->retention_ms_raw;
+    else if (c->retention_minutes_raw != -2)
+        c->log_retention_ms = c->retention_minutes_raw < 0 ? -1 : c->retention_minutes_raw * 60000;
+    else
+        c->log_retention_ms =
+            c->retention_hours_raw < 0 ? -1 : c->retention_hours_raw * 3600 * 1000;
+    sl_listener_spec ls[16];
+    if (sl_listeners_parse(c->listeners, ls, 16, err, elen) <= 0) return SL_ECONFIG;
+    if (c->advertised_listeners[0] &&
+        sl_listeners_parse(c->advertised_listeners, ls, 16, err, elen) <= 0)
+        return SL_ECONFIG;
+    if (strcmp(c->sluice_log_level, "debug") && strcmp(c->sluice_log_level, "info") &&
+        strcmp(c->sluice_log_level, "warn") && strcmp(c->sluice_log_level, "error")) {
+        snprintf(err, elen, "sluice.log.level: invalid value \"%s\"", c->sluice_log_level);
+        return SL_ECONFIG;
+    }
+    if (!c->log_dirs[0] || strchr(c->log_dirs, ',')) {
+        snprintf(err, elen, "log.dirs: exactly one directory is supported");
+        return SL_ECONFIG;
+    }
+    return SL_OK;
+}
+
+bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len) {
+    if (i >= NKEYS) return false;
+    const key_def *k = &k_keys[i];
+    const char *base = (const char *)c;
+    switch (k->type) {
+    case T_INT:
+        snprintf(buf, len, "%d", *(const int32_t *)(base + k->off));
+        return true;
+    case T_LONG: {
+        int64_t v = *(const int64_t *)(base + k->off);
+        if (v == -2) return false;
+        snprintf(buf, len, "%lld", (long long)v);
+        return true;
+    }
+    case T_BOOL:
+        snprintf(buf, len, "%s", *(const bool *)(base + k->off) ? "true" : "false");
+        return true;
+    case T_STR:
+    case T_LIST:
+        snprintf(buf, len, "%s", base + k->off);
+        return base[k->off] != 0;
+    }
+    return false;
+}
+
+bool sl_config_is_set(const sl_config *c, size_t i) { return i < 64 && (c->set_mask >> i) & 1; }
+
+int sl_listeners_parse(const char *s, sl_listener_spec *out, int max, char *err, size_t elen) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        const char *e = p + strcspn(p, ",");
+        char item[512];
+        size_t il = (size_t)(e - p);
+        if (il >= sizeof item || n >= max) {
+            snprintf(err, elen, "listeners: too many or too long entries");
+            return -1;
+        }
+        memcpy(item, p, il);
+        item[il] = 0;
+        char *sch = strstr(item, "://");
+        char *colon = sch ? strrchr(sch + 3, ':') : NULL;
+        if (!sch || !colon || sch == item || (size_t)(sch - item) >= sizeof out[n].name) {
+            snprintf(err, elen, "listeners: invalid entry \"%s\" (expected NAME://host:port)",
+                     item);
+            return -1;
+        }
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 0 || port > 65535 || end == colon + 1) {
+            snprintf(err, elen, "listeners: invalid port in \"%s\"", item);
+            return -1;
+        }
+        memcpy(out[n].name, item, (size_t)(sch - item));
+        out[n].name[sch - item] = 0;
+        char *h = sch + 3;
+        size_t hl = (size_t)(colon - h);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h++;
+            hl -= 2;
+        }
+        if (hl >= sizeof out[n].host) {
+            snprintf(err, elen, "listeners: host too long in \"%s\"", item);
+            return -1;
+        }
+        memcpy(out[n].host, h, hl);
+        out[n].host[hl] = 0;
+        out[n].port = (int)port;
+        n++;
+        p = e;
+    }
+    if (n == 0) snprintf(err, elen, "listeners: no listener configured");
+    return n;
+}

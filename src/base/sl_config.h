@@ -1,0 +1,84 @@
+/* Broker configuration in Kafka's server.properties format and key names; Sluice-only keys live
+ * under `sluice.`. Every key is described once in a table (sl_config.c) from which parsing,
+ * validation, defaults, `--help-config` and DescribeConfigs are derived. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl_err.h"
+
+#define SL_CFG_STR_MAX 1024
+
+typedef struct sl_config {
+    /* Kafka keys */
+    int32_t node_id;
+    char listeners[SL_CFG_STR_MAX];
+    char advertised_listeners[SL_CFG_STR_MAX];
+    char log_dirs[SL_CFG_STR_MAX];
+    int32_t num_partitions;
+    int32_t default_replication_factor;
+    bool auto_create_topics_enable;
+    bool delete_topic_enable;
+    int64_t log_segment_bytes;
+    int64_t log_roll_ms;
+    int64_t log_retention_ms; /* resolved from log.retention.{ms,minutes,hours} */
+    int64_t log_retention_bytes;
+    int64_t log_retention_check_interval_ms;
+    int64_t log_flush_interval_messages;
+    int64_t log_flush_interval_ms;
+    int64_t log_flush_scheduler_interval_ms;
+    int32_t log_index_interval_bytes;
+    int32_t log_index_size_max_bytes;
+    int32_t message_max_bytes;
+    int32_t socket_request_max_bytes;
+    int64_t connections_max_idle_ms;
+    int32_t max_connections;
+    int32_t group_initial_rebalance_delay_ms;
+    /* Sluice keys */
+    int32_t sluice_preauth_max_bytes;
+    int32_t sluice_max_inflight_requests;
+    int64_t sluice_shutdown_timeout_ms;
+    char sluice_log_level[16];
+    /* Raw retention keys, resolved into log_retention_ms by sl_config_finish (ms > minutes >
+     * hours, as Kafka). -2 means unset. */
+    int64_t retention_hours_raw, retention_minutes_raw, retention_ms_raw;
+    uint64_t set_mask; /* bit i: key i set explicitly */
+} sl_config;
+
+/* Fills `c` with the defaults: a broker that works on a fresh machine (data under ./sluice-data,
+ * PLAINTEXT on 127.0.0.1:9092). */
+void sl_config_defaults(sl_config *c);
+/* Applies one key=value. Unknown keys warn (once) and return SL_OK; an invalid value returns
+ * SL_ECONFIG with a message naming the key in `err` (err_len bytes). */
+sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err, size_t err_len);
+/* Reads a server.properties file (`#`/`!` comments, `key=value` or `key: value`, trailing `\`
+ * continuations) and applies every line. */
+sl_err sl_config_load(sl_config *c, const char *path, char *err, size_t err_len);
+/* Checks relations between keys after everything is applied (e.g. retention precedence). */
+sl_err sl_config_finish(sl_config *c, char *err, size_t err_len);
+
+/* Iteration over the key table for help output and DescribeConfigs. */
+typedef struct sl_config_key_info {
+    const char *name;
+    const char *type; /* "int", "long", "boolean", "string", "list" */
+    const char *doc;
+} sl_config_key_info;
+size_t sl_config_key_count(void);
+const sl_config_key_info *sl_config_key_at(size_t i);
+/* Formats the current value of key `i` into buf; returns false for keys with no value (null). */
+bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len);
+/* True when key `i` was set explicitly (file or override) rather than defaulted. */
+bool sl_config_is_set(const sl_config *c, size_t i);
+
+/* One parsed listener from `listeners`: NAME://host:port. */
+typedef struct sl_listener_spec {
+    char name[64];
+    char host[256];
+    int port;
+} sl_listener_spec;
+/* Parses a listeners list; returns the count (<= max) or -1 with err filled. */
+int sl_listeners_parse(const char *s, sl_listener_spec *out, int max, char *err, size_t err_len);
+
+#endif
