@@ -35,6 +35,10 @@ sl_err sl_loop_on_signal(sl_loop *l, int signo, sl_signal_cb cb, void *ctx);
 
 /* Runs until sl_loop_stop(). */
 void sl_loop_run(sl_loop *l);
+/* One iteration: waits up to `timeout_ms` (-1: until the next timer or event; 0: poll) for
+ * events, dispatches them, then runs the timers that are due. Returns the number of callbacks
+ * run, or -1 if epoll failed. For tests and for embedding the loop in another one. */
+int sl_loop_run_once(sl_loop *l, int timeout_ms);
 void sl_loop_stop(sl_loop *l);
 /* Monotonic ms, refreshed once per loop iteration. */
 int64_t sl_loop_now(const sl_loop *l);
