@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs everything needed to build Sluice and run its whole test suite on Debian 12.
+# Idempotent: runs apt-get only for packages that are missing, npm ci only when the lock changed.
+# Quiet when all is well; on failure it prints the failing step's output and exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command quietly; shows its output only if it fails.
+quiet() {
+    local out
+    out=$(mktemp)
+    if ! "$@" >"$out" 2>&1; then
+        cat "$out" >&2
+        rm -f "$out"
+        die "command failed: $*"
+    fi
+    rm -f "$out"
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "must run as root (or with sudo available)"
+    SUDO="sudo"
+fi
+
+PKGS=(
+    build-essential make pkg-config clang clang-format libclang-rt-14-dev
+    libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libcmocka-dev
+    librdkafka-dev kcat
+    python3 python3-pytest python3-confluent-kafka python3-kafka
+    # Compression codecs for kafka-python (snappy, lz4, zstd).
+    python3-snappy python3-lz4 python3-zstandard
+)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    PKGS+=(nodejs npm)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    case "$p" in \#*) continue ;; esac
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    quiet $SUDO apt-get update -q
+    quiet $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Sanity: the Debian interpreter must see the Kafka client libraries (a pyenv python3 first on
+# PATH would not, which is why the tests always use /usr/bin/python3).
+/usr/bin/python3 -c 'import confluent_kafka, kafka, pytest' 2>/dev/null ||
+    die "/usr/bin/python3 cannot import confluent_kafka, kafka and pytest"
+command -v kcat >/dev/null || die "kcat not found"
+command -v node >/dev/null || die "node not found"
+
+# Node clients for the interop suite, pinned by the committed package-lock.json.
+NODE_DIR=tests/interop/node
+stamp="$NODE_DIR/node_modules/.sluice-lock-stamp"
+if [ ! -f "$stamp" ] || ! cmp -s "$NODE_DIR/package-lock.json" "$stamp"; then
+    log "npm ci in $NODE_DIR"
+    (cd "$NODE_DIR" && quiet npm ci --no-audit --no-fund --loglevel=error)
+    cp "$NODE_DIR/package-lock.json" "$stamp"
+fi
+(cd "$NODE_DIR" && node -e 'require("kafkajs"); import("@platformatic/kafka").catch(e => { console.error(e); process.exit(1); })') ||
+    die "node cannot load kafkajs and @platformatic/kafka from $NODE_DIR"
+exit 0
