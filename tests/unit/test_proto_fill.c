@@ -474,6 +474,118 @@ static void fill_fetch_resp(sl_fetch_resp *m, sl_arena *a, int16_t v, uint64_t *
     }
 }
 
+static void init_list_offsets_req_partition(sl_list_offsets_req_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->current_leader_epoch = -1;
+    m->max_num_offsets = 1;
+}
+static void fill_list_offsets_req_partition(sl_list_offsets_req_partition *m, sl_arena *a,
+                                            int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    if (v >= 4) m->current_leader_epoch = (int32_t)sl_tf_rnd(s);
+    m->timestamp = (int64_t)sl_tf_rnd(s);
+    if (v <= 0) m->max_num_offsets = (int32_t)sl_tf_rnd(s);
+}
+static void init_list_offsets_req_topic(sl_list_offsets_req_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_list_offsets_req_topic(sl_list_offsets_req_topic *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_list_offsets_req_partition(&m->partitions[i]);
+        fill_list_offsets_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_list_offsets_req(sl_list_offsets_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->replica_id = (int32_t)sl_tf_rnd(s);
+    if (v >= 2) m->isolation_level = (int8_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_list_offsets_req_topic(&m->topics[i]);
+        fill_list_offsets_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+    if (v >= 10) m->timeout_ms = (int32_t)sl_tf_rnd(s);
+}
+
+static void init_list_offsets_resp_partition(sl_list_offsets_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->timestamp = INT64_C(-1);
+    m->offset = INT64_C(-1);
+    m->leader_epoch = -1;
+}
+static void fill_list_offsets_resp_partition(sl_list_offsets_resp_partition *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v <= 0) {
+        m->old_style_offsets_count = sl_tf_count(s, false, d);
+        m->old_style_offsets = m->old_style_offsets_count > 0
+                                   ? sl_arena_calloc(a, (size_t)m->old_style_offsets_count,
+                                                     sizeof *m->old_style_offsets)
+                                   : NULL;
+        for (int32_t i = 0; i < m->old_style_offsets_count; i++) {
+            m->old_style_offsets[i] = (int64_t)sl_tf_rnd(s);
+        }
+    }
+    if (v >= 1) m->timestamp = (int64_t)sl_tf_rnd(s);
+    if (v >= 1) m->offset = (int64_t)sl_tf_rnd(s);
+    if (v >= 4) m->leader_epoch = (int32_t)sl_tf_rnd(s);
+}
+static void init_list_offsets_resp_topic(sl_list_offsets_resp_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_list_offsets_resp_topic(sl_list_offsets_resp_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_list_offsets_resp_partition(&m->partitions[i]);
+        fill_list_offsets_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_list_offsets_resp(sl_list_offsets_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_list_offsets_resp_topic(&m->topics[i]);
+        fill_list_offsets_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
 static void init_metadata_req_topic(sl_metadata_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_metadata_req_topic(sl_metadata_req_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
@@ -697,6 +809,749 @@ static void fill_api_versions_resp(sl_api_versions_resp *m, sl_arena *a, int16_t
     if (v >= 3 && (sl_tf_rnd(s) & 1)) m->zk_migration_ready = (sl_tf_rnd(s) & 1) != 0;
 }
 
+static void init_create_topics_req_assignment(sl_create_topics_req_assignment *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_create_topics_req_assignment(sl_create_topics_req_assignment *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->broker_ids_count = sl_tf_count(s, false, d);
+    m->broker_ids = m->broker_ids_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->broker_ids_count, sizeof *m->broker_ids)
+                        : NULL;
+    for (int32_t i = 0; i < m->broker_ids_count; i++) {
+        m->broker_ids[i] = (int32_t)sl_tf_rnd(s);
+    }
+}
+static void init_create_topics_req_config(sl_create_topics_req_config *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_create_topics_req_config(sl_create_topics_req_config *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->value = sl_tf_str(a, s, true);
+}
+static void init_create_topics_req_topic(sl_create_topics_req_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_create_topics_req_topic(sl_create_topics_req_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->num_partitions = (int32_t)sl_tf_rnd(s);
+    m->replication_factor = (int16_t)sl_tf_rnd(s);
+    m->assignments_count = sl_tf_count(s, false, d);
+    m->assignments = m->assignments_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->assignments_count, sizeof *m->assignments)
+                         : NULL;
+    for (int32_t i = 0; i < m->assignments_count; i++) {
+        init_create_topics_req_assignment(&m->assignments[i]);
+        fill_create_topics_req_assignment(&m->assignments[i], a, v, s, d + 1);
+    }
+    m->configs_count = sl_tf_count(s, false, d);
+    m->configs = m->configs_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->configs_count, sizeof *m->configs)
+                     : NULL;
+    for (int32_t i = 0; i < m->configs_count; i++) {
+        init_create_topics_req_config(&m->configs[i]);
+        fill_create_topics_req_config(&m->configs[i], a, v, s, d + 1);
+    }
+}
+static void fill_create_topics_req(sl_create_topics_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_create_topics_req_topic(&m->topics[i]);
+        fill_create_topics_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+    m->timeout_ms = (int32_t)sl_tf_rnd(s);
+    if (v >= 1) m->validate_only = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_create_topics_resp_config(sl_create_topics_resp_config *m) {
+    memset(m, 0, sizeof *m);
+    m->config_source = -1;
+}
+static void fill_create_topics_resp_config(sl_create_topics_resp_config *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 5) m->name = sl_tf_str(a, s, false);
+    if (v >= 5) m->value = sl_tf_str(a, s, v >= 5);
+    if (v >= 5) m->read_only = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 5) m->config_source = (int8_t)sl_tf_rnd(s);
+    if (v >= 5) m->is_sensitive = (sl_tf_rnd(s) & 1) != 0;
+}
+static void init_create_topics_resp_topic(sl_create_topics_resp_topic *m) {
+    memset(m, 0, sizeof *m);
+    m->num_partitions = -1;
+    m->replication_factor = -1;
+}
+static void fill_create_topics_resp_topic(sl_create_topics_resp_topic *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    if (v >= 7) sl_tf_uuid(s, &m->topic_id);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 1) m->error_message = sl_tf_str(a, s, v >= 1);
+    if (v >= 5 && (sl_tf_rnd(s) & 1)) m->topic_config_error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 5) m->num_partitions = (int32_t)sl_tf_rnd(s);
+    if (v >= 5) m->replication_factor = (int16_t)sl_tf_rnd(s);
+    if (v >= 5) {
+        m->configs_count = sl_tf_count(s, v >= 5, d);
+        m->configs = m->configs_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->configs_count, sizeof *m->configs)
+                         : NULL;
+        for (int32_t i = 0; i < m->configs_count; i++) {
+            init_create_topics_resp_config(&m->configs[i]);
+            fill_create_topics_resp_config(&m->configs[i], a, v, s, d + 1);
+        }
+    }
+}
+static void fill_create_topics_resp(sl_create_topics_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_create_topics_resp_topic(&m->topics[i]);
+        fill_create_topics_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void init_delete_topics_req_topic(sl_delete_topics_req_topic *m) {
+    memset(m, 0, sizeof *m);
+    m->name = SL_STR_NULL;
+}
+static void fill_delete_topics_req_topic(sl_delete_topics_req_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 6) m->name = sl_tf_str(a, s, v >= 6);
+    if (v >= 6) sl_tf_uuid(s, &m->topic_id);
+}
+static void fill_delete_topics_req(sl_delete_topics_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 6) {
+        m->topics_count = sl_tf_count(s, false, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            init_delete_topics_req_topic(&m->topics[i]);
+            fill_delete_topics_req_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+    if (v <= 5) {
+        m->topic_names_count = sl_tf_count(s, false, d);
+        m->topic_names = m->topic_names_count > 0 ? sl_arena_calloc(a, (size_t)m->topic_names_count,
+                                                                    sizeof *m->topic_names)
+                                                  : NULL;
+        for (int32_t i = 0; i < m->topic_names_count; i++) {
+            m->topic_names[i] = sl_tf_str(a, s, false);
+        }
+    }
+    m->timeout_ms = (int32_t)sl_tf_rnd(s);
+}
+
+static void init_delete_topics_resp_result(sl_delete_topics_resp_result *m) {
+    memset(m, 0, sizeof *m);
+    m->error_message = SL_STR_NULL;
+}
+static void fill_delete_topics_resp_result(sl_delete_topics_resp_result *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, v >= 6);
+    if (v >= 6) sl_tf_uuid(s, &m->topic_id);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 5) m->error_message = sl_tf_str(a, s, v >= 5);
+}
+static void fill_delete_topics_resp(sl_delete_topics_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->responses_count = sl_tf_count(s, false, d);
+    m->responses = m->responses_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->responses_count, sizeof *m->responses)
+                       : NULL;
+    for (int32_t i = 0; i < m->responses_count; i++) {
+        init_delete_topics_resp_result(&m->responses[i]);
+        fill_delete_topics_resp_result(&m->responses[i], a, v, s, d + 1);
+    }
+}
+
+static void init_delete_records_req_partition(sl_delete_records_req_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_records_req_partition(sl_delete_records_req_partition *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->offset = (int64_t)sl_tf_rnd(s);
+}
+static void init_delete_records_req_topic(sl_delete_records_req_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_records_req_topic(sl_delete_records_req_topic *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_delete_records_req_partition(&m->partitions[i]);
+        fill_delete_records_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_delete_records_req(sl_delete_records_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_delete_records_req_topic(&m->topics[i]);
+        fill_delete_records_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+    m->timeout_ms = (int32_t)sl_tf_rnd(s);
+}
+
+static void init_delete_records_resp_partition(sl_delete_records_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_records_resp_partition(sl_delete_records_resp_partition *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->low_watermark = (int64_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void init_delete_records_resp_topic(sl_delete_records_resp_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_records_resp_topic(sl_delete_records_resp_topic *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_delete_records_resp_partition(&m->partitions[i]);
+        fill_delete_records_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_delete_records_resp(sl_delete_records_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                     int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_delete_records_resp_topic(&m->topics[i]);
+        fill_delete_records_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void
+init_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->current_leader_epoch = -1;
+}
+static void fill_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partition *m,
+                                                       sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->partition = (int32_t)sl_tf_rnd(s);
+    if (v >= 2) m->current_leader_epoch = (int32_t)sl_tf_rnd(s);
+    m->leader_epoch = (int32_t)sl_tf_rnd(s);
+}
+static void init_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_req_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_req_topic *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->topic = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_for_leader_epoch_req_partition(&m->partitions[i]);
+        fill_offset_for_leader_epoch_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_for_leader_epoch_req(sl_offset_for_leader_epoch_req *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 3) m->replica_id = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_for_leader_epoch_req_topic(&m->topics[i]);
+        fill_offset_for_leader_epoch_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void
+init_offset_for_leader_epoch_resp_partition(sl_offset_for_leader_epoch_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->leader_epoch = -1;
+    m->end_offset = INT64_C(-1);
+}
+static void
+fill_offset_for_leader_epoch_resp_partition(sl_offset_for_leader_epoch_resp_partition *m,
+                                            sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->partition = (int32_t)sl_tf_rnd(s);
+    if (v >= 1) m->leader_epoch = (int32_t)sl_tf_rnd(s);
+    m->end_offset = (int64_t)sl_tf_rnd(s);
+}
+static void init_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_resp_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_resp_topic *m,
+                                                    sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->topic = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_for_leader_epoch_resp_partition(&m->partitions[i]);
+        fill_offset_for_leader_epoch_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_for_leader_epoch_resp(sl_offset_for_leader_epoch_resp *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_for_leader_epoch_resp_topic(&m->topics[i]);
+        fill_offset_for_leader_epoch_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void init_describe_configs_req_resource(sl_describe_configs_req_resource *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_describe_configs_req_resource(sl_describe_configs_req_resource *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    m->configuration_keys_count = sl_tf_count(s, true, d);
+    m->configuration_keys =
+        m->configuration_keys_count > 0
+            ? sl_arena_calloc(a, (size_t)m->configuration_keys_count, sizeof *m->configuration_keys)
+            : NULL;
+    for (int32_t i = 0; i < m->configuration_keys_count; i++) {
+        m->configuration_keys[i] = sl_tf_str(a, s, false);
+    }
+}
+static void fill_describe_configs_req(sl_describe_configs_req *m, sl_arena *a, int16_t v,
+                                      uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->resources_count = sl_tf_count(s, false, d);
+    m->resources = m->resources_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
+                       : NULL;
+    for (int32_t i = 0; i < m->resources_count; i++) {
+        init_describe_configs_req_resource(&m->resources[i]);
+        fill_describe_configs_req_resource(&m->resources[i], a, v, s, d + 1);
+    }
+    if (v >= 1) m->include_synonyms = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 3) m->include_documentation = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_describe_configs_resp_synonym(sl_describe_configs_resp_synonym *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_describe_configs_resp_synonym(sl_describe_configs_resp_synonym *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    if (v >= 1) m->name = sl_tf_str(a, s, false);
+    if (v >= 1) m->value = sl_tf_str(a, s, v >= 1);
+    if (v >= 1) m->source = (int8_t)sl_tf_rnd(s);
+}
+static void init_describe_configs_resp_config(sl_describe_configs_resp_config *m) {
+    memset(m, 0, sizeof *m);
+    m->config_source = -1;
+}
+static void fill_describe_configs_resp_config(sl_describe_configs_resp_config *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->value = sl_tf_str(a, s, true);
+    m->read_only = (sl_tf_rnd(s) & 1) != 0;
+    if (v <= 0) m->is_default = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 1) m->config_source = (int8_t)sl_tf_rnd(s);
+    m->is_sensitive = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 1) {
+        m->synonyms_count = sl_tf_count(s, false, d);
+        m->synonyms = m->synonyms_count > 0
+                          ? sl_arena_calloc(a, (size_t)m->synonyms_count, sizeof *m->synonyms)
+                          : NULL;
+        for (int32_t i = 0; i < m->synonyms_count; i++) {
+            init_describe_configs_resp_synonym(&m->synonyms[i]);
+            fill_describe_configs_resp_synonym(&m->synonyms[i], a, v, s, d + 1);
+        }
+    }
+    if (v >= 3) m->config_type = (int8_t)sl_tf_rnd(s);
+    if (v >= 3) m->documentation = sl_tf_str(a, s, v >= 3);
+}
+static void init_describe_configs_resp_result(sl_describe_configs_resp_result *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_describe_configs_resp_result(sl_describe_configs_resp_result *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    m->configs_count = sl_tf_count(s, false, d);
+    m->configs = m->configs_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->configs_count, sizeof *m->configs)
+                     : NULL;
+    for (int32_t i = 0; i < m->configs_count; i++) {
+        init_describe_configs_resp_config(&m->configs[i]);
+        fill_describe_configs_resp_config(&m->configs[i], a, v, s, d + 1);
+    }
+}
+static void fill_describe_configs_resp(sl_describe_configs_resp *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_describe_configs_resp_result(&m->results[i]);
+        fill_describe_configs_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void init_create_partitions_req_assignment(sl_create_partitions_req_assignment *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_create_partitions_req_assignment(sl_create_partitions_req_assignment *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->broker_ids_count = sl_tf_count(s, false, d);
+    m->broker_ids = m->broker_ids_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->broker_ids_count, sizeof *m->broker_ids)
+                        : NULL;
+    for (int32_t i = 0; i < m->broker_ids_count; i++) {
+        m->broker_ids[i] = (int32_t)sl_tf_rnd(s);
+    }
+}
+static void init_create_partitions_req_topic(sl_create_partitions_req_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_create_partitions_req_topic(sl_create_partitions_req_topic *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->count = (int32_t)sl_tf_rnd(s);
+    m->assignments_count = sl_tf_count(s, true, d);
+    m->assignments = m->assignments_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->assignments_count, sizeof *m->assignments)
+                         : NULL;
+    for (int32_t i = 0; i < m->assignments_count; i++) {
+        init_create_partitions_req_assignment(&m->assignments[i]);
+        fill_create_partitions_req_assignment(&m->assignments[i], a, v, s, d + 1);
+    }
+}
+static void fill_create_partitions_req(sl_create_partitions_req *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_create_partitions_req_topic(&m->topics[i]);
+        fill_create_partitions_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+    m->timeout_ms = (int32_t)sl_tf_rnd(s);
+    m->validate_only = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_create_partitions_resp_result(sl_create_partitions_resp_result *m) {
+    memset(m, 0, sizeof *m);
+    m->error_message = SL_STR_NULL;
+}
+static void fill_create_partitions_resp_result(sl_create_partitions_resp_result *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+}
+static void fill_create_partitions_resp(sl_create_partitions_resp *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_create_partitions_resp_result(&m->results[i]);
+        fill_create_partitions_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void init_incremental_alter_configs_req_config(sl_incremental_alter_configs_req_config *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_incremental_alter_configs_req_config(sl_incremental_alter_configs_req_config *m,
+                                                      sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->config_operation = (int8_t)sl_tf_rnd(s);
+    m->value = sl_tf_str(a, s, true);
+}
+static void
+init_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_resource *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_resource *m,
+                                            sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    m->configs_count = sl_tf_count(s, false, d);
+    m->configs = m->configs_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->configs_count, sizeof *m->configs)
+                     : NULL;
+    for (int32_t i = 0; i < m->configs_count; i++) {
+        init_incremental_alter_configs_req_config(&m->configs[i]);
+        fill_incremental_alter_configs_req_config(&m->configs[i], a, v, s, d + 1);
+    }
+}
+static void fill_incremental_alter_configs_req(sl_incremental_alter_configs_req *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->resources_count = sl_tf_count(s, false, d);
+    m->resources = m->resources_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
+                       : NULL;
+    for (int32_t i = 0; i < m->resources_count; i++) {
+        init_incremental_alter_configs_req_resource(&m->resources[i]);
+        fill_incremental_alter_configs_req_resource(&m->resources[i], a, v, s, d + 1);
+    }
+    m->validate_only = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void
+init_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_response *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_response *m,
+                                             sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+}
+static void fill_incremental_alter_configs_resp(sl_incremental_alter_configs_resp *m, sl_arena *a,
+                                                int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->responses_count = sl_tf_count(s, false, d);
+    m->responses = m->responses_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->responses_count, sizeof *m->responses)
+                       : NULL;
+    for (int32_t i = 0; i < m->responses_count; i++) {
+        init_incremental_alter_configs_resp_response(&m->responses[i]);
+        fill_incremental_alter_configs_resp_response(&m->responses[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_describe_cluster_req(sl_describe_cluster_req *m, sl_arena *a, int16_t v,
+                                      uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->include_cluster_authorized_operations = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 1) m->endpoint_type = (int8_t)sl_tf_rnd(s);
+}
+
+static void init_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m) {
+    memset(m, 0, sizeof *m);
+    m->rack = SL_STR_NULL;
+}
+static void fill_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->broker_id = (int32_t)sl_tf_rnd(s);
+    m->host = sl_tf_str(a, s, false);
+    m->port = (int32_t)sl_tf_rnd(s);
+    m->rack = sl_tf_str(a, s, true);
+}
+static void fill_describe_cluster_resp(sl_describe_cluster_resp *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)s;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    if (v >= 1) m->endpoint_type = (int8_t)sl_tf_rnd(s);
+    m->cluster_id = sl_tf_str(a, s, false);
+    m->controller_id = (int32_t)sl_tf_rnd(s);
+    m->brokers_count = sl_tf_count(s, false, d);
+    m->brokers = m->brokers_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->brokers_count, sizeof *m->brokers)
+                     : NULL;
+    for (int32_t i = 0; i < m->brokers_count; i++) {
+        init_describe_cluster_resp_broker(&m->brokers[i]);
+        fill_describe_cluster_resp_broker(&m->brokers[i], a, v, s, d + 1);
+    }
+    m->cluster_authorized_operations = (int32_t)sl_tf_rnd(s);
+}
+
 bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_t version,
                         uint64_t *seed) {
     switch (key * 2 + (response ? 1 : 0)) {
@@ -712,6 +1567,12 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
     case 3:
         fill_fetch_resp(m, a, version, seed, 0);
         return true;
+    case 4:
+        fill_list_offsets_req(m, a, version, seed, 0);
+        return true;
+    case 5:
+        fill_list_offsets_resp(m, a, version, seed, 0);
+        return true;
     case 6:
         fill_metadata_req(m, a, version, seed, 0);
         return true;
@@ -723,6 +1584,54 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
         return true;
     case 37:
         fill_api_versions_resp(m, a, version, seed, 0);
+        return true;
+    case 38:
+        fill_create_topics_req(m, a, version, seed, 0);
+        return true;
+    case 39:
+        fill_create_topics_resp(m, a, version, seed, 0);
+        return true;
+    case 40:
+        fill_delete_topics_req(m, a, version, seed, 0);
+        return true;
+    case 41:
+        fill_delete_topics_resp(m, a, version, seed, 0);
+        return true;
+    case 42:
+        fill_delete_records_req(m, a, version, seed, 0);
+        return true;
+    case 43:
+        fill_delete_records_resp(m, a, version, seed, 0);
+        return true;
+    case 46:
+        fill_offset_for_leader_epoch_req(m, a, version, seed, 0);
+        return true;
+    case 47:
+        fill_offset_for_leader_epoch_resp(m, a, version, seed, 0);
+        return true;
+    case 64:
+        fill_describe_configs_req(m, a, version, seed, 0);
+        return true;
+    case 65:
+        fill_describe_configs_resp(m, a, version, seed, 0);
+        return true;
+    case 74:
+        fill_create_partitions_req(m, a, version, seed, 0);
+        return true;
+    case 75:
+        fill_create_partitions_resp(m, a, version, seed, 0);
+        return true;
+    case 88:
+        fill_incremental_alter_configs_req(m, a, version, seed, 0);
+        return true;
+    case 89:
+        fill_incremental_alter_configs_resp(m, a, version, seed, 0);
+        return true;
+    case 120:
+        fill_describe_cluster_req(m, a, version, seed, 0);
+        return true;
+    case 121:
+        fill_describe_cluster_resp(m, a, version, seed, 0);
         return true;
     default:
         return false;

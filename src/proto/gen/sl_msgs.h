@@ -14,11 +14,20 @@
 #include "base/sl_err.h"
 #include "proto/sl_proto.h"
 
-#define SL_API_PRODUCE      0
-#define SL_API_FETCH        1
-#define SL_API_METADATA     3
-#define SL_API_API_VERSIONS 18
-#define SL_API_COUNT        4 /* APIs defined */
+#define SL_API_PRODUCE                   0
+#define SL_API_FETCH                     1
+#define SL_API_LIST_OFFSETS              2
+#define SL_API_METADATA                  3
+#define SL_API_API_VERSIONS              18
+#define SL_API_CREATE_TOPICS             19
+#define SL_API_DELETE_TOPICS             20
+#define SL_API_DELETE_RECORDS            21
+#define SL_API_OFFSET_FOR_LEADER_EPOCH   23
+#define SL_API_DESCRIBE_CONFIGS          32
+#define SL_API_CREATE_PARTITIONS         37
+#define SL_API_INCREMENTAL_ALTER_CONFIGS 44
+#define SL_API_DESCRIBE_CLUSTER          60
+#define SL_API_COUNT                     13 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -215,6 +224,54 @@ void sl_fetch_resp_init(sl_fetch_resp *m);
 sl_err sl_fetch_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_fetch_resp *out);
 void sl_fetch_resp_encode(sl_wr *w, int16_t version, const sl_fetch_resp *m);
 
+/* ---- ListOffsets request, v0-10 ---- */
+typedef struct sl_list_offsets_req_partition {
+    int32_t partition_index;
+    int32_t current_leader_epoch;
+    int64_t timestamp;
+    int32_t max_num_offsets;
+} sl_list_offsets_req_partition;
+typedef struct sl_list_offsets_req_topic {
+    sl_str name;
+    sl_list_offsets_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_list_offsets_req_topic;
+typedef struct sl_list_offsets_req {
+    int32_t replica_id;
+    int8_t isolation_level;
+    sl_list_offsets_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int32_t timeout_ms;
+} sl_list_offsets_req;
+void sl_list_offsets_req_init(sl_list_offsets_req *m);
+sl_err sl_list_offsets_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_list_offsets_req *out);
+void sl_list_offsets_req_encode(sl_wr *w, int16_t version, const sl_list_offsets_req *m);
+
+/* ---- ListOffsets response, v0-10 ---- */
+typedef struct sl_list_offsets_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+    int64_t *old_style_offsets;
+    int32_t old_style_offsets_count; /* -1: null */
+    int64_t timestamp;
+    int64_t offset;
+    int32_t leader_epoch;
+} sl_list_offsets_resp_partition;
+typedef struct sl_list_offsets_resp_topic {
+    sl_str name;
+    sl_list_offsets_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_list_offsets_resp_topic;
+typedef struct sl_list_offsets_resp {
+    int32_t throttle_time_ms;
+    sl_list_offsets_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_list_offsets_resp;
+void sl_list_offsets_resp_init(sl_list_offsets_resp *m);
+sl_err sl_list_offsets_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_list_offsets_resp *out);
+void sl_list_offsets_resp_encode(sl_wr *w, int16_t version, const sl_list_offsets_resp *m);
+
 /* ---- Metadata request, v0-12 ---- */
 typedef struct sl_metadata_req_topic {
     sl_uuid topic_id;
@@ -314,5 +371,351 @@ void sl_api_versions_resp_init(sl_api_versions_resp *m);
 sl_err sl_api_versions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_api_versions_resp *out);
 void sl_api_versions_resp_encode(sl_wr *w, int16_t version, const sl_api_versions_resp *m);
+
+/* ---- CreateTopics request, v0-7 ---- */
+typedef struct sl_create_topics_req_assignment {
+    int32_t partition_index;
+    int32_t *broker_ids;
+    int32_t broker_ids_count; /* -1: null */
+} sl_create_topics_req_assignment;
+typedef struct sl_create_topics_req_config {
+    sl_str name;
+    sl_str value;
+} sl_create_topics_req_config;
+typedef struct sl_create_topics_req_topic {
+    sl_str name;
+    int32_t num_partitions;
+    int16_t replication_factor;
+    sl_create_topics_req_assignment *assignments;
+    int32_t assignments_count; /* -1: null */
+    sl_create_topics_req_config *configs;
+    int32_t configs_count; /* -1: null */
+} sl_create_topics_req_topic;
+typedef struct sl_create_topics_req {
+    sl_create_topics_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int32_t timeout_ms;
+    bool validate_only;
+} sl_create_topics_req;
+void sl_create_topics_req_init(sl_create_topics_req *m);
+sl_err sl_create_topics_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_create_topics_req *out);
+void sl_create_topics_req_encode(sl_wr *w, int16_t version, const sl_create_topics_req *m);
+
+/* ---- CreateTopics response, v0-7 ---- */
+typedef struct sl_create_topics_resp_config {
+    sl_str name;
+    sl_str value;
+    bool read_only;
+    int8_t config_source;
+    bool is_sensitive;
+} sl_create_topics_resp_config;
+typedef struct sl_create_topics_resp_topic {
+    sl_str name;
+    sl_uuid topic_id;
+    int16_t error_code;
+    sl_str error_message;
+    int16_t topic_config_error_code;
+    int32_t num_partitions;
+    int16_t replication_factor;
+    sl_create_topics_resp_config *configs;
+    int32_t configs_count; /* -1: null */
+} sl_create_topics_resp_topic;
+typedef struct sl_create_topics_resp {
+    int32_t throttle_time_ms;
+    sl_create_topics_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_create_topics_resp;
+void sl_create_topics_resp_init(sl_create_topics_resp *m);
+sl_err sl_create_topics_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_create_topics_resp *out);
+void sl_create_topics_resp_encode(sl_wr *w, int16_t version, const sl_create_topics_resp *m);
+
+/* ---- DeleteTopics request, v0-6 ---- */
+typedef struct sl_delete_topics_req_topic {
+    sl_str name;
+    sl_uuid topic_id;
+} sl_delete_topics_req_topic;
+typedef struct sl_delete_topics_req {
+    sl_delete_topics_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    sl_str *topic_names;
+    int32_t topic_names_count; /* -1: null */
+    int32_t timeout_ms;
+} sl_delete_topics_req;
+void sl_delete_topics_req_init(sl_delete_topics_req *m);
+sl_err sl_delete_topics_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_delete_topics_req *out);
+void sl_delete_topics_req_encode(sl_wr *w, int16_t version, const sl_delete_topics_req *m);
+
+/* ---- DeleteTopics response, v0-6 ---- */
+typedef struct sl_delete_topics_resp_result {
+    sl_str name;
+    sl_uuid topic_id;
+    int16_t error_code;
+    sl_str error_message;
+} sl_delete_topics_resp_result;
+typedef struct sl_delete_topics_resp {
+    int32_t throttle_time_ms;
+    sl_delete_topics_resp_result *responses;
+    int32_t responses_count; /* -1: null */
+} sl_delete_topics_resp;
+void sl_delete_topics_resp_init(sl_delete_topics_resp *m);
+sl_err sl_delete_topics_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_delete_topics_resp *out);
+void sl_delete_topics_resp_encode(sl_wr *w, int16_t version, const sl_delete_topics_resp *m);
+
+/* ---- DeleteRecords request, v0-2 ---- */
+typedef struct sl_delete_records_req_partition {
+    int32_t partition_index;
+    int64_t offset;
+} sl_delete_records_req_partition;
+typedef struct sl_delete_records_req_topic {
+    sl_str name;
+    sl_delete_records_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_delete_records_req_topic;
+typedef struct sl_delete_records_req {
+    sl_delete_records_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int32_t timeout_ms;
+} sl_delete_records_req;
+void sl_delete_records_req_init(sl_delete_records_req *m);
+sl_err sl_delete_records_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_delete_records_req *out);
+void sl_delete_records_req_encode(sl_wr *w, int16_t version, const sl_delete_records_req *m);
+
+/* ---- DeleteRecords response, v0-2 ---- */
+typedef struct sl_delete_records_resp_partition {
+    int32_t partition_index;
+    int64_t low_watermark;
+    int16_t error_code;
+} sl_delete_records_resp_partition;
+typedef struct sl_delete_records_resp_topic {
+    sl_str name;
+    sl_delete_records_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_delete_records_resp_topic;
+typedef struct sl_delete_records_resp {
+    int32_t throttle_time_ms;
+    sl_delete_records_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_delete_records_resp;
+void sl_delete_records_resp_init(sl_delete_records_resp *m);
+sl_err sl_delete_records_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                     sl_delete_records_resp *out);
+void sl_delete_records_resp_encode(sl_wr *w, int16_t version, const sl_delete_records_resp *m);
+
+/* ---- OffsetForLeaderEpoch request, v0-4 ---- */
+typedef struct sl_offset_for_leader_epoch_req_partition {
+    int32_t partition;
+    int32_t current_leader_epoch;
+    int32_t leader_epoch;
+} sl_offset_for_leader_epoch_req_partition;
+typedef struct sl_offset_for_leader_epoch_req_topic {
+    sl_str topic;
+    sl_offset_for_leader_epoch_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_for_leader_epoch_req_topic;
+typedef struct sl_offset_for_leader_epoch_req {
+    int32_t replica_id;
+    sl_offset_for_leader_epoch_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_for_leader_epoch_req;
+void sl_offset_for_leader_epoch_req_init(sl_offset_for_leader_epoch_req *m);
+sl_err sl_offset_for_leader_epoch_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                             sl_offset_for_leader_epoch_req *out);
+void sl_offset_for_leader_epoch_req_encode(sl_wr *w, int16_t version,
+                                           const sl_offset_for_leader_epoch_req *m);
+
+/* ---- OffsetForLeaderEpoch response, v0-4 ---- */
+typedef struct sl_offset_for_leader_epoch_resp_partition {
+    int16_t error_code;
+    int32_t partition;
+    int32_t leader_epoch;
+    int64_t end_offset;
+} sl_offset_for_leader_epoch_resp_partition;
+typedef struct sl_offset_for_leader_epoch_resp_topic {
+    sl_str topic;
+    sl_offset_for_leader_epoch_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_for_leader_epoch_resp_topic;
+typedef struct sl_offset_for_leader_epoch_resp {
+    int32_t throttle_time_ms;
+    sl_offset_for_leader_epoch_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_for_leader_epoch_resp;
+void sl_offset_for_leader_epoch_resp_init(sl_offset_for_leader_epoch_resp *m);
+sl_err sl_offset_for_leader_epoch_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                              sl_offset_for_leader_epoch_resp *out);
+void sl_offset_for_leader_epoch_resp_encode(sl_wr *w, int16_t version,
+                                            const sl_offset_for_leader_epoch_resp *m);
+
+/* ---- DescribeConfigs request, v0-4 ---- */
+typedef struct sl_describe_configs_req_resource {
+    int8_t resource_type;
+    sl_str resource_name;
+    sl_str *configuration_keys;
+    int32_t configuration_keys_count; /* -1: null */
+} sl_describe_configs_req_resource;
+typedef struct sl_describe_configs_req {
+    sl_describe_configs_req_resource *resources;
+    int32_t resources_count; /* -1: null */
+    bool include_synonyms;
+    bool include_documentation;
+} sl_describe_configs_req;
+void sl_describe_configs_req_init(sl_describe_configs_req *m);
+sl_err sl_describe_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                      sl_describe_configs_req *out);
+void sl_describe_configs_req_encode(sl_wr *w, int16_t version, const sl_describe_configs_req *m);
+
+/* ---- DescribeConfigs response, v0-4 ---- */
+typedef struct sl_describe_configs_resp_synonym {
+    sl_str name;
+    sl_str value;
+    int8_t source;
+} sl_describe_configs_resp_synonym;
+typedef struct sl_describe_configs_resp_config {
+    sl_str name;
+    sl_str value;
+    bool read_only;
+    bool is_default;
+    int8_t config_source;
+    bool is_sensitive;
+    sl_describe_configs_resp_synonym *synonyms;
+    int32_t synonyms_count; /* -1: null */
+    int8_t config_type;
+    sl_str documentation;
+} sl_describe_configs_resp_config;
+typedef struct sl_describe_configs_resp_result {
+    int16_t error_code;
+    sl_str error_message;
+    int8_t resource_type;
+    sl_str resource_name;
+    sl_describe_configs_resp_config *configs;
+    int32_t configs_count; /* -1: null */
+} sl_describe_configs_resp_result;
+typedef struct sl_describe_configs_resp {
+    int32_t throttle_time_ms;
+    sl_describe_configs_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_describe_configs_resp;
+void sl_describe_configs_resp_init(sl_describe_configs_resp *m);
+sl_err sl_describe_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_describe_configs_resp *out);
+void sl_describe_configs_resp_encode(sl_wr *w, int16_t version, const sl_describe_configs_resp *m);
+
+/* ---- CreatePartitions request, v0-3 ---- */
+typedef struct sl_create_partitions_req_assignment {
+    int32_t *broker_ids;
+    int32_t broker_ids_count; /* -1: null */
+} sl_create_partitions_req_assignment;
+typedef struct sl_create_partitions_req_topic {
+    sl_str name;
+    int32_t count;
+    sl_create_partitions_req_assignment *assignments;
+    int32_t assignments_count; /* -1: null */
+} sl_create_partitions_req_topic;
+typedef struct sl_create_partitions_req {
+    sl_create_partitions_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int32_t timeout_ms;
+    bool validate_only;
+} sl_create_partitions_req;
+void sl_create_partitions_req_init(sl_create_partitions_req *m);
+sl_err sl_create_partitions_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_create_partitions_req *out);
+void sl_create_partitions_req_encode(sl_wr *w, int16_t version, const sl_create_partitions_req *m);
+
+/* ---- CreatePartitions response, v0-3 ---- */
+typedef struct sl_create_partitions_resp_result {
+    sl_str name;
+    int16_t error_code;
+    sl_str error_message;
+} sl_create_partitions_resp_result;
+typedef struct sl_create_partitions_resp {
+    int32_t throttle_time_ms;
+    sl_create_partitions_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_create_partitions_resp;
+void sl_create_partitions_resp_init(sl_create_partitions_resp *m);
+sl_err sl_create_partitions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_create_partitions_resp *out);
+void sl_create_partitions_resp_encode(sl_wr *w, int16_t version,
+                                      const sl_create_partitions_resp *m);
+
+/* ---- IncrementalAlterConfigs request, v0-1 ---- */
+typedef struct sl_incremental_alter_configs_req_config {
+    sl_str name;
+    int8_t config_operation;
+    sl_str value;
+} sl_incremental_alter_configs_req_config;
+typedef struct sl_incremental_alter_configs_req_resource {
+    int8_t resource_type;
+    sl_str resource_name;
+    sl_incremental_alter_configs_req_config *configs;
+    int32_t configs_count; /* -1: null */
+} sl_incremental_alter_configs_req_resource;
+typedef struct sl_incremental_alter_configs_req {
+    sl_incremental_alter_configs_req_resource *resources;
+    int32_t resources_count; /* -1: null */
+    bool validate_only;
+} sl_incremental_alter_configs_req;
+void sl_incremental_alter_configs_req_init(sl_incremental_alter_configs_req *m);
+sl_err sl_incremental_alter_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                               sl_incremental_alter_configs_req *out);
+void sl_incremental_alter_configs_req_encode(sl_wr *w, int16_t version,
+                                             const sl_incremental_alter_configs_req *m);
+
+/* ---- IncrementalAlterConfigs response, v0-1 ---- */
+typedef struct sl_incremental_alter_configs_resp_response {
+    int16_t error_code;
+    sl_str error_message;
+    int8_t resource_type;
+    sl_str resource_name;
+} sl_incremental_alter_configs_resp_response;
+typedef struct sl_incremental_alter_configs_resp {
+    int32_t throttle_time_ms;
+    sl_incremental_alter_configs_resp_response *responses;
+    int32_t responses_count; /* -1: null */
+} sl_incremental_alter_configs_resp;
+void sl_incremental_alter_configs_resp_init(sl_incremental_alter_configs_resp *m);
+sl_err sl_incremental_alter_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                                sl_incremental_alter_configs_resp *out);
+void sl_incremental_alter_configs_resp_encode(sl_wr *w, int16_t version,
+                                              const sl_incremental_alter_configs_resp *m);
+
+/* ---- DescribeCluster request, v0-1 ---- */
+typedef struct sl_describe_cluster_req {
+    bool include_cluster_authorized_operations;
+    int8_t endpoint_type;
+} sl_describe_cluster_req;
+void sl_describe_cluster_req_init(sl_describe_cluster_req *m);
+sl_err sl_describe_cluster_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                      sl_describe_cluster_req *out);
+void sl_describe_cluster_req_encode(sl_wr *w, int16_t version, const sl_describe_cluster_req *m);
+
+/* ---- DescribeCluster response, v0-1 ---- */
+typedef struct sl_describe_cluster_resp_broker {
+    int32_t broker_id;
+    sl_str host;
+    int32_t port;
+    sl_str rack;
+} sl_describe_cluster_resp_broker;
+typedef struct sl_describe_cluster_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str error_message;
+    int8_t endpoint_type;
+    sl_str cluster_id;
+    int32_t controller_id;
+    sl_describe_cluster_resp_broker *brokers;
+    int32_t brokers_count; /* -1: null */
+    int32_t cluster_authorized_operations;
+} sl_describe_cluster_resp;
+void sl_describe_cluster_resp_init(sl_describe_cluster_resp *m);
+sl_err sl_describe_cluster_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_describe_cluster_resp *out);
+void sl_describe_cluster_resp_encode(sl_wr *w, int16_t version, const sl_describe_cluster_resp *m);
 
 #endif

@@ -4,8 +4,17 @@
 static const sl_api_info g_apis[] = {
     {0, "Produce", 0, 11, 9},
     {1, "Fetch", 0, 17, 12},
+    {2, "ListOffsets", 0, 10, 6},
     {3, "Metadata", 0, 12, 9},
     {18, "ApiVersions", 0, 4, 3},
+    {19, "CreateTopics", 0, 7, 5},
+    {20, "DeleteTopics", 0, 6, 4},
+    {21, "DeleteRecords", 0, 2, 2},
+    {23, "OffsetForLeaderEpoch", 0, 4, 4},
+    {32, "DescribeConfigs", 0, 4, 4},
+    {37, "CreatePartitions", 0, 3, 2},
+    {44, "IncrementalAlterConfigs", 0, 1, 1},
+    {60, "DescribeCluster", 0, 1, 0},
 };
 
 const sl_api_info *sl_api_lookup(int16_t key) {
@@ -14,10 +23,28 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[0];
     case 1:
         return &g_apis[1];
-    case 3:
+    case 2:
         return &g_apis[2];
-    case 18:
+    case 3:
         return &g_apis[3];
+    case 18:
+        return &g_apis[4];
+    case 19:
+        return &g_apis[5];
+    case 20:
+        return &g_apis[6];
+    case 21:
+        return &g_apis[7];
+    case 23:
+        return &g_apis[8];
+    case 32:
+        return &g_apis[9];
+    case 37:
+        return &g_apis[10];
+    case 44:
+        return &g_apis[11];
+    case 60:
+        return &g_apis[12];
     default:
         return NULL;
     }
@@ -55,6 +82,20 @@ static sl_err dec_fetch_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_fetch_resp_decode(r, a, v, m);
 }
 static void enc_fetch_resp(sl_wr *w, int16_t v, const void *m) { sl_fetch_resp_encode(w, v, m); }
+static void init_list_offsets_req(void *m) { sl_list_offsets_req_init(m); }
+static sl_err dec_list_offsets_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_offsets_req_decode(r, a, v, m);
+}
+static void enc_list_offsets_req(sl_wr *w, int16_t v, const void *m) {
+    sl_list_offsets_req_encode(w, v, m);
+}
+static void init_list_offsets_resp(void *m) { sl_list_offsets_resp_init(m); }
+static sl_err dec_list_offsets_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_offsets_resp_decode(r, a, v, m);
+}
+static void enc_list_offsets_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_list_offsets_resp_encode(w, v, m);
+}
 static void init_metadata_req(void *m) { sl_metadata_req_init(m); }
 static sl_err dec_metadata_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_metadata_req_decode(r, a, v, m);
@@ -83,6 +124,122 @@ static sl_err dec_api_versions_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
 static void enc_api_versions_resp(sl_wr *w, int16_t v, const void *m) {
     sl_api_versions_resp_encode(w, v, m);
 }
+static void init_create_topics_req(void *m) { sl_create_topics_req_init(m); }
+static sl_err dec_create_topics_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_topics_req_decode(r, a, v, m);
+}
+static void enc_create_topics_req(sl_wr *w, int16_t v, const void *m) {
+    sl_create_topics_req_encode(w, v, m);
+}
+static void init_create_topics_resp(void *m) { sl_create_topics_resp_init(m); }
+static sl_err dec_create_topics_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_topics_resp_decode(r, a, v, m);
+}
+static void enc_create_topics_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_create_topics_resp_encode(w, v, m);
+}
+static void init_delete_topics_req(void *m) { sl_delete_topics_req_init(m); }
+static sl_err dec_delete_topics_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_topics_req_decode(r, a, v, m);
+}
+static void enc_delete_topics_req(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_topics_req_encode(w, v, m);
+}
+static void init_delete_topics_resp(void *m) { sl_delete_topics_resp_init(m); }
+static sl_err dec_delete_topics_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_topics_resp_decode(r, a, v, m);
+}
+static void enc_delete_topics_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_topics_resp_encode(w, v, m);
+}
+static void init_delete_records_req(void *m) { sl_delete_records_req_init(m); }
+static sl_err dec_delete_records_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_records_req_decode(r, a, v, m);
+}
+static void enc_delete_records_req(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_records_req_encode(w, v, m);
+}
+static void init_delete_records_resp(void *m) { sl_delete_records_resp_init(m); }
+static sl_err dec_delete_records_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_records_resp_decode(r, a, v, m);
+}
+static void enc_delete_records_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_records_resp_encode(w, v, m);
+}
+static void init_offset_for_leader_epoch_req(void *m) { sl_offset_for_leader_epoch_req_init(m); }
+static sl_err dec_offset_for_leader_epoch_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_for_leader_epoch_req_decode(r, a, v, m);
+}
+static void enc_offset_for_leader_epoch_req(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_for_leader_epoch_req_encode(w, v, m);
+}
+static void init_offset_for_leader_epoch_resp(void *m) { sl_offset_for_leader_epoch_resp_init(m); }
+static sl_err dec_offset_for_leader_epoch_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_for_leader_epoch_resp_decode(r, a, v, m);
+}
+static void enc_offset_for_leader_epoch_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_for_leader_epoch_resp_encode(w, v, m);
+}
+static void init_describe_configs_req(void *m) { sl_describe_configs_req_init(m); }
+static sl_err dec_describe_configs_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_configs_req_decode(r, a, v, m);
+}
+static void enc_describe_configs_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_configs_req_encode(w, v, m);
+}
+static void init_describe_configs_resp(void *m) { sl_describe_configs_resp_init(m); }
+static sl_err dec_describe_configs_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_configs_resp_decode(r, a, v, m);
+}
+static void enc_describe_configs_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_configs_resp_encode(w, v, m);
+}
+static void init_create_partitions_req(void *m) { sl_create_partitions_req_init(m); }
+static sl_err dec_create_partitions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_partitions_req_decode(r, a, v, m);
+}
+static void enc_create_partitions_req(sl_wr *w, int16_t v, const void *m) {
+    sl_create_partitions_req_encode(w, v, m);
+}
+static void init_create_partitions_resp(void *m) { sl_create_partitions_resp_init(m); }
+static sl_err dec_create_partitions_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_partitions_resp_decode(r, a, v, m);
+}
+static void enc_create_partitions_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_create_partitions_resp_encode(w, v, m);
+}
+static void init_incremental_alter_configs_req(void *m) {
+    sl_incremental_alter_configs_req_init(m);
+}
+static sl_err dec_incremental_alter_configs_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_incremental_alter_configs_req_decode(r, a, v, m);
+}
+static void enc_incremental_alter_configs_req(sl_wr *w, int16_t v, const void *m) {
+    sl_incremental_alter_configs_req_encode(w, v, m);
+}
+static void init_incremental_alter_configs_resp(void *m) {
+    sl_incremental_alter_configs_resp_init(m);
+}
+static sl_err dec_incremental_alter_configs_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_incremental_alter_configs_resp_decode(r, a, v, m);
+}
+static void enc_incremental_alter_configs_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_incremental_alter_configs_resp_encode(w, v, m);
+}
+static void init_describe_cluster_req(void *m) { sl_describe_cluster_req_init(m); }
+static sl_err dec_describe_cluster_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_cluster_req_decode(r, a, v, m);
+}
+static void enc_describe_cluster_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_cluster_req_encode(w, v, m);
+}
+static void init_describe_cluster_resp(void *m) { sl_describe_cluster_resp_init(m); }
+static sl_err dec_describe_cluster_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_cluster_resp_decode(r, a, v, m);
+}
+static void enc_describe_cluster_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_cluster_resp_encode(w, v, m);
+}
 
 static const sl_msg_codec g_codecs[][2] = {
     {
@@ -98,6 +255,12 @@ static const sl_msg_codec g_codecs[][2] = {
          enc_fetch_resp},
     },
     {
+        {2, false, "ListOffsetsRequest", sizeof(sl_list_offsets_req), init_list_offsets_req,
+         dec_list_offsets_req, enc_list_offsets_req},
+        {2, true, "ListOffsetsResponse", sizeof(sl_list_offsets_resp), init_list_offsets_resp,
+         dec_list_offsets_resp, enc_list_offsets_resp},
+    },
+    {
         {3, false, "MetadataRequest", sizeof(sl_metadata_req), init_metadata_req, dec_metadata_req,
          enc_metadata_req},
         {3, true, "MetadataResponse", sizeof(sl_metadata_resp), init_metadata_resp,
@@ -109,6 +272,58 @@ static const sl_msg_codec g_codecs[][2] = {
         {18, true, "ApiVersionsResponse", sizeof(sl_api_versions_resp), init_api_versions_resp,
          dec_api_versions_resp, enc_api_versions_resp},
     },
+    {
+        {19, false, "CreateTopicsRequest", sizeof(sl_create_topics_req), init_create_topics_req,
+         dec_create_topics_req, enc_create_topics_req},
+        {19, true, "CreateTopicsResponse", sizeof(sl_create_topics_resp), init_create_topics_resp,
+         dec_create_topics_resp, enc_create_topics_resp},
+    },
+    {
+        {20, false, "DeleteTopicsRequest", sizeof(sl_delete_topics_req), init_delete_topics_req,
+         dec_delete_topics_req, enc_delete_topics_req},
+        {20, true, "DeleteTopicsResponse", sizeof(sl_delete_topics_resp), init_delete_topics_resp,
+         dec_delete_topics_resp, enc_delete_topics_resp},
+    },
+    {
+        {21, false, "DeleteRecordsRequest", sizeof(sl_delete_records_req), init_delete_records_req,
+         dec_delete_records_req, enc_delete_records_req},
+        {21, true, "DeleteRecordsResponse", sizeof(sl_delete_records_resp),
+         init_delete_records_resp, dec_delete_records_resp, enc_delete_records_resp},
+    },
+    {
+        {23, false, "OffsetForLeaderEpochRequest", sizeof(sl_offset_for_leader_epoch_req),
+         init_offset_for_leader_epoch_req, dec_offset_for_leader_epoch_req,
+         enc_offset_for_leader_epoch_req},
+        {23, true, "OffsetForLeaderEpochResponse", sizeof(sl_offset_for_leader_epoch_resp),
+         init_offset_for_leader_epoch_resp, dec_offset_for_leader_epoch_resp,
+         enc_offset_for_leader_epoch_resp},
+    },
+    {
+        {32, false, "DescribeConfigsRequest", sizeof(sl_describe_configs_req),
+         init_describe_configs_req, dec_describe_configs_req, enc_describe_configs_req},
+        {32, true, "DescribeConfigsResponse", sizeof(sl_describe_configs_resp),
+         init_describe_configs_resp, dec_describe_configs_resp, enc_describe_configs_resp},
+    },
+    {
+        {37, false, "CreatePartitionsRequest", sizeof(sl_create_partitions_req),
+         init_create_partitions_req, dec_create_partitions_req, enc_create_partitions_req},
+        {37, true, "CreatePartitionsResponse", sizeof(sl_create_partitions_resp),
+         init_create_partitions_resp, dec_create_partitions_resp, enc_create_partitions_resp},
+    },
+    {
+        {44, false, "IncrementalAlterConfigsRequest", sizeof(sl_incremental_alter_configs_req),
+         init_incremental_alter_configs_req, dec_incremental_alter_configs_req,
+         enc_incremental_alter_configs_req},
+        {44, true, "IncrementalAlterConfigsResponse", sizeof(sl_incremental_alter_configs_resp),
+         init_incremental_alter_configs_resp, dec_incremental_alter_configs_resp,
+         enc_incremental_alter_configs_resp},
+    },
+    {
+        {60, false, "DescribeClusterRequest", sizeof(sl_describe_cluster_req),
+         init_describe_cluster_req, dec_describe_cluster_req, enc_describe_cluster_req},
+        {60, true, "DescribeClusterResponse", sizeof(sl_describe_cluster_resp),
+         init_describe_cluster_resp, dec_describe_cluster_resp, enc_describe_cluster_resp},
+    },
 };
 
 const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
@@ -117,10 +332,28 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[0][response];
     case 1:
         return &g_codecs[1][response];
-    case 3:
+    case 2:
         return &g_codecs[2][response];
-    case 18:
+    case 3:
         return &g_codecs[3][response];
+    case 18:
+        return &g_codecs[4][response];
+    case 19:
+        return &g_codecs[5][response];
+    case 20:
+        return &g_codecs[6][response];
+    case 21:
+        return &g_codecs[7][response];
+    case 23:
+        return &g_codecs[8][response];
+    case 32:
+        return &g_codecs[9][response];
+    case 37:
+        return &g_codecs[10][response];
+    case 44:
+        return &g_codecs[11][response];
+    case 60:
+        return &g_codecs[12][response];
     default:
         return NULL;
     }
