@@ -20,12 +20,13 @@ typedef struct sl_server sl_server;
 typedef struct sl_conn sl_conn;
 typedef struct sl_pending sl_pending;
 
+/* Zero (or negative) fields take the default in parentheses. */
 typedef struct sl_server_config {
-    int32_t max_request_bytes;  /* socket.request.max.bytes (Kafka: 104857600) */
-    int32_t max_preauth_bytes;  /* frame cap before authentication */
-    int64_t idle_ms;            /* connections.max.idle.ms (Kafka: 600000) */
-    int32_t max_inflight;       /* requests queued per connection before reading pauses */
-    int32_t max_connections;    /* 0: unlimited */
+    int32_t max_request_bytes; /* socket.request.max.bytes (104857600) */
+    int32_t max_preauth_bytes; /* frame cap before authentication (524288, at most the above) */
+    int64_t idle_ms;           /* connections.max.idle.ms (0: no idle timeout; Kafka: 600000) */
+    int32_t max_inflight;      /* requests queued per connection before reading pauses (64) */
+    int32_t max_connections;   /* 0: unlimited */
 } sl_server_config;
 
 typedef struct sl_server_handlers {
@@ -37,6 +38,10 @@ typedef struct sl_server_handlers {
                        size_t len);
     /* Called once when the connection is closed; pendings may still be completed afterwards. */
     void (*on_close)(void *app, sl_conn *c);
+    /* Optional. Called once per accepted connection before any byte is read, e.g. to call
+     * sl_conn_set_authenticated() on listeners without authentication (so the pre-auth cap does
+     * not apply to their first frame) or to close it. on_close follows in every case. */
+    void (*on_open)(void *app, sl_conn *c);
 } sl_server_handlers;
 
 /* Caller owns the server. `cfg` and `h` are copied. */
@@ -46,7 +51,10 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
 sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
                         int *bound_port);
 /* Stops accepting and reading new requests; when every accepted request has been answered and
- * written (or `deadline_ms` passed), closes all connections and calls done(ctx). */
+ * written (or `deadline_ms` passed), closes all connections and calls done(ctx) from the loop
+ * (never from inside this call; not at all if the server is freed first; done may free the
+ * server). `deadline_ms` is the grace period, relative to now (e.g. 30000); <= 0 closes at
+ * once. A second call while draining is ignored. */
 void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx), void *ctx);
 /* Closes listeners and connections immediately and frees. Pendings completed later are freed. */
 void sl_server_free(sl_server *s);

@@ -1,0 +1,779 @@
+/* Listeners, connections, framing and in-order responses.
+ *
+ * Reentrancy: handlers run inside a connection's pump (busy > 0); anything they do to that
+ * connection (respond, close) only marks state, and the pump picks it up when the handler
+ * returns. A closed connection is moved to a zombie list and freed from a 0 ms timer, so a
+ * pointer a caller still holds stays valid until it returns to the loop. */
+#include "net/sl_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/sl_logging.h"
+#include "net/sl_transport.h"
+
+#define SL_INBUF_SIZE        (16 * 1024)
+#define SL_OUT_HIGH          (4 * 1024 * 1024) /* unsent response bytes before reading pauses */
+#define SL_MAX_IOV           64
+#define SL_READS_PER_EVENT   16
+#define SL_ACCEPTS_PER_EVENT 64
+#define SL_CLOSE_FLUSH_MS    5000
+#define SL_ACCEPT_PAUSE_MS   100
+
+enum { P_OUTSTANDING, P_RESPONSE, P_NOREPLY };
+
+/* Lives in its own arena, so it disappears with it. */
+struct sl_pending {
+    sl_conn *conn; /* NULL once the connection closed */
+    sl_arena *arena;
+    sl_pending *next;
+    const uint8_t *data;
+    size_t len;
+    uint8_t hdr[4];
+    uint8_t state;
+};
+
+typedef struct sl_listener {
+    sl_server *s;
+    int fd; /* -1 once closed by a drain; the record (and name) lives until sl_server_free */
+    char *name;
+} sl_listener;
+
+struct sl_conn {
+    sl_server *s;
+    sl_conn *prev, *next; /* live list; zombies use next only */
+    sl_transport *t;
+    int fd;
+    uint64_t id;
+    const char *listener;
+    char peer[64];
+    char why[64]; /* reason for a pending flush-close */
+    void *data;
+    bool authenticated, closed, closing, write_blocked;
+    int busy;
+    uint32_t watched;
+    int64_t last_io, close_deadline;
+    /* unparsed input is in[in_off, in_len) */
+    uint8_t *in;
+    size_t in_off, in_len;
+    /* frame being received: its pending, buffer, size and bytes so far */
+    sl_pending *fp;
+    uint8_t *fbuf;
+    size_t fsize, fgot;
+    /* responses, in request order; head_off bytes of the head already written */
+    sl_pending *qhead, *qtail;
+    int32_t qlen;
+    size_t head_off;
+    size_t out_bytes;
+};
+
+struct sl_server {
+    sl_loop *loop;
+    sl_server_config cfg;
+    sl_server_handlers h;
+    sl_listener **ls;
+    size_t nls;
+    sl_conn *conns, *zombies;
+    int nconns;
+    uint64_t gen; /* bumped per close, so list walks notice handlers closing other conns */
+    uint64_t next_id;
+    sl_timer *sweep, *reap, *accept_resume, *drain_timer;
+    bool accept_paused, draining, freeing;
+    void (*done)(void *ctx);
+    void *done_ctx;
+    int64_t refused_log_ms;
+    uint64_t refused;
+};
+
+static void conn_pump(sl_conn *c, bool readable);
+
+static int64_t now_ms(const sl_server *s) { return sl_loop_now(s->loop); }
+
+static void put_be32(uint8_t *d, uint32_t v) {
+    d[0] = (uint8_t)(v >> 24);
+    d[1] = (uint8_t)(v >> 16);
+    d[2] = (uint8_t)(v >> 8);
+    d[3] = (uint8_t)v;
+}
+
+/* ---- deferred work: freeing zombies, finishing a drain ---- */
+
+static void on_reap(void *ctx) {
+    sl_server *s = ctx;
+    s->reap = NULL;
+    while (s->zombies) {
+        sl_conn *c = s->zombies;
+        s->zombies = c->next;
+        free(c);
+    }
+    if (s->draining && s->done && s->nconns == 0) {
+        void (*done)(void *) = s->done;
+        s->done = NULL;
+        if (s->drain_timer) sl_timer_cancel(s->loop, s->drain_timer);
+        s->drain_timer = NULL;
+        done(s->done_ctx); /* may free s: nothing after this */
+    }
+}
+
+static void schedule_reap(sl_server *s) {
+    if (!s->reap && !s->freeing) s->reap = sl_timer_start(s->loop, 0, on_reap, s);
+}
+
+/* ---- connection state ---- */
+
+static bool read_allowed(const sl_conn *c) {
+    return !c->closed && !c->closing && c->qlen < c->s->cfg.max_inflight &&
+           c->out_bytes < SL_OUT_HIGH;
+}
+
+static void update_interest(sl_conn *c) {
+    if (c->closed) return;
+    uint32_t ev = (read_allowed(c) ? SL_EV_READ : 0) | (c->write_blocked ? SL_EV_WRITE : 0);
+    ev |= c->t->vt->wants(c->t);
+    if (ev == c->watched) return;
+    if (sl_loop_modify(c->s->loop, c->fd, ev) == SL_OK) c->watched = ev;
+}
+
+static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
+    if (c->closed) return;
+    sl_server *s = c->s;
+    c->closed = true;
+    sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
+            "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
+            c->listener, why);
+    sl_loop_unwatch(s->loop, c->fd);
+    c->t->vt->close(c->t);
+    c->t = NULL;
+    free(c->in);
+    c->in = NULL;
+    if (c->fp) sl_arena_free(c->fp->arena);
+    c->fp = NULL;
+    /* Outstanding pendings are detached: their handler completes them later, which then only
+     * frees the arena. Completed ones can never be written now. */
+    for (sl_pending *p = c->qhead, *next; p; p = next) {
+        next = p->next;
+        if (p->state == P_OUTSTANDING) {
+            p->conn = NULL;
+            p->next = NULL;
+        } else {
+            sl_arena_free(p->arena);
+        }
+    }
+    c->qhead = c->qtail = NULL;
+    c->qlen = 0;
+    c->out_bytes = 0;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    s->gen++;
+    c->prev = NULL;
+    c->next = s->zombies;
+    s->zombies = c;
+    schedule_reap(s);
+    if (s->h.on_close) s->h.on_close(s->h.app, c);
+}
+
+static void pop_head(sl_conn *c) {
+    sl_pending *p = c->qhead;
+    c->qhead = p->next;
+    if (!c->qhead) c->qtail = NULL;
+    c->qlen--;
+    c->head_off = 0;
+    sl_arena_free(p->arena);
+}
+
+/* Writes the completed prefix of the queue. */
+static void conn_flush(sl_conn *c) {
+    for (;;) {
+        while (c->qhead && c->qhead->state == P_NOREPLY) pop_head(c);
+        if (!c->qhead || c->qhead->state == P_OUTSTANDING) {
+            c->write_blocked = false;
+            return;
+        }
+        struct iovec iov[SL_MAX_IOV];
+        int n = 0;
+        size_t total = 0;
+        for (sl_pending *p = c->qhead; p && p->state != P_OUTSTANDING && n + 2 <= SL_MAX_IOV;
+             p = p->next) {
+            if (p->state == P_NOREPLY) continue;
+            size_t off = p == c->qhead ? c->head_off : 0;
+            if (off < 4) {
+                iov[n++] = (struct iovec){p->hdr + off, 4 - off};
+                total += 4 - off;
+                off = 4;
+            }
+            if (p->len > off - 4) {
+                iov[n++] = (struct iovec){(void *)(p->data + (off - 4)), p->len - (off - 4)};
+                total += p->len - (off - 4);
+            }
+        }
+        ssize_t w = c->t->vt->writev(c->t, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->write_blocked = true;
+                return;
+            }
+            bool reset = errno == EPIPE || errno == ECONNRESET;
+            conn_destroy(c, reset, reset ? "peer closed while writing" : "write error");
+            return;
+        }
+        c->last_io = now_ms(c->s);
+        c->out_bytes -= (size_t)w;
+        size_t left = (size_t)w;
+        for (;;) {
+            while (c->qhead && c->qhead->state == P_NOREPLY) pop_head(c);
+            if (!left) break;
+            size_t rem = 4 + c->qhead->len - c->head_off;
+            if (left >= rem) {
+                left -= rem;
+                pop_head(c);
+            } else {
+                c->head_off += left;
+                left = 0;
+            }
+        }
+        if ((size_t)w < total) {
+            c->write_blocked = true;
+            return;
+        }
+    }
+}
+
+/* ---- framing ---- */
+
+static int32_t frame_cap(const sl_conn *c) {
+    return c->authenticated ? c->s->cfg.max_request_bytes : c->s->cfg.max_preauth_bytes;
+}
+
+/* Validates the size before allocating anything, then prepares the frame's arena. */
+static bool frame_start(sl_conn *c, int32_t size) {
+    int32_t cap = frame_cap(c);
+    if (size < 0 || size > cap) {
+        SL_WARN("net", "frame size rejected", "conn=%llu peer=%s size=%d cap=%d authenticated=%d",
+                (unsigned long long)c->id, c->peer, size, cap, c->authenticated);
+        conn_destroy(c, false, "frame size out of range");
+        return false;
+    }
+    size_t chunk = (size_t)size + 4096;
+    if (chunk > 64 * 1024) chunk = 64 * 1024;
+    sl_arena *a = sl_arena_new(chunk);
+    sl_pending *p = a ? sl_arena_calloc(a, 1, sizeof *p) : NULL;
+    uint8_t *buf = p ? sl_arena_alloc(a, (size_t)size) : NULL;
+    if (!buf) {
+        sl_arena_free(a);
+        SL_ERROR("net", "out of memory for a frame", "conn=%llu peer=%s size=%d",
+                 (unsigned long long)c->id, c->peer, size);
+        conn_destroy(c, false, "out of memory");
+        return false;
+    }
+    p->arena = a;
+    c->fp = p;
+    c->fbuf = buf;
+    c->fsize = (size_t)size;
+    c->fgot = 0;
+    return true;
+}
+
+static void frame_dispatch(sl_conn *c) {
+    sl_pending *p = c->fp;
+    c->fp = NULL;
+    p->conn = c;
+    p->state = P_OUTSTANDING;
+    if (c->qtail)
+        c->qtail->next = p;
+    else
+        c->qhead = p;
+    c->qtail = p;
+    c->qlen++;
+    sl_server *s = c->s;
+    s->h.on_request(s->h.app, c, p, p->arena, c->fbuf, c->fsize);
+}
+
+/* Turns buffered input into frames while reading is allowed; returns frames dispatched. */
+static int process_input(sl_conn *c) {
+    int n = 0;
+    while (read_allowed(c)) {
+        size_t avail = c->in_len - c->in_off;
+        if (c->fp) {
+            size_t take = c->fsize - c->fgot;
+            if (take > avail) take = avail;
+            memcpy(c->fbuf + c->fgot, c->in + c->in_off, take);
+            c->in_off += take;
+            c->fgot += take;
+            if (c->fgot < c->fsize) break;
+            frame_dispatch(c);
+            n++;
+            continue;
+        }
+        if (avail < 4) break;
+        const uint8_t *h = c->in + c->in_off;
+        int32_t size =
+            (int32_t)((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]);
+        c->in_off += 4;
+        if (!frame_start(c, size)) break;
+    }
+    if (!c->closed && c->in_off == c->in_len) c->in_off = c->in_len = 0;
+    return n;
+}
+
+static void read_some(sl_conn *c) {
+    for (int i = 0; i < SL_READS_PER_EVENT && read_allowed(c); i++) {
+        /* The rest of a big frame goes straight into its arena buffer: no second copy. */
+        bool direct = c->fp && c->in_off == c->in_len && c->fsize - c->fgot >= SL_INBUF_SIZE;
+        size_t want;
+        ssize_t r;
+        if (direct) {
+            want = c->fsize - c->fgot;
+            r = c->t->vt->read(c->t, c->fbuf + c->fgot, want);
+        } else {
+            if (c->in_off) {
+                memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+                c->in_len -= c->in_off;
+                c->in_off = 0;
+            }
+            want = SL_INBUF_SIZE - c->in_len;
+            r = c->t->vt->read(c->t, c->in + c->in_len, want);
+        }
+        if (r == 0) {
+            conn_destroy(c, true, "peer closed");
+            return;
+        }
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            bool reset = errno == ECONNRESET;
+            conn_destroy(c, reset, reset ? "connection reset by peer" : "read error");
+            return;
+        }
+        c->last_io = now_ms(c->s);
+        if (direct) {
+            c->fgot += (size_t)r;
+            if (c->fgot == c->fsize) frame_dispatch(c);
+        } else {
+            c->in_len += (size_t)r;
+            process_input(c);
+        }
+        if ((size_t)r < want) return; /* drained; level-triggered epoll says if more comes */
+    }
+}
+
+/* Moves everything that can move: writes completed responses, turns buffered input into
+ * requests once backpressure lifts, reads when `readable`, finishes a flush-close. */
+static void conn_pump(sl_conn *c, bool readable) {
+    if (c->closed) return;
+    c->busy++;
+    for (;;) {
+        conn_flush(c);
+        if (c->closed) break;
+        if (c->closing && !c->qhead) {
+            conn_destroy(c, false, c->why);
+            break;
+        }
+        if (!read_allowed(c)) break;
+        if (process_input(c) > 0) continue;
+        if (c->closed || !readable) break;
+        readable = false;
+        read_some(c);
+        if (c->closed) break;
+    }
+    c->busy--;
+    update_interest(c);
+}
+
+static void conn_io(void *ctx, uint32_t ev) {
+    sl_conn *c = ctx;
+    if (ev & SL_EV_ERROR) {
+        /* ERR/HUP: the peer is gone both ways, nothing queued can be delivered. */
+        conn_destroy(c, true, "socket error or hangup");
+        return;
+    }
+    conn_pump(c, ev & SL_EV_READ);
+}
+
+/* ---- accepting ---- */
+
+static void listener_io(void *ctx, uint32_t ev);
+
+static void watch_listeners(sl_server *s, bool on) {
+    for (size_t i = 0; i < s->nls; i++) {
+        sl_listener *l = s->ls[i];
+        if (l->fd < 0) continue;
+        if (on) {
+            if (sl_loop_watch(s->loop, l->fd, SL_EV_READ, listener_io, l) != SL_OK)
+                SL_ERROR("net", "cannot watch listener", "listener=%s", l->name);
+        } else {
+            sl_loop_unwatch(s->loop, l->fd);
+        }
+    }
+}
+
+static void on_accept_resume(void *ctx) {
+    sl_server *s = ctx;
+    s->accept_resume = NULL;
+    s->accept_paused = false;
+    if (!s->draining) watch_listeners(s, true);
+}
+
+static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        snprintf(out, n, "%s:%u", ip, ntohs(a->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        snprintf(out, n, "[%s]:%u", ip, ntohs(a->sin6_port));
+    } else {
+        snprintf(out, n, "unknown");
+    }
+}
+
+static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr_storage *ss) {
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sl_conn *c = calloc(1, sizeof *c);
+    uint8_t *in = c ? malloc(SL_INBUF_SIZE) : NULL;
+    sl_transport *t = in ? sl_transport_tcp_new(fd) : NULL;
+    if (!t) {
+        if (!in) close(fd);
+        free(in);
+        free(c);
+        SL_ERROR("net", "out of memory accepting a connection", "listener=%s", l->name);
+        return;
+    }
+    c->s = s;
+    c->t = t;
+    c->fd = fd;
+    c->in = in;
+    c->id = ++s->next_id;
+    c->listener = l->name;
+    format_peer(ss, c->peer, sizeof c->peer);
+    c->last_io = now_ms(s);
+    if (sl_loop_watch(s->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
+        SL_ERROR("net", "cannot watch connection", "peer=%s", c->peer);
+        t->vt->close(t);
+        free(in);
+        free(c);
+        return;
+    }
+    c->watched = SL_EV_READ;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    SL_DEBUG("net", "connection accepted", "conn=%llu peer=%s listener=%s",
+             (unsigned long long)c->id, c->peer, c->listener);
+    if (s->h.on_open) {
+        c->busy++;
+        s->h.on_open(s->h.app, c);
+        c->busy--;
+        if (!c->closed && c->closing) conn_pump(c, false);
+    }
+}
+
+static void listener_io(void *ctx, uint32_t ev) {
+    sl_listener *l = ctx;
+    sl_server *s = l->s;
+    for (int i = 0; i < SL_ACCEPTS_PER_EVENT && l->fd >= 0; i++) {
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The pending connection stays in the backlog; level-triggered epoll would
+                 * report it again at once, so stop watching for a moment. */
+                SL_WARN("net", "accept paused", "listener=%s errno=%d pause_ms=%d", l->name, errno,
+                        SL_ACCEPT_PAUSE_MS);
+                if (!s->accept_paused) {
+                    watch_listeners(s, false);
+                    s->accept_paused = true;
+                    s->accept_resume =
+                        sl_timer_start(s->loop, SL_ACCEPT_PAUSE_MS, on_accept_resume, s);
+                }
+                return;
+            }
+            SL_ERROR("net", "accept failed", "listener=%s errno=%d", l->name, errno);
+            return;
+        }
+        if (s->cfg.max_connections > 0 && s->nconns >= s->cfg.max_connections) {
+            close(fd);
+            s->refused++;
+            if (now_ms(s) - s->refused_log_ms >= 1000) {
+                s->refused_log_ms = now_ms(s);
+                SL_WARN("net", "connection refused: max.connections reached",
+                        "listener=%s max=%d refused_total=%llu", l->name, s->cfg.max_connections,
+                        (unsigned long long)s->refused);
+            }
+            continue;
+        }
+        conn_new(s, l, fd, &ss);
+    }
+}
+
+/* ---- idle sweep ---- */
+
+static int64_t sweep_interval(const sl_server *s) {
+    int64_t iv = s->cfg.idle_ms > 0 ? s->cfg.idle_ms / 4 : 1000;
+    return iv < 10 ? 10 : iv > 1000 ? 1000 : iv;
+}
+
+static void on_sweep(void *ctx) {
+    sl_server *s = ctx;
+    int64_t now = now_ms(s);
+    for (sl_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        uint64_t g = s->gen;
+        if (c->closing && now >= c->close_deadline)
+            conn_destroy(c, false, "timed out flushing before close");
+        else if (s->cfg.idle_ms > 0 && !c->closing && c->qlen == 0 &&
+                 now - c->last_io >= s->cfg.idle_ms)
+            conn_destroy(c, true, "idle timeout");
+        if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
+    }
+    s->sweep = sl_timer_start(s->loop, sweep_interval(s), on_sweep, s);
+}
+
+/* ---- public API ---- */
+
+sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_server_handlers *h) {
+    if (!l || !cfg || !h || !h->on_request) return NULL;
+    sl_server *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->loop = l;
+    s->cfg = *cfg;
+    s->h = *h;
+    if (s->cfg.max_request_bytes <= 0) s->cfg.max_request_bytes = 104857600;
+    if (s->cfg.max_preauth_bytes <= 0) s->cfg.max_preauth_bytes = 524288;
+    if (s->cfg.max_preauth_bytes > s->cfg.max_request_bytes)
+        s->cfg.max_preauth_bytes = s->cfg.max_request_bytes;
+    if (s->cfg.idle_ms < 0) s->cfg.idle_ms = 0;
+    if (s->cfg.max_inflight <= 0) s->cfg.max_inflight = 64;
+    if (s->cfg.max_connections < 0) s->cfg.max_connections = 0;
+    /* Writes use MSG_NOSIGNAL; this also covers transports that cannot (TLS libraries). */
+    signal(SIGPIPE, SIG_IGN);
+    s->sweep = sl_timer_start(l, sweep_interval(s), on_sweep, s);
+    if (!s->sweep) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
+                        int *bound_port) {
+    if (s->draining) return SL_ESTATE;
+    if (!name || port < 0 || port > 65535) return SL_EINVAL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
+    if (gai != 0) {
+        SL_ERROR("net", "cannot resolve listener host", "listener=%s host=%s error=\"%s\"", name,
+                 host ? host : "", gai_strerror(gai));
+        return SL_ECONFIG;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        SL_ERROR("net", "cannot listen", "listener=%s host=%s port=%d error=\"%s\"", name,
+                 host ? host : "", port, strerror(err));
+        return SL_ECONFIG;
+    }
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof ss;
+    int real_port = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
+        real_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    sl_listener *l = calloc(1, sizeof *l);
+    char *nm = strdup(name);
+    sl_listener **nls = realloc(s->ls, (s->nls + 1) * sizeof *nls);
+    if (nls) s->ls = nls;
+    if (!l || !nm || !nls) {
+        free(l);
+        free(nm);
+        close(fd);
+        return SL_ENOMEM;
+    }
+    l->s = s;
+    l->fd = fd;
+    l->name = nm;
+    if (!s->accept_paused) {
+        sl_err e = sl_loop_watch(s->loop, fd, SL_EV_READ, listener_io, l);
+        if (e != SL_OK) {
+            free(l);
+            free(nm);
+            close(fd);
+            return e;
+        }
+    }
+    s->ls[s->nls++] = l;
+    char addr[80];
+    format_peer(&ss, addr, sizeof addr);
+    SL_INFO("net", "listening", "listener=%s address=%s", name, addr);
+    if (bound_port) *bound_port = real_port;
+    return SL_OK;
+}
+
+static void close_listeners(sl_server *s) {
+    for (size_t i = 0; i < s->nls; i++) {
+        sl_listener *l = s->ls[i];
+        if (l->fd < 0) continue;
+        sl_loop_unwatch(s->loop, l->fd);
+        close(l->fd);
+        l->fd = -1;
+    }
+    if (s->accept_resume) sl_timer_cancel(s->loop, s->accept_resume);
+    s->accept_resume = NULL;
+}
+
+static void on_drain_deadline(void *ctx) {
+    sl_server *s = ctx;
+    s->drain_timer = NULL;
+    if (s->conns)
+        SL_WARN("net", "drain deadline passed, closing connections", "open=%d", s->nconns);
+    while (s->conns) conn_destroy(s->conns, false, "drain deadline passed");
+    schedule_reap(s);
+}
+
+void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx), void *ctx) {
+    if (s->draining) return;
+    s->draining = true;
+    s->done = done;
+    s->done_ctx = ctx;
+    close_listeners(s);
+    int64_t deadline = now_ms(s) + (deadline_ms > 0 ? deadline_ms : 0);
+    SL_INFO("net", "draining", "connections=%d grace_ms=%lld", s->nconns,
+            (long long)(deadline_ms > 0 ? deadline_ms : 0));
+    for (sl_conn *c = s->conns; c; c = c->next) {
+        if (!c->closing || c->close_deadline > deadline) c->close_deadline = deadline;
+        if (!c->closing) snprintf(c->why, sizeof c->why, "server draining");
+        c->closing = true;
+    }
+    /* Connections with nothing queued close now; pumping may run handlers, hence the walk
+     * that restarts when more than the current connection closed. */
+    for (sl_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        uint64_t g = s->gen;
+        conn_pump(c, false);
+        if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
+    }
+    s->drain_timer = sl_timer_start(s->loop, deadline - now_ms(s), on_drain_deadline, s);
+    if (s->nconns == 0) schedule_reap(s);
+}
+
+void sl_server_free(sl_server *s) {
+    if (!s) return;
+    s->freeing = true;
+    close_listeners(s);
+    while (s->conns) conn_destroy(s->conns, true, "server shutting down");
+    sl_timer *timers[] = {s->sweep, s->reap, s->drain_timer};
+    for (size_t i = 0; i < sizeof timers / sizeof *timers; i++)
+        if (timers[i]) sl_timer_cancel(s->loop, timers[i]);
+    while (s->zombies) {
+        sl_conn *c = s->zombies;
+        s->zombies = c->next;
+        free(c);
+    }
+    for (size_t i = 0; i < s->nls; i++) {
+        free(s->ls[i]->name);
+        free(s->ls[i]);
+    }
+    free(s->ls);
+    free(s);
+}
+
+int sl_server_conn_count(const sl_server *s) { return s->nconns; }
+
+void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len) {
+    sl_conn *c = p->conn;
+    if (!c) {
+        sl_arena_free(p->arena);
+        return;
+    }
+    if (p->state != P_OUTSTANDING) {
+        SL_ERROR("net", "request completed twice", "conn=%llu", (unsigned long long)c->id);
+        return;
+    }
+    if (len > INT32_MAX) {
+        SL_ERROR("net", "response too large to frame", "conn=%llu len=%zu",
+                 (unsigned long long)c->id, len);
+        p->state = P_NOREPLY;
+        conn_destroy(c, false, "response too large");
+        return;
+    }
+    p->data = data;
+    p->len = len;
+    put_be32(p->hdr, (uint32_t)len);
+    p->state = P_RESPONSE;
+    c->out_bytes += 4 + len;
+    if (!c->busy) conn_pump(c, false);
+}
+
+void sl_pending_noreply(sl_pending *p) {
+    sl_conn *c = p->conn;
+    if (!c) {
+        sl_arena_free(p->arena);
+        return;
+    }
+    if (p->state != P_OUTSTANDING) {
+        SL_ERROR("net", "request completed twice", "conn=%llu", (unsigned long long)c->id);
+        return;
+    }
+    p->state = P_NOREPLY;
+    if (!c->busy) conn_pump(c, false);
+}
+
+sl_conn *sl_pending_conn(const sl_pending *p) { return p->conn; }
+
+void sl_conn_close(sl_conn *c, bool flush, const char *why) {
+    if (c->closed) return;
+    if (!why) why = "closed by server";
+    if (!flush) {
+        conn_destroy(c, false, why);
+        return;
+    }
+    if (c->closing) return;
+    c->closing = true;
+    snprintf(c->why, sizeof c->why, "%s", why);
+    c->close_deadline = now_ms(c->s) + SL_CLOSE_FLUSH_MS;
+    if (!c->busy) conn_pump(c, false);
+}
+
+void sl_conn_set_authenticated(sl_conn *c) { c->authenticated = true; }
+void sl_conn_set_data(sl_conn *c, void *data) { c->data = data; }
+void *sl_conn_data(const sl_conn *c) { return c->data; }
+const char *sl_conn_peer(const sl_conn *c) { return c->peer; }
+const char *sl_conn_listener(const sl_conn *c) { return c->listener; }
+uint64_t sl_conn_id(const sl_conn *c) { return c->id; }
