@@ -633,10 +633,13 @@ def guarded(c, lines, ind):
     return [pad + "if (%s) {" % c] + [pad + "    " + l for l in lines] + [pad + "}"]
 
 
-def with_fx(body, msg):
-    if any(re.search(r"\bfx\b", l) for l in body):
-        return ["    const bool fx = %s;" % fx_expr(msg)] + body
-    return body
+def with_fx(body, msg, params):
+    """Declares fx if used, and marks unused parameters (the project builds with -Wextra)."""
+    used = lambda n: any(re.search(r"\b%s\b" % n, l) for l in body)
+    pre = ["    (void)%s;" % p for p in params if not used(p)]
+    if used("fx"):
+        pre.append("    const bool fx = %s;" % fx_expr(msg))
+    return pre + body
 
 
 def gen_dec(s, msg):
@@ -677,7 +680,7 @@ def gen_dec(s, msg):
                 "        }",
                 "    }",
             ]
-    body = with_fx(body, msg)
+    body = with_fx(body, msg, ("a", "v"))
     return (
         "static void dec_%s(sl_rd *r, sl_arena *a, int16_t v, %s *m) {\n" % (fname(s), s.cname)
         + "\n".join(body)
@@ -717,9 +720,7 @@ def gen_enc(s, msg):
                 body.append("            sl_pw_tag_end(w, mark);")
                 body.append("        }")
             body.append("    }")
-    body = with_fx(body, msg)
-    if not body:
-        body = ["    (void)w;", "    (void)m;"]
+    body = with_fx(body, msg, ("w", "v", "m"))
     return (
         "static void enc_%s(sl_wr *w, int16_t v, const %s *m) {\n" % (fname(s), s.cname)
         + "\n".join(body)
@@ -804,8 +805,8 @@ def gen_fill(s, msg):
         body += guarded(c, lines, 4) if c else ["    " + l for l in lines]
     return (
         "static void fill_%s(%s *m, sl_arena *a, int16_t v, uint64_t *s, int d) {\n"
-        "    (void)a; (void)v; (void)s; (void)d;\n" % (fname(s), s.cname)
-        + "\n".join(body)
+        % (fname(s), s.cname)
+        + "\n".join(with_fx(body, msg, ("m", "a", "v", "s", "d")))
         + "\n}\n"
     )
 

@@ -52,9 +52,7 @@ static int32_t sl_tf_count(uint64_t *s, bool nullable, int d) {
 static void init_produce_req_partition(sl_produce_req_partition *m) { memset(m, 0, sizeof *m); }
 static void fill_produce_req_partition(sl_produce_req_partition *m, sl_arena *a, int16_t v,
                                        uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->index = (int32_t)sl_tf_rnd(s);
     m->records = sl_tf_bytes(a, s, true);
@@ -62,10 +60,6 @@ static void fill_produce_req_partition(sl_produce_req_partition *m, sl_arena *a,
 static void init_produce_req_topic(sl_produce_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_produce_req_topic(sl_produce_req_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partition_data_count = sl_tf_count(s, false, d);
     m->partition_data =
@@ -78,10 +72,6 @@ static void fill_produce_req_topic(sl_produce_req_topic *m, sl_arena *a, int16_t
     }
 }
 static void fill_produce_req(sl_produce_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 3) m->transactional_id = sl_tf_str(a, s, v >= 3);
     m->acks = (int16_t)sl_tf_rnd(s);
     m->timeout_ms = (int32_t)sl_tf_rnd(s);
@@ -101,9 +91,6 @@ static void init_produce_resp_record_error(sl_produce_resp_record_error *m) {
 }
 static void fill_produce_resp_record_error(sl_produce_resp_record_error *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 8) m->batch_index = (int32_t)sl_tf_rnd(s);
     if (v >= 8) m->batch_index_error_message = sl_tf_str(a, s, v >= 8);
@@ -116,8 +103,6 @@ static void init_produce_resp_current_leader(sl_produce_resp_current_leader *m) 
 static void fill_produce_resp_current_leader(sl_produce_resp_current_leader *m, sl_arena *a,
                                              int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 10) m->leader_id = (int32_t)sl_tf_rnd(s);
     if (v >= 10) m->leader_epoch = (int32_t)sl_tf_rnd(s);
@@ -131,10 +116,6 @@ static void init_produce_resp_partition(sl_produce_resp_partition *m) {
 }
 static void fill_produce_resp_partition(sl_produce_resp_partition *m, sl_arena *a, int16_t v,
                                         uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->index = (int32_t)sl_tf_rnd(s);
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->base_offset = (int64_t)sl_tf_rnd(s);
@@ -158,10 +139,6 @@ static void fill_produce_resp_partition(sl_produce_resp_partition *m, sl_arena *
 static void init_produce_resp_topic(sl_produce_resp_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_produce_resp_topic(sl_produce_resp_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partition_responses_count = sl_tf_count(s, false, d);
     m->partition_responses = m->partition_responses_count > 0
@@ -179,9 +156,6 @@ static void init_produce_resp_node_endpoint(sl_produce_resp_node_endpoint *m) {
 }
 static void fill_produce_resp_node_endpoint(sl_produce_resp_node_endpoint *m, sl_arena *a,
                                             int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 10) m->node_id = (int32_t)sl_tf_rnd(s);
     if (v >= 10) m->host = sl_tf_str(a, s, false);
@@ -189,10 +163,6 @@ static void fill_produce_resp_node_endpoint(sl_produce_resp_node_endpoint *m, sl
     if (v >= 10) m->rack = sl_tf_str(a, s, v >= 10);
 }
 static void fill_produce_resp(sl_produce_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->responses_count = sl_tf_count(s, false, d);
     m->responses = m->responses_count > 0
                        ? sl_arena_calloc(a, (size_t)m->responses_count, sizeof *m->responses)
@@ -218,8 +188,6 @@ static void fill_produce_resp(sl_produce_resp *m, sl_arena *a, int16_t v, uint64
 static void fill_fetch_req_replica_state(sl_fetch_req_replica_state *m, sl_arena *a, int16_t v,
                                          uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 15) m->replica_id = (int32_t)sl_tf_rnd(s);
     if (v >= 15) m->replica_epoch = (int64_t)sl_tf_rnd(s);
@@ -233,8 +201,6 @@ static void init_fetch_req_partition(sl_fetch_req_partition *m) {
 static void fill_fetch_req_partition(sl_fetch_req_partition *m, sl_arena *a, int16_t v, uint64_t *s,
                                      int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->partition = (int32_t)sl_tf_rnd(s);
     if (v >= 9) m->current_leader_epoch = (int32_t)sl_tf_rnd(s);
@@ -247,10 +213,6 @@ static void fill_fetch_req_partition(sl_fetch_req_partition *m, sl_arena *a, int
 static void init_fetch_req_topic(sl_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_fetch_req_topic(sl_fetch_req_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                  int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v <= 12) m->topic = sl_tf_str(a, s, false);
     if (v >= 13) sl_tf_uuid(s, &m->topic_id);
     m->partitions_count = sl_tf_count(s, false, d);
@@ -267,10 +229,6 @@ static void init_fetch_req_forgotten_topic(sl_fetch_req_forgotten_topic *m) {
 }
 static void fill_fetch_req_forgotten_topic(sl_fetch_req_forgotten_topic *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 7 && v <= 12) m->topic = sl_tf_str(a, s, false);
     if (v >= 13) sl_tf_uuid(s, &m->topic_id);
     if (v >= 7) {
@@ -284,10 +242,6 @@ static void fill_fetch_req_forgotten_topic(sl_fetch_req_forgotten_topic *m, sl_a
     }
 }
 static void fill_fetch_req(sl_fetch_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 12 && (sl_tf_rnd(s) & 1)) m->cluster_id = sl_tf_str(a, s, v >= 12);
     if (v <= 14) m->replica_id = (int32_t)sl_tf_rnd(s);
     if (v >= 15 && (sl_tf_rnd(s) & 1))
@@ -327,8 +281,6 @@ static void init_fetch_resp_diverging_epoch(sl_fetch_resp_diverging_epoch *m) {
 static void fill_fetch_resp_diverging_epoch(sl_fetch_resp_diverging_epoch *m, sl_arena *a,
                                             int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 12) m->epoch = (int32_t)sl_tf_rnd(s);
     if (v >= 12) m->end_offset = (int64_t)sl_tf_rnd(s);
@@ -341,8 +293,6 @@ static void init_fetch_resp_current_leader(sl_fetch_resp_current_leader *m) {
 static void fill_fetch_resp_current_leader(sl_fetch_resp_current_leader *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 12) m->leader_id = (int32_t)sl_tf_rnd(s);
     if (v >= 12) m->leader_epoch = (int32_t)sl_tf_rnd(s);
@@ -355,8 +305,6 @@ static void init_fetch_resp_snapshot_id(sl_fetch_resp_snapshot_id *m) {
 static void fill_fetch_resp_snapshot_id(sl_fetch_resp_snapshot_id *m, sl_arena *a, int16_t v,
                                         uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 12) m->end_offset = (int64_t)sl_tf_rnd(s);
     if (v >= 12) m->epoch = (int32_t)sl_tf_rnd(s);
@@ -367,8 +315,6 @@ static void init_fetch_resp_aborted_transaction(sl_fetch_resp_aborted_transactio
 static void fill_fetch_resp_aborted_transaction(sl_fetch_resp_aborted_transaction *m, sl_arena *a,
                                                 int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 4) m->producer_id = (int64_t)sl_tf_rnd(s);
     if (v >= 4) m->first_offset = (int64_t)sl_tf_rnd(s);
@@ -384,10 +330,6 @@ static void init_fetch_resp_partition(sl_fetch_resp_partition *m) {
 }
 static void fill_fetch_resp_partition(sl_fetch_resp_partition *m, sl_arena *a, int16_t v,
                                       uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->high_watermark = (int64_t)sl_tf_rnd(s);
@@ -415,10 +357,6 @@ static void fill_fetch_resp_partition(sl_fetch_resp_partition *m, sl_arena *a, i
 static void init_fetch_resp_topic(sl_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_fetch_resp_topic(sl_fetch_resp_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                   int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v <= 12) m->topic = sl_tf_str(a, s, false);
     if (v >= 13) sl_tf_uuid(s, &m->topic_id);
     m->partitions_count = sl_tf_count(s, false, d);
@@ -436,9 +374,6 @@ static void init_fetch_resp_node_endpoint(sl_fetch_resp_node_endpoint *m) {
 }
 static void fill_fetch_resp_node_endpoint(sl_fetch_resp_node_endpoint *m, sl_arena *a, int16_t v,
                                           uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 16) m->node_id = (int32_t)sl_tf_rnd(s);
     if (v >= 16) m->host = sl_tf_str(a, s, false);
@@ -446,10 +381,6 @@ static void fill_fetch_resp_node_endpoint(sl_fetch_resp_node_endpoint *m, sl_are
     if (v >= 16) m->rack = sl_tf_str(a, s, v >= 16);
 }
 static void fill_fetch_resp(sl_fetch_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     if (v >= 7) m->error_code = (int16_t)sl_tf_rnd(s);
     if (v >= 7) m->session_id = (int32_t)sl_tf_rnd(s);
@@ -482,8 +413,6 @@ static void init_list_offsets_req_partition(sl_list_offsets_req_partition *m) {
 static void fill_list_offsets_req_partition(sl_list_offsets_req_partition *m, sl_arena *a,
                                             int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     if (v >= 4) m->current_leader_epoch = (int32_t)sl_tf_rnd(s);
@@ -493,10 +422,6 @@ static void fill_list_offsets_req_partition(sl_list_offsets_req_partition *m, sl
 static void init_list_offsets_req_topic(sl_list_offsets_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_list_offsets_req_topic(sl_list_offsets_req_topic *m, sl_arena *a, int16_t v,
                                         uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -509,10 +434,6 @@ static void fill_list_offsets_req_topic(sl_list_offsets_req_topic *m, sl_arena *
 }
 static void fill_list_offsets_req(sl_list_offsets_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                   int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->replica_id = (int32_t)sl_tf_rnd(s);
     if (v >= 2) m->isolation_level = (int8_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
@@ -533,10 +454,6 @@ static void init_list_offsets_resp_partition(sl_list_offsets_resp_partition *m) 
 }
 static void fill_list_offsets_resp_partition(sl_list_offsets_resp_partition *m, sl_arena *a,
                                              int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->error_code = (int16_t)sl_tf_rnd(s);
     if (v <= 0) {
@@ -556,10 +473,6 @@ static void fill_list_offsets_resp_partition(sl_list_offsets_resp_partition *m, 
 static void init_list_offsets_resp_topic(sl_list_offsets_resp_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_list_offsets_resp_topic(sl_list_offsets_resp_topic *m, sl_arena *a, int16_t v,
                                          uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -572,10 +485,6 @@ static void fill_list_offsets_resp_topic(sl_list_offsets_resp_topic *m, sl_arena
 }
 static void fill_list_offsets_resp(sl_list_offsets_resp *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
@@ -589,18 +498,11 @@ static void fill_list_offsets_resp(sl_list_offsets_resp *m, sl_arena *a, int16_t
 static void init_metadata_req_topic(sl_metadata_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_metadata_req_topic(sl_metadata_req_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 10) sl_tf_uuid(s, &m->topic_id);
     m->name = sl_tf_str(a, s, v >= 10);
 }
 static void fill_metadata_req(sl_metadata_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topics_count = sl_tf_count(s, v >= 1, d);
     m->topics =
         m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
@@ -619,9 +521,6 @@ static void init_metadata_resp_broker(sl_metadata_resp_broker *m) {
 }
 static void fill_metadata_resp_broker(sl_metadata_resp_broker *m, sl_arena *a, int16_t v,
                                       uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->node_id = (int32_t)sl_tf_rnd(s);
     m->host = sl_tf_str(a, s, false);
@@ -634,10 +533,6 @@ static void init_metadata_resp_partition(sl_metadata_resp_partition *m) {
 }
 static void fill_metadata_resp_partition(sl_metadata_resp_partition *m, sl_arena *a, int16_t v,
                                          uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->leader_id = (int32_t)sl_tf_rnd(s);
@@ -674,10 +569,6 @@ static void init_metadata_resp_topic(sl_metadata_resp_topic *m) {
 }
 static void fill_metadata_resp_topic(sl_metadata_resp_topic *m, sl_arena *a, int16_t v, uint64_t *s,
                                      int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->name = sl_tf_str(a, s, v >= 12);
     if (v >= 10) sl_tf_uuid(s, &m->topic_id);
@@ -693,10 +584,6 @@ static void fill_metadata_resp_topic(sl_metadata_resp_topic *m, sl_arena *a, int
     if (v >= 8) m->topic_authorized_operations = (int32_t)sl_tf_rnd(s);
 }
 static void fill_metadata_resp(sl_metadata_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 3) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->brokers_count = sl_tf_count(s, false, d);
     m->brokers = m->brokers_count > 0
@@ -720,9 +607,6 @@ static void fill_metadata_resp(sl_metadata_resp *m, sl_arena *a, int16_t v, uint
 
 static void fill_api_versions_req(sl_api_versions_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                   int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 3) m->client_software_name = sl_tf_str(a, s, false);
     if (v >= 3) m->client_software_version = sl_tf_str(a, s, false);
@@ -735,7 +619,6 @@ static void fill_api_versions_resp_api_key(sl_api_versions_resp_api_key *m, sl_a
                                            uint64_t *s, int d) {
     (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->api_key = (int16_t)sl_tf_rnd(s);
     m->min_version = (int16_t)sl_tf_rnd(s);
@@ -746,9 +629,6 @@ static void init_api_versions_resp_supported_feature(sl_api_versions_resp_suppor
 }
 static void fill_api_versions_resp_supported_feature(sl_api_versions_resp_supported_feature *m,
                                                      sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 3) m->name = sl_tf_str(a, s, false);
     if (v >= 3) m->min_version = (int16_t)sl_tf_rnd(s);
@@ -759,9 +639,6 @@ static void init_api_versions_resp_finalized_feature(sl_api_versions_resp_finali
 }
 static void fill_api_versions_resp_finalized_feature(sl_api_versions_resp_finalized_feature *m,
                                                      sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 3) m->name = sl_tf_str(a, s, false);
     if (v >= 3) m->max_version_level = (int16_t)sl_tf_rnd(s);
@@ -769,10 +646,6 @@ static void fill_api_versions_resp_finalized_feature(sl_api_versions_resp_finali
 }
 static void fill_api_versions_resp(sl_api_versions_resp *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->api_keys_count = sl_tf_count(s, false, d);
     m->api_keys = m->api_keys_count > 0
@@ -814,10 +687,7 @@ static void init_create_topics_req_assignment(sl_create_topics_req_assignment *m
 }
 static void fill_create_topics_req_assignment(sl_create_topics_req_assignment *m, sl_arena *a,
                                               int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
-    (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->broker_ids_count = sl_tf_count(s, false, d);
     m->broker_ids = m->broker_ids_count > 0
@@ -832,9 +702,7 @@ static void init_create_topics_req_config(sl_create_topics_req_config *m) {
 }
 static void fill_create_topics_req_config(sl_create_topics_req_config *m, sl_arena *a, int16_t v,
                                           uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->name = sl_tf_str(a, s, false);
     m->value = sl_tf_str(a, s, true);
@@ -842,10 +710,6 @@ static void fill_create_topics_req_config(sl_create_topics_req_config *m, sl_are
 static void init_create_topics_req_topic(sl_create_topics_req_topic *m) { memset(m, 0, sizeof *m); }
 static void fill_create_topics_req_topic(sl_create_topics_req_topic *m, sl_arena *a, int16_t v,
                                          uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->num_partitions = (int32_t)sl_tf_rnd(s);
     m->replication_factor = (int16_t)sl_tf_rnd(s);
@@ -868,10 +732,6 @@ static void fill_create_topics_req_topic(sl_create_topics_req_topic *m, sl_arena
 }
 static void fill_create_topics_req(sl_create_topics_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
         m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
@@ -889,9 +749,6 @@ static void init_create_topics_resp_config(sl_create_topics_resp_config *m) {
 }
 static void fill_create_topics_resp_config(sl_create_topics_resp_config *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 5) m->name = sl_tf_str(a, s, false);
     if (v >= 5) m->value = sl_tf_str(a, s, v >= 5);
@@ -906,10 +763,6 @@ static void init_create_topics_resp_topic(sl_create_topics_resp_topic *m) {
 }
 static void fill_create_topics_resp_topic(sl_create_topics_resp_topic *m, sl_arena *a, int16_t v,
                                           uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     if (v >= 7) sl_tf_uuid(s, &m->topic_id);
     m->error_code = (int16_t)sl_tf_rnd(s);
@@ -930,10 +783,6 @@ static void fill_create_topics_resp_topic(sl_create_topics_resp_topic *m, sl_are
 }
 static void fill_create_topics_resp(sl_create_topics_resp *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
@@ -950,19 +799,12 @@ static void init_delete_topics_req_topic(sl_delete_topics_req_topic *m) {
 }
 static void fill_delete_topics_req_topic(sl_delete_topics_req_topic *m, sl_arena *a, int16_t v,
                                          uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 6) m->name = sl_tf_str(a, s, v >= 6);
     if (v >= 6) sl_tf_uuid(s, &m->topic_id);
 }
 static void fill_delete_topics_req(sl_delete_topics_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 6) {
         m->topics_count = sl_tf_count(s, false, d);
         m->topics = m->topics_count > 0
@@ -991,9 +833,6 @@ static void init_delete_topics_resp_result(sl_delete_topics_resp_result *m) {
 }
 static void fill_delete_topics_resp_result(sl_delete_topics_resp_result *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->name = sl_tf_str(a, s, v >= 6);
     if (v >= 6) sl_tf_uuid(s, &m->topic_id);
@@ -1002,10 +841,6 @@ static void fill_delete_topics_resp_result(sl_delete_topics_resp_result *m, sl_a
 }
 static void fill_delete_topics_resp(sl_delete_topics_resp *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->responses_count = sl_tf_count(s, false, d);
     m->responses = m->responses_count > 0
@@ -1024,7 +859,6 @@ static void fill_delete_records_req_partition(sl_delete_records_req_partition *m
                                               int16_t v, uint64_t *s, int d) {
     (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->offset = (int64_t)sl_tf_rnd(s);
@@ -1034,10 +868,6 @@ static void init_delete_records_req_topic(sl_delete_records_req_topic *m) {
 }
 static void fill_delete_records_req_topic(sl_delete_records_req_topic *m, sl_arena *a, int16_t v,
                                           uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -1050,10 +880,6 @@ static void fill_delete_records_req_topic(sl_delete_records_req_topic *m, sl_are
 }
 static void fill_delete_records_req(sl_delete_records_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                     int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
         m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
@@ -1071,7 +897,6 @@ static void fill_delete_records_resp_partition(sl_delete_records_resp_partition 
                                                int16_t v, uint64_t *s, int d) {
     (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->partition_index = (int32_t)sl_tf_rnd(s);
     m->low_watermark = (int64_t)sl_tf_rnd(s);
@@ -1082,10 +907,6 @@ static void init_delete_records_resp_topic(sl_delete_records_resp_topic *m) {
 }
 static void fill_delete_records_resp_topic(sl_delete_records_resp_topic *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -1098,10 +919,6 @@ static void fill_delete_records_resp_topic(sl_delete_records_resp_topic *m, sl_a
 }
 static void fill_delete_records_resp(sl_delete_records_resp *m, sl_arena *a, int16_t v, uint64_t *s,
                                      int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
@@ -1120,8 +937,6 @@ init_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partit
 static void fill_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partition *m,
                                                        sl_arena *a, int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->partition = (int32_t)sl_tf_rnd(s);
     if (v >= 2) m->current_leader_epoch = (int32_t)sl_tf_rnd(s);
@@ -1132,10 +947,6 @@ static void init_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_re
 }
 static void fill_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_req_topic *m,
                                                    sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topic = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -1148,10 +959,6 @@ static void fill_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_re
 }
 static void fill_offset_for_leader_epoch_req(sl_offset_for_leader_epoch_req *m, sl_arena *a,
                                              int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 3) m->replica_id = (int32_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
@@ -1172,8 +979,6 @@ static void
 fill_offset_for_leader_epoch_resp_partition(sl_offset_for_leader_epoch_resp_partition *m,
                                             sl_arena *a, int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->partition = (int32_t)sl_tf_rnd(s);
@@ -1185,10 +990,6 @@ static void init_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_r
 }
 static void fill_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_resp_topic *m,
                                                     sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topic = sl_tf_str(a, s, false);
     m->partitions_count = sl_tf_count(s, false, d);
     m->partitions = m->partitions_count > 0
@@ -1201,10 +1002,6 @@ static void fill_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_r
 }
 static void fill_offset_for_leader_epoch_resp(sl_offset_for_leader_epoch_resp *m, sl_arena *a,
                                               int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
@@ -1220,10 +1017,7 @@ static void init_describe_configs_req_resource(sl_describe_configs_req_resource 
 }
 static void fill_describe_configs_req_resource(sl_describe_configs_req_resource *m, sl_arena *a,
                                                int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
-    (void)d;
     m->resource_type = (int8_t)sl_tf_rnd(s);
     m->resource_name = sl_tf_str(a, s, false);
     m->configuration_keys_count = sl_tf_count(s, true, d);
@@ -1237,10 +1031,6 @@ static void fill_describe_configs_req_resource(sl_describe_configs_req_resource 
 }
 static void fill_describe_configs_req(sl_describe_configs_req *m, sl_arena *a, int16_t v,
                                       uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->resources_count = sl_tf_count(s, false, d);
     m->resources = m->resources_count > 0
                        ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
@@ -1258,9 +1048,6 @@ static void init_describe_configs_resp_synonym(sl_describe_configs_resp_synonym 
 }
 static void fill_describe_configs_resp_synonym(sl_describe_configs_resp_synonym *m, sl_arena *a,
                                                int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     if (v >= 1) m->name = sl_tf_str(a, s, false);
     if (v >= 1) m->value = sl_tf_str(a, s, v >= 1);
@@ -1272,10 +1059,6 @@ static void init_describe_configs_resp_config(sl_describe_configs_resp_config *m
 }
 static void fill_describe_configs_resp_config(sl_describe_configs_resp_config *m, sl_arena *a,
                                               int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->value = sl_tf_str(a, s, true);
     m->read_only = (sl_tf_rnd(s) & 1) != 0;
@@ -1300,10 +1083,6 @@ static void init_describe_configs_resp_result(sl_describe_configs_resp_result *m
 }
 static void fill_describe_configs_resp_result(sl_describe_configs_resp_result *m, sl_arena *a,
                                               int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->error_message = sl_tf_str(a, s, true);
     m->resource_type = (int8_t)sl_tf_rnd(s);
@@ -1319,10 +1098,6 @@ static void fill_describe_configs_resp_result(sl_describe_configs_resp_result *m
 }
 static void fill_describe_configs_resp(sl_describe_configs_resp *m, sl_arena *a, int16_t v,
                                        uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->results_count = sl_tf_count(s, false, d);
     m->results = m->results_count > 0
@@ -1339,10 +1114,7 @@ static void init_create_partitions_req_assignment(sl_create_partitions_req_assig
 }
 static void fill_create_partitions_req_assignment(sl_create_partitions_req_assignment *m,
                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
-    (void)d;
     m->broker_ids_count = sl_tf_count(s, false, d);
     m->broker_ids = m->broker_ids_count > 0
                         ? sl_arena_calloc(a, (size_t)m->broker_ids_count, sizeof *m->broker_ids)
@@ -1356,10 +1128,6 @@ static void init_create_partitions_req_topic(sl_create_partitions_req_topic *m) 
 }
 static void fill_create_partitions_req_topic(sl_create_partitions_req_topic *m, sl_arena *a,
                                              int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->name = sl_tf_str(a, s, false);
     m->count = (int32_t)sl_tf_rnd(s);
     m->assignments_count = sl_tf_count(s, true, d);
@@ -1373,10 +1141,6 @@ static void fill_create_partitions_req_topic(sl_create_partitions_req_topic *m, 
 }
 static void fill_create_partitions_req(sl_create_partitions_req *m, sl_arena *a, int16_t v,
                                        uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->topics_count = sl_tf_count(s, false, d);
     m->topics =
         m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
@@ -1394,9 +1158,7 @@ static void init_create_partitions_resp_result(sl_create_partitions_resp_result 
 }
 static void fill_create_partitions_resp_result(sl_create_partitions_resp_result *m, sl_arena *a,
                                                int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->name = sl_tf_str(a, s, false);
     m->error_code = (int16_t)sl_tf_rnd(s);
@@ -1404,10 +1166,6 @@ static void fill_create_partitions_resp_result(sl_create_partitions_resp_result 
 }
 static void fill_create_partitions_resp(sl_create_partitions_resp *m, sl_arena *a, int16_t v,
                                         uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->results_count = sl_tf_count(s, false, d);
     m->results = m->results_count > 0
@@ -1424,9 +1182,7 @@ static void init_incremental_alter_configs_req_config(sl_incremental_alter_confi
 }
 static void fill_incremental_alter_configs_req_config(sl_incremental_alter_configs_req_config *m,
                                                       sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->name = sl_tf_str(a, s, false);
     m->config_operation = (int8_t)sl_tf_rnd(s);
@@ -1439,10 +1195,6 @@ init_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_res
 static void
 fill_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_resource *m,
                                             sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->resource_type = (int8_t)sl_tf_rnd(s);
     m->resource_name = sl_tf_str(a, s, false);
     m->configs_count = sl_tf_count(s, false, d);
@@ -1456,10 +1208,6 @@ fill_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_res
 }
 static void fill_incremental_alter_configs_req(sl_incremental_alter_configs_req *m, sl_arena *a,
                                                int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->resources_count = sl_tf_count(s, false, d);
     m->resources = m->resources_count > 0
                        ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
@@ -1478,9 +1226,7 @@ init_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_r
 static void
 fill_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_response *m,
                                              sl_arena *a, int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->error_message = sl_tf_str(a, s, true);
@@ -1489,10 +1235,6 @@ fill_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_r
 }
 static void fill_incremental_alter_configs_resp(sl_incremental_alter_configs_resp *m, sl_arena *a,
                                                 int16_t v, uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->responses_count = sl_tf_count(s, false, d);
     m->responses = m->responses_count > 0
@@ -1507,8 +1249,6 @@ static void fill_incremental_alter_configs_resp(sl_incremental_alter_configs_res
 static void fill_describe_cluster_req(sl_describe_cluster_req *m, sl_arena *a, int16_t v,
                                       uint64_t *s, int d) {
     (void)a;
-    (void)v;
-    (void)s;
     (void)d;
     m->include_cluster_authorized_operations = (sl_tf_rnd(s) & 1) != 0;
     if (v >= 1) m->endpoint_type = (int8_t)sl_tf_rnd(s);
@@ -1520,9 +1260,7 @@ static void init_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m
 }
 static void fill_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m, sl_arena *a,
                                               int16_t v, uint64_t *s, int d) {
-    (void)a;
     (void)v;
-    (void)s;
     (void)d;
     m->broker_id = (int32_t)sl_tf_rnd(s);
     m->host = sl_tf_str(a, s, false);
@@ -1531,10 +1269,6 @@ static void fill_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m
 }
 static void fill_describe_cluster_resp(sl_describe_cluster_resp *m, sl_arena *a, int16_t v,
                                        uint64_t *s, int d) {
-    (void)a;
-    (void)v;
-    (void)s;
-    (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->error_code = (int16_t)sl_tf_rnd(s);
     m->error_message = sl_tf_str(a, s, true);

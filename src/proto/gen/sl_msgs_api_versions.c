@@ -6,6 +6,7 @@
 void sl_api_versions_req_init(sl_api_versions_req *m) { memset(m, 0, sizeof *m); }
 
 static void dec_api_versions_req(sl_rd *r, sl_arena *a, int16_t v, sl_api_versions_req *m) {
+    (void)a;
     const bool fx = v >= 3;
     sl_api_versions_req_init(m);
     if (v >= 3) m->client_software_name = sl_pr_str(r, fx, false);
@@ -37,6 +38,8 @@ static void init_api_versions_resp_api_key(sl_api_versions_resp_api_key *m) {
 
 static void dec_api_versions_resp_api_key(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_api_versions_resp_api_key *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 3;
     init_api_versions_resp_api_key(m);
     m->api_key = sl_rd_i16(r);
@@ -47,6 +50,7 @@ static void dec_api_versions_resp_api_key(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_api_versions_resp_api_key(sl_wr *w, int16_t v,
                                           const sl_api_versions_resp_api_key *m) {
+    (void)v;
     const bool fx = v >= 3;
     sl_wr_i16(w, m->api_key);
     sl_wr_i16(w, m->min_version);
@@ -60,6 +64,7 @@ static void init_api_versions_resp_supported_feature(sl_api_versions_resp_suppor
 
 static void dec_api_versions_resp_supported_feature(sl_rd *r, sl_arena *a, int16_t v,
                                                     sl_api_versions_resp_supported_feature *m) {
+    (void)a;
     const bool fx = v >= 3;
     init_api_versions_resp_supported_feature(m);
     if (v >= 3) m->name = sl_pr_str(r, fx, false);
@@ -84,6 +89,7 @@ static void init_api_versions_resp_finalized_feature(sl_api_versions_resp_finali
 
 static void dec_api_versions_resp_finalized_feature(sl_rd *r, sl_arena *a, int16_t v,
                                                     sl_api_versions_resp_finalized_feature *m) {
+    (void)a;
     const bool fx = v >= 3;
     init_api_versions_resp_finalized_feature(m);
     if (v >= 3) m->name = sl_pr_str(r, fx, false);

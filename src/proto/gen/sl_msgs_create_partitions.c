@@ -9,6 +9,7 @@ static void init_create_partitions_req_assignment(sl_create_partitions_req_assig
 
 static void dec_create_partitions_req_assignment(sl_rd *r, sl_arena *a, int16_t v,
                                                  sl_create_partitions_req_assignment *m) {
+    (void)v;
     const bool fx = v >= 2;
     init_create_partitions_req_assignment(m);
     m->broker_ids_count = sl_pr_count(r, fx, false, 4);
@@ -19,6 +20,7 @@ static void dec_create_partitions_req_assignment(sl_rd *r, sl_arena *a, int16_t 
 
 static void enc_create_partitions_req_assignment(sl_wr *w, int16_t v,
                                                  const sl_create_partitions_req_assignment *m) {
+    (void)v;
     const bool fx = v >= 2;
     for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->broker_ids_count); i < n; i++)
         sl_wr_i32(w, m->broker_ids[i]);
@@ -94,6 +96,8 @@ static void init_create_partitions_resp_result(sl_create_partitions_resp_result 
 
 static void dec_create_partitions_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_create_partitions_resp_result *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 2;
     init_create_partitions_resp_result(m);
     m->name = sl_pr_str(r, fx, false);
@@ -104,6 +108,7 @@ static void dec_create_partitions_resp_result(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_create_partitions_resp_result(sl_wr *w, int16_t v,
                                               const sl_create_partitions_resp_result *m) {
+    (void)v;
     const bool fx = v >= 2;
     sl_pw_str(w, fx, false, m->name);
     sl_wr_i16(w, m->error_code);

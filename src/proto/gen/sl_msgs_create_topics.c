@@ -9,6 +9,7 @@ static void init_create_topics_req_assignment(sl_create_topics_req_assignment *m
 
 static void dec_create_topics_req_assignment(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_create_topics_req_assignment *m) {
+    (void)v;
     const bool fx = v >= 5;
     init_create_topics_req_assignment(m);
     m->partition_index = sl_rd_i32(r);
@@ -20,6 +21,7 @@ static void dec_create_topics_req_assignment(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_create_topics_req_assignment(sl_wr *w, int16_t v,
                                              const sl_create_topics_req_assignment *m) {
+    (void)v;
     const bool fx = v >= 5;
     sl_wr_i32(w, m->partition_index);
     for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->broker_ids_count); i < n; i++)
@@ -33,6 +35,8 @@ static void init_create_topics_req_config(sl_create_topics_req_config *m) {
 
 static void dec_create_topics_req_config(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_create_topics_req_config *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 5;
     init_create_topics_req_config(m);
     m->name = sl_pr_str(r, fx, false);
@@ -42,6 +46,7 @@ static void dec_create_topics_req_config(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_create_topics_req_config(sl_wr *w, int16_t v,
                                          const sl_create_topics_req_config *m) {
+    (void)v;
     const bool fx = v >= 5;
     sl_pw_str(w, fx, false, m->name);
     sl_pw_str(w, fx, true, m->value);
@@ -124,6 +129,7 @@ static void init_create_topics_resp_config(sl_create_topics_resp_config *m) {
 
 static void dec_create_topics_resp_config(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_create_topics_resp_config *m) {
+    (void)a;
     const bool fx = v >= 5;
     init_create_topics_resp_config(m);
     if (v >= 5) m->name = sl_pr_str(r, fx, false);

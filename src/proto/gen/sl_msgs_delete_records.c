@@ -9,6 +9,8 @@ static void init_delete_records_req_partition(sl_delete_records_req_partition *m
 
 static void dec_delete_records_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_delete_records_req_partition *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 2;
     init_delete_records_req_partition(m);
     m->partition_index = sl_rd_i32(r);
@@ -18,6 +20,7 @@ static void dec_delete_records_req_partition(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_delete_records_req_partition(sl_wr *w, int16_t v,
                                              const sl_delete_records_req_partition *m) {
+    (void)v;
     const bool fx = v >= 2;
     sl_wr_i32(w, m->partition_index);
     sl_wr_i64(w, m->offset);
@@ -87,6 +90,8 @@ static void init_delete_records_resp_partition(sl_delete_records_resp_partition 
 
 static void dec_delete_records_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_delete_records_resp_partition *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 2;
     init_delete_records_resp_partition(m);
     m->partition_index = sl_rd_i32(r);
@@ -97,6 +102,7 @@ static void dec_delete_records_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_delete_records_resp_partition(sl_wr *w, int16_t v,
                                               const sl_delete_records_resp_partition *m) {
+    (void)v;
     const bool fx = v >= 2;
     sl_wr_i32(w, m->partition_index);
     sl_wr_i64(w, m->low_watermark);

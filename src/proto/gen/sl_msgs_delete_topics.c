@@ -10,6 +10,7 @@ static void init_delete_topics_req_topic(sl_delete_topics_req_topic *m) {
 
 static void dec_delete_topics_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_delete_topics_req_topic *m) {
+    (void)a;
     const bool fx = v >= 4;
     init_delete_topics_req_topic(m);
     if (v >= 6) m->name = sl_pr_str(r, fx, v >= 6);
@@ -77,6 +78,7 @@ static void init_delete_topics_resp_result(sl_delete_topics_resp_result *m) {
 
 static void dec_delete_topics_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_delete_topics_resp_result *m) {
+    (void)a;
     const bool fx = v >= 4;
     init_delete_topics_resp_result(m);
     m->name = sl_pr_str(r, fx, v >= 6);

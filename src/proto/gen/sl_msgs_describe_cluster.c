@@ -9,6 +9,7 @@ void sl_describe_cluster_req_init(sl_describe_cluster_req *m) {
 }
 
 static void dec_describe_cluster_req(sl_rd *r, sl_arena *a, int16_t v, sl_describe_cluster_req *m) {
+    (void)a;
     const bool fx = true;
     sl_describe_cluster_req_init(m);
     m->include_cluster_authorized_operations = sl_rd_bool(r);
@@ -41,6 +42,8 @@ static void init_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m
 
 static void dec_describe_cluster_resp_broker(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_describe_cluster_resp_broker *m) {
+    (void)a;
+    (void)v;
     const bool fx = true;
     init_describe_cluster_resp_broker(m);
     m->broker_id = sl_rd_i32(r);
@@ -52,6 +55,7 @@ static void dec_describe_cluster_resp_broker(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_describe_cluster_resp_broker(sl_wr *w, int16_t v,
                                              const sl_describe_cluster_resp_broker *m) {
+    (void)v;
     const bool fx = true;
     sl_wr_i32(w, m->broker_id);
     sl_pw_str(w, fx, false, m->host);

@@ -23,6 +23,7 @@ static void dec_describe_configs_req_resource(sl_rd *r, sl_arena *a, int16_t v,
 
 static void enc_describe_configs_req_resource(sl_wr *w, int16_t v,
                                               const sl_describe_configs_req_resource *m) {
+    (void)v;
     const bool fx = v >= 4;
     sl_wr_i8(w, m->resource_type);
     sl_pw_str(w, fx, false, m->resource_name);
@@ -71,6 +72,7 @@ static void init_describe_configs_resp_synonym(sl_describe_configs_resp_synonym 
 
 static void dec_describe_configs_resp_synonym(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_describe_configs_resp_synonym *m) {
+    (void)a;
     const bool fx = v >= 4;
     init_describe_configs_resp_synonym(m);
     if (v >= 1) m->name = sl_pr_str(r, fx, false);

@@ -15,6 +15,7 @@ static bool dflt_fetch_req_replica_state(const sl_fetch_req_replica_state *m) {
 
 static void dec_fetch_req_replica_state(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_fetch_req_replica_state *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_req_replica_state(m);
     if (v >= 15) m->replica_id = sl_rd_i32(r);
@@ -37,6 +38,7 @@ static void init_fetch_req_partition(sl_fetch_req_partition *m) {
 }
 
 static void dec_fetch_req_partition(sl_rd *r, sl_arena *a, int16_t v, sl_fetch_req_partition *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_req_partition(m);
     m->partition = sl_rd_i32(r);
@@ -256,6 +258,7 @@ static bool dflt_fetch_resp_diverging_epoch(const sl_fetch_resp_diverging_epoch 
 
 static void dec_fetch_resp_diverging_epoch(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_fetch_resp_diverging_epoch *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_resp_diverging_epoch(m);
     if (v >= 12) m->epoch = sl_rd_i32(r);
@@ -283,6 +286,7 @@ static bool dflt_fetch_resp_current_leader(const sl_fetch_resp_current_leader *m
 
 static void dec_fetch_resp_current_leader(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_fetch_resp_current_leader *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_resp_current_leader(m);
     if (v >= 12) m->leader_id = sl_rd_i32(r);
@@ -310,6 +314,7 @@ static bool dflt_fetch_resp_snapshot_id(const sl_fetch_resp_snapshot_id *m) {
 
 static void dec_fetch_resp_snapshot_id(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_fetch_resp_snapshot_id *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_resp_snapshot_id(m);
     if (v >= 12) m->end_offset = sl_rd_i64(r);
@@ -330,6 +335,7 @@ static void init_fetch_resp_aborted_transaction(sl_fetch_resp_aborted_transactio
 
 static void dec_fetch_resp_aborted_transaction(sl_rd *r, sl_arena *a, int16_t v,
                                                sl_fetch_resp_aborted_transaction *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_resp_aborted_transaction(m);
     if (v >= 4) m->producer_id = sl_rd_i64(r);
@@ -476,6 +482,7 @@ static void init_fetch_resp_node_endpoint(sl_fetch_resp_node_endpoint *m) {
 
 static void dec_fetch_resp_node_endpoint(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_fetch_resp_node_endpoint *m) {
+    (void)a;
     const bool fx = v >= 12;
     init_fetch_resp_node_endpoint(m);
     if (v >= 16) m->node_id = sl_rd_i32(r);

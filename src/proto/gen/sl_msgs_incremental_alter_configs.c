@@ -9,6 +9,8 @@ static void init_incremental_alter_configs_req_config(sl_incremental_alter_confi
 
 static void dec_incremental_alter_configs_req_config(sl_rd *r, sl_arena *a, int16_t v,
                                                      sl_incremental_alter_configs_req_config *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 1;
     init_incremental_alter_configs_req_config(m);
     m->name = sl_pr_str(r, fx, false);
@@ -20,6 +22,7 @@ static void dec_incremental_alter_configs_req_config(sl_rd *r, sl_arena *a, int1
 static void
 enc_incremental_alter_configs_req_config(sl_wr *w, int16_t v,
                                          const sl_incremental_alter_configs_req_config *m) {
+    (void)v;
     const bool fx = v >= 1;
     sl_pw_str(w, fx, false, m->name);
     sl_wr_i8(w, m->config_operation);
@@ -103,6 +106,8 @@ init_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_r
 static void
 dec_incremental_alter_configs_resp_response(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_incremental_alter_configs_resp_response *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 1;
     init_incremental_alter_configs_resp_response(m);
     m->error_code = sl_rd_i16(r);
@@ -115,6 +120,7 @@ dec_incremental_alter_configs_resp_response(sl_rd *r, sl_arena *a, int16_t v,
 static void
 enc_incremental_alter_configs_resp_response(sl_wr *w, int16_t v,
                                             const sl_incremental_alter_configs_resp_response *m) {
+    (void)v;
     const bool fx = v >= 1;
     sl_wr_i16(w, m->error_code);
     sl_pw_str(w, fx, true, m->error_message);

@@ -11,6 +11,7 @@ static void init_list_offsets_req_partition(sl_list_offsets_req_partition *m) {
 
 static void dec_list_offsets_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_list_offsets_req_partition *m) {
+    (void)a;
     const bool fx = v >= 6;
     init_list_offsets_req_partition(m);
     m->partition_index = sl_rd_i32(r);

@@ -6,6 +6,7 @@
 static void init_metadata_req_topic(sl_metadata_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_metadata_req_topic(sl_rd *r, sl_arena *a, int16_t v, sl_metadata_req_topic *m) {
+    (void)a;
     const bool fx = v >= 9;
     init_metadata_req_topic(m);
     if (v >= 10) m->topic_id = sl_rd_uuid(r);
@@ -64,6 +65,7 @@ static void init_metadata_resp_broker(sl_metadata_resp_broker *m) {
 }
 
 static void dec_metadata_resp_broker(sl_rd *r, sl_arena *a, int16_t v, sl_metadata_resp_broker *m) {
+    (void)a;
     const bool fx = v >= 9;
     init_metadata_resp_broker(m);
     m->node_id = sl_rd_i32(r);

@@ -11,6 +11,7 @@ init_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partit
 
 static void dec_offset_for_leader_epoch_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                                       sl_offset_for_leader_epoch_req_partition *m) {
+    (void)a;
     const bool fx = v >= 4;
     init_offset_for_leader_epoch_req_partition(m);
     m->partition = sl_rd_i32(r);
@@ -103,6 +104,7 @@ init_offset_for_leader_epoch_resp_partition(sl_offset_for_leader_epoch_resp_part
 static void
 dec_offset_for_leader_epoch_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_offset_for_leader_epoch_resp_partition *m) {
+    (void)a;
     const bool fx = v >= 4;
     init_offset_for_leader_epoch_resp_partition(m);
     m->error_code = sl_rd_i16(r);

@@ -7,6 +7,8 @@ static void init_produce_req_partition(sl_produce_req_partition *m) { memset(m, 
 
 static void dec_produce_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                       sl_produce_req_partition *m) {
+    (void)a;
+    (void)v;
     const bool fx = v >= 9;
     init_produce_req_partition(m);
     m->index = sl_rd_i32(r);
@@ -15,6 +17,7 @@ static void dec_produce_req_partition(sl_rd *r, sl_arena *a, int16_t v,
 }
 
 static void enc_produce_req_partition(sl_wr *w, int16_t v, const sl_produce_req_partition *m) {
+    (void)v;
     const bool fx = v >= 9;
     sl_wr_i32(w, m->index);
     sl_pw_bytes(w, fx, true, m->records);
@@ -87,6 +90,7 @@ static void init_produce_resp_record_error(sl_produce_resp_record_error *m) {
 
 static void dec_produce_resp_record_error(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_produce_resp_record_error *m) {
+    (void)a;
     const bool fx = v >= 9;
     init_produce_resp_record_error(m);
     if (v >= 8) m->batch_index = sl_rd_i32(r);
@@ -114,6 +118,7 @@ static bool dflt_produce_resp_current_leader(const sl_produce_resp_current_leade
 
 static void dec_produce_resp_current_leader(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_produce_resp_current_leader *m) {
+    (void)a;
     const bool fx = v >= 9;
     init_produce_resp_current_leader(m);
     if (v >= 10) m->leader_id = sl_rd_i32(r);
@@ -229,6 +234,7 @@ static void init_produce_resp_node_endpoint(sl_produce_resp_node_endpoint *m) {
 
 static void dec_produce_resp_node_endpoint(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_produce_resp_node_endpoint *m) {
+    (void)a;
     const bool fx = v >= 9;
     init_produce_resp_node_endpoint(m);
     if (v >= 10) m->node_id = sl_rd_i32(r);
