@@ -1,0 +1,230 @@
+"""Fixtures for Sluice's interop tests: each test gets its own broker process (ASan+UBSan build by
+default) on a free loopback port with a fresh data directory.
+
+Per-test broker settings: @pytest.mark.broker_config({"log.segment.bytes": 16384, ...}).
+Per-test time limit: @pytest.mark.timeout_s(N) (default 240 s), enforced with SIGALRM so a hung
+client or broker fails the test instead of the whole CI run.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SLUICE_BIN = os.environ.get("SLUICE_BIN", str(REPO / "build" / "asan" / "sluice"))
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+DEFAULT_TIMEOUT_S = 240
+START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 30.0
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls `pred` until it returns a truthy value (returned) or `timeout` seconds pass (fails)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - reported below if the deadline passes
+            last_exc = e
+        if time.monotonic() >= deadline:
+            msg = f"timed out after {timeout}s waiting for {what}"
+            if last_exc is not None:
+                msg += f" (last error: {last_exc!r})"
+            raise AssertionError(msg)
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sanitizer_env():
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+    return env
+
+
+class Broker:
+    """A broker process owned by one test. Its stderr (structured log lines and any sanitizer
+    report) goes to `log_path`, appended across restarts."""
+
+    def __init__(self, workdir, overrides=None):
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.bootstrap = f"{self.host}:{self.port}"
+        self.data_dir = self.workdir / "data"
+        self.config_path = self.workdir / "server.properties"
+        self.log_path = self.workdir / "broker.log"
+        self.proc = None
+        self.starts = 0
+        # Set by stop() and kill9(); a broker dead for any other reason fails the test.
+        self.exit_expected = False
+        self.config = {
+            "listeners": f"PLAINTEXT://{self.bootstrap}",
+            "log.dirs": str(self.data_dir),
+            "auto.create.topics.enable": "true",
+            "num.partitions": "1",
+        }
+        for k, v in (overrides or {}).items():
+            self.config[k] = str(v).lower() if isinstance(v, bool) else str(v)
+        self.write_config()
+
+    def write_config(self):
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config.items()))
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        if not os.access(SLUICE_BIN, os.X_OK):
+            pytest.fail(f"broker binary {SLUICE_BIN} missing (build it: make asan)")
+        self.starts += 1
+        self.exit_expected = False
+        with open(self.log_path, "ab") as log:
+            log.write(f"==== start #{self.starts}: {SLUICE_BIN} serve -c {self.config_path}\n"
+                      .encode())
+            log.flush()
+            self.proc = subprocess.Popen([SLUICE_BIN, "serve", "-c", str(self.config_path)],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=sanitizer_env(), cwd=str(self.workdir))
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=START_DEADLINE_S):
+        deadline = time.monotonic() + timeout
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"broker exited with {rc} during startup\n{self.log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"broker did not accept on {self.bootstrap} within "
+                                     f"{timeout}s\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, check=True):
+        """SIGTERM, wait; with `check`, asserts a clean exit (code 0, no sanitizer report)."""
+        if self.proc is None:
+            return None
+        self.exit_expected = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                if check:
+                    raise AssertionError(f"broker ignored SIGTERM for {STOP_DEADLINE_S}s "
+                                         f"(killed)\n{self.log_tail()}")
+        rc = self.proc.returncode
+        if check:
+            self.assert_no_sanitizer_report()
+            assert rc == 0, f"broker exited with {rc} after SIGTERM\n{self.log_tail()}"
+        return rc
+
+    def kill9(self):
+        assert self.alive(), f"broker not running before kill -9\n{self.log_tail()}"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.exit_expected = True
+        with open(self.log_path, "ab") as log:
+            log.write(b"==== killed with SIGKILL\n")
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # Logs -----------------------------------------------------------------------------------
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        lines = self.log_text().splitlines()
+        return f"--- broker log tail ({self.log_path}) ---\n" + "\n".join(lines[-n:])
+
+    def sanitizer_report(self):
+        text = self.log_text()
+        for m in SANITIZER_MARKERS:
+            i = text.find(m)
+            if i >= 0:
+                return text[max(0, text.rfind("\n", 0, max(0, i - 2000)) + 1):][:8000]
+        return None
+
+    def assert_no_sanitizer_report(self):
+        rep = self.sanitizer_report()
+        assert rep is None, f"sanitizer report in broker stderr:\n{rep}"
+
+
+@pytest.fixture
+def broker(request, tmp_path):
+    marker = request.node.get_closest_marker("broker_config")
+    overrides = marker.args[0] if marker else {}
+    b = Broker(tmp_path, overrides)
+    request.node._sluice_broker = b
+    b.start()
+    yield b
+    # Teardown: a clean SIGTERM exit and no sanitizer output, whatever the test did.
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+        if b.proc is not None and not b.exit_expected:
+            pytest.fail(f"broker died during the test (exit {b.proc.returncode})\n{b.log_tail()}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "broker_config(dict): server.properties overrides")
+    config.addinivalue_line("markers", "timeout_s(n): per-test time limit in seconds")
+
+
+class _TestTimeout(Exception):
+    pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    m = item.get_closest_marker("timeout_s")
+    limit = int(m.args[0]) if m else DEFAULT_TIMEOUT_S
+
+    def on_alarm(_sig, _frame):
+        raise _TestTimeout(f"test exceeded its {limit}s limit")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    b = getattr(item, "_sluice_broker", None)
+    if b is not None and rep.failed:
+        rep.sections.append(("broker stderr (tail)", b.log_tail(80)))

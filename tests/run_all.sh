@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`make test`): build, unit tests under ASan+UBSan, every
+# libFuzzer target briefly over its seed corpus, then the interop suite against the ASan+UBSan
+# broker. The very last line is "N passed, N failed" (unit tests + interop tests + one per fuzz
+# target, plus one failure for each stage that could not run); the exit code is non-zero if
+# anything failed.
+#
+# Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
+# target, default 20), INTEROP_TIMEOUT (whole interop stage, seconds, default 900),
+# PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}
+PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages
+
+PASSED=0
+FAILED=0
+FAILURES=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-tests.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+stage() { printf '\n=== %s ===\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); printf 'FAIL: %s\n' "$1"; }
+pass() { PASSED=$((PASSED + 1)); }
+
+# Adds the counts from the last "N passed, N failed" line of file $1; returns 1 if none.
+add_counts() {
+    local line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+    [ -n "$line" ] || return 1
+    p=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    [ "$f" -eq 0 ] || FAILURES+=("$2: $f failed")
+    return 0
+}
+
+# --- Build ---------------------------------------------------------------------------------
+stage "build: make -j2 release asan"
+BUILD_OK=1
+if ! make -j2 release asan >"$WORK/build.log" 2>&1; then
+    BUILD_OK=0
+    tail -40 "$WORK/build.log"
+    fail "build (make -j2 release asan)"
+else
+    tail -3 "$WORK/build.log"
+fi
+
+# --- Unit tests ----------------------------------------------------------------------------
+stage "unit tests: build/asan/unit_tests"
+if [ -x build/asan/unit_tests ] && [ "$BUILD_OK" = 1 ]; then
+    ./build/asan/unit_tests >"$WORK/unit.log" 2>&1
+    rc=$?
+    grep -E '^FAIL|CHECK|ERROR|runtime error' "$WORK/unit.log" | head -50
+    if ! add_counts "$WORK/unit.log" "unit tests"; then
+        tail -40 "$WORK/unit.log"
+        fail "unit tests (exit $rc, no summary line: crashed?)"
+    elif [ "$rc" -ne 0 ] && ! grep -qE '^[0-9]+ passed, [1-9]' "$WORK/unit.log"; then
+        fail "unit tests (exit $rc despite no failed test)"
+    fi
+    tail -1 "$WORK/unit.log"
+else
+    fail "unit tests (not built)"
+fi
+
+# --- Fuzz targets --------------------------------------------------------------------------
+if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
+    stage "fuzz: make fuzz, then ${FUZZ_SECONDS}s per target"
+    if ! make -j2 fuzz >"$WORK/fuzz-build.log" 2>&1; then
+        tail -30 "$WORK/fuzz-build.log"
+        fail "fuzz build (make fuzz)"
+    fi
+    mkdir -p build/fuzz-artifacts
+    for src in tests/fuzz/fuzz_*.c; do
+        name=$(basename "$src" .c)
+        bin=build/fuzz/$name
+        if [ ! -x "$bin" ]; then
+            fail "fuzz $name (not built)"
+            continue
+        fi
+        corpus="$WORK/corpus-$name"
+        mkdir -p "$corpus"
+        seeds=tests/fuzz/corpus/${name#fuzz_}
+        [ -d "$seeds" ] && cp -r "$seeds/." "$corpus/"
+        if "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+            -print_final_stats=0 -artifact_prefix="build/fuzz-artifacts/$name-" \
+            "$corpus" >"$WORK/$name.log" 2>&1; then
+            pass
+            printf 'ok   %s\n' "$name"
+        else
+            tail -40 "$WORK/$name.log"
+            fail "fuzz $name (crash input in build/fuzz-artifacts/)"
+        fi
+    done
+fi
+
+# --- Interop -------------------------------------------------------------------------------
+if [ "${SKIP_INTEROP:-0}" != 1 ]; then
+    stage "interop: pytest tests/interop against $SLUICE_BIN"
+    if [ ! -x "$SLUICE_BIN" ]; then
+        fail "interop (broker binary $SLUICE_BIN not built)"
+    else
+        # shellcheck disable=SC2086
+        timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
+            --junitxml="$WORK/interop.xml" ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
+        rc=${PIPESTATUS[0]}
+        counts=$("$PY" - "$WORK/interop.xml" <<'PYEOF' 2>/dev/null
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = e = s = 0
+for su in suites:
+    t += int(su.get("tests", 0)); f += int(su.get("failures", 0))
+    e += int(su.get("errors", 0)); s += int(su.get("skipped", 0))
+print(t - f - e - s, f + e, s)
+PYEOF
+        )
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+            fail "interop (timed out after ${INTEROP_TIMEOUT}s)"
+        elif [ -z "$counts" ]; then
+            fail "interop (pytest exit $rc, no result file)"
+        else
+            read -r i_pass i_fail i_skip <<<"$counts"
+            PASSED=$((PASSED + i_pass))
+            FAILED=$((FAILED + i_fail))
+            [ "$i_fail" -eq 0 ] || FAILURES+=("interop: $i_fail failed")
+            if [ "$rc" -eq 5 ]; then
+                fail "interop (no test collected)"
+            elif [ "$rc" -ne 0 ] && [ "$i_fail" -eq 0 ]; then
+                fail "interop (pytest exit $rc)"
+            fi
+            echo "interop: $i_pass passed, $i_fail failed, $i_skip skipped"
+        fi
+    fi
+fi
+
+stage "summary"
+for f in "${FAILURES[@]+"${FAILURES[@]}"}"; do
+    printf '  failed: %s\n' "$f"
+done
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
