@@ -56,10 +56,11 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
 sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
                    size_t *out_len);
 
-int64_t sl_log_start_offset(const sl_log *log); /* log start offset (after retention/deletes) */
-int64_t sl_log_end_offset(const sl_log *log);   /* next offset to assign (LEO) */
+int64_t sl_log_start_offset(const sl_log *log);   /* log start offset (after retention/deletes) */
+int64_t sl_log_end_offset(const sl_log *log);     /* next offset to assign (LEO) */
 int64_t sl_log_durable_offset(const sl_log *log); /* all offsets below this are fsynced */
 int64_t sl_log_size_bytes(const sl_log *log);
+int sl_log_segment_count(const sl_log *log); /* segments on disk, active one included */
 
 /* First offset whose batch max timestamp is >= ts (Kafka's ListOffsets by timestamp), with that
  * batch's timestamp; *offset = -1 when none. */

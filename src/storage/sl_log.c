@@ -1,0 +1,1247 @@
+/* Partition log. The on-disk format is specified in docs/on-disk-format.md; keep them in sync. */
+#include "sl_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sl_buf.h"
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "sl_batch_build.h"
+#include "sl_crc32c.h"
+#include "sl_log_internal.h"
+#include "sl_storage_hooks.h"
+
+ssize_t (*sl_storage_pwritev)(int fd, const struct iovec *iov, int iovcnt, off_t off) = pwritev;
+int (*sl_storage_fsync)(int fd) = fsync;
+
+#define SUB "storage"
+
+/* File header. */
+#define FILE_MAGIC   0x534C5347u /* "SLSG" */
+#define FILE_VERSION 1
+#define FILE_HDR     64
+#define FILE_HDR_CRC 60
+
+/* Frame header: 48 fixed bytes, then the nonce, then a CRC-32C of everything before it. */
+#define FRAME_MAGIC       0xA5
+#define FRAME_TYPE_BATCH  1
+#define FRAME_FLAG_ENC    0x0001
+#define FRAME_FIXED       48
+#define FRAME_HDR_MIN     (FRAME_FIXED + 4)
+#define FRAME_NONCE_MAX   32
+#define FRAME_TAG_MAX     32
+#define FRAME_HDR_MAX     (FRAME_HDR_MIN + FRAME_NONCE_MAX)
+#define FRAME_PAYLOAD_MAX 0x7fffff00u
+
+#define CKPT_NAME  "log-start-offset"
+#define CKPT_MAGIC 0x534C534Fu /* "SLSO" */
+#define CKPT_SIZE  20
+
+/* Positions are u32 in the index, so a segment never grows past 2 GiB. */
+#define SEGMENT_BYTES_MAX ((int64_t)INT32_MAX)
+
+typedef struct frame {
+    uint16_t flags, hlen;
+    uint8_t nlen, tlen;
+    uint32_t flen, key_id, plen;
+    int64_t base;
+    int32_t lod, count;
+    int64_t max_ts;
+} frame;
+
+/* ---- small I/O helpers ------------------------------------------------------------------- */
+
+static sl_err errno_err(int e) {
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return SL_ENOSPC;
+    case ENOMEM:
+        return SL_ENOMEM;
+    default:
+        return SL_EIO;
+    }
+}
+
+/* Writes all of iov at `off` through the hook, retrying short writes. */
+static sl_err write_all(int fd, struct iovec *iov, int n, off_t off) {
+    while (n > 0 && iov->iov_len == 0) iov++, n--;
+    while (n > 0) {
+        ssize_t w = sl_storage_pwritev(fd, iov, n, off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno_err(errno);
+        }
+        if (w == 0) return SL_EIO;
+        off += w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        while (n > 0 && w == 0 && iov->iov_len == 0) iov++, n--;
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return SL_OK;
+}
+
+static sl_err pwrite_all(int fd, const void *p, size_t len, off_t off) {
+    struct iovec iov = {(void *)(uintptr_t)p, len};
+    return write_all(fd, &iov, 1, off);
+}
+
+static sl_err pread_all(int fd, void *p, size_t len, off_t off) {
+    uint8_t *d = p;
+    while (len) {
+        ssize_t r = pread(fd, d, len, off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return errno_err(errno);
+        }
+        if (r == 0) return SL_ECORRUPT; /* file shorter than we were told: treat as torn */
+        d += r;
+        len -= (size_t)r;
+        off += r;
+    }
+    return SL_OK;
+}
+
+static sl_err do_fsync(int fd) {
+    if (sl_storage_fsync(fd) != 0) return errno_err(errno);
+    return SL_OK;
+}
+
+static void seg_path(char *out, size_t cap, const char *dir, int64_t base, const char *ext) {
+    snprintf(out, cap, "%s/%020" PRId64 "%s", dir, base, ext);
+}
+
+/* ---- frame header ------------------------------------------------------------------------ */
+
+static size_t frame_encode(uint8_t *h, int64_t base, int32_t lod, int32_t count, int64_t max_ts,
+                           uint32_t plen) {
+    memset(h, 0, FRAME_HDR_MIN);
+    h[0] = FRAME_MAGIC;
+    h[1] = FRAME_TYPE_BATCH;
+    sl_be16(h + 2, 0);
+    sl_be16(h + 4, FRAME_HDR_MIN);
+    h[6] = 0; /* nonce length */
+    h[7] = 0; /* tag length */
+    sl_be32(h + 8, FRAME_HDR_MIN + plen);
+    sl_be32(h + 12, 0); /* key id: plaintext */
+    sl_be32(h + 16, plen);
+    sl_be64(h + 20, (uint64_t)base);
+    sl_be32(h + 28, (uint32_t)lod);
+    sl_be32(h + 32, (uint32_t)count);
+    sl_be64(h + 36, (uint64_t)max_ts);
+    sl_be32(h + 44, 0); /* reserved */
+    sl_be32(h + FRAME_FIXED, sl_crc32c(0, h, FRAME_FIXED));
+    return FRAME_HDR_MIN;
+}
+
+/* Decodes and validates a frame header from `avail` bytes at `p`. Returns 1 when more bytes are
+ * needed (only possible when avail < FRAME_HDR_MAX), 0 when valid, -1 when corrupt. Every length
+ * is checked against the others; the caller checks flen against the bytes left in the file. */
+static int frame_decode(const uint8_t *p, size_t avail, frame *f) {
+    if (avail < FRAME_HDR_MIN) return 1;
+    if (p[0] != FRAME_MAGIC || p[1] != FRAME_TYPE_BATCH) return -1;
+    f->flags = sl_get_be16(p + 2);
+    f->hlen = sl_get_be16(p + 4);
+    f->nlen = p[6];
+    f->tlen = p[7];
+    if (f->nlen > FRAME_NONCE_MAX || f->tlen > FRAME_TAG_MAX) return -1;
+    if (f->hlen != FRAME_HDR_MIN + f->nlen) return -1;
+    if (avail < f->hlen) return 1;
+    if (sl_crc32c(0, p, (size_t)f->hlen - 4) != sl_get_be32(p + f->hlen - 4)) return -1;
+    f->flen = sl_get_be32(p + 8);
+    f->key_id = sl_get_be32(p + 12);
+    f->plen = sl_get_be32(p + 16);
+    f->base = (int64_t)sl_get_be64(p + 20);
+    f->lod = (int32_t)sl_get_be32(p + 28);
+    f->count = (int32_t)sl_get_be32(p + 32);
+    f->max_ts = (int64_t)sl_get_be64(p + 36);
+    if (sl_get_be32(p + 44) != 0) return -1;
+    /* This build writes and reads plaintext only; encrypted frames need the key service. */
+    if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0) return -1;
+    if (f->plen < SL_BATCH_HEADER_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
+    if ((uint64_t)f->flen != (uint64_t)f->hlen + f->plen + f->tlen) return -1;
+    if (f->lod < 0 || f->count < 0 || f->base < 0 || f->base > INT64_MAX - f->lod - 1) return -1;
+    return 0;
+}
+
+/* Checks that the payload is the batch the header describes, CRC included. */
+static bool frame_payload_ok(const frame *f, const uint8_t *payload) {
+    sl_batch_hdr b;
+    if (sl_batch_parse_header(payload, f->plen, &b) != SL_OK) return false;
+    if (b.base_offset != f->base || b.last_offset_delta != f->lod) return false;
+    return sl_batch_crc_ok(payload, f->plen);
+}
+
+/* ---- buffered frame scanner over one segment file ---------------------------------------- */
+
+typedef struct scan {
+    int fd;
+    int64_t pos, end; /* next frame position; logical end of data */
+    uint8_t *buf;
+    size_t cap, have;
+    int64_t buf_off; /* file position of buf[0] */
+} scan;
+
+#define SCAN_CHUNK (1u << 20)
+
+static void scan_init(scan *s, int fd, int64_t pos, int64_t end) {
+    *s = (scan){.fd = fd, .pos = pos, .end = end, .buf_off = -1};
+}
+static void scan_done(scan *s) { free(s->buf); }
+
+/* Makes [pos, pos + n) available in the buffer; n <= end - pos. */
+static sl_err scan_ensure(scan *s, size_t n, const uint8_t **out) {
+    if (s->buf_off >= 0 && s->pos >= s->buf_off &&
+        s->pos + (int64_t)n <= s->buf_off + (int64_t)s->have) {
+        *out = s->buf + (s->pos - s->buf_off);
+        return SL_OK;
+    }
+    size_t want = n > SCAN_CHUNK ? n : SCAN_CHUNK;
+    if ((int64_t)want > s->end - s->pos) want = (size_t)(s->end - s->pos);
+    if (want > s->cap) {
+        uint8_t *nb = realloc(s->buf, want);
+        if (!nb) return SL_ENOMEM;
+        s->buf = nb;
+        s->cap = want;
+    }
+    sl_err e = pread_all(s->fd, s->buf, want, s->pos);
+    if (e) {
+        s->buf_off = -1;
+        return e;
+    }
+    s->buf_off = s->pos;
+    s->have = want;
+    *out = s->buf;
+    return SL_OK;
+}
+
+/* Reads the frame at s->pos and advances past it. SL_ERANGE at the clean end, SL_ECORRUPT for a
+ * torn or invalid frame (s->pos stays on it), other errors for I/O. With `check_payload` the
+ * batch inside is validated too (CRC included). */
+static sl_err scan_next(scan *s, frame *f, bool check_payload) {
+    if (s->pos >= s->end) return SL_ERANGE;
+    int64_t rem = s->end - s->pos;
+    if (rem < FRAME_HDR_MIN) return SL_ECORRUPT;
+    const uint8_t *p;
+    size_t hn = rem < FRAME_HDR_MAX ? (size_t)rem : FRAME_HDR_MAX;
+    sl_err e = scan_ensure(s, hn, &p);
+    if (e) return e;
+    if (frame_decode(p, hn, f) != 0) return SL_ECORRUPT;
+    if ((int64_t)f->flen > rem) return SL_ECORRUPT;
+    if (check_payload) {
+        e = scan_ensure(s, f->flen, &p);
+        if (e) return e;
+        if (!frame_payload_ok(f, p + f->hlen)) return SL_ECORRUPT;
+    }
+    s->pos += f->flen;
+    return SL_OK;
+}
+
+/* ---- segments ---------------------------------------------------------------------------- */
+
+static void seg_unref(sl_seg *s) {
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+    if (s->fd >= 0) close(s->fd);
+    if (s->ifd >= 0) close(s->ifd);
+    if (s->tfd >= 0) close(s->tfd);
+    free(s->idx);
+    free(s->tidx);
+    free(s);
+}
+
+static sl_seg *seg_alloc(int64_t base) {
+    sl_seg *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->base = s->next = base;
+    s->size = FILE_HDR;
+    s->max_ts = -1;
+    s->max_ts_off = -1;
+    s->fd = s->ifd = s->tfd = -1;
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+static bool idx_push(sl_seg *s, uint32_t rel, uint32_t pos) {
+    if (s->nidx == s->cidx) {
+        uint32_t nc = s->cidx ? s->cidx * 2 : 64;
+        sl_idx_ent *n = realloc(s->idx, (size_t)nc * sizeof *n);
+        if (!n) return false;
+        s->idx = n;
+        s->cidx = nc;
+    }
+    s->idx[s->nidx++] = (sl_idx_ent){rel, pos};
+    return true;
+}
+
+static bool tidx_push(sl_seg *s, int64_t ts, uint32_t rel) {
+    if (s->ntidx == s->ctidx) {
+        uint32_t nc = s->ctidx ? s->ctidx * 2 : 64;
+        sl_tidx_ent *n = realloc(s->tidx, (size_t)nc * sizeof *n);
+        if (!n) return false;
+        s->tidx = n;
+        s->ctidx = nc;
+    }
+    s->tidx[s->ntidx++] = (sl_tidx_ent){ts, rel};
+    return true;
+}
+
+/* Appends a time index entry for the segment's current max timestamp if it grew. Index files
+ * are hints (rebuilt when missing or bad), so a failed write only skips the entry. */
+static bool seg_time_point(sl_seg *s, bool write) {
+    if (s->max_ts < 0 || (s->ntidx && s->tidx[s->ntidx - 1].ts >= s->max_ts)) return false;
+    uint32_t rel = (uint32_t)(s->max_ts_off - s->base);
+    if (write) {
+        uint8_t e[12];
+        sl_be64(e, (uint64_t)s->max_ts);
+        sl_be32(e + 8, rel);
+        if (pwrite_all(s->tfd, e, 12, (off_t)s->ntidx * 12) != SL_OK) return false;
+    }
+    return tidx_push(s, s->max_ts, rel);
+}
+
+/* Accounts for the frame just written (or found by a scan) at `pos`. Returns true when index
+ * files were written (the caller marks them dirty under the log's mutex). */
+static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, const frame *f,
+                           bool write) {
+    bool wrote = false;
+    s->next = f->base + f->lod + 1;
+    if (f->max_ts > s->max_ts) {
+        s->max_ts = f->max_ts;
+        s->max_ts_off = s->next - 1;
+    }
+    if (s->bytes_since_idx >= cfg->index_interval_bytes) {
+        uint32_t rel = (uint32_t)(f->base - s->base);
+        bool ok = true;
+        if (write) {
+            uint8_t e[8];
+            sl_be32(e, rel);
+            sl_be32(e + 4, (uint32_t)pos);
+            ok = pwrite_all(s->ifd, e, 8, (off_t)s->nidx * 8) == SL_OK;
+        }
+        if (ok && idx_push(s, rel, (uint32_t)pos)) {
+            s->bytes_since_idx = 0;
+            (void)seg_time_point(s, write);
+            wrote = write;
+        }
+    }
+    s->bytes_since_idx += f->flen;
+    s->size = pos + f->flen;
+    return wrote;
+}
+
+/* Position of the frame to start scanning from for `offset`: the last indexed frame whose base
+ * is <= offset, else the first frame. */
+static int64_t seg_lookup(const sl_seg *s, int64_t offset) {
+    uint32_t lo = 0, hi = s->nidx;
+    int64_t rel = offset - s->base;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)s->idx[mid].rel <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? (int64_t)s->idx[lo - 1].pos : FILE_HDR;
+}
+
+static void encode_file_header(uint8_t *h, int64_t base, int64_t created_ms) {
+    memset(h, 0, FILE_HDR);
+    sl_be32(h, FILE_MAGIC);
+    sl_be16(h + 4, FILE_VERSION);
+    sl_be16(h + 6, 0);
+    sl_be64(h + 8, (uint64_t)base);
+    sl_be64(h + 16, (uint64_t)created_ms);
+    sl_be32(h + 24, FILE_HDR);
+    sl_be32(h + FILE_HDR_CRC, sl_crc32c(0, h, FILE_HDR_CRC));
+}
+
+static bool decode_file_header(const uint8_t *h, int64_t *base, int64_t *created_ms) {
+    if (sl_get_be32(h) != FILE_MAGIC || sl_get_be16(h + 4) != FILE_VERSION) return false;
+    if (sl_get_be32(h + FILE_HDR_CRC) != sl_crc32c(0, h, FILE_HDR_CRC)) return false;
+    if (sl_get_be16(h + 6) != 0 || sl_get_be32(h + 24) != FILE_HDR) return false;
+    *base = (int64_t)sl_get_be64(h + 8);
+    *created_ms = (int64_t)sl_get_be64(h + 16);
+    return true;
+}
+
+static int open_file(const char *dir, int64_t base, const char *ext, int flags) {
+    char path[4096];
+    seg_path(path, sizeof path, dir, base, ext);
+    return open(path, flags | O_RDWR | O_CLOEXEC, 0600);
+}
+
+static void unlink_seg_files(const char *dir, int64_t base) {
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    for (size_t i = 0; i < 3; i++) {
+        char path[4096];
+        seg_path(path, sizeof path, dir, base, exts[i]);
+        (void)unlink(path);
+    }
+}
+
+static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
+    sl_seg *s = seg_alloc(base);
+    if (!s) return SL_ENOMEM;
+    sl_err e = SL_OK;
+    s->created_ms = sl_wall_ms();
+    s->fd = open_file(log->dir, base, ".log", O_CREAT | O_TRUNC);
+    s->ifd = open_file(log->dir, base, ".index", O_CREAT | O_TRUNC);
+    s->tfd = open_file(log->dir, base, ".timeindex", O_CREAT | O_TRUNC);
+    if (s->fd < 0 || s->ifd < 0 || s->tfd < 0) {
+        e = errno_err(errno);
+    } else {
+        uint8_t h[FILE_HDR];
+        encode_file_header(h, base, s->created_ms);
+        e = pwrite_all(s->fd, h, FILE_HDR, 0);
+    }
+    if (e) {
+        SL_ERROR(SUB, "segment create failed", "dir=%s base=%" PRId64 " err=%s", log->dir, base,
+                 sl_errname(e));
+        seg_unref(s);
+        unlink_seg_files(log->dir, base);
+        return e;
+    }
+    s->data_dirty = true;
+    *out = s;
+    return SL_OK;
+}
+
+/* Rewrites both index files from the in-memory arrays. */
+static sl_err seg_write_indexes(sl_seg *s) {
+    size_t n = (size_t)s->nidx * 8, m = (size_t)s->ntidx * 12;
+    uint8_t *b = malloc((n > m ? n : m) + 1);
+    if (!b) return SL_ENOMEM;
+    for (uint32_t i = 0; i < s->nidx; i++) {
+        sl_be32(b + i * 8, s->idx[i].rel);
+        sl_be32(b + i * 8 + 4, s->idx[i].pos);
+    }
+    sl_err e = SL_OK;
+    if (ftruncate(s->ifd, 0) != 0) e = errno_err(errno);
+    if (!e) e = pwrite_all(s->ifd, b, n, 0);
+    for (uint32_t i = 0; !e && i < s->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)s->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, s->tidx[i].rel);
+    }
+    if (!e && ftruncate(s->tfd, 0) != 0) e = errno_err(errno);
+    if (!e) e = pwrite_all(s->tfd, b, m, 0);
+    free(b);
+    s->idx_dirty = true;
+    return e;
+}
+
+static void seg_reset_indexes(sl_seg *s) {
+    s->nidx = s->ntidx = 0;
+    s->next = s->base;
+    s->size = FILE_HDR;
+    s->max_ts = s->max_ts_off = -1;
+    s->bytes_since_idx = 0;
+}
+
+/* Scans every frame of the segment rebuilding its in-memory state and indexes. With
+ * `truncate_bad` a torn or corrupt frame ends the segment (the file is cut there); otherwise it
+ * is an error. */
+static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool truncate_bad) {
+    seg_reset_indexes(s);
+    scan sc;
+    scan_init(&sc, s->fd, FILE_HDR, file_size);
+    frame f;
+    sl_err e;
+    while ((e = scan_next(&sc, &f, true)) == SL_OK) {
+        if (f.base != s->next) {
+            e = SL_ECORRUPT;
+            sc.pos -= f.flen;
+            break;
+        }
+        (void)seg_note_frame(s, &log->cfg, sc.pos - f.flen, &f, false);
+    }
+    int64_t good = sc.pos;
+    scan_done(&sc);
+    if (e == SL_ERANGE) e = SL_OK;
+    if (e == SL_ECORRUPT) {
+        char path[4096];
+        seg_path(path, sizeof path, log->dir, s->base, ".log");
+        if (!truncate_bad) {
+            SL_ERROR(SUB, "corrupt frame in sealed segment", "file=%s pos=%" PRId64, path, good);
+            return SL_ECORRUPT;
+        }
+        SL_WARN(SUB, "truncating torn or corrupt tail", "file=%s pos=%" PRId64 " dropped=%" PRId64,
+                path, good, file_size - good);
+        if (ftruncate(s->fd, good) != 0) return errno_err(errno);
+        s->data_dirty = true;
+        e = SL_OK;
+    }
+    if (e) return e;
+    s->size = good;
+    return seg_write_indexes(s);
+}
+
+/* Loads the index files of a sealed segment and checks them against the data: entries must be
+ * strictly increasing and inside the file, and a scan from the last entry must land exactly on
+ * the end of the file. Fills next/max_ts. Returns false if anything is off (caller rebuilds). */
+static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
+    struct stat st;
+    if (fstat(s->ifd, &st) != 0 || st.st_size % 8 || st.st_size / 8 > file_size / FRAME_HDR_MIN)
+        return false;
+    uint32_t n = (uint32_t)(st.st_size / 8);
+    uint8_t *b = malloc((size_t)n * 8 + 1);
+    if (!b || pread_all(s->ifd, b, (size_t)n * 8, 0) != SL_OK) {
+        free(b);
+        return false;
+    }
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        uint32_t rel = sl_get_be32(b + i * 8), pos = sl_get_be32(b + i * 8 + 4);
+        if (pos < FILE_HDR || pos >= file_size ||
+            (i && (rel <= s->idx[i - 1].rel || pos <= s->idx[i - 1].pos)))
+            ok = false;
+        else
+            ok = idx_push(s, rel, pos);
+    }
+    free(b);
+    if (!ok) return false;
+
+    if (fstat(s->tfd, &st) != 0 || st.st_size % 12 || st.st_size / 12 > file_size / FRAME_HDR_MIN)
+        return false;
+    n = (uint32_t)(st.st_size / 12);
+    b = malloc((size_t)n * 12 + 1);
+    if (!b || pread_all(s->tfd, b, (size_t)n * 12, 0) != SL_OK) {
+        free(b);
+        return false;
+    }
+    for (uint32_t i = 0; ok && i < n; i++) {
+        int64_t ts = (int64_t)sl_get_be64(b + i * 12);
+        uint32_t rel = sl_get_be32(b + i * 12 + 8);
+        if (ts < 0 || (i && ts < s->tidx[i - 1].ts))
+            ok = false;
+        else
+            ok = tidx_push(s, ts, rel);
+    }
+    free(b);
+    if (!ok) return false;
+
+    /* Walk the tail after the last index entry to learn the end offset and verify the entry. */
+    int64_t pos = s->nidx ? s->idx[s->nidx - 1].pos : FILE_HDR;
+    int64_t expect = s->nidx ? s->base + s->idx[s->nidx - 1].rel : s->base;
+    scan sc;
+    scan_init(&sc, s->fd, pos, file_size);
+    frame f;
+    sl_err e;
+    s->max_ts = s->ntidx ? s->tidx[s->ntidx - 1].ts : -1;
+    s->max_ts_off = s->ntidx ? s->base + s->tidx[s->ntidx - 1].rel : -1;
+    s->next = expect;
+    int64_t since = 0;
+    while ((e = scan_next(&sc, &f, false)) == SL_OK) {
+        /* An entry the append path would have written is missing: the index is stale. */
+        if (f.base != s->next || since >= log->cfg.index_interval_bytes) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        since += f.flen;
+        s->next = f.base + f.lod + 1;
+        if (f.max_ts > s->max_ts) {
+            s->max_ts = f.max_ts;
+            s->max_ts_off = s->next - 1;
+        }
+    }
+    scan_done(&sc);
+    if (e != SL_ERANGE) return false;
+    if (s->ntidx && s->tidx[s->ntidx - 1].rel >= (uint64_t)(s->next - s->base)) return false;
+    s->size = file_size;
+    return true;
+}
+
+/* Opens an existing segment. The last segment is fully validated (batch CRCs) and its torn or
+ * corrupt tail cut; sealed ones trust their indexes when they check out. */
+static sl_err seg_open(sl_log *log, int64_t base, bool is_last, sl_seg **out) {
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, base, ".log");
+    sl_seg *s = seg_alloc(base);
+    if (!s) return SL_ENOMEM;
+    sl_err e = SL_OK;
+    s->fd = open_file(log->dir, base, ".log", 0);
+    s->ifd = open_file(log->dir, base, ".index", O_CREAT);
+    s->tfd = open_file(log->dir, base, ".timeindex", O_CREAT);
+    struct stat st;
+    if (s->fd < 0 || s->ifd < 0 || s->tfd < 0 || fstat(s->fd, &st) != 0) {
+        e = errno_err(errno);
+        goto fail;
+    }
+    int64_t size = st.st_size, hbase = -1;
+    uint8_t h[FILE_HDR];
+    bool hdr_ok = size >= FILE_HDR && pread_all(s->fd, h, FILE_HDR, 0) == SL_OK &&
+                  decode_file_header(h, &hbase, &s->created_ms);
+    if (!hdr_ok) {
+        if (is_last && size <= FILE_HDR) {
+            /* Crashed while creating the segment: nothing was in it yet. */
+            SL_WARN(SUB, "rewriting torn segment header", "file=%s", path);
+            s->created_ms = sl_wall_ms();
+            encode_file_header(h, base, s->created_ms);
+            if ((e = pwrite_all(s->fd, h, FILE_HDR, 0)) != SL_OK) goto fail;
+            size = FILE_HDR;
+            s->data_dirty = true;
+        } else {
+            SL_ERROR(SUB, "corrupt segment header", "file=%s", path);
+            e = SL_ECORRUPT;
+            goto fail;
+        }
+    } else if (hbase != base) {
+        SL_ERROR(SUB, "segment header base offset does not match its name", "file=%s", path);
+        e = SL_ECORRUPT;
+        goto fail;
+    }
+    if (size > SEGMENT_BYTES_MAX) {
+        SL_ERROR(SUB, "segment larger than the format allows", "file=%s", path);
+        e = SL_ECORRUPT;
+        goto fail;
+    }
+    if (is_last) {
+        e = seg_rebuild(log, s, size, true);
+    } else if (!seg_load_indexes(log, s, size)) {
+        SL_WARN(SUB, "rebuilding segment indexes", "file=%s", path);
+        e = seg_rebuild(log, s, size, false);
+    }
+    if (e) goto fail;
+    *out = s;
+    return SL_OK;
+fail:
+    seg_unref(s);
+    return e;
+}
+
+/* ---- start offset checkpoint ------------------------------------------------------------- */
+
+static sl_err ckpt_write(sl_log *log, int64_t start) {
+    uint8_t b[CKPT_SIZE];
+    sl_be32(b, CKPT_MAGIC);
+    sl_be16(b + 4, 1);
+    sl_be16(b + 6, 0);
+    sl_be64(b + 8, (uint64_t)start);
+    sl_be32(b + 16, sl_crc32c(0, b, 16));
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/" CKPT_NAME ".tmp", log->dir);
+    snprintf(path, sizeof path, "%s/" CKPT_NAME, log->dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pwrite_all(fd, b, sizeof b, 0);
+    if (!e) e = do_fsync(fd);
+    close(fd);
+    if (!e && rename(tmp, path) != 0) e = errno_err(errno);
+    if (!e) e = do_fsync(log->dirfd);
+    if (e) {
+        (void)unlink(tmp);
+        SL_ERROR(SUB, "start offset checkpoint write failed", "dir=%s err=%s", log->dir,
+                 sl_errname(e));
+    }
+    return e;
+}
+
+/* *start = -1 when there is no checkpoint. */
+static sl_err ckpt_read(sl_log *log, int64_t *start) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/" CKPT_NAME ".tmp", log->dir);
+    (void)unlink(path); /* a leftover from a crash mid-write; the old file is still whole */
+    snprintf(path, sizeof path, "%s/" CKPT_NAME, log->dir);
+    *start = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SL_OK : errno_err(errno);
+    uint8_t b[CKPT_SIZE + 1];
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    if (n != CKPT_SIZE || sl_get_be32(b) != CKPT_MAGIC || sl_get_be16(b + 4) != 1 ||
+        sl_get_be32(b + 16) != sl_crc32c(0, b, 16) || (int64_t)sl_get_be64(b + 8) < 0) {
+        /* Failing beats guessing: a lost start offset could resurrect deleted records. */
+        SL_ERROR(SUB, "corrupt start offset checkpoint", "file=%s", path);
+        return SL_ECORRUPT;
+    }
+    *start = (int64_t)sl_get_be64(b + 8);
+    return SL_OK;
+}
+
+/* ---- log --------------------------------------------------------------------------------- */
+
+void sl_log_config_default(sl_log_config *cfg) {
+    cfg->segment_bytes = 1024 * 1024 * 1024;
+    cfg->segment_ms = 7LL * 24 * 3600 * 1000;
+    cfg->retention_ms = 7LL * 24 * 3600 * 1000;
+    cfg->retention_bytes = -1;
+    cfg->flush_interval_messages = INT64_MAX;
+    cfg->flush_interval_ms = INT64_MAX;
+    cfg->index_interval_bytes = 4096;
+    cfg->max_index_bytes = 10 * 1024 * 1024;
+}
+
+static void config_sanitize(sl_log_config *c) {
+    if (c->segment_bytes < FILE_HDR + 1 || c->segment_bytes > SEGMENT_BYTES_MAX)
+        c->segment_bytes = c->segment_bytes < FILE_HDR + 1 ? FILE_HDR + 1 : SEGMENT_BYTES_MAX;
+    if (c->index_interval_bytes < 0) c->index_interval_bytes = 0;
+    if (c->max_index_bytes < 8) c->max_index_bytes = 8;
+}
+
+static sl_err segs_push(sl_log *log, sl_seg *s) {
+    /* Under the mutex: the flusher walks this array and realloc may move it. */
+    pthread_mutex_lock(&log->mu);
+    if (log->nsegs == log->csegs) {
+        int nc = log->csegs ? log->csegs * 2 : 8;
+        sl_seg **n = realloc(log->segs, (size_t)nc * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&log->mu);
+            return SL_ENOMEM;
+        }
+        log->segs = n;
+        log->csegs = nc;
+    }
+    log->segs[log->nsegs++] = s;
+    pthread_mutex_unlock(&log->mu);
+    return SL_OK;
+}
+
+static void log_free(sl_log *log) {
+    for (int i = 0; i < log->nsegs; i++) seg_unref(log->segs[i]);
+    free(log->segs);
+    if (log->dirfd >= 0) close(log->dirfd);
+    pthread_mutex_destroy(&log->mu);
+    free(log->dir);
+    free(log);
+}
+
+void sl_log__ref(sl_log *log) { atomic_fetch_add_explicit(&log->refs, 1, memory_order_relaxed); }
+void sl_log__unref(sl_log *log) {
+    if (atomic_fetch_sub_explicit(&log->refs, 1, memory_order_acq_rel) == 1) log_free(log);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Parses "<20 digits><ext>" exactly. */
+static bool parse_seg_name(const char *name, const char *ext, int64_t *base) {
+    size_t el = strlen(ext);
+    if (strlen(name) != 20 + el || strcmp(name + 20, ext) != 0) return false;
+    int64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        if (v > (INT64_MAX - (name[i] - '0')) / 10) return false;
+        v = v * 10 + (name[i] - '0');
+    }
+    *base = v;
+    return true;
+}
+
+static sl_err mkdir_p(const char *dir) {
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp) return SL_EINVAL;
+    memcpy(tmp, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return errno_err(errno);
+            tmp[i] = c;
+        }
+    }
+    return SL_OK;
+}
+
+/* Lists segment bases (sorted) and removes index files whose data file is gone (a crash during
+ * segment deletion). */
+static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
+    DIR *d = opendir(log->dir);
+    if (!d) return errno_err(errno);
+    int64_t *bases = NULL;
+    int n = 0, cap = 0;
+    sl_err e = SL_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int64_t b;
+        if (!parse_seg_name(de->d_name, ".log", &b)) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *nb = realloc(bases, (size_t)cap * sizeof *nb);
+            if (!nb) {
+                e = SL_ENOMEM;
+                break;
+            }
+            bases = nb;
+        }
+        bases[n++] = b;
+    }
+    rewinddir(d);
+    while (!e && (de = readdir(d)) != NULL) {
+        int64_t b;
+        if (!parse_seg_name(de->d_name, ".index", &b) &&
+            !parse_seg_name(de->d_name, ".timeindex", &b))
+            continue;
+        bool found = false;
+        for (int i = 0; i < n && !found; i++) found = bases[i] == b;
+        if (!found) (void)unlinkat(log->dirfd, de->d_name, 0);
+    }
+    closedir(d);
+    if (e) {
+        free(bases);
+        return e;
+    }
+    if (n) qsort(bases, (size_t)n, sizeof *bases, cmp_i64);
+    *out = bases;
+    *count = n;
+    return SL_OK;
+}
+
+sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
+    sl_log *log = calloc(1, sizeof *log);
+    if (!log) return SL_ENOMEM;
+    log->dirfd = -1;
+    log->cfg = *cfg;
+    config_sanitize(&log->cfg);
+    atomic_init(&log->refs, 1);
+    atomic_init(&log->sync_failed, 0);
+    pthread_mutex_init(&log->mu, NULL);
+    int64_t *bases = NULL;
+    int nb = 0;
+    int64_t ckpt = -1;
+    sl_err e = SL_OK;
+    if (!(log->dir = strdup(dir))) {
+        e = SL_ENOMEM;
+        goto fail;
+    }
+    if ((e = mkdir_p(dir)) != SL_OK) goto fail;
+    log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (log->dirfd < 0) {
+        e = errno_err(errno);
+        goto fail;
+    }
+    if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
+    if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
+    for (int i = 0; i < nb; i++) {
+        sl_seg *s;
+        if ((e = seg_open(log, bases[i], i == nb - 1, &s)) != SL_OK) goto fail;
+        if ((e = segs_push(log, s)) != SL_OK) {
+            seg_unref(s);
+            goto fail;
+        }
+        if (i > 0 && log->segs[i - 1]->next != s->base) {
+            char path[4096];
+            seg_path(path, sizeof path, dir, log->segs[i - 1]->base, ".log");
+            SL_ERROR(SUB, "segment does not end where the next begins",
+                     "file=%s end=%" PRId64 " next_base=%" PRId64, path, log->segs[i - 1]->next,
+                     s->base);
+            e = SL_ECORRUPT;
+            goto fail;
+        }
+    }
+    if (nb == 0) {
+        sl_seg *s;
+        if ((e = seg_create(log, ckpt > 0 ? ckpt : 0, &s)) != SL_OK) goto fail;
+        if ((e = segs_push(log, s)) != SL_OK) {
+            seg_unref(s);
+            goto fail;
+        }
+        log->dir_dirty = true;
+    }
+    log->start_offset = log->segs[0]->base;
+    if (ckpt > log->start_offset) log->start_offset = ckpt;
+    int64_t end = log->segs[log->nsegs - 1]->next;
+    if (log->start_offset > end) {
+        SL_WARN(SUB, "start offset beyond recovered end", "dir=%s start=%" PRId64 " end=%" PRId64,
+                dir, log->start_offset, end);
+        log->start_offset = end;
+    }
+    /* What survived recovery may still sit only in the page cache (the process, not the machine,
+     * crashed); make it durable so durable_offset can start at the end. */
+    for (int i = 0; i < log->nsegs; i++) {
+        sl_seg *s = log->segs[i];
+        s->data_dirty = true;
+        s->idx_dirty = true;
+        s->sealed = i < log->nsegs - 1;
+    }
+    log->dir_dirty = true;
+    if ((e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
+    log->durable_offset = end;
+    free(bases);
+    *out = log;
+    return SL_OK;
+fail:
+    free(bases);
+    log_free(log);
+    return e;
+}
+
+void sl_log_set_config(sl_log *log, const sl_log_config *cfg) {
+    log->cfg = *cfg;
+    config_sanitize(&log->cfg);
+}
+
+void sl_log_close(sl_log *log) {
+    if (!log) return;
+    log->closed = true;
+    sl_log__unref(log);
+}
+
+sl_err sl_log_destroy(sl_log *log) {
+    if (!log) return SL_OK;
+    sl_err e = SL_OK;
+    DIR *d = opendir(log->dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            if (unlinkat(log->dirfd, de->d_name, 0) != 0 && !e) e = errno_err(errno);
+        }
+        closedir(d);
+    } else {
+        e = errno_err(errno);
+    }
+    if (rmdir(log->dir) != 0 && !e) e = errno_err(errno);
+    sl_log_close(log);
+    return e;
+}
+
+static sl_seg *active(const sl_log *log) { return log->segs[log->nsegs - 1]; }
+
+/* Seals the active segment and starts a new one at the end offset. */
+static sl_err roll(sl_log *log) {
+    sl_seg *old = active(log);
+    bool idx = seg_time_point(old, true); /* Kafka: the final max timestamp goes in on roll */
+    sl_seg *s;
+    sl_err e = seg_create(log, old->next, &s);
+    if (e) return e;
+    if ((e = segs_push(log, s)) != SL_OK) {
+        seg_unref(s);
+        unlink_seg_files(log->dir, old->next);
+        return e;
+    }
+    pthread_mutex_lock(&log->mu);
+    old->sealed = true;
+    if (idx) old->idx_dirty = true;
+    log->dir_dirty = true;
+    pthread_mutex_unlock(&log->mu);
+    SL_DEBUG(SUB, "rolled segment", "dir=%s base=%" PRId64, log->dir, s->base);
+    return SL_OK;
+}
+
+sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
+                     int64_t max_timestamp, int64_t *base_offset) {
+    if (atomic_load_explicit(&log->sync_failed, memory_order_relaxed)) return SL_EIO;
+    if (len < SL_BATCH_HEADER_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
+        return SL_EINVAL;
+    int32_t lod = (int32_t)sl_get_be32(batch + SL_BATCH_LAST_OFFSET_DELTA);
+    if (lod < 0 || record_count < 0) return SL_EINVAL;
+    uint64_t flen = FRAME_HDR_MIN + (uint64_t)len;
+    sl_seg *s = active(log);
+    if (s->size > FILE_HDR) {
+        const sl_log_config *c = &log->cfg;
+        bool full = (uint64_t)s->size + flen > (uint64_t)c->segment_bytes;
+        bool old = c->segment_ms >= 0 && sl_wall_ms() - s->created_ms >= c->segment_ms;
+        bool idx_full = (int64_t)(s->nidx + 1) * 8 > c->max_index_bytes ||
+                        (int64_t)(s->ntidx + 1) * 12 > c->max_index_bytes;
+        bool rel_full = s->next + lod - s->base >= (int64_t)UINT32_MAX;
+        if (full || old || idx_full || rel_full) {
+            sl_err e = roll(log);
+            if (e) return e;
+            s = active(log);
+        }
+    }
+    if ((uint64_t)s->size + flen > (uint64_t)SEGMENT_BYTES_MAX) return SL_ETOOLARGE;
+    int64_t base = s->next;
+    sl_be64(batch + SL_BATCH_BASE_OFFSET, (uint64_t)base);
+    uint8_t h[FRAME_HDR_MIN];
+    frame f = {.hlen = FRAME_HDR_MIN,
+               .flen = (uint32_t)flen,
+               .plen = (uint32_t)len,
+               .base = base,
+               .lod = lod,
+               .count = record_count,
+               .max_ts = max_timestamp};
+    frame_encode(h, base, lod, record_count, max_timestamp, (uint32_t)len);
+    struct iovec iov[2] = {{h, sizeof h}, {batch, len}};
+    sl_err e = write_all(s->fd, iov, 2, s->size);
+    if (e) {
+        /* Cut whatever part of the frame reached the file so no torn frame stays behind; if
+         * even that fails the next append overwrites it and recovery would cut it. */
+        if (ftruncate(s->fd, s->size) != 0)
+            SL_ERROR(SUB, "truncate after failed append failed", "dir=%s errno=%d", log->dir,
+                     errno);
+        SL_WARN(SUB, "append failed", "dir=%s err=%s", log->dir, sl_errname(e));
+        return e;
+    }
+    bool idx = seg_note_frame(s, &log->cfg, s->size, &f, true);
+    pthread_mutex_lock(&log->mu);
+    s->data_dirty = true;
+    if (idx) s->idx_dirty = true;
+    pthread_mutex_unlock(&log->mu);
+    log->appended_records += record_count;
+    if (!log->oldest_unsynced_ms) log->oldest_unsynced_ms = sl_wall_ms();
+    *base_offset = base;
+    return SL_OK;
+}
+
+/* Index of the segment holding `offset` (start <= offset < end). */
+static int find_seg(const sl_log *log, int64_t offset) {
+    int lo = 0, hi = log->nsegs;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (log->segs[mid]->base <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? lo - 1 : 0;
+}
+
+sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
+                   size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    int64_t end = active(log)->next;
+    if (offset < log->start_offset || offset > end) return SL_ERANGE;
+    if (offset == end) return SL_OK;
+    int si = find_seg(log, offset);
+    while (si < log->nsegs - 1 && log->segs[si]->next <= offset) si++;
+    sl_seg *s = log->segs[si];
+    size_t limit = max_bytes > 0 ? (size_t)max_bytes : 0;
+    /* One pread covers the frames between the index entry and the target (at most about
+     * index_interval_bytes) plus max_bytes of frames to return; the frame headers are then
+     * squeezed out in place, one memmove per batch. */
+    size_t slack = (size_t)log->cfg.index_interval_bytes + 2 * FRAME_HDR_MAX;
+    int64_t pos = seg_lookup(s, offset);
+    size_t want = limit + slack;
+    for (;;) {
+        if ((int64_t)want > s->size - pos) want = (size_t)(s->size - pos);
+        uint8_t *buf = sl_arena_alloc(a, want ? want : 1);
+        if (!buf) return SL_ENOMEM;
+        sl_err e = pread_all(s->fd, buf, want, pos);
+        if (e) return e;
+        size_t p = 0, emitted = 0;
+        for (;;) {
+            frame f;
+            int r = frame_decode(buf + p, want - p, &f);
+            if (r < 0) goto corrupt;
+            if (r > 0) {
+                if (pos + (int64_t)p + FRAME_HDR_MIN > s->size) goto corrupt;
+                break; /* header cut by the window */
+            }
+            if ((int64_t)f.flen > s->size - pos - (int64_t)p) goto corrupt;
+            if (f.flen > want - p) break;  /* frame cut by the window */
+            if (f.base + f.lod < offset) { /* before the target */
+                p += f.flen;
+                continue;
+            }
+            if (emitted && emitted + f.plen > limit) break;
+            memmove(buf + emitted, buf + p + f.hlen, f.plen);
+            emitted += f.plen;
+            p += f.flen;
+            if (emitted >= limit || p == want) break;
+        }
+        if (emitted) {
+            *out = buf;
+            *out_len = emitted;
+            return SL_OK;
+        }
+        /* Nothing whole in the window yet: restart at the frame it stopped on, with room for
+         * that frame (its header tells its length when we have it). */
+        pos += (int64_t)p;
+        if (pos >= s->size) goto corrupt; /* offset < next but no frame holds it */
+        frame f;
+        size_t need = FRAME_HDR_MAX;
+        if (want - p >= FRAME_HDR_MIN && frame_decode(buf + p, want - p, &f) == 0) need = f.flen;
+        want = (need > limit ? need : limit) + slack;
+    }
+corrupt:
+    SL_ERROR(SUB, "corrupt frame on read", "dir=%s segment=%" PRId64 " offset=%" PRId64, log->dir,
+             s->base, offset);
+    return SL_ECORRUPT;
+}
+
+int64_t sl_log_start_offset(const sl_log *log) { return log->start_offset; }
+int64_t sl_log_end_offset(const sl_log *log) { return active(log)->next; }
+int64_t sl_log_durable_offset(const sl_log *log) { return log->durable_offset; }
+int64_t sl_log_size_bytes(const sl_log *log) {
+    int64_t n = 0;
+    for (int i = 0; i < log->nsegs; i++) n += log->segs[i]->size;
+    return n;
+}
+int sl_log_segment_count(const sl_log *log) { return log->nsegs; }
+
+sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t *found_ts) {
+    *offset = -1;
+    *found_ts = -1;
+    for (int i = 0; i < log->nsegs; i++) {
+        sl_seg *s = log->segs[i];
+        if (s->next <= log->start_offset || s->max_ts < ts) continue;
+        /* Entries are (max ts so far, offset holding it): everything up to the last entry below
+         * ts is older than ts, so the scan can start after it. */
+        int64_t from = s->base;
+        uint32_t lo = 0, hi = s->ntidx;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (s->tidx[mid].ts < ts)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo) from = s->base + s->tidx[lo - 1].rel + 1;
+        if (from < log->start_offset) from = log->start_offset;
+        scan sc;
+        scan_init(&sc, s->fd, seg_lookup(s, from), s->size);
+        frame f;
+        sl_err e;
+        while ((e = scan_next(&sc, &f, false)) == SL_OK) {
+            if (f.base + f.lod < from || f.max_ts < ts) continue;
+            *offset = f.base > log->start_offset ? f.base : log->start_offset;
+            *found_ts = f.max_ts;
+            break;
+        }
+        scan_done(&sc);
+        if (e == SL_OK) return SL_OK;
+        if (e != SL_ERANGE) return e;
+    }
+    return SL_OK;
+}
+
+sl_err sl_log_max_timestamp(sl_log *log, int64_t *offset, int64_t *ts) {
+    *offset = -1;
+    *ts = -1;
+    for (int i = 0; i < log->nsegs; i++) {
+        sl_seg *s = log->segs[i];
+        if (s->max_ts > *ts && s->max_ts_off >= log->start_offset) {
+            *ts = s->max_ts;
+            *offset = s->max_ts_off;
+        }
+    }
+    return SL_OK;
+}
+
+/* Removes the oldest segment (never the active one). The flusher may still hold it; its fds
+ * close when the last reference goes. */
+static void drop_oldest(sl_log *log) {
+    sl_seg *s = log->segs[0];
+    unlink_seg_files(log->dir, s->base);
+    pthread_mutex_lock(&log->mu);
+    memmove(log->segs, log->segs + 1, (size_t)(log->nsegs - 1) * sizeof *log->segs);
+    log->nsegs--;
+    pthread_mutex_unlock(&log->mu);
+    if (log->start_offset < log->segs[0]->base) log->start_offset = log->segs[0]->base;
+    SL_INFO(SUB, "deleted segment", "dir=%s base=%" PRId64 " start=%" PRId64, log->dir, s->base,
+            log->start_offset);
+    seg_unref(s);
+}
+
+sl_err sl_log_delete_records(sl_log *log, int64_t offset) {
+    if (offset > active(log)->next || offset < 0) return SL_ERANGE;
+    if (offset <= log->start_offset) return SL_OK;
+    /* Persist first: if we crash after, reopening must not show the deleted records again. */
+    sl_err e = ckpt_write(log, offset);
+    if (e) return e;
+    log->start_offset = offset;
+    while (log->nsegs > 1 && log->segs[0]->next <= offset) drop_oldest(log);
+    return SL_OK;
+}
+
+sl_err sl_log_enforce_retention(sl_log *log, int64_t now_ms, int *deleted) {
+    *deleted = 0;
+    const sl_log_config *c = &log->cfg;
+    int64_t total = sl_log_size_bytes(log);
+    while (log->nsegs > 1) {
+        sl_seg *s = log->segs[0];
+        bool expired = c->retention_ms >= 0 && s->max_ts < now_ms - c->retention_ms;
+        bool over = c->retention_bytes >= 0 && total - s->size >= c->retention_bytes;
+        if (!expired && !over) break;
+        total -= s->size;
+        drop_oldest(log);
+        (*deleted)++;
+    }
+    return SL_OK;
+}
+
+bool sl_log_flush_due(const sl_log *log, int64_t now_ms) {
+    int64_t pending = log->appended_records - log->synced_records;
+    if (active(log)->next <= log->durable_offset) return false;
+    const sl_log_config *c = &log->cfg;
+    if (c->flush_interval_messages != INT64_MAX && pending >= c->flush_interval_messages)
+        return true;
+    if (c->flush_interval_ms != INT64_MAX && log->oldest_unsynced_ms &&
+        now_ms - log->oldest_unsynced_ms >= c->flush_interval_ms)
+        return true;
+    return false;
+}
+
+sl_err sl_log__fsync_dirty(sl_log *log) {
+    if (atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    enum { MAXFD = 64 };
+    sl_err e = SL_OK;
+    bool more = true;
+    while (more && !e) {
+        sl_seg *held[MAXFD];
+        int fds[MAXFD * 3];
+        int nh = 0, nf = 0;
+        bool dir = false;
+        more = false;
+        pthread_mutex_lock(&log->mu);
+        for (int i = 0; i < log->nsegs; i++) {
+            sl_seg *s = log->segs[i];
+            bool d = s->data_dirty, x = s->sealed && s->idx_dirty;
+            if (!d && !x) continue;
+            if (nh == MAXFD) {
+                more = true;
+                break;
+            }
+            atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+            held[nh++] = s;
+            if (d) fds[nf++] = s->fd;
+            if (x) {
+                fds[nf++] = s->ifd;
+                fds[nf++] = s->tfd;
+            }
+            s->data_dirty = false;
+            if (x) s->idx_dirty = false;
+        }
+        if (!more && log->dir_dirty) {
+            dir = true;
+            log->dir_dirty = false;
+        }
+        pthread_mutex_unlock(&log->mu);
+        /* Data before directory: a new segment's name must not become durable before its
+         * header is. */
+        for (int i = 0; i < nf && !e; i++) e = do_fsync(fds[i]);
+        if (!e && dir) e = do_fsync(log->dirfd);
+        for (int i = 0; i < nh; i++) seg_unref(held[i]);
+    }
+    if (e) {
+        /* After a failed fsync the kernel may have dropped the dirty pages and cleared the
+         * error; a retry could "succeed" without the data. Refuse further writes instead. */
+        atomic_store_explicit(&log->sync_failed, 1, memory_order_release);
+        SL_ERROR(SUB, "fsync failed; log is now read-only", "dir=%s err=%s", log->dir,
+                 sl_errname(e));
+    }
+    return e;
+}
+
+void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark) {
+    if (target > log->durable_offset) log->durable_offset = target;
+    if (rec_mark > log->synced_records) log->synced_records = rec_mark;
+    if (log->durable_offset >= active(log)->next) log->oldest_unsynced_ms = 0;
+}
+
+sl_err sl_log_sync(sl_log *log) {
+    int64_t target = active(log)->next, mark = log->appended_records;
+    sl_err e = sl_log__fsync_dirty(log);
+    if (!e) sl_log__mark_durable(log, target, mark);
+    return e;
+}

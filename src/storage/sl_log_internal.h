@@ -1,0 +1,66 @@
+/* Internals shared by sl_log.c and sl_flusher.c. Not for use outside src/storage. */
+#ifndef SL_STORAGE_LOG_INTERNAL_H
+#define SL_STORAGE_LOG_INTERNAL_H
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "sl_log.h"
+
+typedef struct sl_idx_ent {
+    uint32_t rel; /* offset - segment base */
+    uint32_t pos; /* file position of the frame */
+} sl_idx_ent;
+typedef struct sl_tidx_ent {
+    int64_t ts;   /* largest batch max timestamp up to and including the indexed frame */
+    uint32_t rel; /* relative last offset of the batch holding ts */
+} sl_tidx_ent;
+
+/* One segment. Fields are owned by the loop thread, except: fds are immutable after creation;
+ * data_dirty/idx_dirty/sealed are guarded by the owning log's mu (the flusher reads them);
+ * refs is atomic. The segment is freed (fds closed) when refs drops to 0, so the flusher can
+ * keep fsyncing a segment that retention already unlinked. */
+typedef struct sl_seg {
+    int64_t base, next, size; /* size: logical end of the data file, header included */
+    int64_t max_ts, max_ts_off;
+    int64_t created_ms;
+    int64_t bytes_since_idx;
+    int fd, ifd, tfd;
+    sl_idx_ent *idx;
+    uint32_t nidx, cidx;
+    sl_tidx_ent *tidx;
+    uint32_t ntidx, ctidx;
+    atomic_int refs;
+    bool data_dirty, idx_dirty, sealed;
+} sl_seg;
+
+struct sl_log {
+    char *dir;
+    int dirfd;
+    sl_log_config cfg;
+    sl_seg **segs; /* sorted by base; last is active. Mutated under mu, read freely on loop */
+    int nsegs, csegs;
+    int64_t start_offset;
+    int64_t durable_offset;
+    int64_t appended_records, synced_records;
+    int64_t oldest_unsynced_ms; /* wall ms of the first append not yet durable; 0: none */
+    pthread_mutex_t mu;
+    bool dir_dirty; /* guarded by mu */
+    bool closed;
+    atomic_int refs;
+    atomic_int sync_failed; /* sticky: after a failed fsync the page cache state is unknown */
+    /* Flusher-thread scratch for deduplicating logs within one round. */
+    uint64_t flush_round;
+    sl_err flush_result;
+};
+
+void sl_log__ref(sl_log *log);
+/* Drops a reference; the last one frees the log (loop thread only). */
+void sl_log__unref(sl_log *log);
+/* Fsyncs every segment file written since its last sync, sealed segments' indexes, and the
+ * directory if segments were created. Safe on any thread while the log is referenced. */
+sl_err sl_log__fsync_dirty(sl_log *log);
+/* Records that everything below `target` and the first `rec_mark` appended records are durable.
+ * Loop thread. */
+void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark);
+
+#endif
