@@ -605,6 +605,601 @@ static void fill_metadata_resp(sl_metadata_resp *m, sl_arena *a, int16_t v, uint
     if (v >= 8 && v <= 10) m->cluster_authorized_operations = (int32_t)sl_tf_rnd(s);
 }
 
+static void init_offset_commit_req_partition(sl_offset_commit_req_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->committed_leader_epoch = -1;
+    m->commit_timestamp = INT64_C(-1);
+}
+static void fill_offset_commit_req_partition(sl_offset_commit_req_partition *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->committed_offset = (int64_t)sl_tf_rnd(s);
+    if (v >= 6) m->committed_leader_epoch = (int32_t)sl_tf_rnd(s);
+    if (v >= 1 && v <= 1) m->commit_timestamp = (int64_t)sl_tf_rnd(s);
+    m->committed_metadata = sl_tf_str(a, s, true);
+}
+static void init_offset_commit_req_topic(sl_offset_commit_req_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_offset_commit_req_topic(sl_offset_commit_req_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_commit_req_partition(&m->partitions[i]);
+        fill_offset_commit_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_commit_req(sl_offset_commit_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    m->group_id = sl_tf_str(a, s, false);
+    if (v >= 1) m->generation_id_or_member_epoch = (int32_t)sl_tf_rnd(s);
+    if (v >= 1) m->member_id = sl_tf_str(a, s, false);
+    if (v >= 7) m->group_instance_id = sl_tf_str(a, s, v >= 7);
+    if (v >= 2 && v <= 4) m->retention_time_ms = (int64_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_commit_req_topic(&m->topics[i]);
+        fill_offset_commit_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void init_offset_commit_resp_partition(sl_offset_commit_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_commit_resp_partition(sl_offset_commit_resp_partition *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void init_offset_commit_resp_topic(sl_offset_commit_resp_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_commit_resp_topic(sl_offset_commit_resp_topic *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_commit_resp_partition(&m->partitions[i]);
+        fill_offset_commit_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_commit_resp(sl_offset_commit_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    if (v >= 3) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_commit_resp_topic(&m->topics[i]);
+        fill_offset_commit_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void init_offset_fetch_req_topic(sl_offset_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_offset_fetch_req_topic(sl_offset_fetch_req_topic *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    if (v <= 7) m->name = sl_tf_str(a, s, false);
+    if (v <= 7) {
+        m->partition_indexes_count = sl_tf_count(s, false, d);
+        m->partition_indexes = m->partition_indexes_count > 0
+                                   ? sl_arena_calloc(a, (size_t)m->partition_indexes_count,
+                                                     sizeof *m->partition_indexes)
+                                   : NULL;
+        for (int32_t i = 0; i < m->partition_indexes_count; i++) {
+            m->partition_indexes[i] = (int32_t)sl_tf_rnd(s);
+        }
+    }
+}
+static void init_offset_fetch_req_group_topic(sl_offset_fetch_req_group_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_fetch_req_group_topic(sl_offset_fetch_req_group_topic *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    if (v >= 8) m->name = sl_tf_str(a, s, false);
+    if (v >= 8) {
+        m->partition_indexes_count = sl_tf_count(s, false, d);
+        m->partition_indexes = m->partition_indexes_count > 0
+                                   ? sl_arena_calloc(a, (size_t)m->partition_indexes_count,
+                                                     sizeof *m->partition_indexes)
+                                   : NULL;
+        for (int32_t i = 0; i < m->partition_indexes_count; i++) {
+            m->partition_indexes[i] = (int32_t)sl_tf_rnd(s);
+        }
+    }
+}
+static void init_offset_fetch_req_group(sl_offset_fetch_req_group *m) {
+    memset(m, 0, sizeof *m);
+    m->member_id = SL_STR_NULL;
+    m->member_epoch = -1;
+}
+static void fill_offset_fetch_req_group(sl_offset_fetch_req_group *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    if (v >= 8) m->group_id = sl_tf_str(a, s, false);
+    if (v >= 9) m->member_id = sl_tf_str(a, s, v >= 9);
+    if (v >= 9) m->member_epoch = (int32_t)sl_tf_rnd(s);
+    if (v >= 8) {
+        m->topics_count = sl_tf_count(s, v >= 8, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            init_offset_fetch_req_group_topic(&m->topics[i]);
+            fill_offset_fetch_req_group_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+}
+static void fill_offset_fetch_req(sl_offset_fetch_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    if (v <= 7) m->group_id = sl_tf_str(a, s, false);
+    if (v <= 7) {
+        m->topics_count = sl_tf_count(s, v >= 2 && v <= 7, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            init_offset_fetch_req_topic(&m->topics[i]);
+            fill_offset_fetch_req_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+    if (v >= 8) {
+        m->groups_count = sl_tf_count(s, false, d);
+        m->groups = m->groups_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->groups_count, sizeof *m->groups)
+                        : NULL;
+        for (int32_t i = 0; i < m->groups_count; i++) {
+            init_offset_fetch_req_group(&m->groups[i]);
+            fill_offset_fetch_req_group(&m->groups[i], a, v, s, d + 1);
+        }
+    }
+    if (v >= 7) m->require_stable = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_offset_fetch_resp_partition(sl_offset_fetch_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->committed_leader_epoch = -1;
+}
+static void fill_offset_fetch_resp_partition(sl_offset_fetch_resp_partition *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)d;
+    if (v <= 7) m->partition_index = (int32_t)sl_tf_rnd(s);
+    if (v <= 7) m->committed_offset = (int64_t)sl_tf_rnd(s);
+    if (v >= 5 && v <= 7) m->committed_leader_epoch = (int32_t)sl_tf_rnd(s);
+    if (v <= 7) m->metadata = sl_tf_str(a, s, v <= 7);
+    if (v <= 7) m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void init_offset_fetch_resp_topic(sl_offset_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_offset_fetch_resp_topic(sl_offset_fetch_resp_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    if (v <= 7) m->name = sl_tf_str(a, s, false);
+    if (v <= 7) {
+        m->partitions_count = sl_tf_count(s, false, d);
+        m->partitions = m->partitions_count > 0
+                            ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                            : NULL;
+        for (int32_t i = 0; i < m->partitions_count; i++) {
+            init_offset_fetch_resp_partition(&m->partitions[i]);
+            fill_offset_fetch_resp_partition(&m->partitions[i], a, v, s, d + 1);
+        }
+    }
+}
+static void init_offset_fetch_resp_group_partition(sl_offset_fetch_resp_group_partition *m) {
+    memset(m, 0, sizeof *m);
+    m->committed_leader_epoch = -1;
+}
+static void fill_offset_fetch_resp_group_partition(sl_offset_fetch_resp_group_partition *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)d;
+    if (v >= 8) m->partition_index = (int32_t)sl_tf_rnd(s);
+    if (v >= 8) m->committed_offset = (int64_t)sl_tf_rnd(s);
+    if (v >= 8) m->committed_leader_epoch = (int32_t)sl_tf_rnd(s);
+    if (v >= 8) m->metadata = sl_tf_str(a, s, v >= 8);
+    if (v >= 8) m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void init_offset_fetch_resp_group_topic(sl_offset_fetch_resp_group_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_fetch_resp_group_topic(sl_offset_fetch_resp_group_topic *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    if (v >= 8) m->name = sl_tf_str(a, s, false);
+    if (v >= 8) {
+        m->partitions_count = sl_tf_count(s, false, d);
+        m->partitions = m->partitions_count > 0
+                            ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                            : NULL;
+        for (int32_t i = 0; i < m->partitions_count; i++) {
+            init_offset_fetch_resp_group_partition(&m->partitions[i]);
+            fill_offset_fetch_resp_group_partition(&m->partitions[i], a, v, s, d + 1);
+        }
+    }
+}
+static void init_offset_fetch_resp_group(sl_offset_fetch_resp_group *m) { memset(m, 0, sizeof *m); }
+static void fill_offset_fetch_resp_group(sl_offset_fetch_resp_group *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    if (v >= 8) m->group_id = sl_tf_str(a, s, false);
+    if (v >= 8) {
+        m->topics_count = sl_tf_count(s, false, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            init_offset_fetch_resp_group_topic(&m->topics[i]);
+            fill_offset_fetch_resp_group_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+    if (v >= 8) m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void fill_offset_fetch_resp(sl_offset_fetch_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    if (v >= 3) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    if (v <= 7) {
+        m->topics_count = sl_tf_count(s, false, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            init_offset_fetch_resp_topic(&m->topics[i]);
+            fill_offset_fetch_resp_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+    if (v >= 2 && v <= 7) m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 8) {
+        m->groups_count = sl_tf_count(s, false, d);
+        m->groups = m->groups_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->groups_count, sizeof *m->groups)
+                        : NULL;
+        for (int32_t i = 0; i < m->groups_count; i++) {
+            init_offset_fetch_resp_group(&m->groups[i]);
+            fill_offset_fetch_resp_group(&m->groups[i], a, v, s, d + 1);
+        }
+    }
+}
+
+static void fill_find_coordinator_req(sl_find_coordinator_req *m, sl_arena *a, int16_t v,
+                                      uint64_t *s, int d) {
+    if (v <= 3) m->key = sl_tf_str(a, s, false);
+    if (v >= 1) m->key_type = (int8_t)sl_tf_rnd(s);
+    if (v >= 4) {
+        m->coordinator_keys_count = sl_tf_count(s, false, d);
+        m->coordinator_keys =
+            m->coordinator_keys_count > 0
+                ? sl_arena_calloc(a, (size_t)m->coordinator_keys_count, sizeof *m->coordinator_keys)
+                : NULL;
+        for (int32_t i = 0; i < m->coordinator_keys_count; i++) {
+            m->coordinator_keys[i] = sl_tf_str(a, s, false);
+        }
+    }
+}
+
+static void init_find_coordinator_resp_coordinator(sl_find_coordinator_resp_coordinator *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_find_coordinator_resp_coordinator(sl_find_coordinator_resp_coordinator *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)d;
+    if (v >= 4) m->key = sl_tf_str(a, s, false);
+    if (v >= 4) m->node_id = (int32_t)sl_tf_rnd(s);
+    if (v >= 4) m->host = sl_tf_str(a, s, false);
+    if (v >= 4) m->port = (int32_t)sl_tf_rnd(s);
+    if (v >= 4) m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 4) m->error_message = sl_tf_str(a, s, v >= 4);
+}
+static void fill_find_coordinator_resp(sl_find_coordinator_resp *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    if (v <= 3) m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 1 && v <= 3) m->error_message = sl_tf_str(a, s, v >= 1 && v <= 3);
+    if (v <= 3) m->node_id = (int32_t)sl_tf_rnd(s);
+    if (v <= 3) m->host = sl_tf_str(a, s, false);
+    if (v <= 3) m->port = (int32_t)sl_tf_rnd(s);
+    if (v >= 4) {
+        m->coordinators_count = sl_tf_count(s, false, d);
+        m->coordinators =
+            m->coordinators_count > 0
+                ? sl_arena_calloc(a, (size_t)m->coordinators_count, sizeof *m->coordinators)
+                : NULL;
+        for (int32_t i = 0; i < m->coordinators_count; i++) {
+            init_find_coordinator_resp_coordinator(&m->coordinators[i]);
+            fill_find_coordinator_resp_coordinator(&m->coordinators[i], a, v, s, d + 1);
+        }
+    }
+}
+
+static void init_join_group_req_protocol(sl_join_group_req_protocol *m) { memset(m, 0, sizeof *m); }
+static void fill_join_group_req_protocol(sl_join_group_req_protocol *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->metadata = sl_tf_bytes(a, s, false);
+}
+static void fill_join_group_req(sl_join_group_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->group_id = sl_tf_str(a, s, false);
+    m->session_timeout_ms = (int32_t)sl_tf_rnd(s);
+    if (v >= 1) m->rebalance_timeout_ms = (int32_t)sl_tf_rnd(s);
+    m->member_id = sl_tf_str(a, s, false);
+    if (v >= 5) m->group_instance_id = sl_tf_str(a, s, v >= 5);
+    m->protocol_type = sl_tf_str(a, s, false);
+    m->protocols_count = sl_tf_count(s, false, d);
+    m->protocols = m->protocols_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->protocols_count, sizeof *m->protocols)
+                       : NULL;
+    for (int32_t i = 0; i < m->protocols_count; i++) {
+        init_join_group_req_protocol(&m->protocols[i]);
+        fill_join_group_req_protocol(&m->protocols[i], a, v, s, d + 1);
+    }
+    if (v >= 8) m->reason = sl_tf_str(a, s, v >= 8);
+}
+
+static void init_join_group_resp_member(sl_join_group_resp_member *m) {
+    memset(m, 0, sizeof *m);
+    m->group_instance_id = SL_STR_NULL;
+}
+static void fill_join_group_resp_member(sl_join_group_resp_member *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)d;
+    m->member_id = sl_tf_str(a, s, false);
+    if (v >= 5) m->group_instance_id = sl_tf_str(a, s, v >= 5);
+    m->metadata = sl_tf_bytes(a, s, false);
+}
+static void fill_join_group_resp(sl_join_group_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    if (v >= 2) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->generation_id = (int32_t)sl_tf_rnd(s);
+    if (v >= 7) m->protocol_type = sl_tf_str(a, s, v >= 7);
+    m->protocol_name = sl_tf_str(a, s, v >= 7);
+    m->leader = sl_tf_str(a, s, false);
+    if (v >= 9) m->skip_assignment = (sl_tf_rnd(s) & 1) != 0;
+    m->member_id = sl_tf_str(a, s, false);
+    m->members_count = sl_tf_count(s, false, d);
+    m->members = m->members_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->members_count, sizeof *m->members)
+                     : NULL;
+    for (int32_t i = 0; i < m->members_count; i++) {
+        init_join_group_resp_member(&m->members[i]);
+        fill_join_group_resp_member(&m->members[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_heartbeat_req(sl_heartbeat_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)d;
+    m->group_id = sl_tf_str(a, s, false);
+    m->generation_id = (int32_t)sl_tf_rnd(s);
+    m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) m->group_instance_id = sl_tf_str(a, s, v >= 3);
+}
+
+static void fill_heartbeat_resp(sl_heartbeat_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)d;
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+
+static void init_leave_group_req_member(sl_leave_group_req_member *m) {
+    memset(m, 0, sizeof *m);
+    m->group_instance_id = SL_STR_NULL;
+    m->reason = SL_STR_NULL;
+}
+static void fill_leave_group_req_member(sl_leave_group_req_member *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)d;
+    if (v >= 3) m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) m->group_instance_id = sl_tf_str(a, s, v >= 3);
+    if (v >= 5) m->reason = sl_tf_str(a, s, v >= 5);
+}
+static void fill_leave_group_req(sl_leave_group_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    m->group_id = sl_tf_str(a, s, false);
+    if (v <= 2) m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) {
+        m->members_count = sl_tf_count(s, false, d);
+        m->members = m->members_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->members_count, sizeof *m->members)
+                         : NULL;
+        for (int32_t i = 0; i < m->members_count; i++) {
+            init_leave_group_req_member(&m->members[i]);
+            fill_leave_group_req_member(&m->members[i], a, v, s, d + 1);
+        }
+    }
+}
+
+static void init_leave_group_resp_member(sl_leave_group_resp_member *m) { memset(m, 0, sizeof *m); }
+static void fill_leave_group_resp_member(sl_leave_group_resp_member *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)d;
+    if (v >= 3) m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) m->group_instance_id = sl_tf_str(a, s, v >= 3);
+    if (v >= 3) m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void fill_leave_group_resp(sl_leave_group_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 3) {
+        m->members_count = sl_tf_count(s, false, d);
+        m->members = m->members_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->members_count, sizeof *m->members)
+                         : NULL;
+        for (int32_t i = 0; i < m->members_count; i++) {
+            init_leave_group_resp_member(&m->members[i]);
+            fill_leave_group_resp_member(&m->members[i], a, v, s, d + 1);
+        }
+    }
+}
+
+static void init_sync_group_req_assignment(sl_sync_group_req_assignment *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_sync_group_req_assignment(sl_sync_group_req_assignment *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->member_id = sl_tf_str(a, s, false);
+    m->assignment = sl_tf_bytes(a, s, false);
+}
+static void fill_sync_group_req(sl_sync_group_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->group_id = sl_tf_str(a, s, false);
+    m->generation_id = (int32_t)sl_tf_rnd(s);
+    m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) m->group_instance_id = sl_tf_str(a, s, v >= 3);
+    if (v >= 5) m->protocol_type = sl_tf_str(a, s, v >= 5);
+    if (v >= 5) m->protocol_name = sl_tf_str(a, s, v >= 5);
+    m->assignments_count = sl_tf_count(s, false, d);
+    m->assignments = m->assignments_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->assignments_count, sizeof *m->assignments)
+                         : NULL;
+    for (int32_t i = 0; i < m->assignments_count; i++) {
+        init_sync_group_req_assignment(&m->assignments[i]);
+        fill_sync_group_req_assignment(&m->assignments[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_sync_group_resp(sl_sync_group_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    (void)d;
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 5) m->protocol_type = sl_tf_str(a, s, v >= 5);
+    if (v >= 5) m->protocol_name = sl_tf_str(a, s, v >= 5);
+    m->assignment = sl_tf_bytes(a, s, false);
+}
+
+static void fill_describe_groups_req(sl_describe_groups_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                     int d) {
+    m->groups_count = sl_tf_count(s, false, d);
+    m->groups =
+        m->groups_count > 0 ? sl_arena_calloc(a, (size_t)m->groups_count, sizeof *m->groups) : NULL;
+    for (int32_t i = 0; i < m->groups_count; i++) {
+        m->groups[i] = sl_tf_str(a, s, false);
+    }
+    if (v >= 3) m->include_authorized_operations = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_describe_groups_resp_member(sl_describe_groups_resp_member *m) {
+    memset(m, 0, sizeof *m);
+    m->group_instance_id = SL_STR_NULL;
+}
+static void fill_describe_groups_resp_member(sl_describe_groups_resp_member *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)d;
+    m->member_id = sl_tf_str(a, s, false);
+    if (v >= 4) m->group_instance_id = sl_tf_str(a, s, v >= 4);
+    m->client_id = sl_tf_str(a, s, false);
+    m->client_host = sl_tf_str(a, s, false);
+    m->member_metadata = sl_tf_bytes(a, s, false);
+    m->member_assignment = sl_tf_bytes(a, s, false);
+}
+static void init_describe_groups_resp_group(sl_describe_groups_resp_group *m) {
+    memset(m, 0, sizeof *m);
+    m->authorized_operations = INT32_MIN;
+}
+static void fill_describe_groups_resp_group(sl_describe_groups_resp_group *m, sl_arena *a,
+                                            int16_t v, uint64_t *s, int d) {
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->group_id = sl_tf_str(a, s, false);
+    m->group_state = sl_tf_str(a, s, false);
+    m->protocol_type = sl_tf_str(a, s, false);
+    m->protocol_data = sl_tf_str(a, s, false);
+    m->members_count = sl_tf_count(s, false, d);
+    m->members = m->members_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->members_count, sizeof *m->members)
+                     : NULL;
+    for (int32_t i = 0; i < m->members_count; i++) {
+        init_describe_groups_resp_member(&m->members[i]);
+        fill_describe_groups_resp_member(&m->members[i], a, v, s, d + 1);
+    }
+    if (v >= 3) m->authorized_operations = (int32_t)sl_tf_rnd(s);
+}
+static void fill_describe_groups_resp(sl_describe_groups_resp *m, sl_arena *a, int16_t v,
+                                      uint64_t *s, int d) {
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->groups_count = sl_tf_count(s, false, d);
+    m->groups =
+        m->groups_count > 0 ? sl_arena_calloc(a, (size_t)m->groups_count, sizeof *m->groups) : NULL;
+    for (int32_t i = 0; i < m->groups_count; i++) {
+        init_describe_groups_resp_group(&m->groups[i]);
+        fill_describe_groups_resp_group(&m->groups[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_list_groups_req(sl_list_groups_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    if (v >= 4) {
+        m->states_filter_count = sl_tf_count(s, false, d);
+        m->states_filter =
+            m->states_filter_count > 0
+                ? sl_arena_calloc(a, (size_t)m->states_filter_count, sizeof *m->states_filter)
+                : NULL;
+        for (int32_t i = 0; i < m->states_filter_count; i++) {
+            m->states_filter[i] = sl_tf_str(a, s, false);
+        }
+    }
+    if (v >= 5) {
+        m->types_filter_count = sl_tf_count(s, false, d);
+        m->types_filter =
+            m->types_filter_count > 0
+                ? sl_arena_calloc(a, (size_t)m->types_filter_count, sizeof *m->types_filter)
+                : NULL;
+        for (int32_t i = 0; i < m->types_filter_count; i++) {
+            m->types_filter[i] = sl_tf_str(a, s, false);
+        }
+    }
+}
+
+static void init_list_groups_resp_group(sl_list_groups_resp_group *m) { memset(m, 0, sizeof *m); }
+static void fill_list_groups_resp_group(sl_list_groups_resp_group *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)d;
+    m->group_id = sl_tf_str(a, s, false);
+    m->protocol_type = sl_tf_str(a, s, false);
+    if (v >= 4) m->group_state = sl_tf_str(a, s, false);
+    if (v >= 5) m->group_type = sl_tf_str(a, s, false);
+}
+static void fill_list_groups_resp(sl_list_groups_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    if (v >= 1) m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->groups_count = sl_tf_count(s, false, d);
+    m->groups =
+        m->groups_count > 0 ? sl_arena_calloc(a, (size_t)m->groups_count, sizeof *m->groups) : NULL;
+    for (int32_t i = 0; i < m->groups_count; i++) {
+        init_list_groups_resp_group(&m->groups[i]);
+        fill_list_groups_resp_group(&m->groups[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_sasl_handshake_req(sl_sasl_handshake_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    (void)v;
+    (void)d;
+    m->mechanism = sl_tf_str(a, s, false);
+}
+
+static void fill_sasl_handshake_resp(sl_sasl_handshake_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                     int d) {
+    (void)v;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->mechanisms_count = sl_tf_count(s, false, d);
+    m->mechanisms = m->mechanisms_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->mechanisms_count, sizeof *m->mechanisms)
+                        : NULL;
+    for (int32_t i = 0; i < m->mechanisms_count; i++) {
+        m->mechanisms[i] = sl_tf_str(a, s, false);
+    }
+}
+
 static void fill_api_versions_req(sl_api_versions_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                   int d) {
     (void)d;
@@ -929,6 +1524,26 @@ static void fill_delete_records_resp(sl_delete_records_resp *m, sl_arena *a, int
     }
 }
 
+static void fill_init_producer_id_req(sl_init_producer_id_req *m, sl_arena *a, int16_t v,
+                                      uint64_t *s, int d) {
+    (void)d;
+    m->transactional_id = sl_tf_str(a, s, true);
+    m->transaction_timeout_ms = (int32_t)sl_tf_rnd(s);
+    if (v >= 3) m->producer_id = (int64_t)sl_tf_rnd(s);
+    if (v >= 3) m->producer_epoch = (int16_t)sl_tf_rnd(s);
+}
+
+static void fill_init_producer_id_resp(sl_init_producer_id_resp *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+}
+
 static void
 init_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partition *m) {
     memset(m, 0, sizeof *m);
@@ -1009,6 +1624,182 @@ static void fill_offset_for_leader_epoch_resp(sl_offset_for_leader_epoch_resp *m
     for (int32_t i = 0; i < m->topics_count; i++) {
         init_offset_for_leader_epoch_resp_topic(&m->topics[i]);
         fill_offset_for_leader_epoch_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_describe_acls_req(sl_describe_acls_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    (void)d;
+    m->resource_type_filter = (int8_t)sl_tf_rnd(s);
+    m->resource_name_filter = sl_tf_str(a, s, true);
+    if (v >= 1) m->pattern_type_filter = (int8_t)sl_tf_rnd(s);
+    m->principal_filter = sl_tf_str(a, s, true);
+    m->host_filter = sl_tf_str(a, s, true);
+    m->operation = (int8_t)sl_tf_rnd(s);
+    m->permission_type = (int8_t)sl_tf_rnd(s);
+}
+
+static void init_describe_acls_resp_acl(sl_describe_acls_resp_acl *m) { memset(m, 0, sizeof *m); }
+static void fill_describe_acls_resp_acl(sl_describe_acls_resp_acl *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->principal = sl_tf_str(a, s, false);
+    m->host = sl_tf_str(a, s, false);
+    m->operation = (int8_t)sl_tf_rnd(s);
+    m->permission_type = (int8_t)sl_tf_rnd(s);
+}
+static void init_describe_acls_resp_resource(sl_describe_acls_resp_resource *m) {
+    memset(m, 0, sizeof *m);
+    m->pattern_type = 3;
+}
+static void fill_describe_acls_resp_resource(sl_describe_acls_resp_resource *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    if (v >= 1) m->pattern_type = (int8_t)sl_tf_rnd(s);
+    m->acls_count = sl_tf_count(s, false, d);
+    m->acls = m->acls_count > 0 ? sl_arena_calloc(a, (size_t)m->acls_count, sizeof *m->acls) : NULL;
+    for (int32_t i = 0; i < m->acls_count; i++) {
+        init_describe_acls_resp_acl(&m->acls[i]);
+        fill_describe_acls_resp_acl(&m->acls[i], a, v, s, d + 1);
+    }
+}
+static void fill_describe_acls_resp(sl_describe_acls_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->resources_count = sl_tf_count(s, false, d);
+    m->resources = m->resources_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
+                       : NULL;
+    for (int32_t i = 0; i < m->resources_count; i++) {
+        init_describe_acls_resp_resource(&m->resources[i]);
+        fill_describe_acls_resp_resource(&m->resources[i], a, v, s, d + 1);
+    }
+}
+
+static void init_create_acls_req_creation(sl_create_acls_req_creation *m) {
+    memset(m, 0, sizeof *m);
+    m->resource_pattern_type = 3;
+}
+static void fill_create_acls_req_creation(sl_create_acls_req_creation *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    (void)d;
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    if (v >= 1) m->resource_pattern_type = (int8_t)sl_tf_rnd(s);
+    m->principal = sl_tf_str(a, s, false);
+    m->host = sl_tf_str(a, s, false);
+    m->operation = (int8_t)sl_tf_rnd(s);
+    m->permission_type = (int8_t)sl_tf_rnd(s);
+}
+static void fill_create_acls_req(sl_create_acls_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    m->creations_count = sl_tf_count(s, false, d);
+    m->creations = m->creations_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->creations_count, sizeof *m->creations)
+                       : NULL;
+    for (int32_t i = 0; i < m->creations_count; i++) {
+        init_create_acls_req_creation(&m->creations[i]);
+        fill_create_acls_req_creation(&m->creations[i], a, v, s, d + 1);
+    }
+}
+
+static void init_create_acls_resp_result(sl_create_acls_resp_result *m) { memset(m, 0, sizeof *m); }
+static void fill_create_acls_resp_result(sl_create_acls_resp_result *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+}
+static void fill_create_acls_resp(sl_create_acls_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_create_acls_resp_result(&m->results[i]);
+        fill_create_acls_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void init_delete_acls_req_filter(sl_delete_acls_req_filter *m) {
+    memset(m, 0, sizeof *m);
+    m->pattern_type_filter = 3;
+}
+static void fill_delete_acls_req_filter(sl_delete_acls_req_filter *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)d;
+    m->resource_type_filter = (int8_t)sl_tf_rnd(s);
+    m->resource_name_filter = sl_tf_str(a, s, true);
+    if (v >= 1) m->pattern_type_filter = (int8_t)sl_tf_rnd(s);
+    m->principal_filter = sl_tf_str(a, s, true);
+    m->host_filter = sl_tf_str(a, s, true);
+    m->operation = (int8_t)sl_tf_rnd(s);
+    m->permission_type = (int8_t)sl_tf_rnd(s);
+}
+static void fill_delete_acls_req(sl_delete_acls_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                 int d) {
+    m->filters_count = sl_tf_count(s, false, d);
+    m->filters = m->filters_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->filters_count, sizeof *m->filters)
+                     : NULL;
+    for (int32_t i = 0; i < m->filters_count; i++) {
+        init_delete_acls_req_filter(&m->filters[i]);
+        fill_delete_acls_req_filter(&m->filters[i], a, v, s, d + 1);
+    }
+}
+
+static void init_delete_acls_resp_matching_acl(sl_delete_acls_resp_matching_acl *m) {
+    memset(m, 0, sizeof *m);
+    m->pattern_type = 3;
+}
+static void fill_delete_acls_resp_matching_acl(sl_delete_acls_resp_matching_acl *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    if (v >= 1) m->pattern_type = (int8_t)sl_tf_rnd(s);
+    m->principal = sl_tf_str(a, s, false);
+    m->host = sl_tf_str(a, s, false);
+    m->operation = (int8_t)sl_tf_rnd(s);
+    m->permission_type = (int8_t)sl_tf_rnd(s);
+}
+static void init_delete_acls_resp_filter_result(sl_delete_acls_resp_filter_result *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_acls_resp_filter_result(sl_delete_acls_resp_filter_result *m, sl_arena *a,
+                                                int16_t v, uint64_t *s, int d) {
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->matching_acls_count = sl_tf_count(s, false, d);
+    m->matching_acls =
+        m->matching_acls_count > 0
+            ? sl_arena_calloc(a, (size_t)m->matching_acls_count, sizeof *m->matching_acls)
+            : NULL;
+    for (int32_t i = 0; i < m->matching_acls_count; i++) {
+        init_delete_acls_resp_matching_acl(&m->matching_acls[i]);
+        fill_delete_acls_resp_matching_acl(&m->matching_acls[i], a, v, s, d + 1);
+    }
+}
+static void fill_delete_acls_resp(sl_delete_acls_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                  int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->filter_results_count = sl_tf_count(s, false, d);
+    m->filter_results =
+        m->filter_results_count > 0
+            ? sl_arena_calloc(a, (size_t)m->filter_results_count, sizeof *m->filter_results)
+            : NULL;
+    for (int32_t i = 0; i < m->filter_results_count; i++) {
+        init_delete_acls_resp_filter_result(&m->filter_results[i]);
+        fill_delete_acls_resp_filter_result(&m->filter_results[i], a, v, s, d + 1);
     }
 }
 
@@ -1109,6 +1900,22 @@ static void fill_describe_configs_resp(sl_describe_configs_resp *m, sl_arena *a,
     }
 }
 
+static void fill_sasl_authenticate_req(sl_sasl_authenticate_req *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->auth_bytes = sl_tf_bytes(a, s, false);
+}
+
+static void fill_sasl_authenticate_resp(sl_sasl_authenticate_resp *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->auth_bytes = sl_tf_bytes(a, s, false);
+    if (v >= 1) m->session_lifetime_ms = (int64_t)sl_tf_rnd(s);
+}
+
 static void init_create_partitions_req_assignment(sl_create_partitions_req_assignment *m) {
     memset(m, 0, sizeof *m);
 }
@@ -1174,6 +1981,41 @@ static void fill_create_partitions_resp(sl_create_partitions_resp *m, sl_arena *
     for (int32_t i = 0; i < m->results_count; i++) {
         init_create_partitions_resp_result(&m->results[i]);
         fill_create_partitions_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_delete_groups_req(sl_delete_groups_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    (void)v;
+    m->groups_names_count = sl_tf_count(s, false, d);
+    m->groups_names = m->groups_names_count > 0 ? sl_arena_calloc(a, (size_t)m->groups_names_count,
+                                                                  sizeof *m->groups_names)
+                                                : NULL;
+    for (int32_t i = 0; i < m->groups_names_count; i++) {
+        m->groups_names[i] = sl_tf_str(a, s, false);
+    }
+}
+
+static void init_delete_groups_resp_result(sl_delete_groups_resp_result *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_delete_groups_resp_result(sl_delete_groups_resp_result *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->group_id = sl_tf_str(a, s, false);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void fill_delete_groups_resp(sl_delete_groups_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_delete_groups_resp_result(&m->results[i]);
+        fill_delete_groups_resp_result(&m->results[i], a, v, s, d + 1);
     }
 }
 
@@ -1246,6 +2088,224 @@ static void fill_incremental_alter_configs_resp(sl_incremental_alter_configs_res
     }
 }
 
+static void init_offset_delete_req_partition(sl_offset_delete_req_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_delete_req_partition(sl_offset_delete_req_partition *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+}
+static void init_offset_delete_req_topic(sl_offset_delete_req_topic *m) { memset(m, 0, sizeof *m); }
+static void fill_offset_delete_req_topic(sl_offset_delete_req_topic *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_delete_req_partition(&m->partitions[i]);
+        fill_offset_delete_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_delete_req(sl_offset_delete_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    m->group_id = sl_tf_str(a, s, false);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_delete_req_topic(&m->topics[i]);
+        fill_offset_delete_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void init_offset_delete_resp_partition(sl_offset_delete_resp_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_delete_resp_partition(sl_offset_delete_resp_partition *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void init_offset_delete_resp_topic(sl_offset_delete_resp_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_offset_delete_resp_topic(sl_offset_delete_resp_topic *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        init_offset_delete_resp_partition(&m->partitions[i]);
+        fill_offset_delete_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_offset_delete_resp(sl_offset_delete_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        init_offset_delete_resp_topic(&m->topics[i]);
+        fill_offset_delete_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void
+init_describe_user_scram_credentials_req_user(sl_describe_user_scram_credentials_req_user *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_describe_user_scram_credentials_req_user(sl_describe_user_scram_credentials_req_user *m,
+                                              sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+}
+static void fill_describe_user_scram_credentials_req(sl_describe_user_scram_credentials_req *m,
+                                                     sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->users_count = sl_tf_count(s, true, d);
+    m->users =
+        m->users_count > 0 ? sl_arena_calloc(a, (size_t)m->users_count, sizeof *m->users) : NULL;
+    for (int32_t i = 0; i < m->users_count; i++) {
+        init_describe_user_scram_credentials_req_user(&m->users[i]);
+        fill_describe_user_scram_credentials_req_user(&m->users[i], a, v, s, d + 1);
+    }
+}
+
+static void init_describe_user_scram_credentials_resp_credential_info(
+    sl_describe_user_scram_credentials_resp_credential_info *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_describe_user_scram_credentials_resp_credential_info(
+    sl_describe_user_scram_credentials_resp_credential_info *m, sl_arena *a, int16_t v, uint64_t *s,
+    int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->mechanism = (int8_t)sl_tf_rnd(s);
+    m->iterations = (int32_t)sl_tf_rnd(s);
+}
+static void init_describe_user_scram_credentials_resp_result(
+    sl_describe_user_scram_credentials_resp_result *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_describe_user_scram_credentials_resp_result(sl_describe_user_scram_credentials_resp_result *m,
+                                                 sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->user = sl_tf_str(a, s, false);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->credential_infos_count = sl_tf_count(s, false, d);
+    m->credential_infos =
+        m->credential_infos_count > 0
+            ? sl_arena_calloc(a, (size_t)m->credential_infos_count, sizeof *m->credential_infos)
+            : NULL;
+    for (int32_t i = 0; i < m->credential_infos_count; i++) {
+        init_describe_user_scram_credentials_resp_credential_info(&m->credential_infos[i]);
+        fill_describe_user_scram_credentials_resp_credential_info(&m->credential_infos[i], a, v, s,
+                                                                  d + 1);
+    }
+}
+static void fill_describe_user_scram_credentials_resp(sl_describe_user_scram_credentials_resp *m,
+                                                      sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_describe_user_scram_credentials_resp_result(&m->results[i]);
+        fill_describe_user_scram_credentials_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void
+init_alter_user_scram_credentials_req_deletion(sl_alter_user_scram_credentials_req_deletion *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_alter_user_scram_credentials_req_deletion(sl_alter_user_scram_credentials_req_deletion *m,
+                                               sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->mechanism = (int8_t)sl_tf_rnd(s);
+}
+static void
+init_alter_user_scram_credentials_req_upsertion(sl_alter_user_scram_credentials_req_upsertion *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_alter_user_scram_credentials_req_upsertion(sl_alter_user_scram_credentials_req_upsertion *m,
+                                                sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->mechanism = (int8_t)sl_tf_rnd(s);
+    m->iterations = (int32_t)sl_tf_rnd(s);
+    m->salt = sl_tf_bytes(a, s, false);
+    m->salted_password = sl_tf_bytes(a, s, false);
+}
+static void fill_alter_user_scram_credentials_req(sl_alter_user_scram_credentials_req *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->deletions_count = sl_tf_count(s, false, d);
+    m->deletions = m->deletions_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->deletions_count, sizeof *m->deletions)
+                       : NULL;
+    for (int32_t i = 0; i < m->deletions_count; i++) {
+        init_alter_user_scram_credentials_req_deletion(&m->deletions[i]);
+        fill_alter_user_scram_credentials_req_deletion(&m->deletions[i], a, v, s, d + 1);
+    }
+    m->upsertions_count = sl_tf_count(s, false, d);
+    m->upsertions = m->upsertions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->upsertions_count, sizeof *m->upsertions)
+                        : NULL;
+    for (int32_t i = 0; i < m->upsertions_count; i++) {
+        init_alter_user_scram_credentials_req_upsertion(&m->upsertions[i]);
+        fill_alter_user_scram_credentials_req_upsertion(&m->upsertions[i], a, v, s, d + 1);
+    }
+}
+
+static void
+init_alter_user_scram_credentials_resp_result(sl_alter_user_scram_credentials_resp_result *m) {
+    memset(m, 0, sizeof *m);
+}
+static void
+fill_alter_user_scram_credentials_resp_result(sl_alter_user_scram_credentials_resp_result *m,
+                                              sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->user = sl_tf_str(a, s, false);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+}
+static void fill_alter_user_scram_credentials_resp(sl_alter_user_scram_credentials_resp *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        init_alter_user_scram_credentials_resp_result(&m->results[i]);
+        fill_alter_user_scram_credentials_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
 static void fill_describe_cluster_req(sl_describe_cluster_req *m, sl_arena *a, int16_t v,
                                       uint64_t *s, int d) {
     (void)a;
@@ -1313,6 +2373,66 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
     case 7:
         fill_metadata_resp(m, a, version, seed, 0);
         return true;
+    case 16:
+        fill_offset_commit_req(m, a, version, seed, 0);
+        return true;
+    case 17:
+        fill_offset_commit_resp(m, a, version, seed, 0);
+        return true;
+    case 18:
+        fill_offset_fetch_req(m, a, version, seed, 0);
+        return true;
+    case 19:
+        fill_offset_fetch_resp(m, a, version, seed, 0);
+        return true;
+    case 20:
+        fill_find_coordinator_req(m, a, version, seed, 0);
+        return true;
+    case 21:
+        fill_find_coordinator_resp(m, a, version, seed, 0);
+        return true;
+    case 22:
+        fill_join_group_req(m, a, version, seed, 0);
+        return true;
+    case 23:
+        fill_join_group_resp(m, a, version, seed, 0);
+        return true;
+    case 24:
+        fill_heartbeat_req(m, a, version, seed, 0);
+        return true;
+    case 25:
+        fill_heartbeat_resp(m, a, version, seed, 0);
+        return true;
+    case 26:
+        fill_leave_group_req(m, a, version, seed, 0);
+        return true;
+    case 27:
+        fill_leave_group_resp(m, a, version, seed, 0);
+        return true;
+    case 28:
+        fill_sync_group_req(m, a, version, seed, 0);
+        return true;
+    case 29:
+        fill_sync_group_resp(m, a, version, seed, 0);
+        return true;
+    case 30:
+        fill_describe_groups_req(m, a, version, seed, 0);
+        return true;
+    case 31:
+        fill_describe_groups_resp(m, a, version, seed, 0);
+        return true;
+    case 32:
+        fill_list_groups_req(m, a, version, seed, 0);
+        return true;
+    case 33:
+        fill_list_groups_resp(m, a, version, seed, 0);
+        return true;
+    case 34:
+        fill_sasl_handshake_req(m, a, version, seed, 0);
+        return true;
+    case 35:
+        fill_sasl_handshake_resp(m, a, version, seed, 0);
+        return true;
     case 36:
         fill_api_versions_req(m, a, version, seed, 0);
         return true;
@@ -1337,11 +2457,35 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
     case 43:
         fill_delete_records_resp(m, a, version, seed, 0);
         return true;
+    case 44:
+        fill_init_producer_id_req(m, a, version, seed, 0);
+        return true;
+    case 45:
+        fill_init_producer_id_resp(m, a, version, seed, 0);
+        return true;
     case 46:
         fill_offset_for_leader_epoch_req(m, a, version, seed, 0);
         return true;
     case 47:
         fill_offset_for_leader_epoch_resp(m, a, version, seed, 0);
+        return true;
+    case 58:
+        fill_describe_acls_req(m, a, version, seed, 0);
+        return true;
+    case 59:
+        fill_describe_acls_resp(m, a, version, seed, 0);
+        return true;
+    case 60:
+        fill_create_acls_req(m, a, version, seed, 0);
+        return true;
+    case 61:
+        fill_create_acls_resp(m, a, version, seed, 0);
+        return true;
+    case 62:
+        fill_delete_acls_req(m, a, version, seed, 0);
+        return true;
+    case 63:
+        fill_delete_acls_resp(m, a, version, seed, 0);
         return true;
     case 64:
         fill_describe_configs_req(m, a, version, seed, 0);
@@ -1349,17 +2493,47 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
     case 65:
         fill_describe_configs_resp(m, a, version, seed, 0);
         return true;
+    case 72:
+        fill_sasl_authenticate_req(m, a, version, seed, 0);
+        return true;
+    case 73:
+        fill_sasl_authenticate_resp(m, a, version, seed, 0);
+        return true;
     case 74:
         fill_create_partitions_req(m, a, version, seed, 0);
         return true;
     case 75:
         fill_create_partitions_resp(m, a, version, seed, 0);
         return true;
+    case 84:
+        fill_delete_groups_req(m, a, version, seed, 0);
+        return true;
+    case 85:
+        fill_delete_groups_resp(m, a, version, seed, 0);
+        return true;
     case 88:
         fill_incremental_alter_configs_req(m, a, version, seed, 0);
         return true;
     case 89:
         fill_incremental_alter_configs_resp(m, a, version, seed, 0);
+        return true;
+    case 94:
+        fill_offset_delete_req(m, a, version, seed, 0);
+        return true;
+    case 95:
+        fill_offset_delete_resp(m, a, version, seed, 0);
+        return true;
+    case 100:
+        fill_describe_user_scram_credentials_req(m, a, version, seed, 0);
+        return true;
+    case 101:
+        fill_describe_user_scram_credentials_resp(m, a, version, seed, 0);
+        return true;
+    case 102:
+        fill_alter_user_scram_credentials_req(m, a, version, seed, 0);
+        return true;
+    case 103:
+        fill_alter_user_scram_credentials_resp(m, a, version, seed, 0);
         return true;
     case 120:
         fill_describe_cluster_req(m, a, version, seed, 0);

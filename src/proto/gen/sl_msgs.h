@@ -14,20 +14,39 @@
 #include "base/sl_err.h"
 #include "proto/sl_proto.h"
 
-#define SL_API_PRODUCE                   0
-#define SL_API_FETCH                     1
-#define SL_API_LIST_OFFSETS              2
-#define SL_API_METADATA                  3
-#define SL_API_API_VERSIONS              18
-#define SL_API_CREATE_TOPICS             19
-#define SL_API_DELETE_TOPICS             20
-#define SL_API_DELETE_RECORDS            21
-#define SL_API_OFFSET_FOR_LEADER_EPOCH   23
-#define SL_API_DESCRIBE_CONFIGS          32
-#define SL_API_CREATE_PARTITIONS         37
-#define SL_API_INCREMENTAL_ALTER_CONFIGS 44
-#define SL_API_DESCRIBE_CLUSTER          60
-#define SL_API_COUNT                     13 /* APIs defined */
+#define SL_API_PRODUCE                         0
+#define SL_API_FETCH                           1
+#define SL_API_LIST_OFFSETS                    2
+#define SL_API_METADATA                        3
+#define SL_API_OFFSET_COMMIT                   8
+#define SL_API_OFFSET_FETCH                    9
+#define SL_API_FIND_COORDINATOR                10
+#define SL_API_JOIN_GROUP                      11
+#define SL_API_HEARTBEAT                       12
+#define SL_API_LEAVE_GROUP                     13
+#define SL_API_SYNC_GROUP                      14
+#define SL_API_DESCRIBE_GROUPS                 15
+#define SL_API_LIST_GROUPS                     16
+#define SL_API_SASL_HANDSHAKE                  17
+#define SL_API_API_VERSIONS                    18
+#define SL_API_CREATE_TOPICS                   19
+#define SL_API_DELETE_TOPICS                   20
+#define SL_API_DELETE_RECORDS                  21
+#define SL_API_INIT_PRODUCER_ID                22
+#define SL_API_OFFSET_FOR_LEADER_EPOCH         23
+#define SL_API_DESCRIBE_ACLS                   29
+#define SL_API_CREATE_ACLS                     30
+#define SL_API_DELETE_ACLS                     31
+#define SL_API_DESCRIBE_CONFIGS                32
+#define SL_API_SASL_AUTHENTICATE               36
+#define SL_API_CREATE_PARTITIONS               37
+#define SL_API_DELETE_GROUPS                   42
+#define SL_API_INCREMENTAL_ALTER_CONFIGS       44
+#define SL_API_OFFSET_DELETE                   47
+#define SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS 50
+#define SL_API_ALTER_USER_SCRAM_CREDENTIALS    51
+#define SL_API_DESCRIBE_CLUSTER                60
+#define SL_API_COUNT                           32 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -330,6 +349,376 @@ void sl_metadata_resp_init(sl_metadata_resp *m);
 sl_err sl_metadata_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_metadata_resp *out);
 void sl_metadata_resp_encode(sl_wr *w, int16_t version, const sl_metadata_resp *m);
 
+/* ---- OffsetCommit request, v0-9 ---- */
+typedef struct sl_offset_commit_req_partition {
+    int32_t partition_index;
+    int64_t committed_offset;
+    int32_t committed_leader_epoch;
+    int64_t commit_timestamp;
+    sl_str committed_metadata;
+} sl_offset_commit_req_partition;
+typedef struct sl_offset_commit_req_topic {
+    sl_str name;
+    sl_offset_commit_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_commit_req_topic;
+typedef struct sl_offset_commit_req {
+    sl_str group_id;
+    int32_t generation_id_or_member_epoch;
+    sl_str member_id;
+    sl_str group_instance_id;
+    int64_t retention_time_ms;
+    sl_offset_commit_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_commit_req;
+void sl_offset_commit_req_init(sl_offset_commit_req *m);
+sl_err sl_offset_commit_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_offset_commit_req *out);
+void sl_offset_commit_req_encode(sl_wr *w, int16_t version, const sl_offset_commit_req *m);
+
+/* ---- OffsetCommit response, v0-9 ---- */
+typedef struct sl_offset_commit_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+} sl_offset_commit_resp_partition;
+typedef struct sl_offset_commit_resp_topic {
+    sl_str name;
+    sl_offset_commit_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_commit_resp_topic;
+typedef struct sl_offset_commit_resp {
+    int32_t throttle_time_ms;
+    sl_offset_commit_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_commit_resp;
+void sl_offset_commit_resp_init(sl_offset_commit_resp *m);
+sl_err sl_offset_commit_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_offset_commit_resp *out);
+void sl_offset_commit_resp_encode(sl_wr *w, int16_t version, const sl_offset_commit_resp *m);
+
+/* ---- OffsetFetch request, v0-9 ---- */
+typedef struct sl_offset_fetch_req_topic {
+    sl_str name;
+    int32_t *partition_indexes;
+    int32_t partition_indexes_count; /* -1: null */
+} sl_offset_fetch_req_topic;
+typedef struct sl_offset_fetch_req_group_topic {
+    sl_str name;
+    int32_t *partition_indexes;
+    int32_t partition_indexes_count; /* -1: null */
+} sl_offset_fetch_req_group_topic;
+typedef struct sl_offset_fetch_req_group {
+    sl_str group_id;
+    sl_str member_id;
+    int32_t member_epoch;
+    sl_offset_fetch_req_group_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_fetch_req_group;
+typedef struct sl_offset_fetch_req {
+    sl_str group_id;
+    sl_offset_fetch_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+    sl_offset_fetch_req_group *groups;
+    int32_t groups_count; /* -1: null */
+    bool require_stable;
+} sl_offset_fetch_req;
+void sl_offset_fetch_req_init(sl_offset_fetch_req *m);
+sl_err sl_offset_fetch_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_offset_fetch_req *out);
+void sl_offset_fetch_req_encode(sl_wr *w, int16_t version, const sl_offset_fetch_req *m);
+
+/* ---- OffsetFetch response, v0-9 ---- */
+typedef struct sl_offset_fetch_resp_partition {
+    int32_t partition_index;
+    int64_t committed_offset;
+    int32_t committed_leader_epoch;
+    sl_str metadata;
+    int16_t error_code;
+} sl_offset_fetch_resp_partition;
+typedef struct sl_offset_fetch_resp_topic {
+    sl_str name;
+    sl_offset_fetch_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_fetch_resp_topic;
+typedef struct sl_offset_fetch_resp_group_partition {
+    int32_t partition_index;
+    int64_t committed_offset;
+    int32_t committed_leader_epoch;
+    sl_str metadata;
+    int16_t error_code;
+} sl_offset_fetch_resp_group_partition;
+typedef struct sl_offset_fetch_resp_group_topic {
+    sl_str name;
+    sl_offset_fetch_resp_group_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_fetch_resp_group_topic;
+typedef struct sl_offset_fetch_resp_group {
+    sl_str group_id;
+    sl_offset_fetch_resp_group_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int16_t error_code;
+} sl_offset_fetch_resp_group;
+typedef struct sl_offset_fetch_resp {
+    int32_t throttle_time_ms;
+    sl_offset_fetch_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+    int16_t error_code;
+    sl_offset_fetch_resp_group *groups;
+    int32_t groups_count; /* -1: null */
+} sl_offset_fetch_resp;
+void sl_offset_fetch_resp_init(sl_offset_fetch_resp *m);
+sl_err sl_offset_fetch_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_offset_fetch_resp *out);
+void sl_offset_fetch_resp_encode(sl_wr *w, int16_t version, const sl_offset_fetch_resp *m);
+
+/* ---- FindCoordinator request, v0-6 ---- */
+typedef struct sl_find_coordinator_req {
+    sl_str key;
+    int8_t key_type;
+    sl_str *coordinator_keys;
+    int32_t coordinator_keys_count; /* -1: null */
+} sl_find_coordinator_req;
+void sl_find_coordinator_req_init(sl_find_coordinator_req *m);
+sl_err sl_find_coordinator_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                      sl_find_coordinator_req *out);
+void sl_find_coordinator_req_encode(sl_wr *w, int16_t version, const sl_find_coordinator_req *m);
+
+/* ---- FindCoordinator response, v0-6 ---- */
+typedef struct sl_find_coordinator_resp_coordinator {
+    sl_str key;
+    int32_t node_id;
+    sl_str host;
+    int32_t port;
+    int16_t error_code;
+    sl_str error_message;
+} sl_find_coordinator_resp_coordinator;
+typedef struct sl_find_coordinator_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str error_message;
+    int32_t node_id;
+    sl_str host;
+    int32_t port;
+    sl_find_coordinator_resp_coordinator *coordinators;
+    int32_t coordinators_count; /* -1: null */
+} sl_find_coordinator_resp;
+void sl_find_coordinator_resp_init(sl_find_coordinator_resp *m);
+sl_err sl_find_coordinator_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_find_coordinator_resp *out);
+void sl_find_coordinator_resp_encode(sl_wr *w, int16_t version, const sl_find_coordinator_resp *m);
+
+/* ---- JoinGroup request, v0-9 ---- */
+typedef struct sl_join_group_req_protocol {
+    sl_str name;
+    sl_bytes metadata;
+} sl_join_group_req_protocol;
+typedef struct sl_join_group_req {
+    sl_str group_id;
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_str protocol_type;
+    sl_join_group_req_protocol *protocols;
+    int32_t protocols_count; /* -1: null */
+    sl_str reason;
+} sl_join_group_req;
+void sl_join_group_req_init(sl_join_group_req *m);
+sl_err sl_join_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_join_group_req *out);
+void sl_join_group_req_encode(sl_wr *w, int16_t version, const sl_join_group_req *m);
+
+/* ---- JoinGroup response, v0-9 ---- */
+typedef struct sl_join_group_resp_member {
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_bytes metadata;
+} sl_join_group_resp_member;
+typedef struct sl_join_group_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    int32_t generation_id;
+    sl_str protocol_type;
+    sl_str protocol_name;
+    sl_str leader;
+    bool skip_assignment;
+    sl_str member_id;
+    sl_join_group_resp_member *members;
+    int32_t members_count; /* -1: null */
+} sl_join_group_resp;
+void sl_join_group_resp_init(sl_join_group_resp *m);
+sl_err sl_join_group_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_join_group_resp *out);
+void sl_join_group_resp_encode(sl_wr *w, int16_t version, const sl_join_group_resp *m);
+
+/* ---- Heartbeat request, v0-4 ---- */
+typedef struct sl_heartbeat_req {
+    sl_str group_id;
+    int32_t generation_id;
+    sl_str member_id;
+    sl_str group_instance_id;
+} sl_heartbeat_req;
+void sl_heartbeat_req_init(sl_heartbeat_req *m);
+sl_err sl_heartbeat_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_heartbeat_req *out);
+void sl_heartbeat_req_encode(sl_wr *w, int16_t version, const sl_heartbeat_req *m);
+
+/* ---- Heartbeat response, v0-4 ---- */
+typedef struct sl_heartbeat_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+} sl_heartbeat_resp;
+void sl_heartbeat_resp_init(sl_heartbeat_resp *m);
+sl_err sl_heartbeat_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_heartbeat_resp *out);
+void sl_heartbeat_resp_encode(sl_wr *w, int16_t version, const sl_heartbeat_resp *m);
+
+/* ---- LeaveGroup request, v0-5 ---- */
+typedef struct sl_leave_group_req_member {
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_str reason;
+} sl_leave_group_req_member;
+typedef struct sl_leave_group_req {
+    sl_str group_id;
+    sl_str member_id;
+    sl_leave_group_req_member *members;
+    int32_t members_count; /* -1: null */
+} sl_leave_group_req;
+void sl_leave_group_req_init(sl_leave_group_req *m);
+sl_err sl_leave_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_leave_group_req *out);
+void sl_leave_group_req_encode(sl_wr *w, int16_t version, const sl_leave_group_req *m);
+
+/* ---- LeaveGroup response, v0-5 ---- */
+typedef struct sl_leave_group_resp_member {
+    sl_str member_id;
+    sl_str group_instance_id;
+    int16_t error_code;
+} sl_leave_group_resp_member;
+typedef struct sl_leave_group_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_leave_group_resp_member *members;
+    int32_t members_count; /* -1: null */
+} sl_leave_group_resp;
+void sl_leave_group_resp_init(sl_leave_group_resp *m);
+sl_err sl_leave_group_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_leave_group_resp *out);
+void sl_leave_group_resp_encode(sl_wr *w, int16_t version, const sl_leave_group_resp *m);
+
+/* ---- SyncGroup request, v0-5 ---- */
+typedef struct sl_sync_group_req_assignment {
+    sl_str member_id;
+    sl_bytes assignment;
+} sl_sync_group_req_assignment;
+typedef struct sl_sync_group_req {
+    sl_str group_id;
+    int32_t generation_id;
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_str protocol_type;
+    sl_str protocol_name;
+    sl_sync_group_req_assignment *assignments;
+    int32_t assignments_count; /* -1: null */
+} sl_sync_group_req;
+void sl_sync_group_req_init(sl_sync_group_req *m);
+sl_err sl_sync_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_sync_group_req *out);
+void sl_sync_group_req_encode(sl_wr *w, int16_t version, const sl_sync_group_req *m);
+
+/* ---- SyncGroup response, v0-5 ---- */
+typedef struct sl_sync_group_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str protocol_type;
+    sl_str protocol_name;
+    sl_bytes assignment;
+} sl_sync_group_resp;
+void sl_sync_group_resp_init(sl_sync_group_resp *m);
+sl_err sl_sync_group_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_sync_group_resp *out);
+void sl_sync_group_resp_encode(sl_wr *w, int16_t version, const sl_sync_group_resp *m);
+
+/* ---- DescribeGroups request, v0-5 ---- */
+typedef struct sl_describe_groups_req {
+    sl_str *groups;
+    int32_t groups_count; /* -1: null */
+    bool include_authorized_operations;
+} sl_describe_groups_req;
+void sl_describe_groups_req_init(sl_describe_groups_req *m);
+sl_err sl_describe_groups_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                     sl_describe_groups_req *out);
+void sl_describe_groups_req_encode(sl_wr *w, int16_t version, const sl_describe_groups_req *m);
+
+/* ---- DescribeGroups response, v0-5 ---- */
+typedef struct sl_describe_groups_resp_member {
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_str client_id;
+    sl_str client_host;
+    sl_bytes member_metadata;
+    sl_bytes member_assignment;
+} sl_describe_groups_resp_member;
+typedef struct sl_describe_groups_resp_group {
+    int16_t error_code;
+    sl_str group_id;
+    sl_str group_state;
+    sl_str protocol_type;
+    sl_str protocol_data;
+    sl_describe_groups_resp_member *members;
+    int32_t members_count; /* -1: null */
+    int32_t authorized_operations;
+} sl_describe_groups_resp_group;
+typedef struct sl_describe_groups_resp {
+    int32_t throttle_time_ms;
+    sl_describe_groups_resp_group *groups;
+    int32_t groups_count; /* -1: null */
+} sl_describe_groups_resp;
+void sl_describe_groups_resp_init(sl_describe_groups_resp *m);
+sl_err sl_describe_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                      sl_describe_groups_resp *out);
+void sl_describe_groups_resp_encode(sl_wr *w, int16_t version, const sl_describe_groups_resp *m);
+
+/* ---- ListGroups request, v0-5 ---- */
+typedef struct sl_list_groups_req {
+    sl_str *states_filter;
+    int32_t states_filter_count; /* -1: null */
+    sl_str *types_filter;
+    int32_t types_filter_count; /* -1: null */
+} sl_list_groups_req;
+void sl_list_groups_req_init(sl_list_groups_req *m);
+sl_err sl_list_groups_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_list_groups_req *out);
+void sl_list_groups_req_encode(sl_wr *w, int16_t version, const sl_list_groups_req *m);
+
+/* ---- ListGroups response, v0-5 ---- */
+typedef struct sl_list_groups_resp_group {
+    sl_str group_id;
+    sl_str protocol_type;
+    sl_str group_state;
+    sl_str group_type;
+} sl_list_groups_resp_group;
+typedef struct sl_list_groups_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_list_groups_resp_group *groups;
+    int32_t groups_count; /* -1: null */
+} sl_list_groups_resp;
+void sl_list_groups_resp_init(sl_list_groups_resp *m);
+sl_err sl_list_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_list_groups_resp *out);
+void sl_list_groups_resp_encode(sl_wr *w, int16_t version, const sl_list_groups_resp *m);
+
+/* ---- SaslHandshake request, v0-1 ---- */
+typedef struct sl_sasl_handshake_req {
+    sl_str mechanism;
+} sl_sasl_handshake_req;
+void sl_sasl_handshake_req_init(sl_sasl_handshake_req *m);
+sl_err sl_sasl_handshake_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_sasl_handshake_req *out);
+void sl_sasl_handshake_req_encode(sl_wr *w, int16_t version, const sl_sasl_handshake_req *m);
+
+/* ---- SaslHandshake response, v0-1 ---- */
+typedef struct sl_sasl_handshake_resp {
+    int16_t error_code;
+    sl_str *mechanisms;
+    int32_t mechanisms_count; /* -1: null */
+} sl_sasl_handshake_resp;
+void sl_sasl_handshake_resp_init(sl_sasl_handshake_resp *m);
+sl_err sl_sasl_handshake_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                     sl_sasl_handshake_resp *out);
+void sl_sasl_handshake_resp_encode(sl_wr *w, int16_t version, const sl_sasl_handshake_resp *m);
+
 /* ---- ApiVersions request, v0-4 ---- */
 typedef struct sl_api_versions_req {
     sl_str client_software_name;
@@ -506,6 +895,30 @@ sl_err sl_delete_records_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                      sl_delete_records_resp *out);
 void sl_delete_records_resp_encode(sl_wr *w, int16_t version, const sl_delete_records_resp *m);
 
+/* ---- InitProducerId request, v0-5 ---- */
+typedef struct sl_init_producer_id_req {
+    sl_str transactional_id;
+    int32_t transaction_timeout_ms;
+    int64_t producer_id;
+    int16_t producer_epoch;
+} sl_init_producer_id_req;
+void sl_init_producer_id_req_init(sl_init_producer_id_req *m);
+sl_err sl_init_producer_id_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                      sl_init_producer_id_req *out);
+void sl_init_producer_id_req_encode(sl_wr *w, int16_t version, const sl_init_producer_id_req *m);
+
+/* ---- InitProducerId response, v0-5 ---- */
+typedef struct sl_init_producer_id_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    int64_t producer_id;
+    int16_t producer_epoch;
+} sl_init_producer_id_resp;
+void sl_init_producer_id_resp_init(sl_init_producer_id_resp *m);
+sl_err sl_init_producer_id_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_init_producer_id_resp *out);
+void sl_init_producer_id_resp_encode(sl_wr *w, int16_t version, const sl_init_producer_id_resp *m);
+
 /* ---- OffsetForLeaderEpoch request, v0-4 ---- */
 typedef struct sl_offset_for_leader_epoch_req_partition {
     int32_t partition;
@@ -550,6 +963,124 @@ sl_err sl_offset_for_leader_epoch_resp_decode(sl_rd *r, sl_arena *a, int16_t ver
                                               sl_offset_for_leader_epoch_resp *out);
 void sl_offset_for_leader_epoch_resp_encode(sl_wr *w, int16_t version,
                                             const sl_offset_for_leader_epoch_resp *m);
+
+/* ---- DescribeAcls request, v0-3 ---- */
+typedef struct sl_describe_acls_req {
+    int8_t resource_type_filter;
+    sl_str resource_name_filter;
+    int8_t pattern_type_filter;
+    sl_str principal_filter;
+    sl_str host_filter;
+    int8_t operation;
+    int8_t permission_type;
+} sl_describe_acls_req;
+void sl_describe_acls_req_init(sl_describe_acls_req *m);
+sl_err sl_describe_acls_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_describe_acls_req *out);
+void sl_describe_acls_req_encode(sl_wr *w, int16_t version, const sl_describe_acls_req *m);
+
+/* ---- DescribeAcls response, v0-3 ---- */
+typedef struct sl_describe_acls_resp_acl {
+    sl_str principal;
+    sl_str host;
+    int8_t operation;
+    int8_t permission_type;
+} sl_describe_acls_resp_acl;
+typedef struct sl_describe_acls_resp_resource {
+    int8_t resource_type;
+    sl_str resource_name;
+    int8_t pattern_type;
+    sl_describe_acls_resp_acl *acls;
+    int32_t acls_count; /* -1: null */
+} sl_describe_acls_resp_resource;
+typedef struct sl_describe_acls_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str error_message;
+    sl_describe_acls_resp_resource *resources;
+    int32_t resources_count; /* -1: null */
+} sl_describe_acls_resp;
+void sl_describe_acls_resp_init(sl_describe_acls_resp *m);
+sl_err sl_describe_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_describe_acls_resp *out);
+void sl_describe_acls_resp_encode(sl_wr *w, int16_t version, const sl_describe_acls_resp *m);
+
+/* ---- CreateAcls request, v0-3 ---- */
+typedef struct sl_create_acls_req_creation {
+    int8_t resource_type;
+    sl_str resource_name;
+    int8_t resource_pattern_type;
+    sl_str principal;
+    sl_str host;
+    int8_t operation;
+    int8_t permission_type;
+} sl_create_acls_req_creation;
+typedef struct sl_create_acls_req {
+    sl_create_acls_req_creation *creations;
+    int32_t creations_count; /* -1: null */
+} sl_create_acls_req;
+void sl_create_acls_req_init(sl_create_acls_req *m);
+sl_err sl_create_acls_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_create_acls_req *out);
+void sl_create_acls_req_encode(sl_wr *w, int16_t version, const sl_create_acls_req *m);
+
+/* ---- CreateAcls response, v0-3 ---- */
+typedef struct sl_create_acls_resp_result {
+    int16_t error_code;
+    sl_str error_message;
+} sl_create_acls_resp_result;
+typedef struct sl_create_acls_resp {
+    int32_t throttle_time_ms;
+    sl_create_acls_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_create_acls_resp;
+void sl_create_acls_resp_init(sl_create_acls_resp *m);
+sl_err sl_create_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_create_acls_resp *out);
+void sl_create_acls_resp_encode(sl_wr *w, int16_t version, const sl_create_acls_resp *m);
+
+/* ---- DeleteAcls request, v0-3 ---- */
+typedef struct sl_delete_acls_req_filter {
+    int8_t resource_type_filter;
+    sl_str resource_name_filter;
+    int8_t pattern_type_filter;
+    sl_str principal_filter;
+    sl_str host_filter;
+    int8_t operation;
+    int8_t permission_type;
+} sl_delete_acls_req_filter;
+typedef struct sl_delete_acls_req {
+    sl_delete_acls_req_filter *filters;
+    int32_t filters_count; /* -1: null */
+} sl_delete_acls_req;
+void sl_delete_acls_req_init(sl_delete_acls_req *m);
+sl_err sl_delete_acls_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_delete_acls_req *out);
+void sl_delete_acls_req_encode(sl_wr *w, int16_t version, const sl_delete_acls_req *m);
+
+/* ---- DeleteAcls response, v0-3 ---- */
+typedef struct sl_delete_acls_resp_matching_acl {
+    int16_t error_code;
+    sl_str error_message;
+    int8_t resource_type;
+    sl_str resource_name;
+    int8_t pattern_type;
+    sl_str principal;
+    sl_str host;
+    int8_t operation;
+    int8_t permission_type;
+} sl_delete_acls_resp_matching_acl;
+typedef struct sl_delete_acls_resp_filter_result {
+    int16_t error_code;
+    sl_str error_message;
+    sl_delete_acls_resp_matching_acl *matching_acls;
+    int32_t matching_acls_count; /* -1: null */
+} sl_delete_acls_resp_filter_result;
+typedef struct sl_delete_acls_resp {
+    int32_t throttle_time_ms;
+    sl_delete_acls_resp_filter_result *filter_results;
+    int32_t filter_results_count; /* -1: null */
+} sl_delete_acls_resp;
+void sl_delete_acls_resp_init(sl_delete_acls_resp *m);
+sl_err sl_delete_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_delete_acls_resp *out);
+void sl_delete_acls_resp_encode(sl_wr *w, int16_t version, const sl_delete_acls_resp *m);
 
 /* ---- DescribeConfigs request, v0-4 ---- */
 typedef struct sl_describe_configs_req_resource {
@@ -605,6 +1136,28 @@ sl_err sl_describe_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_configs_resp *out);
 void sl_describe_configs_resp_encode(sl_wr *w, int16_t version, const sl_describe_configs_resp *m);
 
+/* ---- SaslAuthenticate request, v0-2 ---- */
+typedef struct sl_sasl_authenticate_req {
+    sl_bytes auth_bytes;
+} sl_sasl_authenticate_req;
+void sl_sasl_authenticate_req_init(sl_sasl_authenticate_req *m);
+sl_err sl_sasl_authenticate_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_sasl_authenticate_req *out);
+void sl_sasl_authenticate_req_encode(sl_wr *w, int16_t version, const sl_sasl_authenticate_req *m);
+
+/* ---- SaslAuthenticate response, v0-2 ---- */
+typedef struct sl_sasl_authenticate_resp {
+    int16_t error_code;
+    sl_str error_message;
+    sl_bytes auth_bytes;
+    int64_t session_lifetime_ms;
+} sl_sasl_authenticate_resp;
+void sl_sasl_authenticate_resp_init(sl_sasl_authenticate_resp *m);
+sl_err sl_sasl_authenticate_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_sasl_authenticate_resp *out);
+void sl_sasl_authenticate_resp_encode(sl_wr *w, int16_t version,
+                                      const sl_sasl_authenticate_resp *m);
+
 /* ---- CreatePartitions request, v0-3 ---- */
 typedef struct sl_create_partitions_req_assignment {
     int32_t *broker_ids;
@@ -643,6 +1196,31 @@ sl_err sl_create_partitions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                         sl_create_partitions_resp *out);
 void sl_create_partitions_resp_encode(sl_wr *w, int16_t version,
                                       const sl_create_partitions_resp *m);
+
+/* ---- DeleteGroups request, v0-2 ---- */
+typedef struct sl_delete_groups_req {
+    sl_str *groups_names;
+    int32_t groups_names_count; /* -1: null */
+} sl_delete_groups_req;
+void sl_delete_groups_req_init(sl_delete_groups_req *m);
+sl_err sl_delete_groups_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_delete_groups_req *out);
+void sl_delete_groups_req_encode(sl_wr *w, int16_t version, const sl_delete_groups_req *m);
+
+/* ---- DeleteGroups response, v0-2 ---- */
+typedef struct sl_delete_groups_resp_result {
+    sl_str group_id;
+    int16_t error_code;
+} sl_delete_groups_resp_result;
+typedef struct sl_delete_groups_resp {
+    int32_t throttle_time_ms;
+    sl_delete_groups_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_delete_groups_resp;
+void sl_delete_groups_resp_init(sl_delete_groups_resp *m);
+sl_err sl_delete_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_delete_groups_resp *out);
+void sl_delete_groups_resp_encode(sl_wr *w, int16_t version, const sl_delete_groups_resp *m);
 
 /* ---- IncrementalAlterConfigs request, v0-1 ---- */
 typedef struct sl_incremental_alter_configs_req_config {
@@ -684,6 +1262,126 @@ sl_err sl_incremental_alter_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t v
                                                 sl_incremental_alter_configs_resp *out);
 void sl_incremental_alter_configs_resp_encode(sl_wr *w, int16_t version,
                                               const sl_incremental_alter_configs_resp *m);
+
+/* ---- OffsetDelete request, v0 ---- */
+typedef struct sl_offset_delete_req_partition {
+    int32_t partition_index;
+} sl_offset_delete_req_partition;
+typedef struct sl_offset_delete_req_topic {
+    sl_str name;
+    sl_offset_delete_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_delete_req_topic;
+typedef struct sl_offset_delete_req {
+    sl_str group_id;
+    sl_offset_delete_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_delete_req;
+void sl_offset_delete_req_init(sl_offset_delete_req *m);
+sl_err sl_offset_delete_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_offset_delete_req *out);
+void sl_offset_delete_req_encode(sl_wr *w, int16_t version, const sl_offset_delete_req *m);
+
+/* ---- OffsetDelete response, v0 ---- */
+typedef struct sl_offset_delete_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+} sl_offset_delete_resp_partition;
+typedef struct sl_offset_delete_resp_topic {
+    sl_str name;
+    sl_offset_delete_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_offset_delete_resp_topic;
+typedef struct sl_offset_delete_resp {
+    int16_t error_code;
+    int32_t throttle_time_ms;
+    sl_offset_delete_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_offset_delete_resp;
+void sl_offset_delete_resp_init(sl_offset_delete_resp *m);
+sl_err sl_offset_delete_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_offset_delete_resp *out);
+void sl_offset_delete_resp_encode(sl_wr *w, int16_t version, const sl_offset_delete_resp *m);
+
+/* ---- DescribeUserScramCredentials request, v0 ---- */
+typedef struct sl_describe_user_scram_credentials_req_user {
+    sl_str name;
+} sl_describe_user_scram_credentials_req_user;
+typedef struct sl_describe_user_scram_credentials_req {
+    sl_describe_user_scram_credentials_req_user *users;
+    int32_t users_count; /* -1: null */
+} sl_describe_user_scram_credentials_req;
+void sl_describe_user_scram_credentials_req_init(sl_describe_user_scram_credentials_req *m);
+sl_err sl_describe_user_scram_credentials_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                                     sl_describe_user_scram_credentials_req *out);
+void sl_describe_user_scram_credentials_req_encode(sl_wr *w, int16_t version,
+                                                   const sl_describe_user_scram_credentials_req *m);
+
+/* ---- DescribeUserScramCredentials response, v0 ---- */
+typedef struct sl_describe_user_scram_credentials_resp_credential_info {
+    int8_t mechanism;
+    int32_t iterations;
+} sl_describe_user_scram_credentials_resp_credential_info;
+typedef struct sl_describe_user_scram_credentials_resp_result {
+    sl_str user;
+    int16_t error_code;
+    sl_str error_message;
+    sl_describe_user_scram_credentials_resp_credential_info *credential_infos;
+    int32_t credential_infos_count; /* -1: null */
+} sl_describe_user_scram_credentials_resp_result;
+typedef struct sl_describe_user_scram_credentials_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str error_message;
+    sl_describe_user_scram_credentials_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_describe_user_scram_credentials_resp;
+void sl_describe_user_scram_credentials_resp_init(sl_describe_user_scram_credentials_resp *m);
+sl_err sl_describe_user_scram_credentials_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                                      sl_describe_user_scram_credentials_resp *out);
+void sl_describe_user_scram_credentials_resp_encode(
+    sl_wr *w, int16_t version, const sl_describe_user_scram_credentials_resp *m);
+
+/* ---- AlterUserScramCredentials request, v0 ---- */
+typedef struct sl_alter_user_scram_credentials_req_deletion {
+    sl_str name;
+    int8_t mechanism;
+} sl_alter_user_scram_credentials_req_deletion;
+typedef struct sl_alter_user_scram_credentials_req_upsertion {
+    sl_str name;
+    int8_t mechanism;
+    int32_t iterations;
+    sl_bytes salt;
+    sl_bytes salted_password;
+} sl_alter_user_scram_credentials_req_upsertion;
+typedef struct sl_alter_user_scram_credentials_req {
+    sl_alter_user_scram_credentials_req_deletion *deletions;
+    int32_t deletions_count; /* -1: null */
+    sl_alter_user_scram_credentials_req_upsertion *upsertions;
+    int32_t upsertions_count; /* -1: null */
+} sl_alter_user_scram_credentials_req;
+void sl_alter_user_scram_credentials_req_init(sl_alter_user_scram_credentials_req *m);
+sl_err sl_alter_user_scram_credentials_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                                  sl_alter_user_scram_credentials_req *out);
+void sl_alter_user_scram_credentials_req_encode(sl_wr *w, int16_t version,
+                                                const sl_alter_user_scram_credentials_req *m);
+
+/* ---- AlterUserScramCredentials response, v0 ---- */
+typedef struct sl_alter_user_scram_credentials_resp_result {
+    sl_str user;
+    int16_t error_code;
+    sl_str error_message;
+} sl_alter_user_scram_credentials_resp_result;
+typedef struct sl_alter_user_scram_credentials_resp {
+    int32_t throttle_time_ms;
+    sl_alter_user_scram_credentials_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_alter_user_scram_credentials_resp;
+void sl_alter_user_scram_credentials_resp_init(sl_alter_user_scram_credentials_resp *m);
+sl_err sl_alter_user_scram_credentials_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                                   sl_alter_user_scram_credentials_resp *out);
+void sl_alter_user_scram_credentials_resp_encode(sl_wr *w, int16_t version,
+                                                 const sl_alter_user_scram_credentials_resp *m);
 
 /* ---- DescribeCluster request, v0-1 ---- */
 typedef struct sl_describe_cluster_req {

@@ -6,14 +6,33 @@ static const sl_api_info g_apis[] = {
     {1, "Fetch", 0, 17, 12},
     {2, "ListOffsets", 0, 10, 6},
     {3, "Metadata", 0, 12, 9},
+    {8, "OffsetCommit", 0, 9, 8},
+    {9, "OffsetFetch", 0, 9, 6},
+    {10, "FindCoordinator", 0, 6, 3},
+    {11, "JoinGroup", 0, 9, 6},
+    {12, "Heartbeat", 0, 4, 4},
+    {13, "LeaveGroup", 0, 5, 4},
+    {14, "SyncGroup", 0, 5, 4},
+    {15, "DescribeGroups", 0, 5, 5},
+    {16, "ListGroups", 0, 5, 3},
+    {17, "SaslHandshake", 0, 1, -1},
     {18, "ApiVersions", 0, 4, 3},
     {19, "CreateTopics", 0, 7, 5},
     {20, "DeleteTopics", 0, 6, 4},
     {21, "DeleteRecords", 0, 2, 2},
+    {22, "InitProducerId", 0, 5, 2},
     {23, "OffsetForLeaderEpoch", 0, 4, 4},
+    {29, "DescribeAcls", 0, 3, 2},
+    {30, "CreateAcls", 0, 3, 2},
+    {31, "DeleteAcls", 0, 3, 2},
     {32, "DescribeConfigs", 0, 4, 4},
+    {36, "SaslAuthenticate", 0, 2, 2},
     {37, "CreatePartitions", 0, 3, 2},
+    {42, "DeleteGroups", 0, 2, 2},
     {44, "IncrementalAlterConfigs", 0, 1, 1},
+    {47, "OffsetDelete", 0, 0, -1},
+    {50, "DescribeUserScramCredentials", 0, 0, 0},
+    {51, "AlterUserScramCredentials", 0, 0, 0},
     {60, "DescribeCluster", 0, 1, 0},
 };
 
@@ -27,24 +46,62 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[2];
     case 3:
         return &g_apis[3];
-    case 18:
+    case 8:
         return &g_apis[4];
-    case 19:
+    case 9:
         return &g_apis[5];
-    case 20:
+    case 10:
         return &g_apis[6];
-    case 21:
+    case 11:
         return &g_apis[7];
-    case 23:
+    case 12:
         return &g_apis[8];
-    case 32:
+    case 13:
         return &g_apis[9];
-    case 37:
+    case 14:
         return &g_apis[10];
-    case 44:
+    case 15:
         return &g_apis[11];
-    case 60:
+    case 16:
         return &g_apis[12];
+    case 17:
+        return &g_apis[13];
+    case 18:
+        return &g_apis[14];
+    case 19:
+        return &g_apis[15];
+    case 20:
+        return &g_apis[16];
+    case 21:
+        return &g_apis[17];
+    case 22:
+        return &g_apis[18];
+    case 23:
+        return &g_apis[19];
+    case 29:
+        return &g_apis[20];
+    case 30:
+        return &g_apis[21];
+    case 31:
+        return &g_apis[22];
+    case 32:
+        return &g_apis[23];
+    case 36:
+        return &g_apis[24];
+    case 37:
+        return &g_apis[25];
+    case 42:
+        return &g_apis[26];
+    case 44:
+        return &g_apis[27];
+    case 47:
+        return &g_apis[28];
+    case 50:
+        return &g_apis[29];
+    case 51:
+        return &g_apis[30];
+    case 60:
+        return &g_apis[31];
     default:
         return NULL;
     }
@@ -110,6 +167,146 @@ static sl_err dec_metadata_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
 static void enc_metadata_resp(sl_wr *w, int16_t v, const void *m) {
     sl_metadata_resp_encode(w, v, m);
 }
+static void init_offset_commit_req(void *m) { sl_offset_commit_req_init(m); }
+static sl_err dec_offset_commit_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_commit_req_decode(r, a, v, m);
+}
+static void enc_offset_commit_req(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_commit_req_encode(w, v, m);
+}
+static void init_offset_commit_resp(void *m) { sl_offset_commit_resp_init(m); }
+static sl_err dec_offset_commit_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_commit_resp_decode(r, a, v, m);
+}
+static void enc_offset_commit_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_commit_resp_encode(w, v, m);
+}
+static void init_offset_fetch_req(void *m) { sl_offset_fetch_req_init(m); }
+static sl_err dec_offset_fetch_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_fetch_req_decode(r, a, v, m);
+}
+static void enc_offset_fetch_req(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_fetch_req_encode(w, v, m);
+}
+static void init_offset_fetch_resp(void *m) { sl_offset_fetch_resp_init(m); }
+static sl_err dec_offset_fetch_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_fetch_resp_decode(r, a, v, m);
+}
+static void enc_offset_fetch_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_fetch_resp_encode(w, v, m);
+}
+static void init_find_coordinator_req(void *m) { sl_find_coordinator_req_init(m); }
+static sl_err dec_find_coordinator_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_find_coordinator_req_decode(r, a, v, m);
+}
+static void enc_find_coordinator_req(sl_wr *w, int16_t v, const void *m) {
+    sl_find_coordinator_req_encode(w, v, m);
+}
+static void init_find_coordinator_resp(void *m) { sl_find_coordinator_resp_init(m); }
+static sl_err dec_find_coordinator_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_find_coordinator_resp_decode(r, a, v, m);
+}
+static void enc_find_coordinator_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_find_coordinator_resp_encode(w, v, m);
+}
+static void init_join_group_req(void *m) { sl_join_group_req_init(m); }
+static sl_err dec_join_group_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_join_group_req_decode(r, a, v, m);
+}
+static void enc_join_group_req(sl_wr *w, int16_t v, const void *m) {
+    sl_join_group_req_encode(w, v, m);
+}
+static void init_join_group_resp(void *m) { sl_join_group_resp_init(m); }
+static sl_err dec_join_group_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_join_group_resp_decode(r, a, v, m);
+}
+static void enc_join_group_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_join_group_resp_encode(w, v, m);
+}
+static void init_heartbeat_req(void *m) { sl_heartbeat_req_init(m); }
+static sl_err dec_heartbeat_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_heartbeat_req_decode(r, a, v, m);
+}
+static void enc_heartbeat_req(sl_wr *w, int16_t v, const void *m) {
+    sl_heartbeat_req_encode(w, v, m);
+}
+static void init_heartbeat_resp(void *m) { sl_heartbeat_resp_init(m); }
+static sl_err dec_heartbeat_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_heartbeat_resp_decode(r, a, v, m);
+}
+static void enc_heartbeat_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_heartbeat_resp_encode(w, v, m);
+}
+static void init_leave_group_req(void *m) { sl_leave_group_req_init(m); }
+static sl_err dec_leave_group_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_leave_group_req_decode(r, a, v, m);
+}
+static void enc_leave_group_req(sl_wr *w, int16_t v, const void *m) {
+    sl_leave_group_req_encode(w, v, m);
+}
+static void init_leave_group_resp(void *m) { sl_leave_group_resp_init(m); }
+static sl_err dec_leave_group_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_leave_group_resp_decode(r, a, v, m);
+}
+static void enc_leave_group_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_leave_group_resp_encode(w, v, m);
+}
+static void init_sync_group_req(void *m) { sl_sync_group_req_init(m); }
+static sl_err dec_sync_group_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sync_group_req_decode(r, a, v, m);
+}
+static void enc_sync_group_req(sl_wr *w, int16_t v, const void *m) {
+    sl_sync_group_req_encode(w, v, m);
+}
+static void init_sync_group_resp(void *m) { sl_sync_group_resp_init(m); }
+static sl_err dec_sync_group_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sync_group_resp_decode(r, a, v, m);
+}
+static void enc_sync_group_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_sync_group_resp_encode(w, v, m);
+}
+static void init_describe_groups_req(void *m) { sl_describe_groups_req_init(m); }
+static sl_err dec_describe_groups_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_groups_req_decode(r, a, v, m);
+}
+static void enc_describe_groups_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_groups_req_encode(w, v, m);
+}
+static void init_describe_groups_resp(void *m) { sl_describe_groups_resp_init(m); }
+static sl_err dec_describe_groups_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_groups_resp_decode(r, a, v, m);
+}
+static void enc_describe_groups_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_groups_resp_encode(w, v, m);
+}
+static void init_list_groups_req(void *m) { sl_list_groups_req_init(m); }
+static sl_err dec_list_groups_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_groups_req_decode(r, a, v, m);
+}
+static void enc_list_groups_req(sl_wr *w, int16_t v, const void *m) {
+    sl_list_groups_req_encode(w, v, m);
+}
+static void init_list_groups_resp(void *m) { sl_list_groups_resp_init(m); }
+static sl_err dec_list_groups_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_groups_resp_decode(r, a, v, m);
+}
+static void enc_list_groups_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_list_groups_resp_encode(w, v, m);
+}
+static void init_sasl_handshake_req(void *m) { sl_sasl_handshake_req_init(m); }
+static sl_err dec_sasl_handshake_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sasl_handshake_req_decode(r, a, v, m);
+}
+static void enc_sasl_handshake_req(sl_wr *w, int16_t v, const void *m) {
+    sl_sasl_handshake_req_encode(w, v, m);
+}
+static void init_sasl_handshake_resp(void *m) { sl_sasl_handshake_resp_init(m); }
+static sl_err dec_sasl_handshake_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sasl_handshake_resp_decode(r, a, v, m);
+}
+static void enc_sasl_handshake_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_sasl_handshake_resp_encode(w, v, m);
+}
 static void init_api_versions_req(void *m) { sl_api_versions_req_init(m); }
 static sl_err dec_api_versions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_api_versions_req_decode(r, a, v, m);
@@ -166,6 +363,20 @@ static sl_err dec_delete_records_resp(sl_rd *r, sl_arena *a, int16_t v, void *m)
 static void enc_delete_records_resp(sl_wr *w, int16_t v, const void *m) {
     sl_delete_records_resp_encode(w, v, m);
 }
+static void init_init_producer_id_req(void *m) { sl_init_producer_id_req_init(m); }
+static sl_err dec_init_producer_id_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_init_producer_id_req_decode(r, a, v, m);
+}
+static void enc_init_producer_id_req(sl_wr *w, int16_t v, const void *m) {
+    sl_init_producer_id_req_encode(w, v, m);
+}
+static void init_init_producer_id_resp(void *m) { sl_init_producer_id_resp_init(m); }
+static sl_err dec_init_producer_id_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_init_producer_id_resp_decode(r, a, v, m);
+}
+static void enc_init_producer_id_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_init_producer_id_resp_encode(w, v, m);
+}
 static void init_offset_for_leader_epoch_req(void *m) { sl_offset_for_leader_epoch_req_init(m); }
 static sl_err dec_offset_for_leader_epoch_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_offset_for_leader_epoch_req_decode(r, a, v, m);
@@ -179,6 +390,48 @@ static sl_err dec_offset_for_leader_epoch_resp(sl_rd *r, sl_arena *a, int16_t v,
 }
 static void enc_offset_for_leader_epoch_resp(sl_wr *w, int16_t v, const void *m) {
     sl_offset_for_leader_epoch_resp_encode(w, v, m);
+}
+static void init_describe_acls_req(void *m) { sl_describe_acls_req_init(m); }
+static sl_err dec_describe_acls_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_acls_req_decode(r, a, v, m);
+}
+static void enc_describe_acls_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_acls_req_encode(w, v, m);
+}
+static void init_describe_acls_resp(void *m) { sl_describe_acls_resp_init(m); }
+static sl_err dec_describe_acls_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_acls_resp_decode(r, a, v, m);
+}
+static void enc_describe_acls_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_acls_resp_encode(w, v, m);
+}
+static void init_create_acls_req(void *m) { sl_create_acls_req_init(m); }
+static sl_err dec_create_acls_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_acls_req_decode(r, a, v, m);
+}
+static void enc_create_acls_req(sl_wr *w, int16_t v, const void *m) {
+    sl_create_acls_req_encode(w, v, m);
+}
+static void init_create_acls_resp(void *m) { sl_create_acls_resp_init(m); }
+static sl_err dec_create_acls_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_create_acls_resp_decode(r, a, v, m);
+}
+static void enc_create_acls_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_create_acls_resp_encode(w, v, m);
+}
+static void init_delete_acls_req(void *m) { sl_delete_acls_req_init(m); }
+static sl_err dec_delete_acls_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_acls_req_decode(r, a, v, m);
+}
+static void enc_delete_acls_req(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_acls_req_encode(w, v, m);
+}
+static void init_delete_acls_resp(void *m) { sl_delete_acls_resp_init(m); }
+static sl_err dec_delete_acls_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_acls_resp_decode(r, a, v, m);
+}
+static void enc_delete_acls_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_acls_resp_encode(w, v, m);
 }
 static void init_describe_configs_req(void *m) { sl_describe_configs_req_init(m); }
 static sl_err dec_describe_configs_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
@@ -194,6 +447,20 @@ static sl_err dec_describe_configs_resp(sl_rd *r, sl_arena *a, int16_t v, void *
 static void enc_describe_configs_resp(sl_wr *w, int16_t v, const void *m) {
     sl_describe_configs_resp_encode(w, v, m);
 }
+static void init_sasl_authenticate_req(void *m) { sl_sasl_authenticate_req_init(m); }
+static sl_err dec_sasl_authenticate_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sasl_authenticate_req_decode(r, a, v, m);
+}
+static void enc_sasl_authenticate_req(sl_wr *w, int16_t v, const void *m) {
+    sl_sasl_authenticate_req_encode(w, v, m);
+}
+static void init_sasl_authenticate_resp(void *m) { sl_sasl_authenticate_resp_init(m); }
+static sl_err dec_sasl_authenticate_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_sasl_authenticate_resp_decode(r, a, v, m);
+}
+static void enc_sasl_authenticate_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_sasl_authenticate_resp_encode(w, v, m);
+}
 static void init_create_partitions_req(void *m) { sl_create_partitions_req_init(m); }
 static sl_err dec_create_partitions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_create_partitions_req_decode(r, a, v, m);
@@ -207,6 +474,20 @@ static sl_err dec_create_partitions_resp(sl_rd *r, sl_arena *a, int16_t v, void 
 }
 static void enc_create_partitions_resp(sl_wr *w, int16_t v, const void *m) {
     sl_create_partitions_resp_encode(w, v, m);
+}
+static void init_delete_groups_req(void *m) { sl_delete_groups_req_init(m); }
+static sl_err dec_delete_groups_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_groups_req_decode(r, a, v, m);
+}
+static void enc_delete_groups_req(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_groups_req_encode(w, v, m);
+}
+static void init_delete_groups_resp(void *m) { sl_delete_groups_resp_init(m); }
+static sl_err dec_delete_groups_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_delete_groups_resp_decode(r, a, v, m);
+}
+static void enc_delete_groups_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_delete_groups_resp_encode(w, v, m);
 }
 static void init_incremental_alter_configs_req(void *m) {
     sl_incremental_alter_configs_req_init(m);
@@ -225,6 +506,56 @@ static sl_err dec_incremental_alter_configs_resp(sl_rd *r, sl_arena *a, int16_t 
 }
 static void enc_incremental_alter_configs_resp(sl_wr *w, int16_t v, const void *m) {
     sl_incremental_alter_configs_resp_encode(w, v, m);
+}
+static void init_offset_delete_req(void *m) { sl_offset_delete_req_init(m); }
+static sl_err dec_offset_delete_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_delete_req_decode(r, a, v, m);
+}
+static void enc_offset_delete_req(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_delete_req_encode(w, v, m);
+}
+static void init_offset_delete_resp(void *m) { sl_offset_delete_resp_init(m); }
+static sl_err dec_offset_delete_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_offset_delete_resp_decode(r, a, v, m);
+}
+static void enc_offset_delete_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_offset_delete_resp_encode(w, v, m);
+}
+static void init_describe_user_scram_credentials_req(void *m) {
+    sl_describe_user_scram_credentials_req_init(m);
+}
+static sl_err dec_describe_user_scram_credentials_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_user_scram_credentials_req_decode(r, a, v, m);
+}
+static void enc_describe_user_scram_credentials_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_user_scram_credentials_req_encode(w, v, m);
+}
+static void init_describe_user_scram_credentials_resp(void *m) {
+    sl_describe_user_scram_credentials_resp_init(m);
+}
+static sl_err dec_describe_user_scram_credentials_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_user_scram_credentials_resp_decode(r, a, v, m);
+}
+static void enc_describe_user_scram_credentials_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_user_scram_credentials_resp_encode(w, v, m);
+}
+static void init_alter_user_scram_credentials_req(void *m) {
+    sl_alter_user_scram_credentials_req_init(m);
+}
+static sl_err dec_alter_user_scram_credentials_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_alter_user_scram_credentials_req_decode(r, a, v, m);
+}
+static void enc_alter_user_scram_credentials_req(sl_wr *w, int16_t v, const void *m) {
+    sl_alter_user_scram_credentials_req_encode(w, v, m);
+}
+static void init_alter_user_scram_credentials_resp(void *m) {
+    sl_alter_user_scram_credentials_resp_init(m);
+}
+static sl_err dec_alter_user_scram_credentials_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_alter_user_scram_credentials_resp_decode(r, a, v, m);
+}
+static void enc_alter_user_scram_credentials_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_alter_user_scram_credentials_resp_encode(w, v, m);
 }
 static void init_describe_cluster_req(void *m) { sl_describe_cluster_req_init(m); }
 static sl_err dec_describe_cluster_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
@@ -267,6 +598,66 @@ static const sl_msg_codec g_codecs[][2] = {
          dec_metadata_resp, enc_metadata_resp},
     },
     {
+        {8, false, "OffsetCommitRequest", sizeof(sl_offset_commit_req), init_offset_commit_req,
+         dec_offset_commit_req, enc_offset_commit_req},
+        {8, true, "OffsetCommitResponse", sizeof(sl_offset_commit_resp), init_offset_commit_resp,
+         dec_offset_commit_resp, enc_offset_commit_resp},
+    },
+    {
+        {9, false, "OffsetFetchRequest", sizeof(sl_offset_fetch_req), init_offset_fetch_req,
+         dec_offset_fetch_req, enc_offset_fetch_req},
+        {9, true, "OffsetFetchResponse", sizeof(sl_offset_fetch_resp), init_offset_fetch_resp,
+         dec_offset_fetch_resp, enc_offset_fetch_resp},
+    },
+    {
+        {10, false, "FindCoordinatorRequest", sizeof(sl_find_coordinator_req),
+         init_find_coordinator_req, dec_find_coordinator_req, enc_find_coordinator_req},
+        {10, true, "FindCoordinatorResponse", sizeof(sl_find_coordinator_resp),
+         init_find_coordinator_resp, dec_find_coordinator_resp, enc_find_coordinator_resp},
+    },
+    {
+        {11, false, "JoinGroupRequest", sizeof(sl_join_group_req), init_join_group_req,
+         dec_join_group_req, enc_join_group_req},
+        {11, true, "JoinGroupResponse", sizeof(sl_join_group_resp), init_join_group_resp,
+         dec_join_group_resp, enc_join_group_resp},
+    },
+    {
+        {12, false, "HeartbeatRequest", sizeof(sl_heartbeat_req), init_heartbeat_req,
+         dec_heartbeat_req, enc_heartbeat_req},
+        {12, true, "HeartbeatResponse", sizeof(sl_heartbeat_resp), init_heartbeat_resp,
+         dec_heartbeat_resp, enc_heartbeat_resp},
+    },
+    {
+        {13, false, "LeaveGroupRequest", sizeof(sl_leave_group_req), init_leave_group_req,
+         dec_leave_group_req, enc_leave_group_req},
+        {13, true, "LeaveGroupResponse", sizeof(sl_leave_group_resp), init_leave_group_resp,
+         dec_leave_group_resp, enc_leave_group_resp},
+    },
+    {
+        {14, false, "SyncGroupRequest", sizeof(sl_sync_group_req), init_sync_group_req,
+         dec_sync_group_req, enc_sync_group_req},
+        {14, true, "SyncGroupResponse", sizeof(sl_sync_group_resp), init_sync_group_resp,
+         dec_sync_group_resp, enc_sync_group_resp},
+    },
+    {
+        {15, false, "DescribeGroupsRequest", sizeof(sl_describe_groups_req),
+         init_describe_groups_req, dec_describe_groups_req, enc_describe_groups_req},
+        {15, true, "DescribeGroupsResponse", sizeof(sl_describe_groups_resp),
+         init_describe_groups_resp, dec_describe_groups_resp, enc_describe_groups_resp},
+    },
+    {
+        {16, false, "ListGroupsRequest", sizeof(sl_list_groups_req), init_list_groups_req,
+         dec_list_groups_req, enc_list_groups_req},
+        {16, true, "ListGroupsResponse", sizeof(sl_list_groups_resp), init_list_groups_resp,
+         dec_list_groups_resp, enc_list_groups_resp},
+    },
+    {
+        {17, false, "SaslHandshakeRequest", sizeof(sl_sasl_handshake_req), init_sasl_handshake_req,
+         dec_sasl_handshake_req, enc_sasl_handshake_req},
+        {17, true, "SaslHandshakeResponse", sizeof(sl_sasl_handshake_resp),
+         init_sasl_handshake_resp, dec_sasl_handshake_resp, enc_sasl_handshake_resp},
+    },
+    {
         {18, false, "ApiVersionsRequest", sizeof(sl_api_versions_req), init_api_versions_req,
          dec_api_versions_req, enc_api_versions_req},
         {18, true, "ApiVersionsResponse", sizeof(sl_api_versions_resp), init_api_versions_resp,
@@ -291,6 +682,12 @@ static const sl_msg_codec g_codecs[][2] = {
          init_delete_records_resp, dec_delete_records_resp, enc_delete_records_resp},
     },
     {
+        {22, false, "InitProducerIdRequest", sizeof(sl_init_producer_id_req),
+         init_init_producer_id_req, dec_init_producer_id_req, enc_init_producer_id_req},
+        {22, true, "InitProducerIdResponse", sizeof(sl_init_producer_id_resp),
+         init_init_producer_id_resp, dec_init_producer_id_resp, enc_init_producer_id_resp},
+    },
+    {
         {23, false, "OffsetForLeaderEpochRequest", sizeof(sl_offset_for_leader_epoch_req),
          init_offset_for_leader_epoch_req, dec_offset_for_leader_epoch_req,
          enc_offset_for_leader_epoch_req},
@@ -299,10 +696,34 @@ static const sl_msg_codec g_codecs[][2] = {
          enc_offset_for_leader_epoch_resp},
     },
     {
+        {29, false, "DescribeAclsRequest", sizeof(sl_describe_acls_req), init_describe_acls_req,
+         dec_describe_acls_req, enc_describe_acls_req},
+        {29, true, "DescribeAclsResponse", sizeof(sl_describe_acls_resp), init_describe_acls_resp,
+         dec_describe_acls_resp, enc_describe_acls_resp},
+    },
+    {
+        {30, false, "CreateAclsRequest", sizeof(sl_create_acls_req), init_create_acls_req,
+         dec_create_acls_req, enc_create_acls_req},
+        {30, true, "CreateAclsResponse", sizeof(sl_create_acls_resp), init_create_acls_resp,
+         dec_create_acls_resp, enc_create_acls_resp},
+    },
+    {
+        {31, false, "DeleteAclsRequest", sizeof(sl_delete_acls_req), init_delete_acls_req,
+         dec_delete_acls_req, enc_delete_acls_req},
+        {31, true, "DeleteAclsResponse", sizeof(sl_delete_acls_resp), init_delete_acls_resp,
+         dec_delete_acls_resp, enc_delete_acls_resp},
+    },
+    {
         {32, false, "DescribeConfigsRequest", sizeof(sl_describe_configs_req),
          init_describe_configs_req, dec_describe_configs_req, enc_describe_configs_req},
         {32, true, "DescribeConfigsResponse", sizeof(sl_describe_configs_resp),
          init_describe_configs_resp, dec_describe_configs_resp, enc_describe_configs_resp},
+    },
+    {
+        {36, false, "SaslAuthenticateRequest", sizeof(sl_sasl_authenticate_req),
+         init_sasl_authenticate_req, dec_sasl_authenticate_req, enc_sasl_authenticate_req},
+        {36, true, "SaslAuthenticateResponse", sizeof(sl_sasl_authenticate_resp),
+         init_sasl_authenticate_resp, dec_sasl_authenticate_resp, enc_sasl_authenticate_resp},
     },
     {
         {37, false, "CreatePartitionsRequest", sizeof(sl_create_partitions_req),
@@ -311,12 +732,40 @@ static const sl_msg_codec g_codecs[][2] = {
          init_create_partitions_resp, dec_create_partitions_resp, enc_create_partitions_resp},
     },
     {
+        {42, false, "DeleteGroupsRequest", sizeof(sl_delete_groups_req), init_delete_groups_req,
+         dec_delete_groups_req, enc_delete_groups_req},
+        {42, true, "DeleteGroupsResponse", sizeof(sl_delete_groups_resp), init_delete_groups_resp,
+         dec_delete_groups_resp, enc_delete_groups_resp},
+    },
+    {
         {44, false, "IncrementalAlterConfigsRequest", sizeof(sl_incremental_alter_configs_req),
          init_incremental_alter_configs_req, dec_incremental_alter_configs_req,
          enc_incremental_alter_configs_req},
         {44, true, "IncrementalAlterConfigsResponse", sizeof(sl_incremental_alter_configs_resp),
          init_incremental_alter_configs_resp, dec_incremental_alter_configs_resp,
          enc_incremental_alter_configs_resp},
+    },
+    {
+        {47, false, "OffsetDeleteRequest", sizeof(sl_offset_delete_req), init_offset_delete_req,
+         dec_offset_delete_req, enc_offset_delete_req},
+        {47, true, "OffsetDeleteResponse", sizeof(sl_offset_delete_resp), init_offset_delete_resp,
+         dec_offset_delete_resp, enc_offset_delete_resp},
+    },
+    {
+        {50, false, "DescribeUserScramCredentialsRequest",
+         sizeof(sl_describe_user_scram_credentials_req), init_describe_user_scram_credentials_req,
+         dec_describe_user_scram_credentials_req, enc_describe_user_scram_credentials_req},
+        {50, true, "DescribeUserScramCredentialsResponse",
+         sizeof(sl_describe_user_scram_credentials_resp), init_describe_user_scram_credentials_resp,
+         dec_describe_user_scram_credentials_resp, enc_describe_user_scram_credentials_resp},
+    },
+    {
+        {51, false, "AlterUserScramCredentialsRequest", sizeof(sl_alter_user_scram_credentials_req),
+         init_alter_user_scram_credentials_req, dec_alter_user_scram_credentials_req,
+         enc_alter_user_scram_credentials_req},
+        {51, true, "AlterUserScramCredentialsResponse",
+         sizeof(sl_alter_user_scram_credentials_resp), init_alter_user_scram_credentials_resp,
+         dec_alter_user_scram_credentials_resp, enc_alter_user_scram_credentials_resp},
     },
     {
         {60, false, "DescribeClusterRequest", sizeof(sl_describe_cluster_req),
@@ -336,24 +785,62 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[2][response];
     case 3:
         return &g_codecs[3][response];
-    case 18:
+    case 8:
         return &g_codecs[4][response];
-    case 19:
+    case 9:
         return &g_codecs[5][response];
-    case 20:
+    case 10:
         return &g_codecs[6][response];
-    case 21:
+    case 11:
         return &g_codecs[7][response];
-    case 23:
+    case 12:
         return &g_codecs[8][response];
-    case 32:
+    case 13:
         return &g_codecs[9][response];
-    case 37:
+    case 14:
         return &g_codecs[10][response];
-    case 44:
+    case 15:
         return &g_codecs[11][response];
-    case 60:
+    case 16:
         return &g_codecs[12][response];
+    case 17:
+        return &g_codecs[13][response];
+    case 18:
+        return &g_codecs[14][response];
+    case 19:
+        return &g_codecs[15][response];
+    case 20:
+        return &g_codecs[16][response];
+    case 21:
+        return &g_codecs[17][response];
+    case 22:
+        return &g_codecs[18][response];
+    case 23:
+        return &g_codecs[19][response];
+    case 29:
+        return &g_codecs[20][response];
+    case 30:
+        return &g_codecs[21][response];
+    case 31:
+        return &g_codecs[22][response];
+    case 32:
+        return &g_codecs[23][response];
+    case 36:
+        return &g_codecs[24][response];
+    case 37:
+        return &g_codecs[25][response];
+    case 42:
+        return &g_codecs[26][response];
+    case 44:
+        return &g_codecs[27][response];
+    case 47:
+        return &g_codecs[28][response];
+    case 50:
+        return &g_codecs[29][response];
+    case 51:
+        return &g_codecs[30][response];
+    case 60:
+        return &g_codecs[31][response];
     default:
         return NULL;
     }
