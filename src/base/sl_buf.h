@@ -25,7 +25,7 @@ typedef struct sl_uuid {
     uint8_t b[16];
 } sl_uuid;
 
-#define SL_STR_NULL ((sl_str){NULL, -1})
+#define SL_STR_NULL   ((sl_str){NULL, -1})
 #define SL_BYTES_NULL ((sl_bytes){NULL, -1})
 static inline sl_str sl_str_c(const char *s) { return (sl_str){s, (int32_t)strlen(s)}; }
 static inline bool sl_str_eq(sl_str a, sl_str b) {
@@ -71,8 +71,8 @@ static inline uint16_t sl_rd_u16(sl_rd *r) {
 static inline int16_t sl_rd_i16(sl_rd *r) { return (int16_t)sl_rd_u16(r); }
 static inline uint32_t sl_rd_u32(sl_rd *r) {
     if (!sl_rd_need(r, 4)) return 0;
-    uint32_t v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 |
-                 r->p[3];
+    uint32_t v =
+        (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
     r->p += 4;
     return v;
 }

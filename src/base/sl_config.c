@@ -37,8 +37,7 @@ static const key_def k_keys[] = {
      "Single node: only 1 is valid."},
     {"auto.create.topics.enable", T_BOOL, OFF(auto_create_topics_enable), 0, 0, "true",
      "Create a topic when Metadata names an unknown one and allows auto-creation."},
-    {"delete.topic.enable", T_BOOL, OFF(delete_topic_enable), 0, 0, "true",
-     "Allow DeleteTopics."},
+    {"delete.topic.enable", T_BOOL, OFF(delete_topic_enable), 0, 0, "true", "Allow DeleteTopics."},
     {"log.segment.bytes", T_LONG, OFF(log_segment_bytes), 1024, INT32_MAX, "1073741824",
      "Size at which a partition's active segment is rolled."},
     {"log.roll.ms", T_LONG, OFF(log_roll_ms), -1, I64MAX, "604800000",
@@ -55,24 +54,24 @@ static const key_def k_keys[] = {
      "300000", "How often retention is applied."},
     {"log.flush.interval.messages", T_LONG, OFF(log_flush_interval_messages), 1, I64MAX,
      "9223372036854775807", "Records appended to a partition before it is fsynced."},
-    {"log.flush.interval.ms", T_LONG, OFF(log_flush_interval_ms), 0, I64MAX,
-     "9223372036854775807", "Maximum age of unsynced data in a partition."},
+    {"log.flush.interval.ms", T_LONG, OFF(log_flush_interval_ms), 0, I64MAX, "9223372036854775807",
+     "Maximum age of unsynced data in a partition."},
     {"log.flush.scheduler.interval.ms", T_LONG, OFF(log_flush_scheduler_interval_ms), 1, I64MAX,
      "1000", "How often the flush policy is checked."},
     {"log.index.interval.bytes", T_INT, OFF(log_index_interval_bytes), 0, INT32_MAX, "4096",
      "Bytes between sparse offset-index entries."},
-    {"log.index.size.max.bytes", T_INT, OFF(log_index_size_max_bytes), 64, INT32_MAX,
-     "10485760", "Index size that forces a segment roll."},
+    {"log.index.size.max.bytes", T_INT, OFF(log_index_size_max_bytes), 64, INT32_MAX, "10485760",
+     "Index size that forces a segment roll."},
     {"message.max.bytes", T_INT, OFF(message_max_bytes), 0, INT32_MAX, "1048588",
      "Largest record batch accepted."},
-    {"socket.request.max.bytes", T_INT, OFF(socket_request_max_bytes), 1024, INT32_MAX,
-     "104857600", "Largest request frame accepted after authentication."},
+    {"socket.request.max.bytes", T_INT, OFF(socket_request_max_bytes), 1024, INT32_MAX, "104857600",
+     "Largest request frame accepted after authentication."},
     {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",
      "Idle connections are closed after this."},
     {"max.connections", T_INT, OFF(max_connections), 0, INT32_MAX, "2147483647",
      "Connections accepted at once."},
-    {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0,
-     INT32_MAX, "3000", "Delay before the first rebalance of an empty group."},
+    {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0, INT32_MAX,
+     "3000", "Delay before the first rebalance of an empty group."},
     {"sluice.preauth.max.bytes", T_INT, OFF(sluice_preauth_max_bytes), 64, INT32_MAX, "102400",
      "Largest frame accepted before a connection is authenticated."},
     {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
@@ -103,6 +102,11 @@ static const key_def *find_key(const char *name, size_t *idx) {
             return &k_keys[i];
         }
     return NULL;
+}
+
+int sl_config_key_index(const char *name) {
+    size_t i;
+    return find_key(name, &i) ? (int)i : -1;
 }
 
 static sl_err apply(sl_config *c, const key_def *k, const char *v, char *err, size_t elen) {

@@ -67,6 +67,8 @@ typedef struct sl_config_key_info {
 } sl_config_key_info;
 size_t sl_config_key_count(void);
 const sl_config_key_info *sl_config_key_at(size_t i);
+/* Index of `name` in the key table, or -1. */
+int sl_config_key_index(const char *name);
 /* Formats the current value of key `i` into buf; returns false for keys with no value (null). */
 bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len);
 /* True when key `i` was set explicitly (file or override) rather than defaulted. */

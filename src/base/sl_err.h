@@ -4,25 +4,25 @@
 #include <stdint.h>
 
 /* X(name, kafka_wire_code, message) */
-#define SL_ERRORS(X)                                                                   \
-    X(SL_OK, 0, "ok")                                                                  \
-    X(SL_EPROTO, 2, "malformed request")                                               \
-    X(SL_ENOMEM, -1, "out of memory")                                                  \
-    X(SL_ECORRUPT, 2, "data failed its checksum or framing")                          \
-    X(SL_EIO, 56, "storage I/O error")                                                 \
-    X(SL_ENOSPC, 56, "no space left on the storage device")                           \
-    X(SL_EINVAL, 42, "invalid request")                                                \
-    X(SL_ECONFIG, 40, "invalid configuration value")                                  \
-    X(SL_ENOTFOUND, 3, "unknown topic or partition")                                  \
-    X(SL_EEXISTS, 36, "topic already exists")                                          \
-    X(SL_ERANGE, 1, "offset out of range")                                             \
-    X(SL_ETOOLARGE, 10, "message too large")                                           \
-    X(SL_ECOMPRESSION, 76, "unsupported compression type")                            \
-    X(SL_EVERSION, 35, "unsupported version")                                          \
-    X(SL_ETIMEOUT, 7, "request timed out")                                             \
-    X(SL_ECLOSED, -1, "connection closed")                                             \
-    X(SL_EAUTH, 58, "authentication failed")                                           \
-    X(SL_ESTATE, -1, "operation not valid in this state")                             \
+#define SL_ERRORS(X)                                                                               \
+    X(SL_OK, 0, "ok")                                                                              \
+    X(SL_EPROTO, 2, "malformed request")                                                           \
+    X(SL_ENOMEM, -1, "out of memory")                                                              \
+    X(SL_ECORRUPT, 2, "data failed its checksum or framing")                                       \
+    X(SL_EIO, 56, "storage I/O error")                                                             \
+    X(SL_ENOSPC, 56, "no space left on the storage device")                                        \
+    X(SL_EINVAL, 42, "invalid request")                                                            \
+    X(SL_ECONFIG, 40, "invalid configuration value")                                               \
+    X(SL_ENOTFOUND, 3, "unknown topic or partition")                                               \
+    X(SL_EEXISTS, 36, "topic already exists")                                                      \
+    X(SL_ERANGE, 1, "offset out of range")                                                         \
+    X(SL_ETOOLARGE, 10, "message too large")                                                       \
+    X(SL_ECOMPRESSION, 76, "unsupported compression type")                                         \
+    X(SL_EVERSION, 35, "unsupported version")                                                      \
+    X(SL_ETIMEOUT, 7, "request timed out")                                                         \
+    X(SL_ECLOSED, -1, "connection closed")                                                         \
+    X(SL_EAUTH, 58, "authentication failed")                                                       \
+    X(SL_ESTATE, -1, "operation not valid in this state")                                          \
     X(SL_EPOLICY, 44, "rejected by policy")
 
 #define SL_ERR_ENUM_ITEM(name, code, msg) name,

@@ -19,8 +19,8 @@ void sl_logf(sl_log_level lvl, const char *sub, const char *msg, const char *fmt
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line,
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s sub=%s msg=\"%s\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, k_names[lvl], sub, msg);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, k_names[lvl], sub, msg);
     if (n < 0) return;
     if ((size_t)n < sizeof line - 2 && fmt && *fmt) {
         line[n++] = ' ';

@@ -12,8 +12,8 @@ void sl_logf(sl_log_level lvl, const char *sub, const char *msg, const char *fmt
     __attribute__((format(printf, 4, 5)));
 
 #define SL_DEBUG(sub, msg, ...) sl_logf(SL_LOG_DEBUG, sub, msg, __VA_ARGS__)
-#define SL_INFO(sub, msg, ...) sl_logf(SL_LOG_INFO, sub, msg, __VA_ARGS__)
-#define SL_WARN(sub, msg, ...) sl_logf(SL_LOG_WARN, sub, msg, __VA_ARGS__)
+#define SL_INFO(sub, msg, ...)  sl_logf(SL_LOG_INFO, sub, msg, __VA_ARGS__)
+#define SL_WARN(sub, msg, ...)  sl_logf(SL_LOG_WARN, sub, msg, __VA_ARGS__)
 #define SL_ERROR(sub, msg, ...) sl_logf(SL_LOG_ERROR, sub, msg, __VA_ARGS__)
 
 #endif

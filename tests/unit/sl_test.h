@@ -8,29 +8,29 @@
 typedef void (*sl_test_fn)(int *failed);
 void sl_test_register(const char *name, sl_test_fn fn);
 
-#define SL_TEST(name)                                                                  \
-    static void name(int *sl_failed_);                                                 \
-    __attribute__((constructor)) static void name##_register(void) {                   \
-        sl_test_register(#name, name);                                                 \
-    }                                                                                  \
+#define SL_TEST(name)                                                                              \
+    static void name(int *sl_failed_);                                                             \
+    __attribute__((constructor)) static void name##_register(void) {                               \
+        sl_test_register(#name, name);                                                             \
+    }                                                                                              \
     static void name(int *sl_failed_)
 
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-            *sl_failed_ = 1;                                                           \
-            return;                                                                    \
-        }                                                                              \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);             \
+            *sl_failed_ = 1;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
-#define CHECK_EQ(a, b)                                                                 \
-    do {                                                                               \
-        long long a_ = (long long)(a), b_ = (long long)(b);                            \
-        if (a_ != b_) {                                                                \
-            fprintf(stderr, "  %s:%d: %s == %s failed (%lld vs %lld)\n", __FILE__,     \
-                    __LINE__, #a, #b, a_, b_);                                         \
-            *sl_failed_ = 1;                                                           \
-            return;                                                                    \
-        }                                                                              \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            fprintf(stderr, "  %s:%d: %s == %s failed (%lld vs %lld)\n", __FILE__, __LINE__, #a,   \
+                    #b, a_, b_);                                                                   \
+            *sl_failed_ = 1;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 #endif

@@ -1,0 +1,272 @@
+#include "sl_broker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "proto/gen/sl_msgs.h"
+
+static const sl_api_entry k_apis[] = {
+    {SL_API_PRODUCE, 3, 11, sl_h_produce},
+    {SL_API_FETCH, 4, 17, sl_h_fetch},
+    {SL_API_LIST_OFFSETS, 0, 10, sl_h_list_offsets},
+    {SL_API_METADATA, 0, 12, sl_h_metadata},
+    {SL_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, sl_h_offset_for_leader_epoch},
+    {SL_API_API_VERSIONS, 0, 4, sl_h_api_versions},
+    {SL_API_CREATE_TOPICS, 0, 7, sl_h_create_topics},
+    {SL_API_DELETE_TOPICS, 0, 6, sl_h_delete_topics},
+    {SL_API_DELETE_RECORDS, 0, 2, sl_h_delete_records},
+    {SL_API_DESCRIBE_CONFIGS, 0, 4, sl_h_describe_configs},
+    {SL_API_CREATE_PARTITIONS, 0, 3, sl_h_create_partitions},
+    {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
+    {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},
+};
+#define NAPIS ((int)(sizeof k_apis / sizeof k_apis[0]))
+
+const sl_api_entry *sl_broker_api(int16_t key) {
+    for (int i = 0; i < NAPIS; i++)
+        if (k_apis[i].key == key) return &k_apis[i];
+    return NULL;
+}
+const sl_api_entry *sl_broker_api_at(int i) { return i >= 0 && i < NAPIS ? &k_apis[i] : NULL; }
+
+/* ---- responses ---- */
+
+void sl_resp_begin(sl_req *rq, sl_wr *w) {
+    sl_wr_init(w, rq->a, 1024);
+    sl_resp_header_encode(w, rq->h.api_key, rq->h.api_version, rq->h.correlation_id);
+}
+
+void sl_resp_send(sl_req *rq, sl_wr *w) {
+    if (w->err) {
+        SL_ERROR("broker", "response encoding failed", "api=%d err=%s", rq->h.api_key,
+                 sl_errname(w->err));
+        sl_conn *c = sl_pending_conn(rq->p);
+        if (c) sl_conn_close(c, false, "response encoding failed");
+        sl_pending_noreply(rq->p);
+        return;
+    }
+    sl_pending_respond(rq->p, w->buf, w->len);
+}
+
+void sl_req_fail(sl_req *rq, const char *why) {
+    sl_conn *c = sl_pending_conn(rq->p);
+    SL_WARN("broker", "closing connection", "peer=%s api=%d version=%d reason=\"%s\"",
+            c ? sl_conn_peer(c) : "-", rq->h.api_key, rq->h.api_version, why);
+    if (c) sl_conn_close(c, true, why);
+    sl_pending_noreply(rq->p);
+}
+
+/* ---- the pipeline ---- */
+
+/* Authentication stage: PLAINTEXT listeners authenticate nobody and everybody (User:ANONYMOUS);
+ * the SASL/TLS issue plugs the per-connection session in here. */
+static bool authenticate_stage(sl_req *rq) { return true; }
+
+/* Authorization stage: every API is allowed until ACLs exist; the ACL issue plugs in here. */
+static bool authorize_stage(sl_req *rq) { return true; }
+
+static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
+                       size_t len) {
+    sl_broker *b = app;
+    sl_req *rq = sl_arena_calloc(a, 1, sizeof *rq);
+    if (!rq) {
+        sl_conn_close(c, false, "out of memory");
+        sl_pending_noreply(p);
+        return;
+    }
+    rq->b = b;
+    rq->conn = c;
+    rq->p = p;
+    rq->a = a;
+    rq->body = sl_rd_init(frame, len);
+    if (sl_req_header_decode(&rq->body, &rq->h) != SL_OK) {
+        rq->h.api_key = -1;
+        sl_req_fail(rq, "malformed request header");
+        return;
+    }
+    const sl_api_entry *api = sl_broker_api(rq->h.api_key);
+    if (!api) {
+        sl_req_fail(rq, "unknown api key");
+        return;
+    }
+    if (rq->h.api_version < api->min || rq->h.api_version > api->max) {
+        /* ApiVersions answers any version (with a v0 body) so clients can learn the range. */
+        if (rq->h.api_key != SL_API_API_VERSIONS) {
+            sl_req_fail(rq, "unsupported api version");
+            return;
+        }
+    }
+    if (!authenticate_stage(rq)) return;
+    if (!authorize_stage(rq)) return;
+    api->fn(rq);
+}
+
+static void on_close(void *app, sl_conn *c) {}
+
+/* ---- periodic work ---- */
+
+static void retention_tick(void *ctx) {
+    sl_broker *b = ctx;
+    int64_t now = sl_wall_ms();
+    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+        for (int32_t i = 0; i < t->npart; i++) {
+            int deleted = 0;
+            sl_err e = sl_log_enforce_retention(t->parts[i]->log, now, &deleted);
+            if (e)
+                SL_ERROR("retention", "retention pass failed", "topic=%s partition=%d err=%s",
+                         t->name, i, sl_errname(e));
+            else if (deleted)
+                SL_INFO("retention", "deleted old segments",
+                        "topic=%s partition=%d segments=%d start_offset=%lld", t->name, i, deleted,
+                        (long long)sl_log_start_offset(t->parts[i]->log));
+        }
+    b->retention_timer =
+        sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
+}
+
+static void flush_done(void *ctx, sl_err e) {
+    if (e) SL_ERROR("flush", "scheduled flush failed", "err=%s", sl_errname(e));
+}
+
+static void flush_tick(void *ctx) {
+    sl_broker *b = ctx;
+    int64_t now = sl_mono_ms();
+    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+        for (int32_t i = 0; i < t->npart; i++)
+            if (sl_log_flush_due(t->parts[i]->log, now))
+                sl_flusher_request(b->flusher, t->parts[i]->log, flush_done, NULL);
+    b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+}
+
+static void flusher_ready(void *ctx, uint32_t ev) {
+    sl_broker *b = ctx;
+    sl_flusher_dispatch(b->flusher);
+}
+
+static void drained(void *ctx) {
+    sl_broker *b = ctx;
+    sl_loop_stop(b->loop);
+}
+
+static void on_signal(void *ctx, int signo) {
+    sl_broker *b = ctx;
+    if (b->stopping) return;
+    b->stopping = true;
+    SL_INFO("broker", "stopping", "signal=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
+}
+
+sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
+    if (!b->cfg.auto_create_topics_enable) return NULL;
+    sl_topic *t = NULL;
+    if (sl_topics_create(b->topics, name, b->cfg.num_partitions, NULL, false, &t) != SL_OK)
+        return NULL;
+    return t;
+}
+
+sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {
+    sl_broker *b = calloc(1, sizeof *b);
+    if (!b) return SL_ENOMEM;
+    b->cfg = *cfg;
+    b->started_ms = sl_wall_ms();
+    sl_listener_spec ls[16];
+    int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);
+    const char *adv = b->cfg.advertised_listeners[0] ? b->cfg.advertised_listeners : NULL;
+    b->nadv = adv ? sl_listeners_parse(adv, b->adv, 16, err, elen) : 0;
+    if (nl <= 0 || b->nadv < 0) {
+        free(b);
+        return SL_ECONFIG;
+    }
+    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
+    if (e) {
+        free(b);
+        return e;
+    }
+    b->loop = sl_loop_new();
+    if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
+        snprintf(err, elen, "cannot start the event loop or flusher");
+        sl_broker_free(b);
+        return SL_ENOMEM;
+    }
+    sl_server_config sc = {
+        .max_request_bytes = b->cfg.socket_request_max_bytes,
+        /* Until SASL exists nothing authenticates, so the pre-auth cap is the request cap. */
+        .max_preauth_bytes = b->cfg.socket_request_max_bytes,
+        .idle_ms = b->cfg.connections_max_idle_ms,
+        .max_inflight = b->cfg.sluice_max_inflight_requests,
+        .max_connections = b->cfg.max_connections,
+    };
+    sl_server_handlers h = {.app = b, .on_request = on_request, .on_close = on_close};
+    b->srv = sl_server_new(b->loop, &sc, &h);
+    if (!b->srv) {
+        snprintf(err, elen, "cannot create the server");
+        sl_broker_free(b);
+        return SL_ENOMEM;
+    }
+    for (int i = 0; i < nl; i++) {
+        if (strcmp(ls[i].name, "PLAINTEXT") != 0) {
+            snprintf(err, elen,
+                     "listeners: listener %s: only PLAINTEXT is implemented in this version",
+                     ls[i].name);
+            sl_broker_free(b);
+            return SL_ECONFIG;
+        }
+        int port = 0;
+        e = sl_server_listen(b->srv, ls[i].name, ls[i].host, ls[i].port, &port);
+        if (e) {
+            snprintf(err, elen, "listeners: cannot listen on %s:%d: %s", ls[i].host, ls[i].port,
+                     sl_strerror(e));
+            sl_broker_free(b);
+            return e;
+        }
+        if (!adv && b->nadv < 16) {
+            b->adv[b->nadv] = ls[i];
+            b->adv[b->nadv].port = port;
+            if (!strcmp(b->adv[b->nadv].host, "0.0.0.0") || !b->adv[b->nadv].host[0])
+                snprintf(b->adv[b->nadv].host, sizeof b->adv[0].host, "127.0.0.1");
+            b->nadv++;
+        }
+        SL_INFO("broker", "listening", "listener=%s host=%s port=%d", ls[i].name, ls[i].host, port);
+    }
+    if (sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b) ||
+        sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
+        sl_loop_on_signal(b->loop, SIGINT, on_signal, b)) {
+        snprintf(err, elen, "cannot register loop handlers");
+        sl_broker_free(b);
+        return SL_EIO;
+    }
+    b->retention_timer =
+        sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
+    b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+    *out = b;
+    return SL_OK;
+}
+
+int sl_broker_run(sl_broker *b) {
+    SL_INFO("broker", "started", "node_id=%d cluster_id=%s log_dirs=%s topics=%d", b->cfg.node_id,
+            sl_topics_cluster_id(b->topics), b->cfg.log_dirs, sl_topics_count(b->topics));
+    sl_loop_run(b->loop);
+    int rc = 0;
+    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+        for (int32_t i = 0; i < t->npart; i++)
+            if (sl_log_sync(t->parts[i]->log)) rc = 1;
+    SL_INFO("broker", "stopped", "clean=%s", rc ? "false" : "true");
+    return rc;
+}
+
+void sl_broker_free(sl_broker *b) {
+    if (!b) return;
+    if (b->srv) sl_server_free(b->srv);
+    if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
+    /* The flusher completes queued syncs before the logs go away. */
+    if (b->flusher) {
+        sl_flusher_free(b->flusher);
+    }
+    sl_topics_close(b->topics);
+    if (b->loop) sl_loop_free(b->loop);
+    free(b);
+}

@@ -1,0 +1,98 @@
+/* The broker: owns the loop, listeners, topic registry and flusher, and runs the request
+ * pipeline (frame → header → version check → authenticate → authorize → handler → encode). */
+#ifndef SL_BROKER_H
+#define SL_BROKER_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/sl_arena.h"
+#include "base/sl_buf.h"
+#include "base/sl_config.h"
+#include "base/sl_err.h"
+#include "broker/sl_topics.h"
+#include "net/sl_loop.h"
+#include "net/sl_server.h"
+#include "proto/sl_proto.h"
+#include "storage/sl_log.h"
+
+typedef struct sl_broker {
+    sl_config cfg;
+    sl_loop *loop;
+    sl_server *srv;
+    sl_flusher *flusher;
+    sl_topics *topics;
+    sl_timer *retention_timer, *flush_timer;
+    sl_listener_spec adv[16]; /* advertised endpoints, listener order */
+    int nadv;
+    bool stopping;
+    int64_t started_ms;
+} sl_broker;
+
+/* One request in flight. Lives in the request's arena; `p` owns that arena. */
+typedef struct sl_req {
+    sl_broker *b;
+    sl_conn *conn;
+    sl_pending *p;
+    sl_arena *a;
+    sl_req_header h;
+    sl_rd body;
+} sl_req;
+
+typedef void (*sl_handler_fn)(sl_req *rq);
+
+/* One row per API the broker serves; ApiVersions is generated from this table, so what is
+ * advertised is exactly what is implemented. */
+typedef struct sl_api_entry {
+    int16_t key, min, max;
+    sl_handler_fn fn;
+} sl_api_entry;
+const sl_api_entry *sl_broker_api(int16_t key);
+const sl_api_entry *sl_broker_api_at(int i);
+
+/* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.
+ * Caller owns *out; run it with sl_broker_run(). Errors are explained in `err`. */
+sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t err_len);
+/* Runs until SIGTERM/SIGINT, then drains in-flight requests, syncs logs and returns 0. */
+int sl_broker_run(sl_broker *b);
+void sl_broker_free(sl_broker *b);
+
+/* ---- helpers for handlers ---- */
+/* Starts a response writer in the request arena with the response header already written. */
+void sl_resp_begin(sl_req *rq, sl_wr *w);
+/* Sends what `w` holds (or closes the connection if encoding ran out of memory). */
+void sl_resp_send(sl_req *rq, sl_wr *w);
+/* Closes the connection for a malformed request (never answers garbage with guesses). */
+void sl_req_fail(sl_req *rq, const char *why);
+
+/* Encodes response struct `resp` of type sl_<name>_resp and sends it. */
+#define SL_RESPOND(rq, name, resp)                                                                 \
+    do {                                                                                           \
+        sl_wr w_;                                                                                  \
+        sl_resp_begin((rq), &w_);                                                                  \
+        sl_##name##_resp_encode(&w_, (rq)->h.api_version, (resp));                                 \
+        sl_resp_send((rq), &w_);                                                                   \
+    } while (0)
+
+/* Handlers (one file per area). */
+void sl_h_api_versions(sl_req *rq);
+void sl_h_metadata(sl_req *rq);
+void sl_h_produce(sl_req *rq);
+void sl_h_fetch(sl_req *rq);
+void sl_h_list_offsets(sl_req *rq);
+void sl_h_offset_for_leader_epoch(sl_req *rq);
+void sl_h_create_topics(sl_req *rq);
+void sl_h_delete_topics(sl_req *rq);
+void sl_h_create_partitions(sl_req *rq);
+void sl_h_delete_records(sl_req *rq);
+void sl_h_describe_configs(sl_req *rq);
+void sl_h_incremental_alter_configs(sl_req *rq);
+void sl_h_describe_cluster(sl_req *rq);
+
+/* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
+void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);
+/* Completes every fetch parked on the partitions of `topic` (before the topic is deleted). */
+void sl_fetch_wake_topic(sl_broker *b, sl_topic *topic);
+/* Auto-creates `name` if the config allows it; returns the topic or NULL. */
+sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name);
+
+#endif

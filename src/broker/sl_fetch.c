@@ -1,0 +1,232 @@
+/* Fetch: returns whole stored batches from the batch holding the fetch offset. A fetch that has
+ * less than min_bytes parks on its partitions (no polling): appends wake it, a timer ends it at
+ * max_wait_ms. Parked fetches never hold on to data, only to their request. */
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "net/sl_loop.h"
+#include "proto/gen/sl_msgs.h"
+
+typedef struct fetch_op fetch_op;
+
+struct sl_waiter {
+    sl_waiter *next, *prev;
+    sl_partition *part;
+    fetch_op *op;
+};
+
+struct fetch_op {
+    sl_req *rq;
+    sl_fetch_req req;
+    sl_timer *timer;
+    sl_waiter *waiters;
+    int nwaiters;
+    int64_t bytes_seen; /* appended to our partitions since parking */
+    int64_t bytes_have; /* what the first pass found */
+};
+
+static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
+    memset(o, 0, sizeof *o);
+    o->partition_index = index;
+    o->high_watermark = -1;
+    o->last_stable_offset = -1;
+    o->log_start_offset = -1;
+    o->diverging_epoch.epoch = -1;
+    o->diverging_epoch.end_offset = -1;
+    o->current_leader.leader_id = -1;
+    o->current_leader.leader_epoch = -1;
+    o->snapshot_id.end_offset = -1;
+    o->snapshot_id.epoch = -1;
+    o->aborted_transactions_count = -1;
+    o->preferred_read_replica = -1;
+    o->records = SL_BYTES_NULL;
+}
+
+static sl_topic *lookup(sl_req *rq, const sl_fetch_req_topic *rt) {
+    if (rq->h.api_version >= 13) return sl_topics_find_id(rq->b->topics, &rt->topic_id);
+    return sl_topics_find(rq->b->topics, rt->topic);
+}
+
+/* Builds the response from the logs; returns the record bytes gathered or -1 on OOM. */
+static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
+    sl_req *rq = op->rq;
+    sl_fetch_req *req = &op->req;
+    int16_t v = rq->h.api_version;
+    sl_fetch_resp_init(resp);
+    int32_t nt = req->topics_count > 0 ? req->topics_count : 0;
+    resp->responses = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->responses);
+    if (!resp->responses) return -1;
+    resp->responses_count = nt;
+    int64_t total = 0;
+    int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
+    if (v < 3) budget = INT32_MAX;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_fetch_req_topic *rt = &req->topics[i];
+        sl_fetch_resp_topic *ot = &resp->responses[i];
+        ot->topic = rt->topic;
+        ot->topic_id = rt->topic_id;
+        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
+        if (!ot->partitions) return -1;
+        ot->partitions_count = np;
+        sl_topic *t = lookup(rq, rt);
+        for (int32_t j = 0; j < np; j++) {
+            sl_fetch_req_partition *rp = &rt->partitions[j];
+            sl_fetch_resp_partition *o = &ot->partitions[j];
+            resp_partition_defaults(o, rp->partition);
+            if (!t) {
+                o->error_code =
+                    v >= 13 ? SL_KAFKA_UNKNOWN_TOPIC_ID : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (rp->partition < 0 || rp->partition >= t->npart) {
+                o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (rp->current_leader_epoch > 0) {
+                o->error_code = SL_KAFKA_UNKNOWN_LEADER_EPOCH;
+                continue;
+            }
+            sl_log *log = t->parts[rp->partition]->log;
+            int64_t start = sl_log_start_offset(log), end = sl_log_end_offset(log);
+            o->high_watermark = end;
+            o->last_stable_offset = end;
+            o->log_start_offset = start;
+            o->aborted_transactions_count = req->isolation_level == 1 ? 0 : -1;
+            if (rp->fetch_offset < start || rp->fetch_offset > end) {
+                o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
+                continue;
+            }
+            o->records = (sl_bytes){(const uint8_t *)"", 0};
+            if (rp->fetch_offset == end) continue;
+            /* Once something is in the response, the budget binds; the first batch is always
+             * returned whole so a consumer can make progress past a large batch. */
+            int64_t limit = rp->partition_max_bytes;
+            if (total > 0 && limit > budget - total) limit = budget - total;
+            if (limit <= 0) {
+                if (total > 0) continue;
+                limit = 1;
+            }
+            uint8_t *data = NULL;
+            size_t len = 0;
+            sl_err e = sl_log_read(log, rp->fetch_offset, (int32_t)limit, rq->a, &data, &len);
+            if (e == SL_ERANGE) {
+                o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
+            } else if (e) {
+                SL_ERROR("fetch", "read failed", "topic=%s partition=%d err=%s", t->name,
+                         rp->partition, sl_errname(e));
+                o->error_code = sl_err_to_kafka(e);
+            } else {
+                o->records = (sl_bytes){data, (int32_t)len};
+                total += (int64_t)len;
+            }
+        }
+    }
+    return total;
+}
+
+static void unpark(fetch_op *op) {
+    for (int i = 0; i < op->nwaiters; i++) {
+        sl_waiter *w = &op->waiters[i];
+        if (w->prev)
+            w->prev->next = w->next;
+        else if (w->part->waiters == w)
+            w->part->waiters = w->next;
+        if (w->next) w->next->prev = w->prev;
+        w->next = w->prev = NULL;
+    }
+    op->nwaiters = 0;
+    if (op->timer) {
+        sl_timer_cancel(op->rq->b->loop, op->timer);
+        op->timer = NULL;
+    }
+}
+
+static void respond(fetch_op *op) {
+    sl_fetch_resp resp;
+    if (build(op, &resp) < 0) return sl_req_fail(op->rq, "out of memory");
+    SL_RESPOND(op->rq, fetch, &resp);
+}
+
+static void complete(fetch_op *op) {
+    unpark(op);
+    respond(op);
+}
+
+static void timed_out(void *ctx) {
+    fetch_op *op = ctx;
+    op->timer = NULL; /* the loop frees a fired timer */
+    complete(op);
+}
+
+void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes) {
+    for (sl_waiter *w = part->waiters, *next; w; w = next) {
+        next = w->next;
+        fetch_op *op = w->op;
+        op->bytes_seen += bytes;
+        if (op->bytes_have + op->bytes_seen >= op->req.min_bytes) {
+            /* complete() unlinks every waiter of op, possibly including `next`. */
+            complete(op);
+            next = part->waiters;
+        }
+    }
+}
+
+void sl_fetch_wake_topic(sl_broker *b, sl_topic *t) {
+    for (int32_t i = 0; i < t->npart; i++)
+        while (t->parts[i]->waiters) complete(t->parts[i]->waiters->op);
+}
+
+void sl_h_fetch(sl_req *rq) {
+    fetch_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
+    if (!op) return sl_req_fail(rq, "out of memory");
+    op->rq = rq;
+    int16_t v = rq->h.api_version;
+    if (sl_fetch_req_decode(&rq->body, rq->a, v, &op->req))
+        return sl_req_fail(rq, "malformed Fetch");
+    sl_fetch_req *req = &op->req;
+    if (v >= 7 && req->session_id != 0) {
+        /* Sessions are declined (session id 0 in every answer), so a client never holds one. */
+        sl_fetch_resp resp;
+        sl_fetch_resp_init(&resp);
+        resp.error_code = 70; /* FETCH_SESSION_ID_NOT_FOUND */
+        SL_RESPOND(rq, fetch, &resp);
+        return;
+    }
+    sl_fetch_resp resp;
+    int64_t have = build(op, &resp);
+    if (have < 0) return sl_req_fail(rq, "out of memory");
+    bool errors = false;
+    int nparts = 0;
+    for (int32_t i = 0; i < resp.responses_count; i++)
+        for (int32_t j = 0; j < resp.responses[i].partitions_count; j++) {
+            nparts++;
+            if (resp.responses[i].partitions[j].error_code) errors = true;
+        }
+    if (have >= req->min_bytes || req->max_wait_ms <= 0 || errors || nparts == 0 ||
+        rq->b->stopping) {
+        SL_RESPOND(rq, fetch, &resp);
+        return;
+    }
+    /* Park: the data gathered so far is dropped and read again on completion, so a parked fetch
+     * costs its request only. The arena keeps what `build` allocated until the response. */
+    op->bytes_have = have;
+    op->waiters = sl_arena_calloc(rq->a, (size_t)nparts, sizeof *op->waiters);
+    if (!op->waiters) return sl_req_fail(rq, "out of memory");
+    for (int32_t i = 0; i < req->topics_count; i++) {
+        sl_topic *t = lookup(rq, &req->topics[i]);
+        for (int32_t j = 0; t && j < req->topics[i].partitions_count; j++) {
+            sl_partition *p = t->parts[req->topics[i].partitions[j].partition];
+            sl_waiter *w = &op->waiters[op->nwaiters++];
+            w->op = op;
+            w->part = p;
+            w->prev = NULL;
+            w->next = p->waiters;
+            if (p->waiters) p->waiters->prev = w;
+            p->waiters = w;
+        }
+    }
+    op->timer = sl_timer_start(rq->b->loop, req->max_wait_ms, timed_out, op);
+    if (!op->timer) complete(op);
+}

@@ -1,0 +1,224 @@
+/* Topic administration: CreateTopics, DeleteTopics, CreatePartitions. A single node answers
+ * replication questions the way a one-broker Kafka cluster does. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "proto/gen/sl_msgs.h"
+
+/* Arena-owned formatted message for error_message fields. */
+__attribute__((format(printf, 2, 3))) static sl_str msgf(sl_req *rq, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (len < 0) return SL_STR_NULL;
+    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
+    char *p = sl_arena_dup(rq->a, buf, (size_t)len);
+    return p ? (sl_str){p, len} : SL_STR_NULL;
+}
+
+static sl_str arena_name(sl_req *rq, const char *s) {
+    size_t n = strlen(s);
+    char *p = sl_arena_dup(rq->a, s, n);
+    return p ? (sl_str){p, (int32_t)n} : SL_STR_NULL;
+}
+
+/* Validates requested configs into `tc`; returns a Kafka error with *bad naming the culprit. */
+static int16_t parse_configs(const sl_create_topics_req_topic *rt, sl_topic_config *tc,
+                             sl_str *bad) {
+    memset(tc, 0, sizeof *tc);
+    for (int32_t k = 0; k < rt->configs_count; k++) {
+        const sl_create_topics_req_config *c = &rt->configs[k];
+        int id = sl_tcfg_lookup(c->name);
+        *bad = c->name;
+        if (id < 0 || c->value.len < 0) return SL_KAFKA_INVALID_CONFIG;
+        if (sl_tcfg_parse(id, c->value, &tc->v[id])) return SL_KAFKA_INVALID_CONFIG;
+        tc->set_mask |= 1u << id;
+    }
+    return 0;
+}
+
+static void fill_created_configs(sl_req *rq, sl_create_topics_resp_topic *o, sl_topic *t) {
+    o->configs = sl_arena_calloc(rq->a, SL_TCFG__COUNT, sizeof *o->configs);
+    if (!o->configs) return;
+    o->configs_count = SL_TCFG__COUNT;
+    for (int id = 0; id < SL_TCFG__COUNT; id++) {
+        char buf[64];
+        bool set = sl_tcfg_effective(rq->b->topics, t, id, buf, sizeof buf);
+        o->configs[id].name = sl_str_c(sl_tcfg_name(id));
+        o->configs[id].value = arena_name(rq, buf);
+        o->configs[id].read_only = false;
+        o->configs[id].config_source = set ? 1 /* DYNAMIC_TOPIC */ : 5 /* DEFAULT */;
+        o->configs[id].is_sensitive = false;
+    }
+}
+
+void sl_h_create_topics(sl_req *rq) {
+    sl_create_topics_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_create_topics_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed CreateTopics");
+    sl_broker *b = rq->b;
+    sl_create_topics_resp resp;
+    sl_create_topics_resp_init(&resp);
+    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
+    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
+    if (!resp.topics) return sl_req_fail(rq, "out of memory");
+    resp.topics_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_create_topics_req_topic *rt = &req.topics[i];
+        sl_create_topics_resp_topic *o = &resp.topics[i];
+        o->name = rt->name;
+        o->error_message = SL_STR_NULL;
+        o->num_partitions = -1;
+        o->replication_factor = -1;
+        o->configs_count = -1;
+        int32_t np = rt->num_partitions;
+        bool dup = false;
+        for (int32_t k = 0; k < i; k++)
+            if (sl_str_eq(req.topics[k].name, rt->name)) dup = true;
+        sl_topic_config tc;
+        sl_str bad;
+        if (dup) {
+            o->error_code = SL_KAFKA_INVALID_REQUEST;
+            o->error_message =
+                msgf(rq, "topic %.*s appears more than once", rt->name.len, rt->name.p);
+        } else if (!sl_topic_name_valid(rt->name)) {
+            o->error_code = SL_KAFKA_INVALID_TOPIC_EXCEPTION;
+        } else if (sl_topics_find(b->topics, rt->name)) {
+            o->error_code = SL_KAFKA_TOPIC_ALREADY_EXISTS;
+            o->error_message = msgf(rq, "Topic '%.*s' already exists.", rt->name.len, rt->name.p);
+        } else if (rt->replication_factor != -1 && rt->replication_factor != 1) {
+            o->error_code = SL_KAFKA_INVALID_REPLICATION_FACTOR;
+            o->error_message = msgf(rq, "Replication factor: %d larger than available brokers: 1.",
+                                    rt->replication_factor);
+        } else if (rt->assignments_count > 0 && np != -1) {
+            o->error_code = SL_KAFKA_INVALID_REQUEST;
+        } else if (rt->assignments_count <= 0 && (np == 0 || np < -1)) {
+            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+            o->error_message = msgf(rq, "Number of partitions must be larger than 0 (got %d)", np);
+        } else if ((o->error_code = parse_configs(rt, &tc, &bad))) {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", bad.len > 100 ? 100 : bad.len, bad.p);
+            o->error_message = msgf(rq, "invalid or unsupported topic config %s", name);
+        } else {
+            if (rt->assignments_count > 0) {
+                np = rt->assignments_count;
+                for (int32_t k = 0; k < rt->assignments_count; k++) {
+                    sl_create_topics_req_assignment *as = &rt->assignments[k];
+                    if (as->partition_index != k || as->broker_ids_count != 1 ||
+                        as->broker_ids[0] != b->cfg.node_id)
+                        o->error_code = SL_KAFKA_INVALID_REPLICA_ASSIGNMENT;
+                }
+            }
+            if (np == -1) np = b->cfg.num_partitions;
+            if (!o->error_code) {
+                sl_topic *t = NULL;
+                sl_err e = sl_topics_create(b->topics, rt->name, np, &tc, req.validate_only, &t);
+                o->error_code = e ? sl_err_to_kafka(e) : 0;
+                if (e == SL_EINVAL) o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+                if (!e) {
+                    o->num_partitions = np;
+                    o->replication_factor = 1;
+                    if (t) {
+                        o->topic_id = t->id;
+                        fill_created_configs(rq, o, t);
+                    } else {
+                        o->configs_count = 0;
+                    }
+                }
+            }
+        }
+        if (o->error_code && v >= 5) o->configs_count = -1;
+    }
+    SL_RESPOND(rq, create_topics, &resp);
+}
+
+static int16_t delete_one(sl_req *rq, sl_topic *t) {
+    if (!rq->b->cfg.delete_topic_enable) return 73; /* TOPIC_DELETION_DISABLED */
+    sl_fetch_wake_topic(rq->b, t);
+    sl_err e = sl_topics_delete(rq->b->topics, t);
+    return e ? sl_err_to_kafka(e) : 0;
+}
+
+void sl_h_delete_topics(sl_req *rq) {
+    sl_delete_topics_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_delete_topics_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed DeleteTopics");
+    sl_delete_topics_resp resp;
+    sl_delete_topics_resp_init(&resp);
+    int32_t n = v >= 6 ? req.topics_count : req.topic_names_count;
+    if (n < 0) n = 0;
+    resp.responses = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.responses);
+    if (!resp.responses) return sl_req_fail(rq, "out of memory");
+    resp.responses_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        sl_delete_topics_resp_result *o = &resp.responses[i];
+        o->error_message = SL_STR_NULL;
+        sl_topic *t;
+        if (v >= 6) {
+            sl_delete_topics_req_topic *rt = &req.topics[i];
+            o->name = rt->name;
+            o->topic_id = rt->topic_id;
+            t = rt->name.len >= 0 ? sl_topics_find(rq->b->topics, rt->name)
+                                  : sl_topics_find_id(rq->b->topics, &rt->topic_id);
+            if (!t) {
+                o->error_code = rt->name.len >= 0 ? SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION
+                                                  : SL_KAFKA_UNKNOWN_TOPIC_ID;
+                continue;
+            }
+            o->name = arena_name(rq, t->name);
+            o->topic_id = t->id;
+        } else {
+            o->name = req.topic_names[i];
+            t = sl_topics_find(rq->b->topics, o->name);
+            if (!t) {
+                o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+        }
+        o->error_code = delete_one(rq, t);
+    }
+    SL_RESPOND(rq, delete_topics, &resp);
+}
+
+void sl_h_create_partitions(sl_req *rq) {
+    sl_create_partitions_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_create_partitions_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed CreatePartitions");
+    sl_create_partitions_resp resp;
+    sl_create_partitions_resp_init(&resp);
+    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
+    resp.results = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.results);
+    if (!resp.results) return sl_req_fail(rq, "out of memory");
+    resp.results_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_create_partitions_req_topic *rt = &req.topics[i];
+        sl_create_partitions_resp_result *o = &resp.results[i];
+        o->name = rt->name;
+        o->error_message = SL_STR_NULL;
+        sl_topic *t = sl_topics_find(rq->b->topics, rt->name);
+        if (!t) {
+            o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        } else if (rt->count <= t->npart) {
+            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+            o->error_message = msgf(rq, "Topic %s currently has %d partitions", t->name, t->npart);
+        } else if (rt->count > 100000) {
+            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+        } else if (rt->assignments_count > 0 && rt->assignments_count != rt->count - t->npart) {
+            o->error_code = SL_KAFKA_INVALID_REPLICA_ASSIGNMENT;
+        } else if (!req.validate_only) {
+            sl_err e = sl_topics_add_partitions(rq->b->topics, t, rt->count);
+            o->error_code = e ? sl_err_to_kafka(e) : 0;
+            if (!e)
+                SL_INFO("admin", "partitions added", "topic=%s partitions=%d", t->name, rt->count);
+        }
+    }
+    SL_RESPOND(rq, create_partitions, &resp);
+}

@@ -1,0 +1,164 @@
+/* ApiVersions and Metadata: what a client asks before anything else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "proto/gen/sl_msgs.h"
+
+/* Kafka's AclOperation bit positions, for authorized-operations bitfields. */
+enum {
+    OP_READ = 3,
+    OP_WRITE,
+    OP_CREATE,
+    OP_DELETE,
+    OP_ALTER,
+    OP_DESCRIBE,
+    OP_CLUSTER_ACTION,
+    OP_DESCRIBE_CONFIGS,
+    OP_ALTER_CONFIGS,
+    OP_IDEMPOTENT_WRITE
+};
+
+void sl_h_api_versions(sl_req *rq) {
+    sl_api_versions_resp resp;
+    sl_api_versions_resp_init(&resp);
+    const sl_api_entry *self = sl_broker_api(SL_API_API_VERSIONS);
+    if (rq->h.api_version > self->max) {
+        /* Answer in v0 so any client can read the supported range and retry lower. */
+        resp.error_code = SL_KAFKA_UNSUPPORTED_VERSION;
+        rq->h.api_version = 0;
+    } else {
+        sl_api_versions_req req;
+        if (sl_api_versions_req_decode(&rq->body, rq->a, rq->h.api_version, &req)) {
+            resp.error_code = SL_KAFKA_INVALID_REQUEST;
+        }
+    }
+    int n = 0;
+    while (sl_broker_api_at(n)) n++;
+    resp.api_keys = sl_arena_calloc(rq->a, (size_t)n, sizeof *resp.api_keys);
+    if (!resp.api_keys) return sl_req_fail(rq, "out of memory");
+    resp.api_keys_count = n;
+    for (int i = 0; i < n; i++) {
+        const sl_api_entry *e = sl_broker_api_at(i);
+        resp.api_keys[i].api_key = e->key;
+        resp.api_keys[i].min_version = e->min;
+        resp.api_keys[i].max_version = e->max;
+    }
+    SL_RESPOND(rq, api_versions, &resp);
+}
+
+/* The advertised endpoint for the listener the request came in on. */
+static const sl_listener_spec *endpoint_for(sl_req *rq) {
+    const char *ln = rq->conn ? sl_conn_listener(rq->conn) : NULL;
+    for (int i = 0; ln && i < rq->b->nadv; i++)
+        if (!strcmp(rq->b->adv[i].name, ln)) return &rq->b->adv[i];
+    return &rq->b->adv[0];
+}
+
+static int32_t topic_ops(void) {
+    return 1 << OP_READ | 1 << OP_WRITE | 1 << OP_CREATE | 1 << OP_DELETE | 1 << OP_ALTER |
+           1 << OP_DESCRIBE | 1 << OP_DESCRIBE_CONFIGS | 1 << OP_ALTER_CONFIGS;
+}
+
+static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, bool want_ops) {
+    int32_t node = rq->b->cfg.node_id;
+    out->error_code = 0;
+    out->name = sl_str_c(t->name);
+    out->topic_id = t->id;
+    out->is_internal = false;
+    out->topic_authorized_operations = want_ops ? topic_ops() : INT32_MIN;
+    out->partitions = sl_arena_calloc(rq->a, (size_t)t->npart, sizeof *out->partitions);
+    int32_t *one = sl_arena_alloc(rq->a, sizeof *one);
+    if (!out->partitions || !one) return false;
+    *one = node;
+    out->partitions_count = t->npart;
+    for (int32_t i = 0; i < t->npart; i++) {
+        sl_metadata_resp_partition *p = &out->partitions[i];
+        p->partition_index = i;
+        p->leader_id = node;
+        p->leader_epoch = 0;
+        p->replica_nodes = one;
+        p->replica_nodes_count = 1;
+        p->isr_nodes = one;
+        p->isr_nodes_count = 1;
+        p->offline_replicas_count = 0;
+    }
+    return true;
+}
+
+static void fill_missing(sl_metadata_resp_topic *out, sl_str name, int16_t err) {
+    memset(out, 0, sizeof *out);
+    out->error_code = err;
+    out->name = name;
+    out->topic_authorized_operations = INT32_MIN;
+}
+
+void sl_h_metadata(sl_req *rq) {
+    sl_metadata_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_metadata_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed Metadata");
+    sl_broker *b = rq->b;
+    sl_metadata_resp resp;
+    sl_metadata_resp_init(&resp);
+    const sl_listener_spec *ep = endpoint_for(rq);
+    resp.brokers = sl_arena_calloc(rq->a, 1, sizeof *resp.brokers);
+    if (!resp.brokers) return sl_req_fail(rq, "out of memory");
+    resp.brokers_count = 1;
+    resp.brokers[0].node_id = b->cfg.node_id;
+    resp.brokers[0].host = sl_str_c(ep->host);
+    resp.brokers[0].port = ep->port;
+    resp.brokers[0].rack = SL_STR_NULL;
+    resp.cluster_id = sl_str_c(sl_topics_cluster_id(b->topics));
+    resp.controller_id = b->cfg.node_id;
+    bool want_ops = v >= 8 && req.include_topic_authorized_operations;
+    if (v >= 8 && v <= 10 && req.include_cluster_authorized_operations)
+        resp.cluster_authorized_operations = 1 << OP_CREATE | 1 << OP_ALTER | 1 << OP_DESCRIBE |
+                                             1 << OP_CLUSTER_ACTION | 1 << OP_DESCRIBE_CONFIGS |
+                                             1 << OP_ALTER_CONFIGS | 1 << OP_IDEMPOTENT_WRITE;
+    /* v0: an empty list means all topics; v1+: null means all, empty means none. */
+    bool all = req.topics_count < 0 || (v == 0 && req.topics_count == 0);
+    if (all) {
+        int n = sl_topics_count(b->topics), i = 0;
+        resp.topics = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.topics);
+        if (!resp.topics) return sl_req_fail(rq, "out of memory");
+        for (sl_topic *t = sl_topics_next(b->topics, NULL); t && i < n;
+             t = sl_topics_next(b->topics, t))
+            if (!fill_topic(rq, &resp.topics[i++], t, want_ops))
+                return sl_req_fail(rq, "out of memory");
+        resp.topics_count = i;
+    } else {
+        resp.topics = sl_arena_calloc(rq->a, (size_t)(req.topics_count ? req.topics_count : 1),
+                                      sizeof *resp.topics);
+        if (!resp.topics) return sl_req_fail(rq, "out of memory");
+        resp.topics_count = req.topics_count;
+        bool allow_create = v < 4 || req.allow_auto_topic_creation;
+        for (int32_t i = 0; i < req.topics_count; i++) {
+            sl_metadata_req_topic *rt = &req.topics[i];
+            sl_metadata_resp_topic *out = &resp.topics[i];
+            sl_topic *t = NULL;
+            if (rt->name.len < 0) {
+                t = sl_topics_find_id(b->topics, &rt->topic_id);
+                if (!t) {
+                    fill_missing(out, SL_STR_NULL, SL_KAFKA_UNKNOWN_TOPIC_ID);
+                    out->topic_id = rt->topic_id;
+                    continue;
+                }
+            } else {
+                t = sl_topics_find(b->topics, rt->name);
+                if (!t && !sl_topic_name_valid(rt->name)) {
+                    fill_missing(out, rt->name, SL_KAFKA_INVALID_TOPIC_EXCEPTION);
+                    continue;
+                }
+                if (!t && allow_create) t = sl_broker_auto_create(b, rt->name);
+                if (!t) {
+                    fill_missing(out, rt->name, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+                    continue;
+                }
+            }
+            if (!fill_topic(rq, out, t, want_ops)) return sl_req_fail(rq, "out of memory");
+        }
+    }
+    SL_RESPOND(rq, metadata, &resp);
+}

@@ -1,0 +1,180 @@
+/* Offsets: ListOffsets, OffsetForLeaderEpoch, DeleteRecords. One leader epoch (0) everywhere. */
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "proto/gen/sl_msgs.h"
+
+enum {
+    TS_LATEST = -1,
+    TS_EARLIEST = -2,
+    TS_MAX = -3,
+    TS_EARLIEST_LOCAL = -4,
+    TS_LATEST_TIERED = -5
+};
+
+/* A partition by name, or NULL with *err set to the Kafka code to answer. */
+static sl_partition *find_part(sl_broker *b, sl_str topic, int32_t idx, int16_t *err) {
+    sl_partition *p = sl_topics_partition(b->topics, topic, idx);
+    *err = p ? 0 : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+    return p;
+}
+
+static int16_t leader_epoch_check(int32_t current) {
+    return current > 0 ? SL_KAFKA_UNKNOWN_LEADER_EPOCH : 0;
+}
+
+void sl_h_list_offsets(sl_req *rq) {
+    sl_list_offsets_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_list_offsets_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed ListOffsets");
+    sl_list_offsets_resp resp;
+    sl_list_offsets_resp_init(&resp);
+    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
+    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
+    if (!resp.topics) return sl_req_fail(rq, "out of memory");
+    resp.topics_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_list_offsets_req_topic *rt = &req.topics[i];
+        sl_list_offsets_resp_topic *ot = &resp.topics[i];
+        ot->name = rt->name;
+        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
+        int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
+        if (!ot->partitions || !olds) return sl_req_fail(rq, "out of memory");
+        ot->partitions_count = np;
+        for (int32_t j = 0; j < np; j++) {
+            sl_list_offsets_req_partition *rp = &rt->partitions[j];
+            sl_list_offsets_resp_partition *o = &ot->partitions[j];
+            o->partition_index = rp->partition_index;
+            o->timestamp = -1;
+            o->offset = -1;
+            o->leader_epoch = -1;
+            o->old_style_offsets = &olds[j];
+            o->old_style_offsets_count = 0;
+            sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
+            if (!p) continue;
+            if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
+            sl_log *log = p->log;
+            int64_t off = -1, ts = -1;
+            switch (rp->timestamp) {
+            case TS_LATEST:
+            case TS_LATEST_TIERED:
+                off = sl_log_end_offset(log);
+                break;
+            case TS_EARLIEST:
+            case TS_EARLIEST_LOCAL:
+                off = sl_log_start_offset(log);
+                break;
+            case TS_MAX: {
+                sl_err e = sl_log_max_timestamp(log, &off, &ts);
+                if (e) o->error_code = sl_err_to_kafka(e);
+                break;
+            }
+            default:
+                if (rp->timestamp < 0) {
+                    o->error_code = SL_KAFKA_INVALID_REQUEST;
+                } else {
+                    sl_err e = sl_log_offset_for_time(log, rp->timestamp, &off, &ts);
+                    if (e) o->error_code = sl_err_to_kafka(e);
+                }
+            }
+            if (o->error_code) continue;
+            o->offset = off;
+            o->timestamp = ts;
+            o->leader_epoch = off >= 0 ? 0 : -1;
+            if (off >= 0 && rp->max_num_offsets > 0) {
+                olds[j] = off;
+                o->old_style_offsets_count = 1;
+            }
+        }
+    }
+    SL_RESPOND(rq, list_offsets, &resp);
+}
+
+void sl_h_offset_for_leader_epoch(sl_req *rq) {
+    sl_offset_for_leader_epoch_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_offset_for_leader_epoch_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed OffsetForLeaderEpoch");
+    sl_offset_for_leader_epoch_resp resp;
+    sl_offset_for_leader_epoch_resp_init(&resp);
+    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
+    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
+    if (!resp.topics) return sl_req_fail(rq, "out of memory");
+    resp.topics_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_offset_for_leader_epoch_req_topic *rt = &req.topics[i];
+        sl_offset_for_leader_epoch_resp_topic *ot = &resp.topics[i];
+        ot->topic = rt->topic;
+        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
+        if (!ot->partitions) return sl_req_fail(rq, "out of memory");
+        ot->partitions_count = np;
+        for (int32_t j = 0; j < np; j++) {
+            sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
+            sl_offset_for_leader_epoch_resp_partition *o = &ot->partitions[j];
+            o->partition = rp->partition;
+            o->leader_epoch = -1;
+            o->end_offset = -1;
+            sl_partition *p = find_part(rq->b, rt->topic, rp->partition, &o->error_code);
+            if (!p) continue;
+            if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
+            /* Epoch 0 is the only epoch there has ever been: it ends at the log end. A later
+             * epoch is unknown (undefined offsets, as Kafka answers). */
+            if (rp->leader_epoch <= 0) {
+                o->leader_epoch = 0;
+                o->end_offset = sl_log_end_offset(p->log);
+            }
+        }
+    }
+    SL_RESPOND(rq, offset_for_leader_epoch, &resp);
+}
+
+void sl_h_delete_records(sl_req *rq) {
+    sl_delete_records_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_delete_records_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed DeleteRecords");
+    sl_delete_records_resp resp;
+    sl_delete_records_resp_init(&resp);
+    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
+    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
+    if (!resp.topics) return sl_req_fail(rq, "out of memory");
+    resp.topics_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_delete_records_req_topic *rt = &req.topics[i];
+        sl_delete_records_resp_topic *ot = &resp.topics[i];
+        ot->name = rt->name;
+        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
+        if (!ot->partitions) return sl_req_fail(rq, "out of memory");
+        ot->partitions_count = np;
+        for (int32_t j = 0; j < np; j++) {
+            sl_delete_records_req_partition *rp = &rt->partitions[j];
+            sl_delete_records_resp_partition *o = &ot->partitions[j];
+            o->partition_index = rp->partition_index;
+            o->low_watermark = -1;
+            sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
+            if (!p) continue;
+            int64_t end = sl_log_end_offset(p->log);
+            int64_t target = rp->offset == -1 ? end : rp->offset;
+            if (target < 0 || target > end) {
+                o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
+                continue;
+            }
+            if (target > sl_log_start_offset(p->log)) {
+                sl_err e = sl_log_delete_records(p->log, target);
+                if (e) {
+                    o->error_code = sl_err_to_kafka(e);
+                    continue;
+                }
+                SL_INFO("admin", "records deleted", "topic=%s partition=%d start_offset=%lld",
+                        p->topic->name, p->index, (long long)sl_log_start_offset(p->log));
+            }
+            o->low_watermark = sl_log_start_offset(p->log);
+        }
+    }
+    SL_RESPOND(rq, delete_records, &resp);
+}

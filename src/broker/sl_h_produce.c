@@ -1,0 +1,143 @@
+/* Produce: validate each partition's batches (headers + CRC, never per record), append them as
+ * received, and answer per acks: 0 never, 1 after the append, -1 once the flusher has made
+ * every touched log durable (group commit shared with every other request in flight). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "proto/gen/sl_msgs.h"
+#include "proto/sl_batch.h"
+
+typedef struct produce_op {
+    sl_req *rq;
+    sl_produce_resp resp;
+    int outstanding; /* flush callbacks still to come */
+    bool queued_all; /* every flush request has been issued */
+} produce_op;
+
+typedef struct flush_ctx {
+    produce_op *op;
+    sl_produce_resp_partition *part;
+} flush_ctx;
+
+static void finish(produce_op *op) { SL_RESPOND(op->rq, produce, &op->resp); }
+
+static void flushed(void *ctx, sl_err e) {
+    flush_ctx *fc = ctx;
+    produce_op *op = fc->op;
+    if (e) {
+        SL_ERROR("produce", "flush failed", "err=%s", sl_errname(e));
+        fc->part->error_code = SL_KAFKA_KAFKA_STORAGE_ERROR;
+        fc->part->base_offset = -1;
+    }
+    if (--op->outstanding == 0 && op->queued_all) finish(op);
+}
+
+/* Appends the validated record set batch by batch; returns a Kafka error code. */
+static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *first) {
+    *first = -1;
+    while (len > 0) {
+        sl_batch_info bi;
+        if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
+        /* The leader epoch is outside the CRC; one epoch (0) everywhere on a single node. */
+        memset(data + SL_BATCH_OFF_LEADER_EPOCH, 0, 4);
+        int64_t base;
+        sl_err e = sl_log_append(p->log, data, bi.size, bi.record_count, bi.max_timestamp, &base);
+        if (e) {
+            SL_ERROR("produce", "append failed", "topic=%s partition=%d err=%s", p->topic->name,
+                     p->index, sl_errname(e));
+            return sl_err_to_kafka(e);
+        }
+        if (*first < 0) *first = base;
+        data += bi.size;
+        len -= bi.size;
+    }
+    return SL_KAFKA_NONE;
+}
+
+void sl_h_produce(sl_req *rq) {
+    sl_produce_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_produce_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed Produce");
+    sl_broker *b = rq->b;
+    produce_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
+    if (!op) return sl_req_fail(rq, "out of memory");
+    op->rq = rq;
+    sl_produce_resp_init(&op->resp);
+    int32_t nt = req.topic_data_count > 0 ? req.topic_data_count : 0;
+    op->resp.responses = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *op->resp.responses);
+    if (!op->resp.responses) return sl_req_fail(rq, "out of memory");
+    op->resp.responses_count = nt;
+    bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
+    bool any_error = false;
+    for (int32_t i = 0; i < nt; i++) {
+        sl_produce_req_topic *rt = &req.topic_data[i];
+        sl_produce_resp_topic *ot = &op->resp.responses[i];
+        ot->name = rt->name;
+        int32_t np = rt->partition_data_count > 0 ? rt->partition_data_count : 0;
+        ot->partition_responses =
+            sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partition_responses);
+        if (!ot->partition_responses) return sl_req_fail(rq, "out of memory");
+        ot->partition_responses_count = np;
+        sl_topic *t = sl_topics_find(b->topics, rt->name);
+        for (int32_t j = 0; j < np; j++) {
+            sl_produce_req_partition *rp = &rt->partition_data[j];
+            sl_produce_resp_partition *o = &ot->partition_responses[j];
+            o->index = rp->index;
+            o->base_offset = -1;
+            o->log_append_time_ms = -1;
+            o->log_start_offset = -1;
+            o->error_message = SL_STR_NULL;
+            o->current_leader.leader_id = -1;
+            o->current_leader.leader_epoch = -1;
+            sl_partition *p =
+                t && rp->index >= 0 && rp->index < t->npart ? t->parts[rp->index] : NULL;
+            if (!acks_ok) {
+                o->error_code = SL_KAFKA_INVALID_REQUIRED_ACKS;
+            } else if (!p) {
+                o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            } else if (rp->records.len <= 0) {
+                o->error_code = SL_KAFKA_INVALID_RECORD;
+            } else {
+                char mbuf[32];
+                sl_tcfg_effective(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES, mbuf, sizeof mbuf);
+                int64_t max_bytes = strtoll(mbuf, NULL, 10);
+                int nb = 0;
+                o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len, v,
+                                                      max_bytes, &nb);
+                if (o->error_code == 0) {
+                    /* The frame lives in this request's arena, which we own: batches are
+                     * stamped in place and appended without a copy. */
+                    uint8_t *data = (uint8_t *)rp->records.p;
+                    o->error_code = append_set(p, data, (size_t)rp->records.len, &o->base_offset);
+                    if (o->base_offset >= 0) sl_fetch_wake(b, p, rp->records.len);
+                }
+                o->log_start_offset = sl_log_start_offset(p->log);
+            }
+            if (o->error_code) {
+                any_error = true;
+                if (o->error_code == SL_KAFKA_CORRUPT_MESSAGE)
+                    SL_WARN("produce", "rejected corrupt batch", "topic=%s partition=%d",
+                            t ? t->name : "?", rp->index);
+                continue;
+            }
+            if (req.acks == -1) {
+                flush_ctx *fc = sl_arena_alloc(rq->a, sizeof *fc);
+                if (!fc) return sl_req_fail(rq, "out of memory");
+                fc->op = op;
+                fc->part = o;
+                op->outstanding++;
+                sl_flusher_request(b->flusher, p->log, flushed, fc);
+            }
+        }
+    }
+    if (req.acks == 0) {
+        /* No response exists to carry an error, so Kafka closes the connection instead. */
+        if (any_error) return sl_req_fail(rq, "acks=0 produce failed");
+        return sl_pending_noreply(rq->p);
+    }
+    op->queued_all = true;
+    if (op->outstanding == 0) finish(op);
+}

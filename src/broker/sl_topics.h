@@ -1,0 +1,92 @@
+/* Topic registry: names, stable topic ids, partition logs and per-topic configs, persisted in
+ * `<log.dirs>/sluice-topics.meta` (written atomically: a crash leaves the old or the new file).
+ * Single-threaded: loop thread only. Topics are malloc'd and owned by the registry. */
+#ifndef SL_BROKER_TOPICS_H
+#define SL_BROKER_TOPICS_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/sl_buf.h"
+#include "base/sl_config.h"
+#include "base/sl_err.h"
+#include "storage/sl_log.h"
+
+#define SL_TOPIC_NAME_MAX 249
+
+/* Topic-level overrides; a field is meaningful only when its bit is in set_mask. */
+enum {
+    SL_TCFG_RETENTION_MS,
+    SL_TCFG_RETENTION_BYTES,
+    SL_TCFG_SEGMENT_BYTES,
+    SL_TCFG_SEGMENT_MS,
+    SL_TCFG_MAX_MESSAGE_BYTES,
+    SL_TCFG_CLEANUP_POLICY,
+    SL_TCFG_FLUSH_MESSAGES,
+    SL_TCFG_FLUSH_MS,
+    SL_TCFG__COUNT
+};
+typedef struct sl_topic_config {
+    int64_t v[SL_TCFG__COUNT]; /* cleanup.policy: 0 = delete (the only one supported) */
+    uint32_t set_mask;
+} sl_topic_config;
+
+typedef struct sl_waiter sl_waiter; /* a parked fetch, see sl_fetch.c */
+
+typedef struct sl_partition {
+    struct sl_topic *topic;
+    int32_t index;
+    sl_log *log;
+    sl_waiter *waiters; /* fetches parked on this partition */
+} sl_partition;
+
+typedef struct sl_topic {
+    char name[SL_TOPIC_NAME_MAX + 1];
+    sl_uuid id;
+    int32_t npart;
+    sl_partition **parts; /* individually allocated: parked fetches hold pointers */
+    sl_topic_config cfg;
+    struct sl_topic *next;
+} sl_topic;
+
+typedef struct sl_topics sl_topics;
+
+/* Opens the registry under cfg->log_dirs (creating the directory), loading topics and opening
+ * every partition log (which recovers it). `cfg` must outlive the registry. */
+sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t err_len);
+/* Closes every log and frees the registry. */
+void sl_topics_close(sl_topics *t);
+
+sl_topic *sl_topics_find(sl_topics *t, sl_str name);
+sl_topic *sl_topics_find_id(sl_topics *t, const sl_uuid *id);
+sl_partition *sl_topics_partition(sl_topics *t, sl_str name, int32_t part);
+/* Iteration in name order is not guaranteed; `*cursor` starts NULL. */
+sl_topic *sl_topics_next(sl_topics *t, sl_topic *cursor);
+int sl_topics_count(const sl_topics *t);
+
+/* Kafka's topic name rules: [a-zA-Z0-9._-], 1..249 chars, not "." or "..". */
+bool sl_topic_name_valid(sl_str name);
+/* Creates a topic with `npart` partitions and the given overrides (NULL: none); persists it.
+ * SL_EEXISTS when present. With validate_only nothing is created. */
+sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
+                        bool validate_only, sl_topic **out);
+/* Deletes the topic: wakes nothing itself (the caller completes parked fetches first), removes
+ * its logs and directories, persists. */
+sl_err sl_topics_delete(sl_topics *t, sl_topic *topic);
+/* Grows the topic to `npart` partitions and persists. */
+sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *topic, int32_t npart);
+/* Replaces the topic's overrides, applies them to its logs, persists. */
+sl_err sl_topics_set_config(sl_topics *t, sl_topic *topic, const sl_topic_config *tc);
+
+/* Topic config names ("retention.ms", ...) <-> ids; values parsed/validated per key. */
+const char *sl_tcfg_name(int id);
+int sl_tcfg_lookup(sl_str name);
+/* Parses `value` for config `id`; SL_ECONFIG when invalid. */
+sl_err sl_tcfg_parse(int id, sl_str value, int64_t *out);
+/* Effective value (override or broker default), formatted. Returns true if overridden. */
+bool sl_tcfg_effective(const sl_topics *t, const sl_topic *topic, int id, char *buf, size_t len);
+/* The broker config key that provides the default for topic config `id`. */
+const char *sl_tcfg_broker_key(int id);
+
+const char *sl_topics_cluster_id(const sl_topics *t);
+
+#endif

@@ -1,0 +1,58 @@
+/* Kafka record batches (magic 2) as they arrive in Produce: validated per batch, never per
+ * record, and stored exactly as received (compressed or not). */
+#ifndef SL_PROTO_BATCH_H
+#define SL_PROTO_BATCH_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SL_BATCH_HEADER_SIZE 61
+/* Byte offsets of the v2 batch header fields. */
+enum {
+    SL_BATCH_OFF_BASE_OFFSET = 0,
+    SL_BATCH_OFF_LENGTH = 8,
+    SL_BATCH_OFF_LEADER_EPOCH = 12,
+    SL_BATCH_OFF_MAGIC = 16,
+    SL_BATCH_OFF_CRC = 17,
+    SL_BATCH_OFF_ATTRIBUTES = 21,
+    SL_BATCH_OFF_LAST_OFFSET_DELTA = 23,
+    SL_BATCH_OFF_BASE_TIMESTAMP = 27,
+    SL_BATCH_OFF_MAX_TIMESTAMP = 35,
+    SL_BATCH_OFF_PRODUCER_ID = 43,
+    SL_BATCH_OFF_PRODUCER_EPOCH = 51,
+    SL_BATCH_OFF_BASE_SEQUENCE = 53,
+    SL_BATCH_OFF_RECORD_COUNT = 57,
+};
+enum {
+    SL_COMPRESSION_NONE,
+    SL_COMPRESSION_GZIP,
+    SL_COMPRESSION_SNAPPY,
+    SL_COMPRESSION_LZ4,
+    SL_COMPRESSION_ZSTD
+};
+
+typedef struct sl_batch_info {
+    size_t size; /* whole batch, 12 + batchLength */
+    int32_t record_count;
+    int32_t last_offset_delta;
+    int64_t base_timestamp, max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int16_t attributes;
+    int8_t magic;
+} sl_batch_info;
+
+/* Parses the header of the batch at p[0..len) without checking the CRC. Returns false when the
+ * bytes cannot be a whole batch (too short, length field out of range). */
+bool sl_batch_parse(const uint8_t *p, size_t len, sl_batch_info *out);
+
+/* Validates the record set of one produce partition: a sequence of whole magic-2 batches.
+ * Returns a Kafka error code (0 when every batch is acceptable): CORRUPT_MESSAGE for bad
+ * framing or CRC, UNSUPPORTED_COMPRESSION_TYPE for zstd below Produce v7 or an unknown codec,
+ * UNSUPPORTED_FOR_MESSAGE_FORMAT for magic < 2, MESSAGE_TOO_LARGE above max_batch_bytes,
+ * INVALID_RECORD for empty or inconsistent batches. Reads only batch headers plus the CRC pass. */
+int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
+                              int64_t max_batch_bytes, int *nbatches);
+
+#endif
