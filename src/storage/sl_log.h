@@ -45,7 +45,9 @@ sl_err sl_log_destroy(sl_log *log);
  * `record_count` and `max_timestamp` come from the batch header (the caller parsed them).
  * On success *base_offset is the first offset; bytes are in the page cache, durable once a sync
  * covering sl_log_end_offset() completes. On failure nothing becomes visible: the tail is
- * restored to its previous end (ENOSPC and EIO give SL_ENOSPC / SL_EIO). */
+ * restored to its previous end (ENOSPC and EIO give SL_ENOSPC / SL_EIO). After any fsync of this
+ * log failed, appends return SL_EIO for good (the page cache state is unknown; reopen to recover).
+ * SL_EINVAL for a batch that is not v2 or shorter than its header. */
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset);
 
@@ -73,10 +75,11 @@ sl_err sl_log_max_timestamp(sl_log *log, int64_t *offset, int64_t *ts);
  * The new start offset is persisted (survives restart). SL_ERANGE if offset > end. */
 sl_err sl_log_delete_records(sl_log *log, int64_t offset);
 /* Applies retention.ms / retention.bytes: deletes whole old segments (never the active one).
- * Returns the number of segments deleted in *deleted. */
+ * Returns the number of segments deleted in *deleted. `now_ms` is wall-clock (sl_wall_ms()). */
 sl_err sl_log_enforce_retention(sl_log *log, int64_t now_ms, int *deleted);
 
-/* True when flush.interval.messages or flush.interval.ms say a sync is due. */
+/* True when flush.interval.messages or flush.interval.ms say a sync is due. `now_ms` is
+ * wall-clock (sl_wall_ms()). */
 bool sl_log_flush_due(const sl_log *log, int64_t now_ms);
 
 /* Synchronous fsync of everything appended so far (segments, indexes as needed, directory).
@@ -92,14 +95,18 @@ typedef struct sl_flusher sl_flusher;
 typedef void (*sl_flush_cb)(void *ctx, sl_err result);
 
 /* Starts the flusher thread. Caller owns the result; sl_flusher_free() joins the thread after
- * completing every request already queued. */
+ * completing every request already queued, then runs their callbacks itself (call it on the loop
+ * thread). */
 sl_err sl_flusher_new(sl_flusher **out);
 void sl_flusher_free(sl_flusher *f);
 /* An fd (eventfd) that becomes readable when completions are waiting. */
 int sl_flusher_fd(const sl_flusher *f);
 /* Requests durability of `log` up to its current end offset; `cb(ctx, err)` runs later on the
  * loop thread (from sl_flusher_dispatch), exactly once. If already durable, still runs it from
- * the next dispatch (never re-entrantly). The log must stay open until the callback ran. */
+ * the next dispatch (never re-entrantly; the one exception: if the request cannot be allocated
+ * the sync runs inline and cb runs before this returns). The log should stay open until the
+ * callback ran; closing it earlier is safe (the free is deferred) but the durable offset is not
+ * advanced. */
 void sl_flusher_request(sl_flusher *f, sl_log *log, sl_flush_cb cb, void *ctx);
 /* Runs completed callbacks. Call on the loop thread when sl_flusher_fd() is readable. */
 void sl_flusher_dispatch(sl_flusher *f);

@@ -127,7 +127,7 @@ static int64_t file_size(const char *p) {
     return stat(p, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 /* Base offset of the newest segment file. */
-static int64_t last_seg_base(const model *m, sl_log *log, const char *dir) {
+static int64_t last_seg_base(const model *m, const char *dir) {
     for (int i = m->n - 1; i >= 0; i--) {
         char p[256];
         seg_file(p, sizeof p, dir, m->base[i], ".log");
@@ -319,7 +319,7 @@ SL_TEST(storage_torn_tail_truncated_on_reopen) {
     fill(log, m, 60, 1000, &bad);
     CHECK(!bad);
     sl_log_close(log);
-    int64_t lb = last_seg_base(m, log, dir);
+    int64_t lb = last_seg_base(m, dir);
     char path[256];
     seg_file(path, sizeof path, dir, lb, ".log");
     int64_t sz = file_size(path);
@@ -762,6 +762,37 @@ SL_TEST(storage_fsync_failure_is_sticky) {
     CHECK_EQ(sl_log_durable_offset(log), 0);
     CHECK_EQ(sl_log_sync(log), SL_EIO);
     CHECK_EQ(append_one(log, m, 2, 30, 1), SL_EIO);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Rolls and retention deletions while the flusher thread holds segments: run under TSan too. */
+SL_TEST(storage_flusher_races_with_roll_and_retention) {
+    char *dir = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    c.retention_bytes = 3 * 4096;
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    model *m = model_new();
+    sl_flusher *f;
+    CHECK_EQ(sl_flusher_new(&f), SL_OK);
+    enum { N = 400 };
+    static cb_state st[N];
+    memset(st, 0, sizeof st);
+    for (int i = 0; i < N; i++) {
+        if (m->n == MAXB) m->n = 0; /* the model is only used for appending here */
+        CHECK_EQ(append_one(log, m, 2, 200, i), SL_OK);
+        sl_flusher_request(f, log, on_flushed, &st[i]);
+        int deleted;
+        CHECK_EQ(sl_log_enforce_retention(log, 0, &deleted), SL_OK);
+        if (i % 16 == 0) sl_flusher_dispatch(f);
+    }
+    pump(f, st, N);
+    for (int i = 0; i < N; i++) CHECK_EQ(st[i].calls, 1);
+    CHECK_EQ(sl_log_durable_offset(log), sl_log_end_offset(log));
+    sl_flusher_free(f);
     sl_log_close(log);
     model_free(m);
     rm_rf(dir);
