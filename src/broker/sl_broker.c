@@ -1,5 +1,6 @@
 #include "sl_broker.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         free(b);
         return e;
     }
+    /* Block the stop signals before any thread exists, so every thread inherits the mask and
+     * only the loop's signalfd ever sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
     b->loop = sl_loop_new();
     if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
         snprintf(err, elen, "cannot start the event loop or flusher");
