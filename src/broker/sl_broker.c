@@ -158,6 +158,9 @@ static void on_signal(void *ctx, int signo) {
     if (b->stopping) return;
     b->stopping = true;
     SL_INFO("broker", "stopping", "signal=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* Parked fetches answer now with what they have rather than holding the drain up. */
+    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+        sl_fetch_wake_topic(b, t);
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
 
