@@ -24,7 +24,7 @@ enum {
     SL_BATCH_PRODUCER_EPOCH = 51,
     SL_BATCH_BASE_SEQUENCE = 53,
     SL_BATCH_RECORDS_COUNT = 57,
-    SL_BATCH_HEADER_SIZE = 61,
+    SL_BATCH_V2_HDR_SIZE = 61,
 };
 
 typedef struct sl_batch_hdr {

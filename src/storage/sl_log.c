@@ -174,7 +174,7 @@ static int frame_decode(const uint8_t *p, size_t avail, frame *f) {
     if (sl_get_be32(p + 44) != 0) return -1;
     /* This build writes and reads plaintext only; encrypted frames need the key service. */
     if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0) return -1;
-    if (f->plen < SL_BATCH_HEADER_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
+    if (f->plen < SL_BATCH_V2_HDR_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
     if ((uint64_t)f->flen != (uint64_t)f->hlen + f->plen + f->tlen) return -1;
     if (f->lod < 0 || f->count < 0 || f->base < 0 || f->base > INT64_MAX - f->lod - 1) return -1;
     return 0;
@@ -830,7 +830,7 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
     if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
     for (int i = 0; i < nb; i++) {
-        sl_seg *s;
+        sl_seg *s = NULL;
         if ((e = seg_open(log, bases[i], i == nb - 1, &s)) != SL_OK) goto fail;
         if ((e = segs_push(log, s)) != SL_OK) {
             seg_unref(s);
@@ -847,7 +847,7 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         }
     }
     if (nb == 0) {
-        sl_seg *s;
+        sl_seg *s = NULL;
         if ((e = seg_create(log, ckpt > 0 ? ckpt : 0, &s)) != SL_OK) goto fail;
         if ((e = segs_push(log, s)) != SL_OK) {
             seg_unref(s);
@@ -919,7 +919,7 @@ static sl_seg *active(const sl_log *log) { return log->segs[log->nsegs - 1]; }
 static sl_err roll(sl_log *log) {
     sl_seg *old = active(log);
     bool idx = seg_time_point(old, true); /* Kafka: the final max timestamp goes in on roll */
-    sl_seg *s;
+    sl_seg *s = NULL;
     sl_err e = seg_create(log, old->next, &s);
     if (e) return e;
     if ((e = segs_push(log, s)) != SL_OK) {
@@ -939,7 +939,7 @@ static sl_err roll(sl_log *log) {
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset) {
     if (atomic_load_explicit(&log->sync_failed, memory_order_relaxed)) return SL_EIO;
-    if (len < SL_BATCH_HEADER_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
+    if (len < SL_BATCH_V2_HDR_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
         return SL_EINVAL;
     int32_t lod = (int32_t)sl_get_be32(batch + SL_BATCH_LAST_OFFSET_DELTA);
     if (lod < 0 || record_count < 0) return SL_EINVAL;
