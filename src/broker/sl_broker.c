@@ -21,6 +21,7 @@ static const sl_api_entry k_apis[] = {
     {SL_API_DELETE_TOPICS, 0, 6, sl_h_delete_topics},
     {SL_API_DELETE_RECORDS, 0, 2, sl_h_delete_records},
     {SL_API_DESCRIBE_CONFIGS, 0, 4, sl_h_describe_configs},
+    {SL_API_ALTER_CONFIGS, 0, 2, sl_h_alter_configs},
     {SL_API_CREATE_PARTITIONS, 0, 3, sl_h_create_partitions},
     {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
     {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},

@@ -86,6 +86,7 @@ void sl_h_create_partitions(sl_req *rq);
 void sl_h_delete_records(sl_req *rq);
 void sl_h_describe_configs(sl_req *rq);
 void sl_h_incremental_alter_configs(sl_req *rq);
+void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
 
 /* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */

@@ -290,3 +290,50 @@ void sl_h_describe_cluster(sl_req *rq) {
             (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
     SL_RESPOND(rq, describe_cluster, &resp);
 }
+
+/* AlterConfigs (non-incremental): the configs given become the resource's whole set of
+ * overrides; every other override is removed, as Kafka does. */
+void sl_h_alter_configs(sl_req *rq) {
+    sl_alter_configs_req req;
+    int16_t v = rq->h.api_version;
+    if (sl_alter_configs_req_decode(&rq->body, rq->a, v, &req))
+        return sl_req_fail(rq, "malformed AlterConfigs");
+    sl_alter_configs_resp resp;
+    sl_alter_configs_resp_init(&resp);
+    int32_t n = req.resources_count > 0 ? req.resources_count : 0;
+    resp.responses = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.responses);
+    if (!resp.responses) return sl_req_fail(rq, "out of memory");
+    resp.responses_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        sl_alter_configs_req_resource *r = &req.resources[i];
+        sl_alter_configs_resp_response *o = &resp.responses[i];
+        o->resource_type = r->resource_type;
+        o->resource_name = r->resource_name;
+        o->error_message = SL_STR_NULL;
+        /* Reuse the incremental path: DELETE every override, then SET each given key. */
+        sl_incremental_alter_configs_req_resource ir = {.resource_type = r->resource_type,
+                                                        .resource_name = r->resource_name};
+        int32_t extra = r->resource_type == RES_TOPIC ? SL_TCFG__COUNT : 0;
+        ir.configs =
+            sl_arena_calloc(rq->a, (size_t)(extra + r->configs_count + 1), sizeof *ir.configs);
+        if (!ir.configs) return sl_req_fail(rq, "out of memory");
+        for (int32_t k = 0; k < extra; k++) {
+            ir.configs[ir.configs_count].name = sl_str_c(sl_tcfg_name(k));
+            ir.configs[ir.configs_count].config_operation = 1;
+            ir.configs[ir.configs_count++].value = SL_STR_NULL;
+        }
+        for (int32_t k = 0; k < r->configs_count; k++) {
+            ir.configs[ir.configs_count].name = r->configs[k].name;
+            ir.configs[ir.configs_count].config_operation = 0;
+            ir.configs[ir.configs_count++].value = r->configs[k].value;
+        }
+        sl_str bad = SL_STR_NULL;
+        if (r->resource_type == RES_TOPIC)
+            o->error_code = alter_topic(rq, &ir, req.validate_only, &bad);
+        else if (r->resource_type == RES_BROKER)
+            o->error_code = alter_broker(rq, &ir, req.validate_only, &bad);
+        else
+            o->error_code = SL_KAFKA_INVALID_REQUEST;
+    }
+    SL_RESPOND(rq, alter_configs, &resp);
+}

@@ -1900,6 +1900,70 @@ static void fill_describe_configs_resp(sl_describe_configs_resp *m, sl_arena *a,
     }
 }
 
+static void init_alter_configs_req_config(sl_alter_configs_req_config *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_alter_configs_req_config(sl_alter_configs_req_config *m, sl_arena *a, int16_t v,
+                                          uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->name = sl_tf_str(a, s, false);
+    m->value = sl_tf_str(a, s, true);
+}
+static void init_alter_configs_req_resource(sl_alter_configs_req_resource *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_alter_configs_req_resource(sl_alter_configs_req_resource *m, sl_arena *a,
+                                            int16_t v, uint64_t *s, int d) {
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+    m->configs_count = sl_tf_count(s, false, d);
+    m->configs = m->configs_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->configs_count, sizeof *m->configs)
+                     : NULL;
+    for (int32_t i = 0; i < m->configs_count; i++) {
+        init_alter_configs_req_config(&m->configs[i]);
+        fill_alter_configs_req_config(&m->configs[i], a, v, s, d + 1);
+    }
+}
+static void fill_alter_configs_req(sl_alter_configs_req *m, sl_arena *a, int16_t v, uint64_t *s,
+                                   int d) {
+    m->resources_count = sl_tf_count(s, false, d);
+    m->resources = m->resources_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->resources_count, sizeof *m->resources)
+                       : NULL;
+    for (int32_t i = 0; i < m->resources_count; i++) {
+        init_alter_configs_req_resource(&m->resources[i]);
+        fill_alter_configs_req_resource(&m->resources[i], a, v, s, d + 1);
+    }
+    m->validate_only = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void init_alter_configs_resp_response(sl_alter_configs_resp_response *m) {
+    memset(m, 0, sizeof *m);
+}
+static void fill_alter_configs_resp_response(sl_alter_configs_resp_response *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->resource_type = (int8_t)sl_tf_rnd(s);
+    m->resource_name = sl_tf_str(a, s, false);
+}
+static void fill_alter_configs_resp(sl_alter_configs_resp *m, sl_arena *a, int16_t v, uint64_t *s,
+                                    int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->responses_count = sl_tf_count(s, false, d);
+    m->responses = m->responses_count > 0
+                       ? sl_arena_calloc(a, (size_t)m->responses_count, sizeof *m->responses)
+                       : NULL;
+    for (int32_t i = 0; i < m->responses_count; i++) {
+        init_alter_configs_resp_response(&m->responses[i]);
+        fill_alter_configs_resp_response(&m->responses[i], a, v, s, d + 1);
+    }
+}
+
 static void fill_sasl_authenticate_req(sl_sasl_authenticate_req *m, sl_arena *a, int16_t v,
                                        uint64_t *s, int d) {
     (void)v;
@@ -2492,6 +2556,12 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
         return true;
     case 65:
         fill_describe_configs_resp(m, a, version, seed, 0);
+        return true;
+    case 66:
+        fill_alter_configs_req(m, a, version, seed, 0);
+        return true;
+    case 67:
+        fill_alter_configs_resp(m, a, version, seed, 0);
         return true;
     case 72:
         fill_sasl_authenticate_req(m, a, version, seed, 0);

@@ -38,6 +38,7 @@
 #define SL_API_CREATE_ACLS                     30
 #define SL_API_DELETE_ACLS                     31
 #define SL_API_DESCRIBE_CONFIGS                32
+#define SL_API_ALTER_CONFIGS                   33
 #define SL_API_SASL_AUTHENTICATE               36
 #define SL_API_CREATE_PARTITIONS               37
 #define SL_API_DELETE_GROUPS                   42
@@ -46,7 +47,7 @@
 #define SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS 50
 #define SL_API_ALTER_USER_SCRAM_CREDENTIALS    51
 #define SL_API_DESCRIBE_CLUSTER                60
-#define SL_API_COUNT                           32 /* APIs defined */
+#define SL_API_COUNT                           33 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -1135,6 +1136,44 @@ void sl_describe_configs_resp_init(sl_describe_configs_resp *m);
 sl_err sl_describe_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_configs_resp *out);
 void sl_describe_configs_resp_encode(sl_wr *w, int16_t version, const sl_describe_configs_resp *m);
+
+/* ---- AlterConfigs request, v0-2 ---- */
+typedef struct sl_alter_configs_req_config {
+    sl_str name;
+    sl_str value;
+} sl_alter_configs_req_config;
+typedef struct sl_alter_configs_req_resource {
+    int8_t resource_type;
+    sl_str resource_name;
+    sl_alter_configs_req_config *configs;
+    int32_t configs_count; /* -1: null */
+} sl_alter_configs_req_resource;
+typedef struct sl_alter_configs_req {
+    sl_alter_configs_req_resource *resources;
+    int32_t resources_count; /* -1: null */
+    bool validate_only;
+} sl_alter_configs_req;
+void sl_alter_configs_req_init(sl_alter_configs_req *m);
+sl_err sl_alter_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                   sl_alter_configs_req *out);
+void sl_alter_configs_req_encode(sl_wr *w, int16_t version, const sl_alter_configs_req *m);
+
+/* ---- AlterConfigs response, v0-2 ---- */
+typedef struct sl_alter_configs_resp_response {
+    int16_t error_code;
+    sl_str error_message;
+    int8_t resource_type;
+    sl_str resource_name;
+} sl_alter_configs_resp_response;
+typedef struct sl_alter_configs_resp {
+    int32_t throttle_time_ms;
+    sl_alter_configs_resp_response *responses;
+    int32_t responses_count; /* -1: null */
+} sl_alter_configs_resp;
+void sl_alter_configs_resp_init(sl_alter_configs_resp *m);
+sl_err sl_alter_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                    sl_alter_configs_resp *out);
+void sl_alter_configs_resp_encode(sl_wr *w, int16_t version, const sl_alter_configs_resp *m);
 
 /* ---- SaslAuthenticate request, v0-2 ---- */
 typedef struct sl_sasl_authenticate_req {

@@ -26,6 +26,7 @@ static const sl_api_info g_apis[] = {
     {30, "CreateAcls", 0, 3, 2},
     {31, "DeleteAcls", 0, 3, 2},
     {32, "DescribeConfigs", 0, 4, 4},
+    {33, "AlterConfigs", 0, 2, 2},
     {36, "SaslAuthenticate", 0, 2, 2},
     {37, "CreatePartitions", 0, 3, 2},
     {42, "DeleteGroups", 0, 2, 2},
@@ -86,22 +87,24 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[22];
     case 32:
         return &g_apis[23];
-    case 36:
+    case 33:
         return &g_apis[24];
-    case 37:
+    case 36:
         return &g_apis[25];
-    case 42:
+    case 37:
         return &g_apis[26];
-    case 44:
+    case 42:
         return &g_apis[27];
-    case 47:
+    case 44:
         return &g_apis[28];
-    case 50:
+    case 47:
         return &g_apis[29];
-    case 51:
+    case 50:
         return &g_apis[30];
-    case 60:
+    case 51:
         return &g_apis[31];
+    case 60:
+        return &g_apis[32];
     default:
         return NULL;
     }
@@ -447,6 +450,20 @@ static sl_err dec_describe_configs_resp(sl_rd *r, sl_arena *a, int16_t v, void *
 static void enc_describe_configs_resp(sl_wr *w, int16_t v, const void *m) {
     sl_describe_configs_resp_encode(w, v, m);
 }
+static void init_alter_configs_req(void *m) { sl_alter_configs_req_init(m); }
+static sl_err dec_alter_configs_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_alter_configs_req_decode(r, a, v, m);
+}
+static void enc_alter_configs_req(sl_wr *w, int16_t v, const void *m) {
+    sl_alter_configs_req_encode(w, v, m);
+}
+static void init_alter_configs_resp(void *m) { sl_alter_configs_resp_init(m); }
+static sl_err dec_alter_configs_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_alter_configs_resp_decode(r, a, v, m);
+}
+static void enc_alter_configs_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_alter_configs_resp_encode(w, v, m);
+}
 static void init_sasl_authenticate_req(void *m) { sl_sasl_authenticate_req_init(m); }
 static sl_err dec_sasl_authenticate_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_sasl_authenticate_req_decode(r, a, v, m);
@@ -720,6 +737,12 @@ static const sl_msg_codec g_codecs[][2] = {
          init_describe_configs_resp, dec_describe_configs_resp, enc_describe_configs_resp},
     },
     {
+        {33, false, "AlterConfigsRequest", sizeof(sl_alter_configs_req), init_alter_configs_req,
+         dec_alter_configs_req, enc_alter_configs_req},
+        {33, true, "AlterConfigsResponse", sizeof(sl_alter_configs_resp), init_alter_configs_resp,
+         dec_alter_configs_resp, enc_alter_configs_resp},
+    },
+    {
         {36, false, "SaslAuthenticateRequest", sizeof(sl_sasl_authenticate_req),
          init_sasl_authenticate_req, dec_sasl_authenticate_req, enc_sasl_authenticate_req},
         {36, true, "SaslAuthenticateResponse", sizeof(sl_sasl_authenticate_resp),
@@ -825,22 +848,24 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[22][response];
     case 32:
         return &g_codecs[23][response];
-    case 36:
+    case 33:
         return &g_codecs[24][response];
-    case 37:
+    case 36:
         return &g_codecs[25][response];
-    case 42:
+    case 37:
         return &g_codecs[26][response];
-    case 44:
+    case 42:
         return &g_codecs[27][response];
-    case 47:
+    case 44:
         return &g_codecs[28][response];
-    case 50:
+    case 47:
         return &g_codecs[29][response];
-    case 51:
+    case 50:
         return &g_codecs[30][response];
-    case 60:
+    case 51:
         return &g_codecs[31][response];
+    case 60:
+        return &g_codecs[32][response];
     default:
         return NULL;
     }
