@@ -136,7 +136,7 @@ static void flush_done(void *ctx, sl_err e) {
 
 static void flush_tick(void *ctx) {
     sl_broker *b = ctx;
-    int64_t now = sl_mono_ms();
+    int64_t now = sl_wall_ms(); /* the flush policy compares wall-clock append times */
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++)
             if (sl_log_flush_due(t->parts[i]->log, now))
