@@ -673,9 +673,10 @@ void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx),
     s->done = done;
     s->done_ctx = ctx;
     close_listeners(s);
-    int64_t deadline = now_ms(s) + (deadline_ms > 0 ? deadline_ms : 0);
-    SL_INFO("net", "draining", "connections=%d grace_ms=%lld", s->nconns,
-            (long long)(deadline_ms > 0 ? deadline_ms : 0));
+    if (deadline_ms < 0) deadline_ms = 0;
+    if (deadline_ms > INT64_MAX / 4) deadline_ms = INT64_MAX / 4; /* no overflow below */
+    int64_t deadline = now_ms(s) + deadline_ms;
+    SL_INFO("net", "draining", "connections=%d grace_ms=%lld", s->nconns, (long long)deadline_ms);
     for (sl_conn *c = s->conns; c; c = c->next) {
         if (!c->closing || c->close_deadline > deadline) c->close_deadline = deadline;
         if (!c->closing) snprintf(c->why, sizeof c->why, "server draining");

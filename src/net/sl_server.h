@@ -56,7 +56,9 @@ sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int po
  * server). `deadline_ms` is the grace period, relative to now (e.g. 30000); <= 0 closes at
  * once. A second call while draining is ignored. */
 void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx), void *ctx);
-/* Closes listeners and connections immediately and frees. Pendings completed later are freed. */
+/* Closes listeners and connections immediately (on_close runs for each) and frees. Pendings
+ * completed later only free their arena. Call before sl_loop_free() and not from inside a
+ * server callback other than the drain's done. */
 void sl_server_free(sl_server *s);
 int sl_server_conn_count(const sl_server *s);
 

@@ -28,13 +28,13 @@ SL_TEST(loop_timers_fire_in_order_and_cancel) {
     timer_arg args[6];
     int64_t delays[6] = {30, 10, 20, 10, 40, 5};
     sl_timer *t[6];
+    int64_t start = sl_mono_ms();
     for (int i = 0; i < 6; i++) {
         args[i] = (timer_arg){&log, i};
         t[i] = sl_timer_start(l, delays[i], on_timer, &args[i]);
         CHECK(t[i]);
     }
     sl_timer_cancel(l, t[2]);
-    int64_t start = sl_mono_ms();
     while (log.n < 5 && sl_mono_ms() - start < 2000) sl_loop_run_once(l, 100);
     int64_t took = sl_mono_ms() - start;
     sl_loop_free(l);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,7 +14,9 @@
 #include "net/sl_server.h"
 #include "sl_test.h"
 
-enum { M_ECHO, M_DEFER_FIRST, M_HOLD };
+enum { M_ECHO, M_DEFER_FIRST, M_HOLD, M_BIG };
+
+#define BIG_RESPONSE (1 << 20)
 
 typedef struct {
     sl_pending *p;
@@ -45,11 +48,14 @@ static void respond_reversed(sl_pending *p, sl_arena *a, const uint8_t *f, size_
     sl_pending_respond(p, out, len);
 }
 
+/* Responding may make the server read and hold more requests, so work on a copy. */
 static void respond_held(void *ctx) {
     env *e = ctx;
-    for (int i = 0; i < e->nheld; i++)
-        respond_reversed(e->held[i].p, e->held[i].a, e->held[i].f, e->held[i].len);
+    held_req copy[64];
+    int n = e->nheld;
+    memcpy(copy, e->held, (size_t)n * sizeof *copy);
     e->nheld = 0;
+    for (int i = 0; i < n; i++) respond_reversed(copy[i].p, copy[i].a, copy[i].f, copy[i].len);
 }
 
 static void on_req(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *f,
@@ -59,6 +65,12 @@ static void on_req(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint
     if (e->mode == M_HOLD || (e->mode == M_DEFER_FIRST && e->requests == 1)) {
         if (e->nheld < 64) e->held[e->nheld++] = (held_req){p, a, f, len};
         if (e->mode == M_DEFER_FIRST) sl_timer_start(e->l, 30, respond_held, e);
+        return;
+    }
+    if (e->mode == M_BIG) {
+        uint8_t *out = sl_arena_alloc(a, BIG_RESPONSE);
+        memset(out, (uint8_t)e->requests, BIG_RESPONSE);
+        sl_pending_respond(p, out, BIG_RESPONSE);
         return;
     }
     if (len == 4 && !memcmp(f, "auth", 4)) sl_conn_set_authenticated(c);
@@ -565,4 +577,93 @@ SL_TEST(server_ipv6_loopback_and_peer_format) {
     CHECK(bad == SL_ECONFIG);
     if (err != SL_OK) return; /* no IPv6 on this host */
     CHECK(port > 0);
+}
+
+SL_TEST(server_max_inflight_pauses_reading) {
+    sl_server_config cfg = default_cfg;
+    cfg.max_inflight = 4;
+    env e;
+    CHECK(env_init(&e, &cfg, M_HOLD));
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    char names[10][8];
+    bool sent = true;
+    for (int i = 0; i < 10; i++) {
+        snprintf(names[i], sizeof names[i], "f%d", i);
+        sent = sent && send_frame(&e, fd, names[i]);
+    }
+    RUN_UNTIL(&e, e.nheld == 4, 2000);
+    RUN_UNTIL(&e, false, 50);
+    int paused_at = e.requests;
+    /* Answers free slots and reading resumes from the bytes already buffered. */
+    for (int round = 0; round < 5 && e.requests < 10; round++) {
+        respond_held(&e);
+        RUN_UNTIL(&e, e.nheld > 0, 1000);
+    }
+    respond_held(&e);
+    bool ok = true;
+    for (int i = 0; i < 10 && ok; i++) ok = expect_reversed(&e, fd, names[i]);
+    close(fd);
+    int reqs = e.requests;
+    env_free(&e);
+    CHECK(sent);
+    CHECK_EQ(paused_at, 4);
+    CHECK_EQ(reqs, 10);
+    CHECK(ok);
+}
+
+SL_TEST(server_unsent_output_pauses_reading) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_BIG));
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    enum { N = 40 };
+    bool sent = true;
+    for (int i = 0; i < N; i++) sent = sent && send_frame(&e, fd, "b");
+    /* The client reads nothing: the socket buffers fill, then unsent output stops reading. */
+    RUN_UNTIL(&e, false, 300);
+    int paused_at = e.requests;
+    static uint8_t body[BIG_RESPONSE];
+    int good = 0;
+    for (int i = 0; i < N; i++) {
+        uint8_t hdr[4];
+        if (client_recv(&e, fd, hdr, 4) != 4 || hdr[0] || hdr[1] != 0x10 || hdr[2] || hdr[3]) break;
+        if (client_recv(&e, fd, body, BIG_RESPONSE) != BIG_RESPONSE) break;
+        if (body[0] != (uint8_t)(i + 1) || body[BIG_RESPONSE - 1] != (uint8_t)(i + 1)) break;
+        good++;
+    }
+    close(fd);
+    env_free(&e);
+    CHECK(sent);
+    CHECK(paused_at < N);
+    CHECK_EQ(good, N);
+}
+
+SL_TEST(server_emfile_pauses_accept_without_spinning) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_ECHO));
+    int fd = client_connect(e.port); /* waits in the backlog */
+    CHECK(fd >= 0);
+    struct rlimit old, low;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int probe = dup(fd); /* the fd number accept would get */
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe;
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    int iters = 0;
+    int64_t t0 = sl_mono_ms();
+    while (sl_mono_ms() - t0 < 250) {
+        sl_loop_run_once(e.l, 50);
+        iters++;
+    }
+    int opens_low = e.opens;
+    setrlimit(RLIMIT_NOFILE, &old);
+    RUN_UNTIL(&e, e.opens == 1, 2000);
+    bool ok = send_frame(&e, fd, "after") && expect_reversed(&e, fd, "after");
+    close(fd);
+    env_free(&e);
+    CHECK_EQ(opens_low, 0);
+    CHECK(iters < 40);
+    CHECK(ok);
 }
