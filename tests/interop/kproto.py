@@ -564,3 +564,105 @@ def describe_cluster(conn):
     r.i32()
     r.tags()
     return out
+
+
+# IncrementalAlterConfigs v0-v1, DescribeConfigs v1-v4 -----------------------------------------
+
+RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
+OP_SET, OP_DELETE = 0, 1
+
+
+def incremental_alter_configs(conn, resource_type, name, configs, validate_only=False):
+    """configs: [(key, op, value)]. Returns [(error_code, message, resource_type, name)]."""
+    v = conn.need(INCREMENTAL_ALTER_CONFIGS, range(0, 2))
+    flex = v >= 1
+    arr = Writer.carray if flex else Writer.array
+    s = Writer.cstring if flex else Writer.string
+
+    def cfg(ww, item):
+        s(ww, item[0])
+        ww.i8(item[1])
+        s(ww, item[2])
+        if flex:
+            ww.tags()
+
+    def res(ww, _):
+        ww.i8(resource_type)
+        s(ww, name)
+        arr(ww, configs, cfg)
+        if flex:
+            ww.tags()
+    w = Writer()
+    arr(w, [0], res)
+    w.bool(validate_only)
+    if flex:
+        w.tags()
+    r = conn.call(INCREMENTAL_ALTER_CONFIGS, v, w.bytes(), flexible=flex)
+    r.i32()
+    rs = Reader.cstring if flex else Reader.string
+
+    def rres(rr):
+        out = (rr.i16(), rs(rr), rr.i8(), rs(rr))
+        if flex:
+            rr.tags()
+        return out
+    return (Reader.carray if flex else Reader.array)(r, rres) or []
+
+
+def describe_configs(conn, resource_type, name, keys=None):
+    """Returns (error_code, {key: value})."""
+    v = conn.need(DESCRIBE_CONFIGS, range(1, 5))
+    flex = v >= 4
+    arr = Writer.carray if flex else Writer.array
+    s = Writer.cstring if flex else Writer.string
+
+    def res(ww, _):
+        ww.i8(resource_type)
+        s(ww, name)
+        arr(ww, keys, lambda w2, k: s(w2, k))
+        if flex:
+            ww.tags()
+    w = Writer()
+    arr(w, [0], res)
+    w.bool(False)  # include_synonyms
+    if v >= 3:
+        w.bool(False)  # include_documentation
+    if flex:
+        w.tags()
+    r = conn.call(DESCRIBE_CONFIGS, v, w.bytes(), flexible=flex)
+    r.i32()
+    rarr = Reader.carray if flex else Reader.array
+    rs = Reader.cstring if flex else Reader.string
+
+    def syn(rr):
+        out = (rs(rr), rs(rr), rr.i8())
+        if flex:
+            rr.tags()
+        return out
+
+    def cfg(rr):
+        k, val = rs(rr), rs(rr)
+        rr.bool()
+        rr.i8()
+        rr.bool()
+        rarr(rr, syn)
+        if v >= 3:
+            rr.i8()
+            rs(rr)
+        if flex:
+            rr.tags()
+        return k, val
+
+    def rres(rr):
+        err = rr.i16()
+        rs(rr)
+        rr.i8()
+        rs(rr)
+        cfgs = rarr(rr, cfg) or []
+        if flex:
+            rr.tags()
+        return err, dict(cfgs)
+    results = rarr(r, rres) or []
+    if not results:
+        raise ProtoError("DescribeConfigs answer has no result")
+    return results[0]

@@ -1,0 +1,236 @@
+"""Hostile and malformed input over raw sockets. After every case the broker (ASan+UBSan build)
+must still be running and answer ApiVersions on a fresh connection; the fixture's teardown fails
+the test if the sanitizers printed anything or the broker does not exit cleanly on SIGTERM."""
+import random
+import socket
+import struct
+
+import pytest
+
+import kproto as kp
+from kproto import Conn, Writer, frame, request_header
+
+
+def assert_healthy(broker):
+    assert broker.alive(), f"broker died\n{broker.log_tail()}"
+    with Conn(broker.bootstrap) as c:
+        err, keys = kp.api_versions(c, 0)
+        assert err == kp.NONE, f"ApiVersions v0 error {err}"
+        assert kp.API_VERSIONS in keys and keys[kp.API_VERSIONS][1] >= 3, keys
+        err3, keys3 = kp.api_versions(c, 3)
+        assert err3 == kp.NONE and keys3 == keys, "ApiVersions v3 differs from v0"
+    assert broker.alive(), f"broker died\n{broker.log_tail()}"
+
+
+def closes_or_answers(conn, corr=None, timeout=10.0):
+    """Waits for the broker to either close the connection or answer `corr`; returns "closed" or
+    "answered". Fails if it does neither within `timeout` seconds."""
+    conn.sock.settimeout(timeout)
+    try:
+        payload = conn.recv_frame()
+    except socket.timeout:
+        pytest.fail(f"broker neither answered nor closed within {timeout}s")
+    if payload is None:
+        return "closed"
+    got = struct.unpack(">i", payload[:4])[0]
+    if corr is not None:
+        assert got == corr, f"answer with correlation id {got}, expected {corr}"
+    return "answered"
+
+
+def test_healthy_baseline(broker):
+    assert_healthy(broker)
+
+
+def test_truncated_frame_then_close(broker):
+    hdr = request_header(kp.API_VERSIONS, 0, 1)
+    for cut in (1, 3, 4, 5, 8, len(hdr) - 1):
+        full = frame(hdr)
+        with Conn(broker.bootstrap) as c:
+            c.send_raw(full[:cut])
+    assert_healthy(broker)
+
+
+def test_size_prefix_larger_than_data_then_close(broker):
+    body = request_header(kp.API_VERSIONS, 0, 1)
+    with Conn(broker.bootstrap) as c:
+        c.send_raw(struct.pack(">i", 1000) + body)
+    with Conn(broker.bootstrap) as c:
+        c.send_raw(struct.pack(">i", 50_000) + body + b"\0" * 20_000)
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("size", [-1, -2, -(2**31), 2**31 - 1, 200 * 1024 * 1024, 104857601])
+def test_bad_frame_size_closes(broker, size):
+    """Negative sizes and sizes over socket.request.max.bytes (100 MiB by default): the broker
+    must close the connection without trying to buffer the frame."""
+    with Conn(broker.bootstrap) as c:
+        c.send_raw(struct.pack(">i", size) + request_header(kp.API_VERSIONS, 0, 1))
+        assert c.closed_by_peer(10), f"connection with frame size {size} not closed"
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 7])
+def test_frame_shorter_than_header(broker, size):
+    with Conn(broker.bootstrap) as c:
+        c.send_raw(struct.pack(">i", size) + b"\x00" * size)
+        closes_or_answers(c)
+    assert_healthy(broker)
+
+
+def metadata_v1_with_count(count):
+    return Writer().i32(count).raw(b"\x00\x03abc").bytes()
+
+
+@pytest.mark.parametrize("count", [-2, -1000, -(2**31)])
+def test_negative_array_count(broker, count):
+    """Metadata v1 topics = -1 means "all topics"; other negative counts are malformed."""
+    with Conn(broker.bootstrap) as c:
+        corr = c.send_request(kp.METADATA, 1, metadata_v1_with_count(count))
+        closes_or_answers(c, corr)
+    with Conn(broker.bootstrap) as c:
+        # Produce v3: negative topic count, then negative partition count.
+        body = Writer().string(None).i16(1).i32(1000).i32(count).bytes()
+        corr = c.send_request(kp.PRODUCE, 3, body)
+        closes_or_answers(c, corr)
+    with Conn(broker.bootstrap) as c:
+        body = Writer().string(None).i16(1).i32(1000).i32(1).string("t").i32(count).bytes()
+        corr = c.send_request(kp.PRODUCE, 3, body)
+        closes_or_answers(c, corr)
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("count", [2**31 - 1, 1 << 24, 5000])
+def test_huge_array_count_in_small_frame(broker, count):
+    cases = [
+        (kp.METADATA, 1, metadata_v1_with_count(count), False),
+        (kp.PRODUCE, 3, Writer().string(None).i16(1).i32(1000).i32(count).bytes(), False),
+        (kp.PRODUCE, 3, Writer().string(None).i16(1).i32(1000).i32(1).string("t").i32(count)
+         .bytes(), False),
+        # Flexible: compact array count as a uvarint (count + 1).
+        (kp.METADATA, 12, Writer().uvarint(count + 1).bytes(), True),
+        # ApiVersions v3 with a client software name claiming `count` bytes.
+        (kp.API_VERSIONS, 3, Writer().uvarint(count + 1).raw(b"x").bytes(), True),
+        # ListOffsets v1: topics then partitions counts.
+        (kp.LIST_OFFSETS, 1, Writer().i32(-1).i32(count).bytes(), False),
+        (kp.FETCH, 4, Writer().i32(-1).i32(100).i32(1).i32(1 << 20).i8(0).i32(count).bytes(),
+         False),
+    ]
+    for key, ver, body, flex in cases:
+        with Conn(broker.bootstrap) as c:
+            corr = c.send_request(key, ver, body, flexible=flex)
+            closes_or_answers(c, corr)
+        assert broker.alive(), f"broker died on api {key} v{ver} count {count}\n" \
+            f"{broker.log_tail()}"
+    assert_healthy(broker)
+
+
+def test_overlong_uvarint(broker):
+    with Conn(broker.bootstrap) as c:
+        corr = c.send_request(kp.METADATA, 12, b"\xff" * 12, flexible=True)
+        closes_or_answers(c, corr)
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("api_key", [999, 32767, -1, -32768, 1000])
+def test_unknown_api_key(broker, api_key):
+    with Conn(broker.bootstrap) as c:
+        corr = c.send_request(api_key, 0, b"\x00" * 16)
+        closes_or_answers(c, corr)
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("version", [4, 5, 100, 32767, -1])
+def test_api_versions_unsupported_version(broker, version):
+    """Kafka's contract: an ApiVersions request with a version the broker does not know gets
+    UNSUPPORTED_VERSION (35) with a v0 body that still lists the supported versions, so the
+    client can retry with one of them."""
+    with Conn(broker.bootstrap) as c:
+        top = c.versions()[kp.API_VERSIONS][1]
+        if version <= top and version >= 0:
+            pytest.skip(f"broker supports ApiVersions v{version}")
+        # v3-style body: a broker must not need to parse it to answer.
+        corr = c.send_request(kp.API_VERSIONS, version, kp.api_versions_body(3))
+        payload = c.recv_frame()
+        assert payload is not None, "broker closed instead of answering UNSUPPORTED_VERSION"
+        r = kp.Reader(payload)
+        assert r.i32() == corr
+        err, keys = kp.parse_api_versions(r, 0)
+        assert err == kp.UNSUPPORTED_VERSION, f"error {err}, expected 35"
+        assert kp.API_VERSIONS in keys, f"v0 body lists no ApiVersions entry: {keys}"
+        assert keys[kp.API_VERSIONS][0] == 0
+        # The connection stays usable for a supported version.
+        err2, _ = kp.api_versions(c, 0)
+        assert err2 == kp.NONE
+    assert_healthy(broker)
+
+
+def test_unsupported_version_of_other_api(broker):
+    """Metadata v9999: Kafka closes the connection; an error answer is also acceptable."""
+    with Conn(broker.bootstrap) as c:
+        corr = c.send_request(kp.METADATA, 9999, metadata_v1_with_count(0))
+        closes_or_answers(c, corr)
+    assert_healthy(broker)
+
+
+@pytest.mark.parametrize("garbage", [b"\xff" * 64, b"\x00\x00\x00\x08" + b"\x07" * 8,
+                                     b"\x7f\xff\xff\xff" + b"junk", bytes(range(256))])
+def test_valid_request_then_garbage(broker, garbage):
+    with Conn(broker.bootstrap) as c:
+        corr = c.corr = 41
+        c.send_raw(frame(request_header(kp.API_VERSIONS, 0, corr + 1)) + garbage)
+        payload = c.recv_frame()
+        assert payload is not None, "no answer to the valid request that preceded the garbage"
+        r = kp.Reader(payload)
+        assert r.i32() == corr + 1
+        err, keys = kp.parse_api_versions(r, 0)
+        assert err == kp.NONE and kp.API_VERSIONS in keys
+        # Whatever the garbage decodes to, the broker must close or answer, not hang or crash.
+        c.sock.settimeout(10)
+        try:
+            while c.recv_frame() is not None:
+                pass
+        except (socket.timeout, kp.ProtoError):
+            pass
+    assert_healthy(broker)
+
+
+@pytest.mark.timeout_s(120)
+def test_random_frames(broker):
+    """A few hundred seeded random requests for each advertised API: random bodies, and valid
+    headers followed by random bytes; the broker may answer or close but must survive."""
+    rnd = random.Random(1234)
+    with Conn(broker.bootstrap) as c:
+        versions = c.versions()
+    sent = 0
+    for key, (lo, hi) in sorted(versions.items()):
+        for _ in range(12):
+            ver = rnd.randint(lo, hi)
+            body = rnd.randbytes(rnd.choice([0, 1, 5, 17, 64, 300]))
+            flex = rnd.random() < 0.5
+            try:
+                with Conn(broker.bootstrap, timeout=10) as c:
+                    c.send_request(key, ver, body, flexible=flex)
+                    c.sock.settimeout(10)
+                    c.recv_frame()
+            except (socket.timeout, OSError, kp.ProtoError) as e:
+                if isinstance(e, socket.timeout):
+                    pytest.fail(f"api {key} v{ver}: no answer and no close within 10s")
+            sent += 1
+        assert broker.alive(), f"broker died on api {key}\n{broker.log_tail()}"
+    assert sent > 0
+    assert_healthy(broker)
+
+
+def test_many_half_open_connections(broker):
+    socks = []
+    try:
+        for i in range(50):
+            s = socket.create_connection(kp.split_host_port(broker.bootstrap), timeout=5)
+            s.sendall(struct.pack(">i", 64) + b"\x00" * (i % 30))
+            socks.append(s)
+        assert_healthy(broker)
+    finally:
+        for s in socks:
+            s.close()
+    assert_healthy(broker)
