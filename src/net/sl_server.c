@@ -573,6 +573,62 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
     return s;
 }
 
+static int sa_port(const struct sockaddr_storage *ss) {
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static void sa_set_port(struct sockaddr_storage *ss, int port) {
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+/* A bound, listening, non-blocking socket, or -1 with errno set. */
+static int bind_one(const struct sockaddr_storage *sa, socklen_t len, bool v6only) {
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (v6only) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)sa, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Takes ownership of `fd`. */
+static sl_err add_listener(sl_server *s, const char *name, int fd) {
+    sl_listener *l = calloc(1, sizeof *l);
+    char *nm = strdup(name);
+    sl_listener **nls = realloc(s->ls, (s->nls + 1) * sizeof *nls);
+    if (nls) s->ls = nls;
+    sl_err e = (!l || !nm || !nls) ? SL_ENOMEM : SL_OK;
+    if (!e) {
+        l->s = s;
+        l->fd = fd;
+        l->name = nm;
+        if (!s->accept_paused) e = sl_loop_watch(s->loop, fd, SL_EV_READ, listener_io, l);
+    }
+    if (e) {
+        free(l);
+        free(nm);
+        close(fd);
+        return e;
+    }
+    s->ls[s->nls++] = l;
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof ss;
+    char addr[80] = "?";
+    if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0) format_peer(&ss, addr, sizeof addr);
+    SL_INFO("net", "listening", "listener=%s address=%s", name, addr);
+    return SL_OK;
+}
+
 sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
                         int *bound_port) {
     if (s->draining) return SL_ESTATE;
@@ -589,59 +645,41 @@ sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int po
                  host ? host : "", gai_strerror(gai));
         return SL_ECONFIG;
     }
-    int fd = -1, err = 0;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    /* Every address the host resolves to ("localhost" is often ::1 and 127.0.0.1; an empty
+     * host is :: and 0.0.0.0), on one port, so clients reach it whichever address they try.
+     * With several, IPv6 sockets are v6-only so the IPv4 bind does not collide. Addresses
+     * after the first that fail (no IPv6 on the host, duplicates) are skipped. */
+    int naddr = 0, nbound = 0, err = 0, real_port = port;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) naddr++;
+    sl_err e = SL_OK;
+    for (struct addrinfo *ai = res; ai && !e; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        struct sockaddr_storage sa;
+        memset(&sa, 0, sizeof sa);
+        memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+        sa_set_port(&sa, real_port);
+        int fd = bind_one(&sa, ai->ai_addrlen, ai->ai_family == AF_INET6 && naddr > 1);
         if (fd < 0) {
             err = errno;
             continue;
         }
-        int one = 1;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
+        if (nbound == 0) {
+            struct sockaddr_storage ss;
+            socklen_t slen = sizeof ss;
+            if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0) real_port = sa_port(&ss);
         }
+        e = add_listener(s, name, fd);
+        if (!e) nbound++;
     }
     freeaddrinfo(res);
-    if (fd < 0) {
+    if (e) return e;
+    if (nbound == 0) {
         SL_ERROR("net", "cannot listen", "listener=%s host=%s port=%d error=\"%s\"", name,
-                 host ? host : "", port, strerror(err));
+                 host ? host : "", port, strerror(err ? err : EAFNOSUPPORT));
         return SL_ECONFIG;
     }
-    struct sockaddr_storage ss;
-    socklen_t slen = sizeof ss;
-    int real_port = port;
-    if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
-        real_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-    sl_listener *l = calloc(1, sizeof *l);
-    char *nm = strdup(name);
-    sl_listener **nls = realloc(s->ls, (s->nls + 1) * sizeof *nls);
-    if (nls) s->ls = nls;
-    if (!l || !nm || !nls) {
-        free(l);
-        free(nm);
-        close(fd);
-        return SL_ENOMEM;
-    }
-    l->s = s;
-    l->fd = fd;
-    l->name = nm;
-    if (!s->accept_paused) {
-        sl_err e = sl_loop_watch(s->loop, fd, SL_EV_READ, listener_io, l);
-        if (e != SL_OK) {
-            free(l);
-            free(nm);
-            close(fd);
-            return e;
-        }
-    }
-    s->ls[s->nls++] = l;
-    char addr[80];
-    format_peer(&ss, addr, sizeof addr);
-    SL_INFO("net", "listening", "listener=%s address=%s", name, addr);
     if (bound_port) *bound_port = real_port;
     return SL_OK;
 }

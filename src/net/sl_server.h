@@ -47,7 +47,9 @@ typedef struct sl_server_handlers {
 /* Caller owns the server. `cfg` and `h` are copied. */
 sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_server_handlers *h);
 /* Binds and listens (SO_REUSEADDR, non-blocking). `name` is the listener name (e.g. PLAINTEXT).
- * port 0 picks a free port; *bound_port (if non-NULL) gets the real one. */
+ * `host` may be a name or literal; every address it resolves to is bound (NULL or "": all
+ * interfaces). port 0 picks a free port; *bound_port (if non-NULL) gets the real one.
+ * SL_ECONFIG if it does not resolve or nothing could be bound. */
 sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
                         int *bound_port);
 /* Stops accepting and reading new requests; when every accepted request has been answered and

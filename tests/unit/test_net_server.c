@@ -667,3 +667,33 @@ SL_TEST(server_emfile_pauses_accept_without_spinning) {
     CHECK(iters < 40);
     CHECK(ok);
 }
+
+static void listen_and_echo(const char *host, int *failed) {
+    sl_loop *l = sl_loop_new();
+    env e;
+    memset(&e, 0, sizeof e);
+    e.l = l;
+    sl_server_handlers h = {.app = &e, .on_request = on_req};
+    e.s = sl_server_new(l, &default_cfg, &h);
+    sl_err err = sl_server_listen(e.s, "PLAINTEXT", host, 0, &e.port);
+    int fd = err == SL_OK ? client_connect(e.port) : -1;
+    bool ok = fd >= 0 && send_frame(&e, fd, "lo") && expect_reversed(&e, fd, "lo");
+    if (fd >= 0) close(fd);
+    sl_server_free(e.s);
+    sl_loop_free(l);
+    *failed = err != SL_OK || !ok;
+}
+
+SL_TEST(server_localhost_reachable_over_ipv4) {
+    int f = 0;
+    listen_and_echo("localhost", &f);
+    CHECK(!f);
+}
+
+SL_TEST(server_all_interfaces_reachable_over_ipv4) {
+    int f = 0;
+    listen_and_echo("", &f);
+    CHECK(!f);
+    listen_and_echo("0.0.0.0", &f);
+    CHECK(!f);
+}
