@@ -36,7 +36,9 @@ typedef struct sl_server_handlers {
      * sl_pending_noreply() for `p`, now or later (even if the connection closed meanwhile). */
     void (*on_request)(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
                        size_t len);
-    /* Called once when the connection is closed; pendings may still be completed afterwards. */
+    /* Called once when the connection is closed; pendings may still be completed afterwards
+     * (sl_pending_conn() then returns NULL). Drop every pointer to `c` here: its memory is
+     * released when control returns to the loop. */
     void (*on_close)(void *app, sl_conn *c);
     /* Optional. Called once per accepted connection before any byte is read, e.g. to call
      * sl_conn_set_authenticated() on listeners without authentication (so the pre-auth cap does
@@ -66,7 +68,9 @@ int sl_server_conn_count(const sl_server *s);
 
 /* Queues `len` bytes (response header + body, without the size prefix, which this adds) as the
  * response to `p`. `data` must stay valid until the arena of `p` is freed (allocate it there).
- * Frees p's arena once the bytes are written or the connection is gone. */
+ * Frees p's arena once the bytes are written or the connection is gone; `p` is invalid after
+ * this call. Callable from inside on_request (written when it returns) or any later loop
+ * callback; never twice, and only on the loop thread. */
 void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len);
 /* Completes `p` with no response (acks=0) and frees its arena. */
 void sl_pending_noreply(sl_pending *p);
@@ -74,7 +78,9 @@ void sl_pending_noreply(sl_pending *p);
 sl_conn *sl_pending_conn(const sl_pending *p);
 
 /* Closes the connection after the responses already queued ahead of the close are flushed
- * (`flush`=true) or at once. `why` goes to the log. */
+ * (`flush`=true) or at once. With flush, reading stops at once and the close happens when the
+ * queue is empty, or after 5 s if a request is never completed. `why` goes to the log (copied).
+ * `c` stays valid until control returns to the loop, so calling this twice is harmless. */
 void sl_conn_close(sl_conn *c, bool flush, const char *why);
 void sl_conn_set_authenticated(sl_conn *c);
 /* Application data attached to the connection (e.g. the session); not owned. */

@@ -14,7 +14,7 @@
 #include "net/sl_server.h"
 #include "sl_test.h"
 
-enum { M_ECHO, M_DEFER_FIRST, M_HOLD, M_BIG };
+enum { M_ECHO, M_DEFER_FIRST, M_HOLD, M_BIG, M_RANDOM };
 
 #define BIG_RESPONSE (1 << 20)
 
@@ -58,6 +58,11 @@ static void respond_held(void *ctx) {
     for (int i = 0; i < n; i++) respond_reversed(copy[i].p, copy[i].a, copy[i].f, copy[i].len);
 }
 
+static void respond_one(void *ctx) {
+    held_req h = *(held_req *)ctx; /* lives in the arena the response may free */
+    respond_reversed(h.p, h.a, h.f, h.len);
+}
+
 static void on_req(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *f,
                    size_t len) {
     env *e = app;
@@ -71,6 +76,13 @@ static void on_req(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint
         uint8_t *out = sl_arena_alloc(a, BIG_RESPONSE);
         memset(out, (uint8_t)e->requests, BIG_RESPONSE);
         sl_pending_respond(p, out, BIG_RESPONSE);
+        return;
+    }
+    if (e->mode == M_RANDOM && len > 0 && f[0] == 'd') {
+        /* Complete later, after a delay taken from the frame, so completion order is mixed. */
+        held_req *h = sl_arena_alloc(a, sizeof *h);
+        *h = (held_req){p, a, f, len};
+        sl_timer_start(e->l, len > 1 ? f[1] % 16 : 0, respond_one, h);
         return;
     }
     if (len == 4 && !memcmp(f, "auth", 4)) sl_conn_set_authenticated(c);
@@ -696,4 +708,71 @@ SL_TEST(server_all_interfaces_reachable_over_ipv4) {
     CHECK(!f);
     listen_and_echo("0.0.0.0", &f);
     CHECK(!f);
+}
+
+static uint32_t rnd(uint32_t *st) {
+    *st ^= *st << 13, *st ^= *st >> 17, *st ^= *st << 5;
+    return *st;
+}
+
+SL_TEST(server_randomized_pipeline_stays_in_order) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_RANDOM));
+    e.open_authenticates = true;
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    enum { N = 400 };
+    /* SL_NET_SEED reproduces or varies the run. */
+    const char *seed = getenv("SL_NET_SEED");
+    uint32_t st = seed ? (uint32_t)strtoul(seed, NULL, 10) | 1u : 0x9e3779b9u;
+    size_t out_cap = 0, exp_cap = 0;
+    size_t sizes[N];
+    for (int i = 0; i < N; i++) {
+        uint32_t r = rnd(&st) % 10;
+        sizes[i] = r < 6   ? rnd(&st) % 200
+                   : r < 9 ? 200 + rnd(&st) % 20000
+                           : 20000 + rnd(&st) % 180000;
+        out_cap += 4 + sizes[i];
+    }
+    uint8_t *out = malloc(out_cap), *exp = malloc(out_cap), *got = malloc(out_cap);
+    size_t out_len = 0, exp_len = 0;
+    for (int i = 0; i < N; i++) {
+        uint8_t *f = out + out_len + 4;
+        for (size_t k = 0; k < sizes[i]; k++) f[k] = (uint8_t)rnd(&st);
+        uint32_t kind = rnd(&st) % 20;
+        if (sizes[i] > 0) f[0] = kind < 6 ? 'd' : kind < 9 ? 'n' : 'x';
+        out_len += put_frame(out + out_len, f, sizes[i]);
+        if (sizes[i] > 0 && f[0] == 'n') continue;
+        uint8_t *x = exp + exp_len;
+        x[0] = (uint8_t)(sizes[i] >> 24), x[1] = (uint8_t)(sizes[i] >> 16);
+        x[2] = (uint8_t)(sizes[i] >> 8), x[3] = (uint8_t)sizes[i];
+        for (size_t k = 0; k < sizes[i]; k++) x[4 + k] = f[sizes[i] - 1 - k];
+        exp_len += 4 + sizes[i];
+    }
+    exp_cap = exp_len;
+    size_t sent = 0, recvd = 0;
+    int64_t deadline = sl_mono_ms() + 20000;
+    while ((sent < out_len || recvd < exp_cap) && sl_mono_ms() < deadline) {
+        bool progress = false;
+        if (sent < out_len) {
+            size_t chunk = 1 + rnd(&st) % 65536;
+            if (chunk > out_len - sent) chunk = out_len - sent;
+            ssize_t n = send(fd, out + sent, chunk, MSG_NOSIGNAL);
+            if (n > 0) sent += (size_t)n, progress = true;
+        }
+        ssize_t n = recv(fd, got + recvd, exp_cap - recvd + 1, 0);
+        if (n > 0) recvd += (size_t)n, progress = true;
+        if (n == 0) break;
+        sl_loop_run_once(e.l, progress ? 0 : 5);
+    }
+    bool same = recvd == exp_cap && memcmp(got, exp, exp_cap) == 0;
+    close(fd);
+    RUN_UNTIL(&e, e.closes == 1, 2000);
+    free(out), free(exp), free(got);
+    int reqs = e.requests;
+    env_free(&e);
+    CHECK_EQ(sent, out_len);
+    CHECK_EQ(recvd, exp_cap);
+    CHECK(same);
+    CHECK_EQ(reqs, N);
 }
