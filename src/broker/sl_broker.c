@@ -85,6 +85,18 @@ static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const 
     rq->p = p;
     rq->a = a;
     rq->body = sl_rd_init(frame, len);
+    /* An ApiVersions request above our range is answered from its first 8 bytes alone: its
+     * header layout is whatever the newer version says, which we cannot know. */
+    if (len >= 8 && sl_get_be16(frame) == SL_API_API_VERSIONS &&
+        ((int16_t)sl_get_be16(frame + 2) > sl_broker_api(SL_API_API_VERSIONS)->max ||
+         (int16_t)sl_get_be16(frame + 2) < 0)) {
+        rq->h.api_key = SL_API_API_VERSIONS;
+        rq->h.api_version = (int16_t)sl_get_be16(frame + 2);
+        rq->h.correlation_id = (int32_t)sl_get_be32(frame + 4);
+        rq->h.client_id = SL_STR_NULL;
+        sl_h_api_versions(rq);
+        return;
+    }
     if (sl_req_header_decode(&rq->body, &rq->h) != SL_OK) {
         rq->h.api_key = -1;
         sl_req_fail(rq, "malformed request header");

@@ -40,7 +40,9 @@ static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
     o->snapshot_id.epoch = -1;
     o->aborted_transactions_count = -1;
     o->preferred_read_replica = -1;
-    o->records = SL_BYTES_NULL;
+    /* Clients read a size even with an error (librdkafka rejects -1 before v12), so errors
+     * carry an empty record set as Kafka's do. */
+    o->records = (sl_bytes){(const uint8_t *)"", 0};
 }
 
 static sl_topic *lookup(sl_req *rq, const sl_fetch_req_topic *rt) {
@@ -98,7 +100,6 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
                 continue;
             }
-            o->records = (sl_bytes){(const uint8_t *)"", 0};
             if (rp->fetch_offset == end) continue;
             /* Once something is in the response, the budget binds; the first batch is always
              * returned whole so a consumer can make progress past a large batch. */

@@ -24,7 +24,7 @@ void sl_h_api_versions(sl_req *rq) {
     sl_api_versions_resp resp;
     sl_api_versions_resp_init(&resp);
     const sl_api_entry *self = sl_broker_api(SL_API_API_VERSIONS);
-    if (rq->h.api_version > self->max) {
+    if (rq->h.api_version > self->max || rq->h.api_version < 0) {
         /* Answer in v0 so any client can read the supported range and retry lower. */
         resp.error_code = SL_KAFKA_UNSUPPORTED_VERSION;
         rq->h.api_version = 0;
