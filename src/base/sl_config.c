@@ -28,6 +28,9 @@ static const key_def k_keys[] = {
      "Comma-separated NAME://host:port listeners the broker binds."},
     {"advertised.listeners", T_LIST, OFF(advertised_listeners), 0, 0, NULL,
      "Addresses given to clients in Metadata; defaults to listeners."},
+    {"listener.security.protocol.map", T_LIST, OFF(listener_security_protocol_map), 0, 0,
+     "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+     "NAME:PROTOCOL pairs giving each listener's security protocol."},
     {"log.dirs", T_STR, OFF(log_dirs), 0, 0, "./sluice-data",
      "Directory holding partition logs and broker metadata (one directory)."},
     {"log.dir", T_STR, OFF(log_dirs), 0, 0, NULL, "Alias of log.dirs."},
@@ -246,6 +249,9 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     if (c->advertised_listeners[0] &&
         sl_listeners_parse(c->advertised_listeners, ls, 16, err, elen) <= 0)
         return SL_ECONFIG;
+    for (int i = 0, n = sl_listeners_parse(c->listeners, ls, 16, err, elen); i < n; i++)
+        if (sl_listener_protocol(c->listener_security_protocol_map, ls[i].name, err, elen) < 0)
+            return SL_ECONFIG;
     if (strcmp(c->sluice_log_level, "debug") && strcmp(c->sluice_log_level, "info") &&
         strcmp(c->sluice_log_level, "warn") && strcmp(c->sluice_log_level, "error")) {
         snprintf(err, elen, "sluice.log.level: invalid value \"%s\"", c->sluice_log_level);
@@ -333,4 +339,31 @@ int sl_listeners_parse(const char *s, sl_listener_spec *out, int max, char *err,
     }
     if (n == 0) snprintf(err, elen, "listeners: no listener configured");
     return n;
+}
+
+static const char *const k_sec_names[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"};
+
+const char *sl_security_protocol_name(sl_security_protocol p) {
+    return (unsigned)p < 4 ? k_sec_names[p] : "?";
+}
+
+int sl_listener_protocol(const char *map, const char *name, char *err, size_t elen) {
+    size_t nl = strlen(name);
+    for (const char *p = map; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p + strcspn(p, ",");
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (colon && (size_t)(colon - p) == nl && !strncmp(p, name, nl)) {
+            const char *v = colon + 1;
+            size_t vl = (size_t)(e - v);
+            while (vl && v[vl - 1] == ' ') vl--;
+            for (int i = 0; i < 4; i++)
+                if (strlen(k_sec_names[i]) == vl && !strncmp(v, k_sec_names[i], vl)) return i;
+            snprintf(err, elen, "listener.security.protocol.map: unknown protocol for %s", name);
+            return -1;
+        }
+        p = e;
+    }
+    snprintf(err, elen, "listener.security.protocol.map: no entry for listener %s", name);
+    return -1;
 }

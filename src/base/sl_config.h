@@ -16,6 +16,7 @@ typedef struct sl_config {
     int32_t node_id;
     char listeners[SL_CFG_STR_MAX];
     char advertised_listeners[SL_CFG_STR_MAX];
+    char listener_security_protocol_map[SL_CFG_STR_MAX];
     char log_dirs[SL_CFG_STR_MAX];
     int32_t num_partitions;
     int32_t default_replication_factor;
@@ -80,6 +81,17 @@ typedef struct sl_listener_spec {
     char host[256];
     int port;
 } sl_listener_spec;
+/* Security protocols of listeners (listener.security.protocol.map). */
+typedef enum {
+    SL_SEC_PLAINTEXT,
+    SL_SEC_SSL,
+    SL_SEC_SASL_PLAINTEXT,
+    SL_SEC_SASL_SSL
+} sl_security_protocol;
+/* Looks up listener `name` in the map string; -1 (with err) when absent or invalid. */
+int sl_listener_protocol(const char *map, const char *name, char *err, size_t err_len);
+const char *sl_security_protocol_name(sl_security_protocol p);
+
 /* Parses a listeners list; returns the count (<= max) or -1 with err filled. */
 int sl_listeners_parse(const char *s, sl_listener_spec *out, int max, char *err, size_t err_len);
 

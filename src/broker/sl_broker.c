@@ -177,6 +177,12 @@ static void on_signal(void *ctx, int signo) {
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
 
+sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name) {
+    for (int i = 0; name && i < b->nlisteners; i++)
+        if (!strcmp(b->listeners[i].name, name)) return b->listener_proto[i];
+    return SL_SEC_PLAINTEXT;
+}
+
 sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
     if (!b->cfg.auto_create_topics_enable) return NULL;
     sl_topic *t = NULL;
@@ -233,10 +239,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         return SL_ENOMEM;
     }
     for (int i = 0; i < nl; i++) {
-        if (strcmp(ls[i].name, "PLAINTEXT") != 0) {
-            snprintf(err, elen,
-                     "listeners: listener %s: only PLAINTEXT is implemented in this version",
-                     ls[i].name);
+        int proto =
+            sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
+        if (proto != SL_SEC_PLAINTEXT) {
+            if (proto >= 0)
+                snprintf(err, elen,
+                         "listeners: listener %s uses %s; only PLAINTEXT is implemented in this "
+                         "version",
+                         ls[i].name, sl_security_protocol_name((sl_security_protocol)proto));
             sl_broker_free(b);
             return SL_ECONFIG;
         }
@@ -248,6 +258,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
             sl_broker_free(b);
             return e;
         }
+        b->listeners[b->nlisteners] = ls[i];
+        b->listeners[b->nlisteners].port = port;
+        b->listener_proto[b->nlisteners++] = (sl_security_protocol)proto;
         if (!adv && b->nadv < 16) {
             b->adv[b->nadv] = ls[i];
             b->adv[b->nadv].port = port;

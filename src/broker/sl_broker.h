@@ -24,6 +24,9 @@ typedef struct sl_broker {
     sl_timer *retention_timer, *flush_timer;
     sl_listener_spec adv[16]; /* advertised endpoints, listener order */
     int nadv;
+    sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
+    sl_security_protocol listener_proto[16];
+    int nlisteners;
     bool stopping;
     int64_t started_ms;
 } sl_broker;
@@ -93,6 +96,8 @@ void sl_h_describe_cluster(sl_req *rq);
 void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);
 /* Completes every fetch parked on the partitions of `topic` (before the topic is deleted). */
 void sl_fetch_wake_topic(sl_broker *b, sl_topic *topic);
+/* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
+sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */
 sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name);
 
