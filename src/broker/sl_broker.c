@@ -119,6 +119,14 @@ static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const 
     api->fn(rq);
 }
 
+/* Listeners without SASL have nothing more to prove once the connection (and TLS, if any) is
+ * up, so they get the full request cap from the first frame. */
+static void on_open(void *app, sl_conn *c) {
+    sl_broker *b = app;
+    sl_security_protocol p = sl_broker_listener_protocol(b, sl_conn_listener(c));
+    if (p == SL_SEC_PLAINTEXT || p == SL_SEC_SSL) sl_conn_set_authenticated(c);
+}
+
 static void on_close(void *app, sl_conn *c) {}
 
 /* ---- periodic work ---- */
@@ -225,13 +233,13 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     }
     sl_server_config sc = {
         .max_request_bytes = b->cfg.socket_request_max_bytes,
-        /* Until SASL exists nothing authenticates, so the pre-auth cap is the request cap. */
-        .max_preauth_bytes = b->cfg.socket_request_max_bytes,
+        .max_preauth_bytes = b->cfg.sluice_preauth_max_bytes,
         .idle_ms = b->cfg.connections_max_idle_ms,
         .max_inflight = b->cfg.sluice_max_inflight_requests,
         .max_connections = b->cfg.max_connections,
     };
-    sl_server_handlers h = {.app = b, .on_request = on_request, .on_close = on_close};
+    sl_server_handlers h = {
+        .app = b, .on_request = on_request, .on_close = on_close, .on_open = on_open};
     b->srv = sl_server_new(b->loop, &sc, &h);
     if (!b->srv) {
         snprintf(err, elen, "cannot create the server");
