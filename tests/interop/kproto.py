@@ -666,3 +666,93 @@ def describe_configs(conn, resource_type, name, keys=None):
     if not results:
         raise ProtoError("DescribeConfigs answer has no result")
     return results[0]
+
+
+# Record batches (magic 2) and Produce v3-v8 ---------------------------------------------------
+
+CORRUPT_MESSAGE = 2
+MESSAGE_TOO_LARGE = 10
+INVALID_REQUIRED_ACKS = 21
+INVALID_RECORD = 87
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def _zz(v):
+    return (v << 1) ^ (v >> 63)
+
+
+def varint(v):
+    return Writer().uvarint(_zz(v)).bytes()
+
+
+def _vbytes(b):
+    return varint(-1) if b is None else varint(len(b)) + b
+
+
+def record_batch(records, base_offset=0, base_ts=None, attributes=0, producer_id=-1,
+                 producer_epoch=-1, base_sequence=-1, count=None, crc=None, magic=2):
+    """records: [(key, value, [(hkey, hval)])]. `count` and `crc` override the true values, to
+    build malformed batches."""
+    if base_ts is None:
+        base_ts = int(time.time() * 1000)
+    body = b""
+    for i, (k, v, hs) in enumerate(records):
+        r = bytes([0]) + varint(0) + varint(i) + _vbytes(k) + _vbytes(v) + varint(len(hs))
+        for hk, hv in hs:
+            hk = hk.encode() if isinstance(hk, str) else hk
+            r += varint(len(hk)) + hk + _vbytes(hv)
+        body += varint(len(r)) + r
+    after_crc = (Writer().i16(attributes).i32(len(records) - 1).i64(base_ts).i64(base_ts)
+                 .i64(producer_id).i16(producer_epoch).i32(base_sequence)
+                 .i32(len(records) if count is None else count).bytes() + body)
+    c = crc32c(after_crc) if crc is None else crc
+    tail = Writer().i32(-1).i8(magic).raw(struct.pack(">I", c)).bytes() + after_crc
+    return Writer().i64(base_offset).i32(len(tail)).bytes() + tail
+
+
+def produce(conn, topic, partition, records_bytes, acks=-1, timeout_ms=10000):
+    """Returns (error_code, base_offset) for one partition; with acks=0 returns None (no answer
+    is sent)."""
+    v = conn.need(PRODUCE, range(3, 9))
+    w = Writer().string(None).i16(acks).i32(timeout_ms)
+    w.array([0], lambda ww, _: (ww.string(topic), ww.array(
+        [0], lambda w2, _2: (w2.i32(partition), w2.i32(len(records_bytes)),
+                             w2.raw(records_bytes)))))
+    if acks == 0:
+        conn.send_request(PRODUCE, v, w.bytes())
+        return None
+    r = conn.call(PRODUCE, v, w.bytes())
+
+    def rpart(rr):
+        p = (rr.i32(), rr.i16(), rr.i64())
+        rr.i64()
+        if v >= 5:
+            rr.i64()
+        if v >= 8:
+            rr.array(lambda x: (x.i32(), x.string()))
+            rr.string()
+        return p
+    for name, ps in r.array(lambda rr: (rr.string(), rr.array(rpart))) or []:
+        for idx, err, base in ps or []:
+            if name == topic and idx == partition:
+                return err, base
+    raise ProtoError("Produce answer lacks the partition")
