@@ -598,7 +598,7 @@ SL_TEST(server_max_inflight_pauses_reading) {
     CHECK(env_init(&e, &cfg, M_HOLD));
     int fd = client_connect(e.port);
     CHECK(fd >= 0);
-    char names[10][8];
+    char names[10][16];
     bool sent = true;
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "f%d", i);
