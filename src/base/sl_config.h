@@ -37,6 +37,9 @@ typedef struct sl_config {
     int64_t connections_max_idle_ms;
     int32_t max_connections;
     int32_t group_initial_rebalance_delay_ms;
+    int32_t producer_id_expiration_ms;
+    int32_t producer_id_expiration_check_interval_ms;
+    int32_t transactional_id_expiration_ms;
     /* Sluice keys */
     int32_t sluice_preauth_max_bytes;
     int32_t sluice_max_inflight_requests;

@@ -8,6 +8,7 @@
 
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "broker/sl_producers.h"
 #include "proto/gen/sl_msgs.h"
 
 static const sl_api_entry k_apis[] = {
@@ -25,6 +26,7 @@ static const sl_api_entry k_apis[] = {
     {SL_API_CREATE_PARTITIONS, 0, 3, sl_h_create_partitions},
     {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
     {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},
+    {SL_API_INIT_PRODUCER_ID, 0, 5, sl_h_init_producer_id},
 };
 #define NAPIS ((int)(sizeof k_apis / sizeof k_apis[0]))
 
@@ -231,6 +233,10 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_ENOMEM;
     }
+    if ((e = sl_producers_new(b, &b->producers, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     sl_server_config sc = {
         .max_request_bytes = b->cfg.socket_request_max_bytes,
         .max_preauth_bytes = b->cfg.sluice_preauth_max_bytes,
@@ -312,6 +318,7 @@ void sl_broker_free(sl_broker *b) {
     if (b->flusher) {
         sl_flusher_free(b->flusher);
     }
+    sl_producers_free(b->producers);
     sl_topics_close(b->topics);
     if (b->loop) sl_loop_free(b->loop);
     free(b);

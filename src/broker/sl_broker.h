@@ -22,6 +22,7 @@ typedef struct sl_broker {
     sl_flusher *flusher;
     sl_topics *topics;
     sl_timer *retention_timer, *flush_timer;
+    struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     sl_listener_spec adv[16]; /* advertised endpoints, listener order */
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
@@ -91,6 +92,7 @@ void sl_h_describe_configs(sl_req *rq);
 void sl_h_incremental_alter_configs(sl_req *rq);
 void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
+void sl_h_init_producer_id(sl_req *rq); /* sl_producers.c */
 
 /* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
 void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);

@@ -1,11 +1,16 @@
-/* Produce: validate each partition's batches (headers + CRC, never per record), append them as
- * received, and answer per acks: 0 never, 1 after the append, -1 once the flusher has made
- * every touched log durable (group commit shared with every other request in flight). */
+/* Produce: validate each partition's batches (headers + CRC, never per record), check their
+ * producer id/epoch/sequence against the partition's idempotent-producer state (a retried batch
+ * is answered with its original offset and not appended again), append them as received, and
+ * answer per acks: 0 never, 1 after the append, -1 once the flusher has made every touched log
+ * durable (group commit shared with every other request in flight; a duplicate waits for the
+ * same flush, since its original may not be durable yet). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/sl_logging.h"
+#include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_producers.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_batch.h"
 
@@ -50,6 +55,11 @@ static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *f
             return sl_err_to_kafka(e);
         }
         if (*first < 0) *first = base;
+        /* Only exhausted memory fails this; the batch is in the log either way, so the answer
+         * stays success (a retry of it would then not be recognised, hence the error line). */
+        if (sl_pstate_record(p->pstate, &bi, base, sl_wall_ms()))
+            SL_ERROR("produce", "producer state not updated", "topic=%s partition=%d err=%s",
+                     p->topic->name, p->index, sl_errname(SL_ENOMEM));
         data += bi.size;
         len -= bi.size;
     }
@@ -107,12 +117,21 @@ void sl_h_produce(sl_req *rq) {
                 int nb = 0;
                 o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len, v,
                                                       max_bytes, &nb);
-                if (o->error_code == 0) {
+                int64_t dup = -1;
+                if (o->error_code == 0)
+                    o->error_code = sl_pstate_check_set(p->pstate, rp->records.p,
+                                                        (size_t)rp->records.len, &dup);
+                if (o->error_code == 0 && dup >= 0) {
+                    o->base_offset = dup; /* Kafka answers a retry with the original offset */
+                } else if (o->error_code == 0) {
                     /* The frame lives in this request's arena, which we own: batches are
                      * stamped in place and appended without a copy. */
                     uint8_t *data = (uint8_t *)rp->records.p;
                     o->error_code = append_set(p, data, (size_t)rp->records.len, &o->base_offset);
-                    if (o->base_offset >= 0) sl_fetch_wake(b, p, rp->records.len);
+                    if (o->base_offset >= 0) {
+                        sl_fetch_wake(b, p, rp->records.len);
+                        sl_pstate_after_append(p->pstate, p->log);
+                    }
                 }
                 o->log_start_offset = sl_log_start_offset(p->log);
             }

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "broker/sl_producers.h"
 
 #define NBUCKETS 1024
 
@@ -277,12 +279,15 @@ static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i) {
     if (!tp->parts[i]) return SL_ENOMEM;
     tp->parts[i]->topic = tp;
     tp->parts[i]->index = i;
-    return sl_log_open(dir, &lc, &tp->parts[i]->log);
+    sl_err e = sl_log_open(dir, &lc, &tp->parts[i]->log);
+    if (!e) e = sl_pstate_open(dir, tp->parts[i]->log, sl_wall_ms(), &tp->parts[i]->pstate);
+    return e;
 }
 
 static void topic_free(sl_topic *tp) {
     if (!tp) return;
     for (int32_t i = 0; i < tp->npart; i++) {
+        if (tp->parts[i]) sl_pstate_close(tp->parts[i]->pstate, tp->parts[i]->log);
         if (tp->parts[i] && tp->parts[i]->log) sl_log_close(tp->parts[i]->log);
         free(tp->parts[i]);
     }
@@ -518,6 +523,7 @@ sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *tp, int32_t npart) {
         if (!e) return SL_OK;
     }
     for (int32_t i = old; i < npart; i++) {
+        if (np[i]) sl_pstate_close(np[i]->pstate, NULL);
         if (np[i] && np[i]->log) sl_log_destroy(np[i]->log);
         free(np[i]);
         np[i] = NULL;

@@ -37,6 +37,7 @@ typedef struct sl_partition {
     int32_t index;
     sl_log *log;
     sl_waiter *waiters; /* fetches parked on this partition */
+    struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
 } sl_partition;
 
 typedef struct sl_topic {
