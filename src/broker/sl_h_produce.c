@@ -123,6 +123,9 @@ void sl_h_produce(sl_req *rq) {
                                                         (size_t)rp->records.len, &dup);
                 if (o->error_code == 0 && dup >= 0) {
                     o->base_offset = dup; /* Kafka answers a retry with the original offset */
+                    SL_DEBUG("produce", "duplicate batch answered with its original offset",
+                             "topic=%s partition=%d offset=%lld", t->name, rp->index,
+                             (long long)dup);
                 } else if (o->error_code == 0) {
                     /* The frame lives in this request's arena, which we own: batches are
                      * stamped in place and appended without a copy. */
