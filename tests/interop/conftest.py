@@ -59,7 +59,8 @@ class Broker:
     """A broker process owned by one test. Its stderr (structured log lines and any sanitizer
     report) goes to `log_path`, appended across restarts."""
 
-    def __init__(self, workdir, overrides=None):
+    def __init__(self, workdir, overrides=None, binary=None):
+        self.binary = binary or SLUICE_BIN
         self.workdir = Path(workdir)
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -88,15 +89,15 @@ class Broker:
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        if not os.access(SLUICE_BIN, os.X_OK):
-            pytest.fail(f"broker binary {SLUICE_BIN} missing (build it: make asan)")
+        if not os.access(self.binary, os.X_OK):
+            pytest.fail(f"broker binary {self.binary} missing (build it: make asan)")
         self.starts += 1
         self.exit_expected = False
         with open(self.log_path, "ab") as log:
-            log.write(f"==== start #{self.starts}: {SLUICE_BIN} serve -c {self.config_path}\n"
+            log.write(f"==== start #{self.starts}: {self.binary} serve -c {self.config_path}\n"
                       .encode())
             log.flush()
-            self.proc = subprocess.Popen([SLUICE_BIN, "serve", "-c", str(self.config_path)],
+            self.proc = subprocess.Popen([self.binary, "serve", "-c", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          env=sanitizer_env(), cwd=str(self.workdir))
         self.wait_ready()
