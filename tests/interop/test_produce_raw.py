@@ -165,3 +165,29 @@ def test_fetch_long_poll(conn, broker):
     t.join(10)
     assert f["error"] == kp.NONE and f["records"], f
     assert waited < 6, f"fetch did not wake on new data (returned after {waited:.2f}s)"
+
+
+def test_fetch_returns_oversized_first_batch(conn):
+    """KIP-74: a first batch larger than the fetch limits is still returned whole, so a consumer
+    can always make progress."""
+    big = kp.record_batch([(b"k", bytes(range(256)) * 800, [])])  # ~200 KB
+    assert kp.produce(conn, TOPIC, 0, big) == (kp.NONE, 0)
+    assert kp.produce(conn, TOPIC, 0, kp.record_batch([(b"k2", b"small", [])])) == (kp.NONE, 1)
+    f = kp.fetch(conn, TOPIC, 0, 0, max_bytes=1000)
+    assert f["error"] == kp.NONE
+    assert f["records"][:len(big)][16:] == big[16:], "oversized first batch not returned whole"
+    f = kp.fetch(conn, TOPIC, 0, 1, max_bytes=1000)
+    assert kp.batch_base_offsets(f["records"]) == [(1, 1)]
+
+
+def test_large_records_through_librdkafka(broker):
+    h.ck_create_topic(broker.bootstrap, "large", 1)
+    recs = [h.Rec(0, b"big%d" % i, bytes([i]) * (900_000 + i), (("i", b"%d" % i),), None)
+            for i in range(5)]
+    for codec in ("none", "zstd"):
+        h.ck_produce(broker.bootstrap, "large", recs, codec,
+                     extra={"message.max.bytes": 1_000_000})
+    got = h.ck_consume(broker.bootstrap, "large", {0: 10},
+                       extra={"fetch.max.bytes": 1_000_000,
+                              "max.partition.fetch.bytes": 100_000})
+    assert [g.value for g in got] == [r.value for r in recs] * 2
