@@ -186,6 +186,26 @@ def test_retry_of_unflushed_batch_waits_and_gets_original_offset(broker):
         assert end_offset(c, topic, 0) == start + seq + 2
 
 
+@pytest.mark.broker_config({"producer.id.expiration.ms": 1500,
+                             "producer.id.expiration.check.interval.ms": 100})
+def test_idle_producer_ids_expire(broker):
+    topic = "idem-expiry"
+    with kp.Conn(broker.bootstrap) as c:
+        kp.metadata(c, [topic], allow_auto=True)
+        wait_until(lambda: kp.metadata(c, [topic])["topics"][topic]["error"] == kp.NONE, 10,
+                   "topic auto-created")
+        err, pid, epoch = init_producer_id(c, 0)
+        b0 = batch(pid, epoch, 0, 2, b"e")
+        err, off0 = kp.produce(c, topic, 0, b0)
+        assert err == kp.NONE
+        assert kp.produce(c, topic, 0, b0) == (kp.NONE, off0)
+        t0 = time.monotonic()
+        # Once the id is forgotten the same batch is new again: stored at a new offset.
+        wait_until(lambda: kp.produce(c, topic, 0, b0)[1] != off0, 15, "producer id expired")
+        assert time.monotonic() - t0 >= 1.0, "expired long before producer.id.expiration.ms"
+        assert "expired producer ids" in broker.log_text()
+
+
 # librdkafka under SIGKILL ---------------------------------------------------------------------
 
 TOPIC = "idem-crash"
