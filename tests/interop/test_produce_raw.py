@@ -191,3 +191,27 @@ def test_large_records_through_librdkafka(broker):
                        extra={"fetch.max.bytes": 1_000_000,
                               "max.partition.fetch.bytes": 100_000})
     assert [g.value for g in got] == [r.value for r in recs] * 2
+
+
+@pytest.mark.broker_config({"log.segment.bytes": 2048})
+def test_list_offsets_by_timestamp(broker):
+    """ListOffsets with a timestamp: the first offset whose timestamp is >= the target, across
+    several segments and after a restart; -1 past the last timestamp."""
+    h.ck_create_topic(broker.bootstrap, TOPIC, 1)
+    t0 = 1_700_000_000_000
+    with kp.Conn(broker.bootstrap) as c:
+        for i in range(30):
+            recs = [(b"k", b"x" * 100, [])] * 5
+            assert kp.produce(c, TOPIC, 0, kp.record_batch(recs, base_ts=t0 + i * 1000)) == \
+                (kp.NONE, i * 5)
+    assert len(list((broker.data_dir / f"{TOPIC}-0").glob("*.log"))) > 2
+
+    def check():
+        with kp.Conn(broker.bootstrap) as c:
+            for ts, want in ((t0 - 5, 0), (t0, 0), (t0 + 1, 5), (t0 + 3000, 15),
+                             (t0 + 3500, 20), (t0 + 29_000, 145), (t0 + 29_001, -1)):
+                err, off = kp.list_offsets(c, TOPIC, 0, ts)
+                assert (err, off) == (kp.NONE, want), f"timestamp {ts - t0:+d}: {(err, off)}"
+    check()
+    broker.restart()
+    check()
