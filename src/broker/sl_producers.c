@@ -410,7 +410,8 @@ static void write_pending_if_durable(sl_pstate *ps, sl_log *log) {
 
 void sl_pstate_after_append(sl_pstate *ps, sl_log *log) {
     int segs = sl_log_segment_count(log);
-    if (segs > ps->last_segs && ps->dirty) (void)sl_pstate_capture(ps, log);
+    /* Even with no producer state a snapshot saves the next start from scanning this segment. */
+    if (segs > ps->last_segs) (void)sl_pstate_capture(ps, log);
     ps->last_segs = segs;
     write_pending_if_durable(ps, log);
 }
@@ -428,7 +429,9 @@ int sl_pstate_tick(sl_pstate *ps, sl_log *log, int64_t now_ms, int64_t expiratio
         }
     if (dropped) ps->dirty = true;
     if (log) {
-        if (ps->dirty) (void)sl_pstate_capture(ps, log);
+        int64_t end = sl_log_end_offset(log);
+        bool behind = !ps->pending && ps->snap_off != end;
+        if (ps->dirty || behind) (void)sl_pstate_capture(ps, log);
         write_pending_if_durable(ps, log);
     }
     return dropped;
@@ -548,7 +551,7 @@ void sl_pstate_close(sl_pstate *ps, sl_log *log) {
     if (!ps) return;
     /* Only a log durable to its end may be described by a snapshot at its end. */
     if (log && ps->buckets && sl_log_durable_offset(log) >= sl_log_end_offset(log)) {
-        if (ps->dirty || ps->pending) {
+        if (ps->dirty || ps->pending || ps->snap_off != sl_log_end_offset(log)) {
             size_t len;
             uint8_t *buf = serialize(ps, sl_log_end_offset(log), &len);
             if (buf) (void)write_snapshot(ps, buf, len, sl_log_end_offset(log));
