@@ -37,6 +37,10 @@ typedef struct sl_config {
     int64_t connections_max_idle_ms;
     int32_t max_connections;
     int32_t group_initial_rebalance_delay_ms;
+    int32_t group_min_session_timeout_ms;
+    int32_t group_max_session_timeout_ms;
+    int64_t offsets_retention_minutes;
+    int64_t offsets_retention_check_interval_ms;
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;

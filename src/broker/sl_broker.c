@@ -27,6 +27,17 @@ static const sl_api_entry k_apis[] = {
     {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
     {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},
     {SL_API_INIT_PRODUCER_ID, 0, 5, sl_h_init_producer_id},
+    {SL_API_FIND_COORDINATOR, 0, 6, sl_h_find_coordinator},
+    {SL_API_JOIN_GROUP, 0, 9, sl_h_join_group},
+    {SL_API_SYNC_GROUP, 0, 5, sl_h_sync_group},
+    {SL_API_HEARTBEAT, 0, 4, sl_h_heartbeat},
+    {SL_API_LEAVE_GROUP, 0, 5, sl_h_leave_group},
+    {SL_API_OFFSET_COMMIT, 0, 9, sl_h_offset_commit},
+    {SL_API_OFFSET_FETCH, 0, 9, sl_h_offset_fetch},
+    {SL_API_LIST_GROUPS, 0, 5, sl_h_list_groups},
+    {SL_API_DESCRIBE_GROUPS, 0, 5, sl_h_describe_groups},
+    {SL_API_DELETE_GROUPS, 0, 2, sl_h_delete_groups},
+    {SL_API_OFFSET_DELETE, 0, 0, sl_h_offset_delete},
 };
 #define NAPIS ((int)(sizeof k_apis / sizeof k_apis[0]))
 
@@ -184,6 +195,7 @@ static void on_signal(void *ctx, int signo) {
     /* Parked fetches answer now with what they have rather than holding the drain up. */
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         sl_fetch_wake_topic(b, t);
+    sl_group_coord_shutdown(b->groups);
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
 
@@ -236,6 +248,10 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     if ((e = sl_producers_new(b, &b->producers, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
+    }
+    if (!(b->groups = sl_group_coord_new(b, err, elen))) {
+        sl_broker_free(b);
+        return SL_EIO;
     }
     sl_server_config sc = {
         .max_request_bytes = b->cfg.socket_request_max_bytes,
@@ -318,6 +334,7 @@ void sl_broker_free(sl_broker *b) {
     if (b->flusher) {
         sl_flusher_free(b->flusher);
     }
+    sl_group_coord_free(b->groups);
     sl_producers_free(b->producers);
     sl_topics_close(b->topics);
     if (b->loop) sl_loop_free(b->loop);

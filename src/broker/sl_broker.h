@@ -21,6 +21,7 @@ typedef struct sl_broker {
     sl_server *srv;
     sl_flusher *flusher;
     sl_topics *topics;
+    struct sl_group_coord *groups; /* group coordinator (sl_h_group.c) */
     sl_timer *retention_timer, *flush_timer;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     sl_listener_spec adv[16]; /* advertised endpoints, listener order */
@@ -93,6 +94,26 @@ void sl_h_incremental_alter_configs(sl_req *rq);
 void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
 void sl_h_init_producer_id(sl_req *rq); /* sl_producers.c */
+
+/* Group coordinator (sl_h_group.c): the classic group APIs and committed offsets. */
+typedef struct sl_group_coord sl_group_coord;
+/* Opens the offsets log under log.dirs and loads it; NULL with `err` filled on failure. */
+sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t err_len);
+/* At SIGTERM: answers parked JoinGroup/SyncGroup requests so the drain can finish. */
+void sl_group_coord_shutdown(sl_group_coord *g);
+/* Syncs the offsets log and frees; call after the flusher (its callbacks ran), before the loop. */
+void sl_group_coord_free(sl_group_coord *g);
+void sl_h_find_coordinator(sl_req *rq);
+void sl_h_join_group(sl_req *rq);
+void sl_h_sync_group(sl_req *rq);
+void sl_h_heartbeat(sl_req *rq);
+void sl_h_leave_group(sl_req *rq);
+void sl_h_offset_commit(sl_req *rq);
+void sl_h_offset_fetch(sl_req *rq);
+void sl_h_list_groups(sl_req *rq);
+void sl_h_describe_groups(sl_req *rq);
+void sl_h_delete_groups(sl_req *rq);
+void sl_h_offset_delete(sl_req *rq);
 
 /* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
 void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);

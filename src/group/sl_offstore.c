@@ -1,0 +1,436 @@
+/* The offsets log; see sl_offstore.h. Each flush is one uncompressed v2 record batch (CRC-32C
+ * over attributes..end, as Kafka's), so the storage engine's recovery (torn tail truncation,
+ * checksum checks) applies unchanged.
+ *
+ * Record key:   int16 1 | string group | string topic | int32 partition
+ * Record value: int16 0 | int64 offset | int32 leader epoch | nullable string metadata |
+ *               int64 commit time (ms)           — or a null value: the offset was removed.
+ * Strings are int16 length + bytes (-1: null). */
+#include "sl_offstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "storage/sl_batch_build.h"
+#include "storage/sl_crc32c.h"
+
+#define KEY_VERSION_OFFSET 1
+#define MAX_BATCH_RECORDS  512
+
+struct sl_offstore {
+    char dir[4096];
+    sl_log *log;
+    uint8_t *buf; /* encoded records waiting for a flush */
+    size_t len, cap;
+    int32_t nrec;
+    int64_t replayed, live;
+};
+
+/* ---- a tiny growable byte buffer ---- */
+
+typedef struct bbuf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+} bbuf;
+
+static void bb_put(bbuf *b, const void *p, size_t n) {
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        while (nc < b->len + n) nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+static void bb_i16(bbuf *b, int16_t v) {
+    uint8_t d[2];
+    sl_be16(d, (uint16_t)v);
+    bb_put(b, d, 2);
+}
+static void bb_i32(bbuf *b, int32_t v) {
+    uint8_t d[4];
+    sl_be32(d, (uint32_t)v);
+    bb_put(b, d, 4);
+}
+static void bb_i64(bbuf *b, int64_t v) {
+    uint8_t d[8];
+    sl_be64(d, (uint64_t)v);
+    bb_put(b, d, 8);
+}
+static void bb_uvar(bbuf *b, uint64_t v) {
+    uint8_t d[10];
+    int n = 0;
+    while (v >= 0x80) {
+        d[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    d[n++] = (uint8_t)v;
+    bb_put(b, d, (size_t)n);
+}
+static void bb_var(bbuf *b, int64_t v) { bb_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
+static void bb_str(bbuf *b, sl_str s) {
+    if (s.len < 0) {
+        bb_i16(b, -1);
+        return;
+    }
+    bb_i16(b, (int16_t)s.len);
+    bb_put(b, s.p, (size_t)s.len);
+}
+
+/* Encodes one record (offset delta `delta`) onto `out`. */
+static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, int32_t part,
+                          const sl_gc_offset *v) {
+    bbuf kv = {0};
+    bb_i16(&kv, KEY_VERSION_OFFSET);
+    bb_str(&kv, group);
+    bb_str(&kv, topic);
+    bb_i32(&kv, part);
+    size_t klen = kv.len;
+    if (v) {
+        bb_i16(&kv, 0);
+        bb_i64(&kv, v->offset);
+        bb_i32(&kv, v->leader_epoch);
+        bb_str(&kv, v->metadata);
+        bb_i64(&kv, v->commit_ms);
+    }
+    bbuf body = {0};
+    uint8_t attr = 0;
+    bb_put(&body, &attr, 1);
+    bb_var(&body, 0); /* timestamp delta */
+    bb_var(&body, delta);
+    bb_var(&body, (int64_t)klen);
+    bb_put(&body, kv.p, klen);
+    if (v) {
+        bb_var(&body, (int64_t)(kv.len - klen));
+        bb_put(&body, kv.p + klen, kv.len - klen);
+    } else {
+        bb_var(&body, -1);
+    }
+    bb_var(&body, 0); /* headers */
+    if (kv.oom || body.oom) out->oom = true;
+    bb_var(out, (int64_t)body.len);
+    bb_put(out, body.p, body.len);
+    free(kv.p);
+    free(body.p);
+}
+
+/* Wraps `n` encoded records in a v2 batch header; the result is malloc'd. */
+static uint8_t *make_batch(const uint8_t *recs, size_t len, int32_t n, int64_t ts,
+                           size_t *out_len) {
+    size_t total = SL_BATCH_V2_HDR_SIZE + len;
+    uint8_t *p = calloc(1, total);
+    if (!p) return NULL;
+    sl_be64(p + SL_BATCH_BASE_OFFSET, 0);
+    sl_be32(p + SL_BATCH_LENGTH, (uint32_t)(total - 12));
+    sl_be32(p + SL_BATCH_LEADER_EPOCH, 0);
+    p[SL_BATCH_MAGIC] = 2;
+    sl_be16(p + SL_BATCH_ATTRIBUTES, 0);
+    sl_be32(p + SL_BATCH_LAST_OFFSET_DELTA, (uint32_t)(n - 1));
+    sl_be64(p + SL_BATCH_BASE_TIMESTAMP, (uint64_t)ts);
+    sl_be64(p + SL_BATCH_MAX_TIMESTAMP, (uint64_t)ts);
+    sl_be64(p + SL_BATCH_PRODUCER_ID, (uint64_t)-1);
+    sl_be16(p + SL_BATCH_PRODUCER_EPOCH, (uint16_t)-1);
+    sl_be32(p + SL_BATCH_BASE_SEQUENCE, (uint32_t)-1);
+    sl_be32(p + SL_BATCH_RECORDS_COUNT, (uint32_t)n);
+    memcpy(p + SL_BATCH_V2_HDR_SIZE, recs, len);
+    uint32_t crc = sl_crc32c(0, p + SL_BATCH_ATTRIBUTES, total - SL_BATCH_ATTRIBUTES);
+    sl_be32(p + SL_BATCH_CRC, crc);
+    *out_len = total;
+    return p;
+}
+
+static sl_err append_records(sl_log *log, const uint8_t *recs, size_t len, int32_t n) {
+    size_t blen = 0;
+    uint8_t *b = make_batch(recs, len, n, sl_wall_ms(), &blen);
+    if (!b) return SL_ENOMEM;
+    int64_t base = 0;
+    sl_err e = sl_log_append(log, b, blen, n, sl_wall_ms(), &base);
+    free(b);
+    return e;
+}
+
+/* ---- replay ---- */
+
+static sl_str rd_str16(sl_rd *r) {
+    int16_t n = sl_rd_i16(r);
+    if (n < 0) return SL_STR_NULL;
+    const uint8_t *p = sl_rd_take(r, (size_t)n);
+    return r->err ? SL_STR_NULL : (sl_str){(const char *)p, n};
+}
+
+/* Applies one record; malformed or unknown ones are skipped (a newer version wrote them). */
+static void apply_record(sl_gc *gc, const uint8_t *key, int32_t klen, const uint8_t *val,
+                         int32_t vlen) {
+    if (klen < 0) return;
+    sl_rd k = sl_rd_init(key, (size_t)klen);
+    if (sl_rd_i16(&k) != KEY_VERSION_OFFSET) return;
+    sl_str g = rd_str16(&k), t = rd_str16(&k);
+    int32_t part = sl_rd_i32(&k);
+    if (k.err || g.len <= 0 || t.len < 0) return;
+    if (vlen < 0) {
+        sl_gc_offset_unload(gc, g, t, part);
+        return;
+    }
+    sl_rd v = sl_rd_init(val, (size_t)vlen);
+    if (sl_rd_i16(&v) != 0) return;
+    sl_gc_offset o;
+    o.offset = sl_rd_i64(&v);
+    o.leader_epoch = sl_rd_i32(&v);
+    o.metadata = rd_str16(&v);
+    o.commit_ms = sl_rd_i64(&v);
+    if (v.err) return;
+    sl_gc_offset_load(gc, g, t, part, &o);
+}
+
+static int64_t replay_batch(sl_gc *gc, const uint8_t *p, size_t len) {
+    sl_batch_hdr h;
+    if (sl_batch_parse_header(p, len, &h) || !sl_batch_crc_ok(p, len)) return 0;
+    if (h.attributes & 0x7) return 0; /* we never compress; not ours */
+    sl_rd r = sl_rd_init(p + SL_BATCH_V2_HDR_SIZE, len - SL_BATCH_V2_HDR_SIZE);
+    int64_t n = 0;
+    for (int32_t i = 0; i < h.records_count && !r.err; i++) {
+        int32_t rlen = sl_rd_varint(&r);
+        const uint8_t *rp = sl_rd_take(&r, rlen > 0 ? (size_t)rlen : 0);
+        if (r.err || rlen <= 0) break;
+        sl_rd rr = sl_rd_init(rp, (size_t)rlen);
+        (void)sl_rd_i8(&rr);
+        (void)sl_rd_varlong(&rr);
+        (void)sl_rd_varint(&rr);
+        int32_t kl = sl_rd_varint(&rr);
+        const uint8_t *kp = kl > 0 ? sl_rd_take(&rr, (size_t)kl) : NULL;
+        int32_t vl = sl_rd_varint(&rr);
+        const uint8_t *vp = vl > 0 ? sl_rd_take(&rr, (size_t)vl) : NULL;
+        if (rr.err) break;
+        apply_record(gc, kp, kl, vp, vl);
+        n++;
+    }
+    return n;
+}
+
+static sl_err replay(sl_log *log, sl_gc *gc, int64_t *count) {
+    int64_t off = sl_log_start_offset(log), end = sl_log_end_offset(log);
+    *count = 0;
+    while (off < end) {
+        sl_arena *a = sl_arena_new(1 << 20);
+        if (!a) return SL_ENOMEM;
+        uint8_t *data = NULL;
+        size_t len = 0;
+        sl_err e = sl_log_read(log, off, 1 << 20, a, &data, &len);
+        if (e || len == 0) {
+            sl_arena_free(a);
+            return e;
+        }
+        size_t pos = 0;
+        int64_t next = off;
+        while (len - pos >= SL_BATCH_V2_HDR_SIZE) {
+            size_t blen = 12 + (size_t)sl_get_be32(data + pos + SL_BATCH_LENGTH);
+            if (blen > len - pos || blen < SL_BATCH_V2_HDR_SIZE) break;
+            int64_t base = (int64_t)sl_get_be64(data + pos);
+            int32_t last = (int32_t)sl_get_be32(data + pos + SL_BATCH_LAST_OFFSET_DELTA);
+            *count += replay_batch(gc, data + pos, blen);
+            next = base + last + 1;
+            pos += blen;
+        }
+        sl_arena_free(a);
+        if (next <= off) return SL_ECORRUPT;
+        off = next;
+    }
+    return SL_OK;
+}
+
+/* ---- compaction ---- */
+
+static sl_err destroy_dir(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return SL_OK;
+    sl_log_config lc;
+    sl_log_config_default(&lc);
+    sl_log *l = NULL;
+    sl_err e = sl_log_open(dir, &lc, &l);
+    if (e) return e;
+    return sl_log_destroy(l);
+}
+
+static void sync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+typedef struct compact_ctx {
+    sl_gc *gc;
+    sl_log *out;
+    bbuf recs;
+    int32_t n;
+    int64_t live;
+    sl_err err;
+} compact_ctx;
+
+static void compact_flush(compact_ctx *c) {
+    if (!c->n || c->err) return;
+    c->err = c->recs.oom ? SL_ENOMEM : append_records(c->out, c->recs.p, c->recs.len, c->n);
+    c->recs.len = 0;
+    c->n = 0;
+}
+
+static void compact_group(void *ctx, const sl_gc_group_view *g) {
+    compact_ctx *c = ctx;
+    sl_str topic;
+    int32_t part;
+    sl_gc_offset o;
+    for (int32_t i = 0; sl_gc_offset_at(c->gc, g->group_id, i, &topic, &part, &o); i++) {
+        encode_record(&c->recs, c->n++, g->group_id, topic, part, &o);
+        c->live++;
+        if (c->n >= MAX_BATCH_RECORDS) compact_flush(c);
+    }
+}
+
+/* Writes the live offsets to a fresh log next to the old one and swaps the directories so that
+ * a crash at any point leaves one complete log: `.compact` is incomplete until renamed, `.old`
+ * is removed only after the new log is in place. */
+static sl_err compact(sl_offstore *s, sl_gc *gc) {
+    char tmp[4200], old[4200];
+    snprintf(tmp, sizeof tmp, "%s.compact", s->dir);
+    snprintf(old, sizeof old, "%s.old", s->dir);
+    sl_err e = destroy_dir(tmp);
+    if (e) return e;
+    sl_log_config lc;
+    sl_log_config_default(&lc);
+    compact_ctx c = {.gc = gc};
+    if ((e = sl_log_open(tmp, &lc, &c.out))) return e;
+    sl_gc_list(gc, compact_group, &c);
+    compact_flush(&c);
+    free(c.recs.p);
+    if (!c.err) c.err = sl_log_sync(c.out);
+    sl_log_close(c.out);
+    if (c.err) {
+        destroy_dir(tmp);
+        return c.err;
+    }
+    sl_log_close(s->log);
+    s->log = NULL;
+    if (rename(s->dir, old) != 0 || rename(tmp, s->dir) != 0) return SL_EIO;
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%s", s->dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = 0;
+    sync_dir(slash ? parent : ".");
+    destroy_dir(old);
+    if ((e = sl_log_open(s->dir, &lc, &s->log))) return e;
+    s->live = c.live;
+    return SL_OK;
+}
+
+/* ---- public ---- */
+
+typedef struct live_ctx {
+    sl_gc *gc;
+    int64_t n;
+} live_ctx;
+static void count_live(void *ctx, const sl_gc_group_view *g) {
+    live_ctx *c = ctx;
+    c->n += sl_gc_offset_count(c->gc, g->group_id);
+}
+
+sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
+                        size_t elen) {
+    sl_offstore *s = calloc(1, sizeof *s);
+    if (!s) return SL_ENOMEM;
+    snprintf(s->dir, sizeof s->dir, "%s/%s", log_dirs, SL_OFFSTORE_DIR);
+    char tmp[4200], old[4200];
+    snprintf(tmp, sizeof tmp, "%s.compact", s->dir);
+    snprintf(old, sizeof old, "%s.old", s->dir);
+    struct stat st;
+    /* An interrupted compaction: the old log is authoritative until the new one was renamed. */
+    if (stat(old, &st) == 0) {
+        if (stat(s->dir, &st) == 0)
+            destroy_dir(old);
+        else if (rename(old, s->dir) != 0) {
+            snprintf(err, elen, "cannot restore %s: %s", old, strerror(errno));
+            free(s);
+            return SL_EIO;
+        }
+    }
+    destroy_dir(tmp);
+    sl_log_config lc;
+    sl_log_config_default(&lc);
+    sl_err e = sl_log_open(s->dir, &lc, &s->log);
+    if (!e) e = replay(s->log, gc, &s->replayed);
+    if (e) {
+        snprintf(err, elen, "group offsets log %s: %s", s->dir, sl_strerror(e));
+        sl_offstore_close(s);
+        return e;
+    }
+    live_ctx lc2 = {gc, 0};
+    sl_gc_list(gc, count_live, &lc2);
+    s->live = lc2.n;
+    /* Rewrite when dead records dominate; a crash during it leaves one complete log. */
+    if (s->replayed >= 1024 && s->replayed >= 4 * s->live) {
+        int64_t before = s->replayed;
+        e = compact(s, gc);
+        if (e) {
+            snprintf(err, elen, "compacting group offsets log %s: %s", s->dir, sl_strerror(e));
+            sl_offstore_close(s);
+            return e;
+        }
+        SL_INFO("groups", "compacted offsets log", "records_before=%lld live=%lld",
+                (long long)before, (long long)s->live);
+    }
+    *out = s;
+    return SL_OK;
+}
+
+void sl_offstore_close(sl_offstore *s) {
+    if (!s) return;
+    if (s->log) {
+        sl_err e = sl_log_sync(s->log);
+        if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
+        sl_log_close(s->log);
+    }
+    free(s->buf);
+    free(s);
+}
+
+sl_err sl_offstore_add(sl_offstore *s, sl_str group, sl_str topic, int32_t partition,
+                       const sl_gc_offset *val) {
+    bbuf b = {s->buf, s->len, s->cap, false};
+    encode_record(&b, s->nrec, group, topic, partition, val);
+    s->buf = b.p;
+    s->cap = b.cap;
+    if (b.oom) return SL_ENOMEM; /* the partial record is dropped: len stays */
+    s->len = b.len;
+    s->nrec++;
+    return SL_OK;
+}
+
+sl_err sl_offstore_flush(sl_offstore *s) {
+    if (!s->nrec) return SL_OK;
+    sl_err e = append_records(s->log, s->buf, s->len, s->nrec);
+    s->len = 0;
+    s->nrec = 0;
+    return e;
+}
+
+sl_log *sl_offstore_log(sl_offstore *s) { return s->log; }
+
+void sl_offstore_stats(const sl_offstore *s, int64_t *replayed, int64_t *live) {
+    *replayed = s->replayed;
+    *live = s->live;
+}

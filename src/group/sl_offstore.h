@@ -1,0 +1,38 @@
+/* Durable committed offsets: an internal partition log `<log.dirs>/__sluice_groups-0` (not a
+ * topic: it never appears in Metadata) holding one record per offset change, key = (group, topic,
+ * partition), value = offset data or null for a deletion. Replayed into the coordinator at start
+ * (last record per key wins) and compacted then by rewriting it when it is mostly dead records.
+ *
+ * Records are buffered with sl_offstore_add and appended as one record batch by
+ * sl_offstore_flush; they are durable once a sync of sl_offstore_log() (sl_flusher_request or
+ * sl_log_sync) completes. Loop thread only. */
+#ifndef SL_GROUP_OFFSTORE_H
+#define SL_GROUP_OFFSTORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/sl_err.h"
+#include "group/sl_group.h"
+#include "storage/sl_log.h"
+
+typedef struct sl_offstore sl_offstore;
+
+#define SL_OFFSTORE_DIR "__sluice_groups-0"
+
+/* Opens (creating) the store under `log_dirs`, recovering an interrupted compaction, and loads
+ * every live offset into `gc` with sl_gc_offset_load. Caller owns *out. */
+sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
+                        size_t err_len);
+/* Syncs and closes. */
+void sl_offstore_close(sl_offstore *s);
+/* Buffers one change (val NULL: deletion). Strings are copied. */
+sl_err sl_offstore_add(sl_offstore *s, sl_str group, sl_str topic, int32_t partition,
+                       const sl_gc_offset *val);
+/* Appends what is buffered as one batch (nothing to do: SL_OK). The buffer is emptied either
+ * way; on failure those changes are not stored. */
+sl_err sl_offstore_flush(sl_offstore *s);
+sl_log *sl_offstore_log(sl_offstore *s);
+/* Records replayed at open and records live afterwards (for compaction decisions and tests). */
+void sl_offstore_stats(const sl_offstore *s, int64_t *replayed, int64_t *live);
+
+#endif
