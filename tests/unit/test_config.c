@@ -22,6 +22,7 @@ SL_TEST(config_file_parsing_and_precedence) {
     const char *body = "# comment\n! also comment\n  num.partitions = 3\n"
                        "log.retention.hours=1\nlog.retention.minutes: 5\n"
                        "listeners=PLAINTEXT://127.0.0.1:0,\\\n  OTHER://[::1]:9093\n"
+                       "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,OTHER:SSL\n"
                        "no.such.key=1\n";
     CHECK(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
     close(fd);
