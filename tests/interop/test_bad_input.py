@@ -4,6 +4,7 @@ the test if the sanitizers printed anything or the broker does not exit cleanly 
 import random
 import socket
 import struct
+import time
 
 import pytest
 
@@ -238,4 +239,64 @@ def test_many_half_open_connections(broker):
     finally:
         for s in socks:
             s.close()
+    assert_healthy(broker)
+
+
+@pytest.mark.broker_config({"connections.max.idle.ms": 1000})
+def test_idle_and_slow_connections_are_closed(broker):
+    """connections.max.idle.ms: a silent connection, and one that stalls inside a frame
+    (slowloris), are both closed by the broker."""
+    with Conn(broker.bootstrap) as idle, Conn(broker.bootstrap) as slow:
+        slow.send_raw(struct.pack(">i", 100) + b"\x00\x12")
+        assert idle.closed_by_peer(8), "idle connection still open after 8 s"
+        assert slow.closed_by_peer(8), "connection stalled mid-frame still open after 8 s"
+    # A connection in use is not closed: answers keep coming for longer than the idle limit.
+    with Conn(broker.bootstrap) as busy:
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:
+            assert kp.api_versions(busy, 0)[0] == kp.NONE
+            time.sleep(0.2)
+    assert_healthy(broker)
+
+
+@pytest.mark.broker_config({"socket.request.max.bytes": 4096})
+def test_socket_request_max_bytes(broker):
+    with Conn(broker.bootstrap) as c:
+        corr = c.send_request(kp.API_VERSIONS, 0, b"")
+        assert closes_or_answers(c, corr) == "answered"
+        c.send_raw(struct.pack(">i", 4097) + b"\x00" * 64)
+        assert c.closed_by_peer(10), "frame over socket.request.max.bytes not refused"
+    with Conn(broker.bootstrap) as c:
+        # Exactly at the limit: accepted (answered or refused as a request, not as a frame).
+        body = Writer().string(None).i16(1).i32(1000).i32(0).bytes()
+        hdr = request_header(kp.PRODUCE, 3, 9)
+        pad = 4096 - len(hdr) - len(body)
+        c.send_raw(struct.pack(">i", 4096) + hdr + body + b"\x00" * pad)
+        closes_or_answers(c, 9)
+    assert_healthy(broker)
+
+
+@pytest.mark.broker_config({"max.connections": 4})
+def test_max_connections(broker):
+    socks = []
+    try:
+        served = 0
+        for _ in range(8):
+            try:
+                c = Conn(broker.bootstrap, timeout=3)
+                socks.append(c)
+                if kp.api_versions(c, 0)[0] == kp.NONE:
+                    served += 1
+            except (OSError, kp.ProtoError):
+                pass
+        assert 1 <= served <= 4, f"{served} connections served with max.connections=4"
+    finally:
+        for c in socks:
+            c.close()
+    from conftest import wait_until
+
+    def served_again():
+        with Conn(broker.bootstrap, timeout=3) as c:
+            return kp.api_versions(c, 0)[0] == kp.NONE
+    wait_until(served_again, 10, "a new connection to be served after the others closed")
     assert_healthy(broker)
