@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SLUICE_BIN = os.environ.get("SLUICE_BIN", str(REPO / "build" / "asan" / "sluice"))
+SLUICE_BIN = os.path.abspath(os.environ.get("SLUICE_BIN", str(REPO / "build" / "asan" / "sluice")))
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 DEFAULT_TIMEOUT_S = 240
