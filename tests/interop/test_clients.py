@@ -122,3 +122,19 @@ def test_platformatic_kafka_roundtrip(broker):
     ok = check_node_result(result, "@platformatic/kafka")
     skipped = {c: r["skipped"] for c, r in result["codecs"].items() if "skipped" in r}
     print(f"@platformatic/kafka verified codecs {ok}; skipped {skipped}")
+
+
+def test_kcat_auto_created_topic(broker):
+    """kcat producing to an unknown topic: Metadata auto-creation (num.partitions=1)."""
+    lines = [f"auto-{i}" for i in range(500)]
+    res = subprocess.run(["kcat", "-b", broker.bootstrap, "-P", "-t", "kcat-auto",
+                          "-X", "message.timeout.ms=30000"],
+                         input="\n".join(lines) + "\n", capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = subprocess.run(["kcat", "-b", broker.bootstrap, "-C", "-t", "kcat-auto", "-o",
+                          "beginning", "-e", "-q", "-f", "%p %o %s\\n"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = res.stdout.splitlines()
+    assert got == [f"0 {i} auto-{i}" for i in range(500)], got[:5]
