@@ -12,8 +12,8 @@
 #include "proto/gen/sl_msgs.h"
 
 static const sl_api_entry k_apis[] = {
-    {SL_API_PRODUCE, 3, 11, sl_h_produce},
-    {SL_API_FETCH, 4, 17, sl_h_fetch},
+    {SL_API_PRODUCE, 0, 11, sl_h_produce},
+    {SL_API_FETCH, 0, 17, sl_h_fetch},
     {SL_API_LIST_OFFSETS, 0, 10, sl_h_list_offsets},
     {SL_API_METADATA, 0, 12, sl_h_metadata},
     {SL_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, sl_h_offset_for_leader_epoch},

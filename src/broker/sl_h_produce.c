@@ -13,6 +13,7 @@
 #include "broker/sl_producers.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_batch.h"
+#include "proto/sl_legacy.h"
 
 typedef struct produce_op {
     sl_req *rq;
@@ -115,8 +116,13 @@ void sl_h_produce(sl_req *rq) {
                 sl_tcfg_effective(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES, mbuf, sizeof mbuf);
                 int64_t max_bytes = strtoll(mbuf, NULL, 10);
                 int nb = 0;
-                o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len, v,
-                                                      max_bytes, &nb);
+                /* Produce v0-2 carries magic 0/1 message sets: converted to one v2 batch here,
+                 * so everything after this line sees only magic 2. */
+                o->error_code =
+                    sl_legacy_produce_hook(v, &rp->records, rq->a, sl_wall_ms(), max_bytes);
+                if (o->error_code == 0)
+                    o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len,
+                                                          v, max_bytes, &nb);
                 int64_t dup = -1;
                 if (o->error_code == 0)
                     o->error_code = sl_pstate_check_set(p->pstate, rp->records.p,
