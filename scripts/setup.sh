@@ -35,8 +35,6 @@ PKGS=(
     python3 python3-pytest python3-confluent-kafka python3-kafka
     # Compression codecs for kafka-python (snappy, lz4, zstd).
     python3-snappy python3-lz4 python3-zstandard
-    # Old-protocol client for tests/interop/test_sarama.py (built offline in GOPATH mode).
-    golang-go golang-github-shopify-sarama-dev
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
