@@ -30,8 +30,6 @@ PKGS=(
     build-essential make pkg-config clang clang-format libclang-rt-14-dev
     libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libcmocka-dev
     librdkafka-dev kcat
-    # sarama (Go) interop, built offline in GOPATH mode
-    golang-go golang-github-shopify-sarama-dev
     python3 python3-pytest python3-confluent-kafka python3-kafka
     # Compression codecs for kafka-python (snappy, lz4, zstd).
     python3-snappy python3-lz4 python3-zstandard
