@@ -44,6 +44,14 @@ typedef struct sl_config {
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;
+    /* SASL / sessions (src/auth) */
+    char sasl_enabled_mechanisms[SL_CFG_STR_MAX];
+    int32_t connection_failed_authentication_delay_ms;
+    int64_t connections_max_reauth_ms;
+    int32_t max_connections_per_ip;
+    char super_users[SL_CFG_STR_MAX];
+    bool sluice_sasl_plain_allow_insecure;
+    char sluice_sasl_credentials_file[SL_CFG_STR_MAX];
     /* Sluice keys */
     int32_t sluice_preauth_max_bytes;
     int32_t sluice_max_inflight_requests;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
@@ -27,6 +28,10 @@ static const sl_api_entry k_apis[] = {
     {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
     {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},
     {SL_API_INIT_PRODUCER_ID, 0, 5, sl_h_init_producer_id},
+    {SL_API_SASL_HANDSHAKE, 0, 1, sl_h_sasl_handshake},
+    {SL_API_SASL_AUTHENTICATE, 0, 2, sl_h_sasl_authenticate},
+    {SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, sl_h_describe_user_scram_credentials},
+    {SL_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, sl_h_alter_user_scram_credentials},
     {SL_API_FIND_COORDINATOR, 0, 6, sl_h_find_coordinator},
     {SL_API_JOIN_GROUP, 0, 9, sl_h_join_group},
     {SL_API_SYNC_GROUP, 0, 5, sl_h_sync_group},
@@ -77,9 +82,10 @@ void sl_req_fail(sl_req *rq, const char *why) {
 
 /* ---- the pipeline ---- */
 
-/* Authentication stage: PLAINTEXT listeners authenticate nobody and everybody (User:ANONYMOUS);
- * the SASL/TLS issue plugs the per-connection session in here. */
-static bool authenticate_stage(sl_req *rq) { return true; }
+/* Authentication stage: the connection's session decides (sl_h_sasl.c): before SASL
+ * authentication only ApiVersions/SaslHandshake/SaslAuthenticate pass; PLAINTEXT connections
+ * are User:ANONYMOUS from the start. */
+static bool authenticate_stage(sl_req *rq) { return sl_sasl_authenticate_stage(rq); }
 
 /* Authorization stage: every API is allowed until ACLs exist; the ACL issue plugs in here. */
 static bool authorize_stage(sl_req *rq) { return true; }
@@ -98,6 +104,8 @@ static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const 
     rq->p = p;
     rq->a = a;
     rq->body = sl_rd_init(frame, len);
+    /* After SaslHandshake v0 the next frames are bare SASL tokens without a Kafka header. */
+    if (sl_sasl_raw_frame(b, c, p, a, frame, len)) return;
     /* An ApiVersions request above our range is answered from its first 8 bytes alone: its
      * header layout is whatever the newer version says, which we cannot know. */
     if (len >= 8 && sl_get_be16(frame) == SL_API_API_VERSIONS &&
@@ -136,11 +144,10 @@ static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const 
  * up, so they get the full request cap from the first frame. */
 static void on_open(void *app, sl_conn *c) {
     sl_broker *b = app;
-    sl_security_protocol p = sl_broker_listener_protocol(b, sl_conn_listener(c));
-    if (p == SL_SEC_PLAINTEXT || p == SL_SEC_SSL) sl_conn_set_authenticated(c);
+    sl_sasl_conn_open(b, c); /* the session; calls sl_conn_set_authenticated without SASL */
 }
 
-static void on_close(void *app, sl_conn *c) {}
+static void on_close(void *app, sl_conn *c) { sl_sasl_conn_close(app, c); }
 
 /* ---- periodic work ---- */
 
@@ -249,6 +256,16 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
+    bool any_sasl = false;
+    for (int i = 0; i < nl; i++) {
+        int proto =
+            sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
+        any_sasl |= proto == SL_SEC_SASL_PLAINTEXT || proto == SL_SEC_SASL_SSL;
+    }
+    if ((e = sl_auth_new(&b->cfg, any_sasl, &b->auth, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     if (!(b->groups = sl_group_coord_new(b, err, elen))) {
         sl_broker_free(b);
         return SL_EIO;
@@ -271,14 +288,19 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     for (int i = 0; i < nl; i++) {
         int proto =
             sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
-        if (proto != SL_SEC_PLAINTEXT) {
+        if (proto != SL_SEC_PLAINTEXT && proto != SL_SEC_SASL_PLAINTEXT) {
             if (proto >= 0)
                 snprintf(err, elen,
-                         "listeners: listener %s uses %s; only PLAINTEXT is implemented in this "
-                         "version",
+                         "listeners: listener %s uses %s; only PLAINTEXT and SASL_PLAINTEXT are "
+                         "implemented in this version",
                          ls[i].name, sl_security_protocol_name((sl_security_protocol)proto));
             sl_broker_free(b);
             return SL_ECONFIG;
+        }
+        if (proto == SL_SEC_SASL_PLAINTEXT &&
+            (e = sl_auth_add_listener(b->auth, ls[i].name, false, err, elen)) != SL_OK) {
+            sl_broker_free(b);
+            return e;
         }
         int port = 0;
         e = sl_server_listen(b->srv, ls[i].name, ls[i].host, ls[i].port, &port);
@@ -329,6 +351,7 @@ int sl_broker_run(sl_broker *b) {
 void sl_broker_free(sl_broker *b) {
     if (!b) return;
     if (b->srv) sl_server_free(b->srv);
+    if (b->loop) sl_sasl_flush_delayed(b);
     if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
     /* The flusher completes queued syncs before the logs go away. */
     if (b->flusher) {
@@ -336,6 +359,7 @@ void sl_broker_free(sl_broker *b) {
     }
     sl_group_coord_free(b->groups);
     sl_producers_free(b->producers);
+    sl_auth_free(b->auth);
     sl_topics_close(b->topics);
     if (b->loop) sl_loop_free(b->loop);
     free(b);

@@ -24,6 +24,7 @@ typedef struct sl_broker {
     struct sl_group_coord *groups; /* group coordinator (sl_h_group.c) */
     sl_timer *retention_timer, *flush_timer;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
+    struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     sl_listener_spec adv[16]; /* advertised endpoints, listener order */
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
@@ -114,6 +115,30 @@ void sl_h_list_groups(sl_req *rq);
 void sl_h_describe_groups(sl_req *rq);
 void sl_h_delete_groups(sl_req *rq);
 void sl_h_offset_delete(sl_req *rq);
+
+/* SASL (sl_h_sasl.c, sl_h_scram_admin.c). */
+void sl_h_sasl_handshake(sl_req *rq);
+void sl_h_sasl_authenticate(sl_req *rq);
+void sl_h_describe_user_scram_credentials(sl_req *rq);
+void sl_h_alter_user_scram_credentials(sl_req *rq);
+/* Creates the connection's session (sl_conn_set_data) or closes the connection
+ * (max.connections.per.ip); on_open calls it first. */
+void sl_sasl_conn_open(sl_broker *b, sl_conn *c);
+/* Frees the session; on_close calls it. */
+void sl_sasl_conn_close(sl_broker *b, sl_conn *c);
+/* True if `frame` was a bare SASL token of a SaslHandshake v0 exchange (and was handled). */
+bool sl_sasl_raw_frame(sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
+                       size_t len);
+/* Session rules: false (connection closed) for a non-SASL request before authentication or on
+ * an expired session. */
+bool sl_sasl_authenticate_stage(sl_req *rq);
+/* Completes failure answers still waiting out connection.failed.authentication.delay.ms. */
+void sl_sasl_flush_delayed(sl_broker *b);
+/* The authenticated principal of `c` ("User:alice", "User:ANONYMOUS"), or NULL before
+ * authentication. Owned by the connection's session; valid until on_close. For ACLs. */
+const char *sl_session_principal(const sl_conn *c);
+/* True if `principal` is listed in super.users. */
+bool sl_broker_is_super_user(const sl_broker *b, const char *principal);
 
 /* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
 void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);

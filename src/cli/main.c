@@ -6,6 +6,7 @@
 #include "base/sl_config.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
+#include "cli/sl_cli_user.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -16,6 +17,7 @@ static const char k_usage[] =
     "SYNOPSIS\n"
     "    sluice serve [-c FILE] [--override KEY=VALUE]...\n"
     "    sluice config\n"
+    "    sluice user add|passwd|rm|list ...\n"
     "    sluice version\n"
     "    sluice --help | sluice COMMAND --help\n"
     "\n"
@@ -27,6 +29,7 @@ static const char k_usage[] =
     "    serve     Run the broker in the foreground until SIGTERM or SIGINT.\n"
     "    config    List every configuration key with its type, default and meaning.\n"
     "    version   Print the version.\n"
+    "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
@@ -139,6 +142,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "config")) return cmd_config();
+    if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

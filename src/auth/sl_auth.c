@@ -1,0 +1,349 @@
+#include "sl_auth.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/sl_plain.h"
+#include "base/sl_logging.h"
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} k_mechs[] = {
+    {"SCRAM-SHA-512", SL_MECH_SCRAM_SHA_512},
+    {"SCRAM-SHA-256", SL_MECH_SCRAM_SHA_256},
+    {"PLAIN", SL_MECH_PLAIN},
+    {"OAUTHBEARER", SL_MECH_OAUTHBEARER},
+};
+#define NMECHS ((int)(sizeof k_mechs / sizeof k_mechs[0]))
+
+unsigned sl_mech_from_name(const char *name, size_t len) {
+    for (int i = 0; i < NMECHS; i++)
+        if (strlen(k_mechs[i].name) == len && !memcmp(k_mechs[i].name, name, len))
+            return k_mechs[i].bit;
+    return 0;
+}
+
+const char *sl_mech_name(unsigned bit) {
+    for (int i = 0; i < NMECHS; i++)
+        if (k_mechs[i].bit == bit) return k_mechs[i].name;
+    return "?";
+}
+
+int sl_auth_mech_names(unsigned mechs, const char **names, int max) {
+    int n = 0;
+    for (int i = 0; i < NMECHS && n < max; i++)
+        if (mechs & k_mechs[i].bit) names[n++] = k_mechs[i].name;
+    return n;
+}
+
+static int scram_code(unsigned bit) {
+    return bit == SL_MECH_SCRAM_SHA_256   ? SL_SCRAM_SHA_256
+           : bit == SL_MECH_SCRAM_SHA_512 ? SL_SCRAM_SHA_512
+                                          : 0;
+}
+
+/* A small open-addressing table of string keys; bounded so that a flood of distinct names or
+ * addresses cannot grow memory (excess keys are not counted individually). */
+#define TABLE_SLOTS 4096
+typedef struct counter {
+    char key[SL_PRINCIPAL_MAX];
+    uint64_t n;
+} counter;
+
+static uint64_t fnv(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static counter *slot(counter *t, const char *key, bool insert) {
+    uint64_t h = fnv(key);
+    for (int i = 0; i < 64; i++) {
+        counter *c = &t[(h + (uint64_t)i) % TABLE_SLOTS];
+        if (c->key[0] && !strcmp(c->key, key)) return c;
+        if (!c->key[0]) {
+            if (!insert) return NULL;
+            snprintf(c->key, sizeof c->key, "%s", key);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+typedef struct listener_mechs {
+    char name[64];
+    unsigned mechs;
+} listener_mechs;
+
+struct sl_auth {
+    sl_config cfg;
+    char store_path[SL_CFG_STR_MAX + 32];
+    sl_credstore *store;
+    listener_mechs lm[16];
+    int nlm;
+    counter *failures; /* TABLE_SLOTS */
+    counter *conns;    /* TABLE_SLOTS */
+};
+
+void sl_auth_store_path(const sl_config *cfg, char *out, size_t len) {
+    if (cfg->sluice_sasl_credentials_file[0])
+        snprintf(out, len, "%s", cfg->sluice_sasl_credentials_file);
+    else
+        snprintf(out, len, "%s/sluice-users", cfg->log_dirs);
+}
+
+sl_err sl_auth_new(const sl_config *cfg, bool need_store, sl_auth **out, char *err, size_t elen) {
+    *out = NULL;
+    sl_auth *a = calloc(1, sizeof *a);
+    if (!a) return SL_ENOMEM;
+    a->cfg = *cfg;
+    a->failures = calloc(TABLE_SLOTS, sizeof *a->failures);
+    a->conns = calloc(TABLE_SLOTS, sizeof *a->conns);
+    if (!a->failures || !a->conns) {
+        sl_auth_free(a);
+        return SL_ENOMEM;
+    }
+    sl_auth_store_path(cfg, a->store_path, sizeof a->store_path);
+    if (need_store) {
+        sl_err e = sl_credstore_open(a->store_path, true, &a->store, err, elen);
+        if (e) {
+            sl_auth_free(a);
+            return e;
+        }
+    }
+    *out = a;
+    return SL_OK;
+}
+
+void sl_auth_free(sl_auth *a) {
+    if (!a) return;
+    sl_credstore_free(a->store);
+    free(a->failures);
+    free(a->conns);
+    free(a);
+}
+
+sl_credstore *sl_auth_store(sl_auth *a, bool create) {
+    if (!a->store) {
+        char err[512];
+        sl_err e = sl_credstore_open(a->store_path, create, &a->store, err, sizeof err);
+        if (e && e != SL_ENOTFOUND)
+            SL_WARN("auth", "credential store unavailable", "err=\"%s\"", err);
+    }
+    return a->store;
+}
+
+sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t elen) {
+    if (a->nlm >= 16) return SL_ECONFIG;
+    const char *list = a->cfg.sasl_enabled_mechanisms;
+    unsigned mechs = 0;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t && p[t - 1] == ' ') t--;
+        if (!t) break;
+        unsigned bit = sl_mech_from_name(p, t);
+        if (!bit || bit == SL_MECH_OAUTHBEARER) {
+            snprintf(err, elen,
+                     "sasl.enabled.mechanisms: %.*s is not supported (supported: SCRAM-SHA-512, "
+                     "SCRAM-SHA-256, PLAIN)",
+                     (int)t, p);
+            return SL_ECONFIG;
+        }
+        mechs |= bit;
+        p += n;
+    }
+    if (!mechs) {
+        snprintf(err, elen, "sasl.enabled.mechanisms: no mechanism enabled for listener %s",
+                 listener);
+        return SL_ECONFIG;
+    }
+    if ((mechs & SL_MECH_PLAIN) && !tls && !a->cfg.sluice_sasl_plain_allow_insecure) {
+        snprintf(err, elen,
+                 "sasl.enabled.mechanisms: PLAIN on listener %s (SASL_PLAINTEXT) would send "
+                 "passwords in clear; use SASL_SSL or set sluice.sasl.plain.allow.insecure=true",
+                 listener);
+        return SL_ECONFIG;
+    }
+    snprintf(a->lm[a->nlm].name, sizeof a->lm[0].name, "%s", listener);
+    a->lm[a->nlm++].mechs = mechs;
+    return SL_OK;
+}
+
+unsigned sl_auth_listener_mechs(const sl_auth *a, const char *listener) {
+    for (int i = 0; listener && i < a->nlm; i++)
+        if (!strcmp(a->lm[i].name, listener)) return a->lm[i].mechs;
+    return 0;
+}
+
+void sl_auth_count_failure(sl_auth *a, const char *principal, const char *addr) {
+    counter *c;
+    if (principal && principal[0] && (c = slot(a->failures, principal, true))) c->n++;
+    if (addr && addr[0] && (c = slot(a->failures, addr, true))) c->n++;
+}
+
+uint64_t sl_auth_failures(const sl_auth *a, const char *key) {
+    counter *c = slot(a->failures, key, false);
+    return c ? c->n : 0;
+}
+
+bool sl_auth_conn_opened(sl_auth *a, const char *addr) {
+    counter *c = slot(a->conns, addr, true);
+    if (!c) return a->cfg.max_connections_per_ip == INT32_MAX; /* table full: only if no limit */
+    if (c->n >= (uint64_t)a->cfg.max_connections_per_ip) return false;
+    c->n++;
+    return true;
+}
+
+void sl_auth_conn_closed(sl_auth *a, const char *addr) {
+    counter *c = slot(a->conns, addr, false);
+    if (c && c->n) c->n--;
+}
+
+/* ---- sessions ---- */
+
+sl_session *sl_session_new(const char *peer, unsigned mechs, const char *principal) {
+    sl_session *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->mechs = mechs;
+    snprintf(s->addr, sizeof s->addr, "%s", peer ? peer : "");
+    char *colon = strrchr(s->addr, ':');
+    if (colon) *colon = 0;
+    if (s->addr[0] == '[') { /* "[::1]" → "::1" */
+        size_t n = strlen(s->addr);
+        memmove(s->addr, s->addr + 1, n);
+        if (n >= 2 && s->addr[n - 2] == ']') s->addr[n - 2] = 0;
+    }
+    if (!mechs) {
+        s->authenticated = true;
+        snprintf(s->principal, sizeof s->principal, "%s", principal ? principal : "User:ANONYMOUS");
+    }
+    return s;
+}
+
+void sl_session_free(sl_session *s) {
+    if (!s) return;
+    OPENSSL_cleanse(s, sizeof *s);
+    free(s);
+}
+
+sl_err sl_session_handshake(sl_session *s, const char *name, size_t len, bool raw) {
+    if (s->state == SL_SASL_HANDSHAKE || s->state == SL_SASL_EXCHANGE || s->state == SL_SASL_FAILED)
+        return SL_ESTATE;
+    unsigned bit = sl_mech_from_name(name, len);
+    if (!bit || !(bit & s->mechs)) return SL_ENOTFOUND;
+    s->mech = bit;
+    s->raw = raw;
+    s->reauth = s->authenticated;
+    s->state = SL_SASL_HANDSHAKE;
+    s->attempt_principal[0] = 0;
+    return SL_OK;
+}
+
+const char *sl_auth_failed_message(unsigned mech) {
+    static char buf[4][128];
+    int i = mech == SL_MECH_PLAIN           ? 0
+            : mech == SL_MECH_SCRAM_SHA_256 ? 1
+            : mech == SL_MECH_SCRAM_SHA_512 ? 2
+                                            : 3;
+    if (!buf[i][0])
+        snprintf(buf[i], sizeof buf[i],
+                 "Authentication failed: invalid credentials with SASL mechanism %s",
+                 sl_mech_name(mech));
+    return buf[i];
+}
+
+static void set_attempt(sl_session *s, const char *user, size_t n) {
+    snprintf(s->attempt_principal, sizeof s->attempt_principal, "User:%.*s", (int)n, user);
+}
+
+/* Finishes a successful exchange; re-authentication may not change who the connection is. */
+static sl_err succeed(sl_session *s) {
+    if (s->reauth && strcmp(s->principal, s->attempt_principal) != 0) return SL_EAUTH;
+    memcpy(s->principal, s->attempt_principal, sizeof s->principal);
+    s->authenticated = true;
+    s->state = SL_SASL_IDLE;
+    return SL_OK;
+}
+
+static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, bool *done) {
+    sl_plain_msg m;
+    if (sl_plain_parse(in, len, &m)) return SL_EAUTH;
+    set_attempt(s, m.authcid.p, (size_t)m.authcid.len);
+    sl_credstore *st = sl_auth_store(a, false);
+    if (st) sl_credstore_refresh(st);
+    sl_scram_cred cred;
+    bool known = false;
+    if (st) {
+        /* Prefer the stronger credential; an unknown user costs the same PBKDF2 on a mock. */
+        const sl_scram_cred *c =
+            sl_credstore_find(st, m.authcid.p, (size_t)m.authcid.len, SL_SCRAM_SHA_512);
+        if (!c) c = sl_credstore_find(st, m.authcid.p, (size_t)m.authcid.len, SL_SCRAM_SHA_256);
+        if (c) {
+            cred = *c;
+            known = true;
+        } else {
+            sl_credstore_lookup(st, m.authcid.p, (size_t)m.authcid.len, SL_SCRAM_SHA_512, &cred);
+        }
+    } else {
+        memset(&cred, 0, sizeof cred);
+        cred.mech = SL_SCRAM_SHA_512;
+        cred.iterations = SL_SCRAM_DEF_ITER;
+        cred.salt_len = SL_SCRAM_SALT_LEN;
+    }
+    bool ok = sl_scram_check_password(&cred, m.passwd.p, (size_t)m.passwd.len) && known;
+    OPENSSL_cleanse(&cred, sizeof cred);
+    if (!ok) return SL_EAUTH;
+    *done = true;
+    return succeed(s);
+}
+
+static bool lookup_none(void *ctx, const char *user, size_t n, int mech, sl_scram_cred *out) {
+    memset(out, 0, sizeof *out);
+    out->mech = mech;
+    out->iterations = SL_SCRAM_DEF_ITER;
+    out->salt_len = SL_SCRAM_SALT_LEN;
+    return false;
+}
+
+sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, uint8_t *out,
+                       size_t cap, size_t *out_len, bool *done) {
+    *out_len = 0;
+    *done = false;
+    if (s->state != SL_SASL_HANDSHAKE && s->state != SL_SASL_EXCHANGE) return SL_ESTATE;
+    sl_err e = SL_EAUTH;
+    int sm = scram_code(s->mech);
+    if (s->mech == SL_MECH_PLAIN) {
+        e = step_plain(a, s, in, len, done);
+    } else if (sm && s->state == SL_SASL_HANDSHAKE) {
+        sl_credstore *st = sl_auth_store(a, false);
+        if (st) sl_credstore_refresh(st);
+        e = sl_scram_server_first(&s->scram, sm, in, len, st ? sl_credstore_lookup : lookup_none,
+                                  st, (char *)out, cap, out_len);
+        if (s->scram.user[0]) set_attempt(s, s->scram.user, strlen(s->scram.user));
+        if (!e) {
+            s->state = SL_SASL_EXCHANGE;
+            return SL_OK;
+        }
+        e = SL_EAUTH;
+    } else if (sm) {
+        e = sl_scram_server_final(&s->scram, in, len, (char *)out, cap, out_len);
+        sl_scram_server_clear(&s->scram);
+        if (!e) {
+            *done = true;
+            e = succeed(s);
+        }
+    }
+    if (e) {
+        *out_len = 0;
+        *done = false;
+        s->state = SL_SASL_FAILED;
+        sl_auth_count_failure(a, s->attempt_principal, s->addr);
+        return SL_EAUTH;
+    }
+    return SL_OK;
+}

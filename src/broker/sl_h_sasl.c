@@ -1,0 +1,286 @@
+/* SASL on the wire: SaslHandshake, SaslAuthenticate, the raw-token flow after SaslHandshake v0,
+ * the per-connection session (created in on_open, freed in on_close) and the session rules the
+ * authenticate stage enforces. The mechanisms themselves live in src/auth. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/sl_auth.h"
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "broker/sl_broker.h"
+#include "proto/gen/sl_msgs.h"
+
+#define TOKEN_MAX 2048 /* our answers: server-first/final SCRAM messages, empty for PLAIN */
+
+const char *sl_session_principal(const sl_conn *c) {
+    const sl_session *s = c ? sl_conn_data(c) : NULL;
+    return s && s->authenticated ? s->principal : NULL;
+}
+
+static bool is_sasl(sl_security_protocol p) {
+    return p == SL_SEC_SASL_PLAINTEXT || p == SL_SEC_SASL_SSL;
+}
+
+void sl_sasl_conn_open(sl_broker *b, sl_conn *c) {
+    sl_security_protocol p = sl_broker_listener_protocol(b, sl_conn_listener(c));
+    unsigned mechs = is_sasl(p) ? sl_auth_listener_mechs(b->auth, sl_conn_listener(c)) : 0;
+    /* TLS client-certificate principals come with the TLS transport; until then SSL listeners
+     * without SASL are User:ANONYMOUS like PLAINTEXT. */
+    sl_session *s = sl_session_new(sl_conn_peer(c), mechs, "User:ANONYMOUS");
+    if (!s) {
+        sl_conn_close(c, false, "out of memory");
+        return;
+    }
+    sl_conn_set_data(c, s);
+    if (!sl_auth_conn_opened(b->auth, s->addr)) {
+        SL_WARN("auth", "connection refused", "peer=%s reason=\"max.connections.per.ip\"",
+                sl_conn_peer(c));
+        sl_conn_close(c, false, "max.connections.per.ip reached");
+        return;
+    }
+    s->addr_counted = true;
+    if (!mechs) sl_conn_set_authenticated(c);
+}
+
+void sl_sasl_conn_close(sl_broker *b, sl_conn *c) {
+    sl_session *s = sl_conn_data(c);
+    if (!s) return;
+    if (s->addr_counted) sl_auth_conn_closed(b->auth, s->addr);
+    sl_conn_set_data(c, NULL);
+    sl_session_free(s);
+}
+
+/* ---- delayed failure answers ---- */
+
+/* A failed authentication is answered after connection.failed.authentication.delay.ms, so a
+ * guesser gets few tries per connection-second; the connection stops reading at once. */
+typedef struct sl_delayed {
+    struct sl_delayed *next, *prev;
+    sl_broker *b;
+    sl_pending *p;
+    const uint8_t *data; /* in p's arena */
+    size_t len;
+    sl_timer *t;
+} sl_delayed;
+
+static sl_delayed *g_delayed; /* loop thread only */
+
+static void delayed_unlink(sl_delayed *d) {
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        g_delayed = d->next;
+    if (d->next) d->next->prev = d->prev;
+}
+
+static void delayed_fire(void *ctx) {
+    sl_delayed *d = ctx;
+    delayed_unlink(d);
+    if (d->data)
+        sl_pending_respond(d->p, d->data, d->len);
+    else
+        sl_pending_noreply(d->p);
+    free(d);
+}
+
+static void fail_later(sl_req *rq, const uint8_t *data, size_t len, const char *why) {
+    sl_conn *c = sl_pending_conn(rq->p);
+    if (c) sl_conn_close(c, true, why);
+    int64_t delay = rq->b->cfg.connection_failed_authentication_delay_ms;
+    sl_delayed *d = delay > 0 ? calloc(1, sizeof *d) : NULL;
+    if (!d) {
+        if (data)
+            sl_pending_respond(rq->p, data, len);
+        else
+            sl_pending_noreply(rq->p);
+        return;
+    }
+    d->b = rq->b;
+    d->p = rq->p;
+    d->data = data;
+    d->len = len;
+    d->next = g_delayed;
+    if (g_delayed) g_delayed->prev = d;
+    g_delayed = d;
+    d->t = sl_timer_start(rq->b->loop, delay, delayed_fire, d);
+}
+
+void sl_sasl_flush_delayed(sl_broker *b) {
+    for (sl_delayed *d = g_delayed, *next; d; d = next) {
+        next = d->next;
+        if (d->b != b) continue;
+        sl_timer_cancel(b->loop, d->t);
+        delayed_unlink(d);
+        sl_pending_noreply(d->p);
+        free(d);
+    }
+}
+
+/* ---- SaslHandshake ---- */
+
+void sl_h_sasl_handshake(sl_req *rq) {
+    sl_sasl_handshake_req req;
+    if (sl_sasl_handshake_req_decode(&rq->body, rq->a, rq->h.api_version, &req) != SL_OK) {
+        sl_req_fail(rq, "malformed SaslHandshake");
+        return;
+    }
+    sl_session *s = sl_conn_data(rq->conn);
+    sl_sasl_handshake_resp resp;
+    sl_sasl_handshake_resp_init(&resp);
+    const char *names[8];
+    int n = s ? sl_auth_mech_names(s->mechs, names, 8) : 0;
+    sl_str *list = sl_arena_alloc(rq->a, sizeof(sl_str) * 8);
+    if (!list) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++) list[i] = sl_str_c(names[i]);
+    resp.mechanisms = list;
+    resp.mechanisms_count = n;
+    sl_err e = !s || !s->mechs ? SL_ESTATE
+               : req.mechanism.len < 0
+                   ? SL_ENOTFOUND
+                   : sl_session_handshake(s, req.mechanism.p, (size_t)req.mechanism.len,
+                                          rq->h.api_version == 0);
+    /* KIP-368: re-authentication needs the v1 flow (SaslAuthenticate), never raw tokens. */
+    if (!e && s->reauth && rq->h.api_version == 0) {
+        s->state = SL_SASL_FAILED;
+        e = SL_ESTATE;
+    }
+    if (e == SL_OK) {
+        SL_RESPOND(rq, sasl_handshake, &resp);
+        return;
+    }
+    resp.error_code =
+        e == SL_ENOTFOUND ? SL_KAFKA_UNSUPPORTED_SASL_MECHANISM : SL_KAFKA_ILLEGAL_SASL_STATE;
+    SL_INFO("auth", "SASL handshake refused", "peer=%s mechanism=\"%.*s\" error=%d",
+            sl_conn_peer(rq->conn),
+            req.mechanism.len > 64 ? 64 : (int)(req.mechanism.len < 0 ? 0 : req.mechanism.len),
+            req.mechanism.p ? req.mechanism.p : "", resp.error_code);
+    /* Kafka answers and then closes: the client may not try another mechanism on this
+     * connection. */
+    SL_RESPOND(rq, sasl_handshake, &resp);
+    sl_conn *c = sl_pending_conn(rq->p);
+    if (c) sl_conn_close(c, true, "SASL handshake refused");
+}
+
+/* ---- SaslAuthenticate and raw tokens ---- */
+
+static int64_t finish_success(sl_broker *b, sl_conn *c, sl_session *s) {
+    sl_conn_set_authenticated(c);
+    int64_t life = b->cfg.connections_max_reauth_ms;
+    s->expires_ms = life > 0 ? sl_wall_ms() + life : 0;
+    SL_INFO("auth", s->reauth ? "re-authenticated" : "authenticated",
+            "peer=%s principal=%s mechanism=%s", sl_conn_peer(c), s->principal,
+            sl_mech_name(s->mech));
+    return life > 0 ? life : 0;
+}
+
+static void log_failure(sl_conn *c, const sl_session *s) {
+    SL_WARN("auth", "authentication failed", "peer=%s principal=%s mechanism=%s",
+            c ? sl_conn_peer(c) : "-", s->attempt_principal[0] ? s->attempt_principal : "-",
+            sl_mech_name(s->mech));
+}
+
+void sl_h_sasl_authenticate(sl_req *rq) {
+    sl_sasl_authenticate_req req;
+    if (sl_sasl_authenticate_req_decode(&rq->body, rq->a, rq->h.api_version, &req) != SL_OK) {
+        sl_req_fail(rq, "malformed SaslAuthenticate");
+        return;
+    }
+    sl_session *s = sl_conn_data(rq->conn);
+    sl_sasl_authenticate_resp resp;
+    sl_sasl_authenticate_resp_init(&resp);
+    if (!s || s->raw || (s->state != SL_SASL_HANDSHAKE && s->state != SL_SASL_EXCHANGE) ||
+        (s->reauth && rq->h.api_version < 1)) {
+        resp.error_code = SL_KAFKA_ILLEGAL_SASL_STATE;
+        resp.error_message = sl_str_c("SaslAuthenticate without a SaslHandshake");
+        resp.auth_bytes = (sl_bytes){(const uint8_t *)"", 0};
+        SL_RESPOND(rq, sasl_authenticate, &resp);
+        sl_conn *c = sl_pending_conn(rq->p);
+        if (c) sl_conn_close(c, true, "illegal SASL state");
+        return;
+    }
+    uint8_t *out = sl_arena_alloc(rq->a, TOKEN_MAX);
+    if (!out) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    size_t out_len = 0;
+    bool done = false;
+    sl_err e = sl_session_step(rq->b->auth, s, req.auth_bytes.p ? req.auth_bytes.p : out,
+                               req.auth_bytes.len > 0 ? (size_t)req.auth_bytes.len : 0, out,
+                               TOKEN_MAX, &out_len, &done);
+    resp.auth_bytes = (sl_bytes){out, (int32_t)out_len};
+    if (e) {
+        log_failure(rq->conn, s);
+        resp.error_code = SL_KAFKA_SASL_AUTHENTICATION_FAILED;
+        resp.error_message = sl_str_c(sl_auth_failed_message(s->mech));
+        resp.auth_bytes = (sl_bytes){out, 0};
+        sl_wr w;
+        sl_resp_begin(rq, &w);
+        sl_sasl_authenticate_resp_encode(&w, rq->h.api_version, &resp);
+        if (w.err) {
+            sl_req_fail(rq, "out of memory");
+            return;
+        }
+        fail_later(rq, w.buf, w.len, "authentication failed");
+        return;
+    }
+    if (done) resp.session_lifetime_ms = finish_success(rq->b, rq->conn, s);
+    SL_RESPOND(rq, sasl_authenticate, &resp);
+}
+
+bool sl_sasl_raw_frame(sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
+                       size_t len) {
+    sl_session *s = sl_conn_data(c);
+    if (!s || !s->raw || (s->state != SL_SASL_HANDSHAKE && s->state != SL_SASL_EXCHANGE))
+        return false;
+    sl_req tmp = {.b = b, .conn = c, .p = p, .a = a};
+    uint8_t *out = sl_arena_alloc(a, TOKEN_MAX);
+    if (!out) {
+        sl_conn_close(c, false, "out of memory");
+        sl_pending_noreply(p);
+        return true;
+    }
+    size_t out_len = 0;
+    bool done = false;
+    sl_err e = sl_session_step(b->auth, s, frame, len, out, TOKEN_MAX, &out_len, &done);
+    if (e) {
+        /* The raw flow has no error frame: Kafka just closes the connection. */
+        log_failure(c, s);
+        fail_later(&tmp, NULL, 0, "authentication failed");
+        return true;
+    }
+    if (done) {
+        (void)finish_success(b, c, s);
+        s->raw = false;
+    }
+    sl_pending_respond(p, out, out_len);
+    return true;
+}
+
+/* ---- the authenticate stage ---- */
+
+bool sl_sasl_authenticate_stage(sl_req *rq) {
+    sl_session *s = sl_conn_data(rq->conn);
+    if (!s) return true;
+    int16_t k = rq->h.api_key;
+    if (k == SL_API_API_VERSIONS || k == SL_API_SASL_HANDSHAKE || k == SL_API_SASL_AUTHENTICATE)
+        return true;
+    if (!s->authenticated) {
+        /* Kafka closes such connections without an answer. */
+        sl_req_fail(rq, "request before authentication");
+        return false;
+    }
+    if (s->raw && (s->state == SL_SASL_HANDSHAKE || s->state == SL_SASL_EXCHANGE)) {
+        sl_req_fail(rq, "request during a raw SASL exchange");
+        return false;
+    }
+    if (s->expires_ms && sl_wall_ms() >= s->expires_ms) {
+        sl_req_fail(rq, "SASL session expired (connections.max.reauth.ms)");
+        return false;
+    }
+    return true;
+}
