@@ -283,8 +283,10 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
     if (codec == SL_COMPRESSION_NONE || first_abs < 0) return SL_KAFKA_NONE;
     uint8_t *z;
     size_t zlen;
-    unsigned flags = magic == 0 ? SL_COMPRESS_LZ4_BROKEN_HC : 0;
-    sl_err e = sl_compress(codec, inner.buf, inner.len, a, flags, &z, &zlen);
+    /* Kafka 0.8 wrote a wrong LZ4 frame-header checksum for magic 0; modern readers of magic 0
+     * (sarama, librdkafka) verify or repair it, and sarama rejects the wrong one, so the
+     * correct checksum is written. Produce still accepts both. */
+    sl_err e = sl_compress(codec, inner.buf, inner.len, a, 0, &z, &zlen);
     if (e) return err_to_kafka(e);
     if (zlen > INT32_MAX - LEGACY_MIN_V1) return SL_KAFKA_MESSAGE_TOO_LARGE;
     if (lat) wrapper_ts = bi->max_timestamp;
