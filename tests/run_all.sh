@@ -50,7 +50,7 @@ if ! make -j2 release asan >"$WORK/build.log" 2>&1; then
     tail -40 "$WORK/build.log"
     fail "build (make -j2 release asan)"
 else
-    tail -3 "$WORK/build.log"
+    echo "build ok: build/release/sluice build/asan/sluice build/asan/unit_tests"
 fi
 
 # --- Unit tests ----------------------------------------------------------------------------
