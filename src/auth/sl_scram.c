@@ -270,9 +270,9 @@ sl_err sl_scram_parse_client_final(const uint8_t *m, size_t len, sl_scram_client
 
 void sl_scram_server_clear(sl_scram_server *s) { OPENSSL_cleanse(s, sizeof *s); }
 
-sl_err sl_scram_server_first(sl_scram_server *s, int mech, const uint8_t *msg, size_t len,
-                             sl_scram_lookup_fn lookup, void *ctx, char *out, size_t cap,
-                             size_t *out_len) {
+sl_err sl_scram_server_first_nonce(sl_scram_server *s, int mech, const uint8_t *msg, size_t len,
+                                   sl_scram_lookup_fn lookup, void *ctx, char *out, size_t cap,
+                                   size_t *out_len, const char *fixed_nonce) {
     sl_scram_server_clear(s);
     s->mech = mech;
     s->step = 2; /* any failure leaves the exchange finished */
@@ -292,8 +292,12 @@ sl_err sl_scram_server_first(sl_scram_server *s, int mech, const uint8_t *msg, s
 
     uint8_t rnd[SL_SCRAM_NONCE_LEN * 3 / 4];
     char snonce[SL_SCRAM_NONCE_LEN + 1], salt64[(SL_SCRAM_MAX_SALT / 3 + 1) * 4 + 1];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) return SL_ENOMEM;
-    sl_b64_encode(rnd, sizeof rnd, snonce);
+    if (fixed_nonce) {
+        snprintf(snonce, sizeof snonce, "%s", fixed_nonce);
+    } else {
+        if (RAND_bytes(rnd, sizeof rnd) != 1) return SL_ENOMEM;
+        sl_b64_encode(rnd, sizeof rnd, snonce);
+    }
     sl_b64_encode(s->cred.salt, s->cred.salt_len, salt64);
     int n = snprintf(s->server_first, sizeof s->server_first, "r=%.*s%s,s=%s,i=%d",
                      (int)s->client_nonce_len, s->client_nonce, snonce, salt64,
@@ -304,6 +308,12 @@ sl_err sl_scram_server_first(sl_scram_server *s, int mech, const uint8_t *msg, s
     *out_len = (size_t)n;
     s->step = 1;
     return SL_OK;
+}
+
+sl_err sl_scram_server_first(sl_scram_server *s, int mech, const uint8_t *msg, size_t len,
+                             sl_scram_lookup_fn lookup, void *ctx, char *out, size_t cap,
+                             size_t *out_len) {
+    return sl_scram_server_first_nonce(s, mech, msg, len, lookup, ctx, out, cap, out_len, NULL);
 }
 
 /* The nonce the client must echo: client nonce + server part, or (librdkafka <= 2.6, which

@@ -111,6 +111,11 @@ typedef bool (*sl_scram_lookup_fn)(void *ctx, const char *user, size_t user_len,
 sl_err sl_scram_server_first(sl_scram_server *s, int mech, const uint8_t *msg, size_t len,
                              sl_scram_lookup_fn lookup, void *ctx, char *out, size_t cap,
                              size_t *out_len);
+/* As above with a fixed server nonce part (printable, no ',', at most SL_SCRAM_NONCE_LEN
+ * characters): for test vectors only. */
+sl_err sl_scram_server_first_nonce(sl_scram_server *s, int mech, const uint8_t *msg, size_t len,
+                                   sl_scram_lookup_fn lookup, void *ctx, char *out, size_t cap,
+                                   size_t *out_len, const char *fixed_nonce);
 /* Processes client-final; on a valid proof writes server-final ("v=...") and returns SL_OK. A
  * wrong proof, an unknown user and a malformed message all return SL_EAUTH. The comparison is
  * constant time and an unknown user runs the same computations. */
