@@ -30,8 +30,8 @@ typedef struct sl_jwt_config {
     char expected_issuer[SL_CFG_STR_MAX];
     char expected_audience[SL_CFG_STR_MAX]; /* comma list: the token's aud must contain one */
     int32_t clock_skew_s;                   /* default 30 */
-    char sub_claim[128];                    /* default "sub" */
-    char scope_claim[128];                  /* default "scope": parsed, not enforced */
+    char sub_claim[SL_CFG_STR_MAX];         /* default "sub" */
+    char scope_claim[SL_CFG_STR_MAX];       /* default "scope": parsed, not enforced */
 } sl_jwt_config;
 
 /* Fills `out` with the defaults above. */
@@ -62,8 +62,8 @@ uint64_t sl_jwt_validator_generation(sl_jwt_validator *v);
 void sl_jwt_validator_refresh(sl_jwt_validator *v);
 
 /* RFC 7628 client first message: "n,[a=authzid],\x01auth=Bearer <token>\x01[k=v\x01]*\x01".
- * On success points *token/*tlen into `msg`. A non-empty authzid must equal the token's
- * principal (Kafka's rule); it is returned through *authzid/*alen (alen 0 if absent).
+ * On success points token and tlen into `msg`. A non-empty authzid must equal the token's
+ * principal (Kafka's rule); it is returned through authzid and alen (alen 0 if absent).
  * SL_EAUTH on anything malformed. */
 sl_err sl_oauthbearer_parse_client_msg(const char *msg, size_t len, const char **token,
                                        size_t *tlen, const char **authzid, size_t *alen);

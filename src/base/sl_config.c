@@ -116,6 +116,24 @@ static const key_def k_keys[] = {
      "Time SIGTERM waits for in-flight requests before closing connections."},
     {"sluice.log.level", T_STR, OFF(sluice_log_level), 0, 0, "info",
      "Broker log level: debug, info, warn or error."},
+    {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
+     NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
+    {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,
+     OFF(sasl_oauthbearer_jwks_endpoint_refresh_ms), 1000, I64MAX, "3600000",
+     "OAUTHBEARER: how often the JWKS is refetched (also on an unknown kid, at most every 10 s)."},
+    {"sasl.oauthbearer.expected.issuer", T_STR, OFF(sasl_oauthbearer_expected_issuer), 0, 0, NULL,
+     "OAUTHBEARER: required iss claim (required when a JWKS is configured)."},
+    {"sasl.oauthbearer.expected.audience", T_LIST, OFF(sasl_oauthbearer_expected_audience), 0, 0,
+     NULL, "OAUTHBEARER: accepted aud values, comma-separated (required with a JWKS)."},
+    {"sasl.oauthbearer.clock.skew.seconds", T_INT, OFF(sasl_oauthbearer_clock_skew_seconds), 0,
+     3600, "30", "OAUTHBEARER: clock skew allowed when checking exp, nbf and iat."},
+    {"sasl.oauthbearer.sub.claim.name", T_STR, OFF(sasl_oauthbearer_sub_claim_name), 0, 0, "sub",
+     "OAUTHBEARER: claim holding the principal name."},
+    {"sasl.oauthbearer.scope.claim.name", T_STR, OFF(sasl_oauthbearer_scope_claim_name), 0, 0,
+     "scope", "OAUTHBEARER: claim holding the scopes (type-checked, not enforced)."},
+    {"sluice.sasl.oauthbearer.jwks.endpoint.truststore", T_STR,
+     OFF(sluice_sasl_oauthbearer_jwks_endpoint_truststore), 0, 0, NULL,
+     "OAUTHBEARER: PEM CA bundle that verifies an https JWKS endpoint; default the system CAs."},
 };
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
 
@@ -292,6 +310,20 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     }
     if (!c->log_dirs[0] || strchr(c->log_dirs, ',')) {
         snprintf(err, elen, "log.dirs: exactly one directory is supported");
+        return SL_ECONFIG;
+    }
+    /* Without a pinned issuer and audience any token from the IdP (for any application)
+     * would be accepted. */
+    if (c->sasl_oauthbearer_jwks_endpoint_url[0] && !c->sasl_oauthbearer_expected_issuer[0]) {
+        snprintf(err, elen, "sasl.oauthbearer.expected.issuer: required when "
+                            "sasl.oauthbearer.jwks.endpoint.url is set");
+        return SL_ECONFIG;
+    }
+    if (c->sasl_oauthbearer_jwks_endpoint_url[0] &&
+        !c->sasl_oauthbearer_expected_audience[strspn(c->sasl_oauthbearer_expected_audience,
+                                                      " ,")]) {
+        snprintf(err, elen, "sasl.oauthbearer.expected.audience: required when "
+                            "sasl.oauthbearer.jwks.endpoint.url is set");
         return SL_ECONFIG;
     }
     return SL_OK;

@@ -57,6 +57,15 @@ typedef struct sl_config {
     int32_t sluice_max_inflight_requests;
     int64_t sluice_shutdown_timeout_ms;
     char sluice_log_level[16];
+    /* OAUTHBEARER (src/auth/sl_jwt.c) */
+    char sasl_oauthbearer_jwks_endpoint_url[SL_CFG_STR_MAX];
+    int64_t sasl_oauthbearer_jwks_endpoint_refresh_ms;
+    char sasl_oauthbearer_expected_issuer[SL_CFG_STR_MAX];
+    char sasl_oauthbearer_expected_audience[SL_CFG_STR_MAX];
+    int32_t sasl_oauthbearer_clock_skew_seconds;
+    char sasl_oauthbearer_sub_claim_name[SL_CFG_STR_MAX];
+    char sasl_oauthbearer_scope_claim_name[SL_CFG_STR_MAX];
+    char sluice_sasl_oauthbearer_jwks_endpoint_truststore[SL_CFG_STR_MAX];
     /* Raw retention keys, resolved into log_retention_ms by sl_config_finish (ms > minutes >
      * hours, as Kafka). -2 means unset. */
     int64_t retention_hours_raw, retention_minutes_raw, retention_ms_raw;
