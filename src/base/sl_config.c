@@ -5,8 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sl_logging.h"
+
+/* TLS 1.2 suites offered by default: ECDHE only (forward secrecy) and AEAD only (no CBC, whose
+ * MAC-then-encrypt gave Lucky13/POODLE). TLS 1.3 suites are all AEAD and keep OpenSSL's list. */
+#define SL_DEFAULT_TLS12_SUITES                                                                    \
+    "ECDHE-ECDSA-AES256-GCM-SHA384,ECDHE-RSA-AES256-GCM-SHA384,ECDHE-ECDSA-CHACHA20-POLY1305,"    \
+    "ECDHE-RSA-CHACHA20-POLY1305,ECDHE-ECDSA-AES128-GCM-SHA256,ECDHE-RSA-AES128-GCM-SHA256"
 
 typedef enum { T_INT, T_LONG, T_BOOL, T_STR, T_LIST } key_type;
 
@@ -116,6 +123,27 @@ static const key_def k_keys[] = {
      "Time SIGTERM waits for in-flight requests before closing connections."},
     {"sluice.log.level", T_STR, OFF(sluice_log_level), 0, 0, "info",
      "Broker log level: debug, info, warn or error."},
+    {"ssl.keystore.type", T_STR, OFF(ssl_keystore_type), 0, 0, "PEM",
+     "Format of ssl.keystore.location; only PEM is supported."},
+    {"ssl.keystore.location", T_STR, OFF(ssl_keystore_location), 0, 0, NULL,
+     "PEM file with the broker's certificate chain (leaf first) and private key."},
+    {"ssl.key.password", T_STR, OFF(ssl_key_password), 0, 0, NULL,
+     "Password of an encrypted private key in ssl.keystore.location."},
+    {"ssl.truststore.type", T_STR, OFF(ssl_truststore_type), 0, 0, "PEM",
+     "Format of ssl.truststore.location; only PEM is supported."},
+    {"ssl.truststore.location", T_STR, OFF(ssl_truststore_location), 0, 0, NULL,
+     "PEM bundle of the CAs whose client certificates are accepted."},
+    {"ssl.enabled.protocols", T_LIST, OFF(ssl_enabled_protocols), 0, 0, "TLSv1.3,TLSv1.2",
+     "TLS versions accepted (TLSv1.3, TLSv1.2; TLSv1.1 and TLSv1 only if listed)."},
+    {"ssl.cipher.suites", T_LIST, OFF(ssl_cipher_suites), 0, 0, SL_DEFAULT_TLS12_SUITES,
+     "TLS 1.2 cipher suites (OpenSSL or IANA names); TLS_AES_*/TLS_CHACHA20_* names restrict "
+     "TLS 1.3."},
+    {"ssl.client.auth", T_STR, OFF(ssl_client_auth), 0, 0, "none",
+     "Client certificates: none, requested or required."},
+    {"ssl.principal.mapping.rules", T_STR, OFF(ssl_principal_mapping_rules), 0, 0, "DEFAULT",
+     "RULE:pattern/replacement/[LU],...,DEFAULT: client certificate subject to principal."},
+    {"sluice.ssl.reload.interval.ms", T_LONG, OFF(sluice_ssl_reload_interval_ms), 0, I64MAX, "5000",
+     "How often keystore and truststore files are checked for changes (0: only on SIGHUP)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,
@@ -139,6 +167,9 @@ static const key_def k_keys[] = {
 
 size_t sl_config_key_count(void) { return NKEYS; }
 
+/* Secrets are never formatted: DescribeConfigs and --help-config show them as null. */
+static bool is_sensitive(const key_def *k) { return k->off == OFF(ssl_key_password); }
+
 const sl_config_key_info *sl_config_key_at(size_t i) {
     static sl_config_key_info info;
     static const char *const tn[] = {"int", "long", "boolean", "string", "list"};
@@ -146,6 +177,7 @@ const sl_config_key_info *sl_config_key_at(size_t i) {
     info.name = k_keys[i].name;
     info.type = tn[k_keys[i].type];
     info.doc = k_keys[i].doc;
+    info.sensitive = is_sensitive(&k_keys[i]);
     return &info;
 }
 
@@ -222,9 +254,92 @@ static void trim(char **s) {
     while (e > *s && isspace((unsigned char)e[-1])) *--e = 0;
 }
 
+/* Values with a closed set of choices, checked where they are set so the error names the key. */
+static sl_err check_value(const key_def *k, const char *v, char *err, size_t elen) {
+    if ((k->off == OFF(ssl_keystore_type) || k->off == OFF(ssl_truststore_type)) &&
+        strcasecmp(v, "PEM") != 0) {
+        snprintf(err, elen, "%s: unsupported type \"%s\" (only PEM is supported)", k->name, v);
+        return SL_ECONFIG;
+    }
+    if (k->off == OFF(ssl_client_auth) && strcmp(v, "none") && strcmp(v, "requested") &&
+        strcmp(v, "required")) {
+        snprintf(err, elen, "%s: invalid value \"%s\" (expected none, requested or required)",
+                 k->name, v);
+        return SL_ECONFIG;
+    }
+    return SL_OK;
+}
+
+/* listener.name.<listener>.<key>: validated against the key's type, stored for
+ * sl_config_listener_str(). The key may carry one more prefix (a SASL mechanism). */
+static sl_err set_override(sl_config *c, const char *key, const char *v, char *err, size_t elen) {
+    const char *ln = key + strlen("listener.name.");
+    const char *dot = strchr(ln, '.');
+    if (!dot || dot == ln || (size_t)(dot - ln) >= sizeof c->overrides[0].listener ||
+        strlen(dot + 1) >= sizeof c->overrides[0].key) {
+        snprintf(err, elen, "%s: expected listener.name.<listener>.<key>", key);
+        return SL_ECONFIG;
+    }
+    const char *rest = dot + 1, *mech = strchr(rest, '.');
+    const key_def *k = find_key(rest, NULL);
+    if (!k && mech) k = find_key(mech + 1, NULL);
+    if (!k) {
+        SL_WARN("config", "unknown configuration key ignored", "key=%s", key);
+        return SL_OK;
+    }
+    sl_config *scratch = malloc(sizeof *scratch);
+    if (!scratch) return SL_ENOMEM;
+    sl_err e = check_value(k, v, err, elen);
+    if (!e) e = apply(scratch, k, v, err, elen);
+    free(scratch);
+    if (e) {
+        /* Name the key as written, not the global one. */
+        snprintf(err, elen, "%s: invalid value \"%s\"", key, v);
+        return e;
+    }
+    size_t lnl = (size_t)(dot - ln);
+    int i = 0;
+    for (; i < c->noverrides; i++)
+        if (strlen(c->overrides[i].listener) == lnl &&
+            !strncasecmp(c->overrides[i].listener, ln, lnl) && !strcmp(c->overrides[i].key, rest))
+            break;
+    if (i == SL_CFG_OVERRIDES_MAX) {
+        snprintf(err, elen, "%s: more than %d listener.name overrides", key, SL_CFG_OVERRIDES_MAX);
+        return SL_ECONFIG;
+    }
+    sl_config_override *o = &c->overrides[i];
+    memcpy(o->listener, ln, lnl);
+    o->listener[lnl] = 0;
+    snprintf(o->key, sizeof o->key, "%s", rest);
+    snprintf(o->value, sizeof o->value, "%s", v);
+    if (i == c->noverrides) c->noverrides++;
+    return SL_OK;
+}
+
+const char *sl_config_listener_str(const sl_config *c, const char *listener, const char *key) {
+    for (int i = 0; listener && i < c->noverrides; i++)
+        if (!strcasecmp(c->overrides[i].listener, listener) && !strcmp(c->overrides[i].key, key))
+            return c->overrides[i].value[0] ? c->overrides[i].value : NULL;
+    const key_def *k = find_key(key, NULL);
+    if (!k || (k->type != T_STR && k->type != T_LIST)) return NULL;
+    const char *v = (const char *)c + k->off;
+    return v[0] ? v : NULL;
+}
+
 sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err, size_t elen) {
     size_t idx;
     const key_def *k = find_key(key, &idx);
+    if (!k && !strncmp(key, "listener.name.", 14)) {
+        char vb[SL_CFG_STR_MAX + 64];
+        snprintf(vb, sizeof vb, "%s", value);
+        char *v = vb;
+        trim(&v);
+        if (strlen(v) >= SL_CFG_STR_MAX) {
+            snprintf(err, elen, "%s: value too long", key);
+            return SL_ECONFIG;
+        }
+        return set_override(c, key, v, err, elen);
+    }
     if (!k) {
         SL_WARN("config", "unknown configuration key ignored", "key=%s", key);
         return SL_OK;
@@ -233,7 +348,8 @@ sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err
     snprintf(buf, sizeof buf, "%s", value);
     char *v = buf;
     trim(&v);
-    sl_err e = apply(c, k, v, err, elen);
+    sl_err e = check_value(k, v, err, elen);
+    if (e == SL_OK) e = apply(c, k, v, err, elen);
     if (e == SL_OK && idx < 64) c->set_mask |= 1ull << idx;
     return e;
 }
@@ -332,6 +448,7 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
 bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len) {
     if (i >= NKEYS) return false;
     const key_def *k = &k_keys[i];
+    if (is_sensitive(k)) return false;
     const char *base = (const char *)c;
     switch (k->type) {
     case T_INT:

@@ -11,6 +11,15 @@
 
 #define SL_CFG_STR_MAX 1024
 
+/* One listener.name.<listener>.<key>=value line. `key` is the rest after the listener name
+ * (a table key, or a mechanism-prefixed one such as scram-sha-256.sasl.jaas.config). */
+#define SL_CFG_OVERRIDES_MAX 32
+typedef struct sl_config_override {
+    char listener[64];
+    char key[128];
+    char value[SL_CFG_STR_MAX];
+} sl_config_override;
+
 typedef struct sl_config {
     /* Kafka keys */
     int32_t node_id;
@@ -66,6 +75,20 @@ typedef struct sl_config {
     char sasl_oauthbearer_sub_claim_name[SL_CFG_STR_MAX];
     char sasl_oauthbearer_scope_claim_name[SL_CFG_STR_MAX];
     char sluice_sasl_oauthbearer_jwks_endpoint_truststore[SL_CFG_STR_MAX];
+    /* TLS (src/crypto, src/net/sl_tls.c) */
+    char ssl_keystore_type[SL_CFG_STR_MAX];
+    char ssl_keystore_location[SL_CFG_STR_MAX];
+    char ssl_key_password[SL_CFG_STR_MAX]; /* sensitive: never formatted or logged */
+    char ssl_truststore_type[SL_CFG_STR_MAX];
+    char ssl_truststore_location[SL_CFG_STR_MAX];
+    char ssl_enabled_protocols[SL_CFG_STR_MAX];
+    char ssl_cipher_suites[SL_CFG_STR_MAX];
+    char ssl_client_auth[SL_CFG_STR_MAX];
+    char ssl_principal_mapping_rules[SL_CFG_STR_MAX];
+    int64_t sluice_ssl_reload_interval_ms;
+    /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
+    sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
+    int32_t noverrides;
     /* Raw retention keys, resolved into log_retention_ms by sl_config_finish (ms > minutes >
      * hours, as Kafka). -2 means unset. */
     int64_t retention_hours_raw, retention_minutes_raw, retention_ms_raw;
@@ -89,6 +112,7 @@ typedef struct sl_config_key_info {
     const char *name;
     const char *type; /* "int", "long", "boolean", "string", "list" */
     const char *doc;
+    bool sensitive; /* value never shown (DescribeConfigs answers null) */
 } sl_config_key_info;
 size_t sl_config_key_count(void);
 const sl_config_key_info *sl_config_key_at(size_t i);
@@ -98,6 +122,11 @@ int sl_config_key_index(const char *name);
 bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len);
 /* True when key `i` was set explicitly (file or override) rather than defaulted. */
 bool sl_config_is_set(const sl_config *c, size_t i);
+
+/* The value of string/list key `key` for listener `listener` (matched case-insensitively, as
+ * Kafka's lowercase prefix): its listener.name.<listener>.<key> override if one was set, else
+ * the global value. NULL when neither has a value. Points into `c`. */
+const char *sl_config_listener_str(const sl_config *c, const char *listener, const char *key);
 
 /* One parsed listener from `listeners`: NAME://host:port. */
 typedef struct sl_listener_spec {

@@ -10,6 +10,8 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
+#include "crypto/sl_tls_ctx.h"
+#include "net/sl_tls.h"
 #include "proto/gen/sl_msgs.h"
 
 static const sl_api_entry k_apis[] = {
@@ -206,6 +208,24 @@ static void on_signal(void *ctx, int signo) {
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
 
+/* Certificate rotation: SIGHUP rebuilds every TLS context; the timer rebuilds those whose
+ * files changed. Either way a failed build keeps the previous context (sl_tls_ctx.h). */
+static void tls_reload_all(sl_broker *b, bool force) {
+    for (int i = 0; i < b->nlisteners; i++)
+        if (b->tls[i]) (void)sl_tls_endpoint_reload(b->tls[i], force);
+}
+
+static void on_sighup(void *ctx, int signo) {
+    SL_INFO("broker", "SIGHUP: reloading TLS certificates", "%s", "");
+    tls_reload_all(ctx, true);
+}
+
+static void tls_tick(void *ctx) {
+    sl_broker *b = ctx;
+    tls_reload_all(b, false);
+    b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
+}
+
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name) {
     for (int i = 0; name && i < b->nlisteners; i++)
         if (!strcmp(b->listeners[i].name, name)) return b->listener_proto[i];
@@ -244,6 +264,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
     b->loop = sl_loop_new();
@@ -288,22 +309,24 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     for (int i = 0; i < nl; i++) {
         int proto =
             sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
-        if (proto != SL_SEC_PLAINTEXT && proto != SL_SEC_SASL_PLAINTEXT) {
-            if (proto >= 0)
-                snprintf(err, elen,
-                         "listeners: listener %s uses %s; only PLAINTEXT and SASL_PLAINTEXT are "
-                         "implemented in this version",
-                         ls[i].name, sl_security_protocol_name((sl_security_protocol)proto));
+        if (proto < 0) {
             sl_broker_free(b);
             return SL_ECONFIG;
         }
-        if (proto == SL_SEC_SASL_PLAINTEXT &&
-            (e = sl_auth_add_listener(b->auth, ls[i].name, false, err, elen)) != SL_OK) {
+        bool tls = proto == SL_SEC_SSL || proto == SL_SEC_SASL_SSL;
+        if ((proto == SL_SEC_SASL_PLAINTEXT || proto == SL_SEC_SASL_SSL) &&
+            (e = sl_auth_add_listener(b->auth, ls[i].name, tls, err, elen)) != SL_OK) {
+            sl_broker_free(b);
+            return e;
+        }
+        if (tls &&
+            (e = sl_tls_endpoint_new(&b->cfg, ls[i].name, &b->tls[b->nlisteners], err, elen))) {
             sl_broker_free(b);
             return e;
         }
         int port = 0;
-        e = sl_server_listen(b->srv, ls[i].name, ls[i].host, ls[i].port, &port);
+        e = sl_server_listen_with(b->srv, ls[i].name, ls[i].host, ls[i].port, &port,
+                                  tls ? sl_tls_transport_new : NULL, b->tls[b->nlisteners]);
         if (e) {
             snprintf(err, elen, "listeners: cannot listen on %s:%d: %s", ls[i].host, ls[i].port,
                      sl_strerror(e));
@@ -324,7 +347,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     }
     if (sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b) ||
         sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
-        sl_loop_on_signal(b->loop, SIGINT, on_signal, b)) {
+        sl_loop_on_signal(b->loop, SIGINT, on_signal, b) ||
+        sl_loop_on_signal(b->loop, SIGHUP, on_sighup, b)) {
         snprintf(err, elen, "cannot register loop handlers");
         sl_broker_free(b);
         return SL_EIO;
@@ -332,6 +356,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+    for (int i = 0; i < b->nlisteners && b->cfg.sluice_ssl_reload_interval_ms > 0; i++)
+        if (b->tls[i]) {
+            b->tls_timer =
+                sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
+            break;
+        }
     *out = b;
     return SL_OK;
 }
@@ -351,6 +381,8 @@ int sl_broker_run(sl_broker *b) {
 void sl_broker_free(sl_broker *b) {
     if (!b) return;
     if (b->srv) sl_server_free(b->srv);
+    /* After the server: its connections' transports point at these. */
+    for (int i = 0; i < 16; i++) sl_tls_endpoint_free(b->tls[i]);
     if (b->loop) sl_sasl_flush_delayed(b);
     if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
     /* The flusher completes queued syncs before the logs go away. */

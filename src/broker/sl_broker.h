@@ -29,6 +29,8 @@ typedef struct sl_broker {
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
     sl_security_protocol listener_proto[16];
+    struct sl_tls_endpoint *tls[16]; /* per listener, NULL unless SSL/SASL_SSL (src/crypto) */
+    sl_timer *tls_timer;             /* keystore/truststore change check */
     int nlisteners;
     bool stopping;
     int64_t started_ms;

@@ -46,6 +46,8 @@ typedef struct sl_listener {
     sl_server *s;
     int fd; /* -1 once closed by a drain; the record (and name) lives until sl_server_free */
     char *name;
+    sl_transport_factory tnew; /* NULL: TCP */
+    void *tctx;
 } sl_listener;
 
 struct sl_conn {
@@ -382,7 +384,9 @@ static void conn_pump(sl_conn *c, bool readable) {
         }
         if (!read_allowed(c)) break;
         if (process_input(c) > 0) continue;
-        if (c->closed || !readable) break;
+        if (c->closed) break;
+        /* Decrypted bytes buffered in the transport never make the fd readable again. */
+        if (!readable && !(c->t->vt->pending && c->t->vt->pending(c->t))) break;
         readable = false;
         read_some(c);
         if (c->closed) break;
@@ -398,7 +402,8 @@ static void conn_io(void *ctx, uint32_t ev) {
         conn_destroy(c, true, "socket error or hangup");
         return;
     }
-    conn_pump(c, ev & SL_EV_READ);
+    /* The transport may need the fd writable to make progress on a read (TLS handshake). */
+    conn_pump(c, (ev & SL_EV_READ) || (ev & c->t->vt->wants(c->t)));
 }
 
 /* ---- accepting ---- */
@@ -445,7 +450,11 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sl_conn *c = calloc(1, sizeof *c);
     uint8_t *in = c ? malloc(SL_INBUF_SIZE) : NULL;
-    sl_transport *t = in ? sl_transport_tcp_new(fd) : NULL;
+    char peer[64];
+    format_peer(ss, peer, sizeof peer);
+    sl_transport *t = !in      ? NULL
+                      : l->tnew ? l->tnew(l->tctx, fd, peer, l->name)
+                                : sl_transport_tcp_new(fd);
     if (!t) {
         if (!in) close(fd);
         free(in);
@@ -459,7 +468,7 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->in = in;
     c->id = ++s->next_id;
     c->listener = l->name;
-    format_peer(ss, c->peer, sizeof c->peer);
+    memcpy(c->peer, peer, sizeof c->peer);
     c->last_io = now_ms(s);
     if (sl_loop_watch(s->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
         SL_ERROR("net", "cannot watch connection", "peer=%s", c->peer);
@@ -602,7 +611,8 @@ static int bind_one(const struct sockaddr_storage *sa, socklen_t len, bool v6onl
 }
 
 /* Takes ownership of `fd`. */
-static sl_err add_listener(sl_server *s, const char *name, int fd) {
+static sl_err add_listener(sl_server *s, const char *name, int fd, sl_transport_factory f,
+                           void *fctx) {
     sl_listener *l = calloc(1, sizeof *l);
     char *nm = strdup(name);
     sl_listener **nls = realloc(s->ls, (s->nls + 1) * sizeof *nls);
@@ -612,6 +622,8 @@ static sl_err add_listener(sl_server *s, const char *name, int fd) {
         l->s = s;
         l->fd = fd;
         l->name = nm;
+        l->tnew = f;
+        l->tctx = fctx;
         if (!s->accept_paused) e = sl_loop_watch(s->loop, fd, SL_EV_READ, listener_io, l);
     }
     if (e) {
@@ -631,6 +643,11 @@ static sl_err add_listener(sl_server *s, const char *name, int fd) {
 
 sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
                         int *bound_port) {
+    return sl_server_listen_with(s, name, host, port, bound_port, NULL, NULL);
+}
+
+sl_err sl_server_listen_with(sl_server *s, const char *name, const char *host, int port,
+                             int *bound_port, sl_transport_factory f, void *fctx) {
     if (s->draining) return SL_ESTATE;
     if (!name || port < 0 || port > 65535) return SL_EINVAL;
     char portstr[8];
@@ -670,7 +687,7 @@ sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int po
             socklen_t slen = sizeof ss;
             if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0) real_port = sa_port(&ss);
         }
-        e = add_listener(s, name, fd);
+        e = add_listener(s, name, fd, f, fctx);
         if (!e) nbound++;
     }
     freeaddrinfo(res);
@@ -816,3 +833,4 @@ void *sl_conn_data(const sl_conn *c) { return c->data; }
 const char *sl_conn_peer(const sl_conn *c) { return c->peer; }
 const char *sl_conn_listener(const sl_conn *c) { return c->listener; }
 uint64_t sl_conn_id(const sl_conn *c) { return c->id; }
+sl_transport *sl_conn_transport(const sl_conn *c) { return c->closed ? NULL : c->t; }

@@ -15,6 +15,7 @@
 #include "base/sl_arena.h"
 #include "base/sl_err.h"
 #include "net/sl_loop.h"
+#include "net/sl_transport.h"
 
 typedef struct sl_server sl_server;
 typedef struct sl_conn sl_conn;
@@ -54,6 +55,14 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
  * SL_ECONFIG if it does not resolve or nothing could be bound. */
 sl_err sl_server_listen(sl_server *s, const char *name, const char *host, int port,
                         int *bound_port);
+/* Makes the transport of a connection accepted on a listener (e.g. TLS, sl_tls.h). Takes
+ * ownership of `fd`: closes it and returns NULL on failure. `peer` and `listener` are borrowed. */
+typedef sl_transport *(*sl_transport_factory)(void *ctx, int fd, const char *peer,
+                                              const char *listener);
+/* sl_server_listen() whose connections get their transport from `f(fctx, ...)` (not owned;
+ * must outlive the server's connections); f NULL: plain TCP. */
+sl_err sl_server_listen_with(sl_server *s, const char *name, const char *host, int port,
+                             int *bound_port, sl_transport_factory f, void *fctx);
 /* Stops accepting and reading new requests; when every accepted request has been answered and
  * written (or `deadline_ms` passed), closes all connections and calls done(ctx) from the loop
  * (never from inside this call; not at all if the server is freed first; done may free the
@@ -89,5 +98,7 @@ void *sl_conn_data(const sl_conn *c);
 const char *sl_conn_peer(const sl_conn *c);     /* "ip:port" */
 const char *sl_conn_listener(const sl_conn *c); /* listener name */
 uint64_t sl_conn_id(const sl_conn *c);
+/* The connection's transport (e.g. to ask TLS for the peer's principal); NULL once closed. */
+sl_transport *sl_conn_transport(const sl_conn *c);
 
 #endif

@@ -2,6 +2,7 @@
  * same vtable (embed sl_transport as the first member), so the framing code never changes. */
 #ifndef SL_NET_TRANSPORT_H
 #define SL_NET_TRANSPORT_H
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -20,6 +21,9 @@ typedef struct sl_transport_vt {
     /* SL_EV_READ/SL_EV_WRITE the transport itself needs to make progress (a TLS handshake or
      * a write that must first read); 0 for TCP. */
     uint32_t (*wants)(const sl_transport *t);
+    /* Optional (NULL for TCP): true when input is buffered above the fd (decrypted TLS bytes),
+     * so the server reads again without waiting for the fd to become readable. */
+    bool (*pending)(const sl_transport *t);
 } sl_transport_vt;
 
 struct sl_transport {

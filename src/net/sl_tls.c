@@ -1,0 +1,258 @@
+/* TLS transport (see sl_tls.h).
+ *
+ * Reads: SSL_read until the caller's buffer is full or OpenSSL needs more bytes from the socket,
+ * so a short read means nothing decrypted is left behind; pending() covers the case where the
+ * caller stops early (backpressure, read budget) with decrypted bytes still buffered.
+ * Writes: up to one record of the caller's iovecs is staged in `wbuf`. After WANT_WRITE,
+ * OpenSSL requires the same bytes again; the connection's queue always restarts at the first
+ * unacknowledged byte, which is exactly the staged data, so the retry uses `wbuf` unchanged. */
+#include "net/sl_tls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/sl_logging.h"
+#include "net/sl_loop.h"
+
+#define SL_TLS_STAGE 16384 /* one TLS record of plaintext */
+
+typedef struct tls_t {
+    sl_transport base; /* first: the server sees only this */
+    SSL *ssl;
+    const sl_tls_endpoint *ep;
+    bool established, failed;
+    uint32_t hs_want, rd_want, wr_want; /* socket events OpenSSL waits for, per direction */
+    char peer[64];
+    char *principal;
+    size_t wlen; /* staged bytes awaiting a (retried) SSL_write */
+    unsigned char wbuf[SL_TLS_STAGE];
+} tls_t;
+
+static const sl_transport_vt tls_vt;
+
+static const char *err_reason(int ssl_err, int sys_errno) {
+    static char buf[160];
+    unsigned long e = ERR_peek_last_error();
+    if (e) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        return buf;
+    }
+    if (ssl_err == SSL_ERROR_SYSCALL)
+        return sys_errno ? strerror(sys_errno) : "peer closed the connection";
+    return "unknown error";
+}
+
+/* After the handshake: the client certificate (verified by OpenSSL against the truststore, or
+ * absent) becomes the principal. False if no mapping rule accepts it (Kafka refuses those). */
+static bool on_established(tls_t *x) {
+    const char *listener = sl_tls_endpoint_listener(x->ep);
+    X509 *cert = SSL_get0_peer_certificate(x->ssl);
+    char dn[1024] = "", name[1024] = "";
+    if (cert) {
+        if (SSL_get_verify_result(x->ssl) != X509_V_OK ||
+            !sl_x509_subject_rfc2253(cert, dn, sizeof dn) ||
+            !sl_principal_map(sl_tls_endpoint_rules(x->ep), dn, name, sizeof name)) {
+            SL_WARN("tls", "client certificate refused: no principal mapping rule matched",
+                    "listener=%s peer=%s subject=\"%s\"", listener, x->peer, dn);
+            return false;
+        }
+        x->principal = strdup(name);
+        if (!x->principal) return false;
+    }
+    SL_INFO("tls", "tls handshake complete",
+            "listener=%s peer=%s protocol=%s cipher=%s principal=\"%s%s\"", listener, x->peer,
+            SSL_get_version(x->ssl), SSL_get_cipher_name(x->ssl), x->principal ? "User:" : "",
+            x->principal ? x->principal : "none");
+    return true;
+}
+
+/* 1: established; 0: in progress (errno EAGAIN); -1: failed (errno set, reason logged). */
+static int handshake(tls_t *x) {
+    if (x->failed) {
+        errno = EPROTO;
+        return -1;
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(x->ssl);
+    if (r == 1) {
+        x->hs_want = 0;
+        if (!on_established(x)) {
+            x->failed = true;
+            errno = EACCES;
+            return -1;
+        }
+        x->established = true;
+        return 1;
+    }
+    int se = errno, e = SSL_get_error(x->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        x->hs_want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE;
+        errno = EAGAIN;
+        return 0;
+    }
+    x->failed = true;
+    SL_INFO("tls", "tls handshake failed", "listener=%s peer=%s reason=\"%s\"",
+            sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
+    ERR_clear_error();
+    errno = e == SSL_ERROR_SYSCALL && se ? se : EPROTO;
+    return -1;
+}
+
+static ssize_t tls_read(sl_transport *t, void *buf, size_t len) {
+    tls_t *x = (tls_t *)t;
+    if (!x->established && handshake(x) <= 0) return -1;
+    size_t got = 0;
+    x->rd_want = 0;
+    while (got < len) {
+        ERR_clear_error();
+        size_t n = 0;
+        int r = SSL_read_ex(x->ssl, (unsigned char *)buf + got, len - got, &n);
+        if (r == 1) {
+            got += n;
+            continue;
+        }
+        int se = errno, e = SSL_get_error(x->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            x->rd_want = SL_EV_WRITE;
+            break;
+        }
+        if (got) break; /* deliver what we have; the condition repeats on the next call */
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && se == 0)) return 0;
+        if (e == SSL_ERROR_SSL)
+            SL_INFO("tls", "tls error on read", "listener=%s peer=%s reason=\"%s\"",
+                    sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
+        ERR_clear_error();
+        errno = e == SSL_ERROR_SYSCALL ? se : EPROTO;
+        return -1;
+    }
+    if (got) return (ssize_t)got;
+    errno = EAGAIN;
+    return -1;
+}
+
+/* Copies up to `cap` bytes of the iovecs, starting `off` bytes in, to `dst`. */
+static size_t gather(const struct iovec *iov, int iovcnt, size_t off, unsigned char *dst,
+                     size_t cap) {
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n < cap; i++) {
+        size_t l = iov[i].iov_len;
+        if (off >= l) {
+            off -= l;
+            continue;
+        }
+        size_t take = l - off;
+        if (take > cap - n) take = cap - n;
+        memcpy(dst + n, (const unsigned char *)iov[i].iov_base + off, take);
+        n += take;
+        off = 0;
+    }
+    return n;
+}
+
+static ssize_t tls_writev(sl_transport *t, const struct iovec *iov, int iovcnt) {
+    tls_t *x = (tls_t *)t;
+    if (!x->established && handshake(x) <= 0) return -1;
+    size_t total = 0;
+    x->wr_want = 0;
+    for (;;) {
+        if (!x->wlen) x->wlen = gather(iov, iovcnt, total, x->wbuf, sizeof x->wbuf);
+        if (!x->wlen) break;
+        ERR_clear_error();
+        size_t n = 0;
+        int r = SSL_write_ex(x->ssl, x->wbuf, x->wlen, &n);
+        if (r == 1) {
+            /* A partial write is a completed call: the rest is a new write, not a retry. */
+            memmove(x->wbuf, x->wbuf + n, x->wlen - n);
+            x->wlen -= n;
+            total += n;
+            continue;
+        }
+        int se = errno, e = SSL_get_error(x->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            x->wr_want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : 0; /* WRITE: the server asks */
+            break;
+        }
+        if (total) break;
+        ERR_clear_error();
+        errno = e == SSL_ERROR_SYSCALL && se ? se : EPIPE;
+        return -1;
+    }
+    if (total) return (ssize_t)total;
+    errno = EAGAIN;
+    return -1;
+}
+
+static void tls_close(sl_transport *t) {
+    tls_t *x = (tls_t *)t;
+    /* close_notify, best effort and without waiting: a truncation the peer can detect. */
+    if (x->established && !x->failed) {
+        ERR_clear_error();
+        (void)SSL_shutdown(x->ssl);
+    }
+    ERR_clear_error();
+    SSL_free(x->ssl);
+    close(x->base.fd);
+    free(x->principal);
+    OPENSSL_cleanse(x->wbuf, sizeof x->wbuf);
+    free(x);
+}
+
+static uint32_t tls_wants(const sl_transport *t) {
+    const tls_t *x = (const tls_t *)t;
+    if (!x->established) return x->failed ? 0 : x->hs_want;
+    return x->rd_want | x->wr_want;
+}
+
+static bool tls_pending(const sl_transport *t) {
+    const tls_t *x = (const tls_t *)t;
+    return x->established && SSL_pending(x->ssl) > 0;
+}
+
+static const sl_transport_vt tls_vt = {
+    .name = "tls",
+    .read = tls_read,
+    .writev = tls_writev,
+    .close = tls_close,
+    .wants = tls_wants,
+    .pending = tls_pending,
+};
+
+sl_transport *sl_tls_transport_new(void *epv, int fd, const char *peer, const char *listener) {
+    sl_tls_endpoint *ep = epv;
+    tls_t *x = calloc(1, sizeof *x);
+    SSL *ssl = x ? SSL_new(sl_tls_endpoint_ctx(ep)) : NULL;
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+        SL_ERROR("tls", "cannot create a TLS session", "listener=%s", listener);
+        ERR_clear_error();
+        SSL_free(ssl);
+        free(x);
+        close(fd);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    x->base.vt = &tls_vt;
+    x->base.fd = fd;
+    x->ssl = ssl;
+    x->ep = ep;
+    x->hs_want = SL_EV_READ;
+    snprintf(x->peer, sizeof x->peer, "%s", peer ? peer : "?");
+    return &x->base;
+}
+
+const char *sl_conn_tls_principal(const sl_conn *c) {
+    const sl_transport *t = sl_conn_transport(c);
+    if (!t || t->vt != &tls_vt) return NULL;
+    const tls_t *x = (const tls_t *)t;
+    return x->established ? x->principal : NULL;
+}
+
+bool sl_conn_is_tls(const sl_conn *c) {
+    const sl_transport *t = sl_conn_transport(c);
+    return t && t->vt == &tls_vt;
+}

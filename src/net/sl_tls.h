@@ -1,0 +1,27 @@
+/* TLS connections: an sl_transport over a non-blocking OpenSSL session, for SSL and SASL_SSL
+ * listeners. The handshake runs inside read/writev calls and reports the socket events it needs
+ * through wants(), so it never blocks the loop. */
+#ifndef SL_NET_TLS_H
+#define SL_NET_TLS_H
+#include <stdbool.h>
+
+#include "crypto/sl_tls_ctx.h"
+#include "net/sl_server.h"
+#include "net/sl_transport.h"
+
+/* Wraps accepted socket `fd` in a server-side TLS session using the endpoint's current context.
+ * Takes ownership of `fd` (closed on failure, then NULL). `ep` (not owned) must outlive the
+ * transport; `peer` is copied for log lines. Matches sl_transport_factory, so
+ * sl_server_listen_with(..., sl_tls_transport_new, ep) makes a TLS listener. */
+sl_transport *sl_tls_transport_new(void *ep, int fd, const char *peer, const char *listener);
+
+/* The principal name mapped (ssl.principal.mapping.rules) from the verified client certificate,
+ * e.g. "CN=alice,OU=eng,O=acme" — the session principal is User:<this>. NULL when the
+ * connection is not TLS, the handshake has not finished, or the client sent no certificate.
+ * Every request frame arrives after the handshake, so on_request can rely on it. Points into
+ * the connection; valid while it is open. */
+const char *sl_conn_tls_principal(const sl_conn *c);
+/* True when `c` runs over TLS. */
+bool sl_conn_is_tls(const sl_conn *c);
+
+#endif
