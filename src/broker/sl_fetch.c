@@ -7,6 +7,7 @@
 #include "broker/sl_broker.h"
 #include "net/sl_loop.h"
 #include "proto/gen/sl_msgs.h"
+#include "proto/sl_batch.h"
 #include "proto/sl_legacy.h"
 
 typedef struct fetch_op fetch_op;
@@ -120,7 +121,8 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                          rp->partition, sl_errname(e));
                 o->error_code = sl_err_to_kafka(e);
             } else if ((o->error_code = sl_legacy_fetch_hook(v, rp->fetch_offset, limit, rq->a,
-                                                             &data, &len)) == 0) {
+                                                             &data, &len)) == 0 &&
+                       (o->error_code = sl_batch_fetch_codec_check(data, &len, v)) == 0) {
                 /* Fetch v0-3 clients get magic 0/1 message sets; newer ones the stored bytes. */
                 o->records = (sl_bytes){data, (int32_t)len};
                 total += (int64_t)len;

@@ -51,3 +51,18 @@ int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_vers
     if (nbatches) *nbatches = n;
     return SL_KAFKA_NONE;
 }
+
+int16_t sl_batch_fetch_codec_check(const uint8_t *p, size_t *len, int16_t fetch_version) {
+    if (fetch_version >= 10) return SL_KAFKA_NONE;
+    size_t off = 0;
+    sl_batch_info bi;
+    while (off < *len && sl_batch_parse(p + off, *len - off, &bi)) {
+        if ((bi.attributes & 7) == SL_COMPRESSION_ZSTD) {
+            if (off == 0) return SL_KAFKA_UNSUPPORTED_COMPRESSION_TYPE;
+            *len = off;
+            break;
+        }
+        off += bi.size;
+    }
+    return SL_KAFKA_NONE;
+}

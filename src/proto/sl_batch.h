@@ -55,4 +55,9 @@ bool sl_batch_parse(const uint8_t *p, size_t len, sl_batch_info *out);
 int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
                               int64_t max_batch_bytes, int *nbatches);
 
+/* Fetch below v10 predates zstd: returns UNSUPPORTED_COMPRESSION_TYPE when the first stored
+ * batch is zstd-compressed, else shortens *len to stop before the first zstd batch (the client
+ * gets it as an error on its next fetch). Batch headers only. */
+int16_t sl_batch_fetch_codec_check(const uint8_t *p, size_t *len, int16_t fetch_version);
+
 #endif

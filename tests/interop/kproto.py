@@ -434,10 +434,11 @@ def list_offsets(conn, topic, partition, timestamp):
 
 # Fetch v4-v11 (non-flexible) ------------------------------------------------------------------
 
-def fetch(conn, topic, partition, offset, max_bytes=1 << 20, max_wait_ms=100):
+def fetch(conn, topic, partition, offset, max_bytes=1 << 20, max_wait_ms=100,
+          versions=range(4, 12)):
     """Returns {"error", "high_watermark", "log_start_offset", "records": bytes} for one
-    partition."""
-    v = conn.need(FETCH, range(4, 12))
+    partition, using the highest of `versions` the broker supports."""
+    v = conn.need(FETCH, versions)
     w = Writer().i32(-1).i32(max_wait_ms).i32(1).i32(max_bytes).i8(0)
     if v >= 7:
         w.i32(0).i32(-1)  # session_id, session_epoch: no fetch session

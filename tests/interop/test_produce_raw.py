@@ -215,3 +215,19 @@ def test_list_offsets_by_timestamp(broker):
     check()
     broker.restart()
     check()
+
+
+def test_zstd_needs_fetch_v10(conn):
+    """zstd arrived with Fetch v10: an older fetcher gets UNSUPPORTED_COMPRESSION_TYPE (76) for a
+    zstd batch instead of bytes it cannot decode, and stops before one that follows others."""
+    plain = kp.record_batch([(b"k", b"plain", [])])
+    zstd = kp.record_batch([(b"k", b"z", [])], attributes=4)  # the codec bits only: not decoded
+    assert kp.produce(conn, TOPIC, 0, plain) == (kp.NONE, 0)
+    assert kp.produce(conn, TOPIC, 0, zstd) == (kp.NONE, 1)
+    old = kp.fetch(conn, TOPIC, 0, 0, versions=range(4, 10))
+    assert old["error"] == kp.NONE and kp.batch_base_offsets(old["records"]) == [(0, 0)]
+    old = kp.fetch(conn, TOPIC, 0, 1, versions=range(4, 10))
+    assert old["error"] == 76, old
+    new = kp.fetch(conn, TOPIC, 0, 0, versions=range(10, 12))
+    assert new["error"] == kp.NONE
+    assert [b for b, _ in kp.batch_base_offsets(new["records"])] == [0, 1]
