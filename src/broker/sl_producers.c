@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/sl_buf.h"
+#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -23,44 +24,6 @@
 #define SUB "producers"
 
 /* ---- files ---- */
-
-static sl_err errno_err(int e) { return e == ENOSPC ? SL_ENOSPC : SL_EIO; }
-
-static sl_err fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return SL_EIO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc ? SL_EIO : SL_OK;
-}
-
-/* Atomic replace: a crash leaves either the old file or the complete new one. */
-static sl_err write_atomic(const char *dir, const char *name, const void *data, size_t len) {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_err(errno);
-    size_t off = 0;
-    sl_err e = SL_OK;
-    while (off < len) {
-        ssize_t n = write(fd, (const char *)data + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            e = errno_err(errno);
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (!e && fsync(fd)) e = SL_EIO;
-    close(fd);
-    if (!e && rename(tmp, path)) e = SL_EIO;
-    if (e) {
-        unlink(tmp);
-        return e;
-    }
-    return fsync_dir(dir);
-}
 
 /* ---- per-partition state ---- */
 
@@ -377,7 +340,7 @@ static void prune_snapshots(const sl_pstate *ps) {
 static sl_err write_snapshot(sl_pstate *ps, const uint8_t *buf, size_t len, int64_t off) {
     char name[64];
     snap_name(name, sizeof name, off);
-    sl_err e = write_atomic(ps->dir, name, buf, len);
+    sl_err e = sl_file_write_atomic(ps->dir, name, buf, len, 0600);
     if (e) {
         SL_WARN(SUB, "cannot write producer state snapshot", "dir=%s offset=%" PRId64 " err=%s",
                 ps->dir, off, sl_errname(e));
@@ -525,7 +488,7 @@ sl_err sl_pstate_open(const char *dir, sl_log *log, int64_t now_ms, sl_pstate **
         if (f) fclose(f);
     }
     free(snaps);
-    if (removed && fsync_dir(dir)) {
+    if (removed && sl_fsync_dir(dir)) {
         sl_pstate_close(ps, NULL);
         return SL_EIO;
     }
@@ -635,7 +598,7 @@ sl_err sl_pid_alloc_next(sl_pid_alloc *pa, int64_t *out) {
                          "# Sluice producer ids: every id below this mark may have been handed "
                          "out.\nversion 1\nnext_producer_id %" PRId64 "\n",
                          end);
-        sl_err e = write_atomic(pa->dir, PID_FILE, body, (size_t)n);
+        sl_err e = sl_file_write_atomic(pa->dir, PID_FILE, body, (size_t)n, 0600);
         if (e) return e;
         pa->reserved_end = end;
     }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
@@ -186,42 +187,6 @@ sl_topic *sl_topics_next(sl_topics *t, sl_topic *cur) {
 int sl_topics_count(const sl_topics *t) { return t->count; }
 const char *sl_topics_cluster_id(const sl_topics *t) { return t->cluster_id; }
 
-static sl_err fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return SL_EIO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc ? SL_EIO : SL_OK;
-}
-
-/* Atomic replace: write a temp file, fsync it, rename over, fsync the directory. */
-static sl_err write_atomic(const char *dir, const char *name, const char *data, size_t len) {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return errno == ENOSPC ? SL_ENOSPC : SL_EIO;
-    size_t off = 0;
-    sl_err e = SL_OK;
-    while (off < len) {
-        ssize_t n = write(fd, data + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            e = errno == ENOSPC ? SL_ENOSPC : SL_EIO;
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (!e && fsync(fd)) e = SL_EIO;
-    close(fd);
-    if (!e && rename(tmp, path)) e = SL_EIO;
-    if (e) {
-        unlink(tmp);
-        return e;
-    }
-    return fsync_dir(dir);
-}
-
 static void uuid_hex(const sl_uuid *u, char out[33]) {
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", u->b[i]);
 }
@@ -265,7 +230,7 @@ static sl_err persist(sl_topics *t) {
                                         k_tcfg[i].name, (long long)tp->cfg.v[i]);
         }
     }
-    sl_err e = write_atomic(t->cfg->log_dirs, "sluice-topics.meta", buf, len);
+    sl_err e = sl_file_write_atomic(t->cfg->log_dirs, "sluice-topics.meta", buf, len, 0600);
     free(buf);
     return e;
 }
@@ -360,23 +325,10 @@ static sl_err load_cluster_id(sl_topics *t, char *err, size_t elen) {
     char body[256];
     int n = snprintf(body, sizeof body, "version=1\ncluster.id=%s\nnode.id=%d\n", t->cluster_id,
                      t->cfg->node_id);
-    if (write_atomic(t->cfg->log_dirs, "meta.properties", body, (size_t)n)) {
+    if (sl_file_write_atomic(t->cfg->log_dirs, "meta.properties", body, (size_t)n, 0600)) {
         snprintf(err, elen, "log.dirs: cannot write %s", path);
         return SL_EIO;
     }
-    return SL_OK;
-}
-
-static sl_err mkdir_p(const char *path) {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0700) && errno != EEXIST) return SL_EIO;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0700) && errno != EEXIST) return SL_EIO;
     return SL_OK;
 }
 
@@ -384,7 +336,7 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
     sl_topics *t = calloc(1, sizeof *t);
     if (!t) return SL_ENOMEM;
     t->cfg = cfg;
-    if (mkdir_p(cfg->log_dirs)) {
+    if (sl_mkdir_p(cfg->log_dirs, 0700)) {
         snprintf(err, elen, "log.dirs: cannot create %s: %s", cfg->log_dirs, strerror(errno));
         free(t);
         return SL_ECONFIG;

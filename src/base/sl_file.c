@@ -1,0 +1,64 @@
+#include "sl_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static sl_err errno_err(int e) { return e == ENOSPC || e == EDQUOT ? SL_ENOSPC : SL_EIO; }
+
+sl_err sl_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return SL_EIO;
+    int rc = fsync(fd);
+    close(fd);
+    return rc ? SL_EIO : SL_OK;
+}
+
+sl_err sl_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                            mode_t mode) {
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= (int)sizeof tmp)
+        return SL_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return errno_err(errno);
+    size_t off = 0;
+    sl_err e = SL_OK;
+    while (off < len) {
+        ssize_t n = write(fd, (const char *)data + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            e = errno_err(n < 0 ? errno : ENOSPC);
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (!e && fsync(fd)) e = errno_err(errno);
+    close(fd);
+    if (!e && rename(tmp, path)) e = SL_EIO;
+    if (e) {
+        unlink(tmp);
+        return e;
+    }
+    return sl_fsync_dir(dir);
+}
+
+sl_err sl_mkdir_p(const char *path, mode_t mode) {
+    char tmp[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) return SL_EINVAL;
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, mode) != 0 && errno != EEXIST) return errno_err(errno);
+            tmp[i] = c;
+        }
+    }
+    return SL_OK;
+}

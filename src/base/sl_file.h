@@ -1,0 +1,19 @@
+/* Small durable-file helpers shared by every subsystem that keeps metadata on disk. */
+#ifndef SL_FILE_H
+#define SL_FILE_H
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "sl_err.h"
+
+/* Replaces dir/name so that a crash leaves either the old file or the complete new one: writes
+ * dir/.name.tmp with `mode`, fsyncs it, renames it over, fsyncs the directory. Takes no
+ * ownership of `data`. SL_ENOSPC or SL_EIO on failure (the temp file is removed). */
+sl_err sl_file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                            mode_t mode);
+/* fsyncs a directory so entries created, renamed or removed in it are durable. */
+sl_err sl_fsync_dir(const char *dir);
+/* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
+sl_err sl_mkdir_p(const char *path, mode_t mode);
+
+#endif
