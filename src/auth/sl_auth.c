@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/sl_jwt.h"
 #include "auth/sl_plain.h"
 #include "base/sl_logging.h"
+#include "base/sl_time.h"
 
 static const struct {
     const char *name;
@@ -84,8 +86,9 @@ struct sl_auth {
     sl_credstore *store;
     listener_mechs lm[16];
     int nlm;
-    counter *failures; /* TABLE_SLOTS */
-    counter *conns;    /* TABLE_SLOTS */
+    counter *failures;     /* TABLE_SLOTS */
+    counter *conns;        /* TABLE_SLOTS */
+    sl_jwt_validator *jwt; /* when some listener enables OAUTHBEARER */
 };
 
 void sl_auth_store_path(const sl_config *cfg, char *out, size_t len) {
@@ -121,6 +124,7 @@ sl_err sl_auth_new(const sl_config *cfg, bool need_store, sl_auth **out, char *e
 void sl_auth_free(sl_auth *a) {
     if (!a) return;
     sl_credstore_free(a->store);
+    sl_jwt_validator_free(a->jwt);
     free(a->failures);
     free(a->conns);
     free(a);
@@ -147,10 +151,10 @@ sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *er
         while (t && p[t - 1] == ' ') t--;
         if (!t) break;
         unsigned bit = sl_mech_from_name(p, t);
-        if (!bit || bit == SL_MECH_OAUTHBEARER) {
+        if (!bit) {
             snprintf(err, elen,
                      "sasl.enabled.mechanisms: %.*s is not supported (supported: SCRAM-SHA-512, "
-                     "SCRAM-SHA-256, PLAIN)",
+                     "SCRAM-SHA-256, PLAIN, OAUTHBEARER)",
                      (int)t, p);
             return SL_ECONFIG;
         }
@@ -168,6 +172,12 @@ sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *er
                  "passwords in clear; use SASL_SSL or set sluice.sasl.plain.allow.insecure=true",
                  listener);
         return SL_ECONFIG;
+    }
+    if ((mechs & SL_MECH_OAUTHBEARER) && !a->jwt) {
+        /* One validator (key set and refresh thread) serves every listener. */
+        sl_jwt_config jc;
+        sl_jwt_config_from(&jc, &a->cfg);
+        if (!(a->jwt = sl_jwt_validator_new(&jc, err, elen))) return SL_ECONFIG;
     }
     snprintf(a->lm[a->nlm].name, sizeof a->lm[0].name, "%s", listener);
     a->lm[a->nlm++].mechs = mechs;
@@ -302,6 +312,28 @@ static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     return succeed(s);
 }
 
+/* RFC 7628 / KIP-255: one client message with the token; Kafka answers an empty token on
+ * success. A failure is reported at once as SASL_AUTHENTICATION_FAILED rather than through the
+ * RFC's error-JSON round trip: clients treat both as a failed login. */
+static sl_err step_oauth(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, bool *done) {
+    const char *tok = NULL, *authz = NULL;
+    size_t tl = 0, al = 0;
+    char sub[SL_JWT_MAX_PRINCIPAL + 1], why[160];
+    int64_t exp_ms = 0;
+    if (!a->jwt || sl_oauthbearer_parse_client_msg((const char *)in, len, &tok, &tl, &authz, &al))
+        return SL_EAUTH;
+    if (sl_jwt_validate(a->jwt, tok, tl, sl_wall_ms(), sub, sizeof sub, &exp_ms, why, sizeof why) !=
+        SL_OK) {
+        SL_INFO("auth", "OAUTHBEARER token refused", "addr=%s reason=\"%s\"", s->addr, why);
+        return SL_EAUTH;
+    }
+    set_attempt(s, sub, strlen(sub));
+    if (al && (al != strlen(sub) || memcmp(authz, sub, al) != 0)) return SL_EAUTH;
+    s->credential_expiry_ms = exp_ms;
+    *done = true;
+    return succeed(s);
+}
+
 static bool lookup_none(void *ctx, const char *user, size_t n, int mech, sl_scram_cred *out) {
     memset(out, 0, sizeof *out);
     out->mech = mech;
@@ -317,8 +349,11 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
     if (s->state != SL_SASL_HANDSHAKE && s->state != SL_SASL_EXCHANGE) return SL_ESTATE;
     sl_err e = SL_EAUTH;
     int sm = scram_code(s->mech);
+    s->credential_expiry_ms = 0;
     if (s->mech == SL_MECH_PLAIN) {
         e = step_plain(a, s, in, len, done);
+    } else if (s->mech == SL_MECH_OAUTHBEARER) {
+        e = step_oauth(a, s, in, len, done);
     } else if (sm && s->state == SL_SASL_HANDSHAKE) {
         sl_credstore *st = sl_auth_store(a, false);
         if (st) sl_credstore_refresh(st);

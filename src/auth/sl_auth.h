@@ -20,7 +20,7 @@ enum {
     SL_MECH_PLAIN = 1u,
     SL_MECH_SCRAM_SHA_256 = 2u,
     SL_MECH_SCRAM_SHA_512 = 4u,
-    SL_MECH_OAUTHBEARER = 8u, /* slot: enabled once the JWT validator (src/auth/sl_jwt.h) lands */
+    SL_MECH_OAUTHBEARER = 8u, /* JWT validation in src/auth/sl_jwt.c */
 };
 /* Bit for a SASL mechanism name (exact, case-sensitive as Kafka), or 0. */
 unsigned sl_mech_from_name(const char *name, size_t len);
@@ -38,7 +38,8 @@ void sl_auth_store_path(const sl_config *cfg, char *out, size_t len);
 
 /* Validates and records the mechanisms of one SASL listener (`tls`: SASL_SSL). Refuses GSSAPI
  * and unknown names, an empty list, and PLAIN without TLS unless
- * sluice.sasl.plain.allow.insecure=true. Call once per SASL listener at start. */
+ * sluice.sasl.plain.allow.insecure=true; OAUTHBEARER starts the JWT validator (which loads the
+ * key set, blocking). Call once per SASL listener at start. */
 sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t err_len);
 /* Mechanism bits enabled on `listener` (0 for a non-SASL listener). */
 unsigned sl_auth_listener_mechs(const sl_auth *a, const char *listener);
@@ -77,7 +78,8 @@ typedef struct sl_session {
     bool authenticated;
     bool reauth; /* exchange started on an authenticated connection (KIP-368) */
     bool addr_counted;
-    int64_t expires_ms; /* wall clock; 0: never */
+    int64_t expires_ms;           /* wall clock; 0: never */
+    int64_t credential_expiry_ms; /* set by a successful step: the token's exp (OAUTHBEARER) */
     char principal[SL_PRINCIPAL_MAX];
     char attempt_principal[SL_PRINCIPAL_MAX]; /* who the running exchange claims to be */
     char addr[64];

@@ -169,8 +169,13 @@ void sl_h_sasl_handshake(sl_req *rq) {
 
 static int64_t finish_success(sl_broker *b, sl_conn *c, sl_session *s) {
     sl_conn_set_authenticated(c);
-    int64_t life = b->cfg.connections_max_reauth_ms;
-    s->expires_ms = life > 0 ? sl_wall_ms() + life : 0;
+    int64_t now = sl_wall_ms(), life = b->cfg.connections_max_reauth_ms;
+    s->expires_ms = life > 0 ? now + life : 0;
+    /* A bearer token's expiry always bounds the session (Kafka only applies it when
+     * connections.max.reauth.ms is set; an expired token should never keep a connection). */
+    if (s->credential_expiry_ms > 0 && (!s->expires_ms || s->credential_expiry_ms < s->expires_ms))
+        s->expires_ms = s->credential_expiry_ms;
+    if (s->expires_ms) life = s->expires_ms > now ? s->expires_ms - now : 1;
     SL_INFO("auth", s->reauth ? "re-authenticated" : "authenticated",
             "peer=%s principal=%s mechanism=%s", sl_conn_peer(c), s->principal,
             sl_mech_name(s->mech));
