@@ -12,7 +12,7 @@
 /* TLS 1.2 suites offered by default: ECDHE only (forward secrecy) and AEAD only (no CBC, whose
  * MAC-then-encrypt gave Lucky13/POODLE). TLS 1.3 suites are all AEAD and keep OpenSSL's list. */
 #define SL_DEFAULT_TLS12_SUITES                                                                    \
-    "ECDHE-ECDSA-AES256-GCM-SHA384,ECDHE-RSA-AES256-GCM-SHA384,ECDHE-ECDSA-CHACHA20-POLY1305,"    \
+    "ECDHE-ECDSA-AES256-GCM-SHA384,ECDHE-RSA-AES256-GCM-SHA384,ECDHE-ECDSA-CHACHA20-POLY1305,"     \
     "ECDHE-RSA-CHACHA20-POLY1305,ECDHE-ECDSA-AES128-GCM-SHA256,ECDHE-RSA-AES128-GCM-SHA256"
 
 typedef enum { T_INT, T_LONG, T_BOOL, T_STR, T_LIST } key_type;

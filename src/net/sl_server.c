@@ -452,7 +452,7 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     uint8_t *in = c ? malloc(SL_INBUF_SIZE) : NULL;
     char peer[64];
     format_peer(ss, peer, sizeof peer);
-    sl_transport *t = !in      ? NULL
+    sl_transport *t = !in       ? NULL
                       : l->tnew ? l->tnew(l->tctx, fd, peer, l->name)
                                 : sl_transport_tcp_new(fd);
     if (!t) {
