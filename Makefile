@@ -16,7 +16,7 @@ REL_CFLAGS  := -O2 -g $(WARN)
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined $(WARN)
 
-.PHONY: all release asan unit fuzz test interop clean format format-check gen
+.PHONY: all release asan unit fuzz test interop clean format format-check gen bench
 all: release
 release: build/release/sluice
 asan: build/asan/sluice build/asan/unit_tests
@@ -41,6 +41,27 @@ build/fuzz/%: tests/fuzz/%.c $(SRC)
 	$(CLANG) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -Wno-unused-parameter \
 	    -o $@ $< $(SRC) $(LIBS)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+# Benchmarks (bench/, docs/benchmarks.md): release flags; the micro benchmark links the release
+# objects like the unit tests link the ASan ones. sl_natsgen only where libnats-dev is installed.
+BENCH_BIN := build/bench/sl_loadgen build/bench/sl_mockbroker build/bench/sl_micro
+NATS_OK   := $(shell pkg-config --exists libnats 2>/dev/null && echo 1)
+ifeq ($(NATS_OK),1)
+BENCH_BIN += build/bench/sl_natsgen
+endif
+bench: $(BENCH_BIN)
+build/bench/sl_loadgen: bench/sl_loadgen.c bench/sl_bench.h
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lrdkafka -lpthread -lm
+build/bench/sl_mockbroker: bench/sl_mockbroker.c
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lrdkafka
+build/bench/sl_natsgen: bench/sl_natsgen.c bench/sl_bench.h
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lnats -lpthread -lm
+build/bench/sl_micro: bench/sl_micro.c $(REL_OBJ)
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< $(REL_OBJ) $(LIBS)
 
 unit: build/asan/unit_tests
 	./build/asan/unit_tests

@@ -31,6 +31,8 @@ PKGS=(
     libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libcmocka-dev
     librdkafka-dev kcat
     python3 python3-pytest python3-confluent-kafka python3-kafka
+    # Benchmarks (bench/): the NATS JetStream reference row, and profilers for docs/benchmarks.md.
+    nats-server libnats-dev linux-perf valgrind
     # Compression codecs for kafka-python (snappy, lz4, zstd).
     python3-snappy python3-lz4 python3-zstandard
 )

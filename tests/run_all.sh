@@ -7,7 +7,8 @@
 #
 # Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
 # target, default 20), INTEROP_TIMEOUT (whole interop stage, seconds, default 900),
-# PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1.
+# PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
+# SKIP_BENCH=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -138,6 +139,19 @@ PYEOF
             fi
             echo "interop: $i_pass passed, $i_fail failed, $i_skip skipped"
         fi
+    fi
+fi
+
+# --- Benchmark harness smoke ---------------------------------------------------------------
+# A few seconds of bench/run_matrix.sh so the harness cannot rot; counts as one test.
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+    stage "bench smoke: bench/run_matrix.sh --smoke"
+    if timeout -k 5 90 ./bench/run_matrix.sh --smoke >"$WORK/bench.log" 2>&1; then
+        pass
+        tail -1 "$WORK/bench.log"
+    else
+        tail -30 "$WORK/bench.log"
+        fail "bench smoke (bench/run_matrix.sh --smoke)"
     fi
 fi
 

@@ -1,0 +1,468 @@
+/* Kafka load generator on librdkafka: produce, consume, or both at once (e2e).
+ *
+ *   sl_loadgen produce|consume|e2e -b HOST:PORT -t TOPIC [options]
+ *
+ * Latency is measured from the *intended* send time: in fixed-rate mode (-r) message i is due at
+ * t0 + i/rate whatever happened to message i-1, and that time is what the payload carries and
+ * what delivery reports are measured from. A stalled broker therefore shows up as latency of
+ * every message that should have been sent during the stall (no coordinated omission).
+ *
+ * Output: one JSON line (starts with '{') then one human line, both on stdout. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "sl_bench.h"
+
+#define MAX_PARTS 256
+
+typedef enum { M_PRODUCE, M_CONSUME, M_E2E } run_mode;
+
+static struct {
+    run_mode mode;
+    const char *brokers, *topic, *label;
+    int partitions;
+    size_t size;
+    long long count;   /* messages; 0 = until duration */
+    double duration;   /* seconds; 0 = until count */
+    double rate;       /* msgs/s; 0 = as fast as possible */
+    const char *acks, *compression;
+    int linger_ms;     /* -1: client default */
+    int batch_size;    /* -1: client default */
+    bool create, from_end;
+    double timeout;    /* hard cap on the whole run, seconds */
+    int rr;            /* explicit round-robin partitioning (else the client's partitioner) */
+    /* client properties in order: -F files first, then -X, as given */
+    char *props[128][2];
+    int nprops;
+} g = {.partitions = 1, .size = 1024, .acks = "all", .compression = "none", .linger_ms = -1,
+       .batch_size = -1, .timeout = 300, .rr = 1, .label = ""};
+
+static atomic_bool g_stop;
+static void on_signal(int s) {
+    (void)s;
+    atomic_store(&g_stop, true);
+}
+
+static void die(const char *msg, const char *detail) {
+    fprintf(stderr, "sl_loadgen: %s%s\n", msg, detail);
+    exit(2);
+}
+
+static void add_prop(const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) die("bad property (want key=value): ", kv);
+    if (g.nprops >= 128) die("too many properties", "");
+    g.props[g.nprops][0] = strndup(kv, (size_t)(eq - kv));
+    g.props[g.nprops][1] = strdup(eq + 1);
+    g.nprops++;
+}
+
+/* Java-style .properties subset: key=value lines, '#' and '!' comments, surrounding blanks. */
+static void load_props(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) die("cannot open properties file ", path);
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        char *s = line, *e = line + strlen(line);
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s || *s == '#' || *s == '!') continue;
+        add_prop(s);
+    }
+    fclose(f);
+}
+
+static void conf_set(rd_kafka_conf_t *c, const char *k, const char *v) {
+    char err[512];
+    if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "sl_loadgen: %s=%s: %s\n", k, v, err);
+        exit(2);
+    }
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk, (void)opaque;
+    /* Transient transport errors are retried by the client; report, do not abort. */
+    fprintf(stderr, "sl_loadgen: client error %s: %s\n", rd_kafka_err2name(err), reason);
+}
+
+static rd_kafka_conf_t *base_conf(void) {
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    conf_set(c, "bootstrap.servers", g.brokers);
+    rd_kafka_conf_set_error_cb(c, on_error);
+    for (int i = 0; i < g.nprops; i++) conf_set(c, g.props[i][0], g.props[i][1]);
+    return c;
+}
+
+/* ---- Producer -------------------------------------------------------------------------------- */
+
+static sb_hist g_ack_hist;       /* touched only by the poller thread (delivery reports) */
+static atomic_llong g_delivered, g_failed, g_produced;
+static atomic_bool g_poll_stop;
+static int64_t g_prod_t0, g_prod_t1; /* first intended send, last delivery report */
+static atomic_llong g_last_dr_ns;
+
+static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk, (void)opaque;
+    int64_t now = sb_now_ns();
+    if (m->err) {
+        if (atomic_fetch_add(&g_failed, 1) < 5)
+            fprintf(stderr, "sl_loadgen: delivery failed: %s\n", rd_kafka_err2str(m->err));
+    } else {
+        sb_hist_record(&g_ack_hist, now - (int64_t)(intptr_t)m->_private);
+    }
+    atomic_store(&g_last_dr_ns, now);
+    atomic_fetch_add(&g_delivered, 1);
+}
+
+/* Delivery reports are served by one dedicated thread so that ack latency is not inflated by
+ * the send loop sleeping until the next intended send time. */
+static void *poller(void *arg) {
+    rd_kafka_t *rk = arg;
+    while (!atomic_load(&g_poll_stop)) rd_kafka_poll(rk, 20);
+    return NULL;
+}
+
+static void create_topic(rd_kafka_t *rk) {
+    char err[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(g.topic, g.partitions, 1, err, sizeof err);
+    if (!nt) die("NewTopic: ", err);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    if (!ev) {
+        fprintf(stderr, "sl_loadgen: CreateTopics timed out\n");
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        if (rd_kafka_event_error(ev))
+            fprintf(stderr, "sl_loadgen: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                fprintf(stderr, "sl_loadgen: CreateTopics %s: %s\n", g.topic, rd_kafka_err2str(e));
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+}
+
+typedef struct prod_result {
+    long long sent;
+    double secs, send_secs;
+} prod_result;
+
+static rd_kafka_t *producer_new(void) {
+    rd_kafka_conf_t *c = base_conf();
+    conf_set(c, "acks", g.acks);
+    conf_set(c, "compression.codec", g.compression);
+    char v[32];
+    if (g.linger_ms >= 0) snprintf(v, sizeof v, "%d", g.linger_ms), conf_set(c, "linger.ms", v);
+    if (g.batch_size > 0) snprintf(v, sizeof v, "%d", g.batch_size), conf_set(c, "batch.size", v);
+    rd_kafka_conf_set_dr_msg_cb(c, on_dr);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) die("producer: ", err);
+    return rk;
+}
+
+static prod_result run_producer(rd_kafka_t *rk) {
+    prod_result r = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, poller, rk);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, g.topic, NULL);
+    uint8_t *buf = malloc(g.size);
+    sb_rng rng = {(uint64_t)sb_now_ns() ^ (uint64_t)getpid() << 32};
+    int64_t t0 = sb_now_ns(), deadline = t0 + (int64_t)(g.timeout * 1e9);
+    int64_t stop_at = g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9) : INT64_MAX;
+    double period = g.rate > 0 ? 1e9 / g.rate : 0;
+    g_prod_t0 = t0;
+    long long i = 0;
+    for (; !atomic_load(&g_stop); i++) {
+        if (g.count && i >= g.count) break;
+        int64_t due = g.rate > 0 ? t0 + (int64_t)((double)i * period) : sb_now_ns();
+        if (due >= stop_at || sb_now_ns() >= deadline) break;
+        if (g.rate > 0 && due > sb_now_ns()) sb_sleep_until(due);
+        sb_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
+        int32_t part = g.rr ? (int32_t)(i % g.partitions) : RD_KAFKA_PARTITION_UA;
+        /* The intended time rides in the per-message opaque: no allocation per message. */
+        while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, buf, g.size, NULL, 0,
+                                (void *)(intptr_t)due) == -1) {
+            rd_kafka_resp_err_t e = rd_kafka_last_error();
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) die("produce: ", rd_kafka_err2str(e));
+            if (atomic_load(&g_stop) || sb_now_ns() >= deadline) goto out;
+            sb_sleep_ns(50000); /* the poller thread drains delivery reports meanwhile */
+        }
+        atomic_fetch_add(&g_produced, 1);
+    }
+out:
+    r.sent = i;
+    r.send_secs = (double)(sb_now_ns() - t0) / 1e9;
+    /* Waits for delivery reports instead of rd_kafka_flush(), which would serve callbacks on
+     * this thread concurrently with the poller. */
+    while (atomic_load(&g_delivered) < atomic_load(&g_produced) && sb_now_ns() < deadline + (int64_t)30e9)
+        sb_sleep_ns(1000000);
+    atomic_store(&g_poll_stop, true);
+    pthread_join(th, NULL);
+    g_prod_t1 = atomic_load(&g_last_dr_ns);
+    r.secs = (double)(g_prod_t1 - t0) / 1e9;
+    free(buf);
+    rd_kafka_topic_destroy(rkt);
+    return r;
+}
+
+/* ---- Consumer -------------------------------------------------------------------------------- */
+
+typedef struct cons_state {
+    rd_kafka_t *rk;
+    atomic_llong want;          /* stop after this many messages (0: by time/idle) */
+    atomic_llong got;
+    long long bytes, bad;
+    int64_t first_ns, last_ns;
+    sb_hist e2e;
+    atomic_bool ready, producer_done;
+    int64_t producer_done_ns;
+} cons_state;
+
+static cons_state g_cons;
+
+static rd_kafka_t *consumer_new(void) {
+    rd_kafka_conf_t *c = base_conf();
+    /* Partitions are assigned by hand, so no rebalance sits in the measurement; librdkafka
+     * still wants a group.id for rd_kafka_assign(), but nothing is committed to it. */
+    char gid[64];
+    snprintf(gid, sizeof gid, "sl-bench-%d", (int)getpid());
+    conf_set(c, "group.id", gid);
+    conf_set(c, "enable.auto.commit", "false");
+    conf_set(c, "enable.auto.offset.store", "false");
+    conf_set(c, "enable.partition.eof", "false");
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    if (!rk) die("consumer: ", err);
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static void *consumer_run(void *arg) {
+    cons_state *cs = arg;
+    rd_kafka_t *rk = cs->rk;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(g.partitions);
+    for (int p = 0; p < g.partitions; p++) {
+        int64_t off = RD_KAFKA_OFFSET_BEGINNING;
+        if (g.from_end) {
+            /* Resolving the end now (not OFFSET_END at fetch time) means nothing the producer
+             * sends after `ready` can be skipped. */
+            int64_t lo = 0, hi = 0;
+            rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            for (int tries = 0; tries < 20 && e; tries++) {
+                e = rd_kafka_query_watermark_offsets(rk, g.topic, p, &lo, &hi, 5000);
+                if (e) sb_sleep_ns(250000000);
+            }
+            if (e) die("watermarks: ", rd_kafka_err2str(e));
+            off = hi;
+        }
+        rd_kafka_topic_partition_list_add(tl, g.topic, p)->offset = off;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, tl);
+    if (e) die("assign: ", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(tl);
+    atomic_store(&cs->ready, true);
+
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+    rd_kafka_message_t *msgs[1024];
+    int64_t t0 = sb_now_ns(), deadline = t0 + (int64_t)(g.timeout * 1e9);
+    int64_t stop_at = g.mode == M_CONSUME && g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9)
+                                                          : INT64_MAX;
+    int64_t last_progress = t0;
+    while (!atomic_load(&g_stop)) {
+        long long got = atomic_load(&cs->got);
+        long long want = atomic_load(&cs->want);
+        if (want && got >= want) break;
+        int64_t now = sb_now_ns();
+        if (now >= deadline || now >= stop_at) break;
+        /* In e2e mode a message lost by the broker must not hang the run: give the tail 10 s
+         * after the producer saw its last delivery report. */
+        if (atomic_load(&cs->producer_done) && now - cs->producer_done_ns > (int64_t)10e9) break;
+        if (g.mode == M_CONSUME && got && now - last_progress > (int64_t)15e9) break;
+        /* Block for one message, then drain what is already queued without waiting: a batch
+         * call with a timeout would hold early messages until the batch filled, which is
+         * latency the consumer adds, not the broker. */
+        rd_kafka_message_t *first = rd_kafka_consumer_poll(rk, 100);
+        if (!first) continue;
+        msgs[0] = first;
+        ssize_t n = rd_kafka_consume_batch_queue(q, 0, msgs + 1, 1023);
+        n = n < 0 ? 1 : n + 1;
+        now = sb_now_ns();
+        for (ssize_t k = 0; k < n; k++) {
+            rd_kafka_message_t *m = msgs[k];
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    fprintf(stderr, "sl_loadgen: consume: %s\n", rd_kafka_message_errstr(m));
+            } else {
+                int64_t ts = sb_payload_ts(m->payload, m->len);
+                if (ts < 0) cs->bad++;
+                else sb_hist_record(&cs->e2e, now - ts);
+                if (!cs->first_ns) cs->first_ns = now;
+                cs->last_ns = now;
+                cs->bytes += (long long)m->len;
+                atomic_fetch_add(&cs->got, 1);
+                last_progress = now;
+            }
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return NULL;
+}
+
+/* ---- Main ------------------------------------------------------------------------------------ */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: sl_loadgen produce|consume|e2e -b HOST:PORT -t TOPIC [options]\n"
+            "  -p N   partitions (default 1)           -s B   message size (default 1024)\n"
+            "  -n N   message count                    -d S   duration, seconds\n"
+            "  -r R   fixed rate, msgs/s (0 = max)     -a A   acks (default all)\n"
+            "  -z C   compression (default none)       -l MS  linger.ms\n"
+            "  -B B   batch.size                       -F F   client properties file\n"
+            "  -X k=v client property                  -T S   hard time cap (default 300)\n"
+            "  --create        create the topic with -p partitions first\n"
+            "  --from-end      consume only what is produced after start (tailing)\n"
+            "  --partitioner=client  leave partitioning to librdkafka (default: round robin)\n"
+            "  --label L       tag echoed in the JSON line\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage();
+    if (!strcmp(argv[1], "produce")) g.mode = M_PRODUCE;
+    else if (!strcmp(argv[1], "consume")) g.mode = M_CONSUME;
+    else if (!strcmp(argv[1], "e2e")) g.mode = M_E2E;
+    else usage();
+    static const struct option lo[] = {{"create", no_argument, NULL, 1},
+                                       {"from-end", no_argument, NULL, 2},
+                                       {"partitioner", required_argument, NULL, 3},
+                                       {"label", required_argument, NULL, 4},
+                                       {NULL, 0, NULL, 0}};
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "b:t:p:s:n:d:r:a:z:l:B:F:X:T:", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b': g.brokers = optarg; break;
+        case 't': g.topic = optarg; break;
+        case 'p': g.partitions = atoi(optarg); break;
+        case 's': g.size = (size_t)atol(optarg); break;
+        case 'n': g.count = atoll(optarg); break;
+        case 'd': g.duration = atof(optarg); break;
+        case 'r': g.rate = atof(optarg); break;
+        case 'a': g.acks = optarg; break;
+        case 'z': g.compression = optarg; break;
+        case 'l': g.linger_ms = atoi(optarg); break;
+        case 'B': g.batch_size = atoi(optarg); break;
+        case 'F': load_props(optarg); break;
+        case 'X': add_prop(optarg); break;
+        case 'T': g.timeout = atof(optarg); break;
+        case 1: g.create = true; break;
+        case 2: g.from_end = true; break;
+        case 3: g.rr = strcmp(optarg, "client") != 0; break;
+        case 4: g.label = optarg; break;
+        default: usage();
+        }
+    }
+    if (!g.brokers || !g.topic) usage();
+    if (g.partitions < 1 || g.partitions > MAX_PARTS) die("partitions out of range", "");
+    if (g.size < SB_HDR_LEN) die("message size must be >= 20", "");
+    if (!g.count && g.duration <= 0) die("give -n or -d", "");
+    if (g.timeout <= 0 || g.timeout > 3600) die("-T must be in (0, 3600]", "");
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    /* A hard cap no matter what the broker does: every run stops by itself. */
+    alarm((unsigned)g.timeout + 60);
+
+    rd_kafka_t *prk = NULL;
+    if (g.mode != M_CONSUME) {
+        prk = producer_new();
+        if (g.create) create_topic(prk);
+    }
+    pthread_t cth;
+    if (g.mode != M_PRODUCE) {
+        if (g.create && !prk) {
+            rd_kafka_t *tmp = producer_new();
+            create_topic(tmp);
+            rd_kafka_destroy(tmp);
+        }
+        g_cons.rk = consumer_new();
+        atomic_store(&g_cons.want, g.count);
+        if (g.mode == M_E2E) g.from_end = true;
+        pthread_create(&cth, NULL, consumer_run, &g_cons);
+        while (!atomic_load(&g_cons.ready) && !atomic_load(&g_stop)) sb_sleep_ns(1000000);
+        /* Let the first fetches be in flight so the producer's first messages do not also
+         * measure connection setup. */
+        if (g.mode == M_E2E) sb_sleep_ns(500000000);
+    }
+    prod_result pr = {0};
+    if (prk) {
+        pr = run_producer(prk);
+        if (g.mode == M_E2E) {
+            atomic_store(&g_cons.want, pr.sent > 0 ? pr.sent : -1);
+            g_cons.producer_done_ns = sb_now_ns();
+            atomic_store(&g_cons.producer_done, true);
+        }
+    }
+    if (g.mode != M_PRODUCE) pthread_join(cth, NULL);
+
+    long long delivered = atomic_load(&g_delivered), failed = atomic_load(&g_failed);
+    long long got = atomic_load(&g_cons.got);
+    double csecs = g_cons.last_ns > g_cons.first_ns ? (double)(g_cons.last_ns - g_cons.first_ns) / 1e9 : 0;
+    double pmb = pr.secs > 0 ? (double)(delivered - failed) * (double)g.size / pr.secs / 1e6 : 0;
+    double cmb = csecs > 0 ? (double)g_cons.bytes / csecs / 1e6 : 0;
+    bool ok = true;
+    if (prk && (failed || delivered < pr.sent)) ok = false;
+    if (g.mode == M_E2E && got < pr.sent) ok = false;
+    if (g.mode == M_CONSUME && g.count && got < g.count) ok = false;
+
+    static const char *names[] = {"produce", "consume", "e2e"};
+    printf("{\"tool\":\"sl_loadgen\",\"label\":\"%s\",\"mode\":\"%s\",\"topic\":\"%s\","
+           "\"partitions\":%d,\"size\":%zu,\"acks\":\"%s\",\"compression\":\"%s\","
+           "\"rate_target\":%.0f,\"ok\":%s",
+           g.label, names[g.mode], g.topic, g.partitions, g.size, g.acks, g.compression, g.rate,
+           ok ? "true" : "false");
+    if (prk) {
+        printf(",\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"produce_secs\":%.3f,"
+               "\"produce_msgs_per_s\":%.0f,\"produce_mb_per_s\":%.2f,",
+               pr.sent, delivered, failed, pr.secs, pr.secs > 0 ? (double)delivered / pr.secs : 0, pmb);
+        sb_hist_json(stdout, "ack_lat_us", &g_ack_hist);
+    }
+    if (g.mode != M_PRODUCE) {
+        printf(",\"consumed\":%lld,\"bad\":%lld,\"consume_secs\":%.3f,\"consume_msgs_per_s\":%.0f,"
+               "\"consume_mb_per_s\":%.2f,",
+               got, g_cons.bad, csecs, csecs > 0 ? (double)got / csecs : 0, cmb);
+        sb_hist_json(stdout, "e2e_lat_us", &g_cons.e2e);
+    }
+    printf("}\n");
+    printf("%s %s%s%s: ", names[g.mode], g.topic, *g.label ? " " : "", g.label);
+    if (prk) printf("produced %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", delivered, pr.secs, pmb, failed,
+                    g.mode == M_E2E ? "; " : "");
+    if (g.mode != M_PRODUCE) printf("consumed %lld msgs in %.2f s = %.1f MB/s", got, csecs, cmb);
+    printf("%s\n", ok ? "" : "  [INCOMPLETE]");
+    sb_hist_human(stdout, "ack", &g_ack_hist);
+    sb_hist_human(stdout, "e2e", &g_cons.e2e);
+    fflush(stdout);
+
+    if (g.mode != M_PRODUCE) {
+        rd_kafka_consumer_close(g_cons.rk);
+        rd_kafka_destroy(g_cons.rk);
+    }
+    if (prk) rd_kafka_destroy(prk);
+    for (int i = 0; i < g.nprops; i++) free(g.props[i][0]), free(g.props[i][1]);
+    return ok ? 0 : 1;
+}

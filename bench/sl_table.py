@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Turns run_matrix.sh's JSON lines into the markdown table and the ratios to the targets."""
+import argparse
+import json
+
+NAMES = {
+    "plaintext": "Sluice PLAINTEXT",
+    "ssl": "Sluice SSL",
+    "sasl_ssl": "Sluice SASL_SSL+SCRAM-SHA-512",
+    "sasl_plaintext": "Sluice SASL_PLAINTEXT+SCRAM-SHA-512",
+    "mock": "librdkafka mock cluster (ref.)",
+    "nats": "NATS JetStream file+TLS (ref.)",
+}
+ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_plaintext", "mock", "nats"]
+
+
+def fmt(v, nd=1):
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def lat(lg):
+    if not lg or "e2e_lat_us" not in lg or not lg["e2e_lat_us"]["n"]:
+        return "—"
+    h = lg["e2e_lat_us"]
+    s = "/".join(f"{h[k] / 1000:.1f}" for k in ("p50", "p99", "p999", "max"))
+    return s + ("" if lg.get("ok") else " (incomplete)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--machine", default="")
+    ap.add_argument("--pinning", default="")
+    ap.add_argument("--count", default="")
+    ap.add_argument("--secs", default="")
+    ap.add_argument("--elapsed", default="")
+    a = ap.parse_args()
+    rows = [json.loads(l) for l in open(a.results) if l.strip()]
+    na = {r["row"]: r["reason"] for r in rows if r.get("phase") == "na"}
+    rss = {r["row"]: r.get("peak_rss_kb") for r in rows if r.get("phase") == "rss"}
+    res = {}
+    for r in rows:
+        if r.get("phase") in ("na", "rss"):
+            continue
+        res[(r["row"], r["partitions"], r["phase"])] = r
+    parts = sorted({k[1] for k in res})
+    seen = [x for x in ORDER if x in na or any(k[0] == x for k in res)]
+    seen += sorted({k[0] for k in res} - set(seen))
+
+    def lg(row, p, phase):
+        r = res.get((row, p, phase))
+        return r["lg"] if r else None
+
+    def mbs(row, p, phase, key):
+        x = lg(row, p, phase)
+        if not x or key not in x:
+            return None
+        return x[key]
+
+    out = []
+    out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible, "
+               f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run. "
+               f"Matrix wall time: {a.elapsed} s.")
+    out.append("")
+    out.append("| system | partitions | produce MB/s (max) | consume MB/s catch-up | consume MB/s "
+               "tailing | e2e ms p50/p99/p99.9/max @50% | e2e ms p50/p99/p99.9/max @80% | "
+               "ack ms p99 @50% | broker CPU-s/GB produced | broker peak RSS MiB |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for row in seen:
+        name = NAMES.get(row, row)
+        if row in na:
+            out.append(f"| {name} | — | {na[row]} | | | | | | | |")
+            continue
+        for p in parts:
+            if not any(k[0] == row and k[1] == p for k in res):
+                continue
+            prod = lg(row, p, "produce")
+            pmb = mbs(row, p, "produce", "produce_mb_per_s")
+            if prod and not prod.get("ok"):
+                pmb_s = fmt(pmb) + " (incomplete)"
+            else:
+                pmb_s = fmt(pmb)
+            cpu = res.get((row, p, "produce"), {}).get("broker_cpu_s")
+            gb = (prod["delivered"] * prod["size"] / 1e9) if prod and prod.get("delivered") else 0
+            cpu_gb = cpu / gb if cpu is not None and gb else None
+            catch = mbs(row, p, "catchup", "consume_mb_per_s")
+            if row == "mock":
+                catch_s = "n/a (mock: produce only)"
+            else:
+                c = lg(row, p, "catchup")
+                catch_s = fmt(catch) + ("" if not c or c.get("ok") else " (incomplete)")
+            tail = mbs(row, p, "tail", "consume_mb_per_s")
+            tail_s = "n/a" if row == "mock" else fmt(tail)
+            e50 = lg(row, p, "e2e50")
+            ack = "—"
+            if e50 and e50.get("ack_lat_us", {}).get("n"):
+                ack = f"{e50['ack_lat_us']['p99'] / 1000:.1f}"
+            rk = rss.get(row)
+            out.append(f"| {name} | {p} | {pmb_s} | {catch_s} | {tail_s} | {lat(e50)} | "
+                       f"{lat(lg(row, p, 'e2e80'))} | {ack} | {fmt(cpu_gb, 2)} | "
+                       f"{fmt(rk / 1024 if rk else None, 0)} |")
+    out.append("")
+
+    # Ratios against the issue's targets, from this run only (side by side on the same machine).
+    out.append("| target | partitions | measured | met |")
+    out.append("|---|---|---|---|")
+
+    def ratio_line(label, num_row, den_row, goal):
+        for p in parts:
+            n = mbs(num_row, p, "produce", "produce_mb_per_s")
+            d = mbs(den_row, p, "produce", "produce_mb_per_s")
+            if n is None or d is None or not d:
+                why = na.get(num_row) or na.get(den_row) or "not measured"
+                out.append(f"| {label} | {p} | {why} | — |")
+                continue
+            r = n / d
+            out.append(f"| {label} | {p} | {r:.2f}× ({n:.0f} / {d:.0f} MB/s) | "
+                       f"{'yes' if r >= goal else 'no'} |")
+
+    ratio_line("SASL_SSL ≥ 0.85× PLAINTEXT produce", "sasl_ssl", "plaintext", 0.85)
+    for p in parts:
+        cpu = res.get(("sasl_ssl", p, "produce"), {}).get("broker_cpu_s")
+        prod = lg("sasl_ssl", p, "produce")
+        if cpu is None or not prod or not prod.get("delivered"):
+            out.append(f"| ≤ 1 broker CPU-s/GB over SASL_SSL | {p} | "
+                       f"{na.get('sasl_ssl', 'not measured')} | — |")
+        else:
+            v = cpu / (prod["delivered"] * prod["size"] / 1e9)
+            out.append(f"| ≤ 1 broker CPU-s/GB over SASL_SSL | {p} | {v:.2f} | "
+                       f"{'yes' if v <= 1 else 'no'} |")
+    for row in ("plaintext", "sasl_ssl"):
+        for p in parts:
+            e = lg(row, p, "e2e50")
+            if not e or not e.get("e2e_lat_us", {}).get("n"):
+                out.append(f"| p99 e2e ≤ 5 ms @50% ({row}) | {p} | "
+                           f"{na.get(row, 'not measured')} | — |")
+                continue
+            v = e["e2e_lat_us"]["p99"] / 1000
+            out.append(f"| p99 e2e ≤ 5 ms @50% ({row}) | {p} | {v:.1f} ms | "
+                       f"{'yes' if v <= 5 and e.get('ok') else 'no'} |")
+    ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
+    ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
+    ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
