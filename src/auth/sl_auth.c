@@ -142,7 +142,9 @@ sl_credstore *sl_auth_store(sl_auth *a, bool create) {
 
 sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t elen) {
     if (a->nlm >= 16) return SL_ECONFIG;
-    const char *list = a->cfg.sasl_enabled_mechanisms;
+    /* Kafka's per-listener override: listener.name.<listener>.sasl.enabled.mechanisms. */
+    const char *list = sl_config_listener_str(&a->cfg, listener, "sasl.enabled.mechanisms");
+    if (!list) list = "";
     unsigned mechs = 0;
     for (const char *p = list; *p;) {
         while (*p == ' ' || *p == ',') p++;

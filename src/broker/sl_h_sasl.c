@@ -9,13 +9,23 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "net/sl_tls.h"
 #include "proto/gen/sl_msgs.h"
 
 #define TOKEN_MAX 2048 /* our answers: server-first/final SCRAM messages, empty for PLAIN */
 
 const char *sl_session_principal(const sl_conn *c) {
     const sl_session *s = c ? sl_conn_data(c) : NULL;
-    return s && s->authenticated ? s->principal : NULL;
+    if (!s || !s->authenticated) return NULL;
+    /* SSL without SASL: the client certificate's mapped name, known once the handshake is done
+     * (before any request frame); no certificate means User:ANONYMOUS. */
+    if (!s->mechs && sl_conn_is_tls(c)) {
+        sl_session *m = (sl_session *)s; /* cache: the mapping is fixed for the connection */
+        const char *tp = sl_conn_tls_principal(c);
+        if (tp && strncmp(m->principal, "User:", 5) == 0 && strcmp(m->principal + 5, tp) != 0)
+            snprintf(m->principal, sizeof m->principal, "User:%s", tp);
+    }
+    return s->principal;
 }
 
 static bool is_sasl(sl_security_protocol p) {
@@ -25,8 +35,8 @@ static bool is_sasl(sl_security_protocol p) {
 void sl_sasl_conn_open(sl_broker *b, sl_conn *c) {
     sl_security_protocol p = sl_broker_listener_protocol(b, sl_conn_listener(c));
     unsigned mechs = is_sasl(p) ? sl_auth_listener_mechs(b->auth, sl_conn_listener(c)) : 0;
-    /* TLS client-certificate principals come with the TLS transport; until then SSL listeners
-     * without SASL are User:ANONYMOUS like PLAINTEXT. */
+    /* SSL listeners without SASL start as User:ANONYMOUS; sl_session_principal() switches to
+     * the client certificate's mapped name once the handshake has verified one. */
     sl_session *s = sl_session_new(sl_conn_peer(c), mechs, "User:ANONYMOUS");
     if (!s) {
         sl_conn_close(c, false, "out of memory");

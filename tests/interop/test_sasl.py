@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import statistics
 import struct
 import subprocess
@@ -481,7 +480,8 @@ def describe(conn, users=None):
         return m, it
 
     def res(rr):
-        u, e, _m = rr.cstring(), rr.i16(), rr.cstring()
+        u, e = rr.cstring(), rr.i16()
+        rr.cstring()
         infos = rr.carray(info) or []
         rr.tags()
         return u, (e, sorted(infos))
@@ -545,3 +545,148 @@ def test_plaintext_listener_unaffected(broker):
         kproto.metadata(c)
         err, mechs = handshake(c, "SCRAM-SHA-256")
         assert err == ILLEGAL_SASL_STATE
+
+
+# ---- SASL_SSL (TLS transport) ---------------------------------------------------------------------
+
+@pytest.fixture
+def sasl_ssl_broker(request, tmp_path):
+    """SASL_SSL only, with PLAIN enabled (allowed without the insecure switch under TLS)."""
+    import tlsutil
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = tlsutil.CA()
+    ca.write(d / "ca.pem")
+    cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
+    tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
+    b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
+                          "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"})
+    b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
+    b.write_config()
+    b.data_dir.mkdir(parents=True, exist_ok=True)
+    add_user(b, "alice", "alice-secret")
+    request.node._sluice_broker = b
+    b.start()
+    b.ca_pem = d / "ca.pem"
+    yield b
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+
+
+@pytest.mark.timeout_s(240)
+def test_sasl_ssl_clients(sasl_ssl_broker):
+    b = sasl_ssl_broker
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    for mech in ("SCRAM-SHA-512", "PLAIN"):
+        conf = {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_SSL",
+                "ssl.ca.location": str(b.ca_pem), "sasl.mechanisms": mech,
+                "sasl.username": "alice", "sasl.password": "alice-secret"}
+        p = Producer(conf)
+        for i in range(5):
+            p.produce(f"ssl-{mech}", f"v{i}".encode(), partition=0)
+        assert p.flush(30) == 0
+        c = Consumer({**conf, "group.id": "x", "enable.auto.commit": False})
+        c.assign([TopicPartition(f"ssl-{mech}", 0, 0)])
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value())
+        c.close()
+        assert got == [f"v{i}".encode() for i in range(5)], mech
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTP
+    kw = dict(bootstrap_servers=b.bootstrap, security_protocol="SASL_SSL",
+              ssl_cafile=str(b.ca_pem), ssl_check_hostname=False, sasl_mechanism="SCRAM-SHA-256",
+              sasl_plain_username="alice", sasl_plain_password="alice-secret",
+              request_timeout_ms=15000, api_version_auto_timeout_ms=10000)
+    kp = KafkaProducer(**kw)
+    kp.send("ssl-kp", b"hello", partition=0)
+    kp.flush(30)
+    kp.close()
+    kc = KafkaConsumer(**kw, consumer_timeout_ms=5000)
+    kc.assign([KTP("ssl-kp", 0)])
+    kc.seek(KTP("ssl-kp", 0), 0)
+    assert [m.value for m in kc] == [b"hello"]
+    kc.close()
+    res = subprocess.run(["kcat", "-b", b.bootstrap, "-X", "security.protocol=SASL_SSL",
+                          "-X", f"ssl.ca.location={b.ca_pem}", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+                          "-X", "sasl.username=alice", "-X", "sasl.password=wrong", "-L",
+                          "-m", "5"], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "Authentication failed" in res.stderr
+
+
+# ---- OAUTHBEARER --------------------------------------------------------------------------------
+
+def _b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def oauth_broker(request, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_numbers()
+    jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                      "n": _b64url(pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")),
+                      "e": _b64url(pub.e.to_bytes(3, "big"))}]}
+    jf = tmp_path / "jwks.json"
+    jf.write_text(json.dumps(jwks))
+    b = Broker(tmp_path, {"sasl.enabled.mechanisms": "OAUTHBEARER,SCRAM-SHA-256",
+                          "sasl.oauthbearer.jwks.endpoint.url": f"file://{jf}",
+                          "sasl.oauthbearer.expected.issuer": "https://issuer.test",
+                          "sasl.oauthbearer.expected.audience": "sluice"})
+    b.config["listeners"] = f"SASL_PLAINTEXT://{b.bootstrap}"
+    b.write_config()
+    request.node._sluice_broker = b
+    b.start()
+    b.key = key
+    yield b
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+
+
+def make_token(key, sub="svc-reporting", exp_in=300, iss="https://issuer.test", aud="sluice"):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    now = int(time.time())
+    head = _b64url(json.dumps({"alg": "RS256", "kid": "k1", "typ": "JWT"}).encode())
+    body = _b64url(json.dumps({"sub": sub, "iss": iss, "aud": aud, "iat": now,
+                               "exp": now + exp_in}).encode())
+    sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{_b64url(sig)}"
+
+
+def oauth_login(conn, token):
+    assert handshake(conn, "OAUTHBEARER")[0] == 0
+    err, msg, _, life = authenticate(conn, f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+    return err, msg, life
+
+
+@pytest.mark.timeout_s(120)
+def test_oauthbearer(oauth_broker):
+    b = oauth_broker
+    with kproto.Conn(b.bootstrap) as c:
+        err, msg, life = oauth_login(c, make_token(b.key, exp_in=300))
+        assert err == 0, msg
+        assert 0 < life <= 300_000  # the token's expiry bounds the session
+        kproto.metadata(c)
+    assert "principal=User:svc-reporting mechanism=OAUTHBEARER" in b.log_text()
+    for bad in (make_token(b.key, exp_in=-120), make_token(b.key, aud="other"),
+                make_token(b.key)[:-4] + "AAAA"):
+        with kproto.Conn(b.bootstrap) as c:
+            err, _, _ = oauth_login(c, bad)
+            assert err == SASL_AUTHENTICATION_FAILED
+            assert c.closed_by_peer(5)
+    # librdkafka (confluent-kafka) with an oauth_cb supplying the token.
+    from confluent_kafka import Producer
+    tok = make_token(b.key, exp_in=600)
+    p = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                  "sasl.mechanisms": "OAUTHBEARER",
+                  "oauth_cb": lambda _cfg: (tok, time.time() + 600)})
+    errors = []
+    p.produce("oauth-topic", b"x", on_delivery=lambda e, m: errors.append(e) if e else None)
+    assert p.flush(30) == 0 and not errors

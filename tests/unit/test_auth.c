@@ -413,3 +413,24 @@ SL_TEST(auth_session_rules_and_mechanism_config) {
     snprintf(p, sizeof p, "rm -rf %s", dir);
     CHECK(system(p) == 0);
 }
+
+SL_TEST(auth_per_listener_mechanisms_override) {
+    sl_config cfg;
+    sl_config_defaults(&cfg);
+    char dir[] = "/tmp/sl_auth_XXXXXX", err[512];
+    CHECK(mkdtemp(dir));
+    snprintf(cfg.log_dirs, sizeof cfg.log_dirs, "%s", dir);
+    CHECK(sl_config_set(&cfg, "listener.name.internal.sasl.enabled.mechanisms", "SCRAM-SHA-256",
+                        err, sizeof err) == SL_OK);
+    sl_auth *a = NULL;
+    CHECK(sl_auth_new(&cfg, true, &a, err, sizeof err) == SL_OK);
+    CHECK(sl_auth_add_listener(a, "INTERNAL", false, err, sizeof err) == SL_OK);
+    CHECK(sl_auth_add_listener(a, "EXTERNAL", false, err, sizeof err) == SL_OK);
+    CHECK_EQ(sl_auth_listener_mechs(a, "INTERNAL"), SL_MECH_SCRAM_SHA_256);
+    CHECK_EQ(sl_auth_listener_mechs(a, "EXTERNAL"), SL_MECH_SCRAM_SHA_256 | SL_MECH_SCRAM_SHA_512);
+    CHECK_EQ(sl_auth_listener_mechs(a, "OTHER"), 0);
+    sl_auth_free(a);
+    char p[600];
+    snprintf(p, sizeof p, "rm -rf %s", dir);
+    CHECK(system(p) == 0);
+}
