@@ -441,3 +441,48 @@ SL_TEST(jwt_oauthbearer_client_msg) {
              SL_EAUTH);
     CHECK_EQ(climsg(M(""), t, a), SL_EAUTH);
 }
+
+/* Cross-implementation check: keys, JWKS and tokens made by tests/interop/jwtutil.py (Python
+ * cryptography) validate here, so the interop tests and the broker agree on the formats (EC
+ * r||s signatures, unpadded base64url, aud arrays). Runs from the repository root. */
+SL_TEST(jwt_python_tokens_accepted) {
+    const char *dir = tj_tmpdir();
+    CHECK(dir != NULL);
+    char d[512], cmd[700], path[600];
+    snprintf(d, sizeof d, "%s", dir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/interop/jwtutil.py demo '%s'", d);
+    FILE *pp = popen(cmd, "r");
+    CHECK(pp != NULL);
+    static char toks[3][4096];
+    int n = 0;
+    while (n < 3 && fgets(toks[n], sizeof toks[n], pp)) toks[n][strcspn(toks[n], "\n")] = 0, n++;
+    int st = pclose(pp);
+    if (n != 3)
+        fprintf(stderr, "  jwtutil.py demo failed (status %d): python3-cryptography?\n", st);
+    CHECK_EQ(n, 3);
+    sl_jwt_config c;
+    sl_jwt_config_defaults(&c);
+    snprintf(path, sizeof path, "%s/jwks.json", d);
+    snprintf(c.jwks_url, sizeof c.jwks_url, "file://%s", path);
+    snprintf(c.expected_issuer, sizeof c.expected_issuer, "https://idp.sluice.test/");
+    snprintf(c.expected_audience, sizeof c.expected_audience, "sluice");
+    char err[256], p[256], why[128];
+    int64_t exp;
+    sl_jwt_validator *v = sl_jwt_validator_new(&c, err, sizeof err);
+    CHECK(v != NULL);
+    int64_t now = sl_wall_ms();
+    sl_err e1 = sl_jwt_validate(v, toks[0], strlen(toks[0]), now, p, sizeof p, &exp, why, 128);
+    bool p1 = !strcmp(p, "py-rsa");
+    sl_err e2 = sl_jwt_validate(v, toks[1], strlen(toks[1]), now, p, sizeof p, &exp, why, 128);
+    bool p2 = !strcmp(p, "py-ec");
+    sl_err e3 = sl_jwt_validate(v, toks[2], strlen(toks[2]), now, p, sizeof p, &exp, why, 128);
+    sl_jwt_validator_free(v);
+    unlink(path);
+    rmdir(d);
+    CHECK_EQ(e1, SL_OK);
+    CHECK(p1);
+    CHECK_EQ(e2, SL_OK);
+    CHECK(p2);
+    CHECK_EQ(e3, SL_EAUTH);
+    CHECK(strstr(why, "expired") != NULL);
+}
