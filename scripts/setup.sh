@@ -30,7 +30,7 @@ PKGS=(
     build-essential make pkg-config clang clang-format libclang-rt-14-dev
     libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libcmocka-dev
     librdkafka-dev kcat
-    python3 python3-pytest python3-confluent-kafka python3-kafka
+    python3 python3-pytest python3-confluent-kafka python3-kafka python3-cryptography
     # Benchmarks (bench/): the NATS JetStream reference row, and profilers for docs/benchmarks.md.
     nats-server libnats-dev linux-perf valgrind
     # Compression codecs for kafka-python (snappy, lz4, zstd).

@@ -165,6 +165,8 @@ static const key_def k_keys[] = {
 };
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
 
+_Static_assert(NKEYS <= 256, "sl_config.set_mask has room for 256 keys");
+
 size_t sl_config_key_count(void) { return NKEYS; }
 
 /* Secrets are never formatted: DescribeConfigs and --help-config show them as null. */
@@ -245,7 +247,7 @@ void sl_config_defaults(sl_config *c) {
     char err[256];
     for (size_t i = 0; i < NKEYS; i++)
         if (k_keys[i].def) (void)apply(c, &k_keys[i], k_keys[i].def, err, sizeof err);
-    c->set_mask = 0;
+    memset(c->set_mask, 0, sizeof c->set_mask);
 }
 
 static void trim(char **s) {
@@ -350,7 +352,7 @@ sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err
     trim(&v);
     sl_err e = check_value(k, v, err, elen);
     if (e == SL_OK) e = apply(c, k, v, err, elen);
-    if (e == SL_OK && idx < 64) c->set_mask |= 1ull << idx;
+    if (e == SL_OK && idx < 256) c->set_mask[idx / 64] |= 1ull << (idx % 64);
     return e;
 }
 
@@ -471,7 +473,9 @@ bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len) {
     return false;
 }
 
-bool sl_config_is_set(const sl_config *c, size_t i) { return i < 64 && (c->set_mask >> i) & 1; }
+bool sl_config_is_set(const sl_config *c, size_t i) {
+    return i < 256 && (c->set_mask[i / 64] >> (i % 64)) & 1;
+}
 
 int sl_listeners_parse(const char *s, sl_listener_spec *out, int max, char *err, size_t elen) {
     int n = 0;

@@ -92,7 +92,7 @@ typedef struct sl_config {
     /* Raw retention keys, resolved into log_retention_ms by sl_config_finish (ms > minutes >
      * hours, as Kafka). -2 means unset. */
     int64_t retention_hours_raw, retention_minutes_raw, retention_ms_raw;
-    uint64_t set_mask; /* bit i: key i set explicitly */
+    uint64_t set_mask[4]; /* bit i: key i set explicitly (room for 256 keys) */
 } sl_config;
 
 /* Fills `c` with the defaults: a broker that works on a fresh machine (data under ./sluice-data,
