@@ -350,10 +350,22 @@ def test_oversized_preauth_frame_closes(sasl_broker):
 
 @pytest.mark.broker_config({"max.connections.per.ip": 3})
 def test_max_connections_per_ip(sasl_broker):
-    held = [kproto.Conn(sasl_broker.bootstrap) for _ in range(3)]
-    try:
-        for c in held:
+    # The fixture's readiness probe may still count until the broker sees it close, so each
+    # held connection is retried until it is served.
+    held = []
+
+    def open_one():
+        c = kproto.Conn(sasl_broker.bootstrap)
+        try:
             kproto.api_versions(c, 0)
+        except (kproto.ProtoError, OSError):
+            c.close()
+            return False
+        held.append(c)
+        return True
+    for _ in range(3):
+        wait_until(open_one, 10, "a served connection under max.connections.per.ip")
+    try:
         extra = kproto.Conn(sasl_broker.bootstrap)
         assert extra.closed_by_peer(5), "a fourth connection from 127.0.0.1 was accepted"
         extra.close()
