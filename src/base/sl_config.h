@@ -61,6 +61,11 @@ typedef struct sl_config {
     char super_users[SL_CFG_STR_MAX];
     bool sluice_sasl_plain_allow_insecure;
     char sluice_sasl_credentials_file[SL_CFG_STR_MAX];
+    /* Authorization (src/acl) */
+    char authorizer_class_name[SL_CFG_STR_MAX];
+    bool allow_everyone_if_no_acl_found;
+    bool sluice_authorizer_enable;
+    char sluice_acl_file[SL_CFG_STR_MAX];
     /* Sluice keys */
     int32_t sluice_preauth_max_bytes;
     int32_t sluice_max_inflight_requests;

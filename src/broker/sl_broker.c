@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl/sl_authz.h"
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
@@ -45,6 +46,9 @@ static const sl_api_entry k_apis[] = {
     {SL_API_DESCRIBE_GROUPS, 0, 5, sl_h_describe_groups},
     {SL_API_DELETE_GROUPS, 0, 2, sl_h_delete_groups},
     {SL_API_OFFSET_DELETE, 0, 0, sl_h_offset_delete},
+    {SL_API_DESCRIBE_ACLS, 0, 3, sl_h_describe_acls},
+    {SL_API_CREATE_ACLS, 0, 3, sl_h_create_acls},
+    {SL_API_DELETE_ACLS, 0, 3, sl_h_delete_acls},
 };
 #define NAPIS ((int)(sizeof k_apis / sizeof k_apis[0]))
 
@@ -89,8 +93,13 @@ void sl_req_fail(sl_req *rq, const char *why) {
  * are User:ANONYMOUS from the start. */
 static bool authenticate_stage(sl_req *rq) { return sl_sasl_authenticate_stage(rq); }
 
-/* Authorization stage: every API is allowed until ACLs exist; the ACL issue plugs in here. */
-static bool authorize_stage(sl_req *rq) { return true; }
+/* Authorization stage: Kafka decides per resource, so the checks live in the handlers
+ * (sl_authz*); here the authorizer only picks up changes another writer (`sluice acl`) made to
+ * the ACL file, so they apply from the next request on existing connections too. */
+static bool authorize_stage(sl_req *rq) {
+    if (rq->b->authz) (void)sl_authorizer_refresh(rq->b->authz, false);
+    return true;
+}
 
 static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
                        size_t len) {
@@ -287,6 +296,22 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
+    bool bad_authz = false;
+    if (sl_authz_enabled(&b->cfg, &bad_authz, err, elen)) {
+        char path[SL_CFG_STR_MAX + 32];
+        sl_authz_path(&b->cfg, path, sizeof path);
+        if ((e = sl_authorizer_new(path, b->cfg.super_users,
+                                   b->cfg.allow_everyone_if_no_acl_found, &b->authz, err, elen))) {
+            sl_broker_free(b);
+            return e;
+        }
+        SL_INFO("acl", "authorizer on", "path=%s acls=%zu allow_everyone_if_no_acl_found=%s",
+                path, sl_acl_set_count(sl_authorizer_set(b->authz)),
+                b->cfg.allow_everyone_if_no_acl_found ? "true" : "false");
+    } else if (bad_authz) {
+        sl_broker_free(b);
+        return SL_ECONFIG;
+    }
     if (!(b->groups = sl_group_coord_new(b, err, elen))) {
         sl_broker_free(b);
         return SL_EIO;
@@ -392,6 +417,7 @@ void sl_broker_free(sl_broker *b) {
     sl_group_coord_free(b->groups);
     sl_producers_free(b->producers);
     sl_auth_free(b->auth);
+    sl_authorizer_free(b->authz);
     sl_topics_close(b->topics);
     if (b->loop) sl_loop_free(b->loop);
     free(b);

@@ -25,6 +25,7 @@ typedef struct sl_broker {
     sl_timer *retention_timer, *flush_timer;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
+    struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */
     sl_listener_spec adv[16]; /* advertised endpoints, listener order */
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
@@ -141,6 +142,18 @@ void sl_sasl_flush_delayed(sl_broker *b);
 const char *sl_session_principal(const sl_conn *c);
 /* True if `principal` is listed in super.users. */
 bool sl_broker_is_super_user(const sl_broker *b, const char *principal);
+
+/* Authorization (sl_h_acl.c over src/acl). Each answers true when no authorizer is configured.
+ * `rtype` and `op` are SL_ACL_RES_x and SL_ACL_OP_x codes (acl/sl_acl.h). */
+bool sl_authz(sl_req *rq, int op, int rtype, sl_str name);
+bool sl_authz_cluster(sl_req *rq, int op);
+/* Kafka's authorizeByResourceType (e.g. WRITE on any topic, for InitProducerId). */
+bool sl_authz_any(sl_req *rq, int op, int rtype);
+/* Authorized-operations bitfield for `name` (all of Kafka's operations without an authorizer). */
+int32_t sl_authz_ops(sl_req *rq, int rtype, sl_str name);
+void sl_h_describe_acls(sl_req *rq);
+void sl_h_create_acls(sl_req *rq);
+void sl_h_delete_acls(sl_req *rq);
 
 /* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
 void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);
