@@ -115,6 +115,7 @@ static void describe_broker(sl_req *rq, const sl_describe_configs_req_resource *
         bool set = sl_config_is_set(&rq->b->cfg, i);
         c->is_default = !set;
         c->read_only = !broker_key_dynamic(name);
+        c->is_sensitive = k->sensitive;
         c->config_source = set ? SRC_STATIC_BROKER : SRC_DEFAULT;
         c->config_type = !strcmp(k->type, "boolean") ? TYPE_BOOLEAN
                          : !strcmp(k->type, "int")   ? TYPE_INT

@@ -45,7 +45,17 @@ def test_kafka_python_roundtrip(broker, codec):
     acked = h.kp_produce(broker.bootstrap, topic, records, codec)
     expected = h.expected_from_acks(acked, f"kafka-python/{codec}")
     assert expected == h.by_partition(records), "offset order differs from production order"
-    got = h.kp_consume(broker.bootstrap, topic, {p: len(v) for p, v in expected.items()})
+    counts = {p: len(v) for p, v in expected.items()}
+    if codec == "zstd":
+        # kafka-python 2.0.2 fetches with Fetch v4, and zstd needs Fetch v10: like Kafka, the
+        # broker answers UNSUPPORTED_COMPRESSION_TYPE, so its records are read back with
+        # librdkafka and the refusal itself is checked.
+        import kproto as kp
+        with kp.Conn(broker.bootstrap) as c:
+            assert kp.fetch(c, topic, 0, 0, versions=range(4, 10))["error"] == 76
+        got = h.ck_consume(broker.bootstrap, topic, counts)
+    else:
+        got = h.kp_consume(broker.bootstrap, topic, counts)
     h.verify(expected, got, f"kafka-python/{codec}")
 
 
