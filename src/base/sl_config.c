@@ -31,7 +31,7 @@ typedef struct key_def {
 static const key_def k_keys[] = {
     {"node.id", T_INT, OFF(node_id), 0, INT32_MAX, "1", "This broker's id in Metadata answers."},
     {"broker.id", T_INT, OFF(node_id), 0, INT32_MAX, NULL, "Alias of node.id."},
-    {"listeners", T_LIST, OFF(listeners), 0, 0, "PLAINTEXT://127.0.0.1:9092",
+    {"listeners", T_LIST, OFF(listeners), 0, 0, "SASL_SSL://127.0.0.1:9092",
      "Comma-separated NAME://host:port listeners the broker binds."},
     {"advertised.listeners", T_LIST, OFF(advertised_listeners), 0, 0, NULL,
      "Addresses given to clients in Metadata; defaults to listeners."},
@@ -82,8 +82,8 @@ static const key_def k_keys[] = {
      "Connections accepted at once."},
     {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0, INT32_MAX,
      "3000", "Delay before the first rebalance of an empty group."},
-    {"group.min.session.timeout.ms", T_INT, OFF(group_min_session_timeout_ms), 0, INT32_MAX,
-     "6000", "Shortest session timeout a group member may ask for."},
+    {"group.min.session.timeout.ms", T_INT, OFF(group_min_session_timeout_ms), 0, INT32_MAX, "6000",
+     "Shortest session timeout a group member may ask for."},
     {"group.max.session.timeout.ms", T_INT, OFF(group_max_session_timeout_ms), 0, INT32_MAX,
      "1800000", "Longest session timeout a group member may ask for."},
     {"offsets.retention.minutes", T_LONG, OFF(offsets_retention_minutes), 1, 153722867280912L,
@@ -111,7 +111,8 @@ static const key_def k_keys[] = {
     {"super.users", T_STR, OFF(super_users), 0, 0, NULL,
      "Semicolon-separated principals (User:name) allowed every operation."},
     {"sluice.sasl.plain.allow.insecure", T_BOOL, OFF(sluice_sasl_plain_allow_insecure), 0, 0,
-     "false", "Allow SASL PLAIN on listeners without TLS (passwords then cross the network in "
+     "false",
+     "Allow SASL PLAIN on listeners without TLS (passwords then cross the network in "
      "clear)."},
     {"sluice.sasl.credentials.file", T_STR, OFF(sluice_sasl_credentials_file), 0, 0, NULL,
      "SCRAM credential store; default <log.dirs>/sluice-users."},
@@ -130,6 +131,10 @@ static const key_def k_keys[] = {
      "Requests queued per connection before reading pauses."},
     {"sluice.shutdown.timeout.ms", T_LONG, OFF(sluice_shutdown_timeout_ms), 0, I64MAX, "10000",
      "Time SIGTERM waits for in-flight requests before closing connections."},
+    {"sluice.provision.enable", T_BOOL, OFF(sluice_provision_enable), 0, 0, "true",
+     "On start, create what a secure listener lacks: a CA and broker certificate when no "
+     "ssl.keystore.location is set, and an admin SCRAM user (a super user) with client "
+     "configuration files when the credential store is empty."},
     {"sluice.log.level", T_STR, OFF(sluice_log_level), 0, 0, "info",
      "Broker log level: debug, info, warn or error."},
     {"ssl.keystore.type", T_STR, OFF(ssl_keystore_type), 0, 0, "PEM",
@@ -442,15 +447,17 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     /* Without a pinned issuer and audience any token from the IdP (for any application)
      * would be accepted. */
     if (c->sasl_oauthbearer_jwks_endpoint_url[0] && !c->sasl_oauthbearer_expected_issuer[0]) {
-        snprintf(err, elen, "sasl.oauthbearer.expected.issuer: required when "
-                            "sasl.oauthbearer.jwks.endpoint.url is set");
+        snprintf(err, elen,
+                 "sasl.oauthbearer.expected.issuer: required when "
+                 "sasl.oauthbearer.jwks.endpoint.url is set");
         return SL_ECONFIG;
     }
     if (c->sasl_oauthbearer_jwks_endpoint_url[0] &&
         !c->sasl_oauthbearer_expected_audience[strspn(c->sasl_oauthbearer_expected_audience,
                                                       " ,")]) {
-        snprintf(err, elen, "sasl.oauthbearer.expected.audience: required when "
-                            "sasl.oauthbearer.jwks.endpoint.url is set");
+        snprintf(err, elen,
+                 "sasl.oauthbearer.expected.audience: required when "
+                 "sasl.oauthbearer.jwks.endpoint.url is set");
         return SL_ECONFIG;
     }
     return SL_OK;

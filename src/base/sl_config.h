@@ -71,6 +71,7 @@ typedef struct sl_config {
     int32_t sluice_max_inflight_requests;
     int64_t sluice_shutdown_timeout_ms;
     char sluice_log_level[16];
+    bool sluice_provision_enable;
     /* OAUTHBEARER (src/auth/sl_jwt.c) */
     char sasl_oauthbearer_jwks_endpoint_url[SL_CFG_STR_MAX];
     int64_t sasl_oauthbearer_jwks_endpoint_refresh_ms;

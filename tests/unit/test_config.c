@@ -10,7 +10,7 @@ SL_TEST(config_defaults_work_on_a_fresh_machine) {
     char err[256] = "";
     sl_config_defaults(&c);
     CHECK(sl_config_finish(&c, err, sizeof err) == SL_OK);
-    CHECK(strcmp(c.listeners, "PLAINTEXT://127.0.0.1:9092") == 0);
+    CHECK(strcmp(c.listeners, "SASL_SSL://127.0.0.1:9092") == 0); /* secure by default */
     CHECK_EQ(c.log_retention_ms, 168LL * 3600 * 1000);
     CHECK_EQ(c.socket_request_max_bytes, 104857600);
 }
