@@ -1,8 +1,10 @@
 #include "sl_provision.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,6 +58,9 @@ static bool random_password(char out[40]) {
 
 static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *ep, const char *mech,
                                  const char *password) {
+    /* Clients run from anywhere: the CA path they are given must not depend on our cwd. */
+    char dir[PATH_MAX];
+    if (!realpath(cfg->log_dirs, dir)) return SL_EIO;
     char body[4096];
     int n =
         snprintf(body, sizeof body,
@@ -67,7 +72,7 @@ static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *e
                  "sasl.username=" ADMIN_USER "\n"
                  "sasl.password=%s\n"
                  "ssl.ca.location=%s/ca.pem\n",
-                 ep->host, ep->port, mech, password, cfg->log_dirs);
+                 ep->host, ep->port, mech, password, dir);
     sl_err e = (n > 0 && (size_t)n < sizeof body)
                    ? sl_file_write_atomic(cfg->log_dirs, "client.properties", body, (size_t)n, 0600)
                    : SL_EINVAL;
@@ -82,7 +87,7 @@ static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *e
                  "required username=\"" ADMIN_USER "\" password=\"%s\";\n"
                  "ssl.truststore.type=PEM\n"
                  "ssl.truststore.location=%s/ca.pem\n",
-                 ep->host, ep->port, mech, password, cfg->log_dirs);
+                 ep->host, ep->port, mech, password, dir);
     e = (n > 0 && (size_t)n < sizeof body)
             ? sl_file_write_atomic(cfg->log_dirs, "client-java.properties", body, (size_t)n, 0600)
             : SL_EINVAL;
