@@ -300,13 +300,13 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     if (sl_authz_enabled(&b->cfg, &bad_authz, err, elen)) {
         char path[SL_CFG_STR_MAX + 32];
         sl_authz_path(&b->cfg, path, sizeof path);
-        if ((e = sl_authorizer_new(path, b->cfg.super_users,
-                                   b->cfg.allow_everyone_if_no_acl_found, &b->authz, err, elen))) {
+        if ((e = sl_authorizer_new(path, b->cfg.super_users, b->cfg.allow_everyone_if_no_acl_found,
+                                   &b->authz, err, elen))) {
             sl_broker_free(b);
             return e;
         }
-        SL_INFO("acl", "authorizer on", "path=%s acls=%zu allow_everyone_if_no_acl_found=%s",
-                path, sl_acl_set_count(sl_authorizer_set(b->authz)),
+        SL_INFO("acl", "authorizer on", "path=%s acls=%zu allow_everyone_if_no_acl_found=%s", path,
+                sl_acl_set_count(sl_authorizer_set(b->authz)),
                 b->cfg.allow_everyone_if_no_acl_found ? "true" : "false");
     } else if (bad_authz) {
         sl_broker_free(b);

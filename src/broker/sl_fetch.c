@@ -3,6 +3,7 @@
  * max_wait_ms. Parked fetches never hold on to data, only to their request. */
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "net/sl_loop.h"
@@ -26,6 +27,7 @@ struct fetch_op {
     int nwaiters;
     int64_t bytes_seen; /* appended to our partitions since parking */
     int64_t bytes_have; /* what the first pass found */
+    bool *denied;       /* per request topic: no READ (decided once, before parking) */
 };
 
 static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
@@ -79,6 +81,10 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             sl_fetch_req_partition *rp = &rt->partitions[j];
             sl_fetch_resp_partition *o = &ot->partitions[j];
             resp_partition_defaults(o, rp->partition);
+            if (op->denied && op->denied[i]) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             if (!t) {
                 o->error_code =
                     v >= 13 ? SL_KAFKA_UNKNOWN_TOPIC_ID : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
@@ -199,6 +205,18 @@ void sl_h_fetch(sl_req *rq) {
         resp.error_code = 70; /* FETCH_SESSION_ID_NOT_FOUND */
         SL_RESPOND(rq, fetch, &resp);
         return;
+    }
+    /* READ on each topic, decided here while the connection is certainly alive (a parked
+     * fetch is rebuilt later). By id (v13+) the name is the topic's, if it exists. */
+    if (req->topics_count > 0 && rq->b->authz) {
+        op->denied = sl_arena_calloc(rq->a, (size_t)req->topics_count, sizeof *op->denied);
+        if (!op->denied) return sl_req_fail(rq, "out of memory");
+        for (int32_t i = 0; i < req->topics_count; i++) {
+            sl_topic *t = lookup(rq, &req->topics[i]);
+            if (v >= 13 && !t) continue;
+            op->denied[i] = !sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC,
+                                      t ? sl_str_c(t->name) : req->topics[i].topic);
+        }
     }
     sl_fetch_resp resp;
     int64_t have = build(op, &resp);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
@@ -69,6 +70,8 @@ void sl_h_create_topics(sl_req *rq) {
     resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
     if (!resp.topics) return sl_req_fail(rq, "out of memory");
     resp.topics_count = nt;
+    /* Kafka: CREATE on the cluster covers every topic; otherwise CREATE on each topic. */
+    bool cluster_create = sl_authz_cluster(rq, SL_ACL_OP_CREATE);
     for (int32_t i = 0; i < nt; i++) {
         sl_create_topics_req_topic *rt = &req.topics[i];
         sl_create_topics_resp_topic *o = &resp.topics[i];
@@ -87,6 +90,9 @@ void sl_h_create_topics(sl_req *rq) {
             o->error_code = SL_KAFKA_INVALID_REQUEST;
             o->error_message =
                 msgf(rq, "topic %.*s appears more than once", rt->name.len, rt->name.p);
+        } else if (!cluster_create && !sl_authz(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
+            o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            o->error_message = sl_str_c("Authorization failed.");
         } else if (!sl_topic_name_valid(rt->name)) {
             o->error_code = SL_KAFKA_INVALID_TOPIC_EXCEPTION;
         } else if (sl_topics_find(b->topics, rt->name)) {
@@ -176,11 +182,19 @@ void sl_h_delete_topics(sl_req *rq) {
             o->topic_id = t->id;
         } else {
             o->name = req.topic_names[i];
+            if (!sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, o->name)) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             t = sl_topics_find(rq->b->topics, o->name);
             if (!t) {
                 o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
+        }
+        if (!sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+            o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            continue;
         }
         o->error_code = delete_one(rq, t);
     }
@@ -204,7 +218,9 @@ void sl_h_create_partitions(sl_req *rq) {
         o->name = rt->name;
         o->error_message = SL_STR_NULL;
         sl_topic *t = sl_topics_find(rq->b->topics, rt->name);
-        if (!t) {
+        if (!sl_authz(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, rt->name)) {
+            o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+        } else if (!t) {
             o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         } else if (rt->count <= t->npart) {
             o->error_code = SL_KAFKA_INVALID_PARTITIONS;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
@@ -45,6 +46,10 @@ static sl_describe_configs_resp_config *add_config(sl_req *rq, sl_describe_confi
 
 static void describe_topic(sl_req *rq, const sl_describe_configs_req_resource *r,
                            sl_describe_configs_resp_result *o, bool synonyms, bool docs) {
+    if (!sl_authz(rq, SL_ACL_OP_DESCRIBE_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name)) {
+        o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+        return;
+    }
     sl_topic *t = sl_topics_find(rq->b->topics, r->resource_name);
     if (!t) {
         o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
@@ -89,6 +94,10 @@ static void describe_topic(sl_req *rq, const sl_describe_configs_req_resource *r
 
 static void describe_broker(sl_req *rq, const sl_describe_configs_req_resource *r,
                             sl_describe_configs_resp_result *o, bool docs) {
+    if (!sl_authz_cluster(rq, SL_ACL_OP_DESCRIBE_CONFIGS)) {
+        o->error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        return;
+    }
     char id[16];
     snprintf(id, sizeof id, "%d", rq->b->cfg.node_id);
     if (r->resource_name.len > 0 && !sl_str_eqc(r->resource_name, id)) {
@@ -156,6 +165,8 @@ void sl_h_describe_configs(sl_req *rq) {
 
 static int16_t alter_topic(sl_req *rq, const sl_incremental_alter_configs_req_resource *r,
                            bool validate_only, sl_str *msg) {
+    if (!sl_authz(rq, SL_ACL_OP_ALTER_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name))
+        return SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
     sl_topic *t = sl_topics_find(rq->b->topics, r->resource_name);
     if (!t) return SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
     sl_topic_config tc = t->cfg;
@@ -186,6 +197,8 @@ static int16_t alter_topic(sl_req *rq, const sl_incremental_alter_configs_req_re
 
 static int16_t alter_broker(sl_req *rq, const sl_incremental_alter_configs_req_resource *r,
                             bool validate_only, sl_str *msg) {
+    if (!sl_authz_cluster(rq, SL_ACL_OP_ALTER_CONFIGS))
+        return SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
     sl_broker *b = rq->b;
     char id[16];
     snprintf(id, sizeof id, "%d", b->cfg.node_id);
@@ -288,7 +301,7 @@ void sl_h_describe_cluster(sl_req *rq) {
     resp.brokers[0].rack = SL_STR_NULL;
     if (req.include_cluster_authorized_operations)
         resp.cluster_authorized_operations =
-            (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+            sl_authz_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     SL_RESPOND(rq, describe_cluster, &resp);
 }
 

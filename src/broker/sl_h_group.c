@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -279,6 +280,26 @@ static void coordinator_for(sl_req *rq, int8_t key_type, int16_t *err, sl_str *m
     }
 }
 
+/* Kafka: DESCRIBE on the group (or transactional id) whose coordinator is asked for. */
+static void coordinator_authz(sl_req *rq, int8_t key_type, sl_str key, int16_t *err, sl_str *msg,
+                              int32_t *node, sl_str *host, int32_t *port) {
+    if (key_type != 0 && key_type != 1) return;
+    bool group = key_type == 0;
+    if (sl_authz(rq, SL_ACL_OP_DESCRIBE, group ? SL_ACL_RES_GROUP : SL_ACL_RES_TRANSACTIONAL_ID,
+                 key))
+        return;
+    *err = group ? SL_KAFKA_GROUP_AUTHORIZATION_FAILED
+                 : SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    *msg = SL_STR_NULL;
+    *node = -1;
+    *host = sl_str_c("");
+    *port = -1;
+}
+
+static bool group_ok(sl_req *rq, int op, sl_str group) {
+    return sl_authz(rq, op, SL_ACL_RES_GROUP, group);
+}
+
 void sl_h_find_coordinator(sl_req *rq) {
     sl_find_coordinator_req req;
     if (sl_find_coordinator_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
@@ -288,6 +309,8 @@ void sl_h_find_coordinator(sl_req *rq) {
     if (rq->h.api_version < 4) {
         coordinator_for(rq, req.key_type, &resp.error_code, &resp.error_message, &resp.node_id,
                         &resp.host, &resp.port);
+        coordinator_authz(rq, req.key_type, req.key, &resp.error_code, &resp.error_message,
+                          &resp.node_id, &resp.host, &resp.port);
     } else {
         int32_t n = req.coordinator_keys_count > 0 ? req.coordinator_keys_count : 0;
         resp.coordinators = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.coordinators);
@@ -298,6 +321,8 @@ void sl_h_find_coordinator(sl_req *rq) {
             c->key = req.coordinator_keys[i];
             coordinator_for(rq, req.key_type, &c->error_code, &c->error_message, &c->node_id,
                             &c->host, &c->port);
+            coordinator_authz(rq, req.key_type, c->key, &c->error_code, &c->error_message,
+                              &c->node_id, &c->host, &c->port);
         }
     }
     SL_RESPOND(rq, find_coordinator, &resp);
@@ -324,6 +349,17 @@ void sl_h_join_group(sl_req *rq) {
     int16_t v = rq->h.api_version;
     if (sl_join_group_req_decode(&rq->body, rq->a, v, &req))
         return sl_req_fail(rq, "malformed JoinGroup");
+    if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
+        sl_join_group_resp resp;
+        sl_join_group_resp_init(&resp);
+        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        resp.protocol_name = v >= 7 ? SL_STR_NULL : sl_str_c("");
+        resp.leader = sl_str_c("");
+        resp.member_id = sl_str_c("");
+        resp.members_count = 0;
+        SL_RESPOND(rq, join_group, &resp);
+        return;
+    }
     int32_t n = req.protocols_count > 0 ? req.protocols_count : 0;
     sl_gc_protocol *ps = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *ps);
     if (!ps) return sl_req_fail(rq, "out of memory");
@@ -355,6 +391,16 @@ void sl_h_sync_group(sl_req *rq) {
     int16_t v = rq->h.api_version;
     if (sl_sync_group_req_decode(&rq->body, rq->a, v, &req))
         return sl_req_fail(rq, "malformed SyncGroup");
+    if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
+        sl_sync_group_resp resp;
+        sl_sync_group_resp_init(&resp);
+        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        resp.protocol_type = SL_STR_NULL;
+        resp.protocol_name = SL_STR_NULL;
+        resp.assignment = (sl_bytes){(const uint8_t *)"", 0};
+        SL_RESPOND(rq, sync_group, &resp);
+        return;
+    }
     int32_t n = req.assignments_count > 0 ? req.assignments_count : 0;
     sl_gc_assignment *as = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *as);
     if (!as) return sl_req_fail(rq, "out of memory");
@@ -376,6 +422,11 @@ void sl_h_heartbeat(sl_req *rq) {
         return sl_req_fail(rq, "malformed Heartbeat");
     sl_heartbeat_resp resp;
     sl_heartbeat_resp_init(&resp);
+    if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
+        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        SL_RESPOND(rq, heartbeat, &resp);
+        return;
+    }
     resp.error_code = sl_gc_heartbeat(rq->b->groups->gc, req.group_id, req.generation_id,
                                       req.member_id, v >= 3 ? req.group_instance_id : SL_STR_NULL);
     rearm(rq->b->groups);
@@ -390,6 +441,12 @@ void sl_h_leave_group(sl_req *rq) {
     sl_gc *gc = rq->b->groups->gc;
     sl_leave_group_resp resp;
     sl_leave_group_resp_init(&resp);
+    if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
+        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        resp.members_count = 0;
+        SL_RESPOND(rq, leave_group, &resp);
+        return;
+    }
     if (v < 3) {
         resp.error_code = sl_gc_leave(gc, req.group_id, req.member_id, SL_STR_NULL);
     } else {
@@ -421,6 +478,7 @@ void sl_h_offset_commit(sl_req *rq) {
     int16_t gerr = sl_gc_commit_check(
         gc, req.group_id, v >= 1 ? req.generation_id_or_member_epoch : -1,
         v >= 1 ? req.member_id : sl_str_c(""), v >= 7 ? req.group_instance_id : SL_STR_NULL);
+    if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) gerr = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     sl_offset_commit_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
     if (!resp) return sl_req_fail(rq, "out of memory");
     sl_offset_commit_resp_init(resp);
@@ -438,12 +496,15 @@ void sl_h_offset_commit(sl_req *rq) {
         if (!o->partitions) return sl_req_fail(rq, "out of memory");
         o->partitions_count = np;
         sl_topic *topic = gerr ? NULL : sl_topics_find(rq->b->topics, t->name);
+        bool topic_ok = gerr || sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_commit_req_partition *p = &t->partitions[j];
             sl_offset_commit_resp_partition *op = &o->partitions[j];
             op->partition_index = p->partition_index;
             if (gerr) {
                 op->error_code = gerr;
+            } else if (!topic_ok) {
+                op->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             } else if (!topic || p->partition_index < 0 || p->partition_index >= topic->npart) {
                 op->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             } else if (p->committed_metadata.len > OFFSET_METADATA_MAX) {
@@ -487,6 +548,8 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
     out->group_id = group;
     out->error_code = sl_gc_check_group_id(group);
     out->topics_count = 0;
+    if (!out->error_code && !group_ok(rq, SL_ACL_OP_DESCRIBE, group))
+        out->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     if (out->error_code) return true;
     if (topics) {
         out->topics = sl_arena_calloc(rq->a, (size_t)(ntopics ? ntopics : 1), sizeof *out->topics);
@@ -500,9 +563,17 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
             t->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *t->partitions);
             if (!t->partitions) return false;
             t->partitions_count = np;
+            bool topic_ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t->name);
             for (int32_t j = 0; j < np; j++) {
                 sl_offset_fetch_resp_group_partition *p = &t->partitions[j];
                 p->partition_index = topics[i].partition_indexes[j];
+                if (!topic_ok) {
+                    p->committed_offset = -1;
+                    p->committed_leader_epoch = -1;
+                    p->metadata = sl_str_c("");
+                    p->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                    continue;
+                }
                 fill_fetch_partition(gc, group, t->name, p->partition_index, &p->committed_offset,
                                      &p->committed_leader_epoch, &p->metadata);
             }
@@ -518,6 +589,8 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
         int32_t part;
         sl_gc_offset o;
         if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
+        /* Kafka leaves out the topics the caller may not DESCRIBE. */
+        if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
         sl_offset_fetch_resp_group_topic *t = NULL;
         for (int32_t k = 0; k < out->topics_count && !t; k++)
             if (sl_str_eq(out->topics[k].name, topic)) t = &out->topics[k];
@@ -607,6 +680,7 @@ void sl_h_offset_fetch(sl_req *rq) {
 
 typedef struct list_ctx {
     sl_req *rq;
+    bool all; /* DESCRIBE on the cluster: every group, else the describable ones */
     const sl_list_groups_req *req;
     sl_list_groups_resp *resp;
     int32_t cap;
@@ -616,6 +690,7 @@ typedef struct list_ctx {
 static void list_one(void *ctx, const sl_gc_group_view *g) {
     list_ctx *c = ctx;
     if (g->state == SL_GS_DEAD) return;
+    if (!c->all && !group_ok(c->rq, SL_ACL_OP_DESCRIBE, g->group_id)) return;
     if (c->rq->h.api_version >= 4 && c->req->states_filter_count > 0) {
         bool ok = false;
         for (int32_t i = 0; i < c->req->states_filter_count && !ok; i++)
@@ -663,7 +738,7 @@ void sl_h_list_groups(sl_req *rq) {
             if (req.types_filter[i].len == 7 && !strncasecmp(req.types_filter[i].p, "classic", 7))
                 classic = true;
     }
-    list_ctx c = {rq, &req, &resp, 0, false};
+    list_ctx c = {rq, sl_authz_cluster(rq, SL_ACL_OP_DESCRIBE), &req, &resp, 0, false};
     if (classic) sl_gc_list(rq->b->groups->gc, list_one, &c);
     if (c.oom) return sl_req_fail(rq, "out of memory");
     SL_RESPOND(rq, list_groups, &resp);
@@ -730,10 +805,12 @@ void sl_h_describe_groups(sl_req *rq) {
         o->protocol_type = sl_str_c("");
         o->protocol_data = sl_str_c("");
         o->members_count = 0;
-        /* Read, Describe, Delete: everything is allowed until ACLs exist. */
-        o->authorized_operations =
-            req.include_authorized_operations ? (1 << 3 | 1 << 6 | 1 << 8) : INT32_MIN;
+        o->authorized_operations = req.include_authorized_operations
+                                       ? sl_authz_ops(rq, SL_ACL_RES_GROUP, req.groups[i])
+                                       : INT32_MIN;
         o->error_code = sl_gc_check_group_id(req.groups[i]);
+        if (!o->error_code && !group_ok(rq, SL_ACL_OP_DESCRIBE, req.groups[i]))
+            o->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
         if (o->error_code) continue;
         describe_ctx c = {rq, o, false};
         sl_gc_describe(rq->b->groups->gc, req.groups[i], describe_one, &c);
@@ -756,7 +833,10 @@ void sl_h_delete_groups(sl_req *rq) {
     resp->results_count = n;
     for (int32_t i = 0; i < n; i++) {
         resp->results[i].group_id = req.groups_names[i];
-        resp->results[i].error_code = sl_gc_delete_group(rq->b->groups->gc, req.groups_names[i]);
+        resp->results[i].error_code =
+            group_ok(rq, SL_ACL_OP_DELETE, req.groups_names[i])
+                ? sl_gc_delete_group(rq->b->groups->gc, req.groups_names[i])
+                : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     }
     persist_and_respond(rq, P_DELETE_GROUPS, resp);
 }
@@ -770,7 +850,9 @@ void sl_h_offset_delete(sl_req *rq) {
     sl_offset_delete_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
     if (!resp) return sl_req_fail(rq, "out of memory");
     sl_offset_delete_resp_init(resp);
-    resp->error_code = sl_gc_offset_delete_check(gc, req.group_id);
+    resp->error_code = group_ok(rq, SL_ACL_OP_DELETE, req.group_id)
+                           ? sl_gc_offset_delete_check(gc, req.group_id)
+                           : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     int32_t nt = req.topics_count > 0 && !resp->error_code ? req.topics_count : 0;
     resp->topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->topics);
     if (!resp->topics) return sl_req_fail(rq, "out of memory");
@@ -784,10 +866,13 @@ void sl_h_offset_delete(sl_req *rq) {
         if (!o->partitions) return sl_req_fail(rq, "out of memory");
         o->partitions_count = np;
         sl_topic *topic = sl_topics_find(rq->b->topics, t->name);
+        bool topic_ok = sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {
             int32_t p = t->partitions[j].partition_index;
             o->partitions[j].partition_index = p;
-            if (!topic || p < 0 || p >= topic->npart)
+            if (!topic_ok)
+                o->partitions[j].error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            else if (!topic || p < 0 || p >= topic->npart)
                 o->partitions[j].error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             else
                 o->partitions[j].error_code = sl_gc_offset_delete(gc, req.group_id, t->name, p);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
@@ -56,18 +57,14 @@ static const sl_listener_spec *endpoint_for(sl_req *rq) {
     return &rq->b->adv[0];
 }
 
-static int32_t topic_ops(void) {
-    return 1 << OP_READ | 1 << OP_WRITE | 1 << OP_CREATE | 1 << OP_DELETE | 1 << OP_ALTER |
-           1 << OP_DESCRIBE | 1 << OP_DESCRIBE_CONFIGS | 1 << OP_ALTER_CONFIGS;
-}
-
 static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, bool want_ops) {
     int32_t node = rq->b->cfg.node_id;
     out->error_code = 0;
     out->name = sl_str_c(t->name);
     out->topic_id = t->id;
     out->is_internal = false;
-    out->topic_authorized_operations = want_ops ? topic_ops() : INT32_MIN;
+    out->topic_authorized_operations =
+        want_ops ? sl_authz_ops(rq, SL_ACL_RES_TOPIC, sl_str_c(t->name)) : INT32_MIN;
     out->partitions = sl_arena_calloc(rq->a, (size_t)t->npart, sizeof *out->partitions);
     int32_t *one = sl_arena_alloc(rq->a, sizeof *one);
     if (!out->partitions || !one) return false;
@@ -114,19 +111,21 @@ void sl_h_metadata(sl_req *rq) {
     resp.controller_id = b->cfg.node_id;
     bool want_ops = v >= 8 && req.include_topic_authorized_operations;
     if (v >= 8 && v <= 10 && req.include_cluster_authorized_operations)
-        resp.cluster_authorized_operations = 1 << OP_CREATE | 1 << OP_ALTER | 1 << OP_DESCRIBE |
-                                             1 << OP_CLUSTER_ACTION | 1 << OP_DESCRIBE_CONFIGS |
-                                             1 << OP_ALTER_CONFIGS | 1 << OP_IDEMPOTENT_WRITE;
+        resp.cluster_authorized_operations =
+            sl_authz_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     /* v0: an empty list means all topics; v1+: null means all, empty means none. */
     bool all = req.topics_count < 0 || (v == 0 && req.topics_count == 0);
     if (all) {
         int n = sl_topics_count(b->topics), i = 0;
         resp.topics = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.topics);
         if (!resp.topics) return sl_req_fail(rq, "out of memory");
+        /* Only the topics the caller may DESCRIBE: the others are not mentioned at all. */
         for (sl_topic *t = sl_topics_next(b->topics, NULL); t && i < n;
-             t = sl_topics_next(b->topics, t))
+             t = sl_topics_next(b->topics, t)) {
+            if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) continue;
             if (!fill_topic(rq, &resp.topics[i++], t, want_ops))
                 return sl_req_fail(rq, "out of memory");
+        }
         resp.topics_count = i;
     } else {
         resp.topics = sl_arena_calloc(rq->a, (size_t)(req.topics_count ? req.topics_count : 1),
@@ -145,10 +144,27 @@ void sl_h_metadata(sl_req *rq) {
                     out->topic_id = rt->topic_id;
                     continue;
                 }
+                if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+                    fill_missing(out, SL_STR_NULL, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
+                    out->topic_id = rt->topic_id;
+                    continue;
+                }
             } else {
+                /* DESCRIBE first, as Kafka: a denied caller cannot tell whether it exists. */
+                if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name)) {
+                    fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
+                    continue;
+                }
                 t = sl_topics_find(b->topics, rt->name);
                 if (!t && !sl_topic_name_valid(rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_INVALID_TOPIC_EXCEPTION);
+                    continue;
+                }
+                /* Auto-creation needs CREATE on the cluster or on the topic. */
+                if (!t && allow_create && b->cfg.auto_create_topics_enable &&
+                    !sl_authz_cluster(rq, SL_ACL_OP_CREATE) &&
+                    !sl_authz(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
+                    fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;
                 }
                 if (!t && allow_create) t = sl_broker_auto_create(b, rt->name);

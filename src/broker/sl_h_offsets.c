@@ -1,6 +1,7 @@
 /* Offsets: ListOffsets, OffsetForLeaderEpoch, DeleteRecords. One leader epoch (0) everywhere. */
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
@@ -44,6 +45,7 @@ void sl_h_list_offsets(sl_req *rq) {
         int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
         if (!ot->partitions || !olds) return sl_req_fail(rq, "out of memory");
         ot->partitions_count = np;
+        bool ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_list_offsets_req_partition *rp = &rt->partitions[j];
             sl_list_offsets_resp_partition *o = &ot->partitions[j];
@@ -53,6 +55,10 @@ void sl_h_list_offsets(sl_req *rq) {
             o->leader_epoch = -1;
             o->old_style_offsets = &olds[j];
             o->old_style_offsets_count = 0;
+            if (!ok) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
             if (!p) continue;
             if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
@@ -112,12 +118,17 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
         ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
         if (!ot->partitions) return sl_req_fail(rq, "out of memory");
         ot->partitions_count = np;
+        bool ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
             sl_offset_for_leader_epoch_resp_partition *o = &ot->partitions[j];
             o->partition = rp->partition;
             o->leader_epoch = -1;
             o->end_offset = -1;
+            if (!ok) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             sl_partition *p = find_part(rq->b, rt->topic, rp->partition, &o->error_code);
             if (!p) continue;
             if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
@@ -151,11 +162,16 @@ void sl_h_delete_records(sl_req *rq) {
         ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
         if (!ot->partitions) return sl_req_fail(rq, "out of memory");
         ot->partitions_count = np;
+        bool ok = sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_delete_records_req_partition *rp = &rt->partitions[j];
             sl_delete_records_resp_partition *o = &ot->partitions[j];
             o->partition_index = rp->partition_index;
             o->low_watermark = -1;
+            if (!ok) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
             if (!p) continue;
             int64_t end = sl_log_end_offset(p->log);

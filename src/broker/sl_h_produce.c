@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -82,6 +83,9 @@ void sl_h_produce(sl_req *rq) {
     if (!op->resp.responses) return sl_req_fail(rq, "out of memory");
     op->resp.responses_count = nt;
     bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
+    /* Kafka: a transactional produce needs WRITE on its transactional id, or nothing goes. */
+    bool txn_ok = v < 3 || req.transactional_id.len < 0 ||
+                  sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id);
     bool any_error = false;
     for (int32_t i = 0; i < nt; i++) {
         sl_produce_req_topic *rt = &req.topic_data[i];
@@ -92,6 +96,8 @@ void sl_h_produce(sl_req *rq) {
             sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partition_responses);
         if (!ot->partition_responses) return sl_req_fail(rq, "out of memory");
         ot->partition_responses_count = np;
+        /* Checked before existence, as Kafka: a denied caller learns nothing about the topic. */
+        bool write_ok = sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
         sl_topic *t = sl_topics_find(b->topics, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_produce_req_partition *rp = &rt->partition_data[j];
@@ -105,7 +111,11 @@ void sl_h_produce(sl_req *rq) {
             o->current_leader.leader_epoch = -1;
             sl_partition *p =
                 t && rp->index >= 0 && rp->index < t->npart ? t->parts[rp->index] : NULL;
-            if (!acks_ok) {
+            if (!txn_ok) {
+                o->error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+            } else if (!write_ok) {
+                o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            } else if (!acks_ok) {
                 o->error_code = SL_KAFKA_INVALID_REQUIRED_ACKS;
             } else if (!p) {
                 o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;

@@ -1,10 +1,11 @@
 /* DescribeUserScramCredentials and AlterUserScramCredentials (KIP-554) over the credential
  * store. The client sends salt and SaltedPassword; the broker derives StoredKey and ServerKey
- * and never sees a password. Until ACLs exist, on SASL listeners only principals listed in
- * super.users may call these (the ACL issue generalises the check). */
+ * and never sees a password. With an authorizer, Kafka's rule: DESCRIBE/ALTER on the cluster;
+ * without one, on SASL listeners only principals listed in super.users may call these. */
 #include <stdio.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
@@ -31,9 +32,11 @@ bool sl_broker_is_super_user(const sl_broker *b, const char *principal) {
     return false;
 }
 
-/* On SASL listeners the caller must be a super user; elsewhere (PLAINTEXT, where everybody is
- * User:ANONYMOUS) everything is allowed until ACLs exist. */
-static bool allowed(sl_req *rq) {
+/* Kafka: DESCRIBE (describe) or ALTER (alter) on the cluster. Without an authorizer the
+ * interim rule stays: on SASL listeners only super.users may manage credentials (a broker that
+ * authenticates but does not authorize must not let any user reset every password). */
+static bool allowed(sl_req *rq, int op) {
+    if (rq->b->authz) return sl_authz_cluster(rq, op);
     sl_security_protocol p = sl_broker_listener_protocol(rq->b, sl_conn_listener(rq->conn));
     if (p != SL_SEC_SASL_PLAINTEXT && p != SL_SEC_SASL_SSL) return true;
     return sl_broker_is_super_user(rq->b, sl_session_principal(rq->conn));
@@ -56,7 +59,7 @@ void sl_h_describe_user_scram_credentials(sl_req *rq) {
     sl_describe_user_scram_credentials_resp resp;
     sl_describe_user_scram_credentials_resp_init(&resp);
     resp.results_count = 0;
-    if (!allowed(rq)) {
+    if (!allowed(rq, SL_ACL_OP_DESCRIBE)) {
         resp.error_code = K_CLUSTER_AUTHORIZATION_FAILED;
         resp.error_message = sl_str_c("Cluster authorization failed.");
         SL_RESPOND(rq, describe_user_scram_credentials, &resp);
@@ -154,7 +157,7 @@ void sl_h_alter_user_scram_credentials(sl_req *rq) {
     for (int i = 0; i < nu; i++)
         ops[nd + i] = (op){req.upsertions[i].name, req.upsertions[i].mechanism, &req.upsertions[i]};
 
-    bool ok_caller = allowed(rq);
+    bool ok_caller = allowed(rq, SL_ACL_OP_ALTER);
     sl_credstore *st = ok_caller ? sl_auth_store(rq->b->auth, true) : NULL;
     bool locked = st && sl_credstore_lock(st) == SL_OK;
     /* Validate every operation first; a user's operations apply only if all of them are valid. */

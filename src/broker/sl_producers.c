@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acl/sl_acl.h"
 #include "base/sl_buf.h"
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
@@ -679,7 +680,14 @@ void sl_h_init_producer_id(sl_req *rq) {
     resp.producer_id = -1;
     resp.producer_epoch = -1;
     sl_producers *pr = rq->b->producers;
-    if (req.transactional_id.len >= 0) {
+    if (req.transactional_id.len >= 0 &&
+        !sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id)) {
+        resp.error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    } else if (req.transactional_id.len < 0 && !sl_authz_cluster(rq, SL_ACL_OP_IDEMPOTENT_WRITE) &&
+               !sl_authz_any(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC)) {
+        /* Kafka 3.x: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic. */
+        resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+    } else if (req.transactional_id.len >= 0) {
         /* Transactions are not implemented: a non-retriable answer makes clients fail at
          * start-up instead of retrying until a timeout. */
         resp.error_code = SL_KAFKA_INVALID_REQUEST;
