@@ -7,6 +7,7 @@
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "broker/sl_provision.h"
+#include "cli/sl_cli_acl.h"
 #include "cli/sl_cli_user.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -19,6 +20,7 @@ static const char k_usage[] =
     "    sluice serve [-c FILE] [--override KEY=VALUE]...\n"
     "    sluice config\n"
     "    sluice user add|passwd|rm|list ...\n"
+    "    sluice acl add|rm|list ...\n"
     "    sluice version\n"
     "    sluice --help | sluice COMMAND --help\n"
     "\n"
@@ -31,6 +33,7 @@ static const char k_usage[] =
     "    config    List every configuration key with its type, default and meaning.\n"
     "    version   Print the version.\n"
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
+    "    acl       Manage Kafka ACLs (see sluice acl --help).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
@@ -153,6 +156,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "config")) return cmd_config();
     if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;
