@@ -1,0 +1,431 @@
+"""Kafka ACLs over SASL_SSL (SCRAM-SHA-512) with real clients: the issue's least-privilege
+scenario seen from confluent-kafka (librdkafka), kafka-python and kafkajs; ACL administration
+with the kafka-python, kafkajs and confluent-kafka admin clients, applied to already-connected
+clients; DENY over ALLOW, wildcard principal with a specific DENY, PREFIXED vs LITERAL, host
+restrictions, super users; `sluice acl` against a running broker.
+
+Users (SCRAM): admin (super user), payments-writer, fraud, auditor. Passwords reach clients
+through config objects or the environment, never argv."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
+from test_sasl import add_user
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+TOPIC_AUTHZ, GROUP_AUTHZ, CLUSTER_AUTHZ = 29, 30, 31
+USERS = {"admin": "admin-pw-1", "payments-writer": "writer-pw-1", "fraud": "fraud-pw-1",
+         "auditor": "auditor-pw-1", "mallory": "mallory-pw-1"}
+
+
+@pytest.fixture
+def acl_broker(request, tmp_path):
+    import tlsutil
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = tlsutil.CA()
+    ca.write(d / "ca.pem")
+    cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
+    tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
+    marker = request.node.get_closest_marker("broker_config")
+    b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
+                          "authorizer.class.name": STANDARD, "super.users": "User:admin",
+                          "auto.create.topics.enable": "true",
+                          **(marker.args[0] if marker else {})})
+    b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
+    b.write_config()
+    b.data_dir.mkdir(parents=True, exist_ok=True)
+    for u, pw in USERS.items():
+        add_user(b, u, pw)
+    request.node._sluice_broker = b
+    b.start()
+    b.ca_pem = d / "ca.pem"
+    yield b
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+
+
+# ---- clients -------------------------------------------------------------------------------------
+
+def ck_conf(b, user, **extra):
+    return {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(b.ca_pem), "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": user, "sasl.password": USERS[user], **extra}
+
+
+def kp_kw(b, user):
+    return dict(bootstrap_servers=b.bootstrap, security_protocol="SASL_SSL",
+                ssl_cafile=str(b.ca_pem), ssl_check_hostname=False, sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username=user, sasl_plain_password=USERS[user],
+                request_timeout_ms=15000, api_version_auto_timeout_ms=10000)
+
+
+def kafkajs(b, user, action, spec):
+    env = dict(os.environ, SASL_PASSWORD=USERS[user])
+    res = subprocess.run(["node", str(NODE_DIR / "acl_kafkajs.mjs"), b.bootstrap, str(b.ca_pem),
+                          user, action, json.dumps(spec)], cwd=NODE_DIR, env=env,
+                         capture_output=True, text=True, timeout=90)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"kafkajs printed nothing: {res.stdout!r} {res.stderr[-2000:]!r}"
+    return json.loads(lines[-1])
+
+
+def ck_admin(b, user):
+    from confluent_kafka.admin import AdminClient
+    return AdminClient(ck_conf(b, user))
+
+
+def binding(rtype, name, pattern, principal, op, perm, host="*"):
+    """A kafka-python ACL (confluent-kafka 1.7 has no ACL admin API)."""
+    from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePattern, ResourceType)
+    return ACL(principal=principal, host=host, operation=getattr(ACLOperation, op),
+               permission_type=getattr(ACLPermissionType, perm),
+               resource_pattern=ResourcePattern(getattr(ResourceType, rtype), name,
+                                                getattr(ACLResourcePatternType, pattern)))
+
+
+def create_acls(b, *bindings):
+    from kafka import KafkaAdminClient
+    adm = KafkaAdminClient(**kp_kw(b, "admin"))
+    try:
+        res = adm.create_acls(list(bindings))
+    finally:
+        adm.close()
+    assert not res["failed"] and len(res["succeeded"]) == len(bindings), res
+
+
+def all_acls_filter(principal=None):
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePatternFilter, ResourceType)
+    return ACLFilter(principal=principal, host=None, operation=ACLOperation.ANY,
+                     permission_type=ACLPermissionType.ANY,
+                     resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                            ACLResourcePatternType.ANY))
+
+
+def setup_scenario(b):
+    """As admin: topics payments and other; the issue's least-privilege ACLs."""
+    from confluent_kafka.admin import NewTopic
+    a = ck_admin(b, "admin")
+    for f in a.create_topics([NewTopic("payments", 1, 1), NewTopic("other", 1, 1)]).values():
+        f.result(30)
+    create_acls(b,
+                binding("TOPIC", "payments", "LITERAL", "User:payments-writer", "WRITE", "ALLOW"),
+                binding("TOPIC", "payments", "LITERAL", "User:fraud", "READ", "ALLOW"),
+                binding("GROUP", "fraud-", "PREFIXED", "User:fraud", "READ", "ALLOW"))
+
+
+def ck_produce(b, user, topic, value=b"v"):
+    """Produces one record; returns the delivery error code (0 on success)."""
+    from confluent_kafka import Producer
+    p = Producer(ck_conf(b, user, **{"message.timeout.ms": 15000}))
+    out = []
+    p.produce(topic, value, partition=0,
+              on_delivery=lambda err, msg: out.append(err.code() if err else 0))
+    p.flush(30)
+    assert out, "no delivery report"
+    return out[0]
+
+
+def ck_group_read(b, user, group, topic, want=0):
+    """Subscribes with `group`; returns (values, first error code seen)."""
+    from confluent_kafka import Consumer
+    c = Consumer(ck_conf(b, user, **{"group.id": group, "auto.offset.reset": "earliest",
+                                     "enable.auto.commit": False}))
+    c.subscribe([topic])
+    got, err, deadline = [], None, time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and err is None and (want == 0 or len(got) < want):
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                err = m.error().code()
+            else:
+                got.append(m.value())
+        if got and err is None:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got, err
+
+
+# ---- the least-privilege scenario ----------------------------------------------------------------
+
+@pytest.mark.timeout_s(240)
+def test_least_privilege_confluent_kafka(acl_broker):
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import ConfigResource, NewTopic
+    b = acl_broker
+    setup_scenario(b)
+    # payments-writer writes payments, and nothing else
+    assert ck_produce(b, "payments-writer", "payments", b"p1") == 0
+    assert ck_produce(b, "payments-writer", "payments", b"p2") == 0
+    assert ck_produce(b, "payments-writer", "other") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert ck_produce(b, "fraud", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert ck_produce(b, "auditor", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # fraud reads payments through fraud-* groups only (and commits there)
+    got, err = ck_group_read(b, "fraud", "fraud-detector", "payments", want=2)
+    assert err is None and got == [b"p1", b"p2"]
+    _, err = ck_group_read(b, "fraud", "analytics", "payments")
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED
+    _, err = ck_group_read(b, "fraud", "fraud", "payments")  # "fraud" is not under "fraud-"
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED
+    # read without group rights / without topic rights
+    _, err = ck_group_read(b, "payments-writer", "fraud-x", "payments")
+    assert err in (KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    # the auditor sees no topic at all; a named one is refused
+    from confluent_kafka import Consumer
+    c = Consumer(ck_conf(b, "auditor", **{"group.id": "x"}))
+    assert "payments" not in c.list_topics(timeout=20).topics
+    md = c.list_topics("payments", timeout=20)
+    assert md.topics["payments"].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    c.close()
+    # create topic, alter configs, list ACLs: refused with Kafka's codes
+    a = ck_admin(b, "fraud")
+    with pytest.raises(KafkaException) as ei:
+        a.create_topics([NewTopic("fraud-new", 1, 1)])["fraud-new"].result(30)
+    assert ei.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    res = ConfigResource("TOPIC", "payments", set_config={"retention.ms": "1000"})
+    with pytest.raises(KafkaException) as ei:
+        a.alter_configs([res])[res].result(30)
+    assert ei.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    res = ConfigResource("BROKER", "1", set_config={"log.retention.ms": "1000"})
+    with pytest.raises(KafkaException) as ei:
+        a.alter_configs([res])[res].result(30)
+    assert ei.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # (listing ACLs: confluent-kafka 1.7 has no ACL API; kafka-python and kafkajs check it)
+    # the super user does what it likes
+    assert ck_produce(b, "admin", "other") == 0
+
+
+@pytest.mark.timeout_s(240)
+def test_least_privilege_kafka_python_and_kafkajs(acl_broker):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import errors as E
+    from kafka.admin import NewTopic
+    b = acl_broker
+    setup_scenario(b)
+    p = KafkaProducer(**kp_kw(b, "payments-writer"))
+    p.send("payments", b"kp1", partition=0).get(30)
+    with pytest.raises(E.TopicAuthorizationFailedError):
+        p.send("other", b"x", partition=0).get(30)
+    p.close()
+    # fraud: group outside the prefix is refused, fraud-* reads
+    c = KafkaConsumer("payments", group_id="analytics", **kp_kw(b, "fraud"),
+                      auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    with pytest.raises(E.GroupAuthorizationFailedError):
+        for _ in c:
+            break
+    c.close()
+    c = KafkaConsumer("payments", group_id="fraud-kp", **kp_kw(b, "fraud"),
+                      auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    vals = []
+    for m in c:
+        vals.append(m.value)
+        break
+    c.close()
+    assert vals == [b"kp1"]
+    adm = KafkaAdminClient(**kp_kw(b, "fraud"))
+    with pytest.raises(E.TopicAuthorizationFailedError):
+        adm.create_topics([NewTopic("kp-new", 1, 1)])
+    with pytest.raises(E.ClusterAuthorizationFailedError):
+        adm.describe_acls(all_acls_filter())
+    adm.close()
+    adm = KafkaAdminClient(**kp_kw(b, "admin"))  # the super user lists them all
+    acls, err = adm.describe_acls(all_acls_filter())
+    assert err.errno == 0 and len(acls) == 3
+    adm.close()
+    # kafkajs sees the same refusals
+    r = kafkajs(b, "payments-writer", "produce", {"topic": "other", "value": "x"})
+    assert not r["ok"] and r.get("type") == "TOPIC_AUTHORIZATION_FAILED", r
+    r = kafkajs(b, "payments-writer", "produce", {"topic": "payments", "value": "js"})
+    assert r["ok"], r
+    r = kafkajs(b, "fraud", "describe", {"resourceType": "ANY", "resourcePatternType": "ANY",
+                                         "operation": "ANY", "permissionType": "ANY"})
+    assert not r["ok"] and r["type"] == "CLUSTER_AUTHORIZATION_FAILED", r
+    r = kafkajs(b, "auditor", "topics", {})
+    assert r["ok"] and r["result"] == [], r
+
+
+# ---- administration and live application ---------------------------------------------------------
+
+@pytest.mark.timeout_s(240)
+def test_admin_clients_manage_acls_live(acl_broker):
+    from confluent_kafka import Consumer, KafkaError
+    from kafka import KafkaAdminClient
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType,
+                             ACLResourcePatternType, ResourcePattern, ResourcePatternFilter,
+                             ResourceType)
+    b = acl_broker
+    setup_scenario(b)
+    # The auditor's client is connected before any change and stays connected.
+    aud = Consumer(ck_conf(b, "auditor", **{"group.id": "unused"}))
+
+    def auditor_sees():
+        return aud.list_topics("payments", timeout=20).topics["payments"].error is None
+
+    assert not auditor_sees()
+    # kafka-python creates, describes (filtered) and deletes
+    adm = KafkaAdminClient(**kp_kw(b, "admin"))
+    acl = ACL(principal="User:auditor", host="*", operation=ACLOperation.DESCRIBE,
+              permission_type=ACLPermissionType.ALLOW,
+              resource_pattern=ResourcePattern(ResourceType.TOPIC, "pay",
+                                               ACLResourcePatternType.PREFIXED))
+    res = adm.create_acls([acl])
+    assert not res["failed"] and len(res["succeeded"]) == 1
+    assert auditor_sees()  # the next request of the connected client
+    by_principal = ACLFilter(principal="User:auditor", host=None, operation=ACLOperation.ANY,
+                             permission_type=ACLPermissionType.ANY,
+                             resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                                    ACLResourcePatternType.ANY))
+    acls, err = adm.describe_acls(by_principal)
+    assert err.errno == 0 and len(acls) == 1 and acls[0].operation == ACLOperation.DESCRIBE
+    match = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                      permission_type=ACLPermissionType.ANY,
+                      resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, "payments",
+                                                             ACLResourcePatternType.MATCH))
+    acls, _ = adm.describe_acls(match)  # LITERAL payments x2 and PREFIXED pay
+    assert sorted(a.principal for a in acls) == ["User:auditor", "User:fraud",
+                                                 "User:payments-writer"]
+    literal = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                        permission_type=ACLPermissionType.ANY,
+                        resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, "payments",
+                                                               ACLResourcePatternType.LITERAL))
+    acls, _ = adm.describe_acls(literal)
+    assert sorted(a.principal for a in acls) == ["User:fraud", "User:payments-writer"]
+    out = adm.delete_acls([by_principal])
+    assert len(out) == 1 and len(out[0][1]) == 1 and out[0][2].errno == 0
+    assert not auditor_sees()
+    adm.close()
+    # kafkajs creates, describes (filtered) and deletes
+    spec = {"resourceType": "TOPIC", "resourceName": "payments", "resourcePatternType": "LITERAL",
+            "principal": "User:auditor", "host": "*", "operation": "READ",
+            "permissionType": "ALLOW"}
+    r = kafkajs(b, "admin", "create", [spec])
+    assert r["ok"], r
+    assert auditor_sees()  # READ implies DESCRIBE
+    r = kafkajs(b, "admin", "describe", {"resourceType": "TOPIC", "resourceName": "payments",
+                                         "resourcePatternType": "LITERAL",
+                                         "principal": "User:auditor", "operation": "ANY",
+                                         "permissionType": "ANY"})
+    assert r["ok"] and len(r["result"]) == 1, r
+    assert r["result"][0]["acls"] == [{"principal": "User:auditor", "host": "*",
+                                       "operation": "READ", "permissionType": "ALLOW"}]
+    r = kafkajs(b, "admin", "delete", [{"resourceType": "TOPIC", "resourceName": "payments",
+                                        "resourcePatternType": "LITERAL",
+                                        "principal": "User:auditor", "operation": "ANY",
+                                        "permissionType": "ANY"}])
+    assert r["ok"] and r["result"][0]["errorCode"] == 0, r
+    assert [a["principal"] for a in r["result"][0]["matchingAcls"]] == ["User:auditor"]
+    assert not auditor_sees()
+    # invalid filters and bindings answer INVALID_REQUEST
+    r = kafkajs(b, "admin", "create", [{**spec, "principal": "auditor"}])
+    assert not r["ok"] and r["type"] == "INVALID_REQUEST", r
+    aud.close()
+    # the ACLs survive a restart (the file is the source of truth)
+    b.restart()
+    c = Consumer(ck_conf(b, "fraud", **{"group.id": "x"}))
+    assert c.list_topics("payments", timeout=20).topics["payments"].error is None
+    assert c.list_topics("other", timeout=20).topics["other"].error.code() == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    c.close()
+
+
+@pytest.mark.timeout_s(240)
+def test_deny_wildcard_prefix_host_super(acl_broker):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import NewTopic
+    b = acl_broker
+    a = ck_admin(b, "admin")
+    for t in ("ledger", "public", "logs-app", "logs", "metrics"):
+        a.create_topics([NewTopic(t, 1, 1)])[t].result(30)
+    create_acls(
+        b,
+        # DENY overrides ALLOW
+        binding("TOPIC", "ledger", "LITERAL", "User:fraud", "ALL", "ALLOW"),
+        binding("TOPIC", "ledger", "LITERAL", "User:fraud", "WRITE", "DENY"),
+        # wildcard principal ALLOW with a specific DENY
+        binding("TOPIC", "public", "LITERAL", "User:*", "WRITE", "ALLOW"),
+        binding("TOPIC", "public", "LITERAL", "User:mallory", "WRITE", "DENY"),
+        # PREFIXED vs LITERAL
+        binding("TOPIC", "logs-", "PREFIXED", "User:auditor", "WRITE", "ALLOW"),
+        # host restriction: only from an address we are not
+        binding("TOPIC", "metrics", "LITERAL", "User:auditor", "WRITE", "ALLOW", host="10.9.9.9"),
+        binding("TOPIC", "metrics", "LITERAL", "User:fraud", "WRITE", "ALLOW", host="127.0.0.1"))
+    T = KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert ck_produce(b, "fraud", "ledger") == T
+    assert ck_produce(b, "auditor", "public") == 0
+    assert ck_produce(b, "mallory", "public") == T
+    assert ck_produce(b, "auditor", "logs-app") == 0
+    assert ck_produce(b, "auditor", "logs") == T
+    assert ck_produce(b, "auditor", "metrics") == T
+    assert ck_produce(b, "fraud", "metrics") == 0
+    # the super user sees every topic; others only what they may describe
+    from confluent_kafka import Consumer
+    c = Consumer(ck_conf(b, "admin", **{"group.id": "x"}))
+    assert {"ledger", "public", "logs-app", "logs", "metrics"} <= set(c.list_topics(timeout=20)
+                                                                      .topics)
+    c.close()
+    c = Consumer(ck_conf(b, "mallory", **{"group.id": "x"}))
+    assert set(c.list_topics(timeout=20).topics) == {"public"}  # DENY WRITE keeps DESCRIBE
+    c.close()
+
+
+@pytest.mark.timeout_s(180)
+def test_sluice_acl_cli_applies_to_running_broker(acl_broker):
+    from confluent_kafka import KafkaError
+    b = acl_broker
+    setup_scenario(b)
+    assert ck_produce(b, "auditor", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    def cli(*args):
+        r = subprocess.run([SLUICE_BIN, "acl", *args, "-c", str(b.config_path)],
+                           capture_output=True, text=True, env=sanitizer_env(), timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    out = cli("add", "--allow-principal", "User:auditor", "--operation", "Write", "--topic",
+              "payments")
+    assert "ALLOW User:auditor from * WRITE on TOPIC LITERAL:payments" in out
+    # applied within about a second, without a restart
+    wait_until(lambda: ck_produce(b, "auditor", "payments") == 0, 20, "CLI grant applied")
+    listing = cli("list", "--topic", "payments")
+    assert "principal=User:auditor, host=*, operation=WRITE, permissionType=ALLOW" in listing
+    # what the admin API created is in the same file
+    assert "principal=User:fraud" in listing
+    cli("rm", "--topic", "payments", "--allow-principal", "User:auditor")
+    wait_until(lambda: ck_produce(b, "auditor", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+               20, "CLI revoke applied")
+
+
+def test_no_authorizer_keeps_everything_open(broker):
+    """PLAINTEXT without authorizer.class.name: all allowed, ACL APIs say SECURITY_DISABLED."""
+    from kafka import KafkaAdminClient
+    from kafka import errors as E
+    adm = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    with pytest.raises(E.SecurityDisabledError):
+        adm.describe_acls(all_acls_filter())
+    adm.close()
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("open-topic", b"v")
+    assert p.flush(30) == 0
+
+
+@pytest.mark.broker_config({"allow.everyone.if.no.acl.found": "true"})
+def test_allow_everyone_if_no_acl_found(acl_broker):
+    from confluent_kafka import KafkaError
+    b = acl_broker
+    setup_scenario(b)
+    assert ck_produce(b, "auditor", "unruled") == 0  # no ACL names it: allowed (and created)
+    assert ck_produce(b, "auditor", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
