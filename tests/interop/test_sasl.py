@@ -132,9 +132,12 @@ def sasl_conn(broker, user="alice", password="alice-secret", mechanism="SCRAM-SH
 
 # ---- clients -------------------------------------------------------------------------------------
 
-def kcat_roundtrip(broker, mechanism, user, password, topic):
-    sasl = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", f"sasl.mechanisms={mechanism}",
+def kcat_roundtrip(broker, mechanism, user, password, topic, ca=None):
+    sasl = ["-X", f"security.protocol={'SASL_SSL' if ca else 'SASL_PLAINTEXT'}",
+            "-X", f"sasl.mechanisms={mechanism}",
             "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+    if ca:
+        sasl += ["-X", f"ssl.ca.location={ca}"]
     lines = [f"{topic} kcat record {i}" for i in range(10)]
     res = subprocess.run(["kcat", "-b", broker.bootstrap, *sasl, "-P", "-t", topic, "-p", "0"],
                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
@@ -146,10 +149,13 @@ def kcat_roundtrip(broker, mechanism, user, password, topic):
     assert res.stdout.splitlines() == lines
 
 
-def confluent_roundtrip(broker, mechanism, user, password, topic):
+def confluent_roundtrip(broker, mechanism, user, password, topic, ca=None):
     from confluent_kafka import Consumer, Producer, TopicPartition
-    conf = {"bootstrap.servers": broker.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+    conf = {"bootstrap.servers": broker.bootstrap,
+            "security.protocol": "SASL_SSL" if ca else "SASL_PLAINTEXT",
             "sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password}
+    if ca:
+        conf["ssl.ca.location"] = str(ca)
     p = Producer(conf)
     errors = []
     for i in range(10):
@@ -168,12 +174,15 @@ def confluent_roundtrip(broker, mechanism, user, password, topic):
     assert got == [f"ck {i}".encode() for i in range(10)]
 
 
-def kafka_python_roundtrip(broker, mechanism, user, password, topic):
+def kafka_python_roundtrip(broker, mechanism, user, password, topic, ca=None):
     """kafka-python 2.0.2 uses SaslHandshake v0 and then bare SASL tokens (the raw flow)."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-    kw = dict(bootstrap_servers=broker.bootstrap, security_protocol="SASL_PLAINTEXT",
+    kw = dict(bootstrap_servers=broker.bootstrap,
+              security_protocol="SASL_SSL" if ca else "SASL_PLAINTEXT",
               sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password,
               request_timeout_ms=15000, api_version_auto_timeout_ms=10000)
+    if ca:
+        kw.update(ssl_cafile=str(ca), ssl_check_hostname=False)
     p = KafkaProducer(**kw)
     for i in range(10):
         p.send(topic, f"kp {i}".encode(), partition=0)
@@ -188,10 +197,12 @@ def kafka_python_roundtrip(broker, mechanism, user, password, topic):
     assert got == [f"kp {i}".encode() for i in range(10)]
 
 
-def node_roundtrip(broker, client, mechanism, user, password, topic):
+def node_roundtrip(broker, client, mechanism, user, password, topic, ca=None):
     if not (NODE_DIR / "node_modules").is_dir():
         pytest.fail(f"{NODE_DIR}/node_modules missing: run scripts/setup.sh")
     env = dict(os.environ, SASL_PASSWORD=password)
+    if ca:
+        env["SASL_SSL_CA"] = str(ca)
     res = subprocess.run(["node", str(NODE_DIR / "sasl_roundtrip.mjs"), client, broker.bootstrap,
                           mechanism, user, "-", topic, "20"], cwd=str(NODE_DIR), env=env,
                          capture_output=True, text=True, timeout=120)
@@ -587,6 +598,33 @@ def sasl_ssl_broker(request, tmp_path):
         b.assert_no_sanitizer_report()
 
 
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+@pytest.mark.timeout_s(300)
+def test_sasl_ssl_scram_every_client(sasl_ssl_broker, mechanism):
+    """SASL_SSL with SCRAM: kcat, confluent-kafka, kafka-python, kafkajs and @platformatic/kafka
+    produce and read back over TLS."""
+    b, ca = sasl_ssl_broker, sasl_ssl_broker.ca_pem
+    tag = "ssl" + mechanism.lower().replace("-", "")
+    kcat_roundtrip(b, mechanism, "alice", "alice-secret", f"kcat-{tag}", ca)
+    confluent_roundtrip(b, mechanism, "alice", "alice-secret", f"ck-{tag}", ca)
+    kafka_python_roundtrip(b, mechanism, "alice", "alice-secret", f"kp-{tag}", ca)
+    for client in ("kafkajs", "platformatic"):
+        r = node_roundtrip(b, client, mechanism, "alice", "alice-secret", f"{client}-{tag}", ca)
+        assert r.get("ok"), f"{client} {mechanism} over SASL_SSL: {r}"
+    assert f"principal=User:alice mechanism={mechanism}" in b.log_text()
+
+
+@pytest.mark.timeout_s(240)
+def test_sasl_ssl_plain_raw_and_v1_flows(sasl_ssl_broker):
+    """PLAIN under TLS: kafka-python's raw-token flow (SaslHandshake v0) and librdkafka's
+    SaslAuthenticate flow."""
+    b, ca = sasl_ssl_broker, sasl_ssl_broker.ca_pem
+    kafka_python_roundtrip(b, "PLAIN", "alice", "alice-secret", "kp-ssl-plain", ca)
+    confluent_roundtrip(b, "PLAIN", "alice", "alice-secret", "ck-ssl-plain", ca)
+    assert "principal=User:alice mechanism=PLAIN" in b.log_text()
+    assert "alice-secret" not in b.log_text()
+
+
 @pytest.mark.timeout_s(240)
 def test_sasl_ssl_clients(sasl_ssl_broker):
     b = sasl_ssl_broker
@@ -661,11 +699,12 @@ def oauth_broker(request, tmp_path):
         b.assert_no_sanitizer_report()
 
 
-def make_token(key, sub="svc-reporting", exp_in=300, iss="https://issuer.test", aud="sluice"):
+def make_token(key, sub="svc-reporting", exp_in=300, iss="https://issuer.test", aud="sluice",
+               kid="k1"):
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
     now = int(time.time())
-    head = _b64url(json.dumps({"alg": "RS256", "kid": "k1", "typ": "JWT"}).encode())
+    head = _b64url(json.dumps({"alg": "RS256", "kid": kid, "typ": "JWT"}).encode())
     body = _b64url(json.dumps({"sub": sub, "iss": iss, "aud": aud, "iat": now,
                                "exp": now + exp_in}).encode())
     sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
@@ -688,6 +727,7 @@ def test_oauthbearer(oauth_broker):
         kproto.metadata(c)
     assert "principal=User:svc-reporting mechanism=OAUTHBEARER" in b.log_text()
     for bad in (make_token(b.key, exp_in=-120), make_token(b.key, aud="other"),
+                make_token(b.key, iss="https://evil.test"), make_token(b.key, kid="k9"),
                 make_token(b.key)[:-4] + "AAAA"):
         with kproto.Conn(b.bootstrap) as c:
             err, _, _ = oauth_login(c, bad)
@@ -702,3 +742,29 @@ def test_oauthbearer(oauth_broker):
     errors = []
     p.produce("oauth-topic", b"x", on_delivery=lambda e, m: errors.append(e) if e else None)
     assert p.flush(30) == 0 and not errors
+
+
+@pytest.mark.timeout_s(120)
+def test_oauthbearer_client_with_bad_tokens_is_refused(oauth_broker):
+    """librdkafka's oauth_cb presenting a token the broker must refuse (wrong issuer, unknown
+    kid): authentication fails, nothing is delivered, and a good client still works."""
+    from confluent_kafka import Producer
+    b = oauth_broker
+    for bad in (make_token(b.key, iss="https://evil.test"), make_token(b.key, kid="k9")):
+        errors, delivered = [], []
+        p = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                      "sasl.mechanisms": "OAUTHBEARER", "message.timeout.ms": 4000,
+                      "error_cb": lambda e: errors.append(e),
+                      "oauth_cb": lambda _cfg, t=bad: (t, time.time() + 600)})
+        p.produce("oauth-refused", b"x",
+                  on_delivery=lambda e, m: delivered.append(e is None))
+        p.flush(15)
+        assert delivered == [False], f"a bad token delivered: {delivered}"
+        assert any("uthentication" in str(e) for e in errors), errors
+    tok = make_token(b.key, exp_in=600)
+    p = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                  "sasl.mechanisms": "OAUTHBEARER",
+                  "oauth_cb": lambda _cfg: (tok, time.time() + 600)})
+    ok = []
+    p.produce("oauth-after", b"y", on_delivery=lambda e, m: ok.append(e is None))
+    assert p.flush(30) == 0 and ok == [True]

@@ -3,6 +3,8 @@
 // {"ok": true, "records": n} or {"ok": false, "error": "..."}.
 // Usage: node sasl_roundtrip.mjs kafkajs|platformatic HOST:PORT MECHANISM USER PASSWORD TOPIC [N]
 // The password comes from the SASL_PASSWORD environment variable if PASSWORD is "-".
+// With SASL_SSL_CA=<ca.pem> in the environment the connection is SASL_SSL, verified against it.
+import fs from 'node:fs';
 import kafkajs from 'kafkajs';
 import { Admin, Producer, Consumer, ProduceAcks } from '@platformatic/kafka';
 import { withDeadline } from './common.mjs';
@@ -10,6 +12,8 @@ import { withDeadline } from './common.mjs';
 const [client, bootstrap, mechanism, username, pwArg, topic, nArg] = process.argv.slice(2);
 const password = pwArg === '-' ? process.env.SASL_PASSWORD : pwArg;
 const N = Number(nArg || 20);
+const caFile = process.env.SASL_SSL_CA;
+const ca = caFile ? [fs.readFileSync(caFile)] : undefined;
 const values = [...Array(N).keys()].map((i) => `sasl ${client} ${mechanism} record ${i}`);
 
 async function viaKafkajs() {
@@ -17,6 +21,7 @@ async function viaKafkajs() {
   const kafka = new Kafka({
     clientId: 'sluice-sasl-kafkajs', brokers: [bootstrap], logLevel: logLevel.NOTHING,
     retry: { retries: 0 }, sasl: { mechanism: mechanism.toLowerCase(), username, password },
+    ...(ca ? { ssl: { ca } } : {}),
   });
   const admin = kafka.admin();
   const producer = kafka.producer({ allowAutoTopicCreation: false });
@@ -46,7 +51,7 @@ async function viaKafkajs() {
 }
 
 async function viaPlatformatic() {
-  const base = { clientId: 'sluice-sasl-platformatic', bootstrapBrokers: [bootstrap], retries: 0, timeout: 20000, sasl: { mechanism, username, password } };
+  const base = { clientId: 'sluice-sasl-platformatic', bootstrapBrokers: [bootstrap], retries: 0, timeout: 20000, sasl: { mechanism, username, password }, ...(ca ? { tls: { ca } } : {}) };
   const admin = new Admin(base);
   const producer = new Producer({ ...base, acks: ProduceAcks.ALL, autocreateTopics: false });
   const consumer = new Consumer({ ...base, groupId: 'sluice-sasl-unused' });
