@@ -44,7 +44,8 @@ fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 # Benchmarks (bench/, docs/benchmarks.md): release flags; the micro benchmark links the release
 # objects like the unit tests link the ASan ones. sl_natsgen only where libnats-dev is installed.
-BENCH_BIN := build/bench/sl_loadgen build/bench/sl_mockbroker build/bench/sl_micro
+BENCH_BIN := build/bench/sl_loadgen build/bench/sl_mockbroker build/bench/sl_micro \
+             build/bench/bench_acl
 NATS_OK   := $(shell pkg-config --exists libnats 2>/dev/null && echo 1)
 ifeq ($(NATS_OK),1)
 BENCH_BIN += build/bench/sl_natsgen
@@ -59,6 +60,9 @@ build/bench/sl_mockbroker: bench/sl_mockbroker.c
 build/bench/sl_natsgen: bench/sl_natsgen.c bench/sl_bench.h
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lnats -lpthread -lm
+build/bench/bench_acl: bench/bench_acl.c $(REL_OBJ)
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< $(REL_OBJ) $(LIBS)
 build/bench/sl_micro: bench/sl_micro.c $(REL_OBJ)
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< $(REL_OBJ) $(LIBS)

@@ -1,11 +1,12 @@
 /* ACL model, index and stored format (sl_acl.h).
  *
- * Index: one open-addressing hash table keyed by (resource type, pattern type, name). A LITERAL
- * lookup is one probe for the name and one for "*". PREFIXED patterns live in the same table;
- * a lookup probes each prefix length that some PREFIXED pattern of that resource type has,
- * hashing the name incrementally, so it costs O(name length + distinct prefix lengths) however
- * many bindings there are. This is a prefix tree flattened into the hash table: a node exists
- * only where a pattern ends. */
+ * Index: open-addressing hash tables keyed by (resource type, pattern type, name), and by that
+ * plus the principal. A LITERAL lookup is one probe for the name and one for "*". PREFIXED
+ * patterns live in the same tables; a lookup probes each prefix length that some PREFIXED
+ * pattern of that resource type has, hashing the name incrementally, so it costs O(name length
+ * + distinct prefix lengths) however many bindings there are. This is a prefix tree flattened
+ * into the hash table: a node exists only where a pattern ends. A decision then reads only the
+ * caller's and User:*'s bindings of each matching resource. */
 #include "acl/sl_acl.h"
 
 #include <ctype.h>
@@ -129,19 +130,27 @@ void sl_acl_format(const sl_acl *a, char *buf, size_t len) {
 
 /* ---- the set and its index ---- */
 
+/* One table maps a resource (type, pattern type, name) to its bindings; a second maps the
+ * resource plus a principal to that principal's bindings, so a decision reads only the caller's
+ * and User:*'s bindings however many other principals share the resource. */
 typedef struct bucket {
     uint64_t h;
-    const char *name; /* NULL: empty slot; points into an entry */
+    const char *name;      /* NULL: empty slot; points into an entry */
+    const char *principal; /* NULL in the resource table */
     size_t nlen;
     int8_t rtype, pattern;
     uint32_t *ids, n, cap;
 } bucket;
 
+typedef struct table {
+    bucket *b;
+    size_t mask;
+} table;
+
 struct sl_acl_set {
     sl_acl *e;
     size_t n;
-    bucket *tab;
-    size_t mask;
+    table res, pr;
     size_t *plen[SL_ACL_RES__COUNT]; /* distinct PREFIXED name lengths, ascending */
     size_t nplen[SL_ACL_RES__COUNT];
 };
@@ -151,24 +160,40 @@ struct sl_acl_set {
 
 static inline uint64_t fnv_step(uint64_t h, unsigned char c) { return (h ^ c) * FNV_PRIME; }
 
-/* Mixes the resource and pattern type into a name hash so one table serves every kind. */
-static inline uint64_t key_hash(uint64_t h, int rtype, int pattern) {
-    h ^= (uint64_t)(rtype * 8 + pattern) * 0x9E3779B97F4A7C15ull;
+static inline uint64_t mix(uint64_t h) {
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
     return h ^ (h >> 32);
 }
 
-static bucket *probe(const sl_acl_set *s, uint64_t h, int rtype, int pattern, const char *name,
-                     size_t nlen) {
-    if (!s->tab) return NULL;
-    for (size_t i = h & s->mask;; i = (i + 1) & s->mask) {
-        bucket *b = &s->tab[i];
+/* Mixes the resource and pattern type into a name hash so one table serves every kind. */
+static inline uint64_t key_hash(uint64_t h, int rtype, int pattern) {
+    return mix(h ^ (uint64_t)(rtype * 8 + pattern) * 0x9E3779B97F4A7C15ull);
+}
+
+static uint64_t principal_hash(uint64_t kh, const char *p) {
+    uint64_t h = kh ^ 0x6A09E667F3BCC909ull;
+    for (; *p; p++) h = fnv_step(h, (unsigned char)*p);
+    return mix(h);
+}
+
+static bucket *probe(const table *t, uint64_t h, int rtype, int pattern, const char *name,
+                     size_t nlen, const char *principal) {
+    if (!t->b) return NULL;
+    for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        bucket *b = &t->b[i];
         if (!b->name) return b;
         if (b->h == h && b->rtype == rtype && b->pattern == pattern && b->nlen == nlen &&
-            !memcmp(b->name, name, nlen))
+            !memcmp(b->name, name, nlen) &&
+            (principal ? b->principal && !strcmp(b->principal, principal) : !b->principal))
             return b;
     }
+}
+
+static void table_free(table *t) {
+    if (t->b)
+        for (size_t i = 0; i <= t->mask; i++) free(t->b[i].ids);
+    free(t->b);
 }
 
 void sl_acl_set_free(sl_acl_set *s) {
@@ -178,10 +203,9 @@ void sl_acl_set_free(sl_acl_set *s) {
         free((char *)s->e[i].principal);
         free((char *)s->e[i].host);
     }
-    if (s->tab)
-        for (size_t i = 0; i <= s->mask; i++) free(s->tab[i].ids);
+    table_free(&s->res);
+    table_free(&s->pr);
     for (int r = 0; r < SL_ACL_RES__COUNT; r++) free(s->plen[r]);
-    free(s->tab);
     free(s->e);
     free(s);
 }
@@ -191,35 +215,48 @@ static int cmp_size(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Adds entry `id` (already copied into s->e) to its bucket; false if it duplicates one there,
- * or on exhausted memory (*oom set). */
+static bool bucket_push(bucket *b, uint32_t id) {
+    if (b->n == b->cap) {
+        uint32_t nc = b->cap ? b->cap * 2 : 2;
+        uint32_t *ni = realloc(b->ids, nc * sizeof *ni);
+        if (!ni) return false;
+        b->ids = ni;
+        b->cap = nc;
+    }
+    b->ids[b->n++] = id;
+    return true;
+}
+
+static bucket *claim(const table *t, uint64_t h, const sl_acl *a, size_t nlen, bool by_principal) {
+    const char *pr = by_principal ? a->principal : NULL;
+    bucket *b = probe(t, h, a->rtype, a->pattern, a->name, nlen, pr);
+    if (!b->name) {
+        b->name = a->name;
+        b->principal = pr;
+        b->nlen = nlen;
+        b->h = h;
+        b->rtype = a->rtype;
+        b->pattern = a->pattern;
+    }
+    return b;
+}
+
+/* Adds entry `id` (already copied into s->e) to both tables; false if it duplicates one
+ * already there, or on exhausted memory (*oom set). */
 static bool index_add(sl_acl_set *s, uint32_t id, bool *oom) {
     const sl_acl *a = &s->e[id];
     size_t nlen = strlen(a->name);
     uint64_t h = FNV_OFF;
     for (size_t i = 0; i < nlen; i++) h = fnv_step(h, (unsigned char)a->name[i]);
     h = key_hash(h, a->rtype, a->pattern);
-    bucket *b = probe(s, h, a->rtype, a->pattern, a->name, nlen);
-    if (!b->name) {
-        b->name = a->name;
-        b->nlen = nlen;
-        b->h = h;
-        b->rtype = a->rtype;
-        b->pattern = a->pattern;
+    bucket *pb = claim(&s->pr, principal_hash(h, a->principal), a, nlen, true);
+    for (uint32_t i = 0; i < pb->n; i++)
+        if (sl_acl_equal(&s->e[pb->ids[i]], a)) return false;
+    bucket *rb = claim(&s->res, h, a, nlen, false);
+    if (!bucket_push(pb, id) || !bucket_push(rb, id)) {
+        *oom = true;
+        return false;
     }
-    for (uint32_t i = 0; i < b->n; i++)
-        if (sl_acl_equal(&s->e[b->ids[i]], a)) return false;
-    if (b->n == b->cap) {
-        uint32_t nc = b->cap ? b->cap * 2 : 2;
-        uint32_t *ni = realloc(b->ids, nc * sizeof *ni);
-        if (!ni) {
-            *oom = true;
-            return false;
-        }
-        b->ids = ni;
-        b->cap = nc;
-    }
-    b->ids[b->n++] = id;
     return true;
 }
 
@@ -239,10 +276,11 @@ sl_err sl_acl_set_build(const sl_acl *acls, size_t n, sl_acl_set **out) {
     if (!s) return SL_ENOMEM;
     size_t cap = 16;
     while (cap < 2 * n + 16) cap *= 2;
-    s->tab = calloc(cap, sizeof *s->tab);
-    s->mask = cap - 1;
+    s->res.b = calloc(cap, sizeof *s->res.b);
+    s->pr.b = calloc(cap, sizeof *s->pr.b);
+    s->res.mask = s->pr.mask = cap - 1;
     s->e = n ? calloc(n, sizeof *s->e) : NULL;
-    if (!s->tab || (n && !s->e)) goto oom;
+    if (!s->res.b || !s->pr.b || (n && !s->e)) goto oom;
     bool oom = false;
     for (size_t i = 0; i < n; i++) {
         sl_acl *d = &s->e[s->n];
@@ -254,7 +292,9 @@ sl_err sl_acl_set_build(const sl_acl *acls, size_t n, sl_acl_set **out) {
         if (!d->name || !d->principal || !d->host) goto oom;
         if (!index_add(s, (uint32_t)(s->n - 1), &oom)) {
             if (oom) goto oom;
-            s->n--; /* a duplicate: drop the copy */
+            /* A duplicate: drop the copy. No bucket points at its strings (a bucket's key
+             * points into the first entry that made it, and a duplicate never makes one). */
+            s->n--;
             free((char *)d->name);
             free((char *)d->principal);
             free((char *)d->host);
@@ -293,8 +333,33 @@ static bool visit_bucket(const sl_acl_set *s, const bucket *b, sl_acl_visit_fn f
     return true;
 }
 
-void sl_acl_set_visit(const sl_acl_set *s, int rtype, const char *name, size_t name_len,
-                      sl_acl_visit_fn fn, void *ctx) {
+typedef struct walk {
+    const sl_acl_set *s;
+    const char *principal; /* NULL: every binding of the resource */
+    sl_acl_visit_fn fn;
+    void *ctx;
+    bool found;
+} walk;
+
+/* One candidate resource key: its bindings (or the principal's and User:*'s). */
+static bool walk_key(walk *w, uint64_t kh, int rtype, int pattern, const char *name, size_t len) {
+    const bucket *rb = probe(&w->s->res, kh, rtype, pattern, name, len, NULL);
+    if (!rb || !rb->name) return true;
+    w->found = true;
+    if (!w->principal) return visit_bucket(w->s, rb, w->fn, w->ctx);
+    if (!visit_bucket(w->s,
+                      probe(&w->s->pr, principal_hash(kh, w->principal), rtype, pattern, name, len,
+                            w->principal),
+                      w->fn, w->ctx))
+        return false;
+    if (!strcmp(w->principal, "User:*")) return true;
+    return visit_bucket(
+        w->s, probe(&w->s->pr, principal_hash(kh, "User:*"), rtype, pattern, name, len, "User:*"),
+        w->fn, w->ctx);
+}
+
+static void walk_resource(walk *w, int rtype, const char *name, size_t name_len) {
+    const sl_acl_set *s = w->s;
     if (!s || !s->n || rtype <= SL_ACL_RES_ANY || rtype >= SL_ACL_RES__COUNT) return;
     uint64_t h = FNV_OFF;
     size_t done = 0;
@@ -303,15 +368,30 @@ void sl_acl_set_visit(const sl_acl_set *s, int rtype, const char *name, size_t n
         size_t len = s->plen[rtype][k];
         if (len > name_len) break;
         for (; done < len; done++) h = fnv_step(h, (unsigned char)name[done]);
-        uint64_t kh = key_hash(h, rtype, SL_ACL_PAT_PREFIXED);
-        if (!visit_bucket(s, probe(s, kh, rtype, SL_ACL_PAT_PREFIXED, name, len), fn, ctx)) return;
+        if (!walk_key(w, key_hash(h, rtype, SL_ACL_PAT_PREFIXED), rtype, SL_ACL_PAT_PREFIXED, name,
+                      len))
+            return;
     }
     for (; done < name_len; done++) h = fnv_step(h, (unsigned char)name[done]);
-    uint64_t lh = key_hash(h, rtype, SL_ACL_PAT_LITERAL);
-    if (!visit_bucket(s, probe(s, lh, rtype, SL_ACL_PAT_LITERAL, name, name_len), fn, ctx)) return;
+    if (!walk_key(w, key_hash(h, rtype, SL_ACL_PAT_LITERAL), rtype, SL_ACL_PAT_LITERAL, name,
+                  name_len))
+        return;
     if (name_len == 1 && name[0] == '*') return;
-    uint64_t wh = key_hash(fnv_step(FNV_OFF, '*'), rtype, SL_ACL_PAT_LITERAL);
-    visit_bucket(s, probe(s, wh, rtype, SL_ACL_PAT_LITERAL, "*", 1), fn, ctx);
+    walk_key(w, key_hash(fnv_step(FNV_OFF, '*'), rtype, SL_ACL_PAT_LITERAL), rtype,
+             SL_ACL_PAT_LITERAL, "*", 1);
+}
+
+void sl_acl_set_visit(const sl_acl_set *s, int rtype, const char *name, size_t name_len,
+                      sl_acl_visit_fn fn, void *ctx) {
+    walk w = {s, NULL, fn, ctx, false};
+    walk_resource(&w, rtype, name, name_len);
+}
+
+bool sl_acl_set_visit_principal(const sl_acl_set *s, int rtype, const char *name, size_t name_len,
+                                const char *principal, sl_acl_visit_fn fn, void *ctx) {
+    walk w = {s, principal, fn, ctx, false};
+    walk_resource(&w, rtype, name, name_len);
+    return w.found;
 }
 
 /* ---- stored format ---- */

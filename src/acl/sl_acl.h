@@ -120,6 +120,13 @@ typedef bool (*sl_acl_visit_fn)(void *ctx, const sl_acl *a);
 void sl_acl_set_visit(const sl_acl_set *s, int rtype, const char *name, size_t name_len,
                       sl_acl_visit_fn fn, void *ctx);
 
+/* The same walk restricted to bindings whose principal is `principal` or User:* (one probe
+ * each per matching resource, however many other principals share it). Returns whether any
+ * binding at all matched the resource, for allow.everyone.if.no.acl.found; when `fn` stops the
+ * walk early the answer is true (a binding was seen). */
+bool sl_acl_set_visit_principal(const sl_acl_set *s, int rtype, const char *name, size_t name_len,
+                                const char *principal, sl_acl_visit_fn fn, void *ctx);
+
 /* The stored format: a "sluice-acls 1" line, then one binding per line as seven tab-separated
  * fields (permission, operation, resource type, pattern type, name, principal, host) with bytes
  * outside printable ASCII, '%' and space percent-encoded. `*out` is malloc'd (caller frees). */

@@ -296,7 +296,6 @@ typedef struct decide_ctx {
 
 static bool decide_one(void *vc, const sl_acl *a) {
     decide_ctx *c = vc;
-    c->found = true;
     if (!principal_matches(a->principal, c->principal) || !host_matches(a->host, c->host))
         return true;
     if (a->perm == SL_ACL_PERM_DENY) {
@@ -315,7 +314,7 @@ bool sl_authorizer_allows(const sl_authorizer *az, const char *principal, const 
     if (!principal) return false;
     if (sl_authorizer_is_super(az, principal)) return true;
     decide_ctx c = {.principal = principal, .host = host, .op = op};
-    sl_acl_set_visit(az->set, rtype, name, name_len, decide_one, &c);
+    c.found = sl_acl_set_visit_principal(az->set, rtype, name, name_len, principal, decide_one, &c);
     if (c.denied) return false;
     if (c.allowed) return true;
     return !c.found && az->allow_if_no_acl;
