@@ -146,6 +146,8 @@ bool sl_broker_is_super_user(const sl_broker *b, const char *principal);
 /* Authorization (sl_h_acl.c over src/acl). Each answers true when no authorizer is configured.
  * `rtype` and `op` are SL_ACL_RES_x and SL_ACL_OP_x codes (acl/sl_acl.h). */
 bool sl_authz(sl_req *rq, int op, int rtype, sl_str name);
+/* The same without logging a denial: for listings that leave out what the caller may not see. */
+bool sl_authz_filter(sl_req *rq, int op, int rtype, sl_str name);
 bool sl_authz_cluster(sl_req *rq, int op);
 /* Kafka's authorizeByResourceType (e.g. WRITE on any topic, for InitProducerId). */
 bool sl_authz_any(sl_req *rq, int op, int rtype);

@@ -37,16 +37,27 @@ static const char *req_principal(const sl_req *rq) {
     return rq->conn ? sl_session_principal(rq->conn) : NULL;
 }
 
-bool sl_authz(sl_req *rq, int op, int rtype, sl_str name) {
+static bool decide(sl_req *rq, int op, int rtype, sl_str name, bool log_denial) {
     if (!rq->b->authz) return true;
     char host[64];
     if (name.len < 0) name = sl_str_c("");
-    bool ok = sl_authorizer_allows(rq->b->authz, req_principal(rq), req_host(rq, host, sizeof host),
-                                   op, rtype, name.p, (size_t)name.len);
-    if (!ok)
-        SL_DEBUG("acl", "denied", "principal=%s api=%d op=%s resource=%s", req_principal(rq),
-                 rq->h.api_key, sl_acl_op_name(op), sl_acl_res_name(rtype));
+    const char *pr = req_principal(rq);
+    bool ok = sl_authorizer_allows(rq->b->authz, pr, req_host(rq, host, sizeof host), op, rtype,
+                                   name.p, (size_t)name.len);
+    /* Denials are audit events (Kafka logs them too); resource names are not payload. */
+    if (!ok && log_denial)
+        SL_INFO("acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%.*s",
+                pr ? pr : "-", host, rq->h.api_key, sl_acl_op_name(op), sl_acl_res_name(rtype),
+                name.len > 200 ? 200 : name.len, name.p);
     return ok;
+}
+
+bool sl_authz(sl_req *rq, int op, int rtype, sl_str name) {
+    return decide(rq, op, rtype, name, true);
+}
+
+bool sl_authz_filter(sl_req *rq, int op, int rtype, sl_str name) {
+    return decide(rq, op, rtype, name, false);
 }
 
 bool sl_authz_cluster(sl_req *rq, int op) {

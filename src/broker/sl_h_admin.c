@@ -71,7 +71,8 @@ void sl_h_create_topics(sl_req *rq) {
     if (!resp.topics) return sl_req_fail(rq, "out of memory");
     resp.topics_count = nt;
     /* Kafka: CREATE on the cluster covers every topic; otherwise CREATE on each topic. */
-    bool cluster_create = sl_authz_cluster(rq, SL_ACL_OP_CREATE);
+    bool cluster_create =
+        sl_authz_filter(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     for (int32_t i = 0; i < nt; i++) {
         sl_create_topics_req_topic *rt = &req.topics[i];
         sl_create_topics_resp_topic *o = &resp.topics[i];

@@ -590,7 +590,7 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
         sl_gc_offset o;
         if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
         /* Kafka leaves out the topics the caller may not DESCRIBE. */
-        if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
+        if (!sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
         sl_offset_fetch_resp_group_topic *t = NULL;
         for (int32_t k = 0; k < out->topics_count && !t; k++)
             if (sl_str_eq(out->topics[k].name, topic)) t = &out->topics[k];
@@ -690,7 +690,8 @@ typedef struct list_ctx {
 static void list_one(void *ctx, const sl_gc_group_view *g) {
     list_ctx *c = ctx;
     if (g->state == SL_GS_DEAD) return;
-    if (!c->all && !group_ok(c->rq, SL_ACL_OP_DESCRIBE, g->group_id)) return;
+    if (!c->all && !sl_authz_filter(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, g->group_id))
+        return;
     if (c->rq->h.api_version >= 4 && c->req->states_filter_count > 0) {
         bool ok = false;
         for (int32_t i = 0; i < c->req->states_filter_count && !ok; i++)
@@ -738,7 +739,9 @@ void sl_h_list_groups(sl_req *rq) {
             if (req.types_filter[i].len == 7 && !strncasecmp(req.types_filter[i].p, "classic", 7))
                 classic = true;
     }
-    list_ctx c = {rq, sl_authz_cluster(rq, SL_ACL_OP_DESCRIBE), &req, &resp, 0, false};
+    bool all =
+        sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+    list_ctx c = {rq, all, &req, &resp, 0, false};
     if (classic) sl_gc_list(rq->b->groups->gc, list_one, &c);
     if (c.oom) return sl_req_fail(rq, "out of memory");
     SL_RESPOND(rq, list_groups, &resp);

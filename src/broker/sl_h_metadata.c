@@ -122,7 +122,8 @@ void sl_h_metadata(sl_req *rq) {
         /* Only the topics the caller may DESCRIBE: the others are not mentioned at all. */
         for (sl_topic *t = sl_topics_next(b->topics, NULL); t && i < n;
              t = sl_topics_next(b->topics, t)) {
-            if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) continue;
+            if (!sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name)))
+                continue;
             if (!fill_topic(rq, &resp.topics[i++], t, want_ops))
                 return sl_req_fail(rq, "out of memory");
         }
@@ -162,7 +163,8 @@ void sl_h_metadata(sl_req *rq) {
                 }
                 /* Auto-creation needs CREATE on the cluster or on the topic. */
                 if (!t && allow_create && b->cfg.auto_create_topics_enable &&
-                    !sl_authz_cluster(rq, SL_ACL_OP_CREATE) &&
+                    !sl_authz_filter(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
+                                     sl_str_c(SL_ACL_CLUSTER_NAME)) &&
                     !sl_authz(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;

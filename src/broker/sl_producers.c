@@ -683,7 +683,9 @@ void sl_h_init_producer_id(sl_req *rq) {
     if (req.transactional_id.len >= 0 &&
         !sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id)) {
         resp.error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-    } else if (req.transactional_id.len < 0 && !sl_authz_cluster(rq, SL_ACL_OP_IDEMPOTENT_WRITE) &&
+    } else if (req.transactional_id.len < 0 &&
+               !sl_authz_filter(rq, SL_ACL_OP_IDEMPOTENT_WRITE, SL_ACL_RES_CLUSTER,
+                                sl_str_c(SL_ACL_CLUSTER_NAME)) &&
                !sl_authz_any(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC)) {
         /* Kafka 3.x: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic. */
         resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
