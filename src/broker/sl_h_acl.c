@@ -44,11 +44,19 @@ static bool decide(sl_req *rq, int op, int rtype, sl_str name, bool log_denial) 
     const char *pr = req_principal(rq);
     bool ok = sl_authorizer_allows(rq->b->authz, pr, req_host(rq, host, sizeof host), op, rtype,
                                    name.p, (size_t)name.len);
-    /* Denials are audit events (Kafka logs them too); resource names are not payload. */
-    if (!ok && log_denial)
-        SL_INFO("acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%.*s",
-                pr ? pr : "-", host, rq->h.api_key, sl_acl_op_name(op), sl_acl_res_name(rtype),
-                name.len > 200 ? 200 : name.len, name.p);
+    /* Denials are audit events (Kafka logs them too); resource names are not payload, but
+     * group names are any bytes the client chose: printable ASCII only reaches the log line. */
+    if (!ok && log_denial) {
+        char safe[201];
+        int n = name.len > 200 ? 200 : name.len;
+        for (int i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)name.p[i];
+            safe[i] = c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
+        }
+        safe[n] = 0;
+        SL_INFO("acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%s", pr ? pr : "-",
+                host, rq->h.api_key, sl_acl_op_name(op), sl_acl_res_name(rtype), safe);
+    }
     return ok;
 }
 
@@ -259,6 +267,10 @@ void sl_h_create_acls(sl_req *rq) {
             for (size_t i = 0; i < nwant; i++) {
                 char line[512];
                 sl_acl_format(&want[i], line, sizeof line);
+                for (char *c = line; *c; c++) /* names are client bytes: keep the line one line */
+                    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' ||
+                        *c == '\\')
+                        *c = '?';
                 SL_INFO("acl", "ACL created", "by=%s acl=\"%s\"", req_principal(rq), line);
             }
         }
