@@ -135,12 +135,28 @@ static sl_err provision_admin(sl_config *cfg, const sl_listener_spec *ep, char *
         if (!*err) snprintf(err, elen, "cannot create the admin credential in %s", path);
         return e;
     }
-    if (access(marker, F_OK) == 0) add_super_user(cfg, "User:" ADMIN_USER);
-    if (fresh)
+    if (access(marker, F_OK) == 0) {
+        /* A deployment Sluice provisioned itself is locked down: the generated admin is a super
+         * user and everyone else needs ACLs, unless the operator chose an authorizer setting. */
+        add_super_user(cfg, "User:" ADMIN_USER);
+        int k1 = sl_config_key_index("authorizer.class.name");
+        int k2 = sl_config_key_index("sluice.authorizer.enable");
+        if ((k1 < 0 || !sl_config_is_set(cfg, (size_t)k1)) &&
+            (k2 < 0 || !sl_config_is_set(cfg, (size_t)k2)))
+            cfg->sluice_authorizer_enable = true;
+    }
+    if (fresh) {
         SL_INFO("provision", "created the admin user (a super user) and client configuration",
                 "client_config=%s/client.properties java_client_config=%s/"
                 "client-java.properties try=\"kcat -F %s/client.properties -L\"",
                 cfg->log_dirs, cfg->log_dirs, cfg->log_dirs);
+        SL_INFO("provision",
+                "authorization is on: other users need ACLs, e.g. for an application 'app' "
+                "writing topic 'payments'",
+                "add_user=\"sluice user add app --password-stdin\" "
+                "grant=\"sluice acl add --allow-principal User:app --operation Write "
+                "--operation Describe --topic payments\"");
+    }
     return SL_OK;
 }
 

@@ -2,6 +2,7 @@
 material and no users makes them on first start, and the client configuration it writes works
 as is. (The README's `sluice serve` is this with port 9092; here the port is free-picked.)"""
 import os
+import time
 import stat
 import subprocess
 
@@ -95,3 +96,45 @@ def test_restart_keeps_material_and_admin(secure):
     r = subprocess.run(["kcat", "-F", str(d / "client.properties"), "-L"], capture_output=True,
                        timeout=60)
     assert r.returncode == 0 and b"1 brokers" in r.stdout, r.stderr
+
+
+def test_provisioned_broker_denies_by_default_and_grants_with_sluice_acl(secure):
+    """The generated admin is a super user; another user can log in but may do nothing until
+    `sluice acl add` grants it, as the quickstart output says."""
+    from confluent_kafka import Producer
+    from conftest import SLUICE_BIN
+    d = secure.data_dir
+    r = subprocess.run([SLUICE_BIN, "user", "add", "app", "--store", str(d / "sluice-users"),
+                        "--password-stdin"], input=b"app-secret\n", capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    conf = props(d / "client.properties")
+    conf.update({"sasl.username": "app", "sasl.password": "app-secret",
+                 "message.timeout.ms": 5000, "error_cb": lambda e: None})
+
+    def produce_once():
+        res = []
+        p = Producer(dict(conf))  # confluent-kafka 1.7 consumes the callbacks of the dict it is given
+        p.produce("payments", b"card", on_delivery=lambda e, m: res.append(e))
+        p.flush(20)
+        return res
+
+    admin = Producer(props(d / "client.properties"))  # super user: may create the topic
+    admin.produce("payments", b"seed")
+    assert admin.flush(20) == 0
+    res = produce_once()
+    assert res and res[0] is not None and res[0].code() == 29, f"app wrote without an ACL: {res}"
+    r = subprocess.run([SLUICE_BIN, "acl", "add", "--store", str(d / "sluice-acls"),
+                        "--allow-principal", "User:app", "--operation", "Write",
+                        "--operation", "Describe", "--topic", "payments"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 20
+    while True:  # the broker picks the ACL file change up within a second
+        res = produce_once()
+        # (KafkaError cannot be compared with None: check identity.)
+        if (len(res) == 1 and res[0] is None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(res) == 1 and res[0] is None, f"app still refused after the grant: {res}"
+    assert "sluice acl add --allow-principal User:app" in secure.log_path.read_text()
