@@ -744,13 +744,16 @@ def test_oauthbearer(oauth_broker):
     assert p.flush(30) == 0 and not errors
 
 
-@pytest.mark.timeout_s(120)
+@pytest.mark.timeout_s(180)
 def test_oauthbearer_client_with_bad_tokens_is_refused(oauth_broker):
-    """librdkafka's oauth_cb presenting a token the broker must refuse (wrong issuer, unknown
-    kid): authentication fails, nothing is delivered, and a good client still works."""
+    """librdkafka's oauth_cb presenting a token the broker must refuse (wrong issuer, wrong
+    audience, expired, bad signature, unknown kid): authentication fails, nothing is delivered,
+    and a good client still works afterwards."""
     from confluent_kafka import Producer
     b = oauth_broker
-    for bad in (make_token(b.key, iss="https://evil.test"), make_token(b.key, kid="k9")):
+    for bad in (make_token(b.key, iss="https://evil.test"), make_token(b.key, aud="other"),
+                make_token(b.key, exp_in=-120), make_token(b.key)[:-4] + "AAAA",
+                make_token(b.key, kid="k9")):
         errors, delivered = [], []
         p = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
                       "sasl.mechanisms": "OAUTHBEARER", "message.timeout.ms": 4000,
