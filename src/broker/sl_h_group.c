@@ -1,8 +1,11 @@
 /* Group coordinator glue: decodes the group APIs, drives the state machine (src/group/sl_group.h)
  * and encodes its answers. JoinGroup and SyncGroup park their sl_req as the state machine's
  * waiter and are answered from its callbacks; OffsetCommit, DeleteGroups and OffsetDelete are
- * answered once the offsets log has been fsynced by the flusher (group commit). One loop timer
- * is kept armed at the state machine's next deadline.
+ * answered once the offsets log has been fsynced by the flusher (group commit). So are the
+ * answers caused by a group record (the leader's SyncGroup completing a generation and the
+ * followers' answers with it, the LeaveGroup that empties a group, a static member's new id):
+ * they are held until the record is durable. One loop timer is kept armed at the state
+ * machine's next deadline.
  *
  * Ownership: the coordinator (sl_group_coord) is owned by the broker; parked requests own their
  * arenas until answered. */
@@ -27,15 +30,71 @@ struct sl_group_coord {
     sl_offstore *store;
     sl_timer *timer;
     int64_t timer_at;
-    sl_err persist_err; /* first failure buffering records since the last flush */
+    sl_err persist_err;      /* first failure buffering records since the last flush */
+    bool meta_dirty;         /* a group record was buffered in the current entry point */
+    struct persist_op *held; /* answers waiting for that record to be durable */
 };
+
+typedef enum { P_COMMIT, P_DELETE_GROUPS, P_OFFSET_DELETE, P_JOIN, P_SYNC, P_LEAVE } persist_kind;
+
+/* An answer held until the groups log is fsynced; lives in its request's arena. */
+typedef struct persist_op {
+    sl_req *rq;
+    persist_kind kind;
+    void *resp;
+    struct persist_op *next;
+} persist_op;
+
+static sl_str adup(sl_arena *a, sl_str s, bool *oom);
+static sl_bytes bdup(sl_arena *a, sl_bytes b, bool *oom) {
+    if (b.len <= 0) return (sl_bytes){(const uint8_t *)"", 0};
+    uint8_t *p = sl_arena_dup(a, b.p, (size_t)b.len);
+    if (!p) *oom = true;
+    return p ? (sl_bytes){p, b.len} : (sl_bytes){(const uint8_t *)"", 0};
+}
+
+/* Queues `resp` (already copied into the request's arena) behind the pending group record. */
+static void hold(sl_group_coord *g, sl_req *rq, persist_kind kind, void *resp) {
+    persist_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
+    if (!op) return sl_req_fail(rq, "out of memory");
+    *op = (persist_op){rq, kind, resp, g->held};
+    g->held = op;
+}
 
 /* ---- state machine callbacks ---- */
 
 static int64_t clock_now(void *ctx) { return sl_wall_ms(); }
 
 static void on_join_done(void *ctx, void *waiter, const sl_gc_join_result *r) {
+    sl_group_coord *g = ctx;
     sl_req *rq = waiter;
+    if (g->meta_dirty) {
+        /* The views die with this callback; the held answer is encoded after the fsync. */
+        sl_join_group_resp *h = sl_arena_calloc(rq->a, 1, sizeof *h);
+        if (!h) return sl_req_fail(rq, "out of memory");
+        sl_join_group_resp_init(h);
+        bool oom = false;
+        h->error_code = r->error;
+        h->generation_id = r->generation;
+        h->protocol_type = adup(rq->a, r->protocol_type, &oom);
+        h->protocol_name = adup(rq->a, r->protocol_name, &oom);
+        h->leader = adup(rq->a, r->leader, &oom);
+        h->member_id = adup(rq->a, r->member_id, &oom);
+        h->skip_assignment = r->skip_assignment;
+        h->members_count = 0;
+        if (r->nmembers > 0) {
+            h->members = sl_arena_calloc(rq->a, (size_t)r->nmembers, sizeof *h->members);
+            if (!h->members) return sl_req_fail(rq, "out of memory");
+            for (int32_t i = 0; i < r->nmembers; i++) {
+                h->members[i].member_id = adup(rq->a, r->members[i].member_id, &oom);
+                h->members[i].group_instance_id = adup(rq->a, r->members[i].instance_id, &oom);
+                h->members[i].metadata = bdup(rq->a, r->members[i].metadata, &oom);
+            }
+            h->members_count = r->nmembers;
+        }
+        if (oom) return sl_req_fail(rq, "out of memory");
+        return hold(g, rq, P_JOIN, h);
+    }
     sl_join_group_resp resp;
     sl_join_group_resp_init(&resp);
     resp.error_code = r->error;
@@ -60,7 +119,20 @@ static void on_join_done(void *ctx, void *waiter, const sl_gc_join_result *r) {
 }
 
 static void on_sync_done(void *ctx, void *waiter, const sl_gc_sync_result *r) {
+    sl_group_coord *g = ctx;
     sl_req *rq = waiter;
+    if (g->meta_dirty) {
+        sl_sync_group_resp *h = sl_arena_calloc(rq->a, 1, sizeof *h);
+        if (!h) return sl_req_fail(rq, "out of memory");
+        sl_sync_group_resp_init(h);
+        bool oom = false;
+        h->error_code = r->error;
+        h->protocol_type = adup(rq->a, r->protocol_type, &oom);
+        h->protocol_name = adup(rq->a, r->protocol_name, &oom);
+        h->assignment = bdup(rq->a, r->assignment, &oom);
+        if (oom) return sl_req_fail(rq, "out of memory");
+        return hold(g, rq, P_SYNC, h);
+    }
     sl_sync_group_resp resp;
     sl_sync_group_resp_init(&resp);
     resp.error_code = r->error;
@@ -77,9 +149,17 @@ static void on_persist(void *ctx, sl_str group, sl_str topic, int32_t partition,
     if (e && !gcd->persist_err) gcd->persist_err = e;
 }
 
+static void on_persist_group(void *ctx, sl_str group, const sl_gc_group_view *gv) {
+    sl_group_coord *gcd = ctx;
+    gcd->meta_dirty = true;
+    sl_err e = sl_offstore_add_group(gcd->store, group, gv);
+    if (e && !gcd->persist_err) gcd->persist_err = e;
+}
+
 /* ---- timer ---- */
 
 static void rearm(sl_group_coord *g);
+static void settle(sl_group_coord *g, persist_op *op);
 
 static void flushed_quietly(void *ctx, sl_err e) {
     if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
@@ -99,6 +179,7 @@ static void on_timer(void *ctx) {
     sl_group_coord *g = ctx;
     g->timer = NULL;
     sl_gc_tick(g->gc);
+    if (g->meta_dirty || g->held) return settle(g, NULL); /* re-arms */
     /* Expiry tombstones: durable eventually, no request waits for them. */
     if (flush_store(g) == SL_OK)
         sl_flusher_request(g->b->flusher, sl_offstore_log(g->store), flushed_quietly, NULL);
@@ -128,7 +209,8 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
                      .now = clock_now,
                      .join_done = on_join_done,
                      .sync_done = on_sync_done,
-                     .persist = on_persist};
+                     .persist = on_persist,
+                     .persist_group = on_persist_group};
     sl_gc_config cfg = {
         .min_session_timeout_ms = b->cfg.group_min_session_timeout_ms,
         .max_session_timeout_ms = b->cfg.group_max_session_timeout_ms,
@@ -149,8 +231,9 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
     }
     int64_t replayed, live;
     sl_offstore_stats(g->store, &replayed, &live);
-    SL_INFO("groups", "loaded committed offsets", "groups=%d offsets=%lld records=%lld",
-            sl_gc_group_count(g->gc), (long long)live, (long long)replayed);
+    SL_INFO("groups", "loaded committed offsets and group metadata",
+            "groups=%d live_records=%lld records=%lld", sl_gc_group_count(g->gc), (long long)live,
+            (long long)replayed);
     rearm(g);
     return g;
 }
@@ -177,14 +260,6 @@ void sl_group_coord_free(sl_group_coord *g) {
 
 /* ---- persisted answers ---- */
 
-typedef enum { P_COMMIT, P_DELETE_GROUPS, P_OFFSET_DELETE } persist_kind;
-
-typedef struct persist_op {
-    sl_req *rq;
-    persist_kind kind;
-    void *resp;
-} persist_op;
-
 /* Marks every partition/group that succeeded as failed with `code`. */
 static void fail_successes(persist_op *op, int16_t code) {
     switch (op->kind) {
@@ -210,6 +285,23 @@ static void fail_successes(persist_op *op, int16_t code) {
                     r->topics[i].partitions[j].error_code = code;
         break;
     }
+    /* The generation is in memory but would not survive a restart: members rediscover the
+     * coordinator and rejoin, which the in-memory group answers. */
+    case P_JOIN: {
+        sl_join_group_resp *r = op->resp;
+        if (!r->error_code) r->error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+        break;
+    }
+    case P_SYNC: {
+        sl_sync_group_resp *r = op->resp;
+        if (!r->error_code) {
+            r->error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+            r->assignment = (sl_bytes){(const uint8_t *)"", 0};
+        }
+        break;
+    }
+    case P_LEAVE: /* the members are gone either way */
+        break;
     }
 }
 
@@ -224,32 +316,58 @@ static void persist_respond(persist_op *op) {
     case P_OFFSET_DELETE:
         SL_RESPOND(op->rq, offset_delete, (sl_offset_delete_resp *)op->resp);
         break;
+    case P_JOIN:
+        SL_RESPOND(op->rq, join_group, (sl_join_group_resp *)op->resp);
+        break;
+    case P_SYNC:
+        SL_RESPOND(op->rq, sync_group, (sl_sync_group_resp *)op->resp);
+        break;
+    case P_LEAVE:
+        SL_RESPOND(op->rq, leave_group, (sl_leave_group_resp *)op->resp);
+        break;
+    }
+}
+
+/* Answers a list of held ops; each answer frees its arena, the node with it. */
+static void respond_all(persist_op *op, sl_err e) {
+    while (op) {
+        persist_op *next = op->next;
+        if (e) fail_successes(op, SL_KAFKA_KAFKA_STORAGE_ERROR);
+        persist_respond(op);
+        op = next;
     }
 }
 
 static void persist_done(void *ctx, sl_err e) {
-    persist_op *op = ctx;
-    if (e) {
-        SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
-        fail_successes(op, SL_KAFKA_KAFKA_STORAGE_ERROR);
-    }
-    persist_respond(op);
+    if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
+    respond_all(ctx, e);
 }
 
-/* Appends what the state machine persisted for this request and answers once it is durable.
- * (The in-memory state already has the change; a failed append or sync reports the error.) */
-static void persist_and_respond(sl_req *rq, persist_kind kind, void *resp) {
-    sl_group_coord *g = rq->b->groups;
-    persist_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
-    if (!op) return sl_req_fail(rq, "out of memory");
-    *op = (persist_op){rq, kind, resp};
+/* Ends an entry point into the state machine: appends what it persisted and answers the held
+ * ops (plus `op`, if any) once that is durable. (The in-memory state already has the change; a
+ * failed append or sync reports the error.) */
+static void settle(sl_group_coord *g, persist_op *op) {
+    persist_op *ops = g->held;
+    g->held = NULL;
+    if (op) {
+        op->next = ops;
+        ops = op;
+    }
+    bool meta = g->meta_dirty;
+    g->meta_dirty = false;
+    if (!ops && !meta) return rearm(g);
     sl_err e = flush_store(g);
     rearm(g);
-    if (e) {
-        fail_successes(op, SL_KAFKA_KAFKA_STORAGE_ERROR);
-        return persist_respond(op);
-    }
-    sl_flusher_request(rq->b->flusher, sl_offstore_log(g->store), persist_done, op);
+    if (e) return respond_all(ops, e);
+    sl_flusher_request(g->b->flusher, sl_offstore_log(g->store),
+                       ops ? persist_done : flushed_quietly, ops);
+}
+
+static void persist_and_respond(sl_req *rq, persist_kind kind, void *resp) {
+    persist_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
+    if (!op) return sl_req_fail(rq, "out of memory");
+    *op = (persist_op){rq, kind, resp, NULL};
+    settle(rq->b->groups, op);
 }
 
 /* ---- FindCoordinator ---- */
@@ -383,7 +501,7 @@ void sl_h_join_group(sl_req *rq) {
         .supports_skip_assignment = v >= 9,
     };
     sl_gc_join(rq->b->groups->gc, &jr, rq);
-    rearm(rq->b->groups);
+    settle(rq->b->groups, NULL);
 }
 
 void sl_h_sync_group(sl_req *rq) {
@@ -412,7 +530,7 @@ void sl_h_sync_group(sl_req *rq) {
                v >= 3 ? req.group_instance_id : SL_STR_NULL,
                v >= 5 ? req.protocol_type : SL_STR_NULL, v >= 5 ? req.protocol_name : SL_STR_NULL,
                as, n, rq);
-    rearm(rq->b->groups);
+    settle(rq->b->groups, NULL);
 }
 
 void sl_h_heartbeat(sl_req *rq) {
@@ -439,32 +557,36 @@ void sl_h_leave_group(sl_req *rq) {
     if (sl_leave_group_req_decode(&rq->body, rq->a, v, &req))
         return sl_req_fail(rq, "malformed LeaveGroup");
     sl_gc *gc = rq->b->groups->gc;
-    sl_leave_group_resp resp;
-    sl_leave_group_resp_init(&resp);
+    sl_leave_group_resp *rp = sl_arena_calloc(rq->a, 1, sizeof *rp);
+    if (!rp) return sl_req_fail(rq, "out of memory");
+    sl_leave_group_resp_init(rp);
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
-        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
-        resp.members_count = 0;
-        SL_RESPOND(rq, leave_group, &resp);
+        rp->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        rp->members_count = 0;
+        SL_RESPOND(rq, leave_group, rp);
         return;
     }
     if (v < 3) {
-        resp.error_code = sl_gc_leave(gc, req.group_id, req.member_id, SL_STR_NULL);
+        rp->error_code = sl_gc_leave(gc, req.group_id, req.member_id, SL_STR_NULL);
     } else {
-        resp.error_code = sl_gc_check_group_id(req.group_id);
+        rp->error_code = sl_gc_check_group_id(req.group_id);
         int32_t n = req.members_count > 0 ? req.members_count : 0;
-        resp.members = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.members);
-        if (!resp.members) return sl_req_fail(rq, "out of memory");
-        resp.members_count = resp.error_code ? 0 : n;
-        for (int32_t i = 0; i < resp.members_count; i++) {
+        rp->members = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *rp->members);
+        if (!rp->members) return sl_req_fail(rq, "out of memory");
+        rp->members_count = rp->error_code ? 0 : n;
+        for (int32_t i = 0; i < rp->members_count; i++) {
             sl_leave_group_req_member *m = &req.members[i];
-            resp.members[i].member_id = m->member_id;
-            resp.members[i].group_instance_id = m->group_instance_id;
-            resp.members[i].error_code =
+            rp->members[i].member_id = m->member_id;
+            rp->members[i].group_instance_id = m->group_instance_id;
+            rp->members[i].error_code =
                 sl_gc_leave(gc, req.group_id, m->member_id, m->group_instance_id);
         }
     }
-    rearm(rq->b->groups);
-    SL_RESPOND(rq, leave_group, &resp);
+    sl_group_coord *g = rq->b->groups;
+    /* Emptying the group wrote a record: the leaver hears once it is durable. */
+    if (g->meta_dirty || g->held) return persist_and_respond(rq, P_LEAVE, rp);
+    rearm(g);
+    SL_RESPOND(rq, leave_group, rp);
 }
 
 /* ---- offsets ---- */

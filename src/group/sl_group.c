@@ -392,6 +392,9 @@ static void set_state(sl_gc *gc, group *g, sl_group_state s) {
     g->state_since = now(gc);
 }
 
+static void persist_meta(sl_gc *gc, group *g);
+static void persist_tombstone(sl_gc *gc, group *g);
+
 static void clear_assignments(group *g) {
     for (int32_t i = 0; i < g->nm; i++) {
         free(g->m[i]->assign);
@@ -467,6 +470,9 @@ static void complete_join(sl_gc *gc, group *g) {
         free(g->leader);
         g->leader = NULL;
         set_state(gc, g, SL_GS_EMPTY);
+        /* Without this record a restart would bring back the last Stable generation's members,
+         * who would then have to expire one by one. */
+        persist_meta(gc, g);
         return;
     }
     if (!g->leader || !find_member(g, sl_str_c(g->leader))->join_waiter) {
@@ -616,6 +622,9 @@ static void static_rejoin(sl_gc *gc, group *g, gmember *m, const sl_gc_join_req 
     case SL_GS_STABLE: {
         const char *sel = select_protocol(g);
         if (sel && g->pname && !strcmp(sel, g->pname)) {
+            /* The new id must survive a restart, or the member would be fenced by its own
+             * instance id after it. */
+            persist_meta(gc, g);
             bool leader = g->leader && !strcmp(g->leader, m->id);
             /* The leader must not reassign (the others keep theirs): v9 says so explicitly. */
             answer_join_current(gc, g, m, leader && r->supports_skip_assignment);
@@ -755,6 +764,7 @@ void sl_gc_sync(sl_gc *gc, sl_str group_id, int32_t generation, sl_str member_id
                 }
         }
         set_state(gc, g, SL_GS_STABLE);
+        persist_meta(gc, g); /* before the answers, so that the caller may hold them */
         for (int32_t i = 0; i < g->nm; i++)
             if (g->m[i]->sync_waiter) {
                 void *w = g->m[i]->sync_waiter;
@@ -925,7 +935,8 @@ void sl_gc_offset_unload(sl_gc *gc, sl_str group_id, sl_str topic, int32_t parti
             del_off_at(gc, g, i, false);
             break;
         }
-    if (group_is_idle(g)) remove_group(gc, g);
+    /* A group with a generation has a record of its own; its tombstone removes it. */
+    if (group_is_idle(g) && g->gen == 0) remove_group(gc, g);
 }
 
 bool sl_gc_offset_get(sl_gc *gc, sl_str group_id, sl_str topic, int32_t partition,
@@ -1007,6 +1018,7 @@ int16_t sl_gc_delete_group(sl_gc *gc, sl_str group_id) {
     if (!g || g->state == SL_GS_DEAD) return SL_GK_GROUP_ID_NOT_FOUND;
     if (g->state != SL_GS_EMPTY || g->nm) return SL_GK_NON_EMPTY_GROUP;
     while (g->noff) del_off_at(gc, g, g->noff - 1, true);
+    persist_tombstone(gc, g);
     remove_group(gc, g);
     return SL_GK_NONE;
 }
@@ -1033,7 +1045,10 @@ static void expire_offsets(sl_gc *gc, int64_t t) {
             else
                 i++;
         }
-        if (group_is_idle(g)) remove_group(gc, g);
+        if (group_is_idle(g)) {
+            persist_tombstone(gc, g);
+            remove_group(gc, g);
+        }
     }
 }
 
@@ -1150,13 +1165,26 @@ void sl_gc_abort_waiters(sl_gc *gc, int16_t error) {
         }
 }
 
-static void visit(group *g, bool with_members, void (*fn)(void *, const sl_gc_group_view *),
+typedef enum { V_LIST, V_DESCRIBE, V_RECORD } view_kind;
+
+static void visit(group *g, view_kind kind, void (*fn)(void *, const sl_gc_group_view *),
                   void *ctx) {
     sl_gc_member_view *mv = NULL;
+    sl_gc_protocol *pv = NULL;
     int32_t n = 0;
     bool stable = g->state == SL_GS_STABLE;
-    if (with_members && g->nm) {
+    if (kind != V_LIST && g->nm) {
         mv = calloc((size_t)g->nm, sizeof *mv);
+        if (kind == V_RECORD) {
+            int32_t np = 0;
+            for (int32_t i = 0; i < g->nm; i++) np += g->m[i]->nprotos;
+            pv = calloc((size_t)(np ? np : 1), sizeof *pv);
+            if (!pv) {
+                free(mv);
+                mv = NULL;
+            }
+        }
+        int32_t pi = 0;
         if (mv)
             for (int32_t i = 0; i < g->nm; i++) {
                 gmember *m = g->m[i];
@@ -1169,32 +1197,165 @@ static void visit(group *g, bool with_members, void (*fn)(void *, const sl_gc_gr
                     p ? (sl_bytes){p->meta, p->len} : (sl_bytes){(const uint8_t *)"", 0};
                 mv[n].assignment = stable && m->assign ? (sl_bytes){m->assign, m->assign_len}
                                                        : (sl_bytes){(const uint8_t *)"", 0};
+                mv[n].session_timeout_ms = m->session_ms;
+                mv[n].rebalance_timeout_ms = m->rebalance_ms;
+                if (pv) {
+                    mv[n].protocols = &pv[pi];
+                    mv[n].nprotocols = m->nprotos;
+                    for (int32_t k = 0; k < m->nprotos; k++, pi++)
+                        pv[pi] = (sl_gc_protocol){sl_str_c(m->protos[k].name),
+                                                  {m->protos[k].meta, m->protos[k].len}};
+                }
                 n++;
             }
     }
-    sl_gc_group_view v = {.group_id = sl_str_c(g->id),
-                          .protocol_type = sl_str_c(g->ptype ? g->ptype : ""),
-                          /* Kafka names the protocol only once the group is Stable */
-                          .protocol_name = sl_str_c(stable && g->pname ? g->pname : ""),
-                          .state = g->state,
-                          .generation = g->gen,
-                          .leader = sl_str_c(g->leader ? g->leader : ""),
-                          .members = mv,
-                          .nmembers = n};
+    /* Kafka names the protocol only once the group is Stable */
+    bool named = stable && g->pname;
+    sl_gc_group_view v = {
+        .group_id = sl_str_c(g->id),
+        .protocol_type = kind == V_RECORD ? cstr(g->ptype) : sl_str_c(g->ptype ? g->ptype : ""),
+        .protocol_name = kind == V_RECORD ? (named ? sl_str_c(g->pname) : SL_STR_NULL)
+                                          : sl_str_c(named ? g->pname : ""),
+        .state = g->state,
+        .generation = g->gen,
+        .leader = kind == V_RECORD ? cstr(g->leader) : sl_str_c(g->leader ? g->leader : ""),
+        .members = mv,
+        .nmembers = n,
+        .state_ms = g->state_since};
     fn(ctx, &v);
+    free(pv);
     free(mv);
 }
 
 void sl_gc_list(sl_gc *gc, void (*fn)(void *ctx, const sl_gc_group_view *g), void *ctx) {
-    for (group *g = gc->groups; g; g = g->next) visit(g, false, fn, ctx);
+    for (group *g = gc->groups; g; g = g->next) visit(g, V_LIST, fn, ctx);
 }
 
 bool sl_gc_describe(sl_gc *gc, sl_str group_id, void (*fn)(void *ctx, const sl_gc_group_view *g),
                     void *ctx) {
     group *g = find_group(gc, group_id);
     if (!g) return false;
-    visit(g, true, fn, ctx);
+    visit(g, V_DESCRIBE, fn, ctx);
     return true;
 }
 
 int sl_gc_group_count(sl_gc *gc) { return gc->ngroups; }
+
+/* ---- group records ---- */
+
+/* Only completed generations are worth a record: a restart resumes from the last one. */
+static bool has_record(const group *g) {
+    return g->gen > 0 && (g->state == SL_GS_STABLE || g->state == SL_GS_EMPTY);
+}
+
+typedef struct persist_ctx {
+    sl_gc *gc;
+} persist_ctx;
+
+static void persist_view(void *ctx, const sl_gc_group_view *v) {
+    sl_gc *gc = ((persist_ctx *)ctx)->gc;
+    gc->env.persist_group(gc->env.ctx, v->group_id, v);
+}
+
+static void persist_meta(sl_gc *gc, group *g) {
+    if (!gc->env.persist_group || !has_record(g)) return;
+    persist_ctx c = {gc};
+    visit(g, V_RECORD, persist_view, &c);
+}
+
+static void persist_tombstone(sl_gc *gc, group *g) {
+    /* Groups that never had a generation never had a record. */
+    if (gc->env.persist_group && g->gen > 0)
+        gc->env.persist_group(gc->env.ctx, sl_str_c(g->id), NULL);
+}
+
+bool sl_gc_group_record(sl_gc *gc, sl_str group_id,
+                        void (*fn)(void *ctx, const sl_gc_group_view *g), void *ctx) {
+    group *g = find_group(gc, group_id);
+    if (!g || !has_record(g)) return false;
+    visit(g, V_RECORD, fn, ctx);
+    return true;
+}
+
+static void clear_membership(group *g) {
+    for (int32_t i = 0; i < g->nm; i++) free_member(g->m[i]);
+    g->nm = 0;
+    free(g->ptype);
+    free(g->pname);
+    free(g->leader);
+    g->ptype = g->pname = g->leader = NULL;
+    g->gen = 0;
+    g->state = SL_GS_EMPTY;
+}
+
+static gmember *load_member(sl_gc *gc, const sl_gc_member_view *v) {
+    gmember *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->id = sdup(v->member_id);
+    m->instance = sdup(v->instance_id);
+    m->client_id = sdup(v->client_id.len < 0 ? sl_str_c("") : v->client_id);
+    m->client_host = sdup(v->client_host.len < 0 ? sl_str_c("") : v->client_host);
+    int32_t alen = v->assignment.len > 0 ? v->assignment.len : 0;
+    m->assign = malloc((size_t)alen + 1);
+    if (!m->id || (v->instance_id.len >= 0 && !m->instance) || !m->client_id || !m->client_host ||
+        !m->assign || !set_protocols(m, v->protocols, v->nprotocols)) {
+        free_member(m);
+        return NULL;
+    }
+    if (alen) memcpy(m->assign, v->assignment.p, (size_t)alen);
+    m->assign_len = alen;
+    m->session_ms = v->session_timeout_ms;
+    m->rebalance_ms = v->rebalance_timeout_ms;
+    /* It synced in the generation the record closed; its session restarts with the
+     * coordinator, as a failed-over Kafka coordinator does. */
+    m->synced = true;
+    m->last_seen = now(gc);
+    return m;
+}
+
+sl_err sl_gc_group_load(sl_gc *gc, const sl_gc_group_view *v) {
+    if (v->state != SL_GS_STABLE && v->state != SL_GS_EMPTY) return SL_EINVAL;
+    if (sl_gc_check_group_id(v->group_id) || v->nmembers < 0) return SL_EINVAL;
+    if (v->state == SL_GS_STABLE &&
+        (v->nmembers == 0 || v->protocol_name.len < 0 || v->leader.len < 0))
+        return SL_EINVAL;
+    gmember **ms = calloc((size_t)(v->nmembers ? v->nmembers : 1), sizeof *ms);
+    char *pt = sdup(v->protocol_type), *pn = sdup(v->protocol_name), *ld = sdup(v->leader);
+    bool ok = ms && (v->protocol_type.len < 0 || pt) && (v->protocol_name.len < 0 || pn) &&
+              (v->leader.len < 0 || ld);
+    int32_t n = 0;
+    for (; ok && n < v->nmembers; n++)
+        if (!(ms[n] = load_member(gc, &v->members[n]))) ok = false;
+    group *g = ok ? find_group(gc, v->group_id) : NULL;
+    if (ok && !g && !(g = create_group(gc, v->group_id))) ok = false;
+    if (!ok) {
+        for (int32_t i = 0; i < n; i++) free_member(ms[i]);
+        free(ms);
+        free(pt);
+        free(pn);
+        free(ld);
+        return SL_ENOMEM;
+    }
+    clear_membership(g);
+    free(g->m);
+    g->m = ms;
+    g->capm = v->nmembers ? v->nmembers : 1;
+    g->nm = v->nmembers;
+    g->ptype = pt;
+    g->pname = pn;
+    g->leader = ld;
+    g->gen = v->generation;
+    g->state = v->state;
+    /* Offsets of an Empty group expire counting from when it became empty, restart or not. */
+    g->state_since = v->state_ms;
+    g->sync_deadline = INT64_MAX;
+    g->initial_delay = g->new_member_added = false;
+    return SL_OK;
+}
+
+void sl_gc_group_unload(sl_gc *gc, sl_str group_id) {
+    group *g = find_group(gc, group_id);
+    if (!g) return;
+    clear_membership(g);
+    if (group_is_idle(g)) remove_group(gc, g);
+}

@@ -52,12 +52,33 @@ int sl_group_state_parse(sl_str s);
 
 typedef struct sl_gc sl_gc;
 
+typedef struct sl_gc_protocol {
+    sl_str name;
+    sl_bytes metadata;
+} sl_gc_protocol;
+
 /* One member as a JoinGroup leader (or DescribeGroups) sees it. */
 typedef struct sl_gc_member_view {
     sl_str member_id, instance_id, client_id, client_host;
     sl_bytes metadata;   /* for the selected protocol */
-    sl_bytes assignment; /* DescribeGroups only */
+    sl_bytes assignment; /* DescribeGroups and group records only */
+    /* Group records only (persist_group, sl_gc_group_load): everything a restart needs to
+     * carry on with the member as it was. */
+    int32_t session_timeout_ms, rebalance_timeout_ms;
+    const sl_gc_protocol *protocols;
+    int32_t nprotocols;
 } sl_gc_member_view;
+
+/* A group as listed, described, or persisted (a group record). */
+typedef struct sl_gc_group_view {
+    sl_str group_id, protocol_type, protocol_name;
+    sl_group_state state;
+    int32_t generation;
+    sl_str leader;
+    const sl_gc_member_view *members;
+    int32_t nmembers;
+    int64_t state_ms; /* when the group entered `state` (group records only) */
+} sl_gc_group_view;
 
 typedef struct sl_gc_join_result {
     int16_t error;
@@ -93,6 +114,13 @@ typedef struct sl_gc_env {
      * expiry, never for sl_gc_offset_load. May be NULL. */
     void (*persist)(void *ctx, sl_str group, sl_str topic, int32_t partition,
                     const sl_gc_offset *val);
+    /* The group's metadata must be stored (g, state Stable or Empty) or removed (g NULL): called
+     * when a generation completes (the leader's SyncGroup), when the group becomes Empty, when a
+     * static member's id is replaced in a Stable group, and when the group is deleted or
+     * expires; never for a heartbeat, never during sl_gc_group_load. It is called before any
+     * join_done/sync_done that the same change causes, so the caller can hold those answers
+     * until the record is durable. May be NULL. */
+    void (*persist_group)(void *ctx, sl_str group, const sl_gc_group_view *g);
 } sl_gc_env;
 
 typedef struct sl_gc_config {
@@ -114,11 +142,6 @@ void sl_gc_abort_waiters(sl_gc *gc, int16_t error);
 void sl_gc_tick(sl_gc *gc);
 /* The earliest time sl_gc_tick has something to do (INT64_MAX: nothing). */
 int64_t sl_gc_next_deadline(sl_gc *gc);
-
-typedef struct sl_gc_protocol {
-    sl_str name;
-    sl_bytes metadata;
-} sl_gc_protocol;
 
 typedef struct sl_gc_join_req {
     sl_str group_id, member_id, instance_id, client_id, client_host, protocol_type, reason;
@@ -169,6 +192,19 @@ bool sl_gc_offset_at(sl_gc *gc, sl_str group_id, int32_t i, sl_str *topic, int32
                      sl_gc_offset *out);
 int32_t sl_gc_offset_count(sl_gc *gc, sl_str group_id);
 
+/* Restores a group record at startup (no persist): its members, generation, protocol and
+ * leader replace whatever the group had (its offsets stay; the group is created if needed).
+ * Only Stable and Empty records are accepted (SL_EINVAL otherwise). Every restored member's
+ * session restarts now: one that never comes back expires a session timeout from now. */
+sl_err sl_gc_group_load(sl_gc *gc, const sl_gc_group_view *g);
+/* A group tombstone met during replay: forgets the group's metadata and drops the group when
+ * no offsets are left (no persist). */
+void sl_gc_group_unload(sl_gc *gc, sl_str group_id);
+/* The group's record as persist_group would give it now, into `fn`; false when the group is
+ * unknown or has nothing to persist (never completed a generation). For compaction. */
+bool sl_gc_group_record(sl_gc *gc, sl_str group_id,
+                        void (*fn)(void *ctx, const sl_gc_group_view *g), void *ctx);
+
 /* DeleteGroups for one group: INVALID_GROUP_ID, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP or NONE
  * (its offsets are removed through persist). */
 int16_t sl_gc_delete_group(sl_gc *gc, sl_str group_id);
@@ -178,14 +214,6 @@ int16_t sl_gc_offset_delete_check(sl_gc *gc, sl_str group_id);
 int16_t sl_gc_offset_delete(sl_gc *gc, sl_str group_id, sl_str topic, int32_t partition);
 
 /* Listing and describing. */
-typedef struct sl_gc_group_view {
-    sl_str group_id, protocol_type, protocol_name;
-    sl_group_state state;
-    int32_t generation;
-    sl_str leader;
-    const sl_gc_member_view *members;
-    int32_t nmembers;
-} sl_gc_group_view;
 /* Visits every live group; the view is valid during the call. */
 void sl_gc_list(sl_gc *gc, void (*fn)(void *ctx, const sl_gc_group_view *g), void *ctx);
 /* Describes one group into `fn`; false when the group is unknown. */

@@ -2,10 +2,19 @@
  * over attributes..end, as Kafka's), so the storage engine's recovery (torn tail truncation,
  * checksum checks) applies unchanged.
  *
- * Record key:   int16 1 | string group | string topic | int32 partition
- * Record value: int16 0 | int64 offset | int32 leader epoch | nullable string metadata |
+ * Offset key:   int16 1 | string group | string topic | int32 partition
+ * Offset value: int16 0 | int64 offset | int32 leader epoch | nullable string metadata |
  *               int64 commit time (ms)           — or a null value: the offset was removed.
- * Strings are int16 length + bytes (-1: null). */
+ * Group key:    int16 2 | string group
+ * Group value:  int16 0 | nullable string protocol type | int32 generation |
+ *               nullable string protocol name | nullable string leader | int8 state (0 Empty,
+ *               1 Stable) | int64 state time (ms) | int32 member count, then per member:
+ *               string member id | nullable string instance id | string client id |
+ *               string client host | int32 rebalance timeout | int32 session timeout |
+ *               int32 protocol count, per protocol: string name | bytes metadata; then
+ *               bytes assignment                 — or a null value: the group was deleted.
+ * Strings are int16 length + bytes (-1: null); bytes are int32 length + bytes. The layout is
+ * documented in docs/on-disk-format.md. */
 #include "sl_offstore.h"
 
 #include <errno.h>
@@ -22,6 +31,9 @@
 #include "storage/sl_crc32c.h"
 
 #define KEY_VERSION_OFFSET 1
+#define KEY_VERSION_GROUP  2
+#define REC_STATE_EMPTY    0
+#define REC_STATE_STABLE   1
 #define MAX_BATCH_RECORDS  512
 
 struct sl_offstore {
@@ -88,26 +100,24 @@ static void bb_str(bbuf *b, sl_str s) {
         bb_i16(b, -1);
         return;
     }
+    if (s.len > INT16_MAX) {
+        b->oom = true; /* cannot be stored in this layout; treated as a failed append */
+        return;
+    }
     bb_i16(b, (int16_t)s.len);
     bb_put(b, s.p, (size_t)s.len);
 }
 
-/* Encodes one record (offset delta `delta`) onto `out`. */
-static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, int32_t part,
-                          const sl_gc_offset *v) {
-    bbuf kv = {0};
-    bb_i16(&kv, KEY_VERSION_OFFSET);
-    bb_str(&kv, group);
-    bb_str(&kv, topic);
-    bb_i32(&kv, part);
-    size_t klen = kv.len;
-    if (v) {
-        bb_i16(&kv, 0);
-        bb_i64(&kv, v->offset);
-        bb_i32(&kv, v->leader_epoch);
-        bb_str(&kv, v->metadata);
-        bb_i64(&kv, v->commit_ms);
-    }
+static void bb_bytes(bbuf *b, sl_bytes v) {
+    int32_t n = v.len > 0 ? v.len : 0;
+    bb_i32(b, n);
+    bb_put(b, v.p, (size_t)n);
+}
+
+/* Wraps key kv.p[0..klen) and value kv.p[klen..) (none when `has_value` is false) as one record
+ * with offset delta `delta` onto `out`; frees kv. */
+static void encode_kv(bbuf *out, int32_t delta, bbuf kv, size_t klen, bool has_value) {
+    bool v = has_value;
     bbuf body = {0};
     uint8_t attr = 0;
     bb_put(&body, &attr, 1);
@@ -127,6 +137,60 @@ static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, 
     bb_put(out, body.p, body.len);
     free(kv.p);
     free(body.p);
+}
+
+/* Encodes one offset record (offset delta `delta`) onto `out`. */
+static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, int32_t part,
+                          const sl_gc_offset *v) {
+    bbuf kv = {0};
+    bb_i16(&kv, KEY_VERSION_OFFSET);
+    bb_str(&kv, group);
+    bb_str(&kv, topic);
+    bb_i32(&kv, part);
+    size_t klen = kv.len;
+    if (v) {
+        bb_i16(&kv, 0);
+        bb_i64(&kv, v->offset);
+        bb_i32(&kv, v->leader_epoch);
+        bb_str(&kv, v->metadata);
+        bb_i64(&kv, v->commit_ms);
+    }
+    encode_kv(out, delta, kv, klen, v != NULL);
+}
+
+/* Encodes one group record (g NULL: tombstone) onto `out`. */
+static void encode_group(bbuf *out, int32_t delta, sl_str group, const sl_gc_group_view *g) {
+    bbuf kv = {0};
+    bb_i16(&kv, KEY_VERSION_GROUP);
+    bb_str(&kv, group);
+    size_t klen = kv.len;
+    if (g) {
+        bb_i16(&kv, 0);
+        bb_str(&kv, g->protocol_type);
+        bb_i32(&kv, g->generation);
+        bb_str(&kv, g->protocol_name);
+        bb_str(&kv, g->leader);
+        uint8_t st = g->state == SL_GS_STABLE ? REC_STATE_STABLE : REC_STATE_EMPTY;
+        bb_put(&kv, &st, 1);
+        bb_i64(&kv, g->state_ms);
+        bb_i32(&kv, g->nmembers);
+        for (int32_t i = 0; i < g->nmembers; i++) {
+            const sl_gc_member_view *m = &g->members[i];
+            bb_str(&kv, m->member_id);
+            bb_str(&kv, m->instance_id);
+            bb_str(&kv, m->client_id);
+            bb_str(&kv, m->client_host);
+            bb_i32(&kv, m->rebalance_timeout_ms);
+            bb_i32(&kv, m->session_timeout_ms);
+            bb_i32(&kv, m->nprotocols);
+            for (int32_t k = 0; k < m->nprotocols; k++) {
+                bb_str(&kv, m->protocols[k].name);
+                bb_bytes(&kv, m->protocols[k].metadata);
+            }
+            bb_bytes(&kv, m->assignment);
+        }
+    }
+    encode_kv(out, delta, kv, klen, g != NULL);
 }
 
 /* Wraps `n` encoded records in a v2 batch header; the result is malloc'd. */
@@ -173,12 +237,76 @@ static sl_str rd_str16(sl_rd *r) {
     return r->err ? SL_STR_NULL : (sl_str){(const char *)p, n};
 }
 
+/* Restores one group record. Members and their protocols are decoded into one malloc'd block
+ * of views into `val`. */
+static void apply_group(sl_gc *gc, sl_str group, const uint8_t *val, int32_t vlen) {
+    if (vlen < 0) {
+        sl_gc_group_unload(gc, group);
+        return;
+    }
+    sl_rd v = sl_rd_init(val, (size_t)vlen);
+    if (sl_rd_i16(&v) != 0) return;
+    sl_gc_group_view g = {.group_id = group};
+    g.protocol_type = rd_str16(&v);
+    g.generation = sl_rd_i32(&v);
+    g.protocol_name = rd_str16(&v);
+    g.leader = rd_str16(&v);
+    int8_t st = sl_rd_i8(&v);
+    g.state = st == REC_STATE_STABLE ? SL_GS_STABLE : SL_GS_EMPTY;
+    g.state_ms = sl_rd_i64(&v);
+    /* a member is at least 4 strings, 3 int32s and an assignment length */
+    int32_t n = sl_rd_check_count(&v, sl_rd_i32(&v), 8 + 12 + 4);
+    if (v.err || n < 0 || (st != REC_STATE_STABLE && st != REC_STATE_EMPTY)) return;
+    sl_gc_member_view *ms = calloc((size_t)(n ? n : 1), sizeof *ms);
+    sl_gc_protocol **ps = calloc((size_t)(n ? n : 1), sizeof *ps);
+    int32_t i = 0;
+    for (; ms && ps && i < n && !v.err; i++) {
+        sl_gc_member_view *m = &ms[i];
+        m->member_id = rd_str16(&v);
+        m->instance_id = rd_str16(&v);
+        m->client_id = rd_str16(&v);
+        m->client_host = rd_str16(&v);
+        m->rebalance_timeout_ms = sl_rd_i32(&v);
+        m->session_timeout_ms = sl_rd_i32(&v);
+        int32_t np = sl_rd_check_count(&v, sl_rd_i32(&v), 2 + 4);
+        if (v.err || np < 0 || m->member_id.len <= 0) {
+            v.err = v.err ? v.err : SL_ECORRUPT;
+            break;
+        }
+        if (!(ps[i] = calloc((size_t)(np ? np : 1), sizeof *ps[i]))) break;
+        for (int32_t k = 0; k < np; k++) {
+            ps[i][k].name = rd_str16(&v);
+            ps[i][k].metadata = sl_rd_bytes(&v);
+        }
+        m->protocols = ps[i];
+        m->nprotocols = np;
+        m->assignment = sl_rd_bytes(&v);
+    }
+    if (ms && ps && i == n && !v.err) {
+        g.members = ms;
+        g.nmembers = n;
+        sl_err e = sl_gc_group_load(gc, &g);
+        if (e)
+            SL_WARN("groups", "group record not restored", "generation=%d err=%s",
+                    (int)g.generation, sl_errname(e));
+    }
+    for (int32_t k = 0; ps && k < n; k++) free(ps[k]);
+    free(ps);
+    free(ms);
+}
+
 /* Applies one record; malformed or unknown ones are skipped (a newer version wrote them). */
 static void apply_record(sl_gc *gc, const uint8_t *key, int32_t klen, const uint8_t *val,
                          int32_t vlen) {
     if (klen < 0) return;
     sl_rd k = sl_rd_init(key, (size_t)klen);
-    if (sl_rd_i16(&k) != KEY_VERSION_OFFSET) return;
+    int16_t kind = sl_rd_i16(&k);
+    if (kind == KEY_VERSION_GROUP) {
+        sl_str g = rd_str16(&k);
+        if (!k.err && g.len > 0) apply_group(gc, g, val, vlen);
+        return;
+    }
+    if (kind != KEY_VERSION_OFFSET) return;
     sl_str g = rd_str16(&k), t = rd_str16(&k);
     int32_t part = sl_rd_i32(&k);
     if (k.err || g.len <= 0 || t.len < 0) return;
@@ -290,8 +418,17 @@ static void compact_flush(compact_ctx *c) {
     c->n = 0;
 }
 
+static void compact_record(void *ctx, const sl_gc_group_view *g) {
+    compact_ctx *c = ctx;
+    encode_group(&c->recs, c->n++, g->group_id, g);
+    c->live++;
+    if (c->n >= MAX_BATCH_RECORDS) compact_flush(c);
+}
+
 static void compact_group(void *ctx, const sl_gc_group_view *g) {
     compact_ctx *c = ctx;
+    /* Compaction runs right after replay, when every group is as its last record left it. */
+    sl_gc_group_record(c->gc, g->group_id, compact_record, c);
     sl_str topic;
     int32_t part;
     sl_gc_offset o;
@@ -344,9 +481,11 @@ typedef struct live_ctx {
     sl_gc *gc;
     int64_t n;
 } live_ctx;
+static void count_one(void *ctx, const sl_gc_group_view *g) { ((live_ctx *)ctx)->n++; }
 static void count_live(void *ctx, const sl_gc_group_view *g) {
     live_ctx *c = ctx;
     c->n += sl_gc_offset_count(c->gc, g->group_id);
+    sl_gc_group_record(c->gc, g->group_id, count_one, c);
 }
 
 sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
@@ -412,6 +551,17 @@ sl_err sl_offstore_add(sl_offstore *s, sl_str group, sl_str topic, int32_t parti
                        const sl_gc_offset *val) {
     bbuf b = {s->buf, s->len, s->cap, false};
     encode_record(&b, s->nrec, group, topic, partition, val);
+    s->buf = b.p;
+    s->cap = b.cap;
+    if (b.oom) return SL_ENOMEM; /* the partial record is dropped: len stays */
+    s->len = b.len;
+    s->nrec++;
+    return SL_OK;
+}
+
+sl_err sl_offstore_add_group(sl_offstore *s, sl_str group, const sl_gc_group_view *g) {
+    bbuf b = {s->buf, s->len, s->cap, false};
+    encode_group(&b, s->nrec, group, g);
     s->buf = b.p;
     s->cap = b.cap;
     if (b.oom) return SL_ENOMEM; /* the partial record is dropped: len stays */

@@ -1,7 +1,10 @@
-/* Durable committed offsets: an internal partition log `<log.dirs>/__sluice_groups-0` (not a
- * topic: it never appears in Metadata) holding one record per offset change, key = (group, topic,
- * partition), value = offset data or null for a deletion. Replayed into the coordinator at start
- * (last record per key wins) and compacted then by rewriting it when it is mostly dead records.
+/* Durable committed offsets and group metadata: an internal partition log
+ * `<log.dirs>/__sluice_groups-0` (not a topic: it never appears in Metadata) holding one record
+ * per offset change, key = (group, topic, partition), value = offset data or null for a
+ * deletion, and one record per completed generation / emptied group, key = group, value = the
+ * group's members and generation or null for a deleted group. Replayed into the coordinator at
+ * start (last record per key wins) and compacted then by rewriting it when it is mostly dead
+ * records.
  *
  * Records are buffered with sl_offstore_add and appended as one record batch by
  * sl_offstore_flush; they are durable once a sync of sl_offstore_log() (sl_flusher_request or
@@ -31,8 +34,11 @@ sl_err sl_offstore_add(sl_offstore *s, sl_str group, sl_str topic, int32_t parti
 /* Appends what is buffered as one batch (nothing to do: SL_OK). The buffer is emptied either
  * way; on failure those changes are not stored. */
 sl_err sl_offstore_flush(sl_offstore *s);
+/* Buffers one group record (g NULL: tombstone), as sl_offstore_add. */
+sl_err sl_offstore_add_group(sl_offstore *s, sl_str group, const sl_gc_group_view *g);
 sl_log *sl_offstore_log(sl_offstore *s);
-/* Records replayed at open and records live afterwards (for compaction decisions and tests). */
+/* Records replayed at open and records live afterwards (offsets and group records; for
+ * compaction decisions and tests). */
 void sl_offstore_stats(const sl_offstore *s, int64_t *replayed, int64_t *live);
 
 #endif

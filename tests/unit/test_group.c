@@ -22,6 +22,8 @@ typedef struct call {
 typedef struct env {
     int64_t now;
     int persisted, tombstones;
+    int group_records, group_tombstones;
+    sl_group_state last_record_state;
     char last_topic[64];
     int64_t last_offset;
 } env;
@@ -66,10 +68,20 @@ static void on_persist(void *ctx, sl_str g, sl_str t, int32_t p, const sl_gc_off
     cp(e->last_topic, sizeof e->last_topic, t);
 }
 
+static void on_persist_group(void *ctx, sl_str g, const sl_gc_group_view *v) {
+    env *e = ctx;
+    if (v) {
+        e->group_records++;
+        e->last_record_state = v->state;
+    } else {
+        e->group_tombstones++;
+    }
+}
+
 static sl_gc *mk(env *e, int32_t delay) {
     memset(e, 0, sizeof *e);
     e->now = 1000000;
-    sl_gc_env ge = {e, fake_now, on_join, on_sync, on_persist};
+    sl_gc_env ge = {e, fake_now, on_join, on_sync, on_persist, on_persist_group};
     sl_gc_config cfg = {6000, 1800000, delay, 7LL * 24 * 3600 * 1000, 600000};
     return sl_gc_new(&ge, &cfg);
 }
@@ -546,8 +558,12 @@ static void store_persist(void *ctx, sl_str g, sl_str t, int32_t p, const sl_gc_
     sl_offstore_add(ctx, g, t, p, v);
 }
 
+static void store_persist_group(void *ctx, sl_str g, const sl_gc_group_view *v) {
+    sl_offstore_add_group(ctx, g, v);
+}
+
 static sl_gc *store_gc(sl_offstore **st) {
-    sl_gc_env ge = {NULL, real_now, no_join, no_sync, store_persist};
+    sl_gc_env ge = {NULL, real_now, no_join, no_sync, store_persist, store_persist_group};
     sl_gc_config cfg = {6000, 1800000, 0, 7LL * 24 * 3600 * 1000, 600000};
     sl_gc *gc = sl_gc_new(&ge, &cfg);
     (void)st;
@@ -563,7 +579,7 @@ SL_TEST(group_offstore_replays_last_value_and_tombstones_and_compacts) {
     CHECK_EQ(sl_offstore_open(dir, gc, &st, err, sizeof err), SL_OK);
     sl_gc_free(gc);
     /* a gc whose persist goes to the store */
-    sl_gc_env ge = {st, real_now, no_join, no_sync, store_persist};
+    sl_gc_env ge = {st, real_now, no_join, no_sync, store_persist, store_persist_group};
     sl_gc_config cfg = {6000, 1800000, 0, 7LL * 24 * 3600 * 1000, 600000};
     gc = sl_gc_new(&ge, &cfg);
     CHECK_EQ(sl_gc_commit_check(gc, S("g1"), -1, S(""), SL_STR_NULL), 0);
