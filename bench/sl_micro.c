@@ -23,7 +23,7 @@
 #include "crypto/sl_tls_ctx.h"
 #include "proto/gen/sl_msgs.h"
 #include "storage/sl_batch_build.h"
-#include "storage/sl_crc32c.h"
+#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 
 static int g_quick;

@@ -48,7 +48,7 @@ static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *f
         sl_batch_info bi;
         if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
         /* The leader epoch is outside the CRC; one epoch (0) everywhere on a single node. */
-        memset(data + SL_BATCH_OFF_LEADER_EPOCH, 0, 4);
+        memset(data + SL_BATCH_LEADER_EPOCH, 0, 4);
         int64_t base;
         sl_err e = sl_log_append(p->log, data, bi.size, bi.record_count, bi.max_timestamp, &base);
         if (e) {
@@ -131,8 +131,8 @@ void sl_h_produce(sl_req *rq) {
                 o->error_code =
                     sl_legacy_produce_hook(v, &rp->records, rq->a, sl_wall_ms(), max_bytes);
                 if (o->error_code == 0)
-                    o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len,
-                                                          v, max_bytes, &nb);
+                    o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len, v,
+                                                          max_bytes, &nb);
                 int64_t dup = -1;
                 if (o->error_code == 0)
                     o->error_code = sl_pstate_check_set(p->pstate, rp->records.p,

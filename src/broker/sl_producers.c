@@ -15,12 +15,12 @@
 
 #include "acl/sl_acl.h"
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
-#include "storage/sl_crc32c.h"
 
 #define SUB "producers"
 
@@ -416,7 +416,7 @@ static sl_err scan_log(sl_pstate *ps, sl_log *log, int64_t from, int64_t now_ms,
         while (!e && len > 0) {
             sl_batch_info bi;
             if (!sl_batch_parse(p, len, &bi)) break; /* a read may end mid-batch */
-            int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_OFF_BASE_OFFSET);
+            int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_BASE_OFFSET);
             /* The first batch may start below `off` when `off` is inside it. */
             if (base >= off || base + bi.last_offset_delta >= off) {
                 e = sl_pstate_record(ps, &bi, base, now_ms);

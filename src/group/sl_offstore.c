@@ -27,8 +27,8 @@
 
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "proto/sl_batch.h"
 #include "storage/sl_batch_build.h"
-#include "storage/sl_crc32c.h"
 
 #define KEY_VERSION_OFFSET 1
 #define KEY_VERSION_GROUP  2
@@ -196,24 +196,11 @@ static void encode_group(bbuf *out, int32_t delta, sl_str group, const sl_gc_gro
 /* Wraps `n` encoded records in a v2 batch header; the result is malloc'd. */
 static uint8_t *make_batch(const uint8_t *recs, size_t len, int32_t n, int64_t ts,
                            size_t *out_len) {
-    size_t total = SL_BATCH_V2_HDR_SIZE + len;
+    size_t total = SL_BATCH_HEADER_SIZE + len;
     uint8_t *p = calloc(1, total);
     if (!p) return NULL;
-    sl_be64(p + SL_BATCH_BASE_OFFSET, 0);
-    sl_be32(p + SL_BATCH_LENGTH, (uint32_t)(total - 12));
-    sl_be32(p + SL_BATCH_LEADER_EPOCH, 0);
-    p[SL_BATCH_MAGIC] = 2;
-    sl_be16(p + SL_BATCH_ATTRIBUTES, 0);
-    sl_be32(p + SL_BATCH_LAST_OFFSET_DELTA, (uint32_t)(n - 1));
-    sl_be64(p + SL_BATCH_BASE_TIMESTAMP, (uint64_t)ts);
-    sl_be64(p + SL_BATCH_MAX_TIMESTAMP, (uint64_t)ts);
-    sl_be64(p + SL_BATCH_PRODUCER_ID, (uint64_t)-1);
-    sl_be16(p + SL_BATCH_PRODUCER_EPOCH, (uint16_t)-1);
-    sl_be32(p + SL_BATCH_BASE_SEQUENCE, (uint32_t)-1);
-    sl_be32(p + SL_BATCH_RECORDS_COUNT, (uint32_t)n);
-    memcpy(p + SL_BATCH_V2_HDR_SIZE, recs, len);
-    uint32_t crc = sl_crc32c(0, p + SL_BATCH_ATTRIBUTES, total - SL_BATCH_ATTRIBUTES);
-    sl_be32(p + SL_BATCH_CRC, crc);
+    memcpy(p + SL_BATCH_HEADER_SIZE, recs, len);
+    sl_batch_seal(p, total, 0, n, ts, ts);
     *out_len = total;
     return p;
 }
@@ -326,12 +313,12 @@ static void apply_record(sl_gc *gc, const uint8_t *key, int32_t klen, const uint
 }
 
 static int64_t replay_batch(sl_gc *gc, const uint8_t *p, size_t len) {
-    sl_batch_hdr h;
-    if (sl_batch_parse_header(p, len, &h) || !sl_batch_crc_ok(p, len)) return 0;
+    sl_batch_info h;
+    if (sl_batch_parse_exact(p, len, &h) || !sl_batch_crc_ok(p, len)) return 0;
     if (h.attributes & 0x7) return 0; /* we never compress; not ours */
-    sl_rd r = sl_rd_init(p + SL_BATCH_V2_HDR_SIZE, len - SL_BATCH_V2_HDR_SIZE);
+    sl_rd r = sl_rd_init(p + SL_BATCH_HEADER_SIZE, len - SL_BATCH_HEADER_SIZE);
     int64_t n = 0;
-    for (int32_t i = 0; i < h.records_count && !r.err; i++) {
+    for (int32_t i = 0; i < h.record_count && !r.err; i++) {
         int32_t rlen = sl_rd_varint(&r);
         const uint8_t *rp = sl_rd_take(&r, rlen > 0 ? (size_t)rlen : 0);
         if (r.err || rlen <= 0) break;
@@ -365,9 +352,9 @@ static sl_err replay(sl_log *log, sl_gc *gc, int64_t *count) {
         }
         size_t pos = 0;
         int64_t next = off;
-        while (len - pos >= SL_BATCH_V2_HDR_SIZE) {
+        while (len - pos >= SL_BATCH_HEADER_SIZE) {
             size_t blen = 12 + (size_t)sl_get_be32(data + pos + SL_BATCH_LENGTH);
-            if (blen > len - pos || blen < SL_BATCH_V2_HDR_SIZE) break;
+            if (blen > len - pos || blen < SL_BATCH_HEADER_SIZE) break;
             int64_t base = (int64_t)sl_get_be64(data + pos);
             int32_t last = (int32_t)sl_get_be32(data + pos + SL_BATCH_LAST_OFFSET_DELTA);
             *count += replay_batch(gc, data + pos, blen);

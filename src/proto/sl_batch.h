@@ -6,22 +6,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SL_BATCH_HEADER_SIZE 61
-/* Byte offsets of the v2 batch header fields. */
+#include "base/sl_err.h"
+
+/* Byte positions in the v2 batch header. The CRC covers [SL_BATCH_ATTRIBUTES, end). */
 enum {
-    SL_BATCH_OFF_BASE_OFFSET = 0,
-    SL_BATCH_OFF_LENGTH = 8,
-    SL_BATCH_OFF_LEADER_EPOCH = 12,
-    SL_BATCH_OFF_MAGIC = 16,
-    SL_BATCH_OFF_CRC = 17,
-    SL_BATCH_OFF_ATTRIBUTES = 21,
-    SL_BATCH_OFF_LAST_OFFSET_DELTA = 23,
-    SL_BATCH_OFF_BASE_TIMESTAMP = 27,
-    SL_BATCH_OFF_MAX_TIMESTAMP = 35,
-    SL_BATCH_OFF_PRODUCER_ID = 43,
-    SL_BATCH_OFF_PRODUCER_EPOCH = 51,
-    SL_BATCH_OFF_BASE_SEQUENCE = 53,
-    SL_BATCH_OFF_RECORD_COUNT = 57,
+    SL_BATCH_BASE_OFFSET = 0,
+    SL_BATCH_LENGTH = 8,
+    SL_BATCH_LEADER_EPOCH = 12,
+    SL_BATCH_MAGIC = 16,
+    SL_BATCH_CRC = 17,
+    SL_BATCH_ATTRIBUTES = 21,
+    SL_BATCH_LAST_OFFSET_DELTA = 23,
+    SL_BATCH_BASE_TIMESTAMP = 27,
+    SL_BATCH_MAX_TIMESTAMP = 35,
+    SL_BATCH_PRODUCER_ID = 43,
+    SL_BATCH_PRODUCER_EPOCH = 51,
+    SL_BATCH_BASE_SEQUENCE = 53,
+    SL_BATCH_RECORDS_COUNT = 57,
+    SL_BATCH_HEADER_SIZE = 61,
 };
 enum {
     SL_COMPRESSION_NONE,
@@ -33,6 +35,9 @@ enum {
 
 typedef struct sl_batch_info {
     size_t size; /* whole batch, 12 + batchLength */
+    int64_t base_offset;
+    int32_t leader_epoch;
+    uint32_t crc;
     int32_t record_count;
     int32_t last_offset_delta;
     int64_t base_timestamp, max_timestamp;
@@ -46,6 +51,17 @@ typedef struct sl_batch_info {
 /* Parses the header of the batch at p[0..len) without checking the CRC. Returns false when the
  * bytes cannot be a whole batch (too short, length field out of range). */
 bool sl_batch_parse(const uint8_t *p, size_t len, sl_batch_info *out);
+
+/* Parses the batch occupying exactly `len` bytes at `p` (storage frames, internal logs):
+ * SL_ECORRUPT when the length field disagrees with `len`, the magic is not 2 or counts are
+ * negative. Does not check the CRC (sl_batch_crc_ok does). Borrows `p`. */
+sl_err sl_batch_parse_exact(const uint8_t *p, size_t len, sl_batch_info *out);
+/* True when the stored CRC matches CRC-32C over the attributes field to the end. */
+bool sl_batch_crc_ok(const uint8_t *p, size_t len);
+/* Completes the header of a batch built in place (records already after the header): base
+ * offset 0, leader epoch -1, no producer id/epoch/sequence, then the CRC. */
+void sl_batch_seal(uint8_t *b, size_t total, int16_t attributes, int32_t count, int64_t base_ts,
+                   int64_t max_ts);
 
 /* Validates the record set of one produce partition: a sequence of whole magic-2 batches.
  * Returns a Kafka error code (0 when every batch is acceptable): CORRUPT_MESSAGE for bad

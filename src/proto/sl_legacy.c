@@ -8,7 +8,6 @@
 #include "base/sl_err.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_compress.h"
-#include "storage/sl_crc32c.h"
 
 /* Legacy message layout: offset i64, size i32, then `size` bytes: crc u32 (CRC-32 IEEE of the
  * rest), magic i8, attributes i8, [timestamp i64 for magic 1], key bytes, value bytes. */
@@ -181,20 +180,7 @@ int16_t sl_legacy_to_v2(const uint8_t *msgset, size_t len, sl_arena *a, int64_t 
     uint8_t *b = sl_arena_alloc(a, total);
     if (!b) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     memcpy(b + SL_BATCH_HEADER_SIZE, recs, recs_len);
-    sl_be64(b + SL_BATCH_OFF_BASE_OFFSET, 0);
-    sl_be32(b + SL_BATCH_OFF_LENGTH, (uint32_t)(total - 12));
-    sl_be32(b + SL_BATCH_OFF_LEADER_EPOCH, (uint32_t)-1);
-    b[SL_BATCH_OFF_MAGIC] = 2;
-    sl_be16(b + SL_BATCH_OFF_ATTRIBUTES, (uint16_t)codec);
-    sl_be32(b + SL_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)(c.n - 1));
-    sl_be64(b + SL_BATCH_OFF_BASE_TIMESTAMP, (uint64_t)base_ts);
-    sl_be64(b + SL_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)max_ts);
-    sl_be64(b + SL_BATCH_OFF_PRODUCER_ID, (uint64_t)-1);
-    sl_be16(b + SL_BATCH_OFF_PRODUCER_EPOCH, (uint16_t)-1);
-    sl_be32(b + SL_BATCH_OFF_BASE_SEQUENCE, (uint32_t)-1);
-    sl_be32(b + SL_BATCH_OFF_RECORD_COUNT, (uint32_t)c.n);
-    sl_be32(b + SL_BATCH_OFF_CRC,
-            sl_crc32c(0, b + SL_BATCH_OFF_ATTRIBUTES, total - SL_BATCH_OFF_ATTRIBUTES));
+    sl_batch_seal(b, total, (int16_t)codec, (int32_t)c.n, base_ts, max_ts);
     *out = b;
     *out_len = total;
     return SL_KAFKA_NONE;
@@ -223,7 +209,7 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
                           int64_t min_offset, sl_arena *a, sl_wr *w) {
     int codec = bi->attributes & ATTR_CODEC_MASK;
     bool lat = (bi->attributes & ATTR_LOG_APPEND) != 0;
-    int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_OFF_BASE_OFFSET);
+    int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_BASE_OFFSET);
     const uint8_t *recs = p + SL_BATCH_HEADER_SIZE;
     size_t recs_len = bi->size - SL_BATCH_HEADER_SIZE;
     if (codec != SL_COMPRESSION_NONE) {
@@ -303,14 +289,12 @@ int16_t sl_v2_to_legacy_ex(const uint8_t *batches, size_t len, int8_t magic, int
     const uint8_t *p = batches;
     bool converted = false;
     while (len >= 12) {
-        int32_t blen = (int32_t)sl_get_be32(p + SL_BATCH_OFF_LENGTH);
+        int32_t blen = (int32_t)sl_get_be32(p + SL_BATCH_LENGTH);
         if (blen < SL_BATCH_HEADER_SIZE - 12) return SL_KAFKA_CORRUPT_MESSAGE;
         if ((size_t)blen > len - 12) break; /* a partial trailing batch, as consumers ignore */
         sl_batch_info bi;
         if (!sl_batch_parse(p, len, &bi) || bi.magic != 2) return SL_KAFKA_CORRUPT_MESSAGE;
-        if (sl_crc32c(0, p + SL_BATCH_OFF_ATTRIBUTES, bi.size - SL_BATCH_OFF_ATTRIBUTES) !=
-            sl_get_be32(p + SL_BATCH_OFF_CRC))
-            return SL_KAFKA_CORRUPT_MESSAGE;
+        if (!sl_batch_crc_ok(p, bi.size)) return SL_KAFKA_CORRUPT_MESSAGE;
         int codec = bi.attributes & ATTR_CODEC_MASK;
         if (codec > SL_COMPRESSION_ZSTD) return SL_KAFKA_CORRUPT_MESSAGE;
         if (codec == SL_COMPRESSION_ZSTD) {
@@ -343,8 +327,7 @@ int16_t sl_v2_to_legacy(const uint8_t *batches, size_t len, int8_t magic, sl_are
 
 int16_t sl_legacy_produce_hook(int16_t produce_version, sl_bytes *records, sl_arena *a,
                                int64_t now_ms, int64_t max_bytes) {
-    if (produce_version > 2 || records->len <= SL_BATCH_OFF_MAGIC ||
-        records->p[SL_BATCH_OFF_MAGIC] >= 2)
+    if (produce_version > 2 || records->len <= SL_BATCH_MAGIC || records->p[SL_BATCH_MAGIC] >= 2)
         return SL_KAFKA_NONE;
     uint8_t *out;
     size_t n;

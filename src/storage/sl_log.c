@@ -15,7 +15,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "sl_batch_build.h"
-#include "sl_crc32c.h"
+#include "base/sl_crc32c.h"
 #include "sl_log_internal.h"
 #include "sl_storage_hooks.h"
 
@@ -174,7 +174,7 @@ static int frame_decode(const uint8_t *p, size_t avail, frame *f) {
     if (sl_get_be32(p + 44) != 0) return -1;
     /* This build writes and reads plaintext only; encrypted frames need the key service. */
     if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0) return -1;
-    if (f->plen < SL_BATCH_V2_HDR_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
+    if (f->plen < SL_BATCH_HEADER_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
     if ((uint64_t)f->flen != (uint64_t)f->hlen + f->plen + f->tlen) return -1;
     if (f->lod < 0 || f->count < 0 || f->base < 0 || f->base > INT64_MAX - f->lod - 1) return -1;
     return 0;
@@ -182,8 +182,8 @@ static int frame_decode(const uint8_t *p, size_t avail, frame *f) {
 
 /* Checks that the payload is the batch the header describes, CRC included. */
 static bool frame_payload_ok(const frame *f, const uint8_t *payload) {
-    sl_batch_hdr b;
-    if (sl_batch_parse_header(payload, f->plen, &b) != SL_OK) return false;
+    sl_batch_info b;
+    if (sl_batch_parse_exact(payload, f->plen, &b) != SL_OK) return false;
     if (b.base_offset != f->base || b.last_offset_delta != f->lod) return false;
     return sl_batch_crc_ok(payload, f->plen);
 }
@@ -939,7 +939,7 @@ static sl_err roll(sl_log *log) {
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset) {
     if (atomic_load_explicit(&log->sync_failed, memory_order_relaxed)) return SL_EIO;
-    if (len < SL_BATCH_V2_HDR_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
+    if (len < SL_BATCH_HEADER_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
         return SL_EINVAL;
     int32_t lod = (int32_t)sl_get_be32(batch + SL_BATCH_LAST_OFFSET_DELTA);
     if (lod < 0 || record_count < 0) return SL_EINVAL;

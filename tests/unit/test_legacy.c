@@ -11,7 +11,7 @@
 #include "proto/sl_compress.h"
 #include "proto/sl_legacy.h"
 #include "sl_test.h"
-#include "storage/sl_crc32c.h"
+#include "base/sl_crc32c.h"
 
 typedef struct trec {
     int64_t off, ts;

@@ -15,7 +15,7 @@
 #include "proto/sl_batch.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
-#include "storage/sl_crc32c.h"
+#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 
 enum { OOO = SL_PRODUCER_OUT_OF_ORDER_SEQUENCE, STALE = SL_PRODUCER_INVALID_EPOCH };
@@ -39,11 +39,10 @@ static uint8_t *pbatch(sl_arena *a, int64_t pid, int16_t epoch, int32_t seq, int
                        size_t *len) {
     uint8_t *b = sl_batch_build(a, 1000, count, "v", 1, len);
     if (!b) return NULL;
-    sl_be64(b + SL_BATCH_OFF_PRODUCER_ID, (uint64_t)pid);
-    sl_be16(b + SL_BATCH_OFF_PRODUCER_EPOCH, (uint16_t)epoch);
-    sl_be32(b + SL_BATCH_OFF_BASE_SEQUENCE, (uint32_t)seq);
-    sl_be32(b + SL_BATCH_OFF_CRC,
-            sl_crc32c(0, b + SL_BATCH_OFF_ATTRIBUTES, *len - SL_BATCH_OFF_ATTRIBUTES));
+    sl_be64(b + SL_BATCH_PRODUCER_ID, (uint64_t)pid);
+    sl_be16(b + SL_BATCH_PRODUCER_EPOCH, (uint16_t)epoch);
+    sl_be32(b + SL_BATCH_BASE_SEQUENCE, (uint32_t)seq);
+    sl_be32(b + SL_BATCH_CRC, sl_crc32c(0, b + SL_BATCH_ATTRIBUTES, *len - SL_BATCH_ATTRIBUTES));
     return b;
 }
 

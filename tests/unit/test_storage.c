@@ -16,7 +16,7 @@
 #include "base/sl_logging.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
-#include "storage/sl_crc32c.h"
+#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 #include "storage/sl_storage_hooks.h"
 
@@ -160,15 +160,15 @@ SL_TEST(storage_batch_build_is_valid) {
     size_t len;
     uint8_t *b = sl_batch_build(a, 1000, 5, "hello", 5, &len);
     CHECK(b);
-    sl_batch_hdr h;
-    CHECK_EQ(sl_batch_parse_header(b, len, &h), SL_OK);
-    CHECK_EQ(h.records_count, 5);
+    sl_batch_info h;
+    CHECK_EQ(sl_batch_parse_exact(b, len, &h), SL_OK);
+    CHECK_EQ(h.record_count, 5);
     CHECK_EQ(h.last_offset_delta, 4);
     CHECK_EQ(h.max_timestamp, 1004);
     CHECK(sl_batch_crc_ok(b, len));
     b[len - 1] ^= 1;
     CHECK(!sl_batch_crc_ok(b, len));
-    CHECK_EQ(sl_batch_parse_header(b, len - 1, &h), SL_ECORRUPT);
+    CHECK_EQ(sl_batch_parse_exact(b, len - 1, &h), SL_ECORRUPT);
     sl_arena_free(a);
 }
 

@@ -1,6 +1,6 @@
 /* CRC-32C (Castagnoli), the checksum of Kafka record batches and of Sluice's on-disk headers. */
-#ifndef SL_STORAGE_CRC32C_H
-#define SL_STORAGE_CRC32C_H
+#ifndef SL_CRC32C_H
+#define SL_CRC32C_H
 #include <stddef.h>
 #include <stdint.h>
 
