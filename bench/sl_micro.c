@@ -222,7 +222,7 @@ static void bench_codecs(void) {
     sl_arena_free(a);
 }
 
-/* ---- Log append (folded in from bench_log.c) ---------------------------------------------------- */
+/* ---- Log append ----------------------------------------------------------------------------- */
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
