@@ -85,7 +85,7 @@ static inline int64_t sb_payload_ts(const void *data, size_t len) {
  * HDR-style log-linear buckets over nanoseconds: exact below 128 ns, then 64 linear sub-buckets
  * per power of two (relative error under 1.6 %). Fixed size, so recording never allocates and a
  * histogram can live in static storage. */
-#define SB_HIST_SUB    64
+#define SB_HIST_SUB     64
 #define SB_HIST_BUCKETS ((64 - 6) * SB_HIST_SUB + SB_HIST_SUB)
 
 typedef struct sb_hist {
@@ -143,10 +143,11 @@ static inline double sb_hist_quantile(const sb_hist *h, double q) {
 
 /* Appends `"name":{"p50":..,"p99":..,"p999":..,"max":..,"mean":..,"n":..}` in microseconds. */
 static inline void sb_hist_json(FILE *f, const char *name, const sb_hist *h) {
-    fprintf(f, "\"%s\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f,\"n\":%llu}",
-            name, sb_hist_quantile(h, 0.50) / 1e3, sb_hist_quantile(h, 0.99) / 1e3,
-            sb_hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
-            h->count ? h->sum / (double)h->count / 1e3 : 0.0, (unsigned long long)h->count);
+    fprintf(
+        f, "\"%s\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f,\"n\":%llu}",
+        name, sb_hist_quantile(h, 0.50) / 1e3, sb_hist_quantile(h, 0.99) / 1e3,
+        sb_hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
+        h->count ? h->sum / (double)h->count / 1e3 : 0.0, (unsigned long long)h->count);
 }
 
 static inline void sb_hist_human(FILE *f, const char *name, const sb_hist *h) {

@@ -29,20 +29,27 @@ static struct {
     const char *brokers, *topic, *label;
     int partitions;
     size_t size;
-    long long count;   /* messages; 0 = until duration */
-    double duration;   /* seconds; 0 = until count */
-    double rate;       /* msgs/s; 0 = as fast as possible */
+    long long count; /* messages; 0 = until duration */
+    double duration; /* seconds; 0 = until count */
+    double rate;     /* msgs/s; 0 = as fast as possible */
     const char *acks, *compression;
-    int linger_ms;     /* -1: client default */
-    int batch_size;    /* -1: client default */
+    int linger_ms;  /* -1: client default */
+    int batch_size; /* -1: client default */
     bool create, from_end;
-    double timeout;    /* hard cap on the whole run, seconds */
-    int rr;            /* explicit round-robin partitioning (else the client's partitioner) */
+    double timeout; /* hard cap on the whole run, seconds */
+    int rr;         /* explicit round-robin partitioning (else the client's partitioner) */
     /* client properties in order: -F files first, then -X, as given */
     char *props[128][2];
     int nprops;
-} g = {.partitions = 1, .size = 1024, .acks = "all", .compression = "none", .linger_ms = -1,
-       .batch_size = -1, .timeout = 300, .rr = 1, .label = ""};
+} g = {.partitions = 1,
+       .size = 1024,
+       .acks = "all",
+       .compression = "none",
+       .linger_ms = -1,
+       .batch_size = -1,
+       .timeout = 300,
+       .rr = 1,
+       .label = ""};
 
 static atomic_bool g_stop;
 static void on_signal(int s) {
@@ -103,7 +110,7 @@ static rd_kafka_conf_t *base_conf(void) {
 
 /* ---- Producer -------------------------------------------------------------------------------- */
 
-static sb_hist g_ack_hist;       /* touched only by the poller thread (delivery reports) */
+static sb_hist g_ack_hist; /* touched only by the poller thread (delivery reports) */
 static atomic_llong g_delivered, g_failed, g_produced;
 static atomic_bool g_poll_stop;
 static int64_t g_prod_t0, g_prod_t1; /* first intended send, last delivery report */
@@ -142,7 +149,8 @@ static void create_topic(rd_kafka_t *rk) {
     } else {
         const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
         size_t n = 0;
-        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
         if (rd_kafka_event_error(ev))
             fprintf(stderr, "sl_loadgen: CreateTopics: %s\n", rd_kafka_event_error_string(ev));
         for (size_t i = 0; i < n; i++) {
@@ -209,7 +217,8 @@ out:
     r.send_secs = (double)(sb_now_ns() - t0) / 1e9;
     /* Waits for delivery reports instead of rd_kafka_flush(), which would serve callbacks on
      * this thread concurrently with the poller. */
-    while (atomic_load(&g_delivered) < atomic_load(&g_produced) && sb_now_ns() < deadline + (int64_t)30e9)
+    while (atomic_load(&g_delivered) < atomic_load(&g_produced) &&
+           sb_now_ns() < deadline + (int64_t)30e9)
         sb_sleep_ns(1000000);
     atomic_store(&g_poll_stop, true);
     pthread_join(th, NULL);
@@ -224,7 +233,7 @@ out:
 
 typedef struct cons_state {
     rd_kafka_t *rk;
-    atomic_llong want;          /* stop after this many messages (0: by time/idle) */
+    atomic_llong want; /* stop after this many messages (0: by time/idle) */
     atomic_llong got;
     long long bytes, bad;
     int64_t first_ns, last_ns;
@@ -280,8 +289,8 @@ static void *consumer_run(void *arg) {
     rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
     rd_kafka_message_t *msgs[1024];
     int64_t t0 = sb_now_ns(), deadline = t0 + (int64_t)(g.timeout * 1e9);
-    int64_t stop_at = g.mode == M_CONSUME && g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9)
-                                                          : INT64_MAX;
+    int64_t stop_at =
+        g.mode == M_CONSUME && g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9) : INT64_MAX;
     int64_t last_progress = t0;
     while (!atomic_load(&g_stop)) {
         long long got = atomic_load(&cs->got);
@@ -309,8 +318,10 @@ static void *consumer_run(void *arg) {
                     fprintf(stderr, "sl_loadgen: consume: %s\n", rd_kafka_message_errstr(m));
             } else {
                 int64_t ts = sb_payload_ts(m->payload, m->len);
-                if (ts < 0) cs->bad++;
-                else sb_hist_record(&cs->e2e, now - ts);
+                if (ts < 0)
+                    cs->bad++;
+                else
+                    sb_hist_record(&cs->e2e, now - ts);
                 if (!cs->first_ns) cs->first_ns = now;
                 cs->last_ns = now;
                 cs->bytes += (long long)m->len;
@@ -344,10 +355,14 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) usage();
-    if (!strcmp(argv[1], "produce")) g.mode = M_PRODUCE;
-    else if (!strcmp(argv[1], "consume")) g.mode = M_CONSUME;
-    else if (!strcmp(argv[1], "e2e")) g.mode = M_E2E;
-    else usage();
+    if (!strcmp(argv[1], "produce"))
+        g.mode = M_PRODUCE;
+    else if (!strcmp(argv[1], "consume"))
+        g.mode = M_CONSUME;
+    else if (!strcmp(argv[1], "e2e"))
+        g.mode = M_E2E;
+    else
+        usage();
     static const struct option lo[] = {{"create", no_argument, NULL, 1},
                                        {"from-end", no_argument, NULL, 2},
                                        {"partitioner", required_argument, NULL, 3},
@@ -357,25 +372,62 @@ int main(int argc, char **argv) {
     optind = 2;
     while ((c = getopt_long(argc, argv, "b:t:p:s:n:d:r:a:z:l:B:F:X:T:", lo, NULL)) != -1) {
         switch (c) {
-        case 'b': g.brokers = optarg; break;
-        case 't': g.topic = optarg; break;
-        case 'p': g.partitions = atoi(optarg); break;
-        case 's': g.size = (size_t)atol(optarg); break;
-        case 'n': g.count = atoll(optarg); break;
-        case 'd': g.duration = atof(optarg); break;
-        case 'r': g.rate = atof(optarg); break;
-        case 'a': g.acks = optarg; break;
-        case 'z': g.compression = optarg; break;
-        case 'l': g.linger_ms = atoi(optarg); break;
-        case 'B': g.batch_size = atoi(optarg); break;
-        case 'F': load_props(optarg); break;
-        case 'X': add_prop(optarg); break;
-        case 'T': g.timeout = atof(optarg); break;
-        case 1: g.create = true; break;
-        case 2: g.from_end = true; break;
-        case 3: g.rr = strcmp(optarg, "client") != 0; break;
-        case 4: g.label = optarg; break;
-        default: usage();
+        case 'b':
+            g.brokers = optarg;
+            break;
+        case 't':
+            g.topic = optarg;
+            break;
+        case 'p':
+            g.partitions = atoi(optarg);
+            break;
+        case 's':
+            g.size = (size_t)atol(optarg);
+            break;
+        case 'n':
+            g.count = atoll(optarg);
+            break;
+        case 'd':
+            g.duration = atof(optarg);
+            break;
+        case 'r':
+            g.rate = atof(optarg);
+            break;
+        case 'a':
+            g.acks = optarg;
+            break;
+        case 'z':
+            g.compression = optarg;
+            break;
+        case 'l':
+            g.linger_ms = atoi(optarg);
+            break;
+        case 'B':
+            g.batch_size = atoi(optarg);
+            break;
+        case 'F':
+            load_props(optarg);
+            break;
+        case 'X':
+            add_prop(optarg);
+            break;
+        case 'T':
+            g.timeout = atof(optarg);
+            break;
+        case 1:
+            g.create = true;
+            break;
+        case 2:
+            g.from_end = true;
+            break;
+        case 3:
+            g.rr = strcmp(optarg, "client") != 0;
+            break;
+        case 4:
+            g.label = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (!g.brokers || !g.topic) usage();
@@ -422,7 +474,8 @@ int main(int argc, char **argv) {
 
     long long delivered = atomic_load(&g_delivered), failed = atomic_load(&g_failed);
     long long got = atomic_load(&g_cons.got);
-    double csecs = g_cons.last_ns > g_cons.first_ns ? (double)(g_cons.last_ns - g_cons.first_ns) / 1e9 : 0;
+    double csecs =
+        g_cons.last_ns > g_cons.first_ns ? (double)(g_cons.last_ns - g_cons.first_ns) / 1e9 : 0;
     double pmb = pr.secs > 0 ? (double)(delivered - failed) * (double)g.size / pr.secs / 1e6 : 0;
     double cmb = csecs > 0 ? (double)g_cons.bytes / csecs / 1e6 : 0;
     bool ok = true;
@@ -439,7 +492,8 @@ int main(int argc, char **argv) {
     if (prk) {
         printf(",\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"produce_secs\":%.3f,"
                "\"produce_msgs_per_s\":%.0f,\"produce_mb_per_s\":%.2f,",
-               pr.sent, delivered, failed, pr.secs, pr.secs > 0 ? (double)delivered / pr.secs : 0, pmb);
+               pr.sent, delivered, failed, pr.secs, pr.secs > 0 ? (double)delivered / pr.secs : 0,
+               pmb);
         sb_hist_json(stdout, "ack_lat_us", &g_ack_hist);
     }
     if (g.mode != M_PRODUCE) {
@@ -450,8 +504,9 @@ int main(int argc, char **argv) {
     }
     printf("}\n");
     printf("%s %s%s%s: ", names[g.mode], g.topic, *g.label ? " " : "", g.label);
-    if (prk) printf("produced %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", delivered, pr.secs, pmb, failed,
-                    g.mode == M_E2E ? "; " : "");
+    if (prk)
+        printf("produced %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", delivered, pr.secs, pmb,
+               failed, g.mode == M_E2E ? "; " : "");
     if (g.mode != M_PRODUCE) printf("consumed %lld msgs in %.2f s = %.1f MB/s", got, csecs, cmb);
     printf("%s\n", ok ? "" : "  [INCOMPLETE]");
     sb_hist_human(stdout, "ack", &g_ack_hist);

@@ -19,11 +19,11 @@
 #include "auth/sl_scram.h"
 #include "base/sl_arena.h"
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
 #include "proto/gen/sl_msgs.h"
 #include "storage/sl_batch_build.h"
-#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 
 static int g_quick;
@@ -55,7 +55,8 @@ static double timeit(void (*fn)(void *), void *ctx, double min_s) {
     return t / (double)n;
 }
 
-/* ---- CRC-32C ---------------------------------------------------------------------------------- */
+/* ---- CRC-32C ----------------------------------------------------------------------------------
+ */
 
 typedef struct crc_ctx {
     uint8_t *buf;
@@ -82,7 +83,8 @@ static void bench_crc(void) {
     free(c.buf);
 }
 
-/* ---- Codecs ----------------------------------------------------------------------------------- */
+/* ---- Codecs -----------------------------------------------------------------------------------
+ */
 
 typedef struct codec_ctx {
     const uint8_t *wire;
@@ -123,9 +125,12 @@ static void encode_run(void *p) {
     sl_arena *a = sl_arena_new(16 * 1024);
     sl_wr w;
     sl_wr_init(&w, a, 4096);
-    if (c->kind == 0) sl_produce_req_encode(&w, c->version, c->msg);
-    else if (c->kind == 1) sl_fetch_req_encode(&w, c->version, c->msg);
-    else sl_fetch_resp_encode(&w, c->version, c->msg);
+    if (c->kind == 0)
+        sl_produce_req_encode(&w, c->version, c->msg);
+    else if (c->kind == 1)
+        sl_fetch_req_encode(&w, c->version, c->msg);
+    else
+        sl_fetch_resp_encode(&w, c->version, c->msg);
     g_sink += w.len;
     sl_arena_free(a);
 }
@@ -153,8 +158,8 @@ static void bench_codecs(void) {
     sl_produce_req pr;
     sl_produce_req_init(&pr);
     sl_produce_req_partition pp = {.index = 0, .records = {batch, (int32_t)blen}};
-    sl_produce_req_topic pt = {.name = sl_str_c("bench-p1"), .partition_data = &pp,
-                               .partition_data_count = 1};
+    sl_produce_req_topic pt = {
+        .name = sl_str_c("bench-p1"), .partition_data = &pp, .partition_data_count = 1};
     pr.acks = -1;
     pr.timeout_ms = 30000;
     pr.topic_data = &pt;
@@ -179,10 +184,14 @@ static void bench_codecs(void) {
     sl_fetch_req_init(&fr);
     sl_fetch_req_partition fps[8];
     for (int i = 0; i < 8; i++)
-        fps[i] = (sl_fetch_req_partition){.partition = i, .current_leader_epoch = -1,
-                                          .fetch_offset = 123456 + i, .last_fetched_epoch = -1,
-                                          .log_start_offset = -1, .partition_max_bytes = 1 << 20};
-    sl_fetch_req_topic ft = {.topic = sl_str_c("bench-p8"), .partitions = fps, .partitions_count = 8};
+        fps[i] = (sl_fetch_req_partition){.partition = i,
+                                          .current_leader_epoch = -1,
+                                          .fetch_offset = 123456 + i,
+                                          .last_fetched_epoch = -1,
+                                          .log_start_offset = -1,
+                                          .partition_max_bytes = 1 << 20};
+    sl_fetch_req_topic ft = {
+        .topic = sl_str_c("bench-p8"), .partitions = fps, .partitions_count = 8};
     fr.replica_id = -1;
     fr.max_wait_ms = 500;
     fr.min_bytes = 1;
@@ -211,7 +220,8 @@ static void bench_codecs(void) {
         rps[i].preferred_read_replica = -1;
         rps[i].records = (sl_bytes){batch, (int32_t)blen};
     }
-    sl_fetch_resp_topic rt = {.topic = sl_str_c("bench-p8"), .partitions = rps, .partitions_count = 8};
+    sl_fetch_resp_topic rt = {
+        .topic = sl_str_c("bench-p8"), .partitions = rps, .partitions_count = 8};
     rs.responses = &rt;
     rs.responses_count = 1;
     rs.node_endpoints_count = 0;
@@ -315,7 +325,8 @@ static void bench_log(const char *parent) {
     int32_t count = 16;
     static uint8_t value[1024];
     for (size_t i = 0; i < sizeof value; i++) value[i] = (uint8_t)(i * 37 + 11);
-    uint8_t *batch = sl_batch_build(a, 1700000000000, count, value, sizeof value, &len); /* ~16 KiB */
+    uint8_t *batch =
+        sl_batch_build(a, 1700000000000, count, value, sizeof value, &len); /* ~16 KiB */
     if (!batch) exit(1);
     size_t mib = g_quick ? 16 : 256;
     bench_log_mode(parent, LOG_NONE, mib << 20, batch, len, count, 0);
@@ -324,7 +335,8 @@ static void bench_log(const char *parent) {
     sl_arena_free(a);
 }
 
-/* ---- SCRAM ------------------------------------------------------------------------------------ */
+/* ---- SCRAM ------------------------------------------------------------------------------------
+ */
 
 static sl_scram_cred g_cred;
 static bool lookup(void *ctx, const char *user, size_t user_len, int mech, sl_scram_cred *out) {
@@ -371,14 +383,16 @@ static void bench_scram(void) {
         char without[256];
         int wl = snprintf(without, sizeof without, "c=biws,r=%.*s", rlen, sfirst + 2);
         char auth[1024];
-        int al = snprintf(auth, sizeof auth, "%s,%.*s,%s", cfirst + 3, (int)sl_len, sfirst, without);
+        int al =
+            snprintf(auth, sizeof auth, "%s,%.*s,%s", cfirst + 3, (int)sl_len, sfirst, without);
         HMAC(EVP_sha512(), stored, 64, (const unsigned char *)auth, (size_t)al, sig, &hl);
         for (int k = 0; k < 64; k++) proof[k] = client_key[k] ^ sig[k];
         char proof_b64[100];
         sl_b64_encode(proof, 64, proof_b64);
         int fl_in = snprintf(cfinal, sizeof cfinal, "%.*s,p=%s", wl, without, proof_b64);
         t0 = now_s();
-        e = sl_scram_server_final(&s, (const uint8_t *)cfinal, (size_t)fl_in, sfinal, sizeof sfinal, &fl);
+        e = sl_scram_server_final(&s, (const uint8_t *)cfinal, (size_t)fl_in, sfinal, sizeof sfinal,
+                                  &fl);
         server_s += now_s() - t0;
         sl_scram_server_clear(&s);
         if (e) {
@@ -391,8 +405,8 @@ static void bench_scram(void) {
     report("SCRAM-SHA-512 login (server)", server_s / (double)n * 1e9, 0, extra);
 }
 
-
-/* ---- TLS handshakes --------------------------------------------------------------------------- */
+/* ---- TLS handshakes ---------------------------------------------------------------------------
+ */
 
 /* Moves whatever one side wrote into the other side's read BIO. */
 static void pump(BIO *from, BIO *to) {
@@ -417,7 +431,8 @@ static void bench_tls(const char *parent) {
     }
     snprintf(ks, sizeof ks, "%s/broker.pem", dir);
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
-    sl_tls_opts o = {.keystore_location = ks, .client_auth = SL_TLS_CLIENT_AUTH_NONE,
+    sl_tls_opts o = {.keystore_location = ks,
+                     .client_auth = SL_TLS_CLIENT_AUTH_NONE,
                      .session_context = "bench"};
     SSL_CTX *sctx = NULL;
     if (sl_tls_ctx_build(&o, &sctx, err, sizeof err)) {
@@ -452,8 +467,9 @@ static void bench_tls(const char *parent) {
             fprintf(stderr, "sl_micro: TLS handshake did not complete\n");
             exit(1);
         }
-        if (i == 0) printf("%-40s %s %s\n", "TLS handshake parameters", SSL_get_version(sv),
-                           SSL_get_cipher_name(sv));
+        if (i == 0)
+            printf("%-40s %s %s\n", "TLS handshake parameters", SSL_get_version(sv),
+                   SSL_get_cipher_name(sv));
         SSL_free(sv);
         SSL_free(cl);
     }
@@ -470,8 +486,10 @@ static void bench_tls(const char *parent) {
 int main(int argc, char **argv) {
     const char *dir = "/tmp";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) g_quick = 1;
-        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+        if (!strcmp(argv[i], "--quick"))
+            g_quick = 1;
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
         else {
             fprintf(stderr, "usage: sl_micro [--quick] [--dir DIR]\n");
             return 2;

@@ -46,7 +46,8 @@ static void die(const char *msg, natsStatus s) {
     exit(2);
 }
 
-/* ---- Publisher -------------------------------------------------------------------------------- */
+/* ---- Publisher --------------------------------------------------------------------------------
+ */
 
 static sb_hist g_ack_hist; /* written only by the library's PubAck thread */
 static atomic_llong g_acked, g_failed, g_last_ack_ns;
@@ -68,7 +69,8 @@ static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, v
     natsMsg_Destroy(msg);
 }
 
-/* ---- Consumer --------------------------------------------------------------------------------- */
+/* ---- Consumer ---------------------------------------------------------------------------------
+ */
 
 static struct {
     pthread_mutex_t mu; /* one callback thread per subscription share these */
@@ -83,8 +85,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     int len = natsMsg_GetDataLength(msg);
     int64_t ts = sb_payload_ts(natsMsg_GetData(msg), (size_t)len);
     pthread_mutex_lock(&g_cons.mu);
-    if (ts < 0) g_cons.bad++;
-    else sb_hist_record(&g_cons.e2e, now - ts);
+    if (ts < 0)
+        g_cons.bad++;
+    else
+        sb_hist_record(&g_cons.e2e, now - ts);
     if (!g_cons.first_ns) g_cons.first_ns = now;
     g_cons.last_ns = now;
     g_cons.got++;
@@ -101,19 +105,24 @@ static long long cons_got(void) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: sl_natsgen produce|consume|e2e -b URL -t NAME [-p N] [-s B] [-n N] [-d S]\n"
-                    "       [-r RATE] [-T S] [-w WINDOW] [--ca FILE] [--create] [--label L]\n"
-                    "  options as sl_loadgen; -w: unacknowledged publishes in flight (4096)\n"
-                    "  -F and -X are accepted for symmetry with sl_loadgen and ignored\n");
+    fprintf(stderr,
+            "usage: sl_natsgen produce|consume|e2e -b URL -t NAME [-p N] [-s B] [-n N] [-d S]\n"
+            "       [-r RATE] [-T S] [-w WINDOW] [--ca FILE] [--create] [--label L]\n"
+            "  options as sl_loadgen; -w: unacknowledged publishes in flight (4096)\n"
+            "  -F and -X are accepted for symmetry with sl_loadgen and ignored\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) usage();
-    if (!strcmp(argv[1], "produce")) g.mode = M_PRODUCE;
-    else if (!strcmp(argv[1], "consume")) g.mode = M_CONSUME;
-    else if (!strcmp(argv[1], "e2e")) g.mode = M_E2E;
-    else usage();
+    if (!strcmp(argv[1], "produce"))
+        g.mode = M_PRODUCE;
+    else if (!strcmp(argv[1], "consume"))
+        g.mode = M_CONSUME;
+    else if (!strcmp(argv[1], "e2e"))
+        g.mode = M_E2E;
+    else
+        usage();
     static const struct option lo[] = {{"create", no_argument, NULL, 1},
                                        {"from-end", no_argument, NULL, 2},
                                        {"label", required_argument, NULL, 4},
@@ -123,21 +132,50 @@ int main(int argc, char **argv) {
     optind = 2;
     while ((c = getopt_long(argc, argv, "b:t:p:s:n:d:r:T:w:F:X:", lo, NULL)) != -1) {
         switch (c) {
-        case 'b': g.url = optarg; break;
-        case 't': g.topic = optarg; break;
-        case 'p': g.partitions = atoi(optarg); break;
-        case 's': g.size = (size_t)atol(optarg); break;
-        case 'n': g.count = atoll(optarg); break;
-        case 'd': g.duration = atof(optarg); break;
-        case 'r': g.rate = atof(optarg); break;
-        case 'T': g.timeout = atof(optarg); break;
-        case 'w': g.window = atoi(optarg); break;
-        case 'F': case 'X': break;
-        case 1: g.create = true; break;
-        case 2: g.from_end = true; break;
-        case 4: g.label = optarg; break;
-        case 5: g.ca = optarg; break;
-        default: usage();
+        case 'b':
+            g.url = optarg;
+            break;
+        case 't':
+            g.topic = optarg;
+            break;
+        case 'p':
+            g.partitions = atoi(optarg);
+            break;
+        case 's':
+            g.size = (size_t)atol(optarg);
+            break;
+        case 'n':
+            g.count = atoll(optarg);
+            break;
+        case 'd':
+            g.duration = atof(optarg);
+            break;
+        case 'r':
+            g.rate = atof(optarg);
+            break;
+        case 'T':
+            g.timeout = atof(optarg);
+            break;
+        case 'w':
+            g.window = atoi(optarg);
+            break;
+        case 'F':
+        case 'X':
+            break;
+        case 1:
+            g.create = true;
+            break;
+        case 2:
+            g.from_end = true;
+            break;
+        case 4:
+            g.label = optarg;
+            break;
+        case 5:
+            g.ca = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (!g.url || !g.topic || g.partitions < 1 || g.partitions > MAX_PARTS || g.size < SB_HDR_LEN ||
@@ -197,7 +235,8 @@ int main(int argc, char **argv) {
             so.Ordered = true;
             so.Config.DeliverPolicy = g.from_end ? js_DeliverNew : js_DeliverAll;
             jsErrCode je = 0;
-            if ((s = js_Subscribe(&subs[p], js, subj[p], on_msg, NULL, NULL, &so, &je))) die("subscribe", s);
+            if ((s = js_Subscribe(&subs[p], js, subj[p], on_msg, NULL, NULL, &so, &je)))
+                die("subscribe", s);
             /* Unlimited client-side pending: a slow-consumer drop would look like message loss. */
             natsSubscription_SetPendingLimits(subs[p], -1, -1);
         }
@@ -239,8 +278,8 @@ int main(int argc, char **argv) {
     if (g.mode != M_PRODUCE) {
         long long want = g.mode == M_E2E ? sent : g.count;
         int64_t cstart = sb_now_ns(), last_progress = cstart;
-        int64_t stop_at = g.mode == M_CONSUME && g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9)
-                                                              : INT64_MAX;
+        int64_t stop_at =
+            g.mode == M_CONSUME && g.duration > 0 ? t0 + (int64_t)(g.duration * 1e9) : INT64_MAX;
         long long prev = -1;
         while (!atomic_load(&g_stop)) {
             long long got = cons_got();
@@ -257,7 +296,8 @@ int main(int argc, char **argv) {
     long long acked = atomic_load(&g_acked), failed = atomic_load(&g_failed);
     pthread_mutex_lock(&g_cons.mu);
     long long got = g_cons.got;
-    double csecs = g_cons.last_ns > g_cons.first_ns ? (double)(g_cons.last_ns - g_cons.first_ns) / 1e9 : 0;
+    double csecs =
+        g_cons.last_ns > g_cons.first_ns ? (double)(g_cons.last_ns - g_cons.first_ns) / 1e9 : 0;
     double cmb = csecs > 0 ? (double)g_cons.bytes / csecs / 1e6 : 0;
     pthread_mutex_unlock(&g_cons.mu);
     double pmb = psecs > 0 ? (double)(acked - failed) * (double)g.size / psecs / 1e6 : 0;
@@ -286,8 +326,8 @@ int main(int argc, char **argv) {
     printf("}\n");
     printf("%s %s%s%s: ", names[g.mode], g.topic, *g.label ? " " : "", g.label);
     if (g.mode != M_CONSUME)
-        printf("published %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", acked, psecs, pmb, failed,
-               g.mode == M_E2E ? "; " : "");
+        printf("published %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", acked, psecs, pmb,
+               failed, g.mode == M_E2E ? "; " : "");
     if (g.mode != M_PRODUCE) printf("consumed %lld msgs in %.2f s = %.1f MB/s", got, csecs, cmb);
     printf("%s\n", ok ? "" : "  [INCOMPLETE]");
     sb_hist_human(stdout, "ack", &g_ack_hist);

@@ -26,7 +26,7 @@ typedef struct sl_broker {
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */
-    sl_listener_spec adv[16]; /* advertised endpoints, listener order */
+    sl_listener_spec adv[16];       /* advertised endpoints, listener order */
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */
     sl_security_protocol listener_proto[16];

@@ -36,7 +36,7 @@ typedef struct sl_partition {
     struct sl_topic *topic;
     int32_t index;
     sl_log *log;
-    sl_waiter *waiters; /* fetches parked on this partition */
+    sl_waiter *waiters;       /* fetches parked on this partition */
     struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
 } sl_partition;
 

@@ -1,8 +1,8 @@
 #include "sl_batch.h"
 
 #include "base/sl_buf.h"
-#include "base/sl_err.h"
 #include "base/sl_crc32c.h"
+#include "base/sl_err.h"
 
 bool sl_batch_parse(const uint8_t *p, size_t len, sl_batch_info *out) {
     if (len < SL_BATCH_HEADER_SIZE) return false;

@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "sl_batch_build.h"
-#include "base/sl_crc32c.h"
 #include "sl_log_internal.h"
 #include "sl_storage_hooks.h"
 

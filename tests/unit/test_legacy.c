@@ -7,11 +7,11 @@
 
 #include "base/sl_arena.h"
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_compress.h"
 #include "proto/sl_legacy.h"
 #include "sl_test.h"
-#include "base/sl_crc32c.h"
 
 typedef struct trec {
     int64_t off, ts;

@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "broker/sl_producers.h"
 #include "proto/sl_batch.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
-#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 
 enum { OOO = SL_PRODUCER_OUT_OF_ORDER_SEQUENCE, STALE = SL_PRODUCER_INVALID_EPOCH };

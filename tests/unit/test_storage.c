@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
 #include "base/sl_logging.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
-#include "base/sl_crc32c.h"
 #include "storage/sl_log.h"
 #include "storage/sl_storage_hooks.h"
 
