@@ -210,4 +210,9 @@ def test_corrupt_payload_in_sealed_segment_never_reaches_consumer(broker):
                 f"corrupt record at offset {res[1]} delivered as valid"
             assert res[1] > base + PER_BATCH - 1, "records of the corrupt batch were delivered"
     finally:
-        cons.close()
+        # librdkafka 2.0.2 has been seen to block in close() after a CRC error under heavy load;
+        # what this test asserts is decided above, so close on a daemon thread with a bound.
+        import threading
+        t = threading.Thread(target=cons.close, daemon=True)
+        t.start()
+        t.join(15)
