@@ -73,6 +73,12 @@ void sl_resp_send(sl_req *rq, sl_wr *w);
 /* Closes the connection for a malformed request (never answers garbage with guesses). */
 void sl_req_fail(sl_req *rq, const char *why);
 
+/* Allocates a zeroed response array of `n` elements (n <= 0: empty) in the request arena and
+ * sets its count; false when out of memory. `n` is evaluated more than once. */
+#define SL_RESP_ARRAY(rq, arr, cnt, n)                                                             \
+    (((arr) = sl_arena_calloc((rq)->a, (size_t)((n) > 0 ? (n) : 1), sizeof *(arr))) != NULL &&     \
+     ((cnt) = (n) > 0 ? (n) : 0, true))
+
 /* Encodes response struct `resp` of type sl_<name>_resp and sends it. */
 #define SL_RESPOND(rq, name, resp)                                                                 \
     do {                                                                                           \

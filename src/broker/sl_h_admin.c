@@ -67,9 +67,8 @@ void sl_h_create_topics(sl_req *rq) {
     sl_create_topics_resp resp;
     sl_create_topics_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
-    if (!resp.topics) return sl_req_fail(rq, "out of memory");
-    resp.topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     /* Kafka: CREATE on the cluster covers every topic; otherwise CREATE on each topic. */
     bool cluster_create =
         sl_authz_filter(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
@@ -161,9 +160,8 @@ void sl_h_delete_topics(sl_req *rq) {
     sl_delete_topics_resp_init(&resp);
     int32_t n = v >= 6 ? req.topics_count : req.topic_names_count;
     if (n < 0) n = 0;
-    resp.responses = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.responses);
-    if (!resp.responses) return sl_req_fail(rq, "out of memory");
-    resp.responses_count = n;
+    if (!SL_RESP_ARRAY(rq, resp.responses, resp.responses_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_delete_topics_resp_result *o = &resp.responses[i];
         o->error_message = SL_STR_NULL;
@@ -210,9 +208,8 @@ void sl_h_create_partitions(sl_req *rq) {
     sl_create_partitions_resp resp;
     sl_create_partitions_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp.results = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.results);
-    if (!resp.results) return sl_req_fail(rq, "out of memory");
-    resp.results_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp.results, resp.results_count, nt))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < nt; i++) {
         sl_create_partitions_req_topic *rt = &req.topics[i];
         sl_create_partitions_resp_result *o = &resp.results[i];

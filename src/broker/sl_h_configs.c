@@ -143,9 +143,8 @@ void sl_h_describe_configs(sl_req *rq) {
     sl_describe_configs_resp resp;
     sl_describe_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;
-    resp.results = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.results);
-    if (!resp.results) return sl_req_fail(rq, "out of memory");
-    resp.results_count = n;
+    if (!SL_RESP_ARRAY(rq, resp.results, resp.results_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_describe_configs_req_resource *r = &req.resources[i];
         sl_describe_configs_resp_result *o = &resp.results[i];
@@ -245,9 +244,8 @@ void sl_h_incremental_alter_configs(sl_req *rq) {
     sl_incremental_alter_configs_resp resp;
     sl_incremental_alter_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;
-    resp.responses = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.responses);
-    if (!resp.responses) return sl_req_fail(rq, "out of memory");
-    resp.responses_count = n;
+    if (!SL_RESP_ARRAY(rq, resp.responses, resp.responses_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_incremental_alter_configs_req_resource *r = &req.resources[i];
         sl_incremental_alter_configs_resp_response *o = &resp.responses[i];
@@ -315,9 +313,8 @@ void sl_h_alter_configs(sl_req *rq) {
     sl_alter_configs_resp resp;
     sl_alter_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;
-    resp.responses = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.responses);
-    if (!resp.responses) return sl_req_fail(rq, "out of memory");
-    resp.responses_count = n;
+    if (!SL_RESP_ARRAY(rq, resp.responses, resp.responses_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_alter_configs_req_resource *r = &req.resources[i];
         sl_alter_configs_resp_response *o = &resp.responses[i];

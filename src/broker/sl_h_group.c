@@ -431,9 +431,8 @@ void sl_h_find_coordinator(sl_req *rq) {
                           &resp.node_id, &resp.host, &resp.port);
     } else {
         int32_t n = req.coordinator_keys_count > 0 ? req.coordinator_keys_count : 0;
-        resp.coordinators = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.coordinators);
-        if (!resp.coordinators) return sl_req_fail(rq, "out of memory");
-        resp.coordinators_count = n;
+        if (!SL_RESP_ARRAY(rq, resp.coordinators, resp.coordinators_count, n))
+            return sl_req_fail(rq, "out of memory");
         for (int32_t i = 0; i < n; i++) {
             sl_find_coordinator_resp_coordinator *c = &resp.coordinators[i];
             c->key = req.coordinator_keys[i];
@@ -605,18 +604,16 @@ void sl_h_offset_commit(sl_req *rq) {
     if (!resp) return sl_req_fail(rq, "out of memory");
     sl_offset_commit_resp_init(resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp->topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->topics);
-    if (!resp->topics) return sl_req_fail(rq, "out of memory");
-    resp->topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     bool stored = false;
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_commit_req_topic *t = &req.topics[i];
         sl_offset_commit_resp_topic *o = &resp->topics[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
         o->name = t->name;
-        o->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *o->partitions);
-        if (!o->partitions) return sl_req_fail(rq, "out of memory");
-        o->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         sl_topic *topic = gerr ? NULL : sl_topics_find(rq->b->topics, t->name);
         bool topic_ok = gerr || sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {
@@ -743,9 +740,8 @@ void sl_h_offset_fetch(sl_req *rq) {
     sl_offset_fetch_resp_init(&resp);
     if (v >= 8) {
         int32_t ng = req.groups_count > 0 ? req.groups_count : 0;
-        resp.groups = sl_arena_calloc(rq->a, (size_t)(ng ? ng : 1), sizeof *resp.groups);
-        if (!resp.groups) return sl_req_fail(rq, "out of memory");
-        resp.groups_count = ng;
+        if (!SL_RESP_ARRAY(rq, resp.groups, resp.groups_count, ng))
+            return sl_req_fail(rq, "out of memory");
         for (int32_t i = 0; i < ng; i++) {
             sl_offset_fetch_req_group *g = &req.groups[i];
             if (!fetch_group(rq, g->group_id, g->topics_count >= 0 ? g->topics : NULL,
@@ -781,9 +777,8 @@ void sl_h_offset_fetch(sl_req *rq) {
         sl_offset_fetch_resp_topic *t = &resp.topics[i];
         t->name = g.topics[i].name;
         int32_t np = g.topics[i].partitions_count;
-        t->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *t->partitions);
-        if (!t->partitions) return sl_req_fail(rq, "out of memory");
-        t->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, t->partitions, t->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         for (int32_t j = 0; j < np; j++) {
             sl_offset_fetch_resp_group_partition *s = &g.topics[i].partitions[j];
             sl_offset_fetch_resp_partition *d = &t->partitions[j];
@@ -920,9 +915,8 @@ void sl_h_describe_groups(sl_req *rq) {
     sl_describe_groups_resp resp;
     sl_describe_groups_resp_init(&resp);
     int32_t n = req.groups_count > 0 ? req.groups_count : 0;
-    resp.groups = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.groups);
-    if (!resp.groups) return sl_req_fail(rq, "out of memory");
-    resp.groups_count = n;
+    if (!SL_RESP_ARRAY(rq, resp.groups, resp.groups_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_describe_groups_resp_group *o = &resp.groups[i];
         o->group_id = req.groups[i];
@@ -953,9 +947,8 @@ void sl_h_delete_groups(sl_req *rq) {
     if (!resp) return sl_req_fail(rq, "out of memory");
     sl_delete_groups_resp_init(resp);
     int32_t n = req.groups_names_count > 0 ? req.groups_names_count : 0;
-    resp->results = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp->results);
-    if (!resp->results) return sl_req_fail(rq, "out of memory");
-    resp->results_count = n;
+    if (!SL_RESP_ARRAY(rq, resp->results, resp->results_count, n))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         resp->results[i].group_id = req.groups_names[i];
         resp->results[i].error_code =
@@ -979,17 +972,15 @@ void sl_h_offset_delete(sl_req *rq) {
                            ? sl_gc_offset_delete_check(gc, req.group_id)
                            : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     int32_t nt = req.topics_count > 0 && !resp->error_code ? req.topics_count : 0;
-    resp->topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->topics);
-    if (!resp->topics) return sl_req_fail(rq, "out of memory");
-    resp->topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_delete_req_topic *t = &req.topics[i];
         sl_offset_delete_resp_topic *o = &resp->topics[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
         o->name = t->name;
-        o->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *o->partitions);
-        if (!o->partitions) return sl_req_fail(rq, "out of memory");
-        o->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         sl_topic *topic = sl_topics_find(rq->b->topics, t->name);
         bool topic_ok = sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {

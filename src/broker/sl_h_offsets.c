@@ -33,9 +33,8 @@ void sl_h_list_offsets(sl_req *rq) {
     sl_list_offsets_resp resp;
     sl_list_offsets_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
-    if (!resp.topics) return sl_req_fail(rq, "out of memory");
-    resp.topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < nt; i++) {
         sl_list_offsets_req_topic *rt = &req.topics[i];
         sl_list_offsets_resp_topic *ot = &resp.topics[i];
@@ -107,17 +106,15 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
     sl_offset_for_leader_epoch_resp resp;
     sl_offset_for_leader_epoch_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
-    if (!resp.topics) return sl_req_fail(rq, "out of memory");
-    resp.topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_for_leader_epoch_req_topic *rt = &req.topics[i];
         sl_offset_for_leader_epoch_resp_topic *ot = &resp.topics[i];
         ot->topic = rt->topic;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
-        if (!ot->partitions) return sl_req_fail(rq, "out of memory");
-        ot->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         bool ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
@@ -151,17 +148,15 @@ void sl_h_delete_records(sl_req *rq) {
     sl_delete_records_resp resp;
     sl_delete_records_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    resp.topics = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp.topics);
-    if (!resp.topics) return sl_req_fail(rq, "out of memory");
-    resp.topics_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+        return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < nt; i++) {
         sl_delete_records_req_topic *rt = &req.topics[i];
         sl_delete_records_resp_topic *ot = &resp.topics[i];
         ot->name = rt->name;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
-        if (!ot->partitions) return sl_req_fail(rq, "out of memory");
-        ot->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         bool ok = sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_delete_records_req_partition *rp = &rt->partitions[j];

@@ -79,9 +79,8 @@ void sl_h_produce(sl_req *rq) {
     op->rq = rq;
     sl_produce_resp_init(&op->resp);
     int32_t nt = req.topic_data_count > 0 ? req.topic_data_count : 0;
-    op->resp.responses = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *op->resp.responses);
-    if (!op->resp.responses) return sl_req_fail(rq, "out of memory");
-    op->resp.responses_count = nt;
+    if (!SL_RESP_ARRAY(rq, op->resp.responses, op->resp.responses_count, nt))
+        return sl_req_fail(rq, "out of memory");
     bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
     /* Kafka: a transactional produce needs WRITE on its transactional id, or nothing goes. */
     bool txn_ok = v < 3 || req.transactional_id.len < 0 ||
@@ -122,9 +121,7 @@ void sl_h_produce(sl_req *rq) {
             } else if (rp->records.len <= 0) {
                 o->error_code = SL_KAFKA_INVALID_RECORD;
             } else {
-                char mbuf[32];
-                sl_tcfg_effective(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES, mbuf, sizeof mbuf);
-                int64_t max_bytes = strtoll(mbuf, NULL, 10);
+                int64_t max_bytes = sl_tcfg_value(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES);
                 int nb = 0;
                 /* Produce v0-2 carries magic 0/1 message sets: converted to one v2 batch here,
                  * so everything after this line sees only magic 2. */

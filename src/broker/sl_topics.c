@@ -109,7 +109,7 @@ static int64_t broker_default(const sl_config *c, int id) {
     }
 }
 
-static int64_t effective(const sl_topics *t, const sl_topic *tp, int id) {
+int64_t sl_tcfg_value(const sl_topics *t, const sl_topic *tp, int id) {
     return (tp->cfg.set_mask >> id) & 1 ? tp->cfg.v[id] : broker_default(t->cfg, id);
 }
 
@@ -117,18 +117,18 @@ bool sl_tcfg_effective(const sl_topics *t, const sl_topic *topic, int id, char *
     if (id == SL_TCFG_CLEANUP_POLICY)
         snprintf(buf, len, "delete");
     else
-        snprintf(buf, len, "%lld", (long long)effective(t, topic, id));
+        snprintf(buf, len, "%lld", (long long)sl_tcfg_value(t, topic, id));
     return (topic->cfg.set_mask >> id) & 1;
 }
 
 static void log_config_for(const sl_topics *t, const sl_topic *tp, sl_log_config *lc) {
     sl_log_config_default(lc);
-    lc->segment_bytes = effective(t, tp, SL_TCFG_SEGMENT_BYTES);
-    lc->segment_ms = effective(t, tp, SL_TCFG_SEGMENT_MS);
-    lc->retention_ms = effective(t, tp, SL_TCFG_RETENTION_MS);
-    lc->retention_bytes = effective(t, tp, SL_TCFG_RETENTION_BYTES);
-    lc->flush_interval_messages = effective(t, tp, SL_TCFG_FLUSH_MESSAGES);
-    lc->flush_interval_ms = effective(t, tp, SL_TCFG_FLUSH_MS);
+    lc->segment_bytes = sl_tcfg_value(t, tp, SL_TCFG_SEGMENT_BYTES);
+    lc->segment_ms = sl_tcfg_value(t, tp, SL_TCFG_SEGMENT_MS);
+    lc->retention_ms = sl_tcfg_value(t, tp, SL_TCFG_RETENTION_MS);
+    lc->retention_bytes = sl_tcfg_value(t, tp, SL_TCFG_RETENTION_BYTES);
+    lc->flush_interval_messages = sl_tcfg_value(t, tp, SL_TCFG_FLUSH_MESSAGES);
+    lc->flush_interval_ms = sl_tcfg_value(t, tp, SL_TCFG_FLUSH_MS);
     lc->index_interval_bytes = t->cfg->log_index_interval_bytes;
     lc->max_index_bytes = t->cfg->log_index_size_max_bytes;
 }

@@ -85,6 +85,8 @@ int sl_tcfg_lookup(sl_str name);
 sl_err sl_tcfg_parse(int id, sl_str value, int64_t *out);
 /* Effective value (override or broker default), formatted. Returns true if overridden. */
 bool sl_tcfg_effective(const sl_topics *t, const sl_topic *topic, int id, char *buf, size_t len);
+/* Effective numeric value (override or broker default) of topic config `id`. */
+int64_t sl_tcfg_value(const sl_topics *t, const sl_topic *topic, int id);
 /* The broker config key that provides the default for topic config `id`. */
 const char *sl_tcfg_broker_key(int id);
 
