@@ -228,7 +228,8 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
         dst = &inner;
     }
     sl_rd r = sl_rd_init(recs, recs_len);
-    int64_t first_abs = -1, last_abs = -1, wrapper_ts = -1;
+    int64_t first_abs = 0, last_abs = 0, wrapper_ts = -1;
+    bool any = false;
     int32_t n = bi->record_count;
     if (n < 0 || (size_t)n > recs_len / 7 + 1) return SL_KAFKA_CORRUPT_MESSAGE;
     for (int32_t i = 0; i < n; i++) {
@@ -254,19 +255,23 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
         if (abs < min_offset) continue;
         int64_t ts =
             lat ? bi->max_timestamp : (int64_t)((uint64_t)bi->base_timestamp + (uint64_t)dts);
-        if (first_abs < 0) first_abs = abs;
+        if (!any) first_abs = abs;
+        any = true;
         last_abs = abs;
         if (ts > wrapper_ts) wrapper_ts = ts;
         int64_t off = abs;
         /* Magic 1 inner offsets are relative to the first; magic 0 ones are absolute. */
-        if (codec != SL_COMPRESSION_NONE && magic == 1) off = abs - first_abs;
+        /* Stored batches are not checked record by record, so deltas may run backwards or wrap:
+         * the subtraction wraps rather than overflows. */
+        if (codec != SL_COMPRESSION_NONE && magic == 1)
+            off = (int64_t)((uint64_t)abs - (uint64_t)first_abs);
         int8_t attr =
             (int8_t)(magic == 1 && lat && codec == SL_COMPRESSION_NONE ? ATTR_LOG_APPEND : 0);
         put_msg(dst, off, magic, attr, ts, key, value);
     }
     if (r.err || sl_rd_left(&r) != 0) return SL_KAFKA_CORRUPT_MESSAGE;
     if (dst->err) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
-    if (codec == SL_COMPRESSION_NONE || first_abs < 0) return SL_KAFKA_NONE;
+    if (codec == SL_COMPRESSION_NONE || !any) return SL_KAFKA_NONE;
     uint8_t *z;
     size_t zlen;
     /* Kafka 0.8 wrote a wrong LZ4 frame-header checksum for magic 0; modern readers of magic 0
