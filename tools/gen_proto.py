@@ -605,8 +605,10 @@ def enc_scalar(f, msg, x, fx, nl):
     t = f.type
     if t == "string":
         return "sl_pw_str(w, %s, %s, %s);" % (fx, nl, x)
-    if t in ("bytes", "records"):
+    if t == "bytes":
         return "sl_pw_bytes(w, %s, %s, %s);" % (fx, nl, x)
+    if t == "records":
+        return "sl_pw_records(w, %s, %s, %s);" % (fx, nl, x)
     if t == "uuid":
         return "sl_wr_uuid(w, &%s);" % x
     fn = {

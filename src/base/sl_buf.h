@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "sl_arena.h"
 #include "sl_err.h"
@@ -174,19 +175,46 @@ static inline int32_t sl_rd_compact_count(sl_rd *r, size_t min_elem) {
     return sl_rd_check_count(r, (int64_t)sl_rd_uvarint(r) - 1, min_elem);
 }
 
+/* A byte range the writer's output references instead of copying: it goes out right before
+ * buf[at]. */
+typedef struct sl_wr_ref {
+    size_t at;
+    const uint8_t *p;
+    size_t n;
+} sl_wr_ref;
+
 /* Writer: appends into a buffer that grows inside the arena. On allocation failure `err` is set
- * and later writes are dropped; the caller checks once. */
+ * and later writes are dropped; the caller checks once.
+ *
+ * A writer with references enabled (sl_wr_enable_refs) keeps large byte ranges written with
+ * sl_wr_raw_ref() out of `buf`: the output is then buf interleaved with those ranges
+ * (sl_wr_iov), so record data read for a Fetch goes to the socket without another copy. */
 typedef struct sl_wr {
     uint8_t *buf;
     size_t len, cap;
     sl_arena *a;
     sl_err err;
+    size_t ref_min; /* 0: references disabled */
+    size_t ref_bytes;
+    sl_wr_ref *refs;
+    int nrefs, refcap;
 } sl_wr;
 
 /* Starts an empty writer whose buffer is owned by `a`. */
 void sl_wr_init(sl_wr *w, sl_arena *a, size_t initial);
 /* Ensures `n` more bytes fit; returns a pointer to them (not yet counted in len) or NULL. */
 uint8_t *sl_wr_reserve(sl_wr *w, size_t n);
+/* From now on sl_wr_raw_ref() references ranges of at least `min` bytes (min >= 1) instead of
+ * copying them. Only for writers whose output is consumed through sl_wr_iov(). */
+void sl_wr_enable_refs(sl_wr *w, size_t min);
+/* Appends `n` bytes from `p`: by reference when enabled and n >= ref_min (then `p` is borrowed
+ * and must outlive every use of the output), else copied as sl_wr_raw(). */
+void sl_wr_raw_ref(sl_wr *w, const void *p, size_t n);
+/* Output size: the buffer plus the referenced ranges. */
+static inline size_t sl_wr_total(const sl_wr *w) { return w->len + w->ref_bytes; }
+/* The output as iovecs, allocated in the writer's arena (owned by it); returns the count
+ * (2 * nrefs + 1 at most) or -1 when out of memory or the writer failed. */
+int sl_wr_iov(sl_wr *w, struct iovec **out);
 
 static inline void sl_wr_raw(sl_wr *w, const void *p, size_t n) {
     uint8_t *d = sl_wr_reserve(w, n);

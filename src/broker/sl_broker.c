@@ -61,8 +61,13 @@ const sl_api_entry *sl_broker_api_at(int i) { return i >= 0 && i < NAPIS ? &k_ap
 
 /* ---- responses ---- */
 
+/* Record sets this large go to the socket straight from where the log read them; smaller ones
+ * are cheaper to copy than to give their own iovec. */
+#define SL_RESP_REF_MIN 2048
+
 void sl_resp_begin(sl_req *rq, sl_wr *w) {
     sl_wr_init(w, rq->a, 1024);
+    sl_wr_enable_refs(w, SL_RESP_REF_MIN);
     sl_resp_header_encode(w, rq->h.api_key, rq->h.api_version, rq->h.correlation_id);
 }
 
@@ -75,7 +80,14 @@ void sl_resp_send(sl_req *rq, sl_wr *w) {
         sl_pending_noreply(rq->p);
         return;
     }
-    sl_pending_respond(rq->p, w->buf, w->len);
+    if (!w->nrefs) {
+        sl_pending_respond(rq->p, w->buf, w->len);
+        return;
+    }
+    struct iovec *iov;
+    int n = sl_wr_iov(w, &iov);
+    if (n < 0) return sl_req_fail(rq, "out of memory");
+    sl_pending_respond_iov(rq->p, iov, n);
 }
 
 void sl_req_fail(sl_req *rq, const char *why) {

@@ -36,8 +36,10 @@ struct sl_pending {
     sl_conn *conn; /* NULL once the connection closed */
     sl_arena *arena;
     sl_pending *next;
-    const uint8_t *data;
-    size_t len;
+    const struct iovec *segs; /* the response body: one segment, or a gathered list */
+    int nsegs;
+    struct iovec one;
+    size_t len; /* body bytes over all segments */
     uint8_t hdr[4];
     uint8_t state;
 };
@@ -207,8 +209,9 @@ static void conn_flush(sl_conn *c) {
         struct iovec iov[SL_MAX_IOV];
         int n = 0;
         size_t total = 0;
-        for (sl_pending *p = c->qhead; p && p->state != P_OUTSTANDING && n + 2 <= SL_MAX_IOV;
-             p = p->next) {
+        bool full = false;
+        for (sl_pending *p = c->qhead;
+             p && p->state != P_OUTSTANDING && !full && n + 2 <= SL_MAX_IOV; p = p->next) {
             if (p->state == P_NOREPLY) continue;
             size_t off = p == c->qhead ? c->head_off : 0;
             if (off < 4) {
@@ -216,9 +219,21 @@ static void conn_flush(sl_conn *c) {
                 total += 4 - off;
                 off = 4;
             }
-            if (p->len > off - 4) {
-                iov[n++] = (struct iovec){(void *)(p->data + (off - 4)), p->len - (off - 4)};
-                total += p->len - (off - 4);
+            /* Skip the segments already written, then gather what fits. */
+            size_t skip = off - 4;
+            for (int i = 0; i < p->nsegs; i++) {
+                const struct iovec *sg = &p->segs[i];
+                if (skip >= sg->iov_len) {
+                    skip -= sg->iov_len;
+                    continue;
+                }
+                if (n == SL_MAX_IOV) {
+                    full = true; /* the rest of this body goes in the next writev */
+                    break;
+                }
+                iov[n++] = (struct iovec){(uint8_t *)sg->iov_base + skip, sg->iov_len - skip};
+                total += sg->iov_len - skip;
+                skip = 0;
             }
         }
         ssize_t w = c->t->vt->writev(c->t, iov, n);
@@ -773,6 +788,13 @@ void sl_server_free(sl_server *s) {
 int sl_server_conn_count(const sl_server *s) { return s->nconns; }
 
 void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len) {
+    p->one = (struct iovec){(void *)data, len};
+    sl_pending_respond_iov(p, &p->one, 1);
+}
+
+void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n) {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += iov[i].iov_len;
     sl_conn *c = p->conn;
     if (!c) {
         sl_arena_free(p->arena);
@@ -789,7 +811,8 @@ void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len) {
         conn_destroy(c, false, "response too large");
         return;
     }
-    p->data = data;
+    p->segs = iov;
+    p->nsegs = n;
     p->len = len;
     put_be32(p->hdr, (uint32_t)len);
     p->state = P_RESPONSE;

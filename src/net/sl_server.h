@@ -81,6 +81,10 @@ int sl_server_conn_count(const sl_server *s);
  * this call. Callable from inside on_request (written when it returns) or any later loop
  * callback; never twice, and only on the loop thread. */
 void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len);
+/* sl_pending_respond() for a body gathered from `n` segments (n >= 1). The array and every
+ * segment must stay valid until the arena of `p` is freed (allocate them there, or keep what
+ * they point to alive as long). */
+void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n);
 /* Completes `p` with no response (acks=0) and frees its arena. */
 void sl_pending_noreply(sl_pending *p);
 /* The connection of `p`, or NULL if it closed meanwhile. */

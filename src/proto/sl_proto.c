@@ -14,6 +14,10 @@ void sl_pr_skip_tags(sl_rd *r) {
 void sl_pw_tag_end(sl_wr *w, size_t mark) {
     if (w->err) return;
     size_t len = w->len - mark;
+    /* Referenced ranges inside the field count towards its size and move with its bytes. */
+    int first = w->nrefs;
+    while (first > 0 && w->refs[first - 1].at >= mark) first--;
+    for (int i = first; i < w->nrefs; i++) len += w->refs[i].n;
     if (len > UINT32_MAX) {
         w->err = SL_EINVAL;
         return;
@@ -21,7 +25,8 @@ void sl_pw_tag_end(sl_wr *w, size_t mark) {
     size_t k = sl_uvarint_size(len);
     if (!sl_wr_reserve(w, k)) return;
     /* The size precedes the data but is only known after it, so slide the data over. */
-    memmove(w->buf + mark + k, w->buf + mark, len);
+    memmove(w->buf + mark + k, w->buf + mark, w->len - mark);
+    for (int i = first; i < w->nrefs; i++) w->refs[i].at += k;
     size_t end = w->len + k;
     w->len = mark;
     sl_wr_uvarint(w, (uint32_t)len);

@@ -96,6 +96,16 @@ static inline void sl_pw_bytes(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
     else
         sl_wr_bytes(w, b);
 }
+/* Record data: like bytes, but a writer with references enabled sends large sets by reference
+ * (the records of a Fetch response are not copied into the response buffer). */
+static inline void sl_pw_records(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
+    if (b.len < 0 && !nullable) b = (sl_bytes){NULL, 0};
+    if (fx)
+        sl_wr_uvarint(w, b.len < 0 ? 0 : (uint32_t)b.len + 1);
+    else
+        sl_wr_i32(w, b.len < 0 ? -1 : b.len);
+    if (b.len > 0) sl_wr_raw_ref(w, b.p, (size_t)b.len);
+}
 /* Writes an array count and returns how many elements to write after it. */
 static inline int32_t sl_pw_count(sl_wr *w, bool fx, bool nullable, int32_t n) {
     if (n < 0 && !nullable) n = 0;

@@ -292,3 +292,39 @@ SL_TEST(proto_unknown_tags_skipped) {
     sl_arena_free(a);
     CHECK(ok);
 }
+
+/* A tagged field whose bytes include a referenced range: its size counts the range and the
+ * output equals the copied encoding. */
+SL_TEST(proto_tagged_field_around_referenced_bytes) {
+    sl_arena *a = sl_arena_new(1024);
+    static uint8_t big[3000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)i;
+    sl_wr plain, ref;
+    sl_wr_init(&plain, a, 16);
+    sl_wr_init(&ref, a, 16);
+    sl_wr_enable_refs(&ref, 1000);
+    sl_wr *ws[2] = {&plain, &ref};
+    for (int k = 0; k < 2; k++) {
+        sl_wr *w = ws[k];
+        sl_pw_records(w, true, true, (sl_bytes){big, 1500}); /* before the field: not moved */
+        size_t mark = sl_pw_tag_begin(w, 3);
+        sl_wr_i16(w, 7);
+        sl_pw_records(w, true, true, (sl_bytes){big, (int32_t)sizeof big});
+        sl_wr_i8(w, 1);
+        sl_pw_tag_end(w, mark);
+        sl_wr_i8(w, 9);
+    }
+    CHECK_EQ(ref.nrefs, 2);
+    struct iovec *iov;
+    int n = sl_wr_iov(&ref, &iov);
+    CHECK(n > 0);
+    static uint8_t joined[8192];
+    size_t jl = 0;
+    for (int i = 0; i < n && jl + iov[i].iov_len <= sizeof joined; i++) {
+        memcpy(joined + jl, iov[i].iov_base, iov[i].iov_len);
+        jl += iov[i].iov_len;
+    }
+    CHECK_EQ(jl, plain.len);
+    CHECK(memcmp(joined, plain.buf, plain.len) == 0);
+    sl_arena_free(a);
+}

@@ -422,7 +422,7 @@ static void enc_fetch_resp_partition(sl_wr *w, int16_t v, const sl_fetch_resp_pa
             enc_fetch_resp_aborted_transaction(w, v, &m->aborted_transactions[i]);
     }
     if (v >= 11) sl_wr_i32(w, m->preferred_read_replica);
-    sl_pw_bytes(w, fx, true, m->records);
+    sl_pw_records(w, fx, true, m->records);
     if (fx) {
         uint32_t nt = 0;
         if (v >= 12 && !dflt_fetch_resp_diverging_epoch(&m->diverging_epoch)) nt++;

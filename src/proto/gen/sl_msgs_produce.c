@@ -20,7 +20,7 @@ static void enc_produce_req_partition(sl_wr *w, int16_t v, const sl_produce_req_
     (void)v;
     const bool fx = v >= 9;
     sl_wr_i32(w, m->index);
-    sl_pw_bytes(w, fx, true, m->records);
+    sl_pw_records(w, fx, true, m->records);
     if (fx) sl_wr_uvarint(w, 0);
 }
 
