@@ -127,6 +127,10 @@ static const key_def k_keys[] = {
      "ACLs: file holding the ACLs; default <log.dirs>/sluice-acls."},
     {"sluice.preauth.max.bytes", T_INT, OFF(sluice_preauth_max_bytes), 64, INT32_MAX, "65536",
      "Largest frame accepted before a connection is authenticated."},
+    {"sluice.authentication.timeout.ms", T_LONG, OFF(sluice_authentication_timeout_ms), 0, I64MAX,
+     "30000",
+     "Time a connection has from accept to finishing its TLS handshake and SASL "
+     "authentication before it is closed (0: only connections.max.idle.ms applies)."},
     {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
      "Requests queued per connection before reading pauses."},
     {"sluice.shutdown.timeout.ms", T_LONG, OFF(sluice_shutdown_timeout_ms), 0, I64MAX, "10000",

@@ -332,6 +332,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         .max_request_bytes = b->cfg.socket_request_max_bytes,
         .max_preauth_bytes = b->cfg.sluice_preauth_max_bytes,
         .idle_ms = b->cfg.connections_max_idle_ms,
+        .auth_timeout_ms = b->cfg.sluice_authentication_timeout_ms,
         .max_inflight = b->cfg.sluice_max_inflight_requests,
         .max_connections = b->cfg.max_connections,
     };

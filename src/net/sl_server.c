@@ -65,7 +65,7 @@ struct sl_conn {
     bool authenticated, closed, closing, write_blocked;
     int busy;
     uint32_t watched;
-    int64_t last_io, close_deadline;
+    int64_t last_io, close_deadline, accepted;
     /* unparsed input is in[in_off, in_len) */
     uint8_t *in;
     size_t in_off, in_len;
@@ -484,7 +484,7 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->id = ++s->next_id;
     c->listener = l->name;
     memcpy(c->peer, peer, sizeof c->peer);
-    c->last_io = now_ms(s);
+    c->last_io = c->accepted = now_ms(s);
     if (sl_loop_watch(s->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
         SL_ERROR("net", "cannot watch connection", "peer=%s", c->peer);
         t->vt->close(t);
@@ -552,6 +552,8 @@ static void listener_io(void *ctx, uint32_t ev) {
 
 static int64_t sweep_interval(const sl_server *s) {
     int64_t iv = s->cfg.idle_ms > 0 ? s->cfg.idle_ms / 4 : 1000;
+    if (s->cfg.auth_timeout_ms > 0 && s->cfg.auth_timeout_ms / 4 < iv)
+        iv = s->cfg.auth_timeout_ms / 4;
     return iv < 10 ? 10 : iv > 1000 ? 1000 : iv;
 }
 
@@ -566,6 +568,11 @@ static void on_sweep(void *ctx) {
         else if (s->cfg.idle_ms > 0 && !c->closing && c->qlen == 0 &&
                  now - c->last_io >= s->cfg.idle_ms)
             conn_destroy(c, true, "idle timeout");
+        /* Unauthenticated connections cost a slot and memory: a peer that stalls its TLS
+         * handshake or SASL exchange must not keep them for connections.max.idle.ms. */
+        else if (s->cfg.auth_timeout_ms > 0 && !c->authenticated && !c->closing &&
+                 now - c->accepted >= s->cfg.auth_timeout_ms)
+            conn_destroy(c, false, "authentication timeout");
         if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
     }
     s->sweep = sl_timer_start(s->loop, sweep_interval(s), on_sweep, s);
@@ -585,6 +592,7 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
     if (s->cfg.max_preauth_bytes > s->cfg.max_request_bytes)
         s->cfg.max_preauth_bytes = s->cfg.max_request_bytes;
     if (s->cfg.idle_ms < 0) s->cfg.idle_ms = 0;
+    if (s->cfg.auth_timeout_ms < 0) s->cfg.auth_timeout_ms = 0;
     if (s->cfg.max_inflight <= 0) s->cfg.max_inflight = 64;
     if (s->cfg.max_connections < 0) s->cfg.max_connections = 0;
     /* Writes use MSG_NOSIGNAL; this also covers transports that cannot (TLS libraries). */

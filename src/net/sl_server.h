@@ -26,6 +26,7 @@ typedef struct sl_server_config {
     int32_t max_request_bytes; /* socket.request.max.bytes (104857600) */
     int32_t max_preauth_bytes; /* frame cap before authentication (524288, at most the above) */
     int64_t idle_ms;           /* connections.max.idle.ms (0: no idle timeout; Kafka: 600000) */
+    int64_t auth_timeout_ms;   /* accept to sl_conn_set_authenticated(), else closed (0: none) */
     int32_t max_inflight;      /* requests queued per connection before reading pauses (64) */
     int32_t max_connections;   /* 0: unlimited */
 } sl_server_config;

@@ -392,6 +392,25 @@ def test_max_connections_per_ip(sasl_broker):
         c.close()
 
 
+@pytest.mark.broker_config({"sluice.authentication.timeout.ms": 1000})
+def test_unauthenticated_connections_time_out(sasl_broker):
+    # An authenticated session outlives the deadline.
+    good = sasl_conn(sasl_broker)
+    t0 = time.monotonic()
+    silent = kproto.Conn(sasl_broker.bootstrap)
+    stalled = kproto.Conn(sasl_broker.bootstrap)  # starts SASL, never finishes it
+    try:
+        assert handshake(stalled, "SCRAM-SHA-256")[0] == 0
+        assert silent.closed_by_peer(10), "a silent connection outlived the deadline"
+        assert stalled.closed_by_peer(10), "a stalled SASL exchange outlived the deadline"
+        assert time.monotonic() - t0 >= 0.9, "closed before the deadline"
+        assert "brokers" in kproto.metadata(good)
+    finally:
+        for c in (good, silent, stalled):
+            c.close()
+    assert "reason=\"authentication timeout\"" in sasl_broker.log_text()
+
+
 # ---- sessions -------------------------------------------------------------------------------------
 
 @pytest.mark.broker_config({"connections.max.reauth.ms": 1500})
@@ -576,6 +595,7 @@ def test_plaintext_listener_unaffected(broker):
 def sasl_ssl_broker(request, tmp_path):
     """SASL_SSL only, with PLAIN enabled (allowed without the insecure switch under TLS)."""
     import tlsutil
+    marker = request.node.get_closest_marker("broker_config")
     d = tmp_path / "pki"
     d.mkdir()
     ca = tlsutil.CA()
@@ -583,7 +603,8 @@ def sasl_ssl_broker(request, tmp_path):
     cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
     tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
     b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
-                          "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"})
+                          "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+                          **(dict(marker.args[0]) if marker else {})})
     b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
     b.write_config()
     b.data_dir.mkdir(parents=True, exist_ok=True)
@@ -596,6 +617,31 @@ def sasl_ssl_broker(request, tmp_path):
         b.stop(check=True)
     else:
         b.assert_no_sanitizer_report()
+
+
+@pytest.mark.broker_config({"sluice.authentication.timeout.ms": 1000})
+def test_stalled_tls_handshake_times_out(sasl_ssl_broker):
+    import socket
+    import ssl
+    t0 = time.monotonic()
+    raw = kproto.Conn(sasl_ssl_broker.bootstrap)  # TCP only: no ClientHello
+    try:
+        assert raw.closed_by_peer(10), "a connection without a TLS handshake outlived the deadline"
+        assert time.monotonic() - t0 >= 0.9
+    finally:
+        raw.close()
+    # Handshake done, SASL never started: closed too.
+    ctx = ssl.create_default_context(cafile=str(sasl_ssl_broker.ca_pem))
+    host, port = sasl_ssl_broker.bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as tls:
+            tls.settimeout(10)
+            try:
+                data = tls.recv(1)
+            except (ConnectionResetError, ssl.SSLError):
+                data = b""
+            assert data == b"", "the broker sent data to an unauthenticated client"
+    assert "reason=\"authentication timeout\"" in sasl_ssl_broker.log_text()
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])

@@ -453,6 +453,36 @@ SL_TEST(server_idle_timeout_closes) {
     CHECK_EQ(closes, 1);
 }
 
+SL_TEST(server_auth_timeout_closes_unauthenticated_even_if_active) {
+    sl_server_config cfg = default_cfg;
+    cfg.auth_timeout_ms = 150;
+    env e;
+    CHECK(env_init(&e, &cfg, M_ECHO));
+    int fd = client_connect(e.port), fa = client_connect(e.port);
+    CHECK(fd >= 0);
+    CHECK(fa >= 0);
+    int64_t t0 = sl_mono_ms();
+    /* fa authenticates; fd keeps talking but never does. */
+    bool ok = send_frame(&e, fa, "auth") && expect_reversed(&e, fa, "auth");
+    bool talk = send_frame(&e, fd, "hi") && expect_reversed(&e, fd, "hi");
+    RUN_UNTIL(&e, false, 100);
+    talk = talk && send_frame(&e, fd, "again") && expect_reversed(&e, fd, "again");
+    bool closed = client_wait_eof(&e, fd, 3000);
+    int64_t took = sl_mono_ms() - t0;
+    RUN_UNTIL(&e, sl_mono_ms() - t0 > 400, 1000);
+    bool alive = send_frame(&e, fa, "still") && expect_reversed(&e, fa, "still");
+    int conns = sl_server_conn_count(e.s);
+    close(fd);
+    close(fa);
+    env_free(&e);
+    CHECK(ok);
+    CHECK(talk);
+    CHECK(closed);
+    CHECK(took >= 150);
+    CHECK(alive);
+    CHECK_EQ(conns, 1);
+}
+
 SL_TEST(server_idle_timeout_spares_outstanding) {
     sl_server_config cfg = default_cfg;
     cfg.idle_ms = 50;
