@@ -570,7 +570,8 @@ static void on_sweep(void *ctx) {
             conn_destroy(c, true, "idle timeout");
         /* Unauthenticated connections cost a slot and memory: a peer that stalls its TLS
          * handshake or SASL exchange must not keep them for connections.max.idle.ms. */
-        else if (s->cfg.auth_timeout_ms > 0 && !c->authenticated && !c->closing &&
+        else if (s->cfg.auth_timeout_ms > 0 && !c->closing && c->t &&
+                 (!c->authenticated || (c->t->vt->established && !c->t->vt->established(c->t))) &&
                  now - c->accepted >= s->cfg.auth_timeout_ms)
             conn_destroy(c, false, "authentication timeout");
         if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;

@@ -33,6 +33,8 @@ typedef struct tls_t {
     unsigned char wbuf[SL_TLS_STAGE];
 } tls_t;
 
+static bool tls_established(const sl_transport *t) { return ((const tls_t *)t)->established; }
+
 static const sl_transport_vt tls_vt;
 
 static const char *err_reason(int ssl_err, int sys_errno) {
@@ -221,6 +223,7 @@ static const sl_transport_vt tls_vt = {
     .close = tls_close,
     .wants = tls_wants,
     .pending = tls_pending,
+    .established = tls_established,
 };
 
 sl_transport *sl_tls_transport_new(void *epv, int fd, const char *peer, const char *listener) {

@@ -24,6 +24,8 @@ typedef struct sl_transport_vt {
     /* Optional (NULL for TCP): true when input is buffered above the fd (decrypted TLS bytes),
      * so the server reads again without waiting for the fd to become readable. */
     bool (*pending)(const sl_transport *t);
+    /* Optional (NULL: always): true once the transport's own handshake is complete. */
+    bool (*established)(const sl_transport *t);
 } sl_transport_vt;
 
 struct sl_transport {

@@ -323,6 +323,31 @@ def test_old_tls_versions_refused(tls_broker):
     good_client_works(b)
 
 
+@pytest.mark.broker_config({"sluice.authentication.timeout.ms": 1000})
+def test_stalled_handshake_times_out_on_ssl_listener(tls_broker):
+    # An SSL listener needs no SASL, so only the TLS handshake is bounded here.
+    b = tls_broker
+    t0 = time.monotonic()
+    with socket.create_connection((b.host, b.port), timeout=10) as s:
+        s.sendall(b"\x16\x03\x01")  # the start of a ClientHello record, then nothing
+        try:
+            closed = s.recv(4096) == b""
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            closed = False
+    assert closed, "a stalled TLS handshake outlived sluice.authentication.timeout.ms"
+    assert time.monotonic() - t0 >= 0.9
+    wait_until(lambda: 'reason="authentication timeout"' in b.log_text(), 10,
+               "the timeout logged")
+    # A client that completes the handshake keeps its connection past the deadline.
+    with socket.create_connection((b.host, b.port), timeout=10) as s:
+        with client_ctx(b.pki).wrap_socket(s, server_hostname="localhost") as tls:
+            time.sleep(1.5)  # deliberately outlive the deadline: nothing to poll for
+            tls.sendall(API_VERSIONS_V0)
+            assert len(tls.recv(4096)) > 4, "an established TLS connection was closed"
+
+
 def test_plaintext_bytes_on_tls_port(tls_broker):
     b = tls_broker
     with socket.create_connection((b.host, b.port), timeout=10) as s:
