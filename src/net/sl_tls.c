@@ -213,7 +213,8 @@ static uint32_t tls_wants(const sl_transport *t) {
 
 static bool tls_pending(const sl_transport *t) {
     const tls_t *x = (const tls_t *)t;
-    return x->established && SSL_pending(x->ssl) > 0;
+    /* SSL_has_pending also sees raw records read ahead but not yet decrypted. */
+    return x->established && SSL_has_pending(x->ssl);
 }
 
 static const sl_transport_vt tls_vt = {
