@@ -7,6 +7,8 @@
 #                                       exits non-zero if the harness is broken
 #   options: --rows "plaintext ssl sasl_ssl sasl_plaintext mock nats"  --partitions "1 8"
 #            --count N (messages per throughput run)  --secs S (per fixed-rate run)  --out FILE
+#            --e2e-linger MS (producer linger.ms in the fixed-rate latency runs; default 1,
+#            "default" keeps librdkafka's 5 ms, which then is the latency floor)
 #
 # Every row: 1 KiB incompressible messages, acks=all. Per partition count: produce at max rate
 # (broker CPU measured over this run), consume catch-up from the beginning, tailing (producer at
@@ -25,6 +27,7 @@ PARTS="1 8"
 COUNT=1000000
 SECS=10
 OUT=""
+E2E_LINGER=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) SMOKE=1 ;;
@@ -33,7 +36,8 @@ while [ $# -gt 0 ]; do
     --count) COUNT=$2; shift ;;
     --secs) SECS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    --e2e-linger) E2E_LINGER=$2; shift ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -44,7 +48,9 @@ if [ "$SMOKE" = 1 ]; then
     COUNT=20000
     SECS=1
 fi
-case "$COUNT$SECS" in *[!0-9]*) echo "run_matrix: --count/--secs must be integers" >&2; exit 2 ;; esac
+E2E_ARGS=""
+[ "$E2E_LINGER" = default ] || E2E_ARGS="-l $E2E_LINGER"
+case "$COUNT$SECS${E2E_LINGER#default}" in *[!0-9]*) echo "run_matrix: --count/--secs must be integers" >&2; exit 2 ;; esac
 
 BIN=$ROOT/build/bench
 SLUICE=${SLUICE_BIN_BENCH:-$ROOT/build/release/sluice}
@@ -190,7 +196,7 @@ run_phases() { # $1 row $2 partitions
             r=$((rate * pct / 100))
             log "$row: $p partition(s): end-to-end at $pct% of $rate msgs/s = $r msgs/s for ${SECS}s"
             # shellcheck disable=SC2086
-            j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -r "$r" -d "$SECS" -T "$T" $GEN_ARGS --label "$row")
+            j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -r "$r" -d "$SECS" -T "$T" $E2E_ARGS $GEN_ARGS --label "$row")
             record "$row" "e2e$pct" "$p" null "$j"
         done
     fi
@@ -323,7 +329,7 @@ if [ -z "$OUT" ] && [ "$SMOKE" = 0 ]; then
 fi
 TABLE=$WORK/table.md
 /usr/bin/python3 bench/sl_table.py "$RESULTS" --machine "$MACHINE" --pinning "$PINNING" \
-    --count "$COUNT" --secs "$SECS" --elapsed "$ELAPSED" >"$TABLE"
+    --count "$COUNT" --secs "$SECS" --elapsed "$ELAPSED" --e2e-linger "$E2E_LINGER" >"$TABLE"
 rc=$?
 cat "$TABLE"
 if [ -n "$OUT" ]; then

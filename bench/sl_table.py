@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--count", default="")
     ap.add_argument("--secs", default="")
     ap.add_argument("--elapsed", default="")
+    ap.add_argument("--e2e-linger", default="default")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     na = {r["row"]: r["reason"] for r in rows if r.get("phase") == "na"}
@@ -59,7 +60,8 @@ def main():
 
     out = []
     out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible, "
-               f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run. "
+               f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run "
+               f"(producer linger.ms {a.e2e_linger}). "
                f"Matrix wall time: {a.elapsed} s.")
     out.append("")
     out.append("| system | partitions | produce MB/s (max) | consume MB/s catch-up | consume MB/s "
