@@ -6,7 +6,9 @@
 # anything failed.
 #
 # Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
-# target, default 20), INTEROP_TIMEOUT (whole interop stage, seconds, default 900),
+# target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
+# a longer local run with the same seed already went through; 0 picks a random seed),
+# INTEROP_TIMEOUT (whole interop stage, seconds, default 900),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
 # SKIP_BENCH=1.
 set -uo pipefail
@@ -17,6 +19,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+FUZZ_SEED=${FUZZ_SEED:-1}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}
 PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages
 
@@ -90,7 +93,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
         mkdir -p "$corpus"
         seeds=tests/fuzz/corpus/${name#fuzz_}
         [ -d "$seeds" ] && cp -r "$seeds/." "$corpus/"
-        if "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        if "$bin" -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=10 -rss_limit_mb=2048 \
             -print_final_stats=0 -artifact_prefix="build/fuzz-artifacts/$name-" \
             "$corpus" >"$WORK/$name.log" 2>&1; then
             pass
