@@ -168,7 +168,8 @@ rate_of() { # JSON -> produce msgs/s
 # The phases for one partition count against a running server. $GEN is the generator, $ADDR
 # the bootstrap, $GEN_ARGS row-specific options (properties file, CA).
 run_phases() { # $1 row $2 partitions
-    local row=$1 p=$2 topic="bench-$1-p$2" t0 t1 j rate r50 r80 cpu
+    local row=$1 p=$2 topic="bench-$1-p$2" t0 t1 j rate r50 r80 cpu e2e_args=$E2E_ARGS
+    [ "$row" = nats ] && e2e_args="" # JetStream publishes at once: no linger to set
     local T=$((SECS * 4 + 120))
     log "$row: $p partition(s): produce $COUNT at max rate"
     t0=$(cpu_ticks "$(server_proc)")
@@ -196,7 +197,7 @@ run_phases() { # $1 row $2 partitions
             r=$((rate * pct / 100))
             log "$row: $p partition(s): end-to-end at $pct% of $rate msgs/s = $r msgs/s for ${SECS}s"
             # shellcheck disable=SC2086
-            j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -r "$r" -d "$SECS" -T "$T" $E2E_ARGS $GEN_ARGS --label "$row")
+            j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -r "$r" -d "$SECS" -T "$T" $e2e_args $GEN_ARGS --label "$row")
             record "$row" "e2e$pct" "$p" null "$j"
         done
     fi

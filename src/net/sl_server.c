@@ -345,6 +345,17 @@ static int process_input(sl_conn *c) {
     return n;
 }
 
+/* The socket is drained but a request is incomplete (at our level, or inside the TLS layer):
+ * ACK now. A client with Nagle on (librdkafka's default before 2.10) that wrote the request in
+ * two pieces (over TLS: two records) holds the second until the first is ACKed, and Linux would
+ * delay that ACK by up to 40 ms, since we have nothing to send until the request is whole.
+ * Quick-ACK mode lasts only until the next delayed-ACK decision, so it is re-armed each time. */
+static void ack_partial(sl_conn *c) {
+    if (!(c->fp || c->in_len > c->in_off || c->t->vt->pending)) return;
+    int one = 1;
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 static void read_some(sl_conn *c) {
     for (int i = 0; i < SL_READS_PER_EVENT && read_allowed(c); i++) {
         /* The rest of a big frame goes straight into its arena buffer: no second copy. */
@@ -368,7 +379,10 @@ static void read_some(sl_conn *c) {
             return;
         }
         if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ack_partial(c);
+                return;
+            }
             bool reset = errno == ECONNRESET;
             conn_destroy(c, reset, reset ? "connection reset by peer" : "read error");
             return;
@@ -381,7 +395,10 @@ static void read_some(sl_conn *c) {
             c->in_len += (size_t)r;
             process_input(c);
         }
-        if ((size_t)r < want) return; /* drained; level-triggered epoll says if more comes */
+        if ((size_t)r < want) { /* drained; level-triggered epoll says if more comes */
+            if (!c->closed) ack_partial(c);
+            return;
+        }
     }
 }
 

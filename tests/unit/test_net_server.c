@@ -483,6 +483,33 @@ SL_TEST(server_auth_timeout_closes_unauthenticated_even_if_active) {
     CHECK_EQ(conns, 1);
 }
 
+/* A client with Nagle on that writes a request in two pieces holds the second until the first
+ * is ACKed; without a quick ACK from the server each such request waits out Linux's 40 ms
+ * delayed ACK. librdkafka before 2.10 does exactly this over TLS (one record per piece). */
+SL_TEST(server_acks_partial_requests_at_once) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_ECHO));
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    static const char msg[] = "a request written in two pieces, as a TLS client with Nagle on does";
+    uint8_t frame[128];
+    size_t n = put_frame(frame, msg, strlen(msg));
+    int64_t times[40];
+    bool ok = true;
+    for (int i = 0; i < 40 && ok; i++) { /* the first 20 warm up past Linux's initial quick ACKs */
+        int64_t t0 = sl_mono_ms();
+        ok = client_send(&e, fd, frame, 40) && client_send(&e, fd, frame + 40, n - 40) &&
+             expect_reversed(&e, fd, msg);
+        times[i] = sl_mono_ms() - t0;
+    }
+    close(fd);
+    env_free(&e);
+    CHECK(ok);
+    int slow = 0;
+    for (int i = 20; i < 40; i++) slow += times[i] >= 30;
+    CHECK(slow <= 5); /* delayed ACKs would make all 20 slow */
+}
+
 SL_TEST(server_idle_timeout_spares_outstanding) {
     sl_server_config cfg = default_cfg;
     cfg.idle_ms = 50;
