@@ -171,6 +171,10 @@ run_phases() { # $1 row $2 partitions
     local row=$1 p=$2 topic="bench-$1-p$2" t0 t1 j rate r50 r80 cpu e2e_args=$E2E_ARGS
     [ "$row" = nats ] && e2e_args="" # JetStream publishes at once: no linger to set
     local T=$((SECS * 4 + 120))
+    # Earlier phases and rows leave up to gigabytes dirty in the page cache; their writeback
+    # would otherwise land inside this measurement (ext4 ties fsyncs to the journal), and which
+    # row it lands in would depend on the row order.
+    sync
     log "$row: $p partition(s): produce $COUNT at max rate"
     t0=$(cpu_ticks "$(server_proc)")
     # shellcheck disable=SC2086

@@ -1,4 +1,5 @@
 /* sluice: command-line entry point. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,18 @@ static int cmd_config(void) {
     return 0;
 }
 
+/* Request arenas come and go at the rate of requests, each up to a produce batch or a fetch's
+ * worth. glibc's defaults hand such blocks back to the kernel (mmap, or trimming the heap top)
+ * and fault them in again, zeroed, on the next request: measured 3-5 % of broker CPU in page
+ * faults. Keep blocks up to 32 MiB on the heap and up to 64 MiB of free heap top; PLAINTEXT
+ * produce went from 0.87/0.59 to 0.49/0.51 CPU-s/GB side by side (docs/benchmarks.md). */
+static void tune_malloc(void) {
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
 static int cmd_serve(int argc, char **argv) {
+    tune_malloc();
     sl_config cfg;
     sl_config_defaults(&cfg);
     char err[512] = "";
