@@ -26,6 +26,7 @@ typedef struct tls_t {
     SSL *ssl;
     const sl_tls_endpoint *ep;
     bool established, failed;
+    bool starved; /* the last read wanted more bytes than read-ahead holds: a partial record */
     uint32_t hs_want, rd_want, wr_want; /* socket events OpenSSL waits for, per direction */
     char peer[64];
     char *principal;
@@ -110,6 +111,7 @@ static ssize_t tls_read(sl_transport *t, void *buf, size_t len) {
     if (!x->established && handshake(x) <= 0) return -1;
     size_t got = 0;
     x->rd_want = 0;
+    x->starved = false;
     while (got < len) {
         ERR_clear_error();
         size_t n = 0;
@@ -119,7 +121,10 @@ static ssize_t tls_read(sl_transport *t, void *buf, size_t len) {
             continue;
         }
         int se = errno, e = SSL_get_error(x->ssl, r);
-        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_WANT_READ) {
+            x->starved = true;
+            break;
+        }
         if (e == SSL_ERROR_WANT_WRITE) {
             x->rd_want = SL_EV_WRITE;
             break;
@@ -213,8 +218,12 @@ static uint32_t tls_wants(const sl_transport *t) {
 
 static bool tls_pending(const sl_transport *t) {
     const tls_t *x = (const tls_t *)t;
-    /* SSL_has_pending also sees raw records read ahead but not yet decrypted. */
-    return x->established && SSL_has_pending(x->ssl);
+    /* SSL_has_pending also sees whole records read ahead but not yet decrypted, which never
+     * make the fd readable again; but it is also true for a partial record, which only more
+     * bytes from the peer can complete: after a read that ran dry, only decrypted bytes count,
+     * or the server would spin on a peer that sent half a record. */
+    if (!x->established) return false;
+    return SSL_pending(x->ssl) > 0 || (!x->starved && SSL_has_pending(x->ssl));
 }
 
 static const sl_transport_vt tls_vt = {

@@ -348,6 +348,40 @@ def test_stalled_handshake_times_out_on_ssl_listener(tls_broker):
             assert len(tls.recv(4096)) > 4, "an established TLS connection was closed"
 
 
+def test_half_a_tls_record_does_not_stall_the_broker(tls_broker):
+    # One client completes its handshake, then sends only the first half of a TLS record. The
+    # broker must wait for the rest without spinning on it: another client is served meanwhile,
+    # and the first is answered once the rest arrives.
+    b = tls_broker
+    ctx = client_ctx(b.pki)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with socket.create_connection((b.host, b.port), timeout=10) as s:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                inc.write(s.recv(65536))
+        s.sendall(out.read())
+        obj.write(API_VERSIONS_V0)
+        rec = out.read()
+        s.sendall(rec[:len(rec) // 2])
+        assert tls_api_versions(b, client_ctx(b.pki)), \
+            "another client was not served while one held half a TLS record"
+        s.sendall(rec[len(rec) // 2:])
+        while True:
+            try:
+                reply = obj.read(65536)
+                break
+            except ssl.SSLWantReadError:
+                data = s.recv(65536)
+                assert data, "the broker closed the connection instead of answering"
+                inc.write(data)
+        assert len(reply) > 4
+
+
 def test_plaintext_bytes_on_tls_port(tls_broker):
     b = tls_broker
     with socket.create_connection((b.host, b.port), timeout=10) as s:
