@@ -5,7 +5,6 @@ void sl_wr_init(sl_wr *w, sl_arena *a, size_t initial) {
     w->len = 0;
     w->err = SL_OK;
     w->ref_min = 0;
-    w->ref_bytes = 0;
     w->refs = NULL;
     w->nrefs = w->refcap = 0;
     w->cap = initial < 64 ? 64 : initial;
@@ -48,8 +47,8 @@ void sl_wr_raw_ref(sl_wr *w, const void *p, size_t n) {
     if (w->err) return;
     if (w->nrefs == w->refcap) {
         int cap = w->refcap ? w->refcap * 2 : 8;
-        sl_wr_ref *nr = sl_arena_alloc(w->a, (size_t)cap * sizeof *nr);
-        if (!nr || cap > INT32_MAX / 4) {
+        sl_wr_ref *nr = cap > INT32_MAX / 4 ? NULL : sl_arena_alloc(w->a, (size_t)cap * sizeof *nr);
+        if (!nr) {
             w->err = SL_ENOMEM;
             return;
         }
@@ -58,7 +57,6 @@ void sl_wr_raw_ref(sl_wr *w, const void *p, size_t n) {
         w->refcap = cap;
     }
     w->refs[w->nrefs++] = (sl_wr_ref){w->len, p, n};
-    w->ref_bytes += n;
 }
 
 int sl_wr_iov(sl_wr *w, struct iovec **out) {

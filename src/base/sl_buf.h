@@ -195,7 +195,6 @@ typedef struct sl_wr {
     sl_arena *a;
     sl_err err;
     size_t ref_min; /* 0: references disabled */
-    size_t ref_bytes;
     sl_wr_ref *refs;
     int nrefs, refcap;
 } sl_wr;
@@ -211,7 +210,11 @@ void sl_wr_enable_refs(sl_wr *w, size_t min);
  * and must outlive every use of the output), else copied as sl_wr_raw(). */
 void sl_wr_raw_ref(sl_wr *w, const void *p, size_t n);
 /* Output size: the buffer plus the referenced ranges. */
-static inline size_t sl_wr_total(const sl_wr *w) { return w->len + w->ref_bytes; }
+static inline size_t sl_wr_total(const sl_wr *w) {
+    size_t n = w->len;
+    for (int i = 0; i < w->nrefs; i++) n += w->refs[i].n;
+    return n;
+}
 /* The output as iovecs, allocated in the writer's arena (owned by it); returns the count
  * (2 * nrefs + 1 at most) or -1 when out of memory or the writer failed. */
 int sl_wr_iov(sl_wr *w, struct iovec **out);
@@ -302,12 +305,17 @@ static inline void sl_wr_compact_string(sl_wr *w, sl_str s) {
     sl_wr_uvarint(w, s.len < 0 ? 0 : (uint32_t)s.len + 1);
     if (s.len > 0) sl_wr_raw(w, s.p, (size_t)s.len);
 }
+/* The length prefix of a bytes field (negative: null); the caller writes the bytes. */
+static inline void sl_wr_bytes_len(sl_wr *w, int32_t len) { sl_wr_i32(w, len < 0 ? -1 : len); }
+static inline void sl_wr_compact_bytes_len(sl_wr *w, int32_t len) {
+    sl_wr_uvarint(w, len < 0 ? 0 : (uint32_t)len + 1);
+}
 static inline void sl_wr_bytes(sl_wr *w, sl_bytes b) {
-    sl_wr_i32(w, b.len < 0 ? -1 : b.len);
+    sl_wr_bytes_len(w, b.len);
     if (b.len > 0) sl_wr_raw(w, b.p, (size_t)b.len);
 }
 static inline void sl_wr_compact_bytes(sl_wr *w, sl_bytes b) {
-    sl_wr_uvarint(w, b.len < 0 ? 0 : (uint32_t)b.len + 1);
+    sl_wr_compact_bytes_len(w, b.len);
     if (b.len > 0) sl_wr_raw(w, b.p, (size_t)b.len);
 }
 static inline void sl_wr_count(sl_wr *w, int32_t n) { sl_wr_i32(w, n); }

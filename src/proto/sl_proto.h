@@ -89,21 +89,24 @@ static inline void sl_pw_str(sl_wr *w, bool fx, bool nullable, sl_str s) {
     else
         sl_wr_string(w, s);
 }
-static inline void sl_pw_bytes(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
+/* Writes a bytes or records field's length prefix; returns the bytes that must follow it. */
+static inline sl_bytes sl_pw_bytes_len(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
     if (b.len < 0 && !nullable) b = (sl_bytes){NULL, 0};
     if (fx)
-        sl_wr_compact_bytes(w, b);
+        sl_wr_compact_bytes_len(w, b.len);
     else
-        sl_wr_bytes(w, b);
+        sl_wr_bytes_len(w, b.len);
+    return b;
+}
+static inline void sl_pw_bytes(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
+    b = sl_pw_bytes_len(w, fx, nullable, b);
+    if (b.len > 0) sl_wr_raw(w, b.p, (size_t)b.len);
 }
 /* Record data: like bytes, but a writer with references enabled sends large sets by reference
- * (the records of a Fetch response are not copied into the response buffer). */
+ * (the records of a Fetch response are not copied into the response buffer). Only records:
+ * other bytes may point at state that changes before the response is written. */
 static inline void sl_pw_records(sl_wr *w, bool fx, bool nullable, sl_bytes b) {
-    if (b.len < 0 && !nullable) b = (sl_bytes){NULL, 0};
-    if (fx)
-        sl_wr_uvarint(w, b.len < 0 ? 0 : (uint32_t)b.len + 1);
-    else
-        sl_wr_i32(w, b.len < 0 ? -1 : b.len);
+    b = sl_pw_bytes_len(w, fx, nullable, b);
     if (b.len > 0) sl_wr_raw_ref(w, b.p, (size_t)b.len);
 }
 /* Writes an array count and returns how many elements to write after it. */
