@@ -41,6 +41,7 @@ struct sl_loop {
     sl_watch **byfd; /* indexed by fd; NULL when not watched */
     size_t nbyfd;
     sl_watch *dead;
+    sl_post *posted, *posted_tail; /* FIFO of posted work */
     sl_timer **heap;
     size_t nheap, capheap;
     uint64_t seq;
@@ -225,6 +226,8 @@ void sl_timer_cancel(sl_loop *l, sl_timer *t) {
     free(t);
 }
 
+static int run_posted(sl_loop *l);
+
 static int run_timers(sl_loop *l) {
     /* Timers started by these callbacks wait for the next iteration, so a timer re-arming
      * itself with delay 0 cannot starve I/O. */
@@ -238,6 +241,7 @@ static int run_timers(sl_loop *l) {
         free(t);
         cb(ctx);
         ran++;
+        ran += run_posted(l);
     }
     return ran;
 }
@@ -280,6 +284,45 @@ sl_err sl_loop_on_signal(sl_loop *l, int signo, sl_signal_cb cb, void *ctx) {
     return SL_OK;
 }
 
+/* ---- posted work ---- */
+
+void sl_loop_post(sl_loop *l, sl_post *p) {
+    if (p->queued) return;
+    p->queued = true;
+    p->next = NULL;
+    p->prev = l->posted_tail;
+    if (l->posted_tail)
+        l->posted_tail->next = p;
+    else
+        l->posted = p;
+    l->posted_tail = p;
+}
+
+void sl_loop_unpost(sl_loop *l, sl_post *p) {
+    if (!p->queued) return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        l->posted = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        l->posted_tail = p->prev;
+    p->prev = p->next = NULL;
+    p->queued = false;
+}
+
+static int run_posted(sl_loop *l) {
+    int ran = 0;
+    while (l->posted) {
+        sl_post *p = l->posted;
+        sl_loop_unpost(l, p);
+        p->cb(p->ctx);
+        ran++;
+    }
+    return ran;
+}
+
 /* ---- running ---- */
 
 int sl_loop_run_once(sl_loop *l, int timeout_ms) {
@@ -300,12 +343,13 @@ int sl_loop_run_once(sl_loop *l, int timeout_ms) {
         n = 0;
     }
     l->now = sl_mono_ms();
-    int ran = 0;
+    int ran = run_posted(l); /* work posted outside any callback (tests, start-up) */
     for (int i = 0; i < n; i++) {
         sl_watch *w = evs[i].data.ptr;
         if (w->dead) continue;
         w->cb(w->ctx, from_epoll(evs[i].events));
         ran++;
+        ran += run_posted(l);
     }
     free_dead(l);
     ran += run_timers(l);

@@ -30,6 +30,21 @@ void sl_loop_unwatch(sl_loop *l, int fd);
 sl_timer *sl_timer_start(sl_loop *l, int64_t delay_ms, sl_timer_cb cb, void *ctx);
 void sl_timer_cancel(sl_loop *l, sl_timer *t);
 
+/* Posted work ("post, don't pump"): a callback queued from inside another callback runs after
+ * that callback returns, never inside it, so no handler runs nested in another. The node is
+ * intrusive and owned by the caller; posting a node already queued does nothing. Posted
+ * callbacks run in posting order after every I/O or timer callback, until none is left (one
+ * posted from a posted callback runs in the same round). */
+typedef struct sl_post {
+    void (*cb)(void *ctx);
+    void *ctx;
+    struct sl_post *prev, *next;
+    bool queued;
+} sl_post;
+void sl_loop_post(sl_loop *l, sl_post *p);
+/* Removes `p` if queued; call before freeing the memory holding it. */
+void sl_loop_unpost(sl_loop *l, sl_post *p);
+
 /* Blocks `signo` for the process and delivers it through the loop. */
 sl_err sl_loop_on_signal(sl_loop *l, int signo, sl_signal_cb cb, void *ctx);
 

@@ -2,8 +2,11 @@
  *
  * Reentrancy: handlers run inside a connection's pump (busy > 0); anything they do to that
  * connection (respond, close) only marks state, and the pump picks it up when the handler
- * returns. A closed connection is moved to a zombie list and freed from a 0 ms timer, so a
- * pointer a caller still holds stays valid until it returns to the loop. */
+ * returns. Anything done to another connection (completing its parked fetch, answering its
+ * JoinGroup) only posts that connection to the loop (sl_loop_post), which pumps it after the
+ * current callback returns: no request ever runs nested inside another. A closed connection is
+ * moved to a zombie list and freed from a 0 ms timer, so a pointer a caller still holds stays
+ * valid until it returns to the loop. */
 #include "net/sl_server.h"
 
 #include <arpa/inet.h>
@@ -42,6 +45,8 @@ struct sl_pending {
     size_t len; /* body bytes over all segments */
     uint8_t hdr[4];
     uint8_t state;
+    bool net_done; /* written, dropped or detached and completed: the server is done with it */
+    int holds;     /* sl_pending_hold() references: the arena outlives net_done until 0 */
 };
 
 typedef struct sl_listener {
@@ -62,6 +67,7 @@ struct sl_conn {
     char peer[64];
     char why[64]; /* reason for a pending flush-close */
     void *data;
+    sl_post post; /* queued on the loop when another callback completed one of our requests */
     bool authenticated, closed, closing, write_blocked;
     int busy;
     uint32_t watched;
@@ -99,6 +105,21 @@ struct sl_server {
 };
 
 static void conn_pump(sl_conn *c, bool readable);
+
+/* The server is done with `p`; its arena goes now unless an asynchronous completion still
+ * holds it (sl_pending_hold). */
+static void pending_put(sl_pending *p) {
+    p->net_done = true;
+    if (p->holds == 0) sl_arena_free(p->arena);
+}
+
+static void conn_posted(void *ctx) { conn_pump(ctx, false); }
+
+/* Something changed for `c` outside its own pump: let the loop pump it once the current
+ * callback has returned. Inside its own pump the pump's loop picks the change up. */
+static void conn_post(sl_conn *c) {
+    if (!c->busy && !c->closed) sl_loop_post(c->s->loop, &c->post);
+}
 
 static int64_t now_ms(const sl_server *s) { return sl_loop_now(s->loop); }
 
@@ -151,6 +172,7 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
     if (c->closed) return;
     sl_server *s = c->s;
     c->closed = true;
+    sl_loop_unpost(s->loop, &c->post);
     sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
             "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
             c->listener, why);
@@ -169,7 +191,7 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
             p->conn = NULL;
             p->next = NULL;
         } else {
-            sl_arena_free(p->arena);
+            pending_put(p);
         }
     }
     c->qhead = c->qtail = NULL;
@@ -195,7 +217,7 @@ static void pop_head(sl_conn *c) {
     if (!c->qhead) c->qtail = NULL;
     c->qlen--;
     c->head_off = 0;
-    sl_arena_free(p->arena);
+    pending_put(p);
 }
 
 /* Writes the completed prefix of the queue. */
@@ -498,6 +520,8 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->t = t;
     c->fd = fd;
     c->in = in;
+    c->post.cb = conn_posted;
+    c->post.ctx = c;
     c->id = ++s->next_id;
     c->listener = l->name;
     memcpy(c->peer, peer, sizeof c->peer);
@@ -778,14 +802,8 @@ void sl_server_drain(sl_server *s, int64_t deadline_ms, void (*done)(void *ctx),
         if (!c->closing) snprintf(c->why, sizeof c->why, "server draining");
         c->closing = true;
     }
-    /* Connections with nothing queued close now; pumping may run handlers, hence the walk
-     * that restarts when more than the current connection closed. */
-    for (sl_conn *c = s->conns, *next; c; c = next) {
-        next = c->next;
-        uint64_t g = s->gen;
-        conn_pump(c, false);
-        if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
-    }
+    /* Connections with nothing queued close when the loop pumps them, after this callback. */
+    for (sl_conn *c = s->conns; c; c = c->next) conn_post(c);
     s->drain_timer = sl_timer_start(s->loop, deadline - now_ms(s), on_drain_deadline, s);
     if (s->nconns == 0) schedule_reap(s);
 }
@@ -823,7 +841,7 @@ void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n) {
     for (int i = 0; i < n; i++) len += iov[i].iov_len;
     sl_conn *c = p->conn;
     if (!c) {
-        sl_arena_free(p->arena);
+        pending_put(p);
         return;
     }
     if (p->state != P_OUTSTANDING) {
@@ -843,13 +861,13 @@ void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n) {
     put_be32(p->hdr, (uint32_t)len);
     p->state = P_RESPONSE;
     c->out_bytes += 4 + len;
-    if (!c->busy) conn_pump(c, false);
+    conn_post(c);
 }
 
 void sl_pending_noreply(sl_pending *p) {
     sl_conn *c = p->conn;
     if (!c) {
-        sl_arena_free(p->arena);
+        pending_put(p);
         return;
     }
     if (p->state != P_OUTSTANDING) {
@@ -857,7 +875,13 @@ void sl_pending_noreply(sl_pending *p) {
         return;
     }
     p->state = P_NOREPLY;
-    if (!c->busy) conn_pump(c, false);
+    conn_post(c);
+}
+
+void sl_pending_hold(sl_pending *p) { p->holds++; }
+
+void sl_pending_release(sl_pending *p) {
+    if (--p->holds == 0 && p->net_done) sl_arena_free(p->arena);
 }
 
 sl_conn *sl_pending_conn(const sl_pending *p) { return p->conn; }
@@ -873,7 +897,7 @@ void sl_conn_close(sl_conn *c, bool flush, const char *why) {
     c->closing = true;
     snprintf(c->why, sizeof c->why, "%s", why);
     c->close_deadline = now_ms(c->s) + SL_CLOSE_FLUSH_MS;
-    if (!c->busy) conn_pump(c, false);
+    conn_post(c);
 }
 
 void sl_conn_set_authenticated(sl_conn *c) { c->authenticated = true; }

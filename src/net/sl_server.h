@@ -78,9 +78,11 @@ int sl_server_conn_count(const sl_server *s);
 
 /* Queues `len` bytes (response header + body, without the size prefix, which this adds) as the
  * response to `p`. `data` must stay valid until the arena of `p` is freed (allocate it there).
- * Frees p's arena once the bytes are written or the connection is gone; `p` is invalid after
- * this call. Callable from inside on_request (written when it returns) or any later loop
- * callback; never twice, and only on the loop thread. */
+ * Frees p's arena once the bytes are written or the connection is gone (and no hold remains);
+ * `p` is invalid after this call unless held. Callable from inside on_request (written when it
+ * returns) or any later loop callback, for any connection: the connection is pumped by the
+ * loop after the current callback, never from inside this call. Never twice; loop thread
+ * only. */
 void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len);
 /* sl_pending_respond() for a body gathered from `n` segments (n >= 1). The array and every
  * segment must stay valid until the arena of `p` is freed (allocate them there, or keep what
@@ -88,6 +90,13 @@ void sl_pending_respond(sl_pending *p, const uint8_t *data, size_t len);
 void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n);
 /* Completes `p` with no response (acks=0) and frees its arena. */
 void sl_pending_noreply(sl_pending *p);
+/* An asynchronous completion (a flush callback, a parked fetch or join) that will still touch
+ * memory in p's arena takes a hold for as long as it may; the arena is freed only when the
+ * server is done with `p` (written, dropped, or completed after its connection closed) and
+ * every hold is released. So failing or closing a request never frees what a callback uses.
+ * Loop thread only. */
+void sl_pending_hold(sl_pending *p);
+void sl_pending_release(sl_pending *p);
 /* The connection of `p`, or NULL if it closed meanwhile. */
 sl_conn *sl_pending_conn(const sl_pending *p);
 

@@ -14,7 +14,7 @@
 #include "net/sl_server.h"
 #include "sl_test.h"
 
-enum { M_ECHO, M_DEFER_FIRST, M_HOLD, M_BIG, M_RANDOM };
+enum { M_ECHO, M_DEFER_FIRST, M_HOLD, M_BIG, M_RANDOM, M_CROSS, M_ASYNC };
 
 #define BIG_RESPONSE (1 << 20)
 
@@ -34,6 +34,10 @@ typedef struct env {
     bool open_authenticates;
     held_req held[64];
     int nheld;
+    int depth;         /* on_req calls in progress: >1 means one ran inside another */
+    bool nested;       /* some on_req ran nested */
+    int async_done;    /* M_ASYNC completions that ran */
+    bool async_intact; /* ... and found their arena memory as they left it */
 } env;
 
 #define RUN_UNTIL(e, cond, ms)                                                                     \
@@ -80,10 +84,59 @@ static void respond_one(void *ctx) {
     respond_reversed(h.p, h.a, h.f, h.len);
 }
 
+/* An asynchronous completion (M_ASYNC) that touches its request's arena long after the
+ * request was failed or its connection closed, as a flush callback or a parked fetch would. */
+typedef struct async_op {
+    env *e;
+    sl_pending *p;
+    bool respond; /* complete the request now (it was not completed before) */
+    char mark[16];
+} async_op;
+
+static void async_complete(void *ctx) {
+    async_op *op = ctx;
+    env *e = op->e;
+    e->async_intact = !strcmp(op->mark, "still mine");
+    memset(op->mark, 'x', sizeof op->mark); /* ASan: a use after free if the arena went */
+    if (op->respond) sl_pending_noreply(op->p);
+    e->async_done++;
+    sl_pending_release(op->p);
+}
+
+static void on_req_body(env *e, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *f,
+                        size_t len);
+
 static void on_req(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *f,
                    size_t len) {
     env *e = app;
+    if (++e->depth > 1) e->nested = true;
+    on_req_body(e, c, p, a, f, len);
+    e->depth--;
+}
+
+static void on_req_body(env *e, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *f,
+                        size_t len) {
     e->requests++;
+    if (e->mode == M_CROSS && len > 0 && f[0] == 'h') {
+        if (e->nheld < 64) e->held[e->nheld++] = (held_req){p, a, f, len};
+        return;
+    }
+    if (e->mode == M_CROSS && len > 0 && f[0] == 'r') {
+        respond_held(e); /* completes requests of another connection, inside this handler */
+        respond_reversed(p, a, f, len);
+        return;
+    }
+    if (e->mode == M_ASYNC && len > 0 && (f[0] == 'F' || f[0] == 'C')) {
+        async_op *op = sl_arena_alloc(a, sizeof *op);
+        *op = (async_op){.e = e, .p = p, .respond = f[0] == 'C'};
+        snprintf(op->mark, sizeof op->mark, "still mine");
+        sl_pending_hold(p);
+        /* 'F': the request fails now (no reply); its completion still comes 30 ms later.
+         * 'C': the completion answers it later, after the client has gone. */
+        if (f[0] == 'F') sl_pending_noreply(p);
+        sl_timer_start(e->l, 30, async_complete, op);
+        return;
+    }
     if (e->mode == M_HOLD || (e->mode == M_DEFER_FIRST && e->requests == 1)) {
         if (e->nheld < 64) e->held[e->nheld++] = (held_req){p, a, f, len};
         if (e->mode == M_DEFER_FIRST) sl_timer_start(e->l, 30, respond_held, e);
@@ -849,4 +902,64 @@ SL_TEST(server_randomized_pipeline_stays_in_order) {
     CHECK_EQ(recvd, exp_cap);
     CHECK(same);
     CHECK_EQ(reqs, N);
+}
+
+/* Connection B has a request held and a second one buffered behind it (max_inflight 1 stops
+ * reading); A's request completes B's inside A's handler. B's next request must run after A's
+ * handler returned, from the loop, not nested inside it (where it could free what A uses). */
+SL_TEST(server_cross_connection_completion_is_deferred_to_the_loop) {
+    env e;
+    sl_server_config cfg = default_cfg;
+    cfg.max_inflight = 1;
+    CHECK(env_init(&e, &cfg, M_CROSS));
+    int b = client_connect(e.port), a = client_connect(e.port);
+    CHECK(a >= 0 && b >= 0);
+    uint8_t two[64];
+    size_t n = put_frame(two, "h1", 2);
+    n += put_frame(two + n, "h2", 2);
+    bool sent = client_send(&e, b, two, n);
+    RUN_UNTIL(&e, e.nheld == 1, 2000);
+    RUN_UNTIL(&e, false, 30); /* h2 is read into B's buffer but not dispatched */
+    int before = e.requests;
+    sent = sent && send_frame(&e, a, "r");
+    bool got_a = expect_reversed(&e, a, "r");
+    bool got_b1 = expect_reversed(&e, b, "h1");
+    RUN_UNTIL(&e, e.nheld == 1, 2000); /* h2 dispatched (and held) once B was pumped */
+    bool nested = e.nested;
+    int reqs = e.requests;
+    close(a);
+    close(b);
+    env_free(&e);
+    CHECK(sent);
+    CHECK_EQ(before, 1);
+    CHECK(got_a);
+    CHECK(got_b1);
+    CHECK_EQ(reqs, 3);
+    CHECK(!nested);
+}
+
+/* A held request's arena outlives its failure and its connection: the completion that comes
+ * later reads and writes it (ASan would report a use after free), then releases it. */
+SL_TEST(server_hold_keeps_arena_for_late_completion) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_ASYNC));
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    bool sent = send_frame(&e, fd, "F") && send_frame(&e, fd, "ok");
+    bool ok = expect_reversed(&e, fd, "ok"); /* F's no-reply let the queue move on */
+    RUN_UNTIL(&e, e.async_done == 1, 2000);
+    bool intact1 = e.async_intact;
+    sent = sent && send_frame(&e, fd, "C");
+    RUN_UNTIL(&e, e.requests == 3, 2000);
+    close(fd);
+    RUN_UNTIL(&e, e.closes == 1, 2000);
+    RUN_UNTIL(&e, e.async_done == 2, 2000);
+    bool intact2 = e.async_intact;
+    int done = e.async_done;
+    env_free(&e);
+    CHECK(sent);
+    CHECK(ok);
+    CHECK_EQ(done, 2);
+    CHECK(intact1);
+    CHECK(intact2);
 }
