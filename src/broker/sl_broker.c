@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
@@ -13,154 +14,75 @@
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
 #include "net/sl_tls.h"
+#include "pipeline/sl_authorize.h"
+#include "pipeline/sl_pipeline.h"
 #include "proto/gen/sl_msgs.h"
 
-static const sl_api_entry k_apis[] = {
-    {SL_API_PRODUCE, 0, 11, sl_h_produce},
-    {SL_API_FETCH, 0, 17, sl_h_fetch},
-    {SL_API_LIST_OFFSETS, 0, 10, sl_h_list_offsets},
-    {SL_API_METADATA, 0, 12, sl_h_metadata},
-    {SL_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, sl_h_offset_for_leader_epoch},
-    {SL_API_API_VERSIONS, 0, 4, sl_h_api_versions},
-    {SL_API_CREATE_TOPICS, 0, 7, sl_h_create_topics},
-    {SL_API_DELETE_TOPICS, 0, 6, sl_h_delete_topics},
-    {SL_API_DELETE_RECORDS, 0, 2, sl_h_delete_records},
-    {SL_API_DESCRIBE_CONFIGS, 0, 4, sl_h_describe_configs},
-    {SL_API_ALTER_CONFIGS, 0, 2, sl_h_alter_configs},
-    {SL_API_CREATE_PARTITIONS, 0, 3, sl_h_create_partitions},
-    {SL_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, sl_h_incremental_alter_configs},
-    {SL_API_DESCRIBE_CLUSTER, 0, 1, sl_h_describe_cluster},
-    {SL_API_INIT_PRODUCER_ID, 0, 5, sl_h_init_producer_id},
-    {SL_API_SASL_HANDSHAKE, 0, 1, sl_h_sasl_handshake},
-    {SL_API_SASL_AUTHENTICATE, 0, 2, sl_h_sasl_authenticate},
-    {SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, sl_h_describe_user_scram_credentials},
-    {SL_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, sl_h_alter_user_scram_credentials},
-    {SL_API_FIND_COORDINATOR, 0, 6, sl_h_find_coordinator},
-    {SL_API_JOIN_GROUP, 0, 9, sl_h_join_group},
-    {SL_API_SYNC_GROUP, 0, 5, sl_h_sync_group},
-    {SL_API_HEARTBEAT, 0, 4, sl_h_heartbeat},
-    {SL_API_LEAVE_GROUP, 0, 5, sl_h_leave_group},
-    {SL_API_OFFSET_COMMIT, 0, 9, sl_h_offset_commit},
-    {SL_API_OFFSET_FETCH, 0, 9, sl_h_offset_fetch},
-    {SL_API_LIST_GROUPS, 0, 5, sl_h_list_groups},
-    {SL_API_DESCRIBE_GROUPS, 0, 5, sl_h_describe_groups},
-    {SL_API_DELETE_GROUPS, 0, 2, sl_h_delete_groups},
-    {SL_API_OFFSET_DELETE, 0, 0, sl_h_offset_delete},
-    {SL_API_DESCRIBE_ACLS, 0, 3, sl_h_describe_acls},
-    {SL_API_CREATE_ACLS, 0, 3, sl_h_create_acls},
-    {SL_API_DELETE_ACLS, 0, 3, sl_h_delete_acls},
+/* What the local broker executes, per API; the pipeline serves exactly the APIs listed here
+ * (with the versions of their protocol definitions). */
+static const struct {
+    int16_t key;
+    sl_exec_fn fn;
+} k_exec[] = {
+    {SL_API_PRODUCE, sl_h_produce},
+    {SL_API_FETCH, sl_h_fetch},
+    {SL_API_LIST_OFFSETS, sl_h_list_offsets},
+    {SL_API_METADATA, sl_h_metadata},
+    {SL_API_OFFSET_FOR_LEADER_EPOCH, sl_h_offset_for_leader_epoch},
+    {SL_API_API_VERSIONS, sl_h_api_versions},
+    {SL_API_CREATE_TOPICS, sl_h_create_topics},
+    {SL_API_DELETE_TOPICS, sl_h_delete_topics},
+    {SL_API_DELETE_RECORDS, sl_h_delete_records},
+    {SL_API_DESCRIBE_CONFIGS, sl_h_describe_configs},
+    {SL_API_ALTER_CONFIGS, sl_h_alter_configs},
+    {SL_API_CREATE_PARTITIONS, sl_h_create_partitions},
+    {SL_API_INCREMENTAL_ALTER_CONFIGS, sl_h_incremental_alter_configs},
+    {SL_API_DESCRIBE_CLUSTER, sl_h_describe_cluster},
+    {SL_API_INIT_PRODUCER_ID, sl_h_init_producer_id},
+    {SL_API_SASL_HANDSHAKE, sl_h_sasl_handshake},
+    {SL_API_SASL_AUTHENTICATE, sl_h_sasl_authenticate},
+    {SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS, sl_h_describe_user_scram_credentials},
+    {SL_API_ALTER_USER_SCRAM_CREDENTIALS, sl_h_alter_user_scram_credentials},
+    {SL_API_FIND_COORDINATOR, sl_h_find_coordinator},
+    {SL_API_JOIN_GROUP, sl_h_join_group},
+    {SL_API_SYNC_GROUP, sl_h_sync_group},
+    {SL_API_HEARTBEAT, sl_h_heartbeat},
+    {SL_API_LEAVE_GROUP, sl_h_leave_group},
+    {SL_API_OFFSET_COMMIT, sl_h_offset_commit},
+    {SL_API_OFFSET_FETCH, sl_h_offset_fetch},
+    {SL_API_LIST_GROUPS, sl_h_list_groups},
+    {SL_API_DESCRIBE_GROUPS, sl_h_describe_groups},
+    {SL_API_DELETE_GROUPS, sl_h_delete_groups},
+    {SL_API_OFFSET_DELETE, sl_h_offset_delete},
+    {SL_API_DESCRIBE_ACLS, sl_h_describe_acls},
+    {SL_API_CREATE_ACLS, sl_h_create_acls},
+    {SL_API_DELETE_ACLS, sl_h_delete_acls},
 };
-#define NAPIS ((int)(sizeof k_apis / sizeof k_apis[0]))
 
-const sl_api_entry *sl_broker_api(int16_t key) {
-    for (int i = 0; i < NAPIS; i++)
-        if (k_apis[i].key == key) return &k_apis[i];
+sl_exec_fn sl_broker_exec(int16_t key) {
+    for (size_t i = 0; i < sizeof k_exec / sizeof k_exec[0]; i++)
+        if (k_exec[i].key == key) return k_exec[i].fn;
     return NULL;
 }
-const sl_api_entry *sl_broker_api_at(int i) { return i >= 0 && i < NAPIS ? &k_apis[i] : NULL; }
 
-/* ---- responses ---- */
+/* ---- the catalog the authorization stage names resources from ---- */
 
-/* Record sets this large go to the socket straight from where the log read them; smaller ones
- * are cheaper to copy than to give their own iovec. */
-#define SL_RESP_REF_MIN 2048
-
-void sl_resp_begin(sl_req *rq, sl_wr *w) {
-    sl_wr_init(w, rq->a, 1024);
-    sl_wr_enable_refs(w, SL_RESP_REF_MIN);
-    sl_resp_header_encode(w, rq->h.api_key, rq->h.api_version, rq->h.correlation_id);
+static bool cat_topic_name(void *ctx, const sl_uuid *id, sl_str *name) {
+    sl_topic *t = sl_topics_find_id(((sl_broker *)ctx)->topics, id);
+    if (t) *name = sl_str_c(t->name);
+    return t != NULL;
 }
 
-void sl_resp_send(sl_req *rq, sl_wr *w) {
-    if (w->err) {
-        SL_ERROR("broker", "response encoding failed", "api=%d err=%s", rq->h.api_key,
-                 sl_errname(w->err));
-        sl_conn *c = sl_pending_conn(rq->p);
-        if (c) sl_conn_close(c, false, "response encoding failed");
-        sl_pending_noreply(rq->p);
-        return;
-    }
-    if (!w->nrefs) {
-        sl_pending_respond(rq->p, w->buf, w->len);
-        return;
-    }
-    struct iovec *iov;
-    int n = sl_wr_iov(w, &iov);
-    if (n < 0) return sl_req_fail(rq, "out of memory");
-    sl_pending_respond_iov(rq->p, iov, n);
+static bool cat_topic_exists(void *ctx, sl_str name) {
+    return sl_topics_find(((sl_broker *)ctx)->topics, name) != NULL;
 }
 
-void sl_req_fail(sl_req *rq, const char *why) {
-    sl_conn *c = sl_pending_conn(rq->p);
-    SL_WARN("broker", "closing connection", "peer=%s api=%d version=%d reason=\"%s\"",
-            c ? sl_conn_peer(c) : "-", rq->h.api_key, rq->h.api_version, why);
-    if (c) sl_conn_close(c, true, why);
-    sl_pending_noreply(rq->p);
-}
+static bool cat_auto_create(void *ctx) { return ((sl_broker *)ctx)->cfg.auto_create_topics_enable; }
 
-/* ---- the pipeline ---- */
-
-/* Authentication stage: the connection's session decides (sl_h_sasl.c): before SASL
- * authentication only ApiVersions/SaslHandshake/SaslAuthenticate pass; PLAINTEXT connections
- * are User:ANONYMOUS from the start. */
-static bool authenticate_stage(sl_req *rq) { return sl_sasl_authenticate_stage(rq); }
-
-/* Authorization stage: Kafka decides per resource, so the checks live in the handlers
- * (sl_authz*); here the authorizer only picks up changes another writer (`sluice acl`) made to
- * the ACL file, so they apply from the next request on existing connections too. */
-static bool authorize_stage(sl_req *rq) {
-    if (rq->b->authz) (void)sl_authorizer_refresh(rq->b->authz, false);
-    return true;
-}
-
-static void on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
-                       size_t len) {
-    sl_broker *b = app;
-    sl_req *rq = sl_arena_calloc(a, 1, sizeof *rq);
-    if (!rq) {
-        sl_conn_close(c, false, "out of memory");
-        sl_pending_noreply(p);
-        return;
-    }
-    rq->b = b;
-    rq->conn = c;
-    rq->p = p;
-    rq->a = a;
-    rq->body = sl_rd_init(frame, len);
-    /* After SaslHandshake v0 the next frames are bare SASL tokens without a Kafka header. */
-    if (sl_sasl_raw_frame(b, c, p, a, frame, len)) return;
-    /* An ApiVersions request above our range is answered from its first 8 bytes alone: its
-     * header layout is whatever the newer version says, which we cannot know. */
-    if (len >= 8 && sl_get_be16(frame) == SL_API_API_VERSIONS &&
-        ((int16_t)sl_get_be16(frame + 2) > sl_broker_api(SL_API_API_VERSIONS)->max ||
-         (int16_t)sl_get_be16(frame + 2) < 0)) {
-        rq->h.api_key = SL_API_API_VERSIONS;
-        rq->h.api_version = (int16_t)sl_get_be16(frame + 2);
-        rq->h.correlation_id = (int32_t)sl_get_be32(frame + 4);
-        rq->h.client_id = SL_STR_NULL;
-        sl_h_api_versions(rq);
-        return;
-    }
-    if (sl_req_header_decode(&rq->body, &rq->h) != SL_OK) {
-        rq->h.api_key = -1;
-        sl_req_fail(rq, "malformed request header");
-        return;
-    }
-    const sl_api_entry *api = sl_broker_api(rq->h.api_key);
-    if (!api) {
-        sl_req_fail(rq, "unknown api key");
-        return;
-    }
-    if (rq->h.api_version < api->min || rq->h.api_version > api->max) {
-        /* ApiVersions answers any version (with a v0 body) so clients can learn the range. */
-        if (rq->h.api_key != SL_API_API_VERSIONS) {
-            sl_req_fail(rq, "unsupported api version");
-            return;
-        }
-    }
-    if (!authenticate_stage(rq)) return;
-    if (!authorize_stage(rq)) return;
-    api->fn(rq);
+static void cat_each_topic(void *ctx, void (*fn)(void *arg, sl_str name), void *arg) {
+    sl_topics *ts = ((sl_broker *)ctx)->topics;
+    for (sl_topic *t = sl_topics_next(ts, NULL); t; t = sl_topics_next(ts, t))
+        fn(arg, sl_str_c(t->name));
 }
 
 /* Listeners without SASL have nothing more to prove once the connection (and TLS, if any) is
@@ -171,6 +93,31 @@ static void on_open(void *app, sl_conn *c) {
 }
 
 static void on_close(void *app, sl_conn *c) { sl_sasl_conn_close(app, c); }
+
+/* A debug line per finished request: the lifecycle as an observer sees it. */
+static void log_request(void *ctx, const sl_req *rq) {
+    if (sl_log_get_level() > SL_LOG_DEBUG) return;
+    char res[512];
+    size_t at = 0;
+    res[0] = 0;
+    for (int32_t i = 0; i < rq->nres && at < sizeof res - 1; i++) {
+        const sl_req_res *r = &rq->res[i];
+        int n = snprintf(res + at, sizeof res - at, "%s%s:%.*s:%s:%s", i ? "," : "",
+                         sl_acl_res_name(r->rtype), r->name.len > 64 ? 64 : (int)r->name.len,
+                         r->name.p, r->flags & SL_AZ_OPS ? "ops" : sl_acl_op_name(r->op),
+                         r->allowed ? "allow" : "deny");
+        if (n < 0) break;
+        at += (size_t)n < sizeof res - at ? (size_t)n : sizeof res - at - 1;
+    }
+    static const char *const outs[] = {"none", "response", "noreply", "closed"};
+    SL_DEBUG("request", "finished",
+             "api=%d version=%d corr=%d principal=%s peer=%s outcome=%s error=%d bytes_in=%lld "
+             "bytes_out=%lld records_in=%lld records_out=%lld latency_us=%lld resources=\"%s\"",
+             rq->h.api_key, rq->h.api_version, rq->h.correlation_id,
+             rq->principal ? rq->principal : "-", rq->peer, outs[rq->outcome], rq->error,
+             (long long)rq->bytes_in, (long long)rq->bytes_out, (long long)rq->records_in,
+             (long long)rq->records_out, (long long)((rq->end_ns - rq->start_ns) / 1000), res);
+}
 
 /* ---- periodic work ---- */
 
@@ -266,6 +213,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     if (!b) return SL_ENOMEM;
     b->cfg = *cfg;
     b->started_ms = sl_wall_ms();
+    b->catalog = (sl_catalog){.ctx = b,
+                              .topic_name = cat_topic_name,
+                              .topic_exists = cat_topic_exists,
+                              .auto_create = cat_auto_create,
+                              .each_topic = cat_each_topic,
+                              .each_group = sl_group_coord_each_group,
+                              .each_committed_topic = sl_group_coord_each_committed_topic};
+    (void)sl_req_observers_add(&b->observers, log_request, b);
     sl_listener_spec ls[16];
     int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);
     const char *adv = b->cfg.advertised_listeners[0] ? b->cfg.advertised_listeners : NULL;
@@ -337,7 +292,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         .max_connections = b->cfg.max_connections,
     };
     sl_server_handlers h = {
-        .app = b, .on_request = on_request, .on_close = on_close, .on_open = on_open};
+        .app = b, .on_request = sl_pipeline_on_request, .on_close = on_close, .on_open = on_open};
     b->srv = sl_server_new(b->loop, &sc, &h);
     if (!b->srv) {
         snprintf(err, elen, "cannot create the server");

@@ -1,5 +1,5 @@
-/* The broker: owns the loop, listeners, topic registry and flusher, and runs the request
- * pipeline (frame → header → version check → authenticate → authorize → handler → encode). */
+/* The broker: owns the loop, listeners, topic registry and flusher; the local backend that
+ * executes what the request pipeline (src/pipeline) has authenticated and authorized. */
 #ifndef SL_BROKER_H
 #define SL_BROKER_H
 #include <stdbool.h>
@@ -12,6 +12,9 @@
 #include "broker/sl_topics.h"
 #include "net/sl_loop.h"
 #include "net/sl_server.h"
+#include "pipeline/sl_api.h"
+#include "pipeline/sl_authorize.h"
+#include "pipeline/sl_req.h"
 #include "proto/sl_proto.h"
 #include "storage/sl_log.h"
 
@@ -35,28 +38,10 @@ typedef struct sl_broker {
     int nlisteners;
     bool stopping;
     int64_t started_ms;
+    sl_req_observers observers;      /* see every finished request (sl_req.h) */
+    sl_catalog catalog;              /* what the authorization stage may look up (sl_api.h) */
+    struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
 } sl_broker;
-
-/* One request in flight. Lives in the request's arena; `p` owns that arena. */
-typedef struct sl_req {
-    sl_broker *b;
-    sl_conn *conn;
-    sl_pending *p;
-    sl_arena *a;
-    sl_req_header h;
-    sl_rd body;
-} sl_req;
-
-typedef void (*sl_handler_fn)(sl_req *rq);
-
-/* One row per API the broker serves; ApiVersions is generated from this table, so what is
- * advertised is exactly what is implemented. */
-typedef struct sl_api_entry {
-    int16_t key, min, max;
-    sl_handler_fn fn;
-} sl_api_entry;
-const sl_api_entry *sl_broker_api(int16_t key);
-const sl_api_entry *sl_broker_api_at(int i);
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.
  * Caller owns *out; run it with sl_broker_run(). Errors are explained in `err`. */
@@ -65,28 +50,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t er
 int sl_broker_run(sl_broker *b);
 void sl_broker_free(sl_broker *b);
 
-/* ---- helpers for handlers ---- */
-/* Starts a response writer in the request arena with the response header already written. */
-void sl_resp_begin(sl_req *rq, sl_wr *w);
-/* Sends what `w` holds (or closes the connection if encoding ran out of memory). */
-void sl_resp_send(sl_req *rq, sl_wr *w);
-/* Closes the connection for a malformed request (never answers garbage with guesses). */
-void sl_req_fail(sl_req *rq, const char *why);
-
-/* Allocates a zeroed response array of `n` elements (n <= 0: empty) in the request arena and
- * sets its count; false when out of memory. `n` is evaluated more than once. */
-#define SL_RESP_ARRAY(rq, arr, cnt, n)                                                             \
-    (((arr) = sl_arena_calloc((rq)->a, (size_t)((n) > 0 ? (n) : 1), sizeof *(arr))) != NULL &&     \
-     ((cnt) = (n) > 0 ? (n) : 0, true))
-
-/* Encodes response struct `resp` of type sl_<name>_resp and sends it. */
-#define SL_RESPOND(rq, name, resp)                                                                 \
-    do {                                                                                           \
-        sl_wr w_;                                                                                  \
-        sl_resp_begin((rq), &w_);                                                                  \
-        sl_##name##_resp_encode(&w_, (rq)->h.api_version, (resp));                                 \
-        sl_resp_send((rq), &w_);                                                                   \
-    } while (0)
+/* Executes a request that passed every stage (sl_pipeline.c). One per served API. */
+typedef void (*sl_exec_fn)(sl_req *rq);
+/* The local broker's execution function for `key`, or NULL when it serves no such API (the
+ * APIs served are the descriptors (pipeline/sl_api.h) that have one). */
+sl_exec_fn sl_broker_exec(int16_t key);
 
 /* Handlers (one file per area). */
 void sl_h_api_versions(sl_req *rq);
@@ -113,6 +81,10 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t err_len);
 void sl_group_coord_shutdown(sl_group_coord *g);
 /* Syncs the offsets log and frees; call after the flusher (its callbacks ran), before the loop. */
 void sl_group_coord_free(sl_group_coord *g);
+/* The catalog's group listings (sl_api.h), `ctx` being the broker. */
+void sl_group_coord_each_group(void *ctx, void (*fn)(void *arg, sl_str group), void *arg);
+void sl_group_coord_each_committed_topic(void *ctx, sl_str group,
+                                         void (*fn)(void *arg, sl_str topic), void *arg);
 void sl_h_find_coordinator(sl_req *rq);
 void sl_h_join_group(sl_req *rq);
 void sl_h_sync_group(sl_req *rq);
@@ -136,8 +108,7 @@ void sl_sasl_conn_open(sl_broker *b, sl_conn *c);
 /* Frees the session; on_close calls it. */
 void sl_sasl_conn_close(sl_broker *b, sl_conn *c);
 /* True if `frame` was a bare SASL token of a SaslHandshake v0 exchange (and was handled). */
-bool sl_sasl_raw_frame(sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
-                       size_t len);
+bool sl_sasl_raw_frame(sl_req *rq, const uint8_t *frame, size_t len);
 /* Session rules: false (connection closed) for a non-SASL request before authentication or on
  * an expired session. */
 bool sl_sasl_authenticate_stage(sl_req *rq);
@@ -149,16 +120,8 @@ const char *sl_session_principal(const sl_conn *c);
 /* True if `principal` is listed in super.users. */
 bool sl_broker_is_super_user(const sl_broker *b, const char *principal);
 
-/* Authorization (sl_h_acl.c over src/acl). Each answers true when no authorizer is configured.
- * `rtype` and `op` are SL_ACL_RES_x and SL_ACL_OP_x codes (acl/sl_acl.h). */
-bool sl_authz(sl_req *rq, int op, int rtype, sl_str name);
-/* The same without logging a denial: for listings that leave out what the caller may not see. */
-bool sl_authz_filter(sl_req *rq, int op, int rtype, sl_str name);
-bool sl_authz_cluster(sl_req *rq, int op);
-/* Kafka's authorizeByResourceType (e.g. WRITE on any topic, for InitProducerId). */
-bool sl_authz_any(sl_req *rq, int op, int rtype);
-/* Authorized-operations bitfield for `name` (all of Kafka's operations without an authorizer). */
-int32_t sl_authz_ops(sl_req *rq, int rtype, sl_str name);
+/* ACL administration (sl_h_acl.c over src/acl); decisions come from the authorization stage
+ * (src/pipeline/sl_authorize.h). */
 void sl_h_describe_acls(sl_req *rq);
 void sl_h_create_acls(sl_req *rq);
 void sl_h_delete_acls(sl_req *rq);

@@ -54,6 +54,18 @@ static sl_topic *lookup(sl_req *rq, const sl_fetch_req_topic *rt) {
     return sl_topics_find(rq->b->topics, rt->topic);
 }
 
+/* Records in whole v2 batches, from their headers (a partial batch at the end counts none). */
+static int64_t count_records(const uint8_t *p, size_t len) {
+    int64_t n = 0;
+    sl_batch_info bi;
+    while (len && sl_batch_parse(p, len, &bi) && bi.size <= len) {
+        n += (int64_t)bi.last_offset_delta + 1;
+        p += bi.size;
+        len -= bi.size;
+    }
+    return n;
+}
+
 /* Builds the response from the logs; returns the record bytes gathered or -1 on OOM. */
 static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     sl_req *rq = op->rq;
@@ -65,6 +77,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     if (!resp->responses) return -1;
     resp->responses_count = nt;
     int64_t total = 0;
+    rq->records_out = 0; /* a parked fetch builds again */
     int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
     if (v < 3) budget = INT32_MAX;
     for (int32_t i = 0; i < nt; i++) {
@@ -132,6 +145,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 /* Fetch v0-3 clients get magic 0/1 message sets; newer ones the stored bytes. */
                 o->records = (sl_bytes){data, (int32_t)len};
                 total += (int64_t)len;
+                if (v >= 4) rq->records_out += count_records(data, len);
             }
         }
     }
@@ -195,8 +209,7 @@ void sl_h_fetch(sl_req *rq) {
     if (!op) return sl_req_fail(rq, "out of memory");
     op->rq = rq;
     int16_t v = rq->h.api_version;
-    if (sl_fetch_req_decode(&rq->body, rq->a, v, &op->req))
-        return sl_req_fail(rq, "malformed Fetch");
+    op->req = *(const sl_fetch_req *)rq->req;
     sl_fetch_req *req = &op->req;
     if (v >= 7 && req->session_id != 0) {
         /* Sessions are declined (session id 0 in every answer), so a client never holds one. */
@@ -206,16 +219,17 @@ void sl_h_fetch(sl_req *rq) {
         SL_RESPOND(rq, fetch, &resp);
         return;
     }
-    /* READ on each topic, decided here while the connection is certainly alive (a parked
-     * fetch is rebuilt later). By id (v13+) the name is the topic's, if it exists. */
-    if (req->topics_count > 0 && rq->b->authz) {
+    /* READ on each topic, as the authorization stage decided it, kept per request topic: a
+     * parked fetch is rebuilt later, when a topic id may no longer resolve to the name that
+     * was authorized. By id (v13+) the name is the topic's, if it exists. */
+    if (req->topics_count > 0) {
         op->denied = sl_arena_calloc(rq->a, (size_t)req->topics_count, sizeof *op->denied);
         if (!op->denied) return sl_req_fail(rq, "out of memory");
         for (int32_t i = 0; i < req->topics_count; i++) {
             sl_topic *t = lookup(rq, &req->topics[i]);
             if (v >= 13 && !t) continue;
-            op->denied[i] = !sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC,
-                                      t ? sl_str_c(t->name) : req->topics[i].topic);
+            op->denied[i] = !sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC,
+                                            t ? sl_str_c(t->name) : req->topics[i].topic);
         }
     }
     sl_fetch_resp resp;

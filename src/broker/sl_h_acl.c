@@ -1,4 +1,4 @@
-/* Authorization glue for handlers (sl_authz*) and the ACL admin APIs: DescribeAcls, CreateAcls
+/* The ACL admin APIs: DescribeAcls, CreateAcls
  * and DeleteAcls v0-3 over the broker's authorizer (src/acl). Changes are written to the ACL
  * file before they are answered and apply from the next request on every connection, since
  * every decision reads the authorizer's current set. */
@@ -17,84 +17,6 @@ enum {
 };
 
 #define NO_AUTHORIZER "No Authorizer is configured on the broker"
-
-/* The client's address without the port ("10.0.0.1", "::1"), as ACL hosts are written. */
-static const char *req_host(const sl_req *rq, char *buf, size_t len) {
-    const char *peer = rq->conn ? sl_conn_peer(rq->conn) : "";
-    const char *start = peer, *end = strrchr(peer, ':');
-    if (*start == '[') {
-        start++;
-        end = strchr(start, ']');
-    }
-    size_t n = end ? (size_t)(end - start) : strlen(start);
-    if (n >= len) n = len - 1;
-    memcpy(buf, start, n);
-    buf[n] = 0;
-    return buf;
-}
-
-static const char *req_principal(const sl_req *rq) {
-    return rq->conn ? sl_session_principal(rq->conn) : NULL;
-}
-
-static bool decide(sl_req *rq, int op, int rtype, sl_str name, bool log_denial) {
-    if (!rq->b->authz) return true;
-    char host[64];
-    if (name.len < 0) name = sl_str_c("");
-    const char *pr = req_principal(rq);
-    bool ok = sl_authorizer_allows(rq->b->authz, pr, req_host(rq, host, sizeof host), op, rtype,
-                                   name.p, (size_t)name.len);
-    /* Denials are audit events (Kafka logs them too); resource names are not payload, but
-     * group names are any bytes the client chose: printable ASCII only reaches the log line. */
-    if (!ok && log_denial) {
-        char safe[201];
-        int n = name.len > 200 ? 200 : name.len;
-        for (int i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)name.p[i];
-            safe[i] = c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
-        }
-        safe[n] = 0;
-        SL_INFO("acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%s", pr ? pr : "-",
-                host, rq->h.api_key, sl_acl_op_name(op), sl_acl_res_name(rtype), safe);
-    }
-    return ok;
-}
-
-bool sl_authz(sl_req *rq, int op, int rtype, sl_str name) {
-    return decide(rq, op, rtype, name, true);
-}
-
-bool sl_authz_filter(sl_req *rq, int op, int rtype, sl_str name) {
-    return decide(rq, op, rtype, name, false);
-}
-
-bool sl_authz_cluster(sl_req *rq, int op) {
-    return sl_authz(rq, op, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
-}
-
-bool sl_authz_any(sl_req *rq, int op, int rtype) {
-    if (!rq->b->authz) return true;
-    char host[64];
-    return sl_authorizer_allows_any(rq->b->authz, req_principal(rq),
-                                    req_host(rq, host, sizeof host), op, rtype);
-}
-
-int32_t sl_authz_ops(sl_req *rq, int rtype, sl_str name) {
-    if (!rq->b->authz) {
-        /* Everything Kafka lists for the type, as a broker without an authorizer answers. */
-        int32_t all = 0;
-        for (int op = SL_ACL_OP_READ; op <= SL_ACL_OP_IDEMPOTENT_WRITE; op++) all |= 1 << op;
-        if (rtype == SL_ACL_RES_TOPIC)
-            return all & ~(1 << SL_ACL_OP_CLUSTER_ACTION | 1 << SL_ACL_OP_IDEMPOTENT_WRITE);
-        if (rtype == SL_ACL_RES_GROUP)
-            return 1 << SL_ACL_OP_READ | 1 << SL_ACL_OP_DESCRIBE | 1 << SL_ACL_OP_DELETE;
-        return all & ~(1 << SL_ACL_OP_READ | 1 << SL_ACL_OP_WRITE | 1 << SL_ACL_OP_DELETE);
-    }
-    char host[64];
-    if (name.len < 0) name = sl_str_c("");
-    return sl_authorizer_ops(rq->b->authz, req_principal(rq), req_host(rq, host, sizeof host),
-                             rtype, name.p, (size_t)name.len);
-}
 
 /* NUL-terminated arena copy of a wire string; NULL for a null string. *bad when the string
  * holds a NUL byte, which no stored binding can (it would match something else). */
@@ -127,9 +49,7 @@ static int cmp_resource(const void *x, const void *y) {
 }
 
 void sl_h_describe_acls(sl_req *rq) {
-    sl_describe_acls_req req;
-    if (sl_describe_acls_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
-        return sl_req_fail(rq, "malformed DescribeAcls");
+    sl_describe_acls_req req = *(const sl_describe_acls_req *)rq->req;
     sl_describe_acls_resp resp;
     sl_describe_acls_resp_init(&resp);
     resp.error_message = SL_STR_NULL;
@@ -147,7 +67,7 @@ void sl_h_describe_acls(sl_req *rq) {
     if (!az) {
         resp.error_code = K_SECURITY_DISABLED;
         resp.error_message = sl_str_c(NO_AUTHORIZER);
-    } else if (!sl_authz_cluster(rq, SL_ACL_OP_DESCRIBE)) {
+    } else if (!sl_req_allowed_cluster(rq, SL_ACL_OP_DESCRIBE)) {
         resp.error_code = K_CLUSTER_AUTHORIZATION_FAILED;
         resp.error_message = sl_str_c("Cluster authorization failed.");
     } else if (why || bad) {
@@ -199,9 +119,7 @@ static sl_acl *copy_current(const sl_acl_set *set, size_t extra, size_t *n) {
 }
 
 void sl_h_create_acls(sl_req *rq) {
-    sl_create_acls_req req;
-    if (sl_create_acls_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
-        return sl_req_fail(rq, "malformed CreateAcls");
+    sl_create_acls_req req = *(const sl_create_acls_req *)rq->req;
     sl_create_acls_resp resp;
     sl_create_acls_resp_init(&resp);
     int32_t nc = req.creations_count > 0 ? req.creations_count : 0;
@@ -210,7 +128,7 @@ void sl_h_create_acls(sl_req *rq) {
     if (!resp.results || !want) return sl_req_fail(rq, "out of memory");
     resp.results_count = nc;
     sl_authorizer *az = rq->b->authz;
-    bool cluster_ok = az && sl_authz_cluster(rq, SL_ACL_OP_ALTER);
+    bool cluster_ok = az && sl_req_allowed_cluster(rq, SL_ACL_OP_ALTER);
     size_t nwant = 0;
     for (int32_t i = 0; i < nc; i++) {
         sl_create_acls_req_creation *c = &req.creations[i];
@@ -271,7 +189,8 @@ void sl_h_create_acls(sl_req *rq) {
                     if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' ||
                         *c == '\\')
                         *c = '?';
-                SL_INFO("acl", "ACL created", "by=%s acl=\"%s\"", req_principal(rq), line);
+                SL_INFO("acl", "ACL created", "by=%s acl=\"%s\"",
+                        (rq->principal ? rq->principal : "-"), line);
             }
         }
     }
@@ -279,9 +198,7 @@ void sl_h_create_acls(sl_req *rq) {
 }
 
 void sl_h_delete_acls(sl_req *rq) {
-    sl_delete_acls_req req;
-    if (sl_delete_acls_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
-        return sl_req_fail(rq, "malformed DeleteAcls");
+    sl_delete_acls_req req = *(const sl_delete_acls_req *)rq->req;
     sl_delete_acls_resp resp;
     sl_delete_acls_resp_init(&resp);
     int32_t nf = req.filters_count > 0 ? req.filters_count : 0;
@@ -292,7 +209,7 @@ void sl_h_delete_acls(sl_req *rq) {
     if (!resp.filter_results || !fs || !usable) return sl_req_fail(rq, "out of memory");
     resp.filter_results_count = nf;
     sl_authorizer *az = rq->b->authz;
-    bool cluster_ok = az && sl_authz_cluster(rq, SL_ACL_OP_ALTER);
+    bool cluster_ok = az && sl_req_allowed_cluster(rq, SL_ACL_OP_ALTER);
     int32_t nusable = 0;
     for (int32_t i = 0; i < nf; i++) {
         sl_delete_acls_req_filter *rf = &req.filters[i];
@@ -366,7 +283,9 @@ void sl_h_delete_acls(sl_req *rq) {
             sl_acl_set *next = NULL;
             e = sl_acl_set_build(keep, nkeep, &next);
             if (!e) e = sl_authorizer_replace(az, next);
-            if (!e) SL_INFO("acl", "ACLs deleted", "by=%s count=%zu", req_principal(rq), n - nkeep);
+            if (!e)
+                SL_INFO("acl", "ACLs deleted", "by=%s count=%zu",
+                        (rq->principal ? rq->principal : "-"), n - nkeep);
         }
         free(keep);
         if (locked) sl_authorizer_unlock(az);

@@ -59,10 +59,8 @@ static void fill_created_configs(sl_req *rq, sl_create_topics_resp_topic *o, sl_
 }
 
 void sl_h_create_topics(sl_req *rq) {
-    sl_create_topics_req req;
+    sl_create_topics_req req = *(const sl_create_topics_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_create_topics_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed CreateTopics");
     sl_broker *b = rq->b;
     sl_create_topics_resp resp;
     sl_create_topics_resp_init(&resp);
@@ -71,7 +69,7 @@ void sl_h_create_topics(sl_req *rq) {
         return sl_req_fail(rq, "out of memory");
     /* Kafka: CREATE on the cluster covers every topic; otherwise CREATE on each topic. */
     bool cluster_create =
-        sl_authz_filter(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+        sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     for (int32_t i = 0; i < nt; i++) {
         sl_create_topics_req_topic *rt = &req.topics[i];
         sl_create_topics_resp_topic *o = &resp.topics[i];
@@ -90,7 +88,8 @@ void sl_h_create_topics(sl_req *rq) {
             o->error_code = SL_KAFKA_INVALID_REQUEST;
             o->error_message =
                 msgf(rq, "topic %.*s appears more than once", rt->name.len, rt->name.p);
-        } else if (!cluster_create && !sl_authz(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
+        } else if (!cluster_create &&
+                   !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             o->error_message = sl_str_c("Authorization failed.");
         } else if (!sl_topic_name_valid(rt->name)) {
@@ -152,10 +151,8 @@ static int16_t delete_one(sl_req *rq, sl_topic *t) {
 }
 
 void sl_h_delete_topics(sl_req *rq) {
-    sl_delete_topics_req req;
+    sl_delete_topics_req req = *(const sl_delete_topics_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_delete_topics_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DeleteTopics");
     sl_delete_topics_resp resp;
     sl_delete_topics_resp_init(&resp);
     int32_t n = v >= 6 ? req.topics_count : req.topic_names_count;
@@ -181,7 +178,7 @@ void sl_h_delete_topics(sl_req *rq) {
             o->topic_id = t->id;
         } else {
             o->name = req.topic_names[i];
-            if (!sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, o->name)) {
+            if (!sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, o->name)) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
@@ -191,7 +188,7 @@ void sl_h_delete_topics(sl_req *rq) {
                 continue;
             }
         }
-        if (!sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+        if (!sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             continue;
         }
@@ -201,10 +198,7 @@ void sl_h_delete_topics(sl_req *rq) {
 }
 
 void sl_h_create_partitions(sl_req *rq) {
-    sl_create_partitions_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_create_partitions_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed CreatePartitions");
+    sl_create_partitions_req req = *(const sl_create_partitions_req *)rq->req;
     sl_create_partitions_resp resp;
     sl_create_partitions_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -216,7 +210,7 @@ void sl_h_create_partitions(sl_req *rq) {
         o->name = rt->name;
         o->error_message = SL_STR_NULL;
         sl_topic *t = sl_topics_find(rq->b->topics, rt->name);
-        if (!sl_authz(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, rt->name)) {
+        if (!sl_req_allowed(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, rt->name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
         } else if (!t) {
             o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;

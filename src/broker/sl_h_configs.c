@@ -46,7 +46,7 @@ static sl_describe_configs_resp_config *add_config(sl_req *rq, sl_describe_confi
 
 static void describe_topic(sl_req *rq, const sl_describe_configs_req_resource *r,
                            sl_describe_configs_resp_result *o, bool synonyms, bool docs) {
-    if (!sl_authz(rq, SL_ACL_OP_DESCRIBE_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name)) {
+    if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name)) {
         o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
         return;
     }
@@ -94,7 +94,7 @@ static void describe_topic(sl_req *rq, const sl_describe_configs_req_resource *r
 
 static void describe_broker(sl_req *rq, const sl_describe_configs_req_resource *r,
                             sl_describe_configs_resp_result *o, bool docs) {
-    if (!sl_authz_cluster(rq, SL_ACL_OP_DESCRIBE_CONFIGS)) {
+    if (!sl_req_allowed_cluster(rq, SL_ACL_OP_DESCRIBE_CONFIGS)) {
         o->error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
         return;
     }
@@ -136,10 +136,8 @@ static void describe_broker(sl_req *rq, const sl_describe_configs_req_resource *
 }
 
 void sl_h_describe_configs(sl_req *rq) {
-    sl_describe_configs_req req;
+    sl_describe_configs_req req = *(const sl_describe_configs_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_describe_configs_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DescribeConfigs");
     sl_describe_configs_resp resp;
     sl_describe_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;
@@ -164,7 +162,7 @@ void sl_h_describe_configs(sl_req *rq) {
 
 static int16_t alter_topic(sl_req *rq, const sl_incremental_alter_configs_req_resource *r,
                            bool validate_only, sl_str *msg) {
-    if (!sl_authz(rq, SL_ACL_OP_ALTER_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name))
+    if (!sl_req_allowed(rq, SL_ACL_OP_ALTER_CONFIGS, SL_ACL_RES_TOPIC, r->resource_name))
         return SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
     sl_topic *t = sl_topics_find(rq->b->topics, r->resource_name);
     if (!t) return SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
@@ -196,7 +194,7 @@ static int16_t alter_topic(sl_req *rq, const sl_incremental_alter_configs_req_re
 
 static int16_t alter_broker(sl_req *rq, const sl_incremental_alter_configs_req_resource *r,
                             bool validate_only, sl_str *msg) {
-    if (!sl_authz_cluster(rq, SL_ACL_OP_ALTER_CONFIGS))
+    if (!sl_req_allowed_cluster(rq, SL_ACL_OP_ALTER_CONFIGS))
         return SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
     sl_broker *b = rq->b;
     char id[16];
@@ -237,10 +235,7 @@ static int16_t alter_broker(sl_req *rq, const sl_incremental_alter_configs_req_r
 }
 
 void sl_h_incremental_alter_configs(sl_req *rq) {
-    sl_incremental_alter_configs_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_incremental_alter_configs_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed IncrementalAlterConfigs");
+    sl_incremental_alter_configs_req req = *(const sl_incremental_alter_configs_req *)rq->req;
     sl_incremental_alter_configs_resp resp;
     sl_incremental_alter_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;
@@ -271,10 +266,8 @@ void sl_h_incremental_alter_configs(sl_req *rq) {
 }
 
 void sl_h_describe_cluster(sl_req *rq) {
-    sl_describe_cluster_req req;
+    sl_describe_cluster_req req = *(const sl_describe_cluster_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_describe_cluster_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DescribeCluster");
     sl_broker *b = rq->b;
     sl_describe_cluster_resp resp;
     sl_describe_cluster_resp_init(&resp);
@@ -299,17 +292,14 @@ void sl_h_describe_cluster(sl_req *rq) {
     resp.brokers[0].rack = SL_STR_NULL;
     if (req.include_cluster_authorized_operations)
         resp.cluster_authorized_operations =
-            sl_authz_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+            sl_req_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     SL_RESPOND(rq, describe_cluster, &resp);
 }
 
 /* AlterConfigs (non-incremental): the configs given become the resource's whole set of
  * overrides; every other override is removed, as Kafka does. */
 void sl_h_alter_configs(sl_req *rq) {
-    sl_alter_configs_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_alter_configs_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed AlterConfigs");
+    sl_alter_configs_req req = *(const sl_alter_configs_req *)rq->req;
     sl_alter_configs_resp resp;
     sl_alter_configs_resp_init(&resp);
     int32_t n = req.resources_count > 0 ? req.resources_count : 0;

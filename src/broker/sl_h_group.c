@@ -403,8 +403,8 @@ static void coordinator_authz(sl_req *rq, int8_t key_type, sl_str key, int16_t *
                               int32_t *node, sl_str *host, int32_t *port) {
     if (key_type != 0 && key_type != 1) return;
     bool group = key_type == 0;
-    if (sl_authz(rq, SL_ACL_OP_DESCRIBE, group ? SL_ACL_RES_GROUP : SL_ACL_RES_TRANSACTIONAL_ID,
-                 key))
+    if (sl_req_allowed(rq, SL_ACL_OP_DESCRIBE,
+                       group ? SL_ACL_RES_GROUP : SL_ACL_RES_TRANSACTIONAL_ID, key))
         return;
     *err = group ? SL_KAFKA_GROUP_AUTHORIZATION_FAILED
                  : SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
@@ -415,13 +415,11 @@ static void coordinator_authz(sl_req *rq, int8_t key_type, sl_str key, int16_t *
 }
 
 static bool group_ok(sl_req *rq, int op, sl_str group) {
-    return sl_authz(rq, op, SL_ACL_RES_GROUP, group);
+    return sl_req_allowed(rq, op, SL_ACL_RES_GROUP, group);
 }
 
 void sl_h_find_coordinator(sl_req *rq) {
-    sl_find_coordinator_req req;
-    if (sl_find_coordinator_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
-        return sl_req_fail(rq, "malformed FindCoordinator");
+    sl_find_coordinator_req req = *(const sl_find_coordinator_req *)rq->req;
     sl_find_coordinator_resp resp;
     sl_find_coordinator_resp_init(&resp);
     if (rq->h.api_version < 4) {
@@ -462,10 +460,8 @@ static sl_str client_host(sl_req *rq) {
 }
 
 void sl_h_join_group(sl_req *rq) {
-    sl_join_group_req req;
+    sl_join_group_req req = *(const sl_join_group_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_join_group_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed JoinGroup");
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
         sl_join_group_resp resp;
         sl_join_group_resp_init(&resp);
@@ -504,10 +500,8 @@ void sl_h_join_group(sl_req *rq) {
 }
 
 void sl_h_sync_group(sl_req *rq) {
-    sl_sync_group_req req;
+    sl_sync_group_req req = *(const sl_sync_group_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_sync_group_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed SyncGroup");
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
         sl_sync_group_resp resp;
         sl_sync_group_resp_init(&resp);
@@ -533,10 +527,8 @@ void sl_h_sync_group(sl_req *rq) {
 }
 
 void sl_h_heartbeat(sl_req *rq) {
-    sl_heartbeat_req req;
+    sl_heartbeat_req req = *(const sl_heartbeat_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_heartbeat_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed Heartbeat");
     sl_heartbeat_resp resp;
     sl_heartbeat_resp_init(&resp);
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
@@ -551,10 +543,8 @@ void sl_h_heartbeat(sl_req *rq) {
 }
 
 void sl_h_leave_group(sl_req *rq) {
-    sl_leave_group_req req;
+    sl_leave_group_req req = *(const sl_leave_group_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_leave_group_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed LeaveGroup");
     sl_gc *gc = rq->b->groups->gc;
     sl_leave_group_resp *rp = sl_arena_calloc(rq->a, 1, sizeof *rp);
     if (!rp) return sl_req_fail(rq, "out of memory");
@@ -591,10 +581,8 @@ void sl_h_leave_group(sl_req *rq) {
 /* ---- offsets ---- */
 
 void sl_h_offset_commit(sl_req *rq) {
-    sl_offset_commit_req req;
+    sl_offset_commit_req req = *(const sl_offset_commit_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_offset_commit_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed OffsetCommit");
     sl_gc *gc = rq->b->groups->gc;
     int16_t gerr = sl_gc_commit_check(
         gc, req.group_id, v >= 1 ? req.generation_id_or_member_epoch : -1,
@@ -615,7 +603,7 @@ void sl_h_offset_commit(sl_req *rq) {
         if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
         sl_topic *topic = gerr ? NULL : sl_topics_find(rq->b->topics, t->name);
-        bool topic_ok = gerr || sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
+        bool topic_ok = gerr || sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_commit_req_partition *p = &t->partitions[j];
             sl_offset_commit_resp_partition *op = &o->partitions[j];
@@ -682,7 +670,7 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
             t->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *t->partitions);
             if (!t->partitions) return false;
             t->partitions_count = np;
-            bool topic_ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t->name);
+            bool topic_ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t->name);
             for (int32_t j = 0; j < np; j++) {
                 sl_offset_fetch_resp_group_partition *p = &t->partitions[j];
                 p->partition_index = topics[i].partition_indexes[j];
@@ -709,7 +697,7 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
         sl_gc_offset o;
         if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
         /* Kafka leaves out the topics the caller may not DESCRIBE. */
-        if (!sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
+        if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
         sl_offset_fetch_resp_group_topic *t = NULL;
         for (int32_t k = 0; k < out->topics_count && !t; k++)
             if (sl_str_eq(out->topics[k].name, topic)) t = &out->topics[k];
@@ -732,10 +720,8 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
 }
 
 void sl_h_offset_fetch(sl_req *rq) {
-    sl_offset_fetch_req req;
+    sl_offset_fetch_req req = *(const sl_offset_fetch_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_offset_fetch_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed OffsetFetch");
     sl_offset_fetch_resp resp;
     sl_offset_fetch_resp_init(&resp);
     if (v >= 8) {
@@ -807,7 +793,7 @@ typedef struct list_ctx {
 static void list_one(void *ctx, const sl_gc_group_view *g) {
     list_ctx *c = ctx;
     if (g->state == SL_GS_DEAD) return;
-    if (!c->all && !sl_authz_filter(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, g->group_id))
+    if (!c->all && !sl_req_allowed(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, g->group_id))
         return;
     if (c->rq->h.api_version >= 4 && c->req->states_filter_count > 0) {
         bool ok = false;
@@ -842,10 +828,8 @@ static void list_one(void *ctx, const sl_gc_group_view *g) {
 }
 
 void sl_h_list_groups(sl_req *rq) {
-    sl_list_groups_req req;
+    sl_list_groups_req req = *(const sl_list_groups_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_list_groups_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed ListGroups");
     sl_list_groups_resp resp;
     sl_list_groups_resp_init(&resp);
     resp.groups_count = 0;
@@ -857,7 +841,7 @@ void sl_h_list_groups(sl_req *rq) {
                 classic = true;
     }
     bool all =
-        sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+        sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     list_ctx c = {rq, all, &req, &resp, 0, false};
     if (classic) sl_gc_list(rq->b->groups->gc, list_one, &c);
     if (c.oom) return sl_req_fail(rq, "out of memory");
@@ -908,10 +892,7 @@ static void describe_one(void *ctx, const sl_gc_group_view *g) {
 }
 
 void sl_h_describe_groups(sl_req *rq) {
-    sl_describe_groups_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_describe_groups_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DescribeGroups");
+    sl_describe_groups_req req = *(const sl_describe_groups_req *)rq->req;
     sl_describe_groups_resp resp;
     sl_describe_groups_resp_init(&resp);
     int32_t n = req.groups_count > 0 ? req.groups_count : 0;
@@ -925,7 +906,7 @@ void sl_h_describe_groups(sl_req *rq) {
         o->protocol_data = sl_str_c("");
         o->members_count = 0;
         o->authorized_operations = req.include_authorized_operations
-                                       ? sl_authz_ops(rq, SL_ACL_RES_GROUP, req.groups[i])
+                                       ? sl_req_ops(rq, SL_ACL_RES_GROUP, req.groups[i])
                                        : INT32_MIN;
         o->error_code = sl_gc_check_group_id(req.groups[i]);
         if (!o->error_code && !group_ok(rq, SL_ACL_OP_DESCRIBE, req.groups[i]))
@@ -939,10 +920,7 @@ void sl_h_describe_groups(sl_req *rq) {
 }
 
 void sl_h_delete_groups(sl_req *rq) {
-    sl_delete_groups_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_delete_groups_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DeleteGroups");
+    sl_delete_groups_req req = *(const sl_delete_groups_req *)rq->req;
     sl_delete_groups_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
     if (!resp) return sl_req_fail(rq, "out of memory");
     sl_delete_groups_resp_init(resp);
@@ -960,10 +938,7 @@ void sl_h_delete_groups(sl_req *rq) {
 }
 
 void sl_h_offset_delete(sl_req *rq) {
-    sl_offset_delete_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_offset_delete_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed OffsetDelete");
+    sl_offset_delete_req req = *(const sl_offset_delete_req *)rq->req;
     sl_gc *gc = rq->b->groups->gc;
     sl_offset_delete_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
     if (!resp) return sl_req_fail(rq, "out of memory");
@@ -982,7 +957,7 @@ void sl_h_offset_delete(sl_req *rq) {
         if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
         sl_topic *topic = sl_topics_find(rq->b->topics, t->name);
-        bool topic_ok = sl_authz(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
+        bool topic_ok = sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++) {
             int32_t p = t->partitions[j].partition_index;
             o->partitions[j].partition_index = p;
@@ -995,4 +970,36 @@ void sl_h_offset_delete(sl_req *rq) {
         }
     }
     persist_and_respond(rq, P_OFFSET_DELETE, resp);
+}
+
+/* ---- the catalog's view of groups (for the authorization stage) ---- */
+
+typedef struct each_ctx {
+    void (*fn)(void *arg, sl_str name);
+    void *arg;
+} each_ctx;
+
+static void each_group_one(void *ctx, const sl_gc_group_view *g) {
+    each_ctx *c = ctx;
+    if (g->state != SL_GS_DEAD) c->fn(c->arg, g->group_id);
+}
+
+void sl_group_coord_each_group(void *ctx, void (*fn)(void *arg, sl_str group), void *arg) {
+    sl_broker *b = ctx;
+    each_ctx c = {fn, arg};
+    sl_gc_list(b->groups->gc, each_group_one, &c);
+}
+
+void sl_group_coord_each_committed_topic(void *ctx, sl_str group,
+                                         void (*fn)(void *arg, sl_str topic), void *arg) {
+    sl_broker *b = ctx;
+    sl_gc *gc = b->groups->gc;
+    int32_t n = sl_gc_offset_count(gc, group);
+    for (int32_t i = 0; i < n; i++) {
+        sl_str topic;
+        int32_t part;
+        sl_gc_offset o;
+        if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
+        fn(arg, topic);
+    }
 }

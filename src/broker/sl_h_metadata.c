@@ -21,11 +21,13 @@ enum {
     OP_IDEMPOTENT_WRITE
 };
 
+/* The APIs advertised are the descriptors the local broker executes, each with its protocol
+ * definition's version range: what the codec accepts (test_proto.c checks it). */
 void sl_h_api_versions(sl_req *rq) {
     sl_api_versions_resp resp;
     sl_api_versions_resp_init(&resp);
-    const sl_api_entry *self = sl_broker_api(SL_API_API_VERSIONS);
-    if (rq->h.api_version > self->max || rq->h.api_version < 0) {
+    const sl_api_info *self = sl_api_lookup(SL_API_API_VERSIONS);
+    if (rq->h.api_version > self->max_version || rq->h.api_version < 0) {
         /* Answer in v0 so any client can read the supported range and retry lower. */
         resp.error_code = SL_KAFKA_UNSUPPORTED_VERSION;
         rq->h.api_version = 0;
@@ -36,15 +38,18 @@ void sl_h_api_versions(sl_req *rq) {
         }
     }
     int n = 0;
-    while (sl_broker_api_at(n)) n++;
+    while (sl_api_desc_at(n)) n++;
     resp.api_keys = sl_arena_calloc(rq->a, (size_t)n, sizeof *resp.api_keys);
     if (!resp.api_keys) return sl_req_fail(rq, "out of memory");
-    resp.api_keys_count = n;
+    resp.api_keys_count = 0;
     for (int i = 0; i < n; i++) {
-        const sl_api_entry *e = sl_broker_api_at(i);
-        resp.api_keys[i].api_key = e->key;
-        resp.api_keys[i].min_version = e->min;
-        resp.api_keys[i].max_version = e->max;
+        const sl_api_desc *d = sl_api_desc_at(i);
+        if (!sl_broker_exec(d->key)) continue;
+        const sl_api_info *in = sl_api_desc_info(d);
+        sl_api_versions_resp_api_key *k = &resp.api_keys[resp.api_keys_count++];
+        k->api_key = d->key;
+        k->min_version = in->min_version;
+        k->max_version = in->max_version;
     }
     SL_RESPOND(rq, api_versions, &resp);
 }
@@ -64,7 +69,7 @@ static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, boo
     out->topic_id = t->id;
     out->is_internal = false;
     out->topic_authorized_operations =
-        want_ops ? sl_authz_ops(rq, SL_ACL_RES_TOPIC, sl_str_c(t->name)) : INT32_MIN;
+        want_ops ? sl_req_ops(rq, SL_ACL_RES_TOPIC, sl_str_c(t->name)) : INT32_MIN;
     out->partitions = sl_arena_calloc(rq->a, (size_t)t->npart, sizeof *out->partitions);
     int32_t *one = sl_arena_alloc(rq->a, sizeof *one);
     if (!out->partitions || !one) return false;
@@ -92,10 +97,8 @@ static void fill_missing(sl_metadata_resp_topic *out, sl_str name, int16_t err) 
 }
 
 void sl_h_metadata(sl_req *rq) {
-    sl_metadata_req req;
+    sl_metadata_req req = *(const sl_metadata_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_metadata_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed Metadata");
     sl_broker *b = rq->b;
     sl_metadata_resp resp;
     sl_metadata_resp_init(&resp);
@@ -112,7 +115,7 @@ void sl_h_metadata(sl_req *rq) {
     bool want_ops = v >= 8 && req.include_topic_authorized_operations;
     if (v >= 8 && v <= 10 && req.include_cluster_authorized_operations)
         resp.cluster_authorized_operations =
-            sl_authz_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+            sl_req_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     /* v0: an empty list means all topics; v1+: null means all, empty means none. */
     bool all = req.topics_count < 0 || (v == 0 && req.topics_count == 0);
     if (all) {
@@ -122,7 +125,7 @@ void sl_h_metadata(sl_req *rq) {
         /* Only the topics the caller may DESCRIBE: the others are not mentioned at all. */
         for (sl_topic *t = sl_topics_next(b->topics, NULL); t && i < n;
              t = sl_topics_next(b->topics, t)) {
-            if (!sl_authz_filter(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name)))
+            if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name)))
                 continue;
             if (!fill_topic(rq, &resp.topics[i++], t, want_ops))
                 return sl_req_fail(rq, "out of memory");
@@ -145,14 +148,14 @@ void sl_h_metadata(sl_req *rq) {
                     out->topic_id = rt->topic_id;
                     continue;
                 }
-                if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+                if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
                     fill_missing(out, SL_STR_NULL, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     out->topic_id = rt->topic_id;
                     continue;
                 }
             } else {
                 /* DESCRIBE first, as Kafka: a denied caller cannot tell whether it exists. */
-                if (!sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name)) {
+                if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;
                 }
@@ -163,9 +166,9 @@ void sl_h_metadata(sl_req *rq) {
                 }
                 /* Auto-creation needs CREATE on the cluster or on the topic. */
                 if (!t && allow_create && b->cfg.auto_create_topics_enable &&
-                    !sl_authz_filter(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
-                                     sl_str_c(SL_ACL_CLUSTER_NAME)) &&
-                    !sl_authz(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
+                    !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
+                                    sl_str_c(SL_ACL_CLUSTER_NAME)) &&
+                    !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;
                 }

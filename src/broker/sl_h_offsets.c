@@ -26,10 +26,7 @@ static int16_t leader_epoch_check(int32_t current) {
 }
 
 void sl_h_list_offsets(sl_req *rq) {
-    sl_list_offsets_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_list_offsets_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed ListOffsets");
+    sl_list_offsets_req req = *(const sl_list_offsets_req *)rq->req;
     sl_list_offsets_resp resp;
     sl_list_offsets_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -44,7 +41,7 @@ void sl_h_list_offsets(sl_req *rq) {
         int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
         if (!ot->partitions || !olds) return sl_req_fail(rq, "out of memory");
         ot->partitions_count = np;
-        bool ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
+        bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_list_offsets_req_partition *rp = &rt->partitions[j];
             sl_list_offsets_resp_partition *o = &ot->partitions[j];
@@ -99,10 +96,7 @@ void sl_h_list_offsets(sl_req *rq) {
 }
 
 void sl_h_offset_for_leader_epoch(sl_req *rq) {
-    sl_offset_for_leader_epoch_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_offset_for_leader_epoch_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed OffsetForLeaderEpoch");
+    sl_offset_for_leader_epoch_req req = *(const sl_offset_for_leader_epoch_req *)rq->req;
     sl_offset_for_leader_epoch_resp resp;
     sl_offset_for_leader_epoch_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -115,7 +109,7 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
         if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
-        bool ok = sl_authz(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
+        bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
             sl_offset_for_leader_epoch_resp_partition *o = &ot->partitions[j];
@@ -141,10 +135,7 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
 }
 
 void sl_h_delete_records(sl_req *rq) {
-    sl_delete_records_req req;
-    int16_t v = rq->h.api_version;
-    if (sl_delete_records_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed DeleteRecords");
+    sl_delete_records_req req = *(const sl_delete_records_req *)rq->req;
     sl_delete_records_resp resp;
     sl_delete_records_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -157,7 +148,7 @@ void sl_h_delete_records(sl_req *rq) {
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
         if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
-        bool ok = sl_authz(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
+        bool ok = sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_delete_records_req_partition *rp = &rt->partitions[j];
             sl_delete_records_resp_partition *o = &ot->partitions[j];

@@ -30,19 +30,23 @@ typedef struct flush_ctx {
 
 static void finish(produce_op *op) { SL_RESPOND(op->rq, produce, &op->resp); }
 
+/* Each flush request holds the request: if it failed meanwhile (out of memory), the callback
+ * still finds its context, and only the last one lets the arena go. */
 static void flushed(void *ctx, sl_err e) {
     flush_ctx *fc = ctx;
     produce_op *op = fc->op;
+    sl_req *rq = op->rq;
     if (e) {
         SL_ERROR("produce", "flush failed", "err=%s", sl_errname(e));
         fc->part->error_code = SL_KAFKA_KAFKA_STORAGE_ERROR;
         fc->part->base_offset = -1;
     }
-    if (--op->outstanding == 0 && op->queued_all) finish(op);
+    if (--op->outstanding == 0 && op->queued_all && !sl_req_finished(rq)) finish(op);
+    sl_req_release(rq);
 }
 
 /* Appends the validated record set batch by batch; returns a Kafka error code. */
-static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *first) {
+static int16_t append_set(sl_req *rq, sl_partition *p, uint8_t *data, size_t len, int64_t *first) {
     *first = -1;
     while (len > 0) {
         sl_batch_info bi;
@@ -57,6 +61,7 @@ static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *f
             return sl_err_to_kafka(e);
         }
         if (*first < 0) *first = base;
+        rq->records_in += bi.record_count;
         /* Only exhausted memory fails this; the batch is in the log either way, so the answer
          * stays success (a retry of it would then not be recognised, hence the error line). */
         if (sl_pstate_record(p->pstate, &bi, base, sl_wall_ms()))
@@ -69,10 +74,8 @@ static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, int64_t *f
 }
 
 void sl_h_produce(sl_req *rq) {
-    sl_produce_req req;
+    sl_produce_req req = *(const sl_produce_req *)rq->req;
     int16_t v = rq->h.api_version;
-    if (sl_produce_req_decode(&rq->body, rq->a, v, &req))
-        return sl_req_fail(rq, "malformed Produce");
     sl_broker *b = rq->b;
     produce_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
     if (!op) return sl_req_fail(rq, "out of memory");
@@ -83,8 +86,9 @@ void sl_h_produce(sl_req *rq) {
         return sl_req_fail(rq, "out of memory");
     bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
     /* Kafka: a transactional produce needs WRITE on its transactional id, or nothing goes. */
-    bool txn_ok = v < 3 || req.transactional_id.len < 0 ||
-                  sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id);
+    bool txn_ok =
+        v < 3 || req.transactional_id.len < 0 ||
+        sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id);
     bool any_error = false;
     for (int32_t i = 0; i < nt; i++) {
         sl_produce_req_topic *rt = &req.topic_data[i];
@@ -96,7 +100,7 @@ void sl_h_produce(sl_req *rq) {
         if (!ot->partition_responses) return sl_req_fail(rq, "out of memory");
         ot->partition_responses_count = np;
         /* Checked before existence, as Kafka: a denied caller learns nothing about the topic. */
-        bool write_ok = sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
+        bool write_ok = sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
         sl_topic *t = sl_topics_find(b->topics, rt->name);
         for (int32_t j = 0; j < np; j++) {
             sl_produce_req_partition *rp = &rt->partition_data[j];
@@ -143,7 +147,8 @@ void sl_h_produce(sl_req *rq) {
                     /* The frame lives in this request's arena, which we own: batches are
                      * stamped in place and appended without a copy. */
                     uint8_t *data = (uint8_t *)rp->records.p;
-                    o->error_code = append_set(p, data, (size_t)rp->records.len, &o->base_offset);
+                    o->error_code =
+                        append_set(rq, p, data, (size_t)rp->records.len, &o->base_offset);
                     if (o->base_offset >= 0) {
                         sl_fetch_wake(b, p, rp->records.len);
                         sl_pstate_after_append(p->pstate, p->log);
@@ -164,6 +169,7 @@ void sl_h_produce(sl_req *rq) {
                 fc->op = op;
                 fc->part = o;
                 op->outstanding++;
+                sl_req_hold(rq);
                 sl_flusher_request(b->flusher, p->log, flushed, fc);
             }
         }
@@ -171,7 +177,7 @@ void sl_h_produce(sl_req *rq) {
     if (req.acks == 0) {
         /* No response exists to carry an error, so Kafka closes the connection instead. */
         if (any_error) return sl_req_fail(rq, "acks=0 produce failed");
-        return sl_pending_noreply(rq->p);
+        return sl_req_noreply(rq);
     }
     op->queued_all = true;
     if (op->outstanding == 0) finish(op);

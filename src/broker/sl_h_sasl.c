@@ -64,77 +64,77 @@ void sl_sasl_conn_close(sl_broker *b, sl_conn *c) {
 /* ---- delayed failure answers ---- */
 
 /* A failed authentication is answered after connection.failed.authentication.delay.ms, so a
- * guesser gets few tries per connection-second; the connection stops reading at once. */
-typedef struct sl_delayed {
-    struct sl_delayed *next, *prev;
-    sl_broker *b;
-    sl_pending *p;
-    const uint8_t *data; /* in p's arena */
+ * guesser gets few tries per connection-second; the connection stops reading at once. The
+ * request (in its arena, held) is finished when the delay ends, or at shutdown. */
+typedef struct sl_sasl_delayed {
+    struct sl_sasl_delayed *next, *prev;
+    sl_req *rq;
+    const uint8_t *data; /* in the request arena; NULL: no answer (raw flow) */
     size_t len;
     sl_timer *t;
 } sl_delayed;
 
-static sl_delayed *g_delayed; /* loop thread only */
-
-static void delayed_unlink(sl_delayed *d) {
+static void delayed_unlink(sl_broker *b, sl_delayed *d) {
     if (d->prev)
         d->prev->next = d->next;
     else
-        g_delayed = d->next;
+        b->delayed = d->next;
     if (d->next) d->next->prev = d->prev;
+}
+
+static void delayed_finish(sl_req *rq, const uint8_t *data, size_t len) {
+    if (data)
+        sl_req_respond_raw(rq, data, len);
+    else
+        sl_req_noreply(rq);
 }
 
 static void delayed_fire(void *ctx) {
     sl_delayed *d = ctx;
-    delayed_unlink(d);
-    if (d->data)
-        sl_pending_respond(d->p, d->data, d->len);
-    else
-        sl_pending_noreply(d->p);
+    sl_req *rq = d->rq;
+    delayed_unlink(rq->b, d);
+    delayed_finish(rq, d->data, d->len);
     free(d);
+    sl_req_release(rq);
 }
 
 static void fail_later(sl_req *rq, const uint8_t *data, size_t len, const char *why) {
     sl_conn *c = sl_pending_conn(rq->p);
     if (c) sl_conn_close(c, true, why);
+    rq->error = SL_KAFKA_SASL_AUTHENTICATION_FAILED;
     int64_t delay = rq->b->cfg.connection_failed_authentication_delay_ms;
     sl_delayed *d = delay > 0 ? calloc(1, sizeof *d) : NULL;
-    if (!d) {
-        if (data)
-            sl_pending_respond(rq->p, data, len);
-        else
-            sl_pending_noreply(rq->p);
+    if (d) d->t = sl_timer_start(rq->b->loop, delay, delayed_fire, d);
+    if (!d || !d->t) {
+        free(d);
+        delayed_finish(rq, data, len);
         return;
     }
-    d->b = rq->b;
-    d->p = rq->p;
+    sl_req_hold(rq);
+    d->rq = rq;
     d->data = data;
     d->len = len;
-    d->next = g_delayed;
-    if (g_delayed) g_delayed->prev = d;
-    g_delayed = d;
-    d->t = sl_timer_start(rq->b->loop, delay, delayed_fire, d);
+    d->next = rq->b->delayed;
+    if (d->next) d->next->prev = d;
+    rq->b->delayed = d;
 }
 
 void sl_sasl_flush_delayed(sl_broker *b) {
-    for (sl_delayed *d = g_delayed, *next; d; d = next) {
-        next = d->next;
-        if (d->b != b) continue;
+    while (b->delayed) {
+        sl_delayed *d = b->delayed;
+        sl_req *rq = d->rq;
         sl_timer_cancel(b->loop, d->t);
-        delayed_unlink(d);
-        sl_pending_noreply(d->p);
+        delayed_unlink(b, d);
+        sl_req_noreply(rq);
         free(d);
+        sl_req_release(rq);
     }
 }
 
 /* ---- SaslHandshake ---- */
 
 void sl_h_sasl_handshake(sl_req *rq) {
-    sl_sasl_handshake_req req;
-    if (sl_sasl_handshake_req_decode(&rq->body, rq->a, rq->h.api_version, &req) != SL_OK) {
-        sl_req_fail(rq, "malformed SaslHandshake");
-        return;
-    }
+    sl_sasl_handshake_req req = *(const sl_sasl_handshake_req *)rq->req;
     sl_session *s = sl_conn_data(rq->conn);
     sl_sasl_handshake_resp resp;
     sl_sasl_handshake_resp_init(&resp);
@@ -199,11 +199,7 @@ static void log_failure(sl_conn *c, const sl_session *s) {
 }
 
 void sl_h_sasl_authenticate(sl_req *rq) {
-    sl_sasl_authenticate_req req;
-    if (sl_sasl_authenticate_req_decode(&rq->body, rq->a, rq->h.api_version, &req) != SL_OK) {
-        sl_req_fail(rq, "malformed SaslAuthenticate");
-        return;
-    }
+    sl_sasl_authenticate_req req = *(const sl_sasl_authenticate_req *)rq->req;
     sl_session *s = sl_conn_data(rq->conn);
     sl_sasl_authenticate_resp resp;
     sl_sasl_authenticate_resp_init(&resp);
@@ -234,7 +230,7 @@ void sl_h_sasl_authenticate(sl_req *rq) {
         resp.error_message = sl_str_c(sl_auth_failed_message(s->mech));
         resp.auth_bytes = (sl_bytes){out, 0};
         sl_wr w;
-        sl_resp_begin(rq, &w);
+        sl_req_resp_begin(rq, &w);
         sl_sasl_authenticate_resp_encode(&w, rq->h.api_version, &resp);
         if (w.err) {
             sl_req_fail(rq, "out of memory");
@@ -247,32 +243,30 @@ void sl_h_sasl_authenticate(sl_req *rq) {
     SL_RESPOND(rq, sasl_authenticate, &resp);
 }
 
-bool sl_sasl_raw_frame(sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
-                       size_t len) {
-    sl_session *s = sl_conn_data(c);
+bool sl_sasl_raw_frame(sl_req *rq, const uint8_t *frame, size_t len) {
+    sl_session *s = sl_conn_data(rq->conn);
     if (!s || !s->raw || (s->state != SL_SASL_HANDSHAKE && s->state != SL_SASL_EXCHANGE))
         return false;
-    sl_req tmp = {.b = b, .conn = c, .p = p, .a = a};
-    uint8_t *out = sl_arena_alloc(a, TOKEN_MAX);
+    rq->raw = true;
+    uint8_t *out = sl_arena_alloc(rq->a, TOKEN_MAX);
     if (!out) {
-        sl_conn_close(c, false, "out of memory");
-        sl_pending_noreply(p);
+        sl_req_fail(rq, "out of memory");
         return true;
     }
     size_t out_len = 0;
     bool done = false;
-    sl_err e = sl_session_step(b->auth, s, frame, len, out, TOKEN_MAX, &out_len, &done);
+    sl_err e = sl_session_step(rq->b->auth, s, frame, len, out, TOKEN_MAX, &out_len, &done);
     if (e) {
         /* The raw flow has no error frame: Kafka just closes the connection. */
-        log_failure(c, s);
-        fail_later(&tmp, NULL, 0, "authentication failed");
+        log_failure(rq->conn, s);
+        fail_later(rq, NULL, 0, "authentication failed");
         return true;
     }
     if (done) {
-        (void)finish_success(b, c, s);
+        (void)finish_success(rq->b, rq->conn, s);
         s->raw = false;
     }
-    sl_pending_respond(p, out, out_len);
+    sl_req_respond_raw(rq, out, out_len);
     return true;
 }
 

@@ -36,10 +36,10 @@ bool sl_broker_is_super_user(const sl_broker *b, const char *principal) {
  * interim rule stays: on SASL listeners only super.users may manage credentials (a broker that
  * authenticates but does not authorize must not let any user reset every password). */
 static bool allowed(sl_req *rq, int op) {
-    if (rq->b->authz) return sl_authz_cluster(rq, op);
+    if (rq->b->authz) return sl_req_allowed_cluster(rq, op);
     sl_security_protocol p = sl_broker_listener_protocol(rq->b, sl_conn_listener(rq->conn));
     if (p != SL_SEC_SASL_PLAINTEXT && p != SL_SEC_SASL_SSL) return true;
-    return sl_broker_is_super_user(rq->b, sl_session_principal(rq->conn));
+    return sl_broker_is_super_user(rq->b, rq->principal);
 }
 
 static sl_str arena_str(sl_arena *a, const char *s) {
@@ -51,11 +51,8 @@ static sl_str arena_str(sl_arena *a, const char *s) {
 }
 
 void sl_h_describe_user_scram_credentials(sl_req *rq) {
-    sl_describe_user_scram_credentials_req req;
-    if (sl_describe_user_scram_credentials_req_decode(&rq->body, rq->a, rq->h.api_version, &req)) {
-        sl_req_fail(rq, "malformed DescribeUserScramCredentials");
-        return;
-    }
+    sl_describe_user_scram_credentials_req req =
+        *(const sl_describe_user_scram_credentials_req *)rq->req;
     sl_describe_user_scram_credentials_resp resp;
     sl_describe_user_scram_credentials_resp_init(&resp);
     resp.results_count = 0;
@@ -135,11 +132,7 @@ typedef struct op {
 } op;
 
 void sl_h_alter_user_scram_credentials(sl_req *rq) {
-    sl_alter_user_scram_credentials_req req;
-    if (sl_alter_user_scram_credentials_req_decode(&rq->body, rq->a, rq->h.api_version, &req)) {
-        sl_req_fail(rq, "malformed AlterUserScramCredentials");
-        return;
-    }
+    sl_alter_user_scram_credentials_req req = *(const sl_alter_user_scram_credentials_req *)rq->req;
     int nd = req.deletions_count > 0 ? req.deletions_count : 0;
     int nu = req.upsertions_count > 0 ? req.upsertions_count : 0;
     int nops = nd + nu;
@@ -245,7 +238,7 @@ void sl_h_alter_user_scram_credentials(sl_req *rq) {
                 if (!res[r].error_code)
                     SL_INFO("auth", "SCRAM credentials altered", "user=%.*s by=%s",
                             (int)res[r].user.len, res[r].user.p,
-                            sl_session_principal(rq->conn) ? sl_session_principal(rq->conn) : "-");
+                            rq->principal ? rq->principal : "-");
         }
     }
     if (locked) sl_credstore_unlock(st);

@@ -672,21 +672,19 @@ void sl_producers_free(sl_producers *pr) {
 }
 
 void sl_h_init_producer_id(sl_req *rq) {
-    sl_init_producer_id_req req;
-    if (sl_init_producer_id_req_decode(&rq->body, rq->a, rq->h.api_version, &req))
-        return sl_req_fail(rq, "malformed InitProducerId");
+    sl_init_producer_id_req req = *(const sl_init_producer_id_req *)rq->req;
     sl_init_producer_id_resp resp;
     sl_init_producer_id_resp_init(&resp);
     resp.producer_id = -1;
     resp.producer_epoch = -1;
     sl_producers *pr = rq->b->producers;
     if (req.transactional_id.len >= 0 &&
-        !sl_authz(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id)) {
+        !sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id)) {
         resp.error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
     } else if (req.transactional_id.len < 0 &&
-               !sl_authz_filter(rq, SL_ACL_OP_IDEMPOTENT_WRITE, SL_ACL_RES_CLUSTER,
-                                sl_str_c(SL_ACL_CLUSTER_NAME)) &&
-               !sl_authz_any(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC)) {
+               !sl_req_allowed(rq, SL_ACL_OP_IDEMPOTENT_WRITE, SL_ACL_RES_CLUSTER,
+                               sl_str_c(SL_ACL_CLUSTER_NAME)) &&
+               !sl_req_allowed_any(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC)) {
         /* Kafka 3.x: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic. */
         resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
     } else if (req.transactional_id.len >= 0) {

@@ -1,0 +1,343 @@
+/* The API descriptors (sl_api.h): decoders and the resources each request names. Kafka's
+ * authorization rules are written here once, per API, as the resources and operations named;
+ * handlers only read the decisions. Where Kafka accepts either of two permissions (CREATE on
+ * the cluster or on the topic; IDEMPOTENT_WRITE on the cluster or WRITE on some topic), the
+ * second is named as an alternative of the first: it is only asked when the first is denied. */
+#include "pipeline/sl_api.h"
+
+#include "acl/sl_acl.h"
+#include "pipeline/sl_authorize.h"
+
+/* ---- naming helpers ---- */
+
+static void need_topic(sl_req *rq, int op, sl_str name) {
+    sl_req_need(rq, op, SL_ACL_RES_TOPIC, name, 0);
+}
+
+static void need_group(sl_req *rq, int op, sl_str name) {
+    sl_req_need(rq, op, SL_ACL_RES_GROUP, name, 0);
+}
+
+typedef struct name_ctx {
+    sl_req *rq;
+    int op, rtype;
+    unsigned flags;
+    int32_t alt;
+    bool ops;
+} name_ctx;
+
+static void name_each(void *arg, sl_str name) {
+    name_ctx *c = arg;
+    sl_req_need_alt(c->rq, c->op, c->rtype, name, c->flags, c->alt);
+    if (c->ops) sl_req_need_ops(c->rq, c->rtype, name);
+}
+
+/* ---- per API ---- */
+
+static void res_produce(sl_req *rq, const sl_catalog *cat) {
+    const sl_produce_req *r = rq->req;
+    if (rq->h.api_version >= 3 && r->transactional_id.len >= 0)
+        sl_req_need(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, r->transactional_id, 0);
+    for (int32_t i = 0; i < r->topic_data_count; i++)
+        need_topic(rq, SL_ACL_OP_WRITE, r->topic_data[i].name);
+}
+
+static void res_fetch(sl_req *rq, const sl_catalog *cat) {
+    const sl_fetch_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++) {
+        sl_str name = r->topics[i].topic;
+        /* By id (v13+) the name is the topic's; an unknown id is answered as such, unnamed. */
+        if (rq->h.api_version >= 13 && !cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name))
+            continue;
+        need_topic(rq, SL_ACL_OP_READ, name);
+    }
+}
+
+static void res_list_offsets(sl_req *rq, const sl_catalog *cat) {
+    const sl_list_offsets_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_DESCRIBE, r->topics[i].name);
+}
+
+static void res_metadata(sl_req *rq, const sl_catalog *cat) {
+    const sl_metadata_req *r = rq->req;
+    int16_t v = rq->h.api_version;
+    bool want_ops = v >= 8 && r->include_topic_authorized_operations;
+    if (v >= 8 && v <= 10 && r->include_cluster_authorized_operations)
+        sl_req_need_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+    /* v0: an empty list means all topics; v1+: null means all, empty means none. Topics the
+     * caller may not DESCRIBE are left out of a full listing without a word. */
+    if (r->topics_count < 0 || (v == 0 && r->topics_count == 0)) {
+        name_ctx c = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, SL_AZ_QUIET, -1, want_ops};
+        cat->each_topic(cat->ctx, name_each, &c);
+        return;
+    }
+    bool allow_create = (v < 4 || r->allow_auto_topic_creation) && cat->auto_create(cat->ctx);
+    for (int32_t i = 0; i < r->topics_count; i++) {
+        sl_str name = r->topics[i].name;
+        if (name.len < 0 && !cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name)) continue;
+        need_topic(rq, SL_ACL_OP_DESCRIBE, name);
+        if (want_ops) sl_req_need_ops(rq, SL_ACL_RES_TOPIC, name);
+        /* Auto-creation needs CREATE on the cluster or on the topic. */
+        if (r->topics[i].name.len >= 0 && allow_create && !cat->topic_exists(cat->ctx, name)) {
+            int32_t cl = sl_req_need(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
+                                     sl_str_c(SL_ACL_CLUSTER_NAME), SL_AZ_QUIET);
+            sl_req_need_alt(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, name, 0, cl);
+        }
+    }
+}
+
+static void res_offset_commit(sl_req *rq, const sl_catalog *cat) {
+    const sl_offset_commit_req *r = rq->req;
+    need_group(rq, SL_ACL_OP_READ, r->group_id);
+    for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
+}
+
+/* One group of an OffsetFetch: DESCRIBE on it, and on each topic asked for; asked for all,
+ * the topics it has offsets for, of which those not describable are left out quietly. */
+static void fetch_group(sl_req *rq, const sl_catalog *cat, sl_str group,
+                        const sl_offset_fetch_req_group_topic *topics, int32_t ntopics) {
+    need_group(rq, SL_ACL_OP_DESCRIBE, group);
+    if (ntopics < 0) {
+        name_ctx c = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, SL_AZ_QUIET, -1, false};
+        cat->each_committed_topic(cat->ctx, group, name_each, &c);
+        return;
+    }
+    for (int32_t i = 0; i < ntopics; i++) need_topic(rq, SL_ACL_OP_DESCRIBE, topics[i].name);
+}
+
+static void res_offset_fetch(sl_req *rq, const sl_catalog *cat) {
+    const sl_offset_fetch_req *r = rq->req;
+    if (rq->h.api_version >= 8) {
+        for (int32_t i = 0; i < r->groups_count; i++)
+            fetch_group(rq, cat, r->groups[i].group_id, r->groups[i].topics,
+                        r->groups[i].topics_count);
+        return;
+    }
+    /* v0-7: one group; its topic struct has the v8 group topic's layout. */
+    need_group(rq, SL_ACL_OP_DESCRIBE, r->group_id);
+    if (r->topics_count < 0) {
+        fetch_group(rq, cat, r->group_id, NULL, -1);
+        return;
+    }
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_DESCRIBE, r->topics[i].name);
+}
+
+/* Kafka: DESCRIBE on the group (key type 0) or transactional id (1) whose coordinator is
+ * asked for. */
+static void res_find_coordinator(sl_req *rq, const sl_catalog *cat) {
+    const sl_find_coordinator_req *r = rq->req;
+    if (r->key_type != 0 && r->key_type != 1) return;
+    int rtype = r->key_type == 0 ? SL_ACL_RES_GROUP : SL_ACL_RES_TRANSACTIONAL_ID;
+    if (rq->h.api_version < 4) {
+        sl_req_need(rq, SL_ACL_OP_DESCRIBE, rtype, r->key, 0);
+        return;
+    }
+    for (int32_t i = 0; i < r->coordinator_keys_count; i++)
+        sl_req_need(rq, SL_ACL_OP_DESCRIBE, rtype, r->coordinator_keys[i], 0);
+}
+
+static void res_join_group(sl_req *rq, const sl_catalog *cat) {
+    need_group(rq, SL_ACL_OP_READ, ((const sl_join_group_req *)rq->req)->group_id);
+}
+static void res_sync_group(sl_req *rq, const sl_catalog *cat) {
+    need_group(rq, SL_ACL_OP_READ, ((const sl_sync_group_req *)rq->req)->group_id);
+}
+static void res_heartbeat(sl_req *rq, const sl_catalog *cat) {
+    need_group(rq, SL_ACL_OP_READ, ((const sl_heartbeat_req *)rq->req)->group_id);
+}
+static void res_leave_group(sl_req *rq, const sl_catalog *cat) {
+    need_group(rq, SL_ACL_OP_READ, ((const sl_leave_group_req *)rq->req)->group_id);
+}
+
+static void res_describe_groups(sl_req *rq, const sl_catalog *cat) {
+    const sl_describe_groups_req *r = rq->req;
+    for (int32_t i = 0; i < r->groups_count; i++) {
+        need_group(rq, SL_ACL_OP_DESCRIBE, r->groups[i]);
+        if (r->include_authorized_operations) sl_req_need_ops(rq, SL_ACL_RES_GROUP, r->groups[i]);
+    }
+}
+
+/* DESCRIBE on the cluster lists every group; otherwise the describable ones, quietly. */
+static void res_list_groups(sl_req *rq, const sl_catalog *cat) {
+    int32_t cl = sl_req_need(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_CLUSTER,
+                             sl_str_c(SL_ACL_CLUSTER_NAME), SL_AZ_QUIET);
+    name_ctx c = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, SL_AZ_QUIET, cl, false};
+    cat->each_group(cat->ctx, name_each, &c);
+}
+
+/* CREATE on the cluster covers every topic; otherwise CREATE on each topic. */
+static void res_create_topics(sl_req *rq, const sl_catalog *cat) {
+    const sl_create_topics_req *r = rq->req;
+    int32_t cl = sl_req_need(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
+                             sl_str_c(SL_ACL_CLUSTER_NAME), SL_AZ_QUIET);
+    for (int32_t i = 0; i < r->topics_count; i++)
+        sl_req_need_alt(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, r->topics[i].name, 0, cl);
+}
+
+static void res_delete_topics(sl_req *rq, const sl_catalog *cat) {
+    const sl_delete_topics_req *r = rq->req;
+    if (rq->h.api_version < 6) {
+        for (int32_t i = 0; i < r->topic_names_count; i++)
+            need_topic(rq, SL_ACL_OP_DELETE, r->topic_names[i]);
+        return;
+    }
+    /* v6+: an unknown name or id is answered as unknown before any authorization. */
+    for (int32_t i = 0; i < r->topics_count; i++) {
+        sl_str name = r->topics[i].name;
+        bool found = name.len >= 0 ? cat->topic_exists(cat->ctx, name)
+                                   : cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name);
+        if (found) need_topic(rq, SL_ACL_OP_DELETE, name);
+    }
+}
+
+static void res_delete_records(sl_req *rq, const sl_catalog *cat) {
+    const sl_delete_records_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_DELETE, r->topics[i].name);
+}
+
+/* Kafka 3.x: WRITE on the transactional id; without one, IDEMPOTENT_WRITE on the cluster or
+ * WRITE on some topic. */
+static void res_init_producer_id(sl_req *rq, const sl_catalog *cat) {
+    const sl_init_producer_id_req *r = rq->req;
+    if (r->transactional_id.len >= 0) {
+        sl_req_need(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, r->transactional_id, 0);
+        return;
+    }
+    int32_t cl = sl_req_need(rq, SL_ACL_OP_IDEMPOTENT_WRITE, SL_ACL_RES_CLUSTER,
+                             sl_str_c(SL_ACL_CLUSTER_NAME), SL_AZ_QUIET);
+    sl_req_need_alt(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, (sl_str){"", 0}, SL_AZ_ANY, cl);
+}
+
+static void res_offset_for_leader_epoch(sl_req *rq, const sl_catalog *cat) {
+    const sl_offset_for_leader_epoch_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_DESCRIBE, r->topics[i].topic);
+}
+
+static void res_cluster_describe(sl_req *rq, const sl_catalog *cat) {
+    sl_req_need_cluster(rq, SL_ACL_OP_DESCRIBE, 0);
+}
+static void res_cluster_alter(sl_req *rq, const sl_catalog *cat) {
+    sl_req_need_cluster(rq, SL_ACL_OP_ALTER, 0);
+}
+
+/* Config resources: topics by name, the broker as the cluster; other types are refused by the
+ * handler without authorization. */
+enum { CFG_RES_TOPIC = 2, CFG_RES_BROKER = 4 };
+static void need_config(sl_req *rq, int8_t type, sl_str name, int op) {
+    if (type == CFG_RES_TOPIC) need_topic(rq, op, name);
+    if (type == CFG_RES_BROKER) sl_req_need_cluster(rq, op, 0);
+}
+
+static void res_describe_configs(sl_req *rq, const sl_catalog *cat) {
+    const sl_describe_configs_req *r = rq->req;
+    for (int32_t i = 0; i < r->resources_count; i++)
+        need_config(rq, r->resources[i].resource_type, r->resources[i].resource_name,
+                    SL_ACL_OP_DESCRIBE_CONFIGS);
+}
+
+static void res_alter_configs(sl_req *rq, const sl_catalog *cat) {
+    const sl_alter_configs_req *r = rq->req;
+    for (int32_t i = 0; i < r->resources_count; i++)
+        need_config(rq, r->resources[i].resource_type, r->resources[i].resource_name,
+                    SL_ACL_OP_ALTER_CONFIGS);
+}
+
+static void res_incremental_alter_configs(sl_req *rq, const sl_catalog *cat) {
+    const sl_incremental_alter_configs_req *r = rq->req;
+    for (int32_t i = 0; i < r->resources_count; i++)
+        need_config(rq, r->resources[i].resource_type, r->resources[i].resource_name,
+                    SL_ACL_OP_ALTER_CONFIGS);
+}
+
+static void res_create_partitions(sl_req *rq, const sl_catalog *cat) {
+    const sl_create_partitions_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_ALTER, r->topics[i].name);
+}
+
+static void res_delete_groups(sl_req *rq, const sl_catalog *cat) {
+    const sl_delete_groups_req *r = rq->req;
+    for (int32_t i = 0; i < r->groups_names_count; i++)
+        need_group(rq, SL_ACL_OP_DELETE, r->groups_names[i]);
+}
+
+static void res_offset_delete(sl_req *rq, const sl_catalog *cat) {
+    const sl_offset_delete_req *r = rq->req;
+    need_group(rq, SL_ACL_OP_DELETE, r->group_id);
+    for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
+}
+
+static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
+    if (((const sl_describe_cluster_req *)rq->req)->include_cluster_authorized_operations)
+        sl_req_need_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
+}
+
+/* ---- the table ---- */
+
+/* Typed decoders behind one signature (calling a function through a pointer of another type
+ * is undefined behaviour, so each gets a wrapper). */
+#define SL_API_DECODER(name)                                                                       \
+    static sl_err dec_##name(sl_rd *r, sl_arena *a, int16_t v, void *out) {                        \
+        return sl_##name##_req_decode(r, a, v, out);                                               \
+    }
+#define SL_APIS(X)                                                                                 \
+    X(SL_API_PRODUCE, produce, res_produce, 0)                                                     \
+    X(SL_API_FETCH, fetch, res_fetch, 0)                                                           \
+    X(SL_API_LIST_OFFSETS, list_offsets, res_list_offsets, 0)                                      \
+    X(SL_API_METADATA, metadata, res_metadata, 0)                                                  \
+    X(SL_API_OFFSET_COMMIT, offset_commit, res_offset_commit, 0)                                   \
+    X(SL_API_OFFSET_FETCH, offset_fetch, res_offset_fetch, 0)                                      \
+    X(SL_API_FIND_COORDINATOR, find_coordinator, res_find_coordinator, 0)                          \
+    X(SL_API_JOIN_GROUP, join_group, res_join_group, 0)                                            \
+    X(SL_API_HEARTBEAT, heartbeat, res_heartbeat, 0)                                               \
+    X(SL_API_LEAVE_GROUP, leave_group, res_leave_group, 0)                                         \
+    X(SL_API_SYNC_GROUP, sync_group, res_sync_group, 0)                                            \
+    X(SL_API_DESCRIBE_GROUPS, describe_groups, res_describe_groups, 0)                             \
+    X(SL_API_LIST_GROUPS, list_groups, res_list_groups, 0)                                         \
+    X(SL_API_SASL_HANDSHAKE, sasl_handshake, NULL, SL_API_PREAUTH)                                 \
+    X(SL_API_CREATE_TOPICS, create_topics, res_create_topics, 0)                                   \
+    X(SL_API_DELETE_TOPICS, delete_topics, res_delete_topics, 0)                                   \
+    X(SL_API_DELETE_RECORDS, delete_records, res_delete_records, 0)                                \
+    X(SL_API_INIT_PRODUCER_ID, init_producer_id, res_init_producer_id, 0)                          \
+    X(SL_API_OFFSET_FOR_LEADER_EPOCH, offset_for_leader_epoch, res_offset_for_leader_epoch, 0)     \
+    X(SL_API_DESCRIBE_ACLS, describe_acls, res_cluster_describe, 0)                                \
+    X(SL_API_CREATE_ACLS, create_acls, res_cluster_alter, 0)                                       \
+    X(SL_API_DELETE_ACLS, delete_acls, res_cluster_alter, 0)                                       \
+    X(SL_API_DESCRIBE_CONFIGS, describe_configs, res_describe_configs, 0)                          \
+    X(SL_API_ALTER_CONFIGS, alter_configs, res_alter_configs, 0)                                   \
+    X(SL_API_SASL_AUTHENTICATE, sasl_authenticate, NULL, SL_API_PREAUTH)                           \
+    X(SL_API_CREATE_PARTITIONS, create_partitions, res_create_partitions, 0)                       \
+    X(SL_API_DELETE_GROUPS, delete_groups, res_delete_groups, 0)                                   \
+    X(SL_API_INCREMENTAL_ALTER_CONFIGS, incremental_alter_configs, res_incremental_alter_configs,  \
+      0)                                                                                           \
+    X(SL_API_OFFSET_DELETE, offset_delete, res_offset_delete, 0)                                   \
+    X(SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS, describe_user_scram_credentials,                     \
+      res_cluster_describe, 0)                                                                     \
+    X(SL_API_ALTER_USER_SCRAM_CREDENTIALS, alter_user_scram_credentials, res_cluster_alter, 0)     \
+    X(SL_API_DESCRIBE_CLUSTER, describe_cluster, res_describe_cluster, 0)
+
+#define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
+SL_APIS(SL_API_DEC_ITEM)
+#undef SL_API_DEC_ITEM
+
+#define SL_API_ROW(key, name, res, flags) {key, flags, sizeof(sl_##name##_req), dec_##name, res},
+static const sl_api_desc k_descs[] = {
+    /* ApiVersions reads its own body: it must answer versions newer than it can decode. */
+    {SL_API_API_VERSIONS, SL_API_PREAUTH, 0, NULL, NULL},
+    SL_APIS(SL_API_ROW)};
+#undef SL_API_ROW
+#define NDESCS ((int)(sizeof k_descs / sizeof k_descs[0]))
+
+const sl_api_desc *sl_api_desc_for(int16_t key) {
+    for (int i = 0; i < NDESCS; i++)
+        if (k_descs[i].key == key) return &k_descs[i];
+    return NULL;
+}
+
+const sl_api_desc *sl_api_desc_at(int i) { return i >= 0 && i < NDESCS ? &k_descs[i] : NULL; }
+
+const sl_api_info *sl_api_desc_info(const sl_api_desc *d) { return sl_api_lookup(d->key); }
