@@ -202,7 +202,7 @@ void sl_h_fetch(sl_req *rq) {
         /* Sessions are declined (session id 0 in every answer), so a client never holds one. */
         sl_fetch_resp resp;
         sl_fetch_resp_init(&resp);
-        resp.error_code = 70; /* FETCH_SESSION_ID_NOT_FOUND */
+        resp.error_code = SL_KAFKA_FETCH_SESSION_ID_NOT_FOUND;
         SL_RESPOND(rq, fetch, &resp);
         return;
     }

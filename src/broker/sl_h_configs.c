@@ -279,7 +279,9 @@ void sl_h_describe_cluster(sl_req *rq) {
     sl_describe_cluster_resp resp;
     sl_describe_cluster_resp_init(&resp);
     if (v >= 1 && req.endpoint_type != 1) {
-        resp.error_code = 114; /* UNSUPPORTED_ENDPOINT_TYPE: there are no controller endpoints */
+        /* Kafka answers a broker endpoint asked for controllers this way; we have no controller
+         * endpoints. */
+        resp.error_code = SL_KAFKA_MISMATCHED_ENDPOINT_TYPE;
         resp.endpoint_type = req.endpoint_type;
         SL_RESPOND(rq, describe_cluster, &resp);
         return;

@@ -242,7 +242,7 @@ void sl_group_coord_shutdown(sl_group_coord *g) {
     if (!g) return;
     /* Parked joins and syncs answer now so the drain is not held up; clients will look for the
      * coordinator again. */
-    sl_gc_abort_waiters(g->gc, SL_GK_COORDINATOR_NOT_AVAILABLE);
+    sl_gc_abort_waiters(g->gc, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
     if (g->timer) {
         sl_timer_cancel(g->b->loop, g->timer);
         g->timer = NULL;
@@ -627,7 +627,7 @@ void sl_h_offset_commit(sl_req *rq) {
             } else if (!topic || p->partition_index < 0 || p->partition_index >= topic->npart) {
                 op->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             } else if (p->committed_metadata.len > OFFSET_METADATA_MAX) {
-                op->error_code = SL_GK_OFFSET_METADATA_TOO_LARGE;
+                op->error_code = SL_KAFKA_OFFSET_METADATA_TOO_LARGE;
             } else if (sl_gc_offset_commit(gc, req.group_id, t->name, p->partition_index,
                                            p->committed_offset,
                                            v >= 6 ? p->committed_leader_epoch : -1,

@@ -59,7 +59,7 @@ static const sl_listener_spec *endpoint_for(sl_req *rq) {
 
 static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, bool want_ops) {
     int32_t node = rq->b->cfg.node_id;
-    out->error_code = 0;
+    out->error_code = SL_KAFKA_NONE;
     out->name = sl_str_c(t->name);
     out->topic_id = t->id;
     out->is_internal = false;
