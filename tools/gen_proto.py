@@ -522,7 +522,12 @@ def gen_struct_decl(s):
 
 def gen_protos(msg):
     c = msg.root.cname
-    return (
+    nested = "".join(
+        "void %s(%s *m);\n" % (init_name(s, msg), s.cname)
+        for s in order_structs(msg)
+        if s is not msg.root
+    )
+    return nested + (
         "void %s_init(%s *m);\n"
         "sl_err %s_decode(sl_rd *r, sl_arena *a, int16_t version, %s *out);\n"
         "void %s_encode(sl_wr *w, int16_t version, const %s *m);\n" % (c, c, c, c, c, c)
@@ -534,7 +539,7 @@ def gen_protos(msg):
 
 
 def init_name(s, msg):
-    return "%s_init" % s.cname if s is msg.root else "init_%s" % fname(s)
+    return "%s_init" % s.cname
 
 
 def gen_init(s, msg):
@@ -550,8 +555,7 @@ def gen_init(s, msg):
             cd = c_default(f)
             if cd:
                 body.append("%s = %s;" % (x, cd))
-    static = "" if s is msg.root else "static "
-    out = "%svoid %s(%s *m) {\n    memset(m, 0, sizeof *m);\n" % (static, init_name(s, msg), s.cname)
+    out = "void %s(%s *m) {\n    memset(m, 0, sizeof *m);\n" % (init_name(s, msg), s.cname)
     out += "".join("    %s\n" % b for b in body)
     return out + "}\n"
 
@@ -813,25 +817,6 @@ def gen_fill(s, msg):
     )
 
 
-def fill_inits(msg):
-    """Structs whose init the fill code calls: array elements and what their init embeds."""
-    need = set()
-
-    def add(s):
-        if id(s) in need:
-            return
-        need.add(id(s))
-        for f in s.fields:
-            if f.is_struct and not f.array:
-                add(f.struct)
-
-    for s in order_structs(msg):
-        for f in s.fields:
-            if f.is_struct and f.array:
-                add(f.struct)
-    return need
-
-
 # ---------------------------------------------------------------------------------------------
 # Output
 
@@ -848,7 +833,12 @@ def gen_header(apis):
         "/* Message structs and codecs for every API in src/proto/defs. Decoded strings, bytes and\n"
         " * records are views into the reader's buffer; arrays live in the arena passed to decode.\n"
         " * Encoders write into an arena-backed sl_wr and take no ownership. Version numbers outside\n"
-        " * a message's defined range make decode/encode fail with SL_EVERSION. */\n"
+        " * a message's defined range make decode/encode fail with SL_EVERSION.\n"
+        " *\n"
+        " * Every struct, nested ones included, has <struct>_init: it zeroes the struct, then sets each\n"
+        " * field to its schema default (embedded structs through their own init; arrays empty, or\n"
+        " * null where the schema's default is null). It allocates nothing; handlers call it on each\n"
+        " * response element rather than restating the defaults. */\n"
     )
     o.append("#ifndef SL_MSGS_H\n#define SL_MSGS_H\n")
     o.append("#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n")
@@ -961,8 +951,7 @@ def gen_fill_c(apis):
     o = [
         HEADER,
         "/* Test-only: fills message structs with deterministic pseudo-random values valid for a\n"
-        " * version, for the round-trip tests. Nested init functions are re-created here because\n"
-        " * the codecs keep theirs static. */\n",
+        " * version, for the round-trip tests. */\n",
         "#include <string.h>\n\n#include \"proto/gen/sl_msgs.h\"\n\n",
         "/* Fills `m` (already initialised) for `version`; memory comes from `a`. */\n"
         "bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a,\n"
@@ -970,10 +959,7 @@ def gen_fill_c(apis):
         FILL_HELPERS,
     ]
     for msg in all_msgs(apis):
-        need = fill_inits(msg)
         for s in order_structs(msg):
-            if s is not msg.root and id(s) in need:
-                o.append(gen_init(s, msg))
             o.append(gen_fill(s, msg))
         o.append("\n")
     o.append(

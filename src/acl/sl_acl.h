@@ -54,15 +54,6 @@ enum { /* AclPermissionType */
        SL_ACL_PERM_ALLOW = 3
 };
 
-/* Kafka's authorization error codes, answered by the handlers' checks. */
-enum {
-    SL_KAFKA_TOPIC_AUTHORIZATION_FAILED = 29,
-    SL_KAFKA_GROUP_AUTHORIZATION_FAILED = 30,
-    SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED = 31,
-    SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53,
-    SL_KAFKA_SECURITY_DISABLED = 54,
-};
-
 /* The cluster resource's only name. */
 #define SL_ACL_CLUSTER_NAME "kafka-cluster"
 /* Longest resource name, principal or host accepted (far above Kafka's practical limits; bounds

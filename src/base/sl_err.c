@@ -13,4 +13,6 @@ const char *sl_strerror(sl_err e) {
 
 const char *sl_errname(sl_err e) { return (unsigned)e < SL_ERR__COUNT ? k_name[e] : "SL_E?"; }
 
-int16_t sl_err_to_kafka(sl_err e) { return (unsigned)e < SL_ERR__COUNT ? k_code[e] : -1; }
+int16_t sl_err_to_kafka(sl_err e) {
+    return (unsigned)e < SL_ERR__COUNT ? k_code[e] : SL_KAFKA_UNKNOWN_SERVER_ERROR;
+}

@@ -31,19 +31,12 @@ struct fetch_op {
 };
 
 static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
-    memset(o, 0, sizeof *o);
+    sl_fetch_resp_partition_init(o);
     o->partition_index = index;
+    /* Kafka's "no high watermark" for a partition it could not read; the schema default is 0. */
     o->high_watermark = -1;
-    o->last_stable_offset = -1;
-    o->log_start_offset = -1;
-    o->diverging_epoch.epoch = -1;
-    o->diverging_epoch.end_offset = -1;
-    o->current_leader.leader_id = -1;
-    o->current_leader.leader_epoch = -1;
-    o->snapshot_id.end_offset = -1;
-    o->snapshot_id.epoch = -1;
+    /* Null, as Kafka answers a read-uncommitted fetch; the schema default is an empty array. */
     o->aborted_transactions_count = -1;
-    o->preferred_read_replica = -1;
     /* Clients read a size even with an error (librdkafka rejects -1 before v12), so errors
      * carry an empty record set as Kafka's do. */
     o->records = (sl_bytes){(const uint8_t *)"", 0};
@@ -215,7 +208,7 @@ void sl_h_fetch(sl_req *rq) {
         /* Sessions are declined (session id 0 in every answer), so a client never holds one. */
         sl_fetch_resp resp;
         sl_fetch_resp_init(&resp);
-        resp.error_code = 70; /* FETCH_SESSION_ID_NOT_FOUND */
+        resp.error_code = SL_KAFKA_FETCH_SESSION_ID_NOT_FOUND;
         SL_RESPOND(rq, fetch, &resp);
         return;
     }

@@ -11,11 +11,6 @@
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
 
-enum {
-    K_CLUSTER_AUTHORIZATION_FAILED = 31,
-    K_SECURITY_DISABLED = 54,
-};
-
 #define NO_AUTHORIZER "No Authorizer is configured on the broker"
 
 /* NUL-terminated arena copy of a wire string; NULL for a null string. *bad when the string
@@ -65,10 +60,10 @@ void sl_h_describe_acls(sl_req *rq) {
                        .host = cstr(rq, req.host_filter, &bad)};
     const char *why = sl_acl_filter_invalid(&f);
     if (!az) {
-        resp.error_code = K_SECURITY_DISABLED;
+        resp.error_code = SL_KAFKA_SECURITY_DISABLED;
         resp.error_message = sl_str_c(NO_AUTHORIZER);
     } else if (!sl_req_allowed_cluster(rq, SL_ACL_OP_DESCRIBE)) {
-        resp.error_code = K_CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
         resp.error_message = sl_str_c("Cluster authorization failed.");
     } else if (why || bad) {
         resp.error_code = SL_KAFKA_INVALID_REQUEST;
@@ -135,12 +130,12 @@ void sl_h_create_acls(sl_req *rq) {
         sl_create_acls_resp_result *o = &resp.results[i];
         o->error_message = SL_STR_NULL;
         if (!az) {
-            o->error_code = K_SECURITY_DISABLED;
+            o->error_code = SL_KAFKA_SECURITY_DISABLED;
             o->error_message = sl_str_c(NO_AUTHORIZER);
             continue;
         }
         if (!cluster_ok) {
-            o->error_code = K_CLUSTER_AUTHORIZATION_FAILED;
+            o->error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
             o->error_message = sl_str_c("Cluster authorization failed.");
             continue;
         }
@@ -217,12 +212,12 @@ void sl_h_delete_acls(sl_req *rq) {
         o->error_message = SL_STR_NULL;
         o->matching_acls_count = 0;
         if (!az) {
-            o->error_code = K_SECURITY_DISABLED;
+            o->error_code = SL_KAFKA_SECURITY_DISABLED;
             o->error_message = sl_str_c(NO_AUTHORIZER);
             continue;
         }
         if (!cluster_ok) {
-            o->error_code = K_CLUSTER_AUTHORIZATION_FAILED;
+            o->error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
             o->error_message = sl_str_c("Cluster authorization failed.");
             continue;
         }

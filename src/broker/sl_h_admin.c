@@ -73,10 +73,10 @@ void sl_h_create_topics(sl_req *rq) {
     for (int32_t i = 0; i < nt; i++) {
         sl_create_topics_req_topic *rt = &req.topics[i];
         sl_create_topics_resp_topic *o = &resp.topics[i];
+        sl_create_topics_resp_topic_init(o);
         o->name = rt->name;
+        /* Null, as Kafka answers until there is something to say; the schema defaults are empty. */
         o->error_message = SL_STR_NULL;
-        o->num_partitions = -1;
-        o->replication_factor = -1;
         o->configs_count = -1;
         int32_t np = rt->num_partitions;
         bool dup = false;
@@ -144,7 +144,7 @@ void sl_h_create_topics(sl_req *rq) {
 }
 
 static int16_t delete_one(sl_req *rq, sl_topic *t) {
-    if (!rq->b->cfg.delete_topic_enable) return 73; /* TOPIC_DELETION_DISABLED */
+    if (!rq->b->cfg.delete_topic_enable) return SL_KAFKA_TOPIC_DELETION_DISABLED;
     sl_fetch_wake_topic(rq->b, t);
     sl_err e = sl_topics_delete(rq->b->topics, t);
     return e ? sl_err_to_kafka(e) : 0;
@@ -161,7 +161,7 @@ void sl_h_delete_topics(sl_req *rq) {
         return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_delete_topics_resp_result *o = &resp.responses[i];
-        o->error_message = SL_STR_NULL;
+        sl_delete_topics_resp_result_init(o);
         sl_topic *t;
         if (v >= 6) {
             sl_delete_topics_req_topic *rt = &req.topics[i];
@@ -207,8 +207,8 @@ void sl_h_create_partitions(sl_req *rq) {
     for (int32_t i = 0; i < nt; i++) {
         sl_create_partitions_req_topic *rt = &req.topics[i];
         sl_create_partitions_resp_result *o = &resp.results[i];
+        sl_create_partitions_resp_result_init(o);
         o->name = rt->name;
-        o->error_message = SL_STR_NULL;
         sl_topic *t = sl_topics_find(rq->b->topics, rt->name);
         if (!sl_req_allowed(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, rt->name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;

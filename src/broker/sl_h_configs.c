@@ -39,7 +39,8 @@ static bool key_requested(const sl_describe_configs_req_resource *r, const char 
 
 static sl_describe_configs_resp_config *add_config(sl_req *rq, sl_describe_configs_resp_result *o) {
     sl_describe_configs_resp_config *c = &o->configs[o->configs_count++];
-    memset(c, 0, sizeof *c);
+    sl_describe_configs_resp_config_init(c);
+    /* Null until asked for, as Kafka answers; the schema default is an empty string. */
     c->documentation = SL_STR_NULL;
     return c;
 }
@@ -272,7 +273,9 @@ void sl_h_describe_cluster(sl_req *rq) {
     sl_describe_cluster_resp resp;
     sl_describe_cluster_resp_init(&resp);
     if (v >= 1 && req.endpoint_type != 1) {
-        resp.error_code = 114; /* UNSUPPORTED_ENDPOINT_TYPE: there are no controller endpoints */
+        /* Kafka answers a broker endpoint asked for controllers this way; we have no controller
+         * endpoints. */
+        resp.error_code = SL_KAFKA_MISMATCHED_ENDPOINT_TYPE;
         resp.endpoint_type = req.endpoint_type;
         SL_RESPOND(rq, describe_cluster, &resp);
         return;
@@ -286,10 +289,10 @@ void sl_h_describe_cluster(sl_req *rq) {
     const char *ln = sl_conn_listener(rq->conn);
     for (int i = 0; i < b->nadv; i++)
         if (!strcmp(b->adv[i].name, ln)) ep = &b->adv[i];
+    sl_describe_cluster_resp_broker_init(&resp.brokers[0]);
     resp.brokers[0].broker_id = b->cfg.node_id;
     resp.brokers[0].host = sl_str_c(ep->host);
     resp.brokers[0].port = ep->port;
-    resp.brokers[0].rack = SL_STR_NULL;
     if (req.include_cluster_authorized_operations)
         resp.cluster_authorized_operations =
             sl_req_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));

@@ -242,7 +242,7 @@ void sl_group_coord_shutdown(sl_group_coord *g) {
     if (!g) return;
     /* Parked joins and syncs answer now so the drain is not held up; clients will look for the
      * coordinator again. */
-    sl_gc_abort_waiters(g->gc, SL_GK_COORDINATOR_NOT_AVAILABLE);
+    sl_gc_abort_waiters(g->gc, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
     if (g->timer) {
         sl_timer_cancel(g->b->loop, g->timer);
         g->timer = NULL;
@@ -469,7 +469,6 @@ void sl_h_join_group(sl_req *rq) {
         resp.protocol_name = v >= 7 ? SL_STR_NULL : sl_str_c("");
         resp.leader = sl_str_c("");
         resp.member_id = sl_str_c("");
-        resp.members_count = 0;
         SL_RESPOND(rq, join_group, &resp);
         return;
     }
@@ -506,8 +505,6 @@ void sl_h_sync_group(sl_req *rq) {
         sl_sync_group_resp resp;
         sl_sync_group_resp_init(&resp);
         resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
-        resp.protocol_type = SL_STR_NULL;
-        resp.protocol_name = SL_STR_NULL;
         resp.assignment = (sl_bytes){(const uint8_t *)"", 0};
         SL_RESPOND(rq, sync_group, &resp);
         return;
@@ -551,7 +548,6 @@ void sl_h_leave_group(sl_req *rq) {
     sl_leave_group_resp_init(rp);
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
         rp->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
-        rp->members_count = 0;
         SL_RESPOND(rq, leave_group, rp);
         return;
     }
@@ -615,7 +611,7 @@ void sl_h_offset_commit(sl_req *rq) {
             } else if (!topic || p->partition_index < 0 || p->partition_index >= topic->npart) {
                 op->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             } else if (p->committed_metadata.len > OFFSET_METADATA_MAX) {
-                op->error_code = SL_GK_OFFSET_METADATA_TOO_LARGE;
+                op->error_code = SL_KAFKA_OFFSET_METADATA_TOO_LARGE;
             } else if (sl_gc_offset_commit(gc, req.group_id, t->name, p->partition_index,
                                            p->committed_offset,
                                            v >= 6 ? p->committed_leader_epoch : -1,
@@ -673,10 +669,11 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
             bool topic_ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t->name);
             for (int32_t j = 0; j < np; j++) {
                 sl_offset_fetch_resp_group_partition *p = &t->partitions[j];
+                sl_offset_fetch_resp_group_partition_init(p);
                 p->partition_index = topics[i].partition_indexes[j];
                 if (!topic_ok) {
+                    /* Kafka's "no committed offset"; the schema default is 0. */
                     p->committed_offset = -1;
-                    p->committed_leader_epoch = -1;
                     p->metadata = sl_str_c("");
                     p->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                     continue;
@@ -751,7 +748,7 @@ void sl_h_offset_fetch(sl_req *rq) {
         }
     }
     sl_offset_fetch_resp_group g;
-    memset(&g, 0, sizeof g);
+    sl_offset_fetch_resp_group_init(&g);
     if (!fetch_group(rq, req.group_id, ts, nt > 0 ? nt : 0, &g))
         return sl_req_fail(rq, "out of memory");
     resp.error_code = g.error_code;
@@ -900,11 +897,11 @@ void sl_h_describe_groups(sl_req *rq) {
         return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         sl_describe_groups_resp_group *o = &resp.groups[i];
+        sl_describe_groups_resp_group_init(o);
         o->group_id = req.groups[i];
         o->group_state = sl_str_c("Dead");
         o->protocol_type = sl_str_c("");
         o->protocol_data = sl_str_c("");
-        o->members_count = 0;
         o->authorized_operations = req.include_authorized_operations
                                        ? sl_req_ops(rq, SL_ACL_RES_GROUP, req.groups[i])
                                        : INT32_MIN;

@@ -64,10 +64,9 @@ static const sl_listener_spec *endpoint_for(sl_req *rq) {
 
 static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, bool want_ops) {
     int32_t node = rq->b->cfg.node_id;
-    out->error_code = 0;
+    sl_metadata_resp_topic_init(out);
     out->name = sl_str_c(t->name);
     out->topic_id = t->id;
-    out->is_internal = false;
     out->topic_authorized_operations =
         want_ops ? sl_req_ops(rq, SL_ACL_RES_TOPIC, sl_str_c(t->name)) : INT32_MIN;
     out->partitions = sl_arena_calloc(rq->a, (size_t)t->npart, sizeof *out->partitions);
@@ -77,6 +76,7 @@ static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, boo
     out->partitions_count = t->npart;
     for (int32_t i = 0; i < t->npart; i++) {
         sl_metadata_resp_partition *p = &out->partitions[i];
+        sl_metadata_resp_partition_init(p);
         p->partition_index = i;
         p->leader_id = node;
         p->leader_epoch = 0;
@@ -84,16 +84,14 @@ static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, boo
         p->replica_nodes_count = 1;
         p->isr_nodes = one;
         p->isr_nodes_count = 1;
-        p->offline_replicas_count = 0;
     }
     return true;
 }
 
 static void fill_missing(sl_metadata_resp_topic *out, sl_str name, int16_t err) {
-    memset(out, 0, sizeof *out);
+    sl_metadata_resp_topic_init(out);
     out->error_code = err;
     out->name = name;
-    out->topic_authorized_operations = INT32_MIN;
 }
 
 void sl_h_metadata(sl_req *rq) {
@@ -106,10 +104,10 @@ void sl_h_metadata(sl_req *rq) {
     resp.brokers = sl_arena_calloc(rq->a, 1, sizeof *resp.brokers);
     if (!resp.brokers) return sl_req_fail(rq, "out of memory");
     resp.brokers_count = 1;
+    sl_metadata_resp_broker_init(&resp.brokers[0]);
     resp.brokers[0].node_id = b->cfg.node_id;
     resp.brokers[0].host = sl_str_c(ep->host);
     resp.brokers[0].port = ep->port;
-    resp.brokers[0].rack = SL_STR_NULL;
     resp.cluster_id = sl_str_c(sl_topics_cluster_id(b->topics));
     resp.controller_id = b->cfg.node_id;
     bool want_ops = v >= 8 && req.include_topic_authorized_operations;

@@ -45,10 +45,8 @@ void sl_h_list_offsets(sl_req *rq) {
         for (int32_t j = 0; j < np; j++) {
             sl_list_offsets_req_partition *rp = &rt->partitions[j];
             sl_list_offsets_resp_partition *o = &ot->partitions[j];
+            sl_list_offsets_resp_partition_init(o);
             o->partition_index = rp->partition_index;
-            o->timestamp = -1;
-            o->offset = -1;
-            o->leader_epoch = -1;
             o->old_style_offsets = &olds[j];
             o->old_style_offsets_count = 0;
             if (!ok) {
@@ -113,9 +111,8 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
         for (int32_t j = 0; j < np; j++) {
             sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
             sl_offset_for_leader_epoch_resp_partition *o = &ot->partitions[j];
+            sl_offset_for_leader_epoch_resp_partition_init(o);
             o->partition = rp->partition;
-            o->leader_epoch = -1;
-            o->end_offset = -1;
             if (!ok) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
@@ -152,7 +149,9 @@ void sl_h_delete_records(sl_req *rq) {
         for (int32_t j = 0; j < np; j++) {
             sl_delete_records_req_partition *rp = &rt->partitions[j];
             sl_delete_records_resp_partition *o = &ot->partitions[j];
+            sl_delete_records_resp_partition_init(o);
             o->partition_index = rp->partition_index;
+            /* Kafka's "no low watermark" for an untrimmed partition; the schema default is 0. */
             o->low_watermark = -1;
             if (!ok) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;

@@ -105,13 +105,10 @@ void sl_h_produce(sl_req *rq) {
         for (int32_t j = 0; j < np; j++) {
             sl_produce_req_partition *rp = &rt->partition_data[j];
             sl_produce_resp_partition *o = &ot->partition_responses[j];
+            sl_produce_resp_partition_init(o);
             o->index = rp->index;
+            /* Kafka's "no offset" until the append succeeds; the schema default is 0. */
             o->base_offset = -1;
-            o->log_append_time_ms = -1;
-            o->log_start_offset = -1;
-            o->error_message = SL_STR_NULL;
-            o->current_leader.leader_id = -1;
-            o->current_leader.leader_epoch = -1;
             sl_partition *p =
                 t && rp->index >= 0 && rp->index < t->npart ? t->parts[rp->index] : NULL;
             if (!txn_ok) {

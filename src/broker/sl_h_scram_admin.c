@@ -11,13 +11,6 @@
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
 
-enum {
-    K_CLUSTER_AUTHORIZATION_FAILED = 31,
-    K_RESOURCE_NOT_FOUND = 91,
-    K_DUPLICATE_RESOURCE = 92,
-    K_UNACCEPTABLE_CREDENTIAL = 93,
-};
-
 bool sl_broker_is_super_user(const sl_broker *b, const char *principal) {
     if (!principal) return false;
     size_t pl = strlen(principal);
@@ -57,7 +50,7 @@ void sl_h_describe_user_scram_credentials(sl_req *rq) {
     sl_describe_user_scram_credentials_resp_init(&resp);
     resp.results_count = 0;
     if (!allowed(rq, SL_ACL_OP_DESCRIBE)) {
-        resp.error_code = K_CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
         resp.error_message = sl_str_c("Cluster authorization failed.");
         SL_RESPOND(rq, describe_user_scram_credentials, &resp);
         return;
@@ -99,7 +92,7 @@ void sl_h_describe_user_scram_credentials(sl_req *rq) {
         for (int j = 0; !all && j < req.users_count; j++)
             dup |= j != i && sl_str_eq(req.users[j].name, want);
         if (dup) {
-            r->error_code = K_DUPLICATE_RESOURCE;
+            r->error_code = SL_KAFKA_DUPLICATE_RESOURCE;
             r->error_message = sl_str_c("Cannot describe SCRAM credentials for the same user "
                                         "twice in a single request");
             continue;
@@ -115,7 +108,7 @@ void sl_h_describe_user_scram_credentials(sl_req *rq) {
             }
         }
         if (!r->credential_infos_count) {
-            r->error_code = K_RESOURCE_NOT_FOUND;
+            r->error_code = SL_KAFKA_RESOURCE_NOT_FOUND;
             r->error_message =
                 sl_str_c("Attempt to describe a user credential that does not exist");
         }
@@ -158,32 +151,32 @@ void sl_h_alter_user_scram_credentials(sl_req *rq) {
         op *o = &ops[i];
         size_t hl = sl_scram_hash_len(o->mech);
         if (!ok_caller) {
-            err[i] = K_CLUSTER_AUTHORIZATION_FAILED;
+            err[i] = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
             msg[i] = "Cluster authorization failed.";
         } else if (!locked) {
             err[i] = SL_KAFKA_KAFKA_STORAGE_ERROR;
             msg[i] = "The credential store is unavailable";
         } else if (o->name.len <= 0 || o->name.len > SL_SCRAM_MAX_USER) {
-            err[i] = K_UNACCEPTABLE_CREDENTIAL;
+            err[i] = SL_KAFKA_UNACCEPTABLE_CREDENTIAL;
             msg[i] = "Username must not be empty or longer than 255 bytes";
         } else if (!hl) {
             err[i] = SL_KAFKA_UNSUPPORTED_SASL_MECHANISM;
             msg[i] = "Unknown SCRAM mechanism";
         } else if (o->up && (o->up->iterations < SL_SCRAM_MIN_ITER ||
                              o->up->iterations > SL_SCRAM_MAX_ITER)) {
-            err[i] = K_UNACCEPTABLE_CREDENTIAL;
+            err[i] = SL_KAFKA_UNACCEPTABLE_CREDENTIAL;
             msg[i] = "Iterations must be between 4096 and 16384";
         } else if (o->up && (o->up->salt.len <= 0 || o->up->salt.len > SL_SCRAM_MAX_SALT ||
                              o->up->salted_password.len != (int32_t)hl)) {
-            err[i] = K_UNACCEPTABLE_CREDENTIAL;
+            err[i] = SL_KAFKA_UNACCEPTABLE_CREDENTIAL;
             msg[i] = "Salt must be 1-64 bytes and the salted password one digest long";
         } else if (!o->up && !sl_credstore_find(st, o->name.p, (size_t)o->name.len, o->mech)) {
-            err[i] = K_RESOURCE_NOT_FOUND;
+            err[i] = SL_KAFKA_RESOURCE_NOT_FOUND;
             msg[i] = "Attempt to delete a user credential that does not exist";
         }
         for (int j = 0; j < nops; j++)
             if (j != i && ops[j].mech == o->mech && sl_str_eq(ops[j].name, o->name)) {
-                err[i] = K_DUPLICATE_RESOURCE;
+                err[i] = SL_KAFKA_DUPLICATE_RESOURCE;
                 msg[i] = "A user credential cannot be altered twice in the same request";
             }
     }
@@ -218,7 +211,7 @@ void sl_h_alter_user_scram_credentials(sl_req *rq) {
             e = sl_credstore_remove(st, o->name.p, (size_t)o->name.len, o->mech);
         }
         if (e) {
-            res[r].error_code = K_UNACCEPTABLE_CREDENTIAL;
+            res[r].error_code = SL_KAFKA_UNACCEPTABLE_CREDENTIAL;
             res[r].error_message = sl_str_c("Invalid credential");
         } else {
             changed = true;

@@ -169,15 +169,15 @@ int16_t sl_pstate_check_set(const sl_pstate *ps, const uint8_t *data, size_t len
         for (int i = nupd - 1; i >= 0 && !u; i--)
             if (upd[i].pid == bi.producer_id) u = &upd[i];
         int16_t epoch = u ? u->epoch : cur ? cur->epoch : -1;
-        if (epoch >= 0 && bi.producer_epoch < epoch) return SL_PRODUCER_INVALID_EPOCH;
+        if (epoch >= 0 && bi.producer_epoch < epoch) return SL_KAFKA_INVALID_PRODUCER_EPOCH;
         if (bi.producer_epoch != epoch) {
             /* A bumped epoch restarts at 0; a producer we know nothing of (new, expired, or
              * its batches removed by retention) may continue anywhere, as Kafka >= 2.5. */
-            if (bi.base_sequence != 0 && epoch != -1) return SL_PRODUCER_OUT_OF_ORDER_SEQUENCE;
+            if (bi.base_sequence != 0 && epoch != -1) return SL_KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER;
         } else {
             int32_t prev = u ? u->last_seq : cur->b[cur->n - 1].last_seq;
             if (cur && !in_sequence(prev, bi.base_sequence))
-                return SL_PRODUCER_OUT_OF_ORDER_SEQUENCE;
+                return SL_KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER;
         }
         if (!u) {
             /* More producers in one record set than this is hardly a produce request. */

@@ -15,13 +15,6 @@
 #include "proto/sl_batch.h"
 #include "storage/sl_log.h"
 
-/* Wire codes this module answers with that sl_err.h does not list (named so they cannot clash
- * if it gains them). */
-enum {
-    SL_PRODUCER_OUT_OF_ORDER_SEQUENCE = 45,
-    SL_PRODUCER_INVALID_EPOCH = 47,
-};
-
 /* Batches remembered per producer per partition: the most a producer keeps in flight. */
 #define SL_PSTATE_BATCHES 5
 /* Ids reserved on disk per write of the high-water-mark file. */
@@ -43,7 +36,7 @@ void sl_pstate_close(sl_pstate *ps, sl_log *log);
  * Returns 0 when the set may be appended; *dup_base = -1 then. Returns 0 with *dup_base >= 0
  * when a batch repeats one of the last five a producer appended: nothing must be appended and
  * the answer is that original base offset. Otherwise a Kafka error code (INVALID_RECORD,
- * SL_PRODUCER_OUT_OF_ORDER_SEQUENCE, SL_PRODUCER_INVALID_EPOCH). Borrows `data`. */
+ * SL_KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER, SL_KAFKA_INVALID_PRODUCER_EPOCH). Borrows `data`. */
 int16_t sl_pstate_check_set(const sl_pstate *ps, const uint8_t *data, size_t len,
                             int64_t *dup_base);
 /* Records a batch appended at `base_offset` (no-op for batches without a producer id). */

@@ -107,9 +107,9 @@ int sl_group_state_parse(sl_str s) {
 }
 
 int16_t sl_gc_check_group_id(sl_str id) {
-    if (id.len <= 0) return SL_GK_INVALID_GROUP_ID;
-    if (memchr(id.p, 0, (size_t)id.len)) return SL_GK_INVALID_GROUP_ID;
-    return SL_GK_NONE;
+    if (id.len <= 0) return SL_KAFKA_INVALID_GROUP_ID;
+    if (memchr(id.p, 0, (size_t)id.len)) return SL_KAFKA_INVALID_GROUP_ID;
+    return SL_KAFKA_NONE;
 }
 
 static void free_member(gmember *m) {
@@ -372,7 +372,7 @@ static void answer_join_current(sl_gc *gc, group *g, gmember *m, bool skip_assig
             }
         }
     }
-    sl_gc_join_result r = {.error = SL_GK_NONE,
+    sl_gc_join_result r = {.error = SL_KAFKA_NONE,
                            .generation = g->gen,
                            .protocol_type = cstr(g->ptype),
                            .protocol_name = cstr(g->pname),
@@ -412,7 +412,7 @@ static void prepare_rebalance(sl_gc *gc, group *g) {
             if (g->m[i]->sync_waiter) {
                 void *w = g->m[i]->sync_waiter;
                 g->m[i]->sync_waiter = NULL;
-                answer_sync(gc, g, w, SL_GK_REBALANCE_IN_PROGRESS, (sl_bytes){NULL, 0});
+                answer_sync(gc, g, w, SL_KAFKA_REBALANCE_IN_PROGRESS, (sl_bytes){NULL, 0});
             }
         clear_assignments(g);
     }
@@ -441,9 +441,9 @@ static void maybe_prepare_rebalance(sl_gc *gc, group *g) {
 static void remove_member_at(sl_gc *gc, group *g, int32_t i) {
     gmember *m = g->m[i];
     if (m->join_waiter)
-        answer_join_error(gc, m->join_waiter, SL_GK_UNKNOWN_MEMBER_ID, sl_str_c(m->id));
+        answer_join_error(gc, m->join_waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, sl_str_c(m->id));
     if (m->sync_waiter)
-        answer_sync(gc, g, m->sync_waiter, SL_GK_UNKNOWN_MEMBER_ID, (sl_bytes){NULL, 0});
+        answer_sync(gc, g, m->sync_waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, (sl_bytes){NULL, 0});
     memmove(&g->m[i], &g->m[i + 1], (size_t)(g->nm - i - 1) * sizeof *g->m);
     g->nm--;
     if (g->leader && !strcmp(g->leader, m->id)) {
@@ -566,7 +566,7 @@ static gmember *add_member(sl_gc *gc, group *g, const sl_gc_join_req *r, const c
 static void add_member_and_rebalance(sl_gc *gc, group *g, const sl_gc_join_req *r, const char *id,
                                      void *waiter) {
     if (!add_member(gc, g, r, id, waiter)) {
-        answer_join_error(gc, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
+        answer_join_error(gc, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
         return;
     }
     if (g->state == SL_GS_PREPARING) g->new_member_added = true;
@@ -579,7 +579,7 @@ static void update_member(sl_gc *gc, gmember *m, const sl_gc_join_req *r, void *
     m->session_ms = r->session_timeout_ms;
     m->rebalance_ms = r->rebalance_timeout_ms;
     if (m->join_waiter && m->join_waiter != waiter)
-        answer_join_error(gc, m->join_waiter, SL_GK_REBALANCE_IN_PROGRESS, sl_str_c(m->id));
+        answer_join_error(gc, m->join_waiter, SL_KAFKA_REBALANCE_IN_PROGRESS, sl_str_c(m->id));
     m->join_waiter = waiter;
     m->last_seen = now(gc);
 }
@@ -597,18 +597,18 @@ static void static_rejoin(sl_gc *gc, group *g, gmember *m, const sl_gc_join_req 
                           const char *new_id, void *waiter) {
     char *nid = strdup(new_id);
     if (!nid) {
-        answer_join_error(gc, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
+        answer_join_error(gc, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
         return;
     }
     if (m->join_waiter) {
         void *w = m->join_waiter;
         m->join_waiter = NULL;
-        answer_join_error(gc, w, SL_GK_FENCED_INSTANCE_ID, sl_str_c(m->id));
+        answer_join_error(gc, w, SL_KAFKA_FENCED_INSTANCE_ID, sl_str_c(m->id));
     }
     if (m->sync_waiter) {
         void *w = m->sync_waiter;
         m->sync_waiter = NULL;
-        answer_sync(gc, g, w, SL_GK_FENCED_INSTANCE_ID, (sl_bytes){NULL, 0});
+        answer_sync(gc, g, w, SL_KAFKA_FENCED_INSTANCE_ID, (sl_bytes){NULL, 0});
     }
     bool was_leader = g->leader && !strcmp(g->leader, m->id);
     free(m->id);
@@ -648,7 +648,7 @@ void sl_gc_join(sl_gc *gc, const sl_gc_join_req *r, void *waiter) {
     if (e) return answer_join_error(gc, waiter, e, r->member_id);
     if (r->session_timeout_ms < gc->cfg.min_session_timeout_ms ||
         r->session_timeout_ms > gc->cfg.max_session_timeout_ms)
-        return answer_join_error(gc, waiter, SL_GK_INVALID_SESSION_TIMEOUT, r->member_id);
+        return answer_join_error(gc, waiter, SL_KAFKA_INVALID_SESSION_TIMEOUT, r->member_id);
     sl_gc_join_req req = *r;
     if (req.rebalance_timeout_ms <= 0) req.rebalance_timeout_ms = req.session_timeout_ms;
     group *g = find_group(gc, r->group_id);
@@ -656,13 +656,14 @@ void sl_gc_join(sl_gc *gc, const sl_gc_join_req *r, void *waiter) {
         bool created = false;
         if (!g) {
             if (!(g = create_group(gc, r->group_id)))
-                return answer_join_error(gc, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
+                return answer_join_error(gc, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE,
+                                         SL_STR_NULL);
             created = true;
         }
         gmember *old = find_static(g, r->instance_id);
         if (!supports_protocols(g, r->protocol_type, r->protocols, r->nprotocols, old)) {
             if (created && group_is_idle(g)) remove_group(gc, g);
-            return answer_join_error(gc, waiter, SL_GK_INCONSISTENT_GROUP_PROTOCOL, SL_STR_NULL);
+            return answer_join_error(gc, waiter, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL, SL_STR_NULL);
         }
         char id[256];
         new_member_id(gc, r->client_id, id, sizeof id);
@@ -672,25 +673,26 @@ void sl_gc_join(sl_gc *gc, const sl_gc_join_req *r, void *waiter) {
                 int32_t nc = g->capp ? g->capp * 2 : 4;
                 gpending *np = realloc(g->pend, (size_t)nc * sizeof *np);
                 if (!np)
-                    return answer_join_error(gc, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE,
+                    return answer_join_error(gc, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE,
                                              SL_STR_NULL);
                 g->pend = np;
                 g->capp = nc;
             }
             char *pid = strdup(id);
             if (!pid)
-                return answer_join_error(gc, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE, SL_STR_NULL);
+                return answer_join_error(gc, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE,
+                                         SL_STR_NULL);
             g->pend[g->np].id = pid;
             g->pend[g->np].deadline = now(gc) + req.session_timeout_ms;
             g->np++;
-            return answer_join_error(gc, waiter, SL_GK_MEMBER_ID_REQUIRED, sl_str_c(id));
+            return answer_join_error(gc, waiter, SL_KAFKA_MEMBER_ID_REQUIRED, sl_str_c(id));
         }
         return add_member_and_rebalance(gc, g, &req, id, waiter);
     }
-    if (!g) return answer_join_error(gc, waiter, SL_GK_UNKNOWN_MEMBER_ID, r->member_id);
+    if (!g) return answer_join_error(gc, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, r->member_id);
     gmember *m = find_member(g, r->member_id);
     if (!supports_protocols(g, r->protocol_type, r->protocols, r->nprotocols, m))
-        return answer_join_error(gc, waiter, SL_GK_INCONSISTENT_GROUP_PROTOCOL, r->member_id);
+        return answer_join_error(gc, waiter, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL, r->member_id);
     int pi = find_pending(g, r->member_id);
     if (pi >= 0) {
         char id[256];
@@ -699,9 +701,9 @@ void sl_gc_join(sl_gc *gc, const sl_gc_join_req *r, void *waiter) {
         return add_member_and_rebalance(gc, g, &req, id, waiter);
     }
     if (is_fenced(g, r->member_id, r->instance_id))
-        return answer_join_error(gc, waiter, SL_GK_FENCED_INSTANCE_ID, r->member_id);
+        return answer_join_error(gc, waiter, SL_KAFKA_FENCED_INSTANCE_ID, r->member_id);
     if (!m || (r->instance_id.len >= 0 && !find_static(g, r->instance_id)))
-        return answer_join_error(gc, waiter, SL_GK_UNKNOWN_MEMBER_ID, r->member_id);
+        return answer_join_error(gc, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, r->member_id);
     switch (g->state) {
     case SL_GS_PREPARING:
         return update_member_and_rebalance(gc, g, m, &req, waiter);
@@ -719,7 +721,7 @@ void sl_gc_join(sl_gc *gc, const sl_gc_join_req *r, void *waiter) {
         return answer_join_current(gc, g, m, false);
     }
     default:
-        return answer_join_error(gc, waiter, SL_GK_UNKNOWN_MEMBER_ID, r->member_id);
+        return answer_join_error(gc, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, r->member_id);
     }
 }
 
@@ -728,26 +730,27 @@ void sl_gc_sync(sl_gc *gc, sl_str group_id, int32_t generation, sl_str member_id
                 const sl_gc_assignment *as, int32_t nas, void *waiter) {
     static const sl_bytes none = {NULL, 0};
     if (sl_gc_check_group_id(group_id))
-        return answer_sync(gc, NULL, waiter, SL_GK_INVALID_GROUP_ID, none);
+        return answer_sync(gc, NULL, waiter, SL_KAFKA_INVALID_GROUP_ID, none);
     group *g = find_group(gc, group_id);
-    if (!g) return answer_sync(gc, NULL, waiter, SL_GK_UNKNOWN_MEMBER_ID, none);
+    if (!g) return answer_sync(gc, NULL, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, none);
     if (is_fenced(g, member_id, instance_id))
-        return answer_sync(gc, g, waiter, SL_GK_FENCED_INSTANCE_ID, none);
+        return answer_sync(gc, g, waiter, SL_KAFKA_FENCED_INSTANCE_ID, none);
     gmember *m = find_member(g, member_id);
-    if (!m) return answer_sync(gc, g, waiter, SL_GK_UNKNOWN_MEMBER_ID, none);
-    if (generation != g->gen) return answer_sync(gc, g, waiter, SL_GK_ILLEGAL_GENERATION, none);
+    if (!m) return answer_sync(gc, g, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, none);
+    if (generation != g->gen) return answer_sync(gc, g, waiter, SL_KAFKA_ILLEGAL_GENERATION, none);
     if ((protocol_type.len >= 0 && !seq(g->ptype, protocol_type)) ||
         (protocol_name.len >= 0 && !seq(g->pname, protocol_name)))
-        return answer_sync(gc, g, waiter, SL_GK_INCONSISTENT_GROUP_PROTOCOL, none);
+        return answer_sync(gc, g, waiter, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL, none);
     switch (g->state) {
     case SL_GS_EMPTY:
-        return answer_sync(gc, g, waiter, SL_GK_UNKNOWN_MEMBER_ID, none);
+        return answer_sync(gc, g, waiter, SL_KAFKA_UNKNOWN_MEMBER_ID, none);
     case SL_GS_PREPARING:
-        return answer_sync(gc, g, waiter, SL_GK_REBALANCE_IN_PROGRESS, none);
+        return answer_sync(gc, g, waiter, SL_KAFKA_REBALANCE_IN_PROGRESS, none);
     case SL_GS_COMPLETING: {
         m->last_seen = now(gc);
         m->synced = true;
-        if (m->sync_waiter) answer_sync(gc, g, m->sync_waiter, SL_GK_REBALANCE_IN_PROGRESS, none);
+        if (m->sync_waiter)
+            answer_sync(gc, g, m->sync_waiter, SL_KAFKA_REBALANCE_IN_PROGRESS, none);
         m->sync_waiter = waiter;
         if (!g->leader || strcmp(g->leader, m->id)) return; /* followers wait for the leader */
         for (int32_t i = 0; i < g->nm; i++) {
@@ -769,16 +772,17 @@ void sl_gc_sync(sl_gc *gc, sl_str group_id, int32_t generation, sl_str member_id
             if (g->m[i]->sync_waiter) {
                 void *w = g->m[i]->sync_waiter;
                 g->m[i]->sync_waiter = NULL;
-                answer_sync(gc, g, w, SL_GK_NONE, (sl_bytes){g->m[i]->assign, g->m[i]->assign_len});
+                answer_sync(gc, g, w, SL_KAFKA_NONE,
+                            (sl_bytes){g->m[i]->assign, g->m[i]->assign_len});
             }
         return;
     }
     case SL_GS_STABLE:
         m->last_seen = now(gc);
         m->synced = true;
-        return answer_sync(gc, g, waiter, SL_GK_NONE, (sl_bytes){m->assign, m->assign_len});
+        return answer_sync(gc, g, waiter, SL_KAFKA_NONE, (sl_bytes){m->assign, m->assign_len});
     default:
-        return answer_sync(gc, g, waiter, SL_GK_COORDINATOR_NOT_AVAILABLE, none);
+        return answer_sync(gc, g, waiter, SL_KAFKA_COORDINATOR_NOT_AVAILABLE, none);
     }
 }
 
@@ -787,23 +791,23 @@ int16_t sl_gc_heartbeat(sl_gc *gc, sl_str group_id, int32_t generation, sl_str m
     int16_t e = sl_gc_check_group_id(group_id);
     if (e) return e;
     group *g = find_group(gc, group_id);
-    if (!g) return SL_GK_UNKNOWN_MEMBER_ID;
-    if (is_fenced(g, member_id, instance_id)) return SL_GK_FENCED_INSTANCE_ID;
+    if (!g) return SL_KAFKA_UNKNOWN_MEMBER_ID;
+    if (is_fenced(g, member_id, instance_id)) return SL_KAFKA_FENCED_INSTANCE_ID;
     gmember *m = find_member(g, member_id);
-    if (!m) return SL_GK_UNKNOWN_MEMBER_ID;
-    if (generation != g->gen) return SL_GK_ILLEGAL_GENERATION;
+    if (!m) return SL_KAFKA_UNKNOWN_MEMBER_ID;
+    if (generation != g->gen) return SL_KAFKA_ILLEGAL_GENERATION;
     switch (g->state) {
     case SL_GS_EMPTY:
-        return SL_GK_UNKNOWN_MEMBER_ID;
+        return SL_KAFKA_UNKNOWN_MEMBER_ID;
     case SL_GS_PREPARING:
         m->last_seen = now(gc);
-        return SL_GK_REBALANCE_IN_PROGRESS;
+        return SL_KAFKA_REBALANCE_IN_PROGRESS;
     case SL_GS_COMPLETING:
     case SL_GS_STABLE:
         m->last_seen = now(gc);
-        return SL_GK_NONE;
+        return SL_KAFKA_NONE;
     default:
-        return SL_GK_COORDINATOR_NOT_AVAILABLE;
+        return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
     }
 }
 
@@ -811,30 +815,30 @@ int16_t sl_gc_leave(sl_gc *gc, sl_str group_id, sl_str member_id, sl_str instanc
     int16_t e = sl_gc_check_group_id(group_id);
     if (e) return e;
     group *g = find_group(gc, group_id);
-    if (!g) return SL_GK_UNKNOWN_MEMBER_ID;
+    if (!g) return SL_KAFKA_UNKNOWN_MEMBER_ID;
     if (instance_id.len >= 0) {
         gmember *m = find_static(g, instance_id);
-        if (!m) return SL_GK_UNKNOWN_MEMBER_ID;
+        if (!m) return SL_KAFKA_UNKNOWN_MEMBER_ID;
         /* An empty member id (or Kafka's placeholder) is an admin removing the instance. */
         if (member_id.len > 0 && !sl_str_eqc(member_id, "UNKNOWN_MEMBER_ID") &&
             !seq(m->id, member_id))
-            return SL_GK_FENCED_INSTANCE_ID;
+            return SL_KAFKA_FENCED_INSTANCE_ID;
         for (int32_t i = 0; i < g->nm; i++)
             if (g->m[i] == m) remove_member_and_update(gc, g, i);
-        return SL_GK_NONE;
+        return SL_KAFKA_NONE;
     }
     int pi = find_pending(g, member_id);
     if (pi >= 0) {
         remove_pending(g, pi);
         try_complete_join(gc, g);
-        return SL_GK_NONE;
+        return SL_KAFKA_NONE;
     }
     for (int32_t i = 0; i < g->nm; i++)
         if (seq(g->m[i]->id, member_id)) {
             remove_member_and_update(gc, g, i);
-            return SL_GK_NONE;
+            return SL_KAFKA_NONE;
         }
-    return SL_GK_UNKNOWN_MEMBER_ID;
+    return SL_KAFKA_UNKNOWN_MEMBER_ID;
 }
 
 /* ---- offsets ---- */
@@ -893,20 +897,20 @@ int16_t sl_gc_commit_check(sl_gc *gc, sl_str group_id, int32_t generation, sl_st
     group *g = find_group(gc, group_id);
     if (!g) {
         /* Only a group that does not use the coordinator for membership may appear this way. */
-        if (generation >= 0) return SL_GK_ILLEGAL_GENERATION;
-        return create_group(gc, group_id) ? SL_GK_NONE : SL_GK_COORDINATOR_NOT_AVAILABLE;
+        if (generation >= 0) return SL_KAFKA_ILLEGAL_GENERATION;
+        return create_group(gc, group_id) ? SL_KAFKA_NONE : SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
     }
     if (generation >= 0 || member_id.len > 0 || instance_id.len >= 0) {
-        if (is_fenced(g, member_id, instance_id)) return SL_GK_FENCED_INSTANCE_ID;
+        if (is_fenced(g, member_id, instance_id)) return SL_KAFKA_FENCED_INSTANCE_ID;
         gmember *m = find_member(g, member_id);
-        if (!m) return SL_GK_UNKNOWN_MEMBER_ID;
-        if (generation != g->gen) return SL_GK_ILLEGAL_GENERATION;
-        if (g->state == SL_GS_COMPLETING) return SL_GK_REBALANCE_IN_PROGRESS;
+        if (!m) return SL_KAFKA_UNKNOWN_MEMBER_ID;
+        if (generation != g->gen) return SL_KAFKA_ILLEGAL_GENERATION;
+        if (g->state == SL_GS_COMPLETING) return SL_KAFKA_REBALANCE_IN_PROGRESS;
         m->last_seen = now(gc);
-        return SL_GK_NONE;
+        return SL_KAFKA_NONE;
     }
     /* Members only, once the group has any. */
-    return g->state == SL_GS_EMPTY ? SL_GK_NONE : SL_GK_UNKNOWN_MEMBER_ID;
+    return g->state == SL_GS_EMPTY ? SL_KAFKA_NONE : SL_KAFKA_UNKNOWN_MEMBER_ID;
 }
 
 sl_err sl_gc_offset_commit(sl_gc *gc, sl_str group_id, sl_str topic, int32_t partition,
@@ -990,37 +994,37 @@ int16_t sl_gc_offset_delete_check(sl_gc *gc, sl_str group_id) {
     int16_t e = sl_gc_check_group_id(group_id);
     if (e) return e;
     group *g = find_group(gc, group_id);
-    if (!g || g->state == SL_GS_DEAD) return SL_GK_GROUP_ID_NOT_FOUND;
-    if (g->state == SL_GS_EMPTY) return SL_GK_NONE;
+    if (!g || g->state == SL_GS_DEAD) return SL_KAFKA_GROUP_ID_NOT_FOUND;
+    if (g->state == SL_GS_EMPTY) return SL_KAFKA_NONE;
     bool known;
     subscribed(g, sl_str_c(""), &known);
-    return known ? SL_GK_NONE : SL_GK_NON_EMPTY_GROUP;
+    return known ? SL_KAFKA_NONE : SL_KAFKA_NON_EMPTY_GROUP;
 }
 
 int16_t sl_gc_offset_delete(sl_gc *gc, sl_str group_id, sl_str topic, int32_t partition) {
     group *g = find_group(gc, group_id);
-    if (!g) return SL_GK_GROUP_ID_NOT_FOUND;
+    if (!g) return SL_KAFKA_GROUP_ID_NOT_FOUND;
     bool known;
     if (g->state != SL_GS_EMPTY && subscribed(g, topic, &known))
-        return SL_GK_GROUP_SUBSCRIBED_TO_TOPIC;
+        return SL_KAFKA_GROUP_SUBSCRIBED_TO_TOPIC;
     for (int32_t i = 0; i < g->noff; i++)
         if (g->off[i].part == partition && seq(g->off[i].topic, topic)) {
             del_off_at(gc, g, i, true);
             break;
         }
-    return SL_GK_NONE;
+    return SL_KAFKA_NONE;
 }
 
 int16_t sl_gc_delete_group(sl_gc *gc, sl_str group_id) {
     int16_t e = sl_gc_check_group_id(group_id);
     if (e) return e;
     group *g = find_group(gc, group_id);
-    if (!g || g->state == SL_GS_DEAD) return SL_GK_GROUP_ID_NOT_FOUND;
-    if (g->state != SL_GS_EMPTY || g->nm) return SL_GK_NON_EMPTY_GROUP;
+    if (!g || g->state == SL_GS_DEAD) return SL_KAFKA_GROUP_ID_NOT_FOUND;
+    if (g->state != SL_GS_EMPTY || g->nm) return SL_KAFKA_NON_EMPTY_GROUP;
     while (g->noff) del_off_at(gc, g, g->noff - 1, true);
     persist_tombstone(gc, g);
     remove_group(gc, g);
-    return SL_GK_NONE;
+    return SL_KAFKA_NONE;
 }
 
 static void expire_offsets(sl_gc *gc, int64_t t) {

@@ -20,25 +20,6 @@
 #include "base/sl_buf.h"
 #include "base/sl_err.h"
 
-/* Kafka wire codes the coordinator answers with. */
-enum {
-    SL_GK_NONE = 0,
-    SL_GK_UNKNOWN_TOPIC_OR_PARTITION = 3,
-    SL_GK_COORDINATOR_NOT_AVAILABLE = 15,
-    SL_GK_ILLEGAL_GENERATION = 22,
-    SL_GK_INCONSISTENT_GROUP_PROTOCOL = 23,
-    SL_GK_INVALID_GROUP_ID = 24,
-    SL_GK_UNKNOWN_MEMBER_ID = 25,
-    SL_GK_INVALID_SESSION_TIMEOUT = 26,
-    SL_GK_REBALANCE_IN_PROGRESS = 27,
-    SL_GK_OFFSET_METADATA_TOO_LARGE = 12,
-    SL_GK_NON_EMPTY_GROUP = 68,
-    SL_GK_GROUP_ID_NOT_FOUND = 69,
-    SL_GK_MEMBER_ID_REQUIRED = 79,
-    SL_GK_FENCED_INSTANCE_ID = 82,
-    SL_GK_GROUP_SUBSCRIBED_TO_TOPIC = 86,
-};
-
 typedef enum {
     SL_GS_EMPTY,
     SL_GS_PREPARING,  /* PreparingRebalance: collecting JoinGroups */

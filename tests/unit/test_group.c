@@ -135,7 +135,7 @@ static state_probe probe(sl_gc *gc, const char *group) {
 static bool one_member_stable(sl_gc *gc, env *e, const char *group, char *id_out) {
     call c, s;
     join(gc, group, "", NULL, k_range, 1, &c);
-    if (!c.done || c.err != SL_GK_MEMBER_ID_REQUIRED || !c.member_id[0]) return false;
+    if (!c.done || c.err != SL_KAFKA_MEMBER_ID_REQUIRED || !c.member_id[0]) return false;
     snprintf(id_out, 256, "%s", c.member_id);
     join(gc, group, id_out, NULL, k_range, 1, &c);
     sl_gc_tick(gc);
@@ -155,7 +155,7 @@ SL_TEST(group_join_initial_delay_then_completing_then_stable) {
     call c, s;
     join(gc, "g", "", NULL, k_range, 1, &c);
     CHECK(c.done);
-    CHECK_EQ(c.err, SL_GK_MEMBER_ID_REQUIRED);
+    CHECK_EQ(c.err, SL_KAFKA_MEMBER_ID_REQUIRED);
     char id[256];
     snprintf(id, sizeof id, "%s", c.member_id);
     CHECK(strncmp(id, "cli-", 4) == 0);
@@ -215,13 +215,13 @@ SL_TEST(group_member_join_during_stable_rebalances_and_followers_wait_for_leader
     CHECK(one_member_stable(gc, &e, "g", a));
     call jb, ja, sb, sa;
     join(gc, "g", "", NULL, k_range, 1, &jb);
-    CHECK_EQ(jb.err, SL_GK_MEMBER_ID_REQUIRED);
+    CHECK_EQ(jb.err, SL_KAFKA_MEMBER_ID_REQUIRED);
     char b[256];
     snprintf(b, sizeof b, "%s", jb.member_id);
     join(gc, "g", b, NULL, k_range, 1, &jb);
     CHECK(!jb.done);
     CHECK_EQ(probe(gc, "g").state, SL_GS_PREPARING);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_GK_REBALANCE_IN_PROGRESS);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_KAFKA_REBALANCE_IN_PROGRESS);
     join(gc, "g", a, NULL, k_range, 1, &ja);
     CHECK(ja.done && jb.done); /* everyone rejoined: no need to wait for the timeout */
     CHECK_EQ(ja.gen, 2);
@@ -247,13 +247,13 @@ SL_TEST(group_leave_triggers_rebalance_and_last_leave_empties) {
     sl_gc *gc = mk(&e, 0);
     char a[256];
     CHECK(one_member_stable(gc, &e, "g", a));
-    CHECK_EQ(sl_gc_leave(gc, S("g"), S("nobody"), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_leave(gc, S("g"), S("nobody"), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     CHECK_EQ(sl_gc_leave(gc, S("g"), S(a), SL_STR_NULL), 0);
     state_probe p = probe(gc, "g");
     CHECK_EQ(p.state, SL_GS_EMPTY); /* the join phase had nobody left to wait for */
     CHECK_EQ(p.nmembers, 0);
     CHECK_EQ(p.gen, 2);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     sl_gc_free(gc);
 }
 
@@ -280,7 +280,7 @@ SL_TEST(group_session_expiry_removes_member_and_rebalances) {
     state_probe p = probe(gc, "g");
     CHECK_EQ(p.state, SL_GS_PREPARING);
     CHECK_EQ(p.nmembers, 1);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(b), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(b), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     join(gc, "g", a, NULL, k_range, 1, &ja);
     CHECK(ja.done);
     CHECK_EQ(ja.gen, 3);
@@ -304,7 +304,7 @@ SL_TEST(group_rebalance_timeout_drops_members_that_do_not_rejoin) {
     CHECK(!ja.done);
     for (int i = 0; i < 9; i++) {
         e.now += 3000;
-        CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(b), SL_STR_NULL), SL_GK_REBALANCE_IN_PROGRESS);
+        CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(b), SL_STR_NULL), SL_KAFKA_REBALANCE_IN_PROGRESS);
         sl_gc_tick(gc);
         CHECK(!ja.done);
     }
@@ -314,7 +314,7 @@ SL_TEST(group_rebalance_timeout_drops_members_that_do_not_rejoin) {
     CHECK_EQ(ja.err, 0);
     CHECK_EQ(ja.gen, 3);
     CHECK_EQ(ja.nmembers, 1);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 3, S(b), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 3, S(b), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     sl_gc_free(gc);
 }
 
@@ -332,7 +332,7 @@ SL_TEST(group_sync_timeout_removes_members_that_never_sync) {
     }
     CHECK_EQ(probe(gc, "g").nmembers, 0);
     sync_(gc, "g", 1, ja.member_id, NULL, 0, &sa);
-    CHECK_EQ(sa.err, SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sa.err, SL_KAFKA_UNKNOWN_MEMBER_ID);
     sl_gc_free(gc);
 }
 
@@ -356,13 +356,13 @@ SL_TEST(group_static_member_rejoin_keeps_generation_and_fences_old_id) {
     CHECK(!strcmp(j2.leader, j2.member_id));
     CHECK(j2.skip); /* the leader must not reassign */
     CHECK_EQ(probe(gc, "g").state, SL_GS_STABLE);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(old), S("inst")), SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(old), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
     CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(j2.member_id), S("inst")), 0);
-    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(old), S("inst")), SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(old), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
     call jo;
     join(gc, "g", old, "inst", k_range, 1, &jo);
-    CHECK_EQ(jo.err, SL_GK_FENCED_INSTANCE_ID);
-    CHECK_EQ(sl_gc_leave(gc, S("g"), S(old), S("inst")), SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(jo.err, SL_KAFKA_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_leave(gc, S("g"), S(old), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
     /* the new id still gets its assignment */
     call s2;
     sync_(gc, "g", 1, j2.member_id, NULL, 0, &s2);
@@ -380,7 +380,7 @@ SL_TEST(group_static_rejoin_fences_a_parked_join) {
     CHECK(!j1.done); /* initial delay */
     join(gc, "g", "", "inst", k_range, 1, &j2);
     CHECK(j1.done);
-    CHECK_EQ(j1.err, SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(j1.err, SL_KAFKA_FENCED_INSTANCE_ID);
     CHECK(!j2.done);
     e.now += 3000;
     sl_gc_tick(gc);
@@ -396,27 +396,28 @@ SL_TEST(group_generation_and_member_errors) {
     sl_gc *gc = mk(&e, 0);
     char a[256];
     CHECK(one_member_stable(gc, &e, "g", a));
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 7, S(a), SL_STR_NULL), SL_GK_ILLEGAL_GENERATION);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S("x"), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("nogroup"), 1, S(a), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
-    CHECK_EQ(sl_gc_heartbeat(gc, S(""), 1, S(a), SL_STR_NULL), SL_GK_INVALID_GROUP_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 7, S(a), SL_STR_NULL), SL_KAFKA_ILLEGAL_GENERATION);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S("x"), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("nogroup"), 1, S(a), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S(""), 1, S(a), SL_STR_NULL), SL_KAFKA_INVALID_GROUP_ID);
     call s;
     sync_(gc, "g", 7, a, NULL, 0, &s);
-    CHECK_EQ(s.err, SL_GK_ILLEGAL_GENERATION);
+    CHECK_EQ(s.err, SL_KAFKA_ILLEGAL_GENERATION);
     sync_(gc, "g", 1, "x", NULL, 0, &s);
-    CHECK_EQ(s.err, SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(s.err, SL_KAFKA_UNKNOWN_MEMBER_ID);
     sl_gc_sync(gc, S("g"), 1, S(a), SL_STR_NULL, S("consumer"), S("roundrobin"), NULL, 0, &s);
-    CHECK_EQ(s.err, SL_GK_INCONSISTENT_GROUP_PROTOCOL);
-    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 7, S(a), SL_STR_NULL), SL_GK_ILLEGAL_GENERATION);
-    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S("x"), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(s.err, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL);
+    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 7, S(a), SL_STR_NULL), SL_KAFKA_ILLEGAL_GENERATION);
+    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S("x"), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     /* a simple (non-member) commit into a group with members is refused */
-    CHECK_EQ(sl_gc_commit_check(gc, S("g"), -1, S(""), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_commit_check(gc, S("g"), -1, S(""), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(a), SL_STR_NULL), 0);
     CHECK_EQ(sl_gc_offset_commit(gc, S("g"), S("t"), 0, 42, -1, S("m")), SL_OK);
     CHECK_EQ(e.persisted, 1);
     CHECK_EQ(e.last_offset, 42);
     /* unknown groups: only simple commits may create one */
-    CHECK_EQ(sl_gc_commit_check(gc, S("other"), 3, S("m"), SL_STR_NULL), SL_GK_ILLEGAL_GENERATION);
+    CHECK_EQ(sl_gc_commit_check(gc, S("other"), 3, S("m"), SL_STR_NULL),
+             SL_KAFKA_ILLEGAL_GENERATION);
     CHECK_EQ(sl_gc_commit_check(gc, S("other"), -1, S(""), SL_STR_NULL), 0);
     CHECK_EQ(sl_gc_offset_commit(gc, S("other"), S("t"), 1, 5, -1, SL_STR_NULL), SL_OK);
     sl_gc_offset o;
@@ -435,11 +436,11 @@ SL_TEST(group_generation_and_member_errors) {
                           .nprotocols = 1};
     memset(&j, 0, sizeof j);
     sl_gc_join(gc, &bad, &j);
-    CHECK_EQ(j.err, SL_GK_INVALID_SESSION_TIMEOUT);
+    CHECK_EQ(j.err, SL_KAFKA_INVALID_SESSION_TIMEOUT);
     bad.session_timeout_ms = 10000;
     bad.group_id = S("");
     sl_gc_join(gc, &bad, &j);
-    CHECK_EQ(j.err, SL_GK_INVALID_GROUP_ID);
+    CHECK_EQ(j.err, SL_KAFKA_INVALID_GROUP_ID);
     sl_gc_free(gc);
 }
 
@@ -455,7 +456,7 @@ SL_TEST(group_protocol_selection_and_inconsistency) {
     join(gc, "g", "", "ib", p2, 2, &b);
     join(gc, "g", "", "ic", p3, 2, &c);
     join(gc, "g", "", "id", p4, 1, &d);
-    CHECK_EQ(d.err, SL_GK_INCONSISTENT_GROUP_PROTOCOL);
+    CHECK_EQ(d.err, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL);
     CHECK(a.done); /* delay 0: a completed alone first */
     CHECK_EQ(probe(gc, "g").state, SL_GS_PREPARING);
     join(gc, "g", a.member_id, "ia", p1, 2, &a);
@@ -472,7 +473,7 @@ SL_TEST(group_protocol_selection_and_inconsistency) {
                             .protocols = p1,
                             .nprotocols = 2};
     sl_gc_join(gc, &other, &d);
-    CHECK_EQ(d.err, SL_GK_INCONSISTENT_GROUP_PROTOCOL);
+    CHECK_EQ(d.err, SL_KAFKA_INCONSISTENT_GROUP_PROTOCOL);
     sl_gc_free(gc);
 }
 
@@ -483,12 +484,12 @@ SL_TEST(group_delete_group_and_offset_delete) {
     CHECK(one_member_stable(gc, &e, "g", a));
     CHECK_EQ(sl_gc_offset_commit(gc, S("g"), S("t"), 0, 1, -1, SL_STR_NULL), SL_OK);
     CHECK_EQ(sl_gc_offset_commit(gc, S("g"), S("u"), 0, 2, -1, SL_STR_NULL), SL_OK);
-    CHECK_EQ(sl_gc_delete_group(gc, S("g")), SL_GK_NON_EMPTY_GROUP);
-    CHECK_EQ(sl_gc_delete_group(gc, S("nope")), SL_GK_GROUP_ID_NOT_FOUND);
-    CHECK_EQ(sl_gc_delete_group(gc, S("")), SL_GK_INVALID_GROUP_ID);
+    CHECK_EQ(sl_gc_delete_group(gc, S("g")), SL_KAFKA_NON_EMPTY_GROUP);
+    CHECK_EQ(sl_gc_delete_group(gc, S("nope")), SL_KAFKA_GROUP_ID_NOT_FOUND);
+    CHECK_EQ(sl_gc_delete_group(gc, S("")), SL_KAFKA_INVALID_GROUP_ID);
     /* k_range metadata "m" is not a consumer subscription: the group cannot say what it
      * consumes, so OffsetDelete refuses while it has members. */
-    CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), SL_GK_NON_EMPTY_GROUP);
+    CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), SL_KAFKA_NON_EMPTY_GROUP);
     CHECK_EQ(sl_gc_leave(gc, S("g"), S(a), SL_STR_NULL), 0);
     CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), 0);
     CHECK_EQ(sl_gc_offset_delete(gc, S("g"), S("u"), 0), 0);
@@ -497,7 +498,7 @@ SL_TEST(group_delete_group_and_offset_delete) {
     CHECK_EQ(sl_gc_delete_group(gc, S("g")), 0);
     CHECK_EQ(e.tombstones, 2);
     CHECK_EQ(sl_gc_group_count(gc), 0);
-    CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), SL_GK_GROUP_ID_NOT_FOUND);
+    CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), SL_KAFKA_GROUP_ID_NOT_FOUND);
     sl_gc_free(gc);
 }
 
@@ -514,7 +515,7 @@ SL_TEST(group_offset_delete_refuses_subscribed_topics) {
     CHECK_EQ(sl_gc_offset_commit(gc, S("g"), S("t"), 0, 1, -1, SL_STR_NULL), SL_OK);
     CHECK_EQ(sl_gc_offset_commit(gc, S("g"), S("old"), 0, 1, -1, SL_STR_NULL), SL_OK);
     CHECK_EQ(sl_gc_offset_delete_check(gc, S("g")), 0);
-    CHECK_EQ(sl_gc_offset_delete(gc, S("g"), S("t"), 0), SL_GK_GROUP_SUBSCRIBED_TO_TOPIC);
+    CHECK_EQ(sl_gc_offset_delete(gc, S("g"), S("t"), 0), SL_KAFKA_GROUP_SUBSCRIBED_TO_TOPIC);
     CHECK_EQ(sl_gc_offset_delete(gc, S("g"), S("old"), 0), 0);
     CHECK_EQ(sl_gc_offset_count(gc, S("g")), 1);
     sl_gc_free(gc);
@@ -543,9 +544,9 @@ SL_TEST(group_abort_waiters_answers_parked_requests) {
     call j;
     join(gc, "g", "", "i", k_range, 1, &j);
     CHECK(!j.done);
-    sl_gc_abort_waiters(gc, SL_GK_COORDINATOR_NOT_AVAILABLE);
+    sl_gc_abort_waiters(gc, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
     CHECK(j.done);
-    CHECK_EQ(j.err, SL_GK_COORDINATOR_NOT_AVAILABLE);
+    CHECK_EQ(j.err, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
     sl_gc_free(gc);
 }
 

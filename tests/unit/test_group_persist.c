@@ -132,7 +132,8 @@ static bool two_stable(sl_gc *gc, char *a, char *b) {
     pcall ja, jb, sa, sb;
     pjoin(gc, "", NULL, &ja);
     pjoin(gc, "", NULL, &jb);
-    if (ja.err != SL_GK_MEMBER_ID_REQUIRED || jb.err != SL_GK_MEMBER_ID_REQUIRED) return false;
+    if (ja.err != SL_KAFKA_MEMBER_ID_REQUIRED || jb.err != SL_KAFKA_MEMBER_ID_REQUIRED)
+        return false;
     snprintf(a, 256, "%s", ja.member_id);
     snprintf(b, 256, "%s", jb.member_id);
     pjoin(gc, a, NULL, &ja);
@@ -216,8 +217,8 @@ SL_TEST(group_persist_stable_group_restored_and_members_keep_heartbeating) {
     CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), 0);
     CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(b), SL_STR_NULL), 0);
     CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(b), SL_STR_NULL), 0);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 0, S(a), SL_STR_NULL), SL_GK_ILLEGAL_GENERATION);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S("ghost"), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 0, S(a), SL_STR_NULL), SL_KAFKA_ILLEGAL_GENERATION);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S("ghost"), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     pcall s;
     psync(gc, 1, b, NULL, NULL, 0, &s);
     CHECK(s.done && !s.err && !strcmp(s.assign, "PB"));
@@ -253,7 +254,7 @@ SL_TEST(group_persist_restored_member_that_never_returns_expires_and_group_rebal
     CHECK_EQ(p.state, SL_GS_PREPARING); /* b is gone: rebalance */
     CHECK_EQ(p.n, 1);
     CHECK(!strcmp(p.ids[0], a));
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_GK_REBALANCE_IN_PROGRESS);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_KAFKA_REBALANCE_IN_PROGRESS);
     pcall j, s;
     pjoin(gc, a, NULL, &j);
     CHECK(j.done && !j.err);
@@ -292,7 +293,7 @@ SL_TEST(group_persist_mid_rebalance_restores_last_completed_generation) {
     CHECK_EQ(p.gen, 1);
     CHECK_EQ(p.n, 2);
     /* a, already in generation 2, is told to rejoin; it gets generation 1 back */
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(a), SL_STR_NULL), SL_GK_ILLEGAL_GENERATION);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 2, S(a), SL_STR_NULL), SL_KAFKA_ILLEGAL_GENERATION);
     close_all(&e, gc, dir);
 }
 
@@ -320,7 +321,7 @@ SL_TEST(group_persist_empty_group_restored_empty_with_its_offsets) {
     sl_gc_offset o;
     CHECK(sl_gc_offset_get(gc, S("g"), S("t"), 0, &o));
     CHECK_EQ(o.offset, 42);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_GK_UNKNOWN_MEMBER_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(a), SL_STR_NULL), SL_KAFKA_UNKNOWN_MEMBER_ID);
     /* members come back through a normal join, into the next generation */
     pcall j1, j2;
     pjoin(gc, "", NULL, &j1);
@@ -381,14 +382,14 @@ SL_TEST(group_persist_static_member_keeps_its_instance_and_fencing) {
     CHECK(!strcmp(p.ids[0], cur));
     CHECK(!strcmp(p.leader, cur));
     CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(cur), S("inst")), 0);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(old), S("inst")), SL_GK_FENCED_INSTANCE_ID);
-    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(old), S("inst")), SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(old), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_commit_check(gc, S("g"), 1, S(old), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
     /* rejoining by instance id after the restart replaces the id again without a rebalance */
     pcall j3;
     pjoin(gc, "", "inst", &j3);
     CHECK(j3.done && !j3.err && j3.gen == 1);
     CHECK(strcmp(j3.member_id, cur) != 0);
-    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(cur), S("inst")), SL_GK_FENCED_INSTANCE_ID);
+    CHECK_EQ(sl_gc_heartbeat(gc, S("g"), 1, S(cur), S("inst")), SL_KAFKA_FENCED_INSTANCE_ID);
     close_all(&e, gc, dir);
 }
 

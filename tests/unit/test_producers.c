@@ -18,7 +18,7 @@
 #include "storage/sl_batch_build.h"
 #include "storage/sl_log.h"
 
-enum { OOO = SL_PRODUCER_OUT_OF_ORDER_SEQUENCE, STALE = SL_PRODUCER_INVALID_EPOCH };
+enum { OOO = SL_KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER, STALE = SL_KAFKA_INVALID_PRODUCER_EPOCH };
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;

@@ -2,7 +2,12 @@
 /* Message structs and codecs for every API in src/proto/defs. Decoded strings, bytes and
  * records are views into the reader's buffer; arrays live in the arena passed to decode.
  * Encoders write into an arena-backed sl_wr and take no ownership. Version numbers outside
- * a message's defined range make decode/encode fail with SL_EVERSION. */
+ * a message's defined range make decode/encode fail with SL_EVERSION.
+ *
+ * Every struct, nested ones included, has <struct>_init: it zeroes the struct, then sets each
+ * field to its schema default (embedded structs through their own init; arrays empty, or
+ * null where the schema's default is null). It allocates nothing; handlers call it on each
+ * response element rather than restating the defaults. */
 #ifndef SL_MSGS_H
 #define SL_MSGS_H
 #include <stdbool.h>
@@ -96,6 +101,8 @@ typedef struct sl_produce_req {
     sl_produce_req_topic *topic_data;
     int32_t topic_data_count; /* -1: null */
 } sl_produce_req;
+void sl_produce_req_partition_init(sl_produce_req_partition *m);
+void sl_produce_req_topic_init(sl_produce_req_topic *m);
 void sl_produce_req_init(sl_produce_req *m);
 sl_err sl_produce_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_produce_req *out);
 void sl_produce_req_encode(sl_wr *w, int16_t version, const sl_produce_req *m);
@@ -138,6 +145,11 @@ typedef struct sl_produce_resp {
     sl_produce_resp_node_endpoint *node_endpoints;
     int32_t node_endpoints_count; /* -1: null */
 } sl_produce_resp;
+void sl_produce_resp_record_error_init(sl_produce_resp_record_error *m);
+void sl_produce_resp_current_leader_init(sl_produce_resp_current_leader *m);
+void sl_produce_resp_partition_init(sl_produce_resp_partition *m);
+void sl_produce_resp_topic_init(sl_produce_resp_topic *m);
+void sl_produce_resp_node_endpoint_init(sl_produce_resp_node_endpoint *m);
 void sl_produce_resp_init(sl_produce_resp *m);
 sl_err sl_produce_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_produce_resp *out);
 void sl_produce_resp_encode(sl_wr *w, int16_t version, const sl_produce_resp *m);
@@ -184,6 +196,10 @@ typedef struct sl_fetch_req {
     int32_t forgotten_topics_data_count; /* -1: null */
     sl_str rack_id;
 } sl_fetch_req;
+void sl_fetch_req_replica_state_init(sl_fetch_req_replica_state *m);
+void sl_fetch_req_partition_init(sl_fetch_req_partition *m);
+void sl_fetch_req_topic_init(sl_fetch_req_topic *m);
+void sl_fetch_req_forgotten_topic_init(sl_fetch_req_forgotten_topic *m);
 void sl_fetch_req_init(sl_fetch_req *m);
 sl_err sl_fetch_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_fetch_req *out);
 void sl_fetch_req_encode(sl_wr *w, int16_t version, const sl_fetch_req *m);
@@ -240,6 +256,13 @@ typedef struct sl_fetch_resp {
     sl_fetch_resp_node_endpoint *node_endpoints;
     int32_t node_endpoints_count; /* -1: null */
 } sl_fetch_resp;
+void sl_fetch_resp_diverging_epoch_init(sl_fetch_resp_diverging_epoch *m);
+void sl_fetch_resp_current_leader_init(sl_fetch_resp_current_leader *m);
+void sl_fetch_resp_snapshot_id_init(sl_fetch_resp_snapshot_id *m);
+void sl_fetch_resp_aborted_transaction_init(sl_fetch_resp_aborted_transaction *m);
+void sl_fetch_resp_partition_init(sl_fetch_resp_partition *m);
+void sl_fetch_resp_topic_init(sl_fetch_resp_topic *m);
+void sl_fetch_resp_node_endpoint_init(sl_fetch_resp_node_endpoint *m);
 void sl_fetch_resp_init(sl_fetch_resp *m);
 sl_err sl_fetch_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_fetch_resp *out);
 void sl_fetch_resp_encode(sl_wr *w, int16_t version, const sl_fetch_resp *m);
@@ -263,6 +286,8 @@ typedef struct sl_list_offsets_req {
     int32_t topics_count; /* -1: null */
     int32_t timeout_ms;
 } sl_list_offsets_req;
+void sl_list_offsets_req_partition_init(sl_list_offsets_req_partition *m);
+void sl_list_offsets_req_topic_init(sl_list_offsets_req_topic *m);
 void sl_list_offsets_req_init(sl_list_offsets_req *m);
 sl_err sl_list_offsets_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_list_offsets_req *out);
 void sl_list_offsets_req_encode(sl_wr *w, int16_t version, const sl_list_offsets_req *m);
@@ -287,6 +312,8 @@ typedef struct sl_list_offsets_resp {
     sl_list_offsets_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_list_offsets_resp;
+void sl_list_offsets_resp_partition_init(sl_list_offsets_resp_partition *m);
+void sl_list_offsets_resp_topic_init(sl_list_offsets_resp_topic *m);
 void sl_list_offsets_resp_init(sl_list_offsets_resp *m);
 sl_err sl_list_offsets_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_list_offsets_resp *out);
@@ -304,6 +331,7 @@ typedef struct sl_metadata_req {
     bool include_cluster_authorized_operations;
     bool include_topic_authorized_operations;
 } sl_metadata_req;
+void sl_metadata_req_topic_init(sl_metadata_req_topic *m);
 void sl_metadata_req_init(sl_metadata_req *m);
 sl_err sl_metadata_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_metadata_req *out);
 void sl_metadata_req_encode(sl_wr *w, int16_t version, const sl_metadata_req *m);
@@ -346,6 +374,9 @@ typedef struct sl_metadata_resp {
     int32_t topics_count; /* -1: null */
     int32_t cluster_authorized_operations;
 } sl_metadata_resp;
+void sl_metadata_resp_broker_init(sl_metadata_resp_broker *m);
+void sl_metadata_resp_partition_init(sl_metadata_resp_partition *m);
+void sl_metadata_resp_topic_init(sl_metadata_resp_topic *m);
 void sl_metadata_resp_init(sl_metadata_resp *m);
 sl_err sl_metadata_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_metadata_resp *out);
 void sl_metadata_resp_encode(sl_wr *w, int16_t version, const sl_metadata_resp *m);
@@ -372,6 +403,8 @@ typedef struct sl_offset_commit_req {
     sl_offset_commit_req_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_commit_req;
+void sl_offset_commit_req_partition_init(sl_offset_commit_req_partition *m);
+void sl_offset_commit_req_topic_init(sl_offset_commit_req_topic *m);
 void sl_offset_commit_req_init(sl_offset_commit_req *m);
 sl_err sl_offset_commit_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_offset_commit_req *out);
@@ -392,6 +425,8 @@ typedef struct sl_offset_commit_resp {
     sl_offset_commit_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_commit_resp;
+void sl_offset_commit_resp_partition_init(sl_offset_commit_resp_partition *m);
+void sl_offset_commit_resp_topic_init(sl_offset_commit_resp_topic *m);
 void sl_offset_commit_resp_init(sl_offset_commit_resp *m);
 sl_err sl_offset_commit_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_offset_commit_resp *out);
@@ -423,6 +458,9 @@ typedef struct sl_offset_fetch_req {
     int32_t groups_count; /* -1: null */
     bool require_stable;
 } sl_offset_fetch_req;
+void sl_offset_fetch_req_topic_init(sl_offset_fetch_req_topic *m);
+void sl_offset_fetch_req_group_topic_init(sl_offset_fetch_req_group_topic *m);
+void sl_offset_fetch_req_group_init(sl_offset_fetch_req_group *m);
 void sl_offset_fetch_req_init(sl_offset_fetch_req *m);
 sl_err sl_offset_fetch_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_offset_fetch_req *out);
 void sl_offset_fetch_req_encode(sl_wr *w, int16_t version, const sl_offset_fetch_req *m);
@@ -466,6 +504,11 @@ typedef struct sl_offset_fetch_resp {
     sl_offset_fetch_resp_group *groups;
     int32_t groups_count; /* -1: null */
 } sl_offset_fetch_resp;
+void sl_offset_fetch_resp_partition_init(sl_offset_fetch_resp_partition *m);
+void sl_offset_fetch_resp_topic_init(sl_offset_fetch_resp_topic *m);
+void sl_offset_fetch_resp_group_partition_init(sl_offset_fetch_resp_group_partition *m);
+void sl_offset_fetch_resp_group_topic_init(sl_offset_fetch_resp_group_topic *m);
+void sl_offset_fetch_resp_group_init(sl_offset_fetch_resp_group *m);
 void sl_offset_fetch_resp_init(sl_offset_fetch_resp *m);
 sl_err sl_offset_fetch_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_offset_fetch_resp *out);
@@ -502,6 +545,7 @@ typedef struct sl_find_coordinator_resp {
     sl_find_coordinator_resp_coordinator *coordinators;
     int32_t coordinators_count; /* -1: null */
 } sl_find_coordinator_resp;
+void sl_find_coordinator_resp_coordinator_init(sl_find_coordinator_resp_coordinator *m);
 void sl_find_coordinator_resp_init(sl_find_coordinator_resp *m);
 sl_err sl_find_coordinator_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_find_coordinator_resp *out);
@@ -523,6 +567,7 @@ typedef struct sl_join_group_req {
     int32_t protocols_count; /* -1: null */
     sl_str reason;
 } sl_join_group_req;
+void sl_join_group_req_protocol_init(sl_join_group_req_protocol *m);
 void sl_join_group_req_init(sl_join_group_req *m);
 sl_err sl_join_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_join_group_req *out);
 void sl_join_group_req_encode(sl_wr *w, int16_t version, const sl_join_group_req *m);
@@ -545,6 +590,7 @@ typedef struct sl_join_group_resp {
     sl_join_group_resp_member *members;
     int32_t members_count; /* -1: null */
 } sl_join_group_resp;
+void sl_join_group_resp_member_init(sl_join_group_resp_member *m);
 void sl_join_group_resp_init(sl_join_group_resp *m);
 sl_err sl_join_group_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_join_group_resp *out);
 void sl_join_group_resp_encode(sl_wr *w, int16_t version, const sl_join_group_resp *m);
@@ -581,6 +627,7 @@ typedef struct sl_leave_group_req {
     sl_leave_group_req_member *members;
     int32_t members_count; /* -1: null */
 } sl_leave_group_req;
+void sl_leave_group_req_member_init(sl_leave_group_req_member *m);
 void sl_leave_group_req_init(sl_leave_group_req *m);
 sl_err sl_leave_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_leave_group_req *out);
 void sl_leave_group_req_encode(sl_wr *w, int16_t version, const sl_leave_group_req *m);
@@ -597,6 +644,7 @@ typedef struct sl_leave_group_resp {
     sl_leave_group_resp_member *members;
     int32_t members_count; /* -1: null */
 } sl_leave_group_resp;
+void sl_leave_group_resp_member_init(sl_leave_group_resp_member *m);
 void sl_leave_group_resp_init(sl_leave_group_resp *m);
 sl_err sl_leave_group_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_leave_group_resp *out);
 void sl_leave_group_resp_encode(sl_wr *w, int16_t version, const sl_leave_group_resp *m);
@@ -616,6 +664,7 @@ typedef struct sl_sync_group_req {
     sl_sync_group_req_assignment *assignments;
     int32_t assignments_count; /* -1: null */
 } sl_sync_group_req;
+void sl_sync_group_req_assignment_init(sl_sync_group_req_assignment *m);
 void sl_sync_group_req_init(sl_sync_group_req *m);
 sl_err sl_sync_group_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_sync_group_req *out);
 void sl_sync_group_req_encode(sl_wr *w, int16_t version, const sl_sync_group_req *m);
@@ -667,6 +716,8 @@ typedef struct sl_describe_groups_resp {
     sl_describe_groups_resp_group *groups;
     int32_t groups_count; /* -1: null */
 } sl_describe_groups_resp;
+void sl_describe_groups_resp_member_init(sl_describe_groups_resp_member *m);
+void sl_describe_groups_resp_group_init(sl_describe_groups_resp_group *m);
 void sl_describe_groups_resp_init(sl_describe_groups_resp *m);
 sl_err sl_describe_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                       sl_describe_groups_resp *out);
@@ -696,6 +747,7 @@ typedef struct sl_list_groups_resp {
     sl_list_groups_resp_group *groups;
     int32_t groups_count; /* -1: null */
 } sl_list_groups_resp;
+void sl_list_groups_resp_group_init(sl_list_groups_resp_group *m);
 void sl_list_groups_resp_init(sl_list_groups_resp *m);
 sl_err sl_list_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_list_groups_resp *out);
 void sl_list_groups_resp_encode(sl_wr *w, int16_t version, const sl_list_groups_resp *m);
@@ -757,6 +809,9 @@ typedef struct sl_api_versions_resp {
     int32_t finalized_features_count; /* -1: null */
     bool zk_migration_ready;
 } sl_api_versions_resp;
+void sl_api_versions_resp_api_key_init(sl_api_versions_resp_api_key *m);
+void sl_api_versions_resp_supported_feature_init(sl_api_versions_resp_supported_feature *m);
+void sl_api_versions_resp_finalized_feature_init(sl_api_versions_resp_finalized_feature *m);
 void sl_api_versions_resp_init(sl_api_versions_resp *m);
 sl_err sl_api_versions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_api_versions_resp *out);
@@ -787,6 +842,9 @@ typedef struct sl_create_topics_req {
     int32_t timeout_ms;
     bool validate_only;
 } sl_create_topics_req;
+void sl_create_topics_req_assignment_init(sl_create_topics_req_assignment *m);
+void sl_create_topics_req_config_init(sl_create_topics_req_config *m);
+void sl_create_topics_req_topic_init(sl_create_topics_req_topic *m);
 void sl_create_topics_req_init(sl_create_topics_req *m);
 sl_err sl_create_topics_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_create_topics_req *out);
@@ -816,6 +874,8 @@ typedef struct sl_create_topics_resp {
     sl_create_topics_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_create_topics_resp;
+void sl_create_topics_resp_config_init(sl_create_topics_resp_config *m);
+void sl_create_topics_resp_topic_init(sl_create_topics_resp_topic *m);
 void sl_create_topics_resp_init(sl_create_topics_resp *m);
 sl_err sl_create_topics_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_create_topics_resp *out);
@@ -833,6 +893,7 @@ typedef struct sl_delete_topics_req {
     int32_t topic_names_count; /* -1: null */
     int32_t timeout_ms;
 } sl_delete_topics_req;
+void sl_delete_topics_req_topic_init(sl_delete_topics_req_topic *m);
 void sl_delete_topics_req_init(sl_delete_topics_req *m);
 sl_err sl_delete_topics_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_delete_topics_req *out);
@@ -850,6 +911,7 @@ typedef struct sl_delete_topics_resp {
     sl_delete_topics_resp_result *responses;
     int32_t responses_count; /* -1: null */
 } sl_delete_topics_resp;
+void sl_delete_topics_resp_result_init(sl_delete_topics_resp_result *m);
 void sl_delete_topics_resp_init(sl_delete_topics_resp *m);
 sl_err sl_delete_topics_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_delete_topics_resp *out);
@@ -870,6 +932,8 @@ typedef struct sl_delete_records_req {
     int32_t topics_count; /* -1: null */
     int32_t timeout_ms;
 } sl_delete_records_req;
+void sl_delete_records_req_partition_init(sl_delete_records_req_partition *m);
+void sl_delete_records_req_topic_init(sl_delete_records_req_topic *m);
 void sl_delete_records_req_init(sl_delete_records_req *m);
 sl_err sl_delete_records_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_delete_records_req *out);
@@ -891,6 +955,8 @@ typedef struct sl_delete_records_resp {
     sl_delete_records_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_delete_records_resp;
+void sl_delete_records_resp_partition_init(sl_delete_records_resp_partition *m);
+void sl_delete_records_resp_topic_init(sl_delete_records_resp_topic *m);
 void sl_delete_records_resp_init(sl_delete_records_resp *m);
 sl_err sl_delete_records_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                      sl_delete_records_resp *out);
@@ -936,6 +1002,8 @@ typedef struct sl_offset_for_leader_epoch_req {
     sl_offset_for_leader_epoch_req_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_for_leader_epoch_req;
+void sl_offset_for_leader_epoch_req_partition_init(sl_offset_for_leader_epoch_req_partition *m);
+void sl_offset_for_leader_epoch_req_topic_init(sl_offset_for_leader_epoch_req_topic *m);
 void sl_offset_for_leader_epoch_req_init(sl_offset_for_leader_epoch_req *m);
 sl_err sl_offset_for_leader_epoch_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                              sl_offset_for_leader_epoch_req *out);
@@ -959,6 +1027,8 @@ typedef struct sl_offset_for_leader_epoch_resp {
     sl_offset_for_leader_epoch_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_for_leader_epoch_resp;
+void sl_offset_for_leader_epoch_resp_partition_init(sl_offset_for_leader_epoch_resp_partition *m);
+void sl_offset_for_leader_epoch_resp_topic_init(sl_offset_for_leader_epoch_resp_topic *m);
 void sl_offset_for_leader_epoch_resp_init(sl_offset_for_leader_epoch_resp *m);
 sl_err sl_offset_for_leader_epoch_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                               sl_offset_for_leader_epoch_resp *out);
@@ -1001,6 +1071,8 @@ typedef struct sl_describe_acls_resp {
     sl_describe_acls_resp_resource *resources;
     int32_t resources_count; /* -1: null */
 } sl_describe_acls_resp;
+void sl_describe_acls_resp_acl_init(sl_describe_acls_resp_acl *m);
+void sl_describe_acls_resp_resource_init(sl_describe_acls_resp_resource *m);
 void sl_describe_acls_resp_init(sl_describe_acls_resp *m);
 sl_err sl_describe_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_describe_acls_resp *out);
@@ -1020,6 +1092,7 @@ typedef struct sl_create_acls_req {
     sl_create_acls_req_creation *creations;
     int32_t creations_count; /* -1: null */
 } sl_create_acls_req;
+void sl_create_acls_req_creation_init(sl_create_acls_req_creation *m);
 void sl_create_acls_req_init(sl_create_acls_req *m);
 sl_err sl_create_acls_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_create_acls_req *out);
 void sl_create_acls_req_encode(sl_wr *w, int16_t version, const sl_create_acls_req *m);
@@ -1034,6 +1107,7 @@ typedef struct sl_create_acls_resp {
     sl_create_acls_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_create_acls_resp;
+void sl_create_acls_resp_result_init(sl_create_acls_resp_result *m);
 void sl_create_acls_resp_init(sl_create_acls_resp *m);
 sl_err sl_create_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_create_acls_resp *out);
 void sl_create_acls_resp_encode(sl_wr *w, int16_t version, const sl_create_acls_resp *m);
@@ -1052,6 +1126,7 @@ typedef struct sl_delete_acls_req {
     sl_delete_acls_req_filter *filters;
     int32_t filters_count; /* -1: null */
 } sl_delete_acls_req;
+void sl_delete_acls_req_filter_init(sl_delete_acls_req_filter *m);
 void sl_delete_acls_req_init(sl_delete_acls_req *m);
 sl_err sl_delete_acls_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_delete_acls_req *out);
 void sl_delete_acls_req_encode(sl_wr *w, int16_t version, const sl_delete_acls_req *m);
@@ -1079,6 +1154,8 @@ typedef struct sl_delete_acls_resp {
     sl_delete_acls_resp_filter_result *filter_results;
     int32_t filter_results_count; /* -1: null */
 } sl_delete_acls_resp;
+void sl_delete_acls_resp_matching_acl_init(sl_delete_acls_resp_matching_acl *m);
+void sl_delete_acls_resp_filter_result_init(sl_delete_acls_resp_filter_result *m);
 void sl_delete_acls_resp_init(sl_delete_acls_resp *m);
 sl_err sl_delete_acls_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_delete_acls_resp *out);
 void sl_delete_acls_resp_encode(sl_wr *w, int16_t version, const sl_delete_acls_resp *m);
@@ -1096,6 +1173,7 @@ typedef struct sl_describe_configs_req {
     bool include_synonyms;
     bool include_documentation;
 } sl_describe_configs_req;
+void sl_describe_configs_req_resource_init(sl_describe_configs_req_resource *m);
 void sl_describe_configs_req_init(sl_describe_configs_req *m);
 sl_err sl_describe_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                       sl_describe_configs_req *out);
@@ -1132,6 +1210,9 @@ typedef struct sl_describe_configs_resp {
     sl_describe_configs_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_describe_configs_resp;
+void sl_describe_configs_resp_synonym_init(sl_describe_configs_resp_synonym *m);
+void sl_describe_configs_resp_config_init(sl_describe_configs_resp_config *m);
+void sl_describe_configs_resp_result_init(sl_describe_configs_resp_result *m);
 void sl_describe_configs_resp_init(sl_describe_configs_resp *m);
 sl_err sl_describe_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_configs_resp *out);
@@ -1153,6 +1234,8 @@ typedef struct sl_alter_configs_req {
     int32_t resources_count; /* -1: null */
     bool validate_only;
 } sl_alter_configs_req;
+void sl_alter_configs_req_config_init(sl_alter_configs_req_config *m);
+void sl_alter_configs_req_resource_init(sl_alter_configs_req_resource *m);
 void sl_alter_configs_req_init(sl_alter_configs_req *m);
 sl_err sl_alter_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_alter_configs_req *out);
@@ -1170,6 +1253,7 @@ typedef struct sl_alter_configs_resp {
     sl_alter_configs_resp_response *responses;
     int32_t responses_count; /* -1: null */
 } sl_alter_configs_resp;
+void sl_alter_configs_resp_response_init(sl_alter_configs_resp_response *m);
 void sl_alter_configs_resp_init(sl_alter_configs_resp *m);
 sl_err sl_alter_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_alter_configs_resp *out);
@@ -1214,6 +1298,8 @@ typedef struct sl_create_partitions_req {
     int32_t timeout_ms;
     bool validate_only;
 } sl_create_partitions_req;
+void sl_create_partitions_req_assignment_init(sl_create_partitions_req_assignment *m);
+void sl_create_partitions_req_topic_init(sl_create_partitions_req_topic *m);
 void sl_create_partitions_req_init(sl_create_partitions_req *m);
 sl_err sl_create_partitions_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_create_partitions_req *out);
@@ -1230,6 +1316,7 @@ typedef struct sl_create_partitions_resp {
     sl_create_partitions_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_create_partitions_resp;
+void sl_create_partitions_resp_result_init(sl_create_partitions_resp_result *m);
 void sl_create_partitions_resp_init(sl_create_partitions_resp *m);
 sl_err sl_create_partitions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                         sl_create_partitions_resp *out);
@@ -1256,6 +1343,7 @@ typedef struct sl_delete_groups_resp {
     sl_delete_groups_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_delete_groups_resp;
+void sl_delete_groups_resp_result_init(sl_delete_groups_resp_result *m);
 void sl_delete_groups_resp_init(sl_delete_groups_resp *m);
 sl_err sl_delete_groups_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_delete_groups_resp *out);
@@ -1278,6 +1366,8 @@ typedef struct sl_incremental_alter_configs_req {
     int32_t resources_count; /* -1: null */
     bool validate_only;
 } sl_incremental_alter_configs_req;
+void sl_incremental_alter_configs_req_config_init(sl_incremental_alter_configs_req_config *m);
+void sl_incremental_alter_configs_req_resource_init(sl_incremental_alter_configs_req_resource *m);
 void sl_incremental_alter_configs_req_init(sl_incremental_alter_configs_req *m);
 sl_err sl_incremental_alter_configs_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                sl_incremental_alter_configs_req *out);
@@ -1296,6 +1386,7 @@ typedef struct sl_incremental_alter_configs_resp {
     sl_incremental_alter_configs_resp_response *responses;
     int32_t responses_count; /* -1: null */
 } sl_incremental_alter_configs_resp;
+void sl_incremental_alter_configs_resp_response_init(sl_incremental_alter_configs_resp_response *m);
 void sl_incremental_alter_configs_resp_init(sl_incremental_alter_configs_resp *m);
 sl_err sl_incremental_alter_configs_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                 sl_incremental_alter_configs_resp *out);
@@ -1316,6 +1407,8 @@ typedef struct sl_offset_delete_req {
     sl_offset_delete_req_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_delete_req;
+void sl_offset_delete_req_partition_init(sl_offset_delete_req_partition *m);
+void sl_offset_delete_req_topic_init(sl_offset_delete_req_topic *m);
 void sl_offset_delete_req_init(sl_offset_delete_req *m);
 sl_err sl_offset_delete_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                    sl_offset_delete_req *out);
@@ -1337,6 +1430,8 @@ typedef struct sl_offset_delete_resp {
     sl_offset_delete_resp_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_offset_delete_resp;
+void sl_offset_delete_resp_partition_init(sl_offset_delete_resp_partition *m);
+void sl_offset_delete_resp_topic_init(sl_offset_delete_resp_topic *m);
 void sl_offset_delete_resp_init(sl_offset_delete_resp *m);
 sl_err sl_offset_delete_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                     sl_offset_delete_resp *out);
@@ -1350,6 +1445,8 @@ typedef struct sl_describe_user_scram_credentials_req {
     sl_describe_user_scram_credentials_req_user *users;
     int32_t users_count; /* -1: null */
 } sl_describe_user_scram_credentials_req;
+void sl_describe_user_scram_credentials_req_user_init(
+    sl_describe_user_scram_credentials_req_user *m);
 void sl_describe_user_scram_credentials_req_init(sl_describe_user_scram_credentials_req *m);
 sl_err sl_describe_user_scram_credentials_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                      sl_describe_user_scram_credentials_req *out);
@@ -1375,6 +1472,10 @@ typedef struct sl_describe_user_scram_credentials_resp {
     sl_describe_user_scram_credentials_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_describe_user_scram_credentials_resp;
+void sl_describe_user_scram_credentials_resp_credential_info_init(
+    sl_describe_user_scram_credentials_resp_credential_info *m);
+void sl_describe_user_scram_credentials_resp_result_init(
+    sl_describe_user_scram_credentials_resp_result *m);
 void sl_describe_user_scram_credentials_resp_init(sl_describe_user_scram_credentials_resp *m);
 sl_err sl_describe_user_scram_credentials_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                       sl_describe_user_scram_credentials_resp *out);
@@ -1399,6 +1500,10 @@ typedef struct sl_alter_user_scram_credentials_req {
     sl_alter_user_scram_credentials_req_upsertion *upsertions;
     int32_t upsertions_count; /* -1: null */
 } sl_alter_user_scram_credentials_req;
+void sl_alter_user_scram_credentials_req_deletion_init(
+    sl_alter_user_scram_credentials_req_deletion *m);
+void sl_alter_user_scram_credentials_req_upsertion_init(
+    sl_alter_user_scram_credentials_req_upsertion *m);
 void sl_alter_user_scram_credentials_req_init(sl_alter_user_scram_credentials_req *m);
 sl_err sl_alter_user_scram_credentials_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                   sl_alter_user_scram_credentials_req *out);
@@ -1416,6 +1521,8 @@ typedef struct sl_alter_user_scram_credentials_resp {
     sl_alter_user_scram_credentials_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_alter_user_scram_credentials_resp;
+void sl_alter_user_scram_credentials_resp_result_init(
+    sl_alter_user_scram_credentials_resp_result *m);
 void sl_alter_user_scram_credentials_resp_init(sl_alter_user_scram_credentials_resp *m);
 sl_err sl_alter_user_scram_credentials_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                                    sl_alter_user_scram_credentials_resp *out);
@@ -1450,6 +1557,7 @@ typedef struct sl_describe_cluster_resp {
     int32_t brokers_count; /* -1: null */
     int32_t cluster_authorized_operations;
 } sl_describe_cluster_resp;
+void sl_describe_cluster_resp_broker_init(sl_describe_cluster_resp_broker *m);
 void sl_describe_cluster_resp_init(sl_describe_cluster_resp *m);
 sl_err sl_describe_cluster_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_cluster_resp *out);

@@ -3,16 +3,14 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_alter_configs_req_config(sl_alter_configs_req_config *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_alter_configs_req_config_init(sl_alter_configs_req_config *m) { memset(m, 0, sizeof *m); }
 
 static void dec_alter_configs_req_config(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_alter_configs_req_config *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_alter_configs_req_config(m);
+    sl_alter_configs_req_config_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->value = sl_pr_str(r, fx, true);
     if (fx) sl_pr_skip_tags(r);
@@ -27,14 +25,14 @@ static void enc_alter_configs_req_config(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_alter_configs_req_resource(sl_alter_configs_req_resource *m) {
+void sl_alter_configs_req_resource_init(sl_alter_configs_req_resource *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_alter_configs_req_resource(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_alter_configs_req_resource *m) {
     const bool fx = v >= 2;
-    init_alter_configs_req_resource(m);
+    sl_alter_configs_req_resource_init(m);
     m->resource_type = sl_rd_i8(r);
     m->resource_name = sl_pr_str(r, fx, false);
     m->configs_count = sl_pr_count(r, fx, false, (v >= 2 ? 3 : 4));
@@ -86,7 +84,7 @@ void sl_alter_configs_req_encode(sl_wr *w, int16_t version, const sl_alter_confi
     if (sl_pr_version_ok(&w->err, version, 0, 2)) enc_alter_configs_req(w, version, m);
 }
 
-static void init_alter_configs_resp_response(sl_alter_configs_resp_response *m) {
+void sl_alter_configs_resp_response_init(sl_alter_configs_resp_response *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -95,7 +93,7 @@ static void dec_alter_configs_resp_response(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_alter_configs_resp_response(m);
+    sl_alter_configs_resp_response_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     m->resource_type = sl_rd_i8(r);

@@ -3,8 +3,8 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void
-init_alter_user_scram_credentials_req_deletion(sl_alter_user_scram_credentials_req_deletion *m) {
+void sl_alter_user_scram_credentials_req_deletion_init(
+    sl_alter_user_scram_credentials_req_deletion *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -14,7 +14,7 @@ dec_alter_user_scram_credentials_req_deletion(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = true;
-    init_alter_user_scram_credentials_req_deletion(m);
+    sl_alter_user_scram_credentials_req_deletion_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->mechanism = sl_rd_i8(r);
     if (fx) sl_pr_skip_tags(r);
@@ -29,8 +29,8 @@ static void enc_alter_user_scram_credentials_req_deletion(
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void
-init_alter_user_scram_credentials_req_upsertion(sl_alter_user_scram_credentials_req_upsertion *m) {
+void sl_alter_user_scram_credentials_req_upsertion_init(
+    sl_alter_user_scram_credentials_req_upsertion *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -40,7 +40,7 @@ dec_alter_user_scram_credentials_req_upsertion(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = true;
-    init_alter_user_scram_credentials_req_upsertion(m);
+    sl_alter_user_scram_credentials_req_upsertion_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->mechanism = sl_rd_i8(r);
     m->iterations = sl_rd_i32(r);
@@ -104,8 +104,8 @@ void sl_alter_user_scram_credentials_req_encode(sl_wr *w, int16_t version,
         enc_alter_user_scram_credentials_req(w, version, m);
 }
 
-static void
-init_alter_user_scram_credentials_resp_result(sl_alter_user_scram_credentials_resp_result *m) {
+void sl_alter_user_scram_credentials_resp_result_init(
+    sl_alter_user_scram_credentials_resp_result *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -115,7 +115,7 @@ dec_alter_user_scram_credentials_resp_result(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = true;
-    init_alter_user_scram_credentials_resp_result(m);
+    sl_alter_user_scram_credentials_resp_result_init(m);
     m->user = sl_pr_str(r, fx, false);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);

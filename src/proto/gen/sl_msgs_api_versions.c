@@ -32,16 +32,14 @@ void sl_api_versions_req_encode(sl_wr *w, int16_t version, const sl_api_versions
     if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_api_versions_req(w, version, m);
 }
 
-static void init_api_versions_resp_api_key(sl_api_versions_resp_api_key *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_api_versions_resp_api_key_init(sl_api_versions_resp_api_key *m) { memset(m, 0, sizeof *m); }
 
 static void dec_api_versions_resp_api_key(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_api_versions_resp_api_key *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 3;
-    init_api_versions_resp_api_key(m);
+    sl_api_versions_resp_api_key_init(m);
     m->api_key = sl_rd_i16(r);
     m->min_version = sl_rd_i16(r);
     m->max_version = sl_rd_i16(r);
@@ -58,7 +56,7 @@ static void enc_api_versions_resp_api_key(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_api_versions_resp_supported_feature(sl_api_versions_resp_supported_feature *m) {
+void sl_api_versions_resp_supported_feature_init(sl_api_versions_resp_supported_feature *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -66,7 +64,7 @@ static void dec_api_versions_resp_supported_feature(sl_rd *r, sl_arena *a, int16
                                                     sl_api_versions_resp_supported_feature *m) {
     (void)a;
     const bool fx = v >= 3;
-    init_api_versions_resp_supported_feature(m);
+    sl_api_versions_resp_supported_feature_init(m);
     if (v >= 3) m->name = sl_pr_str(r, fx, false);
     if (v >= 3) m->min_version = sl_rd_i16(r);
     if (v >= 3) m->max_version = sl_rd_i16(r);
@@ -83,7 +81,7 @@ enc_api_versions_resp_supported_feature(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_api_versions_resp_finalized_feature(sl_api_versions_resp_finalized_feature *m) {
+void sl_api_versions_resp_finalized_feature_init(sl_api_versions_resp_finalized_feature *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -91,7 +89,7 @@ static void dec_api_versions_resp_finalized_feature(sl_rd *r, sl_arena *a, int16
                                                     sl_api_versions_resp_finalized_feature *m) {
     (void)a;
     const bool fx = v >= 3;
-    init_api_versions_resp_finalized_feature(m);
+    sl_api_versions_resp_finalized_feature_init(m);
     if (v >= 3) m->name = sl_pr_str(r, fx, false);
     if (v >= 3) m->max_version_level = sl_rd_i16(r);
     if (v >= 3) m->min_version_level = sl_rd_i16(r);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_create_acls_req_creation(sl_create_acls_req_creation *m) {
+void sl_create_acls_req_creation_init(sl_create_acls_req_creation *m) {
     memset(m, 0, sizeof *m);
     m->resource_pattern_type = 3;
 }
@@ -12,7 +12,7 @@ static void dec_create_acls_req_creation(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_create_acls_req_creation *m) {
     (void)a;
     const bool fx = v >= 2;
-    init_create_acls_req_creation(m);
+    sl_create_acls_req_creation_init(m);
     m->resource_type = sl_rd_i8(r);
     m->resource_name = sl_pr_str(r, fx, false);
     if (v >= 1) m->resource_pattern_type = sl_rd_i8(r);
@@ -65,14 +65,14 @@ void sl_create_acls_req_encode(sl_wr *w, int16_t version, const sl_create_acls_r
     if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_create_acls_req(w, version, m);
 }
 
-static void init_create_acls_resp_result(sl_create_acls_resp_result *m) { memset(m, 0, sizeof *m); }
+void sl_create_acls_resp_result_init(sl_create_acls_resp_result *m) { memset(m, 0, sizeof *m); }
 
 static void dec_create_acls_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_create_acls_resp_result *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_create_acls_resp_result(m);
+    sl_create_acls_resp_result_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     if (fx) sl_pr_skip_tags(r);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_create_partitions_req_assignment(sl_create_partitions_req_assignment *m) {
+void sl_create_partitions_req_assignment_init(sl_create_partitions_req_assignment *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -11,7 +11,7 @@ static void dec_create_partitions_req_assignment(sl_rd *r, sl_arena *a, int16_t 
                                                  sl_create_partitions_req_assignment *m) {
     (void)v;
     const bool fx = v >= 2;
-    init_create_partitions_req_assignment(m);
+    sl_create_partitions_req_assignment_init(m);
     m->broker_ids_count = sl_pr_count(r, fx, false, 4);
     m->broker_ids = sl_pr_alloc(r, a, m->broker_ids_count, sizeof *m->broker_ids);
     for (int32_t i = 0; i < m->broker_ids_count && !r->err; i++) m->broker_ids[i] = sl_rd_i32(r);
@@ -27,14 +27,14 @@ static void enc_create_partitions_req_assignment(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_create_partitions_req_topic(sl_create_partitions_req_topic *m) {
+void sl_create_partitions_req_topic_init(sl_create_partitions_req_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_create_partitions_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_create_partitions_req_topic *m) {
     const bool fx = v >= 2;
-    init_create_partitions_req_topic(m);
+    sl_create_partitions_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->count = sl_rd_i32(r);
     m->assignments_count = sl_pr_count(r, fx, true, (v >= 2 ? 2 : 4));
@@ -89,7 +89,7 @@ void sl_create_partitions_req_encode(sl_wr *w, int16_t version, const sl_create_
     if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_create_partitions_req(w, version, m);
 }
 
-static void init_create_partitions_resp_result(sl_create_partitions_resp_result *m) {
+void sl_create_partitions_resp_result_init(sl_create_partitions_resp_result *m) {
     memset(m, 0, sizeof *m);
     m->error_message = SL_STR_NULL;
 }
@@ -99,7 +99,7 @@ static void dec_create_partitions_resp_result(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_create_partitions_resp_result(m);
+    sl_create_partitions_resp_result_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);

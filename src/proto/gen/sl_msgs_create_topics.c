@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_create_topics_req_assignment(sl_create_topics_req_assignment *m) {
+void sl_create_topics_req_assignment_init(sl_create_topics_req_assignment *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -11,7 +11,7 @@ static void dec_create_topics_req_assignment(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_create_topics_req_assignment *m) {
     (void)v;
     const bool fx = v >= 5;
-    init_create_topics_req_assignment(m);
+    sl_create_topics_req_assignment_init(m);
     m->partition_index = sl_rd_i32(r);
     m->broker_ids_count = sl_pr_count(r, fx, false, 4);
     m->broker_ids = sl_pr_alloc(r, a, m->broker_ids_count, sizeof *m->broker_ids);
@@ -29,16 +29,14 @@ static void enc_create_topics_req_assignment(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_create_topics_req_config(sl_create_topics_req_config *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_create_topics_req_config_init(sl_create_topics_req_config *m) { memset(m, 0, sizeof *m); }
 
 static void dec_create_topics_req_config(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_create_topics_req_config *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 5;
-    init_create_topics_req_config(m);
+    sl_create_topics_req_config_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->value = sl_pr_str(r, fx, true);
     if (fx) sl_pr_skip_tags(r);
@@ -53,12 +51,12 @@ static void enc_create_topics_req_config(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_create_topics_req_topic(sl_create_topics_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_create_topics_req_topic_init(sl_create_topics_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_create_topics_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_create_topics_req_topic *m) {
     const bool fx = v >= 5;
-    init_create_topics_req_topic(m);
+    sl_create_topics_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->num_partitions = sl_rd_i32(r);
     m->replication_factor = sl_rd_i16(r);
@@ -122,7 +120,7 @@ void sl_create_topics_req_encode(sl_wr *w, int16_t version, const sl_create_topi
     if (sl_pr_version_ok(&w->err, version, 0, 7)) enc_create_topics_req(w, version, m);
 }
 
-static void init_create_topics_resp_config(sl_create_topics_resp_config *m) {
+void sl_create_topics_resp_config_init(sl_create_topics_resp_config *m) {
     memset(m, 0, sizeof *m);
     m->config_source = -1;
 }
@@ -131,7 +129,7 @@ static void dec_create_topics_resp_config(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_create_topics_resp_config *m) {
     (void)a;
     const bool fx = v >= 5;
-    init_create_topics_resp_config(m);
+    sl_create_topics_resp_config_init(m);
     if (v >= 5) m->name = sl_pr_str(r, fx, false);
     if (v >= 5) m->value = sl_pr_str(r, fx, v >= 5);
     if (v >= 5) m->read_only = sl_rd_bool(r);
@@ -151,7 +149,7 @@ static void enc_create_topics_resp_config(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_create_topics_resp_topic(sl_create_topics_resp_topic *m) {
+void sl_create_topics_resp_topic_init(sl_create_topics_resp_topic *m) {
     memset(m, 0, sizeof *m);
     m->num_partitions = -1;
     m->replication_factor = -1;
@@ -160,7 +158,7 @@ static void init_create_topics_resp_topic(sl_create_topics_resp_topic *m) {
 static void dec_create_topics_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_create_topics_resp_topic *m) {
     const bool fx = v >= 5;
-    init_create_topics_resp_topic(m);
+    sl_create_topics_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     if (v >= 7) m->topic_id = sl_rd_uuid(r);
     m->error_code = sl_rd_i16(r);

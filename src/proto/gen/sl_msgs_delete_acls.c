@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_delete_acls_req_filter(sl_delete_acls_req_filter *m) {
+void sl_delete_acls_req_filter_init(sl_delete_acls_req_filter *m) {
     memset(m, 0, sizeof *m);
     m->pattern_type_filter = 3;
 }
@@ -12,7 +12,7 @@ static void dec_delete_acls_req_filter(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_delete_acls_req_filter *m) {
     (void)a;
     const bool fx = v >= 2;
-    init_delete_acls_req_filter(m);
+    sl_delete_acls_req_filter_init(m);
     m->resource_type_filter = sl_rd_i8(r);
     m->resource_name_filter = sl_pr_str(r, fx, true);
     if (v >= 1) m->pattern_type_filter = sl_rd_i8(r);
@@ -64,7 +64,7 @@ void sl_delete_acls_req_encode(sl_wr *w, int16_t version, const sl_delete_acls_r
     if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_delete_acls_req(w, version, m);
 }
 
-static void init_delete_acls_resp_matching_acl(sl_delete_acls_resp_matching_acl *m) {
+void sl_delete_acls_resp_matching_acl_init(sl_delete_acls_resp_matching_acl *m) {
     memset(m, 0, sizeof *m);
     m->pattern_type = 3;
 }
@@ -73,7 +73,7 @@ static void dec_delete_acls_resp_matching_acl(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_delete_acls_resp_matching_acl *m) {
     (void)a;
     const bool fx = v >= 2;
-    init_delete_acls_resp_matching_acl(m);
+    sl_delete_acls_resp_matching_acl_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     m->resource_type = sl_rd_i8(r);
@@ -101,14 +101,14 @@ static void enc_delete_acls_resp_matching_acl(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_delete_acls_resp_filter_result(sl_delete_acls_resp_filter_result *m) {
+void sl_delete_acls_resp_filter_result_init(sl_delete_acls_resp_filter_result *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_delete_acls_resp_filter_result(sl_rd *r, sl_arena *a, int16_t v,
                                                sl_delete_acls_resp_filter_result *m) {
     const bool fx = v >= 2;
-    init_delete_acls_resp_filter_result(m);
+    sl_delete_acls_resp_filter_result_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     m->matching_acls_count = sl_pr_count(r, fx, false, (v >= 2 ? 11 : v >= 1 ? 14 : 13));

@@ -34,16 +34,14 @@ void sl_delete_groups_req_encode(sl_wr *w, int16_t version, const sl_delete_grou
     if (sl_pr_version_ok(&w->err, version, 0, 2)) enc_delete_groups_req(w, version, m);
 }
 
-static void init_delete_groups_resp_result(sl_delete_groups_resp_result *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_delete_groups_resp_result_init(sl_delete_groups_resp_result *m) { memset(m, 0, sizeof *m); }
 
 static void dec_delete_groups_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_delete_groups_resp_result *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_delete_groups_resp_result(m);
+    sl_delete_groups_resp_result_init(m);
     m->group_id = sl_pr_str(r, fx, false);
     m->error_code = sl_rd_i16(r);
     if (fx) sl_pr_skip_tags(r);

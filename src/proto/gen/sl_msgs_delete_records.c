@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_delete_records_req_partition(sl_delete_records_req_partition *m) {
+void sl_delete_records_req_partition_init(sl_delete_records_req_partition *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -12,7 +12,7 @@ static void dec_delete_records_req_partition(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_delete_records_req_partition(m);
+    sl_delete_records_req_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->offset = sl_rd_i64(r);
     if (fx) sl_pr_skip_tags(r);
@@ -27,14 +27,12 @@ static void enc_delete_records_req_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_delete_records_req_topic(sl_delete_records_req_topic *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_delete_records_req_topic_init(sl_delete_records_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_delete_records_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_delete_records_req_topic *m) {
     const bool fx = v >= 2;
-    init_delete_records_req_topic(m);
+    sl_delete_records_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 2 ? 13 : 12));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
@@ -84,7 +82,7 @@ void sl_delete_records_req_encode(sl_wr *w, int16_t version, const sl_delete_rec
     if (sl_pr_version_ok(&w->err, version, 0, 2)) enc_delete_records_req(w, version, m);
 }
 
-static void init_delete_records_resp_partition(sl_delete_records_resp_partition *m) {
+void sl_delete_records_resp_partition_init(sl_delete_records_resp_partition *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -93,7 +91,7 @@ static void dec_delete_records_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_delete_records_resp_partition(m);
+    sl_delete_records_resp_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->low_watermark = sl_rd_i64(r);
     m->error_code = sl_rd_i16(r);
@@ -110,14 +108,12 @@ static void enc_delete_records_resp_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_delete_records_resp_topic(sl_delete_records_resp_topic *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_delete_records_resp_topic_init(sl_delete_records_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_delete_records_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_delete_records_resp_topic *m) {
     const bool fx = v >= 2;
-    init_delete_records_resp_topic(m);
+    sl_delete_records_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 2 ? 15 : 14));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);

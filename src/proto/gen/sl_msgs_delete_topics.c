@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_delete_topics_req_topic(sl_delete_topics_req_topic *m) {
+void sl_delete_topics_req_topic_init(sl_delete_topics_req_topic *m) {
     memset(m, 0, sizeof *m);
     m->name = SL_STR_NULL;
 }
@@ -12,7 +12,7 @@ static void dec_delete_topics_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_delete_topics_req_topic *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_delete_topics_req_topic(m);
+    sl_delete_topics_req_topic_init(m);
     if (v >= 6) m->name = sl_pr_str(r, fx, v >= 6);
     if (v >= 6) m->topic_id = sl_rd_uuid(r);
     if (fx) sl_pr_skip_tags(r);
@@ -71,7 +71,7 @@ void sl_delete_topics_req_encode(sl_wr *w, int16_t version, const sl_delete_topi
     if (sl_pr_version_ok(&w->err, version, 0, 6)) enc_delete_topics_req(w, version, m);
 }
 
-static void init_delete_topics_resp_result(sl_delete_topics_resp_result *m) {
+void sl_delete_topics_resp_result_init(sl_delete_topics_resp_result *m) {
     memset(m, 0, sizeof *m);
     m->error_message = SL_STR_NULL;
 }
@@ -80,7 +80,7 @@ static void dec_delete_topics_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_delete_topics_resp_result *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_delete_topics_resp_result(m);
+    sl_delete_topics_resp_result_init(m);
     m->name = sl_pr_str(r, fx, v >= 6);
     if (v >= 6) m->topic_id = sl_rd_uuid(r);
     m->error_code = sl_rd_i16(r);

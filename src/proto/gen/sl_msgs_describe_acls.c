@@ -45,14 +45,14 @@ void sl_describe_acls_req_encode(sl_wr *w, int16_t version, const sl_describe_ac
     if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_describe_acls_req(w, version, m);
 }
 
-static void init_describe_acls_resp_acl(sl_describe_acls_resp_acl *m) { memset(m, 0, sizeof *m); }
+void sl_describe_acls_resp_acl_init(sl_describe_acls_resp_acl *m) { memset(m, 0, sizeof *m); }
 
 static void dec_describe_acls_resp_acl(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_describe_acls_resp_acl *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 2;
-    init_describe_acls_resp_acl(m);
+    sl_describe_acls_resp_acl_init(m);
     m->principal = sl_pr_str(r, fx, false);
     m->host = sl_pr_str(r, fx, false);
     m->operation = sl_rd_i8(r);
@@ -70,7 +70,7 @@ static void enc_describe_acls_resp_acl(sl_wr *w, int16_t v, const sl_describe_ac
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_describe_acls_resp_resource(sl_describe_acls_resp_resource *m) {
+void sl_describe_acls_resp_resource_init(sl_describe_acls_resp_resource *m) {
     memset(m, 0, sizeof *m);
     m->pattern_type = 3;
 }
@@ -78,7 +78,7 @@ static void init_describe_acls_resp_resource(sl_describe_acls_resp_resource *m) 
 static void dec_describe_acls_resp_resource(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_describe_acls_resp_resource *m) {
     const bool fx = v >= 2;
-    init_describe_acls_resp_resource(m);
+    sl_describe_acls_resp_resource_init(m);
     m->resource_type = sl_rd_i8(r);
     m->resource_name = sl_pr_str(r, fx, false);
     if (v >= 1) m->pattern_type = sl_rd_i8(r);

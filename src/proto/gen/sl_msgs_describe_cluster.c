@@ -35,7 +35,7 @@ void sl_describe_cluster_req_encode(sl_wr *w, int16_t version, const sl_describe
     if (sl_pr_version_ok(&w->err, version, 0, 1)) enc_describe_cluster_req(w, version, m);
 }
 
-static void init_describe_cluster_resp_broker(sl_describe_cluster_resp_broker *m) {
+void sl_describe_cluster_resp_broker_init(sl_describe_cluster_resp_broker *m) {
     memset(m, 0, sizeof *m);
     m->rack = SL_STR_NULL;
 }
@@ -45,7 +45,7 @@ static void dec_describe_cluster_resp_broker(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = true;
-    init_describe_cluster_resp_broker(m);
+    sl_describe_cluster_resp_broker_init(m);
     m->broker_id = sl_rd_i32(r);
     m->host = sl_pr_str(r, fx, false);
     m->port = sl_rd_i32(r);

@@ -3,14 +3,14 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_describe_configs_req_resource(sl_describe_configs_req_resource *m) {
+void sl_describe_configs_req_resource_init(sl_describe_configs_req_resource *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_describe_configs_req_resource(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_describe_configs_req_resource *m) {
     const bool fx = v >= 4;
-    init_describe_configs_req_resource(m);
+    sl_describe_configs_req_resource_init(m);
     m->resource_type = sl_rd_i8(r);
     m->resource_name = sl_pr_str(r, fx, false);
     m->configuration_keys_count = sl_pr_count(r, fx, true, (v >= 4 ? 1 : 2));
@@ -66,7 +66,7 @@ void sl_describe_configs_req_encode(sl_wr *w, int16_t version, const sl_describe
     if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_describe_configs_req(w, version, m);
 }
 
-static void init_describe_configs_resp_synonym(sl_describe_configs_resp_synonym *m) {
+void sl_describe_configs_resp_synonym_init(sl_describe_configs_resp_synonym *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -74,7 +74,7 @@ static void dec_describe_configs_resp_synonym(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_describe_configs_resp_synonym *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_describe_configs_resp_synonym(m);
+    sl_describe_configs_resp_synonym_init(m);
     if (v >= 1) m->name = sl_pr_str(r, fx, false);
     if (v >= 1) m->value = sl_pr_str(r, fx, v >= 1);
     if (v >= 1) m->source = sl_rd_i8(r);
@@ -90,7 +90,7 @@ static void enc_describe_configs_resp_synonym(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_describe_configs_resp_config(sl_describe_configs_resp_config *m) {
+void sl_describe_configs_resp_config_init(sl_describe_configs_resp_config *m) {
     memset(m, 0, sizeof *m);
     m->config_source = -1;
 }
@@ -98,7 +98,7 @@ static void init_describe_configs_resp_config(sl_describe_configs_resp_config *m
 static void dec_describe_configs_resp_config(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_describe_configs_resp_config *m) {
     const bool fx = v >= 4;
-    init_describe_configs_resp_config(m);
+    sl_describe_configs_resp_config_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->value = sl_pr_str(r, fx, true);
     m->read_only = sl_rd_bool(r);
@@ -134,14 +134,14 @@ static void enc_describe_configs_resp_config(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_describe_configs_resp_result(sl_describe_configs_resp_result *m) {
+void sl_describe_configs_resp_result_init(sl_describe_configs_resp_result *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_describe_configs_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_describe_configs_resp_result *m) {
     const bool fx = v >= 4;
-    init_describe_configs_resp_result(m);
+    sl_describe_configs_resp_result_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     m->resource_type = sl_rd_i8(r);

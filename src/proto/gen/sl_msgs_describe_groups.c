@@ -34,7 +34,7 @@ void sl_describe_groups_req_encode(sl_wr *w, int16_t version, const sl_describe_
     if (sl_pr_version_ok(&w->err, version, 0, 5)) enc_describe_groups_req(w, version, m);
 }
 
-static void init_describe_groups_resp_member(sl_describe_groups_resp_member *m) {
+void sl_describe_groups_resp_member_init(sl_describe_groups_resp_member *m) {
     memset(m, 0, sizeof *m);
     m->group_instance_id = SL_STR_NULL;
 }
@@ -43,7 +43,7 @@ static void dec_describe_groups_resp_member(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_describe_groups_resp_member *m) {
     (void)a;
     const bool fx = v >= 5;
-    init_describe_groups_resp_member(m);
+    sl_describe_groups_resp_member_init(m);
     m->member_id = sl_pr_str(r, fx, false);
     if (v >= 4) m->group_instance_id = sl_pr_str(r, fx, v >= 4);
     m->client_id = sl_pr_str(r, fx, false);
@@ -65,7 +65,7 @@ static void enc_describe_groups_resp_member(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_describe_groups_resp_group(sl_describe_groups_resp_group *m) {
+void sl_describe_groups_resp_group_init(sl_describe_groups_resp_group *m) {
     memset(m, 0, sizeof *m);
     m->authorized_operations = INT32_MIN;
 }
@@ -73,7 +73,7 @@ static void init_describe_groups_resp_group(sl_describe_groups_resp_group *m) {
 static void dec_describe_groups_resp_group(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_describe_groups_resp_group *m) {
     const bool fx = v >= 5;
-    init_describe_groups_resp_group(m);
+    sl_describe_groups_resp_group_init(m);
     m->error_code = sl_rd_i16(r);
     m->group_id = sl_pr_str(r, fx, false);
     m->group_state = sl_pr_str(r, fx, false);

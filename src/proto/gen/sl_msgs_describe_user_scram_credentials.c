@@ -3,8 +3,8 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void
-init_describe_user_scram_credentials_req_user(sl_describe_user_scram_credentials_req_user *m) {
+void sl_describe_user_scram_credentials_req_user_init(
+    sl_describe_user_scram_credentials_req_user *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -14,7 +14,7 @@ dec_describe_user_scram_credentials_req_user(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = true;
-    init_describe_user_scram_credentials_req_user(m);
+    sl_describe_user_scram_credentials_req_user_init(m);
     m->name = sl_pr_str(r, fx, false);
     if (fx) sl_pr_skip_tags(r);
 }
@@ -66,7 +66,7 @@ void sl_describe_user_scram_credentials_req_encode(
         enc_describe_user_scram_credentials_req(w, version, m);
 }
 
-static void init_describe_user_scram_credentials_resp_credential_info(
+void sl_describe_user_scram_credentials_resp_credential_info_init(
     sl_describe_user_scram_credentials_resp_credential_info *m) {
     memset(m, 0, sizeof *m);
 }
@@ -76,7 +76,7 @@ static void dec_describe_user_scram_credentials_resp_credential_info(
     (void)a;
     (void)v;
     const bool fx = true;
-    init_describe_user_scram_credentials_resp_credential_info(m);
+    sl_describe_user_scram_credentials_resp_credential_info_init(m);
     m->mechanism = sl_rd_i8(r);
     m->iterations = sl_rd_i32(r);
     if (fx) sl_pr_skip_tags(r);
@@ -91,7 +91,7 @@ static void enc_describe_user_scram_credentials_resp_credential_info(
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_describe_user_scram_credentials_resp_result(
+void sl_describe_user_scram_credentials_resp_result_init(
     sl_describe_user_scram_credentials_resp_result *m) {
     memset(m, 0, sizeof *m);
 }
@@ -100,7 +100,7 @@ static void
 dec_describe_user_scram_credentials_resp_result(sl_rd *r, sl_arena *a, int16_t v,
                                                 sl_describe_user_scram_credentials_resp_result *m) {
     const bool fx = true;
-    init_describe_user_scram_credentials_resp_result(m);
+    sl_describe_user_scram_credentials_resp_result_init(m);
     m->user = sl_pr_str(r, fx, false);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_fetch_req_replica_state(sl_fetch_req_replica_state *m) {
+void sl_fetch_req_replica_state_init(sl_fetch_req_replica_state *m) {
     memset(m, 0, sizeof *m);
     m->replica_id = -1;
     m->replica_epoch = INT64_C(-1);
@@ -17,7 +17,7 @@ static void dec_fetch_req_replica_state(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_fetch_req_replica_state *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_req_replica_state(m);
+    sl_fetch_req_replica_state_init(m);
     if (v >= 15) m->replica_id = sl_rd_i32(r);
     if (v >= 15) m->replica_epoch = sl_rd_i64(r);
     if (fx) sl_pr_skip_tags(r);
@@ -30,7 +30,7 @@ static void enc_fetch_req_replica_state(sl_wr *w, int16_t v, const sl_fetch_req_
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_req_partition(sl_fetch_req_partition *m) {
+void sl_fetch_req_partition_init(sl_fetch_req_partition *m) {
     memset(m, 0, sizeof *m);
     m->current_leader_epoch = -1;
     m->last_fetched_epoch = -1;
@@ -40,7 +40,7 @@ static void init_fetch_req_partition(sl_fetch_req_partition *m) {
 static void dec_fetch_req_partition(sl_rd *r, sl_arena *a, int16_t v, sl_fetch_req_partition *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_req_partition(m);
+    sl_fetch_req_partition_init(m);
     m->partition = sl_rd_i32(r);
     if (v >= 9) m->current_leader_epoch = sl_rd_i32(r);
     m->fetch_offset = sl_rd_i64(r);
@@ -85,11 +85,11 @@ static void enc_fetch_req_partition(sl_wr *w, int16_t v, const sl_fetch_req_part
     }
 }
 
-static void init_fetch_req_topic(sl_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_fetch_req_topic_init(sl_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_fetch_req_topic(sl_rd *r, sl_arena *a, int16_t v, sl_fetch_req_topic *m) {
     const bool fx = v >= 12;
-    init_fetch_req_topic(m);
+    sl_fetch_req_topic_init(m);
     if (v <= 12) m->topic = sl_pr_str(r, fx, false);
     if (v >= 13) m->topic_id = sl_rd_uuid(r);
     m->partitions_count = sl_pr_count(r, fx, false,
@@ -112,14 +112,12 @@ static void enc_fetch_req_topic(sl_wr *w, int16_t v, const sl_fetch_req_topic *m
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_req_forgotten_topic(sl_fetch_req_forgotten_topic *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_fetch_req_forgotten_topic_init(sl_fetch_req_forgotten_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_fetch_req_forgotten_topic(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_fetch_req_forgotten_topic *m) {
     const bool fx = v >= 12;
-    init_fetch_req_forgotten_topic(m);
+    sl_fetch_req_forgotten_topic_init(m);
     if (v >= 7 && v <= 12) m->topic = sl_pr_str(r, fx, false);
     if (v >= 13) m->topic_id = sl_rd_uuid(r);
     if (v >= 7) {
@@ -147,7 +145,7 @@ void sl_fetch_req_init(sl_fetch_req *m) {
     memset(m, 0, sizeof *m);
     m->cluster_id = SL_STR_NULL;
     m->replica_id = -1;
-    init_fetch_req_replica_state(&m->replica_state);
+    sl_fetch_req_replica_state_init(&m->replica_state);
     m->max_bytes = 2147483647;
     m->session_epoch = -1;
 }
@@ -246,7 +244,7 @@ void sl_fetch_req_encode(sl_wr *w, int16_t version, const sl_fetch_req *m) {
     if (sl_pr_version_ok(&w->err, version, 0, 17)) enc_fetch_req(w, version, m);
 }
 
-static void init_fetch_resp_diverging_epoch(sl_fetch_resp_diverging_epoch *m) {
+void sl_fetch_resp_diverging_epoch_init(sl_fetch_resp_diverging_epoch *m) {
     memset(m, 0, sizeof *m);
     m->epoch = -1;
     m->end_offset = INT64_C(-1);
@@ -260,7 +258,7 @@ static void dec_fetch_resp_diverging_epoch(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_fetch_resp_diverging_epoch *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_resp_diverging_epoch(m);
+    sl_fetch_resp_diverging_epoch_init(m);
     if (v >= 12) m->epoch = sl_rd_i32(r);
     if (v >= 12) m->end_offset = sl_rd_i64(r);
     if (fx) sl_pr_skip_tags(r);
@@ -274,7 +272,7 @@ static void enc_fetch_resp_diverging_epoch(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_resp_current_leader(sl_fetch_resp_current_leader *m) {
+void sl_fetch_resp_current_leader_init(sl_fetch_resp_current_leader *m) {
     memset(m, 0, sizeof *m);
     m->leader_id = -1;
     m->leader_epoch = -1;
@@ -288,7 +286,7 @@ static void dec_fetch_resp_current_leader(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_fetch_resp_current_leader *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_resp_current_leader(m);
+    sl_fetch_resp_current_leader_init(m);
     if (v >= 12) m->leader_id = sl_rd_i32(r);
     if (v >= 12) m->leader_epoch = sl_rd_i32(r);
     if (fx) sl_pr_skip_tags(r);
@@ -302,7 +300,7 @@ static void enc_fetch_resp_current_leader(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_resp_snapshot_id(sl_fetch_resp_snapshot_id *m) {
+void sl_fetch_resp_snapshot_id_init(sl_fetch_resp_snapshot_id *m) {
     memset(m, 0, sizeof *m);
     m->end_offset = INT64_C(-1);
     m->epoch = -1;
@@ -316,7 +314,7 @@ static void dec_fetch_resp_snapshot_id(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_fetch_resp_snapshot_id *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_resp_snapshot_id(m);
+    sl_fetch_resp_snapshot_id_init(m);
     if (v >= 12) m->end_offset = sl_rd_i64(r);
     if (v >= 12) m->epoch = sl_rd_i32(r);
     if (fx) sl_pr_skip_tags(r);
@@ -329,7 +327,7 @@ static void enc_fetch_resp_snapshot_id(sl_wr *w, int16_t v, const sl_fetch_resp_
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_resp_aborted_transaction(sl_fetch_resp_aborted_transaction *m) {
+void sl_fetch_resp_aborted_transaction_init(sl_fetch_resp_aborted_transaction *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -337,7 +335,7 @@ static void dec_fetch_resp_aborted_transaction(sl_rd *r, sl_arena *a, int16_t v,
                                                sl_fetch_resp_aborted_transaction *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_resp_aborted_transaction(m);
+    sl_fetch_resp_aborted_transaction_init(m);
     if (v >= 4) m->producer_id = sl_rd_i64(r);
     if (v >= 4) m->first_offset = sl_rd_i64(r);
     if (fx) sl_pr_skip_tags(r);
@@ -351,19 +349,19 @@ static void enc_fetch_resp_aborted_transaction(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_resp_partition(sl_fetch_resp_partition *m) {
+void sl_fetch_resp_partition_init(sl_fetch_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->last_stable_offset = INT64_C(-1);
     m->log_start_offset = INT64_C(-1);
-    init_fetch_resp_diverging_epoch(&m->diverging_epoch);
-    init_fetch_resp_current_leader(&m->current_leader);
-    init_fetch_resp_snapshot_id(&m->snapshot_id);
+    sl_fetch_resp_diverging_epoch_init(&m->diverging_epoch);
+    sl_fetch_resp_current_leader_init(&m->current_leader);
+    sl_fetch_resp_snapshot_id_init(&m->snapshot_id);
     m->preferred_read_replica = -1;
 }
 
 static void dec_fetch_resp_partition(sl_rd *r, sl_arena *a, int16_t v, sl_fetch_resp_partition *m) {
     const bool fx = v >= 12;
-    init_fetch_resp_partition(m);
+    sl_fetch_resp_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
     m->high_watermark = sl_rd_i64(r);
@@ -447,11 +445,11 @@ static void enc_fetch_resp_partition(sl_wr *w, int16_t v, const sl_fetch_resp_pa
     }
 }
 
-static void init_fetch_resp_topic(sl_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
+void sl_fetch_resp_topic_init(sl_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_fetch_resp_topic(sl_rd *r, sl_arena *a, int16_t v, sl_fetch_resp_topic *m) {
     const bool fx = v >= 12;
-    init_fetch_resp_topic(m);
+    sl_fetch_resp_topic_init(m);
     if (v <= 12) m->topic = sl_pr_str(r, fx, false);
     if (v >= 13) m->topic_id = sl_rd_uuid(r);
     m->partitions_count = sl_pr_count(r, fx, false,
@@ -475,7 +473,7 @@ static void enc_fetch_resp_topic(sl_wr *w, int16_t v, const sl_fetch_resp_topic 
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_fetch_resp_node_endpoint(sl_fetch_resp_node_endpoint *m) {
+void sl_fetch_resp_node_endpoint_init(sl_fetch_resp_node_endpoint *m) {
     memset(m, 0, sizeof *m);
     m->rack = SL_STR_NULL;
 }
@@ -484,7 +482,7 @@ static void dec_fetch_resp_node_endpoint(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_fetch_resp_node_endpoint *m) {
     (void)a;
     const bool fx = v >= 12;
-    init_fetch_resp_node_endpoint(m);
+    sl_fetch_resp_node_endpoint_init(m);
     if (v >= 16) m->node_id = sl_rd_i32(r);
     if (v >= 16) m->host = sl_pr_str(r, fx, false);
     if (v >= 16) m->port = sl_rd_i32(r);

@@ -42,7 +42,7 @@ void sl_find_coordinator_req_encode(sl_wr *w, int16_t version, const sl_find_coo
     if (sl_pr_version_ok(&w->err, version, 0, 6)) enc_find_coordinator_req(w, version, m);
 }
 
-static void init_find_coordinator_resp_coordinator(sl_find_coordinator_resp_coordinator *m) {
+void sl_find_coordinator_resp_coordinator_init(sl_find_coordinator_resp_coordinator *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -50,7 +50,7 @@ static void dec_find_coordinator_resp_coordinator(sl_rd *r, sl_arena *a, int16_t
                                                   sl_find_coordinator_resp_coordinator *m) {
     (void)a;
     const bool fx = v >= 3;
-    init_find_coordinator_resp_coordinator(m);
+    sl_find_coordinator_resp_coordinator_init(m);
     if (v >= 4) m->key = sl_pr_str(r, fx, false);
     if (v >= 4) m->node_id = sl_rd_i32(r);
     if (v >= 4) m->host = sl_pr_str(r, fx, false);

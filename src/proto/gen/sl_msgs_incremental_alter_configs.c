@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_incremental_alter_configs_req_config(sl_incremental_alter_configs_req_config *m) {
+void sl_incremental_alter_configs_req_config_init(sl_incremental_alter_configs_req_config *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -12,7 +12,7 @@ static void dec_incremental_alter_configs_req_config(sl_rd *r, sl_arena *a, int1
     (void)a;
     (void)v;
     const bool fx = v >= 1;
-    init_incremental_alter_configs_req_config(m);
+    sl_incremental_alter_configs_req_config_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->config_operation = sl_rd_i8(r);
     m->value = sl_pr_str(r, fx, true);
@@ -30,8 +30,7 @@ enc_incremental_alter_configs_req_config(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void
-init_incremental_alter_configs_req_resource(sl_incremental_alter_configs_req_resource *m) {
+void sl_incremental_alter_configs_req_resource_init(sl_incremental_alter_configs_req_resource *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -39,7 +38,7 @@ static void
 dec_incremental_alter_configs_req_resource(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_incremental_alter_configs_req_resource *m) {
     const bool fx = v >= 1;
-    init_incremental_alter_configs_req_resource(m);
+    sl_incremental_alter_configs_req_resource_init(m);
     m->resource_type = sl_rd_i8(r);
     m->resource_name = sl_pr_str(r, fx, false);
     m->configs_count = sl_pr_count(r, fx, false, (v >= 1 ? 4 : 5));
@@ -98,8 +97,8 @@ void sl_incremental_alter_configs_req_encode(sl_wr *w, int16_t version,
     if (sl_pr_version_ok(&w->err, version, 0, 1)) enc_incremental_alter_configs_req(w, version, m);
 }
 
-static void
-init_incremental_alter_configs_resp_response(sl_incremental_alter_configs_resp_response *m) {
+void sl_incremental_alter_configs_resp_response_init(
+    sl_incremental_alter_configs_resp_response *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -109,7 +108,7 @@ dec_incremental_alter_configs_resp_response(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 1;
-    init_incremental_alter_configs_resp_response(m);
+    sl_incremental_alter_configs_resp_response_init(m);
     m->error_code = sl_rd_i16(r);
     m->error_message = sl_pr_str(r, fx, true);
     m->resource_type = sl_rd_i8(r);

@@ -3,14 +3,14 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_join_group_req_protocol(sl_join_group_req_protocol *m) { memset(m, 0, sizeof *m); }
+void sl_join_group_req_protocol_init(sl_join_group_req_protocol *m) { memset(m, 0, sizeof *m); }
 
 static void dec_join_group_req_protocol(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_join_group_req_protocol *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 6;
-    init_join_group_req_protocol(m);
+    sl_join_group_req_protocol_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->metadata = sl_pr_bytes(r, fx, false);
     if (fx) sl_pr_skip_tags(r);
@@ -72,7 +72,7 @@ void sl_join_group_req_encode(sl_wr *w, int16_t version, const sl_join_group_req
     if (sl_pr_version_ok(&w->err, version, 0, 9)) enc_join_group_req(w, version, m);
 }
 
-static void init_join_group_resp_member(sl_join_group_resp_member *m) {
+void sl_join_group_resp_member_init(sl_join_group_resp_member *m) {
     memset(m, 0, sizeof *m);
     m->group_instance_id = SL_STR_NULL;
 }
@@ -81,7 +81,7 @@ static void dec_join_group_resp_member(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_join_group_resp_member *m) {
     (void)a;
     const bool fx = v >= 6;
-    init_join_group_resp_member(m);
+    sl_join_group_resp_member_init(m);
     m->member_id = sl_pr_str(r, fx, false);
     if (v >= 5) m->group_instance_id = sl_pr_str(r, fx, v >= 5);
     m->metadata = sl_pr_bytes(r, fx, false);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_leave_group_req_member(sl_leave_group_req_member *m) {
+void sl_leave_group_req_member_init(sl_leave_group_req_member *m) {
     memset(m, 0, sizeof *m);
     m->group_instance_id = SL_STR_NULL;
     m->reason = SL_STR_NULL;
@@ -13,7 +13,7 @@ static void dec_leave_group_req_member(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_leave_group_req_member *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_leave_group_req_member(m);
+    sl_leave_group_req_member_init(m);
     if (v >= 3) m->member_id = sl_pr_str(r, fx, false);
     if (v >= 3) m->group_instance_id = sl_pr_str(r, fx, v >= 3);
     if (v >= 5) m->reason = sl_pr_str(r, fx, v >= 5);
@@ -65,13 +65,13 @@ void sl_leave_group_req_encode(sl_wr *w, int16_t version, const sl_leave_group_r
     if (sl_pr_version_ok(&w->err, version, 0, 5)) enc_leave_group_req(w, version, m);
 }
 
-static void init_leave_group_resp_member(sl_leave_group_resp_member *m) { memset(m, 0, sizeof *m); }
+void sl_leave_group_resp_member_init(sl_leave_group_resp_member *m) { memset(m, 0, sizeof *m); }
 
 static void dec_leave_group_resp_member(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_leave_group_resp_member *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_leave_group_resp_member(m);
+    sl_leave_group_resp_member_init(m);
     if (v >= 3) m->member_id = sl_pr_str(r, fx, false);
     if (v >= 3) m->group_instance_id = sl_pr_str(r, fx, v >= 3);
     if (v >= 3) m->error_code = sl_rd_i16(r);

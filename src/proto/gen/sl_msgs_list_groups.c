@@ -46,13 +46,13 @@ void sl_list_groups_req_encode(sl_wr *w, int16_t version, const sl_list_groups_r
     if (sl_pr_version_ok(&w->err, version, 0, 5)) enc_list_groups_req(w, version, m);
 }
 
-static void init_list_groups_resp_group(sl_list_groups_resp_group *m) { memset(m, 0, sizeof *m); }
+void sl_list_groups_resp_group_init(sl_list_groups_resp_group *m) { memset(m, 0, sizeof *m); }
 
 static void dec_list_groups_resp_group(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_list_groups_resp_group *m) {
     (void)a;
     const bool fx = v >= 3;
-    init_list_groups_resp_group(m);
+    sl_list_groups_resp_group_init(m);
     m->group_id = sl_pr_str(r, fx, false);
     m->protocol_type = sl_pr_str(r, fx, false);
     if (v >= 4) m->group_state = sl_pr_str(r, fx, false);

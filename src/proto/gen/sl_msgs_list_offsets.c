@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_list_offsets_req_partition(sl_list_offsets_req_partition *m) {
+void sl_list_offsets_req_partition_init(sl_list_offsets_req_partition *m) {
     memset(m, 0, sizeof *m);
     m->current_leader_epoch = -1;
     m->max_num_offsets = 1;
@@ -13,7 +13,7 @@ static void dec_list_offsets_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_list_offsets_req_partition *m) {
     (void)a;
     const bool fx = v >= 6;
-    init_list_offsets_req_partition(m);
+    sl_list_offsets_req_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     if (v >= 4) m->current_leader_epoch = sl_rd_i32(r);
     m->timestamp = sl_rd_i64(r);
@@ -31,12 +31,12 @@ static void enc_list_offsets_req_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_list_offsets_req_topic(sl_list_offsets_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_list_offsets_req_topic_init(sl_list_offsets_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_list_offsets_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_list_offsets_req_topic *m) {
     const bool fx = v >= 6;
-    init_list_offsets_req_topic(m);
+    sl_list_offsets_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 6 ? 17 : v >= 4 ? 16 : v >= 1 ? 12 : 16));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
@@ -89,7 +89,7 @@ void sl_list_offsets_req_encode(sl_wr *w, int16_t version, const sl_list_offsets
     if (sl_pr_version_ok(&w->err, version, 0, 10)) enc_list_offsets_req(w, version, m);
 }
 
-static void init_list_offsets_resp_partition(sl_list_offsets_resp_partition *m) {
+void sl_list_offsets_resp_partition_init(sl_list_offsets_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->timestamp = INT64_C(-1);
     m->offset = INT64_C(-1);
@@ -99,7 +99,7 @@ static void init_list_offsets_resp_partition(sl_list_offsets_resp_partition *m) 
 static void dec_list_offsets_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_list_offsets_resp_partition *m) {
     const bool fx = v >= 6;
-    init_list_offsets_resp_partition(m);
+    sl_list_offsets_resp_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
     if (v <= 0) {
@@ -130,12 +130,12 @@ static void enc_list_offsets_resp_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_list_offsets_resp_topic(sl_list_offsets_resp_topic *m) { memset(m, 0, sizeof *m); }
+void sl_list_offsets_resp_topic_init(sl_list_offsets_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_list_offsets_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_list_offsets_resp_topic *m) {
     const bool fx = v >= 6;
-    init_list_offsets_resp_topic(m);
+    sl_list_offsets_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 6 ? 27 : v >= 4 ? 26 : v >= 1 ? 22 : 10));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);

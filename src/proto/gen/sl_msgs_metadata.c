@@ -3,12 +3,12 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_metadata_req_topic(sl_metadata_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_metadata_req_topic_init(sl_metadata_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_metadata_req_topic(sl_rd *r, sl_arena *a, int16_t v, sl_metadata_req_topic *m) {
     (void)a;
     const bool fx = v >= 9;
-    init_metadata_req_topic(m);
+    sl_metadata_req_topic_init(m);
     if (v >= 10) m->topic_id = sl_rd_uuid(r);
     m->name = sl_pr_str(r, fx, v >= 10);
     if (fx) sl_pr_skip_tags(r);
@@ -59,7 +59,7 @@ void sl_metadata_req_encode(sl_wr *w, int16_t version, const sl_metadata_req *m)
     if (sl_pr_version_ok(&w->err, version, 0, 12)) enc_metadata_req(w, version, m);
 }
 
-static void init_metadata_resp_broker(sl_metadata_resp_broker *m) {
+void sl_metadata_resp_broker_init(sl_metadata_resp_broker *m) {
     memset(m, 0, sizeof *m);
     m->rack = SL_STR_NULL;
 }
@@ -67,7 +67,7 @@ static void init_metadata_resp_broker(sl_metadata_resp_broker *m) {
 static void dec_metadata_resp_broker(sl_rd *r, sl_arena *a, int16_t v, sl_metadata_resp_broker *m) {
     (void)a;
     const bool fx = v >= 9;
-    init_metadata_resp_broker(m);
+    sl_metadata_resp_broker_init(m);
     m->node_id = sl_rd_i32(r);
     m->host = sl_pr_str(r, fx, false);
     m->port = sl_rd_i32(r);
@@ -84,7 +84,7 @@ static void enc_metadata_resp_broker(sl_wr *w, int16_t v, const sl_metadata_resp
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_metadata_resp_partition(sl_metadata_resp_partition *m) {
+void sl_metadata_resp_partition_init(sl_metadata_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->leader_epoch = -1;
 }
@@ -92,7 +92,7 @@ static void init_metadata_resp_partition(sl_metadata_resp_partition *m) {
 static void dec_metadata_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_metadata_resp_partition *m) {
     const bool fx = v >= 9;
-    init_metadata_resp_partition(m);
+    sl_metadata_resp_partition_init(m);
     m->error_code = sl_rd_i16(r);
     m->partition_index = sl_rd_i32(r);
     m->leader_id = sl_rd_i32(r);
@@ -131,14 +131,14 @@ static void enc_metadata_resp_partition(sl_wr *w, int16_t v, const sl_metadata_r
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_metadata_resp_topic(sl_metadata_resp_topic *m) {
+void sl_metadata_resp_topic_init(sl_metadata_resp_topic *m) {
     memset(m, 0, sizeof *m);
     m->topic_authorized_operations = INT32_MIN;
 }
 
 static void dec_metadata_resp_topic(sl_rd *r, sl_arena *a, int16_t v, sl_metadata_resp_topic *m) {
     const bool fx = v >= 9;
-    init_metadata_resp_topic(m);
+    sl_metadata_resp_topic_init(m);
     m->error_code = sl_rd_i16(r);
     m->name = sl_pr_str(r, fx, v >= 12);
     if (v >= 10) m->topic_id = sl_rd_uuid(r);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_offset_commit_req_partition(sl_offset_commit_req_partition *m) {
+void sl_offset_commit_req_partition_init(sl_offset_commit_req_partition *m) {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
     m->commit_timestamp = INT64_C(-1);
@@ -13,7 +13,7 @@ static void dec_offset_commit_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_offset_commit_req_partition *m) {
     (void)a;
     const bool fx = v >= 8;
-    init_offset_commit_req_partition(m);
+    sl_offset_commit_req_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->committed_offset = sl_rd_i64(r);
     if (v >= 6) m->committed_leader_epoch = sl_rd_i32(r);
@@ -33,12 +33,12 @@ static void enc_offset_commit_req_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_commit_req_topic(sl_offset_commit_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_offset_commit_req_topic_init(sl_offset_commit_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_commit_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_offset_commit_req_topic *m) {
     const bool fx = v >= 8;
-    init_offset_commit_req_topic(m);
+    sl_offset_commit_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 6 ? 18 : v >= 2 ? 14 : v >= 1 ? 22 : 14));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
@@ -100,7 +100,7 @@ void sl_offset_commit_req_encode(sl_wr *w, int16_t version, const sl_offset_comm
     if (sl_pr_version_ok(&w->err, version, 0, 9)) enc_offset_commit_req(w, version, m);
 }
 
-static void init_offset_commit_resp_partition(sl_offset_commit_resp_partition *m) {
+void sl_offset_commit_resp_partition_init(sl_offset_commit_resp_partition *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -109,7 +109,7 @@ static void dec_offset_commit_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
     (void)a;
     (void)v;
     const bool fx = v >= 8;
-    init_offset_commit_resp_partition(m);
+    sl_offset_commit_resp_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
     if (fx) sl_pr_skip_tags(r);
@@ -124,14 +124,12 @@ static void enc_offset_commit_resp_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_commit_resp_topic(sl_offset_commit_resp_topic *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_offset_commit_resp_topic_init(sl_offset_commit_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_commit_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_offset_commit_resp_topic *m) {
     const bool fx = v >= 8;
-    init_offset_commit_resp_topic(m);
+    sl_offset_commit_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 8 ? 7 : 6));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);

@@ -3,7 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_offset_delete_req_partition(sl_offset_delete_req_partition *m) {
+void sl_offset_delete_req_partition_init(sl_offset_delete_req_partition *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -11,7 +11,7 @@ static void dec_offset_delete_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_offset_delete_req_partition *m) {
     (void)a;
     (void)v;
-    init_offset_delete_req_partition(m);
+    sl_offset_delete_req_partition_init(m);
     m->partition_index = sl_rd_i32(r);
 }
 
@@ -21,12 +21,12 @@ static void enc_offset_delete_req_partition(sl_wr *w, int16_t v,
     sl_wr_i32(w, m->partition_index);
 }
 
-static void init_offset_delete_req_topic(sl_offset_delete_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_offset_delete_req_topic_init(sl_offset_delete_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_delete_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_offset_delete_req_topic *m) {
     const bool fx = false;
-    init_offset_delete_req_topic(m);
+    sl_offset_delete_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, 4);
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
@@ -71,7 +71,7 @@ void sl_offset_delete_req_encode(sl_wr *w, int16_t version, const sl_offset_dele
     if (sl_pr_version_ok(&w->err, version, 0, 0)) enc_offset_delete_req(w, version, m);
 }
 
-static void init_offset_delete_resp_partition(sl_offset_delete_resp_partition *m) {
+void sl_offset_delete_resp_partition_init(sl_offset_delete_resp_partition *m) {
     memset(m, 0, sizeof *m);
 }
 
@@ -79,7 +79,7 @@ static void dec_offset_delete_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_offset_delete_resp_partition *m) {
     (void)a;
     (void)v;
-    init_offset_delete_resp_partition(m);
+    sl_offset_delete_resp_partition_init(m);
     m->partition_index = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
 }
@@ -91,14 +91,12 @@ static void enc_offset_delete_resp_partition(sl_wr *w, int16_t v,
     sl_wr_i16(w, m->error_code);
 }
 
-static void init_offset_delete_resp_topic(sl_offset_delete_resp_topic *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_offset_delete_resp_topic_init(sl_offset_delete_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_delete_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                          sl_offset_delete_resp_topic *m) {
     const bool fx = false;
-    init_offset_delete_resp_topic(m);
+    sl_offset_delete_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, 6);
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);

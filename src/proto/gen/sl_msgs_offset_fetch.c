@@ -3,12 +3,12 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_offset_fetch_req_topic(sl_offset_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_offset_fetch_req_topic_init(sl_offset_fetch_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_fetch_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_offset_fetch_req_topic *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_req_topic(m);
+    sl_offset_fetch_req_topic_init(m);
     if (v <= 7) m->name = sl_pr_str(r, fx, false);
     if (v <= 7) {
         m->partition_indexes_count = sl_pr_count(r, fx, false, 4);
@@ -30,14 +30,14 @@ static void enc_offset_fetch_req_topic(sl_wr *w, int16_t v, const sl_offset_fetc
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_req_group_topic(sl_offset_fetch_req_group_topic *m) {
+void sl_offset_fetch_req_group_topic_init(sl_offset_fetch_req_group_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_offset_fetch_req_group_topic(sl_rd *r, sl_arena *a, int16_t v,
                                              sl_offset_fetch_req_group_topic *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_req_group_topic(m);
+    sl_offset_fetch_req_group_topic_init(m);
     if (v >= 8) m->name = sl_pr_str(r, fx, false);
     if (v >= 8) {
         m->partition_indexes_count = sl_pr_count(r, fx, false, 4);
@@ -60,7 +60,7 @@ static void enc_offset_fetch_req_group_topic(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_req_group(sl_offset_fetch_req_group *m) {
+void sl_offset_fetch_req_group_init(sl_offset_fetch_req_group *m) {
     memset(m, 0, sizeof *m);
     m->member_id = SL_STR_NULL;
     m->member_epoch = -1;
@@ -69,7 +69,7 @@ static void init_offset_fetch_req_group(sl_offset_fetch_req_group *m) {
 static void dec_offset_fetch_req_group(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_offset_fetch_req_group *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_req_group(m);
+    sl_offset_fetch_req_group_init(m);
     if (v >= 8) m->group_id = sl_pr_str(r, fx, false);
     if (v >= 9) m->member_id = sl_pr_str(r, fx, v >= 9);
     if (v >= 9) m->member_epoch = sl_rd_i32(r);
@@ -142,7 +142,7 @@ void sl_offset_fetch_req_encode(sl_wr *w, int16_t version, const sl_offset_fetch
     if (sl_pr_version_ok(&w->err, version, 0, 9)) enc_offset_fetch_req(w, version, m);
 }
 
-static void init_offset_fetch_resp_partition(sl_offset_fetch_resp_partition *m) {
+void sl_offset_fetch_resp_partition_init(sl_offset_fetch_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
 }
@@ -151,7 +151,7 @@ static void dec_offset_fetch_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_offset_fetch_resp_partition *m) {
     (void)a;
     const bool fx = v >= 6;
-    init_offset_fetch_resp_partition(m);
+    sl_offset_fetch_resp_partition_init(m);
     if (v <= 7) m->partition_index = sl_rd_i32(r);
     if (v <= 7) m->committed_offset = sl_rd_i64(r);
     if (v >= 5 && v <= 7) m->committed_leader_epoch = sl_rd_i32(r);
@@ -171,12 +171,12 @@ static void enc_offset_fetch_resp_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_resp_topic(sl_offset_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
+void sl_offset_fetch_resp_topic_init(sl_offset_fetch_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_fetch_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_offset_fetch_resp_topic *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_resp_topic(m);
+    sl_offset_fetch_resp_topic_init(m);
     if (v <= 7) m->name = sl_pr_str(r, fx, false);
     if (v <= 7) {
         m->partitions_count = sl_pr_count(r, fx, false, (v >= 8 ? 1 : v >= 5 ? 20 : 16));
@@ -197,7 +197,7 @@ static void enc_offset_fetch_resp_topic(sl_wr *w, int16_t v, const sl_offset_fet
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_resp_group_partition(sl_offset_fetch_resp_group_partition *m) {
+void sl_offset_fetch_resp_group_partition_init(sl_offset_fetch_resp_group_partition *m) {
     memset(m, 0, sizeof *m);
     m->committed_leader_epoch = -1;
 }
@@ -206,7 +206,7 @@ static void dec_offset_fetch_resp_group_partition(sl_rd *r, sl_arena *a, int16_t
                                                   sl_offset_fetch_resp_group_partition *m) {
     (void)a;
     const bool fx = v >= 6;
-    init_offset_fetch_resp_group_partition(m);
+    sl_offset_fetch_resp_group_partition_init(m);
     if (v >= 8) m->partition_index = sl_rd_i32(r);
     if (v >= 8) m->committed_offset = sl_rd_i64(r);
     if (v >= 8) m->committed_leader_epoch = sl_rd_i32(r);
@@ -226,14 +226,14 @@ static void enc_offset_fetch_resp_group_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_resp_group_topic(sl_offset_fetch_resp_group_topic *m) {
+void sl_offset_fetch_resp_group_topic_init(sl_offset_fetch_resp_group_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_offset_fetch_resp_group_topic(sl_rd *r, sl_arena *a, int16_t v,
                                               sl_offset_fetch_resp_group_topic *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_resp_group_topic(m);
+    sl_offset_fetch_resp_group_topic_init(m);
     if (v >= 8) m->name = sl_pr_str(r, fx, false);
     if (v >= 8) {
         m->partitions_count = sl_pr_count(r, fx, false, (v >= 8 ? 20 : 1));
@@ -255,12 +255,12 @@ static void enc_offset_fetch_resp_group_topic(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_fetch_resp_group(sl_offset_fetch_resp_group *m) { memset(m, 0, sizeof *m); }
+void sl_offset_fetch_resp_group_init(sl_offset_fetch_resp_group *m) { memset(m, 0, sizeof *m); }
 
 static void dec_offset_fetch_resp_group(sl_rd *r, sl_arena *a, int16_t v,
                                         sl_offset_fetch_resp_group *m) {
     const bool fx = v >= 6;
-    init_offset_fetch_resp_group(m);
+    sl_offset_fetch_resp_group_init(m);
     if (v >= 8) m->group_id = sl_pr_str(r, fx, false);
     if (v >= 8) {
         m->topics_count = sl_pr_count(r, fx, false, (v >= 8 ? 3 : 1));

@@ -3,8 +3,7 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void
-init_offset_for_leader_epoch_req_partition(sl_offset_for_leader_epoch_req_partition *m) {
+void sl_offset_for_leader_epoch_req_partition_init(sl_offset_for_leader_epoch_req_partition *m) {
     memset(m, 0, sizeof *m);
     m->current_leader_epoch = -1;
 }
@@ -13,7 +12,7 @@ static void dec_offset_for_leader_epoch_req_partition(sl_rd *r, sl_arena *a, int
                                                       sl_offset_for_leader_epoch_req_partition *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_offset_for_leader_epoch_req_partition(m);
+    sl_offset_for_leader_epoch_req_partition_init(m);
     m->partition = sl_rd_i32(r);
     if (v >= 2) m->current_leader_epoch = sl_rd_i32(r);
     m->leader_epoch = sl_rd_i32(r);
@@ -30,14 +29,14 @@ enc_offset_for_leader_epoch_req_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_for_leader_epoch_req_topic(sl_offset_for_leader_epoch_req_topic *m) {
+void sl_offset_for_leader_epoch_req_topic_init(sl_offset_for_leader_epoch_req_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_offset_for_leader_epoch_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                                   sl_offset_for_leader_epoch_req_topic *m) {
     const bool fx = v >= 4;
-    init_offset_for_leader_epoch_req_topic(m);
+    sl_offset_for_leader_epoch_req_topic_init(m);
     m->topic = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 4 ? 13 : v >= 2 ? 12 : 8));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
@@ -94,8 +93,7 @@ void sl_offset_for_leader_epoch_req_encode(sl_wr *w, int16_t version,
     if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_offset_for_leader_epoch_req(w, version, m);
 }
 
-static void
-init_offset_for_leader_epoch_resp_partition(sl_offset_for_leader_epoch_resp_partition *m) {
+void sl_offset_for_leader_epoch_resp_partition_init(sl_offset_for_leader_epoch_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->leader_epoch = -1;
     m->end_offset = INT64_C(-1);
@@ -106,7 +104,7 @@ dec_offset_for_leader_epoch_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_offset_for_leader_epoch_resp_partition *m) {
     (void)a;
     const bool fx = v >= 4;
-    init_offset_for_leader_epoch_resp_partition(m);
+    sl_offset_for_leader_epoch_resp_partition_init(m);
     m->error_code = sl_rd_i16(r);
     m->partition = sl_rd_i32(r);
     if (v >= 1) m->leader_epoch = sl_rd_i32(r);
@@ -125,14 +123,14 @@ enc_offset_for_leader_epoch_resp_partition(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_offset_for_leader_epoch_resp_topic(sl_offset_for_leader_epoch_resp_topic *m) {
+void sl_offset_for_leader_epoch_resp_topic_init(sl_offset_for_leader_epoch_resp_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_offset_for_leader_epoch_resp_topic(sl_rd *r, sl_arena *a, int16_t v,
                                                    sl_offset_for_leader_epoch_resp_topic *m) {
     const bool fx = v >= 4;
-    init_offset_for_leader_epoch_resp_topic(m);
+    sl_offset_for_leader_epoch_resp_topic_init(m);
     m->topic = sl_pr_str(r, fx, false);
     m->partitions_count = sl_pr_count(r, fx, false, (v >= 4 ? 19 : v >= 1 ? 18 : 14));
     m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);

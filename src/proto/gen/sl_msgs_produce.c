@@ -3,14 +3,14 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_produce_req_partition(sl_produce_req_partition *m) { memset(m, 0, sizeof *m); }
+void sl_produce_req_partition_init(sl_produce_req_partition *m) { memset(m, 0, sizeof *m); }
 
 static void dec_produce_req_partition(sl_rd *r, sl_arena *a, int16_t v,
                                       sl_produce_req_partition *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 9;
-    init_produce_req_partition(m);
+    sl_produce_req_partition_init(m);
     m->index = sl_rd_i32(r);
     m->records = sl_pr_bytes(r, fx, true);
     if (fx) sl_pr_skip_tags(r);
@@ -24,11 +24,11 @@ static void enc_produce_req_partition(sl_wr *w, int16_t v, const sl_produce_req_
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_produce_req_topic(sl_produce_req_topic *m) { memset(m, 0, sizeof *m); }
+void sl_produce_req_topic_init(sl_produce_req_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_produce_req_topic(sl_rd *r, sl_arena *a, int16_t v, sl_produce_req_topic *m) {
     const bool fx = v >= 9;
-    init_produce_req_topic(m);
+    sl_produce_req_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partition_data_count = sl_pr_count(r, fx, false, (v >= 9 ? 6 : 8));
     m->partition_data = sl_pr_alloc(r, a, m->partition_data_count, sizeof *m->partition_data);
@@ -83,7 +83,7 @@ void sl_produce_req_encode(sl_wr *w, int16_t version, const sl_produce_req *m) {
     if (sl_pr_version_ok(&w->err, version, 0, 11)) enc_produce_req(w, version, m);
 }
 
-static void init_produce_resp_record_error(sl_produce_resp_record_error *m) {
+void sl_produce_resp_record_error_init(sl_produce_resp_record_error *m) {
     memset(m, 0, sizeof *m);
     m->batch_index_error_message = SL_STR_NULL;
 }
@@ -92,7 +92,7 @@ static void dec_produce_resp_record_error(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_produce_resp_record_error *m) {
     (void)a;
     const bool fx = v >= 9;
-    init_produce_resp_record_error(m);
+    sl_produce_resp_record_error_init(m);
     if (v >= 8) m->batch_index = sl_rd_i32(r);
     if (v >= 8) m->batch_index_error_message = sl_pr_str(r, fx, v >= 8);
     if (fx) sl_pr_skip_tags(r);
@@ -106,7 +106,7 @@ static void enc_produce_resp_record_error(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_produce_resp_current_leader(sl_produce_resp_current_leader *m) {
+void sl_produce_resp_current_leader_init(sl_produce_resp_current_leader *m) {
     memset(m, 0, sizeof *m);
     m->leader_id = -1;
     m->leader_epoch = -1;
@@ -120,7 +120,7 @@ static void dec_produce_resp_current_leader(sl_rd *r, sl_arena *a, int16_t v,
                                             sl_produce_resp_current_leader *m) {
     (void)a;
     const bool fx = v >= 9;
-    init_produce_resp_current_leader(m);
+    sl_produce_resp_current_leader_init(m);
     if (v >= 10) m->leader_id = sl_rd_i32(r);
     if (v >= 10) m->leader_epoch = sl_rd_i32(r);
     if (fx) sl_pr_skip_tags(r);
@@ -134,18 +134,18 @@ static void enc_produce_resp_current_leader(sl_wr *w, int16_t v,
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_produce_resp_partition(sl_produce_resp_partition *m) {
+void sl_produce_resp_partition_init(sl_produce_resp_partition *m) {
     memset(m, 0, sizeof *m);
     m->log_append_time_ms = INT64_C(-1);
     m->log_start_offset = INT64_C(-1);
     m->error_message = SL_STR_NULL;
-    init_produce_resp_current_leader(&m->current_leader);
+    sl_produce_resp_current_leader_init(&m->current_leader);
 }
 
 static void dec_produce_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                        sl_produce_resp_partition *m) {
     const bool fx = v >= 9;
-    init_produce_resp_partition(m);
+    sl_produce_resp_partition_init(m);
     m->index = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
     m->base_offset = sl_rd_i64(r);
@@ -200,11 +200,11 @@ static void enc_produce_resp_partition(sl_wr *w, int16_t v, const sl_produce_res
     }
 }
 
-static void init_produce_resp_topic(sl_produce_resp_topic *m) { memset(m, 0, sizeof *m); }
+void sl_produce_resp_topic_init(sl_produce_resp_topic *m) { memset(m, 0, sizeof *m); }
 
 static void dec_produce_resp_topic(sl_rd *r, sl_arena *a, int16_t v, sl_produce_resp_topic *m) {
     const bool fx = v >= 9;
-    init_produce_resp_topic(m);
+    sl_produce_resp_topic_init(m);
     m->name = sl_pr_str(r, fx, false);
     m->partition_responses_count = sl_pr_count(r, fx, false,
                                                (v >= 9   ? 33
@@ -227,7 +227,7 @@ static void enc_produce_resp_topic(sl_wr *w, int16_t v, const sl_produce_resp_to
     if (fx) sl_wr_uvarint(w, 0);
 }
 
-static void init_produce_resp_node_endpoint(sl_produce_resp_node_endpoint *m) {
+void sl_produce_resp_node_endpoint_init(sl_produce_resp_node_endpoint *m) {
     memset(m, 0, sizeof *m);
     m->rack = SL_STR_NULL;
 }
@@ -236,7 +236,7 @@ static void dec_produce_resp_node_endpoint(sl_rd *r, sl_arena *a, int16_t v,
                                            sl_produce_resp_node_endpoint *m) {
     (void)a;
     const bool fx = v >= 9;
-    init_produce_resp_node_endpoint(m);
+    sl_produce_resp_node_endpoint_init(m);
     if (v >= 10) m->node_id = sl_rd_i32(r);
     if (v >= 10) m->host = sl_pr_str(r, fx, false);
     if (v >= 10) m->port = sl_rd_i32(r);

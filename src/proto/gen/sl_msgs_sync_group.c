@@ -3,16 +3,14 @@
 
 #include "proto/gen/sl_msgs.h"
 
-static void init_sync_group_req_assignment(sl_sync_group_req_assignment *m) {
-    memset(m, 0, sizeof *m);
-}
+void sl_sync_group_req_assignment_init(sl_sync_group_req_assignment *m) { memset(m, 0, sizeof *m); }
 
 static void dec_sync_group_req_assignment(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_sync_group_req_assignment *m) {
     (void)a;
     (void)v;
     const bool fx = v >= 4;
-    init_sync_group_req_assignment(m);
+    sl_sync_group_req_assignment_init(m);
     m->member_id = sl_pr_str(r, fx, false);
     m->assignment = sl_pr_bytes(r, fx, false);
     if (fx) sl_pr_skip_tags(r);
