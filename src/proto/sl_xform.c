@@ -55,7 +55,9 @@ int16_t sl_xform_fetch(const sl_xform_chain *chain, const sl_xform_ctx *c, uint8
         ec = sl_legacy_fetch_hook(c->api_version, c->fetch_offset, c->max_bytes, c->a, data, len);
         if (*data != before) rw = true;
     }
-    if (!ec) ec = sl_batch_fetch_codec_check(*data, len, c->api_version);
+    /* Only v2 batches have codec bits to check; below v4 the converter has already dealt with
+     * zstd, and its message sets are not batches. */
+    if (!ec && c->api_version >= 4) ec = sl_batch_fetch_codec_check(*data, len, c->api_version);
     if (rewritten) *rewritten = rw;
     return ec;
 }

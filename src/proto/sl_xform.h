@@ -67,8 +67,8 @@ int16_t sl_xform_produce(const sl_xform_chain *chain, const sl_xform_ctx *c, sl_
  * replacing *data and *len when a stage rewrites or shortens them. *rewritten (optional) is set
  * when the bytes are no longer the stored ones (shortening by the codec check is not a rewrite: the
  * bytes are still a prefix of the stored ones). `chain` may be NULL. Returns a Kafka error code:
- * the unprotect transform's, the legacy converter's (Fetch v0-3), then
- * sl_batch_fetch_codec_check's. */
+ * the unprotect transform's, then the legacy converter's (Fetch v0-3) or
+ * sl_batch_fetch_codec_check's (Fetch v4-9). */
 int16_t sl_xform_fetch(const sl_xform_chain *chain, const sl_xform_ctx *c, uint8_t **data,
                        size_t *len, bool *rewritten);
 
