@@ -9,7 +9,7 @@
 #include "net/sl_loop.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_batch.h"
-#include "proto/sl_legacy.h"
+#include "proto/sl_xform.h"
 
 typedef struct fetch_op fetch_op;
 
@@ -132,10 +132,17 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 SL_ERROR("fetch", "read failed", "topic=%s partition=%d err=%s", t->name,
                          rp->partition, sl_errname(e));
                 o->error_code = sl_err_to_kafka(e);
-            } else if ((o->error_code = sl_legacy_fetch_hook(v, rp->fetch_offset, limit, rq->a,
-                                                             &data, &len)) == 0 &&
-                       (o->error_code = sl_batch_fetch_codec_check(data, &len, v)) == 0) {
-                /* Fetch v0-3 clients get magic 0/1 message sets; newer ones the stored bytes. */
+            } else if ((o->error_code =
+                            sl_xform_fetch(t->parts[rp->partition]->xform,
+                                           &(sl_xform_ctx){.a = rq->a,
+                                                           .api_version = v,
+                                                           .max_bytes = limit,
+                                                           .fetch_offset = rp->fetch_offset,
+                                                           .topic = rt->topic,
+                                                           .partition = rp->partition},
+                                           &data, &len, NULL)) == 0) {
+                /* Through the transform chain (sl_xform.h): legacy down-conversion for v0-3,
+                 * codec checks; untouched sets are the stored bytes, not a copy. */
                 o->records = (sl_bytes){data, (int32_t)len};
                 total += (int64_t)len;
                 if (v >= 4) rq->records_out += count_records(data, len);

@@ -14,7 +14,7 @@
 #include "broker/sl_producers.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_batch.h"
-#include "proto/sl_legacy.h"
+#include "proto/sl_xform.h"
 
 typedef struct produce_op {
     sl_req *rq;
@@ -123,14 +123,15 @@ void sl_h_produce(sl_req *rq) {
                 o->error_code = SL_KAFKA_INVALID_RECORD;
             } else {
                 int64_t max_bytes = sl_tcfg_value(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES);
-                int nb = 0;
-                /* Produce v0-2 carries magic 0/1 message sets: converted to one v2 batch here,
-                 * so everything after this line sees only magic 2. */
-                o->error_code =
-                    sl_legacy_produce_hook(v, &rp->records, rq->a, sl_wall_ms(), max_bytes);
-                if (o->error_code == 0)
-                    o->error_code = sl_batch_validate_set(rp->records.p, (size_t)rp->records.len, v,
-                                                          max_bytes, &nb);
+                /* Legacy up-conversion, validation, registered transforms (sl_xform.h):
+                 * everything after this line sees only valid magic-2 batches. */
+                sl_xform_ctx xc = {.a = rq->a,
+                                   .api_version = v,
+                                   .now_ms = sl_wall_ms(),
+                                   .max_bytes = max_bytes,
+                                   .topic = rt->name,
+                                   .partition = rp->index};
+                o->error_code = sl_xform_produce(p->xform, &xc, &rp->records, NULL);
                 int64_t dup = -1;
                 if (o->error_code == 0)
                     o->error_code = sl_pstate_check_set(p->pstate, rp->records.p,

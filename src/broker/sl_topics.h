@@ -38,6 +38,8 @@ typedef struct sl_partition {
     sl_log *log;
     sl_waiter *waiters;       /* fetches parked on this partition */
     struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
+    /* record-set transforms registered for this partition (sl_xform.h), borrowed; NULL: none */
+    const struct sl_xform_chain *xform;
 } sl_partition;
 
 typedef struct sl_topic {

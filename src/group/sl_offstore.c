@@ -28,7 +28,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "proto/sl_batch.h"
-#include "storage/sl_batch_build.h"
+#include "proto/sl_records.h"
 
 #define KEY_VERSION_OFFSET 1
 #define KEY_VERSION_GROUP  2
@@ -39,9 +39,8 @@
 struct sl_offstore {
     char dir[4096];
     sl_log *log;
-    uint8_t *buf; /* encoded records waiting for a flush */
-    size_t len, cap;
-    int32_t nrec;
+    sl_arena *pend_a;    /* holds the records waiting for a flush; NULL: none */
+    sl_rec_builder pend; /* those records */
     int64_t replayed, live;
 };
 
@@ -84,17 +83,6 @@ static void bb_i64(bbuf *b, int64_t v) {
     sl_be64(d, (uint64_t)v);
     bb_put(b, d, 8);
 }
-static void bb_uvar(bbuf *b, uint64_t v) {
-    uint8_t d[10];
-    int n = 0;
-    while (v >= 0x80) {
-        d[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    d[n++] = (uint8_t)v;
-    bb_put(b, d, (size_t)n);
-}
-static void bb_var(bbuf *b, int64_t v) { bb_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
 static void bb_str(bbuf *b, sl_str s) {
     if (s.len < 0) {
         bb_i16(b, -1);
@@ -114,34 +102,24 @@ static void bb_bytes(bbuf *b, sl_bytes v) {
     bb_put(b, v.p, (size_t)n);
 }
 
-/* Wraps key kv.p[0..klen) and value kv.p[klen..) (none when `has_value` is false) as one record
- * with offset delta `delta` onto `out`; frees kv. */
-static void encode_kv(bbuf *out, int32_t delta, bbuf kv, size_t klen, bool has_value) {
-    bool v = has_value;
-    bbuf body = {0};
-    uint8_t attr = 0;
-    bb_put(&body, &attr, 1);
-    bb_var(&body, 0); /* timestamp delta */
-    bb_var(&body, delta);
-    bb_var(&body, (int64_t)klen);
-    bb_put(&body, kv.p, klen);
-    if (v) {
-        bb_var(&body, (int64_t)(kv.len - klen));
-        bb_put(&body, kv.p + klen, kv.len - klen);
-    } else {
-        bb_var(&body, -1);
+/* Appends key kv.p[0..klen) and value kv.p[klen..) (null when `has_value` is false) as the
+ * next record of `b` (offset delta = its position in the batch); frees kv. */
+static sl_err add_kv(sl_rec_builder *b, bbuf kv, size_t klen, bool has_value) {
+    sl_err e = SL_ENOMEM;
+    if (!kv.oom) {
+        sl_rec_in r = {.offset_delta = b->count,
+                       .key = {kv.p, (int32_t)klen},
+                       .value = has_value ? (sl_bytes){kv.p + klen, (int32_t)(kv.len - klen)}
+                                          : SL_BYTES_NULL};
+        e = sl_rec_builder_add(b, &r);
     }
-    bb_var(&body, 0); /* headers */
-    if (kv.oom || body.oom) out->oom = true;
-    bb_var(out, (int64_t)body.len);
-    bb_put(out, body.p, body.len);
     free(kv.p);
-    free(body.p);
+    return e;
 }
 
-/* Encodes one offset record (offset delta `delta`) onto `out`. */
-static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, int32_t part,
-                          const sl_gc_offset *v) {
+/* Appends one offset record to `b`. */
+static sl_err add_offset(sl_rec_builder *b, sl_str group, sl_str topic, int32_t part,
+                         const sl_gc_offset *v) {
     bbuf kv = {0};
     bb_i16(&kv, KEY_VERSION_OFFSET);
     bb_str(&kv, group);
@@ -155,11 +133,11 @@ static void encode_record(bbuf *out, int32_t delta, sl_str group, sl_str topic, 
         bb_str(&kv, v->metadata);
         bb_i64(&kv, v->commit_ms);
     }
-    encode_kv(out, delta, kv, klen, v != NULL);
+    return add_kv(b, kv, klen, v != NULL);
 }
 
-/* Encodes one group record (g NULL: tombstone) onto `out`. */
-static void encode_group(bbuf *out, int32_t delta, sl_str group, const sl_gc_group_view *g) {
+/* Appends one group record (g NULL: tombstone) to `b`. */
+static sl_err add_group(sl_rec_builder *b, sl_str group, const sl_gc_group_view *g) {
     bbuf kv = {0};
     bb_i16(&kv, KEY_VERSION_GROUP);
     bb_str(&kv, group);
@@ -190,29 +168,19 @@ static void encode_group(bbuf *out, int32_t delta, sl_str group, const sl_gc_gro
             bb_bytes(&kv, m->assignment);
         }
     }
-    encode_kv(out, delta, kv, klen, g != NULL);
+    return add_kv(b, kv, klen, g != NULL);
 }
 
-/* Wraps `n` encoded records in a v2 batch header; the result is malloc'd. */
-static uint8_t *make_batch(const uint8_t *recs, size_t len, int32_t n, int64_t ts,
-                           size_t *out_len) {
-    size_t total = SL_BATCH_HEADER_SIZE + len;
-    uint8_t *p = calloc(1, total);
-    if (!p) return NULL;
-    memcpy(p + SL_BATCH_HEADER_SIZE, recs, len);
-    sl_batch_seal(p, total, 0, n, ts, ts);
-    *out_len = total;
-    return p;
-}
-
-static sl_err append_records(sl_log *log, const uint8_t *recs, size_t len, int32_t n) {
-    size_t blen = 0;
-    uint8_t *b = make_batch(recs, len, n, sl_wall_ms(), &blen);
-    if (!b) return SL_ENOMEM;
+/* Seals the records of `b` (at least one) into one batch stamped now and appends it. */
+static sl_err append_batch(sl_log *log, sl_rec_builder *b) {
+    int64_t now = sl_wall_ms();
+    uint8_t *batch;
+    size_t blen;
+    int32_t n = b->count;
+    sl_err e = sl_rec_builder_seal(b, 0, now, now, &batch, &blen);
+    if (e) return e;
     int64_t base = 0;
-    sl_err e = sl_log_append(log, b, blen, n, sl_wall_ms(), &base);
-    free(b);
-    return e;
+    return sl_log_append(log, batch, blen, n, sl_wall_ms(), &base);
 }
 
 /* ---- replay ---- */
@@ -316,22 +284,12 @@ static int64_t replay_batch(sl_gc *gc, const uint8_t *p, size_t len) {
     sl_batch_info h;
     if (sl_batch_parse_exact(p, len, &h) || !sl_batch_crc_ok(p, len)) return 0;
     if (h.attributes & 0x7) return 0; /* we never compress; not ours */
-    sl_rd r = sl_rd_init(p + SL_BATCH_HEADER_SIZE, len - SL_BATCH_HEADER_SIZE);
+    sl_rec_iter it;
+    if (sl_rec_iter_init(&it, p, len, NULL, 0)) return 0; /* uncompressed: no arena needed */
     int64_t n = 0;
-    for (int32_t i = 0; i < h.record_count && !r.err; i++) {
-        int32_t rlen = sl_rd_varint(&r);
-        const uint8_t *rp = sl_rd_take(&r, rlen > 0 ? (size_t)rlen : 0);
-        if (r.err || rlen <= 0) break;
-        sl_rd rr = sl_rd_init(rp, (size_t)rlen);
-        (void)sl_rd_i8(&rr);
-        (void)sl_rd_varlong(&rr);
-        (void)sl_rd_varint(&rr);
-        int32_t kl = sl_rd_varint(&rr);
-        const uint8_t *kp = kl > 0 ? sl_rd_take(&rr, (size_t)kl) : NULL;
-        int32_t vl = sl_rd_varint(&rr);
-        const uint8_t *vp = vl > 0 ? sl_rd_take(&rr, (size_t)vl) : NULL;
-        if (rr.err) break;
-        apply_record(gc, kp, kl, vp, vl);
+    sl_record rec;
+    while (sl_rec_iter_next(&it, &rec)) {
+        apply_record(gc, rec.key.p, rec.key.len, rec.value.p, rec.value.len);
         n++;
     }
     return n;
@@ -392,24 +350,38 @@ static void sync_dir(const char *path) {
 typedef struct compact_ctx {
     sl_gc *gc;
     sl_log *out;
-    bbuf recs;
-    int32_t n;
+    sl_arena *a; /* the batch being built */
+    sl_rec_builder recs;
     int64_t live;
     sl_err err;
 } compact_ctx;
 
+static void compact_start(compact_ctx *c) {
+    sl_arena_free(c->a);
+    c->a = sl_arena_new(64 * 1024);
+    if (!c->a) {
+        c->err = SL_ENOMEM;
+        return;
+    }
+    sl_rec_builder_init(&c->recs, c->a, 16 * 1024);
+}
+
 static void compact_flush(compact_ctx *c) {
-    if (!c->n || c->err) return;
-    c->err = c->recs.oom ? SL_ENOMEM : append_records(c->out, c->recs.p, c->recs.len, c->n);
-    c->recs.len = 0;
-    c->n = 0;
+    if (c->err || !c->recs.count) return;
+    c->err = append_batch(c->out, &c->recs);
+    if (!c->err) compact_start(c);
+}
+
+static void compact_add(compact_ctx *c, sl_err e) {
+    if (!c->err) c->err = e;
+    c->live++;
+    if (c->recs.count >= MAX_BATCH_RECORDS) compact_flush(c);
 }
 
 static void compact_record(void *ctx, const sl_gc_group_view *g) {
     compact_ctx *c = ctx;
-    encode_group(&c->recs, c->n++, g->group_id, g);
-    c->live++;
-    if (c->n >= MAX_BATCH_RECORDS) compact_flush(c);
+    if (c->err) return;
+    compact_add(c, add_group(&c->recs, g->group_id, g));
 }
 
 static void compact_group(void *ctx, const sl_gc_group_view *g) {
@@ -419,11 +391,8 @@ static void compact_group(void *ctx, const sl_gc_group_view *g) {
     sl_str topic;
     int32_t part;
     sl_gc_offset o;
-    for (int32_t i = 0; sl_gc_offset_at(c->gc, g->group_id, i, &topic, &part, &o); i++) {
-        encode_record(&c->recs, c->n++, g->group_id, topic, part, &o);
-        c->live++;
-        if (c->n >= MAX_BATCH_RECORDS) compact_flush(c);
-    }
+    for (int32_t i = 0; !c->err && sl_gc_offset_at(c->gc, g->group_id, i, &topic, &part, &o); i++)
+        compact_add(c, add_offset(&c->recs, g->group_id, topic, part, &o));
 }
 
 /* Writes the live offsets to a fresh log next to the old one and swaps the directories so that
@@ -439,9 +408,10 @@ static sl_err compact(sl_offstore *s, sl_gc *gc) {
     sl_log_config_default(&lc);
     compact_ctx c = {.gc = gc};
     if ((e = sl_log_open(tmp, &lc, &c.out))) return e;
+    compact_start(&c);
     sl_gc_list(gc, compact_group, &c);
     compact_flush(&c);
-    free(c.recs.p);
+    sl_arena_free(c.a);
     if (!c.err) c.err = sl_log_sync(c.out);
     sl_log_close(c.out);
     if (c.err) {
@@ -530,38 +500,36 @@ void sl_offstore_close(sl_offstore *s) {
         if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
         sl_log_close(s->log);
     }
-    free(s->buf);
+    sl_arena_free(s->pend_a);
     free(s);
 }
 
+/* The builder the next record goes to (started on first use after a flush), or NULL. */
+static sl_rec_builder *pending(sl_offstore *s) {
+    if (!s->pend_a) {
+        if (!(s->pend_a = sl_arena_new(64 * 1024))) return NULL;
+        sl_rec_builder_init(&s->pend, s->pend_a, 4096);
+    }
+    return &s->pend;
+}
+
+/* A failed add leaves the records buffered before it (the builder drops the partial one). */
 sl_err sl_offstore_add(sl_offstore *s, sl_str group, sl_str topic, int32_t partition,
                        const sl_gc_offset *val) {
-    bbuf b = {s->buf, s->len, s->cap, false};
-    encode_record(&b, s->nrec, group, topic, partition, val);
-    s->buf = b.p;
-    s->cap = b.cap;
-    if (b.oom) return SL_ENOMEM; /* the partial record is dropped: len stays */
-    s->len = b.len;
-    s->nrec++;
-    return SL_OK;
+    sl_rec_builder *b = pending(s);
+    return b ? add_offset(b, group, topic, partition, val) : SL_ENOMEM;
 }
 
 sl_err sl_offstore_add_group(sl_offstore *s, sl_str group, const sl_gc_group_view *g) {
-    bbuf b = {s->buf, s->len, s->cap, false};
-    encode_group(&b, s->nrec, group, g);
-    s->buf = b.p;
-    s->cap = b.cap;
-    if (b.oom) return SL_ENOMEM; /* the partial record is dropped: len stays */
-    s->len = b.len;
-    s->nrec++;
-    return SL_OK;
+    sl_rec_builder *b = pending(s);
+    return b ? add_group(b, group, g) : SL_ENOMEM;
 }
 
 sl_err sl_offstore_flush(sl_offstore *s) {
-    if (!s->nrec) return SL_OK;
-    sl_err e = append_records(s->log, s->buf, s->len, s->nrec);
-    s->len = 0;
-    s->nrec = 0;
+    if (!s->pend_a || !s->pend.count) return SL_OK;
+    sl_err e = append_batch(s->log, &s->pend);
+    sl_arena_free(s->pend_a);
+    s->pend_a = NULL;
     return e;
 }
 

@@ -8,6 +8,7 @@
 #include "base/sl_err.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_compress.h"
+#include "proto/sl_records.h"
 
 /* Legacy message layout: offset i64, size i32, then `size` bytes: crc u32 (CRC-32 IEEE of the
  * rest), magic i8, attributes i8, [timestamp i64 for magic 1], key bytes, value bytes. */
@@ -43,9 +44,6 @@ static uint32_t crc32_ieee(const uint8_t *p, size_t n) {
     }
     return (uint32_t)c;
 }
-
-static uint32_t zz32(int32_t v) { return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31); }
-static uint64_t zz64(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 
 /* ------------------------------------------------------------------ up-conversion */
 
@@ -125,15 +123,6 @@ static int16_t up_parse(up_ctx *c, const uint8_t *p, size_t len, int depth, int8
     return SL_KAFKA_NONE;
 }
 
-static size_t varbytes_size(sl_bytes b) {
-    return b.len < 0 ? 1 : sl_uvarint_size(zz32(b.len)) + (size_t)b.len;
-}
-
-static void wr_varbytes(sl_wr *w, sl_bytes b) {
-    sl_wr_varint(w, b.len < 0 ? -1 : b.len);
-    if (b.len > 0) sl_wr_raw(w, b.p, (size_t)b.len);
-}
-
 int16_t sl_legacy_to_v2(const uint8_t *msgset, size_t len, sl_arena *a, int64_t now_ms,
                         int64_t max_bytes, uint8_t **out, size_t *out_len) {
     up_ctx c = {.a = a, .now_ms = now_ms, .inflate_left = SL_LEGACY_MAX_INFLATE, .codec = -1};
@@ -145,43 +134,24 @@ int16_t sl_legacy_to_v2(const uint8_t *msgset, size_t len, sl_arena *a, int64_t 
     for (size_t i = 1; i < c.n; i++)
         if (c.recs[i].ts > max_ts) max_ts = c.recs[i].ts;
 
-    sl_wr w;
-    sl_wr_init(&w, a, SL_BATCH_HEADER_SIZE + len + c.n * 8);
+    sl_rec_builder b;
+    sl_rec_builder_init(&b, a, len + c.n * 8);
     for (size_t i = 0; i < c.n; i++) {
         const up_rec *rec = &c.recs[i];
-        int64_t dts = (int64_t)((uint64_t)rec->ts - (uint64_t)base_ts);
-        size_t body = 1 + sl_uvarint_size(zz64(dts)) + sl_uvarint_size(zz32((int32_t)i)) +
-                      varbytes_size(rec->key) + varbytes_size(rec->value) + 1;
-        if (body > INT32_MAX) return SL_KAFKA_MESSAGE_TOO_LARGE;
-        sl_wr_varint(&w, (int32_t)body);
-        sl_wr_i8(&w, 0);
-        sl_wr_varlong(&w, dts);
-        sl_wr_varint(&w, (int32_t)i);
-        wr_varbytes(&w, rec->key);
-        wr_varbytes(&w, rec->value);
-        sl_wr_varint(&w, 0); /* headers */
-    }
-    if (w.err) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
-
-    int codec = c.codec < 0 ? SL_COMPRESSION_NONE : c.codec;
-    const uint8_t *recs = w.buf;
-    size_t recs_len = w.len;
-    if (codec != SL_COMPRESSION_NONE) {
-        uint8_t *z;
-        size_t zlen;
-        sl_err e = sl_compress(codec, w.buf, w.len, a, 0, &z, &zlen);
+        sl_rec_in r = {.timestamp_delta = (int64_t)((uint64_t)rec->ts - (uint64_t)base_ts),
+                       .offset_delta = (int32_t)i,
+                       .key = rec->key,
+                       .value = rec->value};
+        sl_err e = sl_rec_builder_add(&b, &r);
         if (e) return err_to_kafka(e);
-        recs = z;
-        recs_len = zlen;
     }
-    size_t total = SL_BATCH_HEADER_SIZE + recs_len;
-    if (total - 12 > INT32_MAX || (max_bytes >= 0 && (int64_t)total > max_bytes))
-        return SL_KAFKA_MESSAGE_TOO_LARGE;
-    uint8_t *b = sl_arena_alloc(a, total);
-    if (!b) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
-    memcpy(b + SL_BATCH_HEADER_SIZE, recs, recs_len);
-    sl_batch_seal(b, total, (int16_t)codec, (int32_t)c.n, base_ts, max_ts);
-    *out = b;
+    int codec = c.codec < 0 ? SL_COMPRESSION_NONE : c.codec;
+    uint8_t *batch;
+    size_t total;
+    sl_err e = sl_rec_builder_seal(&b, (int16_t)codec, base_ts, max_ts, &batch, &total);
+    if (e) return err_to_kafka(e);
+    if (max_bytes >= 0 && (int64_t)total > max_bytes) return SL_KAFKA_MESSAGE_TOO_LARGE;
+    *out = batch;
     *out_len = total;
     return SL_KAFKA_NONE;
 }
@@ -209,67 +179,38 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
                           int64_t min_offset, sl_arena *a, sl_wr *w) {
     int codec = bi->attributes & ATTR_CODEC_MASK;
     bool lat = (bi->attributes & ATTR_LOG_APPEND) != 0;
-    int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_BASE_OFFSET);
-    const uint8_t *recs = p + SL_BATCH_HEADER_SIZE;
-    size_t recs_len = bi->size - SL_BATCH_HEADER_SIZE;
-    if (codec != SL_COMPRESSION_NONE) {
-        uint8_t *d;
-        size_t dlen;
-        sl_err e = sl_decompress(codec, recs, recs_len, a, SL_LEGACY_MAX_INFLATE, &d, &dlen);
-        if (e) return err_to_kafka(e);
-        recs = d;
-        recs_len = dlen;
-    }
+    sl_rec_iter it;
+    sl_err e = sl_rec_iter_init(&it, p, bi->size, a, SL_LEGACY_MAX_INFLATE);
+    if (e) return err_to_kafka(e);
     /* A compressed batch's messages go into an inner set that becomes one wrapper's value. */
     sl_wr inner;
     sl_wr *dst = w;
     if (codec != SL_COMPRESSION_NONE) {
-        sl_wr_init(&inner, a, recs_len + 64);
+        sl_wr_init(&inner, a, sl_rd_left(&it.r) + 64);
         dst = &inner;
     }
-    sl_rd r = sl_rd_init(recs, recs_len);
     int64_t first_abs = 0, last_abs = 0, wrapper_ts = -1;
     bool any = false;
-    int32_t n = bi->record_count;
-    if (n < 0 || (size_t)n > recs_len / 7 + 1) return SL_KAFKA_CORRUPT_MESSAGE;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t rlen = sl_rd_varint(&r);
-        if (r.err || rlen < 0 || (size_t)rlen > sl_rd_left(&r)) return SL_KAFKA_CORRUPT_MESSAGE;
-        sl_rd rr = sl_rd_init(sl_rd_take(&r, (size_t)rlen), (size_t)rlen);
-        (void)sl_rd_i8(&rr); /* record attributes: unused */
-        int64_t dts = sl_rd_varlong(&rr);
-        int32_t doff = sl_rd_varint(&rr);
-        sl_bytes key = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-        sl_bytes value = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-        int32_t nh = sl_rd_varint(&rr);
-        if (nh < 0) sl_rd_fail(&rr);
-        for (int32_t h = 0; h < nh && !rr.err; h++) {
-            /* Headers have no place in magic 0/1: skipped, but still checked. */
-            sl_bytes hk = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-            (void)hk;
-            sl_bytes hv = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-            (void)hv;
-        }
-        if (rr.err || sl_rd_left(&rr) != 0) return SL_KAFKA_CORRUPT_MESSAGE;
-        int64_t abs = (int64_t)((uint64_t)base + (uint64_t)(int64_t)doff);
+    sl_record rec;
+    /* Headers have no place in magic 0/1: dropped (the iterator has checked them). */
+    while (sl_rec_iter_next(&it, &rec)) {
+        int64_t abs = rec.offset;
         if (abs < min_offset) continue;
-        int64_t ts =
-            lat ? bi->max_timestamp : (int64_t)((uint64_t)bi->base_timestamp + (uint64_t)dts);
+        int64_t ts = rec.timestamp;
         if (!any) first_abs = abs;
         any = true;
         last_abs = abs;
         if (ts > wrapper_ts) wrapper_ts = ts;
         int64_t off = abs;
-        /* Magic 1 inner offsets are relative to the first; magic 0 ones are absolute. */
-        /* Stored batches are not checked record by record, so deltas may run backwards or wrap:
-         * the subtraction wraps rather than overflows. */
+        /* Magic 1 inner offsets are relative to the first; magic 0 ones are absolute. The
+         * subtraction wraps rather than overflows (deltas are not checked in storage). */
         if (codec != SL_COMPRESSION_NONE && magic == 1)
             off = (int64_t)((uint64_t)abs - (uint64_t)first_abs);
         int8_t attr =
             (int8_t)(magic == 1 && lat && codec == SL_COMPRESSION_NONE ? ATTR_LOG_APPEND : 0);
-        put_msg(dst, off, magic, attr, ts, key, value);
+        put_msg(dst, off, magic, attr, ts, rec.key, rec.value);
     }
-    if (r.err || sl_rd_left(&r) != 0) return SL_KAFKA_CORRUPT_MESSAGE;
+    if (sl_rec_iter_err(&it)) return SL_KAFKA_CORRUPT_MESSAGE;
     if (dst->err) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     if (codec == SL_COMPRESSION_NONE || !any) return SL_KAFKA_NONE;
     uint8_t *z;
@@ -277,7 +218,7 @@ static int16_t down_batch(const uint8_t *p, const sl_batch_info *bi, int8_t magi
     /* Kafka 0.8 wrote a wrong LZ4 frame-header checksum for magic 0; modern readers of magic 0
      * (sarama, librdkafka) verify or repair it, and sarama rejects the wrong one, so the
      * correct checksum is written. Produce still accepts both. */
-    sl_err e = sl_compress(codec, inner.buf, inner.len, a, 0, &z, &zlen);
+    e = sl_compress(codec, inner.buf, inner.len, a, 0, &z, &zlen);
     if (e) return err_to_kafka(e);
     if (zlen > INT32_MAX - LEGACY_MIN_V1) return SL_KAFKA_MESSAGE_TOO_LARGE;
     if (lat) wrapper_ts = bi->max_timestamp;

@@ -16,6 +16,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "sl_batch_build.h"
+#include "sl_frame.h"
 #include "sl_log_internal.h"
 #include "sl_storage_hooks.h"
 
@@ -30,32 +31,12 @@ int (*sl_storage_fsync)(int fd) = fsync;
 #define FILE_HDR     64
 #define FILE_HDR_CRC 60
 
-/* Frame header: 48 fixed bytes, then the nonce, then a CRC-32C of everything before it. */
-#define FRAME_MAGIC       0xA5
-#define FRAME_TYPE_BATCH  1
-#define FRAME_FLAG_ENC    0x0001
-#define FRAME_FIXED       48
-#define FRAME_HDR_MIN     (FRAME_FIXED + 4)
-#define FRAME_NONCE_MAX   32
-#define FRAME_TAG_MAX     32
-#define FRAME_HDR_MAX     (FRAME_HDR_MIN + FRAME_NONCE_MAX)
-#define FRAME_PAYLOAD_MAX 0x7fffff00u
-
 #define CKPT_NAME  "log-start-offset"
 #define CKPT_MAGIC 0x534C534Fu /* "SLSO" */
 #define CKPT_SIZE  20
 
 /* Positions are u32 in the index, so a segment never grows past 2 GiB. */
 #define SEGMENT_BYTES_MAX ((int64_t)INT32_MAX)
-
-typedef struct frame {
-    uint16_t flags, hlen;
-    uint8_t nlen, tlen;
-    uint32_t flen, key_id, plen;
-    int64_t base;
-    int32_t lod, count;
-    int64_t max_ts;
-} frame;
 
 /* ---- small I/O helpers ------------------------------------------------------------------- */
 
@@ -127,67 +108,6 @@ static void seg_path(char *out, size_t cap, const char *dir, int64_t base, const
     snprintf(out, cap, "%s/%020" PRId64 "%s", dir, base, ext);
 }
 
-/* ---- frame header ------------------------------------------------------------------------ */
-
-static size_t frame_encode(uint8_t *h, int64_t base, int32_t lod, int32_t count, int64_t max_ts,
-                           uint32_t plen) {
-    memset(h, 0, FRAME_HDR_MIN);
-    h[0] = FRAME_MAGIC;
-    h[1] = FRAME_TYPE_BATCH;
-    sl_be16(h + 2, 0);
-    sl_be16(h + 4, FRAME_HDR_MIN);
-    h[6] = 0; /* nonce length */
-    h[7] = 0; /* tag length */
-    sl_be32(h + 8, FRAME_HDR_MIN + plen);
-    sl_be32(h + 12, 0); /* key id: plaintext */
-    sl_be32(h + 16, plen);
-    sl_be64(h + 20, (uint64_t)base);
-    sl_be32(h + 28, (uint32_t)lod);
-    sl_be32(h + 32, (uint32_t)count);
-    sl_be64(h + 36, (uint64_t)max_ts);
-    sl_be32(h + 44, 0); /* reserved */
-    sl_be32(h + FRAME_FIXED, sl_crc32c(0, h, FRAME_FIXED));
-    return FRAME_HDR_MIN;
-}
-
-/* Decodes and validates a frame header from `avail` bytes at `p`. Returns 1 when more bytes are
- * needed (only possible when avail < FRAME_HDR_MAX), 0 when valid, -1 when corrupt. Every length
- * is checked against the others; the caller checks flen against the bytes left in the file. */
-static int frame_decode(const uint8_t *p, size_t avail, frame *f) {
-    if (avail < FRAME_HDR_MIN) return 1;
-    if (p[0] != FRAME_MAGIC || p[1] != FRAME_TYPE_BATCH) return -1;
-    f->flags = sl_get_be16(p + 2);
-    f->hlen = sl_get_be16(p + 4);
-    f->nlen = p[6];
-    f->tlen = p[7];
-    if (f->nlen > FRAME_NONCE_MAX || f->tlen > FRAME_TAG_MAX) return -1;
-    if (f->hlen != FRAME_HDR_MIN + f->nlen) return -1;
-    if (avail < f->hlen) return 1;
-    if (sl_crc32c(0, p, (size_t)f->hlen - 4) != sl_get_be32(p + f->hlen - 4)) return -1;
-    f->flen = sl_get_be32(p + 8);
-    f->key_id = sl_get_be32(p + 12);
-    f->plen = sl_get_be32(p + 16);
-    f->base = (int64_t)sl_get_be64(p + 20);
-    f->lod = (int32_t)sl_get_be32(p + 28);
-    f->count = (int32_t)sl_get_be32(p + 32);
-    f->max_ts = (int64_t)sl_get_be64(p + 36);
-    if (sl_get_be32(p + 44) != 0) return -1;
-    /* This build writes and reads plaintext only; encrypted frames need the key service. */
-    if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0) return -1;
-    if (f->plen < SL_BATCH_HEADER_SIZE || f->plen > FRAME_PAYLOAD_MAX) return -1;
-    if ((uint64_t)f->flen != (uint64_t)f->hlen + f->plen + f->tlen) return -1;
-    if (f->lod < 0 || f->count < 0 || f->base < 0 || f->base > INT64_MAX - f->lod - 1) return -1;
-    return 0;
-}
-
-/* Checks that the payload is the batch the header describes, CRC included. */
-static bool frame_payload_ok(const frame *f, const uint8_t *payload) {
-    sl_batch_info b;
-    if (sl_batch_parse_exact(payload, f->plen, &b) != SL_OK) return false;
-    if (b.base_offset != f->base || b.last_offset_delta != f->lod) return false;
-    return sl_batch_crc_ok(payload, f->plen);
-}
-
 /* ---- buffered frame scanner over one segment file ---------------------------------------- */
 
 typedef struct scan {
@@ -234,20 +154,20 @@ static sl_err scan_ensure(scan *s, size_t n, const uint8_t **out) {
 /* Reads the frame at s->pos and advances past it. SL_ERANGE at the clean end, SL_ECORRUPT for a
  * torn or invalid frame (s->pos stays on it), other errors for I/O. With `check_payload` the
  * batch inside is validated too (CRC included). */
-static sl_err scan_next(scan *s, frame *f, bool check_payload) {
+static sl_err scan_next(scan *s, sl_frame *f, bool check_payload) {
     if (s->pos >= s->end) return SL_ERANGE;
     int64_t rem = s->end - s->pos;
-    if (rem < FRAME_HDR_MIN) return SL_ECORRUPT;
+    if (rem < SL_FRAME_HDR_MIN) return SL_ECORRUPT;
     const uint8_t *p;
-    size_t hn = rem < FRAME_HDR_MAX ? (size_t)rem : FRAME_HDR_MAX;
+    size_t hn = rem < SL_FRAME_HDR_MAX ? (size_t)rem : SL_FRAME_HDR_MAX;
     sl_err e = scan_ensure(s, hn, &p);
     if (e) return e;
-    if (frame_decode(p, hn, f) != 0) return SL_ECORRUPT;
+    if (sl_frame_decode(p, hn, f) != SL_FRAME_OK) return SL_ECORRUPT;
     if ((int64_t)f->flen > rem) return SL_ECORRUPT;
     if (check_payload) {
         e = scan_ensure(s, f->flen, &p);
         if (e) return e;
-        if (!frame_payload_ok(f, p + f->hlen)) return SL_ECORRUPT;
+        if (!sl_frame_payload_ok(f, p + f->hlen)) return SL_ECORRUPT;
     }
     s->pos += f->flen;
     return SL_OK;
@@ -317,7 +237,7 @@ static bool seg_time_point(sl_seg *s, bool write) {
 
 /* Accounts for the frame just written (or found by a scan) at `pos`. Returns true when index
  * files were written (the caller marks them dirty under the log's mutex). */
-static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, const frame *f,
+static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, const sl_frame *f,
                            bool write) {
     bool wrote = false;
     s->next = f->base + f->lod + 1;
@@ -460,7 +380,7 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
     seg_reset_indexes(s);
     scan sc;
     scan_init(&sc, s->fd, FILE_HDR, file_size);
-    frame f;
+    sl_frame f;
     sl_err e;
     while ((e = scan_next(&sc, &f, true)) == SL_OK) {
         if (f.base != s->next) {
@@ -496,7 +416,7 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
  * the end of the file. Fills next/max_ts. Returns false if anything is off (caller rebuilds). */
 static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     struct stat st;
-    if (fstat(s->ifd, &st) != 0 || st.st_size % 8 || st.st_size / 8 > file_size / FRAME_HDR_MIN)
+    if (fstat(s->ifd, &st) != 0 || st.st_size % 8 || st.st_size / 8 > file_size / SL_FRAME_HDR_MIN)
         return false;
     uint32_t n = (uint32_t)(st.st_size / 8);
     uint8_t *b = malloc((size_t)n * 8 + 1);
@@ -516,7 +436,8 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     free(b);
     if (!ok) return false;
 
-    if (fstat(s->tfd, &st) != 0 || st.st_size % 12 || st.st_size / 12 > file_size / FRAME_HDR_MIN)
+    if (fstat(s->tfd, &st) != 0 || st.st_size % 12 ||
+        st.st_size / 12 > file_size / SL_FRAME_HDR_MIN)
         return false;
     n = (uint32_t)(st.st_size / 12);
     b = malloc((size_t)n * 12 + 1);
@@ -540,7 +461,7 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     int64_t expect = s->nidx ? s->base + s->idx[s->nidx - 1].rel : s->base;
     scan sc;
     scan_init(&sc, s->fd, pos, file_size);
-    frame f;
+    sl_frame f;
     sl_err e;
     s->max_ts = s->ntidx ? s->tidx[s->ntidx - 1].ts : -1;
     s->max_ts_off = s->ntidx ? s->base + s->tidx[s->ntidx - 1].rel : -1;
@@ -939,11 +860,11 @@ static sl_err roll(sl_log *log) {
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset) {
     if (atomic_load_explicit(&log->sync_failed, memory_order_relaxed)) return SL_EIO;
-    if (len < SL_BATCH_HEADER_SIZE || len > FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
+    if (len < SL_BATCH_HEADER_SIZE || len > SL_FRAME_PAYLOAD_MAX || batch[SL_BATCH_MAGIC] != 2)
         return SL_EINVAL;
     int32_t lod = (int32_t)sl_get_be32(batch + SL_BATCH_LAST_OFFSET_DELTA);
     if (lod < 0 || record_count < 0) return SL_EINVAL;
-    uint64_t flen = FRAME_HDR_MIN + (uint64_t)len;
+    uint64_t flen = SL_FRAME_HDR_MIN + (uint64_t)len;
     sl_seg *s = active(log);
     if (s->size > FILE_HDR) {
         const sl_log_config *c = &log->cfg;
@@ -961,16 +882,11 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
     if ((uint64_t)s->size + flen > (uint64_t)SEGMENT_BYTES_MAX) return SL_ETOOLARGE;
     int64_t base = s->next;
     sl_be64(batch + SL_BATCH_BASE_OFFSET, (uint64_t)base);
-    uint8_t h[FRAME_HDR_MIN];
-    frame f = {.hlen = FRAME_HDR_MIN,
-               .flen = (uint32_t)flen,
-               .plen = (uint32_t)len,
-               .base = base,
-               .lod = lod,
-               .count = record_count,
-               .max_ts = max_timestamp};
-    frame_encode(h, base, lod, record_count, max_timestamp, (uint32_t)len);
-    struct iovec iov[2] = {{h, sizeof h}, {batch, len}};
+    uint8_t h[SL_FRAME_HDR_MAX];
+    sl_frame f;
+    size_t hlen =
+        sl_frame_encode_batch(h, base, lod, record_count, max_timestamp, (uint32_t)len, &f);
+    struct iovec iov[2] = {{h, hlen}, {batch, len}};
     sl_err e = write_all(s->fd, iov, 2, s->size);
     if (e) {
         /* Cut whatever part of the frame reached the file so no torn frame stays behind; if
@@ -1019,7 +935,7 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
     /* One pread covers the frames between the index entry and the target (at most about
      * index_interval_bytes) plus max_bytes of frames to return; the frame headers are then
      * squeezed out in place, one memmove per batch. */
-    size_t slack = (size_t)log->cfg.index_interval_bytes + 2 * FRAME_HDR_MAX;
+    size_t slack = (size_t)log->cfg.index_interval_bytes + 2 * SL_FRAME_HDR_MAX;
     int64_t pos = seg_lookup(s, offset);
     size_t want = limit + slack;
     for (;;) {
@@ -1030,11 +946,11 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
         if (e) return e;
         size_t p = 0, emitted = 0;
         for (;;) {
-            frame f;
-            int r = frame_decode(buf + p, want - p, &f);
-            if (r < 0) goto corrupt;
-            if (r > 0) {
-                if (pos + (int64_t)p + FRAME_HDR_MIN > s->size) goto corrupt;
+            sl_frame f;
+            sl_frame_status r = sl_frame_decode(buf + p, want - p, &f);
+            if (r == SL_FRAME_CORRUPT) goto corrupt;
+            if (r == SL_FRAME_SHORT) {
+                if (pos + (int64_t)p + SL_FRAME_HDR_MIN > s->size) goto corrupt;
                 break; /* header cut by the window */
             }
             if ((int64_t)f.flen > s->size - pos - (int64_t)p) goto corrupt;
@@ -1058,9 +974,10 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
          * that frame (its header tells its length when we have it). */
         pos += (int64_t)p;
         if (pos >= s->size) goto corrupt; /* offset < next but no frame holds it */
-        frame f;
-        size_t need = FRAME_HDR_MAX;
-        if (want - p >= FRAME_HDR_MIN && frame_decode(buf + p, want - p, &f) == 0) need = f.flen;
+        sl_frame f;
+        size_t need = SL_FRAME_HDR_MAX;
+        if (want - p >= SL_FRAME_HDR_MIN && sl_frame_decode(buf + p, want - p, &f) == SL_FRAME_OK)
+            need = f.flen;
         want = (need > limit ? need : limit) + slack;
     }
 corrupt:
@@ -1100,7 +1017,7 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
         if (from < log->start_offset) from = log->start_offset;
         scan sc;
         scan_init(&sc, s->fd, seg_lookup(s, from), s->size);
-        frame f;
+        sl_frame f;
         sl_err e;
         while ((e = scan_next(&sc, &f, false)) == SL_OK) {
             if (f.base + f.lod < from || f.max_ts < ts) continue;

@@ -1,6 +1,7 @@
 /* Legacy message sets: hand-built magic 0/1 sets (every codec) up-convert to valid magic-2
- * batches; stored batches down-convert and come back unchanged. The builders and parsers here are
- * written independently of src/proto/sl_legacy.c on purpose. */
+ * batches; stored batches down-convert and come back unchanged. The legacy builders and parsers
+ * here are written independently of src/proto/sl_legacy.c on purpose; v2 batches are built and
+ * read with the record codec, itself checked against an independent one in test_records.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -11,6 +12,7 @@
 #include "proto/sl_batch.h"
 #include "proto/sl_compress.h"
 #include "proto/sl_legacy.h"
+#include "proto/sl_records.h"
 #include "sl_test.h"
 
 typedef struct trec {
@@ -92,84 +94,52 @@ static int lg_parse(const uint8_t *p, size_t len, sl_arena *a, trec *out, int ma
     return r.err ? -1 : n;
 }
 
-/* ---- v2 builder / parser ---- */
+/* ---- v2 builder / parser ----
+ * Through the one record codec (src/proto/sl_records.h); tests/unit/test_records.c checks that
+ * codec byte for byte against an encoder and a parser written independently of it. */
 
 static uint8_t *v2_build(sl_arena *a, int64_t base_off, int codec, int attr_extra, const trec *r,
                          int n, size_t *len) {
-    sl_wr w;
-    sl_wr_init(&w, a, 256);
+    static const sl_rec_header hdr = {{(const uint8_t *)"hk", 2}, {(const uint8_t *)"hv!", 3}};
+    sl_rec_header *hs = sl_arena_alloc(a, 8 * sizeof *hs);
+    for (int h = 0; h < 8; h++) hs[h] = hdr;
+    sl_rec_builder rb;
+    sl_rec_builder_init(&rb, a, 256);
     int64_t maxts = r[0].ts;
     for (int i = 0; i < n; i++) {
-        sl_wr rec;
-        sl_wr_init(&rec, a, 64);
-        sl_wr_i8(&rec, 0);
-        sl_wr_varlong(&rec, r[i].ts - r[0].ts);
-        sl_wr_varint(&rec, (int32_t)((uint64_t)r[i].off - (uint64_t)base_off));
-        sl_wr_varint(&rec, r[i].key.len);
-        if (r[i].key.len > 0) sl_wr_raw(&rec, r[i].key.p, (size_t)r[i].key.len);
-        sl_wr_varint(&rec, r[i].value.len);
-        if (r[i].value.len > 0) sl_wr_raw(&rec, r[i].value.p, (size_t)r[i].value.len);
-        sl_wr_varint(&rec, r[i].nheaders);
-        for (int h = 0; h < r[i].nheaders; h++) {
-            sl_wr_varint(&rec, 2);
-            sl_wr_raw(&rec, "hk", 2);
-            sl_wr_varint(&rec, 3);
-            sl_wr_raw(&rec, "hv!", 3);
-        }
-        sl_wr_varint(&w, (int32_t)rec.len);
-        sl_wr_raw(&w, rec.buf, rec.len);
+        sl_rec_in in = {.timestamp_delta = r[i].ts - r[0].ts,
+                        .offset_delta = (int32_t)((uint64_t)r[i].off - (uint64_t)base_off),
+                        .key = r[i].key,
+                        .value = r[i].value,
+                        .headers = hs,
+                        .nheaders = r[i].nheaders};
+        if (r[i].nheaders > 8 || sl_rec_builder_add(&rb, &in)) return NULL;
         if (r[i].ts > maxts) maxts = r[i].ts;
     }
-    uint8_t *body = w.buf;
-    size_t blen = w.len;
-    if (codec) sl_compress(codec, w.buf, w.len, a, 0, &body, &blen);
-    size_t total = SL_BATCH_HEADER_SIZE + blen;
-    uint8_t *b = sl_arena_calloc(a, 1, total);
-    memcpy(b + SL_BATCH_HEADER_SIZE, body, blen);
-    sl_be64(b, (uint64_t)base_off);
-    sl_be32(b + 8, (uint32_t)(total - 12));
-    b[16] = 2;
-    sl_be16(b + 21, (uint16_t)(codec | attr_extra));
-    sl_be32(b + 23, (uint32_t)((uint64_t)r[n - 1].off - (uint64_t)base_off));
-    sl_be64(b + 27, (uint64_t)r[0].ts);
-    sl_be64(b + 35, (uint64_t)maxts);
-    sl_be64(b + 43, (uint64_t)-1);
-    sl_be16(b + 51, (uint16_t)-1);
-    sl_be32(b + 53, (uint32_t)-1);
-    sl_be32(b + 57, (uint32_t)n);
-    sl_be32(b + 17, sl_crc32c(0, b + 21, total - 21));
-    *len = total;
+    uint8_t *b;
+    if (sl_rec_builder_seal(&rb, (int16_t)(codec | attr_extra), r[0].ts, maxts, &b, len))
+        return NULL;
+    sl_be64(b, (uint64_t)base_off); /* outside the CRC, as the log assigns it */
     return b;
 }
 
 static int v2_parse(const uint8_t *b, size_t len, sl_arena *a, trec *out, int max, int *codec) {
-    sl_batch_info bi;
-    if (!sl_batch_parse(b, len, &bi) || bi.size != len) return -1;
-    if (sl_crc32c(0, b + 21, len - 21) != sl_get_be32(b + 17)) return -1;
-    *codec = bi.attributes & 7;
-    const uint8_t *recs = b + SL_BATCH_HEADER_SIZE;
-    size_t rl = len - SL_BATCH_HEADER_SIZE;
-    if (*codec) {
-        uint8_t *d;
-        if (sl_decompress(*codec, recs, rl, a, 1 << 24, &d, &rl)) return -1;
-        recs = d;
+    sl_rec_iter it;
+    if (sl_rec_iter_init(&it, b, len, a, 1 << 24)) return -1;
+    if (!sl_batch_crc_ok(b, len)) return -1;
+    *codec = it.bi.attributes & 7;
+    sl_record rec;
+    int i = 0;
+    while (sl_rec_iter_next(&it, &rec)) {
+        if (i >= max) return -1;
+        out[i].ts = it.bi.base_timestamp + rec.timestamp_delta;
+        out[i].off = rec.offset;
+        out[i].key = rec.key;
+        out[i].value = rec.value;
+        out[i].nheaders = rec.nheaders;
+        i++;
     }
-    sl_rd r = sl_rd_init(recs, rl);
-    int64_t base = (int64_t)sl_get_be64(b);
-    for (int i = 0; i < bi.record_count && i < max; i++) {
-        int32_t l = sl_rd_varint(&r);
-        const uint8_t *rp = sl_rd_take(&r, (size_t)l);
-        if (!rp) return -1;
-        sl_rd rr = sl_rd_init(rp, (size_t)l);
-        sl_rd_i8(&rr);
-        out[i].ts = bi.base_timestamp + sl_rd_varlong(&rr);
-        out[i].off = base + sl_rd_varint(&rr);
-        out[i].key = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-        out[i].value = sl_rd_bytes_n(&rr, sl_rd_varint(&rr));
-        out[i].nheaders = sl_rd_varint(&rr);
-        if (rr.err) return -1;
-    }
-    return r.err || sl_rd_left(&r) ? -1 : bi.record_count;
+    return sl_rec_iter_err(&it) ? -1 : i;
 }
 
 static int bytes_eq(sl_bytes x, sl_bytes y) {
