@@ -161,6 +161,7 @@ static void unpark(fetch_op *op) {
             w->part->waiters = w->next;
         if (w->next) w->next->prev = w->prev;
         w->next = w->prev = NULL;
+        sl_topic_release(w->part->topic);
     }
     op->nwaiters = 0;
     if (op->timer) {
@@ -259,6 +260,7 @@ void sl_h_fetch(sl_req *rq) {
             sl_waiter *w = &op->waiters[op->nwaiters++];
             w->op = op;
             w->part = p;
+            sl_topic_hold(p->topic); /* a parked fetch keeps what it points at */
             w->prev = NULL;
             w->next = p->waiters;
             if (p->waiters) p->waiters->prev = w;

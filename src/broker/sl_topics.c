@@ -271,7 +271,14 @@ static sl_topic *topic_new(const char *name, size_t nlen, int32_t npart) {
     memcpy(tp->name, name, nlen);
     tp->name[nlen] = 0;
     tp->npart = npart;
+    tp->refs = 1; /* the registry's */
     return tp;
+}
+
+void sl_topic_hold(sl_topic *tp) { tp->refs++; }
+
+void sl_topic_release(sl_topic *tp) {
+    if (--tp->refs == 0) topic_free(tp);
 }
 
 static void link_topic(sl_topics *t, sl_topic *tp) {
@@ -456,7 +463,8 @@ sl_err sl_topics_delete(sl_topics *t, sl_topic *tp) {
         tp->parts[i]->log = NULL;
     }
     SL_INFO("topics", "topic deleted", "topic=%s", tp->name);
-    topic_free(tp);
+    tp->deleted = true;
+    sl_topic_release(tp);
     return SL_OK;
 }
 

@@ -49,6 +49,8 @@ typedef struct sl_topic {
     sl_partition **parts; /* individually allocated: parked fetches hold pointers */
     sl_topic_config cfg;
     struct sl_topic *next;
+    int32_t refs;  /* the registry's while listed, plus sl_topic_hold()s */
+    bool deleted;  /* removed from the registry; its partitions' logs are gone (NULL) */
 } sl_topic;
 
 typedef struct sl_topics sl_topics;
@@ -73,8 +75,13 @@ bool sl_topic_name_valid(sl_str name);
 sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
                         bool validate_only, sl_topic **out);
 /* Deletes the topic: wakes nothing itself (the caller completes parked fetches first), removes
- * its logs and directories, persists. */
+ * its logs and directories, persists. The struct lives on, marked deleted with NULL logs, while
+ * anything holds it (sl_topic_hold), so a late completion that kept a pointer stays safe. */
 sl_err sl_topics_delete(sl_topics *t, sl_topic *topic);
+/* Keeps `topic` (and its partitions) allocated across asynchronous work; every hold is paired
+ * with one release. Loop thread only. */
+void sl_topic_hold(sl_topic *topic);
+void sl_topic_release(sl_topic *topic);
 /* Grows the topic to `npart` partitions and persists. */
 sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *topic, int32_t npart);
 /* Replaces the topic's overrides, applies them to its logs, persists. */
