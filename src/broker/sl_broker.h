@@ -71,7 +71,7 @@ void sl_h_describe_configs(sl_req *rq);
 void sl_h_incremental_alter_configs(sl_req *rq);
 void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
-void sl_h_init_producer_id(sl_req *rq); /* sl_producers.c */
+void sl_h_init_producer_id(sl_req *rq); /* sl_h_producer_id.c */
 
 /* Group coordinator (sl_h_group.c): the classic group APIs and committed offsets. */
 typedef struct sl_group_coord sl_group_coord;
