@@ -37,7 +37,8 @@ typedef struct goff {
     int32_t part;
     int64_t offset;
     int32_t epoch;
-    char *meta; /* NULL: null metadata */
+    char *meta; /* NULL: null metadata. Bytes, not a C string: NULs are allowed */
+    int32_t meta_len;
     int64_t commit_ms;
 } goff;
 
@@ -88,6 +89,11 @@ static bool seq(const char *c, sl_str s) {
 }
 
 static sl_str cstr(const char *c) { return c ? sl_str_c(c) : SL_STR_NULL; }
+
+/* Committed metadata round-trips byte for byte (Kafka clients may put any bytes there). */
+static sl_str meta_str(const goff *o) {
+    return o->meta ? (sl_str){o->meta, o->meta_len} : SL_STR_NULL;
+}
 
 static int64_t now(sl_gc *gc) { return gc->env.now(gc->env.ctx); }
 
@@ -875,6 +881,7 @@ static sl_err put_off(group *g, sl_str topic, int32_t part, const sl_gc_offset *
     }
     free(o->meta);
     o->meta = meta;
+    o->meta_len = meta ? v->metadata.len : -1;
     o->offset = v->offset;
     o->epoch = v->leader_epoch;
     o->commit_ms = v->commit_ms;
@@ -948,7 +955,7 @@ bool sl_gc_offset_get(sl_gc *gc, sl_str group_id, sl_str topic, int32_t partitio
     group *g = find_group(gc, group_id);
     goff *o = g ? find_off(g, topic, partition) : NULL;
     if (!o) return false;
-    *out = (sl_gc_offset){o->offset, o->epoch, cstr(o->meta), o->commit_ms};
+    *out = (sl_gc_offset){o->offset, o->epoch, meta_str(o), o->commit_ms};
     return true;
 }
 
@@ -959,7 +966,7 @@ bool sl_gc_offset_at(sl_gc *gc, sl_str group_id, int32_t i, sl_str *topic, int32
     goff *o = &g->off[i];
     *topic = sl_str_c(o->topic);
     *partition = o->part;
-    *out = (sl_gc_offset){o->offset, o->epoch, cstr(o->meta), o->commit_ms};
+    *out = (sl_gc_offset){o->offset, o->epoch, meta_str(o), o->commit_ms};
     return true;
 }
 

@@ -1,0 +1,36 @@
+"""Answers that must be Kafka's exactly, found wrong by a client library's own test suite
+(issue 10): committed-offset metadata is bytes and round-trips with NULs; ListOffsets by
+timestamp inside a multi-record batch answers the record's offset, not the batch's."""
+import helpers as h
+import kproto as kp
+
+OFFSET_COMMIT, OFFSET_FETCH = 8, 9
+
+
+def raw_str(w, b):
+    w.i16(len(b)).raw(b)
+
+
+def test_offset_commit_metadata_with_nul_round_trips(broker):
+    h.ck_create_topic(broker.bootstrap, "meta", 1)
+    meta = b"Hello\x00world!"
+    with kp.Conn(broker.bootstrap) as c:
+        # OffsetCommit v2: a simple (non-member) commit.
+        w = kp.Writer().string("solo").i32(-1).string("").i64(-1)
+        w.array([0], lambda ww, _: (ww.string("meta"),
+                                    ww.array([0], lambda x, _: (x.i32(0), x.i64(5),
+                                                                raw_str(x, meta)))))
+        r = c.call(OFFSET_COMMIT, 2, w.bytes())
+        assert r.array(lambda rr: (rr.string(), rr.array(lambda x: (x.i32(), x.i16())))) == \
+            [("meta", [(0, kp.NONE)])]
+        # OffsetFetch v1: the metadata comes back byte for byte.
+        w = kp.Writer().string("solo")
+        w.array([0], lambda ww, _: (ww.string("meta"), ww.array([0], lambda x, _: x.i32(0))))
+        r = c.call(OFFSET_FETCH, 1, w.bytes())
+
+        def part(x):
+            idx, off = x.i32(), x.i64()
+            n = x.i16()
+            return idx, off, x.take(n) if n >= 0 else None, x.i16()
+        got = r.array(lambda rr: (rr.string(), rr.array(part)))
+    assert got == [("meta", [(0, 5, meta, kp.NONE)])]
