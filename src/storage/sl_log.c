@@ -15,6 +15,7 @@
 #include "base/sl_crc32c.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "proto/sl_records.h"
 #include "sl_batch_build.h"
 #include "sl_frame.h"
 #include "sl_log_internal.h"
@@ -996,6 +997,30 @@ int64_t sl_log_size_bytes(const sl_log *log) {
 }
 int sl_log_segment_count(const sl_log *log) { return log->nsegs; }
 
+/* The first record of the stored batch at p[0..len) with offset >= low and timestamp >= ts:
+ * 1 with *offset and *ts set, 0 when there is none, -1 when the records do not read. The
+ * records are decompressed into a scratch arena (bounded), never into the log's memory. */
+#define OFFSET_FOR_TIME_MAX_INFLATE (256u << 20)
+static int first_record_at(const uint8_t *p, size_t len, int64_t low, int64_t ts, int64_t *offset,
+                           int64_t *found_ts) {
+    sl_arena *a = sl_arena_new(64 * 1024);
+    if (!a) return -1;
+    sl_rec_iter it;
+    sl_record rec;
+    int found = 0;
+    if (sl_rec_iter_init(&it, p, len, a, OFFSET_FOR_TIME_MAX_INFLATE) == SL_OK)
+        while (sl_rec_iter_next(&it, &rec))
+            if (rec.offset >= low && rec.timestamp >= ts) {
+                *offset = rec.offset;
+                *found_ts = rec.timestamp;
+                found = 1;
+                break;
+            }
+    if (!found && sl_rec_iter_err(&it) != SL_OK) found = -1;
+    sl_arena_free(a);
+    return found;
+}
+
 sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t *found_ts) {
     *offset = -1;
     *found_ts = -1;
@@ -1019,10 +1044,29 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
         scan_init(&sc, s->fd, seg_lookup(s, from), s->size);
         sl_frame f;
         sl_err e;
+        int64_t at = sc.pos;
         while ((e = scan_next(&sc, &f, false)) == SL_OK) {
-            if (f.base + f.lod < from || f.max_ts < ts) continue;
-            *offset = f.base > log->start_offset ? f.base : log->start_offset;
-            *found_ts = f.max_ts;
+            int64_t next = sc.pos;
+            if (f.base + f.lod < from || f.max_ts < ts) {
+                at = next;
+                continue;
+            }
+            /* The batch holds a record at or after ts: Kafka answers that record's offset, so
+             * look inside (a batch-level answer is the fallback if its records do not read). */
+            int64_t low = from > log->start_offset ? from : log->start_offset;
+            sc.pos = at;
+            const uint8_t *p;
+            if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
+            int found = first_record_at(p + f.hlen, f.plen, low, ts, offset, found_ts);
+            sc.pos = at = next;
+            if (found == 0) continue; /* every such record is below the log start */
+            if (found < 0) {
+                SL_WARN("storage", "records of a stored batch do not read; answering its base",
+                        "dir=%s offset=%lld", log->dir, (long long)f.base);
+                *offset = f.base > low ? f.base : low;
+                *found_ts = f.max_ts;
+            }
+            e = SL_OK;
             break;
         }
         scan_done(&sc);

@@ -34,3 +34,30 @@ def test_offset_commit_metadata_with_nul_round_trips(broker):
             return idx, off, x.take(n) if n >= 0 else None, x.i16()
         got = r.array(lambda rr: (rr.string(), rr.array(part)))
     assert got == [("meta", [(0, 5, meta, kp.NONE)])]
+
+
+def test_list_offsets_by_timestamp_inside_a_batch_answers_the_record(broker):
+    """Ten records with timestamps 1000..1009 in one lz4 batch (one produce call, flushed
+    together): asked for 1005, Kafka answers offset 5 with timestamp 1005, not the batch's
+    first offset."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    h.ck_create_topic(broker.bootstrap, "times", 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1000,
+                  "compression.codec": "lz4", "batch.num.messages": 100})
+    for i in range(10):
+        p.produce("times", value=b"v%d" % i, partition=0, timestamp=1000 + i)
+    assert p.flush(30) == 0
+    with kp.Conn(broker.bootstrap) as c:
+        f = kp.fetch(c, "times", 0, 0)
+        assert [b for b, _ in kp.batch_base_offsets(f["records"])] == [0], "not one batch"
+    cons = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "times-probe",
+                     "enable.auto.commit": False})
+    try:
+        for ts, want in ((1000, 0), (1005, 5), (1009, 9), (1010, -1)):
+            (tp,) = cons.offsets_for_times([TopicPartition("times", 0, ts)], timeout=15)
+            assert tp.error is None and tp.offset == want, (ts, tp)
+    finally:
+        cons.close()
+    with kp.Conn(broker.bootstrap) as c:
+        err, off = kp.list_offsets(c, "times", 0, 1007)
+        assert (err, off) == (kp.NONE, 7)
