@@ -86,7 +86,7 @@ void sl_h_describe_user_scram_credentials(sl_req *rq) {
         sl_describe_user_scram_credentials_resp_result *r = &res[nres++];
         r->user = all ? arena_str(rq->a, name) : want;
         r->error_message = SL_STR_NULL;
-        r->credential_infos = info + ninfo;
+        r->credential_infos = info ? info + ninfo : NULL; /* no users: no array */
         r->credential_infos_count = 0;
         bool dup = false;
         for (int j = 0; !all && j < req.users_count; j++)
