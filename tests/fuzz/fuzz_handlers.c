@@ -1,10 +1,12 @@
 /* libFuzzer target for the broker's request pipeline and handlers: one real broker runs in this
- * process (PLAINTEXT listener on 127.0.0.1, port 0, ACL authorizer on), and every input is a
- * sequence of requests written to it over a fresh loopback connection. The harness pumps the
- * broker's loop (sl_loop_run_once) until each answer arrives or the connection closes, with a
- * bound, so every handler runs exactly as it does for a network client.
+ * process (a PLAINTEXT and a SASL_PLAINTEXT listener on 127.0.0.1, ports 0, ACL authorizer on),
+ * and every input is a sequence of requests written to it over a fresh loopback connection. The
+ * harness pumps the broker's loop (sl_loop_run_once) until each answer arrives or the connection
+ * closes, with a bound, so every handler runs exactly as it does for a network client.
  *
- * Input: a sequence of records, each
+ * Input: one byte choosing the listener (bit 0: SASL_PLAINTEXT, where PLAIN and SCRAM-SHA-256
+ * are enabled and user "fuzz" has password "fuzz-pw"; PLAINTEXT connections are
+ * User:ANONYMOUS), then a sequence of records, each
  *   u8  api     < 0x80: the API key as is (unknown keys reach the "unknown api" path);
  *               >= 0x80: the (api & 0x7f) % n-th API the broker serves, so mutation reaches
  *               every handler without having to hit a key by chance
@@ -22,8 +24,8 @@
  * Invariants (abort() when violated):
  *   - every answer names a correlation id the connection sent and not yet answered, in order,
  *     and its body decodes with the response codec of that API and version, to the last byte;
- *   - the ACLs deny User:ANONYMOUS everything on topics and groups prefixed "secret" and allow it
- *     on the cluster only DESCRIBE, IDEMPOTENT_WRITE and DESCRIBE_CONFIGS (everything else on
+ *   - the ACLs deny every user everything on topics and groups prefixed "secret" and allow on
+ *     the cluster only DESCRIBE, IDEMPOTENT_WRITE and DESCRIBE_CONFIGS (everything else on
  *     topics and groups is allowed: no ACL names them): no topic named secret* other than the
  * pre-created "secret-t" ever exists, "secret-t" is never deleted and no record is ever appended to
  * it, and the ACL set never changes (CreateAcls/DeleteAcls need ALTER on the cluster);
@@ -43,6 +45,7 @@
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
+#include "auth/sl_credstore.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -63,18 +66,17 @@ enum {
 
 /* Cluster-level CREATE would cover every topic (Kafka's CreateTopics rule), so the cluster gets
  * only the operations that cannot create, delete or change ACLs. */
-static const char k_acls[] =
-    "sluice-acls 1\n"
-    "DENY\tALL\tTOPIC\tPREFIXED\tsecret\tUser:ANONYMOUS\t*\n"
-    "DENY\tALL\tGROUP\tPREFIXED\tsecret\tUser:ANONYMOUS\t*\n"
-    "ALLOW\tDESCRIBE\tCLUSTER\tLITERAL\tkafka-cluster\tUser:ANONYMOUS\t*\n"
-    "ALLOW\tIDEMPOTENT_WRITE\tCLUSTER\tLITERAL\tkafka-cluster\tUser:ANONYMOUS\t*\n"
-    "ALLOW\tDESCRIBE_CONFIGS\tCLUSTER\tLITERAL\tkafka-cluster\tUser:ANONYMOUS\t*\n"
-    "ALLOW\tREAD\tTOPIC\tLITERAL\tother\tUser:other\t*\n";
+static const char k_acls[] = "sluice-acls 1\n"
+                             "DENY\tALL\tTOPIC\tPREFIXED\tsecret\tUser:*\t*\n"
+                             "DENY\tALL\tGROUP\tPREFIXED\tsecret\tUser:*\t*\n"
+                             "ALLOW\tDESCRIBE\tCLUSTER\tLITERAL\tkafka-cluster\tUser:*\t*\n"
+                             "ALLOW\tIDEMPOTENT_WRITE\tCLUSTER\tLITERAL\tkafka-cluster\tUser:*\t*\n"
+                             "ALLOW\tDESCRIBE_CONFIGS\tCLUSTER\tLITERAL\tkafka-cluster\tUser:*\t*\n"
+                             "ALLOW\tREAD\tTOPIC\tLITERAL\tother\tUser:other\t*\n";
 
 static sl_broker *g_b;
 static char g_dir[256];
-static int g_port;
+static int g_port[2]; /* PLAINTEXT, SASL_PLAINTEXT */
 static size_t g_nacls;
 static int g_napis;
 static bool g_trace; /* FUZZ_HANDLERS_TRACE=1: one line per request, to check the seeds */
@@ -100,12 +102,23 @@ static void broker_start(void) {
     snprintf(path, sizeof path, "%s/sluice-acls", g_dir);
     FILE *f = fopen(path, "w");
     if (!f || fputs(k_acls, f) < 0 || fclose(f)) abort();
+    char err[512];
+    snprintf(path, sizeof path, "%s/sluice-users", g_dir);
+    sl_credstore *st;
+    sl_scram_cred cred;
+    if (sl_credstore_open(path, true, &st, err, sizeof err) ||
+        sl_scram_cred_from_password(SL_SCRAM_SHA_256, "fuzz-pw", 7, SL_SCRAM_MIN_ITER, &cred) ||
+        sl_credstore_put(st, "fuzz", 4, &cred) || sl_credstore_save(st))
+        abort();
+    sl_credstore_free(st);
     sl_config c;
     sl_config_defaults(&c);
-    char err[512];
     const char *kv[][2] = {
         {"log.dirs", g_dir},
-        {"listeners", "PLAINTEXT://127.0.0.1:0"},
+        {"listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"},
+        {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"},
+        {"sluice.sasl.plain.allow.insecure", "true"},
+        {"connection.failed.authentication.delay.ms", "0"},
         {"sluice.authorizer.enable", "true"},
         {"allow.everyone.if.no.acl.found", "true"},
         {"group.initial.rebalance.delay.ms", "0"},
@@ -123,7 +136,8 @@ static void broker_start(void) {
         fprintf(stderr, "fuzz_handlers: %s\n", err);
         abort();
     }
-    g_port = g_b->listeners[0].port;
+    g_port[0] = g_b->listeners[0].port;
+    g_port[1] = g_b->listeners[1].port;
     g_nacls = sl_acl_set_count(sl_authorizer_set(g_b->authz));
     if (g_nacls != 6) abort();
     ensure_topic("t", 2);
@@ -290,10 +304,10 @@ static bool shape(int16_t key, int16_t v, uint8_t *body, size_t n, bool *reply) 
     return ok;
 }
 
-static int connect_client(void) {
+static int connect_client(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) abort();
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* A loopback connect completes in the kernel's backlog; the broker accepts it in the loop. */
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) abort();
@@ -312,10 +326,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ensure_topic("t", 2); /* an earlier input may have deleted it */
     static uint8_t *inbuf;
     if (!inbuf && !(inbuf = malloc(RECV_CAP))) abort();
-    client cl = {.fd = connect_client(), .in = inbuf};
+    if (size < 1) return 0;
+    client cl = {.fd = connect_client(g_port[data[0] & 1]), .in = inbuf};
     sl_arena *a = sl_arena_new(8192);
     if (!a) abort();
-    size_t off = 0;
+    size_t off = 1;
     while (off + 4 <= size && cl.nq < MAX_FRAMES && !cl.closed) {
         uint8_t sel = data[off];
         int16_t v = (int8_t)data[off + 1];

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_handlers (tests/fuzz/corpus/handlers/).
 
-A seed is a sequence of records [u8 api key][i8 version][u16 body length][body] (see
-fuzz_handlers.c). Seeds come from two sources:
+A seed is one byte choosing the listener (0 PLAINTEXT, 1 SASL_PLAINTEXT) and a sequence of
+records [u8 api key][i8 version][u16 body length][body] (see fuzz_handlers.c). Seeds come from two sources:
   - well-formed requests naming the topics and groups the harness's broker has ("t" with two
     partitions, "secret-t" which the ACLs deny), alone and in short conversations (produce then
     fetch, create then delete a topic, a whole group membership), built with the interop tests'
@@ -199,6 +199,10 @@ def sasl_handshake(mech):  # v1
     return rec(17, 1, Writer().string(mech).bytes())
 
 
+def sasl_authenticate(token):  # v1
+    return rec(36, 1, Writer().i32(len(token)).raw(token).bytes())
+
+
 def produce(topic, part, records, acks=-1):
     return kp(kproto.produce, topic, part, records, acks=acks)
 
@@ -259,6 +263,22 @@ def seeds():
         b"\x00a\x00b").bytes())
     out["unknown_api"] = rec(99, 0, b"") + kp(kproto.metadata)
     out["bad_version"] = rec(0, 50, b"") + kp(kproto.metadata)
+    out = {k: b"\x00" + v for k, v in out.items()}
+    # The SASL_PLAINTEXT listener (user "fuzz", password "fuzz-pw").
+    login = sasl_handshake("PLAIN") + sasl_authenticate(b"\x00fuzz\x00fuzz-pw")
+    out["sasl_plain_produce"] = b"\x01" + login + kp(kproto.metadata) + produce("t", 0, b)
+    out["sasl_plain_secret"] = (b"\x01" + login + produce("secret-t", 0, b) +
+                                create_topics(["secret-y"]) + delete_topics(["secret-t"]))
+    out["sasl_plain_group"] = (b"\x01" + login + join_group("g3") + offset_commit("g3", "t", 1) +
+                               offset_fetch("g3", "t"))
+    out["sasl_plain_wrong"] = (b"\x01" + sasl_handshake("PLAIN") +
+                               sasl_authenticate(b"\x00fuzz\x00nope") + kp(kproto.metadata))
+    out["sasl_scram_first"] = (b"\x01" + sasl_handshake("SCRAM-SHA-256") +
+                               sasl_authenticate(b"n,,n=fuzz,r=fyko+d2lbbFgONRv9qkxdawL"))
+    out["sasl_unknown_mech"] = b"\x01" + sasl_handshake("GSSAPI") + sasl_handshake("PLAIN")
+    out["sasl_unauthenticated"] = b"\x01" + rec(18, 3, kproto.api_versions_body(3)) + kp(
+        kproto.metadata)
+    out["sasl_handshake_v0"] = b"\x01" + rec(17, 0, Writer().string("PLAIN").bytes())
     # The decoder corpus, header stripped (each API, lowest and highest version).
     req = os.path.join(HERE, "corpus", "request")
     for f in sorted(os.listdir(req)):
@@ -270,7 +290,7 @@ def seeds():
         if ver >= APIS[key][2]:
             assert d[off] == 0, f  # no header tags in the decoder corpus
             off += 1
-        out["req_" + f] = rec(key, ver, d[off:])
+        out["req_" + f] = b"\x00" + rec(key, ver, d[off:])
     return out
 
 
