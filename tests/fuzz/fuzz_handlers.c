@@ -1,12 +1,13 @@
-/* libFuzzer target for the broker's request pipeline and handlers: one real broker runs in this
- * process (a PLAINTEXT and a SASL_PLAINTEXT listener on 127.0.0.1, ports 0, ACL authorizer on),
- * and every input is a sequence of requests written to it over a fresh loopback connection. The
+/* libFuzzer target for the broker's request pipeline and handlers: two real brokers run in this
+ * process (one with a PLAINTEXT listener and no SCRAM users, one with a SASL_PLAINTEXT listener
+ * and one user; both on 127.0.0.1, port 0, ACL authorizer on), and every input is a sequence of
+ * requests written to one of them over a fresh loopback connection. The
  * harness pumps the broker's loop (sl_loop_run_once) until each answer arrives or the connection
  * closes, with a bound, so every handler runs exactly as it does for a network client.
  *
- * Input: one byte choosing the listener (bit 0: SASL_PLAINTEXT, where PLAIN and SCRAM-SHA-256
- * are enabled and user "fuzz" has password "fuzz-pw"; PLAINTEXT connections are
- * User:ANONYMOUS), then a sequence of records, each
+ * Input: one byte choosing the broker (bit 0: the SASL_PLAINTEXT one, where PLAIN and
+ * SCRAM-SHA-256 are enabled and user "fuzz" has password "fuzz-pw"; otherwise the PLAINTEXT
+ * one, whose connections are User:ANONYMOUS), then a sequence of records, each
  *   u8  api     < 0x80: the API key as is (unknown keys reach the "unknown api" path);
  *               >= 0x80: the (api & 0x7f) % n-th API the broker serves, so mutation reaches
  *               every handler without having to hit a key by chance
@@ -17,9 +18,9 @@
  * otherwise: a Fetch's max_wait_ms is capped at 5 ms, and CreateTopics/CreatePartitions asking
  * for more than 16 topics or partitions are not sent.
  *
- * The broker is shared across inputs (one per input would be far too slow); state earlier inputs
- * left (topics, groups, offsets, records) is part of what later inputs run against. It is
- * replaced by a fresh one in a new directory when it holds too many topics.
+ * The brokers are shared across inputs (one per input would be far too slow); state earlier
+ * inputs left (topics, groups, offsets, records) is part of what later inputs run against. A
+ * broker is replaced by a fresh one in a new directory when it holds too many topics.
  *
  * Invariants (abort() when violated):
  *   - every answer names a correlation id the connection sent and not yet answered, in order,
@@ -74,9 +75,13 @@ static const char k_acls[] = "sluice-acls 1\n"
                              "ALLOW\tDESCRIBE_CONFIGS\tCLUSTER\tLITERAL\tkafka-cluster\tUser:*\t*\n"
                              "ALLOW\tREAD\tTOPIC\tLITERAL\tother\tUser:other\t*\n";
 
-static sl_broker *g_b;
-static char g_dir[256];
-static int g_port[2]; /* PLAINTEXT, SASL_PLAINTEXT */
+typedef struct broker {
+    sl_broker *b;
+    char dir[256];
+    int port;
+} broker;
+static broker g_brokers[2];
+static sl_broker *g_b; /* the one the current input talks to */
 static size_t g_nacls;
 static int g_napis;
 static bool g_trace; /* FUZZ_HANDLERS_TRACE=1: one line per request, to check the seeds */
@@ -94,28 +99,33 @@ static sl_topic *ensure_topic(const char *name, int32_t npart) {
     return t;
 }
 
-static void broker_start(void) {
+/* Broker 0: a PLAINTEXT listener and no SCRAM users (the state of most brokers); broker 1: a
+ * SASL_PLAINTEXT listener and one stored user. Both have the ACL authorizer on. */
+static void broker_start(int i) {
+    broker *bk = &g_brokers[i];
     const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/sluice-fuzz-handlers-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) abort();
+    snprintf(bk->dir, sizeof bk->dir, "%s/sluice-fuzz-handlers-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(bk->dir)) abort();
     char path[300];
-    snprintf(path, sizeof path, "%s/sluice-acls", g_dir);
+    snprintf(path, sizeof path, "%s/sluice-acls", bk->dir);
     FILE *f = fopen(path, "w");
     if (!f || fputs(k_acls, f) < 0 || fclose(f)) abort();
     char err[512];
-    snprintf(path, sizeof path, "%s/sluice-users", g_dir);
-    sl_credstore *st;
-    sl_scram_cred cred;
-    if (sl_credstore_open(path, true, &st, err, sizeof err) ||
-        sl_scram_cred_from_password(SL_SCRAM_SHA_256, "fuzz-pw", 7, SL_SCRAM_MIN_ITER, &cred) ||
-        sl_credstore_put(st, "fuzz", 4, &cred) || sl_credstore_save(st))
-        abort();
-    sl_credstore_free(st);
+    if (i == 1) {
+        snprintf(path, sizeof path, "%s/sluice-users", bk->dir);
+        sl_credstore *st;
+        sl_scram_cred cred;
+        if (sl_credstore_open(path, true, &st, err, sizeof err) ||
+            sl_scram_cred_from_password(SL_SCRAM_SHA_256, "fuzz-pw", 7, SL_SCRAM_MIN_ITER, &cred) ||
+            sl_credstore_put(st, "fuzz", 4, &cred) || sl_credstore_save(st))
+            abort();
+        sl_credstore_free(st);
+    }
     sl_config c;
     sl_config_defaults(&c);
     const char *kv[][2] = {
-        {"log.dirs", g_dir},
-        {"listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"},
+        {"log.dirs", bk->dir},
+        {"listeners", i ? "SASL_PLAINTEXT://127.0.0.1:0" : "PLAINTEXT://127.0.0.1:0"},
         {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"},
         {"sluice.sasl.plain.allow.insecure", "true"},
         {"connection.failed.authentication.delay.ms", "0"},
@@ -126,39 +136,41 @@ static void broker_start(void) {
         {"log.retention.bytes", "262144"},
         {"log.retention.check.interval.ms", "1000"},
     };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (sl_config_set(&c, kv[i][0], kv[i][1], err, sizeof err) != SL_OK) {
+    for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++)
+        if (sl_config_set(&c, kv[k][0], kv[k][1], err, sizeof err) != SL_OK) {
             fprintf(stderr, "fuzz_handlers: %s\n", err);
             abort();
         }
     if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
-        sl_broker_new(&c, &g_b, err, sizeof err) != SL_OK) {
+        sl_broker_new(&c, &bk->b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "fuzz_handlers: %s\n", err);
         abort();
     }
-    g_port[0] = g_b->listeners[0].port;
-    g_port[1] = g_b->listeners[1].port;
-    g_nacls = sl_acl_set_count(sl_authorizer_set(g_b->authz));
+    bk->port = bk->b->listeners[0].port;
+    g_nacls = sl_acl_set_count(sl_authorizer_set(bk->b->authz));
     if (g_nacls != 6) abort();
+    g_b = bk->b;
     ensure_topic("t", 2);
     ensure_topic("secret-t", 1);
 }
 
-static void broker_stop(void) {
-    sl_broker_free(g_b);
-    g_b = NULL;
-    rm_rf(g_dir);
+static void broker_stop(int i) {
+    sl_broker_free(g_brokers[i].b);
+    g_brokers[i].b = NULL;
+    rm_rf(g_brokers[i].dir);
 }
 
 static void at_exit(void) {
-    if (g_b) broker_stop();
+    for (int i = 0; i < 2; i++)
+        if (g_brokers[i].b) broker_stop(i);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     sl_log_set_level(SL_LOG_ERROR);
     while (sl_broker_api_at(g_napis)) g_napis++;
     g_trace = getenv("FUZZ_HANDLERS_TRACE") != NULL;
-    broker_start();
+    broker_start(0);
+    broker_start(1);
     atexit(at_exit);
     return 0;
 }
@@ -319,15 +331,17 @@ static int connect_client(int port) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 256 * 1024) return 0;
+    if (size < 1) return 0;
+    int bi = data[0] & 1;
+    g_b = g_brokers[bi].b;
     if (sl_topics_count(g_b->topics) > MAX_TOPICS) {
-        broker_stop();
-        broker_start();
+        broker_stop(bi);
+        broker_start(bi);
     }
     ensure_topic("t", 2); /* an earlier input may have deleted it */
     static uint8_t *inbuf;
     if (!inbuf && !(inbuf = malloc(RECV_CAP))) abort();
-    if (size < 1) return 0;
-    client cl = {.fd = connect_client(g_port[data[0] & 1]), .in = inbuf};
+    client cl = {.fd = connect_client(g_brokers[bi].port), .in = inbuf};
     sl_arena *a = sl_arena_new(8192);
     if (!a) abort();
     size_t off = 1;
