@@ -35,11 +35,21 @@ build/asan/sluice: $(ASAN_OBJ) build/asan/src/cli/main.o
 build/asan/unit_tests: $(ASAN_OBJ) $(UNIT_SRC:%.c=build/asan/%.o)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
-# Fuzz targets: clang + libFuzzer, with ASan/UBSan, linking the project sources directly.
-build/fuzz/%: tests/fuzz/%.c $(SRC)
+# Fuzz targets: clang + libFuzzer, with ASan/UBSan. The project sources are compiled once into
+# build/fuzz/obj (fuzzer coverage instrumentation without libFuzzer's main) and linked into every
+# target. UBSan is fatal here by itself (-fno-sanitize-recover), not only under run_all.sh's
+# UBSAN_OPTIONS, so a target run by hand aborts on undefined behaviour and libFuzzer saves the
+# input instead of printing a warning and carrying on.
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -Wno-unused-parameter
+FUZZ_OBJ    := $(SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p build/fuzz
-	$(CLANG) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -Wno-unused-parameter \
-	    -o $@ $< $(SRC) $(LIBS)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
+	    $(FUZZ_OBJ) $(LIBS)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 # Benchmarks (bench/, docs/benchmarks.md): release flags; the micro benchmark links the release

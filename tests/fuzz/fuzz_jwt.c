@@ -6,11 +6,20 @@
  *   4: "<header>\n<claims>" signed with the key set's own EC key, then validated, so the claim
  *      checks are reached (a random token never gets past the signature)
  *   5: sl_oauthbearer_parse_client_msg(rest)
- * The validator and its key are made once per process; its JWKS file lives in TMPDIR. */
+ *   6: "<header>\n<claims>\xff<edits>" signed as in 4, then changed by the edits (pairs of
+ *      position byte, new byte) and validated: a tampered token must be refused
+ * The validator and its key are made once per process; its JWKS file lives in TMPDIR.
+ *
+ * Security invariant: the key pair is generated here at start-up and its private half never
+ * leaves this process, so no input can carry a valid signature. A token that validates must
+ * therefore be byte-identical to one this harness's own signer produced (remembered by digest);
+ * anything else validating (alg none, a key confusion, a signature check that passes tampered
+ * bytes, a parser that validates one text and reads another) aborts. */
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +37,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static EVP_PKEY *g_key;
 static sl_jwt_validator *g_v;
+
+/* Digests of the tokens the harness signed (a ring: a later input can only repeat a token by
+ * carrying its bytes, which the fuzzer sees only through comparisons). */
+enum { SIGNED_MAX = 4096 };
+static uint8_t g_signed[SIGNED_MAX][SHA256_DIGEST_LENGTH];
+static size_t g_nsigned;
+
+static void digest(const char *tok, size_t n, uint8_t out[SHA256_DIGEST_LENGTH]) {
+    unsigned int len = 0;
+    if (EVP_Digest(tok, n, out, &len, EVP_sha256(), NULL) != 1) abort();
+}
+
+static bool signed_here(const char *tok, size_t n) {
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    digest(tok, n, d);
+    size_t have = g_nsigned < SIGNED_MAX ? g_nsigned : SIGNED_MAX;
+    for (size_t i = 0; i < have; i++)
+        if (!memcmp(g_signed[i], d, sizeof d)) return true;
+    return false;
+}
 
 static void b64_bn(const char *param, char *out, size_t cap) {
     BIGNUM *bn = NULL;
@@ -71,10 +100,18 @@ static void validate(const char *tok, size_t n) {
     char p[256], why[128];
     int64_t exp = 0;
     sl_err e = sl_jwt_validate(g_v, tok, n, 1700000000000LL, p, sizeof p, &exp, why, sizeof why);
-    if (e == SL_OK && (!p[0] || strlen(p) > SL_JWT_MAX_PRINCIPAL)) abort();
+    if (e != SL_OK) return;
+    if (!p[0] || strlen(p) > SL_JWT_MAX_PRINCIPAL) abort();
+    if (!signed_here(tok, n)) {
+        fprintf(stderr, "fuzz_jwt: a token this harness did not sign validated: %.*s\n", (int)n,
+                tok);
+        abort();
+    }
 }
 
-static void sign_and_validate(const uint8_t *d, size_t n) {
+/* Signs "<header>\n<claims>" and validates it; with `edits` (position, byte pairs), validates
+ * the token changed by them instead (validate() refuses it unless the bytes came back equal). */
+static void sign_and_validate(const uint8_t *d, size_t n, const uint8_t *edits, size_t nedits) {
     const uint8_t *nl = memchr(d, '\n', n);
     if (!nl || n > 8192) return;
     size_t hl = (size_t)(nl - d), cl = n - hl - 1;
@@ -95,6 +132,8 @@ static void sign_and_validate(const uint8_t *d, size_t n) {
         ECDSA_SIG_free(es);
         t[o++] = '.';
         o += sl_b64url_encode(raw, 64, t + o, cap - o);
+        digest(t, o, g_signed[g_nsigned++ % SIGNED_MAX]);
+        for (size_t i = 0; i + 1 < nedits; i += 2) t[edits[i] % o] = (char)edits[i + 1];
         validate(t, o);
     }
     EVP_MD_CTX_free(mc);
@@ -106,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
     case 0: {
         sl_arena *a = sl_arena_new(4096);
         (void)sl_json_parse(a, s, n, SL_JSON_MAX_DEPTH, NULL, 0);
@@ -136,8 +175,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         validate(s, n);
         break;
     case 4:
-        sign_and_validate((const uint8_t *)s, n);
+        sign_and_validate((const uint8_t *)s, n, NULL, 0);
         break;
+    case 6: {
+        const uint8_t *ff = memchr(s, 0xff, n);
+        if (!ff) break;
+        size_t hl = (size_t)(ff - (const uint8_t *)s);
+        sign_and_validate((const uint8_t *)s, hl, ff + 1, n - hl - 1);
+        break;
+    }
     case 5: {
         const char *t, *a;
         size_t tl, al;
