@@ -134,8 +134,6 @@ sl_storage sl_storage_local(sl_broker *b);
 /* Tells every subscriber of the partitions of `topic` that they are going away (so every fetch
  * parked there completes): before the topic is deleted, and when the broker stops. */
 void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
-/* Transitional: wakes fetches parked on `part` after an append (the Produce handler). */
-void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);
 /* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */

@@ -222,5 +222,3 @@ static const sl_storage_ops k_local_ops = {
 };
 
 sl_storage sl_storage_local(sl_broker *b) { return (sl_storage){.ops = &k_local_ops, .ctx = b}; }
-
-void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes) { emit(part, bytes); }
