@@ -61,9 +61,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     int16_t v = rq->h.api_version;
     sl_fetch_resp_init(resp);
     int32_t nt = req->topics_count > 0 ? req->topics_count : 0;
-    resp->responses = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->responses);
-    if (!resp->responses) return -1;
-    resp->responses_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp->responses, resp->responses_count, nt)) return -1;
     int64_t total = 0;
     rq->records_out = 0; /* a parked fetch builds again */
     int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
@@ -74,9 +72,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
         ot->topic = rt->topic;
         ot->topic_id = rt->topic_id;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
-        if (!ot->partitions) return -1;
-        ot->partitions_count = np;
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np)) return -1;
         sl_stopic *t = lookup(rq, rt);
         for (int32_t j = 0; j < np; j++) {
             sl_fetch_req_partition *rp = &rt->partitions[j];

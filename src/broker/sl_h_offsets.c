@@ -39,10 +39,9 @@ void sl_h_list_offsets(sl_req *rq) {
         sl_list_offsets_resp_topic *ot = &resp.topics[i];
         ot->name = rt->name;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
         int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
-        if (!ot->partitions || !olds) return sl_req_fail(rq, "out of memory");
-        ot->partitions_count = np;
+        if (!olds || !SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
         sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {

@@ -65,10 +65,8 @@ void sl_h_produce(sl_req *rq) {
         sl_produce_resp_topic *ot = &op->resp.responses[i];
         ot->name = rt->name;
         int32_t np = rt->partition_data_count > 0 ? rt->partition_data_count : 0;
-        ot->partition_responses =
-            sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partition_responses);
-        if (!ot->partition_responses) return sl_req_fail(rq, "out of memory");
-        ot->partition_responses_count = np;
+        if (!SL_RESP_ARRAY(rq, ot->partition_responses, ot->partition_responses_count, np))
+            return sl_req_fail(rq, "out of memory");
         /* Checked before existence, as Kafka: a denied caller learns nothing about the topic. */
         bool write_ok = sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
         sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
