@@ -171,7 +171,7 @@ static void on_signal(void *ctx, int signo) {
     SL_INFO("broker", "stopping", "signal=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     /* Parked fetches answer now with what they have rather than holding the drain up. */
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
-        sl_fetch_wake_topic(b, t);
+        sl_storage_local_close_topic(b, t);
     sl_group_coord_shutdown(b->groups);
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
@@ -220,6 +220,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                               .each_topic = cat_each_topic,
                               .each_group = sl_group_coord_each_group,
                               .each_committed_topic = sl_group_coord_each_committed_topic};
+    b->storage = sl_storage_local(b);
     (void)sl_req_observers_add(&b->observers, log_request, b);
     sl_listener_spec ls[16];
     int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);

@@ -14,6 +14,7 @@
 #include "net/sl_server.h"
 #include "pipeline/sl_api.h"
 #include "pipeline/sl_authorize.h"
+#include "pipeline/sl_backend.h"
 #include "pipeline/sl_req.h"
 #include "proto/sl_proto.h"
 #include "storage/sl_log.h"
@@ -40,6 +41,7 @@ typedef struct sl_broker {
     int64_t started_ms;
     sl_req_observers observers;      /* see every finished request (sl_req.h) */
     sl_catalog catalog;              /* what the authorization stage may look up (sl_api.h) */
+    sl_storage storage;              /* the data path handlers use (sl_backend.h) */
     struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
 } sl_broker;
 
@@ -126,10 +128,12 @@ void sl_h_describe_acls(sl_req *rq);
 void sl_h_create_acls(sl_req *rq);
 void sl_h_delete_acls(sl_req *rq);
 
-/* Fetch parking (sl_fetch.c): wakes fetches parked on `part` after an append. */
-void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes);
-/* Completes every fetch parked on the partitions of `topic` (before the topic is deleted). */
-void sl_fetch_wake_topic(sl_broker *b, sl_topic *topic);
+/* The local storage backend (sl_storage_local.c) over the registry, logs, flusher and producer
+ * state; `b` owns it (it has no state of its own). */
+sl_storage sl_storage_local(sl_broker *b);
+/* Tells every subscriber of the partitions of `topic` that they are going away (so every fetch
+ * parked there completes): before the topic is deleted, and when the broker stops. */
+void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
 /* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */

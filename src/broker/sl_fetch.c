@@ -1,6 +1,8 @@
 /* Fetch: returns whole stored batches from the batch holding the fetch offset. A fetch that has
- * less than min_bytes parks on its partitions (no polling): appends wake it, a timer ends it at
- * max_wait_ms. Parked fetches never hold on to data, only to their request. */
+ * less than min_bytes parks on its partitions (no polling): it subscribes to their "appended"
+ * event (sl_backend.h), a timer ends it at max_wait_ms. Parked fetches never hold on to data,
+ * only to their request. Storage is reached only through the backend's data path
+ * (rq->b->storage). */
 #include <string.h>
 
 #include "acl/sl_acl.h"
@@ -11,24 +13,16 @@
 #include "proto/sl_batch.h"
 #include "proto/sl_xform.h"
 
-typedef struct fetch_op fetch_op;
-
-struct sl_waiter {
-    sl_waiter *next, *prev;
-    sl_partition *part;
-    fetch_op *op;
-};
-
-struct fetch_op {
+typedef struct fetch_op {
     sl_req *rq;
     sl_fetch_req req;
     sl_timer *timer;
-    sl_waiter *waiters;
+    sl_waiter *waiters; /* subscriptions, one per partition, while parked */
     int nwaiters;
     int64_t bytes_seen; /* appended to our partitions since parking */
     int64_t bytes_have; /* what the first pass found */
     bool *denied;       /* per request topic: no READ (decided once, before parking) */
-};
+} fetch_op;
 
 static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
     sl_fetch_resp_partition_init(o);
@@ -42,9 +36,9 @@ static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
     o->records = (sl_bytes){(const uint8_t *)"", 0};
 }
 
-static sl_topic *lookup(sl_req *rq, const sl_fetch_req_topic *rt) {
-    if (rq->h.api_version >= 13) return sl_topics_find_id(rq->b->topics, &rt->topic_id);
-    return sl_topics_find(rq->b->topics, rt->topic);
+static sl_stopic *lookup(sl_req *rq, const sl_fetch_req_topic *rt) {
+    return sl_storage_topic(&rq->b->storage, rt->topic,
+                            rq->h.api_version >= 13 ? &rt->topic_id : NULL);
 }
 
 /* Records in whole v2 batches, from their headers (a partial batch at the end counts none). */
@@ -62,13 +56,12 @@ static int64_t count_records(const uint8_t *p, size_t len) {
 /* Builds the response from the logs; returns the record bytes gathered or -1 on OOM. */
 static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     sl_req *rq = op->rq;
+    const sl_storage *st = &rq->b->storage;
     sl_fetch_req *req = &op->req;
     int16_t v = rq->h.api_version;
     sl_fetch_resp_init(resp);
     int32_t nt = req->topics_count > 0 ? req->topics_count : 0;
-    resp->responses = sl_arena_calloc(rq->a, (size_t)(nt ? nt : 1), sizeof *resp->responses);
-    if (!resp->responses) return -1;
-    resp->responses_count = nt;
+    if (!SL_RESP_ARRAY(rq, resp->responses, resp->responses_count, nt)) return -1;
     int64_t total = 0;
     rq->records_out = 0; /* a parked fetch builds again */
     int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
@@ -79,10 +72,8 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
         ot->topic = rt->topic;
         ot->topic_id = rt->topic_id;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
-        if (!ot->partitions) return -1;
-        ot->partitions_count = np;
-        sl_topic *t = lookup(rq, rt);
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np)) return -1;
+        sl_stopic *t = lookup(rq, rt);
         for (int32_t j = 0; j < np; j++) {
             sl_fetch_req_partition *rp = &rt->partitions[j];
             sl_fetch_resp_partition *o = &ot->partitions[j];
@@ -96,7 +87,8 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                     v >= 13 ? SL_KAFKA_UNKNOWN_TOPIC_ID : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            if (rp->partition < 0 || rp->partition >= t->npart) {
+            sl_spart *p = sl_storage_partition(st, t, rp->partition);
+            if (!p) {
                 o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
@@ -104,17 +96,17 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 o->error_code = SL_KAFKA_UNKNOWN_LEADER_EPOCH;
                 continue;
             }
-            sl_log *log = t->parts[rp->partition]->log;
-            int64_t start = sl_log_start_offset(log), end = sl_log_end_offset(log);
-            o->high_watermark = end;
-            o->last_stable_offset = end;
-            o->log_start_offset = start;
+            sl_spart_offsets off;
+            sl_storage_offsets(st, p, &off);
+            o->high_watermark = off.high_watermark;
+            o->last_stable_offset = off.high_watermark; /* no transactions */
+            o->log_start_offset = off.log_start;
             o->aborted_transactions_count = req->isolation_level == 1 ? 0 : -1;
-            if (rp->fetch_offset < start || rp->fetch_offset > end) {
+            if (rp->fetch_offset < off.log_start || rp->fetch_offset > off.log_end) {
                 o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
                 continue;
             }
-            if (rp->fetch_offset == end) continue;
+            if (rp->fetch_offset == off.log_end) continue;
             /* Once something is in the response, the budget binds; the first batch is always
              * returned whole so a consumer can make progress past a large batch. */
             int64_t limit = rp->partition_max_bytes;
@@ -125,44 +117,33 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             }
             uint8_t *data = NULL;
             size_t len = 0;
-            sl_err e = sl_log_read(log, rp->fetch_offset, (int32_t)limit, rq->a, &data, &len);
-            if (e == SL_ERANGE) {
-                o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
-            } else if (e) {
-                SL_ERROR("fetch", "read failed", "topic=%s partition=%d err=%s", t->name,
-                         rp->partition, sl_errname(e));
-                o->error_code = sl_err_to_kafka(e);
-            } else if ((o->error_code =
-                            sl_xform_fetch(t->parts[rp->partition]->xform,
+            o->error_code =
+                sl_storage_read(st, p, rp->fetch_offset, (int32_t)limit, rq->a, &data, &len);
+            if (o->error_code) continue;
+            sl_spart_info pi;
+            sl_storage_info(st, p, &pi);
+            /* Through the transform chain (sl_xform.h): legacy down-conversion for v0-3, codec
+             * checks; untouched sets are the stored bytes, not a copy. */
+            o->error_code = sl_xform_fetch(pi.xform,
                                            &(sl_xform_ctx){.a = rq->a,
                                                            .api_version = v,
                                                            .max_bytes = limit,
                                                            .fetch_offset = rp->fetch_offset,
                                                            .topic = rt->topic,
                                                            .partition = rp->partition},
-                                           &data, &len, NULL)) == 0) {
-                /* Through the transform chain (sl_xform.h): legacy down-conversion for v0-3,
-                 * codec checks; untouched sets are the stored bytes, not a copy. */
-                o->records = (sl_bytes){data, (int32_t)len};
-                total += (int64_t)len;
-                if (v >= 4) rq->records_out += count_records(data, len);
-            }
+                                           &data, &len, NULL);
+            if (o->error_code) continue;
+            o->records = (sl_bytes){data, (int32_t)len};
+            total += (int64_t)len;
+            if (v >= 4) rq->records_out += count_records(data, len);
         }
     }
     return total;
 }
 
 static void unpark(fetch_op *op) {
-    for (int i = 0; i < op->nwaiters; i++) {
-        sl_waiter *w = &op->waiters[i];
-        if (w->prev)
-            w->prev->next = w->next;
-        else if (w->part->waiters == w)
-            w->part->waiters = w->next;
-        if (w->next) w->next->prev = w->prev;
-        w->next = w->prev = NULL;
-        sl_topic_release(w->part->topic);
-    }
+    for (int i = 0; i < op->nwaiters; i++)
+        sl_storage_unsubscribe(&op->rq->b->storage, &op->waiters[i]);
     op->nwaiters = 0;
     if (op->timer) {
         sl_timer_cancel(op->rq->b->loop, op->timer);
@@ -187,22 +168,13 @@ static void timed_out(void *ctx) {
     complete(op);
 }
 
-void sl_fetch_wake(sl_broker *b, sl_partition *part, int64_t bytes) {
-    for (sl_waiter *w = part->waiters, *next; w; w = next) {
-        next = w->next;
-        fetch_op *op = w->op;
-        op->bytes_seen += bytes;
-        if (op->bytes_have + op->bytes_seen >= op->req.min_bytes) {
-            /* complete() unlinks every waiter of op, possibly including `next`. */
-            complete(op);
-            next = part->waiters;
-        }
-    }
-}
-
-void sl_fetch_wake_topic(sl_broker *b, sl_topic *t) {
-    for (int32_t i = 0; i < t->npart; i++)
-        while (t->parts[i]->waiters) complete(t->parts[i]->waiters->op);
+/* The "appended" event of a partition this fetch is parked on; negative bytes: the partition
+ * is going away (topic deleted, broker stopping), so answer now with what there is. complete()
+ * unsubscribes every partition of the fetch. */
+static void appended(sl_waiter *w, int64_t bytes) {
+    fetch_op *op = w->ctx;
+    if (bytes >= 0) op->bytes_seen += bytes;
+    if (bytes < 0 || op->bytes_have + op->bytes_seen >= op->req.min_bytes) complete(op);
 }
 
 void sl_h_fetch(sl_req *rq) {
@@ -226,11 +198,11 @@ void sl_h_fetch(sl_req *rq) {
     if (req->topics_count > 0) {
         op->denied = sl_arena_calloc(rq->a, (size_t)req->topics_count, sizeof *op->denied);
         if (!op->denied) return sl_req_fail(rq, "out of memory");
+        const sl_catalog *cat = &rq->b->catalog;
         for (int32_t i = 0; i < req->topics_count; i++) {
-            sl_topic *t = lookup(rq, &req->topics[i]);
-            if (v >= 13 && !t) continue;
-            op->denied[i] = !sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC,
-                                            t ? sl_str_c(t->name) : req->topics[i].topic);
+            sl_str name = req->topics[i].topic;
+            if (v >= 13 && !cat->topic_name(cat->ctx, &req->topics[i].topic_id, &name)) continue;
+            op->denied[i] = !sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, name);
         }
     }
     sl_fetch_resp resp;
@@ -253,18 +225,16 @@ void sl_h_fetch(sl_req *rq) {
     op->bytes_have = have;
     op->waiters = sl_arena_calloc(rq->a, (size_t)nparts, sizeof *op->waiters);
     if (!op->waiters) return sl_req_fail(rq, "out of memory");
+    /* Every partition resolved in `build` (no errors), and nothing ran since. */
+    const sl_storage *st = &rq->b->storage;
     for (int32_t i = 0; i < req->topics_count; i++) {
-        sl_topic *t = lookup(rq, &req->topics[i]);
+        sl_stopic *t = lookup(rq, &req->topics[i]);
         for (int32_t j = 0; t && j < req->topics[i].partitions_count; j++) {
-            sl_partition *p = t->parts[req->topics[i].partitions[j].partition];
             sl_waiter *w = &op->waiters[op->nwaiters++];
-            w->op = op;
-            w->part = p;
-            sl_topic_hold(p->topic); /* a parked fetch keeps what it points at */
-            w->prev = NULL;
-            w->next = p->waiters;
-            if (p->waiters) p->waiters->prev = w;
-            p->waiters = w;
+            w->fn = appended;
+            w->ctx = op;
+            sl_storage_subscribe(
+                st, sl_storage_partition(st, t, req->topics[i].partitions[j].partition), w);
         }
     }
     op->timer = sl_timer_start(rq->b->loop, req->max_wait_ms, timed_out, op);

@@ -145,7 +145,7 @@ void sl_h_create_topics(sl_req *rq) {
 
 static int16_t delete_one(sl_req *rq, sl_topic *t) {
     if (!rq->b->cfg.delete_topic_enable) return SL_KAFKA_TOPIC_DELETION_DISABLED;
-    sl_fetch_wake_topic(rq->b, t);
+    sl_storage_local_close_topic(rq->b, t);
     sl_err e = sl_topics_delete(rq->b->topics, t);
     return e ? sl_err_to_kafka(e) : 0;
 }

@@ -1,8 +1,8 @@
-/* Offsets: ListOffsets, OffsetForLeaderEpoch, DeleteRecords. One leader epoch (0) everywhere. */
+/* Offsets: ListOffsets, OffsetForLeaderEpoch, DeleteRecords, over the backend's data path
+ * (sl_backend.h). One leader epoch (0) everywhere. */
 #include <string.h>
 
 #include "acl/sl_acl.h"
-#include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
 
@@ -14,9 +14,10 @@ enum {
     TS_LATEST_TIERED = -5
 };
 
-/* A partition by name, or NULL with *err set to the Kafka code to answer. */
-static sl_partition *find_part(sl_broker *b, sl_str topic, int32_t idx, int16_t *err) {
-    sl_partition *p = sl_topics_partition(b->topics, topic, idx);
+/* Partition `idx` of `t` (NULL: no such topic), or NULL with *err set to the Kafka code to
+ * answer. */
+static sl_spart *find_part(const sl_storage *st, sl_stopic *t, int32_t idx, int16_t *err) {
+    sl_spart *p = t ? sl_storage_partition(st, t, idx) : NULL;
     *err = p ? 0 : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
     return p;
 }
@@ -27,6 +28,7 @@ static int16_t leader_epoch_check(int32_t current) {
 
 void sl_h_list_offsets(sl_req *rq) {
     sl_list_offsets_req req = *(const sl_list_offsets_req *)rq->req;
+    const sl_storage *st = &rq->b->storage;
     sl_list_offsets_resp resp;
     sl_list_offsets_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -37,11 +39,11 @@ void sl_h_list_offsets(sl_req *rq) {
         sl_list_offsets_resp_topic *ot = &resp.topics[i];
         ot->name = rt->name;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        ot->partitions = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partitions);
         int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
-        if (!ot->partitions || !olds) return sl_req_fail(rq, "out of memory");
-        ot->partitions_count = np;
+        if (!olds || !SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
+            return sl_req_fail(rq, "out of memory");
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
+        sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {
             sl_list_offsets_req_partition *rp = &rt->partitions[j];
             sl_list_offsets_resp_partition *o = &ot->partitions[j];
@@ -53,32 +55,30 @@ void sl_h_list_offsets(sl_req *rq) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
-            sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
+            sl_spart *p = find_part(st, t, rp->partition_index, &o->error_code);
             if (!p) continue;
             if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
-            sl_log *log = p->log;
             int64_t off = -1, ts = -1;
+            sl_spart_offsets so;
             switch (rp->timestamp) {
             case TS_LATEST:
             case TS_LATEST_TIERED:
-                off = sl_log_end_offset(log);
+                sl_storage_offsets(st, p, &so);
+                off = so.log_end;
                 break;
             case TS_EARLIEST:
             case TS_EARLIEST_LOCAL:
-                off = sl_log_start_offset(log);
+                sl_storage_offsets(st, p, &so);
+                off = so.log_start;
                 break;
-            case TS_MAX: {
-                sl_err e = sl_log_max_timestamp(log, &off, &ts);
-                if (e) o->error_code = sl_err_to_kafka(e);
+            case TS_MAX:
+                o->error_code = sl_storage_max_timestamp(st, p, &off, &ts);
                 break;
-            }
             default:
-                if (rp->timestamp < 0) {
+                if (rp->timestamp < 0)
                     o->error_code = SL_KAFKA_INVALID_REQUEST;
-                } else {
-                    sl_err e = sl_log_offset_for_time(log, rp->timestamp, &off, &ts);
-                    if (e) o->error_code = sl_err_to_kafka(e);
-                }
+                else
+                    o->error_code = sl_storage_offset_for_time(st, p, rp->timestamp, &off, &ts);
             }
             if (o->error_code) continue;
             o->offset = off;
@@ -95,6 +95,7 @@ void sl_h_list_offsets(sl_req *rq) {
 
 void sl_h_offset_for_leader_epoch(sl_req *rq) {
     sl_offset_for_leader_epoch_req req = *(const sl_offset_for_leader_epoch_req *)rq->req;
+    const sl_storage *st = &rq->b->storage;
     sl_offset_for_leader_epoch_resp resp;
     sl_offset_for_leader_epoch_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -108,6 +109,7 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
         if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
+        sl_stopic *t = sl_storage_topic(st, rt->topic, NULL);
         for (int32_t j = 0; j < np; j++) {
             sl_offset_for_leader_epoch_req_partition *rp = &rt->partitions[j];
             sl_offset_for_leader_epoch_resp_partition *o = &ot->partitions[j];
@@ -117,14 +119,16 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
-            sl_partition *p = find_part(rq->b, rt->topic, rp->partition, &o->error_code);
+            sl_spart *p = find_part(st, t, rp->partition, &o->error_code);
             if (!p) continue;
             if ((o->error_code = leader_epoch_check(rp->current_leader_epoch))) continue;
             /* Epoch 0 is the only epoch there has ever been: it ends at the log end. A later
              * epoch is unknown (undefined offsets, as Kafka answers). */
             if (rp->leader_epoch <= 0) {
+                sl_spart_offsets so;
+                sl_storage_offsets(st, p, &so);
                 o->leader_epoch = 0;
-                o->end_offset = sl_log_end_offset(p->log);
+                o->end_offset = so.log_end;
             }
         }
     }
@@ -133,6 +137,7 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
 
 void sl_h_delete_records(sl_req *rq) {
     sl_delete_records_req req = *(const sl_delete_records_req *)rq->req;
+    const sl_storage *st = &rq->b->storage;
     sl_delete_records_resp resp;
     sl_delete_records_resp_init(&resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
@@ -146,6 +151,7 @@ void sl_h_delete_records(sl_req *rq) {
         if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
+        sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {
             sl_delete_records_req_partition *rp = &rt->partitions[j];
             sl_delete_records_resp_partition *o = &ot->partitions[j];
@@ -157,24 +163,18 @@ void sl_h_delete_records(sl_req *rq) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
-            sl_partition *p = find_part(rq->b, rt->name, rp->partition_index, &o->error_code);
+            sl_spart *p = find_part(st, t, rp->partition_index, &o->error_code);
             if (!p) continue;
-            int64_t end = sl_log_end_offset(p->log);
-            int64_t target = rp->offset == -1 ? end : rp->offset;
-            if (target < 0 || target > end) {
+            sl_spart_offsets so;
+            sl_storage_offsets(st, p, &so);
+            int64_t target = rp->offset == -1 ? so.log_end : rp->offset;
+            if (target < 0 || target > so.log_end) {
                 o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
                 continue;
             }
-            if (target > sl_log_start_offset(p->log)) {
-                sl_err e = sl_log_delete_records(p->log, target);
-                if (e) {
-                    o->error_code = sl_err_to_kafka(e);
-                    continue;
-                }
-                SL_INFO("admin", "records deleted", "topic=%s partition=%d start_offset=%lld",
-                        p->topic->name, p->index, (long long)sl_log_start_offset(p->log));
-            }
-            o->low_watermark = sl_log_start_offset(p->log);
+            int64_t low = -1;
+            if ((o->error_code = sl_storage_delete_records(st, p, target, &low))) continue;
+            o->low_watermark = low;
         }
     }
     SL_RESPOND(rq, delete_records, &resp);

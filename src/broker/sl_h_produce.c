@@ -1,9 +1,9 @@
-/* Produce: validate each partition's batches (headers + CRC, never per record), check their
- * producer id/epoch/sequence against the partition's idempotent-producer state (a retried batch
- * is answered with its original offset and not appended again), append them as received, and
- * answer per acks: 0 never, 1 after the append, -1 once the flusher has made every touched log
- * durable (group commit shared with every other request in flight; a duplicate waits for the
- * same flush, since its original may not be durable yet). */
+/* Produce: run each partition's record set through the produce transform chain (legacy
+ * up-conversion, validation of headers + CRC, never per record), hand it to the backend's
+ * append (sl_backend.h: the local one checks producer id/epoch/sequence, answers a retried batch
+ * with its original offset, appends as received and tells parked fetches), and answer per acks:
+ * 0 never, 1 after the append, -1 once the backend reports every touched partition durable (the
+ * local one: group commit shared with every other request in flight). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,9 +11,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
-#include "broker/sl_producers.h"
 #include "proto/gen/sl_msgs.h"
-#include "proto/sl_batch.h"
 #include "proto/sl_xform.h"
 
 typedef struct produce_op {
@@ -30,53 +28,25 @@ typedef struct flush_ctx {
 
 static void finish(produce_op *op) { SL_RESPOND(op->rq, produce, &op->resp); }
 
-/* Each flush request holds the request: if it failed meanwhile (out of memory), the callback
- * still finds its context, and only the last one lets the arena go. */
-static void flushed(void *ctx, sl_err e) {
+/* The durability callback of one partition's append. Each holds the request: if it failed
+ * meanwhile (out of memory), the callback still finds its context, and only the last one lets
+ * the arena go. */
+static void durable(void *ctx, int16_t err) {
     flush_ctx *fc = ctx;
     produce_op *op = fc->op;
     sl_req *rq = op->rq;
-    if (e) {
-        SL_ERROR("produce", "flush failed", "err=%s", sl_errname(e));
-        fc->part->error_code = SL_KAFKA_KAFKA_STORAGE_ERROR;
+    if (err) {
+        fc->part->error_code = err;
         fc->part->base_offset = -1;
     }
     if (--op->outstanding == 0 && op->queued_all && !sl_req_finished(rq)) finish(op);
     sl_req_release(rq);
 }
 
-/* Appends the validated record set batch by batch; returns a Kafka error code. */
-static int16_t append_set(sl_req *rq, sl_partition *p, uint8_t *data, size_t len, int64_t *first) {
-    *first = -1;
-    while (len > 0) {
-        sl_batch_info bi;
-        if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
-        /* The leader epoch is outside the CRC; one epoch (0) everywhere on a single node. */
-        memset(data + SL_BATCH_LEADER_EPOCH, 0, 4);
-        int64_t base;
-        sl_err e = sl_log_append(p->log, data, bi.size, bi.record_count, bi.max_timestamp, &base);
-        if (e) {
-            SL_ERROR("produce", "append failed", "topic=%s partition=%d err=%s", p->topic->name,
-                     p->index, sl_errname(e));
-            return sl_err_to_kafka(e);
-        }
-        if (*first < 0) *first = base;
-        rq->records_in += bi.record_count;
-        /* Only exhausted memory fails this; the batch is in the log either way, so the answer
-         * stays success (a retry of it would then not be recognised, hence the error line). */
-        if (sl_pstate_record(p->pstate, &bi, base, sl_wall_ms()))
-            SL_ERROR("produce", "producer state not updated", "topic=%s partition=%d err=%s",
-                     p->topic->name, p->index, sl_errname(SL_ENOMEM));
-        data += bi.size;
-        len -= bi.size;
-    }
-    return SL_KAFKA_NONE;
-}
-
 void sl_h_produce(sl_req *rq) {
     sl_produce_req req = *(const sl_produce_req *)rq->req;
     int16_t v = rq->h.api_version;
-    sl_broker *b = rq->b;
+    const sl_storage *st = &rq->b->storage;
     produce_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
     if (!op) return sl_req_fail(rq, "out of memory");
     op->rq = rq;
@@ -95,13 +65,11 @@ void sl_h_produce(sl_req *rq) {
         sl_produce_resp_topic *ot = &op->resp.responses[i];
         ot->name = rt->name;
         int32_t np = rt->partition_data_count > 0 ? rt->partition_data_count : 0;
-        ot->partition_responses =
-            sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *ot->partition_responses);
-        if (!ot->partition_responses) return sl_req_fail(rq, "out of memory");
-        ot->partition_responses_count = np;
+        if (!SL_RESP_ARRAY(rq, ot->partition_responses, ot->partition_responses_count, np))
+            return sl_req_fail(rq, "out of memory");
         /* Checked before existence, as Kafka: a denied caller learns nothing about the topic. */
         bool write_ok = sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
-        sl_topic *t = sl_topics_find(b->topics, rt->name);
+        sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {
             sl_produce_req_partition *rp = &rt->partition_data[j];
             sl_produce_resp_partition *o = &ot->partition_responses[j];
@@ -109,8 +77,7 @@ void sl_h_produce(sl_req *rq) {
             o->index = rp->index;
             /* Kafka's "no offset" until the append succeeds; the schema default is 0. */
             o->base_offset = -1;
-            sl_partition *p =
-                t && rp->index >= 0 && rp->index < t->npart ? t->parts[rp->index] : NULL;
+            sl_spart *p = t ? sl_storage_partition(st, t, rp->index) : NULL;
             if (!txn_ok) {
                 o->error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
             } else if (!write_ok) {
@@ -122,53 +89,58 @@ void sl_h_produce(sl_req *rq) {
             } else if (rp->records.len <= 0) {
                 o->error_code = SL_KAFKA_INVALID_RECORD;
             } else {
-                int64_t max_bytes = sl_tcfg_value(b->topics, t, SL_TCFG_MAX_MESSAGE_BYTES);
+                sl_spart_info pi;
+                sl_storage_info(st, p, &pi);
                 /* Legacy up-conversion, validation, registered transforms (sl_xform.h):
                  * everything after this line sees only valid magic-2 batches. */
                 sl_xform_ctx xc = {.a = rq->a,
                                    .api_version = v,
                                    .now_ms = sl_wall_ms(),
-                                   .max_bytes = max_bytes,
+                                   .max_bytes = pi.max_message_bytes,
                                    .topic = rt->name,
                                    .partition = rp->index};
-                o->error_code = sl_xform_produce(p->xform, &xc, &rp->records, NULL);
-                int64_t dup = -1;
-                if (o->error_code == 0)
-                    o->error_code = sl_pstate_check_set(p->pstate, rp->records.p,
-                                                        (size_t)rp->records.len, &dup);
-                if (o->error_code == 0 && dup >= 0) {
-                    o->base_offset = dup; /* Kafka answers a retry with the original offset */
-                    SL_DEBUG("produce", "duplicate batch answered with its original offset",
-                             "topic=%s partition=%d offset=%lld", t->name, rp->index,
-                             (long long)dup);
-                } else if (o->error_code == 0) {
+                o->error_code = sl_xform_produce(pi.xform, &xc, &rp->records, NULL);
+                if (o->error_code) {
+                    sl_spart_offsets off;
+                    sl_storage_offsets(st, p, &off);
+                    o->log_start_offset = off.log_start;
+                } else {
+                    /* acks=-1: the durability callback is counted (and holds the request)
+                     * before the append, which may run it inline. */
+                    flush_ctx *fc = NULL;
+                    if (req.acks == -1) {
+                        if (!(fc = sl_arena_alloc(rq->a, sizeof *fc)))
+                            return sl_req_fail(rq, "out of memory");
+                        fc->op = op;
+                        fc->part = o;
+                        op->outstanding++;
+                        sl_req_hold(rq);
+                    }
                     /* The frame lives in this request's arena, which we own: batches are
                      * stamped in place and appended without a copy. */
-                    uint8_t *data = (uint8_t *)rp->records.p;
+                    sl_append_result ar;
                     o->error_code =
-                        append_set(rq, p, data, (size_t)rp->records.len, &o->base_offset);
-                    if (o->base_offset >= 0) {
-                        sl_fetch_wake(b, p, rp->records.len);
-                        sl_pstate_after_append(p->pstate, p->log);
+                        sl_storage_append(st, p, (uint8_t *)rp->records.p, (size_t)rp->records.len,
+                                          rq->a, &ar, fc ? durable : NULL, fc);
+                    rq->records_in += ar.records;
+                    o->base_offset = ar.base_offset;
+                    o->log_start_offset = ar.log_start;
+                    if (o->error_code && fc) { /* no callback comes */
+                        op->outstanding--;
+                        sl_req_release(rq);
                     }
+                    if (!o->error_code && ar.duplicate)
+                        SL_DEBUG("produce", "duplicate batch answered with its original offset",
+                                 "topic=%s partition=%d offset=%lld", pi.topic, rp->index,
+                                 (long long)ar.base_offset);
                 }
-                o->log_start_offset = sl_log_start_offset(p->log);
             }
             if (o->error_code) {
                 any_error = true;
                 if (o->error_code == SL_KAFKA_CORRUPT_MESSAGE)
-                    SL_WARN("produce", "rejected corrupt batch", "topic=%s partition=%d",
-                            t ? t->name : "?", rp->index);
+                    SL_WARN("produce", "rejected corrupt batch", "topic=%.*s partition=%d",
+                            t ? (int)rt->name.len : 1, t ? rt->name.p : "?", rp->index);
                 continue;
-            }
-            if (req.acks == -1) {
-                flush_ctx *fc = sl_arena_alloc(rq->a, sizeof *fc);
-                if (!fc) return sl_req_fail(rq, "out of memory");
-                fc->op = op;
-                fc->part = o;
-                op->outstanding++;
-                sl_req_hold(rq);
-                sl_flusher_request(b->flusher, p->log, flushed, fc);
             }
         }
     }

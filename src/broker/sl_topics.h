@@ -30,13 +30,14 @@ typedef struct sl_topic_config {
     uint32_t set_mask;
 } sl_topic_config;
 
-typedef struct sl_waiter sl_waiter; /* a parked fetch, see sl_fetch.c */
+typedef struct sl_waiter sl_waiter; /* a subscriber to "appended" (pipeline/sl_backend.h) */
 
 typedef struct sl_partition {
     struct sl_topic *topic;
     int32_t index;
     sl_log *log;
-    sl_waiter *waiters;       /* fetches parked on this partition */
+    sl_waiter *waiters;       /* subscribers to "appended" (parked fetches) */
+    uint64_t ticks;           /* events and unsubscriptions so far (sl_storage_local.c) */
     struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
     /* record-set transforms registered for this partition (sl_xform.h), borrowed; NULL: none */
     const struct sl_xform_chain *xform;
@@ -49,8 +50,8 @@ typedef struct sl_topic {
     sl_partition **parts; /* individually allocated: parked fetches hold pointers */
     sl_topic_config cfg;
     struct sl_topic *next;
-    int32_t refs;  /* the registry's while listed, plus sl_topic_hold()s */
-    bool deleted;  /* removed from the registry; its partitions' logs are gone (NULL) */
+    int32_t refs; /* the registry's while listed, plus sl_topic_hold()s */
+    bool deleted; /* removed from the registry; its partitions' logs are gone (NULL) */
 } sl_topic;
 
 typedef struct sl_topics sl_topics;

@@ -1,0 +1,224 @@
+/* The local broker's storage backend (pipeline/sl_backend.h): topics and partitions from the
+ * registry (sl_topics.h), records in partition logs (storage/sl_log.h) made durable by the
+ * group-commit flusher, retries recognised by the idempotent-producer state (sl_producers.h),
+ * and the "appended" event delivered to the fetches parked on a partition.
+ *
+ * Handles are the registry's own structs (sl_topic, sl_partition) behind the opaque types; a
+ * subscription holds its partition's topic (sl_topic_hold), so a deleted topic stays allocated
+ * while a parked fetch points at it. */
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "broker/sl_broker.h"
+#include "broker/sl_producers.h"
+#include "pipeline/sl_backend.h"
+#include "proto/sl_batch.h"
+
+static sl_topic *T(sl_stopic *t) { return (sl_topic *)t; }
+static sl_partition *P(sl_spart *p) { return (sl_partition *)p; }
+
+static sl_stopic *local_topic(void *ctx, sl_str name, const sl_uuid *id) {
+    sl_broker *b = ctx;
+    return (sl_stopic *)(id ? sl_topics_find_id(b->topics, id) : sl_topics_find(b->topics, name));
+}
+
+static sl_spart *local_partition(void *ctx, sl_stopic *th, int32_t index) {
+    sl_topic *t = T(th);
+    return index >= 0 && index < t->npart ? (sl_spart *)t->parts[index] : NULL;
+}
+
+static void local_info(void *ctx, sl_spart *ph, sl_spart_info *out) {
+    sl_broker *b = ctx;
+    sl_partition *p = P(ph);
+    out->topic = p->topic->name;
+    out->index = p->index;
+    out->max_message_bytes = sl_tcfg_value(b->topics, p->topic, SL_TCFG_MAX_MESSAGE_BYTES);
+    out->xform = p->xform;
+}
+
+static void local_offsets(void *ctx, sl_spart *ph, sl_spart_offsets *out) {
+    sl_log *log = P(ph)->log;
+    out->log_start = sl_log_start_offset(log);
+    out->log_end = sl_log_end_offset(log);
+    /* One replica: everything appended is replicated, durable or not (as Kafka with acks=1). */
+    out->high_watermark = out->log_end;
+}
+
+/* ---- the "appended" event ---- */
+
+/* Tells every subscriber of `p` about `bytes` (negative: the partition is going away). A
+ * subscriber may unsubscribe others (a fetch parked on several partitions of this one's topic
+ * completes at once), so whenever the list changed during a call the walk starts over, skipping
+ * those already told: each hears of an event once, and the walk is linear when nothing
+ * changes. */
+static void emit(sl_partition *p, int64_t bytes) {
+    uint64_t ev = ++p->ticks;
+    for (sl_waiter *w = p->waiters; w;) {
+        if (w->seen == ev) {
+            w = w->next;
+            continue;
+        }
+        w->seen = ev;
+        uint64_t before = p->ticks;
+        sl_waiter *next = w->next;
+        w->fn(w, bytes);
+        w = p->ticks == before ? next : p->waiters;
+    }
+}
+
+static void local_subscribe(void *ctx, sl_spart *ph, sl_waiter *w) {
+    sl_partition *p = P(ph);
+    sl_topic_hold(p->topic); /* a subscription keeps what it points at */
+    w->part = ph;
+    w->seen = p->ticks;
+    w->prev = NULL;
+    w->next = p->waiters;
+    if (p->waiters) p->waiters->prev = w;
+    p->waiters = w;
+}
+
+static void local_unsubscribe(void *ctx, sl_waiter *w) {
+    sl_partition *p = P(w->part);
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (p->waiters == w)
+        p->waiters = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->part = NULL;
+    p->ticks++; /* an emit() in progress walks the changed list again */
+    sl_topic_release(p->topic);
+}
+
+void sl_storage_local_close_topic(sl_broker *b, sl_topic *t) {
+    for (int32_t i = 0; i < t->npart; i++) emit(t->parts[i], -1);
+}
+
+/* ---- append ---- */
+
+typedef struct durable_ctx {
+    sl_durable_fn fn;
+    void *ctx;
+} durable_ctx;
+
+static void flushed(void *ctx, sl_err e) {
+    durable_ctx *d = ctx;
+    if (e) SL_ERROR("produce", "flush failed", "err=%s", sl_errname(e));
+    d->fn(d->ctx, e ? SL_KAFKA_KAFKA_STORAGE_ERROR : 0);
+}
+
+/* Appends the set batch by batch; returns a Kafka error code. */
+static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, sl_append_result *r) {
+    while (len > 0) {
+        sl_batch_info bi;
+        if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
+        /* The leader epoch is outside the CRC; one epoch (0) everywhere on a single node. */
+        memset(data + SL_BATCH_LEADER_EPOCH, 0, 4);
+        int64_t base;
+        sl_err e = sl_log_append(p->log, data, bi.size, bi.record_count, bi.max_timestamp, &base);
+        if (e) {
+            SL_ERROR("produce", "append failed", "topic=%s partition=%d err=%s", p->topic->name,
+                     p->index, sl_errname(e));
+            return sl_err_to_kafka(e);
+        }
+        if (r->base_offset < 0) r->base_offset = base;
+        r->records += bi.record_count;
+        /* Only exhausted memory fails this; the batch is in the log either way, so the answer
+         * stays success (a retry of it would then not be recognised, hence the error line). */
+        if (sl_pstate_record(p->pstate, &bi, base, sl_wall_ms()))
+            SL_ERROR("produce", "producer state not updated", "topic=%s partition=%d err=%s",
+                     p->topic->name, p->index, sl_errname(SL_ENOMEM));
+        data += bi.size;
+        len -= bi.size;
+    }
+    return SL_KAFKA_NONE;
+}
+
+static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, sl_arena *a,
+                            sl_append_result *r, sl_durable_fn durable, void *dctx) {
+    sl_broker *b = ctx;
+    sl_partition *p = P(ph);
+    *r = (sl_append_result){.base_offset = -1};
+    int64_t dup = -1;
+    int16_t err = sl_pstate_check_set(p->pstate, data, len, &dup);
+    if (err == 0 && dup >= 0) {
+        r->base_offset = dup; /* Kafka answers a retry with the original offset */
+        r->duplicate = true;
+    } else if (err == 0) {
+        err = append_set(p, data, len, r);
+        if (r->base_offset >= 0) {
+            emit(p, (int64_t)len);
+            sl_pstate_after_append(p->pstate, p->log);
+        }
+    }
+    r->log_start = sl_log_start_offset(p->log);
+    if (err || !durable) return err;
+    /* A duplicate waits for the same flush: its original may not be durable yet. */
+    durable_ctx *d = sl_arena_alloc(a, sizeof *d);
+    if (!d) {
+        /* As the flusher does when it cannot queue a request: sync here, answer now. */
+        sl_err e = sl_log_sync(p->log);
+        if (e) SL_ERROR("produce", "flush failed", "err=%s", sl_errname(e));
+        durable(dctx, e ? SL_KAFKA_KAFKA_STORAGE_ERROR : 0);
+        return 0;
+    }
+    d->fn = durable;
+    d->ctx = dctx;
+    sl_flusher_request(b->flusher, p->log, flushed, d);
+    return 0;
+}
+
+/* ---- reads and offsets ---- */
+
+static int16_t local_read(void *ctx, sl_spart *ph, int64_t offset, int32_t max_bytes, sl_arena *a,
+                          uint8_t **data, size_t *len) {
+    sl_partition *p = P(ph);
+    sl_err e = sl_log_read(p->log, offset, max_bytes, a, data, len);
+    if (e == SL_ERANGE) return SL_KAFKA_OFFSET_OUT_OF_RANGE;
+    if (e) {
+        SL_ERROR("fetch", "read failed", "topic=%s partition=%d err=%s", p->topic->name, p->index,
+                 sl_errname(e));
+        return sl_err_to_kafka(e);
+    }
+    return 0;
+}
+
+static int16_t local_offset_for_time(void *ctx, sl_spart *ph, int64_t ts, int64_t *offset,
+                                     int64_t *found_ts) {
+    sl_err e = sl_log_offset_for_time(P(ph)->log, ts, offset, found_ts);
+    return e ? sl_err_to_kafka(e) : 0;
+}
+
+static int16_t local_max_timestamp(void *ctx, sl_spart *ph, int64_t *offset, int64_t *ts) {
+    sl_err e = sl_log_max_timestamp(P(ph)->log, offset, ts);
+    return e ? sl_err_to_kafka(e) : 0;
+}
+
+static int16_t local_delete_records(void *ctx, sl_spart *ph, int64_t offset, int64_t *low) {
+    sl_partition *p = P(ph);
+    if (offset > sl_log_start_offset(p->log)) {
+        sl_err e = sl_log_delete_records(p->log, offset);
+        if (e) return sl_err_to_kafka(e);
+        SL_INFO("admin", "records deleted", "topic=%s partition=%d start_offset=%lld",
+                p->topic->name, p->index, (long long)sl_log_start_offset(p->log));
+    }
+    *low = sl_log_start_offset(p->log);
+    return 0;
+}
+
+static const sl_storage_ops k_local_ops = {
+    .topic = local_topic,
+    .partition = local_partition,
+    .info = local_info,
+    .offsets = local_offsets,
+    .append = local_append,
+    .read = local_read,
+    .offset_for_time = local_offset_for_time,
+    .max_timestamp = local_max_timestamp,
+    .delete_records = local_delete_records,
+    .subscribe = local_subscribe,
+    .unsubscribe = local_unsubscribe,
+};
+
+sl_storage sl_storage_local(sl_broker *b) { return (sl_storage){.ops = &k_local_ops, .ctx = b}; }
