@@ -107,10 +107,11 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 continue;
             }
             if (rp->fetch_offset == off.log_end) continue;
-            /* Once something is in the response, the budget binds; the first batch is always
-             * returned whole so a consumer can make progress past a large batch. */
+            /* fetch.max.bytes binds from the first partition on; only the first batch of the
+             * response may exceed it (the log returns the batch holding the offset whole,
+             * whatever the limit), so a consumer can always make progress (KIP-74). */
             int64_t limit = rp->partition_max_bytes;
-            if (total > 0 && limit > budget - total) limit = budget - total;
+            if (limit > budget - total) limit = budget - total;
             if (limit <= 0) {
                 if (total > 0) continue;
                 limit = 1;

@@ -1,6 +1,9 @@
 """Answers that must be Kafka's exactly, found wrong by a client library's own test suite
 (issue 10): committed-offset metadata is bytes and round-trips with NULs; ListOffsets by
-timestamp inside a multi-record batch answers the record's offset, not the batch's."""
+timestamp inside a multi-record batch answers the record's offset, not the batch's;
+fetch.max.bytes binds from the first partition on."""
+import time
+
 import helpers as h
 import kproto as kp
 
@@ -61,3 +64,70 @@ def test_list_offsets_by_timestamp_inside_a_batch_answers_the_record(broker):
     with kp.Conn(broker.bootstrap) as c:
         err, off = kp.list_offsets(c, "times", 0, 1007)
         assert (err, off) == (kp.NONE, 7)
+
+
+def fetch_v11(conn, topic, partitions, max_bytes, partition_max_bytes):
+    """Fetch v11 of `partitions` (all from offset 0); returns {partition: records bytes}."""
+    w = kp.Writer().i32(-1).i32(0).i32(1).i32(max_bytes).i8(0).i32(0).i32(-1)
+
+    def part(ww, p):
+        ww.i32(p).i32(-1).i64(0).i64(-1).i32(partition_max_bytes)
+    w.array([0], lambda ww, _: (ww.string(topic), ww.array(partitions, part)))
+    w.array([], None)
+    w.string("")
+    r = conn.call(kp.FETCH, 11, w.bytes())
+    r.i32()
+    assert r.i16() == kp.NONE
+    r.i32()
+
+    def rpart(rr):
+        p, err = rr.i32(), rr.i16()
+        rr.i64(), rr.i64(), rr.i64()
+        rr.array(lambda x: (x.i64(), x.i64()))
+        rr.i32()
+        return p, err, rr.nbytes() or b""
+    out = {}
+    for _, ps in r.array(lambda rr: (rr.string(), rr.array(rpart))):
+        for p, err, recs in ps:
+            assert err == kp.NONE
+            out[p] = recs
+    return out
+
+
+def test_fetch_max_bytes_bounds_the_first_partition_too(broker):
+    """fetch.max.bytes binds from the first partition on: only the first batch of the response
+    may exceed it (KIP-74), never a whole partition's worth (the broker sent 19 MB against a
+    1 MB limit and the client disconnected and retried in a loop)."""
+    h.ck_create_topic(broker.bootstrap, "fmb", 2)
+    value = bytes(range(256)) * 400  # ~100 KB records, one per batch
+    with kp.Conn(broker.bootstrap) as c:
+        for p in (0, 1):
+            for i in range(30):
+                err, _ = kp.produce(c, "fmb", p, kp.record_batch([(b"k%d" % i, value, [])]))
+                assert err == kp.NONE
+        got = fetch_v11(c, "fmb", [0, 1], max_bytes=1 << 20, partition_max_bytes=10 << 20)
+        total = sum(len(v) for v in got.values())
+        first = kp.batch_base_offsets(got[0])
+        assert first and first[0][0] == 0
+        one_batch = len(kp.record_batch([(b"k0", value, [])]))
+        assert total <= (1 << 20) + one_batch, f"{total} bytes against fetch.max.bytes 1 MiB"
+        # A first batch larger than fetch.max.bytes still comes whole, alone.
+        got = fetch_v11(c, "fmb", [0, 1], max_bytes=1000, partition_max_bytes=10 << 20)
+        assert len(kp.batch_base_offsets(got[0])) == 1 and got[1] == b""
+    # A real client with fetch.max.bytes below the data in one partition reads it all.
+    from confluent_kafka import Consumer, TopicPartition
+    cons = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "fmb",
+                     "fetch.max.bytes": 1 << 20, "max.partition.fetch.bytes": 10 << 20,
+                     "enable.auto.commit": False})
+    try:
+        cons.assign([TopicPartition("fmb", 0, 0), TopicPartition("fmb", 1, 0)])
+        n = 0
+        deadline = time.monotonic() + 60
+        while n < 60 and time.monotonic() < deadline:
+            m = cons.poll(1)
+            if m is not None and m.error() is None:
+                assert m.value() == value
+                n += 1
+        assert n == 60
+    finally:
+        cons.close()
