@@ -102,10 +102,10 @@ static void log_request(void *ctx, const sl_req *rq) {
     res[0] = 0;
     for (int32_t i = 0; i < rq->nres && at < sizeof res - 1; i++) {
         const sl_req_res *r = &rq->res[i];
-        int n = snprintf(res + at, sizeof res - at, "%s%s:%.*s:%s:%s", i ? "," : "",
+        int n = snprintf(res + at, sizeof res - at, "%s%s:%.*s:%s:%s:e%d", i ? "," : "",
                          sl_acl_res_name(r->rtype), r->name.len > 64 ? 64 : (int)r->name.len,
                          r->name.p, r->flags & SL_AZ_OPS ? "ops" : sl_acl_op_name(r->op),
-                         r->allowed ? "allow" : "deny");
+                         r->allowed ? "allow" : "deny", r->error);
         if (n < 0) break;
         at += (size_t)n < sizeof res - at ? (size_t)n : sizeof res - at - 1;
     }

@@ -202,9 +202,7 @@ int32_t sl_req_ops(const sl_req *rq, int rtype, sl_str name) {
     return r ? r->ops : 0;
 }
 
-void sl_req_res_error(sl_req *rq, int rtype, sl_str name, int16_t err) {
-    for (int op = SL_ACL_OP_ANY; op <= SL_ACL_OP_DESCRIBE_TOKENS; op++) {
-        int32_t at = res_find(rq, rtype, op, false, name);
-        if (at >= 0 && !rq->res[at].error) rq->res[at].error = err;
-    }
+void sl_req_res_error(sl_req *rq, int op, int rtype, sl_str name, int16_t err) {
+    int32_t at = res_find(rq, rtype, op, false, name);
+    if (at >= 0 && !rq->res[at].error) rq->res[at].error = err;
 }

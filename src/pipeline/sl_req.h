@@ -106,8 +106,9 @@ bool sl_req_finished(const sl_req *rq);
 void sl_req_hold(sl_req *rq);
 void sl_req_release(sl_req *rq);
 
-/* Records the outcome for resource (rtype, name) if the request named it (first error wins). */
-void sl_req_res_error(sl_req *rq, int rtype, sl_str name, int16_t err);
+/* Records the outcome for the resource the request named as (op, rtype, name), for the
+ * observers (first error wins; authorization denials are recorded by the stage). */
+void sl_req_res_error(sl_req *rq, int op, int rtype, sl_str name, int16_t err);
 
 /* Allocates a zeroed response array of `n` elements (n <= 0: empty) in the request arena and
  * sets its count; false when out of memory. `n` is evaluated more than once. */

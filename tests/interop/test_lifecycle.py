@@ -41,6 +41,9 @@ def test_every_outcome_is_observed_once(broker):
                                     ww.array([0], lambda x, _: (x.i32(0), x.i32(len(batch)),
                                                                 x.raw(batch)))))
         ack0_corr = c.send_request(kp.PRODUCE, 3, w.bytes())
+        err, _ = kp.produce(c, "obs", 7, kp.record_batch([(b"k", b"v", [])]), acks=1)
+        assert err == 3
+        bad_part_corr = c.corr
         # ApiVersions newer than we know: answered in v0 from the header alone.
         c.send_raw(kp.frame(struct.pack(">hhi", kp.API_VERSIONS, 99, 4242) + b"\x00" * 8))
         payload = c.recv_frame()
@@ -55,16 +58,21 @@ def test_every_outcome_is_observed_once(broker):
         lines = finished(broker)
         return (by_corr(lines, kp.METADATA).get(md_corr)
                 and by_corr(lines, kp.PRODUCE).get(ack0_corr)
+                and by_corr(lines, kp.PRODUCE).get(bad_part_corr)
                 and by_corr(lines, kp.API_VERSIONS).get(4242)
                 and by_corr(lines, 9999).get(bad_corr))
     wait_until(all_seen, 10, "every request observed")
     lines = finished(broker)
     md = by_corr(lines, kp.METADATA)[md_corr]
     assert md["outcome"] == "response" and int(md["bytes_out"]) > 0
-    assert "TOPIC:obs:DESCRIBE:allow" in md["resources"]
+    assert "TOPIC:obs:DESCRIBE:allow:e0" in md["resources"]
     p = by_corr(lines, kp.PRODUCE)[ack0_corr]
     assert p["outcome"] == "noreply" and int(p["records_in"]) == 3
-    assert "TOPIC:obs:WRITE:allow" in p["resources"]
+    assert "TOPIC:obs:WRITE:allow:e0" in p["resources"]
+    # A per-resource outcome: produce to a partition that does not exist.
+    bad = by_corr(lines, kp.PRODUCE)[bad_part_corr]
+    assert bad["outcome"] == "response"
+    assert "TOPIC:obs:WRITE:allow:e3" in bad["resources"]  # UNKNOWN_TOPIC_OR_PARTITION
     assert by_corr(lines, kp.API_VERSIONS)[4242]["outcome"] == "response"
     assert by_corr(lines, 9999)[bad_corr]["outcome"] == "closed"
     # Exactly once each: no request is reported twice.
