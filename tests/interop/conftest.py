@@ -23,8 +23,31 @@ START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 30.0
 
 
-def wait_until(pred, timeout, what, interval=0.05):
-    """Polls `pred` until it returns a truthy value (returned) or `timeout` seconds pass (fails)."""
+def transient_errors():
+    """Exceptions that mean "not yet" (a connection refused or reset, a client timeout, a
+    malformed answer from a restarting broker): what `wait_until` retries on by default. An
+    AssertionError is never among them: a wrong answer fails at once instead of being polled
+    away until a right one happens to come."""
+    import kproto
+    errs = [OSError, kproto.ProtoError]
+    try:
+        from confluent_kafka import KafkaException
+        errs.append(KafkaException)
+    except ImportError:
+        pass
+    try:
+        from kafka.errors import KafkaError
+        errs.append(KafkaError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+def wait_until(pred, timeout, what, interval=0.05, retry_on=None):
+    """Polls `pred` until it returns a truthy value (returned) or `timeout` seconds pass (fails).
+    `pred` raising one of `retry_on` (default: transient_errors()) counts as "not yet"; any
+    other exception, AssertionError included, propagates at once."""
+    retry_on = transient_errors() if retry_on is None else tuple(retry_on)
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -32,7 +55,9 @@ def wait_until(pred, timeout, what, interval=0.05):
             v = pred()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - reported below if the deadline passes
+        except AssertionError:
+            raise
+        except retry_on as e:  # reported below if the deadline passes
             last_exc = e
         if time.monotonic() >= deadline:
             msg = f"timed out after {timeout}s waiting for {what}"
