@@ -97,6 +97,8 @@ class Broker:
         self.starts = 0
         # Set by stop() and kill9(); a broker dead for any other reason fails the test.
         self.exit_expected = False
+        # Exit codes of earlier processes that died unasked before a start() replaced them.
+        self.unexpected_exits = []
         self.config = {
             "listeners": f"PLAINTEXT://{self.bootstrap}",
             "log.dirs": str(self.data_dir),
@@ -114,6 +116,8 @@ class Broker:
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        if self.proc is not None and not self.exit_expected:
+            self.unexpected_exits.append(self.proc.returncode)
         if not os.access(self.binary, os.X_OK):
             pytest.fail(f"broker binary {self.binary} missing (build it: make asan)")
         self.starts += 1
@@ -217,6 +221,35 @@ class Broker:
         assert rep is None, f"sanitizer report in broker stderr:\n{rep}"
 
 
+def finish_broker(b):
+    """Teardown shared by every broker fixture: a running broker must stop cleanly on SIGTERM
+    (exit 0, no sanitizer report); one that is not running must have been stopped or killed by
+    the test itself. A broker that exited on its own - non-zero, by a signal, or even 0 - or
+    was replaced by start() after such an exit fails the test, sanitizer output or not."""
+    if b.proc is None:
+        return
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+        if not b.exit_expected:
+            pytest.fail(f"broker died during the test ({describe_exit(b.proc.returncode)})\n"
+                        f"{b.log_tail()}")
+    if b.unexpected_exits:
+        pytest.fail("broker died during the test and was started again ("
+                    + ", ".join(describe_exit(rc) for rc in b.unexpected_exits)
+                    + f")\n{b.log_tail()}")
+
+
+def describe_exit(rc):
+    if rc is not None and rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit {rc}"
+
+
 @pytest.fixture
 def broker(request, tmp_path):
     marker = request.node.get_closest_marker("broker_config")
@@ -226,12 +259,7 @@ def broker(request, tmp_path):
     b.start()
     yield b
     # Teardown: a clean SIGTERM exit and no sanitizer output, whatever the test did.
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
-        if b.proc is not None and not b.exit_expected:
-            pytest.fail(f"broker died during the test (exit {b.proc.returncode})\n{b.log_tail()}")
+    finish_broker(b)
 
 
 def pytest_configure(config):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
+from conftest import SLUICE_BIN, Broker, finish_broker, sanitizer_env, wait_until
 from test_sasl import add_user
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -47,10 +47,7 @@ def acl_broker(request, tmp_path):
     b.start()
     b.ca_pem = d / "ca.pem"
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 # ---- clients -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import kproto
-from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
+from conftest import SLUICE_BIN, Broker, finish_broker, sanitizer_env, wait_until
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
@@ -62,12 +62,7 @@ def sasl_broker(request, tmp_path):
     request.node._sluice_broker = b
     b.start()
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
-        if not b.exit_expected:
-            pytest.fail(f"broker died during the test\n{b.log_tail()}")
+    finish_broker(b)
 
 
 # ---- a raw SASL client (kproto) ------------------------------------------------------------------
@@ -613,10 +608,7 @@ def sasl_ssl_broker(request, tmp_path):
     b.start()
     b.ca_pem = d / "ca.pem"
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 @pytest.mark.broker_config({"sluice.authentication.timeout.ms": 1000})
@@ -739,10 +731,7 @@ def oauth_broker(request, tmp_path):
     b.start()
     b.key = key
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 def make_token(key, sub="svc-reporting", exp_in=300, iss="https://issuer.test", aud="sluice",
