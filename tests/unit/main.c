@@ -19,18 +19,21 @@ void sl_test_register(const char *name, sl_test_fn fn) {
 }
 
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < g_count; i++) {
         if (argc > 1 && !strstr(g_tests[i].name, argv[1])) continue;
         int f = 0;
         g_tests[i].fn(&f);
-        if (f) {
+        if (f < 0) {
+            skipped++;
+            printf("SKIP %s\n", g_tests[i].name);
+        } else if (f) {
             failed++;
             printf("FAIL %s\n", g_tests[i].name);
         } else {
             passed++;
         }
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }
