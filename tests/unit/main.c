@@ -9,8 +9,9 @@
 #define MAX_TESTS 4096
 /* Each test's limit: every wait inside a test has its own deadline well below this, so the
  * alarm only fires for a test that hangs (a lost wake-up, a blocking call), which would
- * otherwise stall the whole run with no hint of where. SL_TEST_TIMEOUT_S overrides it. */
-#define DEFAULT_TEST_TIMEOUT_S 60
+ * otherwise stall the whole run with no hint of where. Generous because fsync-heavy storage
+ * tests take over a minute on a busy shared disk. SL_TEST_TIMEOUT_S overrides it. */
+#define DEFAULT_TEST_TIMEOUT_S 300
 
 static struct {
     const char *name;
