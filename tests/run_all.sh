@@ -5,6 +5,9 @@
 # target, plus one failure for each stage that could not run); the exit code is non-zero if
 # anything failed.
 #
+# Also failed stages: generated codecs that differ from what tools/gen_proto.py makes of
+# src/proto/defs today, and tracked .c/.h files that clang-format would change.
+#
 # Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
 # a longer local run with the same seed already went through; 0 picks a random seed),
@@ -55,6 +58,54 @@ if ! make -j2 release asan >"$WORK/build.log" 2>&1; then
     fail "build (make -j2 release asan)"
 else
     echo "build ok: build/release/sluice build/asan/sluice build/asan/unit_tests"
+fi
+
+# --- Source checks -------------------------------------------------------------------------
+# The committed codecs must be what the generator makes of the committed definitions (generated
+# under build/ so that clang-format finds the repository's .clang-format, as `make gen` does).
+stage "generated codecs: tools/gen_proto.py src/proto/defs vs src/proto/gen"
+GEN="$ROOT/build/gen-check"
+rm -rf "$GEN"
+mkdir -p "$GEN"
+if ! python3 tools/gen_proto.py src/proto/defs "$GEN/gen" --fill "$GEN/test_proto_fill.c" \
+    >"$WORK/gen.log" 2>&1; then
+    tail -20 "$WORK/gen.log"
+    fail "generated codecs (tools/gen_proto.py failed)"
+else
+    stale=$( { diff -rq "$GEN/gen" src/proto/gen
+               diff -q "$GEN/test_proto_fill.c" tests/unit/test_proto_fill.c; } 2>&1)
+    if [ -n "$stale" ]; then
+        printf '%s\n' "$stale" | head -20
+        fail "generated codecs are stale: src/proto/gen or tests/unit/test_proto_fill.c differ from src/proto/defs (run make gen and commit the result)"
+    else
+        pass
+        echo "generated codecs up to date"
+    fi
+fi
+rm -rf "$GEN"
+
+stage "format: clang-format --dry-run --Werror on tracked .c/.h files"
+if ! command -v clang-format >/dev/null; then
+    fail "format check (clang-format not installed: scripts/setup.sh)"
+else
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -- '*.c' '*.h' | grep -v '^tests/fuzz/corpus/' >"$WORK/c-files"
+    else
+        find src tests bench tools -name '*.[ch]' -not -path 'tests/fuzz/corpus/*' 2>/dev/null |
+            sort >"$WORK/c-files"
+    fi
+    unformatted=()
+    while IFS= read -r f; do
+        [ -f "$f" ] || continue
+        clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || unformatted+=("$f")
+    done <"$WORK/c-files"
+    if [ ${#unformatted[@]} -gt 0 ]; then
+        printf '  not clang-formatted: %s\n' "${unformatted[@]}"
+        fail "format: ${#unformatted[@]} file(s) not clang-formatted (run clang-format -i on them)"
+    else
+        pass
+        echo "$(wc -l <"$WORK/c-files") files clang-formatted"
+    fi
 fi
 
 # --- Unit tests ----------------------------------------------------------------------------
