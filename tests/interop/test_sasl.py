@@ -325,18 +325,18 @@ def timed_failed_login(broker, mechanism, user, password):
             t0 = time.perf_counter()
             err, msg, _, _ = authenticate(conn, f"\0{user}\0{password}".encode())
             spent += time.perf_counter() - t0
-            return err, msg, 1, spent, conn.closed_by_peer(5)
+            return err, msg, 1, spent, bool(err) and conn.closed_by_peer(5)
         bare = f"n={user},r={base64.b64encode(os.urandom(18)).decode()}"
         t0 = time.perf_counter()
         err, msg, server_first, _ = authenticate(conn, b"n,," + bare.encode())
         spent += time.perf_counter() - t0
         if err:
-            return err, msg, 1, spent, conn.closed_by_peer(5)
+            return err, msg, 1, spent, bool(err) and conn.closed_by_peer(5)
         final, _ = scram_final(mechanism, user, password, bare, server_first.decode())
         t0 = time.perf_counter()
         err, msg, _, _ = authenticate(conn, final)
         spent += time.perf_counter() - t0
-        return err, msg, 2, spent, conn.closed_by_peer(5)
+        return err, msg, 2, spent, bool(err) and conn.closed_by_peer(5)
 
 
 TIMING_ROUNDS = 40
