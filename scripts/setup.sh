@@ -35,6 +35,11 @@ PKGS=(
     nats-server libnats-dev linux-perf valgrind
     # Compression codecs for kafka-python (snappy, lz4, zstd).
     python3-snappy python3-lz4 python3-zstandard
+    # Old-client interop (tests/interop/test_sarama.py): sarama 1.22 and its dependencies as
+    # Debian source packages under /usr/share/gocode, built offline in GOPATH mode.
+    golang-go golang-github-shopify-sarama-dev
+    # The openssl command line (test_tls.py drives s_client with protocol versions Python refuses).
+    openssl
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
@@ -60,6 +65,13 @@ fi
     die "/usr/bin/python3 cannot import confluent_kafka, kafka and pytest"
 command -v kcat >/dev/null || die "kcat not found"
 command -v node >/dev/null || die "node not found"
+command -v openssl >/dev/null || die "openssl not found"
+/usr/bin/python3 -c 'import cryptography, snappy, lz4, zstandard' 2>/dev/null ||
+    die "/usr/bin/python3 cannot import cryptography, snappy, lz4 and zstandard"
+# The sarama tests skip without these; CI must not (tests/skip-allowlist.txt does not list them).
+command -v go >/dev/null || die "go not found (golang-go)"
+[ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
+    die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"
 
 # Node clients for the interop suite, pinned by the committed package-lock.json.
 NODE_DIR=tests/interop/node

@@ -5,10 +5,17 @@
 # target, plus one failure for each stage that could not run); the exit code is non-zero if
 # anything failed.
 #
+# Also failed stages: generated codecs that differ from what tools/gen_proto.py makes of
+# src/proto/defs today, and tracked .c/.h files that clang-format would change. Every skipped (or
+# xfailed) test is listed; with CI=true each one counts as a failure unless
+# tests/skip-allowlist.txt names it, with a reason ("node id  # reason"; interop ids as
+# tests/interop/test_x.py::test_y[param], unit ids as unit::test_name).
+#
 # Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
 # a longer local run with the same seed already went through; 0 picks a random seed),
-# INTEROP_TIMEOUT (whole interop stage, seconds, default 900),
+# INTEROP_TIMEOUT (whole interop stage, seconds, default 900), UNIT_TIMEOUT (whole unit stage,
+# seconds, default 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
 # SKIP_BENCH=1.
 set -uo pipefail
@@ -21,6 +28,8 @@ export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 FUZZ_SEED=${FUZZ_SEED:-1}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-1200}
+ALLOWLIST=tests/skip-allowlist.txt
 PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages
 
 PASSED=0
@@ -28,6 +37,8 @@ FAILED=0
 FAILURES=()
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-tests.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+SKIPS="$WORK/skips.tsv"  # node id <TAB> kind <TAB> reason, from every stage that can skip
+: >"$SKIPS"
 
 stage() { printf '\n=== %s ===\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); printf 'FAIL: %s\n' "$1"; }
@@ -57,18 +68,73 @@ else
     echo "build ok: build/release/sluice build/asan/sluice build/asan/unit_tests"
 fi
 
+# --- Source checks -------------------------------------------------------------------------
+# The committed codecs must be what the generator makes of the committed definitions (generated
+# under build/ so that clang-format finds the repository's .clang-format, as `make gen` does).
+stage "generated codecs: tools/gen_proto.py src/proto/defs vs src/proto/gen"
+GEN="$ROOT/build/gen-check"
+rm -rf "$GEN"
+mkdir -p "$GEN"
+if ! python3 tools/gen_proto.py src/proto/defs "$GEN/gen" --fill "$GEN/test_proto_fill.c" \
+    >"$WORK/gen.log" 2>&1; then
+    tail -20 "$WORK/gen.log"
+    fail "generated codecs (tools/gen_proto.py failed)"
+else
+    stale=$( { diff -rq "$GEN/gen" src/proto/gen
+               diff -q "$GEN/test_proto_fill.c" tests/unit/test_proto_fill.c; } 2>&1)
+    if [ -n "$stale" ]; then
+        printf '%s\n' "$stale" | head -20
+        fail "generated codecs are stale: src/proto/gen or tests/unit/test_proto_fill.c differ from src/proto/defs (run make gen and commit the result)"
+    else
+        pass
+        echo "generated codecs up to date"
+    fi
+fi
+rm -rf "$GEN"
+
+stage "format: clang-format --dry-run --Werror on tracked .c/.h files"
+if ! command -v clang-format >/dev/null; then
+    fail "format check (clang-format not installed: scripts/setup.sh)"
+else
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -- '*.c' '*.h' | grep -v '^tests/fuzz/corpus/' >"$WORK/c-files"
+    else
+        find src tests bench tools -name '*.[ch]' -not -path 'tests/fuzz/corpus/*' 2>/dev/null |
+            sort >"$WORK/c-files"
+    fi
+    unformatted=()
+    while IFS= read -r f; do
+        [ -f "$f" ] || continue
+        clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || unformatted+=("$f")
+    done <"$WORK/c-files"
+    if [ ${#unformatted[@]} -gt 0 ]; then
+        printf '  not clang-formatted: %s\n' "${unformatted[@]}"
+        fail "format: ${#unformatted[@]} file(s) not clang-formatted (run clang-format -i on them)"
+    else
+        pass
+        echo "$(wc -l <"$WORK/c-files") files clang-formatted"
+    fi
+fi
+
 # --- Unit tests ----------------------------------------------------------------------------
 stage "unit tests: build/asan/unit_tests"
 if [ -x build/asan/unit_tests ] && [ "$BUILD_OK" = 1 ]; then
-    ./build/asan/unit_tests >"$WORK/unit.log" 2>&1
+    timeout -k 10 "$UNIT_TIMEOUT" ./build/asan/unit_tests >"$WORK/unit.log" 2>&1
     rc=$?
-    grep -E '^FAIL|CHECK|ERROR|runtime error' "$WORK/unit.log" | head -50
-    if ! add_counts "$WORK/unit.log" "unit tests"; then
+    grep -E '^FAIL|^SKIP|CHECK|ERROR|runtime error' "$WORK/unit.log" | head -50
+    if grep -q ': TIMEOUT: ' "$WORK/unit.log"; then
+        fail "unit tests ($(grep -m1 ': TIMEOUT: ' "$WORK/unit.log" | sed 's/^FAIL //'))"
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        fail "unit tests (timed out after ${UNIT_TIMEOUT}s: UNIT_TIMEOUT)"
+    elif ! add_counts "$WORK/unit.log" "unit tests"; then
         tail -40 "$WORK/unit.log"
         fail "unit tests (exit $rc, no summary line: crashed?)"
     elif [ "$rc" -ne 0 ] && ! grep -qE '^[0-9]+ passed, [1-9]' "$WORK/unit.log"; then
         fail "unit tests (exit $rc despite no failed test)"
     fi
+    # SKIP-REASON <why> comes just before SKIP <name>.
+    awk '/^SKIP-REASON /{r=substr($0,13); next} /^SKIP /{print "unit::" $2 "\tskipped\t" r; r=""}' \
+        "$WORK/unit.log" >>"$SKIPS"
     tail -1 "$WORK/unit.log"
 else
     fail "unit tests (not built)"
@@ -112,9 +178,12 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
         fail "interop (broker binary $SLUICE_BIN not built)"
     else
         # shellcheck disable=SC2086
-        timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
+        SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" \
+            timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
             --junitxml="$WORK/interop.xml" ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
         rc=${PIPESTATUS[0]}
+        # pytest's node ids are relative to tests/interop (its rootdir): make them repo-relative.
+        [ -f "$WORK/interop-skips.tsv" ] && sed 's|^|tests/interop/|' "$WORK/interop-skips.tsv" >>"$SKIPS"
         counts=$("$PY" - "$WORK/interop.xml" <<'PYEOF' 2>/dev/null
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
@@ -158,9 +227,53 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     fi
 fi
 
+# --- Skips ---------------------------------------------------------------------------------
+# A skipped test proves nothing, so a green CI run must not rest on one: with CI=true, every skip
+# (or xfail) not listed with its reason in the allow-list is a failure.
+stage "skipped tests (allow-list: $ALLOWLIST)"
+"$PY" - "$SKIPS" "$ALLOWLIST" "${CI:-false}" >"$WORK/skips.out" <<'PYEOF'
+import sys
+skips_path, allow_path, ci = sys.argv[1], sys.argv[2], sys.argv[3] == "true"
+allowed, bad_lines = {}, []
+try:
+    for n, line in enumerate(open(allow_path), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        nodeid, sep, reason = line.partition("#")
+        nodeid, reason = nodeid.strip(), reason.strip()
+        if not sep or not reason or " " in nodeid:
+            bad_lines.append(f"{allow_path}:{n}: want 'node id  # reason': {line}")
+        else:
+            allowed[nodeid] = reason
+except FileNotFoundError:
+    pass
+seen = {}
+for line in open(skips_path):
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) == 3:
+        seen.setdefault(parts[0], (parts[1], parts[2]))
+for msg in bad_lines:
+    print(f"FAIL {msg}")
+for nodeid, (kind, reason) in sorted(seen.items()):
+    if nodeid in allowed:
+        print(f"ok   {kind} (allow-listed: {allowed[nodeid]}): {nodeid}")
+    elif ci:
+        print(f"FAIL {kind} without an allow-list entry: {nodeid} ({reason})")
+    else:
+        print(f"note {kind} (would fail with CI=true: not allow-listed): {nodeid} ({reason})")
+for nodeid in sorted(set(allowed) - set(seen)):
+    print(f"note allow-listed but not skipped this run: {nodeid}")
+print(f"{len(seen)} skipped")
+PYEOF
+cat "$WORK/skips.out"
+while IFS= read -r line; do
+    case "$line" in "FAIL "*) fail "skip: ${line#FAIL }" ;; esac
+done <"$WORK/skips.out"
+
 stage "summary"
 for f in "${FAILURES[@]+"${FAILURES[@]}"}"; do
     printf '  failed: %s\n' "$f"
 done
-echo "$PASSED passed, $FAILED failed"
+echo "$PASSED passed, $FAILED failed, $(cut -f1 "$SKIPS" | sort -u | wc -l) skipped"
 [ "$FAILED" -eq 0 ]

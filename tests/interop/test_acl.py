@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
+from conftest import SLUICE_BIN, Broker, finish_broker, sanitizer_env, wait_until
 from test_sasl import add_user
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -47,10 +47,7 @@ def acl_broker(request, tmp_path):
     b.start()
     b.ca_pem = d / "ca.pem"
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 # ---- clients -------------------------------------------------------------------------------------
@@ -429,3 +426,153 @@ def test_allow_everyone_if_no_acl_found(acl_broker):
     setup_scenario(b)
     assert ck_produce(b, "auditor", "unruled") == 0  # no ACL names it: allowed (and created)
     assert ck_produce(b, "auditor", "payments") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+# ---- each check on its own: raw requests that no earlier check refuses ---------------------------
+# A real client asks FindCoordinator and Metadata first, so a principal without any right is
+# refused there and the Fetch, Produce, JoinGroup and OffsetCommit checks are never reached. These
+# tests give each principal exactly the rights that get it past every earlier check, so deleting
+# the one check under test turns a refusal into a success (and the test red).
+
+JOIN_GROUP, OFFSET_COMMIT = 11, 8
+MEMBER_ID_REQUIRED = 79
+
+
+def raw_conn(b, user):
+    """A kproto connection over TLS, logged in with SCRAM-SHA-512 as `user`."""
+    import ssl
+
+    import kproto
+    from test_sasl import scram_login
+    conn = kproto.Conn(b.bootstrap)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(b.ca_pem))
+    ctx.check_hostname = False
+    conn.sock = ctx.wrap_socket(conn.sock, server_hostname="localhost")
+    err, msg, _ = scram_login(conn, user, USERS[user], "SCRAM-SHA-512")
+    assert err == 0, f"login as {user}: {err} {msg}"
+    return conn
+
+
+def raw_join(conn, group):
+    """JoinGroup (v1-v5) as a new member; returns the error code."""
+    import kproto
+    v = conn.need(JOIN_GROUP, range(1, 6))
+    meta = kproto.Writer().i16(0).array(["payments"], lambda w, t: w.string(t)).i32(-1).bytes()
+    w = kproto.Writer().string(group).i32(10000).i32(10000).string("")
+    if v >= 5:
+        w.string(None)
+    w.string("consumer").array([0], lambda ww, _: ww.string("range").i32(len(meta)).raw(meta))
+    r = conn.call(JOIN_GROUP, v, w.bytes())
+    if v >= 2:
+        r.i32()  # throttle
+    return r.i16()
+
+
+def raw_commit(conn, group, topic, offset=1):
+    """OffsetCommit (v2-v7) of partition 0 outside any generation; returns its error code."""
+    import kproto
+    v = conn.need(OFFSET_COMMIT, range(2, 8))
+    w = kproto.Writer().string(group).i32(-1).string("")
+    if v >= 7:
+        w.string(None)
+    if v <= 4:
+        w.i64(-1)  # retention time
+
+    def part(ww, _):
+        ww.i32(0).i64(offset)
+        if v >= 6:
+            ww.i32(-1)
+        ww.string("")
+    w.array([0], lambda ww, _: (ww.string(topic), ww.array([0], part)))
+    r = conn.call(OFFSET_COMMIT, v, w.bytes())
+    if v >= 3:
+        r.i32()
+    out = {}
+    for name, ps in r.array(lambda rr: (rr.string(), rr.array(lambda x: (x.i32(), x.i16())))) or []:
+        for idx, err in ps or []:
+            out[(name, idx)] = err
+    return out[(topic, 0)]
+
+
+@pytest.mark.timeout_s(180)
+def test_fetch_without_topic_read_is_refused(acl_broker):
+    """The auditor may READ its group and DESCRIBE payments (so Metadata and ListOffsets pass),
+    but not READ payments: its Fetch gets TOPIC_AUTHORIZATION_FAILED and no record, from a raw
+    Fetch and from confluent-kafka with assign() (no group involved at all)."""
+    import kproto
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    b = acl_broker
+    setup_scenario(b)
+    create_acls(b,
+                binding("TOPIC", "payments", "LITERAL", "User:auditor", "DESCRIBE", "ALLOW"),
+                binding("GROUP", "aud-", "PREFIXED", "User:auditor", "READ", "ALLOW"))
+    assert ck_produce(b, "payments-writer", "payments", b"secret") == 0
+    with raw_conn(b, "fraud") as c:  # the control: READ on payments reads it
+        f = kproto.fetch(c, "payments", 0, 0)
+        assert f["error"] == kproto.NONE and b"secret" in f["records"], f
+    with raw_conn(b, "auditor") as c:
+        f = kproto.fetch(c, "payments", 0, 0)
+        assert f["error"] == TOPIC_AUTHZ, f"auditor fetched payments: {f}"
+        assert f["records"] == b"" and f["high_watermark"] == -1, f
+        f = kproto.fetch(c, "other", 0, 0)
+        assert f["error"] == TOPIC_AUTHZ and f["records"] == b"", f
+    cons = Consumer(ck_conf(b, "auditor", **{"group.id": "aud-1", "enable.auto.commit": False}))
+    try:
+        cons.assign([TopicPartition("payments", 0, 0)])
+        err, got, deadline = None, [], time.monotonic() + 30
+        while err is None and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                err = m.error().code()
+            else:
+                got.append(m.value())
+        assert got == [], f"auditor consumed {got}"
+        assert err == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    finally:
+        cons.close()
+
+
+@pytest.mark.timeout_s(180)
+def test_produce_join_and_commit_checks_each_refuse(acl_broker):
+    """Produce without WRITE (but with READ), JoinGroup with group DESCRIBE but no READ,
+    OffsetCommit without group READ, and OffsetCommit with group READ but no topic READ: each
+    refused by its own check, next to a control the same principal is allowed."""
+    from confluent_kafka import KafkaError
+    b = acl_broker
+    setup_scenario(b)
+    create_acls(b,
+                binding("GROUP", "aud-", "PREFIXED", "User:auditor", "DESCRIBE", "ALLOW"),
+                binding("TOPIC", "payments", "LITERAL", "User:auditor", "DESCRIBE", "ALLOW"))
+    import kproto
+    batch = kproto.record_batch([(b"k", b"v", [])])
+    with raw_conn(b, "payments-writer") as c:
+        assert kproto.produce(c, "payments", 0, batch) == (kproto.NONE, 0)
+    with raw_conn(b, "fraud") as c:
+        # Produce: fraud may READ (so DESCRIBE) payments, not WRITE it.
+        err, _ = kproto.produce(c, "payments", 0, batch)
+        assert err == TOPIC_AUTHZ, f"fraud produced to payments: {err}"
+        # OffsetCommit: fraud-* READ and payments READ commit; "other" has no topic READ.
+        assert raw_commit(c, "fraud-c", "payments") == kproto.NONE
+        assert raw_commit(c, "fraud-c", "other") == TOPIC_AUTHZ
+        assert raw_commit(c, "analytics", "payments") == GROUP_AUTHZ
+        # JoinGroup: the control joins (as a new member: MEMBER_ID_REQUIRED from v4, or 0).
+        assert raw_join(c, "fraud-j") in (kproto.NONE, MEMBER_ID_REQUIRED)
+    with raw_conn(b, "auditor") as c:
+        # DESCRIBE on aud-* lets FindCoordinator through; JoinGroup and OffsetCommit need READ.
+        assert raw_join(c, "aud-j") == GROUP_AUTHZ
+        assert raw_commit(c, "aud-c", "payments") == GROUP_AUTHZ
+    # The same JoinGroup refusal through librdkafka, whose FindCoordinator succeeds.
+    _, err = ck_group_read(b, "auditor", "aud-k", "payments")
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    # Nothing refused was stored: the admin sees only the control's commit.
+    from confluent_kafka import Consumer, TopicPartition
+    adm = Consumer(ck_conf(b, "admin", **{"group.id": "fraud-c"}))
+    try:
+        got = adm.committed([TopicPartition("payments", 0), TopicPartition("other", 0)],
+                            timeout=20)
+        assert [(tp.topic, tp.offset) for tp in got] == [("payments", 1), ("other", -1001)], got
+    finally:
+        adm.close()

@@ -60,3 +60,70 @@ def test_restart_and_kill9(tmp_path, fake_bin):
     assert not b.alive()
     b.start()
     assert b.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigsegv", "exit0"])
+def test_broker_dead_without_sanitizer_output_fails_teardown(tmp_path, fake_bin, how):
+    """finish_broker (every broker fixture's teardown) fails the test for a broker that died on
+    its own, even without any sanitizer output: by a signal, or exiting by itself with 0."""
+    import os
+    import signal as sig
+    from _pytest.outcomes import Failed
+    from conftest import finish_broker
+    b = make(tmp_path, fake_bin, "clean")
+    if how == "exit0":
+        b.proc.send_signal(sig.SIGTERM)  # as if the broker had exited by itself
+    else:
+        os.kill(b.proc.pid, sig.SIGKILL if how == "sigkill" else sig.SIGSEGV)
+    b.proc.wait(10)
+    with pytest.raises(Failed, match="broker died during the test"):
+        finish_broker(b)
+
+
+def test_broker_died_and_restarted_fails_teardown(tmp_path, fake_bin):
+    import os
+    import signal as sig
+    from _pytest.outcomes import Failed
+    from conftest import finish_broker
+    b = make(tmp_path, fake_bin, "clean")
+    os.kill(b.proc.pid, sig.SIGKILL)
+    b.proc.wait(10)
+    b.start()  # a test restarting a broker that had died unasked must not hide the death
+    with pytest.raises(Failed, match="started again .*SIGKILL"):
+        finish_broker(b)
+
+
+def test_expected_stop_and_kill9_pass_teardown(tmp_path, fake_bin):
+    from conftest import finish_broker
+    b = make(tmp_path, fake_bin, "clean")
+    b.kill9()
+    b.start()
+    finish_broker(b)  # stops it cleanly; kill9() was the test's own doing
+
+
+def test_wait_until_fails_at_once_on_assertion():
+    import time
+    from conftest import wait_until
+    calls = []
+
+    def wrong():
+        calls.append(1)
+        raise AssertionError("a wrong answer")
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match="a wrong answer"):
+        wait_until(wrong, 30, "never")
+    assert len(calls) == 1 and time.monotonic() - t0 < 1
+
+
+def test_wait_until_retries_transient_errors():
+    from conftest import wait_until
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError("not yet")
+        return "ok"
+    assert wait_until(flaky, 10, "flaky", interval=0.01) == "ok"
+    with pytest.raises(AssertionError, match="timed out .*ConnectionRefusedError"):
+        wait_until(lambda: (_ for _ in ()).throw(ConnectionRefusedError("down")), 0.2, "down")

@@ -286,7 +286,7 @@ def test_mixed_client_group_rebalances_without_double_ownership(broker):
 @pytest.mark.broker_config(FAST_GROUPS)
 @pytest.mark.timeout_s(240)
 def test_committed_offsets_survive_kill9(broker):
-    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
     bs, topic, group, P, N = broker.bootstrap, "grp-crash", "crash-group", 3, 3000
     ck_create_topic(bs, topic, P)
     produce_n(bs, topic, 0, N, P)
@@ -297,6 +297,7 @@ def test_committed_offsets_survive_kill9(broker):
     seen, acked = set(), {p: -1 for p in range(P)}  # -1: nothing acknowledged
     after_restart = []
     restarted = False
+    commits_ok = 0
     deadline = time.monotonic() + 180
     try:
         while len(seen) < N:
@@ -311,10 +312,21 @@ def test_committed_offsets_survive_kill9(broker):
                     for tp in c.commit(asynchronous=False):
                         if tp.error is None and tp.offset >= 0:
                             acked[tp.partition] = max(acked[tp.partition], tp.offset)
-                except KafkaException:
-                    pass  # the broker is down or the group rebalancing: not acknowledged
+                            commits_ok += 1
+                        elif tp.error is not None:
+                            assert restarted, f"commit refused before the kill: {tp}"
+                        # (no error and no offset: nothing consumed there yet, nothing sent)
+                except KafkaException as e:
+                    # Only after the kill may a commit fail (the group is rejoining the new
+                    # coordinator); before it, with the broker up, every commit must succeed.
+                    assert restarted, f"commit failed before the kill: {e!r}"
             if not restarted and len(seen) >= N // 3:
                 at_kill = dict(acked)
+                # A third of the records were consumed and committed, so acknowledged offsets
+                # add up to at least that: the check below cannot pass on commits that all
+                # failed (librdkafka may drain one partition before the others).
+                assert commits_ok > 0 and sum(max(o, 0) for o in at_kill.values()) >= N // 3 - 50, \
+                    f"too few acknowledged commits before the kill: {at_kill}"
                 broker.kill9()
                 broker.start()
                 restarted = True
@@ -322,8 +334,26 @@ def test_committed_offsets_survive_kill9(broker):
                 got = committed(bs, group, topic, P)
                 for p in range(P):
                     assert max(got[p], -1) >= at_kill[p], f"p{p}: committed {got[p]} < acknowledged {at_kill[p]}"
+        # The last records' offsets, committed through the restarted coordinator (retried while
+        # the group settles), are what the group holds afterwards: every partition at its end.
+        ends = {p: N // P for p in range(P)}
+        last_err = None
+        while True:
+            assert time.monotonic() < deadline, f"final commit never succeeded: {last_err!r}"
+            try:
+                res = c.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()],
+                               asynchronous=False)
+                bad = [tp for tp in res if tp.error is not None]
+                if not bad:
+                    assert {tp.partition: tp.offset for tp in res} == ends, res
+                    break
+                last_err = bad
+            except KafkaException as e:
+                last_err = e
+            c.poll(0.2)
     finally:
         c.close()
+    assert committed(bs, group, topic, P) == ends
     assert restarted
     assert seen == {(i % P, i // P) for i in range(N)}
     # The consumer rejoined the restarted coordinator and resumed from the committed offsets:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import kproto
-from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
+from conftest import SLUICE_BIN, Broker, finish_broker, sanitizer_env, wait_until
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
@@ -62,12 +62,7 @@ def sasl_broker(request, tmp_path):
     request.node._sluice_broker = b
     b.start()
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
-        if not b.exit_expected:
-            pytest.fail(f"broker died during the test\n{b.log_tail()}")
+    finish_broker(b)
 
 
 # ---- a raw SASL client (kproto) ------------------------------------------------------------------
@@ -312,6 +307,90 @@ def test_wrong_password_and_unknown_user_are_indistinguishable(sasl_broker):
     assert abs(mw - mu) <= max(0.020, 0.3 * max(mw, mu)), f"medians {mw:.4f}s vs {mu:.4f}s"
     # Still serving a legitimate user.
     with sasl_conn(sasl_broker) as c:
+        kproto.metadata(c)
+
+
+def timed_failed_login(broker, mechanism, user, password):
+    """One login over a fresh connection, expected to fail. Returns (error, message, step,
+    seconds, closed): `step` is the SaslAuthenticate round trip that failed (1 or 2) and
+    `seconds` the broker's answer times summed over every round trip of the exchange
+    (SaslHandshake and each SaslAuthenticate), leaving out connecting and the client's own SCRAM
+    computation, which would only add noise."""
+    with kproto.Conn(broker.bootstrap) as conn:
+        t0 = time.perf_counter()
+        err, _ = handshake(conn, mechanism)
+        spent = time.perf_counter() - t0
+        assert err == 0, f"{mechanism} handshake error {err}"
+        if mechanism == "PLAIN":
+            t0 = time.perf_counter()
+            err, msg, _, _ = authenticate(conn, f"\0{user}\0{password}".encode())
+            spent += time.perf_counter() - t0
+            return err, msg, 1, spent, bool(err) and conn.closed_by_peer(5)
+        bare = f"n={user},r={base64.b64encode(os.urandom(18)).decode()}"
+        t0 = time.perf_counter()
+        err, msg, server_first, _ = authenticate(conn, b"n,," + bare.encode())
+        spent += time.perf_counter() - t0
+        if err:
+            return err, msg, 1, spent, bool(err) and conn.closed_by_peer(5)
+        final, _ = scram_final(mechanism, user, password, bare, server_first.decode())
+        t0 = time.perf_counter()
+        err, msg, _, _ = authenticate(conn, final)
+        spent += time.perf_counter() - t0
+        return err, msg, 2, spent, bool(err) and conn.closed_by_peer(5)
+
+
+TIMING_ROUNDS = 40
+
+
+def timing_rounds(b, mechanism, rounds):
+    """`rounds` pairs (wrong password, unknown user) taken back to back, their order alternating
+    from pair to pair; returns the two lists of results, in pair order."""
+    wrong, unknown = [], []
+    for i in range(rounds + 4):
+        pair = [("w", "alice", f"not-it-{i}"), ("u", f"nobody{i % 5}", f"not-it-{i}")]
+        got = {}
+        for kind, user, pw in (pair if i % 2 == 0 else pair[::-1]):
+            got[kind] = timed_failed_login(b, mechanism, user, pw)
+        if i >= 4:  # the first rounds warm up caches and the allocator
+            wrong.append(got["w"])
+            unknown.append(got["u"])
+    return wrong, unknown
+
+
+@pytest.mark.broker_config({"connection.failed.authentication.delay.ms": 0,
+                            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+                            "sluice.sasl.plain.allow.insecure": "true"})
+@pytest.mark.timeout_s(240)
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_failed_login_cost_same_for_unknown_user(sasl_broker, mechanism):
+    """A known user with a wrong password and an unknown user fail alike: same error code, same
+    message, at the same step, and in the same time for the whole exchange. The answer delay is
+    off here so that it cannot hide a difference. Each pair of samples is taken back to back
+    (order alternating), and the median of the paired differences must stay within a tolerance
+    far below the work an early return for unknown users would skip (PLAIN: a PBKDF2 of 4096
+    iterations, tens of ms here); pairing cancels the load of a shared machine, and a second
+    measurement is taken only if the first exceeds the tolerance, since a real difference shows
+    in both while a burst of load rarely hits the same side twice."""
+    b = sasl_broker
+    for attempt in (1, 2):
+        wrong, unknown = timing_rounds(b, mechanism, TIMING_ROUNDS)
+        for err, msg, step, _, closed in wrong + unknown:
+            assert err == SASL_AUTHENTICATION_FAILED and closed, (err, msg, closed)
+        answers_w = {(m, st) for _, m, st, _, _ in wrong}
+        answers_u = {(m, st) for _, m, st, _, _ in unknown}
+        assert answers_w == answers_u and len(answers_w) == 1, \
+            f"wrong password answered {answers_w}, unknown user {answers_u}"
+        diff = statistics.median(w[3] - u[3] for w, u in zip(wrong, unknown))
+        base = statistics.median(min(w[3], u[3]) for w, u in zip(wrong, unknown))
+        tol = max(0.0003, 0.15 * base)
+        report = f"{mechanism} (measurement {attempt}): median paired difference " \
+            f"{diff * 1e3:+.3f} ms (wrong password - unknown user) on {base * 1e3:.3f} ms, " \
+            f"tolerance {tol * 1e3:.3f} ms"
+        print(report)
+        if abs(diff) <= tol:
+            break
+    assert abs(diff) <= tol, report
+    with sasl_conn(b) as c:  # still serving a legitimate user
         kproto.metadata(c)
 
 
@@ -613,10 +692,7 @@ def sasl_ssl_broker(request, tmp_path):
     b.start()
     b.ca_pem = d / "ca.pem"
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 @pytest.mark.broker_config({"sluice.authentication.timeout.ms": 1000})
@@ -739,10 +815,7 @@ def oauth_broker(request, tmp_path):
     b.start()
     b.key = key
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
+    finish_broker(b)
 
 
 def make_token(key, sub="svc-reporting", exp_in=300, iss="https://issuer.test", aud="sluice",

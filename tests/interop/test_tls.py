@@ -18,7 +18,7 @@ import pytest
 
 import helpers as h
 import tlsutil
-from conftest import Broker, wait_until
+from conftest import Broker, finish_broker, wait_until
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 ALICE_DN = "CN=alice,OU=eng,O=acme"
@@ -51,12 +51,7 @@ def tls_broker(request, tmp_path, pki):
     b.start()
     b.pki = pki
     yield b
-    if b.alive():
-        b.stop(check=True)
-    else:
-        b.assert_no_sanitizer_report()
-        if not b.exit_expected:
-            pytest.fail(f"broker died during the test (exit {b.proc.returncode})\n{b.log_tail()}")
+    finish_broker(b)
 
 
 # ---- raw TLS helpers ----------------------------------------------------------------------
