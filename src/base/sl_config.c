@@ -116,6 +116,10 @@ static const key_def k_keys[] = {
      "clear)."},
     {"sluice.sasl.credentials.file", T_STR, OFF(sluice_sasl_credentials_file), 0, 0, NULL,
      "SCRAM credential store; default <log.dirs>/sluice-users."},
+    {"sluice.sasl.scram.iterations", T_INT, OFF(sluice_sasl_scram_iterations), 4096, 16384, "4096",
+     "SCRAM iteration count of the provisioned admin, of users added by `sluice user` without "
+     "--iterations, and of the mock exchange for unknown names (so a name's existence does not "
+     "show before login; keep users created through AlterUserScramCredentials at this count)."},
     {"authorizer.class.name", T_STR, OFF(authorizer_class_name), 0, 0, NULL,
      "ACLs: org.apache.kafka.metadata.authorizer.StandardAuthorizer (or "
      "kafka.security.authorizer.AclAuthorizer) turns authorization on; empty allows everything."},

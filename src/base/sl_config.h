@@ -61,6 +61,7 @@ typedef struct sl_config {
     char super_users[SL_CFG_STR_MAX];
     bool sluice_sasl_plain_allow_insecure;
     char sluice_sasl_credentials_file[SL_CFG_STR_MAX];
+    int32_t sluice_sasl_scram_iterations;
     /* Authorization (src/acl) */
     char authorizer_class_name[SL_CFG_STR_MAX];
     bool allow_everyone_if_no_acl_found;
