@@ -173,9 +173,18 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
     sl_server *s = c->s;
     c->closed = true;
     sl_loop_unpost(s->loop, &c->post);
-    sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
-            "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
-            c->listener, why);
+    if (c->authenticated) {
+        sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
+                "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
+                c->listener, why);
+    } else {
+        /* Unauthenticated peers choose how often this happens: bounded per address. */
+        char addr[64];
+        sl_log_limited(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
+                       sl_log_peer_addr(c->peer, addr, sizeof addr),
+                       "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id,
+                       c->peer, c->listener, why);
+    }
     sl_loop_unwatch(s->loop, c->fd);
     c->t->vt->close(c->t);
     c->t = NULL;
@@ -617,6 +626,7 @@ static void on_sweep(void *ctx) {
             conn_destroy(c, false, "authentication timeout");
         if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
     }
+    sl_log_limited_flush();
     s->sweep = sl_timer_start(s->loop, sweep_interval(s), on_sweep, s);
 }
 

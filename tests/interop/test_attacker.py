@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ import kproto
 from conftest import SLUICE_BIN, Broker, sanitizer_env, wait_until
 
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+SASL_AUTHENTICATION_FAILED = 58
 
 
 # ---- fixtures and helpers --------------------------------------------------------------------
@@ -133,3 +135,53 @@ def test_scram_mock_follows_configured_iterations(secure):
             assert int(a["i"]) == 8192, f"{name} {mech}: i={a['i']}"
             assert len(base64.b64decode(a["s"])) == 32
 
+# ---- 5. a flood of failed logins writes a bounded number of log lines ---------------------------
+
+@pytest.mark.timeout_s(240)
+@pytest.mark.broker_config({"connection.failed.authentication.delay.ms": 0,
+                            "sasl.enabled.mechanisms": "PLAIN",
+                            "sluice.sasl.plain.allow.insecure": True})
+def test_failed_login_flood_writes_bounded_log(broker):
+    """2000 failed PLAIN logins from 127.0.0.1 (no delay) write a few dozen lines, each kind of
+    line at most SL_LOG_LIMIT_BURST times per 10 s window per address, then a summary with the
+    count; the counts add up to every attempt."""
+    import threading
+    broker.stop()
+    broker.config["listeners"] = f"SASL_PLAINTEXT://{broker.bootstrap}"
+    broker.write_config()
+    broker.start()
+    before = len(broker.log_text().splitlines())
+    n_threads, per_thread = 4, 500
+    errors = []
+
+    def worker():
+        for _ in range(per_thread):
+            try:
+                with kproto.Conn(broker.bootstrap) as c:
+                    assert handshake(c, "PLAIN") == 0
+                    err, _, _ = authenticate(c, b"\0nobody\0wrong-password")
+                    assert err == SASL_AUTHENTICATION_FAILED
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert not errors, errors[:3]
+
+    def accounted():
+        lines = broker.log_text().splitlines()[before:]
+        shown = sum('msg="authentication failed"' in ln for ln in lines)
+        hidden = sum(int(ln.rsplit("suppressed=", 1)[1].split()[0]) for ln in lines
+                     if 'msg="authentication failed (suppressed)"' in ln)
+        return (shown + hidden == 2000) and lines
+    lines = wait_until(accounted, 40, "summaries accounting for all 2000 failed logins")
+    windows = int(elapsed // 10) + 2
+    # authentication failed, connection closed: burst + one summary per window each.
+    bound = windows * 2 * (10 + 1) + 10
+    assert len(lines) <= bound, (f"{len(lines)} log lines for 2000 failed logins in "
+                                 f"{elapsed:.1f} s (bound {bound})")
+    assert any("suppressed=" in ln and "addr=127.0.0.1" in ln for ln in lines)
