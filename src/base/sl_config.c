@@ -78,8 +78,11 @@ static const key_def k_keys[] = {
      "Largest request frame accepted after authentication."},
     {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",
      "Idle connections are closed after this."},
-    {"max.connections", T_INT, OFF(max_connections), 0, INT32_MAX, "2147483647",
-     "Connections accepted at once."},
+    {"max.connections", T_INT, OFF(max_connections), -1, INT32_MAX, "-1",
+     "Connections accepted at once; excess ones are closed at accept. -1: derived from the open "
+     "file limit (RLIMIT_NOFILE), keeping a quarter of it (at least 256) for the broker's own "
+     "files, plus 4 more connections that only loopback clients may use (an operator's way "
+     "in); the value in force is logged at start."},
     {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0, INT32_MAX,
      "3000", "Delay before the first rebalance of an empty group."},
     {"group.min.session.timeout.ms", T_INT, OFF(group_min_session_timeout_ms), 0, INT32_MAX, "6000",
@@ -106,8 +109,9 @@ static const key_def k_keys[] = {
      "Delay before a failed authentication is answered and the connection closed."},
     {"connections.max.reauth.ms", T_LONG, OFF(connections_max_reauth_ms), 0, I64MAX, "0",
      "SASL session lifetime; past it a client must re-authenticate (KIP-368). 0: no limit."},
-    {"max.connections.per.ip", T_INT, OFF(max_connections_per_ip), 0, INT32_MAX, "2147483647",
-     "Connections accepted at once from one client address."},
+    {"max.connections.per.ip", T_INT, OFF(max_connections_per_ip), 0, INT32_MAX, "100",
+     "Connections accepted at once from one client address; excess ones are closed at accept, "
+     "before any TLS work (0: unlimited; Kafka's default is unlimited)."},
     {"super.users", T_STR, OFF(super_users), 0, 0, NULL,
      "Semicolon-separated principals (User:name) allowed every operation."},
     {"sluice.sasl.plain.allow.insecure", T_BOOL, OFF(sluice_sasl_plain_allow_insecure), 0, 0,

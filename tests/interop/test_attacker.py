@@ -135,6 +135,48 @@ def test_scram_mock_follows_configured_iterations(secure):
             assert int(a["i"]) == 8192, f"{name} {mech}: i={a['i']}"
             assert len(base64.b64decode(a["s"])) == 32
 
+# ---- 4. connection limits by default ------------------------------------------------------------
+
+def test_default_per_ip_limit_refuses_excess_and_serves_other_address(broker):
+    """Defaults only (no max.connections* keys): 100 connections from 127.0.0.1 are served, the
+    next ones are closed at accept, and a client from 127.0.0.2 is served at once."""
+    assert "max.connections" not in broker.config_path.read_text()
+    held = []
+
+    def open_one():
+        c = kproto.Conn(broker.bootstrap)
+        try:
+            kproto.api_versions(c, 0)
+        except (kproto.ProtoError, OSError):
+            c.close()
+            return False
+        held.append(c)
+        return True
+    try:
+        # The fixture's readiness probe may still count until the broker sees it close.
+        for _ in range(100):
+            wait_until(open_one, 10, "a served connection under the per-address default")
+        for _ in range(3):
+            extra = kproto.Conn(broker.bootstrap)
+            assert extra.closed_by_peer(5), "a 101st connection from 127.0.0.1 was accepted"
+            extra.close()
+        t0 = time.monotonic()
+        host, port = kproto.split_host_port(broker.bootstrap)
+        other = kproto.Conn.__new__(kproto.Conn)
+        other.sock = socket.create_connection((host, port), timeout=10,
+                                              source_address=("127.0.0.2", 0))
+        other.timeout, other.corr, other._versions = 10, 0, None
+        assert kproto.api_versions(other, 0)[0] == kproto.NONE
+        other.close()
+        assert time.monotonic() - t0 < 2, "127.0.0.2 waited"
+        log = broker.log_text()
+        assert 'reason="max.connections.per.ip"' in log
+        assert "connection limits" in log and "max.connections.per.ip=100" in log
+    finally:
+        for c in held:
+            c.close()
+
+
 # ---- 5. a flood of failed logins writes a bounded number of log lines ---------------------------
 
 @pytest.mark.timeout_s(240)
