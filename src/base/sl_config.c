@@ -170,6 +170,18 @@ static const key_def k_keys[] = {
      "RULE:pattern/replacement/[LU],...,DEFAULT: client certificate subject to principal."},
     {"sluice.ssl.reload.interval.ms", T_LONG, OFF(sluice_ssl_reload_interval_ms), 0, I64MAX, "5000",
      "How often keystore and truststore files are checked for changes (0: only on SIGHUP)."},
+    {"sluice.ssl.groups", T_STR, OFF(sluice_ssl_groups), 0, 0, "X25519:P-256:P-384:P-521",
+     "TLS key-exchange groups (TLS 1.2 and 1.3), colon-separated OpenSSL names. The default "
+     "leaves out the finite-field groups (ffdhe2048..8192), whose handshakes cost the broker "
+     "up to 250 times the CPU of X25519."},
+    {"sluice.ssl.handshake.rate.per.ip", T_INT, OFF(sluice_ssl_handshake_rate_per_ip), 0, 1000000,
+     "20",
+     "TLS handshakes one client address may start per second (twice that saved up as a burst); "
+     "excess connections are closed at accept (0: unlimited)."},
+    {"sluice.ssl.max.handshakes.per.ip", T_INT, OFF(sluice_ssl_max_handshakes_per_ip), 0, INT32_MAX,
+     "8",
+     "TLS handshakes in progress at once from one client address; more connections are closed "
+     "at accept (0: unlimited)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,

@@ -94,6 +94,9 @@ typedef struct sl_config {
     char ssl_client_auth[SL_CFG_STR_MAX];
     char ssl_principal_mapping_rules[SL_CFG_STR_MAX];
     int64_t sluice_ssl_reload_interval_ms;
+    char sluice_ssl_groups[SL_CFG_STR_MAX];
+    int32_t sluice_ssl_handshake_rate_per_ip;
+    int32_t sluice_ssl_max_handshakes_per_ip;
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
     int32_t noverrides;

@@ -291,6 +291,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         .max_inflight = b->cfg.sluice_max_inflight_requests,
         .max_connections = b->cfg.max_connections,
         .max_connections_per_ip = b->cfg.max_connections_per_ip,
+        .handshake_rate_per_ip = b->cfg.sluice_ssl_handshake_rate_per_ip,
+        .max_handshakes_per_ip = b->cfg.sluice_ssl_max_handshakes_per_ip,
     };
     sl_server_handlers h = {
         .app = b, .on_request = sl_pipeline_on_request, .on_close = on_close, .on_open = on_open};

@@ -71,6 +71,7 @@ struct sl_conn {
     void *data;
     sl_post post; /* queued on the loop when another callback completed one of our requests */
     bool authenticated, closed, closing, write_blocked;
+    bool handshaking;    /* counted in its address's handshakes in progress */
     struct ip_entry *ip; /* its address's accounting; NULL once closed */
     int busy;
     uint32_t watched;
@@ -89,12 +90,15 @@ struct sl_conn {
     size_t out_bytes;
 };
 
-/* Per client address accounting: open connections. An entry lives while it has connections;
- * the sweep drops the rest. */
+/* Per client address accounting: open connections, TLS handshakes in progress and the token
+ * bucket of handshake starts. An entry lives while it has connections or its bucket is not yet
+ * full again (so closing and reconnecting does not reset it); the sweep drops the rest. */
 typedef struct ip_entry {
     struct ip_entry *next;
     uint8_t addr[16]; /* IPv6, or IPv4-mapped */
-    int32_t conns;
+    int32_t conns, handshakes;
+    double tokens;
+    int64_t refill_ms;
 } ip_entry;
 
 struct sl_server {
@@ -166,22 +170,40 @@ static ip_entry *ip_get(sl_server *s, const uint8_t a[16]) {
     ip_entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     memcpy(e->addr, a, 16);
+    e->tokens = s->cfg.handshake_burst_per_ip;
+    e->refill_ms = now_ms(s);
     e->next = *b;
     *b = e;
     return e;
 }
 
+static void ip_refill(sl_server *s, ip_entry *e) {
+    if (s->cfg.handshake_rate_per_ip <= 0) return;
+    int64_t now = now_ms(s);
+    e->tokens += (double)(now - e->refill_ms) * s->cfg.handshake_rate_per_ip / 1000.0;
+    if (e->tokens > s->cfg.handshake_burst_per_ip) e->tokens = s->cfg.handshake_burst_per_ip;
+    e->refill_ms = now;
+}
+
+static void conn_handshake_done(sl_conn *c) {
+    if (!c->handshaking) return;
+    c->handshaking = false;
+    if (c->ip && c->ip->handshakes > 0) c->ip->handshakes--;
+}
+
 static void conn_release_ip(sl_conn *c) {
+    conn_handshake_done(c);
     if (c->ip && c->ip->conns > 0) c->ip->conns--;
     c->ip = NULL;
 }
 
-/* Drops entries with no connection. */
+/* Drops entries with no connection whose bucket is full again (or has no rate). */
 static void ip_sweep(sl_server *s) {
     for (size_t i = 0; i < SL_IP_BUCKETS; i++) {
         for (ip_entry **pp = &s->ips[i]; *pp;) {
             ip_entry *e = *pp;
-            if (e->conns == 0) {
+            ip_refill(s, e);
+            if (e->conns == 0 && e->handshakes == 0 && e->tokens >= s->cfg.handshake_burst_per_ip) {
                 *pp = e->next;
                 free(e);
             } else {
@@ -546,6 +568,7 @@ static void conn_io(void *ctx, uint32_t ev) {
     }
     /* The transport may need the fd writable to make progress on a read (TLS handshake). */
     conn_pump(c, (ev & SL_EV_READ) || (ev & c->t->vt->wants(c->t)));
+    if (c->handshaking && !c->closed && c->t->vt->established(c->t)) conn_handshake_done(c);
 }
 
 /* ---- accepting ---- */
@@ -617,6 +640,8 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->last_io = c->accepted = now_ms(s);
     c->ip = ip;
     ip->conns++;
+    c->handshaking = t->vt->established && !t->vt->established(t);
+    if (c->handshaking) ip->handshakes++;
     if (sl_loop_watch(s->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
         conn_release_ip(c);
         SL_ERROR("net", "cannot watch connection", "peer=%s", c->peer);
@@ -640,8 +665,8 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     }
 }
 
-/* Decides at accept, before a byte is read or any TLS object exists: NULL to admit, else the
- * refusal's reason (and it is counted). */
+/* Decides at accept, before a byte is read or any TLS object exists: NULL to admit (taking a
+ * handshake token on handshaking listeners), else the refusal's reason (and it is counted). */
 static const char *admit(sl_server *s, const sl_listener *l, ip_entry *ip, const uint8_t a[16]) {
     int64_t max = s->cfg.max_connections;
     if (max > 0 && addr_is_loopback(a)) max += s->admin_conns;
@@ -656,6 +681,19 @@ static const char *admit(sl_server *s, const sl_listener *l, ip_entry *ip, const
     if (s->cfg.max_connections_per_ip > 0 && ip->conns >= s->cfg.max_connections_per_ip) {
         s->refused.max_connections_per_ip++;
         return "max.connections.per.ip";
+    }
+    if (!l->tnew) return NULL;
+    if (s->cfg.max_handshakes_per_ip > 0 && ip->handshakes >= s->cfg.max_handshakes_per_ip) {
+        s->refused.handshakes_per_ip++;
+        return "sluice.ssl.max.handshakes.per.ip";
+    }
+    if (s->cfg.handshake_rate_per_ip > 0) {
+        ip_refill(s, ip);
+        if (ip->tokens < 1.0) {
+            s->refused.handshake_rate_per_ip++;
+            return "sluice.ssl.handshake.rate.per.ip";
+        }
+        ip->tokens -= 1.0;
     }
     return NULL;
 }
@@ -762,6 +800,12 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
     }
     if (s->cfg.max_connections < 0) s->cfg.max_connections = 0;
     if (s->cfg.max_connections_per_ip < 0) s->cfg.max_connections_per_ip = 0;
+    if (s->cfg.handshake_rate_per_ip < 0) s->cfg.handshake_rate_per_ip = 0;
+    if (s->cfg.handshake_burst_per_ip <= 0)
+        s->cfg.handshake_burst_per_ip = s->cfg.handshake_rate_per_ip > INT32_MAX / 2
+                                            ? INT32_MAX
+                                            : 2 * s->cfg.handshake_rate_per_ip;
+    if (s->cfg.max_handshakes_per_ip < 0) s->cfg.max_handshakes_per_ip = 0;
     /* Writes use MSG_NOSIGNAL; this also covers transports that cannot (TLS libraries). */
     signal(SIGPIPE, SIG_IGN);
     s->sweep = sl_timer_start(l, sweep_interval(s), on_sweep, s);

@@ -32,6 +32,13 @@ typedef struct sl_server_config {
      * (RLIMIT_NOFILE) minus sl_server_fd_reserve() of it, kept for the broker's own files. */
     int32_t max_connections;
     int32_t max_connections_per_ip; /* open at once from one address (0: unlimited) */
+    /* TLS handshakes, per client address, on listeners with a transport factory: started per
+     * second (tokens refilled continuously, up to `handshake_burst_per_ip` saved up) and in
+     * progress at once. Excess connections are closed at accept, before any TLS work, so no
+     * unauthenticated peer can keep the loop busy with key exchanges. 0: unlimited. */
+    int32_t handshake_rate_per_ip;
+    int32_t handshake_burst_per_ip; /* (2 x rate) */
+    int32_t max_handshakes_per_ip;
 } sl_server_config;
 
 #define SL_SERVER_CONN_AUTO (-1)
@@ -49,6 +56,8 @@ int32_t sl_server_auto_max_connections(int64_t nofile);
 typedef struct sl_server_refusals {
     uint64_t max_connections;
     uint64_t max_connections_per_ip;
+    uint64_t handshake_rate_per_ip;
+    uint64_t handshakes_per_ip;
 } sl_server_refusals;
 sl_server_refusals sl_server_refused(const sl_server *s);
 /* The max.connections in force (after SL_SERVER_CONN_AUTO was resolved; 0: unlimited). */
