@@ -136,6 +136,39 @@ def test_scram_mock_follows_configured_iterations(secure):
             assert len(base64.b64decode(a["s"])) == 32
 
 
+def failed_final(b, mechanism, user, password):
+    """A whole SCRAM exchange with a wrong password over TLS: (error, message, seconds from
+    client-final to the answer, server-first)."""
+    from test_sasl import scram_final
+    with TlsConn(b.bootstrap, b.ca_pem) as c:
+        assert handshake(c, mechanism) == 0
+        bare = f"n={user},r={base64.b64encode(os.urandom(18)).decode()}"
+        err, msg, first = authenticate(c, b"n,," + bare.encode())
+        assert err == 0, msg
+        final, _ = scram_final(mechanism, user, password, bare, first.decode())
+        t0 = time.monotonic()
+        err, msg, _ = authenticate(c, final)
+        return err, msg, time.monotonic() - t0, first.decode()
+
+
+def test_admin_wrong_password_and_unknown_name_fail_alike(secure):
+    """Past server-first too: a wrong password for the provisioned admin and any password for
+    an unknown name get the same error, message and (median) delay."""
+    import statistics
+    admin, unknown = [], []
+    for i in range(10):
+        admin.append(failed_final(secure, "SCRAM-SHA-512", "admin", f"guess-{i}"))
+        unknown.append(failed_final(secure, "SCRAM-SHA-512", f"admin{i % 3}", f"guess-{i}"))
+    assert {(e, m) for e, m, *_ in admin} == {(e, m) for e, m, *_ in unknown} == \
+        {(SASL_AUTHENTICATION_FAILED, admin[0][1])}
+    def shape(sf):
+        a = dict(kv.split("=", 1) for kv in sf.split(","))
+        return len(base64.b64decode(a["s"])), a["i"]
+    assert {shape(x[3]) for x in admin} == {shape(x[3]) for x in unknown}
+    ma = statistics.median(x[2] for x in admin)
+    mu = statistics.median(x[2] for x in unknown)
+    assert abs(ma - mu) <= max(0.020, 0.3 * max(ma, mu)), f"medians {ma:.4f}s vs {mu:.4f}s"
+
 # ---- 1. TLS key exchange: no finite-field groups; handshake CPU bounded per address ----------
 
 def s_client(bootstrap, *args):
