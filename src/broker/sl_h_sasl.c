@@ -43,20 +43,13 @@ void sl_sasl_conn_open(sl_broker *b, sl_conn *c) {
         return;
     }
     sl_conn_set_data(c, s);
-    if (!sl_auth_conn_opened(b->auth, s->addr)) {
-        sl_log_limited(SL_LOG_WARN, "auth", "connection refused", s->addr,
-                       "peer=%s reason=\"max.connections.per.ip\"", sl_conn_peer(c));
-        sl_conn_close(c, false, "max.connections.per.ip reached");
-        return;
-    }
-    s->addr_counted = true;
+    /* max.connections.per.ip is enforced by the server at accept, before any TLS work. */
     if (!mechs) sl_conn_set_authenticated(c);
 }
 
 void sl_sasl_conn_close(sl_broker *b, sl_conn *c) {
     sl_session *s = sl_conn_data(c);
     if (!s) return;
-    if (s->addr_counted) sl_auth_conn_closed(b->auth, s->addr);
     sl_conn_set_data(c, NULL);
     sl_session_free(s);
 }
