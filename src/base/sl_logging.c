@@ -58,6 +58,10 @@ typedef struct slot {
 
 static slot g_slots[SLOTS];
 static unsigned long long g_suppressed_total;
+/* Across all addresses: many addresses (an IPv6 prefix) must not multiply the bound. */
+static int64_t g_window_start;
+static uint32_t g_written;
+static uint64_t g_over; /* lines past the global budget in this window */
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -97,8 +101,10 @@ static slot *find_slot(const char *sub, const char *msg, const char *addr, int64
         if (!take && (!s->msg || (expired(s, now) && !s->suppressed))) take = s;
     }
     if (!take) {
-        if (!strcmp(addr, "*")) return NULL;
-        return find_slot(sub, msg, "*", now);
+        if (strcmp(addr, "*") != 0) return find_slot(sub, msg, "*", now);
+        /* Even the shared slot found no room: it evicts the first probed slot (after writing
+         * that slot's summary), so the line stays counted rather than written. */
+        take = &g_slots[h % SLOTS];
     }
     if (take->msg) summarize(take);
     take->sub = sub;
@@ -110,24 +116,39 @@ static slot *find_slot(const char *sub, const char *msg, const char *addr, int64
     return take;
 }
 
+static void global_roll(int64_t now) {
+    if (now - g_window_start < SL_LOG_LIMIT_WINDOW_MS) return;
+    if (g_over)
+        sl_logf(SL_LOG_WARN, "log", "rate-limited lines suppressed (all addresses)",
+                "suppressed=%llu window_ms=%d", (unsigned long long)g_over, SL_LOG_LIMIT_WINDOW_MS);
+    g_window_start = now;
+    g_written = 0;
+    g_over = 0;
+}
+
 void sl_log_limited(sl_log_level lvl, const char *sub, const char *msg, const char *addr,
                     const char *fmt, ...) {
     if (lvl < g_level) return;
     int64_t now = mono_ms();
-    slot *s = find_slot(sub, msg, addr && *addr ? addr : "?", now);
-    if (s) {
-        if (expired(s, now)) {
-            summarize(s);
-            s->window_start = now;
-        }
-        s->lvl = lvl;
-        if (s->written >= SL_LOG_LIMIT_BURST) {
-            s->suppressed++;
-            g_suppressed_total++;
-            return;
-        }
-        s->written++;
+    global_roll(now);
+    if (g_written >= SL_LOG_LIMIT_GLOBAL) {
+        g_over++;
+        g_suppressed_total++;
+        return;
     }
+    slot *s = find_slot(sub, msg, addr && *addr ? addr : "?", now);
+    if (expired(s, now)) {
+        summarize(s);
+        s->window_start = now;
+    }
+    s->lvl = lvl;
+    if (s->written >= SL_LOG_LIMIT_BURST) {
+        s->suppressed++;
+        g_suppressed_total++;
+        return;
+    }
+    s->written++;
+    g_written++;
     va_list ap;
     va_start(ap, fmt);
     vlogf(lvl, sub, msg, fmt, ap);
@@ -136,6 +157,7 @@ void sl_log_limited(sl_log_level lvl, const char *sub, const char *msg, const ch
 
 void sl_log_limited_flush(void) {
     int64_t now = mono_ms();
+    global_roll(now);
     for (int i = 0; i < SLOTS; i++)
         if (g_slots[i].msg && g_slots[i].suppressed && expired(&g_slots[i], now)) {
             summarize(&g_slots[i]);

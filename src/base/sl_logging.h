@@ -17,8 +17,11 @@ void sl_logf(sl_log_level lvl, const char *sub, const char *msg, const char *fmt
  * line (`msg="<msg> (suppressed)" addr=... suppressed=K`) follows when the window ends. So a
  * flood of failed logins or refused connections writes a bounded number of lines. `addr` is a
  * client address (no port; see sl_log_peer_addr). When too many addresses are active at once
- * they share one slot per message (addr=*), which keeps the total bounded too. Loop thread. */
+ * they share one slot per message (addr=*), and all rate-limited lines together get at most
+ * SL_LOG_LIMIT_GLOBAL per window (the excess is summarized once per window), so many
+ * addresses do not multiply the bound. Loop thread. */
 #define SL_LOG_LIMIT_BURST     10
+#define SL_LOG_LIMIT_GLOBAL    200
 #define SL_LOG_LIMIT_WINDOW_MS 10000
 void sl_log_limited(sl_log_level lvl, const char *sub, const char *msg, const char *addr,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

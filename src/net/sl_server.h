@@ -42,8 +42,10 @@ typedef struct sl_server_config {
 } sl_server_config;
 
 #define SL_SERVER_CONN_AUTO (-1)
-/* Loopback peers (127.0.0.0/8, ::1) may open this many connections beyond max_connections, so
- * an operator on the host can still get in while remote peers hold every slot. */
+/* With SL_SERVER_CONN_AUTO, loopback peers (127.0.0.0/8, ::1) may open this many connections
+ * beyond the derived max_connections (whose descriptors the derivation keeps free), so an
+ * operator on the host can still get in while remote peers hold every slot. An explicit
+ * max.connections is a hard limit, as in Kafka. */
 #define SL_SERVER_ADMIN_CONNS 4
 
 /* Descriptors kept back from max.connections when it is derived from a descriptor limit of

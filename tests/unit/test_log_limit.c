@@ -42,3 +42,26 @@ SL_TEST(attacker_log_lines_limited_per_address) {
     CHECK(strcmp(sl_log_peer_addr("[::1]:80", a, sizeof a), "::1") == 0);
     CHECK(strcmp(sl_log_peer_addr("unknown", a, sizeof a), "unknown") == 0);
 }
+
+SL_TEST(attacker_log_lines_bounded_across_many_addresses) {
+    char path[] = "/tmp/sl_loglim_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    CHECK(dup2(fd, 2) == 2);
+    char addr[64];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(addr, sizeof addr, "2001:db8::%x", i);
+        for (int k = 0; k < 5; k++)
+            sl_log_limited(SL_LOG_WARN, "test", "many addresses", addr, "i=%d", i);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    /* 10 000 calls: at most the global budget is written, whatever the addresses. */
+    int n = count_lines(path, "msg=\"many addresses\" i=");
+    CHECK(n > 0 && n <= SL_LOG_LIMIT_GLOBAL);
+    unlink(path);
+}
