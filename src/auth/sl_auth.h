@@ -78,7 +78,7 @@ typedef struct sl_session {
     unsigned mech;  /* chosen mechanism bit */
     bool raw;       /* SaslHandshake v0: tokens arrive as bare frames */
     bool authenticated;
-    bool reauth; /* exchange started on an authenticated connection (KIP-368) */
+    bool reauth;                  /* exchange started on an authenticated connection (KIP-368) */
     int64_t expires_ms;           /* wall clock; 0: never */
     int64_t credential_expiry_ms; /* set by a successful step: the token's exp (OAUTHBEARER) */
     char principal[SL_PRINCIPAL_MAX];
