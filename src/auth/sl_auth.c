@@ -116,6 +116,7 @@ sl_err sl_auth_new(const sl_config *cfg, bool need_store, sl_auth **out, char *e
             sl_auth_free(a);
             return e;
         }
+        sl_credstore_set_mock_iterations(a->store, cfg->sluice_sasl_scram_iterations);
     }
     *out = a;
     return SL_OK;
@@ -136,6 +137,7 @@ sl_credstore *sl_auth_store(sl_auth *a, bool create) {
         sl_err e = sl_credstore_open(a->store_path, create, &a->store, err, sizeof err);
         if (e && e != SL_ENOTFOUND)
             SL_WARN("auth", "credential store unavailable", "err=\"%s\"", err);
+        if (!e) sl_credstore_set_mock_iterations(a->store, a->cfg.sluice_sasl_scram_iterations);
     }
     return a->store;
 }
@@ -304,7 +306,7 @@ static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     } else {
         memset(&cred, 0, sizeof cred);
         cred.mech = SL_SCRAM_SHA_512;
-        cred.iterations = SL_SCRAM_DEF_ITER;
+        cred.iterations = a->cfg.sluice_sasl_scram_iterations;
         cred.salt_len = SL_SCRAM_SALT_LEN;
     }
     bool ok = sl_scram_check_password(&cred, m.passwd.p, (size_t)m.passwd.len) && known;
@@ -336,10 +338,12 @@ static sl_err step_oauth(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     return succeed(s);
 }
 
+/* No store: every name is unknown, answered like the store's mock would be (ctx = the auth). */
 static bool lookup_none(void *ctx, const char *user, size_t n, int mech, sl_scram_cred *out) {
+    const sl_auth *a = ctx;
     memset(out, 0, sizeof *out);
     out->mech = mech;
-    out->iterations = SL_SCRAM_DEF_ITER;
+    out->iterations = a->cfg.sluice_sasl_scram_iterations;
     out->salt_len = SL_SCRAM_SALT_LEN;
     return false;
 }
@@ -360,7 +364,7 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
         sl_credstore *st = sl_auth_store(a, false);
         if (st) sl_credstore_refresh(st);
         e = sl_scram_server_first(&s->scram, sm, in, len, st ? sl_credstore_lookup : lookup_none,
-                                  st, (char *)out, cap, out_len);
+                                  st ? (void *)st : (void *)a, (char *)out, cap, out_len);
         if (s->scram.user[0]) set_attempt(s, s->scram.user, strlen(s->scram.user));
         if (!e) {
             s->state = SL_SASL_EXCHANGE;

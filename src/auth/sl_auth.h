@@ -54,8 +54,10 @@ sl_credstore *sl_auth_store(sl_auth *a, bool create);
 void sl_auth_count_failure(sl_auth *a, const char *principal, const char *addr);
 uint64_t sl_auth_failures(const sl_auth *a, const char *key);
 
-/* Per-address connection accounting for max.connections.per.ip: true if `addr` may open one
- * more (and counts it); sl_auth_conn_closed() undoes a counted open. */
+/* Per-address connection accounting against cfg->max_connections_per_ip: true if `addr` may
+ * open one more (and counts it); sl_auth_conn_closed() undoes a counted open. The broker does
+ * not use it: sl_server enforces the limit at accept, before any TLS work, and forgets
+ * addresses without connections (this table keeps every address it has seen). */
 bool sl_auth_conn_opened(sl_auth *a, const char *addr);
 void sl_auth_conn_closed(sl_auth *a, const char *addr);
 
@@ -76,8 +78,7 @@ typedef struct sl_session {
     unsigned mech;  /* chosen mechanism bit */
     bool raw;       /* SaslHandshake v0: tokens arrive as bare frames */
     bool authenticated;
-    bool reauth; /* exchange started on an authenticated connection (KIP-368) */
-    bool addr_counted;
+    bool reauth;                  /* exchange started on an authenticated connection (KIP-368) */
     int64_t expires_ms;           /* wall clock; 0: never */
     int64_t credential_expiry_ms; /* set by a successful step: the token's exp (OAUTHBEARER) */
     char principal[SL_PRINCIPAL_MAX];

@@ -37,6 +37,7 @@ struct sl_credstore {
     off_t size;
     struct timespec mtime;
     int lock_fd;
+    int32_t mock_iterations; /* what unknown names are answered with */
 };
 
 static bool name_ok(const char *u, size_t n) {
@@ -214,6 +215,7 @@ sl_err sl_credstore_open(const char *path, bool create, sl_credstore **out, char
     sl_credstore *s = calloc(1, sizeof *s);
     if (!s) return SL_ENOMEM;
     s->lock_fd = -1;
+    s->mock_iterations = SL_SCRAM_DEF_ITER;
     if (snprintf(s->path, sizeof s->path, "%s", path) >= (int)sizeof s->path) {
         snprintf(err, elen, "credential store path too long");
         free(s);
@@ -274,6 +276,11 @@ const sl_scram_cred *sl_credstore_find(const sl_credstore *s, const char *u, siz
     return i < 0 ? NULL : &s->v[i].cred;
 }
 
+void sl_credstore_set_mock_iterations(sl_credstore *s, int32_t iterations) {
+    if (iterations >= SL_SCRAM_MIN_ITER && iterations <= SL_SCRAM_MAX_ITER)
+        s->mock_iterations = iterations;
+}
+
 bool sl_credstore_lookup(void *store, const char *user, size_t n, int mech, sl_scram_cred *out) {
     sl_credstore *s = store;
     const sl_scram_cred *c = sl_credstore_find(s, user, n, mech);
@@ -285,7 +292,7 @@ bool sl_credstore_lookup(void *store, const char *user, size_t n, int mech, sl_s
      * unknown name twice sees the same salt, as it would for a real user. */
     memset(out, 0, sizeof *out);
     out->mech = sl_scram_hash_len(mech) ? mech : SL_SCRAM_SHA_512;
-    out->iterations = SL_SCRAM_DEF_ITER;
+    out->iterations = s->mock_iterations;
     out->salt_len = SL_SCRAM_SALT_LEN;
     uint8_t buf[SL_SCRAM_MAX_USER + 8], mac[64];
     unsigned int ml = 0;

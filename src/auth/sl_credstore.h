@@ -32,10 +32,14 @@ sl_err sl_credstore_refresh(sl_credstore *s);
 const sl_scram_cred *sl_credstore_find(const sl_credstore *s, const char *user, size_t user_len,
                                        int mech);
 /* sl_scram_lookup_fn over a store (ctx = the store): the credential, or a deterministic mock
- * (HMAC of the user name under the store's secret, SL_SCRAM_SALT_LEN bytes of salt,
- * SL_SCRAM_DEF_ITER iterations) for an unknown user, with false. */
+ * (HMAC of the user name under the store's secret, SL_SCRAM_SALT_LEN bytes of salt, the mock
+ * iteration count) for an unknown user, with false. */
 bool sl_credstore_lookup(void *store, const char *user, size_t user_len, int mech,
                          sl_scram_cred *out);
+/* The iteration count of the mock (SL_SCRAM_DEF_ITER until set; values outside
+ * SL_SCRAM_MIN_ITER..SL_SCRAM_MAX_ITER are ignored). Set it to the count real users are created
+ * with (sluice.sasl.scram.iterations), or the count alone tells which names exist. */
+void sl_credstore_set_mock_iterations(sl_credstore *s, int32_t iterations);
 
 /* Listing: entries in file order. Returns the user name (NUL-terminated) and its credential. */
 int sl_credstore_count(const sl_credstore *s);

@@ -78,8 +78,11 @@ static const key_def k_keys[] = {
      "Largest request frame accepted after authentication."},
     {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",
      "Idle connections are closed after this."},
-    {"max.connections", T_INT, OFF(max_connections), 0, INT32_MAX, "2147483647",
-     "Connections accepted at once."},
+    {"max.connections", T_INT, OFF(max_connections), -1, INT32_MAX, "-1",
+     "Connections accepted at once; excess ones are closed at accept. -1: derived from the open "
+     "file limit (RLIMIT_NOFILE), keeping a quarter of it (at least 256) for the broker's own "
+     "files, plus 4 more connections that only loopback clients may use (an operator's way "
+     "in); the value in force is logged at start."},
     {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0, INT32_MAX,
      "3000", "Delay before the first rebalance of an empty group."},
     {"group.min.session.timeout.ms", T_INT, OFF(group_min_session_timeout_ms), 0, INT32_MAX, "6000",
@@ -106,8 +109,9 @@ static const key_def k_keys[] = {
      "Delay before a failed authentication is answered and the connection closed."},
     {"connections.max.reauth.ms", T_LONG, OFF(connections_max_reauth_ms), 0, I64MAX, "0",
      "SASL session lifetime; past it a client must re-authenticate (KIP-368). 0: no limit."},
-    {"max.connections.per.ip", T_INT, OFF(max_connections_per_ip), 0, INT32_MAX, "2147483647",
-     "Connections accepted at once from one client address."},
+    {"max.connections.per.ip", T_INT, OFF(max_connections_per_ip), 0, INT32_MAX, "100",
+     "Connections accepted at once from one client address; excess ones are closed at accept, "
+     "before any TLS work (0: unlimited; Kafka's default is unlimited)."},
     {"super.users", T_STR, OFF(super_users), 0, 0, NULL,
      "Semicolon-separated principals (User:name) allowed every operation."},
     {"sluice.sasl.plain.allow.insecure", T_BOOL, OFF(sluice_sasl_plain_allow_insecure), 0, 0,
@@ -116,6 +120,10 @@ static const key_def k_keys[] = {
      "clear)."},
     {"sluice.sasl.credentials.file", T_STR, OFF(sluice_sasl_credentials_file), 0, 0, NULL,
      "SCRAM credential store; default <log.dirs>/sluice-users."},
+    {"sluice.sasl.scram.iterations", T_INT, OFF(sluice_sasl_scram_iterations), 4096, 16384, "4096",
+     "SCRAM iteration count of the provisioned admin, of users added by `sluice user` without "
+     "--iterations, and of the mock exchange for unknown names (so a name's existence does not "
+     "show before login; keep users created through AlterUserScramCredentials at this count)."},
     {"authorizer.class.name", T_STR, OFF(authorizer_class_name), 0, 0, NULL,
      "ACLs: org.apache.kafka.metadata.authorizer.StandardAuthorizer (or "
      "kafka.security.authorizer.AclAuthorizer) turns authorization on; empty allows everything."},
@@ -162,6 +170,18 @@ static const key_def k_keys[] = {
      "RULE:pattern/replacement/[LU],...,DEFAULT: client certificate subject to principal."},
     {"sluice.ssl.reload.interval.ms", T_LONG, OFF(sluice_ssl_reload_interval_ms), 0, I64MAX, "5000",
      "How often keystore and truststore files are checked for changes (0: only on SIGHUP)."},
+    {"sluice.ssl.groups", T_STR, OFF(sluice_ssl_groups), 0, 0, "X25519:P-256:P-384:P-521",
+     "TLS key-exchange groups (TLS 1.2 and 1.3), colon-separated OpenSSL names. The default "
+     "leaves out the finite-field groups (ffdhe2048..8192), whose handshakes cost the broker "
+     "up to 250 times the CPU of X25519."},
+    {"sluice.ssl.handshake.rate.per.ip", T_INT, OFF(sluice_ssl_handshake_rate_per_ip), 0, 1000000,
+     "20",
+     "TLS handshakes one client address may start per second (twice that saved up as a burst); "
+     "excess connections are closed at accept (0: unlimited)."},
+    {"sluice.ssl.max.handshakes.per.ip", T_INT, OFF(sluice_ssl_max_handshakes_per_ip), 0, INT32_MAX,
+     "8",
+     "TLS handshakes in progress at once from one client address; more connections are closed "
+     "at accept (0: unlimited)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,

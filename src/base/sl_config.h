@@ -61,6 +61,7 @@ typedef struct sl_config {
     char super_users[SL_CFG_STR_MAX];
     bool sluice_sasl_plain_allow_insecure;
     char sluice_sasl_credentials_file[SL_CFG_STR_MAX];
+    int32_t sluice_sasl_scram_iterations;
     /* Authorization (src/acl) */
     char authorizer_class_name[SL_CFG_STR_MAX];
     bool allow_everyone_if_no_acl_found;
@@ -93,6 +94,9 @@ typedef struct sl_config {
     char ssl_client_auth[SL_CFG_STR_MAX];
     char ssl_principal_mapping_rules[SL_CFG_STR_MAX];
     int64_t sluice_ssl_reload_interval_ms;
+    char sluice_ssl_groups[SL_CFG_STR_MAX];
+    int32_t sluice_ssl_handshake_rate_per_ip;
+    int32_t sluice_ssl_max_handshakes_per_ip;
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
     int32_t noverrides;

@@ -291,6 +291,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         .auth_timeout_ms = b->cfg.sluice_authentication_timeout_ms,
         .max_inflight = b->cfg.sluice_max_inflight_requests,
         .max_connections = b->cfg.max_connections,
+        .max_connections_per_ip = b->cfg.max_connections_per_ip,
+        .handshake_rate_per_ip = b->cfg.sluice_ssl_handshake_rate_per_ip,
+        .max_handshakes_per_ip = b->cfg.sluice_ssl_max_handshakes_per_ip,
     };
     sl_server_handlers h = {
         .app = b, .on_request = sl_pipeline_on_request, .on_close = on_close, .on_open = on_open};
@@ -300,6 +303,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_ENOMEM;
     }
+    SL_INFO("net", "connection limits", "max.connections=%d max.connections.per.ip=%d",
+            (int)sl_server_max_connections(b->srv), (int)b->cfg.max_connections_per_ip);
     for (int i = 0; i < nl; i++) {
         int proto =
             sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);

@@ -104,8 +104,8 @@ void sl_h_sasl_handshake(sl_req *rq);
 void sl_h_sasl_authenticate(sl_req *rq);
 void sl_h_describe_user_scram_credentials(sl_req *rq);
 void sl_h_alter_user_scram_credentials(sl_req *rq);
-/* Creates the connection's session (sl_conn_set_data) or closes the connection
- * (max.connections.per.ip); on_open calls it first. */
+/* Creates the connection's session (sl_conn_set_data), or closes the connection when out of
+ * memory; on_open calls it first. */
 void sl_sasl_conn_open(sl_broker *b, sl_conn *c);
 /* Frees the session; on_close calls it. */
 void sl_sasl_conn_close(sl_broker *b, sl_conn *c);

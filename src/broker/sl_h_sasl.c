@@ -43,20 +43,13 @@ void sl_sasl_conn_open(sl_broker *b, sl_conn *c) {
         return;
     }
     sl_conn_set_data(c, s);
-    if (!sl_auth_conn_opened(b->auth, s->addr)) {
-        SL_WARN("auth", "connection refused", "peer=%s reason=\"max.connections.per.ip\"",
-                sl_conn_peer(c));
-        sl_conn_close(c, false, "max.connections.per.ip reached");
-        return;
-    }
-    s->addr_counted = true;
+    /* max.connections.per.ip is enforced by the server at accept, before any TLS work. */
     if (!mechs) sl_conn_set_authenticated(c);
 }
 
 void sl_sasl_conn_close(sl_broker *b, sl_conn *c) {
     sl_session *s = sl_conn_data(c);
     if (!s) return;
-    if (s->addr_counted) sl_auth_conn_closed(b->auth, s->addr);
     sl_conn_set_data(c, NULL);
     sl_session_free(s);
 }
@@ -164,10 +157,13 @@ void sl_h_sasl_handshake(sl_req *rq) {
     }
     resp.error_code =
         e == SL_ENOTFOUND ? SL_KAFKA_UNSUPPORTED_SASL_MECHANISM : SL_KAFKA_ILLEGAL_SASL_STATE;
-    SL_INFO("auth", "SASL handshake refused", "peer=%s mechanism=\"%.*s\" error=%d",
-            sl_conn_peer(rq->conn),
-            req.mechanism.len > 64 ? 64 : (int)(req.mechanism.len < 0 ? 0 : req.mechanism.len),
-            req.mechanism.p ? req.mechanism.p : "", resp.error_code);
+    char addr[64];
+    sl_log_limited(SL_LOG_INFO, "auth", "SASL handshake refused",
+                   sl_log_peer_addr(sl_conn_peer(rq->conn), addr, sizeof addr),
+                   "peer=%s mechanism=\"%.*s\" error=%d", sl_conn_peer(rq->conn),
+                   req.mechanism.len > 64 ? 64
+                                          : (int)(req.mechanism.len < 0 ? 0 : req.mechanism.len),
+                   req.mechanism.p ? req.mechanism.p : "", resp.error_code);
     /* Kafka answers and then closes: the client may not try another mechanism on this
      * connection. */
     SL_RESPOND(rq, sasl_handshake, &resp);
@@ -193,9 +189,10 @@ static int64_t finish_success(sl_broker *b, sl_conn *c, sl_session *s) {
 }
 
 static void log_failure(sl_conn *c, const sl_session *s) {
-    SL_WARN("auth", "authentication failed", "peer=%s principal=%s mechanism=%s",
-            c ? sl_conn_peer(c) : "-", s->attempt_principal[0] ? s->attempt_principal : "-",
-            sl_mech_name(s->mech));
+    /* A guesser decides how many of these there are: bounded per client address. */
+    sl_log_limited(SL_LOG_WARN, "auth", "authentication failed", s->addr,
+                   "peer=%s principal=%s mechanism=%s", c ? sl_conn_peer(c) : "-",
+                   s->attempt_principal[0] ? s->attempt_principal : "-", sl_mech_name(s->mech));
 }
 
 void sl_h_sasl_authenticate(sl_req *rq) {

@@ -31,7 +31,9 @@ static const char k_user_usage[] =
     "    written atomically with mode 0600; a running broker picks changes up at the next login.\n"
     "    Without --mechanism, add and passwd write both SCRAM-SHA-512 and SCRAM-SHA-256 (PLAIN\n"
     "    logins check the same credentials). The password is the first line of the file or of\n"
-    "    stdin (the default), without its newline. Iterations: 4096 (default) to 16384.\n"
+    "    stdin (the default), without its newline. Iterations: 4096 to 16384; the default is\n"
+    "    sluice.sasl.scram.iterations of -c FILE (4096 without -c). Unknown names are answered\n"
+    "    with that count too, so a user given another one can be told apart before login.\n"
     "    list prints names, mechanisms and iteration counts only.\n"
     "\n"
     "EXIT STATUS\n"
@@ -62,7 +64,7 @@ int sl_cli_user(int argc, char **argv) {
     const char *pw_file = NULL;
     bool pw_stdin = false;
     int mechs[2] = {0, 0}, nmech = 0;
-    long iterations = SL_SCRAM_DEF_ITER;
+    long iterations = 0; /* 0: the configured default */
     bool is_list = !strcmp(cmd, "list");
     if (!is_list && strcmp(cmd, "add") && strcmp(cmd, "passwd") && strcmp(cmd, "rm"))
         return usage_error("unknown subcommand");
@@ -102,17 +104,23 @@ int sl_cli_user(int argc, char **argv) {
     if (!is_list && !name) return usage_error("missing user NAME");
     if (pw_file && pw_stdin) return usage_error("give one of --password-file, --password-stdin");
     char path[SL_CFG_STR_MAX + 32], err[512];
-    if (store_path) {
-        snprintf(path, sizeof path, "%s", store_path);
-    } else {
-        sl_config cfg;
-        sl_config_defaults(&cfg);
-        if (cfg_path && sl_config_load(&cfg, cfg_path, err, sizeof err)) {
-            fprintf(stderr, "sluice user: %s\n", err);
-            return 2;
-        }
-        sl_auth_store_path(&cfg, path, sizeof path);
+    sl_config cfg;
+    sl_config_defaults(&cfg);
+    if (cfg_path && sl_config_load(&cfg, cfg_path, err, sizeof err)) {
+        fprintf(stderr, "sluice user: %s\n", err);
+        return 2;
     }
+    if (store_path)
+        snprintf(path, sizeof path, "%s", store_path);
+    else
+        sl_auth_store_path(&cfg, path, sizeof path);
+    if (!iterations) iterations = cfg.sluice_sasl_scram_iterations;
+    if (iterations != cfg.sluice_sasl_scram_iterations)
+        fprintf(stderr,
+                "sluice user: warning: %ld iterations differ from sluice.sasl.scram.iterations "
+                "(%d), which unknown names are answered with: this user's existence shows "
+                "before login\n",
+                iterations, (int)cfg.sluice_sasl_scram_iterations);
     bool writes = !is_list;
     sl_credstore *st = NULL;
     sl_err e = sl_credstore_open(path, !strcmp(cmd, "add"), &st, err, sizeof err);

@@ -29,6 +29,7 @@ typedef struct sl_tls_opts {
     const char *truststore_location;
     const char *enabled_protocols; /* NULL: TLSv1.3,TLSv1.2 */
     const char *cipher_suites;     /* NULL: the curated default (config table) */
+    const char *groups;            /* key exchange, TLS 1.2 and 1.3 (NULL: X25519 + NIST) */
     sl_tls_client_auth client_auth;
     const char *session_context; /* e.g. the listener name: sessions never resume elsewhere */
 } sl_tls_opts;

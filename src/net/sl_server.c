@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 #define SL_ACCEPTS_PER_EVENT 64
 #define SL_CLOSE_FLUSH_MS    5000
 #define SL_ACCEPT_PAUSE_MS   100
+#define SL_IP_BUCKETS        1024
 
 enum { P_OUTSTANDING, P_RESPONSE, P_NOREPLY };
 
@@ -69,6 +71,8 @@ struct sl_conn {
     void *data;
     sl_post post; /* queued on the loop when another callback completed one of our requests */
     bool authenticated, closed, closing, write_blocked;
+    bool handshaking;    /* counted in its address's handshakes in progress */
+    struct ip_entry *ip; /* its address's accounting; NULL once closed */
     int busy;
     uint32_t watched;
     int64_t last_io, close_deadline, accepted;
@@ -86,6 +90,17 @@ struct sl_conn {
     size_t out_bytes;
 };
 
+/* Per client address accounting: open connections, TLS handshakes in progress and the token
+ * bucket of handshake starts. An entry lives while it has connections or its bucket is not yet
+ * full again (so closing and reconnecting does not reset it); the sweep drops the rest. */
+typedef struct ip_entry {
+    struct ip_entry *next;
+    uint8_t addr[16]; /* IPv6, or IPv4-mapped */
+    int32_t conns, handshakes;
+    double tokens;
+    int64_t refill_ms;
+} ip_entry;
+
 struct sl_server {
     sl_loop *loop;
     sl_server_config cfg;
@@ -100,8 +115,9 @@ struct sl_server {
     bool accept_paused, draining, freeing;
     void (*done)(void *ctx);
     void *done_ctx;
-    int64_t refused_log_ms;
-    uint64_t refused;
+    sl_server_refusals refused;
+    int32_t admin_conns; /* loopback connections allowed beyond max_connections */
+    ip_entry *ips[SL_IP_BUCKETS];
 };
 
 static void conn_pump(sl_conn *c, bool readable);
@@ -122,6 +138,90 @@ static void conn_post(sl_conn *c) {
 }
 
 static int64_t now_ms(const sl_server *s) { return sl_loop_now(s->loop); }
+
+/* ---- per-address accounting ---- */
+
+static void addr_key(const struct sockaddr_storage *ss, uint8_t out[16]) {
+    memset(out, 0, 16);
+    if (ss->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    } else if (ss->ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    }
+}
+
+static bool addr_is_loopback(const uint8_t a[16]) {
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t v6[16] = {[15] = 1};
+    return (!memcmp(a, v4, 12) && a[12] == 127) || !memcmp(a, v6, 16);
+}
+
+static size_t addr_bucket(const uint8_t a[16]) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++) h = (h ^ a[i]) * 16777619u;
+    return h % SL_IP_BUCKETS;
+}
+
+static ip_entry *ip_get(sl_server *s, const uint8_t a[16]) {
+    ip_entry **b = &s->ips[addr_bucket(a)];
+    for (ip_entry *e = *b; e; e = e->next)
+        if (!memcmp(e->addr, a, 16)) return e;
+    ip_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    memcpy(e->addr, a, 16);
+    e->tokens = s->cfg.handshake_burst_per_ip;
+    e->refill_ms = now_ms(s);
+    e->next = *b;
+    *b = e;
+    return e;
+}
+
+static void ip_refill(sl_server *s, ip_entry *e) {
+    if (s->cfg.handshake_rate_per_ip <= 0) return;
+    int64_t now = now_ms(s);
+    e->tokens += (double)(now - e->refill_ms) * s->cfg.handshake_rate_per_ip / 1000.0;
+    if (e->tokens > s->cfg.handshake_burst_per_ip) e->tokens = s->cfg.handshake_burst_per_ip;
+    e->refill_ms = now;
+}
+
+static void conn_handshake_done(sl_conn *c) {
+    if (!c->handshaking) return;
+    c->handshaking = false;
+    if (c->ip && c->ip->handshakes > 0) c->ip->handshakes--;
+}
+
+static void conn_release_ip(sl_conn *c) {
+    conn_handshake_done(c);
+    if (c->ip && c->ip->conns > 0) c->ip->conns--;
+    c->ip = NULL;
+}
+
+/* Drops entries with no connection whose bucket is full again (or has no rate). */
+static void ip_sweep(sl_server *s) {
+    for (size_t i = 0; i < SL_IP_BUCKETS; i++) {
+        for (ip_entry **pp = &s->ips[i]; *pp;) {
+            ip_entry *e = *pp;
+            ip_refill(s, e);
+            if (e->conns == 0 && e->handshakes == 0 && e->tokens >= s->cfg.handshake_burst_per_ip) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+}
+
+int64_t sl_server_fd_reserve(int64_t nofile) {
+    int64_t r = nofile / 4;
+    return r < 256 ? 256 : r;
+}
+
+int32_t sl_server_auto_max_connections(int64_t nofile) {
+    int64_t n = nofile - sl_server_fd_reserve(nofile) - SL_SERVER_ADMIN_CONNS;
+    return n < 16 ? 16 : n > INT32_MAX ? INT32_MAX : (int32_t)n;
+}
 
 static void put_be32(uint8_t *d, uint32_t v) {
     d[0] = (uint8_t)(v >> 24);
@@ -173,9 +273,19 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
     sl_server *s = c->s;
     c->closed = true;
     sl_loop_unpost(s->loop, &c->post);
-    sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
-            "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
-            c->listener, why);
+    conn_release_ip(c);
+    if (c->authenticated) {
+        sl_logf(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
+                "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
+                c->listener, why);
+    } else {
+        /* Unauthenticated peers choose how often this happens: bounded per address. */
+        char addr[64];
+        sl_log_limited(quiet ? SL_LOG_DEBUG : SL_LOG_INFO, "net", "connection closed",
+                       sl_log_peer_addr(c->peer, addr, sizeof addr),
+                       "conn=%llu peer=%s listener=%s reason=\"%s\"", (unsigned long long)c->id,
+                       c->peer, c->listener, why);
+    }
     sl_loop_unwatch(s->loop, c->fd);
     c->t->vt->close(c->t);
     c->t = NULL;
@@ -458,6 +568,7 @@ static void conn_io(void *ctx, uint32_t ev) {
     }
     /* The transport may need the fd writable to make progress on a read (TLS handshake). */
     conn_pump(c, (ev & SL_EV_READ) || (ev & c->t->vt->wants(c->t)));
+    if (c->handshaking && !c->closed && c->t->vt->established(c->t)) conn_handshake_done(c);
 }
 
 /* ---- accepting ---- */
@@ -499,7 +610,8 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n) 
     }
 }
 
-static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr_storage *ss) {
+static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr_storage *ss,
+                     ip_entry *ip) {
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sl_conn *c = calloc(1, sizeof *c);
@@ -526,7 +638,12 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->listener = l->name;
     memcpy(c->peer, peer, sizeof c->peer);
     c->last_io = c->accepted = now_ms(s);
+    c->ip = ip;
+    ip->conns++;
+    c->handshaking = t->vt->established && !t->vt->established(t);
+    if (c->handshaking) ip->handshakes++;
     if (sl_loop_watch(s->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
+        conn_release_ip(c);
         SL_ERROR("net", "cannot watch connection", "peer=%s", c->peer);
         t->vt->close(t);
         free(in);
@@ -546,6 +663,39 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
         c->busy--;
         if (!c->closed && c->closing) conn_pump(c, false);
     }
+}
+
+/* Decides at accept, before a byte is read or any TLS object exists: NULL to admit (taking a
+ * handshake token on handshaking listeners), else the refusal's reason (and it is counted). */
+static const char *admit(sl_server *s, const sl_listener *l, ip_entry *ip, const uint8_t a[16]) {
+    int64_t max = s->cfg.max_connections;
+    if (max > 0 && addr_is_loopback(a)) max += s->admin_conns;
+    if (max > 0 && s->nconns >= max) {
+        s->refused.max_connections++;
+        return "max.connections";
+    }
+    if (!ip) {
+        s->refused.max_connections++;
+        return "out of memory";
+    }
+    if (s->cfg.max_connections_per_ip > 0 && ip->conns >= s->cfg.max_connections_per_ip) {
+        s->refused.max_connections_per_ip++;
+        return "max.connections.per.ip";
+    }
+    if (!l->tnew) return NULL;
+    if (s->cfg.max_handshakes_per_ip > 0 && ip->handshakes >= s->cfg.max_handshakes_per_ip) {
+        s->refused.handshakes_per_ip++;
+        return "sluice.ssl.max.handshakes.per.ip";
+    }
+    if (s->cfg.handshake_rate_per_ip > 0) {
+        ip_refill(s, ip);
+        if (ip->tokens < 1.0) {
+            s->refused.handshake_rate_per_ip++;
+            return "sluice.ssl.handshake.rate.per.ip";
+        }
+        ip->tokens -= 1.0;
+    }
+    return NULL;
 }
 
 static void listener_io(void *ctx, uint32_t ev) {
@@ -574,18 +724,20 @@ static void listener_io(void *ctx, uint32_t ev) {
             SL_ERROR("net", "accept failed", "listener=%s errno=%d", l->name, errno);
             return;
         }
-        if (s->cfg.max_connections > 0 && s->nconns >= s->cfg.max_connections) {
+        uint8_t a[16];
+        addr_key(&ss, a);
+        ip_entry *ip = ip_get(s, a);
+        const char *why = admit(s, l, ip, a);
+        if (why) {
             close(fd);
-            s->refused++;
-            if (now_ms(s) - s->refused_log_ms >= 1000) {
-                s->refused_log_ms = now_ms(s);
-                SL_WARN("net", "connection refused: max.connections reached",
-                        "listener=%s max=%d refused_total=%llu", l->name, s->cfg.max_connections,
-                        (unsigned long long)s->refused);
-            }
+            char peer[64], addr[64];
+            format_peer(&ss, peer, sizeof peer);
+            sl_log_limited(SL_LOG_WARN, "net", "connection refused",
+                           sl_log_peer_addr(peer, addr, sizeof addr),
+                           "listener=%s peer=%s reason=\"%s\"", l->name, peer, why);
             continue;
         }
-        conn_new(s, l, fd, &ss);
+        conn_new(s, l, fd, &ss, ip);
     }
 }
 
@@ -617,6 +769,8 @@ static void on_sweep(void *ctx) {
             conn_destroy(c, false, "authentication timeout");
         if (s->gen != g && !(s->gen == g + 1 && c->closed)) next = s->conns;
     }
+    ip_sweep(s);
+    sl_log_limited_flush();
     s->sweep = sl_timer_start(s->loop, sweep_interval(s), on_sweep, s);
 }
 
@@ -636,7 +790,22 @@ sl_server *sl_server_new(sl_loop *l, const sl_server_config *cfg, const sl_serve
     if (s->cfg.idle_ms < 0) s->cfg.idle_ms = 0;
     if (s->cfg.auth_timeout_ms < 0) s->cfg.auth_timeout_ms = 0;
     if (s->cfg.max_inflight <= 0) s->cfg.max_inflight = 64;
+    if (s->cfg.max_connections == SL_SERVER_CONN_AUTO) {
+        struct rlimit rl;
+        int64_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                             ? (int64_t)rl.rlim_cur
+                             : 1024;
+        s->cfg.max_connections = sl_server_auto_max_connections(nofile);
+        s->admin_conns = SL_SERVER_ADMIN_CONNS;
+    }
     if (s->cfg.max_connections < 0) s->cfg.max_connections = 0;
+    if (s->cfg.max_connections_per_ip < 0) s->cfg.max_connections_per_ip = 0;
+    if (s->cfg.handshake_rate_per_ip < 0) s->cfg.handshake_rate_per_ip = 0;
+    if (s->cfg.handshake_burst_per_ip <= 0)
+        s->cfg.handshake_burst_per_ip = s->cfg.handshake_rate_per_ip > INT32_MAX / 2
+                                            ? INT32_MAX
+                                            : 2 * s->cfg.handshake_rate_per_ip;
+    if (s->cfg.max_handshakes_per_ip < 0) s->cfg.max_handshakes_per_ip = 0;
     /* Writes use MSG_NOSIGNAL; this also covers transports that cannot (TLS libraries). */
     signal(SIGPIPE, SIG_IGN);
     s->sweep = sl_timer_start(l, sweep_interval(s), on_sweep, s);
@@ -826,8 +995,16 @@ void sl_server_free(sl_server *s) {
         free(s->ls[i]);
     }
     free(s->ls);
+    for (size_t i = 0; i < SL_IP_BUCKETS; i++)
+        for (ip_entry *e = s->ips[i], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
     free(s);
 }
+
+sl_server_refusals sl_server_refused(const sl_server *s) { return s->refused; }
+int32_t sl_server_max_connections(const sl_server *s) { return s->cfg.max_connections; }
 
 int sl_server_conn_count(const sl_server *s) { return s->nconns; }
 

@@ -28,8 +28,42 @@ typedef struct sl_server_config {
     int64_t idle_ms;           /* connections.max.idle.ms (0: no idle timeout; Kafka: 600000) */
     int64_t auth_timeout_ms;   /* accept to sl_conn_set_authenticated(), else closed (0: none) */
     int32_t max_inflight;      /* requests queued per connection before reading pauses (64) */
-    int32_t max_connections;   /* 0: unlimited */
+    /* Connections open at once: 0 unlimited; SL_SERVER_CONN_AUTO: the descriptor limit
+     * (RLIMIT_NOFILE) minus sl_server_fd_reserve() of it, kept for the broker's own files. */
+    int32_t max_connections;
+    int32_t max_connections_per_ip; /* open at once from one address (0: unlimited) */
+    /* TLS handshakes, per client address, on listeners with a transport factory: started per
+     * second (tokens refilled continuously, up to `handshake_burst_per_ip` saved up) and in
+     * progress at once. Excess connections are closed at accept, before any TLS work, so no
+     * unauthenticated peer can keep the loop busy with key exchanges. 0: unlimited. */
+    int32_t handshake_rate_per_ip;
+    int32_t handshake_burst_per_ip; /* (2 x rate) */
+    int32_t max_handshakes_per_ip;
 } sl_server_config;
+
+#define SL_SERVER_CONN_AUTO (-1)
+/* With SL_SERVER_CONN_AUTO, loopback peers (127.0.0.0/8, ::1) may open this many connections
+ * beyond the derived max_connections (whose descriptors the derivation keeps free), so an
+ * operator on the host can still get in while remote peers hold every slot. An explicit
+ * max.connections is a hard limit, as in Kafka. */
+#define SL_SERVER_ADMIN_CONNS 4
+
+/* Descriptors kept back from max.connections when it is derived from a descriptor limit of
+ * `nofile`: a quarter, at least 256 (partition files, the credential store, logs). */
+int64_t sl_server_fd_reserve(int64_t nofile);
+/* The max.connections that SL_SERVER_CONN_AUTO gives for a descriptor limit of `nofile`. */
+int32_t sl_server_auto_max_connections(int64_t nofile);
+
+/* Connections closed at accept, by reason (metric-ready; counted since start). */
+typedef struct sl_server_refusals {
+    uint64_t max_connections;
+    uint64_t max_connections_per_ip;
+    uint64_t handshake_rate_per_ip;
+    uint64_t handshakes_per_ip;
+} sl_server_refusals;
+sl_server_refusals sl_server_refused(const sl_server *s);
+/* The max.connections in force (after SL_SERVER_CONN_AUTO was resolved; 0: unlimited). */
+int32_t sl_server_max_connections(const sl_server *s);
 
 typedef struct sl_server_handlers {
     void *app;

@@ -34,6 +34,14 @@ typedef struct tls_t {
     unsigned char wbuf[SL_TLS_STAGE];
 } tls_t;
 
+/* Lines an unauthenticated peer can cause at will: limited per client address (sl_logging.h). */
+#define TLS_LOG(lvl, x, msg, ...)                                                                  \
+    do {                                                                                           \
+        char addr_[64];                                                                            \
+        sl_log_limited(lvl, "tls", msg, sl_log_peer_addr((x)->peer, addr_, sizeof addr_),          \
+                       __VA_ARGS__);                                                               \
+    } while (0)
+
 static bool tls_established(const sl_transport *t) { return ((const tls_t *)t)->established; }
 
 static const sl_transport_vt tls_vt;
@@ -60,14 +68,14 @@ static bool on_established(tls_t *x) {
         if (SSL_get_verify_result(x->ssl) != X509_V_OK ||
             !sl_x509_subject_rfc2253(cert, dn, sizeof dn) ||
             !sl_principal_map(sl_tls_endpoint_rules(x->ep), dn, name, sizeof name)) {
-            SL_WARN("tls", "client certificate refused: no principal mapping rule matched",
+            TLS_LOG(SL_LOG_WARN, x, "client certificate refused: no principal mapping rule matched",
                     "listener=%s peer=%s subject=\"%s\"", listener, x->peer, dn);
             return false;
         }
         x->principal = strdup(name);
         if (!x->principal) return false;
     }
-    SL_INFO("tls", "tls handshake complete",
+    TLS_LOG(SL_LOG_INFO, x, "tls handshake complete",
             "listener=%s peer=%s protocol=%s cipher=%s principal=\"%s%s\"", listener, x->peer,
             SSL_get_version(x->ssl), SSL_get_cipher_name(x->ssl), x->principal ? "User:" : "",
             x->principal ? x->principal : "none");
@@ -99,7 +107,7 @@ static int handshake(tls_t *x) {
         return 0;
     }
     x->failed = true;
-    SL_INFO("tls", "tls handshake failed", "listener=%s peer=%s reason=\"%s\"",
+    TLS_LOG(SL_LOG_INFO, x, "tls handshake failed", "listener=%s peer=%s reason=\"%s\"",
             sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
     ERR_clear_error();
     errno = e == SSL_ERROR_SYSCALL && se ? se : EPROTO;
@@ -132,7 +140,7 @@ static ssize_t tls_read(sl_transport *t, void *buf, size_t len) {
         if (got) break; /* deliver what we have; the condition repeats on the next call */
         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && se == 0)) return 0;
         if (e == SSL_ERROR_SSL)
-            SL_INFO("tls", "tls error on read", "listener=%s peer=%s reason=\"%s\"",
+            TLS_LOG(SL_LOG_INFO, x, "tls error on read", "listener=%s peer=%s reason=\"%s\"",
                     sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
         ERR_clear_error();
         errno = e == SSL_ERROR_SYSCALL ? se : EPROTO;
