@@ -42,6 +42,7 @@ typedef struct sl_broker {
     sl_req_observers observers;      /* see every finished request (sl_req.h) */
     sl_catalog catalog;              /* what the authorization stage may look up (sl_api.h) */
     sl_storage storage;              /* the data path handlers use (sl_backend.h) */
+    sl_topic_admin admin;            /* topic administration handlers use (sl_backend.h) */
     struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
 } sl_broker;
 
@@ -134,6 +135,9 @@ sl_storage sl_storage_local(sl_broker *b);
 /* Tells every subscriber of the partitions of `topic` that they are going away (so every fetch
  * parked there completes): before the topic is deleted, and when the broker stops. */
 void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
+/* The local topic administration (sl_admin_local.c) over the registry; `b` owns it (it has no
+ * state of its own). */
+sl_topic_admin sl_topic_admin_local(sl_broker *b);
 /* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */

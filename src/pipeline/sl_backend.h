@@ -156,4 +156,90 @@ static inline void sl_storage_unsubscribe(const sl_storage *s, sl_waiter *w) {
     s->ops->unsubscribe(s->ctx, w);
 }
 
+/* ---- topic administration ----
+ *
+ * What CreateTopics, DeleteTopics and CreatePartitions need: the backend validates what only it
+ * can (names, existence, partition counts, replication factors, config names and values) and
+ * changes its topics; the handlers keep the request's semantics (authorization, duplicates in
+ * one request, replica assignments against the request, response shapes). Every change is
+ * asynchronous: the backend may create or delete off the loop (or upstream), and the completion
+ * runs exactly once, on the loop thread, with a Kafka error code; it may run before the call
+ * returns. The caller's arena `a` holds the backend's bookkeeping and what the completion is
+ * handed, so it must live until the completion ran (a request's arena does). */
+
+/* A config as the wire carries it (CreateTopics, DescribeConfigs, AlterConfigs). */
+typedef struct sl_config_entry {
+    sl_str name;
+    sl_str value;    /* null: none */
+    bool is_default; /* the backend's default, not an override */
+} sl_config_entry;
+
+typedef struct sl_new_topic {
+    sl_str name;
+    int32_t num_partitions;         /* -1: the backend's default */
+    int16_t replication_factor;     /* -1: the backend's default */
+    const sl_config_entry *configs; /* overrides, name and value each */
+    int32_t nconfigs;
+} sl_new_topic;
+
+/* What a creation did (or, with validate_only, would do). The strings and arrays live in the
+ * caller's arena. */
+typedef struct sl_topic_created {
+    int16_t error;
+    sl_str message; /* null: none */
+    sl_uuid id;     /* zero with validate_only */
+    int32_t num_partitions;
+    int16_t replication_factor;
+    sl_config_entry *configs; /* the topic's effective configs; NULL with validate_only */
+    int32_t nconfigs;
+} sl_topic_created;
+
+typedef void (*sl_topic_created_fn)(void *ctx, const sl_topic_created *r);
+/* The completion of a deletion or partition change; `message` (null: none) lives in the
+ * caller's arena. */
+typedef void (*sl_admin_done_fn)(void *ctx, int16_t err, sl_str message);
+
+typedef struct sl_topic_admin_ops {
+    /* The name and id of the topic named `name`, or with id `id` when `id` is not NULL (so the
+     * handler can authorize a deletion by id on the name): UNKNOWN_TOPIC_OR_PARTITION or
+     * UNKNOWN_TOPIC_ID when none exists. The name is copied into `a`. */
+    int16_t (*resolve)(void *ctx, sl_str name, const sl_uuid *id, sl_arena *a, sl_str *name_out,
+                       sl_uuid *id_out);
+    /* Creates `t` (copied before the call returns), or only validates it. */
+    void (*create_topic)(void *ctx, const sl_new_topic *t, bool validate_only, sl_arena *a,
+                         sl_topic_created_fn done, void *dctx);
+    /* Deletes the topic named `name`; what was parked on its partitions completes first. */
+    void (*delete_topic)(void *ctx, sl_str name, sl_arena *a, sl_admin_done_fn done, void *dctx);
+    /* Grows the topic named `name` to `count` partitions, or only validates that.
+     * `nassignments` is how many replica assignments the request gave (0: none); when some,
+     * there must be one per new partition. */
+    void (*add_partitions)(void *ctx, sl_str name, int32_t count, int32_t nassignments,
+                           bool validate_only, sl_arena *a, sl_admin_done_fn done, void *dctx);
+} sl_topic_admin_ops;
+
+/* A backend's topic administration: its operations and their context. Owned by the backend. */
+typedef struct sl_topic_admin {
+    const sl_topic_admin_ops *ops;
+    void *ctx;
+} sl_topic_admin;
+
+static inline int16_t sl_admin_resolve(const sl_topic_admin *s, sl_str name, const sl_uuid *id,
+                                       sl_arena *a, sl_str *name_out, sl_uuid *id_out) {
+    return s->ops->resolve(s->ctx, name, id, a, name_out, id_out);
+}
+static inline void sl_admin_create_topic(const sl_topic_admin *s, const sl_new_topic *t,
+                                         bool validate_only, sl_arena *a, sl_topic_created_fn done,
+                                         void *dctx) {
+    s->ops->create_topic(s->ctx, t, validate_only, a, done, dctx);
+}
+static inline void sl_admin_delete_topic(const sl_topic_admin *s, sl_str name, sl_arena *a,
+                                         sl_admin_done_fn done, void *dctx) {
+    s->ops->delete_topic(s->ctx, name, a, done, dctx);
+}
+static inline void sl_admin_add_partitions(const sl_topic_admin *s, sl_str name, int32_t count,
+                                           int32_t nassignments, bool validate_only, sl_arena *a,
+                                           sl_admin_done_fn done, void *dctx) {
+    s->ops->add_partitions(s->ctx, name, count, nassignments, validate_only, a, done, dctx);
+}
+
 #endif
