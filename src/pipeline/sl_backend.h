@@ -242,4 +242,228 @@ static inline void sl_admin_add_partitions(const sl_topic_admin *s, sl_str name,
     s->ops->add_partitions(s->ctx, name, count, nassignments, validate_only, a, done, dctx);
 }
 
+/* ---- group coordination ----
+ *
+ * What the classic group APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+ * OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete) need from whatever
+ * coordinates groups. The local broker implements it over its state machine and offsets log
+ * (src/broker/sl_groups_local.c); the gateway over an upstream coordinator. Handlers keep the
+ * request semantics (authorization answers, versions, response shapes).
+ *
+ * Strings and byte ranges handed to a callback are views valid during the call only. Answers
+ * that wait (a join or sync for the rest of the group, a change waiting for durability) arrive
+ * through a completion that runs exactly once on the loop thread, possibly before the call
+ * returns, possibly for another connection's request than the one being executed (so the
+ * completion only answers its own request). The caller's arena `a` holds the backend's
+ * bookkeeping for it and must live until the completion ran. An operation that returns an error
+ * runs no completion. */
+
+typedef struct sl_group_protocol {
+    sl_str name;
+    sl_bytes metadata;
+} sl_group_protocol;
+
+/* A member as a JoinGroup leader or DescribeGroups sees it. */
+typedef struct sl_group_member {
+    sl_str member_id, instance_id, client_id, client_host;
+    sl_bytes metadata;   /* for the selected protocol */
+    sl_bytes assignment; /* DescribeGroups only */
+} sl_group_member;
+
+typedef struct sl_group_join_args {
+    sl_str group_id, member_id, instance_id, client_id, client_host, protocol_type, reason;
+    int32_t session_timeout_ms, rebalance_timeout_ms; /* rebalance -1: the session's */
+    const sl_group_protocol *protocols;
+    int32_t nprotocols;
+    bool require_known_member_id;  /* JoinGroup v4+ */
+    bool supports_skip_assignment; /* JoinGroup v9+ */
+} sl_group_join_args;
+
+typedef struct sl_group_join_result {
+    int16_t error;
+    int32_t generation;
+    sl_str protocol_type, protocol_name; /* null on error */
+    sl_str leader, member_id;
+    bool skip_assignment;
+    const sl_group_member *members; /* the leader's answer only */
+    int32_t nmembers;
+} sl_group_join_result;
+
+typedef struct sl_group_assignment {
+    sl_str member_id;
+    sl_bytes assignment;
+} sl_group_assignment;
+
+typedef struct sl_group_sync_args {
+    sl_str group_id, member_id, instance_id;
+    int32_t generation;
+    sl_str protocol_type, protocol_name; /* null when the request version lacks them */
+    const sl_group_assignment *assignments;
+    int32_t nassignments;
+} sl_group_sync_args;
+
+typedef struct sl_group_sync_result {
+    int16_t error;
+    sl_str protocol_type, protocol_name;
+    sl_bytes assignment;
+} sl_group_sync_result;
+
+/* One member of a LeaveGroup; `error` is the backend's answer for it. */
+typedef struct sl_group_leaver {
+    sl_str member_id, instance_id;
+    int16_t error;
+} sl_group_leaver;
+
+/* One partition of an OffsetCommit or OffsetDelete. `error` set by the caller (authorization,
+ * the group check) leaves the partition alone; otherwise the backend answers in it. */
+typedef struct sl_group_offset {
+    sl_str topic;
+    int32_t partition;
+    int64_t offset;       /* commit only */
+    int32_t leader_epoch; /* commit only; -1: none */
+    sl_str metadata;      /* commit only; null: none */
+    int16_t error;
+} sl_group_offset;
+
+/* A committed offset: offset -1 when none. metadata null: none. */
+typedef struct sl_group_committed {
+    int64_t offset;
+    int32_t leader_epoch;
+    sl_str metadata;
+} sl_group_committed;
+
+/* A group as listed; `state` is Kafka's name ("Stable", "Empty", ...). */
+typedef struct sl_group_summary {
+    sl_str group_id, protocol_type;
+    const char *state;
+} sl_group_summary;
+
+typedef struct sl_group_description {
+    const char *state;
+    sl_str protocol_type, protocol_name;
+    const sl_group_member *members;
+    int32_t nmembers;
+} sl_group_description;
+
+typedef void (*sl_group_join_fn)(void *ctx, const sl_group_join_result *r);
+typedef void (*sl_group_sync_fn)(void *ctx, const sl_group_sync_result *r);
+/* The completion of a change that waits for durability: `err` 0 once it is durable, else the
+ * Kafka error for whatever the change had answered with success. */
+typedef void (*sl_group_done_fn)(void *ctx, int16_t err);
+
+typedef struct sl_groups_ops {
+    /* INVALID_GROUP_ID for an id no group can have, else 0. */
+    int16_t (*check_group)(void *ctx, sl_str group);
+    /* A JoinGroup (`j` is copied before the call returns); answered through `done` once the
+     * rebalance it takes part in allows. Error: out of memory. */
+    int16_t (*join)(void *ctx, const sl_group_join_args *j, sl_arena *a, sl_group_join_fn done,
+                    void *dctx);
+    /* A SyncGroup, likewise. */
+    int16_t (*sync)(void *ctx, const sl_group_sync_args *s, sl_arena *a, sl_group_sync_fn done,
+                    void *dctx);
+    int16_t (*heartbeat)(void *ctx, sl_str group, int32_t generation, sl_str member_id,
+                         sl_str instance_id);
+    /* The members leave (each one's error in its `error`); `done` runs when the answer may go
+     * (after the group's record is durable when they emptied it; its error is not the
+     * leavers'). Error: out of memory, nobody left. */
+    int16_t (*leave)(void *ctx, sl_str group, sl_group_leaver *m, int32_t n, sl_arena *a,
+                     sl_group_done_fn done, void *dctx);
+    /* Whether (generation, member, instance) may commit to `group`: the group-level error. */
+    int16_t (*commit_check)(void *ctx, sl_str group, int32_t generation, sl_str member_id,
+                            sl_str instance_id);
+    /* Commits the partitions without an error yet (after commit_check), answering each in
+     * `error`; `done` runs once the commits are durable (at once when none was stored).
+     * Error: out of memory, nothing committed. */
+    int16_t (*commit)(void *ctx, sl_str group, sl_group_offset *o, int32_t n, sl_arena *a,
+                      sl_group_done_fn done, void *dctx);
+    /* The committed offset of one partition into *out (offset -1: none). */
+    void (*committed)(void *ctx, sl_str group, sl_str topic, int32_t partition,
+                      sl_group_committed *out);
+    /* Every committed partition of `group`. */
+    void (*each_committed)(void *ctx, sl_str group,
+                           void (*fn)(void *arg, sl_str topic, int32_t partition,
+                                      const sl_group_committed *c),
+                           void *arg);
+    /* Every live group. */
+    void (*list)(void *ctx, void (*fn)(void *arg, const sl_group_summary *g), void *arg);
+    /* Describes `group` into `fn`; false (no call) when it is unknown. */
+    bool (*describe)(void *ctx, sl_str group, void (*fn)(void *arg, const sl_group_description *d),
+                     void *arg);
+    /* Deletes the groups without an error yet, answering each in errors[i]; `done` runs once
+     * the deletions are durable. Error: out of memory, nothing deleted. */
+    int16_t (*delete_groups)(void *ctx, const sl_str *groups, int16_t *errors, int32_t n,
+                             sl_arena *a, sl_group_done_fn done, void *dctx);
+    /* OffsetDelete's group-level error (the group must exist and be empty or not subscribed). */
+    int16_t (*offset_delete_check)(void *ctx, sl_str group);
+    /* Removes the partitions' offsets (those without an error yet), answering each in `error`;
+     * `done` runs once that is durable. Error: out of memory, nothing removed. */
+    int16_t (*offset_delete)(void *ctx, sl_str group, sl_group_offset *o, int32_t n, sl_arena *a,
+                             sl_group_done_fn done, void *dctx);
+} sl_groups_ops;
+
+/* A backend's group coordination: its operations and their context. Owned by the backend. */
+typedef struct sl_groups {
+    const sl_groups_ops *ops;
+    void *ctx;
+} sl_groups;
+
+static inline int16_t sl_groups_check_group(const sl_groups *g, sl_str group) {
+    return g->ops->check_group(g->ctx, group);
+}
+static inline int16_t sl_groups_join(const sl_groups *g, const sl_group_join_args *j, sl_arena *a,
+                                     sl_group_join_fn done, void *dctx) {
+    return g->ops->join(g->ctx, j, a, done, dctx);
+}
+static inline int16_t sl_groups_sync(const sl_groups *g, const sl_group_sync_args *s, sl_arena *a,
+                                     sl_group_sync_fn done, void *dctx) {
+    return g->ops->sync(g->ctx, s, a, done, dctx);
+}
+static inline int16_t sl_groups_heartbeat(const sl_groups *g, sl_str group, int32_t generation,
+                                          sl_str member_id, sl_str instance_id) {
+    return g->ops->heartbeat(g->ctx, group, generation, member_id, instance_id);
+}
+static inline int16_t sl_groups_leave(const sl_groups *g, sl_str group, sl_group_leaver *m,
+                                      int32_t n, sl_arena *a, sl_group_done_fn done, void *dctx) {
+    return g->ops->leave(g->ctx, group, m, n, a, done, dctx);
+}
+static inline int16_t sl_groups_commit_check(const sl_groups *g, sl_str group, int32_t generation,
+                                             sl_str member_id, sl_str instance_id) {
+    return g->ops->commit_check(g->ctx, group, generation, member_id, instance_id);
+}
+static inline int16_t sl_groups_commit(const sl_groups *g, sl_str group, sl_group_offset *o,
+                                       int32_t n, sl_arena *a, sl_group_done_fn done, void *dctx) {
+    return g->ops->commit(g->ctx, group, o, n, a, done, dctx);
+}
+static inline void sl_groups_committed(const sl_groups *g, sl_str group, sl_str topic,
+                                       int32_t partition, sl_group_committed *out) {
+    g->ops->committed(g->ctx, group, topic, partition, out);
+}
+static inline void sl_groups_each_committed(const sl_groups *g, sl_str group,
+                                            void (*fn)(void *arg, sl_str topic, int32_t partition,
+                                                       const sl_group_committed *c),
+                                            void *arg) {
+    g->ops->each_committed(g->ctx, group, fn, arg);
+}
+static inline void sl_groups_list(const sl_groups *g,
+                                  void (*fn)(void *arg, const sl_group_summary *s), void *arg) {
+    g->ops->list(g->ctx, fn, arg);
+}
+static inline bool sl_groups_describe(const sl_groups *g, sl_str group,
+                                      void (*fn)(void *arg, const sl_group_description *d),
+                                      void *arg) {
+    return g->ops->describe(g->ctx, group, fn, arg);
+}
+static inline int16_t sl_groups_delete(const sl_groups *g, const sl_str *groups, int16_t *errors,
+                                       int32_t n, sl_arena *a, sl_group_done_fn done, void *dctx) {
+    return g->ops->delete_groups(g->ctx, groups, errors, n, a, done, dctx);
+}
+static inline int16_t sl_groups_offset_delete_check(const sl_groups *g, sl_str group) {
+    return g->ops->offset_delete_check(g->ctx, group);
+}
+static inline int16_t sl_groups_offset_delete(const sl_groups *g, sl_str group, sl_group_offset *o,
+                                              int32_t n, sl_arena *a, sl_group_done_fn done,
+                                              void *dctx) {
+    return g->ops->offset_delete(g->ctx, group, o, n, a, done, dctx);
+}
+
 #endif
