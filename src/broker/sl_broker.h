@@ -44,6 +44,7 @@ typedef struct sl_broker {
     sl_storage storage;              /* the data path handlers use (sl_backend.h) */
     sl_topic_admin admin;            /* topic administration handlers use (sl_backend.h) */
     sl_groups coordinator;           /* group coordination handlers use (sl_backend.h) */
+    sl_topics_meta meta;             /* topic metadata and configs handlers use (sl_backend.h) */
     struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
 } sl_broker;
 
@@ -142,6 +143,9 @@ void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
 /* The local topic administration (sl_admin_local.c) over the registry; `b` owns it (it has no
  * state of its own). */
 sl_topic_admin sl_topic_admin_local(sl_broker *b);
+/* The local topic metadata, configs and producer ids (sl_meta_local.c); `b` owns it (it has no
+ * state of its own). */
+sl_topics_meta sl_topics_meta_local(sl_broker *b);
 /* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */

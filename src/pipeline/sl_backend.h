@@ -466,4 +466,138 @@ static inline int16_t sl_groups_offset_delete(const sl_groups *g, sl_str group, 
     return g->ops->offset_delete(g->ctx, group, o, n, a, done, dctx);
 }
 
+/* ---- topic metadata, configuration, cluster and producer ids ----
+ *
+ * What Metadata, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster and
+ * InitProducerId need. The handlers keep the request semantics (authorization answers, the
+ * serving process's own endpoints and node id, which versions carry what); the backend knows
+ * its topics, their configs and its own settings. Answers are immediate: strings handed out
+ * are views valid for the loop callback that asked, unless copied into the caller's arena `a`. */
+
+typedef struct sl_topic_desc {
+    sl_str name;
+    sl_uuid id;
+    int32_t partitions;
+} sl_topic_desc;
+
+/* DescribeConfigs' config sources and types (Kafka's numbering). */
+enum {
+    SL_CONFIG_SRC_DYNAMIC_TOPIC = 1,
+    SL_CONFIG_SRC_STATIC_BROKER = 4,
+    SL_CONFIG_SRC_DEFAULT = 5,
+};
+enum {
+    SL_CONFIG_TYPE_BOOLEAN = 1,
+    SL_CONFIG_TYPE_STRING = 2,
+    SL_CONFIG_TYPE_INT = 3,
+    SL_CONFIG_TYPE_LONG = 5,
+    SL_CONFIG_TYPE_LIST = 7,
+};
+
+typedef struct sl_config_synonym {
+    sl_str name, value;
+    int8_t source;
+} sl_config_synonym;
+
+/* One config as DescribeConfigs reports it; strings in the caller's arena or static. */
+typedef struct sl_config_desc {
+    sl_str name, value; /* value null: none */
+    bool is_default, read_only, is_sensitive;
+    int8_t source, type;
+    const char *doc;               /* static; NULL: none */
+    sl_config_synonym synonyms[2]; /* the override, then the broker default it overrides */
+    int32_t nsynonyms;
+} sl_config_desc;
+
+/* One change of an (Incremental)AlterConfigs: op 0 SET, 1 DELETE (anything else is invalid,
+ * no key being list-valued). */
+typedef struct sl_config_alter {
+    sl_str name, value;
+    int8_t op;
+} sl_config_alter;
+
+/* Which config names a describe wants: NULL `want` means all. */
+typedef bool (*sl_config_want_fn)(void *arg, const char *name);
+
+typedef struct sl_topics_meta_ops {
+    const char *(*cluster_id)(void *ctx);
+    /* The topic named `name`, or with id `id` when `id` is not NULL: UNKNOWN_TOPIC_OR_PARTITION
+     * or UNKNOWN_TOPIC_ID when none exists. */
+    int16_t (*describe_topic)(void *ctx, sl_str name, const sl_uuid *id, sl_topic_desc *out);
+    void (*each_topic)(void *ctx, void (*fn)(void *arg, const sl_topic_desc *t), void *arg);
+    /* Whether a Metadata request naming a missing topic creates it. */
+    bool (*auto_create_enabled)(void *ctx);
+    /* Creates `name` for a Metadata request (with the defaults): INVALID_TOPIC_EXCEPTION for a
+     * name no topic may have, UNKNOWN_TOPIC_OR_PARTITION when it cannot. */
+    int16_t (*auto_create)(void *ctx, sl_str name, sl_topic_desc *out);
+    /* The topic's configs (`want`ed ones) into an array in `a`, with synonyms when asked. */
+    int16_t (*topic_configs)(void *ctx, sl_str topic, sl_config_want_fn want, void *arg,
+                             bool synonyms, sl_arena *a, sl_config_desc **out, int32_t *n);
+    /* The broker's configs; `broker` empty or this broker's id, else INVALID_REQUEST with
+     * *message set. */
+    int16_t (*broker_configs)(void *ctx, sl_str broker, sl_config_want_fn want, void *arg,
+                              bool docs, sl_arena *a, sl_config_desc **out, int32_t *n,
+                              sl_str *message);
+    /* Applies the changes (or only validates them) all or nothing; `replace`: the SETs become
+     * the whole set of overrides (AlterConfigs). INVALID_CONFIG names the culprit in *bad. */
+    int16_t (*alter_topic_configs)(void *ctx, sl_str topic, const sl_config_alter *c, int32_t n,
+                                   bool replace, bool validate_only, sl_str *bad);
+    int16_t (*alter_broker_configs)(void *ctx, sl_str broker, const sl_config_alter *c, int32_t n,
+                                    bool validate_only, sl_str *bad);
+    /* An idempotent producer's id and epoch: a new id for pid -1 (or an id never issued, or an
+     * exhausted epoch), else the same id at the next epoch (KIP-360). */
+    int16_t (*init_producer_id)(void *ctx, int64_t pid, int16_t epoch, int64_t *pid_out,
+                                int16_t *epoch_out);
+} sl_topics_meta_ops;
+
+/* A backend's metadata and configuration: its operations and their context. */
+typedef struct sl_topics_meta {
+    const sl_topics_meta_ops *ops;
+    void *ctx;
+} sl_topics_meta;
+
+static inline const char *sl_meta_cluster_id(const sl_topics_meta *m) {
+    return m->ops->cluster_id(m->ctx);
+}
+static inline int16_t sl_meta_describe_topic(const sl_topics_meta *m, sl_str name,
+                                             const sl_uuid *id, sl_topic_desc *out) {
+    return m->ops->describe_topic(m->ctx, name, id, out);
+}
+static inline void sl_meta_each_topic(const sl_topics_meta *m,
+                                      void (*fn)(void *arg, const sl_topic_desc *t), void *arg) {
+    m->ops->each_topic(m->ctx, fn, arg);
+}
+static inline bool sl_meta_auto_create_enabled(const sl_topics_meta *m) {
+    return m->ops->auto_create_enabled(m->ctx);
+}
+static inline int16_t sl_meta_auto_create(const sl_topics_meta *m, sl_str name,
+                                          sl_topic_desc *out) {
+    return m->ops->auto_create(m->ctx, name, out);
+}
+static inline int16_t sl_meta_topic_configs(const sl_topics_meta *m, sl_str topic,
+                                            sl_config_want_fn want, void *arg, bool synonyms,
+                                            sl_arena *a, sl_config_desc **out, int32_t *n) {
+    return m->ops->topic_configs(m->ctx, topic, want, arg, synonyms, a, out, n);
+}
+static inline int16_t sl_meta_broker_configs(const sl_topics_meta *m, sl_str broker,
+                                             sl_config_want_fn want, void *arg, bool docs,
+                                             sl_arena *a, sl_config_desc **out, int32_t *n,
+                                             sl_str *message) {
+    return m->ops->broker_configs(m->ctx, broker, want, arg, docs, a, out, n, message);
+}
+static inline int16_t sl_meta_alter_topic_configs(const sl_topics_meta *m, sl_str topic,
+                                                  const sl_config_alter *c, int32_t n, bool replace,
+                                                  bool validate_only, sl_str *bad) {
+    return m->ops->alter_topic_configs(m->ctx, topic, c, n, replace, validate_only, bad);
+}
+static inline int16_t sl_meta_alter_broker_configs(const sl_topics_meta *m, sl_str broker,
+                                                   const sl_config_alter *c, int32_t n,
+                                                   bool validate_only, sl_str *bad) {
+    return m->ops->alter_broker_configs(m->ctx, broker, c, n, validate_only, bad);
+}
+static inline int16_t sl_meta_init_producer_id(const sl_topics_meta *m, int64_t pid, int16_t epoch,
+                                               int64_t *pid_out, int16_t *epoch_out) {
+    return m->ops->init_producer_id(m->ctx, pid, epoch, pid_out, epoch_out);
+}
+
 #endif
