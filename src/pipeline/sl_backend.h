@@ -1,9 +1,16 @@
-/* The storage backend seam, data path: what the Produce, Fetch, ListOffsets,
- * OffsetForLeaderEpoch and DeleteRecords handlers need from whatever stores partitions. The
- * local broker implements it over its logs, flusher and producer state
- * (src/broker/sl_storage_local.c); `sluice gateway` will implement it over an upstream cluster.
- * Handlers keep Kafka's request semantics (authorization answers, budgets, the record-set
- * transform chain of sl_xform.h); the backend only stores and reads.
+/* The storage backend seam: what the handlers need from whatever stores topics and coordinates
+ * groups. Four interfaces, each a table of operations with its context:
+ *   - sl_storage, the data path: what the Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and
+ *     DeleteRecords handlers need from whatever stores partitions;
+ *   - sl_groups, group coordination: the classic group APIs and committed offsets;
+ *   - sl_topics_meta, topic metadata and configuration: Metadata, the configs APIs,
+ *     DescribeCluster, InitProducerId's producer ids;
+ *   - sl_topic_admin, topic administration: CreateTopics, DeleteTopics, CreatePartitions.
+ * The local broker implements them over its logs, flusher, producer state, registry and group
+ * coordinator (src/broker/sl_{storage,groups,meta,admin}_local.c); `sluice gateway` will
+ * implement them over an upstream cluster. Handlers keep Kafka's request semantics
+ * (authorization answers read from the pipeline's stage, budgets, the record-set transform
+ * chain of sl_xform.h, response shapes); the backend only stores, reads and coordinates.
  *
  * It lives beside the catalog (sl_api.h), in the pipeline, because both backends share it and
  * it depends on nothing of local storage.
