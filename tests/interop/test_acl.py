@@ -387,6 +387,26 @@ def test_offset_commit_needs_read_on_group_and_topic(acl_broker):
 
 
 @pytest.mark.timeout_s(240)
+def test_join_group_needs_read_on_group(acl_broker):
+    """JoinGroup itself is authorized: a caller that may find the coordinator (DESCRIBE) but not
+    READ the group never becomes a member (the SyncGroup after it being refused too would hide
+    a join let through, so the group's membership is checked)."""
+    from confluent_kafka import KafkaError
+    from kafka import KafkaAdminClient
+    b = acl_broker
+    setup_scenario(b)
+    create_acls(b, binding("GROUP", "audit-", "PREFIXED", "User:fraud", "DESCRIBE", "ALLOW"))
+    _, err = ck_group_read(b, "fraud", "audit-y", "payments")
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED
+    adm = KafkaAdminClient(**kp_kw(b, "admin"))
+    try:
+        g = adm.describe_consumer_groups(["audit-y"])[0]
+    finally:
+        adm.close()
+    assert g.members == [] and g.state == "Dead", g
+
+
+@pytest.mark.timeout_s(240)
 def test_deny_wildcard_prefix_host_super(acl_broker):
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import NewTopic
