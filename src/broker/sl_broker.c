@@ -221,6 +221,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                               .each_group = sl_group_coord_each_group,
                               .each_committed_topic = sl_group_coord_each_committed_topic};
     b->storage = sl_storage_local(b);
+    b->admin = sl_topic_admin_local(b);
+    b->coordinator = sl_groups_local(b);
+    b->meta = sl_topics_meta_local(b);
     (void)sl_req_observers_add(&b->observers, log_request, b);
     sl_listener_spec ls[16];
     int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);

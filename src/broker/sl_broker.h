@@ -25,7 +25,7 @@ typedef struct sl_broker {
     sl_server *srv;
     sl_flusher *flusher;
     sl_topics *topics;
-    struct sl_group_coord *groups; /* group coordinator (sl_h_group.c) */
+    struct sl_group_coord *groups; /* group coordinator (sl_groups_local.c) */
     sl_timer *retention_timer, *flush_timer;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
@@ -42,6 +42,9 @@ typedef struct sl_broker {
     sl_req_observers observers;      /* see every finished request (sl_req.h) */
     sl_catalog catalog;              /* what the authorization stage may look up (sl_api.h) */
     sl_storage storage;              /* the data path handlers use (sl_backend.h) */
+    sl_topic_admin admin;            /* topic administration handlers use (sl_backend.h) */
+    sl_groups coordinator;           /* group coordination handlers use (sl_backend.h) */
+    sl_topics_meta meta;             /* topic metadata and configs handlers use (sl_backend.h) */
     struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
 } sl_broker;
 
@@ -75,7 +78,8 @@ void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
 void sl_h_init_producer_id(sl_req *rq); /* sl_h_producer_id.c */
 
-/* Group coordinator (sl_h_group.c): the classic group APIs and committed offsets. */
+/* The local group coordinator (sl_groups_local.c): the state machine and its offsets log behind
+ * the group-coordination seam; the classic group APIs (sl_h_group.c) use only the seam. */
 typedef struct sl_group_coord sl_group_coord;
 /* Opens the offsets log under log.dirs and loads it; NULL with `err` filled on failure. */
 sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t err_len);
@@ -87,6 +91,8 @@ void sl_group_coord_free(sl_group_coord *g);
 void sl_group_coord_each_group(void *ctx, void (*fn)(void *arg, sl_str group), void *arg);
 void sl_group_coord_each_committed_topic(void *ctx, sl_str group,
                                          void (*fn)(void *arg, sl_str topic), void *arg);
+/* The seam over b->groups; `b` owns it (it has no state of its own). */
+sl_groups sl_groups_local(sl_broker *b);
 void sl_h_find_coordinator(sl_req *rq);
 void sl_h_join_group(sl_req *rq);
 void sl_h_sync_group(sl_req *rq);
@@ -134,6 +140,12 @@ sl_storage sl_storage_local(sl_broker *b);
 /* Tells every subscriber of the partitions of `topic` that they are going away (so every fetch
  * parked there completes): before the topic is deleted, and when the broker stops. */
 void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
+/* The local topic administration (sl_admin_local.c) over the registry; `b` owns it (it has no
+ * state of its own). */
+sl_topic_admin sl_topic_admin_local(sl_broker *b);
+/* The local topic metadata, configs and producer ids (sl_meta_local.c); `b` owns it (it has no
+ * state of its own). */
+sl_topics_meta sl_topics_meta_local(sl_broker *b);
 /* Security protocol of the listener named `name` (PLAINTEXT if unknown). */
 sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char *name);
 /* Auto-creates `name` if the config allows it; returns the topic or NULL. */

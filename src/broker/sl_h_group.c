@@ -1,374 +1,22 @@
-/* Group coordinator glue: decodes the group APIs, drives the state machine (src/group/sl_group.h)
- * and encodes its answers. JoinGroup and SyncGroup park their sl_req as the state machine's
- * waiter and are answered from its callbacks; OffsetCommit, DeleteGroups and OffsetDelete are
- * answered once the offsets log has been fsynced by the flusher (group commit). So are the
- * answers caused by a group record (the leader's SyncGroup completing a generation and the
- * followers' answers with it, the LeaveGroup that empties a group, a static member's new id):
- * they are held until the record is durable. One loop timer is kept armed at the state
- * machine's next deadline.
+/* The classic group APIs: decodes them, asks the group-coordination seam (pipeline/sl_backend.h:
+ * the local coordinator is src/broker/sl_groups_local.c) and encodes its answers. JoinGroup and
+ * SyncGroup are answered from the seam's completions, which may come later and for another
+ * connection's request; OffsetCommit, DeleteGroups, OffsetDelete and LeaveGroup once the seam
+ * says the change is durable. Authorization decisions come from the pipeline's stage
+ * (sl_req_allowed), with Kafka's answers for each denial.
  *
- * Ownership: the coordinator (sl_group_coord) is owned by the broker; parked requests own their
- * arenas until answered. */
+ * Ownership: a request waiting for a completion keeps its arena (and the response built there)
+ * until it is answered. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "acl/sl_acl.h"
-#include "base/sl_logging.h"
-#include "base/sl_time.h"
 #include "broker/sl_broker.h"
-#include "group/sl_group.h"
-#include "group/sl_offstore.h"
 #include "proto/gen/sl_msgs.h"
 
-#define OFFSET_METADATA_MAX 4096 /* Kafka's offset.metadata.max.bytes default */
-
-struct sl_group_coord {
-    sl_broker *b;
-    sl_gc *gc;
-    sl_offstore *store;
-    sl_timer *timer;
-    int64_t timer_at;
-    sl_err persist_err;      /* first failure buffering records since the last flush */
-    bool meta_dirty;         /* a group record was buffered in the current entry point */
-    struct persist_op *held; /* answers waiting for that record to be durable */
-};
-
-typedef enum { P_COMMIT, P_DELETE_GROUPS, P_OFFSET_DELETE, P_JOIN, P_SYNC, P_LEAVE } persist_kind;
-
-/* An answer held until the groups log is fsynced; lives in its request's arena. */
-typedef struct persist_op {
-    sl_req *rq;
-    persist_kind kind;
-    void *resp;
-    struct persist_op *next;
-} persist_op;
-
-static sl_str adup(sl_arena *a, sl_str s, bool *oom);
-static sl_bytes bdup(sl_arena *a, sl_bytes b, bool *oom) {
-    if (b.len <= 0) return (sl_bytes){(const uint8_t *)"", 0};
-    uint8_t *p = sl_arena_dup(a, b.p, (size_t)b.len);
-    if (!p) *oom = true;
-    return p ? (sl_bytes){p, b.len} : (sl_bytes){(const uint8_t *)"", 0};
-}
-
-/* Queues `resp` (already copied into the request's arena) behind the pending group record. */
-static void hold(sl_group_coord *g, sl_req *rq, persist_kind kind, void *resp) {
-    persist_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
-    if (!op) return sl_req_fail(rq, "out of memory");
-    *op = (persist_op){rq, kind, resp, g->held};
-    g->held = op;
-}
-
-/* ---- state machine callbacks ---- */
-
-static int64_t clock_now(void *ctx) { return sl_wall_ms(); }
-
-static void on_join_done(void *ctx, void *waiter, const sl_gc_join_result *r) {
-    sl_group_coord *g = ctx;
-    sl_req *rq = waiter;
-    if (g->meta_dirty) {
-        /* The views die with this callback; the held answer is encoded after the fsync. */
-        sl_join_group_resp *h = sl_arena_calloc(rq->a, 1, sizeof *h);
-        if (!h) return sl_req_fail(rq, "out of memory");
-        sl_join_group_resp_init(h);
-        bool oom = false;
-        h->error_code = r->error;
-        h->generation_id = r->generation;
-        h->protocol_type = adup(rq->a, r->protocol_type, &oom);
-        h->protocol_name = adup(rq->a, r->protocol_name, &oom);
-        h->leader = adup(rq->a, r->leader, &oom);
-        h->member_id = adup(rq->a, r->member_id, &oom);
-        h->skip_assignment = r->skip_assignment;
-        h->members_count = 0;
-        if (r->nmembers > 0) {
-            h->members = sl_arena_calloc(rq->a, (size_t)r->nmembers, sizeof *h->members);
-            if (!h->members) return sl_req_fail(rq, "out of memory");
-            for (int32_t i = 0; i < r->nmembers; i++) {
-                h->members[i].member_id = adup(rq->a, r->members[i].member_id, &oom);
-                h->members[i].group_instance_id = adup(rq->a, r->members[i].instance_id, &oom);
-                h->members[i].metadata = bdup(rq->a, r->members[i].metadata, &oom);
-            }
-            h->members_count = r->nmembers;
-        }
-        if (oom) return sl_req_fail(rq, "out of memory");
-        return hold(g, rq, P_JOIN, h);
-    }
-    sl_join_group_resp resp;
-    sl_join_group_resp_init(&resp);
-    resp.error_code = r->error;
-    resp.generation_id = r->generation;
-    resp.protocol_type = r->protocol_type;
-    resp.protocol_name = r->protocol_name;
-    resp.leader = r->leader;
-    resp.member_id = r->member_id;
-    resp.skip_assignment = r->skip_assignment;
-    resp.members_count = 0;
-    if (r->nmembers > 0) {
-        resp.members = sl_arena_calloc(rq->a, (size_t)r->nmembers, sizeof *resp.members);
-        if (!resp.members) return sl_req_fail(rq, "out of memory");
-        for (int32_t i = 0; i < r->nmembers; i++) {
-            resp.members[i].member_id = r->members[i].member_id;
-            resp.members[i].group_instance_id = r->members[i].instance_id;
-            resp.members[i].metadata = r->members[i].metadata;
-        }
-        resp.members_count = r->nmembers;
-    }
-    SL_RESPOND(rq, join_group, &resp); /* encodes now: the views above need not outlive this */
-}
-
-static void on_sync_done(void *ctx, void *waiter, const sl_gc_sync_result *r) {
-    sl_group_coord *g = ctx;
-    sl_req *rq = waiter;
-    if (g->meta_dirty) {
-        sl_sync_group_resp *h = sl_arena_calloc(rq->a, 1, sizeof *h);
-        if (!h) return sl_req_fail(rq, "out of memory");
-        sl_sync_group_resp_init(h);
-        bool oom = false;
-        h->error_code = r->error;
-        h->protocol_type = adup(rq->a, r->protocol_type, &oom);
-        h->protocol_name = adup(rq->a, r->protocol_name, &oom);
-        h->assignment = bdup(rq->a, r->assignment, &oom);
-        if (oom) return sl_req_fail(rq, "out of memory");
-        return hold(g, rq, P_SYNC, h);
-    }
-    sl_sync_group_resp resp;
-    sl_sync_group_resp_init(&resp);
-    resp.error_code = r->error;
-    resp.protocol_type = r->protocol_type;
-    resp.protocol_name = r->protocol_name;
-    resp.assignment = r->assignment;
-    SL_RESPOND(rq, sync_group, &resp);
-}
-
-static void on_persist(void *ctx, sl_str group, sl_str topic, int32_t partition,
-                       const sl_gc_offset *val) {
-    sl_group_coord *gcd = ctx;
-    sl_err e = sl_offstore_add(gcd->store, group, topic, partition, val);
-    if (e && !gcd->persist_err) gcd->persist_err = e;
-}
-
-static void on_persist_group(void *ctx, sl_str group, const sl_gc_group_view *gv) {
-    sl_group_coord *gcd = ctx;
-    gcd->meta_dirty = true;
-    sl_err e = sl_offstore_add_group(gcd->store, group, gv);
-    if (e && !gcd->persist_err) gcd->persist_err = e;
-}
-
-/* ---- timer ---- */
-
-static void rearm(sl_group_coord *g);
-static void settle(sl_group_coord *g, persist_op *op);
-
-static void flushed_quietly(void *ctx, sl_err e) {
-    if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
-}
-
-/* Appends buffered changes; with no waiter, asks for a sync that nobody waits for. */
-static sl_err flush_store(sl_group_coord *g) {
-    sl_err e = g->persist_err;
-    g->persist_err = SL_OK;
-    sl_err fe = sl_offstore_flush(g->store);
-    if (!e) e = fe;
-    if (e) SL_ERROR("groups", "offsets log append failed", "err=%s", sl_errname(e));
-    return e;
-}
-
-static void on_timer(void *ctx) {
-    sl_group_coord *g = ctx;
-    g->timer = NULL;
-    sl_gc_tick(g->gc);
-    if (g->meta_dirty || g->held) return settle(g, NULL); /* re-arms */
-    /* Expiry tombstones: durable eventually, no request waits for them. */
-    if (flush_store(g) == SL_OK)
-        sl_flusher_request(g->b->flusher, sl_offstore_log(g->store), flushed_quietly, NULL);
-    rearm(g);
-}
-
-/* Keeps one timer armed no later than the state machine's next deadline. Deadlines that moved
- * later (heartbeats) leave an early timer in place: it ticks for nothing and re-arms. */
-static void rearm(sl_group_coord *g) {
-    if (g->b->stopping) return;
-    int64_t d = sl_gc_next_deadline(g->gc);
-    if (g->timer && g->timer_at <= d) return;
-    if (g->timer) sl_timer_cancel(g->b->loop, g->timer);
-    int64_t delay = d == INT64_MAX ? 3600 * 1000 : d - sl_wall_ms();
-    if (delay < 0) delay = 0;
-    g->timer_at = d;
-    g->timer = sl_timer_start(g->b->loop, delay, on_timer, g);
-}
-
-/* ---- lifecycle ---- */
-
-sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
-    sl_group_coord *g = calloc(1, sizeof *g);
-    if (!g) return NULL;
-    g->b = b;
-    sl_gc_env env = {.ctx = g,
-                     .now = clock_now,
-                     .join_done = on_join_done,
-                     .sync_done = on_sync_done,
-                     .persist = on_persist,
-                     .persist_group = on_persist_group};
-    sl_gc_config cfg = {
-        .min_session_timeout_ms = b->cfg.group_min_session_timeout_ms,
-        .max_session_timeout_ms = b->cfg.group_max_session_timeout_ms,
-        .initial_rebalance_delay_ms = b->cfg.group_initial_rebalance_delay_ms,
-        .offsets_retention_ms = b->cfg.offsets_retention_minutes * 60 * 1000,
-        .offsets_retention_check_interval_ms = b->cfg.offsets_retention_check_interval_ms,
-    };
-    g->gc = sl_gc_new(&env, &cfg);
-    if (!g->gc) {
-        snprintf(err, elen, "out of memory");
-        free(g);
-        return NULL;
-    }
-    if (sl_offstore_open(b->cfg.log_dirs, g->gc, &g->store, err, elen) != SL_OK) {
-        sl_gc_free(g->gc);
-        free(g);
-        return NULL;
-    }
-    int64_t replayed, live;
-    sl_offstore_stats(g->store, &replayed, &live);
-    SL_INFO("groups", "loaded committed offsets and group metadata",
-            "groups=%d live_records=%lld records=%lld", sl_gc_group_count(g->gc), (long long)live,
-            (long long)replayed);
-    rearm(g);
-    return g;
-}
-
-void sl_group_coord_shutdown(sl_group_coord *g) {
-    if (!g) return;
-    /* Parked joins and syncs answer now so the drain is not held up; clients will look for the
-     * coordinator again. */
-    sl_gc_abort_waiters(g->gc, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
-    if (g->timer) {
-        sl_timer_cancel(g->b->loop, g->timer);
-        g->timer = NULL;
-    }
-}
-
-void sl_group_coord_free(sl_group_coord *g) {
-    if (!g) return;
-    if (g->timer && g->b->loop) sl_timer_cancel(g->b->loop, g->timer);
-    flush_store(g);
-    sl_offstore_close(g->store); /* syncs */
-    sl_gc_free(g->gc);
-    free(g);
-}
-
-/* ---- persisted answers ---- */
-
-/* Marks every partition/group that succeeded as failed with `code`. */
-static void fail_successes(persist_op *op, int16_t code) {
-    switch (op->kind) {
-    case P_COMMIT: {
-        sl_offset_commit_resp *r = op->resp;
-        for (int32_t i = 0; i < r->topics_count; i++)
-            for (int32_t j = 0; j < r->topics[i].partitions_count; j++)
-                if (!r->topics[i].partitions[j].error_code)
-                    r->topics[i].partitions[j].error_code = code;
-        break;
-    }
-    case P_DELETE_GROUPS: {
-        sl_delete_groups_resp *r = op->resp;
-        for (int32_t i = 0; i < r->results_count; i++)
-            if (!r->results[i].error_code) r->results[i].error_code = code;
-        break;
-    }
-    case P_OFFSET_DELETE: {
-        sl_offset_delete_resp *r = op->resp;
-        for (int32_t i = 0; i < r->topics_count; i++)
-            for (int32_t j = 0; j < r->topics[i].partitions_count; j++)
-                if (!r->topics[i].partitions[j].error_code)
-                    r->topics[i].partitions[j].error_code = code;
-        break;
-    }
-    /* The generation is in memory but would not survive a restart: members rediscover the
-     * coordinator and rejoin, which the in-memory group answers. */
-    case P_JOIN: {
-        sl_join_group_resp *r = op->resp;
-        if (!r->error_code) r->error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
-        break;
-    }
-    case P_SYNC: {
-        sl_sync_group_resp *r = op->resp;
-        if (!r->error_code) {
-            r->error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
-            r->assignment = (sl_bytes){(const uint8_t *)"", 0};
-        }
-        break;
-    }
-    case P_LEAVE: /* the members are gone either way */
-        break;
-    }
-}
-
-static void persist_respond(persist_op *op) {
-    switch (op->kind) {
-    case P_COMMIT:
-        SL_RESPOND(op->rq, offset_commit, (sl_offset_commit_resp *)op->resp);
-        break;
-    case P_DELETE_GROUPS:
-        SL_RESPOND(op->rq, delete_groups, (sl_delete_groups_resp *)op->resp);
-        break;
-    case P_OFFSET_DELETE:
-        SL_RESPOND(op->rq, offset_delete, (sl_offset_delete_resp *)op->resp);
-        break;
-    case P_JOIN:
-        SL_RESPOND(op->rq, join_group, (sl_join_group_resp *)op->resp);
-        break;
-    case P_SYNC:
-        SL_RESPOND(op->rq, sync_group, (sl_sync_group_resp *)op->resp);
-        break;
-    case P_LEAVE:
-        SL_RESPOND(op->rq, leave_group, (sl_leave_group_resp *)op->resp);
-        break;
-    }
-}
-
-/* Answers a list of held ops; each answer frees its arena, the node with it. */
-static void respond_all(persist_op *op, sl_err e) {
-    while (op) {
-        persist_op *next = op->next;
-        if (e) fail_successes(op, SL_KAFKA_KAFKA_STORAGE_ERROR);
-        persist_respond(op);
-        op = next;
-    }
-}
-
-static void persist_done(void *ctx, sl_err e) {
-    if (e) SL_ERROR("groups", "offsets log sync failed", "err=%s", sl_errname(e));
-    respond_all(ctx, e);
-}
-
-/* Ends an entry point into the state machine: appends what it persisted and answers the held
- * ops (plus `op`, if any) once that is durable. (The in-memory state already has the change; a
- * failed append or sync reports the error.) */
-static void settle(sl_group_coord *g, persist_op *op) {
-    persist_op *ops = g->held;
-    g->held = NULL;
-    if (op) {
-        op->next = ops;
-        ops = op;
-    }
-    bool meta = g->meta_dirty;
-    g->meta_dirty = false;
-    if (!ops && !meta) return rearm(g);
-    sl_err e = flush_store(g);
-    rearm(g);
-    if (e) return respond_all(ops, e);
-    sl_flusher_request(g->b->flusher, sl_offstore_log(g->store),
-                       ops ? persist_done : flushed_quietly, ops);
-}
-
-static void persist_and_respond(sl_req *rq, persist_kind kind, void *resp) {
-    persist_op *op = sl_arena_calloc(rq->a, 1, sizeof *op);
-    if (!op) return sl_req_fail(rq, "out of memory");
-    *op = (persist_op){rq, kind, resp, NULL};
-    settle(rq->b->groups, op);
-}
+static const sl_groups *GR(sl_req *rq) { return &rq->b->coordinator; }
 
 /* ---- FindCoordinator ---- */
 
@@ -458,6 +106,30 @@ static sl_str client_host(sl_req *rq) {
     h[n + 1] = 0;
     return (sl_str){h, (int32_t)n + 1};
 }
+static void join_answered(void *ctx, const sl_group_join_result *r) {
+    sl_req *rq = ctx;
+    sl_join_group_resp resp;
+    sl_join_group_resp_init(&resp);
+    resp.error_code = r->error;
+    resp.generation_id = r->generation;
+    resp.protocol_type = r->protocol_type;
+    resp.protocol_name = r->protocol_name;
+    resp.leader = r->leader;
+    resp.member_id = r->member_id;
+    resp.skip_assignment = r->skip_assignment;
+    resp.members_count = 0;
+    if (r->nmembers > 0) {
+        resp.members = sl_arena_calloc(rq->a, (size_t)r->nmembers, sizeof *resp.members);
+        if (!resp.members) return sl_req_fail(rq, "out of memory");
+        for (int32_t i = 0; i < r->nmembers; i++) {
+            resp.members[i].member_id = r->members[i].member_id;
+            resp.members[i].group_instance_id = r->members[i].instance_id;
+            resp.members[i].metadata = r->members[i].metadata;
+        }
+        resp.members_count = r->nmembers;
+    }
+    SL_RESPOND(rq, join_group, &resp); /* encodes now: the views above need not outlive this */
+}
 
 void sl_h_join_group(sl_req *rq) {
     sl_join_group_req req = *(const sl_join_group_req *)rq->req;
@@ -473,13 +145,13 @@ void sl_h_join_group(sl_req *rq) {
         return;
     }
     int32_t n = req.protocols_count > 0 ? req.protocols_count : 0;
-    sl_gc_protocol *ps = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *ps);
+    sl_group_protocol *ps = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *ps);
     if (!ps) return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         ps[i].name = req.protocols[i].name;
         ps[i].metadata = req.protocols[i].metadata;
     }
-    sl_gc_join_req jr = {
+    sl_group_join_args jr = {
         .group_id = req.group_id,
         .member_id = req.member_id,
         .instance_id = v >= 5 ? req.group_instance_id : SL_STR_NULL,
@@ -494,8 +166,19 @@ void sl_h_join_group(sl_req *rq) {
         .require_known_member_id = v >= 4,
         .supports_skip_assignment = v >= 9,
     };
-    sl_gc_join(rq->b->groups->gc, &jr, rq);
-    settle(rq->b->groups, NULL);
+    if (sl_groups_join(GR(rq), &jr, rq->a, join_answered, rq))
+        return sl_req_fail(rq, "out of memory");
+}
+
+static void sync_answered(void *ctx, const sl_group_sync_result *r) {
+    sl_req *rq = ctx;
+    sl_sync_group_resp resp;
+    sl_sync_group_resp_init(&resp);
+    resp.error_code = r->error;
+    resp.protocol_type = r->protocol_type;
+    resp.protocol_name = r->protocol_name;
+    resp.assignment = r->assignment;
+    SL_RESPOND(rq, sync_group, &resp);
 }
 
 void sl_h_sync_group(sl_req *rq) {
@@ -510,17 +193,24 @@ void sl_h_sync_group(sl_req *rq) {
         return;
     }
     int32_t n = req.assignments_count > 0 ? req.assignments_count : 0;
-    sl_gc_assignment *as = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *as);
+    sl_group_assignment *as = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *as);
     if (!as) return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         as[i].member_id = req.assignments[i].member_id;
         as[i].assignment = req.assignments[i].assignment;
     }
-    sl_gc_sync(rq->b->groups->gc, req.group_id, req.generation_id, req.member_id,
-               v >= 3 ? req.group_instance_id : SL_STR_NULL,
-               v >= 5 ? req.protocol_type : SL_STR_NULL, v >= 5 ? req.protocol_name : SL_STR_NULL,
-               as, n, rq);
-    settle(rq->b->groups, NULL);
+    sl_group_sync_args sa = {
+        .group_id = req.group_id,
+        .member_id = req.member_id,
+        .instance_id = v >= 3 ? req.group_instance_id : SL_STR_NULL,
+        .generation = req.generation_id,
+        .protocol_type = v >= 5 ? req.protocol_type : SL_STR_NULL,
+        .protocol_name = v >= 5 ? req.protocol_name : SL_STR_NULL,
+        .assignments = as,
+        .nassignments = n,
+    };
+    if (sl_groups_sync(GR(rq), &sa, rq->a, sync_answered, rq))
+        return sl_req_fail(rq, "out of memory");
 }
 
 void sl_h_heartbeat(sl_req *rq) {
@@ -533,123 +223,192 @@ void sl_h_heartbeat(sl_req *rq) {
         SL_RESPOND(rq, heartbeat, &resp);
         return;
     }
-    resp.error_code = sl_gc_heartbeat(rq->b->groups->gc, req.group_id, req.generation_id,
-                                      req.member_id, v >= 3 ? req.group_instance_id : SL_STR_NULL);
-    rearm(rq->b->groups);
+    resp.error_code = sl_groups_heartbeat(GR(rq), req.group_id, req.generation_id, req.member_id,
+                                          v >= 3 ? req.group_instance_id : SL_STR_NULL);
     SL_RESPOND(rq, heartbeat, &resp);
+}
+
+/* A LeaveGroup waiting for the seam: the answer and the leavers it reports on. */
+typedef struct leave_ctx {
+    sl_req *rq;
+    sl_leave_group_resp *rp;
+    sl_group_leaver *m;
+} leave_ctx;
+
+static void left(void *ctx, int16_t err) {
+    leave_ctx *c = ctx; /* the members are gone either way: `err` changes no answer */
+    if (c->rq->h.api_version < 3) {
+        c->rp->error_code = c->m[0].error;
+    } else {
+        for (int32_t i = 0; i < c->rp->members_count; i++)
+            c->rp->members[i].error_code = c->m[i].error;
+    }
+    SL_RESPOND(c->rq, leave_group, c->rp);
 }
 
 void sl_h_leave_group(sl_req *rq) {
     sl_leave_group_req req = *(const sl_leave_group_req *)rq->req;
     int16_t v = rq->h.api_version;
-    sl_gc *gc = rq->b->groups->gc;
     sl_leave_group_resp *rp = sl_arena_calloc(rq->a, 1, sizeof *rp);
-    if (!rp) return sl_req_fail(rq, "out of memory");
+    leave_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
+    if (!rp || !c) return sl_req_fail(rq, "out of memory");
     sl_leave_group_resp_init(rp);
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) {
         rp->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
         SL_RESPOND(rq, leave_group, rp);
         return;
     }
-    if (v < 3) {
-        rp->error_code = sl_gc_leave(gc, req.group_id, req.member_id, SL_STR_NULL);
-    } else {
-        rp->error_code = sl_gc_check_group_id(req.group_id);
-        int32_t n = req.members_count > 0 ? req.members_count : 0;
+    int32_t n = 1;
+    if (v >= 3) {
+        rp->error_code = sl_groups_check_group(GR(rq), req.group_id);
+        n = req.members_count > 0 ? req.members_count : 0;
         rp->members = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *rp->members);
         if (!rp->members) return sl_req_fail(rq, "out of memory");
         rp->members_count = rp->error_code ? 0 : n;
-        for (int32_t i = 0; i < rp->members_count; i++) {
-            sl_leave_group_req_member *m = &req.members[i];
-            rp->members[i].member_id = m->member_id;
-            rp->members[i].group_instance_id = m->group_instance_id;
-            rp->members[i].error_code =
-                sl_gc_leave(gc, req.group_id, m->member_id, m->group_instance_id);
+        if (rp->error_code) {
+            SL_RESPOND(rq, leave_group, rp);
+            return;
         }
     }
-    sl_group_coord *g = rq->b->groups;
-    /* Emptying the group wrote a record: the leaver hears once it is durable. */
-    if (g->meta_dirty || g->held) return persist_and_respond(rq, P_LEAVE, rp);
-    rearm(g);
-    SL_RESPOND(rq, leave_group, rp);
+    sl_group_leaver *m = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *m);
+    if (!m) return sl_req_fail(rq, "out of memory");
+    if (v < 3) {
+        m[0] = (sl_group_leaver){req.member_id, SL_STR_NULL, 0};
+    } else {
+        for (int32_t i = 0; i < n; i++) {
+            m[i] = (sl_group_leaver){req.members[i].member_id, req.members[i].group_instance_id, 0};
+            rp->members[i].member_id = m[i].member_id;
+            rp->members[i].group_instance_id = m[i].instance_id;
+        }
+    }
+    *c = (leave_ctx){rq, rp, m};
+    if (sl_groups_leave(GR(rq), req.group_id, m, n, rq->a, left, c))
+        return sl_req_fail(rq, "out of memory");
 }
 
 /* ---- offsets ---- */
 
+/* An OffsetCommit waiting for durability: the answer and the partitions it reports on, in
+ * request order. */
+typedef struct commit_ctx {
+    sl_req *rq;
+    sl_offset_commit_resp *resp;
+    sl_group_offset *o;
+} commit_ctx;
+
+static void committed(void *ctx, int16_t err) {
+    commit_ctx *c = ctx;
+    int32_t k = 0;
+    for (int32_t i = 0; i < c->resp->topics_count; i++)
+        for (int32_t j = 0; j < c->resp->topics[i].partitions_count; j++, k++) {
+            int16_t e = c->o[k].error;
+            c->resp->topics[i].partitions[j].error_code = e ? e : err;
+        }
+    SL_RESPOND(c->rq, offset_commit, c->resp);
+}
+
 void sl_h_offset_commit(sl_req *rq) {
     sl_offset_commit_req req = *(const sl_offset_commit_req *)rq->req;
     int16_t v = rq->h.api_version;
-    sl_gc *gc = rq->b->groups->gc;
-    int16_t gerr = sl_gc_commit_check(
-        gc, req.group_id, v >= 1 ? req.generation_id_or_member_epoch : -1,
+    int16_t gerr = sl_groups_commit_check(
+        GR(rq), req.group_id, v >= 1 ? req.generation_id_or_member_epoch : -1,
         v >= 1 ? req.member_id : sl_str_c(""), v >= 7 ? req.group_instance_id : SL_STR_NULL);
     if (!group_ok(rq, SL_ACL_OP_READ, req.group_id)) gerr = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     sl_offset_commit_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
-    if (!resp) return sl_req_fail(rq, "out of memory");
+    commit_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
+    if (!resp || !c) return sl_req_fail(rq, "out of memory");
     sl_offset_commit_resp_init(resp);
     int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
     if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
         return sl_req_fail(rq, "out of memory");
-    bool stored = false;
+    int32_t total = 0;
+    for (int32_t i = 0; i < nt; i++)
+        total += req.topics[i].partitions_count > 0 ? req.topics[i].partitions_count : 0;
+    sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *o);
+    if (!o) return sl_req_fail(rq, "out of memory");
+    int32_t k = 0;
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_commit_req_topic *t = &req.topics[i];
-        sl_offset_commit_resp_topic *o = &resp->topics[i];
+        sl_offset_commit_resp_topic *ot = &resp->topics[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
-        o->name = t->name;
-        if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
+        ot->name = t->name;
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
-        sl_topic *topic = gerr ? NULL : sl_topics_find(rq->b->topics, t->name);
         bool topic_ok = gerr || sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
-        for (int32_t j = 0; j < np; j++) {
+        for (int32_t j = 0; j < np; j++, k++) {
             sl_offset_commit_req_partition *p = &t->partitions[j];
-            sl_offset_commit_resp_partition *op = &o->partitions[j];
-            op->partition_index = p->partition_index;
-            if (gerr) {
-                op->error_code = gerr;
-            } else if (!topic_ok) {
-                op->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
-            } else if (!topic || p->partition_index < 0 || p->partition_index >= topic->npart) {
-                op->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-            } else if (p->committed_metadata.len > OFFSET_METADATA_MAX) {
-                op->error_code = SL_KAFKA_OFFSET_METADATA_TOO_LARGE;
-            } else if (sl_gc_offset_commit(gc, req.group_id, t->name, p->partition_index,
-                                           p->committed_offset,
-                                           v >= 6 ? p->committed_leader_epoch : -1,
-                                           p->committed_metadata) != SL_OK) {
-                op->error_code = SL_KAFKA_UNKNOWN_SERVER_ERROR;
-            } else {
-                stored = true;
-            }
+            ot->partitions[j].partition_index = p->partition_index;
+            o[k] = (sl_group_offset){
+                .topic = t->name,
+                .partition = p->partition_index,
+                .offset = p->committed_offset,
+                .leader_epoch = v >= 6 ? p->committed_leader_epoch : -1,
+                .metadata = p->committed_metadata,
+                .error = gerr        ? gerr
+                         : !topic_ok ? SL_KAFKA_TOPIC_AUTHORIZATION_FAILED
+                                     : 0,
+            };
         }
     }
-    if (!stored) {
-        rearm(rq->b->groups);
-        SL_RESPOND(rq, offset_commit, resp);
-        return;
-    }
-    persist_and_respond(rq, P_COMMIT, resp);
+    *c = (commit_ctx){rq, resp, o};
+    if (sl_groups_commit(GR(rq), req.group_id, o, total, rq->a, committed, c))
+        return sl_req_fail(rq, "out of memory");
 }
 
-static void fill_fetch_partition(sl_gc *gc, sl_str group, sl_str topic, int32_t part,
+static void fill_fetch_partition(sl_req *rq, sl_str group, sl_str topic, int32_t part,
                                  int64_t *offset, int32_t *epoch, sl_str *meta) {
-    sl_gc_offset o;
-    if (sl_gc_offset_get(gc, group, topic, part, &o)) {
-        *offset = o.offset;
-        *epoch = o.leader_epoch;
-        *meta = o.metadata.len < 0 ? sl_str_c("") : o.metadata;
-    } else {
-        *offset = -1;
-        *epoch = -1;
-        *meta = sl_str_c("");
+    sl_group_committed c;
+    sl_groups_committed(GR(rq), group, topic, part, &c);
+    *offset = c.offset;
+    *epoch = c.leader_epoch;
+    *meta = c.metadata.len < 0 ? sl_str_c("") : c.metadata;
+}
+
+/* Every committed partition of a group, grouped by topic (OffsetFetch without topics). */
+typedef struct fetch_all_ctx {
+    sl_req *rq;
+    sl_offset_fetch_resp_group *out;
+    int32_t n; /* committed partitions: the first pass counts them */
+    bool counting, oom;
+} fetch_all_ctx;
+
+static void fetch_all_one(void *arg, sl_str topic, int32_t part, const sl_group_committed *o) {
+    fetch_all_ctx *c = arg;
+    sl_req *rq = c->rq;
+    if (c->counting) {
+        c->n++;
+        return;
     }
+    if (c->oom) return;
+    /* Kafka leaves out the topics the caller may not DESCRIBE. */
+    if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) return;
+    sl_offset_fetch_resp_group *out = c->out;
+    sl_offset_fetch_resp_group_topic *t = NULL;
+    for (int32_t k = 0; k < out->topics_count && !t; k++)
+        if (sl_str_eq(out->topics[k].name, topic)) t = &out->topics[k];
+    if (!t) {
+        t = &out->topics[out->topics_count++];
+        /* copy: the view changes with the next commit, the response is encoded later */
+        char *nm = sl_arena_dup(rq->a, topic.p, (size_t)topic.len + 1);
+        t->partitions = sl_arena_calloc(rq->a, (size_t)c->n, sizeof *t->partitions);
+        if (!nm || !t->partitions) {
+            c->oom = true;
+            return;
+        }
+        t->name = (sl_str){nm, topic.len};
+    }
+    sl_offset_fetch_resp_group_partition *p = &t->partitions[t->partitions_count++];
+    p->partition_index = part;
+    p->committed_offset = o->offset;
+    p->committed_leader_epoch = o->leader_epoch;
+    p->metadata = o->metadata.len < 0 ? sl_str_c("") : o->metadata;
 }
 
 /* One group's answer in the v8+ shape (the v0-7 shape is copied from it). `topics` NULL: all. */
 static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_group_topic *topics,
                         int32_t ntopics, sl_offset_fetch_resp_group *out) {
-    sl_gc *gc = rq->b->groups->gc;
     out->group_id = group;
-    out->error_code = sl_gc_check_group_id(group);
+    out->error_code = sl_groups_check_group(GR(rq), group);
     out->topics_count = 0;
     if (!out->error_code && !group_ok(rq, SL_ACL_OP_DESCRIBE, group))
         out->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
@@ -678,44 +437,20 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
                     p->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                     continue;
                 }
-                fill_fetch_partition(gc, group, t->name, p->partition_index, &p->committed_offset,
+                fill_fetch_partition(rq, group, t->name, p->partition_index, &p->committed_offset,
                                      &p->committed_leader_epoch, &p->metadata);
             }
         }
         return true;
     }
-    /* Every committed partition, grouped by topic. */
-    int32_t n = sl_gc_offset_count(gc, group);
-    out->topics = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *out->topics);
+    fetch_all_ctx c = {rq, out, 0, true, false};
+    sl_groups_each_committed(GR(rq), group, fetch_all_one, &c);
+    out->topics = sl_arena_calloc(rq->a, (size_t)(c.n ? c.n : 1), sizeof *out->topics);
     if (!out->topics) return false;
-    for (int32_t i = 0; i < n; i++) {
-        sl_str topic;
-        int32_t part;
-        sl_gc_offset o;
-        if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
-        /* Kafka leaves out the topics the caller may not DESCRIBE. */
-        if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, topic)) continue;
-        sl_offset_fetch_resp_group_topic *t = NULL;
-        for (int32_t k = 0; k < out->topics_count && !t; k++)
-            if (sl_str_eq(out->topics[k].name, topic)) t = &out->topics[k];
-        if (!t) {
-            t = &out->topics[out->topics_count++];
-            /* copy: the view changes with the next commit, the response is encoded later */
-            char *nm = sl_arena_dup(rq->a, topic.p, (size_t)topic.len + 1);
-            if (!nm) return false;
-            t->name = (sl_str){nm, topic.len};
-            t->partitions = sl_arena_calloc(rq->a, (size_t)n, sizeof *t->partitions);
-            if (!t->partitions) return false;
-        }
-        sl_offset_fetch_resp_group_partition *p = &t->partitions[t->partitions_count++];
-        p->partition_index = part;
-        p->committed_offset = o.offset;
-        p->committed_leader_epoch = o.leader_epoch;
-        p->metadata = o.metadata.len < 0 ? sl_str_c("") : o.metadata;
-    }
-    return true;
+    c.counting = false;
+    sl_groups_each_committed(GR(rq), group, fetch_all_one, &c);
+    return !c.oom;
 }
-
 void sl_h_offset_fetch(sl_req *rq) {
     sl_offset_fetch_req req = *(const sl_offset_fetch_req *)rq->req;
     int16_t v = rq->h.api_version;
@@ -787,15 +522,19 @@ typedef struct list_ctx {
     bool oom;
 } list_ctx;
 
-static void list_one(void *ctx, const sl_gc_group_view *g) {
+static bool state_named(sl_str name, const char *state) {
+    return name.len >= 0 && strlen(state) == (size_t)name.len &&
+           !strncasecmp(state, name.p, (size_t)name.len);
+}
+
+static void list_one(void *ctx, const sl_group_summary *g) {
     list_ctx *c = ctx;
-    if (g->state == SL_GS_DEAD) return;
     if (!c->all && !sl_req_allowed(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, g->group_id))
         return;
     if (c->rq->h.api_version >= 4 && c->req->states_filter_count > 0) {
         bool ok = false;
         for (int32_t i = 0; i < c->req->states_filter_count && !ok; i++)
-            ok = sl_group_state_parse(c->req->states_filter[i]) == (int)g->state;
+            ok = state_named(c->req->states_filter[i], g->state);
         if (!ok) return;
     }
     if (c->resp->groups_count == c->cap) {
@@ -820,7 +559,7 @@ static void list_one(void *ctx, const sl_gc_group_view *g) {
     }
     o->group_id = (sl_str){id, g->group_id.len};
     o->protocol_type = (sl_str){pt, g->protocol_type.len};
-    o->group_state = sl_str_c(sl_group_state_name(g->state));
+    o->group_state = sl_str_c(g->state);
     o->group_type = sl_str_c("classic");
 }
 
@@ -840,7 +579,7 @@ void sl_h_list_groups(sl_req *rq) {
     bool all =
         sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
     list_ctx c = {rq, all, &req, &resp, 0, false};
-    if (classic) sl_gc_list(rq->b->groups->gc, list_one, &c);
+    if (classic) sl_groups_list(GR(rq), list_one, &c);
     if (c.oom) return sl_req_fail(rq, "out of memory");
     SL_RESPOND(rq, list_groups, &resp);
 }
@@ -858,13 +597,17 @@ static sl_str adup(sl_arena *a, sl_str s, bool *oom) {
     return p ? (sl_str){p, s.len} : sl_str_c("");
 }
 
-static void describe_one(void *ctx, const sl_gc_group_view *g) {
+static void describe_one(void *ctx, const sl_group_description *g) {
     describe_ctx *c = ctx;
     sl_arena *a = c->rq->a;
     sl_describe_groups_resp_group *o = c->out;
-    o->group_state = sl_str_c(sl_group_state_name(g->state));
+    o->group_state = sl_str_c(g->state);
     o->protocol_type = adup(a, g->protocol_type, &c->oom);
     o->protocol_data = adup(a, g->protocol_name, &c->oom);
+    if (g->nmembers < 0) {
+        c->oom = true; /* the backend could not list them */
+        return;
+    }
     o->members = sl_arena_calloc(a, (size_t)(g->nmembers ? g->nmembers : 1), sizeof *o->members);
     if (!o->members) {
         c->oom = true;
@@ -872,7 +615,7 @@ static void describe_one(void *ctx, const sl_gc_group_view *g) {
     }
     o->members_count = g->nmembers;
     for (int32_t i = 0; i < g->nmembers; i++) {
-        const sl_gc_member_view *m = &g->members[i];
+        const sl_group_member *m = &g->members[i];
         sl_describe_groups_resp_member *d = &o->members[i];
         d->member_id = adup(a, m->member_id, &c->oom);
         d->group_instance_id = adup(a, m->instance_id, &c->oom);
@@ -905,98 +648,106 @@ void sl_h_describe_groups(sl_req *rq) {
         o->authorized_operations = req.include_authorized_operations
                                        ? sl_req_ops(rq, SL_ACL_RES_GROUP, req.groups[i])
                                        : INT32_MIN;
-        o->error_code = sl_gc_check_group_id(req.groups[i]);
+        o->error_code = sl_groups_check_group(GR(rq), req.groups[i]);
         if (!o->error_code && !group_ok(rq, SL_ACL_OP_DESCRIBE, req.groups[i]))
             o->error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
         if (o->error_code) continue;
         describe_ctx c = {rq, o, false};
-        sl_gc_describe(rq->b->groups->gc, req.groups[i], describe_one, &c);
+        sl_groups_describe(GR(rq), req.groups[i], describe_one, &c);
         if (c.oom) return sl_req_fail(rq, "out of memory");
     }
     SL_RESPOND(rq, describe_groups, &resp);
 }
 
+/* A DeleteGroups waiting for durability. */
+typedef struct delete_ctx {
+    sl_req *rq;
+    sl_delete_groups_resp *resp;
+    int16_t *errors;
+} delete_ctx;
+
+static void groups_deleted(void *ctx, int16_t err) {
+    delete_ctx *c = ctx;
+    for (int32_t i = 0; i < c->resp->results_count; i++)
+        c->resp->results[i].error_code = c->errors[i] ? c->errors[i] : err;
+    SL_RESPOND(c->rq, delete_groups, c->resp);
+}
+
 void sl_h_delete_groups(sl_req *rq) {
     sl_delete_groups_req req = *(const sl_delete_groups_req *)rq->req;
     sl_delete_groups_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
-    if (!resp) return sl_req_fail(rq, "out of memory");
+    delete_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
+    if (!resp || !c) return sl_req_fail(rq, "out of memory");
     sl_delete_groups_resp_init(resp);
     int32_t n = req.groups_names_count > 0 ? req.groups_names_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp->results, resp->results_count, n))
+    int16_t *errors = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *errors);
+    if (!errors || !SL_RESP_ARRAY(rq, resp->results, resp->results_count, n))
         return sl_req_fail(rq, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         resp->results[i].group_id = req.groups_names[i];
-        resp->results[i].error_code =
-            group_ok(rq, SL_ACL_OP_DELETE, req.groups_names[i])
-                ? sl_gc_delete_group(rq->b->groups->gc, req.groups_names[i])
-                : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+        if (!group_ok(rq, SL_ACL_OP_DELETE, req.groups_names[i]))
+            errors[i] = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     }
-    persist_and_respond(rq, P_DELETE_GROUPS, resp);
+    *c = (delete_ctx){rq, resp, errors};
+    if (sl_groups_delete(GR(rq), req.groups_names, errors, n, rq->a, groups_deleted, c))
+        return sl_req_fail(rq, "out of memory");
+}
+
+/* An OffsetDelete waiting for durability: the answer and its partitions in request order. */
+typedef struct offset_delete_ctx {
+    sl_req *rq;
+    sl_offset_delete_resp *resp;
+    sl_group_offset *o;
+} offset_delete_ctx;
+
+static void offsets_deleted(void *ctx, int16_t err) {
+    offset_delete_ctx *c = ctx;
+    int32_t k = 0;
+    for (int32_t i = 0; i < c->resp->topics_count; i++)
+        for (int32_t j = 0; j < c->resp->topics[i].partitions_count; j++, k++) {
+            int16_t e = c->o[k].error;
+            c->resp->topics[i].partitions[j].error_code = e ? e : err;
+        }
+    SL_RESPOND(c->rq, offset_delete, c->resp);
 }
 
 void sl_h_offset_delete(sl_req *rq) {
     sl_offset_delete_req req = *(const sl_offset_delete_req *)rq->req;
-    sl_gc *gc = rq->b->groups->gc;
     sl_offset_delete_resp *resp = sl_arena_calloc(rq->a, 1, sizeof *resp);
-    if (!resp) return sl_req_fail(rq, "out of memory");
+    offset_delete_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
+    if (!resp || !c) return sl_req_fail(rq, "out of memory");
     sl_offset_delete_resp_init(resp);
     resp->error_code = group_ok(rq, SL_ACL_OP_DELETE, req.group_id)
-                           ? sl_gc_offset_delete_check(gc, req.group_id)
+                           ? sl_groups_offset_delete_check(GR(rq), req.group_id)
                            : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
     int32_t nt = req.topics_count > 0 && !resp->error_code ? req.topics_count : 0;
     if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
         return sl_req_fail(rq, "out of memory");
+    int32_t total = 0;
+    for (int32_t i = 0; i < nt; i++)
+        total += req.topics[i].partitions_count > 0 ? req.topics[i].partitions_count : 0;
+    sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *o);
+    if (!o) return sl_req_fail(rq, "out of memory");
+    int32_t k = 0;
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_delete_req_topic *t = &req.topics[i];
-        sl_offset_delete_resp_topic *o = &resp->topics[i];
+        sl_offset_delete_resp_topic *ot = &resp->topics[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
-        o->name = t->name;
-        if (!SL_RESP_ARRAY(rq, o->partitions, o->partitions_count, np))
+        ot->name = t->name;
+        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
             return sl_req_fail(rq, "out of memory");
-        sl_topic *topic = sl_topics_find(rq->b->topics, t->name);
         bool topic_ok = sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
-        for (int32_t j = 0; j < np; j++) {
+        for (int32_t j = 0; j < np; j++, k++) {
             int32_t p = t->partitions[j].partition_index;
-            o->partitions[j].partition_index = p;
-            if (!topic_ok)
-                o->partitions[j].error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
-            else if (!topic || p < 0 || p >= topic->npart)
-                o->partitions[j].error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-            else
-                o->partitions[j].error_code = sl_gc_offset_delete(gc, req.group_id, t->name, p);
+            ot->partitions[j].partition_index = p;
+            o[k] = (sl_group_offset){
+                .topic = t->name,
+                .partition = p,
+                .error = topic_ok ? 0 : SL_KAFKA_TOPIC_AUTHORIZATION_FAILED,
+            };
         }
     }
-    persist_and_respond(rq, P_OFFSET_DELETE, resp);
-}
-
-/* ---- the catalog's view of groups (for the authorization stage) ---- */
-
-typedef struct each_ctx {
-    void (*fn)(void *arg, sl_str name);
-    void *arg;
-} each_ctx;
-
-static void each_group_one(void *ctx, const sl_gc_group_view *g) {
-    each_ctx *c = ctx;
-    if (g->state != SL_GS_DEAD) c->fn(c->arg, g->group_id);
-}
-
-void sl_group_coord_each_group(void *ctx, void (*fn)(void *arg, sl_str group), void *arg) {
-    sl_broker *b = ctx;
-    each_ctx c = {fn, arg};
-    sl_gc_list(b->groups->gc, each_group_one, &c);
-}
-
-void sl_group_coord_each_committed_topic(void *ctx, sl_str group,
-                                         void (*fn)(void *arg, sl_str topic), void *arg) {
-    sl_broker *b = ctx;
-    sl_gc *gc = b->groups->gc;
-    int32_t n = sl_gc_offset_count(gc, group);
-    for (int32_t i = 0; i < n; i++) {
-        sl_str topic;
-        int32_t part;
-        sl_gc_offset o;
-        if (!sl_gc_offset_at(gc, group, i, &topic, &part, &o)) break;
-        fn(arg, topic);
-    }
+    *c = (offset_delete_ctx){rq, resp, o};
+    if (sl_groups_offset_delete(GR(rq), req.group_id, o, total, rq->a, offsets_deleted, c))
+        return sl_req_fail(rq, "out of memory");
 }

@@ -1,4 +1,6 @@
-/* ApiVersions and Metadata: what a client asks before anything else. */
+/* ApiVersions and Metadata: what a client asks before anything else. Topics come from the
+ * metadata seam (pipeline/sl_backend.h); brokers, endpoints and node ids are the serving
+ * process's own (one node leads every partition). */
 #include <stdio.h>
 #include <string.h>
 
@@ -62,19 +64,22 @@ static const sl_listener_spec *endpoint_for(sl_req *rq) {
     return &rq->b->adv[0];
 }
 
-static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, sl_topic *t, bool want_ops) {
+/* The response is encoded before the handler returns, so the backend's views do not need
+ * copying. */
+static bool fill_topic(sl_req *rq, sl_metadata_resp_topic *out, const sl_topic_desc *t,
+                       bool want_ops) {
     int32_t node = rq->b->cfg.node_id;
     sl_metadata_resp_topic_init(out);
-    out->name = sl_str_c(t->name);
+    out->name = t->name;
     out->topic_id = t->id;
     out->topic_authorized_operations =
-        want_ops ? sl_req_ops(rq, SL_ACL_RES_TOPIC, sl_str_c(t->name)) : INT32_MIN;
-    out->partitions = sl_arena_calloc(rq->a, (size_t)t->npart, sizeof *out->partitions);
+        want_ops ? sl_req_ops(rq, SL_ACL_RES_TOPIC, t->name) : INT32_MIN;
+    out->partitions = sl_arena_calloc(rq->a, (size_t)t->partitions, sizeof *out->partitions);
     int32_t *one = sl_arena_alloc(rq->a, sizeof *one);
     if (!out->partitions || !one) return false;
     *one = node;
-    out->partitions_count = t->npart;
-    for (int32_t i = 0; i < t->npart; i++) {
+    out->partitions_count = t->partitions;
+    for (int32_t i = 0; i < t->partitions; i++) {
         sl_metadata_resp_partition *p = &out->partitions[i];
         sl_metadata_resp_partition_init(p);
         p->partition_index = i;
@@ -94,10 +99,32 @@ static void fill_missing(sl_metadata_resp_topic *out, sl_str name, int16_t err) 
     out->name = name;
 }
 
+/* Every topic the caller may DESCRIBE (a first pass only counts them all). */
+typedef struct all_ctx {
+    sl_req *rq;
+    sl_metadata_resp *resp;
+    int32_t n;
+    bool counting, want_ops, oom;
+} all_ctx;
+
+static void all_one(void *arg, const sl_topic_desc *t) {
+    all_ctx *c = arg;
+    if (c->counting) {
+        c->n++;
+        return;
+    }
+    if (c->oom || c->resp->topics_count >= c->n) return;
+    /* The others are not mentioned at all. */
+    if (!sl_req_allowed(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t->name)) return;
+    if (!fill_topic(c->rq, &c->resp->topics[c->resp->topics_count++], t, c->want_ops))
+        c->oom = true;
+}
+
 void sl_h_metadata(sl_req *rq) {
     sl_metadata_req req = *(const sl_metadata_req *)rq->req;
     int16_t v = rq->h.api_version;
     sl_broker *b = rq->b;
+    const sl_topics_meta *M = &b->meta;
     sl_metadata_resp resp;
     sl_metadata_resp_init(&resp);
     const sl_listener_spec *ep = endpoint_for(rq);
@@ -108,7 +135,7 @@ void sl_h_metadata(sl_req *rq) {
     resp.brokers[0].node_id = b->cfg.node_id;
     resp.brokers[0].host = sl_str_c(ep->host);
     resp.brokers[0].port = ep->port;
-    resp.cluster_id = sl_str_c(sl_topics_cluster_id(b->topics));
+    resp.cluster_id = sl_str_c(sl_meta_cluster_id(M));
     resp.controller_id = b->cfg.node_id;
     bool want_ops = v >= 8 && req.include_topic_authorized_operations;
     if (v >= 8 && v <= 10 && req.include_cluster_authorized_operations)
@@ -117,18 +144,14 @@ void sl_h_metadata(sl_req *rq) {
     /* v0: an empty list means all topics; v1+: null means all, empty means none. */
     bool all = req.topics_count < 0 || (v == 0 && req.topics_count == 0);
     if (all) {
-        int n = sl_topics_count(b->topics), i = 0;
-        resp.topics = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *resp.topics);
+        all_ctx c = {rq, &resp, 0, true, want_ops, false};
+        sl_meta_each_topic(M, all_one, &c);
+        resp.topics = sl_arena_calloc(rq->a, (size_t)(c.n ? c.n : 1), sizeof *resp.topics);
         if (!resp.topics) return sl_req_fail(rq, "out of memory");
-        /* Only the topics the caller may DESCRIBE: the others are not mentioned at all. */
-        for (sl_topic *t = sl_topics_next(b->topics, NULL); t && i < n;
-             t = sl_topics_next(b->topics, t)) {
-            if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name)))
-                continue;
-            if (!fill_topic(rq, &resp.topics[i++], t, want_ops))
-                return sl_req_fail(rq, "out of memory");
-        }
-        resp.topics_count = i;
+        resp.topics_count = 0;
+        c.counting = false;
+        sl_meta_each_topic(M, all_one, &c);
+        if (c.oom) return sl_req_fail(rq, "out of memory");
     } else {
         resp.topics = sl_arena_calloc(rq->a, (size_t)(req.topics_count ? req.topics_count : 1),
                                       sizeof *resp.topics);
@@ -138,15 +161,14 @@ void sl_h_metadata(sl_req *rq) {
         for (int32_t i = 0; i < req.topics_count; i++) {
             sl_metadata_req_topic *rt = &req.topics[i];
             sl_metadata_resp_topic *out = &resp.topics[i];
-            sl_topic *t = NULL;
+            sl_topic_desc t;
             if (rt->name.len < 0) {
-                t = sl_topics_find_id(b->topics, &rt->topic_id);
-                if (!t) {
+                if (sl_meta_describe_topic(M, SL_STR_NULL, &rt->topic_id, &t)) {
                     fill_missing(out, SL_STR_NULL, SL_KAFKA_UNKNOWN_TOPIC_ID);
                     out->topic_id = rt->topic_id;
                     continue;
                 }
-                if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+                if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, t.name)) {
                     fill_missing(out, SL_STR_NULL, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     out->topic_id = rt->topic_id;
                     continue;
@@ -157,26 +179,29 @@ void sl_h_metadata(sl_req *rq) {
                     fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;
                 }
-                t = sl_topics_find(b->topics, rt->name);
-                if (!t && !sl_topic_name_valid(rt->name)) {
+                bool found = sl_meta_describe_topic(M, rt->name, NULL, &t) == 0;
+                /* Kafka's topic name rules, whatever the backend. */
+                if (!found && !sl_topic_name_valid(rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_INVALID_TOPIC_EXCEPTION);
                     continue;
                 }
+                bool auto_create = sl_meta_auto_create_enabled(M);
                 /* Auto-creation needs CREATE on the cluster or on the topic. */
-                if (!t && allow_create && b->cfg.auto_create_topics_enable &&
+                if (!found && allow_create && auto_create &&
                     !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
                                     sl_str_c(SL_ACL_CLUSTER_NAME)) &&
                     !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
                     fill_missing(out, rt->name, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
                     continue;
                 }
-                if (!t && allow_create) t = sl_broker_auto_create(b, rt->name);
-                if (!t) {
+                if (!found && allow_create && auto_create)
+                    found = sl_meta_auto_create(M, rt->name, &t) == 0;
+                if (!found) {
                     fill_missing(out, rt->name, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
                     continue;
                 }
             }
-            if (!fill_topic(rq, out, t, want_ops)) return sl_req_fail(rq, "out of memory");
+            if (!fill_topic(rq, out, &t, want_ops)) return sl_req_fail(rq, "out of memory");
         }
     }
     SL_RESPOND(rq, metadata, &resp);

@@ -4,8 +4,8 @@
  * Independent of the network and of wall time: the clock is a function pointer, time-driven
  * transitions happen in sl_gc_tick(), and everything the coordinator says later (delayed JoinGroup
  * and SyncGroup answers, offsets to persist) goes out through callbacks in sl_gc_env. The broker
- * glue (src/broker/sl_h_group.c) owns the wire codecs and real timers; unit tests drive it with a
- * fake clock.
+ * glue (src/broker/sl_groups_local.c) owns the real timers, the handlers the wire codecs;
+ * unit tests drive it with a fake clock.
  *
  * Ownership: the coordinator copies every string and byte range it keeps; views it hands to
  * callbacks are valid only during the callback. Waiters (`void *waiter`) are opaque to it: each

@@ -338,6 +338,71 @@ def test_admin_clients_manage_acls_live(acl_broker):
     c.close()
 
 
+def ck_commit(b, user, group, topic, offset):
+    """A simple commit (no group membership); returns the first error code (0 on success)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    c = Consumer(ck_conf(b, user, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        res = c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        errs = [p.error.code() for p in res if p.error]
+        return errs[0] if errs else 0
+    except KafkaException as e:
+        return e.args[0].code()
+    finally:
+        c.close()
+
+
+def ck_committed(b, group, topic):
+    """The offset `group` has committed for partition 0 of `topic`, as the super user sees it."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer(ck_conf(b, "admin", **{"group.id": group}))
+    try:
+        return c.committed([TopicPartition(topic, 0)], timeout=20)[0].offset
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout_s(240)
+def test_offset_commit_needs_read_on_group_and_topic(acl_broker):
+    """OffsetCommit itself is authorized, not only the JoinGroup before it: a caller that may
+    find the group's coordinator (DESCRIBE) but not READ the group, or may READ the group but
+    not the topic, commits nothing."""
+    from confluent_kafka import OFFSET_INVALID, KafkaError
+    b = acl_broker
+    setup_scenario(b)
+    create_acls(b, binding("GROUP", "audit-", "PREFIXED", "User:fraud", "DESCRIBE", "ALLOW"))
+    # allowed: READ on fraud-* and on payments
+    assert ck_commit(b, "fraud", "fraud-c", "payments", 5) == 0
+    assert ck_committed(b, "fraud-c", "payments") == 5
+    # DESCRIBE but no READ on the group
+    err = ck_commit(b, "fraud", "audit-x", "payments", 5)
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert ck_committed(b, "audit-x", "payments") == OFFSET_INVALID
+    # READ on the group, none on the topic
+    assert ck_commit(b, "fraud", "fraud-c", "other", 7) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert ck_committed(b, "fraud-c", "other") == OFFSET_INVALID
+
+
+@pytest.mark.timeout_s(240)
+def test_join_group_needs_read_on_group(acl_broker):
+    """JoinGroup itself is authorized: a caller that may find the coordinator (DESCRIBE) but not
+    READ the group never becomes a member (the SyncGroup after it being refused too would hide
+    a join let through, so the group's membership is checked)."""
+    from confluent_kafka import KafkaError
+    from kafka import KafkaAdminClient
+    b = acl_broker
+    setup_scenario(b)
+    create_acls(b, binding("GROUP", "audit-", "PREFIXED", "User:fraud", "DESCRIBE", "ALLOW"))
+    _, err = ck_group_read(b, "fraud", "audit-y", "payments")
+    assert err == KafkaError.GROUP_AUTHORIZATION_FAILED
+    adm = KafkaAdminClient(**kp_kw(b, "admin"))
+    try:
+        g = adm.describe_consumer_groups(["audit-y"])[0]
+    finally:
+        adm.close()
+    assert g.members == [] and g.state == "Dead", g
+
+
 @pytest.mark.timeout_s(240)
 def test_deny_wildcard_prefix_host_super(acl_broker):
     from confluent_kafka import KafkaError

@@ -1,0 +1,156 @@
+/* The local broker's topic administration (pipeline/sl_backend.h) over the registry
+ * (sl_topics.h): creation, deletion and partition growth happen on the loop thread, so every
+ * completion runs before the call returns. The checks and messages are the ones a one-broker
+ * Kafka cluster answers with. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+
+#define MAX_PARTITIONS 100000 /* more than a single node should be asked to open */
+
+/* Arena-owned formatted message; null when the arena is exhausted (the code still says it). */
+__attribute__((format(printf, 2, 3))) static sl_str msgf(sl_arena *a, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (len < 0) return SL_STR_NULL;
+    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
+    char *p = sl_arena_dup(a, buf, (size_t)len + 1);
+    return p ? (sl_str){p, len} : SL_STR_NULL;
+}
+
+static sl_str adup(sl_arena *a, const char *s) {
+    size_t n = strlen(s);
+    char *p = sl_arena_dup(a, s, n + 1);
+    return p ? (sl_str){p, (int32_t)n} : SL_STR_NULL;
+}
+
+static int16_t local_resolve(void *ctx, sl_str name, const sl_uuid *id, sl_arena *a,
+                             sl_str *name_out, sl_uuid *id_out) {
+    sl_broker *b = ctx;
+    sl_topic *t = id ? sl_topics_find_id(b->topics, id) : sl_topics_find(b->topics, name);
+    if (!t) return id ? SL_KAFKA_UNKNOWN_TOPIC_ID : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+    *name_out = adup(a, t->name);
+    if (name_out->len < 0) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
+    *id_out = t->id;
+    return 0;
+}
+
+/* Parses the overrides into `tc`; INVALID_CONFIG with *bad naming the culprit. */
+static int16_t parse_configs(const sl_new_topic *nt, sl_topic_config *tc, sl_str *bad) {
+    memset(tc, 0, sizeof *tc);
+    for (int32_t k = 0; k < nt->nconfigs; k++) {
+        const sl_config_entry *c = &nt->configs[k];
+        int id = sl_tcfg_lookup(c->name);
+        *bad = c->name;
+        if (id < 0 || c->value.len < 0) return SL_KAFKA_INVALID_CONFIG;
+        if (sl_tcfg_parse(id, c->value, &tc->v[id])) return SL_KAFKA_INVALID_CONFIG;
+        tc->set_mask |= 1u << id;
+    }
+    return 0;
+}
+
+/* The topic's effective configs, as CreateTopics v5+ reports them. */
+static bool effective_configs(sl_broker *b, sl_topic *t, sl_arena *a, sl_topic_created *r) {
+    r->configs = sl_arena_calloc(a, SL_TCFG__COUNT, sizeof *r->configs);
+    if (!r->configs) return false;
+    r->nconfigs = SL_TCFG__COUNT;
+    for (int id = 0; id < SL_TCFG__COUNT; id++) {
+        char buf[64];
+        bool set = sl_tcfg_effective(b->topics, t, id, buf, sizeof buf);
+        r->configs[id].name = sl_str_c(sl_tcfg_name(id));
+        r->configs[id].value = adup(a, buf);
+        r->configs[id].is_default = !set;
+        if (r->configs[id].value.len < 0) return false;
+    }
+    return true;
+}
+
+static void create(sl_broker *b, const sl_new_topic *nt, bool validate_only, sl_arena *a,
+                   sl_topic_created *r) {
+    int32_t np = nt->num_partitions;
+    sl_topic_config tc;
+    sl_str bad;
+    if (!sl_topic_name_valid(nt->name)) {
+        r->error = SL_KAFKA_INVALID_TOPIC_EXCEPTION;
+    } else if (sl_topics_find(b->topics, nt->name)) {
+        r->error = SL_KAFKA_TOPIC_ALREADY_EXISTS;
+        r->message = msgf(a, "Topic '%.*s' already exists.", nt->name.len, nt->name.p);
+    } else if (nt->replication_factor != -1 && nt->replication_factor != 1) {
+        r->error = SL_KAFKA_INVALID_REPLICATION_FACTOR;
+        r->message = msgf(a, "Replication factor: %d larger than available brokers: 1.",
+                          nt->replication_factor);
+    } else if (np == 0 || np < -1) {
+        r->error = SL_KAFKA_INVALID_PARTITIONS;
+        r->message = msgf(a, "Number of partitions must be larger than 0 (got %d)", np);
+    } else if ((r->error = parse_configs(nt, &tc, &bad))) {
+        int n = bad.len > 100 ? 100 : bad.len;
+        r->message = msgf(a, "invalid or unsupported topic config %.*s", n, bad.p);
+    } else {
+        if (np == -1) np = b->cfg.num_partitions;
+        sl_topic *t = NULL;
+        sl_err e = sl_topics_create(b->topics, nt->name, np, &tc, validate_only, &t);
+        r->error = e == SL_EINVAL ? SL_KAFKA_INVALID_PARTITIONS : e ? sl_err_to_kafka(e) : 0;
+        if (e) return;
+        r->num_partitions = np;
+        r->replication_factor = 1;
+        if (t) {
+            r->id = t->id;
+            if (!effective_configs(b, t, a, r)) r->configs = NULL, r->nconfigs = 0;
+        }
+    }
+}
+
+static void local_create_topic(void *ctx, const sl_new_topic *nt, bool validate_only, sl_arena *a,
+                               sl_topic_created_fn done, void *dctx) {
+    sl_topic_created r = {.message = SL_STR_NULL, .num_partitions = -1, .replication_factor = -1};
+    create(ctx, nt, validate_only, a, &r);
+    done(dctx, &r);
+}
+
+static void local_delete_topic(void *ctx, sl_str name, sl_arena *a, sl_admin_done_fn done,
+                               void *dctx) {
+    sl_broker *b = ctx;
+    sl_topic *t = sl_topics_find(b->topics, name);
+    if (!b->cfg.delete_topic_enable)
+        return done(dctx, SL_KAFKA_TOPIC_DELETION_DISABLED, SL_STR_NULL);
+    if (!t) return done(dctx, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION, SL_STR_NULL);
+    /* Parked fetches complete (and release their holds) before the logs go. */
+    sl_storage_local_close_topic(b, t);
+    sl_err e = sl_topics_delete(b->topics, t);
+    done(dctx, e ? sl_err_to_kafka(e) : 0, SL_STR_NULL);
+}
+
+static void local_add_partitions(void *ctx, sl_str name, int32_t count, int32_t nassignments,
+                                 bool validate_only, sl_arena *a, sl_admin_done_fn done,
+                                 void *dctx) {
+    sl_broker *b = ctx;
+    sl_topic *t = sl_topics_find(b->topics, name);
+    if (!t) return done(dctx, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION, SL_STR_NULL);
+    if (count <= t->npart)
+        return done(dctx, SL_KAFKA_INVALID_PARTITIONS,
+                    msgf(a, "Topic %s currently has %d partitions", t->name, t->npart));
+    if (count > MAX_PARTITIONS) return done(dctx, SL_KAFKA_INVALID_PARTITIONS, SL_STR_NULL);
+    if (nassignments > 0 && nassignments != count - t->npart)
+        return done(dctx, SL_KAFKA_INVALID_REPLICA_ASSIGNMENT, SL_STR_NULL);
+    if (validate_only) return done(dctx, 0, SL_STR_NULL);
+    sl_err e = sl_topics_add_partitions(b->topics, t, count);
+    if (!e) SL_INFO("admin", "partitions added", "topic=%s partitions=%d", t->name, count);
+    done(dctx, e ? sl_err_to_kafka(e) : 0, SL_STR_NULL);
+}
+
+static const sl_topic_admin_ops k_local_admin_ops = {
+    .resolve = local_resolve,
+    .create_topic = local_create_topic,
+    .delete_topic = local_delete_topic,
+    .add_partitions = local_add_partitions,
+};
+
+sl_topic_admin sl_topic_admin_local(sl_broker *b) {
+    return (sl_topic_admin){.ops = &k_local_admin_ops, .ctx = b};
+}

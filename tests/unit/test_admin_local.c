@@ -1,0 +1,158 @@
+/* The local topic administration behind the seam (pipeline/sl_backend.h), driven through the
+ * interface alone: creation with configs and validate_only, the checks a one-broker cluster
+ * answers with, partition growth, deletion completing what was parked on the topic. */
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/sl_broker.h"
+#include "sl_test.h"
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+typedef struct fixture {
+    char dir[64];
+    sl_broker b;
+    sl_topic_admin ad;
+    sl_arena *a;
+} fixture;
+
+static bool fixture_open(fixture *f) {
+    memset(f, 0, sizeof *f);
+    strcpy(f->dir, "/tmp/sl_adlocal_XXXXXX");
+    if (!mkdtemp(f->dir)) return false;
+    sl_config_defaults(&f->b.cfg);
+    snprintf(f->b.cfg.log_dirs, sizeof f->b.cfg.log_dirs, "%s", f->dir);
+    char err[256];
+    if (sl_topics_open(&f->b.cfg, &f->b.topics, err, sizeof err)) return false;
+    f->ad = sl_topic_admin_local(&f->b);
+    f->a = sl_arena_new(4096);
+    return f->a != NULL;
+}
+
+static void fixture_close(fixture *f) {
+    if (f->b.topics) sl_topics_close(f->b.topics);
+    sl_arena_free(f->a);
+    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+typedef struct created_seen {
+    int calls;
+    sl_topic_created r;
+} created_seen;
+
+static void on_created(void *ctx, const sl_topic_created *r) {
+    created_seen *c = ctx;
+    c->calls++;
+    c->r = *r;
+}
+
+typedef struct done_seen {
+    int calls;
+    int16_t err;
+    sl_str message;
+} done_seen;
+
+static void on_done(void *ctx, int16_t err, sl_str message) {
+    done_seen *d = ctx;
+    d->calls++;
+    d->err = err;
+    d->message = message;
+}
+
+static const char *cfg_value(const sl_topic_created *r, const char *name) {
+    for (int32_t i = 0; i < r->nconfigs; i++)
+        if (sl_str_eq(r->configs[i].name, sl_str_c(name))) return r->configs[i].value.p;
+    return NULL;
+}
+
+SL_TEST(admin_local_create_validate_and_configs) {
+    fixture f;
+    CHECK(fixture_open(&f));
+    sl_config_entry cfg[] = {{sl_str_c("retention.ms"), sl_str_c("1234"), false}};
+    sl_new_topic nt = {sl_str_c("t1"), 3, -1, cfg, 1};
+    created_seen c = {0};
+    sl_admin_create_topic(&f.ad, &nt, true, f.a, on_created, &c);
+    CHECK_EQ(c.calls, 1);
+    CHECK_EQ(c.r.error, 0);
+    CHECK_EQ(c.r.num_partitions, 3);
+    CHECK(c.r.configs == NULL);
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t1")) == NULL); /* validate_only */
+
+    sl_admin_create_topic(&f.ad, &nt, false, f.a, on_created, &c);
+    CHECK_EQ(c.calls, 2);
+    CHECK_EQ(c.r.error, 0);
+    CHECK_EQ(c.r.replication_factor, 1);
+    sl_topic *t = sl_topics_find(f.b.topics, sl_str_c("t1"));
+    CHECK(t && t->npart == 3);
+    CHECK(!memcmp(&c.r.id, &t->id, sizeof t->id));
+    CHECK(cfg_value(&c.r, "retention.ms") && !strcmp(cfg_value(&c.r, "retention.ms"), "1234"));
+
+    sl_str name;
+    sl_uuid id;
+    CHECK_EQ(sl_admin_resolve(&f.ad, SL_STR_NULL, &t->id, f.a, &name, &id), 0);
+    CHECK(sl_str_eq(name, sl_str_c("t1")));
+    sl_uuid zero = {0};
+    CHECK_EQ(sl_admin_resolve(&f.ad, SL_STR_NULL, &zero, f.a, &name, &id),
+             SL_KAFKA_UNKNOWN_TOPIC_ID);
+    CHECK_EQ(sl_admin_resolve(&f.ad, sl_str_c("nope"), NULL, f.a, &name, &id),
+             SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+
+    /* What a one-broker cluster refuses. */
+    sl_admin_create_topic(&f.ad, &nt, false, f.a, on_created, &c);
+    CHECK_EQ(c.r.error, SL_KAFKA_TOPIC_ALREADY_EXISTS);
+    CHECK(c.r.message.len > 0);
+    sl_new_topic bad = {sl_str_c("t2"), 1, 3, NULL, 0};
+    sl_admin_create_topic(&f.ad, &bad, false, f.a, on_created, &c);
+    CHECK_EQ(c.r.error, SL_KAFKA_INVALID_REPLICATION_FACTOR);
+    bad = (sl_new_topic){sl_str_c("t2"), 0, -1, NULL, 0};
+    sl_admin_create_topic(&f.ad, &bad, false, f.a, on_created, &c);
+    CHECK_EQ(c.r.error, SL_KAFKA_INVALID_PARTITIONS);
+    bad = (sl_new_topic){sl_str_c("a/b"), 1, -1, NULL, 0};
+    sl_admin_create_topic(&f.ad, &bad, false, f.a, on_created, &c);
+    CHECK_EQ(c.r.error, SL_KAFKA_INVALID_TOPIC_EXCEPTION);
+    sl_config_entry badcfg[] = {{sl_str_c("retention.ms"), sl_str_c("soon"), false}};
+    bad = (sl_new_topic){sl_str_c("t2"), 1, -1, badcfg, 1};
+    sl_admin_create_topic(&f.ad, &bad, false, f.a, on_created, &c);
+    CHECK_EQ(c.r.error, SL_KAFKA_INVALID_CONFIG);
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t2")) == NULL);
+    CHECK_EQ(c.calls, 7);
+    fixture_close(&f);
+}
+
+SL_TEST(admin_local_partitions_and_delete) {
+    fixture f;
+    CHECK(fixture_open(&f));
+    CHECK_EQ(sl_topics_create(f.b.topics, sl_str_c("t"), 2, NULL, false, NULL), SL_OK);
+    done_seen d = {0};
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 2, 0, false, f.a, on_done, &d);
+    CHECK_EQ(d.err, SL_KAFKA_INVALID_PARTITIONS);
+    CHECK(d.message.len > 0);
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 4, 1, false, f.a, on_done, &d);
+    CHECK_EQ(d.err, SL_KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 4, 0, true, f.a, on_done, &d);
+    CHECK_EQ(d.err, 0);
+    CHECK_EQ(sl_topics_find(f.b.topics, sl_str_c("t"))->npart, 2); /* validate_only */
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 4, 2, false, f.a, on_done, &d);
+    CHECK_EQ(d.err, 0);
+    CHECK_EQ(sl_topics_find(f.b.topics, sl_str_c("t"))->npart, 4);
+    sl_admin_add_partitions(&f.ad, sl_str_c("nope"), 4, 0, false, f.a, on_done, &d);
+    CHECK_EQ(d.err, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+
+    f.b.cfg.delete_topic_enable = false;
+    sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &d);
+    CHECK_EQ(d.err, SL_KAFKA_TOPIC_DELETION_DISABLED);
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) != NULL);
+    f.b.cfg.delete_topic_enable = true;
+    sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &d);
+    CHECK_EQ(d.err, 0);
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) == NULL);
+    sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &d);
+    CHECK_EQ(d.err, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ(d.calls, 8);
+    fixture_close(&f);
+}
