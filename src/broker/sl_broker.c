@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
@@ -208,7 +209,31 @@ sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
     return t;
 }
 
+/* Descriptors kept for listeners, connections and the broker's own files (metadata, snapshots,
+ * TLS material); the rest can hold partition files. */
+#define FILE_RESERVE_MIN 256
+
+/* The soft descriptor limit is often 1024 while the hard one is far higher; partitions need
+ * files, so take what the system allows and say what it buys. */
+static void raise_file_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    long long limit = rl.rlim_cur == RLIM_INFINITY ? -1 : (long long)rl.rlim_cur;
+    long long reserve = limit < 0 ? 0 : limit / 4 > FILE_RESERVE_MIN ? limit / 4 : FILE_RESERVE_MIN;
+    /* An open partition holds its directory and its active segment's three files. */
+    long long parts = limit < 0 ? -1 : limit > reserve ? (limit - reserve) / 4 : 0;
+    SL_INFO("broker", "file limit", "soft=%lld was=%lld hard=%lld partitions_max=%lld", limit,
+            was == RLIM_INFINITY ? -1LL : (long long)was,
+            rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max, parts);
+}
+
 sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {
+    raise_file_limit();
     sl_broker *b = calloc(1, sizeof *b);
     if (!b) return SL_ENOMEM;
     b->cfg = *cfg;
