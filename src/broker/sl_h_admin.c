@@ -125,7 +125,11 @@ void sl_h_create_topics(sl_req *rq) {
                 sl_topic *t = NULL;
                 sl_err e = sl_topics_create(b->topics, rt->name, np, &tc, req.validate_only, &t);
                 o->error_code = e ? sl_err_to_kafka(e) : 0;
-                if (e == SL_EINVAL) o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+                if (e == SL_EINVAL)
+                    o->error_code = SL_KAFKA_INVALID_PARTITIONS;
+                else if (e && e != SL_EEXISTS)
+                    o->error_message =
+                        msgf(rq, "Topic creation failed, nothing was created: %s", sl_strerror(e));
                 if (!e) {
                     o->num_partitions = np;
                     o->replication_factor = 1;
@@ -224,7 +228,10 @@ void sl_h_create_partitions(sl_req *rq) {
         } else if (!req.validate_only) {
             sl_err e = sl_topics_add_partitions(rq->b->topics, t, rt->count);
             o->error_code = e ? sl_err_to_kafka(e) : 0;
-            if (!e)
+            if (e)
+                o->error_message =
+                    msgf(rq, "Adding partitions failed, none was added: %s", sl_strerror(e));
+            else
                 SL_INFO("admin", "partitions added", "topic=%s partitions=%d", t->name, rt->count);
         }
     }

@@ -1,5 +1,6 @@
 #include "sl_topics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -235,18 +236,71 @@ static sl_err persist(sl_topics *t) {
     return e;
 }
 
-static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i) {
+static void partition_dir(const sl_topics *t, const sl_topic *tp, int32_t i, char *out,
+                          size_t cap) {
+    snprintf(out, cap, "%s/%s-%d", t->cfg->log_dirs, tp->name, i);
+}
+
+/* Removes a partition directory and the files in it (partition directories hold no
+ * subdirectories). Missing is fine. */
+static void remove_partition_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+    (void)rmdir(dir);
+}
+
+/* Opens partition `i`. With `fresh` (a partition being created, not loaded) a directory left
+ * by an interrupted creation or deletion is removed first: a partition the registry does not
+ * list has no data. On failure nothing of the partition stays on disk when `fresh`. */
+static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i, bool fresh) {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/%s-%d", t->cfg->log_dirs, tp->name, i);
+    partition_dir(t, tp, i, dir, sizeof dir);
     sl_log_config lc;
     log_config_for(t, tp, &lc);
     if (!tp->parts[i]) tp->parts[i] = calloc(1, sizeof **tp->parts);
     if (!tp->parts[i]) return SL_ENOMEM;
-    tp->parts[i]->topic = tp;
-    tp->parts[i]->index = i;
-    sl_err e = sl_log_open(dir, &lc, &tp->parts[i]->log);
-    if (!e) e = sl_pstate_open(dir, tp->parts[i]->log, sl_wall_ms(), &tp->parts[i]->pstate);
+    sl_partition *p = tp->parts[i];
+    p->topic = tp;
+    p->index = i;
+    struct stat st;
+    if (fresh && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        SL_WARN("topics", "removing a leftover partition directory", "dir=%s", dir);
+        remove_partition_dir(dir);
+    }
+    sl_err e = sl_log_open(dir, &lc, &p->log);
+    if (!e) e = sl_pstate_open(dir, p->log, sl_wall_ms(), &p->pstate);
+    if (e && fresh) {
+        if (p->log) {
+            (void)sl_log_destroy(p->log);
+            p->log = NULL;
+        } else {
+            remove_partition_dir(dir);
+        }
+    }
     return e;
+}
+
+/* Undoes the creation of partitions [from, to): closes and removes them. */
+static void discard_partitions(sl_topics *t, sl_topic *tp, int32_t from, int32_t to) {
+    for (int32_t i = from; i < to; i++) {
+        sl_partition *p = tp->parts[i];
+        if (!p) continue;
+        sl_pstate_close(p->pstate, NULL);
+        p->pstate = NULL;
+        if (p->log) {
+            (void)sl_log_destroy(p->log);
+            p->log = NULL;
+        } else {
+            char dir[PATH_MAX];
+            partition_dir(t, tp, i, dir, sizeof dir);
+            remove_partition_dir(dir);
+        }
+    }
 }
 
 static void topic_free(sl_topic *tp) {
@@ -396,7 +450,7 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
     }
     for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp))
         for (int32_t i = 0; i < tp->npart; i++) {
-            e = open_partition(t, tp, i);
+            e = open_partition(t, tp, i, false);
             if (e) {
                 snprintf(err, elen, "cannot open partition %s-%d: %s", tp->name, i, sl_strerror(e));
                 sl_topics_close(t);
@@ -429,18 +483,20 @@ sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic
     while (sl_uuid_is_zero(&tp->id) || sl_topics_find_id(t, &tp->id));
     if (tc) tp->cfg = *tc;
     sl_err e = SL_OK;
-    for (int32_t i = 0; i < npart && !e; i++) e = open_partition(t, tp, i);
+    int32_t failed = -1;
+    for (int32_t i = 0; i < npart && !e; i++)
+        if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
     if (!e) {
         link_topic(t, tp);
         e = persist(t);
         if (e) unlink_topic(t, tp);
     }
     if (e) {
-        for (int32_t i = 0; i < tp->npart; i++)
-            if (tp->parts[i] && tp->parts[i]->log) {
-                sl_log_destroy(tp->parts[i]->log);
-                tp->parts[i]->log = NULL;
-            }
+        /* All or nothing: a topic that could not be created leaves no directory behind. */
+        discard_partitions(t, tp, 0, npart);
+        SL_WARN("topics", "topic creation failed; nothing kept",
+                "topic=%s partitions=%d failed_partition=%d err=%s (%s)", tp->name, npart, failed,
+                sl_errname(e), sl_strerror(e));
         topic_free(tp);
         return e;
     }
@@ -476,19 +532,23 @@ sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *tp, int32_t npart) {
     memset(np + tp->npart, 0, (size_t)(npart - tp->npart) * sizeof *np);
     int32_t old = tp->npart;
     sl_err e = SL_OK;
-    for (int32_t i = old; i < npart && !e; i++) e = open_partition(t, tp, i);
+    int32_t failed = -1;
+    for (int32_t i = old; i < npart && !e; i++)
+        if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
     if (!e) {
         tp->npart = npart;
         e = persist(t);
         if (!e) return SL_OK;
     }
+    discard_partitions(t, tp, old, npart);
     for (int32_t i = old; i < npart; i++) {
-        if (np[i]) sl_pstate_close(np[i]->pstate, NULL);
-        if (np[i] && np[i]->log) sl_log_destroy(np[i]->log);
         free(np[i]);
         np[i] = NULL;
     }
     tp->npart = old;
+    SL_WARN("topics", "adding partitions failed; nothing kept",
+            "topic=%s partitions=%d requested=%d failed_partition=%d err=%s (%s)", tp->name, old,
+            npart, failed, sl_errname(e), sl_strerror(e));
     return e;
 }
 

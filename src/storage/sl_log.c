@@ -324,16 +324,20 @@ static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
     s->fd = open_file(log->dir, base, ".log", O_CREAT | O_TRUNC);
     s->ifd = open_file(log->dir, base, ".index", O_CREAT | O_TRUNC);
     s->tfd = open_file(log->dir, base, ".timeindex", O_CREAT | O_TRUNC);
+    int en = 0;
     if (s->fd < 0 || s->ifd < 0 || s->tfd < 0) {
-        e = errno_err(errno);
+        en = errno;
+        e = errno_err(en);
     } else {
         uint8_t h[FILE_HDR];
         encode_file_header(h, base, s->created_ms);
         e = pwrite_all(s->fd, h, FILE_HDR, 0);
+        en = errno;
     }
     if (e) {
-        SL_ERROR(SUB, "segment create failed", "dir=%s base=%" PRId64 " err=%s", log->dir, base,
-                 sl_errname(e));
+        /* The errno is the reason an operator can act on (EMFILE, ENOSPC, EACCES...). */
+        SL_ERROR(SUB, "segment create failed", "dir=%s base=%" PRId64 " err=%s reason=%s", log->dir,
+                 base, sl_errname(e), strerror(en));
         seg_unref(s);
         unlink_seg_files(log->dir, base);
         return e;
@@ -743,10 +747,15 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         e = SL_ENOMEM;
         goto fail;
     }
-    if ((e = mkdir_p(dir)) != SL_OK) goto fail;
+    if ((e = mkdir_p(dir)) != SL_OK) {
+        SL_ERROR(SUB, "cannot create partition directory", "dir=%s reason=%s", dir,
+                 strerror(errno));
+        goto fail;
+    }
     log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (log->dirfd < 0) {
         e = errno_err(errno);
+        SL_ERROR(SUB, "cannot open partition directory", "dir=%s reason=%s", dir, strerror(errno));
         goto fail;
     }
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
