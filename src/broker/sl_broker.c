@@ -209,12 +209,13 @@ sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
     return t;
 }
 
-/* Descriptors kept for listeners, connections and the broker's own files (metadata, snapshots,
- * TLS material); the rest can hold partition files. */
+/* Descriptors kept out of the segment-file cache for listeners, connections and the broker's own
+ * files (metadata, snapshots, directories being synced, TLS material). */
 #define FILE_RESERVE_MIN 256
 
-/* The soft descriptor limit is often 1024 while the hard one is far higher; partitions need
- * files, so take what the system allows and say what it buys. */
+/* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
+ * system allows. Partition files live in a bounded descriptor cache (sl_log.h), so the limit
+ * sets how many stay open at once, not how many partitions there can be. */
 static void raise_file_limit(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
@@ -223,13 +224,17 @@ static void raise_file_limit(void) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
     }
-    long long limit = rl.rlim_cur == RLIM_INFINITY ? -1 : (long long)rl.rlim_cur;
-    long long reserve = limit < 0 ? 0 : limit / 4 > FILE_RESERVE_MIN ? limit / 4 : FILE_RESERVE_MIN;
-    /* An open partition holds its directory and its active segment's three files. */
-    long long parts = limit < 0 ? -1 : limit > reserve ? (limit - reserve) / 4 : 0;
-    SL_INFO("broker", "file limit", "soft=%lld was=%lld hard=%lld partitions_max=%lld", limit,
-            was == RLIM_INFINITY ? -1LL : (long long)was,
-            rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max, parts);
+    long long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT32_MAX
+                          ? INT32_MAX
+                          : (long long)rl.rlim_cur;
+    long long reserve = limit / 4 > FILE_RESERVE_MIN ? limit / 4 : FILE_RESERVE_MIN;
+    sl_log_fd_cache_set_capacity(limit > reserve ? (int)(limit - reserve) : 0);
+    SL_INFO("broker", "file limit",
+            "soft=%lld was=%lld hard=%lld segment_fd_cache=%d partitions=\"bounded by disk, not "
+            "by the file limit: segment files share the descriptor cache\"",
+            limit, was == RLIM_INFINITY ? -1LL : (long long)was,
+            rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max,
+            sl_log_fd_cache_capacity());
 }
 
 sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {

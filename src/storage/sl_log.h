@@ -86,6 +86,21 @@ bool sl_log_flush_due(const sl_log *log, int64_t now_ms);
  * For tests and clean shutdown; the broker normally syncs through sl_flusher. */
 sl_err sl_log_sync(sl_log *log);
 
+/* ---- Descriptor cache ----------------------------------------------------------------------
+ * The segment files (data, offset index, time index) of every log in the process share one
+ * bounded cache of open descriptors: the least recently used is closed when the cache is full
+ * and the file opened again when next needed, so the number of partitions is bounded by disk,
+ * not by the file limit. A log holds no other descriptor between calls. A descriptor is never
+ * closed while in use (the flusher's fsync included); closing one loses nothing, since an fsync
+ * through a descriptor opened later flushes the file's dirty pages all the same. Thread-safe. */
+
+/* Sets how many descriptors the cache may keep open (values below 8 count as 8). Lowering it
+ * closes the excess as soon as they are unused. Default: half the soft file limit. */
+void sl_log_fd_cache_set_capacity(int n);
+int sl_log_fd_cache_capacity(void);
+/* Descriptors the cache holds open now (tests, metrics). */
+int sl_log_fd_cache_open_count(void);
+
 /* ---- Group commit -------------------------------------------------------------------------
  * The flusher owns one thread. The loop thread asks for a log to be made durable up to its
  * current end; the thread fsyncs (coalescing every request that arrived meanwhile, across all
