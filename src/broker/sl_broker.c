@@ -160,6 +160,11 @@ static void flusher_ready(void *ctx, uint32_t ev) {
     sl_flusher_dispatch(b->flusher);
 }
 
+static void topics_ready(void *ctx, uint32_t ev) {
+    sl_broker *b = ctx;
+    sl_topics_dispatch(b->topics);
+}
+
 static void drained(void *ctx) {
     sl_broker *b = ctx;
     sl_loop_stop(b->loop);
@@ -259,13 +264,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         free(b);
         return SL_ECONFIG;
     }
-    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
-    if (e) {
-        free(b);
-        return e;
-    }
-    /* Block the stop signals before any thread exists, so every thread inherits the mask and
-     * only the loop's signalfd ever sees them. */
+    /* Block the stop signals before any thread exists (the registry starts its file worker),
+     * so every thread inherits the mask and only the loop's signalfd ever sees them. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -273,6 +273,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
+    if (e) {
+        free(b);
+        return e;
+    }
     b->loop = sl_loop_new();
     if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
         snprintf(err, elen, "cannot start the event loop or flusher");
@@ -369,6 +374,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         SL_INFO("broker", "listening", "listener=%s host=%s port=%d", ls[i].name, ls[i].host, port);
     }
     if (sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b) ||
+        sl_loop_watch(b->loop, sl_topics_fd(b->topics), SL_EV_READ, topics_ready, b) ||
         sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGINT, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGHUP, on_sighup, b)) {
@@ -408,6 +414,7 @@ void sl_broker_free(sl_broker *b) {
     for (int i = 0; i < 16; i++) sl_tls_endpoint_free(b->tls[i]);
     if (b->loop) sl_sasl_flush_delayed(b);
     if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
+    if (b->loop && b->topics) sl_loop_unwatch(b->loop, sl_topics_fd(b->topics));
     /* The flusher completes queued syncs before the logs go away. */
     if (b->flusher) {
         sl_flusher_free(b->flusher);
