@@ -1002,7 +1002,11 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         s->sealed = i < log->nsegs - 1;
     }
     log->dir_dirty = true;
-    if ((e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
+    /* A log created just now holds no record: losing its files in a crash loses nothing, since
+     * opening recreates them (a torn header is rewritten, a missing index rebuilt). Its first
+     * flush makes them durable with the first records; creating thousands of partitions then
+     * costs no fsync each. */
+    if (nb > 0 && (e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
     log->durable_offset = end;
     free(bases);
     *out = log;
@@ -1432,6 +1436,10 @@ void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark) {
 
 sl_err sl_log_sync(sl_log *log) {
     int64_t target = active(log)->next, mark = log->appended_records;
+    if (atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    /* Every record is durable already (what is left dirty is at most the empty files of a log
+     * created without records): a clean stop of many idle partitions costs no fsync. */
+    if (target <= log->durable_offset && mark <= log->synced_records) return SL_OK;
     sl_err e = sl_log__fsync_dirty(log);
     if (!e) sl_log__mark_durable(log, target, mark);
     return e;

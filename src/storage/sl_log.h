@@ -30,7 +30,10 @@ typedef struct sl_log sl_log;
 
 /* Opens (creating if missing) the partition directory `dir`, recovering it: validates the tail of
  * the last segment, truncates a torn or corrupt trailing batch, rebuilds missing or bad indexes.
- * `cfg` is copied. On success the caller owns *out and frees it with sl_log_close(). */
+ * What recovery kept is fsynced before this returns; a log created here (no segment existed)
+ * holds no record, and its files become durable with its first sync (a crash before that
+ * reopens it empty). `cfg` is copied. On success the caller owns *out and frees it with
+ * sl_log_close(). */
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out);
 /* Replaces the config (topic config changed). Takes effect on the next append/retention pass. */
 void sl_log_set_config(sl_log *log, const sl_log_config *cfg);
@@ -82,8 +85,9 @@ sl_err sl_log_enforce_retention(sl_log *log, int64_t now_ms, int *deleted);
  * wall-clock (sl_wall_ms()). */
 bool sl_log_flush_due(const sl_log *log, int64_t now_ms);
 
-/* Synchronous fsync of everything appended so far (segments, indexes as needed, directory).
- * For tests and clean shutdown; the broker normally syncs through sl_flusher. */
+/* Synchronous fsync of everything appended so far (segments, indexes as needed, directory);
+ * nothing to do (no fsync) when every record is durable already. For tests and clean shutdown;
+ * the broker normally syncs through sl_flusher. */
 sl_err sl_log_sync(sl_log *log);
 
 /* ---- Descriptor cache ----------------------------------------------------------------------

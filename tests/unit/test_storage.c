@@ -1034,3 +1034,51 @@ SL_TEST(storage_fd_cache_tiny_over_many_logs) {
     CHECK_EQ(open_fd_count(), fds0);
     sl_log_fd_cache_set_capacity(old_cap);
 }
+
+/* A log created just now costs no fsync (creating thousands of partitions stays cheap), its
+ * first records make everything durable, a sync with nothing new costs none, and its files
+ * lost or torn before any record (a crash right after creation) reopen as an empty log. */
+SL_TEST(storage_fresh_log_defers_fsync_to_first_records) {
+    char *dir = tmpdir(), *dir2 = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    sl_storage_fsync = counting_fsync;
+    atomic_store(&g_fsyncs, 0);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    model *m = model_new();
+    CHECK_EQ(append_one(log, m, 3, 40, 1000), SL_OK);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK(atomic_load(&g_fsyncs) >= 2); /* the segment and the directory at least */
+    CHECK_EQ(sl_log_durable_offset(log), 3);
+    atomic_store(&g_fsyncs, 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    sl_log_close(log);
+    sl_storage_fsync = fsync;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    CHECK_EQ(sl_log_end_offset(log), 3);
+    CHECK(check_read(log, m, 0, 1000) == 1);
+    sl_log_close(log);
+    /* Created, then files torn and lost as a crash could leave them: reopens empty. */
+    CHECK_EQ(sl_log_open(dir2, &c, &log), SL_OK);
+    sl_log_close(log);
+    char p[256];
+    seg_file(p, sizeof p, dir2, 0, ".log");
+    CHECK_EQ(truncate(p, 10), 0);
+    seg_file(p, sizeof p, dir2, 0, ".index");
+    CHECK_EQ(unlink(p), 0);
+    CHECK_EQ(sl_log_open(dir2, &c, &log), SL_OK);
+    CHECK_EQ(sl_log_end_offset(log), 0);
+    model *m2 = model_new();
+    CHECK_EQ(append_one(log, m2, 2, 40, 1000), SL_OK);
+    CHECK(check_read(log, m2, 0, 1000) == 1);
+    sl_log_close(log);
+    model_free(m);
+    model_free(m2);
+    rm_rf(dir);
+    rm_rf(dir2);
+}
