@@ -4,6 +4,7 @@ leaves nothing behind and says why in the log."""
 import errno
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -110,3 +111,127 @@ def test_disk_full_mid_creation_leaves_no_orphan(failing_broker):
     broker.restart()
     names = topic_names(broker.bootstrap)
     assert "notfull" in names and "full" not in names
+
+
+TOPICS, PARTS = 20, 1000
+NOFILE = 1024
+
+
+@pytest.fixture
+def limited_broker(tmp_path):
+    """A broker whose file limit is 1024, soft and hard (it cannot raise it)."""
+    b = Broker(tmp_path, nofile=NOFILE)
+    b.start()
+    yield b
+    if b.alive():
+        b.stop(check=True)
+    else:
+        b.assert_no_sanitizer_report()
+        pytest.fail(f"broker died during the test (exit {b.proc.returncode})\n{b.log_tail()}")
+
+
+class ApiVersionsProbe:
+    """Another connection asking ApiVersions in a loop; records each round trip."""
+
+    def __init__(self, bootstrap):
+        self.conn = kp.Conn(bootstrap)
+        self.lat = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            kp.api_versions(self.conn)
+            self.lat.append(time.monotonic() - t0)
+            self.stop.wait(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.conn.close()
+
+
+def create_all(admin, names, timeout=120):
+    fs = admin.create_topics([NewTopic(n, PARTS, 1) for n in names], request_timeout=timeout,
+                             operation_timeout=timeout)
+    for n, f in fs.items():
+        assert create_error(f, timeout) is None, n
+
+
+@pytest.mark.timeout_s(240)
+def test_20000_partitions_at_file_limit_1024(limited_broker):
+    """At a file limit of 1024 (which once fit about 250 partitions), 20 topics of 1000
+    partitions are created; another connection's ApiVersions stays under 500 ms throughout
+    (creation once blocked the loop for seconds); 15 partitions of every topic (more files than
+    the descriptor cache holds) are produced to with acks=all and read back; a deletion removes
+    its 1000 directories."""
+    broker = limited_broker
+    log = broker.log_text()
+    assert f"soft={NOFILE}" in log and "bounded by disk" in log, broker.log_tail()
+    names = [f"scale{i:02d}" for i in range(TOPICS)]
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 60000})
+    t0 = time.monotonic()
+    with ApiVersionsProbe(broker.bootstrap) as probe:
+        for k in range(0, TOPICS, 5):
+            create_all(admin, names[k:k + 5])  # 5 000 partitions per CreateTopics
+        # A request answered after the creations still counts; so does one not answered yet.
+        probe.stop.set()
+        probe.thread.join(timeout=30)
+    took = time.monotonic() - t0
+    assert len(probe.lat) >= 10, f"probe ran {len(probe.lat)} times in {took:.1f}s"
+    worst = max(probe.lat)
+    print(f"created {TOPICS * PARTS} partitions in {took:.1f}s; ApiVersions: "
+          f"{len(probe.lat)} calls, worst {worst * 1000:.0f} ms")
+    assert worst < 0.5, f"ApiVersions took {worst * 1000:.0f} ms during CreateTopics"
+
+    with kp.Conn(broker.bootstrap) as c:
+        md = kp.metadata(c, None)["topics"]
+    for n in names:
+        assert n in md and len(md[n]["partitions"]) == PARTS, n
+    dirs = [d for d in os.listdir(broker.data_dir) if d.startswith("scale")]
+    assert len(dirs) == TOPICS * PARTS
+
+    # 15 partitions of every topic: 300 active segments, 900 files, more than the cache holds.
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    sample = {n: sorted({0, PARTS - 1} | {(7 + 67 * k + 13 * i) % PARTS for k in range(13)})
+              for i, n in enumerate(names)}
+    assert all(len(ps) == 15 for ps in sample.values())
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
+                  "enable.idempotence": False, "message.timeout.ms": 60000})
+    errors = []
+    for rnd in range(2):
+        for n, ps in sample.items():
+            for part in ps:
+                p.produce(n, partition=part, value=f"{n}/{part}/{rnd}".encode(),
+                          on_delivery=lambda err, m: err and errors.append(err))
+        p.poll(0)
+    assert p.flush(60) == 0 and not errors, errors[:5]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale-unused",
+                  "enable.auto.commit": False, "auto.offset.reset": "error",
+                  "fetch.wait.max.ms": 50})
+    try:
+        c.assign([TopicPartition(n, part, 0) for n, ps in sample.items() for part in ps])
+        want = {(n, part): [f"{n}/{part}/{r}".encode() for r in range(2)]
+                for n, ps in sample.items() for part in ps}
+        got = {}
+        deadline = time.monotonic() + 60
+        while sum(len(v) for v in got.values()) < 2 * len(want):
+            assert time.monotonic() < deadline, f"consumed {len(got)} of {len(want)} partitions"
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                assert m.error() is None, m.error()
+                got.setdefault((m.topic(), m.partition()), []).append(m.value())
+        assert got == want
+    finally:
+        c.close()
+
+    # Deletion removes every directory of the topic (on the worker) before it is answered.
+    fs = admin.delete_topics([names[0]], operation_timeout=60, request_timeout=60)
+    fs[names[0]].result(timeout=60)
+    assert not [d for d in os.listdir(broker.data_dir) if d.startswith(names[0] + "-")]
+    assert names[0] not in topic_names(broker.bootstrap)
