@@ -18,16 +18,16 @@ static int should_fail(const char *path, int flags) {
     return 1;
 }
 
-#define WRAP(name)                                                                        \
-    int name(const char *path, int flags, ...) {                                          \
-        int (*real)(const char *, int, ...) =                                             \
-            (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, #name);                      \
-        va_list ap;                                                                       \
-        va_start(ap, flags);                                                              \
-        mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;           \
-        va_end(ap);                                                                       \
-        if (should_fail(path, flags)) return -1;                                          \
-        return real(path, flags, mode);                                                   \
+#define WRAP(name)                                                                                 \
+    int name(const char *path, int flags, ...) {                                                   \
+        int (*real)(const char *, int, ...) =                                                      \
+            (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, #name);                              \
+        va_list ap;                                                                                \
+        va_start(ap, flags);                                                                       \
+        mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;                    \
+        va_end(ap);                                                                                \
+        if (should_fail(path, flags)) return -1;                                                   \
+        return real(path, flags, mode);                                                            \
     }
 
 WRAP(open)
