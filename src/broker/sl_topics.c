@@ -500,12 +500,12 @@ static void job_run(job *j) {
         }
         return;
     }
+    /* Only the files: the logs are closed on the loop thread (job_free), since a flush in
+     * flight may still hold one and the last reference must drop there. */
     for (int32_t i = 0; i < j->to - j->from; i++) {
-        if (!j->logs[i]) continue;
-        if (sl_log_destroy(j->logs[i]) != SL_OK)
+        if (j->logs[i] && sl_log_remove_files(j->logs[i]) != SL_OK)
             SL_WARN("topics", "could not remove partition directory", "topic=%s partition=%d",
                     j->name, j->from + i);
-        j->logs[i] = NULL;
     }
 }
 
@@ -580,6 +580,8 @@ static void job_free(job *j) {
         for (int32_t i = 0; i < j->to - j->from; i++) free(j->parts[i]);
         free(j->parts);
     }
+    if (j->logs)
+        for (int32_t i = 0; i < j->to - j->from; i++) sl_log_close(j->logs[i]);
     free(j->logs);
     free(j);
 }

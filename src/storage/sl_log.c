@@ -1030,11 +1030,19 @@ void sl_log_close(sl_log *log) {
 
 sl_err sl_log_destroy(sl_log *log) {
     if (!log) return SL_OK;
+    sl_err e = sl_log_remove_files(log);
+    sl_log_close(log);
+    return e;
+}
+
+sl_err sl_log_remove_files(sl_log *log) {
     sl_err e = SL_OK;
     /* A flush in progress must not take the vanished files for lost ones. */
     atomic_store_explicit(&log->destroyed, true, memory_order_release);
+    pthread_mutex_lock(&log->mu);
     for (int i = 0; i < log->nsegs; i++)
         atomic_store_explicit(&log->segs[i]->gone, true, memory_order_release);
+    pthread_mutex_unlock(&log->mu);
     DIR *d = opendir(log->dir);
     if (d) {
         struct dirent *de;
@@ -1047,7 +1055,6 @@ sl_err sl_log_destroy(sl_log *log) {
         e = errno_err(errno);
     }
     if (rmdir(log->dir) != 0 && !e) e = errno_err(errno);
-    sl_log_close(log);
     return e;
 }
 

@@ -41,6 +41,10 @@ void sl_log_set_config(sl_log *log, const sl_log_config *cfg);
 void sl_log_close(sl_log *log);
 /* Closes the log and removes its directory and everything in it (topic deletion). */
 sl_err sl_log_destroy(sl_log *log);
+/* Removes the log's directory and everything in it, leaving the log open (nothing may append to
+ * it any more; sl_log_close it on the loop thread). Touches only the files and atomics, so a file
+ * worker thread may run it while the flusher still holds the log. */
+sl_err sl_log_remove_files(sl_log *log);
 
 /* Appends one record batch (magic 2, already validated by the caller). `batch` points at `len`
  * bytes the caller owns; the function writes the assigned base offset into the batch's first 8
