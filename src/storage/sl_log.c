@@ -249,6 +249,17 @@ int sl_log_fd_cache_open_count(void) {
     return n;
 }
 
+/* open(2) that, when the process is out of descriptors (connections and the broker's own files
+ * may have taken the room the cache counted on), closes unpinned cached ones and retries rather
+ * than fail. Called with the cache's mutex held. */
+static int open_evicting_locked(const char *path, int flags) {
+    int fd;
+    while ((fd = open(path, flags | O_CLOEXEC, 0600)) < 0 && (errno == EMFILE || errno == ENFILE) &&
+           fc_evict_one_locked()) {
+    }
+    return fd;
+}
+
 /* A pinned descriptor for file `k` of segment `s`, opened (with `oflags` added to O_RDWR) when
  * not cached; -1 with errno set on failure. Every success is paired with seg_fd_put(). Opening
  * under the mutex keeps two threads from opening the same slot; open() of an existing file is
@@ -268,12 +279,7 @@ static int seg_fd(sl_seg *s, int k, int oflags) {
     }
     char path[4096];
     seg_path(path, sizeof path, s->dir, s->base, k_seg_ext[k]);
-    int fd;
-    /* Descriptors outside the cache (connections, the broker's own files) may have taken the
-     * room it counted on: give back cached ones rather than fail. */
-    while ((fd = open(path, oflags | O_RDWR | O_CLOEXEC, 0600)) < 0 &&
-           (errno == EMFILE || errno == ENFILE) && fc_evict_one_locked()) {
-    }
+    int fd = open_evicting_locked(path, oflags | O_RDWR);
     if (fd >= 0) {
         f->fd = fd;
         f->pins = 1;
@@ -343,8 +349,9 @@ static int64_t seg_file_size(sl_seg *s, int k) {
 
 /* fsync of file `k`. A file retention or deletion unlinked meanwhile has nothing to make
  * durable; any other failure to reopen is an error. */
-static sl_err seg_fsync(sl_seg *s, int k) {
+static sl_err seg_fsync(sl_seg *s, int k, bool *opened) {
     int fd = seg_fd(s, k, 0);
+    *opened = fd >= 0;
     if (fd < 0) {
         if (errno == ENOENT && atomic_load_explicit(&s->gone, memory_order_acquire)) return SL_OK;
         return errno_err(errno);
@@ -354,13 +361,23 @@ static sl_err seg_fsync(sl_seg *s, int k) {
     return e;
 }
 
-/* fsync of a directory through a short-lived descriptor (logs keep none open). */
-static sl_err fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno_err(errno);
+/* fsync of a directory through a short-lived descriptor (logs keep none open); *opened tells a
+ * failure to open it from a failed fsync. */
+static sl_err fsync_dir_opened(const char *dir, bool *opened) {
+    pthread_mutex_lock(&g_fc.mu);
+    int fd = open_evicting_locked(dir, O_RDONLY | O_DIRECTORY);
+    int en = errno;
+    pthread_mutex_unlock(&g_fc.mu);
+    *opened = fd >= 0;
+    if (fd < 0) return errno_err(en);
     sl_err e = do_fsync(fd);
     close(fd);
     return e;
+}
+
+static sl_err fsync_dir(const char *dir) {
+    bool opened;
+    return fsync_dir_opened(dir, &opened);
 }
 
 /* ---- segments ---------------------------------------------------------------------------- */
@@ -1418,12 +1435,33 @@ sl_err sl_log__fsync_dirty(sl_log *log) {
         pthread_mutex_unlock(&log->mu);
         /* Data before directory: a new segment's name must not become durable before its
          * header is. */
-        for (int i = 0; i < nf && !e; i++) e = seg_fsync(files[i].s, files[i].k);
+        bool opened = true;
+        int i = 0;
+        for (; i < nf && !e; i++) e = seg_fsync(files[i].s, files[i].k, &opened);
         if (!e && dir) {
-            e = fsync_dir(log->dir);
+            e = fsync_dir_opened(log->dir, &opened);
             if (e && atomic_load_explicit(&log->destroyed, memory_order_acquire)) e = SL_OK;
         }
-        for (int i = 0; i < nh; i++) seg_unref(held[i]);
+        if (e && !opened) {
+            /* Not an fsync failure: a file could not be opened to sync it (out of descriptors,
+             * say). Nothing was lost from the page cache, so what this round took stays dirty
+             * for the next one and the log stays writable. */
+            pthread_mutex_lock(&log->mu);
+            for (int k = i > 0 ? i - 1 : 0; k < nf; k++) {
+                if (files[k].k == SL_SEG_LOG)
+                    files[k].s->data_dirty = true;
+                else
+                    files[k].s->idx_dirty = true;
+            }
+            if (dir) log->dir_dirty = true;
+            pthread_mutex_unlock(&log->mu);
+        }
+        for (int h = 0; h < nh; h++) seg_unref(held[h]);
+        if (e && !opened) {
+            SL_ERROR(SUB, "cannot open a file to fsync it; will retry", "dir=%s err=%s", log->dir,
+                     sl_errname(e));
+            return e;
+        }
     }
     if (e) {
         /* After a failed fsync the kernel may have dropped the dirty pages and cleared the

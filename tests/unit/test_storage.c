@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1081,4 +1082,47 @@ SL_TEST(storage_fresh_log_defers_fsync_to_first_records) {
     model_free(m2);
     rm_rf(dir);
     rm_rf(dir2);
+}
+
+/* Out of descriptors: syncing gives back cached descriptors to open what it must, and a sync
+ * that still cannot open a file fails without making the log read-only (nothing was lost from
+ * the page cache); once descriptors are free again, appends and syncs succeed. */
+SL_TEST(storage_out_of_descriptors_is_not_sticky) {
+    char *dir = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    model *m = model_new();
+    CHECK_EQ(append_one(log, m, 2, 40, 1000), SL_OK);
+    struct rlimit old;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = old;
+    low.rlim_cur = (rlim_t)open_fd_count() + 16;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int held[64], nh = 0;
+    while (nh < 64 && (held[nh] = dup(0)) >= 0) nh++;
+    CHECK(nh < 64); /* the table is full */
+    /* Every open below (a directory to sync, three files per roll) finds the table full and
+     * must give back a cached descriptor. */
+    sl_err e = sl_log_sync(log);
+    int failed_appends = 0;
+    for (int k = 0; k < 40 && e == SL_OK; k++) {
+        if (append_one(log, m, 1, 900, 2000 + k) != SL_OK) failed_appends++;
+        e = sl_log_sync(log);
+    }
+    int64_t segs = sl_log_segment_count(log);
+    for (int k = 0; k < nh; k++) close(held[k]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CHECK_EQ(e, SL_OK);
+    CHECK_EQ(failed_appends, 0);
+    CHECK(segs > 5);
+    CHECK_EQ(append_one(log, m, 2, 40, 3000), SL_OK);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(sl_log_durable_offset(log), sl_log_end_offset(log));
+    for (int64_t off = 0; off < sl_log_end_offset(log); off++)
+        CHECK(check_read(log, m, off, 100) > 0);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
 }
