@@ -15,6 +15,9 @@ import helpers as h
 import kproto as kp
 from conftest import Broker, wait_until
 
+TOPICS, PARTS = 20, 1000
+NOFILE = 1024
+
 
 def topic_names(bootstrap):
     with kp.Conn(bootstrap) as c:
@@ -73,8 +76,9 @@ SHIM_SRC = os.path.join(os.path.dirname(__file__), "shim", "open_fail.c")
 
 @pytest.fixture
 def failing_broker(tmp_path, monkeypatch):
-    """A broker whose creation of one segment file fails with ENOSPC (an LD_PRELOAD shim): the
-    partition directory is made, then the disk "fills" in the middle of the partition."""
+    """A broker at a file limit of 1024 whose creation of one segment file fails with ENOSPC (an
+    LD_PRELOAD shim): the partition directory is made, then the disk "fills" in the middle of
+    the partition."""
     shim = tmp_path / "open_fail.so"
     subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(shim), SHIM_SRC, "-ldl"],
                    check=True)
@@ -83,7 +87,7 @@ def failing_broker(tmp_path, monkeypatch):
     monkeypatch.setenv("SLUICE_TEST_OPEN_FAIL_ERRNO", str(errno.ENOSPC))
     opts = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     monkeypatch.setenv("ASAN_OPTIONS", opts + ":verify_asan_link_order=0")
-    b = Broker(tmp_path)
+    b = Broker(tmp_path, nofile=NOFILE)
     b.start()
     monkeypatch.delenv("LD_PRELOAD")  # the clients run without it
     yield b
@@ -111,10 +115,6 @@ def test_disk_full_mid_creation_leaves_no_orphan(failing_broker):
     broker.restart()
     names = topic_names(broker.bootstrap)
     assert "notfull" in names and "full" not in names
-
-
-TOPICS, PARTS = 20, 1000
-NOFILE = 1024
 
 
 @pytest.fixture
