@@ -403,6 +403,9 @@ int sl_broker_run(sl_broker *b) {
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++)
             if (sl_log_sync(t->parts[i]->log)) rc = 1;
+    if (!rc && sl_topics_mark_clean_stop(b->topics))
+        SL_WARN("broker", "could not record the clean stop; the next start syncs every log", "%s",
+                "");
     SL_INFO("broker", "stopped", "clean=%s", rc ? "false" : "true");
     return rc;
 }

@@ -19,6 +19,8 @@
 #include "broker/sl_producers.h"
 
 #define NBUCKETS 1024
+/* Written by a clean stop after every log was synced (sl_topics_mark_clean_stop). */
+#define CLEAN_MARKER ".sluice-clean-shutdown"
 
 typedef struct job job;
 
@@ -34,6 +36,7 @@ struct sl_topics {
     int count;
     char cluster_id[32];
     reserved *reserved; /* loop thread only */
+    bool clean_start;   /* the previous run stopped cleanly with every log synced */
     /* The file worker: partition directories are created and removed on its thread. */
     pthread_t worker;
     bool worker_started;
@@ -280,13 +283,13 @@ static void remove_partition_dir(const char *dir) {
  * partition the registry does not list has no data; and on failure nothing of the partition
  * stays on disk. Touches only `p` and its files: runs on the file worker too. */
 static sl_err open_partition_files(const char *dir, const sl_log_config *lc, bool fresh,
-                                   sl_partition *p) {
+                                   bool synced, sl_partition *p) {
     struct stat st;
     if (fresh && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
         SL_WARN("topics", "removing a leftover partition directory", "dir=%s", dir);
         remove_partition_dir(dir);
     }
-    sl_err e = sl_log_open(dir, lc, &p->log);
+    sl_err e = synced ? sl_log_open_synced(dir, lc, &p->log) : sl_log_open(dir, lc, &p->log);
     if (!e) e = sl_pstate_open(dir, p->log, sl_wall_ms(), &p->pstate);
     if (e && fresh) {
         if (p->log) {
@@ -309,7 +312,7 @@ static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i, bool fresh) 
     if (!tp->parts[i]) return SL_ENOMEM;
     tp->parts[i]->topic = tp;
     tp->parts[i]->index = i;
-    return open_partition_files(dir, &lc, fresh, tp->parts[i]);
+    return open_partition_files(dir, &lc, fresh, !fresh && t->clean_start, tp->parts[i]);
 }
 
 /* Undoes the creation of partitions [from, to): closes and removes them. */
@@ -486,7 +489,7 @@ static void job_run(job *j) {
     if (j->kind == JOB_OPEN) {
         for (int32_t i = j->from; i < j->to && !j->result; i++) {
             snprintf(dir, sizeof dir, "%s/%s-%d", j->t->cfg->log_dirs, j->name, i);
-            j->result = open_partition_files(dir, &j->lc, true, j->parts[i - j->from]);
+            j->result = open_partition_files(dir, &j->lc, true, false, j->parts[i - j->from]);
             if (j->result) j->failed = i;
         }
         if (!j->result) return;
@@ -554,6 +557,10 @@ static void post_job(sl_topics *t, job *j) {
 }
 
 int sl_topics_fd(const sl_topics *t) { return t->efd; }
+
+sl_err sl_topics_mark_clean_stop(sl_topics *t) {
+    return sl_file_write_atomic(t->cfg->log_dirs, CLEAN_MARKER, "", 0, 0600);
+}
 
 void sl_topics_dispatch(sl_topics *t) {
     uint64_t n;
@@ -884,6 +891,14 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
             return e;
         }
     }
+    /* The marker is consumed before any log opens: a crash from here on must not pass for a
+     * clean stop at the next start. */
+    char marker[PATH_MAX];
+    snprintf(marker, sizeof marker, "%s/" CLEAN_MARKER, cfg->log_dirs);
+    t->clean_start = unlink(marker) == 0 && sl_fsync_dir(cfg->log_dirs) == SL_OK;
+    if (t->clean_start)
+        SL_INFO("topics", "previous stop was clean; partition logs need no recovery sync", "%s",
+                "");
     for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp))
         for (int32_t i = 0; i < tp->npart; i++) {
             e = open_partition(t, tp, i, false);

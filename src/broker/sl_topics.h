@@ -59,6 +59,10 @@ typedef struct sl_topics sl_topics;
 /* Opens the registry under cfg->log_dirs (creating the directory), loading topics and opening
  * every partition log (which recovers it). `cfg` must outlive the registry. */
 sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t err_len);
+/* Records that every partition log was synced and nothing will write to them in this run: the
+ * next sl_topics_open then skips the recovery fsync of each log (it consumes the record first).
+ * Call only after a successful sl_log_sync of every log, with the loop stopped. */
+sl_err sl_topics_mark_clean_stop(sl_topics *t);
 /* Stops the file worker (finishing queued work and running its callbacks), closes every log and
  * frees the registry. */
 void sl_topics_close(sl_topics *t);

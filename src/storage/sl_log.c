@@ -943,7 +943,17 @@ static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
     return SL_OK;
 }
 
+static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out);
+
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
+    return log_open(dir, cfg, false, out);
+}
+
+sl_err sl_log_open_synced(const char *dir, const sl_log_config *cfg, sl_log **out) {
+    return log_open(dir, cfg, true, out);
+}
+
+static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out) {
     sl_log *log = calloc(1, sizeof *log);
     if (!log) return SL_ENOMEM;
     log->cfg = *cfg;
@@ -1011,19 +1021,26 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         log->start_offset = end;
     }
     /* What survived recovery may still sit only in the page cache (the process, not the machine,
-     * crashed); make it durable so durable_offset can start at the end. */
+     * crashed); make it durable so durable_offset can start at the end. Unless the files are
+     * known synced (a clean stop) and recovery changed no data (it cut no tail, rewrote no
+     * header): then there is nothing to make durable. */
+    bool changed = false;
+    for (int i = 0; i < log->nsegs; i++) changed |= log->segs[i]->data_dirty;
+    bool sync_all = !synced || changed;
     for (int i = 0; i < log->nsegs; i++) {
         sl_seg *s = log->segs[i];
-        s->data_dirty = true;
-        s->idx_dirty = true;
+        if (sync_all) {
+            s->data_dirty = true;
+            s->idx_dirty = true;
+        }
         s->sealed = i < log->nsegs - 1;
     }
-    log->dir_dirty = true;
+    if (sync_all) log->dir_dirty = true;
     /* A log created just now holds no record: losing its files in a crash loses nothing, since
      * opening recreates them (a torn header is rewritten, a missing index rebuilt). Its first
      * flush makes them durable with the first records; creating thousands of partitions then
      * costs no fsync each. */
-    if (nb > 0 && (e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
+    if (nb > 0 && sync_all && (e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
     log->durable_offset = end;
     free(bases);
     *out = log;

@@ -35,6 +35,11 @@ typedef struct sl_log sl_log;
  * reopens it empty). `cfg` is copied. On success the caller owns *out and frees it with
  * sl_log_close(). */
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out);
+/* As sl_log_open, for a directory whose every write is known durable (the broker stopped cleanly
+ * after syncing every log): recovery's fsync of what it kept is skipped unless recovery itself
+ * changed data (a torn tail cut, a header rewritten), so a restart of many partitions costs no
+ * fsync each. */
+sl_err sl_log_open_synced(const char *dir, const sl_log_config *cfg, sl_log **out);
 /* Replaces the config (topic config changed). Takes effect on the next append/retention pass. */
 void sl_log_set_config(sl_log *log, const sl_log_config *cfg);
 /* Closes files and frees. Does not fsync; call sl_log_sync first for a clean stop. */

@@ -156,6 +156,28 @@ class ApiVersionsProbe:
         self.conn.close()
 
 
+def consume_sample(bootstrap, want, timeout=60):
+    """Reads every (topic, partition) of `want` from offset 0 until it has as many records as
+    `want` lists for it; returns {(topic, partition): [values]}."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "scale-unused",
+                  "enable.auto.commit": False, "auto.offset.reset": "error",
+                  "fetch.wait.max.ms": 50})
+    try:
+        c.assign([TopicPartition(t, p, 0) for t, p in want])
+        got = {}
+        total = sum(len(v) for v in want.values())
+        deadline = time.monotonic() + timeout
+        while sum(len(v) for v in got.values()) < total:
+            assert time.monotonic() < deadline, f"consumed {len(got)} of {len(want)} partitions"
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                assert m.error() is None, m.error()
+                got.setdefault((m.topic(), m.partition()), []).append(m.value())
+        return got
+    finally:
+        c.close()
+
+
 def create_all(admin, names, timeout=120):
     fs = admin.create_topics([NewTopic(n, PARTS, 1) for n in names], request_timeout=timeout,
                              operation_timeout=timeout)
@@ -169,7 +191,7 @@ def test_20000_partitions_at_file_limit_1024(limited_broker):
     partitions are created; another connection's ApiVersions stays under 500 ms throughout
     (creation once blocked the loop for seconds); 15 partitions of every topic (more files than
     the descriptor cache holds) are produced to with acks=all and read back; a deletion removes
-    its 1000 directories."""
+    its 1000 directories; a restart at the same limit reopens the rest and the data reads back."""
     broker = limited_broker
     log = broker.log_text()
     assert f"soft={NOFILE}" in log and "bounded by disk" in log, broker.log_tail()
@@ -198,7 +220,7 @@ def test_20000_partitions_at_file_limit_1024(limited_broker):
     assert len(dirs) == TOPICS * PARTS
 
     # 15 partitions of every topic: 300 active segments, 900 files, more than the cache holds.
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
     sample = {n: sorted({0, PARTS - 1} | {(7 + 67 * k + 13 * i) % PARTS for k in range(13)})
               for i, n in enumerate(names)}
     assert all(len(ps) == 15 for ps in sample.values())
@@ -212,29 +234,25 @@ def test_20000_partitions_at_file_limit_1024(limited_broker):
                           on_delivery=lambda err, m: err and errors.append(err))
         p.poll(0)
     assert p.flush(60) == 0 and not errors, errors[:5]
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale-unused",
-                  "enable.auto.commit": False, "auto.offset.reset": "error",
-                  "fetch.wait.max.ms": 50})
-    try:
-        c.assign([TopicPartition(n, part, 0) for n, ps in sample.items() for part in ps])
-        want = {(n, part): [f"{n}/{part}/{r}".encode() for r in range(2)]
-                for n, ps in sample.items() for part in ps}
-        got = {}
-        deadline = time.monotonic() + 60
-        while sum(len(v) for v in got.values()) < 2 * len(want):
-            assert time.monotonic() < deadline, f"consumed {len(got)} of {len(want)} partitions"
-            for m in c.consume(num_messages=1000, timeout=0.5):
-                assert m.error() is None, m.error()
-                got.setdefault((m.topic(), m.partition()), []).append(m.value())
-        assert got == want
-    finally:
-        c.close()
+    want = {(n, part): [f"{n}/{part}/{r}".encode() for r in range(2)]
+            for n, ps in sample.items() for part in ps}
+    assert consume_sample(broker.bootstrap, want) == want
 
     # Deletion removes every directory of the topic (on the worker) before it is answered.
     fs = admin.delete_topics([names[0]], operation_timeout=60, request_timeout=60)
     fs[names[0]].result(timeout=60)
     assert not [d for d in os.listdir(broker.data_dir) if d.startswith(names[0] + "-")]
     assert names[0] not in topic_names(broker.bootstrap)
+
+    # A restart at the same limit reopens all 19 000 partitions, the data still reads.
+    t0 = time.monotonic()
+    broker.restart()
+    print(f"restart with {(TOPICS - 1) * PARTS} partitions: {time.monotonic() - t0:.1f}s")
+    with kp.Conn(broker.bootstrap) as c:
+        md = kp.metadata(c, None)["topics"]
+    assert all(len(md[n]["partitions"]) == PARTS for n in names[1:])
+    left = {k: v for k, v in want.items() if k[0] != names[0]}
+    assert consume_sample(broker.bootstrap, left) == left
 
 
 def test_stop_during_large_creation(broker):
