@@ -80,9 +80,10 @@ static const key_def k_keys[] = {
      "Idle connections are closed after this."},
     {"max.connections", T_INT, OFF(max_connections), -1, INT32_MAX, "-1",
      "Connections accepted at once; excess ones are closed at accept. -1: derived from the open "
-     "file limit (RLIMIT_NOFILE), keeping a quarter of it (at least 256) for the broker's own "
-     "files, plus 4 more connections that only loopback clients may use (an operator's way "
-     "in); the value in force is logged at start."},
+     "file limit (RLIMIT_NOFILE): a quarter of it (at least 256) is kept for the broker's own "
+     "files, connections get half of the rest (the other half holds partition files open), "
+     "plus 4 more connections that only loopback clients may use (an operator's way in); the "
+     "value in force is logged at start."},
     {"group.initial.rebalance.delay.ms", T_INT, OFF(group_initial_rebalance_delay_ms), 0, INT32_MAX,
      "3000", "Delay before the first rebalance of an empty group."},
     {"group.min.session.timeout.ms", T_INT, OFF(group_min_session_timeout_ms), 0, INT32_MAX, "6000",

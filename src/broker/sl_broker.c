@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
@@ -159,6 +160,11 @@ static void flusher_ready(void *ctx, uint32_t ev) {
     sl_flusher_dispatch(b->flusher);
 }
 
+static void topics_ready(void *ctx, uint32_t ev) {
+    sl_broker *b = ctx;
+    sl_topics_dispatch(b->topics);
+}
+
 static void drained(void *ctx) {
     sl_broker *b = ctx;
     sl_loop_stop(b->loop);
@@ -208,7 +214,42 @@ sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
     return t;
 }
 
+/* The segment-file cache never goes below this; with too small a file limit for the connections
+ * configured, the cache gives its descriptors back under pressure (sl_log.h). */
+#define FILE_CACHE_MIN 32
+
+/* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
+ * system allows. Partition files live in a bounded descriptor cache (sl_log.h), so the limit
+ * sets how many stay open at once, not how many partitions there can be. */
+static void raise_file_limit(int32_t max_connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    long long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT32_MAX
+                          ? INT32_MAX
+                          : (long long)rl.rlim_cur;
+    /* One budget: the reserve, then the connections (configured, or derived: half of the
+     * rest), then the partition files' cache gets what is left. */
+    long long reserve = sl_server_fd_reserve(limit);
+    long long conns = (max_connections > 0 ? max_connections
+                                           : sl_server_auto_max_connections(limit)) +
+                      SL_SERVER_ADMIN_CONNS;
+    long long cache = limit - reserve - conns;
+    sl_log_fd_cache_set_capacity(cache > FILE_CACHE_MIN ? (int)cache : FILE_CACHE_MIN);
+    SL_INFO("broker", "file limit",
+            "soft=%lld was=%lld hard=%lld segment_fd_cache=%d partitions=\"bounded by disk, not "
+            "by the file limit: segment files share the descriptor cache\"",
+            limit, was == RLIM_INFINITY ? -1LL : (long long)was,
+            rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max,
+            sl_log_fd_cache_capacity());
+}
+
 sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {
+    raise_file_limit(cfg->max_connections);
     sl_broker *b = calloc(1, sizeof *b);
     if (!b) return SL_ENOMEM;
     b->cfg = *cfg;
@@ -233,13 +274,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         free(b);
         return SL_ECONFIG;
     }
-    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
-    if (e) {
-        free(b);
-        return e;
-    }
-    /* Block the stop signals before any thread exists, so every thread inherits the mask and
-     * only the loop's signalfd ever sees them. */
+    /* Block the stop signals before any thread exists (the registry starts its file worker),
+     * so every thread inherits the mask and only the loop's signalfd ever sees them. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -247,6 +283,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
+    if (e) {
+        free(b);
+        return e;
+    }
     b->loop = sl_loop_new();
     if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
         snprintf(err, elen, "cannot start the event loop or flusher");
@@ -348,6 +389,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         SL_INFO("broker", "listening", "listener=%s host=%s port=%d", ls[i].name, ls[i].host, port);
     }
     if (sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b) ||
+        sl_loop_watch(b->loop, sl_topics_fd(b->topics), SL_EV_READ, topics_ready, b) ||
         sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGINT, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGHUP, on_sighup, b)) {
@@ -376,6 +418,9 @@ int sl_broker_run(sl_broker *b) {
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++)
             if (sl_log_sync(t->parts[i]->log)) rc = 1;
+    if (!rc && sl_topics_mark_clean_stop(b->topics))
+        SL_WARN("broker", "could not record the clean stop; the next start syncs every log", "%s",
+                "");
     SL_INFO("broker", "stopped", "clean=%s", rc ? "false" : "true");
     return rc;
 }
@@ -387,6 +432,7 @@ void sl_broker_free(sl_broker *b) {
     for (int i = 0; i < 16; i++) sl_tls_endpoint_free(b->tls[i]);
     if (b->loop) sl_sasl_flush_delayed(b);
     if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
+    if (b->loop && b->topics) sl_loop_unwatch(b->loop, sl_topics_fd(b->topics));
     /* The flusher completes queued syncs before the logs go away. */
     if (b->flusher) {
         sl_flusher_free(b->flusher);

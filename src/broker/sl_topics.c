@@ -1,11 +1,14 @@
 #include "sl_topics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,12 +19,34 @@
 #include "broker/sl_producers.h"
 
 #define NBUCKETS 1024
+/* Written by a clean stop after every log was synced (sl_topics_mark_clean_stop). */
+#define CLEAN_MARKER ".sluice-clean-shutdown"
+
+typedef struct job job;
+
+/* A name being created or deleted: no other creation may use it until the files are settled. */
+typedef struct reserved {
+    struct reserved *next;
+    char name[SL_TOPIC_NAME_MAX + 1];
+} reserved;
 
 struct sl_topics {
     const sl_config *cfg;
     sl_topic *buckets[NBUCKETS];
     int count;
     char cluster_id[32];
+    reserved *reserved; /* loop thread only */
+    bool clean_start;   /* the previous run stopped cleanly with every log synced */
+    /* The file worker: partition directories are created and removed on its thread. */
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *queue, **queue_tail; /* guarded by mu */
+    job *done, **done_tail;   /* guarded by mu */
+    bool stop;                /* guarded by mu */
+    int efd;
+    int jobs; /* posted and not yet completed on the loop thread (loop thread only) */
 };
 
 static const struct {
@@ -235,25 +260,88 @@ static sl_err persist(sl_topics *t) {
     return e;
 }
 
-static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i) {
+static void partition_dir(const sl_topics *t, const sl_topic *tp, int32_t i, char *out,
+                          size_t cap) {
+    snprintf(out, cap, "%s/%s-%d", t->cfg->log_dirs, tp->name, i);
+}
+
+/* Removes a partition directory and the files in it (partition directories hold no
+ * subdirectories). Missing is fine. */
+static void remove_partition_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+    (void)rmdir(dir);
+}
+
+/* Opens the log and producer state of `p` in `dir`. With `fresh` (a partition being created,
+ * not loaded) a directory left by an interrupted creation or deletion is removed first: a
+ * partition the registry does not list has no data; and on failure nothing of the partition
+ * stays on disk. Touches only `p` and its files: runs on the file worker too. */
+static sl_err open_partition_files(const char *dir, const sl_log_config *lc, bool fresh,
+                                   bool synced, sl_partition *p) {
+    struct stat st;
+    if (fresh && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        SL_WARN("topics", "removing a leftover partition directory", "dir=%s", dir);
+        remove_partition_dir(dir);
+    }
+    sl_err e = synced ? sl_log_open_synced(dir, lc, &p->log) : sl_log_open(dir, lc, &p->log);
+    if (!e) e = sl_pstate_open(dir, p->log, sl_wall_ms(), &p->pstate);
+    if (e && fresh) {
+        if (p->log) {
+            (void)sl_log_destroy(p->log);
+            p->log = NULL;
+        } else {
+            remove_partition_dir(dir);
+        }
+    }
+    return e;
+}
+
+/* Opens partition `i` of `tp` on the loop thread (see open_partition_files). */
+static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i, bool fresh) {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/%s-%d", t->cfg->log_dirs, tp->name, i);
+    partition_dir(t, tp, i, dir, sizeof dir);
     sl_log_config lc;
     log_config_for(t, tp, &lc);
     if (!tp->parts[i]) tp->parts[i] = calloc(1, sizeof **tp->parts);
     if (!tp->parts[i]) return SL_ENOMEM;
     tp->parts[i]->topic = tp;
     tp->parts[i]->index = i;
-    sl_err e = sl_log_open(dir, &lc, &tp->parts[i]->log);
-    if (!e) e = sl_pstate_open(dir, tp->parts[i]->log, sl_wall_ms(), &tp->parts[i]->pstate);
-    return e;
+    return open_partition_files(dir, &lc, fresh, !fresh && t->clean_start, tp->parts[i]);
+}
+
+/* Undoes the creation of partitions [from, to): closes and removes them. */
+static void discard_partitions(sl_topics *t, sl_topic *tp, int32_t from, int32_t to) {
+    for (int32_t i = from; i < to; i++) {
+        sl_partition *p = tp->parts[i];
+        if (!p) continue;
+        sl_pstate_close(p->pstate, NULL);
+        p->pstate = NULL;
+        if (p->log) {
+            (void)sl_log_destroy(p->log);
+            p->log = NULL;
+        } else {
+            char dir[PATH_MAX];
+            partition_dir(t, tp, i, dir, sizeof dir);
+            remove_partition_dir(dir);
+        }
+    }
 }
 
 static void topic_free(sl_topic *tp) {
     if (!tp) return;
     for (int32_t i = 0; i < tp->npart; i++) {
-        if (tp->parts[i]) sl_pstate_close(tp->parts[i]->pstate, tp->parts[i]->log);
-        if (tp->parts[i] && tp->parts[i]->log) sl_log_close(tp->parts[i]->log);
+        sl_log *log = tp->parts[i] ? tp->parts[i]->log : NULL;
+        /* A log that never held a batch has no producer state to snapshot; skipping it keeps
+         * the stop of thousands of idle partitions from writing a file for each. */
+        if (tp->parts[i])
+            sl_pstate_close(tp->parts[i]->pstate, log && sl_log_end_offset(log) > 0 ? log : NULL);
+        if (log) sl_log_close(log);
         free(tp->parts[i]);
     }
     free(tp->parts);
@@ -339,18 +427,427 @@ static sl_err load_cluster_id(sl_topics *t, char *err, size_t elen) {
     return SL_OK;
 }
 
+/* ---- file worker --------------------------------------------------------------------------
+ * Creating a partition is a directory, three files and four fsyncs; a thousand of them take
+ * seconds. That runs on the worker thread; the registry stays on the loop thread, which links,
+ * persists and answers when the worker's completion arrives through the eventfd. */
+
+typedef enum { JOB_OPEN, JOB_DESTROY } job_kind;
+
+struct job {
+    job *next;
+    job_kind kind;
+    sl_topics *t;
+    sl_topic *tp; /* held (sl_topic_hold) while the job lives; NULL for a deletion */
+    char name[SL_TOPIC_NAME_MAX + 1];
+    int32_t from, to; /* partitions [from, to) */
+    /* JOB_OPEN: partitions the worker fills (log, pstate); only the worker touches them until
+     * the completion. JOB_DESTROY: the logs to remove (pstates already closed). */
+    sl_partition **parts;
+    sl_log **logs;
+    bool own_parts; /* parts is the job's array (adding partitions), not tp->parts */
+    sl_log_config lc;
+    sl_err result;
+    int32_t failed;       /* the partition that failed, -1: none */
+    sl_err report;        /* the error the caller gets once cleanup finished */
+    void (*cont)(job *j); /* loop-thread continuation */
+    sl_topics_done_cb cb;
+    void *ctx;
+};
+
+static bool is_reserved(const sl_topics *t, sl_str name) {
+    for (const reserved *r = t->reserved; r; r = r->next)
+        if (strlen(r->name) == (size_t)name.len && !memcmp(r->name, name.p, (size_t)name.len))
+            return true;
+    return false;
+}
+
+static bool reserve(sl_topics *t, const char *name) {
+    reserved *r = calloc(1, sizeof *r);
+    if (!r) return false;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->next = t->reserved;
+    t->reserved = r;
+    return true;
+}
+
+static void unreserve(sl_topics *t, const char *name) {
+    for (reserved **pp = &t->reserved; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->name, name)) {
+            reserved *r = *pp;
+            *pp = r->next;
+            free(r);
+            return;
+        }
+}
+
+/* Worker thread: file work only; touches nothing but the job. */
+static void job_run(job *j) {
+    char dir[PATH_MAX];
+    j->result = SL_OK;
+    j->failed = -1;
+    if (j->kind == JOB_OPEN) {
+        for (int32_t i = j->from; i < j->to && !j->result; i++) {
+            snprintf(dir, sizeof dir, "%s/%s-%d", j->t->cfg->log_dirs, j->name, i);
+            j->result = open_partition_files(dir, &j->lc, true, false, j->parts[i - j->from]);
+            if (j->result) j->failed = i;
+        }
+        if (!j->result) return;
+        /* All or nothing: undo the partitions opened before the failure. */
+        for (int32_t i = j->from; i < j->to; i++) {
+            sl_partition *p = j->parts[i - j->from];
+            sl_pstate_close(p->pstate, NULL);
+            p->pstate = NULL;
+            if (p->log) (void)sl_log_destroy(p->log);
+            p->log = NULL;
+        }
+        return;
+    }
+    /* Only the files: the logs are closed on the loop thread (job_free), since a flush in
+     * flight may still hold one and the last reference must drop there. */
+    for (int32_t i = 0; i < j->to - j->from; i++) {
+        if (j->logs[i] && sl_log_remove_files(j->logs[i]) != SL_OK)
+            SL_WARN("topics", "could not remove partition directory", "topic=%s partition=%d",
+                    j->name, j->from + i);
+    }
+}
+
+static void *worker_main(void *arg) {
+    sl_topics *t = arg;
+    for (;;) {
+        pthread_mutex_lock(&t->mu);
+        while (!t->queue && !t->stop) pthread_cond_wait(&t->cv, &t->mu);
+        job *j = t->queue;
+        if (j) {
+            t->queue = j->next;
+            if (!t->queue) t->queue_tail = &t->queue;
+        }
+        pthread_mutex_unlock(&t->mu);
+        if (!j) break; /* stopping, queue drained */
+        job_run(j);
+        j->next = NULL;
+        pthread_mutex_lock(&t->mu);
+        *t->done_tail = j;
+        t->done_tail = &j->next;
+        pthread_mutex_unlock(&t->mu);
+        uint64_t one = 1;
+        while (write(t->efd, &one, sizeof one) < 0 && errno == EINTR) {
+        }
+    }
+    return NULL;
+}
+
+/* Queues `j` for the worker; once stopped (closing), runs it inline. Loop thread. */
+static void post_job(sl_topics *t, job *j) {
+    t->jobs++;
+    j->next = NULL;
+    pthread_mutex_lock(&t->mu);
+    if (!t->worker_started) {
+        pthread_mutex_unlock(&t->mu);
+        job_run(j);
+        pthread_mutex_lock(&t->mu);
+        *t->done_tail = j;
+        t->done_tail = &j->next;
+    } else {
+        *t->queue_tail = j;
+        t->queue_tail = &j->next;
+        pthread_cond_signal(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+int sl_topics_fd(const sl_topics *t) { return t->efd; }
+
+sl_err sl_topics_mark_clean_stop(sl_topics *t) {
+    return sl_file_write_atomic(t->cfg->log_dirs, CLEAN_MARKER, "", 0, 0600);
+}
+
+void sl_topics_dispatch(sl_topics *t) {
+    uint64_t n;
+    while (read(t->efd, &n, sizeof n) < 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&t->mu);
+    job *list = t->done;
+    t->done = NULL;
+    t->done_tail = &t->done;
+    pthread_mutex_unlock(&t->mu);
+    while (list) {
+        job *j = list;
+        list = j->next;
+        t->jobs--;
+        j->cont(j);
+    }
+}
+
+int sl_topics_pending(const sl_topics *t) { return t->jobs; }
+
+static void job_free(job *j) {
+    if (j->tp) sl_topic_release(j->tp);
+    if (j->own_parts) {
+        for (int32_t i = 0; i < j->to - j->from; i++) free(j->parts[i]);
+        free(j->parts);
+    }
+    if (j->logs)
+        for (int32_t i = 0; i < j->to - j->from; i++) sl_log_close(j->logs[i]);
+    free(j->logs);
+    free(j);
+}
+
+static job *job_new(sl_topics *t, job_kind kind, const char *name, int32_t from, int32_t to) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->t = t;
+    j->kind = kind;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->from = from;
+    j->to = to;
+    j->failed = -1;
+    return j;
+}
+
+/* After the cleanup of a creation that failed on the loop thread: report, release. */
+static void cleanup_done(job *j) {
+    unreserve(j->t, j->name);
+    j->cb(j->ctx, j->report, NULL);
+    job_free(j);
+}
+
+/* Removes the partitions a failed operation opened (on the worker), then reports `e`. Takes
+ * the logs out of the partitions; the caller closed their producer states. */
+static void cleanup_then_report(sl_topics *t, job *j, sl_err e) {
+    job *d = job_new(t, JOB_DESTROY, j->name, j->from, j->to);
+    sl_log **logs = d ? calloc((size_t)(j->to - j->from), sizeof *logs) : NULL;
+    if (!d || !logs) {
+        /* Without memory for the job the removal happens here: slower, never left behind. */
+        for (int32_t i = 0; i < j->to - j->from; i++)
+            if (j->parts[i]->log) (void)sl_log_destroy(j->parts[i]->log);
+        free(d);
+        for (int32_t i = 0; i < j->to - j->from; i++) j->parts[i]->log = NULL;
+        unreserve(t, j->name);
+        j->cb(j->ctx, e, NULL);
+        return;
+    }
+    for (int32_t i = 0; i < j->to - j->from; i++) {
+        logs[i] = j->parts[i]->log;
+        j->parts[i]->log = NULL;
+    }
+    d->logs = logs;
+    d->report = e;
+    d->cb = j->cb;
+    d->ctx = j->ctx;
+    d->cont = cleanup_done;
+    post_job(t, d);
+}
+
+static void create_done(job *j) {
+    sl_topics *t = j->t;
+    sl_topic *tp = j->tp;
+    sl_err e = j->result;
+    if (!e) {
+        link_topic(t, tp);
+        e = persist(t);
+        if (e) unlink_topic(t, tp);
+    }
+    if (e) {
+        SL_WARN("topics", "topic creation failed; nothing kept",
+                "topic=%s partitions=%d failed_partition=%d err=%s (%s)", tp->name, tp->npart,
+                j->failed, sl_errname(e), sl_strerror(e));
+        for (int32_t i = 0; i < tp->npart; i++) {
+            sl_pstate_close(tp->parts[i]->pstate, NULL);
+            tp->parts[i]->pstate = NULL;
+        }
+        /* The worker already removed what it opened when it failed itself. */
+        if (!j->result) {
+            cleanup_then_report(t, j, e);
+        } else {
+            unreserve(t, j->name);
+            j->cb(j->ctx, e, NULL);
+        }
+        tp->deleted = true;
+        sl_topic_release(tp); /* the registry's reference: it was never listed */
+        job_free(j);
+        return;
+    }
+    unreserve(t, j->name);
+    SL_INFO("topics", "topic created", "topic=%s partitions=%d", tp->name, tp->npart);
+    j->cb(j->ctx, SL_OK, tp);
+    job_free(j);
+}
+
+sl_err sl_topics_create_async(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
+                              sl_topics_done_cb cb, void *ctx) {
+    if (!sl_topic_name_valid(name)) return SL_EINVAL;
+    if (sl_topics_find(t, name) || is_reserved(t, name)) return SL_EEXISTS;
+    if (npart < 1 || npart > 100000) return SL_EINVAL;
+    sl_topic *tp = topic_new(name.p, (size_t)name.len, npart);
+    if (!tp) return SL_ENOMEM;
+    do random_bytes(tp->id.b, 16);
+    while (sl_uuid_is_zero(&tp->id) || sl_topics_find_id(t, &tp->id));
+    if (tc) tp->cfg = *tc;
+    job *j = job_new(t, JOB_OPEN, tp->name, 0, npart);
+    bool ok = j != NULL;
+    for (int32_t i = 0; ok && i < npart; i++) {
+        if (!(tp->parts[i] = calloc(1, sizeof **tp->parts)))
+            ok = false;
+        else {
+            tp->parts[i]->topic = tp;
+            tp->parts[i]->index = i;
+        }
+    }
+    if (!ok || !reserve(t, tp->name)) {
+        free(j);
+        topic_free(tp);
+        return SL_ENOMEM;
+    }
+    sl_topic_hold(tp);
+    j->tp = tp;
+    j->parts = tp->parts;
+    log_config_for(t, tp, &j->lc);
+    j->cont = create_done;
+    j->cb = cb;
+    j->ctx = ctx;
+    post_job(t, j);
+    return SL_OK;
+}
+
+static void add_done(job *j) {
+    sl_topics *t = j->t;
+    sl_topic *tp = j->tp;
+    tp->busy = false;
+    sl_err e = j->result;
+    int32_t old = tp->npart;
+    if (!e && tp->deleted) e = SL_ENOTFOUND;
+    if (!e) {
+        sl_partition **np = realloc(tp->parts, (size_t)j->to * sizeof *np);
+        if (!np) {
+            e = SL_ENOMEM;
+        } else {
+            tp->parts = np;
+            for (int32_t i = j->from; i < j->to; i++) np[i] = j->parts[i - j->from];
+            tp->npart = j->to;
+            e = persist(t);
+            if (e) tp->npart = old;
+        }
+    }
+    if (e) {
+        SL_WARN("topics", "adding partitions failed; nothing kept",
+                "topic=%s partitions=%d requested=%d failed_partition=%d err=%s (%s)", tp->name,
+                old, j->to, j->failed, sl_errname(e), sl_strerror(e));
+        for (int32_t i = 0; i < j->to - j->from; i++) {
+            sl_pstate_close(j->parts[i]->pstate, NULL);
+            j->parts[i]->pstate = NULL;
+        }
+        if (!j->result) {
+            cleanup_then_report(t, j, e);
+        } else {
+            unreserve(t, j->name);
+            j->cb(j->ctx, e, NULL);
+        }
+        job_free(j);
+        return;
+    }
+    j->own_parts = false; /* the partitions now belong to the topic */
+    free(j->parts);
+    j->parts = NULL;
+    unreserve(t, j->name);
+    SL_INFO("topics", "partitions added", "topic=%s partitions=%d", tp->name, tp->npart);
+    j->cb(j->ctx, SL_OK, tp);
+    job_free(j);
+}
+
+sl_err sl_topics_add_partitions_async(sl_topics *t, sl_topic *tp, int32_t npart,
+                                      sl_topics_done_cb cb, void *ctx) {
+    if (tp->deleted) return SL_ENOTFOUND;
+    if (tp->busy) return SL_ESTATE;
+    if (npart <= tp->npart || npart > 100000) return SL_EINVAL;
+    job *j = job_new(t, JOB_OPEN, tp->name, tp->npart, npart);
+    if (!j) return SL_ENOMEM;
+    j->own_parts = true;
+    j->parts = calloc((size_t)(npart - tp->npart), sizeof *j->parts);
+    bool ok = j->parts != NULL;
+    for (int32_t i = tp->npart; ok && i < npart; i++) {
+        sl_partition *p = calloc(1, sizeof *p);
+        if (!p)
+            ok = false;
+        else {
+            p->topic = tp;
+            p->index = i;
+            j->parts[i - tp->npart] = p;
+        }
+    }
+    if (!ok || !reserve(t, tp->name)) {
+        job_free(j);
+        return SL_ENOMEM;
+    }
+    sl_topic_hold(tp);
+    j->tp = tp;
+    tp->busy = true;
+    log_config_for(t, tp, &j->lc);
+    j->cont = add_done;
+    j->cb = cb;
+    j->ctx = ctx;
+    post_job(t, j);
+    return SL_OK;
+}
+
+static void delete_done(job *j) {
+    unreserve(j->t, j->name);
+    SL_INFO("topics", "topic deleted", "topic=%s", j->name);
+    j->cb(j->ctx, SL_OK, NULL);
+    job_free(j);
+}
+
+sl_err sl_topics_delete_async(sl_topics *t, sl_topic *tp, sl_topics_done_cb cb, void *ctx) {
+    if (tp->busy) return SL_ESTATE;
+    job *j = job_new(t, JOB_DESTROY, tp->name, 0, tp->npart);
+    sl_log **logs = j ? calloc((size_t)tp->npart, sizeof *logs) : NULL;
+    if (!logs || !reserve(t, tp->name)) {
+        free(logs);
+        free(j);
+        return SL_ENOMEM;
+    }
+    unlink_topic(t, tp);
+    sl_err e = persist(t);
+    if (e) {
+        link_topic(t, tp);
+        unreserve(t, tp->name);
+        free(logs);
+        free(j);
+        return e;
+    }
+    for (int32_t i = 0; i < tp->npart; i++) {
+        sl_pstate_close(tp->parts[i]->pstate, NULL);
+        tp->parts[i]->pstate = NULL;
+        logs[i] = tp->parts[i]->log;
+        tp->parts[i]->log = NULL;
+    }
+    j->logs = logs;
+    j->cont = delete_done;
+    j->cb = cb;
+    j->ctx = ctx;
+    tp->deleted = true;
+    sl_topic_release(tp);
+    post_job(t, j);
+    return SL_OK;
+}
+
 sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t elen) {
     sl_topics *t = calloc(1, sizeof *t);
     if (!t) return SL_ENOMEM;
     t->cfg = cfg;
+    t->efd = -1;
+    t->queue_tail = &t->queue;
+    t->done_tail = &t->done;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
     if (sl_mkdir_p(cfg->log_dirs, 0700)) {
         snprintf(err, elen, "log.dirs: cannot create %s: %s", cfg->log_dirs, strerror(errno));
-        free(t);
+        sl_topics_close(t);
         return SL_ECONFIG;
     }
     sl_err e = load_cluster_id(t, err, elen);
     if (e) {
-        free(t);
+        sl_topics_close(t);
         return e;
     }
     char path[PATH_MAX];
@@ -394,21 +891,55 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
             return e;
         }
     }
+    /* The marker is consumed before any log opens: a crash from here on must not pass for a
+     * clean stop at the next start. */
+    char marker[PATH_MAX];
+    snprintf(marker, sizeof marker, "%s/" CLEAN_MARKER, cfg->log_dirs);
+    t->clean_start = unlink(marker) == 0 && sl_fsync_dir(cfg->log_dirs) == SL_OK;
+    if (t->clean_start)
+        SL_INFO("topics", "previous stop was clean; partition logs need no recovery sync", "%s",
+                "");
     for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp))
         for (int32_t i = 0; i < tp->npart; i++) {
-            e = open_partition(t, tp, i);
+            e = open_partition(t, tp, i, false);
             if (e) {
                 snprintf(err, elen, "cannot open partition %s-%d: %s", tp->name, i, sl_strerror(e));
                 sl_topics_close(t);
                 return e;
             }
         }
+    t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->efd < 0 || pthread_create(&t->worker, NULL, worker_main, t) != 0) {
+        snprintf(err, elen, "cannot start the partition file worker");
+        sl_topics_close(t);
+        return SL_ENOMEM;
+    }
+    t->worker_started = true;
     *out = t;
     return SL_OK;
 }
 
 void sl_topics_close(sl_topics *t) {
     if (!t) return;
+    if (t->worker_started) {
+        pthread_mutex_lock(&t->mu);
+        t->stop = true;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->worker, NULL);
+        t->worker_started = false;
+    }
+    /* Work the worker finished still completes (callbacks run exactly once); what that posts
+     * now runs inline (post_job). */
+    while (t->done) sl_topics_dispatch(t);
+    if (t->efd >= 0) close(t->efd);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    while (t->reserved) {
+        reserved *r = t->reserved;
+        t->reserved = r->next;
+        free(r);
+    }
     for (int b = 0; b < NBUCKETS; b++)
         for (sl_topic *tp = t->buckets[b], *n; tp; tp = n) {
             n = tp->next;
@@ -420,7 +951,7 @@ void sl_topics_close(sl_topics *t) {
 sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
                         bool validate_only, sl_topic **out) {
     if (!sl_topic_name_valid(name)) return SL_EINVAL;
-    if (sl_topics_find(t, name)) return SL_EEXISTS;
+    if (sl_topics_find(t, name) || is_reserved(t, name)) return SL_EEXISTS;
     if (npart < 1 || npart > 100000) return SL_EINVAL;
     if (validate_only) return SL_OK;
     sl_topic *tp = topic_new(name.p, (size_t)name.len, npart);
@@ -429,18 +960,20 @@ sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic
     while (sl_uuid_is_zero(&tp->id) || sl_topics_find_id(t, &tp->id));
     if (tc) tp->cfg = *tc;
     sl_err e = SL_OK;
-    for (int32_t i = 0; i < npart && !e; i++) e = open_partition(t, tp, i);
+    int32_t failed = -1;
+    for (int32_t i = 0; i < npart && !e; i++)
+        if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
     if (!e) {
         link_topic(t, tp);
         e = persist(t);
         if (e) unlink_topic(t, tp);
     }
     if (e) {
-        for (int32_t i = 0; i < tp->npart; i++)
-            if (tp->parts[i] && tp->parts[i]->log) {
-                sl_log_destroy(tp->parts[i]->log);
-                tp->parts[i]->log = NULL;
-            }
+        /* All or nothing: a topic that could not be created leaves no directory behind. */
+        discard_partitions(t, tp, 0, npart);
+        SL_WARN("topics", "topic creation failed; nothing kept",
+                "topic=%s partitions=%d failed_partition=%d err=%s (%s)", tp->name, npart, failed,
+                sl_errname(e), sl_strerror(e));
         topic_free(tp);
         return e;
     }
@@ -476,19 +1009,23 @@ sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *tp, int32_t npart) {
     memset(np + tp->npart, 0, (size_t)(npart - tp->npart) * sizeof *np);
     int32_t old = tp->npart;
     sl_err e = SL_OK;
-    for (int32_t i = old; i < npart && !e; i++) e = open_partition(t, tp, i);
+    int32_t failed = -1;
+    for (int32_t i = old; i < npart && !e; i++)
+        if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
     if (!e) {
         tp->npart = npart;
         e = persist(t);
         if (!e) return SL_OK;
     }
+    discard_partitions(t, tp, old, npart);
     for (int32_t i = old; i < npart; i++) {
-        if (np[i]) sl_pstate_close(np[i]->pstate, NULL);
-        if (np[i] && np[i]->log) sl_log_destroy(np[i]->log);
         free(np[i]);
         np[i] = NULL;
     }
     tp->npart = old;
+    SL_WARN("topics", "adding partitions failed; nothing kept",
+            "topic=%s partitions=%d requested=%d failed_partition=%d err=%s (%s)", tp->name, old,
+            npart, failed, sl_errname(e), sl_strerror(e));
     return e;
 }
 

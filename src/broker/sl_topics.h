@@ -52,6 +52,7 @@ typedef struct sl_topic {
     struct sl_topic *next;
     int32_t refs; /* the registry's while listed, plus sl_topic_hold()s */
     bool deleted; /* removed from the registry; its partitions' logs are gone (NULL) */
+    bool busy;    /* partitions being added (sl_topics_add_partitions_async) */
 } sl_topic;
 
 typedef struct sl_topics sl_topics;
@@ -59,7 +60,12 @@ typedef struct sl_topics sl_topics;
 /* Opens the registry under cfg->log_dirs (creating the directory), loading topics and opening
  * every partition log (which recovers it). `cfg` must outlive the registry. */
 sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t err_len);
-/* Closes every log and frees the registry. */
+/* Records that every partition log was synced and nothing will write to them in this run: the
+ * next sl_topics_open then skips the recovery fsync of each log (it consumes the record first).
+ * Call only after a successful sl_log_sync of every log, with the loop stopped. */
+sl_err sl_topics_mark_clean_stop(sl_topics *t);
+/* Stops the file worker (finishing queued work and running its callbacks), closes every log and
+ * frees the registry. */
 void sl_topics_close(sl_topics *t);
 
 sl_topic *sl_topics_find(sl_topics *t, sl_str name);
@@ -87,6 +93,36 @@ void sl_topic_release(sl_topic *topic);
 sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *topic, int32_t npart);
 /* Replaces the topic's overrides, applies them to its logs, persists. */
 sl_err sl_topics_set_config(sl_topics *t, sl_topic *topic, const sl_topic_config *tc);
+
+/* ---- Asynchronous administration ------------------------------------------------------------
+ * Partition directories are created and removed on the registry's file worker thread, so a
+ * CreateTopics of thousands of partitions does not stall the loop. The registry itself stays on
+ * the loop thread: the worker's completions arrive through sl_topics_fd(), and the loop thread
+ * calls sl_topics_dispatch(), which links or unlinks, persists and runs the callback. A name
+ * being created or deleted is reserved until its files are settled (sl_topics_create and the
+ * async calls answer SL_EEXISTS meanwhile). */
+
+/* Runs exactly once, on the loop thread, from sl_topics_dispatch (or sl_topics_close). `topic`
+ * is the created or grown topic on success, NULL otherwise; borrowed (sl_topic_hold to keep). */
+typedef void (*sl_topics_done_cb)(void *ctx, sl_err result, sl_topic *topic);
+/* Creates a topic: validates now (SL_EINVAL, SL_EEXISTS, SL_ENOMEM returned and cb never runs),
+ * then opens the partitions on the worker; on success the topic is listed and persisted before
+ * cb. A failure is atomic: every partition directory is removed before cb gets the error. */
+sl_err sl_topics_create_async(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
+                              sl_topics_done_cb cb, void *ctx);
+/* Grows `topic` to `npart` partitions the same way (all or none). SL_ESTATE while another
+ * addition to the topic runs. */
+sl_err sl_topics_add_partitions_async(sl_topics *t, sl_topic *topic, int32_t npart,
+                                      sl_topics_done_cb cb, void *ctx);
+/* Deletes `topic`: unlisted and persisted now (the struct lives on as for sl_topics_delete; the
+ * caller completes parked fetches first), its directories removed on the worker, then cb.
+ * SL_ESTATE while partitions are being added. */
+sl_err sl_topics_delete_async(sl_topics *t, sl_topic *topic, sl_topics_done_cb cb, void *ctx);
+/* An eventfd readable when completions wait; the loop watches it and calls sl_topics_dispatch. */
+int sl_topics_fd(const sl_topics *t);
+void sl_topics_dispatch(sl_topics *t);
+/* Asynchronous operations posted and not completed yet. */
+int sl_topics_pending(const sl_topics *t);
 
 /* Topic config names ("retention.ms", ...) <-> ids; values parsed/validated per key. */
 const char *sl_tcfg_name(int id);

@@ -219,7 +219,9 @@ int64_t sl_server_fd_reserve(int64_t nofile) {
 }
 
 int32_t sl_server_auto_max_connections(int64_t nofile) {
-    int64_t n = nofile - sl_server_fd_reserve(nofile) - SL_SERVER_ADMIN_CONNS;
+    /* Half of what the reserve leaves: the other half is the partition files' descriptor
+     * cache (sl_broker.c), so neither can starve the other. */
+    int64_t n = (nofile - sl_server_fd_reserve(nofile)) / 2 - SL_SERVER_ADMIN_CONNS;
     return n < 16 ? 16 : n > INT32_MAX ? INT32_MAX : (int32_t)n;
 }
 

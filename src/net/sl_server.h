@@ -28,8 +28,9 @@ typedef struct sl_server_config {
     int64_t idle_ms;           /* connections.max.idle.ms (0: no idle timeout; Kafka: 600000) */
     int64_t auth_timeout_ms;   /* accept to sl_conn_set_authenticated(), else closed (0: none) */
     int32_t max_inflight;      /* requests queued per connection before reading pauses (64) */
-    /* Connections open at once: 0 unlimited; SL_SERVER_CONN_AUTO: the descriptor limit
-     * (RLIMIT_NOFILE) minus sl_server_fd_reserve() of it, kept for the broker's own files. */
+    /* Connections open at once: 0 unlimited; SL_SERVER_CONN_AUTO: half of the descriptor
+     * limit (RLIMIT_NOFILE) left after sl_server_fd_reserve() of it (the broker's own files);
+     * the other half is the partition files' descriptor cache. */
     int32_t max_connections;
     int32_t max_connections_per_ip; /* open at once from one address (0: unlimited) */
     /* TLS handshakes, per client address, on listeners with a transport factory: started per
@@ -51,7 +52,8 @@ typedef struct sl_server_config {
 /* Descriptors kept back from max.connections when it is derived from a descriptor limit of
  * `nofile`: a quarter, at least 256 (partition files, the credential store, logs). */
 int64_t sl_server_fd_reserve(int64_t nofile);
-/* The max.connections that SL_SERVER_CONN_AUTO gives for a descriptor limit of `nofile`. */
+/* The max.connections that SL_SERVER_CONN_AUTO gives for a descriptor limit of `nofile`:
+ * (nofile - reserve) / 2 - SL_SERVER_ADMIN_CONNS, at least 16. */
 int32_t sl_server_auto_max_connections(int64_t nofile);
 
 /* Connections closed at accept, by reason (metric-ready; counted since start). */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,27 +175,232 @@ static sl_err scan_next(scan *s, sl_frame *f, bool check_payload) {
     return SL_OK;
 }
 
+/* ---- descriptor cache -------------------------------------------------------------------- */
+
+#define FD_CACHE_MIN 8
+
+static const char *const k_seg_ext[SL_SEG_NFILES] = {".log", ".index", ".timeindex"};
+
+/* One process-wide cache: the file limit is per process, and the flusher thread and the loop
+ * share the files. `lru` is a circular list of open slots, most recently used first. */
+static struct {
+    pthread_mutex_t mu;
+    sl_fslot lru;
+    int open, cap; /* cap 0: not set yet, derived from the file limit on first use */
+} g_fc = {.mu = PTHREAD_MUTEX_INITIALIZER, .lru = {.fd = -1, .prev = &g_fc.lru, .next = &g_fc.lru}};
+
+static void fc_unlink(sl_fslot *f) {
+    f->prev->next = f->next;
+    f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void fc_push_front(sl_fslot *f) {
+    f->next = g_fc.lru.next;
+    f->prev = &g_fc.lru;
+    g_fc.lru.next->prev = f;
+    g_fc.lru.next = f;
+}
+
+static int fc_cap_locked(void) {
+    if (!g_fc.cap) {
+        struct rlimit rl;
+        long long lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                            ? (long long)rl.rlim_cur
+                            : 1024;
+        g_fc.cap = lim / 2 > FD_CACHE_MIN ? (int)(lim / 2 < INT32_MAX ? lim / 2 : INT32_MAX)
+                                          : FD_CACHE_MIN;
+    }
+    return g_fc.cap;
+}
+
+/* Closes the least recently used unpinned descriptor; false when every open one is pinned. */
+static bool fc_evict_one_locked(void) {
+    for (sl_fslot *f = g_fc.lru.prev; f != &g_fc.lru; f = f->prev) {
+        if (f->pins) continue;
+        close(f->fd);
+        f->fd = -1;
+        fc_unlink(f);
+        g_fc.open--;
+        return true;
+    }
+    return false;
+}
+
+void sl_log_fd_cache_set_capacity(int n) {
+    pthread_mutex_lock(&g_fc.mu);
+    g_fc.cap = n < FD_CACHE_MIN ? FD_CACHE_MIN : n;
+    while (g_fc.open > g_fc.cap && fc_evict_one_locked()) {
+    }
+    pthread_mutex_unlock(&g_fc.mu);
+}
+
+int sl_log_fd_cache_capacity(void) {
+    pthread_mutex_lock(&g_fc.mu);
+    int n = fc_cap_locked();
+    pthread_mutex_unlock(&g_fc.mu);
+    return n;
+}
+
+int sl_log_fd_cache_open_count(void) {
+    pthread_mutex_lock(&g_fc.mu);
+    int n = g_fc.open;
+    pthread_mutex_unlock(&g_fc.mu);
+    return n;
+}
+
+/* open(2) that, when the process is out of descriptors (connections and the broker's own files
+ * may have taken the room the cache counted on), closes unpinned cached ones and retries rather
+ * than fail. Called with the cache's mutex held. */
+static int open_evicting_locked(const char *path, int flags) {
+    int fd;
+    while ((fd = open(path, flags | O_CLOEXEC, 0600)) < 0 && (errno == EMFILE || errno == ENFILE) &&
+           fc_evict_one_locked()) {
+    }
+    return fd;
+}
+
+/* A pinned descriptor for file `k` of segment `s`, opened (with `oflags` added to O_RDWR) when
+ * not cached; -1 with errno set on failure. Every success is paired with seg_fd_put(). Opening
+ * under the mutex keeps two threads from opening the same slot; open() of an existing file is
+ * cheap next to what the caller then does with it. */
+static int seg_fd(sl_seg *s, int k, int oflags) {
+    sl_fslot *f = &s->f[k];
+    pthread_mutex_lock(&g_fc.mu);
+    if (f->fd >= 0) {
+        f->pins++;
+        fc_unlink(f);
+        fc_push_front(f);
+        pthread_mutex_unlock(&g_fc.mu);
+        return f->fd;
+    }
+    int cap = fc_cap_locked();
+    while (g_fc.open >= cap && fc_evict_one_locked()) {
+    }
+    char path[4096];
+    seg_path(path, sizeof path, s->dir, s->base, k_seg_ext[k]);
+    int fd = open_evicting_locked(path, oflags | O_RDWR);
+    if (fd >= 0) {
+        f->fd = fd;
+        f->pins = 1;
+        fc_push_front(f);
+        g_fc.open++;
+    }
+    int en = errno;
+    pthread_mutex_unlock(&g_fc.mu);
+    errno = en;
+    return fd;
+}
+
+static void seg_fd_put(sl_seg *s, int k) {
+    pthread_mutex_lock(&g_fc.mu);
+    s->f[k].pins--;
+    pthread_mutex_unlock(&g_fc.mu);
+}
+
+static void seg_fd_close_all(sl_seg *s) {
+    pthread_mutex_lock(&g_fc.mu);
+    for (int k = 0; k < SL_SEG_NFILES; k++)
+        if (s->f[k].fd >= 0) {
+            close(s->f[k].fd);
+            s->f[k].fd = -1;
+            fc_unlink(&s->f[k]);
+            g_fc.open--;
+        }
+    pthread_mutex_unlock(&g_fc.mu);
+}
+
+/* I/O through the cache: each pins the descriptor for the one call. */
+static sl_err seg_pwrite(sl_seg *s, int k, const void *p, size_t len, off_t off) {
+    int fd = seg_fd(s, k, 0);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pwrite_all(fd, p, len, off);
+    seg_fd_put(s, k);
+    return e;
+}
+
+static sl_err seg_pread(sl_seg *s, int k, void *p, size_t len, off_t off) {
+    int fd = seg_fd(s, k, 0);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pread_all(fd, p, len, off);
+    seg_fd_put(s, k);
+    return e;
+}
+
+static sl_err seg_truncate(sl_seg *s, int k, off_t len) {
+    int fd = seg_fd(s, k, 0);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = ftruncate(fd, len) != 0 ? errno_err(errno) : SL_OK;
+    seg_fd_put(s, k);
+    return e;
+}
+
+/* Size of file `k`, or -1 with errno set. */
+static int64_t seg_file_size(sl_seg *s, int k) {
+    int fd = seg_fd(s, k, 0);
+    if (fd < 0) return -1;
+    struct stat st;
+    int64_t n = fstat(fd, &st) == 0 ? (int64_t)st.st_size : -1;
+    int en = errno;
+    seg_fd_put(s, k);
+    errno = en;
+    return n;
+}
+
+/* fsync of file `k`. A file retention or deletion unlinked meanwhile has nothing to make
+ * durable; any other failure to reopen is an error. */
+static sl_err seg_fsync(sl_seg *s, int k, bool *opened) {
+    int fd = seg_fd(s, k, 0);
+    *opened = fd >= 0;
+    if (fd < 0) {
+        if (errno == ENOENT && atomic_load_explicit(&s->gone, memory_order_acquire)) return SL_OK;
+        return errno_err(errno);
+    }
+    sl_err e = do_fsync(fd);
+    seg_fd_put(s, k);
+    return e;
+}
+
+/* fsync of a directory through a short-lived descriptor (logs keep none open); *opened tells a
+ * failure to open it from a failed fsync. */
+static sl_err fsync_dir_opened(const char *dir, bool *opened) {
+    pthread_mutex_lock(&g_fc.mu);
+    int fd = open_evicting_locked(dir, O_RDONLY | O_DIRECTORY);
+    int en = errno;
+    pthread_mutex_unlock(&g_fc.mu);
+    *opened = fd >= 0;
+    if (fd < 0) return errno_err(en);
+    sl_err e = do_fsync(fd);
+    close(fd);
+    return e;
+}
+
+static sl_err fsync_dir(const char *dir) {
+    bool opened;
+    return fsync_dir_opened(dir, &opened);
+}
+
 /* ---- segments ---------------------------------------------------------------------------- */
 
 static void seg_unref(sl_seg *s) {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
-    if (s->fd >= 0) close(s->fd);
-    if (s->ifd >= 0) close(s->ifd);
-    if (s->tfd >= 0) close(s->tfd);
+    seg_fd_close_all(s);
     free(s->idx);
     free(s->tidx);
     free(s);
 }
 
-static sl_seg *seg_alloc(int64_t base) {
+static sl_seg *seg_alloc(const char *dir, int64_t base) {
     sl_seg *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    s->dir = dir;
     s->base = s->next = base;
     s->size = FILE_HDR;
     s->max_ts = -1;
     s->max_ts_off = -1;
-    s->fd = s->ifd = s->tfd = -1;
+    for (int k = 0; k < SL_SEG_NFILES; k++) s->f[k].fd = -1;
     atomic_init(&s->refs, 1);
+    atomic_init(&s->gone, false);
     return s;
 }
 
@@ -231,7 +437,7 @@ static bool seg_time_point(sl_seg *s, bool write) {
         uint8_t e[12];
         sl_be64(e, (uint64_t)s->max_ts);
         sl_be32(e + 8, rel);
-        if (pwrite_all(s->tfd, e, 12, (off_t)s->ntidx * 12) != SL_OK) return false;
+        if (seg_pwrite(s, SL_SEG_TIMEINDEX, e, 12, (off_t)s->ntidx * 12) != SL_OK) return false;
     }
     return tidx_push(s, s->max_ts, rel);
 }
@@ -253,7 +459,7 @@ static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, con
             uint8_t e[8];
             sl_be32(e, rel);
             sl_be32(e + 4, (uint32_t)pos);
-            ok = pwrite_all(s->ifd, e, 8, (off_t)s->nidx * 8) == SL_OK;
+            ok = seg_pwrite(s, SL_SEG_INDEX, e, 8, (off_t)s->nidx * 8) == SL_OK;
         }
         if (ok && idx_push(s, rel, (uint32_t)pos)) {
             s->bytes_since_idx = 0;
@@ -301,12 +507,6 @@ static bool decode_file_header(const uint8_t *h, int64_t *base, int64_t *created
     return true;
 }
 
-static int open_file(const char *dir, int64_t base, const char *ext, int flags) {
-    char path[4096];
-    seg_path(path, sizeof path, dir, base, ext);
-    return open(path, flags | O_RDWR | O_CLOEXEC, 0600);
-}
-
 static void unlink_seg_files(const char *dir, int64_t base) {
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     for (size_t i = 0; i < 3; i++) {
@@ -317,23 +517,30 @@ static void unlink_seg_files(const char *dir, int64_t base) {
 }
 
 static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
-    sl_seg *s = seg_alloc(base);
+    sl_seg *s = seg_alloc(log->dir, base);
     if (!s) return SL_ENOMEM;
     sl_err e = SL_OK;
     s->created_ms = sl_wall_ms();
-    s->fd = open_file(log->dir, base, ".log", O_CREAT | O_TRUNC);
-    s->ifd = open_file(log->dir, base, ".index", O_CREAT | O_TRUNC);
-    s->tfd = open_file(log->dir, base, ".timeindex", O_CREAT | O_TRUNC);
-    if (s->fd < 0 || s->ifd < 0 || s->tfd < 0) {
-        e = errno_err(errno);
-    } else {
-        uint8_t h[FILE_HDR];
-        encode_file_header(h, base, s->created_ms);
-        e = pwrite_all(s->fd, h, FILE_HDR, 0);
+    int en = 0;
+    for (int k = 0; k < SL_SEG_NFILES && !e; k++) {
+        int fd = seg_fd(s, k, O_CREAT | O_TRUNC);
+        if (fd < 0) {
+            en = errno;
+            e = errno_err(en);
+            break;
+        }
+        if (k == SL_SEG_LOG) {
+            uint8_t h[FILE_HDR];
+            encode_file_header(h, base, s->created_ms);
+            e = pwrite_all(fd, h, FILE_HDR, 0);
+            en = errno;
+        }
+        seg_fd_put(s, k);
     }
     if (e) {
-        SL_ERROR(SUB, "segment create failed", "dir=%s base=%" PRId64 " err=%s", log->dir, base,
-                 sl_errname(e));
+        /* The errno is the reason an operator can act on (EMFILE, ENOSPC, EACCES...). */
+        SL_ERROR(SUB, "segment create failed", "dir=%s base=%" PRId64 " err=%s reason=%s", log->dir,
+                 base, sl_errname(e), strerror(en));
         seg_unref(s);
         unlink_seg_files(log->dir, base);
         return e;
@@ -352,15 +559,14 @@ static sl_err seg_write_indexes(sl_seg *s) {
         sl_be32(b + i * 8, s->idx[i].rel);
         sl_be32(b + i * 8 + 4, s->idx[i].pos);
     }
-    sl_err e = SL_OK;
-    if (ftruncate(s->ifd, 0) != 0) e = errno_err(errno);
-    if (!e) e = pwrite_all(s->ifd, b, n, 0);
+    sl_err e = seg_truncate(s, SL_SEG_INDEX, 0);
+    if (!e) e = seg_pwrite(s, SL_SEG_INDEX, b, n, 0);
     for (uint32_t i = 0; !e && i < s->ntidx; i++) {
         sl_be64(b + i * 12, (uint64_t)s->tidx[i].ts);
         sl_be32(b + i * 12 + 8, s->tidx[i].rel);
     }
-    if (!e && ftruncate(s->tfd, 0) != 0) e = errno_err(errno);
-    if (!e) e = pwrite_all(s->tfd, b, m, 0);
+    if (!e) e = seg_truncate(s, SL_SEG_TIMEINDEX, 0);
+    if (!e) e = seg_pwrite(s, SL_SEG_TIMEINDEX, b, m, 0);
     free(b);
     s->idx_dirty = true;
     return e;
@@ -379,8 +585,10 @@ static void seg_reset_indexes(sl_seg *s) {
  * is an error. */
 static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool truncate_bad) {
     seg_reset_indexes(s);
+    int fd = seg_fd(s, SL_SEG_LOG, 0);
+    if (fd < 0) return errno_err(errno);
     scan sc;
-    scan_init(&sc, s->fd, FILE_HDR, file_size);
+    scan_init(&sc, fd, FILE_HDR, file_size);
     sl_frame f;
     sl_err e;
     while ((e = scan_next(&sc, &f, true)) == SL_OK) {
@@ -393,6 +601,7 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
     }
     int64_t good = sc.pos;
     scan_done(&sc);
+    seg_fd_put(s, SL_SEG_LOG);
     if (e == SL_ERANGE) e = SL_OK;
     if (e == SL_ECORRUPT) {
         char path[4096];
@@ -403,7 +612,7 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
         }
         SL_WARN(SUB, "truncating torn or corrupt tail", "file=%s pos=%" PRId64 " dropped=%" PRId64,
                 path, good, file_size - good);
-        if (ftruncate(s->fd, good) != 0) return errno_err(errno);
+        if ((e = seg_truncate(s, SL_SEG_LOG, good)) != SL_OK) return e;
         s->data_dirty = true;
         e = SL_OK;
     }
@@ -416,12 +625,11 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
  * strictly increasing and inside the file, and a scan from the last entry must land exactly on
  * the end of the file. Fills next/max_ts. Returns false if anything is off (caller rebuilds). */
 static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
-    struct stat st;
-    if (fstat(s->ifd, &st) != 0 || st.st_size % 8 || st.st_size / 8 > file_size / SL_FRAME_HDR_MIN)
-        return false;
-    uint32_t n = (uint32_t)(st.st_size / 8);
+    int64_t isz = seg_file_size(s, SL_SEG_INDEX);
+    if (isz < 0 || isz % 8 || isz / 8 > file_size / SL_FRAME_HDR_MIN) return false;
+    uint32_t n = (uint32_t)(isz / 8);
     uint8_t *b = malloc((size_t)n * 8 + 1);
-    if (!b || pread_all(s->ifd, b, (size_t)n * 8, 0) != SL_OK) {
+    if (!b || seg_pread(s, SL_SEG_INDEX, b, (size_t)n * 8, 0) != SL_OK) {
         free(b);
         return false;
     }
@@ -437,12 +645,11 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     free(b);
     if (!ok) return false;
 
-    if (fstat(s->tfd, &st) != 0 || st.st_size % 12 ||
-        st.st_size / 12 > file_size / SL_FRAME_HDR_MIN)
-        return false;
-    n = (uint32_t)(st.st_size / 12);
+    int64_t tsz = seg_file_size(s, SL_SEG_TIMEINDEX);
+    if (tsz < 0 || tsz % 12 || tsz / 12 > file_size / SL_FRAME_HDR_MIN) return false;
+    n = (uint32_t)(tsz / 12);
     b = malloc((size_t)n * 12 + 1);
-    if (!b || pread_all(s->tfd, b, (size_t)n * 12, 0) != SL_OK) {
+    if (!b || seg_pread(s, SL_SEG_TIMEINDEX, b, (size_t)n * 12, 0) != SL_OK) {
         free(b);
         return false;
     }
@@ -460,8 +667,10 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     /* Walk the tail after the last index entry to learn the end offset and verify the entry. */
     int64_t pos = s->nidx ? s->idx[s->nidx - 1].pos : FILE_HDR;
     int64_t expect = s->nidx ? s->base + s->idx[s->nidx - 1].rel : s->base;
+    int fd = seg_fd(s, SL_SEG_LOG, 0);
+    if (fd < 0) return false;
     scan sc;
-    scan_init(&sc, s->fd, pos, file_size);
+    scan_init(&sc, fd, pos, file_size);
     sl_frame f;
     sl_err e;
     s->max_ts = s->ntidx ? s->tidx[s->ntidx - 1].ts : -1;
@@ -482,6 +691,7 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
         }
     }
     scan_done(&sc);
+    seg_fd_put(s, SL_SEG_LOG);
     if (e != SL_ERANGE) return false;
     if (s->ntidx && s->tidx[s->ntidx - 1].rel >= (uint64_t)(s->next - s->base)) return false;
     s->size = file_size;
@@ -493,20 +703,28 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
 static sl_err seg_open(sl_log *log, int64_t base, bool is_last, sl_seg **out) {
     char path[4096];
     seg_path(path, sizeof path, log->dir, base, ".log");
-    sl_seg *s = seg_alloc(base);
+    sl_seg *s = seg_alloc(log->dir, base);
     if (!s) return SL_ENOMEM;
     sl_err e = SL_OK;
-    s->fd = open_file(log->dir, base, ".log", 0);
-    s->ifd = open_file(log->dir, base, ".index", O_CREAT);
-    s->tfd = open_file(log->dir, base, ".timeindex", O_CREAT);
-    struct stat st;
-    if (s->fd < 0 || s->ifd < 0 || s->tfd < 0 || fstat(s->fd, &st) != 0) {
+    /* Missing index files are created empty (then rebuilt). */
+    for (int k = SL_SEG_INDEX; k <= SL_SEG_TIMEINDEX; k++) {
+        int fd = seg_fd(s, k, O_CREAT);
+        if (fd < 0) {
+            e = errno_err(errno);
+            SL_ERROR(SUB, "cannot open segment index", "dir=%s base=%" PRId64 " reason=%s",
+                     log->dir, base, strerror(errno));
+            goto fail;
+        }
+        seg_fd_put(s, k);
+    }
+    int64_t size = seg_file_size(s, SL_SEG_LOG), hbase = -1;
+    if (size < 0) {
         e = errno_err(errno);
+        SL_ERROR(SUB, "cannot open segment", "file=%s reason=%s", path, strerror(errno));
         goto fail;
     }
-    int64_t size = st.st_size, hbase = -1;
     uint8_t h[FILE_HDR];
-    bool hdr_ok = size >= FILE_HDR && pread_all(s->fd, h, FILE_HDR, 0) == SL_OK &&
+    bool hdr_ok = size >= FILE_HDR && seg_pread(s, SL_SEG_LOG, h, FILE_HDR, 0) == SL_OK &&
                   decode_file_header(h, &hbase, &s->created_ms);
     if (!hdr_ok) {
         if (is_last && size <= FILE_HDR) {
@@ -514,7 +732,7 @@ static sl_err seg_open(sl_log *log, int64_t base, bool is_last, sl_seg **out) {
             SL_WARN(SUB, "rewriting torn segment header", "file=%s", path);
             s->created_ms = sl_wall_ms();
             encode_file_header(h, base, s->created_ms);
-            if ((e = pwrite_all(s->fd, h, FILE_HDR, 0)) != SL_OK) goto fail;
+            if ((e = seg_pwrite(s, SL_SEG_LOG, h, FILE_HDR, 0)) != SL_OK) goto fail;
             size = FILE_HDR;
             s->data_dirty = true;
         } else {
@@ -564,7 +782,7 @@ static sl_err ckpt_write(sl_log *log, int64_t start) {
     if (!e) e = do_fsync(fd);
     close(fd);
     if (!e && rename(tmp, path) != 0) e = errno_err(errno);
-    if (!e) e = do_fsync(log->dirfd);
+    if (!e) e = fsync_dir(log->dir);
     if (e) {
         (void)unlink(tmp);
         SL_ERROR(SUB, "start offset checkpoint write failed", "dir=%s err=%s", log->dir,
@@ -636,7 +854,6 @@ static sl_err segs_push(sl_log *log, sl_seg *s) {
 static void log_free(sl_log *log) {
     for (int i = 0; i < log->nsegs; i++) seg_unref(log->segs[i]);
     free(log->segs);
-    if (log->dirfd >= 0) close(log->dirfd);
     pthread_mutex_destroy(&log->mu);
     free(log->dir);
     free(log);
@@ -713,7 +930,7 @@ static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
             continue;
         bool found = false;
         for (int i = 0; i < n && !found; i++) found = bases[i] == b;
-        if (!found) (void)unlinkat(log->dirfd, de->d_name, 0);
+        if (!found) (void)unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
     if (e) {
@@ -726,14 +943,24 @@ static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
     return SL_OK;
 }
 
+static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out);
+
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
+    return log_open(dir, cfg, false, out);
+}
+
+sl_err sl_log_open_synced(const char *dir, const sl_log_config *cfg, sl_log **out) {
+    return log_open(dir, cfg, true, out);
+}
+
+static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out) {
     sl_log *log = calloc(1, sizeof *log);
     if (!log) return SL_ENOMEM;
-    log->dirfd = -1;
     log->cfg = *cfg;
     config_sanitize(&log->cfg);
     atomic_init(&log->refs, 1);
     atomic_init(&log->sync_failed, 0);
+    atomic_init(&log->destroyed, false);
     pthread_mutex_init(&log->mu, NULL);
     int64_t *bases = NULL;
     int nb = 0;
@@ -743,12 +970,20 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         e = SL_ENOMEM;
         goto fail;
     }
-    if ((e = mkdir_p(dir)) != SL_OK) goto fail;
-    log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (log->dirfd < 0) {
-        e = errno_err(errno);
+    if ((e = mkdir_p(dir)) != SL_OK) {
+        SL_ERROR(SUB, "cannot create partition directory", "dir=%s reason=%s", dir,
+                 strerror(errno));
         goto fail;
     }
+    /* Held by no one after this check: a log keeps no descriptor of its own (see the
+     * descriptor cache), so the directory is opened again only to fsync it. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        e = errno_err(errno);
+        SL_ERROR(SUB, "cannot open partition directory", "dir=%s reason=%s", dir, strerror(errno));
+        goto fail;
+    }
+    close(dfd);
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
     if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
     for (int i = 0; i < nb; i++) {
@@ -786,15 +1021,26 @@ sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
         log->start_offset = end;
     }
     /* What survived recovery may still sit only in the page cache (the process, not the machine,
-     * crashed); make it durable so durable_offset can start at the end. */
+     * crashed); make it durable so durable_offset can start at the end. Unless the files are
+     * known synced (a clean stop) and recovery changed no data (it cut no tail, rewrote no
+     * header): then there is nothing to make durable. */
+    bool changed = false;
+    for (int i = 0; i < log->nsegs; i++) changed |= log->segs[i]->data_dirty;
+    bool sync_all = !synced || changed;
     for (int i = 0; i < log->nsegs; i++) {
         sl_seg *s = log->segs[i];
-        s->data_dirty = true;
-        s->idx_dirty = true;
+        if (sync_all) {
+            s->data_dirty = true;
+            s->idx_dirty = true;
+        }
         s->sealed = i < log->nsegs - 1;
     }
-    log->dir_dirty = true;
-    if ((e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
+    if (sync_all) log->dir_dirty = true;
+    /* A log created just now holds no record: losing its files in a crash loses nothing, since
+     * opening recreates them (a torn header is rewritten, a missing index rebuilt). Its first
+     * flush makes them durable with the first records; creating thousands of partitions then
+     * costs no fsync each. */
+    if (nb > 0 && sync_all && (e = sl_log__fsync_dirty(log)) != SL_OK) goto fail;
     log->durable_offset = end;
     free(bases);
     *out = log;
@@ -818,20 +1064,31 @@ void sl_log_close(sl_log *log) {
 
 sl_err sl_log_destroy(sl_log *log) {
     if (!log) return SL_OK;
+    sl_err e = sl_log_remove_files(log);
+    sl_log_close(log);
+    return e;
+}
+
+sl_err sl_log_remove_files(sl_log *log) {
     sl_err e = SL_OK;
+    /* A flush in progress must not take the vanished files for lost ones. */
+    atomic_store_explicit(&log->destroyed, true, memory_order_release);
+    pthread_mutex_lock(&log->mu);
+    for (int i = 0; i < log->nsegs; i++)
+        atomic_store_explicit(&log->segs[i]->gone, true, memory_order_release);
+    pthread_mutex_unlock(&log->mu);
     DIR *d = opendir(log->dir);
     if (d) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            if (unlinkat(log->dirfd, de->d_name, 0) != 0 && !e) e = errno_err(errno);
+            if (unlinkat(dirfd(d), de->d_name, 0) != 0 && !e) e = errno_err(errno);
         }
         closedir(d);
     } else {
         e = errno_err(errno);
     }
     if (rmdir(log->dir) != 0 && !e) e = errno_err(errno);
-    sl_log_close(log);
     return e;
 }
 
@@ -888,16 +1145,24 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
     size_t hlen =
         sl_frame_encode_batch(h, base, lod, record_count, max_timestamp, (uint32_t)len, &f);
     struct iovec iov[2] = {{h, hlen}, {batch, len}};
-    sl_err e = write_all(s->fd, iov, 2, s->size);
+    int fd = seg_fd(s, SL_SEG_LOG, 0);
+    if (fd < 0) {
+        SL_WARN(SUB, "append failed: cannot open the active segment", "dir=%s reason=%s", log->dir,
+                strerror(errno));
+        return errno_err(errno);
+    }
+    sl_err e = write_all(fd, iov, 2, s->size);
     if (e) {
         /* Cut whatever part of the frame reached the file so no torn frame stays behind; if
          * even that fails the next append overwrites it and recovery would cut it. */
-        if (ftruncate(s->fd, s->size) != 0)
+        if (ftruncate(fd, s->size) != 0)
             SL_ERROR(SUB, "truncate after failed append failed", "dir=%s errno=%d", log->dir,
                      errno);
+        seg_fd_put(s, SL_SEG_LOG);
         SL_WARN(SUB, "append failed", "dir=%s err=%s", log->dir, sl_errname(e));
         return e;
     }
+    seg_fd_put(s, SL_SEG_LOG);
     bool idx = seg_note_frame(s, &log->cfg, s->size, &f, true);
     pthread_mutex_lock(&log->mu);
     s->data_dirty = true;
@@ -943,7 +1208,7 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
         if ((int64_t)want > s->size - pos) want = (size_t)(s->size - pos);
         uint8_t *buf = sl_arena_alloc(a, want ? want : 1);
         if (!buf) return SL_ENOMEM;
-        sl_err e = pread_all(s->fd, buf, want, pos);
+        sl_err e = seg_pread(s, SL_SEG_LOG, buf, want, pos);
         if (e) return e;
         size_t p = 0, emitted = 0;
         for (;;) {
@@ -1040,8 +1305,10 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
         }
         if (lo) from = s->base + s->tidx[lo - 1].rel + 1;
         if (from < log->start_offset) from = log->start_offset;
+        int fd = seg_fd(s, SL_SEG_LOG, 0);
+        if (fd < 0) return errno_err(errno);
         scan sc;
-        scan_init(&sc, s->fd, seg_lookup(s, from), s->size);
+        scan_init(&sc, fd, seg_lookup(s, from), s->size);
         sl_frame f;
         sl_err e;
         int64_t at = sc.pos;
@@ -1070,6 +1337,7 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
             break;
         }
         scan_done(&sc);
+        seg_fd_put(s, SL_SEG_LOG);
         if (e == SL_OK) return SL_OK;
         if (e != SL_ERANGE) return e;
     }
@@ -1093,6 +1361,7 @@ sl_err sl_log_max_timestamp(sl_log *log, int64_t *offset, int64_t *ts) {
  * close when the last reference goes. */
 static void drop_oldest(sl_log *log) {
     sl_seg *s = log->segs[0];
+    atomic_store_explicit(&s->gone, true, memory_order_release);
     unlink_seg_files(log->dir, s->base);
     pthread_mutex_lock(&log->mu);
     memmove(log->segs, log->segs + 1, (size_t)(log->nsegs - 1) * sizeof *log->segs);
@@ -1150,7 +1419,10 @@ sl_err sl_log__fsync_dirty(sl_log *log) {
     bool more = true;
     while (more && !e) {
         sl_seg *held[MAXFD];
-        int fds[MAXFD * 3];
+        struct {
+            sl_seg *s;
+            int k;
+        } files[MAXFD * 3];
         int nh = 0, nf = 0;
         bool dir = false;
         more = false;
@@ -1165,10 +1437,10 @@ sl_err sl_log__fsync_dirty(sl_log *log) {
             }
             atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
             held[nh++] = s;
-            if (d) fds[nf++] = s->fd;
+            if (d) files[nf].s = s, files[nf++].k = SL_SEG_LOG;
             if (x) {
-                fds[nf++] = s->ifd;
-                fds[nf++] = s->tfd;
+                files[nf].s = s, files[nf++].k = SL_SEG_INDEX;
+                files[nf].s = s, files[nf++].k = SL_SEG_TIMEINDEX;
             }
             s->data_dirty = false;
             if (x) s->idx_dirty = false;
@@ -1180,9 +1452,33 @@ sl_err sl_log__fsync_dirty(sl_log *log) {
         pthread_mutex_unlock(&log->mu);
         /* Data before directory: a new segment's name must not become durable before its
          * header is. */
-        for (int i = 0; i < nf && !e; i++) e = do_fsync(fds[i]);
-        if (!e && dir) e = do_fsync(log->dirfd);
-        for (int i = 0; i < nh; i++) seg_unref(held[i]);
+        bool opened = true;
+        int i = 0;
+        for (; i < nf && !e; i++) e = seg_fsync(files[i].s, files[i].k, &opened);
+        if (!e && dir) {
+            e = fsync_dir_opened(log->dir, &opened);
+            if (e && atomic_load_explicit(&log->destroyed, memory_order_acquire)) e = SL_OK;
+        }
+        if (e && !opened) {
+            /* Not an fsync failure: a file could not be opened to sync it (out of descriptors,
+             * say). Nothing was lost from the page cache, so what this round took stays dirty
+             * for the next one and the log stays writable. */
+            pthread_mutex_lock(&log->mu);
+            for (int k = i > 0 ? i - 1 : 0; k < nf; k++) {
+                if (files[k].k == SL_SEG_LOG)
+                    files[k].s->data_dirty = true;
+                else
+                    files[k].s->idx_dirty = true;
+            }
+            if (dir) log->dir_dirty = true;
+            pthread_mutex_unlock(&log->mu);
+        }
+        for (int h = 0; h < nh; h++) seg_unref(held[h]);
+        if (e && !opened) {
+            SL_ERROR(SUB, "cannot open a file to fsync it; will retry", "dir=%s err=%s", log->dir,
+                     sl_errname(e));
+            return e;
+        }
     }
     if (e) {
         /* After a failed fsync the kernel may have dropped the dirty pages and cleared the
@@ -1202,6 +1498,10 @@ void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark) {
 
 sl_err sl_log_sync(sl_log *log) {
     int64_t target = active(log)->next, mark = log->appended_records;
+    if (atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    /* Every record is durable already (what is left dirty is at most the empty files of a log
+     * created without records): a clean stop of many idle partitions costs no fsync. */
+    if (target <= log->durable_offset && mark <= log->synced_records) return SL_OK;
     sl_err e = sl_log__fsync_dirty(log);
     if (!e) sl_log__mark_durable(log, target, mark);
     return e;

@@ -30,14 +30,26 @@ typedef struct sl_log sl_log;
 
 /* Opens (creating if missing) the partition directory `dir`, recovering it: validates the tail of
  * the last segment, truncates a torn or corrupt trailing batch, rebuilds missing or bad indexes.
- * `cfg` is copied. On success the caller owns *out and frees it with sl_log_close(). */
+ * What recovery kept is fsynced before this returns; a log created here (no segment existed)
+ * holds no record, and its files become durable with its first sync (a crash before that
+ * reopens it empty). `cfg` is copied. On success the caller owns *out and frees it with
+ * sl_log_close(). */
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out);
+/* As sl_log_open, for a directory whose every write is known durable (the broker stopped cleanly
+ * after syncing every log): recovery's fsync of what it kept is skipped unless recovery itself
+ * changed data (a torn tail cut, a header rewritten), so a restart of many partitions costs no
+ * fsync each. */
+sl_err sl_log_open_synced(const char *dir, const sl_log_config *cfg, sl_log **out);
 /* Replaces the config (topic config changed). Takes effect on the next append/retention pass. */
 void sl_log_set_config(sl_log *log, const sl_log_config *cfg);
 /* Closes files and frees. Does not fsync; call sl_log_sync first for a clean stop. */
 void sl_log_close(sl_log *log);
 /* Closes the log and removes its directory and everything in it (topic deletion). */
 sl_err sl_log_destroy(sl_log *log);
+/* Removes the log's directory and everything in it, leaving the log open (nothing may append to
+ * it any more; sl_log_close it on the loop thread). Touches only the files and atomics, so a file
+ * worker thread may run it while the flusher still holds the log. */
+sl_err sl_log_remove_files(sl_log *log);
 
 /* Appends one record batch (magic 2, already validated by the caller). `batch` points at `len`
  * bytes the caller owns; the function writes the assigned base offset into the batch's first 8
@@ -82,9 +94,25 @@ sl_err sl_log_enforce_retention(sl_log *log, int64_t now_ms, int *deleted);
  * wall-clock (sl_wall_ms()). */
 bool sl_log_flush_due(const sl_log *log, int64_t now_ms);
 
-/* Synchronous fsync of everything appended so far (segments, indexes as needed, directory).
- * For tests and clean shutdown; the broker normally syncs through sl_flusher. */
+/* Synchronous fsync of everything appended so far (segments, indexes as needed, directory);
+ * nothing to do (no fsync) when every record is durable already. For tests and clean shutdown;
+ * the broker normally syncs through sl_flusher. */
 sl_err sl_log_sync(sl_log *log);
+
+/* ---- Descriptor cache ----------------------------------------------------------------------
+ * The segment files (data, offset index, time index) of every log in the process share one
+ * bounded cache of open descriptors: the least recently used is closed when the cache is full
+ * and the file opened again when next needed, so the number of partitions is bounded by disk,
+ * not by the file limit. A log holds no other descriptor between calls. A descriptor is never
+ * closed while in use (the flusher's fsync included); closing one loses nothing, since an fsync
+ * through a descriptor opened later flushes the file's dirty pages all the same. Thread-safe. */
+
+/* Sets how many descriptors the cache may keep open (values below 8 count as 8). Lowering it
+ * closes the excess as soon as they are unused. Default: half the soft file limit. */
+void sl_log_fd_cache_set_capacity(int n);
+int sl_log_fd_cache_capacity(void);
+/* Descriptors the cache holds open now (tests, metrics). */
+int sl_log_fd_cache_open_count(void);
 
 /* ---- Group commit -------------------------------------------------------------------------
  * The flusher owns one thread. The loop thread asks for a log to be made durable up to its

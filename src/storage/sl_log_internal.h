@@ -15,16 +15,31 @@ typedef struct sl_tidx_ent {
     uint32_t rel; /* relative last offset of the batch holding ts */
 } sl_tidx_ent;
 
-/* One segment. Fields are owned by the loop thread, except: fds are immutable after creation;
- * data_dirty/idx_dirty/sealed are guarded by the owning log's mu (the flusher reads them);
- * refs is atomic. The segment is freed (fds closed) when refs drops to 0, so the flusher can
- * keep fsyncing a segment that retention already unlinked. */
+/* The files of a segment. */
+enum { SL_SEG_LOG, SL_SEG_INDEX, SL_SEG_TIMEINDEX, SL_SEG_NFILES };
+
+/* A segment file's slot in the process-wide descriptor cache (sl_log.c): the descriptor is open
+ * on demand and may be closed whenever no one has it pinned. All fields are guarded by the
+ * cache's mutex. */
+typedef struct sl_fslot {
+    int fd;   /* -1: not open */
+    int pins; /* users between seg_fd() and seg_fd_put(); a pinned fd is never closed */
+    struct sl_fslot *prev, *next; /* least-recently-used list of open slots */
+} sl_fslot;
+
+/* One segment. Fields are owned by the loop thread, except: file slots belong to the descriptor
+ * cache; data_dirty/idx_dirty/sealed are guarded by the owning log's mu (the flusher reads
+ * them); refs and gone are atomic. The segment is freed (descriptors closed) when refs drops to
+ * 0, so the flusher can keep fsyncing a segment that retention already unlinked (`gone` tells it
+ * that a file it cannot reopen was deleted, not lost). */
 typedef struct sl_seg {
     int64_t base, next, size; /* size: logical end of the data file, header included */
     int64_t max_ts, max_ts_off;
     int64_t created_ms;
     int64_t bytes_since_idx;
-    int fd, ifd, tfd;
+    const char *dir; /* the owning log's directory (outlives every reference to the segment) */
+    sl_fslot f[SL_SEG_NFILES];
+    atomic_bool gone; /* files unlinked (retention, DeleteRecords, log destroyed) */
     sl_idx_ent *idx;
     uint32_t nidx, cidx;
     sl_tidx_ent *tidx;
@@ -35,7 +50,6 @@ typedef struct sl_seg {
 
 struct sl_log {
     char *dir;
-    int dirfd;
     sl_log_config cfg;
     sl_seg **segs; /* sorted by base; last is active. Mutated under mu, read freely on loop */
     int nsegs, csegs;
@@ -48,6 +62,7 @@ struct sl_log {
     bool closed;
     atomic_int refs;
     atomic_int sync_failed; /* sticky: after a failed fsync the page cache state is unknown */
+    atomic_bool destroyed;  /* directory removed (sl_log_destroy): nothing left to make durable */
     /* Flusher-thread scratch for deduplicating logs within one round. */
     uint64_t flush_round;
     sl_err flush_result;

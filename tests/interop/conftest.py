@@ -84,8 +84,10 @@ class Broker:
     """A broker process owned by one test. Its stderr (structured log lines and any sanitizer
     report) goes to `log_path`, appended across restarts."""
 
-    def __init__(self, workdir, overrides=None, binary=None):
+    def __init__(self, workdir, overrides=None, binary=None, nofile=None):
         self.binary = binary or SLUICE_BIN
+        # With `nofile`, the broker runs with that soft and hard file limit (RLIMIT_NOFILE).
+        self.nofile = nofile
         self.workdir = Path(workdir)
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -128,9 +130,20 @@ class Broker:
             log.flush()
             self.proc = subprocess.Popen([self.binary, "serve", "-c", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=sanitizer_env(), cwd=str(self.workdir))
+                                         env=sanitizer_env(), cwd=str(self.workdir),
+                                         preexec_fn=self._preexec())
         self.wait_ready()
         return self
+
+    def _preexec(self):
+        if self.nofile is None:
+            return None
+        n = self.nofile
+
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        return limit
 
     def start_may_fail(self, timeout=START_DEADLINE_S):
         """Starts the broker when refusing to start is an acceptable outcome: returns None once

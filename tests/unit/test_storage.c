@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/sl_buf.h"
 #include "base/sl_crc32c.h"
 #include "base/sl_logging.h"
+#include "base/sl_time.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
 #include "storage/sl_log.h"
@@ -902,6 +904,263 @@ SL_TEST(storage_random_damage_never_crashes) {
     CHECK(opened > 0);
     for (int i = 0; i < nf; i++) free(files[i].data);
     sl_log_set_level(SL_LOG_INFO);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* ---- descriptor cache -------------------------------------------------------------------- */
+
+static int open_fd_count(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the one opendir holds */
+}
+
+/* Many logs with many segments each behind a cache of 8 descriptors: appends interleaved across
+ * logs, reads of every offset, time lookups, group commit (with slow fsyncs on the flusher
+ * thread while the loop keeps evicting), retention and a reopen all stay correct, and the
+ * process never holds more than the cache's descriptors for them. */
+SL_TEST(storage_fd_cache_tiny_over_many_logs) {
+    enum { NL = 24, CAP = 8 };
+    int old_cap = sl_log_fd_cache_capacity();
+    sl_log_fd_cache_set_capacity(CAP);
+    CHECK_EQ(sl_log_fd_cache_capacity(), CAP);
+    int fds0 = open_fd_count();
+    static char dirs[NL][64];
+    sl_log *logs[NL];
+    model *ms[NL];
+    sl_log_config c;
+    small_cfg(&c);
+    for (int i = 0; i < NL; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%s", tmpdir());
+        CHECK_EQ(sl_log_open(dirs[i], &c, &logs[i]), SL_OK);
+        ms[i] = model_new();
+    }
+    CHECK(open_fd_count() <= fds0 + CAP);
+    sl_flusher *f;
+    CHECK_EQ(sl_flusher_new(&f), SL_OK);
+    sl_storage_fsync = counting_fsync;
+    atomic_store(&g_fsync_delay_ms, 2);
+    enum { ROUNDS = 60 };
+    static cb_state st[ROUNDS * NL];
+    memset(st, 0, sizeof st);
+    int nreq = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < NL; i++) {
+            CHECK_EQ(append_one(logs[i], ms[i], 1 + (r + i) % 4, (size_t)(20 + (r * 31 + i) % 400),
+                                1000000 + r * 10),
+                     SL_OK);
+            /* Flushes in flight while the loop thread keeps opening (and evicting) files. */
+            if ((r + i) % 5 == 0) sl_flusher_request(f, logs[i], on_flushed, &st[nreq++]);
+        }
+        CHECK(sl_log_fd_cache_open_count() <= CAP);
+        /* The flusher's eventfd, and a directory it may be syncing right now. */
+        CHECK(open_fd_count() <= fds0 + CAP + 2);
+        struct pollfd pfd = {sl_flusher_fd(f), POLLIN, 0};
+        if (poll(&pfd, 1, 0) > 0) sl_flusher_dispatch(f);
+    }
+    pump(f, st, nreq);
+    for (int k = 0; k < nreq; k++) {
+        CHECK_EQ(st[k].calls, 1);
+        CHECK_EQ(st[k].err, SL_OK);
+    }
+    atomic_store(&g_fsync_delay_ms, 0);
+    sl_storage_fsync = fsync;
+    for (int i = 0; i < NL; i++) {
+        CHECK(sl_log_segment_count(logs[i]) > 3);
+        int64_t end = sl_log_end_offset(logs[i]);
+        for (int64_t off = 0; off < end; off += 3) CHECK(check_read(logs[i], ms[i], off, 600) > 0);
+        int64_t o, ts;
+        CHECK_EQ(sl_log_offset_for_time(logs[i], 1000000 + 300, &o, &ts), SL_OK);
+        CHECK_EQ(o, ms[i]->base[30]);
+        /* Everything durable through the flusher (files reopened as needed). */
+        cb_state one = {0};
+        sl_flusher_request(f, logs[i], on_flushed, &one);
+        pump(f, &one, 1);
+        CHECK_EQ(one.err, SL_OK);
+        CHECK_EQ(sl_log_durable_offset(logs[i]), end);
+    }
+    /* Retention on every other log: whole old segments go, the rest still reads. */
+    for (int i = 0; i < NL; i += 2) {
+        sl_log_config rc = c;
+        rc.retention_bytes = 8192;
+        sl_log_set_config(logs[i], &rc);
+        int deleted = 0;
+        CHECK_EQ(sl_log_enforce_retention(logs[i], sl_wall_ms(), &deleted), SL_OK);
+        CHECK(deleted > 0);
+        char p[256];
+        seg_file(p, sizeof p, dirs[i], 0, ".log");
+        CHECK_EQ(file_size(p), -1);
+        int64_t start = sl_log_start_offset(logs[i]);
+        CHECK(start > 0);
+        for (int64_t off = start; off < sl_log_end_offset(logs[i]); off++)
+            CHECK(check_read(logs[i], ms[i], off, 100) > 0);
+    }
+    /* Appends after retention, then a reopen of all behind the same tiny cache. */
+    for (int i = 0; i < NL; i++) {
+        CHECK_EQ(append_one(logs[i], ms[i], 2, 50, 2000000), SL_OK);
+        CHECK_EQ(sl_log_sync(logs[i]), SL_OK);
+    }
+    int64_t starts[NL], ends[NL];
+    for (int i = 0; i < NL; i++) {
+        starts[i] = sl_log_start_offset(logs[i]);
+        ends[i] = sl_log_end_offset(logs[i]);
+        sl_log_close(logs[i]);
+    }
+    sl_flusher_free(f);
+    CHECK_EQ(sl_log_fd_cache_open_count(), 0);
+    CHECK_EQ(open_fd_count(), fds0);
+    for (int i = 0; i < NL; i++) {
+        CHECK_EQ(sl_log_open(dirs[i], &c, &logs[i]), SL_OK);
+        CHECK(sl_log_fd_cache_open_count() <= CAP);
+    }
+    for (int i = 0; i < NL; i++) {
+        CHECK_EQ(sl_log_start_offset(logs[i]), starts[i]);
+        CHECK_EQ(sl_log_end_offset(logs[i]), ends[i]);
+        for (int64_t off = starts[i]; off < ends[i]; off += 2)
+            CHECK(check_read(logs[i], ms[i], off, 300) > 0);
+    }
+    CHECK(open_fd_count() <= fds0 + CAP);
+    /* Destroying a log closes its descriptors and removes everything. */
+    for (int i = 0; i < NL; i++) {
+        CHECK_EQ(sl_log_destroy(logs[i]), SL_OK);
+        CHECK_EQ(file_size(dirs[i]), -1);
+        model_free(ms[i]);
+    }
+    CHECK_EQ(sl_log_fd_cache_open_count(), 0);
+    CHECK_EQ(open_fd_count(), fds0);
+    sl_log_fd_cache_set_capacity(old_cap);
+}
+
+/* A log created just now costs no fsync (creating thousands of partitions stays cheap), its
+ * first records make everything durable, a sync with nothing new costs none, and its files
+ * lost or torn before any record (a crash right after creation) reopen as an empty log. */
+SL_TEST(storage_fresh_log_defers_fsync_to_first_records) {
+    char *dir = tmpdir(), *dir2 = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    sl_storage_fsync = counting_fsync;
+    atomic_store(&g_fsyncs, 0);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    model *m = model_new();
+    CHECK_EQ(append_one(log, m, 3, 40, 1000), SL_OK);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK(atomic_load(&g_fsyncs) >= 2); /* the segment and the directory at least */
+    CHECK_EQ(sl_log_durable_offset(log), 3);
+    atomic_store(&g_fsyncs, 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    sl_log_close(log);
+    sl_storage_fsync = fsync;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    CHECK_EQ(sl_log_end_offset(log), 3);
+    CHECK(check_read(log, m, 0, 1000) == 1);
+    sl_log_close(log);
+    /* Created, then files torn and lost as a crash could leave them: reopens empty. */
+    CHECK_EQ(sl_log_open(dir2, &c, &log), SL_OK);
+    sl_log_close(log);
+    char p[256];
+    seg_file(p, sizeof p, dir2, 0, ".log");
+    CHECK_EQ(truncate(p, 10), 0);
+    seg_file(p, sizeof p, dir2, 0, ".index");
+    CHECK_EQ(unlink(p), 0);
+    CHECK_EQ(sl_log_open(dir2, &c, &log), SL_OK);
+    CHECK_EQ(sl_log_end_offset(log), 0);
+    model *m2 = model_new();
+    CHECK_EQ(append_one(log, m2, 2, 40, 1000), SL_OK);
+    CHECK(check_read(log, m2, 0, 1000) == 1);
+    sl_log_close(log);
+    model_free(m);
+    model_free(m2);
+    rm_rf(dir);
+    rm_rf(dir2);
+}
+
+/* Out of descriptors: syncing gives back cached descriptors to open what it must, and a sync
+ * that still cannot open a file fails without making the log read-only (nothing was lost from
+ * the page cache); once descriptors are free again, appends and syncs succeed. */
+SL_TEST(storage_out_of_descriptors_is_not_sticky) {
+    char *dir = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    model *m = model_new();
+    CHECK_EQ(append_one(log, m, 2, 40, 1000), SL_OK);
+    struct rlimit old;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = old;
+    low.rlim_cur = (rlim_t)open_fd_count() + 16;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int held[64], nh = 0;
+    while (nh < 64 && (held[nh] = dup(0)) >= 0) nh++;
+    CHECK(nh < 64); /* the table is full */
+    /* Every open below (a directory to sync, three files per roll) finds the table full and
+     * must give back a cached descriptor. */
+    sl_err e = sl_log_sync(log);
+    int failed_appends = 0;
+    for (int k = 0; k < 40 && e == SL_OK; k++) {
+        if (append_one(log, m, 1, 900, 2000 + k) != SL_OK) failed_appends++;
+        e = sl_log_sync(log);
+    }
+    int64_t segs = sl_log_segment_count(log);
+    for (int k = 0; k < nh; k++) close(held[k]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CHECK_EQ(e, SL_OK);
+    CHECK_EQ(failed_appends, 0);
+    CHECK(segs > 5);
+    CHECK_EQ(append_one(log, m, 2, 40, 3000), SL_OK);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    CHECK_EQ(sl_log_durable_offset(log), sl_log_end_offset(log));
+    for (int64_t off = 0; off < sl_log_end_offset(log); off++)
+        CHECK(check_read(log, m, off, 100) > 0);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Reopening after a clean stop (sl_log_open_synced) costs no fsync, unless recovery had to
+ * change data: a torn tail is still cut and made durable. */
+SL_TEST(storage_open_synced_skips_recovery_fsync_only_when_nothing_changed) {
+    char *dir = tmpdir();
+    sl_log_config c;
+    small_cfg(&c);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &c, &log), SL_OK);
+    model *m = model_new();
+    int bad = 0;
+    fill(log, m, 60, 1000, &bad);
+    CHECK(!bad);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    int64_t end = sl_log_end_offset(log);
+    sl_log_close(log);
+    sl_storage_fsync = counting_fsync;
+    atomic_store(&g_fsyncs, 0);
+    CHECK_EQ(sl_log_open_synced(dir, &c, &log), SL_OK);
+    CHECK_EQ(atomic_load(&g_fsyncs), 0);
+    CHECK_EQ(sl_log_end_offset(log), end);
+    CHECK_EQ(sl_log_durable_offset(log), end);
+    for (int64_t off = 0; off < end; off += 5) CHECK(check_read(log, m, off, 500) > 0);
+    int64_t last = last_seg_base(m, dir);
+    sl_log_close(log);
+    /* A torn tail: cut, and the cut made durable even so. */
+    char p[256];
+    seg_file(p, sizeof p, dir, last, ".log");
+    CHECK_EQ(truncate(p, file_size(p) - 3), 0);
+    atomic_store(&g_fsyncs, 0);
+    CHECK_EQ(sl_log_open_synced(dir, &c, &log), SL_OK);
+    CHECK(atomic_load(&g_fsyncs) > 0);
+    CHECK(sl_log_end_offset(log) < end);
+    sl_storage_fsync = fsync;
+    sl_log_close(log);
     model_free(m);
     rm_rf(dir);
 }
