@@ -281,15 +281,10 @@ void sl_credstore_set_mock_iterations(sl_credstore *s, int32_t iterations) {
         s->mock_iterations = iterations;
 }
 
-bool sl_credstore_lookup(void *store, const char *user, size_t n, int mech, sl_scram_cred *out) {
-    sl_credstore *s = store;
-    const sl_scram_cred *c = sl_credstore_find(s, user, n, mech);
-    if (c) {
-        *out = *c;
-        return true;
-    }
-    /* The mock is a pure function of (secret, mechanism, name): a client probing the same
-     * unknown name twice sees the same salt, as it would for a real user. */
+/* The mock credential of `user`: a pure function of (secret, mechanism, name), so a client
+ * probing the same unknown name twice sees the same salt, as it would for a real user. */
+static void mock_cred(const sl_credstore *s, const char *user, size_t n, int mech,
+                      sl_scram_cred *out) {
     memset(out, 0, sizeof *out);
     out->mech = sl_scram_hash_len(mech) ? mech : SL_SCRAM_SHA_512;
     out->iterations = s->mock_iterations;
@@ -308,7 +303,17 @@ bool sl_credstore_lookup(void *store, const char *user, size_t n, int mech, sl_s
         HMAC(EVP_sha512(), s->secret, SECRET_LEN, buf, tl + 1 + un, mac, &ml);
         memcpy(dst[k], mac, dl[k]);
     }
-    return false;
+}
+
+bool sl_credstore_lookup(void *store, const char *user, size_t n, int mech, sl_scram_cred *out) {
+    sl_credstore *s = store;
+    /* Derived for known names too, so a lookup costs the same either way: a known user's
+     * server-first must not come back measurably sooner than an unknown one's. */
+    mock_cred(s, user, n, mech, out);
+    const sl_scram_cred *c = sl_credstore_find(s, user, n, mech);
+    if (!c) return false;
+    *out = *c;
+    return true;
 }
 
 int sl_credstore_count(const sl_credstore *s) { return s->n; }
