@@ -60,8 +60,10 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     sl_fetch_req *req = &op->req;
     int16_t v = rq->h.api_version;
     sl_fetch_resp_init(resp);
-    int32_t nt = req->topics_count > 0 ? req->topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp->responses, resp->responses_count, nt)) return -1;
+    if (!SL_RESP_MIRROR(rq, req->topics, req->topics_count, partitions_count, resp->responses,
+                        resp->responses_count, partitions, partitions_count))
+        return -1;
+    int32_t nt = resp->responses_count;
     int64_t total = 0;
     rq->records_out = 0; /* a parked fetch builds again */
     int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
@@ -71,8 +73,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
         sl_fetch_resp_topic *ot = &resp->responses[i];
         ot->topic = rt->topic;
         ot->topic_id = rt->topic_id;
-        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np)) return -1;
+        int32_t np = ot->partitions_count;
         sl_stopic *t = lookup(rq, rt);
         for (int32_t j = 0; j < np; j++) {
             sl_fetch_req_partition *rp = &rt->partitions[j];

@@ -318,22 +318,19 @@ void sl_h_offset_commit(sl_req *rq) {
     commit_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
     if (!resp || !c) return sl_req_fail(rq, "out of memory");
     sl_offset_commit_resp_init(resp);
-    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp->topics,
+                        resp->topics_count, partitions, partitions_count))
         return sl_req_fail(rq, "out of memory");
-    int32_t total = 0;
-    for (int32_t i = 0; i < nt; i++)
-        total += req.topics[i].partitions_count > 0 ? req.topics[i].partitions_count : 0;
+    int32_t nt = resp->topics_count, total = 0;
+    for (int32_t i = 0; i < nt; i++) total += resp->topics[i].partitions_count;
     sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *o);
     if (!o) return sl_req_fail(rq, "out of memory");
     int32_t k = 0;
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_commit_req_topic *t = &req.topics[i];
         sl_offset_commit_resp_topic *ot = &resp->topics[i];
-        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        int32_t np = ot->partitions_count;
         ot->name = t->name;
-        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
-            return sl_req_fail(rq, "out of memory");
         bool topic_ok = gerr || sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++, k++) {
             sl_offset_commit_req_partition *p = &t->partitions[j];
@@ -720,22 +717,20 @@ void sl_h_offset_delete(sl_req *rq) {
     resp->error_code = group_ok(rq, SL_ACL_OP_DELETE, req.group_id)
                            ? sl_groups_offset_delete_check(GR(rq), req.group_id)
                            : SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
-    int32_t nt = req.topics_count > 0 && !resp->error_code ? req.topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp->topics, resp->topics_count, nt))
+    /* A group-level error answers no topics. */
+    if (!SL_RESP_MIRROR(rq, req.topics, resp->error_code ? 0 : req.topics_count, partitions_count,
+                        resp->topics, resp->topics_count, partitions, partitions_count))
         return sl_req_fail(rq, "out of memory");
-    int32_t total = 0;
-    for (int32_t i = 0; i < nt; i++)
-        total += req.topics[i].partitions_count > 0 ? req.topics[i].partitions_count : 0;
+    int32_t nt = resp->topics_count, total = 0;
+    for (int32_t i = 0; i < nt; i++) total += resp->topics[i].partitions_count;
     sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *o);
     if (!o) return sl_req_fail(rq, "out of memory");
     int32_t k = 0;
     for (int32_t i = 0; i < nt; i++) {
         sl_offset_delete_req_topic *t = &req.topics[i];
         sl_offset_delete_resp_topic *ot = &resp->topics[i];
-        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        int32_t np = ot->partitions_count;
         ot->name = t->name;
-        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
-            return sl_req_fail(rq, "out of memory");
         bool topic_ok = sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++, k++) {
             int32_t p = t->partitions[j].partition_index;

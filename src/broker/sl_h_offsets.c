@@ -31,17 +31,16 @@ void sl_h_list_offsets(sl_req *rq) {
     const sl_storage *st = &rq->b->storage;
     sl_list_offsets_resp resp;
     sl_list_offsets_resp_init(&resp);
-    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.topics,
+                        resp.topics_count, partitions, partitions_count))
         return sl_req_fail(rq, "out of memory");
-    for (int32_t i = 0; i < nt; i++) {
+    for (int32_t i = 0; i < resp.topics_count; i++) {
         sl_list_offsets_req_topic *rt = &req.topics[i];
         sl_list_offsets_resp_topic *ot = &resp.topics[i];
         ot->name = rt->name;
-        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        int32_t np = ot->partitions_count;
         int64_t *olds = sl_arena_calloc(rq->a, (size_t)(np ? np : 1), sizeof *olds);
-        if (!olds || !SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
-            return sl_req_fail(rq, "out of memory");
+        if (!olds) return sl_req_fail(rq, "out of memory");
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->name);
         sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {
@@ -98,16 +97,14 @@ void sl_h_offset_for_leader_epoch(sl_req *rq) {
     const sl_storage *st = &rq->b->storage;
     sl_offset_for_leader_epoch_resp resp;
     sl_offset_for_leader_epoch_resp_init(&resp);
-    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.topics,
+                        resp.topics_count, partitions, partitions_count))
         return sl_req_fail(rq, "out of memory");
-    for (int32_t i = 0; i < nt; i++) {
+    for (int32_t i = 0; i < resp.topics_count; i++) {
         sl_offset_for_leader_epoch_req_topic *rt = &req.topics[i];
         sl_offset_for_leader_epoch_resp_topic *ot = &resp.topics[i];
         ot->topic = rt->topic;
-        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
-            return sl_req_fail(rq, "out of memory");
+        int32_t np = ot->partitions_count;
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, rt->topic);
         sl_stopic *t = sl_storage_topic(st, rt->topic, NULL);
         for (int32_t j = 0; j < np; j++) {
@@ -140,16 +137,14 @@ void sl_h_delete_records(sl_req *rq) {
     const sl_storage *st = &rq->b->storage;
     sl_delete_records_resp resp;
     sl_delete_records_resp_init(&resp);
-    int32_t nt = req.topics_count > 0 ? req.topics_count : 0;
-    if (!SL_RESP_ARRAY(rq, resp.topics, resp.topics_count, nt))
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.topics,
+                        resp.topics_count, partitions, partitions_count))
         return sl_req_fail(rq, "out of memory");
-    for (int32_t i = 0; i < nt; i++) {
+    for (int32_t i = 0; i < resp.topics_count; i++) {
         sl_delete_records_req_topic *rt = &req.topics[i];
         sl_delete_records_resp_topic *ot = &resp.topics[i];
         ot->name = rt->name;
-        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
-        if (!SL_RESP_ARRAY(rq, ot->partitions, ot->partitions_count, np))
-            return sl_req_fail(rq, "out of memory");
+        int32_t np = ot->partitions_count;
         bool ok = sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, rt->name);
         sl_stopic *t = sl_storage_topic(st, rt->name, NULL);
         for (int32_t j = 0; j < np; j++) {

@@ -51,9 +51,11 @@ void sl_h_produce(sl_req *rq) {
     if (!op) return sl_req_fail(rq, "out of memory");
     op->rq = rq;
     sl_produce_resp_init(&op->resp);
-    int32_t nt = req.topic_data_count > 0 ? req.topic_data_count : 0;
-    if (!SL_RESP_ARRAY(rq, op->resp.responses, op->resp.responses_count, nt))
+    if (!SL_RESP_MIRROR(rq, req.topic_data, req.topic_data_count, partition_data_count,
+                        op->resp.responses, op->resp.responses_count, partition_responses,
+                        partition_responses_count))
         return sl_req_fail(rq, "out of memory");
+    int32_t nt = op->resp.responses_count;
     bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
     /* Kafka: a transactional produce needs WRITE on its transactional id, or nothing goes. */
     bool txn_ok =
@@ -64,9 +66,7 @@ void sl_h_produce(sl_req *rq) {
         sl_produce_req_topic *rt = &req.topic_data[i];
         sl_produce_resp_topic *ot = &op->resp.responses[i];
         ot->name = rt->name;
-        int32_t np = rt->partition_data_count > 0 ? rt->partition_data_count : 0;
-        if (!SL_RESP_ARRAY(rq, ot->partition_responses, ot->partition_responses_count, np))
-            return sl_req_fail(rq, "out of memory");
+        int32_t np = ot->partition_responses_count;
         /* Checked before existence, as Kafka: a denied caller learns nothing about the topic. */
         bool write_ok = sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name);
         sl_stopic *t = sl_storage_topic(st, rt->name, NULL);

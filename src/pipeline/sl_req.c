@@ -109,3 +109,24 @@ void sl_req_fail(sl_req *rq, const char *why) {
 
 void sl_req_hold(sl_req *rq) { sl_pending_hold(rq->p); }
 void sl_req_release(sl_req *rq) { sl_pending_release(rq->p); }
+
+bool sl_resp_mirror_(sl_arena *a, const void *rtopics, size_t rsize, int32_t rnt, size_t rcount_off,
+                     void **otopics, int32_t *ont, size_t osize, size_t oparts_off,
+                     size_t ocount_off, size_t psize) {
+    int32_t nt = rnt > 0 ? rnt : 0;
+    uint8_t *out = sl_arena_calloc(a, (size_t)(nt ? nt : 1), osize);
+    if (!out) return false;
+    for (int32_t i = 0; i < nt; i++) {
+        int32_t np;
+        memcpy(&np, (const uint8_t *)rtopics + (size_t)i * rsize + rcount_off, sizeof np);
+        if (np < 0) np = 0;
+        void *parts = sl_arena_calloc(a, (size_t)(np ? np : 1), psize);
+        if (!parts) return false;
+        uint8_t *ot = out + (size_t)i * osize;
+        memcpy(ot + oparts_off, &parts, sizeof parts);
+        memcpy(ot + ocount_off, &np, sizeof np);
+    }
+    *otopics = out;
+    *ont = nt;
+    return true;
+}

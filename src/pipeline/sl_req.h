@@ -11,6 +11,7 @@
 #ifndef SL_PIPELINE_REQ_H
 #define SL_PIPELINE_REQ_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/sl_arena.h"
@@ -115,6 +116,22 @@ void sl_req_res_error(sl_req *rq, int op, int rtype, sl_str name, int16_t err);
 #define SL_RESP_ARRAY(rq, arr, cnt, n)                                                             \
     (((arr) = sl_arena_calloc((rq)->a, (size_t)((n) > 0 ? (n) : 1), sizeof *(arr))) != NULL &&     \
      ((cnt) = (n) > 0 ? (n) : 0, true))
+
+/* The topic x partition shape most data APIs answer in: allocates, in the request arena, the
+ * response's topic array for the request's `rnt` topics (count into `ont`, at least 0) and in
+ * each response topic its partition array, zeroed, with as many elements as the request topic
+ * has partitions (`rcount`: the request topic's partition count field; `oparts`/`ocount`: the
+ * response topic's array and count fields). False when out of memory. Handlers then fill the
+ * mirrored arrays in one loop (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords,
+ * OffsetCommit, OffsetDelete). */
+#define SL_RESP_MIRROR(rq, rtopics, rnt, rcount, otopics, ont, oparts, ocount)                     \
+    sl_resp_mirror_((rq)->a, (rtopics), sizeof *(rtopics), (rnt),                                  \
+                    offsetof(__typeof__(*(rtopics)), rcount), (void **)&(otopics), &(ont),         \
+                    sizeof *(otopics), offsetof(__typeof__(*(otopics)), oparts),                   \
+                    offsetof(__typeof__(*(otopics)), ocount), sizeof *(otopics)->oparts)
+bool sl_resp_mirror_(sl_arena *a, const void *rtopics, size_t rsize, int32_t rnt, size_t rcount_off,
+                     void **otopics, int32_t *ont, size_t osize, size_t oparts_off,
+                     size_t ocount_off, size_t psize);
 
 /* Encodes response struct `resp` of type sl_<name>_resp and finishes the request with it. */
 #define SL_RESPOND(rq, name, resp)                                                                 \

@@ -460,3 +460,34 @@ SL_TEST(authorize_descriptors_and_execution_are_one_set) {
     }
     CHECK_EQ(bad, 0);
 }
+
+/* The topic x partition response mirrors the request: one response topic per request topic,
+ * each with as many zeroed partitions as its request topic has (a null count gives none). */
+SL_TEST(pipeline_resp_mirror_shapes_the_response_like_the_request) {
+    sl_arena *a = sl_arena_new(4096);
+    sl_req rq = {.a = a};
+    sl_produce_req_partition parts[3] = {{0}};
+    sl_produce_req_topic topics[3] = {{.partition_data = parts, .partition_data_count = 3},
+                                      {.partition_data_count = -1},
+                                      {.partition_data = parts, .partition_data_count = 1}};
+    sl_produce_resp resp = {0};
+    bool ok = SL_RESP_MIRROR(&rq, topics, 3, partition_data_count, resp.responses,
+                             resp.responses_count, partition_responses, partition_responses_count);
+    int32_t n = resp.responses_count;
+    int32_t c0 = n == 3 ? resp.responses[0].partition_responses_count : -9;
+    int32_t c1 = n == 3 ? resp.responses[1].partition_responses_count : -9;
+    int32_t c2 = n == 3 ? resp.responses[2].partition_responses_count : -9;
+    bool zeroed = n == 3 && resp.responses[0].partition_responses[2].base_offset == 0 &&
+                  resp.responses[0].name.p == NULL;
+    sl_produce_resp none = {0};
+    bool ok2 = SL_RESP_MIRROR(&rq, topics, -1, partition_data_count, none.responses,
+                              none.responses_count, partition_responses, partition_responses_count);
+    sl_arena_free(a);
+    CHECK(ok && ok2);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(c0, 3);
+    CHECK_EQ(c1, 0);
+    CHECK_EQ(c2, 1);
+    CHECK(zeroed);
+    CHECK_EQ(none.responses_count, 0);
+}
