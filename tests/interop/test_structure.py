@@ -5,6 +5,8 @@ there, and the gateway would not share its checks."""
 import re
 from pathlib import Path
 
+import kproto as kp
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -40,3 +42,16 @@ def test_handlers_do_not_decode_their_requests():
     hits = offenders(r"_req_decode\s*\(\s*&rq->body", {"net", "pipeline", "proto", "gen"},
                      allow=("sl_api_versions_req_decode",))
     assert hits == [], "decoding inside handlers:\n" + "\n".join(hits)
+
+
+def test_advertised_versions_are_the_protocol_definitions(broker):
+    """What ApiVersions advertises is exactly the generated table of our protocol definitions
+    (the range each codec accepts): every defined API, at its defined versions, nothing else."""
+    table = (SRC / "proto" / "gen" / "sl_msgs_table.c").read_text()
+    defined = {int(k): (int(lo), int(hi))
+               for k, lo, hi in re.findall(r'\{(\d+), "\w+", (\d+), (\d+), -?\d+\}', table)}
+    assert len(defined) > 30
+    with kp.Conn(broker.bootstrap) as c:
+        err, advertised = kp.api_versions(c, 3)
+    assert err == kp.NONE
+    assert advertised == defined
