@@ -39,8 +39,8 @@ MUTATIONS = [
      "bool topic_ok = gerr || sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);",
      "bool topic_ok = true;", [], ["tests/interop/test_acl.py"]),
     ("CreateTopics authorization (CREATE)", "src/broker/sl_h_admin.c",
-     "} else if (!cluster_create &&\n                   !sl_req_allowed(rq, SL_ACL_OP_CREATE, "
-     "SL_ACL_RES_TOPIC, rt->name)) {", "} else if (false && cluster_create) {", [],
+     "if (!cluster_create && !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {",
+     "if (false && cluster_create) {", [],
      ["tests/interop/test_acl.py"]),
     ("DescribeAcls authorization (DESCRIBE on the cluster)", "src/broker/sl_h_acl.c",
      "} else if (!sl_req_allowed_cluster(rq, SL_ACL_OP_DESCRIBE)) {", "} else if (false) {",

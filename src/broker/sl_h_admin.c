@@ -1,11 +1,12 @@
-/* Topic administration: CreateTopics, DeleteTopics, CreatePartitions. A single node answers
- * replication questions the way a one-broker Kafka cluster does. */
+/* Topic administration: CreateTopics, DeleteTopics, CreatePartitions over the backend's topic
+ * administration (sl_topic_admin, pipeline/sl_backend.h). The handlers keep the request's
+ * semantics: authorization, duplicates in one request, replica assignments against the request
+ * and the serving node, response shapes; the backend validates and changes its topics. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "acl/sl_acl.h"
-#include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
 
@@ -22,45 +23,9 @@ __attribute__((format(printf, 2, 3))) static sl_str msgf(sl_req *rq, const char 
     return p ? (sl_str){p, len} : SL_STR_NULL;
 }
 
-static sl_str arena_name(sl_req *rq, const char *s) {
-    size_t n = strlen(s);
-    char *p = sl_arena_dup(rq->a, s, n);
-    return p ? (sl_str){p, (int32_t)n} : SL_STR_NULL;
-}
-
-/* Validates requested configs into `tc`; returns a Kafka error with *bad naming the culprit. */
-static int16_t parse_configs(const sl_create_topics_req_topic *rt, sl_topic_config *tc,
-                             sl_str *bad) {
-    memset(tc, 0, sizeof *tc);
-    for (int32_t k = 0; k < rt->configs_count; k++) {
-        const sl_create_topics_req_config *c = &rt->configs[k];
-        int id = sl_tcfg_lookup(c->name);
-        *bad = c->name;
-        if (id < 0 || c->value.len < 0) return SL_KAFKA_INVALID_CONFIG;
-        if (sl_tcfg_parse(id, c->value, &tc->v[id])) return SL_KAFKA_INVALID_CONFIG;
-        tc->set_mask |= 1u << id;
-    }
-    return 0;
-}
-
-static void fill_created_configs(sl_req *rq, sl_create_topics_resp_topic *o, sl_topic *t) {
-    o->configs = sl_arena_calloc(rq->a, SL_TCFG__COUNT, sizeof *o->configs);
-    if (!o->configs) return;
-    o->configs_count = SL_TCFG__COUNT;
-    for (int id = 0; id < SL_TCFG__COUNT; id++) {
-        char buf[64];
-        bool set = sl_tcfg_effective(rq->b->topics, t, id, buf, sizeof buf);
-        o->configs[id].name = sl_str_c(sl_tcfg_name(id));
-        o->configs[id].value = arena_name(rq, buf);
-        o->configs[id].read_only = false;
-        o->configs[id].config_source = set ? 1 /* DYNAMIC_TOPIC */ : 5 /* DEFAULT */;
-        o->configs[id].is_sensitive = false;
-    }
-}
-
-/* An administrative request whose partition file work runs on the registry's worker: it is
- * answered when the last of its topics completes. Each pending topic holds the request, so a
- * closed connection frees nothing a completion touches. */
+/* An administrative request whose topics the backend completes asynchronously: it is answered
+ * when the last of them completes. Each pending topic holds the request, so a closed connection
+ * frees nothing a completion touches. */
 typedef struct admin_op {
     sl_req *rq;
     void *resp; /* the API's response struct, in the arena */
@@ -69,11 +34,15 @@ typedef struct admin_op {
     bool queued_all;
 } admin_op;
 
-/* One topic of an admin_op handed to the worker. */
+/* One topic of an admin_op handed to the backend. */
 typedef struct admin_item {
     admin_op *op;
     void *out; /* this topic's entry in the response */
-    int32_t np;
+    /* CreateTopics: the request's own refusal (replica assignments), answered unless the
+     * backend refuses the topic for a reason checked before it (backend_first) */
+    int16_t refused;
+    bool refused_after_configs;
+    bool validate_only;
 } admin_item;
 
 static admin_op *admin_op_new(sl_req *rq, void *resp, void (*finish)(admin_op *)) {
@@ -82,9 +51,14 @@ static admin_op *admin_op_new(sl_req *rq, void *resp, void (*finish)(admin_op *)
     return op;
 }
 
-static admin_item *admin_item_new(admin_op *op, void *out, int32_t np) {
+/* A topic about to be handed to the backend: counted and holding the request first, since its
+ * completion may run before the backend's call returns. */
+static admin_item *admin_item_post(admin_op *op, void *out) {
     admin_item *it = sl_arena_alloc(op->rq->a, sizeof *it);
-    if (it) *it = (admin_item){.op = op, .out = out, .np = np};
+    if (!it) return NULL;
+    *it = (admin_item){.op = op, .out = out};
+    op->outstanding++;
+    sl_req_hold(op->rq);
     return it;
 }
 
@@ -105,28 +79,74 @@ static void create_finish(admin_op *op) {
     SL_RESPOND(op->rq, create_topics, (sl_create_topics_resp *)op->resp);
 }
 
-static void topic_created(void *ctx, sl_err e, sl_topic *t) {
+/* Whether the backend's refusal `r` comes from a check made before the request's own one (the
+ * order a one-broker cluster answers in: name, existence, replication factor, partitions and
+ * assignments together, configs, then each assignment). An existing topic has a message; the
+ * registry's reservation of a name in flight, checked last, has none. */
+static bool backend_first(const sl_topic_created *r, bool refused_after_configs) {
+    switch (r->error) {
+    case SL_KAFKA_INVALID_TOPIC_EXCEPTION:
+    case SL_KAFKA_INVALID_REPLICATION_FACTOR:
+        return true;
+    case SL_KAFKA_TOPIC_ALREADY_EXISTS:
+        return r->message.len >= 0;
+    case SL_KAFKA_INVALID_CONFIG:
+        return refused_after_configs;
+    default:
+        return false;
+    }
+}
+
+static void topic_created(void *ctx, const sl_topic_created *r) {
     admin_item *it = ctx;
     sl_req *rq = it->op->rq;
     sl_create_topics_resp_topic *o = it->out;
-    if (e) {
-        o->error_code = sl_err_to_kafka(e);
-        o->error_message =
-            msgf(rq, "Topic creation failed, nothing was created: %s", sl_strerror(e));
-        if (rq->h.api_version >= 5) o->configs_count = -1;
+    if (it->refused && !backend_first(r, it->refused_after_configs)) {
+        o->error_code = it->refused;
+    } else if (r->error) {
+        o->error_code = r->error;
+        o->error_message = r->message;
     } else {
-        o->num_partitions = it->np;
-        o->replication_factor = 1;
-        o->topic_id = t->id;
-        fill_created_configs(rq, o, t);
+        o->num_partitions = r->num_partitions;
+        o->replication_factor = r->replication_factor;
+        o->topic_id = r->id;
+        if (it->validate_only) {
+            o->configs_count = 0;
+        } else if (r->configs) {
+            o->configs = sl_arena_calloc(rq->a, (size_t)r->nconfigs, sizeof *o->configs);
+            if (o->configs) o->configs_count = r->nconfigs;
+            for (int32_t k = 0; o->configs && k < r->nconfigs; k++) {
+                o->configs[k].name = r->configs[k].name;
+                o->configs[k].value = r->configs[k].value;
+                o->configs[k].read_only = false;
+                o->configs[k].config_source =
+                    r->configs[k].is_default ? SL_CONFIG_SRC_DEFAULT : SL_CONFIG_SRC_DYNAMIC_TOPIC;
+                o->configs[k].is_sensitive = false;
+            }
+        }
     }
     admin_item_done(it);
 }
 
+/* The request's own refusal of a topic's replica assignments (0: none): they replace the
+ * partition count, and a single node holds every partition. *np becomes their count. */
+static int16_t check_assignments(const sl_create_topics_req_topic *rt, int32_t node_id, int32_t *np,
+                                 bool *after_configs) {
+    *after_configs = false;
+    if (rt->assignments_count <= 0) return 0;
+    if (*np != -1) return SL_KAFKA_INVALID_REQUEST;
+    *after_configs = true;
+    *np = rt->assignments_count;
+    for (int32_t k = 0; k < rt->assignments_count; k++) {
+        const sl_create_topics_req_assignment *as = &rt->assignments[k];
+        if (as->partition_index != k || as->broker_ids_count != 1 || as->broker_ids[0] != node_id)
+            return SL_KAFKA_INVALID_REPLICA_ASSIGNMENT;
+    }
+    return 0;
+}
+
 void sl_h_create_topics(sl_req *rq) {
     sl_create_topics_req req = *(const sl_create_topics_req *)rq->req;
-    int16_t v = rq->h.api_version;
-    sl_broker *b = rq->b;
     sl_create_topics_resp *rp = sl_arena_calloc(rq->a, 1, sizeof *rp);
     admin_op *op = rp ? admin_op_new(rq, rp, create_finish) : NULL;
     if (!op) return sl_req_fail(rq, "out of memory");
@@ -145,76 +165,40 @@ void sl_h_create_topics(sl_req *rq) {
         /* Null, as Kafka answers until there is something to say; the schema defaults are empty. */
         o->error_message = SL_STR_NULL;
         o->configs_count = -1;
-        int32_t np = rt->num_partitions;
         bool dup = false;
         for (int32_t k = 0; k < i; k++)
             if (sl_str_eq(req.topics[k].name, rt->name)) dup = true;
-        sl_topic_config tc;
-        sl_str bad;
         if (dup) {
             o->error_code = SL_KAFKA_INVALID_REQUEST;
             o->error_message =
                 msgf(rq, "topic %.*s appears more than once", rt->name.len, rt->name.p);
-        } else if (!cluster_create &&
-                   !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
+            continue;
+        }
+        if (!cluster_create && !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             o->error_message = sl_str_c("Authorization failed.");
-        } else if (!sl_topic_name_valid(rt->name)) {
-            o->error_code = SL_KAFKA_INVALID_TOPIC_EXCEPTION;
-        } else if (sl_topics_find(b->topics, rt->name)) {
-            o->error_code = SL_KAFKA_TOPIC_ALREADY_EXISTS;
-            o->error_message = msgf(rq, "Topic '%.*s' already exists.", rt->name.len, rt->name.p);
-        } else if (rt->replication_factor != -1 && rt->replication_factor != 1) {
-            o->error_code = SL_KAFKA_INVALID_REPLICATION_FACTOR;
-            o->error_message = msgf(rq, "Replication factor: %d larger than available brokers: 1.",
-                                    rt->replication_factor);
-        } else if (rt->assignments_count > 0 && np != -1) {
-            o->error_code = SL_KAFKA_INVALID_REQUEST;
-        } else if (rt->assignments_count <= 0 && (np == 0 || np < -1)) {
-            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
-            o->error_message = msgf(rq, "Number of partitions must be larger than 0 (got %d)", np);
-        } else if ((o->error_code = parse_configs(rt, &tc, &bad))) {
-            char name[128];
-            snprintf(name, sizeof name, "%.*s", bad.len > 100 ? 100 : bad.len, bad.p);
-            o->error_message = msgf(rq, "invalid or unsupported topic config %s", name);
-        } else {
-            if (rt->assignments_count > 0) {
-                np = rt->assignments_count;
-                for (int32_t k = 0; k < rt->assignments_count; k++) {
-                    sl_create_topics_req_assignment *as = &rt->assignments[k];
-                    if (as->partition_index != k || as->broker_ids_count != 1 ||
-                        as->broker_ids[0] != b->cfg.node_id)
-                        o->error_code = SL_KAFKA_INVALID_REPLICA_ASSIGNMENT;
-                }
-            }
-            if (np == -1) np = b->cfg.num_partitions;
-            if (!o->error_code && req.validate_only) {
-                sl_err e = sl_topics_create(b->topics, rt->name, np, &tc, true, NULL);
-                o->error_code = e ? sl_err_to_kafka(e) : 0;
-                if (e == SL_EINVAL) o->error_code = SL_KAFKA_INVALID_PARTITIONS;
-                if (!e) {
-                    o->num_partitions = np;
-                    o->replication_factor = 1;
-                    o->configs_count = 0;
-                }
-            } else if (!o->error_code) {
-                admin_item *it = admin_item_new(op, o, np);
-                if (!it) return sl_req_fail(rq, "out of memory");
-                sl_err e = sl_topics_create_async(b->topics, rt->name, np, &tc, topic_created, it);
-                if (e) {
-                    o->error_code = sl_err_to_kafka(e);
-                    if (e == SL_EINVAL) o->error_code = SL_KAFKA_INVALID_PARTITIONS;
-                    if (e == SL_EEXISTS)
-                        o->error_message =
-                            msgf(rq, "Topic '%.*s' already exists.", rt->name.len, rt->name.p);
-                } else {
-                    op->outstanding++;
-                    sl_req_hold(rq);
-                    continue; /* answered by topic_created */
-                }
-            }
+            continue;
         }
-        if (o->error_code && v >= 5) o->configs_count = -1;
+        sl_new_topic t = {.name = rt->name,
+                          .num_partitions = rt->num_partitions,
+                          .replication_factor = rt->replication_factor,
+                          .nconfigs = rt->configs_count > 0 ? rt->configs_count : 0};
+        sl_config_entry *cfg = NULL;
+        if (t.nconfigs && !(cfg = sl_arena_calloc(rq->a, (size_t)t.nconfigs, sizeof *cfg)))
+            return sl_req_fail(rq, "out of memory");
+        for (int32_t k = 0; k < t.nconfigs; k++)
+            cfg[k] = (sl_config_entry){.name = rt->configs[k].name, .value = rt->configs[k].value};
+        t.configs = cfg;
+        bool after_configs;
+        int16_t refused =
+            check_assignments(rt, rq->b->cfg.node_id, &t.num_partitions, &after_configs);
+        admin_item *it = admin_item_post(op, o);
+        if (!it) return sl_req_fail(rq, "out of memory");
+        it->refused = refused;
+        it->refused_after_configs = after_configs;
+        /* A refused topic is only validated: the backend may refuse it for an earlier reason. */
+        it->validate_only = req.validate_only || refused;
+        sl_admin_create_topic(&rq->b->admin, &t, it->validate_only, rq->a, topic_created, it);
     }
     admin_op_queued(op);
 }
@@ -223,31 +207,18 @@ static void delete_finish(admin_op *op) {
     SL_RESPOND(op->rq, delete_topics, (sl_delete_topics_resp *)op->resp);
 }
 
-static void topic_deleted(void *ctx, sl_err e, sl_topic *t) {
+static void topic_deleted(void *ctx, int16_t err, sl_str message) {
     admin_item *it = ctx;
     sl_delete_topics_resp_result *o = it->out;
-    if (e) o->error_code = sl_err_to_kafka(e);
+    o->error_code = err;
+    if (message.len >= 0) o->error_message = message;
     admin_item_done(it);
-}
-
-/* Returns a Kafka error, or -1 when the deletion was posted (topic_deleted completes it). */
-static int delete_one(admin_op *op, sl_delete_topics_resp_result *o, sl_topic *t) {
-    sl_req *rq = op->rq;
-    if (!rq->b->cfg.delete_topic_enable) return SL_KAFKA_TOPIC_DELETION_DISABLED;
-    if (t->busy) return SL_KAFKA_REASSIGNMENT_IN_PROGRESS;
-    admin_item *it = admin_item_new(op, o, 0);
-    if (!it) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
-    sl_storage_local_close_topic(rq->b, t);
-    sl_err e = sl_topics_delete_async(rq->b->topics, t, topic_deleted, it);
-    if (e) return e == SL_ESTATE ? SL_KAFKA_REASSIGNMENT_IN_PROGRESS : sl_err_to_kafka(e);
-    op->outstanding++;
-    sl_req_hold(rq);
-    return -1;
 }
 
 void sl_h_delete_topics(sl_req *rq) {
     sl_delete_topics_req req = *(const sl_delete_topics_req *)rq->req;
     int16_t v = rq->h.api_version;
+    const sl_topic_admin *ad = &rq->b->admin;
     sl_delete_topics_resp *rp = sl_arena_calloc(rq->a, 1, sizeof *rp);
     admin_op *op = rp ? admin_op_new(rq, rp, delete_finish) : NULL;
     if (!op) return sl_req_fail(rq, "out of memory");
@@ -259,38 +230,35 @@ void sl_h_delete_topics(sl_req *rq) {
     for (int32_t i = 0; i < n; i++) {
         sl_delete_topics_resp_result *o = &rp->responses[i];
         sl_delete_topics_resp_result_init(o);
-        sl_topic *t;
+        sl_str name;
+        sl_uuid id;
         if (v >= 6) {
             sl_delete_topics_req_topic *rt = &req.topics[i];
             o->name = rt->name;
             o->topic_id = rt->topic_id;
-            t = rt->name.len >= 0 ? sl_topics_find(rq->b->topics, rt->name)
-                                  : sl_topics_find_id(rq->b->topics, &rt->topic_id);
-            if (!t) {
-                o->error_code = rt->name.len >= 0 ? SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION
-                                                  : SL_KAFKA_UNKNOWN_TOPIC_ID;
+            const sl_uuid *by_id = rt->name.len >= 0 ? NULL : &rt->topic_id;
+            if ((o->error_code = sl_admin_resolve(ad, rt->name, by_id, rq->a, &name, &id)))
                 continue;
-            }
-            o->name = arena_name(rq, t->name);
-            o->topic_id = t->id;
+            o->name = name;
+            o->topic_id = id;
         } else {
             o->name = req.topic_names[i];
             if (!sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, o->name)) {
                 o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
-            t = sl_topics_find(rq->b->topics, o->name);
-            if (!t) {
-                o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-                continue;
-            }
+            if ((o->error_code = sl_admin_resolve(ad, o->name, NULL, rq->a, &name, &id))) continue;
         }
-        if (!sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, sl_str_c(t->name))) {
+        if (!sl_req_allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             continue;
         }
-        int r = delete_one(op, o, t);
-        if (r >= 0) o->error_code = (int16_t)r;
+        admin_item *it = admin_item_post(op, o);
+        if (!it) {
+            o->error_code = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+            continue;
+        }
+        sl_admin_delete_topic(ad, name, rq->a, topic_deleted, it);
     }
     admin_op_queued(op);
 }
@@ -299,14 +267,11 @@ static void partitions_finish(admin_op *op) {
     SL_RESPOND(op->rq, create_partitions, (sl_create_partitions_resp *)op->resp);
 }
 
-static void partitions_added(void *ctx, sl_err e, sl_topic *t) {
+static void partitions_added(void *ctx, int16_t err, sl_str message) {
     admin_item *it = ctx;
     sl_create_partitions_resp_result *o = it->out;
-    if (e) {
-        o->error_code = sl_err_to_kafka(e);
-        o->error_message =
-            msgf(it->op->rq, "Adding partitions failed, none was added: %s", sl_strerror(e));
-    }
+    o->error_code = err;
+    if (message.len >= 0) o->error_message = message;
     admin_item_done(it);
 }
 
@@ -324,33 +289,15 @@ void sl_h_create_partitions(sl_req *rq) {
         sl_create_partitions_resp_result *o = &rp->results[i];
         sl_create_partitions_resp_result_init(o);
         o->name = rt->name;
-        sl_topic *t = sl_topics_find(rq->b->topics, rt->name);
         if (!sl_req_allowed(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, rt->name)) {
             o->error_code = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
-        } else if (!t) {
-            o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-        } else if (rt->count <= t->npart) {
-            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
-            o->error_message = msgf(rq, "Topic %s currently has %d partitions", t->name, t->npart);
-        } else if (rt->count > 100000) {
-            o->error_code = SL_KAFKA_INVALID_PARTITIONS;
-        } else if (rt->assignments_count > 0 && rt->assignments_count != rt->count - t->npart) {
-            o->error_code = SL_KAFKA_INVALID_REPLICA_ASSIGNMENT;
-        } else if (t->busy) {
-            o->error_code = SL_KAFKA_REASSIGNMENT_IN_PROGRESS;
-            o->error_message = msgf(rq, "Partitions of %s are being added", t->name);
-        } else if (!req.validate_only) {
-            admin_item *it = admin_item_new(op, o, rt->count);
-            if (!it) return sl_req_fail(rq, "out of memory");
-            sl_err e =
-                sl_topics_add_partitions_async(rq->b->topics, t, rt->count, partitions_added, it);
-            if (e) {
-                o->error_code = sl_err_to_kafka(e);
-            } else {
-                op->outstanding++;
-                sl_req_hold(rq);
-            }
+            continue;
         }
+        admin_item *it = admin_item_post(op, o);
+        if (!it) return sl_req_fail(rq, "out of memory");
+        sl_admin_add_partitions(&rq->b->admin, rt->name, rt->count,
+                                rt->assignments_count > 0 ? rt->assignments_count : 0,
+                                req.validate_only, rq->a, partitions_added, it);
     }
     admin_op_queued(op);
 }

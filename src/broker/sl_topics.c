@@ -982,53 +982,6 @@ sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic
     return SL_OK;
 }
 
-sl_err sl_topics_delete(sl_topics *t, sl_topic *tp) {
-    unlink_topic(t, tp);
-    sl_err e = persist(t);
-    if (e) {
-        link_topic(t, tp);
-        return e;
-    }
-    for (int32_t i = 0; i < tp->npart; i++) {
-        if (sl_log_destroy(tp->parts[i]->log))
-            SL_WARN("topics", "could not remove partition directory", "topic=%s partition=%d",
-                    tp->name, i);
-        tp->parts[i]->log = NULL;
-    }
-    SL_INFO("topics", "topic deleted", "topic=%s", tp->name);
-    tp->deleted = true;
-    sl_topic_release(tp);
-    return SL_OK;
-}
-
-sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *tp, int32_t npart) {
-    if (npart <= tp->npart || npart > 100000) return SL_EINVAL;
-    sl_partition **np = realloc(tp->parts, (size_t)npart * sizeof *np);
-    if (!np) return SL_ENOMEM;
-    tp->parts = np;
-    memset(np + tp->npart, 0, (size_t)(npart - tp->npart) * sizeof *np);
-    int32_t old = tp->npart;
-    sl_err e = SL_OK;
-    int32_t failed = -1;
-    for (int32_t i = old; i < npart && !e; i++)
-        if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
-    if (!e) {
-        tp->npart = npart;
-        e = persist(t);
-        if (!e) return SL_OK;
-    }
-    discard_partitions(t, tp, old, npart);
-    for (int32_t i = old; i < npart; i++) {
-        free(np[i]);
-        np[i] = NULL;
-    }
-    tp->npart = old;
-    SL_WARN("topics", "adding partitions failed; nothing kept",
-            "topic=%s partitions=%d requested=%d failed_partition=%d err=%s (%s)", tp->name, old,
-            npart, failed, sl_errname(e), sl_strerror(e));
-    return e;
-}
-
 sl_err sl_topics_set_config(sl_topics *t, sl_topic *tp, const sl_topic_config *tc) {
     sl_topic_config old = tp->cfg;
     tp->cfg = *tc;

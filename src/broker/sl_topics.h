@@ -81,16 +81,10 @@ bool sl_topic_name_valid(sl_str name);
  * SL_EEXISTS when present. With validate_only nothing is created. */
 sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
                         bool validate_only, sl_topic **out);
-/* Deletes the topic: wakes nothing itself (the caller completes parked fetches first), removes
- * its logs and directories, persists. The struct lives on, marked deleted with NULL logs, while
- * anything holds it (sl_topic_hold), so a late completion that kept a pointer stays safe. */
-sl_err sl_topics_delete(sl_topics *t, sl_topic *topic);
 /* Keeps `topic` (and its partitions) allocated across asynchronous work; every hold is paired
  * with one release. Loop thread only. */
 void sl_topic_hold(sl_topic *topic);
 void sl_topic_release(sl_topic *topic);
-/* Grows the topic to `npart` partitions and persists. */
-sl_err sl_topics_add_partitions(sl_topics *t, sl_topic *topic, int32_t npart);
 /* Replaces the topic's overrides, applies them to its logs, persists. */
 sl_err sl_topics_set_config(sl_topics *t, sl_topic *topic, const sl_topic_config *tc);
 
@@ -114,9 +108,10 @@ sl_err sl_topics_create_async(sl_topics *t, sl_str name, int32_t npart, const sl
  * addition to the topic runs. */
 sl_err sl_topics_add_partitions_async(sl_topics *t, sl_topic *topic, int32_t npart,
                                       sl_topics_done_cb cb, void *ctx);
-/* Deletes `topic`: unlisted and persisted now (the struct lives on as for sl_topics_delete; the
- * caller completes parked fetches first), its directories removed on the worker, then cb.
- * SL_ESTATE while partitions are being added. */
+/* Deletes `topic`: wakes nothing itself (the caller completes parked fetches first); unlisted
+ * and persisted now, its directories removed on the worker, then cb. The struct lives on, marked
+ * deleted with NULL logs, while anything holds it (sl_topic_hold), so a late completion that
+ * kept a pointer stays safe. SL_ESTATE while partitions are being added. */
 sl_err sl_topics_delete_async(sl_topics *t, sl_topic *topic, sl_topics_done_cb cb, void *ctx);
 /* An eventfd readable when completions wait; the loop watches it and calls sl_topics_dispatch. */
 int sl_topics_fd(const sl_topics *t);

@@ -99,6 +99,36 @@ def test_create_partitions(broker):
     h.wait_topic_partitions(broker.bootstrap, "grow", 5)
 
 
+def test_create_topic_replica_assignments(broker):
+    """Replica assignments replace the partition count and must put each partition on this one
+    node; a refusal checked before them (the name, an existing topic, a bad config) still wins,
+    in the order a one-broker cluster answers. Nothing refused is created."""
+    with kp.Conn(broker.bootstrap) as c:
+        node = kp.metadata(c, None)["brokers"][0]["node_id"]
+    a = h.ck_admin(broker.bootstrap)
+
+    def err(t, **kw):
+        return create_error(a.create_topics([t], request_timeout=15, **kw)[t.topic])
+
+    h.ck_create_topic(broker.bootstrap, "ra-existing", 1)
+    elsewhere = [[node + 1], [node + 1]]
+    assert err(NewTopic("ra-elsewhere", 2, replica_assignment=elsewhere)) == \
+        KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert err(NewTopic("ra-elsewhere", 2, replica_assignment=elsewhere), validate_only=True) == \
+        KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert err(NewTopic("ra/bad", 2, replica_assignment=elsewhere)) == KafkaError.TOPIC_EXCEPTION
+    assert err(NewTopic("ra-existing", 2, replica_assignment=elsewhere)) == \
+        KafkaError.TOPIC_ALREADY_EXISTS
+    assert err(NewTopic("ra-elsewhere", 2, replica_assignment=elsewhere,
+                        config={"retention.ms": "soon"})) == KafkaError.INVALID_CONFIG
+    assert "ra-elsewhere" not in topic_names(broker.bootstrap)
+    assert err(NewTopic("ra-two", 2, replica_assignment=[[node], [node]]), validate_only=True) == \
+        KafkaError.NO_ERROR
+    assert "ra-two" not in topic_names(broker.bootstrap)
+    assert err(NewTopic("ra-two", 2, replica_assignment=[[node], [node]])) == KafkaError.NO_ERROR
+    h.wait_topic_partitions(broker.bootstrap, "ra-two", 2)
+
+
 def test_describe_cluster_one_broker(broker):
     with kp.Conn(broker.bootstrap) as c:
         if c.pick(kp.DESCRIBE_CLUSTER, range(0, 2)) is None:

@@ -1,7 +1,10 @@
 /* The local topic administration behind the seam (pipeline/sl_backend.h), driven through the
  * interface alone: creation with configs and validate_only, the checks a one-broker cluster
- * answers with, partition growth, deletion completing what was parked on the topic. */
+ * answers with, partition growth, deletion completing what was parked on the topic. Changes are
+ * asynchronous: their completions run only from the registry's dispatch (the loop's part), never
+ * inline; refusals complete before the call returns. */
 #include <ftw.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +41,17 @@ static void fixture_close(fixture *f) {
     if (f->b.topics) sl_topics_close(f->b.topics);
     sl_arena_free(f->a);
     nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Runs the registry's completions, as the loop does when its eventfd is readable, until *calls
+ * reaches `want` or a deadline passes. */
+static bool settle(fixture *f, const int *calls, int want) {
+    for (int i = 0; i < 1000 && *calls < want; i++) {
+        struct pollfd pfd = {.fd = sl_topics_fd(f->b.topics), .events = POLLIN};
+        poll(&pfd, 1, 10);
+        sl_topics_dispatch(f->b.topics);
+    }
+    return *calls == want;
 }
 
 typedef struct created_seen {
@@ -84,7 +98,15 @@ SL_TEST(admin_local_create_validate_and_configs) {
     CHECK(sl_topics_find(f.b.topics, sl_str_c("t1")) == NULL); /* validate_only */
 
     sl_admin_create_topic(&f.ad, &nt, false, f.a, on_created, &c);
-    CHECK_EQ(c.calls, 2);
+    CHECK_EQ(c.calls, 1); /* the files are made on the worker; nothing listed yet */
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t1")) == NULL);
+    /* The name is reserved while the creation runs. */
+    created_seen c2 = {0};
+    sl_admin_create_topic(&f.ad, &nt, false, f.a, on_created, &c2);
+    CHECK_EQ(c2.calls, 1);
+    CHECK_EQ(c2.r.error, SL_KAFKA_TOPIC_ALREADY_EXISTS);
+    CHECK(c2.r.message.len > 0);
+    CHECK(settle(&f, &c.calls, 2));
     CHECK_EQ(c.r.error, 0);
     CHECK_EQ(c.r.replication_factor, 1);
     sl_topic *t = sl_topics_find(f.b.topics, sl_str_c("t1"));
@@ -130,6 +152,7 @@ SL_TEST(admin_local_partitions_and_delete) {
     CHECK_EQ(sl_topics_create(f.b.topics, sl_str_c("t"), 2, NULL, false, NULL), SL_OK);
     done_seen d = {0};
     sl_admin_add_partitions(&f.ad, sl_str_c("t"), 2, 0, false, f.a, on_done, &d);
+    CHECK_EQ(d.calls, 1);
     CHECK_EQ(d.err, SL_KAFKA_INVALID_PARTITIONS);
     CHECK(d.message.len > 0);
     sl_admin_add_partitions(&f.ad, sl_str_c("t"), 4, 1, false, f.a, on_done, &d);
@@ -138,6 +161,21 @@ SL_TEST(admin_local_partitions_and_delete) {
     CHECK_EQ(d.err, 0);
     CHECK_EQ(sl_topics_find(f.b.topics, sl_str_c("t"))->npart, 2); /* validate_only */
     sl_admin_add_partitions(&f.ad, sl_str_c("t"), 4, 2, false, f.a, on_done, &d);
+    CHECK_EQ(d.calls, 3); /* posted to the worker */
+    /* While partitions are being added the topic is busy: neither grown again (validate_only
+     * included) nor deleted. */
+    done_seen busy = {0};
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 6, 0, false, f.a, on_done, &busy);
+    CHECK_EQ(busy.calls, 1);
+    CHECK_EQ(busy.err, SL_KAFKA_REASSIGNMENT_IN_PROGRESS);
+    CHECK(busy.message.len > 0);
+    sl_admin_add_partitions(&f.ad, sl_str_c("t"), 6, 0, true, f.a, on_done, &busy);
+    CHECK_EQ(busy.err, SL_KAFKA_REASSIGNMENT_IN_PROGRESS);
+    sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &busy);
+    CHECK_EQ(busy.calls, 3);
+    CHECK_EQ(busy.err, SL_KAFKA_REASSIGNMENT_IN_PROGRESS);
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) != NULL);
+    CHECK(settle(&f, &d.calls, 4));
     CHECK_EQ(d.err, 0);
     CHECK_EQ(sl_topics_find(f.b.topics, sl_str_c("t"))->npart, 4);
     sl_admin_add_partitions(&f.ad, sl_str_c("nope"), 4, 0, false, f.a, on_done, &d);
@@ -149,6 +187,9 @@ SL_TEST(admin_local_partitions_and_delete) {
     CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) != NULL);
     f.b.cfg.delete_topic_enable = true;
     sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &d);
+    CHECK_EQ(d.calls, 6); /* unlisted now, its directories removed on the worker */
+    CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) == NULL);
+    CHECK(settle(&f, &d.calls, 7));
     CHECK_EQ(d.err, 0);
     CHECK(sl_topics_find(f.b.topics, sl_str_c("t")) == NULL);
     sl_admin_delete_topic(&f.ad, sl_str_c("t"), f.a, on_done, &d);
