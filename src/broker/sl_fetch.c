@@ -139,12 +139,6 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             total += (int64_t)len;
             if (v >= 4) rq->records_out += count_records(data, len);
         }
-        /* For the observers: each topic's outcome, as named (a topic asked by id is named
-         * by its name only when it exists). */
-        for (int32_t j = 0; j < np; j++)
-            if (ot->partitions[j].error_code)
-                sl_req_res_error(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, rt->topic,
-                                 ot->partitions[j].error_code);
     }
     return total;
 }

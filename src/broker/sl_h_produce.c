@@ -137,7 +137,6 @@ void sl_h_produce(sl_req *rq) {
             }
             if (o->error_code) {
                 any_error = true;
-                sl_req_res_error(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, rt->name, o->error_code);
                 if (o->error_code == SL_KAFKA_CORRUPT_MESSAGE)
                     SL_WARN("produce", "rejected corrupt batch", "topic=%.*s partition=%d",
                             t ? (int)rt->name.len : 1, t ? rt->name.p : "?", rp->index);

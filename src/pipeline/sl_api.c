@@ -276,6 +276,132 @@ static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
         sl_req_need_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
 }
 
+/* ---- outcomes: what the answer said about each resource, for the observers ----
+ *
+ * The mirror of naming: after the handler built its answer and before it is encoded, the
+ * descriptor copies each resource's error from the answer into the lifecycle (first error wins;
+ * authorization denials were recorded by the stage). */
+
+#define TOPIC_PARTS(rq, op, resp, topics, tname, parts)                                            \
+    for (int32_t i_ = 0; i_ < (resp)->topics##_count; i_++)                                        \
+        for (int32_t j_ = 0; j_ < (resp)->topics[i_].parts##_count; j_++)                          \
+            if ((resp)->topics[i_].parts[j_].error_code)                                           \
+    sl_req_res_error((rq), (op), SL_ACL_RES_TOPIC, (resp)->topics[i_].tname,                       \
+                     (resp)->topics[i_].parts[j_].error_code)
+#define PER_ITEM(rq, op, rtype, resp, items, iname)                                                \
+    for (int32_t i_ = 0; i_ < (resp)->items##_count; i_++)                                         \
+        if ((resp)->items[i_].error_code)                                                          \
+    sl_req_res_error((rq), (op), (rtype), (resp)->items[i_].iname, (resp)->items[i_].error_code)
+
+static void top_error(sl_req *rq, int16_t err) {
+    if (err && !rq->error) rq->error = err;
+}
+
+static void out_produce(sl_req *rq, const void *r) {
+    const sl_produce_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_WRITE, o, responses, name, partition_responses);
+}
+static void out_fetch(sl_req *rq, const void *r) {
+    const sl_fetch_resp *o = r;
+    top_error(rq, o->error_code);
+    TOPIC_PARTS(rq, SL_ACL_OP_READ, o, responses, topic, partitions);
+}
+static void out_list_offsets(sl_req *rq, const void *r) {
+    const sl_list_offsets_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_DESCRIBE, o, topics, name, partitions);
+}
+static void out_offset_for_leader_epoch(sl_req *rq, const void *r) {
+    const sl_offset_for_leader_epoch_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_DESCRIBE, o, topics, topic, partitions);
+}
+static void out_delete_records(sl_req *rq, const void *r) {
+    const sl_delete_records_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_DELETE, o, topics, name, partitions);
+}
+static void out_metadata(sl_req *rq, const void *r) {
+    const sl_metadata_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, o, topics, name);
+}
+static void out_offset_commit(sl_req *rq, const void *r) {
+    const sl_offset_commit_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_READ, o, topics, name, partitions);
+}
+static void out_create_topics(sl_req *rq, const void *r) {
+    const sl_create_topics_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, o, topics, name);
+}
+static void out_delete_topics(sl_req *rq, const void *r) {
+    const sl_delete_topics_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, o, responses, name);
+}
+static void out_create_partitions(sl_req *rq, const void *r) {
+    const sl_create_partitions_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, o, results, name);
+}
+static void out_describe_groups(sl_req *rq, const void *r) {
+    const sl_describe_groups_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_GROUP, o, groups, group_id);
+}
+static void out_delete_groups(sl_req *rq, const void *r) {
+    const sl_delete_groups_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_DELETE, SL_ACL_RES_GROUP, o, results, group_id);
+}
+/* Group APIs answering with one error for the request's group. */
+static void group_error(sl_req *rq, int op, sl_str group, int16_t err) {
+    top_error(rq, err);
+    if (err) sl_req_res_error(rq, op, SL_ACL_RES_GROUP, group, err);
+}
+static void out_join_group(sl_req *rq, const void *r) {
+    group_error(rq, SL_ACL_OP_READ, ((const sl_join_group_req *)rq->req)->group_id,
+                ((const sl_join_group_resp *)r)->error_code);
+}
+static void out_sync_group(sl_req *rq, const void *r) {
+    group_error(rq, SL_ACL_OP_READ, ((const sl_sync_group_req *)rq->req)->group_id,
+                ((const sl_sync_group_resp *)r)->error_code);
+}
+static void out_heartbeat(sl_req *rq, const void *r) {
+    group_error(rq, SL_ACL_OP_READ, ((const sl_heartbeat_req *)rq->req)->group_id,
+                ((const sl_heartbeat_resp *)r)->error_code);
+}
+static void out_leave_group(sl_req *rq, const void *r) {
+    group_error(rq, SL_ACL_OP_READ, ((const sl_leave_group_req *)rq->req)->group_id,
+                ((const sl_leave_group_resp *)r)->error_code);
+}
+static void out_offset_delete(sl_req *rq, const void *r) {
+    const sl_offset_delete_resp *o = r;
+    group_error(rq, SL_ACL_OP_DELETE, ((const sl_offset_delete_req *)rq->req)->group_id,
+                o->error_code);
+    TOPIC_PARTS(rq, SL_ACL_OP_READ, o, topics, name, partitions);
+}
+static void out_init_producer_id(sl_req *rq, const void *r) {
+    top_error(rq, ((const sl_init_producer_id_resp *)r)->error_code);
+}
+/* Config resources: topics by name, the broker as the cluster. */
+static void config_error(sl_req *rq, int op, int8_t type, sl_str name, int16_t err) {
+    if (!err) return;
+    if (type == CFG_RES_TOPIC) sl_req_res_error(rq, op, SL_ACL_RES_TOPIC, name, err);
+    if (type == CFG_RES_BROKER)
+        sl_req_res_error(rq, op, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME), err);
+}
+static void out_describe_configs(sl_req *rq, const void *r) {
+    const sl_describe_configs_resp *o = r;
+    for (int32_t i = 0; i < o->results_count; i++)
+        config_error(rq, SL_ACL_OP_DESCRIBE_CONFIGS, o->results[i].resource_type,
+                     o->results[i].resource_name, o->results[i].error_code);
+}
+static void out_alter_configs(sl_req *rq, const void *r) {
+    const sl_alter_configs_resp *o = r;
+    for (int32_t i = 0; i < o->responses_count; i++)
+        config_error(rq, SL_ACL_OP_ALTER_CONFIGS, o->responses[i].resource_type,
+                     o->responses[i].resource_name, o->responses[i].error_code);
+}
+static void out_incremental_alter_configs(sl_req *rq, const void *r) {
+    const sl_incremental_alter_configs_resp *o = r;
+    for (int32_t i = 0; i < o->responses_count; i++)
+        config_error(rq, SL_ACL_OP_ALTER_CONFIGS, o->responses[i].resource_type,
+                     o->responses[i].resource_name, o->responses[i].error_code);
+}
+
 /* ---- the table ---- */
 
 /* Typed decoders behind one signature (calling a function through a pointer of another type
@@ -320,14 +446,47 @@ static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
     X(SL_API_ALTER_USER_SCRAM_CREDENTIALS, alter_user_scram_credentials, res_cluster_alter, 0)     \
     X(SL_API_DESCRIBE_CLUSTER, describe_cluster, res_describe_cluster, 0)
 
+#define OUT_produce                            out_produce
+#define OUT_fetch                              out_fetch
+#define OUT_list_offsets                       out_list_offsets
+#define OUT_metadata                           out_metadata
+#define OUT_offset_commit                      out_offset_commit
+#define OUT_offset_fetch                       NULL
+#define OUT_find_coordinator                   NULL
+#define OUT_join_group                         out_join_group
+#define OUT_heartbeat                          out_heartbeat
+#define OUT_leave_group                        out_leave_group
+#define OUT_sync_group                         out_sync_group
+#define OUT_describe_groups                    out_describe_groups
+#define OUT_list_groups                        NULL
+#define OUT_sasl_handshake                     NULL
+#define OUT_create_topics                      out_create_topics
+#define OUT_delete_topics                      out_delete_topics
+#define OUT_delete_records                     out_delete_records
+#define OUT_init_producer_id                   out_init_producer_id
+#define OUT_offset_for_leader_epoch            out_offset_for_leader_epoch
+#define OUT_describe_acls                      NULL
+#define OUT_create_acls                        NULL
+#define OUT_delete_acls                        NULL
+#define OUT_describe_configs                   out_describe_configs
+#define OUT_alter_configs                      out_alter_configs
+#define OUT_sasl_authenticate                  NULL
+#define OUT_create_partitions                  out_create_partitions
+#define OUT_delete_groups                      out_delete_groups
+#define OUT_incremental_alter_configs          out_incremental_alter_configs
+#define OUT_offset_delete                      out_offset_delete
+#define OUT_describe_user_scram_credentials    NULL
+#define OUT_alter_user_scram_credentials       NULL
+#define OUT_describe_cluster                   NULL
 #define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
 SL_APIS(SL_API_DEC_ITEM)
 #undef SL_API_DEC_ITEM
 
-#define SL_API_ROW(key, name, res, flags) {key, flags, sizeof(sl_##name##_req), dec_##name, res},
+#define SL_API_ROW(key, name, res, flags)                                                          \
+    {key, flags, sizeof(sl_##name##_req), dec_##name, res, OUT_##name},
 static const sl_api_desc k_descs[] = {
     /* ApiVersions reads its own body: it must answer versions newer than it can decode. */
-    {SL_API_API_VERSIONS, SL_API_PREAUTH, 0, NULL, NULL},
+    {SL_API_API_VERSIONS, SL_API_PREAUTH, 0, NULL, NULL, NULL},
     SL_APIS(SL_API_ROW)};
 #undef SL_API_ROW
 #define NDESCS ((int)(sizeof k_descs / sizeof k_descs[0]))
@@ -341,3 +500,7 @@ const sl_api_desc *sl_api_desc_for(int16_t key) {
 const sl_api_desc *sl_api_desc_at(int i) { return i >= 0 && i < NDESCS ? &k_descs[i] : NULL; }
 
 const sl_api_info *sl_api_desc_info(const sl_api_desc *d) { return sl_api_lookup(d->key); }
+
+void sl_api_outcomes(sl_req *rq, const void *resp) {
+    if (rq->api && rq->api->outcomes && !sl_req_finished(rq)) rq->api->outcomes(rq, resp);
+}

@@ -44,6 +44,10 @@ typedef struct sl_api_desc {
      * the request leaves implicit (all topics, a topic by id). NULL: none (SASL, ApiVersions,
      * FindCoordinator without a key...). */
     void (*resources)(sl_req *rq, const sl_catalog *cat);
+    /* Copies what the answer (the API's generated response struct) says about each named
+     * resource into the lifecycle (sl_req_res_error), before it is encoded. NULL: nothing
+     * per resource to copy. */
+    void (*outcomes)(sl_req *rq, const void *resp);
 } sl_api_desc;
 
 /* The descriptor of `key`, or NULL when the pipeline does not serve it. */

@@ -133,10 +133,15 @@ bool sl_resp_mirror_(sl_arena *a, const void *rtopics, size_t rsize, int32_t rnt
                      void **otopics, int32_t *ont, size_t osize, size_t oparts_off,
                      size_t ocount_off, size_t psize);
 
+/* Records per-resource outcomes from the answer `resp` (the API's response struct), through the
+ * request's descriptor (sl_api.h). SL_RESPOND calls it. */
+void sl_api_outcomes(sl_req *rq, const void *resp);
+
 /* Encodes response struct `resp` of type sl_<name>_resp and finishes the request with it. */
 #define SL_RESPOND(rq, name, resp)                                                                 \
     do {                                                                                           \
         sl_wr w_;                                                                                  \
+        sl_api_outcomes((rq), (resp));                                                             \
         sl_req_resp_begin((rq), &w_);                                                              \
         sl_##name##_resp_encode(&w_, (rq)->h.api_version, (resp));                                 \
         sl_req_respond((rq), &w_);                                                                 \

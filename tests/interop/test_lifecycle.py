@@ -94,3 +94,35 @@ def test_sasl_exchanges_are_observed_with_their_principal(sasl_broker):
     auth = [d for d in lines if int(d["api"]) == ts.SASL_AUTHENTICATE]
     assert auth and all(d["outcome"] == "response" for d in auth)
     assert [d["principal"] for d in lines if int(d["api"]) == ts.SASL_HANDSHAKE] == ["-"]
+
+
+@pytest.mark.broker_config({"sluice.log.level": "debug"})
+def test_outcomes_per_resource_come_from_the_answer(broker):
+    """Each API's descriptor copies what the answer says about each named resource into the
+    lifecycle: a CreateTopics of an existing topic records TOPIC_ALREADY_EXISTS (36) on that
+    topic, a JoinGroup with an unknown member id records UNKNOWN_MEMBER_ID (25) on the group."""
+    h.ck_create_topic(broker.bootstrap, "dup", 1)
+    from confluent_kafka.admin import NewTopic
+    admin = h.ck_admin(broker.bootstrap)  # kept: a destroyed client fails its futures unsent
+    fs = admin.create_topics([NewTopic("dup", 1, 1)], request_timeout=15)
+    with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS|already exists"):
+        fs["dup"].result(timeout=30)
+    with kp.Conn(broker.bootstrap) as c:
+        # JoinGroup v5: group, session timeout, rebalance timeout, member id (unknown),
+        # instance id (null), protocol type, one protocol.
+        w = kp.Writer().string("g1").i32(10000).i32(10000).string("nobody").string(None)
+        w.string("consumer").array([0], lambda ww, _: (ww.string("range"), ww.i32(0)))
+        r = c.call(11, 5, w.bytes())
+        r.i32()
+        assert r.i16() == 25
+        corr = c.corr
+
+    def seen():
+        lines = finished(broker)
+        ct = [d for d in lines if int(d["api"]) == 19 and "TOPIC:dup:CREATE:allow:e36" in
+              d["resources"]]
+        jg = by_corr(lines, 11).get(corr)
+        return ct and jg
+    wait_until(seen, 10, "outcomes observed")
+    jg = by_corr(finished(broker), 11)[corr]
+    assert "GROUP:g1:READ:allow:e25" in jg["resources"] and jg["error"] == "25"
