@@ -235,9 +235,9 @@ static void raise_file_limit(int32_t max_connections) {
     /* One budget: the reserve, then the connections (configured, or derived: half of the
      * rest), then the partition files' cache gets what is left. */
     long long reserve = sl_server_fd_reserve(limit);
-    long long conns = (max_connections > 0 ? max_connections
-                                           : sl_server_auto_max_connections(limit)) +
-                      SL_SERVER_ADMIN_CONNS;
+    long long conns =
+        (max_connections > 0 ? max_connections : sl_server_auto_max_connections(limit)) +
+        SL_SERVER_ADMIN_CONNS;
     long long cache = limit - reserve - conns;
     sl_log_fd_cache_set_capacity(cache > FILE_CACHE_MIN ? (int)cache : FILE_CACHE_MIN);
     SL_INFO("broker", "file limit",
