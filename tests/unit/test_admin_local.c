@@ -10,12 +10,8 @@
 #include <unistd.h>
 
 #include "broker/sl_broker.h"
+#include "local_broker.h"
 #include "sl_test.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 typedef struct fixture {
     char dir[64];
@@ -26,21 +22,15 @@ typedef struct fixture {
 
 static bool fixture_open(fixture *f) {
     memset(f, 0, sizeof *f);
-    strcpy(f->dir, "/tmp/sl_adlocal_XXXXXX");
-    if (!mkdtemp(f->dir)) return false;
-    sl_config_defaults(&f->b.cfg);
-    snprintf(f->b.cfg.log_dirs, sizeof f->b.cfg.log_dirs, "%s", f->dir);
-    char err[256];
-    if (sl_topics_open(&f->b.cfg, &f->b.topics, err, sizeof err)) return false;
+    if (!local_broker_open(f->dir, "sl_adlocal", &f->b, 0)) return false;
     f->ad = sl_topic_admin_local(&f->b);
     f->a = sl_arena_new(4096);
     return f->a != NULL;
 }
 
 static void fixture_close(fixture *f) {
-    if (f->b.topics) sl_topics_close(f->b.topics);
     sl_arena_free(f->a);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    local_broker_close(f->dir, &f->b);
 }
 
 /* Runs the registry's completions, as the loop does when its eventfd is readable, until *calls

@@ -11,12 +11,8 @@
 
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "local_broker.h"
 #include "sl_test.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 /* A broker with what the coordinator uses: the loop (its timer), the flusher, the registry. */
 typedef struct fixture {
@@ -28,14 +24,9 @@ typedef struct fixture {
 
 static bool fixture_open(fixture *f) {
     memset(f, 0, sizeof *f);
-    strcpy(f->dir, "/tmp/sl_grlocal_XXXXXX");
-    if (!mkdtemp(f->dir)) return false;
-    sl_config_defaults(&f->b.cfg);
-    snprintf(f->b.cfg.log_dirs, sizeof f->b.cfg.log_dirs, "%s", f->dir);
+    if (!local_broker_open(f->dir, "sl_grlocal", &f->b, 2)) return false;
     f->b.cfg.group_initial_rebalance_delay_ms = 0;
     char err[256];
-    if (sl_topics_open(&f->b.cfg, &f->b.topics, err, sizeof err)) return false;
-    if (sl_topics_create(f->b.topics, sl_str_c("t"), 2, NULL, false, NULL)) return false;
     if (!(f->b.loop = sl_loop_new())) return false;
     if (sl_flusher_new(&f->b.flusher)) return false;
     if (!(f->b.groups = sl_group_coord_new(&f->b, err, sizeof err))) return false;
@@ -48,9 +39,8 @@ static void fixture_close(fixture *f) {
     if (f->b.flusher) sl_flusher_free(f->b.flusher); /* runs what is still queued */
     if (f->b.groups) sl_group_coord_free(f->b.groups);
     if (f->b.loop) sl_loop_free(f->b.loop);
-    if (f->b.topics) sl_topics_close(f->b.topics);
     sl_arena_free(f->a);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    local_broker_close(f->dir, &f->b);
 }
 
 /* Runs loop timers and flusher completions until `*done` or a 5 s deadline. */

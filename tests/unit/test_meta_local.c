@@ -7,12 +7,8 @@
 
 #include "broker/sl_broker.h"
 #include "broker/sl_producers.h"
+#include "local_broker.h"
 #include "sl_test.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 typedef struct fixture {
     char dir[64];
@@ -24,13 +20,7 @@ typedef struct fixture {
 
 static bool fixture_open(fixture *f) {
     memset(f, 0, sizeof *f);
-    strcpy(f->dir, "/tmp/sl_metalocal_XXXXXX");
-    if (!mkdtemp(f->dir)) return false;
-    sl_config_defaults(&f->b.cfg);
-    snprintf(f->b.cfg.log_dirs, sizeof f->b.cfg.log_dirs, "%s", f->dir);
-    char err[256];
-    if (sl_topics_open(&f->b.cfg, &f->b.topics, err, sizeof err)) return false;
-    if (sl_topics_create(f->b.topics, sl_str_c("t"), 2, NULL, false, NULL)) return false;
+    if (!local_broker_open(f->dir, "sl_metalocal", &f->b, 2)) return false;
     if (sl_pid_alloc_open(f->dir, 0, &f->pr.pids)) return false;
     f->b.producers = &f->pr;
     f->m = sl_topics_meta_local(&f->b);
@@ -40,9 +30,8 @@ static bool fixture_open(fixture *f) {
 
 static void fixture_close(fixture *f) {
     if (f->pr.pids) sl_pid_alloc_free(f->pr.pids);
-    if (f->b.topics) sl_topics_close(f->b.topics);
     sl_arena_free(f->a);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    local_broker_close(f->dir, &f->b);
 }
 
 static void count_topic(void *arg, const sl_topic_desc *t) { ++*(int *)arg; }

@@ -9,13 +9,9 @@
 
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "local_broker.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 /* A broker with just what the local backend uses: the registry, one topic, the flusher. */
 typedef struct fixture {
@@ -27,13 +23,7 @@ typedef struct fixture {
 
 static bool fixture_open(fixture *f, int32_t npart) {
     memset(f, 0, sizeof *f);
-    strcpy(f->dir, "/tmp/sl_stlocal_XXXXXX");
-    if (!mkdtemp(f->dir)) return false;
-    sl_config_defaults(&f->b.cfg);
-    snprintf(f->b.cfg.log_dirs, sizeof f->b.cfg.log_dirs, "%s", f->dir);
-    char err[256];
-    if (sl_topics_open(&f->b.cfg, &f->b.topics, err, sizeof err)) return false;
-    if (sl_topics_create(f->b.topics, sl_str_c("t"), npart, NULL, false, NULL)) return false;
+    if (!local_broker_open(f->dir, "sl_stlocal", &f->b, npart)) return false;
     if (sl_flusher_new(&f->b.flusher)) return false;
     f->st = sl_storage_local(&f->b);
     f->a = sl_arena_new(4096);
@@ -42,9 +32,8 @@ static bool fixture_open(fixture *f, int32_t npart) {
 
 static void fixture_close(fixture *f) {
     if (f->b.flusher) sl_flusher_free(f->b.flusher);
-    if (f->b.topics) sl_topics_close(f->b.topics);
     sl_arena_free(f->a);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    local_broker_close(f->dir, &f->b);
 }
 
 static sl_spart *part(fixture *f, int32_t i) {
