@@ -272,9 +272,8 @@ bool sl_sasl_raw_frame(sl_req *rq, const uint8_t *frame, size_t len) {
 bool sl_sasl_authenticate_stage(sl_req *rq) {
     sl_session *s = sl_conn_data(rq->conn);
     if (!s) return true;
-    int16_t k = rq->h.api_key;
-    if (k == SL_API_API_VERSIONS || k == SL_API_SASL_HANDSHAKE || k == SL_API_SASL_AUTHENTICATE)
-        return true;
+    /* What may come before authentication is the descriptors' one list (SL_API_PREAUTH). */
+    if (rq->api && (rq->api->flags & SL_API_PREAUTH)) return true;
     if (!s->authenticated) {
         /* Kafka closes such connections without an answer. */
         sl_req_fail(rq, "request before authentication");
