@@ -1,5 +1,8 @@
 #include "sl_buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 void sl_wr_init(sl_wr *w, sl_arena *a, size_t initial) {
     w->a = a;
     w->len = 0;
@@ -74,4 +77,16 @@ int sl_wr_iov(sl_wr *w, struct iovec **out) {
     if (w->len > from || n == 0) v[n++] = (struct iovec){w->buf + from, w->len - from};
     *out = v;
     return n;
+}
+
+sl_str sl_str_printf(sl_arena *a, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (len < 0) return SL_STR_NULL;
+    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
+    char *p = sl_arena_dup(a, buf, (size_t)len + 1);
+    return p ? (sl_str){p, len} : SL_STR_NULL;
 }

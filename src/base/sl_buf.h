@@ -33,6 +33,9 @@ static inline bool sl_str_eq(sl_str a, sl_str b) {
     return a.len == b.len && (a.len <= 0 || memcmp(a.p, b.p, (size_t)a.len) == 0);
 }
 static inline bool sl_str_eqc(sl_str a, const char *c) { return sl_str_eq(a, sl_str_c(c)); }
+/* A formatted string (NUL-terminated, at most 255 characters: error messages) allocated in `a`,
+ * which owns it; SL_STR_NULL when `a` is exhausted. */
+__attribute__((format(printf, 2, 3))) sl_str sl_str_printf(sl_arena *a, const char *fmt, ...);
 static inline bool sl_uuid_is_zero(const sl_uuid *u) {
     static const sl_uuid z;
     return memcmp(u->b, z.b, 16) == 0;

@@ -3,26 +3,12 @@
  * worker (sl_topics_*_async), so a creation, deletion or addition completes from a later loop
  * callback once its files are settled, and a refusal completes before the call returns. The
  * checks and messages are the ones a one-broker Kafka cluster answers with. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "broker/sl_broker.h"
 
 #define MAX_PARTITIONS 100000 /* more than a single node should be asked to open */
-
-/* Arena-owned formatted message; null when the arena is exhausted (the code still says it). */
-__attribute__((format(printf, 2, 3))) static sl_str msgf(sl_arena *a, const char *fmt, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (len < 0) return SL_STR_NULL;
-    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
-    char *p = sl_arena_dup(a, buf, (size_t)len + 1);
-    return p ? (sl_str){p, len} : SL_STR_NULL;
-}
 
 static sl_str adup(sl_arena *a, const char *s) {
     size_t n = strlen(s);
@@ -87,7 +73,8 @@ static void topic_created(void *ctx, sl_err e, sl_topic *t) {
     sl_topic_created r = {.message = SL_STR_NULL, .num_partitions = -1, .replication_factor = -1};
     if (e) {
         r.error = sl_err_to_kafka(e);
-        r.message = msgf(op->a, "Topic creation failed, nothing was created: %s", sl_strerror(e));
+        r.message =
+            sl_str_printf(op->a, "Topic creation failed, nothing was created: %s", sl_strerror(e));
     } else {
         r.num_partitions = op->np;
         r.replication_factor = 1;
@@ -113,17 +100,17 @@ static bool create(sl_broker *b, const sl_new_topic *nt, bool validate_only, sl_
         r->error = SL_KAFKA_INVALID_TOPIC_EXCEPTION;
     } else if (sl_topics_find(b->topics, nt->name)) {
         r->error = SL_KAFKA_TOPIC_ALREADY_EXISTS;
-        r->message = msgf(a, "Topic '%.*s' already exists.", nt->name.len, nt->name.p);
+        r->message = sl_str_printf(a, "Topic '%.*s' already exists.", nt->name.len, nt->name.p);
     } else if (nt->replication_factor != -1 && nt->replication_factor != 1) {
         r->error = SL_KAFKA_INVALID_REPLICATION_FACTOR;
-        r->message = msgf(a, "Replication factor: %d larger than available brokers: 1.",
-                          nt->replication_factor);
+        r->message = sl_str_printf(a, "Replication factor: %d larger than available brokers: 1.",
+                                   nt->replication_factor);
     } else if (np == 0 || np < -1) {
         r->error = SL_KAFKA_INVALID_PARTITIONS;
-        r->message = msgf(a, "Number of partitions must be larger than 0 (got %d)", np);
+        r->message = sl_str_printf(a, "Number of partitions must be larger than 0 (got %d)", np);
     } else if ((r->error = parse_configs(nt, &tc, &bad))) {
         int n = bad.len > 100 ? 100 : bad.len;
-        r->message = msgf(a, "invalid or unsupported topic config %.*s", n, bad.p);
+        r->message = sl_str_printf(a, "invalid or unsupported topic config %.*s", n, bad.p);
     } else {
         if (np == -1) np = b->cfg.num_partitions;
         if (validate_only) {
@@ -145,7 +132,7 @@ static bool create(sl_broker *b, const sl_new_topic *nt, bool validate_only, sl_
         r->error = e == SL_EINVAL ? SL_KAFKA_INVALID_PARTITIONS : sl_err_to_kafka(e);
         /* A name still reserved by a creation or deletion in flight. */
         if (e == SL_EEXISTS)
-            r->message = msgf(a, "Topic '%.*s' already exists.", nt->name.len, nt->name.p);
+            r->message = sl_str_printf(a, "Topic '%.*s' already exists.", nt->name.len, nt->name.p);
     }
     return true;
 }
@@ -185,7 +172,8 @@ static void partitions_added(void *ctx, sl_err e, sl_topic *t) {
     (void)t;
     pending_op *op = ctx;
     if (e) {
-        sl_str m = msgf(op->a, "Adding partitions failed, none was added: %s", sl_strerror(e));
+        sl_str m =
+            sl_str_printf(op->a, "Adding partitions failed, none was added: %s", sl_strerror(e));
         return op->done(op->dctx, sl_err_to_kafka(e), m);
     }
     op->done(op->dctx, 0, SL_STR_NULL); /* the registry logs the addition */
@@ -199,13 +187,13 @@ static void local_add_partitions(void *ctx, sl_str name, int32_t count, int32_t 
     if (!t) return done(dctx, SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION, SL_STR_NULL);
     if (count <= t->npart)
         return done(dctx, SL_KAFKA_INVALID_PARTITIONS,
-                    msgf(a, "Topic %s currently has %d partitions", t->name, t->npart));
+                    sl_str_printf(a, "Topic %s currently has %d partitions", t->name, t->npart));
     if (count > MAX_PARTITIONS) return done(dctx, SL_KAFKA_INVALID_PARTITIONS, SL_STR_NULL);
     if (nassignments > 0 && nassignments != count - t->npart)
         return done(dctx, SL_KAFKA_INVALID_REPLICA_ASSIGNMENT, SL_STR_NULL);
     if (t->busy)
         return done(dctx, SL_KAFKA_REASSIGNMENT_IN_PROGRESS,
-                    msgf(a, "Partitions of %s are being added", t->name));
+                    sl_str_printf(a, "Partitions of %s are being added", t->name));
     if (validate_only) return done(dctx, 0, SL_STR_NULL);
     pending_op *op = pending_new(b, a, count, dctx);
     if (!op) return done(dctx, SL_KAFKA_UNKNOWN_SERVER_ERROR, SL_STR_NULL);

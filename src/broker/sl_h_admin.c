@@ -2,26 +2,12 @@
  * administration (sl_topic_admin, pipeline/sl_backend.h). The handlers keep the request's
  * semantics: authorization, duplicates in one request, replica assignments against the request
  * and the serving node, response shapes; the backend validates and changes its topics. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "acl/sl_acl.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
-
-/* Arena-owned formatted message for error_message fields. */
-__attribute__((format(printf, 2, 3))) static sl_str msgf(sl_req *rq, const char *fmt, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (len < 0) return SL_STR_NULL;
-    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
-    char *p = sl_arena_dup(rq->a, buf, (size_t)len);
-    return p ? (sl_str){p, len} : SL_STR_NULL;
-}
 
 /* An administrative request whose topics the backend completes asynchronously: it is answered
  * when the last of them completes. Each pending topic holds the request, so a closed connection
@@ -171,7 +157,7 @@ void sl_h_create_topics(sl_req *rq) {
         if (dup) {
             o->error_code = SL_KAFKA_INVALID_REQUEST;
             o->error_message =
-                msgf(rq, "topic %.*s appears more than once", rt->name.len, rt->name.p);
+                sl_str_printf(rq->a, "topic %.*s appears more than once", rt->name.len, rt->name.p);
             continue;
         }
         if (!cluster_create && !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, rt->name)) {
