@@ -52,11 +52,14 @@ def test_list_offsets_by_timestamp_inside_a_batch_answers_the_record(broker):
     assert p.flush(30) == 0
     with kp.Conn(broker.bootstrap) as c:
         f = kp.fetch(c, "times", 0, 0)
-        assert [b for b, _ in kp.batch_base_offsets(f["records"])] == [0], "not one batch"
+        # Usually one batch; under load the client may cut it, but some batch must hold
+        # several records for the lookups below to land inside one.
+        batches = kp.batch_base_offsets(f["records"])
+        assert batches and any(last > base for base, last in batches), batches
     cons = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "times-probe",
                      "enable.auto.commit": False})
     try:
-        for ts, want in ((1000, 0), (1005, 5), (1009, 9), (1010, -1)):
+        for ts, want in [(1000 + i, i) for i in range(10)] + [(1010, -1)]:
             (tp,) = cons.offsets_for_times([TopicPartition("times", 0, ts)], timeout=15)
             assert tp.error is None and tp.offset == want, (ts, tp)
     finally:
