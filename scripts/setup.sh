@@ -40,6 +40,10 @@ PKGS=(
     golang-go golang-github-shopify-sarama-dev
     # The openssl command line (test_tls.py drives s_client with protocol versions Python refuses).
     openssl
+    # Audit and metrics (issue 11): a real Prometheus server and promtool scrape and check the
+    # endpoint and the shipped alert rules; headless Chromium renders the status page; the
+    # OCSF events are checked against JSON schemas.
+    prometheus chromium python3-jsonschema
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
@@ -69,6 +73,10 @@ command -v openssl >/dev/null || die "openssl not found"
 /usr/bin/python3 -c 'import cryptography, snappy, lz4, zstandard' 2>/dev/null ||
     die "/usr/bin/python3 cannot import cryptography, snappy, lz4 and zstandard"
 # The sarama tests skip without these; CI must not (tests/skip-allowlist.txt does not list them).
+command -v prometheus >/dev/null || die "prometheus not found"
+command -v promtool >/dev/null || die "promtool not found (prometheus)"
+command -v chromium >/dev/null || die "chromium not found"
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || die "/usr/bin/python3 cannot import jsonschema"
 command -v go >/dev/null || die "go not found (golang-go)"
 [ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
     die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"

@@ -183,6 +183,79 @@ static const key_def k_keys[] = {
      "8",
      "TLS handshakes in progress at once from one client address; more connections are closed "
      "at accept (0: unlimited)."},
+    {"sluice.audit.enable", T_BOOL, OFF(sluice_audit_enable), 0, 0, "true",
+     "Audit trail: record security-relevant events as OCSF JSON (docs/audit.md)."},
+    {"sluice.audit.dir", T_STR, OFF(sluice_audit_dir), 0, 0, NULL,
+     "Audit trail: directory of the file sink (created 0700, files 0600); default "
+     "<log.dirs>/audit."},
+    {"sluice.audit.sinks", T_LIST, OFF(sluice_audit_sinks), 0, 0, "file",
+     "Audit trail: where events go, any of file, syslog (RFC 5424 on the local socket) and "
+     "topic (the internal topic __sluice_audit)."},
+    {"sluice.audit.enabled.event.types", T_LIST, OFF(sluice_audit_enabled_event_types), 0, 0,
+     "authenticate,refusal,management,denial,produce,consume,lifecycle,detection",
+     "Audit trail: event types recorded, any of authenticate, connection (every connection "
+     "opened and closed), refusal, management, denial, produce, consume, describe, lifecycle, "
+     "detection."},
+    {"sluice.audit.excluded.principals", T_LIST, OFF(sluice_audit_excluded_principals), 0, 0, NULL,
+     "Audit trail: principals (User:name) whose requests are not recorded."},
+    {"sluice.audit.excluded.topics", T_LIST, OFF(sluice_audit_excluded_topics), 0, 0, NULL,
+     "Audit trail: topics whose data access is not recorded."},
+    {"sluice.audit.data.interval.ms", T_LONG, OFF(sluice_audit_data_interval_ms), 0, I64MAX,
+     "60000",
+     "Audit trail: data access is summarized per principal, client, topic-partition and "
+     "interval of this length (0: one event per request)."},
+    {"sluice.audit.failure.policy", T_STR, OFF(sluice_audit_failure_policy), 0, 0, "block",
+     "Audit trail: when events cannot be recorded, block (requests fail with a retriable error "
+     "until they can) or continue (drops are counted and logged)."},
+    {"sluice.audit.file.max.bytes", T_LONG, OFF(sluice_audit_file_max_bytes), 4096, I64MAX,
+     "104857600", "Audit trail: the file sink rotates past this size."},
+    {"sluice.audit.file.max.age.ms", T_LONG, OFF(sluice_audit_file_max_age_ms), 1000, I64MAX,
+     "86400000", "Audit trail: the file sink rotates a file this old."},
+    {"sluice.audit.file.retention.files", T_INT, OFF(sluice_audit_file_retention_files), 0,
+     INT32_MAX, "0",
+     "Audit trail: rotated files kept (0: all; remove them by your retention "
+     "policy)."},
+    {"sluice.audit.checkpoint.interval.ms", T_LONG, OFF(sluice_audit_checkpoint_interval_ms), 1000,
+     I64MAX, "60000", "Audit trail: how often a signed checkpoint is written (also at rotation)."},
+    {"sluice.audit.signing.key.file", T_STR, OFF(sluice_audit_signing_key_file), 0, 0, NULL,
+     "Audit trail: Ed25519 private key (PEM) signing checkpoints, created 0600 if missing; its "
+     "public key is written beside it (.pub). Default <log.dirs>/sluice-audit-key.pem."},
+    {"sluice.audit.syslog.socket", T_STR, OFF(sluice_audit_syslog_socket), 0, 0, "/dev/log",
+     "Audit trail: local syslog socket of the syslog sink."},
+    {"sluice.audit.queue.max.events", T_INT, OFF(sluice_audit_queue_max_events), 16, INT32_MAX,
+     "65536", "Audit trail: events waiting for the writer before the failure policy applies."},
+    {"sluice.metrics.listener", T_STR, OFF(sluice_metrics_listener), 0, 0, "http://127.0.0.1:9404",
+     "Metrics, health and status page: http://host:port or https://host:port (empty: off)."},
+    {"sluice.metrics.ssl.keystore.location", T_STR, OFF(sluice_metrics_ssl_keystore_location), 0, 0,
+     NULL, "Metrics over https: PEM certificate chain and key; default ssl.keystore.location."},
+    {"sluice.metrics.bearer.token.file", T_STR, OFF(sluice_metrics_bearer_token_file), 0, 0, NULL,
+     "Metrics: file holding the bearer token scrapers must send (empty: no token; /healthz "
+     "and /readyz never need one)."},
+    {"sluice.guard.enable", T_BOOL, OFF(sluice_guard_enable), 0, 0, "true",
+     "Detections: evaluate the built-in rules (docs/audit.md)."},
+    {"sluice.guard.window.ms", T_LONG, OFF(sluice_guard_window_ms), 1000, I64MAX, "60000",
+     "Detections: length of the sliding window the thresholds count over."},
+    {"sluice.guard.auth.failures.per.address", T_INT, OFF(sluice_guard_auth_failures_per_address),
+     1, INT32_MAX, "10",
+     "Detections: failed authentications from one address per window that "
+     "raise a brute-force finding."},
+    {"sluice.guard.auth.failures.per.principal", T_INT,
+     OFF(sluice_guard_auth_failures_per_principal), 1, INT32_MAX, "10",
+     "Detections: failed authentications for one principal per window that raise a finding."},
+    {"sluice.guard.denials.per.principal", T_INT, OFF(sluice_guard_denials_per_principal), 1,
+     INT32_MAX, "50",
+     "Detections: authorization denials of one principal per window that raise a finding."},
+    {"sluice.guard.new.address.enable", T_BOOL, OFF(sluice_guard_new_address_enable), 0, 0, "true",
+     "Detections: a finding when a principal authenticates from an address not seen before."},
+    {"sluice.guard.new.topic.read.enable", T_BOOL, OFF(sluice_guard_new_topic_read_enable), 0, 0,
+     "true", "Detections: a finding when a principal reads a topic it never read before."},
+    {"sluice.guard.cert.expiry.days", T_INT, OFF(sluice_guard_cert_expiry_days), 0, 3650, "30",
+     "Detections: a finding when a listener certificate expires within this many days."},
+    {"sluice.guard.disk.free.min.percent", T_INT, OFF(sluice_guard_disk_free_min_percent), 0, 100,
+     "10", "Detections: a finding when the data directory's disk has less free space."},
+    {"sluice.guard.block.seconds", T_INT, OFF(sluice_guard_block_seconds), 0, 86400, "0",
+     "Detections: refuse connections from an address raising a brute-force finding for this "
+     "long (0: detect only)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,
@@ -444,6 +517,29 @@ sl_err sl_config_load(sl_config *c, const char *path, char *err, size_t elen) {
     return rc;
 }
 
+/* Every comma-separated item of `value` is one of `allowed` (NULL-terminated). */
+static bool list_within(const char *key, const char *value, const char *const *allowed, char *err,
+                        size_t elen) {
+    for (const char *p = value; *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (!n) break;
+        bool ok = false;
+        for (int i = 0; allowed[i] && !ok; i++)
+            ok = strlen(allowed[i]) == n && !strncmp(allowed[i], p, n);
+        if (!ok) {
+            snprintf(err, elen, "%s: unknown item \"%.*s\"", key, (int)n, p);
+            return false;
+        }
+        p += n;
+    }
+    return true;
+}
+
+const char *const sl_audit_event_type_names[] = {
+    "authenticate", "connection", "refusal",   "management", "denial", "produce",
+    "consume",      "describe",   "lifecycle", "detection",  NULL};
+
 sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     if (c->retention_ms_raw != -2)
         c->log_retention_ms = c->retention_ms_raw;
@@ -463,6 +559,26 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     if (strcmp(c->sluice_log_level, "debug") && strcmp(c->sluice_log_level, "info") &&
         strcmp(c->sluice_log_level, "warn") && strcmp(c->sluice_log_level, "error")) {
         snprintf(err, elen, "sluice.log.level: invalid value \"%s\"", c->sluice_log_level);
+        return SL_ECONFIG;
+    }
+    if (strcmp(c->sluice_audit_failure_policy, "block") &&
+        strcmp(c->sluice_audit_failure_policy, "continue")) {
+        snprintf(err, elen, "sluice.audit.failure.policy: invalid value \"%s\" (block or continue)",
+                 c->sluice_audit_failure_policy);
+        return SL_ECONFIG;
+    }
+    static const char *const sinks[] = {"file", "syslog", "topic", NULL};
+    if (!list_within("sluice.audit.sinks", c->sluice_audit_sinks, sinks, err, elen))
+        return SL_ECONFIG;
+    if (!list_within("sluice.audit.enabled.event.types", c->sluice_audit_enabled_event_types,
+                     sl_audit_event_type_names, err, elen))
+        return SL_ECONFIG;
+    if (c->sluice_metrics_listener[0] && strncmp(c->sluice_metrics_listener, "http://", 7) &&
+        strncmp(c->sluice_metrics_listener, "https://", 8)) {
+        snprintf(err, elen,
+                 "sluice.metrics.listener: \"%s\" is not http://host:port or "
+                 "https://host:port",
+                 c->sluice_metrics_listener);
         return SL_ECONFIG;
     }
     if (!c->log_dirs[0] || strchr(c->log_dirs, ',')) {

@@ -97,6 +97,37 @@ typedef struct sl_config {
     char sluice_ssl_groups[SL_CFG_STR_MAX];
     int32_t sluice_ssl_handshake_rate_per_ip;
     int32_t sluice_ssl_max_handshakes_per_ip;
+    /* Audit trail (src/audit) */
+    bool sluice_audit_enable;
+    char sluice_audit_dir[SL_CFG_STR_MAX];
+    char sluice_audit_sinks[SL_CFG_STR_MAX];
+    char sluice_audit_enabled_event_types[SL_CFG_STR_MAX];
+    char sluice_audit_excluded_principals[SL_CFG_STR_MAX];
+    char sluice_audit_excluded_topics[SL_CFG_STR_MAX];
+    int64_t sluice_audit_data_interval_ms;
+    char sluice_audit_failure_policy[SL_CFG_STR_MAX];
+    int64_t sluice_audit_file_max_bytes;
+    int64_t sluice_audit_file_max_age_ms;
+    int32_t sluice_audit_file_retention_files;
+    int64_t sluice_audit_checkpoint_interval_ms;
+    char sluice_audit_signing_key_file[SL_CFG_STR_MAX];
+    char sluice_audit_syslog_socket[SL_CFG_STR_MAX];
+    int32_t sluice_audit_queue_max_events;
+    /* Metrics endpoint (src/metrics) */
+    char sluice_metrics_listener[SL_CFG_STR_MAX];
+    char sluice_metrics_ssl_keystore_location[SL_CFG_STR_MAX];
+    char sluice_metrics_bearer_token_file[SL_CFG_STR_MAX];
+    /* Detections (src/guard) */
+    bool sluice_guard_enable;
+    int64_t sluice_guard_window_ms;
+    int32_t sluice_guard_auth_failures_per_address;
+    int32_t sluice_guard_auth_failures_per_principal;
+    int32_t sluice_guard_denials_per_principal;
+    bool sluice_guard_new_address_enable;
+    bool sluice_guard_new_topic_read_enable;
+    int32_t sluice_guard_cert_expiry_days;
+    int32_t sluice_guard_disk_free_min_percent;
+    int32_t sluice_guard_block_seconds;
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
     int32_t noverrides;
@@ -117,6 +148,10 @@ sl_err sl_config_set(sl_config *c, const char *key, const char *value, char *err
 sl_err sl_config_load(sl_config *c, const char *path, char *err, size_t err_len);
 /* Checks relations between keys after everything is applied (e.g. retention precedence). */
 sl_err sl_config_finish(sl_config *c, char *err, size_t err_len);
+
+/* The event types sluice.audit.enabled.event.types may list (NULL-terminated), in the order of
+ * sl_audit_type (src/audit/sl_audit.h). */
+extern const char *const sl_audit_event_type_names[];
 
 /* Iteration over the key table for help output and DescribeConfigs. */
 typedef struct sl_config_key_info {

@@ -9,11 +9,14 @@
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
+#include "audit/sl_audit.h"
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
+#include "guard/sl_guard.h"
+#include "metrics/sl_metrics.h"
 #include "net/sl_tls.h"
 #include "pipeline/sl_authorize.h"
 #include "pipeline/sl_pipeline.h"
@@ -90,10 +93,53 @@ static void cat_each_topic(void *ctx, void (*fn)(void *arg, sl_str name), void *
  * up, so they get the full request cap from the first frame. */
 static void on_open(void *app, sl_conn *c) {
     sl_broker *b = app;
+    sl_events_emit(&b->events, &(sl_event){.kind = SL_EV_NET,
+                                           .conn_id = sl_conn_id(c),
+                                           .peer = sl_conn_peer(c),
+                                           .listener = sl_conn_listener(c),
+                                           .net = {.activity = SL_NET_OPEN}});
     sl_sasl_conn_open(b, c); /* the session; calls sl_conn_set_authenticated without SASL */
 }
 
-static void on_close(void *app, sl_conn *c) { sl_sasl_conn_close(app, c); }
+static void on_close(void *app, sl_conn *c) {
+    sl_broker *b = app;
+    uint64_t in = 0, out = 0;
+    int64_t opened = 0;
+    sl_conn_stats(c, &in, &out, &opened);
+    sl_events_emit(&b->events,
+                   &(sl_event){.kind = SL_EV_NET,
+                               .conn_id = sl_conn_id(c),
+                               .principal = sl_session_principal(c),
+                               .peer = sl_conn_peer(c),
+                               .listener = sl_conn_listener(c),
+                               .net = {.activity = SL_NET_CLOSE,
+                                       .reason = sl_conn_close_reason(c),
+                                       .bytes_in = (int64_t)in,
+                                       .bytes_out = (int64_t)out,
+                                       .duration_ms = opened ? sl_wall_ms() - opened : 0}});
+    sl_sasl_conn_close(b, c);
+}
+
+/* Admission at accept, after the server's own limits: the guard's blocked addresses. */
+static const char *on_admit(void *app, const char *ip) {
+    return sl_guard_refuse(((sl_broker *)app)->guard, ip);
+}
+
+static void on_refused(void *app, const char *peer, const char *listener, const char *reason) {
+    sl_broker *b = app;
+    sl_events_emit(&b->events, &(sl_event){.kind = SL_EV_NET,
+                                           .peer = peer,
+                                           .listener = listener,
+                                           .net = {.activity = SL_NET_REFUSED, .reason = reason}});
+}
+
+/* The guard's certificate check: every TLS listener's served certificate. */
+static void each_cert(void *ctx, void (*fn)(void *arg, const char *listener, int64_t not_after),
+                      void *arg) {
+    sl_broker *b = ctx;
+    for (int i = 0; i < b->nlisteners; i++)
+        if (b->tls[i]) fn(arg, b->listeners[i].name, sl_tls_endpoint_not_after(b->tls[i]));
+}
 
 /* A debug line per finished request: the lifecycle as an observer sees it. */
 static void log_request(void *ctx, const sl_req *rq) {
@@ -266,6 +312,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     b->coordinator = sl_groups_local(b);
     b->meta = sl_topics_meta_local(b);
     (void)sl_req_observers_add(&b->observers, log_request, b);
+    (void)sl_req_observers_add(&b->observers, sl_events_request_observer, &b->events);
     sl_listener_spec ls[16];
     int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);
     const char *adv = b->cfg.advertised_listeners[0] ? b->cfg.advertised_listeners : NULL;
@@ -339,8 +386,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         .handshake_rate_per_ip = b->cfg.sluice_ssl_handshake_rate_per_ip,
         .max_handshakes_per_ip = b->cfg.sluice_ssl_max_handshakes_per_ip,
     };
-    sl_server_handlers h = {
-        .app = b, .on_request = sl_pipeline_on_request, .on_close = on_close, .on_open = on_open};
+    sl_server_handlers h = {.app = b,
+                            .on_request = sl_pipeline_on_request,
+                            .on_close = on_close,
+                            .on_open = on_open,
+                            .admit = on_admit,
+                            .on_refused = on_refused};
     b->srv = sl_server_new(b->loop, &sc, &h);
     if (!b->srv) {
         snprintf(err, elen, "cannot create the server");
@@ -406,6 +457,23 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                 sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
             break;
         }
+    /* Observability last, once listeners and certificates exist: the guard subscribes before
+     * the trail so findings it raises from an event are recorded right after that event. */
+    sl_guard_env ge = {.loop = b->loop,
+                       .hub = &b->events,
+                       .data_dir = b->cfg.log_dirs,
+                       .each_cert = each_cert,
+                       .cert_ctx = b};
+    b->guard = sl_guard_new(&b->cfg, &ge);
+    sl_audit_env ae = {.loop = b->loop,
+                       .hub = &b->events,
+                       .cluster_id = sl_topics_cluster_id(b->topics),
+                       .node_id = b->cfg.node_id};
+    if ((e = sl_audit_new(&b->cfg, &ae, &b->audit, err, elen)) != SL_OK ||
+        (e = sl_metrics_new(b, &b->metrics, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     *out = b;
     return SL_OK;
 }
@@ -428,6 +496,9 @@ int sl_broker_run(sl_broker *b) {
 void sl_broker_free(sl_broker *b) {
     if (!b) return;
     if (b->srv) sl_server_free(b->srv);
+    sl_metrics_free(b->metrics);
+    sl_audit_free(b->audit); /* after the server: connections closing still report */
+    sl_guard_free(b->guard);
     /* After the server: its connections' transports point at these. */
     for (int i = 0; i < 16; i++) sl_tls_endpoint_free(b->tls[i]);
     if (b->loop) sl_sasl_flush_delayed(b);

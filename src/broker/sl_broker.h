@@ -10,6 +10,7 @@
 #include "base/sl_config.h"
 #include "base/sl_err.h"
 #include "broker/sl_topics.h"
+#include "events/sl_events.h"
 #include "net/sl_loop.h"
 #include "net/sl_server.h"
 #include "pipeline/sl_api.h"
@@ -46,6 +47,10 @@ typedef struct sl_broker {
     sl_groups coordinator;           /* group coordination handlers use (sl_backend.h) */
     sl_topics_meta meta;             /* topic metadata and configs handlers use (sl_backend.h) */
     struct sl_sasl_delayed *delayed; /* failed authentications answered later (sl_h_sasl.c) */
+    sl_events events;                /* where every security and health event goes */
+    struct sl_audit *audit;          /* the audit trail (src/audit); NULL: off */
+    struct sl_guard *guard;          /* detections (src/guard); NULL: off */
+    struct sl_metrics *metrics;      /* metrics endpoint (src/metrics); NULL: off */
 } sl_broker;
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/sl_audit.h"
 #include "base/sl_config.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
@@ -22,6 +23,7 @@ static const char k_usage[] =
     "    sluice config\n"
     "    sluice user add|passwd|rm|list ...\n"
     "    sluice acl add|rm|list ...\n"
+    "    sluice audit verify|pubkey ...\n"
     "    sluice version\n"
     "    sluice --help | sluice COMMAND --help\n"
     "\n"
@@ -35,6 +37,7 @@ static const char k_usage[] =
     "    version   Print the version.\n"
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
     "    acl       Manage Kafka ACLs (see sluice acl --help).\n"
+    "    audit     Verify an audit trail (see sluice audit --help).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
@@ -169,6 +172,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "config")) return cmd_config();
     if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
     if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "audit")) return sl_audit_cli(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

@@ -513,3 +513,11 @@ int sl_tls_endpoint_reload(sl_tls_endpoint *ep, bool force) {
             ep->listener, ep->keystore ? ep->keystore : "-", subject, serial);
     return 1;
 }
+
+int64_t sl_tls_endpoint_not_after(const sl_tls_endpoint *ep) {
+    X509 *leaf = ep && ep->ctx ? SSL_CTX_get0_certificate(ep->ctx) : NULL;
+    if (!leaf) return 0;
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) != 1) return 0;
+    return (int64_t)timegm(&tm);
+}

@@ -50,6 +50,9 @@ void sl_tls_endpoint_free(sl_tls_endpoint *ep);
 struct ssl_ctx_st *sl_tls_endpoint_ctx(const sl_tls_endpoint *ep);
 const sl_principal_rules *sl_tls_endpoint_rules(const sl_tls_endpoint *ep);
 const char *sl_tls_endpoint_listener(const sl_tls_endpoint *ep);
+/* The expiry (notAfter) of the certificate the endpoint serves now, in seconds since the epoch;
+ * 0 when it cannot be read. Follows reloads. */
+int64_t sl_tls_endpoint_not_after(const sl_tls_endpoint *ep);
 /* Rebuilds the context when `force` (SIGHUP) or when the keystore or truststore file changed
  * (inode, size or mtime). 1: swapped; 0: nothing changed; -1: the build failed, the previous
  * context stays and the reason (naming the file) is logged. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "base/sl_logging.h"
+#include "base/sl_time.h"
 #include "net/sl_transport.h"
 
 #define SL_INBUF_SIZE        (16 * 1024)
@@ -68,6 +69,7 @@ struct sl_conn {
     const char *listener;
     char peer[64];
     char why[64]; /* reason for a pending flush-close */
+    char close_reason[64];
     void *data;
     sl_post post; /* queued on the loop when another callback completed one of our requests */
     bool authenticated, closed, closing, write_blocked;
@@ -88,6 +90,9 @@ struct sl_conn {
     int32_t qlen;
     size_t head_off;
     size_t out_bytes;
+    uint64_t rx, tx;       /* bytes through the transport (decrypted TLS payload) */
+    int64_t opened_wall;   /* wall-clock ms at accept */
+    const char *close_why; /* set when closed, for on_close (static or `why`) */
 };
 
 /* Per client address accounting: open connections, TLS handshakes in progress and the token
@@ -274,6 +279,12 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
     if (c->closed) return;
     sl_server *s = c->s;
     c->closed = true;
+    if (why != c->why) {
+        c->close_why = why;
+    } else {
+        memcpy(c->close_reason, c->why, sizeof c->why);
+        c->close_why = c->close_reason;
+    }
     sl_loop_unpost(s->loop, &c->post);
     conn_release_ip(c);
     if (c->authenticated) {
@@ -371,6 +382,7 @@ static void conn_flush(sl_conn *c) {
             }
         }
         ssize_t w = c->t->vt->writev(c->t, iov, n);
+        if (w > 0) c->tx += (uint64_t)w;
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->write_blocked = true;
@@ -508,6 +520,7 @@ static void read_some(sl_conn *c) {
             want = SL_INBUF_SIZE - c->in_len;
             r = c->t->vt->read(c->t, c->in + c->in_len, want);
         }
+        if (r > 0) c->rx += (uint64_t)r;
         if (r == 0) {
             conn_destroy(c, true, "peer closed");
             return;
@@ -640,6 +653,7 @@ static void conn_new(sl_server *s, sl_listener *l, int fd, const struct sockaddr
     c->listener = l->name;
     memcpy(c->peer, peer, sizeof c->peer);
     c->last_io = c->accepted = now_ms(s);
+    c->opened_wall = sl_wall_ms();
     c->ip = ip;
     ip->conns++;
     c->handshaking = t->vt->established && !t->vt->established(t);
@@ -729,11 +743,16 @@ static void listener_io(void *ctx, uint32_t ev) {
         uint8_t a[16];
         addr_key(&ss, a);
         ip_entry *ip = ip_get(s, a);
+        char peer[64], addr[64];
+        format_peer(&ss, peer, sizeof peer);
         const char *why = admit(s, l, ip, a);
+        if (!why && s->h.admit) {
+            if ((why = s->h.admit(s->h.app, sl_log_peer_addr(peer, addr, sizeof addr))))
+                s->refused.blocked++;
+        }
         if (why) {
             close(fd);
-            char peer[64], addr[64];
-            format_peer(&ss, peer, sizeof peer);
+            if (s->h.on_refused) s->h.on_refused(s->h.app, peer, l->name, why);
             sl_log_limited(SL_LOG_WARN, "net", "connection refused",
                            sl_log_peer_addr(peer, addr, sizeof addr),
                            "listener=%s peer=%s reason=\"%s\"", l->name, peer, why);
@@ -1086,3 +1105,11 @@ const char *sl_conn_peer(const sl_conn *c) { return c->peer; }
 const char *sl_conn_listener(const sl_conn *c) { return c->listener; }
 uint64_t sl_conn_id(const sl_conn *c) { return c->id; }
 sl_transport *sl_conn_transport(const sl_conn *c) { return c->closed ? NULL : c->t; }
+
+void sl_conn_stats(const sl_conn *c, uint64_t *bytes_in, uint64_t *bytes_out, int64_t *opened_ms) {
+    if (bytes_in) *bytes_in = c->rx;
+    if (bytes_out) *bytes_out = c->tx;
+    if (opened_ms) *opened_ms = c->opened_wall;
+}
+
+const char *sl_conn_close_reason(const sl_conn *c) { return c->closed ? c->close_why : NULL; }

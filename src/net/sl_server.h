@@ -62,6 +62,7 @@ typedef struct sl_server_refusals {
     uint64_t max_connections_per_ip;
     uint64_t handshake_rate_per_ip;
     uint64_t handshakes_per_ip;
+    uint64_t blocked; /* refused by the application's admit hook */
 } sl_server_refusals;
 sl_server_refusals sl_server_refused(const sl_server *s);
 /* The max.connections in force (after SL_SERVER_CONN_AUTO was resolved; 0: unlimited). */
@@ -82,6 +83,13 @@ typedef struct sl_server_handlers {
      * sl_conn_set_authenticated() on listeners without authentication (so the pre-auth cap does
      * not apply to their first frame) or to close it. on_close follows in every case. */
     void (*on_open)(void *app, sl_conn *c);
+    /* Optional. Asked at accept, after the server's own limits and before any byte is read or
+     * TLS object made, with the client address without port: NULL admits, a reason (static)
+     * refuses (counted as `blocked`). */
+    const char *(*admit)(void *app, const char *ip);
+    /* Optional. A connection was refused at accept: `peer` "ip:port", `reason` the limit's key
+     * (or the admit hook's reason). All borrowed for the call. */
+    void (*on_refused)(void *app, const char *peer, const char *listener, const char *reason);
 } sl_server_handlers;
 
 /* Caller owns the server. `cfg` and `h` are copied. */
@@ -148,6 +156,11 @@ void *sl_conn_data(const sl_conn *c);
 const char *sl_conn_peer(const sl_conn *c);     /* "ip:port" */
 const char *sl_conn_listener(const sl_conn *c); /* listener name */
 uint64_t sl_conn_id(const sl_conn *c);
+/* Bytes read and written through the transport so far, and the wall-clock ms of accept. */
+void sl_conn_stats(const sl_conn *c, uint64_t *bytes_in, uint64_t *bytes_out, int64_t *opened_ms);
+/* Inside on_close: why the connection closed ("peer closed", "idle timeout", ...); NULL before
+ * it closed. Valid until on_close returns. */
+const char *sl_conn_close_reason(const sl_conn *c);
 /* The connection's transport (e.g. to ask TLS for the peer's principal); NULL once closed. */
 sl_transport *sl_conn_transport(const sl_conn *c);
 

@@ -30,6 +30,7 @@ sl_req *sl_req_start(struct sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a
     rq->a = a;
     rq->body = sl_rd_init(frame, len);
     rq->bytes_in = (int64_t)len + 4;
+    rq->conn_id = sl_conn_id(c);
     rq->h.api_key = -1;
     /* Copies: a parked request can outlive its connection, and observers still want these. */
     const char *peer = sl_conn_peer(c), *ln = sl_conn_listener(c);
@@ -129,4 +130,24 @@ bool sl_resp_mirror_(sl_arena *a, const void *rtopics, size_t rsize, int32_t rnt
     *otopics = out;
     *ont = nt;
     return true;
+}
+
+sl_req_data *sl_req_data_add(sl_req *rq, sl_str topic, int32_t partition, bool write) {
+    if (rq->ndata == rq->capdata) {
+        int32_t cap = rq->capdata ? rq->capdata * 2 : 8;
+        sl_req_data *d = sl_arena_alloc(rq->a, (size_t)cap * sizeof *d);
+        if (!d) return NULL;
+        if (rq->ndata) memcpy(d, rq->data, (size_t)rq->ndata * sizeof *d);
+        rq->data = d;
+        rq->capdata = cap;
+    }
+    char *name = topic.len > 0 ? sl_arena_dup(rq->a, topic.p, (size_t)topic.len) : NULL;
+    if (topic.len > 0 && !name) return NULL;
+    sl_req_data *e = &rq->data[rq->ndata++];
+    *e = (sl_req_data){.topic = {name, topic.len > 0 ? topic.len : 0},
+                       .partition = partition,
+                       .write = write,
+                       .first_offset = -1,
+                       .last_offset = -1};
+    return e;
 }

@@ -35,6 +35,18 @@ typedef struct sl_req_res {
     int32_t hnext; /* hash chain (index + 1; 0 ends) */
 } sl_req_res;
 
+/* Data a request read or wrote in one topic-partition, for audit and metrics: recorded by the
+ * descriptor's `outcomes` from the answer (Produce: the appended batches; Fetch: the batches
+ * returned), walking batch headers only. */
+typedef struct sl_req_data {
+    sl_str topic; /* arena copy */
+    int32_t partition;
+    bool write;                        /* Produce; false: Fetch */
+    int16_t error;                     /* the partition's outcome */
+    int64_t first_offset, last_offset; /* -1 when nothing was read or written */
+    int64_t records, bytes;
+} sl_req_data;
+
 typedef enum {
     SL_REQ_OUT_NONE,     /* still running */
     SL_REQ_OUT_RESPONSE, /* answered */
@@ -57,10 +69,13 @@ typedef struct sl_req {
     int64_t start_ns, end_ns;
     const char *principal; /* arena copy, set by the authenticate stage; NULL before */
     const char *peer, *listener;
+    uint64_t conn_id;
     sl_req_res *res; /* resources named, in naming order */
     int32_t nres, capres;
     int32_t *hash; /* res index + 1 by name hash; capacity 2 * capres */
     int64_t bytes_in, bytes_out, records_in, records_out;
+    sl_req_data *data; /* per topic-partition data access, in answer order */
+    int32_t ndata, capdata;
     int16_t error; /* request-level outcome (a Kafka error code) */
     sl_req_outcome outcome;
     const char *why; /* with SL_REQ_OUT_CLOSED: the reason (static or arena) */
@@ -110,6 +125,10 @@ void sl_req_release(sl_req *rq);
 /* Records the outcome for the resource the request named as (op, rtype, name), for the
  * observers (first error wins; authorization denials are recorded by the stage). */
 void sl_req_res_error(sl_req *rq, int op, int rtype, sl_str name, int16_t err);
+
+/* Appends a data-access entry (the topic name is copied into the arena); NULL when out of memory
+ * (the entry is then not recorded). */
+sl_req_data *sl_req_data_add(sl_req *rq, sl_str topic, int32_t partition, bool write);
 
 /* Allocates a zeroed response array of `n` elements (n <= 0: empty) in the request arena and
  * sets its count; false when out of memory. `n` is evaluated more than once. */

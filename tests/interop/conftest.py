@@ -106,6 +106,8 @@ class Broker:
             "log.dirs": str(self.data_dir),
             "auto.create.topics.enable": "true",
             "num.partitions": "1",
+            # A free port: the default 9404 would collide between brokers of parallel runs.
+            "sluice.metrics.listener": "http://127.0.0.1:0",
         }
         for k, v in (overrides or {}).items():
             self.config[k] = str(v).lower() if isinstance(v, bool) else str(v)
