@@ -56,6 +56,7 @@ else
 fi
 timeout -k 5 900 "${WRAP[@]}" \
     "$SLUICE" serve -c "$WORK/broker.properties" --override sluice.log.level=warn \
+    --override sluice.metrics.listener=http://127.0.0.1:0 \
     >"$WORK/broker.log" 2>&1 &
 VG=$!
 for _ in $(seq 1 300); do

@@ -5,7 +5,7 @@
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
 #   bench/run_matrix.sh --smoke         seconds: PLAINTEXT and mock rows, 1 partition, tiny counts;
 #                                       exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_plaintext mock nats"  --partitions "1 8"
+#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_plaintext mock nats"  --partitions "1 8"
 #            --count N (messages per throughput run)  --secs S (per fixed-rate run)  --out FILE
 #            --e2e-linger MS (producer linger.ms in the fixed-rate latency runs; default 1,
 #            "default" keeps librdkafka's 5 ms, which then is the latency floor)
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_plaintext mock nats"
+ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_plaintext mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
@@ -222,7 +222,8 @@ start_sluice() { # $1 row; sets SERVER_PID ADDR; false if the broker would not s
             --mechanism SCRAM-SHA-512 --password-stdin >>"$WORK/$row.broker.log" 2>&1 || return 1
     fi
     $PIN_SRV timeout -k 5 3600 "$SLUICE" serve -c "$WORK/$row.broker.properties" \
-        --override sluice.log.level=warn >>"$WORK/$row.broker.log" 2>&1 &
+        --override sluice.log.level=warn --override sluice.metrics.listener=http://127.0.0.1:0 \
+        >>"$WORK/$row.broker.log" 2>&1 &
     SERVER_PID=$!
     ADDR=127.0.0.1:$PORT
     GEN=$LG
