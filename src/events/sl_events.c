@@ -103,8 +103,8 @@ static void debug_request(const sl_event *ev, const char *who) {
 
 void sl_events_debug_subscriber(void *ctx, const sl_event *ev) {
     if (sl_log_get_level() > SL_LOG_DEBUG) return;
-    char who[256], a[256], b[512], c[256];
-    clean(ev->principal, who, sizeof who);
+    char whob[256], a[256], b[512], c[256];
+    const char *who = clean(ev->principal, whob, sizeof whob);
     const char *peer = ev->peer ? ev->peer : "-", *listener = ev->listener ? ev->listener : "-";
     unsigned long long conn = (unsigned long long)ev->conn_id;
     switch (ev->kind) {
