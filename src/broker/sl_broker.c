@@ -276,7 +276,8 @@ sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char 
 }
 
 sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
-    if (!b->cfg.auto_create_topics_enable) return NULL;
+    /* The trail's topic is the broker's alone: made at start or never (SL_AUDIT_TOPIC). */
+    if (!b->cfg.auto_create_topics_enable || sl_str_eqc(name, SL_AUDIT_TOPIC)) return NULL;
     sl_topic *t = NULL;
     if (sl_topics_create(b->topics, name, b->cfg.num_partitions, NULL, false, &t) != SL_OK)
         return NULL;
