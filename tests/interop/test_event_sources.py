@@ -19,7 +19,8 @@ import pytest
 import kproto
 import tlsutil
 from conftest import Broker, finish_broker, wait_until
-from test_sasl import add_user, authenticate, handshake, sasl_broker, scram_login  # noqa: F401
+from test_sasl import (_b64url, add_user, authenticate, handshake, make_token,  # noqa: F401
+                       oauth_login, sasl_broker, sasl_ssl_broker, scram_login)
 
 DEBUG = {"sluice.log.level": "debug"}
 
@@ -127,6 +128,66 @@ def test_sasl_login_events(sasl_broker):
     log = b.log_text()
     for secret in ("alice-secret", "not-alices-password", "wrong-plain-pw"):
         assert secret not in log
+
+
+@pytest.fixture
+def oauth_debug_broker(request, tmp_path):
+    import json
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_numbers()
+    jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                      "n": _b64url(pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")),
+                      "e": _b64url(pub.e.to_bytes(3, "big"))}]}
+    jf = tmp_path / "jwks.json"
+    jf.write_text(json.dumps(jwks))
+    b = Broker(tmp_path, {**DEBUG, "sasl.enabled.mechanisms": "OAUTHBEARER",
+                          "sasl.oauthbearer.jwks.endpoint.url": f"file://{jf}",
+                          "sasl.oauthbearer.expected.issuer": "https://issuer.test",
+                          "sasl.oauthbearer.expected.audience": "sluice"})
+    b.config["listeners"] = f"SASL_PLAINTEXT://{b.bootstrap}"
+    b.write_config()
+    request.node._sluice_broker = b
+    b.start()
+    b.key = key
+    yield b
+    finish_broker(b)
+
+
+def test_oauthbearer_events(oauth_debug_broker):
+    b = oauth_debug_broker
+    with kproto.Conn(b.bootstrap) as c:
+        err, msg, life = oauth_login(c, make_token(b.key, exp_in=300))
+        assert err == 0, msg
+    ln = wait_event(b, "auth", "success=true", "mechanism=OAUTHBEARER", 'user="svc-reporting"',
+                    'principal="User:svc-reporting"')[0]
+    assert 0 < int(field(ln, "lifetime_ms")) <= 300_000
+    for token, reason in ((make_token(b.key, exp_in=-120), "token expired"),
+                          (make_token(b.key, aud="other"), "invalid token")):
+        with kproto.Conn(b.bootstrap) as c:
+            assert oauth_login(c, token)[0] == 58
+            port = c.sock.getsockname()[1]
+        ln = wait_event(b, "auth", f"peer=127.0.0.1:{port} ", "success=false",
+                        "mechanism=OAUTHBEARER", f'reason="{reason}"')[0]
+        assert field(ln, "user") == "-"  # the token was not believed: no claimed name
+    with kproto.Conn(b.bootstrap) as c:
+        assert handshake(c, "OAUTHBEARER")[0] == 0
+        assert authenticate(c, b"not a gs2 header")[0] == 58
+    wait_event(b, "auth", "success=false", "mechanism=OAUTHBEARER", 'reason="malformed"')
+
+
+@pytest.mark.broker_config(DEBUG)
+def test_sasl_ssl_login_carries_tls_details(sasl_ssl_broker):
+    from confluent_kafka.admin import AdminClient
+    b = sasl_ssl_broker
+    a = AdminClient({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_SSL",
+                     "ssl.ca.location": str(b.ca_pem), "sasl.mechanisms": "SCRAM-SHA-512",
+                     "sasl.username": "alice", "sasl.password": "alice-secret"})
+    a.list_topics(timeout=20)
+    ln = wait_event(b, "auth", "success=true", "mechanism=SCRAM-SHA-512", 'user="alice"')[0]
+    assert field(ln, "tls_version").startswith("TLSv1.")
+    assert field(ln, "tls_cipher") != "-"
+    assert field(ln, "cert_subject") == "-"  # no client certificate on this listener
 
 
 # ---- TLS: mTLS logons, handshake failures, certificate reloads --------------------------------
