@@ -359,7 +359,8 @@ static sl_err audit_topic_ensure(sl_broker *b, char *err, size_t elen) {
 /* sl_audit_env's topic_append: the values become one uncompressed v2 batch (no keys, the
  * append time as timestamp) appended through the storage seam like a produce with acks=1
  * (the flush policy makes it durable). Loop thread. */
-static int16_t audit_topic_append(void *ctx, const char *const *values, const size_t *lens, int n) {
+int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const size_t *lens,
+                                     int n) {
     sl_broker *b = ctx;
     if (n <= 0) return SL_KAFKA_NONE;
     sl_stopic *t = sl_storage_topic(&b->storage, sl_str_c(SL_AUDIT_TOPIC), NULL);
@@ -613,7 +614,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
             sl_broker_free(b);
             return e;
         }
-        ae.topic_append = audit_topic_append;
+        ae.topic_append = sl_broker_audit_topic_append;
         ae.topic_ctx = b;
     }
     if ((e = sl_audit_new(&b->cfg, &ae, &b->audit, err, elen)) != SL_OK ||

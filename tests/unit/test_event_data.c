@@ -8,6 +8,8 @@
 
 #include "acl/sl_acl.h"
 #include "base/sl_arena.h"
+#include "broker/sl_broker.h"
+#include "local_broker.h"
 #include "pipeline/sl_api.h"
 #include "pipeline/sl_authorize.h"
 #include "proto/gen/sl_msgs.h"
@@ -267,4 +269,51 @@ SL_TEST(outcomes_acl_and_scram_entries) {
     CHECK(sl_str_eqc(rq->res[1].name, "carol") && rq->res[1].rtype == SL_ACL_RES_USER);
     CHECK(!rq->res[1].allowed);
     sl_arena_free(a);
+}
+
+/* ---- the audit topic's append (sl_broker_audit_topic_append) ---- */
+
+SL_TEST(audit_topic_append_one_batch) {
+    char dir[64] = "";
+    sl_broker *b = calloc(1, sizeof *b);
+    CHECK(b);
+    CHECK(local_broker_open(dir, "sl_audtopic", b, 0));
+    b->storage = sl_storage_local(b);
+    const char *vals[] = {"{\"class_uid\":3002}", "{\"class_uid\":6003}"};
+    size_t lens[] = {strlen(vals[0]), strlen(vals[1])};
+    /* No topic yet: refused, nothing made. */
+    CHECK_EQ(sl_broker_audit_topic_append(b, vals, lens, 2), SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK(!sl_topics_find(b->topics, sl_str_c(SL_AUDIT_TOPIC)));
+    CHECK(!sl_topics_create(b->topics, sl_str_c(SL_AUDIT_TOPIC), 1, NULL, false, NULL));
+    CHECK_EQ(sl_broker_audit_topic_append(b, vals, lens, 2), 0);
+    CHECK_EQ(sl_broker_audit_topic_append(b, vals, lens, 1), 0);
+    CHECK_EQ(sl_broker_audit_topic_append(b, vals, lens, 0), 0); /* nothing to do */
+
+    sl_stopic *t = sl_storage_topic(&b->storage, sl_str_c(SL_AUDIT_TOPIC), NULL);
+    sl_spart *p = t ? sl_storage_partition(&b->storage, t, 0) : NULL;
+    CHECK(p);
+    sl_arena *a = sl_arena_new(4096);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CHECK_EQ(sl_storage_read(&b->storage, p, 0, 1 << 20, a, &data, &len), 0);
+    sl_batch_walk w;
+    sl_batch_walk_set(data, len, &w);
+    CHECK_EQ(w.batches, 2); /* one batch per call */
+    CHECK_EQ(w.records, 3);
+    CHECK(w.first_offset == 0 && w.last_offset == 2 && !w.partial);
+    sl_rec_iter it;
+    sl_batch_info bi;
+    CHECK(sl_batch_parse(data, len, &bi));
+    CHECK(sl_batch_crc_ok(data, bi.size));
+    CHECK_EQ(sl_rec_iter_init(&it, data, bi.size, a, 1 << 20), SL_OK);
+    sl_record r;
+    for (int i = 0; i < 2; i++) {
+        CHECK(sl_rec_iter_next(&it, &r));
+        CHECK_EQ(r.key.len, -1);
+        CHECK(r.value.len == (int32_t)lens[i] && !memcmp(r.value.p, vals[i], lens[i]));
+    }
+    CHECK(!sl_rec_iter_next(&it, &r) && sl_rec_iter_err(&it) == SL_OK);
+    sl_arena_free(a);
+    local_broker_close(dir, b);
+    free(b);
 }
