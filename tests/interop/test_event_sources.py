@@ -111,6 +111,11 @@ def test_sasl_login_events(sasl_broker):
         assert scram_login(c, "alice", "alice-secret", "SCRAM-SHA-512")[0] == 0
     wait_event(b, "auth", "activity=reauth", "success=true", "mechanism=SCRAM-SHA-512",
                'principal="User:alice"')
+    with kproto.Conn(b.bootstrap) as c:  # re-authentication may not change who it is
+        assert scram_login(c, "alice", "alice-secret")[0] == 0
+        assert scram_login(c, "admin", "admin-secret")[0] == 58
+    wait_event(b, "auth", "activity=reauth", "success=false", 'user="admin"',
+               'principal="User:alice"', 'reason="principal changed"')
     with kproto.Conn(b.bootstrap) as c:
         assert scram_login(c, "alice", "alice-secret")[0] == 0
         t0 = time.monotonic()
