@@ -250,6 +250,25 @@ SL_TEST(outcomes_acl_and_scram_entries) {
                      "TransactionalId:PREFIXED:tx- User:eve Write Deny from 10.0.0.1"));
     CHECK_EQ(rq->res[2].error, 42);
 
+    /* DeleteAcls: each binding the answer says it removed. */
+    sl_delete_acls_resp_matching_acl m[] = {{.resource_type = SL_ACL_RES_GROUP,
+                                             .resource_name = {"fraud-", 6},
+                                             .pattern_type = SL_ACL_PAT_PREFIXED,
+                                             .principal = {"User:*", 6},
+                                             .host = {"*", 1},
+                                             .operation = SL_ACL_OP_ALL,
+                                             .permission_type = SL_ACL_PERM_ALLOW}};
+    sl_delete_acls_resp_filter_result fr[] = {{.matching_acls = m, .matching_acls_count = 1}};
+    sl_delete_acls_resp dout = {.filter_results = fr, .filter_results_count = 1};
+    sl_delete_acls_req dq = {0};
+    rq = req_for(a, SL_API_DELETE_ACLS, 2, &dq);
+    cl = sl_req_need_cluster(rq, SL_ACL_OP_ALTER, 0);
+    rq->res[cl].allowed = true;
+    sl_api_outcomes(rq, &dout);
+    CHECK_EQ(rq->nres, 2);
+    CHECK(sl_str_eqc(rq->res[1].name, "Group:PREFIXED:fraud- User:* All Allow"));
+    CHECK(rq->res[1].op == SL_ACL_OP_DELETE && rq->res[1].allowed);
+
     /* SCRAM: the user's name only, whatever the request carried. */
     static const uint8_t salt[] = "salty", pw[] = "salted-password";
     sl_alter_user_scram_credentials_req_upsertion up[] = {{.name = {"carol", 5},
