@@ -139,7 +139,7 @@ void sl_events_request_observer(void *h, const sl_req *rq);
 
 /* A subscriber that logs each event as one debug line (sub=event; nothing when the level is
  * above debug), the way tests and operators see what the sources report. Never a secret: events
- * carry none. Subscribe it with a NULL-free `ctx` of the caller's choosing (the hub itself). */
+ * carry none. `ctx` is unused but identifies the subscription (the broker passes the hub). */
 void sl_events_debug_subscriber(void *ctx, const sl_event *ev);
 
 /* (The client address without the port: sl_log_peer_addr, base/sl_logging.h.) The port of
