@@ -277,7 +277,10 @@ static void set_attempt(sl_session *s, const char *user, size_t n) {
 
 /* Finishes a successful exchange; re-authentication may not change who the connection is. */
 static sl_err succeed(sl_session *s) {
-    if (s->reauth && strcmp(s->principal, s->attempt_principal) != 0) return SL_EAUTH;
+    if (s->reauth && strcmp(s->principal, s->attempt_principal) != 0) {
+        s->fail_reason = "principal changed";
+        return SL_EAUTH;
+    }
     memcpy(s->principal, s->attempt_principal, sizeof s->principal);
     s->authenticated = true;
     s->state = SL_SASL_IDLE;
@@ -286,7 +289,10 @@ static sl_err succeed(sl_session *s) {
 
 static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, bool *done) {
     sl_plain_msg m;
-    if (sl_plain_parse(in, len, &m)) return SL_EAUTH;
+    if (sl_plain_parse(in, len, &m)) {
+        s->fail_reason = "malformed";
+        return SL_EAUTH;
+    }
     set_attempt(s, m.authcid.p, (size_t)m.authcid.len);
     sl_credstore *st = sl_auth_store(a, false);
     if (st) sl_credstore_refresh(st);
@@ -311,7 +317,10 @@ static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     }
     bool ok = sl_scram_check_password(&cred, m.passwd.p, (size_t)m.passwd.len) && known;
     OPENSSL_cleanse(&cred, sizeof cred);
-    if (!ok) return SL_EAUTH;
+    if (!ok) {
+        s->fail_reason = "invalid credentials";
+        return SL_EAUTH;
+    }
     *done = true;
     return succeed(s);
 }
@@ -324,15 +333,23 @@ static sl_err step_oauth(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     size_t tl = 0, al = 0;
     char sub[SL_JWT_MAX_PRINCIPAL + 1], why[160];
     int64_t exp_ms = 0;
-    if (!a->jwt || sl_oauthbearer_parse_client_msg((const char *)in, len, &tok, &tl, &authz, &al))
+    if (!a->jwt || sl_oauthbearer_parse_client_msg((const char *)in, len, &tok, &tl, &authz, &al)) {
+        s->fail_reason = "malformed";
         return SL_EAUTH;
+    }
     if (sl_jwt_validate(a->jwt, tok, tl, sl_wall_ms(), sub, sizeof sub, &exp_ms, why, sizeof why) !=
         SL_OK) {
         SL_INFO("auth", "OAUTHBEARER token refused", "addr=%s reason=\"%s\"", s->addr, why);
+        s->fail_reason = !strcmp(why, "token expired")   ? "token expired"
+                         : !strncmp(why, "malformed", 9) ? "malformed"
+                                                         : "invalid token";
         return SL_EAUTH;
     }
     set_attempt(s, sub, strlen(sub));
-    if (al && (al != strlen(sub) || memcmp(authz, sub, al) != 0)) return SL_EAUTH;
+    if (al && (al != strlen(sub) || memcmp(authz, sub, al) != 0)) {
+        s->fail_reason = "invalid credentials";
+        return SL_EAUTH;
+    }
     s->credential_expiry_ms = exp_ms;
     *done = true;
     return succeed(s);
@@ -356,6 +373,7 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
     sl_err e = SL_EAUTH;
     int sm = scram_code(s->mech);
     s->credential_expiry_ms = 0;
+    s->fail_reason = NULL;
     if (s->mech == SL_MECH_PLAIN) {
         e = step_plain(a, s, in, len, done);
     } else if (s->mech == SL_MECH_OAUTHBEARER) {
@@ -370,6 +388,8 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
             s->state = SL_SASL_EXCHANGE;
             return SL_OK;
         }
+        /* Delegation tokens and a foreign authorization id are refused as credentials. */
+        s->fail_reason = e == SL_EAUTH ? "invalid credentials" : "malformed";
         e = SL_EAUTH;
     } else if (sm) {
         e = sl_scram_server_final(&s->scram, in, len, (char *)out, cap, out_len);
@@ -377,9 +397,12 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
         if (!e) {
             *done = true;
             e = succeed(s);
+        } else {
+            s->fail_reason = "invalid credentials";
         }
     }
     if (e) {
+        if (!s->fail_reason) s->fail_reason = "invalid credentials";
         *out_len = 0;
         *done = false;
         s->state = SL_SASL_FAILED;

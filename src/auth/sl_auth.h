@@ -83,6 +83,11 @@ typedef struct sl_session {
     int64_t credential_expiry_ms; /* set by a successful step: the token's exp (OAUTHBEARER) */
     char principal[SL_PRINCIPAL_MAX];
     char attempt_principal[SL_PRINCIPAL_MAX]; /* who the running exchange claims to be */
+    /* After a failed step: why, one of a fixed set of texts that never hold the secret
+     * ("invalid credentials", "malformed", "token expired", "invalid token", "principal
+     * changed"); static. NULL otherwise. */
+    const char *fail_reason;
+    bool reported; /* the broker's once-per-connection report (mTLS logon, expiry) was made */
     char addr[64];
     sl_scram_server scram;
 } sl_session;

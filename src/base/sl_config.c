@@ -474,6 +474,7 @@ sl_err sl_config_load(sl_config *c, const char *path, char *err, size_t elen) {
         snprintf(err, elen, "cannot open config file %s: %s", path, strerror(errno));
         return SL_ECONFIG;
     }
+    snprintf(c->config_file, sizeof c->config_file, "%s", path);
     char line[4096], logical[8192];
     size_t ll = 0;
     sl_err rc = SL_OK;

@@ -128,6 +128,7 @@ typedef struct sl_config {
     int32_t sluice_guard_cert_expiry_days;
     int32_t sluice_guard_disk_free_min_percent;
     int32_t sluice_guard_block_seconds;
+    char config_file[SL_CFG_STR_MAX]; /* the file sl_config_load read last ("": none) */
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
     int32_t noverrides;

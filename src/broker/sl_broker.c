@@ -1,5 +1,6 @@
 #include "sl_broker.h"
 
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "pipeline/sl_authorize.h"
 #include "pipeline/sl_pipeline.h"
 #include "proto/gen/sl_msgs.h"
+#include "proto/sl_records.h"
 
 /* What the local broker executes, per API; the pipeline serves exactly the APIs listed here
  * (with the versions of their protocol definitions). */
@@ -106,6 +108,13 @@ static void on_close(void *app, sl_conn *c) {
     uint64_t in = 0, out = 0;
     int64_t opened = 0;
     sl_conn_stats(c, &in, &out, &opened);
+    /* A failed TLS handshake noted its reason on the listener's endpoint (sl_tls_ctx.h). */
+    char tls_why[128];
+    const char *tls_failure = NULL;
+    for (int i = 0; i < b->nlisteners && !tls_failure; i++)
+        if (b->tls[i] && !strcmp(b->listeners[i].name, sl_conn_listener(c)) &&
+            sl_tls_endpoint_take_failure(b->tls[i], sl_conn_peer(c), tls_why, sizeof tls_why))
+            tls_failure = tls_why;
     sl_events_emit(&b->events,
                    &(sl_event){.kind = SL_EV_NET,
                                .conn_id = sl_conn_id(c),
@@ -116,7 +125,8 @@ static void on_close(void *app, sl_conn *c) {
                                        .reason = sl_conn_close_reason(c),
                                        .bytes_in = (int64_t)in,
                                        .bytes_out = (int64_t)out,
-                                       .duration_ms = opened ? sl_wall_ms() - opened : 0}});
+                                       .duration_ms = opened ? sl_wall_ms() - opened : 0,
+                                       .tls_failure = tls_failure}});
     sl_sasl_conn_close(b, c);
 }
 
@@ -231,8 +241,21 @@ static void on_signal(void *ctx, int signo) {
 /* Certificate rotation: SIGHUP rebuilds every TLS context; the timer rebuilds those whose
  * files changed. Either way a failed build keeps the previous context (sl_tls_ctx.h). */
 static void tls_reload_all(sl_broker *b, bool force) {
-    for (int i = 0; i < b->nlisteners; i++)
-        if (b->tls[i]) (void)sl_tls_endpoint_reload(b->tls[i], force);
+    for (int i = 0; i < b->nlisteners; i++) {
+        if (!b->tls[i]) continue;
+        int r = sl_tls_endpoint_reload(b->tls[i], force);
+        if (!r) continue;
+        char res[96];
+        snprintf(res, sizeof res, "listener %s", b->listeners[i].name);
+        sl_events_emit(
+            &b->events,
+            &(sl_event){.kind = SL_EV_ADMIN,
+                        .listener = b->listeners[i].name,
+                        .admin = {.action = "certificate reload",
+                                  .resource = res,
+                                  .success = r > 0,
+                                  .detail = r > 0 ? NULL : sl_tls_endpoint_last_error(b->tls[i])}});
+    }
 }
 
 static void on_sighup(void *ctx, int signo) {
@@ -253,11 +276,127 @@ sl_security_protocol sl_broker_listener_protocol(const sl_broker *b, const char 
 }
 
 sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
-    if (!b->cfg.auto_create_topics_enable) return NULL;
+    /* The trail's topic is the broker's alone: made at start or never (SL_AUDIT_TOPIC). */
+    if (!b->cfg.auto_create_topics_enable || sl_str_eqc(name, SL_AUDIT_TOPIC)) return NULL;
     sl_topic *t = NULL;
     if (sl_topics_create(b->topics, name, b->cfg.num_partitions, NULL, false, &t) != SL_OK)
         return NULL;
     return t;
+}
+
+/* ---- lifecycle facts ---- */
+
+/* SHA-256 (hex) of the effective configuration: each key's name and value in table order, and
+ * each listener override's name, except the values of sensitive keys (sl_config_format refuses
+ * them) and of overrides that are not plain non-sensitive table keys (a jaas.config holds
+ * passwords). Two brokers with the same digest run the same settings; no secret is hashed, so
+ * the digest cannot serve to test guesses of one. */
+static void config_digest(const sl_config *c, char hex[65]) {
+    hex[0] = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return;
+    }
+    static char buf[SL_CFG_STR_MAX + 64];
+    for (size_t i = 0; i < sl_config_key_count(); i++) {
+        const sl_config_key_info *k = sl_config_key_at(i);
+        if (!k || k->sensitive) continue;
+        bool has = sl_config_format(c, i, buf, sizeof buf);
+        (void)EVP_DigestUpdate(md, k->name, strlen(k->name) + 1);
+        (void)EVP_DigestUpdate(md, has ? buf : "", has ? strlen(buf) + 1 : 1);
+    }
+    for (int32_t i = 0; i < c->noverrides && i < SL_CFG_OVERRIDES_MAX; i++) {
+        const sl_config_override *o = &c->overrides[i];
+        int ki = sl_config_key_index(o->key);
+        const sl_config_key_info *k = ki >= 0 ? sl_config_key_at((size_t)ki) : NULL;
+        snprintf(buf, sizeof buf, "listener.name.%s.%s", o->listener, o->key);
+        (void)EVP_DigestUpdate(md, buf, strlen(buf) + 1);
+        if (k && !k->sensitive) (void)EVP_DigestUpdate(md, o->value, strlen(o->value) + 1);
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    if (EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 32)
+        for (unsigned i = 0; i < dl; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX_free(md);
+}
+
+static void emit_app(sl_broker *b, sl_app_activity act, const char *detail, const char *digest) {
+    sl_events_emit(&b->events,
+                   &(sl_event){.kind = SL_EV_APP,
+                               .app = {.activity = act, .detail = detail, .digest = digest}});
+}
+
+/* ---- the audit trail's topic (SL_AUDIT_TOPIC) ---- */
+
+static bool audit_topic_wanted(const sl_config *c) {
+    if (!c->sluice_audit_enable) return false;
+    const char *p = c->sluice_audit_sinks;
+    while (*p) {
+        while (*p == ',' || *p == ' ') p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 5 && !strncmp(p, "topic", 5)) return true;
+        p += n;
+    }
+    return false;
+}
+
+/* The one partition the trail appends to, created at start: the authorization stage keeps
+ * clients from ever creating, writing or deleting it. */
+static sl_err audit_topic_ensure(sl_broker *b, char *err, size_t elen) {
+    if (sl_topics_find(b->topics, sl_str_c(SL_AUDIT_TOPIC))) return SL_OK;
+    sl_topic *t = NULL;
+    sl_err e = sl_topics_create(b->topics, sl_str_c(SL_AUDIT_TOPIC), 1, NULL, false, &t);
+    if (e && e != SL_EEXISTS) {
+        snprintf(err, elen, "sluice.audit.sinks: cannot create the topic %s: %s", SL_AUDIT_TOPIC,
+                 sl_strerror(e));
+        return e;
+    }
+    SL_INFO("audit", "created the audit topic", "topic=%s partitions=1", SL_AUDIT_TOPIC);
+    return SL_OK;
+}
+
+/* sl_audit_env's topic_append: the values become one uncompressed v2 batch (no keys, the
+ * append time as timestamp) appended through the storage seam like a produce with acks=1
+ * (the flush policy makes it durable). Loop thread. */
+int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const size_t *lens,
+                                     int n) {
+    sl_broker *b = ctx;
+    if (n <= 0) return SL_KAFKA_NONE;
+    sl_stopic *t = sl_storage_topic(&b->storage, sl_str_c(SL_AUDIT_TOPIC), NULL);
+    sl_spart *p = t ? sl_storage_partition(&b->storage, t, 0) : NULL;
+    if (!p) return SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] > INT32_MAX) return SL_KAFKA_MESSAGE_TOO_LARGE;
+        total += lens[i] + 16;
+    }
+    sl_arena *a = sl_arena_new(total + 256 > 4096 ? total + 256 : 4096);
+    if (!a) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
+    sl_rec_builder rb;
+    sl_rec_builder_init(&rb, a, total);
+    int16_t err = SL_KAFKA_NONE;
+    for (int i = 0; i < n && !err; i++) {
+        sl_rec_in r = {.offset_delta = i,
+                       .key = {NULL, -1},
+                       .value = {(const uint8_t *)values[i], (int32_t)lens[i]}};
+        if (sl_rec_builder_add(&rb, &r)) err = SL_KAFKA_MESSAGE_TOO_LARGE;
+    }
+    uint8_t *batch = NULL;
+    size_t blen = 0;
+    int64_t now = sl_wall_ms();
+    if (!err && sl_rec_builder_seal(&rb, 0, now, now, &batch, &blen))
+        err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+    sl_spart_info pi;
+    sl_storage_info(&b->storage, p, &pi);
+    if (!err && pi.max_message_bytes > 0 && blen > (size_t)pi.max_message_bytes)
+        err = SL_KAFKA_MESSAGE_TOO_LARGE;
+    if (!err) {
+        sl_append_result ar;
+        err = sl_storage_append(&b->storage, p, batch, blen, a, &ar, NULL, NULL);
+    }
+    sl_arena_free(a);
+    return err;
 }
 
 /* The segment-file cache never goes below this; with too small a file limit for the connections
@@ -313,6 +452,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     b->meta = sl_topics_meta_local(b);
     (void)sl_req_observers_add(&b->observers, log_request, b);
     (void)sl_req_observers_add(&b->observers, sl_events_request_observer, &b->events);
+    (void)sl_events_subscribe(&b->events, sl_events_debug_subscriber, &b->events);
     sl_listener_spec ls[16];
     int nl = sl_listeners_parse(b->cfg.listeners, ls, 16, err, elen);
     const char *adv = b->cfg.advertised_listeners[0] ? b->cfg.advertised_listeners : NULL;
@@ -469,6 +609,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                        .hub = &b->events,
                        .cluster_id = sl_topics_cluster_id(b->topics),
                        .node_id = b->cfg.node_id};
+    if (audit_topic_wanted(&b->cfg)) {
+        if ((e = audit_topic_ensure(b, err, elen)) != SL_OK) {
+            sl_broker_free(b);
+            return e;
+        }
+        ae.topic_append = sl_broker_audit_topic_append;
+        ae.topic_ctx = b;
+    }
     if ((e = sl_audit_new(&b->cfg, &ae, &b->audit, err, elen)) != SL_OK ||
         (e = sl_metrics_new(b, &b->metrics, err, elen)) != SL_OK) {
         sl_broker_free(b);
@@ -481,6 +629,10 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
 int sl_broker_run(sl_broker *b) {
     SL_INFO("broker", "started", "node_id=%d cluster_id=%s log_dirs=%s topics=%d", b->cfg.node_id,
             sl_topics_cluster_id(b->topics), b->cfg.log_dirs, sl_topics_count(b->topics));
+    char digest[65];
+    config_digest(&b->cfg, digest);
+    emit_app(b, SL_APP_CONFIG, b->cfg.config_file[0] ? b->cfg.config_file : NULL, digest);
+    emit_app(b, SL_APP_START, NULL, NULL);
     sl_loop_run(b->loop);
     int rc = 0;
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
@@ -490,6 +642,7 @@ int sl_broker_run(sl_broker *b) {
         SL_WARN("broker", "could not record the clean stop; the next start syncs every log", "%s",
                 "");
     SL_INFO("broker", "stopped", "clean=%s", rc ? "false" : "true");
+    emit_app(b, SL_APP_STOP, rc ? "unclean: a log could not be synced" : "clean", NULL);
     return rc;
 }
 

@@ -59,6 +59,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t er
 /* Runs until SIGTERM/SIGINT, then drains in-flight requests, syncs logs and returns 0. */
 int sl_broker_run(sl_broker *b);
 void sl_broker_free(sl_broker *b);
+/* The audit trail's topic sink (sl_audit_env.topic_append, audit/sl_audit.h): appends the `n`
+ * values as one uncompressed v2 batch to partition 0 of __sluice_audit through b->storage (no
+ * copies kept); a Kafka error code (UNKNOWN_TOPIC_OR_PARTITION when the topic is missing).
+ * `ctx` is the broker. Loop thread. */
+int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const size_t *lens,
+                                     int n);
 
 /* Executes a request that passed every stage (sl_pipeline.c). One per served API. */
 typedef void (*sl_exec_fn)(sl_req *rq);

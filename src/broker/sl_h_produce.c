@@ -145,6 +145,8 @@ void sl_h_produce(sl_req *rq) {
         }
     }
     if (req.acks == 0) {
+        /* No answer is encoded, but the lifecycle still records what was appended. */
+        sl_api_outcomes(rq, &op->resp);
         /* No response exists to carry an error, so Kafka closes the connection instead. */
         if (any_error) return sl_req_fail(rq, "acks=0 produce failed");
         return sl_req_noreply(rq);

@@ -28,6 +28,45 @@ const char *sl_session_principal(const sl_conn *c) {
     return s->principal;
 }
 
+/* ---- authentication events (SL_EV_AUTH) ---- */
+
+/* A mechanism name a client asked for, as a bounded label: the known names, else "other" (a
+ * client must not be able to mint event values or metric labels at will). */
+static const char *mech_label(const char *name, size_t len) {
+    unsigned bit = sl_mech_from_name(name, len);
+    if (bit) return sl_mech_name(bit);
+    if (len == 6 && !memcmp(name, "GSSAPI", 6)) return "GSSAPI";
+    return "other";
+}
+
+/* One authentication fact, from the connection: the principal is the connection's (NULL before
+ * a first success), the user the claimed name without "User:", TLS details on TLS listeners. */
+static void emit_auth(sl_broker *b, sl_conn *c, const sl_session *s, sl_auth_activity act, bool ok,
+                      const char *mech, const char *reason, int64_t life) {
+    const char *claimed = s && !strncmp(s->attempt_principal, "User:", 5) && s->attempt_principal[5]
+                              ? s->attempt_principal + 5
+                              : NULL;
+    if (!claimed && c && mech && !strcmp(mech, "SSL")) claimed = sl_conn_tls_principal(c);
+    sl_events_emit(&b->events, &(sl_event){.kind = SL_EV_AUTH,
+                                           .conn_id = c ? sl_conn_id(c) : 0,
+                                           .principal = c ? sl_session_principal(c) : NULL,
+                                           .peer = c ? sl_conn_peer(c) : NULL,
+                                           .listener = c ? sl_conn_listener(c) : NULL,
+                                           .auth = {.activity = act,
+                                                    .success = ok,
+                                                    .mechanism = mech,
+                                                    .user = claimed,
+                                                    .reason = ok ? NULL : reason,
+                                                    .session_lifetime_ms = ok ? life : 0,
+                                                    .tls_version = sl_conn_tls_version(c),
+                                                    .tls_cipher = sl_conn_tls_cipher(c),
+                                                    .cert_subject = sl_conn_tls_subject(c)}});
+}
+
+static sl_auth_activity activity(const sl_session *s) {
+    return s && s->authenticated ? SL_AUTH_REAUTH : SL_AUTH_LOGON;
+}
+
 static bool is_sasl(sl_security_protocol p) {
     return p == SL_SEC_SASL_PLAINTEXT || p == SL_SEC_SASL_SSL;
 }
@@ -157,6 +196,10 @@ void sl_h_sasl_handshake(sl_req *rq) {
     }
     resp.error_code =
         e == SL_ENOTFOUND ? SL_KAFKA_UNSUPPORTED_SASL_MECHANISM : SL_KAFKA_ILLEGAL_SASL_STATE;
+    emit_auth(rq->b, rq->conn, s, activity(s), false,
+              mech_label(req.mechanism.p ? req.mechanism.p : "",
+                         req.mechanism.len > 0 ? (size_t)req.mechanism.len : 0),
+              e == SL_ENOTFOUND ? "unknown mechanism" : "illegal SASL state", 0);
     char addr[64];
     sl_log_limited(SL_LOG_INFO, "auth", "SASL handshake refused",
                    sl_log_peer_addr(sl_conn_peer(rq->conn), addr, sizeof addr),
@@ -185,14 +228,21 @@ static int64_t finish_success(sl_broker *b, sl_conn *c, sl_session *s) {
     SL_INFO("auth", s->reauth ? "re-authenticated" : "authenticated",
             "peer=%s principal=%s mechanism=%s", sl_conn_peer(c), s->principal,
             sl_mech_name(s->mech));
-    return life > 0 ? life : 0;
+    life = life > 0 ? life : 0;
+    emit_auth(b, c, s, s->reauth ? SL_AUTH_REAUTH : SL_AUTH_LOGON, true, sl_mech_name(s->mech),
+              NULL, life);
+    return life;
 }
 
-static void log_failure(sl_conn *c, const sl_session *s) {
+/* Logs and reports a failed exchange, once, when it fails (a delayed answer goes out later
+ * but is not a second failure). */
+static void log_failure(sl_broker *b, sl_conn *c, const sl_session *s) {
     /* A guesser decides how many of these there are: bounded per client address. */
     sl_log_limited(SL_LOG_WARN, "auth", "authentication failed", s->addr,
                    "peer=%s principal=%s mechanism=%s", c ? sl_conn_peer(c) : "-",
                    s->attempt_principal[0] ? s->attempt_principal : "-", sl_mech_name(s->mech));
+    emit_auth(b, c, s, s->reauth ? SL_AUTH_REAUTH : SL_AUTH_LOGON, false, sl_mech_name(s->mech),
+              s->fail_reason ? s->fail_reason : "invalid credentials", 0);
 }
 
 void sl_h_sasl_authenticate(sl_req *rq) {
@@ -204,6 +254,9 @@ void sl_h_sasl_authenticate(sl_req *rq) {
         (s->reauth && rq->h.api_version < 1)) {
         resp.error_code = SL_KAFKA_ILLEGAL_SASL_STATE;
         resp.error_message = sl_str_c("SaslAuthenticate without a SaslHandshake");
+        if (s)
+            emit_auth(rq->b, rq->conn, s, activity(s), false,
+                      s->mech ? sl_mech_name(s->mech) : NULL, "illegal SASL state", 0);
         resp.auth_bytes = (sl_bytes){(const uint8_t *)"", 0};
         SL_RESPOND(rq, sasl_authenticate, &resp);
         sl_conn *c = sl_pending_conn(rq->p);
@@ -222,7 +275,7 @@ void sl_h_sasl_authenticate(sl_req *rq) {
                                TOKEN_MAX, &out_len, &done);
     resp.auth_bytes = (sl_bytes){out, (int32_t)out_len};
     if (e) {
-        log_failure(rq->conn, s);
+        log_failure(rq->b, rq->conn, s);
         resp.error_code = SL_KAFKA_SASL_AUTHENTICATION_FAILED;
         resp.error_message = sl_str_c(sl_auth_failed_message(s->mech));
         resp.auth_bytes = (sl_bytes){out, 0};
@@ -255,7 +308,7 @@ bool sl_sasl_raw_frame(sl_req *rq, const uint8_t *frame, size_t len) {
     sl_err e = sl_session_step(rq->b->auth, s, frame, len, out, TOKEN_MAX, &out_len, &done);
     if (e) {
         /* The raw flow has no error frame: Kafka just closes the connection. */
-        log_failure(rq->conn, s);
+        log_failure(rq->b, rq->conn, s);
         fail_later(rq, NULL, 0, "authentication failed");
         return true;
     }
@@ -272,6 +325,12 @@ bool sl_sasl_raw_frame(sl_req *rq, const uint8_t *frame, size_t len) {
 bool sl_sasl_authenticate_stage(sl_req *rq) {
     sl_session *s = sl_conn_data(rq->conn);
     if (!s) return true;
+    /* SSL without SASL: the handshake verified the client certificate before this first frame
+     * could arrive; that is the connection's authentication (anonymous ones are not reported). */
+    if (!s->mechs && !s->reported && sl_conn_tls_subject(rq->conn)) {
+        s->reported = true;
+        emit_auth(rq->b, rq->conn, s, SL_AUTH_LOGON, true, "SSL", NULL, 0);
+    }
     /* What may come before authentication is the descriptors' one list (SL_API_PREAUTH). */
     if (rq->api && (rq->api->flags & SL_API_PREAUTH)) return true;
     if (!s->authenticated) {
@@ -284,6 +343,12 @@ bool sl_sasl_authenticate_stage(sl_req *rq) {
         return false;
     }
     if (s->expires_ms && sl_wall_ms() >= s->expires_ms) {
+        /* Pipelined frames behind this one meet the same closed session: reported once. */
+        if (!s->reported) {
+            s->reported = true;
+            emit_auth(rq->b, rq->conn, s, SL_AUTH_EXPIRED, false, sl_mech_name(s->mech),
+                      "session expired", 0);
+        }
         sl_req_fail(rq, "SASL session expired (connections.max.reauth.ms)");
         return false;
     }

@@ -395,6 +395,9 @@ struct sl_tls_endpoint {
     SSL_CTX *ctx;
     sl_principal_rules *rules;
     file_id ks_id, ts_id;
+    char last_error[512]; /* the last failed reload's reason (names the key or file) */
+    char fail_peer[64];   /* the last failed handshake, until its connection's close takes it */
+    char fail_reason[128];
 };
 
 static file_id stat_id(const char *path) {
@@ -493,6 +496,7 @@ int sl_tls_endpoint_reload(sl_tls_endpoint *ep, bool force) {
     SSL_CTX *ctx = NULL;
     char err[512] = "";
     if (sl_tls_ctx_build(&o, &ctx, err, sizeof err) != SL_OK) {
+        snprintf(ep->last_error, sizeof ep->last_error, "%s", err);
         SL_ERROR("tls", "certificate reload failed, keeping the previous certificate",
                  "listener=%s reason=\"%s\"", ep->listener, err);
         return -1;
@@ -512,6 +516,23 @@ int sl_tls_endpoint_reload(sl_tls_endpoint *ep, bool force) {
     SL_INFO("tls", "certificate reloaded", "listener=%s keystore=%s subject=\"%s\" serial=%s",
             ep->listener, ep->keystore ? ep->keystore : "-", subject, serial);
     return 1;
+}
+
+const char *sl_tls_endpoint_last_error(const sl_tls_endpoint *ep) {
+    return ep && ep->last_error[0] ? ep->last_error : NULL;
+}
+
+void sl_tls_endpoint_note_failure(sl_tls_endpoint *ep, const char *peer, const char *reason) {
+    snprintf(ep->fail_peer, sizeof ep->fail_peer, "%s", peer ? peer : "");
+    snprintf(ep->fail_reason, sizeof ep->fail_reason, "%s", reason ? reason : "handshake failed");
+}
+
+bool sl_tls_endpoint_take_failure(sl_tls_endpoint *ep, const char *peer, char *reason,
+                                  size_t rlen) {
+    if (!ep || !peer || !ep->fail_peer[0] || strcmp(ep->fail_peer, peer) != 0) return false;
+    snprintf(reason, rlen, "%s", ep->fail_reason);
+    ep->fail_peer[0] = 0;
+    return true;
 }
 
 int64_t sl_tls_endpoint_not_after(const sl_tls_endpoint *ep) {

@@ -57,5 +57,14 @@ int64_t sl_tls_endpoint_not_after(const sl_tls_endpoint *ep);
  * (inode, size or mtime). 1: swapped; 0: nothing changed; -1: the build failed, the previous
  * context stays and the reason (naming the file) is logged. */
 int sl_tls_endpoint_reload(sl_tls_endpoint *ep, bool force);
+/* The reason the last failed reload gave (names the key or file, never contents or the
+ * password); NULL when none failed yet. Points into the endpoint. */
+const char *sl_tls_endpoint_last_error(const sl_tls_endpoint *ep);
+/* Handshake failures, for the connection's close event: the TLS transport notes the failure of
+ * `peer` ("ip:port"; `reason` a short category, copied) just before the server closes that
+ * connection; the close handler takes it (true, reason copied into `reason`) if it is the same
+ * peer's. One slot per endpoint: the close follows the note in the same loop callback. */
+void sl_tls_endpoint_note_failure(sl_tls_endpoint *ep, const char *peer, const char *reason);
+bool sl_tls_endpoint_take_failure(sl_tls_endpoint *ep, const char *peer, char *reason, size_t rlen);
 
 #endif

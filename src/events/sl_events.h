@@ -57,6 +57,10 @@ typedef struct sl_ev_net {
                          * "sluice.ssl.handshake.rate.per.ip", "sluice.ssl.max.handshakes.per.ip",
                          * "blocked"; closes: why, NULL for an orderly end */
     int64_t bytes_in, bytes_out, duration_ms; /* closes */
+    /* closes: the TLS handshake failed, why: OpenSSL's reason text ("no shared cipher",
+     * "unsupported protocol", "certificate verify failed", "peer closed", ...; a fixed set,
+     * nothing the peer wrote); NULL when the handshake did not fail (or no TLS) */
+    const char *tls_failure;
 } sl_ev_net;
 
 typedef enum {
@@ -132,6 +136,11 @@ void sl_events_emit(sl_events *h, const sl_event *ev);
 /* The request observer that turns finished requests into SL_EV_REQUEST events; add it to the
  * pipeline's observers (sl_req_observers_add(&obs, sl_events_request_observer, h)). */
 void sl_events_request_observer(void *h, const sl_req *rq);
+
+/* A subscriber that logs each event as one debug line (sub=event; nothing when the level is
+ * above debug), the way tests and operators see what the sources report. Never a secret: events
+ * carry none. `ctx` is unused but identifies the subscription (the broker passes the hub). */
+void sl_events_debug_subscriber(void *ctx, const sl_event *ev);
 
 /* (The client address without the port: sl_log_peer_addr, base/sl_logging.h.) The port of
  * "ip:port", 0 when none. */

@@ -30,7 +30,8 @@ typedef struct tls_t {
     uint32_t hs_want, rd_want, wr_want; /* socket events OpenSSL waits for, per direction */
     char peer[64];
     char *principal;
-    size_t wlen; /* staged bytes awaiting a (retried) SSL_write */
+    char *subject; /* the verified client certificate's subject (RFC 2253), NULL: none */
+    size_t wlen;   /* staged bytes awaiting a (retried) SSL_write */
     unsigned char wbuf[SL_TLS_STAGE];
 } tls_t;
 
@@ -58,6 +59,17 @@ static const char *err_reason(int ssl_err, int sys_errno) {
     return "unknown error";
 }
 
+/* A short, stable reason for a failed handshake (a metric label, an event field): OpenSSL's
+ * reason text for its last error (a fixed table, nothing the peer chose), else what the socket
+ * said. */
+static const char *fail_category(int ssl_err, int sys_errno) {
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    if (r) return r;
+    if (ssl_err == SSL_ERROR_SYSCALL) return sys_errno ? "socket error" : "peer closed";
+    return "handshake failed";
+}
+
 /* After the handshake: the client certificate (verified by OpenSSL against the truststore, or
  * absent) becomes the principal. False if no mapping rule accepts it (Kafka refuses those). */
 static bool on_established(tls_t *x) {
@@ -70,10 +82,15 @@ static bool on_established(tls_t *x) {
             !sl_principal_map(sl_tls_endpoint_rules(x->ep), dn, name, sizeof name)) {
             TLS_LOG(SL_LOG_WARN, x, "client certificate refused: no principal mapping rule matched",
                     "listener=%s peer=%s subject=\"%s\"", listener, x->peer, dn);
+            sl_tls_endpoint_note_failure((sl_tls_endpoint *)x->ep, x->peer,
+                                         SSL_get_verify_result(x->ssl) != X509_V_OK
+                                             ? "certificate verify failed"
+                                             : "no principal mapping rule matched");
             return false;
         }
         x->principal = strdup(name);
-        if (!x->principal) return false;
+        x->subject = strdup(dn);
+        if (!x->principal || !x->subject) return false;
     }
     TLS_LOG(SL_LOG_INFO, x, "tls handshake complete",
             "listener=%s peer=%s protocol=%s cipher=%s principal=\"%s%s\"", listener, x->peer,
@@ -107,6 +124,8 @@ static int handshake(tls_t *x) {
         return 0;
     }
     x->failed = true;
+    /* The endpoint is shared read-only except for this one failure slot (sl_tls_ctx.h). */
+    sl_tls_endpoint_note_failure((sl_tls_endpoint *)x->ep, x->peer, fail_category(e, se));
     TLS_LOG(SL_LOG_INFO, x, "tls handshake failed", "listener=%s peer=%s reason=\"%s\"",
             sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
     ERR_clear_error();
@@ -214,6 +233,7 @@ static void tls_close(sl_transport *t) {
     SSL_free(x->ssl);
     close(x->base.fd);
     free(x->principal);
+    free(x->subject);
     OPENSSL_cleanse(x->wbuf, sizeof x->wbuf);
     free(x);
 }
@@ -276,4 +296,25 @@ const char *sl_conn_tls_principal(const sl_conn *c) {
 bool sl_conn_is_tls(const sl_conn *c) {
     const sl_transport *t = sl_conn_transport(c);
     return t && t->vt == &tls_vt;
+}
+
+static const tls_t *established_tls(const sl_conn *c) {
+    const sl_transport *t = c ? sl_conn_transport(c) : NULL;
+    if (!t || t->vt != &tls_vt || !((const tls_t *)t)->established) return NULL;
+    return (const tls_t *)t;
+}
+
+const char *sl_conn_tls_version(const sl_conn *c) {
+    const tls_t *x = established_tls(c);
+    return x ? SSL_get_version(x->ssl) : NULL;
+}
+
+const char *sl_conn_tls_cipher(const sl_conn *c) {
+    const tls_t *x = established_tls(c);
+    return x ? SSL_get_cipher_name(x->ssl) : NULL;
+}
+
+const char *sl_conn_tls_subject(const sl_conn *c) {
+    const tls_t *x = established_tls(c);
+    return x ? x->subject : NULL;
 }

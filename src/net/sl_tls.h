@@ -21,6 +21,13 @@ sl_transport *sl_tls_transport_new(void *ep, int fd, const char *peer, const cha
  * Every request frame arrives after the handshake, so on_request can rely on it. Points into
  * the connection; valid while it is open. */
 const char *sl_conn_tls_principal(const sl_conn *c);
+/* The negotiated protocol ("TLSv1.3") and cipher suite names, and the verified client
+ * certificate's subject (RFC 2253); NULL when the connection is not TLS, the handshake has not
+ * finished, or (subject) the client sent no certificate. Point into the connection (OpenSSL's
+ * static names for the first two); valid while it is open. */
+const char *sl_conn_tls_version(const sl_conn *c);
+const char *sl_conn_tls_cipher(const sl_conn *c);
+const char *sl_conn_tls_subject(const sl_conn *c);
 /* True when `c` runs over TLS. */
 bool sl_conn_is_tls(const sl_conn *c);
 

@@ -5,8 +5,12 @@
  * second is named as an alternative of the first: it is only asked when the first is denied. */
 #include "pipeline/sl_api.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "acl/sl_acl.h"
 #include "pipeline/sl_authorize.h"
+#include "proto/sl_records.h"
 
 /* ---- naming helpers ---- */
 
@@ -297,14 +301,86 @@ static void top_error(sl_req *rq, int16_t err) {
     if (err && !rq->error) rq->error = err;
 }
 
+/* Data access: what each partition's batches hold, from their headers (sl_batch_walk_set). */
+static void data_entry(sl_req *rq, sl_str topic, int32_t partition, bool write, int16_t err,
+                       const sl_batch_walk *w) {
+    sl_req_data *d = sl_req_data_add(rq, topic, partition, write);
+    if (!d) return;
+    d->error = err;
+    d->first_offset = w ? w->first_offset : -1;
+    d->last_offset = w ? w->last_offset : -1;
+    d->records = w ? w->records : 0;
+    d->bytes = w ? w->bytes : 0;
+}
+
+/* Produce answers mirror the request (SL_RESP_MIRROR), so partition j of answer topic i is the
+ * request's; an appended partition's batches (valid magic 2 by now) give the count and span,
+ * the answer the real base offset (a retried duplicate keeps its original one). Also called for
+ * acks=0, which has no answer to encode. */
 static void out_produce(sl_req *rq, const void *r) {
     const sl_produce_resp *o = r;
+    const sl_produce_req *q = rq->req;
     TOPIC_PARTS(rq, SL_ACL_OP_WRITE, o, responses, name, partition_responses);
+    for (int32_t i = 0; i < o->responses_count; i++) {
+        const sl_produce_resp_topic *ot = &o->responses[i];
+        const sl_produce_req_topic *qt = i < q->topic_data_count ? &q->topic_data[i] : NULL;
+        for (int32_t j = 0; j < ot->partition_responses_count; j++) {
+            const sl_produce_resp_partition *op = &ot->partition_responses[j];
+            const sl_produce_req_partition *qp =
+                qt && j < qt->partition_data_count ? &qt->partition_data[j] : NULL;
+            if (op->error_code || op->base_offset < 0 || !qp || qp->index != op->index ||
+                qp->records.len <= 0) {
+                data_entry(rq, ot->name, op->index, true, op->error_code, NULL);
+                continue;
+            }
+            sl_batch_walk w;
+            sl_batch_walk_set(qp->records.p, (size_t)qp->records.len, &w);
+            if (w.batches) {
+                w.last_offset = (int64_t)((uint64_t)op->base_offset +
+                                          ((uint64_t)w.last_offset - (uint64_t)w.first_offset));
+                w.first_offset = op->base_offset;
+            }
+            data_entry(rq, ot->name, op->index, true, 0, &w);
+        }
+    }
 }
+
+/* Fetch by topic id (v13+) answers without names: a topic's name is the one the descriptor
+ * named for it (res_fetch names the known ids, in request order, as READ). */
+static sl_str fetch_topic_name(sl_req *rq, const sl_fetch_resp_topic *ot, int32_t *cursor) {
+    if (rq->h.api_version < 13) return ot->topic;
+    bool unknown =
+        ot->partitions_count > 0 && ot->partitions[0].error_code == SL_KAFKA_UNKNOWN_TOPIC_ID;
+    if (unknown) return (sl_str){"", 0};
+    while (*cursor < rq->nres) {
+        const sl_req_res *res = &rq->res[(*cursor)++];
+        if (res->rtype == SL_ACL_RES_TOPIC && res->op == SL_ACL_OP_READ) return res->name;
+    }
+    return (sl_str){"", 0};
+}
+
+/* A partition the answer carries batches or an error for; quiet empty partitions read
+ * nothing. Down-converted answers (v0-3) hold legacy messages, which the walk reads too. */
 static void out_fetch(sl_req *rq, const void *r) {
     const sl_fetch_resp *o = r;
     top_error(rq, o->error_code);
     TOPIC_PARTS(rq, SL_ACL_OP_READ, o, responses, topic, partitions);
+    int32_t cursor = 0;
+    for (int32_t i = 0; i < o->responses_count; i++) {
+        const sl_fetch_resp_topic *ot = &o->responses[i];
+        sl_str name = fetch_topic_name(rq, ot, &cursor);
+        for (int32_t j = 0; j < ot->partitions_count; j++) {
+            const sl_fetch_resp_partition *op = &ot->partitions[j];
+            if (op->error_code) {
+                data_entry(rq, name, op->partition_index, false, op->error_code, NULL);
+                continue;
+            }
+            if (op->records.len <= 0 || !op->records.p) continue;
+            sl_batch_walk w;
+            sl_batch_walk_set(op->records.p, (size_t)op->records.len, &w);
+            if (w.batches) data_entry(rq, name, op->partition_index, false, 0, &w);
+        }
+    }
 }
 static void out_list_offsets(sl_req *rq, const void *r) {
     const sl_list_offsets_resp *o = r;
@@ -402,6 +478,126 @@ static void out_incremental_alter_configs(sl_req *rq, const void *r) {
                      o->responses[i].resource_name, o->responses[i].error_code);
 }
 
+static void out_offset_fetch(sl_req *rq, const void *r) {
+    const sl_offset_fetch_resp *o = r;
+    if (rq->h.api_version >= 8) {
+        for (int32_t g = 0; g < o->groups_count; g++) {
+            const sl_offset_fetch_resp_group *og = &o->groups[g];
+            group_error(rq, SL_ACL_OP_DESCRIBE, og->group_id, og->error_code);
+            TOPIC_PARTS(rq, SL_ACL_OP_DESCRIBE, og, topics, name, partitions);
+        }
+        return;
+    }
+    group_error(rq, SL_ACL_OP_DESCRIBE, ((const sl_offset_fetch_req *)rq->req)->group_id,
+                o->error_code);
+    TOPIC_PARTS(rq, SL_ACL_OP_DESCRIBE, o, topics, name, partitions);
+}
+static void out_list_groups(sl_req *rq, const void *r) {
+    top_error(rq, ((const sl_list_groups_resp *)r)->error_code);
+}
+static void out_find_coordinator(sl_req *rq, const void *r) {
+    const sl_find_coordinator_resp *o = r;
+    const sl_find_coordinator_req *q = rq->req;
+    if (q->key_type != 0 && q->key_type != 1) {
+        top_error(rq, o->error_code);
+        return;
+    }
+    int rtype = q->key_type == 0 ? SL_ACL_RES_GROUP : SL_ACL_RES_TRANSACTIONAL_ID;
+    if (rq->h.api_version < 4) {
+        top_error(rq, o->error_code);
+        if (o->error_code) sl_req_res_error(rq, SL_ACL_OP_DESCRIBE, rtype, q->key, o->error_code);
+        return;
+    }
+    PER_ITEM(rq, SL_ACL_OP_DESCRIBE, rtype, o, coordinators, key);
+}
+
+/* Management APIs authorized on the cluster act on things the request names only in its body
+ * (ACL bindings, SCRAM users): each becomes a resource of its own, with its outcome, allowed
+ * by the cluster decision it was done under (by_alt). Their names are descriptions, never
+ * secrets: a binding as "Topic:LITERAL:orders User:bob Read Allow", a user by name only. */
+static void out_entry(sl_req *rq, int cluster_op, int op, int rtype, sl_str name, int16_t err) {
+    int32_t cl = -1;
+    for (int32_t i = 0; i < rq->nres && cl < 0; i++)
+        if (rq->res[i].rtype == SL_ACL_RES_CLUSTER && rq->res[i].op == cluster_op) cl = i;
+    int32_t at = sl_req_need_alt(rq, op, rtype, name, SL_AZ_QUIET, cl);
+    if (at < 0) return;
+    sl_req_res *e = &rq->res[at];
+    e->allowed = cl >= 0 && rq->res[cl].allowed;
+    e->by_alt = e->allowed;
+    if (err && !e->error) e->error = err;
+}
+
+/* "TRANSACTIONAL_ID" as Kafka prints it: "TransactionalId". */
+static void camel(const char *upper, char *out, size_t n) {
+    size_t j = 0;
+    bool start = true;
+    for (; *upper && j + 1 < n; upper++) {
+        if (*upper == '_') {
+            start = true;
+            continue;
+        }
+        out[j++] = start ? *upper : (char)(*upper >= 'A' && *upper <= 'Z' ? *upper + 32 : *upper);
+        start = false;
+    }
+    out[j] = 0;
+}
+
+static sl_str acl_text(sl_req *rq, int rtype, int pattern, sl_str name, sl_str principal,
+                       sl_str host, int op, int perm) {
+    char t[32], o[32], p[16];
+    camel(sl_acl_res_name(rtype), t, sizeof t);
+    camel(sl_acl_op_name(op), o, sizeof o);
+    camel(sl_acl_perm_name(perm), p, sizeof p);
+    int hl = host.len > 0 ? host.len : 0;
+    bool any_host = hl == 0 || (hl == 1 && host.p[0] == '*');
+    return sl_str_printf(rq->a, "%s:%s:%.*s %.*s %s %s%s%.*s", t, sl_acl_pat_name(pattern),
+                         name.len > 0 ? (int)name.len : 0, name.p ? name.p : "",
+                         principal.len > 0 ? (int)principal.len : 0, principal.p ? principal.p : "",
+                         o, p, any_host ? "" : " from ", any_host ? 0 : hl, any_host ? "" : host.p);
+}
+
+static void out_describe_acls(sl_req *rq, const void *r) {
+    top_error(rq, ((const sl_describe_acls_resp *)r)->error_code);
+}
+static void out_create_acls(sl_req *rq, const void *r) {
+    const sl_create_acls_resp *o = r;
+    const sl_create_acls_req *q = rq->req;
+    for (int32_t i = 0; i < o->results_count && i < q->creations_count; i++) {
+        const sl_create_acls_req_creation *c = &q->creations[i];
+        out_entry(rq, SL_ACL_OP_ALTER, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER,
+                  acl_text(rq, c->resource_type, c->resource_pattern_type, c->resource_name,
+                           c->principal, c->host, c->operation, c->permission_type),
+                  o->results[i].error_code);
+    }
+}
+static void out_delete_acls(sl_req *rq, const void *r) {
+    const sl_delete_acls_resp *o = r;
+    for (int32_t i = 0; i < o->filter_results_count; i++) {
+        const sl_delete_acls_resp_filter_result *f = &o->filter_results[i];
+        top_error(rq, f->error_code);
+        for (int32_t j = 0; j < f->matching_acls_count; j++) {
+            const sl_delete_acls_resp_matching_acl *m = &f->matching_acls[j];
+            out_entry(rq, SL_ACL_OP_ALTER, SL_ACL_OP_DELETE, SL_ACL_RES_CLUSTER,
+                      acl_text(rq, m->resource_type, m->pattern_type, m->resource_name,
+                               m->principal, m->host, m->operation, m->permission_type),
+                      m->error_code);
+        }
+    }
+}
+static void out_describe_user_scram_credentials(sl_req *rq, const void *r) {
+    const sl_describe_user_scram_credentials_resp *o = r;
+    top_error(rq, o->error_code);
+    for (int32_t i = 0; i < o->results_count; i++)
+        out_entry(rq, SL_ACL_OP_DESCRIBE, SL_ACL_OP_DESCRIBE, SL_ACL_RES_USER, o->results[i].user,
+                  o->results[i].error_code);
+}
+static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
+    const sl_alter_user_scram_credentials_resp *o = r;
+    for (int32_t i = 0; i < o->results_count; i++)
+        out_entry(rq, SL_ACL_OP_ALTER, SL_ACL_OP_ALTER, SL_ACL_RES_USER, o->results[i].user,
+                  o->results[i].error_code);
+}
+
 /* ---- the table ---- */
 
 /* Typed decoders behind one signature (calling a function through a pointer of another type
@@ -451,23 +647,23 @@ static void out_incremental_alter_configs(sl_req *rq, const void *r) {
 #define OUT_list_offsets                       out_list_offsets
 #define OUT_metadata                           out_metadata
 #define OUT_offset_commit                      out_offset_commit
-#define OUT_offset_fetch                       NULL
-#define OUT_find_coordinator                   NULL
+#define OUT_offset_fetch                       out_offset_fetch
+#define OUT_find_coordinator                   out_find_coordinator
 #define OUT_join_group                         out_join_group
 #define OUT_heartbeat                          out_heartbeat
 #define OUT_leave_group                        out_leave_group
 #define OUT_sync_group                         out_sync_group
 #define OUT_describe_groups                    out_describe_groups
-#define OUT_list_groups                        NULL
+#define OUT_list_groups                        out_list_groups
 #define OUT_sasl_handshake                     NULL
 #define OUT_create_topics                      out_create_topics
 #define OUT_delete_topics                      out_delete_topics
 #define OUT_delete_records                     out_delete_records
 #define OUT_init_producer_id                   out_init_producer_id
 #define OUT_offset_for_leader_epoch            out_offset_for_leader_epoch
-#define OUT_describe_acls                      NULL
-#define OUT_create_acls                        NULL
-#define OUT_delete_acls                        NULL
+#define OUT_describe_acls                      out_describe_acls
+#define OUT_create_acls                        out_create_acls
+#define OUT_delete_acls                        out_delete_acls
 #define OUT_describe_configs                   out_describe_configs
 #define OUT_alter_configs                      out_alter_configs
 #define OUT_sasl_authenticate                  NULL
@@ -475,8 +671,8 @@ static void out_incremental_alter_configs(sl_req *rq, const void *r) {
 #define OUT_delete_groups                      out_delete_groups
 #define OUT_incremental_alter_configs          out_incremental_alter_configs
 #define OUT_offset_delete                      out_offset_delete
-#define OUT_describe_user_scram_credentials    NULL
-#define OUT_alter_user_scram_credentials       NULL
+#define OUT_describe_user_scram_credentials    out_describe_user_scram_credentials
+#define OUT_alter_user_scram_credentials       out_alter_user_scram_credentials
 #define OUT_describe_cluster                   NULL
 #define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
 SL_APIS(SL_API_DEC_ITEM)

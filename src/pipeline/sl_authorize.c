@@ -145,11 +145,84 @@ static int16_t denial_code(int rtype) {
     }
 }
 
+/* ---- the audit topic's rule (SL_AUDIT_TOPIC) ---- */
+
+static bool is_audit_topic(const sl_req_res *r) {
+    return r->rtype == SL_ACL_RES_TOPIC && !(r->flags & SL_AZ_ANY) &&
+           sl_str_eqc(r->name, SL_AUDIT_TOPIC);
+}
+
+typedef struct grant_ctx {
+    const char *host;
+    int op;
+    bool allowed, denied;
+} grant_ctx;
+
+static bool grant_one(void *vc, const sl_acl *a) {
+    grant_ctx *c = vc;
+    if (strcmp(a->host, "*") != 0 && strcmp(a->host, c->host) != 0) return true;
+    if (a->perm == SL_ACL_PERM_DENY) {
+        if (a->op == SL_ACL_OP_ALL || a->op == c->op) {
+            c->denied = true;
+            return false;
+        }
+        return true;
+    }
+    /* Only a binding naming the topic itself grants: not "*", not a prefix. */
+    if (a->pattern != SL_ACL_PAT_LITERAL || strcmp(a->name, SL_AUDIT_TOPIC) != 0) return true;
+    if (a->op == SL_ACL_OP_ALL || a->op == c->op ||
+        (c->op == SL_ACL_OP_DESCRIBE && a->op == SL_ACL_OP_READ) ||
+        (c->op == SL_ACL_OP_DESCRIBE_CONFIGS && a->op == SL_ACL_OP_READ))
+        c->allowed = true;
+    return true;
+}
+
+/* The decision for `op` on the audit topic: never for changes, an explicit grant for reads
+ * (no super-user bypass, no allow.everyone.if.no.acl.found); without an authorizer, describing
+ * is open as for every topic and reading is closed. */
+static bool audit_topic_allows(const sl_req *rq, struct sl_authorizer *az, const char *host,
+                               int op) {
+    switch (op) {
+    case SL_ACL_OP_READ:
+    case SL_ACL_OP_DESCRIBE:
+    case SL_ACL_OP_DESCRIBE_CONFIGS:
+        break;
+    default:
+        return false;
+    }
+    if (!az) return op != SL_ACL_OP_READ;
+    if (!rq->principal) return false;
+    grant_ctx c = {.host = host, .op = op};
+    (void)sl_acl_set_visit_principal(sl_authorizer_set(az), SL_ACL_RES_TOPIC, SL_AUDIT_TOPIC,
+                                     strlen(SL_AUDIT_TOPIC), rq->principal, grant_one, &c);
+    return c.allowed && !c.denied;
+}
+
+static int32_t audit_topic_ops(const sl_req *rq, struct sl_authorizer *az, const char *host) {
+    int32_t ops = 0;
+    for (int op = SL_ACL_OP_READ; op <= SL_ACL_OP_IDEMPOTENT_WRITE; op++)
+        if (audit_topic_allows(rq, az, host, op)) ops |= 1 << op;
+    return ops;
+}
+
 void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
-    char host[64];
+    char host[64] = "";
     if (az) sl_req_host(rq, host, sizeof host);
     for (int32_t i = 0; i < rq->nres; i++) {
         sl_req_res *r = &rq->res[i];
+        if (is_audit_topic(r)) {
+            /* Before alternatives: CREATE on the cluster does not create this topic. */
+            if (r->flags & SL_AZ_OPS) {
+                r->ops = audit_topic_ops(rq, az, host);
+                r->allowed = r->ops != 0;
+                continue;
+            }
+            r->allowed = audit_topic_allows(rq, az, host, r->op);
+            if (r->allowed) continue;
+            r->error = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
+            continue;
+        }
         if (r->flags & SL_AZ_OPS) {
             r->ops = az ? sl_authorizer_ops(az, rq->principal, host, r->rtype, r->name.p,
                                             (size_t)r->name.len)

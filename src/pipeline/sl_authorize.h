@@ -10,6 +10,12 @@
  * log): a handler cannot widen what was authorized. */
 #ifndef SL_PIPELINE_AUTHORIZE_H
 #define SL_PIPELINE_AUTHORIZE_H
+
+/* The audit trail's topic (sluice.audit.sinks=topic). No client, super users included, may
+ * write, delete, alter, reconfigure, create or delete records of it; reading and describing it
+ * need an ALLOW binding naming it literally (super users too, so reading the trail always leaves
+ * an ACL change in it); without an authorizer nobody reads it. */
+#define SL_AUDIT_TOPIC "__sluice_audit"
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -182,3 +182,54 @@ sl_err sl_rec_builder_seal(sl_rec_builder *b, int16_t attributes, int64_t base_t
     *out_len = total;
     return SL_OK;
 }
+
+/* ------------------------------------------------------------------ header walk */
+
+/* Legacy message: offset i64 | size i32 | crc u32 | magic i8 | attributes i8 | [timestamp i64
+ * (magic 1)] | key length i32 | key | value length i32 | value. */
+#define LEGACY_LOG_OVERHEAD 12 /* offset + size */
+#define LEGACY_MAGIC_AT     16
+#define LEGACY_ATTR_AT      17
+#define LEGACY_MIN_SIZE_V0  14 /* crc + magic + attributes + key length + value length */
+#define LEGACY_MIN_SIZE_V1  22 /* and the timestamp */
+
+void sl_batch_walk_set(const uint8_t *p, size_t len, sl_batch_walk *out) {
+    memset(out, 0, sizeof *out);
+    out->first_offset = out->last_offset = -1;
+    while (len) {
+        /* Offset, size and the magic sit at the same places in both formats. */
+        if (len <= LEGACY_MAGIC_AT) break;
+        int8_t magic = (int8_t)p[LEGACY_MAGIC_AT];
+        int64_t first, last, records;
+        size_t size;
+        if (magic == 2) {
+            sl_batch_info bi;
+            if (!sl_batch_parse(p, len, &bi) || bi.last_offset_delta < 0 || bi.record_count < 0)
+                break;
+            size = bi.size;
+            first = bi.base_offset;
+            /* Wrapping arithmetic on hostile offsets is not undefined: done unsigned. */
+            last = (int64_t)((uint64_t)bi.base_offset + (uint64_t)bi.last_offset_delta);
+            records = bi.record_count;
+        } else if (magic == 0 || magic == 1) {
+            int32_t msize = (int32_t)sl_get_be32(p + 8);
+            if (msize < (magic ? LEGACY_MIN_SIZE_V1 : LEGACY_MIN_SIZE_V0) ||
+                (size_t)msize > len - LEGACY_LOG_OVERHEAD)
+                break;
+            size = LEGACY_LOG_OVERHEAD + (size_t)msize;
+            first = last = (int64_t)sl_get_be64(p);
+            records = 1;
+            if (p[LEGACY_ATTR_AT] & ATTR_CODEC_MASK) out->inexact = true;
+        } else {
+            break;
+        }
+        if (out->batches == 0) out->first_offset = first;
+        out->last_offset = last;
+        out->records += records;
+        out->bytes += (int64_t)size;
+        out->batches++;
+        p += size;
+        len -= size;
+    }
+    out->partial = len != 0;
+}

@@ -107,4 +107,25 @@ static inline size_t sl_rec_builder_bytes(const sl_rec_builder *b) {
     return b->w.len > SL_BATCH_HEADER_SIZE ? b->w.len - SL_BATCH_HEADER_SIZE : 0;
 }
 
+/* ---- headers only: what a record set holds, for audit and metrics ---- */
+
+/* What sl_batch_walk found in a record set. */
+typedef struct sl_batch_walk {
+    int64_t first_offset, last_offset; /* of the whole batches walked; -1 when none */
+    int64_t records;                   /* magic 2: the header counts; legacy: one per message */
+    int64_t bytes;                     /* bytes of the whole batches walked */
+    int32_t batches;
+    bool partial; /* bytes left at the end that are not a whole batch (a fetch's cut-off last
+                   * batch, or garbage: the walk stops there) */
+    bool inexact; /* a legacy compressed wrapper was counted as one record (its inner count is
+                   * only in its compressed payload) */
+} sl_batch_walk;
+
+/* Walks the batches at p[0..len): magic-2 batches and legacy (magic 0/1) messages, mixed, by
+ * their headers only (no CRC check, no decompression, nothing allocated). Never trusts a length:
+ * it stops at the first entry that is not whole, has an unknown magic or an impossible size, and
+ * says so in out->partial. A v2 batch spans base offset .. base offset + last offset delta; a
+ * legacy message has its own offset (a compressed wrapper carries its last inner offset). */
+void sl_batch_walk_set(const uint8_t *p, size_t len, sl_batch_walk *out);
+
 #endif
