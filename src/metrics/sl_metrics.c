@@ -184,8 +184,8 @@ struct sl_metrics {
     api_stats api[API_SLOT + 1];
     tlsc *pending_tls[NBUCKETS];
     /* status page rates */
-    int64_t snap_ms;
-    uint64_t snap[4];
+    int64_t snap_ms[2];
+    uint64_t snap[2][4];
     int64_t started_ms;
 };
 
@@ -658,15 +658,18 @@ static void render_page(sl_metrics *m, sl_text *t) {
     uint64_t tot[4];
     topic_totals(m, tot);
     int64_t now = wall_ms();
-    double rate[4] = {0};
-    int64_t since = m->snap_ms ? m->snap_ms : m->started_ms;
-    double dt = (double)(now - since) / 1000.0;
-    for (int k = 0; k < 4 && dt > 0; k++) rate[k] = (double)(tot[k] - m->snap[k]) / dt;
-    /* Rates are over the time since the previous view at least 5 s old (since start at first). */
-    if (now - since >= 5000) {
-        m->snap_ms = now;
-        memcpy(m->snap, tot, sizeof tot);
+    /* Rates over the window from the older of two samples taken at views at least 5 s apart,
+     * so a view right after another still shows a rate over at least 5 s. */
+    if (!m->snap_ms[1]) m->snap_ms[0] = m->snap_ms[1] = m->started_ms;
+    if (now - m->snap_ms[1] >= 5000) {
+        m->snap_ms[0] = m->snap_ms[1];
+        memcpy(m->snap[0], m->snap[1], sizeof m->snap[0]);
+        m->snap_ms[1] = now;
+        memcpy(m->snap[1], tot, sizeof tot);
     }
+    double rate[4] = {0};
+    double dt = (double)(now - m->snap_ms[0]) / 1000.0;
+    for (int k = 0; k < 4 && dt > 0; k++) rate[k] = (double)(tot[k] - m->snap[0][k]) / dt;
     sl_text_puts(t,
                  "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                  "<meta name=\"viewport\" content=\"width=device-width\">"
