@@ -386,3 +386,31 @@ def test_status_page_in_headless_chromium(broker, tmp_path):
     art = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
     art.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, art / "metrics-status-page.png")
+
+
+def test_tls_listener_metrics(make_broker):
+    """A TLS Kafka listener: its certificate's expiry is exported, and a client that fails the
+    handshake is counted as a TLS handshake failure on that listener."""
+    b = make_broker()
+    b.config["listeners"] = f"SSL://{b.bootstrap}"
+    b.write_config()
+    b.start()
+    url = metrics_url(b)
+    body = http(url + "/metrics")[2]
+    expiry = samples(body, "sluice_certificate_expiry_timestamp_seconds")
+    assert expiry.get('{listener="SSL"}', 0) > time.time() + 86400, expiry
+    for _ in range(3):
+        with socket.create_connection((b.host, b.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n" * 20)  # not a ClientHello
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+
+    def failures():
+        got = samples(http(url + "/metrics")[2], "sluice_tls_handshake_failures_total")
+        return sum(v for k, v in got.items() if 'listener="SSL"' in k) >= 3 and got
+    wait_until(failures, 30, "three TLS handshake failures on the SSL listener")
+    conns = samples(http(url + "/metrics")[2], "kafka_server_socketservermetrics_connection_count")
+    assert conns == {'{listener="SSL"}': 0.0}, conns

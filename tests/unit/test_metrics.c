@@ -9,10 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl/sl_acl.h"
 #include "local_broker.h"
 #include "metrics/sl_http.h"
 #include "metrics/sl_metrics.h"
 #include "metrics/sl_prom.h"
+#include "pipeline/sl_api.h"
 #include "sl_test.h"
 
 static bool text_is(sl_text *t, const char *want) {
@@ -248,17 +250,55 @@ SL_TEST(metrics_endpoint_counts_events_and_limits_connections) {
                                .net = {.activity = SL_NET_REFUSED, .reason = "max.connections"}});
     sl_events_emit(&b.events,
                    &(sl_event){.kind = SL_EV_DETECTION, .det = {.rule = "denial_spike"}});
+    /* A Produce that was denied one topic and wrote another, without per-partition data: the
+     * frame's bytes go to the topic written. Then a Fetch with per-partition data. */
+    sl_req_res res[2] = {
+        {.name = sl_str_c("secret"), .rtype = SL_ACL_RES_TOPIC, .op = SL_ACL_OP_WRITE},
+        {.name = sl_str_c("orders"),
+         .rtype = SL_ACL_RES_TOPIC,
+         .op = SL_ACL_OP_WRITE,
+         .allowed = true}};
+    sl_req rq = {.api = sl_api_desc_for(SL_API_PRODUCE),
+                 .h = {.api_key = SL_API_PRODUCE},
+                 .principal = "User:eve",
+                 .res = res,
+                 .nres = 2,
+                 .bytes_in = 1000,
+                 .records_in = 10,
+                 .start_ns = 1000000,
+                 .end_ns = 3000000};
+    sl_events_emit(&b.events, &(sl_event){.kind = SL_EV_REQUEST, .rq = &rq});
+    sl_req_data data[2] = {{.topic = sl_str_c("orders"), .bytes = 700, .records = 7},
+                           {.topic = sl_str_c("orders"), .bytes = 5, .error = 1}};
+    sl_req fq = {.api = sl_api_desc_for(SL_API_FETCH),
+                 .h = {.api_key = SL_API_FETCH},
+                 .data = data,
+                 .ndata = 2,
+                 .bytes_out = 9999};
+    sl_events_emit(&b.events, &(sl_event){.kind = SL_EV_REQUEST, .rq = &fq});
     static char out[65536];
     exchange(&b, port, "GET /metrics HTTP/1.0\r\n\r\n", out, sizeof out);
     bool ok =
+        strstr(out, "kafka_server_brokertopicmetrics_bytesin_total{topic=\"orders\"} 1000\n") &&
+        strstr(out, "kafka_server_brokertopicmetrics_messagesin_total{topic=\"orders\"} 10\n") &&
+        strstr(out, "kafka_server_brokertopicmetrics_bytesout_total{topic=\"orders\"} 700\n") &&
+        !strstr(out, "{topic=\"secret\"}") &&
+        strstr(out, "sluice_authorization_denials_total{principal=\"User:eve\",operation=\"WRITE\","
+                    "resource_type=\"TOPIC\"} 1\n") &&
         strstr(out,
-               "kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 1\n") &&
+               "sluice_request_latency_seconds_bucket{request=\"Produce\",le=\"0.001\"} 0\n") &&
         strstr(out,
-               "sluice_authentication_failures_total{mechanism=\"PLAIN\",listener=\"PLAINTEXT\","
-               "reason=\"bad \\\"pw\\\"\\n\"} 1\n") &&
-        strstr(out, "sluice_connections_refused_total{listener=\"PLAINTEXT\",reason=\"max."
-                    "connections\"} 1\n") &&
-        strstr(out, "sluice_detections_total{rule=\"denial_spike\"} 1\n");
+               "sluice_request_latency_seconds_bucket{request=\"Produce\",le=\"0.0025\"} 1\n") &&
+        strstr(out, "sluice_requests_total{request=\"Fetch\"} 1\n");
+    ok = ok &&
+         strstr(out,
+                "kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 1\n") &&
+         strstr(out,
+                "sluice_authentication_failures_total{mechanism=\"PLAIN\",listener=\"PLAINTEXT\","
+                "reason=\"bad \\\"pw\\\"\\n\"} 1\n") &&
+         strstr(out, "sluice_connections_refused_total{listener=\"PLAINTEXT\",reason=\"max."
+                     "connections\"} 1\n") &&
+         strstr(out, "sluice_detections_total{rule=\"denial_spike\"} 1\n");
     if (!ok) fprintf(stderr, "%s\n", out);
     /* Connections beyond the limit are closed at accept; the ones inside it still work. */
     int fds[70];
