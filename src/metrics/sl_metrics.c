@@ -149,7 +149,7 @@ typedef struct hconn {
     sl_timer *timer;
     char peer[64];
     char rbuf[SL_HTTP_MAX_HEAD];
-    size_t rlen;
+    size_t rlen, scanned; /* scanned: bytes already searched for the end of the head */
     sl_text out;
     size_t woff;
 } hconn;
@@ -954,13 +954,20 @@ static void conn_run(hconn *c) {
             conn_deadline(c, c->rlen ? REQ_TIMEOUT_MS : IDLE_TIMEOUT_MS);
         }
         /* A complete head already buffered (pipelined) is answered before reading more. */
+        /* Parsed only once the head can be complete, so a client trickling bytes does not make
+         * every byte rescan all that came before it. */
+        bool complete = c->rlen >= sizeof c->rbuf;
+        for (size_t i = c->scanned > 3 ? c->scanned - 3 : 0; !complete && i + 3 < c->rlen; i++)
+            if (!memcmp(c->rbuf + i, "\r\n\r\n", 4)) complete = true;
+        c->scanned = c->rlen;
         sl_http_req r;
-        int n = sl_http_parse(c->rbuf, c->rlen, &r);
+        int n = complete ? sl_http_parse(c->rbuf, c->rlen, &r) : 0;
         if (n != 0) {
             if (n > 0) {
                 memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
                 c->rlen -= (size_t)n;
             }
+            c->scanned = 0;
             respond(c, &r, n < 0 ? -n : 0);
             conn_deadline(c, REQ_TIMEOUT_MS);
             continue;

@@ -354,6 +354,18 @@ def test_hostile_requests_are_bounded(broker):
         s.sendall(b"GET /metrics HTTP/1.1\r\nHo")
         assert s.recv(100) == b"", "the server answered half a request"
     assert time.monotonic() - t0 < 30
+    # A head trickled a byte at a time (the end of the head split across reads) is answered.
+    with socket.create_connection(addr, timeout=30) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for ch in b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n":
+            s.sendall(bytes([ch]))
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\nok\n"), out
     # Keep-alive: two requests on one connection, both answered.
     with socket.create_connection(addr, timeout=30) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
