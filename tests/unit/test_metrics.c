@@ -332,25 +332,22 @@ SL_TEST(metrics_default_port_taken_runs_without_endpoint) {
     CHECK(local_broker_open(dir, "sl_metrics", &b, 0));
     b.loop = sl_loop_new();
     char err[256] = "";
-    /* Occupy the default port (127.0.0.1:9404) while the key is left at its default. */
+    /* Occupy a port and make it the listener's value without setting the key (as if it were
+     * the default, 127.0.0.1:9404, which another program may hold on a shared machine). */
     int hold = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9404)};
+    struct sockaddr_in a = {.sin_family = AF_INET};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(hold, (struct sockaddr *)&a, sizeof a) || listen(hold, 1)) {
-        close(hold);
-        sl_loop_free(b.loop);
-        b.loop = NULL;
-        local_broker_close(dir, &b);
-        SKIP("port 9404 is in use by something else");
-    }
+    socklen_t al = sizeof a;
+    CHECK(!bind(hold, (struct sockaddr *)&a, sizeof a) && !listen(hold, 1) &&
+          !getsockname(hold, (struct sockaddr *)&a, &al));
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(b.cfg.sluice_metrics_listener, sizeof b.cfg.sluice_metrics_listener, "%s", url);
     sl_metrics *m = (sl_metrics *)1;
     sl_err e = sl_metrics_new(&b, &m, err, sizeof err);
     bool ok_default = e == SL_OK && m == NULL;
     /* Set explicitly: the same port fails the start, naming the key. */
-    CHECK(!sl_config_set(&b.cfg, "sluice.metrics.listener", "http://127.0.0.1:9404", err,
-                         sizeof err));
+    CHECK(!sl_config_set(&b.cfg, "sluice.metrics.listener", url, err, sizeof err));
     e = sl_metrics_new(&b, &m, err, sizeof err);
     bool ok_explicit = e != SL_OK && m == NULL && strstr(err, "sluice.metrics.listener");
     close(hold);
