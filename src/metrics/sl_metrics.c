@@ -1,11 +1,1257 @@
-/* Metrics (sl_metrics.h). Placeholder until the endpoint lands. */
+/* Metrics, health and the status page (sl_metrics.h, docs/metrics.md).
+ *
+ * Two halves: counters fed by the event hub (requests, logins, connections, findings), kept
+ * here in small hash tables keyed by label values, and a small HTTP/1.1 server of its own on the
+ * broker's loop that renders them, with the gauges read from the broker at scrape time. The
+ * server is deliberately separate from the Kafka server: a scrape must work while Kafka
+ * listeners are saturated or refusing, and nothing that reaches it can touch the Kafka path. */
 #include "metrics/sl_metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acl/sl_acl.h"
+#include "audit/sl_audit.h"
+#include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "crypto/sl_certgen.h"
+#include "crypto/sl_tls_ctx.h"
+#include "guard/sl_guard.h"
+#include "metrics/sl_http.h"
+#include "metrics/sl_prom.h"
+#include "storage/sl_flusher.h"
+
+/* Hostile-input bounds: a scraper or a browser needs a handful of connections and one small
+ * request at a time; anything slower or bigger is closed. */
+#define MAX_CONNS       64
+#define REQ_TIMEOUT_MS  10000 /* TLS handshake and a whole request head, or writing an answer */
+#define IDLE_TIMEOUT_MS 30000 /* a kept-alive connection between requests */
+/* Labelled series per family: label values come from clients (claimed user names, failure
+ * reasons, topics), so a family stops growing here and counts what it dropped instead. */
+#define MAX_SERIES 2048
+#define NBUCKETS   256
+
+/* ---- label-keyed counters ---------------------------------------------------------------- */
+
+typedef struct ser {
+    struct ser *next;
+    uint32_t hash;
+    int nlabels;
+    uint64_t v[4];
+    size_t klen;
+    char key[]; /* label values, each NUL-terminated, one after another */
+} ser;
+
+typedef struct fam {
+    ser *b[NBUCKETS];
+    int n;
+} fam;
+
+static uint32_t fnv(const char *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
+    return h;
+}
+
+/* The label values of `s`, into vals[0..nlabels). */
+static void ser_labels(const ser *s, const char **vals) {
+    const char *p = s->key;
+    for (int i = 0; i < s->nlabels; i++) {
+        vals[i] = p;
+        p += strlen(p) + 1;
+    }
+}
+
+/* Finds or adds the series of `vals` (NULL values count as ""); NULL when out of memory or the
+ * family is full (counted in *dropped). */
+static ser *fam_get(fam *f, const char *const *vals, int n, uint64_t *dropped) {
+    char key[1024];
+    size_t klen = 0;
+    for (int i = 0; i < n; i++) {
+        const char *v = vals[i] ? vals[i] : "";
+        size_t l = strnlen(v, 255); /* a longer value is cut: the key stays bounded */
+        if (klen + l + 1 > sizeof key) l = sizeof key - klen - 1;
+        memcpy(key + klen, v, l);
+        klen += l;
+        key[klen++] = 0;
+    }
+    uint32_t h = fnv(key, klen);
+    for (ser *s = f->b[h % NBUCKETS]; s; s = s->next)
+        if (s->hash == h && s->klen == klen && !memcmp(s->key, key, klen)) return s;
+    if (f->n >= MAX_SERIES) {
+        (*dropped)++;
+        return NULL;
+    }
+    ser *s = calloc(1, sizeof *s + klen);
+    if (!s) {
+        (*dropped)++;
+        return NULL;
+    }
+    s->hash = h;
+    s->nlabels = n;
+    s->klen = klen;
+    memcpy(s->key, key, klen);
+    s->next = f->b[h % NBUCKETS];
+    f->b[h % NBUCKETS] = s;
+    f->n++;
+    return s;
+}
+
+static void fam_free(fam *f) {
+    for (int i = 0; i < NBUCKETS; i++)
+        for (ser *s = f->b[i], *nx; s; s = nx) {
+            nx = s->next;
+            free(s);
+        }
+    memset(f, 0, sizeof *f);
+}
+
+/* ---- request latency --------------------------------------------------------------------- */
+
+#define LAT_NB   14
+#define API_SLOT 128 /* api keys 0..127; the slot past them counts requests of no known API */
+static const double k_lat_le[LAT_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+static const char *const k_lat_le_s[LAT_NB] = {"0.0005", "0.001", "0.0025", "0.005", "0.01",
+                                               "0.025",  "0.05",  "0.1",    "0.25",  "0.5",
+                                               "1",      "2.5",   "5",      "10"};
+
+typedef struct api_stats {
+    uint64_t count, bytes_in, bytes_out, errors;
+    uint64_t bucket[LAT_NB + 1];
+    double sum_s;
+} api_stats;
+
+/* ---- connections of the endpoint --------------------------------------------------------- */
+
+typedef struct hconn {
+    struct hconn *prev, *next;
+    struct sl_metrics *m;
+    int fd;
+    SSL *ssl;
+    bool handshaking, writing, close_after;
+    uint32_t watched;
+    sl_timer *timer;
+    char peer[64];
+    char rbuf[SL_HTTP_MAX_HEAD];
+    size_t rlen, scanned; /* scanned: bytes already searched for the end of the head */
+    sl_text out;
+    size_t woff;
+} hconn;
+
+/* Connections of Kafka listeners using TLS that have not yet sent a request: one closing in
+ * that state never completed a usable session, which counts as a TLS handshake failure. */
+typedef struct tlsc {
+    struct tlsc *next;
+    uint64_t id;
+} tlsc;
+
+struct sl_metrics {
+    sl_broker *b;
+    int fd, port;
+    bool https;
+    SSL_CTX *ctx;
+    unsigned char token_sha[32]; /* SHA-256 of the bearer token; the token itself is not kept */
+    bool token;
+    hconn *conns;
+    int nconns;
+    uint64_t http_refused;
+    /* event-fed */
+    fam topics;   /* {topic}: bytes in, bytes out, messages in, messages out */
+    fam auth_ok;  /* {mechanism,listener} */
+    fam auth_bad; /* {mechanism,listener,reason} */
+    fam denials;  /* {principal,operation,resource_type} */
+    fam tls_bad;  /* {listener,reason} */
+    fam dets;     /* {rule} */
+    fam refused;  /* {listener,reason} */
+    fam conns_by; /* {listener}: open now, opened in total */
+    uint64_t dropped;
+    api_stats api[API_SLOT + 1];
+    tlsc *pending_tls[NBUCKETS];
+    /* status page rates */
+    int64_t snap_ms[2];
+    uint64_t snap[2][4];
+    int64_t started_ms;
+};
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool listener_is_tls(const sl_broker *b, const char *listener) {
+    if (!listener) return false;
+    sl_security_protocol p = sl_broker_listener_protocol(b, listener);
+    return p == SL_SEC_SSL || p == SL_SEC_SASL_SSL;
+}
+
+static void tls_track(sl_metrics *m, uint64_t id) {
+    tlsc *t = malloc(sizeof *t);
+    if (!t) return;
+    t->id = id;
+    t->next = m->pending_tls[id % NBUCKETS];
+    m->pending_tls[id % NBUCKETS] = t;
+}
+
+/* Forgets connection `id`; true if it was still waiting for its first request. */
+static bool tls_forget(sl_metrics *m, uint64_t id) {
+    for (tlsc **pp = &m->pending_tls[id % NBUCKETS]; *pp; pp = &(*pp)->next)
+        if ((*pp)->id == id) {
+            tlsc *t = *pp;
+            *pp = t->next;
+            free(t);
+            return true;
+        }
+    return false;
+}
+
+static void fam_inc(sl_metrics *m, fam *f, const char *const *vals, int n, int idx, uint64_t by) {
+    ser *s = fam_get(f, vals, n, &m->dropped);
+    if (s) s->v[idx] += by;
+}
+
+static const char *api_name(int slot) {
+    if (slot >= API_SLOT) return "unknown";
+    const sl_api_info *i = sl_api_lookup((int16_t)slot);
+    return i ? i->name : "unknown";
+}
+
+/* Splits `bytes` and `records` of a request that recorded no per-partition data over the topics
+ * it named with `op` and no error: the frame-level totals, until every data API fills
+ * sl_req_data (then the per-partition counts are used instead). */
+static void topics_fallback(sl_metrics *m, const sl_req *rq, int op, int64_t bytes,
+                            int64_t records) {
+    int n = 0;
+    for (int32_t i = 0; i < rq->nres; i++) {
+        const sl_req_res *r = &rq->res[i];
+        if (r->rtype == SL_ACL_RES_TOPIC && r->op == op && r->allowed && !r->error) n++;
+    }
+    if (!n || bytes <= 0) return;
+    int64_t bshare = bytes / n, rshare = records / n, first = 1;
+    for (int32_t i = 0; i < rq->nres; i++) {
+        const sl_req_res *r = &rq->res[i];
+        if (r->rtype != SL_ACL_RES_TOPIC || r->op != op || !r->allowed || r->error) continue;
+        char name[256];
+        int32_t l = r->name.len > 0 ? r->name.len : 0;
+        if (l > 255) l = 255;
+        memcpy(name, r->name.p, (size_t)l);
+        name[l] = 0;
+        const char *v[1] = {name};
+        int64_t b = bshare + (first ? bytes % n : 0), rc = rshare + (first ? records % n : 0);
+        first = 0;
+        ser *s = fam_get(&m->topics, v, 1, &m->dropped);
+        if (!s) continue;
+        if (op == SL_ACL_OP_WRITE) {
+            s->v[0] += (uint64_t)b;
+            s->v[2] += (uint64_t)(rc > 0 ? rc : 0);
+        } else {
+            s->v[1] += (uint64_t)b;
+            s->v[3] += (uint64_t)(rc > 0 ? rc : 0);
+        }
+    }
+}
+
+static void on_request(sl_metrics *m, const sl_event *ev) {
+    const sl_req *rq = ev->rq;
+    if (rq->conn_id) tls_forget(m, rq->conn_id);
+    int slot = API_SLOT;
+    if (rq->api)
+        slot = rq->h.api_key;
+    else if (rq->raw)
+        slot = 36; /* a bare SASL token: SaslAuthenticate's v0 framing */
+    if (slot < 0 || slot > API_SLOT) slot = API_SLOT;
+    api_stats *a = &m->api[slot];
+    a->count++;
+    a->bytes_in += (uint64_t)(rq->bytes_in > 0 ? rq->bytes_in : 0);
+    a->bytes_out += (uint64_t)(rq->bytes_out > 0 ? rq->bytes_out : 0);
+    if (rq->error || rq->outcome == SL_REQ_OUT_CLOSED) a->errors++;
+    double s = rq->end_ns > rq->start_ns ? (double)(rq->end_ns - rq->start_ns) / 1e9 : 0;
+    int i = 0;
+    while (i < LAT_NB && s > k_lat_le[i]) i++;
+    a->bucket[i]++;
+    a->sum_s += s;
+    for (int32_t k = 0; k < rq->nres; k++) {
+        const sl_req_res *r = &rq->res[k];
+        if (r->allowed) continue;
+        const char *v[3] = {rq->principal ? rq->principal : "User:ANONYMOUS", sl_acl_op_name(r->op),
+                            sl_acl_res_name(r->rtype)};
+        fam_inc(m, &m->denials, v, 3, 0, 1);
+    }
+    if (rq->ndata > 0) {
+        for (int32_t k = 0; k < rq->ndata; k++) {
+            const sl_req_data *d = &rq->data[k];
+            if (d->error || d->topic.len <= 0) continue;
+            char name[256];
+            int32_t l = d->topic.len > 255 ? 255 : d->topic.len;
+            memcpy(name, d->topic.p, (size_t)l);
+            name[l] = 0;
+            const char *v[1] = {name};
+            ser *t = fam_get(&m->topics, v, 1, &m->dropped);
+            if (!t) continue;
+            uint64_t bytes = (uint64_t)(d->bytes > 0 ? d->bytes : 0);
+            uint64_t recs = (uint64_t)(d->records > 0 ? d->records : 0);
+            t->v[d->write ? 0 : 1] += bytes;
+            t->v[d->write ? 2 : 3] += recs;
+        }
+    } else if (rq->api && rq->h.api_key == 0) {
+        topics_fallback(m, rq, SL_ACL_OP_WRITE, rq->bytes_in, rq->records_in);
+    } else if (rq->api && rq->h.api_key == 1) {
+        topics_fallback(m, rq, SL_ACL_OP_READ, rq->bytes_out, rq->records_out);
+    }
+}
+
+static void on_event(void *ctx, const sl_event *ev) {
+    sl_metrics *m = ctx;
+    const char *listener = ev->listener ? ev->listener : "";
+    switch (ev->kind) {
+    case SL_EV_REQUEST:
+        on_request(m, ev);
+        break;
+    case SL_EV_AUTH: {
+        if (ev->conn_id) tls_forget(m, ev->conn_id);
+        if (ev->auth.activity == SL_AUTH_EXPIRED) break;
+        const char *mech = ev->auth.mechanism ? ev->auth.mechanism : "unknown";
+        if (ev->auth.success) {
+            const char *v[2] = {mech, listener};
+            fam_inc(m, &m->auth_ok, v, 2, 0, 1);
+        } else {
+            const char *v[3] = {mech, listener, ev->auth.reason ? ev->auth.reason : "unknown"};
+            fam_inc(m, &m->auth_bad, v, 3, 0, 1);
+        }
+        break;
+    }
+    case SL_EV_NET: {
+        const char *v[2] = {listener, ev->net.reason ? ev->net.reason : "unknown"};
+        if (ev->net.activity == SL_NET_OPEN) {
+            ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
+            if (s) {
+                s->v[0]++;
+                s->v[1]++;
+            }
+            if (ev->conn_id && listener_is_tls(m->b, ev->listener)) tls_track(m, ev->conn_id);
+        } else if (ev->net.activity == SL_NET_CLOSE) {
+            ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
+            if (s && s->v[0] > 0) s->v[0]--;
+            if (ev->conn_id && tls_forget(m, ev->conn_id)) {
+                if (!ev->net.reason) v[1] = "closed before the first request";
+                fam_inc(m, &m->tls_bad, v, 2, 0, 1);
+            }
+        } else {
+            fam_inc(m, &m->refused, v, 2, 0, 1);
+        }
+        break;
+    }
+    case SL_EV_DETECTION: {
+        const char *v[1] = {ev->det.rule ? ev->det.rule : "unknown"};
+        fam_inc(m, &m->dets, v, 1, 0, 1);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- rendering ---------------------------------------------------------------------------- */
+
+static void render_fam(sl_text *t, const fam *f, const char *name, const char *type,
+                       const char *help, const char *const *lnames, int idx) {
+    sl_prom_family(t, name, type, help);
+    for (int i = 0; i < NBUCKETS; i++)
+        for (const ser *s = f->b[i]; s; s = s->next) {
+            const char *vals[4];
+            ser_labels(s, vals);
+            const char *labels[9] = {0};
+            for (int k = 0; k < s->nlabels && lnames[k]; k++) {
+                labels[2 * k] = lnames[k];
+                labels[2 * k + 1] = vals[k];
+            }
+            sl_prom_sample_u64(t, name, labels, s->v[idx]);
+        }
+}
+
+static void scalar(sl_text *t, const char *name, const char *type, const char *help, double v) {
+    sl_prom_family(t, name, type, help);
+    sl_prom_sample(t, name, NULL, v);
+}
+
+typedef struct lag_ctx {
+    sl_metrics *m;
+    sl_text *t;
+    const char *group;
+} lag_ctx;
+
+static void lag_partition(void *arg, sl_str topic, int32_t partition, const sl_group_committed *c) {
+    lag_ctx *lc = arg;
+    if (!c || c->offset < 0) return;
+    sl_topic *tp = sl_topics_find(lc->m->b->topics, topic);
+    if (!tp || tp->deleted || partition < 0 || partition >= tp->npart) return;
+    sl_log *log = tp->parts[partition]->log;
+    if (!log) return;
+    int64_t lag = sl_log_end_offset(log) - c->offset;
+    char pbuf[16];
+    snprintf(pbuf, sizeof pbuf, "%d", (int)partition);
+    const char *labels[] = {"group", lc->group, "topic", tp->name, "partition", pbuf, NULL};
+    sl_prom_sample(lc->t, "kafka_consumergroup_lag", labels, (double)(lag > 0 ? lag : 0));
+}
+
+static void lag_group(void *arg, sl_str group) {
+    lag_ctx *lc = arg;
+    char g[256];
+    int32_t l = group.len > 255 ? 255 : (group.len > 0 ? group.len : 0);
+    if (l) memcpy(g, group.p, (size_t)l);
+    g[l] = 0;
+    lc->group = g;
+    sl_groups_each_committed(&lc->m->b->coordinator, group, lag_partition, lc);
+}
+
+/* Sums of the topic family: bytes in, bytes out, messages in, messages out. */
+static void topic_totals(const sl_metrics *m, uint64_t out[4]) {
+    memset(out, 0, 4 * sizeof out[0]);
+    for (int i = 0; i < NBUCKETS; i++)
+        for (const ser *s = m->topics.b[i]; s; s = s->next)
+            for (int k = 0; k < 4; k++) out[k] += s->v[k];
+}
+
+static void render_disk(const sl_metrics *m, sl_text *t, bool free_bytes) {
+    const char *name = free_bytes ? "sluice_disk_free_bytes" : "sluice_disk_total_bytes";
+    sl_prom_family(t, name, "gauge",
+                   free_bytes ? "Bytes available to the broker on the file system of each log "
+                                "directory."
+                              : "Size of the file system of each log directory.");
+    char dirs[sizeof m->b->cfg.log_dirs];
+    snprintf(dirs, sizeof dirs, "%s", m->b->cfg.log_dirs);
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+        while (*d == ' ') d++;
+        struct statvfs sv;
+        if (!*d || statvfs(d, &sv)) continue;
+        double v = free_bytes ? (double)sv.f_bavail * (double)sv.f_frsize
+                              : (double)sv.f_blocks * (double)sv.f_frsize;
+        const char *labels[] = {"path", d, NULL};
+        sl_prom_sample(t, name, labels, v);
+    }
+}
+
+static void render_metrics(sl_metrics *m, sl_text *t) {
+    sl_broker *b = m->b;
+    static const char *const l_topic[] = {"topic", NULL};
+    sl_prom_family(t, "kafka_server_brokertopicmetrics_bytesin_total", "counter",
+                   "Record bytes produced to each topic (BrokerTopicMetrics BytesInPerSec).");
+    for (int i = 0; i < NBUCKETS; i++)
+        for (const ser *s = m->topics.b[i]; s; s = s->next) {
+            const char *labels[] = {"topic", s->key, NULL};
+            sl_prom_sample_u64(t, "kafka_server_brokertopicmetrics_bytesin_total", labels, s->v[0]);
+        }
+    render_fam(t, &m->topics, "kafka_server_brokertopicmetrics_bytesout_total", "counter",
+               "Record bytes fetched from each topic (BrokerTopicMetrics BytesOutPerSec).", l_topic,
+               1);
+    render_fam(t, &m->topics, "kafka_server_brokertopicmetrics_messagesin_total", "counter",
+               "Records produced to each topic (BrokerTopicMetrics MessagesInPerSec).", l_topic, 2);
+    render_fam(t, &m->topics, "sluice_topic_messages_out_total", "counter",
+               "Records fetched from each topic.", l_topic, 3);
+
+    int32_t npart = 0;
+    for (sl_topic *tp = sl_topics_next(b->topics, NULL); tp; tp = sl_topics_next(b->topics, tp))
+        if (!tp->deleted) npart += tp->npart;
+    scalar(t, "kafka_server_replicamanager_partitioncount", "gauge",
+           "Partitions on this broker (ReplicaManager PartitionCount).", npart);
+    scalar(t, "kafka_server_replicamanager_underreplicatedpartitions", "gauge",
+           "Under-replicated partitions: always 0 on a single node.", 0);
+    scalar(t, "kafka_controller_kafkacontroller_offlinepartitionscount", "gauge",
+           "Partitions without a leader: always 0 on a single node.", 0);
+    scalar(t, "kafka_controller_kafkacontroller_activecontrollercount", "gauge",
+           "1: this single node is the active controller.", 1);
+    sl_prom_family(t, "kafka_log_log_size", "gauge", "Bytes of each partition's log on disk.");
+    for (sl_topic *tp = sl_topics_next(b->topics, NULL); tp; tp = sl_topics_next(b->topics, tp)) {
+        if (tp->deleted) continue;
+        for (int32_t i = 0; i < tp->npart; i++) {
+            if (!tp->parts[i]->log) continue;
+            char pbuf[16];
+            snprintf(pbuf, sizeof pbuf, "%d", (int)i);
+            const char *labels[] = {"topic", tp->name, "partition", pbuf, NULL};
+            sl_prom_sample(t, "kafka_log_log_size", labels,
+                           (double)sl_log_size_bytes(tp->parts[i]->log));
+        }
+    }
+    sl_prom_family(t, "kafka_consumergroup_lag", "gauge",
+                   "Log end offset minus the group's committed offset, per partition.");
+    if (b->groups && b->coordinator.ops) {
+        lag_ctx lc = {.m = m, .t = t};
+        sl_group_coord_each_group(b, lag_group, &lc);
+    }
+
+    /* Connections: every listener, open ones counted from the hub. */
+    sl_prom_family(t, "kafka_server_socketservermetrics_connection_count", "gauge",
+                   "Open connections per listener (SocketServer connection-count).");
+    for (int i = 0; i < b->nlisteners; i++) {
+        const char *v[1] = {b->listeners[i].name};
+        ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
+        const char *labels[] = {"listener", b->listeners[i].name, NULL};
+        sl_prom_sample_u64(t, "kafka_server_socketservermetrics_connection_count", labels,
+                           s ? s->v[0] : 0);
+    }
+    static const char *const l_listener[] = {"listener", NULL};
+    render_fam(t, &m->conns_by, "sluice_connections_opened_total", "counter",
+               "Connections accepted per listener.", l_listener, 1);
+    static const char *const l_lr[] = {"listener", "reason", NULL};
+    render_fam(t, &m->refused, "sluice_connections_refused_total", "counter",
+               "Connections refused at accept, per listener and limit (or \"blocked\").", l_lr, 0);
+
+    static const char *const l_mlr[] = {"mechanism", "listener", "reason", NULL};
+    render_fam(t, &m->auth_bad, "sluice_authentication_failures_total", "counter",
+               "Failed authentications per mechanism, listener and reason.", l_mlr, 0);
+    render_fam(t, &m->auth_ok, "sluice_authentication_successes_total", "counter",
+               "Successful authentications per mechanism and listener.", l_mlr, 0);
+    static const char *const l_por[] = {"principal", "operation", "resource_type", NULL};
+    render_fam(t, &m->denials, "sluice_authorization_denials_total", "counter",
+               "Resources a request was denied, per principal, operation and resource type.", l_por,
+               0);
+    render_fam(t, &m->tls_bad, "sluice_tls_handshake_failures_total", "counter",
+               "TLS connections that closed before their first request, per listener and "
+               "reason.",
+               l_lr, 0);
+    sl_prom_family(t, "sluice_certificate_expiry_timestamp_seconds", "gauge",
+                   "notAfter of the certificate each TLS listener serves (seconds since the "
+                   "epoch).");
+    for (int i = 0; i < 16; i++) {
+        if (!b->tls[i]) continue;
+        int64_t na = sl_tls_endpoint_not_after(b->tls[i]);
+        if (!na) continue;
+        const char *labels[] = {"listener", sl_tls_endpoint_listener(b->tls[i]), NULL};
+        sl_prom_sample(t, "sluice_certificate_expiry_timestamp_seconds", labels, (double)na);
+    }
+    static const char *const l_rule[] = {"rule", NULL};
+    render_fam(t, &m->dets, "sluice_detections_total", "counter",
+               "Findings of the built-in detection rules.", l_rule, 0);
+    sl_guard_stats gs = {0};
+    if (b->guard) sl_guard_stats_get(b->guard, &gs);
+    scalar(t, "sluice_guard_blocked_addresses", "gauge", "Client addresses refused right now.",
+           gs.blocked_addresses);
+
+    sl_audit_stats as = {0};
+    if (b->audit) sl_audit_stats_get(b->audit, &as);
+    sl_prom_family(t, "sluice_audit_events_written_total", "counter",
+                   "Audit events durably written.");
+    sl_prom_sample_u64(t, "sluice_audit_events_written_total", NULL, as.events_written);
+    sl_prom_family(t, "sluice_audit_events_dropped_total", "counter",
+                   "Audit events lost under the continue failure policy.");
+    sl_prom_sample_u64(t, "sluice_audit_events_dropped_total", NULL, as.events_dropped);
+    sl_prom_family(t, "sluice_audit_requests_refused_total", "counter",
+                   "Requests refused under the block failure policy.");
+    sl_prom_sample_u64(t, "sluice_audit_requests_refused_total", NULL, as.events_refused);
+    scalar(t, "sluice_audit_lag_seconds", "gauge", "Age of the oldest audit event not yet written.",
+           (double)as.lag_ms / 1000.0);
+    scalar(t, "sluice_audit_failing", "gauge", "1 while an audit sink cannot write.",
+           as.failing ? 1 : 0);
+
+    render_disk(m, t, true);
+    render_disk(m, t, false);
+
+    /* Requests per API. */
+    sl_prom_family(t, "sluice_request_latency_seconds", "histogram",
+                   "Time from a request's frame to its answer, per API.");
+    for (int k = 0; k <= API_SLOT; k++) {
+        const api_stats *a = &m->api[k];
+        if (!a->count) continue;
+        const char *name = api_name(k);
+        uint64_t cum = 0;
+        for (int i = 0; i <= LAT_NB; i++) {
+            cum += a->bucket[i];
+            const char *labels[] = {"request", name, "le", i < LAT_NB ? k_lat_le_s[i] : "+Inf",
+                                    NULL};
+            sl_prom_sample_u64(t, "sluice_request_latency_seconds_bucket", labels, cum);
+        }
+        const char *labels[] = {"request", name, NULL};
+        sl_prom_sample(t, "sluice_request_latency_seconds_sum", labels, a->sum_s);
+        sl_prom_sample_u64(t, "sluice_request_latency_seconds_count", labels, cum);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } per_api[] = {
+        {"sluice_requests_total", "Requests finished per API (RequestMetrics RequestsPerSec).",
+         offsetof(api_stats, count)},
+        {"sluice_request_errors_total",
+         "Requests per API answered with an error or closed instead of answered.",
+         offsetof(api_stats, errors)},
+        {"sluice_request_bytes_in_total", "Request bytes received per API (frames).",
+         offsetof(api_stats, bytes_in)},
+        {"sluice_request_bytes_out_total", "Response bytes sent per API (frames).",
+         offsetof(api_stats, bytes_out)},
+    };
+    for (size_t f = 0; f < sizeof per_api / sizeof per_api[0]; f++) {
+        sl_prom_family(t, per_api[f].name, "counter", per_api[f].help);
+        for (int k = 0; k <= API_SLOT; k++) {
+            if (!m->api[k].count) continue;
+            uint64_t v;
+            memcpy(&v, (const char *)&m->api[k] + per_api[f].off, sizeof v);
+            const char *labels[] = {"request", api_name(k), NULL};
+            sl_prom_sample_u64(t, per_api[f].name, labels, v);
+        }
+    }
+
+    sl_prom_family(t, "sluice_fsync_latency_seconds", "histogram",
+                   "Duration of each fsync round of a log by the flusher.");
+    sl_fsync_hist fh = {0};
+    if (b->flusher) sl_flusher_fsync_hist(b->flusher, &fh);
+    uint64_t cum = 0;
+    for (int i = 0; i <= SL_FSYNC_NBUCKETS; i++) {
+        cum += fh.bucket[i];
+        char le[32];
+        if (i < SL_FSYNC_NBUCKETS)
+            snprintf(le, sizeof le, "%g", sl_fsync_bucket_le[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        const char *labels[] = {"le", le, NULL};
+        sl_prom_sample_u64(t, "sluice_fsync_latency_seconds_bucket", labels, cum);
+    }
+    sl_prom_sample(t, "sluice_fsync_latency_seconds_sum", NULL, (double)fh.sum_ns / 1e9);
+    sl_prom_sample_u64(t, "sluice_fsync_latency_seconds_count", NULL, cum);
+
+    scalar(t, "sluice_start_time_seconds", "gauge",
+           "When the broker started (seconds since the "
+           "epoch).",
+           (double)m->started_ms / 1000.0);
+    sl_prom_family(t, "sluice_metrics_series_dropped_total", "counter",
+                   "Label sets not counted because their family reached its series limit.");
+    sl_prom_sample_u64(t, "sluice_metrics_series_dropped_total", NULL, m->dropped);
+    sl_prom_family(t, "sluice_metrics_connections_refused_total", "counter",
+                   "Connections to this endpoint closed at accept (its connection limit).");
+    sl_prom_sample_u64(t, "sluice_metrics_connections_refused_total", NULL, m->http_refused);
+}
+
+/* ---- status page -------------------------------------------------------------------------- */
+
+static void page_num(sl_text *t, const char *id, const char *label, double v, const char *unit) {
+    sl_text_printf(t,
+                   "<div class=\"card\"><div class=\"lbl\">%s</div><div class=\"num\" id=\"%s\">",
+                   label, id);
+    sl_prom_value(t, v);
+    sl_text_printf(t, "</div><div class=\"unit\">%s</div></div>\n", unit);
+}
+
+static uint64_t fam_sum(const fam *f, int idx) {
+    uint64_t s = 0;
+    for (int i = 0; i < NBUCKETS; i++)
+        for (const ser *x = f->b[i]; x; x = x->next) s += x->v[idx];
+    return s;
+}
+
+static void render_page(sl_metrics *m, sl_text *t) {
+    sl_broker *b = m->b;
+    uint64_t tot[4];
+    topic_totals(m, tot);
+    int64_t now = wall_ms();
+    /* Rates over the window from the older of two samples taken at views at least 5 s apart,
+     * so a view right after another still shows a rate over at least 5 s. */
+    if (!m->snap_ms[1]) m->snap_ms[0] = m->snap_ms[1] = m->started_ms;
+    if (now - m->snap_ms[1] >= 5000) {
+        m->snap_ms[0] = m->snap_ms[1];
+        memcpy(m->snap[0], m->snap[1], sizeof m->snap[0]);
+        m->snap_ms[1] = now;
+        memcpy(m->snap[1], tot, sizeof tot);
+    }
+    double rate[4] = {0};
+    double dt = (double)(now - m->snap_ms[0]) / 1000.0;
+    for (int k = 0; k < 4 && dt > 0; k++) rate[k] = (double)(tot[k] - m->snap[0][k]) / dt;
+    sl_text_puts(t,
+                 "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                 "<meta name=\"viewport\" content=\"width=device-width\">"
+                 "<title>Sluice status</title><style>"
+                 "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}"
+                 "h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}"
+                 ".cards{display:flex;flex-wrap:wrap;gap:.8em}"
+                 ".card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6em 1em;"
+                 "min-width:9em}.lbl{font-size:.8em;color:#666}.num{font-size:1.5em;"
+                 "font-variant-numeric:tabular-nums}.unit{font-size:.75em;color:#888}"
+                 "table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;"
+                 "padding:.3em .7em;text-align:left}.muted{color:#888}"
+                 "</style></head><body>\n<h1>Sluice broker ");
+    sl_text_printf(t, "%d</h1>\n<p class=\"muted\">cluster ", (int)b->cfg.node_id);
+    sl_html_escape(t, b->topics ? sl_topics_cluster_id(b->topics) : "");
+    sl_text_printf(t,
+                   " &middot; up %lld s &middot; <span id=\"refresh\">refreshes every 5 s</span> "
+                   "&middot; <a href=\"/metrics\">/metrics</a></p>\n",
+                   (long long)((now - m->started_ms) / 1000));
+    sl_text_puts(t, "<h2>Throughput</h2><div class=\"cards\">\n");
+    page_num(t, "bytes-in-total", "Bytes in", (double)tot[0], "total");
+    page_num(t, "bytes-out-total", "Bytes out", (double)tot[1], "total");
+    page_num(t, "messages-in-total", "Messages in", (double)tot[2], "total");
+    page_num(t, "messages-out-total", "Messages out", (double)tot[3], "total");
+    page_num(t, "bytes-in-rate", "Bytes in", rate[0], "per second");
+    page_num(t, "bytes-out-rate", "Bytes out", rate[1], "per second");
+    page_num(t, "messages-in-rate", "Messages in", rate[2], "per second");
+    page_num(t, "messages-out-rate", "Messages out", rate[3], "per second");
+    sl_text_puts(t, "</div>\n<h2>Security</h2><div class=\"cards\">\n");
+    page_num(t, "auth-failures-total", "Authentication failures", (double)fam_sum(&m->auth_bad, 0),
+             "total");
+    page_num(t, "denials-total", "Authorization denials", (double)fam_sum(&m->denials, 0), "total");
+    page_num(t, "refused-total", "Connections refused", (double)fam_sum(&m->refused, 0), "total");
+    page_num(t, "detections-total", "Detections", (double)fam_sum(&m->dets, 0), "total");
+    sl_text_puts(t, "</div>\n<h2>Connections</h2><table id=\"connections\"><tr><th>Listener</th>"
+                    "<th>Open</th><th>Accepted</th></tr>\n");
+    for (int i = 0; i < b->nlisteners; i++) {
+        const char *v[1] = {b->listeners[i].name};
+        ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
+        sl_text_puts(t, "<tr><td>");
+        sl_html_escape(t, b->listeners[i].name);
+        sl_text_puts(t, "</td><td id=\"connections-");
+        sl_html_escape(t, b->listeners[i].name);
+        sl_text_printf(t, "\">%llu</td><td>%llu</td></tr>\n", (unsigned long long)(s ? s->v[0] : 0),
+                       (unsigned long long)(s ? s->v[1] : 0));
+    }
+    sl_text_puts(t, "</table>\n<h2>Latest detections</h2><table id=\"detections\"><tr><th>Time"
+                    "</th><th>Rule</th><th>Subject</th><th>Finding</th><th>Severity</th></tr>\n");
+    sl_guard_finding f[20];
+    int nf = b->guard ? sl_guard_recent(b->guard, f, 20) : 0;
+    if (nf <= 0) sl_text_puts(t, "<tr><td colspan=\"5\" class=\"muted\">none</td></tr>\n");
+    for (int i = 0; i < nf && i < 20; i++) {
+        time_t sec = (time_t)(f[i].time_ms / 1000);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        f[i].rule[sizeof f[i].rule - 1] = 0;
+        f[i].subject[sizeof f[i].subject - 1] = 0;
+        f[i].title[sizeof f[i].title - 1] = 0;
+        sl_text_printf(t, "<tr><td>%s</td><td>", ts);
+        sl_html_escape(t, f[i].rule);
+        sl_text_puts(t, "</td><td>");
+        sl_html_escape(t, f[i].subject);
+        sl_text_puts(t, "</td><td>");
+        sl_html_escape(t, f[i].title);
+        sl_text_printf(t, "</td><td>%d</td></tr>\n", f[i].severity);
+    }
+    sl_text_puts(t, "</table>\n<script>\n"
+                    "/* Server-rendered numbers; the page reloads itself to refresh them. */\n"
+                    "setTimeout(function(){location.reload();},5000);\n"
+                    "</script>\n</body></html>\n");
+}
+
+/* ---- HTTP server -------------------------------------------------------------------------- */
+
+static void conn_close(hconn *c);
+static void conn_io(void *ctx, uint32_t ev);
+
+static void conn_timeout(void *ctx) {
+    hconn *c = ctx;
+    c->timer = NULL;
+    conn_close(c);
+}
+
+static void conn_deadline(hconn *c, int64_t ms) {
+    if (c->timer) sl_timer_cancel(c->m->b->loop, c->timer);
+    c->timer = sl_timer_start(c->m->b->loop, ms, conn_timeout, c);
+}
+
+static void conn_close(hconn *c) {
+    sl_metrics *m = c->m;
+    if (c->timer) sl_timer_cancel(m->b->loop, c->timer);
+    sl_loop_unwatch(m->b->loop, c->fd);
+    if (c->ssl) {
+        if (!c->handshaking) SSL_shutdown(c->ssl); /* best effort close_notify, never waits */
+        SSL_free(c->ssl);
+    }
+    close(c->fd);
+    sl_text_free(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    m->nconns--;
+    free(c);
+}
+
+/* Watches what the connection waits for now. */
+static void conn_watch(hconn *c, uint32_t want) {
+    if (want == c->watched) return;
+    if (sl_loop_modify(c->m->b->loop, c->fd, want) == SL_OK) c->watched = want;
+}
+
+static bool authorized(const sl_metrics *m, const sl_http_req *r) {
+    if (!m->token) return true;
+    if (!r->has_auth || strncasecmp(r->auth, "Bearer ", 7)) return false;
+    const char *tok = r->auth + 7;
+    while (*tok == ' ') tok++;
+    /* Digests of equal length, compared in constant time: neither the token's length nor its
+     * prefix leaks through timing. */
+    unsigned char d[32];
+    unsigned int dl = 0;
+    if (!EVP_Digest(tok, strlen(tok), d, &dl, EVP_sha256(), NULL) || dl != 32) return false;
+    return CRYPTO_memcmp(d, m->token_sha, 32) == 0;
+}
+
+static bool ready(const sl_metrics *m, const char **why) {
+    if (m->b->stopping)
+        *why = "the broker is stopping";
+    else if (m->b->nlisteners <= 0)
+        *why = "no listener is bound";
+    else if (m->b->audit && !sl_audit_accepting(m->b->audit))
+        *why = "the audit trail is not accepting events";
+    else
+        return true;
+    return false;
+}
+
+/* Builds the answer to `r` (status < 0: the parser's refusal) into c->out. */
+static void respond(hconn *c, const sl_http_req *r, int refusal) {
+    sl_metrics *m = c->m;
+    sl_text body = {0};
+    int status = 200;
+    const char *ctype = "text/plain; charset=utf-8";
+    bool head = false;
+    if (refusal) {
+        status = refusal;
+        sl_text_printf(&body, "%s\n", sl_http_reason(status));
+        c->close_after = true;
+    } else {
+        head = r->head;
+        c->close_after = !r->keep_alive;
+        const char *why = NULL;
+        if (!strcmp(r->path, "/healthz")) {
+            sl_text_puts(&body, "ok\n");
+        } else if (!strcmp(r->path, "/readyz")) {
+            if (ready(m, &why))
+                sl_text_puts(&body, "ready\n");
+            else {
+                status = 503;
+                sl_text_printf(&body, "not ready: %s\n", why);
+            }
+        } else if (strcmp(r->path, "/metrics") && strcmp(r->path, "/")) {
+            status = 404;
+            sl_text_puts(&body, "not found: /metrics, /healthz, /readyz, /\n");
+        } else if (!authorized(m, r)) {
+            status = 401;
+            sl_text_puts(&body, "a bearer token is required\n");
+        } else if (!strcmp(r->path, "/metrics")) {
+            ctype = "text/plain; version=0.0.4; charset=utf-8";
+            render_metrics(m, &body);
+        } else {
+            ctype = "text/html; charset=utf-8";
+            render_page(m, &body);
+        }
+    }
+    if (body.oom) {
+        sl_text_free(&body);
+        status = 500;
+        c->close_after = true;
+        sl_text_puts(&body, "out of memory\n");
+    }
+    sl_text_free(&c->out);
+    sl_text_printf(&c->out,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                   "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
+                   "script-src 'unsafe-inline'\r\n%s%s\r\n",
+                   status, sl_http_reason(status), ctype, body.len,
+                   status == 401 ? "WWW-Authenticate: Bearer realm=\"sluice\"\r\n" : "",
+                   c->close_after ? "Connection: close\r\n" : "");
+    if (!head && body.len) sl_text_put(&c->out, body.p, body.len);
+    sl_text_free(&body);
+    if (c->out.oom) c->close_after = true;
+    c->woff = 0;
+    c->writing = true;
+}
+
+/* I/O through TLS or the socket: > 0 bytes, 0 end of stream, -1 error, -2 would block (with
+ * *want set to the event to wait for). */
+static ssize_t io_read(hconn *c, void *buf, size_t n, uint32_t *want) {
+    if (!c->ssl) {
+        ssize_t r = recv(c->fd, buf, n, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *want = SL_EV_READ;
+            return -2;
+        }
+        return r;
+    }
+    int r = SSL_read(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0) return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE;
+        return -2;
+    }
+    ERR_clear_error();
+    return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static ssize_t io_write(hconn *c, const void *buf, size_t n, uint32_t *want) {
+    if (!c->ssl) {
+        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *want = SL_EV_WRITE;
+            return -2;
+        }
+        return r;
+    }
+    int r = SSL_write(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0) return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE;
+        return -2;
+    }
+    ERR_clear_error();
+    return -1;
+}
+
+/* Runs the connection as far as it can go without blocking. */
+static void conn_run(hconn *c) {
+    for (;;) {
+        uint32_t want = SL_EV_READ;
+        if (c->handshaking) {
+            int r = SSL_accept(c->ssl);
+            if (r == 1) {
+                c->handshaking = false;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                ERR_clear_error();
+                SL_INFO("metrics", "tls handshake failed", "peer=%s", c->peer);
+                conn_close(c);
+                return;
+            }
+            conn_watch(c, e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE);
+            return;
+        }
+        if (c->writing) {
+            while (c->woff < c->out.len) {
+                ssize_t w = io_write(c, c->out.p + c->woff, c->out.len - c->woff, &want);
+                if (w == -2) {
+                    conn_watch(c, want);
+                    return;
+                }
+                if (w <= 0) {
+                    conn_close(c);
+                    return;
+                }
+                c->woff += (size_t)w;
+            }
+            c->writing = false;
+            sl_text_free(&c->out);
+            if (c->close_after) {
+                conn_close(c);
+                return;
+            }
+            conn_deadline(c, c->rlen ? REQ_TIMEOUT_MS : IDLE_TIMEOUT_MS);
+        }
+        /* A complete head already buffered (pipelined) is answered before reading more. */
+        /* Parsed only once the head can be complete, so a client trickling bytes does not make
+         * every byte rescan all that came before it. */
+        bool complete = c->rlen >= sizeof c->rbuf;
+        for (size_t i = c->scanned > 3 ? c->scanned - 3 : 0; !complete && i + 3 < c->rlen; i++)
+            if (!memcmp(c->rbuf + i, "\r\n\r\n", 4)) complete = true;
+        c->scanned = c->rlen;
+        sl_http_req r;
+        int n = complete ? sl_http_parse(c->rbuf, c->rlen, &r) : 0;
+        if (n != 0) {
+            if (n > 0) {
+                memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
+                c->rlen -= (size_t)n;
+            }
+            c->scanned = 0;
+            respond(c, &r, n < 0 ? -n : 0);
+            conn_deadline(c, REQ_TIMEOUT_MS);
+            continue;
+        }
+        if (c->rlen >= sizeof c->rbuf) { /* cannot happen: parse answers 431 first */
+            conn_close(c);
+            return;
+        }
+        ssize_t got = io_read(c, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, &want);
+        if (got == -2) {
+            conn_watch(c, want);
+            return;
+        }
+        if (got <= 0) {
+            conn_close(c);
+            return;
+        }
+        if (c->rlen == 0) conn_deadline(c, REQ_TIMEOUT_MS); /* a request starts: it has 10 s */
+        c->rlen += (size_t)got;
+    }
+}
+
+static void conn_io(void *ctx, uint32_t ev) { conn_run(ctx); }
+
+static void on_accept(void *ctx, uint32_t ev) {
+    sl_metrics *m = ctx;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(m->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return; /* EAGAIN, or a transient error: the next readiness retries */
+        if (m->nconns >= MAX_CONNS) {
+            m->http_refused++;
+            close(fd);
+            continue;
+        }
+        hconn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->m = m;
+        c->fd = fd;
+        char host[INET6_ADDRSTRLEN] = "?", serv[8] = "?";
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+        snprintf(c->peer, sizeof c->peer, "%s:%s", host, serv);
+        if (m->ctx) {
+            c->ssl = SSL_new(m->ctx);
+            if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+                SSL_free(c->ssl);
+                close(fd);
+                free(c);
+                continue;
+            }
+            c->handshaking = true;
+        }
+        if (sl_loop_watch(m->b->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->watched = SL_EV_READ;
+        c->next = m->conns;
+        if (m->conns) m->conns->prev = c;
+        m->conns = c;
+        m->nconns++;
+        conn_deadline(c, REQ_TIMEOUT_MS);
+        conn_run(c);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+/* Splits "http://host:port" into its parts; false when malformed. */
+static bool parse_url(const char *url, bool *https, char *host, size_t hl, int *port) {
+    const char *p;
+    if (!strncmp(url, "http://", 7)) {
+        *https = false;
+        p = url + 7;
+    } else if (!strncmp(url, "https://", 8)) {
+        *https = true;
+        p = url + 8;
+    } else
+        return false;
+    const char *colon;
+    if (*p == '[') {
+        const char *rb = strchr(p, ']');
+        if (!rb || rb[1] != ':') return false;
+        if ((size_t)(rb - p - 1) >= hl) return false;
+        memcpy(host, p + 1, (size_t)(rb - p - 1));
+        host[rb - p - 1] = 0;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(p, ':');
+        if (!colon || (size_t)(colon - p) >= hl) return false;
+        memcpy(host, p, (size_t)(colon - p));
+        host[colon - p] = 0;
+    }
+    char *end;
+    long v = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || (*end && strcmp(end, "/")) || v < 0 || v > 65535) return false;
+    *port = (int)v;
+    return true;
+}
+
+/* Binds and listens; errno-style failure in *eno. */
+static int bind_listen(const char *host, int port, int *bound, int *eno) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rc = getaddrinfo(host[0] ? host : NULL, ps, &hints, &res);
+    if (rc) {
+        *eno = EADDRNOTAVAIL;
+        return -1;
+    }
+    int fd = -1;
+    *eno = 0;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            *eno = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
+        *eno = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+/* Reads the bearer token file: its first line, surrounding white space removed. Keeps only its
+ * digest; every copy of the token is wiped before returning. */
+static sl_err load_token(sl_metrics *m, const char *path, char *err, size_t elen) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, elen, "sluice.metrics.bearer.token.file: cannot read %s: %s", path,
+                 strerror(errno));
+        return SL_ECONFIG;
+    }
+    char buf[1025];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *s = buf;
+    while (*s == ' ' || *s == '\t') s++;
+    size_t l = strcspn(s, "\r\n");
+    while (l && (s[l - 1] == ' ' || s[l - 1] == '\t')) l--;
+    sl_err e = SL_OK;
+    unsigned int dl = 0;
+    if (!l || n == sizeof buf - 1) {
+        snprintf(err, elen,
+                 "sluice.metrics.bearer.token.file: %s holds no token (one line, at "
+                 "most 1024 bytes)",
+                 path);
+        e = SL_ECONFIG;
+    } else if (!EVP_Digest(s, l, m->token_sha, &dl, EVP_sha256(), NULL)) {
+        snprintf(err, elen, "sluice.metrics.bearer.token.file: cannot hash the token");
+        e = SL_ECONFIG;
+    } else
+        m->token = true;
+    OPENSSL_cleanse(buf, sizeof buf);
+    return e;
+}
+
+static sl_err make_tls(sl_metrics *m, char *err, size_t elen) {
+    const sl_config *cfg = &m->b->cfg;
+    const char *ks = cfg->sluice_metrics_ssl_keystore_location[0]
+                         ? cfg->sluice_metrics_ssl_keystore_location
+                         : cfg->ssl_keystore_location;
+    char provisioned[SL_CFG_STR_MAX + 32];
+    if (!ks[0]) {
+        /* Secure by default like the Kafka listeners (sl_provision.h): the CA and broker
+         * certificate under log.dirs, created if missing. */
+        if (!cfg->sluice_provision_enable) {
+            snprintf(err, elen,
+                     "sluice.metrics.ssl.keystore.location: https needs a keystore "
+                     "(or ssl.keystore.location, or sluice.provision.enable=true)");
+            return SL_ECONFIG;
+        }
+        sl_err e = sl_tls_bootstrap(cfg->log_dirs, err, elen);
+        if (e) return e;
+        snprintf(provisioned, sizeof provisioned, "%s/broker.pem", cfg->log_dirs);
+        ks = provisioned;
+    }
+    sl_tls_opts o = {.keystore_location = ks,
+                     .key_password = cfg->ssl_key_password[0] ? cfg->ssl_key_password : NULL,
+                     .client_auth = SL_TLS_CLIENT_AUTH_NONE,
+                     .session_context = "sluice-metrics"};
+    char e2[256];
+    sl_err e = sl_tls_ctx_build(&o, &m->ctx, e2, sizeof e2);
+    if (e) snprintf(err, elen, "sluice.metrics.ssl.keystore.location: %s", e2);
+    return e;
+}
 
 sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t elen) {
     *out = NULL;
+    const char *url = b->cfg.sluice_metrics_listener;
+    if (!url[0]) return SL_OK;
+    int key = sl_config_key_index("sluice.metrics.listener");
+    bool explicit_key = key >= 0 && sl_config_is_set(&b->cfg, (size_t)key);
+    char host[256];
+    bool https;
+    int port;
+    if (!parse_url(url, &https, host, sizeof host, &port)) {
+        snprintf(err, elen,
+                 "sluice.metrics.listener: \"%s\" is not http://host:port or "
+                 "https://host:port",
+                 url);
+        return SL_ECONFIG;
+    }
+    sl_metrics *m = calloc(1, sizeof *m);
+    if (!m) return SL_ENOMEM;
+    m->b = b;
+    m->fd = -1;
+    m->https = https;
+    m->started_ms = b->started_ms ? b->started_ms : wall_ms();
+    sl_err e = SL_OK;
+    if (b->cfg.sluice_metrics_bearer_token_file[0] &&
+        (e = load_token(m, b->cfg.sluice_metrics_bearer_token_file, err, elen)))
+        goto fail;
+    if (https && (e = make_tls(m, err, elen))) goto fail;
+    int eno = 0;
+    m->fd = bind_listen(host, port, &m->port, &eno);
+    if (m->fd < 0) {
+        if (!explicit_key && eno == EADDRINUSE) {
+            SL_WARN("metrics", "default metrics port taken; running without the metrics endpoint",
+                    "listener=%s (set sluice.metrics.listener to choose another)", url);
+            sl_metrics_free(m);
+            return SL_OK;
+        }
+        snprintf(err, elen, "sluice.metrics.listener: cannot listen on %s: %s", url,
+                 strerror(eno ? eno : EINVAL));
+        e = SL_ECONFIG;
+        goto fail;
+    }
+    if (sl_loop_watch(b->loop, m->fd, SL_EV_READ, on_accept, m) != SL_OK ||
+        !sl_events_subscribe(&b->events, on_event, m)) {
+        snprintf(err, elen, "sluice.metrics.listener: cannot register the endpoint");
+        e = SL_EIO;
+        goto fail;
+    }
+    SL_INFO("metrics", "listening", "url=%s://%s:%d token=%s", https ? "https" : "http",
+            host[0] ? host : "0.0.0.0", m->port, m->token ? "required" : "none");
+    *out = m;
     return SL_OK;
+fail:
+    sl_metrics_free(m);
+    return e;
 }
 
-void sl_metrics_free(sl_metrics *m) {}
+void sl_metrics_free(sl_metrics *m) {
+    if (!m) return;
+    sl_events_unsubscribe(&m->b->events, m);
+    while (m->conns) conn_close(m->conns);
+    if (m->fd >= 0) {
+        sl_loop_unwatch(m->b->loop, m->fd);
+        close(m->fd);
+    }
+    SSL_CTX_free(m->ctx);
+    OPENSSL_cleanse(m->token_sha, sizeof m->token_sha);
+    fam *fams[] = {&m->topics,  &m->auth_ok, &m->auth_bad, &m->denials,
+                   &m->tls_bad, &m->dets,    &m->refused,  &m->conns_by};
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) fam_free(fams[i]);
+    for (int i = 0; i < NBUCKETS; i++)
+        for (tlsc *t = m->pending_tls[i], *nx; t; t = nx) {
+            nx = t->next;
+            free(t);
+        }
+    free(m);
+}
 
-int sl_metrics_port(const sl_metrics *m) { return 0; }
+int sl_metrics_port(const sl_metrics *m) { return m ? m->port : 0; }

@@ -1,13 +1,16 @@
 /* Group commit: one thread fsyncs on behalf of every log; requests that arrive while it is busy
  * share the next round of fsyncs. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/sl_logging.h"
 #include "sl_log.h"
 #include "sl_log_internal.h"
+#include "storage/sl_flusher.h"
 
 typedef struct req {
     struct req *next;
@@ -27,7 +30,31 @@ struct sl_flusher {
     bool stop;                /* guarded by mu */
     int efd;
     uint64_t round; /* flusher thread only */
+    /* fsync latency (sl_flusher.h): written by the flusher thread, read by scrapes */
+    _Atomic uint64_t fsync_bucket[SL_FSYNC_NBUCKETS + 1], fsync_sum_ns;
 };
+
+const double sl_fsync_bucket_le[SL_FSYNC_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1,    2.5};
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void fsync_observe(sl_flusher *f, int64_t ns) {
+    int i = 0;
+    while (i < SL_FSYNC_NBUCKETS && (double)ns > sl_fsync_bucket_le[i] * 1e9) i++;
+    atomic_fetch_add_explicit(&f->fsync_bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->fsync_sum_ns, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
+}
+
+void sl_flusher_fsync_hist(const sl_flusher *f, sl_fsync_hist *out) {
+    for (int i = 0; i <= SL_FSYNC_NBUCKETS; i++)
+        out->bucket[i] = atomic_load_explicit(&f->fsync_bucket[i], memory_order_relaxed);
+    out->sum_ns = atomic_load_explicit(&f->fsync_sum_ns, memory_order_relaxed);
+}
 
 static void post_done(sl_flusher *f, req *head, req **tail) {
     pthread_mutex_lock(&f->mu);
@@ -59,7 +86,9 @@ static void *flusher_main(void *arg) {
         for (req *r = batch; r; r = r->next) {
             if (r->log->flush_round != f->round) {
                 r->log->flush_round = f->round;
+                int64_t t0 = mono_ns();
                 r->log->flush_result = sl_log__fsync_dirty(r->log);
+                fsync_observe(f, mono_ns() - t0);
             }
             r->result = r->log->flush_result;
         }
