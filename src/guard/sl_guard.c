@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 
 #include "acl/sl_acl.h"
@@ -61,22 +62,30 @@ typedef struct gtab {
     int cap;
     bool windowed;
     gent **heads; /* allocated on first insert: a rule never triggered costs nothing */
-    uint32_t mask;
+    uint32_t mask, seed;
     gent *oldest, *newest;
     int n;
     uint64_t evicted;
 } gtab;
 
-static uint32_t key_hash(const char *k) {
-    uint32_t h = 2166136261u;
+/* Claimed user names arrive before authentication, so the hash is seeded per table: a client
+ * cannot precompute names that share one chain. (A chain is bounded by the table's cap anyway.) */
+static uint32_t key_hash(uint32_t seed, const char *k) {
+    uint32_t h = 2166136261u ^ seed;
     for (const unsigned char *p = (const unsigned char *)k; *p; p++) h = (h ^ *p) * 16777619u;
-    return h;
+    h ^= h >> 16; /* murmur3's finalizer: the seed reaches every bit */
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
 }
 
 static void tab_init(gtab *t, int cap, bool windowed) {
     memset(t, 0, sizeof *t);
     t->cap = cap;
     t->windowed = windowed;
+    if (getrandom(&t->seed, sizeof t->seed, GRND_NONBLOCK) != (ssize_t)sizeof t->seed)
+        t->seed = (uint32_t)sl_mono_ms() ^ (uint32_t)(uintptr_t)t;
 }
 
 static void lru_unlink(gtab *t, gent *e) {
@@ -103,7 +112,7 @@ static void lru_push(gtab *t, gent *e) {
 
 static gent *tab_find(const gtab *t, const char *key) {
     if (!t->heads) return NULL;
-    uint32_t h = key_hash(key);
+    uint32_t h = key_hash(t->seed, key);
     for (gent *e = t->heads[h & t->mask]; e; e = e->hnext)
         if (e->hash == h && strcmp(e->key, key) == 0) return e;
     return NULL;
@@ -149,7 +158,7 @@ static gent *tab_get(gtab *t, const char *key, bool *made) {
     memcpy(e->key, key, klen + 1);
     e->counts = nc ? (uint32_t *)((char *)e + at) : NULL;
     if (nc) memset(e->counts, 0, nc * sizeof(uint32_t));
-    e->hash = key_hash(key);
+    e->hash = key_hash(t->seed, key);
     e->raised_ms = NEVER;
     e->v = NEVER;
     e->hnext = t->heads[e->hash & t->mask];
