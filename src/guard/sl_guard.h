@@ -49,10 +49,12 @@ typedef struct sl_guard_env {
 sl_guard *sl_guard_new(const sl_config *cfg, const sl_guard_env *env);
 void sl_guard_free(sl_guard *g);
 
-/* The server's admit hook: a reason ("blocked") while `ip` (no port) is blocked, else NULL. */
+/* The server's admit hook: a reason ("blocked", static) while `ip` (no port, borrowed) is
+ * blocked, else NULL. */
 const char *sl_guard_refuse(sl_guard *g, const char *ip);
 
-/* The latest findings, newest first, for the status page and metrics. */
+/* The latest findings (at most SL_GUARD_RECENT), newest first, for the status page and metrics:
+ * copies up to `max` into the caller's `out` and returns how many. */
 typedef struct sl_guard_finding {
     int64_t time_ms;
     char rule[40];
