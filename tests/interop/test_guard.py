@@ -5,7 +5,9 @@ with sluice.guard.block.seconds that address is refused at accept for the config
 a correct client from another address (source 127.0.0.2: every 127/8 address is the loopback
 interface on Linux, so it reaches a listener on 127.0.0.1) authenticates and produces, and then
 the first address is admitted again. The same client's first login from the second address and
-its first read of a topic raise new_address and new_topic_read."""
+its first read of a topic raise new_address and new_topic_read. The periodic checks, on a TLS
+listener whose certificate expires in 10 days and a disk threshold no disk meets, raise
+cert_expiry and disk_full once each."""
 import base64
 import os
 import re
@@ -15,6 +17,7 @@ import time
 import pytest
 
 import kproto
+import tlsutil
 from conftest import Broker, finish_broker, wait_until
 from test_sasl import add_user, authenticate, handshake, scram_final, scram_login
 
@@ -168,3 +171,31 @@ def test_block_refuses_address_for_block_seconds_only(guard_broker):
     assert [f["subject"] for f in news] == ['"User:alice"'], news
     reads = findings(b, "new_topic_read")
     assert '"guarded"' in [f["subject"] for f in reads], reads
+
+
+@pytest.mark.timeout_s(120)
+def test_periodic_checks_certificate_and_disk(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = tlsutil.CA()
+    ca.write(d / "ca.pem")
+    cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True, days=10)
+    tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
+    b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
+                          "ssl.truststore.location": d / "ca.pem",
+                          "sluice.guard.cert.expiry.days": 30,
+                          # No disk has 100 % free: the check must fire on the real statvfs.
+                          "sluice.guard.disk.free.min.percent": 100})
+    b.config["listeners"] = f"SSL://{b.bootstrap}"
+    b.write_config()
+    try:
+        b.start()
+        cert_f = wait_until(lambda: findings(b, "cert_expiry"), 15, "the cert_expiry finding")
+        assert cert_f[0]["subject"] == '"SSL"'
+        assert 9.0 < float(cert_f[0]["value"]) <= 10.0, cert_f
+        assert cert_f[0]["threshold"] == "30"
+        disk_f = wait_until(lambda: findings(b, "disk_full"), 15, "the disk_full finding")
+        assert disk_f[0]["subject"] == f'"{b.data_dir}"'
+        assert float(disk_f[0]["value"]) < 100
+    finally:
+        finish_broker(b)
