@@ -349,20 +349,30 @@ static void auth_failed_user(sl_guard *g, const sl_event *ev, const char *user, 
                   g->window_ms, 0, now, title);
 }
 
+/* At most one new_address finding per principal per window: an address arriving while the
+ * principal's last finding is younger than the window is not learned, so it raises once the
+ * window has passed if it is still in use (a principal showing up from many addresses at once
+ * yields one finding per window, none lost). */
 static void auth_succeeded(sl_guard *g, const sl_event *ev, const char *principal, const char *addr,
                            int64_t now) {
     char key[KEY_MAX];
     snprintf(key, sizeof key, "%.255s", principal);
     bool first, made;
-    if (!tab_get(&g->principals, key, &first)) return;
+    gent *p = tab_get(&g->principals, key, &first);
+    if (!p) return;
     size_t at = strlen(key);
     snprintf(key + at, sizeof key - at, "\x1f%s", addr);
-    gent *p = tab_get(&g->addr_pairs, key, &made);
-    if (!p || !made || first) return; /* known pair, or the principal's first address */
+    if (tab_find(&g->addr_pairs, key)) {
+        tab_get(&g->addr_pairs, key, &made); /* known: mark it used */
+        return;
+    }
+    if (!first && !due(g, p, now)) return;
+    if (!tab_get(&g->addr_pairs, key, &made) || first) return; /* the first address is known */
+    p->raised_ms = now;
     key[at] = 0;
     char title[256];
     snprintf(title, sizeof title, "%.80s authenticated from a new address %s", key, addr);
-    raise_finding(g, ev, R_NEW_ADDRESS, 2, key, 1, 0, 0, 0, now, title);
+    raise_finding(g, ev, R_NEW_ADDRESS, 2, key, 1, 0, g->window_ms, 0, now, title);
 }
 
 static void on_auth(sl_guard *g, const sl_event *ev) {

@@ -336,7 +336,17 @@ SL_TEST(guard_new_address_not_first_once_per_pair) {
     /* A failure from a new address is not an authentication from it. */
     auth(fx, T0 + 6, false, "10.2.0.3:1000", "alice");
     CHECK_EQ(count_rule(&fx->cap, "new_address"), 1);
+    /* Another new address within the window: not raised yet, and not learned either... */
     auth(fx, T0 + 7, true, "[2001:db8::1]:9093", "alice");
+    CHECK_EQ(count_rule(&fx->cap, "new_address"), 1);
+    /* ...so it raises once the window after the last finding has passed. */
+    auth(fx, T0 + 2 + 60000 - 1, true, "[2001:db8::1]:9093", "alice");
+    CHECK_EQ(count_rule(&fx->cap, "new_address"), 1);
+    auth(fx, T0 + 2 + 60000, true, "[2001:db8::1]:9093", "alice");
+    CHECK_EQ(count_rule(&fx->cap, "new_address"), 2);
+    CHECK(strcmp(last_rule(&fx->cap, "new_address")->peer, "[2001:db8::1]:9093") == 0);
+    CHECK_EQ(last_rule(&fx->cap, "new_address")->window_ms, 60000);
+    auth(fx, T0 + 200000, true, "[2001:db8::1]:9094", "alice");
     CHECK_EQ(count_rule(&fx->cap, "new_address"), 2);
     fx_free(fx);
 
@@ -518,10 +528,10 @@ SL_TEST(guard_state_bounded_under_flood) {
         snprintf(user, sizeof user, "u%d", i);
         auth(fx, T0 + i, false, peer, user);
     }
-    /* Successes from ever new addresses, and reads of ever new topics. */
+    /* Successes of ever new principals from ever new addresses, and reads of ever new topics. */
     for (int i = 0; i < 2 * SL_GUARD_MAX_PAIRS; i++) {
         snprintf(peer, sizeof peer, "10.%d.%d.%d:1", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        snprintf(user, sizeof user, "p%d", i % 8);
+        snprintf(user, sizeof user, "p%d", i); /* each one new: its first address */
         auth(fx, T0 + i, true, peer, user);
         snprintf(topic, sizeof topic, "t%d", i);
         sl_req_data d = {.topic = sl_str_c(topic)};
