@@ -248,6 +248,16 @@ static const char *log_safe(const char *s, char *out, size_t n) {
     return out;
 }
 
+/* A number for the log line: counts as integers, days and percentages with two decimals (a disk
+ * at 9.5 % must not read as the 10 % threshold). */
+static const char *num(double v, char *out, size_t n) {
+    if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v)
+        snprintf(out, n, "%lld", (long long)v);
+    else
+        snprintf(out, n, "%.2f", v);
+    return out;
+}
+
 /* Records, logs and emits one finding. `cause` (may be NULL) is the event that crossed the
  * threshold: its connection, principal, peer and listener go with the finding. */
 static void raise_finding(sl_guard *g, const sl_event *cause, int rule, int severity,
@@ -267,12 +277,13 @@ static void raise_finding(sl_guard *g, const sl_event *cause, int rule, int seve
 
     /* Rate-limited per rule: a flood of findings writes a bounded number of lines (the trail
      * and the metric still get every one). */
-    char subj[128], ttl[256];
+    char subj[128], ttl[256], v[32], th[32];
     sl_log_limited(SL_LOG_WARN, "guard", "detection", k_rule[rule],
-                   "rule=%s severity=%d subject=\"%s\" value=%.0f threshold=%.0f window_ms=%lld "
+                   "rule=%s severity=%d subject=\"%s\" value=%s threshold=%s window_ms=%lld "
                    "block_ms=%lld title=\"%s\"",
-                   k_rule[rule], severity, log_safe(subject, subj, sizeof subj), value, threshold,
-                   (long long)window_ms, (long long)block_ms, log_safe(title, ttl, sizeof ttl));
+                   k_rule[rule], severity, log_safe(subject, subj, sizeof subj),
+                   num(value, v, sizeof v), num(threshold, th, sizeof th), (long long)window_ms,
+                   (long long)block_ms, log_safe(title, ttl, sizeof ttl));
 
     sl_event ev = {.kind = SL_EV_DETECTION,
                    .time_ms = now,
