@@ -232,7 +232,7 @@ static const key_def k_keys[] = {
      "Metrics: file holding the bearer token scrapers must send (empty: no token; /healthz "
      "and /readyz never need one)."},
     {"sluice.guard.enable", T_BOOL, OFF(sluice_guard_enable), 0, 0, "true",
-     "Detections: evaluate the built-in rules (docs/audit.md)."},
+     "Detections: evaluate the built-in rules (docs/detections.md)."},
     {"sluice.guard.window.ms", T_LONG, OFF(sluice_guard_window_ms), 1000, I64MAX, "60000",
      "Detections: length of the sliding window the thresholds count over."},
     {"sluice.guard.auth.failures.per.address", T_INT, OFF(sluice_guard_auth_failures_per_address),

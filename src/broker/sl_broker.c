@@ -597,14 +597,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                 sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
             break;
         }
-    /* Observability last, once listeners and certificates exist: the guard subscribes before
-     * the trail so findings it raises from an event are recorded right after that event. */
-    sl_guard_env ge = {.loop = b->loop,
-                       .hub = &b->events,
-                       .data_dir = b->cfg.log_dirs,
-                       .each_cert = each_cert,
-                       .cert_ctx = b};
-    b->guard = sl_guard_new(&b->cfg, &ge);
+    /* Observability last, once listeners and certificates exist. The trail subscribes before
+     * the guard: a finding the guard raises while an event is delivered is then recorded right
+     * after the event that raised it. */
     sl_audit_env ae = {.loop = b->loop,
                        .hub = &b->events,
                        .cluster_id = sl_topics_cluster_id(b->topics),
@@ -617,8 +612,17 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         ae.topic_append = sl_broker_audit_topic_append;
         ae.topic_ctx = b;
     }
-    if ((e = sl_audit_new(&b->cfg, &ae, &b->audit, err, elen)) != SL_OK ||
-        (e = sl_metrics_new(b, &b->metrics, err, elen)) != SL_OK) {
+    if ((e = sl_audit_new(&b->cfg, &ae, &b->audit, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
+    sl_guard_env ge = {.loop = b->loop,
+                       .hub = &b->events,
+                       .data_dir = b->cfg.log_dirs,
+                       .each_cert = each_cert,
+                       .cert_ctx = b};
+    b->guard = sl_guard_new(&b->cfg, &ge);
+    if ((e = sl_metrics_new(b, &b->metrics, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }

@@ -154,13 +154,6 @@ typedef struct hconn {
     size_t woff;
 } hconn;
 
-/* Connections of Kafka listeners using TLS that have not yet sent a request: one closing in
- * that state never completed a usable session, which counts as a TLS handshake failure. */
-typedef struct tlsc {
-    struct tlsc *next;
-    uint64_t id;
-} tlsc;
-
 struct sl_metrics {
     sl_broker *b;
     int fd, port;
@@ -182,7 +175,6 @@ struct sl_metrics {
     fam conns_by; /* {listener}: open now, opened in total */
     uint64_t dropped;
     api_stats api[API_SLOT + 1];
-    tlsc *pending_tls[NBUCKETS];
     /* status page rates */
     int64_t snap_ms[2];
     uint64_t snap[2][4];
@@ -193,32 +185,6 @@ static int64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool listener_is_tls(const sl_broker *b, const char *listener) {
-    if (!listener) return false;
-    sl_security_protocol p = sl_broker_listener_protocol(b, listener);
-    return p == SL_SEC_SSL || p == SL_SEC_SASL_SSL;
-}
-
-static void tls_track(sl_metrics *m, uint64_t id) {
-    tlsc *t = malloc(sizeof *t);
-    if (!t) return;
-    t->id = id;
-    t->next = m->pending_tls[id % NBUCKETS];
-    m->pending_tls[id % NBUCKETS] = t;
-}
-
-/* Forgets connection `id`; true if it was still waiting for its first request. */
-static bool tls_forget(sl_metrics *m, uint64_t id) {
-    for (tlsc **pp = &m->pending_tls[id % NBUCKETS]; *pp; pp = &(*pp)->next)
-        if ((*pp)->id == id) {
-            tlsc *t = *pp;
-            *pp = t->next;
-            free(t);
-            return true;
-        }
-    return false;
 }
 
 static void fam_inc(sl_metrics *m, fam *f, const char *const *vals, int n, int idx, uint64_t by) {
@@ -232,44 +198,8 @@ static const char *api_name(int slot) {
     return i ? i->name : "unknown";
 }
 
-/* Splits `bytes` and `records` of a request that recorded no per-partition data over the topics
- * it named with `op` and no error: the frame-level totals, until every data API fills
- * sl_req_data (then the per-partition counts are used instead). */
-static void topics_fallback(sl_metrics *m, const sl_req *rq, int op, int64_t bytes,
-                            int64_t records) {
-    int n = 0;
-    for (int32_t i = 0; i < rq->nres; i++) {
-        const sl_req_res *r = &rq->res[i];
-        if (r->rtype == SL_ACL_RES_TOPIC && r->op == op && r->allowed && !r->error) n++;
-    }
-    if (!n || bytes <= 0) return;
-    int64_t bshare = bytes / n, rshare = records / n, first = 1;
-    for (int32_t i = 0; i < rq->nres; i++) {
-        const sl_req_res *r = &rq->res[i];
-        if (r->rtype != SL_ACL_RES_TOPIC || r->op != op || !r->allowed || r->error) continue;
-        char name[256];
-        int32_t l = r->name.len > 0 ? r->name.len : 0;
-        if (l > 255) l = 255;
-        memcpy(name, r->name.p, (size_t)l);
-        name[l] = 0;
-        const char *v[1] = {name};
-        int64_t b = bshare + (first ? bytes % n : 0), rc = rshare + (first ? records % n : 0);
-        first = 0;
-        ser *s = fam_get(&m->topics, v, 1, &m->dropped);
-        if (!s) continue;
-        if (op == SL_ACL_OP_WRITE) {
-            s->v[0] += (uint64_t)b;
-            s->v[2] += (uint64_t)(rc > 0 ? rc : 0);
-        } else {
-            s->v[1] += (uint64_t)b;
-            s->v[3] += (uint64_t)(rc > 0 ? rc : 0);
-        }
-    }
-}
-
 static void on_request(sl_metrics *m, const sl_event *ev) {
     const sl_req *rq = ev->rq;
-    if (rq->conn_id) tls_forget(m, rq->conn_id);
     int slot = API_SLOT;
     if (rq->api)
         slot = rq->h.api_key;
@@ -288,7 +218,8 @@ static void on_request(sl_metrics *m, const sl_event *ev) {
     a->sum_s += s;
     for (int32_t k = 0; k < rq->nres; k++) {
         const sl_req_res *r = &rq->res[k];
-        if (r->allowed) continue;
+        /* Listings leave out what the caller may not see: those are not denials. */
+        if (r->allowed || (r->flags & SL_AZ_QUIET)) continue;
         const char *v[3] = {rq->principal ? rq->principal : "User:ANONYMOUS", sl_acl_op_name(r->op),
                             sl_acl_res_name(r->rtype)};
         fam_inc(m, &m->denials, v, 3, 0, 1);
@@ -309,10 +240,6 @@ static void on_request(sl_metrics *m, const sl_event *ev) {
             t->v[d->write ? 0 : 1] += bytes;
             t->v[d->write ? 2 : 3] += recs;
         }
-    } else if (rq->api && rq->h.api_key == 0) {
-        topics_fallback(m, rq, SL_ACL_OP_WRITE, rq->bytes_in, rq->records_in);
-    } else if (rq->api && rq->h.api_key == 1) {
-        topics_fallback(m, rq, SL_ACL_OP_READ, rq->bytes_out, rq->records_out);
     }
 }
 
@@ -324,7 +251,6 @@ static void on_event(void *ctx, const sl_event *ev) {
         on_request(m, ev);
         break;
     case SL_EV_AUTH: {
-        if (ev->conn_id) tls_forget(m, ev->conn_id);
         if (ev->auth.activity == SL_AUTH_EXPIRED) break;
         const char *mech = ev->auth.mechanism ? ev->auth.mechanism : "unknown";
         if (ev->auth.success) {
@@ -344,12 +270,12 @@ static void on_event(void *ctx, const sl_event *ev) {
                 s->v[0]++;
                 s->v[1]++;
             }
-            if (ev->conn_id && listener_is_tls(m->b, ev->listener)) tls_track(m, ev->conn_id);
         } else if (ev->net.activity == SL_NET_CLOSE) {
             ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
             if (s && s->v[0] > 0) s->v[0]--;
-            if (ev->conn_id && tls_forget(m, ev->conn_id)) {
-                if (!ev->net.reason) v[1] = "closed before the first request";
+            /* The server reports a failed TLS handshake on the close (sl_ev_net.tls_failure). */
+            if (ev->net.tls_failure) {
+                v[1] = ev->net.tls_failure;
                 fam_inc(m, &m->tls_bad, v, 2, 0, 1);
             }
         } else {
@@ -497,13 +423,13 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     }
 
     /* Connections: every listener, open ones counted from the hub. */
-    sl_prom_family(t, "kafka_server_socketservermetrics_connection_count", "gauge",
+    sl_prom_family(t, "kafka_server_socketservermetrics_connections", "gauge",
                    "Open connections per listener (SocketServer connection-count).");
     for (int i = 0; i < b->nlisteners; i++) {
         const char *v[1] = {b->listeners[i].name};
         ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
         const char *labels[] = {"listener", b->listeners[i].name, NULL};
-        sl_prom_sample_u64(t, "kafka_server_socketservermetrics_connection_count", labels,
+        sl_prom_sample_u64(t, "kafka_server_socketservermetrics_connections", labels,
                            s ? s->v[0] : 0);
     }
     static const char *const l_listener[] = {"listener", NULL};
@@ -1246,11 +1172,6 @@ void sl_metrics_free(sl_metrics *m) {
     fam *fams[] = {&m->topics,  &m->auth_ok, &m->auth_bad, &m->denials,
                    &m->tls_bad, &m->dets,    &m->refused,  &m->conns_by};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) fam_free(fams[i]);
-    for (int i = 0; i < NBUCKETS; i++)
-        for (tlsc *t = m->pending_tls[i], *nx; t; t = nx) {
-            nx = t->next;
-            free(t);
-        }
     free(m);
 }
 

@@ -192,8 +192,7 @@ SL_TEST(metrics_endpoint_token_and_health) {
         STEP(strstr(out, "HTTP/1.1 200 ") &&
              strstr(out, "kafka_server_replicamanager_partitioncount 1\n") &&
              strstr(out, "kafka_log_log_size{topic=\"t\",partition=\"0\"} ") &&
-             strstr(out,
-                    "kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 0"));
+             strstr(out, "kafka_server_socketservermetrics_connections{listener=\"PLAINTEXT\"} 0"));
     snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\n%s\r\n", close_hdr);
     exchange(&b, port, req, out, sizeof out);
     ok = ok && STEP(strstr(out, "HTTP/1.1 200 ") && strstr(out, "\r\n\r\nok\n"));
@@ -250,8 +249,10 @@ SL_TEST(metrics_endpoint_counts_events_and_limits_connections) {
                                .net = {.activity = SL_NET_REFUSED, .reason = "max.connections"}});
     sl_events_emit(&b.events,
                    &(sl_event){.kind = SL_EV_DETECTION, .det = {.rule = "denial_spike"}});
-    /* A Produce that was denied one topic and wrote another, without per-partition data: the
-     * frame's bytes go to the topic written. Then a Fetch with per-partition data. */
+    /* A Produce that was denied one topic and wrote another: the bytes of its per-partition
+     * data go to the topic written. Then a Fetch with per-partition data, one partition failed. */
+    sl_req_data pdata[1] = {
+        {.topic = sl_str_c("orders"), .write = true, .bytes = 1000, .records = 10}};
     sl_req_res res[2] = {
         {.name = sl_str_c("secret"), .rtype = SL_ACL_RES_TOPIC, .op = SL_ACL_OP_WRITE},
         {.name = sl_str_c("orders"),
@@ -263,7 +264,9 @@ SL_TEST(metrics_endpoint_counts_events_and_limits_connections) {
                  .principal = "User:eve",
                  .res = res,
                  .nres = 2,
-                 .bytes_in = 1000,
+                 .data = pdata,
+                 .ndata = 1,
+                 .bytes_in = 1234,
                  .records_in = 10,
                  .start_ns = 1000000,
                  .end_ns = 3000000};
@@ -291,8 +294,7 @@ SL_TEST(metrics_endpoint_counts_events_and_limits_connections) {
                "sluice_request_latency_seconds_bucket{request=\"Produce\",le=\"0.0025\"} 1\n") &&
         strstr(out, "sluice_requests_total{request=\"Fetch\"} 1\n");
     ok = ok &&
-         strstr(out,
-                "kafka_server_socketservermetrics_connection_count{listener=\"PLAINTEXT\"} 1\n") &&
+         strstr(out, "kafka_server_socketservermetrics_connections{listener=\"PLAINTEXT\"} 1\n") &&
          strstr(out,
                 "sluice_authentication_failures_total{mechanism=\"PLAIN\",listener=\"PLAINTEXT\","
                 "reason=\"bad \\\"pw\\\"\\n\"} 1\n") &&

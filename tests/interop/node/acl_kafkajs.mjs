@@ -4,6 +4,7 @@
 //   describe JSON = filter             admin.describeAcls
 //   delete   JSON = [filter, ...]      admin.deleteAcls
 //   produce  JSON = {topic, value}     producer.send, acks -1
+//   consume  JSON = {topic, group, n}  a group consumer from the beginning until n records
 //   topics   JSON = {}                 admin.fetchTopicMetadata() (all topics the caller sees)
 // Enum fields are kafkajs names (TOPIC, LITERAL, READ, ALLOW...). Prints one JSON line:
 // {"ok": true, "result": ...} or {"ok": false, "type": error.type, "code": n, "error": text}.
@@ -50,6 +51,18 @@ async function run() {
     try {
       return await producer.send({ topic: spec.topic, acks: -1, messages: [{ partition: 0, value: spec.value }] });
     } finally { await producer.disconnect(); }
+  }
+  if (action === 'consume') {
+    const consumer = kafka.consumer({ groupId: spec.group, allowAutoTopicCreation: false });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic: spec.topic, fromBeginning: true });
+      let got = 0;
+      await new Promise((resolve, reject) => {
+        consumer.run({ eachMessage: async () => { if (++got >= spec.n) resolve(); } }).catch(reject);
+      });
+      return { records: got };
+    } finally { await consumer.disconnect(); }
   }
   const admin = kafka.admin();
   await admin.connect();
