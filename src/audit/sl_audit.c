@@ -1014,6 +1014,11 @@ void sl_audit_free(sl_audit *a) {
     if (a->tick) sl_timer_cancel(a->loop, a->tick);
     if (a->started) {
         sl_audit_flush_data(a);
+        /* The stop and its checkpoint are the trail's seal: at shutdown the loop may wait
+         * (bounded) for the writer to make room for them rather than drop them. */
+        for (int64_t until = sl_mono_ms() + STOP_DRAIN_MS;
+             atomic_load(&a->queued) + 4 > (uint_fast64_t)a->qmax && sl_mono_ms() < until;)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
         if (a->types[SL_AUDIT_LIFECYCLE] && !a->stopped) {
             sl_event st = {
                 .kind = SL_EV_APP, .time_ms = sl_wall_ms(), .app = {.activity = SL_APP_STOP}};
@@ -1034,6 +1039,14 @@ void sl_audit_free(sl_audit *a) {
     }
     if (a->tn)
         SL_ERROR("audit", "audit events not appended to the topic at stop", "events=%d", a->tn);
+    sl_audit_stats st;
+    sl_audit_stats_get(a, &st);
+    SL_INFO("audit", "audit trail closed",
+            "sequence=%llu written=%llu dropped=%llu refused=%llu checkpoints=%llu "
+            "sink_errors=%llu",
+            (unsigned long long)a->seq, (unsigned long long)st.events_written,
+            (unsigned long long)st.events_dropped, (unsigned long long)st.events_refused,
+            (unsigned long long)st.checkpoints, (unsigned long long)st.sink_errors);
     for (int i = 0; i < a->tn; i++) free(a->tvals[i]);
     free(a->tvals);
     free(a->tlens);
