@@ -103,7 +103,7 @@ void sl_jb_str(sl_jb *b, const char *s, size_t n) {
     while (i < n) {
         size_t run = i;
         /* Copy plain runs in one step. */
-        while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\') run++;
+        while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\') run++;
         if (run > i) {
             sl_jb_raw(b, s + i, run - i);
             i = run;
