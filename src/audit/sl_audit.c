@@ -758,14 +758,6 @@ static void on_data(sl_audit *a, const sl_event *e) {
 
 /* ---- the subscriber ---- */
 
-/* A denied resource that is only the alternative of another (CREATE on the cluster, or else on
- * the topic) is not a denial when the other was allowed. */
-static bool alt_target_allowed(const sl_req *rq, int32_t i) {
-    for (int32_t j = 0; j < rq->nres; j++)
-        if (rq->res[j].alt == i && rq->res[j].allowed) return true;
-    return false;
-}
-
 static void on_request(sl_audit *a, const sl_event *e) {
     const sl_req *rq = e->rq;
     if (!rq || !rq->api || rq->raw) return;
@@ -773,7 +765,7 @@ static void on_request(sl_audit *a, const sl_event *e) {
     if (a->types[SL_AUDIT_DENIAL])
         for (int32_t i = 0; i < rq->nres; i++) {
             const sl_req_res *r = &rq->res[i];
-            if (r->allowed || (r->flags & (SL_AZ_QUIET | SL_AZ_OPS)) || alt_target_allowed(rq, i))
+            if (r->allowed || (r->flags & (SL_AZ_QUIET | SL_AZ_OPS)) || sl_audit_alt_allowed(rq, i))
                 continue;
             EMIT(a, sl_ocsf_denial(&a->body, &a->extra, e, i, &ev_));
         }

@@ -80,6 +80,9 @@ void sl_ocsf_trail(sl_jb *b, int activity_id, const char *activity_name, const c
 bool sl_ocsf_line(sl_jb *out, const sl_ocsf_src *src, uint64_t seq, const sl_ocsf_ev *ev,
                   const sl_jb *body, const sl_jb *extra, const char *prev_hex);
 
+/* True when resource `i` of the request is only the alternative of another resource that was
+ * allowed (CREATE on the cluster, or else on the topic): its denial decided nothing. */
+bool sl_audit_alt_allowed(const sl_req *rq, int32_t i);
 /* The API's name for the catalogue ("CreateTopics"); "ApiKey<n>" for others (in buf). */
 const char *sl_audit_api_name(int16_t key, char *buf, size_t n);
 bool sl_audit_api_management(int16_t key);

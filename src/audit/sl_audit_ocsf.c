@@ -488,6 +488,12 @@ static const char *outcome_name(sl_req_outcome o) {
     }
 }
 
+bool sl_audit_alt_allowed(const sl_req *rq, int32_t i) {
+    for (int32_t j = 0; j < rq->nres; j++)
+        if (rq->res[j].alt == i && rq->res[j].allowed) return true;
+    return false;
+}
+
 void sl_ocsf_request(sl_jb *b, sl_jb *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev) {
     const sl_req *rq = e->rq;
     int i = api_at(rq->h.api_key);
@@ -500,7 +506,7 @@ void sl_ocsf_request(sl_jb *b, sl_jb *x, const sl_event *e, sl_audit_type type, 
     for (int32_t r = 0; r < rq->nres; r++) {
         const sl_req_res *res = &rq->res[r];
         if (res->flags & (SL_AZ_OPS | SL_AZ_QUIET)) continue;
-        if (!res->allowed || res->error) {
+        if ((!res->allowed && !sl_audit_alt_allowed(rq, r)) || res->error) {
             failed++;
             if (!first_err) first_err = res->error;
         }
