@@ -11,6 +11,7 @@
 #include "audit/sl_audit_int.h"
 #include "auth/sl_json.h"
 #include "base/sl_arena.h"
+#include "base/sl_time.h"
 #include "net/sl_loop.h"
 #include "proto/gen/sl_msgs.h"
 #include "sl_test.h"
@@ -502,4 +503,61 @@ SL_TEST(audit_data_one_event_per_request_and_exclusions) {
     CHECK(find_line(all, "\"event_code\":\"management\"",
                     "\"api\":{\"operation\":\"CreateTopics\"") != NULL);
     rm_rf(t.dir);
+}
+
+/* ---- the topic sink ---- */
+
+typedef struct topic_fake {
+    int calls, values;
+    int16_t answer;
+    char last[4096];
+} topic_fake;
+
+static int16_t topic_append(void *ctx, const char *const *values, const size_t *lens, int n) {
+    topic_fake *f = ctx;
+    f->calls++;
+    if (f->answer) return f->answer;
+    f->values += n;
+    size_t l = lens[n - 1] < sizeof f->last - 1 ? lens[n - 1] : sizeof f->last - 1;
+    memcpy(f->last, values[n - 1], l);
+    f->last[l] = 0;
+    return 0;
+}
+
+SL_TEST(audit_topic_sink_gets_every_line) {
+    char dir[] = "/tmp/sl_audit_XXXXXX";
+    CHECK(mkdtemp(dir));
+    char err[256];
+    sl_config_defaults(&g_cfg);
+    CHECK(sl_config_set(&g_cfg, "log.dirs", dir, err, sizeof err) == SL_OK);
+    CHECK(sl_config_set(&g_cfg, "sluice.audit.sinks", "topic", err, sizeof err) == SL_OK);
+    sl_loop *loop = sl_loop_new();
+    sl_events hub = {0};
+    topic_fake f = {.answer = 6 /* NOT_LEADER_OR_FOLLOWER */};
+    sl_audit_env env = {.loop = loop,
+                        .hub = &hub,
+                        .cluster_id = "c",
+                        .node_id = 1,
+                        .topic_append = topic_append,
+                        .topic_ctx = &f};
+    sl_audit *a = NULL;
+    CHECK(loop && sl_audit_new(&g_cfg, &env, &a, err, sizeof err) == SL_OK && a);
+    sl_events_emit(&hub, &(sl_event){.kind = SL_EV_NET,
+                                     .peer = "10.0.0.9:1",
+                                     .net = {.activity = SL_NET_REFUSED, .reason = "blocked"}});
+    /* The topic refuses appends: with `block` the trail stops accepting. */
+    int64_t until = sl_mono_ms() + 5000;
+    while (!f.calls && sl_mono_ms() < until) sl_loop_run_once(loop, 50);
+    CHECK(f.calls > 0);
+    CHECK(!sl_audit_accepting(a));
+    f.answer = 0;
+    until = sl_mono_ms() + 5000;
+    while (!f.values && sl_mono_ms() < until) sl_loop_run_once(loop, 50);
+    CHECK(sl_audit_accepting(a));
+    CHECK_EQ(f.values, 3); /* trail opened, start, the refusal */
+    sl_audit_free(a);
+    CHECK_EQ(f.values, 5); /* stop, the final checkpoint */
+    CHECK(strstr(f.last, "\"event_code\":\"checkpoint\"") != NULL);
+    sl_loop_free(loop);
+    rm_rf(dir);
 }
