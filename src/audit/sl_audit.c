@@ -100,7 +100,7 @@ struct sl_audit {
     bool rotating, started, stopped, noting;
     uint64_t drops_unnoted;
     sl_timer *tick;
-    sl_jb line, body, extra;
+    sl_jb line;
 
     /* loop thread: data access summaries */
     agg *buckets[AGG_BUCKETS];
@@ -596,13 +596,17 @@ static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const s
     }
 }
 
-/* Formats with `fn` and records. */
+/* Formats with `call` (into body_ and extra_) and records. The buffers are per call: recording
+ * may rotate, and rotation reports the new file through the hub, which formats and records
+ * that event before this one is chained. */
 #define EMIT(a, call)                                                                              \
     do {                                                                                           \
         sl_ocsf_ev ev_;                                                                            \
-        (a)->body.len = (a)->extra.len = 0;                                                        \
+        sl_jb body_ = {0}, extra_ = {0};                                                           \
         call;                                                                                      \
-        record((a), &ev_, &(a)->body, &(a)->extra);                                                \
+        record((a), &ev_, &body_, &extra_);                                                        \
+        sl_jb_free(&body_);                                                                        \
+        sl_jb_free(&extra_);                                                                       \
     } while (0)
 
 /* ---- data access ---- */
@@ -615,7 +619,7 @@ static uint32_t fnv(uint32_t h, const char *s) {
 static void agg_emit(sl_audit *a, const sl_audit_data *d, int n) {
     for (int i = 0; i < n; i += MAX_PER_EVENT) {
         int k = n - i < MAX_PER_EVENT ? n - i : MAX_PER_EVENT;
-        EMIT(a, sl_ocsf_data(&a->body, &a->extra, d + i, k, sl_wall_ms(), &ev_));
+        EMIT(a, sl_ocsf_data(&body_, &extra_, d + i, k, sl_wall_ms(), &ev_));
     }
 }
 
@@ -767,17 +771,17 @@ static void on_request(sl_audit *a, const sl_event *e) {
             const sl_req_res *r = &rq->res[i];
             if (r->allowed || (r->flags & (SL_AZ_QUIET | SL_AZ_OPS)) || sl_audit_alt_allowed(rq, i))
                 continue;
-            EMIT(a, sl_ocsf_denial(&a->body, &a->extra, e, i, &ev_));
+            EMIT(a, sl_ocsf_denial(&body_, &extra_, e, i, &ev_));
         }
     int16_t k = rq->h.api_key;
     if (sl_audit_api_management(k)) {
         if (a->types[SL_AUDIT_MANAGEMENT])
-            EMIT(a, sl_ocsf_request(&a->body, &a->extra, e, SL_AUDIT_MANAGEMENT, &ev_));
+            EMIT(a, sl_ocsf_request(&body_, &extra_, e, SL_AUDIT_MANAGEMENT, &ev_));
     } else if ((k == SL_API_PRODUCE && a->types[SL_AUDIT_PRODUCE]) ||
                (k == SL_API_FETCH && a->types[SL_AUDIT_CONSUME])) {
         on_data(a, e);
     } else if (sl_audit_api_describe(k) && a->types[SL_AUDIT_DESCRIBE]) {
-        EMIT(a, sl_ocsf_request(&a->body, &a->extra, e, SL_AUDIT_DESCRIBE, &ev_));
+        EMIT(a, sl_ocsf_request(&body_, &extra_, e, SL_AUDIT_DESCRIBE, &ev_));
     }
 }
 
@@ -789,13 +793,13 @@ static void on_event(void *ctx, const sl_event *e) {
         break;
     case SL_EV_AUTH:
         if (!a->types[SL_AUDIT_AUTHENTICATE] || excluded_principal(a, e->principal)) break;
-        EMIT(a, sl_ocsf_auth(&a->body, &a->extra, e, &ev_));
+        EMIT(a, sl_ocsf_auth(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_NET:
         if (excluded_principal(a, e->principal)) break;
         if (!a->types[e->net.activity == SL_NET_REFUSED ? SL_AUDIT_REFUSAL : SL_AUDIT_CONNECTION])
             break;
-        EMIT(a, sl_ocsf_net(&a->body, &a->extra, e, &ev_));
+        EMIT(a, sl_ocsf_net(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_APP:
         /* The trail records its own start and stop (sl_audit_new, sl_audit_free); a broker
@@ -806,13 +810,13 @@ static void on_event(void *ctx, const sl_event *e) {
         if (e->app.activity != SL_APP_TRAIL_OPEN && e->app.activity != SL_APP_TRAIL_ROTATE &&
             !a->types[SL_AUDIT_LIFECYCLE])
             break;
-        EMIT(a, sl_ocsf_app(&a->body, &a->extra, e, &ev_));
+        EMIT(a, sl_ocsf_app(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_ADMIN:
-        if (a->types[SL_AUDIT_MANAGEMENT]) EMIT(a, sl_ocsf_admin(&a->body, &a->extra, e, &ev_));
+        if (a->types[SL_AUDIT_MANAGEMENT]) EMIT(a, sl_ocsf_admin(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_DETECTION:
-        if (a->types[SL_AUDIT_DETECTION]) EMIT(a, sl_ocsf_detection(&a->body, &a->extra, e, &ev_));
+        if (a->types[SL_AUDIT_DETECTION]) EMIT(a, sl_ocsf_detection(&body_, &extra_, e, &ev_));
         break;
     }
 }
@@ -989,7 +993,7 @@ sl_err sl_audit_new(const sl_config *cfg, const sl_audit_env *env, sl_audit **ou
     if (a->types[SL_AUDIT_LIFECYCLE]) {
         sl_event st = {
             .kind = SL_EV_APP, .time_ms = sl_wall_ms(), .app = {.activity = SL_APP_START}};
-        EMIT(a, sl_ocsf_app(&a->body, &a->extra, &st, &ev_));
+        EMIT(a, sl_ocsf_app(&body_, &extra_, &st, &ev_));
     }
     a->started = true;
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);
@@ -1014,7 +1018,7 @@ void sl_audit_free(sl_audit *a) {
         if (a->types[SL_AUDIT_LIFECYCLE] && !a->stopped) {
             sl_event st = {
                 .kind = SL_EV_APP, .time_ms = sl_wall_ms(), .app = {.activity = SL_APP_STOP}};
-            EMIT(a, sl_ocsf_app(&a->body, &a->extra, &st, &ev_));
+            EMIT(a, sl_ocsf_app(&body_, &extra_, &st, &ev_));
         }
         a->stopped = true;
         checkpoint(a, "stop");
@@ -1052,8 +1056,6 @@ void sl_audit_free(sl_audit *a) {
             free(e);
         }
     sl_jb_free(&a->line);
-    sl_jb_free(&a->body);
-    sl_jb_free(&a->extra);
     EVP_PKEY_free(a->key);
     free(a);
 }

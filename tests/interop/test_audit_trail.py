@@ -235,6 +235,11 @@ def test_chain_continues_across_restart_and_rotation(tmp_path):
     reasons = [e["unmapped"]["checkpoint"]["reason"] for e in evs
                if e["metadata"]["event_code"] == "checkpoint"]
     assert "size" in reasons and reasons.count("stop") == 2, reasons
+    # One "Trail Rotated" per rotation, and no event lost to one: every produced record counted.
+    rotated = [e for e in evs if e.get("activity_name") == "Trail Rotated"]
+    assert len(rotated) == len([r for r in reasons if r in ("size", "age")]), rotated
+    assert sum(r["data"]["records"] for e in evs if e["metadata"]["event_code"] == "produce"
+               for r in e["resources"] if r["name"] == "rot") == 20
     # Every rotated file ends with its checkpoint; the next starts with "Trail Rotated".
     for f in files[:-1]:
         last = json.loads(f.read_text().splitlines()[-1])
