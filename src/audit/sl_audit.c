@@ -523,6 +523,7 @@ static void path_for(const sl_audit *a, uint64_t first_seq, char *out, size_t n)
 static void open_next(sl_audit *a, bool rotation) {
     char path[PATH_MAX + 64];
     path_for(a, a->seq + 1, path, sizeof path);
+    if (!(a->sinks & SINK_FILE)) return;
     size_t l = strlen(path) + 1;
     node *n = calloc(1, sizeof *n + l);
     if (!n) return; /* the writer keeps appending to the current file */

@@ -252,6 +252,22 @@ def test_chain_continues_across_restart_and_rotation(tmp_path):
     assert rc == 1 and "deleted" in out, out
 
 
+def test_retention_keeps_the_newest_files(tmp_path):
+    b = Broker(workdir(tmp_path), {"sluice.audit.file.max.bytes": 4096,
+                                   "sluice.audit.file.retention.files": 1,
+                                   "sluice.audit.data.interval.ms": 0})
+    b.start()
+    try:
+        produce_consume(b.bootstrap, "ret", n=20)
+    finally:
+        b.stop(check=True)
+    files = trail_files(b.data_dir)
+    assert len(files) == 2, files  # the current file and one rotated
+    assert not files[0].name.endswith("00000000000000000001.jsonl")
+    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    assert rc == 0 and "starts at sequence" in out, out
+
+
 # ---- failure policy -------------------------------------------------------------------------
 
 def produce_v3(conn, topic, value):
