@@ -506,6 +506,22 @@ static int cmp_str(const void *x, const void *y) {
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
+/* Appends a path (owned) to the list; false when out of memory. */
+static bool push_path(char ***paths, int *n, int *cap, char *p) {
+    if (!p) return false;
+    if (*n == *cap) {
+        char **v = realloc(*paths, (size_t)(*cap * 2 + 16) * sizeof *v);
+        if (!v) {
+            free(p);
+            return false;
+        }
+        *paths = v;
+        *cap = *cap * 2 + 16;
+    }
+    (*paths)[(*n)++] = p;
+    return true;
+}
+
 static int cmd_verify(int argc, char **argv) {
     char pubfile[PATH_MAX] = "";
     bool allow_open = false;
@@ -534,16 +550,17 @@ static int cmd_verify(int argc, char **argv) {
                     if (strncmp(e->d_name, "sluice-audit-", 13) || l < 6 ||
                         strcmp(e->d_name + l - 6, ".jsonl"))
                         continue;
-                    if (n == cap)
-                        paths = realloc(paths, (size_t)(cap = cap * 2 + 16) * sizeof *paths);
-                    if (asprintf(&paths[n], "%s/%s", argv[i], e->d_name) < 0) goto out;
-                    n++;
+                    char *p = NULL;
+                    if (asprintf(&p, "%s/%s", argv[i], e->d_name) < 0) p = NULL;
+                    if (!push_path(&paths, &n, &cap, p)) {
+                        closedir(d);
+                        goto out;
+                    }
                 }
                 if (d) closedir(d);
                 qsort(paths + from, (size_t)(n - from), sizeof *paths, cmp_str);
             } else {
-                if (n == cap) paths = realloc(paths, (size_t)(cap = cap * 2 + 16) * sizeof *paths);
-                paths[n++] = strdup(argv[i]);
+                if (!push_path(&paths, &n, &cap, strdup(argv[i]))) goto out;
             }
             if (!pubfile[0]) {
                 /* The default key lives in log.dirs, the trail in log.dirs/audit. */
