@@ -840,6 +840,30 @@ static void on_tick(void *ctx) {
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);
 }
 
+/* SHA-256 of the effective configuration, `name=value\n` for every key with a value in table
+ * order, sensitive keys left out: two brokers with the same digest ran with the same settings. */
+static void config_digest(const sl_config *cfg, char out[65]) {
+    EVP_MD_CTX *mc = EVP_MD_CTX_new();
+    unsigned char md[32];
+    unsigned int mlen = 0;
+    bool ok = mc && EVP_DigestInit_ex(mc, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < sl_config_key_count(); i++) {
+        char v[SL_CFG_STR_MAX];
+        if (!sl_config_format(cfg, i, v, sizeof v)) continue;
+        const char *name = sl_config_key_at(i)->name;
+        ok = EVP_DigestUpdate(mc, name, strlen(name)) == 1 && EVP_DigestUpdate(mc, "=", 1) == 1 &&
+             EVP_DigestUpdate(mc, v, strlen(v)) == 1 && EVP_DigestUpdate(mc, "\n", 1) == 1;
+    }
+    ok = ok && EVP_DigestFinal_ex(mc, md, &mlen) == 1 && mlen == 32;
+    EVP_MD_CTX_free(mc);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = ok ? hx[md[i] >> 4] : '0';
+        out[2 * i + 1] = ok ? hx[md[i] & 15] : '0';
+    }
+    out[64] = 0;
+}
+
 /* ---- startup: continuing the chain of an existing trail ---- */
 
 /* The last complete line of `path` (its hash and sequence); a torn last line (a crash in the
@@ -995,6 +1019,14 @@ sl_err sl_audit_new(const sl_config *cfg, const sl_audit_env *env, sl_audit **ou
         sl_event st = {
             .kind = SL_EV_APP, .time_ms = sl_wall_ms(), .app = {.activity = SL_APP_START}};
         EMIT(a, sl_ocsf_app(&body_, &extra_, &st, &ev_));
+        char digest[65];
+        config_digest(cfg, digest);
+        sl_event ce = {.kind = SL_EV_APP,
+                       .time_ms = st.time_ms,
+                       .app = {.activity = SL_APP_CONFIG,
+                               .detail = "effective configuration (sensitive values left out)",
+                               .digest = digest}};
+        EMIT(a, sl_ocsf_app(&body_, &extra_, &ce, &ev_));
     }
     a->started = true;
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);

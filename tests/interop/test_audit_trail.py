@@ -240,6 +240,10 @@ def test_chain_continues_across_restart_and_rotation(tmp_path):
     assert len(rotated) == len([r for r in reasons if r in ("size", "age")]), rotated
     assert sum(r["data"]["records"] for e in evs if e["metadata"]["event_code"] == "produce"
                for r in e["resources"] if r["name"] == "rot") == 20
+    # Each start records the digest of the effective configuration: the same both times.
+    digests = [e["unmapped"]["config_sha256"] for e in evs
+               if e.get("activity_name") == "Config Loaded"]
+    assert len(digests) == 2 and digests[0] == digests[1] and len(digests[0]) == 64, digests
     # Every rotated file ends with its checkpoint; the next starts with "Trail Rotated".
     for f in files[:-1]:
         last = json.loads(f.read_text().splitlines()[-1])
