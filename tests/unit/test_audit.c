@@ -171,6 +171,11 @@ static void emit_events(trail *t) {
                                                 .value = 20,
                                                 .threshold = 10,
                                                 .window_ms = 60000}});
+    sl_events_emit(&t->hub, &(sl_event){.kind = SL_EV_ADMIN,
+                                        .admin = {.action = "certificate reload",
+                                                  .resource = "listener SASL_SSL",
+                                                  .success = false,
+                                                  .detail = "key does not match"}});
     for (int i = 0; i < 20; i++)
         sl_events_emit(&t->hub, &(sl_event){.kind = SL_EV_NET,
                                             .conn_id = (uint64_t)i + 1,
@@ -223,6 +228,7 @@ SL_TEST(audit_chain_and_tampering) {
     CHECK(count(orig, "\"class_uid\":3002") == 1);
     CHECK(count(orig, "\"class_uid\":4001") == 21);
     CHECK(count(orig, "\"class_uid\":2004") == 1);
+    CHECK(count(orig, "\"api\":{\"operation\":\"certificate reload\"") == 1);
     CHECK(count(orig, "\"user\":{\"name\":\"mal\\\"lory\\n\"}") == 1);
     CHECK(count(orig, "\"event_code\":\"checkpoint\"") == 1);
     EVP_PKEY *pub = sl_audit_pubkey_read(t.pub);
@@ -560,4 +566,34 @@ SL_TEST(audit_topic_sink_gets_every_line) {
     CHECK(strstr(f.last, "\"event_code\":\"checkpoint\"") != NULL);
     sl_loop_free(loop);
     rm_rf(dir);
+}
+
+SL_TEST(audit_describe_is_its_own_type) {
+    trail t;
+    CHECK(trail_open(&t, 0));
+    sl_req rq;
+    sl_req_res res = {.name = sl_str_c("orders"),
+                      .rtype = SL_ACL_RES_TOPIC,
+                      .op = SL_ACL_OP_DESCRIBE,
+                      .allowed = true,
+                      .alt = -1};
+    fake_req(&rq, NULL, 0, "User:alice", "app", SL_API_METADATA);
+    rq.res = &res;
+    rq.nres = rq.capres = 1;
+    emit_req(&t, &rq); /* describe is not enabled (trail_open's types) */
+    sl_audit_free(t.a);
+    char err[256];
+    CHECK(sl_config_set(&g_cfg, "sluice.audit.enabled.event.types", "describe,lifecycle", err,
+                        sizeof err) == SL_OK);
+    sl_audit_env env = {.loop = t.loop, .hub = &t.hub, .cluster_id = "c1", .node_id = 7};
+    CHECK(sl_audit_new(&g_cfg, &env, &t.a, err, sizeof err) == SL_OK);
+    emit_req(&t, &rq);
+    trail_close(&t);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "cat %s/*.jsonl | grep -c '\"event_code\":\"describe\".*\"operation\":\"Metadata\"' "
+             "| grep -qx 1",
+             t.audit);
+    CHECK(system(cmd) == 0);
+    rm_rf(t.dir);
 }
