@@ -97,7 +97,7 @@ struct sl_audit {
     char prev[65]; /* its hash */
     uint64_t cp_seq;
     int64_t file_bytes, file_opened_ms, next_cp_ms, next_agg_ms;
-    bool rotating, started, stopped, noting;
+    bool rotating, sealing, started, stopped, noting;
     uint64_t drops_unnoted;
     sl_timer *tick;
     sl_jb line;
@@ -479,6 +479,19 @@ static void topic_add(sl_audit *a, const char *line, size_t len) {
 
 static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const sl_jb *extra);
 
+/* Formats with `call` (into body_ and extra_) and records. The buffers are per call: recording
+ * may rotate, and rotation reports the new file through the hub, which formats and records
+ * that event before this one is chained. */
+#define EMIT(a, call)                                                                              \
+    do {                                                                                           \
+        sl_ocsf_ev ev_;                                                                            \
+        sl_jb body_ = {0}, extra_ = {0};                                                           \
+        call;                                                                                      \
+        record((a), &ev_, &body_, &extra_);                                                        \
+        sl_jb_free(&body_);                                                                        \
+        sl_jb_free(&extra_);                                                                       \
+    } while (0)
+
 static void drop(sl_audit *a, const char *code) {
     uint64_t total = atomic_fetch_add(&a->dropped, 1) + 1;
     a->drops_unnoted++;
@@ -487,7 +500,24 @@ static void drop(sl_audit *a, const char *code) {
                    a->block ? "block" : "continue");
 }
 
+/* Once the trail accepts again after drops, one line says how many were lost. */
+static void note_drops(sl_audit *a) {
+    if (!a->drops_unnoted || a->noting || queue_full(a)) return;
+    char msg[96];
+    snprintf(msg, sizeof msg, "%llu audit events were dropped (queue full or sink failing)",
+             (unsigned long long)a->drops_unnoted);
+    sl_jb nb = {0};
+    sl_ocsf_ev nev;
+    sl_ocsf_trail(&nb, 99, "Events Dropped", "lifecycle", msg, sl_wall_ms(), &nev);
+    a->noting = true;
+    a->drops_unnoted = 0;
+    record(a, &nev, &nb, NULL);
+    a->noting = false;
+    sl_jb_free(&nb);
+}
+
 static void checkpoint(sl_audit *a, const char *reason) {
+    note_drops(a);
     int64_t now = sl_wall_ms();
     sl_jb body = {0}, extra = {0};
     sl_ocsf_ev ev;
@@ -505,8 +535,12 @@ static void checkpoint(sl_audit *a, const char *reason) {
                  ",\"checkpoint\":{\"reason\":\"%s\",\"sequence\":%llu,\"last_hash\":\"%s\","
                  "\"time\":%lld,\"key_id\":\"%s\",\"signature\":\"%s\"}",
                  reason, (unsigned long long)(a->seq + 1), a->prev, (long long)now, a->key_id, sig);
+    /* What it signed must be exactly the line it becomes: no rotation and no note may come in
+     * between. */
     uint64_t before = a->seq;
+    a->sealing = true;
     record(a, &ev, &body, &extra);
+    a->sealing = false;
     if (a->seq != before) {
         a->cp_seq = a->seq;
         atomic_fetch_add(&a->checkpoints, 1);
@@ -532,12 +566,14 @@ static void open_next(sl_audit *a, bool rotation) {
     enqueue(a, n);
     a->file_bytes = 0;
     a->file_opened_ms = sl_mono_ms();
-    /* Through the hub, so every consumer sees it; the trail records it as the file's first
-     * line (whatever the event types). */
-    sl_events_emit(
-        a->hub, &(sl_event){.kind = SL_EV_APP,
-                            .app = {.activity = rotation ? SL_APP_TRAIL_ROTATE : SL_APP_TRAIL_OPEN,
-                                    .detail = path}});
+    /* The file's first line (whatever the event types), recorded directly: at stop the trail is
+     * no longer subscribed. Then through the hub for the other consumers. */
+    sl_event ev = {
+        .kind = SL_EV_APP,
+        .time_ms = sl_wall_ms(),
+        .app = {.activity = rotation ? SL_APP_TRAIL_ROTATE : SL_APP_TRAIL_OPEN, .detail = path}};
+    EMIT(a, sl_ocsf_app(&body_, &extra_, &ev, &ev_));
+    sl_events_emit(a->hub, &ev);
 }
 
 static void rotate(sl_audit *a, const char *reason) {
@@ -549,24 +585,13 @@ static void rotate(sl_audit *a, const char *reason) {
 
 /* Chains one event and queues it for every sink. */
 static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const sl_jb *extra) {
-    if (!a->rotating && (a->sinks & SINK_FILE) && a->file_bytes >= a->max_bytes) rotate(a, "size");
+    if (!a->rotating && !a->sealing && (a->sinks & SINK_FILE) && a->file_bytes >= a->max_bytes)
+        rotate(a, "size");
     if (queue_full(a) || (a->sink_topic && a->topic_failing && a->block && a->tn >= a->qmax)) {
         drop(a, ev->code);
         return;
     }
-    if (a->drops_unnoted && !a->noting) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%llu audit events were dropped (queue full or sink failing)",
-                 (unsigned long long)a->drops_unnoted);
-        sl_jb nb = {0};
-        sl_ocsf_ev nev;
-        sl_ocsf_trail(&nb, 99, "Events Dropped", "lifecycle", msg, sl_wall_ms(), &nev);
-        a->noting = true;
-        a->drops_unnoted = 0;
-        record(a, &nev, &nb, NULL);
-        a->noting = false;
-        sl_jb_free(&nb);
-    }
+    if (!a->sealing) note_drops(a);
     if (!sl_ocsf_line(&a->line, &a->src, a->seq + 1, ev, body, extra, a->prev)) {
         drop(a, ev->code);
         return;
@@ -596,19 +621,6 @@ static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const s
         free(n);
     }
 }
-
-/* Formats with `call` (into body_ and extra_) and records. The buffers are per call: recording
- * may rotate, and rotation reports the new file through the hub, which formats and records
- * that event before this one is chained. */
-#define EMIT(a, call)                                                                              \
-    do {                                                                                           \
-        sl_ocsf_ev ev_;                                                                            \
-        sl_jb body_ = {0}, extra_ = {0};                                                           \
-        call;                                                                                      \
-        record((a), &ev_, &body_, &extra_);                                                        \
-        sl_jb_free(&body_);                                                                        \
-        sl_jb_free(&extra_);                                                                       \
-    } while (0)
 
 /* ---- data access ---- */
 
@@ -803,12 +815,11 @@ static void on_event(void *ctx, const sl_event *e) {
         EMIT(a, sl_ocsf_net(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_APP:
-        /* The trail records its own start and stop (sl_audit_new, sl_audit_free); a broker
-         * that also reports them is not recorded twice. Its own files always are. */
+        /* The trail records its own start, stop and files (sl_audit_new, open_next,
+         * sl_audit_free); a broker that also reports start and stop is not recorded twice. */
         if ((e->app.activity == SL_APP_START && a->started) ||
-            (e->app.activity == SL_APP_STOP && a->stopped))
-            break;
-        if (e->app.activity != SL_APP_TRAIL_OPEN && e->app.activity != SL_APP_TRAIL_ROTATE &&
+            (e->app.activity == SL_APP_STOP && a->stopped) ||
+            e->app.activity == SL_APP_TRAIL_OPEN || e->app.activity == SL_APP_TRAIL_ROTATE ||
             !a->types[SL_AUDIT_LIFECYCLE])
             break;
         EMIT(a, sl_ocsf_app(&body_, &extra_, e, &ev_));

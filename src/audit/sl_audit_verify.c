@@ -306,7 +306,9 @@ static void diagnose(sl_audit_verdict *v, const vline *prev, const vline *cur, c
                     (long long)(cur->seq - want), (long long)want, (long long)(cur->seq - 1),
                     prev->lineno);
     } else if (cur->seq == prev->seq) {
-        if (next_links_cur)
+        if (!strcmp(cur->hash, prev->hash))
+            fail_at(v, cur, "inserted: a copy of the line before (line %ld)", prev->lineno);
+        else if (next_links_cur)
             fail_at(v, prev, "inserted: sequence %lld appears twice; this one is not in the chain",
                     (long long)cur->seq);
         else

@@ -262,7 +262,12 @@ def test_retention_keeps_the_newest_files(tmp_path):
                                    "sluice.audit.data.interval.ms": 0})
     b.start()
     try:
-        produce_consume(b.bootstrap, "ret", n=20)
+        produce_consume(b.bootstrap, "ret", n=5)
+        # At least ~20 KB of events (one per request), so several rotations whatever the
+        # clients' batching.
+        with kp.Conn(b.bootstrap) as c:
+            for i in range(25):
+                assert produce_v3(c, "ret", b"v%d" % i) == 0
     finally:
         b.stop(check=True)
     files = trail_files(b.data_dir)
