@@ -254,7 +254,9 @@ static const char *rfc3339(int64_t ms, char *buf, size_t n) {
     return buf;
 }
 
-/* RFC 5424 over the local datagram socket: facility 13 (log audit), severity from OCSF. */
+/* RFC 5424 over the local datagram socket: facility 13 (log audit), severity from OCSF. Never
+ * blocking: a syslog daemon that stops reading makes the sink fail (and the policy apply, with
+ * retries) instead of stalling the writer, and the broker's stop, for good. */
 static bool syslog_send(sl_audit *a, const node *n) {
     if (a->sfd < 0 && (a->sfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) return false;
     static const int sev[] = {6, 6, 5, 4, 3, 2, 2};
@@ -267,7 +269,7 @@ static bool syslog_send(sl_audit *a, const node *n) {
     memcpy(sa.sun_path, a->syslog_path, sizeof sa.sun_path);
     struct iovec iov[2] = {{hdr, (size_t)h}, {(void *)n->data, n->len - 1}};
     struct msghdr m = {.msg_name = &sa, .msg_namelen = sizeof sa, .msg_iov = iov, .msg_iovlen = 2};
-    return sendmsg(a->sfd, &m, MSG_NOSIGNAL) == (ssize_t)(h + n->len - 1);
+    return sendmsg(a->sfd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)(h + n->len - 1);
 }
 
 static void set_failing(sl_audit *a, bool on, const char *what) {

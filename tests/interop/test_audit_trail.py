@@ -374,27 +374,37 @@ def test_continue_policy_serves_and_counts_drops(failing_disk):
 # ---- syslog ---------------------------------------------------------------------------------
 
 def test_syslog_sink_sends_rfc5424(tmp_path):
+    import threading
     path = str(tmp_path / "log.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(path)
-    s.settimeout(0.5)
+    s.settimeout(0.2)
+    got, done = [], threading.Event()
+
+    def reader():  # like a syslog daemon: reads as lines come (the socket queue is short)
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                got.append(s.recv(1 << 20).decode())
+            except socket.timeout:
+                pass
+    t = threading.Thread(target=reader)
+    t.start()
     b = Broker(workdir(tmp_path), {"sluice.audit.sinks": "file,syslog",
-                                "sluice.audit.syslog.socket": path})
-    b.start()
-    got = []
+                                   "sluice.audit.syslog.socket": path,
+                                   "sluice.audit.data.interval.ms": 0})
     try:
+        b.start()
         h.ck_create_topic(b.bootstrap, "sys", 1)
+        with kp.Conn(b.bootstrap) as c:  # more lines than the socket queue holds
+            for i in range(30):
+                assert produce_v3(c, "sys", b"v%d" % i) == 0
     finally:
         b.stop(check=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            got.append(s.recv(1 << 20).decode())
-        except socket.timeout:
-            if any('"event_code":"checkpoint"' in g for g in got):
-                break
-    s.close()
-    assert got
+        wait_until(lambda: any('"reason":"stop"' in g for g in got), 10, "the stop checkpoint")
+        done.set()
+        t.join()
+        s.close()
     pat = re.compile(r"^<(\d+)>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) sluice (\d+) "
                      r"(\S+) - (\{.*\})$", re.S)
     codes = []
