@@ -65,6 +65,9 @@ void sl_audit_free(sl_audit *a);
  * refuses audited requests then); always true with `continue` or without a trail (NULL). */
 bool sl_audit_accepting(const sl_audit *a);
 
+/* The pipeline's audit gate refused a request (counted in events_refused). Loop thread. */
+void sl_audit_count_refused(sl_audit *a);
+
 typedef struct sl_audit_stats {
     uint64_t events_written; /* lines the file sink (or first sink) has durably written */
     uint64_t events_dropped; /* events lost under the `continue` policy */

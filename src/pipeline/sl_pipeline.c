@@ -1,7 +1,8 @@
 /* The request pipeline, one stage after another (docs/ARCHITECTURE.md):
  *
  *   frame (src/net) → start → header + version → authenticate → decode → name resources →
- *   authorize → protect → execute (backend) → finish (sl_req.c: observers, then the bytes)
+ *   authorize → audit gate → protect → execute (backend) → finish (sl_req.c: observers, then the
+ * bytes)
  *
  * Each stage either passes the request on or finishes it (answer, error, close) through the
  * one finish path. The stages know nothing of local storage: execution is the backend's
@@ -9,6 +10,8 @@
 #include "pipeline/sl_pipeline.h"
 
 #include "acl/sl_authz.h"
+#include "audit/sl_audit.h"
+#include "base/sl_kerr.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "pipeline/sl_api.h"
@@ -91,6 +94,227 @@ static void stage_authorize(sl_req *rq) {
     sl_authorize_stage(rq, b->authz);
 }
 
+/* Audit gate (docs/audit.md, "Failure policy"): with sluice.audit.failure.policy=block, while
+ * the trail cannot record events, requests whose execution must be audited (Produce, Fetch,
+ * the management APIs) are refused instead of executed, so nothing happens that the trail
+ * would miss. The refusal is a small answer per API with KAFKA_STORAGE_ERROR (56, retriable)
+ * on every partition or resource the request named: clients back off and retry, and nothing
+ * in the handlers changes. (Reusing the authorization decisions instead would answer
+ * *_AUTHORIZATION_FAILED, which clients do not retry.) The refusal finishes through the one
+ * finish path, so the refused request still reaches the trail: recorded if the queue has room,
+ * counted as dropped if not. */
+#define GATE_ERR SL_KAFKA_KAFKA_STORAGE_ERROR
+
+static void gate_produce(sl_req *rq) {
+    const sl_produce_req *req = rq->req;
+    if (req->acks == 0) {
+        sl_req_noreply(rq);
+        return;
+    }
+    sl_produce_resp resp;
+    sl_produce_resp_init(&resp);
+    if (!SL_RESP_MIRROR(rq, req->topic_data, req->topic_data_count, partition_data_count,
+                        resp.responses, resp.responses_count, partition_responses,
+                        partition_responses_count)) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    for (int32_t i = 0; i < resp.responses_count; i++) {
+        resp.responses[i].name = req->topic_data[i].name;
+        for (int32_t j = 0; j < resp.responses[i].partition_responses_count; j++) {
+            sl_produce_resp_partition *o = &resp.responses[i].partition_responses[j];
+            sl_produce_resp_partition_init(o);
+            o->index = req->topic_data[i].partition_data[j].index;
+            o->error_code = GATE_ERR;
+        }
+    }
+    SL_RESPOND(rq, produce, &resp);
+}
+
+static void gate_fetch(sl_req *rq) {
+    const sl_fetch_req *req = rq->req;
+    sl_fetch_resp resp;
+    sl_fetch_resp_init(&resp);
+    if (!SL_RESP_MIRROR(rq, req->topics, req->topics_count, partitions_count, resp.responses,
+                        resp.responses_count, partitions, partitions_count)) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    for (int32_t i = 0; i < resp.responses_count; i++) {
+        resp.responses[i].topic = req->topics[i].topic;
+        resp.responses[i].topic_id = req->topics[i].topic_id;
+        for (int32_t j = 0; j < resp.responses[i].partitions_count; j++) {
+            sl_fetch_resp_partition *o = &resp.responses[i].partitions[j];
+            sl_fetch_resp_partition_init(o);
+            o->partition_index = req->topics[i].partitions[j].partition;
+            o->high_watermark = -1;
+            o->error_code = GATE_ERR;
+        }
+    }
+    SL_RESPOND(rq, fetch, &resp);
+}
+
+/* Management APIs answer one result per item of one request array: `items` named `field` in
+ * the response, filled by `fill(out_item, in_item)`. */
+#define GATE_ITEMS(rq, name, rarr, rcount, oarr, ocount, fill)                                     \
+    do {                                                                                           \
+        const sl_##name##_req *req_ = (rq)->req;                                                   \
+        sl_##name##_resp resp_;                                                                    \
+        sl_##name##_resp_init(&resp_);                                                             \
+        if (!SL_RESP_ARRAY((rq), resp_.oarr, resp_.ocount, req_->rcount)) {                        \
+            sl_req_fail((rq), "out of memory");                                                    \
+            return;                                                                                \
+        }                                                                                          \
+        for (int32_t i_ = 0; i_ < resp_.ocount; i_++) {                                            \
+            __typeof__(resp_.oarr) o_ = &resp_.oarr[i_];                                           \
+            __typeof__(req_->rarr) r_ = &req_->rarr[i_];                                           \
+            (void)r_;                                                                              \
+            o_->error_code = GATE_ERR;                                                             \
+            fill;                                                                                  \
+        }                                                                                          \
+        SL_RESPOND((rq), name, &resp_);                                                            \
+    } while (0)
+
+static void gate_create_topics(sl_req *rq) {
+    GATE_ITEMS(rq, create_topics, topics, topics_count, topics, topics_count, {
+        o_->name = r_->name;
+        o_->num_partitions = -1;
+        o_->replication_factor = -1;
+        o_->configs_count = -1;
+    });
+}
+static void gate_delete_topics(sl_req *rq) {
+    const sl_delete_topics_req *req = rq->req;
+    if (req->topic_names_count > 0) {
+        GATE_ITEMS(rq, delete_topics, topic_names, topic_names_count, responses, responses_count,
+                   o_->name = *r_);
+    } else {
+        GATE_ITEMS(rq, delete_topics, topics, topics_count, responses, responses_count, {
+            o_->name = r_->name;
+            o_->topic_id = r_->topic_id;
+        });
+    }
+}
+static void gate_create_partitions(sl_req *rq) {
+    GATE_ITEMS(rq, create_partitions, topics, topics_count, results, results_count,
+               o_->name = r_->name);
+}
+static void gate_alter_configs(sl_req *rq) {
+    GATE_ITEMS(rq, alter_configs, resources, resources_count, responses, responses_count, {
+        o_->resource_type = r_->resource_type;
+        o_->resource_name = r_->resource_name;
+    });
+}
+static void gate_incremental_alter_configs(sl_req *rq) {
+    GATE_ITEMS(rq, incremental_alter_configs, resources, resources_count, responses,
+               responses_count, {
+                   o_->resource_type = r_->resource_type;
+                   o_->resource_name = r_->resource_name;
+               });
+}
+static void gate_create_acls(sl_req *rq) {
+    GATE_ITEMS(rq, create_acls, creations, creations_count, results, results_count, (void)0);
+}
+static void gate_delete_acls(sl_req *rq) {
+    GATE_ITEMS(rq, delete_acls, filters, filters_count, filter_results, filter_results_count,
+               o_->matching_acls_count = 0);
+}
+static void gate_delete_groups(sl_req *rq) {
+    GATE_ITEMS(rq, delete_groups, groups_names, groups_names_count, results, results_count,
+               o_->group_id = *r_);
+}
+static void gate_alter_user_scram_credentials(sl_req *rq) {
+    /* One result per user named, deletions then upsertions (Kafka answers per user). */
+    const sl_alter_user_scram_credentials_req *req = rq->req;
+    sl_alter_user_scram_credentials_resp resp;
+    sl_alter_user_scram_credentials_resp_init(&resp);
+    int32_t nd = req->deletions_count > 0 ? req->deletions_count : 0;
+    int32_t nu = req->upsertions_count > 0 ? req->upsertions_count : 0;
+    if (!SL_RESP_ARRAY(rq, resp.results, resp.results_count, nd + nu)) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    for (int32_t i = 0; i < nd + nu; i++) {
+        resp.results[i].user = i < nd ? req->deletions[i].name : req->upsertions[i - nd].name;
+        resp.results[i].error_code = GATE_ERR;
+    }
+    SL_RESPOND(rq, alter_user_scram_credentials, &resp);
+}
+static void gate_delete_records(sl_req *rq) {
+    const sl_delete_records_req *req = rq->req;
+    sl_delete_records_resp resp;
+    sl_delete_records_resp_init(&resp);
+    if (!SL_RESP_MIRROR(rq, req->topics, req->topics_count, partitions_count, resp.topics,
+                        resp.topics_count, partitions, partitions_count)) {
+        sl_req_fail(rq, "out of memory");
+        return;
+    }
+    for (int32_t i = 0; i < resp.topics_count; i++) {
+        resp.topics[i].name = req->topics[i].name;
+        for (int32_t j = 0; j < resp.topics[i].partitions_count; j++) {
+            resp.topics[i].partitions[j].partition_index =
+                req->topics[i].partitions[j].partition_index;
+            resp.topics[i].partitions[j].low_watermark = -1;
+            resp.topics[i].partitions[j].error_code = GATE_ERR;
+        }
+    }
+    SL_RESPOND(rq, delete_records, &resp);
+}
+static void gate_offset_delete(sl_req *rq) {
+    /* OffsetDelete answers its group-level error first: the whole request is refused there. */
+    sl_offset_delete_resp resp;
+    sl_offset_delete_resp_init(&resp);
+    resp.error_code = GATE_ERR;
+    resp.topics_count = 0;
+    SL_RESPOND(rq, offset_delete, &resp);
+}
+
+/* The refusal answer of an audited API; NULL: not audited (it executes whatever the trail's
+ * state, like metadata and group coordination). */
+static void (*gate_for(int16_t key))(sl_req *) {
+    switch (key) {
+    case SL_API_PRODUCE:
+        return gate_produce;
+    case SL_API_FETCH:
+        return gate_fetch;
+    case SL_API_CREATE_TOPICS:
+        return gate_create_topics;
+    case SL_API_DELETE_TOPICS:
+        return gate_delete_topics;
+    case SL_API_CREATE_PARTITIONS:
+        return gate_create_partitions;
+    case SL_API_ALTER_CONFIGS:
+        return gate_alter_configs;
+    case SL_API_INCREMENTAL_ALTER_CONFIGS:
+        return gate_incremental_alter_configs;
+    case SL_API_CREATE_ACLS:
+        return gate_create_acls;
+    case SL_API_DELETE_ACLS:
+        return gate_delete_acls;
+    case SL_API_ALTER_USER_SCRAM_CREDENTIALS:
+        return gate_alter_user_scram_credentials;
+    case SL_API_DELETE_GROUPS:
+        return gate_delete_groups;
+    case SL_API_DELETE_RECORDS:
+        return gate_delete_records;
+    case SL_API_OFFSET_DELETE:
+        return gate_offset_delete;
+    default:
+        return NULL;
+    }
+}
+
+/* True when the request may execute; otherwise it has been answered with the refusal. */
+static bool stage_audit_gate(sl_req *rq) {
+    if (sl_audit_accepting(rq->b->audit)) return true;
+    void (*refuse)(sl_req *) = gate_for(rq->h.api_key);
+    if (!refuse || !rq->req) return true;
+    sl_audit_count_refused(rq->b->audit);
+    rq->error = GATE_ERR;
+    refuse(rq);
+    return false;
+}
+
 void sl_pipeline_on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, const uint8_t *frame,
                             size_t len) {
     sl_broker *b = app;
@@ -106,6 +330,7 @@ void sl_pipeline_on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, c
     if (!stage_authenticate(rq)) return;
     if (!stage_decode(rq)) return;
     stage_authorize(rq);
+    if (!stage_audit_gate(rq)) return;
     /* Protect: record transforms run per partition inside produce and fetch execution
      * (proto/sl_xform), where record sets are at hand. */
     sl_broker_exec(rq->h.api_key)(rq);
