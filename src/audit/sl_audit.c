@@ -719,10 +719,9 @@ static void on_data(sl_audit *a, const sl_event *e) {
     sl_audit_data one[MAX_PER_EVENT];
     int n = 0;
     char topics[MAX_PER_EVENT][256];
-    int ntopic_res = 0;
-    for (int32_t i = 0; i < rq->nres; i++) ntopic_res += rq->res[i].rtype == SL_ACL_RES_TOPIC;
-    int32_t nsrc = rq->ndata ? rq->ndata : rq->nres;
-    for (int32_t i = 0; i < nsrc; i++) {
+    /* What the request read or wrote, per partition, as the descriptor recorded it from the
+     * answer (sl_req_data); a fetch that returned nothing names no partition and is no access. */
+    for (int32_t i = 0; i < rq->ndata; i++) {
         sl_audit_data d = {.principal = rq->principal,
                            .client_id = cid,
                            .peer = rq->peer,
@@ -731,30 +730,14 @@ static void on_data(sl_audit *a, const sl_event *e) {
                            .requests = 1,
                            .start_ms = now,
                            .end_ms = now};
-        sl_str topic;
-        if (rq->ndata) {
-            const sl_req_data *x = &rq->data[i];
-            topic = x->topic;
-            d.partition = x->partition;
-            d.records = x->records;
-            d.bytes = x->bytes;
-            d.first_offset = x->first_offset;
-            d.last_offset = x->last_offset;
-            d.last_error = x->error ? x->error : rq->error;
-        } else {
-            /* No per-partition detail recorded: one entry per topic named, with the request's
-             * totals when it named only one. */
-            const sl_req_res *r = &rq->res[i];
-            if (r->rtype != SL_ACL_RES_TOPIC || !r->allowed ||
-                r->op != (write ? SL_ACL_OP_WRITE : SL_ACL_OP_READ))
-                continue;
-            topic = r->name;
-            d.partition = -1;
-            d.records = ntopic_res == 1 ? (write ? rq->records_in : rq->records_out) : 0;
-            d.bytes = ntopic_res == 1 ? (write ? rq->bytes_in : rq->bytes_out) : 0;
-            d.first_offset = d.last_offset = -1;
-            d.last_error = r->error ? r->error : rq->error;
-        }
+        const sl_req_data *x = &rq->data[i];
+        sl_str topic = x->topic;
+        d.partition = x->partition;
+        d.records = x->records;
+        d.bytes = x->bytes;
+        d.first_offset = x->first_offset;
+        d.last_offset = x->last_offset;
+        d.last_error = x->error ? x->error : rq->error;
         d.errors = d.last_error != 0;
         int tl = topic.len < 0 ? 0 : topic.len < 255 ? topic.len : 255;
         if (a->excl_topics[0] && list_has(a->excl_topics, topic.p ? topic.p : "", (size_t)tl))
@@ -817,14 +800,17 @@ static void on_event(void *ctx, const sl_event *e) {
         EMIT(a, sl_ocsf_net(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_APP:
-        /* The trail records its own start, stop and files (sl_audit_new, open_next,
-         * sl_audit_free); a broker that also reports start and stop is not recorded twice. */
+        /* The trail records its own start and files (sl_audit_new, open_next) and, unless the
+         * broker reported its stop (with how it went), the stop at sl_audit_free: nothing
+         * twice. The configuration digest is the broker's (sl_config_digest). */
         if ((e->app.activity == SL_APP_START && a->started) ||
             (e->app.activity == SL_APP_STOP && a->stopped) ||
             e->app.activity == SL_APP_TRAIL_OPEN || e->app.activity == SL_APP_TRAIL_ROTATE ||
             !a->types[SL_AUDIT_LIFECYCLE])
             break;
+        if (e->app.activity == SL_APP_STOP) sl_audit_flush_data(a); /* summaries come first */
         EMIT(a, sl_ocsf_app(&body_, &extra_, e, &ev_));
+        if (e->app.activity == SL_APP_STOP) a->stopped = true;
         break;
     case SL_EV_ADMIN:
         if (a->types[SL_AUDIT_MANAGEMENT]) EMIT(a, sl_ocsf_admin(&body_, &extra_, e, &ev_));
@@ -851,30 +837,6 @@ static void on_tick(void *ctx) {
     }
     topic_flush(a);
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);
-}
-
-/* SHA-256 of the effective configuration, `name=value\n` for every key with a value in table
- * order, sensitive keys left out: two brokers with the same digest ran with the same settings. */
-static void config_digest(const sl_config *cfg, char out[65]) {
-    EVP_MD_CTX *mc = EVP_MD_CTX_new();
-    unsigned char md[32];
-    unsigned int mlen = 0;
-    bool ok = mc && EVP_DigestInit_ex(mc, EVP_sha256(), NULL) == 1;
-    for (size_t i = 0; ok && i < sl_config_key_count(); i++) {
-        char v[SL_CFG_STR_MAX];
-        if (!sl_config_format(cfg, i, v, sizeof v)) continue;
-        const char *name = sl_config_key_at(i)->name;
-        ok = EVP_DigestUpdate(mc, name, strlen(name)) == 1 && EVP_DigestUpdate(mc, "=", 1) == 1 &&
-             EVP_DigestUpdate(mc, v, strlen(v)) == 1 && EVP_DigestUpdate(mc, "\n", 1) == 1;
-    }
-    ok = ok && EVP_DigestFinal_ex(mc, md, &mlen) == 1 && mlen == 32;
-    EVP_MD_CTX_free(mc);
-    static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = ok ? hx[md[i] >> 4] : '0';
-        out[2 * i + 1] = ok ? hx[md[i] & 15] : '0';
-    }
-    out[64] = 0;
 }
 
 /* ---- startup: continuing the chain of an existing trail ---- */
@@ -1032,14 +994,6 @@ sl_err sl_audit_new(const sl_config *cfg, const sl_audit_env *env, sl_audit **ou
         sl_event st = {
             .kind = SL_EV_APP, .time_ms = sl_wall_ms(), .app = {.activity = SL_APP_START}};
         EMIT(a, sl_ocsf_app(&body_, &extra_, &st, &ev_));
-        char digest[65];
-        config_digest(cfg, digest);
-        sl_event ce = {.kind = SL_EV_APP,
-                       .time_ms = st.time_ms,
-                       .app = {.activity = SL_APP_CONFIG,
-                               .detail = "effective configuration (sensitive values left out)",
-                               .digest = digest}};
-        EMIT(a, sl_ocsf_app(&body_, &extra_, &ce, &ev_));
     }
     a->started = true;
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);

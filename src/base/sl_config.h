@@ -154,6 +154,10 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t err_len);
  * sl_audit_type (src/audit/sl_audit.h). */
 extern const char *const sl_audit_event_type_names[];
 
+/* SHA-256 (hex, 64 characters and a NUL) of the effective configuration without any secret:
+ * the same digest means the same settings (the audit trail records it at each start). */
+void sl_config_digest(const sl_config *c, char hex[65]);
+
 /* Iteration over the key table for help output and DescribeConfigs. */
 typedef struct sl_config_key_info {
     const char *name;

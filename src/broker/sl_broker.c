@@ -286,41 +286,6 @@ sl_topic *sl_broker_auto_create(sl_broker *b, sl_str name) {
 
 /* ---- lifecycle facts ---- */
 
-/* SHA-256 (hex) of the effective configuration: each key's name and value in table order, and
- * each listener override's name, except the values of sensitive keys (sl_config_format refuses
- * them) and of overrides that are not plain non-sensitive table keys (a jaas.config holds
- * passwords). Two brokers with the same digest run the same settings; no secret is hashed, so
- * the digest cannot serve to test guesses of one. */
-static void config_digest(const sl_config *c, char hex[65]) {
-    hex[0] = 0;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(md);
-        return;
-    }
-    static char buf[SL_CFG_STR_MAX + 64];
-    for (size_t i = 0; i < sl_config_key_count(); i++) {
-        const sl_config_key_info *k = sl_config_key_at(i);
-        if (!k || k->sensitive) continue;
-        bool has = sl_config_format(c, i, buf, sizeof buf);
-        (void)EVP_DigestUpdate(md, k->name, strlen(k->name) + 1);
-        (void)EVP_DigestUpdate(md, has ? buf : "", has ? strlen(buf) + 1 : 1);
-    }
-    for (int32_t i = 0; i < c->noverrides && i < SL_CFG_OVERRIDES_MAX; i++) {
-        const sl_config_override *o = &c->overrides[i];
-        int ki = sl_config_key_index(o->key);
-        const sl_config_key_info *k = ki >= 0 ? sl_config_key_at((size_t)ki) : NULL;
-        snprintf(buf, sizeof buf, "listener.name.%s.%s", o->listener, o->key);
-        (void)EVP_DigestUpdate(md, buf, strlen(buf) + 1);
-        if (k && !k->sensitive) (void)EVP_DigestUpdate(md, o->value, strlen(o->value) + 1);
-    }
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    if (EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 32)
-        for (unsigned i = 0; i < dl; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    EVP_MD_CTX_free(md);
-}
-
 static void emit_app(sl_broker *b, sl_app_activity act, const char *detail, const char *digest) {
     sl_events_emit(&b->events,
                    &(sl_event){.kind = SL_EV_APP,
@@ -634,7 +599,7 @@ int sl_broker_run(sl_broker *b) {
     SL_INFO("broker", "started", "node_id=%d cluster_id=%s log_dirs=%s topics=%d", b->cfg.node_id,
             sl_topics_cluster_id(b->topics), b->cfg.log_dirs, sl_topics_count(b->topics));
     char digest[65];
-    config_digest(&b->cfg, digest);
+    sl_config_digest(&b->cfg, digest);
     emit_app(b, SL_APP_CONFIG, b->cfg.config_file[0] ? b->cfg.config_file : NULL, digest);
     emit_app(b, SL_APP_START, NULL, NULL);
     sl_loop_run(b->loop);

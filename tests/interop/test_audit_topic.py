@@ -4,9 +4,9 @@ included, may produce to it, delete it, grow it or change its configuration; rea
 ACL naming it (the super user too), so reading the trail always leaves an ACL change in it;
 without an authorizer nobody reads it; a client never creates it through auto-creation.
 
-The trail itself (src/audit) appends to the topic; until it does, the topic is empty and a
-granted reader's fetch reaches the end of the partition (librdkafka's partition EOF) instead of
-an authorization error."""
+The trail (src/audit) appends every event line to the topic: a granted reader reads them, the
+grant that let it read among them."""
+import json
 import time
 
 import pytest
@@ -77,8 +77,29 @@ def test_audit_topic_protection(acl_broker):
     assert read_outcome(b, "fraud") == TOPIC_AUTHZ
     create_acls(b, binding("TOPIC", AUDIT, "LITERAL", "User:auditor", "READ", "ALLOW"),
                 binding("TOPIC", AUDIT, "LITERAL", "User:fraud", "ALL", "ALLOW"))
-    assert read_outcome(b, "auditor") == "eof"
-    assert read_outcome(b, "fraud") == "eof"
+    assert read_outcome(b, "auditor") == "records"
+    assert read_outcome(b, "fraud") == "records"
+    # What the auditor reads is the trail itself: OCSF lines, the grant's CreateAcls among them.
+    from confluent_kafka import Consumer, TopicPartition
+    cons = Consumer(ck_conf(b, "auditor", **{"group.id": "audit-read-auditor-all",
+                                             "enable.auto.commit": False}))
+    cons.assign([TopicPartition(AUDIT, 0, 0)])
+    lines = []
+    deadline = time.monotonic() + 30
+
+    def granted():
+        return any(e.get("api", {}).get("operation") == "CreateAcls"
+                   and f"Topic:LITERAL:{AUDIT} User:auditor Read Allow" in json.dumps(e)
+                   for e in lines)
+    try:
+        while time.monotonic() < deadline and not granted():
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                lines.append(json.loads(m.value()))
+    finally:
+        cons.close()
+    assert granted(), lines[-5:]
+    assert all("class_uid" in e and "prev_hash" in e["unmapped"] for e in lines)
     # ALL on the trail still writes nothing; the super user still needs a grant of its own.
     assert ck_produce(b, "fraud", AUDIT) == TOPIC_AUTHZ
     assert ck_produce(b, "auditor", AUDIT) == TOPIC_AUTHZ

@@ -14,6 +14,9 @@ import re
 import socket
 import time
 
+import json
+import urllib.request
+
 import pytest
 
 import kproto
@@ -35,6 +38,28 @@ class SourceConn(kproto.Conn):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.corr = 0
         self._versions = None
+
+
+def metric(b, name, **labels):
+    """The value of one sample on the broker's metrics endpoint (0 when absent)."""
+    from test_metrics import metrics_url
+    body = urllib.request.urlopen(metrics_url(b) + "/metrics", timeout=10).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in body.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not want and line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def trail_findings(b, rule):
+    """Detection Findings (OCSF 2004) of `rule` in the audit trail's files."""
+    out = []
+    for f in sorted((b.data_dir / "audit").glob("sluice-audit-*.jsonl")):
+        for line in f.read_text().splitlines():
+            e = json.loads(line)
+            if e["class_uid"] == 2004 and rule in e["finding_info"]["types"]:
+                out.append(e)
+    return out
 
 
 @pytest.fixture
@@ -116,6 +141,15 @@ def test_bruteforce_raises_findings_at_threshold(guard_broker):
     assert by_addr[0]["severity"] == "4"
     by_user = findings(b, "auth_bruteforce_principal")
     assert len(by_user) == 1 and by_user[0]["subject"] == '"alice"'
+    # The same finding as a metric and as an OCSF Detection Finding in the audit trail.
+    wait_until(lambda: metric(b, "sluice_detections_total", rule="auth_bruteforce_address") == 1,
+               10, "sluice_detections_total{rule=auth_bruteforce_address} == 1")
+    assert metric(b, "sluice_authentication_failures_total", mechanism="SCRAM-SHA-256",
+                  listener="SASL_PLAINTEXT", reason="invalid credentials") >= 5
+    found = wait_until(lambda: trail_findings(b, "auth_bruteforce_address"), 10,
+                       "the finding in the audit trail")
+    assert found[0]["evidences"][0]["data"]["subject"] == "127.0.0.1"
+    assert found[0]["severity_id"] == 4
     # Not raised again within the window; nothing blocked without block.seconds.
     wrong_password(b)
     assert len(findings(b, "auth_bruteforce_address")) == 1
@@ -146,11 +180,16 @@ def test_block_refuses_address_for_block_seconds_only(guard_broker):
                          "the address_blocked finding in the log")
     assert blocked[0]["subject"] == '"127.0.0.1"'
     assert blocked[0]["block_ms"] == str(BLOCK_S * 1000)
+    wait_until(lambda: trail_findings(b, "address_blocked"), 10, "address_blocked in the trail")
+    wait_until(lambda: metric(b, "sluice_guard_blocked_addresses") == 1, 10,
+               "sluice_guard_blocked_addresses == 1")
     # Refused at accept: the broker closes before answering anything.
     with SourceConn(b.bootstrap, "127.0.0.1") as conn:
         assert conn.closed_by_peer(5), "a blocked address was served"
     assert re.search(r'msg="connection refused" .*peer=127\.0\.0\.1:\d+ reason="blocked"',
                      b.log_text()), "no refusal line for the blocked address"
+    wait_until(lambda: metric(b, "sluice_connections_refused_total", listener="SASL_PLAINTEXT",
+                              reason="blocked") >= 1, 10, "the refusal counted")
 
     # Another address is unaffected: it authenticates, produces and reads, while the first is
     # still refused (checked after, so all of it happened during the block).
