@@ -292,6 +292,7 @@ typedef struct decide_ctx {
     const char *principal, *host;
     int op;
     bool found, allowed, denied;
+    const sl_acl *deny; /* the DENY binding that decided, when one did */
 } decide_ctx;
 
 static bool decide_one(void *vc, const sl_acl *a) {
@@ -301,6 +302,7 @@ static bool decide_one(void *vc, const sl_acl *a) {
     if (a->perm == SL_ACL_PERM_DENY) {
         if (a->op == SL_ACL_OP_ALL || a->op == c->op) {
             c->denied = true;
+            c->deny = a;
             return false; /* DENY wins; nothing else can change the answer */
         }
     } else if (allow_implies(a->op, c->op)) {
@@ -309,15 +311,27 @@ static bool decide_one(void *vc, const sl_acl *a) {
     return true;
 }
 
-bool sl_authorizer_allows(const sl_authorizer *az, const char *principal, const char *host, int op,
-                          int rtype, const char *name, size_t name_len) {
-    if (!principal) return false;
+bool sl_authorizer_explain(const sl_authorizer *az, const char *principal, const char *host, int op,
+                           int rtype, const char *name, size_t name_len, char *why, size_t len) {
+    if (!principal) {
+        if (why) snprintf(why, len, "unauthenticated");
+        return false;
+    }
     if (sl_authorizer_is_super(az, principal)) return true;
     decide_ctx c = {.principal = principal, .host = host, .op = op};
     c.found = sl_acl_set_visit_principal(az->set, rtype, name, name_len, principal, decide_one, &c);
-    if (c.denied) return false;
-    if (c.allowed) return true;
-    return !c.found && az->allow_if_no_acl;
+    if (c.denied) {
+        if (why) sl_acl_format(c.deny, why, len);
+        return false;
+    }
+    if (c.allowed || (!c.found && az->allow_if_no_acl)) return true;
+    if (why) snprintf(why, len, "no ALLOW binding matches (deny by default)");
+    return false;
+}
+
+bool sl_authorizer_allows(const sl_authorizer *az, const char *principal, const char *host, int op,
+                          int rtype, const char *name, size_t name_len) {
+    return sl_authorizer_explain(az, principal, host, op, rtype, name, name_len, NULL, 0);
 }
 
 /* True when DENY binding `d` covers every resource ALLOW binding `a` names. */

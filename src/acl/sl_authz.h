@@ -61,6 +61,12 @@ bool sl_authorizer_is_super(const sl_authorizer *az, const char *principal);
  * the client's address without port. */
 bool sl_authorizer_allows(const sl_authorizer *az, const char *principal, const char *host, int op,
                           int rtype, const char *name, size_t name_len);
+/* sl_authorizer_allows, also saying what decided a denial into `why` (`len` bytes): the DENY
+ * binding that matched (sl_acl_format), or that no ALLOW binding matched (deny by default), or
+ * that the caller is unauthenticated. `why` is left untouched when allowed. For the audit trail,
+ * which names the rule behind every denial. */
+bool sl_authorizer_explain(const sl_authorizer *az, const char *principal, const char *host, int op,
+                           int rtype, const char *name, size_t name_len, char *why, size_t len);
 /* Kafka's authorizeByResourceType: true when some resource of `rtype` would allow `op` (an
  * ALLOW binding for the caller not shadowed by a DENY on a pattern covering it). Scans the set. */
 bool sl_authorizer_allows_any(const sl_authorizer *az, const char *principal, const char *host,

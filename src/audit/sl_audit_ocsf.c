@@ -472,6 +472,10 @@ static void resource(sl_jb *b, bool first, const sl_req_res *r) {
     if (r->flags & SL_AZ_ANY) sl_jb_cstr(b, ",\"any\":true");
     sl_jb_printf(b, ",\"error_code\":%d,\"error\":", r->error);
     sl_jb_cstrq(b, sl_kafka_err_name(r->error));
+    if (!r->allowed && r->decided_by) { /* the binding or rule behind the denial */
+        sl_jb_cstr(b, ",\"decided_by\":");
+        sl_jb_str(b, r->decided_by, strlen(r->decided_by));
+    }
     sl_jb_cstr(b, "}}");
 }
 

@@ -205,8 +205,14 @@ static int32_t audit_topic_ops(const sl_req *rq, struct sl_authorizer *az, const
     return ops;
 }
 
+/* Keeps what decided a denial with the resource, for the observers (the audit trail names it). */
+static void decided_by(sl_req *rq, sl_req_res *r, const char *why) {
+    if (!(r->flags & SL_AZ_QUIET) && why[0])
+        r->decided_by = sl_arena_dup(rq->a, why, strlen(why) + 1);
+}
+
 void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
-    char host[64] = "";
+    char host[64] = "", why[256] = "";
     if (az) sl_req_host(rq, host, sizeof host);
     for (int32_t i = 0; i < rq->nres; i++) {
         sl_req_res *r = &rq->res[i];
@@ -219,6 +225,9 @@ void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
             }
             r->allowed = audit_topic_allows(rq, az, host, r->op);
             if (r->allowed) continue;
+            decided_by(
+                rq, r,
+                "the audit topic's rule (written by the broker only; read by literal grant)");
             r->error = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
             if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
             continue;
@@ -239,9 +248,11 @@ void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
         else if (r->flags & SL_AZ_ANY)
             r->allowed = sl_authorizer_allows_any(az, rq->principal, host, r->op, r->rtype);
         else
-            r->allowed = sl_authorizer_allows(az, rq->principal, host, r->op, r->rtype, r->name.p,
-                                              (size_t)r->name.len);
+            r->allowed = sl_authorizer_explain(az, rq->principal, host, r->op, r->rtype, r->name.p,
+                                               (size_t)r->name.len, why, sizeof why);
         if (r->allowed) continue;
+        decided_by(rq, r,
+                   (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
         r->error = denial_code(r->rtype);
         if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
     }

@@ -26,13 +26,14 @@ struct sl_api_desc;
 typedef struct sl_req_res {
     sl_str name; /* arena copy: valid as long as the request */
     int8_t rtype, op;
-    uint8_t flags; /* SL_AZ_* (sl_authorize.h) */
-    bool allowed;  /* the stage's decision */
-    int32_t ops;   /* with SL_AZ_OPS: Kafka's authorized-operations bitfield */
-    bool by_alt;   /* allowed through its alternative, not asked itself */
-    int16_t error; /* outcome for this resource (a Kafka error code, 0: none recorded) */
-    int32_t alt;   /* index of the alternative resource, -1: none */
-    int32_t hnext; /* hash chain (index + 1; 0 ends) */
+    uint8_t flags;          /* SL_AZ_* (sl_authorize.h) */
+    bool allowed;           /* the stage's decision */
+    int32_t ops;            /* with SL_AZ_OPS: Kafka's authorized-operations bitfield */
+    bool by_alt;            /* allowed through its alternative, not asked itself */
+    int16_t error;          /* outcome for this resource (a Kafka error code, 0: none recorded) */
+    const char *decided_by; /* a denial: the rule or binding that decided (arena; NULL: none) */
+    int32_t alt;            /* index of the alternative resource, -1: none */
+    int32_t hnext;          /* hash chain (index + 1; 0 ends) */
 } sl_req_res;
 
 /* Data a request read or wrote in one topic-partition, for audit and metrics: recorded by the

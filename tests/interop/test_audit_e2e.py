@@ -191,6 +191,8 @@ def test_real_clients_actions_appear_as_ocsf_events(audited):
                and e["api"]["operation"] == "Produce")
     denied = [r for r in den[0]["resources"] if r["name"] == TOPIC]
     assert denied and denied[0]["data"]["operation"] == "WRITE" and not denied[0]["data"]["allowed"]
+    # What decided: mallory's only binding allows Describe, nothing allows Write.
+    assert denied[0]["data"]["decided_by"] == "no ALLOW binding matches (deny by default)"
     assert den[0]["status_code"] == "TOPIC_AUTHORIZATION_FAILED"
     assert den[0]["src_endpoint"]["ip"] == "127.0.0.1"
 

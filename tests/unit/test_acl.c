@@ -168,6 +168,30 @@ SL_TEST(acl_evaluator_table) {
     CHECK_EQ(bad, 0);
 }
 
+/* The audit trail names what decided each denial: the DENY binding, or that nothing allowed. */
+SL_TEST(acl_explain_names_what_decided) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    sl_authorizer *az = open_with(dir, k_rules, sizeof k_rules / sizeof k_rules[0], false);
+    CHECK(az);
+    char why[256] = "";
+    CHECK(!sl_authorizer_explain(az, "User:da", "h", SL_ACL_OP_READ, SL_ACL_RES_TOPIC, "deny-all",
+                                 8, why, sizeof why));
+    CHECK(strncmp(why, "DENY User:da", 12) == 0 && strstr(why, "deny-all"));
+    CHECK(!sl_authorizer_explain(az, "User:alice", "h", SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC,
+                                 "payments", 8, why, sizeof why));
+    CHECK(strcmp(why, "no ALLOW binding matches (deny by default)") == 0);
+    CHECK(!sl_authorizer_explain(az, NULL, "h", SL_ACL_OP_READ, SL_ACL_RES_TOPIC, "public", 6, why,
+                                 sizeof why));
+    CHECK(strcmp(why, "unauthenticated") == 0);
+    strcpy(why, "untouched");
+    CHECK(sl_authorizer_explain(az, "User:admin", "h", SL_ACL_OP_READ, SL_ACL_RES_TOPIC, "x", 1,
+                                why, sizeof why));
+    CHECK(strcmp(why, "untouched") == 0);
+    sl_authorizer_free(az);
+    rm_rf(dir);
+}
+
 SL_TEST(acl_authorized_operations_and_by_type) {
     char dir[64];
     tmpdir(dir, sizeof dir);
