@@ -100,7 +100,7 @@ struct sl_audit {
     bool rotating, sealing, started, stopped, noting;
     uint64_t drops_unnoted;
     sl_timer *tick;
-    sl_jb line;
+    sl_text line;
 
     /* loop thread: data access summaries */
     agg *buckets[AGG_BUCKETS];
@@ -234,17 +234,6 @@ static bool open_file(sl_audit *a, const char *path) {
     return true;
 }
 
-static bool write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static const char *rfc3339(int64_t ms, char *buf, size_t n) {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
@@ -321,7 +310,7 @@ static bool write_batch(sl_audit *a) {
                 return false;
             }
             a->dirty = true;
-            if (!write_all(a->fd, n->data, n->len)) {
+            if (!sl_write_all(a->fd, n->data, n->len)) {
                 set_failing(a, true, "file");
                 return false;
             }
@@ -479,7 +468,7 @@ static void topic_add(sl_audit *a, const char *line, size_t len) {
     a->tlens[a->tn++] = len;
 }
 
-static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const sl_jb *extra);
+static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_text *body, const sl_text *extra);
 
 /* Formats with `call` (into body_ and extra_) and records. The buffers are per call: recording
  * may rotate, and rotation reports the new file through the hub, which formats and records
@@ -487,11 +476,11 @@ static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const s
 #define EMIT(a, call)                                                                              \
     do {                                                                                           \
         sl_ocsf_ev ev_;                                                                            \
-        sl_jb body_ = {0}, extra_ = {0};                                                           \
+        sl_text body_ = {0}, extra_ = {0};                                                         \
         call;                                                                                      \
         record((a), &ev_, &body_, &extra_);                                                        \
-        sl_jb_free(&body_);                                                                        \
-        sl_jb_free(&extra_);                                                                       \
+        sl_text_free(&body_);                                                                      \
+        sl_text_free(&extra_);                                                                     \
     } while (0)
 
 static void drop(sl_audit *a, const char *code) {
@@ -508,20 +497,20 @@ static void note_drops(sl_audit *a) {
     char msg[96];
     snprintf(msg, sizeof msg, "%llu audit events were dropped (queue full or sink failing)",
              (unsigned long long)a->drops_unnoted);
-    sl_jb nb = {0};
+    sl_text nb = {0};
     sl_ocsf_ev nev;
     sl_ocsf_trail(&nb, 99, "Events Dropped", "lifecycle", msg, sl_wall_ms(), &nev);
     a->noting = true;
     a->drops_unnoted = 0;
     record(a, &nev, &nb, NULL);
     a->noting = false;
-    sl_jb_free(&nb);
+    sl_text_free(&nb);
 }
 
 static void checkpoint(sl_audit *a, const char *reason) {
     note_drops(a);
     int64_t now = sl_wall_ms();
-    sl_jb body = {0}, extra = {0};
+    sl_text body = {0}, extra = {0};
     sl_ocsf_ev ev;
     char msg[256], sig[129];
     sl_ocsf_trail(&body, 99, "Checkpoint", "checkpoint", NULL, now, &ev);
@@ -530,13 +519,14 @@ static void checkpoint(sl_audit *a, const char *reason) {
     int mlen = sl_audit_cp_message(msg, sizeof msg, a->seq + 1, a->prev, now, reason);
     if (!sl_audit_sign(a->key, msg, (size_t)mlen, sig)) {
         SL_ERROR("audit", "cannot sign a checkpoint", "reason=%s", reason);
-        sl_jb_free(&body);
+        sl_text_free(&body);
         return;
     }
-    sl_jb_printf(&extra,
-                 ",\"checkpoint\":{\"reason\":\"%s\",\"sequence\":%llu,\"last_hash\":\"%s\","
-                 "\"time\":%lld,\"key_id\":\"%s\",\"signature\":\"%s\"}",
-                 reason, (unsigned long long)(a->seq + 1), a->prev, (long long)now, a->key_id, sig);
+    sl_text_printf(&extra,
+                   ",\"checkpoint\":{\"reason\":\"%s\",\"sequence\":%llu,\"last_hash\":\"%s\","
+                   "\"time\":%lld,\"key_id\":\"%s\",\"signature\":\"%s\"}",
+                   reason, (unsigned long long)(a->seq + 1), a->prev, (long long)now, a->key_id,
+                   sig);
     /* What it signed must be exactly the line it becomes: no rotation and no note may come in
      * between. */
     uint64_t before = a->seq;
@@ -547,8 +537,8 @@ static void checkpoint(sl_audit *a, const char *reason) {
         a->cp_seq = a->seq;
         atomic_fetch_add(&a->checkpoints, 1);
     }
-    sl_jb_free(&body);
-    sl_jb_free(&extra);
+    sl_text_free(&body);
+    sl_text_free(&extra);
 }
 
 static void path_for(const sl_audit *a, uint64_t first_seq, char *out, size_t n) {
@@ -586,7 +576,7 @@ static void rotate(sl_audit *a, const char *reason) {
 }
 
 /* Chains one event and queues it for every sink. */
-static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_jb *body, const sl_jb *extra) {
+static void record(sl_audit *a, const sl_ocsf_ev *ev, const sl_text *body, const sl_text *extra) {
     if (!a->rotating && !a->sealing && (a->sinks & SINK_FILE) && a->file_bytes >= a->max_bytes)
         rotate(a, "size");
     if (queue_full(a) || (a->sink_topic && a->topic_failing && a->block && a->tn >= a->qmax)) {
@@ -1055,7 +1045,7 @@ void sl_audit_free(sl_audit *a) {
             next = e->next;
             free(e);
         }
-    sl_jb_free(&a->line);
+    sl_text_free(&a->line);
     EVP_PKEY_free(a->key);
     free(a);
 }

@@ -11,21 +11,14 @@
 #include <openssl/evp.h>
 
 #include "audit/sl_audit.h"
+#include "base/sl_text.h"
 
-/* ---- a growable byte buffer for one JSON line (malloc'd; a failed growth is sticky) ---- */
-typedef struct sl_jb {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sl_jb;
-void sl_jb_free(sl_jb *b);
-void sl_jb_raw(sl_jb *b, const char *s, size_t n);
-void sl_jb_cstr(sl_jb *b, const char *s); /* raw, NUL-terminated */
-void sl_jb_printf(sl_jb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ---- JSON pieces of a line (a base/sl_text.h buffer) ---- */
 /* A JSON string literal of n bytes: quotes, backslash and control characters escaped, valid
  * UTF-8 copied, every byte that is not valid UTF-8 replaced by U+FFFD. NULL (s) is `null`. */
-void sl_jb_str(sl_jb *b, const char *s, size_t n);
-void sl_jb_cstrq(sl_jb *b, const char *s); /* sl_jb_str of a NUL-terminated (or NULL) string */
+void sl_json_str(sl_text *b, const char *s, size_t n);
+void sl_json_cstrq(sl_text *b,
+                   const char *s); /* sl_json_str of a NUL-terminated (or NULL) string */
 
 /* ---- OCSF ---- */
 #define SL_OCSF_VERSION "1.1.0"
@@ -57,28 +50,28 @@ typedef struct sl_audit_data {
 
 /* Formatting: each appends the class members of one event to `b` (each member preceded by a
  * comma), members for the unmapped object to `x` (the same way), and fills `ev`. */
-void sl_ocsf_auth(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev);
-void sl_ocsf_net(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev);
-void sl_ocsf_app(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev);
-void sl_ocsf_admin(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev);
-void sl_ocsf_detection(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_auth(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_net(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_app(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_admin(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_detection(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
 /* A management or describe request: one event with every resource it named and its outcome. */
-void sl_ocsf_request(sl_jb *b, sl_jb *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev);
+void sl_ocsf_request(sl_text *b, sl_text *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev);
 /* One denied resource of a request (index `i` of rq->res). */
-void sl_ocsf_denial(sl_jb *b, sl_jb *x, const sl_event *e, int32_t i, sl_ocsf_ev *ev);
+void sl_ocsf_denial(sl_text *b, sl_text *x, const sl_event *e, int32_t i, sl_ocsf_ev *ev);
 /* Data access: `n` entries of one principal and client (n > 1 only for one request with
  * sluice.audit.data.interval.ms=0). */
-void sl_ocsf_data(sl_jb *b, sl_jb *x, const sl_audit_data *d, int n, int64_t time_ms,
+void sl_ocsf_data(sl_text *b, sl_text *x, const sl_audit_data *d, int n, int64_t time_ms,
                   sl_ocsf_ev *ev);
 /* A lifecycle line of the trail itself (activity 99 with a name, or start 3 / stop 4). */
-void sl_ocsf_trail(sl_jb *b, int activity_id, const char *activity_name, const char *code,
+void sl_ocsf_trail(sl_text *b, int activity_id, const char *activity_name, const char *code,
                    const char *message, int64_t time_ms, sl_ocsf_ev *ev);
 
 /* The whole line (into an empty `out`): metadata with `seq`, the common members, `body`, then
  * unmapped: cluster, node, `extra` (may be NULL), prev_hash last.
  * `prev_hex` is 64 hex digits. Returns false when out of memory. */
-bool sl_ocsf_line(sl_jb *out, const sl_ocsf_src *src, uint64_t seq, const sl_ocsf_ev *ev,
-                  const sl_jb *body, const sl_jb *extra, const char *prev_hex);
+bool sl_ocsf_line(sl_text *out, const sl_ocsf_src *src, uint64_t seq, const sl_ocsf_ev *ev,
+                  const sl_text *body, const sl_text *extra, const char *prev_hex);
 
 /* True when resource `i` of the request is only the alternative of another resource that was
  * allowed (CREATE on the cluster, or else on the topic): its denial decided nothing. */

@@ -14,90 +14,14 @@
 #include "pipeline/sl_authorize.h"
 #include "proto/gen/sl_msgs.h"
 
-/* ---- the line buffer ---- */
+/* ---- JSON strings ---- */
 
-static bool jb_reserve(sl_jb *b, size_t n) {
-    if (b->oom) return false;
-    if (b->len + n + 1 <= b->cap) return true;
-    size_t cap = b->cap ? b->cap : 512;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-void sl_jb_free(sl_jb *b) {
-    free(b->p);
-    *b = (sl_jb){0};
-}
-
-void sl_jb_raw(sl_jb *b, const char *s, size_t n) {
-    if (!jb_reserve(b, n)) return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-void sl_jb_cstr(sl_jb *b, const char *s) { sl_jb_raw(b, s, strlen(s)); }
-
-void sl_jb_printf(sl_jb *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[256];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sl_jb_raw(b, tmp, (size_t)n);
-        return;
-    }
-    if (!jb_reserve(b, (size_t)n)) return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when it is not one (overlongs,
- * surrogates and code points past U+10FFFF are not). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    unsigned cp = c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
-void sl_jb_str(sl_jb *b, const char *s, size_t n) {
+void sl_json_str(sl_text *b, const char *s, size_t n) {
     if (!s) {
-        sl_jb_raw(b, "null", 4);
+        sl_text_put(b, "null", 4);
         return;
     }
-    sl_jb_raw(b, "\"", 1);
+    sl_text_put(b, "\"", 1);
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
@@ -105,71 +29,71 @@ void sl_jb_str(sl_jb *b, const char *s, size_t n) {
         /* Copy plain runs in one step. */
         while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\') run++;
         if (run > i) {
-            sl_jb_raw(b, s + i, run - i);
+            sl_text_put(b, s + i, run - i);
             i = run;
             continue;
         }
         unsigned c = u[i];
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            sl_jb_raw(b, e, 2);
+            sl_text_put(b, e, 2);
             i++;
         } else if (c < 0x20 || c == 0x7f) {
             const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
             if (named)
-                sl_jb_raw(b, named, 2);
+                sl_text_put(b, named, 2);
             else
-                sl_jb_printf(b, "\\u%04x", c);
+                sl_text_printf(b, "\\u%04x", c);
             i++;
         } else {
-            size_t l = utf8_len(u + i, n - i);
+            size_t l = sl_utf8_len(u + i, n - i);
             if (l) {
-                sl_jb_raw(b, s + i, l);
+                sl_text_put(b, s + i, l);
                 i += l;
             } else {
-                sl_jb_raw(b, "\\ufffd", 6);
+                sl_text_put(b, "\\ufffd", 6);
                 i++;
             }
         }
     }
-    sl_jb_raw(b, "\"", 1);
+    sl_text_put(b, "\"", 1);
 }
 
-void sl_jb_cstrq(sl_jb *b, const char *s) { sl_jb_str(b, s, s ? strlen(s) : 0); }
+void sl_json_cstrq(sl_text *b, const char *s) { sl_json_str(b, s, s ? strlen(s) : 0); }
 
-static void key(sl_jb *b, const char *k) {
-    sl_jb_raw(b, ",\"", 2);
-    sl_jb_cstr(b, k);
-    sl_jb_raw(b, "\":", 2);
+static void key(sl_text *b, const char *k) {
+    sl_text_put(b, ",\"", 2);
+    sl_text_puts(b, k);
+    sl_text_put(b, "\":", 2);
 }
-static void kstr(sl_jb *b, const char *k, const char *v) {
+static void kstr(sl_text *b, const char *k, const char *v) {
     key(b, k);
-    sl_jb_cstrq(b, v);
+    sl_json_cstrq(b, v);
 }
-static void ksstr(sl_jb *b, const char *k, sl_str v) {
+static void ksstr(sl_text *b, const char *k, sl_str v) {
     key(b, k);
-    sl_jb_str(b, v.len < 0 ? NULL : v.p, v.len < 0 ? 0 : (size_t)v.len);
+    sl_json_str(b, v.len < 0 ? NULL : v.p, v.len < 0 ? 0 : (size_t)v.len);
 }
-static void kint(sl_jb *b, const char *k, int64_t v) {
+static void kint(sl_text *b, const char *k, int64_t v) {
     key(b, k);
-    sl_jb_printf(b, "%lld", (long long)v);
+    sl_text_printf(b, "%lld", (long long)v);
 }
-static void kbool(sl_jb *b, const char *k, bool v) {
+static void kbool(sl_text *b, const char *k, bool v) {
     key(b, k);
-    sl_jb_cstr(b, v ? "true" : "false");
+    sl_text_puts(b, v ? "true" : "false");
 }
 /* Objects are built into a scratch buffer with the member helpers (each member starts with a
  * comma) and copied in without the first comma. */
-static void obj_from(sl_jb *b, const char *k, sl_jb *tmp) {
+static void obj_from(sl_text *b, const char *k, sl_text *tmp) {
     key(b, k);
-    sl_jb_raw(b, "{", 1);
-    if (tmp->len) sl_jb_raw(b, tmp->p + 1, tmp->len - 1);
-    sl_jb_raw(b, "}", 1);
+    sl_text_put(b, "{", 1);
+    if (tmp->len) sl_text_put(b, tmp->p + 1, tmp->len - 1);
+    sl_text_put(b, "}", 1);
     tmp->len = 0;
     if (tmp->p) tmp->p[0] = 0;
 }
 
-static void common(sl_jb *b, sl_ocsf_ev *ev, const char *code, int class_uid, int activity,
+static void common(sl_text *b, sl_ocsf_ev *ev, const char *code, int class_uid, int activity,
                    const char *class_name, const char *activity_name, int severity,
                    int64_t time_ms) {
     ev->code = code;
@@ -181,75 +105,75 @@ static void common(sl_jb *b, sl_ocsf_ev *ev, const char *code, int class_uid, in
     kstr(b, "activity_name", activity_name);
 }
 
-static void status(sl_jb *b, bool ok, const char *detail) {
+static void status(sl_text *b, bool ok, const char *detail) {
     kint(b, "status_id", ok ? 1 : 2);
     kstr(b, "status", ok ? "Success" : "Failure");
     if (detail) kstr(b, "status_detail", detail);
 }
 
 /* src_endpoint {ip, port} of a peer "ip:port" / "[v6]:port". */
-static void src_endpoint(sl_jb *b, const char *peer) {
+static void src_endpoint(sl_text *b, const char *peer) {
     if (!peer) return;
     char ip[64];
     sl_log_peer_addr(peer, ip, sizeof ip);
-    sl_jb t = {0};
+    sl_text t = {0};
     kstr(&t, "ip", ip);
     int port = sl_events_peer_port(peer);
     if (port) kint(&t, "port", port);
     obj_from(b, "src_endpoint", &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
 }
 
-static void dst_endpoint(sl_jb *b, const char *listener) {
+static void dst_endpoint(sl_text *b, const char *listener) {
     if (!listener) return;
-    sl_jb t = {0};
+    sl_text t = {0};
     kstr(&t, "svc_name", listener);
     obj_from(b, "dst_endpoint", &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
 }
 
 /* A principal "User:alice": user {name "alice", uid "User:alice"}. */
-static void user(sl_jb *b, const char *k, const char *principal) {
+static void user(sl_text *b, const char *k, const char *principal) {
     if (!principal) return;
     const char *c = strchr(principal, ':');
-    sl_jb t = {0};
+    sl_text t = {0};
     kstr(&t, "name", c ? c + 1 : principal);
     kstr(&t, "uid", principal);
     if (c) {
         key(&t, "type");
-        sl_jb_str(&t, principal, (size_t)(c - principal));
+        sl_json_str(&t, principal, (size_t)(c - principal));
     }
     obj_from(b, k, &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
 }
 
-static void actor(sl_jb *b, const char *principal, sl_str client_id) {
-    sl_jb t = {0};
+static void actor(sl_text *b, const char *principal, sl_str client_id) {
+    sl_text t = {0};
     if (principal) user(&t, "user", principal);
     if (client_id.len >= 0) ksstr(&t, "app_name", client_id);
     if (t.len) obj_from(b, "actor", &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
 }
 
-static void api(sl_jb *b, const char *operation, int version, int32_t correlation) {
-    sl_jb t = {0};
+static void api(sl_text *b, const char *operation, int version, int32_t correlation) {
+    sl_text t = {0};
     kstr(&t, "operation", operation);
     if (version >= 0) {
         key(&t, "version");
-        sl_jb_printf(&t, "\"%d\"", version);
+        sl_text_printf(&t, "\"%d\"", version);
     }
-    sl_jb_cstr(&t, ",\"service\":{\"name\":\"kafka\"}");
+    sl_text_puts(&t, ",\"service\":{\"name\":\"kafka\"}");
     if (correlation >= 0) {
         key(&t, "request");
-        sl_jb_printf(&t, "{\"uid\":\"%d\"}", correlation);
+        sl_text_printf(&t, "{\"uid\":\"%d\"}", correlation);
     }
     obj_from(b, "api", &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
 }
 
 /* ---- Authentication (3002) ---- */
 
-void sl_ocsf_auth(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
+void sl_ocsf_auth(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     const sl_ev_auth *a = &e->auth;
     static const char *const names[] = {"Logon", "Reauthenticate", "Session Expired"};
     int act = a->activity == SL_AUTH_LOGON ? 1 : 99;
@@ -262,47 +186,47 @@ void sl_ocsf_auth(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
         kint(b, "auth_protocol_id", 99);
     }
     if (a->user) {
-        sl_jb t = {0};
+        sl_text t = {0};
         kstr(&t, "name", a->user);
         obj_from(b, "user", &t);
-        sl_jb_free(&t);
+        sl_text_free(&t);
     }
     if (e->principal) actor(b, e->principal, SL_STR_NULL);
     src_endpoint(b, e->peer);
     dst_endpoint(b, e->listener);
     kbool(b, "is_cleartext", a->tls_version == NULL);
     if (a->tls_version) {
-        sl_jb t = {0};
+        sl_text t = {0};
         kstr(&t, "version", a->tls_version);
         if (a->tls_cipher) kstr(&t, "cipher", a->tls_cipher);
         if (a->cert_subject) {
             key(&t, "certificate");
-            sl_jb_cstr(&t, "{\"subject\":");
-            sl_jb_cstrq(&t, a->cert_subject);
-            sl_jb_cstr(&t, "}");
+            sl_text_puts(&t, "{\"subject\":");
+            sl_json_cstrq(&t, a->cert_subject);
+            sl_text_puts(&t, "}");
         }
         obj_from(b, "tls", &t);
-        sl_jb_free(&t);
+        sl_text_free(&t);
     }
     if (a->success) {
-        sl_jb t = {0};
+        sl_text t = {0};
         if (e->conn_id) {
             key(&t, "uid");
-            sl_jb_printf(&t, "\"%llu\"", (unsigned long long)e->conn_id);
+            sl_text_printf(&t, "\"%llu\"", (unsigned long long)e->conn_id);
         }
         kint(&t, "created_time", e->time_ms);
         if (a->session_lifetime_ms > 0)
             kint(&t, "expiration_time", e->time_ms + a->session_lifetime_ms);
         kbool(&t, "is_remote", true);
         obj_from(b, "session", &t);
-        sl_jb_free(&t);
+        sl_text_free(&t);
         kint(x, "session_lifetime_ms", a->session_lifetime_ms);
     }
 }
 
 /* ---- Network Activity (4001) ---- */
 
-void sl_ocsf_net(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
+void sl_ocsf_net(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     const sl_ev_net *n = &e->net;
     bool refused = n->activity == SL_NET_REFUSED;
     int act = n->activity == SL_NET_OPEN ? 1 : n->activity == SL_NET_CLOSE ? 2 : 5;
@@ -313,10 +237,10 @@ void sl_ocsf_net(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
     status(b, !refused, n->reason);
     src_endpoint(b, e->peer);
     dst_endpoint(b, e->listener);
-    sl_jb t = {0};
+    sl_text t = {0};
     if (e->conn_id) {
         key(&t, "uid");
-        sl_jb_printf(&t, "\"%llu\"", (unsigned long long)e->conn_id);
+        sl_text_printf(&t, "\"%llu\"", (unsigned long long)e->conn_id);
     }
     kint(&t, "direction_id", 1);
     kstr(&t, "direction", "Inbound");
@@ -330,17 +254,17 @@ void sl_ocsf_net(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
         obj_from(b, "traffic", &t);
         kint(b, "duration", n->duration_ms);
     }
-    sl_jb_free(&t);
+    sl_text_free(&t);
     (void)x;
 }
 
 /* ---- Application Lifecycle (6002) ---- */
 
-static void app_object(sl_jb *b) {
-    sl_jb_cstr(b, ",\"app\":{\"name\":\"Sluice\",\"vendor_name\":\"Sluice\"}");
+static void app_object(sl_text *b) {
+    sl_text_puts(b, ",\"app\":{\"name\":\"Sluice\",\"vendor_name\":\"Sluice\"}");
 }
 
-void sl_ocsf_app(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
+void sl_ocsf_app(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     const sl_ev_app *a = &e->app;
     int act = 99;
     const char *name = "Other";
@@ -371,7 +295,7 @@ void sl_ocsf_app(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
     if (a->digest) kstr(x, "config_sha256", a->digest);
 }
 
-void sl_ocsf_trail(sl_jb *b, int activity_id, const char *activity_name, const char *code,
+void sl_ocsf_trail(sl_text *b, int activity_id, const char *activity_name, const char *code,
                    const char *message, int64_t time_ms, sl_ocsf_ev *ev) {
     common(b, ev, code, 6002, activity_id, "Application Lifecycle", activity_name, 1, time_ms);
     kstr(b, "category_name", "Application Activity");
@@ -460,23 +384,23 @@ static const char *lower_res(int rtype) {
 /* The resources a listing may name by the thousand (Metadata of every topic) are capped. */
 #define MAX_RESOURCES 100
 
-static void resource(sl_jb *b, bool first, const sl_req_res *r) {
-    if (!first) sl_jb_raw(b, ",", 1);
-    sl_jb_cstr(b, "{\"type\":");
-    sl_jb_cstrq(b, lower_res(r->rtype));
-    sl_jb_cstr(b, ",\"name\":");
-    sl_jb_str(b, r->name.p, (size_t)(r->name.len > 0 ? r->name.len : 0));
-    sl_jb_cstr(b, ",\"data\":{\"operation\":");
-    sl_jb_cstrq(b, sl_acl_op_name(r->op));
-    sl_jb_printf(b, ",\"allowed\":%s", r->allowed ? "true" : "false");
-    if (r->flags & SL_AZ_ANY) sl_jb_cstr(b, ",\"any\":true");
-    sl_jb_printf(b, ",\"error_code\":%d,\"error\":", r->error);
-    sl_jb_cstrq(b, sl_kafka_err_name(r->error));
+static void resource(sl_text *b, bool first, const sl_req_res *r) {
+    if (!first) sl_text_put(b, ",", 1);
+    sl_text_puts(b, "{\"type\":");
+    sl_json_cstrq(b, lower_res(r->rtype));
+    sl_text_puts(b, ",\"name\":");
+    sl_json_str(b, r->name.p, (size_t)(r->name.len > 0 ? r->name.len : 0));
+    sl_text_puts(b, ",\"data\":{\"operation\":");
+    sl_json_cstrq(b, sl_acl_op_name(r->op));
+    sl_text_printf(b, ",\"allowed\":%s", r->allowed ? "true" : "false");
+    if (r->flags & SL_AZ_ANY) sl_text_puts(b, ",\"any\":true");
+    sl_text_printf(b, ",\"error_code\":%d,\"error\":", r->error);
+    sl_json_cstrq(b, sl_kafka_err_name(r->error));
     if (!r->allowed && r->decided_by) { /* the binding or rule behind the denial */
-        sl_jb_cstr(b, ",\"decided_by\":");
-        sl_jb_str(b, r->decided_by, strlen(r->decided_by));
+        sl_text_puts(b, ",\"decided_by\":");
+        sl_json_str(b, r->decided_by, strlen(r->decided_by));
     }
-    sl_jb_cstr(b, "}}");
+    sl_text_puts(b, "}}");
 }
 
 static const char *outcome_name(sl_req_outcome o) {
@@ -498,7 +422,8 @@ bool sl_audit_alt_allowed(const sl_req *rq, int32_t i) {
     return false;
 }
 
-void sl_ocsf_request(sl_jb *b, sl_jb *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev) {
+void sl_ocsf_request(sl_text *b, sl_text *x, const sl_event *e, sl_audit_type type,
+                     sl_ocsf_ev *ev) {
     const sl_req *rq = e->rq;
     int i = api_at(rq->h.api_key);
     char nb[24];
@@ -533,14 +458,14 @@ void sl_ocsf_request(sl_jb *b, sl_jb *x, const sl_event *e, sl_audit_type type, 
     src_endpoint(b, rq->peer);
     dst_endpoint(b, rq->listener);
     key(b, "resources");
-    sl_jb_raw(b, "[", 1);
+    sl_text_put(b, "[", 1);
     for (int32_t r = 0; r < rq->nres && shown < MAX_RESOURCES; r++) {
         const sl_req_res *res = &rq->res[r];
         if (res->flags & SL_AZ_OPS) continue;
         resource(b, shown == 0, res);
         shown++;
     }
-    sl_jb_raw(b, "]", 1);
+    sl_text_put(b, "]", 1);
     if (rq->end_ns > rq->start_ns) kint(b, "duration", (rq->end_ns - rq->start_ns) / 1000000);
     kstr(x, "outcome", outcome_name(rq->outcome));
     if (rq->nres > shown) kint(x, "resources_named", rq->nres);
@@ -567,7 +492,7 @@ static int op_activity(int op) {
     }
 }
 
-void sl_ocsf_denial(sl_jb *b, sl_jb *x, const sl_event *e, int32_t i, sl_ocsf_ev *ev) {
+void sl_ocsf_denial(sl_text *b, sl_text *x, const sl_event *e, int32_t i, sl_ocsf_ev *ev) {
     const sl_req *rq = e->rq;
     const sl_req_res *r = &rq->res[i];
     int act = op_activity(r->op);
@@ -587,13 +512,13 @@ void sl_ocsf_denial(sl_jb *b, sl_jb *x, const sl_event *e, int32_t i, sl_ocsf_ev
     src_endpoint(b, rq->peer);
     dst_endpoint(b, rq->listener);
     key(b, "resources");
-    sl_jb_raw(b, "[", 1);
+    sl_text_put(b, "[", 1);
     resource(b, true, r);
-    sl_jb_raw(b, "]", 1);
+    sl_text_put(b, "]", 1);
     (void)x;
 }
 
-void sl_ocsf_data(sl_jb *b, sl_jb *x, const sl_audit_data *d, int n, int64_t time_ms,
+void sl_ocsf_data(sl_text *b, sl_text *x, const sl_audit_data *d, int n, int64_t time_ms,
                   sl_ocsf_ev *ev) {
     int64_t errors = 0, requests = 0, start = d[0].start_ms, end = d[0].end_ms;
     int16_t last_error = 0;
@@ -618,26 +543,26 @@ void sl_ocsf_data(sl_jb *b, sl_jb *x, const sl_audit_data *d, int n, int64_t tim
     kint(b, "end_time", end);
     kint(b, "count", requests);
     key(b, "resources");
-    sl_jb_raw(b, "[", 1);
+    sl_text_put(b, "[", 1);
     for (int i = 0; i < n; i++) {
-        if (i) sl_jb_raw(b, ",", 1);
-        sl_jb_cstr(b, "{\"type\":\"topic\",\"name\":");
-        sl_jb_cstrq(b, d[i].topic);
-        sl_jb_printf(b,
-                     ",\"data\":{\"partition\":%d,\"records\":%lld,\"bytes\":%lld,"
-                     "\"first_offset\":%lld,\"last_offset\":%lld,\"requests\":%lld,"
-                     "\"errors\":%lld}}",
-                     d[i].partition, (long long)d[i].records, (long long)d[i].bytes,
-                     (long long)d[i].first_offset, (long long)d[i].last_offset,
-                     (long long)d[i].requests, (long long)d[i].errors);
+        if (i) sl_text_put(b, ",", 1);
+        sl_text_puts(b, "{\"type\":\"topic\",\"name\":");
+        sl_json_cstrq(b, d[i].topic);
+        sl_text_printf(b,
+                       ",\"data\":{\"partition\":%d,\"records\":%lld,\"bytes\":%lld,"
+                       "\"first_offset\":%lld,\"last_offset\":%lld,\"requests\":%lld,"
+                       "\"errors\":%lld}}",
+                       d[i].partition, (long long)d[i].records, (long long)d[i].bytes,
+                       (long long)d[i].first_offset, (long long)d[i].last_offset,
+                       (long long)d[i].requests, (long long)d[i].errors);
     }
-    sl_jb_raw(b, "]", 1);
+    sl_text_put(b, "]", 1);
     (void)x;
 }
 
 /* ---- management that is not a request (certificate reload) ---- */
 
-void sl_ocsf_admin(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
+void sl_ocsf_admin(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     const sl_ev_admin *a = &e->admin;
     common(b, ev, "management", 6003, 3, "API Activity", "Update", a->success ? 1 : 3, e->time_ms);
     kstr(b, "category_name", "Application Activity");
@@ -645,9 +570,9 @@ void sl_ocsf_admin(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
     api(b, a->action ? a->action : "admin", -1, -1);
     if (e->principal) actor(b, e->principal, SL_STR_NULL);
     key(b, "resources");
-    sl_jb_cstr(b, "[{\"type\":\"broker\",\"name\":");
-    sl_jb_cstrq(b, a->resource ? a->resource : "");
-    sl_jb_cstr(b, "}]");
+    sl_text_puts(b, "[{\"type\":\"broker\",\"name\":");
+    sl_json_cstrq(b, a->resource ? a->resource : "");
+    sl_text_puts(b, "}]");
     (void)x;
 }
 
@@ -660,7 +585,7 @@ static int observable_type(const char *rule) {
     return 99;
 }
 
-void sl_ocsf_detection(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
+void sl_ocsf_detection(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     const sl_ev_detection *d = &e->det;
     int sev = d->severity >= 1 && d->severity <= 6 ? d->severity : 3;
     common(b, ev, "detection", 2004, 1, "Detection Finding", "Create", sev, e->time_ms);
@@ -668,33 +593,33 @@ void sl_ocsf_detection(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
     kint(b, "status_id", 1);
     kstr(b, "status", "New");
     if (d->title) kstr(b, "message", d->title);
-    sl_jb t = {0};
+    sl_text t = {0};
     key(&t, "uid");
-    sl_jb_printf(&t, "\"%s-%lld\"", d->rule ? d->rule : "rule", (long long)e->time_ms);
+    sl_text_printf(&t, "\"%s-%lld\"", d->rule ? d->rule : "rule", (long long)e->time_ms);
     kstr(&t, "title", d->title ? d->title : (d->rule ? d->rule : ""));
     key(&t, "types");
-    sl_jb_raw(&t, "[", 1);
-    sl_jb_cstrq(&t, d->rule ? d->rule : "");
-    sl_jb_raw(&t, "]", 1);
+    sl_text_put(&t, "[", 1);
+    sl_json_cstrq(&t, d->rule ? d->rule : "");
+    sl_text_put(&t, "]", 1);
     key(&t, "analytic");
-    sl_jb_cstr(&t, "{\"name\":");
-    sl_jb_cstrq(&t, d->rule ? d->rule : "");
-    sl_jb_cstr(&t, ",\"type_id\":1,\"type\":\"Rule\"}");
+    sl_text_puts(&t, "{\"name\":");
+    sl_json_cstrq(&t, d->rule ? d->rule : "");
+    sl_text_puts(&t, ",\"type_id\":1,\"type\":\"Rule\"}");
     obj_from(b, "finding_info", &t);
-    sl_jb_free(&t);
+    sl_text_free(&t);
     key(b, "evidences");
-    sl_jb_cstr(b, "[{\"data\":{\"subject\":");
-    sl_jb_cstrq(b, d->subject);
-    sl_jb_printf(b, ",\"value\":%.17g,\"threshold\":%.17g,\"window_ms\":%lld", d->value,
-                 d->threshold, (long long)d->window_ms);
-    if (d->block_ms) sl_jb_printf(b, ",\"block_ms\":%lld", (long long)d->block_ms);
-    sl_jb_cstr(b, "}}]");
+    sl_text_puts(b, "[{\"data\":{\"subject\":");
+    sl_json_cstrq(b, d->subject);
+    sl_text_printf(b, ",\"value\":%.17g,\"threshold\":%.17g,\"window_ms\":%lld", d->value,
+                   d->threshold, (long long)d->window_ms);
+    if (d->block_ms) sl_text_printf(b, ",\"block_ms\":%lld", (long long)d->block_ms);
+    sl_text_puts(b, "}}]");
     if (d->subject) {
         key(b, "observables");
-        sl_jb_printf(b,
-                     "[{\"name\":\"subject\",\"type_id\":%d,\"value\":", observable_type(d->rule));
-        sl_jb_cstrq(b, d->subject);
-        sl_jb_cstr(b, "}]");
+        sl_text_printf(
+            b, "[{\"name\":\"subject\",\"type_id\":%d,\"value\":", observable_type(d->rule));
+        sl_json_cstrq(b, d->subject);
+        sl_text_puts(b, "}]");
     }
     src_endpoint(b, e->peer);
     (void)x;
@@ -702,36 +627,36 @@ void sl_ocsf_detection(sl_jb *b, sl_jb *x, const sl_event *e, sl_ocsf_ev *ev) {
 
 /* ---- the whole line ---- */
 
-bool sl_ocsf_line(sl_jb *out, const sl_ocsf_src *src, uint64_t seq, const sl_ocsf_ev *ev,
-                  const sl_jb *body, const sl_jb *extra, const char *prev_hex) {
+bool sl_ocsf_line(sl_text *out, const sl_ocsf_src *src, uint64_t seq, const sl_ocsf_ev *ev,
+                  const sl_text *body, const sl_text *extra, const char *prev_hex) {
     int cat = ev->class_uid / 1000; /* OCSF class uids are category * 1000 + n */
     out->len = 0;
-    sl_jb_cstr(out, "{\"metadata\":{\"version\":\"" SL_OCSF_VERSION
-                    "\",\"product\":{\"name\":\"Sluice\",\"vendor_name\":\"Sluice\"},"
-                    "\"log_name\":\"sluice-audit\",\"event_code\":");
-    sl_jb_cstrq(out, ev->code);
-    sl_jb_printf(out, ",\"sequence\":%llu,\"uid\":", (unsigned long long)seq);
+    sl_text_puts(out, "{\"metadata\":{\"version\":\"" SL_OCSF_VERSION
+                      "\",\"product\":{\"name\":\"Sluice\",\"vendor_name\":\"Sluice\"},"
+                      "\"log_name\":\"sluice-audit\",\"event_code\":");
+    sl_json_cstrq(out, ev->code);
+    sl_text_printf(out, ",\"sequence\":%llu,\"uid\":", (unsigned long long)seq);
     char uid[160];
     snprintf(uid, sizeof uid, "%s-%d-%llu", src->cluster_id ? src->cluster_id : "",
              (int)src->node_id, (unsigned long long)seq);
-    sl_jb_cstrq(out, uid);
-    sl_jb_printf(out,
-                 "},\"time\":%lld,\"category_uid\":%d,\"class_uid\":%d,\"activity_id\":%d,"
-                 "\"type_uid\":%d,\"severity_id\":%d",
-                 (long long)ev->time_ms, cat, ev->class_uid, ev->activity_id,
-                 ev->class_uid * 100 + ev->activity_id, ev->severity_id);
-    if (body && body->len) sl_jb_raw(out, body->p, body->len);
-    sl_jb_cstr(out, ",\"device\":{\"type_id\":1,\"type\":\"Server\",\"hostname\":");
+    sl_json_cstrq(out, uid);
+    sl_text_printf(out,
+                   "},\"time\":%lld,\"category_uid\":%d,\"class_uid\":%d,\"activity_id\":%d,"
+                   "\"type_uid\":%d,\"severity_id\":%d",
+                   (long long)ev->time_ms, cat, ev->class_uid, ev->activity_id,
+                   ev->class_uid * 100 + ev->activity_id, ev->severity_id);
+    if (body && body->len) sl_text_put(out, body->p, body->len);
+    sl_text_puts(out, ",\"device\":{\"type_id\":1,\"type\":\"Server\",\"hostname\":");
     char node[24];
     snprintf(node, sizeof node, "node-%d", (int)src->node_id);
-    sl_jb_cstrq(out, node);
-    sl_jb_cstr(out, "},\"unmapped\":{\"cluster_id\":");
-    sl_jb_cstrq(out, src->cluster_id ? src->cluster_id : "");
-    sl_jb_printf(out, ",\"node_id\":%d", (int)src->node_id);
-    if (extra && extra->len) sl_jb_raw(out, extra->p, extra->len);
-    sl_jb_cstr(out, ",\"prev_hash\":\"");
-    sl_jb_raw(out, prev_hex, 64);
-    sl_jb_cstr(out, "\"}}");
+    sl_json_cstrq(out, node);
+    sl_text_puts(out, "},\"unmapped\":{\"cluster_id\":");
+    sl_json_cstrq(out, src->cluster_id ? src->cluster_id : "");
+    sl_text_printf(out, ",\"node_id\":%d", (int)src->node_id);
+    if (extra && extra->len) sl_text_put(out, extra->p, extra->len);
+    sl_text_puts(out, ",\"prev_hash\":\"");
+    sl_text_put(out, prev_hex, 64);
+    sl_text_puts(out, "\"}}");
     return !out->oom;
 }
 

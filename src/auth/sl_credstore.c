@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sl_file.h"
 #include "base/sl_logging.h"
 
 #define SECRET_LEN 32
@@ -361,17 +362,6 @@ sl_err sl_credstore_remove(sl_credstore *s, const char *user, size_t n, int mech
     return any ? SL_OK : SL_ENOTFOUND;
 }
 
-static bool write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 sl_err sl_credstore_save(sl_credstore *s) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", s->path, (long)getpid());
@@ -398,7 +388,7 @@ sl_err sl_credstore_save(sl_credstore *s) {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) e = SL_EIO;
     /* fchmod in case the file pre-existed with a wider mode or the umask is unusual. */
-    else if (fchmod(fd, 0600) || !write_all(fd, text, len) || fsync(fd))
+    else if (fchmod(fd, 0600) || !sl_write_all(fd, text, len) || fsync(fd))
         e = SL_EIO;
     if (fd >= 0 && close(fd)) e = SL_EIO;
     OPENSSL_clear_free(text, cap);

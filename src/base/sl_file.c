@@ -62,3 +62,15 @@ sl_err sl_mkdir_p(const char *path, mode_t mode) {
     }
     return SL_OK;
 }
+
+bool sl_write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}

@@ -1,6 +1,7 @@
 /* Small durable-file helpers shared by every subsystem that keeps metadata on disk. */
 #ifndef SL_FILE_H
 #define SL_FILE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -13,6 +14,9 @@ sl_err sl_file_write_atomic(const char *dir, const char *name, const void *data,
                             mode_t mode);
 /* fsyncs a directory so entries created, renamed or removed in it are durable. */
 sl_err sl_fsync_dir(const char *dir);
+/* Writes all `n` bytes (retrying short writes and EINTR); false on an error (errno set) or a
+ * write that makes no progress. */
+bool sl_write_all(int fd, const void *p, size_t n);
 /* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
 sl_err sl_mkdir_p(const char *path, mode_t mode);
 

@@ -8,18 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A malloc'd, NUL-terminated text that grows; after a failed allocation `oom` is set and every
- * later append does nothing, so renderers check once at the end. The caller owns `p` (free). */
-typedef struct sl_text {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sl_text;
-
-void sl_text_put(sl_text *t, const char *s, size_t n);
-void sl_text_puts(sl_text *t, const char *s);
-__attribute__((format(printf, 2, 3))) void sl_text_printf(sl_text *t, const char *fmt, ...);
-void sl_text_free(sl_text *t);
+#include "base/sl_text.h"
 
 /* A label value as the format wants it between double quotes: backslash, double quote and line
  * feed escaped (\\, \", \n); bytes that are not valid UTF-8 become U+FFFD, so a hostile name

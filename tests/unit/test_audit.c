@@ -25,11 +25,11 @@ static bool json_ok(const char *s, size_t n) {
 }
 
 static bool esc_is(const char *in, size_t n, const char *want) {
-    sl_jb b = {0};
-    sl_jb_str(&b, in, n);
+    sl_text b = {0};
+    sl_json_str(&b, in, n);
     bool ok = b.p && !strcmp(b.p, want) && json_ok(b.p, b.len);
     if (!ok) fprintf(stderr, "  escaped: %s (want %s)\n", b.p ? b.p : "(null)", want);
-    sl_jb_free(&b);
+    sl_text_free(&b);
     return ok;
 }
 
@@ -47,10 +47,10 @@ SL_TEST(audit_json_escaping) {
     CHECK(esc_is("\xc0\xaf", 2, "\"\\ufffd\\ufffd\""));
     CHECK(esc_is("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""));
     CHECK(esc_is("\xff", 1, "\"\\ufffd\""));
-    sl_jb b = {0};
-    sl_jb_str(&b, NULL, 0);
+    sl_text b = {0};
+    sl_json_str(&b, NULL, 0);
     CHECK(b.p && !strcmp(b.p, "null"));
-    sl_jb_free(&b);
+    sl_text_free(&b);
 }
 
 SL_TEST(audit_checkpoint_sign_verify) {

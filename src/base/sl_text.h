@@ -1,0 +1,26 @@
+/* A growable text for output that is built piece by piece (audit lines, the metrics exposition,
+ * pages), and the UTF-8 check the escapers of those formats share. */
+#ifndef SL_BASE_TEXT_H
+#define SL_BASE_TEXT_H
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A malloc'd, NUL-terminated text that grows; after a failed allocation `oom` is set and every
+ * later append does nothing, so renderers check once at the end. The caller owns `p` (free). */
+typedef struct sl_text {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sl_text;
+
+void sl_text_put(sl_text *t, const char *s, size_t n);
+void sl_text_puts(sl_text *t, const char *s);
+__attribute__((format(printf, 2, 3))) void sl_text_printf(sl_text *t, const char *fmt, ...);
+void sl_text_free(sl_text *t);
+
+/* Length of the valid UTF-8 sequence at `s` (`n` bytes left, n > 0), 0 when it is not one
+ * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
+size_t sl_utf8_len(const unsigned char *s, size_t n);
+
+#endif
