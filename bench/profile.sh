@@ -7,6 +7,8 @@
 #   PROFILER=perf bench/profile.sh ROW [COUNT]   sampled with perf's cpu-clock software event
 #                                     instead: kernel time included, full speed (COUNT 500000)
 #   PARTITIONS=8 ...                  spread the messages over 8 partitions
+#   CG_OUT=FILE ...                   keep the callgrind output (e.g. to sum a subsystem's
+#                                     functions with callgrind_annotate --inclusive=yes)
 #
 # callgrind slows the broker ~50x: COUNT defaults to 30000 (about a minute).
 set -uo pipefail
@@ -75,4 +77,5 @@ if [ "$PROFILER" = perf ]; then
 else
     echo "callgrind, broker, $ROW, $COUNT messages produced and consumed (inclusive of children: no):"
     callgrind_annotate --threshold=95 "$WORK/cg.out" 2>/dev/null | sed -n '/^Ir/,$p' | head -30
+    [ -z "${CG_OUT:-}" ] || cp "$WORK/cg.out" "$CG_OUT"
 fi
