@@ -7,11 +7,12 @@ NAMES = {
     "plaintext": "Sluice PLAINTEXT",
     "ssl": "Sluice SSL",
     "sasl_ssl": "Sluice SASL_SSL+SCRAM-SHA-512",
+    "sasl_ssl_audit_off": "Sluice SASL_SSL+SCRAM-SHA-512, audit trail off",
     "sasl_plaintext": "Sluice SASL_PLAINTEXT+SCRAM-SHA-512",
     "mock": "librdkafka mock cluster (ref.)",
     "nats": "NATS JetStream file+TLS (ref.)",
 }
-ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_plaintext", "mock", "nats"]
+ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_audit_off", "sasl_plaintext", "mock", "nats"]
 
 
 def fmt(v, nd=1):
@@ -140,6 +141,24 @@ def main():
             v = e["e2e_lat_us"]["p99"] / 1000
             out.append(f"| p99 e2e ≤ 5 ms @50% ({row}) | {p} | {v:.1f} ms | "
                        f"{'yes' if v <= 5 and e.get('ok') else 'no'} |")
+    # The audit trail's cost (issue 11): the same SASL_SSL row with the trail on (the default) and
+    # off, in one run.
+    ratio_line("audit trail on ≥ 0.95× off, SASL_SSL produce", "sasl_ssl", "sasl_ssl_audit_off",
+               0.95)
+    for p in parts:
+        v = {}
+        for row in ("sasl_ssl", "sasl_ssl_audit_off"):
+            cpu = res.get((row, p, "produce"), {}).get("broker_cpu_s")
+            prod = lg(row, p, "produce")
+            if cpu is not None and prod and prod.get("delivered"):
+                v[row] = cpu / (prod["delivered"] * prod["size"] / 1e9)
+        if len(v) < 2:
+            out.append(f"| audit trail ≤ +0.1 broker CPU-s/GB, SASL_SSL | {p} | not measured | — |")
+            continue
+        d = v["sasl_ssl"] - v["sasl_ssl_audit_off"]
+        out.append(f"| audit trail ≤ +0.1 broker CPU-s/GB, SASL_SSL | {p} | {d:+.2f} "
+                   f"({v['sasl_ssl']:.2f} on, {v['sasl_ssl_audit_off']:.2f} off) | "
+                   f"{'yes' if d <= 0.1 else 'no'} |")
     ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
     ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
     ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)

@@ -108,7 +108,9 @@ static void stage_authorize(sl_req *rq) {
 static void gate_produce(sl_req *rq) {
     const sl_produce_req *req = rq->req;
     if (req->acks == 0) {
-        sl_req_noreply(rq);
+        /* No answer can carry the error: as for any failed acks=0 produce, the connection is
+         * closed, so the client learns its records were not stored. */
+        sl_req_fail(rq, "audit trail cannot record (sluice.audit.failure.policy=block)");
         return;
     }
     sl_produce_resp resp;

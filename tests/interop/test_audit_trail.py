@@ -335,6 +335,12 @@ def test_block_policy_refuses_until_the_trail_writes(failing_disk):
         wait_until(lambda: produce_v3(c, "blocked", b"during") == KAFKA_STORAGE_ERROR, 20,
                    "produce refused while the trail cannot write")
         assert produce_v3(c, "blocked", b"during") == KAFKA_STORAGE_ERROR
+        # acks=0 has no answer to carry the error: the connection is closed instead, so the
+        # client learns its record was not stored (and nothing was stored).
+        with kp.Conn(b.bootstrap) as c0:
+            assert kp.produce(c0, "blocked", 0, kp.record_batch([(b"k", b"acks0", [])]),
+                              acks=0) is None
+            assert c0.closed_by_peer(10), "an acks=0 produce refused by the gate left no trace"
         gate.unlink()
         wait_until(lambda: produce_v3(c, "blocked", b"after") == 0, 20,
                    "produce accepted once the trail writes again")
