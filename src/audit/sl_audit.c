@@ -35,6 +35,7 @@
 #include "base/sl_arena.h"
 #include "base/sl_file.h"
 #include "base/sl_kerr.h"
+#include "base/sl_limit.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "pipeline/sl_authorize.h"
@@ -106,6 +107,9 @@ struct sl_audit {
     agg *buckets[AGG_BUCKETS];
     int32_t nagg;
     int64_t agg_start_ms;
+
+    /* loop thread: refused connections recorded per address (the rest summarized) */
+    sl_limiter refusals;
 
     /* loop thread: the topic sink's batch */
     char **tvals;
@@ -773,6 +777,29 @@ static void on_request(sl_audit *a, const sl_event *e) {
     }
 }
 
+/* The refusals an address's window held back, as one event carrying their count. */
+static void refusals_summary(void *ctx, const sl_limit_slot *s) {
+    sl_audit *a = ctx;
+    char peer[80];
+    snprintf(peer, sizeof peer, strchr(s->addr, ':') ? "[%s]:0" : "%s:0", s->addr);
+    sl_event e = {
+        .kind = SL_EV_NET,
+        .time_ms = sl_wall_ms(),
+        .peer = strcmp(s->addr, "*") ? peer : NULL,
+        .net = {.activity = SL_NET_REFUSED, .reason = s->k2, .count = (int64_t)s->suppressed}};
+    EMIT(a, sl_ocsf_net(&body_, &extra_, &e, &ev_));
+}
+
+static void refusals_summary_all(void *ctx, uint64_t over) {
+    sl_audit *a = ctx;
+    sl_event e = {.kind = SL_EV_NET,
+                  .time_ms = sl_wall_ms(),
+                  .net = {.activity = SL_NET_REFUSED,
+                          .reason = "refusals from all addresses beyond the trail's rate limit",
+                          .count = (int64_t)over}};
+    EMIT(a, sl_ocsf_net(&body_, &extra_, &e, &ev_));
+}
+
 static void on_event(void *ctx, const sl_event *e) {
     sl_audit *a = ctx;
     switch (e->kind) {
@@ -787,6 +814,16 @@ static void on_event(void *ctx, const sl_event *e) {
         if (excluded_principal(a, e->principal)) break;
         if (!a->types[e->net.activity == SL_NET_REFUSED ? SL_AUDIT_REFUSAL : SL_AUDIT_CONNECTION])
             break;
+        /* A refusal costs its sender nothing (no TLS, no login): per address, the first few in
+         * a window are recorded one by one, the rest as one summary with their count (below),
+         * so a connection flood can neither fill the disk nor, under `block`, stall the
+         * broker by filling the queue. */
+        if (e->net.activity == SL_NET_REFUSED && e->net.count <= 1) {
+            char ip[64];
+            sl_log_peer_addr(e->peer, ip, sizeof ip);
+            if (!sl_limiter_admit(&a->refusals, &a->refusals, e->net.reason, ip, 0, sl_mono_ms()))
+                break;
+        }
         EMIT(a, sl_ocsf_net(&body_, &extra_, e, &ev_));
         break;
     case SL_EV_APP:
@@ -825,6 +862,7 @@ static void on_tick(void *ctx) {
         if (a->seq != a->cp_seq) checkpoint(a, "interval");
         a->next_cp_ms = now + a->cp_interval_ms;
     }
+    sl_limiter_flush(&a->refusals, now);
     topic_flush(a);
     a->tick = sl_timer_start(a->loop, TICK_MS, on_tick, a);
 }
@@ -975,6 +1013,8 @@ sl_err sl_audit_new(const sl_config *cfg, const sl_audit_env *env, sl_audit **ou
         sl_audit_free(a);
         return SL_EIO;
     }
+    sl_limiter_init(&a->refusals, SL_AUDIT_REFUSALS_BURST, SL_AUDIT_REFUSALS_GLOBAL,
+                    SL_AUDIT_REFUSALS_WINDOW_MS, refusals_summary, refusals_summary_all, a);
     int64_t now = sl_mono_ms();
     a->next_cp_ms = now + a->cp_interval_ms;
     a->next_agg_ms = now + a->data_interval_ms;
@@ -1000,6 +1040,7 @@ void sl_audit_free(sl_audit *a) {
     if (a->tick) sl_timer_cancel(a->loop, a->tick);
     if (a->started) {
         sl_audit_flush_data(a);
+        sl_limiter_flush(&a->refusals, INT64_MAX / 2); /* every window ends at the stop */
         /* The stop and its checkpoint are the trail's seal: at shutdown the loop may wait
          * (bounded) for the writer to make room for them rather than drop them. */
         for (int64_t until = sl_mono_ms() + STOP_DRAIN_MS;

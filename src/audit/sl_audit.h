@@ -20,6 +20,12 @@
 
 typedef struct sl_audit sl_audit;
 
+/* Refused connections are recorded one by one up to this many per client address per window
+ * (and this many in all), the rest as one summary per address with their count. */
+#define SL_AUDIT_REFUSALS_BURST     10
+#define SL_AUDIT_REFUSALS_GLOBAL    200
+#define SL_AUDIT_REFUSALS_WINDOW_MS 10000
+
 /* Event types of sluice.audit.enabled.event.types, in the order of sl_audit_event_type_names
  * (base/sl_config.h). */
 typedef enum {

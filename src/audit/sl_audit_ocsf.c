@@ -235,6 +235,7 @@ void sl_ocsf_net(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
            refused ? 3 : 1, e->time_ms);
     kstr(b, "category_name", "Network Activity");
     status(b, !refused, n->reason);
+    if (n->count > 1) kint(b, "count", n->count); /* a summary of held-back refusals */
     src_endpoint(b, e->peer);
     dst_endpoint(b, e->listener);
     sl_text t = {0};

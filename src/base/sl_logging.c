@@ -1,5 +1,7 @@
 #include "sl_logging.h"
 
+#include "base/sl_limit.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -44,128 +46,53 @@ void sl_logf(sl_log_level lvl, const char *sub, const char *msg, const char *fmt
 
 /* ---- rate-limited lines ---- */
 
-#define SLOTS 256
-#define PROBE 8
-
-typedef struct slot {
-    const char *sub, *msg; /* string literals at the call sites: compared by address */
-    char addr[64];
-    sl_log_level lvl;
-    int64_t window_start;
-    uint32_t written;
-    uint64_t suppressed;
-} slot;
-
-static slot g_slots[SLOTS];
-static unsigned long long g_suppressed_total;
-/* Across all addresses: many addresses (an IPv6 prefix) must not multiply the bound. */
-static int64_t g_window_start;
-static uint32_t g_written;
-static uint64_t g_over; /* lines past the global budget in this window */
-
 static int64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint32_t slot_hash(const char *sub, const char *msg, const char *addr) {
-    uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)sub ^ (uint32_t)((uintptr_t)msg * 31u);
-    for (const char *p = addr; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-    return h;
+/* Slots are keyed by (sub, msg, addr): sub and msg are string literals at the call sites. */
+static void summarize(void *ctx, const sl_limit_slot *s) {
+    (void)ctx;
+    if ((sl_log_level)s->aux < g_level) return;
+    char m[160];
+    snprintf(m, sizeof m, "%s (suppressed)", (const char *)s->k2);
+    sl_logf((sl_log_level)s->aux, (const char *)s->k1, m, "addr=%s suppressed=%llu window_ms=%d",
+            s->addr, (unsigned long long)s->suppressed, SL_LOG_LIMIT_WINDOW_MS);
 }
 
-static void summarize(slot *s) {
-    if (s->suppressed && s->lvl >= g_level) {
-        char m[160];
-        snprintf(m, sizeof m, "%s (suppressed)", s->msg);
-        sl_logf(s->lvl, s->sub, m, "addr=%s suppressed=%llu window_ms=%d", s->addr,
-                (unsigned long long)s->suppressed, SL_LOG_LIMIT_WINDOW_MS);
+static void summarize_all(void *ctx, uint64_t over) {
+    (void)ctx;
+    sl_logf(SL_LOG_WARN, "log", "rate-limited lines suppressed (all addresses)",
+            "suppressed=%llu window_ms=%d", (unsigned long long)over, SL_LOG_LIMIT_WINDOW_MS);
+}
+
+static sl_limiter g_lim;
+static bool g_lim_ready;
+
+static sl_limiter *lim(void) {
+    if (!g_lim_ready) {
+        sl_limiter_init(&g_lim, SL_LOG_LIMIT_BURST, SL_LOG_LIMIT_GLOBAL, SL_LOG_LIMIT_WINDOW_MS,
+                        summarize, summarize_all, NULL);
+        g_lim_ready = true;
     }
-    s->suppressed = 0;
-    s->written = 0;
-}
-
-static bool expired(const slot *s, int64_t now) {
-    return now - s->window_start >= SL_LOG_LIMIT_WINDOW_MS;
-}
-
-/* The slot of (sub, msg, addr): its own, a free or finished one to take over, or - with every
- * probed slot busy - the message's shared slot for all addresses. */
-static slot *find_slot(const char *sub, const char *msg, const char *addr, int64_t now) {
-    uint32_t h = slot_hash(sub, msg, addr);
-    slot *take = NULL;
-    for (int i = 0; i < PROBE; i++) {
-        slot *s = &g_slots[(h + (uint32_t)i) % SLOTS];
-        if (s->msg == msg && s->sub == sub && !strcmp(s->addr, addr)) return s;
-        if (!take && (!s->msg || (expired(s, now) && !s->suppressed))) take = s;
-    }
-    if (!take) {
-        if (strcmp(addr, "*") != 0) return find_slot(sub, msg, "*", now);
-        /* Even the shared slot found no room: it evicts the first probed slot (after writing
-         * that slot's summary), so the line stays counted rather than written. */
-        take = &g_slots[h % SLOTS];
-    }
-    if (take->msg) summarize(take);
-    take->sub = sub;
-    take->msg = msg;
-    snprintf(take->addr, sizeof take->addr, "%s", addr);
-    take->window_start = now;
-    take->written = 0;
-    take->suppressed = 0;
-    return take;
-}
-
-static void global_roll(int64_t now) {
-    if (now - g_window_start < SL_LOG_LIMIT_WINDOW_MS) return;
-    if (g_over)
-        sl_logf(SL_LOG_WARN, "log", "rate-limited lines suppressed (all addresses)",
-                "suppressed=%llu window_ms=%d", (unsigned long long)g_over, SL_LOG_LIMIT_WINDOW_MS);
-    g_window_start = now;
-    g_written = 0;
-    g_over = 0;
+    return &g_lim;
 }
 
 void sl_log_limited(sl_log_level lvl, const char *sub, const char *msg, const char *addr,
                     const char *fmt, ...) {
     if (lvl < g_level) return;
-    int64_t now = mono_ms();
-    global_roll(now);
-    if (g_written >= SL_LOG_LIMIT_GLOBAL) {
-        g_over++;
-        g_suppressed_total++;
-        return;
-    }
-    slot *s = find_slot(sub, msg, addr && *addr ? addr : "?", now);
-    if (expired(s, now)) {
-        summarize(s);
-        s->window_start = now;
-    }
-    s->lvl = lvl;
-    if (s->written >= SL_LOG_LIMIT_BURST) {
-        s->suppressed++;
-        g_suppressed_total++;
-        return;
-    }
-    s->written++;
-    g_written++;
+    if (!sl_limiter_admit(lim(), sub, msg, addr, (int)lvl, mono_ms())) return;
     va_list ap;
     va_start(ap, fmt);
     vlogf(lvl, sub, msg, fmt, ap);
     va_end(ap);
 }
 
-void sl_log_limited_flush(void) {
-    int64_t now = mono_ms();
-    global_roll(now);
-    for (int i = 0; i < SLOTS; i++)
-        if (g_slots[i].msg && g_slots[i].suppressed && expired(&g_slots[i], now)) {
-            summarize(&g_slots[i]);
-            g_slots[i].window_start = now;
-        }
-}
+void sl_log_limited_flush(void) { sl_limiter_flush(lim(), mono_ms()); }
 
-unsigned long long sl_log_suppressed_total(void) { return g_suppressed_total; }
+unsigned long long sl_log_suppressed_total(void) { return lim()->suppressed_total; }
 
 const char *sl_log_peer_addr(const char *peer, char *out, size_t n) {
     if (!n) return out;

@@ -57,6 +57,8 @@ typedef struct sl_ev_net {
                          * "sluice.ssl.handshake.rate.per.ip", "sluice.ssl.max.handshakes.per.ip",
                          * "blocked"; closes: why, NULL for an orderly end */
     int64_t bytes_in, bytes_out, duration_ms; /* closes */
+    int64_t count; /* refusals: how many this event stands for (>1: a summary of refusals
+                    * held back by a consumer's rate limit); 0 or 1: one */
     /* closes: the TLS handshake failed, why: OpenSSL's reason text ("no shared cipher",
      * "unsupported protocol", "certificate verify failed", "peer closed", ...; a fixed set,
      * nothing the peer wrote); NULL when the handshake did not fail (or no TLS) */

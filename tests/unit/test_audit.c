@@ -602,3 +602,29 @@ SL_TEST(audit_describe_is_its_own_type) {
     CHECK(system(cmd) == 0);
     rm_rf(t.dir);
 }
+
+/* A connection flood costs its sender nothing: an address's refusals are recorded one by one up
+ * to the burst per window, the rest as one summary with their count, so the trail grows with
+ * the addresses, not with the connections. */
+SL_TEST(audit_refusals_summarized_per_address) {
+    trail t;
+    CHECK(trail_open(&t, 0));
+    for (int i = 0; i < 1000; i++)
+        sl_events_emit(&t.hub, &(sl_event){.kind = SL_EV_NET,
+                                           .peer = "10.0.0.9:4000",
+                                           .listener = "SASL_SSL",
+                                           .net = {.activity = SL_NET_REFUSED,
+                                                   .reason = "max.connections.per.ip"}});
+    sl_events_emit(&t.hub, &(sl_event){.kind = SL_EV_NET,
+                                       .peer = "[::1]:4001",
+                                       .net = {.activity = SL_NET_REFUSED, .reason = "blocked"}});
+    trail_close(&t); /* the stop ends every window */
+    char path[256];
+    char *s = trail_read(&t, path, sizeof path);
+    CHECK(s != NULL);
+    CHECK_EQ(count(s, "\"event_code\":\"refusal\""), SL_AUDIT_REFUSALS_BURST + 2);
+    CHECK_EQ(count(s, "\"count\":990"), 1);
+    CHECK_EQ(count(s, "\"ip\":\"::1\""), 1);
+    free(s);
+    rm_rf(t.dir);
+}
