@@ -149,6 +149,8 @@ static void each_cert(void *ctx, void (*fn)(void *arg, const char *listener, int
     sl_broker *b = ctx;
     for (int i = 0; i < b->nlisteners; i++)
         if (b->tls[i]) fn(arg, b->listeners[i].name, sl_tls_endpoint_not_after(b->tls[i]));
+    sl_tls_endpoint *mt = sl_metrics_tls(b->metrics);
+    if (mt) fn(arg, SL_METRICS_TLS_NAME, sl_tls_endpoint_not_after(mt));
 }
 
 /* A debug line per finished request: the lifecycle as an observer sees it. */
@@ -240,22 +242,26 @@ static void on_signal(void *ctx, int signo) {
 
 /* Certificate rotation: SIGHUP rebuilds every TLS context; the timer rebuilds those whose
  * files changed. Either way a failed build keeps the previous context (sl_tls_ctx.h). */
+/* Reloads one endpoint and reports a reload that happened (swapped or failed). */
+static void tls_reload_one(sl_broker *b, sl_tls_endpoint *ep, const char *name, bool force) {
+    int r = sl_tls_endpoint_reload(ep, force);
+    if (!r) return;
+    char res[96];
+    snprintf(res, sizeof res, "listener %s", name);
+    sl_events_emit(&b->events,
+                   &(sl_event){.kind = SL_EV_ADMIN,
+                               .listener = name,
+                               .admin = {.action = "certificate reload",
+                                         .resource = res,
+                                         .success = r > 0,
+                                         .detail = r > 0 ? NULL : sl_tls_endpoint_last_error(ep)}});
+}
+
 static void tls_reload_all(sl_broker *b, bool force) {
-    for (int i = 0; i < b->nlisteners; i++) {
-        if (!b->tls[i]) continue;
-        int r = sl_tls_endpoint_reload(b->tls[i], force);
-        if (!r) continue;
-        char res[96];
-        snprintf(res, sizeof res, "listener %s", b->listeners[i].name);
-        sl_events_emit(
-            &b->events,
-            &(sl_event){.kind = SL_EV_ADMIN,
-                        .listener = b->listeners[i].name,
-                        .admin = {.action = "certificate reload",
-                                  .resource = res,
-                                  .success = r > 0,
-                                  .detail = r > 0 ? NULL : sl_tls_endpoint_last_error(b->tls[i])}});
-    }
+    for (int i = 0; i < b->nlisteners; i++)
+        if (b->tls[i]) tls_reload_one(b, b->tls[i], b->listeners[i].name, force);
+    sl_tls_endpoint *mt = sl_metrics_tls(b->metrics);
+    if (mt) tls_reload_one(b, mt, SL_METRICS_TLS_NAME, force);
 }
 
 static void on_sighup(void *ctx, int signo) {
@@ -591,6 +597,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
+    /* An https metrics endpoint alone also needs the certificate file check. */
+    if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
+        b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
     *out = b;
     return SL_OK;
 }

@@ -481,6 +481,31 @@ sl_err sl_tls_endpoint_new(const sl_config *cfg, const char *listener, sl_tls_en
     return SL_OK;
 }
 
+sl_err sl_tls_endpoint_new_opts(const char *name, const sl_tls_opts *o, sl_tls_endpoint **out,
+                                char *err, size_t elen) {
+    *out = NULL;
+    sl_tls_endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep) return SL_ENOMEM;
+    snprintf(ep->listener, sizeof ep->listener, "%s", name);
+    ep->client_auth = o->client_auth;
+    ep->keystore = dup_or_null(o->keystore_location);
+    ep->password = dup_or_null(o->key_password);
+    ep->truststore = dup_or_null(o->truststore_location);
+    ep->protocols = dup_or_null(o->enabled_protocols);
+    ep->ciphers = dup_or_null(o->cipher_suites);
+    ep->groups = dup_or_null(o->groups);
+    ep->ks_id = stat_id(ep->keystore);
+    ep->ts_id = stat_id(ep->truststore);
+    sl_tls_opts eo = ep_opts(ep);
+    sl_err e = sl_tls_ctx_build(&eo, &ep->ctx, err, elen);
+    if (e) {
+        sl_tls_endpoint_free(ep);
+        return e;
+    }
+    *out = ep;
+    return SL_OK;
+}
+
 SSL_CTX *sl_tls_endpoint_ctx(const sl_tls_endpoint *ep) { return ep->ctx; }
 const sl_principal_rules *sl_tls_endpoint_rules(const sl_tls_endpoint *ep) { return ep->rules; }
 const char *sl_tls_endpoint_listener(const sl_tls_endpoint *ep) { return ep->listener; }

@@ -44,6 +44,11 @@ typedef struct sl_tls_endpoint sl_tls_endpoint;
  * context and principal rules. Caller owns *out. */
 sl_err sl_tls_endpoint_new(const sl_config *cfg, const char *listener, sl_tls_endpoint **out,
                            char *err, size_t elen);
+/* An endpoint from explicit settings rather than a Kafka listener's keys (the metrics listener):
+ * `name` names it in logs and events; no principal mapping rules. Reloads as any endpoint.
+ * Caller owns *out. */
+sl_err sl_tls_endpoint_new_opts(const char *name, const sl_tls_opts *o, sl_tls_endpoint **out,
+                                char *err, size_t elen);
 void sl_tls_endpoint_free(sl_tls_endpoint *ep);
 /* The context for the next accepted connection; borrowed, valid until the next reload (SSL_new
  * takes its own reference). */

@@ -158,7 +158,7 @@ struct sl_metrics {
     sl_broker *b;
     int fd, port;
     bool https;
-    SSL_CTX *ctx;
+    sl_tls_endpoint *tls;        /* https: reloaded with the broker's listeners (sl_metrics_tls) */
     unsigned char token_sha[32]; /* SHA-256 of the bearer token; the token itself is not kept */
     bool token;
     hconn *conns;
@@ -449,17 +449,15 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
                "Resources a request was denied, per principal, operation and resource type.", l_por,
                0);
     render_fam(t, &m->tls_bad, "sluice_tls_handshake_failures_total", "counter",
-               "TLS connections that closed before their first request, per listener and "
-               "reason.",
-               l_lr, 0);
+               "Failed TLS handshakes on the Kafka listeners, per listener and reason.", l_lr, 0);
     sl_prom_family(t, "sluice_certificate_expiry_timestamp_seconds", "gauge",
-                   "notAfter of the certificate each TLS listener serves (seconds since the "
-                   "epoch).");
-    for (int i = 0; i < 16; i++) {
-        if (!b->tls[i]) continue;
-        int64_t na = sl_tls_endpoint_not_after(b->tls[i]);
+                   "notAfter of the certificate each TLS listener (and the metrics endpoint) "
+                   "serves (seconds since the epoch).");
+    for (int i = 0; i <= 16; i++) { /* the Kafka listeners', then this endpoint's own */
+        const sl_tls_endpoint *ep = i < 16 ? b->tls[i] : m->tls;
+        int64_t na = ep ? sl_tls_endpoint_not_after(ep) : 0;
         if (!na) continue;
-        const char *labels[] = {"listener", sl_tls_endpoint_listener(b->tls[i]), NULL};
+        const char *labels[] = {"listener", sl_tls_endpoint_listener(ep), NULL};
         sl_prom_sample(t, "sluice_certificate_expiry_timestamp_seconds", labels, (double)na);
     }
     static const char *const l_rule[] = {"rule", NULL};
@@ -941,8 +939,8 @@ static void on_accept(void *ctx, uint32_t ev) {
         getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(c->peer, sizeof c->peer, "%s:%s", host, serv);
-        if (m->ctx) {
-            c->ssl = SSL_new(m->ctx);
+        if (m->tls) {
+            c->ssl = SSL_new(sl_tls_endpoint_ctx(m->tls));
             if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
                 SSL_free(c->ssl);
                 close(fd);
@@ -1095,10 +1093,9 @@ static sl_err make_tls(sl_metrics *m, char *err, size_t elen) {
     }
     sl_tls_opts o = {.keystore_location = ks,
                      .key_password = cfg->ssl_key_password[0] ? cfg->ssl_key_password : NULL,
-                     .client_auth = SL_TLS_CLIENT_AUTH_NONE,
-                     .session_context = "sluice-metrics"};
+                     .client_auth = SL_TLS_CLIENT_AUTH_NONE};
     char e2[256];
-    sl_err e = sl_tls_ctx_build(&o, &m->ctx, e2, sizeof e2);
+    sl_err e = sl_tls_endpoint_new_opts(SL_METRICS_TLS_NAME, &o, &m->tls, e2, sizeof e2);
     if (e) snprintf(err, elen, "sluice.metrics.ssl.keystore.location: %s", e2);
     return e;
 }
@@ -1167,7 +1164,7 @@ void sl_metrics_free(sl_metrics *m) {
         sl_loop_unwatch(m->b->loop, m->fd);
         close(m->fd);
     }
-    SSL_CTX_free(m->ctx);
+    sl_tls_endpoint_free(m->tls);
     OPENSSL_cleanse(m->token_sha, sizeof m->token_sha);
     fam *fams[] = {&m->topics,  &m->auth_ok, &m->auth_bad, &m->denials,
                    &m->tls_bad, &m->dets,    &m->refused,  &m->conns_by};
@@ -1176,3 +1173,5 @@ void sl_metrics_free(sl_metrics *m) {
 }
 
 int sl_metrics_port(const sl_metrics *m) { return m ? m->port : 0; }
+
+sl_tls_endpoint *sl_metrics_tls(const sl_metrics *m) { return m ? m->tls : NULL; }

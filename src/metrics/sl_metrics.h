@@ -26,5 +26,11 @@ sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t e
 void sl_metrics_free(sl_metrics *m);
 /* The bound port (for sluice.metrics.listener with port 0), 0 when off. */
 int sl_metrics_port(const sl_metrics *m);
+/* The https endpoint (NULL for http or off), owned by the metrics: the broker reloads it with its
+ * Kafka listeners' certificates (SIGHUP, file change) and watches its expiry. Named
+ * SL_METRICS_TLS_NAME in logs, events and the certificate metric's `listener` label. */
+#define SL_METRICS_TLS_NAME "metrics"
+struct sl_tls_endpoint;
+struct sl_tls_endpoint *sl_metrics_tls(const sl_metrics *m);
 
 #endif

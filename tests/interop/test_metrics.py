@@ -288,6 +288,45 @@ def test_https_with_the_provisioned_ca(make_broker):
         http(url.replace("https://", "http://") + "/healthz")
 
 
+def test_https_certificate_reloads_and_its_expiry_is_exported(make_broker, tmp_path):
+    """The endpoint's own certificate follows SIGHUP like the Kafka listeners' (no restart) and
+    its notAfter is exported with listener="metrics"."""
+    import signal
+    import tlsutil
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = tlsutil.CA()
+    ca.write(d / "ca.pem")
+    ks = d / "metrics.pem"
+    first, key = ca.issue("CN=localhost,O=Sluice Tests", server=True, days=10)
+    tlsutil.write_keystore(ks, first, key, [ca.cert])
+    b = make_broker({"sluice.metrics.listener": "https://127.0.0.1:0",
+                     "sluice.metrics.ssl.keystore.location": ks,
+                     # Only SIGHUP reloads here: the file check must not be what the test sees.
+                     "sluice.ssl.reload.interval.ms": 0})
+    b.start()
+    url = metrics_url(b)
+
+    def served_expiry():
+        st, _, body = http(url + "/metrics", cafile=str(d / "ca.pem"))
+        assert st == 200
+        return samples(body, "sluice_certificate_expiry_timestamp_seconds").get(
+            '{listener="metrics"}')
+    assert served_expiry() == first.not_valid_after.replace(
+        tzinfo=__import__("datetime").timezone.utc).timestamp()
+    second, key2 = ca.issue("CN=localhost,O=Sluice Tests", server=True, days=20)
+    tlsutil.write_keystore(ks, second, key2, [ca.cert])
+    b.proc.send_signal(signal.SIGHUP)
+    want = second.not_valid_after.replace(
+        tzinfo=__import__("datetime").timezone.utc).timestamp()
+    wait_until(lambda: served_expiry() == want, 20, "the reloaded certificate's expiry")
+    # The new certificate is the one served, not only the one reported.
+    pem = ssl.get_server_certificate(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    from cryptography import x509
+    assert x509.load_pem_x509_certificate(pem.encode()).serial_number == second.serial_number
+    assert 'msg="certificate reloaded" listener=metrics' in b.log_text()
+
+
 def test_explicit_port_taken_fails_start_naming_the_key(make_broker):
     with socket.socket() as hold:
         hold.bind(("127.0.0.1", 0))
