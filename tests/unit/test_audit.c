@@ -628,3 +628,43 @@ SL_TEST(audit_refusals_summarized_per_address) {
     free(s);
     rm_rf(t.dir);
 }
+
+/* A file older than sluice.audit.file.max.age.ms is sealed and the trail goes on in a new one:
+ * a checkpoint with reason "age" ends the first file, "Trail Rotated" opens the next, and the
+ * chain runs across both. */
+SL_TEST(audit_rotates_by_age) {
+    char dir[] = "/tmp/sl_audit_XXXXXX";
+    CHECK(mkdtemp(dir));
+    char err[256];
+    sl_config_defaults(&g_cfg);
+    CHECK(sl_config_set(&g_cfg, "log.dirs", dir, err, sizeof err) == SL_OK);
+    CHECK(sl_config_set(&g_cfg, "sluice.audit.file.max.age.ms", "1000", err, sizeof err) == SL_OK);
+    sl_loop *loop = sl_loop_new();
+    sl_events hub = {0};
+    sl_audit_env env = {.loop = loop, .hub = &hub, .cluster_id = "c", .node_id = 1};
+    sl_audit *a = NULL;
+    CHECK(loop && sl_audit_new(&g_cfg, &env, &a, err, sizeof err) == SL_OK && a);
+    sl_events_emit(&hub, &(sl_event){.kind = SL_EV_NET,
+                                     .peer = "10.0.0.7:1",
+                                     .net = {.activity = SL_NET_REFUSED, .reason = "blocked"}});
+    char second[512];
+    snprintf(second, sizeof second, "%s/audit", dir);
+    int64_t until = sl_mono_ms() + 5000;
+    int files = 0;
+    while (files < 2 && sl_mono_ms() < until) {
+        sl_loop_run_once(loop, 50);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -ge 2", second);
+        files = system(cmd) == 0 ? 2 : 1;
+    }
+    CHECK_EQ(files, 2);
+    sl_audit_free(a);
+    sl_loop_free(loop);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd %s/audit && f=$(ls | head -1) && tail -1 $f | grep -q '\"reason\":\"age\"' && "
+             "grep -h -c '\"activity_name\":\"Trail Rotated\"' $(ls | tail -1) | grep -qx 1",
+             dir);
+    CHECK(system(cmd) == 0);
+    rm_rf(dir);
+}
