@@ -186,8 +186,10 @@ def test_block_refuses_address_for_block_seconds_only(guard_broker):
     # Refused at accept: the broker closes before answering anything.
     with SourceConn(b.bootstrap, "127.0.0.1") as conn:
         assert conn.closed_by_peer(5), "a blocked address was served"
-    assert re.search(r'msg="connection refused" .*peer=127\.0\.0\.1:\d+ reason="blocked"',
-                     b.log_text()), "no refusal line for the blocked address"
+    # The broker closes the socket before it writes the line: poll for it.
+    wait_until(lambda: re.search(r'msg="connection refused" .*peer=127\.0\.0\.1:\d+ '
+                                 r'reason="blocked"', b.log_text()), 10,
+               "the refusal line for the blocked address")
     wait_until(lambda: metric(b, "sluice_connections_refused_total", listener="SASL_PLAINTEXT",
                               reason="blocked") >= 1, 10, "the refusal counted")
 
