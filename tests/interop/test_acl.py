@@ -24,8 +24,10 @@ USERS = {"admin": "admin-pw-1", "payments-writer": "writer-pw-1", "fraud": "frau
          "auditor": "auditor-pw-1", "mallory": "mallory-pw-1"}
 
 
-@pytest.fixture
-def acl_broker(request, tmp_path):
+def start_acl_broker(request, tmp_path, users, overrides):
+    """A started broker whose only listener is SASL_SSL (SCRAM-SHA-512, a CA of the test's own in
+    `b.ca_pem`) with the StandardAuthorizer, User:admin a super user and `users` (name:
+    password) in its credential store."""
     import tlsutil
     d = tmp_path / "pki"
     d.mkdir()
@@ -33,19 +35,25 @@ def acl_broker(request, tmp_path):
     ca.write(d / "ca.pem")
     cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
     tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
-    marker = request.node.get_closest_marker("broker_config")
     b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
                           "authorizer.class.name": STANDARD, "super.users": "User:admin",
-                          "auto.create.topics.enable": "true",
-                          **(marker.args[0] if marker else {})})
+                          **overrides})
     b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
     b.write_config()
     b.data_dir.mkdir(parents=True, exist_ok=True)
-    for u, pw in USERS.items():
+    for u, pw in users.items():
         add_user(b, u, pw)
     request.node._sluice_broker = b
     b.start()
     b.ca_pem = d / "ca.pem"
+    return b
+
+
+@pytest.fixture
+def acl_broker(request, tmp_path):
+    marker = request.node.get_closest_marker("broker_config")
+    b = start_acl_broker(request, tmp_path, USERS, {"auto.create.topics.enable": "true",
+                                                    **(marker.args[0] if marker else {})})
     yield b
     finish_broker(b)
 

@@ -8,14 +8,12 @@ audit directory; the trail verifies."""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import SLUICE_BIN, Broker, finish_broker, wait_until
-from test_acl import NODE_DIR, STANDARD
+from conftest import SLUICE_BIN, finish_broker, wait_until
+from test_acl import NODE_DIR, start_acl_broker
 from test_audit_trail import validate_schemas
-from test_sasl import add_user
 
 USERS = {"admin": "adm-Secret-PW-7731", "writer": "wrt-Secret-PW-7732",
          "reader": "rdr-Secret-PW-7733", "mallory": "mal-Secret-PW-7734"}
@@ -26,31 +24,15 @@ TOPIC = "cards"
 
 @pytest.fixture
 def audited(request, tmp_path):
-    import tlsutil
-    d = tmp_path / "pki"
-    d.mkdir()
-    ca = tlsutil.CA()
-    ca.write(d / "ca.pem")
-    cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
-    tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
-    b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
-                          "authorizer.class.name": STANDARD, "super.users": "User:admin",
-                          "auto.create.topics.enable": "false",
-                          # One data-access event per request, so counts are checked exactly;
-                          # the per-interval summaries are covered in test_audit_trail.py.
-                          "sluice.audit.data.interval.ms": "0",
-                          # The default types plus every connection opened and closed.
-                          "sluice.audit.enabled.event.types":
-                              "authenticate,connection,refusal,management,denial,produce,"
-                              "consume,lifecycle,detection"})
-    b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
-    b.write_config()
-    b.data_dir.mkdir(parents=True, exist_ok=True)
-    for u, pw in USERS.items():
-        add_user(b, u, pw)
-    request.node._sluice_broker = b
-    b.start()
-    b.ca_pem = d / "ca.pem"
+    b = start_acl_broker(request, tmp_path, USERS, {
+        "auto.create.topics.enable": "false",
+        # One data-access event per request, so counts are checked exactly; the per-interval
+        # summaries are covered in test_audit_trail.py.
+        "sluice.audit.data.interval.ms": "0",
+        # The default types plus every connection opened and closed.
+        "sluice.audit.enabled.event.types":
+            "authenticate,connection,refusal,management,denial,produce,consume,lifecycle,"
+            "detection"})
     yield b
     finish_broker(b)
 
