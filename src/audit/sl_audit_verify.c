@@ -188,8 +188,11 @@ static bool jstr(const sl_json *j, char *out, size_t n) {
     return true;
 }
 
+/* An integer member within +-2^53 (exact in a double; every sequence, time and id the trail
+ * writes): an edited trail may hold any number, and casting one beyond int64 is undefined. */
 static bool jint(const sl_json *j, int64_t *v) {
     if (!j || j->type != SL_JSON_NUM || !j->is_int) return false;
+    if (!(j->num >= -9007199254740992.0 && j->num <= 9007199254740992.0)) return false;
     *v = (int64_t)j->num;
     return true;
 }
