@@ -46,6 +46,7 @@ def start_acl_broker(request, tmp_path, users, overrides):
     request.node._sluice_broker = b
     b.start()
     b.ca_pem = d / "ca.pem"
+    b.users = users
     return b
 
 
@@ -60,10 +61,15 @@ def acl_broker(request, tmp_path):
 
 # ---- clients -------------------------------------------------------------------------------------
 
-def ck_conf(b, user, **extra):
+def password_of(b, user):
+    """`user`'s password on broker `b` (the users start_acl_broker gave it, else USERS)."""
+    return getattr(b, "users", USERS)[user]
+
+
+def ck_conf(b, user, password=None, **extra):
     return {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_SSL",
             "ssl.ca.location": str(b.ca_pem), "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": user, "sasl.password": USERS[user], **extra}
+            "sasl.username": user, "sasl.password": password or password_of(b, user), **extra}
 
 
 def kp_kw(b, user):
@@ -74,7 +80,7 @@ def kp_kw(b, user):
 
 
 def kafkajs(b, user, action, spec):
-    env = dict(os.environ, SASL_PASSWORD=USERS[user])
+    env = dict(os.environ, SASL_PASSWORD=password_of(b, user))
     res = subprocess.run(["node", str(NODE_DIR / "acl_kafkajs.mjs"), b.bootstrap, str(b.ca_pem),
                           user, action, json.dumps(spec)], cwd=NODE_DIR, env=env,
                          capture_output=True, text=True, timeout=90)

@@ -6,13 +6,12 @@ resource and counts; every event of the trail validates against the schemas of i
 (tests/interop/ocsf); no record payload, key, header value or password appears anywhere in the
 audit directory; the trail verifies."""
 import json
-import os
 import subprocess
 
 import pytest
 
 from conftest import SLUICE_BIN, finish_broker, wait_until
-from test_acl import NODE_DIR, start_acl_broker
+from test_acl import ck_conf, kafkajs, start_acl_broker
 from test_audit_trail import validate_schemas
 
 USERS = {"admin": "adm-Secret-PW-7731", "writer": "wrt-Secret-PW-7732",
@@ -35,22 +34,6 @@ def audited(request, tmp_path):
             "detection"})
     yield b
     finish_broker(b)
-
-
-def ck_conf(b, user, password=None, **extra):
-    return {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_SSL",
-            "ssl.ca.location": str(b.ca_pem), "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": user, "sasl.password": password or USERS[user], **extra}
-
-
-def kafkajs(b, user, action, spec):
-    env = dict(os.environ, SASL_PASSWORD=USERS[user])
-    res = subprocess.run(["node", str(NODE_DIR / "acl_kafkajs.mjs"), b.bootstrap, str(b.ca_pem),
-                          user, action, json.dumps(spec)], cwd=NODE_DIR, env=env,
-                         capture_output=True, text=True, timeout=90)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-    assert lines, f"kafkajs printed nothing: {res.stdout!r} {res.stderr[-2000:]!r}"
-    return json.loads(lines[-1])
 
 
 def trail(b):

@@ -19,7 +19,7 @@ import pytest
 import kproto
 import tlsutil
 from conftest import Broker, finish_broker, wait_until
-from test_sasl import (_b64url, add_user, authenticate, handshake, make_token,  # noqa: F401
+from test_sasl import (add_user, authenticate, handshake, make_token,  # noqa: F401
                        oauth_login, sasl_broker, sasl_ssl_broker, scram_login)
 
 DEBUG = {"sluice.log.level": "debug"}
@@ -137,15 +137,10 @@ def test_sasl_login_events(sasl_broker):
 
 @pytest.fixture
 def oauth_debug_broker(request, tmp_path):
-    import json
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pub = key.public_key().public_numbers()
-    jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
-                      "n": _b64url(pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")),
-                      "e": _b64url(pub.e.to_bytes(3, "big"))}]}
+    import jwtutil
+    key = jwtutil.rsa_key()
     jf = tmp_path / "jwks.json"
-    jf.write_text(json.dumps(jwks))
+    jwtutil.write_jwks(jf, [jwtutil.jwk(key, "k1", alg="RS256")])
     b = Broker(tmp_path, {**DEBUG, "sasl.enabled.mechanisms": "OAUTHBEARER",
                           "sasl.oauthbearer.jwks.endpoint.url": f"file://{jf}",
                           "sasl.oauthbearer.expected.issuer": "https://issuer.test",
