@@ -258,6 +258,61 @@ static const key_def k_keys[] = {
     {"sluice.guard.block.seconds", T_INT, OFF(sluice_guard_block_seconds), 0, 86400, "0",
      "Detections: refuse connections from an address raising a brute-force finding for this "
      "long (0: detect only)."},
+    {"sluice.encryption.enable", T_BOOL, OFF(sluice_encryption_enable), 0, 0, "true",
+     "Encryption at rest: seal every stored batch, the groups log, producer snapshots and the "
+     "topic registry under keys from sluice.kms.provider (docs/encryption-at-rest.md)."},
+    {"sluice.encryption.dir.names", T_STR, OFF(sluice_encryption_dir_names), 0, 0, "name",
+     "Encryption at rest: partition directories named <topic>-<partition> (name) or "
+     "<topic id>-<partition> (id, so directory names do not reveal topic names)."},
+    {"sluice.kms.provider", T_STR, OFF(sluice_kms_provider), 0, 0, "local",
+     "Encryption at rest: where key-encryption keys live: local, pkcs11, kmip or aws-kms."},
+    {"sluice.kms.keyring.file", T_STR, OFF(sluice_kms_keyring_file), 0, 0, NULL,
+     "Encryption at rest: the keyring (topic keys wrapped by the KMS, 0600); default "
+     "<log.dirs>/sluice-keyring."},
+    {"sluice.kms.cache.ttl.ms", T_LONG, OFF(sluice_kms_cache_ttl_ms), 1000, I64MAX, "3600000",
+     "Encryption at rest: unwrapped keys unused this long are dropped from locked memory."},
+    {"sluice.kms.timeout.ms", T_LONG, OFF(sluice_kms_timeout_ms), 100, I64MAX, "10000",
+     "Encryption at rest: a KMS call that takes longer fails (retriable)."},
+    {"sluice.kms.local.master.key.file", T_STR, OFF(sluice_kms_local_master_key_file), 0, 0, NULL,
+     "local KMS: file holding the 32-byte master key (created 0600 on first start); default "
+     "sluice-master.key beside log.dirs, outside the data directory. A systemd credential "
+     "sluice-master-key ($CREDENTIALS_DIRECTORY) takes precedence."},
+    {"sluice.kms.local.master.key.env", T_STR, OFF(sluice_kms_local_master_key_env), 0, 0,
+     "SLUICE_MASTER_KEY",
+     "local KMS: environment variable that, when set, holds the master key (64 hex digits); "
+     "it takes precedence over the file."},
+    {"sluice.kms.pkcs11.module", T_STR, OFF(sluice_kms_pkcs11_module), 0, 0,
+     "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
+     "pkcs11 KMS: the PKCS#11 module (p11-kit's proxy by default, or a vendor module)."},
+    {"sluice.kms.pkcs11.token.label", T_STR, OFF(sluice_kms_pkcs11_token_label), 0, 0, NULL,
+     "pkcs11 KMS: label of the token holding the key-encryption keys."},
+    {"sluice.kms.pkcs11.pin.file", T_STR, OFF(sluice_kms_pkcs11_pin_file), 0, 0, NULL,
+     "pkcs11 KMS: file holding the user PIN."},
+    {"sluice.kms.pkcs11.key.label", T_STR, OFF(sluice_kms_pkcs11_key_label), 0, 0, "sluice-kek",
+     "pkcs11 KMS: label prefix of the key-encryption keys (<label>-v<version>)."},
+    {"sluice.kms.kmip.endpoint", T_STR, OFF(sluice_kms_kmip_endpoint), 0, 0, NULL,
+     "kmip KMS: host:port of the KMIP server (mutual TLS)."},
+    {"sluice.kms.kmip.ca.file", T_STR, OFF(sluice_kms_kmip_ca_file), 0, 0, NULL,
+     "kmip KMS: CA certificates (PEM) that sign the KMIP server's certificate."},
+    {"sluice.kms.kmip.cert.file", T_STR, OFF(sluice_kms_kmip_cert_file), 0, 0, NULL,
+     "kmip KMS: Sluice's client certificate (PEM)."},
+    {"sluice.kms.kmip.key.file", T_STR, OFF(sluice_kms_kmip_key_file), 0, 0, NULL,
+     "kmip KMS: the client certificate's private key (PEM)."},
+    {"sluice.kms.aws.region", T_STR, OFF(sluice_kms_aws_region), 0, 0, NULL,
+     "aws-kms: region (default: AWS_REGION, then the profile's region)."},
+    {"sluice.kms.aws.key.id", T_STR, OFF(sluice_kms_aws_key_id), 0, 0, NULL,
+     "aws-kms: the KMS key (id, ARN or alias) that wraps topic keys."},
+    {"sluice.kms.aws.endpoint", T_STR, OFF(sluice_kms_aws_endpoint), 0, 0, NULL,
+     "aws-kms: endpoint URL (default https://kms.<region>.amazonaws.com)."},
+    {"sluice.kms.aws.ca.file", T_STR, OFF(sluice_kms_aws_ca_file), 0, 0, NULL,
+     "aws-kms: CA certificates for the endpoint (default: the system's)."},
+    {"sluice.kms.aws.profile", T_STR, OFF(sluice_kms_aws_profile), 0, 0, NULL,
+     "aws-kms: shared-credentials profile (default: AWS_PROFILE, then default)."},
+    {"sluice.kms.aws.imds.endpoint", T_STR, OFF(sluice_kms_aws_imds_endpoint), 0, 0,
+     "http://169.254.169.254", "aws-kms: EC2 instance metadata endpoint (IMDSv2)."},
+    {"sluice.ctl.socket", T_STR, OFF(sluice_ctl_socket), 0, 0, NULL,
+     "Control socket `sluice keys` talks to (unix, 0600, owner only); default "
+     "<log.dirs>/sluice-ctl.sock."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,
@@ -568,6 +623,19 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
         strcmp(c->sluice_audit_failure_policy, "continue")) {
         snprintf(err, elen, "sluice.audit.failure.policy: invalid value \"%s\" (block or continue)",
                  c->sluice_audit_failure_policy);
+        return SL_ECONFIG;
+    }
+    if (strcmp(c->sluice_encryption_dir_names, "name") &&
+        strcmp(c->sluice_encryption_dir_names, "id")) {
+        snprintf(err, elen, "sluice.encryption.dir.names: invalid value \"%s\" (name or id)",
+                 c->sluice_encryption_dir_names);
+        return SL_ECONFIG;
+    }
+    if (strcmp(c->sluice_kms_provider, "local") && strcmp(c->sluice_kms_provider, "pkcs11") &&
+        strcmp(c->sluice_kms_provider, "kmip") && strcmp(c->sluice_kms_provider, "aws-kms")) {
+        snprintf(err, elen,
+                 "sluice.kms.provider: invalid value \"%s\" (local, pkcs11, kmip or aws-kms)",
+                 c->sluice_kms_provider);
         return SL_ECONFIG;
     }
     static const char *const sinks[] = {"file", "syslog", "topic", NULL};

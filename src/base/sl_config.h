@@ -128,6 +128,29 @@ typedef struct sl_config {
     int32_t sluice_guard_cert_expiry_days;
     int32_t sluice_guard_disk_free_min_percent;
     int32_t sluice_guard_block_seconds;
+    bool sluice_encryption_enable;
+    char sluice_encryption_dir_names[SL_CFG_STR_MAX];
+    char sluice_kms_provider[SL_CFG_STR_MAX];
+    char sluice_kms_keyring_file[SL_CFG_STR_MAX];
+    int64_t sluice_kms_cache_ttl_ms;
+    int64_t sluice_kms_timeout_ms;
+    char sluice_kms_local_master_key_file[SL_CFG_STR_MAX];
+    char sluice_kms_local_master_key_env[SL_CFG_STR_MAX];
+    char sluice_kms_pkcs11_module[SL_CFG_STR_MAX];
+    char sluice_kms_pkcs11_token_label[SL_CFG_STR_MAX];
+    char sluice_kms_pkcs11_pin_file[SL_CFG_STR_MAX];
+    char sluice_kms_pkcs11_key_label[SL_CFG_STR_MAX];
+    char sluice_kms_kmip_endpoint[SL_CFG_STR_MAX];
+    char sluice_kms_kmip_ca_file[SL_CFG_STR_MAX];
+    char sluice_kms_kmip_cert_file[SL_CFG_STR_MAX];
+    char sluice_kms_kmip_key_file[SL_CFG_STR_MAX];
+    char sluice_kms_aws_region[SL_CFG_STR_MAX];
+    char sluice_kms_aws_key_id[SL_CFG_STR_MAX];
+    char sluice_kms_aws_endpoint[SL_CFG_STR_MAX];
+    char sluice_kms_aws_ca_file[SL_CFG_STR_MAX];
+    char sluice_kms_aws_profile[SL_CFG_STR_MAX];
+    char sluice_kms_aws_imds_endpoint[SL_CFG_STR_MAX];
+    char sluice_ctl_socket[SL_CFG_STR_MAX];
     char config_file[SL_CFG_STR_MAX]; /* the file sl_config_load read last ("": none) */
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];

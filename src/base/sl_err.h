@@ -25,7 +25,12 @@
     X(SL_ECLOSED, SL_KAFKA_UNKNOWN_SERVER_ERROR, "connection closed")                              \
     X(SL_EAUTH, SL_KAFKA_SASL_AUTHENTICATION_FAILED, "authentication failed")                      \
     X(SL_ESTATE, SL_KAFKA_UNKNOWN_SERVER_ERROR, "operation not valid in this state")               \
-    X(SL_EPOLICY, SL_KAFKA_POLICY_VIOLATION, "rejected by policy")
+    X(SL_EPOLICY, SL_KAFKA_POLICY_VIOLATION, "rejected by policy")                                 \
+    X(SL_ETAMPER, SL_KAFKA_KAFKA_STORAGE_ERROR, "stored data failed authentication")               \
+    X(SL_EKEY_UNAVAILABLE, SL_KAFKA_KAFKA_STORAGE_ERROR, "encryption key not available now")       \
+    X(SL_EKEY_DESTROYED, SL_KAFKA_KAFKA_STORAGE_ERROR, "encryption key destroyed (shredded)")      \
+    X(SL_EKMS_UNAVAILABLE, SL_KAFKA_KAFKA_STORAGE_ERROR, "key management service unreachable")     \
+    X(SL_EKMS_DENIED, SL_KAFKA_KAFKA_STORAGE_ERROR, "key management service refused")
 
 #define SL_ERR_ENUM_ITEM(name, code, msg) name,
 typedef enum { SL_ERRORS(SL_ERR_ENUM_ITEM) SL_ERR__COUNT } sl_err;

@@ -25,6 +25,7 @@ typedef enum {
     SL_EV_APP,       /* the broker's own life: `app` (OCSF 6002) */
     SL_EV_ADMIN,     /* a management action that is not a request (certificate reload): `admin` */
     SL_EV_DETECTION, /* a finding of a built-in rule: `det` (OCSF 2004) */
+    SL_EV_KEY,       /* a KMS call or key lifecycle step, or a batch failing authentication */
 } sl_ev_kind;
 
 typedef enum {
@@ -99,6 +100,22 @@ typedef struct sl_ev_detection {
     int64_t block_ms; /* address_blocked: how long it is refused */
 } sl_ev_detection;
 
+/* Key use (docs/encryption-at-rest.md): one per KMS call (never per cached use) and per
+ * lifecycle step; also a stored batch that failed authentication (op "tamper"). */
+typedef struct sl_ev_key {
+    const char *op;       /* wrap, unwrap, generate, describe, destroy, rotate, rewrap, retire,
+                             shred, reencrypt, tamper */
+    const char *provider; /* "local", "pkcs11", "kmip", "aws-kms" */
+    const char *key_id;   /* KEK id (provider's), or NULL */
+    uint32_t key_version; /* KEK version, 0: n/a */
+    const char *topic;    /* topic name or id (hex), NULL: none / system key */
+    int32_t partition;    /* -1: n/a */
+    const char *reason;   /* why: "new topic", "cache miss", "start", "rotate", "shred", ... */
+    bool success;
+    const char *detail; /* failure reason (never key material) or NULL */
+    int64_t latency_ms;
+} sl_ev_key;
+
 typedef struct sl_event {
     sl_ev_kind kind;
     int64_t time_ms;       /* wall clock; emit fills it when 0 */
@@ -113,6 +130,7 @@ typedef struct sl_event {
         sl_ev_app app;
         sl_ev_admin admin;
         sl_ev_detection det;
+        sl_ev_key key;
     };
 } sl_event;
 

@@ -70,6 +70,49 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
 sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
                    size_t *out_len);
 
+/* ---- Encryption at rest (docs/encryption-at-rest.md) ----------------------------------------
+ * A log with keys seals every batch it appends (AES-256-GCM, one DEK per segment, nonce = a
+ * counter per DEK, associated data binding topic id, partition, segment and base offset) and
+ * opens encrypted frames on read. The log never talks to a KMS: the key service lends it DEKs
+ * through these callbacks, synchronously, from what it has cached. Frame headers and the batch
+ * header fields recovery needs stay readable, so opening and recovering a log needs no key. */
+typedef struct sl_dek sl_dek;
+typedef struct sl_envelope sl_envelope;
+typedef struct sl_log_keys sl_log_keys;
+typedef struct sl_log_keys_ops {
+    /* A fresh DEK for a new segment based at `seg_base`: *dek (a reference the caller owns) and
+     * env's dek_id, tk_version, wrapped DEK (the log fills topic id, partition, base, alg).
+     * SL_EKEY_UNAVAILABLE when the topic key is not available now (the key service starts
+     * loading it off the loop; the caller's request gets a retriable error). */
+    sl_err (*dek_new)(void *ctx, const sl_log_keys *k, int64_t seg_base, sl_envelope *env,
+                      sl_dek **dek);
+    /* The DEK of a stored segment from its envelope (a reference the caller owns).
+     * SL_EKEY_UNAVAILABLE as above; SL_ETAMPER when the wrapped DEK does not unwrap (edited,
+     * another topic's); SL_EKEY_DESTROYED when the topic was shredded. */
+    sl_err (*dek_open)(void *ctx, const sl_log_keys *k, const sl_envelope *env, sl_dek **dek);
+} sl_log_keys_ops;
+
+struct sl_log_keys {
+    const sl_log_keys_ops *ops;
+    void *ctx; /* the key service's; must outlive the log */
+    uint8_t topic_id[16];
+    int32_t partition;
+    /* Plaintext frames are served only below this offset (data written before encryption was
+     * turned on); a plaintext frame at or above it is an injection and fails like a bad tag. */
+    int64_t plain_below;
+};
+
+/* Turns encryption on (`keys` copied; NULL turns it off for new segments). Appends from now on
+ * go to a new segment under a fresh DEK: a DEK is never written under by two processes, so a
+ * restored or crashed directory can never reuse a nonce. Loop thread. */
+void sl_log_set_keys(sl_log *log, const sl_log_keys *keys);
+/* Drops every DEK the log holds (the active segment's writing key): after a shred, or when the
+ * key service evicts. The next append needs dek_new again. */
+void sl_log_drop_keys(sl_log *log);
+/* Segments not yet sealed under topic-key version `tk_version` (plaintext ones included), the
+ * active one counted; for `sluice keys status` and reencrypt progress. */
+int sl_log_segments_pending(sl_log *log, uint32_t tk_version);
+
 int64_t sl_log_start_offset(const sl_log *log);   /* log start offset (after retention/deletes) */
 int64_t sl_log_end_offset(const sl_log *log);     /* next offset to assign (LEO) */
 int64_t sl_log_durable_offset(const sl_log *log); /* all offsets below this are fsynced */

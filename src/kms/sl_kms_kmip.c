@@ -1,0 +1,9 @@
+#include <stdio.h>
+
+#include "kms/sl_kms.h"
+
+/* Stub until the provider lands. */
+sl_err sl_kms_kmip_new(const sl_config *cfg, sl_kms **out, char *err, size_t errlen) {
+    snprintf(err, errlen, "sluice.kms.provider: kmip is not built yet");
+    return SL_ECONFIG;
+}
