@@ -1511,3 +1511,10 @@ sl_err sl_log_sync(sl_log *log) {
 void sl_log_set_keys(sl_log *log, const sl_log_keys *keys) {}
 void sl_log_drop_keys(sl_log *log) {}
 int sl_log_segments_pending(sl_log *log, uint32_t tk_version) { return 0; }
+bool sl_log_segment_info(sl_log *log, int i, int64_t *base, uint32_t *tk_version) { return false; }
+sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job) {
+    *job = NULL;
+    return SL_OK;
+}
+sl_err sl_log_reenc_run(sl_log_reenc *job) { return SL_ESTATE; }
+sl_err sl_log_reenc_finish(sl_log_reenc *job, sl_err run_result) { return run_result; }

@@ -112,6 +112,25 @@ void sl_log_drop_keys(sl_log *log);
 /* Segments not yet sealed under topic-key version `tk_version` (plaintext ones included), the
  * active one counted; for `sluice keys status` and reencrypt progress. */
 int sl_log_segments_pending(sl_log *log, uint32_t tk_version);
+/* Base offset and topic-key version (0: plaintext) of segment `i` (0 = oldest), for `sluice keys
+ * status`. false when i is out of range. */
+bool sl_log_segment_info(sl_log *log, int i, int64_t *base, uint32_t *tk_version);
+
+/* ---- Re-encryption (`sluice keys reencrypt`) ----------------------------------------------
+ * Rewrites sealed segments that are plaintext or under another topic-key version into new files
+ * under fresh DEKs, without blocking the loop for a whole segment: prepare (loop) picks one
+ * segment and gets its new DEK; run (any thread) reads the old file, opens each frame, seals it
+ * again, writes a temporary file, fsyncs it, renames it over the old one and fsyncs the
+ * directory, so a crash leaves either the old or the new file whole and a rerun continues;
+ * finish (loop) swaps the segment's in-memory state. Reads meanwhile use the old file (its
+ * descriptor stays valid across the rename). */
+typedef struct sl_log_reenc sl_log_reenc;
+/* *job = NULL when nothing is left. When only the active segment is left (and it holds
+ * records) it is rolled first, so it becomes sealed. Caller owns *job until finish. */
+sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job);
+sl_err sl_log_reenc_run(sl_log_reenc *job);
+/* Applies (run_result SL_OK) or discards the rewrite; frees job. Loop thread. */
+sl_err sl_log_reenc_finish(sl_log_reenc *job, sl_err run_result);
 
 int64_t sl_log_start_offset(const sl_log *log);   /* log start offset (after retention/deletes) */
 int64_t sl_log_end_offset(const sl_log *log);     /* next offset to assign (LEO) */
