@@ -44,6 +44,9 @@ PKGS=(
     # endpoint and the shipped alert rules; headless Chromium renders the status page; the
     # OCSF events are checked against JSON schemas.
     prometheus chromium python3-jsonschema
+    # Encryption at rest, kmip KMS provider (issue 12): PyKMIP's server is the KMIP peer of
+    # tests/interop/test_kms_kmip.py, and its codec made tests/unit/fixtures/ttlv_fixtures.h.
+    python3-pykmip
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
@@ -77,6 +80,8 @@ command -v prometheus >/dev/null || die "prometheus not found"
 command -v promtool >/dev/null || die "promtool not found (prometheus)"
 command -v chromium >/dev/null || die "chromium not found"
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || die "/usr/bin/python3 cannot import jsonschema"
+/usr/bin/python3 -c 'import kmip.services.server' 2>/dev/null && [ -x /usr/bin/pykmip-server ] ||
+    die "PyKMIP server missing (python3-pykmip: /usr/bin/pykmip-server, import kmip)"
 command -v go >/dev/null || die "go not found (golang-go)"
 [ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
     die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"
