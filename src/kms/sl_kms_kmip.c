@@ -273,8 +273,8 @@ fail:
     sigpipe_unblock(&g);
     /* Nothing read yet on a kept connection: the server may have dropped it while idle. */
     *fresh_fail = got == 0 && r != -2;
-    snprintf(err, errlen, "kmip: %s:%s: %s (%s)", k->host, k->port, what,
-             r == -1 ? ssl_reason() : "tcp");
+    snprintf(err, errlen, "kmip: %s:%s: %s%s%s", k->host, k->port, what, r == -1 ? ": " : "",
+             r == -1 ? ssl_reason() : "");
     drop(k);
     ERR_clear_error();
     return SL_EKMS_UNAVAILABLE;

@@ -26,7 +26,8 @@ def kmip(tmp_path):
     s.stop()
 
 
-def run_live(server, cert=None, key=None, ca=None, timeout=120):
+def run_live(server, cert=None, key=None, ca=None, test="kms_kmip_live", extra=None,
+             timeout=120):
     if not os.access(UNIT_TESTS, os.X_OK):
         pytest.fail(f"{UNIT_TESTS} missing (build it: make asan)")
     env = dict(os.environ)
@@ -34,9 +35,10 @@ def run_live(server, cert=None, key=None, ca=None, timeout=120):
                 "SLUICE_TEST_KMIP_CA": str(ca or server.ca_file),
                 "SLUICE_TEST_KMIP_CERT": str(cert or server.client_cert),
                 "SLUICE_TEST_KMIP_KEY": str(key or server.client_key)})
+    env.update(extra or {})
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
-    r = subprocess.run([str(UNIT_TESTS), "kms_kmip_live"], env=env, capture_output=True,
+    r = subprocess.run([str(UNIT_TESTS), test], env=env, capture_output=True,
                        text=True, timeout=timeout)
     return r.returncode, r.stdout + r.stderr
 
@@ -73,3 +75,18 @@ def test_untrusted_server_certificate_refused(kmip, tmp_path):
     assert rc != 0 and "SL_EKMS_UNAVAILABLE" in out, out
     assert f"certificate of {kmip.endpoint} not trusted" in out, out
     assert "Processing operation" not in kmip.log_text()
+
+
+def test_provider_outage_and_recovery(kmip):
+    """SIGSTOP (a hung server: TCP accepted, nothing answers) costs the kept connection and a new
+    one each one sluice.kms.timeout.ms, reported as SL_EKMS_UNAVAILABLE; after SIGCONT the same
+    provider object reconnects and unwraps again. Signals are sent by the C test itself
+    (kms_kmip_outage) so they fall exactly between its calls."""
+    rc, out = run_live(kmip, test="kms_kmip_outage", extra={"SLUICE_TEST_KMIP_PID":
+                                                             str(kmip.proc.pid)})
+    kmip.resume()  # whatever happened, never leave it stopped
+    assert rc == 0 and "kmip outage: ok" in out and "1 passed, 0 failed" in out, out
+    assert "kept connection: SL_EKMS_UNAVAILABLE" in out, out
+    assert "new connection: SL_EKMS_UNAVAILABLE" in out and "timed out" in out, out
+    assert "resumed server: SL_OK" in out, out
+    assert 'msg="kmip server unreachable"' in out and 'msg="kmip server reachable again"' in out, out

@@ -7,6 +7,7 @@
  * nothing and says so on stdout; the interop test checks its "kmip live: ok" line. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,4 +235,62 @@ SL_TEST(kms_kmip_live) {
     k->ops->free(k);
     printf("kmip live: ok\n");
 #undef LIVE
+}
+
+/* An outage and its end, driven from here: SLUICE_TEST_KMIP_PID names the server's process group
+ * (tests/interop/test_kms_kmip.py). SIGSTOP makes it a server that accepts but never answers. */
+SL_TEST(kms_kmip_outage) {
+    const char *ep = getenv("SLUICE_TEST_KMIP_ENDPOINT"), *ca = getenv("SLUICE_TEST_KMIP_CA"),
+               *cert = getenv("SLUICE_TEST_KMIP_CERT"), *key = getenv("SLUICE_TEST_KMIP_KEY"),
+               *pid_s = getenv("SLUICE_TEST_KMIP_PID");
+    if (!ep || !ca || !cert || !key || !pid_s) {
+        printf("kmip outage: not run (SLUICE_TEST_KMIP_* unset)\n");
+        return;
+    }
+    pid_t pg = (pid_t)atoi(pid_s);
+    CHECK(pg > 1);
+    char err[256];
+    sl_config *c = calloc(1, sizeof *c);
+    sl_config_defaults(c);
+    sl_config_set(c, "sluice.kms.provider", "kmip", err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.endpoint", ep, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.ca.file", ca, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.cert.file", cert, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.key.file", key, err, sizeof err);
+    sl_config_set(c, "sluice.kms.timeout.ms", "1000", err, sizeof err);
+    sl_kms *k = NULL;
+    sl_err e = sl_kms_open(c, &k, err, sizeof err);
+    free(c);
+    CHECK_EQ(e, SL_OK);
+    sl_kms_keyref kek;
+    uint8_t tk[32] = {7}, w[SL_KMS_WRAPPED_MAX], back[64];
+    static const uint8_t ctx[] = "sluice|outage|v1";
+    size_t n = 0, nb = 0;
+    int ok =
+        k->ops->generate(k, 1, &kek, err, sizeof err) == SL_OK &&
+        k->ops->wrap(k, &kek, ctx, sizeof ctx, tk, 32, w, sizeof w, &n, err, sizeof err) == SL_OK;
+    if (!ok) fprintf(stderr, "  before the outage: %s\n", err);
+    kill(-pg, SIGSTOP);
+    /* The kept connection: the request goes out, no answer comes. */
+    int64_t t0 = sl_mono_ms();
+    e = k->ops->unwrap(k, &kek, ctx, sizeof ctx, w, n, back, sizeof back, &nb, err, sizeof err);
+    int64_t took = sl_mono_ms() - t0;
+    printf("kmip outage: stopped server, kept connection: %s after %lld ms: %s\n", sl_errname(e),
+           (long long)took, err);
+    ok = ok && e == SL_EKMS_UNAVAILABLE && took >= 900 && took < 5000;
+    /* A new connection: TCP is accepted by the kernel, the handshake never completes. */
+    t0 = sl_mono_ms();
+    e = k->ops->unwrap(k, &kek, ctx, sizeof ctx, w, n, back, sizeof back, &nb, err, sizeof err);
+    took = sl_mono_ms() - t0;
+    printf("kmip outage: stopped server, new connection: %s after %lld ms: %s\n", sl_errname(e),
+           (long long)took, err);
+    ok = ok && e == SL_EKMS_UNAVAILABLE && strstr(err, "timed out") && took < 5000;
+    kill(-pg, SIGCONT);
+    /* Back: the same provider object reconnects on its own. */
+    e = k->ops->unwrap(k, &kek, ctx, sizeof ctx, w, n, back, sizeof back, &nb, err, sizeof err);
+    printf("kmip outage: resumed server: %s\n", sl_errname(e));
+    ok = ok && e == SL_OK && nb == 32 && !memcmp(back, tk, 32);
+    k->ops->free(k);
+    CHECK(ok);
+    printf("kmip outage: ok\n");
 }
