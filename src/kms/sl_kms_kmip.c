@@ -224,10 +224,23 @@ static sl_err kmip_connect(kmip *k, int64_t deadline, char *err, size_t errlen) 
 }
 
 /* An idle kept connection the server closed (restart, idle timeout) reads as ready: EOF or a
- * close_notify. Such a connection is dropped before use rather than failing the request. */
-static bool stale(const kmip *k) {
+ * close_notify. Such a connection is dropped before use rather than failing the request. TLS
+ * 1.3 servers may also send session tickets after the handshake: SSL_peek consumes those and
+ * then wants more, which means the connection is fine. */
+static bool stale(kmip *k) {
     struct pollfd p = {.fd = k->fd, .events = POLLIN};
-    return poll(&p, 1, 0) != 0;
+    if (poll(&p, 1, 0) == 0) return false;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return true;
+    uint8_t b;
+    sigpipe_guard g;
+    sigpipe_block(&g);
+    ERR_clear_error();
+    int r = SSL_peek(k->ssl, &b, 1);
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(k->ssl, r);
+    sigpipe_unblock(&g);
+    ERR_clear_error();
+    /* Application data nobody asked for means the stream is out of step: stale too. */
+    return !(r <= 0 && e == SSL_ERROR_WANT_READ);
 }
 
 /* Sends the request and reads one whole response message into k->resp. Returns SL_OK, or
@@ -271,6 +284,7 @@ static sl_err exchange(kmip *k, const uint8_t *req, size_t reqlen, size_t *respl
     return SL_OK;
 fail:
     sigpipe_unblock(&g);
+    OPENSSL_cleanse(k->resp, got); /* part of an answer may be part of a key */
     /* Nothing read yet on a kept connection: the server may have dropped it while idle. */
     *fresh_fail = got == 0 && r != -2;
     snprintf(err, errlen, "kmip: %s:%s: %s%s%s", k->host, k->port, what, r == -1 ? ": " : "",

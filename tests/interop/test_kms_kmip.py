@@ -26,10 +26,13 @@ def kmip(tmp_path):
     s.stop()
 
 
-def run_live(server, cert=None, key=None, ca=None, test="kms_kmip_live", extra=None,
-             timeout=120):
+def need_unit_tests():
     if not os.access(UNIT_TESTS, os.X_OK):
         pytest.fail(f"{UNIT_TESTS} missing (build it: make asan)")
+
+
+def live_env(server, cert=None, key=None, ca=None, extra=None):
+    """The environment that points kms_kmip_live & co. at `server`."""
     env = dict(os.environ)
     env.update({"SLUICE_TEST_KMIP_ENDPOINT": server.endpoint,
                 "SLUICE_TEST_KMIP_CA": str(ca or server.ca_file),
@@ -38,6 +41,13 @@ def run_live(server, cert=None, key=None, ca=None, test="kms_kmip_live", extra=N
     env.update(extra or {})
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+    return env
+
+
+def run_live(server, cert=None, key=None, ca=None, test="kms_kmip_live", extra=None,
+             timeout=120):
+    need_unit_tests()
+    env = live_env(server, cert, key, ca, extra)
     r = subprocess.run([str(UNIT_TESTS), test], env=env, capture_output=True,
                        text=True, timeout=timeout)
     return r.returncode, r.stdout + r.stderr
@@ -90,3 +100,34 @@ def test_provider_outage_and_recovery(kmip):
     assert "new connection: SL_EKMS_UNAVAILABLE" in out and "timed out" in out, out
     assert "resumed server: SL_OK" in out, out
     assert 'msg="kmip server unreachable"' in out and 'msg="kmip server reachable again"' in out, out
+
+
+def test_provider_reconnects_after_server_restart(kmip, tmp_path):
+    """The server is killed and started again between two calls of one provider object: the
+    first call afterwards succeeds (the dead kept connection is noticed and replaced) and the
+    key created before the restart still unwraps (PyKMIP's database outlives it)."""
+    need_unit_tests()
+    flag = tmp_path / "restarted"
+    p = subprocess.Popen([str(UNIT_TESTS), "kms_kmip_restart"],
+                         env=live_env(kmip, extra={"SLUICE_TEST_KMIP_RESTARTED": str(flag)}),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if "kmip restart: ready" in line:
+                kmip.kill()
+                kmip.start()
+                flag.touch()
+                break
+        lines += p.stdout.readlines()
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    out = "".join(lines)
+    assert rc == 0 and "kmip restart: ok" in out and "1 passed, 0 failed" in out, \
+        out + kmip.tail()
+    assert "first call after the restart: SL_OK" in out, out
+    assert "kmip server unreachable" not in out, out

@@ -294,3 +294,47 @@ SL_TEST(kms_kmip_outage) {
     CHECK(ok);
     printf("kmip outage: ok\n");
 }
+
+/* The server restarts between two calls (tests/interop/test_kms_kmip.py kills and starts it when
+ * this prints "ready", then creates SLUICE_TEST_KMIP_RESTARTED): the kept connection is dead, and
+ * the next call must notice before using it and succeed on a new one, with no error at all. */
+SL_TEST(kms_kmip_restart) {
+    const char *ep = getenv("SLUICE_TEST_KMIP_ENDPOINT"), *ca = getenv("SLUICE_TEST_KMIP_CA"),
+               *cert = getenv("SLUICE_TEST_KMIP_CERT"), *key = getenv("SLUICE_TEST_KMIP_KEY"),
+               *flag = getenv("SLUICE_TEST_KMIP_RESTARTED");
+    if (!ep || !ca || !cert || !key || !flag) {
+        printf("kmip restart: not run (SLUICE_TEST_KMIP_* unset)\n");
+        return;
+    }
+    char err[256];
+    sl_config *c = calloc(1, sizeof *c);
+    sl_config_defaults(c);
+    sl_config_set(c, "sluice.kms.provider", "kmip", err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.endpoint", ep, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.ca.file", ca, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.cert.file", cert, err, sizeof err);
+    sl_config_set(c, "sluice.kms.kmip.key.file", key, err, sizeof err);
+    sl_kms *k = NULL;
+    sl_err e = sl_kms_open(c, &k, err, sizeof err);
+    free(c);
+    CHECK_EQ(e, SL_OK);
+    sl_kms_keyref kek;
+    uint8_t tk[32] = {9}, w[SL_KMS_WRAPPED_MAX], back[64];
+    static const uint8_t ctx[] = "sluice|restart|v1";
+    size_t n = 0, nb = 0;
+    int ok =
+        k->ops->generate(k, 1, &kek, err, sizeof err) == SL_OK &&
+        k->ops->wrap(k, &kek, ctx, sizeof ctx, tk, 32, w, sizeof w, &n, err, sizeof err) == SL_OK;
+    if (!ok) fprintf(stderr, "  before the restart: %s\n", err);
+    printf("kmip restart: ready\n");
+    fflush(stdout);
+    int64_t deadline = sl_mono_ms() + 90000;
+    while (access(flag, F_OK) != 0 && sl_mono_ms() < deadline) usleep(20000);
+    ok = ok && access(flag, F_OK) == 0;
+    e = k->ops->unwrap(k, &kek, ctx, sizeof ctx, w, n, back, sizeof back, &nb, err, sizeof err);
+    printf("kmip restart: first call after the restart: %s %s\n", sl_errname(e), e ? err : "");
+    ok = ok && e == SL_OK && nb == 32 && !memcmp(back, tk, 32);
+    k->ops->free(k);
+    CHECK(ok);
+    printf("kmip restart: ok\n");
+}
