@@ -104,6 +104,8 @@ class KmipServer:
         self._wait_port_free()
 
     def kill(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._wait_port_free()
