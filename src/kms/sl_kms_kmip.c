@@ -220,6 +220,8 @@ static sl_err kmip_connect(kmip *k, int64_t deadline, char *err, size_t errlen) 
         ERR_clear_error();
         return SL_EKMS_UNAVAILABLE;
     }
+    SL_INFO("kms", "kmip connected", "endpoint=%s:%s tls=%s cipher=%s", k->host, k->port,
+            SSL_get_version(k->ssl), SSL_get_cipher_name(k->ssl));
     return SL_OK;
 }
 
