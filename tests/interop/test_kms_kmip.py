@@ -6,13 +6,15 @@ test_kms_kmip.c), which runs only when SLUICE_TEST_KMIP_* point it at a server: 
 Activate, Get Attributes, Encrypt/Decrypt with AES-GCM and the caller's context as AAD (tamper and
 wrong-context cases), Revoke + Destroy."""
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import tlsutil
-from conftest import SLUICE_BIN
+from conftest import SLUICE_BIN, Broker, finish_broker, wait_until
+from helpers import by_partition, ck_consume, ck_create_topic, ck_produce, make_records, verify
 from kmiputil import KmipServer
 
 # The unit test binary of the same build as the broker under test (ASan by default).
@@ -137,3 +139,129 @@ def test_provider_reconnects_after_server_restart(kmip, tmp_path):
         out + kmip.tail()
     assert "first call after the restart: SL_OK" in out, out
     assert "kmip server unreachable" not in out, out
+
+
+# ---- The broker under sluice.kms.provider=kmip ----------------------------------------------
+
+MARKER = b"kmip-marker-5e1d"
+
+
+def kmip_broker(tmp_path, server, extra=None, cert=None, key=None):
+    cfg = server.broker_config(cert, key)
+    cfg.update({"sluice.kms.timeout.ms": 2000,
+                "sluice.kms.keyring.file": str(tmp_path / "keyring")})
+    cfg.update(extra or {})
+    (tmp_path / "broker").mkdir(exist_ok=True)
+    return Broker(tmp_path / "broker", cfg)
+
+
+def files_holding(root, needle):
+    return [str(p) for p in Path(root).rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def ops_seen(server):
+    return re.findall(r"Processing operation: (\w+)", server.log_text())
+
+
+def marked(tag, n, partitions):
+    recs = make_records(tag, n, partitions=partitions)
+    return [r if i % 5 else type(r)(r.partition, r.key, MARKER + (r.value or b""), r.headers,
+                                    r.timestamp) for i, r in enumerate(recs)]
+
+
+def try_create(bootstrap, topic):
+    from confluent_kafka import KafkaException
+    try:
+        ck_create_topic(bootstrap, topic, partitions=1)
+        return True
+    except KafkaException as e:
+        return "TOPIC_ALREADY_EXISTS" in str(e)
+    except AssertionError:
+        return False
+
+
+@pytest.mark.timeout_s(300)
+def test_broker_round_trip_under_kmip(tmp_path, kmip):
+    """Produce through a broker whose KEK lives in PyKMIP, restart it (topic keys come back only
+    through KMIP Decrypt), consume everything intact; the record text is nowhere on disk."""
+    b = kmip_broker(tmp_path, kmip)
+    try:
+        b.start()
+        assert "Create" in ops_seen(kmip) and "Activate" in ops_seen(kmip), kmip.tail()
+        topic = "kmip-rt"
+        ck_create_topic(b.bootstrap, topic, partitions=3)
+        recs = marked("kmiprt", 600, 3)
+        ck_produce(b.bootstrap, topic, recs)
+        before = len(ops_seen(kmip))
+        b.restart()
+        got = ck_consume(b.bootstrap, topic, {p: len(v) for p, v in by_partition(recs).items()})
+        verify(by_partition(recs), got, "after a restart under kmip")
+        assert "Decrypt" in ops_seen(kmip)[before:], "no KMIP Decrypt at start\n" + kmip.tail()
+        b.stop()
+        assert not files_holding(b.data_dir, MARKER), "record text in clear on disk"
+        assert not files_holding(tmp_path / "keyring", MARKER)
+    finally:
+        finish_broker(b)
+    ops = ops_seen(kmip)
+    assert "Encrypt" in ops and "Get" not in ops, ops  # the KEK is never read out
+
+
+@pytest.mark.timeout_s(300)
+def test_broker_with_untrusted_client_certificate(tmp_path, kmip):
+    """mTLS is enforced by the server: a broker whose client certificate another CA signed gets
+    no KMIP session; whatever the broker then does (refuse to start, or start without keys), it
+    says why in one clear log line, writes nothing in clear, and the server ran no operation."""
+    rogue = tlsutil.CA("CN=Rogue CA,O=Elsewhere")
+    cert, key = kmip.issue_client("sluice-broker", "rogue", ca=rogue)
+    b = kmip_broker(tmp_path, kmip, cert=cert, key=key)
+    try:
+        rc = b.start_may_fail()
+        if rc is None:
+            from confluent_kafka import KafkaException
+            with pytest.raises((KafkaException, AssertionError)):
+                ck_create_topic(b.bootstrap, "kmip-rogue", partitions=1)
+                ck_produce(b.bootstrap, "kmip-rogue", marked("rogue", 10, 1), timeout=20)
+        wait_until(lambda: "tlsv1 alert unknown ca" in b.log_text(), 30,
+                   "the TLS refusal in the broker log")
+        assert f"TLS handshake with {kmip.endpoint} failed" in b.log_text(), b.log_tail()
+        if b.data_dir.exists():
+            assert not files_holding(b.data_dir, MARKER)
+    finally:
+        finish_broker(b)
+    assert not ops_seen(kmip), kmip.tail()
+
+
+@pytest.mark.timeout_s(300)
+@pytest.mark.parametrize("how", ["stopped", "terminated"])
+def test_kmip_outage_cached_keys_serve_and_broker_recovers(tmp_path, kmip, how):
+    """While the KMIP server is hung (SIGSTOP) or gone (killed), the topic whose key is cached
+    keeps taking and serving records; a new topic needs the KMS and only works once it is back
+    (same server, same database), without restarting the broker."""
+    b = kmip_broker(tmp_path, kmip)
+    try:
+        b.start()
+        ck_create_topic(b.bootstrap, "kmip-before", partitions=1)
+        first = make_records("kmipout1", 100, partitions=1)
+        ck_produce(b.bootstrap, "kmip-before", first)
+        if how == "stopped":
+            kmip.pause()
+        else:
+            kmip.kill()
+        second = make_records("kmipout2", 100, partitions=1, seed=2)
+        ck_produce(b.bootstrap, "kmip-before", second, timeout=60)
+        verify({0: first + second}, ck_consume(b.bootstrap, "kmip-before", {0: 200}),
+               "during the KMIP outage")
+        assert b.alive(), b.log_tail()
+        if how == "stopped":
+            kmip.resume()
+        else:
+            kmip.start()
+        wait_until(lambda: try_create(b.bootstrap, "kmip-after"), 60,
+                   "a new topic once the KMIP server is back")
+        third = make_records("kmipout3", 50, partitions=1, seed=3)
+        ck_produce(b.bootstrap, "kmip-after", third)
+        verify({0: third}, ck_consume(b.bootstrap, "kmip-after", {0: 50}), "after the outage")
+        assert b.starts == 1
+        assert 'msg="kmip server unreachable"' in b.log_text(), b.log_tail()
+    finally:
+        finish_broker(b)
