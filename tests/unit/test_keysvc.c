@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "audit/sl_audit.h"
 #include "base/sl_config.h"
 #include "base/sl_time.h"
 #include "crypto/sl_aead.h"
@@ -17,6 +18,7 @@
 #include "events/sl_events.h"
 #include "kms/sl_keysvc.h"
 #include "kms/sl_kms.h"
+#include "net/sl_loop.h"
 #include "sl_test.h"
 #include "storage/sl_envelope.h"
 
@@ -630,6 +632,59 @@ SL_TEST(keysvc_tamper_and_blobs) {
     CHECK(sl_keysvc_open_blob(ks, "snap-1", b, bn - 1, &o, &on) == SL_ETAMPER);
     free(b);
     sl_keysvc_close(ks);
+    free(c);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Every KMS call and lifecycle step reaches the audit trail as one OCSF API Activity line
+ * (tests/interop/test_key_audit.py validates these lines against tests/interop/ocsf: with
+ * SL_KEYSVC_TRAIL_OUT set, the trail is copied there). */
+SL_TEST(keysvc_audit_trail) {
+    char *dir = kv_tmpdir();
+    sl_config *c = kv_cfg(dir);
+    sl_loop *loop = sl_loop_new();
+    sl_events hub = {0};
+    evlog ev = {0};
+    sl_events_subscribe(&hub, on_ev, &ev);
+    sl_audit_env env = {.loop = loop, .hub = &hub, .cluster_id = "c1", .node_id = 1};
+    sl_audit *a = NULL;
+    char err[512], msg[512];
+    CHECK(loop && sl_audit_new(c, &env, &a, err, sizeof err) == SL_OK && a);
+    fake_kms f = {0};
+    sl_keysvc *ks = NULL;
+    CHECK(open_with_fake(c, &hub, &f, &ks) == SL_OK);
+    CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "a", err, sizeof err) == SL_OK);
+    pump(ks, NULL);
+    CHECK(run_op(ks, SL_KEYOP_ROTATE, NULL, 0, msg) == SL_OK);
+    f.down = true;
+    CHECK(run_op(ks, SL_KEYOP_REWRAP, NULL, 0, msg) != SL_OK); /* failures are recorded too */
+    f.down = false;
+    sl_keysvc_tamper(ks, T1, 3, "batch failed authentication");
+    pump(ks, NULL);
+    int events = ev.n;
+    CHECK(events >= 8);
+    sl_keysvc_close(ks);
+    sl_audit_free(a);
+    sl_loop_free(loop);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "test $(cat %s/data/audit/* | grep -c '\"operation\":\"kms:') -eq %d",
+             dir, events);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd,
+             "cat %s/data/audit/* | grep '\"kms:tamper\"' | grep -q '\"severity_id\":4' && "
+             "cat %s/data/audit/* | grep '\"kms:unwrap\"' | grep '\"status\":\"Failure\"' | "
+             "grep -q '\"name\":\"fake\"' && "
+             "! grep -q '\"name\":\"a\"' %s/data/audit/*",
+             dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    const char *out = getenv("SL_KEYSVC_TRAIL_OUT");
+    if (out) {
+        snprintf(cmd, sizeof cmd,
+                 "cp %s/data/audit/* %s/ && cp %s/data/sluice-audit-key.pem.pub %s/", dir, out, dir,
+                 out);
+        CHECK(system(cmd) == 0);
+    }
     free(c);
     rm_rf(dir);
     free(dir);
