@@ -442,18 +442,30 @@ SL_TEST(keysvc_cache_ttl_and_outage) {
     CHECK_EQ(f.calls, calls);
     CHECK_EQ(ev.n, events);
     /* TTL: everything unused for the TTL goes; the next use loads (one unwrap, one event). */
+    sl_keysvc_stats s0, s1;
+    sl_keysvc_stats_get(&s0);
+    CHECK(s0.keys_cached >= 3 && !strcmp(s0.provider, "fake"));
     sl_keysvc_tick(ks, sl_mono_ms() + c->sluice_kms_cache_ttl_ms + 1000);
+    sl_keysvc_stats_get(&s1);
+    CHECK(s1.keys_cached < s0.keys_cached);
     CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
     CHECK(eventually(ks, dek_new, T1, 20, &tmp) == SL_OK);
     CHECK_EQ(f.calls, calls + 1);
     CHECK_EQ(ev.n, events + 1);
     CHECK(!strcmp(ev.last_op, "unwrap") && !strcmp(ev.last_reason, "cache miss"));
+    sl_keysvc_stats_get(&s1);
+    CHECK_EQ(s1.calls[1][0], s0.calls[1][0] + 1); /* one unwrap, counted ok */
+    uint64_t nb0 = 0, nb1 = 0;
+    for (int i = 0; i <= SL_KMS_NBUCKETS; i++) nb0 += s0.bucket[i], nb1 += s1.bucket[i];
+    CHECK_EQ(nb1, nb0 + 1);
     CHECK(dek_open(ks, T1, &e1) == SL_OK);
     /* Outage: T1 (cached) keeps working, T2 (evicted) is unavailable, never plaintext. */
     f.down = true;
     CHECK(dek_open(ks, T2, &e2) == SL_EKEY_UNAVAILABLE);
     pump(ks, NULL);
     CHECK(ev.failed >= 1);
+    sl_keysvc_stats_get(&s1);
+    CHECK(s1.calls[1][1] > s0.calls[1][1]); /* the failed unwrap, counted as an error */
     CHECK(dek_open(ks, T2, &e2) == SL_EKEY_UNAVAILABLE);
     pump(ks, NULL);
     CHECK(dek_new(ks, T2, 30, &tmp) == SL_EKEY_UNAVAILABLE);
