@@ -13,17 +13,46 @@
  * edited or moved to another topic fails to unwrap. */
 #include "kms/sl_keyring.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/sl_crc32c.h"
+#include "base/sl_file.h"
 
 void sl_keyring_path(const sl_config *cfg, char *out, size_t n) {
     if (cfg->sluice_kms_keyring_file[0])
         snprintf(out, n, "%s", cfg->sluice_kms_keyring_file);
     else
         snprintf(out, n, "%s/sluice-keyring", cfg->log_dirs);
+}
+
+/* The old file is open while its replacement is renamed over it; its blocks are then zeroed
+ * through that descriptor, after the new file is durable, so a crash never loses both. */
+sl_err sl_keyring_replace_file(const char *dir, const char *name, const void *p, size_t n) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return SL_EINVAL;
+    int old = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    sl_err e = sl_file_write_atomic(dir, name, p, n, 0600);
+    if (old < 0) return e;
+    struct stat st;
+    if (!e && fstat(old, &st) == 0 && S_ISREG(st.st_mode)) {
+        static const uint8_t zero[4096];
+        for (off_t off = 0; off < st.st_size;) {
+            size_t k =
+                (size_t)(st.st_size - off) < sizeof zero ? (size_t)(st.st_size - off) : sizeof zero;
+            ssize_t w = pwrite(old, zero, k, off);
+            if (w <= 0) break;
+            off += w;
+        }
+        (void)fdatasync(old);
+    }
+    close(old);
+    return e;
 }
 
 void sl_keyring_free(sl_keyring *kr) {

@@ -54,6 +54,12 @@ typedef struct sl_keyring {
 /* The keyring path: sluice.kms.keyring.file or <log.dirs>/sluice-keyring. */
 void sl_keyring_path(const sl_config *cfg, char *out, size_t n);
 
+/* Replaces dir/name with n bytes at p (0600; write, fsync, rename, fsync the directory) and then
+ * overwrites the blocks of the file it replaced with zeros: a destroyed key must not linger in
+ * freed blocks of the old file (best effort: copy-on-write filesystems and SSD wear levelling
+ * may keep old copies; docs/encryption-at-rest.md). */
+sl_err sl_keyring_replace_file(const char *dir, const char *name, const void *p, size_t n);
+
 void sl_keyring_free(sl_keyring *kr); /* frees the contents; the struct is reusable */
 /* Encodes into a malloc'd buffer (caller frees). */
 sl_err sl_keyring_encode(const sl_keyring *kr, uint8_t **out, size_t *outlen);

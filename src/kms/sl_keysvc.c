@@ -37,6 +37,9 @@
 #define NBUCKETS     1024
 #define MAX_SYS      64 /* system key versions kept */
 #define MAX_PENDING  256
+/* Each cached DEK holds two EVP contexts (~1.5 KiB): beyond this many, new DEKs are still
+ * handed out, just not remembered (their segments hold their own references). */
+#define MAX_DEKS 65536
 
 /* ---- process-wide metrics ---- */
 
@@ -406,7 +409,7 @@ static sl_err save_keyring(sl_keysvc *ks) {
     pthread_mutex_lock(&ks->kr_mu);
     sl_err e = sl_keyring_encode(&ks->kr, &b, &n);
     pthread_mutex_unlock(&ks->kr_mu);
-    if (!e) e = sl_file_write_atomic(ks->kr_dir, ks->kr_name, b, n, 0600);
+    if (!e) e = sl_keyring_replace_file(ks->kr_dir, ks->kr_name, b, n);
     free(b);
     if (e)
         SL_ERROR("kms", "cannot write the keyring", "file=%s err=%s", ks->kr_path, sl_strerror(e));
@@ -735,6 +738,8 @@ sl_err sl_keysvc_open(const sl_config *cfg, sl_events *hub, sl_keysvc **out, cha
     if (!cfg->sluice_encryption_enable) return SL_OK;
     sl_kms *kms = NULL;
     sl_secmem_init(SECMEM_SLOTS);
+    /* Key schedules live in OpenSSL's ordinary heap: with encryption on, no core dump at all. */
+    sl_secmem_no_core_dumps();
     sl_err e = sl_kms_open(cfg, &kms, err, errlen);
     if (e) return e;
     return sl_keysvc_open_with(cfg, hub, kms, out, err, errlen);
@@ -799,15 +804,24 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
         else
             sys_put(ks, v, tk);
     }
-    /* Every topic key we can unwrap within the timeout; the rest load lazily. */
+    /* The current version of every topic key (every version of the system key), as many as
+     * the timeout allows; older versions and the rest load on first use. A KMS that does not
+     * answer stops the loading at once: the broker starts, and those topics wait for it. */
     int64_t deadline = sl_mono_ms() + ks->timeout_ms;
-    for (int i = 0; !e && i < ks->kr.ntopics; i++) {
+    bool stop_loading = false;
+    for (int i = 0; !e && !stop_loading && i < ks->kr.ntopics; i++) {
         sl_kr_topic *t = &ks->kr.topics[i];
-        for (int j = 0; j < t->ntks; j++) {
-            if (is_sys(t->id) ? sys_get(ks, t->tks[j].version) != NULL : false) continue;
-            if (sl_mono_ms() > deadline) break;
+        bool sys = is_sys(t->id);
+        for (int j = sys ? 0 : t->ntks - 1; j >= 0 && j < t->ntks; j++) {
+            if (sys && sys_get(ks, t->tks[j].version)) continue;
+            if (sl_mono_ms() > deadline) {
+                SL_WARN("kms", "start: KMS timeout reached; the other topic keys load on use",
+                        "loaded_topics=%d topics=%d", i, ks->kr.ntopics);
+                stop_loading = true;
+                break;
+            }
             uint8_t *tk = NULL;
-            char msg[256];
+            char msg[512];
             uint8_t id[16];
             memcpy(id, t->id, 16);
             uint32_t v = t->tks[j].version;
@@ -818,6 +832,7 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
                 sl_keyring_hex(id, hex);
                 SL_WARN("kms", "topic key not available at start (retried on use)",
                         "topic_id=%s version=%u detail=\"%s\"", hex, v, msg);
+                stop_loading = le == SL_EKMS_UNAVAILABLE;
                 break;
             }
             tk_cache_put(ks, id, v, tk);
@@ -1048,7 +1063,7 @@ static sl_err ks_dek_new(void *ctx, const sl_log_keys *k, int64_t seg_base, sl_e
     env->wrapped_len = (uint8_t)wl;
     uint8_t ck[32];
     dek_key(ck, k->topic_id, k->partition, seg_base, id);
-    centry *c = cache_put(&ks->dekc, ck);
+    centry *c = ks->dekc.n < MAX_DEKS ? cache_put(&ks->dekc, ck) : NULL;
     if (c) {
         c->dek = sl_dek_ref(d);
         c->used_ms = sl_mono_ms();
@@ -1124,7 +1139,7 @@ static sl_err ks_dek_open(void *ctx, const sl_log_keys *k, const sl_envelope *en
     sl_secmem_free_key(raw);
     if (e == SL_ETAMPER) {
         sl_keysvc_tamper(ks, k->topic_id, k->partition, what);
-        c = cache_put(&ks->dekc, ck);
+        c = ks->dekc.n < MAX_DEKS ? cache_put(&ks->dekc, ck) : NULL;
         if (c) {
             c->neg = SL_ETAMPER;
             c->used_ms = sl_mono_ms();
@@ -1132,7 +1147,7 @@ static sl_err ks_dek_open(void *ctx, const sl_log_keys *k, const sl_envelope *en
         return e;
     }
     if (e) return e;
-    c = cache_put(&ks->dekc, ck);
+    c = ks->dekc.n < MAX_DEKS ? cache_put(&ks->dekc, ck) : NULL;
     if (c) {
         c->dek = sl_dek_ref(d);
         c->used_ms = sl_mono_ms();

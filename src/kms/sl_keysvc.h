@@ -42,7 +42,8 @@ int sl_keysvc_fd(const sl_keysvc *ks);
 /* Runs completions (SL_EV_KEY events, op callbacks). Loop thread, when sl_keysvc_fd is
  * readable. */
 void sl_keysvc_dispatch(sl_keysvc *ks);
-/* Evicts keys unused for sluice.kms.cache.ttl.ms. Loop thread, from a timer. */
+/* Evicts keys unused for sluice.kms.cache.ttl.ms. Loop thread, from a timer; `now_ms` is
+ * monotonic (sl_mono_ms). */
 void sl_keysvc_tick(sl_keysvc *ks, int64_t now_ms);
 
 /* Makes sure the topic `topic_id` has a topic key (creating, wrapping and storing one when the

@@ -214,7 +214,7 @@ static sl_err save_keks(local_kms *l, char *err, size_t errlen) {
         q += SL_KWP_WRAPPED_32;
     }
     sl_err e = mac_of(l, b, (size_t)(q - b), q);
-    if (!e) e = sl_file_write_atomic(l->dir, l->name, b, n, 0600);
+    if (!e) e = sl_keyring_replace_file(l->dir, l->name, b, n);
     free(b);
     if (e) snprintf(err, errlen, "local KMS: cannot write %s: %s", l->path, sl_strerror(e));
     return e;

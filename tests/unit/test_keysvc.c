@@ -3,8 +3,10 @@
  * runs in its own mkdtemp directory. */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "crypto/sl_dek.h"
 #include "crypto/sl_secmem.h"
 #include "events/sl_events.h"
+#include "kms/sl_keyring.h"
 #include "kms/sl_keysvc.h"
 #include "kms/sl_kms.h"
 #include "net/sl_loop.h"
@@ -219,7 +222,7 @@ static sl_err open_with_fake(sl_config *c, sl_events *hub, fake_kms *f, sl_keysv
 /* ---- tests ---- */
 
 SL_TEST(keysvc_secmem_slots) {
-    CHECK(sl_secmem_init(64));
+    CHECK(sl_secmem_init(8192)); /* the key service's size: the first call fixes it */
     uint8_t *a = sl_secmem_alloc_key(), *b = sl_secmem_alloc_key();
     CHECK(a && b && a != b);
     for (int i = 0; i < 32; i++) CHECK_EQ(a[i], 0);
@@ -365,6 +368,8 @@ SL_TEST(keysvc_keyring_file_and_reopen) {
     sl_keysvc *ks = NULL;
     CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK);
     CHECK(ks);
+    CHECK_EQ(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0); /* no core dumps with keys in the heap */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);              /* (the other tests' business) */
     CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "orders", err, sizeof err) == SL_OK);
     CHECK_EQ(sl_keysvc_topic_version(ks, T1), 1);
     pump(ks, NULL);
@@ -574,7 +579,19 @@ SL_TEST(keysvc_shred) {
     CHECK(dek_new(ks, T1, 0, &e1) == SL_OK);
     CHECK(dek_new(ks, T2, 0, &e2) == SL_OK);
     g_shred_calls = 0;
+    /* A second name for the keyring's inode: the bytes the shred replaces must be zeroed, not
+     * left in the old file's blocks. */
+    char kr[700], old[720];
+    snprintf(kr, sizeof kr, "%s/data/sluice-keyring", dir);
+    snprintf(old, sizeof old, "%s/old-inode", dir);
+    CHECK(link(kr, old) == 0);
     CHECK(run_op(ks, SL_KEYOP_SHRED, T1, 0, msg) == SL_OK);
+    FILE *of = fopen(old, "rb");
+    uint8_t ob[4096];
+    size_t on = of ? fread(ob, 1, sizeof ob, of) : 0;
+    if (of) fclose(of);
+    CHECK(on > 100);
+    for (size_t i = 0; i < on; i++) CHECK_EQ(ob[i], 0);
     CHECK_EQ(g_shred_calls, 1);
     CHECK(!strcmp(ev.last_op, "shred") && ev.last_reason[0]);
     CHECK(dek_open(ks, T1, &e1) == SL_EKEY_DESTROYED);
@@ -700,4 +717,161 @@ SL_TEST(keysvc_audit_trail) {
     free(c);
     rm_rf(dir);
     free(dir);
+}
+
+/* A start with the KMS down: an existing keyring opens (its topics wait for the KMS, then load
+ * without a restart); a first start, which must create KEK version 1, fails and says so. */
+SL_TEST(keysvc_start_with_kms_down) {
+    char *dir = kv_tmpdir();
+    sl_config *c = kv_cfg(dir);
+    fake_kms f = {0};
+    sl_keysvc *ks = NULL;
+    f.down = true;
+    char err[512];
+    f.base.ops = &k_fake_ops;
+    CHECK(sl_keysvc_open_with(c, NULL, &f.base, &ks, err, sizeof err) != SL_OK && !ks);
+    CHECK(strstr(err, "KEK version 1"));
+    f.down = false;
+    CHECK(open_with_fake(c, NULL, &f, &ks) == SL_OK);
+    CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "a", err, sizeof err) == SL_OK);
+    pump(ks, NULL);
+    sl_envelope e1;
+    CHECK(dek_new(ks, T1, 0, &e1) == SL_OK);
+    sl_keysvc_close(ks);
+    f.down = true;
+    ks = NULL;
+    CHECK(open_with_fake(c, NULL, &f, &ks) == SL_OK);
+    CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
+    pump(ks, NULL);
+    CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
+    uint8_t *b = NULL;
+    size_t bn = 0;
+    CHECK(sl_keysvc_seal_blob(ks, "x", (const uint8_t *)"y", 1, &b, &bn) == SL_EKEY_UNAVAILABLE);
+    f.down = false;
+    CHECK(eventually(ks, dek_open3, T1, 0, &e1) == SL_OK);
+    sl_err e = SL_EKEY_UNAVAILABLE;
+    for (int i = 0; i < 200 && e == SL_EKEY_UNAVAILABLE; i++) {
+        e = sl_keysvc_seal_blob(ks, "x", (const uint8_t *)"y", 1, &b, &bn);
+        if (e) pump(ks, NULL);
+    }
+    CHECK(e == SL_OK);
+    free(b);
+    sl_keysvc_close(ks);
+    free(c);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Topic keys created from another thread (the topics file worker) while the loop hands out and
+ * opens DEKs: no lost keys, every DEK opens. */
+typedef struct ensure_arg {
+    sl_keysvc *ks;
+    int n;
+    int failed;
+} ensure_arg;
+
+static void topic_id_n(uint8_t id[16], int i) {
+    memset(id, 0x33, 16);
+    id[0] = (uint8_t)i;
+    id[1] = (uint8_t)(i >> 8);
+}
+
+static void *ensure_thread(void *p) {
+    ensure_arg *a = p;
+    char err[256];
+    for (int i = 0; i < a->n; i++) {
+        uint8_t id[16];
+        topic_id_n(id, i);
+        if (sl_keysvc_topic_ensure_sync(a->ks, id, "t", err, sizeof err) != SL_OK) a->failed++;
+    }
+    return NULL;
+}
+
+SL_TEST(keysvc_ensure_from_another_thread) {
+    char *dir = kv_tmpdir();
+    sl_config *c = kv_cfg(dir);
+    fake_kms f = {0};
+    sl_keysvc *ks = NULL;
+    CHECK(open_with_fake(c, NULL, &f, &ks) == SL_OK);
+    ensure_arg a = {ks, 40, 0};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, ensure_thread, &a) == 0);
+    sl_envelope env[40];
+    int ok = 0;
+    int64_t deadline = sl_mono_ms() + 20000;
+    bool have[40] = {0};
+    while (ok < 40 && sl_mono_ms() < deadline) {
+        for (int i = 0; i < 40; i++) {
+            if (have[i]) continue;
+            uint8_t id[16];
+            topic_id_n(id, i);
+            if (sl_keysvc_topic_version(ks, id) == 0) continue;
+            sl_err e = dek_new(ks, id, i, &env[i]);
+            if (e == SL_OK) have[i] = true, ok++;
+        }
+        struct pollfd p = {.fd = sl_keysvc_fd(ks), .events = POLLIN};
+        if (poll(&p, 1, 5) > 0) sl_keysvc_dispatch(ks);
+    }
+    pthread_join(th, NULL);
+    CHECK_EQ(a.failed, 0);
+    CHECK_EQ(ok, 40);
+    sl_keysvc_close(ks);
+    fake_kms f2 = {0};
+    ks = NULL;
+    CHECK(open_with_fake(c, NULL, &f2, &ks) == SL_OK);
+    for (int i = 0; i < 40; i++) {
+        uint8_t id[16];
+        topic_id_n(id, i);
+        CHECK_EQ(dek_open(ks, id, &env[i]), SL_OK);
+    }
+    sl_keysvc_close(ks);
+    free(c);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* The keyring decoder: every flipped byte and every truncation is an error, never a crash, and
+ * a valid keyring round-trips. */
+SL_TEST(keysvc_keyring_codec) {
+    sl_keyring kr = {0};
+    sl_kms_keyref r1 = {"kek-a", 1}, r2 = {"kek-b", 2};
+    CHECK(sl_keyring_kek_add(&kr, &r1) && sl_keyring_kek_add(&kr, &r2));
+    kr.current = 2;
+    sl_kr_topic *t = sl_keyring_topic_add(&kr, T1);
+    CHECK(t);
+    sl_kr_tk *k = sl_keyring_tk_add(t);
+    k->kek_version = 1;
+    k->wlen = 40;
+    memset(k->wrapped, 9, 40);
+    k = sl_keyring_tk_add(t);
+    k->kek_version = 2;
+    k->wlen = 3;
+    CHECK(sl_keyring_part(t, 4, true));
+    t->parts[0].plain_below = 77;
+    t = sl_keyring_topic_add(&kr, T2);
+    t->shredded = true;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    CHECK(sl_keyring_encode(&kr, &b, &n) == SL_OK);
+    sl_keyring back = {0};
+    char why[160];
+    CHECK(sl_keyring_decode(b, n, &back, why, sizeof why) == SL_OK);
+    CHECK_EQ(back.current, 2);
+    CHECK_EQ(back.nkeks, 2);
+    CHECK_EQ(back.ntopics, 2);
+    sl_kr_topic *bt = sl_keyring_topic(&back, T1);
+    CHECK(bt && bt->ntks == 2 && bt->tks[1].version == 2 && bt->tks[1].kek_version == 2);
+    CHECK(bt->nparts == 1 && bt->parts[0].partition == 4 && bt->parts[0].plain_below == 77);
+    CHECK(sl_keyring_topic(&back, T2)->shredded);
+    sl_keyring_free(&back);
+    for (size_t i = 0; i < n; i++)
+        for (int bit = 0; bit < 8; bit += 3) {
+            b[i] ^= (uint8_t)(1 << bit);
+            CHECK(sl_keyring_decode(b, n, &back, why, sizeof why) == SL_ECORRUPT);
+            b[i] ^= (uint8_t)(1 << bit);
+        }
+    for (size_t l = 0; l < n; l++)
+        CHECK(sl_keyring_decode(b, l, &back, why, sizeof why) == SL_ECORRUPT);
+    free(b);
+    sl_keyring_free(&kr);
 }
