@@ -207,9 +207,9 @@ sl_err sl_keyring_decode(const uint8_t *p, size_t n, sl_keyring *kr, char *why, 
         (uint32_t)p[n - 4] << 24 | (uint32_t)p[n - 3] << 16 | (uint32_t)p[n - 2] << 8 | p[n - 1];
     if (sl_crc32c(0, p, n - 4) != crc) FAIL("checksum mismatch (torn or edited)");
     rd r = {p + 8, p + n - 4, false};
-    uint16_t ver = get_u16(&r);
-    (void)get_u16(&r);
+    uint16_t ver = get_u16(&r), flags = get_u16(&r);
     if (ver != SL_KEYRING_VERSION) FAIL("unsupported keyring format version %u", ver);
+    if (flags) FAIL("unknown keyring flags %#x", flags);
     kr->current = get_u32(&r);
     uint32_t nk = get_count(&r, 6);
     if (r.bad) FAIL("truncated KEK list");

@@ -3,7 +3,7 @@ keysvc_audit_trail drives the key service with a fake KMS (start, a new topic ke
 rewrap that fails while the KMS is down, a batch failing authentication) into a real trail; every
 line of it validates against tests/interop/ocsf, the key lines carry api.operation "kms:<op>"
 with the provider as the service, the topic by id and never by name, and `sluice audit verify`
-accepts the trail."""
+accepts the trail; the status JSON parses and names KEK and topic-key versions."""
 import json
 import os
 import subprocess
@@ -44,3 +44,15 @@ def test_key_events_validate_and_chain(tmp_path):
     assert kek and kek[0]["name"] == "fake:1" and kek[0]["data"]["version"] == 1
     code, text = verify(files, out / "sluice-audit-key.pem.pub")
     assert code == 0, text
+    # The status the control socket serves: KEK versions with the provider's description, topic
+    # keys by id with the KEK version wrapping each, cache counts.
+    st = json.loads((out / "status.json").read_text())
+    assert st["enabled"] and st["provider"] == "fake" and st["current_kek_version"] == 2
+    assert [(k["version"], k["current"]) for k in st["keks"]] == [(1, False), (2, True)]
+    assert st["keks"][1]["describe"] == "fake fake:2"
+    topics = {t["id"]: t for t in st["topics"]}
+    assert topics["0" * 32]["system"] and not topics["0" * 32]["shredded"]
+    t1 = topics["0102030405060708090a0b0c0d0e0f10"]
+    assert [(v["version"], v["kek_version"], v["loaded"]) for v in t1["versions"]] == \
+        [(1, 1, True)]
+    assert st["cache"]["topic_keys"] >= 1 and isinstance(st["secmem_locked"], bool)

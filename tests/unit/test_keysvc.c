@@ -693,6 +693,19 @@ SL_TEST(keysvc_audit_trail) {
     pump(ks, NULL);
     int events = ev.n;
     CHECK(events >= 8);
+    sl_text st = {0};
+    sl_keysvc_status_json(ks, &st);
+    CHECK(st.p && !st.oom);
+    const char *out = getenv("SL_KEYSVC_TRAIL_OUT");
+    if (out) { /* `sluice keys status`'s JSON, checked by the same interop test */
+        char sp[600];
+        snprintf(sp, sizeof sp, "%s/status.json", out);
+        FILE *sf = fopen(sp, "w");
+        CHECK(sf);
+        fputs(st.p, sf);
+        fclose(sf);
+    }
+    sl_text_free(&st);
     sl_keysvc_close(ks);
     sl_audit_free(a);
     sl_loop_free(loop);
@@ -707,7 +720,6 @@ SL_TEST(keysvc_audit_trail) {
              "! grep -q '\"name\":\"a\"' %s/data/audit/*",
              dir, dir, dir);
     CHECK(system(cmd) == 0);
-    const char *out = getenv("SL_KEYSVC_TRAIL_OUT");
     if (out) {
         snprintf(cmd, sizeof cmd,
                  "cp %s/data/audit/* %s/ && cp %s/data/sluice-audit-key.pem.pub %s/", dir, out, dir,
