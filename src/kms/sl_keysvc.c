@@ -149,6 +149,7 @@ struct sl_keysvc {
 
     sys_key sys[MAX_SYS];
     _Atomic int nsys;
+    pthread_mutex_t sys_mu; /* writers of sys (readers use nsys) */
 
     void (*on_shred)(void *ctx, const uint8_t topic_id[16]);
     void *on_shred_ctx;
@@ -371,12 +372,12 @@ static sl_err kms_generate(sl_keysvc *ks, uint32_t version, sl_kms_keyref *out,
     return e;
 }
 
-static void kms_describe(sl_keysvc *ks, uint32_t version, const char *reason) {
+static sl_err kms_describe(sl_keysvc *ks, uint32_t version, const char *reason) {
     pthread_mutex_lock(&ks->kr_mu);
     sl_kr_kek *k = sl_keyring_kek(&ks->kr, version);
     sl_kms_keyref ref = k ? k->ref : (sl_kms_keyref){{0}, 0};
     pthread_mutex_unlock(&ks->kr_mu);
-    if (!ref.version) return;
+    if (!ref.version) return SL_ENOTFOUND;
     char line[256] = "", err[200] = "";
     int64_t t0 = mono_ns();
     sl_err e = ks->kms->ops->describe(ks->kms, &ref, line, sizeof line, err, sizeof err);
@@ -387,6 +388,7 @@ static void kms_describe(sl_keysvc *ks, uint32_t version, const char *reason) {
     k = sl_keyring_kek(&ks->kr, version);
     if (k) snprintf(k->describe, sizeof k->describe, "%s", e ? err : line);
     pthread_mutex_unlock(&ks->kr_mu);
+    return e;
 }
 
 static sl_err kms_destroy(sl_keysvc *ks, const sl_kms_keyref *kek, const char *reason, char *msg,
@@ -427,14 +429,16 @@ static const uint8_t *sys_get(sl_keysvc *ks, uint32_t version) {
 
 /* Takes the slot. */
 static void sys_put(sl_keysvc *ks, uint32_t version, uint8_t *tk) {
+    pthread_mutex_lock(&ks->sys_mu);
     int n = atomic_load(&ks->nsys);
     if (sys_get(ks, version) || n >= MAX_SYS) {
         sl_secmem_free_key(tk);
-        return;
+    } else {
+        ks->sys[n].version = version;
+        ks->sys[n].tk = tk;
+        atomic_store_explicit(&ks->nsys, n + 1, memory_order_release);
     }
-    ks->sys[n].version = version;
-    ks->sys[n].tk = tk;
-    atomic_store_explicit(&ks->nsys, n + 1, memory_order_release);
+    pthread_mutex_unlock(&ks->sys_mu);
 }
 
 static uint32_t current_tk_locked(sl_keyring *kr, const uint8_t topic[16]) {
@@ -766,6 +770,7 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
     pthread_mutex_init(&ks->kms_mu, NULL);
     pthread_mutex_init(&ks->kr_mu, NULL);
     pthread_mutex_init(&ks->mu, NULL);
+    pthread_mutex_init(&ks->sys_mu, NULL);
     pthread_cond_init(&ks->cv, NULL);
     ks->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     sl_keyring_path(cfg, ks->kr_path, sizeof ks->kr_path);
@@ -791,8 +796,9 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
         e = save_keyring(ks);
         if (e) snprintf(err, errlen, "sluice.kms.keyring.file: cannot write %s", ks->kr_path);
     }
-    for (int i = 0; !e && i < ks->kr.nkeks; i++)
-        kms_describe(ks, ks->kr.keks[i].ref.version, "start");
+    bool kms_down = false; /* after one "unreachable", start asks the KMS nothing more */
+    for (int i = 0; !e && !kms_down && i < ks->kr.nkeks; i++)
+        kms_down = kms_describe(ks, ks->kr.keks[i].ref.version, "start") == SL_EKMS_UNAVAILABLE;
     /* The system key first: without it the groups log and snapshots cannot be read. */
     if (!e && !current_tk_locked(&ks->kr, k_zero)) {
         uint8_t *tk = NULL;
@@ -808,7 +814,7 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
      * the timeout allows; older versions and the rest load on first use. A KMS that does not
      * answer stops the loading at once: the broker starts, and those topics wait for it. */
     int64_t deadline = sl_mono_ms() + ks->timeout_ms;
-    bool stop_loading = false;
+    bool stop_loading = kms_down;
     for (int i = 0; !e && !stop_loading && i < ks->kr.ntopics; i++) {
         sl_kr_topic *t = &ks->kr.topics[i];
         bool sys = is_sys(t->id);
@@ -882,6 +888,7 @@ void sl_keysvc_close(sl_keysvc *ks) {
     pthread_mutex_destroy(&ks->kms_mu);
     pthread_mutex_destroy(&ks->kr_mu);
     pthread_mutex_destroy(&ks->mu);
+    pthread_mutex_destroy(&ks->sys_mu);
     pthread_cond_destroy(&ks->cv);
     free(ks);
 }
@@ -1463,7 +1470,9 @@ static void op_shred(sl_keysvc *ks, job *j) {
         return;
     }
     pthread_mutex_lock(&ks->kr_mu);
-    sl_kr_topic *t = sl_keyring_topic(&ks->kr, j->topic);
+    /* A topic that never had keys (created with encryption off) is marked too: nothing may
+     * ever be encrypted under it again. */
+    sl_kr_topic *t = sl_keyring_topic_add(&ks->kr, j->topic);
     sl_kr_tk *old = NULL;
     int nold = 0;
     bool was = t && t->shredded;
@@ -1476,8 +1485,8 @@ static void op_shred(sl_keysvc *ks, job *j) {
     }
     pthread_mutex_unlock(&ks->kr_mu);
     if (!t) {
-        j->result = SL_ENOTFOUND;
-        snprintf(j->msg, sizeof j->msg, "the keyring has no such topic");
+        j->result = SL_ENOMEM;
+        snprintf(j->msg, sizeof j->msg, "out of memory");
         return;
     }
     j->result = save_keyring(ks);

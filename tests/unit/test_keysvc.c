@@ -600,6 +600,10 @@ SL_TEST(keysvc_shred) {
     CHECK(dek_open(ks, T2, &e2) == SL_OK);
     CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "a", err, sizeof err) == SL_EKEY_DESTROYED);
     CHECK(run_op(ks, SL_KEYOP_SHRED, SYS, 0, msg) == SL_EINVAL);
+    /* A topic that never had keys (created with encryption off) is marked shredded too. */
+    static const uint8_t T3[16] = {3, 3, 3};
+    CHECK(run_op(ks, SL_KEYOP_SHRED, T3, 0, msg) == SL_OK);
+    CHECK(sl_keysvc_topic_ensure_sync(ks, T3, "c", err, sizeof err) == SL_EKEY_DESTROYED);
     sl_keysvc_close(ks);
     /* Durable: after a restart the topic is still gone, the other still readable. */
     fake_kms f2 = {0};
@@ -752,7 +756,9 @@ SL_TEST(keysvc_start_with_kms_down) {
     sl_keysvc_close(ks);
     f.down = true;
     ks = NULL;
+    int calls = f.calls;
     CHECK(open_with_fake(c, NULL, &f, &ks) == SL_OK);
+    CHECK_EQ(f.calls, calls + 1); /* one "unreachable" answer and start asks nothing more */
     CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
     pump(ks, NULL);
     CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
