@@ -893,3 +893,42 @@ SL_TEST(keysvc_keyring_codec) {
     free(b);
     sl_keyring_free(&kr);
 }
+
+/* The lifecycle with the real local provider: after rotate, rewrap and retire of version 1, the
+ * KEK file holds only version 2 and everything still opens across a restart. */
+SL_TEST(keysvc_local_lifecycle) {
+    char *dir = kv_tmpdir();
+    sl_config *c = kv_cfg(dir);
+    char err[512], msg[512];
+    sl_keysvc *ks = NULL;
+    CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "a", err, sizeof err) == SL_OK);
+    pump(ks, NULL);
+    sl_envelope e1;
+    CHECK(dek_new(ks, T1, 0, &e1) == SL_OK);
+    CHECK(run_op(ks, SL_KEYOP_ROTATE, NULL, 0, msg) == SL_OK);
+    CHECK(strstr(msg, "local:2"));
+    CHECK(run_op(ks, SL_KEYOP_RETIRE, NULL, 1, msg) == SL_ESTATE);
+    CHECK(run_op(ks, SL_KEYOP_REWRAP, NULL, 0, msg) == SL_OK);
+    CHECK(run_op(ks, SL_KEYOP_RETIRE, NULL, 1, msg) == SL_OK);
+    sl_text s = {0};
+    sl_keysvc_status_json(ks, &s);
+    CHECK(strstr(s.p, "\"id\":\"local:2\"") && !strstr(s.p, "\"id\":\"local:1\""));
+    CHECK(strstr(s.p, "wrapped by the master key from file"));
+    sl_text_free(&s);
+    sl_keysvc_close(ks);
+    /* The KEK file has one entry (magic 8 + count 4 + 53 + MAC 32). */
+    char kf[700];
+    snprintf(kf, sizeof kf, "%s/data/sluice-keyring.local-keks", dir);
+    struct stat st;
+    CHECK(stat(kf, &st) == 0 && st.st_size == 8 + 4 + 53 + 32);
+    ks = NULL;
+    CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    CHECK(dek_open(ks, T1, &e1) == SL_OK);
+    sl_keysvc_close(ks);
+    free(c);
+    rm_rf(dir);
+    free(dir);
+}
