@@ -192,7 +192,17 @@ static sl_err load_master(local_kms *l, const sl_config *cfg, char *err, size_t 
         default_master_path(cfg, p, sizeof p);
     snprintf(l->source, sizeof l->source, "file %s", p);
     struct stat st;
-    if (lstat(p, &st) != 0 && errno == ENOENT) return create_master_file(p, l->master, err, errlen);
+    if (lstat(p, &st) != 0 && errno == ENOENT) {
+        /* KEKs exist, so a master key did too: a new one would only hide the real problem. */
+        if (access(l->path, F_OK) == 0) {
+            snprintf(err, errlen,
+                     "sluice.kms.local.master.key.file: %s is missing but %s exists: restore the "
+                     "master key it was written with (or set its credential or variable)",
+                     p, l->path);
+            return SL_ECONFIG;
+        }
+        return create_master_file(p, l->master, err, errlen);
+    }
     return read_key_file(p, false, l->master, err, errlen, "sluice.kms.local.master.key.file");
 }
 

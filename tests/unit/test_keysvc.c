@@ -283,6 +283,11 @@ SL_TEST(keysvc_local_provider_round_trip) {
     snprintf(kf, sizeof kf, "%s/data/sluice-keyring.local-keks", dir);
     CHECK(stat(kf, &st) == 0);
     CHECK_EQ(st.st_mode & 0777, 0600);
+    /* The master key lost while KEKs exist: no new one is made, the start fails saying so. */
+    CHECK(unlink(mk) == 0);
+    CHECK(sl_kms_open(c, &k, err, sizeof err) == SL_ECONFIG);
+    CHECK(strstr(err, "missing") && strstr(err, "sluice.kms.local.master.key.file"));
+    CHECK(access(mk, F_OK) != 0);
     free(c);
     rm_rf(dir);
     free(dir);
