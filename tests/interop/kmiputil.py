@@ -23,7 +23,9 @@ STOP_DEADLINE_S = 20.0
 
 
 class KmipServer:
-    def __init__(self, workdir, client_cn="sluice-broker"):
+    def __init__(self, workdir, client_cn="sluice-broker", server_dns=None):
+        """`server_dns`: give the server a certificate for that DNS name only (no IP SAN), to
+        check that clients verify the name."""
         self.dir = Path(workdir) / "kmip"
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "policies").mkdir(exist_ok=True)
@@ -32,7 +34,10 @@ class KmipServer:
         self.endpoint = f"{self.host}:{self.port}"
         self.ca = tlsutil.CA("CN=KMIP Test CA,O=Sluice Tests")
         self.ca_file = self.ca.write(self.dir / "ca.crt")
-        cert, key = self.ca.issue("CN=127.0.0.1,O=Sluice Tests", server=True)
+        if server_dns is None:
+            cert, key = self.ca.issue("CN=127.0.0.1,O=Sluice Tests", server=True)
+        else:
+            cert, key = self._issue_server_for(server_dns)
         self.server_cert, self.server_key = tlsutil.write_cert_and_key(self.dir, "server", cert,
                                                                        key)
         self.client_cert, self.client_key = self.issue_client(client_cn, "client")
@@ -47,6 +52,25 @@ class KmipServer:
             "auth_suite=TLS1.2\nenable_tls_client_auth=True\nlogging_level=DEBUG\n"
             f"database_path={self.dir / 'pykmip.db'}\n")
         self.proc = None
+
+    def _issue_server_for(self, dns):
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
+                .issuer_name(self.ca.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), False)
+                .sign(self.ca.key, hashes.SHA256()))
+        return cert, key
 
     def issue_client(self, cn, stem, ca=None):
         """A client certificate (clientAuth EKU) signed by `ca` (default: the server's CA)."""

@@ -141,6 +141,20 @@ def test_provider_reconnects_after_server_restart(kmip, tmp_path):
     assert "kmip server unreachable" not in out, out
 
 
+def test_server_certificate_for_another_name_refused(tmp_path):
+    """The server's certificate is signed by the trusted CA but names another host: refused (the
+    endpoint's host, here an IP literal, is checked against the certificate)."""
+    s = KmipServer(tmp_path, server_dns="kms.example")
+    s.start()
+    try:
+        rc, out = run_live(s)
+    finally:
+        s.kill()
+    assert rc != 0 and "SL_EKMS_UNAVAILABLE" in out, out
+    assert f"certificate of {s.endpoint} not trusted: IP address mismatch" in out, out
+    assert "Processing operation" not in s.log_text()
+
+
 # ---- The broker under sluice.kms.provider=kmip ----------------------------------------------
 
 MARKER = b"kmip-marker-5e1d"
