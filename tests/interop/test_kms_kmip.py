@@ -309,3 +309,43 @@ def test_broker_restarted_during_kmip_outage(tmp_path, kmip):
                "after the KMIP server came back")
     finally:
         finish_broker(b)
+
+
+def keys_cli(b, *args):
+    r = subprocess.run([b.binary, "keys", *args, "-c", str(b.config_path)], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    assert r.returncode == 0, f"sluice keys {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+@pytest.mark.timeout_s(300)
+def test_key_lifecycle_under_kmip(tmp_path, kmip):
+    """`sluice keys rotate` creates and activates KEK version 2 in the KMIP server, `rewrap`
+    moves every topic key under it, `retire --version 1` revokes and destroys version 1 there;
+    status describes the KEKs through Get Attributes, and after a restart (every topic key
+    unwrapped under version 2 only) all records read back."""
+    b = kmip_broker(tmp_path, kmip)
+    try:
+        b.start()
+        ck_create_topic(b.bootstrap, "kmip-life", partitions=2)
+        recs = marked("kmiplife", 200, 2)
+        ck_produce(b.bootstrap, "kmip-life", recs)
+        # Status describes each KEK version through Get Attributes.
+        status = keys_cli(b, "status", "--json")
+        assert re.search(r'"describe":"kmip [^"]* state=Active algorithm=AES length=256"',
+                         status), status
+        keys_cli(b, "rotate")
+        keys_cli(b, "rewrap")
+        keys_cli(b, "retire", "--version", "1")
+        log = kmip.log_text()
+        assert "sluice-kek-v2" in log or ops_seen(kmip).count("Create") == 2, kmip.tail()
+        assert ops_seen(kmip).count("Activate") == 2 and "Revoke" in ops_seen(kmip) \
+            and "Destroy" in ops_seen(kmip), ops_seen(kmip)
+        b.restart()
+        verify(by_partition(recs, 2), ck_consume(b.bootstrap, "kmip-life",
+                                                 {p: len(v) for p, v in
+                                                  by_partition(recs, 2).items()}),
+               "after rotate, rewrap, retire and a restart under kmip")
+    finally:
+        finish_broker(b)
+    assert "Get" not in ops_seen(kmip)
