@@ -59,7 +59,10 @@ sl_err sl_log_remove_files(sl_log *log);
  * covering sl_log_end_offset() completes. On failure nothing becomes visible: the tail is
  * restored to its previous end (ENOSPC and EIO give SL_ENOSPC / SL_EIO). After any fsync of this
  * log failed, appends return SL_EIO for good (the page cache state is unknown; reopen to recover).
- * SL_EINVAL for a batch that is not v2 or shorter than its header. */
+ * SL_EINVAL for a batch that is not v2 or shorter than its header.
+ * With keys (sl_log_set_keys) the batch is sealed in place: after success the caller's bytes
+ * hold the stored form (CRC and records encrypted); after a failure they are as they were.
+ * Errors of dek_new (SL_EKEY_UNAVAILABLE, ...) are returned with nothing written. */
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset);
 
