@@ -1028,6 +1028,7 @@ static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
 }
 
 static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out);
+static void reenc_cleanup(const char *dir);
 
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
     return log_open(dir, cfg, false, out);
@@ -1069,6 +1070,7 @@ static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, s
     }
     close(dfd);
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
+    reenc_cleanup(dir);
     if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
     for (int i = 0; i < nb; i++) {
         sl_seg *s = NULL;
@@ -1909,9 +1911,378 @@ bool sl_log_segment_info(sl_log *log, int i, int64_t *base, uint32_t *tk_version
     return true;
 }
 
+/* ---- re-encryption ------------------------------------------------------------------------
+ * A job rewrites one sealed segment into `<base>.log.reenc` (+ `.index.reenc`,
+ * `.timeindex.reenc`), fsyncs them, swaps the data file in with renameat2(RENAME_EXCHANGE) (which
+ * fails when retention deleted the segment meanwhile, so a deleted segment never comes back),
+ * renames the indexes in, fsyncs the directory, then unlinks the swapped-out old file and fsyncs
+ * again. Whatever the crash point, `<base>.log` is a whole file (old or new); a leftover
+ * `*.reenc` file at open means the indexes may not match it, so they are deleted (rebuilt) with
+ * the leftovers, and a rerun picks the segment again if it is still the old one. */
+
+#define REENC_EXT ".reenc"
+
+struct sl_log_reenc {
+    /* Loop side (prepare, finish). */
+    sl_log *log; /* referenced */
+    sl_seg *seg; /* referenced; its data descriptor pinned until finish */
+    /* Copies for run (any thread). */
+    int old_fd;
+    char *dir;
+    int64_t base, old_size, old_next, created_ms, plain_below;
+    uint32_t old_hdr_len;
+    bool old_enc;
+    sl_envelope old_env, new_env;
+    sl_aead *old_aead, *new_aead; /* private contexts, for run's thread only */
+    sl_log_config cfg;
+    /* Results of run. */
+    sl_seg *out; /* the new segment's in-memory state */
+    bool gone;   /* the segment was deleted meanwhile: nothing to apply */
+};
+
+/* Removes leftovers of an interrupted re-encryption, and the indexes of their segment (they may
+ * describe the other version of its data file; open rebuilds them). */
+static void reenc_cleanup(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    bool removed = false;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name), el = strlen(REENC_EXT);
+        if (n < 20 + el || strcmp(de->d_name + n - el, REENC_EXT) != 0) continue;
+        char name[64];
+        if (n - el >= sizeof name) continue;
+        memcpy(name, de->d_name, n - el);
+        name[n - el] = 0;
+        int64_t base;
+        if (parse_seg_name(name, ".log", &base) || parse_seg_name(name, ".index", &base) ||
+            parse_seg_name(name, ".timeindex", &base)) {
+            char p[4096];
+            seg_path(p, sizeof p, dir, base, ".index");
+            (void)unlink(p);
+            seg_path(p, sizeof p, dir, base, ".timeindex");
+            (void)unlink(p);
+        }
+        SL_WARN(SUB, "removing leftover of an interrupted re-encryption", "dir=%s file=%s", dir,
+                de->d_name);
+        (void)unlinkat(dirfd(d), de->d_name, 0);
+        removed = true;
+    }
+    closedir(d);
+    if (removed) (void)fsync_dir(dir);
+}
+
+static bool seg_pending(const sl_seg *s, uint32_t tk_version) {
+    return seg_tk_version(s) != tk_version;
+}
+
+static bool seg_env_matches(const sl_log *log, const sl_seg *s) {
+    return !s->enc || (CRYPTO_memcmp(s->env.topic_id, log->keys.topic_id, 16) == 0 &&
+                       s->env.partition == log->keys.partition && s->env.seg_base == s->base);
+}
+
+static void reenc_free(sl_log_reenc *j) {
+    if (!j) return;
+    sl_aead_free(j->old_aead);
+    sl_aead_free(j->new_aead);
+    if (j->out) seg_unref(j->out);
+    free(j->dir);
+    free(j);
+}
+
+/* The sealed segment to rewrite next, or -1. */
+static int reenc_pick(sl_log *log, uint32_t tk_version) {
+    for (int i = 0; i < log->nsegs - 1; i++) {
+        sl_seg *s = log->segs[i];
+        if (s->reenc_busy || !seg_pending(s, tk_version) || s->size <= s->hdr_len) continue;
+        if (s->bad || !seg_env_matches(log, s)) {
+            /* Damaged or not this partition's: it stays pending and its reads keep failing;
+             * re-sealing it would launder whatever is in it. */
+            SL_WARN(SUB, "not re-encrypting a segment that fails its checks",
+                    "dir=%s base=%" PRId64, log->dir, s->base);
+            continue;
+        }
+        return i;
+    }
+    return -1;
+}
+
 sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job) {
     *job = NULL;
+    if (!log->has_keys) return SL_EKEY_UNAVAILABLE;
+    if (atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    int i = reenc_pick(log, tk_version);
+    sl_seg *act = active(log);
+    if (i < 0 && act->size > act->hdr_len && !act->reenc_busy && seg_pending(act, tk_version)) {
+        sl_err e = roll(log); /* seals it; new appends go under a fresh DEK */
+        if (e) return e;
+        log->keys_fresh = false;
+        i = reenc_pick(log, tk_version);
+    }
+    if (i < 0) return SL_OK;
+    sl_seg *s = log->segs[i];
+    sl_log_reenc *j = calloc(1, sizeof *j);
+    if (!j || !(j->dir = strdup(log->dir))) {
+        free(j);
+        return SL_ENOMEM;
+    }
+    j->old_fd = -1;
+    sl_dek *nd = NULL, *od = NULL;
+    sl_err e = new_dek(log, s->base, &j->new_env, &nd);
+    if (!e && j->new_env.tk_version != tk_version) {
+        SL_ERROR(SUB, "key service wraps new data keys under another topic-key version",
+                 "dir=%s want=%u got=%u", log->dir, tk_version, j->new_env.tk_version);
+        e = SL_ESTATE;
+    }
+    if (!e) e = sl_aead_dup(nd->aead, &j->new_aead);
+    if (!e && s->enc) {
+        e = log->keys.ops->dek_open(log->keys.ctx, &log->keys, &s->env, &od);
+        if (!e && (!od || !od->aead || od->id != s->env.dek_id)) e = SL_ETAMPER;
+        if (!e) e = sl_aead_dup(od->aead, &j->old_aead);
+    }
+    sl_dek_unref(nd);
+    sl_dek_unref(od);
+    if (!e) {
+        j->old_fd = seg_fd(s, SL_SEG_LOG, 0);
+        if (j->old_fd < 0) e = errno_err(errno);
+    }
+    if (e) {
+        reenc_free(j);
+        return e;
+    }
+    j->log = log;
+    sl_log__ref(log);
+    j->seg = s;
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    s->reenc_busy = true;
+    j->base = s->base;
+    j->old_size = s->size;
+    j->old_next = s->next;
+    j->created_ms = s->created_ms;
+    j->old_hdr_len = s->hdr_len;
+    j->old_enc = s->enc;
+    j->old_env = s->env;
+    j->plain_below = log->keys.plain_below;
+    j->cfg = log->cfg;
+    *job = j;
     return SL_OK;
 }
-sl_err sl_log_reenc_run(sl_log_reenc *job) { return SL_ESTATE; }
-sl_err sl_log_reenc_finish(sl_log_reenc *job, sl_err run_result) { return run_result; }
+
+static sl_err write_file_fsync(const char *path, const uint8_t *b, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pwrite_all(fd, b, n, 0);
+    if (!e) e = do_fsync(fd);
+    close(fd);
+    return e;
+}
+
+/* Writes the new data file: every old frame checked and opened (or, plaintext, allowed), sealed
+ * again under the new DEK. Fills j->out. */
+static sl_err reenc_write(sl_log_reenc *j, int fd) {
+    uint8_t h[FILE_HDR_MAX];
+    size_t hl = encode_file_header(h, j->base, j->created_ms, &j->new_env);
+    if (!hl) return SL_EINVAL;
+    sl_err e = pwrite_all(fd, h, hl, 0);
+    if (e) return e;
+    sl_seg *o = j->out;
+    o->hdr_len = (uint32_t)hl;
+    o->size = (int64_t)hl;
+    scan sc;
+    scan_init(&sc, j->old_fd, j->old_hdr_len, j->old_size);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t ctr = 0;
+    sl_frame f;
+    for (;;) {
+        int64_t at = sc.pos;
+        if ((e = scan_next(&sc, &f, true)) != SL_OK) break;
+        const uint8_t *p;
+        sc.pos = at;
+        if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
+        sc.pos = at + f.flen;
+        if (f.base != o->next) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        size_t need = SL_FRAME_HDR_MAX + (size_t)f.plen + SL_FRAME_ENC_TAG;
+        if (need > cap) {
+            if (buf) OPENSSL_cleanse(buf, cap);
+            free(buf);
+            if (!(buf = malloc(need))) {
+                cap = 0;
+                e = SL_ENOMEM;
+                break;
+            }
+            cap = need;
+        }
+        uint8_t *batch = buf + SL_FRAME_HDR_MAX, tag[SL_FRAME_ENC_TAG];
+        memcpy(batch, p + f.hlen, f.plen);
+        uint8_t aad[AAD_LEN];
+        sl_aead_part parts[2];
+        batch_parts(batch, f.plen, parts);
+        if (f.flags & SL_FRAME_FLAG_ENC) {
+            if (!j->old_enc || f.key_id != j->old_env.dek_id) {
+                e = SL_ETAMPER;
+                break;
+            }
+            batch_aad(aad, &j->old_env, p, batch);
+            if ((e = sl_aead_open(j->old_aead, f.nonce, aad, sizeof aad, parts, 2,
+                                  p + f.hlen + f.plen)) != SL_OK) {
+                e = e == SL_ENOMEM ? e : SL_ETAMPER;
+                break;
+            }
+        } else if (j->old_enc || f.base + f.lod >= j->plain_below) {
+            e = SL_ETAMPER; /* sealing it would launder an injected clear frame */
+            break;
+        }
+        uint8_t nonce[SL_FRAME_ENC_NONCE];
+        make_nonce(nonce, ++ctr);
+        sl_frame nf = {.flags = SL_FRAME_FLAG_ENC,
+                       .key_id = j->new_env.dek_id,
+                       .nlen = SL_FRAME_ENC_NONCE,
+                       .tlen = SL_FRAME_ENC_TAG,
+                       .nonce = nonce,
+                       .base = f.base,
+                       .lod = f.lod,
+                       .count = f.count,
+                       .max_ts = f.max_ts,
+                       .plen = f.plen};
+        uint8_t *fh = buf + SL_FRAME_HDR_MAX - (SL_FRAME_HDR_MIN + SL_FRAME_ENC_NONCE);
+        if (!sl_frame_encode(fh, &nf)) {
+            e = SL_EINVAL;
+            break;
+        }
+        batch_aad(aad, &j->new_env, fh, batch);
+        if ((e = sl_aead_seal(j->new_aead, nonce, aad, sizeof aad, parts, 2, tag)) != SL_OK) break;
+        nf.ct_crc = sl_crc32c(sl_crc32c(0, batch, f.plen), tag, sizeof tag);
+        sl_frame_encode(fh, &nf);
+        struct iovec iov[2] = {{fh, (size_t)nf.hlen + f.plen}, {tag, sizeof tag}};
+        if ((e = write_all(fd, iov, 2, o->size)) != SL_OK) break;
+        (void)seg_note_frame(o, &j->cfg, o->size, &nf, false);
+    }
+    if (buf) OPENSSL_cleanse(buf, cap);
+    free(buf);
+    scan_done(&sc);
+    if (e == SL_ERANGE) e = o->next == j->old_next ? SL_OK : SL_ECORRUPT;
+    if (!e) (void)seg_time_point(o, false); /* as a roll leaves it */
+    if (!e) e = do_fsync(fd);
+    return e;
+}
+
+/* Index files of j->out into `<name>.reenc`. */
+static sl_err reenc_write_indexes(sl_log_reenc *j, const char *ipath, const char *tpath) {
+    sl_seg *o = j->out;
+    size_t n = (size_t)o->nidx * 8, m = (size_t)o->ntidx * 12;
+    uint8_t *b = malloc((n > m ? n : m) + 1);
+    if (!b) return SL_ENOMEM;
+    for (uint32_t i = 0; i < o->nidx; i++) {
+        sl_be32(b + i * 8, o->idx[i].rel);
+        sl_be32(b + i * 8 + 4, o->idx[i].pos);
+    }
+    sl_err e = write_file_fsync(ipath, b, n);
+    for (uint32_t i = 0; !e && i < o->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)o->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, o->tidx[i].rel);
+    }
+    if (!e) e = write_file_fsync(tpath, b, m);
+    free(b);
+    return e;
+}
+
+sl_err sl_log_reenc_run(sl_log_reenc *j) {
+    char tl[4096 + 8], ti[4096 + 8], tt[4096 + 8], dl[4096], di[4096], dt[4096];
+    seg_path(dl, sizeof dl, j->dir, j->base, ".log");
+    seg_path(di, sizeof di, j->dir, j->base, ".index");
+    seg_path(dt, sizeof dt, j->dir, j->base, ".timeindex");
+    snprintf(tl, sizeof tl, "%s" REENC_EXT, dl);
+    snprintf(ti, sizeof ti, "%s" REENC_EXT, di);
+    snprintf(tt, sizeof tt, "%s" REENC_EXT, dt);
+    if (!(j->out = seg_alloc(j->dir, j->base))) return SL_ENOMEM;
+    int fd = open(tl, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = reenc_write(j, fd);
+    close(fd);
+    if (!e) e = reenc_write_indexes(j, ti, tt);
+    if (e) {
+        (void)unlink(tl);
+        (void)unlink(ti);
+        (void)unlink(tt);
+        SL_WARN(SUB, "re-encryption of a segment failed", "file=%s err=%s", dl, sl_errname(e));
+        return e;
+    }
+    /* Exchange, not rename: if retention deleted the segment meanwhile there is nothing to
+     * exchange with, and a deleted segment must not come back. */
+    bool exchanged = renameat2(AT_FDCWD, tl, AT_FDCWD, dl, RENAME_EXCHANGE) == 0;
+    if (!exchanged && (errno == EINVAL || errno == ENOSYS)) {
+        /* A file system without RENAME_EXCHANGE: rename, unless the segment is known gone
+         * (the window between the check and the rename is the one left). */
+        if (!atomic_load_explicit(&j->seg->gone, memory_order_acquire) && rename(tl, dl) == 0)
+            exchanged = true;
+        else
+            errno = ENOENT;
+    }
+    if (!exchanged) {
+        int en = errno;
+        (void)unlink(tl);
+        (void)unlink(ti);
+        (void)unlink(tt);
+        if (en == ENOENT) {
+            j->gone = true;
+            return SL_OK;
+        }
+        return errno_err(en);
+    }
+    if (rename(ti, di) != 0 || rename(tt, dt) != 0) {
+        /* The data file is the new one; its stale indexes go (rebuilt at open). */
+        e = errno_err(errno);
+        (void)unlink(di);
+        (void)unlink(dt);
+    }
+    sl_err e2 = fsync_dir(j->dir);
+    (void)unlink(tl); /* the old data file, now under the temporary name (or nothing) */
+    (void)unlink(ti);
+    (void)unlink(tt);
+    sl_err e3 = fsync_dir(j->dir);
+    if (!e) e = e2 ? e2 : e3;
+    if (e)
+        SL_WARN(SUB, "re-encryption: finishing the swap failed", "file=%s err=%s", dl,
+                sl_errname(e));
+    return e;
+}
+
+sl_err sl_log_reenc_finish(sl_log_reenc *j, sl_err run_result) {
+    if (!j) return SL_OK;
+    sl_log *log = j->log;
+    sl_seg *old = j->seg;
+    seg_fd_put(old, SL_SEG_LOG);
+    old->reenc_busy = false;
+    bool gone = j->gone || atomic_load_explicit(&old->gone, memory_order_acquire);
+    sl_err e = run_result;
+    int i = -1;
+    for (int k = 0; k < log->nsegs && !gone; k++)
+        if (log->segs[k] == old) i = k;
+    if (!run_result && !gone && i >= 0 && !log->closed) {
+        sl_seg *ns = j->out;
+        j->out = NULL;
+        ns->dir = log->dir;
+        ns->created_ms = old->created_ms;
+        ns->enc = true;
+        ns->env = j->new_env;
+        ns->sealed = true; /* run fsynced the files and the directory */
+        pthread_mutex_lock(&log->mu);
+        log->segs[i] = ns;
+        pthread_mutex_unlock(&log->mu);
+        seg_unref(old); /* the log's reference; the flusher may still hold one */
+        SL_INFO(SUB, "segment re-encrypted", "dir=%s base=%" PRId64 " tk_version=%u", log->dir,
+                ns->base, ns->env.tk_version);
+    } else if (!run_result && gone) {
+        /* Retention won the race: clear away whatever the swap may have recreated. */
+        unlink_seg_files(log->dir, j->base);
+    }
+    seg_unref(old); /* the job's reference */
+    j->log = NULL;
+    reenc_free(j);
+    sl_log__unref(log);
+    return e;
+}

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -823,4 +824,352 @@ SL_TEST(crypt_plaintext_injection_refused) {
     sl_log_close(log);
     model_free(m);
     rm_rf(dir);
+}
+
+/* ---- re-encryption ------------------------------------------------------------------------ */
+
+/* Runs re-encryption to the end; *jobs counts the segments rewritten. */
+static sl_err reenc_all(sl_log *log, uint32_t v, int *jobs) {
+    for (int guard = 0; guard < 1000; guard++) {
+        sl_log_reenc *j = NULL;
+        sl_err e = sl_log_reenc_prepare(log, v, &j);
+        if (e || !j) return e;
+        e = sl_log_reenc_finish(j, sl_log_reenc_run(j));
+        if (e) return e;
+        if (jobs) (*jobs)++;
+    }
+    return SL_ESTATE;
+}
+
+static bool all_segments_at(sl_log *log, const char *dir, uint32_t v) {
+    for (int i = 0; i < sl_log_segment_count(log); i++) {
+        int64_t base;
+        uint32_t tv;
+        if (!sl_log_segment_info(log, i, &base, &tv) || tv != v) return false;
+        /* An empty active segment may still be the plaintext one a log starts with. */
+        if (seg_version(dir, base) != 2 && !(i == sl_log_segment_count(log) - 1)) return false;
+    }
+    return true;
+}
+
+static bool reenc_leftovers(const char *dir) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) found |= strstr(de->d_name, ".reenc") != NULL;
+    if (d) closedir(d);
+    return found;
+}
+
+/* A log of 6 plaintext batches (2 segments) then 6 sealed under topic-key version 1. */
+static sl_err make_mixed_log(const char *dir, const sl_log_config *cfg, tkeys *t, sl_log_keys *k,
+                             model *m) {
+    sl_log *log;
+    sl_err e = sl_log_open(dir, cfg, &log);
+    for (int i = 0; i < 6 && !e; i++) e = append_one(log, m);
+    if (e) {
+        sl_log_close(log);
+        return e;
+    }
+    k->plain_below = sl_log_end_offset(log);
+    t->tk_version = 1;
+    sl_log_set_keys(log, k);
+    for (int i = 0; i < 6 && !e; i++) e = append_one(log, m);
+    if (!e) e = sl_log_sync(log);
+    sl_log_close(log);
+    return e;
+}
+
+typedef struct reader_arg {
+    sl_log_reenc *job;
+    sl_err result;
+} reader_arg;
+
+static void *run_thread(void *p) {
+    reader_arg *r = p;
+    r->result = sl_log_reenc_run(r->job);
+    return NULL;
+}
+
+SL_TEST(crypt_reencrypt_plaintext_and_old_version) {
+    char *dir = tmpdir();
+    sl_log_config cfg;
+    crypt_cfg(&cfg);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x88, 4, 0);
+    model *m = model_new();
+    CHECK_EQ(make_mixed_log(dir, &cfg, &t, &k, m), SL_OK);
+    CHECK(marker_in_dir(dir, "MARKER-7d1f3c")); /* the plaintext part */
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(sl_log_segments_pending(log, 1), 2);
+
+    /* The first job runs on another thread while this one keeps reading the same segment. */
+    sl_log_reenc *j = NULL;
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK);
+    CHECK(j);
+    reader_arg ra = {.job = j};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, run_thread, &ra), 0);
+    for (int r = 0; r < 20; r++) CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    pthread_join(th, NULL);
+    CHECK_EQ(ra.result, SL_OK);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK); /* still through the old file's descriptor */
+    CHECK_EQ(sl_log_reenc_finish(j, ra.result), SL_OK);
+    CHECK_EQ(sl_log_segments_pending(log, 1), 1);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    int jobs = 0;
+    CHECK_EQ(reenc_all(log, 1, &jobs), SL_OK);
+    CHECK_EQ(jobs, 1);
+    CHECK_EQ(sl_log_segments_pending(log, 1), 0);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    for (int i = 0; i < m->n; i++) CHECK_EQ(read_check(log, m, i), SL_OK);
+    CHECK(!marker_in_dir(dir, "MARKER-7d1f3c"));
+    CHECK(all_segments_at(log, dir, 1));
+
+    /* A new topic-key version: every segment, the active one included (it is rolled). */
+    t.tk_version = 2;
+    int segs = sl_log_segment_count(log);
+    CHECK_EQ(sl_log_segments_pending(log, 2), segs);
+    jobs = 0;
+    CHECK_EQ(reenc_all(log, 2, &jobs), SL_OK);
+    CHECK_EQ(jobs, segs);
+    CHECK_EQ(sl_log_segments_pending(log, 2), 0);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    CHECK_EQ(append_one(log, m), SL_OK);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    int64_t off, ts;
+    CHECK_EQ(sl_log_offset_for_time(log, 1000 + 7 * 10 + 2, &off, &ts), SL_OK);
+    CHECK_EQ(off, m->base[7] + 2);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    sl_log_close(log);
+
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    CHECK(all_segments_at(log, dir, 2));
+    CHECK(!reenc_leftovers(dir));
+    CHECK(!marker_in_dir(dir, "MARKER-7d1f3c"));
+    /* Nothing left: prepare says so. */
+    CHECK_EQ(sl_log_reenc_prepare(log, 2, &j), SL_OK);
+    CHECK(j == NULL);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Clear data above the watermark is refused, not sealed (that would launder an injection). */
+SL_TEST(crypt_reencrypt_refuses_to_launder_injected_plaintext) {
+    char *dir = tmpdir();
+    sl_log_config cfg;
+    crypt_cfg(&cfg);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x99, 0, 0);
+    model *m = model_new();
+    CHECK_EQ(make_mixed_log(dir, &cfg, &t, &k, m), SL_OK);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_keys k2 = k;
+    k2.plain_below = m->base[4]; /* batches 4 and 5 (second segment) are clear but too new */
+    sl_log_set_keys(log, &k2);
+    sl_log_reenc *j;
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK); /* the first segment: fine */
+    CHECK_EQ(sl_log_reenc_finish(j, sl_log_reenc_run(j)), SL_OK);
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK);
+    CHECK(j);
+    sl_err e = sl_log_reenc_run(j);
+    CHECK_EQ(e, SL_ETAMPER);
+    CHECK_EQ(sl_log_reenc_finish(j, e), SL_ETAMPER);
+    CHECK_EQ(sl_log_segments_pending(log, 1), 1);
+    CHECK(!reenc_leftovers(dir));
+    CHECK_EQ(read_check(log, m, 3), SL_OK);
+    CHECK_EQ(read_check(log, m, 4), SL_ETAMPER);
+    CHECK_EQ(read_check(log, m, 6), SL_OK);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Crash states between the steps, and retention deleting the segment during a job. */
+SL_TEST(crypt_reencrypt_interrupted_and_raced) {
+    char *dir = tmpdir();
+    sl_log_config cfg;
+    crypt_cfg(&cfg);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0xAA, 0, 0);
+    model *m = model_new();
+    CHECK_EQ(make_mixed_log(dir, &cfg, &t, &k, m), SL_OK);
+    char p[512], q[512];
+
+    /* Leftover temporary files (a crash while writing them): removed at open. */
+    snprintf(p, sizeof p, "%s/%020d.log.reenc", dir, 0);
+    CHECK_EQ(write_file(p, (const uint8_t *)"torn", 4), 0);
+    snprintf(p, sizeof p, "%s/%020d.index.reenc", dir, 0);
+    CHECK_EQ(write_file(p, (const uint8_t *)"torn", 4), 0);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    CHECK(!reenc_leftovers(dir));
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+
+    /* Run done (files swapped), finish never ran: the process stopped. */
+    snprintf(p, sizeof p, "%s/%020d.index", dir, 0);
+    size_t old_idx_n = 0;
+    uint8_t *old_idx = read_file(p, &old_idx_n);
+    CHECK(old_idx);
+    sl_log_reenc *j;
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK);
+    CHECK_EQ(sl_log_reenc_run(j), SL_OK);
+    sl_log_close(log);
+    CHECK_EQ(sl_log_reenc_finish(j, SL_OK), SL_OK); /* after close: only frees */
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    CHECK_EQ(sl_log_segments_pending(log, 1), 1);
+    CHECK_EQ(seg_version(dir, 0), 2);
+    sl_log_close(log);
+
+    /* Crashed after the data swap but before the indexes were renamed: the old indexes are next
+     * to the new data, with the swapped-out file still there. */
+    CHECK_EQ(write_file(p, old_idx, old_idx_n), 0);
+    snprintf(q, sizeof q, "%s/%020d.log.reenc", dir, 0);
+    CHECK_EQ(write_file(q, (const uint8_t *)"old data", 8), 0);
+    free(old_idx);
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    CHECK(!reenc_leftovers(dir));
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+    for (int i = 0; i < m->n; i++) CHECK_EQ(read_check(log, m, i), SL_OK);
+
+    /* Retention deletes the segment while the job runs (before the swap): nothing comes back. */
+    int64_t seg1;
+    uint32_t v;
+    CHECK(sl_log_segment_info(log, 1, &seg1, &v));
+    CHECK_EQ(v, 0);
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK);
+    CHECK(j);
+    CHECK_EQ(sl_log_delete_records(log, m->base[6]), SL_OK); /* drops segments 0 and 1 */
+    CHECK_EQ(sl_log_reenc_finish(j, sl_log_reenc_run(j)), SL_OK);
+    seg_file(q, sizeof q, dir, seg1);
+    CHECK(access(q, F_OK) != 0);
+    CHECK(!reenc_leftovers(dir));
+    CHECK_EQ(read_all_check(log, m, 6), SL_OK);
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK); /* nothing pending now */
+    CHECK(j == NULL);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    sl_log_close(log);
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_set_keys(log, &k);
+    CHECK_EQ(sl_log_start_offset(log), m->base[6]);
+    CHECK_EQ(read_all_check(log, m, 6), SL_OK);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* Retention after the swap but before finish: finish discards, and the file stays deleted. */
+SL_TEST(crypt_reencrypt_segment_deleted_before_finish) {
+    char *dir = tmpdir();
+    sl_log_config cfg;
+    crypt_cfg(&cfg);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0xAB, 0, 0);
+    model *m = model_new();
+    CHECK_EQ(make_mixed_log(dir, &cfg, &t, &k, m), SL_OK);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+    sl_log_set_keys(log, &k);
+    sl_log_reenc *j;
+    CHECK_EQ(sl_log_reenc_prepare(log, 1, &j), SL_OK);
+    CHECK_EQ(sl_log_reenc_run(j), SL_OK);
+    CHECK_EQ(sl_log_delete_records(log, m->base[3]), SL_OK);
+    CHECK_EQ(sl_log_reenc_finish(j, SL_OK), SL_OK);
+    char p[512];
+    seg_file(p, sizeof p, dir, 0);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/%020d.index", dir, 0);
+    CHECK(access(p, F_OK) != 0);
+    CHECK_EQ(read_all_check(log, m, 3), SL_OK);
+    sl_log_close(log);
+    model_free(m);
+    rm_rf(dir);
+}
+
+/* kill -9 at every write and fsync of a whole re-encryption (the child dies mid-write, leaving
+ * half of it): reopening always reads everything, and a rerun finishes the job. */
+static int g_kill_at, g_kill_n;
+static ssize_t kill_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off) {
+    if (++g_kill_n == g_kill_at) {
+        (void)pwrite(fd, iov[0].iov_base, iov[0].iov_len / 2, off);
+        _exit(77);
+    }
+    return pwritev(fd, iov, iovcnt, off);
+}
+static int kill_fsync(int fd) {
+    if (++g_kill_n == g_kill_at) _exit(77);
+    return fsync(fd);
+}
+
+SL_TEST(crypt_reencrypt_kill9_at_every_step_then_rerun) {
+    char src[64]; /* tmpdir()'s names are reused after 16 calls */
+    snprintf(src, sizeof src, "%s", tmpdir());
+    sl_log_config cfg;
+    crypt_cfg(&cfg);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0xBB, 0, 0);
+    model *m = model_new();
+    CHECK_EQ(make_mixed_log(src, &cfg, &t, &k, m), SL_OK);
+    t.tk_version = 2;
+    int crashes = 0;
+    bool finished = false;
+    for (int at = 1; at < 400 && !finished; at++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "%s", tmpdir());
+        copy_dir(src, dir);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            g_kill_at = at;
+            g_kill_n = 0;
+            sl_storage_pwritev = kill_pwritev;
+            sl_storage_fsync = kill_fsync;
+            sl_log *log;
+            if (sl_log_open(dir, &cfg, &log) != SL_OK) _exit(1);
+            sl_log_set_keys(log, &k);
+            _exit(reenc_all(log, 2, NULL) == SL_OK ? 0 : 2);
+        }
+        int st = 0;
+        CHECK_EQ(waitpid(pid, &st, 0), pid);
+        CHECK(WIFEXITED(st));
+        if (WEXITSTATUS(st) == 0)
+            finished = true;
+        else {
+            CHECK_EQ(WEXITSTATUS(st), 77);
+            crashes++;
+        }
+        sl_log *log;
+        CHECK_EQ(sl_log_open(dir, &cfg, &log), SL_OK);
+        CHECK(!reenc_leftovers(dir));
+        sl_log_set_keys(log, &k);
+        sl_err e = read_all_check(log, m, 0);
+        if (e) fprintf(stderr, "  killed at step %d: %s\n", at, sl_errname(e));
+        CHECK_EQ(e, SL_OK);
+        CHECK_EQ(reenc_all(log, 2, NULL), SL_OK);
+        CHECK_EQ(sl_log_segments_pending(log, 2), 0);
+        CHECK_EQ(read_all_check(log, m, 0), SL_OK);
+        CHECK_EQ(sl_log_sync(log), SL_OK);
+        sl_log_close(log);
+        CHECK(!marker_in_dir(dir, "MARKER-7d1f3c"));
+        rm_rf(dir);
+    }
+    CHECK(finished);
+    CHECK(crashes >= 20);
+    model_free(m);
+    rm_rf(src);
 }
