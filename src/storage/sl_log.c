@@ -1502,8 +1502,12 @@ static sl_err frame_admit(opener *o, const sl_frame *f, const uint8_t *fh, uint8
     return SL_OK;
 }
 
-static void warn_refused(const sl_log *log, const sl_seg *s, int64_t pos, const sl_frame *f,
+/* One warning per refused frame, not one per fetch retrying it (a consumer stuck on it would
+ * otherwise flood the log). */
+static void warn_refused(const sl_log *log, sl_seg *s, int64_t pos, const sl_frame *f,
                          const char *why, sl_err e) {
+    if (s->warned_pos == pos + 1) return;
+    s->warned_pos = pos + 1;
     char path[4096];
     seg_path(path, sizeof path, log->dir, s->base, ".log");
     SL_WARN(SUB, "stored batch refused",

@@ -56,6 +56,7 @@ typedef struct sl_seg {
     sl_envelope env;    /* enc: the decoded envelope */
     sl_dek *wdek;       /* the DEK this process appends under (active segment only) */
     uint64_t nonce_ctr; /* last nonce counter used under wdek (advanced before each write) */
+    int64_t warned_pos; /* file position + 1 of the last refused frame logged (no repeats) */
 } sl_seg;
 
 struct sl_log {
