@@ -1598,6 +1598,76 @@ corrupt:
     return SL_ECORRUPT;
 }
 
+sl_err sl_log_read_headers(sl_log *log, int64_t offset, int max_batches, sl_arena *a, uint8_t **out,
+                           int *count) {
+    *out = NULL;
+    *count = 0;
+    int64_t end = active(log)->next;
+    if (offset < log->start_offset || offset > end) return SL_ERANGE;
+    if (offset == end || max_batches <= 0) return SL_OK;
+    int si = find_seg(log, offset);
+    while (si < log->nsegs - 1 && log->segs[si]->next <= offset) si++;
+    sl_seg *s = log->segs[si];
+    if (s->bad) return s->bad;
+    uint8_t *buf = sl_arena_alloc(a, (size_t)max_batches * SL_BATCH_HEADER_SIZE);
+    if (!buf) return SL_ENOMEM;
+    int fd = seg_fd(s, SL_SEG_LOG, 0);
+    if (fd < 0) return errno_err(errno);
+    scan sc;
+    scan_init(&sc, fd, seg_lookup(s, offset), s->size);
+    sl_frame f;
+    sl_err e;
+    int n = 0;
+    while (n < max_batches) {
+        int64_t at = sc.pos;
+        if ((e = scan_next(&sc, &f, false)) != SL_OK) break;
+        if (f.base + f.lod < offset) continue;
+        /* Whole frame: its CRCs and clear header fields are checked (no key needed). */
+        const uint8_t *p;
+        sc.pos = at;
+        if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
+        sc.pos = at + f.flen;
+        if (!sl_frame_payload_ok(&f, p + f.hlen)) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        bool clear = !(f.flags & SL_FRAME_FLAG_ENC);
+        if (clear && (s->enc || (log->has_keys && f.base + f.lod >= log->keys.plain_below))) {
+            warn_refused(log, s, at, &f, "plaintext frame where only sealed ones may be",
+                         SL_ETAMPER);
+            e = SL_ETAMPER;
+            break;
+        }
+        if (!clear && !s->enc) {
+            warn_refused(log, s, at, &f, "encrypted frame in a plaintext segment", SL_ETAMPER);
+            e = SL_ETAMPER;
+            break;
+        }
+        uint8_t *h = buf + (size_t)n * SL_BATCH_HEADER_SIZE;
+        memcpy(h, p + f.hlen, SL_BATCH_HEADER_SIZE);
+        memset(h + SL_BATCH_CRC, 0, 4);
+        n++;
+    }
+    scan_done(&sc);
+    seg_fd_put(s, SL_SEG_LOG);
+    if (e == SL_ERANGE || e == SL_OK) {
+        if (n == 0) return SL_ECORRUPT; /* offset < next, yet no frame holds it */
+        *out = buf;
+        *count = n;
+        return SL_OK;
+    }
+    /* Headers before a refused frame are returned; the next call starting there fails. */
+    if (n > 0 && e == SL_ETAMPER) {
+        *out = buf;
+        *count = n;
+        return SL_OK;
+    }
+    if (e == SL_ECORRUPT)
+        SL_ERROR(SUB, "corrupt frame on header read", "dir=%s segment=%" PRId64 " offset=%" PRId64,
+                 log->dir, s->base, offset);
+    return e;
+}
+
 int64_t sl_log_start_offset(const sl_log *log) { return log->start_offset; }
 int64_t sl_log_end_offset(const sl_log *log) { return active(log)->next; }
 int64_t sl_log_durable_offset(const sl_log *log) { return log->durable_offset; }

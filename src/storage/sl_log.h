@@ -73,6 +73,17 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
 sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
                    size_t *out_len);
 
+/* Batch headers without any key: the first 61 bytes (the v2 batch header) of each stored batch,
+ * starting with the one that contains `offset`, at most `max_batches`, back to back in `a`
+ * (*out, *count of them; 0 at the end of the log). One segment per call, like sl_log_read. The
+ * batch CRC field is zeroed (a sealed batch keeps it encrypted). For state rebuilt from headers
+ * (producer state) while keys may be unavailable: each header is checked against its frame
+ * (base offset, last offset delta, length, frame and ciphertext CRCs) and the same clear-data
+ * rules as sl_log_read apply (SL_ETAMPER), but a sealed batch's header is authenticated only
+ * when the batch itself is read. SL_ERANGE as sl_log_read. */
+sl_err sl_log_read_headers(sl_log *log, int64_t offset, int max_batches, sl_arena *a, uint8_t **out,
+                           int *count);
+
 /* ---- Encryption at rest (docs/encryption-at-rest.md) ----------------------------------------
  * A log with keys seals every batch it appends (AES-256-GCM, one DEK per segment, nonce = a
  * counter per DEK, associated data binding topic id, partition, segment and base offset) and

@@ -4,7 +4,8 @@
  *   0: sl_envelope_decode of the rest; what decodes re-encodes to the same bytes;
  *   1: sl_frame_decode of the rest, then sl_frame_payload_ok when the frame is whole;
  *   2: the rest (after a flags byte) is `00000000000000000000.log` of a partition directory:
- *      open (recovery), set keys, read every offset with several sizes, ListOffsets by time;
+ *      open (recovery), set keys, read every offset with several sizes (batches and keyless
+ *      headers), ListOffsets by time;
  *   3: as 2, then re-encrypt everything under topic-key version 2 and read again.
  * Flags bit 0: plaintext is allowed below offset 2^62 (else nowhere).
  * Invariants: nothing crashes, and every batch a read returns is a whole v2 batch with a correct
@@ -136,6 +137,10 @@ static void read_everything(sl_log *log) {
             uint8_t *out = NULL;
             size_t len = 0;
             if (sl_log_read(log, off, sizes[i], a, &out, &len) == SL_OK) check_batches(out, len);
+            int n = 0;
+            if (sl_log_read_headers(log, off, (int)i * 3 + 1, a, &out, &n) == SL_OK &&
+                (n < 0 || n > (int)i * 3 + 1 || (n && !out)))
+                abort();
             sl_arena_free(a);
         }
     int64_t o, ts;
