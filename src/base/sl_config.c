@@ -123,7 +123,7 @@ static const key_def k_keys[] = {
      "Allow SASL PLAIN on listeners without TLS (passwords then cross the network in "
      "clear)."},
     {"sluice.sasl.credentials.file", T_STR, OFF(sluice_sasl_credentials_file), 0, 0, NULL,
-     "SCRAM credential store; default <log.dirs>/sluice-users."},
+     "SCRAM credential store; default <sluice.secrets.dir>/sluice-users."},
     {"sluice.sasl.scram.iterations", T_INT, OFF(sluice_sasl_scram_iterations), 4096, 16384, "4096",
      "SCRAM iteration count of the provisioned admin, of users added by `sluice user` without "
      "--iterations, and of the mock exchange for unknown names (so a name's existence does not "
@@ -222,7 +222,7 @@ static const key_def k_keys[] = {
      I64MAX, "60000", "Audit trail: how often a signed checkpoint is written (also at rotation)."},
     {"sluice.audit.signing.key.file", T_STR, OFF(sluice_audit_signing_key_file), 0, 0, NULL,
      "Audit trail: Ed25519 private key (PEM) signing checkpoints, created 0600 if missing; its "
-     "public key is written beside it (.pub). Default <log.dirs>/sluice-audit-key.pem."},
+     "public key is written beside it (.pub). Default <sluice.secrets.dir>/sluice-audit-key.pem."},
     {"sluice.audit.syslog.socket", T_STR, OFF(sluice_audit_syslog_socket), 0, 0, "/dev/log",
      "Audit trail: local syslog socket of the syslog sink."},
     {"sluice.audit.queue.max.events", T_INT, OFF(sluice_audit_queue_max_events), 16, INT32_MAX,
@@ -276,7 +276,7 @@ static const key_def k_keys[] = {
      "Encryption at rest: a KMS call that takes longer fails (retriable)."},
     {"sluice.kms.local.master.key.file", T_STR, OFF(sluice_kms_local_master_key_file), 0, 0, NULL,
      "local KMS: file holding the 32-byte master key (created 0600 on first start); default "
-     "sluice-master.key beside log.dirs, outside the data directory. A systemd credential "
+     "<sluice.secrets.dir>/sluice-master.key, outside the data directory. A systemd credential "
      "sluice-master-key ($CREDENTIALS_DIRECTORY) takes precedence."},
     {"sluice.kms.local.master.key.env", T_STR, OFF(sluice_kms_local_master_key_env), 0, 0,
      "SLUICE_MASTER_KEY",
