@@ -15,7 +15,6 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
-#include "crypto/sl_secmem.h"
 #include "crypto/sl_tls_ctx.h"
 #include "guard/sl_guard.h"
 #include "kms/sl_keysvc.h"
@@ -245,24 +244,12 @@ static void on_shred(void *ctx, const uint8_t topic_id[16]) {
     if (b->topics) sl_topics_drop_keys(b->topics, topic_id);
 }
 
-/* Raw keys live in locked memory (room for this many, topic keys and DEKs together; 2 MiB). */
-#define SECMEM_KEYS 65536
-
 /* Opens the key service (NULL when sluice.encryption.enable=false) and says in one line
- * whether data is encrypted at rest and how. */
+ * whether data is encrypted at rest and how. The service itself reserves the locked slab for
+ * raw keys (sl_secmem_init) and marks the process not dumpable (sl_secmem_no_core_dumps) before
+ * any key exists, and logs when the slab could not be locked. */
 static sl_err keysvc_open(sl_broker *b, char *err, size_t elen) {
     const sl_config *c = &b->cfg;
-    if (c->sluice_encryption_enable) {
-        /* Before any key exists: key bytes never touch swappable memory, and no core dump
-         * (OpenSSL's key schedules live in the ordinary heap) can carry them. */
-        if (!sl_secmem_init(SECMEM_KEYS))
-            SL_WARN("encryption", "cannot reserve memory for keys", "keys=%d", SECMEM_KEYS);
-        else if (!sl_secmem_locked())
-            SL_WARN("encryption",
-                    "key memory is not locked (RLIMIT_MEMLOCK too low): keys could reach swap",
-                    "keys=%d", SECMEM_KEYS);
-        sl_secmem_no_core_dumps();
-    }
     sl_err e = sl_keysvc_open(c, &b->events, &b->keysvc, err, elen);
     if (e) return e;
     if (b->keysvc)
@@ -573,6 +560,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_EIO;
     }
+    /* Before the listeners: the trail's topic exists once the port accepts (making its topic
+     * key can take a KMS round trip). */
+    if (audit_topic_wanted(&b->cfg) && (e = audit_topic_ensure(b, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     sl_server_config sc = {
         .max_request_bytes = b->cfg.socket_request_max_bytes,
         .max_preauth_bytes = b->cfg.sluice_preauth_max_bytes,
@@ -666,10 +659,6 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                        .cluster_id = sl_topics_cluster_id(b->topics),
                        .node_id = b->cfg.node_id};
     if (audit_topic_wanted(&b->cfg)) {
-        if ((e = audit_topic_ensure(b, err, elen)) != SL_OK) {
-            sl_broker_free(b);
-            return e;
-        }
         ae.topic_append = sl_broker_audit_topic_append;
         ae.topic_ctx = b;
     }
@@ -737,6 +726,7 @@ void sl_broker_free(sl_broker *b) {
     sl_auth_free(b->auth);
     sl_authorizer_free(b->authz);
     sl_topics_close(b->topics);
+    b->topics = NULL; /* a shred completing in sl_keysvc_close finds no registry (on_shred) */
     /* After the registry and the groups log: their logs borrow its DEKs until closed. */
     sl_keysvc_close(b->keysvc);
     if (b->loop) sl_loop_free(b->loop);
