@@ -567,3 +567,60 @@ def test_tampered_batch_copied_batch_and_swapped_segment(broker):
     assert broker.alive()
     ev = wait_until(lambda: tamper_events(broker), 20, "the tamper in the audit trail")
     assert any("tamper" in e and ("\"tamper\"" in e or "swap-a" in e) for e in ev), ev
+
+
+# ---- migration and shredding -----------------------------------------------------------------
+
+@pytest.mark.timeout_s(300)
+def test_plaintext_data_dir_is_migrated(tmp_path):
+    """A data directory written with encryption off, started with it on: the registry is
+    rewritten sealed at once, old records and group offsets still read, and nothing written
+    afterwards is in clear (the old segments stay as they were until `sluice keys reencrypt`)."""
+    b = start_secure(tmp_path, {"sluice.encryption.enable": "false"})
+    try:
+        create_topic(b, "legacy-topic", 2)
+        old = kcat_produce(b, "legacy-topic", "none", 20)
+        offsets = commit_group(b, "legacy-topic", "legacy-group")
+        b.stop()
+        assert b"legacy-topic" in (b.data_dir / "sluice-topics.meta").read_bytes()
+        del b.config["sluice.encryption.enable"]
+        b.write_config()
+        b.start()
+        assert "encryption at rest on" in b.log_text()
+        assert "topic registry rewritten encrypted" in b.log_text()
+        reg = (b.data_dir / "sluice-topics.meta").read_bytes()
+        assert b"legacy-topic" not in reg, "the registry is still plaintext after the migration"
+        kcat_check(b, "legacy-topic", old, "after turning encryption on")
+        assert committed(b, "legacy-topic", "legacy-group") == offsets
+        later = "SLUICE-NEW-AFTER-MIGRATION-3e9b"
+        r = subprocess.run(kcat_args(b) + ["-P", "-t", "legacy-topic", "-p", "0"],
+                           input=f"{later} record\n".encode(), capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        b.stop()
+        assert not files_holding(b.data_dir, later), "a record written after the migration is " \
+                                                     "in clear"
+        b.start()
+        r = subprocess.run(kcat_args(b) + ["-C", "-t", "legacy-topic", "-p", "0", "-o",
+                                           "beginning", "-e", "-q"], capture_output=True,
+                           timeout=60)
+        assert r.returncode == 0 and later.encode() in r.stdout and MARKER.encode() in r.stdout
+    finally:
+        finish_broker(b)
+
+
+def test_delete_topics_shreds_the_topic_key(enc):
+    create_topic(enc, "doomed", 1)
+    r = subprocess.run(kcat_args(enc) + ["-P", "-t", "doomed", "-p", "0"],
+                       input=f"{MARKER} doomed\n".encode(), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient(client_conf(enc))
+    a.delete_topics(["doomed"], operation_timeout=10)["doomed"].result(timeout=60)
+    wait_until(lambda: "deleted topic's key shredded" in enc.log_text(), 30,
+               "the shred of the deleted topic's key")
+    assert not (enc.data_dir / "doomed-0").exists()
+
+    def shred_in_trail():
+        return [line for f in sorted((enc.data_dir / "audit").glob("*.jsonl"))
+                for line in f.read_text().splitlines() if "shred" in line]
+    assert wait_until(shred_in_trail, 30, "the shred in the audit trail")
