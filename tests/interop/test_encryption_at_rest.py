@@ -493,10 +493,21 @@ def assert_served(bootstrap, topic, partition, tag, offset=0):
         assert tag.encode() in f["records"], f"{topic}/{partition}: records not served"
 
 
-def tamper_events(b):
-    trail = b.data_dir / "audit"
-    return [line for f in sorted(trail.glob("*.jsonl")) for line in f.read_text().splitlines()
-            if "tamper" in line]
+def key_events(trail_dir, op):
+    """The trail's key events of operation `op` ("tamper", "shred", ...), as parsed JSON."""
+    out = []
+    for f in sorted(Path(trail_dir).glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            ev = json.loads(line)
+            if (ev.get("api") or {}).get("operation") == f"kms:{op}":
+                out.append(ev)
+    return out
+
+
+def tampered_partitions(b):
+    """[(topic, partition)] of the trail's tamper events, one entry per event."""
+    return [(r["name"], r["data"]["partition"]) for ev in key_events(b.data_dir / "audit", "tamper")
+            for r in ev.get("resources", []) if r.get("type") == "topic"]
 
 
 def check_only_victims_fail(b, victims, healthy):
@@ -559,14 +570,21 @@ def test_tampered_batch_copied_batch_and_swapped_segment(broker):
     with kp.Conn(broker.bootstrap) as c:
         f = kp.fetch(c, "tamper", 1, 0)
         assert f["error"] == kp.NONE and b"same" in f["records"]
-    # A consumer retrying does not flood: one warning per partition, not one per fetch.
+    # A consumer retrying does not flood: one warning and one event per partition, not one per
+    # fetch.
     for _ in range(20):
-        fetch_error(broker.bootstrap, "tamper", 0)
-    log = broker.log_text()
-    assert log.count("stored data failed authentication") <= 8, "the tamper warning floods"
+        assert fetch_error(broker.bootstrap, "tamper", 0) == KAFKA_STORAGE_ERROR
     assert broker.alive()
-    ev = wait_until(lambda: tamper_events(broker), 20, "the tamper in the audit trail")
-    assert any("tamper" in e and ("\"tamper\"" in e or "swap-a" in e) for e in ev), ev
+    victims = [("tamper", 0), ("swap-a", 0), ("swap-b", 0), ("tamper", 2)]
+    wait_until(lambda: set(victims) <= set(tampered_partitions(broker)), 20,
+               f"tamper events for {victims} in the audit trail")
+    counts = collections.Counter(tampered_partitions(broker))
+    assert all(counts[v] == 1 for v in victims), f"tamper events not limited: {counts}"
+    assert set(counts) == set(victims), f"tamper events for untouched partitions: {counts}"
+    warns = [line for line in broker.log_text().splitlines()
+             if 'sub=encryption msg="stored data failed authentication' in line]
+    assert len(warns) == len(victims), f"{len(warns)} tamper warnings for {len(victims)} " \
+                                       "partitions"
 
 
 # ---- migration and shredding -----------------------------------------------------------------
@@ -620,7 +638,40 @@ def test_delete_topics_shreds_the_topic_key(enc):
                "the shred of the deleted topic's key")
     assert not (enc.data_dir / "doomed-0").exists()
 
-    def shred_in_trail():
-        return [line for f in sorted((enc.data_dir / "audit").glob("*.jsonl"))
-                for line in f.read_text().splitlines() if "shred" in line]
-    assert wait_until(shred_in_trail, 30, "the shred in the audit trail")
+    assert wait_until(lambda: key_events(enc.data_dir / "audit", "shred"), 30,
+                      "the shred in the audit trail")
+
+
+@pytest.mark.timeout_s(200)
+def test_tamper_found_at_start_leaves_only_that_partition_unavailable(broker):
+    """After a kill -9 the producer state of a partition is rebuilt by reading its batches at
+    start: a tampered one there makes the partition unavailable (its produce, fetch and
+    list-offsets answer 56), named in one error line, recorded in the trail, while the broker
+    starts and serves the other partition and topics."""
+    h.ck_create_topic(broker.bootstrap, "early", 2)
+    h.ck_create_topic(broker.bootstrap, "bystander", 1)
+    for p in range(2):
+        produce_batches(broker.bootstrap, "early", p, 3, "same")
+    produce_batches(broker.bootstrap, "bystander", 0, 2, "by")
+    broker.kill9()
+    seg = first_segment_with_frames(broker.data_dir / "early-0")
+    data = bytearray(seg.read_bytes())
+    pos, flen, fflags, fh, n = seg_frames(seg)[3][1]
+    assert fflags & 1
+    data[pos + flen - 16 - 9] ^= 0x80
+    fix_frame_crcs(data, pos, flen, fh, n)
+    seg.write_bytes(bytes(data))
+    broker.start()
+    lines = [line for line in broker.log_text().splitlines() if "partition unavailable" in line]
+    assert len(lines) == 1 and "topic=early partition=0" in lines[0] and "SL_ETAMPER" in lines[0], \
+        lines
+    check_only_victims_fail(broker, [("early", 0)], [("early", 1, "same"), ("bystander", 0, "by")])
+    with kp.Conn(broker.bootstrap) as c:
+        assert kp.list_offsets(c, "early", 0, kp.LATEST)[0] == KAFKA_STORAGE_ERROR
+        assert kp.list_offsets(c, "early", 1, kp.LATEST) == (kp.NONE, 15)
+        err, _ = kp.produce(c, "early", 0, kp.record_batch([(b"k", b"v", [])]))
+        assert err == KAFKA_STORAGE_ERROR
+        err, _ = kp.produce(c, "early", 1, kp.record_batch([(b"k", b"v", [])]))
+        assert err == kp.NONE
+    wait_until(lambda: ("early", 0) in tampered_partitions(broker), 20,
+               "the tamper found at start in the audit trail")
