@@ -235,6 +235,8 @@ static void keysvc_ready(void *ctx, uint32_t ev) {
 static void keysvc_tick(void *ctx) {
     sl_broker *b = ctx;
     sl_keysvc_tick(b->keysvc, sl_mono_ms());
+    /* Partitions a missing key kept closed open once the key manager answers again. */
+    sl_topics_retry_unavailable(b->topics, sl_mono_ms());
     b->keysvc_timer = sl_timer_start(b->loop, KEYSVC_TICK_MS, keysvc_tick, b);
 }
 

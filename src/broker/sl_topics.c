@@ -57,6 +57,7 @@ struct sl_topics {
     int efd;
     int jobs; /* posted and not yet completed on the loop thread (loop thread only) */
     pthread_cond_t ensured_cv; /* a blocking topic-key job finished (guarded by mu) */
+    int64_t next_retry_ms;     /* sl_topics_retry_unavailable */
 };
 
 static const struct {
@@ -541,6 +542,7 @@ struct job {
     int32_t failed;       /* the partition that failed, -1: none */
     sl_err report;        /* the error the caller gets once cleanup finished */
     bool finished;        /* JOB_ENSURE: the worker is done with it (guarded by mu) */
+    bool blocking;        /* JOB_ENSURE: its owner waits (ensure_blocking), no continuation */
     void (*cont)(job *j); /* loop-thread continuation */
     sl_topics_done_cb cb;
     void *ctx;
@@ -635,7 +637,7 @@ static void *worker_main(void *arg) {
         if (!j) break; /* stopping, queue drained */
         job_run(j);
         j->next = NULL;
-        if (j->kind == JOB_ENSURE) { /* its owner waits on the loop thread and frees it */
+        if (j->blocking) { /* its owner waits on the loop thread and frees it */
             pthread_mutex_lock(&t->mu);
             j->finished = true;
             pthread_cond_broadcast(&t->ensured_cv);
@@ -1146,6 +1148,7 @@ sl_err sl_topics_open_keys(const sl_config *cfg, sl_keysvc *ks, sl_topics **out,
             SL_ERROR("topics", "topic key not available; the topic's partitions are unavailable",
                      "topic=%s err=%s (%s) detail=\"%s\"", tp->name, sl_errname(ke),
                      sl_strerror(ke), why);
+            tp->key_missing = true;
             for (int32_t i = 0; i < tp->npart; i++) {
                 if (!tp->parts[i] && !(tp->parts[i] = calloc(1, sizeof **tp->parts))) {
                     sl_topics_close(t);
@@ -1253,6 +1256,7 @@ static sl_err ensure_blocking(sl_topics *t, const sl_topic *tp) {
     job *j = job_new(t, JOB_ENSURE, tp->name, 0, 0);
     if (!j) return SL_ENOMEM;
     j->id = tp->id;
+    j->blocking = true;
     pthread_mutex_lock(&t->mu);
     if (!t->worker_started || t->stop) {
         pthread_mutex_unlock(&t->mu);
@@ -1316,6 +1320,58 @@ sl_err sl_topics_set_config(sl_topics *t, sl_topic *tp, const sl_topic_config *t
     for (int32_t i = 0; i < tp->npart; i++)
         if (tp->parts[i]->log) sl_log_set_config(tp->parts[i]->log, &lc);
     return SL_OK;
+}
+
+/* Failures a later attempt may not repeat: the key manager or a topic key was not there. */
+static bool retriable(sl_err e) { return e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE; }
+
+#define RETRY_INTERVAL_MS 5000
+
+static void key_retry_done(job *j) {
+    sl_topic *tp = j->tp;
+    tp->key_retrying = false;
+    if (!j->result) {
+        tp->key_missing = false;
+        SL_INFO("topics", "topic key available again; reopening its partitions", "topic=%s",
+                tp->name);
+        j->t->next_retry_ms = 0; /* reopen at the next tick */
+    }
+    job_free(j);
+}
+
+void sl_topics_retry_unavailable(sl_topics *t, int64_t now_ms) {
+    if (!t->ks || now_ms < t->next_retry_ms) return;
+    t->next_retry_ms = now_ms + RETRY_INTERVAL_MS;
+    for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp)) {
+        if (tp->deleted || tp->busy) continue;
+        if (tp->key_missing) {
+            if (tp->key_retrying) continue;
+            job *j = job_new(t, JOB_ENSURE, tp->name, 0, 0);
+            if (!j) return;
+            j->id = tp->id;
+            j->tp = tp;
+            sl_topic_hold(tp);
+            j->cont = key_retry_done;
+            tp->key_retrying = true;
+            post_job(t, j);
+            continue;
+        }
+        for (int32_t i = 0; i < tp->npart; i++) {
+            sl_partition *p = tp->parts[i];
+            if (!p || !retriable(p->unavailable)) continue;
+            sl_err e = open_partition(t, tp, i, false);
+            if (e) {
+                if (e != p->unavailable)
+                    SL_WARN("topics", "partition still unavailable",
+                            "topic=%s partition=%d err=%s (%s)", tp->name, i, sl_errname(e),
+                            sl_strerror(e));
+                p->unavailable = e;
+                continue;
+            }
+            p->unavailable = SL_OK;
+            SL_INFO("topics", "partition available again", "topic=%s partition=%d", tp->name, i);
+        }
+    }
 }
 
 void sl_topics_drop_keys(sl_topics *t, const uint8_t topic_id[16]) {

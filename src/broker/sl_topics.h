@@ -63,6 +63,10 @@ typedef struct sl_topic {
     int32_t refs; /* the registry's while listed, plus sl_topic_hold()s */
     bool deleted; /* removed from the registry; its partitions' logs are gone (NULL) */
     bool busy;    /* partitions being added (sl_topics_add_partitions_async) */
+    /* Its topic key could not be made at start (key manager down): made again before its
+     * partitions are retried (sl_topics_retry_unavailable). */
+    bool key_missing;
+    bool key_retrying; /* an asynchronous attempt is queued */
 } sl_topic;
 
 typedef struct sl_topics sl_topics;
@@ -82,6 +86,10 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
  * `<topic id hex>-<partition>`; an existing directory in the other style keeps being used. */
 sl_err sl_topics_open_keys(const sl_config *cfg, struct sl_keysvc *ks, sl_topics **out, char *err,
                            size_t err_len);
+/* Tries again, at most every few seconds, to open the partitions left unavailable because a
+ * key or the key manager was not available (never those whose data failed authentication):
+ * once the key manager is back they serve again without a restart. Loop thread (a timer). */
+void sl_topics_retry_unavailable(sl_topics *t, int64_t now_ms);
 /* Drops the DEKs held by every log of the topic with id `topic_id` (after a shred). */
 void sl_topics_drop_keys(sl_topics *t, const uint8_t topic_id[16]);
 /* The directory of partition `i` of `tp` (the one in use, see sl_topics_open_keys). */
