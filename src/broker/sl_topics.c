@@ -1093,6 +1093,9 @@ static sl_err load_registry(sl_topics *t, bool *migrate, char *err, size_t elen)
     return e;
 }
 
+/* Failures a later attempt may not repeat: the key manager or a topic key was not there. */
+static bool retriable(sl_err e) { return e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE; }
+
 static const char *unavailable_hint(sl_err e) {
     switch (e) {
     case SL_ETAMPER:
@@ -1148,7 +1151,7 @@ sl_err sl_topics_open_keys(const sl_config *cfg, sl_keysvc *ks, sl_topics **out,
             SL_ERROR("topics", "topic key not available; the topic's partitions are unavailable",
                      "topic=%s err=%s (%s) detail=\"%s\"", tp->name, sl_errname(ke),
                      sl_strerror(ke), why);
-            tp->key_missing = true;
+            tp->key_missing = retriable(ke); /* not a shredded or refused key */
             for (int32_t i = 0; i < tp->npart; i++) {
                 if (!tp->parts[i] && !(tp->parts[i] = calloc(1, sizeof **tp->parts))) {
                     sl_topics_close(t);
@@ -1321,9 +1324,6 @@ sl_err sl_topics_set_config(sl_topics *t, sl_topic *tp, const sl_topic_config *t
         if (tp->parts[i]->log) sl_log_set_config(tp->parts[i]->log, &lc);
     return SL_OK;
 }
-
-/* Failures a later attempt may not repeat: the key manager or a topic key was not there. */
-static bool retriable(sl_err e) { return e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE; }
 
 #define RETRY_INTERVAL_MS 5000
 

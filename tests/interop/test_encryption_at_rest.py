@@ -324,13 +324,13 @@ def commit_group(b, topic, group):
     c = Consumer(conf)
     try:
         c.subscribe([topic])
-        seen = 0
+        seen = collections.Counter()
         deadline = time.monotonic() + 60
-        while seen < 10:
-            assert time.monotonic() < deadline, "the group member read nothing"
+        while len(seen) < 2 or min(seen.values()) < 5:
+            assert time.monotonic() < deadline, f"the group member read only {dict(seen)}"
             for m in c.consume(num_messages=100, timeout=0.5):
                 assert m.error() is None, m.error()
-                seen += 1
+                seen[m.partition()] += 1
         c.commit(asynchronous=False)
         return {tp.partition: tp.offset
                 for tp in c.committed([TopicPartition(topic, p) for p in range(2)], timeout=30)}
@@ -365,7 +365,7 @@ def test_clients_every_codec_across_restarts_leave_no_cleartext(enc):
         written[("ck", codec)] = recs
     js_codecs = kafkajs_produce(enc, "enc-kjs", n)
     offsets = commit_group(enc, "enc-ck-none", "enc-group")
-    assert sum(offsets.values()) >= 10
+    assert all(o >= 5 for o in offsets.values()), offsets
 
     def check_all(what):
         for (client, codec), w in written.items():
