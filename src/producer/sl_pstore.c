@@ -241,30 +241,37 @@ int sl_pstate_tick(sl_pstate *ps, sl_log *log, int64_t now_ms, int64_t expiratio
     return dropped;
 }
 
-/* Applies the batches at and after `from` (header only, no per-record work). */
+/* Applies the batches at and after `from` from their headers alone (no per-record work). The
+ * headers come from sl_log_read_headers, which needs no key: the state of an encrypted
+ * partition is rebuilt even while its key manager is unreachable. */
+#define SCAN_BATCHES 1024
+
 static sl_err scan_log(sl_pstate *ps, sl_log *log, int64_t from, int64_t now_ms,
                        int64_t *nbatches) {
     int64_t off = from, end = sl_log_end_offset(log);
     while (off < end) {
-        sl_arena *a = sl_arena_new(1 << 20);
+        sl_arena *a = sl_arena_new((size_t)SCAN_BATCHES * SL_BATCH_HEADER_SIZE + 1024);
         if (!a) return SL_ENOMEM;
-        uint8_t *p;
-        size_t len;
-        sl_err e = sl_log_read(log, off, 1 << 20, a, &p, &len);
-        if (!e && len == 0) e = SL_ECORRUPT; /* below the end there must be a batch */
+        uint8_t *p = NULL;
+        int n = 0;
+        sl_err e = sl_log_read_headers(log, off, SCAN_BATCHES, a, &p, &n);
+        if (!e && n <= 0) e = SL_ECORRUPT; /* below the end there must be a batch */
         int64_t next = off;
-        while (!e && len > 0) {
+        for (int i = 0; !e && i < n; i++, p += SL_BATCH_HEADER_SIZE) {
+            /* A header alone: sl_batch_parse reads only header fields; the length it checks
+             * belongs to the whole batch, which storage already checked against its frame. */
             sl_batch_info bi;
-            if (!sl_batch_parse(p, len, &bi)) break; /* a read may end mid-batch */
-            int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_BASE_OFFSET);
+            if (!sl_batch_parse(p, 12 + (size_t)INT32_MAX, &bi) || bi.last_offset_delta < 0) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            int64_t base = bi.base_offset;
             /* The first batch may start below `off` when `off` is inside it. */
             if (base >= off || base + bi.last_offset_delta >= off) {
                 e = sl_pstate_record(ps, &bi, base, now_ms);
                 (*nbatches)++;
             }
             if (base + bi.last_offset_delta + 1 > next) next = base + bi.last_offset_delta + 1;
-            p += bi.size;
-            len -= bi.size;
         }
         sl_arena_free(a);
         if (e) return e;
