@@ -52,14 +52,17 @@ static bool key_error(sl_err e) {
 
 void sl_storage_local_report_key_error(sl_broker *b, sl_partition *p, sl_err e, const char *what) {
     int64_t now = sl_mono_ms();
-    if (p->tamper_next_ms && now < p->tamper_next_ms) {
-        p->tamper_held++;
+    bool tamper = e == SL_ETAMPER;
+    int64_t *next = tamper ? &p->tamper_next_ms : &p->keywarn_next_ms;
+    uint64_t *heldp = tamper ? &p->tamper_held : &p->keywarn_held;
+    if (*next && now < *next) {
+        (*heldp)++;
         return;
     }
-    uint64_t held = p->tamper_held;
-    p->tamper_held = 0;
-    p->tamper_next_ms = now + KEY_REPORT_WINDOW_MS;
-    if (e != SL_ETAMPER) {
+    uint64_t held = *heldp;
+    *heldp = 0;
+    *next = now + KEY_REPORT_WINDOW_MS;
+    if (!tamper) {
         SL_WARN("encryption", "partition key not usable; answering KAFKA_STORAGE_ERROR",
                 "topic=%s partition=%d during=%s err=%s (%s) repeats_held_back=%" PRIu64,
                 p->topic->name, p->index, what, sl_errname(e), sl_strerror(e), held);

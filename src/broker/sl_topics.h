@@ -47,10 +47,11 @@ typedef struct sl_partition {
      * not available): log and pstate are NULL and every data operation on it answers this
      * (KAFKA_STORAGE_ERROR), while the rest of the broker serves normally. */
     sl_err unavailable;
-    /* Rate limit of the "stored data failed authentication" warning and event: one per
-     * partition per window, the ones held back counted into the next (sl_storage_local.c). */
-    int64_t tamper_next_ms;
-    uint64_t tamper_held;
+    /* Rate limits of the "stored data failed authentication" warning and event, and of the
+     * "key not usable" warning: one each per partition per window, the ones held back counted
+     * into the next (sl_storage_local.c). Separate, so key trouble never hides a tamper. */
+    int64_t tamper_next_ms, keywarn_next_ms;
+    uint64_t tamper_held, keywarn_held;
 } sl_partition;
 
 typedef struct sl_topic {
