@@ -63,12 +63,18 @@ def enc(request, tmp_path):
     finish_broker(b)
 
 
+def client_properties(b):
+    """The provisioned admin's client configuration: in the secrets directory beside log.dirs
+    (sluice.secrets.dir)."""
+    return b.secrets_dir / "client.properties"
+
+
 def client_conf(b):
-    return props(b.data_dir / "client.properties")
+    return props(client_properties(b))
 
 
 def kcat_args(b):
-    return ["kcat", "-F", str(b.data_dir / "client.properties")]
+    return ["kcat", "-F", str(client_properties(b))]
 
 
 def create_topic(b, topic, partitions, config=None):
