@@ -281,13 +281,6 @@ static sl_err connect_token(p11 *p, char *err, size_t errlen) {
     }
     p->gcm = mech_has(p, CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
     p->kwp = mech_has(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP | CKF_UNWRAP);
-    if (!p->gcm && !p->kwp) {
-        snprintf(err, errlen,
-                 "pkcs11 token \"%s\" offers neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD",
-                 p->token);
-        disconnect(p);
-        return SL_EKMS_DENIED;
-    }
     p->ready = true;
     return SL_OK;
 }
@@ -409,8 +402,13 @@ static sl_err op_wrap(p11 *p, void *arg, char *err, size_t errlen) {
     CK_OBJECT_HANDLE kek;
     sl_err e = find_key(p, a->kek->id, &kek, NULL, err, errlen);
     if (e) return e;
-    return p->gcm && !p->force_kwp ? wrap_gcm(p, kek, a, err, errlen)
-                                   : wrap_kwp(p, kek, a, err, errlen);
+    if (p->gcm && !p->force_kwp) return wrap_gcm(p, kek, a, err, errlen);
+    if (p->kwp) return wrap_kwp(p, kek, a, err, errlen);
+    /* Not checked at connect: describe, generate and destroy still work on such a token (and
+     * through p11-kit 0.24's remoting, which forwards neither mechanism). */
+    snprintf(err, errlen, "pkcs11 token \"%s\" offers neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD",
+             p->token);
+    return SL_EKMS_DENIED;
 }
 
 /* What a token answers for a wrapped form that fails its check (SoftHSM: CKR_GENERAL_ERROR for
@@ -632,7 +630,9 @@ static sl_err op_describe(p11 *p, void *arg, char *err, size_t errlen) {
              "never-extractable=%s, wraps with %s",
              p->token, a->kek->id, (unsigned long)len * 8, ex ? "true" : "false",
              se ? "true" : "false", ne ? "true" : "false",
-             p->gcm && !p->force_kwp ? "CKM_AES_GCM" : "CKM_AES_KEY_WRAP_PAD");
+             p->gcm && !p->force_kwp ? "CKM_AES_GCM"
+             : p->kwp                ? "CKM_AES_KEY_WRAP_PAD"
+                      : "nothing (the token offers neither AES-GCM nor AES key wrap)");
     return SL_OK;
 }
 
