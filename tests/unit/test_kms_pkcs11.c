@@ -478,3 +478,28 @@ SL_TEST(kms_pkcs11_outage_and_recovery) {
     unsetenv("P11_KIT_SERVER_ADDRESS");
     rm_rf(t.dir);
 }
+
+/* The default module (p11-kit's proxy, which loads the modules registered under
+ * /usr/share/p11-kit/modules, SoftHSM2's among them) finds the token by its label too. */
+SL_TEST(kms_pkcs11_default_proxy) {
+    tok t;
+    CHECK(tok_make(&t, "sl-proxy"));
+    sl_config c;
+    cfg_for(&c, &t, SOFTHSM);
+    sl_config dflt;
+    sl_config_defaults(&dflt);
+    memcpy(c.sluice_kms_pkcs11_module, dflt.sluice_kms_pkcs11_module,
+           sizeof c.sluice_kms_pkcs11_module);
+    CHECK(has(c.sluice_kms_pkcs11_module, "p11-kit-proxy"));
+    sl_kms *k = NULL;
+    char err[256] = "";
+    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_OK);
+    sl_kms_keyref r;
+    sl_err e = k->ops->generate(k, 1, &r, err, sizeof err);
+    if (e) fprintf(stderr, "  generate: %s\n", err);
+    CHECK_EQ(e, SL_OK);
+    roundtrip(sl_failed_, k, &r, 0x01);
+    if (*sl_failed_) return;
+    k->ops->free(k);
+    rm_rf(t.dir);
+}
