@@ -562,6 +562,7 @@ static sl_err op_generate(p11 *p, void *arg, char *err, size_t errlen) {
     bool absent = false;
     sl_err e = find_key(p, label, &h, &absent, err, errlen);
     if (e && !absent) return e;
+    if (e && errlen) err[0] = 0; /* "no key labelled ..." is the expected answer here */
     if (!e) {
         /* Reused (a retried rotate, or a key the HSM admin created): only if it is as safe as
          * one generated here. */
