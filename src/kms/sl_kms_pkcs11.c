@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kms/sl_kms.h"
@@ -56,6 +57,11 @@ typedef struct p11 {
     bool force_kwp;
     CK_SLOT_ID slot;
     CK_SESSION_HANDLE s;
+    /* The PIN file as it was when the token refused its PIN: not tried again until the file
+     * changes, so a wrong PIN does not count down the token's retry counter on every call
+     * until the HSM locks the user out. */
+    bool pin_refused;
+    struct stat refused_st;
     char module[SL_CFG_STR_MAX];
     char token[SL_CFG_STR_MAX];
     char pin_file[SL_CFG_STR_MAX];
@@ -226,11 +232,25 @@ static bool mech_has(p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS want) {
     return p->f->C_GetMechanismInfo(p->slot, m, &mi) == CKR_OK && (mi.flags & want) == want;
 }
 
+static bool same_file_state(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
 /* Brings up a logged-in session unless one is up: C_Finalize (if owed), C_Initialize, the slot
  * whose token has the configured label, an RW session, C_Login with the PIN read afresh from
  * its file (so a PIN change needs no restart). */
 static sl_err connect_token(p11 *p, char *err, size_t errlen) {
     if (p->ready) return SL_OK;
+    struct stat st;
+    if (p->pin_refused && stat(p->pin_file, &st) == 0 && same_file_state(&st, &p->refused_st)) {
+        snprintf(err, errlen,
+                 "pkcs11 token \"%s\": the PIN in sluice.kms.pkcs11.pin.file was refused; not "
+                 "tried again until that file changes",
+                 p->token);
+        return SL_EKMS_DENIED;
+    }
     disconnect(p);
     CK_C_INITIALIZE_ARGS ia = {.flags = CKF_OS_LOCKING_OK};
     CK_RV rv = p->f->C_Initialize(&ia);
@@ -268,6 +288,8 @@ static sl_err connect_token(p11 *p, char *err, size_t errlen) {
     if (rv != CKR_OK) return fail(p, rv, "C_OpenSession", err, errlen), SL_EKMS_UNAVAILABLE;
     char pin[PIN_MAX + 1];
     size_t pinlen = 0;
+    /* Stat before reading: a file rewritten in between reads as changed next time. */
+    bool have_st = stat(p->pin_file, &st) == 0;
     if (!read_pin(p->pin_file, pin, &pinlen, err, errlen)) {
         OPENSSL_cleanse(pin, sizeof pin);
         return SL_EKMS_DENIED;
@@ -276,9 +298,14 @@ static sl_err connect_token(p11 *p, char *err, size_t errlen) {
     OPENSSL_cleanse(pin, sizeof pin);
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         sl_err e = fail(p, rv, "C_Login", err, errlen);
-        if (e == SL_EKMS_DENIED) disconnect(p); /* a wrong PIN: retry only on the next call */
+        if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
+            p->pin_refused = have_st;
+            if (have_st) p->refused_st = st;
+        }
+        if (e == SL_EKMS_DENIED) disconnect(p);
         return e;
     }
+    p->pin_refused = false;
     p->gcm = mech_has(p, CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
     p->kwp = mech_has(p, CKM_AES_KEY_WRAP_PAD, CKF_WRAP | CKF_UNWRAP);
     p->ready = true;

@@ -323,6 +323,9 @@ SL_TEST(kms_pkcs11_config_and_pin) {
     CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_EKMS_DENIED);
     CHECK(has(err, "CKR_PIN_INCORRECT"));
     CHECK(!has(err, "99999"));
+    /* Not tried again with the same file (each try would count down the token's retries). */
+    CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_EKMS_DENIED);
+    CHECK(has(err, "not tried again"));
     CHECK(write_file(pin2, PIN));
     CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_OK);
     k->ops->free(k);
