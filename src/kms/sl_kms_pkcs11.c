@@ -573,6 +573,14 @@ static sl_err get_bools(p11 *p, CK_OBJECT_HANDLE h, CK_BBOOL *extractable, CK_BB
                         {CKA_NEVER_EXTRACTABLE, never_extr, sizeof *never_extr},
                         {CKA_VALUE_LEN, len, sizeof *len}};
     CK_RV rv = p->f->C_GetAttributeValue(p->s, h, t, 4);
+    /* A token that does not keep CKA_NEVER_EXTRACTABLE (or hides CKA_VALUE_LEN) still answers
+     * the rest; only the two attributes the checks rest on are required. */
+    if ((rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE) &&
+        t[0].ulValueLen == sizeof *extractable && t[1].ulValueLen == sizeof *sensitive) {
+        if (t[2].ulValueLen != sizeof *never_extr) *never_extr = CK_FALSE;
+        if (t[3].ulValueLen != sizeof *len) *len = 0;
+        rv = CKR_OK;
+    }
     if (rv != CKR_OK) return fail(p, rv, "C_GetAttributeValue", err, errlen);
     return SL_OK;
 }

@@ -99,10 +99,13 @@ static void cfg_for(sl_config *c, const tok *t, const char *module) {
     sl_config_set(c, "sluice.kms.pkcs11.pin.file", t->pin, err, sizeof err);
 }
 
-/* Reads CKA_VALUE of the secret key labelled `label` through the module itself, in a session of
- * the test's own: the answer is the module's, not the provider's. Returns the CK_RV. Leaves the
- * module initialised (the provider's C_Finalize ends it). */
-static CK_RV read_key_value(const char *module, const char *token, const char *label) {
+typedef enum { READ_VALUE, MAKE_EXTRACTABLE, MAKE_SENSITIVE } direct_op;
+
+/* Through the module itself, in a session of the test's own (the answer is the module's, not the
+ * provider's): READ_VALUE reads CKA_VALUE of the secret key labelled `label`; MAKE_* creates an
+ * AES-256 token key with that label, extractable or not. Returns the CK_RV. Leaves the module
+ * initialised (the provider's C_Finalize ends it). */
+static CK_RV direct(const char *module, const char *token, const char *label, direct_op op) {
     void *dl = dlopen(module, RTLD_NOW | RTLD_LOCAL);
     if (!dl) return CKR_GENERAL_ERROR;
     CK_C_GetFunctionList gfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
@@ -125,7 +128,8 @@ static CK_RV read_key_value(const char *module, const char *token, const char *l
     }
     if (rv == CKR_OK && !found) rv = CKR_TOKEN_NOT_PRESENT;
     CK_SESSION_HANDLE s = 0;
-    if (rv == CKR_OK) rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
+    if (rv == CKR_OK)
+        rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
     if (rv == CKR_OK) {
         CK_RV lr = f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)PIN, strlen(PIN));
         if (lr != CKR_OK && lr != CKR_USER_ALREADY_LOGGED_IN) rv = lr;
@@ -134,6 +138,25 @@ static CK_RV read_key_value(const char *module, const char *token, const char *l
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, (void *)label, strlen(label)}};
     CK_OBJECT_HANDLE h;
     CK_ULONG nh = 0;
+    if (rv == CKR_OK && op != READ_VALUE) {
+        CK_KEY_TYPE kt = CKK_AES;
+        CK_ULONG vlen = 32;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE, ex = op == MAKE_EXTRACTABLE;
+        CK_ATTRIBUTE g[] = {{CKA_CLASS, &cls, sizeof cls},
+                            {CKA_KEY_TYPE, &kt, sizeof kt},
+                            {CKA_VALUE_LEN, &vlen, sizeof vlen},
+                            {CKA_TOKEN, &yes, sizeof yes},
+                            {CKA_SENSITIVE, ex ? &no : &yes, sizeof yes},
+                            {CKA_EXTRACTABLE, &ex, sizeof ex},
+                            {CKA_ENCRYPT, &yes, sizeof yes},
+                            {CKA_DECRYPT, &yes, sizeof yes},
+                            {CKA_LABEL, (void *)label, strlen(label)}};
+        CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
+        rv = f->C_GenerateKey(s, &m, g, sizeof g / sizeof *g, &h);
+        f->C_CloseSession(s);
+        dlclose(dl);
+        return rv;
+    }
     if (rv == CKR_OK) rv = f->C_FindObjectsInit(s, t, 2);
     if (rv == CKR_OK) {
         rv = f->C_FindObjects(s, &h, 1, &nh);
@@ -220,7 +243,7 @@ static void lifecycle(int *sl_failed_, bool kwp) {
     CHECK(!strcmp(r1.id, "sluice-kek-v1"));
     CHECK_EQ(r1.version, 1);
     /* The key is on the token and the module itself refuses to reveal it. */
-    CHECK_EQ(read_key_value(SOFTHSM, t.label, "sluice-kek-v1"), CKR_ATTRIBUTE_SENSITIVE);
+    CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v1", READ_VALUE), CKR_ATTRIBUTE_SENSITIVE);
     /* Generating the same version again reuses it (a retried rotate makes no second key). */
     CHECK_EQ(k->ops->generate(k, 1, &again, err, sizeof err), SL_OK);
     CHECK(!strcmp(again.id, r1.id));
@@ -248,7 +271,7 @@ static void lifecycle(int *sl_failed_, bool kwp) {
 
     /* Destroyed: gone from the token, unknown to every call, destroy again is a no-op. */
     CHECK_EQ(k->ops->destroy(k, &r1, err, sizeof err), SL_OK);
-    CHECK_EQ(read_key_value(SOFTHSM, t.label, "sluice-kek-v1"), CKR_KEY_HANDLE_INVALID);
+    CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v1", READ_VALUE), CKR_KEY_HANDLE_INVALID);
     CHECK_EQ(
         k->ops->unwrap(k, &r1, k_ctx, sizeof k_ctx, w, wl, out, sizeof out, &ol, err, sizeof err),
         SL_EKMS_DENIED);
@@ -256,6 +279,19 @@ static void lifecycle(int *sl_failed_, bool kwp) {
     CHECK_EQ(k->ops->destroy(k, &r1, err, sizeof err), SL_OK);
     /* v2 is untouched. */
     CHECK_EQ(k->ops->describe(k, &r2, d, sizeof d, err, sizeof err), SL_OK);
+
+    /* Keys someone else put under the next labels: an extractable one is refused, not used; a
+     * second key under a label in use makes that label ambiguous, refused too. */
+    sl_kms_keyref r3;
+    CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v3", MAKE_EXTRACTABLE), CKR_OK);
+    CHECK_EQ(k->ops->generate(k, 3, &r3, err, sizeof err), SL_EKMS_DENIED);
+    CHECK(strstr(err, "not a sensitive, non-extractable"));
+    CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v4", MAKE_SENSITIVE), CKR_OK);
+    CHECK_EQ(k->ops->generate(k, 4, &r3, err, sizeof err), SL_OK);
+    CHECK(!strcmp(r3.id, "sluice-kek-v4"));
+    CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v2", MAKE_SENSITIVE), CKR_OK);
+    CHECK_EQ(k->ops->describe(k, &r2, d, sizeof d, err, sizeof err), SL_EKMS_DENIED);
+    CHECK(strstr(err, "more than one"));
     k->ops->free(k);
     rm_rf(t.dir);
 }
