@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +41,37 @@ typedef struct tok {
     char pin[192];
     char label[33];
 } tok;
+
+/* What a test leaves behind even when a CHECK returns early: the wrapper of every test ends it
+ * (a provider left open would keep the module initialised under the next test's token). */
+static struct {
+    char dir[128];
+    sl_kms *k;
+    pid_t srv;
+} g_fx;
+
+static void server_kill(pid_t pid);
+static void rm_rf(const char *dir);
+
+static sl_err open_kms(const sl_config *c, sl_kms **k, char *err, size_t errlen) {
+    sl_err e = sl_kms_open(c, k, err, errlen);
+    if (!e) g_fx.k = *k;
+    return e;
+}
+
+static void free_kms(sl_kms **k) {
+    if (*k) (*k)->ops->free(*k);
+    if (g_fx.k == *k) g_fx.k = NULL;
+    *k = NULL;
+}
+
+static void fx_done(void) {
+    free_kms(&g_fx.k);
+    if (g_fx.srv > 0) server_kill(g_fx.srv);
+    unsetenv("P11_KIT_SERVER_ADDRESS");
+    if (g_fx.dir[0]) rm_rf(g_fx.dir);
+    memset(&g_fx, 0, sizeof g_fx);
+}
 
 static void rm_rf(const char *dir) {
     char cmd[512];
@@ -75,6 +108,7 @@ static bool run_quiet(char *const argv[]) {
 static bool tok_make(tok *t, const char *label) {
     snprintf(t->dir, sizeof t->dir, "/tmp/sl_p11_XXXXXX");
     if (!mkdtemp(t->dir)) return false;
+    snprintf(g_fx.dir, sizeof g_fx.dir, "%s", t->dir);
     snprintf(t->label, sizeof t->label, "%s", label);
     char tokens[192], conf[512];
     snprintf(tokens, sizeof tokens, "%s/tokens", t->dir);
@@ -231,7 +265,7 @@ static void lifecycle(int *sl_failed_, bool kwp) {
     cfg_for(&c, &t, SOFTHSM);
     sl_kms *k = NULL;
     char err[256] = "";
-    sl_err e = sl_kms_open(&c, &k, err, sizeof err);
+    sl_err e = open_kms(&c, &k, err, sizeof err);
     if (e) fprintf(stderr, "  open: %s\n", err);
     CHECK_EQ(e, SL_OK);
     CHECK(!strcmp(k->ops->name, "pkcs11"));
@@ -292,19 +326,24 @@ static void lifecycle(int *sl_failed_, bool kwp) {
     CHECK_EQ(direct(SOFTHSM, t.label, "sluice-kek-v2", MAKE_SENSITIVE), CKR_OK);
     CHECK_EQ(k->ops->describe(k, &r2, d, sizeof d, err, sizeof err), SL_EKMS_DENIED);
     CHECK(strstr(err, "more than one"));
-    k->ops->free(k);
-    rm_rf(t.dir);
+    free_kms(&k);
 }
 
-SL_TEST(kms_pkcs11_gcm_lifecycle) { lifecycle(sl_failed_, false); }
-SL_TEST(kms_pkcs11_kwp_lifecycle) { lifecycle(sl_failed_, true); }
+SL_TEST(kms_pkcs11_gcm_lifecycle) {
+    lifecycle(sl_failed_, false);
+    fx_done();
+}
+SL_TEST(kms_pkcs11_kwp_lifecycle) {
+    lifecycle(sl_failed_, true);
+    fx_done();
+}
 
 static bool has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
 
 /* A bad value fails at open naming its key; a token that is absent (an HSM down at start) does
  * not, and fails calls as unavailable; a wrong PIN is a refusal, and the PIN file is read again
  * on the next call, so correcting it needs no restart. */
-SL_TEST(kms_pkcs11_config_and_pin) {
+static void kms_pkcs11_config_and_pin_body(int *sl_failed_) {
     tok t;
     CHECK(tok_make(&t, "sl-cfg"));
     sl_config c;
@@ -313,12 +352,12 @@ SL_TEST(kms_pkcs11_config_and_pin) {
 
     cfg_for(&c, &t, SOFTHSM);
     c.sluice_kms_pkcs11_token_label[0] = 0;
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.token.label"));
 
     cfg_for(&c, &t, SOFTHSM);
     c.sluice_kms_pkcs11_pin_file[0] = 0;
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.pin.file"));
 
     char empty[256];
@@ -326,28 +365,28 @@ SL_TEST(kms_pkcs11_config_and_pin) {
     CHECK(write_file(empty, "\n"));
     cfg_for(&c, &t, SOFTHSM);
     snprintf(c.sluice_kms_pkcs11_pin_file, sizeof c.sluice_kms_pkcs11_pin_file, "%s", empty);
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.pin.file") && has(err, "empty"));
     snprintf(c.sluice_kms_pkcs11_pin_file, sizeof c.sluice_kms_pkcs11_pin_file, "%s/nope", t.dir);
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.pin.file"));
 
     cfg_for(&c, &t, "/nonexistent/libpkcs11.so");
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.module"));
     cfg_for(&c, &t, "libz.so.1"); /* loads, but is no PKCS#11 module */
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_ECONFIG);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_ECONFIG);
     CHECK(has(err, "sluice.kms.pkcs11.module") && has(err, "not a PKCS#11 module"));
     CHECK(k == NULL);
 
     /* No such token (yet): open succeeds, calls are unavailable. */
     cfg_for(&c, &t, SOFTHSM);
     snprintf(c.sluice_kms_pkcs11_token_label, sizeof c.sluice_kms_pkcs11_token_label, "absent");
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_OK);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_OK);
     sl_kms_keyref r;
     CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_EKMS_UNAVAILABLE);
     CHECK(has(err, "absent"));
-    k->ops->free(k);
+    free_kms(&k);
 
     /* Wrong PIN: denied; fixed in the file: the next call logs in. */
     char pin2[256];
@@ -355,7 +394,7 @@ SL_TEST(kms_pkcs11_config_and_pin) {
     CHECK(write_file(pin2, "99999\n"));
     cfg_for(&c, &t, SOFTHSM);
     snprintf(c.sluice_kms_pkcs11_pin_file, sizeof c.sluice_kms_pkcs11_pin_file, "%s", pin2);
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_OK);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_OK);
     CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_EKMS_DENIED);
     CHECK(has(err, "CKR_PIN_INCORRECT"));
     CHECK(!has(err, "99999"));
@@ -364,8 +403,7 @@ SL_TEST(kms_pkcs11_config_and_pin) {
     CHECK(has(err, "not tried again"));
     CHECK(write_file(pin2, PIN));
     CHECK_EQ(k->ops->generate(k, 1, &r, err, sizeof err), SL_OK);
-    k->ops->free(k);
-    rm_rf(t.dir);
+    free_kms(&k);
 }
 
 static double now_s(void) {
@@ -394,9 +432,15 @@ static pid_t server_start(const tok *t, const char *sock) {
     int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc) return -1;
-    struct stat st;
-    for (double end = now_s() + 10; now_s() < end; pause_ms(20))
-        if (stat(sock, &st) == 0) return pid;
+    /* Ready once it accepts a connection (the socket file appears at bind, before listen). */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    for (double end = now_s() + 10; now_s() < end; pause_ms(20)) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return g_fx.srv = pid;
+    }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     return -1;
@@ -449,12 +493,13 @@ static void server_kill(pid_t pid) {
     for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    if (g_fx.srv == pid) g_fx.srv = 0;
     for (int i = 0; i < n; i++)
         for (double end = now_s() + 10; proc_alive(kids[i]) && now_s() < end; pause_ms(10)) {
         }
 }
 
-SL_TEST(kms_pkcs11_outage_and_recovery) {
+static void kms_pkcs11_outage_and_recovery_body(int *sl_failed_) {
     tok t;
     CHECK(tok_make(&t, "sl-out"));
     char sock[256], addr[300];
@@ -467,7 +512,7 @@ SL_TEST(kms_pkcs11_outage_and_recovery) {
     cfg_for(&c, &t, P11_CLIENT);
     sl_kms *k = NULL;
     char err[256] = "";
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_OK);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_OK);
     sl_kms_keyref r, r2;
     sl_err e = SL_EKMS_UNAVAILABLE;
     for (double end = now_s() + 10; e == SL_EKMS_UNAVAILABLE && now_s() < end; pause_ms(20))
@@ -512,15 +557,13 @@ SL_TEST(kms_pkcs11_outage_and_recovery) {
     if (e) fprintf(stderr, "  describe after idle restart: %s\n", err);
     CHECK_EQ(e, SL_OK);
 
-    k->ops->free(k);
+    free_kms(&k);
     server_kill(srv);
-    unsetenv("P11_KIT_SERVER_ADDRESS");
-    rm_rf(t.dir);
 }
 
 /* The default module (p11-kit's proxy, which loads the modules registered under
  * /usr/share/p11-kit/modules, SoftHSM2's among them) finds the token by its label too. */
-SL_TEST(kms_pkcs11_default_proxy) {
+static void kms_pkcs11_default_proxy_body(int *sl_failed_) {
     tok t;
     CHECK(tok_make(&t, "sl-proxy"));
     sl_config c;
@@ -532,13 +575,27 @@ SL_TEST(kms_pkcs11_default_proxy) {
     CHECK(has(c.sluice_kms_pkcs11_module, "p11-kit-proxy"));
     sl_kms *k = NULL;
     char err[256] = "";
-    CHECK_EQ(sl_kms_open(&c, &k, err, sizeof err), SL_OK);
+    CHECK_EQ(open_kms(&c, &k, err, sizeof err), SL_OK);
     sl_kms_keyref r;
     sl_err e = k->ops->generate(k, 1, &r, err, sizeof err);
     if (e) fprintf(stderr, "  generate: %s\n", err);
     CHECK_EQ(e, SL_OK);
     roundtrip(sl_failed_, k, &r, 0x01);
     if (*sl_failed_) return;
-    k->ops->free(k);
-    rm_rf(t.dir);
+    free_kms(&k);
+}
+
+SL_TEST(kms_pkcs11_config_and_pin) {
+    kms_pkcs11_config_and_pin_body(sl_failed_);
+    fx_done();
+}
+
+SL_TEST(kms_pkcs11_outage_and_recovery) {
+    kms_pkcs11_outage_and_recovery_body(sl_failed_);
+    fx_done();
+}
+
+SL_TEST(kms_pkcs11_default_proxy) {
+    kms_pkcs11_default_proxy_body(sl_failed_);
+    fx_done();
 }
