@@ -362,13 +362,17 @@ typedef struct wrap_args {
     size_t *outlen;
 } wrap_args;
 
+static sl_err wrap_kwp(p11 *p, CK_OBJECT_HANDLE kek, wrap_args *a, char *err, size_t errlen);
+
 static sl_err wrap_gcm(p11 *p, CK_OBJECT_HANDLE kek, wrap_args *a, char *err, size_t errlen) {
     if (a->cap < 1 + GCM_IV + a->n + GCM_TAG) {
         snprintf(err, errlen, "pkcs11: output buffer too small");
         return SL_EKMS_DENIED;
     }
     /* A random 96-bit IV per wrap: the KEK wraps one topic key per create/rotate/rewrap, far
-     * below the 2^32 messages NIST SP 800-38D allows for random IVs under one key. */
+     * below the 2^32 messages NIST SP 800-38D allows for random IVs under one key. It is passed
+     * in place (pIv points into `out`), so a token that writes back an IV of its own choosing
+     * gets that one stored. */
     uint8_t *iv = a->out + 1;
     CK_RV rv = p->f->C_GenerateRandom(p->s, iv, GCM_IV);
     if (rv != CKR_OK) return fail(p, rv, "C_GenerateRandom", err, errlen);
@@ -380,6 +384,12 @@ static sl_err wrap_gcm(p11 *p, CK_OBJECT_HANDLE kek, wrap_args *a, char *err, si
                         .ulTagBits = GCM_TAG * 8};
     CK_MECHANISM m = {CKM_AES_GCM, &gp, sizeof gp};
     rv = p->f->C_EncryptInit(p->s, &m, kek);
+    if ((rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID) && p->kwp) {
+        /* Listed but refused as used here (e.g. an HSM in FIPS mode that will not take a
+         * caller's IV): key wrap from now on. */
+        p->gcm = false;
+        return wrap_kwp(p, kek, a, err, errlen);
+    }
     if (rv != CKR_OK) return fail(p, rv, "C_EncryptInit(CKM_AES_GCM)", err, errlen);
     CK_ULONG len = a->cap - 1 - GCM_IV;
     rv = p->f->C_Encrypt(p->s, (CK_BYTE *)a->in, a->n, a->out + 1 + GCM_IV, &len);
