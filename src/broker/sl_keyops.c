@@ -31,7 +31,9 @@ typedef struct op {
     sl_topic **tps;
     int ntp, ti;
     int32_t pi;
-    uint32_t tkv; /* the current topic's target topic-key version */
+    uint32_t tkv; /* the current topic's target topic-key version (0: not looked up yet) */
+    bool new_tk;  /* rotate each topic's key before rewriting its segments */
+    int rotated;  /* 1 + index of the topic whose key was rotated last */
     int done, total;
     sl_log_reenc *job; /* with the worker */
 } op;
@@ -209,6 +211,24 @@ static void run_keysvc(op *o, sl_keyop kop, const uint8_t topic_id[16], uint32_t
 /* ---- reencrypt ---- */
 
 static void reenc_step(op *o);
+static void reenc_fail(op *o, const char *what, sl_err e);
+
+static void tk_rotated(void *ctx, sl_err e, const char *result) {
+    op *o = ctx;
+    o->in_keysvc = false;
+    if (o->orphan) {
+        free(o);
+        return;
+    }
+    if (e) {
+        reenc_fail(o, result && result[0] ? result : "cannot rotate the topic key", e);
+        return;
+    }
+    if (o->c)
+        sl_ctl_sendf(o->c, "info", "topic %s: new topic key v%" PRIu32, o->tps[o->ti]->name,
+                     sl_keysvc_topic_version(o->k->ks, o->tps[o->ti]->id.b));
+    reenc_step(o);
+}
 
 static void *worker_main(void *arg) {
     sl_keyops *k = arg;
@@ -290,8 +310,22 @@ static void reenc_step(op *o) {
         if (t->deleted || o->pi >= t->npart) {
             o->ti++;
             o->pi = 0;
-            if (o->ti < o->ntp) o->tkv = sl_keysvc_topic_version(k->ks, o->tps[o->ti]->id.b);
+            o->tkv = 0;
             continue;
+        }
+        if (!o->tkv) {
+            if (o->new_tk && o->rotated != o->ti + 1) {
+                o->rotated = o->ti + 1;
+                o->in_keysvc = true;
+                sl_keysvc_op(k->ks, SL_KEYOP_TK_ROTATE, t->id.b, 0, "sluice keys reencrypt",
+                             tk_rotated, o);
+                return;
+            }
+            o->tkv = sl_keysvc_topic_version(k->ks, t->id.b);
+            if (!o->tkv) {
+                reenc_fail(o, "no topic key", SL_EKEY_DESTROYED);
+                return;
+            }
         }
         sl_log *log = t->parts[o->pi]->log;
         sl_log_reenc *job = NULL;
@@ -357,7 +391,9 @@ static void cmd_reencrypt(sl_keyops *k, op *o, const char *only) {
         sl_topic_hold(t);
         o->tps[o->ntp++] = t;
         for (int32_t p = 0; p < t->npart; p++)
-            if (t->parts[p]->log) o->total += sl_log_segments_pending(t->parts[p]->log, v);
+            if (t->parts[p]->log)
+                o->total += o->new_tk ? sl_log_segment_count(t->parts[p]->log)
+                                      : sl_log_segments_pending(t->parts[p]->log, v);
     }
     if (only && !o->ntp) {
         op_end(o, false, "no such topic");
@@ -367,7 +403,6 @@ static void cmd_reencrypt(sl_keyops *k, op *o, const char *only) {
         op_end(o, false, "cannot start the re-encryption thread");
         return;
     }
-    o->tkv = o->ntp ? sl_keysvc_topic_version(k->ks, o->tps[0]->id.b) : 0;
     reenc_progress(o);
     reenc_step(o);
 }
@@ -404,7 +439,7 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         return;
     }
     if (((rotate || rewrap) && argc != 1) || (retire && argc != 2) || (shred && argc != 3) ||
-        (reenc && argc > 2)) {
+        (reenc && argc > 3)) {
         sl_ctl_finish(c, false, "wrong arguments for the command");
         return;
     }
@@ -417,7 +452,19 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         sl_ctl_finish(c, false, "shred needs the topic name twice, identical");
         return;
     }
-    const char *topic = shred || (reenc && argc == 2) ? req->argv[1] : NULL;
+    const char *topic = shred ? req->argv[1] : NULL;
+    bool new_tk = false;
+    for (int i = 1; reenc && i < argc; i++) {
+        /* Options start with '+', which no topic name holds (sl_topic_name_valid). */
+        if (!strcmp(req->argv[i], "+new-topic-key") && !new_tk) {
+            new_tk = true;
+        } else if (req->argv[i][0] != '+' && !topic) {
+            topic = req->argv[i];
+        } else {
+            sl_ctl_finish(c, false, "wrong arguments for reencrypt");
+            return;
+        }
+    }
     if (topic && !sl_topic_name_valid(sl_str_c(topic))) {
         sl_ctl_finish(c, false, "invalid topic name");
         return;
@@ -457,8 +504,11 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         return;
     }
     if (rotate || rewrap || retire) {
-        run_keysvc(o, rotate ? SL_KEYOP_ROTATE : rewrap ? SL_KEYOP_REWRAP : SL_KEYOP_RETIRE, NULL,
-                   version);
+        run_keysvc(o,
+                   rotate   ? SL_KEYOP_ROTATE
+                   : rewrap ? SL_KEYOP_REWRAP
+                            : SL_KEYOP_RETIRE,
+                   NULL, version);
         return;
     }
     if (shred) {
@@ -470,6 +520,7 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         run_keysvc(o, SL_KEYOP_SHRED, t->id.b, 0);
         return;
     }
+    o->new_tk = new_tk;
     cmd_reencrypt(k, o, topic);
 }
 

@@ -4,8 +4,11 @@
  *   rotate | rewrap        new KEK version | every topic key re-wrapped under the current one
  *   retire <version>       destroy an old KEK version (the key service refuses one in use)
  *   shred <topic> <topic>  destroy the topic's keys (the name twice: a typo cannot shred)
- *   reencrypt [<topic>]    rewrite every segment that is plaintext or under an older topic-key
- *                          version, online, one segment at a time
+ *   reencrypt [<topic>] [+new-topic-key]
+ *                          rewrite every segment that is plaintext or under an older topic-key
+ *                          version, online, one segment at a time; with +new-topic-key each
+ *                          topic first gets a new topic-key version (so every segment is
+ *                          rewritten)
  * One lifecycle command runs at a time (status always answers). Each command is audited as an
  * SL_EV_ADMIN event naming the peer's uid and pid; the key service adds its SL_EV_KEY events.
  *

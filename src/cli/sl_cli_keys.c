@@ -28,7 +28,7 @@ static const char k_keys_usage[] =
     "    sluice keys rotate    [CONN]\n"
     "    sluice keys rewrap    [CONN]\n"
     "    sluice keys retire    [CONN] --version N\n"
-    "    sluice keys reencrypt [CONN] [--topic T]\n"
+    "    sluice keys reencrypt [CONN] [--topic T] [--new-topic-key]\n"
     "    sluice keys shred     [CONN] --topic T [--yes-destroy-all-data-of-topic T]\n"
     "\n"
     "    CONN  -c server.properties (the socket is sluice.ctl.socket, or\n"
@@ -47,7 +47,9 @@ static const char k_keys_usage[] =
     "               (run rewrap first).\n"
     "    reencrypt  Rewrites, online, every segment that is plaintext or under an older\n"
     "               topic-key version; prints progress. Safe to interrupt (or to lose the\n"
-    "               broker): rerun it and it finishes the rest.\n"
+    "               broker): rerun it and it finishes the rest. --new-topic-key first gives\n"
+    "               each topic a new topic-key version, so every segment is rewritten (to\n"
+    "               resume an interrupted run, rerun without it).\n"
     "    shred      Destroys every version of the topic's key: all its data, in every copy of\n"
     "               its segments, becomes unreadable. Asks for the topic name on a terminal;\n"
     "               otherwise --yes-destroy-all-data-of-topic must repeat it.\n"
@@ -92,46 +94,31 @@ static void print_tk_counts(const sl_json *by) {
     if (first) printf("no segments");
 }
 
-/* Prints a JSON value compactly (the key service's section, whose members this CLI does not
- * need to know to show them). */
-static void print_json(const sl_json *v) {
-    switch (v->type) {
-    case SL_JSON_NULL:
-        printf("null");
-        break;
-    case SL_JSON_BOOL:
-        printf(v->b ? "true" : "false");
-        break;
-    case SL_JSON_NUM:
-        if (v->is_int)
-            printf("%lld", (long long)v->num);
-        else
-            printf("%g", v->num);
-        break;
-    case SL_JSON_STR:
-        printf("%.*s", (int)v->slen, v->s);
-        break;
-    case SL_JSON_ARR:
-    case SL_JSON_OBJ:
-        printf(v->type == SL_JSON_ARR ? "[" : "{");
-        for (const sl_json *m = v->child; m; m = m->next) {
-            if (v->type == SL_JSON_OBJ) printf("%.*s=", (int)m->klen, m->key);
-            print_json(m);
-            if (m->next) printf(v->type == SL_JSON_ARR ? ", " : " ");
-        }
-        printf(v->type == SL_JSON_ARR ? "]" : "}");
-        break;
-    }
+static const char *str_or(const sl_json *v, const char *dflt) {
+    return v && v->type == SL_JSON_STR ? v->s : dflt;
 }
 
-static void print_keys(const sl_json *keys) {
-    if (!keys || keys->type != SL_JSON_OBJ) return;
-    for (const sl_json *m = keys->child; m; m = m->next) {
-        if (m->klen == 6 && !memcmp(m->key, "topics", 6)) continue; /* shown per topic below */
-        printf("  %.*s: ", (int)m->klen, m->key);
-        print_json(m);
-        printf("\n");
+/* The key service's entry for topic id `hex` (its "topics" array), or NULL. */
+static const sl_json *keys_topic(const sl_json *keys, const sl_json *hex) {
+    const sl_json *kt = get(keys, "topics");
+    for (const sl_json *e = kt && kt->type == SL_JSON_ARR ? kt->child : NULL; e; e = e->next)
+        if (hex && hex->type == SL_JSON_STR && sl_json_str_eq(get(e, "id"), hex->s, hex->slen))
+            return e;
+    return NULL;
+}
+
+/* "topic key v1 (KEK v2), topic key v2 (KEK v2)": the join status exists for, which KEK
+ * version protects which segments through which topic-key version. */
+static void print_tk_versions(const sl_json *kentry, long long current_kek) {
+    const sl_json *vs = get(kentry, "versions");
+    bool first = true;
+    for (const sl_json *v = vs && vs->type == SL_JSON_ARR ? vs->child : NULL; v; v = v->next) {
+        long long kek = num(get(v, "kek_version"));
+        printf("%stopic key v%lld wrapped by KEK v%lld%s", first ? "" : ", ",
+               num(get(v, "version")), kek, kek == current_kek ? "" : " (not current)");
+        first = false;
     }
+    if (first) printf("no topic key");
 }
 
 static int print_status(const char *json, size_t len) {
@@ -147,27 +134,40 @@ static int print_status(const char *json, size_t len) {
     }
     const sl_json *enc = get(root, "encryption");
     bool on = enc && enc->type == SL_JSON_BOOL && enc->b;
-    printf("encryption at rest: %s\n", on ? "on" : "off");
     const sl_json *keys = get(root, "keys");
-    if (keys && keys->type == SL_JSON_OBJ) {
-        printf("key service:\n");
-        print_keys(keys);
+    if (keys && keys->type != SL_JSON_OBJ) keys = NULL;
+    printf("encryption at rest: %s", on ? "on" : "off");
+    if (keys)
+        printf(" (provider %s, keyring %s)", str_or(get(keys, "provider"), "?"),
+               str_or(get(keys, "keyring"), "?"));
+    printf("\n");
+    long long cur_kek = num(get(keys, "current_kek_version"));
+    const sl_json *keks = get(keys, "keks");
+    if (keks && keks->type == SL_JSON_ARR) {
+        printf("KEK versions:");
+        for (const sl_json *k = keks->child; k; k = k->next)
+            printf(" v%lld%s", num(get(k, "version")),
+                   num(get(k, "version")) == cur_kek ? " (current)" : "");
+        printf("\n");
     }
     const sl_json *topics = get(root, "topics");
     for (const sl_json *t = topics && topics->type == SL_JSON_ARR ? topics->child : NULL; t;
          t = t->next) {
-        const sl_json *name = get(t, "name");
+        const sl_json *kentry = keys_topic(keys, get(t, "id"));
         long long tkv = num(get(t, "tk_version"));
-        printf("topic %.*s: ", name && name->type == SL_JSON_STR ? (int)name->slen : 1,
-               name && name->type == SL_JSON_STR ? name->s : "?");
-        if (tkv)
-            printf("current topic key v%lld", tkv);
+        printf("topic %s: ", str_or(get(t, "name"), "?"));
+        const sl_json *shredded = get(kentry, "shredded");
+        if (shredded && shredded->type == SL_JSON_BOOL && shredded->b)
+            printf("SHREDDED (its data is unreadable)");
+        else if (kentry)
+            print_tk_versions(kentry, cur_kek);
         else
-            printf(on ? "no topic key (shredded?)" : "no topic key");
-        printf("; segments: ");
+            printf(tkv ? "current topic key v%lld" : "no topic key", tkv);
+        if (tkv) printf("; current v%lld", tkv);
+        printf("\n  segments: ");
         print_tk_counts(get(t, "by_tk_version"));
         long long pend = num(get(t, "pending"));
-        if (pend) printf("; %lld not under the current key (reencrypt)", pend);
+        if (pend) printf("; %lld not under the current topic key (run reencrypt)", pend);
         printf("\n");
         const sl_json *parts = get(t, "partitions");
         for (const sl_json *p = parts && parts->type == SL_JSON_ARR ? parts->child : NULL; p;
@@ -176,6 +176,27 @@ static int print_status(const char *json, size_t len) {
             print_tk_counts(get(p, "by_tk_version"));
             printf("\n");
         }
+    }
+    /* Keys of topics the registry no longer lists (deleted, hence shredded). */
+    const sl_json *kt = get(keys, "topics");
+    for (const sl_json *e = kt && kt->type == SL_JSON_ARR ? kt->child : NULL; e; e = e->next) {
+        const sl_json *sys = get(e, "system");
+        if (sys && sys->type == SL_JSON_BOOL && sys->b) {
+            printf("system key (groups log, snapshots, registry): ");
+            print_tk_versions(e, cur_kek);
+            printf("\n");
+            continue;
+        }
+        bool listed = false;
+        for (const sl_json *t = topics && topics->type == SL_JSON_ARR ? topics->child : NULL;
+             t && !listed; t = t->next) {
+            const sl_json *id = get(e, "id");
+            listed = id && id->type == SL_JSON_STR && sl_json_str_eq(get(t, "id"), id->s, id->slen);
+        }
+        if (listed) continue;
+        const sl_json *sh = get(e, "shredded");
+        printf("topic id %s (no longer in the registry): %s\n", str_or(get(e, "id"), "?"),
+               sh && sh->type == SL_JSON_BOOL && sh->b ? "shredded" : "key kept");
     }
     sl_arena_free(a);
     return 0;
@@ -303,7 +324,7 @@ int sl_cli_keys(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     const char *cmd = argv[0], *cfg_path = NULL, *sock = NULL, *topic = NULL, *version = NULL,
                *yes = NULL;
-    bool json = false;
+    bool json = false, new_tk = false;
     bool status = !strcmp(cmd, "status"), rotate = !strcmp(cmd, "rotate"),
          rewrap = !strcmp(cmd, "rewrap"), retire = !strcmp(cmd, "retire"),
          reenc = !strcmp(cmd, "reencrypt"), shred = !strcmp(cmd, "shred");
@@ -317,6 +338,9 @@ int sl_cli_keys(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json") && status) {
             json = true;
+            continue;
+        } else if (!strcmp(a, "--new-topic-key") && reenc) {
+            new_tk = true;
             continue;
         } else if (!v) {
             return usage_error("unexpected argument or missing value");
@@ -371,7 +395,8 @@ int sl_cli_keys(int argc, char **argv) {
     else if (retire)
         snprintf(req, sizeof req, "retire %s", version);
     else if (reenc)
-        snprintf(req, sizeof req, "reencrypt%s%s", topic ? " " : "", topic ? topic : "");
+        snprintf(req, sizeof req, "reencrypt%s%s%s", topic ? " " : "", topic ? topic : "",
+                 new_tk ? " +new-topic-key" : "");
     else
         snprintf(req, sizeof req, "shred %s %s", topic, topic);
     view v = {.json = json, .tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO)};
