@@ -57,20 +57,29 @@ struct sl_keyops {
 
 /* ---- audit ---- */
 
+/* The actor of a control command: the operating-system user behind the socket (SO_PEERCRED),
+ * in the principal's "Type:name" form the audit trail splits. Not a network peer: no address. */
+static void peer_name(uid_t uid, pid_t pid, char *out, size_t n) {
+    snprintf(out, n, "Local:uid=%u,pid=%d", (unsigned)uid, (int)pid);
+}
+
 static void audit(sl_keyops *k, const op *o, bool ok, const char *detail) {
-    char action[32], peer[64];
+    char action[32], who[64];
     snprintf(action, sizeof action, "keys %s", o->cmd);
-    snprintf(peer, sizeof peer, "ctl uid=%u pid=%d", (unsigned)o->uid, (int)o->pid);
+    peer_name(o->uid, o->pid, who, sizeof who);
     sl_events_emit(
         &k->b->events,
         &(sl_event){
             .kind = SL_EV_ADMIN,
-            .peer = peer,
+            .principal = who,
             .listener = "ctl",
             .admin = {.action = action, .resource = o->resource, .success = ok, .detail = detail}});
-    SL_INFO("keys", ok ? "command done" : "command failed", "cmd=%s resource=\"%s\" uid=%u %s%s%s",
-            o->cmd, o->resource, (unsigned)o->uid, detail ? "detail=\"" : "", detail ? detail : "",
-            detail ? "\"" : "");
+    if (ok)
+        SL_INFO("keys", "command done", "cmd=%s resource=\"%s\" uid=%u pid=%d", o->cmd, o->resource,
+                (unsigned)o->uid, (int)o->pid);
+    else
+        SL_WARN("keys", "command failed", "cmd=%s resource=\"%s\" uid=%u pid=%d reason=\"%s\"",
+                o->cmd, o->resource, (unsigned)o->uid, (int)o->pid, detail ? detail : "");
 }
 
 static void op_release_topics(op *o) {
@@ -532,11 +541,11 @@ static void on_gone(void *ctx, sl_ctl_conn *c) {
 
 static void on_refused(void *ctx, uid_t uid, pid_t pid) {
     sl_keyops *k = ctx;
-    char peer[64];
-    snprintf(peer, sizeof peer, "ctl uid=%u pid=%d", (unsigned)uid, (int)pid);
+    char who[64];
+    peer_name(uid, pid, who, sizeof who);
     sl_events_emit(&k->b->events,
                    &(sl_event){.kind = SL_EV_ADMIN,
-                               .peer = peer,
+                               .principal = who,
                                .listener = "ctl",
                                .admin = {.action = "control connection",
                                          .resource = "control socket",
