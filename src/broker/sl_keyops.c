@@ -36,6 +36,8 @@ typedef struct op {
     int rotated;  /* 1 + index of the topic whose key was rotated last */
     int done, total;
     sl_log_reenc *job; /* with the worker */
+    sl_timer *retry;   /* waiting for a key the key service is loading */
+    int waits;         /* consecutive waits for keys */
 } op;
 
 struct sl_keyops {
@@ -92,6 +94,7 @@ static void op_release_topics(op *o) {
 /* Ends the command: the final line (if anyone still listens), the audit event, the slot. */
 static void op_end(op *o, bool ok, const char *text) {
     sl_keyops *k = o->k;
+    if (o->retry) sl_timer_cancel(k->b->loop, o->retry);
     audit(k, o, ok, ok ? NULL : text);
     if (o->c) sl_ctl_finish(o->c, ok, text);
     op_release_topics(o);
@@ -300,6 +303,25 @@ static void reenc_fail(op *o, const char *what, sl_err e) {
     op_end(o, false, line);
 }
 
+/* Each wait: a key the segment needs is being loaded by the key service (SL_EKEY_UNAVAILABLE);
+ * the work resumes after it, within the KMS timeout and some slack. */
+#define KEY_WAIT_MS 100
+
+static void reenc_retry(void *ctx) {
+    op *o = ctx;
+    o->retry = NULL;
+    reenc_step(o);
+}
+
+/* true when the error is worth waiting out (and the wait is scheduled). */
+static bool reenc_wait_key(op *o, sl_err e) {
+    int64_t budget = o->k->b->cfg.sluice_kms_timeout_ms * 2 + 5000;
+    if (e != SL_EKEY_UNAVAILABLE || (int64_t)o->waits * KEY_WAIT_MS >= budget) return false;
+    o->waits++;
+    o->retry = sl_timer_start(o->k->b->loop, KEY_WAIT_MS, reenc_retry, o);
+    return o->retry != NULL;
+}
+
 /* Picks the next segment and hands it to the worker; ends the command when none is left. */
 static void reenc_step(op *o) {
     sl_keyops *k = o->k;
@@ -339,6 +361,7 @@ static void reenc_step(op *o) {
         sl_log *log = t->parts[o->pi]->log;
         sl_log_reenc *job = NULL;
         sl_err e = log ? sl_log_reenc_prepare(log, o->tkv, &job) : SL_OK;
+        if (e && reenc_wait_key(o, e)) return;
         if (e) {
             reenc_fail(o, "cannot prepare a segment", e);
             return;
@@ -371,11 +394,14 @@ static void worker_ready(void *ctx, uint32_t ev) {
     if (!done || !o || !o->job) return;
     sl_err e = sl_log_reenc_finish(o->job, r);
     o->job = NULL;
+    /* The segment was left as it was: redo it once the key is loaded. */
+    if ((e == SL_OK || e == r) && reenc_wait_key(o, r)) return;
     if (r || e) {
         reenc_fail(o, "cannot re-encrypt a segment", r ? r : e);
         return;
     }
     o->done++;
+    o->waits = 0;
     reenc_progress(o);
     reenc_step(o);
 }
