@@ -38,6 +38,7 @@ typedef struct op {
     sl_log_reenc *job; /* with the worker */
     sl_timer *retry;   /* waiting for a key the key service is loading */
     int waits;         /* consecutive waits for keys */
+    int skipped;       /* partitions not open (unavailable), hence not re-encrypted */
 } op;
 
 struct sl_keyops {
@@ -157,10 +158,14 @@ static void status_json(sl_keyops *k, const char *only, sl_text *o) {
         tkcount all = {0};
         int pending = 0;
         for (int32_t p = 0; p < t->npart; p++) {
-            sl_log *log = t->parts[p]->log;
-            if (!log) continue;
+            sl_log *log = t->parts[p] ? t->parts[p]->log : NULL;
+            if (!log) { /* not open: its keys or its data could not be opened at start */
+                sl_text_printf(o, "%s{\"partition\":%d,\"available\":false}", p ? "," : "", (int)p);
+                continue;
+            }
             tkcount pc = {0};
-            sl_text_printf(o, "%s{\"partition\":%d,\"segments\":[", p ? "," : "", (int)p);
+            sl_text_printf(o, "%s{\"partition\":%d,\"available\":true,\"segments\":[", p ? "," : "",
+                           (int)p);
             int64_t base;
             uint32_t v;
             for (int i = 0; sl_log_segment_info(log, i, &base, &v); i++) {
@@ -284,13 +289,19 @@ static void reenc_finish_all(op *o) {
         if (t->deleted) continue;
         uint32_t v = sl_keysvc_topic_version(k->ks, t->id.b);
         for (int32_t p = 0; p < t->npart; p++)
-            if (t->parts[p]->log) left += sl_log_segments_pending(t->parts[p]->log, v);
+            if (t->parts[p] && t->parts[p]->log)
+                left += sl_log_segments_pending(t->parts[p]->log, v);
     }
-    char line[160];
-    snprintf(line, sizeof line, "re-encrypted %d segment%s in %d topic%s; %d segment%s pending",
-             o->done, o->done == 1 ? "" : "s", o->ntp, o->ntp == 1 ? "" : "s", left,
-             left == 1 ? "" : "s");
-    op_end(o, true, line);
+    char line[256];
+    int n = snprintf(
+        line, sizeof line, "re-encrypted %d segment%s in %d topic%s; %d segment%s pending", o->done,
+        o->done == 1 ? "" : "s", o->ntp, o->ntp == 1 ? "" : "s", left, left == 1 ? "" : "s");
+    /* An unavailable partition was not rewritten: not a success, whatever the count says. */
+    if (o->skipped && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n,
+                 "; %d partition%s unavailable (see the broker log), not re-encrypted", o->skipped,
+                 o->skipped == 1 ? "" : "s");
+    op_end(o, o->skipped == 0, line);
 }
 
 static void reenc_fail(op *o, const char *what, sl_err e) {
@@ -358,9 +369,14 @@ static void reenc_step(op *o) {
                 return;
             }
         }
-        sl_log *log = t->parts[o->pi]->log;
+        sl_log *log = t->parts[o->pi] ? t->parts[o->pi]->log : NULL;
+        if (!log) {
+            o->skipped++;
+            o->pi++;
+            continue;
+        }
         sl_log_reenc *job = NULL;
-        sl_err e = log ? sl_log_reenc_prepare(log, o->tkv, &job) : SL_OK;
+        sl_err e = sl_log_reenc_prepare(log, o->tkv, &job);
         if (e && reenc_wait_key(o, e)) return;
         if (e) {
             reenc_fail(o, "cannot prepare a segment", e);
@@ -426,7 +442,7 @@ static void cmd_reencrypt(sl_keyops *k, op *o, const char *only) {
         sl_topic_hold(t);
         o->tps[o->ntp++] = t;
         for (int32_t p = 0; p < t->npart; p++)
-            if (t->parts[p]->log)
+            if (t->parts[p] && t->parts[p]->log)
                 o->total += o->new_tk ? sl_log_segment_count(t->parts[p]->log)
                                       : sl_log_segments_pending(t->parts[p]->log, v);
     }

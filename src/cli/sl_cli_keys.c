@@ -173,7 +173,11 @@ static int print_status(const char *json, size_t len) {
         for (const sl_json *p = parts && parts->type == SL_JSON_ARR ? parts->child : NULL; p;
              p = p->next) {
             printf("  partition %lld: ", num(get(p, "partition")));
-            print_tk_counts(get(p, "by_tk_version"));
+            const sl_json *av = get(p, "available");
+            if (av && av->type == SL_JSON_BOOL && !av->b)
+                printf("UNAVAILABLE (its keys or data could not be opened; see the broker log)");
+            else
+                print_tk_counts(get(p, "by_tk_version"));
             printf("\n");
         }
     }
