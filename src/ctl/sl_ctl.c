@@ -208,7 +208,11 @@ static void flush(sl_ctl_conn *c) {
         (void)sl_loop_modify(c->s->loop, c->fd, SL_EV_READ | SL_EV_WRITE);
     }
     if (progressed && c->timer) sl_timer_cancel(c->s->loop, c->timer), c->timer = NULL;
-    if (!c->timer) c->timer = sl_timer_start(c->s->loop, SL_CTL_WRITE_TIMEOUT_MS, write_stalled, c);
+    if (!c->timer)
+        c->timer = sl_timer_start(c->s->loop,
+                                  c->s->h.write_timeout_ms > 0 ? c->s->h.write_timeout_ms
+                                                               : SL_CTL_WRITE_TIMEOUT_MS,
+                                  write_stalled, c);
 }
 
 static void queue_line(sl_ctl_conn *c, const char *kind, const char *text) {
@@ -263,6 +267,8 @@ void sl_ctl_finish(sl_ctl_conn *c, bool ok, const char *text) {
     c->finished = true;
     flush(c);
 }
+
+int sl_ctl_conns(const sl_ctl *s) { return s->nconns; }
 
 void sl_ctl_conn_peer(const sl_ctl_conn *c, uid_t *uid, pid_t *pid) {
     *uid = c->uid;

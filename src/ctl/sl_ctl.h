@@ -82,6 +82,7 @@ typedef struct sl_ctl_handlers {
     sl_ctl_gone_fn on_gone;
     sl_ctl_refused_fn on_refused; /* may be NULL */
     int request_timeout_ms;       /* 0: SL_CTL_REQUEST_TIMEOUT_MS (tests shorten it) */
+    int write_timeout_ms;         /* 0: SL_CTL_WRITE_TIMEOUT_MS (tests shorten it) */
 } sl_ctl_handlers;
 
 /* Binds `path` (a stale socket file there is replaced; any other kind of file is refused) with
@@ -99,6 +100,8 @@ __attribute__((format(printf, 3, 4))) void sl_ctl_sendf(sl_ctl_conn *c, const ch
 /* Queues the final line ("ok <text>" or "error <text>") and closes once it is written. `c` is
  * invalid afterwards. Loop thread. */
 void sl_ctl_finish(sl_ctl_conn *c, bool ok, const char *text);
+/* Connections open now (tests). */
+int sl_ctl_conns(const sl_ctl *s);
 /* The peer's credentials (as checked at accept). */
 void sl_ctl_conn_peer(const sl_ctl_conn *c, uid_t *uid, pid_t *pid);
 

@@ -120,6 +120,18 @@ static void fx_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         f->held = c;
         return;
     }
+    if (!strcmp(req->argv[0], "flood")) { /* answers the peer must read, never dropped */
+        static char big[64 * 1024];
+        memset(big, 'j', sizeof big - 1);
+        for (int i = 0; i < 128; i++) sl_ctl_send(c, "json", big);
+        sl_ctl_finish(c, true, "flooded");
+        return;
+    }
+    if (!strcmp(req->argv[0], "progress-flood")) { /* progress a lagging peer may miss */
+        for (int i = 0; i < 100000; i++) sl_ctl_sendf(c, "progress", "%d 100000 segments", i);
+        sl_ctl_finish(c, true, "done");
+        return;
+    }
     sl_ctl_send(c, "progress", "1 2 segments");
     sl_ctl_send(c, "info", "two\nlines"); /* a newline must not forge a final line */
     sl_ctl_finish(c, true, "done");
@@ -155,18 +167,23 @@ static char *tmpdir_long(bool longpath) {
     return t;
 }
 
-static bool fx_open(fixture *f, const char *path, int timeout_ms) {
+static bool fx_open_w(fixture *f, const char *path, int timeout_ms, int write_ms) {
     memset(f, 0, sizeof *f);
     f->loop = sl_loop_new();
     sl_ctl_handlers h = {.ctx = f,
                          .on_request = fx_request,
                          .on_gone = fx_gone,
                          .on_refused = fx_refused,
-                         .request_timeout_ms = timeout_ms};
+                         .request_timeout_ms = timeout_ms,
+                         .write_timeout_ms = write_ms};
     char err[256] = "";
     sl_err e = sl_ctl_new(f->loop, path, &h, &f->ctl, err, sizeof err);
     if (e) fprintf(stderr, "  sl_ctl_new: %s\n", err);
     return e == SL_OK;
+}
+
+static bool fx_open(fixture *f, const char *path, int timeout_ms) {
+    return fx_open_w(f, path, timeout_ms, 0);
 }
 
 static void fx_close(fixture *f) {
@@ -343,4 +360,46 @@ SL_TEST(ctl_server_refuses_other_uid) {
     CHECK_EQ(f.refused, 1);
     CHECK_EQ(f.refused_uid, 65534);
     CHECK_EQ(f.requests, 0);
+}
+
+/* A peer that does not read: progress is dropped beyond the soft bound (the final line never
+ * is), and a peer that reads nothing at all is disconnected after the write deadline. */
+SL_TEST(ctl_server_bounds_a_lagging_peer) {
+    char *dir = tmpdir_long(false);
+    CHECK(dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/ctl.sock", dir);
+    fixture f;
+    CHECK(fx_open_w(&f, path, 0, 300));
+    int fd = sl_ctl_connect(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "progress-flood\n", 15) == 15);
+    for (int i = 0; i < 10 && f.requests == 0; i++) sl_loop_run_once(f.loop, 10);
+    CHECK_EQ(f.requests, 1);
+    /* now read it all */
+    size_t cap = 8 << 20;
+    char *buf = malloc(cap);
+    CHECK(buf);
+    size_t n = pump_answer(&f, fd, buf, cap);
+    close(fd);
+    int lines = 0;
+    for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+    bool final_ok = n >= 8 && !strcmp(buf + n - 8, "ok done\n");
+    free(buf);
+    CHECK(final_ok);
+    CHECK(lines > 100);
+    CHECK(lines < 100000); /* some were dropped: the queue stayed bounded */
+
+    /* never reading: closed after the write deadline, answers discarded */
+    fd = sl_ctl_connect(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "flood\n", 6) == 6);
+    for (int i = 0; i < 300 && (f.requests < 2 || sl_ctl_conns(f.ctl) > 0); i++)
+        sl_loop_run_once(f.loop, 10);
+    CHECK_EQ(f.requests, 2);
+    CHECK_EQ(sl_ctl_conns(f.ctl), 0);
+    CHECK_EQ(f.gone, 0); /* it was finished: nobody to tell */
+    close(fd);
+    fx_close(&f);
+    rmdir(dir);
 }
