@@ -631,7 +631,6 @@ sl_err sl_keyops_new(sl_broker *b, sl_keysvc *ks, sl_keyops **out, char *err, si
 
 void sl_keyops_free(sl_keyops *k) {
     if (!k) return;
-    sl_ctl_free(k->ctl); /* on_gone for the running command: nobody to answer */
     if (k->th_started) {
         pthread_mutex_lock(&k->mu);
         k->w_stop = true;
@@ -646,13 +645,20 @@ void sl_keyops_free(sl_keyops *k) {
         sl_err r = k->w_done ? k->w_result : SL_ECLOSED;
         (void)sl_log_reenc_finish(o->job, r);
         o->job = NULL;
+        if (!r) o->done++;
     }
     if (o && o->in_keysvc) {
         o->orphan = true; /* the key service's callback frees it */
         op_release_topics(o);
     } else if (o) {
-        op_end(o, false, "the broker stopped; rerun to continue");
+        /* Told while the socket still exists (written if the peer's buffer has room). */
+        char line[128];
+        snprintf(line, sizeof line,
+                 "the broker is stopping: %d of %d segments done; rerun to continue", o->done,
+                 o->total);
+        op_end(o, false, !strcmp(o->cmd, "reencrypt") ? line : "the broker is stopping");
     }
+    sl_ctl_free(k->ctl); /* on_gone for a command left with the key service */
     sl_loop_unwatch(k->b->loop, k->efd);
     close(k->efd);
     pthread_mutex_destroy(&k->mu);
