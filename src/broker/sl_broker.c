@@ -683,7 +683,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     /* An https metrics endpoint alone also needs the certificate file check. */
     if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
         b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
-    if ((e = sl_keyops_new(b, NULL, &b->keyops, err, elen)) != SL_OK) {
+    if ((e = sl_keyops_new(b, b->keysvc, &b->keyops, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }

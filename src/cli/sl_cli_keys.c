@@ -150,6 +150,12 @@ static int print_status(const char *json, size_t len) {
                    num(get(k, "version")) == cur_kek ? " (current)" : "");
         printf("\n");
     }
+    const sl_json *cache = get(keys, "cache"), *locked = get(keys, "secmem_locked");
+    if (cache && cache->type == SL_JSON_OBJ)
+        printf("cached: %lld topic keys, %lld system keys, %lld DEKs; key memory locked: %s\n",
+               num(get(cache, "topic_keys")), num(get(cache, "system_keys")),
+               num(get(cache, "deks")),
+               locked && locked->type == SL_JSON_BOOL ? (locked->b ? "yes" : "NO") : "?");
     const sl_json *topics = get(root, "topics");
     for (const sl_json *t = topics && topics->type == SL_JSON_ARR ? topics->child : NULL; t;
          t = t->next) {
