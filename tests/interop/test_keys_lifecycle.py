@@ -209,7 +209,9 @@ def test_reencrypt_survives_kill9_and_resumes(broker):
             parts = line.split()
             if parts[:1] == ["progress"]:
                 done, total = (int(x) for x in parts[1].split("/"))
-                if total and done >= max(3, total // 3):
+                # Early enough that the broker (each segment is a few fsyncs) cannot have
+                # finished the other ~90 % before the signal lands, even on a loaded machine.
+                if total and done >= max(3, total // 10):
                     b.kill9()
                     break
         assert not b.alive(), f"re-encryption ended before the kill: {seen[-5:]}"
