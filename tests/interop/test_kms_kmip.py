@@ -365,3 +365,51 @@ def test_key_lifecycle_under_kmip(tmp_path, kmip):
     finally:
         finish_broker(b)
     assert "Get" not in ops_seen(kmip)
+
+
+@pytest.mark.timeout_s(300)
+def test_kmip_outage_uncached_keys_fail_retriably_and_recover(tmp_path, kmip):
+    """Once the topic key and the data keys have left the cache (a 1 s TTL here), a KMS outage
+    makes exactly the work that needs it fail, with the retriable KAFKA_STORAGE_ERROR (56) and
+    the provider's log line: a produce that starts a new segment (every batch does, with 1 KiB
+    segments: a new DEK, wrapped under the topic key) and a fetch of a segment whose DEK is no
+    longer cached. Nothing is written in clear meanwhile, and when the KMS is back both work
+    again without restarting the broker."""
+    import kproto as kp
+    b = kmip_broker(tmp_path, kmip, {"sluice.kms.cache.ttl.ms": 1000,
+                                     "log.segment.bytes": 1024})
+    big = MARKER + b"x" * 1500  # > log.segment.bytes: every append rolls a segment
+
+    def produce_once(conn, tag):
+        return kp.produce(conn, "evict", 0, kp.record_batch([(tag, big, [])]))[0]
+
+    try:
+        b.start()
+        ck_create_topic(b.bootstrap, "evict", partitions=1)
+        with kp.Conn(b.bootstrap) as c:
+            assert produce_once(c, b"k0") == 0
+            assert produce_once(c, b"k1") == 0
+            kmip.pause()
+            # Cached keys age out within a few ticks; until then appends may still succeed.
+            errs = []
+            wait_until(lambda: errs.append(produce_once(c, b"kx")) or errs[-1] == 56, 60,
+                       "a produce needing a new data key refused while the KMS is down")
+            assert set(errs) <= {0, 56}, errs
+            wait_until(lambda: kp.fetch(c, "evict", 0, 0)["error"] == 56, 60,
+                       "a fetch of a segment whose data key is no longer cached refused")
+            wait_until(lambda: 'msg="kmip server unreachable"' in b.log_text(), 30,
+                       "the provider's outage line")
+            assert b.alive(), b.log_tail()
+            kmip.resume()
+            wait_until(lambda: produce_once(c, b"k2") == 0, 90,
+                       "a produce once the KMS is back")
+            got = {}
+            wait_until(lambda: got.update(kp.fetch(c, "evict", 0, 0)) or got["error"] == 0, 60,
+                       "the old segment readable again")
+            assert MARKER in got["records"]
+        assert b.starts == 1
+        b.stop()
+        # Produced batches were sealed; refused ones were never written.
+        assert not files_holding(b.data_dir, MARKER)
+    finally:
+        finish_broker(b)
