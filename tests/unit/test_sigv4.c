@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth/sl_https.h"
+#include "kms/sl_awscreds.h"
 #include "kms/sl_sigv4.h"
 #include "sl_test.h"
 
@@ -238,4 +240,165 @@ SL_TEST(sigv4_amz_date) {
     char d[17];
     sl_sigv4_amz_date(1440938160, d); /* 2015-08-30T12:36:00Z */
     CHECK(!strcmp(d, VEC_DATE));
+}
+
+/* ---- credential sources: parsers ---- */
+
+SL_TEST(awscreds_shared_file_profiles) {
+    static const char k_creds[] = "# comment\n"
+                                  "[default]\n"
+                                  "aws_access_key_id = AKIDDEFAULT\n"
+                                  "aws_secret_access_key=secretdefault\n"
+                                  "\n"
+                                  "[ci]\r\n"
+                                  "  aws_access_key_id\t=  AKIDCI  \r\n"
+                                  "aws_secret_access_key = secret/ci+x=\r\n"
+                                  "aws_session_token = tokci\r\n"
+                                  "[half]\n"
+                                  "aws_access_key_id = AKIDHALF\n"
+                                  "[bad\n"
+                                  "aws_access_key_id = AKIDBAD\n";
+    sl_awscreds c;
+    CHECK_EQ(sl_awscreds_parse_ini(k_creds, sizeof k_creds - 1, "default", false, &c), SL_OK);
+    CHECK(!strcmp(c.akid, "AKIDDEFAULT") && !strcmp(c.secret, "secretdefault") && !c.token[0]);
+    CHECK_EQ(sl_awscreds_parse_ini(k_creds, sizeof k_creds - 1, "ci", false, &c), SL_OK);
+    CHECK(!strcmp(c.akid, "AKIDCI") && !strcmp(c.secret, "secret/ci+x=") &&
+          !strcmp(c.token, "tokci") && c.expires == 0);
+    CHECK_EQ(sl_awscreds_parse_ini(k_creds, sizeof k_creds - 1, "half", false, &c), SL_EKMS_DENIED);
+    CHECK_EQ(sl_awscreds_parse_ini(k_creds, sizeof k_creds - 1, "nope", false, &c), SL_ENOTFOUND);
+    /* a malformed section header ends the previous section without opening one */
+    CHECK_EQ(sl_awscreds_parse_ini(k_creds, sizeof k_creds - 1, "bad", false, &c), SL_ENOTFOUND);
+    /* the config file names sections "profile x", except default */
+    static const char k_cfg[] = "[default]\nregion = eu-west-1\n[profile ci]\nregion=us-east-2\n"
+                                "aws_access_key_id=AKIDCFG\naws_secret_access_key=s\n[ci]\n"
+                                "region=wrong\n";
+    char r[32];
+    CHECK(sl_awscreds_ini_value(k_cfg, sizeof k_cfg - 1, "ci", true, "region", r, sizeof r));
+    CHECK(!strcmp(r, "us-east-2"));
+    CHECK(sl_awscreds_ini_value(k_cfg, sizeof k_cfg - 1, "default", true, "region", r, sizeof r));
+    CHECK(!strcmp(r, "eu-west-1"));
+    CHECK_EQ(sl_awscreds_parse_ini(k_cfg, sizeof k_cfg - 1, "ci", true, &c), SL_OK);
+    CHECK(!strcmp(c.akid, "AKIDCFG"));
+    /* values that could inject into an HTTP header are refused */
+    static const char k_inj[] = "[x]\naws_access_key_id=A B\naws_secret_access_key=s\n";
+    CHECK_EQ(sl_awscreds_parse_ini(k_inj, sizeof k_inj - 1, "x", false, &c), SL_EKMS_DENIED);
+    sl_awscreds_clear(&c);
+}
+
+SL_TEST(awscreds_time) {
+    CHECK_EQ(sl_awscreds_parse_time("2015-08-30T12:36:00Z", 20), 1440938160);
+    CHECK_EQ(sl_awscreds_parse_time("2015-08-30T12:36:00.123Z", 24), 1440938160);
+    CHECK_EQ(sl_awscreds_parse_time("2015-08-30T12:36:00+00:00", 25), 1440938160);
+    CHECK_EQ(sl_awscreds_parse_time("2015-08-30 12:36:00Z", 20), -1);
+    CHECK_EQ(sl_awscreds_parse_time("2015-13-30T12:36:00Z", 20), -1);
+    CHECK_EQ(sl_awscreds_parse_time("2015-08-30T12:36:00", 19), -1);
+}
+
+SL_TEST(awscreds_imds_answer) {
+    static const char k_ok[] = "{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : "
+                               "\"2026-12-06T10:00:00Z\",\n  \"Type\" : \"AWS-HMAC\",\n  "
+                               "\"AccessKeyId\" : \"ASIAIMDS\",\n  \"SecretAccessKey\" : "
+                               "\"imds/secret\",\n  \"Token\" : \"imdstoken==\",\n  "
+                               "\"Expiration\" : \"2026-12-06T16:00:00Z\"\n}";
+    sl_awscreds c;
+    CHECK_EQ(sl_awscreds_parse_imds(k_ok, sizeof k_ok - 1, &c), SL_OK);
+    CHECK(!strcmp(c.akid, "ASIAIMDS") && !strcmp(c.secret, "imds/secret") &&
+          !strcmp(c.token, "imdstoken=="));
+    CHECK_EQ(c.expires, sl_awscreds_parse_time("2026-12-06T16:00:00Z", 20));
+    CHECK(!strcmp(c.source, "instance metadata"));
+    /* refresh 15 min before expiry, use until 10 min before */
+    CHECK(!sl_awscreds_stale(&c, c.expires - 16 * 60));
+    CHECK(sl_awscreds_stale(&c, c.expires - 14 * 60));
+    CHECK(sl_awscreds_usable(&c, c.expires - 11 * 60));
+    CHECK(!sl_awscreds_usable(&c, c.expires - 9 * 60));
+    static const char *const k_bad[] = {
+        "{\"Code\":\"Failure\",\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Token\":\"T\","
+        "\"Expiration\":\"2026-12-06T16:00:00Z\"}",
+        "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Token\":\"T\"}",
+        "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":7,\"Token\":\"T\",\"Expiration\":\"x\"}",
+        "{\"AccessKeyId\":\"A\\nB\",\"SecretAccessKey\":\"S\",\"Token\":\"T\","
+        "\"Expiration\":\"2026-12-06T16:00:00Z\"}",
+        "[1,2]",
+        "{\"AccessKeyId\":\"A\",",
+        "",
+    };
+    for (size_t i = 0; i < sizeof k_bad / sizeof *k_bad; i++)
+        CHECK_EQ(sl_awscreds_parse_imds(k_bad[i], strlen(k_bad[i]), &c), SL_EKMS_DENIED);
+}
+
+SL_TEST(awscreds_sts_answer) {
+    static const char k_ok[] =
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+        "  <AssumeRoleWithWebIdentityResult>\n"
+        "    <SubjectFromWebIdentityToken>system:serviceaccount:ns:sluice</"
+        "SubjectFromWebIdentityToken>\n"
+        "    <Credentials>\n"
+        "      <SessionToken>FwoG&amp;token/+=</SessionToken>\n"
+        "      <SecretAccessKey>wJal/sts</SecretAccessKey>\n"
+        "      <Expiration>2026-12-06T13:00:00Z</Expiration>\n"
+        "      <AccessKeyId>ASIASTS</AccessKeyId>\n"
+        "    </Credentials>\n"
+        "  </AssumeRoleWithWebIdentityResult>\n"
+        "</AssumeRoleWithWebIdentityResponse>\n";
+    sl_awscreds c;
+    char err[160];
+    CHECK_EQ(sl_awscreds_parse_sts(k_ok, sizeof k_ok - 1, &c, err, sizeof err), SL_OK);
+    CHECK(!strcmp(c.akid, "ASIASTS") && !strcmp(c.secret, "wJal/sts") &&
+          !strcmp(c.token, "FwoG&token/+="));
+    CHECK_EQ(c.expires, sl_awscreds_parse_time("2026-12-06T13:00:00Z", 20));
+    static const char k_err[] = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</"
+                                "Code><Message>Not authorized</Message></Error></ErrorResponse>";
+    CHECK_EQ(sl_awscreds_parse_sts(k_err, sizeof k_err - 1, &c, err, sizeof err), SL_EKMS_DENIED);
+    CHECK(strstr(err, "AccessDenied"));
+    static const char *const k_bad[] = {
+        "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId>"
+        "</Credentials></AssumeRoleWithWebIdentityResult>",
+        "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId>"
+        "<SecretAccessKey>S</SecretAccessKey><SessionToken>T&bogus;</SessionToken>"
+        "<Expiration>2026-12-06T13:00:00Z</Expiration></Credentials>"
+        "</AssumeRoleWithWebIdentityResult>",
+        "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId>"
+        "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>"
+        "<Expiration>tomorrow</Expiration></Credentials></AssumeRoleWithWebIdentityResult>",
+        "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A",
+        "",
+    };
+    for (size_t i = 0; i < sizeof k_bad / sizeof *k_bad; i++)
+        CHECK_EQ(sl_awscreds_parse_sts(k_bad[i], strlen(k_bad[i]), &c, err, sizeof err),
+                 SL_EKMS_DENIED);
+}
+
+/* Plain http:// is for loopback and the instance metadata address only, and only when asked. */
+SL_TEST(https_plain_http_limited) {
+    sl_https_resp r;
+    char err[160];
+    sl_https_req rq = {.method = "GET",
+                       .url = "http://192.0.2.1/",
+                       .timeout_ms = 200,
+                       .max_body = 16,
+                       .allow_http = true};
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_ECONFIG);
+    rq.url = "http://example.com/";
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_ECONFIG);
+    rq.url = "http://127.0.0.1:1/";
+    rq.allow_http = false;
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_ECONFIG);
+    /* allowed: fails only for want of a listener */
+    rq.allow_http = true;
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_EIO);
+    /* header injection and client-owned headers are refused */
+    sl_https_header h[] = {{"X-A", "v\r\nX-B: w"}};
+    rq.headers = h;
+    rq.nheaders = 1;
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_EINVAL);
+    h[0] = (sl_https_header){"Host", "evil"};
+    CHECK_EQ(sl_https_request(&rq, &r, err, sizeof err), SL_EINVAL);
+    char host[64];
+    CHECK_EQ(sl_https_host("https://127.0.0.1:8443/", false, host, sizeof host), SL_OK);
+    CHECK(!strcmp(host, "127.0.0.1:8443"));
+    CHECK_EQ(sl_https_host("https://kms.eu-west-1.amazonaws.com/", false, host, sizeof host),
+             SL_OK);
+    CHECK(!strcmp(host, "kms.eu-west-1.amazonaws.com"));
+    CHECK_EQ(sl_https_host("https://[::1]:9/", false, host, sizeof host), SL_OK);
+    CHECK(!strcmp(host, "[::1]:9"));
 }
