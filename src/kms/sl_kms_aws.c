@@ -137,7 +137,8 @@ static sl_err map_error(const answer *a, const char *op, bool unwrap, char *err,
     snprintf(err, errlen, "aws-kms %s: HTTP %d %.*s%s%s", op, a->status, (int)tl, tl ? t : "error",
              ml ? ": " : "", clean);
     if (type_is(t, tl, "InvalidSignatureException") || type_is(t, tl, "RequestExpired"))
-        snprintf(err + strlen(err), errlen - strlen(err), " (check the host clock)");
+        snprintf(err + strlen(err), errlen - strlen(err),
+                 " (wrong secret key, or the host clock is off)");
     return rc;
 }
 
