@@ -44,6 +44,9 @@ PKGS=(
     # endpoint and the shipped alert rules; headless Chromium renders the status page; the
     # OCSF events are checked against JSON schemas.
     prometheus chromium python3-jsonschema
+    # aws-kms provider (issue 12): tests/interop/kmsd.py checks every request's SigV4 signature
+    # with botocore's signer; curl --aws-sigv4 is a second, independent signer for that check.
+    python3-botocore curl
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
@@ -77,6 +80,8 @@ command -v prometheus >/dev/null || die "prometheus not found"
 command -v promtool >/dev/null || die "promtool not found (prometheus)"
 command -v chromium >/dev/null || die "chromium not found"
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || die "/usr/bin/python3 cannot import jsonschema"
+/usr/bin/python3 -c 'import botocore.auth' 2>/dev/null || die "/usr/bin/python3 cannot import botocore"
+curl --help all 2>/dev/null | grep -- --aws-sigv4 >/dev/null || die "curl without --aws-sigv4 (needs 7.75+)"
 command -v go >/dev/null || die "go not found (golang-go)"
 [ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
     die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"
