@@ -602,6 +602,11 @@ sl_err sl_awscreds_resolve(const sl_awscreds_cfg *cfg, int64_t now, sl_awscreds 
     rc = from_files(cfg, out, err, errlen);
     if (rc != SL_ENOTFOUND) return rc;
     rc = from_imds(cfg, out, err, errlen);
+    /* Retriable (an EC2 metadata blip must not look like a configuration error), but say that
+     * it was the last source: off EC2 the fix is credentials, or an empty imds.endpoint. */
+    if (rc == SL_EKMS_UNAVAILABLE && strlen(err) + 80 < errlen)
+        snprintf(err + strlen(err), errlen - strlen(err),
+                 " (no credentials in the environment, web identity or shared files either)");
     if (rc != SL_ENOTFOUND) return rc;
     snprintf(err, errlen,
              "no AWS credentials: none in the environment, no web identity, no profile \"%s\" in "
