@@ -48,6 +48,13 @@ import time
 import urllib.parse
 from pathlib import Path
 
+# Imported at start, not at the first request: a first call must not pay for the import.
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 HERE = Path(__file__).resolve().parent
 REGION = "eu-west-1"
 ACCOUNT = "111122223333"
@@ -158,9 +165,6 @@ def verify_sigv4(state, method, path, headers, body):
     unsigned_amz = {n for n in names if n.startswith("x-amz-")} - set(signed)
     if not need <= set(signed) or unsigned_amz:
         return "InvalidSignatureException", "signed headers incomplete"
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
     h = {k: v for k, v in headers.items() if k.lower() in signed}
     if len({k.lower() for k in h}) != len(signed):
         return "InvalidSignatureException", "a signed header was not sent"
@@ -211,15 +215,12 @@ def _usable(kid):
 
 
 def _seal(state, kid, ctx, plain):
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     nonce = os.urandom(12)
     ct = AESGCM(state.key_for(kid)).encrypt(nonce, plain, _ctx_aad(kid, ctx))
     return b"\x01" + kid.encode() + nonce + ct
 
 
 def _open(state, blob, ctx, key_id_param):
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     if len(blob) < 1 + 36 + 12 + 16 or blob[0] != 1:
         raise KmsError("InvalidCiphertextException", "")
     kid = blob[1:37].decode(errors="replace")
