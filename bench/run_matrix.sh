@@ -5,7 +5,7 @@
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
 #   bench/run_matrix.sh --smoke         seconds: PLAINTEXT and mock rows, 1 partition, tiny counts;
 #                                       exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_plaintext mock nats"  --partitions "1 8"
+#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_plaintext mock nats"  --partitions "1 8"
 #            --count N (messages per throughput run)  --secs S (per fixed-rate run)  --out FILE
 #            --e2e-linger MS (producer linger.ms in the fixed-rate latency runs; default 1,
 #            "default" keeps librdkafka's 5 ms, which then is the latency floor)
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_plaintext mock nats"
+ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_plaintext mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
@@ -284,6 +284,22 @@ stop_server() {
 }
 
 make_certs || { log "certificate generation failed"; cat "$WORK/certs.log" >&2; }
+# What AES-256-GCM itself costs on this machine, recorded with the run: the encryption-at-rest
+# rows are judged against it (docs/benchmarks.md, "Encryption at rest"). 1 MiB is about the batch
+# size librdkafka builds at max rate with 1 KiB messages; 16 KiB is recorded for small batches.
+if case " $ROWS " in *" sasl_ssl_enc_off "*) true ;; *) false ;; esac; then
+    for bytes in 16384 1048576; do
+        for dir in encrypt decrypt; do
+            flag=""
+            [ "$dir" = decrypt ] && flag="-decrypt"
+            # shellcheck disable=SC2086
+            rate=$(openssl speed -evp aes-256-gcm $flag -bytes "$bytes" -seconds 1 -mr 2>/dev/null |
+                awk -F: '/^\+F:/ {print $4}' | tail -1)
+            printf '{"row":"openssl","phase":"aes_%s","bytes":%s,"bytes_per_s":%s,"version":"%s"}\n' \
+                "$dir" "$bytes" "${rate:-null}" "$(openssl version)" >>"$RESULTS"
+        done
+    done
+fi
 START=$(date +%s)
 for row in $ROWS; do
     case "$row" in

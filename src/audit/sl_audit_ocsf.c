@@ -577,6 +577,66 @@ void sl_ocsf_admin(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     (void)x;
 }
 
+/* ---- key use (SL_EV_KEY): a KMS call, a key lifecycle step, or data failing authentication.
+ * API Activity with the provider as the service: an auditor sees every call Sluice made to the
+ * KMS with its key, topic id, reason and outcome, and can match it with the KMS's own log. ---- */
+
+static int key_activity(const char *op) {
+    static const struct {
+        const char *op;
+        int act;
+    } k[] = {{"generate", 1},  {"wrap", 1},     {"rotate", 1}, {"tk_rotate", 1},
+             {"unwrap", 2},    {"describe", 2}, {"tamper", 2}, {"rewrap", 3},
+             {"reencrypt", 3}, {"destroy", 4},  {"retire", 4}, {"shred", 4}};
+    for (size_t i = 0; op && i < sizeof k / sizeof *k; i++)
+        if (!strcmp(op, k[i].op)) return k[i].act;
+    return 99;
+}
+
+void sl_ocsf_key(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
+    const sl_ev_key *k = &e->key;
+    static const char *const acts[] = {"Unknown", "Create", "Read", "Update", "Delete"};
+    int act = key_activity(k->op);
+    bool tamper = k->op && !strcmp(k->op, "tamper");
+    /* Data failing authentication is an integrity finding (High); a failed KMS call is Medium. */
+    int sev = tamper ? 4 : k->success ? 1 : 3;
+    common(b, ev, "management", 6003, act, "API Activity", act <= 4 ? acts[act] : "Other", sev,
+           e->time_ms);
+    kstr(b, "category_name", "Application Activity");
+    status(b, k->success, k->success ? NULL : (k->detail ? k->detail : "failed"));
+    if (k->reason) kstr(b, "message", k->reason);
+    sl_text t = {0};
+    char opn[48];
+    snprintf(opn, sizeof opn, "kms:%s", k->op ? k->op : "?");
+    kstr(&t, "operation", opn);
+    sl_text_puts(&t, ",\"service\":{\"name\":");
+    sl_json_cstrq(&t, k->provider ? k->provider : "unknown");
+    sl_text_puts(&t, "}");
+    obj_from(b, "api", &t);
+    sl_text_free(&t);
+    if (e->principal) actor(b, e->principal, SL_STR_NULL);
+    key(b, "resources");
+    sl_text_put(b, "[", 1);
+    bool first = true;
+    if (k->key_id) {
+        sl_text_puts(b, "{\"type\":\"kms_key\",\"name\":");
+        sl_json_cstrq(b, k->key_id);
+        sl_text_printf(b, ",\"data\":{\"version\":%u}}", k->key_version);
+        first = false;
+    }
+    if (k->topic) {
+        if (!first) sl_text_put(b, ",", 1);
+        sl_text_puts(b, "{\"type\":\"topic\",\"name\":");
+        sl_json_cstrq(b, k->topic);
+        if (k->partition >= 0) sl_text_printf(b, ",\"data\":{\"partition\":%d}", k->partition);
+        sl_text_puts(b, "}");
+    }
+    sl_text_put(b, "]", 1);
+    kint(b, "duration", k->latency_ms);
+    kstr(x, "key_op", k->op);
+    if (k->reason) kstr(x, "reason", k->reason);
+}
+
 /* ---- Detection Finding (2004) ---- */
 
 static int observable_type(const char *rule) {

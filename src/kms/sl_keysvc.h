@@ -22,6 +22,7 @@
 #include "base/sl_err.h"
 #include "base/sl_text.h"
 #include "events/sl_events.h"
+#include "kms/sl_kms.h"
 #include "storage/sl_log.h"
 
 typedef struct sl_keysvc sl_keysvc;
@@ -41,7 +42,8 @@ int sl_keysvc_fd(const sl_keysvc *ks);
 /* Runs completions (SL_EV_KEY events, op callbacks). Loop thread, when sl_keysvc_fd is
  * readable. */
 void sl_keysvc_dispatch(sl_keysvc *ks);
-/* Evicts keys unused for sluice.kms.cache.ttl.ms. Loop thread, from a timer. */
+/* Evicts keys unused for sluice.kms.cache.ttl.ms. Loop thread, from a timer; `now_ms` is
+ * monotonic (sl_mono_ms). */
 void sl_keysvc_tick(sl_keysvc *ks, int64_t now_ms);
 
 /* Makes sure the topic `topic_id` has a topic key (creating, wrapping and storing one when the
@@ -87,5 +89,31 @@ void sl_keysvc_status_json(sl_keysvc *ks, sl_text *out);
  * its logs (sl_log_drop_keys). Set once by the broker. */
 void sl_keysvc_on_shred(sl_keysvc *ks, void (*fn)(void *ctx, const uint8_t topic_id[16]),
                         void *ctx);
+
+/* ---- Additions (tests, metrics, storage) ---- */
+/* As sl_keysvc_open with the provider `kms` instead of the one the configuration names (tests
+ * inject a fake). Takes ownership of `kms` (freed by close, or here on failure). */
+sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl_keysvc **out,
+                           char *err, size_t errlen);
+/* Storage found a batch failing authentication: one SL_EV_KEY "tamper" event (severity high in
+ * the audit trail) and sluice_encryption_tamper_total. `what` says where (no key material).
+ * Loop thread. */
+void sl_keysvc_tamper(sl_keysvc *ks, const uint8_t topic_id[16], int32_t partition,
+                      const char *what);
+
+/* Process-wide counters for src/metrics (the key service of the process; any thread). */
+#define SL_KMS_NOPS     5 /* wrap, unwrap, generate, describe, destroy */
+#define SL_KMS_NBUCKETS 12
+extern const char *const sl_kms_op_names[SL_KMS_NOPS];
+extern const double sl_kms_bucket_le[SL_KMS_NBUCKETS];
+typedef struct sl_keysvc_stats {
+    char provider[16];                    /* "" before any key service opened */
+    uint64_t calls[SL_KMS_NOPS][2];       /* [op][0 ok, 1 error] */
+    uint64_t bucket[SL_KMS_NBUCKETS + 1]; /* call latency, per bucket (not cumulative) */
+    uint64_t sum_ns;
+    uint64_t tamper;     /* wrapped DEKs or batches failing authentication */
+    int64_t keys_cached; /* topic keys + DEKs in the caches now */
+} sl_keysvc_stats;
+void sl_keysvc_stats_get(sl_keysvc_stats *out);
 
 #endif

@@ -32,6 +32,7 @@
 #include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
 #include "guard/sl_guard.h"
+#include "kms/sl_keysvc.h"
 #include "metrics/sl_http.h"
 #include "metrics/sl_prom.h"
 #include "storage/sl_flusher.h"
@@ -547,6 +548,38 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     }
     sl_prom_sample(t, "sluice_fsync_latency_seconds_sum", NULL, (double)fh.sum_ns / 1e9);
     sl_prom_sample_u64(t, "sluice_fsync_latency_seconds_count", NULL, cum);
+
+    /* Encryption at rest: the key service's counters are process-wide (one per broker). */
+    sl_keysvc_stats ks;
+    sl_keysvc_stats_get(&ks);
+    sl_prom_family(t, "sluice_kms_calls_total", "counter",
+                   "Calls to the KMS provider per operation and result (cache hits make none).");
+    for (int op = 0; ks.provider[0] && op < SL_KMS_NOPS; op++)
+        for (int r = 0; r < 2; r++) {
+            const char *labels[] = {"provider", ks.provider,        "op", sl_kms_op_names[op],
+                                    "result",   r ? "error" : "ok", NULL};
+            sl_prom_sample_u64(t, "sluice_kms_calls_total", labels, ks.calls[op][r]);
+        }
+    sl_prom_family(t, "sluice_kms_call_latency_seconds", "histogram",
+                   "Duration of each call to the KMS provider.");
+    cum = 0;
+    for (int i = 0; i <= SL_KMS_NBUCKETS; i++) {
+        cum += ks.bucket[i];
+        char le[32];
+        if (i < SL_KMS_NBUCKETS)
+            snprintf(le, sizeof le, "%g", sl_kms_bucket_le[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        const char *labels[] = {"le", le, NULL};
+        sl_prom_sample_u64(t, "sluice_kms_call_latency_seconds_bucket", labels, cum);
+    }
+    sl_prom_sample(t, "sluice_kms_call_latency_seconds_sum", NULL, (double)ks.sum_ns / 1e9);
+    sl_prom_sample_u64(t, "sluice_kms_call_latency_seconds_count", NULL, cum);
+    sl_prom_family(t, "sluice_encryption_tamper_total", "counter",
+                   "Stored data (wrapped keys, batches, sealed files) failing authentication.");
+    sl_prom_sample_u64(t, "sluice_encryption_tamper_total", NULL, ks.tamper);
+    scalar(t, "sluice_keys_cached", "gauge", "Topic keys and DEKs unwrapped in the caches now.",
+           (double)ks.keys_cached);
 
     scalar(t, "sluice_start_time_seconds", "gauge",
            "When the broker started (seconds since the "
