@@ -430,10 +430,10 @@ static sl_err aws_describe(sl_kms *base, const sl_kms_keyref *kek, char *out, si
 }
 
 static sl_err aws_destroy(sl_kms *base, const sl_kms_keyref *kek, char *err, size_t errlen) {
+    /* Short enough for the key service's 200-byte reason with a full key ARN in it. */
     snprintf(err, errlen,
-             "aws-kms: Sluice does not delete AWS KMS keys (%s): AWS rotates key material under "
-             "the same key; to retire the key, disable it or schedule its deletion in AWS KMS "
-             "(7-30 day waiting period) once no keyring entry uses it",
+             "aws-kms never deletes KMS keys: retire %s in AWS (disable, or schedule deletion: "
+             "7-30 days) once no topic key uses it",
              kek && kek->id[0] ? kek->id : "the configured key");
     return SL_EPOLICY;
 }

@@ -240,7 +240,7 @@ SL_TEST(kms_aws_operations_against_botocore_verifier) {
         k->ops->unwrap(k, &kek, k_ctx, sizeof k_ctx, w, wl, p, sizeof p, &pl, err, sizeof err);
     w[wl - 1] ^= 1;
     sl_err destroy = k->ops->destroy(k, &kek, err, sizeof err);
-    bool destroy_says = strstr(err, "schedule its deletion in AWS KMS") != NULL;
+    bool destroy_says = strstr(err, "retire " KEY_ARN " in AWS") != NULL && strlen(err) < 200;
     k->ops->free(k);
     /* a key that is disabled, one that does not exist */
     sl_kms *kd = open_provider(&f, "alias/disabled", "", 5000);
