@@ -9,8 +9,9 @@ and credential sources are also driven directly by tests/unit/test_kms_aws.c).
   KMS request it made passed the verifier; replaying one of them unchanged passes and with its
   body tampered fails; no record text is in the data directory in clear.
 - Outage: the fixture is stopped while the broker runs; the topic whose key is cached keeps
-  serving produce and fetch; after the fixture is back (same keys, same port) a new topic works
-  without restarting the broker.
+  serving produce and fetch; creating a topic (a new topic key to wrap) fails with
+  KAFKA_STORAGE_ERROR and creates nothing; once the fixture is back (same keys, same port) the
+  same topic is created and used without restarting the broker.
 Run with /usr/bin/python3 (python3-botocore)."""
 import base64
 import json
@@ -20,7 +21,8 @@ import pytest
 
 import kmsd
 from conftest import Broker, finish_broker, wait_until
-from helpers import by_partition, ck_consume, ck_create_topic, ck_produce, make_records, verify
+from helpers import (by_partition, ck_admin, ck_consume, ck_create_topic, ck_produce, make_records,
+                     verify)
 
 MARKER = b"aws-kms-marker-7f3a9c"
 
@@ -159,13 +161,24 @@ def test_kms_outage_cached_keys_serve_and_broker_recovers(tmp_path, kms, aws_env
         got = ck_consume(b.bootstrap, "aws-before", {0: 200})
         verify({0: first + second}, got, "during the KMS outage")
         assert b.alive(), b.log_tail()
+        # a new topic needs a new topic key wrapped by the KMS: refused, nothing created
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import NewTopic
+        adm = ck_admin(b.bootstrap)
+        fs = adm.create_topics([NewTopic("aws-during", 1, 1)], operation_timeout=10,
+                               request_timeout=15)
+        with pytest.raises(KafkaException) as ei:
+            fs["aws-during"].result(timeout=30)
+        assert ei.value.args[0].code() == 56, ei.value  # KAFKA_STORAGE_ERROR
+        assert "key management service unreachable" in str(ei.value), ei.value
+        assert "aws-during" not in adm.list_topics(timeout=10).topics
         kms.start()
-        # back: a topic needing a new key works, without restarting the broker
-        wait_until(lambda: _try_create(b.bootstrap, "aws-after"), 60,
-                   "a new topic once the KMS is back")
+        # back: the same topic can be created, without restarting the broker
+        wait_until(lambda: _try_create(b.bootstrap, "aws-during"), 60,
+                   "the new topic once the KMS is back")
         third = make_records("awsout3", 50, partitions=1, seed=3)
-        ck_produce(b.bootstrap, "aws-after", third)
-        verify({0: third}, ck_consume(b.bootstrap, "aws-after", {0: 50}), "after the outage")
+        ck_produce(b.bootstrap, "aws-during", third)
+        verify({0: third}, ck_consume(b.bootstrap, "aws-during", {0: 50}), "after the outage")
         assert b.starts == 1
     finally:
         finish_broker(b)
