@@ -47,6 +47,20 @@ sl_err sl_aead_new(const uint8_t key[SL_AEAD_KEY], sl_aead **out) {
     return SL_OK;
 }
 
+sl_err sl_aead_dup(const sl_aead *a, sl_aead **out) {
+    sl_aead *d = calloc(1, sizeof *d);
+    if (!d) return SL_ENOMEM;
+    d->enc = EVP_CIPHER_CTX_new();
+    d->dec = EVP_CIPHER_CTX_new();
+    if (!d->enc || !d->dec || !EVP_CIPHER_CTX_copy(d->enc, a->enc) ||
+        !EVP_CIPHER_CTX_copy(d->dec, a->dec)) {
+        sl_aead_free(d);
+        return SL_ENOMEM;
+    }
+    *out = d;
+    return SL_OK;
+}
+
 void sl_aead_free(sl_aead *a) {
     if (!a) return;
     EVP_CIPHER_CTX_free(a->enc); /* frees cleanse the key schedule */

@@ -30,6 +30,9 @@ typedef struct sl_aead_part {
  * Caller owns *out (sl_aead_free, which cleanses the context). */
 sl_err sl_aead_new(const uint8_t key[SL_AEAD_KEY], sl_aead **out);
 void sl_aead_free(sl_aead *a);
+/* A second context with the same key (EVP_CIPHER_CTX_copy), so another thread can use it while
+ * `a` stays with its owner (re-encryption runs off the loop). Caller owns *out. */
+sl_err sl_aead_dup(const sl_aead *a, sl_aead **out);
 
 /* Encrypts the parts in place under `nonce`, authenticating `aad` too; writes the tag. The caller
  * guarantees the nonce is never used twice with this key (storage: a counter per DEK). */

@@ -29,8 +29,9 @@ typedef struct sl_kms_keyref {
     uint32_t version;
 } sl_kms_keyref;
 
-#define SL_KMS_WRAPPED_MAX 512 /* largest wrapped form any provider returns (AWS ciphertext blob)  \
-                                */
+#define SL_KMS_WRAPPED_MAX                                                                         \
+    512 /* largest wrapped form any provider returns (AWS ciphertext blob)                         \
+         */
 
 typedef struct sl_kms sl_kms;
 typedef struct sl_kms_ops {

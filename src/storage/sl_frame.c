@@ -26,7 +26,7 @@ size_t sl_frame_encode(uint8_t *h, sl_frame *f) {
     sl_be32(h + 28, (uint32_t)f->lod);
     sl_be32(h + 32, (uint32_t)f->count);
     sl_be64(h + 36, (uint64_t)f->max_ts);
-    sl_be32(h + 44, 0); /* reserved */
+    sl_be32(h + 44, (f->flags & SL_FRAME_FLAG_ENC) ? f->ct_crc : 0); /* reserved when clear */
     if (f->nlen) memcpy(h + SL_FRAME_FIXED, f->nonce, f->nlen);
     size_t crc_at = SL_FRAME_FIXED + f->nlen;
     sl_be32(h + crc_at, sl_crc32c(0, h, crc_at));
@@ -61,9 +61,14 @@ sl_frame_status sl_frame_decode(const uint8_t *p, size_t avail, sl_frame *f) {
     f->count = (int32_t)sl_get_be32(p + 32);
     f->max_ts = (int64_t)sl_get_be64(p + 36);
     f->nonce = f->nlen ? p + SL_FRAME_FIXED : NULL;
-    if (sl_get_be32(p + 44) != 0) return SL_FRAME_CORRUPT;
-    /* This build writes and reads plaintext only; encrypted frames need the key service. */
-    if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0) return SL_FRAME_CORRUPT;
+    f->ct_crc = sl_get_be32(p + 44);
+    if (f->flags == SL_FRAME_FLAG_ENC) {
+        /* One cipher: any other slot size is damage or a downgrade (a short tag). */
+        if (f->key_id == 0 || f->nlen != SL_FRAME_ENC_NONCE || f->tlen != SL_FRAME_ENC_TAG)
+            return SL_FRAME_CORRUPT;
+    } else if (f->flags != 0 || f->key_id != 0 || f->nlen != 0 || f->tlen != 0 || f->ct_crc != 0) {
+        return SL_FRAME_CORRUPT;
+    }
     if (f->plen < SL_BATCH_HEADER_SIZE || f->plen > SL_FRAME_PAYLOAD_MAX) return SL_FRAME_CORRUPT;
     if ((uint64_t)f->flen != (uint64_t)f->hlen + f->plen + f->tlen) return SL_FRAME_CORRUPT;
     if (f->lod < 0 || f->count < 0 || f->base < 0 || f->base > INT64_MAX - f->lod - 1)
@@ -73,7 +78,10 @@ sl_frame_status sl_frame_decode(const uint8_t *p, size_t avail, sl_frame *f) {
 
 bool sl_frame_payload_ok(const sl_frame *f, const uint8_t *payload) {
     sl_batch_info b;
+    /* The clear part of a sealed batch header parses like any other (the CRC is not checked). */
     if (sl_batch_parse_exact(payload, f->plen, &b) != SL_OK) return false;
     if (b.base_offset != f->base || b.last_offset_delta != f->lod) return false;
+    if (f->flags & SL_FRAME_FLAG_ENC)
+        return sl_crc32c(0, payload, (size_t)f->plen + f->tlen) == f->ct_crc;
     return sl_batch_crc_ok(payload, f->plen);
 }

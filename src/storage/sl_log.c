@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "base/sl_crc32c.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "crypto/sl_aead.h"
+#include "crypto/sl_dek.h"
 #include "proto/sl_records.h"
 #include "sl_batch_build.h"
 #include "sl_frame.h"
@@ -27,11 +30,15 @@ int (*sl_storage_fsync)(int fd) = fsync;
 
 #define SUB "storage"
 
-/* File header. */
-#define FILE_MAGIC   0x534C5347u /* "SLSG" */
-#define FILE_VERSION 1
-#define FILE_HDR     64
-#define FILE_HDR_CRC 60
+/* File header. Version 1: plaintext segment, 64 bytes. Version 2: encrypted segment, flags bit
+ * 0 set, the 64 bytes followed by the segment's envelope (header length 64 + envelope). */
+#define FILE_MAGIC       0x534C5347u /* "SLSG" */
+#define FILE_VERSION     1
+#define FILE_VERSION_ENC 2
+#define FILE_FLAG_ENC    0x0001
+#define FILE_HDR         64
+#define FILE_HDR_CRC     60
+#define FILE_HDR_MAX     (FILE_HDR + SL_ENV_MAX)
 
 #define CKPT_NAME  "log-start-offset"
 #define CKPT_MAGIC 0x534C534Fu /* "SLSO" */
@@ -39,6 +46,15 @@ int (*sl_storage_fsync)(int fd) = fsync;
 
 /* Positions are u32 in the index, so a segment never grows past 2 GiB. */
 #define SEGMENT_BYTES_MAX ((int64_t)INT32_MAX)
+
+/* Encrypted frames: nonce = 4 zero bytes || 64-bit big-endian counter per DEK, and one DEK per
+ * segment. NIST SP 800-38D caps a key at 2^32 GCM invocations; a 2 GiB segment holds far fewer
+ * frames than that, so the cap is never reached (and the append path rolls before it anyway). */
+#define ENC_OVERHEAD  (SL_FRAME_ENC_NONCE + SL_FRAME_ENC_TAG)
+#define ENC_FRAME_MIN (SL_FRAME_HDR_MIN + ENC_OVERHEAD + SL_BATCH_HEADER_SIZE)
+#define NONCE_CTR_MAX ((uint64_t)UINT32_MAX)
+_Static_assert(SEGMENT_BYTES_MAX / ENC_FRAME_MIN < (int64_t)NONCE_CTR_MAX,
+               "a segment could hold more GCM invocations than one DEK may make");
 
 /* ---- small I/O helpers ------------------------------------------------------------------- */
 
@@ -385,6 +401,7 @@ static sl_err fsync_dir(const char *dir) {
 static void seg_unref(sl_seg *s) {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
     seg_fd_close_all(s);
+    sl_dek_unref(s->wdek); /* normally released on the loop thread already (roll, close) */
     free(s->idx);
     free(s->tidx);
     free(s);
@@ -395,7 +412,7 @@ static sl_seg *seg_alloc(const char *dir, int64_t base) {
     if (!s) return NULL;
     s->dir = dir;
     s->base = s->next = base;
-    s->size = FILE_HDR;
+    s->size = s->hdr_len = FILE_HDR;
     s->max_ts = -1;
     s->max_ts_off = -1;
     for (int k = 0; k < SL_SEG_NFILES; k++) s->f[k].fd = -1;
@@ -484,26 +501,49 @@ static int64_t seg_lookup(const sl_seg *s, int64_t offset) {
         else
             hi = mid;
     }
-    return lo ? (int64_t)s->idx[lo - 1].pos : FILE_HDR;
+    return lo ? (int64_t)s->idx[lo - 1].pos : (int64_t)s->hdr_len;
 }
 
-static void encode_file_header(uint8_t *h, int64_t base, int64_t created_ms) {
+/* Writes the file header (and, for an encrypted segment, its envelope after it) into h
+ * (FILE_HDR_MAX bytes). Returns the header length, 0 when env does not encode. */
+static size_t encode_file_header(uint8_t *h, int64_t base, int64_t created_ms,
+                                 const sl_envelope *env) {
     memset(h, 0, FILE_HDR);
+    size_t n = FILE_HDR;
+    if (env) {
+        size_t el = sl_envelope_encode(env, h + FILE_HDR, SL_ENV_MAX);
+        if (!el) return 0;
+        n += el;
+    }
     sl_be32(h, FILE_MAGIC);
-    sl_be16(h + 4, FILE_VERSION);
-    sl_be16(h + 6, 0);
+    sl_be16(h + 4, env ? FILE_VERSION_ENC : FILE_VERSION);
+    sl_be16(h + 6, env ? FILE_FLAG_ENC : 0);
     sl_be64(h + 8, (uint64_t)base);
     sl_be64(h + 16, (uint64_t)created_ms);
-    sl_be32(h + 24, FILE_HDR);
+    sl_be32(h + 24, (uint32_t)n);
     sl_be32(h + FILE_HDR_CRC, sl_crc32c(0, h, FILE_HDR_CRC));
+    return n;
 }
 
-static bool decode_file_header(const uint8_t *h, int64_t *base, int64_t *created_ms) {
-    if (sl_get_be32(h) != FILE_MAGIC || sl_get_be16(h + 4) != FILE_VERSION) return false;
+/* Decodes the fixed 64 bytes: version 1 (plaintext, length 64) or 2 (encrypted, flags bit 0,
+ * length 64 + an envelope of plausible size). The envelope is decoded separately. */
+static bool decode_file_header(const uint8_t *h, int64_t *base, int64_t *created_ms, uint32_t *hlen,
+                               bool *enc) {
+    if (sl_get_be32(h) != FILE_MAGIC) return false;
     if (sl_get_be32(h + FILE_HDR_CRC) != sl_crc32c(0, h, FILE_HDR_CRC)) return false;
-    if (sl_get_be16(h + 6) != 0 || sl_get_be32(h + 24) != FILE_HDR) return false;
+    uint16_t v = sl_get_be16(h + 4), flags = sl_get_be16(h + 6);
+    uint32_t n = sl_get_be32(h + 24);
+    if (v == FILE_VERSION) {
+        if (flags != 0 || n != FILE_HDR) return false;
+    } else if (v == FILE_VERSION_ENC) {
+        if (flags != FILE_FLAG_ENC || n <= FILE_HDR || n > FILE_HDR_MAX) return false;
+    } else {
+        return false;
+    }
     *base = (int64_t)sl_get_be64(h + 8);
     *created_ms = (int64_t)sl_get_be64(h + 16);
+    *hlen = n;
+    *enc = v == FILE_VERSION_ENC;
     return true;
 }
 
@@ -516,11 +556,20 @@ static void unlink_seg_files(const char *dir, int64_t base) {
     }
 }
 
-static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
+/* Creates segment files at `base`: plaintext when env is NULL, else encrypted under `dek` (the
+ * reference passes to the segment on success; the caller keeps it on failure). */
+static sl_err seg_create(sl_log *log, int64_t base, const sl_envelope *env, sl_dek *dek,
+                         sl_seg **out) {
     sl_seg *s = seg_alloc(log->dir, base);
     if (!s) return SL_ENOMEM;
     sl_err e = SL_OK;
     s->created_ms = sl_wall_ms();
+    uint8_t h[FILE_HDR_MAX];
+    size_t hl = encode_file_header(h, base, s->created_ms, env);
+    if (!hl) {
+        seg_unref(s);
+        return SL_EINVAL;
+    }
     int en = 0;
     for (int k = 0; k < SL_SEG_NFILES && !e; k++) {
         int fd = seg_fd(s, k, O_CREAT | O_TRUNC);
@@ -530,9 +579,7 @@ static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
             break;
         }
         if (k == SL_SEG_LOG) {
-            uint8_t h[FILE_HDR];
-            encode_file_header(h, base, s->created_ms);
-            e = pwrite_all(fd, h, FILE_HDR, 0);
+            e = pwrite_all(fd, h, hl, 0);
             en = errno;
         }
         seg_fd_put(s, k);
@@ -546,6 +593,12 @@ static sl_err seg_create(sl_log *log, int64_t base, sl_seg **out) {
         return e;
     }
     s->data_dirty = true;
+    s->size = s->hdr_len = (uint32_t)hl;
+    if (env) {
+        s->enc = true;
+        s->env = *env;
+        s->wdek = dek;
+    }
     *out = s;
     return SL_OK;
 }
@@ -575,7 +628,7 @@ static sl_err seg_write_indexes(sl_seg *s) {
 static void seg_reset_indexes(sl_seg *s) {
     s->nidx = s->ntidx = 0;
     s->next = s->base;
-    s->size = FILE_HDR;
+    s->size = s->hdr_len;
     s->max_ts = s->max_ts_off = -1;
     s->bytes_since_idx = 0;
 }
@@ -588,7 +641,7 @@ static sl_err seg_rebuild(sl_log *log, sl_seg *s, int64_t file_size, bool trunca
     int fd = seg_fd(s, SL_SEG_LOG, 0);
     if (fd < 0) return errno_err(errno);
     scan sc;
-    scan_init(&sc, fd, FILE_HDR, file_size);
+    scan_init(&sc, fd, s->hdr_len, file_size);
     sl_frame f;
     sl_err e;
     while ((e = scan_next(&sc, &f, true)) == SL_OK) {
@@ -636,7 +689,7 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     bool ok = true;
     for (uint32_t i = 0; ok && i < n; i++) {
         uint32_t rel = sl_get_be32(b + i * 8), pos = sl_get_be32(b + i * 8 + 4);
-        if (pos < FILE_HDR || pos >= file_size ||
+        if (pos < s->hdr_len || pos >= file_size ||
             (i && (rel <= s->idx[i - 1].rel || pos <= s->idx[i - 1].pos)))
             ok = false;
         else
@@ -665,7 +718,7 @@ static bool seg_load_indexes(sl_log *log, sl_seg *s, int64_t file_size) {
     if (!ok) return false;
 
     /* Walk the tail after the last index entry to learn the end offset and verify the entry. */
-    int64_t pos = s->nidx ? s->idx[s->nidx - 1].pos : FILE_HDR;
+    int64_t pos = s->nidx ? s->idx[s->nidx - 1].pos : (int64_t)s->hdr_len;
     int64_t expect = s->nidx ? s->base + s->idx[s->nidx - 1].rel : s->base;
     int fd = seg_fd(s, SL_SEG_LOG, 0);
     if (fd < 0) return false;
@@ -723,28 +776,50 @@ static sl_err seg_open(sl_log *log, int64_t base, bool is_last, sl_seg **out) {
         SL_ERROR(SUB, "cannot open segment", "file=%s reason=%s", path, strerror(errno));
         goto fail;
     }
-    uint8_t h[FILE_HDR];
+    uint8_t h[FILE_HDR_MAX];
+    uint32_t hlen = FILE_HDR;
+    bool enc = false;
     bool hdr_ok = size >= FILE_HDR && seg_pread(s, SL_SEG_LOG, h, FILE_HDR, 0) == SL_OK &&
-                  decode_file_header(h, &hbase, &s->created_ms);
-    if (!hdr_ok) {
-        if (is_last && size <= FILE_HDR) {
-            /* Crashed while creating the segment: nothing was in it yet. */
-            SL_WARN(SUB, "rewriting torn segment header", "file=%s", path);
-            s->created_ms = sl_wall_ms();
-            encode_file_header(h, base, s->created_ms);
-            if ((e = seg_pwrite(s, SL_SEG_LOG, h, FILE_HDR, 0)) != SL_OK) goto fail;
-            size = FILE_HDR;
-            s->data_dirty = true;
-        } else {
-            SL_ERROR(SUB, "corrupt segment header", "file=%s", path);
-            e = SL_ECORRUPT;
-            goto fail;
-        }
+                  decode_file_header(h, &hbase, &s->created_ms, &hlen, &enc);
+    bool env_ok = true;
+    if (hdr_ok && enc) {
+        /* No key is needed here: the envelope is checked against the log's keys on read. */
+        sl_envelope env;
+        env_ok = size >= hlen &&
+                 seg_pread(s, SL_SEG_LOG, h + FILE_HDR, hlen - FILE_HDR, FILE_HDR) == SL_OK &&
+                 sl_envelope_decode(h + FILE_HDR, hlen - FILE_HDR, &env) == SL_FRAME_OK &&
+                 env.seg_base == base;
+        if (env_ok) s->env = env;
+    }
+    bool empty = size <= (hdr_ok ? (int64_t)hlen : FILE_HDR);
+    if ((!hdr_ok || !env_ok) && is_last && empty) {
+        /* Crashed while creating the segment (or rewriting its header): nothing was in it yet.
+         * It becomes plaintext and empty; an append with keys starts it over under a new DEK. */
+        SL_WARN(SUB, "rewriting torn segment header", "file=%s", path);
+        s->created_ms = sl_wall_ms();
+        hlen = (uint32_t)encode_file_header(h, base, s->created_ms, NULL);
+        enc = false;
+        if ((e = seg_truncate(s, SL_SEG_LOG, 0)) != SL_OK) goto fail;
+        if ((e = seg_pwrite(s, SL_SEG_LOG, h, FILE_HDR, 0)) != SL_OK) goto fail;
+        size = FILE_HDR;
+        s->data_dirty = true;
+    } else if (!hdr_ok || size < hlen) {
+        SL_ERROR(SUB, "corrupt segment header", "file=%s", path);
+        e = SL_ECORRUPT;
+        goto fail;
     } else if (hbase != base) {
         SL_ERROR(SUB, "segment header base offset does not match its name", "file=%s", path);
         e = SL_ECORRUPT;
         goto fail;
+    } else if (!env_ok) {
+        /* Its frames still validate without a key, so the log opens; only reads of this
+         * segment fail (the broker keeps serving the partition's other segments). */
+        SL_WARN(SUB, "segment envelope damaged; reads of the segment will fail", "file=%s", path);
+        s->bad = SL_ETAMPER;
     }
+    s->hdr_len = hlen;
+    s->size = hlen;
+    s->enc = enc;
     if (size > SEGMENT_BYTES_MAX) {
         SL_ERROR(SUB, "segment larger than the format allows", "file=%s", path);
         e = SL_ECORRUPT;
@@ -851,7 +926,16 @@ static sl_err segs_push(sl_log *log, sl_seg *s) {
     return SL_OK;
 }
 
+/* Releases the writing DEKs (loop thread: DEK references are not atomic). */
+static void release_wdeks(sl_log *log) {
+    for (int i = 0; i < log->nsegs; i++) {
+        sl_dek_unref(log->segs[i]->wdek);
+        log->segs[i]->wdek = NULL;
+    }
+}
+
 static void log_free(sl_log *log) {
+    release_wdeks(log);
     for (int i = 0; i < log->nsegs; i++) seg_unref(log->segs[i]);
     free(log->segs);
     pthread_mutex_destroy(&log->mu);
@@ -944,6 +1028,7 @@ static sl_err list_segments(sl_log *log, int64_t **out, int *count) {
 }
 
 static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, sl_log **out);
+static void reenc_cleanup(const char *dir);
 
 sl_err sl_log_open(const char *dir, const sl_log_config *cfg, sl_log **out) {
     return log_open(dir, cfg, false, out);
@@ -985,6 +1070,7 @@ static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, s
     }
     close(dfd);
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
+    reenc_cleanup(dir);
     if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
     for (int i = 0; i < nb; i++) {
         sl_seg *s = NULL;
@@ -1005,7 +1091,7 @@ static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, s
     }
     if (nb == 0) {
         sl_seg *s = NULL;
-        if ((e = seg_create(log, ckpt > 0 ? ckpt : 0, &s)) != SL_OK) goto fail;
+        if ((e = seg_create(log, ckpt > 0 ? ckpt : 0, NULL, NULL, &s)) != SL_OK) goto fail;
         if ((e = segs_push(log, s)) != SL_OK) {
             seg_unref(s);
             goto fail;
@@ -1059,6 +1145,7 @@ void sl_log_set_config(sl_log *log, const sl_log_config *cfg) {
 void sl_log_close(sl_log *log) {
     if (!log) return;
     log->closed = true;
+    release_wdeks(log);
     sl_log__unref(log);
 }
 
@@ -1094,25 +1181,128 @@ sl_err sl_log_remove_files(sl_log *log) {
 
 static sl_seg *active(const sl_log *log) { return log->segs[log->nsegs - 1]; }
 
-/* Seals the active segment and starts a new one at the end offset. */
+/* A fresh DEK from the key service for a new segment at `base`, with the envelope the log
+ * completes (topic, partition, base, alg). Nothing is written. */
+static sl_err new_dek(sl_log *log, int64_t base, sl_envelope *env, sl_dek **dek) {
+    memset(env, 0, sizeof *env);
+    *dek = NULL;
+    sl_err e = log->keys.ops->dek_new(log->keys.ctx, &log->keys, base, env, dek);
+    if (e) {
+        sl_dek_unref(*dek);
+        *dek = NULL;
+        SL_WARN(SUB, "no data key for a new segment", "dir=%s base=%" PRId64 " err=%s", log->dir,
+                base, sl_errname(e));
+        return e;
+    }
+    env->alg = SL_ENV_ALG_AES256GCM;
+    memcpy(env->topic_id, log->keys.topic_id, 16);
+    env->partition = log->keys.partition;
+    env->seg_base = base;
+    if (!*dek || !(*dek)->aead || (*dek)->id != env->dek_id || env->dek_id == 0) {
+        sl_dek_unref(*dek);
+        *dek = NULL;
+        SL_ERROR(SUB, "key service returned an unusable data key", "dir=%s", log->dir);
+        return SL_EINVAL;
+    }
+    return SL_OK;
+}
+
+/* Starts the empty active segment `s` over in place with a new header (env NULL: plaintext).
+ * It holds no frame, so nothing is lost; the file is cut first so that a crash leaves a torn
+ * header on an empty segment, which open rewrites. `dek` passes to the segment on success. */
+static sl_err seg_reinit(sl_log *log, sl_seg *s, const sl_envelope *env, sl_dek *dek) {
+    uint8_t h[FILE_HDR_MAX];
+    size_t hl = encode_file_header(h, s->base, s->created_ms, env);
+    if (!hl) return SL_EINVAL;
+    sl_dek_unref(s->wdek);
+    s->wdek = NULL;
+    s->hdr_torn = true;
+    sl_err e = seg_truncate(s, SL_SEG_LOG, 0);
+    if (!e) e = seg_pwrite(s, SL_SEG_LOG, h, hl, 0);
+    pthread_mutex_lock(&log->mu);
+    s->data_dirty = true;
+    pthread_mutex_unlock(&log->mu);
+    if (e) {
+        SL_WARN(SUB, "rewriting the empty active segment's header failed", "dir=%s err=%s",
+                log->dir, sl_errname(e));
+        return e;
+    }
+    s->hdr_torn = false;
+    s->hdr_len = (uint32_t)hl;
+    s->bad = SL_OK;
+    seg_reset_indexes(s);
+    s->enc = env != NULL;
+    memset(&s->env, 0, sizeof s->env);
+    if (env) s->env = *env;
+    s->wdek = dek;
+    s->nonce_ctr = 0;
+    return SL_OK;
+}
+
+/* Seals the active segment and starts a new one at the end offset: encrypted under a fresh DEK
+ * when the log has keys (dek_new failing fails the roll, nothing written), else plaintext. An
+ * empty active segment is started over in place instead (the new one would have its name). */
 static sl_err roll(sl_log *log) {
     sl_seg *old = active(log);
+    sl_envelope env;
+    sl_dek *dek = NULL;
+    sl_err e;
+    if (log->has_keys && (e = new_dek(log, old->next, &env, &dek)) != SL_OK) return e;
+    const sl_envelope *penv = log->has_keys ? &env : NULL;
+    if (old->size <= old->hdr_len) {
+        e = seg_reinit(log, old, penv, dek);
+        if (e) sl_dek_unref(dek);
+        return e;
+    }
     bool idx = seg_time_point(old, true); /* Kafka: the final max timestamp goes in on roll */
     sl_seg *s = NULL;
-    sl_err e = seg_create(log, old->next, &s);
-    if (e) return e;
+    e = seg_create(log, old->next, penv, dek, &s);
+    if (e) {
+        sl_dek_unref(dek);
+        return e;
+    }
     if ((e = segs_push(log, s)) != SL_OK) {
-        seg_unref(s);
+        seg_unref(s); /* releases dek */
         unlink_seg_files(log->dir, old->next);
         return e;
     }
+    /* The old DEK never writes again (sealed); reads get it from the key service. */
+    sl_dek_unref(old->wdek);
+    old->wdek = NULL;
     pthread_mutex_lock(&log->mu);
     old->sealed = true;
     if (idx) old->idx_dirty = true;
     log->dir_dirty = true;
     pthread_mutex_unlock(&log->mu);
-    SL_DEBUG(SUB, "rolled segment", "dir=%s base=%" PRId64, log->dir, s->base);
+    SL_DEBUG(SUB, "rolled segment", "dir=%s base=%" PRId64 " encrypted=%d", log->dir, s->base,
+             s->enc);
     return SL_OK;
+}
+
+/* Associated data of a sealed batch: what binds it to its place (docs/on-disk-format.md). */
+#define AAD_LEN (4 + 16 + 4 + 8 + 44 + SL_BATCH_CRC + (SL_BATCH_HEADER_SIZE - SL_BATCH_ATTRIBUTES))
+static void batch_aad(uint8_t *out, const sl_envelope *env, const uint8_t *fh,
+                      const uint8_t *batch) {
+    memcpy(out, "SLE1", 4);
+    memcpy(out + 4, env->topic_id, 16);
+    sl_be32(out + 20, (uint32_t)env->partition);
+    sl_be64(out + 24, (uint64_t)env->seg_base);
+    memcpy(out + 32, fh, 44);
+    memcpy(out + 76, batch, SL_BATCH_CRC);
+    memcpy(out + 76 + SL_BATCH_CRC, batch + SL_BATCH_ATTRIBUTES,
+           SL_BATCH_HEADER_SIZE - SL_BATCH_ATTRIBUTES);
+}
+
+/* The two encrypted parts of a batch: its CRC field (which would otherwise let anyone confirm
+ * guesses of the records) and the records. The rest of the header stays readable. */
+static void batch_parts(uint8_t *batch, size_t len, sl_aead_part parts[2]) {
+    parts[0] = (sl_aead_part){batch + SL_BATCH_CRC, 4};
+    parts[1] = (sl_aead_part){batch + SL_BATCH_HEADER_SIZE, len - SL_BATCH_HEADER_SIZE};
+}
+
+static void make_nonce(uint8_t nonce[SL_FRAME_ENC_NONCE], uint64_t ctr) {
+    memset(nonce, 0, 4);
+    sl_be64(nonce + 4, ctr);
 }
 
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
@@ -1122,44 +1312,80 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
         return SL_EINVAL;
     int32_t lod = (int32_t)sl_get_be32(batch + SL_BATCH_LAST_OFFSET_DELTA);
     if (lod < 0 || record_count < 0) return SL_EINVAL;
-    uint64_t flen = SL_FRAME_HDR_MIN + (uint64_t)len;
+    bool seal = log->has_keys;
+    uint64_t flen = SL_FRAME_HDR_MIN + (uint64_t)len + (seal ? ENC_OVERHEAD : 0);
     sl_seg *s = active(log);
-    if (s->size > FILE_HDR) {
+    /* A new segment under a fresh DEK: after open or set_keys (a DEK is written under by one
+     * process only, so no nonce can repeat after a crash or a restored copy), after the DEK was
+     * dropped, or when the active segment is of the other kind (no frame ever goes into a
+     * segment of the other kind). */
+    bool renew = s->hdr_torn || (seal ? log->keys_fresh || !s->wdek || !s->enc : s->enc);
+    if (!renew && s->size > s->hdr_len) {
         const sl_log_config *c = &log->cfg;
         bool full = (uint64_t)s->size + flen > (uint64_t)c->segment_bytes;
         bool old = c->segment_ms >= 0 && sl_wall_ms() - s->created_ms >= c->segment_ms;
         bool idx_full = (int64_t)(s->nidx + 1) * 8 > c->max_index_bytes ||
                         (int64_t)(s->ntidx + 1) * 12 > c->max_index_bytes;
         bool rel_full = s->next + lod - s->base >= (int64_t)UINT32_MAX;
-        if (full || old || idx_full || rel_full) {
-            sl_err e = roll(log);
-            if (e) return e;
-            s = active(log);
-        }
+        bool nonce_full = seal && s->nonce_ctr >= NONCE_CTR_MAX;
+        renew = full || old || idx_full || rel_full || nonce_full;
+    }
+    if (renew) {
+        sl_err e = roll(log);
+        if (e) return e;
+        s = active(log);
+        log->keys_fresh = false;
     }
     if ((uint64_t)s->size + flen > (uint64_t)SEGMENT_BYTES_MAX) return SL_ETOOLARGE;
     int64_t base = s->next;
     sl_be64(batch + SL_BATCH_BASE_OFFSET, (uint64_t)base);
-    uint8_t h[SL_FRAME_HDR_MAX];
+    uint8_t h[SL_FRAME_HDR_MAX], nonce[SL_FRAME_ENC_NONCE], tag[SL_FRAME_ENC_TAG];
+    uint8_t aad[AAD_LEN];
+    sl_aead_part parts[2];
     sl_frame f;
-    size_t hlen =
-        sl_frame_encode_batch(h, base, lod, record_count, max_timestamp, (uint32_t)len, &f);
-    struct iovec iov[2] = {{h, hlen}, {batch, len}};
+    size_t hlen;
+    if (seal) {
+        /* Advanced before the write: a failed or torn append never gives its nonce back. */
+        make_nonce(nonce, ++s->nonce_ctr);
+        f = (sl_frame){.flags = SL_FRAME_FLAG_ENC,
+                       .key_id = s->wdek->id,
+                       .nlen = SL_FRAME_ENC_NONCE,
+                       .tlen = SL_FRAME_ENC_TAG,
+                       .nonce = nonce,
+                       .base = base,
+                       .lod = lod,
+                       .count = record_count,
+                       .max_ts = max_timestamp,
+                       .plen = (uint32_t)len};
+        if (!sl_frame_encode(h, &f)) return SL_EINVAL;
+        batch_aad(aad, &s->env, h, batch);
+        batch_parts(batch, len, parts);
+        sl_err e = sl_aead_seal(s->wdek->aead, nonce, aad, sizeof aad, parts, 2, tag);
+        if (e) return e;
+        f.ct_crc = sl_crc32c(sl_crc32c(0, batch, len), tag, sizeof tag);
+        hlen = sl_frame_encode(h, &f);
+    } else {
+        hlen = sl_frame_encode_batch(h, base, lod, record_count, max_timestamp, (uint32_t)len, &f);
+    }
+    struct iovec iov[3] = {{h, hlen}, {batch, len}, {tag, seal ? sizeof tag : 0}};
     int fd = seg_fd(s, SL_SEG_LOG, 0);
-    if (fd < 0) {
+    sl_err e = fd < 0 ? errno_err(errno) : write_all(fd, iov, 3, s->size);
+    if (fd < 0)
         SL_WARN(SUB, "append failed: cannot open the active segment", "dir=%s reason=%s", log->dir,
                 strerror(errno));
-        return errno_err(errno);
-    }
-    sl_err e = write_all(fd, iov, 2, s->size);
     if (e) {
         /* Cut whatever part of the frame reached the file so no torn frame stays behind; if
          * even that fails the next append overwrites it and recovery would cut it. */
-        if (ftruncate(fd, s->size) != 0)
+        if (fd >= 0 && ftruncate(fd, s->size) != 0)
             SL_ERROR(SUB, "truncate after failed append failed", "dir=%s errno=%d", log->dir,
                      errno);
-        seg_fd_put(s, SL_SEG_LOG);
-        SL_WARN(SUB, "append failed", "dir=%s err=%s", log->dir, sl_errname(e));
+        if (fd >= 0) {
+            seg_fd_put(s, SL_SEG_LOG);
+            SL_WARN(SUB, "append failed", "dir=%s err=%s", log->dir, sl_errname(e));
+        }
+        /* The caller's batch is given back as it was (same nonce, data and tag: opening
+         * restores it). The nonce stays used. */
+        if (seal) (void)sl_aead_open(s->wdek->aead, nonce, aad, sizeof aad, parts, 2, tag);
         return e;
     }
     seg_fd_put(s, SL_SEG_LOG);
@@ -1187,6 +1413,108 @@ static int find_seg(const sl_log *log, int64_t offset) {
     return lo ? lo - 1 : 0;
 }
 
+/* Admits the frames of one segment during one read: plaintext frames only where they may be,
+ * encrypted ones opened in place under the segment's DEK (fetched once per read). */
+typedef struct opener {
+    sl_log *log;
+    sl_seg *s;
+    sl_dek *dek; /* a reference, released by opener_done */
+    bool env_checked;
+} opener;
+
+static void opener_done(opener *o) {
+    sl_dek_unref(o->dek);
+    o->dek = NULL;
+}
+
+/* Decides frame f of o->s (header at fh; payload at `payload`, followed by its tag) before it is
+ * returned. SL_OK: the payload is now the plaintext batch. Otherwise *why says what was wrong
+ * and nothing of the payload may be used (a failed open leaves it wiped). */
+static sl_err frame_admit(opener *o, const sl_frame *f, const uint8_t *fh, uint8_t *payload,
+                          const char **why) {
+    sl_log *log = o->log;
+    sl_seg *s = o->s;
+    if (s->bad) {
+        *why = "segment envelope damaged";
+        return s->bad;
+    }
+    if (!(f->flags & SL_FRAME_FLAG_ENC)) {
+        /* GCM only authenticates what it sealed: clear frames are refused where they cannot be
+         * the migration's old data (a downgrade or injection). */
+        if (s->enc) {
+            *why = "plaintext frame in an encrypted segment";
+            return SL_ETAMPER;
+        }
+        if (log->has_keys && f->base + f->lod >= log->keys.plain_below) {
+            *why = "plaintext frame at or above the plaintext watermark";
+            return SL_ETAMPER;
+        }
+        return SL_OK;
+    }
+    if (!log->has_keys) {
+        *why = "encrypted frame and the log has no keys";
+        return SL_EKEY_UNAVAILABLE;
+    }
+    if (!s->enc) {
+        *why = "encrypted frame in a plaintext segment";
+        return SL_ETAMPER;
+    }
+    if (!o->env_checked) {
+        if (CRYPTO_memcmp(s->env.topic_id, log->keys.topic_id, 16) != 0 ||
+            s->env.partition != log->keys.partition || s->env.seg_base != s->base) {
+            *why = "segment envelope names another topic, partition or segment";
+            return SL_ETAMPER;
+        }
+        o->env_checked = true;
+    }
+    if (f->key_id != s->env.dek_id) {
+        *why = "frame key id is not the segment's";
+        return SL_ETAMPER;
+    }
+    if (!o->dek) {
+        sl_dek *d = NULL;
+        if (s->wdek) {
+            d = sl_dek_ref(s->wdek);
+        } else {
+            sl_err e = log->keys.ops->dek_open(log->keys.ctx, &log->keys, &s->env, &d);
+            if (e || !d || !d->aead) {
+                sl_dek_unref(d);
+                *why = "data key not available";
+                return e ? e : SL_EKEY_UNAVAILABLE;
+            }
+        }
+        o->dek = d;
+    }
+    if (o->dek->id != s->env.dek_id) {
+        *why = "data key id is not the segment's";
+        return SL_ETAMPER;
+    }
+    uint8_t aad[AAD_LEN];
+    sl_aead_part parts[2];
+    batch_aad(aad, &s->env, fh, payload);
+    batch_parts(payload, f->plen, parts);
+    sl_err e = sl_aead_open(o->dek->aead, f->nonce, aad, sizeof aad, parts, 2, payload + f->plen);
+    if (e) {
+        OPENSSL_cleanse(payload, f->plen);
+        *why = "authentication failed";
+        return e == SL_ENOMEM ? e : SL_ETAMPER;
+    }
+    return SL_OK;
+}
+
+/* One warning per refused frame, not one per fetch retrying it (a consumer stuck on it would
+ * otherwise flood the log). */
+static void warn_refused(const sl_log *log, sl_seg *s, int64_t pos, const sl_frame *f,
+                         const char *why, sl_err e) {
+    if (s->warned_pos == pos + 1) return;
+    s->warned_pos = pos + 1;
+    char path[4096];
+    seg_path(path, sizeof path, log->dir, s->base, ".log");
+    SL_WARN(SUB, "stored batch refused",
+            "file=%s pos=%" PRId64 " offset=%" PRId64 " reason=%s err=%s", path, pos, f->base, why,
+            sl_errname(e));
+}
+
 sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
                    size_t *out_len) {
     *out = NULL;
@@ -1197,19 +1525,27 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
     int si = find_seg(log, offset);
     while (si < log->nsegs - 1 && log->segs[si]->next <= offset) si++;
     sl_seg *s = log->segs[si];
+    opener o = {.log = log, .s = s};
     size_t limit = max_bytes > 0 ? (size_t)max_bytes : 0;
     /* One pread covers the frames between the index entry and the target (at most about
      * index_interval_bytes) plus max_bytes of frames to return; the frame headers are then
-     * squeezed out in place, one memmove per batch. */
+     * squeezed out in place, one memmove per batch. Encrypted frames are opened in place
+     * first (once per batch), so what is returned is always authenticated plaintext. */
     size_t slack = (size_t)log->cfg.index_interval_bytes + 2 * SL_FRAME_HDR_MAX;
     int64_t pos = seg_lookup(s, offset);
     size_t want = limit + slack;
     for (;;) {
         if ((int64_t)want > s->size - pos) want = (size_t)(s->size - pos);
         uint8_t *buf = sl_arena_alloc(a, want ? want : 1);
-        if (!buf) return SL_ENOMEM;
+        if (!buf) {
+            opener_done(&o);
+            return SL_ENOMEM;
+        }
         sl_err e = seg_pread(s, SL_SEG_LOG, buf, want, pos);
-        if (e) return e;
+        if (e) {
+            opener_done(&o);
+            return e;
+        }
         size_t p = 0, emitted = 0;
         for (;;) {
             sl_frame f;
@@ -1226,12 +1562,21 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
                 continue;
             }
             if (emitted && emitted + f.plen > limit) break;
+            const char *why = "";
+            sl_err ae = frame_admit(&o, &f, buf + p, buf + p + f.hlen, &why);
+            if (ae) {
+                warn_refused(log, s, pos + (int64_t)p, &f, why, ae);
+                if (emitted) break; /* what was admitted before it is returned */
+                opener_done(&o);
+                return ae;
+            }
             memmove(buf + emitted, buf + p + f.hlen, f.plen);
             emitted += f.plen;
             p += f.flen;
             if (emitted >= limit || p == want) break;
         }
         if (emitted) {
+            opener_done(&o);
             *out = buf;
             *out_len = emitted;
             return SL_OK;
@@ -1247,9 +1592,80 @@ sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, 
         want = (need > limit ? need : limit) + slack;
     }
 corrupt:
+    opener_done(&o);
     SL_ERROR(SUB, "corrupt frame on read", "dir=%s segment=%" PRId64 " offset=%" PRId64, log->dir,
              s->base, offset);
     return SL_ECORRUPT;
+}
+
+sl_err sl_log_read_headers(sl_log *log, int64_t offset, int max_batches, sl_arena *a, uint8_t **out,
+                           int *count) {
+    *out = NULL;
+    *count = 0;
+    int64_t end = active(log)->next;
+    if (offset < log->start_offset || offset > end) return SL_ERANGE;
+    if (offset == end || max_batches <= 0) return SL_OK;
+    int si = find_seg(log, offset);
+    while (si < log->nsegs - 1 && log->segs[si]->next <= offset) si++;
+    sl_seg *s = log->segs[si];
+    if (s->bad) return s->bad;
+    uint8_t *buf = sl_arena_alloc(a, (size_t)max_batches * SL_BATCH_HEADER_SIZE);
+    if (!buf) return SL_ENOMEM;
+    int fd = seg_fd(s, SL_SEG_LOG, 0);
+    if (fd < 0) return errno_err(errno);
+    scan sc;
+    scan_init(&sc, fd, seg_lookup(s, offset), s->size);
+    sl_frame f;
+    sl_err e;
+    int n = 0;
+    while (n < max_batches) {
+        int64_t at = sc.pos;
+        if ((e = scan_next(&sc, &f, false)) != SL_OK) break;
+        if (f.base + f.lod < offset) continue;
+        /* Whole frame: its CRCs and clear header fields are checked (no key needed). */
+        const uint8_t *p;
+        sc.pos = at;
+        if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
+        sc.pos = at + f.flen;
+        if (!sl_frame_payload_ok(&f, p + f.hlen)) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        bool clear = !(f.flags & SL_FRAME_FLAG_ENC);
+        if (clear && (s->enc || (log->has_keys && f.base + f.lod >= log->keys.plain_below))) {
+            warn_refused(log, s, at, &f, "plaintext frame where only sealed ones may be",
+                         SL_ETAMPER);
+            e = SL_ETAMPER;
+            break;
+        }
+        if (!clear && !s->enc) {
+            warn_refused(log, s, at, &f, "encrypted frame in a plaintext segment", SL_ETAMPER);
+            e = SL_ETAMPER;
+            break;
+        }
+        uint8_t *h = buf + (size_t)n * SL_BATCH_HEADER_SIZE;
+        memcpy(h, p + f.hlen, SL_BATCH_HEADER_SIZE);
+        memset(h + SL_BATCH_CRC, 0, 4);
+        n++;
+    }
+    scan_done(&sc);
+    seg_fd_put(s, SL_SEG_LOG);
+    if (e == SL_ERANGE || e == SL_OK) {
+        if (n == 0) return SL_ECORRUPT; /* offset < next, yet no frame holds it */
+        *out = buf;
+        *count = n;
+        return SL_OK;
+    }
+    /* Headers before a refused frame are returned; the next call starting there fails. */
+    if (n > 0 && e == SL_ETAMPER) {
+        *out = buf;
+        *count = n;
+        return SL_OK;
+    }
+    if (e == SL_ECORRUPT)
+        SL_ERROR(SUB, "corrupt frame on header read", "dir=%s segment=%" PRId64 " offset=%" PRId64,
+                 log->dir, s->base, offset);
+    return e;
 }
 
 int64_t sl_log_start_offset(const sl_log *log) { return log->start_offset; }
@@ -1307,6 +1723,7 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
         if (from < log->start_offset) from = log->start_offset;
         int fd = seg_fd(s, SL_SEG_LOG, 0);
         if (fd < 0) return errno_err(errno);
+        opener o = {.log = log, .s = s};
         scan sc;
         scan_init(&sc, fd, seg_lookup(s, from), s->size);
         sl_frame f;
@@ -1324,12 +1741,39 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
             sc.pos = at;
             const uint8_t *p;
             if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
-            int found = first_record_at(p + f.hlen, f.plen, low, ts, offset, found_ts);
+            /* Records are looked at only once admitted like a read's (a sealed batch is opened
+             * in a private copy); without keys the batch-level answer stands. */
+            const uint8_t *rec = p + f.hlen;
+            uint8_t *clear = NULL;
+            const char *why = "";
+            sl_err ae;
+            if (f.flags & SL_FRAME_FLAG_ENC) {
+                if (!(clear = malloc((size_t)f.plen + f.tlen))) {
+                    e = SL_ENOMEM;
+                    break;
+                }
+                memcpy(clear, rec, (size_t)f.plen + f.tlen);
+                ae = frame_admit(&o, &f, p, clear, &why);
+                rec = clear;
+            } else {
+                ae = frame_admit(&o, &f, p, NULL, &why);
+            }
+            int found = ae ? -1 : first_record_at(rec, f.plen, low, ts, offset, found_ts);
+            if (clear) {
+                OPENSSL_cleanse(clear, (size_t)f.plen + f.tlen);
+                free(clear);
+            }
+            if (ae && ae != SL_EKEY_UNAVAILABLE) {
+                warn_refused(log, s, at, &f, why, ae);
+                e = ae;
+                break;
+            }
             sc.pos = at = next;
             if (found == 0) continue; /* every such record is below the log start */
             if (found < 0) {
-                SL_WARN("storage", "records of a stored batch do not read; answering its base",
-                        "dir=%s offset=%lld", log->dir, (long long)f.base);
+                if (!ae)
+                    SL_WARN("storage", "records of a stored batch do not read; answering its base",
+                            "dir=%s offset=%lld", log->dir, (long long)f.base);
                 *offset = f.base > low ? f.base : low;
                 *found_ts = f.max_ts;
             }
@@ -1338,6 +1782,7 @@ sl_err sl_log_offset_for_time(sl_log *log, int64_t ts, int64_t *offset, int64_t 
         }
         scan_done(&sc);
         seg_fd_put(s, SL_SEG_LOG);
+        opener_done(&o);
         if (e == SL_OK) return SL_OK;
         if (e != SL_ERANGE) return e;
     }
@@ -1507,14 +1952,411 @@ sl_err sl_log_sync(sl_log *log) {
     return e;
 }
 
-/* Stubs until the storage work lands. */
-void sl_log_set_keys(sl_log *log, const sl_log_keys *keys) {}
-void sl_log_drop_keys(sl_log *log) {}
-int sl_log_segments_pending(sl_log *log, uint32_t tk_version) { return 0; }
-bool sl_log_segment_info(sl_log *log, int i, int64_t *base, uint32_t *tk_version) { return false; }
+/* ---- encryption at rest ------------------------------------------------------------------ */
+
+void sl_log_set_keys(sl_log *log, const sl_log_keys *keys) {
+    if (keys && !keys->ops) keys = NULL;
+    memset(&log->keys, 0, sizeof log->keys);
+    log->has_keys = keys != NULL;
+    if (keys) log->keys = *keys;
+    log->keys_fresh = true;
+}
+
+void sl_log_drop_keys(sl_log *log) { release_wdeks(log); }
+
+/* The topic-key version a segment is sealed under; 0 for plaintext. */
+static uint32_t seg_tk_version(const sl_seg *s) { return s->enc ? s->env.tk_version : 0; }
+
+int sl_log_segments_pending(sl_log *log, uint32_t tk_version) {
+    int n = 0;
+    for (int i = 0; i < log->nsegs; i++) {
+        sl_seg *s = log->segs[i];
+        /* An empty active segment holds nothing to re-encrypt. */
+        if (i == log->nsegs - 1 && s->size <= s->hdr_len) continue;
+        if (s->bad || seg_tk_version(s) != tk_version) n++;
+    }
+    return n;
+}
+
+bool sl_log_segment_info(sl_log *log, int i, int64_t *base, uint32_t *tk_version) {
+    if (i < 0 || i >= log->nsegs) return false;
+    *base = log->segs[i]->base;
+    *tk_version = seg_tk_version(log->segs[i]);
+    return true;
+}
+
+/* ---- re-encryption ------------------------------------------------------------------------
+ * A job rewrites one sealed segment into `<base>.log.reenc` (+ `.index.reenc`,
+ * `.timeindex.reenc`), fsyncs them, swaps the data file in with renameat2(RENAME_EXCHANGE) (which
+ * fails when retention deleted the segment meanwhile, so a deleted segment never comes back),
+ * renames the indexes in, fsyncs the directory, then unlinks the swapped-out old file and fsyncs
+ * again. Whatever the crash point, `<base>.log` is a whole file (old or new); a leftover
+ * `*.reenc` file at open means the indexes may not match it, so they are deleted (rebuilt) with
+ * the leftovers, and a rerun picks the segment again if it is still the old one. */
+
+#define REENC_EXT ".reenc"
+
+struct sl_log_reenc {
+    /* Loop side (prepare, finish). */
+    sl_log *log; /* referenced */
+    sl_seg *seg; /* referenced; its data descriptor pinned until finish */
+    /* Copies for run (any thread). */
+    int old_fd;
+    char *dir;
+    int64_t base, old_size, old_next, created_ms, plain_below;
+    uint32_t old_hdr_len;
+    bool old_enc;
+    sl_envelope old_env, new_env;
+    sl_aead *old_aead, *new_aead; /* private contexts, for run's thread only */
+    sl_log_config cfg;
+    /* Results of run. */
+    sl_seg *out; /* the new segment's in-memory state */
+    bool gone;   /* the segment was deleted meanwhile: nothing to apply */
+};
+
+/* Removes leftovers of an interrupted re-encryption, and the indexes of their segment (they may
+ * describe the other version of its data file; open rebuilds them). */
+static void reenc_cleanup(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    bool removed = false;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name), el = strlen(REENC_EXT);
+        if (n < 20 + el || strcmp(de->d_name + n - el, REENC_EXT) != 0) continue;
+        char name[64];
+        if (n - el >= sizeof name) continue;
+        memcpy(name, de->d_name, n - el);
+        name[n - el] = 0;
+        int64_t base;
+        if (parse_seg_name(name, ".log", &base) || parse_seg_name(name, ".index", &base) ||
+            parse_seg_name(name, ".timeindex", &base)) {
+            char p[4096];
+            seg_path(p, sizeof p, dir, base, ".index");
+            (void)unlink(p);
+            seg_path(p, sizeof p, dir, base, ".timeindex");
+            (void)unlink(p);
+        }
+        SL_WARN(SUB, "removing leftover of an interrupted re-encryption", "dir=%s file=%s", dir,
+                de->d_name);
+        (void)unlinkat(dirfd(d), de->d_name, 0);
+        removed = true;
+    }
+    closedir(d);
+    if (removed) (void)fsync_dir(dir);
+}
+
+static bool seg_pending(const sl_seg *s, uint32_t tk_version) {
+    return seg_tk_version(s) != tk_version;
+}
+
+static bool seg_env_matches(const sl_log *log, const sl_seg *s) {
+    return !s->enc || (CRYPTO_memcmp(s->env.topic_id, log->keys.topic_id, 16) == 0 &&
+                       s->env.partition == log->keys.partition && s->env.seg_base == s->base);
+}
+
+static void reenc_free(sl_log_reenc *j) {
+    if (!j) return;
+    sl_aead_free(j->old_aead);
+    sl_aead_free(j->new_aead);
+    if (j->out) seg_unref(j->out);
+    free(j->dir);
+    free(j);
+}
+
+/* The sealed segment to rewrite next, or -1. */
+static int reenc_pick(sl_log *log, uint32_t tk_version) {
+    for (int i = 0; i < log->nsegs - 1; i++) {
+        sl_seg *s = log->segs[i];
+        if (s->reenc_busy || !seg_pending(s, tk_version) || s->size <= s->hdr_len) continue;
+        if (s->bad || !seg_env_matches(log, s)) {
+            /* Damaged or not this partition's: it stays pending and its reads keep failing;
+             * re-sealing it would launder whatever is in it. */
+            SL_WARN(SUB, "not re-encrypting a segment that fails its checks",
+                    "dir=%s base=%" PRId64, log->dir, s->base);
+            continue;
+        }
+        return i;
+    }
+    return -1;
+}
+
 sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job) {
     *job = NULL;
+    if (!log->has_keys) return SL_EKEY_UNAVAILABLE;
+    if (atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    int i = reenc_pick(log, tk_version);
+    sl_seg *act = active(log);
+    if (i < 0 && act->size > act->hdr_len && !act->reenc_busy && seg_pending(act, tk_version)) {
+        sl_err e = roll(log); /* seals it; new appends go under a fresh DEK */
+        if (e) return e;
+        log->keys_fresh = false;
+        i = reenc_pick(log, tk_version);
+    }
+    if (i < 0) return SL_OK;
+    sl_seg *s = log->segs[i];
+    sl_log_reenc *j = calloc(1, sizeof *j);
+    if (!j || !(j->dir = strdup(log->dir))) {
+        free(j);
+        return SL_ENOMEM;
+    }
+    j->old_fd = -1;
+    sl_dek *nd = NULL, *od = NULL;
+    sl_err e = new_dek(log, s->base, &j->new_env, &nd);
+    if (!e && j->new_env.tk_version != tk_version) {
+        SL_ERROR(SUB, "key service wraps new data keys under another topic-key version",
+                 "dir=%s want=%u got=%u", log->dir, tk_version, j->new_env.tk_version);
+        e = SL_ESTATE;
+    }
+    if (!e) e = sl_aead_dup(nd->aead, &j->new_aead);
+    if (!e && s->enc) {
+        e = log->keys.ops->dek_open(log->keys.ctx, &log->keys, &s->env, &od);
+        if (!e && (!od || !od->aead || od->id != s->env.dek_id)) e = SL_ETAMPER;
+        if (!e) e = sl_aead_dup(od->aead, &j->old_aead);
+    }
+    sl_dek_unref(nd);
+    sl_dek_unref(od);
+    if (!e) {
+        j->old_fd = seg_fd(s, SL_SEG_LOG, 0);
+        if (j->old_fd < 0) e = errno_err(errno);
+    }
+    if (e) {
+        reenc_free(j);
+        return e;
+    }
+    j->log = log;
+    sl_log__ref(log);
+    j->seg = s;
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    s->reenc_busy = true;
+    j->base = s->base;
+    j->old_size = s->size;
+    j->old_next = s->next;
+    j->created_ms = s->created_ms;
+    j->old_hdr_len = s->hdr_len;
+    j->old_enc = s->enc;
+    j->old_env = s->env;
+    j->plain_below = log->keys.plain_below;
+    j->cfg = log->cfg;
+    *job = j;
     return SL_OK;
 }
-sl_err sl_log_reenc_run(sl_log_reenc *job) { return SL_ESTATE; }
-sl_err sl_log_reenc_finish(sl_log_reenc *job, sl_err run_result) { return run_result; }
+
+static sl_err write_file_fsync(const char *path, const uint8_t *b, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pwrite_all(fd, b, n, 0);
+    if (!e) e = do_fsync(fd);
+    close(fd);
+    return e;
+}
+
+/* Writes the new data file: every old frame checked and opened (or, plaintext, allowed), sealed
+ * again under the new DEK. Fills j->out. */
+static sl_err reenc_write(sl_log_reenc *j, int fd) {
+    uint8_t h[FILE_HDR_MAX];
+    size_t hl = encode_file_header(h, j->base, j->created_ms, &j->new_env);
+    if (!hl) return SL_EINVAL;
+    sl_err e = pwrite_all(fd, h, hl, 0);
+    if (e) return e;
+    sl_seg *o = j->out;
+    o->hdr_len = (uint32_t)hl;
+    o->size = (int64_t)hl;
+    scan sc;
+    scan_init(&sc, j->old_fd, j->old_hdr_len, j->old_size);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t ctr = 0;
+    sl_frame f;
+    for (;;) {
+        int64_t at = sc.pos;
+        if ((e = scan_next(&sc, &f, true)) != SL_OK) break;
+        const uint8_t *p;
+        sc.pos = at;
+        if ((e = scan_ensure(&sc, f.flen, &p)) != SL_OK) break;
+        sc.pos = at + f.flen;
+        if (f.base != o->next) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        size_t need = SL_FRAME_HDR_MAX + (size_t)f.plen + SL_FRAME_ENC_TAG;
+        if (need > cap) {
+            if (buf) OPENSSL_cleanse(buf, cap);
+            free(buf);
+            if (!(buf = malloc(need))) {
+                cap = 0;
+                e = SL_ENOMEM;
+                break;
+            }
+            cap = need;
+        }
+        uint8_t *batch = buf + SL_FRAME_HDR_MAX, tag[SL_FRAME_ENC_TAG];
+        memcpy(batch, p + f.hlen, f.plen);
+        uint8_t aad[AAD_LEN];
+        sl_aead_part parts[2];
+        batch_parts(batch, f.plen, parts);
+        if (f.flags & SL_FRAME_FLAG_ENC) {
+            if (!j->old_enc || f.key_id != j->old_env.dek_id) {
+                e = SL_ETAMPER;
+                break;
+            }
+            batch_aad(aad, &j->old_env, p, batch);
+            if ((e = sl_aead_open(j->old_aead, f.nonce, aad, sizeof aad, parts, 2,
+                                  p + f.hlen + f.plen)) != SL_OK) {
+                e = e == SL_ENOMEM ? e : SL_ETAMPER;
+                break;
+            }
+        } else if (j->old_enc || f.base + f.lod >= j->plain_below) {
+            e = SL_ETAMPER; /* sealing it would launder an injected clear frame */
+            break;
+        }
+        uint8_t nonce[SL_FRAME_ENC_NONCE];
+        make_nonce(nonce, ++ctr);
+        sl_frame nf = {.flags = SL_FRAME_FLAG_ENC,
+                       .key_id = j->new_env.dek_id,
+                       .nlen = SL_FRAME_ENC_NONCE,
+                       .tlen = SL_FRAME_ENC_TAG,
+                       .nonce = nonce,
+                       .base = f.base,
+                       .lod = f.lod,
+                       .count = f.count,
+                       .max_ts = f.max_ts,
+                       .plen = f.plen};
+        uint8_t *fh = buf + SL_FRAME_HDR_MAX - (SL_FRAME_HDR_MIN + SL_FRAME_ENC_NONCE);
+        if (!sl_frame_encode(fh, &nf)) {
+            e = SL_EINVAL;
+            break;
+        }
+        batch_aad(aad, &j->new_env, fh, batch);
+        if ((e = sl_aead_seal(j->new_aead, nonce, aad, sizeof aad, parts, 2, tag)) != SL_OK) break;
+        nf.ct_crc = sl_crc32c(sl_crc32c(0, batch, f.plen), tag, sizeof tag);
+        sl_frame_encode(fh, &nf);
+        struct iovec iov[2] = {{fh, (size_t)nf.hlen + f.plen}, {tag, sizeof tag}};
+        if ((e = write_all(fd, iov, 2, o->size)) != SL_OK) break;
+        (void)seg_note_frame(o, &j->cfg, o->size, &nf, false);
+    }
+    if (buf) OPENSSL_cleanse(buf, cap);
+    free(buf);
+    scan_done(&sc);
+    if (e == SL_ERANGE) e = o->next == j->old_next ? SL_OK : SL_ECORRUPT;
+    if (!e) (void)seg_time_point(o, false); /* as a roll leaves it */
+    if (!e) e = do_fsync(fd);
+    return e;
+}
+
+/* Index files of j->out into `<name>.reenc`. */
+static sl_err reenc_write_indexes(sl_log_reenc *j, const char *ipath, const char *tpath) {
+    sl_seg *o = j->out;
+    size_t n = (size_t)o->nidx * 8, m = (size_t)o->ntidx * 12;
+    uint8_t *b = malloc((n > m ? n : m) + 1);
+    if (!b) return SL_ENOMEM;
+    for (uint32_t i = 0; i < o->nidx; i++) {
+        sl_be32(b + i * 8, o->idx[i].rel);
+        sl_be32(b + i * 8 + 4, o->idx[i].pos);
+    }
+    sl_err e = write_file_fsync(ipath, b, n);
+    for (uint32_t i = 0; !e && i < o->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)o->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, o->tidx[i].rel);
+    }
+    if (!e) e = write_file_fsync(tpath, b, m);
+    free(b);
+    return e;
+}
+
+sl_err sl_log_reenc_run(sl_log_reenc *j) {
+    char tl[4096 + 8], ti[4096 + 8], tt[4096 + 8], dl[4096], di[4096], dt[4096];
+    seg_path(dl, sizeof dl, j->dir, j->base, ".log");
+    seg_path(di, sizeof di, j->dir, j->base, ".index");
+    seg_path(dt, sizeof dt, j->dir, j->base, ".timeindex");
+    snprintf(tl, sizeof tl, "%s" REENC_EXT, dl);
+    snprintf(ti, sizeof ti, "%s" REENC_EXT, di);
+    snprintf(tt, sizeof tt, "%s" REENC_EXT, dt);
+    if (!(j->out = seg_alloc(j->dir, j->base))) return SL_ENOMEM;
+    int fd = open(tl, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = reenc_write(j, fd);
+    close(fd);
+    if (!e) e = reenc_write_indexes(j, ti, tt);
+    if (e) {
+        (void)unlink(tl);
+        (void)unlink(ti);
+        (void)unlink(tt);
+        SL_WARN(SUB, "re-encryption of a segment failed", "file=%s err=%s", dl, sl_errname(e));
+        return e;
+    }
+    /* Exchange, not rename: if retention deleted the segment meanwhile there is nothing to
+     * exchange with, and a deleted segment must not come back. */
+    bool exchanged = renameat2(AT_FDCWD, tl, AT_FDCWD, dl, RENAME_EXCHANGE) == 0;
+    if (!exchanged && (errno == EINVAL || errno == ENOSYS)) {
+        /* A file system without RENAME_EXCHANGE: rename, unless the segment is known gone
+         * (the window between the check and the rename is the one left). */
+        if (!atomic_load_explicit(&j->seg->gone, memory_order_acquire) && rename(tl, dl) == 0)
+            exchanged = true;
+        else
+            errno = ENOENT;
+    }
+    if (!exchanged) {
+        int en = errno;
+        (void)unlink(tl);
+        (void)unlink(ti);
+        (void)unlink(tt);
+        if (en == ENOENT) {
+            j->gone = true;
+            return SL_OK;
+        }
+        return errno_err(en);
+    }
+    if (rename(ti, di) != 0 || rename(tt, dt) != 0) {
+        /* The data file is the new one; its stale indexes go (rebuilt at open). */
+        e = errno_err(errno);
+        (void)unlink(di);
+        (void)unlink(dt);
+    }
+    sl_err e2 = fsync_dir(j->dir);
+    (void)unlink(tl); /* the old data file, now under the temporary name (or nothing) */
+    (void)unlink(ti);
+    (void)unlink(tt);
+    sl_err e3 = fsync_dir(j->dir);
+    if (!e) e = e2 ? e2 : e3;
+    if (e)
+        SL_WARN(SUB, "re-encryption: finishing the swap failed", "file=%s err=%s", dl,
+                sl_errname(e));
+    return e;
+}
+
+sl_err sl_log_reenc_finish(sl_log_reenc *j, sl_err run_result) {
+    if (!j) return SL_OK;
+    sl_log *log = j->log;
+    sl_seg *old = j->seg;
+    seg_fd_put(old, SL_SEG_LOG);
+    old->reenc_busy = false;
+    bool gone = j->gone || atomic_load_explicit(&old->gone, memory_order_acquire);
+    sl_err e = run_result;
+    int i = -1;
+    for (int k = 0; k < log->nsegs && !gone; k++)
+        if (log->segs[k] == old) i = k;
+    if (!run_result && !gone && i >= 0 && !log->closed) {
+        sl_seg *ns = j->out;
+        j->out = NULL;
+        ns->dir = log->dir;
+        ns->created_ms = old->created_ms;
+        ns->enc = true;
+        ns->env = j->new_env;
+        ns->sealed = true; /* run fsynced the files and the directory */
+        pthread_mutex_lock(&log->mu);
+        log->segs[i] = ns;
+        pthread_mutex_unlock(&log->mu);
+        seg_unref(old); /* the log's reference; the flusher may still hold one */
+        SL_INFO(SUB, "segment re-encrypted", "dir=%s base=%" PRId64 " tk_version=%u", log->dir,
+                ns->base, ns->env.tk_version);
+    } else if (!run_result && gone) {
+        /* Retention won the race: clear away whatever the swap may have recreated. */
+        unlink_seg_files(log->dir, j->base);
+    }
+    seg_unref(old); /* the job's reference */
+    j->log = NULL;
+    reenc_free(j);
+    sl_log__unref(log);
+    return e;
+}

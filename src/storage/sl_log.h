@@ -59,7 +59,10 @@ sl_err sl_log_remove_files(sl_log *log);
  * covering sl_log_end_offset() completes. On failure nothing becomes visible: the tail is
  * restored to its previous end (ENOSPC and EIO give SL_ENOSPC / SL_EIO). After any fsync of this
  * log failed, appends return SL_EIO for good (the page cache state is unknown; reopen to recover).
- * SL_EINVAL for a batch that is not v2 or shorter than its header. */
+ * SL_EINVAL for a batch that is not v2 or shorter than its header.
+ * With keys (sl_log_set_keys) the batch is sealed in place: after success the caller's bytes
+ * hold the stored form (CRC and records encrypted); after a failure they are as they were.
+ * Errors of dek_new (SL_EKEY_UNAVAILABLE, ...) are returned with nothing written. */
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset);
 
@@ -69,6 +72,17 @@ sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_cou
  * Returns SL_ERANGE if offset < start offset or > end offset. */
 sl_err sl_log_read(sl_log *log, int64_t offset, int32_t max_bytes, sl_arena *a, uint8_t **out,
                    size_t *out_len);
+
+/* Batch headers without any key: the first 61 bytes (the v2 batch header) of each stored batch,
+ * starting with the one that contains `offset`, at most `max_batches`, back to back in `a`
+ * (*out, *count of them; 0 at the end of the log). One segment per call, like sl_log_read. The
+ * batch CRC field is zeroed (a sealed batch keeps it encrypted). For state rebuilt from headers
+ * (producer state) while keys may be unavailable: each header is checked against its frame
+ * (base offset, last offset delta, length, frame and ciphertext CRCs) and the same clear-data
+ * rules as sl_log_read apply (SL_ETAMPER), but a sealed batch's header is authenticated only
+ * when the batch itself is read. SL_ERANGE as sl_log_read. */
+sl_err sl_log_read_headers(sl_log *log, int64_t offset, int max_batches, sl_arena *a, uint8_t **out,
+                           int *count);
 
 /* ---- Encryption at rest (docs/encryption-at-rest.md) ----------------------------------------
  * A log with keys seals every batch it appends (AES-256-GCM, one DEK per segment, nonce = a

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "sl_envelope.h"
 #include "sl_log.h"
 
 typedef struct sl_idx_ent {
@@ -46,6 +47,16 @@ typedef struct sl_seg {
     uint32_t ntidx, ctidx;
     atomic_int refs;
     bool data_dirty, idx_dirty, sealed;
+    /* Encryption at rest (loop thread). */
+    uint32_t hdr_len;   /* file header length; frames start here (64, or 64 + envelope) */
+    bool enc;           /* header version 2: every frame must be sealed under env's DEK */
+    bool hdr_torn;      /* rewriting the header of the empty active segment failed: redo first */
+    bool reenc_busy;    /* a re-encryption job holds it */
+    sl_err bad;         /* SL_OK, or what every read of it fails with (a damaged envelope) */
+    sl_envelope env;    /* enc: the decoded envelope */
+    sl_dek *wdek;       /* the DEK this process appends under (active segment only) */
+    uint64_t nonce_ctr; /* last nonce counter used under wdek (advanced before each write) */
+    int64_t warned_pos; /* file position + 1 of the last refused frame logged (no repeats) */
 } sl_seg;
 
 struct sl_log {
@@ -63,6 +74,10 @@ struct sl_log {
     atomic_int refs;
     atomic_int sync_failed; /* sticky: after a failed fsync the page cache state is unknown */
     atomic_bool destroyed;  /* directory removed (sl_log_destroy): nothing left to make durable */
+    /* Encryption at rest (loop thread): keys set by sl_log_set_keys; keys_fresh makes the next
+     * append start a new segment under a fresh DEK. */
+    sl_log_keys keys;
+    bool has_keys, keys_fresh;
     /* Flusher-thread scratch for deduplicating logs within one round. */
     uint64_t flush_round;
     sl_err flush_result;
