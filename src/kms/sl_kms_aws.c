@@ -220,10 +220,13 @@ static sl_err kms_call(aws_kms *k, const char *op, const char *json, answer *a, 
         }
         size_t tl;
         const char *t = error_type(a->j, &tl);
-        /* Temporary credentials revoked or expired early: fetch new ones once. */
-        if (attempt == 0 && k->creds.expires &&
+        /* Credentials revoked, expired early or rotated in their file: fetch them again once
+         * (the environment cannot have changed under a running process). */
+        bool refetch = k->creds.source && strcmp(k->creds.source, "environment");
+        if (attempt == 0 && refetch &&
             (type_is(t, tl, "ExpiredTokenException") ||
-             type_is(t, tl, "UnrecognizedClientException"))) {
+             type_is(t, tl, "UnrecognizedClientException") ||
+             type_is(t, tl, "InvalidSignatureException"))) {
             answer_free(a);
             continue;
         }

@@ -374,6 +374,16 @@ SL_TEST(kms_aws_credentials_web_identity_files_imds) {
     k = open_provider(&f, "alias/sluice", "", 5000);
     bool files = k && round_trip(k, &kek);
     if (k) k->ops->free(k);
+    /* a secret rotated in the file is picked up when KMS refuses the cached one */
+    write_file(f.dir, "credentials",
+               "[kmsd]\naws_access_key_id = AKIAKMSDTESTEXAMPLE\naws_secret_access_key = old\n");
+    k = open_provider(&f, "alias/sluice", "", 5000);
+    sl_err stale = k ? k->ops->generate(k, 1, &kek, err, sizeof err) : SL_EIO;
+    write_file(f.dir, "credentials",
+               "[kmsd]\naws_access_key_id = AKIAKMSDTESTEXAMPLE\n"
+               "aws_secret_access_key = kmsd/secret+EXAMPLEKEY\n");
+    bool rotated = k && round_trip(k, &kek);
+    if (k) k->ops->free(k);
     unsetenv("AWS_PROFILE");
     unsetenv("AWS_SHARED_CREDENTIALS_FILE");
     /* instance metadata (IMDSv2 stub over plain HTTP on loopback) */
@@ -391,6 +401,8 @@ SL_TEST(kms_aws_credentials_web_identity_files_imds) {
     CHECK_EQ(bad_web, SL_EKMS_DENIED);
     CHECK(bad_web_says);
     CHECK(files);
+    CHECK_EQ(stale, SL_EKMS_DENIED);
+    CHECK(rotated);
     CHECK(md);
     CHECK_EQ(none, SL_EKMS_DENIED);
     CHECK(none_says);
