@@ -144,6 +144,8 @@ def verify_sigv4(state, method, path, headers, body):
     except (KeyError, ValueError):
         return "IncompleteSignatureException", "malformed Authorization header"
     amz = headers.get("X-Amz-Date", "")
+    if not headers.get("Host"):
+        return "IncompleteSignatureException", "no Host header"
     if term != "aws4_request" or service != "kms" or region != REGION or amz[:8] != day:
         return "InvalidSignatureException", "credential scope mismatch"
     try:
