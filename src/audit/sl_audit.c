@@ -993,7 +993,7 @@ sl_err sl_audit_new(const sl_config *cfg, const sl_audit_env *env, sl_audit **ou
     if (cfg->sluice_audit_signing_key_file[0])
         snprintf(keyfile, sizeof keyfile, "%s", cfg->sluice_audit_signing_key_file);
     else
-        snprintf(keyfile, sizeof keyfile, "%s/sluice-audit-key.pem", cfg->log_dirs);
+        sl_config_secret_path(cfg, "sluice-audit-key.pem", keyfile, sizeof keyfile, NULL);
     sl_err e = sl_audit_key_load(keyfile, &a->key, err, elen);
     if (e != SL_OK) {
         free(a);

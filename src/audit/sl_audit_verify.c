@@ -17,6 +17,7 @@
 #include "auth/sl_json.h"
 #include "base/sl_arena.h"
 #include "base/sl_config.h"
+#include "base/sl_file.h"
 
 /* ---- signatures and keys ---- */
 
@@ -115,6 +116,13 @@ sl_err sl_audit_key_load(const char *path, EVP_PKEY **out, char *err, size_t ele
         }
     } else {
         key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", path);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = 0;
+            (void)sl_mkdir_p(parent, 0700);
+        }
         int fd = key ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         FILE *w = fd >= 0 ? fdopen(fd, "w") : NULL;
         bool ok = w && PEM_write_PrivateKey(w, key, NULL, NULL, 0, NULL, NULL) == 1;
@@ -473,7 +481,7 @@ static bool key_file_of(const char *config, char *out, size_t n) {
     if (c.sluice_audit_signing_key_file[0])
         snprintf(out, n, "%s", c.sluice_audit_signing_key_file);
     else
-        snprintf(out, n, "%s/sluice-audit-key.pem", c.log_dirs);
+        sl_config_secret_path(&c, "sluice-audit-key.pem", out, n, NULL);
     return true;
 }
 
@@ -568,14 +576,18 @@ static int cmd_verify(int argc, char **argv) {
                 if (!push_path(&paths, &n, &cap, strdup(argv[i]))) goto out;
             }
             if (!pubfile[0]) {
-                /* The default key lives in log.dirs, the trail in log.dirs/audit. */
+                /* The default trail is log.dirs/audit; the key is in the secrets directory
+                 * beside log.dirs (in log.dirs itself when an older version made it). */
                 char tmp[PATH_MAX];
                 snprintf(tmp, sizeof tmp, "%s", argv[i]);
                 char *dir = S_ISDIR(st.st_mode) ? tmp : dirname(tmp);
-                char cand[PATH_MAX + 64];
-                snprintf(cand, sizeof cand, "%s/../sluice-audit-key.pem.pub", dir);
-                if (access(cand, R_OK) == 0 && strlen(cand) < sizeof pubfile)
-                    memcpy(pubfile, cand, strlen(cand) + 1);
+                static const char *const rel[] = {"../../sluice-secrets", ".."};
+                for (int r = 0; r < 2 && !pubfile[0]; r++) {
+                    char cand[PATH_MAX + 64];
+                    snprintf(cand, sizeof cand, "%s/%s/sluice-audit-key.pem.pub", dir, rel[r]);
+                    if (access(cand, R_OK) == 0 && strlen(cand) < sizeof pubfile)
+                        memcpy(pubfile, cand, strlen(cand) + 1);
+                }
             }
         }
     }

@@ -95,7 +95,7 @@ void sl_auth_store_path(const sl_config *cfg, char *out, size_t len) {
     if (cfg->sluice_sasl_credentials_file[0])
         snprintf(out, len, "%s", cfg->sluice_sasl_credentials_file);
     else
-        snprintf(out, len, "%s/sluice-users", cfg->log_dirs);
+        sl_config_secret_path(cfg, "sluice-users", out, len, NULL);
 }
 
 sl_err sl_auth_new(const sl_config *cfg, bool need_store, sl_auth **out, char *err, size_t elen) {

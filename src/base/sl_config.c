@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "sl_logging.h"
 
@@ -122,7 +123,7 @@ static const key_def k_keys[] = {
      "Allow SASL PLAIN on listeners without TLS (passwords then cross the network in "
      "clear)."},
     {"sluice.sasl.credentials.file", T_STR, OFF(sluice_sasl_credentials_file), 0, 0, NULL,
-     "SCRAM credential store; default <log.dirs>/sluice-users."},
+     "SCRAM credential store; default <sluice.secrets.dir>/sluice-users."},
     {"sluice.sasl.scram.iterations", T_INT, OFF(sluice_sasl_scram_iterations), 4096, 16384, "4096",
      "SCRAM iteration count of the provisioned admin, of users added by `sluice user` without "
      "--iterations, and of the mock exchange for unknown names (so a name's existence does not "
@@ -221,7 +222,7 @@ static const key_def k_keys[] = {
      I64MAX, "60000", "Audit trail: how often a signed checkpoint is written (also at rotation)."},
     {"sluice.audit.signing.key.file", T_STR, OFF(sluice_audit_signing_key_file), 0, 0, NULL,
      "Audit trail: Ed25519 private key (PEM) signing checkpoints, created 0600 if missing; its "
-     "public key is written beside it (.pub). Default <log.dirs>/sluice-audit-key.pem."},
+     "public key is written beside it (.pub). Default <sluice.secrets.dir>/sluice-audit-key.pem."},
     {"sluice.audit.syslog.socket", T_STR, OFF(sluice_audit_syslog_socket), 0, 0, "/dev/log",
      "Audit trail: local syslog socket of the syslog sink."},
     {"sluice.audit.queue.max.events", T_INT, OFF(sluice_audit_queue_max_events), 16, INT32_MAX,
@@ -275,7 +276,7 @@ static const key_def k_keys[] = {
      "Encryption at rest: a KMS call that takes longer fails (retriable)."},
     {"sluice.kms.local.master.key.file", T_STR, OFF(sluice_kms_local_master_key_file), 0, 0, NULL,
      "local KMS: file holding the 32-byte master key (created 0600 on first start); default "
-     "sluice-master.key beside log.dirs, outside the data directory. A systemd credential "
+     "<sluice.secrets.dir>/sluice-master.key, outside the data directory. A systemd credential "
      "sluice-master-key ($CREDENTIALS_DIRECTORY) takes precedence."},
     {"sluice.kms.local.master.key.env", T_STR, OFF(sluice_kms_local_master_key_env), 0, 0,
      "SLUICE_MASTER_KEY",
@@ -310,6 +311,11 @@ static const key_def k_keys[] = {
      "aws-kms: shared-credentials profile (default: AWS_PROFILE, then default)."},
     {"sluice.kms.aws.imds.endpoint", T_STR, OFF(sluice_kms_aws_imds_endpoint), 0, 0,
      "http://169.254.169.254", "aws-kms: EC2 instance metadata endpoint (IMDSv2)."},
+    {"sluice.secrets.dir", T_STR, OFF(sluice_secrets_dir), 0, 0, NULL,
+     "Directory (0700) for the secrets Sluice creates itself: the provisioned CA and broker keys, "
+     "the generated admin's client properties, the SCRAM credential store, the audit signing "
+     "key and the local KMS master key. Kept outside log.dirs so a copy of the data directory "
+     "holds no secret; default sluice-secrets beside log.dirs."},
     {"sluice.ctl.socket", T_STR, OFF(sluice_ctl_socket), 0, 0, NULL,
      "Control socket `sluice keys` talks to (unix, 0600, owner only); default "
      "<log.dirs>/sluice-ctl.sock."},
@@ -359,6 +365,47 @@ static const key_def *find_key(const char *name, size_t *idx) {
             return &k_keys[i];
         }
     return NULL;
+}
+
+void sl_config_secrets_dir(const sl_config *c, char *out, size_t n) {
+    if (c->sluice_secrets_dir[0]) {
+        snprintf(out, n, "%s", c->sluice_secrets_dir);
+        return;
+    }
+    char d[sizeof c->log_dirs];
+    snprintf(d, sizeof d, "%s", c->log_dirs);
+    size_t l = strlen(d);
+    while (l > 1 && d[l - 1] == '/') d[--l] = 0;
+    char *slash = strrchr(d, '/');
+    if (!slash)
+        snprintf(out, n, "sluice-secrets");
+    else if (slash == d)
+        snprintf(out, n, "/sluice-secrets");
+    else {
+        *slash = 0;
+        snprintf(out, n, "%s/sluice-secrets", d);
+    }
+}
+
+void sl_config_secret_path(const sl_config *c, const char *name, char *out, size_t n,
+                           bool *legacy) {
+    char dir[SL_CFG_STR_MAX], old[SL_CFG_STR_MAX + 256];
+    sl_config_secrets_dir(c, dir, sizeof dir);
+    snprintf(out, n, "%s/%s", dir, name);
+    snprintf(old, sizeof old, "%s/%s", c->log_dirs, name);
+    bool use_old = access(out, F_OK) != 0 && access(old, F_OK) == 0;
+    if (use_old) snprintf(out, n, "%s", old);
+    if (legacy) *legacy = use_old;
+}
+
+void sl_config_secret_dir_for(const sl_config *c, const char *probe, char *out, size_t n) {
+    char path[SL_CFG_STR_MAX + 256];
+    bool legacy = false;
+    sl_config_secret_path(c, probe, path, sizeof path, &legacy);
+    if (legacy)
+        snprintf(out, n, "%s", c->log_dirs);
+    else
+        sl_config_secrets_dir(c, out, n);
 }
 
 int sl_config_key_index(const char *name) {

@@ -151,6 +151,7 @@ typedef struct sl_config {
     char sluice_kms_aws_profile[SL_CFG_STR_MAX];
     char sluice_kms_aws_imds_endpoint[SL_CFG_STR_MAX];
     char sluice_ctl_socket[SL_CFG_STR_MAX];
+    char sluice_secrets_dir[SL_CFG_STR_MAX];
     char config_file[SL_CFG_STR_MAX]; /* the file sl_config_load read last ("": none) */
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];
@@ -192,6 +193,17 @@ size_t sl_config_key_count(void);
 const sl_config_key_info *sl_config_key_at(size_t i);
 /* Index of `name` in the key table, or -1. */
 int sl_config_key_index(const char *name);
+/* The directory for secrets Sluice creates itself (sluice.secrets.dir; default sluice-secrets
+ * beside log.dirs), outside the data directory so that a copy or backup of log.dirs holds no
+ * secret. */
+void sl_config_secrets_dir(const sl_config *c, char *out, size_t n);
+/* The default path of the secret file `name`: in the secrets directory, except that a file of
+ * that name already in log.dirs (written there by an older version) and absent from the secrets
+ * directory keeps being used (*legacy set, when not NULL), so an upgrade finds its keys. */
+void sl_config_secret_path(const sl_config *c, const char *name, char *out, size_t n, bool *legacy);
+/* The directory a set of provisioned files lives in: the secrets directory, or log.dirs when
+ * `probe` (one file of the set) is there from an older version (see sl_config_secret_path). */
+void sl_config_secret_dir_for(const sl_config *c, const char *probe, char *out, size_t n);
 /* Formats the current value of key `i` into buf; returns false for keys with no value (null). */
 bool sl_config_format(const sl_config *c, size_t i, char *buf, size_t len);
 /* True when key `i` was set explicitly (file or override) rather than defaulted. */

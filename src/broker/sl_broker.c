@@ -17,6 +17,7 @@
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
 #include "guard/sl_guard.h"
+#include "kms/sl_keysvc.h"
 #include "metrics/sl_metrics.h"
 #include "net/sl_tls.h"
 #include "pipeline/sl_authorize.h"
@@ -186,6 +187,7 @@ static void retention_tick(void *ctx) {
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++) {
             int deleted = 0;
+            if (!t->parts[i]->log) continue; /* unavailable */
             sl_err e = sl_log_enforce_retention(t->parts[i]->log, now, &deleted);
             if (e)
                 SL_ERROR("retention", "retention pass failed", "topic=%s partition=%d err=%s",
@@ -208,7 +210,7 @@ static void flush_tick(void *ctx) {
     int64_t now = sl_wall_ms(); /* the flush policy compares wall-clock append times */
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++)
-            if (sl_log_flush_due(t->parts[i]->log, now))
+            if (t->parts[i]->log && sl_log_flush_due(t->parts[i]->log, now))
                 sl_flusher_request(b->flusher, t->parts[i]->log, flush_done, NULL);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
 }
@@ -221,6 +223,72 @@ static void flusher_ready(void *ctx, uint32_t ev) {
 static void topics_ready(void *ctx, uint32_t ev) {
     sl_broker *b = ctx;
     sl_topics_dispatch(b->topics);
+}
+
+static void keysvc_ready(void *ctx, uint32_t ev) {
+    sl_broker *b = ctx;
+    sl_keysvc_dispatch(b->keysvc);
+}
+
+#define KEYSVC_TICK_MS 1000
+
+static void keysvc_tick(void *ctx) {
+    sl_broker *b = ctx;
+    sl_keysvc_tick(b->keysvc, sl_mono_ms());
+    /* Partitions a missing key kept closed open once the key manager answers again. */
+    sl_topics_retry_unavailable(b->topics, sl_mono_ms());
+    b->keysvc_timer = sl_timer_start(b->loop, KEYSVC_TICK_MS, keysvc_tick, b);
+}
+
+/* A shredded topic's logs must not keep writing under (or reading with) DEKs they hold. */
+static void on_shred(void *ctx, const uint8_t topic_id[16]) {
+    sl_broker *b = ctx;
+    if (b->topics) sl_topics_drop_keys(b->topics, topic_id);
+}
+
+/* Opens the key service (NULL when sluice.encryption.enable=false) and says in one line
+ * whether data is encrypted at rest and how. The service itself reserves the locked slab for
+ * raw keys (sl_secmem_init) and marks the process not dumpable (sl_secmem_no_core_dumps) before
+ * any key exists, and logs when the slab could not be locked. */
+static sl_err keysvc_open(sl_broker *b, char *err, size_t elen) {
+    const sl_config *c = &b->cfg;
+    sl_err e = sl_keysvc_open(c, &b->events, &b->keysvc, err, elen);
+    if (e) return e;
+    if (b->keysvc)
+        SL_INFO("encryption", "encryption at rest on",
+                "provider=%s dir_names=%s keyring=%s cache_ttl_ms=%lld", c->sluice_kms_provider,
+                c->sluice_encryption_dir_names,
+                c->sluice_kms_keyring_file[0] ? c->sluice_kms_keyring_file : "(default)",
+                (long long)c->sluice_kms_cache_ttl_ms);
+    else
+        SL_INFO("encryption",
+                c->sluice_encryption_enable
+                    ? "encryption at rest off: the key service is not available in this build"
+                    : "encryption at rest off (sluice.encryption.enable=false): records are "
+                      "stored in clear",
+                "provider=none dir_names=%s", c->sluice_encryption_dir_names);
+    return SL_OK;
+}
+
+/* Partitions found unavailable at start because of their keys or stored data: reported now
+ * that the audit trail listens. */
+static void report_unavailable(sl_broker *b) {
+    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+        for (int32_t i = 0; i < t->npart; i++) {
+            sl_partition *p = t->parts[i];
+            if (!p) continue;
+            switch (p->unavailable) {
+            case SL_ETAMPER:
+            case SL_EKEY_UNAVAILABLE:
+            case SL_EKEY_DESTROYED:
+            case SL_EKMS_UNAVAILABLE:
+            case SL_EKMS_DENIED:
+                sl_storage_local_report_key_error(b, p, p->unavailable, "open");
+                break;
+            default:
+                break;
+            }
+        }
 }
 
 static void drained(void *ctx) {
@@ -441,11 +509,19 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
-    sl_err e = sl_topics_open(&b->cfg, &b->topics, err, elen);
+    /* The key service first: the registry, every partition log and the groups log need it. */
+    sl_err e = keysvc_open(b, err, elen);
     if (e) {
         free(b);
         return e;
     }
+    e = sl_topics_open_keys(&b->cfg, b->keysvc, &b->topics, err, elen);
+    if (e) {
+        sl_keysvc_close(b->keysvc);
+        free(b);
+        return e;
+    }
+    if (b->keysvc) sl_keysvc_on_shred(b->keysvc, on_shred, b);
     b->loop = sl_loop_new();
     if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
         snprintf(err, elen, "cannot start the event loop or flusher");
@@ -485,6 +561,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     if (!(b->groups = sl_group_coord_new(b, err, elen))) {
         sl_broker_free(b);
         return SL_EIO;
+    }
+    /* Before the listeners: the trail's topic exists once the port accepts (making its topic
+     * key can take a KMS round trip). */
+    if (audit_topic_wanted(&b->cfg) && (e = audit_topic_ensure(b, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
     }
     sl_server_config sc = {
         .max_request_bytes = b->cfg.socket_request_max_bytes,
@@ -554,7 +636,9 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_loop_watch(b->loop, sl_topics_fd(b->topics), SL_EV_READ, topics_ready, b) ||
         sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGINT, on_signal, b) ||
-        sl_loop_on_signal(b->loop, SIGHUP, on_sighup, b)) {
+        sl_loop_on_signal(b->loop, SIGHUP, on_sighup, b) ||
+        (b->keysvc && sl_keysvc_fd(b->keysvc) >= 0 &&
+         sl_loop_watch(b->loop, sl_keysvc_fd(b->keysvc), SL_EV_READ, keysvc_ready, b))) {
         snprintf(err, elen, "cannot register loop handlers");
         sl_broker_free(b);
         return SL_EIO;
@@ -562,6 +646,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+    if (b->keysvc) b->keysvc_timer = sl_timer_start(b->loop, KEYSVC_TICK_MS, keysvc_tick, b);
     for (int i = 0; i < b->nlisteners && b->cfg.sluice_ssl_reload_interval_ms > 0; i++)
         if (b->tls[i]) {
             b->tls_timer =
@@ -576,10 +661,6 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                        .cluster_id = sl_topics_cluster_id(b->topics),
                        .node_id = b->cfg.node_id};
     if (audit_topic_wanted(&b->cfg)) {
-        if ((e = audit_topic_ensure(b, err, elen)) != SL_OK) {
-            sl_broker_free(b);
-            return e;
-        }
         ae.topic_append = sl_broker_audit_topic_append;
         ae.topic_ctx = b;
     }
@@ -587,6 +668,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
+    report_unavailable(b);
     sl_guard_env ge = {.loop = b->loop,
                        .hub = &b->events,
                        .data_dir = b->cfg.log_dirs,
@@ -615,7 +697,7 @@ int sl_broker_run(sl_broker *b) {
     int rc = 0;
     for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
         for (int32_t i = 0; i < t->npart; i++)
-            if (sl_log_sync(t->parts[i]->log)) rc = 1;
+            if (t->parts[i]->log && sl_log_sync(t->parts[i]->log)) rc = 1;
     if (!rc && sl_topics_mark_clean_stop(b->topics))
         SL_WARN("broker", "could not record the clean stop; the next start syncs every log", "%s",
                 "");
@@ -635,6 +717,8 @@ void sl_broker_free(sl_broker *b) {
     if (b->loop) sl_sasl_flush_delayed(b);
     if (b->loop && b->flusher) sl_loop_unwatch(b->loop, sl_flusher_fd(b->flusher));
     if (b->loop && b->topics) sl_loop_unwatch(b->loop, sl_topics_fd(b->topics));
+    if (b->loop && b->keysvc && sl_keysvc_fd(b->keysvc) >= 0)
+        sl_loop_unwatch(b->loop, sl_keysvc_fd(b->keysvc));
     /* The flusher completes queued syncs before the logs go away. */
     if (b->flusher) {
         sl_flusher_free(b->flusher);
@@ -644,6 +728,9 @@ void sl_broker_free(sl_broker *b) {
     sl_auth_free(b->auth);
     sl_authorizer_free(b->authz);
     sl_topics_close(b->topics);
+    b->topics = NULL; /* a shred completing in sl_keysvc_close finds no registry (on_shred) */
+    /* After the registry and the groups log: their logs borrow its DEKs until closed. */
+    sl_keysvc_close(b->keysvc);
     if (b->loop) sl_loop_free(b->loop);
     free(b);
 }

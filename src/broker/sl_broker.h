@@ -25,6 +25,8 @@ typedef struct sl_broker {
     sl_loop *loop;
     sl_server *srv;
     sl_flusher *flusher;
+    struct sl_keysvc *keysvc; /* encryption at rest (src/kms/sl_keysvc.h); NULL: off */
+    sl_timer *keysvc_timer;   /* key cache expiry (sl_keysvc_tick) */
     sl_topics *topics;
     struct sl_group_coord *groups; /* group coordinator (sl_groups_local.c) */
     sl_timer *retention_timer, *flush_timer;
@@ -151,6 +153,11 @@ sl_storage sl_storage_local(sl_broker *b);
 /* Tells every subscriber of the partitions of `topic` that they are going away (so every fetch
  * parked there completes): before the topic is deleted, and when the broker stops. */
 void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
+/* Reports stored data of partition `p` failing authentication (SL_ETAMPER) or its key being
+ * unusable (SL_EKEY_*, SL_EKMS_*): a warning line, and for SL_ETAMPER one SL_EV_KEY event (op
+ * "tamper"), at most once per partition per minute (the ones held back are counted into the
+ * next), so a consumer retrying cannot flood the log or the trail. Loop thread. */
+void sl_storage_local_report_key_error(sl_broker *b, sl_partition *p, sl_err e, const char *what);
 /* The local topic administration (sl_admin_local.c) over the registry; `b` owns it (it has no
  * state of its own). */
 sl_topic_admin sl_topic_admin_local(sl_broker *b);

@@ -99,6 +99,10 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             }
             sl_spart_offsets off;
             sl_storage_offsets(st, p, &off);
+            if (off.error) { /* unavailable: this partition only, the others are served */
+                o->error_code = off.error;
+                continue;
+            }
             o->high_watermark = off.high_watermark;
             o->last_stable_offset = off.high_watermark; /* no transactions */
             o->log_start_offset = off.log_start;

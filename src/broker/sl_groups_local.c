@@ -246,7 +246,7 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
         free(g);
         return NULL;
     }
-    if (sl_offstore_open(b->cfg.log_dirs, g->gc, &g->store, err, elen) != SL_OK) {
+    if (sl_offstore_open_keys(b->cfg.log_dirs, b->keysvc, g->gc, &g->store, err, elen) != SL_OK) {
         sl_gc_free(g->gc);
         free(g);
         return NULL;

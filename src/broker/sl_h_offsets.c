@@ -19,6 +19,11 @@ enum {
 static sl_spart *find_part(const sl_storage *st, sl_stopic *t, int32_t idx, int16_t *err) {
     sl_spart *p = t ? sl_storage_partition(st, t, idx) : NULL;
     *err = p ? 0 : SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+    if (p) { /* an unavailable partition answers its error to every offsets request */
+        sl_spart_offsets so;
+        sl_storage_offsets(st, p, &so);
+        if ((*err = so.error) != 0) return NULL;
+    }
     return p;
 }
 

@@ -28,6 +28,14 @@ typedef struct flush_ctx {
 
 static void finish(produce_op *op) { SL_RESPOND(op->rq, produce, &op->resp); }
 
+/* True (error set) when the partition is unavailable (its stored data could not be opened). */
+static bool partition_error(const sl_storage *st, sl_spart *p, sl_produce_resp_partition *o) {
+    sl_spart_offsets off;
+    sl_storage_offsets(st, p, &off);
+    o->error_code = off.error;
+    return off.error != 0;
+}
+
 /* The durability callback of one partition's append. Each holds the request: if it failed
  * meanwhile (out of memory), the callback still finds its context, and only the last one lets
  * the arena go. */
@@ -88,6 +96,8 @@ void sl_h_produce(sl_req *rq) {
                 o->error_code = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             } else if (rp->records.len <= 0) {
                 o->error_code = SL_KAFKA_INVALID_RECORD;
+            } else if (partition_error(st, p, o)) {
+                /* unavailable: answered for this partition, the others are appended */
             } else {
                 sl_spart_info pi;
                 sl_storage_info(st, p, &pi);

@@ -55,11 +55,12 @@ static bool random_password(char out[40]) {
     return true;
 }
 
-static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *ep, const char *mech,
+static sl_err write_client_files(const sl_config *cfg, const char *pdir, const char *tlsdir,
+                                 const sl_listener_spec *ep, const char *mech,
                                  const char *password) {
     /* Clients run from anywhere: the CA path they are given must not depend on our cwd. */
     char dir[PATH_MAX];
-    if (!realpath(cfg->log_dirs, dir)) return SL_EIO;
+    if (!realpath(tlsdir, dir)) return SL_EIO;
     char body[4096];
     int n =
         snprintf(body, sizeof body,
@@ -73,7 +74,7 @@ static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *e
                  "ssl.ca.location=%s/ca.pem\n",
                  ep->host, ep->port, mech, password, dir);
     sl_err e = (n > 0 && (size_t)n < sizeof body)
-                   ? sl_file_write_atomic(cfg->log_dirs, "client.properties", body, (size_t)n, 0600)
+                   ? sl_file_write_atomic(pdir, "client.properties", body, (size_t)n, 0600)
                    : SL_EINVAL;
     if (e) return e;
     n = snprintf(body, sizeof body,
@@ -88,16 +89,23 @@ static sl_err write_client_files(const sl_config *cfg, const sl_listener_spec *e
                  "ssl.truststore.location=%s/ca.pem\n",
                  ep->host, ep->port, mech, password, dir);
     e = (n > 0 && (size_t)n < sizeof body)
-            ? sl_file_write_atomic(cfg->log_dirs, "client-java.properties", body, (size_t)n, 0600)
+            ? sl_file_write_atomic(pdir, "client-java.properties", body, (size_t)n, 0600)
             : SL_EINVAL;
     OPENSSL_cleanse(body, sizeof body);
     return e;
 }
 
 /* Creates the admin credential for every SCRAM mechanism offered, if the store is empty. */
-static sl_err provision_admin(sl_config *cfg, const sl_listener_spec *ep, char *err, size_t elen) {
+static sl_err provision_admin(sl_config *cfg, const char *tlsdir, const sl_listener_spec *ep,
+                              char *err, size_t elen) {
+    char pdir[SL_CFG_STR_MAX];
+    sl_config_secret_dir_for(cfg, ADMIN_MARKER, pdir, sizeof pdir);
+    if (sl_mkdir_p(pdir, 0700)) {
+        snprintf(err, elen, "sluice.secrets.dir: cannot create %s: %s", pdir, strerror(errno));
+        return SL_ECONFIG;
+    }
     char marker[SL_CFG_STR_MAX + 64];
-    snprintf(marker, sizeof marker, "%s/" ADMIN_MARKER, cfg->log_dirs);
+    snprintf(marker, sizeof marker, "%s/" ADMIN_MARKER, pdir);
     char path[SL_CFG_STR_MAX + 32];
     sl_auth_store_path(cfg, path, sizeof path);
     sl_credstore *st = NULL;
@@ -123,9 +131,9 @@ static sl_err provision_admin(sl_config *cfg, const sl_listener_spec *ep, char *
                 if (!first) first = mechs[i];
             }
             if (!e && first) e = sl_credstore_save(st);
-            if (!e && first) e = write_client_files(cfg, ep, first, pw);
+            if (!e && first) e = write_client_files(cfg, pdir, tlsdir, ep, first, pw);
             if (!e && first)
-                e = sl_file_write_atomic(cfg->log_dirs, ADMIN_MARKER, "User:" ADMIN_USER "\n",
+                e = sl_file_write_atomic(pdir, ADMIN_MARKER, "User:" ADMIN_USER "\n",
                                          strlen("User:" ADMIN_USER "\n"), 0600);
             fresh = !e && first;
             OPENSSL_cleanse(pw, sizeof pw);
@@ -151,7 +159,7 @@ static sl_err provision_admin(sl_config *cfg, const sl_listener_spec *ep, char *
         SL_INFO("provision", "created the admin user (a super user) and client configuration",
                 "client_config=%s/client.properties java_client_config=%s/"
                 "client-java.properties try=\"kcat -F %s/client.properties -L\"",
-                cfg->log_dirs, cfg->log_dirs, cfg->log_dirs);
+                pdir, pdir, pdir);
         SL_INFO("provision",
                 "authorization is on: other users need ACLs, e.g. for an application 'app' "
                 "writing topic 'payments'",
@@ -178,16 +186,23 @@ sl_err sl_provision(sl_config *cfg, char *err, size_t elen) {
         snprintf(err, elen, "log.dirs: cannot create %s: %s", cfg->log_dirs, strerror(errno));
         return SL_ECONFIG;
     }
+    char tlsdir[SL_CFG_STR_MAX];
+    sl_config_secret_dir_for(cfg, "broker.pem", tlsdir, sizeof tlsdir);
     if (tls && !cfg->ssl_keystore_location[0]) {
         char broker_pem[SL_CFG_STR_MAX + 32];
-        snprintf(broker_pem, sizeof broker_pem, "%s/broker.pem", cfg->log_dirs);
+        snprintf(broker_pem, sizeof broker_pem, "%s/broker.pem", tlsdir);
         bool existed = access(broker_pem, F_OK) == 0;
-        sl_err e = sl_tls_bootstrap(cfg->log_dirs, err, elen);
+        if (sl_mkdir_p(tlsdir, 0700)) {
+            snprintf(err, elen, "sluice.secrets.dir: cannot create %s: %s", tlsdir,
+                     strerror(errno));
+            return SL_ECONFIG;
+        }
+        sl_err e = sl_tls_bootstrap(tlsdir, err, elen);
         if (e) return e;
         if (sl_config_set(cfg, "ssl.keystore.location", broker_pem, err, elen)) return SL_ECONFIG;
         if (!existed)
             SL_INFO("provision", "created a CA and broker certificate", "ca=%s/ca.pem keystore=%s",
-                    cfg->log_dirs, broker_pem);
+                    tlsdir, broker_pem);
     }
     if (scram_ep && (mech_enabled(cfg->sasl_enabled_mechanisms, "SCRAM-SHA-512") ||
                      mech_enabled(cfg->sasl_enabled_mechanisms, "SCRAM-SHA-256"))) {
@@ -200,7 +215,7 @@ sl_err sl_provision(sl_config *cfg, char *err, size_t elen) {
                      : 0;
         for (int i = 0; i < na; i++)
             if (!strcmp(adv[i].name, scram_ep->name)) ep = adv[i];
-        return provision_admin(cfg, &ep, err, elen);
+        return provision_admin(cfg, tlsdir, &ep, err, elen);
     }
     return SL_OK;
 }

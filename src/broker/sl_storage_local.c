@@ -6,6 +6,8 @@
  * Handles are the registry's own structs (sl_topic, sl_partition) behind the opaque types; a
  * subscription holds its partition's topic (sl_topic_hold), so a deleted topic stays allocated
  * while a parked fetch points at it. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/sl_logging.h"
@@ -37,8 +39,67 @@ static void local_info(void *ctx, sl_spart *ph, sl_spart_info *out) {
     out->xform = p->xform;
 }
 
+/* ---- stored data that fails authentication, keys that are not there ----
+ * A partition whose batch fails its tag, or whose key is unavailable or destroyed, answers
+ * KAFKA_STORAGE_ERROR (retriable) for itself only; a consumer retrying the same offset would
+ * repeat the report every few milliseconds, so it is limited per partition. */
+#define KEY_REPORT_WINDOW_MS 60000
+
+static bool key_error(sl_err e) {
+    return e == SL_ETAMPER || e == SL_EKEY_UNAVAILABLE || e == SL_EKEY_DESTROYED ||
+           e == SL_EKMS_UNAVAILABLE || e == SL_EKMS_DENIED;
+}
+
+void sl_storage_local_report_key_error(sl_broker *b, sl_partition *p, sl_err e, const char *what) {
+    int64_t now = sl_mono_ms();
+    bool tamper = e == SL_ETAMPER;
+    int64_t *next = tamper ? &p->tamper_next_ms : &p->keywarn_next_ms;
+    uint64_t *heldp = tamper ? &p->tamper_held : &p->keywarn_held;
+    if (*next && now < *next) {
+        (*heldp)++;
+        return;
+    }
+    uint64_t held = *heldp;
+    *heldp = 0;
+    *next = now + KEY_REPORT_WINDOW_MS;
+    if (!tamper) {
+        SL_WARN("encryption", "partition key not usable; answering KAFKA_STORAGE_ERROR",
+                "topic=%s partition=%d during=%s err=%s (%s) repeats_held_back=%" PRIu64,
+                p->topic->name, p->index, what, sl_errname(e), sl_strerror(e), held);
+        return;
+    }
+    SL_WARN("encryption",
+            "stored data failed authentication (modified, or copied from another partition or "
+            "topic); answering KAFKA_STORAGE_ERROR for this partition",
+            "topic=%s partition=%d during=%s repeats_held_back=%" PRIu64, p->topic->name, p->index,
+            what, held);
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "stored data failed authentication during %s; reports held back since the last "
+             "one: %" PRIu64,
+             what, held);
+    sl_events_emit(&b->events, &(sl_event){.kind = SL_EV_KEY,
+                                           .key = {.op = "tamper",
+                                                   .provider = b->cfg.sluice_kms_provider,
+                                                   .topic = p->topic->name,
+                                                   .partition = p->index,
+                                                   .reason = what,
+                                                   .success = false,
+                                                   .detail = detail}});
+}
+
+/* A partition that could not be opened answers KAFKA_STORAGE_ERROR whatever the reason (Kafka's
+ * answer for a replica on a failed log directory; retriable). */
+static int16_t unavailable(const sl_partition *p) {
+    return p->unavailable || !p->log ? SL_KAFKA_KAFKA_STORAGE_ERROR : 0;
+}
+
 static void local_offsets(void *ctx, sl_spart *ph, sl_spart_offsets *out) {
     sl_log *log = P(ph)->log;
+    if ((out->error = unavailable(P(ph))) != 0) {
+        out->log_start = out->log_end = out->high_watermark = -1;
+        return;
+    }
     out->log_start = sl_log_start_offset(log);
     out->log_end = sl_log_end_offset(log);
     /* One replica: everything appended is replicated, durable or not (as Kafka with acks=1). */
@@ -109,7 +170,8 @@ static void flushed(void *ctx, sl_err e) {
 }
 
 /* Appends the set batch by batch; returns a Kafka error code. */
-static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, sl_append_result *r) {
+static int16_t append_set(sl_broker *b, sl_partition *p, uint8_t *data, size_t len,
+                          sl_append_result *r) {
     while (len > 0) {
         sl_batch_info bi;
         if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
@@ -117,6 +179,12 @@ static int16_t append_set(sl_partition *p, uint8_t *data, size_t len, sl_append_
         memset(data + SL_BATCH_LEADER_EPOCH, 0, 4);
         int64_t base;
         sl_err e = sl_log_append(p->log, data, bi.size, bi.record_count, bi.max_timestamp, &base);
+        if (e && key_error(e)) {
+            /* No key to seal with now (KMS down, topic shredded): retriable, nothing written
+             * in clear, the broker and the other partitions carry on. */
+            sl_storage_local_report_key_error(b, p, e, "produce");
+            return sl_err_to_kafka(e);
+        }
         if (e) {
             SL_ERROR("produce", "append failed", "topic=%s partition=%d err=%s", p->topic->name,
                      p->index, sl_errname(e));
@@ -139,14 +207,16 @@ static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, 
                             sl_append_result *r, sl_durable_fn durable, void *dctx) {
     sl_broker *b = ctx;
     sl_partition *p = P(ph);
-    *r = (sl_append_result){.base_offset = -1};
+    *r = (sl_append_result){.base_offset = -1, .log_start = -1};
+    int16_t down = unavailable(p);
+    if (down) return down;
     int64_t dup = -1;
     int16_t err = sl_pstate_check_set(p->pstate, data, len, &dup);
     if (err == 0 && dup >= 0) {
         r->base_offset = dup; /* Kafka answers a retry with the original offset */
         r->duplicate = true;
     } else if (err == 0) {
-        err = append_set(p, data, len, r);
+        err = append_set(b, p, data, len, r);
         if (r->base_offset >= 0) {
             emit(p, (int64_t)len);
             sl_pstate_after_append(p->pstate, p->log);
@@ -174,8 +244,16 @@ static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, 
 static int16_t local_read(void *ctx, sl_spart *ph, int64_t offset, int32_t max_bytes, sl_arena *a,
                           uint8_t **data, size_t *len) {
     sl_partition *p = P(ph);
+    int16_t down = unavailable(p);
+    if (down) return down;
     sl_err e = sl_log_read(p->log, offset, max_bytes, a, data, len);
     if (e == SL_ERANGE) return SL_KAFKA_OFFSET_OUT_OF_RANGE;
+    if (e && key_error(e)) {
+        char what[64];
+        snprintf(what, sizeof what, "fetch at offset %" PRId64, offset);
+        sl_storage_local_report_key_error(ctx, p, e, what);
+        return sl_err_to_kafka(e);
+    }
     if (e) {
         SL_ERROR("fetch", "read failed", "topic=%s partition=%d err=%s", p->topic->name, p->index,
                  sl_errname(e));
@@ -186,17 +264,23 @@ static int16_t local_read(void *ctx, sl_spart *ph, int64_t offset, int32_t max_b
 
 static int16_t local_offset_for_time(void *ctx, sl_spart *ph, int64_t ts, int64_t *offset,
                                      int64_t *found_ts) {
+    int16_t down = unavailable(P(ph));
+    if (down) return down;
     sl_err e = sl_log_offset_for_time(P(ph)->log, ts, offset, found_ts);
     return e ? sl_err_to_kafka(e) : 0;
 }
 
 static int16_t local_max_timestamp(void *ctx, sl_spart *ph, int64_t *offset, int64_t *ts) {
+    int16_t down = unavailable(P(ph));
+    if (down) return down;
     sl_err e = sl_log_max_timestamp(P(ph)->log, offset, ts);
     return e ? sl_err_to_kafka(e) : 0;
 }
 
 static int16_t local_delete_records(void *ctx, sl_spart *ph, int64_t offset, int64_t *low) {
     sl_partition *p = P(ph);
+    int16_t down = unavailable(p);
+    if (down) return down;
     if (offset > sl_log_start_offset(p->log)) {
         sl_err e = sl_log_delete_records(p->log, offset);
         if (e) return sl_err_to_kafka(e);

@@ -13,12 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
+#include "kms/sl_keysvc.h"
+#include "producer/sl_pstore.h"
 
 #define NBUCKETS 1024
+#define REGISTRY "sluice-topics.meta"
+/* A registry larger than this is not one this broker wrote. */
+#define REGISTRY_MAX ((size_t)256 << 20)
 /* Written by a clean stop after every log was synced (sl_topics_mark_clean_stop). */
 #define CLEAN_MARKER ".sluice-clean-shutdown"
 
@@ -32,6 +39,8 @@ typedef struct reserved {
 
 struct sl_topics {
     const sl_config *cfg;
+    sl_keysvc *ks; /* borrowed; NULL: encryption at rest off */
+    bool dir_ids;  /* sluice.encryption.dir.names=id */
     sl_topic *buckets[NBUCKETS];
     int count;
     char cluster_id[32];
@@ -47,6 +56,8 @@ struct sl_topics {
     bool stop;                /* guarded by mu */
     int efd;
     int jobs; /* posted and not yet completed on the loop thread (loop thread only) */
+    pthread_cond_t ensured_cv; /* a blocking topic-key job finished (guarded by mu) */
+    int64_t next_retry_ms;     /* sl_topics_retry_unavailable */
 };
 
 static const struct {
@@ -255,14 +266,56 @@ static sl_err persist(sl_topics *t) {
                                         k_tcfg[i].name, (long long)tp->cfg.v[i]);
         }
     }
-    sl_err e = sl_file_write_atomic(t->cfg->log_dirs, "sluice-topics.meta", buf, len, 0600);
+    /* The registry names every topic: with encryption on it is sealed under the system key,
+     * the file name bound, so it can be neither read nor swapped for another file. */
+    if (t->ks) {
+        uint8_t *sealed = NULL;
+        size_t slen = 0;
+        sl_err se = sl_keysvc_seal_blob(t->ks, REGISTRY, (const uint8_t *)buf, len, &sealed, &slen);
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+        if (se) {
+            SL_ERROR("topics", "cannot seal the topic registry", "err=%s (%s)", sl_errname(se),
+                     sl_strerror(se));
+            return se;
+        }
+        se = sl_file_write_atomic(t->cfg->log_dirs, REGISTRY, sealed, slen, 0600);
+        free(sealed);
+        return se;
+    }
+    sl_err e = sl_file_write_atomic(t->cfg->log_dirs, REGISTRY, buf, len, 0600);
     free(buf);
     return e;
 }
 
+static bool dir_exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Directory of partition `i` in one style: `<name>-<i>` or `<topic id hex>-<i>`. */
+static void dir_in_style(const char *log_dirs, const char *name, const sl_uuid *id, bool ids,
+                         int32_t i, char *out, size_t cap) {
+    char hex[33];
+    if (ids) uuid_hex(id, hex);
+    snprintf(out, cap, "%s/%s-%d", log_dirs, ids ? hex : name, i);
+}
+
+/* The configured style, unless only the other style's directory exists: switching
+ * sluice.encryption.dir.names never strands a partition (new partitions take the configured
+ * style; an existing directory is not renamed, which a crash could leave half done). */
 static void partition_dir(const sl_topics *t, const sl_topic *tp, int32_t i, char *out,
                           size_t cap) {
-    snprintf(out, cap, "%s/%s-%d", t->cfg->log_dirs, tp->name, i);
+    dir_in_style(t->cfg->log_dirs, tp->name, &tp->id, t->dir_ids, i, out, cap);
+    if (dir_exists(out)) return;
+    char other[PATH_MAX];
+    dir_in_style(t->cfg->log_dirs, tp->name, &tp->id, !t->dir_ids, i, other, sizeof other);
+    if (dir_exists(other)) snprintf(out, cap, "%s", other);
+}
+
+void sl_topics_partition_dir(const sl_topics *t, const sl_topic *tp, int32_t i, char *out,
+                             size_t cap) {
+    partition_dir(t, tp, i, out, cap);
 }
 
 /* Removes a partition directory and the files in it (partition directories hold no
@@ -278,19 +331,39 @@ static void remove_partition_dir(const char *dir) {
     (void)rmdir(dir);
 }
 
+/* Gives `log` the keys of partition `part` of topic `id` (nothing without a key service).
+ * Loop thread (sl_keysvc_log_keys). */
+static sl_err apply_keys(sl_keysvc *ks, const sl_uuid *id, int32_t part, sl_log *log) {
+    if (!ks || !log) return SL_OK;
+    sl_log_keys k;
+    memset(&k, 0, sizeof k);
+    sl_err e = sl_keysvc_log_keys(ks, id->b, part, sl_log_end_offset(log), &k);
+    if (!e) sl_log_set_keys(log, &k);
+    return e;
+}
+
 /* Opens the log and producer state of `p` in `dir`. With `fresh` (a partition being created,
- * not loaded) a directory left by an interrupted creation or deletion is removed first: a
+ * not loaded) a directory left by an interrupted creation or deletion is removed first (and
+ * `stale`, the same partition's directory in the other naming style, if not NULL): a
  * partition the registry does not list has no data; and on failure nothing of the partition
- * stays on disk. Touches only `p` and its files: runs on the file worker too. */
-static sl_err open_partition_files(const char *dir, const sl_log_config *lc, bool fresh,
-                                   bool synced, sl_partition *p) {
-    struct stat st;
-    if (fresh && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+ * stays on disk. Touches only `p` and its files, so it runs on the file worker too; there
+ * `keys` is NULL and the loop gives the log its keys afterwards (a fresh log holds nothing to
+ * read meanwhile). On the loop `keys` is the key service: the log gets its keys before the
+ * producer state reads it. `blobs` seals producer snapshots (any thread). */
+static sl_err open_partition_files(const char *dir, const char *stale, const sl_log_config *lc,
+                                   bool fresh, bool synced, sl_keysvc *keys, sl_keysvc *blobs,
+                                   const sl_uuid *id, sl_partition *p) {
+    if (fresh && dir_exists(dir)) {
         SL_WARN("topics", "removing a leftover partition directory", "dir=%s", dir);
         remove_partition_dir(dir);
     }
+    if (fresh && stale && dir_exists(stale)) {
+        SL_WARN("topics", "removing a leftover partition directory", "dir=%s", stale);
+        remove_partition_dir(stale);
+    }
     sl_err e = synced ? sl_log_open_synced(dir, lc, &p->log) : sl_log_open(dir, lc, &p->log);
-    if (!e) e = sl_pstate_open(dir, p->log, sl_wall_ms(), &p->pstate);
+    if (!e) e = apply_keys(keys, id, p->index, p->log);
+    if (!e) e = sl_pstate_open_keys(dir, p->log, sl_wall_ms(), blobs, &p->pstate);
     if (e && fresh) {
         if (p->log) {
             (void)sl_log_destroy(p->log);
@@ -298,6 +371,13 @@ static sl_err open_partition_files(const char *dir, const sl_log_config *lc, boo
         } else {
             remove_partition_dir(dir);
         }
+    } else if (e) {
+        /* A stored partition that does not open is left on disk as it is, for inspection and
+         * repair; the partition is unavailable meanwhile. */
+        sl_pstate_close(p->pstate, NULL);
+        p->pstate = NULL;
+        sl_log_close(p->log);
+        p->log = NULL;
     }
     return e;
 }
@@ -305,14 +385,20 @@ static sl_err open_partition_files(const char *dir, const sl_log_config *lc, boo
 /* Opens partition `i` of `tp` on the loop thread (see open_partition_files). */
 static sl_err open_partition(sl_topics *t, sl_topic *tp, int32_t i, bool fresh) {
     char dir[PATH_MAX];
-    partition_dir(t, tp, i, dir, sizeof dir);
+    if (fresh)
+        dir_in_style(t->cfg->log_dirs, tp->name, &tp->id, t->dir_ids, i, dir, sizeof dir);
+    else
+        partition_dir(t, tp, i, dir, sizeof dir);
     sl_log_config lc;
     log_config_for(t, tp, &lc);
     if (!tp->parts[i]) tp->parts[i] = calloc(1, sizeof **tp->parts);
     if (!tp->parts[i]) return SL_ENOMEM;
     tp->parts[i]->topic = tp;
     tp->parts[i]->index = i;
-    return open_partition_files(dir, &lc, fresh, !fresh && t->clean_start, tp->parts[i]);
+    char stale[PATH_MAX];
+    dir_in_style(t->cfg->log_dirs, tp->name, &tp->id, !t->dir_ids, i, stale, sizeof stale);
+    return open_partition_files(dir, fresh ? stale : NULL, &lc, fresh, !fresh && t->clean_start,
+                                t->ks, t->ks, &tp->id, tp->parts[i]);
 }
 
 /* Undoes the creation of partitions [from, to): closes and removes them. */
@@ -432,7 +518,11 @@ static sl_err load_cluster_id(sl_topics *t, char *err, size_t elen) {
  * seconds. That runs on the worker thread; the registry stays on the loop thread, which links,
  * persists and answers when the worker's completion arrives through the eventfd. */
 
-typedef enum { JOB_OPEN, JOB_DESTROY } job_kind;
+typedef enum {
+    JOB_OPEN,
+    JOB_DESTROY,
+    JOB_ENSURE, /* makes a topic key for a creation on the loop, which waits (ensure_blocking) */
+} job_kind;
 
 struct job {
     job *next;
@@ -440,6 +530,7 @@ struct job {
     sl_topics *t;
     sl_topic *tp; /* held (sl_topic_hold) while the job lives; NULL for a deletion */
     char name[SL_TOPIC_NAME_MAX + 1];
+    sl_uuid id;       /* the topic's (key, directory names, shred) */
     int32_t from, to; /* partitions [from, to) */
     /* JOB_OPEN: partitions the worker fills (log, pstate); only the worker touches them until
      * the completion. JOB_DESTROY: the logs to remove (pstates already closed). */
@@ -450,6 +541,8 @@ struct job {
     sl_err result;
     int32_t failed;       /* the partition that failed, -1: none */
     sl_err report;        /* the error the caller gets once cleanup finished */
+    bool finished;        /* JOB_ENSURE: the worker is done with it (guarded by mu) */
+    bool blocking;        /* JOB_ENSURE: its owner waits (ensure_blocking), no continuation */
     void (*cont)(job *j); /* loop-thread continuation */
     sl_topics_done_cb cb;
     void *ctx;
@@ -486,10 +579,28 @@ static void job_run(job *j) {
     char dir[PATH_MAX];
     j->result = SL_OK;
     j->failed = -1;
+    sl_topics *t = j->t;
+    if (j->kind == JOB_ENSURE || (j->kind == JOB_OPEN && t->ks)) {
+        /* The topic key exists before any partition does: a partition must never be able to
+         * take a plaintext append. Nothing is created when it cannot be made. */
+        char why[256] = "";
+        j->result =
+            t->ks ? sl_keysvc_topic_ensure_sync(t->ks, j->id.b, j->name, why, sizeof why) : SL_OK;
+        if (j->result) {
+            SL_ERROR("topics", "cannot create the topic key; the topic is not created",
+                     "topic=%s err=%s (%s) detail=\"%s\"", j->name, sl_errname(j->result),
+                     sl_strerror(j->result), why);
+            return;
+        }
+        if (j->kind == JOB_ENSURE) return;
+    }
     if (j->kind == JOB_OPEN) {
         for (int32_t i = j->from; i < j->to && !j->result; i++) {
-            snprintf(dir, sizeof dir, "%s/%s-%d", j->t->cfg->log_dirs, j->name, i);
-            j->result = open_partition_files(dir, &j->lc, true, false, j->parts[i - j->from]);
+            char stale[PATH_MAX];
+            dir_in_style(t->cfg->log_dirs, j->name, &j->id, t->dir_ids, i, dir, sizeof dir);
+            dir_in_style(t->cfg->log_dirs, j->name, &j->id, !t->dir_ids, i, stale, sizeof stale);
+            j->result = open_partition_files(dir, stale, &j->lc, true, false, NULL, t->ks, &j->id,
+                                             j->parts[i - j->from]);
             if (j->result) j->failed = i;
         }
         if (!j->result) return;
@@ -526,6 +637,13 @@ static void *worker_main(void *arg) {
         if (!j) break; /* stopping, queue drained */
         job_run(j);
         j->next = NULL;
+        if (j->blocking) { /* its owner waits on the loop thread and frees it */
+            pthread_mutex_lock(&t->mu);
+            j->finished = true;
+            pthread_cond_broadcast(&t->ensured_cv);
+            pthread_mutex_unlock(&t->mu);
+            continue;
+        }
         pthread_mutex_lock(&t->mu);
         *t->done_tail = j;
         t->done_tail = &j->next;
@@ -639,10 +757,24 @@ static void cleanup_then_report(sl_topics *t, job *j, sl_err e) {
     post_job(t, d);
 }
 
+/* Gives the logs the worker opened their keys (loop thread); on failure *failed names the
+ * partition. */
+static sl_err keys_for_new(sl_topics *t, job *j) {
+    for (int32_t i = 0; i < j->to - j->from; i++) {
+        sl_err e = apply_keys(t->ks, &j->id, j->from + i, j->parts[i]->log);
+        if (e) {
+            j->failed = j->from + i;
+            return e;
+        }
+    }
+    return SL_OK;
+}
+
 static void create_done(job *j) {
     sl_topics *t = j->t;
     sl_topic *tp = j->tp;
     sl_err e = j->result;
+    if (!e) e = keys_for_new(t, j);
     if (!e) {
         link_topic(t, tp);
         e = persist(t);
@@ -685,6 +817,7 @@ sl_err sl_topics_create_async(sl_topics *t, sl_str name, int32_t npart, const sl
     while (sl_uuid_is_zero(&tp->id) || sl_topics_find_id(t, &tp->id));
     if (tc) tp->cfg = *tc;
     job *j = job_new(t, JOB_OPEN, tp->name, 0, npart);
+    if (j) j->id = tp->id;
     bool ok = j != NULL;
     for (int32_t i = 0; ok && i < npart; i++) {
         if (!(tp->parts[i] = calloc(1, sizeof **tp->parts)))
@@ -717,6 +850,7 @@ static void add_done(job *j) {
     sl_err e = j->result;
     int32_t old = tp->npart;
     if (!e && tp->deleted) e = SL_ENOTFOUND;
+    if (!e) e = keys_for_new(t, j);
     if (!e) {
         sl_partition **np = realloc(tp->parts, (size_t)j->to * sizeof *np);
         if (!np) {
@@ -762,6 +896,7 @@ sl_err sl_topics_add_partitions_async(sl_topics *t, sl_topic *tp, int32_t npart,
     if (npart <= tp->npart || npart > 100000) return SL_EINVAL;
     job *j = job_new(t, JOB_OPEN, tp->name, tp->npart, npart);
     if (!j) return SL_ENOMEM;
+    j->id = tp->id;
     j->own_parts = true;
     j->parts = calloc((size_t)(npart - tp->npart), sizeof *j->parts);
     bool ok = j->parts != NULL;
@@ -790,9 +925,24 @@ sl_err sl_topics_add_partitions_async(sl_topics *t, sl_topic *tp, int32_t npart,
     return SL_OK;
 }
 
+static void shredded(void *ctx, sl_err e, const char *result) {
+    if (e)
+        SL_ERROR("topics",
+                 "a deleted topic's key could not be shredded; its key stays in the keyring until "
+                 "`sluice keys shred` succeeds",
+                 "err=%s (%s) result=\"%s\"", sl_errname(e), sl_strerror(e), result ? result : "");
+    else
+        SL_INFO("topics", "deleted topic's key shredded", "result=\"%s\"", result ? result : "");
+}
+
 static void delete_done(job *j) {
     unreserve(j->t, j->name);
     SL_INFO("topics", "topic deleted", "topic=%s", j->name);
+    /* Its files are gone; shredding the key makes every other copy of them (backups, disk
+     * images) undecryptable too. The answer does not wait for it: the topic is deleted
+     * either way, and a failed shred is logged for the operator to repeat. */
+    if (j->t->ks)
+        sl_keysvc_op(j->t->ks, SL_KEYOP_SHRED, j->id.b, 0, "DeleteTopics", shredded, NULL);
     j->cb(j->ctx, SL_OK, NULL);
     job_free(j);
 }
@@ -800,6 +950,7 @@ static void delete_done(job *j) {
 sl_err sl_topics_delete_async(sl_topics *t, sl_topic *tp, sl_topics_done_cb cb, void *ctx) {
     if (tp->busy) return SL_ESTATE;
     job *j = job_new(t, JOB_DESTROY, tp->name, 0, tp->npart);
+    if (j) j->id = tp->id;
     sl_log **logs = j ? calloc((size_t)tp->npart, sizeof *logs) : NULL;
     if (!logs || !reserve(t, tp->name)) {
         free(logs);
@@ -820,6 +971,12 @@ sl_err sl_topics_delete_async(sl_topics *t, sl_topic *tp, sl_topics_done_cb cb, 
         tp->parts[i]->pstate = NULL;
         logs[i] = tp->parts[i]->log;
         tp->parts[i]->log = NULL;
+        if (!logs[i]) {
+            /* An unavailable partition has no log to remove its files: rare, done here. */
+            char dir[PATH_MAX];
+            partition_dir(t, tp, i, dir, sizeof dir);
+            remove_partition_dir(dir);
+        }
     }
     j->logs = logs;
     j->cont = delete_done;
@@ -831,65 +988,190 @@ sl_err sl_topics_delete_async(sl_topics *t, sl_topic *tp, sl_topics_done_cb cb, 
     return SL_OK;
 }
 
+/* Reads the whole registry file: *buf NULL (SL_OK) when there is none. Caller frees *buf. */
+static sl_err read_registry(const char *path, uint8_t **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? SL_OK : SL_EIO;
+    sl_err e = SL_OK;
+    long sz = -1;
+    if (fseek(f, 0, SEEK_END) || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET))
+        e = SL_EIO;
+    else if ((size_t)sz > REGISTRY_MAX)
+        e = SL_ECORRUPT;
+    else if (!(*buf = malloc((size_t)sz + 1)))
+        e = SL_ENOMEM;
+    else if (fread(*buf, 1, (size_t)sz, f) != (size_t)sz)
+        e = SL_EIO;
+    fclose(f);
+    if (e) {
+        free(*buf);
+        *buf = NULL;
+        return e;
+    }
+    *len = (size_t)sz;
+    return SL_OK;
+}
+
+/* Loads the registry's text (plaintext lines) into `t`. */
+static sl_err parse_registry(sl_topics *t, const char *text, size_t len) {
+    sl_err e = SL_OK;
+    const char *p = text, *end = text + len;
+    while (!e && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char line[1024];
+        if (n >= sizeof line) return SL_ECORRUPT;
+        memcpy(line, p, n);
+        line[n] = 0;
+        p += n + (nl ? 1 : 0);
+        char name[SL_TOPIC_NAME_MAX + 2], a[64], b[64];
+        long long np;
+        if (sscanf(line, "topic %250s %63s %lld", name, a, &np) == 3) {
+            sl_str nm = sl_str_c(name);
+            if (!sl_topic_name_valid(nm) || np < 1 || np > 100000 || sl_topics_find(t, nm))
+                return SL_ECORRUPT;
+            sl_topic *tp = topic_new(name, strlen(name), (int32_t)np);
+            if (!tp || !uuid_parse(a, &tp->id)) {
+                topic_free(tp);
+                return tp ? SL_ECORRUPT : SL_ENOMEM;
+            }
+            link_topic(t, tp);
+        } else if (sscanf(line, "config %250s %63s %63s", name, a, b) == 3) {
+            sl_topic *tp = sl_topics_find(t, sl_str_c(name));
+            int id = sl_tcfg_lookup(sl_str_c(a));
+            char *cend;
+            long long v = strtoll(b, &cend, 10);
+            if (!tp || id < 0 || *cend) return SL_ECORRUPT;
+            tp->cfg.v[id] = v;
+            tp->cfg.set_mask |= 1u << id;
+        }
+    }
+    return e;
+}
+
+/* Reads the registry, sealed or (from before encryption, or with it off) plaintext. *migrate:
+ * a plaintext registry was read while encryption is on (to be rewritten sealed). */
+static sl_err load_registry(sl_topics *t, bool *migrate, char *err, size_t elen) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" REGISTRY, t->cfg->log_dirs);
+    uint8_t *raw = NULL;
+    size_t len = 0;
+    sl_err e = read_registry(path, &raw, &len);
+    if (e) {
+        snprintf(err, elen, "%s: cannot read the topic registry: %s", path, sl_strerror(e));
+        return e;
+    }
+    if (!raw) return SL_OK;
+    uint8_t *text = raw;
+    size_t tlen = len;
+    bool sealed = sl_keysvc_is_sealed_blob(raw, len);
+    if (sealed && !t->ks) {
+        snprintf(err, elen,
+                 "%s: the topic registry is encrypted but sluice.encryption.enable is false; "
+                 "turn encryption back on (with the same key settings) to read this data",
+                 path);
+        free(raw);
+        return SL_ECONFIG;
+    }
+    if (sealed) {
+        e = sl_keysvc_open_blob(t->ks, REGISTRY, raw, len, &text, &tlen);
+        free(raw);
+        raw = NULL;
+        if (e) {
+            snprintf(err, elen, "%s: cannot decrypt the topic registry: %s (%s)", path,
+                     sl_errname(e), sl_strerror(e));
+            return e;
+        }
+    }
+    *migrate = !sealed && t->ks;
+    e = parse_registry(t, (const char *)text, tlen);
+    if (sealed) OPENSSL_cleanse(text, tlen);
+    free(text);
+    if (e) snprintf(err, elen, "%s: malformed topic registry", path);
+    return e;
+}
+
+/* Failures a later attempt may not repeat: the key manager or a topic key was not there. */
+static bool retriable(sl_err e) { return e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE; }
+
+static const char *unavailable_hint(sl_err e) {
+    switch (e) {
+    case SL_ETAMPER:
+        return "stored data failed authentication (modified, or copied from elsewhere)";
+    case SL_EKEY_UNAVAILABLE:
+    case SL_EKMS_UNAVAILABLE:
+        return "its key is not available now (key management service)";
+    case SL_EKEY_DESTROYED:
+        return "its key was destroyed (shredded)";
+    case SL_EKMS_DENIED:
+        return "the key management service refused the key";
+    default:
+        return "the log could not be opened";
+    }
+}
+
 sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t elen) {
+    return sl_topics_open_keys(cfg, NULL, out, err, elen);
+}
+
+sl_err sl_topics_open_keys(const sl_config *cfg, sl_keysvc *ks, sl_topics **out, char *err,
+                           size_t elen) {
     sl_topics *t = calloc(1, sizeof *t);
     if (!t) return SL_ENOMEM;
     t->cfg = cfg;
+    t->ks = ks;
+    t->dir_ids = !strcmp(cfg->sluice_encryption_dir_names, "id");
     t->efd = -1;
     t->queue_tail = &t->queue;
     t->done_tail = &t->done;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    pthread_cond_init(&t->ensured_cv, NULL);
     if (sl_mkdir_p(cfg->log_dirs, 0700)) {
         snprintf(err, elen, "log.dirs: cannot create %s: %s", cfg->log_dirs, strerror(errno));
         sl_topics_close(t);
         return SL_ECONFIG;
     }
     sl_err e = load_cluster_id(t, err, elen);
+    bool migrate = false;
+    if (!e) e = load_registry(t, &migrate, err, elen);
     if (e) {
         sl_topics_close(t);
         return e;
     }
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/sluice-topics.meta", cfg->log_dirs);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        char line[1024];
-        while (!e && fgets(line, sizeof line, f)) {
-            char name[SL_TOPIC_NAME_MAX + 2], a[64], b[64];
-            long long n;
-            if (sscanf(line, "topic %250s %63s %lld", name, a, &n) == 3) {
-                sl_str nm = sl_str_c(name);
-                if (!sl_topic_name_valid(nm) || n < 1 || n > 100000 || sl_topics_find(t, nm)) {
-                    e = SL_ECORRUPT;
-                    break;
+    /* Every topic has a topic key before any of its logs can take an append: topics from
+     * before encryption get theirs now (their old segments stay readable, new ones are
+     * sealed). A key that cannot be made now leaves the topic's partitions unavailable. */
+    for (sl_topic *tp = sl_topics_next(t, NULL); ks && tp; tp = sl_topics_next(t, tp)) {
+        char why[256] = "";
+        sl_err ke = sl_keysvc_topic_ensure_sync(ks, tp->id.b, tp->name, why, sizeof why);
+        if (ke) {
+            SL_ERROR("topics", "topic key not available; the topic's partitions are unavailable",
+                     "topic=%s err=%s (%s) detail=\"%s\"", tp->name, sl_errname(ke),
+                     sl_strerror(ke), why);
+            tp->key_missing = retriable(ke); /* not a shredded or refused key */
+            for (int32_t i = 0; i < tp->npart; i++) {
+                if (!tp->parts[i] && !(tp->parts[i] = calloc(1, sizeof **tp->parts))) {
+                    sl_topics_close(t);
+                    return SL_ENOMEM;
                 }
-                sl_topic *tp = topic_new(name, strlen(name), (int32_t)n);
-                if (!tp || !uuid_parse(a, &tp->id)) {
-                    topic_free(tp);
-                    e = tp ? SL_ECORRUPT : SL_ENOMEM;
-                    break;
-                }
-                link_topic(t, tp);
-            } else if (sscanf(line, "config %250s %63s %63s", name, a, b) == 3) {
-                sl_topic *tp = sl_topics_find(t, sl_str_c(name));
-                int id = sl_tcfg_lookup(sl_str_c(a));
-                char *end;
-                long long v = strtoll(b, &end, 10);
-                if (!tp || id < 0 || *end) {
-                    e = SL_ECORRUPT;
-                    break;
-                }
-                tp->cfg.v[id] = v;
-                tp->cfg.set_mask |= 1u << id;
+                tp->parts[i]->topic = tp;
+                tp->parts[i]->index = i;
+                tp->parts[i]->unavailable = ke;
             }
         }
-        fclose(f);
-        if (e) {
-            snprintf(err, elen, "%s: malformed topic registry", path);
+    }
+    if (migrate) {
+        if ((e = persist(t)) != SL_OK) {
+            snprintf(err, elen, "%s/" REGISTRY ": cannot rewrite the topic registry sealed: %s",
+                     cfg->log_dirs, sl_strerror(e));
             sl_topics_close(t);
             return e;
         }
+        SL_INFO("topics", "topic registry rewritten encrypted (it was plaintext)", "topics=%d",
+                t->count);
     }
     /* The marker is consumed before any log opens: a crash from here on must not pass for a
      * clean stop at the next start. */
@@ -899,15 +1181,34 @@ sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t e
     if (t->clean_start)
         SL_INFO("topics", "previous stop was clean; partition logs need no recovery sync", "%s",
                 "");
+    /* One partition that does not open (damaged, tampered, its key unavailable) costs that
+     * partition only: the broker starts and answers KAFKA_STORAGE_ERROR for it. */
+    int unavailable = 0;
     for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp))
         for (int32_t i = 0; i < tp->npart; i++) {
+            if (tp->parts[i] && tp->parts[i]->unavailable) {
+                unavailable++;
+                continue;
+            }
             e = open_partition(t, tp, i, false);
-            if (e) {
+            if (e == SL_ENOMEM) {
                 snprintf(err, elen, "cannot open partition %s-%d: %s", tp->name, i, sl_strerror(e));
                 sl_topics_close(t);
                 return e;
             }
+            if (e) {
+                char dir[PATH_MAX];
+                partition_dir(t, tp, i, dir, sizeof dir);
+                tp->parts[i]->unavailable = e;
+                unavailable++;
+                SL_ERROR("topics",
+                         "partition unavailable: it could not be opened; its produce, fetch and "
+                         "list-offsets requests get KAFKA_STORAGE_ERROR, the rest is served",
+                         "topic=%s partition=%d dir=%s err=%s (%s) reason=\"%s\"", tp->name, i, dir,
+                         sl_errname(e), sl_strerror(e), unavailable_hint(e));
+            }
         }
+    if (unavailable) SL_WARN("topics", "some partitions are unavailable", "count=%d", unavailable);
     t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (t->efd < 0 || pthread_create(&t->worker, NULL, worker_main, t) != 0) {
         snprintf(err, elen, "cannot start the partition file worker");
@@ -935,6 +1236,7 @@ void sl_topics_close(sl_topics *t) {
     if (t->efd >= 0) close(t->efd);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
+    pthread_cond_destroy(&t->ensured_cv);
     while (t->reserved) {
         reserved *r = t->reserved;
         t->reserved = r->next;
@@ -948,6 +1250,32 @@ void sl_topics_close(sl_topics *t) {
     free(t);
 }
 
+/* Makes the topic key of a topic created on the loop thread (auto-creation, the audit topic).
+ * The key service's blocking calls belong off the loop, so the file worker makes it while the
+ * loop waits: a synchronous creation blocks the loop anyway, and this keeps the key service's
+ * threading contract. Before the worker starts (at start) it runs here. */
+static sl_err ensure_blocking(sl_topics *t, const sl_topic *tp) {
+    if (!t->ks) return SL_OK;
+    job *j = job_new(t, JOB_ENSURE, tp->name, 0, 0);
+    if (!j) return SL_ENOMEM;
+    j->id = tp->id;
+    j->blocking = true;
+    pthread_mutex_lock(&t->mu);
+    if (!t->worker_started || t->stop) {
+        pthread_mutex_unlock(&t->mu);
+        job_run(j);
+    } else {
+        *t->queue_tail = j;
+        t->queue_tail = &j->next;
+        pthread_cond_signal(&t->cv);
+        while (!j->finished) pthread_cond_wait(&t->ensured_cv, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+    }
+    sl_err e = j->result;
+    free(j);
+    return e;
+}
+
 sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic_config *tc,
                         bool validate_only, sl_topic **out) {
     if (!sl_topic_name_valid(name)) return SL_EINVAL;
@@ -959,7 +1287,7 @@ sl_err sl_topics_create(sl_topics *t, sl_str name, int32_t npart, const sl_topic
     do random_bytes(tp->id.b, 16);
     while (sl_uuid_is_zero(&tp->id) || sl_topics_find_id(t, &tp->id));
     if (tc) tp->cfg = *tc;
-    sl_err e = SL_OK;
+    sl_err e = ensure_blocking(t, tp);
     int32_t failed = -1;
     for (int32_t i = 0; i < npart && !e; i++)
         if ((e = open_partition(t, tp, i, true)) != SL_OK) failed = i;
@@ -992,6 +1320,67 @@ sl_err sl_topics_set_config(sl_topics *t, sl_topic *tp, const sl_topic_config *t
     }
     sl_log_config lc;
     log_config_for(t, tp, &lc);
-    for (int32_t i = 0; i < tp->npart; i++) sl_log_set_config(tp->parts[i]->log, &lc);
+    for (int32_t i = 0; i < tp->npart; i++)
+        if (tp->parts[i]->log) sl_log_set_config(tp->parts[i]->log, &lc);
     return SL_OK;
+}
+
+#define RETRY_INTERVAL_MS 5000
+
+static void key_retry_done(job *j) {
+    sl_topic *tp = j->tp;
+    tp->key_retrying = false;
+    if (!j->result) {
+        tp->key_missing = false;
+        SL_INFO("topics", "topic key available again; reopening its partitions", "topic=%s",
+                tp->name);
+        j->t->next_retry_ms = 0; /* reopen at the next tick */
+    }
+    job_free(j);
+}
+
+void sl_topics_retry_unavailable(sl_topics *t, int64_t now_ms) {
+    if (!t->ks || now_ms < t->next_retry_ms) return;
+    t->next_retry_ms = now_ms + RETRY_INTERVAL_MS;
+    for (sl_topic *tp = sl_topics_next(t, NULL); tp; tp = sl_topics_next(t, tp)) {
+        if (tp->deleted || tp->busy) continue;
+        if (tp->key_missing) {
+            if (tp->key_retrying) continue;
+            job *j = job_new(t, JOB_ENSURE, tp->name, 0, 0);
+            if (!j) return;
+            j->id = tp->id;
+            j->tp = tp;
+            sl_topic_hold(tp);
+            j->cont = key_retry_done;
+            tp->key_retrying = true;
+            post_job(t, j);
+            continue;
+        }
+        for (int32_t i = 0; i < tp->npart; i++) {
+            sl_partition *p = tp->parts[i];
+            if (!p || !retriable(p->unavailable)) continue;
+            sl_err e = open_partition(t, tp, i, false);
+            if (e) {
+                if (e != p->unavailable)
+                    SL_WARN("topics", "partition still unavailable",
+                            "topic=%s partition=%d err=%s (%s)", tp->name, i, sl_errname(e),
+                            sl_strerror(e));
+                p->unavailable = e;
+                continue;
+            }
+            p->unavailable = SL_OK;
+            SL_INFO("topics", "partition available again", "topic=%s partition=%d", tp->name, i);
+        }
+    }
+}
+
+void sl_topics_drop_keys(sl_topics *t, const uint8_t topic_id[16]) {
+    sl_uuid id;
+    memcpy(id.b, topic_id, 16);
+    sl_topic *tp = sl_topics_find_id(t, &id);
+    if (!tp) return;
+    for (int32_t i = 0; i < tp->npart; i++)
+        if (tp->parts[i] && tp->parts[i]->log) sl_log_drop_keys(tp->parts[i]->log);
+    SL_INFO("topics", "topic key shredded; its partitions' keys dropped", "topic=%s partitions=%d",
+            tp->name, tp->npart);
 }

@@ -11,6 +11,8 @@
 #include "base/sl_err.h"
 #include "storage/sl_log.h"
 
+struct sl_keysvc;
+
 #define SL_TOPIC_NAME_MAX 249
 
 /* Topic-level overrides; a field is meaningful only when its bit is in set_mask. */
@@ -41,6 +43,15 @@ typedef struct sl_partition {
     struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
     /* record-set transforms registered for this partition (sl_xform.h), borrowed; NULL: none */
     const struct sl_xform_chain *xform;
+    /* Not SL_OK: the partition could not be opened (a damaged or tampered segment, a key that is
+     * not available): log and pstate are NULL and every data operation on it answers this
+     * (KAFKA_STORAGE_ERROR), while the rest of the broker serves normally. */
+    sl_err unavailable;
+    /* Rate limits of the "stored data failed authentication" warning and event, and of the
+     * "key not usable" warning: one each per partition per window, the ones held back counted
+     * into the next (sl_storage_local.c). Separate, so key trouble never hides a tamper. */
+    int64_t tamper_next_ms, keywarn_next_ms;
+    uint64_t tamper_held, keywarn_held;
 } sl_partition;
 
 typedef struct sl_topic {
@@ -53,13 +64,38 @@ typedef struct sl_topic {
     int32_t refs; /* the registry's while listed, plus sl_topic_hold()s */
     bool deleted; /* removed from the registry; its partitions' logs are gone (NULL) */
     bool busy;    /* partitions being added (sl_topics_add_partitions_async) */
+    /* Its topic key could not be made at start (key manager down): made again before its
+     * partitions are retried (sl_topics_retry_unavailable). */
+    bool key_missing;
+    bool key_retrying; /* an asynchronous attempt is queued */
 } sl_topic;
 
 typedef struct sl_topics sl_topics;
 
 /* Opens the registry under cfg->log_dirs (creating the directory), loading topics and opening
- * every partition log (which recovers it). `cfg` must outlive the registry. */
+ * every partition log (which recovers it). `cfg` must outlive the registry. A partition that
+ * cannot be opened does not stop the others: it is marked unavailable (sl_partition) and named
+ * in one error line; a registry that cannot be read is fatal. Encryption off (no key service). */
 sl_err sl_topics_open(const sl_config *cfg, sl_topics **out, char *err, size_t err_len);
+/* The same with encryption at rest when `ks` is not NULL (borrowed; must outlive the registry):
+ * every topic gets a topic key (sl_keysvc_topic_ensure_sync, so a registry from before
+ * encryption is migrated), every partition log gets its keys (sl_log_set_keys) before anything
+ * reads it, producer snapshots and the registry file are sealed (sl_keysvc_seal_blob; older
+ * plaintext ones are still read, and the registry is rewritten sealed at once), a creation
+ * makes the topic key first (a failure fails the creation, nothing kept) and a deletion shreds
+ * it. With sluice.encryption.dir.names=id new partition directories are named
+ * `<topic id hex>-<partition>`; an existing directory in the other style keeps being used. */
+sl_err sl_topics_open_keys(const sl_config *cfg, struct sl_keysvc *ks, sl_topics **out, char *err,
+                           size_t err_len);
+/* Tries again, at most every few seconds, to open the partitions left unavailable because a
+ * key or the key manager was not available (never those whose data failed authentication):
+ * once the key manager is back they serve again without a restart. Loop thread (a timer). */
+void sl_topics_retry_unavailable(sl_topics *t, int64_t now_ms);
+/* Drops the DEKs held by every log of the topic with id `topic_id` (after a shred). */
+void sl_topics_drop_keys(sl_topics *t, const uint8_t topic_id[16]);
+/* The directory of partition `i` of `tp` (the one in use, see sl_topics_open_keys). */
+void sl_topics_partition_dir(const sl_topics *t, const sl_topic *tp, int32_t i, char *out,
+                             size_t cap);
 /* Records that every partition log was synced and nothing will write to them in this run: the
  * next sl_topics_open then skips the recovery fsync of each log (it consumes the record first).
  * Call only after a successful sl_log_sync of every log, with the loop stopped. */

@@ -27,6 +27,7 @@
 
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "kms/sl_keysvc.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_records.h"
 
@@ -39,6 +40,7 @@
 struct sl_offstore {
     char dir[4096];
     sl_log *log;
+    sl_keysvc *ks;       /* borrowed; not NULL: the log is sealed under the system key */
     sl_arena *pend_a;    /* holds the records waiting for a flush; NULL: none */
     sl_rec_builder pend; /* those records */
     int64_t replayed, live;
@@ -326,6 +328,24 @@ static sl_err replay(sl_log *log, sl_gc *gc, int64_t *count) {
     return SL_OK;
 }
 
+/* Opens the log in `dir` with the system key when encryption is on (before anything reads or
+ * appends). */
+static sl_err open_log(sl_keysvc *ks, const char *dir, const sl_log_config *lc, sl_log **out) {
+    sl_err e = sl_log_open(dir, lc, out);
+    if (e || !ks) return e;
+    static const uint8_t system_id[16] = {0};
+    sl_log_keys k;
+    memset(&k, 0, sizeof k);
+    e = sl_keysvc_log_keys(ks, system_id, 0, sl_log_end_offset(*out), &k);
+    if (e) {
+        sl_log_close(*out);
+        *out = NULL;
+        return e;
+    }
+    sl_log_set_keys(*out, &k);
+    return SL_OK;
+}
+
 /* ---- compaction ---- */
 
 static sl_err destroy_dir(const char *dir) {
@@ -407,7 +427,7 @@ static sl_err compact(sl_offstore *s, sl_gc *gc) {
     sl_log_config lc;
     sl_log_config_default(&lc);
     compact_ctx c = {.gc = gc};
-    if ((e = sl_log_open(tmp, &lc, &c.out))) return e;
+    if ((e = open_log(s->ks, tmp, &lc, &c.out))) return e;
     compact_start(&c);
     sl_gc_list(gc, compact_group, &c);
     compact_flush(&c);
@@ -427,7 +447,7 @@ static sl_err compact(sl_offstore *s, sl_gc *gc) {
     if (slash) *slash = 0;
     sync_dir(slash ? parent : ".");
     destroy_dir(old);
-    if ((e = sl_log_open(s->dir, &lc, &s->log))) return e;
+    if ((e = open_log(s->ks, s->dir, &lc, &s->log))) return e;
     s->live = c.live;
     return SL_OK;
 }
@@ -447,8 +467,14 @@ static void count_live(void *ctx, const sl_gc_group_view *g) {
 
 sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
                         size_t elen) {
+    return sl_offstore_open_keys(log_dirs, NULL, gc, out, err, elen);
+}
+
+sl_err sl_offstore_open_keys(const char *log_dirs, sl_keysvc *ks, sl_gc *gc, sl_offstore **out,
+                             char *err, size_t elen) {
     sl_offstore *s = calloc(1, sizeof *s);
     if (!s) return SL_ENOMEM;
+    s->ks = ks;
     snprintf(s->dir, sizeof s->dir, "%s/%s", log_dirs, SL_OFFSTORE_DIR);
     char tmp[4200], old[4200];
     snprintf(tmp, sizeof tmp, "%s.compact", s->dir);
@@ -467,7 +493,7 @@ sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char
     destroy_dir(tmp);
     sl_log_config lc;
     sl_log_config_default(&lc);
-    sl_err e = sl_log_open(s->dir, &lc, &s->log);
+    sl_err e = open_log(ks, s->dir, &lc, &s->log);
     if (!e) e = replay(s->log, gc, &s->replayed);
     if (e) {
         snprintf(err, elen, "group offsets log %s: %s", s->dir, sl_strerror(e));

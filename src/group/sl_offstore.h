@@ -26,6 +26,12 @@ typedef struct sl_offstore sl_offstore;
  * every live offset into `gc` with sl_gc_offset_load. Caller owns *out. */
 sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
                         size_t err_len);
+/* The same with encryption at rest when `ks` is not NULL (borrowed; must outlive the store):
+ * the log (and the one a compaction writes) is sealed under the system key (topic id all zero,
+ * partition 0), older plaintext records below the migration mark stay readable. */
+struct sl_keysvc;
+sl_err sl_offstore_open_keys(const char *log_dirs, struct sl_keysvc *ks, sl_gc *gc,
+                             sl_offstore **out, char *err, size_t err_len);
 /* Syncs and closes. */
 void sl_offstore_close(sl_offstore *s);
 /* Buffers one change (val NULL: deletion). Strings are copied. */

@@ -27,6 +27,7 @@
 
 #include "acl/sl_acl.h"
 #include "audit/sl_audit.h"
+#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "crypto/sl_certgen.h"
@@ -1112,16 +1113,22 @@ static sl_err make_tls(sl_metrics *m, char *err, size_t elen) {
     char provisioned[SL_CFG_STR_MAX + 32];
     if (!ks[0]) {
         /* Secure by default like the Kafka listeners (sl_provision.h): the CA and broker
-         * certificate under log.dirs, created if missing. */
+         * certificate in the secrets directory, created if missing. */
         if (!cfg->sluice_provision_enable) {
             snprintf(err, elen,
                      "sluice.metrics.ssl.keystore.location: https needs a keystore "
                      "(or ssl.keystore.location, or sluice.provision.enable=true)");
             return SL_ECONFIG;
         }
-        sl_err e = sl_tls_bootstrap(cfg->log_dirs, err, elen);
+        char dir[SL_CFG_STR_MAX];
+        sl_config_secret_dir_for(cfg, "broker.pem", dir, sizeof dir);
+        if (sl_mkdir_p(dir, 0700)) {
+            snprintf(err, elen, "sluice.secrets.dir: cannot create %s", dir);
+            return SL_ECONFIG;
+        }
+        sl_err e = sl_tls_bootstrap(dir, err, elen);
         if (e) return e;
-        snprintf(provisioned, sizeof provisioned, "%s/broker.pem", cfg->log_dirs);
+        snprintf(provisioned, sizeof provisioned, "%s/broker.pem", dir);
         ks = provisioned;
     }
     sl_tls_opts o = {.keystore_location = ks,

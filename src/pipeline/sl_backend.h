@@ -48,6 +48,9 @@ typedef struct sl_spart_offsets {
     int64_t log_start;      /* first offset still readable */
     int64_t log_end;        /* next offset to be assigned */
     int64_t high_watermark; /* last offset a consumer may read, plus one */
+    /* Not 0: the partition is unavailable (e.g. its stored data could not be opened): the
+     * offsets are -1 and every data operation on it answers this code. */
+    int16_t error;
 } sl_spart_offsets;
 
 /* What an append did. */

@@ -16,6 +16,7 @@
 #include "base/sl_crc32c.h"
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
+#include "kms/sl_keysvc.h"
 
 #define SUB "producers"
 
@@ -27,6 +28,7 @@ typedef struct sl_pstore {
     size_t pending_len;
     int64_t pending_off;
     int64_t snap_off; /* newest snapshot on disk, -1 none */
+    sl_keysvc *ks;    /* borrowed; not NULL: snapshots are sealed */
 } sl_pstore;
 
 static sl_pstore *store(const sl_pstate *ps) { return sl_pstate_store(ps); }
@@ -179,7 +181,14 @@ static void prune_snapshots(const sl_pstore *st) {
 static sl_err write_snapshot(sl_pstore *st, const uint8_t *buf, size_t len, int64_t off) {
     char name[64];
     snap_name(name, sizeof name, off);
-    sl_err e = sl_file_write_atomic(st->dir, name, buf, len, 0600);
+    uint8_t *sealed = NULL;
+    size_t slen = 0;
+    /* Producer ids and sequences are not secret, but nothing under log.dirs is written in
+     * clear with encryption on; the name binds the snapshot to its offset. */
+    sl_err e = st->ks ? sl_keysvc_seal_blob(st->ks, name, buf, len, &sealed, &slen) : SL_OK;
+    if (!e)
+        e = sl_file_write_atomic(st->dir, name, sealed ? sealed : buf, sealed ? slen : len, 0600);
+    free(sealed);
     if (e) {
         SL_WARN(SUB, "cannot write producer state snapshot", "dir=%s offset=%" PRId64 " err=%s",
                 st->dir, off, sl_errname(e));
@@ -232,30 +241,37 @@ int sl_pstate_tick(sl_pstate *ps, sl_log *log, int64_t now_ms, int64_t expiratio
     return dropped;
 }
 
-/* Applies the batches at and after `from` (header only, no per-record work). */
+/* Applies the batches at and after `from` from their headers alone (no per-record work). The
+ * headers come from sl_log_read_headers, which needs no key: the state of an encrypted
+ * partition is rebuilt even while its key manager is unreachable. */
+#define SCAN_BATCHES 1024
+
 static sl_err scan_log(sl_pstate *ps, sl_log *log, int64_t from, int64_t now_ms,
                        int64_t *nbatches) {
     int64_t off = from, end = sl_log_end_offset(log);
     while (off < end) {
-        sl_arena *a = sl_arena_new(1 << 20);
+        sl_arena *a = sl_arena_new((size_t)SCAN_BATCHES * SL_BATCH_HEADER_SIZE + 1024);
         if (!a) return SL_ENOMEM;
-        uint8_t *p;
-        size_t len;
-        sl_err e = sl_log_read(log, off, 1 << 20, a, &p, &len);
-        if (!e && len == 0) e = SL_ECORRUPT; /* below the end there must be a batch */
+        uint8_t *p = NULL;
+        int n = 0;
+        sl_err e = sl_log_read_headers(log, off, SCAN_BATCHES, a, &p, &n);
+        if (!e && n <= 0) e = SL_ECORRUPT; /* below the end there must be a batch */
         int64_t next = off;
-        while (!e && len > 0) {
+        for (int i = 0; !e && i < n; i++, p += SL_BATCH_HEADER_SIZE) {
+            /* A header alone: sl_batch_parse reads only header fields; the length it checks
+             * belongs to the whole batch, which storage already checked against its frame. */
             sl_batch_info bi;
-            if (!sl_batch_parse(p, len, &bi)) break; /* a read may end mid-batch */
-            int64_t base = (int64_t)sl_get_be64(p + SL_BATCH_BASE_OFFSET);
+            if (!sl_batch_parse(p, 12 + (size_t)INT32_MAX, &bi) || bi.last_offset_delta < 0) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            int64_t base = bi.base_offset;
             /* The first batch may start below `off` when `off` is inside it. */
             if (base >= off || base + bi.last_offset_delta >= off) {
                 e = sl_pstate_record(ps, &bi, base, now_ms);
                 (*nbatches)++;
             }
             if (base + bi.last_offset_delta + 1 > next) next = base + bi.last_offset_delta + 1;
-            p += bi.size;
-            len -= bi.size;
         }
         sl_arena_free(a);
         if (e) return e;
@@ -266,6 +282,11 @@ static sl_err scan_log(sl_pstate *ps, sl_log *log, int64_t from, int64_t now_ms,
 }
 
 sl_err sl_pstate_open(const char *dir, sl_log *log, int64_t now_ms, sl_pstate **out) {
+    return sl_pstate_open_keys(dir, log, now_ms, NULL, out);
+}
+
+sl_err sl_pstate_open_keys(const char *dir, sl_log *log, int64_t now_ms, sl_keysvc *ks,
+                           sl_pstate **out) {
     sl_pstate *ps = sl_pstate_new();
     sl_pstore *st = calloc(1, sizeof *st);
     if (!ps || !st || !(st->dir = strdup(dir))) {
@@ -274,6 +295,7 @@ sl_err sl_pstate_open(const char *dir, sl_log *log, int64_t now_ms, sl_pstate **
         return SL_ENOMEM;
     }
     st->snap_off = -1;
+    st->ks = ks;
     sl_pstate_set_store(ps, st);
     int64_t *snaps = NULL;
     int nsnaps = 0;
@@ -302,9 +324,26 @@ sl_err sl_pstate_open(const char *dir, sl_log *log, int64_t now_ms, sl_pstate **
         if (f && !fseek(f, 0, SEEK_END) && (sz = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
             (buf = malloc((size_t)sz + 1)) && fread(buf, 1, (size_t)sz, f) == (size_t)sz) {
             int64_t off = -1;
-            e = deserialize(ps, buf, (size_t)sz, &off);
+            uint8_t *plain = buf;
+            size_t plen = (size_t)sz;
+            sl_err oe = SL_OK;
+            if (sl_keysvc_is_sealed_blob(buf, (size_t)sz)) {
+                /* Without the key service (encryption turned off) a sealed snapshot is as
+                 * unreadable as one whose key is gone: the log has the truth. */
+                oe = ks ? sl_keysvc_open_blob(ks, name, buf, (size_t)sz, &plain, &plen)
+                        : SL_EKEY_UNAVAILABLE;
+            }
+            e = oe ? oe : deserialize(ps, plain, plen, &off);
+            if (plain != buf) free(plain);
             if (!e && off == snaps[i]) {
                 st->snap_off = off;
+            } else if (oe) {
+                SL_WARN(SUB,
+                        "ignoring producer state snapshot that cannot be decrypted; "
+                        "rebuilding from the log",
+                        "dir=%s file=%s err=%s (%s)", dir, name, sl_errname(oe), sl_strerror(oe));
+                sl_pstate_clear(ps);
+                e = SL_OK;
             } else {
                 SL_WARN(SUB, "ignoring damaged producer state snapshot", "dir=%s file=%s", dir,
                         name);

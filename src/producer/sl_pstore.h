@@ -20,6 +20,14 @@
  * it, which a crash made stale), then scans the batch headers after it. Producers seen only in
  * the scan get `now_ms` as their last-append time. Caller owns *out (sl_pstate_close). */
 sl_err sl_pstate_open(const char *dir, sl_log *log, int64_t now_ms, sl_pstate **out);
+/* The same with encryption at rest when `ks` is not NULL (borrowed; must outlive the state):
+ * snapshots are written sealed (sl_keysvc_seal_blob, named by their file name); sealed and older
+ * plaintext snapshots are both read, and one that cannot be opened (key unavailable, tampered)
+ * is ignored with a warning: the state is rebuilt from the log, snapshots being an
+ * optimisation. */
+struct sl_keysvc;
+sl_err sl_pstate_open_keys(const char *dir, sl_log *log, int64_t now_ms, struct sl_keysvc *ks,
+                           sl_pstate **out);
 /* Writes a final snapshot if `log` (may be NULL: partition deleted) is durable to its end, then
  * frees the state and its store. NULL is allowed. */
 void sl_pstate_close(sl_pstate *ps, sl_log *log);

@@ -93,6 +93,9 @@ class Broker:
         self.host = "127.0.0.1"
         self.bootstrap = f"{self.host}:{self.port}"
         self.data_dir = self.workdir / "data"
+        # Provisioned keys, the admin's client properties, the SCRAM store, the audit signing key
+        # and the local master key: the default sluice.secrets.dir, beside log.dirs.
+        self.secrets_dir = self.workdir / "sluice-secrets"
         self.config_path = self.workdir / "server.properties"
         self.log_path = self.workdir / "broker.log"
         self.proc = None

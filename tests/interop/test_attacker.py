@@ -34,8 +34,8 @@ def secure(request, tmp_path):
     b.write_config()
     request.node._sluice_broker = b
     b.start()
-    wait_until(lambda: (b.data_dir / "client.properties").exists(), 30, "provisioned files")
-    b.ca_pem = b.data_dir / "ca.pem"
+    wait_until(lambda: (b.secrets_dir / "client.properties").exists(), 30, "provisioned files")
+    b.ca_pem = b.secrets_dir / "ca.pem"
     yield b
     if b.alive():
         b.stop(check=True)
@@ -237,7 +237,7 @@ def capture_client_hello(*groups_args):
 def admin_session(b, source="127.0.0.2"):
     """An authenticated SCRAM-SHA-512 session as the provisioned admin from `source`."""
     from test_sasl import scram_final
-    pw = props(b.data_dir / "client.properties")["sasl.password"]
+    pw = props(b.secrets_dir / "client.properties")["sasl.password"]
     c = TlsConn(b.bootstrap, b.ca_pem, source=source)
     assert handshake(c, "SCRAM-SHA-512") == 0
     bare = f"n=admin,r={base64.b64encode(os.urandom(18)).decode()}"

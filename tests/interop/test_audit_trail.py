@@ -96,9 +96,9 @@ def test_trail_records_and_verifies(stopped_trail, tmp_path):
     assert files
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
-    key = b.data_dir / "sluice-audit-key.pem"
+    key = b.secrets_dir / "sluice-audit-key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    pub = b.data_dir / "sluice-audit-key.pem.pub"
+    pub = b.secrets_dir / "sluice-audit-key.pem.pub"
     for f in files:
         raw = f.read_bytes()
         assert SECRET not in raw and b"secret-key" not in raw and b"secret-h" not in raw
@@ -137,7 +137,7 @@ def tampered(b, tmp_path, name, fn):
 
 def expect_failure(b, tmp_path, name, fn, what, line=None):
     d, last = tampered(b, tmp_path, name, fn)
-    rc, out = verify([d], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([d], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 1, f"{name}: verify passed\n{out}"
     m = re.search(r"FAILED: (\S+):(\d+): sequence (-?\d+): (.*)", out)
     assert m, out
@@ -228,7 +228,7 @@ def test_chain_continues_across_restart_and_rotation(tmp_path):
     b.stop(check=True)
     files = trail_files(b.data_dir)
     assert len(files) >= 3, files
-    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([b.data_dir / "audit"], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 0, out
     evs = events(b.data_dir)
     assert [e["metadata"]["sequence"] for e in evs] == list(range(1, len(evs) + 1))
@@ -252,7 +252,7 @@ def test_chain_continues_across_restart_and_rotation(tmp_path):
     d = tmp_path / "gap"
     shutil.copytree(b.data_dir / "audit", d)
     os.unlink(sorted(d.glob("*.jsonl"))[1])
-    rc, out = verify([d], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([d], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 1 and "deleted" in out, out
 
 
@@ -273,7 +273,7 @@ def test_retention_keeps_the_newest_files(tmp_path):
     files = trail_files(b.data_dir)
     assert len(files) == 2, files  # the current file and one rotated
     assert not files[0].name.endswith("00000000000000000001.jsonl")
-    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([b.data_dir / "audit"], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 0 and "starts at sequence" in out, out
 
 
@@ -348,7 +348,7 @@ def test_block_policy_refuses_until_the_trail_writes(failing_disk):
     m = re.search(r'msg="audit trail closed".* refused=(\d+)', b.log_text())
     assert m and int(m.group(1)) >= 1, b.log_tail()
     assert "cannot record audit events" in b.log_text()
-    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([b.data_dir / "audit"], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 0, out
     # The refused requests were recorded too (after the disk recovered).
     refused = [e for e in events(b.data_dir) if e["metadata"]["event_code"] == "produce"
@@ -371,7 +371,7 @@ def test_continue_policy_serves_and_counts_drops(failing_disk):
     b.stop(check=True)
     m = re.search(r'msg="audit trail closed".* dropped=(\d+)', b.log_text())
     assert m and int(m.group(1)) > 0, b.log_tail()
-    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([b.data_dir / "audit"], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 0, out
     notes = [e for e in events(b.data_dir) if e.get("activity_name") == "Events Dropped"]
     assert notes, "the trail does not say that events were dropped"
@@ -462,5 +462,5 @@ def test_denials_recorded_with_principal_and_resource(acl_broker):
     mgmt = [e for e in evs if e["metadata"]["event_code"] == "management"
             and e["api"]["operation"] == "CreateTopics"]
     assert mgmt and mgmt[0]["actor"]["user"]["uid"] == "User:admin"
-    rc, out = verify([b.data_dir / "audit"], b.data_dir / "sluice-audit-key.pem.pub")
+    rc, out = verify([b.data_dir / "audit"], b.secrets_dir / "sluice-audit-key.pem.pub")
     assert rc == 0, out

@@ -273,7 +273,7 @@ def test_https_with_the_provisioned_ca(make_broker):
     b.start()
     url = metrics_url(b)
     assert url.startswith("https://127.0.0.1:")
-    ca = b.data_dir / "ca.pem"
+    ca = b.secrets_dir / "ca.pem"
     assert ca.exists(), "no CA was provisioned for the https endpoint"
     st, _, body = http(url + "/healthz", cafile=str(ca))
     assert (st, body) == (200, "ok\n")

@@ -536,7 +536,7 @@ def test_user_cli_changes_apply_without_restart(sasl_broker):
     assert res.returncode == 0
     assert "carol SCRAM-SHA-256 iterations=8192" in res.stdout
     assert "alice SCRAM-SHA-512 iterations=4096" in res.stdout
-    store = sasl_broker.data_dir / "sluice-users"
+    store = sasl_broker.secrets_dir / "sluice-users"
     assert (store.stat().st_mode & 0o777) == 0o600
     assert "carol-pw" not in store.read_text() and "carol-pw" not in res.stdout
     # passwd and rm reach new logins too; the password never goes on argv.

@@ -32,11 +32,16 @@ def props(path):
 
 
 def test_first_start_creates_private_material_and_client_config(secure):
-    d = secure.data_dir
-    for name in ("ca-key.pem", "broker.pem", "client.properties", "client-java.properties",
-                 "sluice-users"):
+    d = secure.secrets_dir
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    secrets = ("ca-key.pem", "broker.pem", "client.properties", "client-java.properties",
+               "sluice-users", "sluice-audit-key.pem", "sluice-master.key")
+    for name in secrets:
         mode = stat.S_IMODE(os.stat(d / name).st_mode)
         assert mode == 0o600, f"{name} has mode {oct(mode)}"
+    # None of them is in the data directory: a copy or backup of log.dirs holds no secret.
+    for name in secrets:
+        assert not list(secure.data_dir.rglob(name)), f"{name} is in the data directory"
     assert (d / "ca.pem").exists()
     p = props(d / "client.properties")
     assert p["security.protocol"] == "SASL_SSL" and p["sasl.mechanism"] == "SCRAM-SHA-512"
@@ -49,7 +54,7 @@ def test_first_start_creates_private_material_and_client_config(secure):
 
 
 def test_generated_client_config_works_with_kcat_and_librdkafka(secure):
-    cfgfile = secure.data_dir / "client.properties"
+    cfgfile = secure.secrets_dir / "client.properties"
     r = subprocess.run(["kcat", "-F", str(cfgfile), "-P", "-t", "secured", "-k", "k"],
                        input=b"hello over SASL_SSL\n", capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -72,7 +77,7 @@ def test_plaintext_and_wrong_password_are_refused(secure):
     with kp.Conn(secure.bootstrap) as c:
         c.send_request(kp.API_VERSIONS, 0, b"")
         assert c.closed_by_peer(), "plaintext Kafka bytes were answered on the SASL_SSL port"
-    conf = props(secure.data_dir / "client.properties")
+    conf = props(secure.secrets_dir / "client.properties")
     conf["sasl.password"] = "not-the-password"
     conf["error_cb"] = lambda e: None
     from confluent_kafka.admin import AdminClient
@@ -86,7 +91,7 @@ def test_plaintext_and_wrong_password_are_refused(secure):
 
 
 def test_restart_keeps_material_and_admin(secure):
-    d = secure.data_dir
+    d = secure.secrets_dir
     ca = (d / "ca.pem").read_bytes()
     pw = props(d / "client.properties")["sasl.password"]
     secure.stop()
@@ -98,13 +103,35 @@ def test_restart_keeps_material_and_admin(secure):
     assert r.returncode == 0 and b"1 brokers" in r.stdout, r.stderr
 
 
+def test_secrets_an_older_version_kept_in_the_data_directory_are_still_used(secure):
+    """Before sluice.secrets.dir, provisioned files lived in log.dirs: an upgraded broker keeps
+    using them (same CA, same admin password) instead of provisioning new ones."""
+    secure.stop()
+    for name in ("ca.pem", "ca-key.pem", "broker.pem", "client.properties",
+                 "client-java.properties", "sluice-users", "sluice-provisioned-admin",
+                 "sluice-audit-key.pem", "sluice-audit-key.pem.pub"):
+        os.rename(secure.secrets_dir / name, secure.data_dir / name)
+    # As the older version wrote it: the CA path points into the data directory.
+    cp = secure.data_dir / "client.properties"
+    cp.write_text(cp.read_text().replace(str(secure.secrets_dir), str(secure.data_dir)))
+    ca = (secure.data_dir / "ca.pem").read_bytes()
+    secure.start()
+    assert (secure.data_dir / "ca.pem").read_bytes() == ca
+    assert not (secure.secrets_dir / "broker.pem").exists(), "a second CA was provisioned"
+    assert not (secure.secrets_dir / "client.properties").exists(), "a second admin was made"
+    r = subprocess.run(["kcat", "-F", str(secure.data_dir / "client.properties"), "-L"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"1 brokers" in r.stdout, r.stderr
+
+
 def test_provisioned_broker_denies_by_default_and_grants_with_sluice_acl(secure):
     """The generated admin is a super user; another user can log in but may do nothing until
     `sluice acl add` grants it, as the quickstart output says."""
     from confluent_kafka import Producer
     from conftest import SLUICE_BIN
-    d = secure.data_dir
-    r = subprocess.run([SLUICE_BIN, "user", "add", "app", "--store", str(d / "sluice-users"),
+    d = secure.secrets_dir
+    r = subprocess.run([SLUICE_BIN, "user", "add", "app", "--store",
+                        str(secure.secrets_dir / "sluice-users"),
                         "--password-stdin"], input=b"app-secret\n", capture_output=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -124,7 +151,7 @@ def test_provisioned_broker_denies_by_default_and_grants_with_sluice_acl(secure)
     assert admin.flush(20) == 0
     res = produce_once()
     assert res and res[0] is not None and res[0].code() == 29, f"app wrote without an ACL: {res}"
-    r = subprocess.run([SLUICE_BIN, "acl", "add", "--store", str(d / "sluice-acls"),
+    r = subprocess.run([SLUICE_BIN, "acl", "add", "--store", str(secure.data_dir / "sluice-acls"),
                         "--allow-principal", "User:app", "--operation", "Write",
                         "--operation", "Describe", "--topic", "payments"],
                        capture_output=True, timeout=60)

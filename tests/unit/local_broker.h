@@ -22,6 +22,7 @@ static inline bool local_broker_open(char *dir, const char *tag, sl_broker *b, i
     if (!mkdtemp(dir)) return false;
     sl_config_defaults(&b->cfg);
     snprintf(b->cfg.log_dirs, sizeof b->cfg.log_dirs, "%s", dir);
+    snprintf(b->cfg.sluice_secrets_dir, sizeof b->cfg.sluice_secrets_dir, "%s", dir);
     char err[256];
     if (sl_topics_open(&b->cfg, &b->topics, err, sizeof err)) return false;
     return npart <= 0 || !sl_topics_create(b->topics, sl_str_c("t"), npart, NULL, false, NULL);

@@ -98,6 +98,7 @@ static bool trail_open(trail *t, int64_t interval_ms) {
     sl_config_defaults(&g_cfg);
     snprintf(iv, sizeof iv, "%lld", (long long)interval_ms);
     if (sl_config_set(&g_cfg, "log.dirs", t->dir, err, sizeof err) ||
+        sl_config_set(&g_cfg, "sluice.secrets.dir", t->dir, err, sizeof err) ||
         sl_config_set(&g_cfg, "sluice.audit.data.interval.ms", iv, err, sizeof err) ||
         sl_config_set(&g_cfg, "sluice.audit.enabled.event.types",
                       "authenticate,connection,refusal,management,denial,produce,consume,"
@@ -540,6 +541,7 @@ SL_TEST(audit_topic_sink_gets_every_line) {
     char err[256];
     sl_config_defaults(&g_cfg);
     CHECK(sl_config_set(&g_cfg, "log.dirs", dir, err, sizeof err) == SL_OK);
+    CHECK(sl_config_set(&g_cfg, "sluice.secrets.dir", dir, err, sizeof err) == SL_OK);
     CHECK(sl_config_set(&g_cfg, "sluice.audit.sinks", "topic", err, sizeof err) == SL_OK);
     sl_loop *loop = sl_loop_new();
     sl_events hub = {0};
@@ -638,6 +640,7 @@ SL_TEST(audit_rotates_by_age) {
     char err[256];
     sl_config_defaults(&g_cfg);
     CHECK(sl_config_set(&g_cfg, "log.dirs", dir, err, sizeof err) == SL_OK);
+    CHECK(sl_config_set(&g_cfg, "sluice.secrets.dir", dir, err, sizeof err) == SL_OK);
     CHECK(sl_config_set(&g_cfg, "sluice.audit.file.max.age.ms", "1000", err, sizeof err) == SL_OK);
     sl_loop *loop = sl_loop_new();
     sl_events hub = {0};

@@ -346,6 +346,7 @@ SL_TEST(auth_session_rules_and_mechanism_config) {
     char dir[] = "/tmp/sl_auth_XXXXXX", err[512];
     CHECK(mkdtemp(dir));
     snprintf(cfg.log_dirs, sizeof cfg.log_dirs, "%s", dir);
+    snprintf(cfg.sluice_secrets_dir, sizeof cfg.sluice_secrets_dir, "%s", dir);
     sl_auth *a = NULL;
     CHECK(sl_auth_new(&cfg, true, &a, err, sizeof err) == SL_OK);
     CHECK(sl_auth_add_listener(a, "SASL_PLAINTEXT", false, err, sizeof err) == SL_OK);
@@ -420,6 +421,7 @@ SL_TEST(auth_per_listener_mechanisms_override) {
     char dir[] = "/tmp/sl_auth_XXXXXX", err[512];
     CHECK(mkdtemp(dir));
     snprintf(cfg.log_dirs, sizeof cfg.log_dirs, "%s", dir);
+    snprintf(cfg.sluice_secrets_dir, sizeof cfg.sluice_secrets_dir, "%s", dir);
     CHECK(sl_config_set(&cfg, "listener.name.internal.sasl.enabled.mechanisms", "SCRAM-SHA-256",
                         err, sizeof err) == SL_OK);
     sl_auth *a = NULL;

@@ -249,8 +249,8 @@ SL_TEST(keysvc_local_provider_round_trip) {
     char err[512] = "", mk[600];
     sl_kms *k = NULL;
     CHECK(sl_kms_open(c, &k, err, sizeof err) == SL_OK);
-    /* The master key was created beside the data directory, owner-only. */
-    snprintf(mk, sizeof mk, "%s/sluice-master.key", dir);
+    /* The master key was created in the secrets directory beside the data, owner-only. */
+    snprintf(mk, sizeof mk, "%s/sluice-secrets/sluice-master.key", dir);
     struct stat st;
     CHECK(stat(mk, &st) == 0);
     CHECK_EQ(st.st_mode & 0777, 0600);
@@ -314,7 +314,7 @@ SL_TEST(keysvc_master_key_sources) {
     CHECK(sl_kms_open(c, &k, err, sizeof err) == SL_OK);
     CHECK(k->ops->generate(k, 1, &ref, err, sizeof err) == SL_OK);
     k->ops->free(k);
-    snprintf(p, sizeof p, "%s/sluice-master.key", dir);
+    snprintf(p, sizeof p, "%s/sluice-secrets/sluice-master.key", dir);
     CHECK(access(p, F_OK) != 0);
     /* Another master key does not open the KEK file, and says why. */
     setenv("SLUICE_TEST_MK", "ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
