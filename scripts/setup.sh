@@ -44,6 +44,10 @@ PKGS=(
     # endpoint and the shipped alert rules; headless Chromium renders the status page; the
     # OCSF events are checked against JSON schemas.
     prometheus chromium python3-jsonschema
+    # Encryption at rest, pkcs11 KMS (issue 12): SoftHSM2 as the test token, p11-kit's proxy (the
+    # default module), p11-kit-client.so + `p11-kit server` (the outage test's network HSM), and
+    # the Cryptoki header the provider compiles against.
+    softhsm2 p11-kit p11-kit-modules libp11-kit-dev
     # aws-kms provider (issue 12): tests/interop/kmsd.py checks every request's SigV4 signature
     # with botocore's signer; curl --aws-sigv4 is a second, independent signer for that check.
     python3-botocore curl
@@ -85,6 +89,12 @@ curl --help all 2>/dev/null | grep -- --aws-sigv4 >/dev/null || die "curl withou
 command -v go >/dev/null || die "go not found (golang-go)"
 [ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
     die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"
+command -v softhsm2-util >/dev/null || die "softhsm2-util not found (softhsm2)"
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || die "/usr/lib/softhsm/libsofthsm2.so missing (libsofthsm2)"
+[ -e /usr/lib/x86_64-linux-gnu/p11-kit-proxy.so ] || die "p11-kit-proxy.so missing (p11-kit-modules)"
+[ -e /usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so ] ||
+    die "p11-kit-client.so missing (p11-kit-modules)"
+[ -f /usr/include/p11-kit-1/p11-kit/pkcs11.h ] || die "p11-kit pkcs11.h missing (libp11-kit-dev)"
 
 # Node clients for the interop suite, pinned by the committed package-lock.json.
 NODE_DIR=tests/interop/node

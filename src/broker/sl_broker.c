@@ -14,6 +14,7 @@
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "broker/sl_keyops.h"
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
 #include "guard/sl_guard.h"
@@ -682,6 +683,10 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     /* An https metrics endpoint alone also needs the certificate file check. */
     if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
         b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
+    if ((e = sl_keyops_new(b, b->keysvc, &b->keyops, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     *out = b;
     return SL_OK;
 }
@@ -708,6 +713,7 @@ int sl_broker_run(sl_broker *b) {
 
 void sl_broker_free(sl_broker *b) {
     if (!b) return;
+    sl_keyops_free(b->keyops); /* before the logs and the key service it uses */
     if (b->srv) sl_server_free(b->srv);
     sl_metrics_free(b->metrics);
     sl_audit_free(b->audit); /* after the server: connections closing still report */

@@ -53,6 +53,7 @@ typedef struct sl_broker {
     struct sl_audit *audit;          /* the audit trail (src/audit); NULL: off */
     struct sl_guard *guard;          /* detections (src/guard); NULL: off */
     struct sl_metrics *metrics;      /* metrics endpoint (src/metrics); NULL: off */
+    struct sl_keyops *keyops;        /* control socket and `sluice keys` (sl_keyops.h) */
 } sl_broker;
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.

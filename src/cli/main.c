@@ -10,6 +10,7 @@
 #include "broker/sl_broker.h"
 #include "broker/sl_provision.h"
 #include "cli/sl_cli_acl.h"
+#include "cli/sl_cli_keys.h"
 #include "cli/sl_cli_user.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -24,6 +25,7 @@ static const char k_usage[] =
     "    sluice user add|passwd|rm|list ...\n"
     "    sluice acl add|rm|list ...\n"
     "    sluice audit verify|pubkey ...\n"
+    "    sluice keys status|rotate|rewrap|retire|reencrypt|shred ...\n"
     "    sluice version\n"
     "    sluice --help | sluice COMMAND --help\n"
     "\n"
@@ -38,6 +40,7 @@ static const char k_usage[] =
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
     "    acl       Manage Kafka ACLs (see sluice acl --help).\n"
     "    audit     Verify an audit trail (see sluice audit --help).\n"
+    "    keys      Encryption-at-rest keys of a running broker (see sluice keys --help).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
@@ -173,6 +176,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
     if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);
     if (!strcmp(argv[1], "audit")) return sl_audit_cli(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "keys")) return sl_cli_keys(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;
