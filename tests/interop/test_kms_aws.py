@@ -12,6 +12,8 @@ and credential sources are also driven directly by tests/unit/test_kms_aws.c).
   serving produce and fetch; creating a topic (a new topic key to wrap) fails with
   KAFKA_STORAGE_ERROR and creates nothing; once the fixture is back (same keys, same port) the
   same topic is created and used without restarting the broker.
+- `sluice keys` under aws-kms: status shows DescribeKey's answer, rotate and rewrap work, retiring
+  a version is refused with the reason (keys are retired in AWS, never deleted by Sluice).
 Run with /usr/bin/python3 (python3-botocore)."""
 import base64
 import json
@@ -228,3 +230,37 @@ def test_broker_credentials_from_sts_and_imds(tmp_path, kms, aws_env, monkeypatc
     # temporary credentials: the session token travelled, signed
     assert all(any(k.lower() == "x-amz-security-token" for k, _ in r["headers"])
                for r in kms_reqs)
+
+
+@pytest.mark.timeout_s(300)
+def test_keys_lifecycle_under_aws_kms(tmp_path, kms, aws_env):
+    """`sluice keys` with aws-kms: status shows DescribeKey's answer; rotate resolves the same
+    KMS key as version 2; rewrap moves every topic key to it; retiring version 1 is refused with
+    the explanation (AWS keys are retired in AWS), and everything still reads after a restart."""
+    from test_keys_lifecycle import keys, status
+    b = aws_broker(tmp_path, kms)
+    try:
+        b.start()
+        ck_create_topic(b.bootstrap, "aws-life", partitions=1)
+        recs = make_records("awslife", 80, partitions=1)
+        ck_produce(b.bootstrap, "aws-life", recs)
+        st = status(b)["keys"]
+        v1 = [k for k in st["keks"] if k["version"] == 1][0]
+        assert v1["id"] == kmsd.KEY_ARN, v1
+        assert "state=Enabled" in v1["describe"] and "manager=CUSTOMER" in v1["describe"], v1
+        keys(b, "rotate", check=0)
+        st = status(b)["keys"]
+        assert st["current_kek_version"] == 2
+        assert {k["id"] for k in st["keks"]} == {kmsd.KEY_ARN}, st["keks"]
+        keys(b, "rewrap", check=0)
+        refused = keys(b, "retire", "--version", "1", check=1)
+        assert "never deletes KMS keys" in refused.stderr, refused.stderr
+        assert kmsd.KEY_ARN in refused.stderr, refused.stderr
+        b.restart()
+        verify({0: recs}, ck_consume(b.bootstrap, "aws-life", {0: 80}), "after rotate/rewrap")
+    finally:
+        finish_broker(b)
+    reqs = [r for r in kms.requests() if "headers" in r]
+    assert {"DescribeKey", "Encrypt", "Decrypt"} <= {r["op"] for r in reqs}
+    assert all(r["verdict"] == "ok" for r in reqs)
+    assert not any(r["op"] == "ScheduleKeyDeletion" for r in reqs)
