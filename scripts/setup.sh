@@ -51,6 +51,9 @@ PKGS=(
     # Encryption at rest, kmip KMS provider (issue 12): PyKMIP's server is the KMIP peer of
     # tests/interop/test_kms_kmip.py, and its codec made tests/unit/fixtures/ttlv_fixtures.h.
     python3-pykmip
+    # aws-kms provider (issue 12): tests/interop/kmsd.py checks every request's SigV4 signature
+    # with botocore's signer; curl --aws-sigv4 is a second, independent signer for that check.
+    python3-botocore curl
 )
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
@@ -86,6 +89,8 @@ command -v chromium >/dev/null || die "chromium not found"
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || die "/usr/bin/python3 cannot import jsonschema"
 /usr/bin/python3 -c 'import kmip.services.server' 2>/dev/null && [ -x /usr/bin/pykmip-server ] ||
     die "PyKMIP server missing (python3-pykmip: /usr/bin/pykmip-server, import kmip)"
+/usr/bin/python3 -c 'import botocore.auth' 2>/dev/null || die "/usr/bin/python3 cannot import botocore"
+curl --help all 2>/dev/null | grep -- --aws-sigv4 >/dev/null || die "curl without --aws-sigv4 (needs 7.75+)"
 command -v go >/dev/null || die "go not found (golang-go)"
 [ -f /usr/share/gocode/src/github.com/Shopify/sarama/sarama.go ] ||
     die "sarama sources missing under /usr/share/gocode (golang-github-shopify-sarama-dev)"
