@@ -732,8 +732,8 @@ SL_TEST(keysvc_audit_trail) {
     CHECK(system(cmd) == 0);
     if (out) {
         snprintf(cmd, sizeof cmd,
-                 "cp %s/data/audit/* %s/ && cp %s/data/sluice-audit-key.pem.pub %s/", dir, out, dir,
-                 out);
+                 "cp %s/data/audit/* %s/ && cp %s/sluice-secrets/sluice-audit-key.pem.pub %s/", dir,
+                 out, dir, out);
         CHECK(system(cmd) == 0);
     }
     free(c);
