@@ -1253,9 +1253,14 @@ void sl_topics_close(sl_topics *t) {
 /* Makes the topic key of a topic created on the loop thread (auto-creation, the audit topic).
  * The key service's blocking calls belong off the loop, so the file worker makes it while the
  * loop waits: a synchronous creation blocks the loop anyway, and this keeps the key service's
- * threading contract. Before the worker starts (at start) it runs here. */
+ * threading contract. Before the worker starts (at start) it runs here. The loop waits only
+ * for the local provider (an in-process wrap); with a network KMS or an HSM the topic is
+ * created without its key and the key service makes it off the loop on first use (the first
+ * produce gets the retriable KAFKA_STORAGE_ERROR until it is made), so a slow or unreachable
+ * KMS never stalls the loop. */
 static sl_err ensure_blocking(sl_topics *t, const sl_topic *tp) {
     if (!t->ks) return SL_OK;
+    if (t->worker_started && !sl_keysvc_provider_is_local(t->ks)) return SL_OK;
     job *j = job_new(t, JOB_ENSURE, tp->name, 0, 0);
     if (!j) return SL_ENOMEM;
     j->id = tp->id;

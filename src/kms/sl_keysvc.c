@@ -1037,6 +1037,10 @@ static bool topic_shredded(sl_keysvc *ks, const uint8_t topic[16]) {
     return s;
 }
 
+bool sl_keysvc_provider_is_local(const sl_keysvc *ks) {
+    return ks && !strcmp(ks->provider, "local");
+}
+
 static sl_err ks_dek_new(void *ctx, const sl_log_keys *k, int64_t seg_base, sl_envelope *env,
                          sl_dek **dek) {
     sl_keysvc *ks = ctx;

@@ -60,6 +60,9 @@ sl_err sl_keysvc_log_keys(sl_keysvc *ks, const uint8_t topic_id[16], int32_t par
                           int64_t log_end, sl_log_keys *out);
 /* Current topic-key version of a topic (0: none; for reencrypt and status). Loop thread. */
 uint32_t sl_keysvc_topic_version(sl_keysvc *ks, const uint8_t topic_id[16]);
+/* True for the local provider, whose calls are in-process key wraps and a local file write
+ * (microseconds, no network): the only provider a creation on the loop may wait for. */
+bool sl_keysvc_provider_is_local(const sl_keysvc *ks);
 
 /* Seals / opens small files (producer snapshots, the topic registry) under the system key:
  * AES-256-GCM with a fresh random DEK per file wrapped by the system key, the file name bound as

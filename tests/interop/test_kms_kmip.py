@@ -16,6 +16,7 @@ import tlsutil
 from conftest import SLUICE_BIN, Broker, finish_broker, transient_errors, wait_until
 from helpers import by_partition, ck_consume, ck_create_topic, ck_produce, make_records, verify
 from kmiputil import KmipServer
+from test_keys_lifecycle import key_entry, status, topic_status
 
 # The unit test binary of the same build as the broker under test (ASan by default).
 UNIT_TESTS = Path(SLUICE_BIN).parent / "unit_tests"
@@ -390,13 +391,14 @@ def test_kmip_outage_uncached_keys_fail_retriably_and_recover(tmp_path, kmip):
             assert produce_once(c, b"k0") == 0
             assert produce_once(c, b"k1") == 0
             kmip.pause()
-            # Cached keys age out within a few ticks; until then appends may still succeed.
-            errs = []
-            wait_until(lambda: errs.append(produce_once(c, b"kx")) or errs[-1] == 56, 60,
-                       "a produce needing a new data key refused while the KMS is down")
-            assert set(errs) <= {0, 56}, errs
-            wait_until(lambda: kp.fetch(c, "evict", 0, 0)["error"] == 56, 60,
-                       "a fetch of a segment whose data key is no longer cached refused")
+            # Unused keys leave the cache after the TTL (the key service's tick evicts them).
+            st = status(b)
+            tid = topic_status(st, "evict")["id"]
+            wait_until(lambda: not any(v["loaded"] for v in key_entry(status(b), tid)["versions"]),
+                       60, "the topic key evicted from the cache")
+            assert produce_once(c, b"kx") == 56, "a new data key was made without the KMS"
+            assert kp.fetch(c, "evict", 0, 0)["error"] == 56, \
+                "an uncached segment was read without the KMS"
             wait_until(lambda: 'msg="kmip server unreachable"' in b.log_text(), 30,
                        "the provider's outage line")
             assert b.alive(), b.log_tail()
@@ -411,5 +413,23 @@ def test_kmip_outage_uncached_keys_fail_retriably_and_recover(tmp_path, kmip):
         b.stop()
         # Produced batches were sealed; refused ones were never written.
         assert not files_holding(b.data_dir, MARKER)
+    finally:
+        finish_broker(b)
+
+
+@pytest.mark.timeout_s(300)
+def test_auto_created_topic_gets_its_key_off_the_loop(tmp_path, kmip):
+    """A topic auto-created on the loop (a produce to an unknown topic) under a network KMS is
+    created without waiting for the KMS: its key is made by the key service's worker on first
+    use, the client's retry of the retriable error delivers, and the records read back."""
+    b = kmip_broker(tmp_path, kmip)
+    try:
+        b.start()
+        recs = make_records("autokey", 20, partitions=1)
+        ck_produce(b.bootstrap, "auto-kmip", recs, timeout=60)
+        verify({0: recs}, ck_consume(b.bootstrap, "auto-kmip", {0: 20}), "auto-created topic")
+        assert "Create" in ops_seen(kmip) or "Encrypt" in ops_seen(kmip)
+        b.stop()
+        assert not files_holding(b.data_dir, b"autokey-")
     finally:
         finish_broker(b)
