@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/sl_addr.h"
 #include "base/sl_time.h"
 
 enum { MAX_HEADERS = 16 * 1024 };
@@ -34,42 +35,19 @@ static bool parse_url(const char *url, url_parts *u, bool allow_http, char *err,
         snprintf(err, elen, "only https:// URLs are fetched");
         return false;
     }
-    const char *h = url + (u->tls ? 8 : 7), *he, *rest;
-    if (*h == '[') {
-        he = strchr(h, ']');
-        if (!he) goto bad;
-        h++;
-        rest = he + 1;
-    } else {
-        he = h + strcspn(h, ":/?#");
-        rest = he;
-    }
-    size_t hl = (size_t)(he - h);
-    if (!hl || hl >= sizeof u->host) goto bad;
-    memcpy(u->host, h, hl);
-    u->host[hl] = 0;
-    for (size_t i = 0; i < hl; i++) {
-        char c = u->host[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':'))
-            goto bad; /* also refuses user@host */
-    }
-    snprintf(u->port, sizeof u->port, "%s", u->tls ? "443" : "80");
-    if (*rest == ':') {
-        size_t pl = strspn(rest + 1, "0123456789");
-        if (pl == 0 || pl > 5 || atoi(rest + 1) > 65535 || atoi(rest + 1) == 0) goto bad;
-        memcpy(u->port, rest + 1, pl);
-        u->port[pl] = 0;
-        rest += 1 + pl;
-    }
+    sl_hostport hp;
+    const char *rest;
+    if (!sl_hostport_parse(url + (u->tls ? 8 : 7), "/?#", u->tls ? "443" : "80", &hp, &rest))
+        goto bad; /* also refuses user@host */
+    memcpy(u->host, hp.host, sizeof u->host);
+    memcpy(u->port, hp.port, sizeof u->port);
+    u->ip = hp.ip;
     if (*rest && *rest != '/') goto bad;
     const char *path = *rest ? rest : "/";
     if (strlen(path) >= sizeof u->path) goto bad;
     for (const char *p = path; *p; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) goto bad;
     snprintf(u->path, sizeof u->path, "%s", path);
-    unsigned char tmp[16];
-    u->ip = inet_pton(AF_INET, u->host, tmp) == 1 || inet_pton(AF_INET6, u->host, tmp) == 1;
     return true;
 bad:
     snprintf(err, elen, "malformed https URL");

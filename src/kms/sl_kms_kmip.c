@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/sl_addr.h"
 #include "base/sl_buf.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
@@ -651,38 +652,12 @@ static const sl_kms_ops k_ops = {
 
 /* "host", "host:port", "[v6]" or "[v6]:port" (port default 5696). */
 static bool parse_endpoint(const char *s, kmip *k) {
-    const char *h = s, *he, *rest;
-    if (*h == '[') {
-        he = strchr(h, ']');
-        if (!he) return false;
-        h++;
-        rest = he + 1;
-    } else {
-        he = h + strcspn(h, ":");
-        rest = he;
-    }
-    size_t hl = (size_t)(he - h);
-    if (!hl || hl >= sizeof k->host) return false;
-    memcpy(k->host, h, hl);
-    k->host[hl] = 0;
-    for (size_t i = 0; i < hl; i++) {
-        char c = k->host[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':'))
-            return false;
-    }
-    snprintf(k->port, sizeof k->port, "%s", KMIP_DEFAULT_PORT);
-    if (*rest == ':') {
-        size_t pl = strspn(rest + 1, "0123456789");
-        if (pl == 0 || pl > 5 || rest[1 + pl] || atoi(rest + 1) > 65535 || atoi(rest + 1) == 0)
-            return false;
-        memcpy(k->port, rest + 1, pl);
-        k->port[pl] = 0;
-    } else if (*rest) {
-        return false;
-    }
-    unsigned char tmp[16];
-    k->ip = inet_pton(AF_INET, k->host, tmp) == 1 || inet_pton(AF_INET6, k->host, tmp) == 1;
+    sl_hostport hp;
+    const char *rest;
+    if (!sl_hostport_parse(s, "", KMIP_DEFAULT_PORT, &hp, &rest) || *rest) return false;
+    memcpy(k->host, hp.host, sizeof k->host);
+    memcpy(k->port, hp.port, sizeof k->port);
+    k->ip = hp.ip;
     return true;
 }
 

@@ -1,5 +1,7 @@
 #include "kms/sl_sigv4.h"
 
+#include "base/sl_text.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -10,30 +12,11 @@
 #include <strings.h>
 #include <time.h>
 
-/* A growable string; a failed allocation is sticky and checked once at the end. */
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb;
+/* Canonical forms are built in a growable text (sl_text: a failed allocation is sticky and
+ * checked once at the end). */
+typedef sl_text sb;
 
-static void sb_add(sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
+static void sb_add(sb *b, const char *s, size_t n) { sl_text_put(b, s, n); }
 static void sb_str(sb *b, const char *s) { sb_add(b, s, strlen(s)); }
 static void sb_ch(sb *b, char c) { sb_add(b, &c, 1); }
 
@@ -135,7 +118,7 @@ static bool canonical_query(sb *b, const char *q) {
             const char *eq = memchr(p, '=', (size_t)(e - p));
             sb one = {0};
             sb_query_component(&one, p, (size_t)((eq ? eq : e) - p));
-            size_t kl = one.n;
+            size_t kl = one.len;
             sb_ch(&one, '=');
             if (eq) sb_query_component(&one, eq + 1, (size_t)(e - eq - 1));
             if (one.oom) {
