@@ -18,6 +18,7 @@
 
 #include "base/sl_addr.h"
 #include "base/sl_time.h"
+#include "net/sl_dial.h"
 
 enum { MAX_HEADERS = 16 * 1024 };
 
@@ -70,71 +71,6 @@ static bool plain_http_allowed(const url_parts *u) {
     }
     return false;
 }
-
-static int remaining(int64_t deadline) {
-    int64_t r = deadline - sl_mono_ms();
-    return r <= 0 ? 0 : r > 60000 ? 60000 : (int)r;
-}
-
-static bool wait_fd(int fd, short ev, int64_t deadline) {
-    struct pollfd p = {.fd = fd, .events = ev};
-    for (;;) {
-        int ms = remaining(deadline);
-        if (ms == 0) return false;
-        int r = poll(&p, 1, ms);
-        if (r > 0) return true;
-        if (r < 0 && errno != EINTR) return false;
-    }
-}
-
-static int connect_to(const url_parts *u, int64_t deadline, char *err, size_t elen) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(u->host, u->port, &hints, &res);
-    if (rc) {
-        snprintf(err, elen, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
-        if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline)) {
-            int e = 0;
-            socklen_t el = sizeof e;
-            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) break;
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) snprintf(err, elen, "cannot connect to %s:%s", u->host, u->port);
-    return fd;
-}
-
-/* Drives one SSL call to completion or the deadline. Returns its result (>0 ok). */
-static int ssl_io(SSL *ssl, int fd, int64_t deadline, int (*op)(SSL *, void *, int), void *buf,
-                  int n, bool *eof) {
-    for (;;) {
-        ERR_clear_error();
-        int r = op(ssl, buf, n);
-        if (r > 0) return r;
-        int e = SSL_get_error(ssl, r);
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            if (eof) *eof = true;
-            return 0;
-        }
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            if (!wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return -2;
-            continue;
-        }
-        return -1;
-    }
-}
-
-static int op_connect(SSL *s, void *b, int n) { return SSL_connect(s); }
-static int op_read(SSL *s, void *b, int n) { return SSL_read(s, b, n); }
-static int op_write(SSL *s, void *b, int n) { return SSL_write(s, b, n); }
 
 /* De-chunks in place; false on malformed framing. */
 static bool dechunk(char *b, size_t *len) {
@@ -239,7 +175,7 @@ static int plain_io(int fd, int64_t deadline, bool wr, void *buf, int n, bool *e
         }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!wait_fd(fd, wr ? POLLOUT : POLLIN, deadline)) return -2;
+            if (!sl_dial_wait(fd, wr ? POLLOUT : POLLIN, deadline)) return -2;
             continue;
         }
         return -1;
@@ -250,9 +186,9 @@ static int conn_write(conn *c, int64_t deadline, const char *buf, size_t n) {
     size_t done = 0;
     while (done < n) {
         int chunk = n - done > 65536 ? 65536 : (int)(n - done);
-        int r = c->ssl
-                    ? ssl_io(c->ssl, c->fd, deadline, op_write, (void *)(buf + done), chunk, NULL)
-                    : plain_io(c->fd, deadline, true, (void *)(buf + done), chunk, NULL);
+        int r = c->ssl ? sl_dial_ssl_io(c->ssl, c->fd, deadline, sl_dial_op_write,
+                                        (void *)(buf + done), chunk)
+                       : plain_io(c->fd, deadline, true, (void *)(buf + done), chunk, NULL);
         if (r <= 0) return r == -2 ? -2 : -1;
         done += (size_t)r;
     }
@@ -260,8 +196,10 @@ static int conn_write(conn *c, int64_t deadline, const char *buf, size_t n) {
 }
 
 static int conn_read(conn *c, int64_t deadline, char *buf, int n, bool *eof) {
-    return c->ssl ? ssl_io(c->ssl, c->fd, deadline, op_read, buf, n, eof)
-                  : plain_io(c->fd, deadline, false, buf, n, eof);
+    if (!c->ssl) return plain_io(c->fd, deadline, false, buf, n, eof);
+    int r = sl_dial_ssl_io(c->ssl, c->fd, deadline, sl_dial_op_read, buf, n);
+    if (r == 0 && eof) *eof = true;
+    return r;
 }
 
 /* The Host header value for u: bracketed IPv6 literal, ":port" unless the scheme's default. */
@@ -320,7 +258,7 @@ static sl_err engine(const engine_req *rq, int *status, char **body, size_t *ble
             goto out;
         }
     }
-    c.fd = connect_to(&u, deadline, err, elen);
+    c.fd = sl_dial_tcp(u.host, u.port, deadline, err, elen);
     if (c.fd < 0) goto out;
     int r;
     if (u.tls) {
@@ -332,7 +270,7 @@ static sl_err engine(const engine_req *rq, int *status, char **body, size_t *ble
             SSL_set_tlsext_host_name(c.ssl, u.host);
             SSL_set1_host(c.ssl, u.host);
         }
-        r = ssl_io(c.ssl, c.fd, deadline, op_connect, NULL, 0, NULL);
+        r = sl_dial_ssl_io(c.ssl, c.fd, deadline, sl_dial_op_connect, NULL, 0);
         if (r <= 0) {
             long vr = SSL_get_verify_result(c.ssl);
             if (r == -2)

@@ -36,6 +36,7 @@
 #include "base/sl_time.h"
 #include "kms/sl_kms.h"
 #include "kms/sl_ttlv.h"
+#include "net/sl_dial.h"
 
 #define KMIP_DEFAULT_PORT "5696"
 /* Answers Sluice expects are a few hundred bytes; a larger length is a broken or hostile peer. */
@@ -65,22 +66,6 @@ typedef struct kmip {
 } kmip;
 
 /* ---- Connection ---- */
-
-static int remaining(int64_t deadline) {
-    int64_t r = deadline - sl_mono_ms();
-    return r <= 0 ? 0 : r > 60000 ? 60000 : (int)r;
-}
-
-static bool wait_fd(int fd, short ev, int64_t deadline) {
-    struct pollfd p = {.fd = fd, .events = ev};
-    for (;;) {
-        int ms = remaining(deadline);
-        if (ms == 0) return false;
-        int r = poll(&p, 1, ms);
-        if (r > 0) return true;
-        if (r < 0 && errno != EINTR) return false;
-    }
-}
 
 static void drop(kmip *k) {
     if (k->ssl) {
@@ -122,26 +107,9 @@ static void sigpipe_unblock(sigpipe_guard *g) {
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
-/* Drives one SSL call until done or the deadline. >0: done; 0: clean EOF; -1: error; -2: timed
- * out. */
 static int ssl_io(kmip *k, int64_t deadline, int (*op)(SSL *, void *, int), void *buf, int n) {
-    for (;;) {
-        ERR_clear_error();
-        int r = op(k->ssl, buf, n);
-        if (r > 0) return r;
-        int e = SSL_get_error(k->ssl, r);
-        if (e == SSL_ERROR_ZERO_RETURN) return 0;
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            if (!wait_fd(k->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) return -2;
-            continue;
-        }
-        return -1;
-    }
+    return sl_dial_ssl_io(k->ssl, k->fd, deadline, op, buf, n);
 }
-
-static int op_connect(SSL *s, void *b, int n) { return SSL_connect(s); }
-static int op_read(SSL *s, void *b, int n) { return SSL_read(s, b, n); }
-static int op_write(SSL *s, void *b, int n) { return SSL_write(s, b, n); }
 
 /* The reason OpenSSL gave last (e.g. "tlsv1 alert unknown ca" when the server refuses our
  * certificate), or a fallback. Static strings. */
@@ -152,37 +120,12 @@ static const char *ssl_reason(void) {
 }
 
 static sl_err tcp_connect(kmip *k, int64_t deadline, char *err, size_t errlen) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(k->host, k->port, &hints, &res);
-    if (rc) {
-        snprintf(err, errlen, "kmip: cannot resolve %s: %s", k->host, gai_strerror(rc));
+    char why[300];
+    k->fd = sl_dial_tcp(k->host, k->port, deadline, why, sizeof why);
+    if (k->fd < 0) {
+        snprintf(err, errlen, "kmip: %s", why);
         return SL_EKMS_UNAVAILABLE;
     }
-    int fd = -1, why = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
-        why = errno;
-        if (errno == EINPROGRESS) {
-            why = ETIMEDOUT;
-            if (wait_fd(fd, POLLOUT, deadline)) {
-                int e = 0;
-                socklen_t el = sizeof e;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) break;
-                why = e;
-            }
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        snprintf(err, errlen, "kmip: cannot connect to %s:%s: %s", k->host, k->port,
-                 strerror(why ? why : ECONNREFUSED));
-        return SL_EKMS_UNAVAILABLE;
-    }
-    k->fd = fd;
     return SL_OK;
 }
 
@@ -203,7 +146,7 @@ static sl_err kmip_connect(kmip *k, int64_t deadline, char *err, size_t errlen) 
     }
     sigpipe_guard g;
     sigpipe_block(&g);
-    int r = ssl_io(k, deadline, op_connect, NULL, 0);
+    int r = ssl_io(k, deadline, sl_dial_op_connect, NULL, 0);
     sigpipe_unblock(&g);
     if (r <= 0) {
         long vr = SSL_get_verify_result(k->ssl);
@@ -254,7 +197,7 @@ static sl_err exchange(kmip *k, const uint8_t *req, size_t reqlen, size_t *respl
                        int64_t deadline, bool *fresh_fail, char *err, size_t errlen) {
     sigpipe_guard g;
     sigpipe_block(&g);
-    int r = ssl_io(k, deadline, op_write, (void *)req, (int)reqlen);
+    int r = ssl_io(k, deadline, sl_dial_op_write, (void *)req, (int)reqlen);
     const char *what = NULL;
     size_t got = 0, want = SL_TTLV_HEADER;
     if (r != (int)reqlen) {
@@ -262,7 +205,7 @@ static sl_err exchange(kmip *k, const uint8_t *req, size_t reqlen, size_t *respl
         goto fail;
     }
     while (got < want) {
-        r = ssl_io(k, deadline, op_read, k->resp + got, (int)(want - got));
+        r = ssl_io(k, deadline, sl_dial_op_read, k->resp + got, (int)(want - got));
         if (r <= 0) {
             what = r == -2  ? "no answer in time"
                    : r == 0 ? "server closed the connection"
