@@ -668,11 +668,31 @@ static void tk_cache_put(sl_keysvc *ks, const uint8_t topic[16], uint32_t versio
 }
 
 /* Loop: the topic key (topic, version) from the caches, NULL when not loaded. */
+/* Loop: a topic key the worker (or a creation on another thread) has just made or unwrapped
+ * waits in the done queue until the next dispatch; a request arriving first (the produce that
+ * auto-created its topic) takes it from there instead of failing. Only the key moves; the job
+ * and its events stay for dispatch. */
+static void tk_adopt_done(sl_keysvc *ks, const uint8_t topic[16], uint32_t version) {
+    pthread_mutex_lock(&ks->mu);
+    for (job *j = ks->done; j; j = j->next)
+        if ((j->kind == J_CACHE || j->kind == J_LOAD) && j->tk && j->tk_version == version &&
+            !memcmp(j->topic, topic, 16)) {
+            tk_cache_put(ks, j->topic, j->tk_version, j->tk);
+            j->tk = NULL;
+            break;
+        }
+    pthread_mutex_unlock(&ks->mu);
+}
+
 static const uint8_t *tk_lookup(sl_keysvc *ks, const uint8_t topic[16], uint32_t version) {
     if (is_sys(topic)) return sys_get(ks, version);
     uint8_t k[32];
     tk_key(k, topic, version);
     centry *e = cache_get(&ks->tkc, k);
+    if (!e) {
+        tk_adopt_done(ks, topic, version);
+        e = cache_get(&ks->tkc, k);
+    }
     if (!e) return NULL;
     e->used_ms = sl_mono_ms();
     return e->tk;
@@ -920,7 +940,7 @@ void sl_keysvc_dispatch(sl_keysvc *ks) {
             j->tk = NULL;
             break;
         case J_CACHE:
-            tk_cache_put(ks, j->topic, j->tk_version, j->tk);
+            if (j->tk) tk_cache_put(ks, j->topic, j->tk_version, j->tk);
             j->tk = NULL;
             break;
         case J_OP:

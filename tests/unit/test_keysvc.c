@@ -854,6 +854,28 @@ SL_TEST(keysvc_ensure_from_another_thread) {
     free(dir);
 }
 
+/* A topic created on the loop (auto-creation) is written to at once, before the loop has run
+ * the key service's completions: the new topic key must be usable right away, not answer
+ * SL_EKEY_UNAVAILABLE (an acks=0 produce that auto-created its topic would be lost). */
+SL_TEST(keysvc_new_topic_key_usable_before_dispatch) {
+    char *dir = kv_tmpdir();
+    sl_config *c = kv_cfg(dir);
+    fake_kms f = {0};
+    sl_keysvc *ks = NULL;
+    char err[256];
+    CHECK(open_with_fake(c, NULL, &f, &ks) == SL_OK);
+    CHECK(sl_keysvc_topic_ensure_sync(ks, T1, "auto", err, sizeof err) == SL_OK);
+    sl_envelope env;
+    CHECK_EQ(dek_new(ks, T1, 0, &env), SL_OK); /* no dispatch in between */
+    CHECK_EQ(env.tk_version, 1);
+    pump(ks, NULL); /* the completion finds the key already cached */
+    CHECK_EQ(dek_new(ks, T1, 10, &env), SL_OK);
+    sl_keysvc_close(ks);
+    free(c);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* The keyring decoder: every flipped byte and every truncation is an error, never a crash, and
  * a valid keyring round-trips. */
 SL_TEST(keysvc_keyring_codec) {
