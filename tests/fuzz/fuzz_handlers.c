@@ -132,6 +132,7 @@ static void broker_start(int i) {
     sl_config_defaults(&c);
     const char *kv[][2] = {
         {"log.dirs", bk->dir},
+        {"sluice.secrets.dir", bk->dir},
         {"listeners", i ? "SASL_PLAINTEXT://127.0.0.1:0" : "PLAINTEXT://127.0.0.1:0"},
         {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"},
         {"sluice.sasl.plain.allow.insecure", "true"},
