@@ -116,13 +116,7 @@ sl_err sl_audit_key_load(const char *path, EVP_PKEY **out, char *err, size_t ele
         }
     } else {
         key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", path);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = 0;
-            (void)sl_mkdir_p(parent, 0700);
-        }
+        (void)sl_mkdir_parent(path, 0700); /* the secrets directory, on a first start */
         int fd = key ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         FILE *w = fd >= 0 ? fdopen(fd, "w") : NULL;
         bool ok = w && PEM_write_PrivateKey(w, key, NULL, NULL, 0, NULL, NULL) == 1;

@@ -225,13 +225,7 @@ sl_err sl_credstore_open(const char *path, bool create, sl_credstore **out, char
     sl_err e = load(s, err, elen);
     if (e == SL_ENOTFOUND && create) {
         /* A new store in the secrets directory may be the first file there. */
-        char parent[sizeof s->path];
-        snprintf(parent, sizeof parent, "%s", path);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = 0;
-            (void)sl_mkdir_p(parent, 0700);
-        }
+        (void)sl_mkdir_parent(path, 0700);
         if (RAND_bytes(s->secret, sizeof s->secret) != 1)
             e = SL_ENOMEM;
         else if ((e = sl_credstore_save(s)) != SL_OK)

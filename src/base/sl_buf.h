@@ -40,6 +40,16 @@ static inline bool sl_uuid_is_zero(const sl_uuid *u) {
     static const sl_uuid z;
     return memcmp(u->b, z.b, 16) == 0;
 }
+/* Lowercase hex of a 16-byte id (topic ids in the registry, directory names, the keyring's
+ * logs and status): out holds 33 bytes with the NUL. */
+static inline void sl_uuid_hex(const uint8_t id[16], char out[33]) {
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hx[id[i] >> 4];
+        out[2 * i + 1] = hx[id[i] & 15];
+    }
+    out[32] = 0;
+}
 
 typedef struct sl_rd {
     const uint8_t *p, *end;

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "sl_file.h"
 #include "sl_logging.h"
 
 /* TLS 1.2 suites offered by default: ECDHE only (forward secrecy) and AEAD only (no CBC, whose
@@ -367,24 +368,20 @@ static const key_def *find_key(const char *name, size_t *idx) {
     return NULL;
 }
 
-void sl_config_secrets_dir(const sl_config *c, char *out, size_t n) {
-    if (c->sluice_secrets_dir[0]) {
-        snprintf(out, n, "%s", c->sluice_secrets_dir);
-        return;
-    }
-    char d[sizeof c->log_dirs];
+void sl_config_beside_log_dirs(const sl_config *c, const char *name, char *out, size_t n) {
+    char d[sizeof c->log_dirs], parent[sizeof c->log_dirs];
     snprintf(d, sizeof d, "%s", c->log_dirs);
     size_t l = strlen(d);
     while (l > 1 && d[l - 1] == '/') d[--l] = 0;
-    char *slash = strrchr(d, '/');
-    if (!slash)
-        snprintf(out, n, "sluice-secrets");
-    else if (slash == d)
-        snprintf(out, n, "/sluice-secrets");
-    else {
-        *slash = 0;
-        snprintf(out, n, "%s/sluice-secrets", d);
-    }
+    sl_parent_dir(d, parent, sizeof parent);
+    snprintf(out, n, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", name);
+}
+
+void sl_config_secrets_dir(const sl_config *c, char *out, size_t n) {
+    if (c->sluice_secrets_dir[0])
+        snprintf(out, n, "%s", c->sluice_secrets_dir);
+    else
+        sl_config_beside_log_dirs(c, "sluice-secrets", out, n);
 }
 
 void sl_config_secret_path(const sl_config *c, const char *name, char *out, size_t n,

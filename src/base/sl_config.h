@@ -197,6 +197,8 @@ int sl_config_key_index(const char *name);
  * beside log.dirs), outside the data directory so that a copy or backup of log.dirs holds no
  * secret. */
 void sl_config_secrets_dir(const sl_config *c, char *out, size_t n);
+/* `name` in the directory that holds log.dirs (beside the data directory, not in it). */
+void sl_config_beside_log_dirs(const sl_config *c, const char *name, char *out, size_t n);
 /* The default path of the secret file `name`: in the secrets directory, except that a file of
  * that name already in log.dirs (written there by an older version) and absent from the secrets
  * directory keeps being used (*legacy set, when not NULL), so an upgrade finds its keys. */

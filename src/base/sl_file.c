@@ -63,6 +63,21 @@ sl_err sl_mkdir_p(const char *path, mode_t mode) {
     return SL_OK;
 }
 
+void sl_parent_dir(const char *path, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, n, ".");
+    else
+        *(slash == out ? slash + 1 : slash) = 0;
+}
+
+sl_err sl_mkdir_parent(const char *path, mode_t mode) {
+    char dir[PATH_MAX];
+    sl_parent_dir(path, dir, sizeof dir);
+    return sl_mkdir_p(dir, mode);
+}
+
 bool sl_write_all(int fd, const void *buf, size_t n) {
     const char *p = buf;
     while (n) {

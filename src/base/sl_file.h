@@ -19,5 +19,9 @@ sl_err sl_fsync_dir(const char *dir);
 bool sl_write_all(int fd, const void *p, size_t n);
 /* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
 sl_err sl_mkdir_p(const char *path, mode_t mode);
+/* The directory holding the file `path` into out[n] ("." for a bare name, "/" at the root). */
+void sl_parent_dir(const char *path, char *out, size_t n);
+/* Creates the directory holding the file `path` (sl_mkdir_p), e.g. before its first file. */
+sl_err sl_mkdir_parent(const char *path, mode_t mode);
 
 #endif

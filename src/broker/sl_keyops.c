@@ -105,12 +105,6 @@ static void op_end(op *o, bool ok, const char *text) {
 
 /* ---- status ---- */
 
-static void hex16(const uint8_t *b, char out[33]) {
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) out[2 * i] = d[b[i] >> 4], out[2 * i + 1] = d[b[i] & 15];
-    out[32] = 0;
-}
-
 /* Counts per topic-key version in a small fixed table (versions beyond it are lumped, which only
  * a broker with more than 32 live topic-key versions in one partition would see). */
 #define TKV_SLOTS 32
@@ -150,7 +144,7 @@ static void status_json(sl_keyops *k, const char *only, sl_text *o) {
     for (sl_topic *t = sl_topics_next(ts, NULL); t; t = sl_topics_next(ts, t)) {
         if (only && strcmp(only, t->name)) continue;
         char id[33];
-        hex16(t->id.b, id);
+        sl_uuid_hex(t->id.b, id);
         uint32_t cur = k->ks ? sl_keysvc_topic_version(k->ks, t->id.b) : 0;
         sl_text_printf(
             o, "%s{\"name\":\"%s\",\"id\":\"%s\",\"tk_version\":%" PRIu32 ",\"partitions\":[",

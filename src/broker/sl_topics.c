@@ -223,10 +223,6 @@ sl_topic *sl_topics_next(sl_topics *t, sl_topic *cur) {
 int sl_topics_count(const sl_topics *t) { return t->count; }
 const char *sl_topics_cluster_id(const sl_topics *t) { return t->cluster_id; }
 
-static void uuid_hex(const sl_uuid *u, char out[33]) {
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", u->b[i]);
-}
-
 static bool uuid_parse(const char *s, sl_uuid *u) {
     if (strlen(s) != 32) return false;
     for (int i = 0; i < 16; i++) {
@@ -257,7 +253,7 @@ static sl_err persist(sl_topics *t) {
                 cap *= 2;
             }
             char hex[33];
-            uuid_hex(&tp->id, hex);
+            sl_uuid_hex(tp->id.b, hex);
             if (i < 0)
                 len += (size_t)snprintf(buf + len, cap - len, "topic %s %s %d\n", tp->name, hex,
                                         tp->npart);
@@ -297,7 +293,7 @@ static bool dir_exists(const char *path) {
 static void dir_in_style(const char *log_dirs, const char *name, const sl_uuid *id, bool ids,
                          int32_t i, char *out, size_t cap) {
     char hex[33];
-    if (ids) uuid_hex(id, hex);
+    if (ids) sl_uuid_hex(id->b, hex);
     snprintf(out, cap, "%s/%s-%d", log_dirs, ids ? hex : name, i);
 }
 

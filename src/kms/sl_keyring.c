@@ -359,12 +359,3 @@ sl_kr_part *sl_keyring_part(sl_kr_topic *t, int32_t partition, bool add) {
     p->plain_below = 0;
     return p;
 }
-
-void sl_keyring_hex(const uint8_t id[16], char out[33]) {
-    static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hx[id[i] >> 4];
-        out[2 * i + 1] = hx[id[i] & 15];
-    }
-    out[32] = 0;
-}

@@ -77,7 +77,5 @@ sl_kr_kek *sl_keyring_kek(sl_keyring *kr, uint32_t version);
 sl_kr_kek *sl_keyring_kek_add(sl_keyring *kr, const sl_kms_keyref *ref);
 void sl_keyring_kek_remove(sl_keyring *kr, uint32_t version);
 sl_kr_part *sl_keyring_part(sl_kr_topic *t, int32_t partition, bool add);
-/* Lowercase hex of a topic id (33 bytes with the NUL). */
-void sl_keyring_hex(const uint8_t id[16], char out[33]);
 
 #endif

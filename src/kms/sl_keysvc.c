@@ -287,7 +287,7 @@ static void post_event(sl_keysvc *ks, const char *op, const sl_kms_keyref *kek,
         snprintf(j->ev.key_id, sizeof j->ev.key_id, "%s", kek->id);
         j->ev.key_version = kek->version;
     }
-    if (topic) sl_keyring_hex(topic, j->ev.topic);
+    if (topic) sl_uuid_hex(topic, j->ev.topic);
     j->ev.partition = -1;
     snprintf(j->ev.reason, sizeof j->ev.reason, "%s", reason ? reason : "");
     j->ev.success = e == SL_OK;
@@ -564,7 +564,7 @@ static void run_load(sl_keysvc *ks, job *j) {
     pthread_mutex_unlock(&ks->kms_mu);
     if (j->result && j->result != SL_EKEY_DESTROYED) {
         char hex[33];
-        sl_keyring_hex(j->topic, hex);
+        sl_uuid_hex(j->topic, hex);
         SL_WARN("kms", "topic key not available", "topic_id=%s version=%u err=%s detail=\"%s\"",
                 hex, v, sl_strerror(j->result), j->msg);
     }
@@ -855,7 +855,7 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
             t = &ks->kr.topics[i];
             if (le) {
                 char hex[33];
-                sl_keyring_hex(id, hex);
+                sl_uuid_hex(id, hex);
                 SL_WARN("kms", "topic key not available at start (retried on use)",
                         "topic_id=%s version=%u detail=\"%s\"", hex, v, msg);
                 stop_loading = le == SL_EKMS_UNAVAILABLE;
@@ -985,7 +985,7 @@ sl_err sl_keysvc_topic_ensure_sync(sl_keysvc *ks, const uint8_t topic_id[16], co
             free(j);
         } else {
             char hex[33];
-            sl_keyring_hex(topic_id, hex);
+            sl_uuid_hex(topic_id, hex);
             SL_INFO("kms", "topic key created", "topic=%s topic_id=%s version=%u", name ? name : "",
                     hex, j->tk_version);
             j->kind = J_CACHE;
@@ -1108,7 +1108,7 @@ void sl_keysvc_tamper(sl_keysvc *ks, const uint8_t topic_id[16], int32_t partiti
     if (!ks) return;
     atomic_fetch_add(&g_tamper, 1);
     char hex[33];
-    sl_keyring_hex(topic_id, hex);
+    sl_uuid_hex(topic_id, hex);
     SL_ERROR("kms", "stored data failed authentication", "topic_id=%s partition=%d what=\"%s\"",
              hex, partition, what ? what : "");
     if (!ks->hub) return;
@@ -1660,7 +1660,7 @@ void sl_keysvc_status_json(sl_keysvc *ks, sl_text *out) {
     for (int i = 0; i < ks->kr.ntopics; i++) {
         const sl_kr_topic *t = &ks->kr.topics[i];
         char hex[33];
-        sl_keyring_hex(t->id, hex);
+        sl_uuid_hex(t->id, hex);
         sl_text_printf(out, "%s{\"id\":\"%s\",\"system\":%s,\"shredded\":%s,\"versions\":[",
                        i ? "," : "", hex, is_sys(t->id) ? "true" : "false",
                        t->shredded || t->shred_pending ? "true" : "false");

@@ -119,21 +119,8 @@ static sl_err read_key_file(const char *path, bool hex_ok, uint8_t out[32], char
 /* The default file: sluice-master.key in the secrets directory (outside the data directory),
  * or beside log.dirs where a build before the secrets directory created it. */
 static void default_master_path(const sl_config *cfg, char *out, size_t n) {
-    char d[sizeof cfg->log_dirs];
-    snprintf(d, sizeof d, "%s", cfg->log_dirs);
-    size_t l = strlen(d);
-    while (l > 1 && d[l - 1] == '/') d[--l] = 0;
-    char *slash = strrchr(d, '/');
-    char old[sizeof d + 32];
-    if (!slash)
-        snprintf(old, sizeof old, "sluice-master.key");
-    else if (slash == d)
-        snprintf(old, sizeof old, "/sluice-master.key");
-    else {
-        *slash = 0;
-        snprintf(old, sizeof old, "%s/sluice-master.key", d);
-    }
-    char dir[SL_CFG_STR_MAX];
+    char old[SL_CFG_STR_MAX + 32], dir[SL_CFG_STR_MAX];
+    sl_config_beside_log_dirs(cfg, "sluice-master.key", old, sizeof old);
     sl_config_secrets_dir(cfg, dir, sizeof dir);
     snprintf(out, n, "%s/sluice-master.key", dir);
     if (access(out, F_OK) != 0 && access(old, F_OK) == 0) snprintf(out, n, "%s", old);
@@ -142,13 +129,7 @@ static void default_master_path(const sl_config *cfg, char *out, size_t n) {
 static sl_err create_master_file(const char *path, uint8_t out[32], char *err, size_t errlen) {
     sl_err e = sl_random_key(out, 32);
     if (e) return e;
-    char parent[4200];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *ps = strrchr(parent, '/');
-    if (ps && ps != parent) {
-        *ps = 0;
-        (void)sl_mkdir_p(parent, 0700); /* the secrets directory, on a first start */
-    }
+    (void)sl_mkdir_parent(path, 0700); /* the secrets directory, on a first start */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         snprintf(err, errlen, "sluice.kms.local.master.key.file: cannot create %s: %s", path,
@@ -158,12 +139,7 @@ static sl_err create_master_file(const char *path, uint8_t out[32], char *err, s
     bool ok = sl_write_all(fd, out, 32) && fsync(fd) == 0;
     close(fd);
     char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
+    sl_parent_dir(path, dir, sizeof dir);
     if (ok) ok = sl_fsync_dir(dir) == SL_OK;
     if (!ok) {
         (void)unlink(path);
