@@ -320,6 +320,18 @@ static const key_def k_keys[] = {
     {"sluice.ctl.socket", T_STR, OFF(sluice_ctl_socket), 0, 0, NULL,
      "Control socket `sluice keys` talks to (unix, 0600, owner only); default "
      "<log.dirs>/sluice-ctl.sock."},
+    {"sluice.protect.policy.file", T_STR, OFF(sluice_protect_policy_file), 0, 0, NULL,
+     "Field protection policy (docs/field-protection.md): which fields of which topics are "
+     "masked, redacted, tokenized or encrypted on produce. Reloaded when it changes and on "
+     "SIGHUP; an invalid file keeps the previous policy. Unset: no field protection."},
+    {"sluice.protect.grants.file", T_STR, OFF(sluice_protect_grants_file), 0, 0, NULL,
+     "Field protection: who sees which encrypted field in clear (managed with `sluice protect "
+     "grant|revoke`); default <log.dirs>/sluice-protect-grants."},
+    {"sluice.protect.subject.keys.file", T_STR, OFF(sluice_protect_subject_keys_file), 0, 0, NULL,
+     "Field protection: the data-subject key store (`sluice keys forget --subject`); default "
+     "<log.dirs>/sluice-subject-keys."},
+    {"sluice.protect.reload.interval.ms", T_LONG, OFF(sluice_protect_reload_interval_ms), 0, I64MAX,
+     "1000", "How often the policy file is checked for changes (0: only on SIGHUP)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,

@@ -152,6 +152,10 @@ typedef struct sl_config {
     char sluice_kms_aws_imds_endpoint[SL_CFG_STR_MAX];
     char sluice_ctl_socket[SL_CFG_STR_MAX];
     char sluice_secrets_dir[SL_CFG_STR_MAX];
+    char sluice_protect_policy_file[SL_CFG_STR_MAX];
+    char sluice_protect_grants_file[SL_CFG_STR_MAX];
+    char sluice_protect_subject_keys_file[SL_CFG_STR_MAX];
+    int64_t sluice_protect_reload_interval_ms;
     char config_file[SL_CFG_STR_MAX]; /* the file sl_config_load read last ("": none) */
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];

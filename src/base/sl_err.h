@@ -30,7 +30,9 @@
     X(SL_EKEY_UNAVAILABLE, SL_KAFKA_KAFKA_STORAGE_ERROR, "encryption key not available now")       \
     X(SL_EKEY_DESTROYED, SL_KAFKA_KAFKA_STORAGE_ERROR, "encryption key destroyed (shredded)")      \
     X(SL_EKMS_UNAVAILABLE, SL_KAFKA_KAFKA_STORAGE_ERROR, "key management service unreachable")     \
-    X(SL_EKMS_DENIED, SL_KAFKA_KAFKA_STORAGE_ERROR, "key management service refused")
+    X(SL_EKMS_DENIED, SL_KAFKA_KAFKA_STORAGE_ERROR, "key management service refused")              \
+    X(SL_EUNPROTECTABLE, SL_KAFKA_INVALID_RECORD,                                                  \
+      "record cannot be protected by its topic's policy")
 
 #define SL_ERR_ENUM_ITEM(name, code, msg) name,
 typedef enum { SL_ERRORS(SL_ERR_ENUM_ITEM) SL_ERR__COUNT } sl_err;

@@ -26,6 +26,7 @@ typedef enum {
     SL_EV_ADMIN,     /* a management action that is not a request (certificate reload): `admin` */
     SL_EV_DETECTION, /* a finding of a built-in rule: `det` (OCSF 2004) */
     SL_EV_KEY,       /* a KMS call or key lifecycle step, or a batch failing authentication */
+    SL_EV_PROTECT,   /* field protection: a reveal, a forget, a grant change, a policy load */
 } sl_ev_kind;
 
 typedef enum {
@@ -116,6 +117,24 @@ typedef struct sl_ev_key {
     int64_t latency_ms;
 } sl_ev_key;
 
+/* Field protection (docs/field-protection.md). Reveals are reported once per fetched partition
+ * and encrypt rule with values shown or failed (never per record); the principal, peer and
+ * connection are the event's. */
+typedef struct sl_ev_protect {
+    const char *op;     /* "reveal", "forget", "grant", "revoke", "policy", "reject" */
+    const char *topic;  /* reveal, reject: the topic; grant/revoke: the grant's topic */
+    int32_t partition;  /* reveal, reject: the partition; -1: n/a */
+    const char *field;  /* reveal: the rule target ("value.card_number"); grant: the field */
+    const char *view;   /* reveal, grant: "reveal", "mask", "token" */
+    const char *target; /* grant/revoke: the principal granted; forget: the subject's token
+                         * string (never the clear id); policy: the file */
+    int64_t count;      /* reveal: values shown; reject: records refused */
+    int64_t failed;     /* reveal: values that did not decrypt (forgotten subject, destroyed
+                         * key, tampered) and were left as stored */
+    bool success;
+    const char *detail; /* failures: why (a policy error names its line); NULL */
+} sl_ev_protect;
+
 typedef struct sl_event {
     sl_ev_kind kind;
     int64_t time_ms;       /* wall clock; emit fills it when 0 */
@@ -131,6 +150,7 @@ typedef struct sl_event {
         sl_ev_admin admin;
         sl_ev_detection det;
         sl_ev_key key;
+        sl_ev_protect protect;
     };
 } sl_event;
 

@@ -119,4 +119,32 @@ typedef struct sl_keysvc_stats {
 } sl_keysvc_stats;
 void sl_keysvc_stats_get(sl_keysvc_stats *out);
 
+/* ---- Other keys of the keyring: field keys (protect/sl_fkeys.h) ---- */
+/* A field key is a keyring entry like a topic key, under an id no topic has (sl_fkeys_id); it is
+ * created and rotated with SL_KEYOP_TK_ROTATE (the first call creates version 1) and destroyed
+ * with SL_KEYOP_SHRED, and KEK rotation, rewrap and retire cover it like every topic key.
+ *
+ * Copies version `version` (0: the current one; *outv, when not NULL, gets it) of key `id` into
+ * out[32] (the caller cleanses it after use). Loop thread. A version not in the cache has its
+ * load queued on the worker and SL_EKEY_UNAVAILABLE is returned meanwhile (a local provider's
+ * load is done before this returns, as for topic keys); SL_ENOTFOUND: no such key or version;
+ * SL_EKEY_DESTROYED: shredded. */
+sl_err sl_keysvc_key_get(sl_keysvc *ks, const uint8_t id[16], uint32_t version, uint8_t out[32],
+                         uint32_t *outv);
+/* The versions of key `id`, ascending, at most `cap` (returns how many; 0: none or shredded).
+ * Loop thread. */
+int sl_keysvc_key_versions(sl_keysvc *ks, const uint8_t id[16], uint32_t *versions, int cap);
+
+/* Read-only access to the keyring without a running key service (libsluice, `sluice protect`
+ * filters on the broker's host): opens the provider `cfg` names and reads the keyring file
+ * (sl_keyring_path), rereading it when it changed on disk. Blocking, one thread at a time;
+ * never writes the keyring. Caller owns *out. */
+typedef struct sl_keyreader sl_keyreader;
+sl_err sl_keyreader_open(const sl_config *cfg, sl_keyreader **out, char *err, size_t errlen);
+/* As sl_keysvc_key_get, calling the provider to unwrap (SL_EKMS_* on its failure). */
+sl_err sl_keyreader_get(sl_keyreader *r, const uint8_t id[16], uint32_t version, uint8_t out[32],
+                        uint32_t *outv, char *err, size_t errlen);
+int sl_keyreader_versions(sl_keyreader *r, const uint8_t id[16], uint32_t *versions, int cap);
+void sl_keyreader_close(sl_keyreader *r); /* NULL-safe */
+
 #endif

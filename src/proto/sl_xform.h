@@ -33,6 +33,10 @@ typedef struct sl_xform_ctx {
     int64_t fetch_offset; /* fetch: the offset asked for */
     sl_str topic;         /* borrowed, for transforms configured per topic */
     int32_t partition;
+    /* The request the set belongs to (pipeline/sl_req.h; NULL in tools and tests): transforms
+     * that depend on who asks (field protection's reveal) read its principal, and report what
+     * they did as events with its connection. */
+    const struct sl_req *rq;
 } sl_xform_ctx;
 
 /* A transform. On produce it gets whole, validated magic-2 batches and must return whole,
