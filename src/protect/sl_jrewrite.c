@@ -76,6 +76,7 @@ sl_err sl_jpath_parse(const char *s, size_t n, sl_jpath *out, const char **why) 
 /* ---- lexical pieces (all bounded by end; never read past it) ---- */
 
 static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *end) {
+    if (p<end && * p> ' ') return p; /* compact JSON: nothing to skip */
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     return p;
 }
@@ -589,6 +590,23 @@ element: /* in the array f, before an element */
     goto value;
 }
 
+/* Fills in everything but the stack and the edits, which are written before they are read:
+ * no need to clear kilobytes per record. */
+static void jrw_init(jrw *w, const sl_jpath *paths, int npaths, const uint8_t *in, size_t len,
+                     sl_arena *a, sl_jrw_fn fn, void *arg) {
+    w->paths = paths;
+    w->npaths = npaths;
+    w->in = in;
+    w->end = in + len;
+    w->a = a;
+    w->fn = fn;
+    w->arg = arg;
+    w->ned = w->total = 0;
+    w->ob = NULL;
+    w->olen = w->ocap = 0;
+    w->cp = in;
+}
+
 /* Sets up the path sets: one word per 64 paths; up to 64 paths use `local`. */
 static sl_err setup(jrw *w, uint64_t *local, size_t nlocal) {
     size_t nw = ((size_t)w->npaths + 63) / 64;
@@ -598,12 +616,14 @@ static sl_err setup(jrw *w, uint64_t *local, size_t nlocal) {
         s = sl_arena_alloc(w->a, words * sizeof *s);
         if (!s) return SL_ENOMEM;
     }
-    memset(s, 0, words * sizeof *s);
     w->nw = nw;
     w->lv = s;
     w->nm = s + (size_t)(SL_JRW_MAX_DEPTH + 1) * nw;
     w->an = w->nm + (size_t)SL_JPATH_MAX_SEGS * nw;
     w->fin = w->an + (size_t)SL_JPATH_MAX_SEGS * nw;
+    /* The other lv[d] are written before they are read. */
+    memset(w->lv, 0, nw * sizeof *s);
+    memset(w->nm, 0, (size_t)(3 * SL_JPATH_MAX_SEGS) * nw * sizeof *s);
     for (int i = 0; i < w->npaths; i++) {
         const sl_jpath *pa = &w->paths[i];
         size_t wi = (size_t)i / 64;
@@ -626,14 +646,8 @@ sl_err sl_jrewrite(const sl_jpath *paths, int npaths, const uint8_t *in, size_t 
     *outlen = 0;
     if (npaths < 0 || (npaths && (!paths || !fn || !a))) return SL_EINVAL;
     if (!in || !len) return SL_ECORRUPT; /* not a JSON document */
-    jrw w = {.paths = paths,
-             .npaths = npaths,
-             .in = in,
-             .end = in + len,
-             .a = a,
-             .fn = fn,
-             .arg = arg,
-             .cp = in};
+    jrw w;
+    jrw_init(&w, paths, npaths, in, len, a, fn, arg);
     uint64_t local[SL_JRW_MAX_DEPTH + 1 + 3 * SL_JPATH_MAX_SEGS];
     sl_err e = setup(&w, local, sizeof local / sizeof local[0]);
     if (e == SL_OK) e = scan(&w);
@@ -678,7 +692,8 @@ sl_err sl_jrewrite(const sl_jpath *paths, int npaths, const uint8_t *in, size_t 
 
 bool sl_json_valid(const uint8_t *s, size_t n) {
     if (!n || !s) return false;
-    jrw w = {.in = s, .end = s + n};
+    jrw w;
+    jrw_init(&w, NULL, 0, s, n, NULL, NULL, NULL);
     uint64_t local[1];
     return setup(&w, local, 0) == SL_OK && scan(&w) == SL_OK;
 }

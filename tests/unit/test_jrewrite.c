@@ -381,6 +381,13 @@ SL_TEST(jrewrite_escaped_member_names) {
     cb c2 = {.rep = {"0", "0"}};
     CHECK(rewrite(path, doc, &c2) == SL_OK);
     CHECK(c2.calls == 1 && c2.path[0] == 1);
+    /* A long plain run before the escape: no match, no overflow. */
+    strcpy(doc, "{\"");
+    for (int i = 0; i < 200; i++) strcat(doc, "a");
+    strcat(doc, "\\u0061\":1}");
+    cb c4 = {.rep = {"0"}};
+    CHECK(rewrite(path, doc, &c4) == SL_OK);
+    CHECK(c4.calls == 0 && !g_changed);
     /* Exactly 128 unescaped bytes, escaped: matches. */
     strcpy(doc, "{\"");
     for (int i = 0; i < SL_JPATH_NAME_MAX; i++) strcat(doc, i % 2 ? "\\u0061" : "a");
@@ -467,6 +474,22 @@ static const char *k_invalid[] = {
     "{\"a\":[}",
     "[{]}",
     "\"\\u0000\" 0",
+    "[1}",
+    "{\"a\":1]",
+    "[{}}",
+    "{\"a\":[}}",
+    "{\"a\"-1}",
+    "{\"a\",1}",
+    "{x\":1}",
+    "[\"\xe0\x80\xaf\"]",
+    "[\"\xf0\x80\x80\xaf\"]",
+    "[\"0123456789\x01"
+    "abcdefghijklmnop\"]",
+    "[\"0123456789\nabcdefghijklmnop\"]",
+    "[\"0123456789\x7f\xff"
+    "abcdefghijklmnop\"]",
+    "[\"0123456789\\qabcdefghijklmnop\"]",
+    "[\"0123456789abcdefghijklmnop",
 };
 
 static const char *k_valid[] = {
