@@ -459,6 +459,10 @@ SL_TEST(fcrypt_tamper) {
         CHECK_EQ(dec(k, s, n, a, &t, out, sizeof out), SL_OK);
         CHECK_EQ(payload_edits_refused(k, s, n, 14, a), 0);
         CHECK_EQ(dec(other, s, n, a, &t, out, sizeof out), SL_ETAMPER); /* wrong key bytes */
+        /* The derived keys do not depend on name or version, so only the header check stops
+         * a context for another version or name of the same bytes from opening the string. */
+        CHECK_EQ(dec(kv2, s, n, a, &t, out, sizeof out), SL_ETAMPER);
+        CHECK_EQ(dec(named, s, n, a, &t, out, sizeof out), SL_ETAMPER);
         /* The header is bound: version 1 -> 2 fails with the v1 context (it names another
          * version) and with a v2 context made from the same bytes (the AD differs). */
         char *c = malloc(n);
