@@ -122,10 +122,16 @@ static bool looks_encrypted(const uint8_t *s, size_t n) {
 
 static sl_err get_key(plan *p, const char *name, uint32_t version, const uint8_t *subject,
                       bool create, const sl_fc_key **out) {
-    if (!p->k) return SL_ENOTFOUND;
+    if (!p->k) {
+        if (p->why && p->whylen) snprintf(p->why, p->whylen, "field key %s: no keys", name);
+        return SL_ENOTFOUND;
+    }
     int64_t before = create ? sl_fkeys_subjects(p->k) : 0;
     sl_err e = sl_fkeys_get(p->k, name, version, subject, create, out, NULL);
     if (create && !e) p->subjects += sl_fkeys_subjects(p->k) - before;
+    /* Key names are configuration, not data: they may appear in the reason. */
+    if (e && p->why && p->whylen)
+        snprintf(p->why, p->whylen, "field key %s: %s", name, sl_strerror(e));
     return e;
 }
 
@@ -249,8 +255,24 @@ static sl_err subject_from(plan *p, const uint8_t *s, size_t n) {
         return SL_OK;
     }
     const sl_fc_key *fk;
-    sl_err e = cached_key(p, &p->subj, p->t->subject_key, &fk);
-    if (e) return e;
+    sl_err e;
+    sl_fc_header h;
+    /* A subject field a library encrypted already: its clear value names the subject. */
+    if (looks_encrypted(s, n) && !sl_fc_parse((const char *)s, n, &h)) {
+        const sl_fc_key *ck;
+        uint8_t type, *pt;
+        size_t ptlen;
+        e = get_key(p, h.key, h.version, h.has_subject ? h.subject : NULL, false, &ck);
+        if (e && transient(e)) return e;
+        if (!e && !sl_fc_decrypt(ck, (const char *)s, n, &h, p->a, &type, &pt, &ptlen)) {
+            if ((e = cached_key(p, &p->subj, p->t->subject_key, &fk))) return e;
+            sl_fc_token_mac(fk, pt, ptlen, p->subject);
+            OPENSSL_cleanse(pt, ptlen);
+            p->has_subject = true;
+            return SL_OK;
+        }
+    }
+    if ((e = cached_key(p, &p->subj, p->t->subject_key, &fk))) return e;
     sl_fc_token_mac(fk, s, n, p->subject);
     p->has_subject = true;
     return SL_OK;
