@@ -735,6 +735,12 @@ static sl_err piece_add(sl_arena *a, pieces *ps, const uint8_t *p, size_t n, boo
 }
 
 static sl_err pieces_join(sl_arena *a, const pieces *ps, uint8_t **data, size_t *len) {
+    if (ps->n == 1) {
+        /* The usual produce: one batch per partition, rebuilt in the arena already. */
+        *data = (uint8_t *)ps->v[0].p;
+        *len = ps->v[0].n;
+        return SL_OK;
+    }
     uint8_t *o = sl_arena_alloc(a, ps->total ? ps->total : 1);
     if (!o) return SL_ENOMEM;
     size_t off = 0;
