@@ -25,6 +25,15 @@ typedef struct rkey {
     bool loaded;
 } rkey;
 
+/* The last key context a rule looked up by version and subject (reading ciphertexts, or writing
+ * for a subject): consecutive records often share both. */
+typedef struct rlast {
+    const sl_fc_key *k;
+    uint32_t version;
+    bool has_subject;
+    uint8_t subject[16];
+} rlast;
+
 typedef struct ppart {
     sl_ppart part;
     const char *header; /* SL_PP_HEADER: its name */
@@ -46,6 +55,8 @@ typedef struct plan {
     rkey *cur;  /* per rule: the rule key's current version, no subject */
     rkey *vtok; /* per rule: the view-token key's current version (reveal) */
     rkey subj;  /* the subject rule's token key */
+    rlast *rd;  /* per rule: reading (named version and subject) */
+    rlast *wr;  /* per rule: writing for a subject */
     /* per record */
     bool has_subject, subject_seen;
     uint8_t subject[16];
@@ -135,6 +146,23 @@ static sl_err get_key(plan *p, const char *name, uint32_t version, const uint8_t
     return e;
 }
 
+/* Rule key `name` at `version` for `subject` (NULL: none) through the rule's one-entry cache. */
+static sl_err last_key(plan *p, rlast *c, const char *name, uint32_t version,
+                       const uint8_t *subject, bool create, const sl_fc_key **out) {
+    if (c->k && c->version == version && c->has_subject == (subject != NULL) &&
+        (!subject || memcmp(c->subject, subject, 16) == 0)) {
+        *out = c->k;
+        return SL_OK;
+    }
+    sl_err e = get_key(p, name, version, subject, create, out);
+    if (e) return e;
+    c->k = *out;
+    c->version = version;
+    c->has_subject = subject != NULL;
+    if (subject) memcpy(c->subject, subject, 16);
+    return SL_OK;
+}
+
 /* The cached current version of `name` without a subject. */
 static sl_err cached_key(plan *p, rkey *rk, const char *name, const sl_fc_key **out) {
     if (!rk->loaded) {
@@ -149,7 +177,7 @@ static sl_err cached_key(plan *p, rkey *rk, const char *name, const sl_fc_key **
 /* The key an encrypt rule writes with: its current version, bound to the record's subject. */
 static sl_err enc_key(plan *p, int ri, const sl_fc_key **out) {
     const sl_prule *r = &p->t->rules[ri];
-    if (p->has_subject) return get_key(p, r->key, 0, p->subject, true, out);
+    if (p->has_subject) return last_key(p, &p->wr[ri], r->key, 0, p->subject, true, out);
     return cached_key(p, &p->cur[ri], r->key, out);
 }
 
@@ -162,13 +190,15 @@ static sl_err cannot(plan *p, const char *what, const char *is) {
 
 /* Whether s[0..n) is a ciphertext string of rule r's key that decrypts under the key and
  * subject it names (a library, or an earlier pass, protected it already). */
-static sl_err already_encrypted(plan *p, const sl_prule *r, const uint8_t *s, size_t n, bool *yes) {
+static sl_err already_encrypted(plan *p, int ri, const uint8_t *s, size_t n, bool *yes) {
+    const sl_prule *r = &p->t->rules[ri];
     *yes = false;
     if (!looks_encrypted(s, n)) return SL_OK;
     sl_fc_header h;
     if (sl_fc_parse((const char *)s, n, &h) || strcmp(h.key, r->key) != 0) return SL_OK;
     const sl_fc_key *fk;
-    sl_err e = get_key(p, h.key, h.version, h.has_subject ? h.subject : NULL, false, &fk);
+    sl_err e =
+        last_key(p, &p->rd[ri], h.key, h.version, h.has_subject ? h.subject : NULL, false, &fk);
     if (e) return transient(e) ? e : SL_OK;
     uint8_t type, *pt;
     size_t ptlen;
@@ -195,7 +225,9 @@ static sl_err plan_init(plan *p, const sl_ptopic *t, sl_fkeys *k, sl_arena *a, b
     p->parts = sl_arena_calloc(a, (size_t)n, sizeof *p->parts);
     p->cur = sl_arena_calloc(a, (size_t)n, sizeof *p->cur);
     p->vtok = sl_arena_calloc(a, (size_t)n, sizeof *p->vtok);
-    if (!pidx || !p->parts || !p->cur || !p->vtok) return SL_ENOMEM;
+    p->rd = sl_arena_calloc(a, (size_t)n, sizeof *p->rd);
+    p->wr = sl_arena_calloc(a, (size_t)n, sizeof *p->wr);
+    if (!pidx || !p->parts || !p->cur || !p->vtok || !p->rd || !p->wr) return SL_ENOMEM;
     /* Which part each active rule goes to, and how many paths/wholes per part. */
     for (int i = 0; i < n; i++) {
         const sl_prule *r = &t->rules[i];
@@ -398,7 +430,7 @@ static sl_err protect_json(plan *p, int ri, const sl_jval *v, sl_jrw_out *out) {
         size_t n = v->rawlen;
         if (v->type == SL_JV_STR) {
             bool done;
-            if ((e = already_encrypted(p, r, v->str, v->slen, &done))) return e;
+            if ((e = already_encrypted(p, ri, v->str, v->slen, &done))) return e;
             if (done) return SL_OK;
             type = SL_FC_T_STR;
             in = v->str;
@@ -462,7 +494,7 @@ static sl_err protect_whole(plan *p, int ri, sl_bytes *b, bool *drop, bool *chan
     }
     case SL_PA_ENCRYPT: {
         bool done;
-        if ((e = already_encrypted(p, r, s, n, &done))) return e;
+        if ((e = already_encrypted(p, ri, s, n, &done))) return e;
         if (done) return SL_OK;
         const sl_fc_key *fk;
         if ((e = enc_key(p, ri, &fk))) return e;
@@ -492,7 +524,8 @@ static sl_err reveal_value(plan *p, int ri, const uint8_t *s, size_t n, bool jso
     sl_fc_header h;
     if (sl_fc_parse((const char *)s, n, &h) || strcmp(h.key, r->key) != 0) return SL_OK;
     const sl_fc_key *fk;
-    sl_err e = get_key(p, h.key, h.version, h.has_subject ? h.subject : NULL, false, &fk);
+    sl_err e =
+        last_key(p, &p->rd[ri], h.key, h.version, h.has_subject ? h.subject : NULL, false, &fk);
     uint8_t type = 0, *pt = NULL;
     size_t ptlen = 0;
     if (!e) e = sl_fc_decrypt(fk, (const char *)s, n, &h, p->a, &type, &pt, &ptlen);
