@@ -42,7 +42,7 @@ typedef struct fsig {
     dev_t dev;
 } fsig;
 
-typedef enum { OP_CREATE, OP_ROTATE, OP_FORGET } op_kind;
+typedef enum { OP_CREATE, OP_ROTATE, OP_FORGET, OP_SUBJECTS } op_kind;
 
 /* A control command answered later: a key-service operation (field-create, field-rotate) or a
  * forget waiting for a key being loaded. It outlives its connection (`c` NULL then) and, when
@@ -156,26 +156,44 @@ static void preload(sl_fprot *f) {
     }
 }
 
+static void op_free(fop *o);
+static void op_unlink(fop *o);
+
 static void subjects_made(void *ctx, sl_err e, const char *result) {
-    sl_fprot *f = ctx;
-    f->subjects_pending = false;
+    fop *o = ctx;
+    o->in_keysvc = false;
+    if (o->orphan) { /* the module is gone */
+        op_free(o);
+        return;
+    }
+    o->f->subjects_pending = false;
     if (e)
         SL_ERROR("protect",
                  "cannot create the field key _subjects; subject keys fail until it exists",
                  "err=%s result=\"%s\"", sl_errname(e), result ? result : "");
+    op_unlink(o);
+    op_free(o);
 }
 
 /* A policy loaded while the broker runs names a subject for the first time: the "_subjects" key
- * is made by the key service's worker (the loop must not wait for the KMS). */
+ * is made by the key service's worker (the loop must not wait for the KMS). The op is what the
+ * callback gets, so that it outlives the module if the key service still holds it at free. */
 static void subjects_ensure_async(sl_fprot *f) {
     if (!f->ks || !names_subject(f->pol) || f->subjects_pending ||
         sl_fkeys_exists(f->k, SL_FKEYS_SUBJECTS))
         return;
+    fop *o = calloc(1, sizeof *o);
+    if (!o) return;
+    o->f = f;
+    o->kind = OP_SUBJECTS;
+    o->next = f->ops;
+    f->ops = o;
     uint8_t id[16];
     sl_fkeys_id(SL_FKEYS_SUBJECTS, id);
     f->subjects_pending = true;
+    o->in_keysvc = true;
     sl_keysvc_op(f->ks, SL_KEYOP_TK_ROTATE, id, 0, "field protection policy names a subject",
-                 subjects_made, f);
+                 subjects_made, o);
 }
 
 static void policy_event(sl_fprot *f, bool ok, const char *detail) {
