@@ -2,16 +2,20 @@
  * rules): the produce transform applies the policy to the topics it names and leaves the others'
  * bytes alone; a policy file that does not parse keeps the previous policy in force and is
  * reported with its line (log, SL_EV_PROTECT "policy" failure); a start with such a file fails
- * naming the line. */
+ * naming the line; the control-socket commands manage grants (saved before "ok") and answer
+ * what they cannot do. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/sl_arena.h"
 #include "base/sl_config.h"
 #include "broker/sl_broker.h"
 #include "broker/sl_fprot.h"
+#include "ctl/sl_ctl.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_records.h"
 #include "proto/sl_xform.h"
@@ -187,5 +191,104 @@ SL_TEST(fprot_off_without_a_policy_file) {
     CHECK(sl_fprot_chain(NULL) == NULL);
     sl_fprot_reload(NULL, true);
     sl_fprot_free(NULL);
+    env_close(&e);
+}
+
+/* ---- the control-socket commands, over a real socket ---- */
+
+typedef struct ctlfx {
+    sl_fprot *f;
+    sl_broker *b;
+} ctlfx;
+
+static void cx_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
+    ctlfx *x = ctx;
+    if (!sl_fprot_ctl(x->f, x->b, NULL, c, req)) sl_ctl_finish(c, false, "unknown command");
+}
+
+static void cx_gone(void *ctx, sl_ctl_conn *c) { sl_fprot_ctl_gone(((ctlfx *)ctx)->f, c); }
+
+/* Sends one request line and runs the loop until the whole answer (final line, EOF) is in. */
+static const char *ask(sl_loop *loop, const char *path, const char *line, char *buf, size_t cap) {
+    buf[0] = 0;
+    int fd = sl_ctl_connect(path);
+    if (fd < 0) return buf;
+    size_t n = strlen(line);
+    if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
+        close(fd);
+        return buf;
+    }
+    (void)fcntl(fd, F_SETFL, O_NONBLOCK);
+    size_t got = 0;
+    for (int i = 0; i < 500; i++) {
+        sl_loop_run_once(loop, 10);
+        ssize_t r;
+        while ((r = recv(fd, buf + got, cap - 1 - got, 0)) > 0) got += (size_t)r;
+        if (r == 0) break;
+    }
+    buf[got] = 0;
+    close(fd);
+    return buf;
+}
+
+static bool file_has(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+SL_TEST(fprot_ctl_grants_and_refusals) {
+    env e;
+    CHECK(env_open(&e, "version 1\ntopic orders\n  value.card mask\n"));
+    sl_fprot *f = NULL;
+    char err[512] = "", path[160], grants[160], buf[8192];
+    CHECK_EQ(sl_fprot_open(e.b, NULL, &f, err, sizeof err), SL_OK);
+    snprintf(path, sizeof path, "%s/ctl.sock", e.dir);
+    snprintf(grants, sizeof grants, "%s/sluice-protect-grants", e.dir);
+    ctlfx x = {.f = f, .b = e.b};
+    sl_ctl_handlers h = {.ctx = &x, .on_request = cx_request, .on_gone = cx_gone};
+    sl_ctl *ctl = NULL;
+    CHECK_EQ(sl_ctl_new(e.b->loop, path, &h, &ctl, err, sizeof err), SL_OK);
+
+    CHECK(strstr(
+        ask(e.b->loop, path, "protect-grant User:alice orders value.card reveal", buf, sizeof buf),
+        "ok grant added"));
+    CHECK(file_has(grants, "User:alice orders value.card reveal"));
+    CHECK(strstr(
+        ask(e.b->loop, path, "protect-grant User:alice orders value.card mask", buf, sizeof buf),
+        "ok grant replaced"));
+    ask(e.b->loop, path, "protect-list", buf, sizeof buf);
+    CHECK(strstr(buf, "json [") && strstr(buf, "\"User:alice\"") && strstr(buf, "\"mask\""));
+    CHECK(strstr(buf, "\nok "));
+    CHECK(strstr(
+        ask(e.b->loop, path, "protect-grant User:alice orders value.card peek", buf, sizeof buf),
+        "error "));
+    ask(e.b->loop, path, "protect-status", buf, sizeof buf);
+    CHECK(strstr(buf, "json {\"policy\":") && strstr(buf, "\"topics\":1") &&
+          strstr(buf, "\"grants\":1"));
+    CHECK(
+        strstr(ask(e.b->loop, path, "protect-revoke User:alice orders value.card", buf, sizeof buf),
+               "ok grant revoked"));
+    CHECK(!file_has(grants, "User:alice"));
+    CHECK(
+        strstr(ask(e.b->loop, path, "protect-revoke User:alice orders value.card", buf, sizeof buf),
+               "error no such grant"));
+    /* No key service: field keys cannot exist. */
+    CHECK(strstr(ask(e.b->loop, path, "field-create pan", buf, sizeof buf),
+                 "error encryption at rest is off"));
+    CHECK(strstr(ask(e.b->loop, path, "forget-token nope", buf, sizeof buf), "error not a token"));
+    CHECK(strstr(ask(e.b->loop, path, "forget 4142", buf, sizeof buf),
+                 "error the policy names no subject"));
+    CHECK(strstr(ask(e.b->loop, path, "forget 41x2 cust", buf, sizeof buf), "error "));
+    /* Field protection off: its commands say so. */
+    x.f = NULL;
+    CHECK(strstr(ask(e.b->loop, path, "protect-list", buf, sizeof buf),
+                 "error field protection is off"));
+    sl_ctl_free(ctl);
+    sl_fprot_free(f);
     env_close(&e);
 }
