@@ -13,7 +13,8 @@
 #
 # Environment: SLUICE_BIN (broker under test, default build/asan/sluice), FUZZ_SECONDS (per
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
-# a longer local run with the same seed already went through; 0 picks a random seed),
+# a longer local run with the same seed already went through; 0 picks a random seed), FUZZ_JOBS
+# (targets fuzzed side by side, default the number of cores),
 # INTEROP_TIMEOUT (whole interop stage, seconds, default 900), UNIT_TIMEOUT (whole unit stage,
 # seconds, default 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
@@ -27,6 +28,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 FUZZ_SEED=${FUZZ_SEED:-1}
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-1200}
 ALLOWLIST=tests/skip-allowlist.txt
@@ -117,6 +119,14 @@ else
 fi
 
 # --- Unit tests ----------------------------------------------------------------------------
+# The fuzz targets' build (a third compile of every source, with clang) runs on one core while
+# the unit tests, mostly one thread waiting on fsync and timers, use the other.
+FUZZ_BUILD_PID=
+if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
+    make -j1 fuzz >"$WORK/fuzz-build.log" 2>&1 &
+    FUZZ_BUILD_PID=$!
+fi
+
 stage "unit tests: build/asan/unit_tests"
 if [ -x build/asan/unit_tests ] && [ "$BUILD_OK" = 1 ]; then
     timeout -k 10 "$UNIT_TIMEOUT" ./build/asan/unit_tests >"$WORK/unit.log" 2>&1
@@ -142,26 +152,43 @@ fi
 
 # --- Fuzz targets --------------------------------------------------------------------------
 if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
-    stage "fuzz: make fuzz, then ${FUZZ_SECONDS}s per target"
-    if ! make -j2 fuzz >"$WORK/fuzz-build.log" 2>&1; then
+    stage "fuzz: make fuzz, then ${FUZZ_SECONDS}s per target, ${FUZZ_JOBS} at a time"
+    wait "$FUZZ_BUILD_PID"
+    # (make again: a no-op when the background build succeeded, and its log when it did not)
+    if ! make -j2 fuzz >>"$WORK/fuzz-build.log" 2>&1; then
         tail -30 "$WORK/fuzz-build.log"
         fail "fuzz build (make fuzz)"
     fi
     mkdir -p build/fuzz-artifacts
-    for src in tests/fuzz/fuzz_*.c; do
-        name=$(basename "$src" .c)
-        bin=build/fuzz/$name
-        if [ ! -x "$bin" ]; then
-            fail "fuzz $name (not built)"
-            continue
-        fi
-        corpus="$WORK/corpus-$name"
+    # Each target is one process on one core for FUZZ_SECONDS of wall-clock time; FUZZ_JOBS of
+    # them run side by side (one per core), each with its own log and verdict file.
+    run_target() {
+        local name=$1 bin=build/fuzz/$1 corpus="$WORK/corpus-$1" seeds
         mkdir -p "$corpus"
         seeds=tests/fuzz/corpus/${name#fuzz_}
         [ -d "$seeds" ] && cp -r "$seeds/." "$corpus/"
         if "$bin" -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=10 -rss_limit_mb=2048 \
             -print_final_stats=0 -artifact_prefix="build/fuzz-artifacts/$name-" \
             "$corpus" >"$WORK/$name.log" 2>&1; then
+            echo ok >"$WORK/$name.verdict"
+        else
+            echo fail >"$WORK/$name.verdict"
+        fi
+    }
+    names=()
+    for src in tests/fuzz/fuzz_*.c; do
+        name=$(basename "$src" .c)
+        if [ ! -x "build/fuzz/$name" ]; then
+            fail "fuzz $name (not built)"
+            continue
+        fi
+        names+=("$name")
+        run_target "$name" &
+        while [ "$(jobs -rp | wc -l)" -ge "$FUZZ_JOBS" ]; do wait -n; done
+    done
+    wait
+    for name in "${names[@]}"; do
+        if [ "$(cat "$WORK/$name.verdict" 2>/dev/null)" = ok ]; then
             pass
             printf 'ok   %s\n' "$name"
         else
@@ -169,6 +196,8 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
             fail "fuzz $name (crash input in build/fuzz-artifacts/)"
         fi
     done
+elif [ -n "$FUZZ_BUILD_PID" ]; then
+    wait "$FUZZ_BUILD_PID"
 fi
 
 # --- Interop -------------------------------------------------------------------------------

@@ -226,7 +226,16 @@ static int print_status(void *arg, const char *json, size_t len) {
             listed = id && id->type == SL_JSON_STR && sl_json_str_eq(get(t, "id"), id->s, id->slen);
         }
         if (listed) continue;
-        const sl_json *sh = get(e, "shredded");
+        const sl_json *sh = get(e, "shredded"), *fld = get(e, "field");
+        if (fld && fld->type == SL_JSON_BOOL && fld->b) { /* a field key, not a lost topic */
+            printf("field key id %s: ", str_or(get(e, "id"), "?"));
+            if (sh && sh->type == SL_JSON_BOOL && sh->b)
+                printf("SHREDDED");
+            else
+                print_tk_versions(e, cur_kek);
+            printf("\n");
+            continue;
+        }
         printf("topic id %s (no longer in the registry): %s\n", str_or(get(e, "id"), "?"),
                sh && sh->type == SL_JSON_BOOL && sh->b ? "shredded" : "key kept");
     }

@@ -102,6 +102,11 @@ typedef struct sl_policy {
     /* (private lookup state follows in the implementation's allocation) */
 } sl_policy;
 
+/* Parses one target as written ("value", "value.card.number", "header:meta.ssn") into *out
+ * (out->text gets a NUL-terminated copy). SL_EINVAL with a short static reason in *why. The
+ * policy and the grants (their FIELD word) share it. */
+sl_err sl_ptarget_parse(const char *s, size_t n, sl_ptarget *out, const char **why);
+
 /* Whether field key `name` exists (the broker asks its key service; libsluice its keyring). */
 typedef bool (*sl_policy_key_ok_fn)(void *arg, const char *name);
 
