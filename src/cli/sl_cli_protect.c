@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth/sl_json.h"
-#include "base/sl_arena.h"
 #include "base/sl_config.h"
 #include "cli/sl_cli_ctl.h"
 #include "ctl/sl_ctl.h"
@@ -31,7 +29,7 @@ static const char k_protect_usage[] =
     "    sluice reveal  --policy FILE --topic T [-c PROPERTIES]  < protected > values\n"
     "    sluice protect grant  [CONN] --principal P --topic T --field F [--view V]\n"
     "    sluice protect revoke [CONN] --principal P --topic T --field F\n"
-    "    sluice protect list   [CONN] [--json]\n"
+    "    sluice protect list   [CONN]\n"
     "    sluice protect status [CONN]\n"
     "\n"
     "    CONN  -c server.properties (the socket is sluice.ctl.socket, or\n"
@@ -59,9 +57,9 @@ static const char k_protect_usage[] =
     "             view-mask) or token (the rule's view-token). Replaces a grant for the same\n"
     "             principal, topic and field.\n"
     "    revoke   Removes that grant.\n"
-    "    list     One grant per line: PRINCIPAL TOPIC FIELD VIEW (--json: as the broker sends).\n"
-    "    status   The policy file, its digest, the protected topics and the subject count\n"
-    "             (JSON).\n"
+    "    list     The grants, as JSON.\n"
+    "    status   The policy in force (file, digest, topics) and the number of data subjects,\n"
+    "             as JSON.\n"
     "\n"
     "EXAMPLES\n"
     "    echo '{\"card_number\":\"4111111111111111\"}' | \\\n"
@@ -172,48 +170,16 @@ static int filter(const char *prog, bool reveal, int argc, char **argv) {
 
 /* ---- grants over the control socket ---- */
 
-/* "json [...]" of protect-list as "PRINCIPAL TOPIC FIELD VIEW" lines; anything else (a newer
- * broker's shape) as it came. */
-static int print_grants(void *arg, const char *text, size_t len) {
-    (void)arg;
-    sl_arena *a = sl_arena_new(64 * 1024);
-    char err[128];
-    sl_json *root = a ? sl_json_parse(a, text, len, 8, err, sizeof err) : NULL;
-    bool shaped = root && root->type == SL_JSON_ARR;
-    for (const sl_json *g = shaped ? root->child : NULL; g && shaped; g = g->next) {
-        const char *k[4] = {"principal", "topic", "field", "view"};
-        for (int i = 0; i < 4; i++) {
-            const sl_json *v = sl_json_get(g, k[i]);
-            if (!v || v->type != SL_JSON_STR) shaped = false;
-        }
-    }
-    if (!shaped) {
-        printf("%.*s\n", (int)len, text);
-    } else {
-        for (const sl_json *g = root->child; g; g = g->next)
-            printf("%s %s %s %s\n", sl_json_get(g, "principal")->s, sl_json_get(g, "topic")->s,
-                   sl_json_get(g, "field")->s, sl_json_get(g, "view")->s);
-        if (!root->child) fprintf(stderr, "sluice protect: no grant\n");
-    }
-    sl_arena_free(a);
-    return 0;
-}
-
 static int control(const char *cmd, int argc, char **argv) {
     const char *prog = "sluice protect";
-    bool grant = !strcmp(cmd, "grant"), revoke = !strcmp(cmd, "revoke"),
-         list = !strcmp(cmd, "list");
+    bool grant = !strcmp(cmd, "grant"), revoke = !strcmp(cmd, "revoke");
     const char *cfg_path = NULL, *sock = NULL, *principal = NULL, *topic = NULL, *field = NULL,
                *view = NULL;
-    bool json = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_protect_usage, stdout);
             return 0;
-        } else if (!strcmp(a, "--json") && list) {
-            json = true;
-            continue;
         } else if (!v) {
             return usage_error(prog, "unexpected argument or missing value");
         } else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
@@ -263,10 +229,8 @@ static int control(const char *cmd, int argc, char **argv) {
     char path[SL_CFG_STR_MAX + 32];
     int rc = sl_cli_ctl_socket(prog, cfg_path, sock, path, sizeof path);
     if (rc) return rc;
-    sl_cli_ctl_view v = {.prog = prog,
-                         .json = json,
-                         .ok_silent = !grant && !revoke,
-                         .on_json = list ? print_grants : NULL};
+    /* list and status: the broker's JSON as it comes (for jq and scripts). */
+    sl_cli_ctl_view v = {.prog = prog, .ok_silent = !grant && !revoke};
     return sl_cli_ctl_exchange(path, req, &v);
 }
 

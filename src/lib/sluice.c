@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "base/sl_arena.h"
 #include "base/sl_config.h"
 #include "base/sl_err.h"
@@ -117,12 +119,14 @@ int sluice_open(const char *properties, const char *policy, sluice_protector **o
         rc = e == SL_ENOMEM ? SLUICE_ENOMEM : e == SL_EIO ? SLUICE_EIO : SLUICE_ECONFIG;
         goto fail;
     }
-    free(cfg); /* holds no secret: key material lives in the provider and sl_fkeys */
+    OPENSSL_cleanse(cfg, sizeof *cfg); /* ssl.key.password and the like, if the file had them */
+    free(cfg);
     *out = p;
     return SLUICE_OK;
 fail:
     if (p) sl_fkeys_close(p->keys);
     free(p);
+    if (cfg) OPENSSL_cleanse(cfg, sizeof *cfg);
     free(cfg);
     return rc;
 }
