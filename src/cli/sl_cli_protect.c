@@ -3,6 +3,7 @@
  * over its control socket, through the same client as `sluice keys`). */
 #include "cli/sl_cli_protect.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -124,7 +125,8 @@ static int filter(const char *prog, bool reveal, int argc, char **argv) {
     int rc = sluice_open(props, policy, &p, err, sizeof err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err);
-        return rc == SLUICE_ECONFIG || rc == SLUICE_EINVAL ? 2 : 1;
+        /* A missing or unreadable file is a configuration error too; keys and memory are not. */
+        return rc == SLUICE_EKEY || rc == SLUICE_ENOMEM ? 1 : 2;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -157,7 +159,9 @@ static int filter(const char *prog, bool reveal, int argc, char **argv) {
         status = 1;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "%s: cannot write the output\n", prog);
+        /* A reader that stopped early (| head) is no news; other write errors are. */
+        if (errno != EPIPE)
+            fprintf(stderr, "%s: cannot write the output: %s\n", prog, strerror(errno));
         status = 1;
     } else if (ferror(stdin)) {
         fprintf(stderr, "%s: cannot read the input\n", prog);
