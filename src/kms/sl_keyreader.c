@@ -1,7 +1,9 @@
 /* sl_keyreader (sl_keysvc.h): the keyring read without a key service, for libsluice and the
  * `sluice protect` filters. It never writes the keyring (the broker's key service owns it); it
  * rereads the file whenever its identity or size or time changes (the service replaces it by
- * rename, so a changed file is always a complete one), and asks the provider to unwrap each
+ * rename, so a changed file is always a complete one) — looking at most every RECHECK_MS, as
+ * every field of every record asks, except on a miss or a failed unwrap, which look at once —
+ * and asks the provider to unwrap each
  * field key version with the context the service wrapped it under (sl_keyring_tk_context). */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,9 +15,14 @@
 
 #include <openssl/crypto.h>
 
+#include "base/sl_time.h"
 #include "kms/sl_keyring.h"
 #include "kms/sl_keysvc.h"
 #include "kms/sl_kms.h"
+
+/* A rotation or a shred reaches a running reader within this (libsluice's hot path would
+ * otherwise open and stat the keyring for every field). */
+#define RECHECK_MS 200
 
 struct sl_keyreader {
     sl_kms *kms;
@@ -27,6 +34,7 @@ struct sl_keyreader {
     ino_t ino;
     off_t size;
     struct timespec mtime, ctime;
+    int64_t checked_ms; /* when the file was last looked at */
 };
 
 /* Same mark as sl_keysvc.c's is_field: topic keys and the system key are not handed out. */
@@ -42,6 +50,9 @@ static bool same_file(const sl_keyreader *r, const struct stat *st) {
  * tick may reuse the freed inode number and keep the size). On failure the old copy is dropped (a
  * keyring that can no longer be read must not keep serving keys it may have destroyed since). */
 static sl_err refresh(sl_keyreader *r, bool force, char *err, size_t errlen) {
+    int64_t now = sl_mono_ms();
+    if (!force && r->loaded && now - r->checked_ms < RECHECK_MS) return SL_OK;
+    r->checked_ms = now;
     int fd = open(r->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open the keyring %s: %s", r->path, strerror(errno));

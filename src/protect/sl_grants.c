@@ -1,0 +1,380 @@
+/* Reveal grants (sl_grants.h): a flat array, searched linearly. Grants are few (an operator
+ * types them) and the broker asks sl_grants_any first, so a fetch by a principal without grants
+ * costs one pass over short strings. */
+#include "protect/sl_grants.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sl_file.h"
+#include "protect/sl_policy.h"
+
+#define GRANTS_HEADER "# sluice grants v1"
+#define TOPIC_MAX     249
+/* The longest line the file can hold: three words at their limits, a view, spaces, newline. */
+#define LINE_MAX_BYTES                                                                             \
+    (sizeof(((sl_grant *)0)->principal) + sizeof(((sl_grant *)0)->topic) +                         \
+     sizeof(((sl_grant *)0)->field) + 16)
+#define FILE_MAX_BYTES ((size_t)SL_GRANTS_MAX * LINE_MAX_BYTES + 4096)
+
+static const char *const k_views[] = {"stored", "reveal", "mask", "token"};
+
+bool sl_view_parse(const char *s, sl_view *out) {
+    for (int v = SL_VIEW_REVEAL; v <= SL_VIEW_TOKEN; v++)
+        if (!strcmp(s, k_views[v])) {
+            *out = (sl_view)v;
+            return true;
+        }
+    return false;
+}
+
+const char *sl_view_name(sl_view v) {
+    return (unsigned)v < sizeof k_views / sizeof k_views[0] ? k_views[v] : "?";
+}
+
+static bool topic_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+sl_err sl_grant_check(const sl_grant *g, const char **why) {
+    size_t pn = strnlen(g->principal, sizeof g->principal);
+    size_t tn = strnlen(g->topic, sizeof g->topic);
+    size_t fn = strnlen(g->field, sizeof g->field);
+    if (pn == sizeof g->principal) return *why = "principal too long", SL_EINVAL;
+    if (tn == sizeof g->topic) return *why = "topic too long", SL_EINVAL;
+    if (fn == sizeof g->field) return *why = "field too long", SL_EINVAL;
+    const char *colon = memchr(g->principal, ':', pn);
+    if (!colon || colon == g->principal || colon == g->principal + pn - 1)
+        return *why = "principal must be TYPE:NAME (User:alice)", SL_EINVAL;
+    for (size_t i = 0; i < pn; i++)
+        if ((unsigned char)g->principal[i] < 0x21 || (unsigned char)g->principal[i] > 0x7e)
+            return *why = "principal must be printable ASCII without spaces", SL_EINVAL;
+    bool prefix = tn && g->topic[tn - 1] == '*';
+    size_t n = tn - prefix;
+    if (!prefix && n == 0) return *why = "empty topic", SL_EINVAL;
+    if (n > TOPIC_MAX) return *why = "topic too long (at most 249 characters)", SL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!topic_char(g->topic[i]))
+            return *why = "topic must be a topic name or a prefix ending in '*'", SL_EINVAL;
+    if (!prefix && (!strcmp(g->topic, ".") || !strcmp(g->topic, "..")))
+        return *why = "bad topic name", SL_EINVAL;
+    if (strcmp(g->field, "*")) {
+        sl_ptarget t;
+        const char *w = "bad field";
+        if (sl_ptarget_parse(g->field, fn, &t, &w) != SL_OK) return *why = w, SL_EINVAL;
+    }
+    if (g->view != SL_VIEW_REVEAL && g->view != SL_VIEW_MASK && g->view != SL_VIEW_TOKEN)
+        return *why = "view must be reveal, mask or token", SL_EINVAL;
+    return SL_OK;
+}
+
+void sl_grants_free(sl_grants *g) {
+    free(g->v);
+    g->v = NULL;
+    g->n = g->cap = 0;
+}
+
+static int find(const sl_grants *g, const char *principal, const char *topic, const char *field) {
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->v[i].principal, principal) && !strcmp(g->v[i].topic, topic) &&
+            !strcmp(g->v[i].field, field))
+            return i;
+    return -1;
+}
+
+static sl_err append(sl_grants *g, const sl_grant *x) {
+    if (g->n >= SL_GRANTS_MAX) return SL_ETOOLARGE;
+    if (g->n == g->cap) {
+        int ncap = g->cap ? g->cap * 2 : 16;
+        if (ncap > SL_GRANTS_MAX) ncap = SL_GRANTS_MAX;
+        sl_grant *nv = realloc(g->v, (size_t)ncap * sizeof *nv);
+        if (!nv) return SL_ENOMEM;
+        g->v = nv;
+        g->cap = ncap;
+    }
+    g->v[g->n++] = *x;
+    return SL_OK;
+}
+
+sl_err sl_grants_put(sl_grants *g, const sl_grant *x) {
+    const char *why;
+    if (sl_grant_check(x, &why)) return SL_EINVAL;
+    int i = find(g, x->principal, x->topic, x->field);
+    if (i >= 0) {
+        g->v[i].view = x->view;
+        return SL_OK;
+    }
+    return append(g, x);
+}
+
+bool sl_grants_remove(sl_grants *g, const char *principal, const char *topic, const char *field) {
+    int i = find(g, principal, topic, field);
+    if (i < 0) return false;
+    memmove(&g->v[i], &g->v[i + 1], (size_t)(g->n - i - 1) * sizeof *g->v);
+    g->n--;
+    return true;
+}
+
+/* How specifically grant x's topic matches name[0..n): a literal above every prefix, a longer
+ * prefix above a shorter; -1 when it does not match. */
+static int topic_score(const sl_grant *x, const char *name, size_t n) {
+    size_t tn = strlen(x->topic);
+    if (tn && x->topic[tn - 1] == '*') {
+        size_t pn = tn - 1;
+        return pn <= n && !memcmp(x->topic, name, pn) ? (int)pn : -1;
+    }
+    return tn == n && !memcmp(x->topic, name, n) ? TOPIC_MAX + 1 : -1;
+}
+
+sl_view sl_grants_view(const sl_grants *g, const char *principal, const char *topic, size_t n,
+                       const char *field) {
+    sl_view best = SL_VIEW_STORED;
+    int best_score = -1;
+    for (int i = 0; i < g->n; i++) {
+        const sl_grant *x = &g->v[i];
+        if (strcmp(x->principal, principal)) continue;
+        bool star = !strcmp(x->field, "*");
+        if (!star && strcmp(x->field, field)) continue;
+        int ts = topic_score(x, topic, n);
+        if (ts < 0) continue;
+        /* The topic decides first, the field breaks ties: two grants never tie on both. */
+        int score = ts * 2 + !star;
+        if (score > best_score) {
+            best_score = score;
+            best = x->view;
+        }
+    }
+    return best;
+}
+
+bool sl_grants_any(const sl_grants *g, const char *principal) {
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->v[i].principal, principal)) return true;
+    return false;
+}
+
+/* A JSON string of a checked word: printable ASCII, so only '"' and '\\' need escapes. */
+static void jstr(sl_text *out, const char *s) {
+    sl_text_put(out, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') sl_text_put(out, "\\", 1);
+        sl_text_put(out, p, 1);
+    }
+    sl_text_put(out, "\"", 1);
+}
+
+void sl_grants_json(const sl_grants *g, sl_text *out) {
+    sl_text_put(out, "[", 1);
+    for (int i = 0; i < g->n; i++) {
+        const sl_grant *x = &g->v[i];
+        sl_text_puts(out, i ? ",{\"principal\":" : "{\"principal\":");
+        jstr(out, x->principal);
+        sl_text_puts(out, ",\"topic\":");
+        jstr(out, x->topic);
+        sl_text_puts(out, ",\"field\":");
+        jstr(out, x->field);
+        sl_text_puts(out, ",\"view\":");
+        jstr(out, sl_view_name(x->view));
+        sl_text_put(out, "}", 1);
+    }
+    sl_text_put(out, "]", 1);
+}
+
+/* ---- the file ---- */
+static sl_err read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
+    *buf = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return SL_OK;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return SL_EIO;
+    }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    sl_err e = b ? SL_OK : SL_ENOMEM;
+    while (!e) {
+        if (n == cap) {
+            if (cap > FILE_MAX_BYTES) {
+                snprintf(err, errlen, "%s: file too large", path);
+                e = SL_ECORRUPT;
+                break;
+            }
+            size_t ncap = cap * 2 > FILE_MAX_BYTES + 1 ? FILE_MAX_BYTES + 1 : cap * 2;
+            char *nb = realloc(b, ncap);
+            if (!nb) {
+                e = SL_ENOMEM;
+                break;
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            e = SL_EIO;
+        } else if (r == 0) {
+            break;
+        } else {
+            n += (size_t)r;
+        }
+    }
+    close(fd);
+    if (e) {
+        if (e == SL_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
+        free(b);
+        return e;
+    }
+    *buf = b;
+    *len = n;
+    return SL_OK;
+}
+
+/* Parses one line s[0..n) "PRINCIPAL TOPIC FIELD VIEW" into *x; a static reason on failure. */
+static const char *parse_line(const char *s, size_t n, sl_grant *x) {
+    const char *w[4];
+    size_t wn[4];
+    size_t st = 0;
+    int k = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != ' ') continue;
+        if (k == 4) return "more than four words";
+        if (i == st) return "words must be separated by one space";
+        w[k] = s + st;
+        wn[k++] = i - st;
+        st = i + 1;
+    }
+    if (k != 4) return "fewer than four words (PRINCIPAL TOPIC FIELD VIEW)";
+    memset(x, 0, sizeof *x);
+    if (wn[0] >= sizeof x->principal) return "principal too long";
+    if (wn[1] >= sizeof x->topic) return "topic too long";
+    if (wn[2] >= sizeof x->field) return "field too long";
+    for (int i = 0; i < 3; i++)
+        if (memchr(w[i], 0, wn[i])) return "NUL byte";
+    memcpy(x->principal, w[0], wn[0]);
+    memcpy(x->topic, w[1], wn[1]);
+    memcpy(x->field, w[2], wn[2]);
+    char view[8] = {0};
+    if (wn[3] >= sizeof view) return "view must be reveal, mask or token";
+    memcpy(view, w[3], wn[3]);
+    if (memchr(view, 0, wn[3]) || !sl_view_parse(view, &x->view))
+        return "view must be reveal, mask or token";
+    const char *why = NULL;
+    if (sl_grant_check(x, &why)) return why;
+    return NULL;
+}
+
+/* Orders grant indices by (principal, topic, field) to find duplicates in one sort. */
+static int cmp_idx(const void *a, const void *b, void *arg) {
+    const sl_grant *v = arg;
+    const sl_grant *x = &v[*(const int *)a], *y = &v[*(const int *)b];
+    int c = strcmp(x->principal, y->principal);
+    if (!c) c = strcmp(x->topic, y->topic);
+    if (!c) c = strcmp(x->field, y->field);
+    if (!c) c = (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+    return c;
+}
+
+sl_err sl_grants_load(const char *path, sl_grants *g, char *err, size_t errlen) {
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = 0;
+    char *buf;
+    size_t len;
+    sl_err e = read_file(path, &buf, &len, err, errlen);
+    if (e || !buf) return e;
+    int *lines = NULL; /* line of each grant, for the duplicate message */
+    int line = 0;
+    for (size_t pos = 0; pos < len && !e;) {
+        line++;
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - buf) : len;
+        const char *s = buf + pos;
+        size_t n = end - pos;
+        pos = nl ? end + 1 : len;
+        if (line == 1) {
+            if (n != strlen(GRANTS_HEADER) || memcmp(s, GRANTS_HEADER, n)) {
+                snprintf(err, errlen, "%s:1: not a grants file (want '%s' first)", path,
+                         GRANTS_HEADER);
+                e = SL_ECORRUPT;
+            }
+            continue;
+        }
+        if (n == 0 || s[0] == '#') continue;
+        sl_grant x;
+        const char *why = n > LINE_MAX_BYTES ? "line too long" : parse_line(s, n, &x);
+        if (why) {
+            snprintf(err, errlen, "%s:%d: %s", path, line, why);
+            e = SL_ECORRUPT;
+            break;
+        }
+        if (g->n >= SL_GRANTS_MAX) {
+            snprintf(err, errlen, "%s:%d: too many grants (at most %d)", path, line, SL_GRANTS_MAX);
+            e = SL_ECORRUPT;
+            break;
+        }
+        if (g->n == g->cap) {
+            int *nl2 = realloc(lines, (size_t)(g->cap ? g->cap * 2 : 16) * sizeof *lines);
+            if (!nl2) {
+                e = SL_ENOMEM;
+                break;
+            }
+            lines = nl2;
+        }
+        lines[g->n] = line;
+        e = append(g, &x);
+    }
+    free(buf);
+    if (!e && g->n > 1) {
+        int *idx = malloc((size_t)g->n * sizeof *idx);
+        if (!idx) e = SL_ENOMEM;
+        for (int i = 0; idx && i < g->n; i++) idx[i] = i;
+        if (idx) {
+            qsort_r(idx, (size_t)g->n, sizeof *idx, cmp_idx, g->v);
+            for (int i = 1; i < g->n; i++) {
+                const sl_grant *a = &g->v[idx[i - 1]], *b = &g->v[idx[i]];
+                if (!strcmp(a->principal, b->principal) && !strcmp(a->topic, b->topic) &&
+                    !strcmp(a->field, b->field)) {
+                    snprintf(err, errlen, "%s:%d: duplicate grant (first on line %d)", path,
+                             lines[idx[i]], lines[idx[i - 1]]);
+                    e = SL_ECORRUPT;
+                    break;
+                }
+            }
+            free(idx);
+        }
+    }
+    free(lines);
+    if (e == SL_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
+    if (e) sl_grants_free(g);
+    return e;
+}
+
+sl_err sl_grants_save(const char *path, const sl_grants *g) {
+    sl_text t = {0};
+    sl_text_puts(&t, GRANTS_HEADER "\n");
+    for (int i = 0; i < g->n; i++)
+        sl_text_printf(&t, "%s %s %s %s\n", g->v[i].principal, g->v[i].topic, g->v[i].field,
+                       sl_view_name(g->v[i].view));
+    if (t.oom) {
+        sl_text_free(&t);
+        return SL_ENOMEM;
+    }
+    char dir[4096];
+    sl_parent_dir(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    sl_err e = *name ? sl_file_write_atomic(dir, name, t.p, t.len, 0600) : SL_EINVAL;
+    sl_text_free(&t);
+    return e;
+}
