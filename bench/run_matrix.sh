@@ -276,7 +276,8 @@ protect_setup() { # $1 row
         sleep 0.1
     done
     [ -n "$ok" ] || return 1
-    "$SLUICE" protect grant User:bench "bench-$row-*" '*' reveal -c "$conf" >>"$WORK/$row.broker.log" 2>&1
+    "$SLUICE" protect grant -c "$conf" --principal User:bench --topic "bench-$row-*" --field '*' \
+        --view reveal >>"$WORK/$row.broker.log" 2>&1
 }
 
 start_mock() {
