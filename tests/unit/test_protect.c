@@ -57,7 +57,8 @@ static const char SCENARIO[] = "version 1\n"
                                "topic whole\n"
                                "  value encrypt key=pii\n"
                                "  key token key=tok\n"
-                               "  header:h mask keep-last=2\n";
+                               "  header:h mask keep-last=2\n"
+                               "  header:h2 redact\n";
 
 static const char REC1[] = "{\"card_number\":\"4111-1111-1111-1234\",\"ssn\":\"123-45-6789\","
                            "\"name\":\"Ada Lovelace\",\"amount\":12.5,\"customer_id\":\"C-1001\","
@@ -407,15 +408,17 @@ SL_TEST(protect_record_keyless_key_headers_whole) {
     CHECK_EQ(c.fields, 7);
 
     /* whole targets: raw bytes, any content */
-    sl_rec_header h2[1] = {{{(const uint8_t *)"h", 1}, {(const uint8_t *)"abcdef", 6}}};
+    sl_rec_header h2[2] = {{{(const uint8_t *)"h2", 2}, {(const uint8_t *)"gone", 4}},
+                           {{(const uint8_t *)"h", 1}, {(const uint8_t *)"abcdef", 6}}};
     const uint8_t raw[] = {0, 1, 2, 0xff, 'x'};
     sl_prec w = {.key = {(const uint8_t *)"k-1", 3},
                  .value = {raw, (int32_t)sizeof raw},
                  .headers = h2,
-                 .nheaders = 1};
+                 .nheaders = 2};
     CHECK_EQ(sl_protect_record(whole, e.k, e.a, &w, NULL, why, sizeof why), SL_OK);
     CHECK(w.value.len > 12 && !memcmp(w.value.p, "sl1.g.pii.1.-.", 14));
     CHECK(w.key.len > 10 && !memcmp(w.key.p, "tok1.tok.1.", 11));
+    CHECK_EQ(w.nheaders, 1); /* a redacted whole header is dropped */
     CHECK(h2[0].value.len == 6 && !memcmp(h2[0].value.p, "****ef", 6));
     sl_bytes enc = w.value;
     sl_prec again = w;
