@@ -945,9 +945,11 @@ sl_err sl_reveal_set(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, sl_a
             e = do_batch(&p, b, &bi, max_inflate, cnt, &nb, &nl, &iter);
             if (e && (!iter || e == SL_ENOMEM)) return e;
             if (e) {
-                /* A stored batch that does not decompress or parse goes out as stored. */
+                /* A stored batch that does not decompress (or beyond max_inflate) or parse goes
+                 * out as stored, reported as SL_ECORRUPT whatever the reason: the fetch goes on
+                 * rather than stall the consumer on it. */
                 nb = NULL;
-                if (!first) first = e;
+                first = SL_ECORRUPT;
             }
         }
         if ((e = nb ? piece_add(a, &ps, nb, nl, true) : piece_add(a, &ps, b, bi.size, false)))
