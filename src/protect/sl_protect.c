@@ -863,10 +863,7 @@ static sl_err do_batch(plan *p, const uint8_t *batch, const sl_batch_info *bi, s
     if (!building) return SL_OK;
     uint8_t *nb;
     size_t nl;
-    if ((e = sl_rec_builder_seal(&bld, (int16_t)(bi->attributes & 7), bi->base_timestamp,
-                                 bi->max_timestamp, &nb, &nl)))
-        return e;
-    sl_batch_reseal_like(nb, nl, bi);
+    if ((e = sl_rec_builder_seal_like(&bld, bi, &nb, &nl))) return e;
     *out = nb;
     *outlen = nl;
     return SL_OK;
