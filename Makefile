@@ -3,7 +3,7 @@ CC       ?= cc
 CLANG    ?= clang
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter -Wimplicit-fallthrough
-CPPFLAGS := -std=c11 -D_GNU_SOURCE -Isrc
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -Isrc -Iinclude
 LIBS     := -lpthread -lm -lssl -lcrypto -lz -lsnappy -llz4 -lzstd
 
 SRC      := $(shell find src -name '*.c' ! -path 'src/cli/main.c' | sort)
@@ -12,13 +12,14 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 REL_OBJ  := $(SRC:%.c=build/release/%.o)
 ASAN_OBJ := $(SRC:%.c=build/asan/%.o)
-REL_CFLAGS  := -O2 -g $(WARN)
+# -fPIC: the release objects also make up libsluice.so.
+REL_CFLAGS  := -O2 -g -fPIC $(WARN)
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined $(WARN)
 
 .PHONY: all release asan unit fuzz test interop clean format format-check gen bench
 all: release
-release: build/release/sluice
+release: build/release/sluice build/release/libsluice.so
 asan: build/asan/sluice build/asan/unit_tests
 
 build/release/%.o: %.c
@@ -30,6 +31,10 @@ build/asan/%.o: %.c
 
 build/release/sluice: $(REL_OBJ) build/release/src/cli/main.o
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+# libsluice (include/sluice.h): the release objects, exporting only sluice_* (the map file).
+build/release/libsluice.so: $(REL_OBJ) src/lib/libsluice.map
+	$(CC) $(REL_CFLAGS) -shared -Wl,--version-script=src/lib/libsluice.map -o $@ $(REL_OBJ) \
+	    $(LIBS)
 build/asan/sluice: $(ASAN_OBJ) build/asan/src/cli/main.o
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 build/asan/unit_tests: $(ASAN_OBJ) $(UNIT_SRC:%.c=build/asan/%.o)

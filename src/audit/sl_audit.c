@@ -848,7 +848,11 @@ static void on_event(void *ctx, const sl_event *e) {
     case SL_EV_KEY: /* key use is management of the data's keys (no type of its own) */
         if (a->types[SL_AUDIT_MANAGEMENT]) EMIT(a, sl_ocsf_key(&body_, &extra_, e, &ev_));
         break;
-    case SL_EV_PROTECT: /* (recorded once the broker's field protection emits it) */
+    case SL_EV_PROTECT:
+        /* Who was shown protected fields in clear is always in the trail, whatever the types
+         * and exclusions; the rest (grants, forgets, policy loads, refusals) is management. */
+        if ((e->protect.op && !strcmp(e->protect.op, "reveal")) || a->types[SL_AUDIT_MANAGEMENT])
+            EMIT(a, sl_ocsf_protect(&body_, &extra_, e, &ev_));
         break;
     }
 }

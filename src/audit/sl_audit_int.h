@@ -58,6 +58,11 @@ void sl_ocsf_detection(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev
 /* Key use (SL_EV_KEY): API Activity, api.operation "kms:<op>", api.service.name the provider,
  * resources the KEK and the topic id; data failing authentication ("tamper") is severity High. */
 void sl_ocsf_key(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+/* Field protection (SL_EV_PROTECT): API Activity, api.operation "protect:<op>", api.service.name
+ * "field-protection", resources the topic (with the partition), the field (with the view) and the
+ * target (principal granted, subject token, policy file); unmapped protect_op, view, count,
+ * failed. */
+void sl_ocsf_protect(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
 /* A management or describe request: one event with every resource it named and its outcome. */
 void sl_ocsf_request(sl_text *b, sl_text *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev);
 /* One denied resource of a request (index `i` of rq->res). */

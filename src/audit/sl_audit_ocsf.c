@@ -637,6 +637,83 @@ void sl_ocsf_key(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     if (k->reason) kstr(x, "reason", k->reason);
 }
 
+/* ---- field protection (SL_EV_PROTECT): a reveal of encrypted fields to a consumer, a refused
+ * produce, a grant change, a forgotten subject, a policy load. API Activity with the operation
+ * "protect:<op>": an auditor sees who was shown which field of which topic in which view, and
+ * how many values, never a value. ---- */
+
+static int protect_activity(const char *op) {
+    static const struct {
+        const char *op;
+        int act;
+    } k[] = {{"grant", 1},  {"reject", 1}, {"reveal", 2},
+             {"policy", 3}, {"revoke", 4}, {"forget", 4}};
+    for (size_t i = 0; op && i < sizeof k / sizeof *k; i++)
+        if (!strcmp(op, k[i].op)) return k[i].act;
+    return 99;
+}
+
+void sl_ocsf_protect(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
+    const sl_ev_protect *p = &e->protect;
+    static const char *const acts[] = {"Unknown", "Create", "Read", "Update", "Delete"};
+    int act = protect_activity(p->op);
+    /* Values that no longer decrypt, or a policy that did not load: Medium; refusals Low. */
+    int sev = !p->success ? (p->op && !strcmp(p->op, "reject") ? 2 : 3) : p->failed > 0 ? 3 : 1;
+    common(b, ev, "management", 6003, act, "API Activity", act <= 4 ? acts[act] : "Other", sev,
+           e->time_ms);
+    kstr(b, "category_name", "Application Activity");
+    status(b, p->success, p->success ? NULL : (p->detail ? p->detail : "failed"));
+    sl_text t = {0};
+    char opn[48];
+    snprintf(opn, sizeof opn, "protect:%s", p->op ? p->op : "?");
+    kstr(&t, "operation", opn);
+    sl_text_puts(&t, ",\"service\":{\"name\":\"field-protection\"}");
+    obj_from(b, "api", &t);
+    sl_text_free(&t);
+    if (e->principal) actor(b, e->principal, SL_STR_NULL);
+    src_endpoint(b, e->peer);
+    dst_endpoint(b, e->listener);
+    key(b, "resources");
+    sl_text_put(b, "[", 1);
+    bool first = true;
+    if (p->topic) {
+        sl_text_puts(b, "{\"type\":\"topic\",\"name\":");
+        sl_json_cstrq(b, p->topic);
+        if (p->partition >= 0) sl_text_printf(b, ",\"data\":{\"partition\":%d}", p->partition);
+        sl_text_puts(b, "}");
+        first = false;
+    }
+    if (p->field) {
+        if (!first) sl_text_put(b, ",", 1);
+        sl_text_puts(b, "{\"type\":\"field\",\"name\":");
+        sl_json_cstrq(b, p->field);
+        if (p->view) {
+            sl_text_puts(b, ",\"data\":{\"view\":");
+            sl_json_cstrq(b, p->view);
+            sl_text_puts(b, "}");
+        }
+        sl_text_puts(b, "}");
+        first = false;
+    }
+    if (p->target) {
+        /* grant/revoke: the principal granted; forget: the subject's token; policy: the file */
+        const char *type = !p->op                     ? "target"
+                           : !strcmp(p->op, "forget") ? "subject"
+                           : !strcmp(p->op, "policy") ? "policy"
+                                                      : "principal";
+        if (!first) sl_text_put(b, ",", 1);
+        sl_text_printf(b, "{\"type\":\"%s\",\"name\":", type);
+        sl_json_cstrq(b, p->target);
+        sl_text_puts(b, "}");
+    }
+    sl_text_put(b, "]", 1);
+    if (p->count > 0) kint(b, "count", p->count);
+    kstr(x, "protect_op", p->op);
+    if (p->view) kstr(x, "view", p->view);
+    kint(x, "count", p->count);
+    kint(x, "failed", p->failed);
+}
+
 /* ---- Detection Finding (2004) ---- */
 
 static int observable_type(const char *rule) {

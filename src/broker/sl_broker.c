@@ -14,6 +14,7 @@
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "broker/sl_fprot.h"
 #include "broker/sl_keyops.h"
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
@@ -334,8 +335,11 @@ static void tls_reload_all(sl_broker *b, bool force) {
 }
 
 static void on_sighup(void *ctx, int signo) {
-    SL_INFO("broker", "SIGHUP: reloading TLS certificates", "%s", "");
-    tls_reload_all(ctx, true);
+    sl_broker *b = ctx;
+    SL_INFO("broker", "SIGHUP: reloading TLS certificates and the field protection policy", "%s",
+            "");
+    tls_reload_all(b, true);
+    sl_fprot_reload(b->fprot, true);
 }
 
 static void tls_tick(void *ctx) {
@@ -683,10 +687,17 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     /* An https metrics endpoint alone also needs the certificate file check. */
     if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
         b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
+    /* Field protection after the trail and metrics (its policy load is an event they record)
+     * and before any request: nothing runs on the loop before sl_broker_run. */
+    if ((e = sl_fprot_open(b, b->keysvc, &b->fprot, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     if ((e = sl_keyops_new(b, b->keysvc, &b->keyops, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }
+    sl_keyops_set_fprot(b->keyops, b->fprot);
     *out = b;
     return SL_OK;
 }
@@ -735,6 +746,8 @@ void sl_broker_free(sl_broker *b) {
     sl_authorizer_free(b->authz);
     sl_topics_close(b->topics);
     b->topics = NULL; /* a shred completing in sl_keysvc_close finds no registry (on_shred) */
+    /* Its field keys and timers belong to the key service and the loop. */
+    sl_fprot_free(b->fprot);
     /* After the registry and the groups log: their logs borrow its DEKs until closed. */
     sl_keysvc_close(b->keysvc);
     if (b->loop) sl_loop_free(b->loop);

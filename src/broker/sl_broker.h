@@ -54,6 +54,7 @@ typedef struct sl_broker {
     struct sl_guard *guard;          /* detections (src/guard); NULL: off */
     struct sl_metrics *metrics;      /* metrics endpoint (src/metrics); NULL: off */
     struct sl_keyops *keyops;        /* control socket and `sluice keys` (sl_keyops.h) */
+    struct sl_fprot *fprot;          /* field protection (sl_fprot.h); NULL: off */
 } sl_broker;
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.

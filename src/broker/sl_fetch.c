@@ -136,7 +136,8 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                                                            .max_bytes = limit,
                                                            .fetch_offset = rp->fetch_offset,
                                                            .topic = rt->topic,
-                                                           .partition = rp->partition},
+                                                           .partition = rp->partition,
+                                                           .rq = rq},
                                            &data, &len, NULL);
             if (o->error_code) continue;
             o->records = (sl_bytes){data, (int32_t)len};

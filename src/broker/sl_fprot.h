@@ -36,7 +36,10 @@
 #define SL_BROKER_FPROT_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "base/sl_arena.h"
+#include "base/sl_buf.h"
 #include "base/sl_err.h"
 #include "ctl/sl_ctl.h"
 #include "proto/sl_xform.h"
@@ -64,5 +67,24 @@ void sl_fprot_reload(sl_fprot *f, bool force);
  * protection is off"). */
 bool sl_fprot_ctl(sl_fprot *f, struct sl_broker *b, struct sl_keysvc *ks, sl_ctl_conn *c,
                   const sl_ctl_req *req);
+
+/* ---- Additions (the control socket's departures, produce answers, metrics) ---- */
+/* The control socket's peer of a command sl_fprot_ctl took (answered later) went away: `c` is
+ * not used afterwards. NULL-safe. Loop thread. */
+void sl_fprot_ctl_gone(sl_fprot *f, sl_ctl_conn *c);
+/* Why the produce transform refused the set it was last given (target text and type, never
+ * data: "value.card_number is an object"), copied into `a`; SL_STR_NULL when that call did not
+ * refuse. The Produce handler puts it in the partition's error_message (v8+) right after
+ * sl_xform_produce. NULL-safe. Loop thread. */
+sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a);
+/* Process-wide counters for src/metrics (any thread). Index 0: protect, 1: reveal. */
+typedef struct sl_fprot_stats {
+    uint64_t records[2];    /* records rewritten */
+    uint64_t fields[2];     /* values protected / shown in a view */
+    uint64_t rejected;      /* records refused (INVALID_RECORD) */
+    uint64_t reveal_failed; /* values left stored because they did not decrypt */
+    uint64_t reloads[2];    /* policy loads: [0] ok, [1] error */
+} sl_fprot_stats;
+void sl_fprot_stats_get(sl_fprot_stats *out);
 
 #endif

@@ -11,6 +11,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_fprot.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_xform.h"
 
@@ -108,8 +109,15 @@ void sl_h_produce(sl_req *rq) {
                                    .now_ms = sl_wall_ms(),
                                    .max_bytes = pi.max_message_bytes,
                                    .topic = rt->name,
-                                   .partition = rp->index};
+                                   .partition = rp->index,
+                                   .rq = rq};
                 o->error_code = sl_xform_produce(pi.xform, &xc, &rp->records, NULL);
+                /* A record field protection refused: the producer is told why (v8+). Taken
+                 * whatever the version: the reason belongs to this set only. */
+                if (o->error_code == SL_KAFKA_INVALID_RECORD) {
+                    sl_str why = sl_fprot_reject_why(rq->b->fprot, rq->a);
+                    if (v >= 8) o->error_message = why;
+                }
                 if (o->error_code) {
                     sl_spart_offsets off;
                     sl_storage_offsets(st, p, &off);

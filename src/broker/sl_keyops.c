@@ -12,6 +12,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_text.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_fprot.h"
 #include "ctl/sl_ctl.h"
 #include "kms/sl_keysvc.h"
 
@@ -45,7 +46,8 @@ struct sl_keyops {
     sl_broker *b;
     sl_keysvc *ks;
     sl_ctl *ctl;
-    op *busy; /* the lifecycle command running, if any */
+    sl_fprot *fprot; /* field protection's commands go there (NULL: off) */
+    op *busy;        /* the lifecycle command running, if any */
     /* the re-encryption worker: one job slot */
     pthread_t th;
     bool th_started;
@@ -480,6 +482,7 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
          retire = !strcmp(cmd, "retire"), shred = !strcmp(cmd, "shred"),
          reenc = !strcmp(cmd, "reencrypt");
     if (!rotate && !rewrap && !retire && !shred && !reenc) {
+        if (sl_fprot_ctl(k->fprot, k->b, k->ks, c, req)) return;
         sl_ctl_finish(c, false, "unknown command");
         return;
     }
@@ -573,6 +576,7 @@ static void on_gone(void *ctx, sl_ctl_conn *c) {
     sl_keyops *k = ctx;
     /* Only a lifecycle command outlives a request: status answers within its call. */
     if (k->busy && k->busy->c == c) k->busy->c = NULL;
+    sl_fprot_ctl_gone(k->fprot, c);
 }
 
 static void on_refused(void *ctx, uid_t uid, pid_t pid) {
@@ -621,6 +625,10 @@ sl_err sl_keyops_new(sl_broker *b, sl_keysvc *ks, sl_keyops **out, char *err, si
     }
     *out = k;
     return SL_OK;
+}
+
+void sl_keyops_set_fprot(sl_keyops *k, sl_fprot *f) {
+    if (k) k->fprot = f;
 }
 
 void sl_keyops_free(sl_keyops *k) {

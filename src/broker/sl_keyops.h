@@ -35,5 +35,9 @@ sl_err sl_keyops_new(struct sl_broker *b, struct sl_keysvc *ks, sl_keyops **out,
 /* Closes the socket, lets a segment being re-encrypted complete (and applies it), releases
  * every topic held. Call before the topics and the key service close. NULL-safe. */
 void sl_keyops_free(sl_keyops *k);
+/* Routes the commands of field protection (sl_fprot_ctl; `f` borrowed, may be NULL: they answer
+ * that it is off). Set once, after sl_keyops_new. */
+struct sl_fprot;
+void sl_keyops_set_fprot(sl_keyops *k, struct sl_fprot *f);
 
 #endif

@@ -13,6 +13,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_fprot.h"
 #include "broker/sl_producers.h"
 #include "pipeline/sl_backend.h"
 #include "proto/sl_batch.h"
@@ -36,7 +37,9 @@ static void local_info(void *ctx, sl_spart *ph, sl_spart_info *out) {
     out->topic = p->topic->name;
     out->index = p->index;
     out->max_message_bytes = sl_tcfg_value(b->topics, p->topic, SL_TCFG_MAX_MESSAGE_BYTES);
-    out->xform = p->xform;
+    /* Field protection's chain covers every partition, topics created later included: its
+     * transforms look the topic up in the policy current when they run. */
+    out->xform = p->xform ? p->xform : sl_fprot_chain(b->fprot);
 }
 
 /* ---- stored data that fails authentication, keys that are not there ----

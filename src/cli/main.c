@@ -11,6 +11,7 @@
 #include "broker/sl_provision.h"
 #include "cli/sl_cli_acl.h"
 #include "cli/sl_cli_keys.h"
+#include "cli/sl_cli_protect.h"
 #include "cli/sl_cli_user.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -25,7 +26,9 @@ static const char k_usage[] =
     "    sluice user add|passwd|rm|list ...\n"
     "    sluice acl add|rm|list ...\n"
     "    sluice audit verify|pubkey ...\n"
-    "    sluice keys status|rotate|rewrap|retire|reencrypt|shred ...\n"
+    "    sluice keys status|rotate|rewrap|retire|reencrypt|shred|create|forget ...\n"
+    "    sluice protect|reveal --policy FILE --topic T [-c FILE]\n"
+    "    sluice protect grant|revoke|list|status ...\n"
     "    sluice version\n"
     "    sluice --help | sluice COMMAND --help\n"
     "\n"
@@ -40,7 +43,11 @@ static const char k_usage[] =
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
     "    acl       Manage Kafka ACLs (see sluice acl --help).\n"
     "    audit     Verify an audit trail (see sluice audit --help).\n"
-    "    keys      Encryption-at-rest keys of a running broker (see sluice keys --help).\n"
+    "    keys      Encryption-at-rest and field keys of a running broker (see sluice keys\n"
+    "              --help).\n"
+    "    protect   Protect record values (stdin to stdout) as the broker would, or manage the\n"
+    "              broker's reveal grants (see sluice protect --help).\n"
+    "    reveal    Show the encrypted fields of protected values in clear (stdin to stdout).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
@@ -177,6 +184,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);
     if (!strcmp(argv[1], "audit")) return sl_audit_cli(argc - 2, argv + 2);
     if (!strcmp(argv[1], "keys")) return sl_cli_keys(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "protect")) return sl_cli_protect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "reveal")) return sl_cli_reveal(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

@@ -1,7 +1,7 @@
-/* `sluice keys status|rotate|rewrap|retire|reencrypt|shred`: asks the running broker over its
- * control socket (ctl/sl_ctl.h for the protocol) and renders the answer: status as text or JSON,
- * reencrypt's progress as a bar on a terminal and as plain lines otherwise. The CLI holds no
- * key: every operation runs in the broker, which checks who is asking. */
+/* `sluice keys status|rotate|rewrap|retire|reencrypt|shred|create|forget`: asks the running
+ * broker over its control socket (ctl/sl_ctl.h for the protocol) and renders the answer: status
+ * as text or JSON, reencrypt's progress as a bar on a terminal and as plain lines otherwise. The
+ * CLI holds no key: every operation runs in the broker, which checks who is asking. */
 #include "cli/sl_cli_keys.h"
 
 #include <errno.h>
@@ -11,13 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth/sl_json.h"
 #include "base/sl_arena.h"
 #include "base/sl_config.h"
+#include "cli/sl_cli_ctl.h"
 #include "ctl/sl_ctl.h"
+#include "protect/sl_fcrypt.h"
 
 static const char k_keys_usage[] =
     "NAME\n"
@@ -30,6 +31,10 @@ static const char k_keys_usage[] =
     "    sluice keys retire    [CONN] --version N\n"
     "    sluice keys reencrypt [CONN] [--topic T] [--new-topic-key]\n"
     "    sluice keys shred     [CONN] --topic T [--yes-destroy-all-data-of-topic T]\n"
+    "    sluice keys create    [CONN] --field NAME\n"
+    "    sluice keys rotate    [CONN] --fields [NAME]\n"
+    "    sluice keys forget    [CONN] --subject ID [--token-key KEY]\n"
+    "    sluice keys forget    [CONN] --subject-token TOKEN\n"
     "\n"
     "    CONN  -c server.properties (the socket is sluice.ctl.socket, or\n"
     "          <log.dirs>/sluice-ctl.sock) or --socket PATH\n"
@@ -53,6 +58,20 @@ static const char k_keys_usage[] =
     "    shred      Destroys every version of the topic's key: all its data, in every copy of\n"
     "               its segments, becomes unreadable. Asks for the topic name on a terminal;\n"
     "               otherwise --yes-destroy-all-data-of-topic must repeat it.\n"
+    "\n"
+    "    Field protection (docs/field-protection.md):\n"
+    "    create     Creates field key NAME (version 1) for the policy's token and encrypt rules\n"
+    "               ([A-Za-z0-9_-], at most 64 characters).\n"
+    "    rotate --fields [NAME]\n"
+    "               Adds a version to field key NAME, or to every field key the policy uses:\n"
+    "               new values use it, values written before keep decrypting with theirs.\n"
+    "               (rotate without --fields is the KEK rotation above.)\n"
+    "    forget     Destroys one data subject's key (crypto-shredding): every field encrypted\n"
+    "               for that subject becomes unreadable to everyone, in every copy. ID is the\n"
+    "               subject's clear id as records carry it (e.g. C-1001); --token-key KEY\n"
+    "               limits it to the subject rule with that token key (default: every subject\n"
+    "               rule of the policy). --subject-token forgets the subject whose token string\n"
+    "               (tok1.KEY.VER.MAC) is TOKEN, when only the token is known.\n"
     "    See docs/keys-cli.md for the runbooks.\n"
     "\n"
     "EXAMPLES\n"
@@ -61,6 +80,8 @@ static const char k_keys_usage[] =
     "    sluice keys retire -c server.properties --version 1\n"
     "    sluice keys shred -c server.properties --topic old-pii \\\n"
     "        --yes-destroy-all-data-of-topic old-pii\n"
+    "    sluice keys create -c server.properties --field pan\n"
+    "    sluice keys forget -c server.properties --subject C-1001\n"
     "\n"
     "EXIT STATUS\n"
     "    0 on success, 1 on failure (the reason on stderr), 2 on a usage error.\n";
@@ -121,7 +142,8 @@ static void print_tk_versions(const sl_json *kentry, long long current_kek) {
     if (first) printf("no topic key");
 }
 
-static int print_status(const char *json, size_t len) {
+static int print_status(void *arg, const char *json, size_t len) {
+    (void)arg;
     sl_arena *a = sl_arena_new(64 * 1024);
     if (!a) return fail("out of memory");
     char err[128];
@@ -204,112 +226,21 @@ static int print_status(const char *json, size_t len) {
             listed = id && id->type == SL_JSON_STR && sl_json_str_eq(get(t, "id"), id->s, id->slen);
         }
         if (listed) continue;
-        const sl_json *sh = get(e, "shredded");
+        const sl_json *sh = get(e, "shredded"), *fld = get(e, "field");
+        if (fld && fld->type == SL_JSON_BOOL && fld->b) { /* a field key, not a lost topic */
+            printf("field key id %s: ", str_or(get(e, "id"), "?"));
+            if (sh && sh->type == SL_JSON_BOOL && sh->b)
+                printf("SHREDDED");
+            else
+                print_tk_versions(e, cur_kek);
+            printf("\n");
+            continue;
+        }
         printf("topic id %s (no longer in the registry): %s\n", str_or(get(e, "id"), "?"),
                sh && sh->type == SL_JSON_BOOL && sh->b ? "shredded" : "key kept");
     }
     sl_arena_free(a);
     return 0;
-}
-
-/* ---- the exchange ---- */
-
-typedef struct view {
-    bool json;      /* status: print the broker's JSON as is */
-    bool tty;       /* progress as a bar */
-    bool bar_shown; /* a bar is on the current line */
-} view;
-
-static void show_progress(view *v, const char *text) {
-    long long done = 0, total = 0;
-    char unit[32] = "segments";
-    if (sscanf(text, "%lld %lld %31s", &done, &total, unit) < 2) return;
-    if (v->tty) {
-        int width = 30, fill = total > 0 ? (int)(done * width / total) : width;
-        if (fill > width) fill = width;
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-        bar[width] = 0;
-        fprintf(stderr, "\r[%s] %lld/%lld %s", bar, done, total, unit);
-        fflush(stderr);
-        v->bar_shown = true;
-    } else {
-        printf("progress %lld/%lld %s\n", done, total, unit);
-        fflush(stdout);
-    }
-}
-
-static int exchange(const char *sock, const char *request, view *v) {
-    int fd = sl_ctl_connect(sock);
-    if (fd < 0) {
-        fprintf(stderr,
-                "sluice keys: cannot connect to the control socket %s: %s (is the broker "
-                "running with this configuration?)\n",
-                sock, strerror(errno));
-        return 1;
-    }
-    char line[SL_CTL_LINE_MAX + 2];
-    int n = snprintf(line, sizeof line, "%s\n", request);
-    if (n < 0 || (size_t)n >= sizeof line) {
-        close(fd);
-        return usage_error("request too long");
-    }
-    for (int off = 0; off < n;) {
-        ssize_t w = send(fd, line + off, (size_t)(n - off), MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            close(fd);
-            fprintf(stderr, "sluice keys: cannot send the request: %s\n", strerror(errno));
-            return 1;
-        }
-        off += (int)w;
-    }
-    FILE *in = fdopen(fd, "r");
-    if (!in) {
-        close(fd);
-        return fail("out of memory");
-    }
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = -1;
-    while (rc < 0 && (len = getline(&buf, &cap, in)) > 0) {
-        if (buf[len - 1] == '\n') buf[--len] = 0;
-        char *sp = strchr(buf, ' ');
-        const char *text = sp ? sp + 1 : "";
-        if (sp) *sp = 0;
-        if (v->bar_shown && strcmp(buf, "progress")) {
-            fputc('\n', stderr);
-            v->bar_shown = false;
-        }
-        if (!strcmp(buf, "progress")) {
-            show_progress(v, text);
-        } else if (!strcmp(buf, "json")) {
-            if (v->json) {
-                printf("%s\n", text);
-            } else if (print_status(text, strlen(text)) != 0) {
-                rc = 1;
-            }
-        } else if (!strcmp(buf, "info")) {
-            printf("%s\n", text);
-        } else if (!strcmp(buf, "ok")) {
-            if (!v->json && strcmp(text, "status")) printf("%s\n", text);
-            rc = 0;
-        } else if (!strcmp(buf, "error")) {
-            fprintf(stderr, "sluice keys: %s\n", text);
-            rc = 1;
-        }
-        /* other kinds: from a newer broker; ignored */
-    }
-    if (v->bar_shown) fputc('\n', stderr);
-    if (rc < 0) {
-        fprintf(stderr, "sluice keys: the broker closed the connection without an answer "
-                        "(stopped, or the command was refused)\n");
-        rc = 1;
-    }
-    free(buf);
-    fclose(in);
-    return rc;
 }
 
 /* An interactive shred asks for the name, the way a person must slow down to type it. */
@@ -326,6 +257,15 @@ static bool confirm_on_tty(const char *topic) {
     return !strcmp(ans, topic);
 }
 
+/* A word the control protocol carries as it is: printable ASCII, no space. */
+static bool word_ok(const char *s, size_t max) {
+    size_t n = strlen(s);
+    if (!n || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] > '~') return false;
+    return true;
+}
+
 int sl_cli_keys(int argc, char **argv) {
     if (argc < 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
         fputs(k_keys_usage, argc < 1 ? stderr : stdout);
@@ -333,12 +273,13 @@ int sl_cli_keys(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     const char *cmd = argv[0], *cfg_path = NULL, *sock = NULL, *topic = NULL, *version = NULL,
-               *yes = NULL;
-    bool json = false, new_tk = false;
+               *yes = NULL, *field = NULL, *subject = NULL, *token_key = NULL, *token = NULL;
+    bool json = false, new_tk = false, fields = false;
     bool status = !strcmp(cmd, "status"), rotate = !strcmp(cmd, "rotate"),
          rewrap = !strcmp(cmd, "rewrap"), retire = !strcmp(cmd, "retire"),
-         reenc = !strcmp(cmd, "reencrypt"), shred = !strcmp(cmd, "shred");
-    if (!status && !rotate && !rewrap && !retire && !reenc && !shred)
+         reenc = !strcmp(cmd, "reencrypt"), shred = !strcmp(cmd, "shred"),
+         create = !strcmp(cmd, "create"), forget = !strcmp(cmd, "forget");
+    if (!status && !rotate && !rewrap && !retire && !reenc && !shred && !create && !forget)
         return usage_error("unknown subcommand");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -352,6 +293,14 @@ int sl_cli_keys(int argc, char **argv) {
         } else if (!strcmp(a, "--new-topic-key") && reenc) {
             new_tk = true;
             continue;
+        } else if (!strcmp(a, "--fields") && rotate) {
+            /* The key name is optional: absent, every field key of the policy. */
+            fields = true;
+            if (v && v[0] != '-') {
+                field = v;
+                i++;
+            }
+            continue;
         } else if (!v) {
             return usage_error("unexpected argument or missing value");
         } else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
@@ -364,6 +313,14 @@ int sl_cli_keys(int argc, char **argv) {
             version = v;
         } else if (!strcmp(a, "--yes-destroy-all-data-of-topic") && shred) {
             yes = v;
+        } else if (!strcmp(a, "--field") && create) {
+            field = v;
+        } else if (!strcmp(a, "--subject") && forget) {
+            subject = v;
+        } else if (!strcmp(a, "--token-key") && forget) {
+            token_key = v;
+        } else if (!strcmp(a, "--subject-token") && forget) {
+            token = v;
         } else {
             return usage_error("unexpected argument");
         }
@@ -375,6 +332,19 @@ int sl_cli_keys(int argc, char **argv) {
     if (shred && !topic) return usage_error("shred needs --topic");
     if (topic && (!topic[0] || strlen(topic) > 249 || strpbrk(topic, " \t\r\n")))
         return usage_error("invalid topic name");
+    if (create && !field) return usage_error("create needs --field NAME");
+    if (field && !sl_fc_keyname_ok(field, strlen(field)))
+        return usage_error("a field key name is 1-64 characters of A-Z a-z 0-9 _ -");
+    if (token_key && !sl_fc_keyname_ok(token_key, strlen(token_key)))
+        return usage_error("a field key name is 1-64 characters of A-Z a-z 0-9 _ -");
+    if (forget && !subject == !token)
+        return usage_error("forget needs --subject ID or --subject-token TOKEN");
+    if (token && token_key) return usage_error("--token-key goes with --subject, not a token");
+    /* The hex of the id and the command word fit one control line. */
+    if (subject && (!subject[0] || strlen(subject) > (SL_CTL_LINE_MAX - 128) / 2))
+        return usage_error("--subject must be 1-1984 bytes");
+    if (token && !word_ok(token, SL_FC_TOKEN_STR_MAX))
+        return usage_error("--subject-token is a token string (tok1.KEY.VER.MAC)");
     if (shred) {
         if (yes && strcmp(yes, topic))
             return usage_error("--yes-destroy-all-data-of-topic must repeat the --topic name");
@@ -385,30 +355,37 @@ int sl_cli_keys(int argc, char **argv) {
     }
 
     char path[SL_CFG_STR_MAX + 32];
-    if (sock) {
-        snprintf(path, sizeof path, "%s", sock);
-    } else {
-        sl_config cfg;
-        sl_config_defaults(&cfg);
-        char err[512];
-        if (cfg_path && sl_config_load(&cfg, cfg_path, err, sizeof err)) {
-            fprintf(stderr, "sluice keys: %s\n", err);
-            return 2;
-        }
-        sl_ctl_socket_path(&cfg, path, sizeof path);
-    }
+    int rc = sl_cli_ctl_socket("sluice keys", cfg_path, sock, path, sizeof path);
+    if (rc) return rc;
     char req[SL_CTL_LINE_MAX];
-    if (status)
+    if (status) {
         snprintf(req, sizeof req, "status%s%s", topic ? " " : "", topic ? topic : "");
-    else if (rotate || rewrap)
+    } else if (rotate && fields) {
+        snprintf(req, sizeof req, "field-rotate%s%s", field ? " " : "", field ? field : "");
+    } else if (rotate || rewrap) {
         snprintf(req, sizeof req, "%s", cmd);
-    else if (retire)
+    } else if (retire) {
         snprintf(req, sizeof req, "retire %s", version);
-    else if (reenc)
+    } else if (reenc) {
         snprintf(req, sizeof req, "reencrypt%s%s%s", topic ? " " : "", topic ? topic : "",
                  new_tk ? " +new-topic-key" : "");
-    else
+    } else if (create) {
+        snprintf(req, sizeof req, "field-create %s", field);
+    } else if (forget && token) {
+        snprintf(req, sizeof req, "forget-token %s", token);
+    } else if (forget) {
+        /* The clear id travels hex-encoded: any bytes, and never split into words. */
+        size_t off = (size_t)snprintf(req, sizeof req, "forget ");
+        for (const unsigned char *s = (const unsigned char *)subject; *s; s++, off += 2)
+            snprintf(req + off, sizeof req - off, "%02x", *s);
+        if (token_key) snprintf(req + off, sizeof req - off, " %s", token_key);
+    } else {
         snprintf(req, sizeof req, "shred %s %s", topic, topic);
-    view v = {.json = json, .tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO)};
-    return exchange(path, req, &v);
+    }
+    sl_cli_ctl_view v = {.prog = "sluice keys",
+                         .json = json,
+                         .tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO),
+                         .ok_quiet = "status",
+                         .on_json = print_status};
+    return sl_cli_ctl_exchange(path, req, &v);
 }

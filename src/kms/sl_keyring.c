@@ -31,6 +31,19 @@ void sl_keyring_path(const sl_config *cfg, char *out, size_t n) {
         snprintf(out, n, "%s/sluice-keyring", cfg->log_dirs);
 }
 
+size_t sl_keyring_tk_context(uint8_t out[SL_KEYRING_TKCTX_MAX], const uint8_t id[16],
+                             uint32_t version) {
+    static const char pfx[] = "sluice/tk/v1";
+    size_t n = sizeof pfx - 1;
+    memcpy(out, pfx, n);
+    memcpy(out + n, id, 16);
+    out[n + 16] = (uint8_t)(version >> 24);
+    out[n + 17] = (uint8_t)(version >> 16);
+    out[n + 18] = (uint8_t)(version >> 8);
+    out[n + 19] = (uint8_t)version;
+    return n + 20;
+}
+
 /* The old file is open while its replacement is renamed over it; its blocks are then zeroed
  * through that descriptor, after the new file is durable, so a crash never loses both. */
 sl_err sl_keyring_replace_file(const char *dir, const char *name, const void *p, size_t n) {

@@ -54,6 +54,14 @@ typedef struct sl_keyring {
 /* The keyring path: sluice.kms.keyring.file or <log.dirs>/sluice-keyring. */
 void sl_keyring_path(const sl_config *cfg, char *out, size_t n);
 
+/* The context a topic key (or field key) version is wrapped under by the KMS: "sluice/tk/v1" |
+ * id | version (big-endian). It binds the wrapped bytes to the id and the version, so an entry
+ * moved or relabelled does not unwrap. One definition for the key service and sl_keyreader.
+ * Returns the length written into out[SL_KEYRING_TKCTX_MAX]. */
+#define SL_KEYRING_TKCTX_MAX 48
+size_t sl_keyring_tk_context(uint8_t out[SL_KEYRING_TKCTX_MAX], const uint8_t id[16],
+                             uint32_t version);
+
 /* Replaces dir/name with n bytes at p (0600; write, fsync, rename, fsync the directory) and then
  * overwrites the blocks of the file it replaced with zeros: a destroyed key must not linger in
  * freed blocks of the old file (best effort: copy-on-write filesystems and SSD wear levelling

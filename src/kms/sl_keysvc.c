@@ -130,8 +130,9 @@ struct sl_keysvc {
 
     pthread_mutex_t kms_mu, kr_mu, mu;
     pthread_cond_t cv;
-    sl_keyring kr;    /* kr_mu */
-    bool save_queued; /* mu */
+    pthread_cond_t done_cv; /* mu: something was posted to the done list (local-provider waits) */
+    sl_keyring kr;          /* kr_mu */
+    bool save_queued;       /* mu */
 
     pthread_t thread;
     bool started;
@@ -158,6 +159,9 @@ struct sl_keysvc {
 static const uint8_t k_zero[16];
 
 static bool is_sys(const uint8_t id[16]) { return !memcmp(id, k_zero, 16); }
+/* A field key's id (sl_fkeys_id in protect/sl_fkeys.h: byte 0 forced to 0xFF). Only these leave
+ * the service as raw bytes (sl_keysvc_key_get): topic keys and the system key never do. */
+static bool is_field(const uint8_t id[16]) { return id[0] == 0xFF; }
 
 static void be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
@@ -173,14 +177,9 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* The context a topic key is wrapped under by the KMS: it binds the wrapped bytes to the topic
- * and the version, so a keyring entry moved or relabelled does not unwrap. */
-static size_t tk_context(uint8_t out[48], const uint8_t topic[16], uint32_t version) {
-    static const char pfx[] = "sluice/tk/v1";
-    memcpy(out, pfx, sizeof pfx - 1);
-    memcpy(out + sizeof pfx - 1, topic, 16);
-    be32(out + sizeof pfx - 1 + 16, version);
-    return sizeof pfx - 1 + 16 + 4;
+static size_t tk_context(uint8_t out[SL_KEYRING_TKCTX_MAX], const uint8_t topic[16],
+                         uint32_t version) {
+    return sl_keyring_tk_context(out, topic, version);
 }
 
 static size_t dek_context(uint8_t out[64], const uint8_t topic[16], int32_t partition,
@@ -269,6 +268,7 @@ static void post_done(sl_keysvc *ks, job *j) {
     pthread_mutex_lock(&ks->mu);
     *ks->done_tail = j;
     ks->done_tail = &j->next;
+    pthread_cond_broadcast(&ks->done_cv);
     pthread_mutex_unlock(&ks->mu);
     uint64_t one = 1;
     while (write(ks->efd, &one, sizeof one) < 0 && errno == EINTR) {
@@ -327,7 +327,7 @@ static void observe(int op, sl_err e, int64_t ns) {
 static sl_err kms_wrap(sl_keysvc *ks, const sl_kms_keyref *kek, const uint8_t topic[16],
                        uint32_t tkver, const uint8_t *tk, uint8_t *out, size_t *outlen,
                        const char *reason) {
-    uint8_t ctx[48];
+    uint8_t ctx[SL_KEYRING_TKCTX_MAX];
     size_t cl = tk_context(ctx, topic, tkver);
     char err[200] = "";
     int64_t t0 = mono_ns();
@@ -342,7 +342,7 @@ static sl_err kms_wrap(sl_keysvc *ks, const sl_kms_keyref *kek, const uint8_t to
 
 static sl_err kms_unwrap(sl_keysvc *ks, const sl_kms_keyref *kek, const uint8_t topic[16],
                          const sl_kr_tk *w, uint8_t *tk, const char *reason) {
-    uint8_t ctx[48];
+    uint8_t ctx[SL_KEYRING_TKCTX_MAX];
     size_t cl = tk_context(ctx, topic, w->version);
     char err[200] = "";
     size_t ol = 0;
@@ -616,16 +616,17 @@ static void enqueue(sl_keysvc *ks, job *j) {
     pthread_mutex_unlock(&ks->mu);
 }
 
-/* Loop: starts loading (topic, version) unless a load is in flight already. */
-static void queue_load(sl_keysvc *ks, const uint8_t topic[16], uint32_t version,
+/* Loop: starts loading (topic, version) unless a load is in flight already. False when none is
+ * (the pending table is full, or out of memory): a later miss retries. */
+static bool queue_load(sl_keysvc *ks, const uint8_t topic[16], uint32_t version,
                        const char *reason) {
     for (int i = 0; i < ks->npending; i++)
         if (!memcmp(ks->pending[i].topic, topic, 16) &&
             (ks->pending[i].version == version || !ks->pending[i].version || !version))
-            return;
-    if (ks->npending >= MAX_PENDING) return; /* retried on a later miss */
+            return true;
+    if (ks->npending >= MAX_PENDING) return false; /* retried on a later miss */
     job *j = calloc(1, sizeof *j);
-    if (!j) return;
+    if (!j) return false;
     j->kind = J_LOAD;
     memcpy(j->topic, topic, 16);
     j->version = version;
@@ -634,6 +635,7 @@ static void queue_load(sl_keysvc *ks, const uint8_t topic[16], uint32_t version,
     ks->pending[ks->npending].version = version;
     ks->npending++;
     enqueue(ks, j);
+    return true;
 }
 
 static void pending_done(sl_keysvc *ks, const uint8_t topic[16], uint32_t version) {
@@ -792,6 +794,11 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
     pthread_mutex_init(&ks->mu, NULL);
     pthread_mutex_init(&ks->sys_mu, NULL);
     pthread_cond_init(&ks->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ks->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
     ks->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     sl_keyring_path(cfg, ks->kr_path, sizeof ks->kr_path);
     split_path(ks->kr_path, ks->kr_dir, sizeof ks->kr_dir, ks->kr_name, sizeof ks->kr_name);
@@ -910,6 +917,7 @@ void sl_keysvc_close(sl_keysvc *ks) {
     pthread_mutex_destroy(&ks->mu);
     pthread_mutex_destroy(&ks->sys_mu);
     pthread_cond_destroy(&ks->cv);
+    pthread_cond_destroy(&ks->done_cv);
     free(ks);
 }
 
@@ -1661,8 +1669,13 @@ void sl_keysvc_status_json(sl_keysvc *ks, sl_text *out) {
         const sl_kr_topic *t = &ks->kr.topics[i];
         char hex[33];
         sl_uuid_hex(t->id, hex);
-        sl_text_printf(out, "%s{\"id\":\"%s\",\"system\":%s,\"shredded\":%s,\"versions\":[",
+        /* "field": a field key (protect/sl_fkeys.h), not a topic: readers of this status must
+         * not report it as a topic missing from the registry. */
+        sl_text_printf(out,
+                       "%s{\"id\":\"%s\",\"system\":%s,\"field\":%s,\"shredded\":%s,"
+                       "\"versions\":[",
                        i ? "," : "", hex, is_sys(t->id) ? "true" : "false",
+                       is_field(t->id) ? "true" : "false",
                        t->shredded || t->shred_pending ? "true" : "false");
         for (int k = 0; k < t->ntks; k++) {
             uint8_t ck[32];
@@ -1687,4 +1700,67 @@ void sl_keysvc_on_shred(sl_keysvc *ks, void (*fn)(void *ctx, const uint8_t topic
     if (!ks) return;
     ks->on_shred = fn;
     ks->on_shred_ctx = ctx;
+}
+
+/* ---- field keys (other keys of the keyring) ---- */
+
+/* Loop, local provider only: waits (at most sluice.kms.timeout.ms) for the worker to post the
+ * load of (id, version) that queue_load asked for, as the topics module waits for a topic key
+ * the loop needs (ensure_blocking): the loop itself makes no provider call. The key is then
+ * adopted from the done list by tk_lookup. The load's result, SL_OK when it was not found. */
+static sl_err wait_load(sl_keysvc *ks, const uint8_t id[16], uint32_t version) {
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    int64_t ns = dl.tv_nsec + (ks->timeout_ms > 0 ? ks->timeout_ms : 1000) * 1000000;
+    dl.tv_sec += ns / 1000000000;
+    dl.tv_nsec = ns % 1000000000;
+    sl_err r = SL_EKEY_UNAVAILABLE;
+    pthread_mutex_lock(&ks->mu);
+    for (;;) {
+        bool found = false;
+        for (job *j = ks->done; j && !found; j = j->next)
+            if (j->kind == J_LOAD && j->version == version && !memcmp(j->topic, id, 16)) {
+                found = true;
+                r = j->result;
+            }
+        if (found || pthread_cond_timedwait(&ks->done_cv, &ks->mu, &dl) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&ks->mu);
+    return r;
+}
+
+sl_err sl_keysvc_key_get(sl_keysvc *ks, const uint8_t id[16], uint32_t version, uint8_t out[32],
+                         uint32_t *outv) {
+    if (!ks || !is_field(id)) return SL_ENOTFOUND;
+    pthread_mutex_lock(&ks->kr_mu);
+    sl_kr_topic *t = sl_keyring_topic(&ks->kr, id);
+    bool shredded = t && (t->shredded || t->shred_pending);
+    uint32_t v = version ? version : current_tk_locked(&ks->kr, id);
+    bool have = v && sl_keyring_tk(t, v) != NULL;
+    pthread_mutex_unlock(&ks->kr_mu);
+    if (shredded) return SL_EKEY_DESTROYED;
+    if (!have) return SL_ENOTFOUND; /* never queue_load(..., 0): that would create version 1 */
+    const uint8_t *tk = tk_lookup(ks, id, v);
+    if (!tk) {
+        if (!queue_load(ks, id, v, "cache miss")) return SL_EKEY_UNAVAILABLE;
+        if (!sl_keysvc_provider_is_local(ks)) return SL_EKEY_UNAVAILABLE;
+        sl_err e = wait_load(ks, id, v);
+        if (e == SL_EKEY_DESTROYED) return e;
+        tk = tk_lookup(ks, id, v);
+        if (!tk) return SL_EKEY_UNAVAILABLE;
+    }
+    memcpy(out, tk, 32);
+    if (outv) *outv = v;
+    return SL_OK;
+}
+
+int sl_keysvc_key_versions(sl_keysvc *ks, const uint8_t id[16], uint32_t *versions, int cap) {
+    if (!ks || !is_field(id)) return 0;
+    int n = 0;
+    pthread_mutex_lock(&ks->kr_mu);
+    sl_kr_topic *t = sl_keyring_topic(&ks->kr, id);
+    if (t && !t->shredded && !t->shred_pending)
+        for (int i = 0; i < t->ntks && n < cap; i++) versions[n++] = t->tks[i].version;
+    pthread_mutex_unlock(&ks->kr_mu);
+    return n;
 }

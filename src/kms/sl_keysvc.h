@@ -137,8 +137,9 @@ int sl_keysvc_key_versions(sl_keysvc *ks, const uint8_t id[16], uint32_t *versio
 
 /* Read-only access to the keyring without a running key service (libsluice, `sluice protect`
  * filters on the broker's host): opens the provider `cfg` names and reads the keyring file
- * (sl_keyring_path), rereading it when it changed on disk. Blocking, one thread at a time;
- * never writes the keyring. Caller owns *out. */
+ * (sl_keyring_path), rereading it when it changed on disk (looked at most every 200 ms, and at
+ * once on a miss or a failed unwrap: a rotation or shred reaches it that late). Blocking, one
+ * thread at a time; never writes the keyring. Caller owns *out. */
 typedef struct sl_keyreader sl_keyreader;
 sl_err sl_keyreader_open(const sl_config *cfg, sl_keyreader **out, char *err, size_t errlen);
 /* As sl_keysvc_key_get, calling the provider to unwrap (SL_EKMS_* on its failure). */

@@ -30,6 +30,7 @@
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_fprot.h"
 #include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
 #include "guard/sl_guard.h"
@@ -581,6 +582,37 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     sl_prom_sample_u64(t, "sluice_encryption_tamper_total", NULL, ks.tamper);
     scalar(t, "sluice_keys_cached", "gauge", "Topic keys and DEKs unwrapped in the caches now.",
            (double)ks.keys_cached);
+
+    /* Field protection: process-wide counters kept by the protect stage (sl_fprot.h). */
+    sl_fprot_stats fs;
+    sl_fprot_stats_get(&fs);
+    static const char *const fp_ops[2] = {"protect", "reveal"};
+    sl_prom_family(
+        t, "sluice_protect_records_total", "counter",
+        "Records rewritten by field protection: protected on produce, revealed on fetch.");
+    for (int i = 0; i < 2; i++) {
+        const char *labels[] = {"op", fp_ops[i], NULL};
+        sl_prom_sample_u64(t, "sluice_protect_records_total", labels, fs.records[i]);
+    }
+    sl_prom_family(t, "sluice_protect_fields_total", "counter",
+                   "Field values protected on produce, or shown in a granted view on fetch.");
+    for (int i = 0; i < 2; i++) {
+        const char *labels[] = {"op", fp_ops[i], NULL};
+        sl_prom_sample_u64(t, "sluice_protect_fields_total", labels, fs.fields[i]);
+    }
+    sl_prom_family(t, "sluice_protect_rejected_total", "counter",
+                   "Produced records refused (INVALID_RECORD) because a rule could not apply.");
+    sl_prom_sample_u64(t, "sluice_protect_rejected_total", NULL, fs.rejected);
+    sl_prom_family(t, "sluice_protect_reveal_failed_total", "counter",
+                   "Encrypted values a granted consumer got as stored: they did not decrypt "
+                   "(forgotten subject, destroyed key, tampered).");
+    sl_prom_sample_u64(t, "sluice_protect_reveal_failed_total", NULL, fs.reveal_failed);
+    sl_prom_family(t, "sluice_protect_policy_reloads_total", "counter",
+                   "Field protection policy loads by result (an error keeps the previous policy).");
+    for (int i = 0; i < 2; i++) {
+        const char *labels[] = {"result", i ? "error" : "ok", NULL};
+        sl_prom_sample_u64(t, "sluice_protect_policy_reloads_total", labels, fs.reloads[i]);
+    }
 
     scalar(t, "sluice_start_time_seconds", "gauge",
            "When the broker started (seconds since the "

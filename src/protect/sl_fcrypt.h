@@ -71,8 +71,8 @@ size_t sl_fc_mask_apply(const sl_fc_mask *m, const uint8_t *in, size_t n, uint8_
 
 /* ---- keys ---- */
 /* The derived keys for one field key version and (optionally) one data subject, with OpenSSL
- * contexts made once so a record costs no key schedule. Owns copies of the derived keys in
- * locked memory (sl_secmem) when available, cleansed on free. Used by one thread at a time. */
+ * contexts made once so a record costs no key schedule. The derived keys live only in those
+ * contexts (no raw copy: nothing re-keys), cleansed on free. Used by one thread at a time. */
 typedef struct sl_fc_key sl_fc_key;
 
 /* `key` (32 bytes), `name`/`version` (the field key's), `subject_key` (32 bytes or NULL) and

@@ -71,7 +71,7 @@ typedef struct sl_jrw_out {
  * rewrite, which returns it. */
 typedef sl_err (*sl_jrw_fn)(void *arg, int path, const sl_jval *v, sl_jrw_out *out);
 
-/* Rewrites the JSON document in[0..len) against paths[0..npaths). On success *out, *outlen is
+/* Rewrites the JSON document in[0..len) against paths[0..npaths). On success *out and *outlen are
  * the result (in `a`, or `in` itself when nothing was replaced or removed: *changed false).
  * Errors: SL_ECORRUPT when the input is not one valid JSON document (nothing is called after
  * the error is found... the callback may already have run for earlier values: the caller

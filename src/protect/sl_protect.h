@@ -86,7 +86,7 @@ sl_err sl_reveal_record(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, s
  * whose records change are decompressed (at most `max_inflate` bytes), rewritten and rebuilt
  * with the same codec, attributes, base offset, partition leader epoch, last offset delta,
  * timestamps, producer id, epoch and base sequence, then resealed (CRC). Control batches are
- * left alone. *data/*len are replaced (in `a`) and *rewritten set when anything changed.
+ * left alone. *data and *len are replaced (in `a`) and *rewritten set when anything changed.
  * Subject keys created are made durable (sl_fkeys_sync) before returning. Errors as
  * sl_protect_record's (the first record that fails fails the set); SL_ETOOLARGE (decompressed
  * size). */

@@ -54,6 +54,19 @@ void sl_batch_seal(uint8_t *b, size_t total, int16_t attributes, int32_t count, 
     sl_be32(b + SL_BATCH_CRC, sl_crc32c(0, b + SL_BATCH_ATTRIBUTES, total - SL_BATCH_ATTRIBUTES));
 }
 
+void sl_batch_reseal_like(uint8_t *b, size_t total, const sl_batch_info *like) {
+    sl_be64(b + SL_BATCH_BASE_OFFSET, (uint64_t)like->base_offset);
+    sl_be32(b + SL_BATCH_LEADER_EPOCH, (uint32_t)like->leader_epoch);
+    sl_be16(b + SL_BATCH_ATTRIBUTES, (uint16_t)like->attributes);
+    sl_be32(b + SL_BATCH_LAST_OFFSET_DELTA, (uint32_t)like->last_offset_delta);
+    sl_be64(b + SL_BATCH_BASE_TIMESTAMP, (uint64_t)like->base_timestamp);
+    sl_be64(b + SL_BATCH_MAX_TIMESTAMP, (uint64_t)like->max_timestamp);
+    sl_be64(b + SL_BATCH_PRODUCER_ID, (uint64_t)like->producer_id);
+    sl_be16(b + SL_BATCH_PRODUCER_EPOCH, (uint16_t)like->producer_epoch);
+    sl_be32(b + SL_BATCH_BASE_SEQUENCE, (uint32_t)like->base_sequence);
+    sl_be32(b + SL_BATCH_CRC, sl_crc32c(0, b + SL_BATCH_ATTRIBUTES, total - SL_BATCH_ATTRIBUTES));
+}
+
 int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
                               int64_t max_batch_bytes, int *nbatches) {
     int n = 0;

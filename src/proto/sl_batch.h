@@ -63,6 +63,13 @@ bool sl_batch_crc_ok(const uint8_t *p, size_t len);
 void sl_batch_seal(uint8_t *b, size_t total, int16_t attributes, int32_t count, int64_t base_ts,
                    int64_t max_ts);
 
+/* Gives the batch b[0..total) (just sealed, e.g. by sl_rec_builder_seal, with the same records
+ * count) every header field of `like` but its length, CRC and record count: base offset, leader
+ * epoch, attributes (all bits), last offset delta, timestamps, producer id, epoch and base
+ * sequence; then recomputes the CRC. Field protection rebuilds a producer's batch this way so
+ * idempotence and transactions see the batch they sent. */
+void sl_batch_reseal_like(uint8_t *b, size_t total, const sl_batch_info *like);
+
 /* Validates the record set of one produce partition: a sequence of whole magic-2 batches.
  * Returns a Kafka error code (0 when every batch is acceptable): CORRUPT_MESSAGE for bad
  * framing or CRC, UNSUPPORTED_COMPRESSION_TYPE for zstd below Produce v7 or an unknown codec,

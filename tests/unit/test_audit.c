@@ -671,3 +671,51 @@ SL_TEST(audit_rotates_by_age) {
     CHECK(system(cmd) == 0);
     rm_rf(dir);
 }
+
+/* Field protection: a reveal is recorded whatever the enabled types (who saw protected fields in
+ * clear must be in the trail); a grant is management, left out when management is not enabled.
+ * Neither carries a value: names, views and counts only. */
+SL_TEST(audit_protect_reveal_always_recorded) {
+    trail t;
+    CHECK(trail_open(&t, 0));
+    sl_audit_free(t.a);
+    char err[256];
+    CHECK(sl_config_set(&g_cfg, "sluice.audit.enabled.event.types", "lifecycle", err, sizeof err) ==
+          SL_OK);
+    sl_audit_env env = {.loop = t.loop, .hub = &t.hub, .cluster_id = "c1", .node_id = 7};
+    CHECK(sl_audit_new(&g_cfg, &env, &t.a, err, sizeof err) == SL_OK);
+    sl_events_emit(&t.hub, &(sl_event){.kind = SL_EV_PROTECT,
+                                       .principal = "User:fraud",
+                                       .peer = "10.0.0.3:4000",
+                                       .listener = "SASL_SSL",
+                                       .conn_id = 9,
+                                       .protect = {.op = "reveal",
+                                                   .topic = "payments",
+                                                   .partition = 2,
+                                                   .field = "value.card_number",
+                                                   .view = "mask",
+                                                   .count = 5,
+                                                   .failed = 1,
+                                                   .success = true}});
+    sl_events_emit(&t.hub, &(sl_event){.kind = SL_EV_PROTECT,
+                                       .principal = "Local:uid=0,pid=1",
+                                       .protect = {.op = "grant",
+                                                   .topic = "payments",
+                                                   .partition = -1,
+                                                   .field = "*",
+                                                   .view = "reveal",
+                                                   .target = "User:payments",
+                                                   .success = true}});
+    trail_close(&t);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "cat %s/*.jsonl | grep '\"operation\":\"protect:reveal\"' | grep '\"class_uid\":6003' "
+             "| grep '\"name\":\"value.card_number\",\"data\":{\"view\":\"mask\"}' "
+             "| grep '\"name\":\"payments\",\"data\":{\"partition\":2}' "
+             "| grep '\"failed\":1' | grep -c '\"uid\":\"User:fraud\"' | grep -qx 1",
+             t.audit);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "cat %s/*.jsonl | grep -c 'protect:grant' | grep -qx 0", t.audit);
+    CHECK(system(cmd) == 0);
+    rm_rf(t.dir);
+}
