@@ -478,9 +478,8 @@ static sl_err protect_whole(plan *p, int ri, sl_bytes *b, bool *drop, bool *chan
         break;
     }
     case SL_PA_REDACT:
-        /* sl_policy.h: a redacted whole header is dropped (with or without remove): a header
-         * left with a null value would still say the record had one. */
-        if (r->target.part == SL_PP_HEADER) *drop = true;
+        /* A whole header: null, or dropped with remove (docs/field-protection.md). */
+        if (r->remove && r->target.part == SL_PP_HEADER) *drop = true;
         *b = SL_BYTES_NULL;
         break;
     case SL_PA_TOKEN: {

@@ -418,8 +418,9 @@ SL_TEST(protect_record_keyless_key_headers_whole) {
     CHECK_EQ(sl_protect_record(whole, e.k, e.a, &w, NULL, why, sizeof why), SL_OK);
     CHECK(w.value.len > 12 && !memcmp(w.value.p, "sl1.g.pii.1.-.", 14));
     CHECK(w.key.len > 10 && !memcmp(w.key.p, "tok1.tok.1.", 11));
-    CHECK_EQ(w.nheaders, 1); /* a redacted whole header is dropped */
-    CHECK(h2[0].value.len == 6 && !memcmp(h2[0].value.p, "****ef", 6));
+    CHECK_EQ(w.nheaders, 2); /* a redacted whole header is null (dropped with remove) */
+    CHECK(h2[0].value.len == -1 && h2[0].key.len == 2);
+    CHECK(h2[1].value.len == 6 && !memcmp(h2[1].value.p, "****ef", 6));
     sl_bytes enc = w.value;
     sl_prec again = w;
     CHECK_EQ(sl_protect_record(whole, e.k, e.a, &again, NULL, why, sizeof why), SL_OK);
