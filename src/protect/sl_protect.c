@@ -63,8 +63,8 @@ typedef struct plan {
     const ppart *part; /* the part being rewritten (callbacks) */
     sl_err cb_err;     /* what the callback returned, to tell it from a document error */
     int64_t fields, failed, subjects;
-    sl_pcount *cnt;
     sl_prule_count *rc;
+    sl_prule_count *rc_save; /* per path of the part being rewritten: rc before it */
     char *why;
     size_t whylen;
 } plan;
@@ -227,7 +227,9 @@ static sl_err plan_init(plan *p, const sl_ptopic *t, sl_fkeys *k, sl_arena *a, b
     p->vtok = sl_arena_calloc(a, (size_t)n, sizeof *p->vtok);
     p->rd = sl_arena_calloc(a, (size_t)n, sizeof *p->rd);
     p->wr = sl_arena_calloc(a, (size_t)n, sizeof *p->wr);
-    if (!pidx || !p->parts || !p->cur || !p->vtok || !p->rd || !p->wr) return SL_ENOMEM;
+    p->rc_save = sl_arena_alloc(a, sizeof *p->rc_save * (size_t)n);
+    if (!pidx || !p->parts || !p->cur || !p->vtok || !p->rd || !p->wr || !p->rc_save)
+        return SL_ENOMEM;
     /* Which part each active rule goes to, and how many paths/wholes per part. */
     for (int i = 0; i < n; i++) {
         const sl_prule *r = &t->rules[i];
@@ -644,6 +646,8 @@ static sl_err do_part(plan *p, const ppart *pp, sl_bytes *b, bool *drop, bool *c
         size_t ol;
         bool ch = false;
         int64_t fields = p->fields, failed = p->failed;
+        if (p->rc)
+            for (int i = 0; i < pp->npaths; i++) p->rc_save[i] = p->rc[pp->prule[i]];
         p->part = pp;
         p->cb_err = SL_OK;
         e = sl_jrewrite(pp->paths, pp->npaths, b->p, (size_t)b->len, p->a,
@@ -652,6 +656,8 @@ static sl_err do_part(plan *p, const ppart *pp, sl_bytes *b, bool *drop, bool *c
             /* Values seen before the error was found are not rewritten after all. */
             p->fields = fields;
             p->failed = failed;
+            if (p->rc)
+                for (int i = 0; i < pp->npaths; i++) p->rc[pp->prule[i]] = p->rc_save[i];
             if (e == p->cb_err || e == SL_ENOMEM) return e;
             if (!p->reveal) {
                 char nm[200];

@@ -278,6 +278,20 @@ SL_TEST(protect_record_scenario_and_views) {
     CHECK_EQ(sl_reveal_record(t, one, e.k, e.a, &o, NULL, NULL), SL_OK);
     CHECK(has(o.value, "\"ssn\":\"123-45-6789\""));
     CHECK(!has(o.value, "4111") && !has(o.value, "Ada"));
+
+    /* A stored value that turns out not to be JSON after its ciphertexts: nothing shown, nothing
+     * counted. */
+    uint8_t *cut = sl_arena_dup(e.a, stored, (size_t)stored_len);
+    cut[stored_len - 1] = ','; /* the closing brace */
+    sl_prec bad = {.key = SL_BYTES_NULL, .value = {cut, stored_len}};
+    sl_prule_count rc2[16] = {{0}};
+    sl_pcount c2 = {0};
+    CHECK_EQ(sl_reveal_record(t, views_all(&e, t, SL_VIEW_REVEAL), e.k, e.a, &bad, &c2, rc2),
+             SL_OK);
+    CHECK(bad.value.p == cut);
+    CHECK_EQ(c2.fields, 0);
+    CHECK_EQ(c2.changed, 0);
+    CHECK_EQ(rc2[rule_index(t, "value.card_number")].shown, 0);
     env_close(&e);
 }
 
