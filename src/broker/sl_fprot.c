@@ -10,10 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The engine's headers as agreed hold a nested comment opener ("*data/" "*len") that the
- * engine's own commit is expected to fix; until then it must not fail this file's build. */
-#pragma GCC diagnostic ignored "-Wcomment"
-
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
