@@ -5,12 +5,16 @@
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
 #   bench/run_matrix.sh --smoke         seconds: PLAINTEXT and mock rows, 1 partition, tiny counts;
 #                                       exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_plaintext mock nats"  --partitions "1 8"
-#            --count N (messages per throughput run)  --secs S (per fixed-rate run)  --out FILE
-#            --e2e-linger MS (producer linger.ms in the fixed-rate latency runs; default 1,
-#            "default" keeps librdkafka's 5 ms, which then is the latency floor)
+#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext mock nats"
+#            --partitions "1 8"  --count N (messages per throughput run)  --secs S (per fixed-rate
+#            run)  --out FILE  --e2e-linger MS (producer linger.ms in the fixed-rate latency runs;
+#            default 1, "default" keeps librdkafka's 5 ms, which then is the latency floor)
+#            --base-bin PATH (another build's sluice, e.g. from before a change: adds the row
+#            sasl_ssl_base, the sasl_ssl row served by that binary, right after sasl_ssl)
 #
-# Every row: 1 KiB incompressible messages, acks=all. Per partition count: produce at max rate
+# Every row: 1 KiB incompressible messages, acks=all; but sasl_ssl_protect stands for two rows
+# served by one broker: sasl_ssl_json and sasl_ssl_protect, 1 KiB JSON documents on a topic
+# without and with field protection (bench/conf/sasl_ssl_protect.*). Per partition count: produce at max rate
 # (broker CPU measured over this run), consume catch-up from the beginning, tailing (producer at
 # max rate and consumer at the head, in one loadgen), then end-to-end latency at 50 % and 80 % of
 # the tailing rate. Security rows are only property files (bench/conf/<row>.*.properties); a row
@@ -22,12 +26,13 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_plaintext mock nats"
+ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
 OUT=""
 E2E_LINGER=1
+BASE_BIN=${SLUICE_BASE_BIN:-}
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) SMOKE=1 ;;
@@ -37,7 +42,8 @@ while [ $# -gt 0 ]; do
     --secs) SECS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --e2e-linger) E2E_LINGER=$2; shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    --base-bin) BASE_BIN=$2; shift ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -47,6 +53,14 @@ if [ "$SMOKE" = 1 ]; then
     PARTS=1
     COUNT=20000
     SECS=1
+fi
+if [ -n "$BASE_BIN" ]; then
+    [ -x "$BASE_BIN" ] || { echo "run_matrix: --base-bin $BASE_BIN is not an executable" >&2; exit 2; }
+    case " $ROWS " in
+    *" sasl_ssl_base "*) ;;
+    *" sasl_ssl "*) ROWS=$(printf '%s\n' "$ROWS" | sed 's/\(^\| \)sasl_ssl\( \|$\)/\1sasl_ssl sasl_ssl_base\2/') ;;
+    *) ROWS="$ROWS sasl_ssl_base" ;;
+    esac
 fi
 E2E_ARGS=""
 [ "$E2E_LINGER" = default ] || E2E_ARGS="-l $E2E_LINGER"
@@ -207,21 +221,26 @@ run_phases() { # $1 row $2 partitions
     fi
 }
 
-start_sluice() { # $1 row; sets SERVER_PID ADDR; false if the broker would not start
-    local row=$1
+start_sluice() { # $1 row, $2 its configuration (default: the row's), $3 the binary (default
+    # $SLUICE); sets SERVER_PID ADDR; false if the broker would not start
+    local row=$1 conf=${2:-$1} bin=${3:-$SLUICE}
     DATA=$WORK/data-$row
     mkdir -p "$DATA"
     PORT=$(free_port)
-    fill "bench/conf/$row.broker.properties" "$WORK/$row.broker.properties"
-    fill "bench/conf/$row.client.properties" "$WORK/$row.client.properties"
+    fill "bench/conf/$conf.broker.properties" "$WORK/$row.broker.properties"
+    fill "bench/conf/$conf.client.properties" "$WORK/$row.client.properties"
     if grep -q '^sasl.username=' "$WORK/$row.client.properties"; then
         local user pw
         user=$(sed -n 's/^sasl.username=//p' "$WORK/$row.client.properties")
         pw=$(sed -n 's/^sasl.password=//p' "$WORK/$row.client.properties")
-        printf '%s\n' "$pw" | "$SLUICE" user add "$user" --store "$DATA/sluice-users" \
+        printf '%s\n' "$pw" | "$bin" user add "$user" --store "$DATA/sluice-users" \
             --mechanism SCRAM-SHA-512 --password-stdin >>"$WORK/$row.broker.log" 2>&1 || return 1
     fi
-    $PIN_SRV timeout -k 5 3600 "$SLUICE" serve -c "$WORK/$row.broker.properties" \
+    # A policy file must exist at start; protect_setup fills it in once the field keys exist.
+    if grep -q '^sluice.protect.policy.file=' "$WORK/$row.broker.properties"; then
+        printf '# filled in by run_matrix.sh once the field keys exist\n' >"$DATA/protect.policy"
+    fi
+    $PIN_SRV timeout -k 5 3600 "$bin" serve -c "$WORK/$row.broker.properties" \
         --override sluice.log.level=warn --override sluice.metrics.listener=http://127.0.0.1:0 \
         >>"$WORK/$row.broker.log" 2>&1 &
     SERVER_PID=$!
@@ -230,6 +249,34 @@ start_sluice() { # $1 row; sets SERVER_PID ADDR; false if the broker would not s
     GEN_ARGS="-F $WORK/$row.client.properties"
     CREATE=--create
     wait_port "$PORT" "$SERVER_PID"
+}
+
+# The field-protection rows' set-up on their running broker: the field keys the policy names, then
+# the policy (the broker loads it by itself: waited for through `sluice protect status`'s digest
+# of the file), then the bench user's grant to see the encrypted field in clear (so catch-up
+# consume of the protected topic measures reveal). False when any step fails.
+protect_setup() { # $1 row
+    local row=$1 conf=$WORK/$1.broker.properties pol=$DATA/protect.policy k digest ok=""
+    for k in tok pii; do
+        for _ in $(seq 1 50); do
+            "$SLUICE" keys create --field "$k" -c "$conf" >>"$WORK/$row.broker.log" 2>&1 && ok=1 && break
+            ok=""
+            sleep 0.1
+        done
+        [ -n "$ok" ] || return 1
+    done
+    cp "bench/conf/$row.policy" "$pol.tmp" && mv "$pol.tmp" "$pol" || return 1
+    digest=$(sha256sum "$pol" | cut -d' ' -f1)
+    ok=""
+    for _ in $(seq 1 100); do
+        if "$SLUICE" protect status -c "$conf" 2>>"$WORK/$row.broker.log" | grep -q "$digest"; then
+            ok=1
+            break
+        fi
+        sleep 0.1
+    done
+    [ -n "$ok" ] || return 1
+    "$SLUICE" protect grant User:bench "bench-$row-*" '*' reveal -c "$conf" >>"$WORK/$row.broker.log" 2>&1
 }
 
 start_mock() {
@@ -311,6 +358,7 @@ for row in $ROWS; do
         fi
         start_nats
         ;;
+    sasl_ssl_base) start_sluice sasl_ssl_base sasl_ssl "$BASE_BIN" ;;
     *)
         if [ ! -f "bench/conf/$row.broker.properties" ]; then
             log "no bench/conf/$row.broker.properties"
@@ -338,7 +386,32 @@ for row in $ROWS; do
         stop_server
         continue
     fi
-    for p in $PARTS; do run_phases "$row" "$p"; done
+    if [ "$row" = sasl_ssl_protect ]; then
+        if ! protect_setup "$row"; then
+            log "$row: field protection set-up failed; see below"
+            tail -5 "$WORK/$row.broker.log" >&2
+            record_na sasl_ssl_json "n/a (field protection set-up failed)"
+            record_na "$row" "n/a (field protection set-up failed)"
+            stop_server
+            continue
+        fi
+        # The same JSON records on an unprotected and a protected topic of one broker.
+        GEN_ARGS="$GEN_ARGS --json"
+        # The first row on a fresh broker tends to be favoured on a shared machine:
+        # PROTECT_FIRST=1 reverses the order, for runs in both orders.
+        for p in $PARTS; do
+            if [ "${PROTECT_FIRST:-0}" = 1 ]; then
+                run_phases "$row" "$p"
+                run_phases sasl_ssl_json "$p"
+            else
+                run_phases sasl_ssl_json "$p"
+                run_phases "$row" "$p"
+            fi
+        done
+        printf '{"row":"sasl_ssl_json","phase":"rss","peak_rss_kb":%s}\n' "$(vmhwm_kb "$(server_proc)" || echo null)" >>"$RESULTS"
+    else
+        for p in $PARTS; do run_phases "$row" "$p"; done
+    fi
     printf '{"row":"%s","phase":"rss","peak_rss_kb":%s}\n' "$row" "$(vmhwm_kb "$(server_proc)" || echo null)" >>"$RESULTS"
     stop_server
 done

@@ -7,6 +7,13 @@
  * what delivery reports are measured from. A stalled broker therefore shows up as latency of
  * every message that should have been sent during the stall (no coordinated omission).
  *
+ * With --json the messages are JSON documents of exactly -s bytes instead of random bytes: the
+ * intended time and sequence number first, then fields a field-protection policy can target
+ * (card_number, ssn, name) and a random alphanumeric pad (docs/benchmarks.md, "Field
+ * protection"):
+ *   {"ts":"<16 hex>","seq":N,"card_number":"4111-1111-1111-NNNN","ssn":"NNN-NN-NNNN",
+ *    "name":"Customer N","pad":"..."}
+ *
  * Output: one JSON line (starts with '{') then one human line, both on stdout. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -36,6 +43,7 @@ static struct {
     int linger_ms;  /* -1: client default */
     int batch_size; /* -1: client default */
     bool create, from_end;
+    bool json;      /* --json: JSON documents instead of random bytes */
     double timeout; /* hard cap on the whole run, seconds */
     int rr;         /* explicit round-robin partitioning (else the client's partitioner) */
     /* client properties in order: -F files first, then -X, as given */
@@ -106,6 +114,49 @@ static rd_kafka_conf_t *base_conf(void) {
     rd_kafka_conf_set_error_cb(c, on_error);
     for (int i = 0; i < g.nprops; i++) conf_set(c, g.props[i][0], g.props[i][1]);
     return c;
+}
+
+/* ---- JSON payloads (--json) ------------------------------------------------------------------ */
+
+#define JSON_TS_PREFIX "{\"ts\":\""
+#define JSON_MIN_LEN   160 /* the fixed fields with the widest numbers, an empty pad, "}" */
+
+/* Fills `len` bytes of `buf` with one JSON document for message `seq` intended for `ts_ns`. The
+ * pad is fresh random alphanumerics per message (about 6 bits each: what a compressor could
+ * still squeeze out is the same for both rows compared). */
+static void json_payload_fill(uint8_t *buf, size_t len, sb_rng *r, int64_t ts_ns, uint64_t seq) {
+    static const char an[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    char head[JSON_MIN_LEN];
+    int n = snprintf(head, sizeof head,
+                     JSON_TS_PREFIX
+                     "%016" PRIx64 "\",\"seq\":%" PRIu64
+                     ",\"card_number\":\"4111-1111-1111-%04u\",\"ssn\":\"%03u-%02u-%04u\","
+                     "\"name\":\"Customer %u\",\"pad\":\"",
+                     (uint64_t)ts_ns, seq, (unsigned)(seq % 10000), (unsigned)(seq % 900 + 100),
+                     (unsigned)(seq % 90 + 10), (unsigned)(seq % 10000), (unsigned)(seq % 100000));
+    if (n < 0 || (size_t)n + 2 > len) die("message size too small for --json", "");
+    memcpy(buf, head, (size_t)n);
+    size_t i = (size_t)n, end = len - 2;
+    while (i < end) {
+        uint64_t v = sb_rng_next(r);
+        for (int k = 0; k < 10 && i < end; k++, v >>= 6) buf[i++] = (uint8_t)an[(v & 63) % 62];
+    }
+    buf[len - 2] = '"', buf[len - 1] = '}';
+}
+
+/* The intended send time of a --json payload, or -1. */
+static int64_t json_payload_ts(const void *data, size_t len) {
+    const char *p = data;
+    size_t pl = sizeof JSON_TS_PREFIX - 1;
+    if (len < pl + 16 || memcmp(p, JSON_TS_PREFIX, pl)) return -1;
+    uint64_t v = 0;
+    for (size_t i = pl; i < pl + 16; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    return (int64_t)v;
 }
 
 /* ---- Producer -------------------------------------------------------------------------------- */
@@ -200,7 +251,10 @@ static prod_result run_producer(rd_kafka_t *rk) {
         int64_t due = g.rate > 0 ? t0 + (int64_t)((double)i * period) : sb_now_ns();
         if (due >= stop_at || sb_now_ns() >= deadline) break;
         if (g.rate > 0 && due > sb_now_ns()) sb_sleep_until(due);
-        sb_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
+        if (g.json)
+            json_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
+        else
+            sb_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
         int32_t part = g.rr ? (int32_t)(i % g.partitions) : RD_KAFKA_PARTITION_UA;
         /* The intended time rides in the per-message opaque: no allocation per message. */
         while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, buf, g.size, NULL, 0,
@@ -317,7 +371,8 @@ static void *consumer_run(void *arg) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     fprintf(stderr, "sl_loadgen: consume: %s\n", rd_kafka_message_errstr(m));
             } else {
-                int64_t ts = sb_payload_ts(m->payload, m->len);
+                int64_t ts = g.json ? json_payload_ts(m->payload, m->len)
+                                    : sb_payload_ts(m->payload, m->len);
                 if (ts < 0)
                     cs->bad++;
                 else
@@ -349,7 +404,8 @@ static void usage(void) {
             "  --create        create the topic with -p partitions first\n"
             "  --from-end      consume only what is produced after start (tailing)\n"
             "  --partitioner=client  leave partitioning to librdkafka (default: round robin)\n"
-            "  --label L       tag echoed in the JSON line\n");
+            "  --label L       tag echoed in the JSON line\n"
+            "  --json          JSON documents of -s bytes (card_number, ssn, name, pad)\n");
     exit(2);
 }
 
@@ -367,6 +423,7 @@ int main(int argc, char **argv) {
                                        {"from-end", no_argument, NULL, 2},
                                        {"partitioner", required_argument, NULL, 3},
                                        {"label", required_argument, NULL, 4},
+                                       {"json", no_argument, NULL, 5},
                                        {NULL, 0, NULL, 0}};
     int c;
     optind = 2;
@@ -426,6 +483,9 @@ int main(int argc, char **argv) {
         case 4:
             g.label = optarg;
             break;
+        case 5:
+            g.json = true;
+            break;
         default:
             usage();
         }
@@ -433,6 +493,7 @@ int main(int argc, char **argv) {
     if (!g.brokers || !g.topic) usage();
     if (g.partitions < 1 || g.partitions > MAX_PARTS) die("partitions out of range", "");
     if (g.size < SB_HDR_LEN) die("message size must be >= 20", "");
+    if (g.json && g.size < JSON_MIN_LEN) die("message size must be >= 160 with --json", "");
     if (!g.count && g.duration <= 0) die("give -n or -d", "");
     if (g.timeout <= 0 || g.timeout > 3600) die("-T must be in (0, 3600]", "");
     signal(SIGINT, on_signal);
@@ -486,9 +547,9 @@ int main(int argc, char **argv) {
     static const char *names[] = {"produce", "consume", "e2e"};
     printf("{\"tool\":\"sl_loadgen\",\"label\":\"%s\",\"mode\":\"%s\",\"topic\":\"%s\","
            "\"partitions\":%d,\"size\":%zu,\"acks\":\"%s\",\"compression\":\"%s\","
-           "\"rate_target\":%.0f,\"ok\":%s",
+           "\"rate_target\":%.0f,\"payload\":\"%s\",\"ok\":%s",
            g.label, names[g.mode], g.topic, g.partitions, g.size, g.acks, g.compression, g.rate,
-           ok ? "true" : "false");
+           g.json ? "json" : "random", ok ? "true" : "false");
     if (prk) {
         printf(",\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"produce_secs\":%.3f,"
                "\"produce_msgs_per_s\":%.0f,\"produce_mb_per_s\":%.2f,",

@@ -9,12 +9,16 @@ NAMES = {
     "sasl_ssl": "Sluice SASL_SSL+SCRAM-SHA-512",
     "sasl_ssl_audit_off": "Sluice SASL_SSL+SCRAM-SHA-512, audit trail off",
     "sasl_ssl_enc_off": "Sluice SASL_SSL+SCRAM-SHA-512, encryption at rest off",
+    "sasl_ssl_base": "Sluice SASL_SSL+SCRAM-SHA-512, base build (--base-bin)",
+    "sasl_ssl_json": "Sluice SASL_SSL+SCRAM-SHA-512, 1 KiB JSON, unprotected topic",
+    "sasl_ssl_protect": "Sluice SASL_SSL+SCRAM-SHA-512, 1 KiB JSON, field protection "
+                        "(mask, token, encrypt)",
     "sasl_plaintext": "Sluice SASL_PLAINTEXT+SCRAM-SHA-512",
     "mock": "librdkafka mock cluster (ref.)",
     "nats": "NATS JetStream file+TLS (ref.)",
 }
-ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_audit_off", "sasl_ssl_enc_off", "sasl_plaintext",
-         "mock", "nats"]
+ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_audit_off", "sasl_ssl_enc_off",
+         "sasl_ssl_json", "sasl_ssl_protect", "sasl_plaintext", "mock", "nats"]
 
 
 def fmt(v, nd=1):
@@ -64,7 +68,10 @@ def main():
         return x[key]
 
     out = []
-    out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible, "
+    json_rows = any(k[0] in ("sasl_ssl_json", "sasl_ssl_protect") for k in res)
+    out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible"
+               + (" (JSON rows: 1024 B JSON documents, sl_loadgen --json)" if json_rows else "")
+               + ", "
                f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run "
                f"(producer linger.ms {a.e2e_linger}). "
                f"Matrix wall time: {a.elapsed} s.")
@@ -197,6 +204,33 @@ def main():
         if r.get("bytes_per_s"):
             out.append(f"| (openssl speed {phase[4:]}, {nbytes} B, {r['version']}) | — | "
                        f"{r['bytes_per_s'] / 1e9:.2f} GB/s | — |")
+    # Field protection's cost (issue 13): the same 1 KiB JSON records on an unprotected topic and
+    # on one with three protected fields (mask, token, encrypt), one broker, one run.
+    if any(k[0] in ("sasl_ssl_protect", "sasl_ssl_json") for k in res) or \
+            "sasl_ssl_protect" in na:
+        ratio_line("field protection ≥ 0.5× unprotected, 1 KiB JSON, SASL_SSL produce",
+                   "sasl_ssl_protect", "sasl_ssl_json", 0.5)
+        for p in parts:
+            n = mbs("sasl_ssl_protect", p, "catchup", "consume_mb_per_s")
+            d = mbs("sasl_ssl_json", p, "catchup", "consume_mb_per_s")
+            if n is None or not d:
+                out.append(f"| (field protection, catch-up consume with reveal of 1 field) | {p} "
+                           f"| not measured | — |")
+            else:
+                out.append(f"| (field protection, catch-up consume with reveal of 1 field) | {p} "
+                           f"| {n / d:.2f}× ({n:.0f} / {d:.0f} MB/s) | — |")
+    # A build from before a change, same row, same run (--base-bin): unchanged within noise.
+    if any(k[0] == "sasl_ssl_base" for k in res) or "sasl_ssl_base" in na:
+        for p in parts:
+            n = mbs("sasl_ssl", p, "produce", "produce_mb_per_s")
+            d = mbs("sasl_ssl_base", p, "produce", "produce_mb_per_s")
+            label = "SASL_SSL produce unchanged vs the base build (within ±10 %)"
+            if n is None or not d:
+                out.append(f"| {label} | {p} | {na.get('sasl_ssl_base', 'not measured')} | — |")
+            else:
+                r = n / d
+                out.append(f"| {label} | {p} | {r:.2f}× ({n:.0f} / {d:.0f} MB/s) | "
+                           f"{'yes' if 0.9 <= r <= 1.1 else 'no'} |")
     ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
     ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
     ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)
