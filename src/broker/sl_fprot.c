@@ -10,10 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The engine's headers as agreed hold a nested comment opener ("*data/" "*len") that the
- * engine's own commit is expected to fix; until then it must not fail this file's build. */
-#pragma GCC diagnostic ignored "-Wcomment"
-
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -77,7 +73,7 @@ struct sl_fprot {
     bool last_failed; /* the last load failed: a field key created later may fix it */
     sl_grants grants;
     sl_xform_chain chain;
-    sl_timer *reload_timer, *tick_timer;
+    sl_timer *reload_timer, *tick_timer, *announce_timer;
     bool subjects_pending; /* "_subjects" being created for a reloaded policy */
     char why[256];         /* the produce transform's last refusal ("": none) */
     fop *ops;
@@ -227,6 +223,12 @@ void sl_fprot_reload(sl_fprot *f, bool force) {
     subjects_ensure_async(f);
     SL_INFO("protect", "policy loaded", "file=%s digest=%s topics=%d", f->path, np->digest,
             np->ntopics);
+    policy_event(f, true, NULL);
+}
+
+static void announce(void *ctx) {
+    sl_fprot *f = ctx;
+    f->announce_timer = NULL;
     policy_event(f, true, NULL);
 }
 
@@ -416,10 +418,11 @@ sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, siz
         f->reload_timer =
             sl_timer_start(b->loop, cfg->sluice_protect_reload_interval_ms, reload_tick, f);
     f->tick_timer = sl_timer_start(b->loop, TICK_MS, keys_tick, f);
+    /* The open's "policy" event waits for the loop: the trail and metrics subscribe later. */
+    f->announce_timer = sl_timer_start(b->loop, 0, announce, f);
     SL_INFO("protect", "field protection on",
             "policy=%s digest=%s topics=%d grants=%d grants_file=%s", f->path, f->pol->digest,
             f->pol->ntopics, f->grants.n, f->grants_path);
-    policy_event(f, true, NULL);
     *out = f;
     return SL_OK;
 fail:
@@ -458,6 +461,7 @@ void sl_fprot_free(sl_fprot *f) {
     }
     if (f->reload_timer) sl_timer_cancel(f->b->loop, f->reload_timer);
     if (f->tick_timer) sl_timer_cancel(f->b->loop, f->tick_timer);
+    if (f->announce_timer) sl_timer_cancel(f->b->loop, f->announce_timer);
     sl_policy_unref(f->pol);
     sl_grants_free(&f->grants);
     sl_fkeys_close(f->k);
