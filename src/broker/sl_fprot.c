@@ -200,7 +200,7 @@ static void policy_event(sl_fprot *f, bool ok, const char *detail) {
 }
 
 void sl_fprot_reload(sl_fprot *f, bool force) {
-    if (!f) return;
+    if (!f || !f->path[0]) return;
     fsig now = file_sig(f->path);
     if (!force && sig_eq(&now, &f->sig)) return;
     /* Noted before parsing: a broken file is reported once, not at every check. */
@@ -377,7 +377,11 @@ sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a) {
 sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, size_t errlen) {
     *out = NULL;
     const sl_config *cfg = &b->cfg;
-    if (!cfg->sluice_protect_policy_file[0]) return SL_OK;
+    /* Without a policy the module still serves its commands when there are keys, so field keys
+     * and grants can be made before the first policy names them (a policy naming a missing key
+     * is refused); it then puts nothing in the partitions' chain. */
+    bool has_policy = cfg->sluice_protect_policy_file[0] != 0;
+    if (!has_policy && !ks) return SL_OK;
     sl_fprot *f = calloc(1, sizeof *f);
     if (!f) return SL_ENOMEM;
     f->b = b;
@@ -397,6 +401,15 @@ sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, siz
     if ((e = sl_grants_load(f->grants_path, &f->grants, why, sizeof why))) {
         snprintf(err, errlen, "sluice.protect.grants.file: %s", why[0] ? why : sl_strerror(e));
         goto fail;
+    }
+    if (!has_policy) {
+        if ((e = sl_policy_parse("", 0, "(no policy)", NULL, NULL, &f->pol, why, sizeof why)))
+            goto fail;
+        f->tick_timer = sl_timer_start(b->loop, TICK_MS, keys_tick, f);
+        SL_INFO("protect", "field protection off (no sluice.protect.policy.file)",
+                "grants=%d grants_file=%s", f->grants.n, f->grants_path);
+        *out = f;
+        return SL_OK;
     }
     f->sig = file_sig(f->path);
     if ((e = sl_policy_load(f->path, key_ok, f, &f->pol, why, sizeof why))) {
@@ -468,7 +481,7 @@ void sl_fprot_free(sl_fprot *f) {
     free(f);
 }
 
-const sl_xform_chain *sl_fprot_chain(sl_fprot *f) { return f ? &f->chain : NULL; }
+const sl_xform_chain *sl_fprot_chain(sl_fprot *f) { return f && f->path[0] ? &f->chain : NULL; }
 
 /* ---- control-socket commands ---- */
 
