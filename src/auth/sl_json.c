@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sl_text.h"
+
 typedef struct parser {
     const char *p, *end;
     sl_arena *a;
@@ -36,29 +38,6 @@ static int hex4(const char *p) {
             return -1;
     }
     return v;
-}
-
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at
@@ -145,7 +124,7 @@ static bool parse_string(parser *ps, const char **out, size_t *olen) {
                 u = 0x10000 + ((u - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
                 p += 6;
             }
-            o += put_utf8(buf + o, u);
+            o += sl_utf8_put((unsigned char *)buf + o, u);
             break;
         }
         default:

@@ -17,6 +17,8 @@
 
 #include <string.h>
 
+#include "base/sl_text.h"
+
 /* ---- paths ---- */
 
 static bool name_char(unsigned char c) {
@@ -187,29 +189,6 @@ static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, bool *es
     }
 }
 
-static size_t put_utf8(uint8_t *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (uint8_t)(0xc0 | cp >> 6);
-        o[1] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xe0 | cp >> 12);
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xf0 | cp >> 18);
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* Unescapes the body s[0..n) of a string scan_string accepted into dst[0..cap); returns the
  * length, or SIZE_MAX when it does not fit. An unescaped string is never longer than its escaped
  * form, so cap = n always fits. */
@@ -255,12 +234,12 @@ static size_t unescape(const uint8_t *s, size_t n, uint8_t *dst, size_t cap) {
         }
         if (cap - o < 4) {
             uint8_t tmp[4];
-            size_t k = put_utf8(tmp, cp);
+            size_t k = sl_utf8_put(tmp, cp);
             if (k > cap - o) return SIZE_MAX;
             memcpy(dst + o, tmp, k);
             o += k;
         } else {
-            o += put_utf8(dst + o, cp);
+            o += sl_utf8_put(dst + o, cp);
         }
     }
     return o;
