@@ -40,31 +40,6 @@ static int hex4(const char *p) {
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at
- * most U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    if ((size_t)(end - p) < n) return 0;
-    unsigned cp = c & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 /* At the opening quote. The unescaped form is never longer than the escaped one. */
 static bool parse_string(parser *ps, const char **out, size_t *olen) {
     const char *p = ps->p + 1;
@@ -78,7 +53,7 @@ static bool parse_string(parser *ps, const char **out, size_t *olen) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20) return fail(ps, "control character in string"), false;
         if (c != '\\') {
-            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)q);
+            size_t n = sl_utf8_len((const unsigned char *)p, (size_t)(q - p));
             if (!n) return fail(ps, "invalid UTF-8"), false;
             memcpy(buf + o, p, n);
             o += n;

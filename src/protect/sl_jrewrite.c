@@ -100,29 +100,6 @@ static int hex4(const uint8_t *p) {
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF), or 0. */
-static size_t utf8_len(const uint8_t *p, const uint8_t *end) {
-    unsigned c = p[0], cp, min;
-    size_t n;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    if ((size_t)(end - p) < n) return 0;
-    cp = c & (0x7fu >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -183,7 +160,7 @@ static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, bool *es
             q++;
             continue;
         }
-        size_t n = utf8_len(q, end);
+        size_t n = sl_utf8_len(q, (size_t)(end - q));
         if (!n) return NULL;
         q += n;
     }
@@ -686,7 +663,7 @@ sl_err sl_json_quote(sl_arena *a, const uint8_t *s, size_t n, uint8_t **out, siz
     for (size_t i = 0; i < n; i++) {
         uint8_t c = s[i];
         if (c >= 0x80) {
-            size_t k = utf8_len(s + i, s + n);
+            size_t k = sl_utf8_len(s + i, n - i);
             if (!k) return SL_EINVAL; /* the literal would not be JSON */
             cap += k;
             i += k - 1;
