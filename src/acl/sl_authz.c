@@ -77,13 +77,7 @@ static sl_err read_file(const char *path, char **data, size_t *len, struct stat 
         close(fd);
         return SL_ENOMEM;
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    size_t got = sl_read_full(fd, buf, n);
     close(fd);
     if (got != n) {
         free(buf);

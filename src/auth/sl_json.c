@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sl_text.h"
+
 typedef struct parser {
     const char *p, *end;
     sl_arena *a;
@@ -38,54 +40,6 @@ static int hex4(const char *p) {
     return v;
 }
 
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12);
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18);
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at
- * most U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    if ((size_t)(end - p) < n) return 0;
-    unsigned cp = c & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 /* At the opening quote. The unescaped form is never longer than the escaped one. */
 static bool parse_string(parser *ps, const char **out, size_t *olen) {
     const char *p = ps->p + 1;
@@ -99,7 +53,7 @@ static bool parse_string(parser *ps, const char **out, size_t *olen) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20) return fail(ps, "control character in string"), false;
         if (c != '\\') {
-            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)q);
+            size_t n = sl_utf8_len((const unsigned char *)p, (size_t)(q - p));
             if (!n) return fail(ps, "invalid UTF-8"), false;
             memcpy(buf + o, p, n);
             o += n;
@@ -145,7 +99,7 @@ static bool parse_string(parser *ps, const char **out, size_t *olen) {
                 u = 0x10000 + ((u - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
                 p += 6;
             }
-            o += put_utf8(buf + o, u);
+            o += sl_utf8_put((unsigned char *)buf + o, u);
             break;
         }
         default:

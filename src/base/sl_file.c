@@ -78,6 +78,18 @@ sl_err sl_mkdir_parent(const char *path, mode_t mode) {
     return sl_mkdir_p(dir, mode);
 }
 
+size_t sl_read_full(int fd, void *buf, size_t n) {
+    char *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
 bool sl_write_all(int fd, const void *buf, size_t n) {
     const char *p = buf;
     while (n) {

@@ -17,6 +17,9 @@ sl_err sl_fsync_dir(const char *dir);
 /* Writes all `n` bytes (retrying short writes and EINTR); false on an error (errno set) or a
  * write that makes no progress. */
 bool sl_write_all(int fd, const void *p, size_t n);
+/* Reads up to `n` bytes into p (retrying short reads and EINTR); returns how many were read,
+ * fewer than n at end of file or on an error (errno set). */
+size_t sl_read_full(int fd, void *p, size_t n);
 /* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
 sl_err sl_mkdir_p(const char *path, mode_t mode);
 /* The directory holding the file `path` into out[n] ("." for a bare name, "/" at the root). */

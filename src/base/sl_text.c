@@ -59,6 +59,29 @@ void sl_text_free(sl_text *t) {
     *t = (sl_text){0};
 }
 
+size_t sl_utf8_put(unsigned char *o, unsigned cp) {
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (unsigned char)(0xc0 | cp >> 6);
+        o[1] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xe0 | cp >> 12);
+        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xf0 | cp >> 18);
+    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid (RFC 3629: no
  * overlongs, no surrogates, nothing above U+10FFFF). */
 size_t sl_utf8_len(const unsigned char *s, size_t n) {

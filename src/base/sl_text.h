@@ -22,5 +22,8 @@ void sl_text_free(sl_text *t);
 /* Length of the valid UTF-8 sequence at `s` (`n` bytes left, n > 0), 0 when it is not one
  * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
 size_t sl_utf8_len(const unsigned char *s, size_t n);
+/* Writes code point cp (at most U+10FFFF, not a surrogate: the caller checked) as UTF-8 at o
+ * (room for 4 bytes); returns the bytes written. */
+size_t sl_utf8_put(unsigned char *o, unsigned cp);
 
 #endif

@@ -537,6 +537,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
+    /* Field protection before the listeners: a policy that does not load fails the start before
+     * a port accepts (its first "policy" event is emitted once the loop runs, for the trail). */
+    if ((e = sl_fprot_open(b, b->keysvc, &b->fprot, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     bool any_sasl = false;
     for (int i = 0; i < nl; i++) {
         int proto =
@@ -687,12 +693,6 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     /* An https metrics endpoint alone also needs the certificate file check. */
     if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
         b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
-    /* Field protection after the trail and metrics (its policy load is an event they record)
-     * and before any request: nothing runs on the loop before sl_broker_run. */
-    if ((e = sl_fprot_open(b, b->keysvc, &b->fprot, err, elen)) != SL_OK) {
-        sl_broker_free(b);
-        return e;
-    }
     if ((e = sl_keyops_new(b, b->keysvc, &b->keyops, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;

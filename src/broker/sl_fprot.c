@@ -10,10 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The engine's headers as agreed hold a nested comment opener ("*data/" "*len") that the
- * engine's own commit is expected to fix; until then it must not fail this file's build. */
-#pragma GCC diagnostic ignored "-Wcomment"
-
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -77,7 +73,7 @@ struct sl_fprot {
     bool last_failed; /* the last load failed: a field key created later may fix it */
     sl_grants grants;
     sl_xform_chain chain;
-    sl_timer *reload_timer, *tick_timer;
+    sl_timer *reload_timer, *tick_timer, *announce_timer;
     bool subjects_pending; /* "_subjects" being created for a reloaded policy */
     char why[256];         /* the produce transform's last refusal ("": none) */
     fop *ops;
@@ -204,7 +200,7 @@ static void policy_event(sl_fprot *f, bool ok, const char *detail) {
 }
 
 void sl_fprot_reload(sl_fprot *f, bool force) {
-    if (!f) return;
+    if (!f || !f->path[0]) return;
     fsig now = file_sig(f->path);
     if (!force && sig_eq(&now, &f->sig)) return;
     /* Noted before parsing: a broken file is reported once, not at every check. */
@@ -227,6 +223,12 @@ void sl_fprot_reload(sl_fprot *f, bool force) {
     subjects_ensure_async(f);
     SL_INFO("protect", "policy loaded", "file=%s digest=%s topics=%d", f->path, np->digest,
             np->ntopics);
+    policy_event(f, true, NULL);
+}
+
+static void announce(void *ctx) {
+    sl_fprot *f = ctx;
+    f->announce_timer = NULL;
     policy_event(f, true, NULL);
 }
 
@@ -375,7 +377,11 @@ sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a) {
 sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, size_t errlen) {
     *out = NULL;
     const sl_config *cfg = &b->cfg;
-    if (!cfg->sluice_protect_policy_file[0]) return SL_OK;
+    /* Without a policy the module still serves its commands when there are keys, so field keys
+     * and grants can be made before the first policy names them (a policy naming a missing key
+     * is refused); it then puts nothing in the partitions' chain. */
+    bool has_policy = cfg->sluice_protect_policy_file[0] != 0;
+    if (!has_policy && !ks) return SL_OK;
     sl_fprot *f = calloc(1, sizeof *f);
     if (!f) return SL_ENOMEM;
     f->b = b;
@@ -395,6 +401,15 @@ sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, siz
     if ((e = sl_grants_load(f->grants_path, &f->grants, why, sizeof why))) {
         snprintf(err, errlen, "sluice.protect.grants.file: %s", why[0] ? why : sl_strerror(e));
         goto fail;
+    }
+    if (!has_policy) {
+        if ((e = sl_policy_parse("", 0, "(no policy)", NULL, NULL, &f->pol, why, sizeof why)))
+            goto fail;
+        f->tick_timer = sl_timer_start(b->loop, TICK_MS, keys_tick, f);
+        SL_INFO("protect", "field protection off (no sluice.protect.policy.file)",
+                "grants=%d grants_file=%s", f->grants.n, f->grants_path);
+        *out = f;
+        return SL_OK;
     }
     f->sig = file_sig(f->path);
     if ((e = sl_policy_load(f->path, key_ok, f, &f->pol, why, sizeof why))) {
@@ -416,10 +431,11 @@ sl_err sl_fprot_open(sl_broker *b, sl_keysvc *ks, sl_fprot **out, char *err, siz
         f->reload_timer =
             sl_timer_start(b->loop, cfg->sluice_protect_reload_interval_ms, reload_tick, f);
     f->tick_timer = sl_timer_start(b->loop, TICK_MS, keys_tick, f);
+    /* The open's "policy" event waits for the loop: the trail and metrics subscribe later. */
+    f->announce_timer = sl_timer_start(b->loop, 0, announce, f);
     SL_INFO("protect", "field protection on",
             "policy=%s digest=%s topics=%d grants=%d grants_file=%s", f->path, f->pol->digest,
             f->pol->ntopics, f->grants.n, f->grants_path);
-    policy_event(f, true, NULL);
     *out = f;
     return SL_OK;
 fail:
@@ -458,13 +474,14 @@ void sl_fprot_free(sl_fprot *f) {
     }
     if (f->reload_timer) sl_timer_cancel(f->b->loop, f->reload_timer);
     if (f->tick_timer) sl_timer_cancel(f->b->loop, f->tick_timer);
+    if (f->announce_timer) sl_timer_cancel(f->b->loop, f->announce_timer);
     sl_policy_unref(f->pol);
     sl_grants_free(&f->grants);
     sl_fkeys_close(f->k);
     free(f);
 }
 
-const sl_xform_chain *sl_fprot_chain(sl_fprot *f) { return f ? &f->chain : NULL; }
+const sl_xform_chain *sl_fprot_chain(sl_fprot *f) { return f && f->path[0] ? &f->chain : NULL; }
 
 /* ---- control-socket commands ---- */
 

@@ -48,12 +48,14 @@ struct sl_broker;
 struct sl_keysvc;
 typedef struct sl_fprot sl_fprot;
 
-/* Loads the policy (sluice.protect.policy.file; unset: *out NULL, SL_OK, nothing to do), the
- * grants and the subject store, makes sure the "_subjects" field key exists when the policy
- * names a subject (blocking KMS call: at start, before the loop runs), starts the reload timer.
- * A policy that does not load fails the start with the error naming the line. `b` and `ks`
- * (may be NULL: encryption at rest off; then only keyless rules load) are borrowed. Caller owns
- * *out. */
+/* Loads the policy (sluice.protect.policy.file), the grants and the subject store, makes sure the
+ * "_subjects" field key exists when the policy names a subject (blocking KMS call: at start, before
+ * the loop runs), starts the reload timer. A policy that does not load fails the start with the
+ * error naming the line. `b` and `ks` (may be NULL: encryption at rest off; then only keyless rules
+ * load) are borrowed. Caller owns *out. Without a policy file: *out NULL when `ks` is NULL too
+ * (nothing to do), else a module that serves the control-socket commands (field keys, grants) and
+ * puts nothing in the chain (sl_fprot_chain NULL), so keys can be created before a policy names
+ * them. */
 sl_err sl_fprot_open(struct sl_broker *b, struct sl_keysvc *ks, sl_fprot **out, char *err,
                      size_t errlen);
 /* Stops the timer, drops the policy and caches. NULL-safe. */

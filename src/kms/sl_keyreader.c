@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "base/sl_file.h"
 #include "base/sl_time.h"
 #include "kms/sl_keyring.h"
 #include "kms/sl_keysvc.h"
@@ -78,12 +79,7 @@ static sl_err refresh(sl_keyreader *r, bool force, char *err, size_t errlen) {
         close(fd);
         return SL_ENOMEM;
     }
-    while (got < n) {
-        ssize_t k = read(fd, b + got, n - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
+    got = sl_read_full(fd, b, n);
     close(fd);
     sl_keyring kr = {0};
     char why[160] = "short read";

@@ -726,12 +726,7 @@ static sl_err read_keyring(sl_keysvc *ks, bool *found, char *err, size_t errlen)
         close(fd);
         return SL_ENOMEM;
     }
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    got = sl_read_full(fd, b, n);
     close(fd);
     char why[160];
     sl_err e = got == n ? sl_keyring_decode(b, n, &ks->kr, why, sizeof why) : SL_EIO;

@@ -18,9 +18,6 @@
 #include "base/sl_config.h"
 #include "base/sl_err.h"
 #include "base/sl_time.h"
-/* TEMPORARY: the protect headers have a slash-star inside comments (-Wcomment); until main fixes
- * them. */
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "protect/sl_fkeys.h"
 #include "protect/sl_grants.h"
 #include "protect/sl_policy.h"

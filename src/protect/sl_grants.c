@@ -42,35 +42,40 @@ static bool topic_char(char c) {
            c == '_' || c == '-';
 }
 
+static sl_err no(const char **why, const char *reason) {
+    *why = reason;
+    return SL_EINVAL;
+}
+
 sl_err sl_grant_check(const sl_grant *g, const char **why) {
     size_t pn = strnlen(g->principal, sizeof g->principal);
     size_t tn = strnlen(g->topic, sizeof g->topic);
     size_t fn = strnlen(g->field, sizeof g->field);
-    if (pn == sizeof g->principal) return *why = "principal too long", SL_EINVAL;
-    if (tn == sizeof g->topic) return *why = "topic too long", SL_EINVAL;
-    if (fn == sizeof g->field) return *why = "field too long", SL_EINVAL;
+    if (pn == sizeof g->principal) return no(why, "principal too long");
+    if (tn == sizeof g->topic) return no(why, "topic too long");
+    if (fn == sizeof g->field) return no(why, "field too long");
     const char *colon = memchr(g->principal, ':', pn);
     if (!colon || colon == g->principal || colon == g->principal + pn - 1)
-        return *why = "principal must be TYPE:NAME (User:alice)", SL_EINVAL;
+        return no(why, "principal must be TYPE:NAME (User:alice)");
     for (size_t i = 0; i < pn; i++)
         if ((unsigned char)g->principal[i] < 0x21 || (unsigned char)g->principal[i] > 0x7e)
-            return *why = "principal must be printable ASCII without spaces", SL_EINVAL;
+            return no(why, "principal must be printable ASCII without spaces");
     bool prefix = tn && g->topic[tn - 1] == '*';
     size_t n = tn - prefix;
-    if (!prefix && n == 0) return *why = "empty topic", SL_EINVAL;
-    if (n > TOPIC_MAX) return *why = "topic too long (at most 249 characters)", SL_EINVAL;
+    if (!prefix && n == 0) return no(why, "empty topic");
+    if (n > TOPIC_MAX) return no(why, "topic too long (at most 249 characters)");
     for (size_t i = 0; i < n; i++)
         if (!topic_char(g->topic[i]))
-            return *why = "topic must be a topic name or a prefix ending in '*'", SL_EINVAL;
+            return no(why, "topic must be a topic name or a prefix ending in '*'");
     if (!prefix && (!strcmp(g->topic, ".") || !strcmp(g->topic, "..")))
-        return *why = "bad topic name", SL_EINVAL;
+        return no(why, "bad topic name");
     if (strcmp(g->field, "*")) {
         sl_ptarget t;
         const char *w = "bad field";
-        if (sl_ptarget_parse(g->field, fn, &t, &w) != SL_OK) return *why = w, SL_EINVAL;
+        if (sl_ptarget_parse(g->field, fn, &t, &w) != SL_OK) return no(why, w);
     }
     if (g->view != SL_VIEW_REVEAL && g->view != SL_VIEW_MASK && g->view != SL_VIEW_TOKEN)
-        return *why = "view must be reveal, mask or token", SL_EINVAL;
+        return no(why, "view must be reveal, mask or token");
     return SL_OK;
 }
 

@@ -17,6 +17,8 @@
 
 #include <string.h>
 
+#include "base/sl_text.h"
+
 /* ---- paths ---- */
 
 static bool name_char(unsigned char c) {
@@ -98,29 +100,6 @@ static int hex4(const uint8_t *p) {
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF), or 0. */
-static size_t utf8_len(const uint8_t *p, const uint8_t *end) {
-    unsigned c = p[0], cp, min;
-    size_t n;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    if ((size_t)(end - p) < n) return 0;
-    cp = c & (0x7fu >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return n;
-}
-
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -181,33 +160,10 @@ static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, bool *es
             q++;
             continue;
         }
-        size_t n = utf8_len(q, end);
+        size_t n = sl_utf8_len(q, (size_t)(end - q));
         if (!n) return NULL;
         q += n;
     }
-}
-
-static size_t put_utf8(uint8_t *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (uint8_t)(0xc0 | cp >> 6);
-        o[1] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xe0 | cp >> 12);
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xf0 | cp >> 18);
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* Unescapes the body s[0..n) of a string scan_string accepted into dst[0..cap); returns the
@@ -255,12 +211,12 @@ static size_t unescape(const uint8_t *s, size_t n, uint8_t *dst, size_t cap) {
         }
         if (cap - o < 4) {
             uint8_t tmp[4];
-            size_t k = put_utf8(tmp, cp);
+            size_t k = sl_utf8_put(tmp, cp);
             if (k > cap - o) return SIZE_MAX;
             memcpy(dst + o, tmp, k);
             o += k;
         } else {
-            o += put_utf8(dst + o, cp);
+            o += sl_utf8_put(dst + o, cp);
         }
     }
     return o;
@@ -707,7 +663,7 @@ sl_err sl_json_quote(sl_arena *a, const uint8_t *s, size_t n, uint8_t **out, siz
     for (size_t i = 0; i < n; i++) {
         uint8_t c = s[i];
         if (c >= 0x80) {
-            size_t k = utf8_len(s + i, s + n);
+            size_t k = sl_utf8_len(s + i, n - i);
             if (!k) return SL_EINVAL; /* the literal would not be JSON */
             cap += k;
             i += k - 1;

@@ -55,7 +55,7 @@ typedef struct sl_jval {
 
 typedef enum {
     SL_JRW_KEEP,    /* leave the value as it is */
-    SL_JRW_REPLACE, /* write `json` (already valid JSON text) instead */
+    SL_JRW_REPLACE, /* write `json` (already valid JSON text, not empty: SL_EINVAL) instead */
     SL_JRW_REMOVE,  /* object member: drop the member (its key too); array element: null */
 } sl_jrw_action;
 
@@ -76,12 +76,14 @@ typedef sl_err (*sl_jrw_fn)(void *arg, int path, const sl_jval *v, sl_jrw_out *o
  * Errors: SL_ECORRUPT when the input is not one valid JSON document (nothing is called after
  * the error is found... the callback may already have run for earlier values: the caller
  * discards the output), SL_ETOOLARGE beyond SL_JRW_MAX_DEPTH, SL_ENOMEM, or the callback's.
- * Borrows everything; output owned by `a`. Fuzzed (tests/fuzz/fuzz_jrewrite.c). */
+ * Borrows everything; output owned by `a` (required when npaths > 0). Fuzzed
+ * (tests/fuzz/fuzz_jrewrite.c). */
 sl_err sl_jrewrite(const sl_jpath *paths, int npaths, const uint8_t *in, size_t len, sl_arena *a,
                    sl_jrw_fn fn, void *arg, uint8_t **out, size_t *outlen, bool *changed);
 
 /* Writes s[0..n) as a JSON string literal (quotes, escapes for '"', '\\' and control
- * characters; other UTF-8 as is) into `a`. For callbacks building replacements. */
+ * characters; other UTF-8 as is) into `a`. For callbacks building replacements. SL_EINVAL when s
+ * is not UTF-8 (no JSON string could hold it). */
 sl_err sl_json_quote(sl_arena *a, const uint8_t *s, size_t n, uint8_t **out, size_t *outlen);
 
 /* True when s[0..n) is one valid JSON document (same rules as the rewriter). */

@@ -213,7 +213,7 @@ static bool small_num(const char *s, size_t n, int *out) {
 
 static sl_err take_key(pctx *c, const char *v, size_t n, char dst[SL_FC_KEYNAME_MAX + 1]) {
     char b[SHOW_MAX + 8];
-    if (!sl_fc_keyname_ok(v, n))
+    if (n > SL_FC_KEYNAME_MAX || !sl_fc_keyname_ok(v, n))
         return fail(c, SL_ECONFIG, "bad key name%s ([A-Za-z0-9_-], 1..64 characters)",
                     show(b, v, n));
     memcpy(dst, v, n);
@@ -686,6 +686,10 @@ void sl_policy_unref(sl_policy *p) {
 const sl_ptopic *sl_policy_topic(const sl_policy *pub, const char *name, size_t n) {
     if (!pub) return NULL;
     const policy_impl *p = (const policy_impl *)pub;
+    if (!name) {
+        name = "";
+        n = 0;
+    }
     if (n <= TOPIC_MAX) {
         int k = probe(p, hash_of(name, n, false), name, n, false);
         if (k >= 0) return &pub->topics[k];

@@ -112,10 +112,12 @@ typedef bool (*sl_policy_key_ok_fn)(void *arg, const char *name);
 
 /* Parses policy text[0..n) (`fname` only for messages). On error: NULL *out, and err gets
  * "FNAME:LINE: what is wrong" (never more than the offending word of the input). `key_ok` may be
- * NULL (keys are not checked). Caller owns *out (one reference). */
+ * NULL (keys are not checked). Caller owns *out (one reference). SL_ECONFIG for a malformed
+ * policy (a text over SL_POLICY_MAX_BYTES: "FNAME: file too large ...", no line), SL_ENOMEM. */
 sl_err sl_policy_parse(const char *text, size_t n, const char *fname, sl_policy_key_ok_fn key_ok,
                        void *arg, sl_policy **out, char *err, size_t errlen);
-/* Reads `path` (at most SL_POLICY_MAX_BYTES) and parses it. */
+/* Reads `path` (at most SL_POLICY_MAX_BYTES) and parses it; SL_EIO ("PATH: strerror") when it
+ * cannot be read (a missing file too). */
 sl_err sl_policy_load(const char *path, sl_policy_key_ok_fn key_ok, void *arg, sl_policy **out,
                       char *err, size_t errlen);
 sl_policy *sl_policy_ref(sl_policy *p);

@@ -63,8 +63,8 @@ typedef struct plan {
     const ppart *part; /* the part being rewritten (callbacks) */
     sl_err cb_err;     /* what the callback returned, to tell it from a document error */
     int64_t fields, failed, subjects;
-    sl_pcount *cnt;
     sl_prule_count *rc;
+    sl_prule_count *rc_save; /* per path of the part being rewritten: rc before it */
     char *why;
     size_t whylen;
 } plan;
@@ -227,7 +227,9 @@ static sl_err plan_init(plan *p, const sl_ptopic *t, sl_fkeys *k, sl_arena *a, b
     p->vtok = sl_arena_calloc(a, (size_t)n, sizeof *p->vtok);
     p->rd = sl_arena_calloc(a, (size_t)n, sizeof *p->rd);
     p->wr = sl_arena_calloc(a, (size_t)n, sizeof *p->wr);
-    if (!pidx || !p->parts || !p->cur || !p->vtok || !p->rd || !p->wr) return SL_ENOMEM;
+    p->rc_save = sl_arena_alloc(a, sizeof *p->rc_save * (size_t)n);
+    if (!pidx || !p->parts || !p->cur || !p->vtok || !p->rd || !p->wr || !p->rc_save)
+        return SL_ENOMEM;
     /* Which part each active rule goes to, and how many paths/wholes per part. */
     for (int i = 0; i < n; i++) {
         const sl_prule *r = &t->rules[i];
@@ -478,6 +480,7 @@ static sl_err protect_whole(plan *p, int ri, sl_bytes *b, bool *drop, bool *chan
         break;
     }
     case SL_PA_REDACT:
+        /* A whole header: null, or dropped with remove (docs/field-protection.md). */
         if (r->remove && r->target.part == SL_PP_HEADER) *drop = true;
         *b = SL_BYTES_NULL;
         break;
@@ -643,6 +646,8 @@ static sl_err do_part(plan *p, const ppart *pp, sl_bytes *b, bool *drop, bool *c
         size_t ol;
         bool ch = false;
         int64_t fields = p->fields, failed = p->failed;
+        if (p->rc)
+            for (int i = 0; i < pp->npaths; i++) p->rc_save[i] = p->rc[pp->prule[i]];
         p->part = pp;
         p->cb_err = SL_OK;
         e = sl_jrewrite(pp->paths, pp->npaths, b->p, (size_t)b->len, p->a,
@@ -651,6 +656,8 @@ static sl_err do_part(plan *p, const ppart *pp, sl_bytes *b, bool *drop, bool *c
             /* Values seen before the error was found are not rewritten after all. */
             p->fields = fields;
             p->failed = failed;
+            if (p->rc)
+                for (int i = 0; i < pp->npaths; i++) p->rc[pp->prule[i]] = p->rc_save[i];
             if (e == p->cb_err || e == SL_ENOMEM) return e;
             if (!p->reveal) {
                 char nm[200];
@@ -861,10 +868,7 @@ static sl_err do_batch(plan *p, const uint8_t *batch, const sl_batch_info *bi, s
     if (!building) return SL_OK;
     uint8_t *nb;
     size_t nl;
-    if ((e = sl_rec_builder_seal(&bld, (int16_t)(bi->attributes & 7), bi->base_timestamp,
-                                 bi->max_timestamp, &nb, &nl)))
-        return e;
-    sl_batch_reseal_like(nb, nl, bi);
+    if ((e = sl_rec_builder_seal_like(&bld, bi, &nb, &nl))) return e;
     *out = nb;
     *outlen = nl;
     return SL_OK;
@@ -943,9 +947,11 @@ sl_err sl_reveal_set(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, sl_a
             e = do_batch(&p, b, &bi, max_inflate, cnt, &nb, &nl, &iter);
             if (e && (!iter || e == SL_ENOMEM)) return e;
             if (e) {
-                /* A stored batch that does not decompress or parse goes out as stored. */
+                /* A stored batch that does not decompress (or beyond max_inflate) or parse goes
+                 * out as stored, reported as SL_ECORRUPT whatever the reason: the fetch goes on
+                 * rather than stall the consumer on it. */
                 nb = NULL;
-                if (!first) first = e;
+                first = SL_ECORRUPT;
             }
         }
         if ((e = nb ? piece_add(a, &ps, nb, nl, true) : piece_add(a, &ps, b, bi.size, false)))

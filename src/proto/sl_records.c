@@ -150,13 +150,13 @@ sl_err sl_rec_builder_add(sl_rec_builder *b, const sl_rec_in *r) {
     return SL_OK;
 }
 
-sl_err sl_rec_builder_seal(sl_rec_builder *b, int16_t attributes, int64_t base_ts, int64_t max_ts,
-                           uint8_t **out, size_t *out_len) {
+/* The records behind a header, compressed with `codec` when it is not none (then behind a new
+ * header in the arena), for the seal functions to fill the header of. */
+static sl_err seal_body(sl_rec_builder *b, int codec, uint8_t **batch, size_t *total) {
     if (b->w.err) return b->w.err;
     if (b->count < 1) return SL_EINVAL;
-    uint8_t *batch = b->w.buf;
-    size_t total = b->w.len;
-    int codec = attributes & ATTR_CODEC_MASK;
+    *batch = b->w.buf;
+    *total = b->w.len;
     if (codec != SL_COMPRESSION_NONE) {
         uint8_t *z;
         size_t zlen;
@@ -164,12 +164,37 @@ sl_err sl_rec_builder_seal(sl_rec_builder *b, int16_t attributes, int64_t base_t
                                b->w.len - SL_BATCH_HEADER_SIZE, b->w.a, 0, &z, &zlen);
         if (e) return e;
         if (zlen > (size_t)INT32_MAX) return SL_ETOOLARGE;
-        total = SL_BATCH_HEADER_SIZE + zlen;
-        batch = sl_arena_alloc(b->w.a, total);
-        if (!batch) return SL_ENOMEM;
-        memcpy(batch + SL_BATCH_HEADER_SIZE, z, zlen);
+        *total = SL_BATCH_HEADER_SIZE + zlen;
+        *batch = sl_arena_alloc(b->w.a, *total);
+        if (!*batch) return SL_ENOMEM;
+        memcpy(*batch + SL_BATCH_HEADER_SIZE, z, zlen);
     }
-    if (total - 12 > INT32_MAX) return SL_ETOOLARGE;
+    if (*total - 12 > INT32_MAX) return SL_ETOOLARGE;
+    return SL_OK;
+}
+
+sl_err sl_rec_builder_seal_like(sl_rec_builder *b, const sl_batch_info *like, uint8_t **out,
+                                size_t *out_len) {
+    uint8_t *batch;
+    size_t total;
+    sl_err e = seal_body(b, like->attributes & ATTR_CODEC_MASK, &batch, &total);
+    if (e) return e;
+    sl_be32(batch + SL_BATCH_LENGTH, (uint32_t)(total - 12));
+    batch[SL_BATCH_MAGIC] = 2;
+    sl_be32(batch + SL_BATCH_RECORDS_COUNT, (uint32_t)b->count);
+    sl_batch_reseal_like(batch, total, like); /* every other field, then the one CRC */
+    b->w.err = SL_EINVAL;                     /* spent */
+    *out = batch;
+    *out_len = total;
+    return SL_OK;
+}
+
+sl_err sl_rec_builder_seal(sl_rec_builder *b, int16_t attributes, int64_t base_ts, int64_t max_ts,
+                           uint8_t **out, size_t *out_len) {
+    uint8_t *batch;
+    size_t total;
+    sl_err e = seal_body(b, attributes & ATTR_CODEC_MASK, &batch, &total);
+    if (e) return e;
     sl_batch_seal(batch, total, attributes, b->count, base_ts, max_ts);
     if (b->last_offset_delta != b->count - 1) {
         /* Offset gaps (a compacted batch): the header says where the last record is. */

@@ -102,6 +102,11 @@ sl_err sl_rec_builder_add(sl_rec_builder *b, const sl_rec_in *r);
  * Errors: SL_EINVAL (no records), SL_ETOOLARGE (batch beyond 2 GiB), sl_compress's. */
 sl_err sl_rec_builder_seal(sl_rec_builder *b, int16_t attributes, int64_t base_ts, int64_t max_ts,
                            uint8_t **out, size_t *out_len);
+/* Seals the batch like sl_rec_builder_seal, but with `like`'s codec (attributes & 7) and every
+ * header field of `like` but the length, CRC and record count (sl_batch_reseal_like): a rebuilt
+ * producer batch (field protection) in one CRC pass. Errors as sl_rec_builder_seal's. */
+sl_err sl_rec_builder_seal_like(sl_rec_builder *b, const sl_batch_info *like, uint8_t **out,
+                                size_t *out_len);
 /* Records bytes appended so far (uncompressed), for callers that cap batch sizes. */
 static inline size_t sl_rec_builder_bytes(const sl_rec_builder *b) {
     return b->w.len > SL_BATCH_HEADER_SIZE ? b->w.len - SL_BATCH_HEADER_SIZE : 0;

@@ -9,7 +9,9 @@
  * - every matched value handed to the callback is a valid JSON text inside the input, and a
  *   string's unescaped contents are UTF-8 that sl_json_quote writes back to the same contents;
  * - unchanged means the input pointer itself; replacing every value by its own text gives the
- *   input byte for byte; any other successful rewrite (replacements, removals) is valid JSON. */
+ *   input byte for byte; any other successful rewrite (replacements, removals) is valid JSON,
+ *   and a second pass over it meets, in order, exactly what the first one left: the kept values,
+ *   the replacements, null for a removed array element, nothing for a removed member. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,9 @@ static const char *k_paths[8] = {"a",     "a.b",  "items[*].pan", "[*]",
                                  "[*].a", "a[*]", "b.c.d",        "x[*][*].y"};
 static const char *k_reps[] = {"null", "0", "\"r\"", "{\"k\":[1,{}]}", "[]", "-1.5e+3"};
 
-enum { MODE_KEEP, MODE_SELF, MODE_MIX, MODE_FAIL };
+enum { MODE_KEEP, MODE_SELF, MODE_MIX, MODE_FAIL, MODE_CHECK };
+
+#define MAX_SEEN 256
 
 typedef struct fz {
     int mode;
@@ -31,7 +35,20 @@ typedef struct fz {
     int calls, fail_at;
     const uint8_t *in, *end;
     sl_arena *a;
+    const sl_jpath *paths;
+    /* What the second pass must meet: the text left in place of each matched value. */
+    int nseen, nleft, checked;
+    const uint8_t *left[MAX_SEEN];
+    size_t leftlen[MAX_SEEN];
 } fz;
+
+static void leave(fz *z, const uint8_t *p, size_t n) {
+    if (z->nleft < MAX_SEEN) {
+        z->left[z->nleft] = p;
+        z->leftlen[z->nleft] = n;
+    }
+    z->nleft++;
+}
 
 static sl_err fz_fn(void *arg, int path, const sl_jval *v, sl_jrw_out *out) {
     fz *z = arg;
@@ -39,6 +56,14 @@ static sl_err fz_fn(void *arg, int path, const sl_jval *v, sl_jrw_out *out) {
     if (path < 0 || path >= 8 || !v->rawlen || v->raw < z->in || v->raw + v->rawlen > z->end)
         abort();
     if (!sl_json_valid(v->raw, v->rawlen)) abort();
+    if (z->mode == MODE_CHECK) {
+        int i = z->checked++;
+        if (i < MAX_SEEN &&
+            (i >= z->nleft || z->leftlen[i] != v->rawlen || memcmp(z->left[i], v->raw, v->rawlen)))
+            abort();
+        out->action = SL_JRW_KEEP;
+        return SL_OK;
+    }
     static const char first[] = {
         [SL_JV_OBJ] = '{', [SL_JV_ARR] = '[', [SL_JV_STR] = '"', [SL_JV_NULL] = 'n'};
     if ((v->type == SL_JV_OBJ || v->type == SL_JV_ARR || v->type == SL_JV_STR ||
@@ -80,6 +105,13 @@ static sl_err fz_fn(void *arg, int path, const sl_jval *v, sl_jrw_out *out) {
             break;
         }
     }
+    const sl_jpath *pa = &z->paths[path];
+    if (out->action == SL_JRW_KEEP)
+        leave(z, v->raw, v->rawlen);
+    else if (out->action == SL_JRW_REPLACE)
+        leave(z, out->json, out->len);
+    else if (pa->seg[pa->nseg - 1].any_index) /* an array element: null */
+        leave(z, (const uint8_t *)"null", 4);
     return SL_OK;
 }
 
@@ -116,7 +148,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             .fail_at = (data[1] >> 2) % 4 + 1,
             .in = buf,
             .end = buf + n,
-            .a = a};
+            .a = a,
+            .paths = paths};
     uint8_t *out = NULL;
     size_t olen = 0;
     bool changed = false;
@@ -132,6 +165,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (z.mode == MODE_KEEP && changed) abort();
         if (z.mode == MODE_SELF && (changed != (z.calls > 0) || olen != n || memcmp(out, buf, n)))
             abort();
+        /* The second pass, over an exact-size copy of the output. */
+        uint8_t *o2 = malloc(olen ? olen : 1);
+        if (o2) {
+            if (olen) memcpy(o2, out, olen);
+            z.mode = MODE_CHECK;
+            z.in = o2;
+            z.end = o2 + olen;
+            z.calls = 0;
+            uint8_t *out2;
+            size_t olen2;
+            bool changed2;
+            if (sl_jrewrite(paths, np, o2, olen, a, fz_fn, &z, &out2, &olen2, &changed2) != SL_OK ||
+                changed2 || z.checked != z.nleft)
+                abort();
+            free(o2);
+        }
     }
     sl_arena_free(a);
     free(buf);

@@ -124,6 +124,8 @@ SL_TEST(fprot_policy_reload_keeps_the_old_one_on_error) {
     char err[512] = "";
     CHECK_EQ(sl_fprot_open(e.b, NULL, &f, err, sizeof err), SL_OK);
     CHECK(f != NULL);
+    CHECK_EQ(e.ev.policy_ok, 0); /* announced once the loop runs (the trail subscribes later) */
+    sl_loop_run_once(e.b->loop, 10);
     CHECK_EQ(e.ev.policy_ok, 1);
     const sl_xform_chain *ch = sl_fprot_chain(f);
     CHECK(ch && ch->protect.fn && ch->unprotect.fn);

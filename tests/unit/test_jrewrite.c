@@ -570,6 +570,8 @@ SL_TEST(jrewrite_strict_rejections) {
     CHECK(!sl_json_valid(NULL, 0));
     CHECK(sl_jrewrite(&p, 1, (const uint8_t *)"1", 1, a, NULL, NULL, &out, &olen, &changed) ==
           SL_EINVAL);
+    CHECK(sl_jrewrite(&p, 1, (const uint8_t *)"1", 1, NULL, test_fn, &c, &out, &olen, &changed) ==
+          SL_EINVAL);
     sl_arena_free(a);
 }
 

@@ -45,7 +45,7 @@ static const char k_mask_policy[] = "version 1\n"
                                     "topic payments\n"
                                     "  value.card_number mask\n"
                                     "  key.id mask keep-first=0 keep-last=2\n"
-                                    "  header:trace redact\n"
+                                    "  header:trace redact remove\n"
                                     "  value.secret redact\n";
 
 SL_TEST(libsluice_mask_record_without_keys) {

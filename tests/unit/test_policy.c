@@ -378,3 +378,47 @@ SL_TEST(policy_load_file) {
     unlink(path);
     rmdir(dir);
 }
+
+/* The examples of docs/field-protection.md parse as the guide says. */
+SL_TEST(policy_doc_examples) {
+    static const char *const k[] = {
+        "topic cards.*\n"
+        "  value.pan          encrypt key=pan view-mask=6,4 view-token=pan_tok\n"
+        "  value.cvv          redact remove                 # never stored (req. 3.3)\n"
+        "  value.track2       redact remove\n"
+        "  value.cardholder   encrypt key=pii\n",
+        "topic ehr.encounters\n"
+        "  subject value.patient.mrn token-key=patient\n"
+        "  value.patient.mrn        encrypt key=phi alg=siv view-token=patient\n"
+        "  value.patient.name       encrypt key=phi\n"
+        "  value.patient.dob        encrypt key=phi view-mask=0,4\n"
+        "  value.diagnoses[*].code  encrypt key=phi alg=siv\n"
+        "  value.notes              encrypt key=phi\n"
+        "  header:x-patient-ssn     redact remove\n",
+        "topic crm.*\n"
+        "  on-error reject\n"
+        "  subject value.customer_id token-key=cust\n"
+        "  value.customer_id  encrypt key=cid alg=siv view-token=cust\n"
+        "  value.email        encrypt key=pii\n"
+        "  value.address      encrypt key=pii\n"
+        "  value.phone        mask keep-last=2\n",
+    };
+    char err[256];
+    sl_policy *p = NULL;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        CHECK(sl_policy_parse(k[i], strlen(k[i]), "doc", NULL, NULL, &p, err, sizeof err) == SL_OK);
+        CHECK(p->ntopics == 1);
+        sl_policy_unref(p);
+    }
+    CHECK(sl_policy_parse(k[0], strlen(k[0]), "doc", NULL, NULL, &p, err, sizeof err) == SL_OK);
+    const sl_ptopic *t = topic(p, "cards.visa");
+    CHECK(t && t->prefix && t->nrules == 4 && t->rules[0].view_mask.keep_first == 6);
+    CHECK(t->rules[1].action == SL_PA_REDACT && t->rules[1].remove);
+    CHECK(!topic(p, "cards"));
+    sl_policy_unref(p);
+    CHECK(sl_policy_parse(k[2], strlen(k[2]), "doc", NULL, NULL, &p, err, sizeof err) == SL_OK);
+    t = topic(p, "crm.contacts");
+    CHECK(t && !t->pass_on_error && t->rules[3].mask.keep_last == 2);
+    CHECK(t->rules[3].mask.keep_first == 0 && t->rules[3].mask.ch == '*');
+    sl_policy_unref(p);
+}
