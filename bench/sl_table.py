@@ -224,13 +224,14 @@ def main():
         for p in parts:
             n = mbs("sasl_ssl", p, "produce", "produce_mb_per_s")
             d = mbs("sasl_ssl_base", p, "produce", "produce_mb_per_s")
-            label = "SASL_SSL produce unchanged vs the base build (within ±10 %)"
+            # Faster is noise too, not a regression: only a slowdown fails.
+            label = "SASL_SSL produce vs the base build (unchanged: ≥ 0.9×)"
             if n is None or not d:
                 out.append(f"| {label} | {p} | {na.get('sasl_ssl_base', 'not measured')} | — |")
             else:
                 r = n / d
                 out.append(f"| {label} | {p} | {r:.2f}× ({n:.0f} / {d:.0f} MB/s) | "
-                           f"{'yes' if 0.9 <= r <= 1.1 else 'no'} |")
+                           f"{'yes' if r >= 0.9 else 'no'} |")
     ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
     ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
     ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)
