@@ -22,6 +22,7 @@
 #include "protect/sl_protect.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_legacy.h"
+#include "proto/sl_records.h"
 
 /* Decompressed bytes a set may grow to while it is rewritten: the bound the legacy converter
  * already puts on a produce (a compression bomb costs no more here than there). */
@@ -255,18 +256,6 @@ static void topic_cstr(sl_str t, char out[256]) {
     out[n] = 0;
 }
 
-/* Records in the whole batches of a produce set (validated before the transform runs). */
-static int64_t set_records(const uint8_t *p, size_t len) {
-    int64_t n = 0;
-    sl_batch_info bi;
-    while (len && sl_batch_parse(p, len, &bi) && bi.size <= len) {
-        n += (int64_t)bi.last_offset_delta + 1;
-        p += bi.size;
-        len -= bi.size;
-    }
-    return n;
-}
-
 static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_t *len,
                           bool *rewritten) {
     sl_fprot *f = arg;
@@ -280,7 +269,9 @@ static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size
     sl_err e =
         sl_protect_set(t, f->k, c->a, MAX_INFLATE, data, len, rewritten, &cnt, why, sizeof why);
     if (e == SL_EUNPROTECTABLE) {
-        int64_t n = set_records(in, inlen);
+        sl_batch_walk w; /* the set was validated before the transform ran */
+        sl_batch_walk_set(in, inlen, &w);
+        int64_t n = w.records;
         char topic[256];
         topic_cstr(c->topic, topic);
         snprintf(f->why, sizeof f->why, "%s", why[0] ? why : "a record cannot be protected");

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "base/sl_file.h"
 #include "base/sl_text.h"
 
 #define LINE_MAX_BYTES 4096
@@ -636,39 +637,18 @@ sl_err sl_policy_parse(const char *text, size_t n, const char *fname, sl_policy_
 sl_err sl_policy_load(const char *path, sl_policy_key_ok_fn key_ok, void *arg, sl_policy **out,
                       char *err, size_t errlen) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return SL_EIO;
+    char *buf;
+    size_t len;
+    sl_err e = sl_file_read(path, SL_POLICY_MAX_BYTES, &buf, &len);
+    if (e == SL_ETOOLARGE) /* the parser's own words for it */
+        return sl_policy_parse(NULL, SL_POLICY_MAX_BYTES + 1, path, key_ok, arg, out, err, errlen);
+    if (e) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path,
+                     e == SL_ENOMEM ? "out of memory"
+                                    : strerror(e == SL_ENOTFOUND ? ENOENT : errno));
+        return e == SL_ENOMEM ? e : SL_EIO;
     }
-    /* Read at most one byte past the limit: enough to know the file is too large. */
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    sl_err e = buf ? SL_OK : SL_ENOMEM;
-    while (!e) {
-        if (len == cap) {
-            if (cap > SL_POLICY_MAX_BYTES) break;
-            size_t ncap = cap * 2 > SL_POLICY_MAX_BYTES + 1 ? SL_POLICY_MAX_BYTES + 1 : cap * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                e = SL_ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            e = SL_EIO;
-            break;
-        }
-        if (r == 0) break;
-        len += (size_t)r;
-    }
-    close(fd);
-    if (e == SL_ENOMEM && err && errlen) snprintf(err, errlen, "%s: out of memory", path);
     if (!e) e = sl_policy_parse(buf, len, path, key_ok, arg, out, err, errlen);
     free(buf);
     return e;
