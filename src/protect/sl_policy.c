@@ -164,6 +164,7 @@ typedef struct pctx {
     void *arg;
     policy_impl *p;
     int tcap, rcap; /* capacity of topics and of the last topic's rules */
+    int nrules;     /* in all blocks */
     bool any_directive;
     int on_error_line; /* of the current block, 0: none yet */
     int subject_line;
@@ -421,6 +422,11 @@ static sl_err d_rule(pctx *c, const word *w, int nw) {
     if (!t) return fail(c, SL_ECONFIG, "rule outside a topic block");
     if (t->nrules == SL_POLICY_MAX_RULES)
         return fail(c, SL_ECONFIG, "too many rules in one block (at most %d)", SL_POLICY_MAX_RULES);
+    /* A rule is a few KiB (its path is inline): the file size alone would let 60k one-line
+     * rules cost hundreds of MiB. */
+    if (c->nrules == SL_POLICY_MAX_TOTAL_RULES)
+        return fail(c, SL_ECONFIG, "too many rules (at most %d in all)", SL_POLICY_MAX_TOTAL_RULES);
+    c->nrules++;
     if (t->nrules == c->rcap) {
         int ncap = c->rcap ? c->rcap * 2 : 4;
         sl_prule *nr = realloc(t->rules, (size_t)ncap * sizeof *nr);
