@@ -76,7 +76,6 @@ struct sl_fprot {
     sl_xform_chain chain;
     sl_timer *reload_timer, *tick_timer, *announce_timer;
     bool subjects_pending; /* "_subjects" being created for a reloaded policy */
-    char why[256];         /* the produce transform's last refusal ("": none) */
     fop *ops;
 };
 
@@ -259,11 +258,10 @@ static void topic_cstr(sl_str t, char out[256]) {
 static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_t *len,
                           bool *rewritten) {
     sl_fprot *f = arg;
-    f->why[0] = 0;
     const sl_ptopic *t = f->pol ? sl_policy_topic(f->pol, c->topic.p, (size_t)c->topic.len) : NULL;
     if (!t) return SL_KAFKA_NONE;
     sl_pcount cnt = {0};
-    char why[sizeof f->why] = "";
+    char why[256] = "";
     const uint8_t *in = *data;
     size_t inlen = *len;
     sl_err e =
@@ -274,7 +272,8 @@ static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size
         int64_t n = w.records;
         char topic[256];
         topic_cstr(c->topic, topic);
-        snprintf(f->why, sizeof f->why, "%s", why[0] ? why : "a record cannot be protected");
+        if (!why[0]) snprintf(why, sizeof why, "a record cannot be protected");
+        if (c->why && c->whylen) snprintf(c->why, c->whylen, "%s", why);
         stat_add(&g_stats.rejected, n);
         emit(f, c->rq, NULL,
              &(sl_ev_protect){.op = "reject",
@@ -282,7 +281,7 @@ static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size
                               .partition = c->partition,
                               .count = n,
                               .success = false,
-                              .detail = f->why});
+                              .detail = why});
         return SL_KAFKA_INVALID_RECORD;
     }
     /* A key being loaded: retriable, the producer sends the batch again. */
@@ -351,16 +350,6 @@ static int16_t reveal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
                               .success = true});
     }
     return SL_KAFKA_NONE;
-}
-
-sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a) {
-    if (!f || !f->why[0]) return SL_STR_NULL;
-    size_t n = strlen(f->why);
-    char *p = sl_arena_alloc(a, n);
-    if (!p) return SL_STR_NULL;
-    memcpy(p, f->why, n);
-    f->why[0] = 0;
-    return (sl_str){p, (int32_t)n};
 }
 
 /* ---- open / free ---- */
