@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +89,50 @@ size_t sl_read_full(int fd, void *buf, size_t n) {
         got += (size_t)r;
     }
     return got;
+}
+
+sl_err sl_file_read(const char *path, size_t max, char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SL_ENOTFOUND : SL_EIO;
+    /* Grown as read (not from fstat: the file may change, or be a pipe), one byte past `max`
+     * at most: enough to know it is too large. */
+    size_t cap = max < 4096 ? max + 1 : 4096, n = 0;
+    char *b = malloc(cap + 1);
+    sl_err e = b ? SL_OK : SL_ENOMEM;
+    while (!e) {
+        if (n == cap) {
+            if (cap > max) {
+                e = SL_ETOOLARGE;
+                break;
+            }
+            size_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+            char *nb = realloc(b, ncap + 1);
+            if (!nb) {
+                e = SL_ENOMEM;
+                break;
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) e = SL_EIO;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    int saved = errno;
+    close(fd);
+    if (e) {
+        free(b);
+        errno = saved;
+        return e;
+    }
+    b[n] = 0;
+    *out = b;
+    *len = n;
+    return SL_OK;
 }
 
 bool sl_write_all(int fd, const void *buf, size_t n) {

@@ -20,6 +20,11 @@ bool sl_write_all(int fd, const void *p, size_t n);
 /* Reads up to `n` bytes into p (retrying short reads and EINTR); returns how many were read,
  * fewer than n at end of file or on an error (errno set). */
 size_t sl_read_full(int fd, void *p, size_t n);
+/* Reads the file `path` whole, at most `max` bytes, into a malloc'd buffer with a NUL after the
+ * bytes (the caller frees *out). Never allocates more than max + 1 bytes whatever the file
+ * claims. SL_ENOTFOUND when it does not exist, SL_ETOOLARGE beyond `max`, SL_EIO (errno set),
+ * SL_ENOMEM. */
+sl_err sl_file_read(const char *path, size_t max, char **out, size_t *len);
 /* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
 sl_err sl_mkdir_p(const char *path, mode_t mode);
 /* The directory holding the file `path` into out[n] ("." for a bare name, "/" at the root). */

@@ -22,6 +22,7 @@
 #include "protect/sl_protect.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_legacy.h"
+#include "proto/sl_records.h"
 
 /* Decompressed bytes a set may grow to while it is rewritten: the bound the legacy converter
  * already puts on a produce (a compression bomb costs no more here than there). */
@@ -75,7 +76,6 @@ struct sl_fprot {
     sl_xform_chain chain;
     sl_timer *reload_timer, *tick_timer, *announce_timer;
     bool subjects_pending; /* "_subjects" being created for a reloaded policy */
-    char why[256];         /* the produce transform's last refusal ("": none) */
     fop *ops;
 };
 
@@ -255,35 +255,25 @@ static void topic_cstr(sl_str t, char out[256]) {
     out[n] = 0;
 }
 
-/* Records in the whole batches of a produce set (validated before the transform runs). */
-static int64_t set_records(const uint8_t *p, size_t len) {
-    int64_t n = 0;
-    sl_batch_info bi;
-    while (len && sl_batch_parse(p, len, &bi) && bi.size <= len) {
-        n += (int64_t)bi.last_offset_delta + 1;
-        p += bi.size;
-        len -= bi.size;
-    }
-    return n;
-}
-
 static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_t *len,
                           bool *rewritten) {
     sl_fprot *f = arg;
-    f->why[0] = 0;
     const sl_ptopic *t = f->pol ? sl_policy_topic(f->pol, c->topic.p, (size_t)c->topic.len) : NULL;
     if (!t) return SL_KAFKA_NONE;
     sl_pcount cnt = {0};
-    char why[sizeof f->why] = "";
+    char why[256] = "";
     const uint8_t *in = *data;
     size_t inlen = *len;
     sl_err e =
         sl_protect_set(t, f->k, c->a, MAX_INFLATE, data, len, rewritten, &cnt, why, sizeof why);
     if (e == SL_EUNPROTECTABLE) {
-        int64_t n = set_records(in, inlen);
+        sl_batch_walk w; /* the set was validated before the transform ran */
+        sl_batch_walk_set(in, inlen, &w);
+        int64_t n = w.records;
         char topic[256];
         topic_cstr(c->topic, topic);
-        snprintf(f->why, sizeof f->why, "%s", why[0] ? why : "a record cannot be protected");
+        if (!why[0]) snprintf(why, sizeof why, "a record cannot be protected");
+        if (c->why && c->whylen) snprintf(c->why, c->whylen, "%s", why);
         stat_add(&g_stats.rejected, n);
         emit(f, c->rq, NULL,
              &(sl_ev_protect){.op = "reject",
@@ -291,7 +281,7 @@ static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size
                               .partition = c->partition,
                               .count = n,
                               .success = false,
-                              .detail = f->why});
+                              .detail = why});
         return SL_KAFKA_INVALID_RECORD;
     }
     /* A key being loaded: retriable, the producer sends the batch again. */
@@ -360,16 +350,6 @@ static int16_t reveal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
                               .success = true});
     }
     return SL_KAFKA_NONE;
-}
-
-sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a) {
-    if (!f || !f->why[0]) return SL_STR_NULL;
-    size_t n = strlen(f->why);
-    char *p = sl_arena_alloc(a, n);
-    if (!p) return SL_STR_NULL;
-    memcpy(p, f->why, n);
-    f->why[0] = 0;
-    return (sl_str){p, (int32_t)n};
 }
 
 /* ---- open / free ---- */

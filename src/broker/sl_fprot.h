@@ -74,11 +74,6 @@ bool sl_fprot_ctl(sl_fprot *f, struct sl_broker *b, struct sl_keysvc *ks, sl_ctl
 /* The control socket's peer of a command sl_fprot_ctl took (answered later) went away: `c` is
  * not used afterwards. NULL-safe. Loop thread. */
 void sl_fprot_ctl_gone(sl_fprot *f, sl_ctl_conn *c);
-/* Why the produce transform refused the set it was last given (target text and type, never
- * data: "value.card_number is an object"), copied into `a`; SL_STR_NULL when that call did not
- * refuse. The Produce handler puts it in the partition's error_message (v8+) right after
- * sl_xform_produce. NULL-safe. Loop thread. */
-sl_str sl_fprot_reject_why(sl_fprot *f, sl_arena *a);
 /* Process-wide counters for src/metrics (any thread). Index 0: protect, 1: reveal. */
 typedef struct sl_fprot_stats {
     uint64_t records[2];    /* records rewritten */

@@ -11,7 +11,6 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
-#include "broker/sl_fprot.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_xform.h"
 
@@ -111,12 +110,15 @@ void sl_h_produce(sl_req *rq) {
                                    .topic = rt->name,
                                    .partition = rp->index,
                                    .rq = rq};
+                char why[256] = "";
+                xc.why = why;
+                xc.whylen = sizeof why;
                 o->error_code = sl_xform_produce(pi.xform, &xc, &rp->records, NULL);
-                /* A record field protection refused: the producer is told why (v8+). Taken
-                 * whatever the version: the reason belongs to this set only. */
-                if (o->error_code == SL_KAFKA_INVALID_RECORD) {
-                    sl_str why = sl_fprot_reject_why(rq->b->fprot, rq->a);
-                    if (v >= 8) o->error_message = why;
+                /* A set a transform refused (field protection): the producer is told why. */
+                if (o->error_code && why[0] && v >= 8) {
+                    size_t wn = strlen(why);
+                    const char *wp = sl_arena_dup(rq->a, why, wn);
+                    if (wp) o->error_message = (sl_str){wp, (int32_t)wn};
                 }
                 if (o->error_code) {
                     sl_spart_offsets off;

@@ -193,53 +193,22 @@ void sl_grants_json(const sl_grants *g, sl_text *out) {
 
 /* ---- the file ---- */
 static sl_err read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
-    *buf = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return SL_OK;
+    sl_err e = sl_file_read(path, FILE_MAX_BYTES, buf, len);
+    switch (e) {
+    case SL_OK:
+        return SL_OK;
+    case SL_ENOTFOUND: /* no file yet: no grants */
+        return SL_OK;
+    case SL_ETOOLARGE:
+        snprintf(err, errlen, "%s: file too large", path);
+        return SL_ECORRUPT;
+    case SL_ENOMEM:
+        snprintf(err, errlen, "%s: out of memory", path);
+        return e;
+    default:
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return SL_EIO;
-    }
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    sl_err e = b ? SL_OK : SL_ENOMEM;
-    while (!e) {
-        if (n == cap) {
-            if (cap > FILE_MAX_BYTES) {
-                snprintf(err, errlen, "%s: file too large", path);
-                e = SL_ECORRUPT;
-                break;
-            }
-            size_t ncap = cap * 2 > FILE_MAX_BYTES + 1 ? FILE_MAX_BYTES + 1 : cap * 2;
-            char *nb = realloc(b, ncap);
-            if (!nb) {
-                e = SL_ENOMEM;
-                break;
-            }
-            b = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            e = SL_EIO;
-        } else if (r == 0) {
-            break;
-        } else {
-            n += (size_t)r;
-        }
-    }
-    close(fd);
-    if (e) {
-        if (e == SL_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
-        free(b);
         return e;
     }
-    *buf = b;
-    *len = n;
-    return SL_OK;
 }
 
 /* Parses one line s[0..n) "PRINCIPAL TOPIC FIELD VIEW" into *x; a static reason on failure. */

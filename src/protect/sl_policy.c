@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "base/sl_file.h"
 #include "base/sl_text.h"
 
 #define LINE_MAX_BYTES 4096
@@ -163,6 +164,7 @@ typedef struct pctx {
     void *arg;
     policy_impl *p;
     int tcap, rcap; /* capacity of topics and of the last topic's rules */
+    int nrules;     /* in all blocks */
     bool any_directive;
     int on_error_line; /* of the current block, 0: none yet */
     int subject_line;
@@ -420,6 +422,11 @@ static sl_err d_rule(pctx *c, const word *w, int nw) {
     if (!t) return fail(c, SL_ECONFIG, "rule outside a topic block");
     if (t->nrules == SL_POLICY_MAX_RULES)
         return fail(c, SL_ECONFIG, "too many rules in one block (at most %d)", SL_POLICY_MAX_RULES);
+    /* A rule is a few KiB (its path is inline): the file size alone would let 60k one-line
+     * rules cost hundreds of MiB. */
+    if (c->nrules == SL_POLICY_MAX_TOTAL_RULES)
+        return fail(c, SL_ECONFIG, "too many rules (at most %d in all)", SL_POLICY_MAX_TOTAL_RULES);
+    c->nrules++;
     if (t->nrules == c->rcap) {
         int ncap = c->rcap ? c->rcap * 2 : 4;
         sl_prule *nr = realloc(t->rules, (size_t)ncap * sizeof *nr);
@@ -636,39 +643,18 @@ sl_err sl_policy_parse(const char *text, size_t n, const char *fname, sl_policy_
 sl_err sl_policy_load(const char *path, sl_policy_key_ok_fn key_ok, void *arg, sl_policy **out,
                       char *err, size_t errlen) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return SL_EIO;
+    char *buf;
+    size_t len;
+    sl_err e = sl_file_read(path, SL_POLICY_MAX_BYTES, &buf, &len);
+    if (e == SL_ETOOLARGE) /* the parser's own words for it */
+        return sl_policy_parse(NULL, SL_POLICY_MAX_BYTES + 1, path, key_ok, arg, out, err, errlen);
+    if (e) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path,
+                     e == SL_ENOMEM ? "out of memory"
+                                    : strerror(e == SL_ENOTFOUND ? ENOENT : errno));
+        return e == SL_ENOMEM ? e : SL_EIO;
     }
-    /* Read at most one byte past the limit: enough to know the file is too large. */
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    sl_err e = buf ? SL_OK : SL_ENOMEM;
-    while (!e) {
-        if (len == cap) {
-            if (cap > SL_POLICY_MAX_BYTES) break;
-            size_t ncap = cap * 2 > SL_POLICY_MAX_BYTES + 1 ? SL_POLICY_MAX_BYTES + 1 : cap * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                e = SL_ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            e = SL_EIO;
-            break;
-        }
-        if (r == 0) break;
-        len += (size_t)r;
-    }
-    close(fd);
-    if (e == SL_ENOMEM && err && errlen) snprintf(err, errlen, "%s: out of memory", path);
     if (!e) e = sl_policy_parse(buf, len, path, key_ok, arg, out, err, errlen);
     free(buf);
     return e;

@@ -37,8 +37,8 @@
  *
  * A topic matches the literal block of its name, else the block with the longest matching
  * prefix; two blocks with the same pattern, or two rules with the same target in one block, are
- * errors. At most SL_POLICY_MAX_TOPICS blocks and SL_POLICY_MAX_RULES rules per block; a line is
- * at most 4096 bytes; the file at most 1 MiB.
+ * errors. At most SL_POLICY_MAX_TOPICS blocks, SL_POLICY_MAX_RULES rules per block and
+ * SL_POLICY_MAX_TOTAL_RULES in all; a line is at most 4096 bytes; the file at most 1 MiB.
  *
  * Errors name the line: "FILE:LINE: unknown action 'hash'". */
 #ifndef SL_PROTECT_POLICY_H
@@ -51,10 +51,11 @@
 #include "protect/sl_fcrypt.h"
 #include "protect/sl_jrewrite.h"
 
-#define SL_POLICY_MAX_TOPICS 4096
-#define SL_POLICY_MAX_RULES  256
-#define SL_POLICY_MAX_BYTES  (1u << 20)
-#define SL_POLICY_TEXT_MAX   300 /* a target as written ("value.card.number"), NUL included */
+#define SL_POLICY_MAX_TOPICS      4096
+#define SL_POLICY_MAX_RULES       256
+#define SL_POLICY_MAX_TOTAL_RULES 8192
+#define SL_POLICY_MAX_BYTES       (1u << 20)
+#define SL_POLICY_TEXT_MAX        300 /* a target as written ("value.card.number"), NUL included */
 
 typedef enum { SL_PA_MASK, SL_PA_REDACT, SL_PA_TOKEN, SL_PA_ENCRYPT } sl_paction;
 typedef enum { SL_PP_VALUE, SL_PP_KEY, SL_PP_HEADER } sl_ppart;

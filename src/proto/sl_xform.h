@@ -37,6 +37,10 @@ typedef struct sl_xform_ctx {
      * that depend on who asks (field protection's reveal) read its principal, and report what
      * they did as events with its connection. */
     const struct sl_req *rq;
+    /* Produce: where a transform that refuses the set says why, for the partition's
+     * error_message (NUL-terminated, no record data); NULL when nobody asks. */
+    char *why;
+    size_t whylen;
 } sl_xform_ctx;
 
 /* A transform. On produce it gets whole, validated magic-2 batches and must return whole,

@@ -255,6 +255,19 @@ SL_TEST(policy_errors_limits) {
                         sizeof err);
     CHECK(e == SL_OK && p->ntopics == 4096 && topic(p, "t4095") && !topic(p, "t4096"));
     sl_policy_unref(p);
+    /* 8193 rules in all (33 blocks of 256, the last cut short) */
+    off = 0;
+    int line = 0, rules = 0;
+    for (int b = 0; rules <= SL_POLICY_MAX_TOTAL_RULES; b++) {
+        off += (size_t)sprintf(t + off, "topic t%d\n", b);
+        line++;
+        for (int i = 0; i < 256 && rules <= SL_POLICY_MAX_TOTAL_RULES; i++, rules++, line++)
+            off += (size_t)sprintf(t + off, "value.f%d redact\n", i);
+    }
+    e = sl_policy_parse(t, off, "p.conf", NULL, NULL, &p, err, sizeof err);
+    char want[96];
+    snprintf(want, sizeof want, "p.conf:%d: too many rules (at most 8192 in all)", line);
+    CHECK(e == SL_ECONFIG && !strcmp(err, want));
     free(t);
 }
 
