@@ -833,7 +833,11 @@ def test_forget_subject(env):
     env.cli("keys", "forget", "--subject-token", c_token)
     wait_until(lambda: len(protect_events(env.b, "forget")) >= 2, 15, "two forget events")
     fe = protect_events(env.b, "forget")
-    assert all(e.get("status_id", 1) == 1 for e in fe[-2:]), fe[-2:]
+    assert all(e.get("status_id") == 1 for e in fe[-2:]), fe[-2:]
+    # The forgotten subject is named by its token (the subject key's), never by its clear id.
+    subj = [ev_resource(e, "subject") for e in fe[-2:]]
+    assert all(x and tok(x, "cust") for x in subj), subj
+    assert subj[1] == c_token and subj[0] != c_token, subj
     assert "F-A" not in ev_text(fe[-2]) and "F-C" not in ev_text(fe[-1]), \
         "a forget event names the clear subject id"
 
@@ -995,6 +999,8 @@ def test_bad_policy_while_running_keeps_the_old_one(env):
         assert good_digest in env.status_text(), f"{what}: the policy in force changed"
         wait_until(lambda: any(pat.search(ev_text(e)) for e in protect_events(env.b, "policy")),
                    15, f"{what}: a policy event naming the line")
+        assert all(e.get("status_id") == 2 for e in protect_events(env.b, "policy")
+                   if pat.search(ev_text(e))), f"{what}: the refused policy's event says success"
         # Records are still protected the old way.
         d = txn(200 + n, "C-1003")
         env.produce_ok("payments-producer", "tx-policy", [enc(d)], partition=0)
