@@ -1111,8 +1111,11 @@ def test_stage_keeps_clear_values_off_disk(tmp_path, request):
             assert v == {"card_number": masked(d["card_number"]), "ssn": None, "n": d["n"],
                          "note": d["note"]}, v
         # Each codec's batch was rebuilt with that codec, CRC right.
+        # (a producer may split one codec's records into several batches: runs are compared)
         batches = raw_batches(b.bootstrap, "cards", 0)
-        assert [a & 7 for _, a, _ in batches] == [CODEC_ID[c] for c in h.ALL_CODECS], batches
+        runs = [a & 7 for i, (_, a, _) in enumerate(batches)
+                if i == 0 or (a & 7) != (batches[i - 1][1] & 7)]
+        assert runs == [CODEC_ID[c] for c in h.ALL_CODECS], batches
         assert all(ok for _, _, ok in batches), f"a batch's CRC is wrong: {batches}"
         b.stop()
         clear = [d["card_number"] for d in recs] + [d["ssn"] for d in recs]
