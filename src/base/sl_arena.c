@@ -47,6 +47,18 @@ void sl_arena_free(sl_arena *a) {
     free(a);
 }
 
+void sl_arena_reset(sl_arena *a) {
+    /* The head is a regular chunk (large allocations sit behind it): it is the one kept. */
+    chunk *h = a->head;
+    for (chunk *c = h->next, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    h->next = NULL;
+    h->used = 0;
+    a->total = 0;
+}
+
 void *sl_arena_alloc(sl_arena *a, size_t n) {
     if (n > SIZE_MAX - 15) return NULL;
     size_t need = (n + 15) & ~(size_t)15;

@@ -16,6 +16,11 @@ void *sl_arena_alloc(sl_arena *a, size_t n);
 void *sl_arena_calloc(sl_arena *a, size_t n, size_t size);
 /* Copies `n` bytes into the arena. */
 void *sl_arena_dup(sl_arena *a, const void *p, size_t n);
+/* Forgets everything allocated so far and keeps one chunk for what comes next: for scratch
+ * arenas reused item after item (field protection rewrites each record in one), so a loop's
+ * memory stays the same few hot pages instead of growing with the items. Every pointer the
+ * arena handed out becomes invalid. */
+void sl_arena_reset(sl_arena *a);
 /* Bytes handed out so far (for limits and metrics). */
 size_t sl_arena_used(const sl_arena *a);
 

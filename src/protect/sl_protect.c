@@ -67,6 +67,10 @@ typedef struct plan {
     sl_prule_count *rc_save; /* per path of the part being rewritten: rc before it */
     char *why;
     size_t whylen;
+    /* Set level: what one record's rewrite allocates (its new JSON, ciphertexts) lives here and
+     * is dropped once the record is copied into the batch being built, so rewriting a batch
+     * touches the same few pages record after record (NULL: record level, the caller's arena). */
+    sl_arena *scratch;
 } plan;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -843,7 +847,10 @@ static sl_err do_batch(plan *p, const uint8_t *batch, const sl_batch_info *bi, s
         if ((e = collect_headers(a, &r, &hdrs, &hcap, &nh))) return e;
         sl_prec pr = {r.key, r.value, hdrs, nh};
         bool ch;
-        if ((e = do_record(p, &pr, &ch))) return e;
+        if (p->scratch) p->a = p->scratch;
+        e = do_record(p, &pr, &ch);
+        p->a = a;
+        if (e) return e;
         count_record(p, cnt, ch);
         if (ch && !building) {
             building = true;
@@ -860,6 +867,7 @@ static sl_err do_batch(plan *p, const uint8_t *batch, const sl_batch_info *bi, s
             }
         }
         if (building && (e = add_rec(&bld, &r, &pr))) return e;
+        if (p->scratch) sl_arena_reset(p->scratch); /* the record is copied (or unchanged) */
         idx++;
         *iter = true;
     }
@@ -874,13 +882,16 @@ static sl_err do_batch(plan *p, const uint8_t *batch, const sl_batch_info *bi, s
     return SL_OK;
 }
 
-sl_err sl_protect_set(const sl_ptopic *t, sl_fkeys *k, sl_arena *a, size_t max_inflate,
-                      uint8_t **data, size_t *len, bool *rewritten, sl_pcount *cnt, char *why,
-                      size_t whylen) {
+#define SCRATCH_CHUNK (64 * 1024) /* a usual record's rewrite fits one chunk */
+
+static sl_err protect_set(sl_arena *scratch, const sl_ptopic *t, sl_fkeys *k, sl_arena *a,
+                          size_t max_inflate, uint8_t **data, size_t *len, bool *rewritten,
+                          sl_pcount *cnt, char *why, size_t whylen) {
     *rewritten = false;
     plan p;
     sl_err e = plan_init(&p, t, k, a, false, NULL);
     if (e) return e;
+    p.scratch = scratch;
     p.why = why;
     p.whylen = whylen;
     if (p.nparts == 0) return SL_OK;
@@ -919,13 +930,24 @@ sl_err sl_protect_set(const sl_ptopic *t, sl_fkeys *k, sl_arena *a, size_t max_i
     return SL_OK;
 }
 
-sl_err sl_reveal_set(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, sl_arena *a,
-                     size_t max_inflate, uint8_t **data, size_t *len, bool *rewritten,
-                     sl_pcount *cnt, sl_prule_count *rc) {
+sl_err sl_protect_set(const sl_ptopic *t, sl_fkeys *k, sl_arena *a, size_t max_inflate,
+                      uint8_t **data, size_t *len, bool *rewritten, sl_pcount *cnt, char *why,
+                      size_t whylen) {
+    sl_arena *scratch = sl_arena_new(SCRATCH_CHUNK);
+    if (!scratch) return SL_ENOMEM;
+    sl_err e = protect_set(scratch, t, k, a, max_inflate, data, len, rewritten, cnt, why, whylen);
+    sl_arena_free(scratch);
+    return e;
+}
+
+static sl_err reveal_set(sl_arena *scratch, const sl_ptopic *t, const sl_view *views, sl_fkeys *k,
+                         sl_arena *a, size_t max_inflate, uint8_t **data, size_t *len,
+                         bool *rewritten, sl_pcount *cnt, sl_prule_count *rc) {
     *rewritten = false;
     plan p;
     sl_err e = plan_init(&p, t, k, a, true, views);
     if (e) return e;
+    p.scratch = scratch;
     p.rc = rc;
     if (p.nparts == 0) return SL_OK;
     pieces ps = {0};
@@ -963,6 +985,16 @@ sl_err sl_reveal_set(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, sl_a
         *rewritten = true;
     }
     return first;
+}
+
+sl_err sl_reveal_set(const sl_ptopic *t, const sl_view *views, sl_fkeys *k, sl_arena *a,
+                     size_t max_inflate, uint8_t **data, size_t *len, bool *rewritten,
+                     sl_pcount *cnt, sl_prule_count *rc) {
+    sl_arena *scratch = sl_arena_new(SCRATCH_CHUNK);
+    if (!scratch) return SL_ENOMEM;
+    sl_err e = reveal_set(scratch, t, views, k, a, max_inflate, data, len, rewritten, cnt, rc);
+    sl_arena_free(scratch);
+    return e;
 }
 
 sl_err sl_protect_subject_id(sl_fkeys *k, const char *key, uint32_t version, const uint8_t *subject,

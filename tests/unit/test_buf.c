@@ -94,3 +94,24 @@ SL_TEST(buf_writer_refs_match_copies) {
     CHECK(iov[0].iov_base == plain.buf);
     sl_arena_free(a);
 }
+
+SL_TEST(arena_reset_keeps_one_chunk) {
+    sl_arena *a = sl_arena_new(1024);
+    CHECK(a != NULL);
+    unsigned char *first = sl_arena_alloc(a, 100);
+    CHECK(first != NULL);
+    CHECK(sl_arena_alloc(a, 5000) != NULL); /* a large one behind the head */
+    for (int i = 0; i < 50; i++) CHECK(sl_arena_alloc(a, 200) != NULL); /* new heads */
+    CHECK(sl_arena_used(a) >= 100 + 5000 + 50 * 200);
+    sl_arena_reset(a);
+    CHECK_EQ(sl_arena_used(a), 0);
+    /* What comes next reuses the kept chunk: allocations still work and are distinct. */
+    unsigned char *p = sl_arena_alloc(a, 300), *q = sl_arena_alloc(a, 300);
+    CHECK(p && q && p != q);
+    memset(p, 1, 300);
+    memset(q, 2, 300);
+    CHECK(p[299] == 1 && q[0] == 2);
+    CHECK(sl_arena_alloc(a, 8000) != NULL);
+    sl_arena_reset(a);
+    sl_arena_free(a);
+}
