@@ -1042,6 +1042,37 @@ def test_bad_policy_at_start_fails_naming_the_line(tmp_path, request):
         finish_broker(b)
 
 
+@pytest.mark.timeout_s(120)
+def test_keys_before_the_first_policy(tmp_path, request):
+    """The documented order on a fresh install: field keys are created on a broker that has no
+    policy yet (a policy naming a missing key is refused), then the policy is configured."""
+    b = Broker(tmp_path, {})
+    request.node._sluice_broker = b
+    pol = tmp_path / "first-policy.conf"
+
+    def cli(*args):
+        return subprocess.run([SLUICE_BIN, *args, "-c", str(b.config_path)], capture_output=True,
+                              text=True, timeout=CLI_TIMEOUT_S, env=sanitizer_env())
+    try:
+        b.start()
+        wait_until((b.data_dir / "sluice-ctl.sock").is_socket, 15, "the control socket")
+        p = cli("keys", "create", "--field", "first")
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = cli("protect", "grant", "--principal", "User:a", "--topic", "t", "--field", "*")
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = cli("protect", "status")
+        assert p.returncode == 0 and '"grants":1' in p.stdout, p.stdout + p.stderr
+        b.stop()
+        pol.write_text("version 1\ntopic t\n  value.a token key=first\n")
+        b.config["sluice.protect.policy.file"] = str(pol)
+        b.write_config()
+        b.start()
+        p = cli("protect", "status")
+        assert p.returncode == 0 and '"topics":1' in p.stdout, p.stdout + p.stderr
+    finally:
+        finish_broker(b)
+
+
 # ---- the protect stage keeps clear values off the disk (encryption at rest off) ---------------
 
 OFF_POLICY = """version 1
