@@ -13,6 +13,7 @@
 #include "base/sl_config.h"
 #include "base/sl_text.h"
 #include "base/sl_time.h"
+#include "keys_env.h"
 #include "kms/sl_keysvc.h"
 #include "protect/sl_fcrypt.h"
 #include "protect/sl_fkeys.h"
@@ -20,60 +21,6 @@
 #include "sl_test.h"
 
 #include <openssl/evp.h>
-
-static char *fk_tmpdir(void) {
-    char *t = malloc(64);
-    snprintf(t, 64, "/tmp/sl_fkeys_XXXXXX");
-    return mkdtemp(t);
-}
-
-static void fk_rm_rf(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
-}
-
-/* Encryption on, the local provider, data in <dir>/data and secrets in <dir>/secrets. */
-static sl_config *fk_cfg(const char *dir) {
-    sl_config *c = calloc(1, sizeof *c);
-    sl_config_defaults(c);
-    char p[512], err[256];
-    snprintf(p, sizeof p, "%s/data", dir);
-    mkdir(p, 0700);
-    if (sl_config_set(c, "log.dirs", p, err, sizeof err)) abort();
-    snprintf(p, sizeof p, "%s/secrets", dir);
-    if (sl_config_set(c, "sluice.secrets.dir", p, err, sizeof err)) abort();
-    if (sl_config_set(c, "sluice.encryption.enable", "true", err, sizeof err)) abort();
-    if (sl_config_set(c, "sluice.kms.provider", "local", err, sizeof err)) abort();
-    if (sl_config_set(c, "sluice.kms.local.master.key.env", "SLUICE_TEST_NO_SUCH_VAR", err,
-                      sizeof err))
-        abort();
-    return c;
-}
-
-typedef struct fk_op {
-    volatile bool done;
-    sl_err e;
-} fk_op;
-
-static void fk_op_cb(void *ctx, sl_err e, const char *msg) {
-    (void)msg;
-    fk_op *r = ctx;
-    r->e = e;
-    r->done = true;
-}
-
-/* Runs a lifecycle op and dispatches completions until its callback ran (10 s deadline). */
-static sl_err fk_run_op(sl_keysvc *ks, sl_keyop op, const uint8_t id[16]) {
-    fk_op r = {0};
-    sl_keysvc_op(ks, op, id, 0, "test", fk_op_cb, &r);
-    int64_t deadline = sl_mono_ms() + 10000;
-    while (!r.done && sl_mono_ms() < deadline) {
-        struct pollfd p = {.fd = sl_keysvc_fd(ks), .events = POLLIN};
-        if (poll(&p, 1, 20) > 0) sl_keysvc_dispatch(ks);
-    }
-    return r.done ? r.e : SL_ETIMEOUT;
-}
 
 /* Polls `cond` for up to 5 s (a keyreader looks at the keyring file at most every 200 ms). */
 #define FK_EVENTUALLY(cond)                                                                        \
@@ -90,8 +37,8 @@ static void fk_raw_id(uint8_t id[16], uint8_t tag) {
 }
 
 SL_TEST(fkeys_keysvc_key_get) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "";
     sl_keysvc *ks = NULL;
     CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK && ks);
@@ -101,17 +48,17 @@ SL_TEST(fkeys_keysvc_key_get) {
     uint32_t v = 0, vs[8];
     CHECK(sl_keysvc_key_get(ks, id, 0, k1, &v) == SL_ENOTFOUND);
     CHECK_EQ(sl_keysvc_key_versions(ks, id, vs, 8), 0);
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
     CHECK(sl_keysvc_key_get(ks, id, 0, k1, &v) == SL_OK);
     CHECK_EQ(v, 1);
     CHECK(sl_keysvc_key_get(ks, id, 2, k2, &v) == SL_ENOTFOUND);
     CHECK(sl_keysvc_key_get(ks, other, 0, k2, &v) == SL_ENOTFOUND);
     /* Topic keys and the system key are never handed out. */
     uint8_t topic[16] = {0x12, 0x34}, zero[16] = {0};
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, topic) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, topic) == SL_OK);
     CHECK(sl_keysvc_key_get(ks, topic, 0, k2, &v) == SL_ENOTFOUND);
     CHECK(sl_keysvc_key_get(ks, zero, 0, k2, &v) == SL_ENOTFOUND);
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
     CHECK(sl_keysvc_key_get(ks, id, 0, k2, &v) == SL_OK);
     CHECK_EQ(v, 2);
     CHECK(memcmp(k1, k2, 32) != 0);
@@ -142,19 +89,19 @@ SL_TEST(fkeys_keysvc_key_get) {
     CHECK(sl_keysvc_key_get(ks, id, 0, k1b, &v) == SL_OK);
     CHECK(v == 2 && !memcmp(k2, k1b, 32));
     /* Shredded: refused at once, and no versions. */
-    CHECK(fk_run_op(ks, SL_KEYOP_SHRED, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_SHRED, id) == SL_OK);
     CHECK(sl_keysvc_key_get(ks, id, 0, k1b, &v) == SL_EKEY_DESTROYED);
     CHECK(sl_keysvc_key_get(ks, id, 1, k1b, &v) == SL_EKEY_DESTROYED);
     CHECK_EQ(sl_keysvc_key_versions(ks, id, vs, 8), 0);
     sl_keysvc_close(ks);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
 SL_TEST(fkeys_keyreader) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "";
     sl_keyreader *r = NULL;
     /* No keyring yet: a clear error, nothing created. */
@@ -164,7 +111,7 @@ SL_TEST(fkeys_keyreader) {
     CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK && ks);
     uint8_t id[16], ka[32], kb[32];
     fk_raw_id(id, 3);
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
     CHECK(sl_keyreader_open(c, &r, err, sizeof err) == SL_OK && r);
     uint32_t v = 0, vs[4];
     CHECK(sl_keyreader_get(r, id, 0, ka, &v, err, sizeof err) == SL_OK);
@@ -175,13 +122,13 @@ SL_TEST(fkeys_keyreader) {
     uint8_t zero[16] = {0};
     CHECK(sl_keyreader_get(r, zero, 0, ka, &v, err, sizeof err) == SL_ENOTFOUND);
     /* A rotation by the service: the reader sees the rewritten file. */
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id) == SL_OK);
     FK_EVENTUALLY(sl_keyreader_get(r, id, 0, ka, &v, err, sizeof err) == SL_OK && v == 2);
     CHECK(sl_keysvc_key_get(ks, id, 2, kb, &v) == SL_OK);
     CHECK(!memcmp(ka, kb, 32));
     CHECK_EQ(sl_keyreader_versions(r, id, vs, 4), 2);
     CHECK(sl_keyreader_get(r, id, 1, ka, &v, err, sizeof err) == SL_OK);
-    CHECK(fk_run_op(ks, SL_KEYOP_SHRED, id) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_SHRED, id) == SL_OK);
     FK_EVENTUALLY(sl_keyreader_get(r, id, 1, ka, &v, err, sizeof err) == SL_EKEY_DESTROYED);
     CHECK_EQ(sl_keyreader_versions(r, id, vs, 4), 0);
     /* The reader never writes the keyring. */
@@ -199,7 +146,7 @@ SL_TEST(fkeys_keyreader) {
           st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec && st1.st_mtim.tv_sec == st0.st_mtim.tv_sec);
     sl_keyreader_close(r);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
@@ -212,9 +159,9 @@ static sl_keysvc *fk_service(const sl_config *c) {
     if (sl_keysvc_open(c, NULL, &ks, err, sizeof err) || !ks) return NULL;
     uint8_t id[16];
     sl_fkeys_id("pan", id);
-    if (fk_run_op(ks, SL_KEYOP_TK_ROTATE, id)) goto fail;
+    if (sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id)) goto fail;
     sl_fkeys_id(SL_FKEYS_SUBJECTS, id);
-    if (fk_run_op(ks, SL_KEYOP_TK_ROTATE, id)) goto fail;
+    if (sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, id)) goto fail;
     return ks;
 fail:
     sl_keysvc_close(ks);
@@ -281,8 +228,8 @@ SL_TEST(fkeys_id) {
 }
 
 SL_TEST(fkeys_field_keys) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "";
     sl_keysvc *ks = fk_service(c);
     CHECK(ks);
@@ -304,7 +251,7 @@ SL_TEST(fkeys_field_keys) {
     /* Rotation: version 2 is current, version 1 still works. */
     uint8_t pan[16];
     sl_fkeys_id("pan", pan);
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, pan) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, pan) == SL_OK);
     CHECK(sl_fkeys_get(fk, "pan", 0, NULL, false, &k2, &v) == SL_OK);
     CHECK_EQ(v, 2);
     CHECK(fk_mac(k2, m2));
@@ -321,7 +268,7 @@ SL_TEST(fkeys_field_keys) {
     CHECK(fk_mac(k1b, m1b));
     CHECK(!memcmp(m1, m1b, 16));
     /* Shredded: refused at once, cached context or not. */
-    CHECK(fk_run_op(ks, SL_KEYOP_SHRED, pan) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_SHRED, pan) == SL_OK);
     CHECK(sl_fkeys_get(fk, "pan", 1, NULL, false, &k1b, &v) == SL_EKEY_DESTROYED);
     CHECK(sl_fkeys_get(fk, "pan", 0, NULL, false, &k1b, &v) == SL_EKEY_DESTROYED);
     CHECK(!sl_fkeys_exists(fk, "pan"));
@@ -333,13 +280,13 @@ SL_TEST(fkeys_field_keys) {
     sl_fkeys_close(fk);
     sl_keysvc_close(ks);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
 SL_TEST(fkeys_subjects_durable_and_forget) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "", path[600];
     fk_store_path(dir, path, sizeof path);
     sl_keysvc *ks = fk_service(c);
@@ -426,7 +373,7 @@ SL_TEST(fkeys_subjects_durable_and_forget) {
     sl_fkeys_close(fk);
     sl_keysvc_close(ks);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
@@ -439,8 +386,8 @@ static bool fk_append(const char *path, const void *p, size_t n) {
 }
 
 SL_TEST(fkeys_torn_tail) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "", path[600];
     fk_store_path(dir, path, sizeof path);
     sl_keysvc *ks = fk_service(c);
@@ -508,13 +455,13 @@ SL_TEST(fkeys_torn_tail) {
     CHECK_EQ(fk_file_size(path), 16);
     sl_keysvc_close(ks);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
 SL_TEST(fkeys_broker_and_direct) {
-    char *dir = fk_tmpdir();
-    sl_config *c = fk_cfg(dir);
+    char *dir = sl_t_tmpdir("sl_fkeys_");
+    sl_config *c = sl_t_keys_cfg(dir);
     char err[256] = "", path[600];
     fk_store_path(dir, path, sizeof path);
     sl_keysvc *ks = fk_service(c);
@@ -555,7 +502,7 @@ SL_TEST(fkeys_broker_and_direct) {
     /* A rotation made by the service reaches the direct handle (keyring reread). */
     uint8_t pan[16];
     sl_fkeys_id("pan", pan);
-    CHECK(fk_run_op(ks, SL_KEYOP_TK_ROTATE, pan) == SL_OK);
+    CHECK(sl_t_keyop(ks, SL_KEYOP_TK_ROTATE, pan) == SL_OK);
     FK_EVENTUALLY(sl_fkeys_get(d, "pan", 0, NULL, false, &kd, &v) == SL_OK && v == 2);
     /* A forget by the broker: the direct handle follows the replaced store at its next tick. */
     bool found = false;
@@ -575,7 +522,7 @@ SL_TEST(fkeys_broker_and_direct) {
     sl_fkeys_close(b);
     sl_keysvc_close(ks);
     free(c);
-    fk_rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 

@@ -12,22 +12,11 @@
 
 #include "base/sl_config.h"
 #include "base/sl_time.h"
+#include "keys_env.h"
 #include "kms/sl_keysvc.h"
 #include "protect/sl_fkeys.h"
 #include "sl_test.h"
 #include "sluice.h"
-
-static char *ls_tmpdir(void) {
-    char *t = malloc(64);
-    snprintf(t, 64, "/tmp/sl_libsluice_XXXXXX");
-    return mkdtemp(t);
-}
-
-static void rm_rf(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
-}
 
 static void write_text(const char *dir, const char *name, const char *text, char *path, size_t n) {
     snprintf(path, n, "%s/%s", dir, name);
@@ -49,7 +38,7 @@ static const char k_mask_policy[] = "version 1\n"
                                     "  value.secret redact\n";
 
 SL_TEST(libsluice_mask_record_without_keys) {
-    char *dir = ls_tmpdir();
+    char *dir = sl_t_tmpdir("sl_libsluice_");
     char pol[512], err[512] = "";
     write_text(dir, "policy", k_mask_policy, pol, sizeof pol);
     sluice_protector *p = NULL;
@@ -112,12 +101,12 @@ SL_TEST(libsluice_mask_record_without_keys) {
     CHECK_EQ(sluice_protect(p, "payments", &in3, &out, err, sizeof err), SLUICE_EINVAL);
     sluice_close(p);
     sluice_close(NULL);
-    rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
 SL_TEST(libsluice_open_errors) {
-    char *dir = ls_tmpdir();
+    char *dir = sl_t_tmpdir("sl_libsluice_");
     char pol[512], err[512] = "";
     sluice_protector *p = NULL;
     /* An unknown action: the message names the file and line. */
@@ -138,40 +127,14 @@ SL_TEST(libsluice_open_errors) {
     snprintf(pol, sizeof pol, "%s/missing", dir);
     CHECK(sluice_open(NULL, pol, &p, err, sizeof err) < 0 && p == NULL && err[0]);
     CHECK_EQ(sluice_open(NULL, NULL, &p, err, sizeof err), SLUICE_EINVAL);
-    rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }
 
 /* ---- with keys ---- */
 
-typedef struct opres {
-    volatile bool done;
-    sl_err e;
-} opres;
-
-static void op_cb(void *ctx, sl_err e, const char *msg) {
-    (void)msg;
-    opres *r = ctx;
-    r->e = e;
-    r->done = true;
-}
-
-/* Creates (or adds a version to) field key `name`, as `sluice keys create --field` does. */
-static sl_err make_field_key(sl_keysvc *ks, const char *name) {
-    uint8_t id[16];
-    sl_fkeys_id(name, id);
-    opres r = {0};
-    sl_keysvc_op(ks, SL_KEYOP_TK_ROTATE, id, 0, "test", op_cb, &r);
-    int64_t deadline = sl_mono_ms() + 10000;
-    while (!r.done && sl_mono_ms() < deadline) {
-        struct pollfd pf = {.fd = sl_keysvc_fd(ks), .events = POLLIN};
-        if (poll(&pf, 1, 20) > 0) sl_keysvc_dispatch(ks);
-    }
-    return r.done ? r.e : SL_ETIMEOUT;
-}
-
 SL_TEST(libsluice_encrypt_round_trip_with_keys) {
-    char *dir = ls_tmpdir();
+    char *dir = sl_t_tmpdir("sl_libsluice_");
     char props[512], pol[512], err[512] = "", text[1024];
     snprintf(text, sizeof text,
              "log.dirs=%s/data\n"
@@ -187,9 +150,9 @@ SL_TEST(libsluice_encrypt_round_trip_with_keys) {
     sl_keysvc *ks = NULL;
     CHECK(sl_keysvc_open(c, NULL, &ks, err, sizeof err) == SL_OK && ks);
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); /* the key service turned it off for the process */
-    CHECK(make_field_key(ks, "pan") == SL_OK);
-    CHECK(make_field_key(ks, "cust") == SL_OK);
-    CHECK(make_field_key(ks, SL_FKEYS_SUBJECTS) == SL_OK);
+    CHECK(sl_t_field_key(ks, "pan") == SL_OK);
+    CHECK(sl_t_field_key(ks, "cust") == SL_OK);
+    CHECK(sl_t_field_key(ks, SL_FKEYS_SUBJECTS) == SL_OK);
     sl_keysvc_close(ks);
     free(c);
 
@@ -250,6 +213,6 @@ SL_TEST(libsluice_encrypt_round_trip_with_keys) {
     p = NULL;
     CHECK_EQ(sluice_open(props, pol, &p, err, sizeof err), SLUICE_ECONFIG);
     CHECK(!p && strstr(err, ":2:"));
-    rm_rf(dir);
+    sl_t_rm_rf(dir);
     free(dir);
 }

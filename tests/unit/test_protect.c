@@ -17,6 +17,7 @@
 #include "base/sl_config.h"
 #include "base/sl_crc32c.h"
 #include "base/sl_time.h"
+#include "keys_env.h"
 #include "kms/sl_keysvc.h"
 #include "protect/sl_fkeys.h"
 #include "protect/sl_policy.h"
@@ -75,36 +76,6 @@ typedef struct env {
     sl_arena *a;
 } env;
 
-static bool pump_until(sl_keysvc *ks, volatile bool *done) {
-    int64_t deadline = sl_mono_ms() + 10000;
-    while (sl_mono_ms() < deadline) {
-        struct pollfd p = {.fd = sl_keysvc_fd(ks), .events = POLLIN};
-        if (poll(&p, 1, 20) > 0) sl_keysvc_dispatch(ks);
-        if (*done) return true;
-    }
-    return false;
-}
-
-typedef struct opres {
-    volatile bool done;
-    sl_err e;
-} opres;
-
-static void op_cb(void *ctx, sl_err e, const char *msg) {
-    opres *r = ctx;
-    r->e = e;
-    r->done = true;
-}
-
-static sl_err field_key_rotate(sl_keysvc *ks, const char *name) {
-    uint8_t id[16];
-    sl_fkeys_id(name, id);
-    opres r = {0};
-    sl_keysvc_op(ks, SL_KEYOP_TK_ROTATE, id, 0, NULL, op_cb, &r);
-    if (!pump_until(ks, &r.done)) return SL_ETIMEOUT;
-    return r.e;
-}
-
 static bool env_open(env *e) {
     memset(e, 0, sizeof *e);
     snprintf(e->dir, sizeof e->dir, "/tmp/sl_protect_XXXXXX");
@@ -121,7 +92,7 @@ static bool env_open(env *e) {
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); /* the key service turned core dumps off */
     static const char *const names[] = {"pan", "pii", "cid", "tok", "cust", SL_FKEYS_SUBJECTS};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (field_key_rotate(e->ks, names[i])) return false;
+        if (sl_t_field_key(e->ks, names[i])) return false;
     if (sl_fkeys_open_broker(&e->cfg, e->ks, &e->k, err, sizeof err)) {
         fprintf(stderr, "  fkeys: %s\n", err);
         return false;
