@@ -303,10 +303,11 @@ static int16_t reveal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
                          bool *rewritten) {
     sl_fprot *f = arg;
     const char *who = c->rq ? c->rq->principal : NULL;
-    /* The common cases leave at once: the stored bytes go out without a copy. */
-    if (!f->pol || !who || !sl_grants_any(&f->grants, who)) return SL_KAFKA_NONE;
+    /* The common cases leave at once: the stored bytes go out without a copy. The topic's
+     * block first (a hash lookup), then the principal's grants (a scan of the grant list). */
+    if (!f->pol || !who) return SL_KAFKA_NONE;
     const sl_ptopic *t = sl_policy_topic(f->pol, c->topic.p, (size_t)c->topic.len);
-    if (!t || t->nrules <= 0) return SL_KAFKA_NONE;
+    if (!t || t->nrules <= 0 || !sl_grants_any(&f->grants, who)) return SL_KAFKA_NONE;
     sl_view *views = sl_arena_calloc(c->a, (size_t)t->nrules, sizeof *views);
     sl_prule_count *rc = sl_arena_calloc(c->a, (size_t)t->nrules, sizeof *rc);
     if (!views || !rc) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
