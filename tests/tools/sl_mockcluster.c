@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -279,7 +278,7 @@ static int read_line(char *buf, size_t size) {
 int main(int argc, char **argv) {
     static cluster c = {.nbrokers = 3};
     char err[512];
-    /* stdout is a pipe to the test: unbuffered by line, or its readline would wait forever */
+    /* stdout is a pipe to the test: line-buffered, or its readline would wait forever */
     setvbuf(stdout, NULL, _IOLBF, 0);
     /* No SA_RESTART: a signal must interrupt the blocking read of stdin. */
     struct sigaction sa = {.sa_handler = on_signal};
