@@ -20,7 +20,7 @@ ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 .PHONY: all release asan unit fuzz test interop clean format format-check gen bench
 all: release
 release: build/release/sluice build/release/libsluice.so
-asan: build/asan/sluice build/asan/unit_tests
+asan: build/asan/sluice build/asan/unit_tests build/tools/sl_mockcluster
 
 build/release/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +81,12 @@ build/bench/bench_acl: bench/bench_acl.c $(REL_OBJ)
 build/bench/sl_micro: bench/sl_micro.c $(REL_OBJ)
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< $(REL_OBJ) $(LIBS)
+
+# Test tools (tests/tools): built with the asan target so that run_all.sh's build has them. No
+# sanitizers: librdkafka itself is not instrumented, and the tool only drives its mock cluster.
+build/tools/sl_mockcluster: tests/tools/sl_mockcluster.c
+	@mkdir -p build/tools
+	$(CC) $(CPPFLAGS) -O1 -g $(WARN) -o $@ $< $(shell pkg-config --cflags --libs rdkafka)
 
 unit: build/asan/unit_tests
 	./build/asan/unit_tests

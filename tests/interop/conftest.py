@@ -280,8 +280,26 @@ def broker(request, tmp_path):
     finish_broker(b)
 
 
+@pytest.fixture
+def mock_cluster(request, tmp_path):
+    """A librdkafka mock cluster (tests/interop/mockcluster.py), 3 brokers unless
+    @pytest.mark.mock_topics(..., brokers=N) says otherwise; topics as "NAME:PARTITIONS"."""
+    from mockcluster import MockCluster
+    marker = request.node.get_closest_marker("mock_topics")
+    topics = marker.args if marker else ()
+    brokers = marker.kwargs.get("brokers", 3) if marker else 3
+    mc = MockCluster(tmp_path / "mockcluster.log", topics, brokers)
+    request.node._sluice_mock_cluster = mc
+    mc.start()
+    yield mc
+    rc = mc.stop()
+    assert rc in (0, None), f"sl_mockcluster exited with {rc}\n{mc.log_tail()}"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "broker_config(dict): server.properties overrides")
+    config.addinivalue_line("markers", "mock_topics(*'NAME:PARTITIONS', brokers=3): "
+                            "the mock_cluster fixture's topics")
     config.addinivalue_line("markers", "timeout_s(n): per-test time limit in seconds")
 
 
@@ -312,6 +330,9 @@ def pytest_runtest_makereport(item, call):
     b = getattr(item, "_sluice_broker", None)
     if b is not None and rep.failed:
         rep.sections.append(("broker stderr (tail)", b.log_tail(80)))
+    mc = getattr(item, "_sluice_mock_cluster", None)
+    if mc is not None and rep.failed:
+        rep.sections.append(("sl_mockcluster stderr (tail)", mc.log_tail(80)))
 
 
 # ---- skip report for tests/run_all.sh --------------------------------------------------------
