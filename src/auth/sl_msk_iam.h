@@ -2,8 +2,10 @@
  * and MSK's OAUTHBEARER token (the base64url of a presigned
  * https://kafka.<region>.amazonaws.com/?Action=kafka-cluster%3AConnect&... URL). Both carry a
  * SigV4 query-string presign (service kafka-cluster, path "/", signed header host, payload hash
- * SHA-256("")), built and checked with src/kms/sl_sigv4. Formats and the reasons for every check:
- * docs of issues 14/15 (research notes msk-iam.md §1-§2).
+ * SHA-256("")), built and checked with src/kms/sl_sigv4. The formats follow aws-msk-iam-auth (Java)
+ * and the aws-msk-iam-sasl-signer libraries; botocore-made fixtures in tests/unit/msk_iam/ pin
+ * them. Expiry is strict (now <= x-amz-date + x-amz-expires); the skew only lets x-amz-date be
+ * ahead of the verifier's clock.
  *
  * Verification never says why to the peer: every refusal is SL_EAUTH with a short static reason
  * for the broker's own log. An unknown access key and a wrong signature give the same reason and
