@@ -303,9 +303,30 @@ sl_err sl_sigv4_sign(const sl_sigv4_request *r, const sl_sigv4_creds *c, const c
     char *signed_headers = NULL;
     char *creq = canonical(r, &signed_headers);
     if (!creq) return SL_EINVAL;
+    char sighex[65];
+    sl_err e = sl_sigv4_signature(creq, c->secret, region, service, amz_date, sighex, sts, stscap);
+    free(creq);
+    if (e) {
+        free(signed_headers);
+        return e;
+    }
+    char scope[160];
+    snprintf(scope, sizeof scope, "%.8s/%s/%s/aws4_request", amz_date, region, service);
+    int w =
+        snprintf(authz, cap, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+                 c->akid, scope, signed_headers, sighex);
+    free(signed_headers);
+    return w < 0 || (size_t)w >= cap ? SL_ETOOLARGE : SL_OK;
+}
+
+sl_err sl_sigv4_signature(const char *creq, const char *secret, const char *region,
+                          const char *service, const char *amz_date, char sig_hex[65], char *sts,
+                          size_t stscap) {
+    if (!creq || !secret || !*secret || strlen(secret) > 256 || !valid_date(amz_date) ||
+        !valid_scope_part(region) || !valid_scope_part(service))
+        return SL_EINVAL;
     char ch[65];
     sl_sigv4_sha256_hex(creq, strlen(creq), ch);
-    free(creq);
     char day[9];
     memcpy(day, amz_date, 8);
     day[8] = 0;
@@ -315,7 +336,7 @@ sl_err sl_sigv4_sign(const sl_sigv4_request *r, const sl_sigv4_creds *c, const c
     if (sts && stscap) snprintf(sts, stscap, "%s", tosign);
 
     char k0[4 + 257];
-    size_t k0l = (size_t)snprintf(k0, sizeof k0, "AWS4%s", c->secret);
+    size_t k0l = (size_t)snprintf(k0, sizeof k0, "AWS4%s", secret);
     unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
     bool ok = hmac(k0, k0l, day, k1) && hmac(k1, 32, region, k2) && hmac(k2, 32, service, k3) &&
               hmac(k3, 32, "aws4_request", k4) && hmac(k4, 32, tosign, sig);
@@ -324,15 +345,131 @@ sl_err sl_sigv4_sign(const sl_sigv4_request *r, const sl_sigv4_creds *c, const c
     OPENSSL_cleanse(k2, sizeof k2);
     OPENSSL_cleanse(k3, sizeof k3);
     OPENSSL_cleanse(k4, sizeof k4);
-    if (!ok) {
-        free(signed_headers);
-        return SL_EINVAL;
+    if (!ok) return SL_EINVAL;
+    for (int i = 0; i < 32; i++) snprintf(sig_hex + 2 * i, 3, "%02x", sig[i]);
+    return SL_OK;
+}
+
+char *sl_sigv4_query_canonical(const sl_sigv4_param *p, size_t n) {
+    if (n > SL_SIGV4_MAX_PARAMS) return NULL;
+    qpair v[SL_SIGV4_MAX_PARAMS];
+    size_t k = 0;
+    bool ok = true;
+    for (; k < n; k++) {
+        if (!p[k].name || !p[k].value) {
+            ok = false;
+            break;
+        }
+        sb one = {0};
+        sb_uri_encode(&one, p[k].name, strlen(p[k].name));
+        size_t kl = one.len;
+        sb_ch(&one, '=');
+        sb_uri_encode(&one, p[k].value, strlen(p[k].value));
+        if (one.oom) {
+            free(one.p);
+            ok = false;
+            break;
+        }
+        v[k].kv = one.p;
+        v[k].klen = kl;
     }
-    char sighex[65];
-    for (int i = 0; i < 32; i++) snprintf(sighex + 2 * i, 3, "%02x", sig[i]);
-    int w =
-        snprintf(authz, cap, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-                 c->akid, scope, signed_headers, sighex);
-    free(signed_headers);
-    return w < 0 || (size_t)w >= cap ? SL_ETOOLARGE : SL_OK;
+    sb b = {0};
+    if (ok) {
+        qsort(v, k, sizeof *v, qpair_cmp);
+        for (size_t i = 0; i < k; i++) {
+            if (i) sb_ch(&b, '&');
+            sb_str(&b, v[i].kv);
+        }
+        /* An empty query is "" (not NULL), so the caller can tell it from a failure. */
+        sb_add(&b, "", 0);
+        if (!b.p) {
+            b.p = calloc(1, 1);
+            if (!b.p) b.oom = true;
+        }
+    }
+    for (size_t i = 0; i < k; i++) free(v[i].kv);
+    if (!ok || b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+static bool valid_host(const char *h) {
+    if (!h || !*h || strlen(h) > 255) return false;
+    for (; *h; h++)
+        if ((unsigned char)*h <= ' ' || *h == 0x7f) return false;
+    return true;
+}
+
+sl_err sl_sigv4_presign(const sl_sigv4_presign_req *r, const sl_sigv4_creds *c, const char *region,
+                        const char *service, const char *amz_date, char *sig_hex, char **query_out,
+                        char **creq_out) {
+    if (query_out) *query_out = NULL;
+    if (creq_out) *creq_out = NULL;
+    if (!r || !c || !c->akid || !*c->akid || !c->secret || !*c->secret || !valid_date(amz_date) ||
+        !valid_scope_part(region) || !valid_scope_part(service) || strpbrk(c->akid, " ,/\r\n") ||
+        !r->method || !*r->method || !valid_host(r->host) || r->expires < 1 ||
+        r->expires > 604800 || r->nparams > SL_SIGV4_MAX_PARAMS - 6 || (r->nparams && !r->params))
+        return SL_EINVAL;
+    sl_sigv4_param p[SL_SIGV4_MAX_PARAMS];
+    size_t n = 0;
+    for (size_t i = 0; i < r->nparams; i++) p[n++] = r->params[i];
+    char cred[400], exp[16];
+    int w = snprintf(cred, sizeof cred, "%s/%.8s/%s/%s/aws4_request", c->akid, amz_date, region,
+                     service);
+    if (w < 0 || (size_t)w >= sizeof cred) return SL_EINVAL;
+    snprintf(exp, sizeof exp, "%u", r->expires);
+    p[n++] = (sl_sigv4_param){"X-Amz-Algorithm", "AWS4-HMAC-SHA256"};
+    p[n++] = (sl_sigv4_param){"X-Amz-Credential", cred};
+    p[n++] = (sl_sigv4_param){"X-Amz-Date", amz_date};
+    p[n++] = (sl_sigv4_param){"X-Amz-Expires", exp};
+    p[n++] = (sl_sigv4_param){"X-Amz-SignedHeaders", "host"};
+    if (c->token && *c->token) p[n++] = (sl_sigv4_param){"X-Amz-Security-Token", c->token};
+    char *q = sl_sigv4_query_canonical(p, n);
+    if (!q) return SL_EINVAL;
+    sb b = {0};
+    sb_str(&b, r->method);
+    sb_ch(&b, '\n');
+    bool ok = canonical_uri(&b, r->path);
+    sb_ch(&b, '\n');
+    sb_str(&b, q);
+    sb_str(&b, "\nhost:");
+    sb_str(&b, r->host);
+    sb_str(&b, "\n\nhost\n");
+    char ph[65];
+    if (!r->payload_hash) sl_sigv4_sha256_hex("", 0, ph);
+    sb_str(&b, r->payload_hash ? r->payload_hash : ph);
+    if (!ok || b.oom) {
+        free(q);
+        free(b.p);
+        return ok ? SL_ENOMEM : SL_EINVAL;
+    }
+    char sig[65];
+    sl_err e = sl_sigv4_signature(b.p, c->secret, region, service, amz_date, sig, NULL, 0);
+    if (e) {
+        free(q);
+        free(b.p);
+        return e;
+    }
+    if (sig_hex) memcpy(sig_hex, sig, 65);
+    if (query_out) {
+        sb o = {0};
+        sb_str(&o, q);
+        sb_str(&o, "&X-Amz-Signature=");
+        sb_str(&o, sig);
+        if (o.oom) {
+            free(o.p);
+            free(q);
+            free(b.p);
+            return SL_ENOMEM;
+        }
+        *query_out = o.p;
+    }
+    free(q);
+    if (creq_out)
+        *creq_out = b.p;
+    else
+        free(b.p);
+    return SL_OK;
 }
