@@ -213,6 +213,19 @@ static sl_err already_encrypted(plan *p, int ri, const uint8_t *s, size_t n, boo
     return SL_OK;
 }
 
+/* The callback's answer "replace with this text as a JSON string": `escape` for arbitrary text
+ * (sl_json_quote), else text that by format needs no escapes (tokens, ciphertext strings). */
+static sl_err replace_with(sl_arena *a, bool escape, const void *s, size_t n, sl_jrw_out *out) {
+    uint8_t *q;
+    size_t ql;
+    sl_err e = escape ? sl_json_quote(a, s, n, &q, &ql) : quote_plain(a, s, n, &q, &ql);
+    if (e) return e;
+    out->action = SL_JRW_REPLACE;
+    out->json = q;
+    out->len = ql;
+    return SL_OK;
+}
+
 /* ------------------------------------------------------------------ plan */
 
 static sl_err plan_init(plan *p, const sl_ptopic *t, sl_fkeys *k, sl_arena *a, bool reveal,
@@ -389,12 +402,7 @@ static sl_err protect_json(plan *p, int ri, const sl_jval *v, sl_jrw_out *out) {
         uint8_t *m = sl_arena_alloc(a, v->slen ? v->slen : 1);
         if (!m) return SL_ENOMEM;
         size_t mn = sl_fc_mask_apply(&r->mask, v->str, v->slen, m);
-        uint8_t *q;
-        size_t ql;
-        if ((e = sl_json_quote(a, m, mn, &q, &ql))) return e;
-        out->action = SL_JRW_REPLACE;
-        out->json = q;
-        out->len = ql;
+        if ((e = replace_with(a, true, m, mn, out))) return e;
         break;
     }
     case SL_PA_REDACT:
@@ -422,12 +430,7 @@ static sl_err protect_json(plan *p, int ri, const sl_jval *v, sl_jrw_out *out) {
         if ((e = cached_key(p, &p->cur[ri], r->key, &fk))) return e;
         char tok[SL_FC_TOKEN_STR_MAX];
         size_t tn = sl_fc_token(fk, in, n, tok);
-        uint8_t *q;
-        size_t ql;
-        if ((e = quote_plain(a, tok, tn, &q, &ql))) return e;
-        out->action = SL_JRW_REPLACE;
-        out->json = q;
-        out->len = ql;
+        if ((e = replace_with(a, false, tok, tn, out))) return e;
         break;
     }
     case SL_PA_ENCRYPT: {
@@ -447,12 +450,7 @@ static sl_err protect_json(plan *p, int ri, const sl_jval *v, sl_jrw_out *out) {
         char *ct;
         size_t cl;
         if ((e = sl_fc_encrypt(fk, r->alg, type, in, n, a, &ct, &cl))) return e;
-        uint8_t *q;
-        size_t ql;
-        if ((e = quote_plain(a, ct, cl, &q, &ql))) return e;
-        out->action = SL_JRW_REPLACE;
-        out->json = q;
-        out->len = ql;
+        if ((e = replace_with(a, false, ct, cl, out))) return e;
         break;
     }
     }
