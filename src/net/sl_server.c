@@ -269,7 +269,9 @@ static bool read_allowed(const sl_conn *c) {
 
 static void update_interest(sl_conn *c) {
     if (c->closed) return;
-    uint32_t ev = (read_allowed(c) ? SL_EV_READ : 0) | (c->write_blocked ? SL_EV_WRITE : 0);
+    /* A closing connection still reads, only to notice the peer has gone (see drain_closing). */
+    bool rd = read_allowed(c) || c->closing;
+    uint32_t ev = (rd ? SL_EV_READ : 0) | (c->write_blocked ? SL_EV_WRITE : 0);
     ev |= c->t->vt->wants(c->t);
     if (ev == c->watched) return;
     if (sl_loop_modify(c->s->loop, c->fd, ev) == SL_OK) c->watched = ev;
@@ -549,6 +551,28 @@ static void read_some(sl_conn *c) {
     }
 }
 
+/* A flush-close waits for answers still owed (a parked JoinGroup can take its rebalance timeout)
+ * and takes no more requests. If the peer has already gone there is no one to flush to, so what
+ * arrives is read only to see its EOF or reset, and dropped; the slot is freed at once instead of
+ * at the flush deadline. Bounded per event like read_some. */
+static void drain_closing(sl_conn *c) {
+    c->in_off = c->in_len = 0;
+    for (int i = 0; i < SL_READS_PER_EVENT; i++) {
+        ssize_t r = c->t->vt->read(c->t, c->in, SL_INBUF_SIZE);
+        if (r > 0) {
+            c->rx += (uint64_t)r;
+            continue;
+        }
+        if (r == 0) {
+            conn_destroy(c, true, "peer closed");
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            bool reset = errno == ECONNRESET;
+            conn_destroy(c, reset, reset ? "connection reset by peer" : "read error");
+        }
+        return;
+    }
+}
+
 /* Moves everything that can move: writes completed responses, turns buffered input into
  * requests once backpressure lifts, reads when `readable`, finishes a flush-close. */
 static void conn_pump(sl_conn *c, bool readable) {
@@ -559,6 +583,10 @@ static void conn_pump(sl_conn *c, bool readable) {
         if (c->closed) break;
         if (c->closing && !c->qhead) {
             conn_destroy(c, false, c->why);
+            break;
+        }
+        if (c->closing) {
+            if (readable || (c->t->vt->pending && c->t->vt->pending(c->t))) drain_closing(c);
             break;
         }
         if (!read_allowed(c)) break;

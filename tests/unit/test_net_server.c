@@ -682,6 +682,30 @@ SL_TEST(server_close_with_flush_delivers_response) {
     CHECK_EQ(reqs, 1);
 }
 
+/* A flush-close behind a parked request (a JoinGroup waiting out its rebalance) must still
+ * notice the client leaving: the slot goes at once, not at the flush deadline. */
+SL_TEST(server_flush_close_notices_peer_gone) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_CROSS));
+    int fd = client_connect(e.port);
+    CHECK(fd >= 0);
+    bool sent = send_frame(&e, fd, "hold") && send_frame(&e, fd, "close");
+    RUN_UNTIL(&e, e.nheld == 1 && e.requests == 2, 2000);
+    int before = sl_server_conn_count(e.s);
+    close(fd);
+    int64_t t0 = sl_mono_ms();
+    RUN_UNTIL(&e, e.closes == 1, 4000);
+    int64_t took = sl_mono_ms() - t0;
+    int after = sl_server_conn_count(e.s);
+    respond_reversed(e.held[0].p, e.held[0].a, e.held[0].f, e.held[0].len);
+    e.nheld = 0;
+    env_free(&e);
+    CHECK(sent);
+    CHECK_EQ(before, 1);
+    CHECK_EQ(after, 0);
+    CHECK(took < 1000);
+}
+
 SL_TEST(server_max_connections_refuses_extra) {
     sl_server_config cfg = default_cfg;
     cfg.max_connections = 2;
