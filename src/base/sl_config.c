@@ -332,6 +332,98 @@ static const key_def k_keys[] = {
      "<log.dirs>/sluice-subject-keys."},
     {"sluice.protect.reload.interval.ms", T_LONG, OFF(sluice_protect_reload_interval_ms), 0, I64MAX,
      "1000", "How often the policy file is checked for changes (0: only on SIGHUP)."},
+    /* gateway mode: read by `sluice gateway` only (docs/gateway.md) */
+    {"sluice.gateway.upstream.bootstrap.servers", T_STR,
+     OFF(sluice_gateway_upstream_bootstrap_servers), 0, 0, NULL,
+     "Gateway: host:port[,host:port...] of the upstream Kafka cluster (required by `sluice "
+     "gateway`)."},
+    {"sluice.gateway.upstream.security.protocol", T_STR,
+     OFF(sluice_gateway_upstream_security_protocol), 0, 0, "SSL",
+     "Gateway: how the gateway connects upstream: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."},
+    {"sluice.gateway.upstream.ssl.ca.location", T_STR, OFF(sluice_gateway_upstream_ssl_ca_location),
+     0, 0, NULL,
+     "Gateway: PEM CA bundle the upstream brokers' certificates are checked against (unset: the "
+     "system store)."},
+    {"sluice.gateway.upstream.ssl.certificate.location", T_STR,
+     OFF(sluice_gateway_upstream_ssl_certificate_location), 0, 0, NULL,
+     "Gateway: PEM client certificate (chain) for mutual TLS upstream."},
+    {"sluice.gateway.upstream.ssl.key.location", T_STR,
+     OFF(sluice_gateway_upstream_ssl_key_location), 0, 0, NULL,
+     "Gateway: PEM private key of the client certificate."},
+    {"sluice.gateway.upstream.ssl.endpoint.identification", T_BOOL,
+     OFF(sluice_gateway_upstream_ssl_verify_hostname), 0, 0, "true",
+     "Gateway: check that the upstream certificate names the broker host dialled (from "
+     "upstream Metadata)."},
+    {"sluice.gateway.upstream.sasl.mechanism", T_STR, OFF(sluice_gateway_upstream_sasl_mechanism),
+     0, 0, "SCRAM-SHA-512",
+     "Gateway: upstream SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, "
+     "OAUTHBEARER or AWS_MSK_IAM."},
+    {"sluice.gateway.upstream.sasl.username", T_STR, OFF(sluice_gateway_upstream_sasl_username), 0,
+     0, NULL, "Gateway: the gateway's own upstream user (PLAIN, SCRAM)."},
+    {"sluice.gateway.upstream.sasl.password", T_STR, OFF(sluice_gateway_upstream_sasl_password), 0,
+     0, NULL, "Gateway: its password (prefer sluice.gateway.upstream.sasl.password.file)."},
+    {"sluice.gateway.upstream.sasl.password.file", T_STR,
+     OFF(sluice_gateway_upstream_sasl_password_file), 0, 0, NULL,
+     "Gateway: file holding the upstream password (first line)."},
+    {"sluice.gateway.upstream.sasl.oauthbearer.token", T_STR,
+     OFF(sluice_gateway_upstream_sasl_oauthbearer_token), 0, 0, NULL,
+     "Gateway: OAUTHBEARER: a static token for the upstream."},
+    {"sluice.gateway.upstream.sasl.oauthbearer.token.command", T_STR,
+     OFF(sluice_gateway_upstream_sasl_oauthbearer_token_command), 0, 0, NULL,
+     "Gateway: OAUTHBEARER: a command printing a fresh token on stdout (run off the event loop "
+     "for each new upstream connection)."},
+    {"sluice.gateway.upstream.aws.region", T_STR, OFF(sluice_gateway_upstream_aws_region), 0, 0,
+     NULL, "Gateway: AWS_MSK_IAM: the cluster's region (unset: AWS_REGION, then the profile)."},
+    {"sluice.gateway.upstream.aws.profile", T_STR, OFF(sluice_gateway_upstream_aws_profile), 0, 0,
+     NULL,
+     "Gateway: AWS_MSK_IAM: credentials profile (unset: the environment, then the default "
+     "profile, web identity, IMDSv2)."},
+    {"sluice.gateway.upstream.connect.timeout.ms", T_LONG,
+     OFF(sluice_gateway_upstream_connect_timeout_ms), 100, 600000, "10000",
+     "Gateway: bound on connecting, TLS and SASL to one upstream broker."},
+    {"sluice.gateway.upstream.request.timeout.ms", T_LONG,
+     OFF(sluice_gateway_upstream_request_timeout_ms), 1000, I64MAX, "330000",
+     "Gateway: an upstream connection with a request outstanding this long is closed (longer "
+     "than any JoinGroup rebalance a client may ask for)."},
+    {"sluice.gateway.metadata.refresh.ms", T_LONG, OFF(sluice_gateway_metadata_refresh_ms), 100,
+     I64MAX, "30000",
+     "Gateway: how often the upstream topology (brokers, leaders, ISR) is reread; every Metadata "
+     "answer passing through refreshes it too."},
+    {"sluice.gateway.address.mode", T_STR, OFF(sluice_gateway_address_mode), 0, 0, "port",
+     "Gateway: how clients reach one upstream broker through the gateway: port (one port per "
+     "node id) or sni (one TLS port, broker chosen by server name)."},
+    {"sluice.gateway.advertised.host", T_STR, OFF(sluice_gateway_advertised_host), 0, 0, NULL,
+     "Gateway: host name clients are given for every broker (a load balancer's or DNS name; "
+     "unset: the first listener's host)."},
+    {"sluice.gateway.node.port.base", T_INT, OFF(sluice_gateway_node_port_base), 0, 65535, "0",
+     "Gateway, port mode: port of node id sluice.gateway.node.id.min; node n gets base + (n - "
+     "min) (0: the first listener's port + 1)."},
+    {"sluice.gateway.node.port.count", T_INT, OFF(sluice_gateway_node_port_count), 1, 1024, "16",
+     "Gateway, port mode: how many node ports are reserved; a node id outside the range is an "
+     "error in the log and Metadata answers fail until it is widened."},
+    {"sluice.gateway.node.id.min", T_INT, OFF(sluice_gateway_node_id_min), 0, INT32_MAX, "0",
+     "Gateway, port mode: the lowest upstream node id."},
+    {"sluice.gateway.sni.pattern", T_STR, OFF(sluice_gateway_sni_pattern), 0, 0, NULL,
+     "Gateway, sni mode: server name of each broker, with $(nodeId) in one label, e.g. "
+     "broker-$(nodeId).kafka.example.com; any other name is the bootstrap."},
+    {"sluice.gateway.encrypt.enable", T_BOOL, OFF(sluice_gateway_encrypt_enable), 0, 0, "false",
+     "Gateway: encrypt record values (and headers) per record before they reach the upstream, "
+     "under the key service's topic keys (docs/gateway.md)."},
+    {"sluice.gateway.encrypt.topics", T_LIST, OFF(sluice_gateway_encrypt_topics), 0, 0, "*",
+     "Gateway: topics (names, or prefixes ending in *) whose records are encrypted."},
+    {"sluice.gateway.encrypt.keys", T_STR, OFF(sluice_gateway_encrypt_keys), 0, 0, "clear",
+     "Gateway: record keys: clear, or deterministic (AES-SIV, so partitioning and compaction "
+     "still see equal keys)."},
+    {"sluice.gateway.encrypt.headers", T_STR, OFF(sluice_gateway_encrypt_headers), 0, 0, "encrypt",
+     "Gateway: record headers: encrypt (inside the envelope) or clear."},
+    {"sluice.gateway.unencrypted.policy", T_STR, OFF(sluice_gateway_unencrypted_policy), 0, 0,
+     "report",
+     "Gateway: a fetched record without the envelope on an encrypted topic: report (metric and "
+     "audit event, record passed) or reject (the partition answers an error)."},
+    {"sluice.gateway.principal.mapping", T_STR, OFF(sluice_gateway_principal_mapping_file), 0, 0,
+     NULL,
+     "Gateway: file mapping client principals to their own upstream credentials (unset: every "
+     "client goes upstream as the gateway)."},
     {"sasl.oauthbearer.jwks.endpoint.url", T_STR, OFF(sasl_oauthbearer_jwks_endpoint_url), 0, 0,
      NULL, "OAUTHBEARER: JWKS with the token signing keys: file:///path or https://URL."},
     {"sasl.oauthbearer.jwks.endpoint.refresh.ms", T_LONG,
@@ -358,7 +450,11 @@ _Static_assert(NKEYS <= 256, "sl_config.set_mask has room for 256 keys");
 size_t sl_config_key_count(void) { return NKEYS; }
 
 /* Secrets are never formatted: DescribeConfigs and --help-config show them as null. */
-static bool is_sensitive(const key_def *k) { return k->off == OFF(ssl_key_password); }
+static bool is_sensitive(const key_def *k) {
+    return k->off == OFF(ssl_key_password) ||
+           k->off == OFF(sluice_gateway_upstream_sasl_password) ||
+           k->off == OFF(sluice_gateway_upstream_sasl_oauthbearer_token);
+}
 
 const sl_config_key_info *sl_config_key_at(size_t i) {
     static sl_config_key_info info;
@@ -654,6 +750,18 @@ const char *const sl_audit_event_type_names[] = {
     "authenticate", "connection", "refusal",   "management", "denial", "produce",
     "consume",      "describe",   "lifecycle", "detection",  NULL};
 
+/* True when `v` is one of the space-separated words of `allowed`. */
+static bool sl_config_word_in(const char *v, const char *allowed) {
+    size_t n = strlen(v);
+    for (const char *p = allowed; *p;) {
+        size_t w = strcspn(p, " ");
+        if (w == n && n && !memcmp(p, v, n)) return true;
+        p += w;
+        while (*p == ' ') p++;
+    }
+    return false;
+}
+
 sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     if (c->retention_ms_raw != -2)
         c->log_retention_ms = c->retention_ms_raw;
@@ -670,6 +778,28 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     for (int i = 0, n = sl_listeners_parse(c->listeners, ls, 16, err, elen); i < n; i++)
         if (sl_listener_protocol(c->listener_security_protocol_map, ls[i].name, err, elen) < 0)
             return SL_ECONFIG;
+    static const struct {
+        size_t off;
+        const char *key, *allowed;
+    } k_enums[] = {
+        {OFF(sluice_gateway_upstream_security_protocol),
+         "sluice.gateway.upstream.security.protocol", "PLAINTEXT SSL SASL_PLAINTEXT SASL_SSL"},
+        {OFF(sluice_gateway_upstream_sasl_mechanism), "sluice.gateway.upstream.sasl.mechanism",
+         "PLAIN SCRAM-SHA-256 SCRAM-SHA-512 OAUTHBEARER AWS_MSK_IAM"},
+        {OFF(sluice_gateway_address_mode), "sluice.gateway.address.mode", "port sni"},
+        {OFF(sluice_gateway_encrypt_keys), "sluice.gateway.encrypt.keys", "clear deterministic"},
+        {OFF(sluice_gateway_encrypt_headers), "sluice.gateway.encrypt.headers", "encrypt clear"},
+        {OFF(sluice_gateway_unencrypted_policy), "sluice.gateway.unencrypted.policy",
+         "report reject"},
+    };
+    for (size_t i = 0; i < sizeof k_enums / sizeof k_enums[0]; i++) {
+        const char *v = (const char *)c + k_enums[i].off;
+        if (!sl_config_word_in(v, k_enums[i].allowed)) {
+            snprintf(err, elen, "%s: invalid value \"%s\" (one of: %s)", k_enums[i].key, v,
+                     k_enums[i].allowed);
+            return SL_ECONFIG;
+        }
+    }
     if (strcmp(c->sluice_log_level, "debug") && strcmp(c->sluice_log_level, "info") &&
         strcmp(c->sluice_log_level, "warn") && strcmp(c->sluice_log_level, "error")) {
         snprintf(err, elen, "sluice.log.level: invalid value \"%s\"", c->sluice_log_level);

@@ -156,6 +156,36 @@ typedef struct sl_config {
     char sluice_protect_grants_file[SL_CFG_STR_MAX];
     char sluice_protect_subject_keys_file[SL_CFG_STR_MAX];
     int64_t sluice_protect_reload_interval_ms;
+    /* gateway mode (`sluice gateway`, src/gateway, docs/gateway.md) */
+    char sluice_gateway_upstream_bootstrap_servers[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_security_protocol[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_ssl_ca_location[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_ssl_certificate_location[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_ssl_key_location[SL_CFG_STR_MAX];
+    bool sluice_gateway_upstream_ssl_verify_hostname;
+    char sluice_gateway_upstream_sasl_mechanism[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_sasl_username[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_sasl_password[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_sasl_password_file[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_sasl_oauthbearer_token[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_sasl_oauthbearer_token_command[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_aws_region[SL_CFG_STR_MAX];
+    char sluice_gateway_upstream_aws_profile[SL_CFG_STR_MAX];
+    int64_t sluice_gateway_upstream_connect_timeout_ms;
+    int64_t sluice_gateway_upstream_request_timeout_ms;
+    int64_t sluice_gateway_metadata_refresh_ms;
+    char sluice_gateway_address_mode[SL_CFG_STR_MAX];
+    char sluice_gateway_advertised_host[SL_CFG_STR_MAX];
+    int32_t sluice_gateway_node_port_base;
+    int32_t sluice_gateway_node_port_count;
+    int32_t sluice_gateway_node_id_min;
+    char sluice_gateway_sni_pattern[SL_CFG_STR_MAX];
+    bool sluice_gateway_encrypt_enable;
+    char sluice_gateway_encrypt_topics[SL_CFG_STR_MAX];
+    char sluice_gateway_encrypt_keys[SL_CFG_STR_MAX];
+    char sluice_gateway_encrypt_headers[SL_CFG_STR_MAX];
+    char sluice_gateway_unencrypted_policy[SL_CFG_STR_MAX];
+    char sluice_gateway_principal_mapping_file[SL_CFG_STR_MAX];
     char config_file[SL_CFG_STR_MAX]; /* the file sl_config_load read last ("": none) */
     /* listener.name.<listener>.<key> overrides, read through sl_config_listener_str() */
     sl_config_override overrides[SL_CFG_OVERRIDES_MAX];

@@ -55,6 +55,9 @@ typedef struct sl_broker {
     struct sl_metrics *metrics;      /* metrics endpoint (src/metrics); NULL: off */
     struct sl_keyops *keyops;        /* control socket and `sluice keys` (sl_keyops.h) */
     struct sl_fprot *fprot;          /* field protection (sl_fprot.h); NULL: off */
+    /* `sluice gateway` (src/gateway/sl_gateway.h): requests execute against the upstream
+     * cluster instead of local storage; NULL: `sluice serve`. */
+    struct sl_gateway *gw;
 } sl_broker;
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.

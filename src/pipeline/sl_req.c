@@ -29,6 +29,8 @@ sl_req *sl_req_start(struct sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a
     rq->p = p;
     rq->a = a;
     rq->body = sl_rd_init(frame, len);
+    rq->frame = frame;
+    rq->frame_len = len;
     rq->bytes_in = (int64_t)len + 4;
     rq->conn_id = sl_conn_id(c);
     rq->h.api_key = -1;

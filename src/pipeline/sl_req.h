@@ -63,6 +63,10 @@ typedef struct sl_req {
     const struct sl_api_desc *api; /* NULL until the header decoded to a served API */
     sl_req_header h;
     sl_rd body;
+    /* The whole frame as received (header then body, no size prefix), in the arena: the
+     * gateway forwards it as it is when nothing needs rewriting. */
+    const uint8_t *frame;
+    size_t frame_len;
     void *req; /* the decoded request body (the API's generated struct), in the arena */
     bool raw;  /* a bare SASL token frame (no Kafka header) */
 

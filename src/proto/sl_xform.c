@@ -32,12 +32,13 @@ int16_t sl_xform_produce(const sl_xform_chain *chain, const sl_xform_ctx *c, sl_
     ec = sl_batch_validate_set(records->p, (size_t)records->len, c->api_version, c->max_bytes, &nb);
     if (ec) return ec;
     if (nbatches) *nbatches = nb;
-    if (chain && chain->protect.fn) {
+    if (chain && (chain->protect.fn || chain->seal.fn)) {
         /* The request frame lives in the arena the handler owns: writable. */
         uint8_t *d = (uint8_t *)records->p;
         size_t l = (size_t)records->len;
         bool rw = false;
-        if ((ec = run(&chain->protect, c, &d, &l, &rw))) return ec;
+        if (chain->protect.fn && (ec = run(&chain->protect, c, &d, &l, &rw))) return ec;
+        if (chain->seal.fn && (ec = run(&chain->seal, c, &d, &l, &rw))) return ec;
         if (l > INT32_MAX) return SL_KAFKA_MESSAGE_TOO_LARGE;
         *records = (sl_bytes){d, (int32_t)l};
     }
@@ -48,7 +49,9 @@ int16_t sl_xform_fetch(const sl_xform_chain *chain, const sl_xform_ctx *c, uint8
                        size_t *len, bool *rewritten) {
     bool rw = false;
     int16_t ec = SL_KAFKA_NONE;
-    if (chain && chain->unprotect.fn && *len > 0) ec = run(&chain->unprotect, c, data, len, &rw);
+    if (chain && chain->unseal.fn && *len > 0) ec = run(&chain->unseal, c, data, len, &rw);
+    if (!ec && chain && chain->unprotect.fn && *len > 0)
+        ec = run(&chain->unprotect, c, data, len, &rw);
     /* Fetch v0-3 clients get magic 0/1 message sets; newer ones the (stored) batches. */
     if (!ec && c->api_version <= 3 && *len > 0) {
         uint8_t *before = *data;

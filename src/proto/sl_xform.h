@@ -1,7 +1,7 @@
 /* The per-partition transform chain over record sets, in the order the data flows:
  *
- *   produce:  legacy up-convert -> validate -> protect
- *   fetch:    unprotect -> legacy down-convert -> codec checks
+ *   produce:  legacy up-convert -> validate -> protect -> seal
+ *   fetch:    unseal -> unprotect -> legacy down-convert -> codec checks
  *
  * Legacy conversion (sl_legacy.h), validation and the codec checks (sl_batch.h) are built-in
  * stages. `protect` and `unprotect` are slots: a feature such as field protection registers one
@@ -62,6 +62,11 @@ typedef struct sl_xform {
 typedef struct sl_xform_chain {
     sl_xform protect;   /* produce, after validation */
     sl_xform unprotect; /* fetch, before legacy down-conversion */
+    /* The gateway's record encryption toward the upstream (src/gateway/sl_gwcrypt.h): seal runs
+     * last on produce (after protect), unseal first on fetch (before unprotect), so field
+     * protection always sees clear records and the upstream only envelopes. */
+    sl_xform seal;
+    sl_xform unseal;
 } sl_xform_chain;
 
 /* Runs the produce stages on one partition's record set, *records (in c->a, borrowed), replacing

@@ -124,7 +124,7 @@ SL_TEST(xform_untouched_sets_pass_through_as_the_same_pointer) {
     CHECK(b);
     xor_ctx x = {0};
     sl_xform_chain produce_only = {.protect = {xor_values, &x}};
-    sl_xform_chain empty = {{NULL, NULL}, {NULL, NULL}};
+    sl_xform_chain empty = {.protect = {NULL, NULL}};
     const sl_xform_chain *chains[] = {NULL, &empty, &produce_only};
     for (int i = 0; i < 3; i++)
         for (int16_t v = 4; v <= 13; v++) {
