@@ -181,8 +181,7 @@ void sl_gw_produce(sl_req *rq) {
                 sl_batch_walk_set(b->p, b->len > 0 ? (size_t)b->len : 0, &w);
                 rq->records_in += w.records;
             }
-        if (!pl->rewrite)
-            return sl_gw_forward(rq, rq->frame, rq->frame_len, false, NULL, NULL);
+        if (!pl->rewrite) return sl_gw_forward(rq, rq->frame, rq->frame_len, false, NULL, NULL);
         FORWARD_ENCODED(rq, produce, &pl->fwd, false, NULL, NULL);
         return;
     }
@@ -274,9 +273,9 @@ void sl_gw_fetch(sl_req *rq) {
         count(rq, true);
         return fetch_respond(rq, &out, NULL, 0);
     }
-    if (fetch_fast(rq, req, pl)) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
-    if (pl->nlocal == 0)
-        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
+    if (fetch_fast(rq, req, pl))
+        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
+    if (pl->nlocal == 0) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
     FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op);
 }
 

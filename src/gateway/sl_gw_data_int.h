@@ -74,8 +74,8 @@ typedef struct sl_gw_fetch_plan {
  * session id or epoch other than 0/-1), the forwarded request is sessionless (0/-1, no forgotten
  * topics): the upstream session would no longer match the client's view of it. False when out
  * of memory. */
-bool sl_gw_fetch_plan_build(const sl_gw_env *e, const sl_fetch_req *req, int16_t v,
-                            int16_t all_err, sl_gw_fetch_plan *pl);
+bool sl_gw_fetch_plan_build(const sl_gw_env *e, const sl_fetch_req *req, int16_t v, int16_t all_err,
+                            sl_gw_fetch_plan *pl);
 
 /* The client's answer from the upstream's `up` (NULL: nothing was forwarded): the request's
  * topics in its order (local entries at their place, each followed by the upstream's entries for

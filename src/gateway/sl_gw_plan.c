@@ -4,7 +4,7 @@
 #include "base/sl_kerr.h"
 #include "gateway/sl_gw_data_int.h"
 
-#define NZ(n) ((size_t)((n) > 0 ? (n) : 1))
+#define NZ(n)  ((size_t)((n) > 0 ? (n) : 1))
 #define CNT(n) ((n) > 0 ? (n) : 0)
 
 /* ---- Produce ---- */
@@ -135,8 +135,8 @@ void sl_gw_produce_merge(sl_gw_produce_plan *pl, const sl_produce_resp *up) {
 
 /* ---- Fetch ---- */
 
-bool sl_gw_fetch_plan_build(const sl_gw_env *e, const sl_fetch_req *req, int16_t v,
-                            int16_t all_err, sl_gw_fetch_plan *pl) {
+bool sl_gw_fetch_plan_build(const sl_gw_env *e, const sl_fetch_req *req, int16_t v, int16_t all_err,
+                            sl_gw_fetch_plan *pl) {
     memset(pl, 0, sizeof *pl);
     pl->fwd = *req;
     int32_t nt = CNT(req->topics_count);

@@ -162,7 +162,8 @@ SL_TEST(gw_produce_strips_denied_in_order_and_merges_kafka_shape) {
     CHECK(sl_produce_req_decode(&r, f.a, 9, &back) == SL_OK);
     CHECK_EQ(back.topic_data_count, 2);
     CHECK(sl_str_eqc(back.topic_data[1].name, "delta"));
-    CHECK_EQ(back.topic_data[0].partition_data[1].records.len, req.topic_data[1].partition_data[1].records.len);
+    CHECK_EQ(back.topic_data[0].partition_data[1].records.len,
+             req.topic_data[1].partition_data[1].records.len);
 
     /* The upstream answers in its own order (delta first, beta's partitions swapped) and
      * forgets beta/1. */
@@ -239,13 +240,12 @@ SL_TEST(gw_produce_transforms_only_allowed_partitions) {
     e = env_of(&k);
     CHECK(sl_gw_produce_plan_build(&e, &req, 9, 0, &pl));
     CHECK_EQ(pl.nlocal, 1);
-    CHECK_EQ(pl.mirror.responses[0].partition_responses[0].error_code,
-             SL_KAFKA_CORRUPT_MESSAGE);
+    CHECK_EQ(pl.mirror.responses[0].partition_responses[0].error_code, SL_KAFKA_CORRUPT_MESSAGE);
     CHECK(sl_str_eqc(pl.fwd.topic_data[0].name, "beta"));
 
     /* A denied transactional id answers everything locally. */
-    CHECK(sl_gw_produce_plan_build(&e, &req, 9, SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                   &pl));
+    CHECK(
+        sl_gw_produce_plan_build(&e, &req, 9, SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, &pl));
     CHECK_EQ(pl.nfwd, 0);
     CHECK_EQ(pl.nlocal, 5);
     CHECK_EQ(pl.mirror.responses[1].partition_responses[1].error_code,
@@ -451,8 +451,8 @@ SL_TEST(gw_list_offsets_strip_and_merge) {
     sl_list_offsets_req req;
     sl_list_offsets_req_init(&req);
     req.replica_id = -1;
-    sl_list_offsets_req_topic rt[3] = {{.name = S("alpha")}, {.name = S("beta")},
-                                       {.name = S("gamma")}};
+    sl_list_offsets_req_topic rt[3] = {
+        {.name = S("alpha")}, {.name = S("beta")}, {.name = S("gamma")}};
     sl_list_offsets_req_partition rp[2] = {{.partition_index = 0, .timestamp = -1},
                                            {.partition_index = 1, .timestamp = -1}};
     for (int i = 0; i < 3; i++) {
@@ -474,8 +474,9 @@ SL_TEST(gw_list_offsets_strip_and_merge) {
     sl_list_offsets_resp_init(&up);
     sl_list_offsets_resp_partition p[2] = {{.partition_index = 1, .offset = 9},
                                            {.partition_index = 0, .offset = 8}};
-    sl_list_offsets_resp_topic ut[2] = {{.name = S("gamma"), .partitions = p, .partitions_count = 2},
-                                        {.name = S("alpha"), .partitions = p, .partitions_count = 1}};
+    sl_list_offsets_resp_topic ut[2] = {
+        {.name = S("gamma"), .partitions = p, .partitions_count = 2},
+        {.name = S("alpha"), .partitions = p, .partitions_count = 1}};
     up.topics = ut;
     up.topics_count = 2;
     sl_gw_list_offsets_merge(&m, &up);
