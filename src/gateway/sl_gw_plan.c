@@ -228,7 +228,8 @@ bool sl_gw_fetch_merge(const sl_gw_env *e, const sl_fetch_req *req, int16_t v,
         if (pl->local[i]) {
             sl_fetch_resp_topic *ot = &out->responses[n];
             int32_t np = CNT(rt->partitions_count);
-            ot->topic = rt->topic;
+            /* v13+: the name is not encoded; the outcomes read it */
+            ot->topic = v >= 13 ? pl->names[i] : rt->topic;
             ot->topic_id = rt->topic_id;
             ot->partitions = sl_arena_calloc(e->a, NZ(np), sizeof *ot->partitions);
             if (!ot->partitions) return false;

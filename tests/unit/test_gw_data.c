@@ -440,6 +440,17 @@ SL_TEST(gw_fetch_session_extras_allowed_pass_unchanged) {
     CHECK(changed);
     CHECK_EQ(out.responses[0].partitions[0].error_code, SL_KAFKA_CORRUPT_MESSAGE);
     CHECK_EQ(out.responses[1].partitions[0].error_code, 0);
+
+    /* all denied: answered without the upstream, local entries named for the outcomes (v13) */
+    fake k = {.a = f.a, .denied = {"alpha"}};
+    e = env_of(&k);
+    CHECK(sl_gw_fetch_plan_build(&e, &req, 13, 0, &pl));
+    CHECK_EQ(pl.fwd.topics_count, 0);
+    CHECK(sl_gw_fetch_merge(&e, &req, 13, &pl, NULL, &out, &changed));
+    CHECK_EQ(out.responses_count, 1);
+    CHECK(sl_str_eqc(out.responses[0].topic, "alpha"));
+    CHECK_EQ(out.responses[0].topic_id.b[0], 'a');
+    CHECK_EQ(out.responses[0].partitions[0].error_code, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
     sl_arena_free(f.a);
 }
 
