@@ -202,8 +202,12 @@ void sl_gateway_conn_closed(sl_gateway *g, sl_conn *c) {
  * connections go to any broker and stay with it. */
 static int32_t target_node(sl_gateway *g, sl_conn *c) {
     int32_t node = -1;
-    if (g->addr.mode == SL_GWADDR_PORT)
+    if (g->addr.mode == SL_GWADDR_PORT) {
         node = sl_gwaddr_node_for_port(&g->addr, sl_conn_local_port(c));
+    } else {
+        const char *sni = sl_conn_tls_server_name(c);
+        node = sni ? sl_gwaddr_node_for_sni(&g->addr, sni) : -1;
+    }
     if (node < 0) {
         const sl_gw_node *any = sl_gwcluster_any_node(g->cluster);
         node = any ? any->id : -1;
