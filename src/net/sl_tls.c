@@ -309,6 +309,11 @@ const char *sl_conn_tls_version(const sl_conn *c) {
     return x ? SSL_get_version(x->ssl) : NULL;
 }
 
+const char *sl_conn_tls_server_name(const sl_conn *c) {
+    const tls_t *x = established_tls(c);
+    return x ? SSL_get_servername(x->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
 const char *sl_conn_tls_cipher(const sl_conn *c) {
     const tls_t *x = established_tls(c);
     return x ? SSL_get_cipher_name(x->ssl) : NULL;

@@ -27,6 +27,8 @@ const char *sl_conn_tls_principal(const sl_conn *c);
  * static names for the first two); valid while it is open. */
 const char *sl_conn_tls_version(const sl_conn *c);
 const char *sl_conn_tls_cipher(const sl_conn *c);
+/* The server name the client's ClientHello asked for (SNI); NULL when none or not TLS. */
+const char *sl_conn_tls_server_name(const sl_conn *c);
 const char *sl_conn_tls_subject(const sl_conn *c);
 /* True when `c` runs over TLS. */
 bool sl_conn_is_tls(const sl_conn *c);
