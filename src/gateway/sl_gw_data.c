@@ -32,7 +32,8 @@
 
 typedef struct gw_ctx {
     sl_req *rq;
-    int op; /* the ACL operation the API's topics were named with */
+    int op;       /* the ACL operation the API's topics were named with */
+    bool counted; /* in the gateway's answered_locally / rewritten figures */
     sl_gw_env env;
 } gw_ctx;
 
@@ -79,9 +80,11 @@ static void ctx_init(gw_ctx *c, sl_req *rq, int op) {
                          .max_bytes = (int64_t)rq->frame_len};
 }
 
-static void count(sl_req *rq, bool local) {
-    sl_gateway *g = rq->b->gw;
-    if (!g) return;
+/* Counts a request answered locally, or whose request or answer was re-encoded, once. */
+static void count(gw_ctx *c, bool local) {
+    sl_gateway *g = c->rq->b->gw;
+    if (!g || c->counted) return;
+    c->counted = true;
     if (local)
         g->stats.answered_locally++;
     else
@@ -103,7 +106,7 @@ static int64_t data_records(const sl_req *rq, int32_t from) {
 }
 
 /* Encodes `fwd` (type sl_<api>_req) behind the request's header and forwards it. */
-#define FORWARD_ENCODED(rq, api, fwd, expect, fn, arg)                                             \
+#define FORWARD_ENCODED(rq, api, fwd, expect, fn, arg, ctx)                                        \
     do {                                                                                           \
         sl_wr w_;                                                                                  \
         sl_gw_req_begin((rq), &w_);                                                                \
@@ -112,7 +115,7 @@ static int64_t data_records(const sl_req *rq, int32_t from) {
             sl_req_fail((rq), "out of memory");                                                    \
             break;                                                                                 \
         }                                                                                          \
-        count((rq), false);                                                                        \
+        count((ctx), false);                                                                       \
         sl_gw_forward((rq), w_.buf, w_.len, (expect), (fn), (arg));                                \
     } while (0)
 
@@ -150,6 +153,7 @@ static void produce_answer(sl_req *rq, void *arg, sl_up_status st, const uint8_t
         return produce_respond(rq, &op->pl.mirror, body, len);
     if (op->pl.mirror.node_endpoints_count > 0)
         sl_gwaddr_rewrite_produce(&rq->b->gw->addr, rq->a, &op->pl.mirror);
+    count(&op->c, false);
     produce_respond(rq, &op->pl.mirror, NULL, 0);
 }
 
@@ -182,15 +186,15 @@ void sl_gw_produce(sl_req *rq) {
                 rq->records_in += w.records;
             }
         if (!pl->rewrite) return sl_gw_forward(rq, rq->frame, rq->frame_len, false, NULL, NULL);
-        FORWARD_ENCODED(rq, produce, &pl->fwd, false, NULL, NULL);
+        FORWARD_ENCODED(rq, produce, &pl->fwd, false, NULL, NULL, &op->c);
         return;
     }
     if (pl->nfwd == 0 && pl->nlocal > 0) {
-        count(rq, true);
+        count(&op->c, true);
         return produce_respond(rq, &pl->mirror, NULL, 0);
     }
     if (!pl->rewrite) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, produce_answer, op);
-    FORWARD_ENCODED(rq, produce, &pl->fwd, true, produce_answer, op);
+    FORWARD_ENCODED(rq, produce, &pl->fwd, true, produce_answer, op, &op->c);
 }
 
 /* ---- Fetch ---- */
@@ -227,7 +231,7 @@ static void fetch_answer(sl_req *rq, void *arg, sl_up_status st, const uint8_t *
         sl_gwaddr_rewrite_fetch(&rq->b->gw->addr, rq->a, &out);
         changed = true;
     }
-    if (changed) count(rq, false);
+    if (changed) count(&op->c, false);
     fetch_respond(rq, &out, changed ? NULL : body, len);
 }
 
@@ -270,13 +274,13 @@ void sl_gw_fetch(sl_req *rq) {
         if (!sl_gw_fetch_merge(&op->c.env, req, v, pl, NULL, &out, &changed))
             return sl_req_fail(rq, "out of memory");
         out.session_id = 0;
-        count(rq, true);
+        count(&op->c, true);
         return fetch_respond(rq, &out, NULL, 0);
     }
     if (fetch_fast(rq, req, pl))
         return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
     if (pl->nlocal == 0) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
-    FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op);
+    FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op, &op->c);
 }
 
 /* ---- ListOffsets, OffsetForLeaderEpoch, DeleteRecords ---- */
@@ -308,6 +312,7 @@ void sl_gw_fetch(sl_req *rq) {
             return sl_req_fail(rq, "malformed " NAME " answer from the upstream");                 \
         if (op->nlocal == 0) return api##_respond(rq, &up, body, len);                             \
         sl_gw_##api##_merge(&op->mirror, &up);                                                     \
+        count(&op->c, false);                                                                      \
         api##_respond(rq, &op->mirror, NULL, 0);                                                   \
     }                                                                                              \
     void sl_gw_##api(sl_req *rq) {                                                                 \
@@ -324,12 +329,12 @@ void sl_gw_fetch(sl_req *rq) {
         if (!sl_gw_##api##_plan(&op->c.env, req, all, &op->fwd, &op->mirror, &op->nlocal))         \
             return sl_req_fail(rq, "out of memory");                                               \
         if (op->nlocal > 0 && op->fwd.topics_count <= 0) {                                         \
-            count(rq, true);                                                                       \
+            count(&op->c, true);                                                                   \
             return api##_respond(rq, &op->mirror, NULL, 0);                                        \
         }                                                                                          \
         if (op->nlocal == 0)                                                                       \
             return sl_gw_forward(rq, rq->frame, rq->frame_len, true, api##_answer, op);            \
-        FORWARD_ENCODED(rq, api, &op->fwd, true, api##_answer, op);                                \
+        FORWARD_ENCODED(rq, api, &op->fwd, true, api##_answer, op, &op->c);                        \
     }
 
 /* ListOffsets: consumers send -1 (or -2, debugging); a follower's id reads past the high
