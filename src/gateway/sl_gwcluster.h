@@ -76,6 +76,9 @@ const sl_gw_node *sl_gwcluster_node(const sl_gwcluster *c, int32_t id);
 /* Any reachable-looking broker for bootstrap connections: round-robin over the known ones;
  * NULL before the first Metadata. */
 const sl_gw_node *sl_gwcluster_any_node(sl_gwcluster *c);
+/* The leader of `topic` partition `partition` from the last Metadata (-1: leaderless or
+ * unknown). */
+int32_t sl_gwcluster_leader(const sl_gwcluster *c, sl_str topic, int32_t partition);
 /* The upstream controller id from the last Metadata (-1 unknown). */
 int32_t sl_gwcluster_controller(const sl_gwcluster *c);
 /* The upstream cluster id ("" unknown). */
