@@ -487,6 +487,26 @@ done:
 
 /* ---- against an in-process `sluice serve` (modern versions) ---- */
 
+/* What the in-process broker was asked: Metadata requests of the view. */
+typedef struct md_seen {
+    int count;
+    int16_t version;
+    bool all_topics; /* null topic list */
+    bool client_id_ok;
+} md_seen;
+
+static void observe(void *ctx, const sl_req *rq) {
+    md_seen *s = ctx;
+    if (rq->h.api_key != SL_API_METADATA || !rq->req) return;
+    const sl_metadata_req *m = rq->req;
+    s->count++;
+    s->version = rq->h.api_version;
+    s->all_topics = m->topics_count == -1 && !m->allow_auto_topic_creation;
+    s->client_id_ok = sl_str_eqc(rq->h.client_id, "sluice-gateway");
+}
+
+static bool md_count_is(env *e, void *arg) { return ((md_seen *)arg)->count >= 1; }
+
 SL_TEST(gwcluster_local_broker_modern_versions) {
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/sl_gwcl_XXXXXX");
@@ -508,6 +528,8 @@ SL_TEST(gwcluster_local_broker_modern_versions) {
     }
     int fails = 0;
     env e = {0};
+    md_seen seen = {0};
+    MCHECK(sl_req_observers_add(&b->observers, observe, &seen));
     MCHECK(sl_topics_create(b->topics, sl_str_c("orders"), 3, NULL, false, NULL) == SL_OK);
     sl_topic *t = sl_topics_find(b->topics, sl_str_c("orders"));
     MCHECK(t);
@@ -535,6 +557,15 @@ SL_TEST(gwcluster_local_broker_modern_versions) {
     sl_gwcluster_health(e.c, &h);
     MCHECK(h.partitions == 3 && h.offline == 0 && h.under_replicated == 0 && h.reachable);
     MCHECK(sl_gwcluster_leader(e.c, sl_str_c("orders"), 2) == 7);
+    MCHECK(seen.count == 1 && seen.version == our->max_version && seen.all_topics &&
+           seen.client_id_ok);
+    /* A burst of refresh_soon makes one Metadata request, not ten. */
+    seen.count = 0;
+    for (int i = 0; i < 10; i++) sl_gwcluster_refresh_soon(e.c);
+    MCHECK(run_until(&e, md_count_is, &seen));
+    int64_t window = sl_mono_ms() + 400;
+    while (sl_mono_ms() < window) sl_loop_run_once(e.loop, 20);
+    MCHECK(seen.count == 1);
     /* A topic created later shows up after refresh_soon. */
     MCHECK(sl_topics_create(b->topics, sl_str_c("later"), 1, NULL, false, NULL) == SL_OK);
     sl_gwcluster_refresh_soon(e.c);
