@@ -76,16 +76,16 @@ struct sl_gwcluster {
     const sl_gwcluster_hooks *hooks;
     gw_link *link;
 
-    sl_upconn *ctl;      /* control connection; NULL: none */
-    bool ctl_failed;     /* ctl's failure has been counted (it is being dropped) */
-    char ctl_addr[300];  /* host:port of ctl, for the log */
-    int addr_next;       /* next address to try (bootstrap list, then nodes) */
-    gw_req *reqs;        /* outstanding requests */
-    bool inflight;       /* a request of the refresh cycle is outstanding */
-    bool want_soon;      /* refresh again as soon as the one in flight ends */
-    bool in_backoff;     /* waiting after a failure */
-    sl_timer *timer;     /* next refresh or retry */
-    sl_post post;        /* refresh_soon */
+    sl_upconn *ctl;     /* control connection; NULL: none */
+    bool ctl_failed;    /* ctl's failure has been counted (it is being dropped) */
+    char ctl_addr[300]; /* host:port of ctl, for the log */
+    int addr_next;      /* next address to try (bootstrap list, then nodes) */
+    gw_req *reqs;       /* outstanding requests */
+    bool inflight;      /* a request of the refresh cycle is outstanding */
+    bool want_soon;     /* refresh again as soon as the one in flight ends */
+    bool in_backoff;    /* waiting after a failure */
+    sl_timer *timer;    /* next refresh or retry */
+    sl_post post;       /* refresh_soon */
     int64_t backoff_ms;
     int64_t last_md_mono; /* loop time of the last Metadata answer */
 
@@ -174,6 +174,23 @@ static bool index_rebuild(sl_gwcluster *c) {
     return true;
 }
 
+/* Indexes topic `k`, just appended: in place while the table stays at most half full. */
+static void index_add(sl_gwcluster *c, int k) {
+    size_t cap = c->index_cap;
+    if (!cap || (size_t)c->ntopics * 2 + 1 > cap) {
+        index_rebuild(c);
+        return;
+    }
+    const gw_topic *t = &c->topics[k];
+    size_t s = hash_bytes(t->name, (size_t)t->name_len) & (cap - 1);
+    while (c->by_name[s]) s = (s + 1) & (cap - 1);
+    c->by_name[s] = k + 1;
+    if (sl_uuid_is_zero(&t->id)) return;
+    s = hash_bytes(t->id.b, sizeof t->id.b) & (cap - 1);
+    while (c->by_id[s]) s = (s + 1) & (cap - 1);
+    c->by_id[s] = k + 1;
+}
+
 static int topic_find(const sl_gwcluster *c, const char *name, size_t len) {
     if (!c->index_cap) {
         for (int k = 0; k < c->ntopics; k++)
@@ -226,11 +243,12 @@ static bool topic_from(gw_topic *t, const sl_metadata_resp_topic *m, int16_t ver
     }
     for (int32_t i = 0; i < n; i++) {
         const sl_metadata_resp_partition *p = &m->partitions[i];
-        t->parts[i] = (gw_part){.index = p->partition_index,
-                                .leader = p->leader_id,
-                                .leader_epoch = p->leader_epoch,
-                                .nreplicas = p->replica_nodes_count > 0 ? p->replica_nodes_count : 0,
-                                .nisr = p->isr_nodes_count > 0 ? p->isr_nodes_count : 0};
+        t->parts[i] =
+            (gw_part){.index = p->partition_index,
+                      .leader = p->leader_id,
+                      .leader_epoch = p->leader_epoch,
+                      .nreplicas = p->replica_nodes_count > 0 ? p->replica_nodes_count : 0,
+                      .nisr = p->isr_nodes_count > 0 ? p->isr_nodes_count : 0};
     }
     qsort(t->parts, (size_t)n, sizeof *t->parts, cmp_part);
     t->nparts = n;
@@ -401,16 +419,18 @@ void sl_gwcluster_learn(sl_gwcluster *c, int16_t version, const sl_metadata_resp
         if (!topic_from(&t, mt, version)) continue;
         if (k >= 0) {
             if (version < 10) t.id = c->topics[k].id; /* an old version does not carry it */
+            bool id_moved = memcmp(t.id.b, c->topics[k].id.b, sizeof t.id.b) != 0;
             topic_clear(&c->topics[k]);
             c->topics[k] = t;
+            if (id_moved) index_rebuild(c); /* recreated under the same name */
         } else {
             if (!topics_reserve(c, c->ntopics + 1)) {
                 topic_clear(&t);
                 continue;
             }
             c->topics[c->ntopics++] = t;
+            index_add(c, c->ntopics - 1);
         }
-        index_rebuild(c);
     }
     health_recount(c);
 }
@@ -507,7 +527,9 @@ static bool send_req(sl_gwcluster *c, int kind, int16_t version) {
     sl_wr w;
     sl_wr_init(&w, a, 256);
     int16_t key = kind == REQ_VERSIONS ? SL_API_API_VERSIONS : SL_API_METADATA;
-    sl_req_header h = {.api_key = key, .api_version = version, .correlation_id = 0,
+    sl_req_header h = {.api_key = key,
+                       .api_version = version,
+                       .correlation_id = 0,
                        .client_id = sl_str_c(CLIENT_ID)};
     sl_req_header_encode(&w, &h);
     if (kind == REQ_VERSIONS) {
@@ -625,11 +647,11 @@ static void on_response(void *ctx, sl_up_status st, const uint8_t *body, size_t 
     if (!current) return; /* freed, or an old connection's answer */
     const char *why = NULL;
     if (st != SL_UP_OK) {
-        why = st == SL_UP_AUTH      ? "authentication refused"
-              : st == SL_UP_TIMEOUT ? "request timed out"
+        why = st == SL_UP_AUTH       ? "authentication refused"
+              : st == SL_UP_TIMEOUT  ? "request timed out"
               : st == SL_UP_PROTOCOL ? "not a Kafka response"
-              : st == SL_UP_CLOSED  ? "closed"
-                                    : "connection failed";
+              : st == SL_UP_CLOSED   ? "closed"
+                                     : "connection failed";
         ctl_fail(c, why);
         return;
     }

@@ -681,6 +681,20 @@ SL_TEST(gwcluster_learn_merges_partial_answers) {
     sl_gwcluster_health(e.c, &h);
     MCHECK(h.partitions == 1);
 
+    /* "b" deleted and created again: the new id names it, the old one nothing. */
+    sl_uuid old_id = tp[1].topic_id;
+    tp[1].error_code = 0;
+    tp[1].partitions_count = 1;
+    tp[1].topic_id.b[0] = 0x42;
+    m.topics = &tp[1];
+    m.topics_count = 1;
+    sl_gwcluster_learn(e.c, 12, &m);
+    MCHECK(!cat.topic_name(cat.ctx, &old_id, &name));
+    MCHECK(cat.topic_name(cat.ctx, &tp[1].topic_id, &name) && sl_str_eqc(name, "b"));
+    /* An old version carries no id: the known one stays. */
+    sl_gwcluster_learn(e.c, 2, &m);
+    MCHECK(cat.topic_name(cat.ctx, &tp[1].topic_id, &name) && sl_str_eqc(name, "b"));
+
     /* Many topics: the name index grows and still finds each one. */
     char names_buf[300][24];
     sl_metadata_resp_topic many[300];
