@@ -577,6 +577,140 @@ done:
     CHECK_EQ(fails, 0);
 }
 
+/* ---- a fake upstream whose ApiVersions answer is not usable ---- */
+
+typedef struct fake {
+    sl_loop *loop;
+    int lfd, cfd;
+    int mode; /* 0: no Metadata in the list; 1: an error code; 2: not a Kafka answer */
+    int requests;
+} fake;
+
+static void fake_on_conn(void *ctx, uint32_t ev) {
+    fake *f = ctx;
+    uint8_t buf[4096];
+    ssize_t n = read(f->cfd, buf, sizeof buf);
+    if (n <= 0) {
+        sl_loop_unwatch(f->loop, f->cfd);
+        close(f->cfd);
+        f->cfd = -1;
+        return;
+    }
+    if (n < 12) return; /* the whole small request comes in one read on loopback */
+    f->requests++;
+    sl_arena *a = sl_arena_new(1024);
+    sl_wr w;
+    sl_wr_init(&w, a, 64);
+    sl_wr_raw(&w, "\0\0\0\0", 4); /* size, filled below */
+    sl_wr_raw(&w, buf + 8, 4);    /* the correlation id */
+    if (f->mode == 2) {
+        sl_wr_raw(&w, "\xff\xff\xff", 3);
+    } else {
+        sl_api_versions_resp r;
+        sl_api_versions_resp_init(&r);
+        sl_api_versions_resp_api_key k = {SL_API_API_VERSIONS, 0, 2};
+        r.error_code = f->mode == 1 ? SL_KAFKA_UNSUPPORTED_VERSION : 0;
+        r.api_keys = &k;
+        r.api_keys_count = 1;
+        sl_api_versions_resp_encode(&w, 0, &r);
+    }
+    sl_be32(w.buf, (uint32_t)(w.len - 4));
+    if (write(f->cfd, w.buf, w.len) != (ssize_t)w.len) f->requests = -1000;
+    sl_arena_free(a);
+}
+
+static void fake_on_accept(void *ctx, uint32_t ev) {
+    fake *f = ctx;
+    int fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0) return;
+    if (f->cfd >= 0) {
+        sl_loop_unwatch(f->loop, f->cfd);
+        close(f->cfd);
+    }
+    f->cfd = fd;
+    sl_loop_watch(f->loop, fd, SL_EV_READ, fake_on_conn, f);
+}
+
+static int fake_start(fake *f, sl_loop *loop, int mode) {
+    memset(f, 0, sizeof *f);
+    f->loop = loop;
+    f->mode = mode;
+    f->cfd = -1;
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof a) || listen(f->lfd, 8) ||
+        getsockname(f->lfd, (struct sockaddr *)&a, &l) ||
+        sl_loop_watch(loop, f->lfd, SL_EV_READ, fake_on_accept, f))
+        return 0;
+    return ntohs(a.sin_port);
+}
+
+static void fake_stop(fake *f) {
+    if (f->cfd >= 0) {
+        sl_loop_unwatch(f->loop, f->cfd);
+        close(f->cfd);
+    }
+    if (f->lfd >= 0) {
+        sl_loop_unwatch(f->loop, f->lfd);
+        close(f->lfd);
+    }
+}
+
+static bool fake_asked(env *e, void *arg) { return ((fake *)arg)->requests >= 2; }
+
+SL_TEST(gwcluster_unusable_api_versions_fail_and_retry) {
+    for (int mode = 0; mode < 3; mode++) {
+        sl_loop *loop = sl_loop_new();
+        CHECK(loop);
+        fake f;
+        int port = fake_start(&f, loop, mode);
+        env e = {0};
+        int fails = 0;
+        char boot[64];
+        snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
+        MCHECK(port > 0 && env_open(&e, loop, boot, 60000));
+        /* Asked again after the backoff, never getting further than ApiVersions. */
+        MCHECK(run_until(&e, fake_asked, &f));
+        MCHECK(!sl_gwcluster_wait_ready(e.c, 1));
+        sl_gw_health h;
+        sl_gwcluster_health(e.c, &h);
+        MCHECK(!h.reachable && h.failures >= 1 && h.refreshed_ms == 0);
+        int16_t lo, hi;
+        /* A well-formed list without Metadata is still kept; the others are not. */
+        MCHECK(sl_gwcluster_versions_known(e.c) == (mode == 0));
+        MCHECK(!sl_gwcluster_api_range(e.c, SL_API_METADATA, &lo, &hi));
+    done:
+        env_close(&e);
+        fake_stop(&f);
+        sl_loop_free(loop);
+        CHECK_EQ(fails, 0);
+    }
+}
+
+/* Freed with a connection attempt and then a request in flight: their callbacks, run later,
+ * touch nothing (ASan would say). */
+SL_TEST(gwcluster_free_with_requests_in_flight) {
+    mock m;
+    CHECK(mock_start(&m, NULL));
+    int fails = 0;
+    env e;
+    MCHECK(env_open(&e, NULL, m.bootstrap, 60000));
+    sl_loop_run_once(e.loop, 0); /* the first attempt starts on its worker */
+    env_close(&e);
+    MCHECK(env_open(&e, NULL, m.bootstrap, 60000));
+    MCHECK(sl_gwcluster_wait_ready(e.c, 10000));
+    MCHECK(mock_cmd(&m, "rtt 1 300")); /* answers of broker 1 (the control one) come late */
+    int64_t deadline = sl_mono_ms() + 300;
+    while (sl_mono_ms() < deadline) sl_loop_run_once(e.loop, 20); /* past the soon spacing */
+    sl_gwcluster_refresh_soon(e.c);
+    sl_loop_run_once(e.loop, 0); /* the posted refresh sends Metadata */
+    env_close(&e);
+done:
+    mock_stop(&m);
+    CHECK_EQ(fails, 0);
+}
+
 /* ---- learning from clients' answers ---- */
 
 static sl_metadata_resp_partition part(int32_t idx, int32_t leader, int32_t *reps, int nrep,
