@@ -362,7 +362,8 @@ static void nodes_apply(sl_gwcluster *c, const sl_metadata_resp *m, bool replace
 
 /* Everything a full all-topics answer says; the topic set is replaced. */
 static void apply_full(sl_gwcluster *c, int16_t version, const sl_metadata_resp *m) {
-    nodes_apply(c, m, true);
+    /* No broker at all is a cluster in trouble, not one to forget: keep the last list. */
+    if (m->brokers_count > 0) nodes_apply(c, m, true);
     c->controller = version >= 1 ? m->controller_id : -1;
     if (version >= 2 && m->cluster_id.len > 0) {
         size_t l = (size_t)m->cluster_id.len;

@@ -603,8 +603,32 @@ static void fake_on_conn(void *ctx, uint32_t ev) {
     sl_wr_init(&w, a, 64);
     sl_wr_raw(&w, "\0\0\0\0", 4); /* size, filled below */
     sl_wr_raw(&w, buf + 8, 4);    /* the correlation id */
+    int16_t key = (int16_t)sl_get_be16(buf + 4), version = (int16_t)sl_get_be16(buf + 6);
     if (f->mode == 2) {
         sl_wr_raw(&w, "\xff\xff\xff", 3);
+    } else if (f->mode == 3 && key == SL_API_API_VERSIONS) {
+        sl_api_versions_resp r;
+        sl_api_versions_resp_init(&r);
+        sl_api_versions_resp_api_key k[2] = {{SL_API_API_VERSIONS, 0, 2}, {SL_API_METADATA, 0, 1}};
+        r.api_keys = k;
+        r.api_keys_count = 2;
+        sl_api_versions_resp_encode(&w, 0, &r);
+    } else if (f->mode == 3 && key == SL_API_METADATA) {
+        /* No broker (a cluster in trouble), one topic. */
+        sl_metadata_resp r;
+        sl_metadata_resp_init(&r);
+        sl_metadata_resp_topic t;
+        sl_metadata_resp_topic_init(&t);
+        sl_metadata_resp_partition p;
+        sl_metadata_resp_partition_init(&p);
+        t.name = sl_str_c("x");
+        t.partitions = &p;
+        t.partitions_count = 1;
+        r.brokers_count = 0;
+        r.controller_id = 5;
+        r.topics = &t;
+        r.topics_count = 1;
+        sl_metadata_resp_encode(&w, version, &r);
     } else {
         sl_api_versions_resp r;
         sl_api_versions_resp_init(&r);
@@ -686,6 +710,43 @@ SL_TEST(gwcluster_unusable_api_versions_fail_and_retry) {
         sl_loop_free(loop);
         CHECK_EQ(fails, 0);
     }
+}
+
+/* A full answer naming no broker keeps the brokers known (here learnt from a client's answer):
+ * forgetting them would leave clients nowhere to go. */
+SL_TEST(gwcluster_answer_without_brokers_keeps_nodes) {
+    sl_loop *loop = sl_loop_new();
+    CHECK(loop);
+    fake f;
+    int port = fake_start(&f, loop, 3);
+    env e = {0};
+    int fails = 0;
+    char boot[64];
+    snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
+    MCHECK(port > 0 && env_open(&e, loop, boot, 60000));
+    sl_metadata_resp_broker br;
+    sl_metadata_resp_broker_init(&br);
+    br.node_id = 4;
+    br.host = sl_str_c("127.0.0.1");
+    br.port = port;
+    sl_metadata_resp m;
+    sl_metadata_resp_init(&m);
+    m.brokers = &br;
+    m.brokers_count = 1;
+    sl_gwcluster_learn(e.c, 1, &m);
+    MCHECK(sl_gwcluster_wait_ready(e.c, 10000));
+    const sl_gw_node *nodes;
+    MCHECK(sl_gwcluster_nodes(e.c, &nodes) == 1 && nodes[0].id == 4);
+    MCHECK(sl_gwcluster_controller(e.c) == 5 && e.rec.changes == 1);
+    sl_catalog cat = sl_gwcluster_catalog(e.c);
+    MCHECK(cat.topic_exists(cat.ctx, sl_str_c("x")));
+    int16_t lo, hi;
+    MCHECK(sl_gwcluster_api_range(e.c, SL_API_METADATA, &lo, &hi) && hi == 1);
+done:
+    env_close(&e);
+    fake_stop(&f);
+    sl_loop_free(loop);
+    CHECK_EQ(fails, 0);
 }
 
 /* Freed with a connection attempt and then a request in flight: their callbacks, run later,
