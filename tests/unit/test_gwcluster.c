@@ -98,7 +98,7 @@ static void mock_stop(mock *m) {
     int st;
     while (waitpid(m->pid, &st, WNOHANG) == 0) {
         if (sl_mono_ms() > deadline) {
-            kill(m->pid, SIGTERM);
+            kill(m->pid, SIGKILL); /* ours, by pid: it ignored stdin EOF */
             waitpid(m->pid, &st, 0);
             break;
         }
@@ -132,7 +132,15 @@ static bool mock_start(mock *m, const char *const *topics) {
         argv[argc++] = "--topic";
         argv[argc++] = topics[i];
     }
-    int rc = posix_spawn(&m->pid, MOCK_BIN, &fa, NULL, (char *const *)argv, environ);
+    /* Not the test process's mask: a broker started in this process blocks SIGTERM. */
+    posix_spawnattr_t sa;
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_init(&sa);
+    posix_spawnattr_setsigmask(&sa, &none);
+    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK);
+    int rc = posix_spawn(&m->pid, MOCK_BIN, &fa, &sa, (char *const *)argv, environ);
+    posix_spawnattr_destroy(&sa);
     posix_spawn_file_actions_destroy(&fa);
     close(pin[0]);
     close(pout[1]);
