@@ -164,6 +164,12 @@ static const char *ssl_err_text(char *buf, size_t n) {
     return buf;
 }
 
+/* No passphrase prompt on the terminal for an encrypted key: it fails to load instead. */
+static int no_passphrase(char *buf, int size, int rw, void *ud) {
+    (void)buf, (void)size, (void)rw, (void)ud;
+    return 0;
+}
+
 static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t elen) {
     char eb[256];
     u->ctx = SSL_CTX_new(TLS_client_method());
@@ -176,6 +182,7 @@ static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t 
     /* As the server side: partial writes, retried from the transport's staging buffer. */
     SSL_CTX_set_mode(u->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_verify(u->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_default_passwd_cb(u->ctx, no_passphrase);
     const char *ca = c->sluice_gateway_upstream_ssl_ca_location;
     ERR_clear_error();
     if (ca[0] ? SSL_CTX_load_verify_locations(u->ctx, ca, NULL) != 1
@@ -891,6 +898,7 @@ static void *worker_main(void *arg) {
     sl_upstream_cfg *c = at->cfg;
     run_setup(at);
     ERR_clear_error();
+    atomic_thread_fence(memory_order_release); /* the results before the signal */
     uint64_t one = 1;
     ssize_t w;
     do w = write(at->efd, &one, sizeof one);
@@ -1144,6 +1152,7 @@ static void on_attempt(void *ctx, uint32_t events) {
     up_attempt *at = u->at;
     uint64_t v;
     if (read(at->efd, &v, sizeof v) != (ssize_t)sizeof v) return; /* spurious */
+    atomic_thread_fence(memory_order_acquire);
     sl_loop_unwatch(u->loop, at->efd);
     u->at = NULL;
     sl_up_status st = at->st;
