@@ -116,12 +116,10 @@ static sl_upstream_cfg *up_cfg(int port, const char *proto, const char *mech, co
         sl_config_set(&c, "sluice.gateway.upstream.connect.timeout.ms", "5000", err, sizeof err) ||
         sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "10000", err, sizeof err))
         goto bad;
-    if (mech && (sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", mech, err,
-                               sizeof err) ||
-                 sl_config_set(&c, "sluice.gateway.upstream.sasl.username", GW_USER, err,
-                               sizeof err) ||
-                 sl_config_set(&c, "sluice.gateway.upstream.sasl.password", pass, err,
-                               sizeof err)))
+    if (mech &&
+        (sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", mech, err, sizeof err) ||
+         sl_config_set(&c, "sluice.gateway.upstream.sasl.username", GW_USER, err, sizeof err) ||
+         sl_config_set(&c, "sluice.gateway.upstream.sasl.password", pass, err, sizeof err)))
         goto bad;
     if (ca && sl_config_set(&c, "sluice.gateway.upstream.ssl.ca.location", ca, err, sizeof err))
         goto bad;
@@ -304,8 +302,8 @@ SL_TEST(upstream_ssl_verifies_the_broker_certificate) {
     seen_ev s = {0};
     got g = {0};
     sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = sys ? sl_upconn_new(x.b->loop, sys, events(&s), -1, "127.0.0.1", x.ssl_port)
-                       : NULL;
+    sl_upconn *u =
+        sys ? sl_upconn_new(x.b->loop, sys, events(&s), -1, "127.0.0.1", x.ssl_port) : NULL;
     if (u) {
         send_req(u, a, &g, 18, 0);
         WAIT(x.b->loop, g.calls && s.connected, 10000);
@@ -332,9 +330,8 @@ SL_TEST(upstream_wrong_password_is_auth_failure) {
         seen_ev s = {0};
         got g1 = {0}, g2 = {0};
         sl_arena *a = sl_arena_new(4096);
-        sl_upconn *u = cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), 7, "127.0.0.1",
-                                           x.sasl_port)
-                           : NULL;
+        sl_upconn *u =
+            cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), 7, "127.0.0.1", x.sasl_port) : NULL;
         ok = u != NULL;
         if (ok) {
             send_req(u, a, &g1, 18, 0);
@@ -608,20 +605,23 @@ SL_TEST(upstream_scram_client_against_server) {
     CHECK(sf.iterations == 4096 && sf.salt_len == 4);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abXYZ,s=c2FsdA==,i=4096", 25, cn, 3,
                                       &sf) == SL_EAUTH);
-    CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abc,s=c2FsdA==,i=4096", 23, cn, 3,
-                                      &sf) == SL_EAUTH);
+    CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abc,s=c2FsdA==,i=4096", 23, cn, 3, &sf) ==
+          SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2FsdA==,i=4095", 24, cn, 3,
                                       &sf) == SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2FsdA==,i=1000001", 27, cn, 3,
                                       &sf) == SL_EAUTH);
-    CHECK(sl_saslc_parse_server_first((const uint8_t *)"m=x,r=abcX,s=c2FsdA==,i=4096", 28, cn,
-                                      3, &sf) == SL_EAUTH);
+    CHECK(sl_saslc_parse_server_first((const uint8_t *)"m=x,r=abcX,s=c2FsdA==,i=4096", 28, cn, 3,
+                                      &sf) == SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2Fsd,i=4096", 21, cn, 3, &sf) ==
           SL_EPROTO);
     uint8_t out[128];
     size_t n;
     CHECK(sl_saslc_oauthbearer("tok.en", 6, out, sizeof out, &n) == SL_OK);
-    CHECK(n == 24 && !memcmp(out, "n,,\x01" "auth=Bearer tok.en\x01\x01", n));
+    CHECK(n == 24 && !memcmp(out,
+                             "n,,\x01"
+                             "auth=Bearer tok.en\x01\x01",
+                             n));
     CHECK(sl_saslc_oauthbearer("has space", 9, out, sizeof out, &n) != SL_OK);
     CHECK(sl_saslc_plain("u", "p", 1, out, sizeof out, &n) == SL_OK);
     CHECK(n == 4 && !memcmp(out, "\0u\0p", 4));
@@ -762,8 +762,8 @@ SL_TEST(upstream_reauthenticates_before_session_expiry) {
     sl_upstream_cfg *cfg = up_cfg(x.sasl_port, "SASL_PLAINTEXT", "SCRAM-SHA-512", GW_PASS, NULL);
     seen_ev s = {0};
     sl_arena *a = sl_arena_new(65536);
-    sl_upconn *u = cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.sasl_port)
-                       : NULL;
+    sl_upconn *u =
+        cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.sasl_port) : NULL;
     bool ok = u != NULL;
     if (ok) WAIT(x.b->loop, s.connected, 10000);
     ok = ok && s.ok && sl_upconn_session_lifetime_ms(u) > 0 &&
@@ -837,14 +837,15 @@ SL_TEST(upstream_oauthbearer_token_command_and_refused_token) {
     seen_ev s = {0};
     got g = {0};
     sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = st ? sl_upconn_new(x.b->loop, st, events(&s), -1, "127.0.0.1", x.sasl_port)
-                      : NULL;
+    sl_upconn *u =
+        st ? sl_upconn_new(x.b->loop, st, events(&s), -1, "127.0.0.1", x.sasl_port) : NULL;
     if (u) {
         send_req(u, a, &g, 18, 0);
         WAIT(x.b->loop, g.calls && s.connected, 10000);
     }
     bool refused = u && s.connected == 1 && !s.ok && s.st == SL_UP_AUTH && g.st == SL_UP_AUTH;
-    if (!refused) fprintf(stderr, "  refused: connected=%d st=%d why=%s\n", s.connected, s.st, s.why);
+    if (!refused)
+        fprintf(stderr, "  refused: connected=%d st=%d why=%s\n", s.connected, s.st, s.why);
     if (u) sl_upconn_unref(u);
     sl_arena_free(a);
     sl_upstream_cfg_free(byc);
