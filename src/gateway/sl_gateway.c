@@ -265,7 +265,12 @@ static void on_upstream_answer(void *ctx, sl_up_status st, const uint8_t *body, 
     if (st != SL_UP_OK) {
         /* The client's view of the upstream is this one connection: it closes too, and the
          * client reconnects (refreshing Metadata) like after a broker failure. */
-        if (!sl_req_finished(rq)) sl_req_fail(rq, status_why(st));
+        if (!sl_req_finished(rq)) {
+            if (sl_pending_conn(rq->p))
+                sl_req_fail(rq, status_why(st));
+            else /* the client left first (its close closed ours): nothing to report */
+                sl_req_noreply(rq);
+        }
         if (f->fn) f->fn(rq, f->arg, st, NULL, 0);
     } else if (!sl_req_finished(rq)) {
         if (f->fn)
