@@ -13,8 +13,8 @@
  *                  random salt enters through info, where HKDF-Expand is a PRF under the topic
  *                  key just the same.)
  *   parcel         flags (bit 0: headers inside) | value length (uvarint) | value |
- *                  [header count (uvarint) | per header: key length (uvarint) | key |
- *                   value length (zigzag varint, -1 null) | value]
+ *                  [header count (uvarint) | per header: key length | key | value length |
+ *                   value; lengths zigzag varints, -1 null, as in the record codec]
  *   AAD            "sluice-gw/1" | topic length (u32 BE) | topic | key length (u32 BE,
  *                  0xFFFFFFFF null) | record key as stored upstream (sealed when keys are
  *                  sealed) | the envelope's first 33 bytes (version, key version, salt, nonce)
@@ -52,6 +52,7 @@
 
 #define ATTR_CONTROL 0x20
 #define MAX_INFLATE  SL_LEGACY_MAX_INFLATE
+#define MAX_HINT     ((size_t)4 << 20)
 
 #define ENV_VERSION     1
 #define MARK_KEY        "sluice.enc"
@@ -469,7 +470,7 @@ static sl_err seal_record(sealer *s, sl_aead *ak, const uint8_t salt[SALT_LEN], 
     if (inside) {
         sl_wr_uvarint(&w, (uint32_t)nh);
         for (int32_t i = 1; i <= nh; i++) {
-            sl_wr_uvarint(&w, (uint32_t)(h[i].key.len < 0 ? 0 : h[i].key.len));
+            sl_wr_varint(&w, h[i].key.len);
             if (h[i].key.len > 0) sl_wr_raw(&w, h[i].key.p, (size_t)h[i].key.len);
             sl_wr_varint(&w, h[i].value.len);
             if (h[i].value.len > 0) sl_wr_raw(&w, h[i].value.p, (size_t)h[i].value.len);
@@ -547,10 +548,11 @@ static sl_err open_record(sealer *s, sl_record *r, sl_rec_header *h, int32_t nh,
         s->ak = NULL;
         uint8_t tk[32];
         e = topic_key(g, s->id, s->tname, kv, false, tk, NULL);
-        if (e == SL_ENOTFOUND || e == SL_EKEY_DESTROYED) {
-            s->why = e == SL_ENOTFOUND ? "no such key version" : "key destroyed";
-            e = SL_ETAMPER;
-        }
+        /* A version this keyring does not have (yet: another gateway may have rotated) or a
+         * shredded key: the partition answers KAFKA_STORAGE_ERROR, as storage does. */
+        if (e == SL_ENOTFOUND || e == SL_EKEY_DESTROYED)
+            SL_WARN("gateway", "a fetched record names a key version this gateway cannot use",
+                    "topic=%s version=%u err=%s", s->tname, (unsigned)kv, sl_errname(e));
         if (!e && !kv) {
             s->why = "key version 0";
             e = SL_ETAMPER;
@@ -583,7 +585,7 @@ static sl_err open_record(sealer *s, sl_record *r, sl_rec_header *h, int32_t nh,
         sl_rec_header *hh = sl_arena_alloc(t, sizeof *hh * (size_t)(hn > 0 ? hn : 1));
         if (!hh) return SL_ENOMEM;
         for (int32_t i = 0; i < hn && !rd.err; i++) {
-            hh[i].key = sl_rd_bytes_n(&rd, sl_rd_uvarint(&rd));
+            hh[i].key = sl_rd_bytes_n(&rd, sl_rd_varint(&rd));
             hh[i].value = sl_rd_bytes_n(&rd, sl_rd_varint(&rd));
         }
         /* Headers inside and outside at once: not something a gateway writes. */
@@ -612,13 +614,17 @@ static sl_err seal_batch(sealer *s, sl_arena *a, const uint8_t *b, const sl_batc
     if ((e = batch_key(s->tk, salt, &ak))) return e;
     size_t recs = sl_rd_left(&it.r);
     sl_rec_builder bld;
-    sl_rec_builder_init(&bld, a, recs + (size_t)bi->record_count * (ENV_MIN + 48) + 64);
+    /* Each record grows by about 70 bytes; the builder grows beyond the hint when needed. */
+    size_t hint = recs + (size_t)bi->record_count * (ENV_MIN + 24) + 64;
+    sl_rec_builder_init(&bld, a, hint < MAX_HINT ? hint : MAX_HINT);
     sl_record r;
     uint64_t idx = 0;
     while (!e && sl_rec_iter_next(&it, &r)) {
         sl_rec_in in;
         e = seal_record(s, ak, salt, idx++, &r, &in);
         if (!e) e = sl_rec_builder_add(&bld, &in);
+        /* Tiny records grow most: bounded like what a decompression may give. */
+        if (!e && sl_rec_builder_bytes(&bld) > 2 * MAX_INFLATE) e = SL_ETOOLARGE;
         sl_arena_reset(s->scratch);
     }
     sl_aead_free(ak);
@@ -632,13 +638,16 @@ typedef struct open_count {
     int64_t opened, plain;
 } open_count;
 
-/* Opens the marked records of one batch; *out NULL when it holds none (left as stored). */
+/* Opens the marked records of one batch; *out NULL when it holds none (left as stored).
+ * *unparsed: the error is the batch's own (it does not decompress or parse), not a record's. */
 static sl_err open_batch(sealer *s, sl_arena *a, const uint8_t *b, const sl_batch_info *bi,
-                         uint8_t **out, size_t *outlen, open_count *cnt) {
+                         uint8_t **out, size_t *outlen, open_count *cnt, bool *unparsed) {
     *out = NULL;
+    *unparsed = true;
     sl_rec_iter it;
     sl_err e = sl_rec_iter_init(&it, b, bi->size, a, MAX_INFLATE);
     if (e) return e;
+    *unparsed = false;
     sl_rec_builder bld;
     sl_rec_builder_init(&bld, a, sl_rd_left(&it.r));
     sl_record r;
@@ -666,8 +675,11 @@ static sl_err open_batch(sealer *s, sl_arena *a, const uint8_t *b, const sl_batc
         if (!e) e = sl_rec_builder_add(&bld, &in);
         sl_arena_reset(s->scratch);
     }
-    if (!e) e = sl_rec_iter_err(&it);
     if (e) return e;
+    if ((e = sl_rec_iter_err(&it))) {
+        *unparsed = true;
+        return e;
+    }
     cnt->opened += opened;
     cnt->plain += plain;
     if (!opened) return SL_OK;
@@ -763,14 +775,15 @@ static int16_t unseal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
         uint8_t *nb = NULL;
         size_t nl = 0;
         if (bi.magic == 2 && !(bi.attributes & ATTR_CONTROL)) {
-            e = open_batch(&s, c->a, b, &bi, &nb, &nl, &cnt);
-            if (e && e != SL_ETAMPER && e != SL_EKEY_UNAVAILABLE && e != SL_EKMS_UNAVAILABLE &&
-                e != SL_ENOMEM) {
-                /* A stored batch that does not decompress or parse goes out as stored (the
-                 * client's own checks decide), as field protection does. */
+            bool bad;
+            e = open_batch(&s, c->a, b, &bi, &nb, &nl, &cnt, &bad);
+            if (e && bad && e != SL_ENOMEM) {
+                /* A stored batch that does not decompress (or beyond MAX_INFLATE) or parse goes
+                 * out as stored (the client's own checks decide), as field protection does;
+                 * under policy reject it is refused: what it holds cannot be checked. */
                 unparsed = true;
                 nb = NULL;
-                e = SL_OK;
+                e = g->reject ? SL_EPOLICY : SL_OK;
             }
         }
         any |= nb != NULL;
@@ -781,10 +794,11 @@ static int16_t unseal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
     sealer_done(&s);
     sl_arena_free(s.scratch);
     if (unparsed)
-        SL_WARN("gateway", "a fetched batch does not parse; served as stored",
-                "topic=%s partition=%d offset=%lld", s.tname, (int)c->partition,
-                (long long)c->fetch_offset);
+        SL_WARN("gateway", "a fetched batch does not parse", "topic=%s partition=%d offset=%lld %s",
+                s.tname, (int)c->partition, (long long)c->fetch_offset,
+                g->reject ? "refused=policy-reject" : "served=as-stored");
     if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE) return SL_KAFKA_KAFKA_STORAGE_ERROR;
+    if (e == SL_EPOLICY) return SL_KAFKA_INVALID_RECORD;
     if (e == SL_ETAMPER) {
         stat_add(&g->failed, 1);
         SL_ERROR("gateway", "a fetched record failed authentication",
@@ -797,7 +811,8 @@ static int16_t unseal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
     if (e) {
         SL_WARN("gateway", "cannot open a fetched set", "topic=%s partition=%d err=%s", s.tname,
                 (int)c->partition, sl_errname(e));
-        return sl_err_to_kafka(e);
+        return e == SL_ENOTFOUND || e == SL_EKEY_DESTROYED ? SL_KAFKA_KAFKA_STORAGE_ERROR
+                                                           : sl_err_to_kafka(e);
     }
     if (cnt.plain) {
         stat_add(&g->unencrypted, cnt.plain);
