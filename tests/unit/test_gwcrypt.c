@@ -455,9 +455,24 @@ SL_TEST(gwcrypt_unencrypted_report_and_reject) {
             /* once per partition per minute */
             CHECK_EQ(e.unencrypted, pass == 2 ? 2 : 1);
         }
+        /* A legacy (magic 0) message, shorter than a v2 batch header, before a plain batch:
+         * both seen (not taken for a cut-short tail that would hide what follows). */
+        uint8_t *lg = sl_arena_alloc(e.a, 29 + n);
+        memset(lg, 0, 29);
+        sl_be32(lg + 8, 17); /* crc, magic 0, attributes, key -1, value "abc" */
+        sl_be32(lg + 18, 0xFFFFFFFFu);
+        sl_be32(lg + 22, 3);
+        memcpy(lg + 26, "abc", 3);
+        memcpy(lg + 29, b, n);
+        uint8_t *f = lg;
+        size_t fl = 29 + n;
+        CHECK_EQ(run(&e, sl_gwcrypt_unseal(e.g), "secret", 2, &f, &fl, &rw),
+                 reject ? SL_KAFKA_INVALID_RECORD : 0);
+        CHECK(!rw && f == lg && fl == 29 + n);
         sl_gwcrypt_stats st;
         sl_gwcrypt_stats_get(e.g, &st);
-        CHECK_EQ(st.unencrypted_records, 3 * NREC);
+        CHECK_EQ(st.unencrypted_records, 4 * NREC + 1);
+        CHECK_EQ(e.unencrypted, 3);
         CHECK_EQ(e.tamper, 0);
         env_close(&e);
     }
