@@ -307,6 +307,22 @@ SL_TEST(gwcrypt_control_other_topics_cut_short) {
     env_close(&e);
 }
 
+/* Flips one byte of the n-th record's key or value in an uncompressed batch, CRC fixed. */
+static bool flip(uint8_t *d, size_t len, int rec, bool key) {
+    sl_rec_iter it;
+    if (sl_rec_iter_init(&it, d, len, NULL, 0)) return false;
+    sl_record r;
+    for (int i = 0; sl_rec_iter_next(&it, &r); i++) {
+        if (i != rec) continue;
+        sl_bytes b = key ? r.key : r.value;
+        if (b.len < 1) return false;
+        d[(size_t)(b.p - d) + (size_t)b.len / 2] ^= 0x01;
+        sl_be32(d + SL_BATCH_CRC, sl_crc32c(0, d + SL_BATCH_ATTRIBUTES, len - SL_BATCH_ATTRIBUTES));
+        return true;
+    }
+    return false;
+}
+
 SL_TEST(gwcrypt_deterministic_keys) {
     env e;
     CHECK(env_open(&e, "deterministic", "encrypt", "report"));
@@ -349,6 +365,12 @@ SL_TEST(gwcrypt_deterministic_keys) {
     size_t len = n;
     CHECK_EQ(seal_ready(&e, "secret", &d, &len, &rw, NULL), 0);
     CHECK(memmem(d, len, k[0][0].p, (size_t)k[0][0].len));
+    /* The tombstone's sealed key (no value envelope binds it) flipped: refused. */
+    CHECK(flip(d, len, 3, true));
+    uint8_t *f = d;
+    size_t fl = len;
+    CHECK_EQ(run(&e, sl_gwcrypt_unseal(e.g), "secret", 0, &f, &fl, &rw), SL_KAFKA_CORRUPT_MESSAGE);
+    CHECK_EQ(e.tamper, 1);
     env_close(&e);
 }
 
@@ -379,22 +401,6 @@ SL_TEST(gwcrypt_headers_clear) {
     CHECK_EQ(run(&e, sl_gwcrypt_unseal(e.g), "secret", 0, &f, &fl, &rw), 0);
     CHECK(rw && same_as_made(e.a, f, fl));
     env_close(&e);
-}
-
-/* Flips one byte of the n-th record's key or value in an uncompressed batch, CRC fixed. */
-static bool flip(uint8_t *d, size_t len, int rec, bool key) {
-    sl_rec_iter it;
-    if (sl_rec_iter_init(&it, d, len, NULL, 0)) return false;
-    sl_record r;
-    for (int i = 0; sl_rec_iter_next(&it, &r); i++) {
-        if (i != rec) continue;
-        sl_bytes b = key ? r.key : r.value;
-        if (b.len < 1) return false;
-        d[(size_t)(b.p - d) + (size_t)b.len / 2] ^= 0x01;
-        sl_be32(d + SL_BATCH_CRC, sl_crc32c(0, d + SL_BATCH_ATTRIBUTES, len - SL_BATCH_ATTRIBUTES));
-        return true;
-    }
-    return false;
 }
 
 SL_TEST(gwcrypt_tamper_refused) {
