@@ -462,8 +462,13 @@ static sl_err seal_record(sealer *s, sl_aead *ak, const uint8_t salt[SALT_LEN], 
                       .nheaders = nh + 1};
     if (r->value.len < 0) return SL_OK; /* a tombstone: value null, headers clear */
     bool inside = g->hdr_enc;
+    /* Sized up front: a growth would leave a clear copy behind in the scratch arena. */
+    size_t est = (size_t)r->value.len + 16;
+    for (int32_t i = 1; inside && i <= nh; i++)
+        est += 10 + (size_t)(h[i].key.len > 0 ? h[i].key.len : 0) +
+               (size_t)(h[i].value.len > 0 ? h[i].value.len : 0);
     sl_wr w;
-    sl_wr_init(&w, t, (size_t)r->value.len + 64);
+    sl_wr_init(&w, t, est);
     sl_wr_i8(&w, inside ? PARCEL_HDRS : 0);
     sl_wr_uvarint(&w, (uint32_t)r->value.len);
     sl_wr_raw(&w, r->value.p, (size_t)r->value.len);
@@ -819,9 +824,11 @@ static int16_t unseal_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_
     if (e == SL_EPOLICY) return SL_KAFKA_INVALID_RECORD;
     if (e == SL_ETAMPER) {
         stat_add(&g->failed, 1);
-        SL_ERROR("gateway", "a fetched record failed authentication",
-                 "topic=%s partition=%d offset=%lld what=\"%s\"", s.tname, (int)c->partition,
-                 (long long)c->fetch_offset, s.why ? s.why : "");
+        /* A consumer retries the same offset: the log line is rate-limited (per topic, in the
+         * slot meant for a client address), the event is not. */
+        sl_log_limited(SL_LOG_ERROR, "gateway", "a fetched record failed authentication", s.tname,
+                       "topic=%s partition=%d offset=%lld what=\"%s\"", s.tname, (int)c->partition,
+                       (long long)c->fetch_offset, s.why ? s.why : "");
         key_event(g, c, "tamper", s.tname, s.why ? s.why : "authentication failed",
                   "a fetched record failed authentication");
         return SL_KAFKA_CORRUPT_MESSAGE;
