@@ -143,6 +143,14 @@ static uint8_t *make_batch(sl_arena *a, int codec, int16_t extra_attr, size_t *l
     return out;
 }
 
+/* make_batch(codec) sealed for `topic` into *d, *len. */
+static bool made_and_sealed(env *e, int codec, const char *topic, uint8_t **d, size_t *len) {
+    uint8_t *b = make_batch(e->a, codec, 0, len);
+    bool rw;
+    *d = b;
+    return b && seal_ready(e, topic, d, len, &rw, NULL) == 0 && rw;
+}
+
 static bool bytes_eq(sl_bytes b, const char *s) {
     if (!s) return b.len == -1;
     return b.len == (int32_t)strlen(s) && (b.len == 0 || !memcmp(b.p, s, (size_t)b.len));
@@ -377,13 +385,10 @@ SL_TEST(gwcrypt_deterministic_keys) {
 SL_TEST(gwcrypt_headers_clear) {
     env e;
     CHECK(env_open(&e, "clear", "clear", "report"));
-    size_t n;
-    uint8_t *b = make_batch(e.a, SL_COMPRESSION_GZIP, 0, &n);
-    CHECK(b);
-    uint8_t *d = b;
-    size_t len = n;
+    uint8_t *d;
+    size_t len;
     bool rw;
-    CHECK_EQ(seal_ready(&e, "secret", &d, &len, &rw, NULL), 0);
+    CHECK(made_and_sealed(&e, SL_COMPRESSION_GZIP, "secret", &d, &len));
     const uint8_t *rp;
     size_t rl;
     CHECK(recs_of(e.a, d, len, &rp, &rl));
@@ -406,13 +411,10 @@ SL_TEST(gwcrypt_headers_clear) {
 SL_TEST(gwcrypt_tamper_refused) {
     env e;
     CHECK(env_open(&e, "clear", "encrypt", "report"));
-    size_t n;
-    uint8_t *b = make_batch(e.a, SL_COMPRESSION_NONE, 0, &n);
-    CHECK(b);
-    uint8_t *d = b;
-    size_t len = n;
+    uint8_t *d;
+    size_t len;
     bool rw;
-    CHECK_EQ(seal_ready(&e, "secret", &d, &len, &rw, NULL), 0);
+    CHECK(made_and_sealed(&e, SL_COMPRESSION_NONE, "secret", &d, &len));
     /* untouched: opens */
     uint8_t *f = d;
     size_t fl = len;
@@ -431,9 +433,9 @@ SL_TEST(gwcrypt_tamper_refused) {
     /* another topic (bound as AAD, and another key): refused too */
     f = d;
     fl = len;
-    uint8_t *o = b;
-    size_t on = n;
-    CHECK_EQ(seal_ready(&e, "enc.moved", &o, &on, &rw, NULL), 0);
+    uint8_t *o;
+    size_t on;
+    CHECK(made_and_sealed(&e, SL_COMPRESSION_NONE, "enc.moved", &o, &on));
     CHECK_EQ(run(&e, sl_gwcrypt_unseal(e.g), "enc.moved", 0, &f, &fl, &rw),
              SL_KAFKA_CORRUPT_MESSAGE);
     CHECK_EQ(e.tamper, 3);
