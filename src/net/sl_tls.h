@@ -15,6 +15,12 @@
  * sl_server_listen_with(..., sl_tls_transport_new, ep) makes a TLS listener. */
 sl_transport *sl_tls_transport_new(void *ep, int fd, const char *peer, const char *listener);
 
+/* Wraps an SSL session the caller has already taken through its client handshake (blocking,
+ * on a worker: the gateway's upstream connections) over the non-blocking socket `fd`, with the
+ * same read/writev as the server side. Takes ownership of both (freed on failure, then NULL). */
+struct ssl_st; /* SSL */
+sl_transport *sl_tls_client_transport(struct ssl_st *ssl, int fd);
+
 /* The principal name mapped (ssl.principal.mapping.rules) from the verified client certificate,
  * e.g. "CN=alice,OU=eng,O=acme" — the session principal is User:<this>. NULL when the
  * connection is not TLS, the handshake has not finished, or the client sent no certificate.
