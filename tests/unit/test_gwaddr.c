@@ -125,6 +125,10 @@ SL_TEST(gwaddr_config_defaults_and_errors_name_the_key) {
             CHECK(0);
         }
     }
+    /* the message says what is wrong, not only where */
+    CHECK(set(c, "sluice.gateway.sni.pattern", "b$(nodeId).c$(nodeId).example.com"));
+    CHECK_EQ(sl_gwaddr_init(&a, c, "0.0.0.0", 9443, err, sizeof err), SL_ECONFIG);
+    CHECK(strstr(err, "exactly once"));
     /* a name longer than 253 with ten digits */
     char longp[300];
     size_t n = 0;
@@ -576,7 +580,7 @@ SL_TEST(gwaddr_rewrite_node_endpoints_round_trip) {
     CHECK(ok);
 }
 
-/* ---- seed corpus for tests/fuzz/fuzz_gwrewrite.c: [api selector][version][response] ---- */
+/* ---- seed corpus for tests/fuzz/fuzz_gwrewrite.c: [selector][version][response] ---- */
 
 static bool write_seed(const char *dir, const char *name, uint8_t api, uint8_t v,
                        const sl_msg_codec *c, const void *m, sl_arena *ar) {
@@ -614,6 +618,11 @@ SL_TEST(gwaddr_write_fuzz_corpus) {
     ok = ok && write_seed(dir, "produce", 3, 10, c, produce(ar), ar);
     c = sl_msg_codec_get(SL_API_FETCH, true);
     ok = ok && write_seed(dir, "fetch", 4, 16, c, fetch(ar), ar);
+    /* the same in sni mode: selector bit 3 (10 % 5 = Metadata, 9 % 5 = Fetch) */
+    c = sl_msg_codec_get(SL_API_METADATA, true);
+    ok = ok && write_seed(dir, "metadata-sni", 10, 12, c, metadata(ar, ids, 3, 0), ar);
+    c = sl_msg_codec_get(SL_API_FETCH, true);
+    ok = ok && write_seed(dir, "fetch-sni", 9, 17, c, fetch(ar), ar);
     sl_arena_free(ar);
     CHECK(ok);
 }
