@@ -3,7 +3,8 @@
  *   selector % 5 picks the API (Metadata, FindCoordinator, DescribeCluster, Produce, Fetch),
  *   selector bit 3 the address mode (port: ids 0..15 at gw.example.com:9093..; sni:
  *   broker-$(nodeId).kafka.example.com:9443); the version byte is taken modulo the generated
- *   codec's version range (probed, not restated here).
+ *   codec's version range (probed, not restated here). Selector bit 7 instead takes the rest as
+ *   a client's server name (and its first bytes as a port) to map back to a node.
  * The body is decoded as that response; whatever decodes is rewritten, re-encoded and decoded
  * again, which must succeed and consume every byte. Checked on the result:
  *   - a rewrite that succeeds leaves only gateway addresses, each the one of its own node id;
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gateway/sl_gwaddr.h"
 
@@ -201,9 +203,31 @@ static void fetch(const sl_gwaddr *a, sl_arena *ar, const sl_msg_codec *c, int16
     if (v >= 16) CHECK_ENDPOINTS(a, ids, n, d);
 }
 
+/* A client's server name (untrusted, from its ClientHello) or a port: a node is found only for
+ * the very name or port that node is given. */
+static void names(const uint8_t *p, size_t n) {
+    char name[1024];
+    if (n >= sizeof name) n = sizeof name - 1;
+    memcpy(name, p, n);
+    name[n] = 0;
+    char h[256];
+    int32_t port, node = sl_gwaddr_node_for_sni(&g_sni, name);
+    if (node >= 0 && (!sl_gwaddr_for(&g_sni, node, h, sizeof h, &port) || strcasecmp(h, name)))
+        abort();
+    if (sl_gwaddr_node_for_sni(&g_port, name) != -1) abort();
+    int32_t q = 0;
+    memcpy(&q, p, n < 4 ? n : 4);
+    node = sl_gwaddr_node_for_port(&g_port, q);
+    if (node >= 0 && (!sl_gwaddr_for(&g_port, node, h, sizeof h, &port) || port != q)) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2 || size > 256 * 1024) return 0;
     if (!g_ready) setup();
+    if (data[0] & 0x80) {
+        names(data + 2, size - 2);
+        return 0;
+    }
     int api = data[0] % NAPI;
     const sl_gwaddr *a = (data[0] & 8) ? &g_sni : &g_port;
     int16_t v = (int16_t)(g_lo[api] + data[1] % (g_hi[api] - g_lo[api] + 1));

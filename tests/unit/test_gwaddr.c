@@ -597,6 +597,15 @@ static bool write_seed(const char *dir, const char *name, uint8_t api, uint8_t v
     return fclose(f) == 0 && ok;
 }
 
+static bool write_raw(const char *dir, const char *name, const char *p, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(p, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
 SL_TEST(gwaddr_write_fuzz_corpus) {
     const char *dir = getenv("SL_GWREWRITE_CORPUS");
     if (!dir || !*dir) return; /* only when asked to (re)generate the seeds */
@@ -623,6 +632,13 @@ SL_TEST(gwaddr_write_fuzz_corpus) {
     ok = ok && write_seed(dir, "metadata-sni", 10, 12, c, metadata(ar, ids, 3, 0), ar);
     c = sl_msg_codec_get(SL_API_FETCH, true);
     ok = ok && write_seed(dir, "fetch-sni", 9, 17, c, fetch(ar), ar);
+    /* selector bit 7: a server name to map back to a node */
+    static const char sni[] = "\x80\x00"
+                              "BROKER-7.kafka.example.com";
+    static const char sni_max[] = "\x80\x00"
+                                  "broker-2147483647.kafka.example.com";
+    ok = ok && write_raw(dir, "sni-name", sni, sizeof sni - 1) &&
+         write_raw(dir, "sni-name-max", sni_max, sizeof sni_max - 1);
     sl_arena_free(ar);
     CHECK(ok);
 }
