@@ -212,12 +212,14 @@ static void names(const uint8_t *p, size_t n) {
     name[n] = 0;
     char h[256];
     int32_t port, node = sl_gwaddr_node_for_sni(&g_sni, name);
+    if (node < -1) abort(); /* a node, or -1 */
     if (node >= 0 && (!sl_gwaddr_for(&g_sni, node, h, sizeof h, &port) || strcasecmp(h, name)))
         abort();
     if (sl_gwaddr_node_for_sni(&g_port, name) != -1) abort();
     int32_t q = 0;
     memcpy(&q, p, n < 4 ? n : 4);
     node = sl_gwaddr_node_for_port(&g_port, q);
+    if (node < -1) abort();
     if (node >= 0 && (!sl_gwaddr_for(&g_port, node, h, sizeof h, &port) || port != q)) abort();
 }
 
