@@ -352,11 +352,18 @@ static void md_local(sl_req *rq, md_ctx *c) {
     md_finish(rq, &m, c);
 }
 
+/* CREATE on the cluster, or else on the topic (decided quietly: only asked about). */
+static bool may_create(sl_req *rq, sl_str topic) {
+    return allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, CLUSTER_NAME, true) ||
+           allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, topic, true);
+}
+
 /* Kafka's rules: a named topic the client may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED; one
  * that does not exist, when the request would auto-create it and the client may not CREATE it
  * (on the cluster or the topic), too. Those are answered here; the rest is forwarded, with
  * AllowAutoTopicCreation forced false (v4+) unless the client may create every topic left, so a
- * topic the catalog did not know is never created upstream on the gateway's authority. */
+ * topic is never auto-created upstream on the gateway's authority (v0-3, which have no such
+ * flag: see below). */
 static void gw_metadata(sl_req *rq) {
     if (naming_failed(rq)) return;
     const sl_metadata_req *q = rq->req;
@@ -374,8 +381,8 @@ static void gw_metadata(sl_req *rq) {
     if (!f.topics || !c->local) return sl_req_fail(rq, "out of memory");
     f.topics_count = 0;
     bool changed = false;
-    bool may_create = v < 4 || q->allow_auto_topic_creation;
-    bool auto_create = may_create && cat->auto_create(cat->ctx);
+    bool wants_create = v < 4 || q->allow_auto_topic_creation;
+    bool auto_create = wants_create && cat->auto_create(cat->ctx);
     for (int32_t i = 0; i < nq; i++) {
         const sl_metadata_req_topic *t = &q->topics[i];
         sl_str name = t->name;
@@ -391,6 +398,12 @@ static void gw_metadata(sl_req *rq) {
         else if (t->name.len >= 0 && auto_create && !cat->topic_exists(cat->ctx, name) &&
                  !sl_req_allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, name))
             err = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED; /* named by res_metadata, with its alt */
+        else if (v < 4 && t->name.len >= 0 && !cat->topic_exists(cat->ctx, name) &&
+                 !may_create(rq, name))
+            /* v0-3 cannot say "do not create": a topic the cluster view does not know, which
+             * the client may not create, is not asked for (the upstream might auto-create it).
+             * Retriable: a topic created meanwhile is found after the next refresh. */
+            err = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         if (err) {
             c->local[c->nlocal++] = (sl_gw_local_topic){t->name, t->topic_id, err};
             changed = true;
@@ -398,11 +411,9 @@ static void gw_metadata(sl_req *rq) {
         }
         f.topics[f.topics_count++] = *t;
     }
-    if (v >= 4 && f.allow_auto_topic_creation &&
-        !allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_CLUSTER, CLUSTER_NAME, true)) {
+    if (v >= 4 && f.allow_auto_topic_creation) {
         for (int32_t i = 0; i < f.topics_count && f.allow_auto_topic_creation; i++)
-            if (f.topics[i].name.len >= 0 &&
-                !allowed(rq, SL_ACL_OP_CREATE, SL_ACL_RES_TOPIC, f.topics[i].name, true)) {
+            if (f.topics[i].name.len >= 0 && !may_create(rq, f.topics[i].name)) {
                 f.allow_auto_topic_creation = false;
                 changed = true;
             }
