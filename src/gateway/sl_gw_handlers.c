@@ -981,7 +981,8 @@ static bool of_merge(sl_req *rq, const of_group *g, const sl_offset_fetch_resp_g
     o->topics_count = 0;
     if (g->gerr) {
         o->error_code = g->gerr;
-        return true;
+        /* v0-1 have no group-level error: Kafka puts it on every partition asked for. */
+        if (rq->h.api_version >= 2 || g->ntopics <= 0) return true;
     }
     if (up) *o = *up;
     if (g->ntopics < 0) {
@@ -993,11 +994,12 @@ static bool of_merge(sl_req *rq, const of_group *g, const sl_offset_fetch_resp_g
         return true;
     }
     int32_t base = o->topics_count > 0 ? o->topics_count : 0, nloc = 0;
-    for (int32_t i = 0; i < g->ntopics; i++) nloc += g->terr[i] != 0;
+    for (int32_t i = 0; i < g->ntopics; i++) nloc += g->gerr || g->terr[i];
     sl_offset_fetch_resp_group_topic *out = grow(rq->a, o->topics, base, nloc, sizeof *out);
     if (!out) return false;
     for (int32_t i = 0; i < g->ntopics; i++) {
-        if (!g->terr[i]) continue;
+        int16_t e = g->gerr ? g->gerr : g->terr[i];
+        if (!e) continue;
         const sl_offset_fetch_req_group_topic *t = &g->topics[i];
         sl_offset_fetch_resp_group_topic *d = &out[base++];
         d->name = t->name;
@@ -1010,7 +1012,7 @@ static bool of_merge(sl_req *rq, const of_group *g, const sl_offset_fetch_resp_g
             p->committed_offset = -1; /* Kafka's "no committed offset" */
             p->committed_leader_epoch = -1;
             p->metadata = sl_str_c("");
-            p->error_code = g->terr[i];
+            p->error_code = e;
         }
     }
     o->topics = out;
