@@ -70,7 +70,8 @@ sl_err sl_saslc_parse_server_first(const uint8_t *m, size_t len, const char *cno
     /* Optional extensions: "x=..." each; nothing empty. */
     while (pos <= len) {
         if (!next_attr(m, len, &pos, &a, &alen)) break;
-        if (alen < 2 || a[1] != '=' || !((a[0] >= 'a' && a[0] <= 'z') || (a[0] >= 'A' && a[0] <= 'Z')))
+        if (alen < 2 || a[1] != '=' ||
+            !((a[0] >= 'a' && a[0] <= 'z') || (a[0] >= 'A' && a[0] <= 'Z')))
             return SL_EPROTO;
     }
     return SL_OK;
@@ -222,7 +223,8 @@ sl_err sl_saslc_plain(const char *user, const char *pw, size_t pw_len, uint8_t *
 
 sl_err sl_saslc_oauthbearer(const char *token, size_t tl, uint8_t *out, size_t cap,
                             size_t *out_len) {
-    static const char pre[] = "n,,\x01" "auth=Bearer ";
+    static const char pre[] = "n,,\x01"
+                              "auth=Bearer ";
     size_t pl = sizeof pre - 1;
     if (tl == 0 || pl + tl + 2 > cap) return SL_EINVAL;
     for (size_t i = 0; i < tl; i++)

@@ -146,8 +146,8 @@ static bool parse_bootstrap(sl_upstream_cfg *u, const char *list, char *err, siz
         b->port = (int)pv;
         continue;
     bad:
-        snprintf(err, elen, "%s: invalid address \"%.*s\" (host:port or [ipv6]:port)", key,
-                 (int)n, s);
+        snprintf(err, elen, "%s: invalid address \"%.*s\" (host:port or [ipv6]:port)", key, (int)n,
+                 s);
         return false;
     }
     if (u->nboot == 0) {
@@ -164,6 +164,12 @@ static const char *ssl_err_text(char *buf, size_t n) {
     return buf;
 }
 
+/* No passphrase prompt on the terminal for an encrypted key: it fails to load instead. */
+static int no_passphrase(char *buf, int size, int rw, void *ud) {
+    (void)buf, (void)size, (void)rw, (void)ud;
+    return 0;
+}
+
 static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t elen) {
     char eb[256];
     u->ctx = SSL_CTX_new(TLS_client_method());
@@ -176,6 +182,7 @@ static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t 
     /* As the server side: partial writes, retried from the transport's staging buffer. */
     SSL_CTX_set_mode(u->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_verify(u->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_default_passwd_cb(u->ctx, no_passphrase);
     const char *ca = c->sluice_gateway_upstream_ssl_ca_location;
     ERR_clear_error();
     if (ca[0] ? SSL_CTX_load_verify_locations(u->ctx, ca, NULL) != 1
@@ -187,13 +194,15 @@ static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t 
     const char *cert = c->sluice_gateway_upstream_ssl_certificate_location,
                *key = c->sluice_gateway_upstream_ssl_key_location;
     if (cert[0] && !key[0]) {
-        snprintf(err, elen, "sluice.gateway.upstream.ssl.key.location: required with "
-                            "sluice.gateway.upstream.ssl.certificate.location");
+        snprintf(err, elen,
+                 "sluice.gateway.upstream.ssl.key.location: required with "
+                 "sluice.gateway.upstream.ssl.certificate.location");
         return false;
     }
     if (key[0] && !cert[0]) {
-        snprintf(err, elen, "sluice.gateway.upstream.ssl.certificate.location: required with "
-                            "sluice.gateway.upstream.ssl.key.location");
+        snprintf(err, elen,
+                 "sluice.gateway.upstream.ssl.certificate.location: required with "
+                 "sluice.gateway.upstream.ssl.key.location");
         return false;
     }
     if (cert[0]) {
@@ -243,8 +252,8 @@ static bool store_secrets(sl_upstream_cfg *u, const char *pw, size_t pwl, const 
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) pg = 4096;
     u->secrets_cap = (need + (size_t)pg - 1) / (size_t)pg * (size_t)pg;
-    void *m = mmap(NULL, u->secrets_cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                   0);
+    void *m =
+        mmap(NULL, u->secrets_cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
         u->secrets = NULL;
         snprintf(err, elen, "out of memory");
@@ -317,8 +326,8 @@ static bool parse_sasl(sl_upstream_cfg *u, const sl_config *c, char *err, size_t
         size_t l = 0;
         bool ok;
         if (pwf[0]) {
-            ok = read_first_line(pwf, "sluice.gateway.upstream.sasl.password.file", buf,
-                                 sizeof buf, &l, err, elen);
+            ok = read_first_line(pwf, "sluice.gateway.upstream.sasl.password.file", buf, sizeof buf,
+                                 &l, err, elen);
         } else {
             l = strlen(pwv);
             memcpy(buf, pwv, l + 1);
@@ -650,7 +659,7 @@ static bool run_token_command(const char *cmd, char *tok, size_t cap, size_t *le
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0 || l == 0) {
         snprintf(why, wl, "the OAUTHBEARER token command failed (%s)",
                  rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0 ? "no token printed"
-                                                                    : "non-zero exit");
+                                                                   : "non-zero exit");
         return false;
     }
     return true;
@@ -741,8 +750,8 @@ static sl_up_status sasl_exchange(up_attempt *at, wio *io, char *why, size_t wl)
             snprintf(why, wl, "cannot start SCRAM");
             st = SL_UP_AUTH;
         } else if (!(st = auth_round(io, a, (uint8_t *)msg, n, &in, &life, why, wl))) {
-            e = sl_saslc_scram_final(&s, c->password, c->pw_len, in.p, in.len > 0 ? (size_t)in.len : 0,
-                                     msg, sizeof msg, &n);
+            e = sl_saslc_scram_final(&s, c->password, c->pw_len, in.p,
+                                     in.len > 0 ? (size_t)in.len : 0, msg, sizeof msg, &n);
             if (e) {
                 snprintf(why, wl, "upstream's SCRAM server-first message %s",
                          e == SL_EAUTH ? "was refused (nonce, iteration count or error)"
@@ -799,8 +808,8 @@ static sl_up_status sasl_exchange(up_attempt *at, wio *io, char *why, size_t wl)
             break;
         }
         sl_sigv4_creds sc = {ac.akid, ac.secret, ac.token};
-        sl_err e = sl_msk_iam_payload(&sc, c->region, at->host, (int64_t)time(NULL),
-                                      UP_CLIENT_ID, &payload, &pl);
+        sl_err e = sl_msk_iam_payload(&sc, c->region, at->host, (int64_t)time(NULL), UP_CLIENT_ID,
+                                      &payload, &pl);
         sl_awscreds_clear(&ac);
         if (e) {
             snprintf(why, wl, "cannot build the AWS_MSK_IAM payload");
@@ -860,9 +869,9 @@ static void run_setup(up_attempt *at) {
         if (r <= 0) {
             long vr = SSL_get_verify_result(ssl);
             char eb[200];
-            snprintf(at->why, sizeof at->why, "TLS handshake with %.100s:%d failed: %.120s", at->host,
-                     at->port,
-                     r == -2             ? "connect.timeout.ms passed"
+            snprintf(at->why, sizeof at->why, "TLS handshake with %.100s:%d failed: %.120s",
+                     at->host, at->port,
+                     r == -2           ? "connect.timeout.ms passed"
                      : vr != X509_V_OK ? X509_verify_cert_error_string(vr)
                                        : ssl_err_text(eb, sizeof eb));
             goto fail_connect;
@@ -891,6 +900,7 @@ static void *worker_main(void *arg) {
     sl_upstream_cfg *c = at->cfg;
     run_setup(at);
     ERR_clear_error();
+    atomic_thread_fence(memory_order_release); /* the results before the signal */
     uint64_t one = 1;
     ssize_t w;
     do w = write(at->efd, &one, sizeof one);
@@ -1019,8 +1029,7 @@ static void run_posted(void *ctx) {
         int ev = u->pending_ev;
         u->pending_ev = EV_NONE;
         if (ev == EV_CONNECT_FAILED && u->ev->connected)
-            u->ev->connected(u->ev->ctx, u->node, u->addr, false, u->pending_ev_st,
-                             u->pending_why);
+            u->ev->connected(u->ev->ctx, u->node, u->addr, false, u->pending_ev_st, u->pending_why);
         else if (ev == EV_LOST && u->ev->lost)
             u->ev->lost(u->ev->ctx, u->node, u->addr, u->pending_why);
     }
@@ -1061,8 +1070,8 @@ static void up_fail(sl_upconn *u, sl_up_status st, const char *why, int event) {
         u->pending_ev = event;
         u->pending_ev_st = st;
         snprintf(u->pending_why, sizeof u->pending_why, "%s", why);
-        SL_WARN("gateway", event == EV_LOST ? "upstream connection lost"
-                                            : "upstream connection failed",
+        SL_WARN("gateway",
+                event == EV_LOST ? "upstream connection lost" : "upstream connection failed",
                 "node=%d addr=%s reason=\"%s\"", (int)u->node, u->addr, why);
     }
     sl_loop_post(u->loop, &u->post);
@@ -1144,6 +1153,7 @@ static void on_attempt(void *ctx, uint32_t events) {
     up_attempt *at = u->at;
     uint64_t v;
     if (read(at->efd, &v, sizeof v) != (ssize_t)sizeof v) return; /* spurious */
+    atomic_thread_fence(memory_order_acquire);
     sl_loop_unwatch(u->loop, at->efd);
     u->at = NULL;
     sl_up_status st = at->st;
@@ -1208,8 +1218,8 @@ sl_upconn *sl_upconn_new(sl_loop *loop, const sl_upstream_cfg *cfg, const sl_upc
     u->post.cb = run_posted;
     u->post.ctx = u;
     u->state = ST_CONNECTING;
-    if (!start_attempt(u)) up_fail(u, SL_UP_CONNECT, "cannot start a worker thread",
-                                   EV_CONNECT_FAILED);
+    if (!start_attempt(u))
+        up_fail(u, SL_UP_CONNECT, "cannot start a worker thread", EV_CONNECT_FAILED);
     return u;
 }
 
@@ -1357,7 +1367,8 @@ static void do_read(sl_upconn *u) {
         size_t need = 16384;
         if (u->rlen >= 4) {
             uint32_t size = sl_get_be32(u->rbuf);
-            if (size <= UP_MAX_FRAME && (size_t)size + 4 > u->rlen && (size_t)size + 4 - u->rlen > need)
+            if (size <= UP_MAX_FRAME && (size_t)size + 4 > u->rlen &&
+                (size_t)size + 4 - u->rlen > need)
                 need = (size_t)size + 4 - u->rlen;
         }
         if (u->rcap - u->rlen < need) {

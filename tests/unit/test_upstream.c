@@ -22,9 +22,11 @@
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_proto.h"
 #include "sl_test.h"
+#include "test_jwt_util.h"
 
 #define GW_USER "gateway"
 #define GW_PASS "gw-secret-1"
+#define GW_ISS  "https://issuer.test"
 
 typedef struct ubroker {
     char dir[64];
@@ -57,13 +59,23 @@ static bool ub_start(ubroker *x) {
         sl_credstore_put(st, GW_USER, strlen(GW_USER), &cred) || sl_credstore_save(st))
         return false;
     sl_credstore_free(st);
+    /* OAUTHBEARER: tokens signed by EC key 0 ("e1") are valid. */
+    char jwks[4096] = "{\"keys\":[", jurl[300];
+    tj_jwk(tj_ec_key(0), "e1", NULL, jwks + strlen(jwks), sizeof jwks - strlen(jwks));
+    strcat(jwks, "]}");
+    snprintf(path, sizeof path, "%s/jwks.json", x->dir);
+    if (!tj_write_file(path, jwks)) return false;
+    snprintf(jurl, sizeof jurl, "file://%s", path);
     sl_config c;
     sl_config_defaults(&c);
     const char *kv[][2] = {
         {"log.dirs", x->dir},
         {"sluice.secrets.dir", x->dir},
         {"listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"},
-        {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512"},
+        {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512,OAUTHBEARER"},
+        {"sasl.oauthbearer.jwks.endpoint.url", jurl},
+        {"sasl.oauthbearer.expected.issuer", GW_ISS},
+        {"sasl.oauthbearer.expected.audience", "kafka"},
         {"sluice.sasl.plain.allow.insecure", "true"},
         {"connection.failed.authentication.delay.ms", "0"},
         {"ssl.keystore.location", ks},
@@ -104,12 +116,10 @@ static sl_upstream_cfg *up_cfg(int port, const char *proto, const char *mech, co
         sl_config_set(&c, "sluice.gateway.upstream.connect.timeout.ms", "5000", err, sizeof err) ||
         sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "10000", err, sizeof err))
         goto bad;
-    if (mech && (sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", mech, err,
-                               sizeof err) ||
-                 sl_config_set(&c, "sluice.gateway.upstream.sasl.username", GW_USER, err,
-                               sizeof err) ||
-                 sl_config_set(&c, "sluice.gateway.upstream.sasl.password", pass, err,
-                               sizeof err)))
+    if (mech &&
+        (sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", mech, err, sizeof err) ||
+         sl_config_set(&c, "sluice.gateway.upstream.sasl.username", GW_USER, err, sizeof err) ||
+         sl_config_set(&c, "sluice.gateway.upstream.sasl.password", pass, err, sizeof err)))
         goto bad;
     if (ca && sl_config_set(&c, "sluice.gateway.upstream.ssl.ca.location", ca, err, sizeof err))
         goto bad;
@@ -292,8 +302,8 @@ SL_TEST(upstream_ssl_verifies_the_broker_certificate) {
     seen_ev s = {0};
     got g = {0};
     sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = sys ? sl_upconn_new(x.b->loop, sys, events(&s), -1, "127.0.0.1", x.ssl_port)
-                       : NULL;
+    sl_upconn *u =
+        sys ? sl_upconn_new(x.b->loop, sys, events(&s), -1, "127.0.0.1", x.ssl_port) : NULL;
     if (u) {
         send_req(u, a, &g, 18, 0);
         WAIT(x.b->loop, g.calls && s.connected, 10000);
@@ -320,9 +330,8 @@ SL_TEST(upstream_wrong_password_is_auth_failure) {
         seen_ev s = {0};
         got g1 = {0}, g2 = {0};
         sl_arena *a = sl_arena_new(4096);
-        sl_upconn *u = cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), 7, "127.0.0.1",
-                                           x.sasl_port)
-                           : NULL;
+        sl_upconn *u =
+            cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), 7, "127.0.0.1", x.sasl_port) : NULL;
         ok = u != NULL;
         if (ok) {
             send_req(u, a, &g1, 18, 0);
@@ -596,20 +605,23 @@ SL_TEST(upstream_scram_client_against_server) {
     CHECK(sf.iterations == 4096 && sf.salt_len == 4);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abXYZ,s=c2FsdA==,i=4096", 25, cn, 3,
                                       &sf) == SL_EAUTH);
-    CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abc,s=c2FsdA==,i=4096", 23, cn, 3,
-                                      &sf) == SL_EAUTH);
+    CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abc,s=c2FsdA==,i=4096", 23, cn, 3, &sf) ==
+          SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2FsdA==,i=4095", 24, cn, 3,
                                       &sf) == SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2FsdA==,i=1000001", 27, cn, 3,
                                       &sf) == SL_EAUTH);
-    CHECK(sl_saslc_parse_server_first((const uint8_t *)"m=x,r=abcX,s=c2FsdA==,i=4096", 28, cn,
-                                      3, &sf) == SL_EAUTH);
+    CHECK(sl_saslc_parse_server_first((const uint8_t *)"m=x,r=abcX,s=c2FsdA==,i=4096", 28, cn, 3,
+                                      &sf) == SL_EAUTH);
     CHECK(sl_saslc_parse_server_first((const uint8_t *)"r=abcX,s=c2Fsd,i=4096", 21, cn, 3, &sf) ==
           SL_EPROTO);
     uint8_t out[128];
     size_t n;
     CHECK(sl_saslc_oauthbearer("tok.en", 6, out, sizeof out, &n) == SL_OK);
-    CHECK(n == 24 && !memcmp(out, "n,,\x01" "auth=Bearer tok.en\x01\x01", n));
+    CHECK(n == 24 && !memcmp(out,
+                             "n,,\x01"
+                             "auth=Bearer tok.en\x01\x01",
+                             n));
     CHECK(sl_saslc_oauthbearer("has space", 9, out, sizeof out, &n) != SL_OK);
     CHECK(sl_saslc_plain("u", "p", 1, out, sizeof out, &n) == SL_OK);
     CHECK(n == 4 && !memcmp(out, "\0u\0p", 4));
@@ -750,8 +762,8 @@ SL_TEST(upstream_reauthenticates_before_session_expiry) {
     sl_upstream_cfg *cfg = up_cfg(x.sasl_port, "SASL_PLAINTEXT", "SCRAM-SHA-512", GW_PASS, NULL);
     seen_ev s = {0};
     sl_arena *a = sl_arena_new(65536);
-    sl_upconn *u = cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.sasl_port)
-                       : NULL;
+    sl_upconn *u =
+        cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.sasl_port) : NULL;
     bool ok = u != NULL;
     if (ok) WAIT(x.b->loop, s.connected, 10000);
     ok = ok && s.ok && sl_upconn_session_lifetime_ms(u) > 0 &&
@@ -781,4 +793,66 @@ SL_TEST(upstream_reauthenticates_before_session_expiry) {
     ub_stop(&x);
     CHECK(ok);
     (void)queued_seen;
+}
+
+/* OAUTHBEARER with a token from the command (run on the worker for each connection), and a
+ * static token the broker does not accept. */
+static sl_upstream_cfg *oauth_cfg(int port, const char *key, const char *val) {
+    sl_config c;
+    sl_config_defaults(&c);
+    char err[512], boot[64];
+    snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
+    if (sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, sizeof err) ||
+        sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "SASL_PLAINTEXT", err,
+                      sizeof err) ||
+        sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", "OAUTHBEARER", err,
+                      sizeof err) ||
+        sl_config_set(&c, key, val, err, sizeof err)) {
+        fprintf(stderr, "  %s\n", err);
+        return NULL;
+    }
+    sl_upstream_cfg *u = sl_upstream_cfg_new(&c, err, sizeof err);
+    if (!u) fprintf(stderr, "  %s\n", err);
+    return u;
+}
+
+SL_TEST(upstream_oauthbearer_token_command_and_refused_token) {
+    ubroker x;
+    CHECK(ub_start(&x));
+    char claims[512], tokpath[128], cmd[300];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" GW_ISS "\",\"aud\":\"kafka\",\"sub\":\"gw\",\"exp\":%lld}",
+             (long long)(sl_wall_ms() / 1000 + 600));
+    char *good = tj_sign(tj_ec_key(0), "ES256", "e1", claims);
+    char *bad = tj_sign(tj_ec_key(1), "ES256", "e1", claims); /* not the JWKS key */
+    snprintf(tokpath, sizeof tokpath, "%s/token", x.dir);
+    bool ok = good && bad && tj_write_file(tokpath, good);
+    snprintf(cmd, sizeof cmd, "cat '%s'", tokpath);
+    sl_upstream_cfg *byc =
+        ok ? oauth_cfg(x.sasl_port, "sluice.gateway.upstream.sasl.oauthbearer.token.command", cmd)
+           : NULL;
+    ok = ok && byc && connect_and_query(&x, byc, x.sasl_port, NULL);
+    sl_upstream_cfg *st =
+        bad ? oauth_cfg(x.sasl_port, "sluice.gateway.upstream.sasl.oauthbearer.token", bad) : NULL;
+    seen_ev s = {0};
+    got g = {0};
+    sl_arena *a = sl_arena_new(4096);
+    sl_upconn *u =
+        st ? sl_upconn_new(x.b->loop, st, events(&s), -1, "127.0.0.1", x.sasl_port) : NULL;
+    if (u) {
+        send_req(u, a, &g, 18, 0);
+        WAIT(x.b->loop, g.calls && s.connected, 10000);
+    }
+    bool refused = u && s.connected == 1 && !s.ok && s.st == SL_UP_AUTH && g.st == SL_UP_AUTH;
+    if (!refused)
+        fprintf(stderr, "  refused: connected=%d st=%d why=%s\n", s.connected, s.st, s.why);
+    if (u) sl_upconn_unref(u);
+    sl_arena_free(a);
+    sl_upstream_cfg_free(byc);
+    sl_upstream_cfg_free(st);
+    free(good);
+    free(bad);
+    ub_stop(&x);
+    CHECK(ok);
+    CHECK(refused);
 }
