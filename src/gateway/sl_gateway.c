@@ -215,7 +215,7 @@ static int32_t target_node(sl_gateway *g, sl_conn *c) {
     return node;
 }
 
-static gw_conn *conn_for(sl_gateway *g, sl_conn *c) {
+static gw_conn *conn_for(sl_gateway *g, sl_conn *c, const char *principal) {
     uint64_t id = sl_conn_id(c);
     gw_conn *gc = conn_find(g, id);
     if (gc) return gc;
@@ -223,7 +223,11 @@ static gw_conn *conn_for(sl_gateway *g, sl_conn *c) {
     const sl_gw_node *n = node >= 0 ? sl_gwcluster_node(g->cluster, node) : NULL;
     if (!n) return NULL;
     if (!(gc = calloc(1, sizeof *gc))) return NULL;
-    gc->up = sl_upconn_new(g->b->loop, g->up, &g->conns->ev, n->id, n->host, n->port);
+    /* A mapped principal goes upstream as itself (its own ACLs and quotas there); everyone
+     * else as the gateway. The principal cannot change on a connection (re-authentication
+     * must keep it), so the choice holds for the connection's life. */
+    const sl_upstream_cfg *uc = sl_upstream_cfg_for_principal(g->up, principal);
+    gc->up = sl_upconn_new(g->b->loop, uc ? uc : g->up, &g->conns->ev, n->id, n->host, n->port);
     if (!gc->up) {
         free(gc);
         return NULL;
@@ -265,7 +269,12 @@ static void on_upstream_answer(void *ctx, sl_up_status st, const uint8_t *body, 
     if (st != SL_UP_OK) {
         /* The client's view of the upstream is this one connection: it closes too, and the
          * client reconnects (refreshing Metadata) like after a broker failure. */
-        if (!sl_req_finished(rq)) sl_req_fail(rq, status_why(st));
+        if (!sl_req_finished(rq)) {
+            if (sl_pending_conn(rq->p))
+                sl_req_fail(rq, status_why(st));
+            else /* the client left first (its close closed ours): nothing to report */
+                sl_req_noreply(rq);
+        }
         if (f->fn) f->fn(rq, f->arg, st, NULL, 0);
     } else if (!sl_req_finished(rq)) {
         if (f->fn)
@@ -284,7 +293,7 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
         sl_req_noreply(rq);
         return;
     }
-    gw_conn *gc = conn_for(g, c);
+    gw_conn *gc = conn_for(g, c, rq->principal);
     if (!gc || sl_upconn_dead(gc->up)) {
         sl_req_fail(rq, gc ? "upstream connection lost" : "no upstream broker for this address");
         return;

@@ -88,7 +88,15 @@ struct sl_upstream_cfg {
     int workers;
     sl_awscreds aws;
     bool aws_valid;
+    /* sluice.gateway.principal.mapping: principals with their own upstream identity */
+    struct up_map *maps;
+    int nmaps;
 };
+
+typedef struct up_map {
+    char principal[256];
+    sl_upstream_cfg *cfg;
+} up_map;
 
 /* ---------------------------------------------------------------- configuration ---- */
 
@@ -391,7 +399,105 @@ static bool parse_sasl(sl_upstream_cfg *u, const sl_config *c, char *err, size_t
     return true;
 }
 
+static sl_upstream_cfg *cfg_new(const sl_config *c, bool mapped, char *err, size_t elen);
+
+/* sluice.gateway.principal.mapping: one line per client principal,
+ *   PRINCIPAL KEY=VALUE [KEY=VALUE...]
+ * where each KEY is a sluice.gateway.upstream.* key without that prefix (sasl.mechanism,
+ * sasl.username, sasl.password.file, sasl.oauthbearer.token.command, aws.profile, ...). The
+ * principal's upstream identity is the gateway's configuration with those keys replaced; TLS
+ * and the bootstrap list stay the gateway's. '#' starts a comment. Errors name FILE:LINE. */
+static bool parse_mapping(sl_upstream_cfg *u, const sl_config *c, char *err, size_t elen) {
+    const char *path = c->sluice_gateway_principal_mapping_file;
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, elen, "sluice.gateway.principal.mapping: cannot read %s: %s", path,
+                 strerror(errno));
+        return false;
+    }
+    sl_config *mc = malloc(sizeof *mc);
+    char line[4096];
+    int lineno = 0;
+    bool ok = mc != NULL;
+    if (!mc) snprintf(err, elen, "out of memory");
+    while (ok && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *h = strchr(line, '#');
+        if (h) *h = 0;
+        char *save = NULL, *principal = strtok_r(line, " \t\r\n", &save);
+        if (!principal) continue;
+        if (strlen(principal) >= sizeof u->maps[0].principal || !strchr(principal, ':')) {
+            snprintf(err, elen, "sluice.gateway.principal.mapping: %s:%d: bad principal", path,
+                     lineno);
+            ok = false;
+            break;
+        }
+        for (int i = 0; i < u->nmaps; i++)
+            if (!strcmp(u->maps[i].principal, principal)) {
+                snprintf(err, elen, "sluice.gateway.principal.mapping: %s:%d: %s mapped twice",
+                         path, lineno, principal);
+                ok = false;
+            }
+        *mc = *c;
+        mc->sluice_gateway_principal_mapping_file[0] = 0;
+        int nkv = 0;
+        for (char *kv; ok && (kv = strtok_r(NULL, " \t\r\n", &save)) != NULL; nkv++) {
+            char *eq = strchr(kv, '=');
+            char key[256], e2[256];
+            if (!eq || (size_t)(eq - kv) + sizeof "sluice.gateway.upstream." > sizeof key ||
+                (strncmp(kv, "sasl.", 5) != 0 && strncmp(kv, "aws.", 4) != 0)) {
+                snprintf(err, elen,
+                         "sluice.gateway.principal.mapping: %s:%d: expected sasl.*=VALUE or "
+                         "aws.*=VALUE",
+                         path, lineno);
+                ok = false;
+                break;
+            }
+            snprintf(key, sizeof key, "sluice.gateway.upstream.%.*s", (int)(eq - kv), kv);
+            if (sl_config_set(mc, key, eq + 1, e2, sizeof e2) != SL_OK) {
+                snprintf(err, elen, "sluice.gateway.principal.mapping: %s:%d: %s", path, lineno,
+                         e2);
+                ok = false;
+            }
+        }
+        if (!ok) break;
+        if (!nkv) {
+            snprintf(err, elen, "sluice.gateway.principal.mapping: %s:%d: no upstream identity",
+                     path, lineno);
+            ok = false;
+            break;
+        }
+        up_map *nm = realloc(u->maps, (size_t)(u->nmaps + 1) * sizeof *nm);
+        if (!nm) {
+            snprintf(err, elen, "out of memory");
+            ok = false;
+            break;
+        }
+        u->maps = nm;
+        char e3[512];
+        sl_upstream_cfg *child = cfg_new(mc, true, e3, sizeof e3);
+        if (!child) {
+            snprintf(err, elen, "sluice.gateway.principal.mapping: %s:%d: %s", path, lineno, e3);
+            ok = false;
+            break;
+        }
+        snprintf(u->maps[u->nmaps].principal, sizeof u->maps[0].principal, "%s", principal);
+        u->maps[u->nmaps++].cfg = child;
+    }
+    if (mc) {
+        OPENSSL_cleanse(mc, sizeof *mc); /* it held the mapped passwords */
+        free(mc);
+    }
+    OPENSSL_cleanse(line, sizeof line);
+    fclose(f);
+    return ok;
+}
+
 sl_upstream_cfg *sl_upstream_cfg_new(const sl_config *c, char *err, size_t elen) {
+    return cfg_new(c, false, err, elen);
+}
+
+static sl_upstream_cfg *cfg_new(const sl_config *c, bool mapped, char *err, size_t elen) {
     sl_upstream_cfg *u = calloc(1, sizeof *u);
     if (!u) {
         snprintf(err, elen, "out of memory");
@@ -420,6 +526,15 @@ sl_upstream_cfg *sl_upstream_cfg_new(const sl_config *c, char *err, size_t elen)
     if (!parse_bootstrap(u, c->sluice_gateway_upstream_bootstrap_servers, err, elen)) goto fail;
     if (u->tls && !build_ctx(u, c, err, elen)) goto fail;
     if (u->sasl && !parse_sasl(u, c, err, elen)) goto fail;
+    if (!mapped && c->sluice_gateway_principal_mapping_file[0]) {
+        if (!u->sasl) {
+            snprintf(err, elen,
+                     "sluice.gateway.principal.mapping: needs a SASL upstream "
+                     "(sluice.gateway.upstream.security.protocol SASL_SSL or SASL_PLAINTEXT)");
+            goto fail;
+        }
+        if (!parse_mapping(u, c, err, elen)) goto fail;
+    }
     return u;
 fail:
     ERR_clear_error();
@@ -439,6 +554,8 @@ void sl_upstream_cfg_free(sl_upstream_cfg *u) {
         munlock(u->secrets, u->secrets_cap);
         munmap(u->secrets, u->secrets_cap);
     }
+    for (int i = 0; i < u->nmaps; i++) sl_upstream_cfg_free(u->maps[i].cfg);
+    free(u->maps);
     sl_awscreds_clear(&u->aws);
     SSL_CTX_free(u->ctx);
     free(u->boot);
@@ -456,11 +573,10 @@ bool sl_upstream_cfg_bootstrap(const sl_upstream_cfg *u, int i, char *host, size
     return true;
 }
 
-/* Principal mapping (sluice.gateway.principal.mapping) is not implemented yet: every client goes
- * upstream as the gateway. */
 const sl_upstream_cfg *sl_upstream_cfg_for_principal(const sl_upstream_cfg *u,
                                                      const char *principal) {
-    (void)u, (void)principal;
+    for (int i = 0; u && principal && i < u->nmaps; i++)
+        if (!strcmp(u->maps[i].principal, principal)) return u->maps[i].cfg;
     return NULL;
 }
 

@@ -565,6 +565,92 @@ SL_TEST(upstream_cfg_bootstrap_list_and_password_file) {
     CHECK(ok);
 }
 
+/* sluice.gateway.principal.mapping: a mapped principal goes upstream with its own identity
+ * (here alice with a wrong password, so the upstream refuses her; carol with PLAIN, accepted),
+ * anyone else as the gateway; a bad line fails the start naming FILE:LINE. */
+static sl_upstream_cfg *mapped_cfg(int port, const char *map_text, char *err, size_t elen) {
+    char path[] = "/tmp/sl_upmap_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    if (write(fd, map_text, strlen(map_text)) != (ssize_t)strlen(map_text)) {
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    sl_config c;
+    sl_config_defaults(&c);
+    char boot[64];
+    snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
+    sl_upstream_cfg *u = NULL;
+    if (!sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, elen) &&
+        !sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "SASL_PLAINTEXT", err,
+                       elen) &&
+        !sl_config_set(&c, "sluice.gateway.upstream.sasl.mechanism", "SCRAM-SHA-512", err, elen) &&
+        !sl_config_set(&c, "sluice.gateway.upstream.sasl.username", GW_USER, err, elen) &&
+        !sl_config_set(&c, "sluice.gateway.upstream.sasl.password", GW_PASS, err, elen) &&
+        !sl_config_set(&c, "sluice.gateway.principal.mapping", path, err, elen))
+        u = sl_upstream_cfg_new(&c, err, elen);
+    unlink(path);
+    return u;
+}
+
+SL_TEST(upstream_principal_mapping_uses_the_mapped_identity) {
+    ubroker x;
+    CHECK(ub_start(&x));
+    char err[512] = "";
+    sl_upstream_cfg *u = mapped_cfg(x.sasl_port,
+                                    "# client principal -> its own upstream identity\n"
+                                    "User:alice sasl.password=wrong\n"
+                                    "User:carol   sasl.mechanism=PLAIN  # same user, PLAIN\n",
+                                    err, sizeof err);
+    if (!u) fprintf(stderr, "  %s\n", err);
+    bool built = u != NULL;
+    const sl_upstream_cfg *alice = sl_upstream_cfg_for_principal(u, "User:alice");
+    const sl_upstream_cfg *carol = sl_upstream_cfg_for_principal(u, "User:carol");
+    bool unmapped = sl_upstream_cfg_for_principal(u, "User:bob") == NULL &&
+                    sl_upstream_cfg_for_principal(u, NULL) == NULL;
+    bool gw_ok = built && connect_and_query(&x, u, x.sasl_port, NULL);
+    bool carol_ok = carol && connect_and_query(&x, (sl_upstream_cfg *)carol, x.sasl_port, NULL);
+    bool alice_refused = false;
+    if (alice) {
+        seen_ev s = {0};
+        got g = {0};
+        sl_arena *a = sl_arena_new(4096);
+        sl_upconn *c = sl_upconn_new(x.b->loop, alice, events(&s), 1, "127.0.0.1", x.sasl_port);
+        if (c) {
+            send_req(c, a, &g, 18, 0);
+            WAIT(x.b->loop, g.calls && s.connected, 10000);
+            alice_refused = !s.ok && s.st == SL_UP_AUTH && g.st == SL_UP_AUTH;
+            sl_upconn_unref(c);
+        }
+        sl_arena_free(a);
+    }
+    sl_upstream_cfg_free(u);
+    /* Bad files: each error names the key, the file and the line. */
+    const char *bad[] = {"User:alice\n", "alice sasl.password=x\n",
+                         "User:a sasl.password=x\nUser:a sasl.password=y\n",
+                         "User:a ssl.ca.location=/x\n", "User:a sasl.mechanism=NOPE\n"};
+    bool bad_ok = true;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        sl_upstream_cfg *b = mapped_cfg(x.sasl_port, bad[i], err, sizeof err);
+        if (b || !strstr(err, "sluice.gateway.principal.mapping") ||
+            !strstr(err, i == 2 ? ":2:" : ":1:")) {
+            fprintf(stderr, "  bad mapping %zu accepted or unclear: %s\n", i, err);
+            bad_ok = false;
+        }
+        sl_upstream_cfg_free(b);
+    }
+    ub_stop(&x);
+    CHECK(built);
+    CHECK(alice != NULL && carol != NULL && alice != u && carol != alice);
+    CHECK(unmapped);
+    CHECK(gw_ok);
+    CHECK(carol_ok);
+    CHECK(alice_refused);
+    CHECK(bad_ok);
+}
+
 /* The SCRAM client against the server side of sl_scram (RFC 7677's SHA-256 vector shape). */
 static bool lookup_gw(void *ctx, const char *user, size_t ul, int mech, sl_scram_cred *out) {
     *out = *(const sl_scram_cred *)ctx;
