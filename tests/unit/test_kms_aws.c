@@ -70,6 +70,11 @@ static bool kmsd_start(fixture *f) {
     pid_t pid = fork();
     if (pid < 0) return false;
     if (pid == 0) {
+        /* An in-process broker started by an earlier test blocked SIGTERM in this thread
+         * (sl_broker_new), and exec keeps the mask: kmsd would never see kmsd_stop's signal. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
