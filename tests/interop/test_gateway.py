@@ -411,7 +411,6 @@ def test_acls_at_the_gateway_refuse_with_real_clients(gateway):
     refused with the Kafka error, and a denied topic is never forwarded (the mock would
     auto-create any topic a forwarded Metadata names)."""
     from confluent_kafka import KafkaError
-    from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import TopicAuthorizationFailedError
     from test_acl import binding
     grant(gateway,
@@ -434,17 +433,14 @@ def test_acls_at_the_gateway_refuse_with_real_clients(gateway):
     _, err = ck_group_read(gateway, "writer", "acl-readers", "acl")
     assert err in (KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED)
 
-    # kafka-python: mallory has no READ on acl.
-    c = KafkaConsumer(**gw.kp_kw(gateway, "mallory"), group_id=None, consumer_timeout_ms=5000)
+    # kafka-python: reader may read acl, not write it.
+    from kafka import KafkaProducer
+    p = KafkaProducer(**gw.kp_kw(gateway, "reader"), retries=0, max_block_ms=15000)
     try:
-        c.assign([TopicPartition("acl", 0)])
-        c.seek(TopicPartition("acl", 0), 0)
         with pytest.raises(TopicAuthorizationFailedError):
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                c.poll(timeout_ms=500)
+            p.send("acl", b"refused", partition=0).get(timeout=30)
     finally:
-        c.close()
+        p.close(timeout=10)
 
 
 def test_audit_trail_and_metrics_show_gateway_traffic(gateway):
@@ -505,8 +501,8 @@ def test_platformatic_kafka_roundtrip_to_serve_upstream(gateway_serve):
     from test_acl import binding
     grant(gateway_serve, binding("CLUSTER", "kafka-cluster", "LITERAL", "User:alice", "CREATE",
                                  "ALLOW"))
-    result = run_node("platformatic_roundtrip.mjs", gateway_serve, "alice",
-                      -(-N // len(h.ALL_CODECS)))
+    # Per codec: N over the four codecs it has here (zstd needs a native module: skipped).
+    result = run_node("platformatic_roundtrip.mjs", gateway_serve, "alice", -(-N // 4))
     check_node(result, "@platformatic/kafka")
 
 
@@ -521,8 +517,8 @@ def test_idempotent_producer_delivers_exactly_once(gateway_serve):
     from confluent_kafka.admin import AdminClient, NewTopic
     from test_idempotence import batch, init_producer_id
     g = gateway_serve
-    for f in AdminClient(gw.ck_conf(g, "admin")).create_topics(
-            [NewTopic("idem", 1, 1), NewTopic("dup", 1, 1)]).values():
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("idem", 1, 1), NewTopic("dup", 1, 1)]).values():
         f.result(30)
     addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"  # the upstream broker's gateway address
     with sasl_conn(g, addr, "admin") as c:
