@@ -854,6 +854,9 @@ static void on_event(void *ctx, const sl_event *e) {
         if ((e->protect.op && !strcmp(e->protect.op, "reveal")) || a->types[SL_AUDIT_MANAGEMENT])
             EMIT(a, sl_ocsf_protect(&body_, &extra_, e, &ev_));
         break;
+    case SL_EV_UPSTREAM: /* the gateway's own connections: always recorded, like refusals */
+        EMIT(a, sl_ocsf_upstream(&body_, &extra_, e, &ev_));
+        break;
     }
 }
 

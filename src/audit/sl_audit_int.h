@@ -63,6 +63,7 @@ void sl_ocsf_key(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
  * target (principal granted, subject token, policy file); unmapped protect_op, view, count,
  * failed. */
 void sl_ocsf_protect(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
+void sl_ocsf_upstream(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev);
 /* A management or describe request: one event with every resource it named and its outcome. */
 void sl_ocsf_request(sl_text *b, sl_text *x, const sl_event *e, sl_audit_type type, sl_ocsf_ev *ev);
 /* One denied resource of a request (index `i` of rq->res). */

@@ -259,6 +259,32 @@ void sl_ocsf_net(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
     (void)x;
 }
 
+/* The gateway's connections to the upstream cluster (SL_EV_UPSTREAM): Network Activity too,
+ * outbound, the gateway being the source and the upstream broker the destination. */
+void sl_ocsf_upstream(sl_text *b, sl_text *x, const sl_event *e, sl_ocsf_ev *ev) {
+    const sl_ev_upstream *u = &e->upstream;
+    bool lost = u->op && !strcmp(u->op, "lost");
+    int act = lost ? 2 : u->success ? 1 : 99;
+    const char *name = lost ? "Close" : u->success ? "Open" : "Other";
+    common(b, ev, "upstream", 4001, act, "Network Activity", name, u->success ? 1 : 3, e->time_ms);
+    kstr(b, "category_name", "Network Activity");
+    status(b, u->success, u->detail ? u->detail : u->success ? NULL : "failed");
+    sl_text t = {0};
+    if (u->address) kstr(&t, "hostname", u->address);
+    kstr(&t, "type", "upstream broker");
+    if (u->node >= 0) {
+        key(&t, "uid");
+        sl_text_printf(&t, "\"%d\"", (int)u->node);
+    }
+    obj_from(b, "dst_endpoint", &t);
+    kint(&t, "direction_id", 2);
+    kstr(&t, "direction", "Outbound");
+    kstr(&t, "protocol_name", "tcp");
+    obj_from(b, "connection_info", &t);
+    sl_text_free(&t);
+    kstr(x, "upstream_op", u->op ? u->op : "?");
+}
+
 /* ---- Application Lifecycle (6002) ---- */
 
 static void app_object(sl_text *b) {

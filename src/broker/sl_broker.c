@@ -18,6 +18,7 @@
 #include "broker/sl_keyops.h"
 #include "broker/sl_producers.h"
 #include "crypto/sl_tls_ctx.h"
+#include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
 #include "kms/sl_keysvc.h"
 #include "metrics/sl_metrics.h"
@@ -130,6 +131,7 @@ static void on_close(void *app, sl_conn *c) {
                                        .bytes_out = (int64_t)out,
                                        .duration_ms = opened ? sl_wall_ms() - opened : 0,
                                        .tls_failure = tls_failure}});
+    if (b->gw) sl_gateway_conn_closed(b->gw, c);
     sl_sasl_conn_close(b, c);
 }
 
@@ -726,6 +728,8 @@ void sl_broker_free(sl_broker *b) {
     if (!b) return;
     sl_keyops_free(b->keyops); /* before the logs and the key service it uses */
     if (b->srv) sl_server_free(b->srv);
+    /* After the server (closing connections drop their upstream ones), before the loop. */
+    sl_gateway_free(b->gw);
     sl_metrics_free(b->metrics);
     sl_audit_free(b->audit); /* after the server: connections closing still report */
     sl_guard_free(b->guard);

@@ -13,6 +13,7 @@
 #include "cli/sl_cli_keys.h"
 #include "cli/sl_cli_protect.h"
 #include "cli/sl_cli_user.h"
+#include "gateway/sl_gateway.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -22,6 +23,7 @@ static const char k_usage[] =
     "\n"
     "SYNOPSIS\n"
     "    sluice serve [-c FILE] [--override KEY=VALUE]...\n"
+    "    sluice gateway -c FILE [--override KEY=VALUE]...\n"
     "    sluice config\n"
     "    sluice user add|passwd|rm|list ...\n"
     "    sluice acl add|rm|list ...\n"
@@ -38,6 +40,7 @@ static const char k_usage[] =
     "\n"
     "COMMANDS\n"
     "    serve     Run the broker in the foreground until SIGTERM or SIGINT.\n"
+    "    gateway   Run the same security layer in front of an existing Kafka cluster.\n"
     "    config    List every configuration key with its type, default and meaning.\n"
     "    version   Print the version.\n"
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
@@ -51,6 +54,27 @@ static const char k_usage[] =
     "\n"
     "EXIT STATUS\n"
     "    0 on a clean stop, 1 on a runtime failure, 2 on a usage or configuration error.\n";
+
+static const char k_gateway_usage[] =
+    "NAME\n"
+    "    sluice gateway - Sluice's security layer in front of an existing Kafka cluster\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    sluice gateway -c FILE [--override KEY=VALUE]...\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Serves unmodified Kafka clients like `sluice serve` (listeners, TLS, SASL, ACLs, audit,\n"
+    "    metrics, field protection: the same keys) and forwards what they are allowed to do to "
+    "the\n"
+    "    upstream cluster named by sluice.gateway.upstream.bootstrap.servers. Each upstream "
+    "broker\n"
+    "    is reachable through a gateway port (or SNI name); clients never see upstream addresses.\n"
+    "    log.dirs holds only Sluice's own state (credentials, ACLs, keyring, audit).\n"
+    "    See docs/gateway.md.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    sluice gateway -c /etc/sluice/gateway.properties\n"
+    "    sluice gateway --override sluice.gateway.upstream.bootstrap.servers=b-1.msk:9098\n";
 
 static const char k_serve_usage[] =
     "NAME\n"
@@ -115,7 +139,7 @@ static void tune_malloc(void) {
     (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
-static int cmd_serve(int argc, char **argv) {
+static int cmd_serve(int argc, char **argv, bool gateway) {
     tune_malloc();
     sl_config cfg;
     sl_config_defaults(&cfg);
@@ -123,7 +147,7 @@ static int cmd_serve(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(k_serve_usage, stdout);
+            fputs(gateway ? k_gateway_usage : k_serve_usage, stdout);
             return 0;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
             if (sl_config_load(&cfg, argv[++i], err, sizeof err)) {
@@ -144,7 +168,9 @@ static int cmd_serve(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "sluice serve: unknown argument \"%s\" (see sluice serve --help)\n", a);
+            const char *cmd = gateway ? "gateway" : "serve";
+            fprintf(stderr, "sluice %s: unknown argument \"%s\" (see sluice %s --help)\n", cmd, a,
+                    cmd);
             return 2;
         }
     }
@@ -167,6 +193,13 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluice: %s\n", err);
         return e == SL_ECONFIG ? 2 : 1;
     }
+    /* The gateway is the same broker object with the execute stage forwarding upstream. */
+    if (gateway && (e = sl_gateway_attach(b, err, sizeof err))) {
+        SL_ERROR("gateway", "start-up failed", "reason=\"%s\"", err);
+        fprintf(stderr, "sluice: %s\n", err);
+        sl_broker_free(b);
+        return e == SL_ECONFIG ? 2 : 1;
+    }
     int rc = sl_broker_run(b);
     sl_broker_free(b);
     return rc;
@@ -178,7 +211,8 @@ int main(int argc, char **argv) {
         fputs(k_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 2, argv + 2, false);
+    if (!strcmp(argv[1], "gateway")) return cmd_serve(argc - 2, argv + 2, true);
     if (!strcmp(argv[1], "config")) return cmd_config();
     if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
     if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);

@@ -27,6 +27,7 @@ typedef enum {
     SL_EV_DETECTION, /* a finding of a built-in rule: `det` (OCSF 2004) */
     SL_EV_KEY,       /* a KMS call or key lifecycle step, or a batch failing authentication */
     SL_EV_PROTECT,   /* field protection: a reveal, a forget, a grant change, a policy load */
+    SL_EV_UPSTREAM,  /* gateway: a connection to an upstream broker set up, failed or lost */
 } sl_ev_kind;
 
 typedef enum {
@@ -135,6 +136,16 @@ typedef struct sl_ev_protect {
     const char *detail; /* failures: why (a policy error names its line); NULL */
 } sl_ev_protect;
 
+/* `sluice gateway` (docs/gateway.md): one per upstream connection attempt and per loss, so
+ * failures reaching the cluster are in the trail and the metrics. */
+typedef struct sl_ev_upstream {
+    const char *op;      /* "connect", "lost" */
+    int32_t node;        /* upstream node id; -1: a bootstrap address */
+    const char *address; /* upstream host:port */
+    bool success;
+    const char *detail; /* failures and losses: why (never a secret) */
+} sl_ev_upstream;
+
 typedef struct sl_event {
     sl_ev_kind kind;
     int64_t time_ms;       /* wall clock; emit fills it when 0 */
@@ -151,6 +162,7 @@ typedef struct sl_event {
         sl_ev_detection det;
         sl_ev_key key;
         sl_ev_protect protect;
+        sl_ev_upstream upstream;
     };
 } sl_event;
 

@@ -63,10 +63,14 @@ void sl_gwcluster_free(sl_gwcluster *c);
  * when the topology is known. */
 bool sl_gwcluster_wait_ready(sl_gwcluster *c, int64_t timeout_ms);
 
-/* Asks for a refresh soon (e.g. a client got NOT_LEADER_OR_FOLLOWER); coalesced. */
+/* Asks for a refresh soon (e.g. a client got NOT_LEADER_OR_FOLLOWER); coalesced (at most one
+ * Metadata per 100 ms). While retrying after a failure it does nothing: the retry comes on its
+ * backoff. */
 void sl_gwcluster_refresh_soon(sl_gwcluster *c);
 
-/* Feeds a Metadata answer a client received (decoded at `version`). */
+/* Feeds a Metadata answer a client received (decoded at `version`), as the upstream sent it
+ * (before the address rewrite). Brokers named are added or updated, topics named are updated
+ * (or dropped when UNKNOWN_TOPIC_OR_PARTITION); nothing it does not name is dropped. */
 void sl_gwcluster_learn(sl_gwcluster *c, int16_t version, const sl_metadata_resp *m);
 
 /* The known brokers (valid until the next loop callback); count returned. */
@@ -76,6 +80,9 @@ const sl_gw_node *sl_gwcluster_node(const sl_gwcluster *c, int32_t id);
 /* Any reachable-looking broker for bootstrap connections: round-robin over the known ones;
  * NULL before the first Metadata. */
 const sl_gw_node *sl_gwcluster_any_node(sl_gwcluster *c);
+/* The leader of `topic` partition `partition` from the last Metadata (-1: leaderless or
+ * unknown). */
+int32_t sl_gwcluster_leader(const sl_gwcluster *c, sl_str topic, int32_t partition);
 /* The upstream controller id from the last Metadata (-1 unknown). */
 int32_t sl_gwcluster_controller(const sl_gwcluster *c);
 /* The upstream cluster id ("" unknown). */

@@ -33,6 +33,7 @@
 #include "broker/sl_fprot.h"
 #include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
+#include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
 #include "kms/sl_keysvc.h"
 #include "metrics/sl_http.h"
@@ -377,6 +378,63 @@ static void render_disk(const sl_metrics *m, sl_text *t, bool free_bytes) {
     }
 }
 
+/* `sluice gateway`: partition health is the upstream cluster's (from its Metadata: ISR against
+ * replicas, leaderless partitions), as MSK's CloudWatch shows it, plus the gateway's own
+ * upstream connections. */
+static void render_gateway(sl_text *t, const sl_gateway *g) {
+    sl_gw_health h;
+    sl_gwcluster_health(g->cluster, &h);
+    scalar(t, "kafka_server_replicamanager_partitioncount", "gauge",
+           "Partitions of the upstream cluster (its last Metadata).", (double)h.partitions);
+    scalar(t, "kafka_server_replicamanager_underreplicatedpartitions", "gauge",
+           "Upstream partitions whose in-sync replicas are fewer than their replicas.",
+           (double)h.under_replicated);
+    scalar(t, "kafka_controller_kafkacontroller_offlinepartitionscount", "gauge",
+           "Upstream partitions without a leader.", (double)h.offline);
+    scalar(t, "sluice_gateway_upstream_brokers", "gauge", "Upstream brokers in the last Metadata.",
+           (double)h.brokers);
+    scalar(t, "sluice_gateway_upstream_reachable", "gauge",
+           "1 while the gateway's control connection to the upstream answers.",
+           h.reachable ? 1.0 : 0.0);
+    scalar(t, "sluice_gateway_upstream_metadata_timestamp_seconds", "gauge",
+           "When upstream Metadata was last read (seconds since the epoch; 0: never).",
+           (double)h.refreshed_ms / 1000.0);
+    scalar(t, "sluice_gateway_upstream_connections", "gauge",
+           "Upstream connections open for clients now.", (double)g->stats.upstream_conns);
+    sl_prom_family(t, "sluice_gateway_upstream_connects_total", "counter",
+                   "Upstream connection attempts by result.");
+    const char *ok[] = {"result", "ok", NULL}, *failed[] = {"result", "failed", NULL};
+    sl_prom_sample_u64(t, "sluice_gateway_upstream_connects_total", ok,
+                       (uint64_t)g->stats.upstream_connects);
+    sl_prom_sample_u64(t, "sluice_gateway_upstream_connects_total", failed,
+                       (uint64_t)g->stats.upstream_connect_failures);
+    sl_prom_family(t, "sluice_gateway_upstream_lost_total", "counter",
+                   "Established upstream connections that ended under a client.");
+    sl_prom_sample_u64(t, "sluice_gateway_upstream_lost_total", NULL,
+                       (uint64_t)g->stats.upstream_lost);
+    sl_prom_family(t, "sluice_gateway_forwarded_total", "counter",
+                   "Requests forwarded to the upstream cluster.");
+    sl_prom_sample_u64(t, "sluice_gateway_forwarded_total", NULL, (uint64_t)g->stats.forwarded);
+    if (g->crypt) {
+        sl_gwcrypt_stats cs;
+        sl_gwcrypt_stats_get(g->crypt, &cs);
+        sl_prom_family(t, "sluice_gateway_records_total", "counter",
+                       "Records sealed toward the upstream and opened on fetch, by op.");
+        const char *l_seal[] = {"op", "seal", NULL}, *l_open[] = {"op", "open", NULL};
+        sl_prom_sample_u64(t, "sluice_gateway_records_total", l_seal, (uint64_t)cs.sealed_records);
+        sl_prom_sample_u64(t, "sluice_gateway_records_total", l_open, (uint64_t)cs.opened_records);
+        sl_prom_family(t, "sluice_gateway_unencrypted_records_total", "counter",
+                       "Fetched records of an encrypted topic that were written around the "
+                       "gateway (no envelope).");
+        sl_prom_sample_u64(t, "sluice_gateway_unencrypted_records_total", NULL,
+                           (uint64_t)cs.unencrypted_records);
+        sl_prom_family(t, "sluice_gateway_failed_records_total", "counter",
+                       "Fetched records whose envelope failed authentication.");
+        sl_prom_sample_u64(t, "sluice_gateway_failed_records_total", NULL,
+                           (uint64_t)cs.failed_records);
+    }
+}
+
 static void render_metrics(sl_metrics *m, sl_text *t) {
     sl_broker *b = m->b;
     static const char *const l_topic[] = {"topic", NULL};
@@ -395,17 +453,21 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     render_fam(t, &m->topics, "sluice_topic_messages_out_total", "counter",
                "Records fetched from each topic.", l_topic, 3);
 
-    int32_t npart = 0;
-    for (sl_topic *tp = sl_topics_next(b->topics, NULL); tp; tp = sl_topics_next(b->topics, tp))
-        if (!tp->deleted) npart += tp->npart;
-    scalar(t, "kafka_server_replicamanager_partitioncount", "gauge",
-           "Partitions on this broker (ReplicaManager PartitionCount).", npart);
-    scalar(t, "kafka_server_replicamanager_underreplicatedpartitions", "gauge",
-           "Under-replicated partitions: always 0 on a single node.", 0);
-    scalar(t, "kafka_controller_kafkacontroller_offlinepartitionscount", "gauge",
-           "Partitions without a leader: always 0 on a single node.", 0);
-    scalar(t, "kafka_controller_kafkacontroller_activecontrollercount", "gauge",
-           "1: this single node is the active controller.", 1);
+    if (b->gw) {
+        render_gateway(t, b->gw);
+    } else {
+        int32_t npart = 0;
+        for (sl_topic *tp = sl_topics_next(b->topics, NULL); tp; tp = sl_topics_next(b->topics, tp))
+            if (!tp->deleted) npart += tp->npart;
+        scalar(t, "kafka_server_replicamanager_partitioncount", "gauge",
+               "Partitions on this broker (ReplicaManager PartitionCount).", npart);
+        scalar(t, "kafka_server_replicamanager_underreplicatedpartitions", "gauge",
+               "Under-replicated partitions: always 0 on a single node.", 0);
+        scalar(t, "kafka_controller_kafkacontroller_offlinepartitionscount", "gauge",
+               "Partitions without a leader: always 0 on a single node.", 0);
+        scalar(t, "kafka_controller_kafkacontroller_activecontrollercount", "gauge",
+               "1: this single node is the active controller.", 1);
+    }
     sl_prom_family(t, "kafka_log_log_size", "gauge", "Bytes of each partition's log on disk.");
     for (sl_topic *tp = sl_topics_next(b->topics, NULL); tp; tp = sl_topics_next(b->topics, tp)) {
         if (tp->deleted) continue;
@@ -793,6 +855,8 @@ static bool ready(const sl_metrics *m, const char **why) {
         *why = "the broker is stopping";
     else if (m->b->nlisteners <= 0)
         *why = "no listener is bound";
+    else if (m->b->gw && !sl_gateway_ready(m->b->gw))
+        *why = "no upstream broker is reachable";
     else if (m->b->audit && !sl_audit_accepting(m->b->audit))
         *why = "the audit trail is not accepting events";
     else

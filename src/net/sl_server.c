@@ -1132,6 +1132,15 @@ void *sl_conn_data(const sl_conn *c) { return c->data; }
 const char *sl_conn_peer(const sl_conn *c) { return c->peer; }
 const char *sl_conn_listener(const sl_conn *c) { return c->listener; }
 uint64_t sl_conn_id(const sl_conn *c) { return c->id; }
+int sl_conn_local_port(const sl_conn *c) {
+    if (c->closed) return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) != 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
 sl_transport *sl_conn_transport(const sl_conn *c) { return c->closed ? NULL : c->t; }
 
 void sl_conn_stats(const sl_conn *c, uint64_t *bytes_in, uint64_t *bytes_out, int64_t *opened_ms) {

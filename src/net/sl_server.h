@@ -156,6 +156,9 @@ void *sl_conn_data(const sl_conn *c);
 const char *sl_conn_peer(const sl_conn *c);     /* "ip:port" */
 const char *sl_conn_listener(const sl_conn *c); /* listener name */
 uint64_t sl_conn_id(const sl_conn *c);
+/* The local port the connection was accepted on (the gateway's node ports share one listener
+ * name); -1 once closed or unknown. */
+int sl_conn_local_port(const sl_conn *c);
 /* Bytes read and written through the transport so far, and the wall-clock ms of accept. */
 void sl_conn_stats(const sl_conn *c, uint64_t *bytes_in, uint64_t *bytes_out, int64_t *opened_ms);
 /* Inside on_close: why the connection closed ("peer closed", "idle timeout", ...); NULL before

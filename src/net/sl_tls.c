@@ -160,7 +160,8 @@ static ssize_t tls_read(sl_transport *t, void *buf, size_t len) {
         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && se == 0)) return 0;
         if (e == SSL_ERROR_SSL)
             TLS_LOG(SL_LOG_INFO, x, "tls error on read", "listener=%s peer=%s reason=\"%s\"",
-                    sl_tls_endpoint_listener(x->ep), x->peer, err_reason(e, se));
+                    x->ep ? sl_tls_endpoint_listener(x->ep) : "upstream", x->peer,
+                    err_reason(e, se));
         ERR_clear_error();
         errno = e == SSL_ERROR_SYSCALL ? se : EPROTO;
         return -1;
@@ -286,6 +287,21 @@ sl_transport *sl_tls_transport_new(void *epv, int fd, const char *peer, const ch
     return &x->base;
 }
 
+sl_transport *sl_tls_client_transport(SSL *ssl, int fd) {
+    tls_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    x->base.vt = &tls_vt;
+    x->base.fd = fd;
+    x->ssl = ssl;
+    x->established = true; /* no endpoint: the handshake was done by the caller */
+    snprintf(x->peer, sizeof x->peer, "upstream");
+    return &x->base;
+}
+
 const char *sl_conn_tls_principal(const sl_conn *c) {
     const sl_transport *t = sl_conn_transport(c);
     if (!t || t->vt != &tls_vt) return NULL;
@@ -307,6 +323,11 @@ static const tls_t *established_tls(const sl_conn *c) {
 const char *sl_conn_tls_version(const sl_conn *c) {
     const tls_t *x = established_tls(c);
     return x ? SSL_get_version(x->ssl) : NULL;
+}
+
+const char *sl_conn_tls_server_name(const sl_conn *c) {
+    const tls_t *x = established_tls(c);
+    return x ? SSL_get_servername(x->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 const char *sl_conn_tls_cipher(const sl_conn *c) {

@@ -15,6 +15,12 @@
  * sl_server_listen_with(..., sl_tls_transport_new, ep) makes a TLS listener. */
 sl_transport *sl_tls_transport_new(void *ep, int fd, const char *peer, const char *listener);
 
+/* Wraps an SSL session the caller has already taken through its client handshake (blocking,
+ * on a worker: the gateway's upstream connections) over the non-blocking socket `fd`, with the
+ * same read/writev as the server side. Takes ownership of both (freed on failure, then NULL). */
+struct ssl_st; /* SSL */
+sl_transport *sl_tls_client_transport(struct ssl_st *ssl, int fd);
+
 /* The principal name mapped (ssl.principal.mapping.rules) from the verified client certificate,
  * e.g. "CN=alice,OU=eng,O=acme" — the session principal is User:<this>. NULL when the
  * connection is not TLS, the handshake has not finished, or the client sent no certificate.
@@ -27,6 +33,8 @@ const char *sl_conn_tls_principal(const sl_conn *c);
  * static names for the first two); valid while it is open. */
 const char *sl_conn_tls_version(const sl_conn *c);
 const char *sl_conn_tls_cipher(const sl_conn *c);
+/* The server name the client's ClientHello asked for (SNI); NULL when none or not TLS. */
+const char *sl_conn_tls_server_name(const sl_conn *c);
 const char *sl_conn_tls_subject(const sl_conn *c);
 /* True when `c` runs over TLS. */
 bool sl_conn_is_tls(const sl_conn *c);

@@ -6,7 +6,8 @@
  *
  * Each stage either passes the request on or finishes it (answer, error, close) through the
  * one finish path. The stages know nothing of local storage: execution is the backend's
- * (sl_broker_exec: the local broker; the gateway will bring another). */
+ * (sl_broker_exec: the local broker; sl_gw_exec: `sluice gateway`, forwarding upstream). This
+ * is the only place the two modes differ (docs/ARCHITECTURE.md, "Two backends"). */
 #include "pipeline/sl_pipeline.h"
 
 #include "acl/sl_authz.h"
@@ -14,9 +15,15 @@
 #include "base/sl_kerr.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
+#include "gateway/sl_gateway.h"
 #include "pipeline/sl_api.h"
 #include "pipeline/sl_authorize.h"
 #include "proto/gen/sl_msgs.h"
+
+/* Execute: the backend's function for `key`, NULL when it serves no such API. */
+static sl_exec_fn exec_for(const sl_broker *b, int16_t key) {
+    return b->gw ? sl_gw_exec(key) : sl_broker_exec(key);
+}
 
 /* Header and version: a malformed header or an API or version we do not serve closes the
  * connection (Kafka does not answer what it cannot parse). ApiVersions is the exception: any
@@ -42,7 +49,7 @@ static bool stage_header(sl_req *rq, const uint8_t *frame, size_t len) {
         return false;
     }
     const sl_api_desc *d = sl_api_desc_for(rq->h.api_key);
-    if (!d || !sl_broker_exec(d->key)) {
+    if (!d || !exec_for(rq->b, d->key)) {
         sl_req_fail(rq, "unknown api key");
         return false;
     }
@@ -335,5 +342,5 @@ void sl_pipeline_on_request(void *app, sl_conn *c, sl_pending *p, sl_arena *a, c
     if (!stage_audit_gate(rq)) return;
     /* Protect: record transforms run per partition inside produce and fetch execution
      * (proto/sl_xform), where record sets are at hand. */
-    sl_broker_exec(rq->h.api_key)(rq);
+    exec_for(b, rq->h.api_key)(rq);
 }
