@@ -216,29 +216,34 @@ class Member(threading.Thread):
         from confluent_kafka import Consumer
         self.c = Consumer(gw.ck_conf(g, "alice", **{
             "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False,
-            "partition.assignment.strategy": "range", "fetch.wait.max.ms": 100}))
+            "partition.assignment.strategy": "range", "fetch.wait.max.ms": 100,
+            # A member that misses a rebalance is dropped after 6 s, not librdkafka's 45 s.
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}))
         self.c.subscribe([topic])
         self.got, self.errors, self.stop_ev = [], [], threading.Event()
         self.lock = threading.Lock()
 
     def run(self):
-        while not self.stop_ev.is_set():
-            m = self.c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                self.errors.append(m.error())
-                continue
-            with self.lock:
-                self.got.append((m.partition(), m.offset()))
+        try:
+            while not self.stop_ev.is_set():
+                m = self.c.poll(0.2)
+                if m is None:
+                    continue
+                if m.error():
+                    self.errors.append(m.error())
+                    continue
+                with self.lock:
+                    self.got.append((m.partition(), m.offset()))
+        finally:
+            # Closed here, so the members leave together (one leaving alone would start a
+            # rebalance the others then wait through).
+            self.c.close()
 
     def partitions(self):
         return {tp.partition for tp in self.c.assignment()}
 
-    def close(self):
+    def stop(self):
         self.stop_ev.set()
-        self.join(10)
-        self.c.close()
 
 
 def test_consumer_group_of_three_spreads_over_upstream_brokers(gateway, alice):
@@ -272,7 +277,9 @@ def test_consumer_group_of_three_spreads_over_upstream_brokers(gateway, alice):
         assert len(every) == len(set(every)) == 600, f"{len(every)} consumed, duplicates?"
     finally:
         for m in members:
-            m.close()
+            m.stop()
+        for m in members:
+            m.join(30)
 
 
 def sasl_conn(g, addr, user="alice"):
