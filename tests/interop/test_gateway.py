@@ -413,17 +413,22 @@ def ck_produce_one(g, user, topic, value=b"v"):
     return out[0]
 
 
-def test_acls_at_the_gateway_refuse_with_real_clients(gateway):
-    """writer may write `acl`, reader may read it with group acl-readers; everything else is
-    refused with the Kafka error, and a denied topic is never forwarded (the mock would
-    auto-create any topic a forwarded Metadata names)."""
-    from confluent_kafka import KafkaError
-    from kafka.errors import TopicAuthorizationFailedError
+@pytest.fixture(scope="module")
+def acl_grants(gateway):
+    """writer may write `acl`; reader may read it with the group acl-readers."""
     from test_acl import binding
     grant(gateway,
           binding("TOPIC", "acl", "LITERAL", "User:writer", "WRITE", "ALLOW"),
           binding("TOPIC", "acl", "LITERAL", "User:reader", "READ", "ALLOW"),
           binding("GROUP", "acl-readers", "LITERAL", "User:reader", "READ", "ALLOW"))
+
+
+def test_acls_at_the_gateway_refuse_with_real_clients(gateway, acl_grants):
+    """writer may write `acl`, reader may read it with group acl-readers; everything else is
+    refused with the Kafka error, and a denied topic is never forwarded (the mock would
+    auto-create any topic a forwarded Metadata names)."""
+    from confluent_kafka import KafkaError
+    from kafka.errors import TopicAuthorizationFailedError
     assert ck_produce_one(gateway, "writer", "acl", b"a1") == 0
     assert ck_produce_one(gateway, "writer", "acl", b"a2") == 0
     assert ck_produce_one(gateway, "reader", "acl") == KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -450,22 +455,24 @@ def test_acls_at_the_gateway_refuse_with_real_clients(gateway):
         p.close(timeout=10)
 
 
-def test_audit_trail_and_metrics_show_gateway_traffic(gateway):
-    """What the ACL test did appears in the gateway's own audit trail and metrics, as the
-    broker's would (test_audit_e2e.py, test_metrics.py): writer's produce of 2 records, the
-    reader's fetch, mallory's denied Write, and the counters."""
-    from test_audit_e2e import find, principal, trail
+def test_audit_trail_and_metrics_show_gateway_traffic(gateway, acl_grants):
+    """Gateway traffic appears in the gateway's own audit trail and metrics as the broker's
+    would (test_audit_e2e.py, test_metrics.py): writer's produces with their record counts,
+    reader's denied Write, the SCRAM logons, and the counters."""
+    from confluent_kafka import KafkaError
+    from test_audit_e2e import find, principal
     from test_metrics import samples
-    if not any(e.get("api", {}).get("operation") == "Produce" and principal(e) == "User:writer"
-               for e in trail(gateway)):
-        assert ck_produce_one(gateway, "writer", "acl", b"a3") == 0  # run alone: make traffic
+    assert ck_produce_one(gateway, "writer", "acl", b"audited-1") == 0
+    assert ck_produce_one(gateway, "writer", "acl", b"audited-2") == 0
+    assert ck_produce_one(gateway, "reader", "acl") == KafkaError.TOPIC_AUTHORIZATION_FAILED
     prods = find(gateway, "writer produce", lambda e: e["class_uid"] == 6003
                  and e["api"]["operation"] == "Produce" and principal(e) == "User:writer")
     parts = [r for e in prods for r in e["resources"] if r["name"] == "acl"]
     assert sum(r["data"]["records"] for r in parts) >= 2, parts
     assert all(e["src_endpoint"]["ip"] == "127.0.0.1" and e.get("status_id") == 1 for e in prods)
-    den = find(gateway, "denied Write", lambda e: e["class_uid"] == 6003
-               and e.get("status_id") == 2 and e["api"]["operation"] == "Produce")
+    den = find(gateway, "reader denied Write", lambda e: e["class_uid"] == 6003
+               and e.get("status_id") == 2 and e["api"]["operation"] == "Produce"
+               and principal(e) == "User:reader")
     assert den[0]["status_code"] == "TOPIC_AUTHORIZATION_FAILED"
     logins = find(gateway, "SCRAM logons", lambda e: e["class_uid"] == 3002
                   and e.get("status_id") == 1)
