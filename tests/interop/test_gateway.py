@@ -335,6 +335,7 @@ def test_leader_moves_mid_run_clients_follow_only_gateway_addresses(gateway, ali
     logger = logging.getLogger("gw-mv")
     logger.addHandler(Keep())
     logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # librdkafka's debug lines: kept here, not in pytest's report
     watch = Watch(gateway)
     watch.start()
     p = Producer(gw.ck_conf(gateway, alice, **{
