@@ -88,6 +88,8 @@ class Broker:
         self.binary = binary or SLUICE_BIN
         # The subcommand: "serve", or "gateway" for tests/interop/gateway.py's Gateway.
         self.command = "serve"
+        # Environment of the process (None: sanitizer_env()).
+        self.env = None
         # With `nofile`, the broker runs with that soft and hard file limit (RLIMIT_NOFILE).
         self.nofile = nofile
         self.workdir = Path(workdir)
@@ -138,7 +140,7 @@ class Broker:
             log.flush()
             self.proc = subprocess.Popen([self.binary, self.command, "-c", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=sanitizer_env(), cwd=str(self.workdir),
+                                         env=self.env or sanitizer_env(), cwd=str(self.workdir),
                                          preexec_fn=self._preexec())
         self.wait_ready()
         return self

@@ -116,8 +116,11 @@ class Gateway(Broker):
         self.mock = None      # MockCluster, upstream "mock"
         self.upstream = None  # Broker, upstream "serve"
         self.node_base = None
+        self.external = None  # upstream "external": its bootstrap
+        self.ready_timeout = START_DEADLINE_S
 
-    def wait_ready(self, timeout=START_DEADLINE_S):
+    def wait_ready(self, timeout=None):
+        timeout = self.ready_timeout if timeout is None else timeout
         super().wait_ready(timeout)
         url = None
 
@@ -149,6 +152,8 @@ class Gateway(Broker):
         """Every upstream broker address ("host:port"): what no client may ever connect to."""
         if self.mock is not None:
             return set(self.mock.brokers.values())
+        if self.external is not None:
+            return {self.external}
         return {self.upstream.bootstrap}
 
     @property
@@ -192,9 +197,11 @@ class Gateway(Broker):
 
 
 def start_gateway(workdir, upstream="mock", topics=(), config=None, upstream_config=None,
-                  users=None):
+                  users=None, env=None, ready_timeout=START_DEADLINE_S):
     """Starts the upstream ("mock" with `topics` as "NAME:PARTITIONS", or "serve") and a gateway
-    in front of it; returns the started Gateway (.mock or .upstream set)."""
+    in front of it; returns the started Gateway (.mock or .upstream set). upstream="external":
+    the test runs the upstream; `upstream_config` holds every sluice.gateway.upstream.* key.
+    `env`: extra environment of the gateway process."""
     workdir = Path(workdir)
     users = dict(USERS if users is None else users)
     (workdir / "gw").mkdir(parents=True, exist_ok=True)
@@ -237,8 +244,15 @@ def start_gateway(workdir, upstream="mock", topics=(), config=None, upstream_con
                   "sluice.gateway.upstream.sasl.mechanism": MECHANISM,
                   "sluice.gateway.upstream.sasl.username": UPSTREAM_USER,
                   "sluice.gateway.upstream.sasl.password.file": str(pw)}
+        elif upstream == "external":
+            up = dict(upstream_config)
+            g.external = up["sluice.gateway.upstream.bootstrap.servers"]
         else:
             raise AssertionError(f"unknown upstream {upstream!r}")
+        if env:
+            from conftest import sanitizer_env
+            g.env = {**sanitizer_env(), **env}
+        g.ready_timeout = ready_timeout
         g.node_base = free_port_range(NODES, avoid={g.port})
         g.config.update(up)
         g.config["sluice.gateway.node.port.base"] = str(g.node_base)
