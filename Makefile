@@ -56,6 +56,9 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
 	    $(FUZZ_OBJ) $(LIBS)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+# Reached only through the pattern rule above, make would take the shared objects for
+# intermediates and delete them after building one target by hand.
+.SECONDARY: $(FUZZ_OBJ)
 
 # Benchmarks (bench/, docs/benchmarks.md): release flags; the micro benchmark links the release
 # objects like the unit tests link the ASan ones. sl_natsgen only where libnats-dev is installed.

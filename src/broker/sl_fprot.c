@@ -255,6 +255,11 @@ static void topic_cstr(sl_str t, char out[256]) {
     out[n] = 0;
 }
 
+bool sl_fprot_covers(const sl_fprot *f, sl_str topic) {
+    return f && f->pol && topic.len >= 0 &&
+           sl_policy_topic(f->pol, topic.p, (size_t)topic.len) != NULL;
+}
+
 static int16_t protect_fn(void *arg, const sl_xform_ctx *c, uint8_t **data, size_t *len,
                           bool *rewritten) {
     sl_fprot *f = arg;

@@ -62,6 +62,10 @@ sl_err sl_fprot_open(struct sl_broker *b, struct sl_keysvc *ks, sl_fprot **out, 
 void sl_fprot_free(sl_fprot *f);
 /* The transform chain every partition uses (protect + unprotect slots); NULL when f is NULL. */
 const sl_xform_chain *sl_fprot_chain(sl_fprot *f);
+/* True when the current policy has a block for `topic` (its records are rewritten on produce
+ * and may be revealed on fetch); the gateway keeps its copy-free relay for the others. NULL-safe.
+ * Loop thread. */
+bool sl_fprot_covers(const sl_fprot *f, sl_str topic);
 /* Rereads the policy file if it changed (or always with `force`, SIGHUP). Loop thread. */
 void sl_fprot_reload(sl_fprot *f, bool force);
 /* Serves a control-socket command if it is one of the above (returns true: answered or will

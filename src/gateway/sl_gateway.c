@@ -332,7 +332,9 @@ void sl_gw_req_begin(sl_req *rq, sl_wr *w) {
 
 const sl_xform_chain *sl_gw_chain(sl_gateway *g, sl_str topic) {
     bool seal = g->crypt && sl_gwcrypt_applies(g->crypt, topic);
-    bool prot = g->chain.protect.fn || g->chain.unprotect.fn;
+    /* Only topics the policy names: the others keep the relay of the upstream's bytes. */
+    bool prot =
+        (g->chain.protect.fn || g->chain.unprotect.fn) && sl_fprot_covers(g->b->fprot, topic);
     if (seal) return &g->chain;
     return prot ? &g->conns->prot_only : NULL;
 }

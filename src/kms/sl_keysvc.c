@@ -159,9 +159,10 @@ struct sl_keysvc {
 static const uint8_t k_zero[16];
 
 static bool is_sys(const uint8_t id[16]) { return !memcmp(id, k_zero, 16); }
-/* A field key's id (sl_fkeys_id in protect/sl_fkeys.h: byte 0 forced to 0xFF). Only these leave
- * the service as raw bytes (sl_keysvc_key_get): topic keys and the system key never do. */
-static bool is_field(const uint8_t id[16]) { return id[0] == 0xFF; }
+/* A field key's id (sl_fkeys_id in protect/sl_fkeys.h: byte 0 forced to 0xFF) or a gateway topic
+ * key's (sl_gwcrypt_key_id in gateway/sl_gwcrypt.h: 0xFE). Only these leave the service as raw
+ * bytes (sl_keysvc_key_get): topic keys and the system key never do. */
+static bool is_field(const uint8_t id[16]) { return id[0] == 0xFF || id[0] == 0xFE; }
 
 static void be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);

@@ -346,9 +346,10 @@ static void out_produce(sl_req *rq, const void *r) {
 }
 
 /* Fetch by topic id (v13+) answers without names: a topic's name is the one the descriptor
- * named for it (res_fetch names the known ids, in request order, as READ). */
+ * named for it (res_fetch names the known ids, in request order, as READ), unless the handler
+ * set it (the gateway's answers follow the upstream's order, not the request's). */
 static sl_str fetch_topic_name(sl_req *rq, const sl_fetch_resp_topic *ot, int32_t *cursor) {
-    if (rq->h.api_version < 13) return ot->topic;
+    if (rq->h.api_version < 13 || ot->topic.len > 0) return ot->topic;
     bool unknown =
         ot->partitions_count > 0 && ot->partitions[0].error_code == SL_KAFKA_UNKNOWN_TOPIC_ID;
     if (unknown) return (sl_str){"", 0};

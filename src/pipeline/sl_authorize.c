@@ -211,51 +211,69 @@ static void decided_by(sl_req *rq, sl_req_res *r, const char *why) {
         r->decided_by = sl_arena_dup(rq->a, why, strlen(why) + 1);
 }
 
-void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
-    char host[64] = "", why[256] = "";
-    if (az) sl_req_host(rq, host, sizeof host);
-    for (int32_t i = 0; i < rq->nres; i++) {
-        sl_req_res *r = &rq->res[i];
-        if (is_audit_topic(r)) {
-            /* Before alternatives: CREATE on the cluster does not create this topic. */
-            if (r->flags & SL_AZ_OPS) {
-                r->ops = audit_topic_ops(rq, az, host);
-                r->allowed = r->ops != 0;
-                continue;
-            }
-            r->allowed = audit_topic_allows(rq, az, host, r->op);
-            if (r->allowed) continue;
-            decided_by(
-                rq, r,
-                "the audit topic's rule (written by the broker only; read by literal grant)");
-            r->error = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
-            if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
-            continue;
-        }
+/* Decides one named resource and records the decision (logging a denial unless quiet). */
+static void decide(sl_req *rq, struct sl_authorizer *az, const char *host, sl_req_res *r) {
+    char why[256] = "";
+    if (is_audit_topic(r)) {
+        /* Before alternatives: CREATE on the cluster does not create this topic. */
         if (r->flags & SL_AZ_OPS) {
-            r->ops = az ? sl_authorizer_ops(az, rq->principal, host, r->rtype, r->name.p,
-                                            (size_t)r->name.len)
-                        : all_ops(r->rtype);
+            r->ops = audit_topic_ops(rq, az, host);
             r->allowed = r->ops != 0;
-            continue;
+            return;
         }
-        if (r->alt >= 0 && rq->res[r->alt].allowed) {
-            r->allowed = r->by_alt = true;
-            continue;
-        }
-        if (!az)
-            r->allowed = true;
-        else if (r->flags & SL_AZ_ANY)
-            r->allowed = sl_authorizer_allows_any(az, rq->principal, host, r->op, r->rtype);
-        else
-            r->allowed = sl_authorizer_explain(az, rq->principal, host, r->op, r->rtype, r->name.p,
-                                               (size_t)r->name.len, why, sizeof why);
-        if (r->allowed) continue;
+        r->allowed = audit_topic_allows(rq, az, host, r->op);
+        if (r->allowed) return;
         decided_by(rq, r,
-                   (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
-        r->error = denial_code(r->rtype);
+                   "the audit topic's rule (written by the broker only; read by literal grant)");
+        r->error = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
         if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
+        return;
     }
+    if (r->flags & SL_AZ_OPS) {
+        r->ops = az ? sl_authorizer_ops(az, rq->principal, host, r->rtype, r->name.p,
+                                        (size_t)r->name.len)
+                    : all_ops(r->rtype);
+        r->allowed = r->ops != 0;
+        return;
+    }
+    if (r->alt >= 0 && rq->res[r->alt].allowed) {
+        r->allowed = r->by_alt = true;
+        return;
+    }
+    if (!az)
+        r->allowed = true;
+    else if (r->flags & SL_AZ_ANY)
+        r->allowed = sl_authorizer_allows_any(az, rq->principal, host, r->op, r->rtype);
+    else
+        r->allowed = sl_authorizer_explain(az, rq->principal, host, r->op, r->rtype, r->name.p,
+                                           (size_t)r->name.len, why, sizeof why);
+    if (r->allowed) return;
+    decided_by(rq, r,
+               (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
+    r->error = denial_code(r->rtype);
+    if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
+}
+
+void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
+    char host[64] = "";
+    if (az) sl_req_host(rq, host, sizeof host);
+    for (int32_t i = 0; i < rq->nres; i++) decide(rq, az, host, &rq->res[i]);
+}
+
+bool sl_authorize_late(sl_req *rq, struct sl_authorizer *az, int op, int rtype, sl_str name,
+                       unsigned flags) {
+    if (flags & SL_AZ_OPS) {
+        op = SL_ACL_OP_ALL;
+        flags |= SL_AZ_QUIET;
+    }
+    int32_t before = rq->nres;
+    int32_t at = need(rq, op, rtype, name, flags, -1);
+    if (at < 0) return false;
+    if (at < before) return rq->res[at].allowed; /* named (and decided) already */
+    char host[64] = "";
+    if (az) sl_req_host(rq, host, sizeof host);
+    decide(rq, az, host, &rq->res[at]);
+    return rq->res[at].allowed;
 }
 
 static const sl_req_res *lookup(const sl_req *rq, int op, int rtype, bool any, sl_str name) {

@@ -47,6 +47,14 @@ void sl_req_need_ops(sl_req *rq, int rtype, sl_str name);
  * nothing: the caller picks up ACL file changes before. */
 void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az);
 
+/* Late authorization (the gateway: a topic or group it learns of only from the upstream's
+ * answer): the decision for (op, rtype, name), naming the resource and deciding it now against
+ * `az` when the request has not named it yet, recorded like the stage's (flags as for
+ * sl_req_need; SL_AZ_OPS names an authorized-operations question, read with sl_req_ops). A
+ * resource named already keeps its decision. */
+bool sl_authorize_late(sl_req *rq, struct sl_authorizer *az, int op, int rtype, sl_str name,
+                       unsigned flags);
+
 /* The stage's decision for a named resource; false for one never named. */
 bool sl_req_allowed(const sl_req *rq, int op, int rtype, sl_str name);
 bool sl_req_allowed_cluster(const sl_req *rq, int op);
