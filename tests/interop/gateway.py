@@ -310,31 +310,36 @@ def node_env(g, user="alice", **extra):
 _SS_PROC = re.compile(r'\("([^"]*)",pid=(\d+),')
 
 
-def foreign_upstream_connections(g):
-    """TCP connections (any state but LISTEN) toward an upstream port whose owner is neither the
-    gateway nor the mock: ["proc(pid) local -> peer state", ...]. Empty is the good answer."""
+def _upstream_sockets(g):
+    """[(state, local, peer, [(name, pid)...])] of TCP sockets toward an upstream port."""
     out = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True, timeout=10).stdout
-    ports, allowed, bad = g.upstream_ports, g.upstream_pids(), []
+    ports, found = g.upstream_ports, []
     for line in out.splitlines():
         f = line.split()
         if len(f) < 5 or f[0] == "LISTEN":
             continue
-        peer = f[4]
-        try:
-            pport = int(peer.rsplit(":", 1)[1])
-        except (IndexError, ValueError):
+        host, _, port = f[4].rpartition(":")
+        if not port.isdigit() or int(port) not in ports or not host.endswith("127.0.0.1"):
             continue
-        if pport not in ports or not peer.rsplit(":", 1)[0].endswith("127.0.0.1"):
-            continue
-        owners = [(name, int(pid)) for name, pid in _SS_PROC.findall(line)]
+        found.append((f[0], f[3], f[4], [(n, int(p)) for n, p in _SS_PROC.findall(line)]))
+    return found
+
+
+def foreign_upstream_connections(g):
+    """TCP connections (any state but LISTEN) toward an upstream port whose owner is neither the
+    gateway nor the mock: ["proc(pid) local -> peer state", ...]. Empty is the good answer.
+    ss maps sockets to processes by scanning /proc after listing the sockets, so a socket opened
+    or closed meanwhile shows no owner: those are looked at once more, and judged only if they
+    then have one (a client's connection to a broker lives far longer than that)."""
+    allowed, bad = g.upstream_pids(), []
+    first = _upstream_sockets(g)
+    unowned = {local for state, local, _, owners in first if not owners}
+    again = {local: owners for _, local, _, owners in _upstream_sockets(g) if local in unowned} \
+        if unowned else {}
+    for state, local, peer, owners in first:
         if not owners:
-            # Owner unknown: a socket in TIME-WAIT has none. Only a local port that is itself
-            # an upstream port (the accepting side) is harmless then; report the rest.
-            if f[0] in ("TIME-WAIT",):
-                continue
-            bad.append(f"?(no owner) {f[3]} -> {peer} {f[0]}")
-            continue
+            owners = again.get(local, [])
         for name, pid in owners:
             if pid not in allowed:
-                bad.append(f"{name}({pid}) {f[3]} -> {peer} {f[0]}")
+                bad.append(f"{name}({pid}) {local} -> {peer} {state}")
     return bad
