@@ -521,6 +521,30 @@ def test_platformatic_kafka_roundtrip_to_serve_upstream(gateway_serve):
     check_node(result, "@platformatic/kafka")
 
 
+def test_confluent_kafka_roundtrip_to_serve_upstream(gateway_serve):
+    """confluent-kafka's 10 000 records over every codec through the gateway to `sluice serve`
+    (SCRAM upstream, Metadata and Fetch at the flexible versions the mock lacks), and no client
+    connection to the upstream's port meanwhile."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("ck-serve", 3, 1)]).values():
+        f.result(30)
+    conf = gw.ck_conf(g, "admin")
+    watch = Watch(g)
+    watch.start()
+    try:
+        codec_rounds(h.ALL_CODECS, "ck-serve",
+                     lambda recs, codec: h.ck_produce(g.bootstrap, "ck-serve", recs, codec,
+                                                      extra=conf),
+                     lambda counts, start, codec: h.ck_consume(g.bootstrap, "ck-serve", counts,
+                                                               start=start, extra=conf))
+    finally:
+        watch.close()
+    assert not watch.bad, f"clients connected to the upstream broker: {sorted(watch.bad)}"
+    assert watch.saw_own, "ss never showed this process connected to a gateway node port"
+
+
 def test_idempotent_producer_delivers_exactly_once(gateway_serve):
     """An idempotent batch appended upstream, then sent again on a new gateway connection (what
     a producer does after a request timeout): the upstream recognises producer id, epoch and
