@@ -35,7 +35,7 @@ MARKER = "SLUICE-GW-CLEAR-MARKER-7f3e21"
 # One topic per client (its codecs one after the other, each from its own base offset): every
 # partition leader set in the mock costs ~0.3 s of start-up, so partitions are counted.
 TOPICS = ["kcat:3", "ck:3", "kp:3", "kjs-none:3", "kjs-gzip:3", "kjs-snappy:3", "grp:6",
-          "mv:3", "acl:1"]
+          "mv:3", "acl:1", "sni:3"]
 pytestmark = [pytest.mark.gateway(upstream="mock", topics=TOPICS), pytest.mark.timeout_s(180)]
 
 
@@ -401,6 +401,37 @@ def test_leader_moves_mid_run_clients_follow_only_gateway_addresses(gateway, ali
         f"librdkafka was given upstream addresses: {sorted(seen & gateway.upstream_ports)}"
 
 
+def test_sni_mode_routes_by_server_name(gateway, tmp_path):
+    """A second gateway, in SNI mode (one TLS port, broker-$(nodeId).gw.test), in front of the
+    same mock: kafkajs dials every name it is given at that one port with the name as TLS server
+    name (its socketFactory maps the test names to 127.0.0.1); records produced over partitions
+    led by all three upstream brokers come back through a consumer group, and kafkajs was given
+    only the gateway's port, under the bootstrap name and the three broker names."""
+    mc = gateway.mock
+    g = gw.start_gateway(tmp_path / "sni", upstream="external", upstream_config={
+        "sluice.gateway.upstream.bootstrap.servers": mc.bootstrap,
+        "sluice.gateway.upstream.security.protocol": "PLAINTEXT"}, config={
+        "sluice.gateway.address.mode": "sni",
+        "sluice.gateway.sni.pattern": "broker-$(nodeId).gw.test"},
+        users={"admin": gw.USERS["admin"]})
+    try:
+        n = 300
+        res = subprocess.run(["node", str(NODE_DIR / "sni_kafkajs.mjs"),
+                              f"bootstrap.gw.test:{g.port}", "sni", str(n)], cwd=str(NODE_DIR),
+                             capture_output=True, text=True, timeout=120,
+                             env=gw.node_env(g, "admin"))
+        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+        assert lines, f"sni_kafkajs: no result (rc {res.returncode}): {res.stderr[-2000:]}"
+        out = json.loads(lines[-1])
+        assert out["ok"] and out["consumed"] == n, out
+        assert {port for _, port in out["dials"]} == {g.port}, out["dials"]
+        names = {name for name, _ in out["dials"]}
+        assert {f"broker-{b}.gw.test" for b in (1, 2, 3)} <= names <= \
+            {"bootstrap.gw.test"} | {f"broker-{b}.gw.test" for b in (1, 2, 3)}, names
+    finally:
+        g.finish()
+
+
 # ---- ACLs, audit, metrics at the gateway ---------------------------------------------------------
 
 def ck_produce_one(g, user, topic, value=b"v"):
@@ -673,7 +704,7 @@ def test_aws_msk_iam_upstream_signature_verified_independently(tmp_path):
         n = len(up.logins)
         with pytest.raises(AssertionError):
             gw.start_gateway(tmp_path / "bad", upstream="external", upstream_config=upstream,
-                             env=env, ready_timeout=8)
+                             env=env, ready_timeout=5)
         assert (akid, "bad signature") in up.logins[n:], up.logins[n:]
         assert all(why is not None for _, why in up.logins[n:]), up.logins[n:]
     finally:
