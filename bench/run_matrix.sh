@@ -3,9 +3,9 @@
 # bench/results/<date>.md (raw JSON lines beside it). See docs/benchmarks.md.
 #
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
-#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT and mock rows, 1 partition, tiny counts;
-#                                       exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext mock nats"
+#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock and gateway rows, 1 partition, tiny
+#                                       counts; exits non-zero if the harness is broken
+#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 #            --partitions "1 8"  --count N (messages per throughput run)  --secs S (per fixed-rate
 #            run)  --out FILE  --e2e-linger MS (producer linger.ms in the fixed-rate latency runs;
 #            default 1, "default" keeps librdkafka's 5 ms, which then is the latency floor)
@@ -17,7 +17,10 @@
 # without and with field protection (bench/conf/sasl_ssl_protect.*). Per partition count: produce at max rate
 # (broker CPU measured over this run), consume catch-up from the beginning, tailing (producer at
 # max rate and consumer at the head, in one loadgen), then end-to-end latency at 50 % and 80 % of
-# the tailing rate. Security rows are only property files (bench/conf/<row>.*.properties); a row
+# the tailing rate. `gateway` stands for two rows measured against one `sluice serve`
+# (bench/conf/gateway_upstream.*): gateway_direct, clients on its SASL_SSL listener, then
+# gateway, the same clients through `sluice gateway` (bench/conf/gateway.gateway.properties)
+# forwarding to its PLAINTEXT listener. Security rows are only property files (bench/conf/<row>.*.properties); a row
 # whose broker will not start on its listener is reported as "n/a (not yet supported)".
 #
 # Traffic stays on 127.0.0.1; every process has a time cap and is stopped by this script.
@@ -26,7 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext mock nats"
+ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$SMOKE" = 1 ]; then
-    ROWS=${SMOKE_ROWS:-"plaintext mock"}
+    ROWS=${SMOKE_ROWS:-"plaintext mock gateway"}
     PARTS=1
     COUNT=20000
     SECS=1
@@ -89,7 +92,12 @@ rm -f "$BUILD_LOG"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 SERVER_PID=""
+GW_PID=""
 cleanup() {
+    if [ -n "$GW_PID" ]; then
+        kill "$GW_PID" 2>/dev/null
+        wait "$GW_PID" 2>/dev/null
+    fi
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
@@ -151,8 +159,14 @@ make_certs() {
     ) >"$WORK/certs.log" 2>&1
 }
 
-fill() { # template -> file with @PORT@ @DATA@ @CERTS@ replaced
-    sed -e "s|@PORT@|$PORT|g" -e "s|@DATA@|$DATA|g" -e "s|@CERTS@|$WORK/certs|g" "$1" >"$2"
+UPORT=""
+GWPORT=""
+NODEPORT=""
+GWDATA=""
+fill() { # template -> file with @PORT@ @DATA@ @CERTS@ (and the gateway rows' ports) replaced
+    sed -e "s|@PORT@|$PORT|g" -e "s|@DATA@|$DATA|g" -e "s|@CERTS@|$WORK/certs|g" \
+        -e "s|@UPORT@|$UPORT|g" -e "s|@GWPORT@|$GWPORT|g" -e "s|@NODEPORT@|$NODEPORT|g" \
+        -e "s|@GWDATA@|$GWDATA|g" "$1" >"$2"
 }
 
 # Records one result line: row, phase, partitions, broker CPU seconds, RSS, loadgen JSON.
@@ -204,6 +218,8 @@ run_phases() { # $1 row $2 partitions
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" consume -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
     record "$row" catchup "$p" null "$j"
+    # Smoke: the gateway rows only show that they produce and consume (keeps --smoke short).
+    if [ "$SMOKE" = 1 ]; then case $row in gateway*) return 0 ;; esac; fi
     log "$row: $p partition(s): tailing, $COUNT at max rate"
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
@@ -331,6 +347,72 @@ stop_server() {
     SERVER_PID=""
 }
 
+# Probes a running server with a tiny produce; false if it cannot complete one (a listener that
+# starts but cannot finish a handshake is "not yet supported").
+probe_ok() { # $1 row
+    local probe
+    # shellcheck disable=SC2086
+    probe=$(run_gen "$GEN" produce -b "$ADDR" -t "bench-probe" -p 1 -n 10 $CREATE -T 20 $GEN_ARGS --label probe)
+    grep -q '"ok":true' <<<"$probe" && return 0
+    log "$1: probe produce failed"
+    tail -5 "$WORK/gen.stderr" >&2
+    return 1
+}
+
+# The two gateway rows, one upstream `sluice serve`: gateway_direct (SASL_SSL straight to it),
+# then gateway (SASL_SSL to `sluice gateway`, PLAINTEXT from there to the same broker). The
+# gateway runs on the broker's CPU (PIN_SRV): on two cores both servers share one, so its CPU
+# column is the gateway process alone and its throughput is a lower bound.
+run_gateway_rows() {
+    local up_pid cli p
+    UPORT=$(free_port)
+    if ! start_sluice gateway_direct gateway_upstream; then
+        log "gateway: upstream broker did not start; see below"
+        tail -5 "$WORK/gateway_direct.broker.log" >&2
+        record_na gateway_direct "n/a (upstream broker did not start)"
+        record_na gateway "n/a (upstream broker did not start)"
+        stop_server
+        return
+    fi
+    if ! probe_ok gateway_direct; then
+        record_na gateway_direct "n/a (not yet supported)"
+        record_na gateway "n/a (upstream broker not reachable)"
+        stop_server
+        return
+    fi
+    for p in $PARTS; do run_phases gateway_direct "$p"; done
+    printf '{"row":"gateway_direct","phase":"rss","peak_rss_kb":%s}\n' "$(vmhwm_kb "$(server_proc)" || echo null)" >>"$RESULTS"
+    up_pid=$SERVER_PID
+    cli=$WORK/gateway_direct.client.properties
+    GWDATA=$WORK/data-gateway
+    mkdir -p "$GWDATA"
+    GWPORT=$(free_port)
+    NODEPORT=$(free_port)
+    fill bench/conf/gateway.gateway.properties "$WORK/gateway.gateway.properties"
+    sed -n 's/^sasl.password=//p' "$cli" | "$SLUICE" user add "$(sed -n 's/^sasl.username=//p' "$cli")" \
+        --store "$GWDATA/sluice-users" --mechanism SCRAM-SHA-512 --password-stdin \
+        >>"$WORK/gateway.broker.log" 2>&1
+    $PIN_SRV timeout -k 5 3600 "$SLUICE" gateway -c "$WORK/gateway.gateway.properties" \
+        --override sluice.log.level=warn --override sluice.metrics.listener=http://127.0.0.1:0 \
+        >>"$WORK/gateway.broker.log" 2>&1 &
+    GW_PID=$!
+    # From here the gateway is "the server" whose CPU run_phases measures.
+    SERVER_PID=$GW_PID
+    ADDR=127.0.0.1:$GWPORT
+    if ! wait_port "$GWPORT" "$GW_PID" || ! probe_ok gateway; then
+        log "gateway: not running or not forwarding; see below"
+        tail -5 "$WORK/gateway.broker.log" >&2
+        record_na gateway "n/a (not yet supported)"
+    else
+        for p in $PARTS; do run_phases gateway "$p"; done
+        printf '{"row":"gateway","phase":"rss","peak_rss_kb":%s}\n' "$(vmhwm_kb "$(server_proc)" || echo null)" >>"$RESULTS"
+    fi
+    stop_server
+    GW_PID=""
+    SERVER_PID=$up_pid
+    stop_server
+}
+
 make_certs || { log "certificate generation failed"; cat "$WORK/certs.log" >&2; }
 # What AES-256-GCM itself costs on this machine, recorded with the run: the encryption-at-rest
 # rows are judged against it (docs/benchmarks.md, "Encryption at rest"). 1 MiB is about the batch
@@ -352,6 +434,10 @@ START=$(date +%s)
 for row in $ROWS; do
     case "$row" in
     mock) start_mock ;;
+    gateway)
+        run_gateway_rows
+        continue
+        ;;
     nats)
         if ! command -v nats-server >/dev/null || [ ! -x "$BIN/sl_natsgen" ]; then
             record_na nats "n/a (nats-server or libnats-dev not installed)"
@@ -435,7 +521,9 @@ if [ -n "$OUT" ]; then
 fi
 if [ "$SMOKE" = 1 ]; then
     # The harness works if the PLAINTEXT row produced, consumed and measured latency, completely.
-    /usr/bin/python3 - "$RESULTS" <<'PY' || rc=1
+    HAS_GW=0
+    case " $ROWS " in *" gateway "*) "$SLUICE" gateway --help >/dev/null 2>&1 && HAS_GW=1 ;; esac
+    /usr/bin/python3 - "$RESULTS" "$HAS_GW" <<'PY' || rc=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 need = {"produce", "catchup", "tail", "e2e50", "e2e80"}
@@ -444,6 +532,16 @@ seen = {r["phase"] for r in rows
 missing = need - seen
 if missing:
     print("smoke: plaintext phases missing or incomplete: " + ", ".join(sorted(missing)))
+    sys.exit(1)
+# The gateway rows: the direct one always; the gateway itself once this build has it.
+gw = {r["phase"] for r in rows if r.get("row") == "gateway" and r.get("lg") and r["lg"].get("ok")}
+direct = {r["phase"] for r in rows
+          if r.get("row") == "gateway_direct" and r.get("lg") and r["lg"].get("ok")}
+if "gateway_direct" in {r.get("row") for r in rows} and not {"produce", "catchup"} <= direct:
+    print("smoke: gateway_direct produce/catch-up missing or incomplete")
+    sys.exit(1)
+if sys.argv[2] == "1" and not {"produce", "catchup"} <= gw:
+    print("smoke: gateway produce/catch-up missing or incomplete (this build has `sluice gateway`)")
     sys.exit(1)
 print("smoke: ok")
 PY

@@ -14,11 +14,14 @@ NAMES = {
     "sasl_ssl_protect": "Sluice SASL_SSL+SCRAM-SHA-512, 1 KiB JSON, field protection "
                         "(mask, token, encrypt)",
     "sasl_plaintext": "Sluice SASL_PLAINTEXT+SCRAM-SHA-512",
+    "gateway_direct": "Sluice SASL_SSL+SCRAM-SHA-512, gateway's upstream, direct",
+    "gateway": "sluice gateway passthrough (SASL_SSL in, PLAINTEXT to the same broker)",
     "mock": "librdkafka mock cluster (ref.)",
     "nats": "NATS JetStream file+TLS (ref.)",
 }
 ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_audit_off", "sasl_ssl_enc_off",
-         "sasl_ssl_json", "sasl_ssl_protect", "sasl_plaintext", "mock", "nats"]
+         "sasl_ssl_json", "sasl_ssl_protect", "sasl_plaintext", "gateway_direct", "gateway", "mock",
+         "nats"]
 
 
 def fmt(v, nd=1):
@@ -232,6 +235,22 @@ def main():
                 r = n / d
                 out.append(f"| {label} | {p} | {r:.2f}× ({n:.0f} / {d:.0f} MB/s) | "
                            f"{'yes' if r >= 0.9 else 'no'} |")
+    # The gateway's cost (issue 14): the same clients direct to one broker and through the
+    # gateway in front of it, one run.
+    if any(k[0] in ("gateway", "gateway_direct") for k in res) or "gateway" in na:
+        ratio_line("gateway passthrough ≥ 0.8× direct SASL_SSL produce", "gateway",
+                   "gateway_direct", 0.8)
+        for p in parts:
+            g, d = lg("gateway", p, "e2e50"), lg("gateway_direct", p, "e2e50")
+            label = "gateway adds ≤ 0.2 ms p50 e2e @50%"
+            if not g or not d or not g.get("e2e_lat_us", {}).get("n") or \
+                    not d.get("e2e_lat_us", {}).get("n"):
+                out.append(f"| {label} | {p} | {na.get('gateway', 'not measured')} | — |")
+                continue
+            add = (g["e2e_lat_us"]["p50"] - d["e2e_lat_us"]["p50"]) / 1000
+            out.append(f"| {label} | {p} | {add:+.2f} ms ({g['e2e_lat_us']['p50'] / 1000:.2f} vs "
+                       f"{d['e2e_lat_us']['p50'] / 1000:.2f}) | "
+                       f"{'yes' if add <= 0.2 and g.get('ok') else 'no'} |")
     ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
     ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
     ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)

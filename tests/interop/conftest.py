@@ -86,6 +86,10 @@ class Broker:
 
     def __init__(self, workdir, overrides=None, binary=None, nofile=None):
         self.binary = binary or SLUICE_BIN
+        # The subcommand: "serve", or "gateway" for tests/interop/gateway.py's Gateway.
+        self.command = "serve"
+        # Environment of the process (None: sanitizer_env()).
+        self.env = None
         # With `nofile`, the broker runs with that soft and hard file limit (RLIMIT_NOFILE).
         self.nofile = nofile
         self.workdir = Path(workdir)
@@ -130,12 +134,13 @@ class Broker:
         self.starts += 1
         self.exit_expected = False
         with open(self.log_path, "ab") as log:
-            log.write(f"==== start #{self.starts}: {self.binary} serve -c {self.config_path}\n"
+            log.write(f"==== start #{self.starts}: {self.binary} {self.command} -c "
+                      f"{self.config_path}\n"
                       .encode())
             log.flush()
-            self.proc = subprocess.Popen([self.binary, "serve", "-c", str(self.config_path)],
+            self.proc = subprocess.Popen([self.binary, self.command, "-c", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=sanitizer_env(), cwd=str(self.workdir),
+                                         env=self.env or sanitizer_env(), cwd=str(self.workdir),
                                          preexec_fn=self._preexec())
         self.wait_ready()
         return self
@@ -296,11 +301,31 @@ def mock_cluster(request, tmp_path):
     assert rc in (0, None), f"sl_mockcluster exited with {rc}\n{mc.log_tail()}"
 
 
+@pytest.fixture(scope="module")
+def gateway(request, tmp_path_factory):
+    """A `sluice gateway` (tests/interop/gateway.py) shared by the module's tests: a SASL_SSL
+    (SCRAM-SHA-512) client listener with the StandardAuthorizer, in front of either a 3-broker
+    mock cluster (@pytest.mark.gateway(upstream="mock", topics=["NAME:PARTITIONS", ...]), the
+    default) or a `sluice serve` upstream with SASL_SSL + SCRAM (upstream="serve"). Extra
+    gateway keys: config={...}; extra upstream keys (serve): upstream_config={...}."""
+    import gateway as gwmod
+    marker = request.node.get_closest_marker("gateway")
+    kw = dict(marker.kwargs) if marker else {}
+    g = gwmod.start_gateway(tmp_path_factory.mktemp("gateway"), **kw)
+    request.module._sluice_logs = getattr(request.module, "_sluice_logs", []) + g.logged()
+    try:
+        yield g
+    finally:
+        g.finish()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "broker_config(dict): server.properties overrides")
     config.addinivalue_line("markers", "mock_topics(*'NAME:PARTITIONS', brokers=3): "
                             "the mock_cluster fixture's topics")
     config.addinivalue_line("markers", "timeout_s(n): per-test time limit in seconds")
+    config.addinivalue_line("markers", "gateway(upstream='mock'|'serve', topics=[...], config={}, "
+                            "upstream_config={}): the module-scoped gateway fixture")
 
 
 class _TestTimeout(Exception):
@@ -333,6 +358,11 @@ def pytest_runtest_makereport(item, call):
     mc = getattr(item, "_sluice_mock_cluster", None)
     if mc is not None and rep.failed:
         rep.sections.append(("sl_mockcluster stderr (tail)", mc.log_tail(80)))
+    # Module-scoped processes (the gateway fixture): (name, object with log_tail()).
+    mod = getattr(item, "module", None)
+    if rep.failed and rep.when == "call":
+        for name, proc in getattr(mod, "_sluice_logs", ()):
+            rep.sections.append((f"{name} (tail)", proc.log_tail(80)))
 
 
 # ---- skip report for tests/run_all.sh --------------------------------------------------------

@@ -192,12 +192,14 @@ def kp_codec_available(codec):
             "lz4": kc.has_lz4(), "zstd": kc.has_zstd()}[codec]
 
 
-def kp_produce(bootstrap, topic, records, codec="none"):
+def kp_produce(bootstrap, topic, records, codec="none", extra=None):
+    """`extra`: more KafkaProducer keyword arguments (security settings), taking precedence."""
     from kafka import KafkaProducer
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                      compression_type=None if codec == "none" else codec,
-                      linger_ms=5, batch_size=256 * 1024, request_timeout_ms=30000,
-                      max_block_ms=30000, retries=0)
+    kw = dict(bootstrap_servers=bootstrap, acks="all",
+              compression_type=None if codec == "none" else codec,
+              linger_ms=5, batch_size=256 * 1024, request_timeout_ms=30000,
+              max_block_ms=30000, retries=0)
+    p = KafkaProducer(**{**kw, **(extra or {})})
     try:
         futs = []
         for rec in records:
@@ -214,11 +216,11 @@ def kp_produce(bootstrap, topic, records, codec="none"):
         p.close(timeout=10)
 
 
-def kp_consume(bootstrap, topic, counts, start=0, timeout=120):
+def kp_consume(bootstrap, topic, counts, start=0, timeout=120, extra=None):
     from kafka import KafkaConsumer, TopicPartition
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="none", fetch_max_wait_ms=100,
-                      consumer_timeout_ms=1000)
+    kw = dict(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+              auto_offset_reset="none", fetch_max_wait_ms=100, consumer_timeout_ms=1000)
+    c = KafkaConsumer(**{**kw, **(extra or {})})
     try:
         tps = [TopicPartition(topic, p) for p in counts]
         c.assign(tps)

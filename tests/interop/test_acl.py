@@ -28,25 +28,12 @@ def start_acl_broker(request, tmp_path, users, overrides):
     """A started broker whose only listener is SASL_SSL (SCRAM-SHA-512, a CA of the test's own in
     `b.ca_pem`) with the StandardAuthorizer, User:admin a super user and `users` (name:
     password) in its credential store."""
-    import tlsutil
-    d = tmp_path / "pki"
-    d.mkdir()
-    ca = tlsutil.CA()
-    ca.write(d / "ca.pem")
-    cert, key = ca.issue("CN=localhost,O=Sluice Tests", server=True)
-    tlsutil.write_keystore(d / "broker.pem", cert, key, [ca.cert])
-    b = Broker(tmp_path, {"ssl.keystore.location": d / "broker.pem",
-                          "authorizer.class.name": STANDARD, "super.users": "User:admin",
+    from gateway import sasl_ssl_setup
+    b = Broker(tmp_path, {"authorizer.class.name": STANDARD, "super.users": "User:admin",
                           **overrides})
-    b.config["listeners"] = f"SASL_SSL://{b.bootstrap}"
-    b.write_config()
-    b.data_dir.mkdir(parents=True, exist_ok=True)
-    for u, pw in users.items():
-        add_user(b, u, pw)
+    sasl_ssl_setup(b, tmp_path / "pki", users)
     request.node._sluice_broker = b
     b.start()
-    b.ca_pem = d / "ca.pem"
-    b.users = users
     return b
 
 

@@ -2,6 +2,7 @@
 // Each script prints one JSON line on stdout: {"codecs": {codec: {"ok": true, "records": n} |
 // {"skipped": reason} | {"ok": false, "error": text}}}, and exits non-zero on a failure.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 
 export const CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
 export const PARTITIONS = 3;
@@ -68,3 +69,23 @@ export function finish(result) {
   const bad = Object.values(result.codecs).some((r) => !r.ok && !('skipped' in r));
   process.exit(bad ? 1 : 0);
 }
+
+// Connection settings from the environment, for runs through a SASL_SSL endpoint (the gateway
+// tests): SLUICE_SASL_MECHANISM, SLUICE_SASL_USERNAME and SASL_PASSWORD for SASL, SASL_SSL_CA
+// (a PEM file) for TLS. Unset: PLAINTEXT, as before. SLUICE_TOPICS_PRECREATED=1: the topics
+// exist already (an upstream without CreateTopics, e.g. the librdkafka mock), do not create them.
+export function connOptions(client) {
+  const out = {};
+  const mechanism = process.env.SLUICE_SASL_MECHANISM;
+  if (mechanism) {
+    const cred = { username: process.env.SLUICE_SASL_USERNAME, password: process.env.SASL_PASSWORD };
+    out.sasl = client === 'kafkajs' ? { mechanism: mechanism.toLowerCase(), ...cred } : { mechanism, ...cred };
+  }
+  if (process.env.SASL_SSL_CA) {
+    const ca = [fs.readFileSync(process.env.SASL_SSL_CA)];
+    if (client === 'kafkajs') out.ssl = { ca };
+    else out.tls = { ca };
+  }
+  return out;
+}
+export const TOPICS_PRECREATED = process.env.SLUICE_TOPICS_PRECREATED === '1';

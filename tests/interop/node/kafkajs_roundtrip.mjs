@@ -3,7 +3,7 @@
 // decoding (through its cluster/broker layer: kafkajs has no group-less consumer) and compare.
 // Usage: node kafkajs_roundtrip.mjs HOST:PORT [N]
 import kafkajs from 'kafkajs';
-import { CODECS, PARTITIONS, makeRecords, byPartition, verifyPartition, withDeadline, finish } from './common.mjs';
+import { CODECS, PARTITIONS, makeRecords, byPartition, verifyPartition, withDeadline, finish, connOptions, TOPICS_PRECREATED } from './common.mjs';
 
 const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = kafkajs;
 // Snappy through the pure-JS kafkajs-snappy plugin (snappyjs): an independent implementation.
@@ -16,7 +16,7 @@ try {
 }
 const [bootstrap, nArg] = process.argv.slice(2);
 const N = Number(nArg || 10000);
-const kafka = new Kafka({ clientId: 'sluice-interop-kafkajs', brokers: [bootstrap], logLevel: logLevel.WARN, retry: { retries: 3 } });
+const kafka = new Kafka({ clientId: 'sluice-interop-kafkajs', brokers: [bootstrap], logLevel: logLevel.WARN, retry: { retries: 3 }, ...connOptions('kafkajs') });
 const TYPES = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, snappy: CompressionTypes.Snappy, lz4: CompressionTypes.LZ4, zstd: CompressionTypes.ZSTD };
 
 function createCluster() {
@@ -27,7 +27,7 @@ function createCluster() {
 
 async function roundtrip(codec, admin, producer, cluster) {
   const topic = `kjs-${codec}`;
-  const created = await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true, timeout: 15000 });
+  const created = TOPICS_PRECREATED || await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true, timeout: 15000 });
   if (!created) throw new Error(`createTopics(${topic}) returned false (already existed?)`);
   const records = makeRecords(topic, N);
   const expected = byPartition(records);

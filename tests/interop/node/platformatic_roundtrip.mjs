@@ -3,15 +3,15 @@
 // Consumer.fetch (by topic id, no group membership) of every partition from offset 0, compared
 // byte for byte. Usage: node platformatic_roundtrip.mjs HOST:PORT [N]
 import { Admin, Producer, Consumer, ProduceAcks, compressionsAlgorithms } from '@platformatic/kafka';
-import { CODECS, PARTITIONS, makeRecords, byPartition, verifyPartition, withDeadline, finish } from './common.mjs';
+import { CODECS, PARTITIONS, makeRecords, byPartition, verifyPartition, withDeadline, finish, connOptions, TOPICS_PRECREATED } from './common.mjs';
 
 const [bootstrap, nArg] = process.argv.slice(2);
 const N = Number(nArg || 10000);
-const base = { clientId: 'sluice-interop-platformatic', bootstrapBrokers: [bootstrap], retries: 3, timeout: 30000 };
+const base = { clientId: 'sluice-interop-platformatic', bootstrapBrokers: [bootstrap], retries: 3, timeout: 30000, ...connOptions('platformatic') };
 
 async function roundtrip(codec, admin, producer, consumer) {
   const topic = `plt-${codec}`;
-  await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
+  if (!TOPICS_PRECREATED) await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
   const records = makeRecords(topic, N);
   const expected = byPartition(records);
   const nextOffset = new Array(PARTITIONS).fill(0n);
