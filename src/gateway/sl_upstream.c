@@ -797,7 +797,8 @@ static bool aws_creds(sl_upstream_cfg *c, sl_awscreds *out, char *why, size_t wl
         } else if (!c->aws_valid || !sl_awscreds_usable(&c->aws, now)) {
             sl_awscreds_clear(&fresh);
             pthread_mutex_unlock(&c->mu);
-            snprintf(why, wl, "no AWS credentials for AWS_MSK_IAM: %s", err);
+            /* Cut to fit: `why` is a one-line reason for the log and the trail. */
+            snprintf(why, wl, "no AWS credentials for AWS_MSK_IAM: %.200s", err);
             return false;
         }
         sl_awscreds_clear(&fresh);
