@@ -14,6 +14,8 @@
 #include "broker/sl_broker.h"
 #include "broker/sl_fprot.h"
 #include "ctl/sl_ctl.h"
+#include "gateway/sl_gateway.h"
+#include "gateway/sl_gwcrypt.h"
 #include "kms/sl_keysvc.h"
 
 /* One lifecycle command in progress. It outlives its connection when the peer leaves while the
@@ -141,6 +143,27 @@ static void status_json(sl_keyops *k, const char *only, sl_text *o) {
     size_t before = o->len;
     if (k->ks) sl_keysvc_status_json(k->ks, o);
     if (o->len == before) sl_text_puts(o, "null");
+    if (k->b->gw) {
+        /* A gateway stores no records: its keys are the record-encryption keys of the topics
+         * it seals (sl_gwcrypt_key_id), listed by name when one is asked for (the keyring
+         * holds only the ids, derived from the names). */
+        sl_gwcrypt *g = k->b->gw->crypt;
+        sl_text_printf(o, ",\"gateway\":{\"record_encryption\":%s", g ? "true" : "false");
+        if (only) {
+            uint8_t id[16];
+            char hex[33];
+            sl_gwcrypt_key_id(sl_str_c(only), id);
+            sl_uuid_hex(id, hex);
+            uint32_t vs[64];
+            int n = k->ks ? sl_keysvc_key_versions(k->ks, id, vs, 64) : 0;
+            sl_text_printf(o,
+                           ",\"topic\":{\"name\":\"%s\",\"id\":\"%s\",\"encrypted\":%s,"
+                           "\"tk_version\":%" PRIu32 "}",
+                           only, hex, g && sl_gwcrypt_applies(g, sl_str_c(only)) ? "true" : "false",
+                           n > 0 ? vs[n - 1] : 0);
+        }
+        sl_text_puts(o, "}");
+    }
     sl_text_puts(o, ",\"topics\":[");
     int nt = 0;
     for (sl_topic *t = sl_topics_next(ts, NULL); t; t = sl_topics_next(ts, t)) {
@@ -183,7 +206,11 @@ static void status_json(sl_keyops *k, const char *only, sl_text *o) {
 }
 
 static void cmd_status(sl_keyops *k, sl_ctl_conn *c, const char *only) {
-    if (only && !sl_topics_find(k->b->topics, sl_str_c(only))) {
+    if (only && k->b->gw && !sl_topic_name_valid(sl_str_c(only))) {
+        sl_ctl_finish(c, false, "invalid topic name");
+        return;
+    }
+    if (only && !k->b->gw && !sl_topics_find(k->b->topics, sl_str_c(only))) {
         sl_ctl_finish(c, false, "no such topic");
         return;
     }
@@ -486,7 +513,8 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         sl_ctl_finish(c, false, "unknown command");
         return;
     }
-    if (((rotate || rewrap) && argc != 1) || (retire && argc != 2) || (shred && argc != 3) ||
+    if ((rotate && argc > 2) || (rewrap && argc != 1) || (retire && argc != 2) ||
+        (shred && argc != 3) ||
         (reenc && argc > 3)) {
         sl_ctl_finish(c, false, "wrong arguments for the command");
         return;
@@ -500,7 +528,20 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         sl_ctl_finish(c, false, "shred needs the topic name twice, identical");
         return;
     }
-    const char *topic = shred ? req->argv[1] : NULL;
+    const char *topic = shred || (rotate && argc == 2) ? req->argv[1] : NULL;
+    bool gw = k->b->gw != NULL;
+    if (gw && reenc) {
+        sl_ctl_finish(c, false,
+                      "a gateway stores no records: nothing to re-encrypt (rotate --topic T "
+                      "gives a topic's new records a new key version)");
+        return;
+    }
+    if (!gw && rotate && topic) {
+        sl_ctl_finish(c, false,
+                      "rotate --topic is for a gateway's topic keys; on a broker run reencrypt "
+                      "--topic T --new-topic-key");
+        return;
+    }
     bool new_tk = false;
     for (int i = 1; reenc && i < argc; i++) {
         /* Options start with '+', which no topic name holds (sl_topic_name_valid). */
@@ -527,7 +568,7 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
     snprintf(o->cmd, sizeof o->cmd, "%s", cmd);
     sl_ctl_conn_peer(c, &o->uid, &o->pid);
     if (topic)
-        snprintf(o->resource, sizeof o->resource, "topic %s", topic);
+        snprintf(o->resource, sizeof o->resource, "%stopic %s", gw ? "gateway " : "", topic);
     else if (retire)
         snprintf(o->resource, sizeof o->resource, "KEK version %" PRIu32, version);
     else
@@ -549,6 +590,26 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
     }
     if (k->b->stopping) {
         op_end(o, false, "the broker is stopping");
+        return;
+    }
+    if (gw && topic) {
+        /* The gateway's key of the topic (gateway/sl_gwcrypt.h): its id is derived from the
+         * name, so a topic the upstream owns needs no registry here. */
+        sl_gwcrypt *g = k->b->gw->crypt;
+        uint8_t id[16];
+        sl_gwcrypt_key_id(sl_str_c(topic), id);
+        if (rotate && (!g || !sl_gwcrypt_applies(g, sl_str_c(topic)))) {
+            op_end(o, false,
+                   g ? "the gateway does not encrypt this topic (sluice.gateway.encrypt.topics)"
+                     : "the gateway's record encryption is off (sluice.gateway.encrypt.enable)");
+            return;
+        }
+        uint32_t vs[1];
+        if (!sl_keysvc_key_versions(k->ks, id, vs, 1)) {
+            op_end(o, false, "the topic has no gateway key (none written yet, or shredded)");
+            return;
+        }
+        run_keysvc(o, rotate ? SL_KEYOP_TK_ROTATE : SL_KEYOP_SHRED, id, 0);
         return;
     }
     if (rotate || rewrap || retire) {

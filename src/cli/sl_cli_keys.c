@@ -27,6 +27,7 @@ static const char k_keys_usage[] =
     "SYNOPSIS\n"
     "    sluice keys status    [CONN] [--json] [--topic T]\n"
     "    sluice keys rotate    [CONN]\n"
+    "    sluice keys rotate    [CONN] --topic T            (a gateway's topic key)\n"
     "    sluice keys rewrap    [CONN]\n"
     "    sluice keys retire    [CONN] --version N\n"
     "    sluice keys reencrypt [CONN] [--topic T] [--new-topic-key]\n"
@@ -72,6 +73,15 @@ static const char k_keys_usage[] =
     "               limits it to the subject rule with that token key (default: every subject\n"
     "               rule of the policy). --subject-token forgets the subject whose token string\n"
     "               (tok1.KEY.VER.MAC) is TOKEN, when only the token is known.\n"
+    "    Against `sluice gateway` (docs/gateway.md, \"Encryption toward the cluster\"): --topic T\n"
+    "    names the gateway's record-encryption key of topic T (the gateway stores no segments).\n"
+    "    status --topic T  that key's versions and the KEK versions wrapping them.\n"
+    "    rotate --topic T  Adds a version to it: records sealed from now on use it; records\n"
+    "               sealed before keep opening with theirs.\n"
+    "    shred --topic T   Destroys every version: every record of T the gateway sealed, in\n"
+    "               every copy upstream, becomes unreadable (fetches answer\n"
+    "               KAFKA_STORAGE_ERROR). rotate, rewrap and retire (KEKs) cover these keys too;\n"
+    "               reencrypt is refused (nothing is stored to rewrite).\n"
     "    See docs/keys-cli.md for the runbooks.\n"
     "\n"
     "EXAMPLES\n"
@@ -178,6 +188,27 @@ static int print_status(void *arg, const char *json, size_t len) {
                num(get(cache, "topic_keys")), num(get(cache, "system_keys")),
                num(get(cache, "deks")),
                locked && locked->type == SL_JSON_BOOL ? (locked->b ? "yes" : "NO") : "?");
+    const sl_json *gwj = get(root, "gateway");
+    if (gwj && gwj->type == SL_JSON_OBJ) {
+        const sl_json *re = get(gwj, "record_encryption");
+        printf("gateway record encryption: %s\n",
+               re && re->type == SL_JSON_BOOL && re->b ? "on" : "off");
+        const sl_json *gt = get(gwj, "topic");
+        if (gt && gt->type == SL_JSON_OBJ) {
+            const sl_json *kentry = keys_topic(keys, get(gt, "id")), *en = get(gt, "encrypted");
+            printf("gateway topic %s (%s): ", str_or(get(gt, "name"), "?"),
+                   en && en->type == SL_JSON_BOOL && en->b ? "encrypted"
+                                                           : "not encrypted by this gateway");
+            const sl_json *shredded = get(kentry, "shredded");
+            if (shredded && shredded->type == SL_JSON_BOOL && shredded->b)
+                printf("SHREDDED (its records are unreadable)");
+            else if (kentry)
+                print_tk_versions(kentry, cur_kek);
+            else
+                printf("no key yet");
+            printf("\n");
+        }
+    }
     const sl_json *topics = get(root, "topics");
     for (const sl_json *t = topics && topics->type == SL_JSON_ARR ? topics->child : NULL; t;
          t = t->next) {
@@ -227,6 +258,15 @@ static int print_status(void *arg, const char *json, size_t len) {
         }
         if (listed) continue;
         const sl_json *sh = get(e, "shredded"), *fld = get(e, "field");
+        if (sl_json_str_eq(get(e, "kind"), "gateway-topic", 13)) {
+            printf("gateway topic key id %s: ", str_or(get(e, "id"), "?"));
+            if (sh && sh->type == SL_JSON_BOOL && sh->b)
+                printf("SHREDDED");
+            else
+                print_tk_versions(e, cur_kek);
+            printf("\n");
+            continue;
+        }
         if (fld && fld->type == SL_JSON_BOOL && fld->b) { /* a field key, not a lost topic */
             printf("field key id %s: ", str_or(get(e, "id"), "?"));
             if (sh && sh->type == SL_JSON_BOOL && sh->b)
@@ -307,7 +347,7 @@ int sl_cli_keys(int argc, char **argv) {
             cfg_path = v;
         } else if (!strcmp(a, "--socket")) {
             sock = v;
-        } else if (!strcmp(a, "--topic") && (status || reenc || shred)) {
+        } else if (!strcmp(a, "--topic") && (status || reenc || shred || rotate)) {
             topic = v;
         } else if (!strcmp(a, "--version") && retire) {
             version = v;
@@ -330,6 +370,7 @@ int sl_cli_keys(int argc, char **argv) {
     if (version && strspn(version, "0123456789") != strlen(version))
         return usage_error("--version takes a number");
     if (shred && !topic) return usage_error("shred needs --topic");
+    if (rotate && topic && fields) return usage_error("--topic and --fields do not go together");
     if (topic && (!topic[0] || strlen(topic) > 249 || strpbrk(topic, " \t\r\n")))
         return usage_error("invalid topic name");
     if (create && !field) return usage_error("create needs --field NAME");
@@ -362,6 +403,8 @@ int sl_cli_keys(int argc, char **argv) {
         snprintf(req, sizeof req, "status%s%s", topic ? " " : "", topic ? topic : "");
     } else if (rotate && fields) {
         snprintf(req, sizeof req, "field-rotate%s%s", field ? " " : "", field ? field : "");
+    } else if (rotate && topic) {
+        snprintf(req, sizeof req, "rotate %s", topic);
     } else if (rotate || rewrap) {
         snprintf(req, sizeof req, "%s", cmd);
     } else if (retire) {

@@ -1666,12 +1666,18 @@ void sl_keysvc_status_json(sl_keysvc *ks, sl_text *out) {
         char hex[33];
         sl_uuid_hex(t->id, hex);
         /* "field": a field key (protect/sl_fkeys.h), not a topic: readers of this status must
-         * not report it as a topic missing from the registry. */
+         * not report it as a topic missing from the registry. "kind" names every entry: a
+         * gateway's record-encryption key of a topic (gateway/sl_gwcrypt.h, 0xFE) is neither a
+         * broker topic's key nor a field key. */
+        const char *kind = is_sys(t->id)      ? "system"
+                           : t->id[0] == 0xFF ? "field"
+                           : t->id[0] == 0xFE ? "gateway-topic"
+                                              : "topic";
         sl_text_printf(out,
-                       "%s{\"id\":\"%s\",\"system\":%s,\"field\":%s,\"shredded\":%s,"
-                       "\"versions\":[",
+                       "%s{\"id\":\"%s\",\"system\":%s,\"field\":%s,\"kind\":\"%s\","
+                       "\"shredded\":%s,\"versions\":[",
                        i ? "," : "", hex, is_sys(t->id) ? "true" : "false",
-                       is_field(t->id) ? "true" : "false",
+                       t->id[0] == 0xFF ? "true" : "false", kind,
                        t->shredded || t->shred_pending ? "true" : "false");
         for (int k = 0; k < t->ntks; k++) {
             uint8_t ck[32];

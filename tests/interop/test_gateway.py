@@ -654,6 +654,81 @@ def test_record_encryption_toward_the_upstream(gateway_serve):
         assert all(marker not in (v or b"") for _, v in d.headers), "clear header upstream"
 
 
+KAFKA_STORAGE_ERROR = 56
+
+
+def gw_keys(g, *args, check=0):
+    """`sluice keys ARGS` against the gateway's control socket (its config file)."""
+    from test_keys_lifecycle import keys
+    return keys(g, *args, check=check)
+
+
+def test_gateway_topic_key_rotate_and_shred_with_sluice_keys(gateway_serve):
+    """`sluice keys` on a gateway drives its record-encryption keys by topic name: produce to
+    enc-keys through the gateway, `sluice keys rotate --topic enc-keys` (key v2), produce more;
+    every record reads back clear through the gateway and the upstream holds envelopes of both
+    versions. Status names the key "gateway-topic". `sluice keys shred --topic enc-keys`: every
+    fetch of it through the gateway answers KAFKA_STORAGE_ERROR with no records (the records of
+    both versions are gone), while the upstream still holds the batches."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    topic = "enc-keys"
+    a = AdminClient(gw.ck_conf(g, "admin"))
+    for f in a.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    conf = gw.ck_conf(g, "admin")
+
+    def recs(tag, n):
+        return [h.Rec(0, f"{tag}-k{i}".encode(), f"{MARKER} {tag} {i}".encode(),
+                      (("h", f"{tag}-h{i}".encode()),), None) for i in range(n)]
+    first = h.ck_produce(g.bootstrap, topic, recs("v1", 50), "none", extra=conf)
+    st = json.loads(gw_keys(g, "status", "--json", "--topic", topic).stdout)
+    assert st["gateway"]["record_encryption"] is True, st
+    gt = st["gateway"]["topic"]
+    assert gt["name"] == topic and gt["encrypted"] and gt["tk_version"] == 1, gt
+    (entry,) = [e for e in st["keys"]["topics"] if e["id"] == gt["id"]]
+    assert entry["kind"] == "gateway-topic" and entry["field"] is False, entry
+    assert gt["id"].startswith("fe"), gt
+    gw_keys(g, "rotate", "--topic", topic)
+    st = json.loads(gw_keys(g, "status", "--json", "--topic", topic).stdout)
+    assert st["gateway"]["topic"]["tk_version"] == 2, st["gateway"]
+    text = gw_keys(g, "status", "--topic", topic).stdout
+    assert f"gateway topic {topic} (encrypted): topic key v1" in text and "topic key v2" in text, \
+        text
+    second = h.ck_produce(g.bootstrap, topic, recs("v2", 50), "none", extra=conf)
+    acked = {0: {**first[0], **second[0]}}
+    got = h.ck_consume(g.bootstrap, topic, {0: len(acked)}, extra=conf)
+    h.verify(h.expected_from_acks(acked, topic), got, f"{topic} through the gateway, v1 and v2")
+    # Upstream, directly: envelopes of key versions 1 and 2 (bytes 1..4 of each value).
+    up = g.upstream
+    direct = h.ck_consume(up.bootstrap, topic, {0: len(acked)}, extra={
+        "bootstrap.servers": up.bootstrap, "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(up.ca_pem), "sasl.mechanisms": gw.MECHANISM,
+        "sasl.username": "admin", "sasl.password": gw.USERS["admin"]})
+    versions = [int.from_bytes(d.value[1:5], "big") for d in direct]
+    assert versions == [1] * 50 + [2] * 50, versions
+    # A refused case: the gateway does not encrypt clear-* topics.
+    bad = gw_keys(g, "rotate", "--topic", "clear-x", check=1)
+    assert "does not encrypt this topic" in bad.stderr, bad.stderr
+    # Shred: nothing of the topic is readable through the gateway any more.
+    gw_keys(g, "shred", "--topic", topic, "--yes-destroy-all-data-of-topic", topic)
+    st = json.loads(gw_keys(g, "status", "--json", "--topic", topic).stdout)
+    (entry,) = [e for e in st["keys"]["topics"] if e["id"] == gt["id"]]
+    assert entry["shredded"] is True and st["gateway"]["topic"]["tk_version"] == 0, entry
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    with sasl_conn(g, addr, "admin") as c:
+        for off in (0, 50, 99):
+            r = kp.fetch(c, topic, 0, off)
+            assert r["error"] == KAFKA_STORAGE_ERROR and not r["records"], (off, r)
+        assert kp.list_offsets(c, topic, 0, kp.LATEST) == (kp.NONE, 100)
+    assert any("cannot use" in ln and f"topic={topic} " in ln and "DESTROYED" in ln
+               for ln in g.log_text().splitlines()), g.log_tail()
+    again = gw_keys(g, "shred", "--topic", topic, "--yes-destroy-all-data-of-topic", topic,
+                    check=1)
+    assert "no gateway key" in again.stderr, again.stderr
+
+
 # ---- AWS_MSK_IAM toward the upstream ---------------------------------------------------------------
 
 @pytest.mark.timeout_s(120)
