@@ -9,6 +9,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "base/sl_logging.h"
 #include "base/sl_text.h"
 #include "broker/sl_broker.h"
@@ -604,10 +606,20 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
                      : "the gateway's record encryption is off (sluice.gateway.encrypt.enable)");
             return;
         }
+        /* rotate creates version 1 of a topic nothing was written to yet (so that gateways
+         * sharing a keyring can be given the key before traffic), never a shredded one's. */
         uint32_t vs[1];
         if (!sl_keysvc_key_versions(k->ks, id, vs, 1)) {
-            op_end(o, false, "the topic has no gateway key (none written yet, or shredded)");
-            return;
+            uint8_t tk[32];
+            sl_err ke = sl_keysvc_key_get(k->ks, id, 0, tk, NULL);
+            OPENSSL_cleanse(tk, sizeof tk);
+            if (!rotate || ke == SL_EKEY_DESTROYED) {
+                op_end(o, false,
+                       ke == SL_EKEY_DESTROYED
+                           ? "the topic's gateway key is shredded"
+                           : "the topic has no gateway key (nothing was written to it yet)");
+                return;
+            }
         }
         run_keysvc(o, rotate ? SL_KEYOP_TK_ROTATE : SL_KEYOP_SHRED, id, 0);
         return;

@@ -197,11 +197,12 @@ class Gateway(Broker):
 
 
 def start_gateway(workdir, upstream="mock", topics=(), config=None, upstream_config=None,
-                  users=None, env=None, ready_timeout=START_DEADLINE_S):
+                  users=None, env=None, ready_timeout=START_DEADLINE_S, upstream_users=None):
     """Starts the upstream ("mock" with `topics` as "NAME:PARTITIONS", or "serve") and a gateway
     in front of it; returns the started Gateway (.mock or .upstream set). upstream="external":
     the test runs the upstream; `upstream_config` holds every sluice.gateway.upstream.* key.
-    `env`: extra environment of the gateway process."""
+    `env`: extra environment of the gateway process. `upstream_users` ("serve"): more SCRAM
+    users of the upstream (name: password) besides admin and the gateway's own."""
     workdir = Path(workdir)
     users = dict(USERS if users is None else users)
     (workdir / "gw").mkdir(parents=True, exist_ok=True)
@@ -231,7 +232,8 @@ def start_gateway(workdir, upstream="mock", topics=(), config=None, upstream_con
                 "super.users": f"User:admin;User:{UPSTREAM_USER}",
                 "node.id": str(NODE_ID_MIN), **(upstream_config or {})})
             sasl_ssl_setup(ub, ub.workdir / "pki", {"admin": USERS["admin"],
-                                                      UPSTREAM_USER: UPSTREAM_PASSWORD})
+                                                      UPSTREAM_USER: UPSTREAM_PASSWORD,
+                                                      **(upstream_users or {})})
             g.upstream = ub
             ub.start()
             pw = g.workdir / "upstream-password"

@@ -722,11 +722,88 @@ def test_gateway_topic_key_rotate_and_shred_with_sluice_keys(gateway_serve):
             r = kp.fetch(c, topic, 0, off)
             assert r["error"] == KAFKA_STORAGE_ERROR and not r["records"], (off, r)
         assert kp.list_offsets(c, topic, 0, kp.LATEST) == (kp.NONE, 100)
+        # Nor is the shredded key re-created by a new produce.
+        more = kp.record_batch([(None, b"after-shred", [])])
+        assert kp.produce(c, topic, 0, more)[0] == KAFKA_STORAGE_ERROR
     assert any("cannot use" in ln and f"topic={topic} " in ln and "DESTROYED" in ln
                for ln in g.log_text().splitlines()), g.log_tail()
     again = gw_keys(g, "shred", "--topic", topic, "--yes-destroy-all-data-of-topic", topic,
                     check=1)
-    assert "no gateway key" in again.stderr, again.stderr
+    assert "shredded" in again.stderr, again.stderr
+    again = gw_keys(g, "rotate", "--topic", topic, check=1)
+    assert "shredded" in again.stderr, again.stderr
+    # Before any traffic, rotate creates a topic's first key (gateways sharing a keyring get it
+    # before any of them seals); shred of a topic without a key is refused.
+    gw_keys(g, "rotate", "--topic", "enc-fresh")
+    st = json.loads(gw_keys(g, "status", "--json", "--topic", "enc-fresh").stdout)
+    assert st["gateway"]["topic"]["tk_version"] == 1, st["gateway"]
+    none = gw_keys(g, "shred", "--topic", "enc-none", "--yes-destroy-all-data-of-topic",
+                   "enc-none", check=1)
+    assert "no gateway key" in none.stderr, none.stderr
+
+
+# ---- principal mapping toward the upstream ---------------------------------------------------------
+
+ALICE_UP_PASSWORD = "alice-up-pw-1"
+
+
+@pytest.mark.timeout_s(180)
+def test_principal_mapping_upstream_sees_the_clients_own_identity(tmp_path):
+    """sluice.gateway.principal.mapping maps User:alice to the upstream user alice-up; bob is
+    not mapped and goes upstream as the gateway. The gateway's ACLs let both write `mapped`; the
+    upstream's let the gateway's user (a super user there) write it but give alice-up only
+    DESCRIBE. bob's produce through the gateway is stored; alice's is refused with
+    TOPIC_AUTHORIZATION_FAILED by the upstream: its audit trail has the denied Produce of
+    User:alice-up and its log alice-up's SCRAM logon, and nothing of alice's is stored."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_acl import binding, create_acls
+    from test_audit_e2e import find, principal
+    pw = tmp_path / "alice-up-password"
+    pw.write_text(ALICE_UP_PASSWORD + "\n")
+    pw.chmod(0o600)
+    mapping = tmp_path / "principal-mapping"
+    mapping.write_text("# client principal -> its own upstream identity\n"
+                       f"User:alice  sasl.username=alice-up sasl.password.file={pw}\n")
+    g = gw.start_gateway(tmp_path / "run", upstream="serve",
+                         users={**gw.USERS, "bob": "bob-pw-1"},
+                         upstream_users={"alice-up": ALICE_UP_PASSWORD},
+                         config={"sluice.gateway.principal.mapping": str(mapping)})
+    try:
+        a = AdminClient(gw.ck_conf(g, "admin"))
+        for f in a.create_topics([NewTopic("mapped", 1, 1)]).values():
+            f.result(30)
+        grant(g, *[binding("TOPIC", "mapped", "LITERAL", f"User:{u}", op, "ALLOW")
+                   for u in ("alice", "bob") for op in ("WRITE", "DESCRIBE")])
+        create_acls(g.upstream, binding("TOPIC", "mapped", "LITERAL", "User:alice-up",
+                                        "DESCRIBE", "ALLOW"))
+        addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+        with sasl_conn(g, addr, "bob") as c:
+            recs = kp.record_batch([(None, b"from-bob-%d" % i, []) for i in range(3)])
+            assert kp.produce(c, "mapped", 0, recs) == (kp.NONE, 0)
+        with sasl_conn(g, addr, "alice") as c:
+            recs = kp.record_batch([(None, b"from-alice-%d" % i, []) for i in range(2)])
+            err, _ = kp.produce(c, "mapped", 0, recs)
+            assert err == TOPIC_AUTHZ, err
+        up = g.upstream
+        den = find(up, "the upstream's denied Produce of alice-up", lambda e:
+                   e["class_uid"] == 6003 and e.get("status_id") == 2
+                   and e["api"]["operation"] == "Produce" and principal(e) == "User:alice-up")
+        assert den[0]["status_code"] == "TOPIC_AUTHORIZATION_FAILED", den[0]
+        log = up.log_text()
+        assert "principal=User:alice-up mechanism=SCRAM-SHA-512" in log, up.log_tail()
+        # The gateway itself denied nothing (its ACLs allow alice): the refusal in its trail is
+        # the upstream's answer, passed on.
+        from test_metrics import samples
+        ev = find(g, "alice's produce in the gateway's trail", lambda e:
+                  e["class_uid"] == 6003 and e["api"]["operation"] == "Produce"
+                  and principal(e) == "User:alice")
+        assert ev[0]["status_code"] == "TOPIC_AUTHORIZATION_FAILED", ev[0]
+        assert sum(samples(g.metrics(), "sluice_authorization_denials_total").values()) == 0
+        with sasl_conn(g, addr, "admin") as c:
+            assert kp.list_offsets(c, "mapped", 0, kp.LATEST) == (kp.NONE, 3)
+    finally:
+        g.finish()
 
 
 # ---- AWS_MSK_IAM toward the upstream ---------------------------------------------------------------
