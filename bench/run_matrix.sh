@@ -121,6 +121,12 @@ else
     PIN_LG=""
     PINNING="not pinned ($NCPU CPU)"
 fi
+# Experiments (docs/benchmarks.md, "Gateway passthrough"): BENCH_PIN_LG and BENCH_PIN_GW replace
+# the load generator's and the gateway's pinning (empty: not pinned).
+if [ "${BENCH_PIN_LG+set}" ]; then
+    PIN_LG=$BENCH_PIN_LG
+    PINNING="$PINNING (load generator: ${BENCH_PIN_LG:-not pinned})"
+fi
 HZ=$(getconf CLK_TCK)
 
 free_port() {
@@ -392,7 +398,7 @@ run_gateway_rows() {
     sed -n 's/^sasl.password=//p' "$cli" | "$SLUICE" user add "$(sed -n 's/^sasl.username=//p' "$cli")" \
         --store "$GWDATA/sluice-users" --mechanism SCRAM-SHA-512 --password-stdin \
         >>"$WORK/gateway.broker.log" 2>&1
-    $PIN_SRV timeout -k 5 3600 "$SLUICE" gateway -c "$WORK/gateway.gateway.properties" \
+    ${BENCH_PIN_GW-$PIN_SRV} timeout -k 5 3600 "$SLUICE" gateway -c "$WORK/gateway.gateway.properties" \
         --override sluice.log.level=warn --override sluice.metrics.listener=http://127.0.0.1:0 \
         >>"$WORK/gateway.broker.log" 2>&1 &
     GW_PID=$!
