@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,18 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
     return remove(p);
 }
 
+/* The broker's loop blocks SIGTERM, SIGINT and SIGHUP on this thread for its signalfd and leaves
+ * them blocked (sl_loop_free); later tests' children (kmsd) would inherit that and never stop.
+ * Saved here, put back by broker_free. */
+static sigset_t g_sigmask;
+
+static void broker_free(sl_broker *b) {
+    sl_broker_free(b);
+    pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
+}
+
 static sl_broker *broker_new(char *dir, seen *s) {
+    pthread_sigmask(SIG_SETMASK, NULL, &g_sigmask);
     snprintf(dir, 64, "/tmp/sl_bfree_XXXXXX");
     if (!mkdtemp(dir)) return NULL;
     sl_config c;
@@ -55,11 +67,12 @@ static sl_broker *broker_new(char *dir, seen *s) {
     if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
         sl_broker_new(&c, &b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "  broker: %s\n", err);
+        pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
         return NULL;
     }
     if (!sl_req_observers_add(&b->observers, observe, s) ||
         sl_topics_create(b->topics, sl_str_c("t"), 1, NULL, false, NULL) != SL_OK) {
-        sl_broker_free(b);
+        broker_free(b);
         return NULL;
     }
     return b;
@@ -171,7 +184,7 @@ SL_TEST(broker_free_answers_parked_join) {
     bool answered = ok && recv_resp(b, fds[1], buf, sizeof buf, 200) > 0;
     ok = ok && close_all(b, fds, 2);
     int joins_parked = s.joins;
-    sl_broker_free(b);
+    broker_free(b);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     CHECK(ok);
     CHECK_EQ(joins_before, 1);
@@ -211,7 +224,7 @@ SL_TEST(broker_free_answers_parked_fetch) {
     bool ok = fd >= 0 && send_req(b, fd, SL_API_FETCH, 4, 1, &r);
     bool answered = ok && recv_resp(b, fd, buf, sizeof buf, 200) > 0;
     int fetches_parked = s.fetches;
-    sl_broker_free(b);
+    broker_free(b);
     if (fd >= 0) close(fd);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     CHECK(ok);
