@@ -301,8 +301,8 @@ static void drained(void *ctx) {
 }
 
 /* Parked requests answer now: fetches with what they have, JoinGroup and SyncGroup with
- * COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again). Nothing parks after this
- * (b->stopping). Their arenas are theirs alone: a parked request that is never finished leaks. */
+ * COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again); no fetch parks after this
+ * (b->stopping). Their arenas are theirs alone: a parked request never finished leaks. */
 static void answer_parked(sl_broker *b) {
     b->stopping = true;
     if (b->topics)
