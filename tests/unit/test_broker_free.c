@@ -37,20 +37,32 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
     return remove(p);
 }
 
-/* The broker's loop blocks SIGTERM, SIGINT and SIGHUP on this thread for its signalfd and leaves
- * them blocked (sl_loop_free); later tests' children (kmsd) would inherit that and never stop.
- * Saved here, put back by broker_free. */
+/* Process state a broker changes, put back by broker_free for the tests that follow: the loop
+ * blocks SIGTERM, SIGINT and SIGHUP on this thread for its signalfd and leaves them blocked
+ * (sl_loop_free), which children of later tests (kmsd) would inherit and never stop; the log
+ * level is lowered while the broker runs (later tests count log lines). */
 static sigset_t g_sigmask;
+static sl_log_level g_level;
+
+static void state_restore(void) {
+    pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
+    sl_log_set_level(g_level);
+}
 
 static void broker_free(sl_broker *b) {
     sl_broker_free(b);
-    pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
+    state_restore();
 }
 
 static sl_broker *broker_new(char *dir, seen *s) {
     pthread_sigmask(SIG_SETMASK, NULL, &g_sigmask);
+    g_level = sl_log_get_level();
+    sl_log_set_level(SL_LOG_ERROR);
     snprintf(dir, 64, "/tmp/sl_bfree_XXXXXX");
-    if (!mkdtemp(dir)) return NULL;
+    if (!mkdtemp(dir)) {
+        state_restore();
+        return NULL;
+    }
     sl_config c;
     sl_config_defaults(&c);
     const char *kv[][2] = {
@@ -62,12 +74,15 @@ static sl_broker *broker_new(char *dir, seen *s) {
     };
     char err[512];
     for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++)
-        if (sl_config_set(&c, kv[k][0], kv[k][1], err, sizeof err) != SL_OK) return NULL;
+        if (sl_config_set(&c, kv[k][0], kv[k][1], err, sizeof err) != SL_OK) {
+            state_restore();
+            return NULL;
+        }
     sl_broker *b = NULL;
     if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
         sl_broker_new(&c, &b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "  broker: %s\n", err);
-        pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
+        state_restore();
         return NULL;
     }
     if (!sl_req_observers_add(&b->observers, observe, s) ||
@@ -165,7 +180,6 @@ static bool close_all(sl_broker *b, int *fds, int n) {
 /* A JoinGroup parked on a rebalance (the first member has not rejoined), its connection
  * already closed, when the broker is freed. */
 SL_TEST(broker_free_answers_parked_join) {
-    sl_log_set_level(SL_LOG_ERROR);
     char dir[64];
     seen s = {0};
     sl_broker *b = broker_new(dir, &s);
@@ -196,7 +210,6 @@ SL_TEST(broker_free_answers_parked_join) {
 /* A Fetch parked for data (min_bytes 1 on an empty partition, a long max_wait_ms), its
  * connection still open, when the broker is freed. */
 SL_TEST(broker_free_answers_parked_fetch) {
-    sl_log_set_level(SL_LOG_ERROR);
     char dir[64];
     seen s = {0};
     sl_broker *b = broker_new(dir, &s);
