@@ -300,15 +300,23 @@ static void drained(void *ctx) {
     sl_loop_stop(b->loop);
 }
 
+/* Parked requests answer now: fetches with what they have, JoinGroup and SyncGroup with
+ * COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again); no fetch parks after this
+ * (b->stopping). Their arenas are theirs alone: a parked request never finished leaks. */
+static void answer_parked(sl_broker *b) {
+    b->stopping = true;
+    if (b->topics)
+        for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
+            sl_storage_local_close_topic(b, t);
+    sl_group_coord_shutdown(b->groups);
+}
+
 static void on_signal(void *ctx, int signo) {
     sl_broker *b = ctx;
     if (b->stopping) return;
-    b->stopping = true;
     SL_INFO("broker", "stopping", "signal=%s", signo == SIGTERM ? "SIGTERM" : "SIGINT");
-    /* Parked fetches answer now with what they have rather than holding the drain up. */
-    for (sl_topic *t = sl_topics_next(b->topics, NULL); t; t = sl_topics_next(b->topics, t))
-        sl_storage_local_close_topic(b, t);
-    sl_group_coord_shutdown(b->groups);
+    /* Rather than holding the drain up. */
+    answer_parked(b);
     sl_server_drain(b->srv, b->cfg.sluice_shutdown_timeout_ms, drained, b);
 }
 
@@ -727,6 +735,10 @@ int sl_broker_run(sl_broker *b) {
 void sl_broker_free(sl_broker *b) {
     if (!b) return;
     sl_keyops_free(b->keyops); /* before the logs and the key service it uses */
+    /* A broker freed without a stop (sl_broker_free straight from the loop's caller: tests, the
+     * fuzz targets) still has its parked requests: the registry and the coordinator would drop
+     * them, arenas and all. Finished first, while the observers and connections exist. */
+    if (b->loop) answer_parked(b);
     if (b->srv) sl_server_free(b->srv);
     /* After the server (closing connections drop their upstream ones), before the loop. */
     sl_gateway_free(b->gw);
