@@ -516,8 +516,7 @@ static void on_request(void *ctx, sl_ctl_conn *c, const sl_ctl_req *req) {
         return;
     }
     if ((rotate && argc > 2) || (rewrap && argc != 1) || (retire && argc != 2) ||
-        (shred && argc != 3) ||
-        (reenc && argc > 3)) {
+        (shred && argc != 3) || (reenc && argc > 3)) {
         sl_ctl_finish(c, false, "wrong arguments for the command");
         return;
     }

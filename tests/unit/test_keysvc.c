@@ -539,8 +539,8 @@ SL_TEST(keysvc_gateway_topic_key_lifecycle) {
     char hex[33];
     sl_uuid_hex(id, hex);
     char *at = s.p ? strstr(s.p, hex) : NULL;
-    CHECK(at && !strncmp(at + 32, "\",\"system\":false,\"field\":false,\"kind\":\"gateway-topic\"",
-                         53));
+    CHECK(at &&
+          !strncmp(at + 32, "\",\"system\":false,\"field\":false,\"kind\":\"gateway-topic\"", 53));
     CHECK(strstr(s.p, "\"kind\":\"system\""));
     sl_text_free(&s);
     /* KEK v2, rewrap: the gateway key moves too, or retiring v1 would be refused. */
