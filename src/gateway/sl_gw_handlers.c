@@ -962,38 +962,48 @@ static int16_t txn_verdict(sl_req *rq, sl_str txn, const sl_str *group) {
 GW_TXN_ONE(end_txn, NULL)
 GW_TXN_ONE(add_offsets_to_txn, &q->group_id)
 
-/* AddPartitionsToTxn is all or nothing (Kafka): with any topic denied (WRITE) nothing is added,
- * the denied topics' partitions answer TOPIC_AUTHORIZATION_FAILED and the others
- * OPERATION_NOT_ATTEMPTED, here; a denied transactional id fails every partition. */
-static void gw_add_partitions_to_txn(sl_req *rq) {
-    if (naming_failed(rq)) return;
-    const sl_add_partitions_to_txn_req *q = rq->req;
-    int16_t all = txn_verdict(rq, q->transactional_id, NULL);
+int sl_gw_add_partitions_to_txn_local(sl_arena *a, const sl_add_partitions_to_txn_req *q,
+                                      int16_t txn_err, const sl_gw_authz *az,
+                                      sl_add_partitions_to_txn_resp *m) {
     int32_t n = q->topics_count > 0 ? q->topics_count : 0, ndenied = 0;
-    int16_t *err = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *err);
-    if (!err) return sl_req_fail(rq, "out of memory");
+    int16_t *err = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *err);
+    if (!err) return -1;
     for (int32_t i = 0; i < n; i++) {
-        err[i] = all;
-        if (!all && !allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, q->topics[i].name, false))
-            err[i] = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+        err[i] = txn_err ? txn_err : az->deny(az->ctx, q->topics[i].name);
         ndenied += err[i] != 0;
     }
-    if (!all && !ndenied) return gw_pass(rq);
-    sl_add_partitions_to_txn_resp m;
-    sl_add_partitions_to_txn_resp_init(&m);
-    if (!SL_RESP_ARRAY(rq, m.results, m.results_count, n)) return sl_req_fail(rq, "out of memory");
+    if (!txn_err && !ndenied) return 1;
+    m->results = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *m->results);
+    if (!m->results) return -1;
+    m->results_count = n;
     for (int32_t i = 0; i < n; i++) {
         const sl_add_partitions_to_txn_req_topic *t = &q->topics[i];
-        sl_add_partitions_to_txn_resp_result *o = &m.results[i];
+        sl_add_partitions_to_txn_resp_result *o = &m->results[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
         o->name = t->name;
-        if (!SL_RESP_ARRAY(rq, o->results, o->results_count, np))
-            return sl_req_fail(rq, "out of memory");
+        o->results = sl_arena_calloc(a, (size_t)(np ? np : 1), sizeof *o->results);
+        if (!o->results) return -1;
+        o->results_count = np;
         for (int32_t j = 0; j < np; j++) {
             o->results[j].partition_index = t->partitions[j];
             o->results[j].error_code = err[i] ? err[i] : SL_KAFKA_OPERATION_NOT_ATTEMPTED;
         }
     }
+    return 0;
+}
+
+/* AddPartitionsToTxn: WRITE on the transactional id, then on each topic; all or nothing. */
+static void gw_add_partitions_to_txn(sl_req *rq) {
+    if (naming_failed(rq)) return;
+    const sl_add_partitions_to_txn_req *q = rq->req;
+    late_ctx lc = {rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC};
+    sl_gw_authz az = {&lc, late_deny, NULL};
+    sl_add_partitions_to_txn_resp m;
+    sl_add_partitions_to_txn_resp_init(&m);
+    int got = sl_gw_add_partitions_to_txn_local(
+        rq->a, q, txn_verdict(rq, q->transactional_id, NULL), &az, &m);
+    if (got < 0) return sl_req_fail(rq, "out of memory");
+    if (got > 0) return gw_pass(rq);
     count_local(rq);
     SL_RESPOND(rq, add_partitions_to_txn, &m);
 }

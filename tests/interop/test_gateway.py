@@ -522,8 +522,9 @@ def test_txn_producer_commit_abort_and_acls(gateway, alice):
     the mock directly (which does not filter aborted records, see below). At the gateway: without WRITE
     on the transactional id a producer fails TRANSACTIONAL_ID_AUTHORIZATION_FAILED, EndTxn and
     AddPartitionsToTxn are refused with it; a topic without WRITE fails AddPartitionsToTxn as a
-    whole (TOPIC_AUTHORIZATION_FAILED, the other partitions OPERATION_NOT_ATTEMPTED) and never
-    reaches the upstream."""
+    whole (TOPIC_AUTHORIZATION_FAILED, the other partitions OPERATION_NOT_ATTEMPTED); a topic
+    without READ is stripped from TxnOffsetCommit and its denial merged into the upstream's
+    answer; a denied topic never reaches the upstream."""
     import kproto as kp
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from test_acl import binding
@@ -586,6 +587,15 @@ def test_txn_producer_commit_abort_and_acls(gateway, alice):
     with sasl_conn(gateway, addr, "alice") as c:
         r = c.call(24, 1, apt_body("gw-txn", ["txn", "txn-secret"]))
         assert apt_result(r) == {"txn": [NOT_ATTEMPTED] * 2, "txn-secret": [TOPIC_AUTHZ] * 2}
+        # TxnOffsetCommit v0: the denied topic stripped, the rest forwarded (the mock answers
+        # for it: this producer id is not its), the denial merged into its answer.
+        w = kp.Writer().string("gw-txn").string("gw-txn-read").i64(1).i16(0)
+        w.array(["txn", "txn-secret"], lambda w, t: (w.string(t), w.array(
+            [0], lambda w, i: (w.i32(i), w.i64(1), w.string(None)))))
+        r = c.call(28, 0, w.bytes())
+        got = apt_result(r)
+        assert got["txn-secret"] == [TOPIC_AUTHZ] and list(got) == ["txn", "txn-secret"], got
+        assert got["txn"] != [TOPIC_AUTHZ], got
     assert "txn-secret" not in gateway.mock.leaders(), "a denied topic reached the upstream"
 
 
