@@ -930,6 +930,118 @@ static void gw_offset_delete(sl_req *rq) {
     gw_send(rq, &f, od_answer, err);
 }
 
+/* ---- Transactions ----
+ *
+ * Kafka's order (KafkaApis): WRITE on the transactional id first (denied:
+ * TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request), then the group, then the
+ * topics. Nothing denied: the frame goes as received to the transaction (or group) coordinator
+ * the client connection addresses. */
+
+/* The transactional id's verdict, then (group not NULL) the group's. */
+static int16_t txn_verdict(sl_req *rq, sl_str txn, const sl_str *group) {
+    if (!allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, txn, false))
+        return SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    if (group && !allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_GROUP, *group, false))
+        return SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+    return 0;
+}
+
+/* EndTxn, AddOffsetsToTxn: one error for the request, forwarded or answered here. */
+#define GW_TXN_ONE(api, GROUP)                                                                     \
+    static void gw_##api(sl_req *rq) {                                                             \
+        if (naming_failed(rq)) return;                                                             \
+        const sl_##api##_req *q = rq->req;                                                         \
+        int16_t e = txn_verdict(rq, q->transactional_id, GROUP);                                   \
+        if (!e) return gw_pass(rq);                                                                \
+        sl_##api##_resp m;                                                                         \
+        sl_##api##_resp_init(&m);                                                                  \
+        m.error_code = e;                                                                          \
+        count_local(rq);                                                                           \
+        SL_RESPOND(rq, api, &m);                                                                   \
+    }
+GW_TXN_ONE(end_txn, NULL)
+GW_TXN_ONE(add_offsets_to_txn, &q->group_id)
+
+int sl_gw_add_partitions_to_txn_local(sl_arena *a, const sl_add_partitions_to_txn_req *q,
+                                      int16_t txn_err, const sl_gw_authz *az,
+                                      sl_add_partitions_to_txn_resp *m) {
+    int32_t n = q->topics_count > 0 ? q->topics_count : 0, ndenied = 0;
+    int16_t *err = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *err);
+    if (!err) return -1;
+    for (int32_t i = 0; i < n; i++) {
+        err[i] = txn_err ? txn_err : az->deny(az->ctx, q->topics[i].name);
+        ndenied += err[i] != 0;
+    }
+    if (!txn_err && !ndenied) return 1;
+    m->results = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *m->results);
+    if (!m->results) return -1;
+    m->results_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const sl_add_partitions_to_txn_req_topic *t = &q->topics[i];
+        sl_add_partitions_to_txn_resp_result *o = &m->results[i];
+        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        o->name = t->name;
+        o->results = sl_arena_calloc(a, (size_t)(np ? np : 1), sizeof *o->results);
+        if (!o->results) return -1;
+        o->results_count = np;
+        for (int32_t j = 0; j < np; j++) {
+            o->results[j].partition_index = t->partitions[j];
+            o->results[j].error_code = err[i] ? err[i] : SL_KAFKA_OPERATION_NOT_ATTEMPTED;
+        }
+    }
+    return 0;
+}
+
+/* AddPartitionsToTxn: WRITE on the transactional id, then on each topic; all or nothing. */
+static void gw_add_partitions_to_txn(sl_req *rq) {
+    if (naming_failed(rq)) return;
+    const sl_add_partitions_to_txn_req *q = rq->req;
+    late_ctx lc = {rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC};
+    sl_gw_authz az = {&lc, late_deny, NULL};
+    sl_add_partitions_to_txn_resp m;
+    sl_add_partitions_to_txn_resp_init(&m);
+    int got = sl_gw_add_partitions_to_txn_local(
+        rq->a, q, txn_verdict(rq, q->transactional_id, NULL), &az, &m);
+    if (got < 0) return sl_req_fail(rq, "out of memory");
+    if (got > 0) return gw_pass(rq);
+    count_local(rq);
+    SL_RESPOND(rq, add_partitions_to_txn, &m);
+}
+
+/* TxnOffsetCommit: the transactional id and the group fail every partition (nothing forwarded);
+ * topics without READ are stripped and answered TOPIC_AUTHORIZATION_FAILED, merged into the
+ * upstream's answer. */
+static int16_t toc_topic_verdict(sl_req *rq, const sl_txn_offset_commit_req_topic *t) {
+    const sl_txn_offset_commit_req *q = rq->req;
+    int16_t e = txn_verdict(rq, q->transactional_id, &q->group_id);
+    if (e) return e;
+    return allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name, false)
+               ? 0
+               : SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+}
+GW_ITEMS(toc, txn_offset_commit, topics, topics, toc_topic_verdict(rq, it_), {
+    int32_t np_ = it_->partitions_count > 0 ? it_->partitions_count : 0;
+    o_->name = it_->name;
+    if (!SL_RESP_ARRAY(rq, o_->partitions, o_->partitions_count, np_)) return false;
+    for (int32_t j = 0; j < np_; j++) {
+        o_->partitions[j].partition_index = it_->partitions[j].partition_index;
+        o_->partitions[j].error_code = e_;
+    }
+})
+
+/* Without topics there is nothing to strip: a denial still keeps it from the upstream. */
+static void gw_txn_offset_commit(sl_req *rq) {
+    const sl_txn_offset_commit_req *q = rq->req;
+    if (naming_failed(rq)) return;
+    if (q->topics_count > 0 || !txn_verdict(rq, q->transactional_id, &q->group_id))
+        return gw_toc(rq);
+    sl_txn_offset_commit_resp m;
+    sl_txn_offset_commit_resp_init(&m);
+    m.topics_count = 0;
+    count_local(rq);
+    SL_RESPOND(rq, txn_offset_commit, &m);
+}
+
 /* ---- OffsetFetch ----
  *
  * One group at a time in the v8+ shape (v0-7 requests and answers are copied into it and
@@ -1245,7 +1357,16 @@ sl_gw_exec_fn sl_gw_exec(int16_t key) {
         return gw_alter_configs;
     case SL_API_INCREMENTAL_ALTER_CONFIGS:
         return gw_incremental_alter_configs;
-    /* no descriptor, so never reached: inter-broker, controller and transaction APIs */
+    /* transactions: denied here, forwarded otherwise */
+    case SL_API_END_TXN:
+        return gw_end_txn;
+    case SL_API_ADD_OFFSETS_TO_TXN:
+        return gw_add_offsets_to_txn;
+    case SL_API_ADD_PARTITIONS_TO_TXN:
+        return gw_add_partitions_to_txn;
+    case SL_API_TXN_OFFSET_COMMIT:
+        return gw_txn_offset_commit;
+    /* no descriptor, so never reached: inter-broker and controller APIs */
     default:
         return NULL;
     }

@@ -62,4 +62,13 @@ void sl_gw_list_groups_filter(sl_list_groups_resp *m, const sl_gw_authz *az);
 bool sl_gw_describe_groups_merge(sl_arena *a, const sl_describe_groups_req *req, bool want_ops,
                                  const sl_gw_authz *az, sl_describe_groups_resp *m);
 
+/* AddPartitionsToTxn is all or nothing (Kafka's KafkaApis): `txn_err` (the transactional id's
+ * denial, 0 when allowed) fails every partition; otherwise, with any topic `az` denies (WRITE),
+ * nothing is added: a denied topic's partitions get its error, every other partition
+ * OPERATION_NOT_ATTEMPTED, in request order. Returns 1 when nothing is denied (the request is
+ * forwarded as is), 0 with the gateway's answer in `m`, -1 when out of memory. */
+int sl_gw_add_partitions_to_txn_local(sl_arena *a, const sl_add_partitions_to_txn_req *q,
+                                      int16_t txn_err, const sl_gw_authz *az,
+                                      sl_add_partitions_to_txn_resp *m);
+
 #endif

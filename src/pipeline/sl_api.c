@@ -275,6 +275,37 @@ static void res_offset_delete(sl_req *rq, const sl_catalog *cat) {
     for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
 }
 
+/* Transactions (Kafka's KafkaApis): WRITE on the transactional id first; then READ on the group
+ * whose offsets join the transaction, WRITE on each topic added to it, READ on each topic whose
+ * offsets are committed in it. */
+static void need_txn(sl_req *rq, sl_str id) {
+    sl_req_need(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, id, 0);
+}
+
+static void res_add_partitions_to_txn(sl_req *rq, const sl_catalog *cat) {
+    const sl_add_partitions_to_txn_req *r = rq->req;
+    need_txn(rq, r->transactional_id);
+    for (int32_t i = 0; i < r->topics_count; i++)
+        need_topic(rq, SL_ACL_OP_WRITE, r->topics[i].name);
+}
+
+static void res_add_offsets_to_txn(sl_req *rq, const sl_catalog *cat) {
+    const sl_add_offsets_to_txn_req *r = rq->req;
+    need_txn(rq, r->transactional_id);
+    need_group(rq, SL_ACL_OP_READ, r->group_id);
+}
+
+static void res_end_txn(sl_req *rq, const sl_catalog *cat) {
+    need_txn(rq, ((const sl_end_txn_req *)rq->req)->transactional_id);
+}
+
+static void res_txn_offset_commit(sl_req *rq, const sl_catalog *cat) {
+    const sl_txn_offset_commit_req *r = rq->req;
+    need_txn(rq, r->transactional_id);
+    need_group(rq, SL_ACL_OP_READ, r->group_id);
+    for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
+}
+
 static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
     if (((const sl_describe_cluster_req *)rq->req)->include_cluster_authorized_operations)
         sl_req_need_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
@@ -452,6 +483,31 @@ static void out_offset_delete(sl_req *rq, const void *r) {
 }
 static void out_init_producer_id(sl_req *rq, const void *r) {
     top_error(rq, ((const sl_init_producer_id_resp *)r)->error_code);
+}
+/* Transactions: a top-level error that is the transactional id's or the group's denial is
+ * recorded on it (the stage recorded the denial itself; first error wins). */
+static void txn_error(sl_req *rq, sl_str txn, int16_t err) {
+    top_error(rq, err);
+    if (err) sl_req_res_error(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, txn, err);
+}
+static void out_add_partitions_to_txn(sl_req *rq, const void *r) {
+    const sl_add_partitions_to_txn_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_WRITE, o, results, name, results);
+}
+static void out_add_offsets_to_txn(sl_req *rq, const void *r) {
+    const sl_add_offsets_to_txn_req *q = rq->req;
+    int16_t err = ((const sl_add_offsets_to_txn_resp *)r)->error_code;
+    if (err == SL_KAFKA_GROUP_AUTHORIZATION_FAILED)
+        return group_error(rq, SL_ACL_OP_READ, q->group_id, err);
+    txn_error(rq, q->transactional_id, err);
+}
+static void out_end_txn(sl_req *rq, const void *r) {
+    txn_error(rq, ((const sl_end_txn_req *)rq->req)->transactional_id,
+              ((const sl_end_txn_resp *)r)->error_code);
+}
+static void out_txn_offset_commit(sl_req *rq, const void *r) {
+    const sl_txn_offset_commit_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_READ, o, topics, name, partitions);
 }
 /* Config resources: topics by name, the broker as the cluster. */
 static void config_error(sl_req *rq, int op, int8_t type, sl_str name, int16_t err) {
@@ -641,7 +697,11 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
     X(SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS, describe_user_scram_credentials,                     \
       res_cluster_describe, 0)                                                                     \
     X(SL_API_ALTER_USER_SCRAM_CREDENTIALS, alter_user_scram_credentials, res_cluster_alter, 0)     \
-    X(SL_API_DESCRIBE_CLUSTER, describe_cluster, res_describe_cluster, 0)
+    X(SL_API_DESCRIBE_CLUSTER, describe_cluster, res_describe_cluster, 0)                          \
+    X(SL_API_ADD_PARTITIONS_TO_TXN, add_partitions_to_txn, res_add_partitions_to_txn, 0)           \
+    X(SL_API_ADD_OFFSETS_TO_TXN, add_offsets_to_txn, res_add_offsets_to_txn, 0)                    \
+    X(SL_API_END_TXN, end_txn, res_end_txn, 0)                                                     \
+    X(SL_API_TXN_OFFSET_COMMIT, txn_offset_commit, res_txn_offset_commit, 0)
 
 #define OUT_produce                            out_produce
 #define OUT_fetch                              out_fetch
@@ -675,6 +735,10 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
 #define OUT_describe_user_scram_credentials    out_describe_user_scram_credentials
 #define OUT_alter_user_scram_credentials       out_alter_user_scram_credentials
 #define OUT_describe_cluster                   NULL
+#define OUT_add_partitions_to_txn              out_add_partitions_to_txn
+#define OUT_add_offsets_to_txn                 out_add_offsets_to_txn
+#define OUT_end_txn                            out_end_txn
+#define OUT_txn_offset_commit                  out_txn_offset_commit
 #define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
 SL_APIS(SL_API_DEC_ITEM)
 #undef SL_API_DEC_ITEM

@@ -23,7 +23,7 @@
 
 /* Every descriptor has a gateway handler (each API the pipeline can authorize is either
  * answered here or forwarded); every key without a descriptor (inter-broker, controller,
- * transactions beyond InitProducerId, newer APIs) has none, so it is never forwarded. */
+ * transaction markers and admin, newer APIs) has none, so it is never forwarded. */
 SL_TEST(gw_exec_covers_every_descriptor) {
     int missing = 0;
     for (int i = 0; sl_api_desc_at(i); i++) {
@@ -42,8 +42,9 @@ SL_TEST(gw_exec_covers_every_descriptor) {
         }
     CHECK_EQ(extra, 0);
     /* Named ones, for the reader: LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown,
-     * AddPartitionsToTxn, EndTxn, WriteTxnMarkers, Vote, BrokerHeartbeat, DescribeQuorum. */
-    static const int16_t never[] = {4, 5, 6, 7, 24, 26, 27, 52, 63, 55};
+     * WriteTxnMarkers, Vote, BrokerHeartbeat, DescribeQuorum, DescribeTransactions,
+     * ListTransactions. */
+    static const int16_t never[] = {4, 5, 6, 7, 27, 52, 63, 55, 65, 66};
     for (size_t i = 0; i < sizeof never / sizeof *never; i++) CHECK(!sl_gw_exec(never[i]));
 }
 
@@ -240,6 +241,55 @@ SL_TEST(gw_list_groups_filter) {
     sl_gw_list_groups_filter(&m, &az);
     CHECK_EQ(m.groups_count, 2);
     CHECK(sl_str_eqc(m.groups[0].group_id, "g1") && sl_str_eqc(m.groups[1].group_id, "g2"));
+}
+
+/* AddPartitionsToTxn, all or nothing as in Kafka: nothing denied forwards as is; one denied
+ * topic keeps the whole request here (its partitions TOPIC_AUTHORIZATION_FAILED, the others
+ * OPERATION_NOT_ATTEMPTED, request order); a denied transactional id fails every partition. The
+ * answer survives its codec at every version the gateway serves. */
+SL_TEST(gw_add_partitions_to_txn_all_or_nothing) {
+    sl_arena *a = sl_arena_new(4096);
+    int32_t p01[] = {0, 1}, p2[] = {2};
+    sl_add_partitions_to_txn_req_topic ts[] = {
+        {.name = S("t"), .partitions = p01, .partitions_count = 2},
+        {.name = S("secret-t"), .partitions = p2, .partitions_count = 1}};
+    sl_add_partitions_to_txn_req q = {.transactional_id = S("x"), .topics = ts, .topics_count = 1};
+    sl_gw_authz az = {(void *)&k_taf, deny_secret, NULL};
+    sl_add_partitions_to_txn_resp m;
+    sl_add_partitions_to_txn_resp_init(&m);
+    CHECK_EQ(sl_gw_add_partitions_to_txn_local(a, &q, 0, &az, &m), 1);
+
+    q.topics_count = 2;
+    CHECK_EQ(sl_gw_add_partitions_to_txn_local(a, &q, 0, &az, &m), 0);
+    CHECK_EQ(m.results_count, 2);
+    CHECK(sl_str_eqc(m.results[0].name, "t") && sl_str_eqc(m.results[1].name, "secret-t"));
+    CHECK_EQ(m.results[0].results_count, 2);
+    CHECK_EQ(m.results[0].results[1].partition_index, 1);
+    CHECK_EQ(m.results[0].results[0].error_code, SL_KAFKA_OPERATION_NOT_ATTEMPTED);
+    CHECK_EQ(m.results[0].results[1].error_code, SL_KAFKA_OPERATION_NOT_ATTEMPTED);
+    CHECK_EQ(m.results[1].results_count, 1);
+    CHECK_EQ(m.results[1].results[0].partition_index, 2);
+    CHECK_EQ(m.results[1].results[0].error_code, k_taf);
+    const sl_api_info *in = sl_api_lookup(SL_API_ADD_PARTITIONS_TO_TXN);
+    for (int16_t v = in->min_version; v <= in->max_version; v++) {
+        sl_wr w;
+        sl_wr_init(&w, a, 256);
+        sl_add_partitions_to_txn_resp_encode(&w, v, &m);
+        sl_add_partitions_to_txn_resp back;
+        sl_rd r = sl_rd_init(w.buf, w.len);
+        CHECK(!w.err && sl_add_partitions_to_txn_resp_decode(&r, a, v, &back) == SL_OK);
+        CHECK(back.results_count == 2 && back.results[1].results[0].error_code == k_taf);
+    }
+
+    sl_add_partitions_to_txn_resp_init(&m);
+    q.topics_count = 1;
+    CHECK_EQ(sl_gw_add_partitions_to_txn_local(
+                 a, &q, SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, &az, &m),
+             0);
+    CHECK_EQ(m.results_count, 1);
+    CHECK_EQ(m.results[0].results[0].error_code, SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    CHECK_EQ(m.results[0].results[1].error_code, SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    sl_arena_free(a);
 }
 
 /* Request order; denied groups (not forwarded) get GROUP_AUTHORIZATION_FAILED; one the upstream

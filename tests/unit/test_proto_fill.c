@@ -1413,6 +1413,171 @@ static void fill_offset_for_leader_epoch_resp(sl_offset_for_leader_epoch_resp *m
     }
 }
 
+static void fill_add_partitions_to_txn_req_topic(sl_add_partitions_to_txn_req_topic *m, sl_arena *a,
+                                                 int16_t v, uint64_t *s, int d) {
+    (void)v;
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        m->partitions[i] = (int32_t)sl_tf_rnd(s);
+    }
+}
+static void fill_add_partitions_to_txn_req(sl_add_partitions_to_txn_req *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_add_partitions_to_txn_req_topic_init(&m->topics[i]);
+        fill_add_partitions_to_txn_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_add_partitions_to_txn_resp_partition(sl_add_partitions_to_txn_resp_partition *m,
+                                                      sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void fill_add_partitions_to_txn_resp_result(sl_add_partitions_to_txn_resp_result *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        sl_add_partitions_to_txn_resp_partition_init(&m->results[i]);
+        fill_add_partitions_to_txn_resp_partition(&m->results[i], a, v, s, d + 1);
+    }
+}
+static void fill_add_partitions_to_txn_resp(sl_add_partitions_to_txn_resp *m, sl_arena *a,
+                                            int16_t v, uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->results_count = sl_tf_count(s, false, d);
+    m->results = m->results_count > 0
+                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                     : NULL;
+    for (int32_t i = 0; i < m->results_count; i++) {
+        sl_add_partitions_to_txn_resp_result_init(&m->results[i]);
+        fill_add_partitions_to_txn_resp_result(&m->results[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_add_offsets_to_txn_req(sl_add_offsets_to_txn_req *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    m->group_id = sl_tf_str(a, s, false);
+}
+
+static void fill_add_offsets_to_txn_resp(sl_add_offsets_to_txn_resp *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+
+static void fill_end_txn_req(sl_end_txn_req *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    m->committed = (sl_tf_rnd(s) & 1) != 0;
+}
+
+static void fill_end_txn_resp(sl_end_txn_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+
+static void fill_txn_offset_commit_req_partition(sl_txn_offset_commit_req_partition *m, sl_arena *a,
+                                                 int16_t v, uint64_t *s, int d) {
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->committed_offset = (int64_t)sl_tf_rnd(s);
+    if (v >= 2) m->committed_leader_epoch = (int32_t)sl_tf_rnd(s);
+    m->committed_metadata = sl_tf_str(a, s, true);
+}
+static void fill_txn_offset_commit_req_topic(sl_txn_offset_commit_req_topic *m, sl_arena *a,
+                                             int16_t v, uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        sl_txn_offset_commit_req_partition_init(&m->partitions[i]);
+        fill_txn_offset_commit_req_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_txn_offset_commit_req(sl_txn_offset_commit_req *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->group_id = sl_tf_str(a, s, false);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    if (v >= 3) m->generation_id = (int32_t)sl_tf_rnd(s);
+    if (v >= 3) m->member_id = sl_tf_str(a, s, false);
+    if (v >= 3) m->group_instance_id = sl_tf_str(a, s, v >= 3);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_txn_offset_commit_req_topic_init(&m->topics[i]);
+        fill_txn_offset_commit_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_txn_offset_commit_resp_partition(sl_txn_offset_commit_resp_partition *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+}
+static void fill_txn_offset_commit_resp_topic(sl_txn_offset_commit_resp_topic *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        sl_txn_offset_commit_resp_partition_init(&m->partitions[i]);
+        fill_txn_offset_commit_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_txn_offset_commit_resp(sl_txn_offset_commit_resp *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_txn_offset_commit_resp_topic_init(&m->topics[i]);
+        fill_txn_offset_commit_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
 static void fill_describe_acls_req(sl_describe_acls_req *m, sl_arena *a, int16_t v, uint64_t *s,
                                    int d) {
     (void)d;
@@ -2213,6 +2378,30 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
         return true;
     case 47:
         fill_offset_for_leader_epoch_resp(m, a, version, seed, 0);
+        return true;
+    case 48:
+        fill_add_partitions_to_txn_req(m, a, version, seed, 0);
+        return true;
+    case 49:
+        fill_add_partitions_to_txn_resp(m, a, version, seed, 0);
+        return true;
+    case 50:
+        fill_add_offsets_to_txn_req(m, a, version, seed, 0);
+        return true;
+    case 51:
+        fill_add_offsets_to_txn_resp(m, a, version, seed, 0);
+        return true;
+    case 52:
+        fill_end_txn_req(m, a, version, seed, 0);
+        return true;
+    case 53:
+        fill_end_txn_resp(m, a, version, seed, 0);
+        return true;
+    case 56:
+        fill_txn_offset_commit_req(m, a, version, seed, 0);
+        return true;
+    case 57:
+        fill_txn_offset_commit_resp(m, a, version, seed, 0);
         return true;
     case 58:
         fill_describe_acls_req(m, a, version, seed, 0);

@@ -39,6 +39,10 @@
 #define SL_API_DELETE_RECORDS                  21
 #define SL_API_INIT_PRODUCER_ID                22
 #define SL_API_OFFSET_FOR_LEADER_EPOCH         23
+#define SL_API_ADD_PARTITIONS_TO_TXN           24
+#define SL_API_ADD_OFFSETS_TO_TXN              25
+#define SL_API_END_TXN                         26
+#define SL_API_TXN_OFFSET_COMMIT               28
 #define SL_API_DESCRIBE_ACLS                   29
 #define SL_API_CREATE_ACLS                     30
 #define SL_API_DELETE_ACLS                     31
@@ -52,7 +56,7 @@
 #define SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS 50
 #define SL_API_ALTER_USER_SCRAM_CREDENTIALS    51
 #define SL_API_DESCRIBE_CLUSTER                60
-#define SL_API_COUNT                           33 /* APIs defined */
+#define SL_API_COUNT                           37 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -1034,6 +1038,146 @@ sl_err sl_offset_for_leader_epoch_resp_decode(sl_rd *r, sl_arena *a, int16_t ver
                                               sl_offset_for_leader_epoch_resp *out);
 void sl_offset_for_leader_epoch_resp_encode(sl_wr *w, int16_t version,
                                             const sl_offset_for_leader_epoch_resp *m);
+
+/* ---- AddPartitionsToTxn request, v0-3 ---- */
+typedef struct sl_add_partitions_to_txn_req_topic {
+    sl_str name;
+    int32_t *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_add_partitions_to_txn_req_topic;
+typedef struct sl_add_partitions_to_txn_req {
+    sl_str transactional_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    sl_add_partitions_to_txn_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_add_partitions_to_txn_req;
+void sl_add_partitions_to_txn_req_topic_init(sl_add_partitions_to_txn_req_topic *m);
+void sl_add_partitions_to_txn_req_init(sl_add_partitions_to_txn_req *m);
+sl_err sl_add_partitions_to_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                           sl_add_partitions_to_txn_req *out);
+void sl_add_partitions_to_txn_req_encode(sl_wr *w, int16_t version,
+                                         const sl_add_partitions_to_txn_req *m);
+
+/* ---- AddPartitionsToTxn response, v0-3 ---- */
+typedef struct sl_add_partitions_to_txn_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+} sl_add_partitions_to_txn_resp_partition;
+typedef struct sl_add_partitions_to_txn_resp_result {
+    sl_str name;
+    sl_add_partitions_to_txn_resp_partition *results;
+    int32_t results_count; /* -1: null */
+} sl_add_partitions_to_txn_resp_result;
+typedef struct sl_add_partitions_to_txn_resp {
+    int32_t throttle_time_ms;
+    sl_add_partitions_to_txn_resp_result *results;
+    int32_t results_count; /* -1: null */
+} sl_add_partitions_to_txn_resp;
+void sl_add_partitions_to_txn_resp_partition_init(sl_add_partitions_to_txn_resp_partition *m);
+void sl_add_partitions_to_txn_resp_result_init(sl_add_partitions_to_txn_resp_result *m);
+void sl_add_partitions_to_txn_resp_init(sl_add_partitions_to_txn_resp *m);
+sl_err sl_add_partitions_to_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                            sl_add_partitions_to_txn_resp *out);
+void sl_add_partitions_to_txn_resp_encode(sl_wr *w, int16_t version,
+                                          const sl_add_partitions_to_txn_resp *m);
+
+/* ---- AddOffsetsToTxn request, v0-4 ---- */
+typedef struct sl_add_offsets_to_txn_req {
+    sl_str transactional_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    sl_str group_id;
+} sl_add_offsets_to_txn_req;
+void sl_add_offsets_to_txn_req_init(sl_add_offsets_to_txn_req *m);
+sl_err sl_add_offsets_to_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_add_offsets_to_txn_req *out);
+void sl_add_offsets_to_txn_req_encode(sl_wr *w, int16_t version,
+                                      const sl_add_offsets_to_txn_req *m);
+
+/* ---- AddOffsetsToTxn response, v0-4 ---- */
+typedef struct sl_add_offsets_to_txn_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+} sl_add_offsets_to_txn_resp;
+void sl_add_offsets_to_txn_resp_init(sl_add_offsets_to_txn_resp *m);
+sl_err sl_add_offsets_to_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                         sl_add_offsets_to_txn_resp *out);
+void sl_add_offsets_to_txn_resp_encode(sl_wr *w, int16_t version,
+                                       const sl_add_offsets_to_txn_resp *m);
+
+/* ---- EndTxn request, v0-4 ---- */
+typedef struct sl_end_txn_req {
+    sl_str transactional_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    bool committed;
+} sl_end_txn_req;
+void sl_end_txn_req_init(sl_end_txn_req *m);
+sl_err sl_end_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_req *out);
+void sl_end_txn_req_encode(sl_wr *w, int16_t version, const sl_end_txn_req *m);
+
+/* ---- EndTxn response, v0-4 ---- */
+typedef struct sl_end_txn_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+} sl_end_txn_resp;
+void sl_end_txn_resp_init(sl_end_txn_resp *m);
+sl_err sl_end_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_resp *out);
+void sl_end_txn_resp_encode(sl_wr *w, int16_t version, const sl_end_txn_resp *m);
+
+/* ---- TxnOffsetCommit request, v0-4 ---- */
+typedef struct sl_txn_offset_commit_req_partition {
+    int32_t partition_index;
+    int64_t committed_offset;
+    int32_t committed_leader_epoch;
+    sl_str committed_metadata;
+} sl_txn_offset_commit_req_partition;
+typedef struct sl_txn_offset_commit_req_topic {
+    sl_str name;
+    sl_txn_offset_commit_req_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_txn_offset_commit_req_topic;
+typedef struct sl_txn_offset_commit_req {
+    sl_str transactional_id;
+    sl_str group_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t generation_id;
+    sl_str member_id;
+    sl_str group_instance_id;
+    sl_txn_offset_commit_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_txn_offset_commit_req;
+void sl_txn_offset_commit_req_partition_init(sl_txn_offset_commit_req_partition *m);
+void sl_txn_offset_commit_req_topic_init(sl_txn_offset_commit_req_topic *m);
+void sl_txn_offset_commit_req_init(sl_txn_offset_commit_req *m);
+sl_err sl_txn_offset_commit_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_txn_offset_commit_req *out);
+void sl_txn_offset_commit_req_encode(sl_wr *w, int16_t version, const sl_txn_offset_commit_req *m);
+
+/* ---- TxnOffsetCommit response, v0-4 ---- */
+typedef struct sl_txn_offset_commit_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+} sl_txn_offset_commit_resp_partition;
+typedef struct sl_txn_offset_commit_resp_topic {
+    sl_str name;
+    sl_txn_offset_commit_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_txn_offset_commit_resp_topic;
+typedef struct sl_txn_offset_commit_resp {
+    int32_t throttle_time_ms;
+    sl_txn_offset_commit_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_txn_offset_commit_resp;
+void sl_txn_offset_commit_resp_partition_init(sl_txn_offset_commit_resp_partition *m);
+void sl_txn_offset_commit_resp_topic_init(sl_txn_offset_commit_resp_topic *m);
+void sl_txn_offset_commit_resp_init(sl_txn_offset_commit_resp *m);
+sl_err sl_txn_offset_commit_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_txn_offset_commit_resp *out);
+void sl_txn_offset_commit_resp_encode(sl_wr *w, int16_t version,
+                                      const sl_txn_offset_commit_resp *m);
 
 /* ---- DescribeAcls request, v0-3 ---- */
 typedef struct sl_describe_acls_req {

@@ -22,6 +22,10 @@ static const sl_api_info g_apis[] = {
     {21, "DeleteRecords", 0, 2, 2},
     {22, "InitProducerId", 0, 5, 2},
     {23, "OffsetForLeaderEpoch", 0, 4, 4},
+    {24, "AddPartitionsToTxn", 0, 3, 3},
+    {25, "AddOffsetsToTxn", 0, 4, 3},
+    {26, "EndTxn", 0, 4, 3},
+    {28, "TxnOffsetCommit", 0, 4, 3},
     {29, "DescribeAcls", 0, 3, 2},
     {30, "CreateAcls", 0, 3, 2},
     {31, "DeleteAcls", 0, 3, 2},
@@ -79,32 +83,40 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[18];
     case 23:
         return &g_apis[19];
-    case 29:
+    case 24:
         return &g_apis[20];
-    case 30:
+    case 25:
         return &g_apis[21];
-    case 31:
+    case 26:
         return &g_apis[22];
-    case 32:
+    case 28:
         return &g_apis[23];
-    case 33:
+    case 29:
         return &g_apis[24];
-    case 36:
+    case 30:
         return &g_apis[25];
-    case 37:
+    case 31:
         return &g_apis[26];
-    case 42:
+    case 32:
         return &g_apis[27];
-    case 44:
+    case 33:
         return &g_apis[28];
-    case 47:
+    case 36:
         return &g_apis[29];
-    case 50:
+    case 37:
         return &g_apis[30];
-    case 51:
+    case 42:
         return &g_apis[31];
-    case 60:
+    case 44:
         return &g_apis[32];
+    case 47:
+        return &g_apis[33];
+    case 50:
+        return &g_apis[34];
+    case 51:
+        return &g_apis[35];
+    case 60:
+        return &g_apis[36];
     default:
         return NULL;
     }
@@ -393,6 +405,60 @@ static sl_err dec_offset_for_leader_epoch_resp(sl_rd *r, sl_arena *a, int16_t v,
 }
 static void enc_offset_for_leader_epoch_resp(sl_wr *w, int16_t v, const void *m) {
     sl_offset_for_leader_epoch_resp_encode(w, v, m);
+}
+static void init_add_partitions_to_txn_req(void *m) { sl_add_partitions_to_txn_req_init(m); }
+static sl_err dec_add_partitions_to_txn_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_add_partitions_to_txn_req_decode(r, a, v, m);
+}
+static void enc_add_partitions_to_txn_req(sl_wr *w, int16_t v, const void *m) {
+    sl_add_partitions_to_txn_req_encode(w, v, m);
+}
+static void init_add_partitions_to_txn_resp(void *m) { sl_add_partitions_to_txn_resp_init(m); }
+static sl_err dec_add_partitions_to_txn_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_add_partitions_to_txn_resp_decode(r, a, v, m);
+}
+static void enc_add_partitions_to_txn_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_add_partitions_to_txn_resp_encode(w, v, m);
+}
+static void init_add_offsets_to_txn_req(void *m) { sl_add_offsets_to_txn_req_init(m); }
+static sl_err dec_add_offsets_to_txn_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_add_offsets_to_txn_req_decode(r, a, v, m);
+}
+static void enc_add_offsets_to_txn_req(sl_wr *w, int16_t v, const void *m) {
+    sl_add_offsets_to_txn_req_encode(w, v, m);
+}
+static void init_add_offsets_to_txn_resp(void *m) { sl_add_offsets_to_txn_resp_init(m); }
+static sl_err dec_add_offsets_to_txn_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_add_offsets_to_txn_resp_decode(r, a, v, m);
+}
+static void enc_add_offsets_to_txn_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_add_offsets_to_txn_resp_encode(w, v, m);
+}
+static void init_end_txn_req(void *m) { sl_end_txn_req_init(m); }
+static sl_err dec_end_txn_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_end_txn_req_decode(r, a, v, m);
+}
+static void enc_end_txn_req(sl_wr *w, int16_t v, const void *m) { sl_end_txn_req_encode(w, v, m); }
+static void init_end_txn_resp(void *m) { sl_end_txn_resp_init(m); }
+static sl_err dec_end_txn_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_end_txn_resp_decode(r, a, v, m);
+}
+static void enc_end_txn_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_end_txn_resp_encode(w, v, m);
+}
+static void init_txn_offset_commit_req(void *m) { sl_txn_offset_commit_req_init(m); }
+static sl_err dec_txn_offset_commit_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_txn_offset_commit_req_decode(r, a, v, m);
+}
+static void enc_txn_offset_commit_req(sl_wr *w, int16_t v, const void *m) {
+    sl_txn_offset_commit_req_encode(w, v, m);
+}
+static void init_txn_offset_commit_resp(void *m) { sl_txn_offset_commit_resp_init(m); }
+static sl_err dec_txn_offset_commit_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_txn_offset_commit_resp_decode(r, a, v, m);
+}
+static void enc_txn_offset_commit_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_txn_offset_commit_resp_encode(w, v, m);
 }
 static void init_describe_acls_req(void *m) { sl_describe_acls_req_init(m); }
 static sl_err dec_describe_acls_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
@@ -713,6 +779,32 @@ static const sl_msg_codec g_codecs[][2] = {
          enc_offset_for_leader_epoch_resp},
     },
     {
+        {24, false, "AddPartitionsToTxnRequest", sizeof(sl_add_partitions_to_txn_req),
+         init_add_partitions_to_txn_req, dec_add_partitions_to_txn_req,
+         enc_add_partitions_to_txn_req},
+        {24, true, "AddPartitionsToTxnResponse", sizeof(sl_add_partitions_to_txn_resp),
+         init_add_partitions_to_txn_resp, dec_add_partitions_to_txn_resp,
+         enc_add_partitions_to_txn_resp},
+    },
+    {
+        {25, false, "AddOffsetsToTxnRequest", sizeof(sl_add_offsets_to_txn_req),
+         init_add_offsets_to_txn_req, dec_add_offsets_to_txn_req, enc_add_offsets_to_txn_req},
+        {25, true, "AddOffsetsToTxnResponse", sizeof(sl_add_offsets_to_txn_resp),
+         init_add_offsets_to_txn_resp, dec_add_offsets_to_txn_resp, enc_add_offsets_to_txn_resp},
+    },
+    {
+        {26, false, "EndTxnRequest", sizeof(sl_end_txn_req), init_end_txn_req, dec_end_txn_req,
+         enc_end_txn_req},
+        {26, true, "EndTxnResponse", sizeof(sl_end_txn_resp), init_end_txn_resp, dec_end_txn_resp,
+         enc_end_txn_resp},
+    },
+    {
+        {28, false, "TxnOffsetCommitRequest", sizeof(sl_txn_offset_commit_req),
+         init_txn_offset_commit_req, dec_txn_offset_commit_req, enc_txn_offset_commit_req},
+        {28, true, "TxnOffsetCommitResponse", sizeof(sl_txn_offset_commit_resp),
+         init_txn_offset_commit_resp, dec_txn_offset_commit_resp, enc_txn_offset_commit_resp},
+    },
+    {
         {29, false, "DescribeAclsRequest", sizeof(sl_describe_acls_req), init_describe_acls_req,
          dec_describe_acls_req, enc_describe_acls_req},
         {29, true, "DescribeAclsResponse", sizeof(sl_describe_acls_resp), init_describe_acls_resp,
@@ -840,32 +932,40 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[18][response];
     case 23:
         return &g_codecs[19][response];
-    case 29:
+    case 24:
         return &g_codecs[20][response];
-    case 30:
+    case 25:
         return &g_codecs[21][response];
-    case 31:
+    case 26:
         return &g_codecs[22][response];
-    case 32:
+    case 28:
         return &g_codecs[23][response];
-    case 33:
+    case 29:
         return &g_codecs[24][response];
-    case 36:
+    case 30:
         return &g_codecs[25][response];
-    case 37:
+    case 31:
         return &g_codecs[26][response];
-    case 42:
+    case 32:
         return &g_codecs[27][response];
-    case 44:
+    case 33:
         return &g_codecs[28][response];
-    case 47:
+    case 36:
         return &g_codecs[29][response];
-    case 50:
+    case 37:
         return &g_codecs[30][response];
-    case 51:
+    case 42:
         return &g_codecs[31][response];
-    case 60:
+    case 44:
         return &g_codecs[32][response];
+    case 47:
+        return &g_codecs[33][response];
+    case 50:
+        return &g_codecs[34][response];
+    case 51:
+        return &g_codecs[35][response];
+    case 60:
+        return &g_codecs[36][response];
     default:
         return NULL;
     }
