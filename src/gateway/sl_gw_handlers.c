@@ -45,19 +45,6 @@ static bool allowed(sl_req *rq, int op, int rtype, sl_str name, bool quiet) {
     return sl_authorize_late(rq, rq->b->authz, op, rtype, name, quiet ? SL_AZ_QUIET : 0);
 }
 
-static int16_t denial(int rtype) {
-    switch (rtype) {
-    case SL_ACL_RES_TOPIC:
-        return SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
-    case SL_ACL_RES_GROUP:
-        return SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
-    case SL_ACL_RES_TRANSACTIONAL_ID:
-        return SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-    default:
-        return SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
-    }
-}
-
 /* Every resource the stage decided (listings and alternatives aside: they are quiet, and each
  * API that names them reads them itself) is allowed. */
 static bool all_allowed(const sl_req *rq) {
@@ -84,7 +71,7 @@ typedef struct late_ctx {
 
 static int16_t late_deny(void *ctx, sl_str name) {
     late_ctx *c = ctx;
-    return allowed(c->rq, c->op, c->rtype, name, true) ? 0 : denial(c->rtype);
+    return allowed(c->rq, c->op, c->rtype, name, true) ? 0 : sl_authorize_denial_code(c->rtype);
 }
 
 static int32_t late_ops(void *ctx, sl_str name) {
@@ -441,7 +428,8 @@ static void fc_answer(sl_req *rq, void *resp, void *arg) {
         for (int32_t i = 0; i < q->coordinator_keys_count; i++) {
             if (allowed(rq, SL_ACL_OP_DESCRIBE, rtype, q->coordinator_keys[i], false)) continue;
             o[nup++] = (sl_find_coordinator_resp_coordinator){
-                q->coordinator_keys[i], -1, sl_str_c(""), -1, denial(rtype), SL_STR_NULL};
+                q->coordinator_keys[i],          -1,         sl_str_c(""), -1,
+                sl_authorize_denial_code(rtype), SL_STR_NULL};
         }
         m->coordinators = o;
         m->coordinators_count = nup;

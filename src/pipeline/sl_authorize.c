@@ -132,7 +132,7 @@ static void log_denial(const sl_req *rq, const char *host, const sl_req_res *r) 
             sl_acl_res_name(r->rtype), (r->flags & SL_AZ_ANY) ? "*any*" : safe);
 }
 
-static int16_t denial_code(int rtype) {
+int16_t sl_authorize_denial_code(int rtype) {
     switch (rtype) {
     case SL_ACL_RES_TOPIC:
         return SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
@@ -250,7 +250,7 @@ static void decide(sl_req *rq, struct sl_authorizer *az, const char *host, sl_re
     if (r->allowed) return;
     decided_by(rq, r,
                (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
-    r->error = denial_code(r->rtype);
+    r->error = sl_authorize_denial_code(r->rtype);
     if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
 }
 

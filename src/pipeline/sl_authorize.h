@@ -46,6 +46,9 @@ void sl_req_need_ops(sl_req *rq, int rtype, sl_str name);
  * and authorized-operations bitfields list everything Kafka lists for the type). Refreshes
  * nothing: the caller picks up ACL file changes before. */
 void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az);
+/* The Kafka error a denial on a resource of type `rtype` (SL_ACL_RES_*) answers:
+ * TOPIC_/GROUP_/TRANSACTIONAL_ID_/CLUSTER_AUTHORIZATION_FAILED. */
+int16_t sl_authorize_denial_code(int rtype);
 
 /* Late authorization (the gateway: a topic or group it learns of only from the upstream's
  * answer): the decision for (op, rtype, name), naming the resource and deciding it now against
