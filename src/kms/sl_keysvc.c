@@ -1718,6 +1718,12 @@ static void op_shred(sl_keysvc *ks, job *j) {
 
 static void run_op(sl_keysvc *ks, job *j) {
     pthread_mutex_lock(&ks->kms_mu);
+    /* Every lifecycle step under the keyring's cross-process lock, on the file as it is now:
+     * another process sharing it may have rotated, rewrapped, retired or shredded meanwhile
+     * (and the local provider's KEK file, written by generate and destroy, is serialized by
+     * the same lock). */
+    kr_lock(ks);
+    (void)sync_disk(ks, NULL);
     switch (j->op) {
     case SL_KEYOP_ROTATE:
         op_rotate(ks, j);
@@ -1752,6 +1758,7 @@ static void run_op(sl_keysvc *ks, job *j) {
     bool per_topic = j->op == SL_KEYOP_SHRED || j->op == SL_KEYOP_TK_ROTATE;
     post_event(ks, op_name(j->op), ref.version ? &ref : NULL, per_topic ? j->topic : NULL,
                j->reason, j->result, j->msg, 0);
+    kr_unlock(ks);
     pthread_mutex_unlock(&ks->kms_mu);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sl_text.h"
 #include "base/sl_time.h"
 #include "gateway/sl_gwcrypt.h"
 #include "keys_env.h"
@@ -275,4 +276,50 @@ SL_TEST(keyring_merge_three_way) {
     sl_keyring_free(&base);
     sl_keyring_free(&mem);
     sl_keyring_free(&file);
+}
+
+static sl_err kek_op(sl_keysvc *ks, sl_keyop op, uint32_t version) {
+    opres r = {0};
+    sl_keysvc_op(ks, op, NULL, version, "test", op_cb, &r);
+    int64_t deadline = sl_mono_ms() + 10000;
+    while (!r.done && sl_mono_ms() < deadline) pump(ks, 20);
+    return r.done ? r.e : SL_ETIMEOUT;
+}
+
+/* KEK rotation on one service (the local provider's KEK file is shared with the keyring): the
+ * other unwraps keys wrapped under the new KEK version, and its own rotation later keeps the
+ * first one's KEK version in the shared KEK file (a third service reads every key). */
+SL_TEST(keysvc_shared_keyring_kek_rotation) {
+    char *dir = sl_t_tmpdir("sl_ksshare_");
+    sl_config *c = sl_t_keys_cfg(dir);
+    sl_keysvc *a = open_ks(c), *b = open_ks(c), *c3 = NULL;
+    CHECK(a && b);
+    uint8_t x[16], z[16], kx[32], kz[32], k[32];
+    uint32_t v = 0;
+    sl_gwcrypt_key_id(sl_str_c("orders"), x);
+    sl_gwcrypt_key_id(sl_str_c("payments"), z);
+    CHECK(kek_op(a, SL_KEYOP_ROTATE, 0) == SL_OK); /* KEK v2, in A's provider only so far */
+    CHECK(tk_op(a, x, 1) == SL_OK);                /* X v1 wrapped under KEK v2 */
+    CHECK(sl_keysvc_key_get(a, x, 1, kx, &v) == SL_OK);
+    /* B rotates before it ever needed KEK v2: v3, and A's v2 stays in the shared KEK file. */
+    CHECK(kek_op(b, SL_KEYOP_ROTATE, 0) == SL_OK);
+    CHECK(get_soon(b, x, 1, k, &v) == SL_OK && !memcmp(k, kx, 32));
+    CHECK(tk_op(b, z, 1) == SL_OK);
+    CHECK(sl_keysvc_key_get(b, z, 1, kz, &v) == SL_OK);
+    CHECK(get_soon(a, z, 1, k, &v) == SL_OK && !memcmp(k, kz, 32));
+    CHECK(kek_op(a, SL_KEYOP_REWRAP, 0) == SL_OK); /* X moves to KEK v3 */
+    c3 = open_ks(c);
+    CHECK(c3);
+    CHECK(sl_keysvc_key_get(c3, x, 1, k, &v) == SL_OK && !memcmp(k, kx, 32));
+    CHECK(sl_keysvc_key_get(c3, z, 1, k, &v) == SL_OK && !memcmp(k, kz, 32));
+    sl_text st = {0};
+    sl_keysvc_status_json(c3, &st);
+    CHECK(st.p && strstr(st.p, "\"current_kek_version\":3"));
+    sl_text_free(&st);
+    sl_keysvc_close(c3);
+    sl_keysvc_close(a);
+    sl_keysvc_close(b);
+    free(c);
+    sl_t_rm_rf(dir);
+    free(dir);
 }
