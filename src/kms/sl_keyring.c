@@ -406,7 +406,8 @@ sl_err sl_keyring_merge(const sl_keyring *mem_, const sl_keyring *base_, const s
         sl_kr_kek *mk = sl_keyring_kek(mem, v);
         sl_kr_kek *k = sl_keyring_kek_add(out, &file->keks[i].ref);
         if (!k) goto oom;
-        if (mk && !strcmp(mk->ref.id, k->ref.id)) memcpy(k->describe, mk->describe, sizeof k->describe);
+        if (mk && !strcmp(mk->ref.id, k->ref.id))
+            memcpy(k->describe, mk->describe, sizeof k->describe);
     }
     for (int i = 0; i < mem->nkeks; i++) {
         uint32_t v = mem->keks[i].ref.version;

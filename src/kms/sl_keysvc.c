@@ -1161,8 +1161,7 @@ sl_err sl_keysvc_topic_ensure_sync(sl_keysvc *ks, const uint8_t topic_id[16], co
     } else if (!have) {
         job *j = calloc(1, sizeof *j);
         char msg[256];
-        e = j ? create_tk(ks, topic_id, true, "new topic", &j->tk, &j->tk_version, msg,
-                          sizeof msg)
+        e = j ? create_tk(ks, topic_id, true, "new topic", &j->tk, &j->tk_version, msg, sizeof msg)
               : SL_ENOMEM;
         if (e) {
             snprintf(err, errlen, "topic %s: %s", name ? name : "?", j ? msg : "out of memory");

@@ -192,7 +192,8 @@ SL_TEST(keysvc_shared_keyring_torn_file_keeps_keys) {
     int in = open(path, O_RDONLY), out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     CHECK(in >= 0 && out >= 0);
     char buf[8192];
-    ssize_t n = read(in, buf, (size_t)st.st_size / 2 < sizeof buf ? (size_t)st.st_size / 2 : sizeof buf);
+    ssize_t n =
+        read(in, buf, (size_t)st.st_size / 2 < sizeof buf ? (size_t)st.st_size / 2 : sizeof buf);
     CHECK(n > 0 && write(out, buf, (size_t)n) == n);
     close(in);
     close(out);
