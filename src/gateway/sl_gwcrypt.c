@@ -302,7 +302,7 @@ static void create_async(sl_gwcrypt *g, const uint8_t id[16], const char *topic)
     snprintf(o->topic, sizeof o->topic, "%s", topic);
     o->next = g->ops;
     g->ops = o;
-    sl_keysvc_op(g->ks, SL_KEYOP_TK_ROTATE, id, 0, "gateway record encryption: first use", created,
+    sl_keysvc_op(g->ks, SL_KEYOP_TK_ROTATE, id, 1, "gateway record encryption: first use", created,
                  o);
 }
 

@@ -372,3 +372,115 @@ sl_kr_part *sl_keyring_part(sl_kr_topic *t, int32_t partition, bool add) {
     p->plain_below = 0;
     return p;
 }
+
+/* ---- three-way merge (several processes sharing one keyring file) ---- */
+
+static bool tk_eq(const sl_kr_tk *a, const sl_kr_tk *b) {
+    return a->version == b->version && a->kek_version == b->kek_version && a->wlen == b->wlen &&
+           !memcmp(a->wrapped, b->wrapped, a->wlen);
+}
+
+/* Inserts a copy of *k keeping versions ascending (NULL when out of memory). */
+static sl_kr_tk *tk_insert(sl_kr_topic *t, const sl_kr_tk *k) {
+    sl_kr_tk *n = realloc(t->tks, sizeof *n * (size_t)(t->ntks + 1));
+    if (!n) return NULL;
+    t->tks = n;
+    int i = t->ntks;
+    while (i > 0 && n[i - 1].version > k->version) i--;
+    memmove(&n[i + 1], &n[i], sizeof *n * (size_t)(t->ntks - i));
+    n[i] = *k;
+    t->ntks++;
+    return &n[i];
+}
+
+sl_err sl_keyring_merge(const sl_keyring *mem_, const sl_keyring *base_, const sl_keyring *file_,
+                        sl_keyring *out, int *conflicts) {
+    /* The lookups take non-const pointers; nothing here writes through them. */
+    sl_keyring *mem = (sl_keyring *)mem_, *base = (sl_keyring *)base_, *file = (sl_keyring *)file_;
+    memset(out, 0, sizeof *out);
+    if (conflicts) *conflicts = 0;
+    out->current = mem->current != base->current ? mem->current : file->current;
+    for (int i = 0; i < file->nkeks; i++) {
+        uint32_t v = file->keks[i].ref.version;
+        if (sl_keyring_kek(base, v) && !sl_keyring_kek(mem, v)) continue; /* retired here */
+        sl_kr_kek *mk = sl_keyring_kek(mem, v);
+        sl_kr_kek *k = sl_keyring_kek_add(out, &file->keks[i].ref);
+        if (!k) goto oom;
+        if (mk && !strcmp(mk->ref.id, k->ref.id))
+            memcpy(k->describe, mk->describe, sizeof k->describe);
+    }
+    for (int i = 0; i < mem->nkeks; i++) {
+        uint32_t v = mem->keks[i].ref.version;
+        if (sl_keyring_kek(base, v) || sl_keyring_kek(out, v)) continue;
+        sl_kr_kek *k = sl_keyring_kek_add(out, &mem->keks[i].ref); /* added here */
+        if (!k) goto oom;
+        memcpy(k->describe, mem->keks[i].describe, sizeof k->describe);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        sl_keyring *src = pass ? mem : file;
+        for (int i = 0; i < src->ntopics; i++) {
+            const uint8_t *id = src->topics[i].id;
+            if (sl_keyring_topic(out, id)) continue;
+            sl_kr_topic *tf = sl_keyring_topic(file, id), *tb = sl_keyring_topic(base, id),
+                        *tm = sl_keyring_topic(mem, id);
+            sl_kr_topic *t = sl_keyring_topic_add(out, id);
+            if (!t) goto oom;
+            t->shred_pending = tm && tm->shred_pending;
+            t->shredded = (tf && tf->shredded) || (tm && tm->shredded && !(tb && tb->shredded));
+            for (int j = 0; !t->shredded && tf && j < tf->ntks; j++) {
+                uint32_t v = tf->tks[j].version;
+                if (sl_keyring_tk(tb, v) && !sl_keyring_tk(tm, v)) continue;
+                if (!tk_insert(t, &tf->tks[j])) goto oom;
+            }
+            for (int j = 0; !t->shredded && tm && j < tm->ntks; j++) {
+                const sl_kr_tk *mk = &tm->tks[j];
+                sl_kr_tk *bk = sl_keyring_tk(tb, mk->version), *ok = sl_keyring_tk(t, mk->version);
+                if (ok) {
+                    /* Made here and by another process under one version: the file's stays (other
+                     * processes may already use it); a rewrap here (same version, base had it)
+                     * wins over a file unchanged since. */
+                    if (!tk_eq(ok, mk)) {
+                        sl_kr_tk *fk = sl_keyring_tk(tf, mk->version);
+                        if (bk && fk && tk_eq(bk, fk))
+                            *ok = *mk;
+                        else if (!bk && conflicts)
+                            (*conflicts)++;
+                    }
+                    continue;
+                }
+                if (bk) continue; /* removed by another process (the file is authoritative) */
+                if (!tk_insert(t, mk)) goto oom;
+            }
+            for (int j = 0; tf && j < tf->nparts; j++) {
+                sl_kr_part *p = sl_keyring_part(t, tf->parts[j].partition, true);
+                if (!p) goto oom;
+                p->plain_below = tf->parts[j].plain_below;
+            }
+            for (int j = 0; tm && j < tm->nparts; j++) {
+                if (sl_keyring_part(t, tm->parts[j].partition, false)) continue;
+                sl_kr_part *p = sl_keyring_part(t, tm->parts[j].partition, true);
+                if (!p) goto oom;
+                p->plain_below = tm->parts[j].plain_below;
+            }
+        }
+    }
+    /* Every topic key keeps the KEK version wrapping it, and the current one exists. */
+    for (int i = 0; i < out->ntopics; i++)
+        for (int j = 0; j < out->topics[i].ntks; j++) {
+            uint32_t kv = out->topics[i].tks[j].kek_version;
+            if (sl_keyring_kek(out, kv)) continue;
+            sl_kr_kek *src = sl_keyring_kek(file, kv);
+            if (!src) src = sl_keyring_kek(mem, kv);
+            if (!src) src = sl_keyring_kek(base, kv);
+            if (src && !sl_keyring_kek_add(out, &src->ref)) goto oom;
+        }
+    if (out->current && !sl_keyring_kek(out, out->current)) {
+        out->current = 0;
+        for (int i = 0; i < out->nkeks; i++)
+            if (out->keks[i].ref.version > out->current) out->current = out->keks[i].ref.version;
+    }
+    return SL_OK;
+oom:
+    sl_keyring_free(out);
+    return SL_ENOMEM;
+}

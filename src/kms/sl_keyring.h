@@ -86,4 +86,15 @@ sl_kr_kek *sl_keyring_kek_add(sl_keyring *kr, const sl_kms_keyref *ref);
 void sl_keyring_kek_remove(sl_keyring *kr, uint32_t version);
 sl_kr_part *sl_keyring_part(sl_kr_topic *t, int32_t partition, bool add);
 
+/* Several processes sharing one keyring file (docs/gateway.md, "Several gateways"): `file` is
+ * what is on disk now, `base` what this process last read or wrote there, `mem` its keyring in
+ * memory. *out (empty before; caller frees) is the file plus what this process changed since
+ * base: KEK and topic-key versions it added or removed, a current KEK it moved, topics it
+ * shredded; every other difference is the file's (another process rotated, rewrapped, retired or
+ * shredded). A version both added with different bytes keeps the file's and counts in
+ * *conflicts (the key service prevents it by creating under the file lock). Memory-only fields
+ * (describe, shred_pending) come from mem. */
+sl_err sl_keyring_merge(const sl_keyring *mem, const sl_keyring *base, const sl_keyring *file,
+                        sl_keyring *out, int *conflicts);
+
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,7 +73,7 @@ static int64_t mono_ns(void) {
 
 /* ---- jobs ---- */
 
-typedef enum { J_EVENT, J_LOAD, J_OP, J_SAVE, J_CACHE } job_kind;
+typedef enum { J_EVENT, J_LOAD, J_OP, J_SAVE, J_CACHE, J_RELOAD } job_kind;
 
 typedef struct job {
     struct job *next;
@@ -133,6 +134,20 @@ struct sl_keysvc {
     pthread_cond_t done_cv; /* mu: something was posted to the done list (local-provider waits) */
     sl_keyring kr;          /* kr_mu */
     bool save_queued;       /* mu */
+    /* The keyring file as this process last read or wrote it (kms_mu): several processes
+     * (gateways) may share the file; see sync_disk. */
+    sl_keyring base;
+    struct {
+        bool valid;
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtime, ctime;
+    } disk;
+    char lock_path[4200];
+    int lock_fd, lock_depth; /* kms_mu: the cross-process lock (flock on lock_path) */
+    int64_t reload_ms;       /* loop: when a reread was last asked for */
+    bool reload_pending;     /* loop */
 
     pthread_t thread;
     bool started;
@@ -404,15 +419,135 @@ static sl_err kms_destroy(sl_keysvc *ks, const sl_kms_keyref *kek, const char *r
     return e;
 }
 
-/* ---- keyring file (kms_mu held) ---- */
+/* ---- keyring file (kms_mu held) ----
+ *
+ * Several processes may share one keyring file (gateways behind a load balancer, the file on a
+ * shared volume). Every writer takes an exclusive flock on <keyring>.lock (the keyring itself is
+ * replaced by rename, so it cannot carry the lock), rereads the file if it changed since this
+ * process last read or wrote it and merges it (sl_keyring_merge: the file wins except for what
+ * this process changed since), then writes. A creation of a first version rereads under the
+ * lock first, and uses a version another process made meanwhile. Readers need no lock: the file
+ * is always replaced whole. */
+
+#define RECHECK_MS 200 /* a miss looks at the file at most this often (as sl_keyreader) */
+
+static void kr_lock(sl_keysvc *ks) {
+    if (ks->lock_depth++) return;
+    ks->lock_fd = open(ks->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (ks->lock_fd < 0) {
+        SL_WARN("kms", "cannot open the keyring lock file; writing without it", "file=%s err=%s",
+                ks->lock_path, strerror(errno));
+        return;
+    }
+    while (flock(ks->lock_fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+}
+
+static void kr_unlock(sl_keysvc *ks) {
+    if (--ks->lock_depth) return;
+    if (ks->lock_fd >= 0) close(ks->lock_fd); /* releases the flock */
+    ks->lock_fd = -1;
+}
+
+static bool same_disk(const sl_keysvc *ks, const struct stat *st) {
+    return ks->disk.valid && ks->disk.dev == st->st_dev && ks->disk.ino == st->st_ino &&
+           ks->disk.size == st->st_size && ks->disk.mtime.tv_sec == st->st_mtim.tv_sec &&
+           ks->disk.mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           ks->disk.ctime.tv_sec == st->st_ctim.tv_sec &&
+           ks->disk.ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static void note_disk(sl_keysvc *ks, const struct stat *st) {
+    ks->disk.valid = true;
+    ks->disk.dev = st->st_dev;
+    ks->disk.ino = st->st_ino;
+    ks->disk.size = st->st_size;
+    ks->disk.mtime = st->st_mtim;
+    ks->disk.ctime = st->st_ctim;
+}
+
+/* Rereads the keyring file when it changed since this process last read or wrote it and merges
+ * it into memory (kms_mu held; the worker, or a _sync function). An unreadable file (torn,
+ * truncated, edited) keeps every key in memory and is logged once per change of the file: SL_OK
+ * still (the caller goes on with what it has), *changed false. */
+static sl_err sync_disk(sl_keysvc *ks, bool *changed) {
+    if (changed) *changed = false;
+    int fd = open(ks->kr_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return SL_OK; /* gone: the next save writes it again */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || same_disk(ks, &st)) {
+        close(fd);
+        return SL_OK;
+    }
+    char why[160] = "not a regular file or too large";
+    sl_keyring f = {0};
+    sl_err e = SL_ECORRUPT;
+    if (S_ISREG(st.st_mode) && st.st_size <= SL_KEYRING_MAX) {
+        size_t n = (size_t)st.st_size;
+        uint8_t *b = malloc(n ? n : 1);
+        if (!b) {
+            close(fd);
+            return SL_ENOMEM;
+        }
+        size_t got = sl_read_full(fd, b, n);
+        if (got != n) snprintf(why, sizeof why, "short read");
+        e = got == n ? sl_keyring_decode(b, n, &f, why, sizeof why) : SL_EIO;
+        free(b);
+    }
+    close(fd);
+    if (e) {
+        note_disk(ks, &st); /* logged once per change of the file */
+        SL_WARN("kms", "the keyring file changed but cannot be read; keeping the keys in memory",
+                "file=%s why=\"%s\"", ks->kr_path, why);
+        return SL_OK;
+    }
+    sl_keyring merged;
+    int conflicts = 0;
+    pthread_mutex_lock(&ks->kr_mu);
+    e = sl_keyring_merge(&ks->kr, &ks->base, &f, &merged, &conflicts);
+    if (!e) {
+        sl_keyring_free(&ks->kr);
+        ks->kr = merged;
+    }
+    int ntopics = ks->kr.ntopics;
+    pthread_mutex_unlock(&ks->kr_mu);
+    if (e) {
+        sl_keyring_free(&f);
+        return e;
+    }
+    sl_keyring_free(&ks->base);
+    ks->base = f;
+    note_disk(ks, &st);
+    if (changed) *changed = true;
+    if (conflicts)
+        SL_ERROR("kms", "keyring: a key version was created here and by another process",
+                 "file=%s conflicts=%d kept=file", ks->kr_path, conflicts);
+    SL_INFO("kms", "keyring reread (changed on disk)", "file=%s topics=%d", ks->kr_path, ntopics);
+    return SL_OK;
+}
 
 static sl_err save_keyring(sl_keysvc *ks) {
     uint8_t *b = NULL;
     size_t n = 0;
-    pthread_mutex_lock(&ks->kr_mu);
-    sl_err e = sl_keyring_encode(&ks->kr, &b, &n);
-    pthread_mutex_unlock(&ks->kr_mu);
+    kr_lock(ks);
+    sl_err e = sync_disk(ks, NULL);
+    if (!e) {
+        pthread_mutex_lock(&ks->kr_mu);
+        e = sl_keyring_encode(&ks->kr, &b, &n);
+        pthread_mutex_unlock(&ks->kr_mu);
+    }
     if (!e) e = sl_keyring_replace_file(ks->kr_dir, ks->kr_name, b, n);
+    if (!e) {
+        struct stat st;
+        sl_keyring nb = {0};
+        char why[160];
+        if (stat(ks->kr_path, &st) == 0) note_disk(ks, &st);
+        if (sl_keyring_decode(b, n, &nb, why, sizeof why) == SL_OK) {
+            sl_keyring_free(&ks->base);
+            ks->base = nb;
+        }
+    }
+    kr_unlock(ks);
     free(b);
     if (e)
         SL_ERROR("kms", "cannot write the keyring", "file=%s err=%s", ks->kr_path, sl_strerror(e));
@@ -449,8 +584,26 @@ static uint32_t current_tk_locked(sl_keyring *kr, const uint8_t topic[16]) {
 
 /* Creates the next topic-key version of `topic` under the current KEK and stores it (kms_mu
  * held). *tk gets its secmem slot (the caller's). */
-static sl_err create_tk(sl_keysvc *ks, const uint8_t topic[16], const char *reason, uint8_t **tk,
-                        uint32_t *version, char *msg, size_t msglen) {
+static sl_err load_tk(sl_keysvc *ks, const uint8_t topic[16], uint32_t v, const char *reason,
+                      uint8_t **tk, char *msg, size_t msglen);
+static sl_err create_tk_locked(sl_keysvc *ks, const uint8_t topic[16], bool first,
+                               const char *reason, uint8_t **tk, uint32_t *version, char *msg,
+                               size_t msglen);
+
+/* `first`: only when the topic has no version yet (first use); when another process created one
+ * meanwhile (found by rereading the file under the lock), that one is loaded instead. */
+static sl_err create_tk(sl_keysvc *ks, const uint8_t topic[16], bool first, const char *reason,
+                        uint8_t **tk, uint32_t *version, char *msg, size_t msglen) {
+    kr_lock(ks);
+    sl_err e = sync_disk(ks, NULL);
+    if (!e) e = create_tk_locked(ks, topic, first, reason, tk, version, msg, msglen);
+    kr_unlock(ks);
+    return e;
+}
+
+static sl_err create_tk_locked(sl_keysvc *ks, const uint8_t topic[16], bool first,
+                               const char *reason, uint8_t **tk, uint32_t *version, char *msg,
+                               size_t msglen) {
     pthread_mutex_lock(&ks->kr_mu);
     sl_kr_topic *t = sl_keyring_topic(&ks->kr, topic);
     bool shredded = t && (t->shredded || t->shred_pending);
@@ -461,6 +614,14 @@ static sl_err create_tk(sl_keysvc *ks, const uint8_t topic[16], const char *reas
     if (shredded) {
         snprintf(msg, msglen, "the topic's keys were shredded");
         return SL_EKEY_DESTROYED;
+    }
+    if (first && v > 1) { /* another process made it: use theirs */
+        sl_err e = load_tk(ks, topic, v - 1, reason, tk, msg, msglen);
+        if (!e) {
+            *version = v - 1;
+            snprintf(msg, msglen, "topic key version %u (created by another process)", v - 1);
+        }
+        return e;
     }
     if (!kek.version) {
         snprintf(msg, msglen, "no current KEK version");
@@ -552,8 +713,8 @@ static void run_load(sl_keysvc *ks, job *j) {
         pthread_mutex_unlock(&ks->kr_mu);
     }
     if (!v) {
-        j->result =
-            create_tk(ks, j->topic, "new topic", &j->tk, &j->tk_version, j->msg, sizeof j->msg);
+        j->result = create_tk(ks, j->topic, true, "new topic", &j->tk, &j->tk_version, j->msg,
+                              sizeof j->msg);
     } else {
         j->tk_version = v;
         j->result = load_tk(ks, j->topic, v, j->reason, &j->tk, j->msg, sizeof j->msg);
@@ -598,6 +759,11 @@ static void *worker_main(void *arg) {
         case J_SAVE:
             pthread_mutex_lock(&ks->kms_mu);
             j->result = save_keyring(ks);
+            pthread_mutex_unlock(&ks->kms_mu);
+            break;
+        case J_RELOAD:
+            pthread_mutex_lock(&ks->kms_mu);
+            j->result = sync_disk(ks, NULL);
             pthread_mutex_unlock(&ks->kms_mu);
             break;
         default:
@@ -731,6 +897,7 @@ static sl_err read_keyring(sl_keysvc *ks, bool *found, char *err, size_t errlen)
     close(fd);
     char why[160];
     sl_err e = got == n ? sl_keyring_decode(b, n, &ks->kr, why, sizeof why) : SL_EIO;
+    if (!e && sl_keyring_decode(b, n, &ks->base, why, sizeof why) == SL_OK) note_disk(ks, &st);
     free(b);
     if (e) {
         snprintf(err, errlen,
@@ -796,15 +963,21 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
     pthread_cond_init(&ks->done_cv, &ca);
     pthread_condattr_destroy(&ca);
     ks->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ks->lock_fd = -1;
     sl_keyring_path(cfg, ks->kr_path, sizeof ks->kr_path);
     split_path(ks->kr_path, ks->kr_dir, sizeof ks->kr_dir, ks->kr_name, sizeof ks->kr_name);
+    snprintf(ks->lock_path, sizeof ks->lock_path, "%s.lock", ks->kr_path);
     bool found = false;
     sl_err e = ks->efd < 0 ? SL_EIO : SL_OK;
     if (!e) e = sl_mkdir_p(ks->kr_dir, 0700);
     if (e) snprintf(err, errlen, "sluice.kms.keyring.file: cannot create %s", ks->kr_dir);
+    pthread_mutex_lock(&ks->kms_mu); /* no other thread yet: for the helpers' contract */
+    /* Under the file lock until the system key exists: processes starting together on one new
+     * keyring file make one KEK version 1 and one system key. */
+    if (!e) kr_lock(ks);
+    bool locked = !e;
     if (!e) e = read_keyring(ks, &found, err, errlen);
     bool dirty = !found;
-    pthread_mutex_lock(&ks->kms_mu); /* no other thread yet: for the helpers' contract */
     if (!e && !ks->kr.current) {
         sl_kms_keyref ref;
         e = kms_generate(ks, 1, &ref, "start");
@@ -827,12 +1000,13 @@ sl_err sl_keysvc_open_with(const sl_config *cfg, sl_events *hub, sl_kms *kms, sl
         uint8_t *tk = NULL;
         uint32_t v = 0;
         char msg[256];
-        e = create_tk(ks, k_zero, "new topic", &tk, &v, msg, sizeof msg);
+        e = create_tk_locked(ks, k_zero, true, "new topic", &tk, &v, msg, sizeof msg);
         if (e)
             snprintf(err, errlen, "encryption at rest: cannot create the system key: %s", msg);
         else
             sys_put(ks, v, tk);
     }
+    if (locked) kr_unlock(ks);
     /* The current version of every topic key (every version of the system key), as many as
      * the timeout allows; older versions and the rest load on first use. A KMS that does not
      * answer stops the loading at once: the broker starts, and those topics wait for it. */
@@ -907,6 +1081,8 @@ void sl_keysvc_close(sl_keysvc *ks) {
     for (int i = 0; i < atomic_load(&ks->nsys); i++) sl_secmem_free_key(ks->sys[i].tk);
     if (ks->kms) ks->kms->ops->free(ks->kms);
     sl_keyring_free(&ks->kr);
+    sl_keyring_free(&ks->base);
+    if (ks->lock_fd >= 0) close(ks->lock_fd);
     if (ks->efd >= 0) close(ks->efd);
     pthread_mutex_destroy(&ks->kms_mu);
     pthread_mutex_destroy(&ks->kr_mu);
@@ -952,6 +1128,9 @@ void sl_keysvc_dispatch(sl_keysvc *ks) {
             break;
         case J_SAVE:
             break;
+        case J_RELOAD:
+            ks->reload_pending = false;
+            break;
         }
         sl_secmem_free_key(j->tk);
         free(j);
@@ -982,7 +1161,7 @@ sl_err sl_keysvc_topic_ensure_sync(sl_keysvc *ks, const uint8_t topic_id[16], co
     } else if (!have) {
         job *j = calloc(1, sizeof *j);
         char msg[256];
-        e = j ? create_tk(ks, topic_id, "new topic", &j->tk, &j->tk_version, msg, sizeof msg)
+        e = j ? create_tk(ks, topic_id, true, "new topic", &j->tk, &j->tk_version, msg, sizeof msg)
               : SL_ENOMEM;
         if (e) {
             snprintf(err, errlen, "topic %s: %s", name ? name : "?", j ? msg : "out of memory");
@@ -1538,6 +1717,12 @@ static void op_shred(sl_keysvc *ks, job *j) {
 
 static void run_op(sl_keysvc *ks, job *j) {
     pthread_mutex_lock(&ks->kms_mu);
+    /* Every lifecycle step under the keyring's cross-process lock, on the file as it is now:
+     * another process sharing it may have rotated, rewrapped, retired or shredded meanwhile
+     * (and the local provider's KEK file, written by generate and destroy, is serialized by
+     * the same lock). */
+    kr_lock(ks);
+    (void)sync_disk(ks, NULL);
     switch (j->op) {
     case SL_KEYOP_ROTATE:
         op_rotate(ks, j);
@@ -1552,8 +1737,8 @@ static void run_op(sl_keysvc *ks, job *j) {
         op_shred(ks, j);
         break;
     case SL_KEYOP_TK_ROTATE:
-        j->result =
-            create_tk(ks, j->topic, j->reason, &j->tk, &j->tk_version, j->msg, sizeof j->msg);
+        j->result = create_tk(ks, j->topic, j->version == 1, j->reason, &j->tk, &j->tk_version,
+                              j->msg, sizeof j->msg);
         if (!j->result && is_sys(j->topic)) {
             sys_put(ks, j->tk_version, j->tk);
             j->tk = NULL;
@@ -1572,6 +1757,7 @@ static void run_op(sl_keysvc *ks, job *j) {
     bool per_topic = j->op == SL_KEYOP_SHRED || j->op == SL_KEYOP_TK_ROTATE;
     post_event(ks, op_name(j->op), ref.version ? &ref : NULL, per_topic ? j->topic : NULL,
                j->reason, j->result, j->msg, 0);
+    kr_unlock(ks);
     pthread_mutex_unlock(&ks->kms_mu);
 }
 
@@ -1710,7 +1896,7 @@ void sl_keysvc_on_shred(sl_keysvc *ks, void (*fn)(void *ctx, const uint8_t topic
  * load of (id, version) that queue_load asked for, as the topics module waits for a topic key
  * the loop needs (ensure_blocking): the loop itself makes no provider call. The key is then
  * adopted from the done list by tk_lookup. The load's result, SL_OK when it was not found. */
-static sl_err wait_load(sl_keysvc *ks, const uint8_t id[16], uint32_t version) {
+static sl_err wait_job(sl_keysvc *ks, job_kind kind, const uint8_t id[16], uint32_t version) {
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     int64_t ns = dl.tv_nsec + (ks->timeout_ms > 0 ? ks->timeout_ms : 1000) * 1000000;
@@ -1721,7 +1907,8 @@ static sl_err wait_load(sl_keysvc *ks, const uint8_t id[16], uint32_t version) {
     for (;;) {
         bool found = false;
         for (job *j = ks->done; j && !found; j = j->next)
-            if (j->kind == J_LOAD && j->version == version && !memcmp(j->topic, id, 16)) {
+            if (j->kind == kind &&
+                (kind == J_RELOAD || (j->version == version && !memcmp(j->topic, id, 16)))) {
                 found = true;
                 r = j->result;
             }
@@ -1731,22 +1918,49 @@ static sl_err wait_load(sl_keysvc *ks, const uint8_t id[16], uint32_t version) {
     return r;
 }
 
+/* Loop: asks the worker to reread the keyring file if it changed on disk (another process
+ * sharing it created, rotated, rewrapped or shredded a key), at most every RECHECK_MS. With
+ * `wait` and the local provider, waits for it as for a load. True when a reread has run. */
+static bool reload(sl_keysvc *ks, bool wait) {
+    if (!ks->reload_pending) {
+        int64_t now = sl_mono_ms();
+        if (ks->reload_ms && now - ks->reload_ms < RECHECK_MS) return false;
+        job *j = calloc(1, sizeof *j);
+        if (!j) return false;
+        j->kind = J_RELOAD;
+        ks->reload_ms = now;
+        ks->reload_pending = true;
+        enqueue(ks, j);
+    }
+    if (!wait || !sl_keysvc_provider_is_local(ks)) return false;
+    return wait_job(ks, J_RELOAD, NULL, 0) != SL_EKEY_UNAVAILABLE;
+}
+
 sl_err sl_keysvc_key_get(sl_keysvc *ks, const uint8_t id[16], uint32_t version, uint8_t out[32],
                          uint32_t *outv) {
     if (!ks || !is_field(id)) return SL_ENOTFOUND;
-    pthread_mutex_lock(&ks->kr_mu);
-    sl_kr_topic *t = sl_keyring_topic(&ks->kr, id);
-    bool shredded = t && (t->shredded || t->shred_pending);
-    uint32_t v = version ? version : current_tk_locked(&ks->kr, id);
-    bool have = v && sl_keyring_tk(t, v) != NULL;
-    pthread_mutex_unlock(&ks->kr_mu);
-    if (shredded) return SL_EKEY_DESTROYED;
-    if (!have) return SL_ENOTFOUND; /* never queue_load(..., 0): that would create version 1 */
+    uint32_t v = 0;
+    for (int pass = 0;; pass++) {
+        pthread_mutex_lock(&ks->kr_mu);
+        sl_kr_topic *t = sl_keyring_topic(&ks->kr, id);
+        bool shredded = t && (t->shredded || t->shred_pending);
+        v = version ? version : current_tk_locked(&ks->kr, id);
+        bool have = v && sl_keyring_tk(t, v) != NULL;
+        pthread_mutex_unlock(&ks->kr_mu);
+        if (shredded) return SL_EKEY_DESTROYED;
+        if (have) break;
+        /* A miss: the file may have changed (another gateway made the key or a new version).
+         * Never queue_load(..., 0): that would create version 1. */
+        if (pass) return SL_ENOTFOUND; /* not in the file either */
+        if (!reload(ks, true)) return ks->reload_pending ? SL_EKEY_UNAVAILABLE : SL_ENOTFOUND;
+    }
+    /* The current version: a rotation made by another process is noticed within RECHECK_MS. */
+    if (!version) reload(ks, false);
     const uint8_t *tk = tk_lookup(ks, id, v);
     if (!tk) {
         if (!queue_load(ks, id, v, "cache miss")) return SL_EKEY_UNAVAILABLE;
         if (!sl_keysvc_provider_is_local(ks)) return SL_EKEY_UNAVAILABLE;
-        sl_err e = wait_load(ks, id, v);
+        sl_err e = wait_job(ks, J_LOAD, id, v);
         if (e == SL_EKEY_DESTROYED) return e;
         tk = tk_lookup(ks, id, v);
         if (!tk) return SL_EKEY_UNAVAILABLE;

@@ -81,7 +81,9 @@ typedef enum {
     SL_KEYOP_REWRAP, /* every topic key re-wrapped under the current KEK version (keyring only) */
     SL_KEYOP_RETIRE, /* destroy KEK version `version` (refused while a topic key still uses it) */
     SL_KEYOP_SHRED,  /* destroy every version of `topic_id`'s topic key: its data is gone */
-    SL_KEYOP_TK_ROTATE, /* new topic-key version for `topic_id` (before reencrypt) */
+    SL_KEYOP_TK_ROTATE, /* new topic-key version for `topic_id` (before reencrypt); with
+                         * `version` 1: only when it has none yet (first use: a version another
+                         * process sharing the keyring file created meanwhile is used instead) */
 } sl_keyop;
 void sl_keysvc_op(sl_keysvc *ks, sl_keyop op, const uint8_t topic_id[16], uint32_t version,
                   const char *reason, sl_keysvc_cb cb, void *ctx);
@@ -127,7 +129,10 @@ void sl_keysvc_stats_get(sl_keysvc_stats *out);
  * Copies version `version` (0: the current one; *outv, when not NULL, gets it) of key `id` into
  * out[32] (the caller cleanses it after use). Loop thread. A version not in the cache has its
  * load queued on the worker and SL_EKEY_UNAVAILABLE is returned meanwhile (a local provider's
- * load is done before this returns, as for topic keys); SL_ENOTFOUND: no such key or version;
+ * load is done before this returns, as for topic keys). A key or version missing from memory
+ * first has the keyring file reread on the worker if it changed on disk (another process sharing
+ * it; looked at most every 200 ms; the local provider waits for it, others get
+ * SL_EKEY_UNAVAILABLE meanwhile). SL_ENOTFOUND: no such key or version;
  * SL_EKEY_DESTROYED: shredded. */
 sl_err sl_keysvc_key_get(sl_keysvc *ks, const uint8_t id[16], uint32_t version, uint8_t out[32],
                          uint32_t *outv);

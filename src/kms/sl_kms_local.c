@@ -275,10 +275,35 @@ static local_kek *find_kek(local_kms *l, uint32_t version) {
     return NULL;
 }
 
+/* Processes sharing one keyring share this file too (gateways, docs/gateway.md): another may
+ * have added or destroyed a KEK version since it was read. Reads it again; an unreadable or
+ * missing file keeps what memory has (the key service serializes the writers with the keyring's
+ * lock, and the file is always replaced whole). */
+static void reread_keks(local_kms *l) {
+    local_kek *old = l->keks;
+    int nold = l->nkeks;
+    l->keks = NULL;
+    l->nkeks = 0;
+    char err[256];
+    bool ok = load_keks(l, err, sizeof err) == SL_OK && (l->nkeks || !nold);
+    local_kek *drop = ok ? old : l->keks;
+    int ndrop = ok ? nold : l->nkeks;
+    if (!ok) {
+        l->keks = old;
+        l->nkeks = nold;
+    }
+    if (drop) OPENSSL_cleanse(drop, sizeof *drop * (size_t)ndrop);
+    free(drop);
+}
+
 /* Unwraps KEK `ref` into kek[32] (the caller cleanses it). */
 static sl_err open_kek(local_kms *l, const sl_kms_keyref *ref, uint8_t kek[32], char *err,
                        size_t errlen) {
     local_kek *k = find_kek(l, ref->version);
+    if (!k) {
+        reread_keks(l);
+        k = find_kek(l, ref->version);
+    }
     char want[32];
     snprintf(want, sizeof want, "local:%u", ref->version);
     if (!k || strcmp(ref->id, want)) {
@@ -334,6 +359,7 @@ static sl_err l_generate(sl_kms *k, uint32_t version, sl_kms_keyref *out, char *
     snprintf(out->id, sizeof out->id, "local:%u", version);
     out->version = version;
     if (version == 0) return SL_EINVAL;
+    reread_keks(l); /* what another process sharing the file made stays in it */
     if (find_kek(l, version)) return SL_OK;
     if (l->nkeks >= MAX_KEKS) {
         snprintf(err, errlen, "local KMS: too many KEK versions (retire old ones)");
@@ -375,6 +401,7 @@ static sl_err l_describe(sl_kms *k, const sl_kms_keyref *kek, char *out, size_t 
 
 static sl_err l_destroy(sl_kms *k, const sl_kms_keyref *kek, char *err, size_t errlen) {
     local_kms *l = (local_kms *)k;
+    reread_keks(l);
     for (int i = 0; i < l->nkeks; i++)
         if (l->keks[i].version == kek->version) {
             local_kek gone = l->keks[i];

@@ -854,6 +854,62 @@ def test_gateway_topic_key_rotate_and_shred_with_sluice_keys(gateway_serve):
     assert "no gateway key" in none.stderr, none.stderr
 
 
+@pytest.mark.timeout_s(120)
+def test_two_gateways_share_one_keyring_file(tmp_path):
+    """Two gateways in front of one `sluice serve` upstream, with the same sluice.kms.* settings:
+    the same keyring file (sluice.kms.keyring.file, here in a directory both use, as a shared
+    volume would be) and the same local master key. Gateway A seals enc-shared (its key's first
+    version is created on first use); gateway B, started before, reads it in clear (its miss
+    rereads the changed keyring file). `sluice keys rotate --topic` on A, more records through A
+    under v2; B reads all of them in clear, without a restart. The upstream holds envelopes of
+    v1 then v2, so B really opened a version made after it started."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    kms = {"sluice.kms.provider": "local",
+           "sluice.kms.keyring.file": str(shared / "sluice-keyring"),
+           "sluice.kms.local.master.key.file": str(shared / "sluice-master.key"),
+           "sluice.gateway.encrypt.enable": "true", "sluice.gateway.encrypt.topics": "enc-*"}
+    a = gw.start_gateway(tmp_path / "a", upstream="serve", config=kms,
+                         upstream_config={"sluice.encryption.enable": "false"})
+    b = None
+    try:
+        up = a.upstream
+        b = gw.start_gateway(tmp_path / "b", upstream="external", config=kms, upstream_config={
+            k: a.config[k] for k in a.config if k.startswith("sluice.gateway.upstream.")})
+        topic = "enc-shared"
+        adm = AdminClient(gw.ck_conf(a, "admin"))
+        for f in adm.create_topics([NewTopic(topic, 1, 1)]).values():
+            f.result(30)
+
+        def recs(tag, n):
+            return [h.Rec(0, f"{tag}-k{i}".encode(), f"{MARKER} {tag} {i}".encode(),
+                          (("h", f"{tag}-h{i}".encode()),), None) for i in range(n)]
+        first = h.ck_produce(a.bootstrap, topic, recs("v1", 50), "none",
+                             extra=gw.ck_conf(a, "admin"))
+        got = h.ck_consume(b.bootstrap, topic, {0: 50}, timeout=30, extra=gw.ck_conf(b, "admin"))
+        h.verify(h.expected_from_acks(first, topic), got, "A's v1 records through B")
+        gw_keys(a, "rotate", "--topic", topic)
+        second = h.ck_produce(a.bootstrap, topic, recs("v2", 50), "none",
+                              extra=gw.ck_conf(a, "admin"))
+        acked = {0: {**first[0], **second[0]}}
+        got = h.ck_consume(b.bootstrap, topic, {0: 100}, timeout=30, extra=gw.ck_conf(b, "admin"))
+        h.verify(h.expected_from_acks(acked, topic), got, "A's v1 and v2 records through B")
+        direct = h.ck_consume(up.bootstrap, topic, {0: 100}, timeout=30, extra={
+            "bootstrap.servers": up.bootstrap, "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(up.ca_pem), "sasl.mechanisms": gw.MECHANISM,
+            "sasl.username": "admin", "sasl.password": gw.USERS["admin"]})
+        versions = [int.from_bytes(d.value[1:5], "big") for d in direct]
+        assert versions == [1] * 50 + [2] * 50, versions
+        assert b.starts == 1 and "keyring reread" in b.log_text(), b.log_tail()
+    finally:
+        try:
+            if b is not None:
+                b.finish()
+        finally:
+            a.finish()
+
+
 # ---- principal mapping toward the upstream ---------------------------------------------------------
 
 ALICE_UP_PASSWORD = "alice-up-pw-1"
