@@ -526,7 +526,7 @@ SL_TEST(keysvc_gateway_topic_key_lifecycle) {
     uint32_t v = 0, vs[8];
     sl_gwcrypt_key_id(sl_str_c("enc-orders"), id);
     CHECK(id[0] == 0xFE);
-    CHECK(gw_key_get(ks, id, 0, k, &v) == SL_ENOTFOUND); /* after a reread of the file */
+    CHECK(gw_key_get(ks, id, 0, k, &v) == SL_ENOTFOUND);        /* after a reread of the file */
     CHECK(run_op(ks, SL_KEYOP_TK_ROTATE, id, 0, msg) == SL_OK); /* first use */
     CHECK(gw_key_get(ks, id, 0, k1, &v) == SL_OK && v == 1);
     /* `sluice keys rotate --topic enc-orders` on the gateway. */
