@@ -30,6 +30,8 @@ PKGS=(
     build-essential make pkg-config clang clang-format libclang-rt-14-dev
     libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libcmocka-dev
     librdkafka-dev kcat
+    # `ss`: the gateway's leader-move test checks no client connects to an upstream port.
+    iproute2
     python3 python3-pytest python3-confluent-kafka python3-kafka python3-cryptography
     # Benchmarks (bench/): the NATS JetStream reference row, and profilers for docs/benchmarks.md.
     nats-server libnats-dev linux-perf valgrind
@@ -83,6 +85,7 @@ command -v openssl >/dev/null || die "openssl not found"
 /usr/bin/python3 -c 'import cryptography, snappy, lz4, zstandard' 2>/dev/null ||
     die "/usr/bin/python3 cannot import cryptography, snappy, lz4 and zstandard"
 # The sarama tests skip without these; CI must not (tests/skip-allowlist.txt does not list them).
+command -v ss >/dev/null || die "ss not found (iproute2)"
 command -v prometheus >/dev/null || die "prometheus not found"
 command -v promtool >/dev/null || die "promtool not found (prometheus)"
 command -v chromium >/dev/null || die "chromium not found"
