@@ -504,6 +504,18 @@ static void ack_partial(sl_conn *c) {
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
+/* A read that returned `r` <= 0: the end of the stream or an error destroys the connection
+ * (true); EAGAIN leaves it for the next readiness (false). */
+static bool read_ended(sl_conn *c, ssize_t r) {
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    bool reset = r < 0 && errno == ECONNRESET;
+    conn_destroy(c, r == 0 || reset,
+                 r == 0  ? "peer closed"
+                 : reset ? "connection reset by peer"
+                         : "read error");
+    return true;
+}
+
 static void read_some(sl_conn *c) {
     for (int i = 0; i < SL_READS_PER_EVENT && read_allowed(c); i++) {
         /* The rest of a big frame goes straight into its arena buffer: no second copy. */
@@ -522,20 +534,11 @@ static void read_some(sl_conn *c) {
             want = SL_INBUF_SIZE - c->in_len;
             r = c->t->vt->read(c->t, c->in + c->in_len, want);
         }
-        if (r > 0) c->rx += (uint64_t)r;
-        if (r == 0) {
-            conn_destroy(c, true, "peer closed");
+        if (r <= 0) {
+            if (!read_ended(c, r)) ack_partial(c);
             return;
         }
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ack_partial(c);
-                return;
-            }
-            bool reset = errno == ECONNRESET;
-            conn_destroy(c, reset, reset ? "connection reset by peer" : "read error");
-            return;
-        }
+        c->rx += (uint64_t)r;
         c->last_io = now_ms(c->s);
         if (direct) {
             c->fgot += (size_t)r;
@@ -559,17 +562,11 @@ static void drain_closing(sl_conn *c) {
     c->in_off = c->in_len = 0;
     for (int i = 0; i < SL_READS_PER_EVENT; i++) {
         ssize_t r = c->t->vt->read(c->t, c->in, SL_INBUF_SIZE);
-        if (r > 0) {
-            c->rx += (uint64_t)r;
-            continue;
+        if (r <= 0) {
+            (void)read_ended(c, r);
+            return;
         }
-        if (r == 0) {
-            conn_destroy(c, true, "peer closed");
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            bool reset = errno == ECONNRESET;
-            conn_destroy(c, reset, reset ? "connection reset by peer" : "read error");
-        }
-        return;
+        c->rx += (uint64_t)r;
     }
 }
 
