@@ -208,7 +208,7 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
         fail "interop (broker binary $SLUICE_BIN not built)"
     else
         # shellcheck disable=SC2086
-        SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" \
+        SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" SLUICE_SANITIZER_LOG="$WORK/sanitizer-reports.txt" \
             timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
             --junitxml="$WORK/interop.xml" ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
         rc=${PIPESTATUS[0]}
@@ -300,6 +300,13 @@ cat "$WORK/skips.out"
 while IFS= read -r line; do
     case "$line" in "FAIL "*) fail "skip: ${line#FAIL }" ;; esac
 done <"$WORK/skips.out"
+
+# Sanitizer reports from interop brokers, repeated here: a CI log cut in the middle still ends
+# with the stack that failed.
+if [ -s "$WORK/sanitizer-reports.txt" ]; then
+    stage "sanitizer reports from interop brokers (first lines of each)"
+    head -150 "$WORK/sanitizer-reports.txt"
+fi
 
 stage "summary"
 for f in "${FAILURES[@]+"${FAILURES[@]}"}"; do

@@ -77,10 +77,14 @@ sl_exec_fn sl_broker_exec(int16_t key) {
 
 /* ---- the catalog the authorization stage names resources from ---- */
 
-static bool cat_topic_name(void *ctx, const sl_uuid *id, sl_str *name) {
+static bool cat_topic_name(void *ctx, const sl_uuid *id, sl_arena *a, sl_str *name) {
     sl_topic *t = sl_topics_find_id(((sl_broker *)ctx)->topics, id);
-    if (t) *name = sl_str_c(t->name);
-    return t != NULL;
+    if (!t) return false;
+    size_t n = strlen(t->name);
+    char *p = sl_arena_dup(a, t->name, n);
+    if (!p) return false;
+    *name = (sl_str){p, (int32_t)n};
+    return true;
 }
 
 static bool cat_topic_exists(void *ctx, sl_str name) {

@@ -208,7 +208,8 @@ void sl_h_fetch(sl_req *rq) {
         const sl_catalog *cat = &rq->b->catalog;
         for (int32_t i = 0; i < req->topics_count; i++) {
             sl_str name = req->topics[i].topic;
-            if (v >= 13 && !cat->topic_name(cat->ctx, &req->topics[i].topic_id, &name)) continue;
+            if (v >= 13 && !cat->topic_name(cat->ctx, &req->topics[i].topic_id, rq->a, &name))
+                continue;
             op->denied[i] = !sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, name);
         }
     }

@@ -56,7 +56,7 @@ static void env_decide_extra(void *ctx, const sl_str *names, int32_t n, bool *ok
 static bool env_topic_name(void *ctx, const sl_uuid *id, sl_str *name) {
     gw_ctx *c = ctx;
     const sl_catalog *cat = &c->rq->b->catalog;
-    return cat->topic_name && cat->topic_name(cat->ctx, id, name);
+    return cat->topic_name && cat->topic_name(cat->ctx, id, c->rq->a, name);
 }
 
 static const sl_xform_chain *env_chain(void *ctx, sl_str topic) {

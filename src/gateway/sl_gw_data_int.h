@@ -30,7 +30,8 @@ typedef struct sl_gw_env {
     /* Fetch: decides READ on topics an answer carries that the request did not name (the other
      * partitions of an incremental fetch session): ok[i] for names[i]. */
     void (*decide_extra)(void *ctx, const sl_str *names, int32_t n, bool *ok);
-    /* Fetch v13+: the name of a topic id; false when the catalog does not know it. */
+    /* Fetch v13+: the name of a topic id, valid for the request's life (the plan keeps it
+     * until the upstream answers); false when the catalog does not know it. */
     bool (*topic_name)(void *ctx, const sl_uuid *id, sl_str *name);
     /* The transform chain of a topic (sl_gw_chain), NULL when none applies. */
     const sl_xform_chain *(*chain)(void *ctx, sl_str topic);

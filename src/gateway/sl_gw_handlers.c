@@ -375,7 +375,7 @@ static void gw_metadata(sl_req *rq) {
         sl_str name = t->name;
         /* An id the catalog does not know goes up unauthorized: the upstream answers it as
          * unknown, or the answer's filter decides on the name it gives. */
-        if (name.len < 0 && !cat->topic_name(cat->ctx, &t->topic_id, &name)) {
+        if (name.len < 0 && !cat->topic_name(cat->ctx, &t->topic_id, rq->a, &name)) {
             f.topics[f.topics_count++] = *t;
             continue;
         }
@@ -626,7 +626,7 @@ GW_ITEMS(delete_topic_names, delete_topics, topic_names, responses,
  * keeps its name to itself. */
 static int16_t delete_topic_verdict(sl_req *rq, const sl_delete_topics_req_topic *t) {
     sl_str name = t->name;
-    if (name.len < 0 && !rq->b->catalog.topic_name(rq->b->catalog.ctx, &t->topic_id, &name))
+    if (name.len < 0 && !rq->b->catalog.topic_name(rq->b->catalog.ctx, &t->topic_id, rq->a, &name))
         return SL_KAFKA_UNKNOWN_TOPIC_ID;
     return allowed(rq, SL_ACL_OP_DELETE, SL_ACL_RES_TOPIC, name, false)
                ? 0

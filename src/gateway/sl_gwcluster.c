@@ -866,11 +866,14 @@ int32_t sl_gwcluster_leader(const sl_gwcluster *c, sl_str topic, int32_t partiti
 
 /* ---- catalog ---- */
 
-static bool cat_topic_name(void *ctx, const sl_uuid *id, sl_str *name) {
+static bool cat_topic_name(void *ctx, const sl_uuid *id, sl_arena *a, sl_str *name) {
     sl_gwcluster *c = ctx;
     int k = topic_find_id(c, id);
     if (k < 0) return false;
-    *name = (sl_str){c->topics[k].name, c->topics[k].name_len};
+    /* A copy: the next Metadata refresh frees the entry while the request is upstream. */
+    char *p = sl_arena_dup(a, c->topics[k].name, (size_t)c->topics[k].name_len);
+    if (!p) return false;
+    *name = (sl_str){p, c->topics[k].name_len};
     return true;
 }
 

@@ -51,7 +51,8 @@ static void res_fetch(sl_req *rq, const sl_catalog *cat) {
     for (int32_t i = 0; i < r->topics_count; i++) {
         sl_str name = r->topics[i].topic;
         /* By id (v13+) the name is the topic's; an unknown id is answered as such, unnamed. */
-        if (rq->h.api_version >= 13 && !cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name))
+        if (rq->h.api_version >= 13 &&
+            !cat->topic_name(cat->ctx, &r->topics[i].topic_id, rq->a, &name))
             continue;
         need_topic(rq, SL_ACL_OP_READ, name);
     }
@@ -79,7 +80,8 @@ static void res_metadata(sl_req *rq, const sl_catalog *cat) {
     bool allow_create = (v < 4 || r->allow_auto_topic_creation) && cat->auto_create(cat->ctx);
     for (int32_t i = 0; i < r->topics_count; i++) {
         sl_str name = r->topics[i].name;
-        if (name.len < 0 && !cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name)) continue;
+        if (name.len < 0 && !cat->topic_name(cat->ctx, &r->topics[i].topic_id, rq->a, &name))
+            continue;
         need_topic(rq, SL_ACL_OP_DESCRIBE, name);
         if (want_ops) sl_req_need_ops(rq, SL_ACL_RES_TOPIC, name);
         /* Auto-creation needs CREATE on the cluster or on the topic. */
@@ -190,8 +192,9 @@ static void res_delete_topics(sl_req *rq, const sl_catalog *cat) {
     /* v6+: an unknown name or id is answered as unknown before any authorization. */
     for (int32_t i = 0; i < r->topics_count; i++) {
         sl_str name = r->topics[i].name;
-        bool found = name.len >= 0 ? cat->topic_exists(cat->ctx, name)
-                                   : cat->topic_name(cat->ctx, &r->topics[i].topic_id, &name);
+        bool found = name.len >= 0
+                         ? cat->topic_exists(cat->ctx, name)
+                         : cat->topic_name(cat->ctx, &r->topics[i].topic_id, rq->a, &name);
         if (found) need_topic(rq, SL_ACL_OP_DELETE, name);
     }
 }

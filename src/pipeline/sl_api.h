@@ -19,8 +19,11 @@
  * handed to callbacks are valid during the callback. */
 typedef struct sl_catalog {
     void *ctx;
-    /* The name of the topic with id `id`; false when no such topic exists. */
-    bool (*topic_name)(void *ctx, const sl_uuid *id, sl_str *name);
+    /* The name of the topic with id `id`, copied into `a` (the caller's request arena): a
+     * request can outlive the catalog entry - a gateway's Metadata refresh or a deletion
+     * replaces it while the request waits for the upstream or a long poll. False when no such
+     * topic exists (or out of memory). */
+    bool (*topic_name)(void *ctx, const sl_uuid *id, sl_arena *a, sl_str *name);
     bool (*topic_exists)(void *ctx, sl_str name);
     /* True when a Metadata request may create a missing topic (auto.create.topics.enable). */
     bool (*auto_create)(void *ctx);

@@ -664,6 +664,21 @@ def test_platformatic_kafka_roundtrip_to_serve_upstream(gateway_serve):
     check_node(result, "@platformatic/kafka")
 
 
+def test_long_polls_by_topic_id_span_metadata_refreshes(gateway_serve):
+    """Fetch by topic id (v13+) waiting upstream while the gateway's Metadata refreshes (every
+    second here) replace the catalog entry its topic name came from: the answer still merges
+    and the record produced during a poll arrives. Before the fix the gateway read the freed
+    name when the answer came (ASan: heap-use-after-free, caught at teardown)."""
+    from test_acl import binding
+    grant_all(gateway_serve, "alice", "plt-longpoll", groups=["sluice-interop-unused"])
+    grant(gateway_serve, binding("CLUSTER", "kafka-cluster", "LITERAL", "User:alice", "CREATE",
+                                 "ALLOW"))
+    result = run_node("longpoll_platformatic.mjs", gateway_serve, "alice", 3)
+    r = result["codecs"]["none"]
+    assert r.get("ok") and r["polls"] == 3, result
+    gateway_serve.assert_no_sanitizer_report()
+
+
 def test_confluent_kafka_roundtrip_to_serve_upstream(gateway_serve):
     """confluent-kafka's 10 000 records over every codec through the gateway to `sluice serve`
     (SCRAM upstream, Metadata and Fetch at the flexible versions the mock lacks), and no client

@@ -19,9 +19,9 @@
 
 static const sl_uuid k_tid = {{1}};
 
-static bool c_topic_name(void *ctx, const sl_uuid *id, sl_str *name) {
+static bool c_topic_name(void *ctx, const sl_uuid *id, sl_arena *a, sl_str *name) {
     if (memcmp(id, &k_tid, sizeof *id)) return false;
-    *name = sl_str_c("t");
+    *name = sl_str_c("t"); /* a literal outlives any arena */
     return true;
 }
 static bool c_topic_exists(void *ctx, sl_str name) {
