@@ -20,7 +20,8 @@ enum {
     SL_MECH_PLAIN = 1u,
     SL_MECH_SCRAM_SHA_256 = 2u,
     SL_MECH_SCRAM_SHA_512 = 4u,
-    SL_MECH_OAUTHBEARER = 8u, /* JWT validation in src/auth/sl_jwt.c */
+    SL_MECH_OAUTHBEARER = 8u,  /* JWT validation in src/auth/sl_jwt.c; MSK IAM tokens too */
+    SL_MECH_AWS_MSK_IAM = 16u, /* SigV4-signed payload, src/auth/sl_msk_iam.h + src/iam */
 };
 /* Bit for a SASL mechanism name (exact, case-sensitive as Kafka), or 0. */
 unsigned sl_mech_from_name(const char *name, size_t len);
@@ -45,6 +46,11 @@ sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *er
 unsigned sl_auth_listener_mechs(const sl_auth *a, const char *listener);
 /* Comma-free list for SaslHandshake answers: fills names (at most 8) and returns the count. */
 int sl_auth_mech_names(unsigned mechs, const char **names, int max);
+
+/* Gives the context the broker's IAM context (borrowed; outlives `a`), which AWS_MSK_IAM and
+ * MSK OAUTHBEARER tokens are verified against. Without it neither is accepted. */
+struct sl_iam;
+void sl_auth_set_iam(sl_auth *a, struct sl_iam *iam);
 
 /* The store, opening (and with `create`, creating) it on first use; NULL if unavailable. */
 sl_credstore *sl_auth_store(sl_auth *a, bool create);
@@ -90,6 +96,9 @@ typedef struct sl_session {
     bool reported; /* the broker's once-per-connection report (mTLS logon, expiry) was made */
     char addr[64];
     sl_scram_server scram;
+    /* After an IAM login (AWS_MSK_IAM, or OAUTHBEARER with an MSK token): who (malloc'd, owned
+     * by the session, freed with it); NULL for every other login. */
+    struct sl_iam_identity *iam;
 } sl_session;
 
 /* Malloc'd session for a connection from `peer` ("ip:port") on a listener with `mechs`

@@ -320,6 +320,30 @@ static const key_def k_keys[] = {
     {"sluice.ctl.socket", T_STR, OFF(sluice_ctl_socket), 0, 0, NULL,
      "Control socket `sluice keys` talks to (unix, 0600, owner only); default "
      "<log.dirs>/sluice-ctl.sock."},
+    /* IAM-compatible authentication and policies (docs/iam.md) */
+    {"sluice.iam.file", T_STR, OFF(sluice_iam_file), 0, 0, NULL,
+     "IAM: users, access keys (secrets encrypted), roles, policy documents and attachments "
+     "(managed with `sluice iam`); default <log.dirs>/sluice-iam."},
+    {"sluice.iam.key.file", T_STR, OFF(sluice_iam_key_file), 0, 0, NULL,
+     "IAM: the key (0600) that encrypts secret access keys and seals session tokens; created "
+     "on first use; default <sluice.secrets.dir>/sluice-iam.key."},
+    {"sluice.iam.region", T_STR, OFF(sluice_iam_region), 0, 0, "us-east-1",
+     "IAM: the region clients sign for (the x-amz-credential scope) and resource ARNs name."},
+    {"sluice.iam.account.id", T_STR, OFF(sluice_iam_account_id), 0, 0, "000000000000",
+     "IAM: the 12-digit account id in resource and principal ARNs (an MSK policy's account)."},
+    {"sluice.iam.cluster.name", T_STR, OFF(sluice_iam_cluster_name), 0, 0, "sluice",
+     "IAM: the cluster name in resource ARNs (arn:aws:kafka:REGION:ACCOUNT:cluster/NAME/UUID)."},
+    {"sluice.iam.cluster.uuid", T_STR, OFF(sluice_iam_cluster_uuid), 0, 0, NULL,
+     "IAM: the cluster UUID in resource ARNs; unset: the broker's cluster id. Set both name and "
+     "UUID to an MSK cluster's to apply its policies unchanged."},
+    {"sluice.iam.hosts", T_STR, OFF(sluice_iam_hosts), 0, 0, NULL,
+     "IAM: host names (comma-separated) an AWS_MSK_IAM payload may be signed for, besides the "
+     "advertised listeners' hosts."},
+    {"sluice.iam.clock.skew.ms", T_LONG, OFF(sluice_iam_clock_skew_ms), 0, 3600000, "300000",
+     "IAM: how far ahead of the broker's clock a signature's x-amz-date may be."},
+    {"sluice.iam.max.session.duration.ms", T_LONG, OFF(sluice_iam_max_session_duration_ms), 900000,
+     43200000, "43200000",
+     "IAM: the longest session a role may grant (each role has its own maximum, at most this)."},
     {"sluice.protect.policy.file", T_STR, OFF(sluice_protect_policy_file), 0, 0, NULL,
      "Field protection policy (docs/field-protection.md): which fields of which topics are "
      "masked, redacted, tokenized or encrypted on produce. Reloaded when it changes and on "

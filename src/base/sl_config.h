@@ -152,6 +152,15 @@ typedef struct sl_config {
     char sluice_kms_aws_imds_endpoint[SL_CFG_STR_MAX];
     char sluice_ctl_socket[SL_CFG_STR_MAX];
     char sluice_secrets_dir[SL_CFG_STR_MAX];
+    char sluice_iam_file[SL_CFG_STR_MAX];
+    char sluice_iam_key_file[SL_CFG_STR_MAX];
+    char sluice_iam_region[SL_CFG_STR_MAX];
+    char sluice_iam_account_id[SL_CFG_STR_MAX];
+    char sluice_iam_cluster_name[SL_CFG_STR_MAX];
+    char sluice_iam_cluster_uuid[SL_CFG_STR_MAX];
+    char sluice_iam_hosts[SL_CFG_STR_MAX];
+    int64_t sluice_iam_clock_skew_ms;
+    int64_t sluice_iam_max_session_duration_ms;
     char sluice_protect_policy_file[SL_CFG_STR_MAX];
     char sluice_protect_grants_file[SL_CFG_STR_MAX];
     char sluice_protect_subject_keys_file[SL_CFG_STR_MAX];

@@ -33,6 +33,7 @@ typedef struct sl_broker {
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */
+    struct sl_iam *iam;             /* IAM store and policies (src/iam); NULL: not in use */
     sl_listener_spec adv[16];       /* advertised endpoints, listener order */
     int nadv;
     sl_listener_spec listeners[16]; /* bound listeners (port resolved) */

@@ -73,6 +73,10 @@ typedef struct sl_req {
     /* lifecycle, for the observers */
     int64_t start_ns, end_ns;
     const char *principal; /* arena copy, set by the authenticate stage; NULL before */
+    /* With an IAM principal (AWS_MSK_IAM or an MSK token): who, an arena copy set by the
+     * authenticate stage; the authorize stage decides by its policies. NULL otherwise. */
+    const struct sl_iam_identity *iam;
+    bool tls; /* the connection is TLS (aws:SecureTransport) */
     const char *peer, *listener;
     uint64_t conn_id;
     sl_req_res *res; /* resources named, in naming order */
