@@ -443,14 +443,23 @@ SL_TEST(iamstore_note_use) {
     CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_keys(o, "alice", ki, 2), 1);
     CHECK_EQ(ki[0].last_used_s, 5000);
-    /* another writer's change in between: the noted use survives s's reload */
+    /* another writer's change in between: note_use does not overwrite it (nor reload: what
+     * s handed out stays valid); after s's refresh the noted use is still there and saved */
     CHECK_EQ(sl_iamstore_lock(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_add(o, "bob", NULL, 0, 2), SL_OK);
     CHECK_EQ(sl_iamstore_save(o), SL_OK);
     sl_iamstore_unlock(o);
+    const char *alice = sl_iamstore_user_at(s, 0);
+    sl_iamstore_note_use(s, ak, 5060);
+    CHECK_EQ(sl_iamstore_user_count(s), 1);
+    CHECK(alice == sl_iamstore_user_at(s, 0));
+    CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
+    CHECK_EQ(sl_iamstore_user_count(o), 2);
+    CHECK_EQ(sl_iamstore_user_keys(o, "alice", ki, 2), 1);
+    CHECK_EQ(ki[0].last_used_s, 5000);
     CHECK_EQ(sl_iamstore_refresh(s), SL_OK);
     CHECK_EQ(sl_iamstore_user_keys(s, "alice", ki, 2), 1);
-    CHECK_EQ(ki[0].last_used_s, 5030);
+    CHECK_EQ(ki[0].last_used_s, 5060);
     sl_iamstore_note_use(s, ak, 5061); /* a minute after the last save: saved */
     CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_count(o), 2);
