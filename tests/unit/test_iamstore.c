@@ -512,6 +512,22 @@ SL_TEST(iamstore_text_round_trip) {
     char got[64];
     CHECK(sl_iamstore_secret_lookup(p, ak, NULL, got, sizeof got) && !strcmp(got, sk));
     sl_iamstore_free(p);
+    /* a sealed secret moved to another key id does not open (the key id is the AAD) */
+    char ak2[SL_IAM_AKID_LEN + 1], sk2[SL_IAM_SECRET_LEN + 1];
+    CHECK_EQ(sl_iamstore_key_create(s, "u.1@x", 6, ak2, sk2), SL_OK);
+    char *t3 = NULL;
+    size_t l3 = 0;
+    CHECK_EQ(sl_iamstore_to_text(s, &t3, &l3), SL_OK);
+    char *l1p = strstr(t3, ak), *l2p = strstr(t3, ak2);
+    CHECK(l1p && l2p);
+    memcpy(l1p, ak2, SL_IAM_AKID_LEN); /* swap the two lines' ids: each holds the other's */
+    memcpy(l2p, ak, SL_IAM_AKID_LEN);
+    CHECK_EQ(sl_iamstore_from_text(k, t3, l3, &p, err, sizeof err), SL_OK);
+    CHECK(!sl_iamstore_secret_lookup(p, ak, NULL, got, sizeof got));
+    CHECK(!sl_iamstore_secret_lookup(p, ak2, NULL, got, sizeof got));
+    sl_iamstore_free(p);
+    free(t3);
+    CHECK_EQ(sl_iamstore_key_rm(s, ak2), SL_OK);
     /* another key: refused */
     uint8_t k2[SL_IAM_KEY_LEN] = {9};
     CHECK_EQ(sl_iamstore_from_text(k2, t1, l1, &p, err, sizeof err), SL_ECONFIG);
