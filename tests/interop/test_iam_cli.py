@@ -55,6 +55,7 @@ class Iam:
         assert res.returncode == rc, f"sluice iam {' '.join(args)}: rc {res.returncode}, " \
             f"want {rc}: {res.stdout} {res.stderr}"
         assert res.stderr.strip(), "a failure must say what failed"
+        assert res.stdout == "", "a failure prints nothing a script could take for an answer"
         return res.stderr
 
     def json(self, *args, **kw):
@@ -100,6 +101,23 @@ def test_user_add_list_rm_with_tags(iam):
     iam.ok("user", "rm", "alice")
     assert [u["UserName"] for u in iam.json("user", "list")["Users"]] == ["bob"]
     assert "no user alice" in iam.fails(1, "user", "rm", "alice")
+
+
+def test_json_escapes_tag_values(iam):
+    """Tag values are free text: quotes, backslashes, non-ASCII and bytes that are not UTF-8
+    still give JSON that parses (invalid bytes as U+FFFD)."""
+    iam.ok("user", "add", "gina", "--tag", 'q=say "hi" \\ back', "--tag", "u=caf\u00e9")
+    res = subprocess.run([SLUICE_BIN, "iam", "role", "add", "raw", "--tag", b"x=a\xff\xc3b",
+                          "-c", str(iam.config)], capture_output=True, env=sanitizer_env(),
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    tags = {t["Key"]: t["Value"] for t in iam.json("user", "list")["Users"][0]["Tags"]}
+    assert tags == {"q": 'say "hi" \\ back', "u": "caf\u00e9"}
+    res = subprocess.run([SLUICE_BIN, "iam", "role", "list", "--json", "-c", str(iam.config)],
+                         capture_output=True, env=sanitizer_env(), timeout=60)
+    assert res.returncode == 0, res.stderr
+    roles = json.loads(res.stdout)["Roles"]  # bytes: strict UTF-8
+    assert roles[0]["Tags"] == [{"Key": "x", "Value": "a\ufffd\ufffdb"}]
 
 
 def test_store_and_key_file_options(iam, tmp_path):
