@@ -287,9 +287,12 @@ static int parse_args(int argc, char **argv, iam_args *a) {
             flag = O_RESOURCE, dst = &a->resource;
         } else if (!strcmp(o, "--source-ip")) {
             flag = O_SRCIP, dst = &a->source_ip;
-        } else if (!strcmp(o, "--tag") || !strcmp(o, "--duration") ||
-                   !strcmp(o, "--max-session-duration")) {
-            flag = o[2] == 't' ? O_TAG : o[2] == 'd' ? O_DURATION : O_MAXSESS;
+        } else if (!strcmp(o, "--tag")) {
+            flag = O_TAG;
+        } else if (!strcmp(o, "--duration")) {
+            flag = O_DURATION;
+        } else if (!strcmp(o, "--max-session-duration")) {
+            flag = O_MAXSESS;
         } else if (o[0] == '-' && o[1]) {
             return usage_error("unknown option %s", o);
         } else {
@@ -671,8 +674,8 @@ static int simulate(const sl_iamstore *s, const iam_args *a, int64_t now) {
         printf("denied: implicit deny (no statement of %zu attached polic%s allows %s on %s)\n",
                at.npols, at.npols == 1 ? "y" : "ies", a->action, a->resource);
     } else {
-        printf("%s: %s policy %s statement %d", eff == SL_IAM_ALLOW ? "allowed" : "denied",
-               eff == SL_IAM_ALLOW ? "allowed by" : "explicit deny by",
+        printf("%s policy %s statement %d",
+               eff == SL_IAM_ALLOW ? "allowed:" : "denied: explicit deny by",
                why.policy ? why.policy : "?", why.statement);
         if (*sid) printf(" (Sid %s)", sid);
         putchar('\n');

@@ -339,14 +339,14 @@ def test_simulate_decisions_and_conditions(iam):
 
     rc, text, js = simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",
                             *tls, *office)
-    assert rc == 0 and text.startswith("allowed:") and "WriteFromOffice" in text, text
-    assert "writer" in text and "statement 0" in text, text
+    assert rc == 0 and text == "allowed: policy writer statement 0 (Sid WriteFromOffice)", text
     assert js == {"Decision": "allowed", "Policy": "writer", "Statement": 0,
                   "Sid": "WriteFromOffice"}
     # Without TLS the explicit deny decides, even where an allow matches.
     rc, text, js = simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",
                             *office)
-    assert rc == 1 and text.startswith("denied:") and "DenyPlaintext" in text, text
+    assert rc == 1 and text.startswith("denied: explicit deny by policy tls-only statement 0") \
+        and "DenyPlaintext" in text, text
     assert js == {"Decision": "explicitDeny", "Policy": "tls-only", "Statement": 0,
                   "Sid": "DenyPlaintext"}
     # Another address, or none: the allow's condition fails: implicit deny.
@@ -378,6 +378,28 @@ def test_simulate_decisions_and_conditions(iam):
     assert simulate(iam, ["--user", "nopol"], "kafka-cluster:Connect",
                     f"arn:aws:kafka:us-east-1:{ACCOUNT}:cluster/sluice/uuid-1", *tls)[2] == \
         {"Decision": "implicitDeny", "Policy": None, "Statement": None, "Sid": None}
+    # aws:CurrentTime is now; aws:PrincipalArn and aws:PrincipalType name the principal.
+    group = f"arn:aws:kafka:us-east-1:{ACCOUNT}:group/sluice/uuid-1/g1"
+    write_policy(iam, "who-when", [
+        {"Sid": "Since2020", "Effect": "Allow", "Action": "kafka-cluster:DescribeGroup",
+         "Resource": group,
+         "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}},
+        {"Sid": "Before2020", "Effect": "Allow", "Action": "kafka-cluster:DeleteGroup",
+         "Resource": group,
+         "Condition": {"DateLessThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}},
+        {"Sid": "OnlyFrank", "Effect": "Allow", "Action": "kafka-cluster:AlterGroup",
+         "Resource": group,
+         "Condition": {"StringEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/frank",
+                                        "aws:PrincipalType": "User"}}},
+        {"Sid": "Sessions", "Effect": "Allow", "Action": "kafka-cluster:AlterGroup",
+         "Resource": group, "Condition": {"StringEquals": {"aws:PrincipalType": "AssumedRole"}}}])
+    iam.ok("policy", "put", "who-when", str(iam.dir / "who-when.json"))
+    iam.ok("policy", "attach", "who-when", "--user", "frank")
+    iam.ok("policy", "attach", "who-when", "--role", "payments")
+    assert simulate(iam, user, "kafka-cluster:DescribeGroup", group, *tls)[2]["Sid"] == "Since2020"
+    assert simulate(iam, user, "kafka-cluster:DeleteGroup", group, *tls)[0] == 1
+    assert simulate(iam, user, "kafka-cluster:AlterGroup", group, *tls)[2]["Sid"] == "OnlyFrank"
+    assert simulate(iam, role, "kafka-cluster:AlterGroup", group, *tls)[2]["Sid"] == "Sessions"
     # Detaching the deny lets the plaintext request through.
     iam.ok("policy", "detach", "tls-only", "--user", "frank")
     assert simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",
