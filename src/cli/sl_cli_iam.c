@@ -535,10 +535,16 @@ static int assume_role(sl_iamstore *s, const iam_args *a, int64_t now) {
         fprintf(stderr, P "no role %s\n", role);
         return 1;
     }
+    int64_t cap = a->cfg.sluice_iam_max_session_duration_ms / 1000;
     int64_t dur = a->duration_s ? a->duration_s : (max_s < 3600 ? max_s : 3600);
     if (dur > max_s) {
         fprintf(stderr, P "--duration %llds exceeds role %s's maximum session duration (%llds)\n",
                 (long long)dur, role, (long long)max_s);
+        return 1;
+    }
+    if (dur > cap) {
+        fprintf(stderr, P "--duration %llds exceeds sluice.iam.max.session.duration.ms (%llds)\n",
+                (long long)dur, (long long)cap);
         return 1;
     }
     char session[80];

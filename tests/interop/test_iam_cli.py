@@ -245,6 +245,15 @@ def test_role_assume_role_shape_and_duration_bounds(iam):
     assert iam.fails(2, "role", "add", "short", "--max-session-duration", "10m")
     iam.ok("role", "add", "max12", "--max-session-duration", "12h")
     iam.ok("assume-role", "max12", "--duration", "12h")
+    # The configured ceiling applies to roles added before it was lowered.
+    low = iam.dir / "low.properties"
+    low.write_text(iam.config.read_text() + "sluice.iam.max.session.duration.ms=3600000\n")
+    err = iam.fails(1, "assume-role", "max12", "--duration", "2h", "-c", str(low),
+                    store_args=False)
+    assert "sluice.iam.max.session.duration.ms" in err, err
+    assert "sluice.iam.max.session.duration.ms" in iam.fails(
+        1, "role", "add", "r2", "--max-session-duration", "2h", "-c", str(low), store_args=False)
+    iam.ok("assume-role", "max12", "--duration", "1h", "-c", str(low), store_args=False)
     assert "no role ghost" in iam.fails(1, "assume-role", "ghost")
     assert iam.fails(2, "assume-role", "app", "--session-name", "bad/name")
     iam.ok("role", "rm", "app")
