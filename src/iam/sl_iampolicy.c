@@ -522,7 +522,7 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
                 kind = pc->kind;
                 break;
             }
-            piece_text(pc, c, &t, &tn);
+            if (!piece_text(pc, c, &t, &tn)) return false;
             if (off < tn) {
                 kind = PK_LIT;
                 break;
@@ -536,7 +536,7 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
                 const piece *pc = &p->pc[pi];
                 if (pc->kind == PK_ONE) return false;
                 if (pc->kind != PK_STAR) {
-                    piece_text(pc, c, &t, &tn);
+                    if (!piece_text(pc, c, &t, &tn)) return false;
                     if (off < tn) return false;
                 }
                 pi++;
@@ -990,27 +990,37 @@ typedef struct kval {
     char buf[80]; /* room for any int64 year: -Wformat-truncation */
 } kval;
 
-static void key_value(const sl_iam_ctx *c, const cond *k, kval *v) {
+/* Seconds kept where milliseconds and civil dates cannot overflow (±300,000 years). */
+#define NOW_LIMIT 10000000000000LL
+
+/* The string forms of aws:CurrentTime and aws:EpochTime are written only for the string
+ * operators (`str`): the date and numeric ones read the number. */
+static void key_value(const sl_iam_ctx *c, const cond *k, bool str, kval *v) {
     memset(v, 0, offsetof(kval, buf));
+    int64_t now = c->now_s > NOW_LIMIT ? NOW_LIMIT : c->now_s < -NOW_LIMIT ? -NOW_LIMIT : c->now_s;
     switch (k->key) {
-    case K_CURTIME: {
-        int64_t y;
-        unsigned mo, d;
-        int64_t t = c->now_s, days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-        int64_t sod = t - days * 86400;
-        civil_from_days(days, &y, &mo, &d);
-        snprintf(v->buf, sizeof v->buf, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, mo, d,
-                 (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
+    case K_CURTIME:
         v->present = v->has_ms = true;
-        v->ms = c->now_s * 1000;
-        v->s = v->buf;
+        v->ms = now * 1000;
+        v->s = "";
+        if (str) {
+            int64_t y, days = now >= 0 ? now / 86400 : -((-now + 86399) / 86400);
+            int64_t sod = now - days * 86400;
+            unsigned mo, d;
+            civil_from_days(days, &y, &mo, &d);
+            snprintf(v->buf, sizeof v->buf, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, mo, d,
+                     (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
+            v->s = v->buf;
+        }
         break;
-    }
     case K_EPOCH:
-        snprintf(v->buf, sizeof v->buf, "%lld", (long long)c->now_s);
         v->present = v->has_num = true;
-        v->num = (double)c->now_s;
-        v->s = v->buf;
+        v->num = (double)now;
+        v->s = "";
+        if (str) {
+            snprintf(v->buf, sizeof v->buf, "%lld", (long long)now);
+            v->s = v->buf;
+        }
         break;
     case K_SECURE:
         v->present = v->has_bool = true;
@@ -1059,7 +1069,7 @@ static bool ordered_i(uint8_t cmp, int64_t a, int64_t b) {
  * a context value that cannot be read as the operator's type makes the condition false. */
 static bool cond_holds(const cond *k, const sl_iam_ctx *c) {
     kval v;
-    key_value(c, k, &v);
+    key_value(c, k, k->cls == C_STR || k->cls == C_STRI || k->cls == C_LIKE, &v);
     if (k->cls == C_NULL) {
         for (uint32_t i = 0; i < k->nv; i++)
             if (k->v[i].b == !v.present) return true;
@@ -1135,7 +1145,7 @@ static bool resource_matches(const stmt *st, const char *res, size_t rn, const s
 sl_iam_effect sl_iam_evaluate(const sl_iam_policy *const *pols, size_t n, const char *action,
                               const char *resource, const sl_iam_ctx *ctx, sl_iam_why *why) {
     if (why) *why = (sl_iam_why){NULL, -1, ""};
-    if (!action || !resource) return SL_IAM_IMPLICIT_DENY;
+    if (!action || !resource || !pols) return SL_IAM_IMPLICIT_DENY;
     const sl_iam_ctx *c = ctx ? ctx : &k_empty_ctx;
     size_t an = strlen(action), rn = strlen(resource);
     const sl_iam_policy *ap = NULL;
@@ -1176,7 +1186,7 @@ static bool pat_covers(const pat *p, const char *q, size_t qn, const sl_iam_ctx 
 
 bool sl_iam_allows_any(const sl_iam_policy *const *pols, size_t n, const char *action,
                        const char *resource_pattern, const sl_iam_ctx *ctx) {
-    if (!action || !resource_pattern) return false;
+    if (!action || !resource_pattern || !pols) return false;
     const char *star = strchr(resource_pattern, '*');
     if (!star) return sl_iam_evaluate(pols, n, action, resource_pattern, ctx, NULL) == SL_IAM_ALLOW;
     const sl_iam_ctx *c = ctx ? ctx : &k_empty_ctx;

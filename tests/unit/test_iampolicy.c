@@ -5,6 +5,7 @@
  * error paths; the limits; an MSK-developer-guide-style least-privilege set; allows_any.
  *
  * Documents are written with ' for " (converted before parsing) to keep the table readable. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,8 @@ static const row k_rows[] = {
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T20:00:00Z'}"))}, RD, TP "o", NULL, I, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThanEquals':{'aws:CurrentTime':'2026-12-06T20:00:00.000Z'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThanEquals':{'aws:CurrentTime':'2026-12-06T19:59:59.999Z'}"))}, RD, TP "o", NULL, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T20:00:00.001Z'}"))}, RD, TP "o", NULL, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T22:00:00.5+02:00'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T20:30:00+01:00'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T20:30:00Z'}"))}, RD, TP "o", NULL, I, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T16:30:00-04:00'}"))}, RD, TP "o", NULL, I, 0, 0),
@@ -741,4 +744,27 @@ SL_TEST(iampolicy_allows_any) {
         if (got != q[i].want) fprintf(stderr, "  allows_any at line %d: %d\n", q[i].line, got);
         CHECK(got == q[i].want);
     }
+}
+
+/* Clock values at the ends of int64_t: no overflow (UBSan would abort), sensible answers. */
+SL_TEST(iampolicy_extreme_clock) {
+    sl_iam_policy *p;
+    char err[256];
+    CHECK_EQ(parse("p",
+                   DOC(ALLOW_IF("'*'", "'*'",
+                                "'DateGreaterThan':{'aws:CurrentTime':'2026-01-01T00:00:00Z'},"
+                                "'NumericGreaterThan':{'aws:EpochTime':'0'},"
+                                "'StringLike':{'aws:CurrentTime':'*-*-*T*Z'},"
+                                "'StringNotLike':{'aws:EpochTime':'-*'}")),
+                   &p, err, sizeof err),
+             SL_OK);
+    const sl_iam_policy *one[] = {p};
+    sl_iam_ctx c = C_DEF;
+    c.now_s = INT64_MAX;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), A);
+    c.now_s = INT64_MIN;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), I);
+    c.now_s = T0;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), A);
+    sl_iam_policy_free(p);
 }
