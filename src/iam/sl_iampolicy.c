@@ -55,7 +55,9 @@ typedef struct pat {
 } pat;
 
 /* Operator classes. */
-enum { C_STR, C_STRI, C_LIKE, C_IP, C_BOOL, C_DATE, C_NUM, C_NULL };
+enum { C_STR, C_STRI, C_LIKE, C_IP, C_BOOL, C_DATE, C_NUM, C_NULL, C_ARN };
+/* An ARN's components (arn:partition:service:region:account:resource), matched one by one. */
+#define ARN_PARTS 6
 /* Comparisons of the ordered classes. */
 enum { CMP_EQ, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
 
@@ -66,7 +68,8 @@ typedef struct ipnet {
 } ipnet;
 
 typedef struct cval {
-    pat p; /* string classes */
+    pat p;    /* string classes */
+    pat *arn; /* C_ARN: ARN_PARTS patterns */
     int64_t ms;
     double num;
     bool b;
@@ -127,6 +130,11 @@ static const struct {
     {"NumericGreaterThan", C_NUM, CMP_GT, false},
     {"NumericGreaterThanEquals", C_NUM, CMP_GE, false},
     {"Null", C_NULL, CMP_EQ, false},
+    /* Not in the header's list, but IAM has them and policies use them on aws:PrincipalArn. */
+    {"ArnEquals", C_ARN, CMP_EQ, false},
+    {"ArnLike", C_ARN, CMP_EQ, false},
+    {"ArnNotEquals", C_ARN, CMP_EQ, true},
+    {"ArnNotLike", C_ARN, CMP_EQ, true},
 };
 
 static const struct {
@@ -569,6 +577,21 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
     }
 }
 
+/* Splits an ARN at its first five ':' into the six components. */
+static bool arn_split(const char *s, size_t n, const char **part, size_t *plen) {
+    size_t at = 0;
+    for (int i = 0; i < ARN_PARTS - 1; i++) {
+        const char *colon = memchr(s + at, ':', n - at);
+        if (!colon) return false;
+        part[i] = s + at;
+        plen[i] = (size_t)(colon - (s + at));
+        at = (size_t)(colon - s) + 1;
+    }
+    part[ARN_PARTS - 1] = s + at;
+    plen[ARN_PARTS - 1] = n - at;
+    return plen[0] == 3 && !memcmp(s, "arn", 3);
+}
+
 /* ---- parse ------------------------------------------------------------------------------ */
 
 static bool has_nul(const sl_json *v) { return memchr(v->s, 0, v->slen) != NULL; }
@@ -701,6 +724,19 @@ static bool parse_cval(pctx *pc, cond *k, const sl_json *e, cval *out, const cha
             return perr(pc, "%s: \"%s\" is not an ISO 8601 date or epoch seconds", path,
                         quote(q, sizeof q, s, n));
         return true;
+    case C_ARN: {
+        const char *part[ARN_PARTS];
+        size_t plen[ARN_PARTS];
+        if (!arn_split(s, n, part, plen))
+            return perr(pc,
+                        "%s: \"%s\" is not an ARN (arn:partition:service:region:account:resource)",
+                        path, quote(q, sizeof q, s, n));
+        out->arn = palloc(pc, ARN_PARTS, sizeof(pat));
+        if (!out->arn) return false;
+        for (int i = 0; i < ARN_PARTS; i++)
+            if (!pat_make(pc, part[i], plen[i], true, false, &out->arn[i])) return false;
+        return true;
+    }
     case C_NUM:
         if (!parse_num(s, n, &out->num))
             return perr(pc, "%s: \"%s\" is not a number", path, quote(q, sizeof q, s, n));
@@ -1108,6 +1144,14 @@ static bool cond_holds(const cond *k, const sl_iam_ctx *c) {
         case C_IP:
             any = ip_in(&cv->ip, &ip);
             break;
+        case C_ARN: {
+            const char *part[ARN_PARTS];
+            size_t plen[ARN_PARTS];
+            any = arn_split(v.s, v.n, part, plen);
+            for (int j = 0; j < ARN_PARTS && any; j++)
+                any = pat_match(&cv->arn[j], part[j], plen[j], false, false, c);
+            break;
+        }
         case C_BOOL:
             any = cv->b == v.b;
             break;
