@@ -20,7 +20,7 @@
 /* Policy documents nest 6 deep (document, Statement array, statement, Condition, operator,
  * key's value array); a little room, then refused. */
 #define MAX_DEPTH 8
-/* Bytes of the input an error message may quote. */
+/* Bytes of the input one quote in an error message may hold (a message holds at most 64). */
 #define QUOTE_MAX 40
 
 /* ---- compiled form ---------------------------------------------------------------------- */
@@ -779,9 +779,11 @@ static bool parse_condition(pctx *pc, const sl_json *v, const char *spath, stmt 
             return perr(pc, "%s.Condition: unknown condition operator \"%s\"", spath,
                         quote(q, sizeof q, o->key, o->klen));
         for (const sl_json *kv = o->child; kv; kv = kv->next) {
-            char qk[64];
-            snprintf(path, sizeof path, "%s.Condition.%s.%s", spath,
-                     quote(q, sizeof q, o->key, o->klen), quote(qk, sizeof qk, kv->key, kv->klen));
+            /* The operator by its own name, the key cut short: with a value quoted after it,
+             * an error echoes at most 64 bytes of the input. */
+            char qk[28];
+            snprintf(path, sizeof path, "%s.Condition.%s%s.%s", spath, k_ops[op].name,
+                     ifx ? "IfExists" : "", quote(qk, sizeof qk, kv->key, kv->klen));
             cond *k = &st->c[st->nc];
             k->cls = k_ops[op].cls;
             k->cmp = k_ops[op].cmp;

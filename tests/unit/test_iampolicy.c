@@ -534,6 +534,19 @@ SL_TEST(iampolicy_limits) {
     CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_EINVAL);
     const char *k = strchr(err, 'K');
     CHECK(k && strspn(k, "K") <= 64);
+    /* also where a condition key and its value are both quoted */
+    char kv[100];
+    memset(kv, 'K', sizeof kv);
+    kv[sizeof kv - 1] = 0;
+    snprintf(doc, sizeof doc,
+             "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\","
+             "\"Resource\":\"*\",\"Condition\":{\"IpAddress\":{\"%s\":\"%s\"}}}}",
+             kv, kv);
+    CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_EINVAL);
+    size_t ks = 0;
+    for (const char *e = err; *e; e++) ks += *e == 'K';
+    CHECK(ks > 0 && ks <= 64);
+    CHECK(strstr(err, "Statement.Condition.IpAddress.KKKK"));
     /* the small error buffer is respected; NULL err is allowed */
     char tiny[8];
     CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, tiny, sizeof tiny), SL_EINVAL);
