@@ -427,7 +427,7 @@ static int user_list(const sl_iamstore *s, const iam_args *a) {
         iam_attached at;
         attached_of(s, false, u, &at);
         char arn[320];
-        snprintf(arn, sizeof arn, "arn:aws:iam::%s:user/%s", a->account, u);
+        sl_iam_principal_arn(a->account, false, u, arn, sizeof arn); /* names fit: <= 128 */
         if (a->json) {
             printf("%s{\"Path\": \"/\", \"UserName\": ", i ? ", " : "");
             json_str(u);
@@ -509,7 +509,7 @@ static int role_list(const sl_iamstore *s, const iam_args *a) {
         iam_attached at;
         attached_of(s, true, r, &at);
         char arn[320];
-        snprintf(arn, sizeof arn, "arn:aws:iam::%s:role/%s", a->account, r);
+        sl_iam_principal_arn(a->account, true, r, arn, sizeof arn);
         if (a->json) {
             printf("%s{\"Path\": \"/\", \"RoleName\": ", i ? ", " : "");
             json_str(r);
@@ -641,9 +641,11 @@ static int simulate(const sl_iamstore *s, const iam_args *a, int64_t now) {
     }
     iam_attached at;
     attached_of(s, role, name, &at);
-    /* aws:PrincipalArn of a role session is the role's ARN, as in IAM. */
     char arn[320];
-    snprintf(arn, sizeof arn, "arn:aws:iam::%s:%s/%s", a->account, role ? "role" : "user", name);
+    if (!sl_iam_principal_arn(a->account, role, name, arn, sizeof arn)) {
+        fprintf(stderr, P "name too long for an ARN\n");
+        return 1;
+    }
     sl_iam_ctx ctx = {
         .source_ip = a->source_ip,
         .secure_transport = a->secure,

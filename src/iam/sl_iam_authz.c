@@ -22,6 +22,7 @@ typedef struct who {
     const sl_iam_policy *pols[SL_IAM_MAX_ATTACHED];
     size_t n;
     sl_iam_tag tags[SL_IAM_MAX_TAGS];
+    char principal_arn[320];
     sl_iam_ctx ctx;
 } who;
 
@@ -31,6 +32,12 @@ static bool load(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, 
     if (!iam || !iam->store || !id) return false;
     maybe_refresh(iam);
     size_t ntags = 0;
+    /* aws:PrincipalArn: a role session's is its role's ARN (as IAM; as `policy simulate`). */
+    if (!id->role)
+        snprintf(w->principal_arn, sizeof w->principal_arn, "%s", id->arn);
+    else if (!sl_iam_principal_arn(iam->arns.account, true, id->name, w->principal_arn,
+                                   sizeof w->principal_arn))
+        return false;
     w->n = sl_iamstore_policies_for(iam->store, id, w->pols, SL_IAM_MAX_ATTACHED, w->tags,
                                     SL_IAM_MAX_TAGS, &ntags);
     w->ctx = (sl_iam_ctx){
@@ -40,7 +47,7 @@ static bool load(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, 
         .tags = w->tags,
         .ntags = ntags,
         .username = id->role ? NULL : id->name,
-        .principal_arn = id->arn,
+        .principal_arn = w->principal_arn,
         .principal_type = id->role ? "AssumedRole" : "User",
     };
     return true;

@@ -1472,8 +1472,7 @@ sl_err sl_iamstore_identity(sl_iamstore *s, const char *akid, const char *sessio
         int i = find_key(&s->d, akid);
         if (i < 0 || !s->d.k[i].active || find_user(&s->d, s->d.k[i].user) < 0) return SL_ENOTFOUND;
         snprintf(out->name, sizeof out->name, "%s", s->d.k[i].user);
-        if (snprintf(out->arn, sizeof out->arn, "arn:aws:iam::%s:user/%s", account, out->name) >=
-            (int)sizeof out->arn) {
+        if (!sl_iam_principal_arn(account, false, out->name, out->arn, sizeof out->arn)) {
             memset(out, 0, sizeof *out);
             return SL_ENOTFOUND;
         }
@@ -1535,4 +1534,9 @@ size_t sl_iamstore_policies_for(const sl_iamstore *s, const sl_iam_identity *id,
     for (size_t j = 0; j < t->n && nt < tmax && tags; j++) tags[nt++] = t->v[j];
     if (ntags) *ntags = nt;
     return n;
+}
+
+bool sl_iam_principal_arn(const char *account, bool role, const char *name, char *out, size_t cap) {
+    int n = snprintf(out, cap, "arn:aws:iam::%s:%s/%s", account, role ? "role" : "user", name);
+    return n >= 0 && (size_t)n < cap;
 }

@@ -149,6 +149,11 @@ bool sl_iamstore_secret_lookup(void *store, const char *akid, const char *sessio
 sl_err sl_iamstore_identity(sl_iamstore *s, const char *akid, const char *session_token,
                             const char *account, sl_iam_identity *out);
 
+/* The IAM ARN of a user or a role (arn:aws:iam::ACCOUNT:user/NAME, ...:role/NAME) into
+ * out[cap]; false when it does not fit. aws:PrincipalArn of a role session is its role's ARN,
+ * as in IAM: the broker and `sluice iam policy simulate` both use this. */
+bool sl_iam_principal_arn(const char *account, bool role, const char *name, char *out, size_t cap);
+
 /* Records a successful use of `akid` at now_s (long-term keys; saved at most once a minute per
  * key, under the writers' lock; failures only logged). */
 void sl_iamstore_note_use(sl_iamstore *s, const char *akid, int64_t now_s);
