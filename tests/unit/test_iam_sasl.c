@@ -84,15 +84,11 @@ static char *payload(const char *akid, const char *secret, const char *token, co
 }
 
 /* One AWS_MSK_IAM login on a fresh session (*sp, the caller frees) with `msg` (freed). */
-static sl_err login_mech(fx *f, const char *mech, char *msg, sl_session **sp, char *resp,
-                         size_t cap) {
-    sl_session *s = sl_session_new("192.0.2.7:4000", sl_auth_listener_mechs(f->a, "L"), NULL);
-    *sp = s;
+static sl_err step(fx *f, sl_session *s, const char *mech, char *msg, char *resp, size_t cap) {
     if (!s || !msg || sl_session_handshake(s, mech, strlen(mech), false) != SL_OK) {
         free(msg);
         return SL_EINVAL;
     }
-    s->tls = true;
     size_t n = 0;
     bool done = false;
     sl_err e = sl_session_step(f->a, s, (const uint8_t *)msg, strlen(msg), (uint8_t *)resp, cap - 1,
@@ -101,6 +97,14 @@ static sl_err login_mech(fx *f, const char *mech, char *msg, sl_session **sp, ch
     free(msg);
     if (!e && !done) return SL_ESTATE;
     return e;
+}
+
+static sl_err login_mech(fx *f, const char *mech, char *msg, sl_session **sp, char *resp,
+                         size_t cap) {
+    sl_session *s = sl_session_new("192.0.2.7:4000", sl_auth_listener_mechs(f->a, "L"), NULL);
+    *sp = s;
+    if (s) s->tls = true;
+    return step(f, s, mech, msg, resp, cap);
 }
 
 static sl_err login(fx *f, char *msg, sl_session **sp, char *resp, size_t cap) {
@@ -303,4 +307,152 @@ SL_TEST(iam_sasl_refusals) {
     CHECK(sl_auth_failures(f.a, "192.0.2.7") > 10);
     memset(wrong, 0, sizeof wrong);
     fx_close(&f);
+}
+
+#define CLUSTER_ARN "arn:aws:kafka:" REGION ":" ACCT ":cluster/sluice/cluster-uuid-1"
+#define ALLOW_CONNECT                                                                              \
+    "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"                 \
+    "\"kafka-cluster:Connect\",\"Resource\":\"" CLUSTER_ARN "\"}]}"
+/* Connect only over TLS and from 192.0.2.0/24 (MSK-style conditions on the login itself). */
+#define DENY_UNLESS                                                                                \
+    "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":"                  \
+    "\"kafka-cluster:Connect\",\"Resource\":\"*\",\"Condition\":{\"Bool\":"                        \
+    "{\"aws:SecureTransport\":\"false\"}}},{\"Effect\":\"Deny\",\"Action\":\"kafka-cluster:*\","   \
+    "\"Resource\":\"*\",\"Condition\":{\"NotIpAddress\":{\"aws:SourceIp\":\"192.0.2.0/24\"}}}]}"
+
+static bool put_policy(sl_iamstore *st, const char *name, const char *doc) {
+    char err[256];
+    sl_err e = sl_iamstore_policy_put(st, name, doc, strlen(doc), err, sizeof err);
+    if (e) fprintf(stderr, "  policy %s: %s\n", name, err);
+    return e == SL_OK;
+}
+
+/* MSK's answer: exactly {"version":"2020_10_22","request-id":"<UUID v4>"}. */
+static bool msk_answer(const char *r) {
+    const char *pre = "{\"version\":\"2020_10_22\",\"request-id\":\"";
+    size_t pl = strlen(pre);
+    if (strncmp(r, pre, pl) || strlen(r) != pl + 36 + 2 || strcmp(r + pl + 36, "\"}")) return false;
+    const char *u = r + pl;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-' : !strchr("0123456789abcdef", u[i])) return false;
+    }
+    return u[14] == '4' && strchr("89ab", u[19]);
+}
+
+SL_TEST(iam_sasl_logins) {
+    /* JWTs configured too: OAUTHBEARER takes both kinds of token. */
+    char jdir[256], jwks[600], keys[4096] = "", doc[4200];
+    snprintf(jdir, sizeof jdir, "%s", tj_tmpdir());
+    snprintf(jwks, sizeof jwks, "%s/jwks.json", jdir);
+    tj_jwk(tj_rsa_key(0), "r1", "RS256", keys, sizeof keys);
+    snprintf(doc, sizeof doc, "{\"keys\":[%s]}", keys);
+    CHECK(tj_write_file(jwks, doc));
+    char url[700];
+    snprintf(url, sizeof url, "file://%s", jwks);
+    fx f;
+    CHECK(fx_open(&f, url));
+    sl_iamstore *st = sl_iam_store(f.iam);
+    int64_t now = (int64_t)time(NULL);
+    char bak[SL_IAM_AKID_LEN + 1], bsec[SL_IAM_SECRET_LEN + 1];
+    CHECK(put_policy(st, "connect", ALLOW_CONNECT));
+    CHECK(sl_iamstore_attach(st, "connect", false, "alice") == SL_OK);
+    CHECK(sl_iamstore_attach(st, "connect", true, "reader") == SL_OK);
+    CHECK(sl_iamstore_user_add(st, "bob", NULL, 0, now) == SL_OK);
+    CHECK(sl_iamstore_key_create(st, "bob", now, bak, bsec) == SL_OK);
+    CHECK(sl_iamstore_attach(st, "connect", false, "bob") == SL_OK);
+    CHECK(sl_iamstore_save(st) == SL_OK);
+
+    /* A user: the ARN as principal, the identity on the session, the signature's end as the
+     * session's, MSK's answer, the key's last use. */
+    sl_session *s = NULL;
+    char resp[256];
+    CHECK_EQ(login(&f, payload(f.akid, f.secret, NULL, HOST, now), &s, resp, sizeof resp), SL_OK);
+    CHECK(s->authenticated && !strcmp(s->principal, "User:arn:aws:iam::" ACCT ":user/alice"));
+    CHECK(s->iam && !s->iam->role && !strcmp(s->iam->name, "alice"));
+    CHECK(!strcmp(s->iam->akid, f.akid) &&
+          !strcmp(s->iam->arn, "arn:aws:iam::" ACCT ":user/alice"));
+    CHECK_EQ(s->iam->expiry_s, now + 900);
+    CHECK_EQ(s->credential_expiry_ms, (now + 900) * 1000);
+    CHECK(msk_answer(resp));
+    char first_id[256];
+    snprintf(first_id, sizeof first_id, "%s", resp);
+    sl_iam_key_info ki[2];
+    CHECK_EQ(sl_iamstore_user_keys(st, "alice", ki, 2), 1);
+    CHECK(ki[0].last_used_s >= now);
+    /* Re-authentication: the same user again (a new request id), not another one. */
+    CHECK_EQ(step(&f, s, "AWS_MSK_IAM", payload(f.akid, f.secret, NULL, HOST, now + 1), resp,
+                  sizeof resp),
+             SL_OK);
+    CHECK(s->reauth && msk_answer(resp) && strcmp(resp, first_id) != 0);
+    CHECK_EQ(s->credential_expiry_ms, (now + 901) * 1000);
+    CHECK_EQ(step(&f, s, "AWS_MSK_IAM", payload(bak, bsec, NULL, HOST, now), resp, sizeof resp),
+             SL_EAUTH);
+    CHECK(!strcmp(s->fail_reason, "principal changed"));
+    CHECK(!strcmp(s->principal, "User:arn:aws:iam::" ACCT ":user/alice"));
+    CHECK(!strcmp(s->iam->name, "alice"));
+    sl_session_free(s);
+
+    /* A role session ending before the signature: the session ends with the credentials. */
+    char tak[SL_IAM_AKID_LEN + 1], tsec[SL_IAM_SECRET_LEN + 1], tok[SL_IAM_TOKEN_MAX];
+    int64_t exp = 0;
+    CHECK(sl_iamstore_assume_role(st, "reader", "batch-7", 900, now - 600, tak, tsec, tok, &exp) ==
+          SL_OK);
+    CHECK_EQ(exp, now + 300);
+    CHECK_EQ(login(&f, payload(tak, tsec, tok, HOST, now), &s, resp, sizeof resp), SL_OK);
+    CHECK(!strcmp(s->principal, "User:arn:aws:sts::" ACCT ":assumed-role/reader/batch-7"));
+    CHECK(s->iam && s->iam->role && !strcmp(s->iam->session, "batch-7"));
+    CHECK_EQ(s->credential_expiry_ms, exp * 1000);
+    sl_session_free(s);
+
+    /* OAUTHBEARER: an MSK token is an IAM login; a JWT still goes to the JWT validator. */
+    CHECK_EQ(login_mech(&f, "OAUTHBEARER", bearer(msk_token(f.akid, f.secret, NULL, now)), &s, resp,
+                        sizeof resp),
+             SL_OK);
+    CHECK(!strcmp(s->principal, "User:arn:aws:iam::" ACCT ":user/alice") && s->iam);
+    CHECK(!resp[0] && s->credential_expiry_ms == (now + 900) * 1000);
+    sl_session_free(s);
+    char claims[256];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"https://idp.test\",\"aud\":\"kafka\",\"sub\":\"carol\",\"exp\":%lld}",
+             (long long)now + 600);
+    CHECK_EQ(login_mech(&f, "OAUTHBEARER", bearer(tj_sign(tj_rsa_key(0), "RS256", "r1", claims)),
+                        &s, resp, sizeof resp),
+             SL_OK);
+    CHECK(!strcmp(s->principal, "User:carol") && !s->iam);
+    CHECK_EQ(s->credential_expiry_ms, (now + 600) * 1000);
+    /* A JWT login cannot re-authenticate as an IAM identity (nor the reverse). */
+    CHECK_EQ(step(&f, s, "OAUTHBEARER", bearer(msk_token(f.akid, f.secret, NULL, now)), resp,
+                  sizeof resp),
+             SL_EAUTH);
+    CHECK(!strcmp(s->fail_reason, "principal changed") && !s->iam);
+    sl_session_free(s);
+
+    /* Conditions on Connect see the connection: over TLS from 192.0.2.7 allowed; without TLS,
+     * or from another address, denied. */
+    CHECK(put_policy(st, "conditions", DENY_UNLESS));
+    CHECK(sl_iamstore_attach(st, "conditions", false, "alice") == SL_OK);
+    CHECK(sl_iamstore_save(st) == SL_OK);
+    CHECK_EQ(login(&f, payload(f.akid, f.secret, NULL, HOST, now), &s, resp, sizeof resp), SL_OK);
+    sl_session_free(s);
+    s = sl_session_new("192.0.2.7:4000", sl_auth_listener_mechs(f.a, "L"), NULL);
+    CHECK(s);
+    s->tls = false;
+    CHECK_EQ(
+        step(&f, s, "AWS_MSK_IAM", payload(f.akid, f.secret, NULL, HOST, now), resp, sizeof resp),
+        SL_EAUTH);
+    CHECK(!strcmp(s->fail_reason, "not allowed kafka-cluster:Connect"));
+    sl_session_free(s);
+    s = sl_session_new("198.51.100.1:4000", sl_auth_listener_mechs(f.a, "L"), NULL);
+    CHECK(s);
+    s->tls = true;
+    CHECK_EQ(
+        step(&f, s, "AWS_MSK_IAM", payload(f.akid, f.secret, NULL, HOST, now), resp, sizeof resp),
+        SL_EAUTH);
+    CHECK(!strcmp(s->fail_reason, "not allowed kafka-cluster:Connect"));
+    sl_session_free(s);
+    memset(bsec, 0, sizeof bsec);
+    fx_close(&f);
+    unlink(jwks);
+    rmdir(jdir);
 }
