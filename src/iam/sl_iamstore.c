@@ -670,7 +670,7 @@ static bool parse_line(const sl_iamstore *s, data *d, char *line, bool *have_che
         }
         doc[dl] = 0;
         sl_iam_policy *p = NULL;
-        char perr[256] = "";
+        char perr[256] = "refused";
         if (sl_iam_policy_parse(f[1], doc, dl, &p, perr, sizeof perr) || !p) {
             snprintf(why, wlen, "policy %s does not parse: %s", f[1], perr);
             free(doc);
@@ -1323,8 +1323,12 @@ sl_err sl_iamstore_policy_put(sl_iamstore *s, const char *name, const char *json
         return SL_EINVAL;
     }
     sl_iam_policy *p = NULL;
+    if (elen) err[0] = 0;
     sl_err e = sl_iam_policy_parse(name, json, len, &p, err, elen);
-    if (e || !p) return e ? e : SL_EINVAL;
+    if (e || !p) {
+        if (elen && !err[0]) snprintf(err, elen, "policy document refused");
+        return e ? e : SL_EINVAL;
+    }
     char *doc = malloc(len + 1);
     if (!doc) {
         sl_iam_policy_free(p);
