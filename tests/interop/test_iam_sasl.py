@@ -12,6 +12,8 @@ import re
 import ssl
 import struct
 import subprocess
+import time
+import types
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -85,20 +87,36 @@ class TlsConn(kproto.Conn):
             return True
 
 
-def presigned(host, akid, secret, token=None, params=None):
+def presigned(host, akid, secret, token=None, ago=0):
+    """botocore's SigV4 presign of MSK's Connect URL, signed `ago` seconds in the past (botocore
+    1.29 reads datetime.datetime.utcnow() in botocore.auth: replaced for the call)."""
+    import botocore.auth
     from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
     req = AWSRequest(method="GET", url=f"https://{host}/",
                      params={"Action": "kafka-cluster:Connect"})
-    SigV4QueryAuth(Credentials(akid, secret, token), "kafka-cluster", REGION,
-                   expires=900).add_auth(req)
+    real = botocore.auth.datetime
+    at = real.datetime.utcnow() - real.timedelta(seconds=ago)
+
+    class Past(real.datetime):
+        @classmethod
+        def utcnow(cls):
+            return at
+
+    botocore.auth.datetime = types.SimpleNamespace(datetime=Past, timedelta=real.timedelta,
+                                                   timezone=real.timezone)
+    try:
+        SigV4QueryAuth(Credentials(akid, secret, token), "kafka-cluster", REGION,
+                       expires=900).add_auth(req)
+    finally:
+        botocore.auth.datetime = real
     return req
 
 
-def msk_payload(host, akid, secret, token=None):
+def msk_payload(host, akid, secret, token=None, ago=0):
     """The AWS_MSK_IAM client-first message as aws-msk-iam-auth sends it."""
-    q = dict(parse_qsl(urlsplit(presigned(host, akid, secret, token).url).query,
+    q = dict(parse_qsl(urlsplit(presigned(host, akid, secret, token, ago).url).query,
                        keep_blank_values=True))
     p = {"version": "2020_10_22", "host": host, "user-agent": "sluice-tests/botocore"}
     p.update({k.lower(): v for k, v in q.items()})
@@ -206,3 +224,40 @@ def test_iam_msk_oauthbearer_token(iam_broker):
     assert err == SASL_AUTHENTICATION_FAILED
     c.close()
     assert f"principal=User:{ARN} mechanism=OAUTHBEARER" in b.log_text()
+
+
+@pytest.mark.timeout_s(120)
+def test_iam_session_ends_with_the_signature_unless_reauthenticated(iam_broker):
+    """KIP-368: a payload signed 890 s ago leaves a 10 s session; without re-authentication the
+    connection is closed when it ends; re-authenticating with a fresh payload extends it."""
+    b = iam_broker
+    c = TlsConn(b.bootstrap, b.ca_pem)
+    assert handshake(c, "AWS_MSK_IAM")[0] == 0
+    t0 = time.time()
+    err, msg, _, life = authenticate(c, msk_payload(b.host, b.akid, b.secret, ago=890))
+    assert err == 0, msg
+    assert 0 < life <= 10_000, life
+    kproto.metadata(c)
+
+    def refused():
+        try:
+            kproto.metadata(c)
+            return False
+        except (kproto.ProtoError, OSError):
+            return True
+    wait_until(refused, 30, "the expired IAM session to be closed")
+    assert time.time() - t0 >= 5
+    c.close()
+
+    r = TlsConn(b.bootstrap, b.ca_pem)
+    assert handshake(r, "AWS_MSK_IAM")[0] == 0
+    err, msg, _, life = authenticate(r, msk_payload(b.host, b.akid, b.secret, ago=890))
+    assert err == 0 and life <= 10_000, msg
+    first_end = time.time() + life / 1000
+    assert handshake(r, "AWS_MSK_IAM")[0] == 0  # re-authentication (SaslHandshake v1 again)
+    err, msg, _, life = authenticate(r, msk_payload(b.host, b.akid, b.secret))
+    assert err == 0 and life > 800_000, (msg, life)
+    wait_until(lambda: time.time() > first_end + 1, 30, "the first session's end to pass")
+    kproto.metadata(r)
+    r.close()
+    assert "re-authenticated" in b.log_text()
