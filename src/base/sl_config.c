@@ -107,8 +107,9 @@ static const key_def k_keys[] = {
      "604800000", "Accepted for compatibility; transactions are not implemented."},
     {"sasl.enabled.mechanisms", T_LIST, OFF(sasl_enabled_mechanisms), 0, 0,
      "SCRAM-SHA-512,SCRAM-SHA-256",
-     "SASL mechanisms offered on SASL listeners: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN (GSSAPI is "
-     "not supported; Kafka's default differs)."},
+     "SASL mechanisms offered on SASL listeners: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, "
+     "OAUTHBEARER (JWTs, docs/oauthbearer.md; and MSK IAM tokens, docs/iam.md), AWS_MSK_IAM "
+     "(docs/iam.md). GSSAPI is not supported; Kafka's default differs."},
     {"connection.failed.authentication.delay.ms", T_INT,
      OFF(connection_failed_authentication_delay_ms), 0, INT32_MAX, "100",
      "Delay before a failed authentication is answered and the connection closed."},
