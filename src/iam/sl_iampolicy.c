@@ -1229,16 +1229,12 @@ sl_iam_effect sl_iam_evaluate(const sl_iam_policy *const *pols, size_t n, const 
     return SL_IAM_ALLOW;
 }
 
-/* True when pattern p matches every string that starts with q[0..qn): p with its trailing
- * '*'s removed (there must be one) matches some prefix of q. Sufficient, not necessary
- * (callers use it where answering false is the conservative side). */
+/* True when pattern p matches every string that starts with q[0..qn): p ends with '*' and
+ * matches q itself (the part before that '*' then matches a prefix of q, and the '*' takes
+ * anything after). Sufficient, not necessary (callers use it where answering false is the
+ * conservative side). */
 static bool pat_covers(const pat *p, const char *q, size_t qn, const sl_iam_ctx *c) {
-    if (!p->npc || p->pc[p->npc - 1].kind != PK_STAR) return false;
-    pat head = *p;
-    while (head.npc && head.pc[head.npc - 1].kind == PK_STAR) head.npc--;
-    for (size_t k = 0; k <= qn; k++)
-        if (pat_match(&head, q, k, false, false, c)) return true;
-    return false;
+    return p->npc && p->pc[p->npc - 1].kind == PK_STAR && pat_match(p, q, qn, false, false, c);
 }
 
 bool sl_iam_allows_any(const sl_iam_policy *const *pols, size_t n, const char *action,
