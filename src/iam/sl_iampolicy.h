@@ -18,7 +18,8 @@
  * StringNotLike, IpAddress, NotIpAddress (IPv4 and IPv6 CIDR), Bool, DateEquals,
  * DateNotEquals, DateLessThan, DateLessThanEquals, DateGreaterThan, DateGreaterThanEquals
  * (ISO 8601 or epoch seconds), NumericEquals/NotEquals/LessThan/LessThanEquals/GreaterThan/
- * GreaterThanEquals, Null; each with the ...IfExists suffix (except Null). Keys:
+ * GreaterThanEquals, ArnEquals, ArnNotEquals, ArnLike, ArnNotLike (each of an ARN's six parts
+ * matched separately), Null; each with the ...IfExists suffix (except Null). Keys:
  * aws:SourceIp, aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:PrincipalTag/KEY,
  * aws:username, aws:PrincipalArn, aws:PrincipalType ("User" | "AssumedRole"). A key absent from
  * the context makes its condition false (true for ...IfExists; Null tests presence); a negated
