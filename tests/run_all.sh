@@ -43,7 +43,8 @@ trap 'rm -rf "$WORK"' EXIT
 SKIPS="$WORK/skips.tsv"  # node id <TAB> kind <TAB> reason, from every stage that can skip
 : >"$SKIPS"
 
-stage() { printf '\n=== %s ===\n' "$*"; }
+# Each stage line carries the seconds since the run began: the 20-minute budget, per stage.
+stage() { printf '\n=== %s === (at %ds)\n' "$*" "$SECONDS"; }
 fail() { FAILED=$((FAILED + 1)); FAILURES+=("$1"); printf 'FAIL: %s\n' "$1"; }
 pass() { PASSED=$((PASSED + 1)); }
 
