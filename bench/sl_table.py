@@ -241,7 +241,7 @@ def main():
     # IAM policy instead of ACLs, one run. No target in the issue: the ratios are recorded.
     if any(k[0] == "sasl_ssl_iam" for k in res) or "sasl_ssl_iam" in na:
         for p in parts:
-            label = "(IAM / SCRAM+ACLs, SASL_SSL: produce, p50 and p99 e2e @50%, CPU-s/GB)"
+            label = "(IAM / SCRAM, SASL_SSL: produce, p50 and p99 e2e @50%, CPU-s/GB)"
             n, d = lg("sasl_ssl_iam", p, "produce"), lg("sasl_ssl", p, "produce")
             ne, de = lg("sasl_ssl_iam", p, "e2e50"), lg("sasl_ssl", p, "e2e50")
             nc = res.get(("sasl_ssl_iam", p, "produce"), {}).get("broker_cpu_s")
