@@ -69,9 +69,12 @@ ifeq ($(NATS_OK),1)
 BENCH_BIN += build/bench/sl_natsgen
 endif
 bench: $(BENCH_BIN)
-build/bench/sl_loadgen: bench/sl_loadgen.c bench/sl_bench.h
+# sl_loadgen --msk-iam signs MSK IAM tokens with Sluice's own code: the few objects it needs.
+LOADGEN_OBJ := $(addprefix build/release/src/,auth/sl_msk_iam.o kms/sl_sigv4.o auth/sl_b64.o \
+               auth/sl_json.o base/sl_arena.o base/sl_text.o)
+build/bench/sl_loadgen: bench/sl_loadgen.c bench/sl_bench.h $(LOADGEN_OBJ)
 	@mkdir -p build/bench
-	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lrdkafka -lpthread -lm
+	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< $(LOADGEN_OBJ) -lrdkafka -lpthread -lm -lcrypto
 build/bench/sl_mockbroker: bench/sl_mockbroker.c
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS) $(REL_CFLAGS) -o $@ $< -lrdkafka

@@ -6,9 +6,15 @@
  * sharing a few topics and prefixes. An indexed evaluator should show about the same rate at
  * every size.
  *
+ * Beside them, IAM decisions (src/iam, issue 15): sl_iam_authorize, what the authorization stage
+ * runs for an IAM principal, on a realistic 3-statement policy (the sasl_ssl_iam row's:
+ * bench/conf/sasl_ssl_iam.policy.json), with the queries a producer and a consumer make (WRITE,
+ * READ and DESCRIBE on topics, READ on the group) and the denied ones an implicit deny decides
+ * (every statement scanned, the reason formatted).
+ *
  *   make build/bench/bench_acl && ./build/bench/bench_acl [--quick]
  *
- * Prints one human line and one JSON line ('{'-prefixed) per size. */
+ * Prints one human line and one JSON line ('{'-prefixed) per size, then per IAM query kind. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,8 @@
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
+#include "iam/sl_iamaction.h"
+#include "iam/sl_iampolicy.h"
 
 static volatile uint64_t g_sink;
 
@@ -136,6 +144,76 @@ static void run(int n, bool shared, double seconds) {
     free(prs);
 }
 
+/* The sasl_ssl_iam row's policy (bench/conf/sasl_ssl_iam.policy.json), as `sluice iam policy put`
+ * would store it. */
+static const char IAM_POLICY[] =
+    "{\"Version\": \"2012-10-17\", \"Statement\": ["
+    "{\"Sid\": \"Connect\", \"Effect\": \"Allow\", \"Action\": \"kafka-cluster:Connect\","
+    " \"Resource\": \"arn:aws:kafka:us-east-1:000000000000:cluster/sluice/*\"},"
+    "{\"Sid\": \"BenchTopics\", \"Effect\": \"Allow\", \"Action\": "
+    "[\"kafka-cluster:DescribeTopic\","
+    " \"kafka-cluster:CreateTopic\", \"kafka-cluster:WriteData\", \"kafka-cluster:ReadData\"],"
+    " \"Resource\": \"arn:aws:kafka:us-east-1:000000000000:topic/sluice/*/bench-*\"},"
+    "{\"Sid\": \"BenchGroups\", \"Effect\": \"Allow\", \"Action\": [\"kafka-cluster:AlterGroup\","
+    " \"kafka-cluster:DescribeGroup\"],"
+    " \"Resource\": \"arn:aws:kafka:us-east-1:000000000000:group/sluice/*/sl-bench-*\"}]}";
+
+static void run_iam(double seconds) {
+    sl_iam_policy *pol = NULL;
+    char err[256];
+    if (sl_iam_policy_parse("bench", IAM_POLICY, sizeof IAM_POLICY - 1, &pol, err, sizeof err)) {
+        fprintf(stderr, "bench_acl: IAM policy: %s\n", err);
+        exit(1);
+    }
+    const sl_iam_policy *pols[1] = {pol};
+    /* A broker's: its cluster id as the UUID (sluice.iam.cluster.uuid unset). */
+    sl_iam_arn_cfg arns = {"us-east-1", "000000000000", "sluice", "q0Gf3yXbTnWzL8aKc1dE2w"};
+    sl_iam_ctx ctx = {.source_ip = "127.0.0.1",
+                      .secure_transport = true,
+                      .now_s = (int64_t)time(NULL),
+                      .username = "bench",
+                      .principal_arn = "arn:aws:iam::000000000000:user/bench",
+                      .principal_type = "User"};
+    static const struct {
+        const char *kind, *name;
+        int op, rtype;
+        bool allowed;
+    } qs[] = {
+        {"write topic (produce)", "bench-sasl_ssl_iam-p8", SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, true},
+        {"read topic (fetch)", "bench-sasl_ssl_iam-p8", SL_ACL_OP_READ, SL_ACL_RES_TOPIC, true},
+        {"describe topic", "bench-sasl_ssl_iam-p8", SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC, true},
+        {"read group", "sl-bench-12345", SL_ACL_OP_READ, SL_ACL_RES_GROUP, true},
+        {"write topic, denied", "payments-settlements-eu", SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC,
+         false},
+    };
+    enum { NQ = 1024 };
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+        size_t nlen = strlen(qs[k].name);
+        char why[768];
+        uint64_t done = 0, allowed = 0;
+        double t0 = now_s(), t;
+        do {
+            for (int i = 0; i < NQ; i++)
+                allowed += sl_iam_authorize(pols, 1, &arns, &ctx, qs[k].op, qs[k].rtype, qs[k].name,
+                                            nlen, why, sizeof why);
+            done += NQ;
+            t = now_s() - t0;
+        } while (t < seconds);
+        if ((allowed == done) != qs[k].allowed) {
+            fprintf(stderr, "bench_acl: IAM %s: unexpected decision (%s)\n", qs[k].kind, why);
+            exit(1);
+        }
+        g_sink += allowed;
+        double rate = (double)done / t;
+        printf("iam decisions, 3-statement policy, %-22s: %11.0f decisions/s %7.1f ns/decision\n",
+               qs[k].kind, rate, 1e9 / rate);
+        printf("{\"bench\":\"iam_decisions\",\"statements\":3,\"query\":\"%s\","
+               "\"decisions_per_s\":%.0f,\"ns_per_decision\":%.1f}\n",
+               qs[k].kind, rate, 1e9 / rate);
+    }
+    sl_iam_policy_free(pol);
+}
+
 int main(int argc, char **argv) {
     double seconds = argc > 1 && !strcmp(argv[1], "--quick") ? 0.2 : 1.0;
     /* distinct: every ACL names its own resource; shared: many principals' ACLs on a few
@@ -145,5 +223,6 @@ int main(int argc, char **argv) {
         run(1000, shared, seconds);
         run(10000, shared, seconds);
     }
+    run_iam(seconds);
     return 0;
 }

@@ -3,9 +3,9 @@
 # bench/results/<date>.md (raw JSON lines beside it). See docs/benchmarks.md.
 #
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
-#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock and gateway rows, 1 partition, tiny
-#                                       counts; exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock, gateway and IAM rows, 1 partition,
+#                                       tiny counts; exits non-zero if the harness is broken
+#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 #            --partitions "1 8"  --count N (messages per throughput run)  --secs S (per fixed-rate
 #            run)  --out FILE  --e2e-linger MS (producer linger.ms in the fixed-rate latency runs;
 #            default 1, "default" keeps librdkafka's 5 ms, which then is the latency floor)
@@ -20,7 +20,10 @@
 # the tailing rate. `gateway` stands for two rows measured against one `sluice serve`
 # (bench/conf/gateway_upstream.*): gateway_direct, clients on its SASL_SSL listener, then
 # gateway, the same clients through `sluice gateway` (bench/conf/gateway.gateway.properties)
-# forwarding to its PLAINTEXT listener. Security rows are only property files (bench/conf/<row>.*.properties); a row
+# forwarding to its PLAINTEXT listener. sasl_ssl_iam is the sasl_ssl row with IAM (issue 15):
+# OAUTHBEARER with MSK IAM tokens signed by the load generator (--msk-iam) with a key made by
+# `sluice iam key create`, every request authorized by an IAM policy (bench/conf/sasl_ssl_iam.*)
+# instead of ACLs. Security rows are only property files (bench/conf/<row>.*.properties); a row
 # whose broker will not start on its listener is reported as "n/a (not yet supported)".
 #
 # Traffic stays on 127.0.0.1; every process has a time cap and is stopped by this script.
@@ -29,7 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+ROWS="plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
@@ -52,7 +55,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$SMOKE" = 1 ]; then
-    ROWS=${SMOKE_ROWS:-"plaintext mock gateway"}
+    ROWS=${SMOKE_ROWS:-"plaintext mock gateway sasl_ssl_iam"}
     PARTS=1
     COUNT=20000
     SECS=1
@@ -224,8 +227,9 @@ run_phases() { # $1 row $2 partitions
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" consume -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
     record "$row" catchup "$p" null "$j"
-    # Smoke: the gateway rows only show that they produce and consume (keeps --smoke short).
-    if [ "$SMOKE" = 1 ]; then case $row in gateway*) return 0 ;; esac; fi
+    # Smoke: the gateway and IAM rows only show that they produce and consume (keeps --smoke
+    # short).
+    if [ "$SMOKE" = 1 ]; then case $row in gateway* | sasl_ssl_iam) return 0 ;; esac; fi
     log "$row: $p partition(s): tailing, $COUNT at max rate"
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
@@ -300,6 +304,25 @@ protect_setup() { # $1 row
     [ -n "$ok" ] || return 1
     "$SLUICE" protect grant -c "$conf" --principal User:bench --topic "bench-$row-*" --field '*' \
         --view reveal >>"$WORK/$row.broker.log" 2>&1
+}
+
+# The IAM row's set-up on its running broker, through the CLI as an operator would: the user
+# "bench", one access key (handed to the load generator in AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, as the AWS libraries read it) and the row's policy, attached. A login
+# reads the store afresh, so the probe that follows already authenticates. False when a step
+# fails.
+iam_setup() { # $1 row
+    local row=$1 conf=$WORK/$1.broker.properties log=$WORK/$1.broker.log key
+    "$SLUICE" iam user add bench -c "$conf" >>"$log" 2>&1 || return 1
+    key=$("$SLUICE" iam key create --user bench --json -c "$conf" 2>>"$log") || return 1
+    AWS_ACCESS_KEY_ID=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessKey"]["AccessKeyId"])' <<<"$key") &&
+        AWS_SECRET_ACCESS_KEY=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessKey"]["SecretAccessKey"])' <<<"$key") ||
+        return 1
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    unset AWS_SESSION_TOKEN
+    "$SLUICE" iam policy put bench "bench/conf/$row.policy.json" -c "$conf" >>"$log" 2>&1 &&
+        "$SLUICE" iam policy attach bench --user bench -c "$conf" >>"$log" 2>&1 || return 1
+    GEN_ARGS="$GEN_ARGS --msk-iam --region us-east-1"
 }
 
 start_mock() {
@@ -468,6 +491,14 @@ for row in $ROWS; do
         stop_server
         continue
     fi
+    if [ "$row" = sasl_ssl_iam ] && ! iam_setup "$row"; then
+        log "$row: IAM set-up failed; see below"
+        tail -5 "$WORK/$row.broker.log" >&2
+        record_na "$row" "n/a (IAM set-up failed)"
+        stop_server
+        unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+        continue
+    fi
     # A listener that starts but cannot complete a handshake is also "not yet supported": a
     # tiny produce decides before the row spends minutes timing out.
     # shellcheck disable=SC2086
@@ -477,6 +508,7 @@ for row in $ROWS; do
         tail -5 "$WORK/gen.stderr" >&2
         record_na "$row" "n/a (not yet supported)"
         stop_server
+        unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
         continue
     fi
     if [ "$row" = sasl_ssl_protect ]; then
@@ -507,6 +539,7 @@ for row in $ROWS; do
     fi
     printf '{"row":"%s","phase":"rss","peak_rss_kb":%s}\n' "$row" "$(vmhwm_kb "$(server_proc)" || echo null)" >>"$RESULTS"
     stop_server
+    unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 done
 ELAPSED=$(($(date +%s) - START))
 
@@ -548,6 +581,12 @@ if "gateway_direct" in {r.get("row") for r in rows} and not {"produce", "catchup
     sys.exit(1)
 if sys.argv[2] == "1" and not {"produce", "catchup"} <= gw:
     print("smoke: gateway produce/catch-up missing or incomplete (this build has `sluice gateway`)")
+    sys.exit(1)
+# The IAM row (MSK IAM tokens from sl_loadgen --msk-iam, IAM policy authorization).
+iam = {r["phase"] for r in rows
+       if r.get("row") == "sasl_ssl_iam" and r.get("lg") and r["lg"].get("ok")}
+if "sasl_ssl_iam" in {r.get("row") for r in rows} and not {"produce", "catchup"} <= iam:
+    print("smoke: sasl_ssl_iam produce/catch-up missing or incomplete")
     sys.exit(1)
 print("smoke: ok")
 PY

@@ -14,6 +14,12 @@
  *   {"ts":"<16 hex>","seq":N,"card_number":"4111-1111-1111-NNNN","ssn":"NNN-NN-NNNN",
  *    "name":"Customer N","pad":"..."}
  *
+ * With --msk-iam the client authenticates with SASL OAUTHBEARER using MSK IAM tokens made in this
+ * process (sl_msk_iam_token, src/auth/sl_msk_iam.h), as aws-msk-iam-sasl-signer does: credentials
+ * from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN, the region from
+ * --region or AWS_REGION; token lifetime 900 s, principal name the access key id. The security
+ * protocol (SASL_SSL) and the CA come from -F/-X as for the other rows.
+ *
  * Output: one JSON line (starts with '{') then one human line, both on stdout. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -25,6 +31,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "auth/sl_msk_iam.h"
 #include "sl_bench.h"
 
 #define MAX_PARTS 256
@@ -43,9 +50,11 @@ static struct {
     int linger_ms;  /* -1: client default */
     int batch_size; /* -1: client default */
     bool create, from_end;
-    bool json;      /* --json: JSON documents instead of random bytes */
-    double timeout; /* hard cap on the whole run, seconds */
-    int rr;         /* explicit round-robin partitioning (else the client's partitioner) */
+    bool json;          /* --json: JSON documents instead of random bytes */
+    bool msk_iam;       /* --msk-iam: OAUTHBEARER with MSK IAM tokens made in-process */
+    const char *region; /* --region (else AWS_REGION) */
+    double timeout;     /* hard cap on the whole run, seconds */
+    int rr;             /* explicit round-robin partitioning (else the client's partitioner) */
     /* client properties in order: -F files first, then -X, as given */
     char *props[128][2];
     int nprops;
@@ -108,12 +117,54 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     fprintf(stderr, "sl_loadgen: client error %s: %s\n", rd_kafka_err2name(err), reason);
 }
 
+/* ---- MSK IAM tokens (--msk-iam) ------------------------------------------------------------- */
+
+/* librdkafka calls this on its background thread when a token is needed (at start and at 80 % of
+ * the lifetime): a fresh MSK token signed now, valid for SL_MSK_IAM_EXPIRES seconds. */
+static void on_oauthbearer_refresh(rd_kafka_t *rk, const char *cfg, void *opaque) {
+    (void)cfg, (void)opaque;
+    const char *akid = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
+    const char *token = getenv("AWS_SESSION_TOKEN");
+    sl_sigv4_creds cr = {.akid = akid, .secret = secret, .token = token ? token : ""};
+    int64_t now_s = (int64_t)time(NULL);
+    char *tok = NULL, err[512];
+    if (!akid || !*akid || !secret || !*secret ||
+        sl_msk_iam_token(&cr, g.region, now_s, "sl_loadgen", &tok) != SL_OK) {
+        rd_kafka_oauthbearer_set_token_failure(rk, "sl_loadgen: cannot make an MSK IAM token");
+        return;
+    }
+    if (rd_kafka_oauthbearer_set_token(rk, tok, (now_s + SL_MSK_IAM_EXPIRES) * 1000, akid, NULL, 0,
+                                       err, sizeof err) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "sl_loadgen: oauthbearer token: %s\n", err);
+        rd_kafka_oauthbearer_set_token_failure(rk, err);
+    }
+    free(tok);
+}
+
 static rd_kafka_conf_t *base_conf(void) {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     conf_set(c, "bootstrap.servers", g.brokers);
     rd_kafka_conf_set_error_cb(c, on_error);
     for (int i = 0; i < g.nprops; i++) conf_set(c, g.props[i][0], g.props[i][1]);
+    if (g.msk_iam) {
+        conf_set(c, "sasl.mechanisms", "OAUTHBEARER");
+        rd_kafka_conf_set_oauthbearer_token_refresh_cb(c, on_oauthbearer_refresh);
+        rd_kafka_conf_enable_sasl_queue(c, 1); /* served in the background: sasl_background() */
+    }
     return c;
+}
+
+/* Token refreshes are served on librdkafka's background thread: nothing here polls the main
+ * queue before the first request (CreateTopics waits on its own queue), so a refresh callback
+ * served by rd_kafka_poll() would only run after that wait timed out. */
+static void sasl_background(rd_kafka_t *rk) {
+    if (!g.msk_iam) return;
+    rd_kafka_error_t *e = rd_kafka_sasl_background_callbacks_enable(rk);
+    if (e) {
+        fprintf(stderr, "sl_loadgen: sasl background callbacks: %s\n", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        exit(2);
+    }
 }
 
 /* ---- JSON payloads (--json) ------------------------------------------------------------------ */
@@ -231,6 +282,7 @@ static rd_kafka_t *producer_new(void) {
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
     if (!rk) die("producer: ", err);
+    sasl_background(rk);
     return rk;
 }
 
@@ -311,6 +363,7 @@ static rd_kafka_t *consumer_new(void) {
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
     if (!rk) die("consumer: ", err);
+    sasl_background(rk);
     rd_kafka_poll_set_consumer(rk);
     return rk;
 }
@@ -393,19 +446,23 @@ static void *consumer_run(void *arg) {
 /* ---- Main ------------------------------------------------------------------------------------ */
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: sl_loadgen produce|consume|e2e -b HOST:PORT -t TOPIC [options]\n"
-            "  -p N   partitions (default 1)           -s B   message size (default 1024)\n"
-            "  -n N   message count                    -d S   duration, seconds\n"
-            "  -r R   fixed rate, msgs/s (0 = max)     -a A   acks (default all)\n"
-            "  -z C   compression (default none)       -l MS  linger.ms\n"
-            "  -B B   batch.size                       -F F   client properties file\n"
-            "  -X k=v client property                  -T S   hard time cap (default 300)\n"
-            "  --create        create the topic with -p partitions first\n"
-            "  --from-end      consume only what is produced after start (tailing)\n"
-            "  --partitioner=client  leave partitioning to librdkafka (default: round robin)\n"
-            "  --label L       tag echoed in the JSON line\n"
-            "  --json          JSON documents of -s bytes (card_number, ssn, name, pad)\n");
+    fprintf(
+        stderr,
+        "usage: sl_loadgen produce|consume|e2e -b HOST:PORT -t TOPIC [options]\n"
+        "  -p N   partitions (default 1)           -s B   message size (default 1024)\n"
+        "  -n N   message count                    -d S   duration, seconds\n"
+        "  -r R   fixed rate, msgs/s (0 = max)     -a A   acks (default all)\n"
+        "  -z C   compression (default none)       -l MS  linger.ms\n"
+        "  -B B   batch.size                       -F F   client properties file\n"
+        "  -X k=v client property                  -T S   hard time cap (default 300)\n"
+        "  --create        create the topic with -p partitions first\n"
+        "  --from-end      consume only what is produced after start (tailing)\n"
+        "  --partitioner=client  leave partitioning to librdkafka (default: round robin)\n"
+        "  --label L       tag echoed in the JSON line\n"
+        "  --json          JSON documents of -s bytes (card_number, ssn, name, pad)\n"
+        "  --msk-iam       SASL OAUTHBEARER with MSK IAM tokens signed here (AWS_ACCESS_KEY_ID,\n"
+        "                  AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN]); set security.protocol\n"
+        "  --region R      the tokens' region (default AWS_REGION)\n");
     exit(2);
 }
 
@@ -424,6 +481,8 @@ int main(int argc, char **argv) {
                                        {"partitioner", required_argument, NULL, 3},
                                        {"label", required_argument, NULL, 4},
                                        {"json", no_argument, NULL, 5},
+                                       {"msk-iam", no_argument, NULL, 6},
+                                       {"region", required_argument, NULL, 7},
                                        {NULL, 0, NULL, 0}};
     int c;
     optind = 2;
@@ -486,6 +545,12 @@ int main(int argc, char **argv) {
         case 5:
             g.json = true;
             break;
+        case 6:
+            g.msk_iam = true;
+            break;
+        case 7:
+            g.region = optarg;
+            break;
         default:
             usage();
         }
@@ -496,6 +561,12 @@ int main(int argc, char **argv) {
     if (g.json && g.size < JSON_MIN_LEN) die("message size must be >= 160 with --json", "");
     if (!g.count && g.duration <= 0) die("give -n or -d", "");
     if (g.timeout <= 0 || g.timeout > 3600) die("-T must be in (0, 3600]", "");
+    if (g.msk_iam) {
+        if (!g.region || !*g.region) g.region = getenv("AWS_REGION");
+        if (!g.region || !*g.region) die("--msk-iam needs --region or AWS_REGION", "");
+        if (!getenv("AWS_ACCESS_KEY_ID") || !getenv("AWS_SECRET_ACCESS_KEY"))
+            die("--msk-iam needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "");
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     /* A hard cap no matter what the broker does: every run stops by itself. */

@@ -7,6 +7,7 @@ NAMES = {
     "plaintext": "Sluice PLAINTEXT",
     "ssl": "Sluice SSL",
     "sasl_ssl": "Sluice SASL_SSL+SCRAM-SHA-512",
+    "sasl_ssl_iam": "Sluice SASL_SSL+OAUTHBEARER (MSK IAM tokens), IAM policy authorization",
     "sasl_ssl_audit_off": "Sluice SASL_SSL+SCRAM-SHA-512, audit trail off",
     "sasl_ssl_enc_off": "Sluice SASL_SSL+SCRAM-SHA-512, encryption at rest off",
     "sasl_ssl_base": "Sluice SASL_SSL+SCRAM-SHA-512, base build (--base-bin)",
@@ -19,7 +20,8 @@ NAMES = {
     "mock": "librdkafka mock cluster (ref.)",
     "nats": "NATS JetStream file+TLS (ref.)",
 }
-ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_audit_off", "sasl_ssl_enc_off",
+ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_iam", "sasl_ssl_audit_off",
+         "sasl_ssl_enc_off",
          "sasl_ssl_json", "sasl_ssl_protect", "sasl_plaintext", "gateway_direct", "gateway", "mock",
          "nats"]
 
@@ -235,6 +237,26 @@ def main():
                 r = n / d
                 out.append(f"| {label} | {p} | {r:.2f}× ({n:.0f} / {d:.0f} MB/s) | "
                            f"{'yes' if r >= 0.9 else 'no'} |")
+    # IAM's cost (issue 15): the sasl_ssl row with MSK IAM tokens and every request decided by an
+    # IAM policy instead of ACLs, one run. No target in the issue: the ratios are recorded.
+    if any(k[0] == "sasl_ssl_iam" for k in res) or "sasl_ssl_iam" in na:
+        for p in parts:
+            label = "(IAM / SCRAM, SASL_SSL: produce, p50 and p99 e2e @50%, CPU-s/GB)"
+            n, d = lg("sasl_ssl_iam", p, "produce"), lg("sasl_ssl", p, "produce")
+            ne, de = lg("sasl_ssl_iam", p, "e2e50"), lg("sasl_ssl", p, "e2e50")
+            nc = res.get(("sasl_ssl_iam", p, "produce"), {}).get("broker_cpu_s")
+            dc = res.get(("sasl_ssl", p, "produce"), {}).get("broker_cpu_s")
+            if not n or not d or not d.get("produce_mb_per_s"):
+                out.append(f"| {label} | {p} | {na.get('sasl_ssl_iam', 'not measured')} | — |")
+                continue
+            parts_s = [f"{n['produce_mb_per_s'] / d['produce_mb_per_s']:.2f}× produce"]
+            if ne and de and ne.get("e2e_lat_us", {}).get("n") and de.get("e2e_lat_us", {}).get("n"):
+                for q in ("p50", "p99"):
+                    parts_s.append(f"{ne['e2e_lat_us'][q] / de['e2e_lat_us'][q]:.2f}× {q}")
+            if nc is not None and dc and n.get("delivered") and d.get("delivered"):
+                cgb = (nc / (n["delivered"] * n["size"])) / (dc / (d["delivered"] * d["size"]))
+                parts_s.append(f"{cgb:.2f}× CPU-s/GB")
+            out.append(f"| {label} | {p} | {', '.join(parts_s)} | — |")
     # The gateway's cost (issue 14): the same clients direct to one broker and through the
     # gateway in front of it, one run.
     if any(k[0] in ("gateway", "gateway_direct") for k in res) or "gateway" in na:
