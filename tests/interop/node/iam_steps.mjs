@@ -9,14 +9,14 @@
 // Steps (JSON objects):
 //   {"op": "produce", "topic", "n", "tag", "partition": 0}   producer.send of n records, acks -1;
 //                                                         values "<tag>-<i>"
-//   {"op": "consume", "topic", "group", "n"}              a group consumer from the beginning
+//   {"op": "consume", "topic", "group", "n"}              FindCoordinator, then a group consumer from the beginning
 //                                                         until n records (their values)
 //   {"op": "fetch", "topic", "n", "partition": 0}         Fetch from offset 0 without a group
 //   {"op": "describeTopic", "topic"}                      Metadata for the topic
 //   {"op": "offsets", "topic"}                            ListOffsets (admin.fetchTopicOffsets)
 //   {"op": "createTopic", "topic", "partitions": 1}       CreateTopics
 //   {"op": "deleteTopic", "topic"}                        DeleteTopics
-//   {"op": "describeGroup", "group"}                      DescribeGroups
+//   {"op": "describeGroup", "group"}                      FindCoordinator, DescribeGroups
 //   {"op": "describeCluster"}                             DescribeAcls (DESCRIBE on the cluster)
 //   {"op": "loop", "topic", "tag", "progress", "stop", "partition": 0}
 //       one record at a time (acks -1, each awaited) until the file `stop` exists; after every
@@ -52,9 +52,30 @@ function writeAtomic(path, obj) {
   fs.renameSync(`${path}.tmp`, path);
 }
 
-async function fetchNoGroup(kafka, topic, partition, n) {
+function privateCluster(kafka) {
   const sym = Object.getOwnPropertySymbols(kafka).find((s) => s.toString() === 'Symbol(private:Kafka:createCluster)');
-  const cluster = kafka[sym]({ allowAutoTopicCreation: false });
+  return kafka[sym]({ allowAutoTopicCreation: false });
+}
+
+// FindCoordinator for `group` with kafkajs's own broker API. kafkajs's consumer and admin hide
+// this request's error (cluster.findGroupCoordinator tries every broker and swallows what each
+// answered, then throws KafkaJSGroupCoordinatorNotFound), so a GROUP_AUTHORIZATION_FAILED would
+// not be seen; asked here first, its Kafka error is what the step reports.
+async function findCoordinator(kafka, group) {
+  const cluster = privateCluster(kafka);
+  await cluster.connect();
+  try {
+    await cluster.refreshMetadata();
+    const nodeId = Object.keys(cluster.brokerPool.brokers)[0];
+    const broker = await cluster.findBroker({ nodeId });
+    return await broker.findGroupCoordinator({ groupId: group, coordinatorType: 0 });
+  } finally {
+    await cluster.disconnect();
+  }
+}
+
+async function fetchNoGroup(kafka, topic, partition, n) {
+  const cluster = privateCluster(kafka);
   await cluster.connect();
   try {
     await cluster.addTargetTopic(topic);
@@ -75,6 +96,7 @@ async function fetchNoGroup(kafka, topic, partition, n) {
 }
 
 async function consumeGroup(kafka, topic, group, n) {
+  await findCoordinator(kafka, group);
   const consumer = kafka.consumer({ groupId: group, allowAutoTopicCreation: false, sessionTimeout: 10000,
     heartbeatInterval: 1000, retry: { retries: 0, restartOnFailure: async () => false } });
   const values = [];
@@ -150,6 +172,7 @@ async function step(kafka, s) {
     }
     if (s.op === 'deleteTopic') { await admin.deleteTopics({ topics: [s.topic], timeout: 10000 }); return {}; }
     if (s.op === 'describeGroup') {
+      await findCoordinator(kafka, s.group);
       const r = await admin.describeGroups([s.group]);
       return { state: r.groups[0].state }; // kafkajs throws on a group's error code
     }
@@ -168,7 +191,8 @@ export async function runSteps(clientId, sasl) {
   const steps = JSON.parse(stepsJson);
   const kafka = new Kafka({
     clientId, brokers: [bootstrap], logLevel: process.env.SLUICE_KAFKAJS_DEBUG ? logLevel.DEBUG : logLevel.NOTHING,
-    retry: { retries: 0 }, connectionTimeout: 10000, requestTimeout: 20000,
+    // Refusals are not retriable in kafkajs, so retries only ride out a metadata refresh.
+    retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 }, connectionTimeout: 10000, requestTimeout: 20000,
     ssl: { ca: [fs.readFileSync(caPath, 'utf8')], rejectUnauthorized: true, servername: 'localhost' },
     sasl,
   });
