@@ -1,14 +1,17 @@
 #include "sl_auth.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/sl_jwt.h"
+#include "auth/sl_msk_iam.h"
 #include "auth/sl_plain.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "iam/sl_iam.h"
 
 static const struct {
     const char *name;
@@ -18,6 +21,7 @@ static const struct {
     {"SCRAM-SHA-256", SL_MECH_SCRAM_SHA_256},
     {"PLAIN", SL_MECH_PLAIN},
     {"OAUTHBEARER", SL_MECH_OAUTHBEARER},
+    {"AWS_MSK_IAM", SL_MECH_AWS_MSK_IAM},
 };
 #define NMECHS ((int)(sizeof k_mechs / sizeof k_mechs[0]))
 
@@ -88,8 +92,11 @@ struct sl_auth {
     int nlm;
     counter *failures;     /* TABLE_SLOTS */
     counter *conns;        /* TABLE_SLOTS */
-    sl_jwt_validator *jwt; /* when some listener enables OAUTHBEARER */
+    sl_jwt_validator *jwt; /* when some listener enables OAUTHBEARER (and JWTs are configured) */
+    struct sl_iam *iam;    /* borrowed (sl_auth_set_iam): AWS_MSK_IAM and MSK tokens */
 };
+
+void sl_auth_set_iam(sl_auth *a, struct sl_iam *iam) { a->iam = iam; }
 
 void sl_auth_store_path(const sl_config *cfg, char *out, size_t len) {
     if (cfg->sluice_sasl_credentials_file[0])
@@ -142,10 +149,11 @@ sl_credstore *sl_auth_store(sl_auth *a, bool create) {
     return a->store;
 }
 
-sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t elen) {
-    if (a->nlm >= 16) return SL_ECONFIG;
+/* The mechanism bits `listener` enables in `cfg`; SL_ECONFIG for an unknown name. */
+static sl_err parse_mechs(const sl_config *cfg, const char *listener, unsigned *out, char *err,
+                          size_t elen) {
     /* Kafka's per-listener override: listener.name.<listener>.sasl.enabled.mechanisms. */
-    const char *list = sl_config_listener_str(&a->cfg, listener, "sasl.enabled.mechanisms");
+    const char *list = sl_config_listener_str(cfg, listener, "sasl.enabled.mechanisms");
     if (!list) list = "";
     unsigned mechs = 0;
     for (const char *p = list; *p;) {
@@ -158,13 +166,28 @@ sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *er
         if (!bit) {
             snprintf(err, elen,
                      "sasl.enabled.mechanisms: %.*s is not supported (supported: SCRAM-SHA-512, "
-                     "SCRAM-SHA-256, PLAIN, OAUTHBEARER)",
+                     "SCRAM-SHA-256, PLAIN, OAUTHBEARER, AWS_MSK_IAM)",
                      (int)t, p);
             return SL_ECONFIG;
         }
         mechs |= bit;
         p += n;
     }
+    *out = mechs;
+    return SL_OK;
+}
+
+unsigned sl_auth_config_mechs(const sl_config *cfg, const char *listener) {
+    unsigned mechs = 0;
+    char err[8];
+    return parse_mechs(cfg, listener, &mechs, err, sizeof err) == SL_OK ? mechs : 0;
+}
+
+sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t elen) {
+    if (a->nlm >= 16) return SL_ECONFIG;
+    unsigned mechs = 0;
+    sl_err e = parse_mechs(&a->cfg, listener, &mechs, err, elen);
+    if (e) return e;
     if (!mechs) {
         snprintf(err, elen, "sasl.enabled.mechanisms: no mechanism enabled for listener %s",
                  listener);
@@ -177,7 +200,29 @@ sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *er
                  listener);
         return SL_ECONFIG;
     }
-    if ((mechs & SL_MECH_OAUTHBEARER) && !a->jwt) {
+    /* AWS_MSK_IAM over plaintext: the signed payload is a bearer credential for its 15 minutes
+     * (anyone who reads it can replay it), so it needs TLS like PLAIN's password, with the same
+     * override. */
+    if ((mechs & SL_MECH_AWS_MSK_IAM) && !tls && !a->cfg.sluice_sasl_plain_allow_insecure) {
+        snprintf(err, elen,
+                 "sasl.enabled.mechanisms: AWS_MSK_IAM on listener %s (SASL_PLAINTEXT) would send "
+                 "replayable signatures in clear; use SASL_SSL or set "
+                 "sluice.sasl.plain.allow.insecure=true",
+                 listener);
+        return SL_ECONFIG;
+    }
+    if ((mechs & SL_MECH_AWS_MSK_IAM) && !a->iam) {
+        snprintf(err, elen,
+                 "sasl.enabled.mechanisms: AWS_MSK_IAM on listener %s needs the IAM "
+                 "store (sluice.iam.*)",
+                 listener);
+        return SL_ECONFIG;
+    }
+    /* With the IAM context, OAUTHBEARER also takes MSK IAM tokens: the JWT settings are then
+     * optional (without sasl.oauthbearer.jwks.endpoint.url only MSK tokens are accepted);
+     * without it they are required. */
+    bool want_jwt = !a->iam || a->cfg.sasl_oauthbearer_jwks_endpoint_url[0];
+    if ((mechs & SL_MECH_OAUTHBEARER) && want_jwt && !a->jwt) {
         /* One validator (key set and refresh thread) serves every listener. */
         sl_jwt_config jc;
         sl_jwt_config_from(&jc, &a->cfg);
@@ -241,6 +286,10 @@ sl_session *sl_session_new(const char *peer, unsigned mechs, const char *princip
 
 void sl_session_free(sl_session *s) {
     if (!s) return;
+    if (s->iam) {
+        OPENSSL_cleanse(s->iam, sizeof *s->iam);
+        free(s->iam);
+    }
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
 }
@@ -259,10 +308,11 @@ sl_err sl_session_handshake(sl_session *s, const char *name, size_t len, bool ra
 }
 
 const char *sl_auth_failed_message(unsigned mech) {
-    static char buf[4][128];
+    static char buf[5][128];
     int i = mech == SL_MECH_PLAIN           ? 0
             : mech == SL_MECH_SCRAM_SHA_256 ? 1
             : mech == SL_MECH_SCRAM_SHA_512 ? 2
+            : mech == SL_MECH_AWS_MSK_IAM   ? 4
                                             : 3;
     if (!buf[i][0])
         snprintf(buf[i], sizeof buf[i],
@@ -275,16 +325,114 @@ static void set_attempt(sl_session *s, const char *user, size_t n) {
     snprintf(s->attempt_principal, sizeof s->attempt_principal, "User:%.*s", (int)n, user);
 }
 
-/* Finishes a successful exchange; re-authentication may not change who the connection is. */
-static sl_err succeed(sl_session *s) {
-    if (s->reauth && strcmp(s->principal, s->attempt_principal) != 0) {
+/* Finishes a successful exchange as `iam` (an IAM identity, NULL for every other login);
+ * re-authentication may not change who the connection is, nor whether it is an IAM identity
+ * (a SCRAM name spelled like an ARN is not the IAM user). */
+static sl_err succeed_as(sl_session *s, const sl_iam_identity *iam) {
+    if (s->reauth && (strcmp(s->principal, s->attempt_principal) != 0 || !s->iam != !iam)) {
         s->fail_reason = "principal changed";
         return SL_EAUTH;
+    }
+    if (iam) {
+        sl_iam_identity *copy = s->iam ? s->iam : malloc(sizeof *copy);
+        if (!copy) {
+            s->fail_reason = "invalid credentials";
+            return SL_EAUTH;
+        }
+        *copy = *iam;
+        s->iam = copy;
     }
     memcpy(s->principal, s->attempt_principal, sizeof s->principal);
     s->authenticated = true;
     s->state = SL_SASL_IDLE;
     return SL_OK;
+}
+
+static sl_err succeed(sl_session *s) { return succeed_as(s, NULL); }
+
+/* The session's failure text for a refused IAM login (the verifier's detailed reason goes to
+ * the broker's log only): a format problem is "malformed", a signature past its validity
+ * "token expired", a verified identity without kafka-cluster:Connect says so; everything else
+ * (wrong secret, unknown, disabled or expired key, another host or region, a date ahead of the
+ * skew) is "invalid credentials" for a payload and "invalid token" for a token. */
+static const char *iam_fail_reason(const char *why, bool token) {
+    static const char *const malformed[] = {"payload is not a JSON object",
+                                            "unknown key",
+                                            "value is not a string",
+                                            "unsupported version",
+                                            "empty security token",
+                                            "unknown parameter",
+                                            "duplicate parameter",
+                                            "missing field",
+                                            "action is not kafka-cluster:Connect",
+                                            "unsupported algorithm",
+                                            "signed headers are not host"};
+    if (!why) return token ? "invalid token" : "invalid credentials";
+    if (!strcmp(why, "expired")) return "token expired";
+    if (!strcmp(why, "not allowed kafka-cluster:Connect"))
+        return "not allowed kafka-cluster:Connect";
+    if (!strncmp(why, "malformed", 9) || !strncmp(why, "missing", 7)) return "malformed";
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+        if (!strcmp(why, malformed[i])) return "malformed";
+    return token ? "invalid token" : "invalid credentials";
+}
+
+/* Finishes an IAM verification (AWS_MSK_IAM payload or MSK token): the principal is the
+ * identity's ARN, the session ends with the credential. */
+static sl_err iam_done(sl_session *s, sl_err e, const sl_iam_identity *id, const char *why,
+                       bool token, bool *done) {
+    /* The principal; for a verified identity refused (no kafka-cluster:Connect), who the trail
+     * names. */
+    size_t n = strnlen(id->arn, sizeof id->arn);
+    bool fits = n && n < sizeof id->arn && 5 + n < sizeof s->attempt_principal;
+    if (fits) {
+        memcpy(s->attempt_principal, "User:", 5);
+        memcpy(s->attempt_principal + 5, id->arn, n + 1);
+    }
+    if (e == SL_OK && !fits) e = SL_EAUTH, why = "identity ARN too long";
+    if (e) {
+        SL_INFO("auth", "IAM login refused", "addr=%s mechanism=%s reason=\"%s\"", s->addr,
+                token ? "OAUTHBEARER" : "AWS_MSK_IAM", why ? why : "-");
+        s->fail_reason = iam_fail_reason(why, token);
+        return SL_EAUTH;
+    }
+    s->credential_expiry_ms = id->expiry_s > 0 ? id->expiry_s * 1000 : 0;
+    *done = true;
+    return succeed_as(s, id);
+}
+
+/* AWS_MSK_IAM (aws-msk-iam-auth): one client message, the signed JSON payload; the server
+ * answers MSK's JSON {"version":"2020_10_22","request-id":"<random UUID>"}. */
+static sl_err step_iam(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, uint8_t *out,
+                       size_t cap, size_t *out_len, bool *done) {
+    sl_iam_identity id;
+    memset(&id, 0, sizeof id);
+    const char *why = "IAM not configured";
+    sl_err e = a->iam ? sl_iam_verify_payload_from(a->iam, in, len, sl_wall_ms() / 1000, s->addr,
+                                                   s->tls, &id, &why)
+                      : SL_EAUTH;
+    if (e == SL_OK) {
+        uint8_t r[16];
+        if (RAND_bytes(r, sizeof r) != 1) {
+            e = SL_EAUTH, why = "no randomness for the request id";
+        } else {
+            r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* UUID version 4 */
+            r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+            int n = snprintf((char *)out, cap,
+                             "{\"version\":\"" SL_MSK_IAM_VERSION "\",\"request-id\":\""
+                             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                             "%02x%02x%02x%02x%02x%02x\"}",
+                             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                             r[11], r[12], r[13], r[14], r[15]);
+            if (n < 0 || (size_t)n >= cap)
+                e = SL_EAUTH, why = "answer buffer too small";
+            else
+                *out_len = (size_t)n;
+        }
+    }
+    e = iam_done(s, e, &id, why, false, done);
+    OPENSSL_cleanse(&id, sizeof id);
+    return e;
 }
 
 static sl_err step_plain(sl_auth *a, sl_session *s, const uint8_t *in, size_t len, bool *done) {
@@ -333,8 +481,28 @@ static sl_err step_oauth(sl_auth *a, sl_session *s, const uint8_t *in, size_t le
     size_t tl = 0, al = 0;
     char sub[SL_JWT_MAX_PRINCIPAL + 1], why[160];
     int64_t exp_ms = 0;
-    if (!a->jwt || sl_oauthbearer_parse_client_msg((const char *)in, len, &tok, &tl, &authz, &al)) {
+    if (sl_oauthbearer_parse_client_msg((const char *)in, len, &tok, &tl, &authz, &al)) {
         s->fail_reason = "malformed";
+        return SL_EAUTH;
+    }
+    /* MSK's IAM token (a presigned URL, base64url) or a JWT: each to its own verifier. */
+    if (a->iam && sl_msk_iam_is_token(tok, tl)) {
+        sl_iam_identity id;
+        memset(&id, 0, sizeof id);
+        const char *r = NULL;
+        sl_err e = sl_iam_verify_token_from(a->iam, tok, tl, sl_wall_ms() / 1000, s->addr, s->tls,
+                                            &id, &r);
+        /* Kafka's rule: a non-empty authorization id must be the principal (here the ARN). */
+        if (!e && al && (al != strlen(id.arn) || memcmp(authz, id.arn, al) != 0)) {
+            e = SL_EAUTH, r = "authorization id is not the identity";
+            memset(&id, 0, sizeof id);
+        }
+        e = iam_done(s, e, &id, r, true, done);
+        OPENSSL_cleanse(&id, sizeof id);
+        return e;
+    }
+    if (!a->jwt) {
+        s->fail_reason = "invalid token";
         return SL_EAUTH;
     }
     if (sl_jwt_validate(a->jwt, tok, tl, sl_wall_ms(), sub, sizeof sub, &exp_ms, why, sizeof why) !=
@@ -378,6 +546,8 @@ sl_err sl_session_step(sl_auth *a, sl_session *s, const uint8_t *in, size_t len,
         e = step_plain(a, s, in, len, done);
     } else if (s->mech == SL_MECH_OAUTHBEARER) {
         e = step_oauth(a, s, in, len, done);
+    } else if (s->mech == SL_MECH_AWS_MSK_IAM) {
+        e = step_iam(a, s, in, len, out, cap, out_len, done);
     } else if (sm && s->state == SL_SASL_HANDSHAKE) {
         sl_credstore *st = sl_auth_store(a, false);
         if (st) sl_credstore_refresh(st);

@@ -38,10 +38,16 @@ void sl_auth_free(sl_auth *a);
 void sl_auth_store_path(const sl_config *cfg, char *out, size_t len);
 
 /* Validates and records the mechanisms of one SASL listener (`tls`: SASL_SSL). Refuses GSSAPI
- * and unknown names, an empty list, and PLAIN without TLS unless
- * sluice.sasl.plain.allow.insecure=true; OAUTHBEARER starts the JWT validator (which loads the
- * key set, blocking). Call once per SASL listener at start. */
+ * and unknown names, an empty list, and PLAIN or AWS_MSK_IAM without TLS unless
+ * sluice.sasl.plain.allow.insecure=true; AWS_MSK_IAM without the IAM context
+ * (sl_auth_set_iam first); OAUTHBEARER starts the JWT validator (which loads the key set,
+ * blocking), which with the IAM context only happens when sasl.oauthbearer.jwks.endpoint.url is
+ * set (else OAUTHBEARER takes MSK IAM tokens only). Call once per SASL listener at start. */
 sl_err sl_auth_add_listener(sl_auth *a, const char *listener, bool tls, char *err, size_t err_len);
+/* The mechanism bits `cfg` enables for `listener` (sasl.enabled.mechanisms or its
+ * listener.name override), before any listener is added; 0 when the list names none or an
+ * unknown one (sl_auth_add_listener then explains). */
+unsigned sl_auth_config_mechs(const sl_config *cfg, const char *listener);
 /* Mechanism bits enabled on `listener` (0 for a non-SASL listener). */
 unsigned sl_auth_listener_mechs(const sl_auth *a, const char *listener);
 /* Comma-free list for SaslHandshake answers: fills names (at most 8) and returns the count. */
@@ -91,9 +97,11 @@ typedef struct sl_session {
     char attempt_principal[SL_PRINCIPAL_MAX]; /* who the running exchange claims to be */
     /* After a failed step: why, one of a fixed set of texts that never hold the secret
      * ("invalid credentials", "malformed", "token expired", "invalid token", "principal
-     * changed"); static. NULL otherwise. */
+     * changed", and for IAM logins "not allowed kafka-cluster:Connect"); static. NULL
+     * otherwise. */
     const char *fail_reason;
     bool reported; /* the broker's once-per-connection report (mTLS logon, expiry) was made */
+    bool tls;      /* the connection is TLS (set by the broker): IAM's aws:SecureTransport */
     char addr[64];
     sl_scram_server scram;
     /* After an IAM login (AWS_MSK_IAM, or OAUTHBEARER with an MSK token): who (malloc'd, owned

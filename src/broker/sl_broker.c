@@ -20,6 +20,7 @@
 #include "crypto/sl_tls_ctx.h"
 #include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
+#include "iam/sl_iam.h"
 #include "kms/sl_keysvc.h"
 #include "metrics/sl_metrics.h"
 #include "net/sl_tls.h"
@@ -491,6 +492,32 @@ static void raise_file_limit(int32_t max_connections) {
             sl_log_fd_cache_capacity());
 }
 
+/* The IAM context (src/iam) when some SASL listener enables AWS_MSK_IAM or OAUTHBEARER (which
+ * also takes MSK IAM tokens), before the listeners are added: a payload may be signed for the
+ * advertised hosts (the listeners' when none are advertised, 0.0.0.0 as 127.0.0.1). */
+static sl_err iam_open(sl_broker *b, const sl_listener_spec *ls, int nl, char *err, size_t elen) {
+    unsigned mechs = 0;
+    for (int i = 0; i < nl; i++) {
+        int proto =
+            sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
+        if (proto == SL_SEC_SASL_PLAINTEXT || proto == SL_SEC_SASL_SSL)
+            mechs |= sl_auth_config_mechs(&b->cfg, ls[i].name);
+    }
+    if (!(mechs & (SL_MECH_AWS_MSK_IAM | SL_MECH_OAUTHBEARER))) return SL_OK;
+    const char *hosts[16];
+    size_t nh = 0;
+    for (int i = 0; i < (b->nadv ? b->nadv : nl) && nh < 16; i++) {
+        const char *h = b->nadv ? b->adv[i].host : ls[i].host;
+        hosts[nh++] = !h[0] || !strcmp(h, "0.0.0.0") ? "127.0.0.1" : h;
+    }
+    sl_err e = sl_iam_new(&b->cfg, sl_topics_cluster_id(b->topics), hosts, nh, &b->iam, err, elen);
+    if (e) return e;
+    sl_auth_set_iam(b->auth, b->iam);
+    SL_INFO("iam", "IAM authentication on", "path=%s hosts=%zu",
+            sl_iamstore_path(sl_iam_store(b->iam)), nh);
+    return SL_OK;
+}
+
 sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {
     raise_file_limit(cfg->max_connections);
     sl_broker *b = calloc(1, sizeof *b);
@@ -563,7 +590,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
             sl_listener_protocol(b->cfg.listener_security_protocol_map, ls[i].name, err, elen);
         any_sasl |= proto == SL_SEC_SASL_PLAINTEXT || proto == SL_SEC_SASL_SSL;
     }
-    if ((e = sl_auth_new(&b->cfg, any_sasl, &b->auth, err, elen)) != SL_OK) {
+    if ((e = sl_auth_new(&b->cfg, any_sasl, &b->auth, err, elen)) != SL_OK ||
+        (e = iam_open(b, ls, nl, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }
@@ -763,6 +791,7 @@ void sl_broker_free(sl_broker *b) {
     sl_group_coord_free(b->groups);
     sl_producers_free(b->producers);
     sl_auth_free(b->auth);
+    sl_iam_free(b->iam); /* after the authentication context that borrows it */
     sl_authorizer_free(b->authz);
     sl_topics_close(b->topics);
     b->topics = NULL; /* a shred completing in sl_keysvc_close finds no registry (on_shred) */

@@ -81,6 +81,7 @@ void sl_sasl_conn_open(sl_broker *b, sl_conn *c) {
         sl_conn_close(c, false, "out of memory");
         return;
     }
+    s->tls = sl_conn_is_tls(c);
     sl_conn_set_data(c, s);
     /* max.connections.per.ip is enforced by the server at accept, before any TLS work. */
     if (!mechs) sl_conn_set_authenticated(c);

@@ -43,6 +43,15 @@ sl_err sl_iam_verify_payload(sl_iam *iam, const uint8_t *p, size_t n, int64_t no
 /* The same for an MSK OAUTHBEARER token tok[n] (sl_msk_iam_verify_token). */
 sl_err sl_iam_verify_token(sl_iam *iam, const char *tok, size_t n, int64_t now_s,
                            sl_iam_identity *id, const char **reason);
+/* Both for a connection from `source_ip` (no port; NULL: absent) over TLS or not: the
+ * kafka-cluster:Connect decision's aws:SourceIp and aws:SecureTransport (the two above decide
+ * as for an absent address over TLS). When Connect is denied, *id names who was refused. */
+sl_err sl_iam_verify_payload_from(sl_iam *iam, const uint8_t *p, size_t n, int64_t now_s,
+                                  const char *source_ip, bool tls, sl_iam_identity *id,
+                                  const char **reason);
+sl_err sl_iam_verify_token_from(sl_iam *iam, const char *tok, size_t n, int64_t now_s,
+                                const char *source_ip, bool tls, sl_iam_identity *id,
+                                const char **reason);
 
 /* ---- decisions (sl_iam_authz.c) ----
  * `source_ip`: the client's address without port; `tls`: the connection is TLS. The store is

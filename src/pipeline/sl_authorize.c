@@ -1,11 +1,14 @@
 /* The authorization stage (sl_authorize.h): named resources, one decision each, recorded. */
 #include "pipeline/sl_authorize.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
 #include "base/sl_logging.h"
+#include "broker/sl_broker.h"
+#include "iam/sl_iam.h"
 
 /* Decisions keyed by (type, op, name, any-type): a request names a handful of resources, or
  * thousands for a Metadata of every topic, so lookups go through a hash, not a scan. */
@@ -127,7 +130,7 @@ static void log_denial(const sl_req *rq, const char *host, const sl_req_res *r) 
         safe[i] = c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
     }
     safe[n] = 0;
-    SL_INFO("acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%s",
+    SL_INFO(rq->iam ? "iam" : "acl", "denied", "principal=%s host=%s api=%d op=%s resource=%s:%s",
             rq->principal ? rq->principal : "-", host, rq->h.api_key, sl_acl_op_name(r->op),
             sl_acl_res_name(r->rtype), (r->flags & SL_AZ_ANY) ? "*any*" : safe);
 }
@@ -211,8 +214,58 @@ static void decided_by(sl_req *rq, sl_req_res *r, const char *why) {
         r->decided_by = sl_arena_dup(rq->a, why, strlen(why) + 1);
 }
 
+/* Records a denial: what decided, the Kafka error, and the log line unless quiet. */
+static void denied(sl_req *rq, const char *host, sl_req_res *r, const char *why) {
+    decided_by(rq, r, why);
+    r->error = sl_authorize_denial_code(r->rtype);
+    if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
+}
+
+/* An IAM principal (rq->iam) is decided by its attached policies only: no super users, no
+ * ACLs, no allow.everyone.if.no.acl.found; on a broker without IAM, nothing is allowed. The
+ * audit topic is never theirs: its trail is read under a literal ACL grant, which IAM
+ * principals cannot hold, so a broad policy (kafka-cluster:* on *) does not reveal it. */
+static void decide_iam(sl_req *rq, const char *host, sl_req_res *r) {
+    struct sl_iam *iam = rq->b ? rq->b->iam : NULL;
+    char why[768] = "";
+    if (is_audit_topic(r)) {
+        r->ops = 0;
+        r->allowed = false;
+        if (r->flags & SL_AZ_OPS) return;
+        denied(rq, host, r, "the audit topic's rule (IAM principals neither read nor change it)");
+        return;
+    }
+    if (r->flags & SL_AZ_OPS) {
+        r->ops = iam ? sl_iam_decide_ops(iam, rq->iam, host, rq->tls, r->rtype, r->name.p,
+                                         (size_t)r->name.len)
+                     : 0;
+        r->allowed = r->ops != 0;
+        return;
+    }
+    if (r->alt >= 0 && rq->res[r->alt].allowed) {
+        r->allowed = r->by_alt = true;
+        return;
+    }
+    if (!iam) {
+        r->allowed = false;
+        snprintf(why, sizeof why, "IAM principal on a broker without IAM (everything denied)");
+    } else if (r->flags & SL_AZ_ANY) {
+        r->allowed = sl_iam_decide_any(iam, rq->iam, host, rq->tls, r->op, r->rtype);
+        snprintf(why, sizeof why, "no statement allows %s on any %s (implicit deny)",
+                 sl_acl_op_name(r->op), sl_acl_res_name(r->rtype));
+    } else {
+        r->allowed = sl_iam_decide(iam, rq->iam, host, rq->tls, r->op, r->rtype, r->name.p,
+                                   (size_t)r->name.len, why, sizeof why);
+    }
+    if (!r->allowed) denied(rq, host, r, why);
+}
+
 /* Decides one named resource and records the decision (logging a denial unless quiet). */
 static void decide(sl_req *rq, struct sl_authorizer *az, const char *host, sl_req_res *r) {
+    if (rq->iam) {
+        decide_iam(rq, host, r);
+        return;
+    }
     char why[256] = "";
     if (is_audit_topic(r)) {
         /* Before alternatives: CREATE on the cluster does not create this topic. */
@@ -248,15 +301,13 @@ static void decide(sl_req *rq, struct sl_authorizer *az, const char *host, sl_re
         r->allowed = sl_authorizer_explain(az, rq->principal, host, r->op, r->rtype, r->name.p,
                                            (size_t)r->name.len, why, sizeof why);
     if (r->allowed) return;
-    decided_by(rq, r,
-               (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
-    r->error = sl_authorize_denial_code(r->rtype);
-    if (!(r->flags & SL_AZ_QUIET)) log_denial(rq, host, r);
+    denied(rq, host, r,
+           (r->flags & SL_AZ_ANY) ? "no ALLOW binding on any resource of the type" : why);
 }
 
 void sl_authorize_stage(sl_req *rq, struct sl_authorizer *az) {
     char host[64] = "";
-    if (az) sl_req_host(rq, host, sizeof host);
+    if (az || rq->iam) sl_req_host(rq, host, sizeof host);
     for (int32_t i = 0; i < rq->nres; i++) decide(rq, az, host, &rq->res[i]);
 }
 
@@ -271,7 +322,7 @@ bool sl_authorize_late(sl_req *rq, struct sl_authorizer *az, int op, int rtype, 
     if (at < 0) return false;
     if (at < before) return rq->res[at].allowed; /* named (and decided) already */
     char host[64] = "";
-    if (az) sl_req_host(rq, host, sizeof host);
+    if (az || rq->iam) sl_req_host(rq, host, sizeof host);
     decide(rq, az, host, &rq->res[at]);
     return rq->res[at].allowed;
 }

@@ -12,10 +12,13 @@
 
 #include "acl/sl_authz.h"
 #include "audit/sl_audit.h"
+#include "auth/sl_auth.h"
 #include "base/sl_kerr.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "gateway/sl_gateway.h"
+#include "iam/sl_iamstore.h"
+#include "net/sl_tls.h"
 #include "pipeline/sl_api.h"
 #include "pipeline/sl_authorize.h"
 #include "proto/gen/sl_msgs.h"
@@ -63,12 +66,19 @@ static bool stage_header(sl_req *rq, const uint8_t *frame, size_t len) {
     return true;
 }
 
-/* Authenticate: the connection's session decides (sl_h_sasl.c); on success the principal is
- * fixed for this request, copied so it outlives the connection if the request does. */
+/* Authenticate: the connection's session decides (sl_h_sasl.c); on success the principal (and
+ * an IAM login's identity) is fixed for this request, copied so it outlives the connection if
+ * the request does. */
 static bool stage_authenticate(sl_req *rq) {
     if (!sl_sasl_authenticate_stage(rq)) return false;
+    rq->tls = rq->conn && sl_conn_is_tls(rq->conn);
     const char *pr = sl_session_principal(rq->conn);
     if (pr && !(rq->principal = sl_arena_dup(rq->a, pr, strlen(pr) + 1))) {
+        sl_req_fail(rq, "out of memory");
+        return false;
+    }
+    const sl_session *s = pr ? sl_conn_data(rq->conn) : NULL;
+    if (s && s->iam && !(rq->iam = sl_arena_dup(rq->a, s->iam, sizeof *s->iam))) {
         sl_req_fail(rq, "out of memory");
         return false;
     }
