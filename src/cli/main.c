@@ -10,6 +10,7 @@
 #include "broker/sl_broker.h"
 #include "broker/sl_provision.h"
 #include "cli/sl_cli_acl.h"
+#include "cli/sl_cli_iam.h"
 #include "cli/sl_cli_keys.h"
 #include "cli/sl_cli_protect.h"
 #include "cli/sl_cli_user.h"
@@ -27,6 +28,7 @@ static const char k_usage[] =
     "    sluice config\n"
     "    sluice user add|passwd|rm|list ...\n"
     "    sluice acl add|rm|list ...\n"
+    "    sluice iam user|key|role|assume-role|policy ...\n"
     "    sluice audit verify|pubkey ...\n"
     "    sluice keys status|rotate|rewrap|retire|reencrypt|shred|create|forget ...\n"
     "    sluice protect|reveal --policy FILE --topic T [-c FILE]\n"
@@ -45,6 +47,8 @@ static const char k_usage[] =
     "    version   Print the version.\n"
     "    user      Manage SASL/SCRAM users in the credential store (see sluice user --help).\n"
     "    acl       Manage Kafka ACLs (see sluice acl --help).\n"
+    "    iam       Manage IAM users, access keys, roles and policies; simulate policy decisions\n"
+    "              (see sluice iam --help).\n"
     "    audit     Verify an audit trail (see sluice audit --help).\n"
     "    keys      Encryption-at-rest and field keys of a running broker (see sluice keys\n"
     "              --help).\n"
@@ -216,6 +220,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "config")) return cmd_config();
     if (!strcmp(argv[1], "user")) return sl_cli_user(argc - 2, argv + 2);
     if (!strcmp(argv[1], "acl")) return sl_cli_acl(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "iam")) return sl_cli_iam(argc - 2, argv + 2);
     if (!strcmp(argv[1], "audit")) return sl_audit_cli(argc - 2, argv + 2);
     if (!strcmp(argv[1], "keys")) return sl_cli_keys(argc - 2, argv + 2);
     if (!strcmp(argv[1], "protect")) return sl_cli_protect(argc - 2, argv + 2);

@@ -551,3 +551,117 @@ SL_TEST(iamstore_text_round_trip) {
     sl_iamstore_free(s);
     fx_done(&f);
 }
+
+static const char k_allow[] =
+    "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Sid\": \"w\", "
+    "\"Effect\": \"Allow\", \"Action\": \"kafka-cluster:WriteData\", "
+    "\"Resource\": \"arn:aws:kafka:us-east-1:" ACCT ":topic/sluice/*/payments\"}]}";
+static const char k_connect[] = "{\"Version\": \"2012-10-17\", \"Statement\": {\"Effect\": "
+                                "\"Allow\", \"Action\": \"kafka-cluster:Connect\", "
+                                "\"Resource\": \"*\"}}";
+
+SL_TEST(iamstore_policies) {
+    fx f;
+    CHECK(fx_init(&f));
+    sl_iamstore *s = fx_open(&f);
+    CHECK(s);
+    char err[512];
+    CHECK_EQ(sl_iamstore_policy_put(s, "writer", k_allow, strlen(k_allow), err, sizeof err), SL_OK);
+    CHECK_EQ(sl_iamstore_policy_put(s, "connect", k_connect, strlen(k_connect), err, sizeof err),
+             SL_OK);
+    err[0] = 0;
+    CHECK_EQ(sl_iamstore_policy_put(s, "broken", "{\"Version\": 1}", 14, err, sizeof err),
+             SL_EINVAL);
+    CHECK(err[0]);
+    CHECK_EQ(sl_iamstore_policy_put(s, "bad name", k_allow, strlen(k_allow), err, sizeof err),
+             SL_EINVAL);
+    CHECK_EQ(sl_iamstore_policy_count(s), 2);
+    CHECK(!strcmp(sl_iamstore_policy_at(s, 0), "writer"));
+    CHECK(sl_iamstore_policy_at(s, 2) == NULL);
+    size_t len = 0;
+    const char *doc = sl_iamstore_policy_get(s, "writer", &len);
+    CHECK(doc && len == strlen(k_allow) && !memcmp(doc, k_allow, len));
+    CHECK(sl_iamstore_policy_get(s, "broken", &len) == NULL);
+
+    sl_iam_tag ut[] = {{"team", "payments"}};
+    CHECK_EQ(sl_iamstore_user_add(s, "alice", ut, 1, 1), SL_OK);
+    CHECK_EQ(sl_iamstore_role_add(s, "reader", 3600, NULL, 0), SL_OK);
+    CHECK_EQ(sl_iamstore_attach(s, "writer", false, "alice"), SL_OK);
+    CHECK_EQ(sl_iamstore_attach(s, "connect", false, "alice"), SL_OK);
+    CHECK_EQ(sl_iamstore_attach(s, "connect", false, "alice"), SL_OK); /* idempotent */
+    CHECK_EQ(sl_iamstore_attach(s, "connect", true, "reader"), SL_OK);
+    CHECK_EQ(sl_iamstore_attach(s, "nope", false, "alice"), SL_ENOTFOUND);
+    CHECK_EQ(sl_iamstore_attach(s, "writer", false, "nobody"), SL_ENOTFOUND);
+    CHECK_EQ(sl_iamstore_attach(s, "writer", true, "alice"), SL_ENOTFOUND); /* not a role */
+    CHECK_EQ(sl_iamstore_policy_rm(s, "connect"), SL_ESTATE);
+    CHECK_EQ(sl_iamstore_policy_rm(s, "writer"), SL_ESTATE); /* on a user only */
+    CHECK_EQ(sl_iamstore_policy_rm(s, "nope"), SL_ENOTFOUND);
+
+    char ak[SL_IAM_AKID_LEN + 1], sk[SL_IAM_SECRET_LEN + 1];
+    CHECK_EQ(sl_iamstore_key_create(s, "alice", 1, ak, sk), SL_OK);
+    CHECK_EQ(sl_iamstore_save(s), SL_OK);
+    sl_iamstore_free(s);
+    s = fx_open(&f); /* attachments and documents survive a reopen, parsed again */
+    CHECK(s);
+    sl_iam_identity id;
+    CHECK_EQ(sl_iamstore_identity(s, ak, NULL, ACCT, &id), SL_OK);
+    const sl_iam_policy *pols[SL_IAM_MAX_ATTACHED];
+    sl_iam_tag tg[4];
+    size_t nt = 0;
+    CHECK_EQ(sl_iamstore_policies_for(s, &id, pols, SL_IAM_MAX_ATTACHED, tg, 4, &nt), 2);
+    CHECK(!strcmp(sl_iam_policy_name(pols[0]), "writer"));
+    CHECK(!strcmp(sl_iam_policy_name(pols[1]), "connect"));
+    CHECK(nt == 1 && !strcmp(tg[0].key, "team") && !strcmp(tg[0].value, "payments"));
+    CHECK_EQ(sl_iamstore_policies_for(s, &id, pols, 1, tg, 0, &nt), 1); /* bounded by max */
+    CHECK_EQ(nt, 0);
+    sl_iam_ctx ctx = {.now_s = 1, .principal_type = "User", .username = "alice"};
+    CHECK_EQ(sl_iam_evaluate(pols, 2, "kafka-cluster:WriteData",
+                             "arn:aws:kafka:us-east-1:" ACCT ":topic/sluice/u-1/payments", &ctx,
+                             NULL),
+             SL_IAM_ALLOW);
+    CHECK_EQ(sl_iam_evaluate(pols, 2, "kafka-cluster:WriteData",
+                             "arn:aws:kafka:us-east-1:" ACCT ":topic/sluice/u-1/other", &ctx, NULL),
+             SL_IAM_IMPLICIT_DENY);
+    /* a role session gets the role's policies */
+    char tak[SL_IAM_AKID_LEN + 1], tsk[SL_IAM_SECRET_LEN + 1], tok[SL_IAM_TOKEN_MAX];
+    int64_t exp = 0;
+    CHECK_EQ(
+        sl_iamstore_assume_role(s, "reader", "s1", 900, (int64_t)time(NULL), tak, tsk, tok, &exp),
+        SL_OK);
+    CHECK_EQ(sl_iamstore_identity(s, tak, tok, ACCT, &id), SL_OK);
+    CHECK_EQ(sl_iamstore_policies_for(s, &id, pols, SL_IAM_MAX_ATTACHED, tg, 4, &nt), 1);
+    CHECK(!strcmp(sl_iam_policy_name(pols[0]), "connect") && nt == 0);
+
+    /* replacing a document changes what is attached */
+    CHECK_EQ(sl_iamstore_policy_put(s, "connect", k_allow, strlen(k_allow), err, sizeof err),
+             SL_OK);
+    doc = sl_iamstore_policy_get(s, "connect", &len);
+    CHECK(doc && len == strlen(k_allow));
+    /* detach, then rm; user_rm and role_rm take their attachments along */
+    CHECK_EQ(sl_iamstore_detach(s, "writer", false, "alice"), SL_OK);
+    CHECK_EQ(sl_iamstore_detach(s, "writer", false, "alice"), SL_ENOTFOUND);
+    CHECK_EQ(sl_iamstore_policy_rm(s, "writer"), SL_OK);
+    CHECK_EQ(sl_iamstore_policy_rm(s, "connect"), SL_ESTATE);
+    CHECK_EQ(sl_iamstore_user_rm(s, "alice"), SL_OK);
+    CHECK_EQ(sl_iamstore_policy_rm(s, "connect"), SL_ESTATE); /* still on the role */
+    CHECK_EQ(sl_iamstore_role_rm(s, "reader"), SL_OK);
+    CHECK_EQ(sl_iamstore_policy_rm(s, "connect"), SL_OK);
+    CHECK_EQ(sl_iamstore_policy_count(s), 0);
+
+    /* at most SL_IAM_MAX_ATTACHED per user */
+    CHECK_EQ(sl_iamstore_user_add(s, "bob", NULL, 0, 1), SL_OK);
+    for (int i = 0; i <= SL_IAM_MAX_ATTACHED; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        CHECK_EQ(sl_iamstore_policy_put(s, name, k_connect, strlen(k_connect), err, sizeof err),
+                 SL_OK);
+        CHECK_EQ(sl_iamstore_attach(s, name, false, "bob"),
+                 i < SL_IAM_MAX_ATTACHED ? SL_OK : SL_ETOOLARGE);
+    }
+    CHECK_EQ(sl_iamstore_save(s), SL_OK);
+    sl_iamstore_free(s);
+    CHECK((s = fx_open(&f)) != NULL);
+    CHECK_EQ(sl_iamstore_policy_count(s), SL_IAM_MAX_ATTACHED + 1);
+    sl_iamstore_free(s);
+    fx_done(&f);
+}
