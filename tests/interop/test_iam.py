@@ -226,16 +226,16 @@ class IamEnv:
         env.update(extra or {})
         return env
 
-    def node_cmd(self, client, steps):
+    def node_cmd(self, client, steps, bootstrap=None):
         if not (NODE_DIR / "node_modules").is_dir():
             pytest.fail(f"{NODE_DIR}/node_modules missing: run scripts/setup.sh")
         script = {"msk": "iam_kafkajs_msk.mjs", "oauth": "iam_kafkajs_oauth.mjs"}[client]
-        return ["node", str(NODE_DIR / script), self.b.bootstrap, str(self.b.ca_pem),
+        return ["node", str(NODE_DIR / script), bootstrap or self.b.bootstrap, str(self.b.ca_pem),
                 json.dumps(steps)]
 
-    def run(self, client, key, steps, timeout=150):
+    def run(self, client, key, steps, timeout=150, bootstrap=None):
         """Runs kafkajs steps (tests/interop/node/iam_steps.mjs) as `key`; returns the results."""
-        res = subprocess.run(self.node_cmd(client, steps), cwd=str(NODE_DIR),
+        res = subprocess.run(self.node_cmd(client, steps, bootstrap), cwd=str(NODE_DIR),
                              env=self.aws_env(key), capture_output=True, text=True,
                              timeout=timeout)
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
@@ -875,3 +875,33 @@ def test_refusals_are_audited(iam_env):
     r = subprocess.run([SLUICE_BIN, "audit", "verify", str(e.b.data_dir / "audit")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---- the signed host ---------------------------------------------------------------------------
+
+@pytest.mark.timeout_s(240)
+def test_payload_signed_for_another_host_is_refused(iam_env):
+    """The AWS_MSK_IAM mechanism signs the host name the client connected to. Through
+    "localhost", a name the broker does not advertise, the login is refused (a signature made
+    for another host); through the advertised 127.0.0.1 it works; once sluice.iam.hosts names
+    localhost, the same client works through it too. MSK's OAUTHBEARER tokens sign the
+    regional service host instead, so they work through any name."""
+    e = iam_env
+    app = e.user("orders-app")
+    e.policy("orders-app", ORDERS_APP, users=["orders-app"])
+    e.b.start()
+    e.create_topics("orders")
+    via_name = f"localhost:{e.b.port}"
+    step = [{"op": "describeTopic", "topic": "orders"}]
+    auth_refused(e.run("msk", app, step, bootstrap=via_name)[0], "payload signed for localhost")
+    ok(e.run("msk", app, step)[0], "payload signed for 127.0.0.1")
+    ok(e.run("oauth", app, step, bootstrap=via_name)[0], "MSK token through localhost")
+    assert "IAM login refused" in e.b.log_text()
+
+    e.b.stop()
+    e.b.config["sluice.iam.hosts"] = "localhost"
+    e.b.write_config()
+    e.b.start()
+    ok(e.run("msk", app, [{"op": "produce", "topic": "orders", "n": 2, "tag": "lh"}],
+             bootstrap=via_name)[0], "payload signed for localhost, now a broker name")
+    assert e.admin_read("orders") == values("lh", 2)
