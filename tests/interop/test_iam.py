@@ -14,7 +14,9 @@ Shown: produce and consume under an allowing policy, Kafka's authorization error
 30 group, 31 cluster) under one that does not allow; a least-privilege scenario with one policy
 document in MSK's style for three users; key rotation under a running producer without losing
 or refusing a record; assume-role session credentials that work and that are refused once
-expired; refusals in the audit trail with the deciding statement."""
+expired (issued by the CLI under an LD_PRELOAD clock shift, tests/interop/shim/clock_shift.c);
+refusals in the audit trail with the deciding statement; a payload signed for a host name the
+broker does not have is refused."""
 import base64
 import json
 import os
@@ -434,6 +436,12 @@ def test_confluent_kafka_oauthbearer_with_signer_tokens(iam_env):
                   on_delivery=lambda err, m: err and errors.append(err))
     assert p.flush(60) == 0 and not errors, errors
     assert calls and all(exp > time.time() for exp in calls), calls
+    # What librdkafka was handed is the signer's token: a base64url presigned URL for the
+    # configured region's service host, not a JWT.
+    tok, _ = e.token(app)
+    url = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)).decode()
+    assert url.startswith(f"https://kafka.{REGION}.amazonaws.com/?") and \
+        f"X-Amz-Credential={app['id']}%2F" in url and "User-Agent=aws-msk-iam-sasl-signer-js" in url, url
     del p
     conf, _ = ck_oauth_conf(e, app, **{"group.id": "orders-app", "auto.offset.reset": "earliest",
                                        "enable.auto.commit": True})
