@@ -189,16 +189,43 @@ static const char *iso8601(int64_t s, char buf[32]) {
     return buf;
 }
 
-/* A JSON string literal (quotes included). Bytes from 0x80 up pass through (UTF-8). */
+/* The length of the valid UTF-8 sequence at p (1 to 4), or 0: overlong forms, surrogates and
+ * code points past U+10FFFF are invalid, as is a sequence cut short by the terminating NUL. */
+static size_t utf8_seq(const unsigned char *p) {
+    unsigned c = p[0], cp, min;
+    size_t n;
+    if (c < 0x80) return 1;
+    if ((c & 0xe0) == 0xc0)
+        n = 2, min = 0x80, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        n = 3, min = 0x800, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+        n = 4, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : n;
+}
+
+/* A JSON string literal (quotes included): valid UTF-8 passes through, a byte that does not
+ * begin a valid sequence becomes U+FFFD, so the output always parses (tag values are free
+ * text from the command line). */
 static void json_str(const char *s) {
     putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
         if (*p == '"' || *p == '\\')
             printf("\\%c", *p);
         else if (*p < 0x20)
             printf("\\u%04x", *p);
+        else if (n == 0)
+            fputs("\\ufffd", stdout);
         else
-            putchar(*p);
+            fwrite(p, 1, n, stdout);
+        p += n ? n : 1;
     }
     putchar('"');
 }
@@ -260,9 +287,12 @@ static int parse_args(int argc, char **argv, iam_args *a) {
             flag = O_RESOURCE, dst = &a->resource;
         } else if (!strcmp(o, "--source-ip")) {
             flag = O_SRCIP, dst = &a->source_ip;
-        } else if (!strcmp(o, "--tag") || !strcmp(o, "--duration") ||
-                   !strcmp(o, "--max-session-duration")) {
-            flag = o[2] == 't' ? O_TAG : o[2] == 'd' ? O_DURATION : O_MAXSESS;
+        } else if (!strcmp(o, "--tag")) {
+            flag = O_TAG;
+        } else if (!strcmp(o, "--duration")) {
+            flag = O_DURATION;
+        } else if (!strcmp(o, "--max-session-duration")) {
+            flag = O_MAXSESS;
         } else if (o[0] == '-' && o[1]) {
             return usage_error("unknown option %s", o);
         } else {
@@ -505,10 +535,16 @@ static int assume_role(sl_iamstore *s, const iam_args *a, int64_t now) {
         fprintf(stderr, P "no role %s\n", role);
         return 1;
     }
+    int64_t cap = a->cfg.sluice_iam_max_session_duration_ms / 1000;
     int64_t dur = a->duration_s ? a->duration_s : (max_s < 3600 ? max_s : 3600);
     if (dur > max_s) {
         fprintf(stderr, P "--duration %llds exceeds role %s's maximum session duration (%llds)\n",
                 (long long)dur, role, (long long)max_s);
+        return 1;
+    }
+    if (dur > cap) {
+        fprintf(stderr, P "--duration %llds exceeds sluice.iam.max.session.duration.ms (%llds)\n",
+                (long long)dur, (long long)cap);
         return 1;
     }
     char session[80];
@@ -644,8 +680,8 @@ static int simulate(const sl_iamstore *s, const iam_args *a, int64_t now) {
         printf("denied: implicit deny (no statement of %zu attached polic%s allows %s on %s)\n",
                at.npols, at.npols == 1 ? "y" : "ies", a->action, a->resource);
     } else {
-        printf("%s: %s policy %s statement %d", eff == SL_IAM_ALLOW ? "allowed" : "denied",
-               eff == SL_IAM_ALLOW ? "allowed by" : "explicit deny by",
+        printf("%s policy %s statement %d",
+               eff == SL_IAM_ALLOW ? "allowed:" : "denied: explicit deny by",
                why.policy ? why.policy : "?", why.statement);
         if (*sid) printf(" (Sid %s)", sid);
         putchar('\n');

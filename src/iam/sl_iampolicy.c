@@ -20,7 +20,7 @@
 /* Policy documents nest 6 deep (document, Statement array, statement, Condition, operator,
  * key's value array); a little room, then refused. */
 #define MAX_DEPTH 8
-/* Bytes of the input an error message may quote. */
+/* Bytes of the input one quote in an error message may hold (a message holds at most 64). */
 #define QUOTE_MAX 40
 
 /* ---- compiled form ---------------------------------------------------------------------- */
@@ -55,7 +55,9 @@ typedef struct pat {
 } pat;
 
 /* Operator classes. */
-enum { C_STR, C_STRI, C_LIKE, C_IP, C_BOOL, C_DATE, C_NUM, C_NULL };
+enum { C_STR, C_STRI, C_LIKE, C_IP, C_BOOL, C_DATE, C_NUM, C_NULL, C_ARN };
+/* An ARN's components (arn:partition:service:region:account:resource), matched one by one. */
+#define ARN_PARTS 6
 /* Comparisons of the ordered classes. */
 enum { CMP_EQ, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
 
@@ -66,7 +68,8 @@ typedef struct ipnet {
 } ipnet;
 
 typedef struct cval {
-    pat p; /* string classes */
+    pat p;    /* string classes */
+    pat *arn; /* C_ARN: ARN_PARTS patterns */
     int64_t ms;
     double num;
     bool b;
@@ -127,6 +130,11 @@ static const struct {
     {"NumericGreaterThan", C_NUM, CMP_GT, false},
     {"NumericGreaterThanEquals", C_NUM, CMP_GE, false},
     {"Null", C_NULL, CMP_EQ, false},
+    /* Not in the header's list, but IAM has them and policies use them on aws:PrincipalArn. */
+    {"ArnEquals", C_ARN, CMP_EQ, false},
+    {"ArnLike", C_ARN, CMP_EQ, false},
+    {"ArnNotEquals", C_ARN, CMP_EQ, true},
+    {"ArnNotLike", C_ARN, CMP_EQ, true},
 };
 
 static const struct {
@@ -522,7 +530,7 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
                 kind = pc->kind;
                 break;
             }
-            piece_text(pc, c, &t, &tn);
+            if (!piece_text(pc, c, &t, &tn)) return false;
             if (off < tn) {
                 kind = PK_LIT;
                 break;
@@ -536,7 +544,7 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
                 const piece *pc = &p->pc[pi];
                 if (pc->kind == PK_ONE) return false;
                 if (pc->kind != PK_STAR) {
-                    piece_text(pc, c, &t, &tn);
+                    if (!piece_text(pc, c, &t, &tn)) return false;
                     if (off < tn) return false;
                 }
                 pi++;
@@ -567,6 +575,21 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
         pi = spi;
         off = 0;
     }
+}
+
+/* Splits an ARN at its first five ':' into the six components. */
+static bool arn_split(const char *s, size_t n, const char **part, size_t *plen) {
+    size_t at = 0;
+    for (int i = 0; i < ARN_PARTS - 1; i++) {
+        const char *colon = memchr(s + at, ':', n - at);
+        if (!colon) return false;
+        part[i] = s + at;
+        plen[i] = (size_t)(colon - (s + at));
+        at = (size_t)(colon - s) + 1;
+    }
+    part[ARN_PARTS - 1] = s + at;
+    plen[ARN_PARTS - 1] = n - at;
+    return plen[0] == 3 && !memcmp(s, "arn", 3);
 }
 
 /* ---- parse ------------------------------------------------------------------------------ */
@@ -701,6 +724,19 @@ static bool parse_cval(pctx *pc, cond *k, const sl_json *e, cval *out, const cha
             return perr(pc, "%s: \"%s\" is not an ISO 8601 date or epoch seconds", path,
                         quote(q, sizeof q, s, n));
         return true;
+    case C_ARN: {
+        const char *part[ARN_PARTS];
+        size_t plen[ARN_PARTS];
+        if (!arn_split(s, n, part, plen))
+            return perr(pc,
+                        "%s: \"%s\" is not an ARN (arn:partition:service:region:account:resource)",
+                        path, quote(q, sizeof q, s, n));
+        out->arn = palloc(pc, ARN_PARTS, sizeof(pat));
+        if (!out->arn) return false;
+        for (int i = 0; i < ARN_PARTS; i++)
+            if (!pat_make(pc, part[i], plen[i], true, false, &out->arn[i])) return false;
+        return true;
+    }
     case C_NUM:
         if (!parse_num(s, n, &out->num))
             return perr(pc, "%s: \"%s\" is not a number", path, quote(q, sizeof q, s, n));
@@ -743,9 +779,11 @@ static bool parse_condition(pctx *pc, const sl_json *v, const char *spath, stmt 
             return perr(pc, "%s.Condition: unknown condition operator \"%s\"", spath,
                         quote(q, sizeof q, o->key, o->klen));
         for (const sl_json *kv = o->child; kv; kv = kv->next) {
-            char qk[64];
-            snprintf(path, sizeof path, "%s.Condition.%s.%s", spath,
-                     quote(q, sizeof q, o->key, o->klen), quote(qk, sizeof qk, kv->key, kv->klen));
+            /* The operator by its own name, the key cut short: with a value quoted after it,
+             * an error echoes at most 64 bytes of the input. */
+            char qk[28];
+            snprintf(path, sizeof path, "%s.Condition.%s%s.%s", spath, k_ops[op].name,
+                     ifx ? "IfExists" : "", quote(qk, sizeof qk, kv->key, kv->klen));
             cond *k = &st->c[st->nc];
             k->cls = k_ops[op].cls;
             k->cmp = k_ops[op].cmp;
@@ -990,27 +1028,37 @@ typedef struct kval {
     char buf[80]; /* room for any int64 year: -Wformat-truncation */
 } kval;
 
-static void key_value(const sl_iam_ctx *c, const cond *k, kval *v) {
+/* Seconds kept where milliseconds and civil dates cannot overflow (±300,000 years). */
+#define NOW_LIMIT 10000000000000LL
+
+/* The string forms of aws:CurrentTime and aws:EpochTime are written only for the string
+ * operators (`str`): the date and numeric ones read the number. */
+static void key_value(const sl_iam_ctx *c, const cond *k, bool str, kval *v) {
     memset(v, 0, offsetof(kval, buf));
+    int64_t now = c->now_s > NOW_LIMIT ? NOW_LIMIT : c->now_s < -NOW_LIMIT ? -NOW_LIMIT : c->now_s;
     switch (k->key) {
-    case K_CURTIME: {
-        int64_t y;
-        unsigned mo, d;
-        int64_t t = c->now_s, days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-        int64_t sod = t - days * 86400;
-        civil_from_days(days, &y, &mo, &d);
-        snprintf(v->buf, sizeof v->buf, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, mo, d,
-                 (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
+    case K_CURTIME:
         v->present = v->has_ms = true;
-        v->ms = c->now_s * 1000;
-        v->s = v->buf;
+        v->ms = now * 1000;
+        v->s = "";
+        if (str) {
+            int64_t y, days = now >= 0 ? now / 86400 : -((-now + 86399) / 86400);
+            int64_t sod = now - days * 86400;
+            unsigned mo, d;
+            civil_from_days(days, &y, &mo, &d);
+            snprintf(v->buf, sizeof v->buf, "%04lld-%02u-%02uT%02u:%02u:%02uZ", (long long)y, mo, d,
+                     (unsigned)(sod / 3600), (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
+            v->s = v->buf;
+        }
         break;
-    }
     case K_EPOCH:
-        snprintf(v->buf, sizeof v->buf, "%lld", (long long)c->now_s);
         v->present = v->has_num = true;
-        v->num = (double)c->now_s;
-        v->s = v->buf;
+        v->num = (double)now;
+        v->s = "";
+        if (str) {
+            snprintf(v->buf, sizeof v->buf, "%lld", (long long)now);
+            v->s = v->buf;
+        }
         break;
     case K_SECURE:
         v->present = v->has_bool = true;
@@ -1059,7 +1107,7 @@ static bool ordered_i(uint8_t cmp, int64_t a, int64_t b) {
  * a context value that cannot be read as the operator's type makes the condition false. */
 static bool cond_holds(const cond *k, const sl_iam_ctx *c) {
     kval v;
-    key_value(c, k, &v);
+    key_value(c, k, k->cls == C_STR || k->cls == C_STRI || k->cls == C_LIKE, &v);
     if (k->cls == C_NULL) {
         for (uint32_t i = 0; i < k->nv; i++)
             if (k->v[i].b == !v.present) return true;
@@ -1098,6 +1146,14 @@ static bool cond_holds(const cond *k, const sl_iam_ctx *c) {
         case C_IP:
             any = ip_in(&cv->ip, &ip);
             break;
+        case C_ARN: {
+            const char *part[ARN_PARTS];
+            size_t plen[ARN_PARTS];
+            any = arn_split(v.s, v.n, part, plen);
+            for (int j = 0; j < ARN_PARTS && any; j++)
+                any = pat_match(&cv->arn[j], part[j], plen[j], false, false, c);
+            break;
+        }
         case C_BOOL:
             any = cv->b == v.b;
             break;
@@ -1135,7 +1191,7 @@ static bool resource_matches(const stmt *st, const char *res, size_t rn, const s
 sl_iam_effect sl_iam_evaluate(const sl_iam_policy *const *pols, size_t n, const char *action,
                               const char *resource, const sl_iam_ctx *ctx, sl_iam_why *why) {
     if (why) *why = (sl_iam_why){NULL, -1, ""};
-    if (!action || !resource) return SL_IAM_IMPLICIT_DENY;
+    if (!action || !resource || !pols) return SL_IAM_IMPLICIT_DENY;
     const sl_iam_ctx *c = ctx ? ctx : &k_empty_ctx;
     size_t an = strlen(action), rn = strlen(resource);
     const sl_iam_policy *ap = NULL;
@@ -1176,7 +1232,7 @@ static bool pat_covers(const pat *p, const char *q, size_t qn, const sl_iam_ctx 
 
 bool sl_iam_allows_any(const sl_iam_policy *const *pols, size_t n, const char *action,
                        const char *resource_pattern, const sl_iam_ctx *ctx) {
-    if (!action || !resource_pattern) return false;
+    if (!action || !resource_pattern || !pols) return false;
     const char *star = strchr(resource_pattern, '*');
     if (!star) return sl_iam_evaluate(pols, n, action, resource_pattern, ctx, NULL) == SL_IAM_ALLOW;
     const sl_iam_ctx *c = ctx ? ctx : &k_empty_ctx;

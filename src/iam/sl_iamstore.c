@@ -2,8 +2,9 @@
  * mode 0600, written atomically, writers serialised on an flock of "<path>.lock", reloaded
  * when the file's identity changes.
  *
- * File format (text, one record a line, fields separated by one space; written in this order
- * and read in it: a line may only name what lines above it defined):
+ * File format (text, one record a line, fields separated by exactly one space, none empty;
+ * written in this order, and read so that a line may only name what lines above it defined;
+ * "check" comes before every other record; anything else refuses the whole file):
  *
  *   sluice-iam 1                                       the format and its version
  *   # comment lines                                    ignored
@@ -11,14 +12,16 @@
  *                                                      key: a wrong key file is refused at once
  *   policy NAME DOC                                    DOC: base64 of the document as given
  *   user NAME CREATED                                  CREATED: epoch seconds
- *   tag user NAME KEY VALUE                            percent-encoded; an empty value is "-"
+ *   tag user NAME KEY VALUE                            %XX for bytes outside [A-Za-z0-9._@:/=+]
+ *                                                      ('-' too); an empty value is "-"
  *   key AKID USER active|inactive CREATED LASTUSED SEALED
  *                                                      LASTUSED 0: never. SEALED: base64 of
  *                                                      nonce(12) | AES-256-GCM(secret) | tag(16)
  *                                                      under a key derived from the IAM key,
  *                                                      the access key id as AAD
  *   role NAME ROLEID MAXSESSION                        ROLEID "AROA" + 16: a re-created role
- *                                                      does not honour the old one's sessions
+ *                                                      does not honour the old one's sessions;
+ *                                                      MAXSESSION seconds, 900..43200
  *   tag role NAME KEY VALUE
  *   attach user|role NAME POLICY
  *
@@ -1435,7 +1438,13 @@ bool sl_iamstore_secret_lookup(void *store, const char *akid, const char *sessio
     } else if (akid_ok(akid, "AKIA") && !has_token(session_token)) {
         int i = find_key(&s->d, akid);
         const ikey *k = i >= 0 ? &s->d.k[i] : NULL;
-        ok = k && k->active && find_user(&s->d, k->user) >= 0 && open_secret(s, k, sec);
+        bool usable = k && k->active && find_user(&s->d, k->user) >= 0;
+        /* An unknown or disabled key costs a decryption too (of a blob that never opens), so
+         * the lookup's time does not tell which key ids exist. */
+        ikey dummy;
+        memset(&dummy, 0, sizeof dummy);
+        memcpy(dummy.akid, akid, SL_IAM_AKID_LEN);
+        ok = open_secret(s, usable ? k : &dummy, sec) && usable;
     }
     if (ok) memcpy(secret, sec, sizeof sec);
     OPENSSL_cleanse(sec, sizeof sec);
@@ -1481,18 +1490,23 @@ void sl_iamstore_note_use(sl_iamstore *s, const char *akid, int64_t now_s) {
     ikey *k = &s->d.k[i];
     if (now_s > k->last_used) k->last_used = now_s;
     if (now_s - k->saved_use < USE_SAVE_EVERY) return;
-    /* On the loop thread: never wait for the lock; a busy writer means next time. */
+    /* On the loop thread: never wait for the lock (a busy writer means next time) and never
+     * reload here (that would invalidate what the store handed out, and is refresh's job): when
+     * another writer changed the file since it was loaded, the save waits for the next use
+     * after a refresh, which keeps the uses noted in memory. */
     sl_err e = lock_fd(s);
     if (e) goto out;
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB)) return;
-    e = sl_iamstore_refresh(s); /* keeps the uses noted in memory */
-    if (!e && find_key(&s->d, akid) >= 0) e = sl_iamstore_save(s);
+    struct stat st;
+    bool same = !stat(s->path, &st) && st.st_dev == s->dev && st.st_ino == s->ino &&
+                st.st_size == s->size && st.st_mtim.tv_sec == s->mtime.tv_sec &&
+                st.st_mtim.tv_nsec == s->mtime.tv_nsec;
+    if (same) e = sl_iamstore_save(s);
     flock(s->lock_fd, LOCK_UN);
 out:
     if (!e) return;
-    /* Not again for a minute: a broken file must not cost every login a reload. */
-    i = find_key(&s->d, akid);
-    if (i >= 0) s->d.k[i].saved_use = now_s;
+    /* Not again for a minute: a failing disk must not cost every login a write. */
+    k->saved_use = now_s;
     SL_WARN("iam", "cannot record an access key's last use", "akid=%s err=\"%s\"", akid,
             sl_strerror(e));
 }

@@ -55,6 +55,7 @@ class Iam:
         assert res.returncode == rc, f"sluice iam {' '.join(args)}: rc {res.returncode}, " \
             f"want {rc}: {res.stdout} {res.stderr}"
         assert res.stderr.strip(), "a failure must say what failed"
+        assert res.stdout == "", "a failure prints nothing a script could take for an answer"
         return res.stderr
 
     def json(self, *args, **kw):
@@ -100,6 +101,23 @@ def test_user_add_list_rm_with_tags(iam):
     iam.ok("user", "rm", "alice")
     assert [u["UserName"] for u in iam.json("user", "list")["Users"]] == ["bob"]
     assert "no user alice" in iam.fails(1, "user", "rm", "alice")
+
+
+def test_json_escapes_tag_values(iam):
+    """Tag values are free text: quotes, backslashes, non-ASCII and bytes that are not UTF-8
+    still give JSON that parses (invalid bytes as U+FFFD)."""
+    iam.ok("user", "add", "gina", "--tag", 'q=say "hi" \\ back', "--tag", "u=caf\u00e9")
+    res = subprocess.run([SLUICE_BIN, "iam", "role", "add", "raw", "--tag", b"x=a\xff\xc3b",
+                          "-c", str(iam.config)], capture_output=True, env=sanitizer_env(),
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    tags = {t["Key"]: t["Value"] for t in iam.json("user", "list")["Users"][0]["Tags"]}
+    assert tags == {"q": 'say "hi" \\ back', "u": "caf\u00e9"}
+    res = subprocess.run([SLUICE_BIN, "iam", "role", "list", "--json", "-c", str(iam.config)],
+                         capture_output=True, env=sanitizer_env(), timeout=60)
+    assert res.returncode == 0, res.stderr
+    roles = json.loads(res.stdout)["Roles"]  # bytes: strict UTF-8
+    assert roles[0]["Tags"] == [{"Key": "x", "Value": "a\ufffd\ufffdb"}]
 
 
 def test_store_and_key_file_options(iam, tmp_path):
@@ -227,6 +245,15 @@ def test_role_assume_role_shape_and_duration_bounds(iam):
     assert iam.fails(2, "role", "add", "short", "--max-session-duration", "10m")
     iam.ok("role", "add", "max12", "--max-session-duration", "12h")
     iam.ok("assume-role", "max12", "--duration", "12h")
+    # The configured ceiling applies to roles added before it was lowered.
+    low = iam.dir / "low.properties"
+    low.write_text(iam.config.read_text() + "sluice.iam.max.session.duration.ms=3600000\n")
+    err = iam.fails(1, "assume-role", "max12", "--duration", "2h", "-c", str(low),
+                    store_args=False)
+    assert "sluice.iam.max.session.duration.ms" in err, err
+    assert "sluice.iam.max.session.duration.ms" in iam.fails(
+        1, "role", "add", "r2", "--max-session-duration", "2h", "-c", str(low), store_args=False)
+    iam.ok("assume-role", "max12", "--duration", "1h", "-c", str(low), store_args=False)
     assert "no role ghost" in iam.fails(1, "assume-role", "ghost")
     assert iam.fails(2, "assume-role", "app", "--session-name", "bad/name")
     iam.ok("role", "rm", "app")
@@ -321,14 +348,14 @@ def test_simulate_decisions_and_conditions(iam):
 
     rc, text, js = simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",
                             *tls, *office)
-    assert rc == 0 and text.startswith("allowed:") and "WriteFromOffice" in text, text
-    assert "writer" in text and "statement 0" in text, text
+    assert rc == 0 and text == "allowed: policy writer statement 0 (Sid WriteFromOffice)", text
     assert js == {"Decision": "allowed", "Policy": "writer", "Statement": 0,
                   "Sid": "WriteFromOffice"}
     # Without TLS the explicit deny decides, even where an allow matches.
     rc, text, js = simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",
                             *office)
-    assert rc == 1 and text.startswith("denied:") and "DenyPlaintext" in text, text
+    assert rc == 1 and text.startswith("denied: explicit deny by policy tls-only statement 0") \
+        and "DenyPlaintext" in text, text
     assert js == {"Decision": "explicitDeny", "Policy": "tls-only", "Statement": 0,
                   "Sid": "DenyPlaintext"}
     # Another address, or none: the allow's condition fails: implicit deny.
@@ -360,6 +387,28 @@ def test_simulate_decisions_and_conditions(iam):
     assert simulate(iam, ["--user", "nopol"], "kafka-cluster:Connect",
                     f"arn:aws:kafka:us-east-1:{ACCOUNT}:cluster/sluice/uuid-1", *tls)[2] == \
         {"Decision": "implicitDeny", "Policy": None, "Statement": None, "Sid": None}
+    # aws:CurrentTime is now; aws:PrincipalArn and aws:PrincipalType name the principal.
+    group = f"arn:aws:kafka:us-east-1:{ACCOUNT}:group/sluice/uuid-1/g1"
+    write_policy(iam, "who-when", [
+        {"Sid": "Since2020", "Effect": "Allow", "Action": "kafka-cluster:DescribeGroup",
+         "Resource": group,
+         "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}},
+        {"Sid": "Before2020", "Effect": "Allow", "Action": "kafka-cluster:DeleteGroup",
+         "Resource": group,
+         "Condition": {"DateLessThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}},
+        {"Sid": "OnlyFrank", "Effect": "Allow", "Action": "kafka-cluster:AlterGroup",
+         "Resource": group,
+         "Condition": {"StringEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/frank",
+                                        "aws:PrincipalType": "User"}}},
+        {"Sid": "Sessions", "Effect": "Allow", "Action": "kafka-cluster:AlterGroup",
+         "Resource": group, "Condition": {"StringEquals": {"aws:PrincipalType": "AssumedRole"}}}])
+    iam.ok("policy", "put", "who-when", str(iam.dir / "who-when.json"))
+    iam.ok("policy", "attach", "who-when", "--user", "frank")
+    iam.ok("policy", "attach", "who-when", "--role", "payments")
+    assert simulate(iam, user, "kafka-cluster:DescribeGroup", group, *tls)[2]["Sid"] == "Since2020"
+    assert simulate(iam, user, "kafka-cluster:DeleteGroup", group, *tls)[0] == 1
+    assert simulate(iam, user, "kafka-cluster:AlterGroup", group, *tls)[2]["Sid"] == "OnlyFrank"
+    assert simulate(iam, role, "kafka-cluster:AlterGroup", group, *tls)[2]["Sid"] == "Sessions"
     # Detaching the deny lets the plaintext request through.
     iam.ok("policy", "detach", "tls-only", "--user", "frank")
     assert simulate(iam, user, "kafka-cluster:WriteData", f"{TOPIC}/payments-in",

@@ -693,3 +693,42 @@ SL_TEST(iamaction_no_policy_denies_with_reason) {
     CHECK(!sl_iam_authorize_any(NULL, 0, &c, &ctx, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC));
     CHECK_EQ(sl_iam_ops(NULL, 0, &c, &ctx, SL_ACL_RES_TOPIC, "t", 1), 0);
 }
+
+/* Every action of a question must be allowed; an explicit deny of any of them is what the
+ * reason names, even when an earlier action was only implicitly denied. */
+SL_TEST(iamaction_all_actions_needed_explicit_deny_named) {
+    sl_iam_arn_cfg c = {"us-east-1", "123456789012", "sluice", "cid"};
+    sl_iam_ctx ctx = {.now_s = 1800000000};
+    static const char doc[] =
+        "{\"Version\": \"2012-10-17\", \"Statement\": ["
+        " {\"Effect\": \"Allow\", \"Action\": [\"kafka-cluster:WriteData\","
+        "  \"kafka-cluster:DescribeTopic\"], \"Resource\": \"*\"},"
+        " {\"Sid\": \"NoDescribe\", \"Effect\": \"Deny\", \"Action\": "
+        "\"kafka-cluster:DescribeTopic\","
+        "  \"Resource\": \"arn:aws:kafka:us-east-1:123456789012:topic/sluice/cid/hidden\"}]}";
+    sl_iam_policy *p = NULL;
+    char err[256], why[512];
+    CHECK_EQ(sl_iam_policy_parse("p1", doc, strlen(doc), &p, err, sizeof err), SL_OK);
+    const sl_iam_policy *pols[] = {p};
+    bool ok = sl_iam_authorize(pols, 1, &c, &ctx, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, "t", 1, why,
+                               sizeof why);
+    bool hidden = sl_iam_authorize(pols, 1, &c, &ctx, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, "hidden",
+                                   6, why, sizeof why);
+    char why_read[512];
+    bool read = sl_iam_authorize(pols, 1, &c, &ctx, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, "hidden", 6,
+                                 why_read, sizeof why_read);
+    bool any = sl_iam_authorize_any(pols, 1, &c, &ctx, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC);
+    bool any_read = sl_iam_authorize_any(pols, 1, &c, &ctx, SL_ACL_OP_READ, SL_ACL_RES_TOPIC);
+    int32_t ops = sl_iam_ops(pols, 1, &c, &ctx, SL_ACL_RES_TOPIC, "t", 1);
+    sl_iam_policy_free(p);
+    CHECK(ok);
+    CHECK(!hidden);
+    CHECK(!strcmp(why,
+                  "kafka-cluster:DescribeTopic on arn:aws:kafka:us-east-1:123456789012:topic/"
+                  "sluice/cid/hidden: explicit deny by policy p1 statement 1 (Sid NoDescribe)"));
+    /* ReadData (first) only implicitly denied, DescribeTopic (second) explicitly: the latter */
+    CHECK(!read);
+    CHECK(strstr(why_read, "kafka-cluster:DescribeTopic") && strstr(why_read, "Sid NoDescribe"));
+    CHECK(any && !any_read);
+    CHECK_EQ(ops, 1 << SL_ACL_OP_WRITE | 1 << SL_ACL_OP_DESCRIBE);
+}

@@ -5,6 +5,7 @@
  * error paths; the limits; an MSK-developer-guide-style least-privilege set; allows_any.
  *
  * Documents are written with ' for " (converted before parsing) to keep the table readable. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,8 @@ static const row k_rows[] = {
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T20:00:00Z'}"))}, RD, TP "o", NULL, I, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThanEquals':{'aws:CurrentTime':'2026-12-06T20:00:00.000Z'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThanEquals':{'aws:CurrentTime':'2026-12-06T19:59:59.999Z'}"))}, RD, TP "o", NULL, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T20:00:00.001Z'}"))}, RD, TP "o", NULL, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'DateLessThan':{'aws:CurrentTime':'2026-12-06T22:00:00.5+02:00'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T20:30:00+01:00'}"))}, RD, TP "o", NULL, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T20:30:00Z'}"))}, RD, TP "o", NULL, I, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'DateGreaterThan':{'aws:CurrentTime':'2026-12-06T16:30:00-04:00'}"))}, RD, TP "o", NULL, I, 0, 0),
@@ -228,6 +231,18 @@ static const row k_rows[] = {
     R({DOC(ALLOW_IF("'*'", "'*'", "'StringEquals':{'aws:PrincipalArn':'arn:aws:sts::" ACCT ":assumed-role/etl/s1'}"))}, RD, TP "o", &C_ROLE, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'StringEquals':{'aws:PrincipalType':'AssumedRole'}"))}, RD, TP "o", &C_ROLE, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'StringEquals':{'aws:PrincipalType':'AssumedRole'}"))}, RD, TP "o", NULL, I, 0, 0),
+    /* ArnEquals/ArnLike (and negations): per-component wildcards on aws:PrincipalArn */
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:aws:iam::*:user/a*'}"))}, RD, TP "o", NULL, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:aws:iam::*:user/a*'}"))}, RD, TP "o", &C_ROLE, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnEquals':{'aws:PrincipalArn':'arn:aws:sts::" ACCT ":assumed-role/etl/*'}"))}, RD, TP "o", &C_ROLE, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:aws:*:*:*:*'}"))}, RD, TP "o", &C_ROLE, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:aws:*:*:*:*'}"))}, RD, TP "o", &C_NOIP, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:aws:i?m:*:*:user/*'}"))}, RD, TP "o", &C_ROLE, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnLike':{'aws:PrincipalArn':'arn:*:user/alice:*:*:*'}"))}, RD, TP "o", NULL, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'StringLike':{'aws:PrincipalArn':'arn:*:user/alice'}"))}, RD, TP "o", NULL, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnNotLike':{'aws:PrincipalArn':'arn:aws:iam::*:user/bob'}"))}, RD, TP "o", NULL, A, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnNotEquals':{'aws:PrincipalArn':'arn:aws:iam::*:user/alice'}"))}, RD, TP "o", NULL, I, 0, 0),
+    R({DOC(ALLOW_IF("'*'", "'*'", "'ArnNotLikeIfExists':{'aws:PrincipalArn':'arn:aws:iam::*:user/alice'}"))}, RD, TP "o", &C_NOIP, A, 0, 0),
     /* IfExists and Null */
     R({DOC(ALLOW_IF("'*'", "'*'", "'StringEqualsIfExists':{'aws:username':'bob'}"))}, RD, TP "o", &C_ROLE, A, 0, 0),
     R({DOC(ALLOW_IF("'*'", "'*'", "'StringEqualsIfExists':{'aws:username':'bob'}"))}, RD, TP "o", NULL, I, 0, 0),
@@ -405,6 +420,7 @@ static const refusal k_refusals[] = {
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'DateLessThan':{'aws:CurrentTime':'2026-02-30T00:00:00Z'}}}"), "is not an ISO 8601 date"),
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'DateLessThan':{'aws:CurrentTime':'tomorrow'}}}"), "is not an ISO 8601 date"),
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'NumericLessThan':{'aws:EpochTime':'1e9'}}}"), "is not a number"),
+    S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'ArnLike':{'aws:PrincipalArn':'arn:aws:*'}}}"), "Condition.ArnLike.aws:PrincipalArn: \"arn:aws:*\" is not an ARN"),
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{'aws:username':[]}}}"), "empty list"),
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{}}}"), "no condition keys"),
     S(DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{'aws:username':{'a':1}}}}"), "not a string, number or boolean"),
@@ -518,6 +534,19 @@ SL_TEST(iampolicy_limits) {
     CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_EINVAL);
     const char *k = strchr(err, 'K');
     CHECK(k && strspn(k, "K") <= 64);
+    /* also where a condition key and its value are both quoted */
+    char kv[100];
+    memset(kv, 'K', sizeof kv);
+    kv[sizeof kv - 1] = 0;
+    snprintf(doc, sizeof doc,
+             "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\","
+             "\"Resource\":\"*\",\"Condition\":{\"IpAddress\":{\"%s\":\"%s\"}}}}",
+             kv, kv);
+    CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_EINVAL);
+    size_t ks = 0;
+    for (const char *e = err; *e; e++) ks += *e == 'K';
+    CHECK(ks > 0 && ks <= 64);
+    CHECK(strstr(err, "Statement.Condition.IpAddress.KKKK"));
     /* the small error buffer is respected; NULL err is allowed */
     char tiny[8];
     CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, tiny, sizeof tiny), SL_EINVAL);
@@ -741,4 +770,27 @@ SL_TEST(iampolicy_allows_any) {
         if (got != q[i].want) fprintf(stderr, "  allows_any at line %d: %d\n", q[i].line, got);
         CHECK(got == q[i].want);
     }
+}
+
+/* Clock values at the ends of int64_t: no overflow (UBSan would abort), sensible answers. */
+SL_TEST(iampolicy_extreme_clock) {
+    sl_iam_policy *p;
+    char err[256];
+    CHECK_EQ(parse("p",
+                   DOC(ALLOW_IF("'*'", "'*'",
+                                "'DateGreaterThan':{'aws:CurrentTime':'2026-01-01T00:00:00Z'},"
+                                "'NumericGreaterThan':{'aws:EpochTime':'0'},"
+                                "'StringLike':{'aws:CurrentTime':'*-*-*T*Z'},"
+                                "'StringNotLike':{'aws:EpochTime':'-*'}")),
+                   &p, err, sizeof err),
+             SL_OK);
+    const sl_iam_policy *one[] = {p};
+    sl_iam_ctx c = C_DEF;
+    c.now_s = INT64_MAX;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), A);
+    c.now_s = INT64_MIN;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), I);
+    c.now_s = T0;
+    CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), A);
+    sl_iam_policy_free(p);
 }

@@ -443,14 +443,23 @@ SL_TEST(iamstore_note_use) {
     CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_keys(o, "alice", ki, 2), 1);
     CHECK_EQ(ki[0].last_used_s, 5000);
-    /* another writer's change in between: the noted use survives s's reload */
+    /* another writer's change in between: note_use does not overwrite it (nor reload: what
+     * s handed out stays valid); after s's refresh the noted use is still there and saved */
     CHECK_EQ(sl_iamstore_lock(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_add(o, "bob", NULL, 0, 2), SL_OK);
     CHECK_EQ(sl_iamstore_save(o), SL_OK);
     sl_iamstore_unlock(o);
+    const char *alice = sl_iamstore_user_at(s, 0);
+    sl_iamstore_note_use(s, ak, 5060);
+    CHECK_EQ(sl_iamstore_user_count(s), 1);
+    CHECK(alice == sl_iamstore_user_at(s, 0));
+    CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
+    CHECK_EQ(sl_iamstore_user_count(o), 2);
+    CHECK_EQ(sl_iamstore_user_keys(o, "alice", ki, 2), 1);
+    CHECK_EQ(ki[0].last_used_s, 5000);
     CHECK_EQ(sl_iamstore_refresh(s), SL_OK);
     CHECK_EQ(sl_iamstore_user_keys(s, "alice", ki, 2), 1);
-    CHECK_EQ(ki[0].last_used_s, 5030);
+    CHECK_EQ(ki[0].last_used_s, 5060);
     sl_iamstore_note_use(s, ak, 5061); /* a minute after the last save: saved */
     CHECK_EQ(sl_iamstore_refresh(o), SL_OK);
     CHECK_EQ(sl_iamstore_user_count(o), 2);
@@ -503,6 +512,22 @@ SL_TEST(iamstore_text_round_trip) {
     char got[64];
     CHECK(sl_iamstore_secret_lookup(p, ak, NULL, got, sizeof got) && !strcmp(got, sk));
     sl_iamstore_free(p);
+    /* a sealed secret moved to another key id does not open (the key id is the AAD) */
+    char ak2[SL_IAM_AKID_LEN + 1], sk2[SL_IAM_SECRET_LEN + 1];
+    CHECK_EQ(sl_iamstore_key_create(s, "u.1@x", 6, ak2, sk2), SL_OK);
+    char *t3 = NULL;
+    size_t l3 = 0;
+    CHECK_EQ(sl_iamstore_to_text(s, &t3, &l3), SL_OK);
+    char *l1p = strstr(t3, ak), *l2p = strstr(t3, ak2);
+    CHECK(l1p && l2p);
+    memcpy(l1p, ak2, SL_IAM_AKID_LEN); /* swap the two lines' ids: each holds the other's */
+    memcpy(l2p, ak, SL_IAM_AKID_LEN);
+    CHECK_EQ(sl_iamstore_from_text(k, t3, l3, &p, err, sizeof err), SL_OK);
+    CHECK(!sl_iamstore_secret_lookup(p, ak, NULL, got, sizeof got));
+    CHECK(!sl_iamstore_secret_lookup(p, ak2, NULL, got, sizeof got));
+    sl_iamstore_free(p);
+    free(t3);
+    CHECK_EQ(sl_iamstore_key_rm(s, ak2), SL_OK);
     /* another key: refused */
     uint8_t k2[SL_IAM_KEY_LEN] = {9};
     CHECK_EQ(sl_iamstore_from_text(k2, t1, l1, &p, err, sizeof err), SL_ECONFIG);
