@@ -458,7 +458,7 @@ static bool pat_make(pctx *pc, const char *s, size_t n, bool glob, bool lower, p
 static const sl_iam_ctx k_empty_ctx;
 
 static const char *tag_value(const sl_iam_ctx *c, const char *k, size_t kn) {
-    for (size_t i = 0; i < c->ntags; i++)
+    for (size_t i = 0; c->tags && i < c->ntags; i++)
         if (c->tags[i].key && c->tags[i].value &&
             ieq(c->tags[i].key, strlen(c->tags[i].key), k, kn))
             return c->tags[i].value;
@@ -520,17 +520,19 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
     uint32_t pi = 0, spi = 0;
     size_t off = 0, si = 0, ssi = 0;
     bool star = false;
+    const char *t = NULL; /* the text of piece tpi (a variable is looked up once per piece) */
+    size_t tn = 0;
+    uint32_t tpi = UINT32_MAX;
     for (;;) {
         int kind = -1;
-        const char *t = NULL;
-        size_t tn = 0;
         while (pi < p->npc) {
             const piece *pc = &p->pc[pi];
             if (pc->kind == PK_STAR || pc->kind == PK_ONE) {
                 kind = pc->kind;
                 break;
             }
-            if (!piece_text(pc, c, &t, &tn)) return false;
+            if (tpi != pi && !piece_text(pc, c, &t, &tn)) return false;
+            tpi = pi;
             if (off < tn) {
                 kind = PK_LIT;
                 break;
@@ -544,7 +546,8 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
                 const piece *pc = &p->pc[pi];
                 if (pc->kind == PK_ONE) return false;
                 if (pc->kind != PK_STAR) {
-                    if (!piece_text(pc, c, &t, &tn)) return false;
+                    if (tpi != pi && !piece_text(pc, c, &t, &tn)) return false;
+                    tpi = pi;
                     if (off < tn) return false;
                 }
                 pi++;
@@ -565,10 +568,18 @@ static bool pat_match(const pat *p, const char *s, size_t n, bool icase, bool pr
             si = utf8_step(s, n, si);
             continue;
         }
-        if (kind == PK_LIT && (icase ? lc(s[si]) == lc(t[off]) : s[si] == t[off])) {
-            off++;
-            si++;
-            continue;
+        if (kind == PK_LIT) {
+            /* The run of equal characters at once: no wildcard inside a literal. */
+            size_t k = 0, m = tn - off < n - si ? tn - off : n - si;
+            if (icase)
+                while (k < m && lc(s[si + k]) == lc(t[off + k])) k++;
+            else
+                while (k < m && s[si + k] == t[off + k]) k++;
+            if (k) {
+                off += k;
+                si += k;
+                continue;
+            }
         }
         if (!star) return false;
         si = ++ssi;
@@ -1218,16 +1229,12 @@ sl_iam_effect sl_iam_evaluate(const sl_iam_policy *const *pols, size_t n, const 
     return SL_IAM_ALLOW;
 }
 
-/* True when pattern p matches every string that starts with q[0..qn): p with its trailing
- * '*'s removed (there must be one) matches some prefix of q. Sufficient, not necessary
- * (callers use it where answering false is the conservative side). */
+/* True when pattern p matches every string that starts with q[0..qn): p ends with '*' and
+ * matches q itself (the part before that '*' then matches a prefix of q, and the '*' takes
+ * anything after). Sufficient, not necessary (callers use it where answering false is the
+ * conservative side). */
 static bool pat_covers(const pat *p, const char *q, size_t qn, const sl_iam_ctx *c) {
-    if (!p->npc || p->pc[p->npc - 1].kind != PK_STAR) return false;
-    pat head = *p;
-    while (head.npc && head.pc[head.npc - 1].kind == PK_STAR) head.npc--;
-    for (size_t k = 0; k <= qn; k++)
-        if (pat_match(&head, q, k, false, false, c)) return true;
-    return false;
+    return p->npc && p->pc[p->npc - 1].kind == PK_STAR && pat_match(p, q, qn, false, false, c);
 }
 
 bool sl_iam_allows_any(const sl_iam_policy *const *pols, size_t n, const char *action,

@@ -794,3 +794,78 @@ SL_TEST(iampolicy_extreme_clock) {
     CHECK_EQ(sl_iam_evaluate(one, 1, RD, TP "o", &c, NULL), A);
     sl_iam_policy_free(p);
 }
+
+/* Reference glob: P[0..pn) against S[0..sn), by dynamic programming. With `prefix`, true when
+ * some prefix of P matches all of S (then S can be extended into a match). */
+static bool ref_glob(const char *P, size_t pn, const char *S, size_t sn, bool prefix) {
+    bool dp[24][24] = {{0}}; /* dp[i][j]: S[0..i) matched by P[0..j) */
+    dp[0][0] = true;
+    for (size_t j = 1; j <= pn; j++) dp[0][j] = dp[0][j - 1] && P[j - 1] == '*';
+    for (size_t i = 1; i <= sn; i++)
+        for (size_t j = 1; j <= pn; j++) {
+            char c = P[j - 1];
+            if (c == '*')
+                dp[i][j] = dp[i][j - 1] || dp[i - 1][j];
+            else
+                dp[i][j] = dp[i - 1][j - 1] && (c == '?' || c == S[i - 1]);
+        }
+    if (!prefix) return dp[sn][pn];
+    for (size_t j = 0; j <= pn; j++)
+        if (dp[sn][j]) return true;
+    return false;
+}
+
+static uint32_t g_rng = 12345;
+static uint32_t rnd(void) {
+    g_rng = g_rng * 1103515245u + 12345u;
+    return g_rng >> 16;
+}
+
+/* The matcher against the reference on random patterns and names: evaluate (full match) and
+ * allows_any (some extension matches; a Deny that the engine says covers a prefix really
+ * denies every extension tried). */
+SL_TEST(iampolicy_glob_differential) {
+    static const char pal[] = "ab*?", sal[] = "ab";
+    for (int iter = 0; iter < 4000; iter++) {
+        char P[12], S[12], doc[256], res[64], pat[64];
+        size_t pn = rnd() % 9, sn = rnd() % 9;
+        for (size_t i = 0; i < pn; i++) P[i] = pal[rnd() % 4];
+        for (size_t i = 0; i < sn; i++) S[i] = sal[rnd() % 2];
+        P[pn] = S[sn] = 0;
+        snprintf(doc, sizeof doc,
+                 "{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":"
+                 "\"x:y\",\"Resource\":\"arn:%s\"}}",
+                 P);
+        sl_iam_policy *p;
+        char err[256];
+        CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_OK);
+        const sl_iam_policy *one[] = {p};
+        snprintf(res, sizeof res, "arn:%s", S);
+        snprintf(pat, sizeof pat, "arn:%s*", S);
+        bool full = sl_iam_evaluate(one, 1, "X:Y", res, NULL, NULL) == SL_IAM_ALLOW;
+        bool any = sl_iam_allows_any(one, 1, "x:y", pat, NULL);
+        sl_iam_policy_free(p);
+        if (full != ref_glob(P, pn, S, sn, false) || any != ref_glob(P, pn, S, sn, true))
+            fprintf(stderr, "  pattern \"%s\" name \"%s\": full %d any %d\n", P, S, full, any);
+        CHECK_EQ(full, ref_glob(P, pn, S, sn, false));
+        CHECK_EQ(any, ref_glob(P, pn, S, sn, true));
+        /* Deny P over Allow *: when allows_any says no, every extension is denied. */
+        snprintf(doc, sizeof doc,
+                 "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"
+                 "\"*\",\"Resource\":\"*\"},{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":"
+                 "\"arn:%s\"}]}",
+                 P);
+        CHECK_EQ(sl_iam_policy_parse("p", doc, strlen(doc), &p, err, sizeof err), SL_OK);
+        one[0] = p;
+        bool allowed_some = sl_iam_allows_any(one, 1, "x:y", pat, NULL);
+        for (int ext = 0; ext < 8 && !allowed_some; ext++) {
+            char name[64];
+            size_t xn = rnd() % 5;
+            snprintf(name, sizeof name, "arn:%s", S);
+            for (size_t i = 0; i < xn; i++) name[4 + sn + i] = sal[rnd() % 2];
+            name[4 + sn + xn] = 0;
+            CHECK_EQ(sl_iam_evaluate(one, 1, "x:y", name, NULL, NULL), SL_IAM_EXPLICIT_DENY);
+        }
+        sl_iam_policy_free(p);
+    }
+}
