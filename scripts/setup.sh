@@ -114,4 +114,7 @@ if [ ! -f "$stamp" ] || ! cmp -s "$NODE_DIR/package-lock.json" "$stamp"; then
 fi
 (cd "$NODE_DIR" && node -e 'require("kafkajs"); import("@platformatic/kafka").catch(e => { console.error(e); process.exit(1); })') ||
     die "node cannot load kafkajs and @platformatic/kafka from $NODE_DIR"
+# IAM clients (issue 15): the AWS_MSK_IAM mechanism for kafkajs and AWS's MSK token signer.
+(cd "$NODE_DIR" && node -e 'const m = require("@jm18457/kafkajs-msk-iam-authentication-mechanism"), s = require("aws-msk-iam-sasl-signer-js"); if (typeof m.createMechanism !== "function" || typeof s.generateAuthToken !== "function") process.exit(1)') ||
+    die "node cannot load the MSK IAM packages from $NODE_DIR"
 exit 0
