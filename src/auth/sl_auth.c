@@ -388,6 +388,10 @@ static sl_err iam_done(sl_session *s, sl_err e, const sl_iam_identity *id, const
     if (fits) {
         memcpy(s->attempt_principal, "User:", 5);
         memcpy(s->attempt_principal + 5, id->arn, n + 1);
+    } else if (e && id->akid[0]) {
+        /* Refused before an identity: the trail names the key id presented (as a refused
+         * SCRAM login names the user it claimed), which says nothing of whether it exists. */
+        snprintf(s->attempt_principal, sizeof s->attempt_principal, "User:%s", id->akid);
     }
     if (e == SL_OK && !fits) e = SL_EAUTH, why = "identity ARN too long";
     if (e) {

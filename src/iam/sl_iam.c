@@ -97,12 +97,26 @@ typedef struct lookup_ctx {
     sl_iamstore *store;
     char token[SL_IAM_TOKEN_MAX];
     bool has_token;
+    char presented[SL_IAM_AKID_LEN + 1]; /* the key id the signature names, if AWS-shaped */
 } lookup_ctx;
+
+/* An access key id as AWS and the store write them (4 + 16 of [A-Z0-9]): only such a text is
+ * repeated in a refused login's audit event and log line, so a client cannot put arbitrary
+ * text there. Says nothing of whether the key exists. */
+static bool akid_shaped(const char *akid) {
+    size_t n = strlen(akid);
+    if (n != SL_IAM_AKID_LEN) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((akid[i] >= 'A' && akid[i] <= 'Z') || (akid[i] >= '0' && akid[i] <= '9')))
+            return false;
+    return true;
+}
 
 static bool lookup(void *ud, const char *akid, const char *session_token, char *secret,
                    size_t cap) {
     lookup_ctx *l = ud;
     l->has_token = false;
+    if (akid_shaped(akid)) memcpy(l->presented, akid, SL_IAM_AKID_LEN + 1);
     if (session_token) {
         size_t n = strlen(session_token);
         if (n >= sizeof l->token) return false;
@@ -179,10 +193,15 @@ static sl_err verify(sl_iam *iam, verify_fn fn, const void *in, size_t n, int64_
     if (!e && sl_iamstore_identity(iam->store, mid.akid, l->has_token ? l->token : NULL,
                                    iam->arns.account, id) != SL_OK)
         e = SL_EAUTH, *reason = "signature does not match"; /* removed since the lookup */
+    char presented[SL_IAM_AKID_LEN + 1];
+    memcpy(presented, l->presented, sizeof presented);
     OPENSSL_cleanse(l, sizeof *l);
     free(l);
     if (e) {
+        /* A refusal keeps only the key id the client presented (for the trail: who tried),
+         * whether or not it exists. */
         memset(id, 0, sizeof *id);
+        memcpy(id->akid, presented, sizeof presented);
         if (!*reason) *reason = e == SL_ENOMEM ? "out of memory" : "signature does not match";
         return e;
     }

@@ -37,7 +37,9 @@ const sl_iam_arn_cfg *sl_iam_arns(const sl_iam *iam);
  * fills *id (its expiry_s: the end of the signature's validity or of the temporary
  * credentials, whichever is first: the session must end then, KIP-368) and records the key's
  * use. SL_EAUTH: *reason gets a static text for the broker's log (never sent to the client;
- * an unknown key id and a wrong secret give the same one). */
+ * an unknown key id and a wrong secret give the same one), and id->akid the key id the
+ * signature named when it has AWS's form (20 of [A-Z0-9]; else empty), existing or not: who
+ * tried, for the audit trail. */
 sl_err sl_iam_verify_payload(sl_iam *iam, const uint8_t *p, size_t n, int64_t now_s,
                              sl_iam_identity *id, const char **reason);
 /* The same for an MSK OAUTHBEARER token tok[n] (sl_msk_iam_verify_token). */

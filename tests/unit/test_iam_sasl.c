@@ -146,6 +146,17 @@ static const char *refused(fx *f, char *msg) {
     return why;
 }
 
+/* Who a refused login claimed to be (the trail's user): its attempt principal. */
+static const char *claimed(fx *f, char *msg) {
+    sl_session *s = NULL;
+    char resp[256];
+    static char who[SL_PRINCIPAL_MAX];
+    sl_err e = login(f, msg, &s, resp, sizeof resp);
+    snprintf(who, sizeof who, "%s", e == SL_EAUTH && s ? s->attempt_principal : "NOT REFUSED");
+    sl_session_free(s);
+    return who;
+}
+
 /* The verifier's own reason (the broker's log) for a payload. */
 static const char *log_reason(fx *f, char *p) {
     sl_iam_identity id;
@@ -242,6 +253,14 @@ SL_TEST(iam_sasl_refusals) {
     const char *r1 = log_reason(&f, payload(f.akid, wrong, NULL, HOST, now));
     const char *r2 = log_reason(&f, payload("AKIAZZZZZZZZZZZZZZZZ", f.secret, NULL, HOST, now));
     CHECK(!strcmp(r1, r2) && !strcmp(r1, "signature does not match"));
+    /* Both name the key id presented (who tried), existing or not; a key id not shaped like
+     * AWS's is not repeated at all. */
+    char want[64];
+    snprintf(want, sizeof want, "User:%s", f.akid);
+    CHECK(!strcmp(claimed(&f, payload(f.akid, wrong, NULL, HOST, now)), want));
+    CHECK(!strcmp(claimed(&f, payload("AKIAZZZZZZZZZZZZZZZZ", f.secret, NULL, HOST, now)),
+                  "User:AKIAZZZZZZZZZZZZZZZZ"));
+    CHECK(!strcmp(claimed(&f, payload("akia.zzzz=zzzz;zzzzzz", f.secret, NULL, HOST, now)), ""));
     /* Another host, a date beyond the skew, a tampered field. */
     CHECK(!strcmp(refused(&f, payload(f.akid, f.secret, NULL, "b-1.other.test", now)),
                   "invalid credentials"));
