@@ -15,7 +15,7 @@
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
 # a longer local run with the same seed already went through; 0 picks a random seed), FUZZ_JOBS
 # (targets fuzzed side by side, default the number of cores),
-# INTEROP_TIMEOUT (whole interop stage, seconds, default 900), UNIT_TIMEOUT (whole unit stage,
+# INTEROP_TIMEOUT (whole interop stage, seconds, default 1800), UNIT_TIMEOUT (whole unit stage,
 # seconds, default 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
 # SKIP_BENCH=1.
@@ -27,10 +27,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
 # 15 s x 25 targets, two at a time: about 3 minutes, which keeps the whole suite under 20.
-FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 FUZZ_SEED=${FUZZ_SEED:-1}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
-INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}
+INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-1800}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-1200}
 ALLOWLIST=tests/skip-allowlist.txt
 PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages

@@ -1,7 +1,9 @@
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sl_test.h"
@@ -62,13 +64,21 @@ int main(int argc, char **argv) {
     signal(SIGALRM, on_alarm);
     setvbuf(stdout, NULL, _IOLBF, 0);
     int passed = 0, failed = 0, skipped = 0;
+    const char *tenv = getenv("SL_TEST_TIMES");
+    bool times = tenv && tenv[0] == '1';
     for (int i = 0; i < g_count; i++) {
         if (argc > 1 && !strstr(g_tests[i].name, argv[1])) continue;
         int f = 0;
         g_current = g_tests[i].name;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         alarm(g_timeout_s);
         g_tests[i].fn(&f);
         alarm(0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        /* SL_TEST_TIMES=1: the slow ones, for keeping the suite in its time budget. */
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (times && ms >= 1000) printf("TIME %6ld ms %s\n", ms, g_tests[i].name);
         g_current = NULL;
         if (f < 0) {
             skipped++;
