@@ -56,6 +56,7 @@
 #include "auth/sl_b64.h"
 #include "base/sl_file.h"
 #include "base/sl_logging.h"
+#include "base/sl_text.h"
 #include "iam/sl_iamstore_int.h"
 
 #define KEY_LEN        SL_IAM_KEY_LEN
@@ -457,45 +458,7 @@ static bool session_valid(const sl_iamstore *s, const char *akid, const char *to
 
 /* ---- the file format: writing ---- */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        b->oom = true;
-    else
-        sb_put(b, tmp, (size_t)n);
-}
-
-static void sb_b64(sbuf *b, const uint8_t *p, size_t n) {
+static void sb_b64(sl_text *b, const uint8_t *p, size_t n) {
     size_t cap = sl_b64_enc_len(n);
     char *t = malloc(cap);
     if (!t) {
@@ -503,76 +466,77 @@ static void sb_b64(sbuf *b, const uint8_t *p, size_t n) {
         return;
     }
     size_t l = sl_b64std_encode(p, n, t, cap);
-    sb_put(b, t, l);
+    sl_text_put(b, t, l);
     free(t);
 }
 
 /* Tag text: anything outside [A-Za-z0-9._@:/=+] as %XX ('-' too: a lone "-" is the empty
  * value). */
-static void sb_pct(sbuf *b, const char *s) {
+static void sb_pct(sl_text *b, const char *s) {
     static const char hex[] = "0123456789ABCDEF";
     if (!*s) {
-        sb_str(b, "-");
+        sl_text_puts(b, "-");
         return;
     }
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             strchr("._@:/=+", c)) {
-            sb_put(b, (const char *)&c, 1);
+            sl_text_put(b, (const char *)&c, 1);
         } else {
             char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            sb_put(b, e, 3);
+            sl_text_put(b, e, 3);
         }
     }
 }
 
-static void sb_tags(sbuf *b, const char *kind, const char *name, const taglist *t) {
+static void sb_tags(sl_text *b, const char *kind, const char *name, const taglist *t) {
     for (size_t i = 0; i < t->n; i++) {
-        sb_fmt(b, "tag %s %s ", kind, name);
+        sl_text_printf(b, "tag %s %s ", kind, name);
         sb_pct(b, t->v[i].key);
-        sb_str(b, " ");
+        sl_text_puts(b, " ");
         sb_pct(b, t->v[i].value);
-        sb_str(b, "\n");
+        sl_text_puts(b, "\n");
     }
 }
 
 sl_err sl_iamstore_to_text(const sl_iamstore *s, char **out, size_t *len) {
-    sbuf b = {0};
+    sl_text b = {0};
     const data *d = &s->d;
-    sb_str(&b, MAGIC "\n" COMMENT "\ncheck ");
+    sl_text_puts(&b, MAGIC "\n" COMMENT "\ncheck ");
     sb_b64(&b, s->check, CHECK_LEN);
-    sb_str(&b, "\n");
+    sl_text_puts(&b, "\n");
     for (int i = 0; i < d->np; i++) {
-        sb_fmt(&b, "policy %s ", d->p[i].name);
+        sl_text_printf(&b, "policy %s ", d->p[i].name);
         sb_b64(&b, (const uint8_t *)d->p[i].doc, d->p[i].len);
-        sb_str(&b, "\n");
+        sl_text_puts(&b, "\n");
     }
     for (int i = 0; i < d->nu; i++)
-        sb_fmt(&b, "user %s %lld\n", d->u[i].name, (long long)d->u[i].created);
+        sl_text_printf(&b, "user %s %lld\n", d->u[i].name, (long long)d->u[i].created);
     for (int i = 0; i < d->nu; i++) sb_tags(&b, "user", d->u[i].name, &d->u[i].tags);
     for (int i = 0; i < d->nk; i++) {
         const ikey *k = &d->k[i];
-        sb_fmt(&b, "key %s %s %s %lld %lld ", k->akid, k->user, k->active ? "active" : "inactive",
-               (long long)k->created, (long long)k->last_used);
+        sl_text_printf(&b, "key %s %s %s %lld %lld ", k->akid, k->user,
+                       k->active ? "active" : "inactive", (long long)k->created,
+                       (long long)k->last_used);
         sb_b64(&b, k->sealed, SEALED_LEN);
-        sb_str(&b, "\n");
+        sl_text_puts(&b, "\n");
     }
     for (int i = 0; i < d->nr; i++)
-        sb_fmt(&b, "role %s %s %lld\n", d->r[i].name, d->r[i].id, (long long)d->r[i].max_s);
+        sl_text_printf(&b, "role %s %s %lld\n", d->r[i].name, d->r[i].id, (long long)d->r[i].max_s);
     for (int i = 0; i < d->nr; i++) sb_tags(&b, "role", d->r[i].name, &d->r[i].tags);
     for (int i = 0; i < d->nu; i++)
         for (int j = 0; j < d->u[i].att.n; j++)
-            sb_fmt(&b, "attach user %s %s\n", d->u[i].name, d->u[i].att.v[j]);
+            sl_text_printf(&b, "attach user %s %s\n", d->u[i].name, d->u[i].att.v[j]);
     for (int i = 0; i < d->nr; i++)
         for (int j = 0; j < d->r[i].att.n; j++)
-            sb_fmt(&b, "attach role %s %s\n", d->r[i].name, d->r[i].att.v[j]);
+            sl_text_printf(&b, "attach role %s %s\n", d->r[i].name, d->r[i].att.v[j]);
     if (b.oom) {
         free(b.p);
         return SL_ENOMEM;
     }
     *out = b.p;
-    *len = b.n;
+    *len = b.len;
     return SL_OK;
 }
 
