@@ -160,25 +160,10 @@ bad:
 }
 
 static sl_err load(sl_credstore *s, char *err, size_t elen) {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, elen, "cannot open credential store %s: %s", s->path, strerror(errno));
-        return errno == ENOENT ? SL_ENOTFOUND : SL_EIO;
-    }
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, elen, "credential store %s is not a regular file", s->path);
-        close(fd);
-        return SL_ECONFIG;
-    }
-    if (st.st_mode & 077) {
-        snprintf(err, elen,
-                 "credential store %s is accessible by group or others (mode %03o); it must be "
-                 "0600 (chmod 600 %s)",
-                 s->path, (unsigned)(st.st_mode & 0777), s->path);
-        close(fd);
-        return SL_ECONFIG;
-    }
+    sl_err oe;
+    int fd = sl_file_open_private(s->path, "credential store", &st, &oe, err, elen);
+    if (fd < 0) return oe;
     if (st.st_size > MAX_FILE) {
         snprintf(err, elen, "credential store %s is too large", s->path);
         close(fd);

@@ -146,3 +146,28 @@ bool sl_write_all(int fd, const void *buf, size_t n) {
     }
     return true;
 }
+
+int sl_file_open_private(const char *path, const char *what, struct stat *st, sl_err *e, char *err,
+                         size_t elen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        int en = errno;
+        snprintf(err, elen, "cannot open %s %s: %s", what, path, strerror(en));
+        *e = en == ENOENT ? SL_ENOTFOUND : SL_EIO;
+        return -1;
+    }
+    if (fstat(fd, st) || !S_ISREG(st->st_mode)) {
+        snprintf(err, elen, "%s %s is not a regular file", what, path);
+    } else if (st->st_mode & 077) {
+        snprintf(err, elen,
+                 "%s %s is accessible by group or others (mode %03o); it must be 0600 (chmod 600 "
+                 "%s)",
+                 what, path, (unsigned)(st->st_mode & 0777), path);
+    } else {
+        *e = SL_OK;
+        return fd;
+    }
+    close(fd);
+    *e = SL_ECONFIG;
+    return -1;
+}

@@ -3,6 +3,7 @@
 #define SL_FILE_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "sl_err.h"
@@ -25,6 +26,13 @@ size_t sl_read_full(int fd, void *p, size_t n);
  * claims. SL_ENOTFOUND when it does not exist, SL_ETOOLARGE beyond `max`, SL_EIO (errno set),
  * SL_ENOMEM. */
 sl_err sl_file_read(const char *path, size_t max, char **out, size_t *len);
+/* Opens a file that holds secrets for reading: `path` must be a regular file (a symlink is
+ * refused) that group and others cannot access. Returns the descriptor (the caller closes it)
+ * with *st filled; or -1 with *e set (SL_ENOTFOUND when it does not exist, SL_EIO when it
+ * cannot be opened, SL_ECONFIG for the wrong type or mode) and err naming `what` and the path,
+ * with the fix for a wrong mode. */
+int sl_file_open_private(const char *path, const char *what, struct stat *st, sl_err *e, char *err,
+                         size_t elen);
 /* Creates `path` and its missing parents with `mode` (existing ones are left as they are). */
 sl_err sl_mkdir_p(const char *path, mode_t mode);
 /* The directory holding the file `path` into out[n] ("." for a bare name, "/" at the root). */

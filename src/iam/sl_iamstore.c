@@ -810,26 +810,10 @@ static void install(sl_iamstore *s, data *d) {
 }
 
 static sl_err load(sl_iamstore *s, char *err, size_t elen) {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        int en = errno;
-        snprintf(err, elen, "cannot open IAM store %s: %s", s->path, strerror(en));
-        return en == ENOENT ? SL_ENOTFOUND : SL_EIO;
-    }
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, elen, "IAM store %s is not a regular file", s->path);
-        close(fd);
-        return SL_ECONFIG;
-    }
-    if (st.st_mode & 077) {
-        snprintf(err, elen,
-                 "IAM store %s is accessible by group or others (mode %03o); it must be 0600 "
-                 "(chmod 600 %s)",
-                 s->path, (unsigned)(st.st_mode & 0777), s->path);
-        close(fd);
-        return SL_ECONFIG;
-    }
+    sl_err oe;
+    int fd = sl_file_open_private(s->path, "IAM store", &st, &oe, err, elen);
+    if (fd < 0) return oe;
     if (st.st_size > MAX_FILE) {
         snprintf(err, elen, "IAM store %s is too large", s->path);
         close(fd);
@@ -864,24 +848,11 @@ static sl_err load(sl_iamstore *s, char *err, size_t elen) {
 /* ---- the key file ---- */
 
 static sl_err key_read(const char *path, uint8_t key[KEY_LEN], char *err, size_t elen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        int en = errno;
-        snprintf(err, elen, "cannot open IAM key file %s: %s", path, strerror(en));
-        return en == ENOENT ? SL_ENOTFOUND : SL_ECONFIG;
-    }
     struct stat st;
     sl_err e = SL_OK;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, elen, "IAM key file %s is not a regular file", path);
-        e = SL_ECONFIG;
-    } else if (st.st_mode & 077) {
-        snprintf(err, elen,
-                 "IAM key file %s is accessible by group or others (mode %03o); it must be 0600 "
-                 "(chmod 600 %s)",
-                 path, (unsigned)(st.st_mode & 0777), path);
-        e = SL_ECONFIG;
-    } else if (st.st_size != KEY_LEN || sl_read_full(fd, key, KEY_LEN) != KEY_LEN) {
+    int fd = sl_file_open_private(path, "IAM key file", &st, &e, err, elen);
+    if (fd < 0) return e == SL_EIO ? SL_ECONFIG : e;
+    if (st.st_size != KEY_LEN || sl_read_full(fd, key, KEY_LEN) != KEY_LEN) {
         snprintf(err, elen, "IAM key file %s must hold exactly %d bytes", path, KEY_LEN);
         e = SL_ECONFIG;
     }
