@@ -1084,33 +1084,20 @@ static void key_value(const sl_iam_ctx *c, const cond *k, bool str, kval *v) {
     if (v->s) v->n = strlen(v->s);
 }
 
-static bool ordered(uint8_t cmp, double a, double b) {
+/* `cmp` on the order of two values: o < 0, 0 or > 0 as the context value is below, equal to
+ * or above the policy's (one switch for numbers and dates). */
+static bool ordered(uint8_t cmp, int o) {
     switch (cmp) {
     case CMP_LT:
-        return a < b;
+        return o < 0;
     case CMP_LE:
-        return a <= b;
+        return o <= 0;
     case CMP_GT:
-        return a > b;
+        return o > 0;
     case CMP_GE:
-        return a >= b;
+        return o >= 0;
     default:
-        return a == b;
-    }
-}
-
-static bool ordered_i(uint8_t cmp, int64_t a, int64_t b) {
-    switch (cmp) {
-    case CMP_LT:
-        return a < b;
-    case CMP_LE:
-        return a <= b;
-    case CMP_GT:
-        return a > b;
-    case CMP_GE:
-        return a >= b;
-    default:
-        return a == b;
+        return o == 0;
     }
 }
 
@@ -1169,10 +1156,10 @@ static bool cond_holds(const cond *k, const sl_iam_ctx *c) {
             any = cv->b == v.b;
             break;
         case C_DATE:
-            any = ordered_i(k->cmp, v.ms, cv->ms);
+            any = ordered(k->cmp, (v.ms > cv->ms) - (v.ms < cv->ms));
             break;
         case C_NUM:
-            any = ordered(k->cmp, v.num, cv->num);
+            any = ordered(k->cmp, (v.num > cv->num) - (v.num < cv->num));
             break;
         }
     }
