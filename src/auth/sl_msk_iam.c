@@ -176,6 +176,56 @@ static bool is_lower_hex64(const char *s) {
         return SL_EAUTH;                                                                           \
     } while (0)
 
+/* Checks "<akid>/<day>/<region>/<service>/aws4_request" against the request's date, the
+ * configured region and `service`; akid[129] gets the key id. */
+static sl_err check_scope(const sl_msk_iam_verify_cfg *cfg, const char *credential,
+                          const char *date, const char *service, char akid[129],
+                          const char **reason) {
+    const char *part[5];
+    size_t plen[5], np = 0;
+    for (const char *p = credential;; p++) {
+        const char *e = strchr(p, '/');
+        if (np == 5) FAIL("malformed credential");
+        part[np] = p;
+        plen[np++] = e ? (size_t)(e - p) : strlen(p);
+        if (!e) break;
+        p = e;
+    }
+    if (np != 5 || !plen[0] || plen[0] >= 129) FAIL("malformed credential");
+    for (size_t i = 0; i < plen[0]; i++)
+        if ((unsigned char)part[0][i] <= ' ' || part[0][i] == 0x7f || part[0][i] == ',')
+            FAIL("malformed credential");
+    if (plen[1] != 8 || strncmp(part[1], date, 8)) FAIL("credential day is not the date's");
+    if (!cfg->region || plen[2] != strlen(cfg->region) || memcmp(part[2], cfg->region, plen[2]))
+        FAIL("wrong region");
+    if (plen[3] != strlen(service) || memcmp(part[3], service, plen[3])) FAIL("wrong service");
+    if (plen[4] != 12 || memcmp(part[4], "aws4_request", 12)) FAIL("malformed credential");
+    memcpy(akid, part[0], plen[0]);
+    akid[plen[0]] = 0;
+    return SL_OK;
+}
+
+/* Signs the canonical request `creq` with akid's secret and compares with sig_hex in constant
+ * time. An unknown key is signed for with a fixed dummy secret, so it costs the same as a known
+ * one and ends in the same refusal. */
+static sl_err check_signature(const sl_msk_iam_verify_cfg *cfg, const char *creq, const char *akid,
+                              const char *token, const char *service, const char *date,
+                              const char *sig_hex, const char **reason) {
+    char secret[SL_MSK_IAM_MAX_SECRET + 1];
+    bool known = cfg->lookup && cfg->lookup(cfg->ud, akid, token, secret, sizeof secret);
+    if (!known || !memchr(secret, 0, sizeof secret) || !secret[0]) {
+        known = false;
+        snprintf(secret, sizeof secret, "%s", "sluice-msk-iam-unknown-key-dummy-secret");
+    }
+    char sig[65];
+    sl_err e = sl_sigv4_signature(creq, secret, cfg->region, service, date, sig, NULL, 0);
+    OPENSSL_cleanse(secret, sizeof secret);
+    bool same = e == SL_OK && CRYPTO_memcmp(sig, sig_hex, 64) == 0;
+    OPENSSL_cleanse(sig, sizeof sig);
+    if (!same || !known) FAIL("signature does not match");
+    return SL_OK;
+}
+
 /* Checks one presign of GET https://<host>/ and fills *id. */
 static sl_err verify_fields(const sl_msk_iam_verify_cfg *cfg, const fields *f, const char *host,
                             sl_msk_iam_id *id, const char **reason) {
@@ -186,26 +236,9 @@ static sl_err verify_fields(const sl_msk_iam_verify_cfg *cfg, const fields *f, c
     if (strcmp(f->algorithm, ALGORITHM)) FAIL("unsupported algorithm");
     if (strcmp(f->signedheaders, "host")) FAIL("signed headers are not host");
     if (!is_lower_hex64(f->signature)) FAIL("malformed signature");
-    /* Credential: <akid>/<day>/<region>/kafka-cluster/aws4_request */
-    const char *part[5];
-    size_t plen[5], np = 0;
-    for (const char *p = f->credential;; p++) {
-        const char *e = strchr(p, '/');
-        if (np == 5) FAIL("malformed credential");
-        part[np] = p;
-        plen[np++] = e ? (size_t)(e - p) : strlen(p);
-        if (!e) break;
-        p = e;
-    }
-    if (np != 5 || !plen[0] || plen[0] >= sizeof id->akid) FAIL("malformed credential");
-    for (size_t i = 0; i < plen[0]; i++)
-        if ((unsigned char)part[0][i] <= ' ' || part[0][i] == 0x7f || part[0][i] == ',')
-            FAIL("malformed credential");
-    if (plen[1] != 8 || strncmp(part[1], f->date, 8)) FAIL("credential day is not the date's");
-    if (!cfg->region || plen[2] != strlen(cfg->region) || memcmp(part[2], cfg->region, plen[2]))
-        FAIL("wrong region");
-    if (plen[3] != strlen(SERVICE) || memcmp(part[3], SERVICE, plen[3])) FAIL("wrong service");
-    if (plen[4] != 12 || memcmp(part[4], "aws4_request", 12)) FAIL("malformed credential");
+    char akid[sizeof id->akid];
+    sl_err e = check_scope(cfg, f->credential, f->date, SERVICE, akid, reason);
+    if (e) return e;
     int64_t t;
     if (!parse_date(f->date, &t)) FAIL("malformed date");
     size_t el = strlen(f->expires);
@@ -216,9 +249,6 @@ static sl_err verify_fields(const sl_msk_iam_verify_cfg *cfg, const fields *f, c
     if (t > cfg->now_s + cfg->skew_s) FAIL("date in the future");
     if (cfg->now_s > t + (int64_t)exp) FAIL("expired");
 
-    char akid[sizeof id->akid];
-    memcpy(akid, part[0], plen[0]);
-    akid[plen[0]] = 0;
     sl_sigv4_param p[7] = {{"Action", f->action},
                            {"X-Amz-Algorithm", f->algorithm},
                            {"X-Amz-Credential", f->credential},
@@ -243,22 +273,10 @@ static sl_err verify_fields(const sl_msk_iam_verify_cfg *cfg, const fields *f, c
         *reason = "out of memory";
         return SL_ENOMEM;
     }
-    /* An unknown key is signed for with a fixed dummy secret, so it costs the same as a known
-     * one and ends in the same refusal. */
-    char secret[SL_MSK_IAM_MAX_SECRET + 1];
-    bool known = cfg->lookup && cfg->lookup(cfg->ud, akid, f->token, secret, sizeof secret);
-    if (!known || !memchr(secret, 0, sizeof secret) || !secret[0]) {
-        known = false;
-        snprintf(secret, sizeof secret, "%s", "sluice-msk-iam-unknown-key-dummy-secret");
-    }
-    char sig[65];
-    sl_err e = sl_sigv4_signature(b.p, secret, cfg->region, SERVICE, f->date, sig, NULL, 0);
-    OPENSSL_cleanse(secret, sizeof secret);
+    e = check_signature(cfg, b.p, akid, f->token, SERVICE, f->date, f->signature, reason);
     free(b.p);
-    bool same = e == SL_OK && CRYPTO_memcmp(sig, f->signature, 64) == 0;
-    OPENSSL_cleanse(sig, sizeof sig);
-    if (!same || !known) FAIL("signature does not match");
-    memcpy(id->akid, akid, plen[0] + 1);
+    if (e) return e;
+    memcpy(id->akid, akid, strlen(akid) + 1);
     id->expiry_s = t + (int64_t)exp;
     id->temporary = f->token != NULL;
     return SL_OK;
@@ -471,4 +489,147 @@ out:
     free(dec);
     free(u);
     return rc;
+}
+
+/* ---- header form (an AWS API request over HTTP: the STS endpoint) ---- */
+
+/* The value of header `name` (already lower-case) among r's, or NULL; *dup set when it occurs
+ * more than once. */
+static const char *http_header(const sl_msk_iam_http *r, const char *name, bool *dup) {
+    const char *v = NULL;
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!strcasecmp(r->headers[i].name, name)) {
+            if (v && dup) *dup = true;
+            if (!v) v = r->headers[i].value;
+        }
+    return v;
+}
+
+/* "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..." into its three parts
+ * (copied into the caller's buffers). */
+static bool parse_authorization(const char *a, char *cred, size_t cl, char *sh, size_t shl,
+                                char *sig, size_t sgl) {
+    size_t al = strlen(ALGORITHM);
+    if (strncmp(a, ALGORITHM, al) || a[al] != ' ') return false;
+    const char *p = a + al;
+    bool have[3] = {false, false, false};
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        const char *eq = strchr(p, '=');
+        if (!eq) return false;
+        const char *end = eq + 1;
+        while (*end && *end != ',' && *end != ' ') end++;
+        size_t kl = (size_t)(eq - p), vl = (size_t)(end - eq - 1);
+        char *dst = NULL;
+        size_t cap = 0;
+        int k = -1;
+        if (kl == 10 && !memcmp(p, "Credential", 10))
+            k = 0, dst = cred, cap = cl;
+        else if (kl == 13 && !memcmp(p, "SignedHeaders", 13))
+            k = 1, dst = sh, cap = shl;
+        else if (kl == 9 && !memcmp(p, "Signature", 9))
+            k = 2, dst = sig, cap = sgl;
+        if (k < 0 || have[k] || !vl || vl >= cap) return false;
+        memcpy(dst, eq + 1, vl);
+        dst[vl] = 0;
+        have[k] = true;
+        p = end;
+    }
+    return have[0] && have[1] && have[2];
+}
+
+/* The host part of a Host header value ("h", "h:port", "[v6]:port") into out[cap]. */
+static bool host_part(const char *v, char *out, size_t cap) {
+    const char *e;
+    if (*v == '[') {
+        e = strchr(v, ']');
+        if (!e) return false;
+        v++;
+    } else {
+        e = strchr(v, ':');
+        if (!e) e = v + strlen(v);
+    }
+    size_t n = (size_t)(e - v);
+    if (!n || n >= cap) return false;
+    memcpy(out, v, n);
+    out[n] = 0;
+    return valid_host(out) || strchr(out, ':'); /* an IPv6 address has colons */
+}
+
+sl_err sl_msk_iam_verify_http(const sl_msk_iam_verify_cfg *cfg, const sl_msk_iam_http *r,
+                              sl_msk_iam_id *id, const char **reason) {
+    const char *dummy;
+    if (!reason) reason = &dummy;
+    *reason = NULL;
+    memset(id, 0, sizeof *id);
+    if (!r->service || !r->method || !r->path || r->nheaders > SL_SIGV4_MAX_HEADERS)
+        FAIL("malformed request");
+    bool dup = false;
+    const char *authz = http_header(r, "authorization", &dup);
+    const char *date = http_header(r, "x-amz-date", &dup);
+    const char *host = http_header(r, "host", &dup);
+    const char *token = http_header(r, "x-amz-security-token", &dup);
+    if (dup) FAIL("a signing header is repeated");
+    if (!authz) FAIL("missing authorization");
+    if (!date) FAIL("missing x-amz-date");
+    if (!host) FAIL("missing host");
+    if (token && !*token) FAIL("empty security token");
+    char cred[256], sh[512], sig[80];
+    if (!parse_authorization(authz, cred, sizeof cred, sh, sizeof sh, sig, sizeof sig))
+        FAIL("malformed authorization");
+    if (!is_lower_hex64(sig)) FAIL("malformed signature");
+    char akid[sizeof id->akid];
+    sl_err e = check_scope(cfg, cred, date, r->service, akid, reason);
+    if (e) return e;
+    int64_t t;
+    if (!parse_date(date, &t)) FAIL("malformed date");
+    /* As AWS: the request's time must be within the skew of the verifier's, both ways, so a
+     * captured request cannot be replayed later than that. */
+    if (t > cfg->now_s + cfg->skew_s) FAIL("date in the future");
+    if (t < cfg->now_s - cfg->skew_s) FAIL("expired");
+    char hp[256];
+    bool ours = false;
+    if (host_part(host, hp, sizeof hp))
+        for (size_t i = 0; i < cfg->nhosts && !ours; i++)
+            ours = cfg->hosts[i] && !strcasecmp(cfg->hosts[i], hp);
+    if (!ours) FAIL("host is not this broker");
+    /* The headers the signature covers, in the client's list: it must name host and
+     * x-amz-date, and the token when one is sent (else a token could be swapped). */
+    sl_sigv4_header sel[SL_SIGV4_MAX_HEADERS];
+    size_t ns = 0;
+    bool s_host = false, s_date = false, s_token = false;
+    for (char *save = NULL, *h = strtok_r(sh, ";", &save); h; h = strtok_r(NULL, ";", &save)) {
+        for (char *c = h; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') FAIL("signed headers are not lower-case");
+        if (!strcmp(h, "authorization")) FAIL("authorization cannot be signed");
+        s_host |= !strcmp(h, "host");
+        s_date |= !strcmp(h, "x-amz-date");
+        s_token |= !strcmp(h, "x-amz-security-token");
+        size_t before = ns;
+        for (size_t i = 0; i < r->nheaders; i++)
+            if (!strcasecmp(r->headers[i].name, h)) {
+                if (ns == SL_SIGV4_MAX_HEADERS) FAIL("too many signed headers");
+                sel[ns++] = r->headers[i];
+            }
+        if (ns == before) FAIL("a signed header is missing");
+    }
+    if (!s_host || !s_date) FAIL("host and x-amz-date must be signed");
+    if (token && !s_token) FAIL("the security token must be signed");
+    sl_sigv4_request sr = {.method = r->method,
+                           .path = r->path,
+                           .query = r->query,
+                           .headers = sel,
+                           .nheaders = ns,
+                           .body = r->body,
+                           .blen = r->blen};
+    char *creq = sl_sigv4_canonical_request(&sr);
+    if (!creq) FAIL("malformed request");
+    e = check_signature(cfg, creq, akid, token, r->service, date, sig, reason);
+    free(creq);
+    if (e) return e;
+    memcpy(id->akid, akid, strlen(akid) + 1);
+    id->expiry_s = t + cfg->skew_s;
+    id->temporary = token != NULL;
+    return SL_OK;
 }

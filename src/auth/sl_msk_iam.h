@@ -74,6 +74,29 @@ sl_err sl_msk_iam_verify_payload(const sl_msk_iam_verify_cfg *cfg, const uint8_t
 sl_err sl_msk_iam_verify_token(const sl_msk_iam_verify_cfg *cfg, const char *tok, size_t n,
                                sl_msk_iam_id *id, const char **reason);
 
+/* An AWS API request signed in SigV4's header form (Authorization: AWS4-HMAC-SHA256 ...), as
+ * the STS endpoint (src/iam/sl_iam_sts.h) receives it from botocore, the AWS CLI and the SDKs.
+ * Pointers are borrowed for the call. */
+typedef struct sl_msk_iam_http {
+    const char *method;             /* "POST" */
+    const char *path;               /* decoded, starting with '/' */
+    const char *query;              /* raw, without '?'; "" for none */
+    const sl_sigv4_header *headers; /* every header received (NUL-terminated values) */
+    size_t nheaders;                /* <= SL_SIGV4_MAX_HEADERS */
+    const uint8_t *body;
+    size_t blen;
+    const char *service; /* the credential scope's service: "sts" */
+} sl_msk_iam_http;
+
+/* Verifies a header-form signature: one Authorization, X-Amz-Date and Host each; the scope names
+ * cfg->region and r->service; the date within cfg->skew_s of cfg->now_s either way (a captured
+ * request replays only that long); Host (its host part) among cfg->hosts; the signed headers
+ * include host, x-amz-date and x-amz-security-token when sent; the payload hash is the body's.
+ * SL_OK fills *id (expiry_s: when the signature stops being accepted); otherwise as for the
+ * payload: SL_EAUTH with a static *reason, the same for an unknown key and a wrong secret. */
+sl_err sl_msk_iam_verify_http(const sl_msk_iam_verify_cfg *cfg, const sl_msk_iam_http *r,
+                              sl_msk_iam_id *id, const char **reason);
+
 /* True when tok[n] decodes to an MSK IAM URL rather than, say, a JWT: lets the OAUTHBEARER
  * mechanism route a token to the right verifier. */
 bool sl_msk_iam_is_token(const char *tok, size_t n);

@@ -345,6 +345,11 @@ static const key_def k_keys[] = {
     {"sluice.iam.max.session.duration.ms", T_LONG, OFF(sluice_iam_max_session_duration_ms), 900000,
      43200000, "43200000",
      "IAM: the longest session a role may grant (each role has its own maximum, at most this)."},
+    {"sluice.iam.sts.listener", T_STR, OFF(sluice_iam_sts_listener), 0, 0, NULL,
+     "IAM: the STS-compatible endpoint (AssumeRole, GetCallerIdentity; docs/iam.md), "
+     "https://host:port only (empty: off)."},
+    {"sluice.iam.sts.ssl.keystore.location", T_STR, OFF(sluice_iam_sts_ssl_keystore_location), 0, 0,
+     NULL, "IAM STS endpoint: PEM certificate chain and key; default ssl.keystore.location."},
     {"sluice.protect.policy.file", T_STR, OFF(sluice_protect_policy_file), 0, 0, NULL,
      "Field protection policy (docs/field-protection.md): which fields of which topics are "
      "masked, redacted, tokenized or encrypted on produce. Reloaded when it changes and on "
@@ -861,6 +866,13 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
                  "sluice.metrics.listener: \"%s\" is not http://host:port or "
                  "https://host:port",
                  c->sluice_metrics_listener);
+        return SL_ECONFIG;
+    }
+    if (c->sluice_iam_sts_listener[0] && strncmp(c->sluice_iam_sts_listener, "https://", 8)) {
+        snprintf(err, elen,
+                 "sluice.iam.sts.listener: \"%s\" is not https://host:port (the answers carry "
+                 "secrets: TLS only)",
+                 c->sluice_iam_sts_listener);
         return SL_ECONFIG;
     }
     if (!c->log_dirs[0] || strchr(c->log_dirs, ',')) {

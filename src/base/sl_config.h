@@ -161,6 +161,8 @@ typedef struct sl_config {
     char sluice_iam_hosts[SL_CFG_STR_MAX];
     int64_t sluice_iam_clock_skew_ms;
     int64_t sluice_iam_max_session_duration_ms;
+    char sluice_iam_sts_listener[SL_CFG_STR_MAX];
+    char sluice_iam_sts_ssl_keystore_location[SL_CFG_STR_MAX];
     char sluice_protect_policy_file[SL_CFG_STR_MAX];
     char sluice_protect_grants_file[SL_CFG_STR_MAX];
     char sluice_protect_subject_keys_file[SL_CFG_STR_MAX];

@@ -21,6 +21,7 @@
 #include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
 #include "iam/sl_iam.h"
+#include "iam/sl_iam_sts.h"
 #include "kms/sl_keysvc.h"
 #include "metrics/sl_metrics.h"
 #include "net/sl_tls.h"
@@ -161,6 +162,8 @@ static void each_cert(void *ctx, void (*fn)(void *arg, const char *listener, int
         if (b->tls[i]) fn(arg, b->listeners[i].name, sl_tls_endpoint_not_after(b->tls[i]));
     sl_tls_endpoint *mt = sl_metrics_tls(b->metrics);
     if (mt) fn(arg, SL_METRICS_TLS_NAME, sl_tls_endpoint_not_after(mt));
+    sl_tls_endpoint *st = sl_iam_sts_tls(b->sts);
+    if (st) fn(arg, SL_STS_TLS_NAME, sl_tls_endpoint_not_after(st));
 }
 
 /* A debug line per finished request: the lifecycle as an observer sees it. */
@@ -347,6 +350,8 @@ static void tls_reload_all(sl_broker *b, bool force) {
         if (b->tls[i]) tls_reload_one(b, b->tls[i], b->listeners[i].name, force);
     sl_tls_endpoint *mt = sl_metrics_tls(b->metrics);
     if (mt) tls_reload_one(b, mt, SL_METRICS_TLS_NAME, force);
+    sl_tls_endpoint *st = sl_iam_sts_tls(b->sts);
+    if (st) tls_reload_one(b, st, SL_STS_TLS_NAME, force);
 }
 
 static void on_sighup(void *ctx, int signo) {
@@ -503,7 +508,9 @@ static sl_err iam_open(sl_broker *b, const sl_listener_spec *ls, int nl, char *e
         if (proto == SL_SEC_SASL_PLAINTEXT || proto == SL_SEC_SASL_SSL)
             mechs |= sl_auth_config_mechs(&b->cfg, ls[i].name);
     }
-    if (!(mechs & (SL_MECH_AWS_MSK_IAM | SL_MECH_OAUTHBEARER))) return SL_OK;
+    if (!(mechs & (SL_MECH_AWS_MSK_IAM | SL_MECH_OAUTHBEARER)) &&
+        !b->cfg.sluice_iam_sts_listener[0])
+        return SL_OK;
     const char *hosts[16];
     size_t nh = 0;
     for (int i = 0; i < (b->nadv ? b->nadv : nl) && nh < 16; i++) {
@@ -732,8 +739,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return e;
     }
-    /* An https metrics endpoint alone also needs the certificate file check. */
-    if (!b->tls_timer && sl_metrics_tls(b->metrics) && b->cfg.sluice_ssl_reload_interval_ms > 0)
+    sl_iam_sts_env se = {.cfg = &b->cfg, .iam = b->iam, .hub = &b->events, .loop = b->loop};
+    if ((e = sl_iam_sts_new(&se, &b->sts, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
+    /* An https metrics or STS endpoint alone also needs the certificate file check. */
+    if (!b->tls_timer && (sl_metrics_tls(b->metrics) || sl_iam_sts_tls(b->sts)) &&
+        b->cfg.sluice_ssl_reload_interval_ms > 0)
         b->tls_timer = sl_timer_start(b->loop, b->cfg.sluice_ssl_reload_interval_ms, tls_tick, b);
     if ((e = sl_keyops_new(b, b->keysvc, &b->keyops, err, elen)) != SL_OK) {
         sl_broker_free(b);
@@ -775,6 +788,7 @@ void sl_broker_free(sl_broker *b) {
     /* After the server (closing connections drop their upstream ones), before the loop. */
     sl_gateway_free(b->gw);
     sl_metrics_free(b->metrics);
+    sl_iam_sts_free(b->sts); /* before the IAM context it borrows */
     sl_audit_free(b->audit); /* after the server: connections closing still report */
     sl_guard_free(b->guard);
     /* After the server: its connections' transports point at these. */

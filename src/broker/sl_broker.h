@@ -54,6 +54,7 @@ typedef struct sl_broker {
     struct sl_audit *audit;          /* the audit trail (src/audit); NULL: off */
     struct sl_guard *guard;          /* detections (src/guard); NULL: off */
     struct sl_metrics *metrics;      /* metrics endpoint (src/metrics); NULL: off */
+    struct sl_iam_sts *sts;          /* STS-compatible endpoint (src/iam/sl_iam_sts); NULL: off */
     struct sl_keyops *keyops;        /* control socket and `sluice keys` (sl_keyops.h) */
     struct sl_fprot *fprot;          /* field protection (sl_fprot.h); NULL: off */
     /* `sluice gateway` (src/gateway/sl_gateway.h): requests execute against the upstream

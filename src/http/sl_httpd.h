@@ -38,7 +38,8 @@ typedef struct sl_httpd_resp {
     const char *content_type; /* static; preset "text/plain; charset=utf-8" */
     sl_text body;             /* preset empty; the server frees it */
     char headers[512];
-    bool close; /* close the connection after this answer */
+    bool close;     /* close the connection after this answer */
+    bool sensitive; /* the body holds a secret: the server wipes every copy once written */
 } sl_httpd_resp;
 
 /* One complete request: r (header pointers into the connection's buffer) and its body[blen]

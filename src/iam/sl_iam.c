@@ -161,8 +161,15 @@ static bool may_connect(sl_iam *iam, const sl_iam_identity *id, int64_t now_s,
     return sl_iam_evaluate(pols, np, "kafka-cluster:Connect", arn, &ctx, NULL) == SL_IAM_ALLOW;
 }
 
+static sl_err v_http(const sl_msk_iam_verify_cfg *cfg, const void *in, size_t n, sl_msk_iam_id *id,
+                     const char **reason) {
+    return sl_msk_iam_verify_http(cfg, in, id, reason);
+}
+
+/* `connect`: a Kafka login, which also needs kafka-cluster:Connect (an STS call does not). */
 static sl_err verify(sl_iam *iam, verify_fn fn, const void *in, size_t n, int64_t now_s,
-                     const char *source_ip, bool tls, sl_iam_identity *id, const char **reason) {
+                     const char *source_ip, bool tls, bool connect, sl_iam_identity *id,
+                     const char **reason) {
     const char *dummy;
     if (!reason) reason = &dummy;
     *reason = NULL;
@@ -211,7 +218,7 @@ static sl_err verify(sl_iam *iam, verify_fn fn, const void *in, size_t n, int64_
         *reason = "expired";
         return SL_EAUTH;
     }
-    if (!may_connect(iam, id, now_s, source_ip, tls)) {
+    if (connect && !may_connect(iam, id, now_s, source_ip, tls)) {
         *reason = "not allowed kafka-cluster:Connect";
         return SL_EAUTH;
     }
@@ -221,22 +228,29 @@ static sl_err verify(sl_iam *iam, verify_fn fn, const void *in, size_t n, int64_
 
 sl_err sl_iam_verify_payload(sl_iam *iam, const uint8_t *p, size_t n, int64_t now_s,
                              sl_iam_identity *id, const char **reason) {
-    return verify(iam, v_payload, p, n, now_s, NULL, true, id, reason);
+    return verify(iam, v_payload, p, n, now_s, NULL, true, true, id, reason);
 }
 
 sl_err sl_iam_verify_token(sl_iam *iam, const char *tok, size_t n, int64_t now_s,
                            sl_iam_identity *id, const char **reason) {
-    return verify(iam, v_token, tok, n, now_s, NULL, true, id, reason);
+    return verify(iam, v_token, tok, n, now_s, NULL, true, true, id, reason);
 }
 
 sl_err sl_iam_verify_payload_from(sl_iam *iam, const uint8_t *p, size_t n, int64_t now_s,
                                   const char *source_ip, bool tls, sl_iam_identity *id,
                                   const char **reason) {
-    return verify(iam, v_payload, p, n, now_s, source_ip, tls, id, reason);
+    return verify(iam, v_payload, p, n, now_s, source_ip, tls, true, id, reason);
 }
 
 sl_err sl_iam_verify_token_from(sl_iam *iam, const char *tok, size_t n, int64_t now_s,
                                 const char *source_ip, bool tls, sl_iam_identity *id,
                                 const char **reason) {
-    return verify(iam, v_token, tok, n, now_s, source_ip, tls, id, reason);
+    return verify(iam, v_token, tok, n, now_s, source_ip, tls, true, id, reason);
 }
+
+sl_err sl_iam_verify_http(sl_iam *iam, const sl_msk_iam_http *r, int64_t now_s, sl_iam_identity *id,
+                          const char **reason) {
+    return verify(iam, v_http, r, 0, now_s, NULL, true, false, id, reason);
+}
+
+const char *sl_iam_region(const sl_iam *iam) { return iam->region; }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/sl_msk_iam.h"
 #include "base/sl_config.h"
 #include "base/sl_err.h"
 #include "iam/sl_iamaction.h"
@@ -55,6 +56,15 @@ sl_err sl_iam_verify_token_from(sl_iam *iam, const char *tok, size_t n, int64_t 
                                 const char *source_ip, bool tls, sl_iam_identity *id,
                                 const char **reason);
 
+/* Verifies an AWS API request signed in SigV4's header form (sl_msk_iam_verify_http, for the
+ * STS endpoint: r->service "sts") with the store's secrets, the configured region, hosts and
+ * skew, and resolves who signed it, as sl_iam_verify_payload (no kafka-cluster:Connect: the
+ * caller decides its own action). */
+sl_err sl_iam_verify_http(sl_iam *iam, const sl_msk_iam_http *r, int64_t now_s, sl_iam_identity *id,
+                          const char **reason);
+/* The region payloads and requests must be signed for. */
+const char *sl_iam_region(const sl_iam *iam);
+
 /* ---- decisions (sl_iam_authz.c) ----
  * `source_ip`: the client's address without port; `tls`: the connection is TLS. The store is
  * refreshed at most once a second before deciding, so a policy change applies to the next
@@ -67,6 +77,10 @@ bool sl_iam_decide(sl_iam *iam, const sl_iam_identity *id, const char *source_ip
 /* As sl_authorizer_allows_any. */
 bool sl_iam_decide_any(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, bool tls,
                        int op, int rtype);
+/* `action` (e.g. "sts:AssumeRole") on `resource` (an ARN) for `id`, by its attached policies;
+ * on a denial `why` names the deciding statement (or none). */
+bool sl_iam_decide_action(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, bool tls,
+                          const char *action, const char *resource, char *why, size_t wlen);
 /* As sl_authorizer_ops. */
 int32_t sl_iam_decide_ops(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, bool tls,
                           int rtype, const char *name, size_t nlen);

@@ -76,3 +76,16 @@ int32_t sl_iam_decide_ops(sl_iam *iam, const sl_iam_identity *id, const char *so
     if (!load(iam, id, source_ip, tls, &w)) return 0;
     return sl_iam_ops(w.pols, w.n, &iam->arns, &w.ctx, rtype, name, nlen);
 }
+
+bool sl_iam_decide_action(sl_iam *iam, const sl_iam_identity *id, const char *source_ip, bool tls,
+                          const char *action, const char *resource, char *why, size_t wlen) {
+    who w;
+    if (!load(iam, id, source_ip, tls, &w)) {
+        if (why && wlen) snprintf(why, wlen, "IAM is not in use on this broker (implicit deny)");
+        return false;
+    }
+    sl_iam_why d = {0};
+    sl_iam_effect e = sl_iam_evaluate(w.pols, w.n, action, resource, &w.ctx, &d);
+    if (e != SL_IAM_ALLOW) sl_iam_explain(why, wlen, action, resource, e, &d);
+    return e == SL_IAM_ALLOW;
+}

@@ -176,7 +176,7 @@ sl_err sl_iam_arn_cfg_from(const sl_config *cfg, const char *cluster_id, sl_iam_
 
 /* ---- decisions ---- */
 
-static void put_why(char *why, size_t wlen, const char *action, const char *arn, sl_iam_effect e,
+void sl_iam_explain(char *why, size_t wlen, const char *action, const char *arn, sl_iam_effect e,
                     const sl_iam_why *w) {
     if (!why || !wlen) return;
     if (e == SL_IAM_EXPLICIT_DENY && w->policy) {
@@ -231,7 +231,7 @@ bool sl_iam_authorize(const sl_iam_policy *const *pols, size_t n, const sl_iam_a
         if (e == SL_IAM_EXPLICIT_DENY) break;
     }
     if (denied < 0) return true;
-    put_why(why, wlen, acts[denied], arn, worst, &wd);
+    sl_iam_explain(why, wlen, acts[denied], arn, worst, &wd);
     return false;
 }
 

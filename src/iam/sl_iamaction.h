@@ -68,4 +68,9 @@ bool sl_iam_authorize_any(const sl_iam_policy *const *pols, size_t n, const sl_i
 int32_t sl_iam_ops(const sl_iam_policy *const *pols, size_t n, const sl_iam_arn_cfg *arns,
                    const sl_iam_ctx *ctx, int rtype, const char *name, size_t nlen);
 
+/* why[wlen] gets what decided `action` on `arn`: the explicit Deny's policy, statement and
+ * Sid, or that no statement allows it. For denials (e != SL_IAM_ALLOW). */
+void sl_iam_explain(char *why, size_t wlen, const char *action, const char *arn, sl_iam_effect e,
+                    const sl_iam_why *w);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "auth/sl_b64.h"
@@ -245,5 +246,136 @@ SL_TEST(msk_iam_botocore_fixtures_verify) {
     free(p);
     free(a);
     free(b);
+    free(t);
+}
+
+/* ---- the header form (the STS endpoint's requests) ---- */
+
+/* A fixture request split into headers (NUL-terminated in place) and its body. */
+typedef struct http_fx {
+    char *text;
+    sl_sigv4_header h[SL_SIGV4_MAX_HEADERS];
+    size_t n;
+    const char *body;
+} http_fx;
+
+static bool split_fx(char *text, http_fx *fx) {
+    memset(fx, 0, sizeof *fx);
+    fx->text = text;
+    char *p = text;
+    for (;;) {
+        char *eol = strstr(p, "\r\n");
+        if (!eol) return false;
+        *eol = 0;
+        if (eol == p) break;
+        char *colon = strchr(p, ':');
+        if (!colon || fx->n == SL_SIGV4_MAX_HEADERS) return false;
+        *colon = 0;
+        fx->h[fx->n++] = (sl_sigv4_header){p, colon + 2};
+        p = eol + 2;
+    }
+    fx->body = p + 2;
+    return true;
+}
+
+static const char *k_sts_hosts[] = {"127.0.0.1"};
+
+static sl_err verify_fx(const http_fx *fx, int64_t now, const char *region, const char *body,
+                        const char **why) {
+    sl_msk_iam_verify_cfg cfg = cfg_at(now);
+    cfg.hosts = k_sts_hosts;
+    cfg.nhosts = 1;
+    cfg.region = region;
+    sl_msk_iam_http r = {.method = "POST",
+                         .path = "/",
+                         .query = "",
+                         .headers = fx->h,
+                         .nheaders = fx->n,
+                         .body = (const uint8_t *)body,
+                         .blen = strlen(body),
+                         .service = "sts"};
+    sl_msk_iam_id id;
+    sl_err e = sl_msk_iam_verify_http(&cfg, &r, &id, why);
+    if (!e && (strcmp(id.akid, "ASIAEXAMPLE") || !id.temporary)) return SL_EINVAL;
+    return e;
+}
+
+static sl_sigv4_header *fx_header(http_fx *fx, const char *name) {
+    for (size_t i = 0; i < fx->n; i++)
+        if (!strcasecmp(fx->h[i].name, name)) return &fx->h[i];
+    return NULL;
+}
+
+SL_TEST(msk_iam_http_header_form_botocore_request_and_refusals) {
+    char *t = read_fixture("botocore-sts-assume-role.txt");
+    CHECK(t);
+    if (!t) return;
+    http_fx fx;
+    CHECK(split_fx(t, &fx));
+    const char *why = NULL;
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_OK);
+    CHECK_EQ(verify_fx(&fx, T0 - 299, REGION, fx.body, &why), SL_OK);
+    /* the body is signed */
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, "Action=AssumeRole&Version=2011-06-15", &why),
+             SL_EAUTH);
+    CHECK(!strcmp(why, "signature does not match"));
+    /* out of the skew, both ways: a captured request replays only within it */
+    CHECK_EQ(verify_fx(&fx, T0 + 301, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "expired"));
+    CHECK_EQ(verify_fx(&fx, T0 - 301, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "date in the future"));
+    CHECK_EQ(verify_fx(&fx, T0 + 60, "us-east-1", fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "wrong region"));
+    /* another host */
+    sl_sigv4_header *host = fx_header(&fx, "host");
+    const char *h0 = host->value;
+    host->value = "127.0.0.2:9443";
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "host is not this broker"));
+    host->value = "127.0.0.1:9444"; /* signed with the port: another port is another request */
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "signature does not match"));
+    host->value = h0;
+    /* the token: another one does not open the key; one left unsigned is refused */
+    sl_sigv4_header *tok = fx_header(&fx, "x-amz-security-token");
+    tok->value = "tok/en+=y";
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "signature does not match"));
+    tok->value = "tok/en+=x";
+    sl_sigv4_header *az = fx_header(&fx, "authorization");
+    const char *a0 = az->value;
+    char *a1 = replace(a0, ";x-amz-security-token", "");
+    az->value = a1;
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "the security token must be signed"));
+    free(a1);
+    /* an unknown key and a wrong secret look alike */
+    a1 = replace(a0, "ASIAEXAMPLE", "ASIAEXAMPLF");
+    az->value = a1;
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "signature does not match"));
+    free(a1);
+    /* the service in the scope must be sts */
+    a1 = replace(a0, "/sts/", "/kafka-cluster/");
+    az->value = a1;
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "wrong service"));
+    free(a1);
+    /* a signed header the request does not carry; a repeated date; no authorization */
+    a1 = replace(a0, "content-type;", "content-type;x-extra;");
+    az->value = a1;
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "a signed header is missing"));
+    free(a1);
+    az->value = a0;
+    fx.h[fx.n++] = (sl_sigv4_header){"x-amz-date", "20261206T150001Z"};
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "a signing header is repeated"));
+    fx.n--;
+    az->name = "x-not-authorization";
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_EAUTH);
+    CHECK(!strcmp(why, "missing authorization"));
+    az->name = "Authorization";
+    CHECK_EQ(verify_fx(&fx, T0 + 60, REGION, fx.body, &why), SL_OK);
     free(t);
 }

@@ -44,3 +44,23 @@ req = presign('kafka.us-west-2.amazonaws.com', Credentials('AKIDEXAMPLE', SECRET
 req.params = {'User-Agent': 'aws-msk-iam-sasl-signer-python/1.0.1'}
 with open('botocore-token.txt', 'w') as f:
     f.write(base64.urlsafe_b64encode(req.prepare().url.encode()).decode().rstrip('='))
+
+# The STS endpoint's header form (src/iam/sl_iam_sts.h): an AssumeRole POST signed the way
+# botocore's STS client signs it (SigV4Auth, service sts), saved as the headers it sends and the
+# body, one "Name: value" line each, a blank line, then the body.
+from botocore.auth import SigV4Auth
+def sts_request(host, creds, region, ts, body):
+    freeze(ts)
+    req = AWSRequest(method='POST', url=f'https://{host}/', data=body,
+                     headers={'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8'})
+    SigV4Auth(creds, 'sts', region).add_auth(req)
+    p = req.prepare()
+    lines = [f'{k}: {v}' for k, v in p.headers.items()]
+    if not any(k.lower() == 'host' for k in p.headers):
+        lines.insert(0, f'Host: {host}')
+    return '\r\n'.join(lines) + '\r\n\r\n' + body
+with open('botocore-sts-assume-role.txt', 'w', newline='') as f:
+    f.write(sts_request('127.0.0.1:9443', Credentials('ASIAEXAMPLE', SECRET, 'tok/en+=x'),
+                        'eu-west-1', ts,
+                        'Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012'
+                        '%3Arole%2Forders-etl&RoleSessionName=nightly&DurationSeconds=900'))
