@@ -901,6 +901,12 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         sl_arena_reset(a);
         /* Control batches (transaction markers) are kept whole for now. */
         if (!(bi.attributes & ATTR_CONTROL)) {
+            /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it
+             * before sizing anything by it. */
+            if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
+                e = SL_ECORRUPT;
+                break;
+            }
             size_t kb = (size_t)bi.record_count / 8 + 1;
             if (kb > keep_cap) {
                 free(keep);

@@ -1,7 +1,9 @@
 /* Log cleaner (compaction) tests: each runs in its own directory under /dev/shm (or /tmp), with
  * small segments, injected clocks and a simulated crash at every durable step of the swap. */
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "sl_test.h"
 #include "storage/sl_cleaner.h"
 #include "storage/sl_log.h"
+#include "storage/sl_storage_hooks.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -549,6 +552,9 @@ SL_TEST(cleaner_reader_before_commit_reads_old_data) {
     sl_cleaner_job *j;
     CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
     CHECK(j);
+    sl_cleaner_job *j2;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j2), SL_OK);
+    CHECK(!j2); /* the segments are reserved: no second clean of them */
     CHECK_EQ(sl_cleaner_run(j), SL_OK);
     /* Between run and commit the log serves the old segments, whole. */
     int ng = read_all(log, g_got, MAXR, NULL, NULL);
@@ -597,6 +603,131 @@ SL_TEST(cleaner_deleted_segment_stays_deleted) {
     CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
     CHECK_EQ(sl_log_start_offset(log), b1);
     CHECK(read_all(log, g_got, MAXR, NULL, NULL) > 0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+static int g_fail_after;
+static ssize_t fail_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
+    if (g_fail_after-- <= 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwritev(fd, iov, n, off);
+}
+
+SL_TEST(cleaner_write_failure_leaves_log_unchanged) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    int64_t act = active_base(log), size0 = sl_log_size_bytes(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    static const int fails[] = {0, 1, 3, 8};
+    for (size_t i = 0; i < sizeof fails / sizeof *fails; i++) {
+        sl_cleaner_result res;
+        g_fail_after = fails[i];
+        sl_storage_pwritev = fail_pwritev;
+        sl_err e = clean(log, &cc, NOW, &res);
+        sl_storage_pwritev = pwritev;
+        CHECK_EQ(e, SL_ENOSPC);
+        CHECK_EQ(count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+        CHECK_EQ(sl_log_size_bytes(log), size0);
+        int ng = read_all(log, g_got, MAXR, NULL, NULL);
+        CHECK(same(g_got, ng, m.r, m.n));
+    }
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* A stored batch that fails its CRC is never rewritten (that would launder it into a file with
+ * valid checksums): the clean fails and leaves the log as it was. */
+SL_TEST(cleaner_refuses_a_corrupt_segment) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    CHECK_EQ(fill(log, NULL, 4, 12, 1000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    sl_log_close(log);
+    char p[512];
+    snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+    FILE *f = fopen(p, "r+b");
+    CHECK(f);
+    uint8_t c;
+    long at = 64 + 52 + SL_BATCH_HEADER_SIZE + 3; /* inside the first batch's record */
+    CHECK(fseek(f, at, SEEK_SET) == 0 && fread(&c, 1, 1, f) == 1);
+    c ^= 0x20;
+    CHECK(fseek(f, at, SEEK_SET) == 0 && fwrite(&c, 1, 1, f) == 1);
+    fclose(f);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    int64_t size0 = sl_log_size_bytes(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_ECORRUPT);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+    CHECK_EQ(sl_log_size_bytes(log), size0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+static void *run_thread(void *j) {
+    sl_err *e = malloc(sizeof *e);
+    *e = sl_cleaner_run(j);
+    return e;
+}
+
+/* Run on a worker while the loop thread keeps appending (rolling new segments) and reading:
+ * run touches only the reserved segments' files, commit applies it afterwards. */
+SL_TEST(cleaner_runs_on_a_worker_while_the_log_is_used) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 8, 10, 1000), 0);
+    int64_t act = active_base(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(j);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, j) == 0);
+    int appended = fill(log, &m, 8, 5, 5000);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    void *rv;
+    pthread_join(t, &rv);
+    sl_err re = *(sl_err *)rv;
+    free(rv);
+    CHECK_EQ(appended, 0);
+    CHECK(same(g_got, ng, m.r, m.n)); /* read during the run: everything */
+    sl_cleaner_result res;
+    CHECK_EQ(sl_cleaner_commit(j, re, &res), SL_OK);
+    CHECK_EQ(res.checkpoint.offset, act); /* what was closed at prepare */
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    /* Below act: compacted against the records below act only; from act on: untouched. */
+    CHECK(same(g_got, ng, g_want, nw));
     sl_log_close(log);
     rm_rf(dir);
 }
