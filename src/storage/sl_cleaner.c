@@ -978,6 +978,21 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
 
 /* ---- run ---------------------------------------------------------------------------------- */
 
+/* Removes `*.cleaned` files and a manifest temporary left by a failed run. */
+static void remove_strays(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    size_t el = strlen(CLEANED_EXT);
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if ((n > el && strcmp(de->d_name + n - el, CLEANED_EXT) == 0) ||
+            strcmp(de->d_name, SWAP_TMP) == 0)
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 static sl_err write_manifest(sl_cleaner_job *j) {
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/" SWAP_TMP, j->dir);
@@ -1004,8 +1019,11 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
                  j->dir);
         return SL_ESTATE;
     }
-    /* Makes the previous commit's last rename durable before any new `.cleaned` file exists:
-     * a manifest that came back after a crash would adopt them. */
+    /* No `.cleaned` file may exist when a manifest is decided but its run's: strays (a failed
+     * run that could not undo its decision durably) go first. The fsync makes that, and the
+     * previous commit's last rename, durable before any new `.cleaned` file exists: a manifest
+     * that came back after a crash would adopt them. */
+    remove_strays(j->dir);
     sl_err e = fsync_dir(j->dir);
     sl_cleaner_checkpoint ck;
     if (!e) e = sl_cleaner_read_checkpoint(j->dir, &ck);
@@ -1031,15 +1049,15 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
     if (e) {
         SL_WARN(SUB, "compaction failed; the log is unchanged", "dir=%s err=%s", j->dir,
                 sl_errname(e));
-        if (j->decided) {
-            (void)unlink(p); /* undecided again before any file goes */
-            (void)fsync_dir(j->dir);
-            j->decided = false;
+        /* Undecided again (durably) before any file goes; if that fails the decision stands
+         * (its files are whole and durable) and the next open completes it. */
+        if (j->decided && unlink(p) == 0 && fsync_dir(j->dir) == SL_OK) j->decided = false;
+        if (!j->decided) {
+            snprintf(p, sizeof p, "%s/" SWAP_TMP, j->dir);
+            (void)unlink(p);
+            for (int i = 0; i < j->nsegs; i++)
+                if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
         }
-        snprintf(p, sizeof p, "%s/" SWAP_TMP, j->dir);
-        (void)unlink(p);
-        for (int i = 0; i < j->nsegs; i++)
-            if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
     }
     return e;
 }
@@ -1114,10 +1132,9 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         /* Decided on disk but not applied in memory: undo the decision while nothing moved. */
         char p[4096];
         snprintf(p, sizeof p, "%s/" SWAP_FILE, j->dir);
-        (void)unlink(p);
-        (void)fsync_dir(j->dir);
-        for (int i = 0; i < j->nsegs; i++)
-            if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
+        if (unlink(p) == 0 && fsync_dir(j->dir) == SL_OK)
+            for (int i = 0; i < j->nsegs; i++)
+                if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
     }
     /* Oldest first: a crash part-way leaves a prefix swapped, and the manifest completes it. */
     for (int i = 0; !e && i < j->nsegs; i++) {
