@@ -800,10 +800,15 @@ static sl_err rebuild(sl_cleaner_job *j, const sl_batch_info *bi, const uint8_t 
                 e = SL_ENOMEM;
                 break;
             }
-            int32_t nh = 0;
+            /* sl_record_header_next counts rec.nheaders down as it goes. */
+            int32_t nh = 0, total = rec.nheaders;
             sl_bytes hk, hv;
-            while (nh < rec.nheaders && sl_record_header_next(&rec, &hk, &hv))
+            while (nh < total && sl_record_header_next(&rec, &hk, &hv))
                 hs[nh++] = (sl_rec_header){hk, hv};
+            if (nh != total) {
+                e = SL_ECORRUPT; /* the iterator checked them: cannot happen */
+                break;
+            }
             sl_rec_in in = {.attributes = rec.attributes,
                             .timestamp_delta = (int64_t)((uint64_t)bi->base_timestamp +
                                                          (uint64_t)rec.timestamp_delta -

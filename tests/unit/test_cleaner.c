@@ -767,3 +767,86 @@ SL_TEST(cleaner_runs_on_a_worker_while_the_log_is_used) {
     sl_log_close(log);
     rm_rf(dir);
 }
+
+/* A re-encoded batch keeps its kept records whole: headers, attributes, timestamps, and the
+ * batch header's producer fields and last offset delta. */
+SL_TEST(cleaner_rebuilt_batch_keeps_headers_and_producer_fields) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    sl_arena *a = sl_arena_new(4096);
+    sl_rec_builder b;
+    sl_rec_builder_init(&b, a, 256);
+    sl_rec_header hs[2] = {{{(const uint8_t *)"h1", 2}, {(const uint8_t *)"one", 3}},
+                           {{(const uint8_t *)"h2", 2}, SL_BYTES_NULL}};
+    sl_rec_in r0 = {.timestamp_delta = 0,
+                    .offset_delta = 0,
+                    .key = {(const uint8_t *)"k", 1},
+                    .value = {(const uint8_t *)"old", 3}};
+    sl_rec_in r1 = {.timestamp_delta = 7,
+                    .offset_delta = 1,
+                    .key = {(const uint8_t *)"other", 5},
+                    .value = {(const uint8_t *)"kept", 4},
+                    .headers = hs,
+                    .nheaders = 2};
+    sl_rec_in r2 = {.timestamp_delta = 9,
+                    .offset_delta = 2,
+                    .key = {(const uint8_t *)"k", 1},
+                    .value = {(const uint8_t *)"new", 3}};
+    CHECK_EQ(sl_rec_builder_add(&b, &r0), SL_OK);
+    CHECK_EQ(sl_rec_builder_add(&b, &r1), SL_OK);
+    CHECK_EQ(sl_rec_builder_add(&b, &r2), SL_OK);
+    uint8_t *batch;
+    size_t len;
+    CHECK_EQ(sl_rec_builder_seal(&b, SL_COMPRESSION_NONE, 500, 509, &batch, &len), SL_OK);
+    /* An idempotent producer's batch. */
+    sl_batch_info like;
+    CHECK(sl_batch_parse(batch, len, &like));
+    like.producer_id = 42;
+    like.producer_epoch = 3;
+    like.base_sequence = 100;
+    sl_batch_reseal_like(batch, len, &like);
+    int64_t base;
+    CHECK_EQ(sl_log_append(log, batch, len, 3, 509, &base), SL_OK);
+    CHECK_EQ(fill(log, NULL, 20, 1, 1000), 0); /* closes the segment */
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.offset_map_bytes = 4096;
+    /* A later "k": both "k" records of the batch go, "other" stays (the batch is rebuilt). */
+    const char *k = "k", *v = "newest";
+    CHECK_EQ(append(log, NULL, 1, &k, &v, 0, 2000), 0);
+    CHECK_EQ(fill(log, NULL, 20, 1, 3000), 0);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    uint8_t *p;
+    size_t n;
+    CHECK_EQ(sl_log_read(log, 0, 1 << 16, a, &p, &n), SL_OK);
+    sl_batch_info bi;
+    CHECK(sl_batch_parse(p, n, &bi) && sl_batch_crc_ok(p, bi.size));
+    CHECK_EQ(bi.base_offset, 0);
+    CHECK_EQ(bi.last_offset_delta, 2); /* unchanged: sequences stay base_sequence + delta */
+    CHECK_EQ(bi.record_count, 1);
+    CHECK_EQ(bi.producer_id, 42);
+    CHECK_EQ(bi.producer_epoch, 3);
+    CHECK_EQ(bi.base_sequence, 100);
+    sl_rec_iter it;
+    sl_record sr;
+    CHECK_EQ(sl_rec_iter_init(&it, p, bi.size, a, 1 << 20), SL_OK);
+    CHECK(sl_rec_iter_next(&it, &sr));
+    CHECK_EQ(sr.offset, 1);
+    CHECK_EQ(sr.timestamp, 507);
+    CHECK(sr.value.len == 4 && !memcmp(sr.value.p, "kept", 4));
+    CHECK_EQ(sr.nheaders, 2);
+    sl_bytes hk, hv;
+    CHECK(sl_record_header_next(&sr, &hk, &hv));
+    CHECK(hk.len == 2 && !memcmp(hk.p, "h1", 2) && hv.len == 3 && !memcmp(hv.p, "one", 3));
+    CHECK(sl_record_header_next(&sr, &hk, &hv));
+    CHECK(hk.len == 2 && !memcmp(hk.p, "h2", 2) && hv.len == -1);
+    CHECK(!sl_rec_iter_next(&it, &sr) && sl_rec_iter_err(&it) == SL_OK);
+    sl_arena_free(a);
+    sl_log_close(log);
+    rm_rf(dir);
+}
