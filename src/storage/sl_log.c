@@ -1820,9 +1820,12 @@ static void drop_oldest(sl_log *log) {
     seg_unref(s);
 }
 
-/* The cleaner's swap: files first (sl_cleaner_commit renamed them), then memory. */
+/* The cleaner's swap: files first (sl_cleaner_commit renamed them), then memory. The old
+ * files are gone (replaced): a flusher still holding the old segment must not take a failure to
+ * reopen them for a lost file. */
 void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns) {
     sl_seg *old = log->segs[i];
+    atomic_store_explicit(&old->gone, true, memory_order_release);
     pthread_mutex_lock(&log->mu);
     log->segs[i] = ns;
     pthread_mutex_unlock(&log->mu);
