@@ -1071,6 +1071,8 @@ static sl_err log_open(const char *dir, const sl_log_config *cfg, bool synced, s
     close(dfd);
     if ((e = ckpt_read(log, &ckpt)) != SL_OK) goto fail;
     reenc_cleanup(dir);
+    /* An interrupted compaction swap: finish it or roll it back (sl_cleaner.c). */
+    if ((e = sl_cleaner__recover(dir)) != SL_OK) goto fail;
     if ((e = list_segments(log, &bases, &nb)) != SL_OK) goto fail;
     for (int i = 0; i < nb; i++) {
         sl_seg *s = NULL;
@@ -1816,6 +1818,18 @@ static void drop_oldest(sl_log *log) {
     SL_INFO(SUB, "deleted segment", "dir=%s base=%" PRId64 " start=%" PRId64, log->dir, s->base,
             log->start_offset);
     seg_unref(s);
+}
+
+/* The cleaner's swap: files first (sl_cleaner_commit renamed them), then memory. The old
+ * files are gone (replaced): a flusher still holding the old segment must not take a failure to
+ * reopen them for a lost file. */
+void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns) {
+    sl_seg *old = log->segs[i];
+    atomic_store_explicit(&old->gone, true, memory_order_release);
+    pthread_mutex_lock(&log->mu);
+    log->segs[i] = ns;
+    pthread_mutex_unlock(&log->mu);
+    seg_unref(old);
 }
 
 sl_err sl_log_delete_records(sl_log *log, int64_t offset) {

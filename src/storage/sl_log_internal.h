@@ -1,4 +1,4 @@
-/* Internals shared by sl_log.c and sl_flusher.c. Not for use outside src/storage. */
+/* Internals shared by sl_log.c, sl_flusher.c and sl_cleaner.c. Not for use outside src/storage. */
 #ifndef SL_STORAGE_LOG_INTERNAL_H
 #define SL_STORAGE_LOG_INTERNAL_H
 #include <pthread.h>
@@ -92,5 +92,13 @@ sl_err sl_log__fsync_dirty(sl_log *log);
 /* Records that everything below `target` and the first `rec_mark` appended records are durable.
  * Loop thread. */
 void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark);
+
+/* Cleaner (sl_cleaner.c). Replaces closed segment `i` by `ns` (whose files are already in place
+ * under the segment's name and durable; the log takes ownership of ns) and drops the log's
+ * reference to the old one (the flusher may still hold it). Loop thread. */
+void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns);
+/* Called by sl_log_open before it lists segments: completes a decided clean (its manifest is in
+ * place) or removes the leftovers of an undecided one. */
+sl_err sl_cleaner__recover(const char *dir);
 
 #endif

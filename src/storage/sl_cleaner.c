@@ -1,0 +1,1200 @@
+/* Log cleaner (compaction). The rules and the swap protocol are documented in docs/compaction.md,
+ * "How the cleaner works (internal)"; keep them in sync. Segment and frame layouts are those of
+ * docs/on-disk-format.md (sl_log.c writes them; the few constants needed here are repeated). */
+#include "sl_cleaner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sl_arena.h"
+#include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
+#include "base/sl_logging.h"
+#include "proto/sl_batch.h"
+#include "proto/sl_records.h"
+#include "sl_frame.h"
+#include "sl_log_internal.h"
+#include "sl_storage_hooks.h"
+
+#define SUB "cleaner"
+
+/* Plaintext segment file header (sl_log.c, FILE_*): magic, version 1, flags 0, base, created
+ * ms, header length 64, CRC-32C of bytes [0, 60) at 60. */
+#define SEG_MAGIC   0x534C5347u
+#define SEG_HDR     64
+#define SEG_HDR_CRC 60
+
+#define CLEANED_EXT ".cleaned"
+#define CKPT_FILE   "cleaner-checkpoint"
+#define SWAP_FILE   "cleaner-swap"
+#define SWAP_TMP    "cleaner-swap.tmp"
+#define CK_MAGIC    0x534C434Bu /* "SLCK" */
+#define CK_SIZE     28          /* magic, version, flags, offset, horizon, CRC */
+
+/* v2 batch attribute bits (KIP-98, KIP-534). */
+#define ATTR_CONTROL        0x20
+#define ATTR_DELETE_HORIZON 0x40
+
+int sl_cleaner__crash_after;
+
+static const char *const k_ext[3] = {".log", ".index", ".timeindex"};
+
+/* ---- small I/O helpers ------------------------------------------------------------------- */
+
+static sl_err errno_err(int e) {
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return SL_ENOSPC;
+    case ENOMEM:
+        return SL_ENOMEM;
+    default:
+        return SL_EIO;
+    }
+}
+
+static sl_err pwrite_all(int fd, const uint8_t *p, size_t n, int64_t off) {
+    while (n) {
+        struct iovec iov = {(void *)(uintptr_t)p, n};
+        ssize_t w = sl_storage_pwritev(fd, &iov, 1, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno_err(errno);
+        if (w == 0) return SL_EIO;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return SL_OK;
+}
+
+static sl_err pread_all(int fd, uint8_t *p, size_t n, int64_t off) {
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return errno_err(errno);
+        if (r == 0) return SL_ECORRUPT; /* shorter than the segment said */
+        p += r;
+        n -= (size_t)r;
+        off += r;
+    }
+    return SL_OK;
+}
+
+static sl_err fsync_fd(int fd) { return sl_storage_fsync(fd) == 0 ? SL_OK : errno_err(errno); }
+
+static sl_err fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = fsync_fd(fd);
+    close(fd);
+    return e;
+}
+
+static void seg_file(char *out, size_t cap, const char *dir, int64_t base, int k, bool cleaned) {
+    snprintf(out, cap, "%s/%020" PRId64 "%s%s", dir, base, k_ext[k], cleaned ? CLEANED_EXT : "");
+}
+
+static void unlink_cleaned(const char *dir, int64_t base) {
+    for (int k = 0; k < 3; k++) {
+        char p[4096];
+        seg_file(p, sizeof p, dir, base, k, true);
+        (void)unlink(p);
+    }
+}
+
+/* "<20 digits><ext>" exactly (sl_log.c names segments so). */
+static bool parse_seg_name(const char *name, size_t len, int *k, int64_t *base) {
+    for (int i = 0; i < 3; i++) {
+        size_t el = strlen(k_ext[i]);
+        if (len != 20 + el || memcmp(name + 20, k_ext[i], el) != 0) continue;
+        int64_t v = 0;
+        for (int d = 0; d < 20; d++) {
+            if (name[d] < '0' || name[d] > '9') return false;
+            if (v > (INT64_MAX - (name[d] - '0')) / 10) return false;
+            v = v * 10 + (name[d] - '0');
+        }
+        *k = i;
+        *base = v;
+        return true;
+    }
+    return false;
+}
+
+/* ---- checkpoint and swap manifest (one format) -------------------------------------------- */
+
+static void ck_encode(uint8_t b[CK_SIZE], const sl_cleaner_checkpoint *ck) {
+    sl_be32(b, CK_MAGIC);
+    sl_be16(b + 4, 1);
+    sl_be16(b + 6, 0);
+    sl_be64(b + 8, (uint64_t)ck->offset);
+    sl_be64(b + 16, (uint64_t)ck->horizon_ms);
+    sl_be32(b + 24, sl_crc32c(0, b, 24));
+}
+
+static sl_err ck_read_file(const char *path, sl_cleaner_checkpoint *out, bool *found) {
+    *found = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SL_OK : errno_err(errno);
+    *found = true;
+    uint8_t b[CK_SIZE + 1];
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    if (n != CK_SIZE || sl_get_be32(b) != CK_MAGIC || sl_get_be16(b + 4) != 1 ||
+        sl_get_be32(b + 24) != sl_crc32c(0, b, 24) || (int64_t)sl_get_be64(b + 8) < 0)
+        return SL_ECORRUPT;
+    out->offset = (int64_t)sl_get_be64(b + 8);
+    out->horizon_ms = (int64_t)sl_get_be64(b + 16);
+    return SL_OK;
+}
+
+sl_err sl_cleaner_read_checkpoint(const char *dir, sl_cleaner_checkpoint *out) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/" CKPT_FILE, dir);
+    sl_cleaner_checkpoint ck = {0, -1};
+    bool found;
+    sl_err e = ck_read_file(p, &ck, &found);
+    if (e) {
+        SL_ERROR(SUB, "cleaner checkpoint unreadable", "file=%s err=%s", p, sl_errname(e));
+        return e;
+    }
+    *out = ck;
+    return SL_OK;
+}
+
+/* ---- recovery (sl_log_open) --------------------------------------------------------------- */
+
+/* The manifest is written (fsynced, renamed into place, directory fsynced) only after every
+ * `.cleaned` file of its run is whole and durable, and a run refuses to start while one is in
+ * place, so: manifest present = every `.cleaned` file belongs to the decided swap (roll forward);
+ * no manifest = they are an undecided run's (remove them). A `.cleaned` file whose segment was
+ * deleted meanwhile (retention) is removed either way: a deleted segment never comes back. */
+sl_err sl_cleaner__recover(const char *dir) {
+    char p[4096], q[4096];
+    snprintf(p, sizeof p, "%s/" SWAP_TMP, dir);
+    bool changed = unlink(p) == 0;
+    snprintf(p, sizeof p, "%s/" SWAP_FILE, dir);
+    struct stat st;
+    bool decided = stat(p, &st) == 0;
+    DIR *d = opendir(dir);
+    if (!d) return errno_err(errno);
+    sl_err e = SL_OK;
+    struct dirent *de;
+    int moved = 0, removed = 0;
+    while (!e && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name), el = strlen(CLEANED_EXT);
+        if (n <= el || strcmp(de->d_name + n - el, CLEANED_EXT) != 0) continue;
+        int k;
+        int64_t base;
+        if (!parse_seg_name(de->d_name, n - el, &k, &base)) continue;
+        char data[64];
+        snprintf(data, sizeof data, "%020" PRId64 ".log", base);
+        bool live = fstatat(dirfd(d), data, &st, 0) == 0;
+        if (decided && live) {
+            char to[64];
+            memcpy(to, de->d_name, n - el);
+            to[n - el] = 0;
+            if (renameat(dirfd(d), de->d_name, dirfd(d), to) != 0) {
+                e = errno_err(errno);
+                SL_ERROR(SUB, "cannot complete an interrupted compaction swap",
+                         "dir=%s file=%s reason=%s", dir, de->d_name, strerror(errno));
+            }
+            moved++;
+        } else {
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+            removed++;
+        }
+        changed = true;
+    }
+    closedir(d);
+    if (e) return e;
+    if (changed && (e = fsync_dir(dir)) != SL_OK) return e;
+    if (decided) {
+        sl_cleaner_checkpoint ck;
+        bool found;
+        snprintf(q, sizeof q, "%s/" CKPT_FILE, dir);
+        if (ck_read_file(p, &ck, &found) == SL_OK) {
+            if (rename(p, q) != 0) return errno_err(errno);
+        } else {
+            /* Cannot happen short of disk damage (it was fsynced before being named): the swap
+             * is complete anyway; an older checkpoint only means more work next time. */
+            SL_ERROR(SUB, "damaged compaction manifest; keeping the previous checkpoint", "file=%s",
+                     p);
+            (void)unlink(p);
+        }
+        if ((e = fsync_dir(dir)) != SL_OK) return e;
+    }
+    if (moved || removed)
+        SL_WARN(SUB,
+                decided ? "completed an interrupted compaction swap"
+                        : "removed the files of an interrupted compaction",
+                "dir=%s renamed=%d removed=%d", dir, moved, removed);
+    return SL_OK;
+}
+
+/* ---- the job ------------------------------------------------------------------------------ */
+
+/* One reserved segment: the loop's snapshot, then what run wrote for it. */
+typedef struct jseg {
+    int64_t base, next, size, created_ms;
+    /* Output (run). */
+    bool cleaned; /* `.cleaned` files written, durable, and different from the old ones */
+    bool gone;    /* deleted before run opened it */
+    int64_t onext, osize, max_ts, max_ts_off, since;
+    sl_idx_ent *idx;
+    uint32_t nidx, cidx;
+    sl_tidx_ent *tidx;
+    uint32_t ntidx, ctidx;
+} jseg;
+
+struct sl_cleaner_job {
+    sl_log *log; /* referenced; the loop's, touched only by prepare and commit */
+    char *dir;
+    sl_cleaner_config cfg;
+    int64_t now_ms;
+    int32_t index_interval;
+    bool has_keys;
+    int64_t plain_below;
+    jseg *segs;
+    int nsegs;
+    int steps;    /* durable steps taken (simulated crashes) */
+    bool crashed; /* a simulated crash stopped it */
+    bool decided; /* the manifest is in place */
+    sl_cleaner_result res;
+};
+
+/* Test hook: true when the simulated crash happens now. */
+static bool crash_now(sl_cleaner_job *j) {
+    if (sl_cleaner__crash_after > 0 && ++j->steps >= sl_cleaner__crash_after) {
+        j->crashed = true;
+        return true;
+    }
+    return false;
+}
+
+void sl_cleaner_config_default(sl_cleaner_config *c) {
+    c->delete_retention_ms = 24LL * 3600 * 1000;
+    c->min_compaction_lag_ms = 0;
+    c->max_compaction_lag_ms = INT64_MAX;
+    c->min_cleanable_dirty_ratio = 0.5;
+    c->offset_map_bytes = 128u << 20;
+    c->io_buffer_bytes = 1u << 20;
+    c->max_inflate_bytes = 64u << 20;
+}
+
+/* Index of the first segment the cleaner may not touch: the active one, or the first closed one
+ * that is encrypted, damaged, reserved, or holds a record newer than now - min lag. */
+static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms) {
+    for (int i = 0; i < log->nsegs - 1; i++) {
+        const sl_seg *s = log->segs[i];
+        if (s->enc || s->bad || s->reenc_busy || s->hdr_len != SEG_HDR) return i;
+        if (c->min_compaction_lag_ms > 0 && s->max_ts > now_ms - c->min_compaction_lag_ms) return i;
+    }
+    return log->nsegs - 1;
+}
+
+void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
+                       const sl_cleaner_checkpoint *ck, int64_t now_ms,
+                       sl_cleaner_assessment *out) {
+    memset(out, 0, sizeof *out);
+    int u = first_uncleanable(log, cfg, now_ms);
+    int64_t end = log->segs[u]->base, first = ck->offset;
+    if (first < log->segs[0]->base) first = log->segs[0]->base;
+    if (first > end) first = end;
+    out->first_dirty = first;
+    out->cleanable_end = end;
+    int64_t oldest_dirty = -1;
+    for (int i = 0; i < u; i++) {
+        const sl_seg *s = log->segs[i];
+        if (s->next <= first) {
+            out->clean_bytes += s->size;
+        } else {
+            out->dirty_bytes += s->size;
+            if (oldest_dirty < 0) oldest_dirty = s->created_ms;
+        }
+    }
+    int64_t total = out->clean_bytes + out->dirty_bytes;
+    out->dirty_ratio = total ? (double)out->dirty_bytes / (double)total : 0;
+    out->lag_exceeded = out->dirty_bytes > 0 && cfg->max_compaction_lag_ms != INT64_MAX &&
+                        now_ms - oldest_dirty >= cfg->max_compaction_lag_ms;
+    out->tombstones_expired = total > 0 && ck->horizon_ms >= 0 && now_ms >= ck->horizon_ms;
+    out->due = (out->dirty_bytes > 0 && out->dirty_ratio >= cfg->min_cleanable_dirty_ratio) ||
+               out->lag_exceeded || out->tombstones_expired;
+}
+
+static void job_free(sl_cleaner_job *j) {
+    if (!j) return;
+    for (int i = 0; i < j->nsegs; i++) {
+        free(j->segs[i].idx);
+        free(j->segs[i].tidx);
+    }
+    free(j->segs);
+    free(j->dir);
+    free(j);
+}
+
+sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
+                          sl_cleaner_job **job) {
+    *job = NULL;
+    if (log->closed || atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
+    int n = first_uncleanable(log, cfg, now_ms);
+    if (n <= 0) return SL_OK;
+    sl_cleaner_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->dir = strdup(log->dir)) || !(j->segs = calloc((size_t)n, sizeof *j->segs))) {
+        job_free(j);
+        return SL_ENOMEM;
+    }
+    j->cfg = *cfg;
+    if (j->cfg.io_buffer_bytes < 4096) j->cfg.io_buffer_bytes = 4096;
+    if (j->cfg.offset_map_bytes < 1024) j->cfg.offset_map_bytes = 1024;
+    j->now_ms = now_ms;
+    j->index_interval = log->cfg.index_interval_bytes;
+    j->has_keys = log->has_keys;
+    j->plain_below = log->keys.plain_below;
+    j->nsegs = n;
+    for (int i = 0; i < n; i++) {
+        sl_seg *s = log->segs[i];
+        j->segs[i] = (jseg){.base = s->base,
+                            .next = s->next,
+                            .size = s->size,
+                            .created_ms = s->created_ms,
+                            .max_ts = -1,
+                            .max_ts_off = -1};
+        /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
+        s->reenc_busy = true;
+    }
+    j->log = log;
+    sl_log__ref(log);
+    *job = j;
+    return SL_OK;
+}
+
+/* ---- offset map --------------------------------------------------------------------------- */
+
+/* Key → latest offset over the dirty range, in a fixed table sized by the budget. Keys are
+ * hashed with SHA-256 under a random per-run salt, truncated to 128 bits: no one can choose two
+ * keys that collide (a collision would drop the older key's latest record). */
+typedef struct omap_ent {
+    uint8_t h[16];
+    int64_t off1; /* offset + 1; 0: empty slot */
+} omap_ent;
+
+typedef struct omap {
+    omap_ent *t;
+    size_t slots, n, max;
+    EVP_MD_CTX *salted, *tmp;
+} omap;
+
+static void omap_free(omap *m) {
+    free(m->t);
+    EVP_MD_CTX_free(m->salted);
+    EVP_MD_CTX_free(m->tmp);
+    memset(m, 0, sizeof *m);
+}
+
+static sl_err omap_init(omap *m, size_t budget) {
+    memset(m, 0, sizeof *m);
+    m->slots = budget / sizeof(omap_ent);
+    if (m->slots < 4) m->slots = 4;
+    m->max = m->slots * 3 / 4; /* linear probing stays short below this load */
+    uint8_t salt[32];
+    if (!(m->t = calloc(m->slots, sizeof *m->t)) || !(m->salted = EVP_MD_CTX_new()) ||
+        !(m->tmp = EVP_MD_CTX_new())) {
+        omap_free(m);
+        return SL_ENOMEM;
+    }
+    if (RAND_bytes(salt, sizeof salt) != 1 || !EVP_DigestInit_ex(m->salted, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(m->salted, salt, sizeof salt)) {
+        omap_free(m);
+        return SL_EIO;
+    }
+    return SL_OK;
+}
+
+static bool omap_hash(omap *m, sl_bytes key, uint8_t h[16]) {
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned ml = 0;
+    if (!EVP_MD_CTX_copy_ex(m->tmp, m->salted) ||
+        (key.len > 0 && !EVP_DigestUpdate(m->tmp, key.p, (size_t)key.len)) ||
+        !EVP_DigestFinal_ex(m->tmp, md, &ml) || ml < 16)
+        return false;
+    memcpy(h, md, 16);
+    return true;
+}
+
+static omap_ent *omap_slot(omap *m, const uint8_t h[16]) {
+    size_t i = (size_t)(sl_get_be64(h) % m->slots);
+    while (m->t[i].off1 && memcmp(m->t[i].h, h, 16) != 0) i = (i + 1) % m->slots;
+    return &m->t[i];
+}
+
+static void omap_put(omap *m, const uint8_t h[16], int64_t off) {
+    omap_ent *e = omap_slot(m, h);
+    if (!e->off1) {
+        memcpy(e->h, h, 16);
+        m->n++;
+    }
+    if (off + 1 > e->off1) e->off1 = off + 1;
+}
+
+static int64_t omap_get(omap *m, const uint8_t h[16]) {
+    if (!m->t) return -1;
+    omap_ent *e = omap_slot(m, h);
+    return e->off1 ? e->off1 - 1 : -1;
+}
+
+/* ---- chunked frame reader and buffered writer --------------------------------------------- */
+
+typedef struct rdr {
+    int fd;
+    int64_t pos, end;
+    uint8_t *buf;
+    size_t cap, have, chunk;
+    int64_t off; /* file position of buf[0]; -1: empty */
+} rdr;
+
+static sl_err rdr_ensure(rdr *r, size_t n, const uint8_t **out) {
+    if (r->off >= 0 && r->pos >= r->off && r->pos + (int64_t)n <= r->off + (int64_t)r->have) {
+        *out = r->buf + (r->pos - r->off);
+        return SL_OK;
+    }
+    size_t want = n > r->chunk ? n : r->chunk;
+    if ((int64_t)want > r->end - r->pos) want = (size_t)(r->end - r->pos);
+    if (want > r->cap) {
+        uint8_t *nb = realloc(r->buf, want);
+        if (!nb) return SL_ENOMEM;
+        r->buf = nb;
+        r->cap = want;
+    }
+    r->off = -1;
+    sl_err e = pread_all(r->fd, r->buf, want, r->pos);
+    if (e) return e;
+    r->off = r->pos;
+    r->have = want;
+    *out = r->buf;
+    return SL_OK;
+}
+
+/* The next whole frame (header checked, batch CRC checked) at *frame, valid until the next call.
+ * SL_ERANGE at the end. */
+static sl_err rdr_next(rdr *r, sl_frame *f, const uint8_t **frame) {
+    if (r->pos >= r->end) return SL_ERANGE;
+    int64_t rem = r->end - r->pos;
+    if (rem < SL_FRAME_HDR_MIN) return SL_ECORRUPT;
+    size_t hn = rem < SL_FRAME_HDR_MAX ? (size_t)rem : SL_FRAME_HDR_MAX;
+    const uint8_t *p;
+    sl_err e = rdr_ensure(r, hn, &p);
+    if (e) return e;
+    if (sl_frame_decode(p, hn, f) != SL_FRAME_OK || (int64_t)f->flen > rem) return SL_ECORRUPT;
+    if ((e = rdr_ensure(r, f->flen, &p)) != SL_OK) return e;
+    if (sl_frame_decode(p, f->flen, f) != SL_FRAME_OK || !sl_frame_payload_ok(f, p + f->hlen))
+        return SL_ECORRUPT;
+    r->pos += f->flen;
+    *frame = p;
+    return SL_OK;
+}
+
+typedef struct wtr {
+    int fd;
+    int64_t pos; /* file position of buf[0] */
+    uint8_t *buf;
+    size_t len, cap;
+} wtr;
+
+static sl_err wtr_flush(wtr *w) {
+    sl_err e = pwrite_all(w->fd, w->buf, w->len, w->pos);
+    w->pos += (int64_t)w->len;
+    w->len = 0;
+    return e;
+}
+
+static sl_err wtr_put(wtr *w, const uint8_t *p, size_t n) {
+    if (w->len + n > w->cap) {
+        sl_err e = wtr_flush(w);
+        if (e) return e;
+    }
+    if (n > w->cap) {
+        sl_err e = pwrite_all(w->fd, p, n, w->pos);
+        w->pos += (int64_t)n;
+        return e;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+    return SL_OK;
+}
+
+static int64_t wtr_at(const wtr *w) { return w->pos + (int64_t)w->len; }
+
+/* ---- pass 1: the offset map --------------------------------------------------------------- */
+
+/* Checks the clear-frame rules a read applies (sl_log.c frame_admit): the cleaner must never
+ * launder a frame a read would refuse into a fresh file. */
+static sl_err frame_allowed(const sl_cleaner_job *j, const sl_frame *f) {
+    if (f->flags & SL_FRAME_FLAG_ENC) return SL_ETAMPER; /* in a plaintext segment */
+    if (j->has_keys && f->base + f->lod >= j->plain_below) return SL_ETAMPER;
+    return SL_OK;
+}
+
+static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uint8_t *hdr) {
+    char p[4096];
+    seg_file(p, sizeof p, j->dir, js->base, 0, false);
+    *fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return errno == ENOENT ? SL_ENOTFOUND : errno_err(errno);
+    sl_err e = pread_all(*fd, hdr, SEG_HDR, 0);
+    if (!e &&
+        (sl_get_be32(hdr) != SEG_MAGIC || sl_get_be16(hdr + 4) != 1 || sl_get_be16(hdr + 6) != 0 ||
+         (int64_t)sl_get_be64(hdr + 8) != js->base || sl_get_be32(hdr + 24) != SEG_HDR ||
+         sl_get_be32(hdr + SEG_HDR_CRC) != sl_crc32c(0, hdr, SEG_HDR_CRC)))
+        e = SL_ECORRUPT;
+    if (e) {
+        close(*fd);
+        *fd = -1;
+    }
+    return e;
+}
+
+/* Fills the map from first_dirty on; *map_end is where it stopped (a batch boundary). */
+static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t *map_end) {
+    sl_err e = SL_OK;
+    sl_arena *a = sl_arena_new(64 * 1024);
+    if (!a) return SL_ENOMEM;
+    *map_end = first_dirty;
+    bool full = false;
+    for (int i = 0; i < j->nsegs && !e && !full; i++) {
+        jseg *js = &j->segs[i];
+        if (js->next <= first_dirty) continue;
+        int fd;
+        uint8_t hdr[SEG_HDR];
+        if ((e = open_segment(j, js, &fd, hdr)) != SL_OK) {
+            if (e == SL_ENOTFOUND) e = SL_ESTATE; /* deleted under us: try again later */
+            break;
+        }
+        rdr r = {
+            .fd = fd, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+        int64_t expect = js->base;
+        sl_frame f;
+        const uint8_t *fr;
+        while ((e = rdr_next(&r, &f, &fr)) == SL_OK) {
+            if (f.base != expect) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            expect = f.base + f.lod + 1;
+            if (expect <= first_dirty) continue;
+            if ((e = frame_allowed(j, &f)) != SL_OK) break;
+            sl_batch_info bi;
+            if ((e = sl_batch_parse_exact(fr + f.hlen, f.plen, &bi)) != SL_OK) break;
+            if (bi.attributes & ATTR_CONTROL) {
+                *map_end = expect;
+                continue;
+            }
+            if (m->n + (size_t)bi.record_count > m->max) {
+                full = true; /* Kafka's rule: clean up to here, the rest next time */
+                break;
+            }
+            sl_arena_reset(a);
+            sl_rec_iter it;
+            if ((e = sl_rec_iter_init(&it, fr + f.hlen, f.plen, a, j->cfg.max_inflate_bytes)))
+                break;
+            sl_record rec;
+            while (sl_rec_iter_next(&it, &rec)) {
+                if (rec.key.len < 0 || rec.offset < first_dirty) continue;
+                uint8_t h[16];
+                if (!omap_hash(m, rec.key, h)) {
+                    e = SL_ENOMEM;
+                    break;
+                }
+                omap_put(m, h, rec.offset);
+            }
+            if (!e) e = sl_rec_iter_err(&it);
+            if (e) break;
+            *map_end = expect;
+        }
+        if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
+        free(r.buf);
+        close(fd);
+    }
+    sl_arena_free(a);
+    j->res.map_full = full;
+    if (!e && *map_end == first_dirty && full) {
+        SL_ERROR(SUB, "offset map too small for one batch", "dir=%s budget=%zu", j->dir,
+                 j->cfg.offset_map_bytes);
+        e = SL_ETOOLARGE;
+    }
+    return e;
+}
+
+/* ---- pass 2: rewriting a segment ---------------------------------------------------------- */
+
+static bool push_idx(jseg *js, uint32_t rel, uint32_t pos) {
+    if (js->nidx == js->cidx) {
+        uint32_t nc = js->cidx ? js->cidx * 2 : 64;
+        sl_idx_ent *n = realloc(js->idx, (size_t)nc * sizeof *n);
+        if (!n) return false;
+        js->idx = n;
+        js->cidx = nc;
+    }
+    js->idx[js->nidx++] = (sl_idx_ent){rel, pos};
+    return true;
+}
+
+static bool time_point(jseg *js) {
+    if (js->max_ts < 0 || (js->ntidx && js->tidx[js->ntidx - 1].ts >= js->max_ts)) return true;
+    if (js->ntidx == js->ctidx) {
+        uint32_t nc = js->ctidx ? js->ctidx * 2 : 64;
+        sl_tidx_ent *n = realloc(js->tidx, (size_t)nc * sizeof *n);
+        if (!n) return false;
+        js->tidx = n;
+        js->ctidx = nc;
+    }
+    js->tidx[js->ntidx++] = (sl_tidx_ent){js->max_ts, (uint32_t)(js->max_ts_off - js->base)};
+    return true;
+}
+
+/* The index entries sl_log's append path would have written for these frames (sl_log.c,
+ * seg_note_frame), so that sl_log_open trusts them instead of rebuilding. */
+static bool note_frame(sl_cleaner_job *j, jseg *js, int64_t pos, const sl_frame *f) {
+    js->onext = f->base + f->lod + 1;
+    if (f->max_ts > js->max_ts) {
+        js->max_ts = f->max_ts;
+        js->max_ts_off = js->onext - 1;
+    }
+    if (js->since >= j->index_interval) {
+        if (!push_idx(js, (uint32_t)(f->base - js->base), (uint32_t)pos)) return false;
+        js->since = 0;
+        if (!time_point(js)) return false;
+    }
+    js->since += f->flen;
+    js->osize = pos + f->flen;
+    return true;
+}
+
+static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, const sl_frame *f, const uint8_t *hdr,
+                        const uint8_t *batch) {
+    int64_t pos = wtr_at(w);
+    sl_err e = wtr_put(w, hdr, f->hlen);
+    if (!e) e = wtr_put(w, batch, f->plen);
+    if (!e && !note_frame(j, js, pos, f)) e = SL_ENOMEM;
+    return e;
+}
+
+/* A run of dropped batches [base, last] becomes one empty batch (no records, no producer): frames
+ * in a segment must stay contiguous (sl_log checks it at open), and a Fetch inside the run gets
+ * this batch and moves on to last + 1, as with Kafka's empty batches. */
+typedef struct gap {
+    int64_t base, last, max_ts;
+    int32_t epoch;
+} gap;
+
+static sl_err flush_gap(sl_cleaner_job *j, jseg *js, wtr *w, gap *g) {
+    while (g->base >= 0) {
+        int64_t last = g->last - g->base > INT32_MAX ? g->base + INT32_MAX : g->last;
+        uint8_t b[SL_BATCH_HEADER_SIZE] = {0};
+        sl_batch_seal(b, sizeof b, 0, 0, g->max_ts, g->max_ts);
+        sl_batch_info like = {.base_offset = g->base,
+                              .leader_epoch = g->epoch,
+                              .attributes = 0,
+                              .last_offset_delta = (int32_t)(last - g->base),
+                              .base_timestamp = g->max_ts,
+                              .max_timestamp = g->max_ts,
+                              .producer_id = -1,
+                              .producer_epoch = -1,
+                              .base_sequence = -1};
+        sl_batch_reseal_like(b, sizeof b, &like);
+        uint8_t h[SL_FRAME_HDR_MAX];
+        sl_frame f;
+        sl_frame_encode_batch(h, g->base, like.last_offset_delta, 0, g->max_ts, sizeof b, &f);
+        sl_err e = put_frame(j, js, w, &f, h, b);
+        if (e) return e;
+        g->base = last < g->last ? last + 1 : -1;
+    }
+    return SL_OK;
+}
+
+/* Record decisions of one batch. */
+enum { KEEP_ALL, KEEP_SOME, KEEP_NONE };
+
+/* Decides each record of a data batch: dropped when a later record has its key (per the map),
+ * or when it is a tombstone whose delete horizon has passed. *stamp: a kept tombstone has no
+ * horizon yet (the batch gets one). Bit i of `keep` (the caller's, record_count bits) says
+ * whether record i stays. */
+static sl_err decide(sl_cleaner_job *j, omap *m, const sl_batch_info *bi, const uint8_t *batch,
+                     size_t len, sl_arena *a, uint8_t *keep, int *outcome, bool *stamp,
+                     int64_t *horizon) {
+    *stamp = false;
+    if (bi->record_count == 0 && bi->producer_id < 0) {
+        *outcome = KEEP_NONE; /* an earlier clean's gap: merged into this one's */
+        return SL_OK;
+    }
+    sl_rec_iter it;
+    sl_err e = sl_rec_iter_init(&it, batch, len, a, j->cfg.max_inflate_bytes);
+    if (e) return e;
+    bool has_horizon = bi->attributes & ATTR_DELETE_HORIZON;
+    int32_t i = 0, kept = 0;
+    sl_record rec;
+    while (sl_rec_iter_next(&it, &rec)) {
+        bool k = true;
+        j->res.records_read++;
+        if (rec.key.len >= 0) {
+            uint8_t h[16];
+            if (m->t && !omap_hash(m, rec.key, h)) return SL_ENOMEM;
+            int64_t latest = m->t ? omap_get(m, h) : -1;
+            if (latest >= 0 && rec.offset < latest) {
+                k = false;
+            } else if (rec.value.len < 0) {
+                if (!has_horizon) {
+                    *stamp = true;
+                } else if (j->now_ms >= bi->base_timestamp) {
+                    k = false;
+                    j->res.tombstones_dropped++;
+                } else if (*horizon < 0 || bi->base_timestamp < *horizon) {
+                    *horizon = bi->base_timestamp;
+                }
+            }
+        }
+        if (k) {
+            keep[i / 8] |= (uint8_t)(1u << (i % 8));
+            kept++;
+        } else {
+            j->res.records_dropped++;
+        }
+        i++;
+    }
+    if ((e = sl_rec_iter_err(&it)) != SL_OK) return e;
+    *outcome = kept == i && !*stamp ? KEEP_ALL : kept == 0 ? KEEP_NONE : KEEP_SOME;
+    return SL_OK;
+}
+
+/* Re-encodes the kept records of `batch` into a new batch with every header field of the old one
+ * (base offset, last offset delta, producer, codec: offsets and sequences are unchanged), and,
+ * with `stamp_at` >= 0, Kafka's delete horizon: attribute bit 6 with the horizon as base
+ * timestamp, record timestamp deltas rebased on it (KIP-534). */
+static sl_err rebuild(sl_cleaner_job *j, const sl_batch_info *bi, const uint8_t *batch, size_t len,
+                      sl_arena *a, const uint8_t *keep, int64_t stamp_at, uint8_t **out,
+                      size_t *out_len) {
+    sl_rec_iter it;
+    sl_err e = sl_rec_iter_init(&it, batch, len, a, j->cfg.max_inflate_bytes);
+    if (e) return e;
+    sl_batch_info like = *bi;
+    if (stamp_at >= 0) {
+        like.attributes |= ATTR_DELETE_HORIZON;
+        like.base_timestamp = stamp_at;
+    }
+    sl_rec_builder b;
+    sl_rec_builder_init(&b, a, len);
+    sl_record rec;
+    int32_t i = 0;
+    while (!e && sl_rec_iter_next(&it, &rec)) {
+        if (keep[i / 8] & (1u << (i % 8))) {
+            sl_rec_header *hs = NULL;
+            if (rec.nheaders > 0 && !(hs = sl_arena_alloc(a, (size_t)rec.nheaders * sizeof *hs))) {
+                e = SL_ENOMEM;
+                break;
+            }
+            /* sl_record_header_next counts rec.nheaders down as it goes. */
+            int32_t nh = 0, total = rec.nheaders;
+            sl_bytes hk, hv;
+            while (nh < total && sl_record_header_next(&rec, &hk, &hv))
+                hs[nh++] = (sl_rec_header){hk, hv};
+            if (nh != total) {
+                e = SL_ECORRUPT; /* the iterator checked them: cannot happen */
+                break;
+            }
+            sl_rec_in in = {.attributes = rec.attributes,
+                            .timestamp_delta = (int64_t)((uint64_t)bi->base_timestamp +
+                                                         (uint64_t)rec.timestamp_delta -
+                                                         (uint64_t)like.base_timestamp),
+                            .offset_delta = rec.offset_delta,
+                            .key = rec.key,
+                            .value = rec.value,
+                            .headers = hs,
+                            .nheaders = nh};
+            e = sl_rec_builder_add(&b, &in);
+        }
+        i++;
+    }
+    if (!e) e = sl_rec_iter_err(&it);
+    if (!e) e = sl_rec_builder_seal_like(&b, &like, out, out_len);
+    return e;
+}
+
+static sl_err write_file(const char *path, const uint8_t *b, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_err(errno);
+    sl_err e = pwrite_all(fd, b, n, 0);
+    if (!e) e = fsync_fd(fd);
+    close(fd);
+    return e;
+}
+
+static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
+    size_t n = (size_t)js->nidx * 8, m = (size_t)js->ntidx * 12;
+    uint8_t *b = malloc((n > m ? n : m) + 1);
+    if (!b) return SL_ENOMEM;
+    for (uint32_t i = 0; i < js->nidx; i++) {
+        sl_be32(b + i * 8, js->idx[i].rel);
+        sl_be32(b + i * 8 + 4, js->idx[i].pos);
+    }
+    char p[4096];
+    seg_file(p, sizeof p, j->dir, js->base, 1, true);
+    sl_err e = write_file(p, b, n);
+    for (uint32_t i = 0; !e && i < js->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)js->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, js->tidx[i].rel);
+    }
+    seg_file(p, sizeof p, j->dir, js->base, 2, true);
+    if (!e) e = write_file(p, b, m);
+    free(b);
+    return e;
+}
+
+/* Rewrites one segment into its `.cleaned` files; they are kept (js->cleaned) only if something
+ * changed. */
+static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon) {
+    int in;
+    uint8_t hdr[SEG_HDR];
+    sl_err e = open_segment(j, js, &in, hdr);
+    if (e == SL_ENOTFOUND) {
+        js->gone = true; /* retention deleted it: nothing to clean */
+        return SL_OK;
+    }
+    if (e) return e;
+    char path[4096];
+    seg_file(path, sizeof path, j->dir, js->base, 0, true);
+    int out = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(in);
+        return errno_err(errno);
+    }
+    sl_arena *a = sl_arena_new(64 * 1024);
+    wtr w = {.fd = out, .cap = j->cfg.io_buffer_bytes};
+    rdr r = {.fd = in, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+    uint8_t *keep = NULL;
+    size_t keep_cap = 0;
+    if (!a || !(w.buf = malloc(w.cap))) e = SL_ENOMEM;
+    if (!e) e = wtr_put(&w, hdr, SEG_HDR);
+    js->onext = js->base;
+    js->osize = SEG_HDR;
+    bool changed = false;
+    gap g = {.base = -1, .max_ts = -1};
+    int64_t expect = js->base;
+    sl_frame f;
+    const uint8_t *fr;
+    while (!e && (e = rdr_next(&r, &f, &fr)) == SL_OK) {
+        if (f.base != expect) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        expect = f.base + f.lod + 1;
+        if ((e = frame_allowed(j, &f)) != SL_OK) break;
+        const uint8_t *batch = fr + f.hlen;
+        sl_batch_info bi;
+        if ((e = sl_batch_parse_exact(batch, f.plen, &bi)) != SL_OK) break;
+        int outcome = KEEP_ALL;
+        bool stamp = false;
+        uint8_t *nb = NULL;
+        size_t nlen = 0;
+        sl_arena_reset(a);
+        /* Control batches (transaction markers) are kept whole for now. */
+        if (!(bi.attributes & ATTR_CONTROL)) {
+            /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it
+             * before sizing anything by it. */
+            if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            size_t kb = (size_t)bi.record_count / 8 + 1;
+            if (kb > keep_cap) {
+                free(keep);
+                if (!(keep = malloc(kb))) {
+                    keep_cap = 0;
+                    e = SL_ENOMEM;
+                    break;
+                }
+                keep_cap = kb;
+            }
+            memset(keep, 0, kb);
+            e = decide(j, m, &bi, batch, f.plen, a, keep, &outcome, &stamp, horizon);
+            if (e) break;
+            if (outcome == KEEP_SOME) {
+                int64_t at = -1;
+                if (stamp) {
+                    int64_t d = j->cfg.delete_retention_ms < 0 ? 0 : j->cfg.delete_retention_ms;
+                    at = j->now_ms > INT64_MAX - d ? INT64_MAX : j->now_ms + d;
+                    if (*horizon < 0 || at < *horizon) *horizon = at;
+                }
+                sl_arena_reset(a);
+                if ((e = rebuild(j, &bi, batch, f.plen, a, keep, at, &nb, &nlen)) != SL_OK) break;
+            }
+        }
+        if (outcome == KEEP_NONE) {
+            if (g.base < 0) g.base = f.base;
+            g.last = expect - 1;
+            if (bi.max_timestamp > g.max_ts) g.max_ts = bi.max_timestamp;
+            g.epoch = bi.leader_epoch;
+            if (bi.record_count > 0) changed = true;
+            continue;
+        }
+        if ((e = flush_gap(j, js, &w, &g)) != SL_OK) break;
+        if (outcome == KEEP_ALL) {
+            e = put_frame(j, js, &w, &f, fr, batch);
+        } else {
+            uint8_t h[SL_FRAME_HDR_MAX];
+            sl_frame nf;
+            sl_frame_encode_batch(h, f.base, f.lod,
+                                  (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts,
+                                  (uint32_t)nlen, &nf);
+            e = put_frame(j, js, &w, &nf, h, nb);
+            changed = true;
+        }
+    }
+    if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
+    if (!e) e = flush_gap(j, js, &w, &g);
+    if (!e && !time_point(js)) e = SL_ENOMEM; /* as a roll leaves a segment */
+    if (!e) e = wtr_flush(&w);
+    if (!e && js->onext != js->next) e = SL_ECORRUPT;
+    if (!e && changed) e = fsync_fd(out);
+    free(keep);
+    free(w.buf);
+    free(r.buf);
+    sl_arena_free(a);
+    close(in);
+    close(out);
+    if (!e && changed) e = write_indexes(j, js);
+    if (e || !changed) {
+        unlink_cleaned(j->dir, js->base);
+        return e;
+    }
+    js->cleaned = true;
+    j->res.segments_rewritten++;
+    j->res.bytes_before += js->size;
+    j->res.bytes_after += js->osize;
+    return SL_OK;
+}
+
+/* ---- run ---------------------------------------------------------------------------------- */
+
+/* Removes `*.cleaned` files and a manifest temporary left by a failed run. */
+static void remove_strays(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    size_t el = strlen(CLEANED_EXT);
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if ((n > el && strcmp(de->d_name + n - el, CLEANED_EXT) == 0) ||
+            strcmp(de->d_name, SWAP_TMP) == 0)
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+static sl_err write_manifest(sl_cleaner_job *j) {
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/" SWAP_TMP, j->dir);
+    snprintf(path, sizeof path, "%s/" SWAP_FILE, j->dir);
+    uint8_t b[CK_SIZE];
+    ck_encode(b, &j->res.checkpoint);
+    sl_err e = write_file(tmp, b, sizeof b);
+    if (e) return e;
+    if (crash_now(j)) return SL_ESTATE;
+    if (rename(tmp, path) != 0) return errno_err(errno);
+    j->decided = true; /* maybe not durable yet; recovery would complete it */
+    if (crash_now(j)) return SL_ESTATE;
+    if ((e = fsync_dir(j->dir)) != SL_OK) return e;
+    if (crash_now(j)) return SL_ESTATE;
+    return SL_OK;
+}
+
+sl_err sl_cleaner_run(sl_cleaner_job *j) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/" SWAP_FILE, j->dir);
+    struct stat st;
+    if (stat(p, &st) == 0) {
+        SL_ERROR(SUB, "a previous compaction swap is not finished; reopen the log", "dir=%s",
+                 j->dir);
+        return SL_ESTATE;
+    }
+    /* No `.cleaned` file may exist when a manifest is decided but its run's: strays (a failed
+     * run that could not undo its decision durably) go first. The fsync makes that, and the
+     * previous commit's last rename, durable before any new `.cleaned` file exists: a manifest
+     * that came back after a crash would adopt them. */
+    remove_strays(j->dir);
+    sl_err e = fsync_dir(j->dir);
+    sl_cleaner_checkpoint ck;
+    if (!e) e = sl_cleaner_read_checkpoint(j->dir, &ck);
+    if (e) return e;
+    int64_t end = j->segs[j->nsegs - 1].next, first = ck.offset;
+    if (first < j->segs[0].base) first = j->segs[0].base;
+    if (first > end) first = end;
+    omap m = {0};
+    int64_t limit = end; /* pass 2 rewrites the segments starting below this */
+    if (first < end) {
+        if ((e = omap_init(&m, j->cfg.offset_map_bytes)) != SL_OK) return e;
+        e = build_map(j, &m, first, &limit);
+    }
+    int64_t horizon = -1;
+    for (int i = 0; !e && i < j->nsegs && j->segs[i].base < limit; i++)
+        e = clean_segment(j, &m, &j->segs[i], &horizon);
+    omap_free(&m);
+    j->res.checkpoint.offset = ck.offset > limit ? ck.offset : limit;
+    j->res.checkpoint.horizon_ms = horizon;
+    if (!e && crash_now(j)) return SL_ESTATE;
+    if (!e) e = write_manifest(j);
+    if (e && j->crashed) return e;
+    if (e) {
+        SL_WARN(SUB, "compaction failed; the log is unchanged", "dir=%s err=%s", j->dir,
+                sl_errname(e));
+        /* Undecided again (durably) before any file goes; if that fails the decision stands
+         * (its files are whole and durable) and the next open completes it. */
+        if (j->decided && unlink(p) == 0 && fsync_dir(j->dir) == SL_OK) j->decided = false;
+        if (!j->decided) {
+            snprintf(p, sizeof p, "%s/" SWAP_TMP, j->dir);
+            (void)unlink(p);
+            for (int i = 0; i < j->nsegs; i++)
+                if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
+        }
+    }
+    return e;
+}
+
+/* ---- commit ------------------------------------------------------------------------------- */
+
+static int find_closed(const sl_log *log, int64_t base) {
+    for (int i = 0; i < log->nsegs - 1; i++)
+        if (log->segs[i]->base == base) return i;
+    return -1;
+}
+
+static sl_seg *new_seg(sl_log *log, jseg *js) {
+    sl_seg *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->dir = log->dir;
+    s->base = js->base;
+    s->next = js->onext;
+    s->size = js->osize;
+    s->max_ts = js->max_ts;
+    s->max_ts_off = js->max_ts_off;
+    s->created_ms = js->created_ms;
+    s->bytes_since_idx = js->since;
+    for (int k = 0; k < SL_SEG_NFILES; k++) s->f[k].fd = -1;
+    atomic_init(&s->gone, false);
+    atomic_init(&s->refs, 1);
+    s->idx = js->idx;
+    s->nidx = js->nidx;
+    s->cidx = js->cidx;
+    s->tidx = js->tidx;
+    s->ntidx = js->ntidx;
+    s->ctidx = js->ctidx;
+    js->idx = NULL;
+    js->tidx = NULL;
+    s->hdr_len = SEG_HDR;
+    s->sealed = true; /* run fsynced its files; commit fsyncs the directory */
+    return s;
+}
+
+static void free_seg(sl_seg *s) {
+    if (!s) return;
+    free(s->idx);
+    free(s->tidx);
+    free(s);
+}
+
+sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result *res) {
+    if (!j) return SL_OK;
+    sl_log *log = j->log;
+    for (int i = 0; i < j->nsegs; i++) {
+        int k = find_closed(log, j->segs[i].base);
+        if (k >= 0) log->segs[k]->reenc_busy = false;
+    }
+    sl_err e = run_result;
+    if (j->crashed) {
+        e = SL_ESTATE;
+        goto out;
+    }
+    if (!e && log->closed) e = SL_ESTATE; /* the manifest stays: the next open completes it */
+    if (e) {
+        if (!j->decided)
+            for (int i = 0; i < j->nsegs; i++)
+                if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
+        goto out;
+    }
+    /* Everything that can fail for want of memory happens before the first rename. */
+    sl_seg **ns = calloc((size_t)j->nsegs, sizeof *ns);
+    if (!ns) e = SL_ENOMEM;
+    for (int i = 0; !e && i < j->nsegs; i++)
+        if (j->segs[i].cleaned && !(ns[i] = new_seg(log, &j->segs[i]))) e = SL_ENOMEM;
+    if (e) {
+        /* Decided on disk but not applied in memory: undo the decision while nothing moved. */
+        char p[4096];
+        snprintf(p, sizeof p, "%s/" SWAP_FILE, j->dir);
+        if (unlink(p) == 0 && fsync_dir(j->dir) == SL_OK)
+            for (int i = 0; i < j->nsegs; i++)
+                if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
+    }
+    /* Oldest first: a crash part-way leaves a prefix swapped, and the manifest completes it. */
+    for (int i = 0; !e && i < j->nsegs; i++) {
+        jseg *js = &j->segs[i];
+        if (!js->cleaned) continue;
+        int k = find_closed(log, js->base);
+        if (k < 0) {
+            unlink_cleaned(j->dir, js->base); /* deleted meanwhile: stays deleted */
+            continue;
+        }
+        for (int f = 0; f < 3 && !e; f++) {
+            char from[4096], to[4096];
+            seg_file(from, sizeof from, j->dir, js->base, f, true);
+            seg_file(to, sizeof to, j->dir, js->base, f, false);
+            if (rename(from, to) != 0) {
+                e = errno_err(errno);
+                /* Its files may be part old, part new until the next open completes the swap. */
+                log->segs[k]->bad = e;
+                SL_ERROR(SUB, "compaction swap failed; reopen the log to complete it",
+                         "file=%s reason=%s", to, strerror(errno));
+            } else if (crash_now(j)) {
+                e = SL_ESTATE;
+            }
+        }
+        if (e) break;
+        sl_log__swap_segment(log, k, ns[i]);
+        ns[i] = NULL;
+    }
+    if (ns)
+        for (int i = 0; i < j->nsegs; i++) free_seg(ns[i]);
+    free(ns);
+    if (!e) e = fsync_dir(j->dir);
+    if (!e && crash_now(j)) e = SL_ESTATE;
+    if (!e) {
+        char from[4096], to[4096];
+        snprintf(from, sizeof from, "%s/" SWAP_FILE, j->dir);
+        snprintf(to, sizeof to, "%s/" CKPT_FILE, j->dir);
+        /* Durable with the next directory fsync (the next run starts with one); until then a
+         * crash brings the manifest back and open completes an already complete swap. */
+        if (rename(from, to) != 0) e = errno_err(errno);
+    }
+    if (!e && crash_now(j)) e = SL_ESTATE;
+    if (!e) {
+        if (res) *res = j->res;
+        SL_INFO(SUB, "partition compacted",
+                "dir=%s segments=%d records_read=%" PRId64 " dropped=%" PRId64
+                " tombstones_dropped=%" PRId64 " bytes_before=%" PRId64 " bytes_after=%" PRId64
+                " checkpoint=%" PRId64 " map_full=%d",
+                j->dir, j->res.segments_rewritten, j->res.records_read, j->res.records_dropped,
+                j->res.tombstones_dropped, j->res.bytes_before, j->res.bytes_after,
+                j->res.checkpoint.offset, j->res.map_full);
+    }
+out:
+    j->log = NULL;
+    job_free(j);
+    sl_log__unref(log);
+    return e;
+}

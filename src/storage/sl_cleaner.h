@@ -1,0 +1,106 @@
+/* Log cleaner: compaction of one partition's log (cleanup.policy=compact), Kafka's semantics.
+ * The rules it applies (what is kept, tombstones, control batches, gaps, the swap protocol and
+ * what a concurrent Fetch sees) are in docs/compaction.md, "How the cleaner works (internal)".
+ *
+ * A clean is three calls:
+ *   sl_cleaner_prepare  loop thread: snapshots the closed segments it may clean (never the active
+ *                       one, none newer than min.compaction.lag.ms) and reserves them;
+ *   sl_cleaner_run      any thread (a worker): pass 1 builds the bounded offset map over the dirty
+ *                       range, pass 2 rewrites segments into `<base>.log.cleaned` (+ indexes),
+ *                       fsyncs them and writes the swap manifest (the decision, durable);
+ *   sl_cleaner_commit   loop thread: renames the cleaned files over the old ones (oldest first),
+ *                       swaps the in-memory segments, fsyncs the directory and turns the
+ *                       manifest into the partition's cleaner checkpoint. Frees the job.
+ * A crash anywhere leaves either the old files (no manifest: sl_log_open removes the leftovers)
+ * or a decided swap that sl_log_open completes. Plaintext segments only for now: the cleanable
+ * range ends before the first encrypted segment.
+ *
+ * Nothing here reads topic configs; the caller (wiring) passes an sl_cleaner_config, keeps the
+ * checkpoint it gets back and decides when to clean with sl_cleaner_assess. */
+#ifndef SL_STORAGE_CLEANER_H
+#define SL_STORAGE_CLEANER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/sl_err.h"
+#include "storage/sl_log.h"
+
+typedef struct sl_cleaner_config {
+    int64_t delete_retention_ms;      /* tombstones live this long after first cleaned (86400000) */
+    int64_t min_compaction_lag_ms;    /* segments with a record newer than now - this stay (0) */
+    int64_t max_compaction_lag_ms;    /* dirty data older than this is due regardless (INT64_MAX) */
+    double min_cleanable_dirty_ratio; /* dirty / cleanable bytes that makes a clean due (0.5) */
+    size_t offset_map_bytes;          /* memory budget of the offset map (128 MiB) */
+    size_t io_buffer_bytes;           /* read and write buffer each (1 MiB); a larger batch
+                                       * is read whole (one batch, never a whole segment) */
+    size_t max_inflate_bytes;         /* largest decompressed batch accepted (64 MiB) */
+} sl_cleaner_config;
+
+void sl_cleaner_config_default(sl_cleaner_config *c);
+
+/* What the cleaner remembers per partition (file `cleaner-checkpoint` in the log directory). */
+typedef struct sl_cleaner_checkpoint {
+    int64_t offset;     /* first dirty offset: everything below was cleaned at least once */
+    int64_t horizon_ms; /* earliest delete horizon of a tombstone still kept; -1: none */
+} sl_cleaner_checkpoint;
+
+/* Reads the checkpoint of log directory `dir` (offset 0 / horizon -1 when there is none).
+ * SL_ECORRUPT for a damaged file. Small file read: call it off the loop, once per partition. */
+sl_err sl_cleaner_read_checkpoint(const char *dir, sl_cleaner_checkpoint *out);
+
+/* Segment-granular assessment, no I/O (loop thread): the cleanable range ends at the active
+ * segment or at the first closed segment holding a record newer than now - min lag (or the first
+ * encrypted one). Dirty bytes are those of segments at or after the checkpoint's segment. */
+typedef struct sl_cleaner_assessment {
+    int64_t first_dirty;   /* checkpoint clamped to the log */
+    int64_t cleanable_end; /* segment boundary */
+    int64_t clean_bytes, dirty_bytes;
+    double dirty_ratio;      /* dirty / (clean + dirty); 0 when nothing is cleanable */
+    bool lag_exceeded;       /* the oldest dirty segment is older than max.compaction.lag.ms */
+    bool tombstones_expired; /* ck.horizon_ms has passed: a clean would remove tombstones */
+    bool due;                /* ratio >= min ratio, or lag exceeded, or tombstones expired */
+} sl_cleaner_assessment;
+
+void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
+                       const sl_cleaner_checkpoint *ck, int64_t now_ms, sl_cleaner_assessment *out);
+
+/* What a finished clean did (filled by sl_cleaner_commit). */
+typedef struct sl_cleaner_result {
+    sl_cleaner_checkpoint checkpoint; /* the new one, as written */
+    int segments_rewritten;
+    int64_t records_read, records_dropped, tombstones_dropped;
+    int64_t bytes_before, bytes_after; /* of the rewritten segments */
+    bool map_full; /* the offset map filled: a prefix of the dirty range was cleaned */
+} sl_cleaner_result;
+
+typedef struct sl_cleaner_job sl_cleaner_job;
+
+/* Loop thread. Reserves the closed segments below the cleanable end (re-encryption skips them
+ * meanwhile) and copies what run needs. `now_ms` is the cleaning time (tombstone horizons and the
+ * min lag are measured from it; tests inject it). *job = NULL when nothing is cleanable. The
+ * caller owns *job until sl_cleaner_commit. `cfg` is copied. SL_ESTATE when a segment is already
+ * reserved (another clean or a re-encryption), SL_EIO after a failed fsync of the log. */
+sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
+                          sl_cleaner_job **job);
+
+/* Any thread; touches only files and the job (never the log's memory). Reads each reserved
+ * segment through its own descriptor in io_buffer_bytes chunks. On failure every file it wrote is
+ * removed and the log is as before. SL_ETAMPER for an encrypted or out-of-place clear frame,
+ * SL_ECORRUPT for a frame or batch that fails its checks (nothing is rewritten), SL_ETOOLARGE when
+ * the offset map cannot hold the dirty range's first batch, SL_ESTATE when a previous commit's
+ * manifest is still in place (reopen the log). */
+sl_err sl_cleaner_run(sl_cleaner_job *job);
+
+/* Loop thread. Applies the run (run_result SL_OK) or discards it; frees the job. Segments that
+ * retention deleted meanwhile stay deleted. On success *res (optional) says what was done. A
+ * failure after the first rename leaves the manifest in place: the swap completes at the next
+ * sl_log_open (reopen the log). */
+sl_err sl_cleaner_commit(sl_cleaner_job *job, sl_err run_result, sl_cleaner_result *res);
+
+/* Test only: a simulated crash. When > 0, the protocol stops after that many durable steps
+ * (file writes, renames, fsyncs; see sl_cleaner.c) and returns SL_ESTATE, leaving the files as a
+ * kill -9 would; commit then frees the job without touching the log. */
+extern int sl_cleaner__crash_after;
+
+#endif

@@ -1,0 +1,852 @@
+/* Log cleaner (compaction) tests: each runs in its own directory under /dev/shm (or /tmp), with
+ * small segments, injected clocks and a simulated crash at every durable step of the swap. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/sl_arena.h"
+#include "base/sl_buf.h"
+#include "proto/sl_batch.h"
+#include "proto/sl_records.h"
+#include "sl_test.h"
+#include "storage/sl_cleaner.h"
+#include "storage/sl_log.h"
+#include "storage/sl_storage_hooks.h"
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+static void rm_rf(const char *p) { nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+
+static char *tmpdir(char *buf) {
+    struct stat st;
+    strcpy(buf,
+           stat("/dev/shm", &st) == 0 ? "/dev/shm/sl_cleaner_XXXXXX" : "/tmp/sl_cleaner_XXXXXX");
+    return mkdtemp(buf);
+}
+
+static void log_cfg(sl_log_config *c) {
+    sl_log_config_default(c);
+    c->segment_bytes = 1024;
+    c->segment_ms = -1;
+    c->index_interval_bytes = 200;
+    c->retention_ms = -1;
+}
+
+static void clean_cfg(sl_cleaner_config *c) {
+    sl_cleaner_config_default(c);
+    c->io_buffer_bytes = 4096;
+    c->offset_map_bytes = 1 << 20;
+    c->delete_retention_ms = 1000;
+}
+
+/* What was appended: one entry per record. */
+#define MAXR 4096
+typedef struct rec {
+    int64_t off, ts;
+    char key[24], val[40];
+    bool nokey, tomb;
+} rec;
+typedef struct model {
+    rec r[MAXR];
+    int n;
+} model;
+
+/* Appends one batch of `n` records: keys[i] NULL for no key, vals[i] NULL for a tombstone. */
+static int append(sl_log *log, model *m, int n, const char *const *keys, const char *const *vals,
+                  int codec, int64_t ts) {
+    sl_arena *a = sl_arena_new(4096);
+    sl_rec_builder b;
+    sl_rec_builder_init(&b, a, 256);
+    for (int i = 0; i < n; i++) {
+        sl_rec_in in = {.timestamp_delta = i, .offset_delta = i};
+        in.key = keys[i] ? (sl_bytes){(const uint8_t *)keys[i], (int32_t)strlen(keys[i])}
+                         : SL_BYTES_NULL;
+        in.value = vals[i] ? (sl_bytes){(const uint8_t *)vals[i], (int32_t)strlen(vals[i])}
+                           : SL_BYTES_NULL;
+        if (sl_rec_builder_add(&b, &in)) return -1;
+    }
+    uint8_t *batch;
+    size_t len;
+    int64_t base;
+    if (sl_rec_builder_seal(&b, (int16_t)codec, ts, ts + n - 1, &batch, &len) ||
+        sl_log_append(log, batch, len, n, ts + n - 1, &base)) {
+        sl_arena_free(a);
+        return -1;
+    }
+    sl_arena_free(a);
+    for (int i = 0; i < n && m && m->n < MAXR; i++) {
+        rec *r = &m->r[m->n++];
+        memset(r, 0, sizeof *r);
+        r->off = base + i;
+        r->ts = ts + i;
+        r->nokey = !keys[i];
+        r->tomb = !vals[i];
+        if (keys[i]) snprintf(r->key, sizeof r->key, "%s", keys[i]);
+        if (vals[i]) snprintf(r->val, sizeof r->val, "%s", vals[i]);
+    }
+    return 0;
+}
+
+static int append1(sl_log *log, model *m, const char *key, const char *val, int64_t ts) {
+    return append(log, m, 1, &key, &val, 0, ts);
+}
+
+/* Reads the whole log back through sl_log_read. *codecs: bit c set when a batch with records
+ * used codec c; *horizon_batches: batches with the delete-horizon attribute. */
+static int read_all(sl_log *log, rec *out, int cap, int *codecs, int *horizon_batches) {
+    int n = 0;
+    if (codecs) *codecs = 0;
+    if (horizon_batches) *horizon_batches = 0;
+    int64_t off = sl_log_start_offset(log), end = sl_log_end_offset(log);
+    while (off < end) {
+        sl_arena *a = sl_arena_new(1 << 16);
+        uint8_t *p;
+        size_t len;
+        if (sl_log_read(log, off, 1 << 16, a, &p, &len) || len == 0) {
+            sl_arena_free(a);
+            return -1;
+        }
+        size_t at = 0;
+        while (at < len) {
+            sl_batch_info bi;
+            if (!sl_batch_parse(p + at, len - at, &bi) || !sl_batch_crc_ok(p + at, bi.size)) {
+                sl_arena_free(a);
+                return -1;
+            }
+            if (codecs && bi.record_count) *codecs |= 1 << (bi.attributes & 7);
+            if (horizon_batches && (bi.attributes & 0x40)) (*horizon_batches)++;
+            sl_rec_iter it;
+            sl_record r;
+            if (sl_rec_iter_init(&it, p + at, bi.size, a, 1 << 20)) {
+                sl_arena_free(a);
+                return -1;
+            }
+            while (sl_rec_iter_next(&it, &r)) {
+                if (r.offset < off) continue;
+                if (n == cap) break;
+                rec *o = &out[n++];
+                memset(o, 0, sizeof *o);
+                o->off = r.offset;
+                o->ts = r.timestamp;
+                o->nokey = r.key.len < 0;
+                o->tomb = r.value.len < 0;
+                if (r.key.len > 0) memcpy(o->key, r.key.p, (size_t)r.key.len);
+                if (r.value.len > 0) memcpy(o->val, r.value.p, (size_t)r.value.len);
+            }
+            if (sl_rec_iter_err(&it)) {
+                sl_arena_free(a);
+                return -1;
+            }
+            off = bi.base_offset + bi.last_offset_delta + 1;
+            at += bi.size;
+        }
+        sl_arena_free(a);
+    }
+    return n;
+}
+
+/* What a complete clean at `now` must leave: records at or after `end` untouched; before it, a
+ * keyed record only when no later record below `end` has its key, and a tombstone only until
+ * its horizon (`tomb_gone`: its horizon has passed). */
+static int expect(const model *m, int64_t end, bool tomb_gone, rec *out) {
+    int n = 0;
+    for (int i = 0; i < m->n; i++) {
+        const rec *r = &m->r[i];
+        bool keep = true;
+        if (r->off < end && !r->nokey) {
+            for (int k = i + 1; k < m->n && keep; k++)
+                if (m->r[k].off < end && !m->r[k].nokey && !strcmp(m->r[k].key, r->key))
+                    keep = false;
+            if (keep && r->tomb && tomb_gone) keep = false;
+        }
+        if (keep) out[n++] = *r;
+    }
+    return n;
+}
+
+static bool same(const rec *a, int na, const rec *b, int nb) {
+    if (na != nb) {
+        fprintf(stderr, "  record count %d vs %d\n", na, nb);
+        return false;
+    }
+    for (int i = 0; i < na; i++)
+        if (a[i].off != b[i].off || a[i].tomb != b[i].tomb || a[i].nokey != b[i].nokey ||
+            strcmp(a[i].key, b[i].key) || strcmp(a[i].val, b[i].val) || a[i].ts != b[i].ts) {
+            fprintf(stderr, "  record %d differs: off %lld/%lld key %s/%s val %s/%s\n", i,
+                    (long long)a[i].off, (long long)b[i].off, a[i].key, b[i].key, a[i].val,
+                    b[i].val);
+            return false;
+        }
+    return true;
+}
+
+static sl_err clean(sl_log *log, const sl_cleaner_config *c, int64_t now, sl_cleaner_result *res) {
+    sl_cleaner_job *j = NULL;
+    memset(res, 0, sizeof *res);
+    sl_err e = sl_cleaner_prepare(log, c, now, &j);
+    if (e || !j) return e;
+    return sl_cleaner_commit(j, sl_cleaner_run(j), res);
+}
+
+/* `rounds` updates of `keys` keys, one record per batch, timestamps from ts0. */
+static int fill(sl_log *log, model *m, int keys, int rounds, int64_t ts0) {
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < keys; k++) {
+            char key[24], val[40];
+            snprintf(key, sizeof key, "key-%d", k);
+            snprintf(val, sizeof val, "value-%d-round-%d", k, r);
+            if (append1(log, m, key, val, ts0 + r * keys + k)) return -1;
+        }
+    return 0;
+}
+
+static int64_t active_base(sl_log *log) {
+    int64_t b = 0;
+    uint32_t v;
+    sl_log_segment_info(log, sl_log_segment_count(log) - 1, &b, &v);
+    return b;
+}
+
+static int count_files(const char *dir, const char *suffix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name), s = strlen(suffix);
+        if (l >= s && !strcmp(de->d_name + l - s, suffix)) n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+static long file_bytes(const char *dir, int64_t base, uint8_t *buf, size_t cap) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%020lld.log", dir, (long long)base);
+    FILE *f = fopen(p, "rb");
+    if (!f) return -1;
+    long n = (long)fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+#define NOW 1000000000LL
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static rec g_got[MAXR], g_want[MAXR];
+
+SL_TEST(cleaner_latest_value_per_key) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 10, 20, 1000), 0);
+    const char *nk = NULL, *nv = "no key: kept";
+    CHECK_EQ(append(log, &m, 1, &nk, &nv, 0, 5000), 0); /* a keyless record (policy switched) */
+    CHECK_EQ(fill(log, &m, 10, 2, 6000), 0);
+    CHECK(sl_log_segment_count(log) > 10);
+    int64_t act = active_base(log), end = sl_log_end_offset(log), size0 = sl_log_size_bytes(log);
+    static uint8_t abuf[4096], bbuf[4096];
+    long alen = file_bytes(dir, act, abuf, sizeof abuf);
+    CHECK(alen > 64);
+
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_checkpoint ck = {0, -1};
+    sl_cleaner_assessment as;
+    sl_cleaner_assess(log, &cc, &ck, NOW, &as);
+    CHECK(as.due && as.dirty_ratio == 1.0 && as.cleanable_end == act);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK(res.segments_rewritten > 0 && res.records_dropped > 0 && !res.map_full);
+    CHECK_EQ(res.checkpoint.offset, act);
+    CHECK(sl_log_size_bytes(log) < size0 / 2);
+    CHECK_EQ(sl_log_end_offset(log), end);
+    /* The active segment is untouched, byte for byte. */
+    CHECK_EQ(active_base(log), act);
+    CHECK_EQ(file_bytes(dir, act, bbuf, sizeof bbuf), alen);
+    CHECK(!memcmp(abuf, bbuf, (size_t)alen));
+
+    int nw = expect(&m, act, false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    /* Exactly one record per key below the active segment, plus the keyless one. */
+    int below = 0;
+    for (int i = 0; i < ng; i++) below += g_got[i].off < act;
+    CHECK_EQ(below, 11);
+
+    /* Reopened: the swapped segments load (and read) the same. */
+    sl_log_close(log);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK_EQ(sl_cleaner_read_checkpoint(dir, &ck), SL_OK);
+    CHECK_EQ(ck.offset, act);
+    sl_cleaner_assess(log, &cc, &ck, NOW, &as);
+    CHECK(!as.due && as.dirty_bytes == 0);
+    /* Cleaning again changes nothing. */
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.segments_rewritten, 0);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    /* The offset indexes the cleaner wrote are the ones open rebuilds from the data. */
+    int nseg = sl_log_segment_count(log);
+    static uint8_t idx[64][512];
+    long ilen[64];
+    CHECK(nseg <= 64);
+    for (int i = 0; i < nseg - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        char p[512];
+        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
+        FILE *f = fopen(p, "rb");
+        CHECK(f);
+        ilen[i] = (long)fread(idx[i], 1, sizeof idx[i], f);
+        fclose(f);
+        CHECK(unlink(p) == 0);
+    }
+    long itotal = 0;
+    for (int i = 0; i < nseg - 1; i++) itotal += ilen[i];
+    CHECK(itotal > 0);
+    sl_log_close(log);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    for (int i = 0; i < nseg - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        char p[512];
+        uint8_t buf[512];
+        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
+        FILE *f = fopen(p, "rb");
+        CHECK(f);
+        long n = (long)fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        CHECK_EQ(n, ilen[i]);
+        CHECK(!memcmp(buf, idx[i], (size_t)n));
+    }
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+SL_TEST(cleaner_tombstones_kept_for_delete_retention) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(append1(log, &m, "gone", "v1", 100), 0);
+    CHECK_EQ(append1(log, &m, "stays", "v1", 101), 0);
+    CHECK_EQ(append1(log, &m, "gone", "v2", 102), 0);
+    CHECK_EQ(append1(log, &m, "gone", NULL, 103), 0); /* tombstone */
+    CHECK_EQ(fill(log, &m, 30, 1, 200), 0);           /* unique keys: rolls segments */
+    int64_t act = active_base(log);
+    CHECK(act > 4);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.checkpoint.horizon_ms, NOW + 1000);
+    int hb;
+    int ng = read_all(log, g_got, MAXR, NULL, &hb);
+    int nw = expect(&m, act, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw)); /* values before the tombstone are gone, it stays */
+    CHECK_EQ(hb, 1);                    /* its batch carries the delete horizon */
+    CHECK(g_got[1].tomb && !strcmp(g_got[1].key, "gone") && g_got[1].ts == 103);
+
+    sl_cleaner_checkpoint ck = res.checkpoint;
+    sl_cleaner_assessment as;
+    sl_cleaner_assess(log, &cc, &ck, NOW + 999, &as);
+    CHECK(!as.tombstones_expired && !as.due);
+    CHECK_EQ(clean(log, &cc, NOW + 999, &res), SL_OK);
+    CHECK_EQ(res.tombstones_dropped, 0);
+    CHECK_EQ(res.segments_rewritten, 0);
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+
+    sl_cleaner_assess(log, &cc, &ck, NOW + 1000, &as);
+    CHECK(as.tombstones_expired && as.due);
+    CHECK_EQ(clean(log, &cc, NOW + 1000, &res), SL_OK);
+    CHECK_EQ(res.tombstones_dropped, 1);
+    CHECK_EQ(res.checkpoint.horizon_ms, -1);
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    nw = expect(&m, act, true, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    for (int i = 0; i < ng; i++) CHECK(strcmp(g_got[i].key, "gone") != 0);
+    /* The offsets of the removed records still resolve (to the next batch). */
+    sl_arena *a = sl_arena_new(4096);
+    uint8_t *p;
+    size_t len;
+    CHECK_EQ(sl_log_read(log, 0, 100, a, &p, &len), SL_OK);
+    CHECK(len >= SL_BATCH_HEADER_SIZE);
+    sl_arena_free(a);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+SL_TEST(cleaner_min_compaction_lag) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 5, 8, NOW - 100000), 0); /* old */
+    int64_t young = sl_log_end_offset(log);
+    CHECK_EQ(fill(log, &m, 5, 8, NOW - 10), 0); /* within the lag */
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.min_compaction_lag_ms = 1000;
+    sl_cleaner_checkpoint ck = {0, -1};
+    sl_cleaner_assessment as;
+    sl_cleaner_assess(log, &cc, &ck, NOW, &as);
+    CHECK(as.cleanable_end <= young && as.cleanable_end > 0);
+    int64_t end = as.cleanable_end;
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.checkpoint.offset, end);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, end, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    /* Every record at or after the cleanable end is still there. */
+    int after = 0;
+    for (int i = 0; i < ng; i++) after += g_got[i].off >= end;
+    CHECK_EQ(after, (int)(sl_log_end_offset(log) - end));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+SL_TEST(cleaner_offset_map_budget_cleans_a_prefix) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 60, 3, 1000), 0);
+    int64_t act = active_base(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.offset_map_bytes = 1024; /* 42 slots, 31 keys: fewer than the 60 keys */
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK(res.map_full);
+    CHECK(res.checkpoint.offset > 0 && res.checkpoint.offset < act);
+    int64_t first = res.checkpoint.offset;
+    int runs = 1;
+    while (res.map_full && runs < 20) {
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        CHECK(res.checkpoint.offset > first);
+        first = res.checkpoint.offset;
+        runs++;
+    }
+    CHECK(!res.map_full && runs >= 2);
+    CHECK_EQ(res.checkpoint.offset, act);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+SL_TEST(cleaner_compressed_batches) {
+    static const int codecs[] = {SL_COMPRESSION_GZIP, SL_COMPRESSION_SNAPPY, SL_COMPRESSION_LZ4,
+                                 SL_COMPRESSION_ZSTD};
+    for (size_t c = 0; c < sizeof codecs / sizeof *codecs; c++) {
+        char dir[64];
+        CHECK(tmpdir(dir));
+        sl_log_config lc;
+        log_cfg(&lc);
+        sl_log *log;
+        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+        static model m;
+        m.n = 0;
+        for (int b = 0; b < 30; b++) {
+            char kb[6][16], vb[6][32];
+            const char *ks[6], *vs[6];
+            for (int i = 0; i < 6; i++) {
+                snprintf(kb[i], sizeof kb[i], "k%d", (b * 6 + i) % 9);
+                snprintf(vb[i], sizeof vb[i], "v-%d-%d", b, i);
+                ks[i] = kb[i];
+                vs[i] = vb[i];
+            }
+            CHECK_EQ(append(log, &m, 6, ks, vs, codecs[c], 1000 + b * 6), 0);
+        }
+        int64_t act = active_base(log);
+        sl_cleaner_config cc;
+        clean_cfg(&cc);
+        sl_cleaner_result res;
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        CHECK(res.records_dropped > 0);
+        int mask;
+        int ng = read_all(log, g_got, MAXR, &mask, NULL);
+        int nw = expect(&m, act, false, g_want);
+        CHECK(same(g_got, ng, g_want, nw));
+        CHECK_EQ(mask, 1 << codecs[c]); /* recompressed with the batch's own codec */
+        sl_log_close(log);
+        rm_rf(dir);
+    }
+}
+
+/* Stops the protocol after each durable step in turn (a kill -9 there), reopens the log and
+ * checks it: every record it holds is one that was appended, every key's latest record is
+ * there, nothing is left over; then a clean to the end gives the fully compacted log. */
+SL_TEST(cleaner_crash_at_every_step) {
+    int stop;
+    bool finished = false;
+    for (stop = 1; stop < 200 && !finished; stop++) {
+        char dir[64];
+        CHECK(tmpdir(dir));
+        sl_log_config lc;
+        log_cfg(&lc);
+        sl_log *log;
+        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+        static model m;
+        m.n = 0;
+        CHECK_EQ(fill(log, &m, 6, 6, 1000), 0);
+        CHECK_EQ(append1(log, &m, "key-0", NULL, 2000), 0);
+        CHECK_EQ(fill(log, &m, 6, 2, 3000), 0);
+        CHECK_EQ(sl_log_sync(log), SL_OK);
+        int64_t act = active_base(log), end = sl_log_end_offset(log);
+        sl_cleaner_config cc;
+        clean_cfg(&cc);
+        sl_cleaner_result res;
+        sl_cleaner__crash_after = stop;
+        sl_err e = clean(log, &cc, NOW, &res);
+        sl_cleaner__crash_after = 0;
+        if (e == SL_OK)
+            finished = true;
+        else
+            CHECK_EQ(e, SL_ESTATE);
+        sl_log_close(log); /* what a kill -9 leaves: the files */
+        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+        CHECK_EQ(count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+        CHECK_EQ(sl_log_end_offset(log), end);
+        int ng = read_all(log, g_got, MAXR, NULL, NULL);
+        CHECK(ng > 0);
+        int nw = expect(&m, act, false, g_want);
+        /* Whatever survived is original, and holds every expected record. */
+        int w = 0;
+        for (int i = 0; i < ng; i++) {
+            bool orig = false;
+            for (int k = 0; k < m.n && !orig; k++)
+                orig = m.r[k].off == g_got[i].off && !strcmp(m.r[k].val, g_got[i].val);
+            CHECK(orig);
+            if (w < nw && g_want[w].off == g_got[i].off) w++;
+        }
+        CHECK_EQ(w, nw);
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        ng = read_all(log, g_got, MAXR, NULL, NULL);
+        CHECK(same(g_got, ng, g_want, nw));
+        sl_log_close(log);
+        rm_rf(dir);
+    }
+    CHECK(finished && stop > 8); /* run's 4 steps and commit's renames were all crashed in */
+}
+
+SL_TEST(cleaner_reader_before_commit_reads_old_data) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    int64_t act = active_base(log);
+    sl_arena *a = sl_arena_new(1 << 16);
+    uint8_t *before;
+    size_t blen;
+    CHECK_EQ(sl_log_read(log, 0, 1 << 16, a, &before, &blen), SL_OK);
+    uint8_t *copy = malloc(blen);
+    memcpy(copy, before, blen);
+
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(j);
+    sl_cleaner_job *j2;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j2), SL_OK);
+    CHECK(!j2); /* the segments are reserved: no second clean of them */
+    CHECK_EQ(sl_cleaner_run(j), SL_OK);
+    /* Between run and commit the log serves the old segments, whole. */
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, m.r, m.n));
+    sl_cleaner_result res;
+    CHECK_EQ(sl_cleaner_commit(j, SL_OK, &res), SL_OK);
+    /* What a Fetch read before the commit is its own copy, intact. */
+    CHECK(!memcmp(before, copy, blen));
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    free(copy);
+    sl_arena_free(a);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+SL_TEST(cleaner_deleted_segment_stays_deleted) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(j);
+    CHECK_EQ(sl_cleaner_run(j), SL_OK);
+    int64_t b1;
+    uint32_t v;
+    CHECK(sl_log_segment_info(log, 1, &b1, &v));
+    CHECK_EQ(sl_log_delete_records(log, b1), SL_OK); /* drops segment 0 meanwhile */
+    sl_cleaner_result res;
+    CHECK_EQ(sl_cleaner_commit(j, SL_OK, &res), SL_OK);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    char p[512];
+    snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+    CHECK(access(p, F_OK) != 0);
+    CHECK_EQ(sl_log_start_offset(log), b1);
+    sl_log_close(log);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    CHECK_EQ(sl_log_start_offset(log), b1);
+    CHECK(read_all(log, g_got, MAXR, NULL, NULL) > 0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+static int g_fail_after;
+static ssize_t fail_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
+    if (g_fail_after-- <= 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwritev(fd, iov, n, off);
+}
+
+SL_TEST(cleaner_write_failure_leaves_log_unchanged) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    int64_t act = active_base(log), size0 = sl_log_size_bytes(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    static const int fails[] = {0, 1, 3, 8};
+    for (size_t i = 0; i < sizeof fails / sizeof *fails; i++) {
+        sl_cleaner_result res;
+        g_fail_after = fails[i];
+        sl_storage_pwritev = fail_pwritev;
+        sl_err e = clean(log, &cc, NOW, &res);
+        sl_storage_pwritev = pwritev;
+        CHECK_EQ(e, SL_ENOSPC);
+        CHECK_EQ(count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+        CHECK_EQ(sl_log_size_bytes(log), size0);
+        int ng = read_all(log, g_got, MAXR, NULL, NULL);
+        CHECK(same(g_got, ng, m.r, m.n));
+    }
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* A stored batch that fails its CRC is never rewritten (that would launder it into a file with
+ * valid checksums): the clean fails and leaves the log as it was. */
+SL_TEST(cleaner_refuses_a_corrupt_segment) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    CHECK_EQ(fill(log, NULL, 4, 12, 1000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    sl_log_close(log);
+    char p[512];
+    snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+    FILE *f = fopen(p, "r+b");
+    CHECK(f);
+    uint8_t c;
+    long at = 64 + 52 + SL_BATCH_HEADER_SIZE + 3; /* inside the first batch's record */
+    CHECK(fseek(f, at, SEEK_SET) == 0 && fread(&c, 1, 1, f) == 1);
+    c ^= 0x20;
+    CHECK(fseek(f, at, SEEK_SET) == 0 && fwrite(&c, 1, 1, f) == 1);
+    fclose(f);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    int64_t size0 = sl_log_size_bytes(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_ECORRUPT);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+    CHECK_EQ(sl_log_size_bytes(log), size0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+static void *run_thread(void *j) {
+    sl_err *e = malloc(sizeof *e);
+    *e = sl_cleaner_run(j);
+    return e;
+}
+
+/* Run on a worker while the loop thread keeps appending (rolling new segments) and reading:
+ * run touches only the reserved segments' files, commit applies it afterwards. */
+SL_TEST(cleaner_runs_on_a_worker_while_the_log_is_used) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 8, 10, 1000), 0);
+    int64_t act = active_base(log);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(j);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, j) == 0);
+    int appended = fill(log, &m, 8, 5, 5000);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    void *rv;
+    pthread_join(t, &rv);
+    sl_err re = *(sl_err *)rv;
+    free(rv);
+    CHECK_EQ(appended, 0);
+    CHECK(same(g_got, ng, m.r, m.n)); /* read during the run: everything */
+    sl_cleaner_result res;
+    CHECK_EQ(sl_cleaner_commit(j, re, &res), SL_OK);
+    CHECK_EQ(res.checkpoint.offset, act); /* what was closed at prepare */
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    int nw = expect(&m, act, false, g_want);
+    /* Below act: compacted against the records below act only; from act on: untouched. */
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* A re-encoded batch keeps its kept records whole: headers, attributes, timestamps, and the
+ * batch header's producer fields and last offset delta. */
+SL_TEST(cleaner_rebuilt_batch_keeps_headers_and_producer_fields) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    sl_arena *a = sl_arena_new(4096);
+    sl_rec_builder b;
+    sl_rec_builder_init(&b, a, 256);
+    sl_rec_header hs[2] = {{{(const uint8_t *)"h1", 2}, {(const uint8_t *)"one", 3}},
+                           {{(const uint8_t *)"h2", 2}, SL_BYTES_NULL}};
+    sl_rec_in r0 = {.timestamp_delta = 0,
+                    .offset_delta = 0,
+                    .key = {(const uint8_t *)"k", 1},
+                    .value = {(const uint8_t *)"old", 3}};
+    sl_rec_in r1 = {.timestamp_delta = 7,
+                    .offset_delta = 1,
+                    .key = {(const uint8_t *)"other", 5},
+                    .value = {(const uint8_t *)"kept", 4},
+                    .headers = hs,
+                    .nheaders = 2};
+    sl_rec_in r2 = {.timestamp_delta = 9,
+                    .offset_delta = 2,
+                    .key = {(const uint8_t *)"k", 1},
+                    .value = {(const uint8_t *)"new", 3}};
+    CHECK_EQ(sl_rec_builder_add(&b, &r0), SL_OK);
+    CHECK_EQ(sl_rec_builder_add(&b, &r1), SL_OK);
+    CHECK_EQ(sl_rec_builder_add(&b, &r2), SL_OK);
+    uint8_t *batch;
+    size_t len;
+    CHECK_EQ(sl_rec_builder_seal(&b, SL_COMPRESSION_NONE, 500, 509, &batch, &len), SL_OK);
+    /* An idempotent producer's batch. */
+    sl_batch_info like;
+    CHECK(sl_batch_parse(batch, len, &like));
+    like.producer_id = 42;
+    like.producer_epoch = 3;
+    like.base_sequence = 100;
+    sl_batch_reseal_like(batch, len, &like);
+    int64_t base;
+    CHECK_EQ(sl_log_append(log, batch, len, 3, 509, &base), SL_OK);
+    CHECK_EQ(fill(log, NULL, 20, 1, 1000), 0); /* closes the segment */
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.offset_map_bytes = 4096;
+    /* A later "k": both "k" records of the batch go, "other" stays (the batch is rebuilt). */
+    const char *k = "k", *v = "newest";
+    CHECK_EQ(append(log, NULL, 1, &k, &v, 0, 2000), 0);
+    CHECK_EQ(fill(log, NULL, 20, 1, 3000), 0);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    uint8_t *p;
+    size_t n;
+    CHECK_EQ(sl_log_read(log, 0, 1 << 16, a, &p, &n), SL_OK);
+    sl_batch_info bi;
+    CHECK(sl_batch_parse(p, n, &bi) && sl_batch_crc_ok(p, bi.size));
+    CHECK_EQ(bi.base_offset, 0);
+    CHECK_EQ(bi.last_offset_delta, 2); /* unchanged: sequences stay base_sequence + delta */
+    CHECK_EQ(bi.record_count, 1);
+    CHECK_EQ(bi.producer_id, 42);
+    CHECK_EQ(bi.producer_epoch, 3);
+    CHECK_EQ(bi.base_sequence, 100);
+    sl_rec_iter it;
+    sl_record sr;
+    CHECK_EQ(sl_rec_iter_init(&it, p, bi.size, a, 1 << 20), SL_OK);
+    CHECK(sl_rec_iter_next(&it, &sr));
+    CHECK_EQ(sr.offset, 1);
+    CHECK_EQ(sr.timestamp, 507);
+    CHECK(sr.value.len == 4 && !memcmp(sr.value.p, "kept", 4));
+    CHECK_EQ(sr.nheaders, 2);
+    sl_bytes hk, hv;
+    CHECK(sl_record_header_next(&sr, &hk, &hv));
+    CHECK(hk.len == 2 && !memcmp(hk.p, "h1", 2) && hv.len == 3 && !memcmp(hv.p, "one", 3));
+    CHECK(sl_record_header_next(&sr, &hk, &hv));
+    CHECK(hk.len == 2 && !memcmp(hk.p, "h2", 2) && hv.len == -1);
+    CHECK(!sl_rec_iter_next(&it, &sr) && sl_rec_iter_err(&it) == SL_OK);
+    sl_arena_free(a);
+    sl_log_close(log);
+    rm_rf(dir);
+}
