@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics/sl_http.h"
+#include "http/sl_http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
