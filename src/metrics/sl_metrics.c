@@ -8,31 +8,21 @@
  * Kafka path. */
 #include "metrics/sl_metrics.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "acl/sl_acl.h"
 #include "audit/sl_audit.h"
-#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "broker/sl_fprot.h"
-#include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
 #include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
