@@ -1,50 +1,39 @@
 /* Metrics, health and the status page (sl_metrics.h, docs/metrics.md).
  *
  * Two halves: counters fed by the event hub (requests, logins, connections, findings), kept
- * here in small hash tables keyed by label values, and a small HTTP/1.1 server of its own on the
- * broker's loop that renders them, with the gauges read from the broker at scrape time. The
- * server is deliberately separate from the Kafka server: a scrape must work while Kafka
- * listeners are saturated or refusing, and nothing that reaches it can touch the Kafka path. */
+ * here in small hash tables keyed by label values, and an HTTP listener of its own (src/http,
+ * sl_httpd.h) on the broker's loop that renders them, with the gauges read from the broker at
+ * scrape time. The listener is deliberately separate from the Kafka server: a scrape must work
+ * while Kafka listeners are saturated or refusing, and nothing that reaches it can touch the
+ * Kafka path. */
 #include "metrics/sl_metrics.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "acl/sl_acl.h"
 #include "audit/sl_audit.h"
-#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "broker/sl_broker.h"
 #include "broker/sl_fprot.h"
-#include "crypto/sl_certgen.h"
 #include "crypto/sl_tls_ctx.h"
 #include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
+#include "http/sl_http.h"
+#include "http/sl_httpd.h"
 #include "kms/sl_keysvc.h"
-#include "metrics/sl_http.h"
 #include "metrics/sl_prom.h"
 #include "storage/sl_flusher.h"
 
-/* Hostile-input bounds: a scraper or a browser needs a handful of connections and one small
- * request at a time; anything slower or bigger is closed. */
-#define MAX_CONNS       64
-#define REQ_TIMEOUT_MS  10000 /* TLS handshake and a whole request head, or writing an answer */
-#define IDLE_TIMEOUT_MS 30000 /* a kept-alive connection between requests */
+/* A scraper or a browser needs a handful of connections; the rest are closed at accept. */
+#define MAX_CONNS 64
 /* Labelled series per family: label values come from clients (claimed user names, failure
  * reasons, topics), so a family stops growing here and counts what it dropped instead. */
 #define MAX_SERIES 2048
@@ -141,33 +130,13 @@ typedef struct api_stats {
     double sum_s;
 } api_stats;
 
-/* ---- connections of the endpoint --------------------------------------------------------- */
-
-typedef struct hconn {
-    struct hconn *prev, *next;
-    struct sl_metrics *m;
-    int fd;
-    SSL *ssl;
-    bool handshaking, writing, close_after;
-    uint32_t watched;
-    sl_timer *timer;
-    char peer[64];
-    char rbuf[SL_HTTP_MAX_HEAD];
-    size_t rlen, scanned; /* scanned: bytes already searched for the end of the head */
-    sl_text out;
-    size_t woff;
-} hconn;
-
 struct sl_metrics {
     sl_broker *b;
-    int fd, port;
+    sl_httpd *httpd;
     bool https;
     sl_tls_endpoint *tls;        /* https: reloaded with the broker's listeners (sl_metrics_tls) */
     unsigned char token_sha[32]; /* SHA-256 of the bearer token; the token itself is not kept */
     bool token;
-    hconn *conns;
-    int nconns;
-    uint64_t http_refused;
     /* event-fed */
     fam topics;   /* {topic}: bytes in, bytes out, messages in, messages out */
     fam auth_ok;  /* {mechanism,listener} */
@@ -685,7 +654,8 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     sl_prom_sample_u64(t, "sluice_metrics_series_dropped_total", NULL, m->dropped);
     sl_prom_family(t, "sluice_metrics_connections_refused_total", "counter",
                    "Connections to this endpoint closed at accept (its connection limit).");
-    sl_prom_sample_u64(t, "sluice_metrics_connections_refused_total", NULL, m->http_refused);
+    sl_prom_sample_u64(t, "sluice_metrics_connections_refused_total", NULL,
+                       sl_httpd_refused(m->httpd));
 }
 
 /* ---- status page -------------------------------------------------------------------------- */
@@ -798,45 +768,6 @@ static void render_page(sl_metrics *m, sl_text *t) {
 
 /* ---- HTTP server -------------------------------------------------------------------------- */
 
-static void conn_close(hconn *c);
-static void conn_io(void *ctx, uint32_t ev);
-
-static void conn_timeout(void *ctx) {
-    hconn *c = ctx;
-    c->timer = NULL;
-    conn_close(c);
-}
-
-static void conn_deadline(hconn *c, int64_t ms) {
-    if (c->timer) sl_timer_cancel(c->m->b->loop, c->timer);
-    c->timer = sl_timer_start(c->m->b->loop, ms, conn_timeout, c);
-}
-
-static void conn_close(hconn *c) {
-    sl_metrics *m = c->m;
-    if (c->timer) sl_timer_cancel(m->b->loop, c->timer);
-    sl_loop_unwatch(m->b->loop, c->fd);
-    if (c->ssl) {
-        if (!c->handshaking) SSL_shutdown(c->ssl); /* best effort close_notify, never waits */
-        SSL_free(c->ssl);
-    }
-    close(c->fd);
-    sl_text_free(&c->out);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        m->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    m->nconns--;
-    free(c);
-}
-
-/* Watches what the connection waits for now. */
-static void conn_watch(hconn *c, uint32_t want) {
-    if (want == c->watched) return;
-    if (sl_loop_modify(c->m->b->loop, c->fd, want) == SL_OK) c->watched = want;
-}
-
 static bool authorized(const sl_metrics *m, const sl_http_req *r) {
     if (!m->token) return true;
     if (!r->has_auth || strncasecmp(r->auth, "Bearer ", 7)) return false;
@@ -864,308 +795,42 @@ static bool ready(const sl_metrics *m, const char **why) {
     return false;
 }
 
-/* Builds the answer to `r` (status < 0: the parser's refusal) into c->out. */
-static void respond(hconn *c, const sl_http_req *r, int refusal) {
-    sl_metrics *m = c->m;
-    sl_text body = {0};
-    int status = 200;
-    const char *ctype = "text/plain; charset=utf-8";
-    bool head = false;
-    if (refusal) {
-        status = refusal;
-        sl_text_printf(&body, "%s\n", sl_http_reason(status));
-        c->close_after = true;
+/* The endpoint's handler (sl_httpd_handler): GET and HEAD only, no bodies (the listener's
+ * limits are {0}); the server answers what its parser refuses. */
+static void respond(void *ud, const sl_httpd_peer *peer, const sl_http_req *r, const char *body_in,
+                    size_t blen, sl_httpd_resp *out) {
+    sl_metrics *m = ud;
+    sl_text *body = &out->body;
+    const char *why = NULL;
+    if (!strcmp(r->path, "/healthz")) {
+        sl_text_puts(body, "ok\n");
+    } else if (!strcmp(r->path, "/readyz")) {
+        if (ready(m, &why))
+            sl_text_puts(body, "ready\n");
+        else {
+            out->status = 503;
+            sl_text_printf(body, "not ready: %s\n", why);
+        }
+    } else if (strcmp(r->path, "/metrics") && strcmp(r->path, "/")) {
+        out->status = 404;
+        sl_text_puts(body, "not found: /metrics, /healthz, /readyz, /\n");
+    } else if (!authorized(m, r)) {
+        out->status = 401;
+        sl_text_puts(body, "a bearer token is required\n");
+    } else if (!strcmp(r->path, "/metrics")) {
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(m, body);
     } else {
-        head = r->head;
-        c->close_after = !r->keep_alive;
-        const char *why = NULL;
-        if (!strcmp(r->path, "/healthz")) {
-            sl_text_puts(&body, "ok\n");
-        } else if (!strcmp(r->path, "/readyz")) {
-            if (ready(m, &why))
-                sl_text_puts(&body, "ready\n");
-            else {
-                status = 503;
-                sl_text_printf(&body, "not ready: %s\n", why);
-            }
-        } else if (strcmp(r->path, "/metrics") && strcmp(r->path, "/")) {
-            status = 404;
-            sl_text_puts(&body, "not found: /metrics, /healthz, /readyz, /\n");
-        } else if (!authorized(m, r)) {
-            status = 401;
-            sl_text_puts(&body, "a bearer token is required\n");
-        } else if (!strcmp(r->path, "/metrics")) {
-            ctype = "text/plain; version=0.0.4; charset=utf-8";
-            render_metrics(m, &body);
-        } else {
-            ctype = "text/html; charset=utf-8";
-            render_page(m, &body);
-        }
+        out->content_type = "text/html; charset=utf-8";
+        render_page(m, body);
     }
-    if (body.oom) {
-        sl_text_free(&body);
-        status = 500;
-        c->close_after = true;
-        sl_text_puts(&body, "out of memory\n");
-    }
-    sl_text_free(&c->out);
-    sl_text_printf(&c->out,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                   "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
-                   "script-src 'unsafe-inline'\r\n%s%s\r\n",
-                   status, sl_http_reason(status), ctype, body.len,
-                   status == 401 ? "WWW-Authenticate: Bearer realm=\"sluice\"\r\n" : "",
-                   c->close_after ? "Connection: close\r\n" : "");
-    if (!head && body.len) sl_text_put(&c->out, body.p, body.len);
-    sl_text_free(&body);
-    if (c->out.oom) c->close_after = true;
-    c->woff = 0;
-    c->writing = true;
-}
-
-/* I/O through TLS or the socket: > 0 bytes, 0 end of stream, -1 error, -2 would block (with
- * *want set to the event to wait for). */
-static ssize_t io_read(hconn *c, void *buf, size_t n, uint32_t *want) {
-    if (!c->ssl) {
-        ssize_t r = recv(c->fd, buf, n, 0);
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            *want = SL_EV_READ;
-            return -2;
-        }
-        return r;
-    }
-    int r = SSL_read(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
-    if (r > 0) return r;
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        *want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE;
-        return -2;
-    }
-    ERR_clear_error();
-    return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-}
-
-static ssize_t io_write(hconn *c, const void *buf, size_t n, uint32_t *want) {
-    if (!c->ssl) {
-        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            *want = SL_EV_WRITE;
-            return -2;
-        }
-        return r;
-    }
-    int r = SSL_write(c->ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
-    if (r > 0) return r;
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        *want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE;
-        return -2;
-    }
-    ERR_clear_error();
-    return -1;
-}
-
-/* Runs the connection as far as it can go without blocking. */
-static void conn_run(hconn *c) {
-    for (;;) {
-        uint32_t want = SL_EV_READ;
-        if (c->handshaking) {
-            int r = SSL_accept(c->ssl);
-            if (r == 1) {
-                c->handshaking = false;
-                continue;
-            }
-            int e = SSL_get_error(c->ssl, r);
-            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                ERR_clear_error();
-                SL_INFO("metrics", "tls handshake failed", "peer=%s", c->peer);
-                conn_close(c);
-                return;
-            }
-            conn_watch(c, e == SSL_ERROR_WANT_READ ? SL_EV_READ : SL_EV_WRITE);
-            return;
-        }
-        if (c->writing) {
-            while (c->woff < c->out.len) {
-                ssize_t w = io_write(c, c->out.p + c->woff, c->out.len - c->woff, &want);
-                if (w == -2) {
-                    conn_watch(c, want);
-                    return;
-                }
-                if (w <= 0) {
-                    conn_close(c);
-                    return;
-                }
-                c->woff += (size_t)w;
-            }
-            c->writing = false;
-            sl_text_free(&c->out);
-            if (c->close_after) {
-                conn_close(c);
-                return;
-            }
-            conn_deadline(c, c->rlen ? REQ_TIMEOUT_MS : IDLE_TIMEOUT_MS);
-        }
-        /* A complete head already buffered (pipelined) is answered before reading more. */
-        /* Parsed only once the head can be complete, so a client trickling bytes does not make
-         * every byte rescan all that came before it. */
-        bool complete = c->rlen >= sizeof c->rbuf;
-        for (size_t i = c->scanned > 3 ? c->scanned - 3 : 0; !complete && i + 3 < c->rlen; i++)
-            if (!memcmp(c->rbuf + i, "\r\n\r\n", 4)) complete = true;
-        c->scanned = c->rlen;
-        sl_http_req r;
-        int n = complete ? sl_http_parse(c->rbuf, c->rlen, &r) : 0;
-        if (n != 0) {
-            if (n > 0) {
-                memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
-                c->rlen -= (size_t)n;
-            }
-            c->scanned = 0;
-            respond(c, &r, n < 0 ? -n : 0);
-            conn_deadline(c, REQ_TIMEOUT_MS);
-            continue;
-        }
-        if (c->rlen >= sizeof c->rbuf) { /* cannot happen: parse answers 431 first */
-            conn_close(c);
-            return;
-        }
-        ssize_t got = io_read(c, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, &want);
-        if (got == -2) {
-            conn_watch(c, want);
-            return;
-        }
-        if (got <= 0) {
-            conn_close(c);
-            return;
-        }
-        if (c->rlen == 0) conn_deadline(c, REQ_TIMEOUT_MS); /* a request starts: it has 10 s */
-        c->rlen += (size_t)got;
-    }
-}
-
-static void conn_io(void *ctx, uint32_t ev) { conn_run(ctx); }
-
-static void on_accept(void *ctx, uint32_t ev) {
-    sl_metrics *m = ctx;
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(m->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return; /* EAGAIN, or a transient error: the next readiness retries */
-        if (m->nconns >= MAX_CONNS) {
-            m->http_refused++;
-            close(fd);
-            continue;
-        }
-        hconn *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->m = m;
-        c->fd = fd;
-        char host[INET6_ADDRSTRLEN] = "?", serv[8] = "?";
-        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-        snprintf(c->peer, sizeof c->peer, "%s:%s", host, serv);
-        if (m->tls) {
-            c->ssl = SSL_new(sl_tls_endpoint_ctx(m->tls));
-            if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
-                SSL_free(c->ssl);
-                close(fd);
-                free(c);
-                continue;
-            }
-            c->handshaking = true;
-        }
-        if (sl_loop_watch(m->b->loop, fd, SL_EV_READ, conn_io, c) != SL_OK) {
-            SSL_free(c->ssl);
-            close(fd);
-            free(c);
-            continue;
-        }
-        c->watched = SL_EV_READ;
-        c->next = m->conns;
-        if (m->conns) m->conns->prev = c;
-        m->conns = c;
-        m->nconns++;
-        conn_deadline(c, REQ_TIMEOUT_MS);
-        conn_run(c);
-    }
+    snprintf(out->headers, sizeof out->headers,
+             "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
+             "script-src 'unsafe-inline'\r\n%s",
+             out->status == 401 ? "WWW-Authenticate: Bearer realm=\"sluice\"\r\n" : "");
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
-
-/* Splits "http://host:port" into its parts; false when malformed. */
-static bool parse_url(const char *url, bool *https, char *host, size_t hl, int *port) {
-    const char *p;
-    if (!strncmp(url, "http://", 7)) {
-        *https = false;
-        p = url + 7;
-    } else if (!strncmp(url, "https://", 8)) {
-        *https = true;
-        p = url + 8;
-    } else
-        return false;
-    const char *colon;
-    if (*p == '[') {
-        const char *rb = strchr(p, ']');
-        if (!rb || rb[1] != ':') return false;
-        if ((size_t)(rb - p - 1) >= hl) return false;
-        memcpy(host, p + 1, (size_t)(rb - p - 1));
-        host[rb - p - 1] = 0;
-        colon = rb + 1;
-    } else {
-        colon = strrchr(p, ':');
-        if (!colon || (size_t)(colon - p) >= hl) return false;
-        memcpy(host, p, (size_t)(colon - p));
-        host[colon - p] = 0;
-    }
-    char *end;
-    long v = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || (*end && strcmp(end, "/")) || v < 0 || v > 65535) return false;
-    *port = (int)v;
-    return true;
-}
-
-/* Binds and listens; errno-style failure in *eno. */
-static int bind_listen(const char *host, int port, int *bound, int *eno) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[8];
-    snprintf(ps, sizeof ps, "%d", port);
-    int rc = getaddrinfo(host[0] ? host : NULL, ps, &hints, &res);
-    if (rc) {
-        *eno = EADDRNOTAVAIL;
-        return -1;
-    }
-    int fd = -1;
-    *eno = 0;
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            *eno = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
-        *eno = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) return -1;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                            : ((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
-}
 
 /* Reads the bearer token file: its first line, surrounding white space removed. Keeps only its
  * digest; every copy of the token is wiped before returning. */
@@ -1201,41 +866,6 @@ static sl_err load_token(sl_metrics *m, const char *path, char *err, size_t elen
     return e;
 }
 
-static sl_err make_tls(sl_metrics *m, char *err, size_t elen) {
-    const sl_config *cfg = &m->b->cfg;
-    const char *ks = cfg->sluice_metrics_ssl_keystore_location[0]
-                         ? cfg->sluice_metrics_ssl_keystore_location
-                         : cfg->ssl_keystore_location;
-    char provisioned[SL_CFG_STR_MAX + 32];
-    if (!ks[0]) {
-        /* Secure by default like the Kafka listeners (sl_provision.h): the CA and broker
-         * certificate in the secrets directory, created if missing. */
-        if (!cfg->sluice_provision_enable) {
-            snprintf(err, elen,
-                     "sluice.metrics.ssl.keystore.location: https needs a keystore "
-                     "(or ssl.keystore.location, or sluice.provision.enable=true)");
-            return SL_ECONFIG;
-        }
-        char dir[SL_CFG_STR_MAX];
-        sl_config_secret_dir_for(cfg, "broker.pem", dir, sizeof dir);
-        if (sl_mkdir_p(dir, 0700)) {
-            snprintf(err, elen, "sluice.secrets.dir: cannot create %s", dir);
-            return SL_ECONFIG;
-        }
-        sl_err e = sl_tls_bootstrap(dir, err, elen);
-        if (e) return e;
-        snprintf(provisioned, sizeof provisioned, "%s/broker.pem", dir);
-        ks = provisioned;
-    }
-    sl_tls_opts o = {.keystore_location = ks,
-                     .key_password = cfg->ssl_key_password[0] ? cfg->ssl_key_password : NULL,
-                     .client_auth = SL_TLS_CLIENT_AUTH_NONE};
-    char e2[256];
-    sl_err e = sl_tls_endpoint_new_opts(SL_METRICS_TLS_NAME, &o, &m->tls, e2, sizeof e2);
-    if (e) snprintf(err, elen, "sluice.metrics.ssl.keystore.location: %s", e2);
-    return e;
-}
-
 sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t elen) {
     *out = NULL;
     const char *url = b->cfg.sluice_metrics_listener;
@@ -1245,7 +875,7 @@ sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t e
     char host[256];
     bool https;
     int port;
-    if (!parse_url(url, &https, host, sizeof host, &port)) {
+    if (!sl_httpd_parse_url(url, &https, host, sizeof host, &port)) {
         snprintf(err, elen,
                  "sluice.metrics.listener: \"%s\" is not http://host:port or "
                  "https://host:port",
@@ -1255,17 +885,24 @@ sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t e
     sl_metrics *m = calloc(1, sizeof *m);
     if (!m) return SL_ENOMEM;
     m->b = b;
-    m->fd = -1;
     m->https = https;
     m->started_ms = b->started_ms ? b->started_ms : wall_ms();
     sl_err e = SL_OK;
     if (b->cfg.sluice_metrics_bearer_token_file[0] &&
         (e = load_token(m, b->cfg.sluice_metrics_bearer_token_file, err, elen)))
         goto fail;
-    if (https && (e = make_tls(m, err, elen))) goto fail;
+    if (https &&
+        (e = sl_httpd_tls(&b->cfg, SL_METRICS_TLS_NAME, "sluice.metrics.ssl.keystore.location",
+                          b->cfg.sluice_metrics_ssl_keystore_location, &m->tls, err, elen)))
+        goto fail;
+    sl_httpd_opts ho = {.name = "metrics",
+                        .loop = b->loop,
+                        .tls = m->tls,
+                        .max_conns = MAX_CONNS,
+                        .handler = respond,
+                        .ud = m};
     int eno = 0;
-    m->fd = bind_listen(host, port, &m->port, &eno);
-    if (m->fd < 0) {
+    if (sl_httpd_listen(&ho, host, port, &m->httpd, &eno) != SL_OK && eno) {
         if (!explicit_key && eno == EADDRINUSE) {
             SL_WARN("metrics", "default metrics port taken; running without the metrics endpoint",
                     "listener=%s (set sluice.metrics.listener to choose another)", url);
@@ -1277,14 +914,13 @@ sl_err sl_metrics_new(struct sl_broker *b, sl_metrics **out, char *err, size_t e
         e = SL_ECONFIG;
         goto fail;
     }
-    if (sl_loop_watch(b->loop, m->fd, SL_EV_READ, on_accept, m) != SL_OK ||
-        !sl_events_subscribe(&b->events, on_event, m)) {
+    if (!m->httpd || !sl_events_subscribe(&b->events, on_event, m)) {
         snprintf(err, elen, "sluice.metrics.listener: cannot register the endpoint");
         e = SL_EIO;
         goto fail;
     }
     SL_INFO("metrics", "listening", "url=%s://%s:%d token=%s", https ? "https" : "http",
-            host[0] ? host : "0.0.0.0", m->port, m->token ? "required" : "none");
+            host[0] ? host : "0.0.0.0", sl_httpd_port(m->httpd), m->token ? "required" : "none");
     *out = m;
     return SL_OK;
 fail:
@@ -1295,11 +931,7 @@ fail:
 void sl_metrics_free(sl_metrics *m) {
     if (!m) return;
     sl_events_unsubscribe(&m->b->events, m);
-    while (m->conns) conn_close(m->conns);
-    if (m->fd >= 0) {
-        sl_loop_unwatch(m->b->loop, m->fd);
-        close(m->fd);
-    }
+    sl_httpd_free(m->httpd); /* before the endpoint its connections use */
     sl_tls_endpoint_free(m->tls);
     OPENSSL_cleanse(m->token_sha, sizeof m->token_sha);
     fam *fams[] = {&m->topics,  &m->auth_ok, &m->auth_bad, &m->denials,
@@ -1308,6 +940,6 @@ void sl_metrics_free(sl_metrics *m) {
     free(m);
 }
 
-int sl_metrics_port(const sl_metrics *m) { return m ? m->port : 0; }
+int sl_metrics_port(const sl_metrics *m) { return m ? sl_httpd_port(m->httpd) : 0; }
 
 sl_tls_endpoint *sl_metrics_tls(const sl_metrics *m) { return m ? m->tls : NULL; }

@@ -11,7 +11,7 @@
 
 #include "acl/sl_acl.h"
 #include "local_broker.h"
-#include "metrics/sl_http.h"
+#include "http/sl_http.h"
 #include "metrics/sl_metrics.h"
 #include "metrics/sl_prom.h"
 #include "pipeline/sl_api.h"
