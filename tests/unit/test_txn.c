@@ -5,9 +5,11 @@
  * live in /dev/shm when it exists (fsync is free there: the suite stays fast); durability
  * itself is the file system's, shown by the kill -9 interop tests once wired. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -500,6 +502,62 @@ SL_TEST(txn_recovery_pending_and_ongoing) {
     CHECK_EQ(j.n, 1);
     sl_txn_jobs_free(&j);
     CHECK(sl_txn_max_pid(c) >= p2);
+    sl_txn_close(c);
+    sl_t_rm_rf(dir);
+    free(dir);
+}
+
+/* Real fault injection (root is not exempt from RLIMIT_FSIZE): the append is cut short after a
+ * few bytes. The answer is retriable, the state unchanged, the partial record cut, and the log
+ * refuses further changes until reopened, which replays only what was acknowledged. */
+SL_TEST(txn_append_failure_changes_nothing) {
+    char *dir = tdir();
+    CHECK(dir);
+    pidgen g = {.next = 1};
+    sl_txn *c = open_c(dir, &g, 0);
+    CHECK(c);
+    int64_t p;
+    int16_t e;
+    sl_txn_jobs j;
+    sl_txn_tp tp = {S("t"), 0};
+    CHECK_EQ(sl_txn_init_producer_id(c, S("f"), 5000, -1, -1, 0, &p, &e, &j), 0);
+    CHECK_EQ(sl_txn_add_partitions(c, S("f"), p, e, &tp, 1, 10), 0);
+    char *before = state_text(c);
+    int64_t size = sl_txnlog_bytes(sl_txn_log(c));
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim.rlim_cur = (rlim_t)size + 10;
+    lim.rlim_max = old.rlim_max;
+    int set = setrlimit(RLIMIT_FSIZE, &lim);
+    int16_t k1 = sl_txn_end(c, S("f"), p, e, true, 20, &j);
+    int16_t k2 = sl_txn_add_offsets(c, S("f"), p, e, S("grp"), 30);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    CHECK_EQ(set, 0);
+    CHECK_EQ(k1, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    CHECK_EQ(j.n, 0);
+    CHECK_EQ(k2, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    CHECK(sl_txnlog_failed(sl_txn_log(c)));
+    /* even with the disk back, this instance refuses: its file may hold what fsync lost */
+    CHECK_EQ(sl_txn_end(c, S("f"), p, e, true, 40, &j), SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    char *now = state_text(c);
+    CHECK(!strcmp(before, now));
+    free(now);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, SL_TXNLOG_FILE);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && sb.st_size == size);
+    sl_txn_close(c);
+    c = open_c(dir, &g, 0);
+    CHECK(c);
+    now = state_text(c);
+    CHECK(!strcmp(before, now));
+    free(now);
+    CHECK_EQ(sl_txn_end(c, S("f"), p, e, true, 50, &j), 0);
+    CHECK_EQ(j.n, 1);
+    sl_txn_jobs_free(&j);
+    free(before);
     sl_txn_close(c);
     sl_t_rm_rf(dir);
     free(dir);
