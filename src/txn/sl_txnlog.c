@@ -260,6 +260,23 @@ static bool all_zero(const uint8_t *p, size_t n) {
     return true;
 }
 
+/* True when a whole, checksummed record starts somewhere in p[from..n). A torn append leaves a
+ * prefix of ONE record, so a good record after a bad one means the bad one's length was
+ * damaged: corruption in the middle, not a crash. The first body bytes are checked before the
+ * CRC so that scanning arbitrary bytes stays linear in practice. */
+static bool record_follows(const uint8_t *p, size_t n, size_t from) {
+    for (size_t q = from;
+         n >= SL_TXNLOG_FRAME + SL_TXNLOG_BODY_MIN && q <= n - SL_TXNLOG_FRAME - SL_TXNLOG_BODY_MIN;
+         q++) {
+        const uint8_t *b = p + q + SL_TXNLOG_FRAME;
+        if (b[0] != BODY_VERSION || b[1] >= SL_TXN_NSTATES || b[2] || b[3]) continue;
+        uint32_t len = sl_get_be32(p + q);
+        if (len < SL_TXNLOG_BODY_MIN || len > n - q - SL_TXNLOG_FRAME) continue;
+        if (sl_crc32c(sl_crc32c(0, p + q, 4), b, len) == sl_get_be32(p + q + 4)) return true;
+    }
+    return false;
+}
+
 sl_err sl_txnlog_scan(const uint8_t *p, size_t n, sl_txnlog_each_fn each, void *ctx,
                       size_t *good_end, size_t *bad_off) {
     *good_end = 0;
@@ -281,7 +298,11 @@ sl_err sl_txnlog_scan(const uint8_t *p, size_t n, sl_txnlog_each_fn each, void *
             *bad_off = pos;
             return SL_ECORRUPT;
         }
-        if (len > left - SL_TXNLOG_FRAME) return SL_OK; /* the append did not finish */
+        if (len > left - SL_TXNLOG_FRAME) {
+            if (!record_follows(p, n, pos + 1)) return SL_OK; /* the append did not finish */
+            *bad_off = pos;
+            return SL_ECORRUPT;
+        }
         const uint8_t *body = p + pos + SL_TXNLOG_FRAME;
         if (sl_crc32c(sl_crc32c(0, p + pos, 4), body, len) != sl_get_be32(p + pos + 4)) {
             if (pos + SL_TXNLOG_FRAME + len == n) return SL_OK; /* last, partly written */

@@ -18,9 +18,10 @@
  *   The body must be consumed exactly. A record is written with one write() and fdatasync()ed
  *   before the caller answers anything that depends on it.
  *
- * Recovery (sl_txnlog_scan): a record that runs past the end of the file, a complete last record
- * whose CRC fails, or a tail of zero bytes is a torn tail (a crash during an append): it is cut
- * off (ftruncate + fsync) when the file is opened for writing. Any other bad record (CRC,
+ * Recovery (sl_txnlog_scan): a record that runs past the end of the file (with no good record
+ * anywhere after its start), a complete last record whose CRC fails, or a tail of zero bytes is
+ * a torn tail (a crash during an append, which leaves a prefix of one record): it is cut off
+ * (ftruncate + fsync) when the file is opened. Any other bad record (CRC,
  * length, a body that does not decode) is corruption in the middle: the open fails naming the
  * file and the byte offset, since dropping it could forget a commit decision. A record of an
  * unknown body version fails the same way (SL_EVERSION: written by a newer Sluice).

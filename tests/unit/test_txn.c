@@ -796,6 +796,12 @@ SL_TEST(txn_corrupt_middle_refused) {
     CHECK(write_file(path, m, n));
     CHECK_EQ(open_err(dir, err, sizeof err), SL_ECORRUPT);
     CHECK(strstr(err, want));
+    /* a length damaged to run past the end: not a torn tail, since good records follow */
+    memcpy(m, file, n);
+    sl_be32(m + second, (uint32_t)(n - second));
+    CHECK(write_file(path, m, n));
+    CHECK_EQ(open_err(dir, err, sizeof err), SL_ECORRUPT);
+    CHECK(strstr(err, want));
     /* a good CRC over a body that does not decode (a bug or an edit), then an unknown version */
     memcpy(m, file, n);
     m[second + SL_TXNLOG_FRAME + 1] = 9; /* state 9 */
