@@ -3,6 +3,7 @@
  * the same answers; the comments name where Sluice differs. */
 #include "txn/sl_txn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,7 +106,10 @@ static sl_err replay_one(void *ctx, const sl_txn_rec *r) {
 sl_err sl_txn_open(const char *dir, const sl_txn_config *cfg, sl_txn **out, char *err,
                    size_t elen) {
     *out = NULL;
-    if (!cfg->alloc_pid) return SL_EINVAL;
+    if (!cfg->alloc_pid) {
+        snprintf(err, elen, "transaction coordinator: no producer-id allocator");
+        return SL_EINVAL;
+    }
     sl_txn *c = calloc(1, sizeof *c);
     if (!c) return SL_ENOMEM;
     c->cfg = *cfg;
