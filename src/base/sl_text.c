@@ -107,3 +107,8 @@ size_t sl_utf8_len(const unsigned char *s, size_t n) {
         if (s[i] < 0x80 || s[i] > 0xbf) return 0;
     return k;
 }
+
+void sl_text_wipe(sl_text *t) {
+    if (t->p) explicit_bzero(t->p, t->cap);
+    sl_text_free(t);
+}

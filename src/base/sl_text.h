@@ -18,6 +18,10 @@ void sl_text_put(sl_text *t, const char *s, size_t n);
 void sl_text_puts(sl_text *t, const char *s);
 __attribute__((format(printf, 2, 3))) void sl_text_printf(sl_text *t, const char *fmt, ...);
 void sl_text_free(sl_text *t);
+/* sl_text_free after overwriting the whole buffer with zeros: for a text that held a secret
+ * (growth reallocates, so a secret is best written into a text that will not grow past its
+ * first 4 KiB). */
+void sl_text_wipe(sl_text *t);
 
 /* Length of the valid UTF-8 sequence at `s` (`n` bytes left, n > 0), 0 when it is not one
  * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */

@@ -47,6 +47,7 @@ typedef struct hconn {
     size_t rcap, rlen, scanned; /* scanned: bytes already searched for the end of the head */
     size_t need;                /* a head is parsed: its bytes + its body's; else 0 */
     sl_text out;
+    bool out_secret; /* `out` holds a secret (sl_httpd_resp.sensitive): wiped when freed */
     size_t woff;
 } hconn;
 
@@ -73,6 +74,14 @@ static void conn_deadline(hconn *c, int64_t ms) {
     c->timer = sl_timer_start(c->h->o.loop, ms, conn_timeout, c);
 }
 
+static void out_free(hconn *c) {
+    if (c->out_secret)
+        sl_text_wipe(&c->out);
+    else
+        sl_text_free(&c->out);
+    c->out_secret = false;
+}
+
 static void conn_close(hconn *c) {
     sl_httpd *h = c->h;
     if (c->timer) sl_timer_cancel(h->o.loop, c->timer);
@@ -82,7 +91,7 @@ static void conn_close(hconn *c) {
         SSL_free(c->ssl);
     }
     close(c->fd);
-    sl_text_free(&c->out);
+    out_free(c);
     free(c->rbuf);
     if (c->prev)
         c->prev->next = c->next;
@@ -121,7 +130,7 @@ static void queue_answer(hconn *c, sl_httpd_resp *resp, bool head) {
         sl_text_puts(&resp->body, "out of memory\n");
     }
     resp->headers[sizeof resp->headers - 1] = 0; /* a handler that filled it whole */
-    sl_text_free(&c->out);
+    out_free(c);
     sl_text_printf(&c->out,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
@@ -129,7 +138,11 @@ static void queue_answer(hconn *c, sl_httpd_resp *resp, bool head) {
                    resp->content_type ? resp->content_type : "text/plain; charset=utf-8",
                    resp->body.len, resp->headers, c->close_after ? "Connection: close\r\n" : "");
     if (!head && resp->body.len) sl_text_put(&c->out, resp->body.p, resp->body.len);
-    sl_text_free(&resp->body);
+    c->out_secret = resp->sensitive;
+    if (resp->sensitive)
+        sl_text_wipe(&resp->body);
+    else
+        sl_text_free(&resp->body);
     if (c->out.oom) c->close_after = true;
     c->woff = 0;
     c->writing = true;
@@ -276,7 +289,7 @@ static void conn_run(hconn *c) {
                 c->woff += (size_t)w;
             }
             c->writing = false;
-            sl_text_free(&c->out);
+            out_free(c);
             if (c->close_after) {
                 conn_close(c);
                 return;

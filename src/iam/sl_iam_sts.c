@@ -281,23 +281,25 @@ static bool session_name_ok(const char *s) {
 static void assume_role(sl_iam_sts *s, const sl_httpd_peer *peer, const sl_iam_identity *id,
                         const char *principal, const sl_sts_form *f, int64_t now,
                         sl_httpd_resp *out) {
+    /* Refusals before the decision are in the trail too: every AssumeRole call is. */
+    char m[160];
+    const char *code = NULL, *msg = NULL;
     if (f->unsupported[0]) {
-        char m[160];
         snprintf(m, sizeof m, "Sluice does not support the AssumeRole parameter %s",
                  f->unsupported);
-        fail(out, 400, "InvalidParameterValue", m);
-        return;
+        code = "InvalidParameterValue", msg = m;
+    } else if (!f->role_arn[0] || !f->session[0]) {
+        code = "MissingParameter";
+        msg = !f->role_arn[0] ? "The request must contain the parameter RoleArn"
+                              : "The request must contain the parameter RoleSessionName";
+    } else if (!session_name_ok(f->session)) {
+        code = "ValidationError";
+        msg = "1 validation error detected: Value at 'roleSessionName' failed to satisfy "
+              "constraint: Member must have length between 2 and 64 and match [\\w+=,.@-]*";
     }
-    if (!f->role_arn[0] || !f->session[0]) {
-        fail(out, 400, "MissingParameter",
-             !f->role_arn[0] ? "The request must contain the parameter RoleArn"
-                             : "The request must contain the parameter RoleSessionName");
-        return;
-    }
-    if (!session_name_ok(f->session)) {
-        fail(out, 400, "ValidationError",
-             "1 validation error detected: Value at 'roleSessionName' failed to satisfy "
-             "constraint: Member must have length between 2 and 64 and match [\\w+=,.@-]*");
+    if (code) {
+        emit_assume(s, peer, principal, f->role_arn[0] ? f->role_arn : NULL, false, msg);
+        fail(out, 400, code, msg);
         return;
     }
     sl_iam *iam = s->env.iam;

@@ -87,7 +87,9 @@ def test_botocore_assume_role_then_kafka_with_the_session(iam_env):
     e.iam("role", "add", "auditor", "--max-session-duration", "1h")
     e.policy("orders-app", ORDERS_APP, roles=["orders-etl"])
     ops = e.user("ops")
-    e.policy("ops-assume", allow_assume("orders-etl", "auditor", deny=["auditor"]), users=["ops"])
+    # Allowed on a role that does not exist too: its refusal must still look like a denial.
+    e.policy("ops-assume", allow_assume("orders-etl", "auditor", "no-such-role", deny=["auditor"]),
+             users=["ops"])
     start_with_sts(e)
     e.create_topics("orders")
 
@@ -161,7 +163,7 @@ def test_botocore_assume_role_then_kafka_with_the_session(iam_env):
     assert code == "ValidationError" and "role chaining" in msg, msg
 
     # The trail: every AssumeRole, allowed or refused, with who and why.
-    ev = wait_until(lambda: len(assume_events(e)) >= 8 and assume_events(e), 20,
+    ev = wait_until(lambda: len(assume_events(e)) >= 9 and assume_events(e), 20,
                     "AssumeRole audit events")
     text = json.dumps(ev)
     assert "nightly-load" in text and "NeverAudit" in text and "no such role" in text, text[:3000]
