@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "acl/sl_acl.h"
-#include "local_broker.h"
 #include "http/sl_http.h"
+#include "local_broker.h"
 #include "metrics/sl_metrics.h"
 #include "metrics/sl_prom.h"
 #include "pipeline/sl_api.h"
