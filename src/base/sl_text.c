@@ -112,3 +112,36 @@ void sl_text_wipe(sl_text *t) {
     if (t->p) explicit_bzero(t->p, t->cap);
     sl_text_free(t);
 }
+
+void sl_text_markup(sl_text *t, const char *v) {
+    const unsigned char *s = (const unsigned char *)v;
+    size_t n = strlen(v);
+    for (size_t i = 0; i < n;) {
+        size_t k = sl_utf8_len(s + i, n - i);
+        if (!k) {
+            sl_text_put(t, "\xef\xbf\xbd", 3 /* U+FFFD */);
+            i++;
+            continue;
+        }
+        switch (s[i]) {
+        case '&':
+            sl_text_puts(t, "&amp;");
+            break;
+        case '<':
+            sl_text_puts(t, "&lt;");
+            break;
+        case '>':
+            sl_text_puts(t, "&gt;");
+            break;
+        case '"':
+            sl_text_puts(t, "&quot;");
+            break;
+        case '\'':
+            sl_text_puts(t, "&#39;");
+            break;
+        default:
+            sl_text_put(t, v + i, k);
+        }
+        i += k;
+    }
+}

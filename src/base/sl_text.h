@@ -22,6 +22,8 @@ void sl_text_free(sl_text *t);
  * (growth reallocates, so a secret is best written into a text that will not grow past its
  * first 4 KiB). */
 void sl_text_wipe(sl_text *t);
+/* Appends v as HTML or XML text: & < > " ' escaped; invalid UTF-8 becomes U+FFFD. */
+void sl_text_markup(sl_text *t, const char *v);
 
 /* Length of the valid UTF-8 sequence at `s` (`n` bytes left, n > 0), 0 when it is not one
  * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */

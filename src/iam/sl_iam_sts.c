@@ -140,33 +140,9 @@ bool sl_sts_role_name(const char *arn, const char *account, char *name, size_t c
 
 /* ---- answers ---- */
 
-static void xml_text(sl_text *t, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            sl_text_puts(t, "&lt;");
-            break;
-        case '>':
-            sl_text_puts(t, "&gt;");
-            break;
-        case '&':
-            sl_text_puts(t, "&amp;");
-            break;
-        case '"':
-            sl_text_puts(t, "&quot;");
-            break;
-        case '\'':
-            sl_text_puts(t, "&apos;");
-            break;
-        default:
-            sl_text_put(t, s, 1);
-        }
-    }
-}
-
 static void xml_el(sl_text *t, const char *name, const char *value) {
     sl_text_printf(t, "<%s>", name);
-    xml_text(t, value);
+    sl_text_markup(t, value);
     sl_text_printf(t, "</%s>", name);
 }
 
@@ -242,10 +218,10 @@ static void get_caller_identity(sl_iam_sts *s, const sl_iam_identity *id, sl_htt
     xml_el(b, "Arn", id->arn);
     sl_text_puts(b, "\n    <UserId>");
     /* AWS: a user's unique id, or "ROLEID:session"; Sluice has the key id in both places. */
-    xml_text(b, id->akid);
+    sl_text_markup(b, id->akid);
     if (id->role) {
         sl_text_puts(b, ":");
-        xml_text(b, id->session);
+        sl_text_markup(b, id->session);
     }
     sl_text_puts(b, "</UserId>\n    ");
     xml_el(b, "Account", acct);
@@ -369,9 +345,9 @@ static void assume_role(sl_iam_sts *s, const sl_httpd_peer *peer, const sl_iam_i
     sl_text_puts(b, "\n      ");
     xml_el(b, "Expiration", ts);
     sl_text_puts(b, "\n    </Credentials>\n    <AssumedRoleUser>\n      <AssumedRoleId>");
-    xml_text(b, akid);
+    sl_text_markup(b, akid);
     sl_text_puts(b, ":");
-    xml_text(b, f->session);
+    sl_text_markup(b, f->session);
     sl_text_puts(b, "</AssumedRoleId>\n      ");
     xml_el(b, "Arn", arn);
     sl_text_printf(b,
@@ -387,8 +363,7 @@ static void assume_role(sl_iam_sts *s, const sl_httpd_peer *peer, const sl_iam_i
             f->role_arn, f->session, akid, ts);
 }
 
-/* The request's headers as NUL-terminated strings for the verifier, in scratch[cap]. */
-static size_t copy_headers(const sl_http_req *r, sl_sigv4_header *h, char *scratch, size_t cap) {
+size_t sl_iam_sts_headers(const sl_http_req *r, sl_sigv4_header *h, char *scratch, size_t cap) {
     size_t n = 0, at = 0;
     for (int i = 0; i < r->nheaders && n < SL_SIGV4_MAX_HEADERS; i++) {
         const sl_http_hdr *x = &r->headers[i];
@@ -433,7 +408,7 @@ void sl_iam_sts_handle(void *ud, const sl_httpd_peer *peer, const sl_http_req *r
     }
     sl_sigv4_header hs[SL_SIGV4_MAX_HEADERS];
     char scratch[SL_HTTP_MAX_HEAD + 2 * SL_HTTP_MAX_HEADERS];
-    size_t nh = copy_headers(r, hs, scratch, sizeof scratch);
+    size_t nh = sl_iam_sts_headers(r, hs, scratch, sizeof scratch);
     sl_msk_iam_http mr = {.method = "POST",
                           .path = "/",
                           .query = "",

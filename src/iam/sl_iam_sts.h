@@ -84,6 +84,11 @@ typedef struct sl_sts_form {
  * (the first one), not refused here: the action decides. */
 bool sl_sts_form_parse(const char *body, size_t n, sl_sts_form *f, const char **why);
 
+/* r's headers as NUL-terminated strings for the verifier (at most SL_SIGV4_MAX_HEADERS into h,
+ * their bytes into scratch[cap], which must outlive h's use); returns how many. Headers that do
+ * not fit are left out (the signature then fails to verify). */
+size_t sl_iam_sts_headers(const sl_http_req *r, sl_sigv4_header *h, char *scratch, size_t cap);
+
 /* The role name of "arn:aws:iam::ACCOUNT:role/NAME" (ACCOUNT must be `account`, NAME a valid
  * IAM name without a path) into name[cap]; false otherwise. */
 bool sl_sts_role_name(const char *arn, const char *account, char *name, size_t cap);

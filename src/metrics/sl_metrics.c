@@ -706,7 +706,7 @@ static void render_page(sl_metrics *m, sl_text *t) {
                  "padding:.3em .7em;text-align:left}.muted{color:#888}"
                  "</style></head><body>\n<h1>Sluice broker ");
     sl_text_printf(t, "%d</h1>\n<p class=\"muted\">cluster ", (int)b->cfg.node_id);
-    sl_html_escape(t, b->topics ? sl_topics_cluster_id(b->topics) : "");
+    sl_text_markup(t, b->topics ? sl_topics_cluster_id(b->topics) : "");
     sl_text_printf(t,
                    " &middot; up %lld s &middot; <span id=\"refresh\">refreshes every 5 s</span> "
                    "&middot; <a href=\"/metrics\">/metrics</a></p>\n",
@@ -732,9 +732,9 @@ static void render_page(sl_metrics *m, sl_text *t) {
         const char *v[1] = {b->listeners[i].name};
         ser *s = fam_get(&m->conns_by, v, 1, &m->dropped);
         sl_text_puts(t, "<tr><td>");
-        sl_html_escape(t, b->listeners[i].name);
+        sl_text_markup(t, b->listeners[i].name);
         sl_text_puts(t, "</td><td id=\"connections-");
-        sl_html_escape(t, b->listeners[i].name);
+        sl_text_markup(t, b->listeners[i].name);
         sl_text_printf(t, "\">%llu</td><td>%llu</td></tr>\n", (unsigned long long)(s ? s->v[0] : 0),
                        (unsigned long long)(s ? s->v[1] : 0));
     }
@@ -753,11 +753,11 @@ static void render_page(sl_metrics *m, sl_text *t) {
         f[i].subject[sizeof f[i].subject - 1] = 0;
         f[i].title[sizeof f[i].title - 1] = 0;
         sl_text_printf(t, "<tr><td>%s</td><td>", ts);
-        sl_html_escape(t, f[i].rule);
+        sl_text_markup(t, f[i].rule);
         sl_text_puts(t, "</td><td>");
-        sl_html_escape(t, f[i].subject);
+        sl_text_markup(t, f[i].subject);
         sl_text_puts(t, "</td><td>");
-        sl_html_escape(t, f[i].title);
+        sl_text_markup(t, f[i].title);
         sl_text_printf(t, "</td><td>%d</td></tr>\n", f[i].severity);
     }
     sl_text_puts(t, "</table>\n<script>\n"

@@ -84,36 +84,3 @@ void sl_prom_sample_u64(sl_text *t, const char *name, const char *const *labels,
     sample_head(t, name, labels);
     sl_text_printf(t, "%llu\n", (unsigned long long)v);
 }
-
-void sl_html_escape(sl_text *t, const char *v) {
-    const unsigned char *s = (const unsigned char *)v;
-    size_t n = strlen(v);
-    for (size_t i = 0; i < n;) {
-        size_t k = sl_utf8_len(s + i, n - i);
-        if (!k) {
-            sl_text_put(t, k_replacement, 3);
-            i++;
-            continue;
-        }
-        switch (s[i]) {
-        case '&':
-            sl_text_puts(t, "&amp;");
-            break;
-        case '<':
-            sl_text_puts(t, "&lt;");
-            break;
-        case '>':
-            sl_text_puts(t, "&gt;");
-            break;
-        case '"':
-            sl_text_puts(t, "&quot;");
-            break;
-        case '\'':
-            sl_text_puts(t, "&#39;");
-            break;
-        default:
-            sl_text_put(t, v + i, k);
-        }
-        i += k;
-    }
-}

@@ -27,7 +27,4 @@ void sl_prom_sample(sl_text *t, const char *name, const char *const *labels, dou
 /* Same with an unsigned 64-bit value printed exactly (counters beyond 2^53). */
 void sl_prom_sample_u64(sl_text *t, const char *name, const char *const *labels, uint64_t v);
 
-/* HTML text: & < > " ' escaped; invalid UTF-8 becomes U+FFFD. */
-void sl_html_escape(sl_text *t, const char *v);
-
 #endif

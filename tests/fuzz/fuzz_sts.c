@@ -46,24 +46,14 @@ static void http_mode(const char *p, size_t n) {
     sl_http_req r;
     int h = sl_http_parse_ex(p, n, &lim, &r);
     if (h <= 0 || (size_t)h + r.content_length > n) return;
-    static char scratch[SL_HTTP_MAX_HEAD + 2 * SL_HTTP_MAX_HEADERS];
-    sl_sigv4_header hs[SL_SIGV4_MAX_HEADERS];
-    size_t nh = 0, at = 0;
-    for (int i = 0; i < r.nheaders && nh < SL_SIGV4_MAX_HEADERS; i++) {
+    for (int i = 0; i < r.nheaders; i++) {
         const sl_http_hdr *x = &r.headers[i];
         if (x->name < p || x->value < p || x->name + x->nlen > p + h || x->value + x->vlen > p + h)
             abort(); /* the parser's pointers stay inside the head */
-        if (at + x->nlen + x->vlen + 2 > sizeof scratch) break;
-        char *nm = scratch + at;
-        memcpy(nm, x->name, x->nlen);
-        nm[x->nlen] = 0;
-        at += x->nlen + 1;
-        char *v = scratch + at;
-        memcpy(v, x->value, x->vlen);
-        v[x->vlen] = 0;
-        at += x->vlen + 1;
-        hs[nh++] = (sl_sigv4_header){nm, v};
     }
+    static char scratch[SL_HTTP_MAX_HEAD + 2 * SL_HTTP_MAX_HEADERS];
+    sl_sigv4_header hs[SL_SIGV4_MAX_HEADERS];
+    size_t nh = sl_iam_sts_headers(&r, hs, scratch, sizeof scratch);
     sl_msk_iam_http mr = {.method = "POST",
                           .path = "/",
                           .query = "",
