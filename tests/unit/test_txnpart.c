@@ -262,6 +262,19 @@ SL_TEST(txnpart_reopen_rebuilds_state) {
     CHECK_EQ(sl_txnpart_aborted(p, 0, 14, a, &ab), 2);
     CHECK_EQ(ab[1].producer_id, 300);
     CHECK_EQ(ab[1].first_offset, 11);
+    /* DeleteRecords past B's marker: B's entry is no longer answered, and the next open drops
+     * it from the file. */
+    CHECK_EQ(sl_log_delete_records(p->log, 11), SL_OK);
+    CHECK_EQ(sl_txnpart_aborted(p, 0, 14, a, &ab), 1);
+    CHECK_EQ(ab[0].producer_id, 300);
+    CHECK_EQ(sl_log_sync(p->log), SL_OK);
+    CHECK(reopen(&b));
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    CHECK_EQ(file_size(idx), 32);
+    CHECK_EQ(sl_txnpart_aborted(part0(&b), 0, 14, a, &ab), 1);
+    CHECK_EQ(ab[0].producer_id, 300);
+    CHECK_EQ(sl_txnpart_lso(part0(&b)), 14);
     sl_arena_free(a);
     local_broker_close(dir, &b);
 }
