@@ -165,6 +165,9 @@ void sl_storage_local_close_topic(sl_broker *b, sl_topic *topic);
  * "tamper"), at most once per partition per minute (the ones held back are counted into the
  * next), so a consumer retrying cannot flood the log or the trail. Loop thread. */
 void sl_storage_local_report_key_error(sl_broker *b, sl_partition *p, sl_err e, const char *what);
+/* Tells the subscribers of `p` (parked fetches) that it changed by `bytes`: an append, or a
+ * transaction marker moving the last stable offset (sl_txnpart.c). Loop thread. */
+void sl_storage_local_notify(sl_partition *p, int64_t bytes);
 /* The local topic administration (sl_admin_local.c) over the registry; `b` owns it (it has no
  * state of its own). */
 sl_topic_admin sl_topic_admin_local(sl_broker *b);

@@ -22,6 +22,8 @@ typedef struct fetch_op {
     int64_t bytes_seen; /* appended to our partitions since parking */
     int64_t bytes_have; /* what the first pass found */
     bool *denied;       /* per request topic: no READ (decided once, before parking) */
+    /* read_committed, per waiter: the partition's LSO and high watermark when last looked at */
+    int64_t *lso_seen, *hw_seen;
 } fetch_op;
 
 static void resp_partition_defaults(sl_fetch_resp_partition *o, int32_t index) {
@@ -51,6 +53,34 @@ static int64_t count_records(const uint8_t *p, size_t len) {
         len -= bi.size;
     }
     return n;
+}
+
+static int64_t be64_at(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return (int64_t)v;
+}
+static uint32_t be32_at(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* read_committed: keeps the batches below the last stable offset (a batch never straddles it:
+ * the LSO is the first offset of a batch, or the high watermark) and drops a trailing fragment
+ * too short to show its base offset. Returns the new length; *next is the offset after the last
+ * batch kept, as far as its header shows (else `lso`). */
+static size_t cut_at_lso(const uint8_t *d, size_t len, int64_t lso, int64_t *next) {
+    size_t pos = 0;
+    *next = lso;
+    while (len - pos >= SL_BATCH_HEADER_SIZE) {
+        if (be64_at(d + pos + SL_BATCH_BASE_OFFSET) >= lso) break;
+        int64_t last = be64_at(d + pos + SL_BATCH_BASE_OFFSET) +
+                       (int32_t)be32_at(d + pos + SL_BATCH_LAST_OFFSET_DELTA);
+        size_t size = 12 + (size_t)be32_at(d + pos + SL_BATCH_LENGTH);
+        *next = last + 1 < lso ? last + 1 : lso;
+        if (size > len - pos) return len; /* a partial last batch, below the LSO */
+        pos += size;
+    }
+    return pos;
 }
 
 /* Builds the response from the logs; returns the record bytes gathered or -1 on OOM. */
@@ -103,15 +133,18 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
                 o->error_code = off.error;
                 continue;
             }
+            bool committed = req->isolation_level == 1;
             o->high_watermark = off.high_watermark;
-            o->last_stable_offset = off.high_watermark; /* no transactions */
+            o->last_stable_offset = off.last_stable;
             o->log_start_offset = off.log_start;
-            o->aborted_transactions_count = req->isolation_level == 1 ? 0 : -1;
+            o->aborted_transactions_count = committed ? 0 : -1;
             if (rp->fetch_offset < off.log_start || rp->fetch_offset > off.log_end) {
                 o->error_code = SL_KAFKA_OFFSET_OUT_OF_RANGE;
                 continue;
             }
             if (rp->fetch_offset == off.log_end) continue;
+            /* read_committed reads below the last stable offset only (KIP-98). */
+            if (committed && rp->fetch_offset >= off.last_stable) continue;
             /* fetch.max.bytes binds from the first partition on; only the first batch of the
              * response may exceed it (the log returns the batch holding the offset whole,
              * whatever the limit), so a consumer can always make progress (KIP-74). */
@@ -126,6 +159,25 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             o->error_code =
                 sl_storage_read(st, p, rp->fetch_offset, (int32_t)limit, rq->a, &data, &len);
             if (o->error_code) continue;
+            if (committed) {
+                int64_t next;
+                len = cut_at_lso(data, len, off.last_stable, &next);
+                sl_spart_aborted *ab = NULL;
+                int nab = len ? sl_storage_aborted(st, p, rp->fetch_offset, next, rq->a, &ab) : 0;
+                if (nab < 0) return -1;
+                if (nab > 0) {
+                    o->aborted_transactions =
+                        sl_arena_alloc(rq->a, (size_t)nab * sizeof *o->aborted_transactions);
+                    if (!o->aborted_transactions) return -1;
+                    for (int k = 0; k < nab; k++) {
+                        sl_fetch_resp_aborted_transaction_init(&o->aborted_transactions[k]);
+                        o->aborted_transactions[k].producer_id = ab[k].producer_id;
+                        o->aborted_transactions[k].first_offset = ab[k].first_offset;
+                    }
+                    o->aborted_transactions_count = nab;
+                }
+                if (!len) continue;
+            }
             sl_spart_info pi;
             sl_storage_info(st, p, &pi);
             /* Through the transform chain (sl_xform.h): legacy down-conversion for v0-3, codec
@@ -180,6 +232,20 @@ static void timed_out(void *ctx) {
  * unsubscribes every partition of the fetch. */
 static void appended(sl_waiter *w, int64_t bytes) {
     fetch_op *op = w->ctx;
+    if (bytes >= 0 && op->req.isolation_level == 1) {
+        /* read_committed: only what became stable counts. An append inside an open
+         * transaction (LSO unchanged) is not readable yet; with nothing open the LSO follows
+         * the appends and the bytes count; a marker moves the LSO over a whole transaction,
+         * whose size is not known here: answer now. */
+        size_t k = (size_t)(w - op->waiters);
+        sl_spart_offsets off;
+        sl_storage_offsets(&op->rq->b->storage, w->part, &off);
+        int64_t lso0 = op->lso_seen[k], hw0 = op->hw_seen[k];
+        op->lso_seen[k] = off.last_stable;
+        op->hw_seen[k] = off.high_watermark;
+        if (off.error || off.last_stable == lso0) return;
+        if (lso0 != hw0 || off.last_stable != off.high_watermark) return complete(op);
+    }
     if (bytes >= 0) op->bytes_seen += bytes;
     if (bytes < 0 || op->bytes_have + op->bytes_seen >= op->req.min_bytes) complete(op);
 }
@@ -232,17 +298,23 @@ void sl_h_fetch(sl_req *rq) {
      * costs its request only. The arena keeps what `build` allocated until the response. */
     op->bytes_have = have;
     op->waiters = sl_arena_calloc(rq->a, (size_t)nparts, sizeof *op->waiters);
-    if (!op->waiters) return sl_req_fail(rq, "out of memory");
+    op->lso_seen = sl_arena_calloc(rq->a, (size_t)nparts, sizeof *op->lso_seen);
+    op->hw_seen = sl_arena_calloc(rq->a, (size_t)nparts, sizeof *op->hw_seen);
+    if (!op->waiters || !op->lso_seen || !op->hw_seen) return sl_req_fail(rq, "out of memory");
     /* Every partition resolved in `build` (no errors), and nothing ran since. */
     const sl_storage *st = &rq->b->storage;
     for (int32_t i = 0; i < req->topics_count; i++) {
         sl_stopic *t = lookup(rq, &req->topics[i]);
         for (int32_t j = 0; t && j < req->topics[i].partitions_count; j++) {
+            sl_spart *sp = sl_storage_partition(st, t, req->topics[i].partitions[j].partition);
+            sl_spart_offsets off;
+            sl_storage_offsets(st, sp, &off);
+            op->lso_seen[op->nwaiters] = off.last_stable;
+            op->hw_seen[op->nwaiters] = off.high_watermark;
             sl_waiter *w = &op->waiters[op->nwaiters++];
             w->fn = appended;
             w->ctx = op;
-            sl_storage_subscribe(
-                st, sl_storage_partition(st, t, req->topics[i].partitions[j].partition), w);
+            sl_storage_subscribe(st, sp, w);
         }
     }
     op->timer = sl_timer_start(rq->b->loop, req->max_wait_ms, timed_out, op);

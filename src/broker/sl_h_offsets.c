@@ -68,7 +68,8 @@ void sl_h_list_offsets(sl_req *rq) {
             case TS_LATEST:
             case TS_LATEST_TIERED:
                 sl_storage_offsets(st, p, &so);
-                off = so.log_end;
+                /* read_committed sees the log up to its last stable offset (KIP-98). */
+                off = req.isolation_level == 1 ? so.last_stable : so.log_end;
                 break;
             case TS_EARLIEST:
             case TS_EARLIEST_LOCAL:

@@ -15,6 +15,7 @@
 #include "broker/sl_broker.h"
 #include "broker/sl_fprot.h"
 #include "broker/sl_producers.h"
+#include "broker/sl_txnpart.h"
 #include "pipeline/sl_backend.h"
 #include "proto/sl_batch.h"
 
@@ -100,13 +101,29 @@ static int16_t unavailable(const sl_partition *p) {
 static void local_offsets(void *ctx, sl_spart *ph, sl_spart_offsets *out) {
     sl_log *log = P(ph)->log;
     if ((out->error = unavailable(P(ph))) != 0) {
-        out->log_start = out->log_end = out->high_watermark = -1;
+        out->log_start = out->log_end = out->high_watermark = out->last_stable = -1;
         return;
     }
     out->log_start = sl_log_start_offset(log);
     out->log_end = sl_log_end_offset(log);
     /* One replica: everything appended is replicated, durable or not (as Kafka with acks=1). */
     out->high_watermark = out->log_end;
+    out->last_stable = sl_txnpart_lso(P(ph));
+}
+
+static int local_aborted(void *ctx, sl_spart *ph, int64_t from, int64_t to, sl_arena *a,
+                         sl_spart_aborted **out) {
+    sl_txn_aborted *r = NULL;
+    int n = sl_txnpart_aborted(P(ph), from, to, a, &r);
+    *out = NULL;
+    if (n <= 0) return n;
+    sl_spart_aborted *o = sl_arena_alloc(a, (size_t)n * sizeof *o);
+    if (!o) return -1;
+    for (int i = 0; i < n; i++)
+        o[i] =
+            (sl_spart_aborted){.producer_id = r[i].producer_id, .first_offset = r[i].first_offset};
+    *out = o;
+    return n;
 }
 
 /* ---- the "appended" event ---- */
@@ -130,6 +147,8 @@ static void emit(sl_partition *p, int64_t bytes) {
         w = p->ticks == before ? next : p->waiters;
     }
 }
+
+void sl_storage_local_notify(sl_partition *p, int64_t bytes) { emit(p, bytes); }
 
 static void local_subscribe(void *ctx, sl_spart *ph, sl_waiter *w) {
     sl_partition *p = P(ph);
@@ -200,6 +219,10 @@ static int16_t append_set(sl_broker *b, sl_partition *p, uint8_t *data, size_t l
         if (sl_pstate_record(p->pstate, &bi, base, sl_wall_ms()))
             SL_ERROR("produce", "producer state not updated", "topic=%s partition=%d err=%s",
                      p->topic->name, p->index, sl_errname(SL_ENOMEM));
+        /* A transactional data batch opens its producer's transaction here (LSO). */
+        if ((bi.attributes & 0x30) == 0x10)
+            sl_txnpart_on_append(p, bi.producer_id, bi.producer_epoch, base,
+                                 base + bi.last_offset_delta);
         data += bi.size;
         len -= bi.size;
     }
@@ -306,6 +329,7 @@ static const sl_storage_ops k_local_ops = {
     .delete_records = local_delete_records,
     .subscribe = local_subscribe,
     .unsubscribe = local_unsubscribe,
+    .aborted = local_aborted,
 };
 
 sl_storage sl_storage_local(sl_broker *b) { return (sl_storage){.ops = &k_local_ops, .ctx = b}; }

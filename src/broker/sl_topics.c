@@ -19,6 +19,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_producers.h"
+#include "broker/sl_txnpart.h"
 #include "kms/sl_keysvc.h"
 #include "producer/sl_pstore.h"
 
@@ -360,6 +361,7 @@ static sl_err open_partition_files(const char *dir, const char *stale, const sl_
     sl_err e = synced ? sl_log_open_synced(dir, lc, &p->log) : sl_log_open(dir, lc, &p->log);
     if (!e) e = apply_keys(keys, id, p->index, p->log);
     if (!e) e = sl_pstate_open_keys(dir, p->log, sl_wall_ms(), blobs, &p->pstate);
+    if (!e) e = sl_txnpart_open(p);
     if (e && fresh) {
         if (p->log) {
             (void)sl_log_destroy(p->log);
@@ -367,6 +369,7 @@ static sl_err open_partition_files(const char *dir, const char *stale, const sl_
         } else {
             remove_partition_dir(dir);
         }
+        sl_txnpart_free(p->txn);
     } else if (e) {
         /* A stored partition that does not open is left on disk as it is, for inspection and
          * repair; the partition is unavailable meanwhile. */
@@ -374,6 +377,7 @@ static sl_err open_partition_files(const char *dir, const char *stale, const sl_
         p->pstate = NULL;
         sl_log_close(p->log);
         p->log = NULL;
+        sl_txnpart_free(p->txn);
     }
     return e;
 }
@@ -412,6 +416,7 @@ static void discard_partitions(sl_topics *t, sl_topic *tp, int32_t from, int32_t
             partition_dir(t, tp, i, dir, sizeof dir);
             remove_partition_dir(dir);
         }
+        sl_txnpart_free(p->txn);
     }
 }
 
@@ -421,8 +426,10 @@ static void topic_free(sl_topic *tp) {
         sl_log *log = tp->parts[i] ? tp->parts[i]->log : NULL;
         /* A log that never held a batch has no producer state to snapshot; skipping it keeps
          * the stop of thousands of idle partitions from writing a file for each. */
-        if (tp->parts[i])
+        if (tp->parts[i]) {
             sl_pstate_close(tp->parts[i]->pstate, log && sl_log_end_offset(log) > 0 ? log : NULL);
+            sl_txnpart_free(tp->parts[i]->txn); /* before the log closes: records its checkpoint */
+        }
         if (log) sl_log_close(log);
         free(tp->parts[i]);
     }
@@ -607,6 +614,7 @@ static void job_run(job *j) {
             p->pstate = NULL;
             if (p->log) (void)sl_log_destroy(p->log);
             p->log = NULL;
+            sl_txnpart_free(p->txn);
         }
         return;
     }
@@ -783,6 +791,7 @@ static void create_done(job *j) {
         for (int32_t i = 0; i < tp->npart; i++) {
             sl_pstate_close(tp->parts[i]->pstate, NULL);
             tp->parts[i]->pstate = NULL;
+            sl_txnpart_free(tp->parts[i]->txn);
         }
         /* The worker already removed what it opened when it failed itself. */
         if (!j->result) {
@@ -866,6 +875,7 @@ static void add_done(job *j) {
         for (int32_t i = 0; i < j->to - j->from; i++) {
             sl_pstate_close(j->parts[i]->pstate, NULL);
             j->parts[i]->pstate = NULL;
+            sl_txnpart_free(j->parts[i]->txn);
         }
         if (!j->result) {
             cleanup_then_report(t, j, e);
@@ -967,6 +977,7 @@ sl_err sl_topics_delete_async(sl_topics *t, sl_topic *tp, sl_topics_done_cb cb, 
         tp->parts[i]->pstate = NULL;
         logs[i] = tp->parts[i]->log;
         tp->parts[i]->log = NULL;
+        sl_txnpart_free(tp->parts[i]->txn);
         if (!logs[i]) {
             /* An unavailable partition has no log to remove its files: rare, done here. */
             char dir[PATH_MAX];

@@ -41,6 +41,7 @@ typedef struct sl_partition {
     sl_waiter *waiters;       /* subscribers to "appended" (parked fetches) */
     uint64_t ticks;           /* events and unsubscriptions so far (sl_storage_local.c) */
     struct sl_pstate *pstate; /* idempotent producer state (sl_producers.h), owned */
+    struct sl_txnpart *txn;   /* transaction state: LSO, aborted index (sl_txnpart.h), owned */
     /* record-set transforms registered for this partition (sl_xform.h), borrowed; NULL: none */
     const struct sl_xform_chain *xform;
     /* Not SL_OK: the partition could not be opened (a damaged or tampered segment, a key that is

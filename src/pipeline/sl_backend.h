@@ -48,10 +48,19 @@ typedef struct sl_spart_offsets {
     int64_t log_start;      /* first offset still readable */
     int64_t log_end;        /* next offset to be assigned */
     int64_t high_watermark; /* last offset a consumer may read, plus one */
+    /* Last stable offset: read_committed consumers read below it (the first offset of the
+     * oldest open transaction, else the high watermark). */
+    int64_t last_stable;
     /* Not 0: the partition is unavailable (e.g. its stored data could not be opened): the
      * offsets are -1 and every data operation on it answers this code. */
     int16_t error;
 } sl_spart_offsets;
+
+/* An aborted transaction, for Fetch's aborted_transactions (read_committed). */
+typedef struct sl_spart_aborted {
+    int64_t producer_id;
+    int64_t first_offset;
+} sl_spart_aborted;
 
 /* What an append did. */
 typedef struct sl_append_result {
@@ -117,6 +126,10 @@ typedef struct sl_storage_ops {
     /* Subscribes `w` (fn and ctx set) to p's "appended" event; holds p until unsubscribed. */
     void (*subscribe)(void *ctx, sl_spart *p, sl_waiter *w);
     void (*unsubscribe)(void *ctx, sl_waiter *w);
+    /* The aborted transactions whose records may lie in [from, to) (*out in `a`); the count,
+     * or -1 when out of memory. NULL: the backend keeps none (always 0). */
+    int (*aborted)(void *ctx, sl_spart *p, int64_t from, int64_t to, sl_arena *a,
+                   sl_spart_aborted **out);
 } sl_storage_ops;
 
 /* A backend's data path: its operations and their context. Owned by the backend. */
@@ -164,6 +177,11 @@ static inline void sl_storage_subscribe(const sl_storage *s, sl_spart *p, sl_wai
 }
 static inline void sl_storage_unsubscribe(const sl_storage *s, sl_waiter *w) {
     s->ops->unsubscribe(s->ctx, w);
+}
+static inline int sl_storage_aborted(const sl_storage *s, sl_spart *p, int64_t from, int64_t to,
+                                     sl_arena *a, sl_spart_aborted **out) {
+    *out = NULL;
+    return s->ops->aborted ? s->ops->aborted(s->ctx, p, from, to, a, out) : 0;
 }
 
 /* ---- topic administration ----

@@ -101,7 +101,9 @@ static void entry_push(sl_pstate_producer *e, int16_t epoch, const sl_pstate_bat
 
 sl_err sl_pstate_record(sl_pstate *ps, const sl_batch_info *bi, int64_t base_offset,
                         int64_t now_ms) {
-    if (bi->producer_id < 0) return SL_OK;
+    /* A transaction marker (control batch) carries no sequence: it must not enter the
+     * sequence history the next data batch is checked against. */
+    if (bi->producer_id < 0 || (bi->attributes & 0x20)) return SL_OK;
     pentry *e = find_or_add(ps, bi->producer_id);
     if (!e) return SL_ENOMEM;
     sl_pstate_batch b = {.first_seq = bi->base_sequence,
