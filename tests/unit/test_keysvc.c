@@ -81,6 +81,16 @@ static bool pump(sl_keysvc *ks, volatile bool *done) {
     return false;
 }
 
+/* A key the worker loaded is usable at once, but its event is delivered when the loop
+ * dispatches the completion: waits (with a deadline) until the log holds `want` events. */
+static void await_events(sl_keysvc *ks, const evlog *ev, int want) {
+    int64_t deadline = sl_mono_ms() + 10000;
+    while (ev->n < want && sl_mono_ms() < deadline) {
+        struct pollfd p = {.fd = sl_keysvc_fd(ks), .events = POLLIN};
+        if (poll(&p, 1, 20) > 0) sl_keysvc_dispatch(ks);
+    }
+}
+
 typedef struct opres {
     bool done;
     sl_err e;
@@ -462,6 +472,7 @@ SL_TEST(keysvc_cache_ttl_and_outage) {
     CHECK(dek_open(ks, T1, &e1) == SL_EKEY_UNAVAILABLE);
     CHECK(eventually(ks, dek_new, T1, 20, &tmp) == SL_OK);
     CHECK_EQ(f.calls, calls + 1);
+    await_events(ks, &ev, events + 1);
     CHECK_EQ(ev.n, events + 1);
     CHECK(!strcmp(ev.last_op, "unwrap") && !strcmp(ev.last_reason, "cache miss"));
     sl_keysvc_stats_get(&s1);
@@ -615,6 +626,7 @@ SL_TEST(keysvc_rotate_rewrap_retire) {
     /* Everything still reads after the caches go, through KEK v2 only. */
     sl_keysvc_tick(ks, sl_mono_ms() + c->sluice_kms_cache_ttl_ms + 1000);
     CHECK(eventually(ks, dek_open3, T1, 0, &e1) == SL_OK);
+    await_events(ks, &ev, f.calls + 5);
     CHECK_EQ(ev.n, f.calls + 5); /* + one per lifecycle op (rotate, rewrap, 3 retires) */
     sl_keysvc_close(ks);
     /* And across a restart (the keyring says v2). */
