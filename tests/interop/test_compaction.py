@@ -177,6 +177,7 @@ def test_tombstones_removed_after_delete_retention(broker):
     h.ck_create_topic(broker.bootstrap, topic, 1, dict(COMPACTED, **{"delete.retention.ms": "2000"}))
     acked = produce(broker, topic, updates(20, 5))
     dead = [b"k%03d" % k for k in range(0, 20, 2)]
+    t_tomb = time.monotonic()
     acked.update(produce(broker, topic, [h.Rec(0, k, None, (), None) for k in dead]))
     acked.update(produce(broker, topic, filler(150)))
     live = [b"k%03d" % k for k in range(1, 20, 2)]
@@ -193,6 +194,8 @@ def test_tombstones_removed_after_delete_retention(broker):
     wait_until(lambda: not any(k in state()[0] for k in dead), 60, "tombstones removed",
                interval=0.3)
     elapsed = time.monotonic() - t0
+    # Never before delete.retention.ms: the horizon starts at the clean that first kept them.
+    assert time.monotonic() - t_tomb >= 2.0
     s, got = state()
     latest = latest_by_key(acked)
     for k in live:
