@@ -374,3 +374,33 @@ def test_delete_topic_during_cleaning(broker):
     acked = produce(broker, topic, [h.Rec(0, b"k", b"v", (), None)])
     assert list(acked) == [0]
     print("settled:", "topic deleted during a clean" in broker.log_text())
+
+
+@pytest.mark.broker_config(dict(FAST_CLEANER, **{"log.cleanup.policy": "compact",
+                                                 "log.cleaner.min.cleanable.ratio": "0.01",
+                                                 "log.segment.bytes": 4096}))
+def test_broker_default_policy_compact(broker):
+    """log.cleanup.policy=compact makes every topic without its own policy compacted: it shows as
+    the default in DescribeConfigs (synonym log.cleanup.policy), refuses keyless records and is
+    cleaned with the broker's defaults."""
+    from confluent_kafka.admin import ConfigResource
+    from confluent_kafka import KafkaError, Producer
+    h.ck_create_topic(broker.bootstrap, "bydefault", 1)
+    a = h.ck_admin(broker.bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "bydefault")
+    cfg = a.describe_configs([res])[res].result(timeout=15)
+    assert cfg["cleanup.policy"].value == "compact" and cfg["cleanup.policy"].is_default
+    assert cfg["min.cleanable.dirty.ratio"].value == "0.01"
+    errs = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.timeout.ms": 20000, "retries": 0})
+    p.produce("bydefault", value=b"no key", partition=0, on_delivery=lambda e, m: errs.append(e))
+    p.flush(30)
+    assert errs and errs[0] is not None and errs[0].code() == KafkaError.INVALID_RECORD, errs
+    acked = produce(broker, "bydefault", updates(20, 20))
+    acked.update(produce(broker, "bydefault", filler(100)))
+    keys = [b"k%03d" % k for k in range(20)]
+    got = wait_until(lambda: (lambda g: g if sum(1 for x in g if x.key in set(keys)) == 20
+                              else None)(read_all(broker.bootstrap, "bydefault")[0]),
+                     60, "the default-compacted topic is cleaned", interval=0.3)
+    check_compacted(got, acked, keys)
