@@ -24,13 +24,20 @@ typedef struct ckpt {
     bool warned_enc;        /* the "encrypted segments are not cleaned" warning was logged */
 } ckpt;
 
+#define CK_BUCKETS 1024
+
+static size_t ck_bucket(const sl_partition *p) {
+    uintptr_t v = (uintptr_t)p;
+    return (size_t)((v >> 4) ^ (v >> 14)) % CK_BUCKETS;
+}
+
 struct sl_compactor {
     sl_loop *loop;
     sl_topics *topics;
     const sl_config *cfg;
     sl_timer *timer;
     int efd;
-    ckpt *cks;
+    ckpt *cks[CK_BUCKETS]; /* by partition address */
     /* The job in flight (loop thread): its partition and topic (held). */
     sl_cleaner_job *job;
     sl_partition *job_part;
@@ -71,7 +78,8 @@ static void *worker(void *arg) {
 }
 
 static ckpt *ckpt_for(sl_compactor *c, sl_partition *p) {
-    for (ckpt *k = c->cks; k; k = k->next)
+    ckpt **head = &c->cks[ck_bucket(p)];
+    for (ckpt *k = *head; k; k = k->next)
         if (k->p == p) return k;
     ckpt *k = calloc(1, sizeof *k);
     if (!k) return NULL;
@@ -84,8 +92,8 @@ static ckpt *ckpt_for(sl_compactor *c, sl_partition *p) {
                 "topic=%s partition=%d", p->topic->name, p->index);
         k->ck = (sl_cleaner_checkpoint){.offset = 0, .horizon_ms = -1};
     }
-    k->next = c->cks;
-    c->cks = k;
+    k->next = *head;
+    *head = k;
     return k;
 }
 
@@ -273,13 +281,15 @@ void sl_compactor_settle(sl_compactor *c, sl_topic *topic) {
                 topic->name);
         wait_and_finish(c);
     }
-    for (ckpt **pk = &c->cks; *pk;) {
-        if ((*pk)->p->topic == topic) {
-            ckpt *k = *pk;
-            *pk = k->next;
-            free(k);
-        } else {
-            pk = &(*pk)->next;
+    for (int32_t i = 0; i < topic->npart; i++) {
+        for (ckpt **pk = &c->cks[ck_bucket(topic->parts[i])]; *pk;) {
+            if ((*pk)->p == topic->parts[i]) {
+                ckpt *k = *pk;
+                *pk = k->next;
+                free(k);
+            } else {
+                pk = &(*pk)->next;
+            }
         }
     }
 }
@@ -299,11 +309,12 @@ void sl_compactor_free(sl_compactor *c) {
     close(c->efd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
-    while (c->cks) {
-        ckpt *k = c->cks;
-        c->cks = k->next;
-        free(k);
-    }
+    for (size_t b = 0; b < CK_BUCKETS; b++)
+        while (c->cks[b]) {
+            ckpt *k = c->cks[b];
+            c->cks[b] = k->next;
+            free(k);
+        }
     free(c);
 }
 
