@@ -210,31 +210,48 @@ static int16_t append_set(sl_broker *b, sl_partition *p, uint8_t *data, size_t l
 /* ---- compaction's produce rules (docs/compaction.md) ----
  * Before anything is appended: a client batch with the delete-horizon flag (attributes bit 6,
  * which only the cleaner sets) is refused on every topic, and on a compacted topic a batch holding
- * a record without a key (Kafka: "Compacted topic cannot accept message without key"). */
+ * a record without a key (Kafka: "Compacted topic cannot accept message without key"). A
+ * compressed batch is decompressed for this one at a time into a scratch arena (at most
+ * KEYCHECK_MAX_INFLATE), so a request of many batches does not accumulate their records. */
 #define ATTR_DELETE_HORIZON  0x40
 #define ATTR_CONTROL         0x20
 #define KEYCHECK_MAX_INFLATE ((size_t)64 << 20)
 
-static int16_t compaction_check(sl_broker *b, sl_partition *p, const uint8_t *data, size_t len,
-                                sl_arena *a) {
+static int16_t compaction_check(sl_broker *b, sl_partition *p, const uint8_t *data, size_t len) {
     bool compacted = sl_topic_compacted(b->topics, p->topic);
-    while (len > 0) {
+    sl_arena *scratch = NULL; /* one batch's decompressed records at a time */
+    int16_t err = SL_KAFKA_NONE;
+    while (len > 0 && !err) {
         sl_batch_info bi;
-        if (!sl_batch_parse(data, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
-        if (bi.attributes & ATTR_DELETE_HORIZON) return SL_KAFKA_INVALID_RECORD;
+        if (!sl_batch_parse(data, len, &bi)) {
+            err = SL_KAFKA_CORRUPT_MESSAGE;
+            break;
+        }
+        if (bi.attributes & ATTR_DELETE_HORIZON) {
+            err = SL_KAFKA_INVALID_RECORD;
+            break;
+        }
         if (compacted && !(bi.attributes & ATTR_CONTROL)) {
+            if (!scratch && !(scratch = sl_arena_new(4096))) {
+                err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+                break;
+            }
+            sl_arena_reset(scratch);
             sl_rec_iter it;
             sl_record rec;
-            if (sl_rec_iter_init(&it, data, bi.size, a, KEYCHECK_MAX_INFLATE))
-                return SL_KAFKA_CORRUPT_MESSAGE;
-            while (sl_rec_iter_next(&it, &rec))
-                if (rec.key.len < 0) return SL_KAFKA_INVALID_RECORD;
-            if (sl_rec_iter_err(&it)) return SL_KAFKA_CORRUPT_MESSAGE;
+            if (sl_rec_iter_init(&it, data, bi.size, scratch, KEYCHECK_MAX_INFLATE)) {
+                err = SL_KAFKA_CORRUPT_MESSAGE;
+                break;
+            }
+            while (!err && sl_rec_iter_next(&it, &rec))
+                if (rec.key.len < 0) err = SL_KAFKA_INVALID_RECORD;
+            if (!err && sl_rec_iter_err(&it)) err = SL_KAFKA_CORRUPT_MESSAGE;
         }
         data += bi.size;
         len -= bi.size;
     }
-    return SL_KAFKA_NONE;
+    sl_arena_free(scratch);
+    return err;
 }
 
 static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, sl_arena *a,
@@ -244,7 +261,7 @@ static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, 
     *r = (sl_append_result){.base_offset = -1, .log_start = -1};
     int16_t down = unavailable(p);
     if (down) return down;
-    int16_t refused = compaction_check(b, p, data, len, a);
+    int16_t refused = compaction_check(b, p, data, len);
     if (refused) return refused;
     int64_t dup = -1;
     int16_t err = sl_pstate_check_set(p->pstate, data, len, &dup);
