@@ -214,9 +214,23 @@ def test_keyless_record_refused_on_compacted_topic(broker):
     p.produce(topic, value=b"no key", partition=0, on_delivery=lambda e, m: errs.append(e))
     p.flush(30)
     assert errs and errs[0] is not None and errs[0].code() == KafkaError.INVALID_RECORD, errs
-    # A keyed record goes; on a delete topic a keyless one goes too.
+    # Compressed: a keyless record among keyed ones refuses its whole batch.
+    res = {}
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 200,
+                  "message.timeout.ms": 20000, "retries": 0, "compression.type": "lz4"})
+    for i in range(20):
+        p.produce(topic, key=None if i == 13 else b"k%d" % i, value=b"v" * 100, partition=0,
+                  on_delivery=lambda e, m, i=i: res.__setitem__(i, e))
+    p.flush(30)
+    assert len(res) == 20 and res[13] is not None and res[13].code() == KafkaError.INVALID_RECORD
+    refused = [i for i, e in res.items() if e is not None]
+    assert all(res[i].code() == KafkaError.INVALID_RECORD for i in refused)
     acked = produce(broker, topic, [h.Rec(0, b"k", b"v", (), None)])
-    assert list(acked) == [0], "the refused batch must not have been appended"
+    got, _ = read_all(broker.bootstrap, topic)
+    # Nothing of a refused batch was appended: exactly the accepted records are in the log.
+    assert len(got) == 20 - len(refused) + 1 and all(g.key is not None for g in got)
+    assert list(acked) == [20 - len(refused)]
+    print(f"lz4 batch with one keyless record: {len(refused)} of 20 records refused")
     h.ck_create_topic(broker.bootstrap, "plain", 1)
     assert produce(broker, "plain", [h.Rec(0, None, b"v", (), None)])
 
