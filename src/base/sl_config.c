@@ -105,6 +105,23 @@ static const key_def k_keys[] = {
      "How often expired producer ids are removed (and producer state snapshots taken)."},
     {"transactional.id.expiration.ms", T_INT, OFF(transactional_id_expiration_ms), 1, INT32_MAX,
      "604800000", "Accepted for compatibility; transactions are not implemented."},
+    {"log.cleanup.policy", T_LIST, OFF(log_cleanup_policy), 0, 0, "delete",
+     "Default cleanup.policy of topics: delete, compact or compact,delete (docs/compaction.md)."},
+    {"log.cleaner.enable", T_BOOL, OFF(log_cleaner_enable), 0, 0, "true",
+     "Run the log cleaner for compacted topics (false: compacted topics are never cleaned)."},
+    {"log.cleaner.delete.retention.ms", T_LONG, OFF(log_cleaner_delete_retention_ms), 0, I64MAX,
+     "86400000", "Default delete.retention.ms: how long tombstones stay after a clean."},
+    {"log.cleaner.min.cleanable.ratio", T_STR, OFF(log_cleaner_min_cleanable_ratio_raw), 0, 0,
+     "0.5", "Default min.cleanable.dirty.ratio, in [0, 1]."},
+    {"log.cleaner.min.compaction.lag.ms", T_LONG, OFF(log_cleaner_min_compaction_lag_ms), 0, I64MAX,
+     "0", "Default min.compaction.lag.ms: records younger than this are not compacted."},
+    {"log.cleaner.max.compaction.lag.ms", T_LONG, OFF(log_cleaner_max_compaction_lag_ms), 1, I64MAX,
+     "9223372036854775807",
+     "Default max.compaction.lag.ms: dirty data older than this is cleaned whatever the ratio."},
+    {"log.cleaner.dedupe.buffer.size", T_LONG, OFF(log_cleaner_dedupe_buffer_size), 65536, I64MAX,
+     "134217728", "Memory of the cleaner's offset map (one cleaner thread)."},
+    {"log.cleaner.backoff.ms", T_LONG, OFF(log_cleaner_backoff_ms), 0, I64MAX, "15000",
+     "How often the cleaner looks for a partition due for cleaning when idle."},
     {"sasl.enabled.mechanisms", T_LIST, OFF(sasl_enabled_mechanisms), 0, 0,
      "SCRAM-SHA-512,SCRAM-SHA-256",
      "SASL mechanisms offered on SASL listeners: SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, "
@@ -599,6 +616,7 @@ void sl_config_defaults(sl_config *c) {
     for (size_t i = 0; i < NKEYS; i++)
         if (k_keys[i].def) (void)apply(c, &k_keys[i], k_keys[i].def, err, sizeof err);
     memset(c->set_mask, 0, sizeof c->set_mask);
+    c->log_cleaner_min_cleanable_ratio = 0.5; /* as sl_config_finish would resolve it */
 }
 
 static void trim(char **s) {
@@ -792,6 +810,35 @@ static bool sl_config_word_in(const char *v, const char *allowed) {
     return false;
 }
 
+int sl_config_cleanup_policy(const char *v) {
+    bool del = false, comp = false, any = false;
+    for (const char *p = v; *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (!n) break;
+        if (n == 6 && !strncmp(p, "delete", 6))
+            del = true;
+        else if (n == 7 && !strncmp(p, "compact", 7))
+            comp = true;
+        else
+            return -1;
+        any = true;
+        p += n;
+    }
+    if (!any) return -1;
+    return comp ? (del ? 2 : 1) : 0;
+}
+
+bool sl_config_parse_ratio(const char *v, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(v, &end);
+    while (end && isspace((unsigned char)*end)) end++;
+    if (errno || end == v || (end && *end) || !(d >= 0.0 && d <= 1.0)) return false;
+    *out = d;
+    return true;
+}
+
 sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     if (c->retention_ms_raw != -2)
         c->log_retention_ms = c->retention_ms_raw;
@@ -800,6 +847,20 @@ sl_err sl_config_finish(sl_config *c, char *err, size_t elen) {
     else
         c->log_retention_ms =
             c->retention_hours_raw < 0 ? -1 : c->retention_hours_raw * 3600 * 1000;
+    c->log_cleanup_policy_id = sl_config_cleanup_policy(c->log_cleanup_policy);
+    if (c->log_cleanup_policy_id < 0) {
+        snprintf(err, elen, "log.cleanup.policy: invalid value \"%s\" (delete, compact or both)",
+                 c->log_cleanup_policy);
+        return SL_ECONFIG;
+    }
+    if (!sl_config_parse_ratio(c->log_cleaner_min_cleanable_ratio_raw,
+                               &c->log_cleaner_min_cleanable_ratio)) {
+        snprintf(err, elen,
+                 "log.cleaner.min.cleanable.ratio: invalid value \"%s\" (a number in "
+                 "[0, 1])",
+                 c->log_cleaner_min_cleanable_ratio_raw);
+        return SL_ECONFIG;
+    }
     sl_listener_spec ls[16];
     if (sl_listeners_parse(c->listeners, ls, 16, err, elen) <= 0) return SL_ECONFIG;
     if (c->advertised_listeners[0] &&

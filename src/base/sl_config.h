@@ -53,6 +53,18 @@ typedef struct sl_config {
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;
+    /* Log cleaner (docs/compaction.md). log_cleanup_policy_id: 0 delete, 1 compact,
+     * 2 compact,delete (sl_config_cleanup_policy); the ratio is parsed from its text. */
+    char log_cleanup_policy[SL_CFG_STR_MAX];
+    int32_t log_cleanup_policy_id;
+    int64_t log_cleaner_delete_retention_ms;
+    char log_cleaner_min_cleanable_ratio_raw[SL_CFG_STR_MAX];
+    double log_cleaner_min_cleanable_ratio;
+    int64_t log_cleaner_min_compaction_lag_ms;
+    int64_t log_cleaner_max_compaction_lag_ms;
+    int64_t log_cleaner_dedupe_buffer_size;
+    int64_t log_cleaner_backoff_ms;
+    bool log_cleaner_enable;
     /* SASL / sessions (src/auth) */
     char sasl_enabled_mechanisms[SL_CFG_STR_MAX];
     int32_t connection_failed_authentication_delay_ms;
@@ -238,6 +250,11 @@ size_t sl_config_key_count(void);
 const sl_config_key_info *sl_config_key_at(size_t i);
 /* Index of `name` in the key table, or -1. */
 int sl_config_key_index(const char *name);
+/* cleanup.policy as Kafka spells it (a list of delete and compact, in any order, at least one):
+ * 0 delete, 1 compact, 2 compact,delete; -1 when invalid. */
+int sl_config_cleanup_policy(const char *v);
+/* A ratio in [0, 1] (min.cleanable.dirty.ratio); false when invalid. */
+bool sl_config_parse_ratio(const char *v, double *out);
 /* The directory for secrets Sluice creates itself (sluice.secrets.dir; default sluice-secrets
  * beside log.dirs), outside the data directory so that a copy or backup of log.dirs holds no
  * secret. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/sl_broker.h"
+#include "broker/sl_compactor.h"
 
 #define MAX_PARTITIONS 100000 /* more than a single node should be asked to open */
 
@@ -162,6 +163,7 @@ static void local_delete_topic(void *ctx, sl_str name, sl_arena *a, sl_admin_don
     op->done = done;
     /* Parked fetches complete (and release their holds) before the logs go. */
     sl_storage_local_close_topic(b, t);
+    sl_compactor_settle(b->compactor, t); /* a clean of its partitions finishes first */
     sl_err e = sl_topics_delete_async(b->topics, t, op_done, op);
     if (e)
         done(dctx, e == SL_ESTATE ? SL_KAFKA_REASSIGNMENT_IN_PROGRESS : sl_err_to_kafka(e),

@@ -14,6 +14,7 @@
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "broker/sl_compactor.h"
 #include "broker/sl_fprot.h"
 #include "broker/sl_keyops.h"
 #include "broker/sl_producers.h"
@@ -703,6 +704,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_EIO;
     }
+    if (sl_compactor_new(b->loop, b->topics, &b->cfg, &b->compactor)) {
+        snprintf(err, elen, "cannot start the log cleaner");
+        sl_broker_free(b);
+        return SL_EIO;
+    }
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
@@ -798,6 +804,9 @@ void sl_broker_free(sl_broker *b) {
     if (b->loop && b->topics) sl_loop_unwatch(b->loop, sl_topics_fd(b->topics));
     if (b->loop && b->keysvc && sl_keysvc_fd(b->keysvc) >= 0)
         sl_loop_unwatch(b->loop, sl_keysvc_fd(b->keysvc));
+    /* A running clean is waited for and committed while the logs are open. */
+    sl_compactor_free(b->compactor);
+    b->compactor = NULL;
     /* The flusher completes queued syncs before the logs go away. */
     if (b->flusher) {
         sl_flusher_free(b->flusher);

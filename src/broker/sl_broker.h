@@ -30,6 +30,8 @@ typedef struct sl_broker {
     sl_topics *topics;
     struct sl_group_coord *groups; /* group coordinator (sl_groups_local.c) */
     sl_timer *retention_timer, *flush_timer;
+    /* The log cleaner of compacted topics (sl_compactor.h); NULL with log.cleaner.enable=false. */
+    struct sl_compactor *compactor;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */

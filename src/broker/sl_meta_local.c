@@ -81,6 +81,7 @@ static int16_t local_topic_configs(void *ctx, sl_str topic, sl_config_want_fn wa
         c->source = set ? SL_CONFIG_SRC_DYNAMIC_TOPIC : SL_CONFIG_SRC_DEFAULT;
         c->type = id == SL_TCFG_CLEANUP_POLICY ? SL_CONFIG_TYPE_LIST : SL_CONFIG_TYPE_LONG;
         if (id == SL_TCFG_MAX_MESSAGE_BYTES) c->type = SL_CONFIG_TYPE_INT;
+        if (id == SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO) c->type = 6; /* DOUBLE */
         if (!synonyms) continue;
         if (set)
             c->synonyms[c->nsynonyms++] =
@@ -90,7 +91,12 @@ static int16_t local_topic_configs(void *ctx, sl_str topic, sl_config_want_fn wa
         if (bi >= 0) sl_config_format(&b->cfg, (size_t)bi, bv, sizeof bv);
         if (id == SL_TCFG_RETENTION_MS)
             snprintf(bv, sizeof bv, "%lld", (long long)b->cfg.log_retention_ms);
-        if (id == SL_TCFG_CLEANUP_POLICY) snprintf(bv, sizeof bv, "delete");
+        if (id == SL_TCFG_CLEANUP_POLICY || id == SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO) {
+            /* the broker's resolved value, spelled as the topic's would be */
+            sl_topic_config none = {0};
+            sl_topic tmp = {.cfg = none};
+            sl_tcfg_effective(b->topics, &tmp, id, bv, sizeof bv);
+        }
         c->synonyms[c->nsynonyms++] = (sl_config_synonym){
             sl_str_c(sl_tcfg_broker_key(id)), dup_str(a, bv),
             bi >= 0 && sl_config_is_set(&b->cfg, (size_t)bi) ? SL_CONFIG_SRC_STATIC_BROKER

@@ -18,6 +18,7 @@
 #include "broker/sl_txnpart.h"
 #include "pipeline/sl_backend.h"
 #include "proto/sl_batch.h"
+#include "proto/sl_records.h"
 
 static sl_topic *T(sl_stopic *t) { return (sl_topic *)t; }
 static sl_partition *P(sl_spart *p) { return (sl_partition *)p; }
@@ -229,6 +230,53 @@ static int16_t append_set(sl_broker *b, sl_partition *p, uint8_t *data, size_t l
     return SL_KAFKA_NONE;
 }
 
+/* ---- compaction's produce rules (docs/compaction.md) ----
+ * Before anything is appended: a client batch with the delete-horizon flag (attributes bit 6,
+ * which only the cleaner sets) is refused on every topic, and on a compacted topic a batch holding
+ * a record without a key (Kafka: "Compacted topic cannot accept message without key"). A
+ * compressed batch is decompressed for this one at a time into a scratch arena (at most
+ * KEYCHECK_MAX_INFLATE), so a request of many batches does not accumulate their records. */
+#define ATTR_DELETE_HORIZON  0x40
+#define ATTR_CONTROL         0x20
+#define KEYCHECK_MAX_INFLATE ((size_t)64 << 20)
+
+static int16_t compaction_check(sl_broker *b, sl_partition *p, const uint8_t *data, size_t len) {
+    bool compacted = sl_topic_compacted(b->topics, p->topic);
+    sl_arena *scratch = NULL; /* one batch's decompressed records at a time */
+    int16_t err = SL_KAFKA_NONE;
+    while (len > 0 && !err) {
+        sl_batch_info bi;
+        if (!sl_batch_parse(data, len, &bi)) {
+            err = SL_KAFKA_CORRUPT_MESSAGE;
+            break;
+        }
+        if (bi.attributes & ATTR_DELETE_HORIZON) {
+            err = SL_KAFKA_INVALID_RECORD;
+            break;
+        }
+        if (compacted && !(bi.attributes & ATTR_CONTROL)) {
+            if (!scratch && !(scratch = sl_arena_new(4096))) {
+                err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+                break;
+            }
+            sl_arena_reset(scratch);
+            sl_rec_iter it;
+            sl_record rec;
+            if (sl_rec_iter_init(&it, data, bi.size, scratch, KEYCHECK_MAX_INFLATE)) {
+                err = SL_KAFKA_CORRUPT_MESSAGE;
+                break;
+            }
+            while (!err && sl_rec_iter_next(&it, &rec))
+                if (rec.key.len < 0) err = SL_KAFKA_INVALID_RECORD;
+            if (!err && sl_rec_iter_err(&it)) err = SL_KAFKA_CORRUPT_MESSAGE;
+        }
+        data += bi.size;
+        len -= bi.size;
+    }
+    sl_arena_free(scratch);
+    return err;
+}
+
 static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, sl_arena *a,
                             sl_append_result *r, sl_durable_fn durable, void *dctx) {
     sl_broker *b = ctx;
@@ -236,6 +284,8 @@ static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, 
     *r = (sl_append_result){.base_offset = -1, .log_start = -1};
     int16_t down = unavailable(p);
     if (down) return down;
+    int16_t refused = compaction_check(b, p, data, len);
+    if (refused) return refused;
     int64_t dup = -1;
     int16_t err = sl_pstate_check_set(p->pstate, data, len, &dup);
     if (err == 0 && dup >= 0) {
@@ -267,6 +317,47 @@ static int16_t local_append(void *ctx, sl_spart *ph, uint8_t *data, size_t len, 
 
 /* ---- reads and offsets ---- */
 
+/* The offset after the set's last batch when every batch in it is empty (no records: what the
+ * cleaner leaves for a run of removed batches); -1 otherwise. */
+static int64_t after_empty_set(const uint8_t *d, size_t n) {
+    int64_t next = -1;
+    while (n > 0) {
+        sl_batch_info bi;
+        if (!sl_batch_parse(d, n, &bi) || bi.record_count != 0) return -1;
+        next = bi.base_offset + bi.last_offset_delta + 1;
+        d += bi.size;
+        n -= bi.size;
+    }
+    return next;
+}
+
+/* A compacted segment may hold nothing but an empty batch, and reads stop at a segment's end: a
+ * Fetch answered with only empty batches makes librdkafka grow its fetch size until it gives up
+ * (MSG_SIZE_TOO_LARGE), and a legacy Fetch (v0-3) converts it to nothing. So the read continues
+ * past them, until it holds a batch with records (at least one whole batch, as the first read)
+ * or the log's end. Best effort: a failed continuation returns what was read. */
+#define EMPTY_RUN_READS_MAX 4096
+
+static void read_past_empty(sl_partition *p, int32_t max_bytes, sl_arena *a, uint8_t **data,
+                            size_t *len) {
+    int64_t next;
+    for (int i = 0; i<EMPTY_RUN_READS_MAX && * len> 0 &&
+                    (next = after_empty_set(*data, *len)) >= 0 && next < sl_log_end_offset(p->log);
+         i++) {
+        uint8_t *more = NULL;
+        size_t mlen = 0;
+        int64_t room = (int64_t)max_bytes - (int64_t)*len;
+        if (sl_log_read(p->log, next, (int32_t)(room > 0 ? room : 1), a, &more, &mlen) || !mlen)
+            return;
+        uint8_t *joined = sl_arena_alloc(a, *len + mlen);
+        if (!joined) return;
+        memcpy(joined, *data, *len);
+        memcpy(joined + *len, more, mlen);
+        *data = joined;
+        *len += mlen;
+    }
+}
+
 static int16_t local_read(void *ctx, sl_spart *ph, int64_t offset, int32_t max_bytes, sl_arena *a,
                           uint8_t **data, size_t *len) {
     sl_partition *p = P(ph);
@@ -285,6 +376,7 @@ static int16_t local_read(void *ctx, sl_spart *ph, int64_t offset, int32_t max_b
                  sl_errname(e));
         return sl_err_to_kafka(e);
     }
+    read_past_empty(p, max_bytes, a, data, len);
     return 0;
 }
 

@@ -73,7 +73,28 @@ static const struct {
     [SL_TCFG_CLEANUP_POLICY] = {"cleanup.policy", "log.cleanup.policy"},
     [SL_TCFG_FLUSH_MESSAGES] = {"flush.messages", "log.flush.interval.messages"},
     [SL_TCFG_FLUSH_MS] = {"flush.ms", "log.flush.interval.ms"},
+    [SL_TCFG_DELETE_RETENTION_MS] = {"delete.retention.ms", "log.cleaner.delete.retention.ms"},
+    [SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO] = {"min.cleanable.dirty.ratio",
+                                           "log.cleaner.min.cleanable.ratio"},
+    [SL_TCFG_MIN_COMPACTION_LAG_MS] = {"min.compaction.lag.ms",
+                                       "log.cleaner.min.compaction.lag.ms"},
+    [SL_TCFG_MAX_COMPACTION_LAG_MS] = {"max.compaction.lag.ms",
+                                       "log.cleaner.max.compaction.lag.ms"},
 };
+
+static const char *const k_policy_names[] = {"delete", "compact", "compact,delete"};
+
+static int64_t ratio_bits(double d) {
+    int64_t v;
+    memcpy(&v, &d, sizeof v);
+    return v;
+}
+
+static double bits_ratio(int64_t v) {
+    double d;
+    memcpy(&d, &v, sizeof d);
+    return d;
+}
 
 const char *sl_tcfg_name(int id) { return id >= 0 && id < SL_TCFG__COUNT ? k_tcfg[id].name : ""; }
 const char *sl_tcfg_broker_key(int id) {
@@ -92,8 +113,15 @@ sl_err sl_tcfg_parse(int id, sl_str value, int64_t *out) {
     memcpy(buf, value.p, (size_t)value.len);
     buf[value.len] = 0;
     if (id == SL_TCFG_CLEANUP_POLICY) {
-        if (strcmp(buf, "delete") != 0) return SL_ECONFIG; /* compaction is not implemented */
-        *out = 0;
+        int pol = sl_config_cleanup_policy(buf);
+        if (pol < 0) return SL_ECONFIG;
+        *out = pol;
+        return SL_OK;
+    }
+    if (id == SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO) {
+        double d;
+        if (!sl_config_parse_ratio(buf, &d)) return SL_ECONFIG;
+        *out = ratio_bits(d);
         return SL_OK;
     }
     char *end;
@@ -112,6 +140,7 @@ sl_err sl_tcfg_parse(int id, sl_str value, int64_t *out) {
         break;
     case SL_TCFG_SEGMENT_MS:
     case SL_TCFG_FLUSH_MESSAGES:
+    case SL_TCFG_MAX_COMPACTION_LAG_MS:
         min = 1;
         break;
     case SL_TCFG_MAX_MESSAGE_BYTES:
@@ -141,6 +170,16 @@ static int64_t broker_default(const sl_config *c, int id) {
         return c->log_flush_interval_messages;
     case SL_TCFG_FLUSH_MS:
         return c->log_flush_interval_ms;
+    case SL_TCFG_CLEANUP_POLICY:
+        return c->log_cleanup_policy_id;
+    case SL_TCFG_DELETE_RETENTION_MS:
+        return c->log_cleaner_delete_retention_ms;
+    case SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO:
+        return ratio_bits(c->log_cleaner_min_cleanable_ratio);
+    case SL_TCFG_MIN_COMPACTION_LAG_MS:
+        return c->log_cleaner_min_compaction_lag_ms;
+    case SL_TCFG_MAX_COMPACTION_LAG_MS:
+        return c->log_cleaner_max_compaction_lag_ms;
     default:
         return 0;
     }
@@ -151,11 +190,22 @@ int64_t sl_tcfg_value(const sl_topics *t, const sl_topic *tp, int id) {
 }
 
 bool sl_tcfg_effective(const sl_topics *t, const sl_topic *topic, int id, char *buf, size_t len) {
+    int64_t v = sl_tcfg_value(t, topic, id);
     if (id == SL_TCFG_CLEANUP_POLICY)
-        snprintf(buf, len, "delete");
+        snprintf(buf, len, "%s", k_policy_names[v >= 0 && v <= 2 ? v : 0]);
+    else if (id == SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO)
+        snprintf(buf, len, "%g", bits_ratio(v));
     else
         snprintf(buf, len, "%lld", (long long)sl_tcfg_value(t, topic, id));
     return (topic->cfg.set_mask >> id) & 1;
+}
+
+double sl_tcfg_ratio(const sl_topics *t, const sl_topic *topic) {
+    return bits_ratio(sl_tcfg_value(t, topic, SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO));
+}
+
+bool sl_topic_compacted(const sl_topics *t, const sl_topic *topic) {
+    return sl_tcfg_value(t, topic, SL_TCFG_CLEANUP_POLICY) != 0;
 }
 
 static void log_config_for(const sl_topics *t, const sl_topic *tp, sl_log_config *lc) {
@@ -164,6 +214,8 @@ static void log_config_for(const sl_topics *t, const sl_topic *tp, sl_log_config
     lc->segment_ms = sl_tcfg_value(t, tp, SL_TCFG_SEGMENT_MS);
     lc->retention_ms = sl_tcfg_value(t, tp, SL_TCFG_RETENTION_MS);
     lc->retention_bytes = sl_tcfg_value(t, tp, SL_TCFG_RETENTION_BYTES);
+    if (sl_tcfg_value(t, tp, SL_TCFG_CLEANUP_POLICY) == 1) /* compact only: no retention */
+        lc->retention_ms = lc->retention_bytes = -1;
     lc->flush_interval_messages = sl_tcfg_value(t, tp, SL_TCFG_FLUSH_MESSAGES);
     lc->flush_interval_ms = sl_tcfg_value(t, tp, SL_TCFG_FLUSH_MS);
     lc->index_interval_bytes = t->cfg->log_index_interval_bytes;

@@ -25,10 +25,16 @@ enum {
     SL_TCFG_CLEANUP_POLICY,
     SL_TCFG_FLUSH_MESSAGES,
     SL_TCFG_FLUSH_MS,
+    SL_TCFG_DELETE_RETENTION_MS,
+    SL_TCFG_MIN_CLEANABLE_DIRTY_RATIO,
+    SL_TCFG_MIN_COMPACTION_LAG_MS,
+    SL_TCFG_MAX_COMPACTION_LAG_MS,
     SL_TCFG__COUNT
 };
 typedef struct sl_topic_config {
-    int64_t v[SL_TCFG__COUNT]; /* cleanup.policy: 0 = delete (the only one supported) */
+    /* cleanup.policy: 0 delete, 1 compact, 2 compact,delete (sl_config_cleanup_policy);
+     * min.cleanable.dirty.ratio: the bits of a double (sl_tcfg_ratio) */
+    int64_t v[SL_TCFG__COUNT];
     uint32_t set_mask;
 } sl_topic_config;
 
@@ -167,6 +173,10 @@ bool sl_tcfg_effective(const sl_topics *t, const sl_topic *topic, int id, char *
 int64_t sl_tcfg_value(const sl_topics *t, const sl_topic *topic, int id);
 /* The broker config key that provides the default for topic config `id`. */
 const char *sl_tcfg_broker_key(int id);
+/* The topic's min.cleanable.dirty.ratio (its own or the broker's). */
+double sl_tcfg_ratio(const sl_topics *t, const sl_topic *topic);
+/* cleanup.policy includes compact. */
+bool sl_topic_compacted(const sl_topics *t, const sl_topic *topic);
 
 const char *sl_topics_cluster_id(const sl_topics *t);
 

@@ -1,0 +1,326 @@
+#include "sl_compactor.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "storage/sl_cleaner.h"
+
+/* Per-partition state: the checkpoint the cleaner gave back (read from the partition's file the
+ * first time the partition is assessed), keyed by partition; entries of deleted topics go when
+ * their topic is settled. */
+typedef struct ckpt {
+    struct ckpt *next;
+    const sl_partition *p;
+    sl_cleaner_checkpoint ck;
+    int64_t retry_after_ms; /* after a failed clean, this partition waits a backoff */
+    bool warned_enc;        /* the "encrypted segments are not cleaned" warning was logged */
+} ckpt;
+
+#define CK_BUCKETS 1024
+
+static size_t ck_bucket(const sl_partition *p) {
+    uintptr_t v = (uintptr_t)p;
+    return (size_t)((v >> 4) ^ (v >> 14)) % CK_BUCKETS;
+}
+
+struct sl_compactor {
+    sl_loop *loop;
+    sl_topics *topics;
+    const sl_config *cfg;
+    sl_timer *timer;
+    int efd;
+    ckpt *cks[CK_BUCKETS]; /* by partition address */
+    /* The job in flight (loop thread): its partition and topic (held). */
+    sl_cleaner_job *job;
+    sl_partition *job_part;
+    sl_topic *job_topic;
+    int64_t job_start_ms;
+    /* Worker hand-off. */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sl_cleaner_job *todo; /* guarded by mu: posted to the worker */
+    bool done;            /* guarded by mu: the worker finished `job` */
+    sl_err run_result;    /* guarded by mu */
+    bool stop;            /* guarded by mu */
+    sl_compactor_stats stats;
+};
+
+static void *worker(void *arg) {
+    sl_compactor *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->todo && !c->stop) pthread_cond_wait(&c->cv, &c->mu);
+        if (!c->todo) break; /* stop with nothing to do */
+        sl_cleaner_job *j = c->todo;
+        c->todo = NULL;
+        pthread_mutex_unlock(&c->mu);
+        sl_err e = sl_cleaner_run(j);
+        pthread_mutex_lock(&c->mu);
+        c->run_result = e;
+        c->done = true;
+        pthread_cond_broadcast(&c->cv);
+        uint64_t one = 1;
+        ssize_t w = write(c->efd, &one, sizeof one); /* post the completion to the loop */
+        (void)w;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static ckpt *ckpt_for(sl_compactor *c, sl_partition *p) {
+    ckpt **head = &c->cks[ck_bucket(p)];
+    for (ckpt *k = *head; k; k = k->next)
+        if (k->p == p) return k;
+    ckpt *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    k->p = p;
+    char dir[PATH_MAX];
+    sl_topics_partition_dir(c->topics, p->topic, p->index, dir, sizeof dir);
+    if (sl_cleaner_read_checkpoint(dir, &k->ck) != SL_OK) {
+        /* A damaged checkpoint: start over from the log's start (cleaning twice is harmless). */
+        SL_WARN("cleaner", "checkpoint unreadable; cleaning from the start",
+                "topic=%s partition=%d", p->topic->name, p->index);
+        k->ck = (sl_cleaner_checkpoint){.offset = 0, .horizon_ms = -1};
+    }
+    k->next = *head;
+    *head = k;
+    return k;
+}
+
+static void config_for(const sl_compactor *c, const sl_topic *tp, sl_cleaner_config *cc) {
+    sl_cleaner_config_default(cc);
+    cc->delete_retention_ms = sl_tcfg_value(c->topics, tp, SL_TCFG_DELETE_RETENTION_MS);
+    cc->min_compaction_lag_ms = sl_tcfg_value(c->topics, tp, SL_TCFG_MIN_COMPACTION_LAG_MS);
+    cc->max_compaction_lag_ms = sl_tcfg_value(c->topics, tp, SL_TCFG_MAX_COMPACTION_LAG_MS);
+    cc->min_cleanable_dirty_ratio = sl_tcfg_ratio(c->topics, tp);
+    cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
+}
+
+/* Commits the finished job on the loop thread and logs what it did. */
+static void finish(sl_compactor *c) {
+    pthread_mutex_lock(&c->mu);
+    sl_err run = c->run_result;
+    c->done = false;
+    pthread_mutex_unlock(&c->mu);
+    sl_partition *p = c->job_part;
+    sl_topic *tp = c->job_topic;
+    sl_cleaner_result res;
+    memset(&res, 0, sizeof res);
+    sl_err e = sl_cleaner_commit(c->job, run, &res);
+    c->job = NULL;
+    c->job_part = NULL;
+    c->job_topic = NULL;
+    ckpt *k = ckpt_for(c, p);
+    if (e == SL_OK) {
+        if (k) k->ck = res.checkpoint;
+        c->stats.cleans++;
+        c->stats.records_dropped += res.records_dropped;
+        c->stats.bytes_before += res.bytes_before;
+        c->stats.bytes_after += res.bytes_after;
+        SL_INFO("cleaner", "partition cleaned",
+                "topic=%s partition=%d segments=%d records_read=%" PRId64
+                " records_dropped=%" PRId64 " tombstones_dropped=%" PRId64 " bytes_before=%" PRId64
+                " bytes_after=%" PRId64 " first_dirty=%" PRId64 " map_full=%d ms=%" PRId64,
+                tp->name, p->index, res.segments_rewritten, res.records_read, res.records_dropped,
+                res.tombstones_dropped, res.bytes_before, res.bytes_after, res.checkpoint.offset,
+                res.map_full ? 1 : 0, sl_mono_ms() - c->job_start_ms);
+    } else {
+        c->stats.failures++;
+        if (k) k->retry_after_ms = sl_mono_ms() + 60000;
+        SL_WARN("cleaner", "clean failed; retried later", "topic=%s partition=%d err=%s", tp->name,
+                p->index, sl_errname(e));
+    }
+    sl_topic_release(tp);
+}
+
+static void efd_ready(void *ctx, uint32_t ev) {
+    sl_compactor *c = ctx;
+    uint64_t n;
+    ssize_t r = read(c->efd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&c->mu);
+    bool done = c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (done && c->job) finish(c);
+}
+
+static void arm(sl_compactor *c);
+
+/* Picks the dirtiest due partition of the compacted topics and posts its clean. */
+static void tick(void *ctx) {
+    sl_compactor *c = ctx;
+    c->timer = NULL;
+    if (!c->job) {
+        int64_t now = sl_wall_ms(), mono = sl_mono_ms();
+        sl_partition *best = NULL;
+        double best_ratio = -1;
+        for (sl_topic *tp = sl_topics_next(c->topics, NULL); tp;
+             tp = sl_topics_next(c->topics, tp)) {
+            if (tp->deleted || tp->busy || !sl_topic_compacted(c->topics, tp)) continue;
+            sl_cleaner_config cc;
+            config_for(c, tp, &cc);
+            for (int32_t i = 0; i < tp->npart; i++) {
+                sl_partition *p = tp->parts[i];
+                if (!p || !p->log || p->unavailable) continue;
+                ckpt *k = ckpt_for(c, p);
+                if (!k || k->retry_after_ms > mono) continue;
+                if (c->cfg->sluice_encryption_enable && !k->warned_enc) {
+                    /* The cleaner core stops at the first encrypted segment (sl_cleaner.h). */
+                    k->warned_enc = true;
+                    SL_WARN("cleaner",
+                            "compacted topic under encryption at rest: encrypted segments are "
+                            "not cleaned yet (docs/compaction.md)",
+                            "topic=%s partition=%d", tp->name, p->index);
+                }
+                sl_cleaner_assessment as;
+                sl_cleaner_assess(p->log, &cc, &k->ck, now, &as);
+                if (!as.due) continue;
+                /* Kafka: the dirtiest first; a lag or tombstone deadline counts as fully dirty. */
+                double r = as.lag_exceeded || as.tombstones_expired ? 2.0 : as.dirty_ratio;
+                if (r > best_ratio) {
+                    best_ratio = r;
+                    best = p;
+                }
+            }
+        }
+        if (best) {
+            sl_cleaner_config cc;
+            config_for(c, best->topic, &cc);
+            sl_cleaner_job *j = NULL;
+            sl_err e = sl_cleaner_prepare(best->log, &cc, now, &j);
+            if (e) {
+                ckpt *k = ckpt_for(c, best);
+                if (k) k->retry_after_ms = mono + (int64_t)c->cfg->log_cleaner_backoff_ms;
+                if (e != SL_ESTATE)
+                    SL_WARN("cleaner", "cannot prepare a clean", "topic=%s partition=%d err=%s",
+                            best->topic->name, best->index, sl_errname(e));
+            } else if (j) {
+                if (!c->thread_started) {
+                    if (pthread_create(&c->thread, NULL, worker, c) != 0) {
+                        sl_cleaner_commit(j, SL_ENOMEM, NULL); /* discard */
+                        SL_ERROR("cleaner", "cannot start the cleaner thread", "err=%s",
+                                 strerror(errno));
+                        arm(c);
+                        return;
+                    }
+                    c->thread_started = true;
+                }
+                c->job = j;
+                c->job_part = best;
+                c->job_topic = best->topic;
+                c->job_start_ms = mono;
+                sl_topic_hold(best->topic);
+                SL_INFO("cleaner", "clean started", "topic=%s partition=%d", best->topic->name,
+                        best->index);
+                pthread_mutex_lock(&c->mu);
+                c->todo = j;
+                pthread_cond_signal(&c->cv);
+                pthread_mutex_unlock(&c->mu);
+            }
+        }
+    }
+    arm(c);
+}
+
+static void arm(sl_compactor *c) {
+    int64_t ms = c->cfg->log_cleaner_backoff_ms;
+    c->timer = sl_timer_start(c->loop, ms > 0 ? ms : 1, tick, c);
+}
+
+sl_err sl_compactor_new(sl_loop *loop, sl_topics *topics, const sl_config *cfg,
+                        sl_compactor **out) {
+    *out = NULL;
+    if (!cfg->log_cleaner_enable) return SL_OK;
+    sl_compactor *c = calloc(1, sizeof *c);
+    if (!c) return SL_ENOMEM;
+    c->loop = loop;
+    c->topics = topics;
+    c->cfg = cfg;
+    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->efd < 0) {
+        free(c);
+        return SL_EIO;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (sl_loop_watch(loop, c->efd, SL_EV_READ, efd_ready, c)) {
+        close(c->efd);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return SL_ENOMEM;
+    }
+    arm(c);
+    *out = c;
+    return SL_OK;
+}
+
+/* Blocks the loop until the worker finished the job in flight, then commits it. */
+static void wait_and_finish(sl_compactor *c) {
+    if (!c->job) return;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    finish(c);
+}
+
+void sl_compactor_settle(sl_compactor *c, sl_topic *topic) {
+    if (!c) return;
+    if (c->job && c->job_topic == topic) {
+        SL_INFO("cleaner", "topic deleted during a clean: finishing it first", "topic=%s",
+                topic->name);
+        wait_and_finish(c);
+    }
+    for (int32_t i = 0; i < topic->npart; i++) {
+        for (ckpt **pk = &c->cks[ck_bucket(topic->parts[i])]; *pk;) {
+            if ((*pk)->p == topic->parts[i]) {
+                ckpt *k = *pk;
+                *pk = k->next;
+                free(k);
+            } else {
+                pk = &(*pk)->next;
+            }
+        }
+    }
+}
+
+void sl_compactor_free(sl_compactor *c) {
+    if (!c) return;
+    if (c->timer) sl_timer_cancel(c->loop, c->timer);
+    wait_and_finish(c);
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    sl_loop_unwatch(c->loop, c->efd);
+    close(c->efd);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    for (size_t b = 0; b < CK_BUCKETS; b++)
+        while (c->cks[b]) {
+            ckpt *k = c->cks[b];
+            c->cks[b] = k->next;
+            free(k);
+        }
+    free(c);
+}
+
+void sl_compactor_stats_get(const sl_compactor *c, sl_compactor_stats *out) {
+    if (c)
+        *out = c->stats;
+    else
+        memset(out, 0, sizeof *out);
+}
