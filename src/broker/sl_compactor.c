@@ -11,6 +11,7 @@
 
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
+#include "broker/sl_txnpart.h"
 #include "storage/sl_cleaner.h"
 
 /* Per-partition state: the checkpoint the cleaner gave back (read from the partition's file the
@@ -20,8 +21,8 @@ typedef struct ckpt {
     struct ckpt *next;
     const sl_partition *p;
     sl_cleaner_checkpoint ck;
-    int64_t retry_after_ms; /* after a failed clean, this partition waits a backoff */
-    bool warned_enc;        /* the "encrypted segments are not cleaned" warning was logged */
+    int64_t retry_after_ms;      /* after a failed clean, this partition waits a backoff */
+    bool warned_enc, warned_txn; /* the "encrypted segments are not cleaned" warning was logged */
 } ckpt;
 
 #define CK_BUCKETS 1024
@@ -156,6 +157,22 @@ static void efd_ready(void *ctx, uint32_t ev) {
 
 static void arm(sl_compactor *c);
 
+/* The cleaner is not bounded by the last stable offset and does not remove aborted data
+ * (sl_cleaner.h), so a partition with a transaction still open below the cleanable end, or with
+ * aborted transactions in its index, is not cleaned: an aborted record must never take the place
+ * of a committed value, nor an open one be judged before its outcome. Committed transactional
+ * data is ordinary data to the cleaner (markers are kept). */
+static bool txn_safe(sl_partition *p, int64_t cleanable_end) {
+    if (!p->txn) return true;
+    if (sl_txnpart_lso(p) < cleanable_end) return false;
+    sl_arena *a = sl_arena_new(1024);
+    if (!a) return false;
+    sl_txn_aborted *ab = NULL;
+    int n = sl_txnpart_aborted(p, 0, INT64_MAX, a, &ab);
+    sl_arena_free(a);
+    return n == 0;
+}
+
 /* Picks the dirtiest due partition of the compacted topics and posts its clean. */
 static void tick(void *ctx) {
     sl_compactor *c = ctx;
@@ -185,6 +202,15 @@ static void tick(void *ctx) {
                 sl_cleaner_assessment as;
                 sl_cleaner_assess(p->log, &cc, &k->ck, now, &as);
                 if (!as.due) continue;
+                if (!txn_safe(p, as.cleanable_end)) {
+                    if (!k->warned_txn)
+                        SL_WARN("cleaner",
+                                "compacted partition with open or aborted transactions: not "
+                                "cleaned until they are gone (docs/compaction.md)",
+                                "topic=%s partition=%d", tp->name, p->index);
+                    k->warned_txn = true;
+                    continue;
+                }
                 /* Kafka: the dirtiest first; a lag or tombstone deadline counts as fully dirty. */
                 double r = as.lag_exceeded || as.tombstones_expired ? 2.0 : as.dirty_ratio;
                 if (r > best_ratio) {
