@@ -53,6 +53,7 @@ typedef struct sl_config {
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;
+    int32_t transaction_max_timeout_ms;
     /* SASL / sessions (src/auth) */
     char sasl_enabled_mechanisms[SL_CFG_STR_MAX];
     int32_t connection_failed_authentication_delay_ms;

@@ -1,0 +1,631 @@
+/* The transaction coordinator in `sluice serve` (issue 16; docs/transactions.md): the broker
+ * glue over src/txn/sl_txn.h (its durable log in log.dirs), and the transactional APIs:
+ * InitProducerId with a transactional id (called from sl_h_producer_id.c), AddPartitionsToTxn,
+ * AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions.
+ *
+ * A decision (PrepareCommit/PrepareAbort, durable in the coordinator's log) is finished here:
+ * on a commit, the transaction's pending group offsets are committed to their groups (durable
+ * in the offsets log); then a marker is written to every partition of the transaction
+ * (sl_txnpart_write_marker, durable); then sl_txn_complete. EndTxn and InitProducerId answer
+ * only after that. A decision whose finishing failed, and those a crash interrupted, stay in
+ * Prepare* and are finished again by the timer and at start (markers are idempotent).
+ *
+ * Pending offsets (TxnOffsetCommit) are held in memory per (producer id, group) until the
+ * decision: applied on commit, dropped on abort. They are not in the coordinator's log: a crash
+ * after a commit decision but before they reach the offsets log loses them (the consumer
+ * re-reads from the previous committed offset: duplicates, never loss). docs/transactions.md.
+ *
+ * Authorization decisions come from the pipeline's stage (pipeline/sl_api.c names the
+ * resources); the handlers read them with sl_req_allowed. Loop thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acl/sl_acl.h"
+#include "base/sl_logging.h"
+#include "base/sl_time.h"
+#include "broker/sl_broker.h"
+#include "broker/sl_producers.h"
+#include "broker/sl_txnpart.h"
+#include "proto/gen/sl_msgs.h"
+#include "txn/sl_txn.h"
+
+#define SUB          "txn"
+#define TICK_MS      1000
+#define OFF_META_MAX 4096
+
+/* One offset a transaction committed for a group (TxnOffsetCommit), until its decision. */
+typedef struct pend_off {
+    struct pend_off *next;
+    int64_t pid;
+    char *group, *topic, *meta; /* owned; meta NULL: none */
+    int32_t partition, leader_epoch, meta_len;
+    int64_t offset;
+} pend_off;
+
+struct sl_txn_coord {
+    sl_broker *b;
+    sl_txn *txn;
+    sl_timer *timer;
+    pend_off *pend;
+    int inflight; /* decisions being finished by an EndTxn waiting for the offsets log */
+};
+
+static void pend_free(pend_off *p) {
+    free(p->group);
+    free(p->topic);
+    free(p->meta);
+    free(p);
+}
+
+static char *dupstr(sl_str s) {
+    char *p = malloc((size_t)(s.len > 0 ? s.len : 0) + 1);
+    if (!p) return NULL;
+    if (s.len > 0) memcpy(p, s.p, (size_t)s.len);
+    p[s.len > 0 ? s.len : 0] = 0;
+    return p;
+}
+
+/* Drops the pending offsets of `pid` (all groups). */
+static void drop_pending(sl_txn_coord *tc, int64_t pid) {
+    for (pend_off **pp = &tc->pend; *pp;) {
+        if ((*pp)->pid == pid) {
+            pend_off *x = *pp;
+            *pp = x->next;
+            pend_free(x);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+}
+
+static sl_err put_pending(sl_txn_coord *tc, int64_t pid, sl_str group, sl_str topic,
+                          int32_t partition, int64_t offset, int32_t leader_epoch, sl_str meta) {
+    pend_off *x = NULL;
+    for (pend_off *p = tc->pend; p && !x; p = p->next)
+        if (p->pid == pid && p->partition == partition && sl_str_eqc(group, p->group) &&
+            sl_str_eqc(topic, p->topic))
+            x = p;
+    char *m = meta.len >= 0 ? dupstr(meta) : NULL;
+    if (meta.len >= 0 && !m) return SL_ENOMEM;
+    if (!x) {
+        x = calloc(1, sizeof *x);
+        if (!x || !(x->group = dupstr(group)) || !(x->topic = dupstr(topic))) {
+            if (x) free(x->group);
+            free(x);
+            free(m);
+            return SL_ENOMEM;
+        }
+        x->pid = pid;
+        x->partition = partition;
+        x->next = tc->pend;
+        tc->pend = x;
+    }
+    free(x->meta);
+    x->meta = m;
+    x->meta_len = meta.len;
+    x->offset = offset;
+    x->leader_epoch = leader_epoch;
+    return SL_OK;
+}
+
+/* ---- finishing decisions ---- */
+
+static sl_err write_markers(sl_txn_coord *tc, const sl_txn_rec *j) {
+    bool commit = j->state == SL_TXN_PREPARE_COMMIT;
+    for (int32_t i = 0; i < j->ntopics; i++) {
+        const sl_txn_topic *t = &j->topics[i];
+        for (int32_t k = 0; k < t->nparts; k++) {
+            sl_partition *p = sl_topics_partition(tc->b->topics, sl_str_c(t->name), t->parts[k]);
+            if (!p) continue; /* deleted since: nothing left to mark */
+            if (p->unavailable) return p->unavailable;
+            sl_err e = sl_txnpart_write_marker(p, j->pid, j->epoch, commit, 0);
+            if (e) {
+                SL_WARN(SUB, "cannot write a transaction marker; will retry",
+                        "transactional_id=%s topic=%s partition=%d error=%s", j->tid, t->name,
+                        t->parts[k], sl_strerror(e));
+                return e;
+            }
+        }
+    }
+    return SL_OK;
+}
+
+/* Markers, then Complete*. NONE, or COORDINATOR_NOT_AVAILABLE (the decision stays pending:
+ * the timer finishes it). Pending offsets of an abort are dropped. */
+static int16_t finish_job(sl_txn_coord *tc, const sl_txn_rec *j) {
+    if (write_markers(tc, j)) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    sl_str tid = {j->tid, j->tid_len};
+    int16_t code = sl_txn_complete(tc->txn, tid, j->pid, j->epoch, sl_wall_ms());
+    if (code) {
+        SL_WARN(SUB, "cannot complete a transaction; will retry", "transactional_id=%s error=%d",
+                j->tid, code);
+        return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    }
+    drop_pending(tc, j->pid);
+    return SL_KAFKA_NONE;
+}
+
+static void finish_jobs(sl_txn_coord *tc, sl_txn_jobs *jobs, const char *why) {
+    for (size_t i = 0; i < jobs->n; i++) {
+        const sl_txn_rec *j = &jobs->v[i];
+        if (!finish_job(tc, j))
+            SL_INFO(SUB, why, "transactional_id=%s producer_id=%lld epoch=%d outcome=%s", j->tid,
+                    (long long)j->pid, j->epoch,
+                    j->state == SL_TXN_PREPARE_COMMIT ? "commit" : "abort");
+    }
+}
+
+static void tick(void *ctx) {
+    sl_txn_coord *tc = ctx;
+    tc->timer = NULL;
+    sl_txn_jobs jobs = {0};
+    sl_err e = sl_txn_expire(tc->txn, sl_wall_ms(), &jobs);
+    if (e) SL_WARN(SUB, "transaction expiry failed; will retry", "error=%s", sl_strerror(e));
+    finish_jobs(tc, &jobs, "aborted a timed-out transaction");
+    sl_txn_jobs_free(&jobs);
+    /* Decisions whose finishing failed earlier (not those an EndTxn is finishing now). */
+    if (!tc->inflight && sl_txn_pending(tc->txn, &jobs) == SL_OK) {
+        finish_jobs(tc, &jobs, "finished a pending transaction decision");
+        sl_txn_jobs_free(&jobs);
+    }
+    tc->timer = sl_timer_start(tc->b->loop, TICK_MS, tick, tc);
+}
+
+static sl_err alloc_pid(void *ctx, int64_t *pid) {
+    sl_broker *b = ctx;
+    if (!b->producers) return SL_ESTATE;
+    return sl_pid_alloc_next(b->producers->pids, pid);
+}
+
+sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t elen) {
+    sl_txn_coord *tc = calloc(1, sizeof *tc);
+    if (!tc) return SL_ENOMEM;
+    tc->b = b;
+    sl_txn_config cfg = {.max_timeout_ms = b->cfg.transaction_max_timeout_ms,
+                         .id_expiration_ms = b->cfg.transactional_id_expiration_ms,
+                         .alloc_pid = alloc_pid,
+                         .alloc_ctx = b};
+    sl_err e = sl_txn_open(b->cfg.log_dirs, &cfg, &tc->txn, err, elen);
+    if (e) {
+        free(tc);
+        return e;
+    }
+    SL_INFO(SUB, "transaction coordinator open", "transactional_ids=%zu", sl_txn_count(tc->txn));
+    *out = tc;
+    return SL_OK;
+}
+
+void sl_txn_coord_start(sl_txn_coord *tc) {
+    /* Decisions a crash interrupted: their markers (and, for the offsets, see the top). */
+    sl_txn_jobs jobs = {0};
+    if (sl_txn_pending(tc->txn, &jobs) == SL_OK) {
+        finish_jobs(tc, &jobs, "finished a transaction decided before the restart");
+        sl_txn_jobs_free(&jobs);
+    }
+    tc->timer = sl_timer_start(tc->b->loop, TICK_MS, tick, tc);
+}
+
+void sl_txn_coord_free(sl_txn_coord *tc) {
+    if (!tc) return;
+    if (tc->timer) sl_timer_cancel(tc->b->loop, tc->timer);
+    while (tc->pend) {
+        pend_off *x = tc->pend;
+        tc->pend = x->next;
+        pend_free(x);
+    }
+    sl_txn_close(tc->txn);
+    free(tc);
+}
+
+int64_t sl_txn_coord_max_pid(const sl_txn_coord *tc) { return tc ? sl_txn_max_pid(tc->txn) : -1; }
+
+typedef struct each_ctx {
+    void (*fn)(void *arg, sl_str id);
+    void *arg;
+} each_ctx;
+
+static void each_one(void *ctx, const sl_txn_rec *r) {
+    each_ctx *c = ctx;
+    c->fn(c->arg, (sl_str){r->tid, r->tid_len});
+}
+
+void sl_txn_coord_each_id(void *ctx, void (*fn)(void *arg, sl_str id), void *arg) {
+    sl_broker *b = ctx;
+    if (!b->txn) return;
+    each_ctx c = {fn, arg};
+    sl_txn_foreach(b->txn->txn, each_one, &c);
+}
+
+/* ---- handlers ---- */
+
+/* Kafka answers INVALID_PRODUCER_EPOCH to versions that predate PRODUCER_FENCED. */
+static int16_t fenced_for(int16_t code, int16_t version, int16_t since) {
+    return code == SL_KAFKA_PRODUCER_FENCED && version < since ? SL_KAFKA_INVALID_PRODUCER_EPOCH
+                                                               : code;
+}
+
+int16_t sl_txn_coord_init_producer_id(sl_req *rq, sl_str tid, int32_t timeout_ms,
+                                      int64_t expected_pid, int16_t expected_epoch, int64_t *pid,
+                                      int16_t *epoch) {
+    sl_txn_coord *tc = rq->b->txn;
+    if (!tc) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    sl_txn_jobs abort_job = {0};
+    int16_t code = sl_txn_init_producer_id(tc->txn, tid, timeout_ms, expected_pid, expected_epoch,
+                                           sl_wall_ms(), pid, epoch, &abort_job);
+    /* An ongoing transaction of the previous epoch was fenced: abort it before answering (the
+     * client retries on CONCURRENT_TRANSACTIONS and then finds it complete). */
+    finish_jobs(tc, &abort_job, "aborted the transaction of a fenced producer");
+    sl_txn_jobs_free(&abort_job);
+    return fenced_for(code, rq->h.api_version, 4);
+}
+
+void sl_h_add_partitions_to_txn(sl_req *rq) {
+    sl_add_partitions_to_txn_req req = *(const sl_add_partitions_to_txn_req *)rq->req;
+    sl_add_partitions_to_txn_resp resp;
+    sl_add_partitions_to_txn_resp_init(&resp);
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.results,
+                        resp.results_count, results, results_count))
+        return sl_req_fail(rq, "out of memory");
+    int32_t total = 0;
+    for (int32_t i = 0; i < req.topics_count; i++) total += req.topics[i].partitions_count;
+    sl_txn_tp *tps = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *tps);
+    if (!tps) return sl_req_fail(rq, "out of memory");
+    /* Kafka: refused partitions carry their own error, the rest OPERATION_NOT_ATTEMPTED. */
+    int16_t all = 0;
+    bool refused = false;
+    if (!sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id))
+        all = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    else if (!rq->b->txn)
+        all = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    int32_t k = 0;
+    for (int32_t i = 0; i < req.topics_count; i++) {
+        sl_add_partitions_to_txn_resp_result *o = &resp.results[i];
+        o->name = req.topics[i].name;
+        bool ok = sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC, req.topics[i].name);
+        sl_topic *t = ok ? sl_topics_find(rq->b->topics, req.topics[i].name) : NULL;
+        for (int32_t j = 0; j < req.topics[i].partitions_count; j++) {
+            int32_t part = req.topics[i].partitions[j];
+            o->results[j].partition_index = part;
+            int16_t e = !ok                                    ? SL_KAFKA_TOPIC_AUTHORIZATION_FAILED
+                        : (!t || part < 0 || part >= t->npart) ? SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION
+                                                               : 0;
+            o->results[j].error_code = e;
+            refused |= e != 0;
+            tps[k++] = (sl_txn_tp){req.topics[i].name, part};
+        }
+    }
+    if (!all && !refused)
+        all =
+            fenced_for(sl_txn_add_partitions(rq->b->txn->txn, req.transactional_id, req.producer_id,
+                                             req.producer_epoch, tps, (size_t)total, sl_wall_ms()),
+                       rq->h.api_version, 2);
+    for (int32_t i = 0; i < resp.results_count; i++)
+        for (int32_t j = 0; j < resp.results[i].results_count; j++) {
+            int16_t *e = &resp.results[i].results[j].error_code;
+            if (all)
+                *e = all;
+            else if (refused && !*e)
+                *e = SL_KAFKA_OPERATION_NOT_ATTEMPTED;
+        }
+    SL_RESPOND(rq, add_partitions_to_txn, &resp);
+}
+
+void sl_h_add_offsets_to_txn(sl_req *rq) {
+    sl_add_offsets_to_txn_req req = *(const sl_add_offsets_to_txn_req *)rq->req;
+    sl_add_offsets_to_txn_resp resp;
+    sl_add_offsets_to_txn_resp_init(&resp);
+    if (!sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id))
+        resp.error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    else if (!sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_GROUP, req.group_id))
+        resp.error_code = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+    else if (!rq->b->txn)
+        resp.error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    else if (!(resp.error_code = sl_groups_check_group(&rq->b->coordinator, req.group_id)))
+        resp.error_code =
+            fenced_for(sl_txn_add_offsets(rq->b->txn->txn, req.transactional_id, req.producer_id,
+                                          req.producer_epoch, req.group_id, sl_wall_ms()),
+                       rq->h.api_version, 2);
+    SL_RESPOND(rq, add_offsets_to_txn, &resp);
+}
+
+/* An EndTxn finishing its decision: the commit's offsets go to their groups first (async,
+ * durable), then the markers and Complete*, then the answer. */
+typedef struct end_ctx {
+    sl_req *rq;
+    sl_txn_coord *tc;
+    sl_txn_jobs jobs; /* one job, owned */
+    int waiting;      /* group commits not yet durable */
+    int16_t err;
+} end_ctx;
+
+static void end_finish(end_ctx *c) {
+    sl_end_txn_resp resp;
+    sl_end_txn_resp_init(&resp);
+    resp.error_code = finish_job(c->tc, &c->jobs.v[0]);
+    if (!resp.error_code)
+        SL_INFO(SUB, "transaction ended", "transactional_id=%s producer_id=%lld outcome=%s",
+                c->jobs.v[0].tid, (long long)c->jobs.v[0].pid,
+                c->jobs.v[0].state == SL_TXN_PREPARE_COMMIT ? "commit" : "abort");
+    sl_txn_jobs_free(&c->jobs);
+    c->tc->inflight--;
+    SL_RESPOND(c->rq, end_txn, &resp);
+}
+
+static void end_group_done(void *ctx, int16_t err) {
+    end_ctx *c = ctx;
+    if (err) {
+        SL_WARN(SUB, "committing a transaction's offsets failed", "transactional_id=%s error=%d",
+                c->jobs.v[0].tid, err);
+        c->err = err;
+    }
+    if (--c->waiting == 0) end_finish(c);
+}
+
+/* Commits the pending offsets of job `j` (a commit) to each of its groups. */
+static void apply_offsets(end_ctx *c) {
+    sl_txn_coord *tc = c->tc;
+    const sl_txn_rec *j = &c->jobs.v[0];
+    sl_req *rq = c->rq;
+    c->waiting = 1; /* held until every group is started */
+    for (int32_t g = 0; g < j->ngroups; g++) {
+        int32_t n = 0;
+        for (pend_off *p = tc->pend; p; p = p->next)
+            if (p->pid == j->pid && !strcmp(p->group, j->groups[g])) n++;
+        if (!n) continue;
+        sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)n, sizeof *o);
+        if (!o) {
+            c->err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+            continue;
+        }
+        int32_t k = 0;
+        /* Copied into the arena: the pending entries are dropped when the job completes. */
+        for (pend_off *p = tc->pend; p; p = p->next) {
+            if (p->pid != j->pid || strcmp(p->group, j->groups[g])) continue;
+            sl_str topic = sl_str_c(p->topic), meta = SL_STR_NULL;
+            char *tcopy = sl_arena_alloc(rq->a, (size_t)topic.len + 1);
+            char *mcopy = p->meta ? sl_arena_alloc(rq->a, (size_t)p->meta_len + 1) : NULL;
+            if (!tcopy || (p->meta && !mcopy)) continue;
+            memcpy(tcopy, p->topic, (size_t)topic.len + 1);
+            if (p->meta) {
+                memcpy(mcopy, p->meta, (size_t)p->meta_len + 1);
+                meta = (sl_str){mcopy, p->meta_len};
+            }
+            o[k++] = (sl_group_offset){.topic = {tcopy, topic.len},
+                                       .partition = p->partition,
+                                       .offset = p->offset,
+                                       .leader_epoch = p->leader_epoch,
+                                       .metadata = meta};
+        }
+        size_t glen = strlen(j->groups[g]);
+        char *gcopy = sl_arena_alloc(rq->a, glen + 1);
+        if (!gcopy) continue;
+        memcpy(gcopy, j->groups[g], glen + 1);
+        c->waiting++;
+        if (sl_groups_commit(&rq->b->coordinator, (sl_str){gcopy, (int32_t)glen}, o, k, rq->a,
+                             end_group_done, c)) {
+            c->waiting--;
+            c->err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+    }
+    if (--c->waiting == 0) end_finish(c);
+}
+
+void sl_h_end_txn(sl_req *rq) {
+    sl_end_txn_req req = *(const sl_end_txn_req *)rq->req;
+    sl_end_txn_resp resp;
+    sl_end_txn_resp_init(&resp);
+    sl_txn_jobs jobs = {0};
+    if (!sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id))
+        resp.error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    else if (!rq->b->txn)
+        resp.error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    else
+        resp.error_code =
+            fenced_for(sl_txn_end(rq->b->txn->txn, req.transactional_id, req.producer_id,
+                                  req.producer_epoch, req.committed, sl_wall_ms(), &jobs),
+                       rq->h.api_version, 2);
+    if (resp.error_code || !jobs.n) {
+        sl_txn_jobs_free(&jobs);
+        SL_RESPOND(rq, end_txn, &resp);
+        return;
+    }
+    end_ctx *c = sl_arena_calloc(rq->a, 1, sizeof *c);
+    if (!c) {
+        /* The decision is durable; the timer finishes it. */
+        sl_txn_jobs_free(&jobs);
+        return sl_req_fail(rq, "out of memory");
+    }
+    *c = (end_ctx){.rq = rq, .tc = rq->b->txn, .jobs = jobs};
+    c->tc->inflight++;
+    if (jobs.v[0].state == SL_TXN_PREPARE_COMMIT)
+        apply_offsets(c);
+    else
+        end_finish(c);
+}
+
+void sl_h_txn_offset_commit(sl_req *rq) {
+    sl_txn_offset_commit_req req = *(const sl_txn_offset_commit_req *)rq->req;
+    int16_t v = rq->h.api_version;
+    sl_txn_offset_commit_resp resp;
+    sl_txn_offset_commit_resp_init(&resp);
+    if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.topics,
+                        resp.topics_count, partitions, partitions_count))
+        return sl_req_fail(rq, "out of memory");
+    sl_txn_coord *tc = rq->b->txn;
+    int16_t all = 0;
+    if (!sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id))
+        all = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    else if (!sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_GROUP, req.group_id))
+        all = SL_KAFKA_GROUP_AUTHORIZATION_FAILED;
+    else if (!tc)
+        all = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    else if (!(all = fenced_for(sl_txn_check_offsets(tc->txn, req.transactional_id, req.producer_id,
+                                                     req.producer_epoch, req.group_id),
+                                v, 3))) {
+        /* Kafka checks the member only when the request names one (v3+ with a generation);
+         * otherwise the group is created for the commit if it does not exist. */
+        bool member = v >= 3 && (req.generation_id >= 0 || req.member_id.len > 0 ||
+                                 req.group_instance_id.len >= 0);
+        all = sl_groups_check_group(&rq->b->coordinator, req.group_id);
+        if (!all && member)
+            all = sl_groups_commit_check(&rq->b->coordinator, req.group_id, req.generation_id,
+                                         req.member_id, req.group_instance_id);
+        else if (!all)
+            (void)sl_groups_commit_check(&rq->b->coordinator, req.group_id, -1, sl_str_c(""),
+                                         SL_STR_NULL);
+    }
+    for (int32_t i = 0; i < req.topics_count; i++) {
+        sl_txn_offset_commit_req_topic *t = &req.topics[i];
+        sl_txn_offset_commit_resp_topic *o = &resp.topics[i];
+        o->name = t->name;
+        bool ok = sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, t->name);
+        sl_topic *tp = sl_topics_find(rq->b->topics, t->name);
+        for (int32_t j = 0; j < t->partitions_count; j++) {
+            sl_txn_offset_commit_req_partition *p = &t->partitions[j];
+            int16_t e = all;
+            o->partitions[j].partition_index = p->partition_index;
+            if (!e && !ok) e = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            if (!e && (!tp || p->partition_index < 0 || p->partition_index >= tp->npart))
+                e = SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            if (!e && p->committed_metadata.len > OFF_META_MAX)
+                e = SL_KAFKA_OFFSET_METADATA_TOO_LARGE;
+            if (!e && put_pending(tc, req.producer_id, req.group_id, t->name, p->partition_index,
+                                  p->committed_offset, v >= 2 ? p->committed_leader_epoch : -1,
+                                  p->committed_metadata))
+                e = SL_KAFKA_UNKNOWN_SERVER_ERROR;
+            o->partitions[j].error_code = e;
+        }
+    }
+    SL_RESPOND(rq, txn_offset_commit, &resp);
+}
+
+void sl_h_describe_transactions(sl_req *rq) {
+    sl_describe_transactions_req req = *(const sl_describe_transactions_req *)rq->req;
+    sl_describe_transactions_resp resp;
+    sl_describe_transactions_resp_init(&resp);
+    if (!SL_RESP_ARRAY(rq, resp.transaction_states, resp.transaction_states_count,
+                       req.transactional_ids_count))
+        return sl_req_fail(rq, "out of memory");
+    for (int32_t i = 0; i < resp.transaction_states_count; i++) {
+        sl_describe_transactions_resp_state *o = &resp.transaction_states[i];
+        sl_describe_transactions_resp_state_init(o);
+        sl_str id = req.transactional_ids[i];
+        o->transactional_id = id;
+        o->transaction_state = sl_str_c("");
+        o->producer_id = -1;
+        o->producer_epoch = -1;
+        o->transaction_start_time_ms = -1;
+        const sl_txn_rec *r = NULL;
+        if (!sl_req_allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, id))
+            o->error_code = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        else if (!rq->b->txn)
+            o->error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+        else
+            o->error_code = sl_txn_describe(rq->b->txn->txn, id, &r);
+        if (o->error_code || !r) continue;
+        o->transaction_state = sl_str_c(sl_txn_state_name(r->state));
+        o->transaction_timeout_ms = r->timeout_ms;
+        o->transaction_start_time_ms = r->state == SL_TXN_EMPTY ? -1 : r->start_ms;
+        o->producer_id = r->pid;
+        o->producer_epoch = r->epoch;
+        /* The record is borrowed: everything the answer keeps is copied into the arena. */
+        char *st = sl_arena_alloc(rq->a, o->transaction_state.len + 1);
+        if (!st || !SL_RESP_ARRAY(rq, o->topics, o->topics_count, r->ntopics))
+            return sl_req_fail(rq, "out of memory");
+        memcpy(st, o->transaction_state.p, (size_t)o->transaction_state.len + 1);
+        o->transaction_state.p = st;
+        for (int32_t t = 0; t < r->ntopics; t++) {
+            size_t n = strlen(r->topics[t].name);
+            char *name = sl_arena_alloc(rq->a, n + 1);
+            if (!name || !SL_RESP_ARRAY(rq, o->topics[t].partitions, o->topics[t].partitions_count,
+                                        r->topics[t].nparts))
+                return sl_req_fail(rq, "out of memory");
+            memcpy(name, r->topics[t].name, n + 1);
+            o->topics[t].topic = (sl_str){name, (int32_t)n};
+            memcpy(o->topics[t].partitions, r->topics[t].parts,
+                   (size_t)r->topics[t].nparts * sizeof(int32_t));
+        }
+    }
+    SL_RESPOND(rq, describe_transactions, &resp);
+}
+
+typedef struct list_ctx {
+    sl_req *rq;
+    const sl_list_transactions_req *req;
+    int64_t now;
+    sl_list_transactions_resp *resp;
+    int32_t cap;
+    bool counting, oom;
+} list_ctx;
+
+static void list_one(void *arg, const sl_txn_rec *r) {
+    list_ctx *c = arg;
+    const sl_list_transactions_req *q = c->req;
+    sl_str id = {r->tid, r->tid_len};
+    if (c->oom || !sl_req_allowed(c->rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, id))
+        return;
+    if (q->state_filters_count > 0) {
+        bool m = false;
+        for (int32_t i = 0; i < q->state_filters_count && !m; i++)
+            m = sl_txn_state_parse(q->state_filters[i]) == r->state;
+        if (!m) return;
+    }
+    if (q->producer_id_filters_count > 0) {
+        bool m = false;
+        for (int32_t i = 0; i < q->producer_id_filters_count && !m; i++)
+            m = q->producer_id_filters[i] == r->pid;
+        if (!m) return;
+    }
+    /* Kafka: only transactions running longer than the filter (Ongoing or being ended). */
+    if (q->duration_filter >= 0 &&
+        (r->state == SL_TXN_EMPTY || r->state == SL_TXN_COMPLETE_COMMIT ||
+         r->state == SL_TXN_COMPLETE_ABORT || c->now - r->start_ms <= q->duration_filter))
+        return;
+    if (c->counting) {
+        c->cap++;
+        return;
+    }
+    if (c->resp->transaction_states_count >= c->cap) return;
+    char *name = sl_arena_alloc(c->rq->a, (size_t)id.len + 1);
+    if (!name) {
+        c->oom = true;
+        return;
+    }
+    memcpy(name, r->tid, (size_t)id.len + 1);
+    sl_list_transactions_resp_state *o =
+        &c->resp->transaction_states[c->resp->transaction_states_count++];
+    o->transactional_id = (sl_str){name, id.len};
+    o->producer_id = r->pid;
+    o->transaction_state = sl_str_c(sl_txn_state_name(r->state)); /* static */
+}
+
+void sl_h_list_transactions(sl_req *rq) {
+    sl_list_transactions_req req = *(const sl_list_transactions_req *)rq->req;
+    if (rq->h.api_version < 1) req.duration_filter = -1;
+    sl_list_transactions_resp resp;
+    sl_list_transactions_resp_init(&resp);
+    int32_t unknown = 0;
+    for (int32_t i = 0; i < req.state_filters_count; i++)
+        unknown += sl_txn_state_parse(req.state_filters[i]) < 0;
+    if (!SL_RESP_ARRAY(rq, resp.unknown_state_filters, resp.unknown_state_filters_count, unknown))
+        return sl_req_fail(rq, "out of memory");
+    resp.unknown_state_filters_count = 0;
+    for (int32_t i = 0; i < req.state_filters_count; i++)
+        if (sl_txn_state_parse(req.state_filters[i]) < 0)
+            resp.unknown_state_filters[resp.unknown_state_filters_count++] = req.state_filters[i];
+    if (!rq->b->txn) {
+        resp.error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+        SL_RESPOND(rq, list_transactions, &resp);
+        return;
+    }
+    list_ctx c = {rq, &req, sl_wall_ms(), &resp, 0, true, false};
+    sl_txn_foreach(rq->b->txn->txn, list_one, &c);
+    if (!SL_RESP_ARRAY(rq, resp.transaction_states, resp.transaction_states_count, c.cap))
+        return sl_req_fail(rq, "out of memory");
+    resp.transaction_states_count = 0;
+    c.counting = false;
+    sl_txn_foreach(rq->b->txn->txn, list_one, &c);
+    if (c.oom) return sl_req_fail(rq, "out of memory");
+    SL_RESPOND(rq, list_transactions, &resp);
+}
