@@ -10,8 +10,10 @@ finishes the commit at start.
 read_committed visibility (markers, LSO, aborted index) is the per-partition side
 (sl_txnpart.c) and tested with it; these tests read with read_uncommitted."""
 import json
+import os
 import re
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 import helpers as h
 import kproto as kp
-from conftest import wait_until
+from conftest import Broker, finish_broker, wait_until
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -305,3 +307,144 @@ def test_state_survives_restart(broker):
     with kp.Conn(broker.bootstrap) as conn:
         [d2] = describe_transactions(conn, ["tx-restart"])
         assert d2["producer_id"] == before["producer_id"]
+
+
+# kafkajs -------------------------------------------------------------------------------------
+
+@pytest.mark.broker_config(DEBUG)
+def test_kafkajs_commit_and_abort(broker):
+    make_topics(broker, "kjs-a", "kjs-b")
+    res = subprocess.run(["node", str(NODE_DIR / "txn_kafkajs.mjs"), broker.bootstrap, "kjs-a",
+                          "kjs-b", "kjs-group"], cwd=NODE_DIR, capture_output=True, text=True,
+                         timeout=120)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"kafkajs printed nothing: {res.stdout!r} {res.stderr[-2000:]!r}"
+    out = json.loads(lines[-1])
+    assert out["ok"], out
+    assert res.returncode == 0
+    # The committed transaction's offsets, not the aborted one's.
+    assert out["committed"] == {"0": 7, "1": -1, "2": 3}, out
+    got_a = consume_all(broker, "kjs-a", 3, 4)
+    got_b = consume_all(broker, "kjs-b", 3, 1)
+    assert sorted(got_a) == [(0, b"kc-a-0"), (1, b"ka-a-1"), (1, b"kc-a-1"), (2, b"kc-a-2")]
+    assert got_b == [(1, b"kc-b-1")]
+    assert_txn_answers_clean(broker)
+    with kp.Conn(broker.bootstrap) as conn:
+        [d] = describe_transactions(conn, ["kjs-txn"])
+        assert d["state"] == "CompleteAbort", d
+
+
+# kill -9 between the commit decision and its markers ------------------------------------------
+
+SHIM_SRC = Path(__file__).parent / "shim" / "fsync_gate.c"
+
+
+@pytest.fixture
+def gated_broker(request, tmp_path, monkeypatch):
+    """A broker whose fsync/fdatasync wait while `gate` is missing (tests/interop/shim)."""
+    shim = tmp_path / "fsync_gate.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(shim), str(SHIM_SRC), "-ldl"],
+                   check=True)
+    gate = tmp_path / "gate-open"
+    gate.touch()
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("SLUICE_TEST_FSYNC_GATE", str(gate))
+    opts = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+    monkeypatch.setenv("ASAN_OPTIONS", opts + ":verify_asan_link_order=0")
+    b = Broker(tmp_path)
+    request.node._sluice_broker = b
+    b.start()
+    monkeypatch.delenv("LD_PRELOAD")  # the clients, and the restarted broker, run without it
+    yield b, gate
+    gate.touch()
+    finish_broker(b)
+
+
+def test_kill9_between_commit_decision_and_markers(gated_broker):
+    broker, gate = gated_broker
+    make_topics(broker, "tx-k", partitions=2)
+    p = producer(broker, "tx-kill", {"transaction.timeout.ms": 600000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("tx-k", value=b"k0", partition=0)
+    p.produce("tx-k", value=b"k1", partition=1)
+    assert p.flush(20) == 0
+    txn_log = broker.data_dir / "sluice-txn.log"
+    size = txn_log.stat().st_size
+    # From here the broker's fsyncs wait: EndTxn writes its PrepareCommit record and then
+    # waits in fdatasync, before any marker or answer.
+    gate.unlink()
+    done = []
+    t = threading.Thread(target=lambda: done.append(_try(lambda: p.commit_transaction(60))),
+                         daemon=True)
+    t.start()
+    wait_until(lambda: txn_log.stat().st_size > size, 30, "the commit decision written")
+    assert not done, "EndTxn answered while its decision's fsync was held"
+    broker.kill9()
+    gate.touch()
+    broker.start()  # without the shim
+    assert "finished a transaction decided before the restart" in broker.log_text()
+    with kp.Conn(broker.bootstrap) as conn:
+        [d] = describe_transactions(conn, ["tx-kill"])
+    assert d["state"] == "CompleteCommit", d
+    # The producer id continues with a new init.
+    p2 = producer(broker, "tx-kill")
+    p2.init_transactions(30)
+    p2.begin_transaction()
+    p2.produce("tx-k", value=b"after", partition=0)
+    p2.commit_transaction(30)
+    with kp.Conn(broker.bootstrap) as conn:
+        [d2] = describe_transactions(conn, ["tx-kill"])
+    assert (d2["state"], d2["producer_id"]) == ("CompleteCommit", d["producer_id"])
+    assert d2["epoch"] > d["epoch"]
+
+
+def _try(fn):
+    try:
+        fn()
+        return None
+    except KafkaException as e:
+        return e
+
+
+# ACLs ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def acl_broker(request, tmp_path):
+    from test_acl import USERS, start_acl_broker
+    b = start_acl_broker(request, tmp_path, USERS, {"auto.create.topics.enable": "true"})
+    yield b
+    finish_broker(b)
+
+
+def test_transactional_id_acl(acl_broker):
+    from confluent_kafka.admin import NewTopic
+    from test_acl import binding, ck_admin, ck_conf, create_acls
+    b = acl_broker
+    adm = ck_admin(b, "admin")
+    for f in adm.create_topics([NewTopic("payments", 2, 1)]).values():
+        f.result(30)
+    create_acls(b,
+                binding("TOPIC", "payments", "LITERAL", "User:payments-writer", "WRITE", "ALLOW"),
+                binding("TRANSACTIONAL_ID", "pay-", "PREFIXED", "User:payments-writer", "WRITE",
+                        "ALLOW"))
+    # WRITE on the topic but not on this transactional id: refused at init.
+    denied = Producer(ck_conf(b, "payments-writer", **{"transactional.id": "other-tx"}))
+    with pytest.raises(KafkaException) as ei:
+        denied.init_transactions(20)
+    assert ei.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, \
+        ei.value.args[0]
+    # The granted prefix: a full transaction goes through.
+    ok = Producer(ck_conf(b, "payments-writer", **{"transactional.id": "pay-1"}))
+    ok.init_transactions(30)
+    ok.begin_transaction()
+    ok.produce("payments", value=b"paid", partition=1)
+    ok.commit_transaction(30)
+    # Another principal with no grant on it cannot take over (fence) that id.
+    thief = Producer(ck_conf(b, "fraud", **{"transactional.id": "pay-1"}))
+    with pytest.raises(KafkaException) as ei:
+        thief.init_transactions(20)
+    assert ei.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # The refusals are the authorization stage's (logged as ACL denials).
+    assert re.search(r'msg="denied" principal=User:payments-writer .*TRANSACTIONAL_ID:other-tx',
+                     b.log_text()), b.log_tail()
