@@ -117,6 +117,11 @@ void sl_txn_coord_each_id(void *ctx, void (*fn)(void *arg, sl_str id), void *arg
 int16_t sl_txn_coord_init_producer_id(sl_req *rq, sl_str tid, int32_t timeout_ms,
                                       int64_t expected_pid, int16_t expected_epoch, int64_t *pid,
                                       int16_t *epoch);
+/* For the produce path: NONE when (pid, epoch) own transactional id `tid` and topic-partition
+ * (topic, partition) is in its ongoing transaction (sl_txn_verify_partitions); else the Kafka
+ * error (INVALID_TXN_STATE, PRODUCER_FENCED, ...; COORDINATOR_NOT_AVAILABLE without one). */
+int16_t sl_txn_coord_verify(sl_broker *b, sl_str tid, int64_t pid, int16_t epoch, sl_str topic,
+                            int32_t partition);
 void sl_h_add_partitions_to_txn(sl_req *rq);
 void sl_h_add_offsets_to_txn(sl_req *rq);
 void sl_h_end_txn(sl_req *rq);

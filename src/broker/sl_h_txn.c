@@ -237,6 +237,13 @@ void sl_txn_coord_each_id(void *ctx, void (*fn)(void *arg, sl_str id), void *arg
     sl_txn_foreach(b->txn->txn, each_one, &c);
 }
 
+int16_t sl_txn_coord_verify(sl_broker *b, sl_str tid, int64_t pid, int16_t epoch, sl_str topic,
+                            int32_t partition) {
+    if (!b->txn) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    sl_txn_tp tp = {topic, partition};
+    return sl_txn_verify_partitions(b->txn->txn, tid, pid, epoch, &tp, 1);
+}
+
 /* ---- handlers ---- */
 
 /* Kafka answers INVALID_PRODUCER_EPOCH to versions that predate PRODUCER_FENCED. */
