@@ -447,6 +447,17 @@ def test_transactional_id_acl(acl_broker):
     with pytest.raises(KafkaException) as ei:
         thief.init_transactions(20)
     assert ei.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # Operators' views follow DESCRIBE on the id (WRITE implies it): the owner lists and
+    # describes its id, another principal sees nothing of it.
+    from test_acl import raw_conn
+    with raw_conn(b, "payments-writer") as conn:
+        assert [t[0] for t in list_transactions(conn)[2]] == ["pay-1"]
+        [d] = describe_transactions(conn, ["pay-1"])
+        assert (d["error"], d["state"]) == (0, "CompleteCommit")
+    with raw_conn(b, "fraud") as conn:
+        assert list_transactions(conn)[2] == []
+        [d] = describe_transactions(conn, ["pay-1"])
+        assert d["error"] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     # The refusals are the authorization stage's (logged as ACL denials).
     assert re.search(r'msg="denied" principal=User:payments-writer .*TRANSACTIONAL_ID:other-tx',
                      b.log_text()), b.log_tail()
