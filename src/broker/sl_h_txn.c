@@ -10,18 +10,22 @@
  * only after that. A decision whose finishing failed, and those a crash interrupted, stay in
  * Prepare* and are finished again by the timer and at start (markers are idempotent).
  *
- * Pending offsets (TxnOffsetCommit) are held in memory per (producer id, group) until the
- * decision: applied on commit, dropped on abort. They are not in the coordinator's log: a crash
- * after a commit decision but before they reach the offsets log loses them (the consumer
- * re-reads from the previous committed offset: duplicates, never loss). docs/transactions.md.
+ * Pending offsets (TxnOffsetCommit) are held per (producer id, group) until the decision:
+ * applied on commit, dropped on abort. They are saved (fsynced) in a file per producer id before
+ * the TxnOffsetCommit answer (the coordinator's log does not hold them), so a commit decided
+ * before a crash gets them at start, before its markers. docs/transactions.md.
  *
  * Authorization decisions come from the pipeline's stage (pipeline/sl_api.c names the
  * resources); the handlers read them with sl_req_allowed. Loop thread only. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "acl/sl_acl.h"
+#include "base/sl_crc32c.h"
+#include "base/sl_file.h"
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
@@ -50,6 +54,8 @@ struct sl_txn_coord {
     pend_off *pend;
     int inflight; /* decisions being finished by an EndTxn waiting for the offsets log */
 };
+
+static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j);
 
 static void pend_free(pend_off *p) {
     free(p->group);
@@ -109,6 +115,159 @@ static sl_err put_pending(sl_txn_coord *tc, int64_t pid, sl_str group, sl_str to
     return SL_OK;
 }
 
+/* ---- pending offsets on disk ----
+ *
+ * <log.dirs>/sluice-txn-offsets/<producer id>: the producer's pending offsets, rewritten
+ * atomically (sl_file_write_atomic) by every TxnOffsetCommit before it is answered, removed once
+ * its transaction completes. At start the files of transactions still Ongoing or
+ * PrepareCommit are loaded (a commit decided before a crash then gets its offsets); the others
+ * are removed. Layout: "SLTO" | u32 version 1 | entries | u32 CRC-32C of all before; an entry:
+ * u16 group length | group | u16 topic length | topic | i32 partition | i64 offset |
+ * i32 leader epoch | i32 metadata length (-1: none) | metadata. Big-endian. */
+#define OFF_DIR   "sluice-txn-offsets"
+#define OFF_MAGIC "SLTO"
+
+static void off_dir(const sl_txn_coord *tc, char *out, size_t n) {
+    snprintf(out, n, "%s/%s", tc->b->cfg.log_dirs, OFF_DIR);
+}
+
+typedef struct obuf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+} obuf;
+
+static void ob_put(obuf *b, const void *p, size_t n) {
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void ob_be(obuf *b, uint64_t v, int bytes) {
+    uint8_t x[8];
+    for (int i = 0; i < bytes; i++) x[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+    ob_put(b, x, (size_t)bytes);
+}
+
+/* Writes pid's pending offsets durably (the file removed when it has none). */
+static sl_err save_pending(sl_txn_coord *tc, int64_t pid) {
+    char dir[SL_CFG_STR_MAX + 32], name[32];
+    off_dir(tc, dir, sizeof dir);
+    snprintf(name, sizeof name, "%lld", (long long)pid);
+    obuf b = {0};
+    ob_put(&b, OFF_MAGIC, 4);
+    ob_be(&b, 1, 4);
+    int n = 0;
+    for (pend_off *p = tc->pend; p; p = p->next) {
+        if (p->pid != pid) continue;
+        size_t gl = strlen(p->group), tl = strlen(p->topic);
+        ob_be(&b, gl, 2);
+        ob_put(&b, p->group, gl);
+        ob_be(&b, tl, 2);
+        ob_put(&b, p->topic, tl);
+        ob_be(&b, (uint32_t)p->partition, 4);
+        ob_be(&b, (uint64_t)p->offset, 8);
+        ob_be(&b, (uint32_t)p->leader_epoch, 4);
+        ob_be(&b, (uint32_t)(p->meta ? p->meta_len : -1), 4);
+        if (p->meta) ob_put(&b, p->meta, (size_t)p->meta_len);
+        n++;
+    }
+    ob_be(&b, b.oom ? 0 : sl_crc32c(0, b.p, b.len), 4);
+    sl_err e = b.oom ? SL_ENOMEM : SL_OK;
+    if (!e && n) e = sl_file_write_atomic(dir, name, b.p, b.len, 0600);
+    free(b.p);
+    if (!e && !n) {
+        char path[sizeof dir + sizeof name + 1];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (unlink(path) == 0) (void)sl_fsync_dir(dir);
+    }
+    return e;
+}
+
+static uint64_t rd_be(const uint8_t *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v = v << 8 | p[i];
+    return v;
+}
+
+/* Loads pid's saved offsets into memory; false when the file is damaged (it is then ignored). */
+static bool load_pending(sl_txn_coord *tc, const char *path, int64_t pid) {
+    char *data = NULL;
+    size_t len = 0;
+    if (sl_file_read(path, 64u * 1024 * 1024, &data, &len)) return false;
+    const uint8_t *p = (const uint8_t *)data, *end = p + len;
+    bool ok = len >= 12 && !memcmp(p, OFF_MAGIC, 4) && rd_be(p + 4, 4) == 1 &&
+              rd_be(end - 4, 4) == sl_crc32c(0, p, len - 4);
+    if (ok) {
+        end -= 4;
+        p += 8;
+        while (ok && p < end) {
+            if (end - p < 2) break;
+            size_t gl = rd_be(p, 2);
+            if ((size_t)(end - p) < 2 + gl + 2) break;
+            sl_str g = {(const char *)p + 2, (int32_t)gl};
+            p += 2 + gl;
+            size_t tl = rd_be(p, 2);
+            if ((size_t)(end - p) < 2 + tl + 20) break;
+            sl_str t = {(const char *)p + 2, (int32_t)tl};
+            p += 2 + tl;
+            int32_t part = (int32_t)rd_be(p, 4), le = (int32_t)rd_be(p + 12, 4);
+            int64_t off = (int64_t)rd_be(p + 4, 8);
+            int32_t ml = (int32_t)rd_be(p + 16, 4);
+            p += 20;
+            if (ml < -1 || (ml > 0 && end - p < ml)) break;
+            sl_str m = ml < 0 ? SL_STR_NULL : (sl_str){(const char *)p, ml};
+            p += ml > 0 ? ml : 0;
+            if (put_pending(tc, pid, g, t, part, off, le, m)) break;
+        }
+        ok = p == end;
+    }
+    free(data);
+    if (!ok) SL_WARN(SUB, "ignored a damaged transaction offsets file", "path=%s", path);
+    return ok;
+}
+
+static void pid_wanted(void *ctx, const sl_txn_rec *r) {
+    int64_t *want = ctx; /* [0]: the pid asked about, [1]: set to 1 when wanted */
+    if (r->pid == want[0] && (r->state == SL_TXN_ONGOING || r->state == SL_TXN_PREPARE_COMMIT))
+        want[1] = 1;
+}
+
+/* At start: loads the offsets files of transactions that may still commit, removes the rest. */
+static void load_all_pending(sl_txn_coord *tc) {
+    char dir[SL_CFG_STR_MAX + 32];
+    off_dir(tc, dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    bool removed = false;
+    for (struct dirent *de; (de = readdir(d));) {
+        char *endp;
+        long long pid = strtoll(de->d_name, &endp, 10);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || *endp) continue;
+        char path[sizeof dir + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        int64_t want[2] = {pid, 0};
+        sl_txn_foreach(tc->txn, pid_wanted, want);
+        if (!want[1] || !load_pending(tc, path, pid)) {
+            drop_pending(tc, pid);
+            removed |= unlink(path) == 0;
+        }
+    }
+    closedir(d);
+    if (removed) (void)sl_fsync_dir(dir);
+}
+
 /* ---- finishing decisions ---- */
 
 static sl_err write_markers(sl_txn_coord *tc, const sl_txn_rec *j) {
@@ -143,6 +302,7 @@ static int16_t finish_job(sl_txn_coord *tc, const sl_txn_rec *j) {
         return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
     }
     drop_pending(tc, j->pid);
+    (void)save_pending(tc, j->pid); /* nothing left: removes the file */
     return SL_KAFKA_NONE;
 }
 
@@ -186,7 +346,15 @@ sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t elen
                          .id_expiration_ms = b->cfg.transactional_id_expiration_ms,
                          .alloc_pid = alloc_pid,
                          .alloc_ctx = b};
-    sl_err e = sl_txn_open(b->cfg.log_dirs, &cfg, &tc->txn, err, elen);
+    char dir[SL_CFG_STR_MAX + 32];
+    off_dir(tc, dir, sizeof dir);
+    sl_err e = sl_mkdir_p(dir, 0700);
+    if (e) {
+        snprintf(err, elen, "%s: cannot create: %s", dir, sl_strerror(e));
+        free(tc);
+        return e;
+    }
+    e = sl_txn_open(b->cfg.log_dirs, &cfg, &tc->txn, err, elen);
     if (e) {
         free(tc);
         return e;
@@ -196,11 +364,25 @@ sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t elen
     return SL_OK;
 }
 
+static bool has_pending(const sl_txn_coord *tc, int64_t pid) {
+    for (const pend_off *p = tc->pend; p; p = p->next)
+        if (p->pid == pid) return true;
+    return false;
+}
+
 void sl_txn_coord_start(sl_txn_coord *tc) {
-    /* Decisions a crash interrupted: their markers (and, for the offsets, see the top). */
+    load_all_pending(tc);
+    /* Decisions a crash interrupted: a commit's saved offsets, then the markers. */
     sl_txn_jobs jobs = {0};
     if (sl_txn_pending(tc->txn, &jobs) == SL_OK) {
-        finish_jobs(tc, &jobs, "finished a transaction decided before the restart");
+        for (size_t i = 0; i < jobs.n; i++) {
+            const sl_txn_rec *j = &jobs.v[i];
+            if (j->state == SL_TXN_PREPARE_COMMIT && has_pending(tc, j->pid) &&
+                finish_commit_async(tc, j))
+                continue;
+            sl_txn_jobs one = {.v = (sl_txn_rec *)j, .n = 1};
+            finish_jobs(tc, &one, "finished a transaction decided before the restart");
+        }
         sl_txn_jobs_free(&jobs);
     }
     tc->timer = sl_timer_start(tc->b->loop, TICK_MS, tick, tc);
@@ -336,10 +518,12 @@ void sl_h_add_offsets_to_txn(sl_req *rq) {
     SL_RESPOND(rq, add_offsets_to_txn, &resp);
 }
 
-/* An EndTxn finishing its decision: the commit's offsets go to their groups first (async,
- * durable), then the markers and Complete*, then the answer. */
+/* A commit finishing its decision: the offsets go to their groups first (async, durable), then
+ * the markers and Complete*, then the EndTxn answer (rq), or nothing more for a decision found
+ * pending at start (rq NULL: the context and its arena `a` are owned and freed here). */
 typedef struct end_ctx {
     sl_req *rq;
+    sl_arena *a; /* rq's, or owned */
     sl_txn_coord *tc;
     sl_txn_jobs jobs; /* one job, owned */
     int waiting;      /* group commits not yet durable */
@@ -351,11 +535,19 @@ static void end_finish(end_ctx *c) {
     sl_end_txn_resp_init(&resp);
     resp.error_code = finish_job(c->tc, &c->jobs.v[0]);
     if (!resp.error_code)
-        SL_INFO(SUB, "transaction ended", "transactional_id=%s producer_id=%lld outcome=%s",
-                c->jobs.v[0].tid, (long long)c->jobs.v[0].pid,
+        SL_INFO(SUB,
+                c->rq ? "transaction ended" : "finished a transaction decided before the restart",
+                "transactional_id=%s producer_id=%lld outcome=%s", c->jobs.v[0].tid,
+                (long long)c->jobs.v[0].pid,
                 c->jobs.v[0].state == SL_TXN_PREPARE_COMMIT ? "commit" : "abort");
     sl_txn_jobs_free(&c->jobs);
     c->tc->inflight--;
+    if (!c->rq) {
+        sl_arena *a = c->a;
+        free(c);
+        sl_arena_free(a);
+        return;
+    }
     SL_RESPOND(c->rq, end_txn, &resp);
 }
 
@@ -373,14 +565,14 @@ static void end_group_done(void *ctx, int16_t err) {
 static void apply_offsets(end_ctx *c) {
     sl_txn_coord *tc = c->tc;
     const sl_txn_rec *j = &c->jobs.v[0];
-    sl_req *rq = c->rq;
+    sl_arena *a = c->a;
     c->waiting = 1; /* held until every group is started */
     for (int32_t g = 0; g < j->ngroups; g++) {
         int32_t n = 0;
         for (pend_off *p = tc->pend; p; p = p->next)
             if (p->pid == j->pid && !strcmp(p->group, j->groups[g])) n++;
         if (!n) continue;
-        sl_group_offset *o = sl_arena_calloc(rq->a, (size_t)n, sizeof *o);
+        sl_group_offset *o = sl_arena_calloc(a, (size_t)n, sizeof *o);
         if (!o) {
             c->err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
             continue;
@@ -390,8 +582,8 @@ static void apply_offsets(end_ctx *c) {
         for (pend_off *p = tc->pend; p; p = p->next) {
             if (p->pid != j->pid || strcmp(p->group, j->groups[g])) continue;
             sl_str topic = sl_str_c(p->topic), meta = SL_STR_NULL;
-            char *tcopy = sl_arena_alloc(rq->a, (size_t)topic.len + 1);
-            char *mcopy = p->meta ? sl_arena_alloc(rq->a, (size_t)p->meta_len + 1) : NULL;
+            char *tcopy = sl_arena_alloc(a, (size_t)topic.len + 1);
+            char *mcopy = p->meta ? sl_arena_alloc(a, (size_t)p->meta_len + 1) : NULL;
             if (!tcopy || (p->meta && !mcopy)) continue;
             memcpy(tcopy, p->topic, (size_t)topic.len + 1);
             if (p->meta) {
@@ -405,17 +597,42 @@ static void apply_offsets(end_ctx *c) {
                                        .metadata = meta};
         }
         size_t glen = strlen(j->groups[g]);
-        char *gcopy = sl_arena_alloc(rq->a, glen + 1);
+        char *gcopy = sl_arena_alloc(a, glen + 1);
         if (!gcopy) continue;
         memcpy(gcopy, j->groups[g], glen + 1);
+        /* The group may not exist (yet, or any more: after a restart, a group with no members
+         * and nothing committed): created as for a simple commit; a group with members
+         * answers an error here that does not concern the transaction's commit. */
+        (void)sl_groups_commit_check(&tc->b->coordinator, (sl_str){gcopy, (int32_t)glen}, -1,
+                                     sl_str_c(""), SL_STR_NULL);
         c->waiting++;
-        if (sl_groups_commit(&rq->b->coordinator, (sl_str){gcopy, (int32_t)glen}, o, k, rq->a,
+        if (sl_groups_commit(&tc->b->coordinator, (sl_str){gcopy, (int32_t)glen}, o, k, a,
                              end_group_done, c)) {
             c->waiting--;
             c->err = SL_KAFKA_UNKNOWN_SERVER_ERROR;
         }
     }
     if (--c->waiting == 0) end_finish(c);
+}
+
+/* A commit decided before the restart whose offsets were saved: applied, then finished. False
+ * when it could not be started (the caller finishes the job without them). */
+static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j) {
+    end_ctx *c = calloc(1, sizeof *c);
+    sl_arena *a = sl_arena_new(4096);
+    if (!c || !a || !(c->jobs.v = calloc(1, sizeof *c->jobs.v)) ||
+        sl_txn_rec_copy(&c->jobs.v[0], j)) {
+        if (c) free(c->jobs.v);
+        free(c);
+        sl_arena_free(a);
+        return false;
+    }
+    c->jobs.n = 1;
+    c->a = a;
+    c->tc = tc;
+    tc->inflight++;
+    apply_offsets(c);
+    return true;
 }
 
 void sl_h_end_txn(sl_req *rq) {
@@ -443,7 +660,7 @@ void sl_h_end_txn(sl_req *rq) {
         sl_txn_jobs_free(&jobs);
         return sl_req_fail(rq, "out of memory");
     }
-    *c = (end_ctx){.rq = rq, .tc = rq->b->txn, .jobs = jobs};
+    *c = (end_ctx){.rq = rq, .a = rq->a, .tc = rq->b->txn, .jobs = jobs};
     c->tc->inflight++;
     if (jobs.v[0].state == SL_TXN_PREPARE_COMMIT)
         apply_offsets(c);
@@ -461,6 +678,7 @@ void sl_h_txn_offset_commit(sl_req *rq) {
         return sl_req_fail(rq, "out of memory");
     sl_txn_coord *tc = rq->b->txn;
     int16_t all = 0;
+    bool stored = false;
     if (!sl_req_allowed(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, req.transactional_id))
         all = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
     else if (!sl_req_allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_GROUP, req.group_id))
@@ -502,7 +720,17 @@ void sl_h_txn_offset_commit(sl_req *rq) {
                                   p->committed_metadata))
                 e = SL_KAFKA_UNKNOWN_SERVER_ERROR;
             o->partitions[j].error_code = e;
+            stored |= e == 0;
         }
+    }
+    /* Durable before the answer: a commit decided later finds them even after a crash. */
+    if (stored && save_pending(tc, req.producer_id)) {
+        SL_WARN(SUB, "cannot save a transaction's offsets", "transactional_id=%.*s",
+                req.transactional_id.len, req.transactional_id.p);
+        for (int32_t i = 0; i < resp.topics_count; i++)
+            for (int32_t j = 0; j < resp.topics[i].partitions_count; j++)
+                if (!resp.topics[i].partitions[j].error_code)
+                    resp.topics[i].partitions[j].error_code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
     }
     SL_RESPOND(rq, txn_offset_commit, &resp);
 }

@@ -371,6 +371,11 @@ def test_kill9_between_commit_decision_and_markers(gated_broker):
     p.produce("tx-k", value=b"k0", partition=0)
     p.produce("tx-k", value=b"k1", partition=1)
     assert p.flush(20) == 0
+    # Offsets in the transaction (a group that never had members: a simple commit).
+    meta = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "tx-k-group"})
+    p.send_offsets_to_transaction([TopicPartition("tx-k", 0, 5), TopicPartition("tx-k", 1, 6)],
+                                  meta.consumer_group_metadata(), 30)
+    meta.close()
     txn_log = broker.data_dir / "sluice-txn.log"
     size = txn_log.stat().st_size
     # From here the broker's fsyncs wait: EndTxn writes its PrepareCommit record and then
@@ -389,6 +394,9 @@ def test_kill9_between_commit_decision_and_markers(gated_broker):
     with kp.Conn(broker.bootstrap) as conn:
         [d] = describe_transactions(conn, ["tx-kill"])
     assert d["state"] == "CompleteCommit", d
+    # The commit's offsets were saved before its decision: they are the group's now.
+    assert group_committed(broker, "tx-k-group", "tx-k", 2) == {0: 5, 1: 6}
+    assert list((broker.data_dir / "sluice-txn-offsets").iterdir()) == []
     # The producer id continues with a new init.
     p2 = producer(broker, "tx-kill")
     p2.init_transactions(30)
