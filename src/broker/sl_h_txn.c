@@ -55,7 +55,7 @@ struct sl_txn_coord {
     int inflight; /* decisions being finished by an EndTxn waiting for the offsets log */
 };
 
-static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j);
+static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j, const char *why);
 
 static void pend_free(pend_off *p) {
     free(p->group);
@@ -316,6 +316,28 @@ static void finish_jobs(sl_txn_coord *tc, sl_txn_jobs *jobs, const char *why) {
     }
 }
 
+static bool has_pending(const sl_txn_coord *tc, int64_t pid) {
+    for (const pend_off *p = tc->pend; p; p = p->next)
+        if (p->pid == pid) return true;
+    return false;
+}
+
+/* Finishes every decision in Prepare*: a commit with saved offsets applies them first
+ * (asynchronously); the rest at once. Applying offsets again is harmless (same values). */
+static void finish_pending(sl_txn_coord *tc, const char *why) {
+    sl_txn_jobs jobs = {0};
+    if (sl_txn_pending(tc->txn, &jobs) != SL_OK) return;
+    for (size_t i = 0; i < jobs.n; i++) {
+        const sl_txn_rec *j = &jobs.v[i];
+        if (j->state == SL_TXN_PREPARE_COMMIT && has_pending(tc, j->pid) &&
+            finish_commit_async(tc, j, why))
+            continue;
+        sl_txn_jobs one = {.v = (sl_txn_rec *)j, .n = 1};
+        finish_jobs(tc, &one, why);
+    }
+    sl_txn_jobs_free(&jobs);
+}
+
 static void tick(void *ctx) {
     sl_txn_coord *tc = ctx;
     tc->timer = NULL;
@@ -325,10 +347,7 @@ static void tick(void *ctx) {
     finish_jobs(tc, &jobs, "aborted a timed-out transaction");
     sl_txn_jobs_free(&jobs);
     /* Decisions whose finishing failed earlier (not those an EndTxn is finishing now). */
-    if (!tc->inflight && sl_txn_pending(tc->txn, &jobs) == SL_OK) {
-        finish_jobs(tc, &jobs, "finished a pending transaction decision");
-        sl_txn_jobs_free(&jobs);
-    }
+    if (!tc->inflight) finish_pending(tc, "finished a pending transaction decision");
     tc->timer = sl_timer_start(tc->b->loop, TICK_MS, tick, tc);
 }
 
@@ -364,27 +383,10 @@ sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t elen
     return SL_OK;
 }
 
-static bool has_pending(const sl_txn_coord *tc, int64_t pid) {
-    for (const pend_off *p = tc->pend; p; p = p->next)
-        if (p->pid == pid) return true;
-    return false;
-}
-
 void sl_txn_coord_start(sl_txn_coord *tc) {
     load_all_pending(tc);
     /* Decisions a crash interrupted: a commit's saved offsets, then the markers. */
-    sl_txn_jobs jobs = {0};
-    if (sl_txn_pending(tc->txn, &jobs) == SL_OK) {
-        for (size_t i = 0; i < jobs.n; i++) {
-            const sl_txn_rec *j = &jobs.v[i];
-            if (j->state == SL_TXN_PREPARE_COMMIT && has_pending(tc, j->pid) &&
-                finish_commit_async(tc, j))
-                continue;
-            sl_txn_jobs one = {.v = (sl_txn_rec *)j, .n = 1};
-            finish_jobs(tc, &one, "finished a transaction decided before the restart");
-        }
-        sl_txn_jobs_free(&jobs);
-    }
+    finish_pending(tc, "finished a transaction decided before the restart");
     tc->timer = sl_timer_start(tc->b->loop, TICK_MS, tick, tc);
 }
 
@@ -528,6 +530,7 @@ typedef struct end_ctx {
     sl_txn_jobs jobs; /* one job, owned */
     int waiting;      /* group commits not yet durable */
     int16_t err;
+    const char *why; /* the log line (rq NULL) */
 } end_ctx;
 
 static void end_finish(end_ctx *c) {
@@ -535,8 +538,7 @@ static void end_finish(end_ctx *c) {
     sl_end_txn_resp_init(&resp);
     resp.error_code = finish_job(c->tc, &c->jobs.v[0]);
     if (!resp.error_code)
-        SL_INFO(SUB,
-                c->rq ? "transaction ended" : "finished a transaction decided before the restart",
+        SL_INFO(SUB, c->rq ? "transaction ended" : c->why,
                 "transactional_id=%s producer_id=%lld outcome=%s", c->jobs.v[0].tid,
                 (long long)c->jobs.v[0].pid,
                 c->jobs.v[0].state == SL_TXN_PREPARE_COMMIT ? "commit" : "abort");
@@ -617,7 +619,7 @@ static void apply_offsets(end_ctx *c) {
 
 /* A commit decided before the restart whose offsets were saved: applied, then finished. False
  * when it could not be started (the caller finishes the job without them). */
-static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j) {
+static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j, const char *why) {
     end_ctx *c = calloc(1, sizeof *c);
     sl_arena *a = sl_arena_new(4096);
     if (!c || !a || !(c->jobs.v = calloc(1, sizeof *c->jobs.v)) ||
@@ -628,6 +630,7 @@ static bool finish_commit_async(sl_txn_coord *tc, const sl_txn_rec *j) {
         return false;
     }
     c->jobs.n = 1;
+    c->why = why;
     c->a = a;
     c->tc = tc;
     tc->inflight++;

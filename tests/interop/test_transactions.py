@@ -390,7 +390,10 @@ def test_kill9_between_commit_decision_and_markers(gated_broker):
     broker.kill9()
     gate.touch()
     broker.start()  # without the shim
-    assert "finished a transaction decided before the restart" in broker.log_text()
+    # Finished at start: its offsets are applied (once durable in the offsets log), then the
+    # markers, then Complete.
+    wait_until(lambda: "finished a transaction decided before the restart" in broker.log_text(),
+               20, "the pending commit finished at start")
     with kp.Conn(broker.bootstrap) as conn:
         [d] = describe_transactions(conn, ["tx-kill"])
     assert d["state"] == "CompleteCommit", d
