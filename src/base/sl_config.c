@@ -104,7 +104,12 @@ static const key_def k_keys[] = {
      OFF(producer_id_expiration_check_interval_ms), 1, INT32_MAX, "600000",
      "How often expired producer ids are removed (and producer state snapshots taken)."},
     {"transactional.id.expiration.ms", T_INT, OFF(transactional_id_expiration_ms), 1, INT32_MAX,
-     "604800000", "Accepted for compatibility; transactions are not implemented."},
+     "604800000",
+     "A transactional id idle (no transaction open) this long is forgotten by the transaction "
+     "coordinator (docs/transactions.md)."},
+    {"transaction.max.timeout.ms", T_INT, OFF(transaction_max_timeout_ms), 1, INT32_MAX, "900000",
+     "Largest transaction.timeout.ms a transactional producer may ask for; a longer one is "
+     "refused (INVALID_TRANSACTION_TIMEOUT)."},
     {"log.cleanup.policy", T_LIST, OFF(log_cleanup_policy), 0, 0, "delete",
      "Default cleanup.policy of topics: delete, compact or compact,delete (docs/compaction.md)."},
     {"log.cleaner.enable", T_BOOL, OFF(log_cleaner_enable), 0, 0, "true",

@@ -53,6 +53,7 @@ typedef struct sl_config {
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;
+    int32_t transaction_max_timeout_ms;
     /* Log cleaner (docs/compaction.md). log_cleanup_policy_id: 0 delete, 1 compact,
      * 2 compact,delete (sl_config_cleanup_policy); the ratio is parsed from its text. */
     char log_cleanup_policy[SL_CFG_STR_MAX];

@@ -70,6 +70,12 @@ static const struct {
     {SL_API_DESCRIBE_ACLS, sl_h_describe_acls},
     {SL_API_CREATE_ACLS, sl_h_create_acls},
     {SL_API_DELETE_ACLS, sl_h_delete_acls},
+    {SL_API_ADD_PARTITIONS_TO_TXN, sl_h_add_partitions_to_txn},
+    {SL_API_ADD_OFFSETS_TO_TXN, sl_h_add_offsets_to_txn},
+    {SL_API_END_TXN, sl_h_end_txn},
+    {SL_API_TXN_OFFSET_COMMIT, sl_h_txn_offset_commit},
+    {SL_API_DESCRIBE_TRANSACTIONS, sl_h_describe_transactions},
+    {SL_API_LIST_TRANSACTIONS, sl_h_list_transactions},
 };
 
 sl_exec_fn sl_broker_exec(int16_t key) {
@@ -538,7 +544,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
                               .auto_create = cat_auto_create,
                               .each_topic = cat_each_topic,
                               .each_group = sl_group_coord_each_group,
-                              .each_committed_topic = sl_group_coord_each_committed_topic};
+                              .each_committed_topic = sl_group_coord_each_committed_topic,
+                              .each_transactional_id = sl_txn_coord_each_id};
     b->storage = sl_storage_local(b);
     b->admin = sl_topic_admin_local(b);
     b->coordinator = sl_groups_local(b);
@@ -582,6 +589,10 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_ENOMEM;
     }
+    if ((e = sl_txn_coord_new(b, &b->txn, err, elen)) != SL_OK) {
+        sl_broker_free(b);
+        return e;
+    }
     if ((e = sl_producers_new(b, &b->producers, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
@@ -623,6 +634,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_EIO;
     }
+    sl_txn_coord_start(b->txn);
     /* Before the listeners: the trail's topic exists once the port accepts (making its topic
      * key can take a KMS round trip). */
     if (audit_topic_wanted(&b->cfg) && (e = audit_topic_ensure(b, err, elen)) != SL_OK) {
@@ -811,6 +823,7 @@ void sl_broker_free(sl_broker *b) {
     if (b->flusher) {
         sl_flusher_free(b->flusher);
     }
+    sl_txn_coord_free(b->txn); /* before the groups and the producer-id allocator it uses */
     sl_group_coord_free(b->groups);
     sl_producers_free(b->producers);
     sl_auth_free(b->auth);

@@ -33,6 +33,7 @@ typedef struct sl_broker {
     /* The log cleaner of compacted topics (sl_compactor.h); NULL with log.cleaner.enable=false. */
     struct sl_compactor *compactor;
     struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
+    struct sl_txn_coord *txn;       /* transaction coordinator (sl_h_txn.c); NULL: gateway */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */
     struct sl_iam *iam;             /* IAM store and policies (src/iam); NULL: not in use */
@@ -99,6 +100,36 @@ void sl_h_incremental_alter_configs(sl_req *rq);
 void sl_h_alter_configs(sl_req *rq);
 void sl_h_describe_cluster(sl_req *rq);
 void sl_h_init_producer_id(sl_req *rq); /* sl_h_producer_id.c */
+
+/* The transaction coordinator (sl_h_txn.c over src/txn/sl_txn.h; docs/transactions.md). */
+typedef struct sl_txn_coord sl_txn_coord;
+/* Opens the coordinator's log in log.dirs (before sl_producers_new: the producer-id allocator's
+ * floor includes sl_txn_coord_max_pid). Caller owns *out (sl_txn_coord_free, before the
+ * producers and the topics). */
+sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t err_len);
+/* Once the topics, producers and groups are open: finishes the decisions a crash interrupted
+ * (markers, Complete*) and starts the timeout timer. */
+void sl_txn_coord_start(sl_txn_coord *tc);
+void sl_txn_coord_free(sl_txn_coord *tc);
+int64_t sl_txn_coord_max_pid(const sl_txn_coord *tc);
+/* The catalog's transactional-id listing (sl_api.h), `ctx` being the broker. */
+void sl_txn_coord_each_id(void *ctx, void (*fn)(void *arg, sl_str id), void *arg);
+/* InitProducerId with a transactional id (the handler has checked its authorization): a Kafka
+ * error code, and on NONE *pid and *epoch. */
+int16_t sl_txn_coord_init_producer_id(sl_req *rq, sl_str tid, int32_t timeout_ms,
+                                      int64_t expected_pid, int16_t expected_epoch, int64_t *pid,
+                                      int16_t *epoch);
+/* For the produce path: NONE when (pid, epoch) own transactional id `tid` and topic-partition
+ * (topic, partition) is in its ongoing transaction (sl_txn_verify_partitions); else the Kafka
+ * error (INVALID_TXN_STATE, PRODUCER_FENCED, ...; COORDINATOR_NOT_AVAILABLE without one). */
+int16_t sl_txn_coord_verify(sl_broker *b, sl_str tid, int64_t pid, int16_t epoch, sl_str topic,
+                            int32_t partition);
+void sl_h_add_partitions_to_txn(sl_req *rq);
+void sl_h_add_offsets_to_txn(sl_req *rq);
+void sl_h_end_txn(sl_req *rq);
+void sl_h_txn_offset_commit(sl_req *rq);
+void sl_h_describe_transactions(sl_req *rq);
+void sl_h_list_transactions(sl_req *rq);
 
 /* The local group coordinator (sl_groups_local.c): the state machine and its offsets log behind
  * the group-coordination seam; the classic group APIs (sl_h_group.c) use only the seam. */

@@ -36,10 +36,11 @@ static void coordinator_for(sl_req *rq, int8_t key_type, int16_t *err, sl_str *m
     *node = rq->b->cfg.node_id;
     *host = sl_str_c(ep->host);
     *port = ep->port;
-    if (key_type != 0) {
-        /* Transactions are not implemented; type 1 is the transaction coordinator. */
+    /* Type 1 is the transaction coordinator (sl_h_txn.c): this broker too, once it is open. */
+    if (key_type != 0 && (key_type != 1 || !rq->b->txn)) {
         *err = key_type == 1 ? SL_KAFKA_COORDINATOR_NOT_AVAILABLE : SL_KAFKA_INVALID_REQUEST;
-        *msg = sl_str_c(key_type == 1 ? "transactions are not supported" : "unknown key type");
+        *msg = sl_str_c(key_type == 1 ? "the transaction coordinator is not available"
+                                      : "unknown key type");
         *node = -1;
         *host = sl_str_c("");
         *port = -1;

@@ -41,6 +41,9 @@ sl_err sl_producers_new(sl_broker *b, sl_producers **out, char *err, size_t elen
                 int64_t m = sl_pstate_max_pid(t->parts[i]->pstate);
                 if (m >= floor) floor = m + 1;
             }
+    /* Above every id the transaction coordinator holds too (its log outlives partitions). */
+    int64_t tm = sl_txn_coord_max_pid(b->txn);
+    if (tm >= floor) floor = tm + 1;
     sl_err e = sl_pid_alloc_open(b->cfg.log_dirs, floor, &pr->pids);
     if (e) {
         snprintf(err, elen, "%s/%s: cannot read the producer-id mark: %s", b->cfg.log_dirs,

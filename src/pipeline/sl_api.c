@@ -309,6 +309,20 @@ static void res_txn_offset_commit(sl_req *rq, const sl_catalog *cat) {
     for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
 }
 
+/* Operators' transaction APIs: DESCRIBE on each transactional id asked for; a listing names
+ * every id the coordinator holds, quietly (Kafka leaves the others out). */
+static void res_describe_transactions(sl_req *rq, const sl_catalog *cat) {
+    const sl_describe_transactions_req *r = rq->req;
+    for (int32_t i = 0; i < r->transactional_ids_count; i++)
+        sl_req_need(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, r->transactional_ids[i],
+                    0);
+}
+
+static void res_list_transactions(sl_req *rq, const sl_catalog *cat) {
+    name_ctx c = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, SL_AZ_QUIET, -1, false};
+    if (cat->each_transactional_id) cat->each_transactional_id(cat->ctx, name_each, &c);
+}
+
 static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
     if (((const sl_describe_cluster_req *)rq->req)->include_cluster_authorized_operations)
         sl_req_need_ops(rq, SL_ACL_RES_CLUSTER, sl_str_c(SL_ACL_CLUSTER_NAME));
@@ -512,6 +526,14 @@ static void out_txn_offset_commit(sl_req *rq, const void *r) {
     const sl_txn_offset_commit_resp *o = r;
     TOPIC_PARTS(rq, SL_ACL_OP_READ, o, topics, name, partitions);
 }
+static void out_describe_transactions(sl_req *rq, const void *r) {
+    const sl_describe_transactions_resp *o = r;
+    PER_ITEM(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, o, transaction_states,
+             transactional_id);
+}
+static void out_list_transactions(sl_req *rq, const void *r) {
+    top_error(rq, ((const sl_list_transactions_resp *)r)->error_code);
+}
 /* Config resources: topics by name, the broker as the cluster. */
 static void config_error(sl_req *rq, int op, int8_t type, sl_str name, int16_t err) {
     if (!err) return;
@@ -704,7 +726,9 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
     X(SL_API_ADD_PARTITIONS_TO_TXN, add_partitions_to_txn, res_add_partitions_to_txn, 0)           \
     X(SL_API_ADD_OFFSETS_TO_TXN, add_offsets_to_txn, res_add_offsets_to_txn, 0)                    \
     X(SL_API_END_TXN, end_txn, res_end_txn, 0)                                                     \
-    X(SL_API_TXN_OFFSET_COMMIT, txn_offset_commit, res_txn_offset_commit, 0)
+    X(SL_API_TXN_OFFSET_COMMIT, txn_offset_commit, res_txn_offset_commit, 0)                       \
+    X(SL_API_DESCRIBE_TRANSACTIONS, describe_transactions, res_describe_transactions, 0)           \
+    X(SL_API_LIST_TRANSACTIONS, list_transactions, res_list_transactions, 0)
 
 #define OUT_produce                            out_produce
 #define OUT_fetch                              out_fetch
@@ -742,6 +766,8 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
 #define OUT_add_offsets_to_txn                 out_add_offsets_to_txn
 #define OUT_end_txn                            out_end_txn
 #define OUT_txn_offset_commit                  out_txn_offset_commit
+#define OUT_describe_transactions              out_describe_transactions
+#define OUT_list_transactions                  out_list_transactions
 #define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
 SL_APIS(SL_API_DEC_ITEM)
 #undef SL_API_DEC_ITEM

@@ -32,6 +32,8 @@ typedef struct sl_catalog {
     /* Each topic `group` has committed offsets for (repeats allowed). */
     void (*each_committed_topic)(void *ctx, sl_str group, void (*fn)(void *arg, sl_str topic),
                                  void *arg);
+    /* Every transactional id the transaction coordinator holds; NULL: none (the gateway). */
+    void (*each_transactional_id)(void *ctx, void (*fn)(void *arg, sl_str id), void *arg);
 } sl_catalog;
 
 enum { SL_API_PREAUTH = 1 }; /* allowed before authentication (ApiVersions, SASL) */

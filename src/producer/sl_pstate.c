@@ -133,8 +133,6 @@ int16_t sl_pstate_check_set(const sl_pstate *ps, const uint8_t *data, size_t len
         data += bi.size;
         len -= bi.size;
         if (bi.producer_id < 0) continue;
-        /* Transactions are not supported: no client can hold a transactional producer id. */
-        if (bi.attributes & 0x10) return SL_KAFKA_INVALID_RECORD;
         if (bi.base_sequence < 0 || bi.producer_epoch < 0) return SL_KAFKA_INVALID_RECORD;
         int32_t last_seq = sl_seq_add(bi.base_sequence, bi.last_offset_delta);
         const pentry *ce = find(ps, bi.producer_id);

@@ -50,7 +50,7 @@ def end_offset(conn, topic, partition):
     return off
 
 
-def test_init_producer_id_versions_and_transactions_refused(broker):
+def test_init_producer_id_versions_and_transactional_ids(broker):
     with kp.Conn(broker.bootstrap) as c:
         lo, hi = c.versions()[INIT_PRODUCER_ID]
         assert (lo, hi) == (0, 5)
@@ -66,10 +66,12 @@ def test_init_producer_id_versions_and_transactions_refused(broker):
         # Half a producer identity is malformed.
         err, _, _ = init_producer_id(c, 4, producer_id=pid, epoch=-1)
         assert err == kp.INVALID_REQUEST
-        # Transactions are not implemented: refused with a non-retriable error.
-        for v in (0, 4):
-            err, p, _ = init_producer_id(c, v, transactional_id="tx-1")
-            assert (err, p) == (kp.INVALID_REQUEST, -1)
+        # A transactional id goes to the transaction coordinator (test_transactions.py): its
+        # producer id is a fresh one too, and the same id gets the next epoch.
+        err, tpid, tepoch = init_producer_id(c, 0, transactional_id="tx-1")
+        assert err == kp.NONE and tpid >= 0 and tpid not in seen
+        seen.add(tpid)
+        assert init_producer_id(c, 4, transactional_id="tx-1") == (kp.NONE, tpid, tepoch + 1)
     # Ids are never handed out twice, even after SIGKILL.
     broker.kill9()
     broker.start()

@@ -44,15 +44,10 @@ def test_handlers_do_not_decode_their_requests():
     assert hits == [], "decoding inside handlers:\n" + "\n".join(hits)
 
 
-# Defined for the gateway, which forwards them (docs/gateway.md); the local broker does not
-# execute transactions yet (issue 16), so `serve` neither advertises nor answers them.
-GATEWAY_ONLY = {24, 25, 26, 28}  # AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit
-
-
 def test_advertised_versions_are_the_protocol_definitions(broker):
     """What ApiVersions advertises is exactly the generated table of our protocol definitions
     (the range each codec accepts): every defined API, at its defined versions, nothing else
-    (the gateway-only transaction APIs aside: defined, never advertised by `serve`)."""
+    (the transaction APIs included: `serve` is its own transaction coordinator)."""
     table = (SRC / "proto" / "gen" / "sl_msgs_table.c").read_text()
     defined = {int(k): (int(lo), int(hi))
                for k, lo, hi in re.findall(r'\{(\d+), "\w+", (\d+), (\d+), -?\d+\}', table)}
@@ -60,6 +55,5 @@ def test_advertised_versions_are_the_protocol_definitions(broker):
     with kp.Conn(broker.bootstrap) as c:
         err, advertised = kp.api_versions(c, 3)
     assert err == kp.NONE
-    assert GATEWAY_ONLY <= defined.keys()
-    assert not GATEWAY_ONLY & advertised.keys()
-    assert advertised == {k: v for k, v in defined.items() if k not in GATEWAY_ONLY}
+    assert {24, 25, 26, 28, 65, 66} <= advertised.keys()
+    assert advertised == defined

@@ -38,8 +38,9 @@ static void c_each_group(void *ctx, void (*fn)(void *, sl_str), void *arg) {
 static void c_each_committed(void *ctx, sl_str group, void (*fn)(void *, sl_str), void *arg) {
     if (sl_str_eqc(group, "g")) fn(arg, sl_str_c("t"));
 }
-static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,  c_auto_create,
-                                 c_each_topic, c_each_group, c_each_committed};
+static void c_each_txn(void *ctx, void (*fn)(void *, sl_str), void *arg) { fn(arg, sl_str_c("x")); }
+static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,   c_auto_create,
+                                 c_each_topic, c_each_group, c_each_committed, c_each_txn};
 
 /* ---- representative requests ---- */
 
@@ -127,6 +128,11 @@ static sl_add_partitions_to_txn_req r_add_partitions_to_txn = {
 static sl_add_offsets_to_txn_req r_add_offsets_to_txn = {.transactional_id = {"x", 1},
                                                          .group_id = {"g", 1}};
 static sl_end_txn_req r_end_txn = {.transactional_id = {"x", 1}, .committed = true};
+static sl_str dtx_ids[] = {{"x", 1}};
+static sl_describe_transactions_req r_describe_transactions = {.transactional_ids = dtx_ids,
+                                                               .transactional_ids_count = 1};
+static sl_list_transactions_req r_list_transactions = {
+    .state_filters_count = -1, .producer_id_filters_count = -1, .duration_filter = -1};
 static sl_txn_offset_commit_req_topic toc_topics[] = {{.name = {"t", 1}}};
 static sl_txn_offset_commit_req r_txn_offset_commit = {
     .transactional_id = {"x", 1}, .group_id = {"g", 1}, .topics = toc_topics, .topics_count = 1};
@@ -239,6 +245,8 @@ static const row k_rows[] = {
      3},
     {SL_API_ADD_OFFSETS_TO_TXN, 3, &r_add_offsets_to_txn, {W(X, WRITE, "x"), W(G, READ, "g")}, 2},
     {SL_API_END_TXN, 3, &r_end_txn, {W(X, WRITE, "x")}, 1},
+    {SL_API_DESCRIBE_TRANSACTIONS, 0, &r_describe_transactions, {W(X, DESCRIBE, "x")}, 1},
+    {SL_API_LIST_TRANSACTIONS, 1, &r_list_transactions, {WQ(X, DESCRIBE, "x")}, 1},
     {SL_API_TXN_OFFSET_COMMIT,
      3,
      &r_txn_offset_commit,
@@ -469,28 +477,12 @@ SL_TEST(authorize_descriptor_versions_are_the_codec_range) {
     CHECK_EQ(bad, 0);
 }
 
-/* The transaction APIs: descriptors for the gateway, which forwards them; the local broker does
- * not execute them (issue 16), so `serve` neither advertises nor answers them. */
-static bool gateway_only(int16_t key) {
-    return key == SL_API_ADD_PARTITIONS_TO_TXN || key == SL_API_ADD_OFFSETS_TO_TXN ||
-           key == SL_API_END_TXN || key == SL_API_TXN_OFFSET_COMMIT;
-}
-
 /* What is advertised, decoded and executed is one set: every descriptor has the local broker's
- * execution function (the gateway-only ones aside), and the broker executes no API without a
- * descriptor. */
+ * execution function, and the broker executes no API without a descriptor. */
 SL_TEST(authorize_descriptors_and_execution_are_one_set) {
     int bad = 0;
     for (int16_t key = -1; key < 200; key++) {
         bool desc = sl_api_desc_for(key) != NULL, exec = sl_broker_exec(key) != NULL;
-        if (gateway_only(key)) {
-            if (!desc || exec) {
-                fprintf(stderr, "  api %d: gateway-only, descriptor %d, executed %d\n", key, desc,
-                        exec);
-                bad++;
-            }
-            continue;
-        }
         bool defined = sl_api_lookup(key) != NULL;
         if (desc != exec || (desc && !defined)) {
             fprintf(stderr, "  api %d: descriptor %d, executed %d, defined %d\n", key, desc, exec,

@@ -22,12 +22,15 @@
 /* ---- the execute table ---- */
 
 /* Every descriptor has a gateway handler (each API the pipeline can authorize is either
- * answered here or forwarded); every key without a descriptor (inter-broker, controller,
- * transaction markers and admin, newer APIs) has none, so it is never forwarded. */
+ * answered here or forwarded), but the operators' transaction APIs that only `serve` answers
+ * (DescribeTransactions, ListTransactions: a coordinator's own state, per upstream broker);
+ * every key without a descriptor (inter-broker, controller, transaction markers, newer APIs)
+ * has none, so it is never forwarded. */
 SL_TEST(gw_exec_covers_every_descriptor) {
     int missing = 0;
     for (int i = 0; sl_api_desc_at(i); i++) {
         const sl_api_desc *d = sl_api_desc_at(i);
+        if (d->key == SL_API_DESCRIBE_TRANSACTIONS || d->key == SL_API_LIST_TRANSACTIONS) continue;
         if (!sl_gw_exec(d->key)) {
             fprintf(stderr, "  api %d has a descriptor but no gateway handler\n", d->key);
             missing++;

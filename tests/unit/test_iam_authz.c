@@ -83,8 +83,8 @@ static void c_each_group(void *ctx, void (*fn)(void *, sl_str), void *arg) {
     fn(arg, sl_str_c("g"));
 }
 static void c_each_committed(void *ctx, sl_str group, void (*fn)(void *, sl_str), void *arg) {}
-static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,  c_auto_create,
-                                 c_each_topic, c_each_group, c_each_committed};
+static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,   c_auto_create,
+                                 c_each_topic, c_each_group, c_each_committed, NULL};
 
 static sl_produce_req_topic produce_topics[] = {{.name = {"t", 1}}};
 static sl_produce_req r_produce = {.transactional_id = {NULL, -1},

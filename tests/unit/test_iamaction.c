@@ -47,8 +47,9 @@ static void c_each_committed(void *ctx, sl_str group, void (*fn)(void *, sl_str)
     (void)ctx;
     if (sl_str_eqc(group, "g")) fn(arg, sl_str_c("t"));
 }
-static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,  c_auto_create,
-                                 c_each_topic, c_each_group, c_each_committed};
+static void c_each_txn(void *ctx, void (*fn)(void *, sl_str), void *arg) { fn(arg, sl_str_c("x")); }
+static const sl_catalog k_cat = {NULL,         c_topic_name, c_topic_exists,   c_auto_create,
+                                 c_each_topic, c_each_group, c_each_committed, c_each_txn};
 
 /* ---- representative requests ---- */
 
@@ -128,6 +129,11 @@ static sl_add_partitions_to_txn_req r_add_partitions_to_txn = {
 static sl_add_offsets_to_txn_req r_add_offsets_to_txn = {.transactional_id = {"x", 1},
                                                          .group_id = {"g", 1}};
 static sl_end_txn_req r_end_txn = {.transactional_id = {"x", 1}, .committed = true};
+static sl_str dtx_ids[] = {{"x", 1}};
+static sl_describe_transactions_req r_describe_transactions = {.transactional_ids = dtx_ids,
+                                                               .transactional_ids_count = 1};
+static sl_list_transactions_req r_list_transactions = {
+    .state_filters_count = -1, .producer_id_filters_count = -1, .duration_filter = -1};
 static sl_txn_offset_commit_req_topic toc_topics[] = {{.name = {"t", 1}}};
 static sl_txn_offset_commit_req r_txn_offset_commit = {
     .transactional_id = {"x", 1}, .group_id = {"g", 1}, .topics = toc_topics, .topics_count = 1};
@@ -218,6 +224,8 @@ static const sample k_samples[] = {
      &r_add_offsets_to_txn,
      {K("AlterTransactionalId"), K("AlterGroup")}},
     {SL_API_END_TXN, 3, "", &r_end_txn, {K("AlterTransactionalId")}},
+    {SL_API_DESCRIBE_TRANSACTIONS, 0, "", &r_describe_transactions, {K("DescribeTransactionalId")}},
+    {SL_API_LIST_TRANSACTIONS, 1, "", &r_list_transactions, {K("DescribeTransactionalId")}},
     {SL_API_TXN_OFFSET_COMMIT,
      3,
      "",

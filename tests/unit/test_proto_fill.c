@@ -2256,6 +2256,114 @@ static void fill_describe_cluster_resp(sl_describe_cluster_resp *m, sl_arena *a,
     m->cluster_authorized_operations = (int32_t)sl_tf_rnd(s);
 }
 
+static void fill_describe_transactions_req(sl_describe_transactions_req *m, sl_arena *a, int16_t v,
+                                           uint64_t *s, int d) {
+    (void)v;
+    m->transactional_ids_count = sl_tf_count(s, false, d);
+    m->transactional_ids =
+        m->transactional_ids_count > 0
+            ? sl_arena_calloc(a, (size_t)m->transactional_ids_count, sizeof *m->transactional_ids)
+            : NULL;
+    for (int32_t i = 0; i < m->transactional_ids_count; i++) {
+        m->transactional_ids[i] = sl_tf_str(a, s, false);
+    }
+}
+
+static void fill_describe_transactions_resp_topic(sl_describe_transactions_resp_topic *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)v;
+    m->topic = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        m->partitions[i] = (int32_t)sl_tf_rnd(s);
+    }
+}
+static void fill_describe_transactions_resp_state(sl_describe_transactions_resp_state *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->transaction_state = sl_tf_str(a, s, false);
+    m->transaction_timeout_ms = (int32_t)sl_tf_rnd(s);
+    m->transaction_start_time_ms = (int64_t)sl_tf_rnd(s);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_describe_transactions_resp_topic_init(&m->topics[i]);
+        fill_describe_transactions_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+static void fill_describe_transactions_resp(sl_describe_transactions_resp *m, sl_arena *a,
+                                            int16_t v, uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->transaction_states_count = sl_tf_count(s, false, d);
+    m->transaction_states =
+        m->transaction_states_count > 0
+            ? sl_arena_calloc(a, (size_t)m->transaction_states_count, sizeof *m->transaction_states)
+            : NULL;
+    for (int32_t i = 0; i < m->transaction_states_count; i++) {
+        sl_describe_transactions_resp_state_init(&m->transaction_states[i]);
+        fill_describe_transactions_resp_state(&m->transaction_states[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_list_transactions_req(sl_list_transactions_req *m, sl_arena *a, int16_t v,
+                                       uint64_t *s, int d) {
+    m->state_filters_count = sl_tf_count(s, false, d);
+    m->state_filters =
+        m->state_filters_count > 0
+            ? sl_arena_calloc(a, (size_t)m->state_filters_count, sizeof *m->state_filters)
+            : NULL;
+    for (int32_t i = 0; i < m->state_filters_count; i++) {
+        m->state_filters[i] = sl_tf_str(a, s, false);
+    }
+    m->producer_id_filters_count = sl_tf_count(s, false, d);
+    m->producer_id_filters = m->producer_id_filters_count > 0
+                                 ? sl_arena_calloc(a, (size_t)m->producer_id_filters_count,
+                                                   sizeof *m->producer_id_filters)
+                                 : NULL;
+    for (int32_t i = 0; i < m->producer_id_filters_count; i++) {
+        m->producer_id_filters[i] = (int64_t)sl_tf_rnd(s);
+    }
+    if (v >= 1) m->duration_filter = (int64_t)sl_tf_rnd(s);
+}
+
+static void fill_list_transactions_resp_state(sl_list_transactions_resp_state *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)v;
+    (void)d;
+    m->transactional_id = sl_tf_str(a, s, false);
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->transaction_state = sl_tf_str(a, s, false);
+}
+static void fill_list_transactions_resp(sl_list_transactions_resp *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->unknown_state_filters_count = sl_tf_count(s, false, d);
+    m->unknown_state_filters = m->unknown_state_filters_count > 0
+                                   ? sl_arena_calloc(a, (size_t)m->unknown_state_filters_count,
+                                                     sizeof *m->unknown_state_filters)
+                                   : NULL;
+    for (int32_t i = 0; i < m->unknown_state_filters_count; i++) {
+        m->unknown_state_filters[i] = sl_tf_str(a, s, false);
+    }
+    m->transaction_states_count = sl_tf_count(s, false, d);
+    m->transaction_states =
+        m->transaction_states_count > 0
+            ? sl_arena_calloc(a, (size_t)m->transaction_states_count, sizeof *m->transaction_states)
+            : NULL;
+    for (int32_t i = 0; i < m->transaction_states_count; i++) {
+        sl_list_transactions_resp_state_init(&m->transaction_states[i]);
+        fill_list_transactions_resp_state(&m->transaction_states[i], a, v, s, d + 1);
+    }
+}
+
 bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_t version,
                         uint64_t *seed) {
     switch (key * 2 + (response ? 1 : 0)) {
@@ -2480,6 +2588,18 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
         return true;
     case 121:
         fill_describe_cluster_resp(m, a, version, seed, 0);
+        return true;
+    case 130:
+        fill_describe_transactions_req(m, a, version, seed, 0);
+        return true;
+    case 131:
+        fill_describe_transactions_resp(m, a, version, seed, 0);
+        return true;
+    case 132:
+        fill_list_transactions_req(m, a, version, seed, 0);
+        return true;
+    case 133:
+        fill_list_transactions_resp(m, a, version, seed, 0);
         return true;
     default:
         return false;

@@ -56,7 +56,9 @@
 #define SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS 50
 #define SL_API_ALTER_USER_SCRAM_CREDENTIALS    51
 #define SL_API_DESCRIBE_CLUSTER                60
-#define SL_API_COUNT                           37 /* APIs defined */
+#define SL_API_DESCRIBE_TRANSACTIONS           65
+#define SL_API_LIST_TRANSACTIONS               66
+#define SL_API_COUNT                           39 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -1706,5 +1708,80 @@ void sl_describe_cluster_resp_init(sl_describe_cluster_resp *m);
 sl_err sl_describe_cluster_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_cluster_resp *out);
 void sl_describe_cluster_resp_encode(sl_wr *w, int16_t version, const sl_describe_cluster_resp *m);
+
+/* ---- DescribeTransactions request, v0 ---- */
+typedef struct sl_describe_transactions_req {
+    sl_str *transactional_ids;
+    int32_t transactional_ids_count; /* -1: null */
+} sl_describe_transactions_req;
+void sl_describe_transactions_req_init(sl_describe_transactions_req *m);
+sl_err sl_describe_transactions_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                           sl_describe_transactions_req *out);
+void sl_describe_transactions_req_encode(sl_wr *w, int16_t version,
+                                         const sl_describe_transactions_req *m);
+
+/* ---- DescribeTransactions response, v0 ---- */
+typedef struct sl_describe_transactions_resp_topic {
+    sl_str topic;
+    int32_t *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_describe_transactions_resp_topic;
+typedef struct sl_describe_transactions_resp_state {
+    int16_t error_code;
+    sl_str transactional_id;
+    sl_str transaction_state;
+    int32_t transaction_timeout_ms;
+    int64_t transaction_start_time_ms;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    sl_describe_transactions_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_describe_transactions_resp_state;
+typedef struct sl_describe_transactions_resp {
+    int32_t throttle_time_ms;
+    sl_describe_transactions_resp_state *transaction_states;
+    int32_t transaction_states_count; /* -1: null */
+} sl_describe_transactions_resp;
+void sl_describe_transactions_resp_topic_init(sl_describe_transactions_resp_topic *m);
+void sl_describe_transactions_resp_state_init(sl_describe_transactions_resp_state *m);
+void sl_describe_transactions_resp_init(sl_describe_transactions_resp *m);
+sl_err sl_describe_transactions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                            sl_describe_transactions_resp *out);
+void sl_describe_transactions_resp_encode(sl_wr *w, int16_t version,
+                                          const sl_describe_transactions_resp *m);
+
+/* ---- ListTransactions request, v0-1 ---- */
+typedef struct sl_list_transactions_req {
+    sl_str *state_filters;
+    int32_t state_filters_count; /* -1: null */
+    int64_t *producer_id_filters;
+    int32_t producer_id_filters_count; /* -1: null */
+    int64_t duration_filter;
+} sl_list_transactions_req;
+void sl_list_transactions_req_init(sl_list_transactions_req *m);
+sl_err sl_list_transactions_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                       sl_list_transactions_req *out);
+void sl_list_transactions_req_encode(sl_wr *w, int16_t version, const sl_list_transactions_req *m);
+
+/* ---- ListTransactions response, v0-1 ---- */
+typedef struct sl_list_transactions_resp_state {
+    sl_str transactional_id;
+    int64_t producer_id;
+    sl_str transaction_state;
+} sl_list_transactions_resp_state;
+typedef struct sl_list_transactions_resp {
+    int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_str *unknown_state_filters;
+    int32_t unknown_state_filters_count; /* -1: null */
+    sl_list_transactions_resp_state *transaction_states;
+    int32_t transaction_states_count; /* -1: null */
+} sl_list_transactions_resp;
+void sl_list_transactions_resp_state_init(sl_list_transactions_resp_state *m);
+void sl_list_transactions_resp_init(sl_list_transactions_resp *m);
+sl_err sl_list_transactions_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_list_transactions_resp *out);
+void sl_list_transactions_resp_encode(sl_wr *w, int16_t version,
+                                      const sl_list_transactions_resp *m);
 
 #endif

@@ -39,6 +39,8 @@ static const sl_api_info g_apis[] = {
     {50, "DescribeUserScramCredentials", 0, 0, 0},
     {51, "AlterUserScramCredentials", 0, 0, 0},
     {60, "DescribeCluster", 0, 1, 0},
+    {65, "DescribeTransactions", 0, 0, 0},
+    {66, "ListTransactions", 0, 1, 0},
 };
 
 const sl_api_info *sl_api_lookup(int16_t key) {
@@ -117,6 +119,10 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[35];
     case 60:
         return &g_apis[36];
+    case 65:
+        return &g_apis[37];
+    case 66:
+        return &g_apis[38];
     default:
         return NULL;
     }
@@ -654,6 +660,34 @@ static sl_err dec_describe_cluster_resp(sl_rd *r, sl_arena *a, int16_t v, void *
 static void enc_describe_cluster_resp(sl_wr *w, int16_t v, const void *m) {
     sl_describe_cluster_resp_encode(w, v, m);
 }
+static void init_describe_transactions_req(void *m) { sl_describe_transactions_req_init(m); }
+static sl_err dec_describe_transactions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_transactions_req_decode(r, a, v, m);
+}
+static void enc_describe_transactions_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_transactions_req_encode(w, v, m);
+}
+static void init_describe_transactions_resp(void *m) { sl_describe_transactions_resp_init(m); }
+static sl_err dec_describe_transactions_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_transactions_resp_decode(r, a, v, m);
+}
+static void enc_describe_transactions_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_transactions_resp_encode(w, v, m);
+}
+static void init_list_transactions_req(void *m) { sl_list_transactions_req_init(m); }
+static sl_err dec_list_transactions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_transactions_req_decode(r, a, v, m);
+}
+static void enc_list_transactions_req(sl_wr *w, int16_t v, const void *m) {
+    sl_list_transactions_req_encode(w, v, m);
+}
+static void init_list_transactions_resp(void *m) { sl_list_transactions_resp_init(m); }
+static sl_err dec_list_transactions_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_list_transactions_resp_decode(r, a, v, m);
+}
+static void enc_list_transactions_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_list_transactions_resp_encode(w, v, m);
+}
 
 static const sl_msg_codec g_codecs[][2] = {
     {
@@ -888,6 +922,20 @@ static const sl_msg_codec g_codecs[][2] = {
         {60, true, "DescribeClusterResponse", sizeof(sl_describe_cluster_resp),
          init_describe_cluster_resp, dec_describe_cluster_resp, enc_describe_cluster_resp},
     },
+    {
+        {65, false, "DescribeTransactionsRequest", sizeof(sl_describe_transactions_req),
+         init_describe_transactions_req, dec_describe_transactions_req,
+         enc_describe_transactions_req},
+        {65, true, "DescribeTransactionsResponse", sizeof(sl_describe_transactions_resp),
+         init_describe_transactions_resp, dec_describe_transactions_resp,
+         enc_describe_transactions_resp},
+    },
+    {
+        {66, false, "ListTransactionsRequest", sizeof(sl_list_transactions_req),
+         init_list_transactions_req, dec_list_transactions_req, enc_list_transactions_req},
+        {66, true, "ListTransactionsResponse", sizeof(sl_list_transactions_resp),
+         init_list_transactions_resp, dec_list_transactions_resp, enc_list_transactions_resp},
+    },
 };
 
 const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
@@ -966,6 +1014,10 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[35][response];
     case 60:
         return &g_codecs[36][response];
+    case 65:
+        return &g_codecs[37][response];
+    case 66:
+        return &g_codecs[38][response];
     default:
         return NULL;
     }
