@@ -12,6 +12,7 @@
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
 #include "proto/gen/sl_msgs.h"
+#include "proto/sl_batch.h"
 #include "proto/sl_xform.h"
 
 typedef struct produce_op {
@@ -49,6 +50,30 @@ static void durable(void *ctx, int16_t err) {
     }
     if (--op->outstanding == 0 && op->queued_all && !sl_req_finished(rq)) finish(op);
     sl_req_release(rq);
+}
+
+/* Transactional batches (attributes bit 4) may only go to a partition the coordinator added to
+ * that producer's ongoing transaction, under the request's transactional id: otherwise any
+ * writer could open a "transaction" no coordinator will ever end, holding the last stable
+ * offset (and every read_committed consumer) back for good. Control batches (bit 5) come only
+ * from the coordinator's markers. SL_KAFKA_NONE when the set may be appended. */
+static int16_t txn_check(sl_req *rq, sl_str tid, sl_str topic, int32_t partition,
+                         sl_bytes records) {
+    const uint8_t *d = records.p;
+    size_t len = (size_t)records.len;
+    while (len > 0) {
+        sl_batch_info bi;
+        if (!sl_batch_parse(d, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
+        d += bi.size;
+        len -= bi.size;
+        if (bi.attributes & 0x20) return SL_KAFKA_INVALID_RECORD;
+        if (!(bi.attributes & 0x10)) continue;
+        if (tid.len < 0 || bi.producer_id < 0) return SL_KAFKA_INVALID_RECORD;
+        int16_t e =
+            sl_txn_coord_verify(rq->b, tid, bi.producer_id, bi.producer_epoch, topic, partition);
+        if (e) return e;
+    }
+    return SL_KAFKA_NONE;
 }
 
 void sl_h_produce(sl_req *rq) {
@@ -114,6 +139,9 @@ void sl_h_produce(sl_req *rq) {
                 xc.why = why;
                 xc.whylen = sizeof why;
                 o->error_code = sl_xform_produce(pi.xform, &xc, &rp->records, NULL);
+                if (!o->error_code)
+                    o->error_code =
+                        txn_check(rq, req.transactional_id, rt->name, rp->index, rp->records);
                 /* A set a transform refused (field protection): the producer is told why. */
                 if (o->error_code && why[0] && v >= 8) {
                     size_t wn = strlen(why);

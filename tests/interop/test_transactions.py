@@ -7,8 +7,11 @@ ListTransactions/DescribeTransactions (raw protocol) show the coordinator's stat
 coordinator survives a restart, and a kill -9 between the commit decision and its markers
 finishes the commit at start.
 
-read_committed visibility (markers, LSO, aborted index) is the per-partition side
-(sl_txnpart.c) and tested with it; these tests read with read_uncommitted."""
+read_committed (the per-partition side, sl_txnpart.c): a read_committed consumer sees only
+committed records, each once, in order, while read_uncommitted sees all; an open transaction
+holds read_committed consumers at its first record (their end offset is the last stable offset)
+until it commits; a transactional batch the coordinator did not add, and a client's control
+batch, are refused (INVALID_RECORD) so no writer can hold the last stable offset back."""
 import json
 import os
 import re
@@ -472,3 +475,99 @@ def test_transactional_id_acl(acl_broker):
     # The refusals are the authorization stage's (logged as ACL denials).
     assert re.search(r'msg="denied" principal=User:payments-writer .*TRANSACTIONAL_ID:other-tx',
                      b.log_text()), b.log_tail()
+
+
+# ---- read_committed (the per-partition side, sl_txnpart.c) ------------------------------------
+
+def read_isolated(broker, topic, partitions, level, until, timeout=60):
+    """(partition, value) of every record `level` shows, polled until `until(got)` holds."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"r-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": level})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got = []
+
+        def more():
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append((m.partition(), m.value()))
+            return until(got)
+        wait_until(more, timeout, f"{level} read of {topic}", interval=0)
+        return got
+    finally:
+        c.close()
+
+
+def test_read_committed_sees_only_committed_in_order(broker):
+    make_topics(broker, "ledger", partitions=2)
+    p = producer(broker, "ledger-writer")
+    p.init_transactions(30)
+    for txn, commit in (("t1", True), ("t2", False), ("t3", True)):
+        p.begin_transaction()
+        for i in range(6):
+            p.produce("ledger", f"{txn}-{i}".encode(), partition=i % 2)
+        p.flush(30)
+        (p.commit_transaction if commit else p.abort_transaction)(30)
+    committed = [f"{t}-{i}".encode() for t in ("t1", "t3") for i in range(6)]
+    everything = [f"{t}-{i}".encode() for t in ("t1", "t2", "t3") for i in range(6)]
+    rc = read_isolated(broker, "ledger", 2, "read_committed",
+                       lambda g: {v for _, v in g} >= set(committed))
+    # Only committed records, each once, in produce order within each partition.
+    assert sorted(v for _, v in rc) == sorted(committed), rc
+    for part in (0, 1):
+        vals = [v for pp, v in rc if pp == part]
+        assert vals == [v for i, v in enumerate(committed) if (i % 6) % 2 == part], vals
+    ru = read_isolated(broker, "ledger", 2, "read_uncommitted",
+                       lambda g: len(g) >= len(everything))
+    assert sorted(v for _, v in ru) == sorted(everything), ru
+
+
+def test_open_transaction_holds_read_committed_at_its_start(broker):
+    make_topics(broker, "held", partitions=1)
+    p = producer(broker, "held-writer")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("held", b"in-txn", partition=0)
+    p.flush(30)
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    plain.produce("held", b"after", partition=0)
+    plain.flush(30)
+    # read_uncommitted sees both; read_committed sees nothing while the transaction is open
+    # (the last stable offset is its first record), then both once it commits.
+    assert len(read_isolated(broker, "held", 1, "read_uncommitted", lambda g: len(g) >= 2)) == 2
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"r-{uuid.uuid4()}",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        c.assign([TopicPartition("held", 0, 0)])
+        # A read_committed consumer's end offset is the last stable offset: the open
+        # transaction's first record, though two records are in the log.
+        lo, hi = c.get_watermark_offsets(TopicPartition("held", 0), timeout=10)
+        assert (lo, hi) == (0, 0), (lo, hi)
+        early = [m for m in c.consume(10, timeout=2) if not m.error()]
+        assert early == [], [m.value() for m in early]
+        p.commit_transaction(30)
+        got = []
+        wait_until(lambda: got.extend(m.value() for m in c.consume(10, timeout=0.5)
+                                      if not m.error()) or len(got) >= 2, 30,
+                   "records after the commit")
+        assert got == [b"in-txn", b"after"], got
+    finally:
+        c.close()
+
+
+def test_forged_transactional_and_control_batches_refused(broker):
+    """A writer cannot open a transaction the coordinator knows nothing of (it would hold the
+    last stable offset back for every read_committed consumer), nor write a control batch."""
+    make_topics(broker, "forged", partitions=1)
+    with kp.Conn(broker.bootstrap) as conn:
+        txn = kp.record_batch([(b"k", b"forged", [])], attributes=0x10, producer_id=4242,
+                              producer_epoch=0, base_sequence=0)
+        assert kp.produce(conn, "forged", 0, txn)[0] == 87, "transactional batch without a txn"
+        ctl = kp.record_batch([(b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00", [])],
+                              attributes=0x30, producer_id=4242, producer_epoch=0)
+        assert kp.produce(conn, "forged", 0, ctl)[0] == 87, "control batch from a client"
+        ok = kp.record_batch([(b"k", b"plain", [])])
+        assert kp.produce(conn, "forged", 0, ok)[0] == 0
+    got = read_isolated(broker, "forged", 1, "read_committed", lambda g: len(g) >= 1)
+    assert [v for _, v in got] == [b"plain"], got
