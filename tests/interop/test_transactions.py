@@ -68,22 +68,8 @@ def producer(broker, tid, extra=None):
 
 def consume_all(broker, topic, partitions, expect, group=None, timeout=60):
     """Every record of `topic` (read_uncommitted) until `expect` values arrived."""
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group or f"r-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "isolation.level": "read_uncommitted"})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        got = []
-
-        def more():
-            m = c.poll(0.2)
-            if m is not None and not m.error():
-                got.append((m.partition(), m.value()))
-            return len(got) >= expect
-        wait_until(more, timeout, f"{expect} records from {topic}", interval=0)
-        return got
-    finally:
-        c.close()
+    return read_isolated(broker, topic, partitions, "read_uncommitted",
+                         lambda got: len(got) >= expect, timeout=timeout, group=group)
 
 
 def group_committed(broker, group, topic, partitions):
@@ -479,9 +465,9 @@ def test_transactional_id_acl(acl_broker):
 
 # ---- read_committed (the per-partition side, sl_txnpart.c) ------------------------------------
 
-def read_isolated(broker, topic, partitions, level, until, timeout=60):
+def read_isolated(broker, topic, partitions, level, until, timeout=60, group=None):
     """(partition, value) of every record `level` shows, polled until `until(got)` holds."""
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"r-{uuid.uuid4()}",
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group or f"r-{uuid.uuid4()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "isolation.level": level})
     try:
