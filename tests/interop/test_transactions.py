@@ -557,3 +557,37 @@ def test_forged_transactional_and_control_batches_refused(broker):
         assert kp.produce(conn, "forged", 0, ok)[0] == 0
     got = read_isolated(broker, "forged", 1, "read_committed", lambda g: len(g) >= 1)
     assert [v for _, v in got] == [b"plain"], got
+
+
+def test_kill9_in_the_middle_of_a_transaction(broker):
+    """kill -9 of the broker while a transaction is open (records appended, no decision): after
+    the restart its records stay invisible to read_committed — the next init of the same
+    transactional id aborts it (ABORT markers), the committed transactions before it are intact,
+    and the next transaction commits normally."""
+    make_topics(broker, "mid", partitions=2)
+    p = producer(broker, "mid-writer")
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(4):
+        p.produce("mid", f"ok-{i}".encode(), partition=i % 2)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(6):
+        p.produce("mid", f"lost-{i}".encode(), partition=i % 2)
+    p.flush(30)
+    # Every record of the open transaction is in the log before the kill.
+    assert len(consume_all(broker, "mid", 2, 10)) == 10
+    broker.kill9()
+    del p
+    broker.start()
+    p = producer(broker, "mid-writer")
+    p.init_transactions(60)  # fences the old epoch: its open transaction is aborted first
+    with kp.Conn(broker.bootstrap) as conn:
+        [d] = describe_transactions(conn, ["mid-writer"])
+    assert d["state"] in ("Empty", "CompleteAbort"), d
+    p.begin_transaction()
+    p.produce("mid", b"after", partition=0)
+    p.commit_transaction(30)
+    want = {f"ok-{i}".encode() for i in range(4)} | {b"after"}
+    got = read_isolated(broker, "mid", 2, "read_committed", lambda g: {v for _, v in g} >= want)
+    assert sorted(v for _, v in got) == sorted(want), got
