@@ -11,7 +11,11 @@ read_committed (the per-partition side, sl_txnpart.c): a read_committed consumer
 committed records, each once, in order, while read_uncommitted sees all; an open transaction
 holds read_committed consumers at its first record (their end offset is the last stable offset)
 until it commits; a transactional batch the coordinator did not add, and a client's control
-batch, are refused (INVALID_RECORD) so no writer can hold the last stable offset back."""
+batch, are refused (INVALID_RECORD) so no writer can hold the last stable offset back; a
+consume-transform-produce worker (eos_worker.py) killed with SIGKILL inside open transactions
+four times delivers every input to the ledger exactly once (read_committed), while
+read_uncommitted shows the aborted duplicates; kill -9 of the broker in the middle of a
+transaction hides its records for good."""
 import json
 import os
 import re
@@ -591,3 +595,62 @@ def test_kill9_in_the_middle_of_a_transaction(broker):
     want = {f"ok-{i}".encode() for i in range(4)} | {b"after"}
     got = read_isolated(broker, "mid", 2, "read_committed", lambda g: {v for _, v in g} >= want)
     assert sorted(v for _, v in got) == sorted(want), got
+
+
+@pytest.mark.timeout_s(400)
+def test_consume_transform_produce_exactly_once_across_kill9(broker):
+    """The payment pipeline: a worker consumes `debits`, produces one `ledger` entry per debit
+    and commits its consumer offsets in the same transaction (tests/interop/eos_worker.py,
+    confluent-kafka). It is killed with SIGKILL mid-stream several times and started again
+    (same transactional id: the new one fences the old and its open transaction is aborted).
+    At the end a read_committed reader of `ledger` finds every debit exactly once."""
+    import signal
+    import sys
+    import time
+    make_topics(broker, "debits", "ledger", partitions=2)
+    n = 600
+    src = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    for i in range(n):
+        src.produce("debits", f"d{i:04d}".encode(), partition=i % 2)
+    assert src.flush(30) == 0
+    worker = [sys.executable, str(Path(__file__).parent / "eos_worker.py"), broker.bootstrap,
+              "ledger-worker"]
+
+    kills = 0
+    for cycle in range(4):
+        # Each run commits a few transactions, then leaves one open with its ledger records in
+        # the log (flushed, undecided) and is killed there.
+        w = subprocess.Popen(worker + [str(3 + cycle)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert w.stdout.readline().strip() == "ready", "worker did not start"
+            line = ""
+            deadline = time.monotonic() + 90
+            while not line.startswith("open") and time.monotonic() < deadline:
+                line = w.stdout.readline()
+                assert line, f"worker exited in cycle {cycle}"
+            assert line.startswith("open"), f"no open transaction in cycle {cycle}"
+        finally:
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+            kills += 1
+    # The killed runs' open transactions left records in the ledger that read_committed must
+    # never show.
+    uncommitted = consume_all(broker, "ledger", 2, 1)
+    assert uncommitted, "no ledger record at all"
+    # The last run drains the rest.
+    w = subprocess.Popen(worker + ["0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        got = read_isolated(broker, "ledger", 2, "read_committed",
+                            lambda g: len({v for _, v in g}) >= n, timeout=180)
+    finally:
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+    values = [v for _, v in got]
+    assert len(values) == len(set(values)) == n, \
+        f"{len(values)} ledger entries, {len(set(values))} distinct, want {n} (kills={kills})"
+    assert set(values) == {f"L:d{i:04d}".encode() for i in range(n)}
+    # read_uncommitted shows the aborted attempts too: duplicates were really in the log.
+    everything = read_isolated(broker, "ledger", 2, "read_uncommitted",
+                               lambda g: len(g) >= n + kills)
+    assert len(everything) > len(values), "the kills left no aborted records to hide"
