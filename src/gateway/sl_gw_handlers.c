@@ -14,9 +14,11 @@
  *    forward what is allowed (re-encoded) and merge the denials into the upstream's answer.
  *  - The data path (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords) is
  *    sl_gw_data.c's (sl_gw_int.h).
- * APIs without a descriptor (inter-broker, controller, transactions other than InitProducerId)
- * are refused by the pipeline before they get here: nothing is forwarded that the gateway
- * cannot authorize. */
+ * APIs without a descriptor or gateway handler (inter-broker, controller, WriteTxnMarkers,
+ * DescribeTransactions, ListTransactions) are refused by the pipeline before they get here:
+ * nothing is forwarded that the gateway cannot authorize. The client-side transaction APIs
+ * (FindCoordinator for a transactional id, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+ * EndTxn, TxnOffsetCommit) are forwarded after their authorization like the rest. */
 #include "gateway/sl_gw_handlers.h"
 
 #include <stdio.h>

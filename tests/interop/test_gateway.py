@@ -19,6 +19,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -1044,3 +1045,100 @@ def test_aws_msk_iam_upstream_signature_verified_independently(tmp_path):
         assert all(why is not None for _, why in up.logins[n:]), up.logins[n:]
     finally:
         up.stop()
+
+
+# ---- transactions and read_committed through the gateway (issue 14; issue 16's serve) --------
+
+def _read_to_eof(conf, topic, nparts, isolation, timeout=60):
+    """Every value of `topic` by partition, in order, until EOF on every partition."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    c = Consumer({"group.id": f"rc-reader-{uuid.uuid4()}", **conf, "isolation.level": isolation,
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    got, eof = {p: [] for p in range(nparts)}, set()
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(nparts)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(eof) < nparts:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                eof.add(m.partition())
+                continue
+            got[m.partition()].append(m.value())
+        assert len(eof) == nparts, f"no EOF on every partition within {timeout}s: {got}"
+        return sorted(v for vs in got.values() for v in vs)
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout_s(300)
+@pytest.mark.parametrize("topic", ["gtx", "enc-gtx"])
+def test_transactions_and_read_committed_through_the_gateway(gateway_serve, topic):
+    """confluent-kafka's transactional producer through the gateway (commit, abort, commit, with
+    offsets sent to the transaction) and read_committed consumers through it: only committed
+    records, the same as read directly from the upstream; read_uncommitted shows the aborted
+    ones too; an open transaction holds read_committed at the last stable offset. `enc-gtx` is
+    encrypted by the gateway toward the upstream: markers pass untouched."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(topic + "-in", 1, 1)]).values():
+        f.result(30)
+
+    def created():
+        ts = admin.list_topics(timeout=5).topics
+        return all(t in ts and len(ts[t].partitions) == n for t, n in ((topic, 3),
+                                                                       (topic + "-in", 1)))
+    wait_until(created, 30, "topics through the gateway")
+    p = Producer(gw.ck_conf(g, "admin", **{"transactional.id": "gw-" + topic,
+                                           "transaction.timeout.ms": 60000, "linger.ms": 5}))
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(6):
+        p.produce(topic, b"c1-%d" % i, partition=i % 3)
+    cons = Consumer(gw.ck_conf(g, "admin", **{"group.id": "gw-grp-" + topic}))
+    try:
+        p.send_offsets_to_transaction([TopicPartition(topic + "-in", 0, 7)],
+                                      cons.consumer_group_metadata(), 30)
+    finally:
+        cons.close()
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(6):
+        p.produce(topic, b"ab-%d" % i, partition=i % 3)
+    p.flush(30)
+    p.abort_transaction(30)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, b"c2-%d" % i, partition=i % 3)
+    p.commit_transaction(30)
+
+    committed = sorted([b"c1-%d" % i for i in range(6)] + [b"c2-%d" % i for i in range(3)])
+    everything = sorted(committed + [b"ab-%d" % i for i in range(6)])
+    assert _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_committed") == committed
+    assert _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_uncommitted") == everything
+    if not topic.startswith("enc-"):
+        ub = g.upstream
+        direct = {"bootstrap.servers": ub.bootstrap, "security.protocol": "SASL_SSL",
+                  "ssl.ca.location": str(ub.ca_pem), "sasl.mechanisms": gw.MECHANISM,
+                  "sasl.username": "admin", "sasl.password": gw.USERS["admin"]}
+        assert _read_to_eof(direct, topic, 3, "read_committed") == committed
+    c = Consumer(gw.ck_conf(g, "admin", **{"group.id": "gw-grp-" + topic,
+                                           "enable.auto.commit": False}))
+    try:
+        (tp,) = c.committed([TopicPartition(topic + "-in", 0)], timeout=20)
+    finally:
+        c.close()
+    assert tp.offset == 7, tp
+
+    # An open transaction holds read_committed (through the gateway) at the LSO.
+    p.begin_transaction()
+    p.produce(topic, b"open-0", partition=0)
+    p.flush(30)
+    assert b"open-0" not in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_committed")
+    assert b"open-0" in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_uncommitted")
+    p.commit_transaction(30)
+    assert b"open-0" in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_committed")
