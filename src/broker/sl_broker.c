@@ -805,6 +805,9 @@ void sl_broker_free(sl_broker *b) {
     if (b->srv) sl_server_free(b->srv);
     /* After the server (closing connections drop their upstream ones), before the loop. */
     sl_gateway_free(b->gw);
+    /* The upstream connections it closed posted their requests' failure callbacks; each holds
+     * a reference to its connection, so they run now or connection and request records leak. */
+    if (b->loop) sl_loop_run_posted(b->loop);
     sl_metrics_free(b->metrics);
     sl_iam_sts_free(b->sts); /* before the IAM context it borrows */
     sl_audit_free(b->audit); /* after the server: connections closing still report */

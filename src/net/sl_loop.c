@@ -323,6 +323,8 @@ static int run_posted(sl_loop *l) {
     return ran;
 }
 
+int sl_loop_run_posted(sl_loop *l) { return run_posted(l); }
+
 /* ---- running ---- */
 
 int sl_loop_run_once(sl_loop *l, int timeout_ms) {

@@ -44,6 +44,10 @@ typedef struct sl_post {
 void sl_loop_post(sl_loop *l, sl_post *p);
 /* Removes `p` if queued; call before freeing the memory holding it. */
 void sl_loop_unpost(sl_loop *l, sl_post *p);
+/* Runs the posted work queued so far (and what it posts in turn), no I/O and no timers. For
+ * teardown: completions a closing subsystem posted (each holding its own reference) must run
+ * before the loop is freed, or what they hold leaks. Returns the number run. */
+int sl_loop_run_posted(sl_loop *l);
 
 /* Blocks `signo` for the process and delivers it through the loop. */
 sl_err sl_loop_on_signal(sl_loop *l, int signo, sl_signal_cb cb, void *ctx);
