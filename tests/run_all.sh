@@ -211,7 +211,7 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
         # shellcheck disable=SC2086
         SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" SLUICE_SANITIZER_LOG="$WORK/sanitizer-reports.txt" \
             timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
-            --junitxml="$WORK/interop.xml" ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
+            --junitxml="$WORK/interop.xml" --durations=25 ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
         rc=${PIPESTATUS[0]}
         # pytest's node ids are relative to tests/interop (its rootdir): make them repo-relative.
         [ -f "$WORK/interop-skips.tsv" ] && sed 's|^|tests/interop/|' "$WORK/interop-skips.tsv" >>"$SKIPS"
