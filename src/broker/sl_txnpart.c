@@ -495,6 +495,11 @@ static void report_failure(sl_txnpart *t, int64_t pid, int16_t epoch, bool commi
     if (t->reported) return;
     t->reported = true;
     sl_partition *p = t->p;
+    if (t->nuns) { /* the marker the LSO waits for, rather than the one that found it stuck */
+        pid = t->uns[0].pid;
+        epoch = t->uns[0].epoch;
+        commit = t->uns[0].commit;
+    }
     SL_ERROR(SUB,
              "transaction marker not durable; read_committed consumers of this partition wait at "
              "its last stable offset until it is (the coordinator retries; after a failed fsync "
