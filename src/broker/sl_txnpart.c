@@ -376,11 +376,17 @@ sl_err sl_txnpart_open(sl_partition *p) {
     int64_t start = sl_log_start_offset(log), end = sl_log_end_offset(log);
     sl_err e = idx_load(t, start, &dirty);
     if (!e) {
-        /* Only the last entry can lack its marker (each marker is durable before the next). */
-        if (t->nab && !is_marker_at(log, t->ab[t->nab - 1].last, t->ab[t->nab - 1].pid)) {
+        /* Entries whose marker never became durable are the last ones (a crash keeps a prefix
+         * of the log; entries are in marker order): those at or past the log end (markers
+         * synced off the loop can leave several), then the last one if the batch at its offset
+         * is not its marker (an append that failed after the entry). */
+        for (bool check = true; t->nab && check;) {
+            const ab_ent *l = &t->ab[t->nab - 1];
+            check = l->last >= end;
+            if (!check && is_marker_at(log, l->last, l->pid)) break;
             SL_WARN(SUB, "dropped an aborted-transaction entry whose marker is not in the log",
-                    "dir=%s producer_id=%" PRId64 " marker_offset=%" PRId64, t->dir,
-                    t->ab[t->nab - 1].pid, t->ab[t->nab - 1].last);
+                    "dir=%s producer_id=%" PRId64 " marker_offset=%" PRId64, t->dir, l->pid,
+                    l->last);
             t->nab--;
             dirty = true;
         }
@@ -510,54 +516,57 @@ static void report_failure(sl_txnpart *t, int64_t pid, int16_t epoch, bool commi
              sl_errname(e));
 }
 
-/* Syncs the log; on success every unsynced marker is durable: their transactions end here. */
-static sl_err settle(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit) {
+/* After a sync of the log ended with `e`: a failure is reported; on success the transactions
+ * whose marker is durable now end here. */
+static sl_err synced(sl_txnpart *t, sl_err e, int64_t pid, int16_t epoch, bool commit) {
     sl_partition *p = t->p;
-    sl_err e = sl_log_sync(p->log);
     if (e) {
         report_failure(t, pid, epoch, commit, e);
         return e;
     }
-    int64_t bytes = 0;
+    int64_t durable = sl_log_durable_offset(p->log), bytes = 0;
+    size_t keep = 0, ended = 0;
     for (size_t i = 0; i < t->nuns; i++) {
         const unsynced *u = &t->uns[i];
+        if (u->offset >= durable) { /* appended after the sync began */
+            t->uns[keep++] = *u;
+            continue;
+        }
         open_txn *o = find_open(t, u->pid);
         if (o && o->first < u->offset) end_open(t, u->pid); /* not a later transaction of pid */
         bytes += u->bytes;
+        ended++;
         SL_DEBUG(SUB, "marker written",
                  "topic=%s partition=%d producer_id=%" PRId64 " epoch=%d type=%s offset=%" PRId64,
                  p->topic->name, p->index, u->pid, u->epoch, u->commit ? "commit" : "abort",
                  u->offset);
     }
-    if (t->reported)
+    t->nuns = keep;
+    if (!ended) return SL_OK;
+    if (t->reported && !keep) {
         SL_INFO(SUB, "transaction markers durable again", "topic=%s partition=%d markers=%zu",
-                p->topic->name, p->index, t->nuns);
-    t->nuns = 0;
-    t->reported = false;
+                p->topic->name, p->index, ended);
+        t->reported = false;
+    }
     ckpt_write(t, lso_of(t));
     /* The LSO moved: wake the parked fetches (read_committed ones wait for exactly this). */
     sl_storage_local_notify(p, bytes);
     return SL_OK;
 }
 
-sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
-                               int32_t coordinator_epoch) {
-    sl_txnpart *t = p->txn;
-    if (p->unavailable) return p->unavailable;
-    if (!t || !p->log) return SL_ESTATE;
+static sl_err settle(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit) {
+    return synced(t, sl_log_sync(t->p->log), pid, epoch, commit);
+}
+
+/* Appends the marker, not synced: the first half of a marker. */
+static sl_err append_marker(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit,
+                            int32_t coordinator_epoch) {
+    sl_partition *p = t->p;
     sl_log *log = p->log;
-    /* Appended before, its sync failed: syncing is all that is left to do. */
-    if (find_unsynced(t, pid, epoch, commit)) return settle(t, pid, epoch, commit);
     /* The append would fail: do not index (and un-index) the abort on every retry. */
     if (log_refuses_writes(log)) {
         report_failure(t, pid, epoch, commit, SL_EIO);
         return SL_EIO;
-    }
-    /* Another marker waits for its sync: it must be durable before a new index entry is, or
-     * two entries could lack their marker after a crash (open checks only the last one). */
-    if (t->nuns) {
-        sl_err se = settle(t, pid, epoch, commit);
-        if (se) return se;
     }
     sl_arena *a = sl_arena_new(512);
     if (!a) return SL_ENOMEM;
@@ -602,10 +611,44 @@ sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool
         (void)sl_pstate_record(p->pstate, &bi, base, sl_wall_ms());
         sl_pstate_after_append(p->pstate, log);
     }
-    e = settle(t, pid, epoch, commit);
 out:
     sl_arena_free(a);
     return e;
+}
+
+sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                               int32_t coordinator_epoch) {
+    sl_txnpart *t = p->txn;
+    if (p->unavailable) return p->unavailable;
+    if (!t || !p->log) return SL_ESTATE;
+    /* Appended before, its sync failed: syncing is all that is left to do. */
+    if (!find_unsynced(t, pid, epoch, commit)) {
+        /* Another marker waits for its sync: durable first, so that at most the last index
+         * entry can lack its marker after a crash. */
+        if (t->nuns && !log_refuses_writes(p->log)) {
+            sl_err e = settle(t, pid, epoch, commit);
+            if (e) return e;
+        }
+        sl_err e = append_marker(t, pid, epoch, commit, coordinator_epoch);
+        if (e) return e;
+    }
+    return settle(t, pid, epoch, commit);
+}
+
+sl_err sl_txnpart_append_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                                int32_t coordinator_epoch) {
+    sl_txnpart *t = p->txn;
+    if (p->unavailable) return p->unavailable;
+    if (!t || !p->log) return SL_ESTATE;
+    if (find_unsynced(t, pid, epoch, commit)) return SL_OK;
+    return append_marker(t, pid, epoch, commit, coordinator_epoch);
+}
+
+sl_err sl_txnpart_markers_synced(sl_partition *p, sl_err result) {
+    sl_txnpart *t = p->txn;
+    if (!t || !p->log) return SL_ESTATE;
+    if (!t->nuns) return result;
+    return synced(t, result, t->uns[0].pid, t->uns[0].epoch, t->uns[0].commit);
 }
 
 bool sl_txnpart_failing(const sl_partition *p) { return p->txn && p->txn->reported; }

@@ -50,6 +50,16 @@ bool sl_txnpart_is_open(const struct sl_partition *p, int64_t pid);
 sl_err sl_txnpart_write_marker(struct sl_partition *p, int64_t pid, int16_t epoch, bool commit,
                                int32_t coordinator_epoch);
 
+/* The same in two halves, so the sync need not run on the loop: append_marker appends the
+ * marker (and indexes an abort) without syncing; once p's log was synced past it (for example
+ * by sl_flusher_request, whose callback runs on the loop), markers_synced(p, the sync's result)
+ * ends the transactions whose markers are durable now, or reports the failure as above. A
+ * marker already appended and not yet synced is not appended again: SL_OK. Until the sync the
+ * transaction stays open here (the LSO waits). */
+sl_err sl_txnpart_append_marker(struct sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                                int32_t coordinator_epoch);
+sl_err sl_txnpart_markers_synced(struct sl_partition *p, sl_err result);
+
 /* True when a marker write on p failed and was logged at ERROR (a marker waits for its sync,
  * or the log refuses writes): a caller retrying need not log every attempt again. */
 bool sl_txnpart_failing(const struct sl_partition *p);

@@ -8,6 +8,7 @@
  * refuses them from clients. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,6 +485,114 @@ SL_TEST(txnpart_marker_sync_failure) {
     CHECK_EQ(sl_txnpart_aborted(p, 0, 100, a, &ab), 2);
     CHECK_EQ(file_size(idx), 64);
     sl_arena_free(a);
+    local_broker_close(dir, &b);
+}
+
+/* ---- markers synced off the loop (the two halves) ---- */
+
+typedef struct synced_ctx {
+    sl_partition *p;
+    int calls;
+    sl_err result, txn_result;
+} synced_ctx;
+
+static void on_synced(void *ctx, sl_err e) {
+    synced_ctx *c = ctx;
+    c->calls++;
+    c->result = e;
+    c->txn_result = sl_txnpart_markers_synced(c->p, e);
+}
+
+/* Runs the flusher's completions until the callback ran (or 20 s passed). */
+static bool flushed(sl_flusher *f, synced_ctx *c) {
+    int64_t deadline = sl_mono_ms() + 20000;
+    while (!c->calls && sl_mono_ms() < deadline) {
+        struct pollfd pfd = {sl_flusher_fd(f), POLLIN, 0};
+        if (poll(&pfd, 1, 10) > 0) sl_flusher_dispatch(f);
+    }
+    return c->calls == 1;
+}
+
+/* append_marker + the flusher's sync + markers_synced: the transactions stay open (LSO) until
+ * the sync completes, then end; a marker asked for twice is appended once. A failed sync keeps
+ * the transaction open and is reported; after the restart the recovery finds the marker. */
+SL_TEST(txnpart_markers_synced_by_flusher) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    CHECK_EQ(append(p, 100, 0, 0, 2, true), 0);
+    CHECK_EQ(append(p, 200, 0, 0, 2, true), 2);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    sl_flusher *f;
+    CHECK_EQ(sl_flusher_new(&f), SL_OK);
+    CHECK_EQ(sl_txnpart_append_marker(p, 100, 0, true, 1), SL_OK);  /* at 4 */
+    CHECK_EQ(sl_txnpart_append_marker(p, 100, 0, true, 1), SL_OK);  /* the same: not again */
+    CHECK_EQ(sl_txnpart_append_marker(p, 200, 0, false, 1), SL_OK); /* at 5, indexed */
+    CHECK_EQ(sl_log_end_offset(p->log), 6);
+    CHECK(sl_txnpart_is_open(p, 100) && sl_txnpart_is_open(p, 200));
+    CHECK_EQ(sl_txnpart_lso(p), 0);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 1);
+    CHECK_EQ(file_size(idx), 32);
+    synced_ctx c = {.p = p};
+    sl_flusher_request(f, p->log, on_synced, &c);
+    CHECK(flushed(f, &c));
+    CHECK_EQ(c.result, SL_OK);
+    CHECK_EQ(c.txn_result, SL_OK);
+    CHECK(!sl_txnpart_is_open(p, 100) && !sl_txnpart_is_open(p, 200));
+    CHECK_EQ(sl_txnpart_lso(p), 6);
+
+    /* 6-7 C; its marker's sync fails (real fault below sl_log). */
+    CHECK_EQ(append(p, 300, 0, 0, 2, true), 6);
+    CHECK_EQ(sl_txnpart_append_marker(p, 300, 0, false, 1), SL_OK); /* at 8 */
+    char logf[] = "/tmp/sl_txnerr_XXXXXX";
+    int saved = stderr_to(logf);
+    fsync_fails(true);
+    synced_ctx c2 = {.p = p};
+    sl_flusher_request(f, p->log, on_synced, &c2);
+    bool done = flushed(f, &c2);
+    fsync_fails(false);
+    stderr_back(saved);
+    int errs = count_lines(logf, MARKER_ERR);
+    unlink(logf);
+    sl_flusher_free(f);
+    CHECK(done);
+    CHECK_EQ(c2.result, SL_EIO);
+    CHECK_EQ(c2.txn_result, SL_EIO);
+    CHECK_EQ(errs, 1);
+    CHECK(sl_txnpart_failing(p));
+    CHECK(sl_txnpart_is_open(p, 300));
+    CHECK_EQ(sl_txnpart_lso(p), 6);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn && !p->unavailable);
+    CHECK(!sl_txnpart_is_open(p, 300));
+    CHECK_EQ(sl_txnpart_lso(p), 9);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 2);
+    local_broker_close(dir, &b);
+}
+
+/* Markers synced off the loop can leave several index entries whose marker a crash lost: every
+ * entry at or past the log end is dropped at open, not only the last. */
+SL_TEST(txnpart_open_drops_every_entry_past_the_log_end) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    CHECK(build_log(part0(&b), false)); /* ABORT B at 10, end 11 */
+    CHECK_EQ(sl_log_sync(part0(&b)->log), SL_OK);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    uint8_t rec[64];
+    idx_record(rec, 700, 11, 11);
+    idx_record(rec + 32, 701, 11, 12);
+    CHECK(append_bytes(idx, rec, sizeof rec));
+    CHECK(reopen(&b));
+    CHECK(!part0(&b)->unavailable);
+    CHECK_EQ(sl_txnpart_aborted_count(part0(&b)), 1);
+    CHECK_EQ(file_size(idx), 32);
     local_broker_close(dir, &b);
 }
 
