@@ -4,10 +4,11 @@
  * Files in the partition directory (docs/on-disk-format.md):
  *   aborted.idx  one 32-byte record per aborted transaction, in marker order: magic, producer
  *                id, first offset, marker offset, CRC-32C. Appended and fdatasync'ed BEFORE the
- *                abort marker is appended, so a durable marker always has its entry; an entry
- *                whose marker never became durable can only be the last one, and open drops it
- *                (its marker offset is at or past the log end, or the batch there is not a
- *                control batch of that producer). A torn tail is cut at open; a bad record
+ *                abort marker is appended, so a durable marker always has its entry. Entries
+ *                whose marker never became durable are the last ones, and open drops them:
+ *                every one whose marker offset is at or past the log end (a crash keeps a
+ *                prefix of the log), then the last if the batch there is not a control batch of
+ *                that producer (an append that failed). A torn tail is cut at open; a bad record
  *                followed by good ones is corruption (the partition does not open). Entries
  *                whose marker falls below the log start (retention, DeleteRecords) are dropped
  *                then (sl_txnpart_log_start_moved) and at open, so the file stays as large as
@@ -21,7 +22,12 @@
  * transaction if none is open, a control batch closes it. The checkpoint is moved to the LSO at
  * open, when a marker is written, when a transaction opens on a partition that had none open and
  * at a clean close, so the scan covers at most what was appended since the oldest of: the open
- * transactions' starts, the last of those events. */
+ * transactions' starts, the last of those events.
+ *
+ * A marker ends its transaction here only once it is durable: sl_txnpart_write_marker syncs the
+ * log itself; sl_txnpart_append_marker leaves the sync to the caller (the flusher), which reports
+ * it with sl_txnpart_markers_synced. Until then the marker is remembered as unsynced (`uns`), so
+ * a retry syncs rather than appending (and indexing) it again. */
 #include "broker/sl_txnpart.h"
 
 #include <errno.h>
