@@ -70,9 +70,10 @@ typedef struct ab_ent {
     int64_t pid, first, last; /* last: the abort marker's offset */
 } ab_ent;
 
-/* A marker appended whose sync failed: its transaction stays open here (the LSO does not pass a
- * marker that may still be lost) until a later sync succeeds. A retry of the same marker only
- * syncs again: appending it twice would also index the abort twice. */
+/* A marker appended and not yet durable (its sync failed, or the caller syncs it later): its
+ * transaction stays open here (the LSO does not pass a marker that may still be lost) until a
+ * sync succeeds. A retry of the same marker only syncs again: appending it twice would also
+ * index the abort twice. */
 typedef struct unsynced {
     int64_t pid, offset;
     int64_t bytes; /* the marker batch's size, for the wake-up of parked fetches */

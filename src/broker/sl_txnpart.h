@@ -55,7 +55,8 @@ sl_err sl_txnpart_write_marker(struct sl_partition *p, int64_t pid, int16_t epoc
  * by sl_flusher_request, whose callback runs on the loop), markers_synced(p, the sync's result)
  * ends the transactions whose markers are durable now, or reports the failure as above. A
  * marker already appended and not yet synced is not appended again: SL_OK. Until the sync the
- * transaction stays open here (the LSO waits). */
+ * transaction stays open here (the LSO waits). The caller keeps p valid across the sync (a hold
+ * on its topic); a partition deleted meanwhile (no log) answers SL_ESTATE. */
 sl_err sl_txnpart_append_marker(struct sl_partition *p, int64_t pid, int16_t epoch, bool commit,
                                 int32_t coordinator_epoch);
 sl_err sl_txnpart_markers_synced(struct sl_partition *p, sl_err result);
