@@ -278,9 +278,13 @@ static sl_err write_markers(sl_txn_coord *tc, const sl_txn_rec *j) {
             sl_partition *p = sl_topics_partition(tc->b->topics, sl_str_c(t->name), t->parts[k]);
             if (!p) continue; /* deleted since: nothing left to mark */
             if (p->unavailable) return p->unavailable;
+            bool failing = sl_txnpart_failing(p);
             sl_err e = sl_txnpart_write_marker(p, j->pid, j->epoch, commit, 0);
             if (e) {
-                SL_WARN(SUB, "cannot write a transaction marker; will retry",
+                /* A partition already failing said so at ERROR: the retries every tick would
+                 * otherwise warn forever until the restart it needs. */
+                sl_log_level lvl = failing ? SL_LOG_DEBUG : SL_LOG_WARN;
+                sl_logf(lvl, SUB, "cannot write a transaction marker; will retry",
                         "transactional_id=%s topic=%s partition=%d error=%s", j->tid, t->name,
                         t->parts[k], sl_strerror(e));
                 return e;
