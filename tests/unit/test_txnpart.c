@@ -935,3 +935,108 @@ SL_TEST(txnpart_index_follows_retention_and_delete_records) {
     CHECK_EQ(after_del, 0);
     CHECK_EQ(size_del, 0);
 }
+
+/* ---- EndTxn: markers synced by the flusher ---- */
+
+/* Decodes the answer in buf (non-flexible header) into `out` (a struct of API `key`). */
+static bool decode_resp(sl_arena *a, int16_t key, int16_t v, const uint8_t *buf, size_t len,
+                        void *out) {
+    sl_rd r = sl_rd_init(buf + 8, len - 4);
+    return len > 4 && sl_msg_codec_get(key, true)->decode(&r, a, v, out) == SL_OK;
+}
+
+/* An EndTxn over two partitions through a real broker: the answer comes only once both markers
+ * are durable (the flusher synced them; both LSOs are past their markers when the client reads
+ * it). Then a marker whose fsync fails (fault injected below sl_log): EndTxn answers
+ * COORDINATOR_NOT_AVAILABLE, the transaction stays open on the partition (the LSO waits), and
+ * the decision stays pending: a retried EndTxn appends no second marker. */
+SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
+    char dir[64];
+    sl_broker *b = loop_broker_new(dir, "sl_txnend", NULL, 0);
+    CHECK(b);
+    bool ok = sl_topics_create(b->topics, sl_str_c("u"), 1, NULL, false, NULL) == SL_OK;
+    sl_partition *pt = part0(b), *pu = sl_topics_partition(b->topics, sl_str_c("u"), 0);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    static uint8_t buf[1 << 16];
+    sl_arena *a = sl_arena_new(1 << 16);
+    ok = ok && a && fd >= 0 && pt && pu;
+    size_t len = 0;
+
+    sl_init_producer_id_req ip;
+    sl_init_producer_id_req_init(&ip);
+    ip.transactional_id = sl_str_c("x");
+    ip.transaction_timeout_ms = 60000;
+    sl_init_producer_id_resp ipr;
+    sl_init_producer_id_resp_init(&ipr);
+    ok = ok && loop_broker_send(b, fd, SL_API_INIT_PRODUCER_ID, 1, 1, &ip) &&
+         (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+         decode_resp(a, SL_API_INIT_PRODUCER_ID, 1, buf, len, &ipr) && ipr.error_code == 0;
+    int64_t pid = ipr.producer_id;
+    int16_t epoch = ipr.producer_epoch;
+
+    /* One transaction over t-0 and u-0: AddPartitionsToTxn, then its batches (as produce). */
+    int32_t zero = 0;
+    sl_add_partitions_to_txn_req_topic tp[2] = {{sl_str_c("t"), &zero, 1},
+                                                {sl_str_c("u"), &zero, 1}};
+    sl_add_partitions_to_txn_req ap = {sl_str_c("x"), pid, epoch, tp, 2};
+    sl_end_txn_req et = {sl_str_c("x"), pid, epoch, true};
+    sl_end_txn_resp etr;
+    sl_add_partitions_to_txn_resp apr;
+    int16_t add1 = -1, end1 = -1, add2 = -1, end2 = -1, end3 = -1;
+    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 2, &ap) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+        add1 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
+    ok = ok && append(pt, pid, epoch, 0, 2, true) == 0 && append(pu, pid, epoch, 0, 3, true) == 0;
+    int64_t lso_t0 = sl_txnpart_lso(pt), lso_u0 = sl_txnpart_lso(pu);
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 3, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end1 = etr.error_code;
+    /* Read right after the answer, without running the loop again. */
+    int64_t lso_t1 = sl_txnpart_lso(pt), lso_u1 = sl_txnpart_lso(pu);
+    int64_t dur_t1 = sl_log_durable_offset(pt->log), dur_u1 = sl_log_durable_offset(pu->log);
+
+    /* A second transaction (an abort) whose marker on t-0 cannot be made durable. */
+    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 4, &ap) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+        add2 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
+    ok = ok && append(pt, pid, epoch, 2, 2, true) == 3;
+    et.committed = false;
+    fsync_fails(true);
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 5, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end2 = etr.error_code;
+    int64_t end_t2 = sl_log_end_offset(pt->log), lso_t2 = sl_txnpart_lso(pt);
+    bool open2 = sl_txnpart_is_open(pt, pid);
+    /* The client retries: the decision is pending, nothing more is appended. */
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 6, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end3 = etr.error_code;
+    int64_t end_t3 = sl_log_end_offset(pt->log);
+    fsync_fails(false);
+
+    if (fd >= 0) close(fd);
+    loop_broker_free(b);
+    sl_arena_free(a);
+    loop_broker_rmdir(dir);
+    CHECK(ok);
+    CHECK_EQ(add1, 0);
+    CHECK_EQ(lso_t0, 0);
+    CHECK_EQ(lso_u0, 0);
+    CHECK_EQ(end1, 0);
+    CHECK_EQ(lso_t1, 3); /* 0-1 records, 2 COMMIT */
+    CHECK_EQ(lso_u1, 4); /* 0-2 records, 3 COMMIT */
+    CHECK(dur_t1 >= 3);
+    CHECK(dur_u1 >= 4);
+    CHECK_EQ(add2, 0);
+    CHECK_EQ(end2, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    CHECK_EQ(end_t2, 6); /* 3-4 records, 5 ABORT appended */
+    CHECK_EQ(lso_t2, 3); /* but not durable: the transaction is not over here */
+    CHECK(open2);
+    CHECK(end3 != 0); /* still finishing (CONCURRENT_TRANSACTIONS) or not available */
+    CHECK_EQ(end_t3, 6);
+}
