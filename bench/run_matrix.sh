@@ -3,9 +3,10 @@
 # bench/results/<date>.md (raw JSON lines beside it). See docs/benchmarks.md.
 #
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
-#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock, gateway and IAM rows, 1 partition,
-#                                       tiny counts; exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock, gateway, IAM and txn100 rows,
+#                                       1 partition, tiny counts; exits non-zero if the harness is
+#                                       broken
+#   options: --rows "plaintext idempotent txn100 ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 #            --partitions "1 8"  --count N (messages per throughput run)  --secs S (per fixed-rate
 #            run)  --out FILE  --e2e-linger MS (producer linger.ms in the fixed-rate latency runs;
 #            default 1, "default" keeps librdkafka's 5 ms, which then is the latency floor)
@@ -23,7 +24,12 @@
 # forwarding to its PLAINTEXT listener. sasl_ssl_iam is the sasl_ssl row with IAM (issue 15):
 # OAUTHBEARER with MSK IAM tokens signed by the load generator (--msk-iam) with a key made by
 # `sluice iam key create`, every request authorized by an IAM policy (bench/conf/sasl_ssl_iam.*)
-# instead of ACLs. Security rows are only property files (bench/conf/<row>.*.properties); a row
+# instead of ACLs. idempotent and txn100 are the plaintext row with an idempotent producer
+# (enable.idempotence=true) and with a transactional one committing every 100 messages
+# (sl_loadgen --txn 100; consumers read_committed, as librdkafka's default has every row do) (issue
+# 16): produce, catch-up and tailing only, no fixed-rate e2e, whose read_committed latency would
+# mostly be the commit cadence at that rate (100 / rate seconds), not comparable with the other
+# rows. Security rows are only property files (bench/conf/<row>.*.properties); a row
 # whose broker will not start on its listener is reported as "n/a (not yet supported)".
 #
 # Traffic stays on 127.0.0.1; every process has a time cap and is stopped by this script.
@@ -32,7 +38,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+ROWS="plaintext idempotent txn100 ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
@@ -49,13 +55,13 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --e2e-linger) E2E_LINGER=$2; shift ;;
     --base-bin) BASE_BIN=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 if [ "$SMOKE" = 1 ]; then
-    ROWS=${SMOKE_ROWS:-"plaintext mock gateway sasl_ssl_iam"}
+    ROWS=${SMOKE_ROWS:-"plaintext mock gateway sasl_ssl_iam txn100"}
     PARTS=1
     COUNT=20000
     SECS=1
@@ -227,13 +233,16 @@ run_phases() { # $1 row $2 partitions
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" consume -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
     record "$row" catchup "$p" null "$j"
-    # Smoke: the gateway and IAM rows only show that they produce and consume (keeps --smoke
-    # short).
-    if [ "$SMOKE" = 1 ]; then case $row in gateway* | sasl_ssl_iam) return 0 ;; esac; fi
+    # Smoke: the gateway, IAM and transactional rows only show that they produce and consume
+    # (keeps --smoke short).
+    if [ "$SMOKE" = 1 ]; then case $row in gateway* | sasl_ssl_iam | txn100) return 0 ;; esac; fi
     log "$row: $p partition(s): tailing, $COUNT at max rate"
     # shellcheck disable=SC2086
     j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
     record "$row" tail "$p" null "$j"
+    # A fixed-rate read_committed e2e of the transactional row would measure its commit cadence
+    # at that rate (100 / rate seconds); its idempotent pair stops here with it.
+    case $row in idempotent | txn100) return 0 ;; esac
     rate=$(rate_of "$j")
     [ "$rate" -gt 0 ] 2>/dev/null || rate=$(rate_of "$(grep "\"row\":\"$row\",\"phase\":\"produce\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
     if [ "$rate" -gt 0 ] 2>/dev/null; then
@@ -499,6 +508,9 @@ for row in $ROWS; do
         unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
         continue
     fi
+    # Every loadgen of the transactional row (the probe too: a broker without transactions
+    # reports "n/a") produces in transactions of 100 messages.
+    [ "$row" = txn100 ] && GEN_ARGS="$GEN_ARGS --txn 100"
     # A listener that starts but cannot complete a handshake is also "not yet supported": a
     # tiny produce decides before the row spends minutes timing out.
     # shellcheck disable=SC2086
@@ -562,7 +574,7 @@ if [ "$SMOKE" = 1 ]; then
     # The harness works if the PLAINTEXT row produced, consumed and measured latency, completely.
     HAS_GW=0
     case " $ROWS " in *" gateway "*) "$SLUICE" gateway --help >/dev/null 2>&1 && HAS_GW=1 ;; esac
-    /usr/bin/python3 - "$RESULTS" "$HAS_GW" <<'PY' || rc=1
+    /usr/bin/python3 - "$RESULTS" "$HAS_GW" "$COUNT" <<'PY' || rc=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 need = {"produce", "catchup", "tail", "e2e50", "e2e80"}
@@ -588,6 +600,23 @@ iam = {r["phase"] for r in rows
 if "sasl_ssl_iam" in {r.get("row") for r in rows} and not {"produce", "catchup"} <= iam:
     print("smoke: sasl_ssl_iam produce/catch-up missing or incomplete")
     sys.exit(1)
+# The transactional row (sl_loadgen --txn 100): every transaction committed, none aborted, and a
+# read_committed catch-up sees exactly what was produced.
+if "txn100" in {r.get("row") for r in rows}:
+    count = int(sys.argv[3])
+    t = {r["phase"]: r["lg"] for r in rows if r.get("row") == "txn100" and r.get("lg")}
+    prod, cat = t.get("produce") or {}, t.get("catchup") or {}
+    want = (count + 99) // 100
+    if not prod.get("ok") or not cat.get("ok"):
+        print("smoke: txn100 produce/catch-up missing or incomplete")
+        sys.exit(1)
+    if prod.get("txns") != want or prod.get("txns_aborted") != 0:
+        print(f"smoke: txn100 committed {prod.get('txns')} transactions (want {want}), "
+              f"aborted {prod.get('txns_aborted')}")
+        sys.exit(1)
+    if cat.get("consumed") != count:
+        print(f"smoke: txn100 read_committed catch-up consumed {cat.get('consumed')} (want {count})")
+        sys.exit(1)
 print("smoke: ok")
 PY
 fi
