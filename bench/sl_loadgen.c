@@ -333,6 +333,7 @@ static void txn_commit(rd_kafka_t *rk, int64_t deadline) {
         }
         if (rd_kafka_error_is_retriable(e) && sb_now_ns() < deadline + (int64_t)30e9) {
             rd_kafka_error_destroy(e);
+            rd_kafka_poll(rk, 10); /* a short back-off, serving reports meanwhile */
             continue;
         }
         if (rd_kafka_error_txn_requires_abort(e)) {
