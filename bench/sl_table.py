@@ -76,10 +76,16 @@ def main():
 
     out = []
     json_rows = any(k[0] in ("sasl_ssl_json", "sasl_ssl_protect") for k in res)
+    # run_matrix.sh --txn-count: the transactional row may run fewer records than the others.
+    txn_n = ""
+    tp = [lg("txn100", p, "produce") for p in parts]
+    tp = {x.get("produced") for x in tp if x}
+    if tp and str(max(tp)) != str(a.count):
+        txn_n = f" (txn100: {max(tp)})"
     out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible"
                + (" (JSON rows: 1024 B JSON documents, sl_loadgen --json)" if json_rows else "")
                + ", "
-               f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run "
+               f"acks=all, {a.count} per throughput run{txn_n}, {a.secs} s per fixed-rate run "
                f"(producer linger.ms {a.e2e_linger}). "
                f"Matrix wall time: {a.elapsed} s.")
     out.append("")
