@@ -3,14 +3,18 @@
 # bench/results/<date>.md (raw JSON lines beside it). See docs/benchmarks.md.
 #
 #   bench/run_matrix.sh                 full matrix (~10-15 min on 2 cores)
-#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock, gateway and IAM rows, 1 partition,
-#                                       tiny counts; exits non-zero if the harness is broken
-#   options: --rows "plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+#   bench/run_matrix.sh --smoke         seconds: PLAINTEXT, mock, gateway, IAM and txn100 rows,
+#                                       1 partition, tiny counts; exits non-zero if the harness is
+#                                       broken
+#   options: --rows "plaintext idempotent txn100 ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 #            --partitions "1 8"  --count N (messages per throughput run)  --secs S (per fixed-rate
 #            run)  --out FILE  --e2e-linger MS (producer linger.ms in the fixed-rate latency runs;
 #            default 1, "default" keeps librdkafka's 5 ms, which then is the latency floor)
 #            --base-bin PATH (another build's sluice, e.g. from before a change: adds the row
 #            sasl_ssl_base, the sasl_ssl row served by that binary, right after sasl_ssl)
+#            --txn-count N (messages per throughput run of the txn100 row; default the smaller
+#            of --count and 100000: it is commit-bound at a few thousand msgs/s here, and a
+#            million would pass the runs' time cap; its ratio to idempotent is in msgs/s)
 #
 # Every row: 1 KiB incompressible messages, acks=all; but sasl_ssl_protect stands for two rows
 # served by one broker: sasl_ssl_json and sasl_ssl_protect, 1 KiB JSON documents on a topic
@@ -23,7 +27,12 @@
 # forwarding to its PLAINTEXT listener. sasl_ssl_iam is the sasl_ssl row with IAM (issue 15):
 # OAUTHBEARER with MSK IAM tokens signed by the load generator (--msk-iam) with a key made by
 # `sluice iam key create`, every request authorized by an IAM policy (bench/conf/sasl_ssl_iam.*)
-# instead of ACLs. Security rows are only property files (bench/conf/<row>.*.properties); a row
+# instead of ACLs. idempotent and txn100 are the plaintext row with an idempotent producer
+# (enable.idempotence=true) and with a transactional one committing every 100 messages
+# (sl_loadgen --txn 100; consumers read_committed, as librdkafka's default has every row do) (issue
+# 16): produce, catch-up and tailing only, no fixed-rate e2e, whose read_committed latency would
+# mostly be the commit cadence at that rate (100 / rate seconds), not comparable with the other
+# rows. Security rows are only property files (bench/conf/<row>.*.properties); a row
 # whose broker will not start on its listener is reported as "n/a (not yet supported)".
 #
 # Traffic stays on 127.0.0.1; every process has a time cap and is stopped by this script.
@@ -32,13 +41,14 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=0
-ROWS="plaintext ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
+ROWS="plaintext idempotent txn100 ssl sasl_ssl sasl_ssl_iam sasl_ssl_audit_off sasl_ssl_enc_off sasl_ssl_protect sasl_plaintext gateway mock nats"
 PARTS="1 8"
 COUNT=1000000
 SECS=10
 OUT=""
 E2E_LINGER=1
 BASE_BIN=${SLUICE_BASE_BIN:-}
+TXN_COUNT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) SMOKE=1 ;;
@@ -49,13 +59,14 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --e2e-linger) E2E_LINGER=$2; shift ;;
     --base-bin) BASE_BIN=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --txn-count) TXN_COUNT=$2; shift ;;
+    -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 if [ "$SMOKE" = 1 ]; then
-    ROWS=${SMOKE_ROWS:-"plaintext mock gateway sasl_ssl_iam"}
+    ROWS=${SMOKE_ROWS:-"plaintext mock gateway sasl_ssl_iam txn100"}
     PARTS=1
     COUNT=20000
     SECS=1
@@ -70,7 +81,8 @@ if [ -n "$BASE_BIN" ]; then
 fi
 E2E_ARGS=""
 [ "$E2E_LINGER" = default ] || E2E_ARGS="-l $E2E_LINGER"
-case "$COUNT$SECS${E2E_LINGER#default}" in *[!0-9]*) echo "run_matrix: --count/--secs must be integers" >&2; exit 2 ;; esac
+[ -n "$TXN_COUNT" ] || TXN_COUNT=$((COUNT < 100000 ? COUNT : 100000))
+case "$COUNT$SECS${E2E_LINGER#default}$TXN_COUNT" in *[!0-9]*) echo "run_matrix: --count/--secs/--txn-count must be integers" >&2; exit 2 ;; esac
 
 BIN=$ROOT/build/bench
 SLUICE=${SLUICE_BIN_BENCH:-$ROOT/build/release/sluice}
@@ -207,15 +219,16 @@ rate_of() { # JSON -> produce msgs/s
 run_phases() { # $1 row $2 partitions
     local row=$1 p=$2 topic="bench-$1-p$2" t0 t1 j rate r50 r80 cpu e2e_args=$E2E_ARGS
     [ "$row" = nats ] && e2e_args="" # JetStream publishes at once: no linger to set
-    local T=$((SECS * 4 + 120))
+    local T=$((SECS * 4 + 120)) n=$COUNT
+    [ "$row" = txn100 ] && n=$TXN_COUNT
     # Earlier phases and rows leave up to gigabytes dirty in the page cache; their writeback
     # would otherwise land inside this measurement (ext4 ties fsyncs to the journal), and which
     # row it lands in would depend on the row order.
     sync
-    log "$row: $p partition(s): produce $COUNT at max rate"
+    log "$row: $p partition(s): produce $n at max rate"
     t0=$(cpu_ticks "$(server_proc)")
     # shellcheck disable=SC2086
-    j=$(run_gen "$GEN" produce -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" $CREATE -T "$T" $GEN_ARGS --label "$row")
+    j=$(run_gen "$GEN" produce -b "$ADDR" -t "$topic" -p "$p" -n "$n" $CREATE -T "$T" $GEN_ARGS --label "$row")
     t1=$(cpu_ticks "$(server_proc)")
     cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN { if (a == "" || b == "") print "null"; else printf "%.3f", (b - a) / hz }')
     record "$row" produce "$p" "$cpu" "$j"
@@ -223,17 +236,20 @@ run_phases() { # $1 row $2 partitions
     # end only after fetch.wait.max.ms (no wake-up on produce): consumers either find their
     # offset pruned or measure that timer, so the mock is a produce-only reference.
     [ "$row" = mock ] && return 0
-    log "$row: $p partition(s): consume $COUNT from the beginning"
+    log "$row: $p partition(s): consume $n from the beginning"
     # shellcheck disable=SC2086
-    j=$(run_gen "$GEN" consume -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
+    j=$(run_gen "$GEN" consume -b "$ADDR" -t "$topic" -p "$p" -n "$n" -T "$T" $GEN_ARGS --label "$row")
     record "$row" catchup "$p" null "$j"
-    # Smoke: the gateway and IAM rows only show that they produce and consume (keeps --smoke
-    # short).
-    if [ "$SMOKE" = 1 ]; then case $row in gateway* | sasl_ssl_iam) return 0 ;; esac; fi
-    log "$row: $p partition(s): tailing, $COUNT at max rate"
+    # Smoke: the gateway, IAM and transactional rows only show that they produce and consume
+    # (keeps --smoke short).
+    if [ "$SMOKE" = 1 ]; then case $row in gateway* | sasl_ssl_iam | txn100) return 0 ;; esac; fi
+    log "$row: $p partition(s): tailing, $n at max rate"
     # shellcheck disable=SC2086
-    j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
+    j=$(run_gen "$GEN" e2e -b "$ADDR" -t "$topic" -p "$p" -n "$n" -T "$T" $GEN_ARGS --label "$row")
     record "$row" tail "$p" null "$j"
+    # A fixed-rate read_committed e2e of the transactional row would measure its commit cadence
+    # at that rate (100 / rate seconds); its idempotent pair stops here with it.
+    case $row in idempotent | txn100) return 0 ;; esac
     rate=$(rate_of "$j")
     [ "$rate" -gt 0 ] 2>/dev/null || rate=$(rate_of "$(grep "\"row\":\"$row\",\"phase\":\"produce\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
     if [ "$rate" -gt 0 ] 2>/dev/null; then
@@ -499,6 +515,9 @@ for row in $ROWS; do
         unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
         continue
     fi
+    # Every loadgen of the transactional row (the probe too: a broker without transactions
+    # reports "n/a") produces in transactions of 100 messages.
+    [ "$row" = txn100 ] && GEN_ARGS="$GEN_ARGS --txn 100"
     # A listener that starts but cannot complete a handshake is also "not yet supported": a
     # tiny produce decides before the row spends minutes timing out.
     # shellcheck disable=SC2086
@@ -562,7 +581,7 @@ if [ "$SMOKE" = 1 ]; then
     # The harness works if the PLAINTEXT row produced, consumed and measured latency, completely.
     HAS_GW=0
     case " $ROWS " in *" gateway "*) "$SLUICE" gateway --help >/dev/null 2>&1 && HAS_GW=1 ;; esac
-    /usr/bin/python3 - "$RESULTS" "$HAS_GW" <<'PY' || rc=1
+    /usr/bin/python3 - "$RESULTS" "$HAS_GW" "$TXN_COUNT" <<'PY' || rc=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 need = {"produce", "catchup", "tail", "e2e50", "e2e80"}
@@ -588,6 +607,23 @@ iam = {r["phase"] for r in rows
 if "sasl_ssl_iam" in {r.get("row") for r in rows} and not {"produce", "catchup"} <= iam:
     print("smoke: sasl_ssl_iam produce/catch-up missing or incomplete")
     sys.exit(1)
+# The transactional row (sl_loadgen --txn 100): every transaction committed, none aborted, and a
+# read_committed catch-up sees exactly what was produced.
+if "txn100" in {r.get("row") for r in rows}:
+    count = int(sys.argv[3])
+    t = {r["phase"]: r["lg"] for r in rows if r.get("row") == "txn100" and r.get("lg")}
+    prod, cat = t.get("produce") or {}, t.get("catchup") or {}
+    want = (count + 99) // 100
+    if not prod.get("ok") or not cat.get("ok"):
+        print("smoke: txn100 produce/catch-up missing or incomplete")
+        sys.exit(1)
+    if prod.get("txns") != want or prod.get("txns_aborted") != 0:
+        print(f"smoke: txn100 committed {prod.get('txns')} transactions (want {want}), "
+              f"aborted {prod.get('txns_aborted')}")
+        sys.exit(1)
+    if cat.get("consumed") != count:
+        print(f"smoke: txn100 read_committed catch-up consumed {cat.get('consumed')} (want {count})")
+        sys.exit(1)
 print("smoke: ok")
 PY
 fi

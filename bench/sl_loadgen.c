@@ -20,6 +20,16 @@
  * --region or AWS_REGION; token lifetime 900 s, principal name the access key id. The security
  * protocol (SASL_SSL) and the CA come from -F/-X as for the other rows.
  *
+ * With --txn N the producer is transactional: a transactional.id unique to the run,
+ * init_transactions once, then begin_transaction before every N-th message and
+ * commit_transaction after it (and after the last one). librdkafka does the protocol
+ * (InitProducerId with the id, FindCoordinator, AddPartitionsToTxn, EndTxn). The commit flushes
+ * and serves the delivery reports on the sending thread, so no poller thread runs in this mode;
+ * an ack's latency then includes the wait for its transaction's commit. The commit latency (the
+ * whole commit_transaction call: flush plus EndTxn) has its own histogram. The consumer reads
+ * read_committed (librdkafka's default, set explicitly here). An idempotent producer without
+ * transactions needs no option: enable.idempotence=true in the client properties.
+ *
  * Output: one JSON line (starts with '{') then one human line, both on stdout. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -55,6 +65,7 @@ static struct {
     const char *region; /* --region (else AWS_REGION) */
     double timeout;     /* hard cap on the whole run, seconds */
     int rr;             /* explicit round-robin partitioning (else the client's partitioner) */
+    long long txn;      /* --txn N: messages per transaction; 0 = not transactional */
     /* client properties in order: -F files first, then -X, as given */
     char *props[128][2];
     int nprops;
@@ -212,8 +223,13 @@ static int64_t json_payload_ts(const void *data, size_t len) {
 
 /* ---- Producer -------------------------------------------------------------------------------- */
 
-static sb_hist g_ack_hist; /* touched only by the poller thread (delivery reports) */
+/* Delivery reports are served by exactly one thread: the poller thread, or with --txn the
+ * sending thread inside commit_transaction's flush. */
+static sb_hist g_ack_hist;
 static atomic_llong g_delivered, g_failed, g_produced;
+static sb_hist g_txn_hist;               /* --txn: commit_transaction latency; sending thread */
+static long long g_txns, g_txns_aborted; /* --txn: committed and aborted transactions */
+static bool g_idempotence; /* the producer's enable.idempotence, as librdkafka has it */
 static atomic_bool g_poll_stop;
 static int64_t g_prod_t0, g_prod_t1; /* first intended send, last delivery report */
 static atomic_llong g_last_dr_ns;
@@ -278,18 +294,66 @@ static rd_kafka_t *producer_new(void) {
     char v[32];
     if (g.linger_ms >= 0) snprintf(v, sizeof v, "%d", g.linger_ms), conf_set(c, "linger.ms", v);
     if (g.batch_size > 0) snprintf(v, sizeof v, "%d", g.batch_size), conf_set(c, "batch.size", v);
+    if (g.txn) {
+        /* Unique per run: a second run must not fence this one or inherit its open transaction. */
+        char id[256];
+        snprintf(id, sizeof id, "sl_loadgen-%s-%d-%016" PRIx64, *g.label ? g.label : "run",
+                 (int)getpid(), (uint64_t)sb_now_ns() * UINT64_C(0x9e3779b97f4a7c15));
+        conf_set(c, "transactional.id", id);
+        conf_set(c, "transaction.timeout.ms", "60000");
+    }
     rd_kafka_conf_set_dr_msg_cb(c, on_dr);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
     if (!rk) die("producer: ", err);
     sasl_background(rk);
+    size_t vl = sizeof v;
+    g_idempotence =
+        rd_kafka_conf_get(rd_kafka_conf(rk), "enable.idempotence", v, &vl) == RD_KAFKA_CONF_OK &&
+        !strcmp(v, "true");
+    if (g.txn) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(rk, 30000);
+        if (e) die("init_transactions: ", rd_kafka_error_string(e));
+    }
     return rk;
+}
+
+/* --txn: commits the open transaction, timing the whole call. A retriable error retries the
+ * commit (librdkafka resumes it), one that requires an abort aborts (counted; its messages'
+ * delivery reports come back failed, so the run is not ok), anything else is fatal. */
+static void txn_commit(rd_kafka_t *rk, int64_t deadline) {
+    int64_t t0 = sb_now_ns();
+    for (;;) {
+        int64_t left_ms = (deadline + (int64_t)30e9 - sb_now_ns()) / 1000000;
+        rd_kafka_error_t *e = rd_kafka_commit_transaction(rk, left_ms > 1000 ? (int)left_ms : 1000);
+        if (!e) {
+            sb_hist_record(&g_txn_hist, sb_now_ns() - t0);
+            g_txns++;
+            return;
+        }
+        if (rd_kafka_error_is_retriable(e) && sb_now_ns() < deadline + (int64_t)30e9) {
+            rd_kafka_error_destroy(e);
+            rd_kafka_poll(rk, 10); /* a short back-off, serving reports meanwhile */
+            continue;
+        }
+        if (rd_kafka_error_txn_requires_abort(e)) {
+            fprintf(stderr, "sl_loadgen: commit_transaction: %s; aborting\n",
+                    rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            rd_kafka_error_t *a = rd_kafka_abort_transaction(rk, 30000);
+            if (a) die("abort_transaction: ", rd_kafka_error_string(a));
+            g_txns_aborted++;
+            return;
+        }
+        die("commit_transaction: ", rd_kafka_error_string(e));
+    }
 }
 
 static prod_result run_producer(rd_kafka_t *rk) {
     prod_result r = {0};
     pthread_t th;
-    pthread_create(&th, NULL, poller, rk);
+    if (!g.txn) pthread_create(&th, NULL, poller, rk);
+    bool in_txn = false;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, g.topic, NULL);
     uint8_t *buf = malloc(g.size);
     sb_rng rng = {(uint64_t)sb_now_ns() ^ (uint64_t)getpid() << 32};
@@ -307,6 +371,11 @@ static prod_result run_producer(rd_kafka_t *rk) {
             json_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
         else
             sb_payload_fill(buf, g.size, &rng, due, (uint64_t)i);
+        if (g.txn && !in_txn) {
+            rd_kafka_error_t *e = rd_kafka_begin_transaction(rk);
+            if (e) die("begin_transaction: ", rd_kafka_error_string(e));
+            in_txn = true;
+        }
         int32_t part = g.rr ? (int32_t)(i % g.partitions) : RD_KAFKA_PARTITION_UA;
         /* The intended time rides in the per-message opaque: no allocation per message. */
         while (rd_kafka_produce(rkt, part, RD_KAFKA_MSG_F_COPY, buf, g.size, NULL, 0,
@@ -314,21 +383,36 @@ static prod_result run_producer(rd_kafka_t *rk) {
             rd_kafka_resp_err_t e = rd_kafka_last_error();
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) die("produce: ", rd_kafka_err2str(e));
             if (atomic_load(&g_stop) || sb_now_ns() >= deadline) goto out;
-            sb_sleep_ns(50000); /* the poller thread drains delivery reports meanwhile */
+            if (g.txn)
+                rd_kafka_poll(rk, 1); /* no poller thread: serve delivery reports here */
+            else
+                sb_sleep_ns(50000); /* the poller thread drains delivery reports meanwhile */
         }
         atomic_fetch_add(&g_produced, 1);
+        if (g.txn && (i + 1) % g.txn == 0) {
+            txn_commit(rk, deadline);
+            in_txn = false;
+        }
     }
 out:
     r.sent = i;
+    if (in_txn) txn_commit(rk, deadline); /* the last, partial transaction */
     r.send_secs = (double)(sb_now_ns() - t0) / 1e9;
-    /* Waits for delivery reports instead of rd_kafka_flush(), which would serve callbacks on
-     * this thread concurrently with the poller. */
-    while (atomic_load(&g_delivered) < atomic_load(&g_produced) &&
-           sb_now_ns() < deadline + (int64_t)30e9)
-        sb_sleep_ns(1000000);
-    atomic_store(&g_poll_stop, true);
-    pthread_join(th, NULL);
-    g_prod_t1 = atomic_load(&g_last_dr_ns);
+    if (g.txn) {
+        /* The last commit flushed everything; this serves only the reports of messages an abort
+         * purged. */
+        g_prod_t1 = sb_now_ns();
+        rd_kafka_flush(rk, 5000);
+    } else {
+        /* Waits for delivery reports instead of rd_kafka_flush(), which would serve callbacks
+         * on this thread concurrently with the poller. */
+        while (atomic_load(&g_delivered) < atomic_load(&g_produced) &&
+               sb_now_ns() < deadline + (int64_t)30e9)
+            sb_sleep_ns(1000000);
+        atomic_store(&g_poll_stop, true);
+        pthread_join(th, NULL);
+        g_prod_t1 = atomic_load(&g_last_dr_ns);
+    }
     r.secs = (double)(g_prod_t1 - t0) / 1e9;
     free(buf);
     rd_kafka_topic_destroy(rkt);
@@ -360,6 +444,9 @@ static rd_kafka_t *consumer_new(void) {
     conf_set(c, "enable.auto.commit", "false");
     conf_set(c, "enable.auto.offset.store", "false");
     conf_set(c, "enable.partition.eof", "false");
+    /* librdkafka's default already; explicit so the transactional rows cannot read aborted
+     * or still-open transactions whatever a properties file says. */
+    if (g.txn) conf_set(c, "isolation.level", "read_committed");
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
     if (!rk) die("consumer: ", err);
@@ -462,7 +549,9 @@ static void usage(void) {
         "  --json          JSON documents of -s bytes (card_number, ssn, name, pad)\n"
         "  --msk-iam       SASL OAUTHBEARER with MSK IAM tokens signed here (AWS_ACCESS_KEY_ID,\n"
         "                  AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN]); set security.protocol\n"
-        "  --region R      the tokens' region (default AWS_REGION)\n");
+        "  --region R      the tokens' region (default AWS_REGION)\n"
+        "  --txn N         transactional producer: commit every N messages (unique\n"
+        "                  transactional.id per run); consumer read_committed\n");
     exit(2);
 }
 
@@ -483,6 +572,7 @@ int main(int argc, char **argv) {
                                        {"json", no_argument, NULL, 5},
                                        {"msk-iam", no_argument, NULL, 6},
                                        {"region", required_argument, NULL, 7},
+                                       {"txn", required_argument, NULL, 8},
                                        {NULL, 0, NULL, 0}};
     int c;
     optind = 2;
@@ -551,6 +641,10 @@ int main(int argc, char **argv) {
         case 7:
             g.region = optarg;
             break;
+        case 8:
+            g.txn = atoll(optarg);
+            if (g.txn < 1) die("--txn wants a positive number of messages", "");
+            break;
         default:
             usage();
         }
@@ -614,6 +708,7 @@ int main(int argc, char **argv) {
     if (prk && (failed || delivered < pr.sent)) ok = false;
     if (g.mode == M_E2E && got < pr.sent) ok = false;
     if (g.mode == M_CONSUME && g.count && got < g.count) ok = false;
+    if (g_txns_aborted) ok = false;
 
     static const char *names[] = {"produce", "consume", "e2e"};
     printf("{\"tool\":\"sl_loadgen\",\"label\":\"%s\",\"mode\":\"%s\",\"topic\":\"%s\","
@@ -627,6 +722,12 @@ int main(int argc, char **argv) {
                pr.sent, delivered, failed, pr.secs, pr.secs > 0 ? (double)delivered / pr.secs : 0,
                pmb);
         sb_hist_json(stdout, "ack_lat_us", &g_ack_hist);
+        printf(",\"idempotence\":%s", g_idempotence ? "true" : "false");
+        if (g.txn) {
+            printf(",\"txn_size\":%lld,\"txns\":%lld,\"txns_aborted\":%lld,", g.txn, g_txns,
+                   g_txns_aborted);
+            sb_hist_json(stdout, "txn_commit_us", &g_txn_hist);
+        }
     }
     if (g.mode != M_PRODUCE) {
         printf(",\"consumed\":%lld,\"bad\":%lld,\"consume_secs\":%.3f,\"consume_msgs_per_s\":%.0f,"
@@ -637,12 +738,18 @@ int main(int argc, char **argv) {
     printf("}\n");
     printf("%s %s%s%s: ", names[g.mode], g.topic, *g.label ? " " : "", g.label);
     if (prk)
-        printf("produced %lld msgs in %.2f s = %.1f MB/s (failed %lld)%s", delivered, pr.secs, pmb,
-               failed, g.mode == M_E2E ? "; " : "");
+        printf("produced %lld msgs in %.2f s = %.1f MB/s (failed %lld)", delivered, pr.secs, pmb,
+               failed);
+    if (prk && g.txn)
+        printf(" in %lld transactions (aborted %lld), commit p50 %.2f ms p99 %.2f ms", g_txns,
+               g_txns_aborted, sb_hist_quantile(&g_txn_hist, 0.50) / 1e6,
+               sb_hist_quantile(&g_txn_hist, 0.99) / 1e6);
+    if (prk && g.mode == M_E2E) printf("; ");
     if (g.mode != M_PRODUCE) printf("consumed %lld msgs in %.2f s = %.1f MB/s", got, csecs, cmb);
     printf("%s\n", ok ? "" : "  [INCOMPLETE]");
     sb_hist_human(stdout, "ack", &g_ack_hist);
     sb_hist_human(stdout, "e2e", &g_cons.e2e);
+    sb_hist_human(stdout, "commit", &g_txn_hist);
     fflush(stdout);
 
     if (g.mode != M_PRODUCE) {

@@ -5,6 +5,8 @@ import json
 
 NAMES = {
     "plaintext": "Sluice PLAINTEXT",
+    "idempotent": "Sluice PLAINTEXT, idempotent producer",
+    "txn100": "Sluice PLAINTEXT, transactional producer, 100 records per transaction",
     "ssl": "Sluice SSL",
     "sasl_ssl": "Sluice SASL_SSL+SCRAM-SHA-512",
     "sasl_ssl_iam": "Sluice SASL_SSL+OAUTHBEARER (MSK IAM tokens), IAM policy authorization",
@@ -20,7 +22,7 @@ NAMES = {
     "mock": "librdkafka mock cluster (ref.)",
     "nats": "NATS JetStream file+TLS (ref.)",
 }
-ORDER = ["plaintext", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_iam", "sasl_ssl_audit_off",
+ORDER = ["plaintext", "idempotent", "txn100", "ssl", "sasl_ssl", "sasl_ssl_base", "sasl_ssl_iam", "sasl_ssl_audit_off",
          "sasl_ssl_enc_off",
          "sasl_ssl_json", "sasl_ssl_protect", "sasl_plaintext", "gateway_direct", "gateway", "mock",
          "nats"]
@@ -74,10 +76,16 @@ def main():
 
     out = []
     json_rows = any(k[0] in ("sasl_ssl_json", "sasl_ssl_protect") for k in res)
+    # run_matrix.sh --txn-count: the transactional row may run fewer records than the others.
+    txn_n = ""
+    tp = [lg("txn100", p, "produce") for p in parts]
+    tp = {x.get("produced") for x in tp if x}
+    if tp and str(max(tp)) != str(a.count):
+        txn_n = f" (txn100: {max(tp)})"
     out.append(f"Machine: {a.machine}. Pinning: {a.pinning}. Messages: 1024 B incompressible"
                + (" (JSON rows: 1024 B JSON documents, sl_loadgen --json)" if json_rows else "")
                + ", "
-               f"acks=all, {a.count} per throughput run, {a.secs} s per fixed-rate run "
+               f"acks=all, {a.count} per throughput run{txn_n}, {a.secs} s per fixed-rate run "
                f"(producer linger.ms {a.e2e_linger}). "
                f"Matrix wall time: {a.elapsed} s.")
     out.append("")
@@ -256,6 +264,32 @@ def main():
             if nc is not None and dc and n.get("delivered") and d.get("delivered"):
                 cgb = (nc / (n["delivered"] * n["size"])) / (dc / (d["delivered"] * d["size"]))
                 parts_s.append(f"{cgb:.2f}× CPU-s/GB")
+            out.append(f"| {label} | {p} | {', '.join(parts_s)} | — |")
+    # Transactions' cost (issue 16): the plaintext broker with an idempotent producer and with a
+    # transactional one committing every 100 records, one run. No target in the issue: recorded.
+    if any(k[0] in ("idempotent", "txn100") for k in res) or "txn100" in na:
+        for p in parts:
+            label = "(transactional (100/txn) / idempotent produce: msgs/s, broker CPU-s/GB)"
+            n, d = lg("txn100", p, "produce"), lg("idempotent", p, "produce")
+            if not n or not d or not d.get("produce_msgs_per_s"):
+                why = na.get("txn100") or na.get("idempotent") or "not measured"
+                out.append(f"| {label} | {p} | {why} | — |")
+                continue
+            parts_s = [f"{n['produce_msgs_per_s'] / d['produce_msgs_per_s']:.2f}× msgs/s "
+                       f"({n['produce_msgs_per_s']:.0f} / {d['produce_msgs_per_s']:.0f})"]
+            nc = res.get(("txn100", p, "produce"), {}).get("broker_cpu_s")
+            dc = res.get(("idempotent", p, "produce"), {}).get("broker_cpu_s")
+            if nc is not None and dc and n.get("delivered") and d.get("delivered"):
+                ng = nc / (n["delivered"] * n["size"] / 1e9)
+                dg = dc / (d["delivered"] * d["size"] / 1e9)
+                parts_s.append(f"{ng / dg:.2f}× CPU-s/GB ({ng:.2f} / {dg:.2f})")
+            h = n.get("txn_commit_us") or {}
+            if h.get("n"):
+                parts_s.append(f"commit p50/p99 {h['p50'] / 1000:.1f}/{h['p99'] / 1000:.1f} ms "
+                               f"over {n.get('txns')} transactions, "
+                               f"{n.get('txns_aborted')} aborted")
+            if not n.get("ok"):
+                parts_s.append("incomplete")
             out.append(f"| {label} | {p} | {', '.join(parts_s)} | — |")
     # The gateway's cost (issue 14): the same clients direct to one broker and through the
     # gateway in front of it, one run.
