@@ -52,27 +52,35 @@ static void collect(void *arg, const sl_pstate_producer *p) {
     c->v[c->n++] = (prod){o, false};
 }
 
+/* Unknown rather than wrong: a scan cut short leaves every start at -1. */
+static void starts_unknown(prod *v, int32_t n) {
+    for (int32_t k = 0; k < n; k++) v[k].out->current_txn_start_offset = -1;
+}
+
 /* The first offset of each open transaction among `v`: sl_txnpart keeps only whether one is
  * open, so the batch headers from the LSO (no open transaction starts below it) to the log end
  * are read again, as its recovery does: a transactional batch opens its producer's transaction
- * when none is, a marker closes it. Headers only (no key needed). A producer whose start is not
- * found (the log could not be read) keeps -1. */
+ * when none is, a marker closes it. Headers only (no key needed). When the log cannot be read
+ * to its end every start stays -1. */
 static void txn_starts(sl_partition *p, prod *v, int32_t n) {
     int64_t off = sl_txnpart_lso(p), end = sl_log_end_offset(p->log);
     if (off < sl_log_start_offset(p->log)) off = sl_log_start_offset(p->log);
     while (off < end) {
         sl_arena *a = sl_arena_new((size_t)SCAN_BATCHES * SL_BATCH_HEADER_SIZE + 1024);
-        if (!a) return;
         uint8_t *h = NULL;
         int got = 0;
         int64_t next = off;
-        if (sl_log_read_headers(p->log, off, SCAN_BATCHES, a, &h, &got) || got <= 0) {
+        if (!a || sl_log_read_headers(p->log, off, SCAN_BATCHES, a, &h, &got) || got <= 0) {
             sl_arena_free(a);
-            return;
+            return starts_unknown(v, n);
         }
-        for (int i = 0; i < got; i++, h += SL_BATCH_HEADER_SIZE) {
+        bool bad = false;
+        for (int i = 0; i < got && !bad; i++, h += SL_BATCH_HEADER_SIZE) {
             sl_batch_info bi;
-            if (!sl_batch_parse(h, 12 + (size_t)INT32_MAX, &bi) || bi.last_offset_delta < 0) break;
+            if (!sl_batch_parse(h, 12 + (size_t)INT32_MAX, &bi) || bi.last_offset_delta < 0) {
+                bad = true;
+                continue;
+            }
             int64_t last = bi.base_offset + bi.last_offset_delta;
             if (last + 1 > next) next = last + 1;
             if (last < off || bi.producer_id < 0) continue;
@@ -86,7 +94,7 @@ static void txn_starts(sl_partition *p, prod *v, int32_t n) {
             }
         }
         sl_arena_free(a);
-        if (next <= off) return;
+        if (bad || next <= off) return starts_unknown(v, n);
         off = next;
     }
 }
