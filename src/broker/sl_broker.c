@@ -18,6 +18,7 @@
 #include "broker/sl_fprot.h"
 #include "broker/sl_keyops.h"
 #include "broker/sl_producers.h"
+#include "broker/sl_txnpart.h"
 #include "crypto/sl_tls_ctx.h"
 #include "gateway/sl_gateway.h"
 #include "guard/sl_guard.h"
@@ -212,10 +213,12 @@ static void retention_tick(void *ctx) {
             if (e)
                 SL_ERROR("retention", "retention pass failed", "topic=%s partition=%d err=%s",
                          t->name, i, sl_errname(e));
-            else if (deleted)
+            else if (deleted) {
                 SL_INFO("retention", "deleted old segments",
                         "topic=%s partition=%d segments=%d start_offset=%lld", t->name, i, deleted,
                         (long long)sl_log_start_offset(t->parts[i]->log));
+                sl_txnpart_log_start_moved(t->parts[i]);
+            }
         }
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);

@@ -535,14 +535,9 @@ static void cmd_grant(sl_fprot *f, sl_ctl_conn *c, const sl_ctl_req *req, const 
         return;
     }
     /* The previous grant for the same principal, topic and field, to put back if saving fails. */
-    sl_grant old;
-    bool had = false;
-    for (int i = 0; i < f->grants.n && !had; i++)
-        if (!strcmp(f->grants.v[i].principal, g.principal) &&
-            !strcmp(f->grants.v[i].topic, g.topic) && !strcmp(f->grants.v[i].field, g.field)) {
-            old = f->grants.v[i];
-            had = true;
-        }
+    const sl_grant *prev = sl_grants_find(&f->grants, g.principal, g.topic, g.field);
+    bool had = prev != NULL;
+    sl_grant old = had ? *prev : g; /* a copy: the put below may move the array */
     sl_err e = sl_grants_put(&f->grants, &g);
     if (!e && (e = sl_grants_save(f->grants_path, &f->grants))) {
         if (had)
@@ -576,18 +571,12 @@ static void cmd_revoke(sl_fprot *f, sl_ctl_conn *c, const sl_ctl_req *req, const
         return;
     }
     const char *p = req->argv[1], *t = req->argv[2], *fld = req->argv[3];
-    sl_grant old = {0};
-    bool had = false;
-    for (int i = 0; i < f->grants.n && !had; i++)
-        if (!strcmp(f->grants.v[i].principal, p) && !strcmp(f->grants.v[i].topic, t) &&
-            !strcmp(f->grants.v[i].field, fld)) {
-            old = f->grants.v[i];
-            had = true;
-        }
-    if (!had) {
+    const sl_grant *prev = sl_grants_find(&f->grants, p, t, fld);
+    if (!prev) {
         sl_ctl_finish(c, false, "no such grant");
         return;
     }
+    sl_grant old = *prev; /* a copy: the remove below overwrites it */
     (void)sl_grants_remove(&f->grants, p, t, fld);
     sl_err e = sl_grants_save(f->grants_path, &f->grants);
     if (e) (void)sl_grants_put(&f->grants, &old);

@@ -6,8 +6,9 @@
  *
  * A decision (PrepareCommit/PrepareAbort, durable in the coordinator's log) is finished here:
  * on a commit, the transaction's pending group offsets are committed to their groups (durable
- * in the offsets log); then a marker is written to every partition of the transaction
- * (sl_txnpart_write_marker, durable); then sl_txn_complete. EndTxn and InitProducerId answer
+ * in the offsets log); then a marker is written to every partition of the transaction and made
+ * durable (an EndTxn: appended on the loop, synced by the flusher, all partitions side by side;
+ * the timer's retries: sl_txnpart_write_marker, synchronously); then sl_txn_complete. EndTxn and InitProducerId answer
  * only after that. A decision whose finishing failed, and those a crash interrupted, stay in
  * Prepare* and are finished again by the timer and at start (markers are idempotent).
  *
@@ -279,9 +280,13 @@ static sl_err write_markers(sl_txn_coord *tc, const sl_txn_rec *j) {
             sl_partition *p = sl_topics_partition(tc->b->topics, sl_str_c(t->name), t->parts[k]);
             if (!p) continue; /* deleted since: nothing left to mark */
             if (p->unavailable) return p->unavailable;
+            bool failing = sl_txnpart_failing(p);
             sl_err e = sl_txnpart_write_marker(p, j->pid, j->epoch, commit, 0);
             if (e) {
-                SL_WARN(SUB, "cannot write a transaction marker; will retry",
+                /* A partition already failing said so at ERROR: the retries every tick would
+                 * otherwise warn forever until the restart it needs. */
+                sl_log_level lvl = failing ? SL_LOG_DEBUG : SL_LOG_WARN;
+                sl_logf(lvl, SUB, "cannot write a transaction marker; will retry",
                         "transactional_id=%s topic=%s partition=%d error=%s", j->tid, t->name,
                         t->parts[k], sl_strerror(e));
                 return e;
@@ -629,16 +634,18 @@ typedef struct end_ctx {
     sl_arena *a; /* rq's, or owned */
     sl_txn_coord *tc;
     sl_txn_jobs jobs; /* one job, owned */
-    int waiting;      /* group commits not yet durable */
+    int waiting;      /* group commits, then markers, not yet durable */
     int16_t err;
+    sl_err mark_err; /* a marker that could not be written or synced */
     const char *why; /* the log line (rq NULL) */
 } end_ctx;
 
-static void end_finish(end_ctx *c) {
+/* Answers (or, for a decision finished at start, logs) the job with `code`. */
+static void end_complete(end_ctx *c, int16_t code) {
     sl_end_txn_resp resp;
     sl_end_txn_resp_init(&resp);
-    resp.error_code = finish_job(c->tc, &c->jobs.v[0]);
-    if (!resp.error_code) { /* v5: the pair to use next; Sluice bumps no epoch here */
+    resp.error_code = code;
+    if (!code) { /* v5: the pair to use next; Sluice bumps no epoch here */
         resp.producer_id = c->jobs.v[0].pid;
         resp.producer_epoch = c->jobs.v[0].epoch;
     }
@@ -656,6 +663,77 @@ static void end_finish(end_ctx *c) {
         return;
     }
     SL_RESPOND(c->rq, end_txn, &resp);
+}
+
+/* Every marker's sync came back: complete the transaction, or leave the decision pending for
+ * the timer (which retries the markers; an appended one is only synced again). */
+static void markers_done(end_ctx *c) {
+    const sl_txn_rec *j = &c->jobs.v[0];
+    int16_t code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    if (!c->mark_err) {
+        code = sl_txn_complete(c->tc->txn, (sl_str){j->tid, j->tid_len}, j->pid, j->epoch,
+                               sl_wall_ms());
+        if (code) {
+            SL_WARN(SUB, "cannot complete a transaction; will retry",
+                    "transactional_id=%s error=%d", j->tid, code);
+            code = SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+        } else {
+            drop_pending(c->tc, j->pid);
+            (void)save_pending(c->tc, j->pid); /* nothing left: removes the file */
+        }
+    }
+    end_complete(c, code);
+}
+
+/* One partition's marker, from its append to its sync's completion. */
+typedef struct mark_wait {
+    end_ctx *c;
+    sl_partition *p; /* kept valid by a hold on its topic */
+} mark_wait;
+
+static void marker_synced(void *ctx, sl_err result) {
+    mark_wait *m = ctx;
+    end_ctx *c = m->c;
+    sl_err e = m->p->log ? sl_txnpart_markers_synced(m->p, result) : SL_OK; /* deleted: moot */
+    if (e) c->mark_err = e;
+    sl_topic_release(m->p->topic);
+    if (--c->waiting == 0) markers_done(c);
+}
+
+/* The markers of an EndTxn: appended on the loop, made durable by the flusher (one fsync per
+ * partition, off the loop and side by side, where a serial sync per partition would stall every
+ * connection), completed in marker_synced (run by the flusher from the loop; inline only when it
+ * cannot queue a request, which the held count above makes safe). */
+static void end_finish(end_ctx *c) {
+    const sl_txn_rec *j = &c->jobs.v[0];
+    sl_broker *b = c->tc->b;
+    bool commit = j->state == SL_TXN_PREPARE_COMMIT;
+    c->waiting = 1; /* held until every marker is started */
+    c->mark_err = SL_OK;
+    for (int32_t i = 0; i < j->ntopics && !c->mark_err; i++) {
+        const sl_txn_topic *t = &j->topics[i];
+        for (int32_t k = 0; k < t->nparts && !c->mark_err; k++) {
+            sl_partition *p = sl_topics_partition(b->topics, sl_str_c(t->name), t->parts[k]);
+            if (!p) continue; /* deleted since: nothing left to mark */
+            mark_wait *m = sl_arena_alloc(c->a, sizeof *m);
+            sl_err e = !m               ? SL_ENOMEM
+                       : p->unavailable ? SL_EIO
+                                        : sl_txnpart_append_marker(p, j->pid, j->epoch, commit, 0);
+            if (e) {
+                sl_logf(sl_txnpart_failing(p) ? SL_LOG_DEBUG : SL_LOG_WARN, SUB,
+                        "cannot write a transaction marker; will retry",
+                        "transactional_id=%s topic=%s partition=%d error=%s", j->tid, t->name,
+                        t->parts[k], sl_strerror(e));
+                c->mark_err = e;
+                break;
+            }
+            *m = (mark_wait){.c = c, .p = p};
+            sl_topic_hold(p->topic);
+            c->waiting++;
+            sl_flusher_request(b->flusher, p->log, marker_synced, m);
+        }
+    }
+    if (--c->waiting == 0) markers_done(c);
 }
 
 static void end_group_done(void *ctx, int16_t err) {

@@ -404,6 +404,7 @@ static int16_t local_delete_records(void *ctx, sl_spart *ph, int64_t offset, int
         if (e) return sl_err_to_kafka(e);
         SL_INFO("admin", "records deleted", "topic=%s partition=%d start_offset=%lld",
                 p->topic->name, p->index, (long long)sl_log_start_offset(p->log));
+        sl_txnpart_log_start_moved(p);
     }
     *low = sl_log_start_offset(p->log);
     return 0;

@@ -4,11 +4,15 @@
  * Files in the partition directory (docs/on-disk-format.md):
  *   aborted.idx  one 32-byte record per aborted transaction, in marker order: magic, producer
  *                id, first offset, marker offset, CRC-32C. Appended and fdatasync'ed BEFORE the
- *                abort marker is appended, so a durable marker always has its entry; an entry
- *                whose marker never became durable can only be the last one, and open drops it
- *                (its marker offset is at or past the log end, or the batch there is not a
- *                control batch of that producer). A torn tail is cut at open; a bad record
- *                followed by good ones is corruption (the partition does not open).
+ *                abort marker is appended, so a durable marker always has its entry. Entries
+ *                whose marker never became durable are the last ones, and open drops them:
+ *                every one whose marker offset is at or past the log end (a crash keeps a
+ *                prefix of the log), then the last if the batch there is not a control batch of
+ *                that producer (an append that failed). A torn tail is cut at open; a bad record
+ *                followed by good ones is corruption (the partition does not open). Entries
+ *                whose marker falls below the log start (retention, DeleteRecords) are dropped
+ *                then (sl_txnpart_log_start_moved) and at open, so the file stays as large as
+ *                the aborts still in the log; open reads it in chunks, whatever its size.
  *   txn.ckpt     the recovery point: an offset below which every transaction has its marker
  *                durable in the log (any LSO ever observed qualifies). Written without fsync:
  *                an older or missing checkpoint is still correct, only slower to recover from.
@@ -18,7 +22,12 @@
  * transaction if none is open, a control batch closes it. The checkpoint is moved to the LSO at
  * open, when a marker is written, when a transaction opens on a partition that had none open and
  * at a clean close, so the scan covers at most what was appended since the oldest of: the open
- * transactions' starts, the last of those events. */
+ * transactions' starts, the last of those events.
+ *
+ * A marker ends its transaction here only once it is durable: sl_txnpart_write_marker syncs the
+ * log itself; sl_txnpart_append_marker leaves the sync to the caller (the flusher), which reports
+ * it with sl_txnpart_markers_synced. Until then the marker is remembered as unsynced (`uns`), so
+ * a retry syncs rather than appending (and indexing) it again. */
 #include "broker/sl_txnpart.h"
 
 #include <errno.h>
@@ -41,17 +50,16 @@
 #include "proto/sl_records.h"
 #include "storage/sl_log_internal.h"
 
-#define SUB           "txn"
-#define IDX_FILE      "aborted.idx"
-#define CKPT_FILE     "txn.ckpt"
-#define IDX_MAGIC     0x534c5441u /* "SLTA" */
-#define CKPT_MAGIC    0x534c5443u /* "SLTC" */
-#define IDX_REC       32
-#define CKPT_LEN      20
-#define IDX_MAX_BYTES ((size_t)1 << 28)
-#define SCAN_BATCHES  1024
-#define ATTR_TXN      0x10
-#define ATTR_CONTROL  0x20
+#define SUB          "txn"
+#define IDX_FILE     "aborted.idx"
+#define CKPT_FILE    "txn.ckpt"
+#define IDX_MAGIC    0x534c5441u /* "SLTA" */
+#define CKPT_MAGIC   0x534c5443u /* "SLTC" */
+#define IDX_REC      32
+#define CKPT_LEN     20
+#define SCAN_BATCHES 1024
+#define ATTR_TXN     0x10
+#define ATTR_CONTROL 0x20
 
 typedef struct open_txn {
     int64_t pid;
@@ -62,6 +70,17 @@ typedef struct ab_ent {
     int64_t pid, first, last; /* last: the abort marker's offset */
 } ab_ent;
 
+/* A marker appended and not yet durable (its sync failed, or the caller syncs it later): its
+ * transaction stays open here (the LSO does not pass a marker that may still be lost) until a
+ * sync succeeds. A retry of the same marker only syncs again: appending it twice would also
+ * index the abort twice. */
+typedef struct unsynced {
+    int64_t pid, offset;
+    int64_t bytes; /* the marker batch's size, for the wake-up of parked fetches */
+    int16_t epoch;
+    bool commit;
+} unsynced;
+
 struct sl_txnpart {
     sl_partition *p;
     char *dir;
@@ -69,8 +88,11 @@ struct sl_txnpart {
     size_t nopen, capopen;
     ab_ent *ab; /* in marker order (ascending `last`) */
     size_t nab, capab;
+    unsynced *uns; /* markers waiting for a successful sync, in append order */
+    size_t nuns, capuns;
     int64_t ckpt;     /* the checkpoint on disk (or being written), -1: none */
     bool idx_rewrite; /* the file holds an entry memory dropped: rewrite it whole next time */
+    bool reported;    /* a marker failure was logged at ERROR; cleared by the next success */
 };
 
 /* ---- encoding ---- */
@@ -162,6 +184,16 @@ static sl_err idx_rewrite(sl_txnpart *t) {
     return e;
 }
 
+/* Rewrites aborted.idx after entries were dropped because the log start passed their markers.
+ * Retention unlinks segments without a directory fsync; the entries must not become durably
+ * gone while the segments holding the aborted data may still come back after a crash (a
+ * read_committed fetch would then return that data as committed). The segments share the
+ * directory, so syncing it first settles their removal. */
+static sl_err idx_rewrite_trimmed(sl_txnpart *t) {
+    sl_err e = sl_fsync_dir(t->dir);
+    return e ? e : idx_rewrite(t);
+}
+
 /* Appends one entry to aborted.idx and makes it durable. */
 static sl_err idx_append(sl_txnpart *t, const ab_ent *ent) {
     if (t->idx_rewrite) return idx_rewrite(t);
@@ -222,39 +254,65 @@ static int64_t ckpt_read(const sl_txnpart *t) {
     return off;
 }
 
-/* Loads aborted.idx: cuts a torn tail (a partial or bad record with nothing good after it);
- * SL_ECORRUPT when a bad record is followed by a good one. *dirty: the file must be rewritten. */
-static sl_err idx_load(sl_txnpart *t, bool *dirty) {
+/* Loads aborted.idx in chunks, so its size costs no memory beyond the entries kept: drops the
+ * entries whose marker lies below `start` (retention or DeleteRecords removed it), cuts a torn
+ * tail (a partial or bad record with nothing good after it); SL_ECORRUPT when a bad record is
+ * followed by a good one. *dirty: the file must be rewritten. */
+static sl_err idx_load(sl_txnpart *t, int64_t start, bool *dirty) {
     char path[PATH_MAX];
     path_of(t, IDX_FILE, path, sizeof path);
-    char *buf = NULL;
-    size_t len = 0;
-    sl_err e = sl_file_read(path, IDX_MAX_BYTES, &buf, &len);
-    if (e == SL_ENOTFOUND) return SL_OK;
-    if (e) return e;
-    const uint8_t *b = (const uint8_t *)buf;
-    size_t n = len / IDX_REC, good = 0;
-    bool bad = false;
-    for (size_t i = 0; i < n && !e; i++) {
-        ab_ent ent;
-        if (!dec_ent(b + i * IDX_REC, &ent) || (t->nab && ent.last <= t->ab[t->nab - 1].last)) {
-            bad = true;
-            continue;
-        }
-        if (bad) {
-            e = SL_ECORRUPT;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SL_OK : SL_EIO;
+    enum { CHUNK = 2048 * IDX_REC };
+    uint8_t *buf = malloc(CHUNK);
+    if (!buf) {
+        close(fd);
+        return SL_ENOMEM;
+    }
+    sl_err e = SL_OK;
+    size_t have = 0, good = 0, dropped = 0, total = 0;
+    int64_t prev = -1; /* the last good entry's marker offset, kept or dropped */
+    bool bad = false, eof = false;
+    while (!e && !eof) {
+        ssize_t n = read(fd, buf + have, CHUNK - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            e = SL_EIO;
             break;
         }
-        e = push_ab(t, &ent);
-        good++;
+        eof = n == 0;
+        have += (size_t)n;
+        total += (size_t)n;
+        size_t i = 0;
+        for (; !e && i + IDX_REC <= have; i += IDX_REC) {
+            ab_ent ent;
+            if (!dec_ent(buf + i, &ent) || ent.last <= prev) {
+                bad = true;
+                continue;
+            }
+            if (bad) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            prev = ent.last;
+            good++;
+            if (ent.last < start)
+                dropped++;
+            else
+                e = push_ab(t, &ent);
+        }
+        memmove(buf, buf + i, have - i); /* a partial record waits for the rest */
+        have -= i;
     }
     free(buf);
+    close(fd);
     if (e) return e;
-    if (good * IDX_REC != len) {
+    if (good * IDX_REC != total) {
         SL_WARN(SUB, "cut a torn tail of the aborted-transactions index",
-                "dir=%s kept=%zu bytes=%zu", t->dir, good, len);
+                "dir=%s kept=%zu bytes=%zu", t->dir, good, total);
         *dirty = true;
     }
+    if (dropped) *dirty = true; /* their markers are gone: of no use any more */
     return SL_OK;
 }
 
@@ -321,27 +379,25 @@ sl_err sl_txnpart_open(sl_partition *p) {
     t->p = p;
     t->ckpt = ckpt_read(t);
     bool dirty = false;
-    sl_err e = idx_load(t, &dirty);
     sl_log *log = p->log;
     int64_t start = sl_log_start_offset(log), end = sl_log_end_offset(log);
+    sl_err e = idx_load(t, start, &dirty);
     if (!e) {
-        /* Entries whose marker retention or DeleteRecords removed are of no use any more. */
-        size_t drop = 0;
-        while (drop < t->nab && t->ab[drop].last < start) drop++;
-        if (drop) {
-            memmove(t->ab, t->ab + drop, (t->nab - drop) * sizeof *t->ab);
-            t->nab -= drop;
-            dirty = true;
-        }
-        /* Only the last entry can lack its marker (each marker is durable before the next). */
-        if (t->nab && !is_marker_at(log, t->ab[t->nab - 1].last, t->ab[t->nab - 1].pid)) {
+        /* Entries whose marker never became durable are the last ones (a crash keeps a prefix
+         * of the log; entries are in marker order): those at or past the log end (markers
+         * synced off the loop can leave several), then the last one if the batch at its offset
+         * is not its marker (an append that failed after the entry). */
+        for (bool check = true; t->nab && check;) {
+            const ab_ent *l = &t->ab[t->nab - 1];
+            check = l->last >= end;
+            if (!check && is_marker_at(log, l->last, l->pid)) break;
             SL_WARN(SUB, "dropped an aborted-transaction entry whose marker is not in the log",
-                    "dir=%s producer_id=%" PRId64 " marker_offset=%" PRId64, t->dir,
-                    t->ab[t->nab - 1].pid, t->ab[t->nab - 1].last);
+                    "dir=%s producer_id=%" PRId64 " marker_offset=%" PRId64, t->dir, l->pid,
+                    l->last);
             t->nab--;
             dirty = true;
         }
-        if (dirty) e = idx_rewrite(t);
+        if (dirty) e = idx_rewrite_trimmed(t);
     }
     if (!e) {
         int64_t from = t->ckpt < start ? start : t->ckpt > end ? end : t->ckpt;
@@ -368,6 +424,7 @@ void sl_txnpart_free(sl_txnpart *t) {
         sl_log_durable_offset(log) >= sl_log_end_offset(log))
         ckpt_write(t, lso_of(t));
     if (t->p && t->p->txn == t) t->p->txn = NULL;
+    free(t->uns);
     free(t->open);
     free(t->ab);
     free(t->dir);
@@ -423,17 +480,107 @@ static sl_err build_marker(sl_arena *a, int64_t pid, int16_t epoch, bool commit,
     return SL_OK;
 }
 
-sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
-                               int32_t coordinator_epoch) {
-    sl_txnpart *t = p->txn;
-    if (p->unavailable) return p->unavailable;
-    if (!t || !p->log) return SL_ESTATE;
+static const unsynced *find_unsynced(const sl_txnpart *t, int64_t pid, int16_t epoch, bool commit) {
+    for (size_t i = 0; i < t->nuns; i++)
+        if (t->uns[i].pid == pid && t->uns[i].epoch == epoch && t->uns[i].commit == commit)
+            return &t->uns[i];
+    return NULL;
+}
+
+/* Room for one more, made before the append: once appended, a marker must be tracked. */
+static sl_err reserve_unsynced(sl_txnpart *t) {
+    if (t->nuns < t->capuns) return SL_OK;
+    size_t cap = t->capuns ? t->capuns * 2 : 4;
+    unsynced *n = realloc(t->uns, cap * sizeof *n);
+    if (!n) return SL_ENOMEM;
+    t->uns = n;
+    t->capuns = cap;
+    return SL_OK;
+}
+
+static bool log_refuses_writes(sl_log *log) {
+    return atomic_load_explicit(&log->sync_failed, memory_order_acquire) != 0;
+}
+
+/* One ERROR per partition for a failing marker, however often the coordinator retries (every
+ * second while the decision is pending): the log layer has said why, this says what it costs. */
+static void report_failure(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit, sl_err e) {
+    if (t->reported) return;
+    t->reported = true;
+    sl_partition *p = t->p;
+    if (t->nuns) { /* the marker the LSO waits for, rather than the one that found it stuck */
+        pid = t->uns[0].pid;
+        epoch = t->uns[0].epoch;
+        commit = t->uns[0].commit;
+    }
+    SL_ERROR(SUB,
+             "transaction marker not durable; read_committed consumers of this partition wait at "
+             "its last stable offset until it is (the coordinator retries; after a failed fsync "
+             "the log refuses writes until the broker restarts)",
+             "topic=%s partition=%d producer_id=%" PRId64 " epoch=%d type=%s lso=%" PRId64
+             " err=%s",
+             p->topic->name, p->index, pid, epoch, commit ? "commit" : "abort", lso_of(t),
+             sl_errname(e));
+}
+
+/* After a sync of the log ended with `e`: a failure is reported; on success the transactions
+ * whose marker is durable now end here. */
+static sl_err synced(sl_txnpart *t, sl_err e, int64_t pid, int16_t epoch, bool commit) {
+    sl_partition *p = t->p;
+    if (e) {
+        report_failure(t, pid, epoch, commit, e);
+        return e;
+    }
+    int64_t durable = sl_log_durable_offset(p->log), bytes = 0;
+    size_t keep = 0, ended = 0;
+    for (size_t i = 0; i < t->nuns; i++) {
+        const unsynced *u = &t->uns[i];
+        if (u->offset >= durable) { /* appended after the sync began */
+            t->uns[keep++] = *u;
+            continue;
+        }
+        open_txn *o = find_open(t, u->pid);
+        if (o && o->first < u->offset) end_open(t, u->pid); /* not a later transaction of pid */
+        bytes += u->bytes;
+        ended++;
+        SL_DEBUG(SUB, "marker written",
+                 "topic=%s partition=%d producer_id=%" PRId64 " epoch=%d type=%s offset=%" PRId64,
+                 p->topic->name, p->index, u->pid, u->epoch, u->commit ? "commit" : "abort",
+                 u->offset);
+    }
+    t->nuns = keep;
+    if (!ended) return SL_OK;
+    if (t->reported && !keep) {
+        SL_INFO(SUB, "transaction markers durable again", "topic=%s partition=%d markers=%zu",
+                p->topic->name, p->index, ended);
+        t->reported = false;
+    }
+    ckpt_write(t, lso_of(t));
+    /* The LSO moved: wake the parked fetches (read_committed ones wait for exactly this). */
+    sl_storage_local_notify(p, bytes);
+    return SL_OK;
+}
+
+static sl_err settle(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit) {
+    return synced(t, sl_log_sync(t->p->log), pid, epoch, commit);
+}
+
+/* Appends the marker, not synced: the first half of a marker. */
+static sl_err append_marker(sl_txnpart *t, int64_t pid, int16_t epoch, bool commit,
+                            int32_t coordinator_epoch) {
+    sl_partition *p = t->p;
     sl_log *log = p->log;
+    /* The append would fail: do not index (and un-index) the abort on every retry. */
+    if (log_refuses_writes(log)) {
+        report_failure(t, pid, epoch, commit, SL_EIO);
+        return SL_EIO;
+    }
     sl_arena *a = sl_arena_new(512);
     if (!a) return SL_ENOMEM;
     uint8_t *batch = NULL;
     size_t len = 0;
-    sl_err e = build_marker(a, pid, epoch, commit, coordinator_epoch, &batch, &len);
+    sl_err e = reserve_unsynced(t);
+    if (!e) e = build_marker(a, pid, epoch, commit, coordinator_epoch, &batch, &len);
     if (e) goto out;
     const open_txn *o = find_open(t, pid);
     bool indexed = false;
@@ -462,6 +609,7 @@ sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool
         }
         goto out;
     }
+    t->uns[t->nuns++] = (unsynced){pid, base, (int64_t)len, epoch, commit};
     if (indexed && base != expect) { /* the log assigns its end offset; keep the index true */
         t->ab[t->nab - 1].last = base;
         (void)idx_rewrite(t);
@@ -470,21 +618,71 @@ sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool
         (void)sl_pstate_record(p->pstate, &bi, base, sl_wall_ms());
         sl_pstate_after_append(p->pstate, log);
     }
-    if ((e = sl_log_sync(log))) {
-        SL_ERROR(SUB, "marker not durable", "topic=%s partition=%d err=%s", p->topic->name,
-                 p->index, sl_errname(e));
-        goto out;
-    }
-    end_open(t, pid);
-    ckpt_write(t, lso_of(t));
-    SL_DEBUG(SUB, "marker written",
-             "topic=%s partition=%d producer_id=%" PRId64 " epoch=%d type=%s offset=%" PRId64,
-             p->topic->name, p->index, pid, epoch, commit ? "commit" : "abort", base);
-    /* The LSO moved: wake the parked fetches (read_committed ones wait for exactly this). */
-    sl_storage_local_notify(p, (int64_t)len);
 out:
     sl_arena_free(a);
     return e;
+}
+
+sl_err sl_txnpart_write_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                               int32_t coordinator_epoch) {
+    sl_txnpart *t = p->txn;
+    if (p->unavailable) return p->unavailable;
+    if (!t || !p->log) return SL_ESTATE;
+    /* Appended before, its sync failed: syncing is all that is left to do. */
+    if (!find_unsynced(t, pid, epoch, commit)) {
+        /* Another marker waits for its sync: durable first, so that at most the last index
+         * entry can lack its marker after a crash. */
+        if (t->nuns && !log_refuses_writes(p->log)) {
+            sl_err e = settle(t, pid, epoch, commit);
+            if (e) return e;
+        }
+        sl_err e = append_marker(t, pid, epoch, commit, coordinator_epoch);
+        if (e) return e;
+    }
+    return settle(t, pid, epoch, commit);
+}
+
+sl_err sl_txnpart_append_marker(sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                                int32_t coordinator_epoch) {
+    sl_txnpart *t = p->txn;
+    if (p->unavailable) return p->unavailable;
+    if (!t || !p->log) return SL_ESTATE;
+    if (find_unsynced(t, pid, epoch, commit)) return SL_OK;
+    return append_marker(t, pid, epoch, commit, coordinator_epoch);
+}
+
+sl_err sl_txnpart_markers_synced(sl_partition *p, sl_err result) {
+    sl_txnpart *t = p->txn;
+    if (!t || !p->log) return SL_ESTATE;
+    if (!t->nuns) return result;
+    return synced(t, result, t->uns[0].pid, t->uns[0].epoch, t->uns[0].commit);
+}
+
+bool sl_txnpart_failing(const sl_partition *p) { return p->txn && p->txn->reported; }
+
+size_t sl_txnpart_aborted_count(const sl_partition *p) { return p->txn ? p->txn->nab : 0; }
+
+void sl_txnpart_log_start_moved(sl_partition *p) {
+    sl_txnpart *t = p->txn;
+    if (!t || !p->log) return;
+    int64_t start = sl_log_start_offset(p->log);
+    size_t drop = 0;
+    while (drop < t->nab && t->ab[drop].last < start) drop++;
+    if (!drop) return;
+    memmove(t->ab, t->ab + drop, (t->nab - drop) * sizeof *t->ab);
+    t->nab -= drop;
+    if (t->capab > 64 && t->nab < t->capab / 4) { /* give a burst's memory back */
+        ab_ent *n = realloc(t->ab, (t->capab / 2) * sizeof *n);
+        if (n) t->ab = n, t->capab /= 2;
+    }
+    sl_err e = idx_rewrite_trimmed(t);
+    if (e) /* the file keeps them; the next open drops them */
+        SL_WARN(SUB, "could not trim the aborted-transactions index",
+                "topic=%s partition=%d err=%s", p->topic->name, p->index, sl_errname(e));
+    else
+        SL_DEBUG(SUB, "trimmed the aborted-transactions index",
+                 "topic=%s partition=%d dropped=%zu kept=%zu start_offset=%" PRId64, p->topic->name,
+                 p->index, drop, t->nab, start);
 }
 
 int sl_txnpart_aborted(const sl_partition *p, int64_t from, int64_t to, sl_arena *a,

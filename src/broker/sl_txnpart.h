@@ -13,6 +13,7 @@
 #ifndef SL_BROKER_TXNPART_H
 #define SL_BROKER_TXNPART_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/sl_arena.h"
@@ -41,9 +42,37 @@ bool sl_txnpart_is_open(const struct sl_partition *p, int64_t pid);
  * epoch) and makes it durable before returning; pid's open transaction here ends; an abort adds
  * (pid, first offset) to the aborted index (durable too). Idempotent: a marker for a producer
  * with nothing open is still written (harmless, as Kafka), so recovery may repeat markers.
- * SL_OK or a storage error (the coordinator retries: the decision is already durable). */
+ * SL_OK or a storage error (the coordinator retries: the decision is already durable).
+ * A marker appended whose sync failed is remembered: the transaction stays open here (the LSO
+ * waits) and a retry of the same (pid, epoch, type) only syncs again, never appends or indexes
+ * it twice. After a failed fsync the log refuses writes until a restart (sl_log_sync), so the
+ * retries fail until then; the failure is logged at ERROR once per partition. */
 sl_err sl_txnpart_write_marker(struct sl_partition *p, int64_t pid, int16_t epoch, bool commit,
                                int32_t coordinator_epoch);
+
+/* The same in two halves, so the sync need not run on the loop: append_marker appends the
+ * marker (and indexes an abort) without syncing; once p's log was synced past it (for example
+ * by sl_flusher_request, whose callback runs on the loop), markers_synced(p, the sync's result)
+ * ends the transactions whose markers are durable now, or reports the failure as above. A
+ * marker already appended and not yet synced is not appended again: SL_OK. Until the sync the
+ * transaction stays open here (the LSO waits). The caller keeps p valid across the sync (a hold
+ * on its topic); a partition deleted meanwhile (no log) answers SL_ESTATE. */
+sl_err sl_txnpart_append_marker(struct sl_partition *p, int64_t pid, int16_t epoch, bool commit,
+                                int32_t coordinator_epoch);
+sl_err sl_txnpart_markers_synced(struct sl_partition *p, sl_err result);
+
+/* True when a marker write on p failed and was logged at ERROR (a marker waits for its sync,
+ * or the log refuses writes): a caller retrying need not log every attempt again. */
+bool sl_txnpart_failing(const struct sl_partition *p);
+
+/* The aborted entries p holds (in memory and in aborted.idx once written). */
+size_t sl_txnpart_aborted_count(const struct sl_partition *p);
+
+/* After the log start of p moved (retention deleted segments, DeleteRecords): drops the aborted
+ * entries whose marker is now below it, from memory and from aborted.idx (the partition
+ * directory is synced first, so the segments' removal is durable before the entries'). A
+ * failure to rewrite the file is warned; the next open drops them. */
+void sl_txnpart_log_start_moved(struct sl_partition *p);
 
 /* The last stable offset of p. */
 int64_t sl_txnpart_lso(const struct sl_partition *p);

@@ -1,10 +1,13 @@
-/* Reveal grants (sl_grants.h): a flat array, searched linearly. Grants are few (an operator
- * types them) and the broker asks sl_grants_any first, so a fetch by a principal without grants
- * costs one pass over short strings. */
+/* Reveal grants (sl_grants.h): a flat array in the order the grants were added, plus a hash
+ * index on (principal, topic, field), the key put, remove and find look up, so that filling a
+ * set to SL_GRANTS_MAX (a load, or the CLI) costs O(n), not O(n^2). A view still scans the
+ * array: the broker asks sl_grants_any first, so a fetch by a principal without grants costs
+ * one pass over short strings. */
 #include "protect/sl_grants.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,18 +84,74 @@ sl_err sl_grant_check(const sl_grant *g, const char **why) {
 
 void sl_grants_free(sl_grants *g) {
     free(g->v);
+    free(g->slot);
     g->v = NULL;
-    g->n = g->cap = 0;
+    g->slot = NULL;
+    g->n = g->cap = g->nslot = 0;
+}
+
+/* ---- the index ---- */
+#define FNV_OFF   14695981039346656037ull
+#define FNV_PRIME 1099511628211ull
+
+/* FNV-1a over the three words, each with its NUL, so ("ab", "c") and ("a", "bc") differ. */
+static uint64_t key_hash(const char *principal, const char *topic, const char *field) {
+    const char *w[3] = {principal, topic, field};
+    uint64_t h = FNV_OFF;
+    for (int k = 0; k < 3; k++) {
+        const unsigned char *s = (const unsigned char *)w[k];
+        do h = (h ^ *s) * FNV_PRIME;
+        while (*s++);
+    }
+    return h;
+}
+
+/* The slot holding the grant with this key, or the empty slot where it would go. The table is
+ * at most half full, so a probe always ends. */
+static size_t probe(const sl_grants *g, const char *principal, const char *topic,
+                    const char *field) {
+    size_t mask = (size_t)g->nslot - 1;
+    for (size_t s = (size_t)key_hash(principal, topic, field) & mask;; s = (s + 1) & mask) {
+        int i = g->slot[s];
+        if (i < 0 || (!strcmp(g->v[i].principal, principal) && !strcmp(g->v[i].topic, topic) &&
+                      !strcmp(g->v[i].field, field)))
+            return s;
+    }
+}
+
+/* Enters v[0..n) into the table, which is empty (every slot -1). */
+static void index_fill(sl_grants *g) {
+    for (int i = 0; i < g->n; i++)
+        g->slot[probe(g, g->v[i].principal, g->v[i].topic, g->v[i].field)] = i;
+}
+
+/* Makes room in the index for `want` grants, rebuilding it larger when it would be more than
+ * half full; SL_ENOMEM leaves the old index as it was. */
+static sl_err index_reserve(sl_grants *g, int want) {
+    if ((size_t)want * 2 <= (size_t)g->nslot) return SL_OK;
+    size_t n = g->nslot ? (size_t)g->nslot * 2 : 32;
+    while (n < (size_t)want * 2) n *= 2;
+    int *slot = malloc(n * sizeof *slot);
+    if (!slot) return SL_ENOMEM;
+    memset(slot, 0xff, n * sizeof *slot); /* -1 in every slot */
+    free(g->slot);
+    g->slot = slot;
+    g->nslot = (int)n;
+    index_fill(g);
+    return SL_OK;
 }
 
 static int find(const sl_grants *g, const char *principal, const char *topic, const char *field) {
-    for (int i = 0; i < g->n; i++)
-        if (!strcmp(g->v[i].principal, principal) && !strcmp(g->v[i].topic, topic) &&
-            !strcmp(g->v[i].field, field))
-            return i;
-    return -1;
+    return g->nslot ? g->slot[probe(g, principal, topic, field)] : -1;
 }
 
+const sl_grant *sl_grants_find(const sl_grants *g, const char *principal, const char *topic,
+                               const char *field) {
+    int i = find(g, principal, topic, field);
+    return i < 0 ? NULL : &g->v[i];
+}
+
+/* Adds x, whose key is not in g yet. */
 static sl_err append(sl_grants *g, const sl_grant *x) {
     if (g->n >= SL_GRANTS_MAX) return SL_ETOOLARGE;
     if (g->n == g->cap) {
@@ -103,6 +162,9 @@ static sl_err append(sl_grants *g, const sl_grant *x) {
         g->v = nv;
         g->cap = ncap;
     }
+    sl_err e = index_reserve(g, g->n + 1);
+    if (e) return e;
+    g->slot[probe(g, x->principal, x->topic, x->field)] = g->n;
     g->v[g->n++] = *x;
     return SL_OK;
 }
@@ -123,6 +185,10 @@ bool sl_grants_remove(sl_grants *g, const char *principal, const char *topic, co
     if (i < 0) return false;
     memmove(&g->v[i], &g->v[i + 1], (size_t)(g->n - i - 1) * sizeof *g->v);
     g->n--;
+    /* The grants after i moved down one, so most of the index is stale: the memmove is O(n)
+     * already (the order is the file's), and a revocation is an operator's command. */
+    memset(g->slot, 0xff, (size_t)g->nslot * sizeof *g->slot);
+    index_fill(g);
     return true;
 }
 
@@ -245,17 +311,6 @@ static const char *parse_line(const char *s, size_t n, sl_grant *x) {
     return NULL;
 }
 
-/* Orders grant indices by (principal, topic, field) to find duplicates in one sort. */
-static int cmp_idx(const void *a, const void *b, void *arg) {
-    const sl_grant *v = arg;
-    const sl_grant *x = &v[*(const int *)a], *y = &v[*(const int *)b];
-    int c = strcmp(x->principal, y->principal);
-    if (!c) c = strcmp(x->topic, y->topic);
-    if (!c) c = strcmp(x->field, y->field);
-    if (!c) c = (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
-    return c;
-}
-
 sl_err sl_grants_load(const char *path, sl_grants *g, char *err, size_t errlen) {
     char dummy[1];
     if (!err || !errlen) {
@@ -269,6 +324,9 @@ sl_err sl_grants_load(const char *path, sl_grants *g, char *err, size_t errlen) 
     if (e || !buf) return e;
     int *lines = NULL; /* line of each grant, for the duplicate message */
     int line = 0;
+    /* The first line that repeats an earlier grant's key, and that grant's line: reported once
+     * the whole file has parsed, so a malformed line anywhere is reported before it. */
+    int dup = 0, dup_first = 0;
     for (size_t pos = 0; pos < len && !e;) {
         line++;
         const char *nl = memchr(buf + pos, '\n', len - pos);
@@ -292,6 +350,14 @@ sl_err sl_grants_load(const char *path, sl_grants *g, char *err, size_t errlen) 
             e = SL_ECORRUPT;
             break;
         }
+        int prev = find(g, x.principal, x.topic, x.field);
+        if (prev >= 0) {
+            if (!dup) {
+                dup = line;
+                dup_first = lines[prev];
+            }
+            continue;
+        }
         if (g->n >= SL_GRANTS_MAX) {
             snprintf(err, errlen, "%s:%d: too many grants (at most %d)", path, line, SL_GRANTS_MAX);
             e = SL_ECORRUPT;
@@ -309,24 +375,9 @@ sl_err sl_grants_load(const char *path, sl_grants *g, char *err, size_t errlen) 
         e = append(g, &x);
     }
     free(buf);
-    if (!e && g->n > 1) {
-        int *idx = malloc((size_t)g->n * sizeof *idx);
-        if (!idx) e = SL_ENOMEM;
-        for (int i = 0; idx && i < g->n; i++) idx[i] = i;
-        if (idx) {
-            qsort_r(idx, (size_t)g->n, sizeof *idx, cmp_idx, g->v);
-            for (int i = 1; i < g->n; i++) {
-                const sl_grant *a = &g->v[idx[i - 1]], *b = &g->v[idx[i]];
-                if (!strcmp(a->principal, b->principal) && !strcmp(a->topic, b->topic) &&
-                    !strcmp(a->field, b->field)) {
-                    snprintf(err, errlen, "%s:%d: duplicate grant (first on line %d)", path,
-                             lines[idx[i]], lines[idx[i - 1]]);
-                    e = SL_ECORRUPT;
-                    break;
-                }
-            }
-            free(idx);
-        }
+    if (!e && dup) {
+        snprintf(err, errlen, "%s:%d: duplicate grant (first on line %d)", path, dup, dup_first);
+        e = SL_ECORRUPT;
     }
     free(lines);
     if (e == SL_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);

@@ -33,9 +33,14 @@ typedef struct sl_grant {
     sl_view view;
 } sl_grant;
 
+/* Zero-initialised ({0}) is the empty set. v[0..n) is in the order the grants were added (the
+ * file's and the listing's order) and is read-only to callers: put, remove and load keep `slot`,
+ * the index by (principal, topic, field), in step with it. */
 typedef struct sl_grants {
     sl_grant *v;
     int n, cap;
+    int *slot; /* open addressing, nslot a power of two (0: none yet): an index into v, or -1 */
+    int nslot;
 } sl_grants;
 
 /* "reveal" | "mask" | "token" -> view; false for anything else. */
@@ -55,8 +60,15 @@ void sl_grants_free(sl_grants *g);
 /* Adds x, replacing a grant with the same principal, topic and field. SL_ENOMEM, SL_ETOOLARGE
  * beyond SL_GRANTS_MAX, SL_EINVAL (sl_grant_check). */
 sl_err sl_grants_put(sl_grants *g, const sl_grant *x);
-/* Removes the grant with this principal, topic and field; false when there was none. */
+/* Removes the grant with this principal, topic and field; false when there was none. The
+ * others keep their order. */
 bool sl_grants_remove(sl_grants *g, const char *principal, const char *topic, const char *field);
+/* The grant whose principal, topic and field are exactly these (the key put and remove use: a
+ * topic prefix or a "*" field is matched as written, not expanded), or NULL. The grant belongs
+ * to g: the pointer is valid until the next put, remove, load or free of g, so a caller that
+ * keeps it across one copies it. */
+const sl_grant *sl_grants_find(const sl_grants *g, const char *principal, const char *topic,
+                               const char *field);
 
 /* The view `principal` has on rule target `field` of topic name[0..n): the most specific grant
  * decides (a literal topic over a prefix, a longer prefix over a shorter, a named field over

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/sl_arena.h"
@@ -278,6 +279,23 @@ SL_TEST(fprot_ctl_grants_and_refusals) {
     ask(e.b->loop, path, "protect-status", buf, sizeof buf);
     CHECK(strstr(buf, "json {\"policy\":") && strstr(buf, "\"topics\":1") &&
           strstr(buf, "\"grants\":1"));
+    /* A save that fails (a directory where the file goes: rename refuses, root or not) puts the
+     * set back as it was: the replaced view, no added grant, the revoked one kept. */
+    char kept[200];
+    snprintf(kept, sizeof kept, "%s.kept", grants);
+    CHECK(rename(grants, kept) == 0 && mkdir(grants, 0700) == 0);
+    CHECK(strstr(
+        ask(e.b->loop, path, "protect-grant User:alice orders value.card reveal", buf, sizeof buf),
+        "error grant not saved"));
+    CHECK(strstr(ask(e.b->loop, path, "protect-grant User:bob orders * reveal", buf, sizeof buf),
+                 "error grant not saved"));
+    CHECK(
+        strstr(ask(e.b->loop, path, "protect-revoke User:alice orders value.card", buf, sizeof buf),
+               "error revocation not saved"));
+    ask(e.b->loop, path, "protect-list", buf, sizeof buf);
+    CHECK(strstr(buf, "\"User:alice\"") && strstr(buf, "\"mask\"") && !strstr(buf, "reveal") &&
+          !strstr(buf, "User:bob"));
+    CHECK(rmdir(grants) == 0 && rename(kept, grants) == 0);
     CHECK(
         strstr(ask(e.b->loop, path, "protect-revoke User:alice orders value.card", buf, sizeof buf),
                "ok grant revoked"));

@@ -2,6 +2,7 @@
  * and field; the most specific grant decides a view (literal topic over prefix, longer prefix
  * over shorter, named field over "*"); the file round-trips and a malformed line is refused
  * naming its line; words are checked like the CLI gives them. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,81 @@ SL_TEST(grants_put_replace_remove_any) {
     CHECK(g.v == NULL && g.n == 0);
 }
 
+SL_TEST(grants_find_exact_key) {
+    sl_grants g = {0};
+    CHECK(!sl_grants_find(&g, "User:a", "payments", "*"));
+    CHECK(put(&g, "User:a", "payments", "*", SL_VIEW_REVEAL) == SL_OK);
+    CHECK(put(&g, "User:a", "pay*", "value.ssn", SL_VIEW_MASK) == SL_OK);
+    CHECK(put(&g, "User:b", "payments", "value.ssn", SL_VIEW_TOKEN) == SL_OK);
+    const sl_grant *x = sl_grants_find(&g, "User:a", "pay*", "value.ssn");
+    CHECK(x == &g.v[1] && x->view == SL_VIEW_MASK);
+    /* The key as written: no prefix, "*" or principal-prefix matching. */
+    CHECK(!sl_grants_find(&g, "User:a", "payments", "value.ssn"));
+    CHECK(!sl_grants_find(&g, "User:a", "pay", "value.ssn"));
+    CHECK(!sl_grants_find(&g, "User:", "payments", "*"));
+    CHECK(!sl_grants_find(&g, "User:b", "payments", "*"));
+    /* A removal keeps the others' order and every one of them found. */
+    CHECK(sl_grants_remove(&g, "User:a", "payments", "*"));
+    CHECK(!sl_grants_find(&g, "User:a", "payments", "*"));
+    CHECK(g.n == 2 && !strcmp(g.v[0].topic, "pay*") && !strcmp(g.v[1].principal, "User:b"));
+    CHECK(sl_grants_find(&g, "User:a", "pay*", "value.ssn") == &g.v[0]);
+    CHECK(sl_grants_find(&g, "User:b", "payments", "value.ssn") == &g.v[1]);
+    sl_grants_free(&g);
+    CHECK(g.slot == NULL && g.nslot == 0 && !sl_grants_find(&g, "User:b", "payments", "value.ssn"));
+}
+
+/* The words of model key k: 17 principals, literal and prefix topics, named and "*" fields. */
+static const char *key_words(int k, char p[32], char t[32]) {
+    snprintf(p, 32, "User:u%d", k % 17);
+    snprintf(t, 32, k % 3 ? "t%d" : "t%d*", k);
+    return k % 2 ? "*" : "value.x";
+}
+
+/* Puts and removes drawn over 300 keys against a model of the array (order, views): the index
+ * grows, is rebuilt after every removal, and find, put and remove agree with the model. */
+SL_TEST(grants_index_matches_model) {
+    enum { KEYS = 300, OPS = 6000 };
+    int order[KEYS], nm = 0; /* the model: key ids in array order */
+    sl_view mv[KEYS] = {0};
+    sl_grants g = {0};
+    uint32_t r = 12345;
+    char p[32], t[32];
+    for (int op = 0; op < OPS; op++) {
+        r = r * 1103515245u + 12345u;
+        int k = (int)((r >> 8) % KEYS);
+        const char *fld = key_words(k, p, t);
+        int at = -1;
+        for (int i = 0; i < nm; i++)
+            if (order[i] == k) at = i;
+        if ((r >> 20) % 3) { /* put, two times in three, so the set fills */
+            sl_view v = (sl_view)(SL_VIEW_REVEAL + (int)((r >> 24) % 3));
+            CHECK(put(&g, p, t, fld, v) == SL_OK);
+            if (at < 0) order[nm++] = k;
+            mv[k] = v;
+        } else {
+            CHECK(sl_grants_remove(&g, p, t, fld) == (at >= 0));
+            if (at >= 0) memmove(&order[at], &order[at + 1], (size_t)(--nm - at) * sizeof *order);
+        }
+        CHECK(g.n == nm);
+        if (op % 97 && op != OPS - 1) continue;
+        for (int i = 0; i < nm; i++) {
+            int kk = order[i];
+            fld = key_words(kk, p, t);
+            CHECK(!strcmp(g.v[i].principal, p) && !strcmp(g.v[i].topic, t) &&
+                  !strcmp(g.v[i].field, fld) && g.v[i].view == mv[kk]);
+            CHECK(sl_grants_find(&g, p, t, fld) == &g.v[i]);
+        }
+        for (int kk = 0; kk < KEYS; kk++) {
+            bool in = false;
+            for (int i = 0; i < nm; i++) in |= order[i] == kk;
+            fld = key_words(kk, p, t);
+            CHECK(!sl_grants_find(&g, p, t, fld) == !in);
+        }
+    }
+    CHECK(nm > 100); /* it did fill */
+    sl_grants_free(&g);
+}
+
 SL_TEST(grants_most_specific_wins) {
     sl_grants g = {0};
     CHECK(put(&g, "User:a", "*", "*", SL_VIEW_TOKEN) == SL_OK);
@@ -238,6 +314,12 @@ SL_TEST(grants_file_malformed_lines) {
         {"# sluice grants v1\nUser:a t * reveal\r\n", 2, "view must be reveal, mask or token"},
         {"# sluice grants v1\nUser:a t * reveal\nUser:b t * mask\n# c\nUser:a t * mask\n", 5,
          "duplicate grant (first on line 2)"},
+        /* A malformed line after a duplicate is still the one reported. */
+        {"# sluice grants v1\nUser:a t * reveal\nUser:a t * mask\nUser:b t * see\n", 4,
+         "view must be reveal, mask or token"},
+        {"# sluice grants v1\nUser:b t * reveal\nUser:a t * reveal\nUser:a t * mask\n"
+         "User:b t * mask\n",
+         4, "duplicate grant (first on line 3)"},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         CHECK(write_file(path, k[i].text));

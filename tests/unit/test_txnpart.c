@@ -6,16 +6,13 @@
  * on the marker). Transactional batches are appended the way the produce path does (log append,
  * producer state, sl_txnpart_on_append): until the coordinator lands, the idempotent check
  * refuses them from clients. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <signal.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,10 +23,13 @@
 #include "broker/sl_producers.h"
 #include "broker/sl_txnpart.h"
 #include "local_broker.h"
+#include "loop_broker.h"
 #include "proto/gen/sl_msgs.h"
 #include "proto/sl_records.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
+#include "storage/sl_log_internal.h"
+#include "storage/sl_storage_hooks.h"
 
 /* Appends `count` records as the produce path does: a transactional batch of pid (txn), an
  * idempotent one (pid >= 0, !txn) or a plain one (pid -1). Returns the base offset or -1. */
@@ -336,114 +336,365 @@ SL_TEST(txnpart_index_torn_tail_stale_entry_damage) {
     local_broker_close(dir, &b);
 }
 
-/* ---- read_committed through a real broker over loopback ---- */
+/* ---- a marker whose sync fails (R4) ---- */
 
-static sigset_t g_sigmask;
-static sl_log_level g_level;
-
-static void state_restore(void) {
-    pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
-    sl_log_set_level(g_level);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static sl_broker *broker_new(char *dir) {
-    pthread_sigmask(SIG_SETMASK, NULL, &g_sigmask);
-    g_level = sl_log_get_level();
-    sl_log_set_level(SL_LOG_ERROR);
-    snprintf(dir, 64, "/tmp/sl_txnfetch_XXXXXX");
-    if (!mkdtemp(dir)) {
-        state_restore();
-        return NULL;
-    }
-    sl_config c;
-    sl_config_defaults(&c);
-    const char *kv[][2] = {
-        {"log.dirs", dir},
-        {"sluice.secrets.dir", dir},
-        {"listeners", "PLAINTEXT://127.0.0.1:0"},
-        {"sluice.metrics.listener", "http://127.0.0.1:0"},
-    };
-    char err[512];
-    for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++)
-        if (sl_config_set(&c, kv[k][0], kv[k][1], err, sizeof err) != SL_OK) {
-            state_restore();
-            return NULL;
-        }
-    sl_broker *b = NULL;
-    if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
-        sl_broker_new(&c, &b, err, sizeof err) != SL_OK) {
-        fprintf(stderr, "  broker: %s\n", err);
-        state_restore();
-        return NULL;
-    }
-    if (sl_topics_create(b->topics, sl_str_c("t"), 1, NULL, false, NULL) != SL_OK) {
-        sl_broker_free(b);
-        state_restore();
-        return NULL;
-    }
-    return b;
-}
-
-static int client_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
-        close(fd);
+static atomic_int g_fsync_fail;
+static int failing_fsync(int fd) {
+    if (atomic_load(&g_fsync_fail)) {
+        errno = EIO;
         return -1;
     }
-    return fd;
+    return fsync(fd);
 }
 
-static bool send_req(sl_broker *b, int fd, int16_t key, int16_t v, int32_t corr, const void *m) {
-    sl_arena *a = sl_arena_new(1024);
-    if (!a) return false;
-    sl_wr w;
-    sl_wr_init(&w, a, 256);
-    sl_wr_u32(&w, 0);
-    sl_req_header_encode(&w, &(sl_req_header){key, v, corr, sl_str_c("test")});
-    sl_msg_codec_get(key, false)->encode(&w, v, m);
-    bool ok = !w.err;
-    if (ok) sl_be32(w.buf, (uint32_t)(w.len - 4));
-    size_t off = 0;
-    int64_t deadline = sl_mono_ms() + 2000;
-    while (ok && off < w.len && sl_mono_ms() < deadline) {
-        ssize_t n = send(fd, w.buf + off, w.len - off, MSG_NOSIGNAL);
-        if (n > 0)
-            off += (size_t)n;
-        else if (n < 0 && errno != EAGAIN && errno != EINTR)
-            ok = false;
-        else
-            sl_loop_run_once(b->loop, 1);
-    }
-    ok = ok && off == w.len;
+static void fsync_fails(bool on) {
+    atomic_store(&g_fsync_fail, on ? 1 : 0);
+    sl_storage_fsync = on ? failing_fsync : fsync;
+}
+
+/* stderr into `path` (mkstemp template) until stderr_back(); returns the saved descriptor. */
+static int stderr_to(char *path) {
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static void stderr_back(int saved) {
+    fflush(stderr);
+    if (saved >= 0) dup2(saved, 2), close(saved);
+}
+
+static int count_lines(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, needle)) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+#define MARKER_ERR "transaction marker not durable"
+
+/* The storage fails the fsync of a marker (real fault injection below sl_log): the call fails
+ * and the transaction stays open (the LSO waits: the marker may still be lost), one ERROR for
+ * the partition however often the coordinator retries, and a retry never appends the marker or
+ * indexes the abort a second time. A marker of another producer on the failed log is refused
+ * before anything is written. Once the log syncs again (simulated: the sticky flag cleared, as
+ * after a failure to open a file for its fsync, which leaves the log writable) the retry ends the
+ * transaction. After a sticky failure the retries fail until the restart; then the recovery
+ * finds the marker and the coordinator's retry adds nothing to the index. */
+SL_TEST(txnpart_marker_sync_failure) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    /* 0-1 A | 2 COMMIT A | 3-4 B (open) */
+    CHECK_EQ(append(p, 100, 0, 0, 2, true), 0);
+    CHECK_EQ(sl_txnpart_write_marker(p, 100, 0, true, 1), SL_OK);
+    CHECK_EQ(append(p, 200, 0, 0, 2, true), 3);
+    CHECK_EQ(sl_txnpart_lso(p), 3);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    sl_arena *a = sl_arena_new(4096);
+    CHECK(a);
+    sl_txn_aborted *ab;
+    char logf[] = "/tmp/sl_txnerr_XXXXXX";
+    int saved = stderr_to(logf);
+    CHECK(saved >= 0);
+
+    fsync_fails(true);
+    sl_err e1 = sl_txnpart_write_marker(p, 200, 0, false, 1);
+    bool failing = sl_txnpart_failing(p);
+    int64_t end1 = sl_log_end_offset(p->log), lso1 = sl_txnpart_lso(p);
+    bool open1 = sl_txnpart_is_open(p, 200);
+    long size1 = file_size(idx);
+    int n1 = sl_txnpart_aborted(p, 0, 100, a, &ab);
+    /* The coordinator retries every second: nothing more is appended, indexed or logged. */
+    sl_err e2 = SL_OK;
+    for (int i = 0; i < 5 && !e2; i++) e2 = sl_txnpart_write_marker(p, 200, 0, false, 1);
+    sl_err e3 = sl_txnpart_write_marker(p, 300, 0, true, 1); /* another producer's */
+    int64_t end2 = sl_log_end_offset(p->log);
+    long size2 = file_size(idx);
+    int n2 = sl_txnpart_aborted(p, 0, 100, a, &ab);
+    int errs1 = count_lines(logf, MARKER_ERR);
+
+    /* The log syncs again: the retry only syncs, and B ends. */
+    fsync_fails(false);
+    atomic_store(&p->log->sync_failed, 0);
+    sl_err e4 = sl_txnpart_write_marker(p, 200, 0, false, 1);
+    int64_t end3 = sl_log_end_offset(p->log), lso3 = sl_txnpart_lso(p);
+    bool open3 = sl_txnpart_is_open(p, 200), failing3 = sl_txnpart_failing(p);
+    long size3 = file_size(idx);
+    int n3 = sl_txnpart_aborted(p, 0, 100, a, &ab);
+
+    /* A sticky failure: 6-7 C, its abort marker fails; retries fail until the restart. */
+    bool c_ok = append(p, 400, 0, 0, 2, true) == 6;
+    fsync_fails(true);
+    sl_err e5 = sl_txnpart_write_marker(p, 400, 0, false, 1);
+    fsync_fails(false);
+    sl_err e6 = sl_txnpart_write_marker(p, 400, 0, false, 1);
+    int64_t lso5 = sl_txnpart_lso(p);
+    int errs2 = count_lines(logf, MARKER_ERR);
+    stderr_back(saved);
+    unlink(logf);
+
+    CHECK_EQ(e1, SL_EIO);
+    CHECK(failing);
+    CHECK_EQ(end1, 6); /* the marker was appended at 5 */
+    CHECK_EQ(lso1, 3); /* but B is not over until it is durable */
+    CHECK(open1);
+    CHECK_EQ(size1, 32);
+    CHECK_EQ(n1, 1);
+    CHECK_EQ(e2, SL_EIO);
+    CHECK_EQ(e3, SL_EIO);
+    CHECK_EQ(end2, 6);
+    CHECK_EQ(size2, 32);
+    CHECK_EQ(n2, 1);
+    CHECK_EQ(errs1, 1);
+    CHECK_EQ(e4, SL_OK);
+    CHECK_EQ(end3, 6);
+    CHECK_EQ(lso3, 6);
+    CHECK(!open3);
+    CHECK(!failing3);
+    CHECK_EQ(size3, 32);
+    CHECK_EQ(n3, 1);
+    CHECK(c_ok);
+    CHECK_EQ(e5, SL_EIO);
+    CHECK_EQ(e6, SL_EIO);
+    CHECK_EQ(lso5, 6);
+    CHECK_EQ(errs2, 2); /* one more: a new failure after the partition had recovered */
+
+    /* The restart: the marker at 8 is in the log, C is over; the coordinator's retry writes a
+     * harmless second marker and no second entry. */
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn && !p->unavailable);
+    CHECK(!sl_txnpart_is_open(p, 400));
+    CHECK_EQ(sl_txnpart_lso(p), 9);
+    CHECK_EQ(sl_txnpart_aborted(p, 0, 100, a, &ab), 2);
+    CHECK_EQ(ab[1].producer_id, 400);
+    CHECK_EQ(ab[1].first_offset, 6);
+    CHECK_EQ(sl_txnpart_write_marker(p, 400, 0, false, 1), SL_OK);
+    CHECK_EQ(sl_log_end_offset(p->log), 10);
+    CHECK_EQ(sl_txnpart_aborted(p, 0, 100, a, &ab), 2);
+    CHECK_EQ(file_size(idx), 64);
     sl_arena_free(a);
-    return ok;
+    local_broker_close(dir, &b);
 }
 
-/* Runs the loop for up to `ms` until one whole response is in `buf`; its size after the length
- * prefix, 0 if none came. */
-static size_t recv_resp(sl_broker *b, int fd, uint8_t *buf, size_t cap, int ms) {
-    size_t got = 0;
-    int64_t deadline = sl_mono_ms() + ms;
-    while (sl_mono_ms() < deadline) {
-        sl_loop_run_once(b->loop, 1);
-        ssize_t n = recv(fd, buf + got, cap - got, 0);
-        if (n > 0) got += (size_t)n;
-        if (got >= 4) {
-            uint32_t len = sl_get_be32(buf);
-            if (len <= cap - 4 && got >= 4 + len) return len;
-        }
-    }
-    return 0;
+/* ---- markers synced off the loop (the two halves) ---- */
+
+typedef struct synced_ctx {
+    sl_partition *p;
+    int calls;
+    sl_err result, txn_result;
+} synced_ctx;
+
+static void on_synced(void *ctx, sl_err e) {
+    synced_ctx *c = ctx;
+    c->calls++;
+    c->result = e;
+    c->txn_result = sl_txnpart_markers_synced(c->p, e);
 }
+
+/* Runs the flusher's completions until the callback ran (or 20 s passed). */
+static bool flushed(sl_flusher *f, synced_ctx *c) {
+    int64_t deadline = sl_mono_ms() + 20000;
+    while (!c->calls && sl_mono_ms() < deadline) {
+        struct pollfd pfd = {sl_flusher_fd(f), POLLIN, 0};
+        if (poll(&pfd, 1, 10) > 0) sl_flusher_dispatch(f);
+    }
+    return c->calls == 1;
+}
+
+/* append_marker + the flusher's sync + markers_synced: the transactions stay open (LSO) until
+ * the sync completes, then end; a marker asked for twice is appended once. A failed sync keeps
+ * the transaction open and is reported; after the restart the recovery finds the marker. */
+SL_TEST(txnpart_markers_synced_by_flusher) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    CHECK_EQ(append(p, 100, 0, 0, 2, true), 0);
+    CHECK_EQ(append(p, 200, 0, 0, 2, true), 2);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    sl_flusher *f;
+    CHECK_EQ(sl_flusher_new(&f), SL_OK);
+    CHECK_EQ(sl_txnpart_append_marker(p, 100, 0, true, 1), SL_OK);  /* at 4 */
+    CHECK_EQ(sl_txnpart_append_marker(p, 100, 0, true, 1), SL_OK);  /* the same: not again */
+    CHECK_EQ(sl_txnpart_append_marker(p, 200, 0, false, 1), SL_OK); /* at 5, indexed */
+    CHECK_EQ(sl_log_end_offset(p->log), 6);
+    CHECK(sl_txnpart_is_open(p, 100) && sl_txnpart_is_open(p, 200));
+    CHECK_EQ(sl_txnpart_lso(p), 0);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 1);
+    CHECK_EQ(file_size(idx), 32);
+    synced_ctx c = {.p = p};
+    sl_flusher_request(f, p->log, on_synced, &c);
+    CHECK(flushed(f, &c));
+    CHECK_EQ(c.result, SL_OK);
+    CHECK_EQ(c.txn_result, SL_OK);
+    CHECK(!sl_txnpart_is_open(p, 100) && !sl_txnpart_is_open(p, 200));
+    CHECK_EQ(sl_txnpart_lso(p), 6);
+
+    /* 6-7 C; its marker's sync fails (real fault below sl_log). */
+    CHECK_EQ(append(p, 300, 0, 0, 2, true), 6);
+    CHECK_EQ(sl_txnpart_append_marker(p, 300, 0, false, 1), SL_OK); /* at 8 */
+    char logf[] = "/tmp/sl_txnerr_XXXXXX";
+    int saved = stderr_to(logf);
+    fsync_fails(true);
+    synced_ctx c2 = {.p = p};
+    sl_flusher_request(f, p->log, on_synced, &c2);
+    bool done = flushed(f, &c2);
+    fsync_fails(false);
+    stderr_back(saved);
+    int errs = count_lines(logf, MARKER_ERR);
+    unlink(logf);
+    sl_flusher_free(f);
+    CHECK(done);
+    CHECK_EQ(c2.result, SL_EIO);
+    CHECK_EQ(c2.txn_result, SL_EIO);
+    CHECK_EQ(errs, 1);
+    CHECK(sl_txnpart_failing(p));
+    CHECK(sl_txnpart_is_open(p, 300));
+    CHECK_EQ(sl_txnpart_lso(p), 6);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn && !p->unavailable);
+    CHECK(!sl_txnpart_is_open(p, 300));
+    CHECK_EQ(sl_txnpart_lso(p), 9);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 2);
+    local_broker_close(dir, &b);
+}
+
+/* Markers synced off the loop can leave several index entries whose marker a crash lost: every
+ * entry at or past the log end is dropped at open, not only the last. */
+SL_TEST(txnpart_open_drops_every_entry_past_the_log_end) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    CHECK(build_log(part0(&b), false)); /* ABORT B at 10, end 11 */
+    CHECK_EQ(sl_log_sync(part0(&b)->log), SL_OK);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    uint8_t rec[64];
+    idx_record(rec, 700, 11, 11);
+    idx_record(rec + 32, 701, 11, 12);
+    CHECK(append_bytes(idx, rec, sizeof rec));
+    CHECK(reopen(&b));
+    CHECK(!part0(&b)->unavailable);
+    CHECK_EQ(sl_txnpart_aborted_count(part0(&b)), 1);
+    CHECK_EQ(file_size(idx), 32);
+    local_broker_close(dir, &b);
+}
+
+/* ---- aborted.idx follows the log start (R2) ---- */
+
+/* `n` aborted transactions of one record each: data at base + 2k, ABORT marker at base + 2k + 1. */
+static bool aborts(sl_partition *p, int64_t base, int n) {
+    for (int k = 0; k < n; k++)
+        if (append(p, 1000 + k, 0, 0, 1, true) != base + 2 * k ||
+            sl_txnpart_write_marker(p, 1000 + k, 0, false, 1) != SL_OK)
+            return false;
+    return true;
+}
+
+/* DeleteRecords moves the log start: the entries whose marker is below it leave memory and the
+ * file at once, and stay gone after a reopen; one whose data starts below the start but whose
+ * marker is at it stays (a read_committed fetch from the start still needs it). */
+SL_TEST(txnpart_index_trimmed_when_log_start_moves) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    CHECK(aborts(p, 0, 10));
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 10);
+    CHECK_EQ(file_size(idx), 320);
+    sl_txnpart_log_start_moved(p); /* nothing below the start: nothing changes */
+    CHECK_EQ(sl_txnpart_aborted_count(p), 10);
+    CHECK_EQ(sl_log_delete_records(p->log, 7), SL_OK);
+    sl_txnpart_log_start_moved(p);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 7); /* markers 1, 3, 5 gone; 7 stays */
+    CHECK_EQ(file_size(idx), 224);
+    sl_arena *a = sl_arena_new(4096);
+    CHECK(a);
+    sl_txn_aborted *ab;
+    CHECK_EQ(sl_txnpart_aborted(p, 7, 8, a, &ab), 1);
+    CHECK_EQ(ab[0].producer_id, 1003);
+    CHECK_EQ(ab[0].first_offset, 6);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 7);
+    CHECK_EQ(file_size(idx), 224);
+    CHECK_EQ(sl_log_delete_records(p->log, 20), SL_OK);
+    sl_txnpart_log_start_moved(p);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 0);
+    CHECK_EQ(file_size(idx), 0);
+    CHECK(reopen(&b));
+    CHECK_EQ(sl_txnpart_aborted_count(part0(&b)), 0);
+    sl_arena_free(a);
+    local_broker_close(dir, &b);
+}
+
+/* A large aborted.idx opens: it is read in chunks, the entries below the log start are never
+ * kept (65536 of them here, many chunks), and the size has no cap. 300 MiB of zeros after the
+ * good records (a sparse tail, nothing written) is a torn tail: cut, and the partition opens
+ * (it did not open with the old 256 MiB cap). */
+SL_TEST(txnpart_large_index_opens) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    enum { OLD = 65536 };
+    CHECK_EQ(append(p, -1, 0, 0, OLD + 2, false), 0);
+    CHECK_EQ(sl_log_delete_records(p->log, OLD + 2), SL_OK);
+    CHECK(aborts(p, OLD + 2, 1)); /* data at OLD + 2, marker at OLD + 3 */
+    CHECK_EQ(sl_log_sync(p->log), SL_OK);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    uint8_t *buf = malloc((size_t)(OLD + 1) * 32);
+    CHECK(buf);
+    for (int i = 0; i < OLD; i++) idx_record(buf + (size_t)i * 32, 5, i, i);
+    idx_record(buf + (size_t)OLD * 32, 1000, OLD + 2, OLD + 3);
+    FILE *f = fopen(idx, "wb");
+    CHECK(f && fwrite(buf, 32, OLD + 1, f) == OLD + 1);
+    fclose(f);
+    free(buf);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn && !p->unavailable);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 1);
+    CHECK_EQ(file_size(idx), 32);
+
+    CHECK_EQ(truncate(idx, 32 + ((off_t)300 << 20)), 0);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn && !p->unavailable);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 1);
+    CHECK_EQ(file_size(idx), 32);
+    sl_arena *a = sl_arena_new(4096);
+    CHECK(a);
+    sl_txn_aborted *ab;
+    CHECK_EQ(sl_txnpart_aborted(p, 0, OLD + 4, a, &ab), 1);
+    CHECK_EQ(ab[0].producer_id, 1000);
+    sl_arena_free(a);
+    local_broker_close(dir, &b);
+}
+
+/* ---- read_committed through a real broker over loopback ---- */
 
 #define FETCH_V 11 /* isolation level since v4; not flexible up to v11 */
 
@@ -468,7 +719,7 @@ static bool send_fetch(sl_broker *b, int fd, int32_t corr, int8_t isolation, int
     r.isolation_level = isolation;
     r.topics = &t;
     r.topics_count = 1;
-    return send_req(b, fd, SL_API_FETCH, FETCH_V, corr, &r);
+    return loop_broker_send(b, fd, SL_API_FETCH, FETCH_V, corr, &r);
 }
 
 /* Decodes a Fetch response (after the length prefix and the correlation id). */
@@ -512,8 +763,8 @@ static int64_t list_latest(sl_broker *b, int fd, int32_t corr, int8_t isolation,
     r.topics = &t;
     r.topics_count = 1;
     static uint8_t buf[4096];
-    if (!send_req(b, fd, SL_API_LIST_OFFSETS, 5, corr, &r)) return -2;
-    size_t len = recv_resp(b, fd, buf, sizeof buf, 2000);
+    if (!loop_broker_send(b, fd, SL_API_LIST_OFFSETS, 5, corr, &r)) return -2;
+    size_t len = loop_broker_recv(b, fd, buf, sizeof buf, 2000);
     if (!len) return -2;
     sl_list_offsets_resp *resp = sl_arena_calloc(a, 1, sizeof *resp);
     sl_rd rd = sl_rd_init(buf + 8, len - 4);
@@ -526,12 +777,12 @@ static int64_t list_latest(sl_broker *b, int fd, int32_t corr, int8_t isolation,
 
 SL_TEST(txnpart_fetch_read_committed) {
     char dir[64];
-    sl_broker *b = broker_new(dir);
+    sl_broker *b = loop_broker_new(dir, "sl_txnfetch", NULL, 0);
     CHECK(b);
     sl_partition *p = part0(b);
     static uint8_t buf[1 << 16];
     sl_arena *a = sl_arena_new(1 << 16);
-    int fd = client_connect(b->listeners[0].port);
+    int fd = loop_broker_connect(b->listeners[0].port);
     /* 0-1 plain | 2-3 A | 4-5 B | 6 ABORT A: LSO 4 (B open), HW 7. */
     bool ok = a && fd >= 0 && p && append(p, -1, 0, 0, 2, false) == 0;
     ok = ok && append(p, 100, 0, 0, 2, true) == 2 && append(p, 200, 0, 0, 2, true) == 4;
@@ -543,8 +794,9 @@ SL_TEST(txnpart_fetch_read_committed) {
     int32_t naborted = -2, naborted_unc = -2;
     int64_t ab_pid = -1, ab_first = -1;
     size_t len;
-    if (ok && send_fetch(b, fd, 1, 1, 0, 0) && (len = recv_resp(b, fd, buf, sizeof buf, 2000)) &&
-        (o = fetch_part(a, buf, len)) && !o->error_code) {
+    if (ok && send_fetch(b, fd, 1, 1, 0, 0) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 2000)) && (o = fetch_part(a, buf, len)) &&
+        !o->error_code) {
         nb = batch_bases(o, bases);
         lso = o->last_stable_offset;
         hw = o->high_watermark;
@@ -555,8 +807,9 @@ SL_TEST(txnpart_fetch_read_committed) {
         }
     }
     int64_t last_base = nb > 0 ? bases[nb - 1] : -1;
-    if (ok && send_fetch(b, fd, 2, 0, 0, 0) && (len = recv_resp(b, fd, buf, sizeof buf, 2000)) &&
-        (o = fetch_part(a, buf, len)) && !o->error_code) {
+    if (ok && send_fetch(b, fd, 2, 0, 0, 0) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 2000)) && (o = fetch_part(a, buf, len)) &&
+        !o->error_code) {
         nb_unc = batch_bases(o, bases);
         lso_unc = o->last_stable_offset;
         naborted_unc = o->aborted_transactions_count;
@@ -572,12 +825,12 @@ SL_TEST(txnpart_fetch_read_committed) {
     int nb_after = -1;
     int64_t lso_after = -1;
     if (ok && send_fetch(b, fd, 5, 1, 4, 10000)) {
-        parked = recv_resp(b, fd, buf, sizeof buf, 300) == 0;
+        parked = loop_broker_recv(b, fd, buf, sizeof buf, 300) == 0;
         ok = ok && append(p, 200, 0, 2, 1, true) == 7;
-        still = parked && recv_resp(b, fd, buf, sizeof buf, 300) == 0;
+        still = parked && loop_broker_recv(b, fd, buf, sizeof buf, 300) == 0;
         int64_t t0 = sl_mono_ms();
         ok = ok && sl_txnpart_write_marker(p, 200, 0, true, 1) == SL_OK;
-        len = recv_resp(b, fd, buf, sizeof buf, 5000);
+        len = loop_broker_recv(b, fd, buf, sizeof buf, 5000);
         woke = len > 0 && sl_mono_ms() - t0 < 5000;
         if (woke && (o = fetch_part(a, buf, len)) && !o->error_code) {
             nb_after = batch_bases(o, bases);
@@ -585,10 +838,9 @@ SL_TEST(txnpart_fetch_read_committed) {
         }
     }
     if (fd >= 0) close(fd);
-    sl_broker_free(b);
-    state_restore();
+    loop_broker_free(b);
     sl_arena_free(a);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    loop_broker_rmdir(dir);
     CHECK(ok);
     CHECK_EQ(lso, 4);
     CHECK_EQ(hw, 7);
@@ -607,4 +859,184 @@ SL_TEST(txnpart_fetch_read_committed) {
     CHECK(woke);
     CHECK_EQ(nb_after, 4); /* 4-5 B, 6 ABORT A, 7 B, 8 COMMIT B */
     CHECK_EQ(lso_after, 9);
+}
+
+/* The broker tells txnpart when the log start moves: a retention pass that deletes segments
+ * holding abort markers, then a DeleteRecords request, each shrink aborted.idx at once. */
+SL_TEST(txnpart_index_follows_retention_and_delete_records) {
+    char dir[64];
+    static const char *const kv[][2] = {
+        {"log.segment.bytes", "1024"},
+        {"log.retention.bytes", "1"}, /* every closed segment goes at the next pass */
+        {"log.retention.check.interval.ms", "20"},
+    };
+    sl_broker *b = loop_broker_new(dir, "sl_txnret", kv, sizeof kv / sizeof kv[0]);
+    CHECK(b);
+    sl_partition *p = part0(b);
+    static uint8_t buf[4096];
+    int fd = loop_broker_connect(b->listeners[0].port);
+    char idx[600];
+    sl_topic *t = sl_topics_find(b->topics, sl_str_c("t"));
+    char pdir[512];
+    sl_topics_partition_dir(b->topics, t, 0, pdir, sizeof pdir);
+    snprintf(idx, sizeof idx, "%s/aborted.idx", pdir);
+    /* Aborted transactions of 40 records each (a few hundred bytes): several segments. */
+    bool ok = fd >= 0 && p;
+    int64_t off = 0;
+    for (int k = 0; ok && k < 8; k++) {
+        ok = append(p, 1000 + k, 0, 0, 40, true) == off;
+        ok = ok && sl_txnpart_write_marker(p, 1000 + k, 0, false, 1) == SL_OK;
+        off += 41;
+    }
+    size_t before = ok ? sl_txnpart_aborted_count(p) : 0;
+    long size_before = file_size(idx);
+    /* The retention pass runs on the loop's timer. */
+    int64_t deadline = sl_mono_ms() + 5000;
+    while (ok && sl_log_start_offset(p->log) == 0 && sl_mono_ms() < deadline)
+        sl_loop_run_once(b->loop, 10);
+    int64_t start = ok ? sl_log_start_offset(p->log) : -1;
+    size_t after_ret = ok ? sl_txnpart_aborted_count(p) : 0;
+    long size_ret = file_size(idx);
+    size_t expect_ret = 0; /* markers at 40, 81, ...: those at or after the start stay */
+    for (int k = 0; k < 8; k++) expect_ret += 41 * k + 40 >= start;
+
+    /* DeleteRecords to the log end, as a client sends it. */
+    sl_delete_records_req_partition rp;
+    sl_delete_records_req_partition_init(&rp);
+    rp.partition_index = 0;
+    rp.offset = off;
+    sl_delete_records_req_topic rt;
+    sl_delete_records_req_topic_init(&rt);
+    rt.name = sl_str_c("t");
+    rt.partitions = &rp;
+    rt.partitions_count = 1;
+    sl_delete_records_req r;
+    sl_delete_records_req_init(&r);
+    r.topics = &rt;
+    r.topics_count = 1;
+    r.timeout_ms = 1000;
+    bool answered = ok && loop_broker_send(b, fd, SL_API_DELETE_RECORDS, 1, 1, &r) &&
+                    loop_broker_recv(b, fd, buf, sizeof buf, 2000) > 0;
+    int64_t start_del = ok ? sl_log_start_offset(p->log) : -1;
+    size_t after_del = ok ? sl_txnpart_aborted_count(p) : 99;
+    long size_del = file_size(idx);
+    if (fd >= 0) close(fd);
+    loop_broker_free(b);
+    loop_broker_rmdir(dir);
+    CHECK(ok);
+    CHECK_EQ(before, 8);
+    CHECK_EQ(size_before, 8 * 32);
+    CHECK(start > 0);
+    CHECK(expect_ret < 8);
+    CHECK_EQ(after_ret, expect_ret);
+    CHECK_EQ(size_ret, (long)expect_ret * 32);
+    CHECK(answered);
+    CHECK_EQ(start_del, off);
+    CHECK_EQ(after_del, 0);
+    CHECK_EQ(size_del, 0);
+}
+
+/* ---- EndTxn: markers synced by the flusher ---- */
+
+/* Decodes the answer in buf (non-flexible header) into `out` (a struct of API `key`). */
+static bool decode_resp(sl_arena *a, int16_t key, int16_t v, const uint8_t *buf, size_t len,
+                        void *out) {
+    sl_rd r = sl_rd_init(buf + 8, len - 4);
+    return len > 4 && sl_msg_codec_get(key, true)->decode(&r, a, v, out) == SL_OK;
+}
+
+/* An EndTxn over two partitions through a real broker: the answer comes only once both markers
+ * are durable (the flusher synced them; both LSOs are past their markers when the client reads
+ * it). Then a marker whose fsync fails (fault injected below sl_log): EndTxn answers
+ * COORDINATOR_NOT_AVAILABLE, the transaction stays open on the partition (the LSO waits), and
+ * the decision stays pending: a retried EndTxn appends no second marker. */
+SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
+    char dir[64];
+    sl_broker *b = loop_broker_new(dir, "sl_txnend", NULL, 0);
+    CHECK(b);
+    bool ok = sl_topics_create(b->topics, sl_str_c("u"), 1, NULL, false, NULL) == SL_OK;
+    sl_partition *pt = part0(b), *pu = sl_topics_partition(b->topics, sl_str_c("u"), 0);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    static uint8_t buf[1 << 16];
+    sl_arena *a = sl_arena_new(1 << 16);
+    ok = ok && a && fd >= 0 && pt && pu;
+    size_t len = 0;
+
+    sl_init_producer_id_req ip;
+    sl_init_producer_id_req_init(&ip);
+    ip.transactional_id = sl_str_c("x");
+    ip.transaction_timeout_ms = 60000;
+    sl_init_producer_id_resp ipr;
+    sl_init_producer_id_resp_init(&ipr);
+    ok = ok && loop_broker_send(b, fd, SL_API_INIT_PRODUCER_ID, 1, 1, &ip) &&
+         (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+         decode_resp(a, SL_API_INIT_PRODUCER_ID, 1, buf, len, &ipr) && ipr.error_code == 0;
+    int64_t pid = ipr.producer_id;
+    int16_t epoch = ipr.producer_epoch;
+
+    /* One transaction over t-0 and u-0: AddPartitionsToTxn, then its batches (as produce). */
+    int32_t zero = 0;
+    sl_add_partitions_to_txn_req_topic tp[2] = {{sl_str_c("t"), &zero, 1},
+                                                {sl_str_c("u"), &zero, 1}};
+    sl_add_partitions_to_txn_req ap = {sl_str_c("x"), pid, epoch, tp, 2};
+    sl_end_txn_req et = {sl_str_c("x"), pid, epoch, true};
+    sl_end_txn_resp etr;
+    sl_add_partitions_to_txn_resp apr;
+    int16_t add1 = -1, end1 = -1, add2 = -1, end2 = -1, end3 = -1;
+    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 2, &ap) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+        add1 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
+    ok = ok && append(pt, pid, epoch, 0, 2, true) == 0 && append(pu, pid, epoch, 0, 3, true) == 0;
+    int64_t lso_t0 = sl_txnpart_lso(pt), lso_u0 = sl_txnpart_lso(pu);
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 3, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end1 = etr.error_code;
+    /* Read right after the answer, without running the loop again. */
+    int64_t lso_t1 = sl_txnpart_lso(pt), lso_u1 = sl_txnpart_lso(pu);
+    int64_t dur_t1 = sl_log_durable_offset(pt->log), dur_u1 = sl_log_durable_offset(pu->log);
+
+    /* A second transaction (an abort) whose marker on t-0 cannot be made durable. */
+    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 4, &ap) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
+        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+        add2 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
+    ok = ok && append(pt, pid, epoch, 2, 2, true) == 3;
+    et.committed = false;
+    fsync_fails(true);
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 5, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end2 = etr.error_code;
+    int64_t end_t2 = sl_log_end_offset(pt->log), lso_t2 = sl_txnpart_lso(pt);
+    bool open2 = sl_txnpart_is_open(pt, pid);
+    /* The client retries: the decision is pending, nothing more is appended. */
+    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 6, &et) &&
+        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
+        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
+        end3 = etr.error_code;
+    int64_t end_t3 = sl_log_end_offset(pt->log);
+    fsync_fails(false);
+
+    if (fd >= 0) close(fd);
+    loop_broker_free(b);
+    sl_arena_free(a);
+    loop_broker_rmdir(dir);
+    CHECK(ok);
+    CHECK_EQ(add1, 0);
+    CHECK_EQ(lso_t0, 0);
+    CHECK_EQ(lso_u0, 0);
+    CHECK_EQ(end1, 0);
+    CHECK_EQ(lso_t1, 3); /* 0-1 records, 2 COMMIT */
+    CHECK_EQ(lso_u1, 4); /* 0-2 records, 3 COMMIT */
+    CHECK(dur_t1 >= 3);
+    CHECK(dur_u1 >= 4);
+    CHECK_EQ(add2, 0);
+    CHECK_EQ(end2, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    CHECK_EQ(end_t2, 6); /* 3-4 records, 5 ABORT appended */
+    CHECK_EQ(lso_t2, 3); /* but not durable: the transaction is not over here */
+    CHECK(open2);
+    CHECK(end3 != 0); /* still finishing (CONCURRENT_TRANSACTIONS) or not available */
+    CHECK_EQ(end_t3, 6);
 }
