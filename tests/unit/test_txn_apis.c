@@ -4,138 +4,45 @@
  * is made the way the produce path makes it (log append, producer state, sl_txnpart_on_append)
  * so every shape the answer reports can be set up exactly: an idempotent producer, a
  * transaction open since before the LSO's owner, one reopened after its marker. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include "base/sl_logging.h"
-#include "base/sl_time.h"
-#include "broker/sl_broker.h"
 #include "broker/sl_producers.h"
 #include "broker/sl_txnpart.h"
-#include "proto/gen/sl_msgs.h"
+#include "loop_broker.h"
 #include "proto/sl_records.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
 
 /* ---- a broker and a client ---- */
 
-static sigset_t g_sigmask;
-static sl_log_level g_level;
-
-static void state_restore(void) {
-    pthread_sigmask(SIG_SETMASK, &g_sigmask, NULL);
-    sl_log_set_level(g_level);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-/* A broker with the authorizer on and topic "t" (2 partitions); `super`: ANONYMOUS may do
- * everything, else nothing. */
+/* A loopback broker with the authorizer on and topic "t2" (2 partitions); `super`: ANONYMOUS
+ * may do everything, else nothing. */
 static sl_broker *broker_new(char *dir, bool super) {
-    pthread_sigmask(SIG_SETMASK, NULL, &g_sigmask);
-    g_level = sl_log_get_level();
-    sl_log_set_level(SL_LOG_ERROR);
-    snprintf(dir, 64, "/tmp/sl_txnapis_XXXXXX");
-    if (!mkdtemp(dir)) {
-        state_restore();
-        return NULL;
-    }
-    sl_config c;
-    sl_config_defaults(&c);
-    const char *kv[][2] = {
-        {"log.dirs", dir},
-        {"sluice.secrets.dir", dir},
-        {"listeners", "PLAINTEXT://127.0.0.1:0"},
-        {"sluice.metrics.listener", "http://127.0.0.1:0"},
+    const char *const extra[][2] = {
         {"sluice.authorizer.enable", "true"},
         {"super.users", super ? "User:ANONYMOUS" : "User:nobody"},
     };
-    char err[512];
-    for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++)
-        if (sl_config_set(&c, kv[k][0], kv[k][1], err, sizeof err) != SL_OK) {
-            fprintf(stderr, "  config %s: %s\n", kv[k][0], err);
-            state_restore();
-            return NULL;
-        }
-    sl_broker *b = NULL;
-    if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
-        sl_broker_new(&c, &b, err, sizeof err) != SL_OK) {
-        fprintf(stderr, "  broker: %s\n", err);
-        state_restore();
-        return NULL;
-    }
-    if (sl_topics_create(b->topics, sl_str_c("t"), 2, NULL, false, NULL) != SL_OK) {
-        sl_broker_free(b);
-        state_restore();
+    sl_broker *b = loop_broker_new(dir, "sl_txnapis", extra, 2);
+    if (b && sl_topics_create(b->topics, sl_str_c("t2"), 2, NULL, false, NULL) != SL_OK) {
+        loop_broker_free(b);
         return NULL;
     }
     return b;
 }
 
 static void broker_done(sl_broker *b, const char *dir) {
-    if (b) sl_broker_free(b);
-    state_restore();
-    if (dir[0]) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int client_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    if (b) loop_broker_free(b);
+    loop_broker_rmdir(dir);
 }
 
 /* Sends request `m` (API `key`, version `v`) and decodes its answer into *out (arena `a`);
- * false when either way fails. The loop is pumped until the answer is whole (2 s at most). */
+ * false when either way fails or the answer is not exactly one whole response. */
 static bool call(sl_broker *b, int fd, int16_t key, int16_t v, const void *m, sl_arena *a,
                  void *out) {
     static int32_t corr;
-    corr++;
-    sl_wr w;
-    sl_wr_init(&w, a, 256);
-    sl_wr_u32(&w, 0);
-    sl_req_header_encode(&w, &(sl_req_header){key, v, corr, sl_str_c("test")});
-    sl_msg_codec_get(key, false)->encode(&w, v, m);
-    if (w.err) return false;
-    sl_be32(w.buf, (uint32_t)(w.len - 4));
-    size_t off = 0;
-    int64_t deadline = sl_mono_ms() + 2000;
-    while (off < w.len && sl_mono_ms() < deadline) {
-        ssize_t n = send(fd, w.buf + off, w.len - off, MSG_NOSIGNAL);
-        if (n > 0)
-            off += (size_t)n;
-        else if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return false;
-        else
-            sl_loop_run_once(b->loop, 1);
-    }
     static uint8_t buf[1 << 16];
-    size_t got = 0, len = 0;
-    while (sl_mono_ms() < deadline && !len) {
-        sl_loop_run_once(b->loop, 1);
-        ssize_t n = recv(fd, buf + got, sizeof buf - got, 0);
-        if (n > 0) got += (size_t)n;
-        if (got >= 4 && sl_get_be32(buf) <= sizeof buf - 4 && got >= 4 + sl_get_be32(buf))
-            len = sl_get_be32(buf);
-    }
+    corr++;
+    size_t len = loop_broker_send(b, fd, key, v, corr, m)
+                     ? loop_broker_recv(b, fd, buf, sizeof buf, 2000)
+                     : 0;
     if (len < 4 || (int32_t)sl_get_be32(buf + 4) != corr) return false;
     sl_rd r = sl_rd_init(buf + 8, len - 4);
     if (sl_api_flexible(key, v)) sl_pr_skip_tags(&r);
@@ -174,7 +81,7 @@ static int64_t append(sl_partition *p, int64_t pid, int16_t epoch, int32_t seq, 
 static sl_describe_producers_req dp_req(sl_describe_producers_req_topic *ts, int32_t *t_parts,
                                         int32_t *n_parts) {
     ts[0] = (sl_describe_producers_req_topic){
-        .name = sl_str_c("t"), .partition_indexes = t_parts, .partition_indexes_count = 3};
+        .name = sl_str_c("t2"), .partition_indexes = t_parts, .partition_indexes_count = 3};
     ts[1] = (sl_describe_producers_req_topic){
         .name = sl_str_c("nope"), .partition_indexes = n_parts, .partition_indexes_count = 1};
     return (sl_describe_producers_req){.topics = ts, .topics_count = 2};
@@ -187,19 +94,19 @@ find_producer(const sl_describe_producers_resp_partition *p, int64_t pid) {
     return NULL;
 }
 
-/* Partition t-0, as built below:
+/* Partition t2-0, as built below:
  *   0-1 plain | 2-4 idempotent 100 (epoch 2, seq 0-2) | 5-6 txn 300 (open) | 7-8 txn 200 |
  *   9 COMMIT 200 | 10-11 txn 200 again (open, seq 2-3)
  * The LSO is 5 (300's): 200's current transaction starts at 10, not at its first batch after
- * the LSO (7, whose transaction the marker at 9 ended). Partition t-1 has no producer; t-7 and
+ * the LSO (7, whose transaction the marker at 9 ended). Partition t2-1 has no producer; t2-7 and
  * topic "nope" do not exist. */
 SL_TEST(txnapi_describe_producers_reports_partition_state) {
     char dir[64] = "";
     sl_broker *b = broker_new(dir, true);
     CHECK(b);
     sl_arena *a = sl_arena_new(1 << 16);
-    int fd = client_connect(b->listeners[0].port);
-    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t"), 0);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t2"), 0);
     int64_t before = sl_wall_ms();
     bool built = a && fd >= 0 && p && append(p, -1, 0, 0, 2, false) == 0 &&
                  append(p, 100, 2, 0, 3, false) == 2 && append(p, 300, 0, 0, 2, true) == 5 &&
@@ -218,7 +125,7 @@ SL_TEST(txnapi_describe_producers_reports_partition_state) {
     CHECK_EQ(lso, 5);
     CHECK(answered);
     CHECK_EQ(r.topics_count, 2);
-    CHECK(sl_str_eqc(r.topics[0].name, "t") && sl_str_eqc(r.topics[1].name, "nope"));
+    CHECK(sl_str_eqc(r.topics[0].name, "t2") && sl_str_eqc(r.topics[1].name, "nope"));
     CHECK_EQ(r.topics[0].partitions_count, 3);
     const sl_describe_producers_resp_partition *p0 = &r.topics[0].partitions[0];
     CHECK_EQ(p0->partition_index, 0);
@@ -257,8 +164,8 @@ SL_TEST(txnapi_describe_producers_needs_read) {
     sl_broker *b = broker_new(dir, false);
     CHECK(b);
     sl_arena *a = sl_arena_new(1 << 16);
-    int fd = client_connect(b->listeners[0].port);
-    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t"), 0);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t2"), 0);
     bool built = a && fd >= 0 && p && append(p, 100, 0, 0, 1, false) == 0;
     sl_describe_producers_req_topic ts[2];
     int32_t t_parts[] = {0, 1, 7}, n_parts[] = {0};
@@ -297,13 +204,13 @@ static bool init_txn(sl_broker *b, int fd, sl_arena *a, const char *tid, txn_id 
     return true;
 }
 
-/* One v4 transaction entry over topic "t". */
+/* One v4 transaction entry over topic "t2". */
 static sl_add_partitions_to_txn_req_transaction
 v4_txn(sl_arena *a, const char *tid, txn_id id, bool verify, const int32_t *parts, int32_t n) {
     sl_add_partitions_to_txn_req_txn_topic *t = sl_arena_calloc(a, 1, sizeof *t);
     int32_t *pp = sl_arena_calloc(a, (size_t)n, sizeof *pp);
     memcpy(pp, parts, (size_t)n * sizeof *pp);
-    *t = (sl_add_partitions_to_txn_req_txn_topic){sl_str_c("t"), pp, n};
+    *t = (sl_add_partitions_to_txn_req_txn_topic){sl_str_c("t2"), pp, n};
     return (sl_add_partitions_to_txn_req_transaction){.transactional_id = sl_str_c(tid),
                                                       .producer_id = id.pid,
                                                       .producer_epoch = id.epoch,
@@ -321,13 +228,13 @@ static bool v4_call(sl_broker *b, int fd, sl_arena *a, sl_add_partitions_to_txn_
     return call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 4, &q, a, r);
 }
 
-/* Partition `part` of topic "t" in transaction `i` of a v4 answer: its error, or -999 when the
+/* Partition `part` of topic "t2" in transaction `i` of a v4 answer: its error, or -999 when the
  * answer does not name it. */
 static int err_of(const sl_add_partitions_to_txn_resp *r, int32_t i, int32_t part) {
     if (i >= r->results_by_transaction_count) return -999;
     const sl_add_partitions_to_txn_resp_txn_result *x = &r->results_by_transaction[i];
     for (int32_t t = 0; t < x->topic_results_count; t++) {
-        if (!sl_str_eqc(x->topic_results[t].name, "t")) continue;
+        if (!sl_str_eqc(x->topic_results[t].name, "t2")) continue;
         for (int32_t j = 0; j < x->topic_results[t].results_by_partition_count; j++)
             if (x->topic_results[t].results_by_partition[j].partition_index == part)
                 return x->topic_results[t].results_by_partition[j].partition_error_code;
@@ -335,22 +242,25 @@ static int err_of(const sl_add_partitions_to_txn_resp *r, int32_t i, int32_t par
     return -999;
 }
 
+/* A failed step of a scenario run against a live broker: its line, so the test can free the
+ * broker (and put the process state back) before it reports. */
+#define STEP(cond)                                                                                 \
+    do {                                                                                           \
+        if (!(cond)) return __LINE__;                                                              \
+    } while (0)
+
 /* The batched form: per-transaction answers; verify_only adds nothing and tells which
  * partitions are in the ongoing transaction; an unknown partition fails its transaction (the
  * rest OPERATION_NOT_ATTEMPTED); a stale epoch or an unknown id fails every partition of its
  * own transaction only. EndTxn v5 answers the producer id and epoch (unchanged: no bump). A
- * transactional producer's batch then shows in DescribeProducers with the coordinator's epoch. */
-SL_TEST(txnapi_add_partitions_v4_verify_and_add) {
-    char dir[64] = "";
-    sl_broker *b = broker_new(dir, true);
-    CHECK(b);
-    sl_arena *a = sl_arena_new(1 << 18);
-    int fd = client_connect(b->listeners[0].port);
+ * transactional producer's batch then shows in DescribeProducers with the coordinator's epoch.
+ * Returns 0, or the line of the step that failed. */
+static int v4_scenario(sl_broker *b, sl_arena *a, int fd) {
     txn_id id = {-1, -1};
-    bool ok = a && fd >= 0 && init_txn(b, fd, a, "tx", &id);
-    /* t-0 added the client's way (v3). */
+    bool ok = init_txn(b, fd, a, "tx", &id);
+    /* t2-0 added the client's way (v3). */
     int32_t p0[] = {0}, p1[] = {1}, p01[] = {0, 1}, p09[] = {0, 9};
-    sl_add_partitions_to_txn_req_topic t3 = {sl_str_c("t"), p0, 1};
+    sl_add_partitions_to_txn_req_topic t3 = {sl_str_c("t2"), p0, 1};
     sl_add_partitions_to_txn_req q3;
     sl_add_partitions_to_txn_req_init(&q3);
     q3.transactional_id = sl_str_c("tx");
@@ -361,61 +271,61 @@ SL_TEST(txnapi_add_partitions_v4_verify_and_add) {
     sl_add_partitions_to_txn_resp r3;
     ok = ok && call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 3, &q3, a, &r3) && r3.results_count == 1 &&
          r3.results[0].results[0].error_code == 0;
-    CHECK(ok);
+    STEP(ok);
 
     sl_add_partitions_to_txn_req_transaction x[2];
     sl_add_partitions_to_txn_resp r;
-    /* verify: t-0 is in, t-1 is not; an unknown id fails alone. */
+    /* verify: t2-0 is in, t2-1 is not; an unknown id fails alone. */
     x[0] = v4_txn(a, "tx", id, true, p01, 2);
     x[1] = v4_txn(a, "other", (txn_id){id.pid + 1000, 0}, true, p0, 1);
-    CHECK(v4_call(b, fd, a, x, 2, &r));
-    CHECK_EQ(r.error_code, 0);
-    CHECK_EQ(r.results_by_transaction_count, 2);
-    CHECK(sl_str_eqc(r.results_by_transaction[0].transactional_id, "tx"));
-    CHECK_EQ(err_of(&r, 0, 0), 0);
-    CHECK_EQ(err_of(&r, 0, 1), SL_KAFKA_INVALID_TXN_STATE);
-    CHECK(sl_str_eqc(r.results_by_transaction[1].transactional_id, "other"));
-    CHECK_EQ(err_of(&r, 1, 0), SL_KAFKA_INVALID_PRODUCER_ID_MAPPING);
-    /* verify_only wrote nothing: t-1 is still not in. */
+    STEP(v4_call(b, fd, a, x, 2, &r));
+    STEP(r.error_code == 0);
+    STEP(r.results_by_transaction_count == 2);
+    STEP(sl_str_eqc(r.results_by_transaction[0].transactional_id, "tx"));
+    STEP(err_of(&r, 0, 0) == 0);
+    STEP(err_of(&r, 0, 1) == SL_KAFKA_INVALID_TXN_STATE);
+    STEP(sl_str_eqc(r.results_by_transaction[1].transactional_id, "other"));
+    STEP(err_of(&r, 1, 0) == SL_KAFKA_INVALID_PRODUCER_ID_MAPPING);
+    /* verify_only wrote nothing: t2-1 is still not in. */
     x[0] = v4_txn(a, "tx", id, true, p1, 1);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 1), SL_KAFKA_INVALID_TXN_STATE);
-    /* add t-1 (not verify), then both verify. */
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 1) == SL_KAFKA_INVALID_TXN_STATE);
+    /* add t2-1 (not verify), then both verify. */
     x[0] = v4_txn(a, "tx", id, false, p1, 1);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 1), 0);
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 1) == 0);
     x[0] = v4_txn(a, "tx", id, true, p01, 2);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 0), 0);
-    CHECK_EQ(err_of(&r, 0, 1), 0);
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 0) == 0);
+    STEP(err_of(&r, 0, 1) == 0);
     /* an unknown partition: its own error, the other not attempted. */
     x[0] = v4_txn(a, "tx", id, false, p09, 2);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 9), SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
-    CHECK_EQ(err_of(&r, 0, 0), SL_KAFKA_OPERATION_NOT_ATTEMPTED);
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 9) == SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    STEP(err_of(&r, 0, 0) == SL_KAFKA_OPERATION_NOT_ATTEMPTED);
     /* a stale epoch: fenced, every partition of that transaction. */
     x[0] = v4_txn(a, "tx", (txn_id){id.pid, (int16_t)(id.epoch + 1)}, true, p01, 2);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 0), SL_KAFKA_PRODUCER_FENCED);
-    CHECK_EQ(err_of(&r, 0, 1), SL_KAFKA_PRODUCER_FENCED);
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 0) == SL_KAFKA_PRODUCER_FENCED);
+    STEP(err_of(&r, 0, 1) == SL_KAFKA_PRODUCER_FENCED);
 
-    /* The producer's batch on t-0: described with the coordinator's epoch and its start. */
-    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t"), 0);
-    CHECK(p);
+    /* The producer's batch on t2-0: described with the coordinator's epoch and its start. */
+    sl_partition *p = sl_topics_partition(b->topics, sl_str_c("t2"), 0);
+    STEP(p);
     int64_t base = append(p, id.pid, id.epoch, 0, 3, true);
-    CHECK(base >= 0);
-    sl_describe_producers_req_topic dt = {sl_str_c("t"), p0, 1};
+    STEP(base >= 0);
+    sl_describe_producers_req_topic dt = {sl_str_c("t2"), p0, 1};
     sl_describe_producers_req dq = {.topics = &dt, .topics_count = 1};
     sl_describe_producers_resp dr;
-    CHECK(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
-    CHECK(dr.topics_count == 1 && dr.topics[0].partitions_count == 1);
+    STEP(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
+    STEP(dr.topics_count == 1 && dr.topics[0].partitions_count == 1);
     const sl_describe_producers_resp_producer *me =
         find_producer(&dr.topics[0].partitions[0], id.pid);
-    CHECK(me);
-    CHECK_EQ(me->producer_epoch, id.epoch);
-    CHECK_EQ(me->last_sequence, 2);
-    CHECK_EQ(me->coordinator_epoch, 0);
-    CHECK_EQ(me->current_txn_start_offset, base);
+    STEP(me);
+    STEP(me->producer_epoch == id.epoch);
+    STEP(me->last_sequence == 2);
+    STEP(me->coordinator_epoch == 0);
+    STEP(me->current_txn_start_offset == base);
 
     /* EndTxn v5: committed; the answer carries the pair to go on with. */
     sl_end_txn_req eq;
@@ -425,27 +335,39 @@ SL_TEST(txnapi_add_partitions_v4_verify_and_add) {
     eq.producer_epoch = id.epoch;
     eq.committed = true;
     sl_end_txn_resp er;
-    CHECK(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
-    CHECK_EQ(er.error_code, 0);
-    CHECK_EQ(er.producer_id, id.pid);
-    CHECK_EQ(er.producer_epoch, id.epoch);
-    /* Complete: nothing is in a transaction any more; the marker closed it on t-0. */
+    STEP(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
+    STEP(er.error_code == 0);
+    STEP(er.producer_id == id.pid);
+    STEP(er.producer_epoch == id.epoch);
+    /* Complete: nothing is in a transaction any more; the marker closed it on t2-0. */
     x[0] = v4_txn(a, "tx", id, true, p0, 1);
-    CHECK(v4_call(b, fd, a, x, 1, &r));
-    CHECK_EQ(err_of(&r, 0, 0), SL_KAFKA_INVALID_TXN_STATE);
-    CHECK(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
+    STEP(v4_call(b, fd, a, x, 1, &r));
+    STEP(err_of(&r, 0, 0) == SL_KAFKA_INVALID_TXN_STATE);
+    STEP(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
     me = find_producer(&dr.topics[0].partitions[0], id.pid);
-    CHECK(me);
-    CHECK_EQ(me->current_txn_start_offset, -1);
+    STEP(me);
+    STEP(me->current_txn_start_offset == -1);
     /* EndTxn v5 refused: the pair is not given. */
     eq.producer_epoch = (int16_t)(id.epoch + 1);
-    CHECK(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
-    CHECK(er.error_code != 0);
-    CHECK_EQ(er.producer_id, -1);
-    CHECK_EQ(er.producer_epoch, -1);
-    close(fd);
+    STEP(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
+    STEP(er.error_code != 0);
+    STEP(er.producer_id == -1);
+    STEP(er.producer_epoch == -1);
+    return 0;
+}
+
+SL_TEST(txnapi_add_partitions_v4_verify_and_add) {
+    char dir[64] = "";
+    sl_broker *b = broker_new(dir, true);
+    CHECK(b);
+    sl_arena *a = sl_arena_new(1 << 18);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    int failed_at = a && fd >= 0 ? v4_scenario(b, a, fd) : -1;
+    if (fd >= 0) close(fd);
     broker_done(b, dir);
     sl_arena_free(a);
+    if (failed_at) fprintf(stderr, "  %s:%d: this step failed\n", __FILE__, failed_at);
+    CHECK_EQ(failed_at, 0);
 }
 
 /* v4 is for brokers: without CLUSTER_ACTION the answer is the top-level
@@ -455,7 +377,7 @@ SL_TEST(txnapi_add_partitions_v4_needs_cluster_action) {
     sl_broker *b = broker_new(dir, false);
     CHECK(b);
     sl_arena *a = sl_arena_new(1 << 16);
-    int fd = client_connect(b->listeners[0].port);
+    int fd = loop_broker_connect(b->listeners[0].port);
     int32_t p0[] = {0};
     sl_add_partitions_to_txn_req_transaction x = a ? v4_txn(a, "tx", (txn_id){1, 0}, false, p0, 1)
                                                    : (sl_add_partitions_to_txn_req_transaction){0};
