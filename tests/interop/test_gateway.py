@@ -797,6 +797,22 @@ def test_describe_producers_through_the_gateway(gateway_serve):
                    ("dp-gw-hidden", 0): (29, [])}, got
 
 
+def test_add_partitions_to_txn_v4_at_the_gateway(gateway_serve):
+    """AddPartitionsToTxn v4 (broker to broker) is not advertised by the gateway, and a client
+    without CLUSTER_ACTION that sends it anyway is answered CLUSTER_AUTHORIZATION_FAILED by the
+    gateway itself (nothing forwarded: the upstream would see the gateway's identity)."""
+    import kproto as kp
+    from test_transactions import add_partitions_v4
+    g = gateway_serve
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    with sasl_conn(g, addr, "reader") as c:
+        err, ranges = kp.api_versions(c, 3)
+        assert err == 0 and ranges[24][1] == 3, ranges.get(24)
+        assert add_partitions_v4(c, [("tx", 1, 0, True, {"dp-v4": [0]})]) == (31, {})
+    assert re.search(r'msg="denied" principal=User:reader .*op=CLUSTER_ACTION',
+                     g.log_text()), g.log_tail()
+
+
 def files_with(root, needle):
     out = []
     for f in Path(root).rglob("*"):
