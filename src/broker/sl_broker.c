@@ -77,6 +77,7 @@ static const struct {
     {SL_API_TXN_OFFSET_COMMIT, sl_h_txn_offset_commit},
     {SL_API_DESCRIBE_TRANSACTIONS, sl_h_describe_transactions},
     {SL_API_LIST_TRANSACTIONS, sl_h_list_transactions},
+    {SL_API_DESCRIBE_PRODUCERS, sl_h_describe_producers},
 };
 
 sl_exec_fn sl_broker_exec(int16_t key) {

@@ -130,6 +130,9 @@ void sl_h_end_txn(sl_req *rq);
 void sl_h_txn_offset_commit(sl_req *rq);
 void sl_h_describe_transactions(sl_req *rq);
 void sl_h_list_transactions(sl_req *rq);
+/* True when the transaction coordinator holds producer id `pid` for some transactional id. */
+bool sl_txn_coord_has_pid(sl_broker *b, int64_t pid);
+void sl_h_describe_producers(sl_req *rq); /* sl_h_producers.c */
 
 /* The local group coordinator (sl_groups_local.c): the state machine and its offsets log behind
  * the group-coordination seam; the classic group APIs (sl_h_group.c) use only the seam. */

@@ -1,7 +1,8 @@
 /* The transaction coordinator in `sluice serve` (issue 16; docs/transactions.md): the broker
  * glue over src/txn/sl_txn.h (its durable log in log.dirs), and the transactional APIs:
- * InitProducerId with a transactional id (called from sl_h_producer_id.c), AddPartitionsToTxn,
- * AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions.
+ * InitProducerId with a transactional id (called from sl_h_producer_id.c), AddPartitionsToTxn
+ * (v0-3 from producers; v4, KIP-890's batched broker-to-broker form), AddOffsetsToTxn, EndTxn,
+ * TxnOffsetCommit, DescribeTransactions, ListTransactions.
  *
  * A decision (PrepareCommit/PrepareAbort, durable in the coordinator's log) is finished here:
  * on a commit, the transaction's pending group offsets are committed to their groups (durable
@@ -426,6 +427,23 @@ void sl_txn_coord_each_id(void *ctx, void (*fn)(void *arg, sl_str id), void *arg
     sl_txn_foreach(b->txn->txn, each_one, &c);
 }
 
+typedef struct pid_ctx {
+    int64_t pid;
+    bool found;
+} pid_ctx;
+
+static void pid_one(void *ctx, const sl_txn_rec *r) {
+    pid_ctx *c = ctx;
+    c->found |= r->pid == c->pid || r->last_pid == c->pid;
+}
+
+bool sl_txn_coord_has_pid(sl_broker *b, int64_t pid) {
+    if (!b->txn || pid < 0) return false;
+    pid_ctx c = {pid, false};
+    sl_txn_foreach(b->txn->txn, pid_one, &c);
+    return c.found;
+}
+
 int16_t sl_txn_coord_verify(sl_broker *b, sl_str tid, int64_t pid, int16_t epoch, sl_str topic,
                             int32_t partition) {
     if (!b->txn) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
@@ -456,8 +474,91 @@ int16_t sl_txn_coord_init_producer_id(sl_req *rq, sl_str tid, int32_t timeout_ms
     return fenced_for(code, rq->h.api_version, 4);
 }
 
+/* One transaction of a v4 request: its partitions must all exist (else each answers its own
+ * error and the rest OPERATION_NOT_ATTEMPTED, nothing added, as v0-3); then they are added, or
+ * with verify_only each answers whether it already is in the ongoing transaction (NONE, or
+ * INVALID_TXN_STATE; CONCURRENT_TRANSACTIONS while the transaction is being ended), nothing
+ * written. Fencing and id-mapping errors answer every partition of the transaction. */
+static bool add_one_txn(sl_req *rq, const sl_add_partitions_to_txn_req_transaction *x,
+                        sl_add_partitions_to_txn_resp_txn_result *o) {
+    o->transactional_id = x->transactional_id;
+    if (!SL_RESP_MIRROR(rq, x->topics, x->topics_count, partitions_count, o->topic_results,
+                        o->topic_results_count, results_by_partition, results_by_partition_count))
+        return false;
+    int32_t total = 0;
+    for (int32_t i = 0; i < x->topics_count; i++) total += x->topics[i].partitions_count;
+    sl_txn_tp *tps = sl_arena_calloc(rq->a, (size_t)(total ? total : 1), sizeof *tps);
+    if (!tps) return false;
+    sl_txn *txn = rq->b->txn ? rq->b->txn->txn : NULL;
+    int16_t all = txn ? 0 : SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+    bool refused = false;
+    int32_t k = 0;
+    for (int32_t i = 0; i < x->topics_count; i++) {
+        sl_add_partitions_to_txn_resp_txn_topic_result *ot = &o->topic_results[i];
+        ot->name = x->topics[i].name;
+        sl_topic *t = sl_topics_find(rq->b->topics, x->topics[i].name);
+        for (int32_t j = 0; j < x->topics[i].partitions_count; j++) {
+            int32_t part = x->topics[i].partitions[j];
+            int16_t e =
+                !t || part < 0 || part >= t->npart ? SL_KAFKA_UNKNOWN_TOPIC_OR_PARTITION : 0;
+            ot->results_by_partition[j].partition_index = part;
+            ot->results_by_partition[j].partition_error_code = e;
+            refused |= e != 0;
+            tps[k++] = (sl_txn_tp){x->topics[i].name, part};
+        }
+    }
+    if (!all && !refused && !x->verify_only)
+        all = sl_txn_add_partitions(txn, x->transactional_id, x->producer_id, x->producer_epoch,
+                                    tps, (size_t)total, sl_wall_ms());
+    k = 0;
+    for (int32_t i = 0; i < o->topic_results_count; i++)
+        for (int32_t j = 0; j < o->topic_results[i].results_by_partition_count; j++, k++) {
+            int16_t *e = &o->topic_results[i].results_by_partition[j].partition_error_code;
+            if (all)
+                *e = all;
+            else if (refused)
+                *e = *e ? *e : SL_KAFKA_OPERATION_NOT_ATTEMPTED;
+            else if (x->verify_only)
+                *e = sl_txn_verify_partitions(txn, x->transactional_id, x->producer_id,
+                                              x->producer_epoch, &tps[k], 1);
+        }
+    if (!all && !refused && x->verify_only) {
+        /* Kafka answers a transaction being ended as a whole, before looking at partitions. */
+        const sl_txn_rec *r = NULL;
+        if (!sl_txn_describe(txn, x->transactional_id, &r) && r && r->pid == x->producer_id &&
+            r->epoch == x->producer_epoch &&
+            (r->state == SL_TXN_PREPARE_COMMIT || r->state == SL_TXN_PREPARE_ABORT))
+            for (int32_t i = 0; i < o->topic_results_count; i++)
+                for (int32_t j = 0; j < o->topic_results[i].results_by_partition_count; j++)
+                    o->topic_results[i].results_by_partition[j].partition_error_code =
+                        SL_KAFKA_CONCURRENT_TRANSACTIONS;
+    }
+    return true;
+}
+
+/* v4+: sent by brokers only, so CLUSTER_ACTION on the cluster is the whole authorization (no
+ * transactional id or topic ACLs, as Kafka); denied, the answer is the top-level
+ * CLUSTER_AUTHORIZATION_FAILED with no transactions. */
+static void add_partitions_batched(sl_req *rq, const sl_add_partitions_to_txn_req *req) {
+    sl_add_partitions_to_txn_resp resp;
+    sl_add_partitions_to_txn_resp_init(&resp);
+    if (!sl_req_allowed_cluster(rq, SL_ACL_OP_CLUSTER_ACTION)) {
+        resp.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        SL_RESPOND(rq, add_partitions_to_txn, &resp);
+        return;
+    }
+    if (!SL_RESP_ARRAY(rq, resp.results_by_transaction, resp.results_by_transaction_count,
+                       req->transactions_count))
+        return sl_req_fail(rq, "out of memory");
+    for (int32_t i = 0; i < resp.results_by_transaction_count; i++)
+        if (!add_one_txn(rq, &req->transactions[i], &resp.results_by_transaction[i]))
+            return sl_req_fail(rq, "out of memory");
+    SL_RESPOND(rq, add_partitions_to_txn, &resp);
+}
+
 void sl_h_add_partitions_to_txn(sl_req *rq) {
     sl_add_partitions_to_txn_req req = *(const sl_add_partitions_to_txn_req *)rq->req;
+    if (rq->h.api_version >= 4) return add_partitions_batched(rq, &req);
     sl_add_partitions_to_txn_resp resp;
     sl_add_partitions_to_txn_resp_init(&resp);
     if (!SL_RESP_MIRROR(rq, req.topics, req.topics_count, partitions_count, resp.results,
@@ -544,6 +645,10 @@ static void end_complete(end_ctx *c, int16_t code) {
     sl_end_txn_resp resp;
     sl_end_txn_resp_init(&resp);
     resp.error_code = code;
+    if (!code) { /* v5: the pair to use next; Sluice bumps no epoch here */
+        resp.producer_id = c->jobs.v[0].pid;
+        resp.producer_epoch = c->jobs.v[0].epoch;
+    }
     if (!resp.error_code)
         SL_INFO(SUB, c->rq ? "transaction ended" : c->why,
                 "transactional_id=%s producer_id=%lld outcome=%s", c->jobs.v[0].tid,
@@ -732,6 +837,10 @@ void sl_h_end_txn(sl_req *rq) {
                        rq->h.api_version, 2);
     if (resp.error_code || !jobs.n) {
         sl_txn_jobs_free(&jobs);
+        if (!resp.error_code) {
+            resp.producer_id = req.producer_id;
+            resp.producer_epoch = req.producer_epoch;
+        }
         SL_RESPOND(rq, end_txn, &resp);
         return;
     }

@@ -18,7 +18,8 @@
  * DescribeTransactions, ListTransactions) are refused by the pipeline before they get here:
  * nothing is forwarded that the gateway cannot authorize. The client-side transaction APIs
  * (FindCoordinator for a transactional id, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
- * EndTxn, TxnOffsetCommit) are forwarded after their authorization like the rest. */
+ * EndTxn, TxnOffsetCommit) and DescribeProducers (a partition leader's producer state, READ on
+ * the topic) are forwarded after their authorization like the rest. */
 #include "gateway/sl_gw_handlers.h"
 
 #include <stdio.h>
@@ -202,6 +203,8 @@ int32_t sl_gw_advertised(bool known, sl_gw_range_fn range, void *ctx,
         }
         if (d->key == SL_API_PRODUCE && lo < 3) lo = 3;
         if (d->key == SL_API_FETCH && lo < 4) lo = 4;
+        /* v4+ is broker to broker (KIP-890): clients of a gateway have no use for it. */
+        if (d->key == SL_API_ADD_PARTITIONS_TO_TXN && hi > 3) hi = 3;
         if (lo > hi) continue;
         out[n++] = (sl_api_versions_resp_api_key){d->key, lo, hi};
     }
@@ -647,6 +650,24 @@ static void gw_delete_topics(sl_req *rq) {
     gw_delete_topic_names(rq);
 }
 
+/* DescribeProducers: READ on each topic; a denied topic answers every partition asked for. */
+GW_ITEMS(describe_producers, describe_producers, topics, topics,
+         allowed(rq, SL_ACL_OP_READ, SL_ACL_RES_TOPIC, it_->name, false)
+             ? 0
+             : SL_KAFKA_TOPIC_AUTHORIZATION_FAILED,
+         {
+             o_->name = it_->name;
+             if (!SL_RESP_ARRAY(rq, o_->partitions, o_->partitions_count,
+                                it_->partition_indexes_count))
+                 return false;
+             for (int32_t j = 0; j < o_->partitions_count; j++) {
+                 sl_describe_producers_resp_partition_init(&o_->partitions[j]);
+                 o_->partitions[j].partition_index = it_->partition_indexes[j];
+                 o_->partitions[j].error_code = e_;
+                 o_->partitions[j].active_producers_count = 0;
+             }
+         })
+
 GW_ITEMS(create_partitions, create_partitions, topics, results,
          allowed(rq, SL_ACL_OP_ALTER, SL_ACL_RES_TOPIC, it_->name, false)
              ? 0
@@ -982,10 +1003,21 @@ int sl_gw_add_partitions_to_txn_local(sl_arena *a, const sl_add_partitions_to_tx
     return 0;
 }
 
-/* AddPartitionsToTxn: WRITE on the transactional id, then on each topic; all or nothing. */
+/* AddPartitionsToTxn: WRITE on the transactional id, then on each topic; all or nothing. v4+
+ * (broker to broker, not advertised here): CLUSTER_ACTION on the cluster, forwarded only when
+ * allowed, else answered here as Kafka does (the top-level error, no transactions). */
 static void gw_add_partitions_to_txn(sl_req *rq) {
     if (naming_failed(rq)) return;
     const sl_add_partitions_to_txn_req *q = rq->req;
+    if (rq->h.api_version >= 4) {
+        if (all_allowed(rq)) return gw_pass(rq);
+        sl_add_partitions_to_txn_resp d;
+        sl_add_partitions_to_txn_resp_init(&d);
+        d.error_code = SL_KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        count_local(rq);
+        SL_RESPOND(rq, add_partitions_to_txn, &d);
+        return;
+    }
     late_ctx lc = {rq, SL_ACL_OP_WRITE, SL_ACL_RES_TOPIC};
     sl_gw_authz az = {&lc, late_deny, NULL};
     sl_add_partitions_to_txn_resp m;
@@ -1347,6 +1379,8 @@ sl_gw_exec_fn sl_gw_exec(int16_t key) {
         return gw_alter_configs;
     case SL_API_INCREMENTAL_ALTER_CONFIGS:
         return gw_incremental_alter_configs;
+    case SL_API_DESCRIBE_PRODUCERS:
+        return gw_describe_producers;
     /* transactions: denied here, forwarded otherwise */
     case SL_API_END_TXN:
         return gw_end_txn;

@@ -285,8 +285,13 @@ static void need_txn(sl_req *rq, sl_str id) {
     sl_req_need(rq, SL_ACL_OP_WRITE, SL_ACL_RES_TRANSACTIONAL_ID, id, 0);
 }
 
+/* v4+ is sent by brokers (KIP-890): CLUSTER_ACTION on the cluster, nothing else. */
 static void res_add_partitions_to_txn(sl_req *rq, const sl_catalog *cat) {
     const sl_add_partitions_to_txn_req *r = rq->req;
+    if (rq->h.api_version >= 4) {
+        sl_req_need_cluster(rq, SL_ACL_OP_CLUSTER_ACTION, 0);
+        return;
+    }
     need_txn(rq, r->transactional_id);
     for (int32_t i = 0; i < r->topics_count; i++)
         need_topic(rq, SL_ACL_OP_WRITE, r->topics[i].name);
@@ -321,6 +326,12 @@ static void res_describe_transactions(sl_req *rq, const sl_catalog *cat) {
 static void res_list_transactions(sl_req *rq, const sl_catalog *cat) {
     name_ctx c = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, SL_AZ_QUIET, -1, false};
     if (cat->each_transactional_id) cat->each_transactional_id(cat->ctx, name_each, &c);
+}
+
+/* DescribeProducers: READ on each topic (Kafka's KafkaApis). */
+static void res_describe_producers(sl_req *rq, const sl_catalog *cat) {
+    const sl_describe_producers_req *r = rq->req;
+    for (int32_t i = 0; i < r->topics_count; i++) need_topic(rq, SL_ACL_OP_READ, r->topics[i].name);
 }
 
 static void res_describe_cluster(sl_req *rq, const sl_catalog *cat) {
@@ -509,6 +520,10 @@ static void txn_error(sl_req *rq, sl_str txn, int16_t err) {
 }
 static void out_add_partitions_to_txn(sl_req *rq, const void *r) {
     const sl_add_partitions_to_txn_resp *o = r;
+    if (rq->h.api_version >= 4) {
+        top_error(rq, o->error_code);
+        return;
+    }
     TOPIC_PARTS(rq, SL_ACL_OP_WRITE, o, results, name, results);
 }
 static void out_add_offsets_to_txn(sl_req *rq, const void *r) {
@@ -533,6 +548,10 @@ static void out_describe_transactions(sl_req *rq, const void *r) {
 }
 static void out_list_transactions(sl_req *rq, const void *r) {
     top_error(rq, ((const sl_list_transactions_resp *)r)->error_code);
+}
+static void out_describe_producers(sl_req *rq, const void *r) {
+    const sl_describe_producers_resp *o = r;
+    TOPIC_PARTS(rq, SL_ACL_OP_READ, o, topics, name, partitions);
 }
 /* Config resources: topics by name, the broker as the cluster. */
 static void config_error(sl_req *rq, int op, int8_t type, sl_str name, int16_t err) {
@@ -728,7 +747,8 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
     X(SL_API_END_TXN, end_txn, res_end_txn, 0)                                                     \
     X(SL_API_TXN_OFFSET_COMMIT, txn_offset_commit, res_txn_offset_commit, 0)                       \
     X(SL_API_DESCRIBE_TRANSACTIONS, describe_transactions, res_describe_transactions, 0)           \
-    X(SL_API_LIST_TRANSACTIONS, list_transactions, res_list_transactions, 0)
+    X(SL_API_LIST_TRANSACTIONS, list_transactions, res_list_transactions, 0)                       \
+    X(SL_API_DESCRIBE_PRODUCERS, describe_producers, res_describe_producers, 0)
 
 #define OUT_produce                            out_produce
 #define OUT_fetch                              out_fetch
@@ -768,6 +788,7 @@ static void out_alter_user_scram_credentials(sl_req *rq, const void *r) {
 #define OUT_txn_offset_commit                  out_txn_offset_commit
 #define OUT_describe_transactions              out_describe_transactions
 #define OUT_list_transactions                  out_list_transactions
+#define OUT_describe_producers                 out_describe_producers
 #define SL_API_DEC_ITEM(key, name, res, flags) SL_API_DECODER(name)
 SL_APIS(SL_API_DEC_ITEM)
 #undef SL_API_DEC_ITEM

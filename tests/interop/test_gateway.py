@@ -734,6 +734,85 @@ def test_idempotent_producer_delivers_exactly_once(gateway_serve):
         assert kp.produce(c, "dup", 0, plain) == (kp.NONE, 3), "the control was not stored twice"
 
 
+def describe_producers_raw(conn, topics):
+    """DescribeProducers v0: {(topic, partition): (error, [(pid, epoch, last_seq, txn_start)])}."""
+    import kproto as kp
+    w = kp.Writer()
+    w.carray(list(topics.items()),
+             lambda ww, t: (ww.cstring(t[0]), ww.carray(t[1], lambda w3, p: w3.i32(p)), ww.tags()))
+    w.tags()
+    r = conn.call(61, 0, w.bytes(), flexible=True)
+    r.i32()
+
+    def producer(rr):
+        pid, epoch, seq = rr.i64(), rr.i32(), rr.i32()
+        rr.i64()  # last timestamp
+        rr.i32()  # coordinator epoch
+        start = rr.i64()
+        rr.tags()
+        return pid, epoch, seq, start
+
+    def partition(rr):
+        idx, err, _msg = rr.i32(), rr.i16(), rr.cstring()
+        prods = rr.carray(producer)
+        rr.tags()
+        return idx, err, prods
+
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        name = r.cstring()
+        for idx, err, prods in r.carray(partition):
+            out[(name, idx)] = (err, prods)
+        r.tags()
+    return out
+
+
+def test_describe_producers_through_the_gateway(gateway_serve):
+    """DescribeProducers through the gateway to `sluice serve`: READ on each topic decided at the
+    gateway on the client's principal; a denied topic is answered TOPIC_AUTHORIZATION_FAILED
+    there while the allowed one is forwarded, and the merged answer shows the upstream's state
+    of an idempotent producer (its id, epoch and last sequence as the gateway forwarded them)."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_acl import binding
+    from test_idempotence import batch, init_producer_id
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    topics = [NewTopic("dp-gw", 1, 1), NewTopic("dp-gw-hidden", 1, 1)]
+    for f in admin.create_topics(topics).values():
+        f.result(30)
+    grant(g, binding("TOPIC", "dp-gw", "LITERAL", "User:reader", "READ", "ALLOW"))
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"  # the upstream broker's gateway address
+    with sasl_conn(g, addr, "admin") as c:
+        err, pid, epoch = init_producer_id(c, 0)
+        assert err == kp.NONE and pid >= 0, (err, pid)
+        assert kp.produce(c, "dp-gw", 0, batch(pid, epoch, 0, 3, b"dp"))[0] == kp.NONE
+        assert kp.produce(c, "dp-gw-hidden", 0, batch(pid, epoch, 0, 2, b"dp"))[0] == kp.NONE
+        seen = describe_producers_raw(c, {"dp-gw": [0], "dp-gw-hidden": [0]})
+    assert seen == {("dp-gw", 0): (0, [(pid, epoch, 2, -1)]),
+                    ("dp-gw-hidden", 0): (0, [(pid, epoch, 1, -1)])}, seen
+    with sasl_conn(g, addr, "reader") as c:
+        got = describe_producers_raw(c, {"dp-gw": [0], "dp-gw-hidden": [0]})
+    assert got == {("dp-gw", 0): (0, [(pid, epoch, 2, -1)]),
+                   ("dp-gw-hidden", 0): (29, [])}, got
+
+
+def test_add_partitions_to_txn_v4_at_the_gateway(gateway_serve):
+    """AddPartitionsToTxn v4 (broker to broker) is not advertised by the gateway, and a client
+    without CLUSTER_ACTION that sends it anyway is answered CLUSTER_AUTHORIZATION_FAILED by the
+    gateway itself (nothing forwarded: the upstream would see the gateway's identity)."""
+    import kproto as kp
+    from test_transactions import add_partitions_v4
+    g = gateway_serve
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    with sasl_conn(g, addr, "reader") as c:
+        err, ranges = kp.api_versions(c, 3)
+        assert err == 0 and ranges[24][1] == 3, ranges.get(24)
+        assert add_partitions_v4(c, [("tx", 1, 0, True, {"dp-v4": [0]})]) == (31, {})
+    assert re.search(r'msg="denied" principal=User:reader .*op=CLUSTER_ACTION',
+                     g.log_text()), g.log_tail()
+
+
 def files_with(root, needle):
     out = []
     for f in Path(root).rglob("*"):

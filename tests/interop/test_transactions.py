@@ -5,7 +5,10 @@ transactional answer the broker gives carries no error (read from its request lo
 producer is fenced; an ACL on the transactional id refuses a principal without WRITE on it;
 ListTransactions/DescribeTransactions (raw protocol) show the coordinator's state; the
 coordinator survives a restart, and a kill -9 between the commit decision and its markers
-finishes the commit at start.
+finishes the commit at start. DescribeProducers from @platformatic/kafka reports an open
+transaction's and an idempotent producer's state and refuses a principal without READ;
+AddPartitionsToTxn v4 (broker to broker, raw: no client sends it) needs CLUSTER_ACTION and its
+verify_only adds nothing.
 
 read_committed (the per-partition side, sl_txnpart.c): a read_committed consumer sees only
 committed records, each once, in order, while read_uncommitted sees all; an open transaction
@@ -21,6 +24,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -465,6 +469,179 @@ def test_transactional_id_acl(acl_broker):
     # The refusals are the authorization stage's (logged as ACL denials).
     assert re.search(r'msg="denied" principal=User:payments-writer .*TRANSACTIONAL_ID:other-tx',
                      b.log_text()), b.log_tail()
+
+
+# DescribeProducers and AddPartitionsToTxn v4 ---------------------------------------------------
+
+DESCRIBE_PRODUCERS = 61
+ADD_PARTITIONS_TO_TXN = 24
+TOPIC_AUTHORIZATION_FAILED = 29
+CLUSTER_AUTHORIZATION_FAILED = 31
+INVALID_TXN_STATE = 48
+INVALID_PRODUCER_ID_MAPPING = 49
+
+
+def describe_producers_node(b, user, topic, partitions):
+    """DescribeProducers v0 sent by @platformatic/kafka as `user` (node/producers_platformatic.mjs):
+    {partition: (error, [producer, ...])}."""
+    from test_acl import password_of
+    env = dict(os.environ, SASL_PASSWORD=password_of(b, user))
+    res = subprocess.run(["node", str(NODE_DIR / "producers_platformatic.mjs"), b.bootstrap,
+                          str(b.ca_pem), user, topic, ",".join(map(str, partitions))],
+                         cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=90)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"node printed nothing: {res.stdout!r} {res.stderr[-2000:]!r}"
+    out = json.loads(lines[-1])
+    assert out["ok"] and res.returncode == 0, out
+    return {p["partition"]: (p["error"], p["producers"]) for p in out["partitions"]}
+
+
+def test_describe_producers_platformatic(acl_broker):
+    """A transactional producer with a transaction open on partition 0 and an idempotent one on
+    partition 1 (confluent-kafka, as payments-writer): DescribeProducers from @platformatic/kafka
+    as a principal with READ on the topic reports both as the partition holds them (the
+    transaction's first offset while it is open, -1 once committed; the coordinator's epoch for
+    the transactional one only); a principal with only DESCRIBE on the topic gets
+    TOPIC_AUTHORIZATION_FAILED on every partition and no producer."""
+    from confluent_kafka.admin import NewTopic
+    from test_acl import binding, ck_admin, ck_conf, create_acls, raw_conn
+    b = acl_broker
+    adm = ck_admin(b, "admin")
+    for f in adm.create_topics([NewTopic("dp", 2, 1)]).values():
+        f.result(30)
+    create_acls(b,
+                binding("TOPIC", "dp", "LITERAL", "User:payments-writer", "WRITE", "ALLOW"),
+                binding("TRANSACTIONAL_ID", "pay-", "PREFIXED", "User:payments-writer", "WRITE",
+                        "ALLOW"),
+                binding("TOPIC", "dp", "LITERAL", "User:auditor", "READ", "ALLOW"),
+                binding("TOPIC", "dp", "LITERAL", "User:fraud", "DESCRIBE", "ALLOW"))
+    before_ms = int(time.time() * 1000)
+    tx = Producer(ck_conf(b, "payments-writer", **{"transactional.id": "pay-dp",
+                                                   "transaction.timeout.ms": 60000}))
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    for i in range(3):
+        tx.produce("dp", value=b"t%d" % i, partition=0)
+    assert tx.flush(30) == 0
+    idem = Producer(ck_conf(b, "payments-writer", **{"enable.idempotence": True}))
+    for i in range(2):
+        idem.produce("dp", value=b"i%d" % i, partition=1)
+    assert idem.flush(30) == 0
+    with raw_conn(b, "payments-writer") as conn:
+        [d] = describe_transactions(conn, ["pay-dp"])
+    assert d["state"] == "Ongoing", d
+
+    got = describe_producers_node(b, "auditor", "dp", [0, 1])
+    err0, prods0 = got[0]
+    err1, prods1 = got[1]
+    assert (err0, err1) == (0, 0), got
+    [t] = prods0
+    assert t["producerId"] == d["producer_id"] and t["producerEpoch"] == d["epoch"], (t, d)
+    assert t["currentTxnStartOffset"] == 0, t
+    assert t["coordinatorEpoch"] == 0, t
+    assert t["lastTimestamp"] >= before_ms - 1000, t
+    [i] = prods1
+    assert i["producerId"] != t["producerId"] and i["producerId"] >= 0, (i, t)
+    assert i["currentTxnStartOffset"] == -1 and i["coordinatorEpoch"] == -1, i
+    # librdkafka numbers each partition's batches from 0: 3 records, then 2.
+    assert t["lastSequence"] == 2 and i["lastSequence"] == 1, (t, i)
+
+    denied = describe_producers_node(b, "fraud", "dp", [0, 1])
+    assert denied == {0: (TOPIC_AUTHORIZATION_FAILED, []), 1: (TOPIC_AUTHORIZATION_FAILED, [])}
+    assert re.search(r'msg="denied" principal=User:fraud .*op=READ resource=TOPIC:dp',
+                     b.log_text()), b.log_tail()
+
+    tx.commit_transaction(30)
+    err0, [t2] = describe_producers_node(b, "auditor", "dp", [0])[0]
+    assert err0 == 0 and t2["producerId"] == t["producerId"], t2
+    assert t2["currentTxnStartOffset"] == -1, t2
+
+
+def add_partitions_v4(conn, txns):
+    """AddPartitionsToTxn v4 (broker to broker, KIP-890; no client sends it, so raw): txns are
+    (transactional id, producer id, epoch, verify_only, {topic: [partition, ...]}). Returns
+    (top-level error, {transactional id: {(topic, partition): error}})."""
+    w = kp.Writer()
+
+    def txn(ww, x):
+        tid, pid, epoch, verify, topics = x
+        ww.cstring(tid)
+        ww.i64(pid)
+        ww.i16(epoch)
+        ww.bool(verify)
+        ww.carray(list(topics.items()),
+                  lambda w3, t: (w3.cstring(t[0]), w3.carray(t[1], lambda w4, p: w4.i32(p)),
+                                 w3.tags()))
+        ww.tags()
+    w.carray(list(txns), txn)
+    w.tags()
+    r = conn.call(ADD_PARTITIONS_TO_TXN, 4, w.bytes(), flexible=True)
+    r.i32()
+    top = r.i16()
+
+    def part(rr):
+        p, e = rr.i32(), rr.i16()
+        rr.tags()
+        return p, e
+
+    def topic(rr):
+        name = rr.cstring()
+        parts = rr.carray(part)
+        rr.tags()
+        return [((name, p), e) for p, e in parts]
+
+    def result(rr):
+        tid = rr.cstring()
+        topics = rr.carray(topic)
+        rr.tags()
+        return tid, dict(x for t in topics for x in t)
+    return top, dict(r.carray(result))
+
+
+def test_add_partitions_to_txn_v4_raw(acl_broker):
+    """The batched broker-to-broker form, sent raw (no public client sends v4): a principal
+    without CLUSTER_ACTION gets CLUSTER_AUTHORIZATION_FAILED and nothing else; a super user's
+    verify_only tells which partitions an open transaction holds (and adds none), a second
+    transaction in the same request with a wrong producer id fails alone, and a plain v4 add
+    puts a partition into the transaction."""
+    from confluent_kafka.admin import NewTopic
+    from test_acl import binding, ck_admin, ck_conf, create_acls, raw_conn
+    b = acl_broker
+    adm = ck_admin(b, "admin")
+    for f in adm.create_topics([NewTopic("v4t", 2, 1)]).values():
+        f.result(30)
+    create_acls(b,
+                binding("TOPIC", "v4t", "LITERAL", "User:payments-writer", "WRITE", "ALLOW"),
+                binding("TRANSACTIONAL_ID", "pay-", "PREFIXED", "User:payments-writer", "WRITE",
+                        "ALLOW"))
+    tx = Producer(ck_conf(b, "payments-writer", **{"transactional.id": "pay-v4"}))
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    tx.produce("v4t", value=b"x", partition=0)
+    assert tx.flush(30) == 0
+    with raw_conn(b, "payments-writer") as conn:
+        [d] = describe_transactions(conn, ["pay-v4"])
+    pid, epoch = d["producer_id"], d["epoch"]
+    assert d["topics"] == {"v4t": [0]}, d
+
+    verify = ("pay-v4", pid, epoch, True, {"v4t": [0, 1]})
+    with raw_conn(b, "fraud") as conn:
+        assert add_partitions_v4(conn, [verify]) == (CLUSTER_AUTHORIZATION_FAILED, {})
+    with raw_conn(b, "admin") as conn:
+        unknown = ("pay-none", pid, epoch, True, {"v4t": [0]})
+        top, res = add_partitions_v4(conn, [verify, unknown])
+        assert (top, res) == (0, {"pay-v4": {("v4t", 0): 0, ("v4t", 1): INVALID_TXN_STATE},
+                                  "pay-none": {("v4t", 0): INVALID_PRODUCER_ID_MAPPING}}), res
+        with raw_conn(b, "payments-writer") as conn2:  # verify_only added nothing
+            assert describe_transactions(conn2, ["pay-v4"])[0]["topics"] == {"v4t": [0]}
+        top, res = add_partitions_v4(conn, [("pay-v4", pid, epoch, False, {"v4t": [1]})])
+        assert (top, res) == (0, {"pay-v4": {("v4t", 1): 0}})
+    with raw_conn(b, "payments-writer") as conn:
+        [d] = describe_transactions(conn, ["pay-v4"])
+    assert d["topics"] == {"v4t": [0, 1]}, d
+    tx.commit_transaction(30)
+    assert re.search(r'msg="denied" principal=User:fraud .*op=CLUSTER_ACTION', b.log_text()), \
+        b.log_tail()
 
 
 # ---- read_committed (the per-partition side, sl_txnpart.c) ------------------------------------

@@ -125,6 +125,13 @@ static sl_add_partitions_to_txn_req_topic apt_topics[] = {
     {.name = {"t", 1}, .partitions = apt_idx, .partitions_count = 2}, {.name = {"u", 1}}};
 static sl_add_partitions_to_txn_req r_add_partitions_to_txn = {
     .transactional_id = {"x", 1}, .topics = apt_topics, .topics_count = 2};
+static sl_add_partitions_to_txn_req_txn_topic apt4_topics[] = {{.name = {"t", 1}}};
+static sl_add_partitions_to_txn_req_transaction apt4_txns[] = {
+    {.transactional_id = {"x", 1}, .topics = apt4_topics, .topics_count = 1}};
+static sl_add_partitions_to_txn_req r_add_partitions_to_txn_v4 = {.transactions = apt4_txns,
+                                                                  .transactions_count = 1};
+static sl_describe_producers_req_topic dp_topics[] = {{.name = {"t", 1}}, {.name = {"u", 1}}};
+static sl_describe_producers_req r_describe_producers = {.topics = dp_topics, .topics_count = 2};
 static sl_add_offsets_to_txn_req r_add_offsets_to_txn = {.transactional_id = {"x", 1},
                                                          .group_id = {"g", 1}};
 static sl_end_txn_req r_end_txn = {.transactional_id = {"x", 1}, .committed = true};
@@ -243,10 +250,13 @@ static const row k_rows[] = {
      &r_add_partitions_to_txn,
      {W(X, WRITE, "x"), W(T, WRITE, "t"), W(T, WRITE, "u")},
      3},
+    /* v4 comes from brokers: CLUSTER_ACTION only, no transactional id or topic. */
+    {SL_API_ADD_PARTITIONS_TO_TXN, 4, &r_add_partitions_to_txn_v4, {W(C, CLUSTER_ACTION, NULL)}, 1},
     {SL_API_ADD_OFFSETS_TO_TXN, 3, &r_add_offsets_to_txn, {W(X, WRITE, "x"), W(G, READ, "g")}, 2},
     {SL_API_END_TXN, 3, &r_end_txn, {W(X, WRITE, "x")}, 1},
     {SL_API_DESCRIBE_TRANSACTIONS, 0, &r_describe_transactions, {W(X, DESCRIBE, "x")}, 1},
     {SL_API_LIST_TRANSACTIONS, 1, &r_list_transactions, {WQ(X, DESCRIBE, "x")}, 1},
+    {SL_API_DESCRIBE_PRODUCERS, 0, &r_describe_producers, {W(T, READ, "t"), W(T, READ, "u")}, 2},
     {SL_API_TXN_OFFSET_COMMIT,
      3,
      &r_txn_offset_commit,

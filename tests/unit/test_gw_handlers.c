@@ -273,8 +273,10 @@ SL_TEST(gw_add_partitions_to_txn_all_or_nothing) {
     CHECK_EQ(m.results[1].results_count, 1);
     CHECK_EQ(m.results[1].results[0].partition_index, 2);
     CHECK_EQ(m.results[1].results[0].error_code, k_taf);
+    /* v0-3: v4+ (broker to broker) has no per-topic answer and is answered on its own. */
     const sl_api_info *in = sl_api_lookup(SL_API_ADD_PARTITIONS_TO_TXN);
-    for (int16_t v = in->min_version; v <= in->max_version; v++) {
+    CHECK(in->max_version >= 3);
+    for (int16_t v = in->min_version; v <= 3; v++) {
         sl_wr w;
         sl_wr_init(&w, a, 256);
         sl_add_partitions_to_txn_resp_encode(&w, v, &m);

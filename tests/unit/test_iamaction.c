@@ -126,6 +126,13 @@ static sl_describe_cluster_req r_describe_cluster = {.include_cluster_authorized
 static sl_add_partitions_to_txn_req_topic apt_topics[] = {{.name = {"t", 1}}};
 static sl_add_partitions_to_txn_req r_add_partitions_to_txn = {
     .transactional_id = {"x", 1}, .topics = apt_topics, .topics_count = 1};
+static sl_add_partitions_to_txn_req_txn_topic apt4_topics[] = {{.name = {"t", 1}}};
+static sl_add_partitions_to_txn_req_transaction apt4_txns[] = {
+    {.transactional_id = {"x", 1}, .topics = apt4_topics, .topics_count = 1}};
+static sl_add_partitions_to_txn_req r_add_partitions_to_txn_v4 = {.transactions = apt4_txns,
+                                                                  .transactions_count = 1};
+static sl_describe_producers_req_topic dp_topics[] = {{.name = {"t", 1}}};
+static sl_describe_producers_req r_describe_producers = {.topics = dp_topics, .topics_count = 1};
 static sl_add_offsets_to_txn_req r_add_offsets_to_txn = {.transactional_id = {"x", 1},
                                                          .group_id = {"g", 1}};
 static sl_end_txn_req r_end_txn = {.transactional_id = {"x", 1}, .committed = true};
@@ -218,6 +225,7 @@ static const sample k_samples[] = {
      "",
      &r_add_partitions_to_txn,
      {K("AlterTransactionalId"), K("WriteData")}},
+    {SL_API_ADD_PARTITIONS_TO_TXN, 4, "between brokers", &r_add_partitions_to_txn_v4, {NULL}},
     {SL_API_ADD_OFFSETS_TO_TXN,
      3,
      "",
@@ -226,6 +234,7 @@ static const sample k_samples[] = {
     {SL_API_END_TXN, 3, "", &r_end_txn, {K("AlterTransactionalId")}},
     {SL_API_DESCRIBE_TRANSACTIONS, 0, "", &r_describe_transactions, {K("DescribeTransactionalId")}},
     {SL_API_LIST_TRANSACTIONS, 1, "", &r_list_transactions, {K("DescribeTransactionalId")}},
+    {SL_API_DESCRIBE_PRODUCERS, 0, "", &r_describe_producers, {K("ReadData")}},
     {SL_API_TXN_OFFSET_COMMIT,
      3,
      "",

@@ -1413,62 +1413,164 @@ static void fill_offset_for_leader_epoch_resp(sl_offset_for_leader_epoch_resp *m
     }
 }
 
+static void fill_add_partitions_to_txn_req_txn_topic(sl_add_partitions_to_txn_req_txn_topic *m,
+                                                     sl_arena *a, int16_t v, uint64_t *s, int d) {
+    if (v >= 4) m->name = sl_tf_str(a, s, false);
+    if (v >= 4) {
+        m->partitions_count = sl_tf_count(s, false, d);
+        m->partitions = m->partitions_count > 0
+                            ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                            : NULL;
+        for (int32_t i = 0; i < m->partitions_count; i++) {
+            m->partitions[i] = (int32_t)sl_tf_rnd(s);
+        }
+    }
+}
+static void fill_add_partitions_to_txn_req_transaction(sl_add_partitions_to_txn_req_transaction *m,
+                                                       sl_arena *a, int16_t v, uint64_t *s, int d) {
+    if (v >= 4) m->transactional_id = sl_tf_str(a, s, false);
+    if (v >= 4) m->producer_id = (int64_t)sl_tf_rnd(s);
+    if (v >= 4) m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    if (v >= 4) m->verify_only = (sl_tf_rnd(s) & 1) != 0;
+    if (v >= 4) {
+        m->topics_count = sl_tf_count(s, false, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            sl_add_partitions_to_txn_req_txn_topic_init(&m->topics[i]);
+            fill_add_partitions_to_txn_req_txn_topic(&m->topics[i], a, v, s, d + 1);
+        }
+    }
+}
 static void fill_add_partitions_to_txn_req_topic(sl_add_partitions_to_txn_req_topic *m, sl_arena *a,
                                                  int16_t v, uint64_t *s, int d) {
-    (void)v;
-    m->name = sl_tf_str(a, s, false);
-    m->partitions_count = sl_tf_count(s, false, d);
-    m->partitions = m->partitions_count > 0
-                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
-                        : NULL;
-    for (int32_t i = 0; i < m->partitions_count; i++) {
-        m->partitions[i] = (int32_t)sl_tf_rnd(s);
+    if (v <= 3) m->name = sl_tf_str(a, s, false);
+    if (v <= 3) {
+        m->partitions_count = sl_tf_count(s, false, d);
+        m->partitions = m->partitions_count > 0
+                            ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                            : NULL;
+        for (int32_t i = 0; i < m->partitions_count; i++) {
+            m->partitions[i] = (int32_t)sl_tf_rnd(s);
+        }
     }
 }
 static void fill_add_partitions_to_txn_req(sl_add_partitions_to_txn_req *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
-    m->transactional_id = sl_tf_str(a, s, false);
-    m->producer_id = (int64_t)sl_tf_rnd(s);
-    m->producer_epoch = (int16_t)sl_tf_rnd(s);
-    m->topics_count = sl_tf_count(s, false, d);
-    m->topics =
-        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
-    for (int32_t i = 0; i < m->topics_count; i++) {
-        sl_add_partitions_to_txn_req_topic_init(&m->topics[i]);
-        fill_add_partitions_to_txn_req_topic(&m->topics[i], a, v, s, d + 1);
+    if (v >= 4) {
+        m->transactions_count = sl_tf_count(s, false, d);
+        m->transactions =
+            m->transactions_count > 0
+                ? sl_arena_calloc(a, (size_t)m->transactions_count, sizeof *m->transactions)
+                : NULL;
+        for (int32_t i = 0; i < m->transactions_count; i++) {
+            sl_add_partitions_to_txn_req_transaction_init(&m->transactions[i]);
+            fill_add_partitions_to_txn_req_transaction(&m->transactions[i], a, v, s, d + 1);
+        }
+    }
+    if (v <= 3) m->transactional_id = sl_tf_str(a, s, false);
+    if (v <= 3) m->producer_id = (int64_t)sl_tf_rnd(s);
+    if (v <= 3) m->producer_epoch = (int16_t)sl_tf_rnd(s);
+    if (v <= 3) {
+        m->topics_count = sl_tf_count(s, false, d);
+        m->topics = m->topics_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics)
+                        : NULL;
+        for (int32_t i = 0; i < m->topics_count; i++) {
+            sl_add_partitions_to_txn_req_topic_init(&m->topics[i]);
+            fill_add_partitions_to_txn_req_topic(&m->topics[i], a, v, s, d + 1);
+        }
     }
 }
 
+static void
+fill_add_partitions_to_txn_resp_txn_partition(sl_add_partitions_to_txn_resp_txn_partition *m,
+                                              sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)d;
+    if (v >= 4) m->partition_index = (int32_t)sl_tf_rnd(s);
+    if (v >= 4) m->partition_error_code = (int16_t)sl_tf_rnd(s);
+}
+static void
+fill_add_partitions_to_txn_resp_txn_topic_result(sl_add_partitions_to_txn_resp_txn_topic_result *m,
+                                                 sl_arena *a, int16_t v, uint64_t *s, int d) {
+    if (v >= 4) m->name = sl_tf_str(a, s, false);
+    if (v >= 4) {
+        m->results_by_partition_count = sl_tf_count(s, false, d);
+        m->results_by_partition = m->results_by_partition_count > 0
+                                      ? sl_arena_calloc(a, (size_t)m->results_by_partition_count,
+                                                        sizeof *m->results_by_partition)
+                                      : NULL;
+        for (int32_t i = 0; i < m->results_by_partition_count; i++) {
+            sl_add_partitions_to_txn_resp_txn_partition_init(&m->results_by_partition[i]);
+            fill_add_partitions_to_txn_resp_txn_partition(&m->results_by_partition[i], a, v, s,
+                                                          d + 1);
+        }
+    }
+}
+static void fill_add_partitions_to_txn_resp_txn_result(sl_add_partitions_to_txn_resp_txn_result *m,
+                                                       sl_arena *a, int16_t v, uint64_t *s, int d) {
+    if (v >= 4) m->transactional_id = sl_tf_str(a, s, false);
+    if (v >= 4) {
+        m->topic_results_count = sl_tf_count(s, false, d);
+        m->topic_results =
+            m->topic_results_count > 0
+                ? sl_arena_calloc(a, (size_t)m->topic_results_count, sizeof *m->topic_results)
+                : NULL;
+        for (int32_t i = 0; i < m->topic_results_count; i++) {
+            sl_add_partitions_to_txn_resp_txn_topic_result_init(&m->topic_results[i]);
+            fill_add_partitions_to_txn_resp_txn_topic_result(&m->topic_results[i], a, v, s, d + 1);
+        }
+    }
+}
 static void fill_add_partitions_to_txn_resp_partition(sl_add_partitions_to_txn_resp_partition *m,
                                                       sl_arena *a, int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
     (void)d;
-    m->partition_index = (int32_t)sl_tf_rnd(s);
-    m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v <= 3) m->partition_index = (int32_t)sl_tf_rnd(s);
+    if (v <= 3) m->error_code = (int16_t)sl_tf_rnd(s);
 }
 static void fill_add_partitions_to_txn_resp_result(sl_add_partitions_to_txn_resp_result *m,
                                                    sl_arena *a, int16_t v, uint64_t *s, int d) {
-    m->name = sl_tf_str(a, s, false);
-    m->results_count = sl_tf_count(s, false, d);
-    m->results = m->results_count > 0
-                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
-                     : NULL;
-    for (int32_t i = 0; i < m->results_count; i++) {
-        sl_add_partitions_to_txn_resp_partition_init(&m->results[i]);
-        fill_add_partitions_to_txn_resp_partition(&m->results[i], a, v, s, d + 1);
+    if (v <= 3) m->name = sl_tf_str(a, s, false);
+    if (v <= 3) {
+        m->results_count = sl_tf_count(s, false, d);
+        m->results = m->results_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                         : NULL;
+        for (int32_t i = 0; i < m->results_count; i++) {
+            sl_add_partitions_to_txn_resp_partition_init(&m->results[i]);
+            fill_add_partitions_to_txn_resp_partition(&m->results[i], a, v, s, d + 1);
+        }
     }
 }
 static void fill_add_partitions_to_txn_resp(sl_add_partitions_to_txn_resp *m, sl_arena *a,
                                             int16_t v, uint64_t *s, int d) {
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
-    m->results_count = sl_tf_count(s, false, d);
-    m->results = m->results_count > 0
-                     ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
-                     : NULL;
-    for (int32_t i = 0; i < m->results_count; i++) {
-        sl_add_partitions_to_txn_resp_result_init(&m->results[i]);
-        fill_add_partitions_to_txn_resp_result(&m->results[i], a, v, s, d + 1);
+    if (v >= 4) m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 4) {
+        m->results_by_transaction_count = sl_tf_count(s, false, d);
+        m->results_by_transaction =
+            m->results_by_transaction_count > 0
+                ? sl_arena_calloc(a, (size_t)m->results_by_transaction_count,
+                                  sizeof *m->results_by_transaction)
+                : NULL;
+        for (int32_t i = 0; i < m->results_by_transaction_count; i++) {
+            sl_add_partitions_to_txn_resp_txn_result_init(&m->results_by_transaction[i]);
+            fill_add_partitions_to_txn_resp_txn_result(&m->results_by_transaction[i], a, v, s,
+                                                       d + 1);
+        }
+    }
+    if (v <= 3) {
+        m->results_count = sl_tf_count(s, false, d);
+        m->results = m->results_count > 0
+                         ? sl_arena_calloc(a, (size_t)m->results_count, sizeof *m->results)
+                         : NULL;
+        for (int32_t i = 0; i < m->results_count; i++) {
+            sl_add_partitions_to_txn_resp_result_init(&m->results[i]);
+            fill_add_partitions_to_txn_resp_result(&m->results[i], a, v, s, d + 1);
+        }
     }
 }
 
@@ -1502,10 +1604,11 @@ static void fill_end_txn_req(sl_end_txn_req *m, sl_arena *a, int16_t v, uint64_t
 
 static void fill_end_txn_resp(sl_end_txn_resp *m, sl_arena *a, int16_t v, uint64_t *s, int d) {
     (void)a;
-    (void)v;
     (void)d;
     m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
     m->error_code = (int16_t)sl_tf_rnd(s);
+    if (v >= 5) m->producer_id = (int64_t)sl_tf_rnd(s);
+    if (v >= 5) m->producer_epoch = (int16_t)sl_tf_rnd(s);
 }
 
 static void fill_txn_offset_commit_req_partition(sl_txn_offset_commit_req_partition *m, sl_arena *a,
@@ -2256,6 +2359,81 @@ static void fill_describe_cluster_resp(sl_describe_cluster_resp *m, sl_arena *a,
     m->cluster_authorized_operations = (int32_t)sl_tf_rnd(s);
 }
 
+static void fill_describe_producers_req_topic(sl_describe_producers_req_topic *m, sl_arena *a,
+                                              int16_t v, uint64_t *s, int d) {
+    (void)v;
+    m->name = sl_tf_str(a, s, false);
+    m->partition_indexes_count = sl_tf_count(s, false, d);
+    m->partition_indexes =
+        m->partition_indexes_count > 0
+            ? sl_arena_calloc(a, (size_t)m->partition_indexes_count, sizeof *m->partition_indexes)
+            : NULL;
+    for (int32_t i = 0; i < m->partition_indexes_count; i++) {
+        m->partition_indexes[i] = (int32_t)sl_tf_rnd(s);
+    }
+}
+static void fill_describe_producers_req(sl_describe_producers_req *m, sl_arena *a, int16_t v,
+                                        uint64_t *s, int d) {
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_describe_producers_req_topic_init(&m->topics[i]);
+        fill_describe_producers_req_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
+static void fill_describe_producers_resp_producer(sl_describe_producers_resp_producer *m,
+                                                  sl_arena *a, int16_t v, uint64_t *s, int d) {
+    (void)a;
+    (void)v;
+    (void)d;
+    m->producer_id = (int64_t)sl_tf_rnd(s);
+    m->producer_epoch = (int32_t)sl_tf_rnd(s);
+    m->last_sequence = (int32_t)sl_tf_rnd(s);
+    m->last_timestamp = (int64_t)sl_tf_rnd(s);
+    m->coordinator_epoch = (int32_t)sl_tf_rnd(s);
+    m->current_txn_start_offset = (int64_t)sl_tf_rnd(s);
+}
+static void fill_describe_producers_resp_partition(sl_describe_producers_resp_partition *m,
+                                                   sl_arena *a, int16_t v, uint64_t *s, int d) {
+    m->partition_index = (int32_t)sl_tf_rnd(s);
+    m->error_code = (int16_t)sl_tf_rnd(s);
+    m->error_message = sl_tf_str(a, s, true);
+    m->active_producers_count = sl_tf_count(s, false, d);
+    m->active_producers =
+        m->active_producers_count > 0
+            ? sl_arena_calloc(a, (size_t)m->active_producers_count, sizeof *m->active_producers)
+            : NULL;
+    for (int32_t i = 0; i < m->active_producers_count; i++) {
+        sl_describe_producers_resp_producer_init(&m->active_producers[i]);
+        fill_describe_producers_resp_producer(&m->active_producers[i], a, v, s, d + 1);
+    }
+}
+static void fill_describe_producers_resp_topic(sl_describe_producers_resp_topic *m, sl_arena *a,
+                                               int16_t v, uint64_t *s, int d) {
+    m->name = sl_tf_str(a, s, false);
+    m->partitions_count = sl_tf_count(s, false, d);
+    m->partitions = m->partitions_count > 0
+                        ? sl_arena_calloc(a, (size_t)m->partitions_count, sizeof *m->partitions)
+                        : NULL;
+    for (int32_t i = 0; i < m->partitions_count; i++) {
+        sl_describe_producers_resp_partition_init(&m->partitions[i]);
+        fill_describe_producers_resp_partition(&m->partitions[i], a, v, s, d + 1);
+    }
+}
+static void fill_describe_producers_resp(sl_describe_producers_resp *m, sl_arena *a, int16_t v,
+                                         uint64_t *s, int d) {
+    m->throttle_time_ms = (int32_t)sl_tf_rnd(s);
+    m->topics_count = sl_tf_count(s, false, d);
+    m->topics =
+        m->topics_count > 0 ? sl_arena_calloc(a, (size_t)m->topics_count, sizeof *m->topics) : NULL;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sl_describe_producers_resp_topic_init(&m->topics[i]);
+        fill_describe_producers_resp_topic(&m->topics[i], a, v, s, d + 1);
+    }
+}
+
 static void fill_describe_transactions_req(sl_describe_transactions_req *m, sl_arena *a, int16_t v,
                                            uint64_t *s, int d) {
     (void)v;
@@ -2588,6 +2766,12 @@ bool sl_test_proto_fill(int16_t key, bool response, void *m, sl_arena *a, int16_
         return true;
     case 121:
         fill_describe_cluster_resp(m, a, version, seed, 0);
+        return true;
+    case 122:
+        fill_describe_producers_req(m, a, version, seed, 0);
+        return true;
+    case 123:
+        fill_describe_producers_resp(m, a, version, seed, 0);
         return true;
     case 130:
         fill_describe_transactions_req(m, a, version, seed, 0);

@@ -978,7 +978,11 @@ SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
     int32_t zero = 0;
     sl_add_partitions_to_txn_req_topic tp[2] = {{sl_str_c("t"), &zero, 1},
                                                 {sl_str_c("u"), &zero, 1}};
-    sl_add_partitions_to_txn_req ap = {sl_str_c("x"), pid, epoch, tp, 2};
+    sl_add_partitions_to_txn_req ap = {.transactional_id = sl_str_c("x"),
+                                       .producer_id = pid,
+                                       .producer_epoch = epoch,
+                                       .topics = tp,
+                                       .topics_count = 2};
     sl_end_txn_req et = {sl_str_c("x"), pid, epoch, true};
     sl_end_txn_resp etr;
     sl_add_partitions_to_txn_resp apr;

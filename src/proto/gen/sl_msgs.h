@@ -56,9 +56,10 @@
 #define SL_API_DESCRIBE_USER_SCRAM_CREDENTIALS 50
 #define SL_API_ALTER_USER_SCRAM_CREDENTIALS    51
 #define SL_API_DESCRIBE_CLUSTER                60
+#define SL_API_DESCRIBE_PRODUCERS              61
 #define SL_API_DESCRIBE_TRANSACTIONS           65
 #define SL_API_LIST_TRANSACTIONS               66
-#define SL_API_COUNT                           39 /* APIs defined */
+#define SL_API_COUNT                           40 /* APIs defined */
 
 /* What our definitions cover; the broker decides separately what it advertises.
  * flexible_from is -1 for APIs with no flexible version. */
@@ -1041,19 +1042,36 @@ sl_err sl_offset_for_leader_epoch_resp_decode(sl_rd *r, sl_arena *a, int16_t ver
 void sl_offset_for_leader_epoch_resp_encode(sl_wr *w, int16_t version,
                                             const sl_offset_for_leader_epoch_resp *m);
 
-/* ---- AddPartitionsToTxn request, v0-3 ---- */
+/* ---- AddPartitionsToTxn request, v0-4 ---- */
+typedef struct sl_add_partitions_to_txn_req_txn_topic {
+    sl_str name;
+    int32_t *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_add_partitions_to_txn_req_txn_topic;
+typedef struct sl_add_partitions_to_txn_req_transaction {
+    sl_str transactional_id;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    bool verify_only;
+    sl_add_partitions_to_txn_req_txn_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_add_partitions_to_txn_req_transaction;
 typedef struct sl_add_partitions_to_txn_req_topic {
     sl_str name;
     int32_t *partitions;
     int32_t partitions_count; /* -1: null */
 } sl_add_partitions_to_txn_req_topic;
 typedef struct sl_add_partitions_to_txn_req {
+    sl_add_partitions_to_txn_req_transaction *transactions;
+    int32_t transactions_count; /* -1: null */
     sl_str transactional_id;
     int64_t producer_id;
     int16_t producer_epoch;
     sl_add_partitions_to_txn_req_topic *topics;
     int32_t topics_count; /* -1: null */
 } sl_add_partitions_to_txn_req;
+void sl_add_partitions_to_txn_req_txn_topic_init(sl_add_partitions_to_txn_req_txn_topic *m);
+void sl_add_partitions_to_txn_req_transaction_init(sl_add_partitions_to_txn_req_transaction *m);
 void sl_add_partitions_to_txn_req_topic_init(sl_add_partitions_to_txn_req_topic *m);
 void sl_add_partitions_to_txn_req_init(sl_add_partitions_to_txn_req *m);
 sl_err sl_add_partitions_to_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version,
@@ -1061,7 +1079,21 @@ sl_err sl_add_partitions_to_txn_req_decode(sl_rd *r, sl_arena *a, int16_t versio
 void sl_add_partitions_to_txn_req_encode(sl_wr *w, int16_t version,
                                          const sl_add_partitions_to_txn_req *m);
 
-/* ---- AddPartitionsToTxn response, v0-3 ---- */
+/* ---- AddPartitionsToTxn response, v0-4 ---- */
+typedef struct sl_add_partitions_to_txn_resp_txn_partition {
+    int32_t partition_index;
+    int16_t partition_error_code;
+} sl_add_partitions_to_txn_resp_txn_partition;
+typedef struct sl_add_partitions_to_txn_resp_txn_topic_result {
+    sl_str name;
+    sl_add_partitions_to_txn_resp_txn_partition *results_by_partition;
+    int32_t results_by_partition_count; /* -1: null */
+} sl_add_partitions_to_txn_resp_txn_topic_result;
+typedef struct sl_add_partitions_to_txn_resp_txn_result {
+    sl_str transactional_id;
+    sl_add_partitions_to_txn_resp_txn_topic_result *topic_results;
+    int32_t topic_results_count; /* -1: null */
+} sl_add_partitions_to_txn_resp_txn_result;
 typedef struct sl_add_partitions_to_txn_resp_partition {
     int32_t partition_index;
     int16_t error_code;
@@ -1073,9 +1105,17 @@ typedef struct sl_add_partitions_to_txn_resp_result {
 } sl_add_partitions_to_txn_resp_result;
 typedef struct sl_add_partitions_to_txn_resp {
     int32_t throttle_time_ms;
+    int16_t error_code;
+    sl_add_partitions_to_txn_resp_txn_result *results_by_transaction;
+    int32_t results_by_transaction_count; /* -1: null */
     sl_add_partitions_to_txn_resp_result *results;
     int32_t results_count; /* -1: null */
 } sl_add_partitions_to_txn_resp;
+void sl_add_partitions_to_txn_resp_txn_partition_init(
+    sl_add_partitions_to_txn_resp_txn_partition *m);
+void sl_add_partitions_to_txn_resp_txn_topic_result_init(
+    sl_add_partitions_to_txn_resp_txn_topic_result *m);
+void sl_add_partitions_to_txn_resp_txn_result_init(sl_add_partitions_to_txn_resp_txn_result *m);
 void sl_add_partitions_to_txn_resp_partition_init(sl_add_partitions_to_txn_resp_partition *m);
 void sl_add_partitions_to_txn_resp_result_init(sl_add_partitions_to_txn_resp_result *m);
 void sl_add_partitions_to_txn_resp_init(sl_add_partitions_to_txn_resp *m);
@@ -1108,7 +1148,7 @@ sl_err sl_add_offsets_to_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
 void sl_add_offsets_to_txn_resp_encode(sl_wr *w, int16_t version,
                                        const sl_add_offsets_to_txn_resp *m);
 
-/* ---- EndTxn request, v0-4 ---- */
+/* ---- EndTxn request, v0-5 ---- */
 typedef struct sl_end_txn_req {
     sl_str transactional_id;
     int64_t producer_id;
@@ -1119,10 +1159,12 @@ void sl_end_txn_req_init(sl_end_txn_req *m);
 sl_err sl_end_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_req *out);
 void sl_end_txn_req_encode(sl_wr *w, int16_t version, const sl_end_txn_req *m);
 
-/* ---- EndTxn response, v0-4 ---- */
+/* ---- EndTxn response, v0-5 ---- */
 typedef struct sl_end_txn_resp {
     int32_t throttle_time_ms;
     int16_t error_code;
+    int64_t producer_id;
+    int16_t producer_epoch;
 } sl_end_txn_resp;
 void sl_end_txn_resp_init(sl_end_txn_resp *m);
 sl_err sl_end_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_resp *out);
@@ -1708,6 +1750,58 @@ void sl_describe_cluster_resp_init(sl_describe_cluster_resp *m);
 sl_err sl_describe_cluster_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                        sl_describe_cluster_resp *out);
 void sl_describe_cluster_resp_encode(sl_wr *w, int16_t version, const sl_describe_cluster_resp *m);
+
+/* ---- DescribeProducers request, v0 ---- */
+typedef struct sl_describe_producers_req_topic {
+    sl_str name;
+    int32_t *partition_indexes;
+    int32_t partition_indexes_count; /* -1: null */
+} sl_describe_producers_req_topic;
+typedef struct sl_describe_producers_req {
+    sl_describe_producers_req_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_describe_producers_req;
+void sl_describe_producers_req_topic_init(sl_describe_producers_req_topic *m);
+void sl_describe_producers_req_init(sl_describe_producers_req *m);
+sl_err sl_describe_producers_req_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                        sl_describe_producers_req *out);
+void sl_describe_producers_req_encode(sl_wr *w, int16_t version,
+                                      const sl_describe_producers_req *m);
+
+/* ---- DescribeProducers response, v0 ---- */
+typedef struct sl_describe_producers_resp_producer {
+    int64_t producer_id;
+    int32_t producer_epoch;
+    int32_t last_sequence;
+    int64_t last_timestamp;
+    int32_t coordinator_epoch;
+    int64_t current_txn_start_offset;
+} sl_describe_producers_resp_producer;
+typedef struct sl_describe_producers_resp_partition {
+    int32_t partition_index;
+    int16_t error_code;
+    sl_str error_message;
+    sl_describe_producers_resp_producer *active_producers;
+    int32_t active_producers_count; /* -1: null */
+} sl_describe_producers_resp_partition;
+typedef struct sl_describe_producers_resp_topic {
+    sl_str name;
+    sl_describe_producers_resp_partition *partitions;
+    int32_t partitions_count; /* -1: null */
+} sl_describe_producers_resp_topic;
+typedef struct sl_describe_producers_resp {
+    int32_t throttle_time_ms;
+    sl_describe_producers_resp_topic *topics;
+    int32_t topics_count; /* -1: null */
+} sl_describe_producers_resp;
+void sl_describe_producers_resp_producer_init(sl_describe_producers_resp_producer *m);
+void sl_describe_producers_resp_partition_init(sl_describe_producers_resp_partition *m);
+void sl_describe_producers_resp_topic_init(sl_describe_producers_resp_topic *m);
+void sl_describe_producers_resp_init(sl_describe_producers_resp *m);
+sl_err sl_describe_producers_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
+                                         sl_describe_producers_resp *out);
+void sl_describe_producers_resp_encode(sl_wr *w, int16_t version,
+                                       const sl_describe_producers_resp *m);
 
 /* ---- DescribeTransactions request, v0 ---- */
 typedef struct sl_describe_transactions_req {

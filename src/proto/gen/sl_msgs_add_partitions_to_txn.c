@@ -3,29 +3,98 @@
 
 #include "proto/gen/sl_msgs.h"
 
+void sl_add_partitions_to_txn_req_txn_topic_init(sl_add_partitions_to_txn_req_txn_topic *m) {
+    memset(m, 0, sizeof *m);
+}
+
+static void dec_add_partitions_to_txn_req_txn_topic(sl_rd *r, sl_arena *a, int16_t v,
+                                                    sl_add_partitions_to_txn_req_txn_topic *m) {
+    const bool fx = v >= 3;
+    sl_add_partitions_to_txn_req_txn_topic_init(m);
+    if (v >= 4) m->name = sl_pr_str(r, fx, false);
+    if (v >= 4) {
+        m->partitions_count = sl_pr_count(r, fx, false, 4);
+        m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
+        for (int32_t i = 0; i < m->partitions_count && !r->err; i++)
+            m->partitions[i] = sl_rd_i32(r);
+    }
+    if (fx) sl_pr_skip_tags(r);
+}
+
+static void
+enc_add_partitions_to_txn_req_txn_topic(sl_wr *w, int16_t v,
+                                        const sl_add_partitions_to_txn_req_txn_topic *m) {
+    const bool fx = v >= 3;
+    if (v >= 4) sl_pw_str(w, fx, false, m->name);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->partitions_count); i < n; i++)
+            sl_wr_i32(w, m->partitions[i]);
+    }
+    if (fx) sl_wr_uvarint(w, 0);
+}
+
+void sl_add_partitions_to_txn_req_transaction_init(sl_add_partitions_to_txn_req_transaction *m) {
+    memset(m, 0, sizeof *m);
+}
+
+static void dec_add_partitions_to_txn_req_transaction(sl_rd *r, sl_arena *a, int16_t v,
+                                                      sl_add_partitions_to_txn_req_transaction *m) {
+    const bool fx = v >= 3;
+    sl_add_partitions_to_txn_req_transaction_init(m);
+    if (v >= 4) m->transactional_id = sl_pr_str(r, fx, false);
+    if (v >= 4) m->producer_id = sl_rd_i64(r);
+    if (v >= 4) m->producer_epoch = sl_rd_i16(r);
+    if (v >= 4) m->verify_only = sl_rd_bool(r);
+    if (v >= 4) {
+        m->topics_count = sl_pr_count(r, fx, false, (v >= 4 ? 3 : 1));
+        m->topics = sl_pr_alloc(r, a, m->topics_count, sizeof *m->topics);
+        for (int32_t i = 0; i < m->topics_count && !r->err; i++)
+            dec_add_partitions_to_txn_req_txn_topic(r, a, v, &m->topics[i]);
+    }
+    if (fx) sl_pr_skip_tags(r);
+}
+
+static void
+enc_add_partitions_to_txn_req_transaction(sl_wr *w, int16_t v,
+                                          const sl_add_partitions_to_txn_req_transaction *m) {
+    const bool fx = v >= 3;
+    if (v >= 4) sl_pw_str(w, fx, false, m->transactional_id);
+    if (v >= 4) sl_wr_i64(w, m->producer_id);
+    if (v >= 4) sl_wr_i16(w, m->producer_epoch);
+    if (v >= 4) sl_wr_bool(w, m->verify_only);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->topics_count); i < n; i++)
+            enc_add_partitions_to_txn_req_txn_topic(w, v, &m->topics[i]);
+    }
+    if (fx) sl_wr_uvarint(w, 0);
+}
+
 void sl_add_partitions_to_txn_req_topic_init(sl_add_partitions_to_txn_req_topic *m) {
     memset(m, 0, sizeof *m);
 }
 
 static void dec_add_partitions_to_txn_req_topic(sl_rd *r, sl_arena *a, int16_t v,
                                                 sl_add_partitions_to_txn_req_topic *m) {
-    (void)v;
     const bool fx = v >= 3;
     sl_add_partitions_to_txn_req_topic_init(m);
-    m->name = sl_pr_str(r, fx, false);
-    m->partitions_count = sl_pr_count(r, fx, false, 4);
-    m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
-    for (int32_t i = 0; i < m->partitions_count && !r->err; i++) m->partitions[i] = sl_rd_i32(r);
+    if (v <= 3) m->name = sl_pr_str(r, fx, false);
+    if (v <= 3) {
+        m->partitions_count = sl_pr_count(r, fx, false, 4);
+        m->partitions = sl_pr_alloc(r, a, m->partitions_count, sizeof *m->partitions);
+        for (int32_t i = 0; i < m->partitions_count && !r->err; i++)
+            m->partitions[i] = sl_rd_i32(r);
+    }
     if (fx) sl_pr_skip_tags(r);
 }
 
 static void enc_add_partitions_to_txn_req_topic(sl_wr *w, int16_t v,
                                                 const sl_add_partitions_to_txn_req_topic *m) {
-    (void)v;
     const bool fx = v >= 3;
-    sl_pw_str(w, fx, false, m->name);
-    for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->partitions_count); i < n; i++)
-        sl_wr_i32(w, m->partitions[i]);
+    if (v <= 3) sl_pw_str(w, fx, false, m->name);
+    if (v <= 3) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->partitions_count); i < n; i++)
+            sl_wr_i32(w, m->partitions[i]);
+    }
     if (fx) sl_wr_uvarint(w, 0);
 }
 
@@ -35,37 +104,139 @@ static void dec_add_partitions_to_txn_req(sl_rd *r, sl_arena *a, int16_t v,
                                           sl_add_partitions_to_txn_req *m) {
     const bool fx = v >= 3;
     sl_add_partitions_to_txn_req_init(m);
-    m->transactional_id = sl_pr_str(r, fx, false);
-    m->producer_id = sl_rd_i64(r);
-    m->producer_epoch = sl_rd_i16(r);
-    m->topics_count = sl_pr_count(r, fx, false, (v >= 3 ? 3 : 6));
-    m->topics = sl_pr_alloc(r, a, m->topics_count, sizeof *m->topics);
-    for (int32_t i = 0; i < m->topics_count && !r->err; i++)
-        dec_add_partitions_to_txn_req_topic(r, a, v, &m->topics[i]);
+    if (v >= 4) {
+        m->transactions_count = sl_pr_count(r, fx, false, (v >= 4 ? 14 : 1));
+        m->transactions = sl_pr_alloc(r, a, m->transactions_count, sizeof *m->transactions);
+        for (int32_t i = 0; i < m->transactions_count && !r->err; i++)
+            dec_add_partitions_to_txn_req_transaction(r, a, v, &m->transactions[i]);
+    }
+    if (v <= 3) m->transactional_id = sl_pr_str(r, fx, false);
+    if (v <= 3) m->producer_id = sl_rd_i64(r);
+    if (v <= 3) m->producer_epoch = sl_rd_i16(r);
+    if (v <= 3) {
+        m->topics_count = sl_pr_count(r, fx, false, (v >= 4 ? 1 : v >= 3 ? 3 : 6));
+        m->topics = sl_pr_alloc(r, a, m->topics_count, sizeof *m->topics);
+        for (int32_t i = 0; i < m->topics_count && !r->err; i++)
+            dec_add_partitions_to_txn_req_topic(r, a, v, &m->topics[i]);
+    }
     if (fx) sl_pr_skip_tags(r);
 }
 
 static void enc_add_partitions_to_txn_req(sl_wr *w, int16_t v,
                                           const sl_add_partitions_to_txn_req *m) {
     const bool fx = v >= 3;
-    sl_pw_str(w, fx, false, m->transactional_id);
-    sl_wr_i64(w, m->producer_id);
-    sl_wr_i16(w, m->producer_epoch);
-    for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->topics_count); i < n; i++)
-        enc_add_partitions_to_txn_req_topic(w, v, &m->topics[i]);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->transactions_count); i < n; i++)
+            enc_add_partitions_to_txn_req_transaction(w, v, &m->transactions[i]);
+    }
+    if (v <= 3) sl_pw_str(w, fx, false, m->transactional_id);
+    if (v <= 3) sl_wr_i64(w, m->producer_id);
+    if (v <= 3) sl_wr_i16(w, m->producer_epoch);
+    if (v <= 3) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->topics_count); i < n; i++)
+            enc_add_partitions_to_txn_req_topic(w, v, &m->topics[i]);
+    }
     if (fx) sl_wr_uvarint(w, 0);
 }
 
 sl_err sl_add_partitions_to_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version,
                                            sl_add_partitions_to_txn_req *out) {
     sl_add_partitions_to_txn_req_init(out);
-    if (sl_pr_version_ok(&r->err, version, 0, 3)) dec_add_partitions_to_txn_req(r, a, version, out);
+    if (sl_pr_version_ok(&r->err, version, 0, 4)) dec_add_partitions_to_txn_req(r, a, version, out);
     return r->err;
 }
 
 void sl_add_partitions_to_txn_req_encode(sl_wr *w, int16_t version,
                                          const sl_add_partitions_to_txn_req *m) {
-    if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_add_partitions_to_txn_req(w, version, m);
+    if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_add_partitions_to_txn_req(w, version, m);
+}
+
+void sl_add_partitions_to_txn_resp_txn_partition_init(
+    sl_add_partitions_to_txn_resp_txn_partition *m) {
+    memset(m, 0, sizeof *m);
+}
+
+static void
+dec_add_partitions_to_txn_resp_txn_partition(sl_rd *r, sl_arena *a, int16_t v,
+                                             sl_add_partitions_to_txn_resp_txn_partition *m) {
+    (void)a;
+    const bool fx = v >= 3;
+    sl_add_partitions_to_txn_resp_txn_partition_init(m);
+    if (v >= 4) m->partition_index = sl_rd_i32(r);
+    if (v >= 4) m->partition_error_code = sl_rd_i16(r);
+    if (fx) sl_pr_skip_tags(r);
+}
+
+static void
+enc_add_partitions_to_txn_resp_txn_partition(sl_wr *w, int16_t v,
+                                             const sl_add_partitions_to_txn_resp_txn_partition *m) {
+    const bool fx = v >= 3;
+    if (v >= 4) sl_wr_i32(w, m->partition_index);
+    if (v >= 4) sl_wr_i16(w, m->partition_error_code);
+    if (fx) sl_wr_uvarint(w, 0);
+}
+
+void sl_add_partitions_to_txn_resp_txn_topic_result_init(
+    sl_add_partitions_to_txn_resp_txn_topic_result *m) {
+    memset(m, 0, sizeof *m);
+}
+
+static void
+dec_add_partitions_to_txn_resp_txn_topic_result(sl_rd *r, sl_arena *a, int16_t v,
+                                                sl_add_partitions_to_txn_resp_txn_topic_result *m) {
+    const bool fx = v >= 3;
+    sl_add_partitions_to_txn_resp_txn_topic_result_init(m);
+    if (v >= 4) m->name = sl_pr_str(r, fx, false);
+    if (v >= 4) {
+        m->results_by_partition_count = sl_pr_count(r, fx, false, (v >= 4 ? 7 : 1));
+        m->results_by_partition =
+            sl_pr_alloc(r, a, m->results_by_partition_count, sizeof *m->results_by_partition);
+        for (int32_t i = 0; i < m->results_by_partition_count && !r->err; i++)
+            dec_add_partitions_to_txn_resp_txn_partition(r, a, v, &m->results_by_partition[i]);
+    }
+    if (fx) sl_pr_skip_tags(r);
+}
+
+static void enc_add_partitions_to_txn_resp_txn_topic_result(
+    sl_wr *w, int16_t v, const sl_add_partitions_to_txn_resp_txn_topic_result *m) {
+    const bool fx = v >= 3;
+    if (v >= 4) sl_pw_str(w, fx, false, m->name);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_by_partition_count); i < n;
+             i++)
+            enc_add_partitions_to_txn_resp_txn_partition(w, v, &m->results_by_partition[i]);
+    }
+    if (fx) sl_wr_uvarint(w, 0);
+}
+
+void sl_add_partitions_to_txn_resp_txn_result_init(sl_add_partitions_to_txn_resp_txn_result *m) {
+    memset(m, 0, sizeof *m);
+}
+
+static void dec_add_partitions_to_txn_resp_txn_result(sl_rd *r, sl_arena *a, int16_t v,
+                                                      sl_add_partitions_to_txn_resp_txn_result *m) {
+    const bool fx = v >= 3;
+    sl_add_partitions_to_txn_resp_txn_result_init(m);
+    if (v >= 4) m->transactional_id = sl_pr_str(r, fx, false);
+    if (v >= 4) {
+        m->topic_results_count = sl_pr_count(r, fx, false, (v >= 4 ? 3 : 1));
+        m->topic_results = sl_pr_alloc(r, a, m->topic_results_count, sizeof *m->topic_results);
+        for (int32_t i = 0; i < m->topic_results_count && !r->err; i++)
+            dec_add_partitions_to_txn_resp_txn_topic_result(r, a, v, &m->topic_results[i]);
+    }
+    if (fx) sl_pr_skip_tags(r);
+}
+
+static void
+enc_add_partitions_to_txn_resp_txn_result(sl_wr *w, int16_t v,
+                                          const sl_add_partitions_to_txn_resp_txn_result *m) {
+    const bool fx = v >= 3;
+    if (v >= 4) sl_pw_str(w, fx, false, m->transactional_id);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->topic_results_count); i < n; i++)
+            enc_add_partitions_to_txn_resp_txn_topic_result(w, v, &m->topic_results[i]);
+    }
+    if (fx) sl_wr_uvarint(w, 0);
 }
 
 void sl_add_partitions_to_txn_resp_partition_init(sl_add_partitions_to_txn_resp_partition *m) {
@@ -75,21 +246,19 @@ void sl_add_partitions_to_txn_resp_partition_init(sl_add_partitions_to_txn_resp_
 static void dec_add_partitions_to_txn_resp_partition(sl_rd *r, sl_arena *a, int16_t v,
                                                      sl_add_partitions_to_txn_resp_partition *m) {
     (void)a;
-    (void)v;
     const bool fx = v >= 3;
     sl_add_partitions_to_txn_resp_partition_init(m);
-    m->partition_index = sl_rd_i32(r);
-    m->error_code = sl_rd_i16(r);
+    if (v <= 3) m->partition_index = sl_rd_i32(r);
+    if (v <= 3) m->error_code = sl_rd_i16(r);
     if (fx) sl_pr_skip_tags(r);
 }
 
 static void
 enc_add_partitions_to_txn_resp_partition(sl_wr *w, int16_t v,
                                          const sl_add_partitions_to_txn_resp_partition *m) {
-    (void)v;
     const bool fx = v >= 3;
-    sl_wr_i32(w, m->partition_index);
-    sl_wr_i16(w, m->error_code);
+    if (v <= 3) sl_wr_i32(w, m->partition_index);
+    if (v <= 3) sl_wr_i16(w, m->error_code);
     if (fx) sl_wr_uvarint(w, 0);
 }
 
@@ -101,20 +270,24 @@ static void dec_add_partitions_to_txn_resp_result(sl_rd *r, sl_arena *a, int16_t
                                                   sl_add_partitions_to_txn_resp_result *m) {
     const bool fx = v >= 3;
     sl_add_partitions_to_txn_resp_result_init(m);
-    m->name = sl_pr_str(r, fx, false);
-    m->results_count = sl_pr_count(r, fx, false, (v >= 3 ? 7 : 6));
-    m->results = sl_pr_alloc(r, a, m->results_count, sizeof *m->results);
-    for (int32_t i = 0; i < m->results_count && !r->err; i++)
-        dec_add_partitions_to_txn_resp_partition(r, a, v, &m->results[i]);
+    if (v <= 3) m->name = sl_pr_str(r, fx, false);
+    if (v <= 3) {
+        m->results_count = sl_pr_count(r, fx, false, (v >= 4 ? 1 : v >= 3 ? 7 : 6));
+        m->results = sl_pr_alloc(r, a, m->results_count, sizeof *m->results);
+        for (int32_t i = 0; i < m->results_count && !r->err; i++)
+            dec_add_partitions_to_txn_resp_partition(r, a, v, &m->results[i]);
+    }
     if (fx) sl_pr_skip_tags(r);
 }
 
 static void enc_add_partitions_to_txn_resp_result(sl_wr *w, int16_t v,
                                                   const sl_add_partitions_to_txn_resp_result *m) {
     const bool fx = v >= 3;
-    sl_pw_str(w, fx, false, m->name);
-    for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_count); i < n; i++)
-        enc_add_partitions_to_txn_resp_partition(w, v, &m->results[i]);
+    if (v <= 3) sl_pw_str(w, fx, false, m->name);
+    if (v <= 3) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_count); i < n; i++)
+            enc_add_partitions_to_txn_resp_partition(w, v, &m->results[i]);
+    }
     if (fx) sl_wr_uvarint(w, 0);
 }
 
@@ -127,10 +300,20 @@ static void dec_add_partitions_to_txn_resp(sl_rd *r, sl_arena *a, int16_t v,
     const bool fx = v >= 3;
     sl_add_partitions_to_txn_resp_init(m);
     m->throttle_time_ms = sl_rd_i32(r);
-    m->results_count = sl_pr_count(r, fx, false, (v >= 3 ? 3 : 6));
-    m->results = sl_pr_alloc(r, a, m->results_count, sizeof *m->results);
-    for (int32_t i = 0; i < m->results_count && !r->err; i++)
-        dec_add_partitions_to_txn_resp_result(r, a, v, &m->results[i]);
+    if (v >= 4) m->error_code = sl_rd_i16(r);
+    if (v >= 4) {
+        m->results_by_transaction_count = sl_pr_count(r, fx, false, (v >= 4 ? 3 : 1));
+        m->results_by_transaction =
+            sl_pr_alloc(r, a, m->results_by_transaction_count, sizeof *m->results_by_transaction);
+        for (int32_t i = 0; i < m->results_by_transaction_count && !r->err; i++)
+            dec_add_partitions_to_txn_resp_txn_result(r, a, v, &m->results_by_transaction[i]);
+    }
+    if (v <= 3) {
+        m->results_count = sl_pr_count(r, fx, false, (v >= 4 ? 1 : v >= 3 ? 3 : 6));
+        m->results = sl_pr_alloc(r, a, m->results_count, sizeof *m->results);
+        for (int32_t i = 0; i < m->results_count && !r->err; i++)
+            dec_add_partitions_to_txn_resp_result(r, a, v, &m->results[i]);
+    }
     if (fx) sl_pr_skip_tags(r);
 }
 
@@ -138,20 +321,28 @@ static void enc_add_partitions_to_txn_resp(sl_wr *w, int16_t v,
                                            const sl_add_partitions_to_txn_resp *m) {
     const bool fx = v >= 3;
     sl_wr_i32(w, m->throttle_time_ms);
-    for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_count); i < n; i++)
-        enc_add_partitions_to_txn_resp_result(w, v, &m->results[i]);
+    if (v >= 4) sl_wr_i16(w, m->error_code);
+    if (v >= 4) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_by_transaction_count); i < n;
+             i++)
+            enc_add_partitions_to_txn_resp_txn_result(w, v, &m->results_by_transaction[i]);
+    }
+    if (v <= 3) {
+        for (int32_t i = 0, n = sl_pw_count(w, fx, false, m->results_count); i < n; i++)
+            enc_add_partitions_to_txn_resp_result(w, v, &m->results[i]);
+    }
     if (fx) sl_wr_uvarint(w, 0);
 }
 
 sl_err sl_add_partitions_to_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version,
                                             sl_add_partitions_to_txn_resp *out) {
     sl_add_partitions_to_txn_resp_init(out);
-    if (sl_pr_version_ok(&r->err, version, 0, 3))
+    if (sl_pr_version_ok(&r->err, version, 0, 4))
         dec_add_partitions_to_txn_resp(r, a, version, out);
     return r->err;
 }
 
 void sl_add_partitions_to_txn_resp_encode(sl_wr *w, int16_t version,
                                           const sl_add_partitions_to_txn_resp *m) {
-    if (sl_pr_version_ok(&w->err, version, 0, 3)) enc_add_partitions_to_txn_resp(w, version, m);
+    if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_add_partitions_to_txn_resp(w, version, m);
 }

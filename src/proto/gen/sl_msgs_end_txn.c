@@ -29,40 +29,46 @@ static void enc_end_txn_req(sl_wr *w, int16_t v, const sl_end_txn_req *m) {
 
 sl_err sl_end_txn_req_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_req *out) {
     sl_end_txn_req_init(out);
-    if (sl_pr_version_ok(&r->err, version, 0, 4)) dec_end_txn_req(r, a, version, out);
+    if (sl_pr_version_ok(&r->err, version, 0, 5)) dec_end_txn_req(r, a, version, out);
     return r->err;
 }
 
 void sl_end_txn_req_encode(sl_wr *w, int16_t version, const sl_end_txn_req *m) {
-    if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_end_txn_req(w, version, m);
+    if (sl_pr_version_ok(&w->err, version, 0, 5)) enc_end_txn_req(w, version, m);
 }
 
-void sl_end_txn_resp_init(sl_end_txn_resp *m) { memset(m, 0, sizeof *m); }
+void sl_end_txn_resp_init(sl_end_txn_resp *m) {
+    memset(m, 0, sizeof *m);
+    m->producer_id = INT64_C(-1);
+    m->producer_epoch = -1;
+}
 
 static void dec_end_txn_resp(sl_rd *r, sl_arena *a, int16_t v, sl_end_txn_resp *m) {
     (void)a;
-    (void)v;
     const bool fx = v >= 3;
     sl_end_txn_resp_init(m);
     m->throttle_time_ms = sl_rd_i32(r);
     m->error_code = sl_rd_i16(r);
+    if (v >= 5) m->producer_id = sl_rd_i64(r);
+    if (v >= 5) m->producer_epoch = sl_rd_i16(r);
     if (fx) sl_pr_skip_tags(r);
 }
 
 static void enc_end_txn_resp(sl_wr *w, int16_t v, const sl_end_txn_resp *m) {
-    (void)v;
     const bool fx = v >= 3;
     sl_wr_i32(w, m->throttle_time_ms);
     sl_wr_i16(w, m->error_code);
+    if (v >= 5) sl_wr_i64(w, m->producer_id);
+    if (v >= 5) sl_wr_i16(w, m->producer_epoch);
     if (fx) sl_wr_uvarint(w, 0);
 }
 
 sl_err sl_end_txn_resp_decode(sl_rd *r, sl_arena *a, int16_t version, sl_end_txn_resp *out) {
     sl_end_txn_resp_init(out);
-    if (sl_pr_version_ok(&r->err, version, 0, 4)) dec_end_txn_resp(r, a, version, out);
+    if (sl_pr_version_ok(&r->err, version, 0, 5)) dec_end_txn_resp(r, a, version, out);
     return r->err;
 }
 
 void sl_end_txn_resp_encode(sl_wr *w, int16_t version, const sl_end_txn_resp *m) {
-    if (sl_pr_version_ok(&w->err, version, 0, 4)) enc_end_txn_resp(w, version, m);
+    if (sl_pr_version_ok(&w->err, version, 0, 5)) enc_end_txn_resp(w, version, m);
 }

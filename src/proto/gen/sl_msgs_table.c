@@ -22,9 +22,9 @@ static const sl_api_info g_apis[] = {
     {21, "DeleteRecords", 0, 2, 2},
     {22, "InitProducerId", 0, 5, 2},
     {23, "OffsetForLeaderEpoch", 0, 4, 4},
-    {24, "AddPartitionsToTxn", 0, 3, 3},
+    {24, "AddPartitionsToTxn", 0, 4, 3},
     {25, "AddOffsetsToTxn", 0, 4, 3},
-    {26, "EndTxn", 0, 4, 3},
+    {26, "EndTxn", 0, 5, 3},
     {28, "TxnOffsetCommit", 0, 4, 3},
     {29, "DescribeAcls", 0, 3, 2},
     {30, "CreateAcls", 0, 3, 2},
@@ -39,6 +39,7 @@ static const sl_api_info g_apis[] = {
     {50, "DescribeUserScramCredentials", 0, 0, 0},
     {51, "AlterUserScramCredentials", 0, 0, 0},
     {60, "DescribeCluster", 0, 1, 0},
+    {61, "DescribeProducers", 0, 0, 0},
     {65, "DescribeTransactions", 0, 0, 0},
     {66, "ListTransactions", 0, 1, 0},
 };
@@ -119,10 +120,12 @@ const sl_api_info *sl_api_lookup(int16_t key) {
         return &g_apis[35];
     case 60:
         return &g_apis[36];
-    case 65:
+    case 61:
         return &g_apis[37];
-    case 66:
+    case 65:
         return &g_apis[38];
+    case 66:
+        return &g_apis[39];
     default:
         return NULL;
     }
@@ -660,6 +663,20 @@ static sl_err dec_describe_cluster_resp(sl_rd *r, sl_arena *a, int16_t v, void *
 static void enc_describe_cluster_resp(sl_wr *w, int16_t v, const void *m) {
     sl_describe_cluster_resp_encode(w, v, m);
 }
+static void init_describe_producers_req(void *m) { sl_describe_producers_req_init(m); }
+static sl_err dec_describe_producers_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_producers_req_decode(r, a, v, m);
+}
+static void enc_describe_producers_req(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_producers_req_encode(w, v, m);
+}
+static void init_describe_producers_resp(void *m) { sl_describe_producers_resp_init(m); }
+static sl_err dec_describe_producers_resp(sl_rd *r, sl_arena *a, int16_t v, void *m) {
+    return sl_describe_producers_resp_decode(r, a, v, m);
+}
+static void enc_describe_producers_resp(sl_wr *w, int16_t v, const void *m) {
+    sl_describe_producers_resp_encode(w, v, m);
+}
 static void init_describe_transactions_req(void *m) { sl_describe_transactions_req_init(m); }
 static sl_err dec_describe_transactions_req(sl_rd *r, sl_arena *a, int16_t v, void *m) {
     return sl_describe_transactions_req_decode(r, a, v, m);
@@ -923,6 +940,12 @@ static const sl_msg_codec g_codecs[][2] = {
          init_describe_cluster_resp, dec_describe_cluster_resp, enc_describe_cluster_resp},
     },
     {
+        {61, false, "DescribeProducersRequest", sizeof(sl_describe_producers_req),
+         init_describe_producers_req, dec_describe_producers_req, enc_describe_producers_req},
+        {61, true, "DescribeProducersResponse", sizeof(sl_describe_producers_resp),
+         init_describe_producers_resp, dec_describe_producers_resp, enc_describe_producers_resp},
+    },
+    {
         {65, false, "DescribeTransactionsRequest", sizeof(sl_describe_transactions_req),
          init_describe_transactions_req, dec_describe_transactions_req,
          enc_describe_transactions_req},
@@ -1014,10 +1037,12 @@ const sl_msg_codec *sl_msg_codec_get(int16_t key, bool response) {
         return &g_codecs[35][response];
     case 60:
         return &g_codecs[36][response];
-    case 65:
+    case 61:
         return &g_codecs[37][response];
-    case 66:
+    case 65:
         return &g_codecs[38][response];
+    case 66:
+        return &g_codecs[39][response];
     default:
         return NULL;
     }
