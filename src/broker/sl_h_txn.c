@@ -8,9 +8,10 @@
  * on a commit, the transaction's pending group offsets are committed to their groups (durable
  * in the offsets log); then a marker is written to every partition of the transaction and made
  * durable (an EndTxn: appended on the loop, synced by the flusher, all partitions side by side;
- * the timer's retries: sl_txnpart_write_marker, synchronously); then sl_txn_complete. EndTxn and InitProducerId answer
- * only after that. A decision whose finishing failed, and those a crash interrupted, stay in
- * Prepare* and are finished again by the timer and at start (markers are idempotent).
+ * the timer's retries: sl_txnpart_write_marker, synchronously); then sl_txn_complete. EndTxn and
+ * InitProducerId answer only after that. A decision whose finishing failed, and those a crash
+ * interrupted, stay in Prepare* and are finished again by the timer and at start (markers are
+ * idempotent).
  *
  * Pending offsets (TxnOffsetCommit) are held per (producer id, group) until the decision:
  * applied on commit, dropped on abort. They are saved (fsynced) in a file per producer id before
