@@ -1,8 +1,8 @@
 /* DescribeProducers (KIP-664; `kafka-transactions.sh describe-producers`): the active producers
  * of each partition asked for, as the partition's leader knows them. Everything comes from the
  * partition's own state: the idempotent-producer table (sl_pstate: epoch, last sequence, time of
- * the last append) and the transaction state (sl_txnpart: whether the producer has a transaction
- * open there, and the LSO). docs/transactions.md.
+ * the last append) and the transaction state (sl_txnpart: the first offset of the producer's
+ * open transaction there). docs/transactions.md.
  *
  * Differences from Kafka, said in the docs: last_timestamp is the broker's wall-clock time of the
  * producer's last append (Kafka: the batch's max timestamp; Sluice keeps the former for
@@ -20,17 +20,10 @@
 #include "broker/sl_producers.h"
 #include "broker/sl_txnpart.h"
 #include "proto/gen/sl_msgs.h"
-#include "proto/sl_batch.h"
-#include "storage/sl_log.h"
-
-#define ATTR_TXN     0x10
-#define ATTR_CONTROL 0x20
-#define SCAN_BATCHES 1024
 
 /* One producer of a partition being described. */
 typedef struct prod {
     sl_describe_producers_resp_producer *out;
-    bool open; /* a transaction of this producer is open on the partition */
 } prod;
 
 typedef struct collect_ctx {
@@ -49,54 +42,7 @@ static void collect(void *arg, const sl_pstate_producer *p) {
     o->last_sequence = p->b[p->n - 1].last_seq;
     o->last_timestamp = p->last_ms;
     o->coordinator_epoch = -1;
-    c->v[c->n++] = (prod){o, false};
-}
-
-/* Unknown rather than wrong: a scan cut short leaves every start at -1. */
-static void starts_unknown(prod *v, int32_t n) {
-    for (int32_t k = 0; k < n; k++) v[k].out->current_txn_start_offset = -1;
-}
-
-/* The first offset of each open transaction among `v`: sl_txnpart keeps only whether one is
- * open, so the batch headers from the LSO (no open transaction starts below it) to the log end
- * are read again, as its recovery does: a transactional batch opens its producer's transaction
- * when none is, a marker closes it. Headers only (no key needed). When the log cannot be read
- * to its end every start stays -1. */
-static void txn_starts(sl_partition *p, prod *v, int32_t n) {
-    int64_t off = sl_txnpart_lso(p), end = sl_log_end_offset(p->log);
-    if (off < sl_log_start_offset(p->log)) off = sl_log_start_offset(p->log);
-    while (off < end) {
-        sl_arena *a = sl_arena_new((size_t)SCAN_BATCHES * SL_BATCH_HEADER_SIZE + 1024);
-        uint8_t *h = NULL;
-        int got = 0;
-        int64_t next = off;
-        if (!a || sl_log_read_headers(p->log, off, SCAN_BATCHES, a, &h, &got) || got <= 0) {
-            sl_arena_free(a);
-            return starts_unknown(v, n);
-        }
-        bool bad = false;
-        for (int i = 0; i < got && !bad; i++, h += SL_BATCH_HEADER_SIZE) {
-            sl_batch_info bi;
-            if (!sl_batch_parse(h, 12 + (size_t)INT32_MAX, &bi) || bi.last_offset_delta < 0) {
-                bad = true;
-                continue;
-            }
-            int64_t last = bi.base_offset + bi.last_offset_delta;
-            if (last + 1 > next) next = last + 1;
-            if (last < off || bi.producer_id < 0) continue;
-            for (int32_t k = 0; k < n; k++) {
-                sl_describe_producers_resp_producer *o = v[k].out;
-                if (!v[k].open || o->producer_id != bi.producer_id) continue;
-                if (bi.attributes & ATTR_CONTROL)
-                    o->current_txn_start_offset = -1;
-                else if ((bi.attributes & ATTR_TXN) && o->current_txn_start_offset < 0)
-                    o->current_txn_start_offset = bi.base_offset;
-            }
-        }
-        sl_arena_free(a);
-        if (bad || next <= off) return starts_unknown(v, n);
-        off = next;
-    }
+    c->v[c->n++] = (prod){o};
 }
 
 /* Fills `o` with partition `p`'s active producers (arrays in the request arena). */
@@ -111,13 +57,12 @@ static bool describe_partition(sl_req *rq, sl_partition *p,
     if (!c.v) return false;
     sl_pstate_foreach(p->pstate, collect, &c);
     o->active_producers_count = c.n;
-    bool any_open = false;
     for (int32_t k = 0; k < c.n; k++) {
-        c.v[k].open = sl_txnpart_is_open(p, c.v[k].out->producer_id);
-        any_open |= c.v[k].open;
-        if (sl_txn_coord_has_pid(rq->b, c.v[k].out->producer_id)) c.v[k].out->coordinator_epoch = 0;
+        sl_describe_producers_resp_producer *out = c.v[k].out;
+        /* From the partition's own state: no log read on the loop per request. */
+        out->current_txn_start_offset = sl_txnpart_open_first(p, out->producer_id);
+        if (sl_txn_coord_has_pid(rq->b, out->producer_id)) out->coordinator_epoch = 0;
     }
-    if (any_open) txn_starts(p, c.v, c.n);
     return true;
 }
 

@@ -452,6 +452,11 @@ bool sl_txnpart_is_open(const sl_partition *p, int64_t pid) {
     return p->txn && find_open(p->txn, pid) != NULL;
 }
 
+int64_t sl_txnpart_open_first(const sl_partition *p, int64_t pid) {
+    const open_txn *o = p->txn ? find_open(p->txn, pid) : NULL;
+    return o ? o->first : -1;
+}
+
 int64_t sl_txnpart_lso(const sl_partition *p) {
     if (!p->log) return -1;
     return p->txn ? lso_of(p->txn) : sl_log_end_offset(p->log);

@@ -37,6 +37,8 @@ void sl_txnpart_on_append(struct sl_partition *p, int64_t pid, int16_t epoch, in
 /* True when pid has a transaction open on p (the produce path refuses a transactional batch for
  * a partition the coordinator did not add; this answers the partition side). */
 bool sl_txnpart_is_open(const struct sl_partition *p, int64_t pid);
+/* The first offset of pid's open transaction on p, -1 when none is open (DescribeProducers). */
+int64_t sl_txnpart_open_first(const struct sl_partition *p, int64_t pid);
 
 /* Appends the control batch ending pid's transaction (COMMIT or ABORT, with the coordinator's
  * epoch) and makes it durable before returning; pid's open transaction here ends; an abort adds
