@@ -132,6 +132,10 @@ void sl_h_describe_transactions(sl_req *rq);
 void sl_h_list_transactions(sl_req *rq);
 /* True when the transaction coordinator holds producer id `pid` for some transactional id. */
 bool sl_txn_coord_has_pid(sl_broker *b, int64_t pid);
+/* True while an unfinished transaction holds an offset for (group, topic, partition)
+ * (TxnOffsetCommit, until its decision completes): OffsetFetch with require_stable answers
+ * UNSTABLE_OFFSET_COMMIT for it (KIP-447). Borrows its arguments. */
+bool sl_txn_coord_offset_pending(sl_broker *b, sl_str group, sl_str topic, int32_t partition);
 void sl_h_describe_producers(sl_req *rq); /* sl_h_producers.c */
 
 /* The local group coordinator (sl_groups_local.c): the state machine and its offsets log behind

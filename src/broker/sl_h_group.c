@@ -449,6 +449,22 @@ static bool fetch_group(sl_req *rq, sl_str group, const sl_offset_fetch_req_grou
     sl_groups_each_committed(GR(rq), group, fetch_all_one, &c);
     return !c.oom;
 }
+/* require_stable (v7+, KIP-447; librdkafka sets it for read_committed consumers): an offset a
+ * transaction has sent but not yet committed is unstable; the client retries until the
+ * transaction ends, rather than resuming from the offset before it (duplicates in an
+ * exactly-once pipeline). */
+static void mark_unstable(sl_req *rq, sl_offset_fetch_resp_group *g) {
+    for (int32_t i = 0; i < g->topics_count; i++)
+        for (int32_t j = 0; j < g->topics[i].partitions_count; j++) {
+            sl_offset_fetch_resp_group_partition *p = &g->topics[i].partitions[j];
+            if (p->error_code || !sl_txn_coord_offset_pending(rq->b, g->group_id, g->topics[i].name,
+                                                              p->partition_index))
+                continue;
+            p->committed_offset = -1;
+            p->error_code = SL_KAFKA_UNSTABLE_OFFSET_COMMIT;
+        }
+}
+
 void sl_h_offset_fetch(sl_req *rq) {
     sl_offset_fetch_req req = *(const sl_offset_fetch_req *)rq->req;
     int16_t v = rq->h.api_version;
@@ -463,6 +479,7 @@ void sl_h_offset_fetch(sl_req *rq) {
             if (!fetch_group(rq, g->group_id, g->topics_count >= 0 ? g->topics : NULL,
                              g->topics_count, &resp.groups[i]))
                 return sl_req_fail(rq, "out of memory");
+            if (req.require_stable) mark_unstable(rq, &resp.groups[i]);
         }
         SL_RESPOND(rq, offset_fetch, &resp);
         return;
@@ -484,6 +501,7 @@ void sl_h_offset_fetch(sl_req *rq) {
     sl_offset_fetch_resp_group_init(&g);
     if (!fetch_group(rq, req.group_id, ts, nt > 0 ? nt : 0, &g))
         return sl_req_fail(rq, "out of memory");
+    if (v >= 7 && req.require_stable) mark_unstable(rq, &g);
     resp.error_code = g.error_code;
     resp.topics =
         sl_arena_calloc(rq->a, (size_t)(g.topics_count ? g.topics_count : 1), sizeof *resp.topics);

@@ -445,6 +445,14 @@ bool sl_txn_coord_has_pid(sl_broker *b, int64_t pid) {
     return c.found;
 }
 
+bool sl_txn_coord_offset_pending(sl_broker *b, sl_str group, sl_str topic, int32_t partition) {
+    if (!b->txn) return false;
+    for (const pend_off *p = b->txn->pend; p; p = p->next)
+        if (p->partition == partition && sl_str_eqc(group, p->group) && sl_str_eqc(topic, p->topic))
+            return true;
+    return false;
+}
+
 int16_t sl_txn_coord_verify(sl_broker *b, sl_str tid, int64_t pid, int16_t epoch, sl_str topic,
                             int32_t partition) {
     if (!b->txn) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE;

@@ -390,3 +390,76 @@ SL_TEST(txnapi_add_partitions_v4_needs_cluster_action) {
     CHECK_EQ(r.results_by_transaction_count, 0);
     sl_arena_free(a);
 }
+
+/* ---- OffsetFetch require_stable (KIP-447) ---- */
+
+static int16_t fetch_offset(sl_broker *b, int fd, sl_arena *a, bool stable, int64_t *off) {
+    int32_t parts[1] = {0};
+    sl_offset_fetch_req_topic ft = {sl_str_c("t2"), parts, 1};
+    sl_offset_fetch_req rq = {
+        .group_id = sl_str_c("g"), .topics = &ft, .topics_count = 1, .require_stable = stable};
+    sl_offset_fetch_resp r;
+    sl_offset_fetch_resp_init(&r);
+    if (!call(b, fd, SL_API_OFFSET_FETCH, 7, &rq, a, &r) || r.topics_count != 1 ||
+        r.topics[0].partitions_count != 1)
+        return -2;
+    *off = r.topics[0].partitions[0].committed_offset;
+    return r.topics[0].partitions[0].error_code;
+}
+
+/* An offset sent to a transaction (TxnOffsetCommit) and not yet committed is unstable: an
+ * OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for that partition (librdkafka's
+ * read_committed consumers ask so, and retry), one without it the committed offset before the
+ * transaction; once EndTxn commits, both get the transaction's offset. */
+SL_TEST(txnapi_offset_fetch_require_stable) {
+    char dir[64];
+    sl_broker *b = broker_new(dir, true);
+    CHECK(b);
+    int fd = loop_broker_connect(b->listeners[0].port);
+    sl_arena *a = sl_arena_new(1 << 16);
+    bool ok = fd >= 0 && a;
+    sl_init_producer_id_req ip = {.transactional_id = sl_str_c("x"),
+                                  .transaction_timeout_ms = 60000,
+                                  .producer_id = -1,
+                                  .producer_epoch = -1};
+    sl_init_producer_id_resp ipr;
+    sl_init_producer_id_resp_init(&ipr);
+    ok = ok && call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &ipr) && !ipr.error_code;
+    sl_add_offsets_to_txn_req ao = {sl_str_c("x"), ipr.producer_id, ipr.producer_epoch,
+                                    sl_str_c("g")};
+    sl_add_offsets_to_txn_resp aor;
+    ok = ok && call(b, fd, SL_API_ADD_OFFSETS_TO_TXN, 1, &ao, a, &aor) && !aor.error_code;
+    sl_txn_offset_commit_req_partition tp = {0, 42, -1, sl_str_c("")};
+    sl_txn_offset_commit_req_topic tt = {sl_str_c("t2"), &tp, 1};
+    sl_txn_offset_commit_req tc = {.transactional_id = sl_str_c("x"),
+                                   .group_id = sl_str_c("g"),
+                                   .producer_id = ipr.producer_id,
+                                   .producer_epoch = ipr.producer_epoch,
+                                   .generation_id = -1,
+                                   .member_id = sl_str_c(""),
+                                   .topics = &tt,
+                                   .topics_count = 1};
+    sl_txn_offset_commit_resp tcr;
+    ok = ok && call(b, fd, SL_API_TXN_OFFSET_COMMIT, 1, &tc, a, &tcr) && tcr.topics_count == 1 &&
+         !tcr.topics[0].partitions[0].error_code;
+    int64_t off_s = 0, off_u = 0, off_s2 = 0, off_u2 = 0;
+    int16_t err_s = ok ? fetch_offset(b, fd, a, true, &off_s) : -3;
+    int16_t err_u = ok ? fetch_offset(b, fd, a, false, &off_u) : -3;
+    sl_end_txn_req et = {sl_str_c("x"), ipr.producer_id, ipr.producer_epoch, true};
+    sl_end_txn_resp etr;
+    ok = ok && call(b, fd, SL_API_END_TXN, 1, &et, a, &etr) && !etr.error_code;
+    int16_t err_s2 = ok ? fetch_offset(b, fd, a, true, &off_s2) : -3;
+    int16_t err_u2 = ok ? fetch_offset(b, fd, a, false, &off_u2) : -3;
+    if (fd >= 0) close(fd);
+    sl_arena_free(a);
+    broker_done(b, dir);
+    CHECK(ok);
+    CHECK_EQ(err_s, SL_KAFKA_UNSTABLE_OFFSET_COMMIT);
+    CHECK_EQ(off_s, -1);
+    CHECK_EQ(err_u, 0);
+    CHECK_EQ(off_u, -1); /* nothing committed before the transaction */
+    CHECK_EQ(err_s2, 0);
+    CHECK_EQ(off_s2, 42);
+    CHECK_EQ(err_u2, 0);
+    CHECK_EQ(off_u2, 42);
+}
