@@ -1,6 +1,7 @@
 /* Log cleaner (compaction). The rules and the swap protocol are documented in docs/compaction.md,
  * "How the cleaner works (internal)"; keep them in sync. Segment and frame layouts are those of
- * docs/on-disk-format.md (sl_log.c writes them; the few constants needed here are repeated). */
+ * docs/on-disk-format.md: sl_log.c owns them, and its internal API (sl_log_internal.h) gives the
+ * cleaner the file header, the frame open/seal and the index bookkeeping of a segment. */
 #include "sl_cleaner.h"
 
 #include <dirent.h>
@@ -26,12 +27,6 @@
 #include "sl_storage_hooks.h"
 
 #define SUB "cleaner"
-
-/* Plaintext segment file header (sl_log.c, FILE_*): magic, version 1, flags 0, base, created
- * ms, header length 64, CRC-32C of bytes [0, 60) at 60. */
-#define SEG_MAGIC   0x534C5347u
-#define SEG_HDR     64
-#define SEG_HDR_CRC 60
 
 #define CLEANED_EXT ".cleaned"
 #define CKPT_FILE   "cleaner-checkpoint"
@@ -249,11 +244,8 @@ typedef struct jseg {
     /* Output (run). */
     bool cleaned; /* `.cleaned` files written, durable, and different from the old ones */
     bool gone;    /* deleted before run opened it */
-    int64_t onext, osize, max_ts, max_ts_off, since;
-    sl_idx_ent *idx;
-    uint32_t nidx, cidx;
-    sl_tidx_ent *tidx;
-    uint32_t ntidx, ctidx;
+    sl_seg *out;  /* the rewritten segment as sl_log keeps it (next, size, indexes); commit
+                   * hands it to the log */
 } jseg;
 
 struct sl_cleaner_job {
@@ -296,7 +288,7 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
 static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms) {
     for (int i = 0; i < log->nsegs - 1; i++) {
         const sl_seg *s = log->segs[i];
-        if (s->enc || s->bad || s->reenc_busy || s->hdr_len != SEG_HDR) return i;
+        if (s->enc || s->bad || s->reenc_busy) return i;
         if (c->min_compaction_lag_ms > 0 && s->max_ts > now_ms - c->min_compaction_lag_ms) return i;
     }
     return log->nsegs - 1;
@@ -333,10 +325,7 @@ void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
 
 static void job_free(sl_cleaner_job *j) {
     if (!j) return;
-    for (int i = 0; i < j->nsegs; i++) {
-        free(j->segs[i].idx);
-        free(j->segs[i].tidx);
-    }
+    for (int i = 0; i < j->nsegs; i++) sl_log__seg_unref(j->segs[i].out);
     free(j->segs);
     free(j->dir);
     free(j);
@@ -363,12 +352,8 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
     j->nsegs = n;
     for (int i = 0; i < n; i++) {
         sl_seg *s = log->segs[i];
-        j->segs[i] = (jseg){.base = s->base,
-                            .next = s->next,
-                            .size = s->size,
-                            .created_ms = s->created_ms,
-                            .max_ts = -1,
-                            .max_ts_off = -1};
+        j->segs[i] =
+            (jseg){.base = s->base, .next = s->next, .size = s->size, .created_ms = s->created_ms};
         /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
         s->reenc_busy = true;
     }
@@ -544,17 +529,17 @@ static sl_err frame_allowed(const sl_cleaner_job *j, const sl_frame *f) {
     return SL_OK;
 }
 
-static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uint8_t *hdr) {
+/* Opens the reserved segment's data file; *hdr_len is where its frames start. */
+static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uint32_t *hdr_len) {
     char p[4096];
     seg_file(p, sizeof p, j->dir, js->base, 0, false);
     *fd = open(p, O_RDONLY | O_CLOEXEC);
     if (*fd < 0) return errno == ENOENT ? SL_ENOTFOUND : errno_err(errno);
-    sl_err e = pread_all(*fd, hdr, SEG_HDR, 0);
-    if (!e &&
-        (sl_get_be32(hdr) != SEG_MAGIC || sl_get_be16(hdr + 4) != 1 || sl_get_be16(hdr + 6) != 0 ||
-         (int64_t)sl_get_be64(hdr + 8) != js->base || sl_get_be32(hdr + 24) != SEG_HDR ||
-         sl_get_be32(hdr + SEG_HDR_CRC) != sl_crc32c(0, hdr, SEG_HDR_CRC)))
-        e = SL_ECORRUPT;
+    bool enc;
+    sl_envelope env;
+    int64_t created;
+    sl_err e = sl_log__read_file_header(*fd, js->base, hdr_len, &enc, &env, &created);
+    if (!e && enc) e = SL_ETAMPER; /* plaintext segments only */
     if (e) {
         close(*fd);
         *fd = -1;
@@ -573,13 +558,12 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
         jseg *js = &j->segs[i];
         if (js->next <= first_dirty) continue;
         int fd;
-        uint8_t hdr[SEG_HDR];
-        if ((e = open_segment(j, js, &fd, hdr)) != SL_OK) {
+        uint32_t hl;
+        if ((e = open_segment(j, js, &fd, &hl)) != SL_OK) {
             if (e == SL_ENOTFOUND) e = SL_ESTATE; /* deleted under us: try again later */
             break;
         }
-        rdr r = {
-            .fd = fd, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+        rdr r = {.fd = fd, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
         int64_t expect = js->base;
         sl_frame f;
         const uint8_t *fr;
@@ -635,55 +619,12 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
 
 /* ---- pass 2: rewriting a segment ---------------------------------------------------------- */
 
-static bool push_idx(jseg *js, uint32_t rel, uint32_t pos) {
-    if (js->nidx == js->cidx) {
-        uint32_t nc = js->cidx ? js->cidx * 2 : 64;
-        sl_idx_ent *n = realloc(js->idx, (size_t)nc * sizeof *n);
-        if (!n) return false;
-        js->idx = n;
-        js->cidx = nc;
-    }
-    js->idx[js->nidx++] = (sl_idx_ent){rel, pos};
-    return true;
-}
-
-static bool time_point(jseg *js) {
-    if (js->max_ts < 0 || (js->ntidx && js->tidx[js->ntidx - 1].ts >= js->max_ts)) return true;
-    if (js->ntidx == js->ctidx) {
-        uint32_t nc = js->ctidx ? js->ctidx * 2 : 64;
-        sl_tidx_ent *n = realloc(js->tidx, (size_t)nc * sizeof *n);
-        if (!n) return false;
-        js->tidx = n;
-        js->ctidx = nc;
-    }
-    js->tidx[js->ntidx++] = (sl_tidx_ent){js->max_ts, (uint32_t)(js->max_ts_off - js->base)};
-    return true;
-}
-
-/* The index entries sl_log's append path would have written for these frames (sl_log.c,
- * seg_note_frame), so that sl_log_open trusts them instead of rebuilding. */
-static bool note_frame(sl_cleaner_job *j, jseg *js, int64_t pos, const sl_frame *f) {
-    js->onext = f->base + f->lod + 1;
-    if (f->max_ts > js->max_ts) {
-        js->max_ts = f->max_ts;
-        js->max_ts_off = js->onext - 1;
-    }
-    if (js->since >= j->index_interval) {
-        if (!push_idx(js, (uint32_t)(f->base - js->base), (uint32_t)pos)) return false;
-        js->since = 0;
-        if (!time_point(js)) return false;
-    }
-    js->since += f->flen;
-    js->osize = pos + f->flen;
-    return true;
-}
-
 static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, const sl_frame *f, const uint8_t *hdr,
                         const uint8_t *batch) {
     int64_t pos = wtr_at(w);
     sl_err e = wtr_put(w, hdr, f->hlen);
     if (!e) e = wtr_put(w, batch, f->plen);
-    if (!e && !note_frame(j, js, pos, f)) e = SL_ENOMEM;
+    if (!e) (void)sl_log__seg_note_frame(js->out, j->index_interval, pos, f, false);
     return e;
 }
 
@@ -837,19 +778,20 @@ static sl_err write_file(const char *path, const uint8_t *b, size_t n) {
 }
 
 static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
-    size_t n = (size_t)js->nidx * 8, m = (size_t)js->ntidx * 12;
+    const sl_seg *o = js->out;
+    size_t n = (size_t)o->nidx * 8, m = (size_t)o->ntidx * 12;
     uint8_t *b = malloc((n > m ? n : m) + 1);
     if (!b) return SL_ENOMEM;
-    for (uint32_t i = 0; i < js->nidx; i++) {
-        sl_be32(b + i * 8, js->idx[i].rel);
-        sl_be32(b + i * 8 + 4, js->idx[i].pos);
+    for (uint32_t i = 0; i < o->nidx; i++) {
+        sl_be32(b + i * 8, o->idx[i].rel);
+        sl_be32(b + i * 8 + 4, o->idx[i].pos);
     }
     char p[4096];
     seg_file(p, sizeof p, j->dir, js->base, 1, true);
     sl_err e = write_file(p, b, n);
-    for (uint32_t i = 0; !e && i < js->ntidx; i++) {
-        sl_be64(b + i * 12, (uint64_t)js->tidx[i].ts);
-        sl_be32(b + i * 12 + 8, js->tidx[i].rel);
+    for (uint32_t i = 0; !e && i < o->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)o->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, o->tidx[i].rel);
     }
     seg_file(p, sizeof p, j->dir, js->base, 2, true);
     if (!e) e = write_file(p, b, m);
@@ -861,8 +803,8 @@ static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
  * changed. */
 static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon) {
     int in;
-    uint8_t hdr[SEG_HDR];
-    sl_err e = open_segment(j, js, &in, hdr);
+    uint32_t hl;
+    sl_err e = open_segment(j, js, &in, &hl);
     if (e == SL_ENOTFOUND) {
         js->gone = true; /* retention deleted it: nothing to clean */
         return SL_OK;
@@ -877,13 +819,12 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     }
     sl_arena *a = sl_arena_new(64 * 1024);
     wtr w = {.fd = out, .cap = j->cfg.io_buffer_bytes};
-    rdr r = {.fd = in, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
-    uint8_t *keep = NULL;
-    size_t keep_cap = 0;
-    if (!a || !(w.buf = malloc(w.cap))) e = SL_ENOMEM;
-    if (!e) e = wtr_put(&w, hdr, SEG_HDR);
-    js->onext = js->base;
-    js->osize = SEG_HDR;
+    rdr r = {.fd = in, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+    uint8_t *keep = NULL, hdr[SL_LOG_HDR_MAX];
+    size_t keep_cap = 0, ohl = sl_log__encode_file_header(hdr, js->base, js->created_ms, NULL);
+    if (!a || !(w.buf = malloc(w.cap)) || !(js->out = sl_log__seg_alloc(j->dir, js->base)))
+        e = SL_ENOMEM;
+    if (!e) e = wtr_put(&w, hdr, ohl);
     bool changed = false;
     gap g = {.base = -1, .max_ts = -1};
     int64_t expect = js->base;
@@ -959,9 +900,9 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     }
     if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
     if (!e) e = flush_gap(j, js, &w, &g);
-    if (!e && !time_point(js)) e = SL_ENOMEM; /* as a roll leaves a segment */
+    if (!e) (void)sl_log__seg_time_point(js->out, false); /* as a roll leaves a segment */
     if (!e) e = wtr_flush(&w);
-    if (!e && js->onext != js->next) e = SL_ECORRUPT;
+    if (!e && js->out->next != js->next) e = SL_ECORRUPT;
     if (!e && changed) e = fsync_fd(out);
     free(keep);
     free(w.buf);
@@ -977,7 +918,7 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     js->cleaned = true;
     j->res.segments_rewritten++;
     j->res.bytes_before += js->size;
-    j->res.bytes_after += js->osize;
+    j->res.bytes_after += js->out->size;
     return SL_OK;
 }
 
@@ -1075,38 +1016,14 @@ static int find_closed(const sl_log *log, int64_t base) {
     return -1;
 }
 
+/* The log's segment for a cleaned one (the job gives up its copy). */
 static sl_seg *new_seg(sl_log *log, jseg *js) {
-    sl_seg *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    sl_seg *s = js->out;
+    js->out = NULL;
     s->dir = log->dir;
-    s->base = js->base;
-    s->next = js->onext;
-    s->size = js->osize;
-    s->max_ts = js->max_ts;
-    s->max_ts_off = js->max_ts_off;
     s->created_ms = js->created_ms;
-    s->bytes_since_idx = js->since;
-    for (int k = 0; k < SL_SEG_NFILES; k++) s->f[k].fd = -1;
-    atomic_init(&s->gone, false);
-    atomic_init(&s->refs, 1);
-    s->idx = js->idx;
-    s->nidx = js->nidx;
-    s->cidx = js->cidx;
-    s->tidx = js->tidx;
-    s->ntidx = js->ntidx;
-    s->ctidx = js->ctidx;
-    js->idx = NULL;
-    js->tidx = NULL;
-    s->hdr_len = SEG_HDR;
     s->sealed = true; /* run fsynced its files; commit fsyncs the directory */
     return s;
-}
-
-static void free_seg(sl_seg *s) {
-    if (!s) return;
-    free(s->idx);
-    free(s->tidx);
-    free(s);
 }
 
 sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result *res) {
@@ -1132,7 +1049,7 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
     sl_seg **ns = calloc((size_t)j->nsegs, sizeof *ns);
     if (!ns) e = SL_ENOMEM;
     for (int i = 0; !e && i < j->nsegs; i++)
-        if (j->segs[i].cleaned && !(ns[i] = new_seg(log, &j->segs[i]))) e = SL_ENOMEM;
+        if (j->segs[i].cleaned) ns[i] = new_seg(log, &j->segs[i]);
     if (e) {
         /* Decided on disk but not applied in memory: undo the decision while nothing moved. */
         char p[4096];
@@ -1169,7 +1086,7 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         ns[i] = NULL;
     }
     if (ns)
-        for (int i = 0; i < j->nsegs; i++) free_seg(ns[i]);
+        for (int i = 0; i < j->nsegs; i++) sl_log__seg_unref(ns[i]);
     free(ns);
     if (!e) e = fsync_dir(j->dir);
     if (!e && crash_now(j)) e = SL_ESTATE;
