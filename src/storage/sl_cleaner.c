@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -246,6 +247,10 @@ typedef struct jseg {
     bool gone;    /* deleted before run opened it */
     sl_seg *out;  /* the rewritten segment as sl_log keeps it (next, size, indexes); commit
                    * hands it to the log */
+    /* Keys (prepare, on the loop): private AEAD copies only, no sl_dek reference. The sealer's
+     * DEK is fresh and seals this one segment's `.cleaned` file, once. */
+    sl_seg_opener opener;
+    sl_seg_sealer sealer;
 } jseg;
 
 struct sl_cleaner_job {
@@ -254,13 +259,12 @@ struct sl_cleaner_job {
     sl_cleaner_config cfg;
     int64_t now_ms;
     int32_t index_interval;
-    bool has_keys;
-    int64_t plain_below;
     jseg *segs;
     int nsegs;
-    int steps;    /* durable steps taken (simulated crashes) */
-    bool crashed; /* a simulated crash stopped it */
-    bool decided; /* the manifest is in place */
+    atomic_bool cancel; /* sl_cleaner_cancel: stop between frames */
+    int steps;          /* durable steps taken (simulated crashes) */
+    bool crashed;       /* a simulated crash stopped it */
+    bool decided;       /* the manifest is in place */
     sl_cleaner_result res;
 };
 
@@ -284,11 +288,12 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
 }
 
 /* Index of the first segment the cleaner may not touch: the active one, or the first closed one
- * that is encrypted, damaged, reserved, or holds a record newer than now - min lag. */
+ * that is damaged, reserved, encrypted while the log has no keys, or holds a record newer than
+ * now - min lag. */
 static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms) {
     for (int i = 0; i < log->nsegs - 1; i++) {
         const sl_seg *s = log->segs[i];
-        if (s->enc || s->bad || s->reenc_busy) return i;
+        if (s->bad || s->reenc_busy || (s->enc && !log->has_keys)) return i;
         if (c->min_compaction_lag_ms > 0 && s->max_ts > now_ms - c->min_compaction_lag_ms) return i;
     }
     return log->nsegs - 1;
@@ -325,7 +330,11 @@ void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
 
 static void job_free(sl_cleaner_job *j) {
     if (!j) return;
-    for (int i = 0; i < j->nsegs; i++) sl_log__seg_unref(j->segs[i].out);
+    for (int i = 0; i < j->nsegs; i++) {
+        sl_log__seg_unref(j->segs[i].out);
+        sl_seg_opener_clear(&j->segs[i].opener);
+        sl_seg_sealer_clear(&j->segs[i].sealer);
+    }
     free(j->segs);
     free(j->dir);
     free(j);
@@ -337,6 +346,9 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
     if (log->closed || atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
     int n = first_uncleanable(log, cfg, now_ms);
     if (n <= 0) return SL_OK;
+    /* Bounds the key operations here and the renames of commit, both on the loop; the rest of
+     * the range is cleaned by the next run. */
+    if (n > SL_CLEANER_MAX_SEGMENTS) n = SL_CLEANER_MAX_SEGMENTS;
     sl_cleaner_job *j = calloc(1, sizeof *j);
     if (!j || !(j->dir = strdup(log->dir)) || !(j->segs = calloc((size_t)n, sizeof *j->segs))) {
         job_free(j);
@@ -347,16 +359,23 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
     if (j->cfg.offset_map_bytes < 1024) j->cfg.offset_map_bytes = 1024;
     j->now_ms = now_ms;
     j->index_interval = log->cfg.index_interval_bytes;
-    j->has_keys = log->has_keys;
-    j->plain_below = log->keys.plain_below;
     j->nsegs = n;
+    j->res.bad_base = -1;
+    atomic_init(&j->cancel, false);
     for (int i = 0; i < n; i++) {
         sl_seg *s = log->segs[i];
         j->segs[i] =
             (jseg){.base = s->base, .next = s->next, .size = s->size, .created_ms = s->created_ms};
-        /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
-        s->reenc_busy = true;
+        sl_err e = sl_log__rewrite_keys(log, i, &j->segs[i].opener, &j->segs[i].sealer);
+        if (e) {
+            SL_WARN(SUB, "no keys to clean a segment", "dir=%s base=%" PRId64 " err=%s", log->dir,
+                    s->base, sl_errname(e));
+            job_free(j); /* nothing reserved yet */
+            return e;
+        }
     }
+    /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
+    for (int i = 0; i < n; i++) log->segs[i]->reenc_busy = true;
     j->log = log;
     sl_log__ref(log);
     *job = j;
@@ -455,8 +474,11 @@ static sl_err rdr_ensure(rdr *r, size_t n, const uint8_t **out) {
     size_t want = n > r->chunk ? n : r->chunk;
     if ((int64_t)want > r->end - r->pos) want = (size_t)(r->end - r->pos);
     if (want > r->cap) {
-        uint8_t *nb = realloc(r->buf, want);
+        /* Not realloc: the old buffer held decrypted records and is wiped first. */
+        uint8_t *nb = malloc(want);
         if (!nb) return SL_ENOMEM;
+        if (r->buf) OPENSSL_cleanse(r->buf, r->cap);
+        free(r->buf);
         r->buf = nb;
         r->cap = want;
     }
@@ -471,7 +493,7 @@ static sl_err rdr_ensure(rdr *r, size_t n, const uint8_t **out) {
 
 /* The next whole frame (header checked, batch CRC checked) at *frame, valid until the next call.
  * SL_ERANGE at the end. */
-static sl_err rdr_next(rdr *r, sl_frame *f, const uint8_t **frame) {
+static sl_err rdr_next(rdr *r, sl_frame *f, uint8_t **frame) {
     if (r->pos >= r->end) return SL_ERANGE;
     int64_t rem = r->end - r->pos;
     if (rem < SL_FRAME_HDR_MIN) return SL_ECORRUPT;
@@ -484,7 +506,7 @@ static sl_err rdr_next(rdr *r, sl_frame *f, const uint8_t **frame) {
     if (sl_frame_decode(p, f->flen, f) != SL_FRAME_OK || !sl_frame_payload_ok(f, p + f->hlen))
         return SL_ECORRUPT;
     r->pos += f->flen;
-    *frame = p;
+    *frame = (uint8_t *)(uintptr_t)p; /* in r->buf: the caller opens the payload in place */
     return SL_OK;
 }
 
@@ -521,12 +543,18 @@ static int64_t wtr_at(const wtr *w) { return w->pos + (int64_t)w->len; }
 
 /* ---- pass 1: the offset map --------------------------------------------------------------- */
 
-/* Checks the clear-frame rules a read applies (sl_log.c frame_admit): the cleaner must never
- * launder a frame a read would refuse into a fresh file. */
-static sl_err frame_allowed(const sl_cleaner_job *j, const sl_frame *f) {
-    if (f->flags & SL_FRAME_FLAG_ENC) return SL_ETAMPER; /* in a plaintext segment */
-    if (j->has_keys && f->base + f->lod >= j->plain_below) return SL_ETAMPER;
-    return SL_OK;
+/* Frees a buffer that held decrypted records. */
+static void free_cleansed(uint8_t *p, size_t n) {
+    if (p) OPENSSL_cleanse(p, n);
+    free(p);
+}
+
+/* The envelope the file has now is the one prepare fetched keys for. */
+static bool env_same(const sl_envelope *a, const sl_envelope *b) {
+    return a->alg == b->alg && a->dek_id == b->dek_id && !memcmp(a->topic_id, b->topic_id, 16) &&
+           a->partition == b->partition && a->seg_base == b->seg_base &&
+           a->tk_version == b->tk_version && a->wrapped_len == b->wrapped_len &&
+           !memcmp(a->wrapped, b->wrapped, a->wrapped_len);
 }
 
 /* Opens the reserved segment's data file; *hdr_len is where its frames start. */
@@ -539,7 +567,8 @@ static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uin
     sl_envelope env;
     int64_t created;
     sl_err e = sl_log__read_file_header(*fd, js->base, hdr_len, &enc, &env, &created);
-    if (!e && enc) e = SL_ETAMPER; /* plaintext segments only */
+    /* Replaced since prepare (it is reserved, so by no one of ours): its keys are not these. */
+    if (!e && (enc != js->opener.enc || (enc && !env_same(&env, &js->opener.env)))) e = SL_ETAMPER;
     if (e) {
         close(*fd);
         *fd = -1;
@@ -552,6 +581,7 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
     sl_err e = SL_OK;
     sl_arena *a = sl_arena_new(64 * 1024);
     if (!a) return SL_ENOMEM;
+    sl_arena_set_cleanse(a); /* inflated records */
     *map_end = first_dirty;
     bool full = false;
     for (int i = 0; i < j->nsegs && !e && !full; i++) {
@@ -566,7 +596,7 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
         rdr r = {.fd = fd, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
         int64_t expect = js->base;
         sl_frame f;
-        const uint8_t *fr;
+        uint8_t *fr;
         while ((e = rdr_next(&r, &f, &fr)) == SL_OK) {
             if (f.base != expect) {
                 e = SL_ECORRUPT;
@@ -574,7 +604,11 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
             }
             expect = f.base + f.lod + 1;
             if (expect <= first_dirty) continue;
-            if ((e = frame_allowed(j, &f)) != SL_OK) break;
+            if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
+                e = SL_EKEY_DESTROYED;
+                break;
+            }
+            if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
             sl_batch_info bi;
             if ((e = sl_batch_parse_exact(fr + f.hlen, f.plen, &bi)) != SL_OK) break;
             if (bi.attributes & ATTR_CONTROL) {
@@ -604,7 +638,8 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
             *map_end = expect;
         }
         if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
-        free(r.buf);
+        if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = js->base;
+        free_cleansed(r.buf, r.cap);
         close(fd);
     }
     sl_arena_free(a);
@@ -619,12 +654,22 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
 
 /* ---- pass 2: rewriting a segment ---------------------------------------------------------- */
 
-static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, const sl_frame *f, const uint8_t *hdr,
-                        const uint8_t *batch) {
+/* Writes the clear batch[0, plen) as the segment's next frame, sealed under the segment's fresh
+ * DEK when the log has keys (in place: batch is ciphertext afterwards). Every kept frame goes
+ * through here, those kept whole too: none may stay under the old DEK in the new file. */
+static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, int64_t base, int32_t lod,
+                        int32_t count, int64_t max_ts, uint8_t *batch, uint32_t plen) {
     int64_t pos = wtr_at(w);
-    sl_err e = wtr_put(w, hdr, f->hlen);
-    if (!e) e = wtr_put(w, batch, f->plen);
-    if (!e) (void)sl_log__seg_note_frame(js->out, j->index_interval, pos, f, false);
+    uint8_t h[SL_FRAME_HDR_MAX], tag[SL_FRAME_ENC_TAG];
+    sl_frame f;
+    sl_err e = sl_log__frame_seal(&js->sealer, base, lod, count, max_ts, batch, plen, h, tag, &f);
+    if (e) return e;
+    /* A plaintext migration segment grows by the nonce, tag and envelope; positions are u32. */
+    if ((uint64_t)pos + f.flen > (uint64_t)INT32_MAX) return SL_ETOOLARGE;
+    e = wtr_put(w, h, f.hlen);
+    if (!e) e = wtr_put(w, batch, plen);
+    if (!e) e = wtr_put(w, tag, f.tlen);
+    if (!e) (void)sl_log__seg_note_frame(js->out, j->index_interval, pos, &f, false);
     return e;
 }
 
@@ -651,10 +696,7 @@ static sl_err flush_gap(sl_cleaner_job *j, jseg *js, wtr *w, gap *g) {
                               .producer_epoch = -1,
                               .base_sequence = -1};
         sl_batch_reseal_like(b, sizeof b, &like);
-        uint8_t h[SL_FRAME_HDR_MAX];
-        sl_frame f;
-        sl_frame_encode_batch(h, g->base, like.last_offset_delta, 0, g->max_ts, sizeof b, &f);
-        sl_err e = put_frame(j, js, w, &f, h, b);
+        sl_err e = put_frame(j, js, w, g->base, like.last_offset_delta, 0, g->max_ts, b, sizeof b);
         if (e) return e;
         g->base = last < g->last ? last + 1 : -1;
     }
@@ -810,6 +852,11 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         return SL_OK;
     }
     if (e) return e;
+    /* Each sealer seals one file once: a second use would repeat its nonces. */
+    if (js->out || js->sealer.ctr != 0) {
+        close(in);
+        return SL_ESTATE;
+    }
     char path[4096];
     seg_file(path, sizeof path, j->dir, js->base, 0, true);
     int out = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -821,23 +868,38 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     wtr w = {.fd = out, .cap = j->cfg.io_buffer_bytes};
     rdr r = {.fd = in, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
     uint8_t *keep = NULL, hdr[SL_LOG_HDR_MAX];
-    size_t keep_cap = 0, ohl = sl_log__encode_file_header(hdr, js->base, js->created_ms, NULL);
-    if (!a || !(w.buf = malloc(w.cap)) || !(js->out = sl_log__seg_alloc(j->dir, js->base)))
+    bool seal = js->sealer.aead != NULL;
+    size_t keep_cap = 0, ohl = sl_log__encode_file_header(hdr, js->base, js->created_ms,
+                                                          seal ? &js->sealer.env : NULL);
+    if (!ohl) e = SL_EINVAL;
+    if (!e && (!a || !(w.buf = malloc(w.cap)) || !(js->out = sl_log__seg_alloc(j->dir, js->base))))
         e = SL_ENOMEM;
-    if (!e) e = wtr_put(&w, hdr, ohl);
+    if (!e) {
+        sl_arena_set_cleanse(a); /* inflated and rebuilt records */
+        js->out->hdr_len = (uint32_t)ohl;
+        js->out->size = (int64_t)ohl;
+        js->out->enc = seal;
+        if (seal) js->out->env = js->sealer.env;
+        e = wtr_put(&w, hdr, ohl);
+    }
     bool changed = false;
     gap g = {.base = -1, .max_ts = -1};
     int64_t expect = js->base;
     sl_frame f;
-    const uint8_t *fr;
+    uint8_t *fr;
     while (!e && (e = rdr_next(&r, &f, &fr)) == SL_OK) {
         if (f.base != expect) {
             e = SL_ECORRUPT;
             break;
         }
         expect = f.base + f.lod + 1;
-        if ((e = frame_allowed(j, &f)) != SL_OK) break;
-        const uint8_t *batch = fr + f.hlen;
+        if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
+            e = SL_EKEY_DESTROYED;
+            break;
+        }
+        /* After the CRCs (rdr_next): a torn or damaged frame is found without the key. */
+        if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
+        uint8_t *batch = fr + f.hlen;
         sl_batch_info bi;
         if ((e = sl_batch_parse_exact(batch, f.plen, &bi)) != SL_OK) break;
         int outcome = KEEP_ALL;
@@ -855,7 +917,7 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
             }
             size_t kb = (size_t)bi.record_count / 8 + 1;
             if (kb > keep_cap) {
-                free(keep);
+                free_cleansed(keep, keep_cap);
                 if (!(keep = malloc(kb))) {
                     keep_cap = 0;
                     e = SL_ENOMEM;
@@ -887,26 +949,24 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         }
         if ((e = flush_gap(j, js, &w, &g)) != SL_OK) break;
         if (outcome == KEEP_ALL) {
-            e = put_frame(j, js, &w, &f, fr, batch);
+            e = put_frame(j, js, &w, f.base, f.lod, f.count, f.max_ts, batch, f.plen);
         } else {
-            uint8_t h[SL_FRAME_HDR_MAX];
-            sl_frame nf;
-            sl_frame_encode_batch(h, f.base, f.lod,
-                                  (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts,
-                                  (uint32_t)nlen, &nf);
-            e = put_frame(j, js, &w, &nf, h, nb);
+            e = put_frame(j, js, &w, f.base, f.lod,
+                          (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts, nb,
+                          (uint32_t)nlen);
             changed = true;
         }
     }
     if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
+    if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = js->base;
     if (!e) e = flush_gap(j, js, &w, &g);
     if (!e) (void)sl_log__seg_time_point(js->out, false); /* as a roll leaves a segment */
     if (!e) e = wtr_flush(&w);
     if (!e && js->out->next != js->next) e = SL_ECORRUPT;
     if (!e && changed) e = fsync_fd(out);
-    free(keep);
-    free(w.buf);
-    free(r.buf);
+    free_cleansed(keep, keep_cap);
+    free_cleansed(w.buf, w.cap);
+    free_cleansed(r.buf, r.cap);
     sl_arena_free(a);
     close(in);
     close(out);
@@ -1006,6 +1066,10 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
         }
     }
     return e;
+}
+
+void sl_cleaner_cancel(sl_cleaner_job *j) {
+    if (j) atomic_store_explicit(&j->cancel, true, memory_order_relaxed);
 }
 
 /* ---- commit ------------------------------------------------------------------------------- */
@@ -1110,6 +1174,10 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
                 j->res.checkpoint.offset, j->res.map_full);
     }
 out:
+    if (res && e) {
+        memset(res, 0, sizeof *res);
+        res->bad_base = j->res.bad_base;
+    }
     j->log = NULL;
     job_free(j);
     sl_log__unref(log);
