@@ -346,9 +346,6 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
     if (log->closed || atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
     int n = first_uncleanable(log, cfg, now_ms);
     if (n <= 0) return SL_OK;
-    /* Bounds the key operations here and the renames of commit, both on the loop; the rest of
-     * the range is cleaned by the next run. */
-    if (n > SL_CLEANER_MAX_SEGMENTS) n = SL_CLEANER_MAX_SEGMENTS;
     sl_cleaner_job *j = calloc(1, sizeof *j);
     if (!j || !(j->dir = strdup(log->dir)) || !(j->segs = calloc((size_t)n, sizeof *j->segs))) {
         job_free(j);

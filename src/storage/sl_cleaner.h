@@ -82,20 +82,16 @@ typedef struct sl_cleaner_result {
                        * checks (SL_ETAMPER / SL_ECORRUPT), else -1 */
 } sl_cleaner_result;
 
-/* Segments one job reserves at most: prepare's key operations and commit's renames run on the
- * loop; the rest of the cleanable range goes to the next run. */
-#define SL_CLEANER_MAX_SEGMENTS 64
-
 typedef struct sl_cleaner_job sl_cleaner_job;
 
-/* Loop thread. Reserves the closed segments below the cleanable end (at most
- * SL_CLEANER_MAX_SEGMENTS; re-encryption skips them meanwhile) and copies what run needs,
- * keys included (sl_log__rewrite_keys). `now_ms` is the cleaning time (tombstone horizons and the
- * min lag are measured from it; tests inject it). *job = NULL when nothing is cleanable. The
- * caller owns *job until sl_cleaner_commit. `cfg` is copied. SL_EIO after a failed fsync of the
- * log. Key errors reserve nothing: SL_EKEY_UNAVAILABLE (the topic key is loading: retry soon),
- * SL_EKEY_DESTROYED (shredded), SL_ETAMPER (a segment's envelope is not this partition's or its
- * DEK does not unwrap). */
+/* Loop thread. Reserves the closed segments below the cleanable end (re-encryption skips them
+ * meanwhile) and copies what run needs, keys included (sl_log__rewrite_keys: one unwrap and one
+ * wrap per segment, in software while the topic key is cached). `now_ms` is the cleaning time
+ * (tombstone horizons and the min lag are measured from it; tests inject it). *job = NULL when
+ * nothing is cleanable. The caller owns *job until sl_cleaner_commit. `cfg` is copied. SL_EIO after
+ * a failed fsync of the log. Key errors reserve nothing: SL_EKEY_UNAVAILABLE (the topic key is
+ * loading: retry soon), SL_EKEY_DESTROYED (shredded), SL_ETAMPER (a segment's envelope is not this
+ * partition's or its DEK does not unwrap). */
 sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
                           sl_cleaner_job **job);
 
