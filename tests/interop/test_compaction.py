@@ -5,6 +5,7 @@ loses nothing. Every test that cleans runs twice: on a default broker (encryptio
 local KMS: the cleaner rewrites sealed segments under fresh data keys) and with encryption off."""
 import os
 import re
+import struct
 import time
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 import helpers as h
 import kproto as kp
 from conftest import wait_until
+from test_encryption_at_rest import fix_frame_crcs, seg_frames
 from test_keys_lifecycle import status, topic_status
 
 FAST_CLEANER = {"log.cleaner.backoff.ms": 100}
@@ -412,6 +414,43 @@ def test_encrypted_compaction_default_broker(broker):
     broker.restart()
     got2, _ = read_all(broker.bootstrap, topic)
     check_compacted(got2, acked, keys)
+
+
+@pytest.mark.broker_config({"log.cleaner.backoff.ms": 100, "log.segment.bytes": 4096})
+def test_encrypted_tampered_segment_not_laundered(broker):
+    """A sealed batch edited on disk (CRCs fixed up, as a deliberate tamperer would) in a topic
+    that then becomes compacted: the clean fails authentication, is reported as a tamper event
+    naming the segment, rewrites nothing (the file is byte for byte as edited, no `.cleaned`
+    file) and the batch still fails to read; the broker carries on."""
+    topic = "enc-tampered"
+    h.ck_create_topic(broker.bootstrap, topic, 1)  # delete policy: nothing cleans it yet
+    acked = produce(broker, topic, updates(20, 20))
+    acked.update(produce(broker, topic, filler(60)))
+    broker.stop()
+    pdir = broker.data_dir / f"{topic}-0"
+    seg0 = pdir / ("0" * 20 + ".log")
+    data = bytearray(seg0.read_bytes())
+    version, _flags, _hl, frames = seg_frames(seg0)
+    assert version == 2 and len(frames) > 2
+    pos, flen, fflags, fh, n = frames[1]
+    assert fflags & 1
+    data[pos + flen - 16 - 3] ^= 0x01  # the ciphertext, before the tag
+    fix_frame_crcs(data, pos, flen, fh, n)
+    seg0.write_bytes(bytes(data))
+    broker.start()
+    from confluent_kafka.admin import ConfigResource
+    a = h.ck_admin(broker.bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(COMPACTED))
+    a.alter_configs([res])[res].result(timeout=15)
+    wait_until(lambda: 'what="cleaner: segment 0"' in broker.log_text() or None, 30,
+               "the cleaner's tamper report for segment 0")
+    assert "partition cleaned" not in broker.log_text()
+    assert seg0.read_bytes() == bytes(data), "the tampered segment was rewritten"
+    assert not list(pdir.glob("*.cleaned")) and not (pdir / "cleaner-swap").exists()
+    (off,) = struct.unpack(">q", data[pos + 20:pos + 28])  # the edited batch's base offset
+    with kp.Conn(broker.bootstrap) as c:
+        assert kp.fetch(c, topic, 0, off)["error"] != kp.NONE
+    assert broker.alive()
 
 
 @both()
