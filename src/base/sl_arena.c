@@ -14,6 +14,7 @@ struct sl_arena {
     chunk *head;
     size_t chunk_size;
     size_t total;
+    int cleanse; /* wipe chunks before releasing them */
 };
 
 static chunk *chunk_new(size_t cap) {
@@ -30,6 +31,7 @@ sl_arena *sl_arena_new(size_t chunk_size) {
     if (!a) return NULL;
     a->chunk_size = chunk_size < 256 ? 256 : chunk_size;
     a->total = 0;
+    a->cleanse = 0;
     a->head = chunk_new(a->chunk_size);
     if (!a->head) {
         free(a);
@@ -38,11 +40,18 @@ sl_arena *sl_arena_new(size_t chunk_size) {
     return a;
 }
 
+void sl_arena_set_cleanse(sl_arena *a) { a->cleanse = 1; }
+
+static void chunk_free(const sl_arena *a, chunk *c) {
+    if (a->cleanse) explicit_bzero(c->data, c->used);
+    free(c);
+}
+
 void sl_arena_free(sl_arena *a) {
     if (!a) return;
     for (chunk *c = a->head, *n; c; c = n) {
         n = c->next;
-        free(c);
+        chunk_free(a, c);
     }
     free(a);
 }
@@ -52,8 +61,9 @@ void sl_arena_reset(sl_arena *a) {
     chunk *h = a->head;
     for (chunk *c = h->next, *n; c; c = n) {
         n = c->next;
-        free(c);
+        chunk_free(a, c);
     }
+    if (a->cleanse) explicit_bzero(h->data, h->used);
     h->next = NULL;
     h->used = 0;
     a->total = 0;

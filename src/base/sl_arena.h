@@ -21,6 +21,9 @@ void *sl_arena_dup(sl_arena *a, const void *p, size_t n);
  * memory stays the same few hot pages instead of growing with the items. Every pointer the
  * arena handed out becomes invalid. */
 void sl_arena_reset(sl_arena *a);
+/* From now on every byte the arena handed out is wiped (explicit_bzero) before its memory is
+ * released by sl_arena_reset or sl_arena_free: for arenas that hold decrypted data. */
+void sl_arena_set_cleanse(sl_arena *a);
 /* Bytes handed out so far (for limits and metrics). */
 size_t sl_arena_used(const sl_arena *a);
 

@@ -266,6 +266,7 @@ static void keysvc_tick(void *ctx) {
 /* A shredded topic's logs must not keep writing under (or reading with) DEKs they hold. */
 static void on_shred(void *ctx, const uint8_t topic_id[16]) {
     sl_broker *b = ctx;
+    sl_compactor_shredded(b->compactor, topic_id);
     if (b->topics) sl_topics_drop_keys(b->topics, topic_id);
 }
 
@@ -725,6 +726,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_EIO;
     }
+    sl_compactor_set_keysvc(b->compactor, b->keysvc);
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);

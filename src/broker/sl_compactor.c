@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -12,7 +13,14 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_txnpart.h"
+#include "kms/sl_keysvc.h"
 #include "storage/sl_cleaner.h"
+
+/* A topic key that is loading (the key service fetches it off the loop): try again soon. */
+#define KEY_RETRY_MS 1000
+/* After a clean failed authentication, the partition waits this many backoffs (its reads fail
+ * the same way and are reported there; the cleaner need not repeat it every tick). */
+#define TAMPER_BACKOFFS 40
 
 /* Per-partition state: the checkpoint the cleaner gave back (read from the partition's file the
  * first time the partition is assessed), keyed by partition; entries of deleted topics go when
@@ -21,8 +29,9 @@ typedef struct ckpt {
     struct ckpt *next;
     const sl_partition *p;
     sl_cleaner_checkpoint ck;
-    int64_t retry_after_ms;      /* after a failed clean, this partition waits a backoff */
-    bool warned_enc, warned_txn; /* the "encrypted segments are not cleaned" warning was logged */
+    int64_t retry_after_ms; /* after a failed clean, this partition waits a backoff */
+    bool warned_txn;        /* the "open or aborted transactions" warning was logged */
+    bool shredded;          /* its topic key is destroyed: nothing to clean, ever */
 } ckpt;
 
 #define CK_BUCKETS 1024
@@ -36,6 +45,7 @@ struct sl_compactor {
     sl_loop *loop;
     sl_topics *topics;
     const sl_config *cfg;
+    sl_keysvc *ks; /* borrowed; NULL: encryption at rest off */
     sl_timer *timer;
     int efd;
     ckpt *cks[CK_BUCKETS]; /* by partition address */
@@ -107,6 +117,42 @@ static void config_for(const sl_compactor *c, const sl_topic *tp, sl_cleaner_con
     cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
 }
 
+/* What a failed prepare or run means for the partition: a key still loading is retried soon and
+ * silently; a shredded topic is never cleaned again; a segment that fails authentication is a
+ * tamper event (as a read of it is) and the partition waits long; anything else waits a minute. */
+static void key_failure(sl_compactor *c, sl_partition *p, ckpt *k, sl_err e, int64_t bad_base) {
+    int64_t mono = sl_mono_ms();
+    if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE) {
+        if (k) k->retry_after_ms = mono + KEY_RETRY_MS;
+        return;
+    }
+    if (e == SL_EKEY_DESTROYED) {
+        if (k && !k->shredded)
+            SL_INFO("cleaner", "topic key shredded: partition no longer cleaned",
+                    "topic=%s partition=%d", p->topic->name, p->index);
+        if (k) k->shredded = true;
+        return;
+    }
+    if (e == SL_ETAMPER) {
+        char what[96];
+        if (bad_base >= 0)
+            snprintf(what, sizeof what, "cleaner: segment %" PRId64, bad_base);
+        else
+            snprintf(what, sizeof what, "cleaner: segment keys");
+        if (c->ks) sl_keysvc_tamper(c->ks, p->topic->id.b, p->index, what);
+        if (k) k->retry_after_ms = mono + (int64_t)c->cfg->log_cleaner_backoff_ms * TAMPER_BACKOFFS;
+        SL_WARN("cleaner",
+                "stored data failed authentication; nothing was rewritten, the partition is "
+                "retried later",
+                "topic=%s partition=%d during=%s", p->topic->name, p->index, what);
+        return;
+    }
+    if (k) k->retry_after_ms = mono + 60000;
+    if (e != SL_ESTATE)
+        SL_WARN("cleaner", "clean failed; retried later", "topic=%s partition=%d err=%s",
+                p->topic->name, p->index, sl_errname(e));
+}
+
 /* Commits the finished job on the loop thread and logs what it did. */
 static void finish(sl_compactor *c) {
     pthread_mutex_lock(&c->mu);
@@ -137,9 +183,7 @@ static void finish(sl_compactor *c) {
                 res.map_full ? 1 : 0, sl_mono_ms() - c->job_start_ms);
     } else {
         c->stats.failures++;
-        if (k) k->retry_after_ms = sl_mono_ms() + 60000;
-        SL_WARN("cleaner", "clean failed; retried later", "topic=%s partition=%d err=%s", tp->name,
-                p->index, sl_errname(e));
+        key_failure(c, p, k, e, res.bad_base);
     }
     sl_topic_release(tp);
 }
@@ -190,15 +234,7 @@ static void tick(void *ctx) {
                 sl_partition *p = tp->parts[i];
                 if (!p || !p->log || p->unavailable) continue;
                 ckpt *k = ckpt_for(c, p);
-                if (!k || k->retry_after_ms > mono) continue;
-                if (c->cfg->sluice_encryption_enable && !k->warned_enc) {
-                    /* The cleaner core stops at the first encrypted segment (sl_cleaner.h). */
-                    k->warned_enc = true;
-                    SL_WARN("cleaner",
-                            "compacted topic under encryption at rest: encrypted segments are "
-                            "not cleaned yet (docs/compaction.md)",
-                            "topic=%s partition=%d", tp->name, p->index);
-                }
+                if (!k || k->shredded || k->retry_after_ms > mono) continue;
                 sl_cleaner_assessment as;
                 sl_cleaner_assess(p->log, &cc, &k->ck, now, &as);
                 if (!as.due) continue;
@@ -224,7 +260,10 @@ static void tick(void *ctx) {
             config_for(c, best->topic, &cc);
             sl_cleaner_job *j = NULL;
             sl_err e = sl_cleaner_prepare(best->log, &cc, now, &j);
-            if (e) {
+            if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE || e == SL_EKEY_DESTROYED ||
+                e == SL_ETAMPER) {
+                key_failure(c, best, ckpt_for(c, best), e, -1);
+            } else if (e) {
                 ckpt *k = ckpt_for(c, best);
                 if (k) k->retry_after_ms = mono + (int64_t)c->cfg->log_cleaner_backoff_ms;
                 if (e != SL_ESTATE)
@@ -298,6 +337,17 @@ static void wait_and_finish(sl_compactor *c) {
     while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
     finish(c);
+}
+
+void sl_compactor_set_keysvc(sl_compactor *c, sl_keysvc *ks) {
+    if (c) c->ks = ks;
+}
+
+void sl_compactor_shredded(sl_compactor *c, const uint8_t topic_id[16]) {
+    if (!c || !c->job || memcmp(c->job_topic->id.b, topic_id, 16) != 0) return;
+    /* The worker stops at its next frame and its key copies go; finish discards the run. A run
+     * already decided completes: its files are sealed under DEKs the shredded key wrapped. */
+    sl_cleaner_cancel(c->job);
 }
 
 void sl_compactor_settle(sl_compactor *c, sl_topic *topic) {

@@ -1,12 +1,14 @@
 /* Log cleaner (compaction). The rules and the swap protocol are documented in docs/compaction.md,
  * "How the cleaner works (internal)"; keep them in sync. Segment and frame layouts are those of
- * docs/on-disk-format.md (sl_log.c writes them; the few constants needed here are repeated). */
+ * docs/on-disk-format.md: sl_log.c owns them, and its internal API (sl_log_internal.h) gives the
+ * cleaner the file header, the frame open/seal and the index bookkeeping of a segment. */
 #include "sl_cleaner.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -26,12 +28,6 @@
 #include "sl_storage_hooks.h"
 
 #define SUB "cleaner"
-
-/* Plaintext segment file header (sl_log.c, FILE_*): magic, version 1, flags 0, base, created
- * ms, header length 64, CRC-32C of bytes [0, 60) at 60. */
-#define SEG_MAGIC   0x534C5347u
-#define SEG_HDR     64
-#define SEG_HDR_CRC 60
 
 #define CLEANED_EXT ".cleaned"
 #define CKPT_FILE   "cleaner-checkpoint"
@@ -249,11 +245,12 @@ typedef struct jseg {
     /* Output (run). */
     bool cleaned; /* `.cleaned` files written, durable, and different from the old ones */
     bool gone;    /* deleted before run opened it */
-    int64_t onext, osize, max_ts, max_ts_off, since;
-    sl_idx_ent *idx;
-    uint32_t nidx, cidx;
-    sl_tidx_ent *tidx;
-    uint32_t ntidx, ctidx;
+    sl_seg *out;  /* the rewritten segment as sl_log keeps it (next, size, indexes); commit
+                   * hands it to the log */
+    /* Keys (prepare, on the loop): private AEAD copies only, no sl_dek reference. The sealer's
+     * DEK is fresh and seals this one segment's `.cleaned` file, once. */
+    sl_seg_opener opener;
+    sl_seg_sealer sealer;
 } jseg;
 
 struct sl_cleaner_job {
@@ -262,13 +259,12 @@ struct sl_cleaner_job {
     sl_cleaner_config cfg;
     int64_t now_ms;
     int32_t index_interval;
-    bool has_keys;
-    int64_t plain_below;
     jseg *segs;
     int nsegs;
-    int steps;    /* durable steps taken (simulated crashes) */
-    bool crashed; /* a simulated crash stopped it */
-    bool decided; /* the manifest is in place */
+    atomic_bool cancel; /* sl_cleaner_cancel: stop between frames */
+    int steps;          /* durable steps taken (simulated crashes) */
+    bool crashed;       /* a simulated crash stopped it */
+    bool decided;       /* the manifest is in place */
     sl_cleaner_result res;
 };
 
@@ -292,11 +288,12 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
 }
 
 /* Index of the first segment the cleaner may not touch: the active one, or the first closed one
- * that is encrypted, damaged, reserved, or holds a record newer than now - min lag. */
+ * that is damaged, reserved, encrypted while the log has no keys, or holds a record newer than
+ * now - min lag. */
 static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms) {
     for (int i = 0; i < log->nsegs - 1; i++) {
         const sl_seg *s = log->segs[i];
-        if (s->enc || s->bad || s->reenc_busy || s->hdr_len != SEG_HDR) return i;
+        if (s->bad || s->reenc_busy || (s->enc && !log->has_keys)) return i;
         if (c->min_compaction_lag_ms > 0 && s->max_ts > now_ms - c->min_compaction_lag_ms) return i;
     }
     return log->nsegs - 1;
@@ -334,8 +331,9 @@ void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
 static void job_free(sl_cleaner_job *j) {
     if (!j) return;
     for (int i = 0; i < j->nsegs; i++) {
-        free(j->segs[i].idx);
-        free(j->segs[i].tidx);
+        sl_log__seg_unref(j->segs[i].out);
+        sl_seg_opener_clear(&j->segs[i].opener);
+        sl_seg_sealer_clear(&j->segs[i].sealer);
     }
     free(j->segs);
     free(j->dir);
@@ -358,20 +356,23 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
     if (j->cfg.offset_map_bytes < 1024) j->cfg.offset_map_bytes = 1024;
     j->now_ms = now_ms;
     j->index_interval = log->cfg.index_interval_bytes;
-    j->has_keys = log->has_keys;
-    j->plain_below = log->keys.plain_below;
     j->nsegs = n;
+    j->res.bad_base = -1;
+    atomic_init(&j->cancel, false);
     for (int i = 0; i < n; i++) {
         sl_seg *s = log->segs[i];
-        j->segs[i] = (jseg){.base = s->base,
-                            .next = s->next,
-                            .size = s->size,
-                            .created_ms = s->created_ms,
-                            .max_ts = -1,
-                            .max_ts_off = -1};
-        /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
-        s->reenc_busy = true;
+        j->segs[i] =
+            (jseg){.base = s->base, .next = s->next, .size = s->size, .created_ms = s->created_ms};
+        sl_err e = sl_log__rewrite_keys(log, i, &j->segs[i].opener, &j->segs[i].sealer);
+        if (e) {
+            SL_WARN(SUB, "no keys to clean a segment", "dir=%s base=%" PRId64 " err=%s", log->dir,
+                    s->base, sl_errname(e));
+            job_free(j); /* nothing reserved yet */
+            return e;
+        }
     }
+    /* Re-encryption must not rewrite what the cleaner is rewriting (and vice versa). */
+    for (int i = 0; i < n; i++) log->segs[i]->reenc_busy = true;
     j->log = log;
     sl_log__ref(log);
     *job = j;
@@ -470,8 +471,11 @@ static sl_err rdr_ensure(rdr *r, size_t n, const uint8_t **out) {
     size_t want = n > r->chunk ? n : r->chunk;
     if ((int64_t)want > r->end - r->pos) want = (size_t)(r->end - r->pos);
     if (want > r->cap) {
-        uint8_t *nb = realloc(r->buf, want);
+        /* Not realloc: the old buffer held decrypted records and is wiped first. */
+        uint8_t *nb = malloc(want);
         if (!nb) return SL_ENOMEM;
+        if (r->buf) OPENSSL_cleanse(r->buf, r->cap);
+        free(r->buf);
         r->buf = nb;
         r->cap = want;
     }
@@ -486,7 +490,7 @@ static sl_err rdr_ensure(rdr *r, size_t n, const uint8_t **out) {
 
 /* The next whole frame (header checked, batch CRC checked) at *frame, valid until the next call.
  * SL_ERANGE at the end. */
-static sl_err rdr_next(rdr *r, sl_frame *f, const uint8_t **frame) {
+static sl_err rdr_next(rdr *r, sl_frame *f, uint8_t **frame) {
     if (r->pos >= r->end) return SL_ERANGE;
     int64_t rem = r->end - r->pos;
     if (rem < SL_FRAME_HDR_MIN) return SL_ECORRUPT;
@@ -499,7 +503,7 @@ static sl_err rdr_next(rdr *r, sl_frame *f, const uint8_t **frame) {
     if (sl_frame_decode(p, f->flen, f) != SL_FRAME_OK || !sl_frame_payload_ok(f, p + f->hlen))
         return SL_ECORRUPT;
     r->pos += f->flen;
-    *frame = p;
+    *frame = (uint8_t *)(uintptr_t)p; /* in r->buf: the caller opens the payload in place */
     return SL_OK;
 }
 
@@ -536,25 +540,32 @@ static int64_t wtr_at(const wtr *w) { return w->pos + (int64_t)w->len; }
 
 /* ---- pass 1: the offset map --------------------------------------------------------------- */
 
-/* Checks the clear-frame rules a read applies (sl_log.c frame_admit): the cleaner must never
- * launder a frame a read would refuse into a fresh file. */
-static sl_err frame_allowed(const sl_cleaner_job *j, const sl_frame *f) {
-    if (f->flags & SL_FRAME_FLAG_ENC) return SL_ETAMPER; /* in a plaintext segment */
-    if (j->has_keys && f->base + f->lod >= j->plain_below) return SL_ETAMPER;
-    return SL_OK;
+/* Frees a buffer that held decrypted records. */
+static void free_cleansed(uint8_t *p, size_t n) {
+    if (p) OPENSSL_cleanse(p, n);
+    free(p);
 }
 
-static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uint8_t *hdr) {
+/* The envelope the file has now is the one prepare fetched keys for. */
+static bool env_same(const sl_envelope *a, const sl_envelope *b) {
+    return a->alg == b->alg && a->dek_id == b->dek_id && !memcmp(a->topic_id, b->topic_id, 16) &&
+           a->partition == b->partition && a->seg_base == b->seg_base &&
+           a->tk_version == b->tk_version && a->wrapped_len == b->wrapped_len &&
+           !memcmp(a->wrapped, b->wrapped, a->wrapped_len);
+}
+
+/* Opens the reserved segment's data file; *hdr_len is where its frames start. */
+static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uint32_t *hdr_len) {
     char p[4096];
     seg_file(p, sizeof p, j->dir, js->base, 0, false);
     *fd = open(p, O_RDONLY | O_CLOEXEC);
     if (*fd < 0) return errno == ENOENT ? SL_ENOTFOUND : errno_err(errno);
-    sl_err e = pread_all(*fd, hdr, SEG_HDR, 0);
-    if (!e &&
-        (sl_get_be32(hdr) != SEG_MAGIC || sl_get_be16(hdr + 4) != 1 || sl_get_be16(hdr + 6) != 0 ||
-         (int64_t)sl_get_be64(hdr + 8) != js->base || sl_get_be32(hdr + 24) != SEG_HDR ||
-         sl_get_be32(hdr + SEG_HDR_CRC) != sl_crc32c(0, hdr, SEG_HDR_CRC)))
-        e = SL_ECORRUPT;
+    bool enc;
+    sl_envelope env;
+    int64_t created;
+    sl_err e = sl_log__read_file_header(*fd, js->base, hdr_len, &enc, &env, &created);
+    /* Replaced since prepare (it is reserved, so by no one of ours): its keys are not these. */
+    if (!e && (enc != js->opener.enc || (enc && !env_same(&env, &js->opener.env)))) e = SL_ETAMPER;
     if (e) {
         close(*fd);
         *fd = -1;
@@ -567,22 +578,22 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
     sl_err e = SL_OK;
     sl_arena *a = sl_arena_new(64 * 1024);
     if (!a) return SL_ENOMEM;
+    sl_arena_set_cleanse(a); /* inflated records */
     *map_end = first_dirty;
     bool full = false;
     for (int i = 0; i < j->nsegs && !e && !full; i++) {
         jseg *js = &j->segs[i];
         if (js->next <= first_dirty) continue;
         int fd;
-        uint8_t hdr[SEG_HDR];
-        if ((e = open_segment(j, js, &fd, hdr)) != SL_OK) {
+        uint32_t hl;
+        if ((e = open_segment(j, js, &fd, &hl)) != SL_OK) {
             if (e == SL_ENOTFOUND) e = SL_ESTATE; /* deleted under us: try again later */
             break;
         }
-        rdr r = {
-            .fd = fd, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+        rdr r = {.fd = fd, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
         int64_t expect = js->base;
         sl_frame f;
-        const uint8_t *fr;
+        uint8_t *fr;
         while ((e = rdr_next(&r, &f, &fr)) == SL_OK) {
             if (f.base != expect) {
                 e = SL_ECORRUPT;
@@ -590,7 +601,11 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
             }
             expect = f.base + f.lod + 1;
             if (expect <= first_dirty) continue;
-            if ((e = frame_allowed(j, &f)) != SL_OK) break;
+            if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
+                e = SL_EKEY_DESTROYED;
+                break;
+            }
+            if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
             sl_batch_info bi;
             if ((e = sl_batch_parse_exact(fr + f.hlen, f.plen, &bi)) != SL_OK) break;
             if (bi.attributes & ATTR_CONTROL) {
@@ -620,7 +635,8 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
             *map_end = expect;
         }
         if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
-        free(r.buf);
+        if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = js->base;
+        free_cleansed(r.buf, r.cap);
         close(fd);
     }
     sl_arena_free(a);
@@ -635,55 +651,22 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
 
 /* ---- pass 2: rewriting a segment ---------------------------------------------------------- */
 
-static bool push_idx(jseg *js, uint32_t rel, uint32_t pos) {
-    if (js->nidx == js->cidx) {
-        uint32_t nc = js->cidx ? js->cidx * 2 : 64;
-        sl_idx_ent *n = realloc(js->idx, (size_t)nc * sizeof *n);
-        if (!n) return false;
-        js->idx = n;
-        js->cidx = nc;
-    }
-    js->idx[js->nidx++] = (sl_idx_ent){rel, pos};
-    return true;
-}
-
-static bool time_point(jseg *js) {
-    if (js->max_ts < 0 || (js->ntidx && js->tidx[js->ntidx - 1].ts >= js->max_ts)) return true;
-    if (js->ntidx == js->ctidx) {
-        uint32_t nc = js->ctidx ? js->ctidx * 2 : 64;
-        sl_tidx_ent *n = realloc(js->tidx, (size_t)nc * sizeof *n);
-        if (!n) return false;
-        js->tidx = n;
-        js->ctidx = nc;
-    }
-    js->tidx[js->ntidx++] = (sl_tidx_ent){js->max_ts, (uint32_t)(js->max_ts_off - js->base)};
-    return true;
-}
-
-/* The index entries sl_log's append path would have written for these frames (sl_log.c,
- * seg_note_frame), so that sl_log_open trusts them instead of rebuilding. */
-static bool note_frame(sl_cleaner_job *j, jseg *js, int64_t pos, const sl_frame *f) {
-    js->onext = f->base + f->lod + 1;
-    if (f->max_ts > js->max_ts) {
-        js->max_ts = f->max_ts;
-        js->max_ts_off = js->onext - 1;
-    }
-    if (js->since >= j->index_interval) {
-        if (!push_idx(js, (uint32_t)(f->base - js->base), (uint32_t)pos)) return false;
-        js->since = 0;
-        if (!time_point(js)) return false;
-    }
-    js->since += f->flen;
-    js->osize = pos + f->flen;
-    return true;
-}
-
-static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, const sl_frame *f, const uint8_t *hdr,
-                        const uint8_t *batch) {
+/* Writes the clear batch[0, plen) as the segment's next frame, sealed under the segment's fresh
+ * DEK when the log has keys (in place: batch is ciphertext afterwards). Every kept frame goes
+ * through here, those kept whole too: none may stay under the old DEK in the new file. */
+static sl_err put_frame(sl_cleaner_job *j, jseg *js, wtr *w, int64_t base, int32_t lod,
+                        int32_t count, int64_t max_ts, uint8_t *batch, uint32_t plen) {
     int64_t pos = wtr_at(w);
-    sl_err e = wtr_put(w, hdr, f->hlen);
-    if (!e) e = wtr_put(w, batch, f->plen);
-    if (!e && !note_frame(j, js, pos, f)) e = SL_ENOMEM;
+    uint8_t h[SL_FRAME_HDR_MAX], tag[SL_FRAME_ENC_TAG];
+    sl_frame f;
+    sl_err e = sl_log__frame_seal(&js->sealer, base, lod, count, max_ts, batch, plen, h, tag, &f);
+    if (e) return e;
+    /* A plaintext migration segment grows by the nonce, tag and envelope; positions are u32. */
+    if ((uint64_t)pos + f.flen > (uint64_t)INT32_MAX) return SL_ETOOLARGE;
+    e = wtr_put(w, h, f.hlen);
+    if (!e) e = wtr_put(w, batch, plen);
+    if (!e) e = wtr_put(w, tag, f.tlen);
+    if (!e) (void)sl_log__seg_note_frame(js->out, j->index_interval, pos, &f, false);
     return e;
 }
 
@@ -710,10 +693,7 @@ static sl_err flush_gap(sl_cleaner_job *j, jseg *js, wtr *w, gap *g) {
                               .producer_epoch = -1,
                               .base_sequence = -1};
         sl_batch_reseal_like(b, sizeof b, &like);
-        uint8_t h[SL_FRAME_HDR_MAX];
-        sl_frame f;
-        sl_frame_encode_batch(h, g->base, like.last_offset_delta, 0, g->max_ts, sizeof b, &f);
-        sl_err e = put_frame(j, js, w, &f, h, b);
+        sl_err e = put_frame(j, js, w, g->base, like.last_offset_delta, 0, g->max_ts, b, sizeof b);
         if (e) return e;
         g->base = last < g->last ? last + 1 : -1;
     }
@@ -837,19 +817,20 @@ static sl_err write_file(const char *path, const uint8_t *b, size_t n) {
 }
 
 static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
-    size_t n = (size_t)js->nidx * 8, m = (size_t)js->ntidx * 12;
+    const sl_seg *o = js->out;
+    size_t n = (size_t)o->nidx * 8, m = (size_t)o->ntidx * 12;
     uint8_t *b = malloc((n > m ? n : m) + 1);
     if (!b) return SL_ENOMEM;
-    for (uint32_t i = 0; i < js->nidx; i++) {
-        sl_be32(b + i * 8, js->idx[i].rel);
-        sl_be32(b + i * 8 + 4, js->idx[i].pos);
+    for (uint32_t i = 0; i < o->nidx; i++) {
+        sl_be32(b + i * 8, o->idx[i].rel);
+        sl_be32(b + i * 8 + 4, o->idx[i].pos);
     }
     char p[4096];
     seg_file(p, sizeof p, j->dir, js->base, 1, true);
     sl_err e = write_file(p, b, n);
-    for (uint32_t i = 0; !e && i < js->ntidx; i++) {
-        sl_be64(b + i * 12, (uint64_t)js->tidx[i].ts);
-        sl_be32(b + i * 12 + 8, js->tidx[i].rel);
+    for (uint32_t i = 0; !e && i < o->ntidx; i++) {
+        sl_be64(b + i * 12, (uint64_t)o->tidx[i].ts);
+        sl_be32(b + i * 12 + 8, o->tidx[i].rel);
     }
     seg_file(p, sizeof p, j->dir, js->base, 2, true);
     if (!e) e = write_file(p, b, m);
@@ -861,13 +842,18 @@ static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
  * changed. */
 static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon) {
     int in;
-    uint8_t hdr[SEG_HDR];
-    sl_err e = open_segment(j, js, &in, hdr);
+    uint32_t hl;
+    sl_err e = open_segment(j, js, &in, &hl);
     if (e == SL_ENOTFOUND) {
         js->gone = true; /* retention deleted it: nothing to clean */
         return SL_OK;
     }
     if (e) return e;
+    /* Each sealer seals one file once: a second use would repeat its nonces. */
+    if (js->out || js->sealer.ctr != 0) {
+        close(in);
+        return SL_ESTATE;
+    }
     char path[4096];
     seg_file(path, sizeof path, j->dir, js->base, 0, true);
     int out = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -877,26 +863,40 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     }
     sl_arena *a = sl_arena_new(64 * 1024);
     wtr w = {.fd = out, .cap = j->cfg.io_buffer_bytes};
-    rdr r = {.fd = in, .pos = SEG_HDR, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
-    uint8_t *keep = NULL;
-    size_t keep_cap = 0;
-    if (!a || !(w.buf = malloc(w.cap))) e = SL_ENOMEM;
-    if (!e) e = wtr_put(&w, hdr, SEG_HDR);
-    js->onext = js->base;
-    js->osize = SEG_HDR;
+    rdr r = {.fd = in, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
+    uint8_t *keep = NULL, hdr[SL_LOG_HDR_MAX];
+    bool seal = js->sealer.aead != NULL;
+    size_t keep_cap = 0, ohl = sl_log__encode_file_header(hdr, js->base, js->created_ms,
+                                                          seal ? &js->sealer.env : NULL);
+    if (!ohl) e = SL_EINVAL;
+    if (!e && (!a || !(w.buf = malloc(w.cap)) || !(js->out = sl_log__seg_alloc(j->dir, js->base))))
+        e = SL_ENOMEM;
+    if (!e) {
+        sl_arena_set_cleanse(a); /* inflated and rebuilt records */
+        js->out->hdr_len = (uint32_t)ohl;
+        js->out->size = (int64_t)ohl;
+        js->out->enc = seal;
+        if (seal) js->out->env = js->sealer.env;
+        e = wtr_put(&w, hdr, ohl);
+    }
     bool changed = false;
     gap g = {.base = -1, .max_ts = -1};
     int64_t expect = js->base;
     sl_frame f;
-    const uint8_t *fr;
+    uint8_t *fr;
     while (!e && (e = rdr_next(&r, &f, &fr)) == SL_OK) {
         if (f.base != expect) {
             e = SL_ECORRUPT;
             break;
         }
         expect = f.base + f.lod + 1;
-        if ((e = frame_allowed(j, &f)) != SL_OK) break;
-        const uint8_t *batch = fr + f.hlen;
+        if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
+            e = SL_EKEY_DESTROYED;
+            break;
+        }
+        /* After the CRCs (rdr_next): a torn or damaged frame is found without the key. */
+        if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
+        uint8_t *batch = fr + f.hlen;
         sl_batch_info bi;
         if ((e = sl_batch_parse_exact(batch, f.plen, &bi)) != SL_OK) break;
         int outcome = KEEP_ALL;
@@ -914,7 +914,7 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
             }
             size_t kb = (size_t)bi.record_count / 8 + 1;
             if (kb > keep_cap) {
-                free(keep);
+                free_cleansed(keep, keep_cap);
                 if (!(keep = malloc(kb))) {
                     keep_cap = 0;
                     e = SL_ENOMEM;
@@ -946,26 +946,24 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         }
         if ((e = flush_gap(j, js, &w, &g)) != SL_OK) break;
         if (outcome == KEEP_ALL) {
-            e = put_frame(j, js, &w, &f, fr, batch);
+            e = put_frame(j, js, &w, f.base, f.lod, f.count, f.max_ts, batch, f.plen);
         } else {
-            uint8_t h[SL_FRAME_HDR_MAX];
-            sl_frame nf;
-            sl_frame_encode_batch(h, f.base, f.lod,
-                                  (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts,
-                                  (uint32_t)nlen, &nf);
-            e = put_frame(j, js, &w, &nf, h, nb);
+            e = put_frame(j, js, &w, f.base, f.lod,
+                          (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts, nb,
+                          (uint32_t)nlen);
             changed = true;
         }
     }
     if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
+    if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = js->base;
     if (!e) e = flush_gap(j, js, &w, &g);
-    if (!e && !time_point(js)) e = SL_ENOMEM; /* as a roll leaves a segment */
+    if (!e) (void)sl_log__seg_time_point(js->out, false); /* as a roll leaves a segment */
     if (!e) e = wtr_flush(&w);
-    if (!e && js->onext != js->next) e = SL_ECORRUPT;
+    if (!e && js->out->next != js->next) e = SL_ECORRUPT;
     if (!e && changed) e = fsync_fd(out);
-    free(keep);
-    free(w.buf);
-    free(r.buf);
+    free_cleansed(keep, keep_cap);
+    free_cleansed(w.buf, w.cap);
+    free_cleansed(r.buf, r.cap);
     sl_arena_free(a);
     close(in);
     close(out);
@@ -977,7 +975,7 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     js->cleaned = true;
     j->res.segments_rewritten++;
     j->res.bytes_before += js->size;
-    j->res.bytes_after += js->osize;
+    j->res.bytes_after += js->out->size;
     return SL_OK;
 }
 
@@ -1067,6 +1065,10 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
     return e;
 }
 
+void sl_cleaner_cancel(sl_cleaner_job *j) {
+    if (j) atomic_store_explicit(&j->cancel, true, memory_order_relaxed);
+}
+
 /* ---- commit ------------------------------------------------------------------------------- */
 
 static int find_closed(const sl_log *log, int64_t base) {
@@ -1075,38 +1077,14 @@ static int find_closed(const sl_log *log, int64_t base) {
     return -1;
 }
 
+/* The log's segment for a cleaned one (the job gives up its copy). */
 static sl_seg *new_seg(sl_log *log, jseg *js) {
-    sl_seg *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    sl_seg *s = js->out;
+    js->out = NULL;
     s->dir = log->dir;
-    s->base = js->base;
-    s->next = js->onext;
-    s->size = js->osize;
-    s->max_ts = js->max_ts;
-    s->max_ts_off = js->max_ts_off;
     s->created_ms = js->created_ms;
-    s->bytes_since_idx = js->since;
-    for (int k = 0; k < SL_SEG_NFILES; k++) s->f[k].fd = -1;
-    atomic_init(&s->gone, false);
-    atomic_init(&s->refs, 1);
-    s->idx = js->idx;
-    s->nidx = js->nidx;
-    s->cidx = js->cidx;
-    s->tidx = js->tidx;
-    s->ntidx = js->ntidx;
-    s->ctidx = js->ctidx;
-    js->idx = NULL;
-    js->tidx = NULL;
-    s->hdr_len = SEG_HDR;
     s->sealed = true; /* run fsynced its files; commit fsyncs the directory */
     return s;
-}
-
-static void free_seg(sl_seg *s) {
-    if (!s) return;
-    free(s->idx);
-    free(s->tidx);
-    free(s);
 }
 
 sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result *res) {
@@ -1132,7 +1110,7 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
     sl_seg **ns = calloc((size_t)j->nsegs, sizeof *ns);
     if (!ns) e = SL_ENOMEM;
     for (int i = 0; !e && i < j->nsegs; i++)
-        if (j->segs[i].cleaned && !(ns[i] = new_seg(log, &j->segs[i]))) e = SL_ENOMEM;
+        if (j->segs[i].cleaned) ns[i] = new_seg(log, &j->segs[i]);
     if (e) {
         /* Decided on disk but not applied in memory: undo the decision while nothing moved. */
         char p[4096];
@@ -1169,7 +1147,7 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         ns[i] = NULL;
     }
     if (ns)
-        for (int i = 0; i < j->nsegs; i++) free_seg(ns[i]);
+        for (int i = 0; i < j->nsegs; i++) sl_log__seg_unref(ns[i]);
     free(ns);
     if (!e) e = fsync_dir(j->dir);
     if (!e && crash_now(j)) e = SL_ESTATE;
@@ -1193,6 +1171,10 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
                 j->res.checkpoint.offset, j->res.map_full);
     }
 out:
+    if (res && e) {
+        memset(res, 0, sizeof *res);
+        res->bad_base = j->res.bad_base;
+    }
     j->log = NULL;
     job_free(j);
     sl_log__unref(log);

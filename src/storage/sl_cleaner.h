@@ -12,8 +12,13 @@
  *                       swaps the in-memory segments, fsyncs the directory and turns the
  *                       manifest into the partition's cleaner checkpoint. Frees the job.
  * A crash anywhere leaves either the old files (no manifest: sl_log_open removes the leftovers)
- * or a decided swap that sl_log_open completes. Plaintext segments only for now: the cleanable
- * range ends before the first encrypted segment.
+ * or a decided swap that sl_log_open completes.
+ *
+ * Encrypted segments (the default): prepare fetches, on the loop, a private copy of each reserved
+ * segment's DEK and a fresh DEK for its rewrite; run opens every frame it reads (a frame that
+ * fails its tag or the clear-frame rules fails the run: nothing is laundered into a new file)
+ * and seals every frame it writes under the fresh DEK, which seals only that one file, once.
+ * Segments left unchanged keep their file and DEK. No key is needed to recover a swap.
  *
  * Nothing here reads topic configs; the caller (wiring) passes an sl_cleaner_config, keeps the
  * checkpoint it gets back and decides when to clean with sl_cleaner_assess. */
@@ -50,8 +55,9 @@ typedef struct sl_cleaner_checkpoint {
 sl_err sl_cleaner_read_checkpoint(const char *dir, sl_cleaner_checkpoint *out);
 
 /* Segment-granular assessment, no I/O (loop thread): the cleanable range ends at the active
- * segment or at the first closed segment holding a record newer than now - min lag (or the first
- * encrypted one). Dirty bytes are those of segments at or after the checkpoint's segment. */
+ * segment or at the first closed segment holding a record newer than now - min lag (or damaged,
+ * reserved, or encrypted while the log has no keys). Dirty bytes are those of segments at or after
+ * the checkpoint's segment. */
 typedef struct sl_cleaner_assessment {
     int64_t first_dirty;   /* checkpoint clamped to the log */
     int64_t cleanable_end; /* segment boundary */
@@ -71,29 +77,41 @@ typedef struct sl_cleaner_result {
     int segments_rewritten;
     int64_t records_read, records_dropped, tombstones_dropped;
     int64_t bytes_before, bytes_after; /* of the rewritten segments */
-    bool map_full; /* the offset map filled: a prefix of the dirty range was cleaned */
+    bool map_full;    /* the offset map filled: a prefix of the dirty range was cleaned */
+    int64_t bad_base; /* failed run: base of the segment whose frame failed authentication or its
+                       * checks (SL_ETAMPER / SL_ECORRUPT), else -1 */
 } sl_cleaner_result;
 
 typedef struct sl_cleaner_job sl_cleaner_job;
 
 /* Loop thread. Reserves the closed segments below the cleanable end (re-encryption skips them
- * meanwhile) and copies what run needs. `now_ms` is the cleaning time (tombstone horizons and the
- * min lag are measured from it; tests inject it). *job = NULL when nothing is cleanable. The
- * caller owns *job until sl_cleaner_commit. `cfg` is copied. SL_ESTATE when a segment is already
- * reserved (another clean or a re-encryption), SL_EIO after a failed fsync of the log. */
+ * meanwhile) and copies what run needs, keys included (sl_log__rewrite_keys: one unwrap and one
+ * wrap per segment, in software while the topic key is cached). `now_ms` is the cleaning time
+ * (tombstone horizons and the min lag are measured from it; tests inject it). *job = NULL when
+ * nothing is cleanable. The caller owns *job until sl_cleaner_commit. `cfg` is copied. SL_EIO after
+ * a failed fsync of the log. Key errors reserve nothing: SL_EKEY_UNAVAILABLE (the topic key is
+ * loading: retry soon), SL_EKEY_DESTROYED (shredded), SL_ETAMPER (a segment's envelope is not this
+ * partition's or its DEK does not unwrap). */
 sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
                           sl_cleaner_job **job);
 
 /* Any thread; touches only files and the job (never the log's memory). Reads each reserved
  * segment through its own descriptor in io_buffer_bytes chunks. On failure every file it wrote is
- * removed and the log is as before. SL_ETAMPER for an encrypted or out-of-place clear frame,
- * SL_ECORRUPT for a frame or batch that fails its checks (nothing is rewritten), SL_ETOOLARGE when
- * the offset map cannot hold the dirty range's first batch, SL_ESTATE when a previous commit's
- * manifest is still in place (reopen the log). */
+ * removed and the log is as before. SL_ETAMPER for a frame that fails authentication, an
+ * out-of-place clear frame or a data file replaced since prepare, SL_ECORRUPT for a frame or batch
+ * that fails its checks (nothing is rewritten), SL_ETOOLARGE when the offset map cannot hold the
+ * dirty range's first batch (or a rewritten plaintext segment would pass 2 GiB once sealed),
+ * SL_ESTATE when a previous commit's manifest is still in place (reopen the log),
+ * SL_EKEY_DESTROYED after sl_cleaner_cancel. */
 sl_err sl_cleaner_run(sl_cleaner_job *job);
 
+/* Any thread, while the job is between prepare and commit: run stops at the next frame and fails
+ * with SL_EKEY_DESTROYED (the topic was shredded: its key copies should go now). */
+void sl_cleaner_cancel(sl_cleaner_job *job);
+
 /* Loop thread. Applies the run (run_result SL_OK) or discards it; frees the job. Segments that
- * retention deleted meanwhile stay deleted. On success *res (optional) says what was done. A
+ * retention deleted meanwhile stay deleted. On success *res (optional) says what was done; on
+ * failure only res->bad_base is set. A
  * failure after the first rename leaves the manifest in place: the swap completes at the next
  * sl_log_open (reopen the log). */
 sl_err sl_cleaner_commit(sl_cleaner_job *job, sl_err run_result, sl_cleaner_result *res);

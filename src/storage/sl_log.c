@@ -463,13 +463,18 @@ static bool seg_time_point(sl_seg *s, bool write) {
  * files were written (the caller marks them dirty under the log's mutex). */
 static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, const sl_frame *f,
                            bool write) {
+    return sl_log__seg_note_frame(s, cfg->index_interval_bytes, pos, f, write);
+}
+
+bool sl_log__seg_note_frame(sl_seg *s, int32_t index_interval_bytes, int64_t pos, const sl_frame *f,
+                            bool write) {
     bool wrote = false;
     s->next = f->base + f->lod + 1;
     if (f->max_ts > s->max_ts) {
         s->max_ts = f->max_ts;
         s->max_ts_off = s->next - 1;
     }
-    if (s->bytes_since_idx >= cfg->index_interval_bytes) {
+    if (s->bytes_since_idx >= index_interval_bytes) {
         uint32_t rel = (uint32_t)(f->base - s->base);
         bool ok = true;
         if (write) {
@@ -488,6 +493,10 @@ static bool seg_note_frame(sl_seg *s, const sl_log_config *cfg, int64_t pos, con
     s->size = pos + f->flen;
     return wrote;
 }
+
+sl_seg *sl_log__seg_alloc(const char *dir, int64_t base) { return seg_alloc(dir, base); }
+void sl_log__seg_unref(sl_seg *s) { seg_unref(s); }
+bool sl_log__seg_time_point(sl_seg *s, bool write) { return seg_time_point(s, write); }
 
 /* Position of the frame to start scanning from for `offset`: the last indexed frame whose base
  * is <= offset, else the first frame. */
@@ -545,6 +554,30 @@ static bool decode_file_header(const uint8_t *h, int64_t *base, int64_t *created
     *hlen = n;
     *enc = v == FILE_VERSION_ENC;
     return true;
+}
+
+_Static_assert(SL_LOG_HDR_MAX == FILE_HDR_MAX, "sl_log_internal.h's header size");
+
+size_t sl_log__encode_file_header(uint8_t *h, int64_t base, int64_t created_ms,
+                                  const sl_envelope *env) {
+    return encode_file_header(h, base, created_ms, env);
+}
+
+sl_err sl_log__read_file_header(int fd, int64_t expect_base, uint32_t *hdr_len, bool *enc,
+                                sl_envelope *env, int64_t *created_ms) {
+    uint8_t h[FILE_HDR_MAX];
+    int64_t base;
+    memset(env, 0, sizeof *env);
+    sl_err e = pread_all(fd, h, FILE_HDR, 0);
+    if (e) return e;
+    if (!decode_file_header(h, &base, created_ms, hdr_len, enc) || base != expect_base)
+        return SL_ECORRUPT;
+    if (!*enc) return SL_OK;
+    if ((e = pread_all(fd, h + FILE_HDR, *hdr_len - FILE_HDR, FILE_HDR)) != SL_OK) return e;
+    if (sl_envelope_decode(h + FILE_HDR, *hdr_len - FILE_HDR, env) != SL_FRAME_OK ||
+        env->seg_base != expect_base)
+        return SL_ECORRUPT;
+    return SL_OK;
 }
 
 static void unlink_seg_files(const char *dir, int64_t base) {
@@ -1307,6 +1340,74 @@ static void make_nonce(uint8_t nonce[SL_FRAME_ENC_NONCE], uint64_t ctr) {
     sl_be64(nonce + 4, ctr);
 }
 
+/* The clear-frame rule of every reader: GCM only authenticates what it sealed, so a clear frame is
+ * refused where it cannot be the migration's old data (a downgrade or an injection). */
+static const char *clear_frame_refused(bool seg_enc, bool has_keys, int64_t plain_below,
+                                       const sl_frame *f) {
+    if (seg_enc) return "plaintext frame in an encrypted segment";
+    if (has_keys && f->base + f->lod >= plain_below)
+        return "plaintext frame at or above the plaintext watermark";
+    return NULL;
+}
+
+sl_err sl_log__frame_open(const sl_seg_opener *o, const sl_frame *f, const uint8_t *fh,
+                          uint8_t *payload) {
+    if (!(f->flags & SL_FRAME_FLAG_ENC))
+        return clear_frame_refused(o->enc, o->has_keys, o->plain_below, f) ? SL_ETAMPER : SL_OK;
+    if (!o->enc || !o->aead || f->key_id != o->env.dek_id) return SL_ETAMPER;
+    uint8_t aad[AAD_LEN];
+    sl_aead_part parts[2];
+    batch_aad(aad, &o->env, fh, payload);
+    batch_parts(payload, f->plen, parts);
+    sl_err e = sl_aead_open(o->aead, f->nonce, aad, sizeof aad, parts, 2, payload + f->plen);
+    if (e) {
+        OPENSSL_cleanse(payload, f->plen);
+        return e == SL_ENOMEM ? e : SL_ETAMPER;
+    }
+    return SL_OK;
+}
+
+sl_err sl_log__frame_seal(sl_seg_sealer *s, int64_t base, int32_t lod, int32_t count,
+                          int64_t max_ts, uint8_t *batch, uint32_t plen, uint8_t *hdr,
+                          uint8_t tag[SL_FRAME_ENC_TAG], sl_frame *f) {
+    if (!s->aead) {
+        sl_frame_encode_batch(hdr, base, lod, count, max_ts, plen, f);
+        return SL_OK;
+    }
+    if (s->ctr >= NONCE_CTR_MAX) return SL_ERANGE;
+    make_nonce(s->nonce, ++s->ctr);
+    *f = (sl_frame){.flags = SL_FRAME_FLAG_ENC,
+                    .key_id = s->env.dek_id,
+                    .nlen = SL_FRAME_ENC_NONCE,
+                    .tlen = SL_FRAME_ENC_TAG,
+                    .nonce = s->nonce,
+                    .base = base,
+                    .lod = lod,
+                    .count = count,
+                    .max_ts = max_ts,
+                    .plen = plen};
+    if (!sl_frame_encode(hdr, f)) return SL_EINVAL;
+    uint8_t aad[AAD_LEN];
+    sl_aead_part parts[2];
+    batch_aad(aad, &s->env, hdr, batch);
+    batch_parts(batch, plen, parts);
+    sl_err e = sl_aead_seal(s->aead, s->nonce, aad, sizeof aad, parts, 2, tag);
+    if (e) return e;
+    f->ct_crc = sl_crc32c(sl_crc32c(0, batch, plen), tag, SL_FRAME_ENC_TAG);
+    sl_frame_encode(hdr, f);
+    return SL_OK;
+}
+
+void sl_seg_opener_clear(sl_seg_opener *o) {
+    sl_aead_free(o->aead);
+    memset(o, 0, sizeof *o);
+}
+
+void sl_seg_sealer_clear(sl_seg_sealer *s) {
+    sl_aead_free(s->aead);
+    memset(s, 0, sizeof *s);
+}
+
 sl_err sl_log_append(sl_log *log, uint8_t *batch, size_t len, int32_t record_count,
                      int64_t max_timestamp, int64_t *base_offset) {
     if (atomic_load_explicit(&log->sync_failed, memory_order_relaxed)) return SL_EIO;
@@ -1441,17 +1542,8 @@ static sl_err frame_admit(opener *o, const sl_frame *f, const uint8_t *fh, uint8
         return s->bad;
     }
     if (!(f->flags & SL_FRAME_FLAG_ENC)) {
-        /* GCM only authenticates what it sealed: clear frames are refused where they cannot be
-         * the migration's old data (a downgrade or injection). */
-        if (s->enc) {
-            *why = "plaintext frame in an encrypted segment";
-            return SL_ETAMPER;
-        }
-        if (log->has_keys && f->base + f->lod >= log->keys.plain_below) {
-            *why = "plaintext frame at or above the plaintext watermark";
-            return SL_ETAMPER;
-        }
-        return SL_OK;
+        *why = clear_frame_refused(s->enc, log->has_keys, log->keys.plain_below, f);
+        return *why ? SL_ETAMPER : SL_OK;
     }
     if (!log->has_keys) {
         *why = "encrypted frame and the log has no keys";
@@ -2017,11 +2109,10 @@ struct sl_log_reenc {
     /* Copies for run (any thread). */
     int old_fd;
     char *dir;
-    int64_t base, old_size, old_next, created_ms, plain_below;
+    int64_t base, old_size, old_next, created_ms;
     uint32_t old_hdr_len;
-    bool old_enc;
-    sl_envelope old_env, new_env;
-    sl_aead *old_aead, *new_aead; /* private contexts, for run's thread only */
+    sl_seg_opener opener; /* the old segment's frames */
+    sl_seg_sealer sealer; /* the new file's, under a fresh DEK */
     sl_log_config cfg;
     /* Results of run. */
     sl_seg *out; /* the new segment's in-memory state */
@@ -2069,10 +2160,40 @@ static bool seg_env_matches(const sl_log *log, const sl_seg *s) {
                        s->env.partition == log->keys.partition && s->env.seg_base == s->base);
 }
 
+sl_err sl_log__rewrite_keys(sl_log *log, int i, sl_seg_opener *in, sl_seg_sealer *out) {
+    sl_seg *s = log->segs[i];
+    memset(in, 0, sizeof *in);
+    memset(out, 0, sizeof *out);
+    if (s->bad) return s->bad;
+    if (s->enc && !log->has_keys) return SL_EKEY_UNAVAILABLE;
+    if (log->has_keys && !seg_env_matches(log, s)) return SL_ETAMPER;
+    in->enc = s->enc;
+    in->env = s->env;
+    in->has_keys = log->has_keys;
+    in->plain_below = log->keys.plain_below;
+    if (!log->has_keys) return SL_OK; /* plaintext in, plaintext out */
+    sl_dek *nd = NULL, *od = NULL;
+    sl_err e = new_dek(log, s->base, &out->env, &nd);
+    if (!e) e = sl_aead_dup(nd->aead, &out->aead);
+    if (!e && s->enc) {
+        e = log->keys.ops->dek_open(log->keys.ctx, &log->keys, &s->env, &od);
+        if (!e && (!od || !od->aead || od->id != s->env.dek_id)) e = SL_ETAMPER;
+        if (!e) e = sl_aead_dup(od->aead, &in->aead);
+    }
+    /* Only the loop may hold a DEK reference (sl_dek.refs is not atomic). */
+    sl_dek_unref(nd);
+    sl_dek_unref(od);
+    if (e) {
+        sl_seg_opener_clear(in);
+        sl_seg_sealer_clear(out);
+    }
+    return e;
+}
+
 static void reenc_free(sl_log_reenc *j) {
     if (!j) return;
-    sl_aead_free(j->old_aead);
-    sl_aead_free(j->new_aead);
+    sl_seg_opener_clear(&j->opener);
+    sl_seg_sealer_clear(&j->sealer);
     if (j->out) seg_unref(j->out);
     free(j->dir);
     free(j);
@@ -2115,21 +2236,12 @@ sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job
         return SL_ENOMEM;
     }
     j->old_fd = -1;
-    sl_dek *nd = NULL, *od = NULL;
-    sl_err e = new_dek(log, s->base, &j->new_env, &nd);
-    if (!e && j->new_env.tk_version != tk_version) {
+    sl_err e = sl_log__rewrite_keys(log, i, &j->opener, &j->sealer);
+    if (!e && j->sealer.env.tk_version != tk_version) {
         SL_ERROR(SUB, "key service wraps new data keys under another topic-key version",
-                 "dir=%s want=%u got=%u", log->dir, tk_version, j->new_env.tk_version);
+                 "dir=%s want=%u got=%u", log->dir, tk_version, j->sealer.env.tk_version);
         e = SL_ESTATE;
     }
-    if (!e) e = sl_aead_dup(nd->aead, &j->new_aead);
-    if (!e && s->enc) {
-        e = log->keys.ops->dek_open(log->keys.ctx, &log->keys, &s->env, &od);
-        if (!e && (!od || !od->aead || od->id != s->env.dek_id)) e = SL_ETAMPER;
-        if (!e) e = sl_aead_dup(od->aead, &j->old_aead);
-    }
-    sl_dek_unref(nd);
-    sl_dek_unref(od);
     if (!e) {
         j->old_fd = seg_fd(s, SL_SEG_LOG, 0);
         if (j->old_fd < 0) e = errno_err(errno);
@@ -2148,9 +2260,6 @@ sl_err sl_log_reenc_prepare(sl_log *log, uint32_t tk_version, sl_log_reenc **job
     j->old_next = s->next;
     j->created_ms = s->created_ms;
     j->old_hdr_len = s->hdr_len;
-    j->old_enc = s->enc;
-    j->old_env = s->env;
-    j->plain_below = log->keys.plain_below;
     j->cfg = log->cfg;
     *job = j;
     return SL_OK;
@@ -2169,7 +2278,7 @@ static sl_err write_file_fsync(const char *path, const uint8_t *b, size_t n) {
  * again under the new DEK. Fills j->out. */
 static sl_err reenc_write(sl_log_reenc *j, int fd) {
     uint8_t h[FILE_HDR_MAX];
-    size_t hl = encode_file_header(h, j->base, j->created_ms, &j->new_env);
+    size_t hl = encode_file_header(h, j->base, j->created_ms, &j->sealer.env);
     if (!hl) return SL_EINVAL;
     sl_err e = pwrite_all(fd, h, hl, 0);
     if (e) return e;
@@ -2180,7 +2289,6 @@ static sl_err reenc_write(sl_log_reenc *j, int fd) {
     scan_init(&sc, j->old_fd, j->old_hdr_len, j->old_size);
     uint8_t *buf = NULL;
     size_t cap = 0;
-    uint64_t ctr = 0;
     sl_frame f;
     for (;;) {
         int64_t at = sc.pos;
@@ -2193,7 +2301,7 @@ static sl_err reenc_write(sl_log_reenc *j, int fd) {
             e = SL_ECORRUPT;
             break;
         }
-        size_t need = SL_FRAME_HDR_MAX + (size_t)f.plen + SL_FRAME_ENC_TAG;
+        size_t need = (size_t)f.plen + SL_FRAME_ENC_TAG;
         if (need > cap) {
             if (buf) OPENSSL_cleanse(buf, cap);
             free(buf);
@@ -2204,49 +2312,16 @@ static sl_err reenc_write(sl_log_reenc *j, int fd) {
             }
             cap = need;
         }
-        uint8_t *batch = buf + SL_FRAME_HDR_MAX, tag[SL_FRAME_ENC_TAG];
-        memcpy(batch, p + f.hlen, f.plen);
-        uint8_t aad[AAD_LEN];
-        sl_aead_part parts[2];
-        batch_parts(batch, f.plen, parts);
-        if (f.flags & SL_FRAME_FLAG_ENC) {
-            if (!j->old_enc || f.key_id != j->old_env.dek_id) {
-                e = SL_ETAMPER;
-                break;
-            }
-            batch_aad(aad, &j->old_env, p, batch);
-            if ((e = sl_aead_open(j->old_aead, f.nonce, aad, sizeof aad, parts, 2,
-                                  p + f.hlen + f.plen)) != SL_OK) {
-                e = e == SL_ENOMEM ? e : SL_ETAMPER;
-                break;
-            }
-        } else if (j->old_enc || f.base + f.lod >= j->plain_below) {
-            e = SL_ETAMPER; /* sealing it would launder an injected clear frame */
-            break;
-        }
-        uint8_t nonce[SL_FRAME_ENC_NONCE];
-        make_nonce(nonce, ++ctr);
-        sl_frame nf = {.flags = SL_FRAME_FLAG_ENC,
-                       .key_id = j->new_env.dek_id,
-                       .nlen = SL_FRAME_ENC_NONCE,
-                       .tlen = SL_FRAME_ENC_TAG,
-                       .nonce = nonce,
-                       .base = f.base,
-                       .lod = f.lod,
-                       .count = f.count,
-                       .max_ts = f.max_ts,
-                       .plen = f.plen};
-        uint8_t *fh = buf + SL_FRAME_HDR_MAX - (SL_FRAME_HDR_MIN + SL_FRAME_ENC_NONCE);
-        if (!sl_frame_encode(fh, &nf)) {
-            e = SL_EINVAL;
-            break;
-        }
-        batch_aad(aad, &j->new_env, fh, batch);
-        if ((e = sl_aead_seal(j->new_aead, nonce, aad, sizeof aad, parts, 2, tag)) != SL_OK) break;
-        nf.ct_crc = sl_crc32c(sl_crc32c(0, batch, f.plen), tag, sizeof tag);
-        sl_frame_encode(fh, &nf);
-        struct iovec iov[2] = {{fh, (size_t)nf.hlen + f.plen}, {tag, sizeof tag}};
-        if ((e = write_all(fd, iov, 2, o->size)) != SL_OK) break;
+        /* The tag is opened from the copy too (sl_log__frame_open reads it after the payload). */
+        memcpy(buf, p + f.hlen, (size_t)f.plen + f.tlen);
+        if ((e = sl_log__frame_open(&j->opener, &f, p, buf)) != SL_OK) break;
+        uint8_t nh[SL_FRAME_HDR_MAX], tag[SL_FRAME_ENC_TAG];
+        sl_frame nf;
+        e = sl_log__frame_seal(&j->sealer, f.base, f.lod, f.count, f.max_ts, buf, f.plen, nh, tag,
+                               &nf);
+        if (e) break;
+        struct iovec iov[3] = {{nh, nf.hlen}, {buf, f.plen}, {tag, nf.tlen}};
+        if ((e = write_all(fd, iov, 3, o->size)) != SL_OK) break;
         (void)seg_note_frame(o, &j->cfg, o->size, &nf, false);
     }
     if (buf) OPENSSL_cleanse(buf, cap);
@@ -2356,7 +2431,7 @@ sl_err sl_log_reenc_finish(sl_log_reenc *j, sl_err run_result) {
         ns->dir = log->dir;
         ns->created_ms = old->created_ms;
         ns->enc = true;
-        ns->env = j->new_env;
+        ns->env = j->sealer.env;
         ns->sealed = true; /* run fsynced the files and the directory */
         pthread_mutex_lock(&log->mu);
         log->segs[i] = ns;

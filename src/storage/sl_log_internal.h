@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "crypto/sl_aead.h"
 #include "sl_envelope.h"
+#include "sl_frame.h"
 #include "sl_log.h"
 
 typedef struct sl_idx_ent {
@@ -97,6 +99,84 @@ void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark);
  * under the segment's name and durable; the log takes ownership of ns) and drops the log's
  * reference to the old one (the flusher may still hold it). Loop thread. */
 void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns);
+/* A segment in memory for a file written off the loop (the cleaner's output): plaintext header
+ * length, no descriptors open, one reference. Any thread. */
+sl_seg *sl_log__seg_alloc(const char *dir, int64_t base);
+/* Drops a reference; the last one closes its descriptors and frees it. */
+void sl_log__seg_unref(sl_seg *s);
+/* Accounts for frame f written (or found) at file position `pos` of s: next offset, max timestamp,
+ * and the offset and time index entries the append path makes every index_interval_bytes. With
+ * `write` the entries also go into s's index files (loop thread); without, they stay in memory
+ * (any thread, for a segment no one else sees). Returns true when index files were written. */
+bool sl_log__seg_note_frame(sl_seg *s, int32_t index_interval_bytes, int64_t pos, const sl_frame *f,
+                            bool write);
+/* The final time index entry a roll adds (the segment's max timestamp, if it grew). Returns true
+ * when an entry was added. */
+bool sl_log__seg_time_point(sl_seg *s, bool write);
+
+/* ---- encrypted segment rewriting (re-encryption and the cleaner) ------------------------------
+ * A DEK seals exactly one file, once, in one process: a rewritten segment always gets a fresh
+ * DEK (docs/on-disk-format.md). Keys are fetched on the loop thread (sl_log__rewrite_keys); the
+ * worker that rewrites only gets private AEAD contexts (sl_aead_dup) and envelopes. */
+
+#define SL_LOG_HDR_MAX (64 + SL_ENV_MAX)
+
+/* Writes a segment file header into h (SL_LOG_HDR_MAX bytes): version 1 (plaintext) when env is
+ * NULL, else version 2 followed by the envelope. Returns its length, 0 when env does not encode. */
+size_t sl_log__encode_file_header(uint8_t *h, int64_t base, int64_t created_ms,
+                                  const sl_envelope *env);
+/* Reads and checks the header of an open data file: version 1 or 2, CRC, base == expect_base,
+ * and for version 2 an envelope that decodes and names expect_base. *hdr_len: where frames
+ * start; *env is zeroed for a plaintext file. SL_ECORRUPT for anything else. Any thread. */
+sl_err sl_log__read_file_header(int fd, int64_t expect_base, uint32_t *hdr_len, bool *enc,
+                                sl_envelope *env, int64_t *created_ms);
+
+/* Reading the frames of one segment off the loop. Owns aead (sl_seg_opener_clear). */
+typedef struct sl_seg_opener {
+    bool enc;            /* segment header v2 */
+    sl_envelope env;     /* enc: its envelope */
+    sl_aead *aead;       /* enc: private context of the segment's DEK; NULL for plaintext */
+    bool has_keys;       /* the log's, at prepare */
+    int64_t plain_below; /* the log's plaintext watermark */
+} sl_seg_opener;
+
+/* Admits frame f (header at fh; payload at `payload`, followed by its tag; both already checked
+ * with sl_frame_payload_ok) under the rules a read applies: a clear frame in an encrypted segment,
+ * or at or above plain_below when the log has keys, is SL_ETAMPER (sealing it would launder an
+ * injected frame); an encrypted frame must be in an encrypted segment under its DEK id; then it
+ * is opened in place. SL_OK: payload[0, plen) is the clear batch. A failed open cleanses the
+ * payload (SL_ETAMPER, or SL_ENOMEM). */
+sl_err sl_log__frame_open(const sl_seg_opener *o, const sl_frame *f, const uint8_t *fh,
+                          uint8_t *payload);
+
+/* Writing one new segment under one fresh DEK. Owns aead (sl_seg_sealer_clear). */
+typedef struct sl_seg_sealer {
+    sl_envelope env; /* topic, partition, seg_base = the segment's base, dek_id, tk_version */
+    sl_aead *aead;   /* private; NULL: plaintext frames (a log without keys) */
+    uint64_t ctr;    /* last nonce counter used; starts at 0, advanced before each seal */
+    uint8_t nonce[SL_FRAME_ENC_NONCE]; /* the last frame's (its sl_frame points here) */
+} sl_seg_sealer;
+
+/* Builds the frame for the clear batch[0, plen) at `base` (lod, count, max_ts as in the batch),
+ * sealing the batch in place when s->aead (nonce from ++ctr, AAD binding it to the envelope and
+ * the frame header). The header goes into hdr (SL_FRAME_HDR_MAX bytes), the tag into tag; *f
+ * describes the frame (f->flen for indexes; f->nonce points into s). SL_ERANGE past the counter
+ * limit (a 2 GiB segment cannot reach it). */
+sl_err sl_log__frame_seal(sl_seg_sealer *s, int64_t base, int32_t lod, int32_t count,
+                          int64_t max_ts, uint8_t *batch, uint32_t plen, uint8_t *hdr,
+                          uint8_t tag[SL_FRAME_ENC_TAG], sl_frame *f);
+
+/* Loop thread. The keys for rewriting closed segment i: *in opens its frames (the DEK unwrapped
+ * through the key service, copied with sl_aead_dup, the sl_dek reference dropped before
+ * returning), *out seals under a fresh DEK at the same base (plaintext when the log has no keys).
+ * SL_EKEY_UNAVAILABLE (topic key loading: retry soon), SL_EKEY_DESTROYED (shredded), SL_ETAMPER
+ * (the envelope names another topic, partition or segment, or the DEK does not unwrap), the
+ * segment's own error when it is damaged. On failure both are cleared. */
+sl_err sl_log__rewrite_keys(sl_log *log, int i, sl_seg_opener *in, sl_seg_sealer *out);
+/* Free (and cleanse) the contexts; the structs may be cleared twice. */
+void sl_seg_opener_clear(sl_seg_opener *o);
+void sl_seg_sealer_clear(sl_seg_sealer *s);
+
 /* Called by sl_log_open before it lists segments: completes a decided clean (its manifest is in
  * place) or removes the leftovers of an undecided one. */
 sl_err sl_cleaner__recover(const char *dir);

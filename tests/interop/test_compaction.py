@@ -1,9 +1,11 @@
 """Log compaction as Kafka users configure it (docs/compaction.md): cleanup.policy=compact topics
 are cleaned in the background to the latest value per key, offsets of survivors unchanged,
 tombstones removed after delete.retention.ms, keyless records refused, kill -9 during cleaning
-loses nothing. The cleaner does not clean encrypted segments yet, so these brokers run with
-encryption at rest off (the test with it on shows that nothing is cleaned)."""
+loses nothing. Every test that cleans runs twice: on a default broker (encryption at rest on,
+local KMS: the cleaner rewrites sealed segments under fresh data keys) and with encryption off."""
+import os
 import re
+import struct
 import time
 
 import pytest
@@ -11,8 +13,22 @@ import pytest
 import helpers as h
 import kproto as kp
 from conftest import wait_until
+from test_encryption_at_rest import fix_frame_crcs, seg_frames
+from test_keys_lifecycle import status, topic_status
 
-FAST_CLEANER = {"sluice.encryption.enable": "false", "log.cleaner.backoff.ms": 100}
+FAST_CLEANER = {"log.cleaner.backoff.ms": 100}
+
+
+def both(cfg=None):
+    """Parametrizes a test (argument `enc`) over encryption at rest on (the default) and off."""
+    cfg = cfg or FAST_CLEANER
+    return pytest.mark.parametrize("enc", [
+        pytest.param(True, id="encrypted",
+                     marks=pytest.mark.broker_config(dict(cfg, **{"sluice.encryption.enable":
+                                                                  "true"}))),
+        pytest.param(False, id="plaintext",
+                     marks=pytest.mark.broker_config(dict(cfg, **{"sluice.encryption.enable":
+                                                                  "false"})))])
 # Small segments so that most of the log is in closed (cleanable) segments.
 COMPACTED = {"cleanup.policy": "compact", "segment.bytes": "4096",
              "min.cleanable.dirty.ratio": "0.01"}
@@ -126,8 +142,8 @@ def produce(broker, topic, recs):
     return acked.get(0, {})
 
 
-@pytest.mark.broker_config(FAST_CLEANER)
-def test_compacts_to_latest_value_per_key(broker):
+@both()
+def test_compacts_to_latest_value_per_key(broker, enc):
     topic = "compacted"
     h.ck_create_topic(broker.bootstrap, topic, 1, COMPACTED)
     nkeys, rounds = 50, 40
@@ -171,8 +187,8 @@ def test_compacts_to_latest_value_per_key(broker):
     check_compacted(got2, acked, keys)
 
 
-@pytest.mark.broker_config(FAST_CLEANER)
-def test_tombstones_removed_after_delete_retention(broker):
+@both()
+def test_tombstones_removed_after_delete_retention(broker, enc):
     topic = "tombstones"
     h.ck_create_topic(broker.bootstrap, topic, 1, dict(COMPACTED, **{"delete.retention.ms": "2000"}))
     acked = produce(broker, topic, updates(20, 5))
@@ -235,8 +251,8 @@ def test_keyless_record_refused_on_compacted_topic(broker):
     assert produce(broker, "plain", [h.Rec(0, None, b"v", (), None)])
 
 
-@pytest.mark.broker_config(FAST_CLEANER)
-def test_kill9_during_cleaning_loses_nothing(broker):
+@both()
+def test_kill9_during_cleaning_loses_nothing(broker, enc):
     topic = "crashy"
     # A large offset map budget is not needed; many segments make each clean take a while.
     h.ck_create_topic(broker.bootstrap, topic, 1, COMPACTED)
@@ -275,8 +291,8 @@ def test_kill9_during_cleaning_loses_nothing(broker):
     assert mid >= 1, "no kill landed during a clean"
 
 
-@pytest.mark.broker_config(dict(FAST_CLEANER, **{"log.retention.check.interval.ms": 200}))
-def test_compact_delete_also_applies_retention(broker):
+@both(dict(FAST_CLEANER, **{"log.retention.check.interval.ms": 200}))
+def test_compact_delete_also_applies_retention(broker, enc):
     topic = "compact-delete"
     h.ck_create_topic(broker.bootstrap, topic, 1,
                       dict(COMPACTED, **{"cleanup.policy": "compact,delete",
@@ -352,26 +368,93 @@ def test_bad_broker_cleaner_config_fails_start(tmp_path):
         assert key in b.log_text(), f"the error must name {key}\n{b.log_tail()}"
 
 
+MARKER = b"Q7#plaintext!M4r"  # 16 bytes, in every value: must never be on disk in the clear
+
+
+def files_with(root, needle):
+    hits = []
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    if needle in f.read():
+                        hits.append(p)
+    return hits
+
+
 @pytest.mark.broker_config({"log.cleaner.backoff.ms": 100})
-def test_encrypted_segments_not_cleaned_yet(broker):
-    """Encryption at rest is on by default; the cleaner does not clean encrypted segments yet
-    (docs/compaction.md): the topic keeps every record. Fails once that is implemented, so the
-    test and the docs are updated together."""
+def test_encrypted_compaction_default_broker(broker):
+    """A default broker (encryption at rest on, local KMS) compacts a compacted topic to the
+    latest value per key; the rewritten segments are sealed under the topic's current key
+    version and no value is on disk in the clear, before, during or after cleaning (the cleaner
+    decrypts in memory only and wipes its buffers)."""
     topic = "enc-compacted"
     h.ck_create_topic(broker.bootstrap, topic, 1, COMPACTED)
-    acked = produce(broker, topic, updates(10, 20))
-    acked.update(produce(broker, topic, filler(100)))
-    wait_until(lambda: "encrypted segments are not cleaned yet" in broker.log_text() or None, 30,
-               "the cleaner's warning about encrypted segments")
-    # The cleaner has assessed the partition (the warning comes from its pass): nothing was
-    # cleaned, every record is still there.
-    got, _ = read_all(broker.bootstrap, topic)
-    assert len(got) == len(acked)
+    nkeys, rounds = 50, 40
+    recs = [h.Rec(0, b"k%03d" % k, b"v-%03d-%04d-" % (k, r) + MARKER + b"x" * 24, (), None)
+            for r in range(rounds) for k in range(nkeys)]
+    acked = produce(broker, topic, recs)
+    acked.update(produce(broker, topic, filler(200)))
+    assert len(acked) == nkeys * rounds + 200
+    keys = [b"k%03d" % k for k in range(nkeys)]
+    pdir = broker.data_dir / f"{topic}-0"
+    assert not files_with(pdir, MARKER)
+    got = wait_until(lambda: (lambda g: g if sum(1 for x in g if x.key in set(keys)) == nkeys
+                              else None)(read_all(broker.bootstrap, topic)[0]),
+                     90, "one record per key after cleaning", interval=0.3)
+    check_compacted(got, acked, keys)
+    lines = [ln for ln in cleaned_lines(broker) if f"topic={topic} " in ln]
+    assert lines and sum(int(re.search(r"segments=(\d+)", ln).group(1)) for ln in lines) > 0
+    assert not files_with(pdir, MARKER), "plaintext of a record on disk after compaction"
+    assert "stored data failed authentication" not in broker.log_text()
+    st = topic_status(status(broker), topic)
+    assert set(st["by_tk_version"]) == {str(st["tk_version"])}, st  # no plaintext (0), no other
+    assert st["pending"] == 0, st
+    broker.restart()
+    got2, _ = read_all(broker.bootstrap, topic)
+    check_compacted(got2, acked, keys)
+
+
+@pytest.mark.broker_config({"log.cleaner.backoff.ms": 100, "log.segment.bytes": 4096})
+def test_encrypted_tampered_segment_not_laundered(broker):
+    """A sealed batch edited on disk (CRCs fixed up, as a deliberate tamperer would) in a topic
+    that then becomes compacted: the clean fails authentication, is reported as a tamper event
+    naming the segment, rewrites nothing (the file is byte for byte as edited, no `.cleaned`
+    file) and the batch still fails to read; the broker carries on."""
+    topic = "enc-tampered"
+    h.ck_create_topic(broker.bootstrap, topic, 1)  # delete policy: nothing cleans it yet
+    acked = produce(broker, topic, updates(20, 20))
+    acked.update(produce(broker, topic, filler(60)))
+    broker.stop()
+    pdir = broker.data_dir / f"{topic}-0"
+    seg0 = pdir / ("0" * 20 + ".log")
+    data = bytearray(seg0.read_bytes())
+    version, _flags, _hl, frames = seg_frames(seg0)
+    assert version == 2 and len(frames) > 2
+    pos, flen, fflags, fh, n = frames[1]
+    assert fflags & 1
+    data[pos + flen - 16 - 3] ^= 0x01  # the ciphertext, before the tag
+    fix_frame_crcs(data, pos, flen, fh, n)
+    seg0.write_bytes(bytes(data))
+    broker.start()
+    from confluent_kafka.admin import ConfigResource
+    a = h.ck_admin(broker.bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(COMPACTED))
+    a.alter_configs([res])[res].result(timeout=15)
+    wait_until(lambda: 'what="cleaner: segment 0"' in broker.log_text() or None, 30,
+               "the cleaner's tamper report for segment 0")
     assert "partition cleaned" not in broker.log_text()
+    assert seg0.read_bytes() == bytes(data), "the tampered segment was rewritten"
+    assert not list(pdir.glob("*.cleaned")) and not (pdir / "cleaner-swap").exists()
+    (off,) = struct.unpack(">q", data[pos + 20:pos + 28])  # the edited batch's base offset
+    with kp.Conn(broker.bootstrap) as c:
+        assert kp.fetch(c, topic, 0, off)["error"] != kp.NONE
+    assert broker.alive()
 
 
-@pytest.mark.broker_config(FAST_CLEANER)
-def test_delete_topic_during_cleaning(broker):
+@both()
+def test_delete_topic_during_cleaning(broker, enc):
     """A topic deleted while its partition is being cleaned: the clean is finished first, the
     directory goes, the broker carries on (and a topic of the same name starts empty)."""
     topic = "doomed"
@@ -390,10 +473,9 @@ def test_delete_topic_during_cleaning(broker):
     print("settled:", "topic deleted during a clean" in broker.log_text())
 
 
-@pytest.mark.broker_config(dict(FAST_CLEANER, **{"log.cleanup.policy": "compact",
-                                                 "log.cleaner.min.cleanable.ratio": "0.01",
-                                                 "log.segment.bytes": 4096}))
-def test_broker_default_policy_compact(broker):
+@both(dict(FAST_CLEANER, **{"log.cleanup.policy": "compact",
+                           "log.cleaner.min.cleanable.ratio": "0.01", "log.segment.bytes": 4096}))
+def test_broker_default_policy_compact(broker, enc):
     """log.cleanup.policy=compact makes every topic without its own policy compacted: it shows as
     the default in DescribeConfigs (synonym log.cleanup.policy), refuses keyless records and is
     cleaned with the broker's defaults."""

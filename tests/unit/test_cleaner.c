@@ -12,10 +12,14 @@
 
 #include "base/sl_arena.h"
 #include "base/sl_buf.h"
+#include "base/sl_crc32c.h"
+#include "log_keys_fake.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_records.h"
 #include "sl_test.h"
 #include "storage/sl_cleaner.h"
+#include "storage/sl_envelope.h"
+#include "storage/sl_frame.h"
 #include "storage/sl_log.h"
 #include "storage/sl_storage_hooks.h"
 
@@ -193,6 +197,7 @@ static bool same(const rec *a, int na, const rec *b, int nb) {
 static sl_err clean(sl_log *log, const sl_cleaner_config *c, int64_t now, sl_cleaner_result *res) {
     sl_cleaner_job *j = NULL;
     memset(res, 0, sizeof *res);
+    res->bad_base = -1;
     sl_err e = sl_cleaner_prepare(log, c, now, &j);
     if (e || !j) return e;
     return sl_cleaner_commit(j, sl_cleaner_run(j), res);
@@ -847,6 +852,586 @@ SL_TEST(cleaner_rebuilt_batch_keeps_headers_and_producer_fields) {
     CHECK(hk.len == 2 && !memcmp(hk.p, "h2", 2) && hv.len == -1);
     CHECK(!sl_rec_iter_next(&it, &sr) && sl_rec_iter_err(&it) == SL_OK);
     sl_arena_free(a);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* ---- encrypted segments (the default) ------------------------------------------------------ */
+
+static sl_err open_keys(const char *dir, const sl_log_config *lc, const sl_log_keys *k,
+                        sl_log **log) {
+    sl_err e = sl_log_open(dir, lc, log);
+    if (!e) sl_log_set_keys(*log, k);
+    return e;
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)len + 1);
+    *n = b ? fread(b, 1, (size_t)len, f) : 0;
+    fclose(f);
+    return b;
+}
+
+static bool spit(const char *path, const uint8_t *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    bool ok = fwrite(b, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+/* Header version of a segment file and, for version 2, its envelope. */
+static bool seg_header(const char *dir, int64_t base, int *version, sl_envelope *env) {
+    uint8_t b[64 + SL_ENV_MAX];
+    long n = file_bytes(dir, base, b, sizeof b);
+    memset(env, 0, sizeof *env);
+    if (n < 64) return false;
+    *version = sl_get_be16(b + 4);
+    if (*version != 2) return true;
+    uint32_t hl = sl_get_be32(b + 24);
+    return hl > 64 && hl <= (uint32_t)n && sl_envelope_decode(b + 64, hl - 64, env) == SL_FRAME_OK;
+}
+
+/* True when `needle` occurs in any file of `dir`. */
+static bool bytes_in_dir(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    struct dirent *de;
+    size_t nl = strlen(needle);
+    while (d && !found && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        size_t n = 0;
+        uint8_t *b = slurp(p, &n);
+        for (size_t i = 0; b && i + nl <= n && !found; i++) found = !memcmp(b + i, needle, nl);
+        free(b);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+/* CRC-32C over every segment data file of `dir` (names and bytes): "the log is unchanged". */
+static uint32_t log_files_crc(const char *dir) {
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    uint32_t c = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(names[i]->d_name);
+        if (l > 4 && !strcmp(names[i]->d_name + l - 4, ".log")) {
+            char p[512];
+            snprintf(p, sizeof p, "%s/%s", dir, names[i]->d_name);
+            size_t len = 0;
+            uint8_t *b = slurp(p, &len);
+            c = sl_crc32c(c, (const uint8_t *)names[i]->d_name, l);
+            if (b) c = sl_crc32c(c, b, len);
+            free(b);
+        }
+        free(names[i]);
+    }
+    if (n >= 0) free(names);
+    return c;
+}
+
+/* Every sealed frame found on disk: the key it was sealed under, its nonce, and what it sealed
+ * (the ciphertext CRC). */
+typedef struct nonce_use {
+    uint32_t dek;
+    uint8_t nonce[SL_FRAME_ENC_NONCE];
+    uint32_t ct_crc;
+} nonce_use;
+
+/* Adds the sealed frames of every `.log` and `.log.cleaned` file of `dir` to u[*n]. */
+static bool collect_nonces(const char *dir, nonce_use *u, int *n, int cap) {
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    bool ok = d != NULL;
+    while (ok && (de = readdir(d))) {
+        if (!strstr(de->d_name, ".log")) continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        size_t len = 0;
+        uint8_t *b = slurp(p, &len);
+        ok = b && len >= 64;
+        for (size_t pos = ok ? sl_get_be32(b + 24) : len; ok && pos < len;) {
+            sl_frame f;
+            ok = sl_frame_decode(b + pos, len - pos, &f) == SL_FRAME_OK && f.flen <= len - pos;
+            if (ok && (f.flags & SL_FRAME_FLAG_ENC)) {
+                ok = *n < cap;
+                if (ok) {
+                    u[*n].dek = f.key_id;
+                    memcpy(u[*n].nonce, f.nonce, SL_FRAME_ENC_NONCE);
+                    u[*n].ct_crc = f.ct_crc;
+                    (*n)++;
+                }
+            }
+            pos += f.flen;
+        }
+        free(b);
+    }
+    if (d) closedir(d);
+    return ok;
+}
+
+/* No (key, nonce) pair sealed two different things. */
+static bool nonces_unique(const nonce_use *u, int n) {
+    for (int i = 0; i < n; i++)
+        for (int k = i + 1; k < n; k++)
+            if (u[i].dek == u[k].dek && !memcmp(u[i].nonce, u[k].nonce, SL_FRAME_ENC_NONCE) &&
+                u[i].ct_crc != u[k].ct_crc) {
+                fprintf(stderr, "  dek %08x nonce reused\n", u[i].dek);
+                return false;
+            }
+    return true;
+}
+
+/* The closed segments' bases and DEK ids. */
+static int seg_deks(sl_log *log, const char *dir, int64_t *bases, uint32_t *deks, int cap) {
+    int n = sl_log_segment_count(log) - 1;
+    if (n > cap) return -1;
+    for (int i = 0; i < n; i++) {
+        uint32_t v;
+        int ver;
+        sl_envelope env;
+        if (!sl_log_segment_info(log, i, &bases[i], &v) || !seg_header(dir, bases[i], &ver, &env))
+            return -1;
+        deks[i] = ver == 2 ? env.dek_id : 0;
+    }
+    return n;
+}
+
+SL_TEST(cleaner_encrypted_latest_value_per_key) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x31, 0, 0);
+    sl_log *log;
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 10, 20, 1000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    int64_t act = active_base(log), bases[64];
+    uint32_t old[64];
+    int nold = seg_deks(log, dir, bases, old, 64);
+    CHECK(nold > 10);
+    for (int i = 0; i < nold; i++) CHECK(old[i] != 0); /* all sealed */
+    CHECK(!bytes_in_dir(dir, "-round-"));
+    t.tk_version = 2; /* rotated: a rewrite is sealed under the current version */
+
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK(res.segments_rewritten > 0 && res.records_dropped > 0);
+    int nw = expect(&m, act, false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    int64_t nb[64];
+    uint32_t now_deks[64];
+    CHECK_EQ(seg_deks(log, dir, nb, now_deks, 64), nold);
+    int rewritten = 0;
+    for (int i = 0; i < nold; i++) {
+        CHECK_EQ(nb[i], bases[i]);
+        int ver;
+        sl_envelope env;
+        CHECK(seg_header(dir, nb[i], &ver, &env));
+        CHECK_EQ(ver, 2);
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        if (now_deks[i] == old[i]) { /* unchanged: its old file and DEK stay */
+            CHECK_EQ(v, 1);
+            continue;
+        }
+        for (int q = 0; q < nold; q++) CHECK(now_deks[i] != old[q]);
+        CHECK_EQ(env.tk_version, 2);
+        CHECK_EQ(v, 2);
+        rewritten++;
+    }
+    CHECK_EQ(rewritten, res.segments_rewritten);
+    CHECK(!bytes_in_dir(dir, "-round-"));
+
+    /* Reopened: the rewritten segments open under their own envelopes. */
+    sl_log_close(log);
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.segments_rewritten, 0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* Two cleans of one log, the first also crashed once with its `.cleaned` files on disk: across
+ * every file ever written, no (DEK, nonce) pair seals two different frames. */
+SL_TEST(cleaner_encrypted_fresh_nonces) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x32, 1, 0);
+    sl_log *log;
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 6, 12, 1000), 0);
+    static nonce_use u[8192];
+    int n = 0;
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    /* Crashed before the manifest: the `.cleaned` files were written (and may be in a backup). */
+    sl_cleaner__crash_after = 1;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_ESTATE);
+    sl_cleaner__crash_after = 0;
+    CHECK(count_files(dir, ".cleaned") > 0);
+    CHECK(collect_nonces(dir, u, &n, 8192));
+    sl_log_close(log);
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    int dek_new0 = t.n_new;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK); /* the rerun: new DEKs, same plaintext */
+    CHECK(res.segments_rewritten > 0);
+    CHECK(t.n_new > dek_new0);
+    CHECK(collect_nonces(dir, u, &n, 8192));
+    CHECK_EQ(fill(log, &m, 6, 6, 5000), 0);
+    CHECK_EQ(clean(log, &cc, NOW + 1, &res), SL_OK);
+    CHECK(res.segments_rewritten > 0);
+    CHECK(collect_nonces(dir, u, &n, 8192));
+    CHECK(n > 100);
+    CHECK(nonces_unique(u, n));
+    int nw = expect(&m, active_base(log), false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+enum { ET_RECORD, ET_TAG, ET_CLEAR_BATCH_HDR, ET_ENV_WRAPPED, ET_ENV_TOPIC, ET_CLEAR_FRAME, ET_N };
+
+/* Frame 1 (offset 1) of segment 0 edited as an attacker would (CRCs fixed up). */
+static bool tamper_seg0(const char *dir, int kind) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+    size_t n = 0;
+    uint8_t *f = slurp(p, &n);
+    if (!f) return false;
+    size_t pos = frame_pos(f, n, 1), payload = pos + 64;
+    uint32_t plen = sl_get_be32(f + pos + 16), flen = sl_get_be32(f + pos + 8);
+    bool ok = true;
+    switch (kind) {
+    case ET_RECORD:
+        f[payload + plen - 5] ^= 0x20;
+        fix_frame_crcs(f, pos);
+        break;
+    case ET_TAG:
+        f[payload + plen + 3] ^= 0x80;
+        fix_frame_crcs(f, pos);
+        break;
+    case ET_CLEAR_BATCH_HDR:
+        f[payload + SL_BATCH_PRODUCER_ID + 7] ^= 1;
+        fix_frame_crcs(f, pos);
+        break;
+    case ET_ENV_WRAPPED:
+        f[64 + 44 + 5] ^= 1;
+        fix_envelope_crc(f);
+        break;
+    case ET_ENV_TOPIC:
+        f[64 + 12] ^= 1;
+        fix_envelope_crc(f);
+        break;
+    case ET_CLEAR_FRAME: {
+        /* A plaintext frame for offset 1 in place of the sealed one. */
+        sl_arena *a = sl_arena_new(4096);
+        sl_rec_builder b;
+        sl_rec_builder_init(&b, a, 256);
+        sl_rec_in in = {.key = {(const uint8_t *)"key-1", 5},
+                        .value = {(const uint8_t *)"injected", 8}};
+        uint8_t *batch, h[SL_FRAME_HDR_MAX];
+        size_t len;
+        ok = !sl_rec_builder_add(&b, &in) && !sl_rec_builder_seal(&b, 0, 1001, 1001, &batch, &len);
+        if (ok) {
+            sl_be64(batch + SL_BATCH_BASE_OFFSET, 1);
+            sl_frame fr;
+            size_t hl = sl_frame_encode_batch(h, 1, 0, 1, 1001, (uint32_t)len, &fr);
+            uint8_t *g = malloc(n + hl + len);
+            memcpy(g, f, pos);
+            memcpy(g + pos, h, hl);
+            memcpy(g + pos + hl, batch, len);
+            memcpy(g + pos + hl + len, f + pos + flen, n - pos - flen);
+            n = n - flen + hl + len;
+            free(f);
+            f = g;
+            snprintf(p, sizeof p, "%s/%020d.index", dir, 0);
+            unlink(p);
+            snprintf(p, sizeof p, "%s/%020d.timeindex", dir, 0);
+            unlink(p);
+            snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+        }
+        sl_arena_free(a);
+        break;
+    }
+    }
+    ok = ok && spit(p, f, n);
+    free(f);
+    return ok;
+}
+
+static sl_err read_at(sl_log *log, int64_t off) {
+    sl_arena *a = sl_arena_new(1 << 16);
+    uint8_t *p;
+    size_t len;
+    sl_err e = sl_log_read(log, off, 1 << 16, a, &p, &len);
+    sl_arena_free(a);
+    return e;
+}
+
+/* Each tamper fails the clean (in prepare for the envelope, in run for a frame), writes nothing,
+ * leaves every file as it was, and the tampered read still fails: nothing was laundered. */
+SL_TEST(cleaner_encrypted_tamper_detected) {
+    static const char *const names[ET_N] = {
+        "record byte", "tag", "clear batch header", "wrapped DEK", "envelope topic", "clear frame"};
+    for (int kind = 0; kind < ET_N; kind++) {
+        char dir[64];
+        CHECK(tmpdir(dir));
+        sl_log_config lc;
+        log_cfg(&lc);
+        tkeys t;
+        tkeys_init(&t);
+        sl_log_keys k = mkkeys(&t, 0x33, 0, 0);
+        sl_log *log;
+        CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+        CHECK_EQ(fill(log, NULL, 4, 12, 1000), 0);
+        CHECK_EQ(sl_log_sync(log), SL_OK);
+        sl_log_close(log);
+        CHECK(tamper_seg0(dir, kind));
+        CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+        CHECK_EQ(read_at(log, 1), SL_ETAMPER);
+        uint32_t crc0 = log_files_crc(dir);
+        sl_cleaner_config cc;
+        clean_cfg(&cc);
+        sl_cleaner_result res;
+        sl_err e = clean(log, &cc, NOW, &res);
+        if (e != SL_ETAMPER) fprintf(stderr, "  tamper '%s': %s\n", names[kind], sl_errname(e));
+        CHECK_EQ(e, SL_ETAMPER);
+        bool in_run = kind != ET_ENV_WRAPPED && kind != ET_ENV_TOPIC;
+        CHECK_EQ(res.bad_base, in_run ? 0 : -1);
+        CHECK_EQ(count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+        CHECK_EQ(log_files_crc(dir), crc0);
+        CHECK_EQ(read_at(log, 1), SL_ETAMPER);
+        /* Nothing stays reserved: a later clean fails the same way (not SL_OK with nothing). */
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_ETAMPER);
+        sl_log_close(log);
+        CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+        CHECK_EQ(read_at(log, 1), SL_ETAMPER);
+        sl_log_close(log);
+        rm_rf(dir);
+    }
+}
+
+/* cleaner_crash_at_every_step with keys: after each crash the reopened log has, per segment,
+ * either the old file (its old DEK) or the new one (a DEK never seen before), every read
+ * authenticates, and a clean to the end gives the compacted log. */
+SL_TEST(cleaner_encrypted_crash_at_every_step) {
+    int stop;
+    bool finished = false;
+    for (stop = 1; stop < 200 && !finished; stop++) {
+        char dir[64];
+        CHECK(tmpdir(dir));
+        sl_log_config lc;
+        log_cfg(&lc);
+        tkeys t;
+        tkeys_init(&t);
+        sl_log_keys k = mkkeys(&t, 0x34, 0, 0);
+        sl_log *log;
+        CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+        static model m;
+        m.n = 0;
+        CHECK_EQ(fill(log, &m, 6, 6, 1000), 0);
+        CHECK_EQ(append1(log, &m, "key-0", NULL, 2000), 0);
+        CHECK_EQ(fill(log, &m, 6, 2, 3000), 0);
+        CHECK_EQ(sl_log_sync(log), SL_OK);
+        int64_t act = active_base(log), end = sl_log_end_offset(log), bases[64], nb[64];
+        uint32_t old[64], now_deks[64];
+        int nold = seg_deks(log, dir, bases, old, 64);
+        CHECK(nold > 2);
+        sl_cleaner_config cc;
+        clean_cfg(&cc);
+        sl_cleaner_result res;
+        sl_cleaner__crash_after = stop;
+        sl_err e = clean(log, &cc, NOW, &res);
+        sl_cleaner__crash_after = 0;
+        if (e == SL_OK)
+            finished = true;
+        else
+            CHECK_EQ(e, SL_ESTATE);
+        sl_log_close(log);
+        CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+        CHECK_EQ(count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(count_files(dir, "cleaner-swap"), 0);
+        CHECK_EQ(sl_log_end_offset(log), end);
+        CHECK_EQ(seg_deks(log, dir, nb, now_deks, 64), nold);
+        for (int i = 0; i < nold; i++) {
+            CHECK_EQ(nb[i], bases[i]);
+            CHECK(now_deks[i] != 0);
+            if (now_deks[i] == old[i]) continue;
+            for (int q = 0; q < nold; q++) CHECK(now_deks[i] != old[q]);
+        }
+        int ng = read_all(log, g_got, MAXR, NULL, NULL); /* fails on any frame that fails */
+        CHECK(ng > 0);
+        int nw = expect(&m, act, false, g_want);
+        int w = 0;
+        for (int i = 0; i < ng; i++) {
+            bool orig = false;
+            for (int q = 0; q < m.n && !orig; q++)
+                orig = m.r[q].off == g_got[i].off && !strcmp(m.r[q].val, g_got[i].val);
+            CHECK(orig);
+            if (w < nw && g_want[w].off == g_got[i].off) w++;
+        }
+        CHECK_EQ(w, nw);
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        ng = read_all(log, g_got, MAXR, NULL, NULL);
+        CHECK(same(g_got, ng, g_want, nw));
+        sl_log_close(log);
+        rm_rf(dir);
+    }
+    CHECK(finished && stop > 8);
+}
+
+/* A key that cannot be had now fails prepare and reserves nothing; a shredded one too. */
+SL_TEST(cleaner_encrypted_key_unavailable) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x35, 0, 0);
+    sl_log *log;
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j = (sl_cleaner_job *)&j;
+    t.fail_open = SL_EKEY_UNAVAILABLE;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_EKEY_UNAVAILABLE);
+    CHECK(!j);
+    t.fail_open = SL_OK;
+    t.fail_new = SL_EKEY_DESTROYED;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_EKEY_DESTROYED);
+    CHECK(!j);
+    t.fail_new = SL_OK;
+    /* Nothing was left reserved: re-encryption and the cleaner both still find the segments. */
+    sl_log_reenc *rj = NULL;
+    t.tk_version = 2;
+    CHECK_EQ(sl_log_reenc_prepare(log, 2, &rj), SL_OK);
+    CHECK(rj);
+    CHECK_EQ(sl_log_reenc_finish(rj, SL_ESTATE), SL_ESTATE); /* abandoned, nothing applied */
+    t.tk_version = 1;
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK(res.segments_rewritten > 0);
+    int nw = expect(&m, active_base(log), false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    /* A log without keys skips its encrypted segments (nothing cleanable), no error. */
+    sl_log_close(log);
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(!j);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* A plaintext segment from before encryption was turned on comes out of a rewrite encrypted; a
+ * clear frame at or above the plaintext watermark fails the run. */
+SL_TEST(cleaner_plaintext_migration_segment_comes_out_encrypted) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    sl_log *log;
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 4, 12, 1000), 0);
+    int64_t end = sl_log_end_offset(log);
+    sl_log_close(log);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x36, 0, end);
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    CHECK(bytes_in_dir(dir, "-round-"));
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK(res.segments_rewritten > 0);
+    int64_t bases[64];
+    uint32_t deks[64];
+    int n = seg_deks(log, dir, bases, deks, 64), sealed = 0;
+    CHECK(n > 0);
+    for (int i = 0; i < n; i++) sealed += deks[i] != 0;
+    CHECK_EQ(sealed, res.segments_rewritten);
+    int nw = expect(&m, active_base(log), false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    sl_log_close(log);
+    rm_rf(dir);
+
+    /* The same plaintext log, but the watermark says offsets >= 5 were written encrypted. */
+    CHECK(tmpdir(dir));
+    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    CHECK_EQ(fill(log, NULL, 4, 12, 1000), 0);
+    sl_log_close(log);
+    k = mkkeys(&t, 0x36, 0, 5);
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    uint32_t crc0 = log_files_crc(dir);
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_ETAMPER);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(log_files_crc(dir), crc0);
+    sl_log_close(log);
+    rm_rf(dir);
+}
+
+/* A shred during a run: cancel stops it, nothing is written, the log is unchanged. */
+SL_TEST(cleaner_encrypted_cancel) {
+    char dir[64];
+    CHECK(tmpdir(dir));
+    sl_log_config lc;
+    log_cfg(&lc);
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x37, 0, 0);
+    sl_log *log;
+    CHECK_EQ(open_keys(dir, &lc, &k, &log), SL_OK);
+    CHECK_EQ(fill(log, NULL, 4, 12, 1000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    uint32_t crc0 = log_files_crc(dir);
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    sl_cleaner_job *j;
+    CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+    CHECK(j);
+    sl_cleaner_cancel(j);
+    sl_err e = sl_cleaner_run(j);
+    CHECK_EQ(e, SL_EKEY_DESTROYED);
+    CHECK_EQ(sl_cleaner_commit(j, e, NULL), SL_EKEY_DESTROYED);
+    CHECK_EQ(count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(log_files_crc(dir), crc0);
     sl_log_close(log);
     rm_rf(dir);
 }
