@@ -10,6 +10,7 @@
 #include "proto/sl_records.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
+#include "txn_append.h"
 
 /* ---- a broker and a client ---- */
 
@@ -48,32 +49,6 @@ static bool call(sl_broker *b, int fd, int16_t key, int16_t v, const void *m, sl
     if (sl_api_flexible(key, v)) sl_pr_skip_tags(&r);
     const sl_msg_codec *c = sl_msg_codec_get(key, true);
     return !r.err && c->decode(&r, a, v, out) == SL_OK && r.p == r.end;
-}
-
-/* Appends `count` records to p as the produce path does: transactional (txn) or idempotent
- * batch of pid. Returns the base offset or -1. */
-static int64_t append(sl_partition *p, int64_t pid, int16_t epoch, int32_t seq, int32_t count,
-                      bool txn) {
-    sl_arena *a = sl_arena_new(4096);
-    size_t len = 0;
-    uint8_t *batch = a ? sl_batch_build(a, 1000, count, "v", 1, &len) : NULL;
-    int64_t base = -1;
-    sl_batch_info bi;
-    if (batch && sl_batch_parse(batch, len, &bi)) {
-        bi.producer_id = pid;
-        bi.producer_epoch = pid >= 0 ? epoch : -1;
-        bi.base_sequence = pid >= 0 ? seq : -1;
-        if (txn) bi.attributes |= 0x10;
-        sl_batch_reseal_like(batch, len, &bi);
-        if (sl_log_append(p->log, batch, len, count, bi.max_timestamp, &base)) base = -1;
-        if (base >= 0) {
-            (void)sl_pstate_record(p->pstate, &bi, base, sl_wall_ms());
-            if (txn) sl_txnpart_on_append(p, pid, epoch, base, base + count - 1);
-            sl_storage_local_notify(p, (int64_t)len);
-        }
-    }
-    sl_arena_free(a);
-    return base;
 }
 
 /* ---- DescribeProducers ---- */
