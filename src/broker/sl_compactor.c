@@ -21,6 +21,9 @@
 /* After a clean failed authentication, the partition waits this many backoffs (its reads fail
  * the same way and are reported there; the cleaner need not repeat it every tick). */
 #define TAMPER_BACKOFFS 40
+/* Dirty segments per clean (R9): prepare's key operations and commit's renames run on the loop,
+ * so a backlog is cleaned in windows, each clean starting where the last one stopped. */
+#define MAX_DIRTY_SEGMENTS 64
 
 /* Per-partition state: the checkpoint the cleaner gave back (read from the partition's file the
  * first time the partition is assessed), keyed by partition; entries of deleted topics go when
@@ -114,6 +117,7 @@ static void config_for(const sl_compactor *c, const sl_topic *tp, sl_cleaner_con
     cc->max_compaction_lag_ms = sl_tcfg_value(c->topics, tp, SL_TCFG_MAX_COMPACTION_LAG_MS);
     cc->min_cleanable_dirty_ratio = sl_tcfg_ratio(c->topics, tp);
     cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
+    cc->max_dirty_segments = MAX_DIRTY_SEGMENTS;
 }
 
 /* What a failed prepare or run means for the partition: a key still loading is retried soon and
@@ -215,6 +219,7 @@ static void tick(void *ctx) {
         sl_partition *best = NULL;
         double best_ratio = -1;
         int64_t best_end = 0;
+        ckpt *best_k = NULL;
         for (sl_topic *tp = sl_topics_next(c->topics, NULL); tp;
              tp = sl_topics_next(c->topics, tp)) {
             if (tp->deleted || tp->busy || !sl_topic_compacted(c->topics, tp)) continue;
@@ -236,6 +241,7 @@ static void tick(void *ctx) {
                     best_ratio = r;
                     best = p;
                     best_end = as.cleanable_end;
+                    best_k = k;
                 }
             }
         }
@@ -247,7 +253,7 @@ static void tick(void *ctx) {
             sl_cleaner_aborted *ab = NULL;
             sl_err e = sl_txnpart_aborted_below(best, best_end, &ab, &txn.nab);
             txn.ab = ab;
-            if (!e) e = sl_cleaner_prepare_txn(best->log, &cc, &txn, now, &j);
+            if (!e) e = sl_cleaner_prepare_txn(best->log, &cc, &best_k->ck, &txn, now, &j);
             free(ab); /* prepare copied what it needs */
             if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE || e == SL_EKEY_DESTROYED ||
                 e == SL_ETAMPER) {

@@ -289,6 +289,7 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
     c->offset_map_bytes = 128u << 20;
     c->io_buffer_bytes = 1u << 20;
     c->max_inflate_bytes = 64u << 20;
+    c->max_dirty_segments = 0;
 }
 
 /* Index of the first segment the cleaner may not touch: the active one, or the first closed one
@@ -392,14 +393,22 @@ static sl_err copy_aborted(sl_cleaner_job *j, const sl_log *log, const sl_cleane
 
 sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
                           sl_cleaner_job **job) {
-    return sl_cleaner_prepare_txn(log, cfg, NULL, now_ms, job);
+    return sl_cleaner_prepare_txn(log, cfg, NULL, NULL, now_ms, job);
 }
 
-sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg, const sl_cleaner_txn *txn,
+sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg,
+                              const sl_cleaner_checkpoint *ck, const sl_cleaner_txn *txn,
                               int64_t now_ms, sl_cleaner_job **job) {
     *job = NULL;
     if (log->closed || atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
     int n = first_uncleanable(log, cfg, now_ms, txn ? txn->stable_end : INT64_MAX);
+    if (ck && cfg->max_dirty_segments > 0) {
+        /* The window starts at the first dirty segment, where the last clean stopped: a cap
+         * counted from the log's start would take the same clean segments every time. */
+        int d = 0;
+        while (d < n && log->segs[d]->next <= ck->offset) d++;
+        if (n - d > cfg->max_dirty_segments) n = d + cfg->max_dirty_segments;
+    }
     if (n <= 0) return SL_OK;
     sl_cleaner_job *j = calloc(1, sizeof *j);
     if (!j || !(j->dir = strdup(log->dir))) {

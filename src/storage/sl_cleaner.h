@@ -41,6 +41,9 @@ typedef struct sl_cleaner_config {
     size_t io_buffer_bytes;           /* read and write buffer each (1 MiB); a larger batch
                                        * is read whole (one batch, never a whole segment) */
     size_t max_inflate_bytes;         /* largest decompressed batch accepted (64 MiB) */
+    int max_dirty_segments;           /* with a checkpoint (sl_cleaner_prepare_txn): dirty
+                                       * segments one clean takes at most, the next clean
+                                       * starting after them; 0: all (the default) */
 } sl_cleaner_config;
 
 void sl_cleaner_config_default(sl_cleaner_config *c);
@@ -131,8 +134,13 @@ sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now
 
 /* sl_cleaner_prepare for a partition with transaction state: the cleanable end is also bounded
  * by txn->stable_end (and lowered so that at most offset_map_bytes / 64 aborted entries are
- * copied), and run removes aborted data and expired markers. txn NULL: sl_cleaner_prepare. */
-sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg, const sl_cleaner_txn *txn,
+ * copied), and run removes aborted data and expired markers. txn NULL: no transaction state.
+ * ck (optional: NULL is no cap) is the partition's checkpoint, as the last clean left it: with
+ * cfg->max_dirty_segments > 0 the cleanable end is lowered so that at most that many segments
+ * at or after the checkpoint's are dirty in this clean. Its checkpoint then ends there, so the
+ * next clean takes the next ones (the rewrite pass still starts at the log's first segment). */
+sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg,
+                              const sl_cleaner_checkpoint *ck, const sl_cleaner_txn *txn,
                               int64_t now_ms, sl_cleaner_job **job);
 
 /* Any thread; touches only files and the job (never the log's memory). Reads each reserved

@@ -629,3 +629,32 @@ def test_open_transaction_holds_cleaning(broker, enc):
     assert values_of(got, b"t") == [b"in-txn"]
     print(f"cleans while the transaction was open={len(lines)}, first offset={first}, "
           f"checkpoint={ck}")
+
+
+@both(dict(FAST_CLEANER))
+def test_backlog_cleaned_in_windows(broker, enc):
+    """A backlog of over 64 dirty segments (held back by min.compaction.lag.ms until it is all
+    there) is cleaned in windows of at most 64 dirty segments, each clean starting where the last
+    one stopped, to one record per key: the cap never stalls a partition."""
+    topic = "backlog"
+    h.ck_create_topic(broker.bootstrap, topic, 1,
+                      dict(COMPACTED, **{"min.compaction.lag.ms": "3600000"}))
+    nkeys = 50
+    acked = produce(broker, topic, updates(nkeys, 80))
+    acked.update(produce(broker, topic, filler(100)))
+    nseg = len(list((broker.data_dir / f"{topic}-0").glob("*.log")))
+    assert nseg > 80, nseg
+    with kp.Conn(broker.bootstrap) as c:
+        r = kp.incremental_alter_configs(c, 2, topic, [("min.compaction.lag.ms", 0, "0")])
+        assert r[0][0] == 0, r
+    keys = [b"k%03d" % k for k in range(nkeys)]
+
+    def compacted():
+        got, _ = read_all(broker.bootstrap, topic)
+        return got if all(len([g for g in got if g.key == k]) == 1 for k in keys) else None
+    got = wait_until(compacted, 120, "the backlog compacted", interval=0.5)
+    check_compacted(got, acked, keys)
+    lines = [ln for ln in cleaned_lines(broker) if f"topic={topic} " in ln]
+    cks = [int(re.search(r"first_dirty=(\d+)", ln).group(1)) for ln in lines]
+    assert len(lines) >= 2 and cks == sorted(cks) and cks[0] < cks[-1], lines
+    print(f"segments={nseg} cleans={len(lines)} checkpoints={cks}")

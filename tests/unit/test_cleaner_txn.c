@@ -198,7 +198,7 @@ static sl_err clean_txn(sl_log *log, const sl_cleaner_txn *txn, int64_t now,
     clean_cfg(&cc);
     sl_cleaner_job *j = NULL;
     memset(res, 0, sizeof *res);
-    sl_err e = sl_cleaner_prepare_txn(log, &cc, txn, now, &j);
+    sl_err e = sl_cleaner_prepare_txn(log, &cc, NULL, txn, now, &j);
     if (e || !j) return e;
     return sl_cleaner_commit(j, sl_cleaner_run(j), res);
 }

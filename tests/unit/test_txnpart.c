@@ -1060,7 +1060,7 @@ static bool clean_part(sl_partition *p, int64_t now, bool forget, sl_cleaner_res
     txn.ab = ab;
     sl_cleaner_job *j = NULL;
     memset(res, 0, sizeof *res);
-    sl_err e = sl_cleaner_prepare_txn(p->log, &cc, &txn, now, &j);
+    sl_err e = sl_cleaner_prepare_txn(p->log, &cc, NULL, &txn, now, &j);
     free(ab);
     if (e || !j) return false;
     if (sl_cleaner_commit(j, sl_cleaner_run(j), res)) return false;
