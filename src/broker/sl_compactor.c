@@ -21,6 +21,9 @@
 /* After a clean failed authentication, the partition waits this many backoffs (its reads fail
  * the same way and are reported there; the cleaner need not repeat it every tick). */
 #define TAMPER_BACKOFFS 40
+/* Dirty segments per clean (R9): prepare's key operations and commit's renames run on the loop,
+ * so a backlog is cleaned in windows, each clean starting where the last one stopped. */
+#define MAX_DIRTY_SEGMENTS 64
 
 /* Per-partition state: the checkpoint the cleaner gave back (read from the partition's file the
  * first time the partition is assessed), keyed by partition; entries of deleted topics go when
@@ -30,7 +33,6 @@ typedef struct ckpt {
     const sl_partition *p;
     sl_cleaner_checkpoint ck;
     int64_t retry_after_ms; /* after a failed clean, this partition waits a backoff */
-    bool warned_txn;        /* the "open or aborted transactions" warning was logged */
     bool shredded;          /* its topic key is destroyed: nothing to clean, ever */
 } ckpt;
 
@@ -115,6 +117,7 @@ static void config_for(const sl_compactor *c, const sl_topic *tp, sl_cleaner_con
     cc->max_compaction_lag_ms = sl_tcfg_value(c->topics, tp, SL_TCFG_MAX_COMPACTION_LAG_MS);
     cc->min_cleanable_dirty_ratio = sl_tcfg_ratio(c->topics, tp);
     cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
+    cc->max_dirty_segments = MAX_DIRTY_SEGMENTS;
 }
 
 /* What a failed prepare or run means for the partition: a key still loading is retried soon and
@@ -169,6 +172,8 @@ static void finish(sl_compactor *c) {
     c->job_topic = NULL;
     ckpt *k = ckpt_for(c, p);
     if (e == SL_OK) {
+        /* Fetches run on this thread too: none sees the removed markers' entries in between. */
+        sl_txnpart_forget_aborted(p, res.removed_abort_markers, res.nremoved_abort);
         if (k) k->ck = res.checkpoint;
         c->stats.cleans++;
         c->stats.records_dropped += res.records_dropped;
@@ -176,11 +181,15 @@ static void finish(sl_compactor *c) {
         c->stats.bytes_after += res.bytes_after;
         SL_INFO("cleaner", "partition cleaned",
                 "topic=%s partition=%d segments=%d records_read=%" PRId64
-                " records_dropped=%" PRId64 " tombstones_dropped=%" PRId64 " bytes_before=%" PRId64
-                " bytes_after=%" PRId64 " first_dirty=%" PRId64 " map_full=%d ms=%" PRId64,
+                " records_dropped=%" PRId64 " tombstones_dropped=%" PRId64
+                " aborted_batches_dropped=%" PRId64 " markers_stamped=%" PRId64
+                " markers_removed=%" PRId64 " bytes_before=%" PRId64 " bytes_after=%" PRId64
+                " first_dirty=%" PRId64 " map_full=%d ms=%" PRId64,
                 tp->name, p->index, res.segments_rewritten, res.records_read, res.records_dropped,
-                res.tombstones_dropped, res.bytes_before, res.bytes_after, res.checkpoint.offset,
+                res.tombstones_dropped, res.aborted_batches_dropped, res.markers_stamped,
+                res.markers_removed, res.bytes_before, res.bytes_after, res.checkpoint.offset,
                 res.map_full ? 1 : 0, sl_mono_ms() - c->job_start_ms);
+        sl_cleaner_result_free(&res);
     } else {
         c->stats.failures++;
         key_failure(c, p, k, e, res.bad_base);
@@ -201,22 +210,6 @@ static void efd_ready(void *ctx, uint32_t ev) {
 
 static void arm(sl_compactor *c);
 
-/* The cleaner is not bounded by the last stable offset and does not remove aborted data
- * (sl_cleaner.h), so a partition with a transaction still open below the cleanable end, or with
- * aborted transactions in its index, is not cleaned: an aborted record must never take the place
- * of a committed value, nor an open one be judged before its outcome. Committed transactional
- * data is ordinary data to the cleaner (markers are kept). */
-static bool txn_safe(sl_partition *p, int64_t cleanable_end) {
-    if (!p->txn) return true;
-    if (sl_txnpart_lso(p) < cleanable_end) return false;
-    sl_arena *a = sl_arena_new(1024);
-    if (!a) return false;
-    sl_txn_aborted *ab = NULL;
-    int n = sl_txnpart_aborted(p, 0, INT64_MAX, a, &ab);
-    sl_arena_free(a);
-    return n == 0;
-}
-
 /* Picks the dirtiest due partition of the compacted topics and posts its clean. */
 static void tick(void *ctx) {
     sl_compactor *c = ctx;
@@ -225,6 +218,8 @@ static void tick(void *ctx) {
         int64_t now = sl_wall_ms(), mono = sl_mono_ms();
         sl_partition *best = NULL;
         double best_ratio = -1;
+        int64_t best_end = 0;
+        ckpt *best_k = NULL;
         for (sl_topic *tp = sl_topics_next(c->topics, NULL); tp;
              tp = sl_topics_next(c->topics, tp)) {
             if (tp->deleted || tp->busy || !sl_topic_compacted(c->topics, tp)) continue;
@@ -235,23 +230,18 @@ static void tick(void *ctx) {
                 if (!p || !p->log || p->unavailable) continue;
                 ckpt *k = ckpt_for(c, p);
                 if (!k || k->shredded || k->retry_after_ms > mono) continue;
+                /* Bounded by the last stable offset: an open transaction's data is judged once
+                 * its marker is in the log (sl_cleaner.h). */
                 sl_cleaner_assessment as;
-                sl_cleaner_assess(p->log, &cc, &k->ck, now, &as);
+                sl_cleaner_assess_txn(p->log, &cc, &k->ck, sl_txnpart_lso(p), now, &as);
                 if (!as.due) continue;
-                if (!txn_safe(p, as.cleanable_end)) {
-                    if (!k->warned_txn)
-                        SL_WARN("cleaner",
-                                "compacted partition with open or aborted transactions: not "
-                                "cleaned until they are gone (docs/compaction.md)",
-                                "topic=%s partition=%d", tp->name, p->index);
-                    k->warned_txn = true;
-                    continue;
-                }
                 /* Kafka: the dirtiest first; a lag or tombstone deadline counts as fully dirty. */
                 double r = as.lag_exceeded || as.tombstones_expired ? 2.0 : as.dirty_ratio;
                 if (r > best_ratio) {
                     best_ratio = r;
                     best = p;
+                    best_end = as.cleanable_end;
+                    best_k = k;
                 }
             }
         }
@@ -259,7 +249,12 @@ static void tick(void *ctx) {
             sl_cleaner_config cc;
             config_for(c, best->topic, &cc);
             sl_cleaner_job *j = NULL;
-            sl_err e = sl_cleaner_prepare(best->log, &cc, now, &j);
+            sl_cleaner_txn txn = {.stable_end = sl_txnpart_lso(best)};
+            sl_cleaner_aborted *ab = NULL;
+            sl_err e = sl_txnpart_aborted_below(best, best_end, &ab, &txn.nab);
+            txn.ab = ab;
+            if (!e) e = sl_cleaner_prepare_txn(best->log, &cc, &best_k->ck, &txn, now, &j);
+            free(ab); /* prepare copied what it needs */
             if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE || e == SL_EKEY_DESTROYED ||
                 e == SL_ETAMPER) {
                 key_failure(c, best, ckpt_for(c, best), e, -1);

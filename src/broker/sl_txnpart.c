@@ -332,6 +332,29 @@ static bool is_marker_at(sl_log *log, int64_t off, int64_t pid) {
     return ok;
 }
 
+/* The cleaner removes an ABORT marker and then, on the loop, its entry (forget_aborted); a
+ * crash in between leaves the entry, which must not outlive its marker. Removed markers lie
+ * below the cleaner checkpoint, where the only entries left are those whose marker waits for
+ * its delete horizon: each of those is checked against the log. */
+static sl_err drop_cleaned(sl_txnpart *t, bool *dirty) {
+    sl_cleaner_checkpoint ck;
+    if (!t->nab || sl_cleaner_read_checkpoint(t->dir, &ck) != SL_OK) return SL_OK;
+    size_t keep = 0;
+    for (size_t i = 0; i < t->nab; i++) {
+        const ab_ent *l = &t->ab[i];
+        if (l->last < ck.offset && !is_marker_at(t->p->log, l->last, l->pid)) {
+            SL_INFO(SUB, "dropped the aborted-transaction entry of a marker the cleaner removed",
+                    "dir=%s producer_id=%" PRId64 " marker_offset=%" PRId64, t->dir, l->pid,
+                    l->last);
+            *dirty = true;
+            continue;
+        }
+        t->ab[keep++] = *l;
+    }
+    t->nab = keep;
+    return SL_OK;
+}
+
 /* Rebuilds the open transactions from the batch headers in [from, log end). */
 static sl_err scan(sl_txnpart *t, int64_t from) {
     sl_log *log = t->p->log;
@@ -382,6 +405,7 @@ sl_err sl_txnpart_open(sl_partition *p) {
     sl_log *log = p->log;
     int64_t start = sl_log_start_offset(log), end = sl_log_end_offset(log);
     sl_err e = idx_load(t, start, &dirty);
+    if (!e) e = drop_cleaned(t, &dirty);
     if (!e) {
         /* Entries whose marker never became durable are the last ones (a crash keeps a prefix
          * of the log; entries are in marker order): those at or past the log end (markers
@@ -688,6 +712,55 @@ void sl_txnpart_log_start_moved(sl_partition *p) {
         SL_DEBUG(SUB, "trimmed the aborted-transactions index",
                  "topic=%s partition=%d dropped=%zu kept=%zu start_offset=%" PRId64, p->topic->name,
                  p->index, drop, t->nab, start);
+}
+
+sl_err sl_txnpart_aborted_below(const sl_partition *p, int64_t to, sl_cleaner_aborted **out,
+                                size_t *n) {
+    *out = NULL;
+    *n = 0;
+    const sl_txnpart *t = p->txn;
+    if (!t) return SL_OK;
+    size_t k = 0;
+    for (size_t i = 0; i < t->nab; i++) k += t->ab[i].first < to;
+    if (!k) return SL_OK;
+    sl_cleaner_aborted *r = malloc(k * sizeof *r);
+    if (!r) return SL_ENOMEM;
+    for (size_t i = 0; i < t->nab; i++)
+        if (t->ab[i].first < to)
+            r[(*n)++] = (sl_cleaner_aborted){t->ab[i].pid, t->ab[i].first, t->ab[i].last};
+    *out = r;
+    return SL_OK;
+}
+
+void sl_txnpart_forget_aborted(sl_partition *p, const int64_t *marker_offsets, size_t n) {
+    sl_txnpart *t = p->txn;
+    if (!t || !n) return;
+    /* Both ascend by marker offset: one merge. */
+    size_t keep = 0, k = 0, drop = 0;
+    for (size_t i = 0; i < t->nab; i++) {
+        while (k < n && marker_offsets[k] < t->ab[i].last) k++;
+        if (k < n && marker_offsets[k] == t->ab[i].last) {
+            drop++;
+            continue;
+        }
+        t->ab[keep++] = t->ab[i];
+    }
+    if (!drop) return;
+    t->nab = keep;
+    if (t->capab > 64 && t->nab < t->capab / 4) { /* give the memory back */
+        ab_ent *s = realloc(t->ab, (t->capab / 2) * sizeof *s);
+        if (s) t->ab = s, t->capab /= 2;
+    }
+    sl_err e = idx_rewrite(t);
+    if (e) {
+        t->idx_rewrite = true; /* the next append rewrites it whole */
+        SL_WARN(SUB, "could not drop cleaned aborted-transaction entries (dropped at open)",
+                "topic=%s partition=%d err=%s", p->topic->name, p->index, sl_errname(e));
+    } else {
+        SL_DEBUG(SUB, "dropped the aborted-transaction entries of removed markers",
+                 "topic=%s partition=%d dropped=%zu kept=%zu", p->topic->name, p->index, drop,
+                 t->nab);
+    }
 }
 
 int sl_txnpart_aborted(const sl_partition *p, int64_t from, int64_t to, sl_arena *a,

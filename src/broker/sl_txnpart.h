@@ -18,6 +18,7 @@
 
 #include "base/sl_arena.h"
 #include "base/sl_err.h"
+#include "storage/sl_cleaner.h"
 
 struct sl_partition;
 typedef struct sl_txnpart sl_txnpart;
@@ -75,6 +76,18 @@ size_t sl_txnpart_aborted_count(const struct sl_partition *p);
  * directory is synced first, so the segments' removal is durable before the entries'). A
  * failure to rewrite the file is warned; the next open drops them. */
 void sl_txnpart_log_start_moved(struct sl_partition *p);
+
+/* For a cleaner job (which outlives the call): a malloc'd copy (*out, free()) of the aborted
+ * entries whose first offset is below `to`, in marker order. *n = 0 and *out = NULL when none. */
+sl_err sl_txnpart_aborted_below(const struct sl_partition *p, int64_t to, sl_cleaner_aborted **out,
+                                size_t *n);
+
+/* A clean removed these ABORT markers (ascending offsets; their data was removed by the same or
+ * an earlier clean): drops their entries, which must not outlive their markers (a read_committed
+ * fetch would skip the producer's later committed data looking for an abort marker that is
+ * gone), and rewrites aborted.idx (atomic, durable). A failed rewrite is warned: open drops the
+ * entries of markers that are gone (sl_txnpart_open). */
+void sl_txnpart_forget_aborted(struct sl_partition *p, const int64_t *marker_offsets, size_t n);
 
 /* The last stable offset of p. */
 int64_t sl_txnpart_lso(const struct sl_partition *p);

@@ -37,6 +37,7 @@
 #define CK_SIZE     28          /* magic, version, flags, offset, horizon, CRC */
 
 /* v2 batch attribute bits (KIP-98, KIP-534). */
+#define ATTR_TXN            0x10
 #define ATTR_CONTROL        0x20
 #define ATTR_DELETE_HORIZON 0x40
 
@@ -261,10 +262,13 @@ struct sl_cleaner_job {
     int32_t index_interval;
     jseg *segs;
     int nsegs;
-    atomic_bool cancel; /* sl_cleaner_cancel: stop between frames */
-    int steps;          /* durable steps taken (simulated crashes) */
-    bool crashed;       /* a simulated crash stopped it */
-    bool decided;       /* the manifest is in place */
+    sl_cleaner_aborted *ab; /* aborted transactions below the cleanable end, by first offset */
+    size_t nab;
+    size_t nremoved_cap; /* of res.removed_abort_markers */
+    atomic_bool cancel;  /* sl_cleaner_cancel: stop between frames */
+    int steps;           /* durable steps taken (simulated crashes) */
+    bool crashed;        /* a simulated crash stopped it */
+    bool decided;        /* the manifest is in place */
     sl_cleaner_result res;
 };
 
@@ -285,15 +289,19 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
     c->offset_map_bytes = 128u << 20;
     c->io_buffer_bytes = 1u << 20;
     c->max_inflate_bytes = 64u << 20;
+    c->max_dirty_segments = 0;
 }
 
 /* Index of the first segment the cleaner may not touch: the active one, or the first closed one
- * that is damaged, reserved, encrypted while the log has no keys, or holds a record newer than
- * now - min lag. */
-static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms) {
+ * that is damaged, reserved, encrypted while the log has no keys, holds a record newer than
+ * now - min lag, or reaches past the last stable offset (an open transaction's data must not be
+ * judged before its outcome). */
+static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int64_t now_ms,
+                             int64_t stable_end) {
     for (int i = 0; i < log->nsegs - 1; i++) {
         const sl_seg *s = log->segs[i];
         if (s->bad || s->reenc_busy || (s->enc && !log->has_keys)) return i;
+        if (s->next > stable_end) return i;
         if (c->min_compaction_lag_ms > 0 && s->max_ts > now_ms - c->min_compaction_lag_ms) return i;
     }
     return log->nsegs - 1;
@@ -302,8 +310,14 @@ static int first_uncleanable(const sl_log *log, const sl_cleaner_config *c, int6
 void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
                        const sl_cleaner_checkpoint *ck, int64_t now_ms,
                        sl_cleaner_assessment *out) {
+    sl_cleaner_assess_txn(log, cfg, ck, INT64_MAX, now_ms, out);
+}
+
+void sl_cleaner_assess_txn(const sl_log *log, const sl_cleaner_config *cfg,
+                           const sl_cleaner_checkpoint *ck, int64_t stable_end, int64_t now_ms,
+                           sl_cleaner_assessment *out) {
     memset(out, 0, sizeof *out);
-    int u = first_uncleanable(log, cfg, now_ms);
+    int u = first_uncleanable(log, cfg, now_ms, stable_end);
     int64_t end = log->segs[u]->base, first = ck->offset;
     if (first < log->segs[0]->base) first = log->segs[0]->base;
     if (first > end) first = end;
@@ -337,23 +351,85 @@ static void job_free(sl_cleaner_job *j) {
     }
     free(j->segs);
     free(j->dir);
+    free(j->ab);
+    sl_cleaner_result_free(&j->res);
     free(j);
+}
+
+void sl_cleaner_result_free(sl_cleaner_result *res) {
+    if (!res) return;
+    free(res->removed_abort_markers);
+    res->removed_abort_markers = NULL;
+    res->nremoved_abort = 0;
+}
+
+static int cmp_first(const void *a, const void *b) {
+    const sl_cleaner_aborted *x = a, *y = b;
+    if (x->first_offset != y->first_offset) return x->first_offset < y->first_offset ? -1 : 1;
+    return x->marker_offset < y->marker_offset ? -1 : x->marker_offset > y->marker_offset;
+}
+
+/* The aborted entries run needs (first offset below the cleanable end), sorted by first offset.
+ * More than `cap` lowers the end to the first entry left out: a segment wholly below it holds no
+ * data of that transaction. *n is lowered with it. */
+static sl_err copy_aborted(sl_cleaner_job *j, const sl_log *log, const sl_cleaner_txn *txn,
+                           int *n) {
+    int64_t end = log->segs[*n]->base;
+    size_t k = 0, cap = j->cfg.offset_map_bytes / 64;
+    if (cap < 16) cap = 16;
+    for (size_t i = 0; i < txn->nab; i++) k += txn->ab[i].first_offset < end;
+    if (!k) return SL_OK;
+    if (!(j->ab = malloc(k * sizeof *j->ab))) return SL_ENOMEM;
+    for (size_t i = 0; i < txn->nab; i++)
+        if (txn->ab[i].first_offset < end) j->ab[j->nab++] = txn->ab[i];
+    qsort(j->ab, j->nab, sizeof *j->ab, cmp_first);
+    if (j->nab > cap) {
+        end = j->ab[cap].first_offset;
+        j->nab = cap;
+        while (*n > 0 && log->segs[*n - 1]->next > end) (*n)--;
+    }
+    return SL_OK;
 }
 
 sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
                           sl_cleaner_job **job) {
+    return sl_cleaner_prepare_txn(log, cfg, NULL, NULL, now_ms, job);
+}
+
+sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg,
+                              const sl_cleaner_checkpoint *ck, const sl_cleaner_txn *txn,
+                              int64_t now_ms, sl_cleaner_job **job) {
     *job = NULL;
     if (log->closed || atomic_load_explicit(&log->sync_failed, memory_order_acquire)) return SL_EIO;
-    int n = first_uncleanable(log, cfg, now_ms);
+    int n = first_uncleanable(log, cfg, now_ms, txn ? txn->stable_end : INT64_MAX);
+    if (ck && cfg->max_dirty_segments > 0) {
+        /* The window starts at the first dirty segment, where the last clean stopped: a cap
+         * counted from the log's start would take the same clean segments every time. */
+        int d = 0;
+        while (d < n && log->segs[d]->next <= ck->offset) d++;
+        if (n - d > cfg->max_dirty_segments) n = d + cfg->max_dirty_segments;
+    }
     if (n <= 0) return SL_OK;
     sl_cleaner_job *j = calloc(1, sizeof *j);
-    if (!j || !(j->dir = strdup(log->dir)) || !(j->segs = calloc((size_t)n, sizeof *j->segs))) {
+    if (!j || !(j->dir = strdup(log->dir))) {
         job_free(j);
         return SL_ENOMEM;
     }
     j->cfg = *cfg;
     if (j->cfg.io_buffer_bytes < 4096) j->cfg.io_buffer_bytes = 4096;
     if (j->cfg.offset_map_bytes < 1024) j->cfg.offset_map_bytes = 1024;
+    if (txn && copy_aborted(j, log, txn, &n) != SL_OK) {
+        job_free(j);
+        return SL_ENOMEM;
+    }
+    if (n <= 0) {
+        job_free(j);
+        return SL_OK;
+    }
+    if (!(j->segs = calloc((size_t)n, sizeof *j->segs))) {
+        job_free(j);
+        return SL_ENOMEM;
+    }
     j->now_ms = now_ms;
     j->index_interval = log->cfg.index_interval_bytes;
     j->nsegs = n;
@@ -451,6 +527,141 @@ static int64_t omap_get(omap *m, const uint8_t h[16]) {
     if (!m->t) return -1;
     omap_ent *e = omap_slot(m, h);
     return e->off1 ? e->off1 - 1 : -1;
+}
+
+/* ---- transactions: the walk both passes share ------------------------------------------- */
+
+/* Kafka's CleanedTransactionMetadata, walked in offset order over the batches a pass reads. Per
+ * producer: the abort marker of its aborted transaction in force (data batches of that producer
+ * below it are aborted), and what was traversed since its last control batch. */
+typedef struct tw_ent {
+    int64_t pid1;     /* producer id + 1; 0: empty slot */
+    int64_t marker;   /* abort marker offset of the aborted transaction in force; -1: none */
+    bool seen_abort;  /* an aborted data batch was dropped since the last marker */
+    bool kept_commit; /* a non-aborted transactional batch kept records since the last marker */
+} tw_ent;
+
+typedef struct txn_walk {
+    const sl_cleaner_aborted *ab; /* the job's, by first offset */
+    size_t nab, next;
+    tw_ent *t;
+    size_t cap, n;
+} txn_walk;
+
+enum { TW_KEEP, TW_DISCARDABLE };
+
+static void tw_init(txn_walk *w, const sl_cleaner_job *j) {
+    memset(w, 0, sizeof *w);
+    w->ab = j->ab;
+    w->nab = j->nab;
+}
+
+static void tw_free(txn_walk *w) {
+    free(w->t);
+    memset(w, 0, sizeof *w);
+}
+
+static size_t tw_hash(int64_t pid, size_t cap) {
+    uint64_t v = (uint64_t)pid * 0x9E3779B97F4A7C15ull;
+    return (size_t)(v >> 17) & (cap - 1);
+}
+
+/* pid's entry; created when `add` (NULL only then, for want of memory). */
+static tw_ent *tw_get(txn_walk *w, int64_t pid, bool add) {
+    if (w->cap) {
+        for (size_t i = tw_hash(pid, w->cap);; i = (i + 1) & (w->cap - 1)) {
+            if (w->t[i].pid1 == pid + 1) return &w->t[i];
+            if (!w->t[i].pid1) break;
+        }
+    }
+    if (!add) return NULL;
+    if ((w->n + 1) * 2 > w->cap) { /* grow (power of two, at most half full) */
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        tw_ent *t = calloc(cap, sizeof *t);
+        if (!t) return NULL;
+        for (size_t i = 0; i < w->cap; i++) {
+            if (!w->t[i].pid1) continue;
+            size_t k = tw_hash(w->t[i].pid1 - 1, cap);
+            while (t[k].pid1) k = (k + 1) & (cap - 1);
+            t[k] = w->t[i];
+        }
+        free(w->t);
+        w->t = t;
+        w->cap = cap;
+    }
+    size_t i = tw_hash(pid, w->cap);
+    while (w->t[i].pid1) i = (i + 1) & (w->cap - 1);
+    w->t[i] = (tw_ent){.pid1 = pid + 1, .marker = -1};
+    w->n++;
+    return &w->t[i];
+}
+
+/* Puts in force every aborted transaction that started at or before `off`. */
+static sl_err tw_advance(txn_walk *w, int64_t off) {
+    for (; w->next < w->nab && w->ab[w->next].first_offset <= off; w->next++) {
+        const sl_cleaner_aborted *a = &w->ab[w->next];
+        if (a->producer_id < 0) continue;
+        tw_ent *e = tw_get(w, a->producer_id, true);
+        if (!e) return SL_ENOMEM;
+        e->marker = a->marker_offset;
+    }
+    return SL_OK;
+}
+
+/* A data batch: *aborted when it is transactional and its producer's aborted transaction is in
+ * force at its offset (the bound on the marker offset also ignores an entry whose marker an
+ * earlier clean removed, should it still be listed). */
+static sl_err tw_data(txn_walk *w, const sl_batch_info *bi, bool *aborted) {
+    *aborted = false;
+    sl_err e = tw_advance(w, bi->base_offset);
+    if (e || !(bi->attributes & ATTR_TXN) || bi->producer_id < 0) return e;
+    tw_ent *t = tw_get(w, bi->producer_id, false);
+    if (t && t->marker > bi->base_offset) {
+        *aborted = true;
+        t->seen_abort = true;
+    }
+    return SL_OK;
+}
+
+/* A committed (not aborted) transactional batch kept records: its COMMIT marker stays. */
+static sl_err tw_kept(txn_walk *w, const sl_batch_info *bi) {
+    if (!(bi->attributes & ATTR_TXN) || bi->producer_id < 0) return SL_OK;
+    tw_ent *t = tw_get(w, bi->producer_id, true);
+    if (!t) return SL_ENOMEM;
+    t->kept_commit = true;
+    return SL_OK;
+}
+
+/* A marker of type `type` (0 ABORT, 1 COMMIT, else unknown): TW_DISCARDABLE when no data of its
+ * transaction is left after this pass. *data_now: its data was dropped by this very pass (the
+ * marker may be stamped now, never removed now). The producer's transaction ends here. */
+static sl_err tw_control(txn_walk *w, const sl_batch_info *bi, int type, int *verdict,
+                         bool *data_now) {
+    *verdict = TW_KEEP;
+    *data_now = false;
+    sl_err e = tw_advance(w, bi->base_offset);
+    if (e || bi->producer_id < 0) return e;
+    tw_ent *t = tw_get(w, bi->producer_id, false);
+    if (type == 0) {
+        *verdict = TW_DISCARDABLE;
+        *data_now = t && t->seen_abort;
+    } else if (type == 1) {
+        *verdict = t && t->kept_commit ? TW_KEEP : TW_DISCARDABLE;
+    }
+    if (t) {
+        t->seen_abort = t->kept_commit = false;
+        if (t->marker <= bi->base_offset) t->marker = -1;
+    }
+    return SL_OK;
+}
+
+/* The type of a control batch (the key of its one record: version, type), -1 when unreadable. */
+static int marker_type(const sl_cleaner_job *j, const uint8_t *batch, size_t len, sl_arena *a) {
+    sl_rec_iter it;
+    if (sl_rec_iter_init(&it, batch, len, a, j->cfg.max_inflate_bytes)) return -1;
+    sl_record r;
+    if (!sl_rec_iter_next(&it, &r) || r.key.len < 4) return -1;
+    return (int)sl_get_be16(r.key.p + 2);
 }
 
 /* ---- chunked frame reader and buffered writer --------------------------------------------- */
@@ -573,8 +784,11 @@ static sl_err open_segment(const sl_cleaner_job *j, const jseg *js, int *fd, uin
     return e;
 }
 
-/* Fills the map from first_dirty on; *map_end is where it stopped (a batch boundary). */
+/* Fills the map from first_dirty on; *map_end is where it stopped (a batch boundary). Aborted
+ * data is not put in it: an aborted value must never become a key's latest. */
 static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t *map_end) {
+    txn_walk tw;
+    tw_init(&tw, j);
     sl_err e = SL_OK;
     sl_arena *a = sl_arena_new(64 * 1024);
     if (!a) return SL_ENOMEM;
@@ -608,7 +822,10 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
             if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
             sl_batch_info bi;
             if ((e = sl_batch_parse_exact(fr + f.hlen, f.plen, &bi)) != SL_OK) break;
-            if (bi.attributes & ATTR_CONTROL) {
+            bool aborted = false;
+            if (!(bi.attributes & ATTR_CONTROL) && (e = tw_data(&tw, &bi, &aborted)) != SL_OK)
+                break;
+            if ((bi.attributes & ATTR_CONTROL) || aborted) {
                 *map_end = expect;
                 continue;
             }
@@ -640,6 +857,7 @@ static sl_err build_map(sl_cleaner_job *j, omap *m, int64_t first_dirty, int64_t
         close(fd);
     }
     sl_arena_free(a);
+    tw_free(&tw);
     j->res.map_full = full;
     if (!e && *map_end == first_dirty && full) {
         SL_ERROR(SUB, "offset map too small for one batch", "dir=%s budget=%zu", j->dir,
@@ -838,9 +1056,58 @@ static sl_err write_indexes(const sl_cleaner_job *j, const jseg *js) {
     return e;
 }
 
+/* What pass 2 does with a control batch (KIP-98 markers, KIP-534 horizons): kept whole while
+ * its transaction still has data in the log (a COMMIT whose batches kept records); otherwise
+ * stamped with a delete horizon the first time (KEEP_SOME, *stamp_at), kept until the horizon
+ * passes, then removed (KEEP_NONE; an ABORT's offset is reported so the broker drops its index
+ * entry). A marker whose data this pass removes is stamped, never removed, in the same pass:
+ * a consumer that read the data before the clean still gets the marker until the horizon. An
+ * empty control batch goes; a control type other than COMMIT/ABORT is kept. */
+static sl_err control_outcome(sl_cleaner_job *j, txn_walk *tw, const sl_batch_info *bi,
+                              const uint8_t *batch, size_t len, sl_arena *a, int *outcome,
+                              int64_t *stamp_at, int64_t *horizon) {
+    *outcome = KEEP_ALL;
+    *stamp_at = -1;
+    if (bi->record_count == 0) {
+        *outcome = KEEP_NONE;
+        return SL_OK;
+    }
+    int type = marker_type(j, batch, len, a), verdict;
+    bool data_now;
+    sl_err e = tw_control(tw, bi, type, &verdict, &data_now);
+    if (e || verdict == TW_KEEP) return e;
+    if (!(bi->attributes & ATTR_DELETE_HORIZON)) {
+        int64_t d = j->cfg.delete_retention_ms < 0 ? 0 : j->cfg.delete_retention_ms;
+        *stamp_at = j->now_ms > INT64_MAX - d ? INT64_MAX : j->now_ms + d;
+        if (*horizon < 0 || *stamp_at < *horizon) *horizon = *stamp_at;
+        *outcome = KEEP_SOME;
+        j->res.markers_stamped++;
+        return SL_OK;
+    }
+    if (j->now_ms < bi->base_timestamp || data_now) {
+        int64_t h = bi->base_timestamp;
+        if (*horizon < 0 || h < *horizon) *horizon = h;
+        return SL_OK;
+    }
+    *outcome = KEEP_NONE;
+    j->res.markers_removed++;
+    j->res.records_dropped += bi->record_count;
+    if (type == 0) {
+        if (j->res.nremoved_abort == j->nremoved_cap) {
+            size_t cap = j->nremoved_cap ? j->nremoved_cap * 2 : 16;
+            int64_t *n = realloc(j->res.removed_abort_markers, cap * sizeof *n);
+            if (!n) return SL_ENOMEM;
+            j->res.removed_abort_markers = n;
+            j->nremoved_cap = cap;
+        }
+        j->res.removed_abort_markers[j->res.nremoved_abort++] = bi->base_offset;
+    }
+    return SL_OK;
+}
+
 /* Rewrites one segment into its `.cleaned` files; they are kept (js->cleaned) only if something
  * changed. */
-static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon) {
+static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon, txn_walk *tw) {
     int in;
     uint32_t hl;
     sl_err e = open_segment(j, js, &in, &hl);
@@ -904,37 +1171,49 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         uint8_t *nb = NULL;
         size_t nlen = 0;
         sl_arena_reset(a);
-        /* Control batches (transaction markers) are kept whole for now. */
-        if (!(bi.attributes & ATTR_CONTROL)) {
-            /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it
-             * before sizing anything by it. */
-            if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
-                e = SL_ECORRUPT;
+        /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it before
+         * sizing anything by it. */
+        if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
+            e = SL_ECORRUPT;
+            break;
+        }
+        size_t kb = (size_t)bi.record_count / 8 + 1;
+        if (kb > keep_cap) {
+            free_cleansed(keep, keep_cap);
+            if (!(keep = malloc(kb))) {
+                keep_cap = 0;
+                e = SL_ENOMEM;
                 break;
             }
-            size_t kb = (size_t)bi.record_count / 8 + 1;
-            if (kb > keep_cap) {
-                free_cleansed(keep, keep_cap);
-                if (!(keep = malloc(kb))) {
-                    keep_cap = 0;
-                    e = SL_ENOMEM;
-                    break;
-                }
-                keep_cap = kb;
-            }
-            memset(keep, 0, kb);
-            e = decide(j, m, &bi, batch, f.plen, a, keep, &outcome, &stamp, horizon);
-            if (e) break;
-            if (outcome == KEEP_SOME) {
-                int64_t at = -1;
-                if (stamp) {
+            keep_cap = kb;
+        }
+        memset(keep, 0, kb);
+        int64_t at = -1; /* a delete horizon to stamp */
+        if (bi.attributes & ATTR_CONTROL) {
+            if ((e = control_outcome(j, tw, &bi, batch, f.plen, a, &outcome, &at, horizon))) break;
+            if (outcome == KEEP_SOME) memset(keep, 0xff, kb); /* stamped, every record kept */
+        } else {
+            bool aborted;
+            if ((e = tw_data(tw, &bi, &aborted)) != SL_OK) break;
+            if (aborted) {
+                outcome = KEEP_NONE;
+                j->res.aborted_batches_dropped++;
+                j->res.records_read += bi.record_count;
+                j->res.records_dropped += bi.record_count;
+            } else {
+                e = decide(j, m, &bi, batch, f.plen, a, keep, &outcome, &stamp, horizon);
+                if (e) break;
+                if (outcome != KEEP_NONE && (e = tw_kept(tw, &bi)) != SL_OK) break;
+                if (outcome == KEEP_SOME && stamp) {
                     int64_t d = j->cfg.delete_retention_ms < 0 ? 0 : j->cfg.delete_retention_ms;
                     at = j->now_ms > INT64_MAX - d ? INT64_MAX : j->now_ms + d;
                     if (*horizon < 0 || at < *horizon) *horizon = at;
                 }
-                sl_arena_reset(a);
-                if ((e = rebuild(j, &bi, batch, f.plen, a, keep, at, &nb, &nlen)) != SL_OK) break;
             }
+        }
+        if (outcome == KEEP_SOME) {
+            sl_arena_reset(a);
+            if ((e = rebuild(j, &bi, batch, f.plen, a, keep, at, &nb, &nlen)) != SL_OK) break;
         }
         if (outcome == KEEP_NONE) {
             if (g.base < 0) g.base = f.base;
@@ -1040,9 +1319,14 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
         if ((e = omap_init(&m, j->cfg.offset_map_bytes)) != SL_OK) return e;
         e = build_map(j, &m, first, &limit);
     }
+    /* One walk over every segment pass 2 reads, from the log's first: "no data of this
+     * transaction is left" is judged over all of it. */
     int64_t horizon = -1;
+    txn_walk tw;
+    tw_init(&tw, j);
     for (int i = 0; !e && i < j->nsegs && j->segs[i].base < limit; i++)
-        e = clean_segment(j, &m, &j->segs[i], &horizon);
+        e = clean_segment(j, &m, &j->segs[i], &horizon, &tw);
+    tw_free(&tw);
     omap_free(&m);
     j->res.checkpoint.offset = ck.offset > limit ? ck.offset : limit;
     j->res.checkpoint.horizon_ms = horizon;
@@ -1161,14 +1445,20 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
     }
     if (!e && crash_now(j)) e = SL_ESTATE;
     if (!e) {
-        if (res) *res = j->res;
         SL_INFO(SUB, "partition compacted",
                 "dir=%s segments=%d records_read=%" PRId64 " dropped=%" PRId64
-                " tombstones_dropped=%" PRId64 " bytes_before=%" PRId64 " bytes_after=%" PRId64
-                " checkpoint=%" PRId64 " map_full=%d",
+                " tombstones_dropped=%" PRId64 " aborted_batches_dropped=%" PRId64
+                " markers_stamped=%" PRId64 " markers_removed=%" PRId64 " bytes_before=%" PRId64
+                " bytes_after=%" PRId64 " checkpoint=%" PRId64 " map_full=%d",
                 j->dir, j->res.segments_rewritten, j->res.records_read, j->res.records_dropped,
-                j->res.tombstones_dropped, j->res.bytes_before, j->res.bytes_after,
+                j->res.tombstones_dropped, j->res.aborted_batches_dropped, j->res.markers_stamped,
+                j->res.markers_removed, j->res.bytes_before, j->res.bytes_after,
                 j->res.checkpoint.offset, j->res.map_full);
+        if (res) {
+            *res = j->res; /* the removed markers' offsets go with it */
+            j->res.removed_abort_markers = NULL;
+            j->res.nremoved_abort = 0;
+        }
     }
 out:
     if (res && e) {

@@ -4,7 +4,8 @@
  *
  * A clean is three calls:
  *   sl_cleaner_prepare  loop thread: snapshots the closed segments it may clean (never the active
- *                       one, none newer than min.compaction.lag.ms) and reserves them;
+ *                       one, none newer than min.compaction.lag.ms, none reaching past the last
+ *                       stable offset) and reserves them;
  *   sl_cleaner_run      any thread (a worker): pass 1 builds the bounded offset map over the dirty
  *                       range, pass 2 rewrites segments into `<base>.log.cleaned` (+ indexes),
  *                       fsyncs them and writes the swap manifest (the decision, durable);
@@ -40,6 +41,9 @@ typedef struct sl_cleaner_config {
     size_t io_buffer_bytes;           /* read and write buffer each (1 MiB); a larger batch
                                        * is read whole (one batch, never a whole segment) */
     size_t max_inflate_bytes;         /* largest decompressed batch accepted (64 MiB) */
+    int max_dirty_segments;           /* with a checkpoint (sl_cleaner_prepare_txn): dirty
+                                       * segments one clean takes at most, the next clean
+                                       * starting after them; 0: all (the default) */
 } sl_cleaner_config;
 
 void sl_cleaner_config_default(sl_cleaner_config *c);
@@ -56,7 +60,8 @@ sl_err sl_cleaner_read_checkpoint(const char *dir, sl_cleaner_checkpoint *out);
 
 /* Segment-granular assessment, no I/O (loop thread): the cleanable range ends at the active
  * segment or at the first closed segment holding a record newer than now - min lag (or damaged,
- * reserved, or encrypted while the log has no keys). Dirty bytes are those of segments at or after
+ * reserved, encrypted while the log has no keys, or reaching past the stable end: see
+ * sl_cleaner_assess_txn). Dirty bytes are those of segments at or after
  * the checkpoint's segment. */
 typedef struct sl_cleaner_assessment {
     int64_t first_dirty;   /* checkpoint clamped to the log */
@@ -71,6 +76,28 @@ typedef struct sl_cleaner_assessment {
 void sl_cleaner_assess(const sl_log *log, const sl_cleaner_config *cfg,
                        const sl_cleaner_checkpoint *ck, int64_t now_ms, sl_cleaner_assessment *out);
 
+/* Transactions (plain data the broker fills from its per-partition state; storage knows no
+ * broker types). The cleanable range lies wholly below `stable_end` (the last stable offset), so
+ * every transaction with data in it has its marker in the log. `ab` lists the aborted
+ * transactions (producer, first offset, abort marker offset) whose first offset is below the
+ * cleanable end, in any order; their transactional data batches are removed and never count as
+ * a key's latest value. Markers whose transaction has no data left get a delete horizon (KIP-534)
+ * and go once it has passed (docs/compaction.md, "Transactions"). */
+typedef struct sl_cleaner_aborted {
+    int64_t producer_id, first_offset, marker_offset;
+} sl_cleaner_aborted;
+
+typedef struct sl_cleaner_txn {
+    int64_t stable_end;           /* the LSO; INT64_MAX: no transaction state */
+    const sl_cleaner_aborted *ab; /* borrowed; prepare copies what it needs */
+    size_t nab;
+} sl_cleaner_txn;
+
+/* sl_cleaner_assess bounded by the last stable offset (sl_cleaner_assess: INT64_MAX). */
+void sl_cleaner_assess_txn(const sl_log *log, const sl_cleaner_config *cfg,
+                           const sl_cleaner_checkpoint *ck, int64_t stable_end, int64_t now_ms,
+                           sl_cleaner_assessment *out);
+
 /* What a finished clean did (filled by sl_cleaner_commit). */
 typedef struct sl_cleaner_result {
     sl_cleaner_checkpoint checkpoint; /* the new one, as written */
@@ -80,7 +107,17 @@ typedef struct sl_cleaner_result {
     bool map_full;    /* the offset map filled: a prefix of the dirty range was cleaned */
     int64_t bad_base; /* failed run: base of the segment whose frame failed authentication or its
                        * checks (SL_ETAMPER / SL_ECORRUPT), else -1 */
+    /* Transactions: aborted data batches removed, markers given a delete horizon, markers
+     * removed (their horizon passed). The offsets of the ABORT markers removed are malloc'd and
+     * owned by the result (sl_cleaner_result_free): the broker drops their aborted-index entries,
+     * which must not outlive their markers (a read_committed fetch would skip committed data). */
+    int64_t aborted_batches_dropped, markers_stamped, markers_removed;
+    int64_t *removed_abort_markers; /* ascending */
+    size_t nremoved_abort;
 } sl_cleaner_result;
+
+/* Frees what a result owns (removed_abort_markers); the struct itself is the caller's. */
+void sl_cleaner_result_free(sl_cleaner_result *res);
 
 typedef struct sl_cleaner_job sl_cleaner_job;
 
@@ -94,6 +131,17 @@ typedef struct sl_cleaner_job sl_cleaner_job;
  * partition's or its DEK does not unwrap). */
 sl_err sl_cleaner_prepare(sl_log *log, const sl_cleaner_config *cfg, int64_t now_ms,
                           sl_cleaner_job **job);
+
+/* sl_cleaner_prepare for a partition with transaction state: the cleanable end is also bounded
+ * by txn->stable_end (and lowered so that at most offset_map_bytes / 64 aborted entries are
+ * copied), and run removes aborted data and expired markers. txn NULL: no transaction state.
+ * ck (optional: NULL is no cap) is the partition's checkpoint, as the last clean left it: with
+ * cfg->max_dirty_segments > 0 the cleanable end is lowered so that at most that many segments
+ * at or after the checkpoint's are dirty in this clean. Its checkpoint then ends there, so the
+ * next clean takes the next ones (the rewrite pass still starts at the log's first segment). */
+sl_err sl_cleaner_prepare_txn(sl_log *log, const sl_cleaner_config *cfg,
+                              const sl_cleaner_checkpoint *ck, const sl_cleaner_txn *txn,
+                              int64_t now_ms, sl_cleaner_job **job);
 
 /* Any thread; touches only files and the job (never the log's memory). Reads each reserved
  * segment through its own descriptor in io_buffer_bytes chunks. On failure every file it wrote is
@@ -111,7 +159,7 @@ void sl_cleaner_cancel(sl_cleaner_job *job);
 
 /* Loop thread. Applies the run (run_result SL_OK) or discards it; frees the job. Segments that
  * retention deleted meanwhile stay deleted. On success *res (optional) says what was done; on
- * failure only res->bad_base is set. A
+ * failure only res->bad_base is set (and nothing is owned). A
  * failure after the first rename leaves the manifest in place: the swap completes at the next
  * sl_log_open (reopen the log). */
 sl_err sl_cleaner_commit(sl_cleaner_job *job, sl_err run_result, sl_cleaner_result *res);

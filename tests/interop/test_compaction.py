@@ -1,7 +1,9 @@
 """Log compaction as Kafka users configure it (docs/compaction.md): cleanup.policy=compact topics
 are cleaned in the background to the latest value per key, offsets of survivors unchanged,
 tombstones removed after delete.retention.ms, keyless records refused, kill -9 during cleaning
-loses nothing. Every test that cleans runs twice: on a default broker (encryption at rest on,
+loses nothing; transactions on a compacted topic (aborted data never replaces a committed value
+and is removed, markers go after delete.retention.ms, an open transaction holds the cleaner at
+its first offset). Every test that cleans runs twice: on a default broker (encryption at rest on,
 local KMS: the cleaner rewrites sealed segments under fresh data keys) and with encryption off."""
 import os
 import re
@@ -47,12 +49,14 @@ def filler(n, tag=b"f"):
     return [h.Rec(0, b"%s%05d" % (tag, i), b"filler-" + b"y" * 60, (), None) for i in range(n)]
 
 
-def read_all(bootstrap, topic, timeout=60):
-    """Every record of partition 0 from offset 0 to the high watermark, as Got."""
+def read_all(bootstrap, topic, timeout=60, isolation="read_committed"):
+    """Every record of partition 0 from offset 0 to the high watermark (the last stable offset
+    for read_committed, librdkafka's default), as Got."""
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "sluice-interop-unused",
                   "enable.auto.commit": False, "auto.offset.reset": "error",
-                  "fetch.wait.max.ms": 100, "enable.partition.eof": True})
+                  "fetch.wait.max.ms": 100, "enable.partition.eof": True,
+                  "isolation.level": isolation})
     try:
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         c.assign([TopicPartition(topic, 0, 0)])
@@ -500,3 +504,157 @@ def test_broker_default_policy_compact(broker, enc):
                               else None)(read_all(broker.bootstrap, "bydefault")[0]),
                      60, "the default-compacted topic is cleaned", interval=0.3)
     check_compacted(got, acked, keys)
+
+
+# ---- transactions on a compacted topic (docs/compaction.md, "Transactions") -------------------
+
+def txn_producer(broker, tid):
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": tid,
+                  "transaction.timeout.ms": 120000, "linger.ms": 0})
+    p.init_transactions(30)
+    return p
+
+
+def txn_send(p, topic, recs, commit=True, finish=True):
+    """One transaction of (key, value) records; the offsets it got. finish=False leaves it open."""
+    offs = []
+    p.begin_transaction()
+    for k, v in recs:
+        p.produce(topic, key=k, value=v, partition=0,
+                  on_delivery=lambda e, m: offs.append(m.offset()) if e is None else None)
+    p.flush(30)
+    if finish:
+        (p.commit_transaction if commit else p.abort_transaction)(30)
+    assert len(offs) == len(recs)
+    return offs
+
+
+def counter(broker, topic, field):
+    """The sum of `field` over the "partition cleaned" lines of `topic`."""
+    return sum(int(m.group(1)) for ln in cleaned_lines(broker) if f"topic={topic} " in ln
+               for m in [re.search(field + r"=(\d+)", ln)] if m)
+
+
+def values_of(got, key):
+    return [g.value for g in got if g.key == key]
+
+
+@both(dict(FAST_CLEANER))
+def test_transactions_on_compacted_topic(broker, enc):
+    """commit k=v1, abort k=v2 (a later offset), commit k2; after a clean, read_committed AND
+    read_uncommitted see k=v1 and never v2 (the aborted batch is gone, not just filtered); after
+    delete.retention.ms a later clean removes the ABORT marker and aborted.idx empties; after a
+    restart, the same, and a read_committed consumer reaches the high watermark (no stall)."""
+    topic = "txn-compacted"
+    h.ck_create_topic(broker.bootstrap, topic, 1, dict(COMPACTED, **{"delete.retention.ms": "2000"}))
+    p = txn_producer(broker, "compacted-writer")
+    [v1] = txn_send(p, topic, [(b"k", b"v1")])
+    [v2] = txn_send(p, topic, [(b"k", b"v2-aborted")], commit=False)
+    txn_send(p, topic, [(b"k2", b"w1")])
+    assert v2 > v1
+    before, _ = read_all(broker.bootstrap, topic, isolation="read_uncommitted")
+    assert values_of(before, b"k") == [b"v1", b"v2-aborted"]  # not cleaned yet: both there
+    acked = produce(broker, topic, filler(150))
+    assert len(acked) == 150
+    wait_until(lambda: counter(broker, topic, "aborted_batches_dropped") >= 1, 60,
+               "a clean removes the aborted batch", interval=0.2)
+
+    def check(level):
+        got, hi = read_all(broker.bootstrap, topic, isolation=level)
+        assert values_of(got, b"k") == [b"v1"], (level, values_of(got, b"k"))
+        assert values_of(got, b"k2") == [b"w1"], level
+        assert not any(g.value == b"v2-aborted" for g in got), level
+        assert len([g for g in got if g.key.startswith(b"f")]) == 150, level
+        return hi
+    hi_rc, hi_ru = check("read_committed"), check("read_uncommitted")
+    assert hi_rc == hi_ru
+    # The ABORT marker waits for its delete horizon, then a clean (due by the horizon) removes
+    # it, and its aborted.idx entry goes with it.
+    wait_until(lambda: counter(broker, topic, "markers_removed") >= 1, 60,
+               "the ABORT marker removed after delete.retention.ms", interval=0.2)
+    idx = broker.data_dir / f"{topic}-0" / "aborted.idx"
+    wait_until(lambda: not idx.exists() or idx.stat().st_size == 0, 10, "aborted.idx emptied")
+    p.flush(10)
+    broker.restart()
+    assert check("read_committed") == check("read_uncommitted") == hi_ru
+    # A new transaction after the restart works and is visible to read_committed.
+    p = txn_producer(broker, "compacted-writer")
+    txn_send(p, topic, [(b"k", b"v3")])
+    got, _ = read_all(broker.bootstrap, topic)
+    assert values_of(got, b"k") == [b"v1", b"v3"]
+    print(f"cleans={len([ln for ln in cleaned_lines(broker) if f'topic={topic} ' in ln])} "
+          f"aborted_batches_dropped={counter(broker, topic, 'aborted_batches_dropped')} "
+          f"markers_removed={counter(broker, topic, 'markers_removed')}")
+
+
+@both(dict(FAST_CLEANER))
+def test_open_transaction_holds_cleaning(broker, enc):
+    """With a transaction open, the cleaner stops at its first offset: the duplicates below it are
+    cleaned, those above it all survive; once it commits they are cleaned too, and the
+    transaction's record stays."""
+    topic = "txn-held"
+    # A min.compaction.lag.ms of an hour until everything is produced: the first clean then sees
+    # the duplicates above the open transaction in closed segments (without the bound it would
+    # clean them).
+    h.ck_create_topic(broker.bootstrap, topic, 1,
+                      dict(COMPACTED, **{"min.compaction.lag.ms": "3600000"}))
+    below = produce(broker, topic, updates(10, 8, tag=b"a"))
+    p = txn_producer(broker, "held-writer")
+    [first] = txn_send(p, topic, [(b"t", b"in-txn")], finish=False)
+    above = produce(broker, topic, updates(20, 6, tag=b"b"))
+    above.update(produce(broker, topic, filler(100)))
+    assert min(above) > first > max(below)
+    with kp.Conn(broker.bootstrap) as c:
+        r = kp.incremental_alter_configs(c, 2, topic, [("min.compaction.lag.ms", 0, "0")])
+        assert r[0][0] == 0, r
+    wait_until(lambda: counter(broker, topic, "records_dropped") > 0, 60,
+               "the part below the open transaction is cleaned", interval=0.2)
+    lines = [ln for ln in cleaned_lines(broker) if f"topic={topic} " in ln]
+    assert all(int(re.search(r"first_dirty=(\d+)", ln).group(1)) <= first for ln in lines), lines
+    got, _ = read_all(broker.bootstrap, topic, isolation="read_uncommitted")
+    offs = {g.offset for g in got}
+    assert set(above) <= offs, "a record above the open transaction was cleaned"
+    ck = max(int(re.search(r"first_dirty=(\d+)", ln).group(1)) for ln in lines)
+    cleaned = [g.key for g in got if g.offset < ck]
+    assert cleaned and len(cleaned) == len(set(cleaned))  # one per key in the cleaned part
+    p.commit_transaction(30)
+    produce(broker, topic, filler(100, tag=b"g"))
+    keys = [b"k%03d" % k for k in range(20)]
+
+    def compacted():
+        g, _ = read_all(broker.bootstrap, topic)
+        return g if all(len([x for x in g if x.key == k]) == 1 for k in keys) else None
+    got = wait_until(compacted, 60, "cleaned after the commit", interval=0.3)
+    assert values_of(got, b"t") == [b"in-txn"]
+    print(f"cleans while the transaction was open={len(lines)}, first offset={first}, "
+          f"checkpoint={ck}")
+
+
+@both(dict(FAST_CLEANER))
+def test_backlog_cleaned_in_windows(broker, enc):
+    """A backlog of over 64 dirty segments (held back by min.compaction.lag.ms until it is all
+    there) is cleaned in windows of at most 64 dirty segments, each clean starting where the last
+    one stopped, to one record per key: the cap never stalls a partition."""
+    topic = "backlog"
+    h.ck_create_topic(broker.bootstrap, topic, 1,
+                      dict(COMPACTED, **{"min.compaction.lag.ms": "3600000"}))
+    nkeys = 50
+    acked = produce(broker, topic, updates(nkeys, 80))
+    acked.update(produce(broker, topic, filler(100)))
+    nseg = len(list((broker.data_dir / f"{topic}-0").glob("*.log")))
+    assert nseg > 80, nseg
+    with kp.Conn(broker.bootstrap) as c:
+        r = kp.incremental_alter_configs(c, 2, topic, [("min.compaction.lag.ms", 0, "0")])
+        assert r[0][0] == 0, r
+    keys = [b"k%03d" % k for k in range(nkeys)]
+
+    def compacted():
+        got, _ = read_all(broker.bootstrap, topic)
+        return got if all(len([g for g in got if g.key == k]) == 1 for k in keys) else None
+    got = wait_until(compacted, 120, "the backlog compacted", interval=0.5)
+    check_compacted(got, acked, keys)
+    lines = [ln for ln in cleaned_lines(broker) if f"topic={topic} " in ln]
+    cks = [int(re.search(r"first_dirty=(\d+)", ln).group(1)) for ln in lines]
+    assert len(lines) >= 2 and cks == sorted(cks) and cks[0] < cks[-1], lines
+    print(f"segments={nseg} cleans={len(lines)} checkpoints={cks}")

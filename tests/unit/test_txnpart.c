@@ -28,6 +28,7 @@
 #include "proto/sl_records.h"
 #include "sl_test.h"
 #include "storage/sl_batch_build.h"
+#include "storage/sl_cleaner.h"
 #include "storage/sl_log_internal.h"
 #include "storage/sl_storage_hooks.h"
 #include "txn_append.h"
@@ -1018,4 +1019,118 @@ SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
     CHECK(open2);
     CHECK(end3 != 0); /* still finishing (CONCURRENT_TRANSACTIONS) or not available */
     CHECK_EQ(end_t3, 6);
+}
+
+/* ---- the cleaner removes aborted data and markers (issue 16 piece 2) ---- */
+
+/* One clean of p as the compactor runs it (aborted entries below the end, bounded by the LSO),
+ * `forget`: and the compactor's finish (the removed ABORT markers' entries go). */
+static bool clean_part(sl_partition *p, int64_t now, bool forget, sl_cleaner_result *res) {
+    sl_cleaner_config cc;
+    sl_cleaner_config_default(&cc);
+    cc.delete_retention_ms = 1000;
+    sl_cleaner_txn txn = {.stable_end = sl_txnpart_lso(p)};
+    sl_cleaner_aborted *ab = NULL;
+    if (sl_txnpart_aborted_below(p, INT64_MAX, &ab, &txn.nab)) return false;
+    txn.ab = ab;
+    sl_cleaner_job *j = NULL;
+    memset(res, 0, sizeof *res);
+    sl_err e = sl_cleaner_prepare_txn(p->log, &cc, NULL, &txn, now, &j);
+    free(ab);
+    if (e || !j) return false;
+    if (sl_cleaner_commit(j, sl_cleaner_run(j), res)) return false;
+    if (forget) sl_txnpart_forget_aborted(p, res->removed_abort_markers, res->nremoved_abort);
+    return true;
+}
+
+static void small_segments(sl_partition *p) {
+    sl_log_config lc = p->log->cfg;
+    lc.segment_bytes = 400;
+    sl_log_set_config(p->log, &lc);
+}
+
+/* Three aborted transactions (data 0, 2, 4; ABORT markers 1, 3, 5), then plain records that
+ * close their segments. A first clean removes the data and stamps the markers (the entries stay:
+ * the markers do); a clean after the horizon removes the markers and reports them, and the
+ * compactor's forget drops their entries, from memory and aborted.idx: Fetch's aborted list for
+ * the range is empty. */
+SL_TEST(txnpart_cleaner_forgets_removed_markers) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    small_segments(p);
+    CHECK(aborts(p, 0, 3));
+    for (int i = 0; i < 16; i++) CHECK(append(p, -1, 0, 0, 1, false) >= 0);
+    char idx[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    CHECK_EQ(file_size(idx), 96);
+    int64_t now = sl_wall_ms();
+    sl_cleaner_result res;
+    CHECK(clean_part(p, now, true, &res));
+    CHECK_EQ(res.aborted_batches_dropped, 3);
+    CHECK_EQ(res.markers_stamped, 3);
+    CHECK_EQ(res.nremoved_abort, 0);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 3);
+    sl_cleaner_result_free(&res);
+    CHECK(clean_part(p, now + 1000, true, &res));
+    CHECK_EQ(res.markers_removed, 3);
+    CHECK_EQ(res.nremoved_abort, 3);
+    sl_cleaner_result_free(&res);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 0);
+    CHECK_EQ(file_size(idx), 0);
+    sl_arena *a = sl_arena_new(4096);
+    CHECK(a);
+    sl_txn_aborted *ab;
+    CHECK_EQ(sl_txnpart_aborted(p, 0, sl_log_end_offset(p->log), a, &ab), 0);
+    sl_arena_free(a);
+    CHECK_EQ(sl_txnpart_lso(p), sl_log_end_offset(p->log));
+    local_broker_close(dir, &b);
+}
+
+/* A crash after the clean's swap and before the compactor's forget: the entries of the removed
+ * markers are still in aborted.idx; open finds their markers gone (below the cleaner checkpoint)
+ * and drops them, while an entry whose marker is only stamped stays. With txn.ckpt gone too,
+ * recovery scans the whole cleaned log: no transactional batch is left without its marker, so
+ * the LSO is the log end (no phantom open transaction). */
+SL_TEST(txnpart_open_drops_entries_of_cleaned_markers) {
+    char dir[64];
+    sl_broker b;
+    memset(&b, 0, sizeof b);
+    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    sl_partition *p = part0(&b);
+    small_segments(p);
+    CHECK(aborts(p, 0, 3));
+    for (int i = 0; i < 16; i++) CHECK(append(p, -1, 0, 0, 1, false) >= 0);
+    int64_t now = sl_wall_ms();
+    sl_cleaner_result res;
+    CHECK(clean_part(p, now, false, &res)); /* stamped only */
+    sl_cleaner_result_free(&res);
+    CHECK_EQ(sl_log_sync(p->log), SL_OK);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 3); /* their markers are still there */
+    small_segments(p);
+    CHECK(clean_part(p, now + 1000, false, &res)); /* removed; "crash" before the forget */
+    CHECK_EQ(res.nremoved_abort, 3);
+    sl_cleaner_result_free(&res);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 3);
+    CHECK_EQ(sl_log_sync(p->log), SL_OK);
+    char idx[600], ck[600];
+    path_in(&b, "aborted.idx", idx, sizeof idx);
+    path_in(&b, "txn.ckpt", ck, sizeof ck);
+    CHECK_EQ(file_size(idx), 96);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn);
+    CHECK_EQ(sl_txnpart_aborted_count(p), 0);
+    CHECK_EQ(file_size(idx), 0);
+    CHECK_EQ(unlink(ck), 0);
+    CHECK(reopen(&b));
+    p = part0(&b);
+    CHECK(p && p->txn);
+    CHECK_EQ(sl_txnpart_lso(p), sl_log_end_offset(p->log));
+    local_broker_close(dir, &b);
 }
