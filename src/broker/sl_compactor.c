@@ -156,9 +156,9 @@ static void key_failure(sl_compactor *c, sl_partition *p, ckpt *k, sl_err e, int
                 p->topic->name, p->index, sl_errname(e));
 }
 
-/* Commits the finished job on the loop thread and logs what it did. */
 static void finish_internal(sl_compactor *c);
 
+/* Commits the finished job on the loop thread and logs what it did. */
 static void finish(sl_compactor *c) {
     if (c->job_internal) {
         finish_internal(c);
