@@ -98,6 +98,10 @@ static const key_def k_keys[] = {
      "10080", "Committed offsets of an empty group are deleted after this."},
     {"offsets.retention.check.interval.ms", T_LONG, OFF(offsets_retention_check_interval_ms), 1,
      I64MAX, "600000", "How often expired committed offsets are looked for."},
+    {"offsets.topic.segment.bytes", T_LONG, OFF(offsets_topic_segment_bytes), 1024, INT32_MAX,
+     "104857600",
+     "Size at which the group-offsets log's active segment is rolled (the cleaner compacts only "
+     "closed segments)."},
     {"producer.id.expiration.ms", T_INT, OFF(producer_id_expiration_ms), 1, INT32_MAX, "86400000",
      "Idempotent producer state is dropped this long after the producer's last append."},
     {"producer.id.expiration.check.interval.ms", T_INT,

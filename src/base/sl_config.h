@@ -50,6 +50,7 @@ typedef struct sl_config {
     int32_t group_max_session_timeout_ms;
     int64_t offsets_retention_minutes;
     int64_t offsets_retention_check_interval_ms;
+    int64_t offsets_topic_segment_bytes;
     int32_t producer_id_expiration_ms;
     int32_t producer_id_expiration_check_interval_ms;
     int32_t transactional_id_expiration_ms;

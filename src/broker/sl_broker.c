@@ -727,6 +727,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         return SL_EIO;
     }
     sl_compactor_set_keysvc(b->compactor, b->keysvc);
+    if (sl_group_coord_clean_with(b->groups, b->compactor)) {
+        snprintf(err, elen, "out of memory");
+        sl_broker_free(b);
+        return SL_ENOMEM;
+    }
     b->retention_timer =
         sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
     b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);

@@ -144,6 +144,9 @@ typedef struct sl_group_coord sl_group_coord;
 /* Opens the offsets log under log.dirs and loads it; NULL with `err` filled on failure. */
 sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t err_len);
 /* At SIGTERM: answers parked JoinGroup/SyncGroup requests so the drain can finish. */
+/* Hands the group-offsets log to the log cleaner (an internal log; sl_compactor.h). */
+struct sl_compactor;
+sl_err sl_group_coord_clean_with(sl_group_coord *g, struct sl_compactor *c);
 void sl_group_coord_shutdown(sl_group_coord *g);
 /* Syncs the offsets log and frees; call after the flusher (its callbacks ran), before the loop. */
 void sl_group_coord_free(sl_group_coord *g);

@@ -66,6 +66,9 @@ struct sl_compactor {
     sl_err run_result;    /* guarded by mu */
     bool stop;            /* guarded by mu */
     sl_compactor_stats stats;
+    /* Internal logs (see that section below): registered ones, and the one in flight. */
+    struct internal_log *internals;
+    struct internal_log *job_internal;
 };
 
 static void *worker(void *arg) {
@@ -156,8 +159,14 @@ static void key_failure(sl_compactor *c, sl_partition *p, ckpt *k, sl_err e, int
                 p->topic->name, p->index, sl_errname(e));
 }
 
+static void finish_internal(sl_compactor *c);
+
 /* Commits the finished job on the loop thread and logs what it did. */
 static void finish(sl_compactor *c) {
+    if (c->job_internal) {
+        finish_internal(c);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     sl_err run = c->run_result;
     c->done = false;
@@ -209,11 +218,14 @@ static void efd_ready(void *ctx, uint32_t ev) {
 }
 
 static void arm(sl_compactor *c);
+static void tick_internal(sl_compactor *c);
+static void free_internals(sl_compactor *c);
 
 /* Picks the dirtiest due partition of the compacted topics and posts its clean. */
 static void tick(void *ctx) {
     sl_compactor *c = ctx;
     c->timer = NULL;
+    if (!c->job) tick_internal(c); /* first: they are small, and never starved by topics */
     if (!c->job) {
         int64_t now = sl_wall_ms(), mono = sl_mono_ms();
         sl_partition *best = NULL;
@@ -339,7 +351,7 @@ void sl_compactor_set_keysvc(sl_compactor *c, sl_keysvc *ks) {
 }
 
 void sl_compactor_shredded(sl_compactor *c, const uint8_t topic_id[16]) {
-    if (!c || !c->job || memcmp(c->job_topic->id.b, topic_id, 16) != 0) return;
+    if (!c || !c->job || !c->job_topic || memcmp(c->job_topic->id.b, topic_id, 16) != 0) return;
     /* The worker stops at its next frame and its key copies go; finish discards the run. A run
      * already decided completes: its files are sealed under DEKs the shredded key wrapped. */
     sl_cleaner_cancel(c->job);
@@ -386,6 +398,7 @@ void sl_compactor_free(sl_compactor *c) {
             c->cks[b] = k->next;
             free(k);
         }
+    free_internals(c);
     free(c);
 }
 
@@ -394,4 +407,160 @@ void sl_compactor_stats_get(const sl_compactor *c, sl_compactor_stats *out) {
         *out = c->stats;
     else
         memset(out, 0, sizeof *out);
+}
+
+/* ---- internal logs ----
+ * Partition logs that are not a topic's (the group-offsets log) are cleaned by the same cleaner,
+ * one clean at a time with the topics' (the same worker and completion), under the broker's
+ * log.cleaner.* settings as Kafka cleans __consumer_offsets (cleanup.policy=compact, the broker
+ * defaults). They are assessed before the topics at each tick. Sealed under the system key (topic
+ * id all zero, partition 0): a segment failing authentication is a tamper event against it. */
+
+typedef struct internal_log {
+    struct internal_log *next;
+    char name[64];
+    sl_log *log; /* borrowed; outlives the compactor */
+    sl_cleaner_checkpoint ck;
+    int64_t retry_after_ms;
+} internal_log;
+
+static const uint8_t k_system_id[16] = {0};
+
+static void internal_config(const sl_compactor *c, sl_cleaner_config *cc) {
+    sl_cleaner_config_default(cc);
+    cc->delete_retention_ms = c->cfg->log_cleaner_delete_retention_ms;
+    cc->min_compaction_lag_ms = c->cfg->log_cleaner_min_compaction_lag_ms;
+    cc->max_compaction_lag_ms = c->cfg->log_cleaner_max_compaction_lag_ms;
+    cc->min_cleanable_dirty_ratio = c->cfg->log_cleaner_min_cleanable_ratio;
+    cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
+}
+
+sl_err sl_compactor_add_internal(sl_compactor *c, const char *name, sl_log *log, const char *dir) {
+    if (!c) return SL_OK;
+    internal_log *l = calloc(1, sizeof *l);
+    if (!l) return SL_ENOMEM;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->log = log;
+    if (sl_cleaner_read_checkpoint(dir, &l->ck) != SL_OK) {
+        SL_WARN("cleaner", "checkpoint unreadable; cleaning from the start", "log=%s", name);
+        l->ck = (sl_cleaner_checkpoint){.offset = 0, .horizon_ms = -1};
+    }
+    l->next = c->internals;
+    c->internals = l;
+    return SL_OK;
+}
+
+static void free_internals(sl_compactor *c) {
+    while (c->internals) {
+        internal_log *l = c->internals;
+        c->internals = l->next;
+        free(l);
+    }
+}
+
+/* Posts `j` to the worker (started on first use); false (the job discarded) when it cannot. */
+static bool start_job(sl_compactor *c, sl_cleaner_job *j) {
+    if (!c->thread_started) {
+        if (pthread_create(&c->thread, NULL, worker, c) != 0) {
+            sl_cleaner_commit(j, SL_ENOMEM, NULL); /* discard */
+            SL_ERROR("cleaner", "cannot start the cleaner thread", "err=%s", strerror(errno));
+            return false;
+        }
+        c->thread_started = true;
+    }
+    c->job = j;
+    c->job_start_ms = sl_mono_ms();
+    pthread_mutex_lock(&c->mu);
+    c->todo = j;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return true;
+}
+
+/* As key_failure, against the system key. */
+static void internal_failure(sl_compactor *c, internal_log *l, sl_err e, int64_t bad_base) {
+    int64_t mono = sl_mono_ms();
+    if (e == SL_EKEY_UNAVAILABLE || e == SL_EKMS_UNAVAILABLE) {
+        l->retry_after_ms = mono + KEY_RETRY_MS;
+        return;
+    }
+    if (e == SL_ETAMPER) {
+        char what[160];
+        if (bad_base >= 0)
+            snprintf(what, sizeof what, "cleaner: %s segment %" PRId64, l->name, bad_base);
+        else
+            snprintf(what, sizeof what, "cleaner: %s segment keys", l->name);
+        if (c->ks) sl_keysvc_tamper(c->ks, k_system_id, 0, what);
+        l->retry_after_ms = mono + (int64_t)c->cfg->log_cleaner_backoff_ms * TAMPER_BACKOFFS;
+        SL_WARN("cleaner",
+                "stored data failed authentication; nothing was rewritten, the log is retried "
+                "later",
+                "log=%s during=%s", l->name, what);
+        return;
+    }
+    l->retry_after_ms = mono + 60000;
+    if (e != SL_ESTATE)
+        SL_WARN("cleaner", "clean failed; retried later", "log=%s err=%s", l->name, sl_errname(e));
+}
+
+/* Starts the clean of the dirtiest due internal log, if any. */
+static void tick_internal(sl_compactor *c) {
+    int64_t now = sl_wall_ms(), mono = sl_mono_ms();
+    sl_cleaner_config cc;
+    internal_config(c, &cc);
+    internal_log *best = NULL;
+    double best_ratio = -1;
+    for (internal_log *l = c->internals; l; l = l->next) {
+        if (l->retry_after_ms > mono) continue;
+        sl_cleaner_assessment as;
+        sl_cleaner_assess(l->log, &cc, &l->ck, now, &as);
+        if (!as.due) continue;
+        double r = as.lag_exceeded || as.tombstones_expired ? 2.0 : as.dirty_ratio;
+        if (r > best_ratio) {
+            best_ratio = r;
+            best = l;
+        }
+    }
+    if (!best) return;
+    sl_cleaner_job *j = NULL;
+    sl_err e = sl_cleaner_prepare(best->log, &cc, now, &j);
+    if (e) {
+        internal_failure(c, best, e, -1);
+        return;
+    }
+    if (!j) return;
+    if (!start_job(c, j)) return;
+    c->job_internal = best;
+    SL_INFO("cleaner", "clean started", "log=%s", best->name);
+}
+
+/* finish() for an internal log. */
+static void finish_internal(sl_compactor *c) {
+    pthread_mutex_lock(&c->mu);
+    sl_err run = c->run_result;
+    c->done = false;
+    pthread_mutex_unlock(&c->mu);
+    internal_log *l = c->job_internal;
+    sl_cleaner_result res;
+    memset(&res, 0, sizeof res);
+    sl_err e = sl_cleaner_commit(c->job, run, &res);
+    c->job = NULL;
+    c->job_internal = NULL;
+    if (e != SL_OK) {
+        c->stats.failures++;
+        internal_failure(c, l, e, res.bad_base);
+        return;
+    }
+    l->ck = res.checkpoint;
+    c->stats.cleans++;
+    c->stats.records_dropped += res.records_dropped;
+    c->stats.bytes_before += res.bytes_before;
+    c->stats.bytes_after += res.bytes_after;
+    SL_INFO("cleaner", "internal log cleaned",
+            "log=%s segments=%d records_read=%" PRId64 " records_dropped=%" PRId64
+            " tombstones_dropped=%" PRId64 " bytes_before=%" PRId64 " bytes_after=%" PRId64
+            " first_dirty=%" PRId64 " map_full=%d ms=%" PRId64,
+            l->name, res.segments_rewritten, res.records_read, res.records_dropped,
+            res.tombstones_dropped, res.bytes_before, res.bytes_after, res.checkpoint.offset,
+            res.map_full ? 1 : 0, sl_mono_ms() - c->job_start_ms);
 }

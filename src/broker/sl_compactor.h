@@ -34,6 +34,15 @@ void sl_compactor_settle(sl_compactor *c, sl_topic *topic);
  * joins the worker. NULL is fine. */
 void sl_compactor_free(sl_compactor *c);
 
+struct sl_log;
+/* Internal logs: `log` (the group-offsets log), a partition log that is no topic's, is cleaned
+ * like a compacted topic's partition under the broker's log.cleaner.* settings; `name` names it
+ * in logs, `dir` is its directory (its cleaner checkpoint is read from there now). `log` is
+ * borrowed and must outlive the compactor (sl_compactor_free commits a clean in flight). A NULL
+ * compactor (log.cleaner.enable=false) ignores it. Loop thread. */
+sl_err sl_compactor_add_internal(sl_compactor *c, const char *name, struct sl_log *log,
+                                 const char *dir);
+
 /* Totals since start (tests, logs). */
 typedef struct sl_compactor_stats {
     int64_t cleans, failures, records_dropped, bytes_before, bytes_after;

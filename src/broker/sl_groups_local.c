@@ -15,6 +15,7 @@
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
 #include "broker/sl_broker.h"
+#include "broker/sl_compactor.h"
 #include "group/sl_group.h"
 #include "group/sl_offstore.h"
 
@@ -246,7 +247,8 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
         free(g);
         return NULL;
     }
-    if (sl_offstore_open_keys(b->cfg.log_dirs, b->keysvc, g->gc, &g->store, err, elen) != SL_OK) {
+    if (sl_offstore_open_keys(b->cfg.log_dirs, b->keysvc, b->cfg.offsets_topic_segment_bytes, g->gc,
+                              &g->store, err, elen) != SL_OK) {
         sl_gc_free(g->gc);
         free(g);
         return NULL;
@@ -258,6 +260,12 @@ sl_group_coord *sl_group_coord_new(sl_broker *b, char *err, size_t elen) {
             (long long)replayed);
     rearm(g);
     return g;
+}
+
+sl_err sl_group_coord_clean_with(sl_group_coord *g, sl_compactor *c) {
+    if (!g) return SL_OK;
+    return sl_compactor_add_internal(c, SL_OFFSTORE_DIR, sl_offstore_log(g->store),
+                                     sl_offstore_dir(g->store));
 }
 
 void sl_group_coord_shutdown(sl_group_coord *g) {

@@ -18,12 +18,10 @@
 #include "sl_offstore.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/sl_logging.h"
 #include "base/sl_time.h"
@@ -35,7 +33,6 @@
 #define KEY_VERSION_GROUP  2
 #define REC_STATE_EMPTY    0
 #define REC_STATE_STABLE   1
-#define MAX_BATCH_RECORDS  512
 
 struct sl_offstore {
     char dir[4096];
@@ -346,7 +343,7 @@ static sl_err open_log(sl_keysvc *ks, const char *dir, const sl_log_config *lc, 
     return SL_OK;
 }
 
-/* ---- compaction ---- */
+/* ---- recovery of the old hand compaction ---- */
 
 static sl_err destroy_dir(const char *dir) {
     struct stat st;
@@ -359,96 +356,24 @@ static sl_err destroy_dir(const char *dir) {
     return sl_log_destroy(l);
 }
 
-static void sync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-typedef struct compact_ctx {
-    sl_gc *gc;
-    sl_log *out;
-    sl_arena *a; /* the batch being built */
-    sl_rec_builder recs;
-    int64_t live;
-    sl_err err;
-} compact_ctx;
-
-static void compact_start(compact_ctx *c) {
-    sl_arena_free(c->a);
-    c->a = sl_arena_new(64 * 1024);
-    if (!c->a) {
-        c->err = SL_ENOMEM;
-        return;
-    }
-    sl_rec_builder_init(&c->recs, c->a, 16 * 1024);
-}
-
-static void compact_flush(compact_ctx *c) {
-    if (c->err || !c->recs.count) return;
-    c->err = append_batch(c->out, &c->recs);
-    if (!c->err) compact_start(c);
-}
-
-static void compact_add(compact_ctx *c, sl_err e) {
-    if (!c->err) c->err = e;
-    c->live++;
-    if (c->recs.count >= MAX_BATCH_RECORDS) compact_flush(c);
-}
-
-static void compact_record(void *ctx, const sl_gc_group_view *g) {
-    compact_ctx *c = ctx;
-    if (c->err) return;
-    compact_add(c, add_group(&c->recs, g->group_id, g));
-}
-
-static void compact_group(void *ctx, const sl_gc_group_view *g) {
-    compact_ctx *c = ctx;
-    /* Compaction runs right after replay, when every group is as its last record left it. */
-    sl_gc_group_record(c->gc, g->group_id, compact_record, c);
-    sl_str topic;
-    int32_t part;
-    sl_gc_offset o;
-    for (int32_t i = 0; !c->err && sl_gc_offset_at(c->gc, g->group_id, i, &topic, &part, &o); i++)
-        compact_add(c, add_offset(&c->recs, g->group_id, topic, part, &o));
-}
-
-/* Writes the live offsets to a fresh log next to the old one and swaps the directories so that
- * a crash at any point leaves one complete log: `.compact` is incomplete until renamed, `.old`
- * is removed only after the new log is in place. */
-static sl_err compact(sl_offstore *s, sl_gc *gc) {
+/* Brokers before the cleaner compacted this log at open by writing the live state to
+ * `<dir>.compact` and swapping directories through `<dir>.old`. One upgrading with such a swap
+ * interrupted on disk: the old log is authoritative until the new one was renamed in place, and
+ * the new one, once renamed, is complete. Nothing writes these directories any more. */
+static sl_err recover_old_compaction(const char *dir, char *err, size_t elen) {
     char tmp[4200], old[4200];
-    snprintf(tmp, sizeof tmp, "%s.compact", s->dir);
-    snprintf(old, sizeof old, "%s.old", s->dir);
-    sl_err e = destroy_dir(tmp);
-    if (e) return e;
-    sl_log_config lc;
-    sl_log_config_default(&lc);
-    compact_ctx c = {.gc = gc};
-    if ((e = open_log(s->ks, tmp, &lc, &c.out))) return e;
-    compact_start(&c);
-    sl_gc_list(gc, compact_group, &c);
-    compact_flush(&c);
-    sl_arena_free(c.a);
-    if (!c.err) c.err = sl_log_sync(c.out);
-    sl_log_close(c.out);
-    if (c.err) {
-        destroy_dir(tmp);
-        return c.err;
+    snprintf(tmp, sizeof tmp, "%s.compact", dir);
+    snprintf(old, sizeof old, "%s.old", dir);
+    struct stat st;
+    if (stat(old, &st) == 0) {
+        if (stat(dir, &st) == 0)
+            destroy_dir(old);
+        else if (rename(old, dir) != 0) {
+            snprintf(err, elen, "cannot restore %s: %s", old, strerror(errno));
+            return SL_EIO;
+        }
     }
-    sl_log_close(s->log);
-    s->log = NULL;
-    if (rename(s->dir, old) != 0 || rename(tmp, s->dir) != 0) return SL_EIO;
-    char parent[4200];
-    snprintf(parent, sizeof parent, "%s", s->dir);
-    char *slash = strrchr(parent, '/');
-    if (slash) *slash = 0;
-    sync_dir(slash ? parent : ".");
-    destroy_dir(old);
-    if ((e = open_log(s->ks, s->dir, &lc, &s->log))) return e;
-    s->live = c.live;
+    (void)destroy_dir(tmp); /* incomplete by construction; a failure leaves an unused directory */
     return SL_OK;
 }
 
@@ -467,32 +392,22 @@ static void count_live(void *ctx, const sl_gc_group_view *g) {
 
 sl_err sl_offstore_open(const char *log_dirs, sl_gc *gc, sl_offstore **out, char *err,
                         size_t elen) {
-    return sl_offstore_open_keys(log_dirs, NULL, gc, out, err, elen);
+    return sl_offstore_open_keys(log_dirs, NULL, 0, gc, out, err, elen);
 }
 
-sl_err sl_offstore_open_keys(const char *log_dirs, sl_keysvc *ks, sl_gc *gc, sl_offstore **out,
-                             char *err, size_t elen) {
+sl_err sl_offstore_open_keys(const char *log_dirs, sl_keysvc *ks, int64_t segment_bytes, sl_gc *gc,
+                             sl_offstore **out, char *err, size_t elen) {
     sl_offstore *s = calloc(1, sizeof *s);
     if (!s) return SL_ENOMEM;
     s->ks = ks;
     snprintf(s->dir, sizeof s->dir, "%s/%s", log_dirs, SL_OFFSTORE_DIR);
-    char tmp[4200], old[4200];
-    snprintf(tmp, sizeof tmp, "%s.compact", s->dir);
-    snprintf(old, sizeof old, "%s.old", s->dir);
-    struct stat st;
-    /* An interrupted compaction: the old log is authoritative until the new one was renamed. */
-    if (stat(old, &st) == 0) {
-        if (stat(s->dir, &st) == 0)
-            destroy_dir(old);
-        else if (rename(old, s->dir) != 0) {
-            snprintf(err, elen, "cannot restore %s: %s", old, strerror(errno));
-            free(s);
-            return SL_EIO;
-        }
+    if (recover_old_compaction(s->dir, err, elen) != SL_OK) {
+        free(s);
+        return SL_EIO;
     }
-    destroy_dir(tmp);
     sl_log_config lc;
     sl_log_config_default(&lc);
+    lc.segment_bytes = segment_bytes > 0 ? segment_bytes : SL_OFFSTORE_SEGMENT_BYTES;
     sl_err e = open_log(ks, s->dir, &lc, &s->log);
     if (!e) e = replay(s->log, gc, &s->replayed);
     if (e) {
@@ -503,18 +418,6 @@ sl_err sl_offstore_open_keys(const char *log_dirs, sl_keysvc *ks, sl_gc *gc, sl_
     live_ctx lc2 = {gc, 0};
     sl_gc_list(gc, count_live, &lc2);
     s->live = lc2.n;
-    /* Rewrite when dead records dominate; a crash during it leaves one complete log. */
-    if (s->replayed >= 1024 && s->replayed >= 4 * s->live) {
-        int64_t before = s->replayed;
-        e = compact(s, gc);
-        if (e) {
-            snprintf(err, elen, "compacting group offsets log %s: %s", s->dir, sl_strerror(e));
-            sl_offstore_close(s);
-            return e;
-        }
-        SL_INFO("groups", "compacted offsets log", "records_before=%lld live=%lld",
-                (long long)before, (long long)s->live);
-    }
     *out = s;
     return SL_OK;
 }
@@ -560,6 +463,8 @@ sl_err sl_offstore_flush(sl_offstore *s) {
 }
 
 sl_log *sl_offstore_log(sl_offstore *s) { return s->log; }
+
+const char *sl_offstore_dir(const sl_offstore *s) { return s->dir; }
 
 void sl_offstore_stats(const sl_offstore *s, int64_t *replayed, int64_t *live) {
     *replayed = s->replayed;

@@ -571,7 +571,7 @@ static sl_gc *store_gc(sl_offstore **st) {
     return gc;
 }
 
-SL_TEST(group_offstore_replays_last_value_and_tombstones_and_compacts) {
+SL_TEST(group_offstore_replays_last_value_and_tombstones) {
     char dir[] = "/tmp/sl_groups_XXXXXX";
     CHECK(mkdtemp(dir));
     char err[256] = "";
@@ -618,11 +618,12 @@ SL_TEST(group_offstore_replays_last_value_and_tombstones_and_compacts) {
     sl_offstore_close(st);
     sl_gc_free(gc);
 
-    /* the open above compacted: the next one replays only live records */
+    /* an open rewrites nothing (the log cleaner compacts this log; test_group_persist.c): the
+     * next one replays the same records into the same state */
     gc = store_gc(&st);
     CHECK_EQ(sl_offstore_open(dir, gc, &st, err, sizeof err), SL_OK);
     sl_offstore_stats(st, &replayed, &live);
-    CHECK_EQ(replayed, 3);
+    CHECK_EQ(replayed, 3004);
     CHECK_EQ(live, 3);
     CHECK(sl_gc_offset_get(gc, S("g1"), S("t"), 1, &o));
     CHECK_EQ(o.offset, 2998);
