@@ -16,6 +16,7 @@
 #            of --count and 100000: it is commit-bound at a few thousand msgs/s here, and a
 #            million would pass the runs' time cap; its ratio to idempotent is in msgs/s)
 #            --pairs N (the gateway rows' paired latency runs, below; default 5, 0: none)
+#            --pair-load "PCT..." (their rates, % of the gateway row's tailing rate; default 50)
 #
 # Every row: 1 KiB incompressible messages, acks=all; but sasl_ssl_protect stands for two rows
 # served by one broker: sasl_ssl_json and sasl_ssl_protect, 1 KiB JSON documents on a topic
@@ -51,6 +52,7 @@ E2E_LINGER=1
 BASE_BIN=${SLUICE_BASE_BIN:-}
 TXN_COUNT=""
 PAIRS=5
+PAIR_LOAD=50
 while [ $# -gt 0 ]; do
     case "$1" in
     --smoke) SMOKE=1 ;;
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --base-bin) BASE_BIN=$2; shift ;;
     --txn-count) TXN_COUNT=$2; shift ;;
     --pairs) PAIRS=$2; shift ;;
+    --pair-load) PAIR_LOAD=$2; shift ;;
     -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -85,7 +88,7 @@ fi
 E2E_ARGS=""
 [ "$E2E_LINGER" = default ] || E2E_ARGS="-l $E2E_LINGER"
 [ -n "$TXN_COUNT" ] || TXN_COUNT=$((COUNT < 100000 ? COUNT : 100000))
-case "$COUNT$SECS${E2E_LINGER#default}$TXN_COUNT$PAIRS" in *[!0-9]*) echo "run_matrix: --count/--secs/--txn-count/--pairs must be integers" >&2; exit 2 ;; esac
+case "$COUNT$SECS${E2E_LINGER#default}$TXN_COUNT$PAIRS${PAIR_LOAD// /}" in *[!0-9]*) echo "run_matrix: --count/--secs/--txn-count/--pairs/--pair-load must be integers" >&2; exit 2 ;; esac
 
 BIN=$ROOT/build/bench
 SLUICE=${SLUICE_BIN_BENCH:-$ROOT/build/release/sluice}
@@ -409,25 +412,28 @@ probe_ok() { # $1 row
 
 # The gateway's added latency, paired: --pairs N times (default 5), one fixed-rate e2e run straight
 # to the broker and one through the gateway, back to back at the same rate (half the gateway
-# row's tailing rate, the lower of the two) on the same topic, the order alternating (ABBA) so a
+# row's tailing rate, the lower of the two; --pair-load) on the same topic, the order alternating (ABBA) so a
 # drift in the machine's load falls on both. The table reports the median of the N differences:
 # one run's p50 moves by milliseconds with the disk's fsync times, which a difference of
-# neighbours taken seconds apart cancels. Phases pair1..N of both rows.
+# neighbours taken seconds apart cancels. Phases pair<PCT>-1..N of both rows.
 run_gateway_pairs() { # $1 partitions $2 the broker's SASL_SSL address; ADDR is the gateway's
-    local p=$1 daddr=$2 gaddr=$ADDR rate r i row order j T=$((SECS * 4 + 120))
+    local p=$1 daddr=$2 gaddr=$ADDR rate r i row order j pct addr T=$((SECS * 4 + 120))
     rate=$(rate_of "$(grep "\"row\":\"gateway\",\"phase\":\"tail\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
     [ "$rate" -gt 0 ] 2>/dev/null || return 0
-    r=$((rate / 2))
-    for i in $(seq 1 "$PAIRS"); do
-        order="gateway_direct gateway"
-        [ $((i % 2)) = 0 ] && order="gateway gateway_direct"
-        for row in $order; do
-            log "$row: $p partition(s): pair $i of $PAIRS, end-to-end at $r msgs/s for ${SECS}s"
-            local addr=$gaddr
-            [ "$row" = gateway_direct ] && addr=$daddr
-            # shellcheck disable=SC2086
-            j=$(run_gen "$GEN" e2e -b "$addr" -t "bench-gateway-p$p" -p "$p" -r "$r" -d "$SECS" -T "$T" $E2E_ARGS $GEN_ARGS --label "$row")
-            record "$row" "pair$i" "$p" null "$j"
+    for pct in $PAIR_LOAD; do
+        r=$((rate * pct / 100))
+        [ "$r" -gt 0 ] || r=1
+        for i in $(seq 1 "$PAIRS"); do
+            order="gateway_direct gateway"
+            [ $((i % 2)) = 0 ] && order="gateway gateway_direct"
+            for row in $order; do
+                log "$row: $p partition(s): pair $i of $PAIRS at $pct%, end-to-end at $r msgs/s for ${SECS}s"
+                addr=$gaddr
+                [ "$row" = gateway_direct ] && addr=$daddr
+                # shellcheck disable=SC2086
+                j=$(run_gen "$GEN" e2e -b "$addr" -t "bench-gateway-p$p" -p "$p" -r "$r" -d "$SECS" -T "$T" $E2E_ARGS $GEN_ARGS --label "$row")
+                record "$row" "pair$pct-$i" "$p" null "$j"
+            done
         done
     done
 }

@@ -60,7 +60,10 @@ def main():
     for r in rows:
         if r.get("phase") in ("na", "rss"):
             continue
-        res[(r["row"], r["partitions"], r["phase"])] = r
+        phase = r["phase"]
+        if phase.startswith("pair") and phase[4:].isdigit():  # results before --pair-load
+            phase = f"pair50-{phase[4:]}"
+        res[(r["row"], r["partitions"], phase)] = r
     parts = sorted({k[1] for k in res})
     seen = [x for x in ORDER if x in na or any(k[0] == x for k in res)]
     seen += sorted({k[0] for k in res} - set(seen))
@@ -311,26 +314,27 @@ def main():
         # Paired runs (run_matrix.sh, run_gateway_pairs): the median of the differences of
         # neighbouring runs, which cancels the drift that moves a lone run's p50 by milliseconds.
         for p in parts:
-            diffs = []
-            i = 1
-            while True:
-                g, d = lg("gateway", p, f"pair{i}"), lg("gateway_direct", p, f"pair{i}")
-                if not g or not d:
-                    break
-                if g.get("ok") and d.get("ok") and g.get("e2e_lat_us", {}).get("n") and \
-                        d.get("e2e_lat_us", {}).get("n"):
-                    diffs.append((g["e2e_lat_us"]["p50"] - d["e2e_lat_us"]["p50"]) / 1000)
-                i += 1
-            if i == 1:
-                continue
-            label = "gateway adds ≤ 0.2 ms p50 e2e @50%, paired"
-            if not diffs:
-                out.append(f"| {label} | {p} | no complete pair of {i - 1} | — |")
-                continue
-            med = statistics.median(diffs)
-            out.append(f"| {label} | {p} | {med:+.2f} ms median of {len(diffs)} "
-                       f"(each: {', '.join(f'{x:+.2f}' for x in diffs)}) | "
-                       f"{'yes' if med <= 0.2 and len(diffs) == i - 1 else 'no'} |")
+            loads = sorted({int(k[2][4:].split("-")[0]) for k in res
+                            if k[0] == "gateway" and k[1] == p and k[2].startswith("pair")})
+            for pct in loads:
+                diffs, n = [], 0
+                while True:
+                    ph = f"pair{pct}-{n + 1}"
+                    g, d = lg("gateway", p, ph), lg("gateway_direct", p, ph)
+                    if not g or not d:
+                        break
+                    n += 1
+                    if g.get("ok") and d.get("ok") and g.get("e2e_lat_us", {}).get("n") and \
+                            d.get("e2e_lat_us", {}).get("n"):
+                        diffs.append((g["e2e_lat_us"]["p50"] - d["e2e_lat_us"]["p50"]) / 1000)
+                label = f"gateway adds ≤ 0.2 ms p50 e2e @{pct}%, paired"
+                if not diffs:
+                    out.append(f"| {label} | {p} | no complete pair of {n} | — |")
+                    continue
+                med = statistics.median(diffs)
+                out.append(f"| {label} | {p} | {med:+.2f} ms median of {len(diffs)} "
+                           f"(each: {', '.join(f'{x:+.2f}' for x in diffs)}) | "
+                           f"{'yes' if med <= 0.2 and len(diffs) == n else 'no'} |")
     ratio_line("SASL_SSL ≥ 2× NATS JetStream TLS publish", "sasl_ssl", "nats", 2.0)
     ratio_line("PLAINTEXT ≥ 0.5× mock cluster produce", "plaintext", "mock", 0.5)
     ratio_line("SASL_SSL ≥ 0.5× mock cluster produce", "sasl_ssl", "mock", 0.5)
