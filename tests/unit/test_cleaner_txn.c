@@ -3,16 +3,14 @@
  * markers get a delete horizon once their transaction has no data left and go after it; every
  * crash point of such a clean leaves the old log or the new one. The broker's side (the aborted
  * index follows the removed markers) is in test_txnpart.c. */
-#include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/sl_arena.h"
 #include "base/sl_buf.h"
+#include "cleaner_crash.h"
 #include "log_keys_fake.h"
 #include "proto/sl_batch.h"
 #include "proto/sl_records.h"
@@ -26,24 +24,19 @@
 #define A_CONTROL 0x20
 #define A_HORIZON 0x40
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-static void rm_rf(const char *p) { nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *tmpdir(char *buf) {
-    struct stat st;
-    strcpy(buf, stat("/dev/shm", &st) == 0 ? "/dev/shm/sl_ctxn_XXXXXX" : "/tmp/sl_ctxn_XXXXXX");
-    return mkdtemp(buf);
-}
-
 static void log_cfg(sl_log_config *c) {
     sl_log_config_default(c);
     c->segment_bytes = 400; /* a few batches per segment */
     c->segment_ms = -1;
     c->index_interval_bytes = 100;
     c->retention_ms = -1;
+}
+
+/* A log in a fresh directory (`dir`, 64 bytes) with log_cfg's small segments (`lc`, for reopening
+ * it), sealed under `k` when given; NULL when either fails. */
+static sl_log *new_log(char *dir, sl_log_config *lc, const sl_log_keys *k) {
+    log_cfg(lc);
+    return cleaner_new_log(dir, "sl_ctxn", lc, k);
 }
 
 static void clean_cfg(sl_cleaner_config *c) {
@@ -229,20 +222,13 @@ static bool build(sl_log *log, scen *s) {
  * record stays is kept as it is. Without the aborted list (a cleaner blind to transactions) the
  * same clean keeps v2 and drops v1: the test can fail. Plaintext and encrypted. */
 static void aborted_never_replaces_committed(int *sl_failed_, bool enc) {
-    char dir[64];
-    CHECK(tmpdir(dir));
-    sl_log_config lc;
-    log_cfg(&lc);
     tkeys t;
     tkeys_init(&t);
-    sl_log *log;
-    if (enc) {
-        sl_log_keys k = mkkeys(&t, 0x51, 0, 0);
-        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-        sl_log_set_keys(log, &k);
-    } else {
-        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-    }
+    sl_log_keys k = mkkeys(&t, 0x51, 0, 0);
+    char dir[64];
+    sl_log_config lc;
+    sl_log *log = new_log(dir, &lc, enc ? &k : NULL);
+    CHECK(log);
     scen s;
     CHECK(build(log, &s));
     seen before;
@@ -265,29 +251,22 @@ static void aborted_never_replaces_committed(int *sl_failed_, bool enc) {
     sl_cleaner_result_free(&res);
     /* Reopened: the same. */
     sl_log_close(log);
-    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-    if (enc) {
-        sl_log_keys k = mkkeys(&t, 0x51, 0, 0);
-        sl_log_set_keys(log, &k);
-    }
+    CHECK_EQ(cleaner_open_log(dir, &lc, enc ? &k : NULL, &log), SL_OK);
     CHECK(scan(log, &after));
     CHECK(has(&after, "K=v1") && !has(&after, "K=v2"));
     sl_log_close(log);
-    rm_rf(dir);
+    cleaner_rm_rf(dir);
 
     /* The contrast: blind to the abort, v2 is K's latest. */
-    CHECK(tmpdir(dir));
-    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-    if (enc) {
-        sl_log_keys k = mkkeys(&t, 0x52, 0, 0);
-        sl_log_set_keys(log, &k);
-    }
+    k = mkkeys(&t, 0x52, 0, 0);
+    log = new_log(dir, &lc, enc ? &k : NULL);
+    CHECK(log);
     CHECK(build(log, &s));
     CHECK_EQ(clean_txn(log, NULL, NOW, &res), SL_OK);
     CHECK(scan(log, &after));
     CHECK(has(&after, "K=v2") && !has(&after, "K=v1"));
     sl_log_close(log);
-    rm_rf(dir);
+    cleaner_rm_rf(dir);
 }
 
 SL_TEST(cleaner_txn_aborted_never_replaces_committed) {
@@ -303,11 +282,9 @@ SL_TEST(cleaner_txn_aborted_never_replaces_committed_encrypted) {
  * and removed after its horizon. */
 SL_TEST(cleaner_txn_markers_removed_after_horizon) {
     char dir[64];
-    CHECK(tmpdir(dir));
     sl_log_config lc;
-    log_cfg(&lc);
-    sl_log *log;
-    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    sl_log *log = new_log(dir, &lc, NULL);
+    CHECK(log);
     scen s;
     CHECK(build(log, &s));
     sl_cleaner_result res;
@@ -360,7 +337,7 @@ SL_TEST(cleaner_txn_markers_removed_after_horizon) {
     CHECK_EQ(key_count(&v, "K"), 1);
     sl_cleaner_result_free(&res);
     sl_log_close(log);
-    rm_rf(dir);
+    cleaner_rm_rf(dir);
 }
 
 /* An open transaction bounds the clean: the cleanable end is the base of the segment holding the
@@ -368,11 +345,9 @@ SL_TEST(cleaner_txn_markers_removed_after_horizon) {
  * transaction committed), they are cleaned. */
 SL_TEST(cleaner_txn_bounded_by_lso) {
     char dir[64];
-    CHECK(tmpdir(dir));
     sl_log_config lc;
-    log_cfg(&lc);
-    sl_log *log;
-    CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+    sl_log *log = new_log(dir, &lc, NULL);
+    CHECK(log);
     CHECK(filler(log, 10, "x"));
     int64_t open_first = put(log, 7, true, "T", "t1"); /* P7's transaction, open */
     CHECK(open_first >= 0);
@@ -417,57 +392,68 @@ SL_TEST(cleaner_txn_bounded_by_lso) {
     CHECK(has(&v, "T=t1"));
     sl_cleaner_result_free(&res);
     sl_log_close(log);
-    rm_rf(dir);
+    cleaner_rm_rf(dir);
 }
 
 /* A kill -9 after each durable step of a clean that removes aborted data (in one segment) and
  * stamps its ABORT marker (in a later one): reopened, the log is the old one (v2 and the marker
  * unstamped) or the new one (no v2, the marker stamped), never aborted data without its marker;
  * K=v1 is always there; a clean afterwards gives the new one. */
+typedef struct crash_txn {
+    int64_t a2; /* P2's ABORT marker */
+    sl_cleaner_aborted ab;
+    sl_cleaner_txn txn;
+} crash_txn;
+
+/* P1 commits K=v1; P2's aborted K=v2 and its ABORT marker are in different segments. */
+static void crash_build(int *sl_failed_, void *ctx, const char *dir, sl_log *log) {
+    crash_txn *x = ctx;
+    (void)dir;
+    int64_t v1 = put(log, 1, true, "K", "v1");
+    CHECK(v1 >= 0 && marker(log, 1, true) >= 0);
+    int64_t v2 = put(log, 2, true, "K", "v2");
+    CHECK(v2 >= 0 && filler(log, 6, "m"));
+    x->a2 = marker(log, 2, false);
+    CHECK(x->a2 >= 0 && filler(log, 12, "a"));
+    x->ab = (sl_cleaner_aborted){2, v2, x->a2};
+    x->txn = (sl_cleaner_txn){.stable_end = INT64_MAX, .ab = &x->ab, .nab = 1};
+}
+
+static sl_err crash_clean(void *ctx, sl_log *log) {
+    sl_cleaner_result res;
+    sl_err e = clean_txn(log, &((crash_txn *)ctx)->txn, NOW, &res);
+    if (e == SL_OK) sl_cleaner_result_free(&res);
+    return e;
+}
+
+/* The old log (v2 there, its marker unstamped) or the new one (no v2, the marker stamped). */
+static void crash_check(int *sl_failed_, void *ctx, const char *dir, sl_log *log, bool finished) {
+    crash_txn *x = ctx;
+    (void)dir;
+    seen v;
+    CHECK(scan(log, &v));
+    CHECK(has(&v, "K=v1"));
+    bool old = has(&v, "K=v2") && horizon_of(&v, x->a2) == 0;
+    bool cleaned = !has(&v, "K=v2") && horizon_of(&v, x->a2) == 1;
+    CHECK(old || cleaned);
+    CHECK(!finished || cleaned);
+}
+
+static void crash_check_cleaned(int *sl_failed_, void *ctx, sl_log *log) {
+    crash_txn *x = ctx;
+    seen v;
+    CHECK(scan(log, &v));
+    CHECK(has(&v, "K=v1") && !has(&v, "K=v2") && horizon_of(&v, x->a2) == 1);
+}
+
 SL_TEST(cleaner_txn_crash_at_every_step) {
-    int stop;
-    bool finished = false;
-    for (stop = 1; stop < 200 && !finished; stop++) {
-        char dir[64];
-        CHECK(tmpdir(dir));
-        sl_log_config lc;
-        log_cfg(&lc);
-        sl_log *log;
-        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-        int64_t v1 = put(log, 1, true, "K", "v1");
-        CHECK(v1 >= 0 && marker(log, 1, true) >= 0);
-        int64_t v2 = put(log, 2, true, "K", "v2");
-        CHECK(v2 >= 0 && filler(log, 6, "m"));
-        int64_t a2 = marker(log, 2, false);
-        CHECK(a2 >= 0 && filler(log, 12, "a"));
-        CHECK_EQ(sl_log_sync(log), SL_OK);
-        sl_cleaner_aborted ab = {2, v2, a2};
-        sl_cleaner_txn txn = {.stable_end = INT64_MAX, .ab = &ab, .nab = 1};
-        sl_cleaner_result res;
-        sl_cleaner__crash_after = stop;
-        sl_err e = clean_txn(log, &txn, NOW, &res);
-        sl_cleaner__crash_after = 0;
-        if (e == SL_OK) {
-            finished = true;
-            sl_cleaner_result_free(&res);
-        } else {
-            CHECK_EQ(e, SL_ESTATE);
-        }
-        sl_log_close(log);
-        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
-        seen v;
-        CHECK(scan(log, &v));
-        CHECK(has(&v, "K=v1"));
-        bool old = has(&v, "K=v2") && horizon_of(&v, a2) == 0;
-        bool cleaned = !has(&v, "K=v2") && horizon_of(&v, a2) == 1;
-        CHECK(old || cleaned);
-        CHECK(!finished || cleaned);
-        CHECK_EQ(clean_txn(log, &txn, NOW, &res), SL_OK);
-        sl_cleaner_result_free(&res);
-        CHECK(scan(log, &v));
-        CHECK(has(&v, "K=v1") && !has(&v, "K=v2") && horizon_of(&v, a2) == 1);
-        sl_log_close(log);
-        rm_rf(dir);
-    }
-    CHECK(finished && stop > 8);
+    crash_txn x;
+    cleaner_crash c = {.tag = "sl_ctxn",
+                       .ctx = &x,
+                       .build = crash_build,
+                       .clean = crash_clean,
+                       .check = crash_check,
+                       .check_cleaned = crash_check_cleaned};
+    log_cfg(&c.lc);
+    cleaner_crash_every_step(sl_failed_, &c);
 }

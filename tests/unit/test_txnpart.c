@@ -37,6 +37,13 @@ static sl_partition *part0(sl_broker *b) {
     return sl_topics_partition(b->topics, sl_str_c("t"), 0);
 }
 
+/* A fresh broker (`dir`, 64 bytes; `b` need not be zeroed) with topic "t" of one partition:
+ * that partition, or NULL. */
+static sl_partition *open_broker(char *dir, sl_broker *b) {
+    memset(b, 0, sizeof *b);
+    return local_broker_open(dir, "sl_txnpart", b, 1) ? part0(b) : NULL;
+}
+
 static bool reopen(sl_broker *b) {
     char err[256];
     sl_topics_close(b->topics);
@@ -91,9 +98,7 @@ static bool build_log(sl_partition *p, bool open_d) {
 SL_TEST(txnpart_lso_markers_aborted_index) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
+    sl_partition *p = open_broker(dir, &b);
     CHECK(p && p->txn);
     CHECK_EQ(sl_txnpart_lso(p), 0);
     CHECK_EQ(append(p, -1, 0, 0, 2, false), 0);
@@ -190,8 +195,7 @@ SL_TEST(txnpart_lso_markers_aborted_index) {
 SL_TEST(txnpart_reopen_rebuilds_state) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    CHECK(open_broker(dir, &b));
     CHECK(build_log(part0(&b), true));
     CHECK_EQ(sl_txnpart_lso(part0(&b)), 11);
     CHECK_EQ(sl_log_sync(part0(&b)->log), SL_OK);
@@ -260,8 +264,7 @@ SL_TEST(txnpart_reopen_rebuilds_state) {
 SL_TEST(txnpart_index_torn_tail_stale_entry_damage) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    CHECK(open_broker(dir, &b));
     CHECK(build_log(part0(&b), false));
     CHECK_EQ(append(part0(&b), -1, 0, 0, 1, false), 11);
     CHECK_EQ(sl_log_sync(part0(&b)->log), SL_OK);
@@ -367,9 +370,8 @@ static int count_lines(const char *path, const char *needle) {
 SL_TEST(txnpart_marker_sync_failure) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
     /* 0-1 A | 2 COMMIT A | 3-4 B (open) */
     CHECK_EQ(append(p, 100, 0, 0, 2, true), 0);
     CHECK_EQ(sl_txnpart_write_marker(p, 100, 0, true, 1), SL_OK);
@@ -495,9 +497,8 @@ static bool flushed(sl_flusher *f, synced_ctx *c) {
 SL_TEST(txnpart_markers_synced_by_flusher) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
     CHECK_EQ(append(p, 100, 0, 0, 2, true), 0);
     CHECK_EQ(append(p, 200, 0, 0, 2, true), 2);
     char idx[600];
@@ -555,8 +556,7 @@ SL_TEST(txnpart_markers_synced_by_flusher) {
 SL_TEST(txnpart_open_drops_every_entry_past_the_log_end) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
+    CHECK(open_broker(dir, &b));
     CHECK(build_log(part0(&b), false)); /* ABORT B at 10, end 11 */
     CHECK_EQ(sl_log_sync(part0(&b)->log), SL_OK);
     char idx[600];
@@ -589,9 +589,8 @@ static bool aborts(sl_partition *p, int64_t base, int n) {
 SL_TEST(txnpart_index_trimmed_when_log_start_moves) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
     CHECK(aborts(p, 0, 10));
     char idx[600];
     path_in(&b, "aborted.idx", idx, sizeof idx);
@@ -631,9 +630,8 @@ SL_TEST(txnpart_index_trimmed_when_log_start_moves) {
 SL_TEST(txnpart_large_index_opens) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
     enum { OLD = 65536 };
     CHECK_EQ(append(p, -1, 0, 0, OLD + 2, false), 0);
     CHECK_EQ(sl_log_delete_records(p->log, OLD + 2), SL_OK);
@@ -673,6 +671,19 @@ SL_TEST(txnpart_large_index_opens) {
 /* ---- read_committed through a real broker over loopback ---- */
 
 #define FETCH_V 11 /* isolation level since v4; not flexible up to v11 */
+
+/* Sends `req` (API `key`, version `v`, non-flexible) and decodes its answer, waited for up to `ms`,
+ * into `out` (a struct of that API; what it points to is in `a` or in a buffer the next call
+ * reuses). */
+static bool call(sl_broker *b, int fd, sl_arena *a, int16_t key, int16_t v, int32_t corr,
+                 const void *req, void *out, int ms) {
+    static uint8_t buf[1 << 16];
+    size_t len = loop_broker_send(b, fd, key, v, corr, req)
+                     ? loop_broker_recv(b, fd, buf, sizeof buf, ms)
+                     : 0;
+    sl_rd r = sl_rd_init(buf + 8, len - 4);
+    return len > 4 && sl_msg_codec_get(key, true)->decode(&r, a, v, out) == SL_OK;
+}
 
 static bool send_fetch(sl_broker *b, int fd, int32_t corr, int8_t isolation, int64_t offset,
                        int32_t max_wait_ms) {
@@ -738,13 +749,8 @@ static int64_t list_latest(sl_broker *b, int fd, int32_t corr, int8_t isolation,
     r.isolation_level = isolation;
     r.topics = &t;
     r.topics_count = 1;
-    static uint8_t buf[4096];
-    if (!loop_broker_send(b, fd, SL_API_LIST_OFFSETS, 5, corr, &r)) return -2;
-    size_t len = loop_broker_recv(b, fd, buf, sizeof buf, 2000);
-    if (!len) return -2;
     sl_list_offsets_resp *resp = sl_arena_calloc(a, 1, sizeof *resp);
-    sl_rd rd = sl_rd_init(buf + 8, len - 4);
-    if (!resp || sl_msg_codec_get(SL_API_LIST_OFFSETS, true)->decode(&rd, a, 5, resp) != SL_OK ||
+    if (!resp || !call(b, fd, a, SL_API_LIST_OFFSETS, 5, corr, &r, resp, 2000) ||
         resp->topics_count != 1 || resp->topics[0].partitions_count != 1 ||
         resp->topics[0].partitions[0].error_code)
         return -2;
@@ -914,13 +920,6 @@ SL_TEST(txnpart_index_follows_retention_and_delete_records) {
 
 /* ---- EndTxn: markers synced by the flusher ---- */
 
-/* Decodes the answer in buf (non-flexible header) into `out` (a struct of API `key`). */
-static bool decode_resp(sl_arena *a, int16_t key, int16_t v, const uint8_t *buf, size_t len,
-                        void *out) {
-    sl_rd r = sl_rd_init(buf + 8, len - 4);
-    return len > 4 && sl_msg_codec_get(key, true)->decode(&r, a, v, out) == SL_OK;
-}
-
 /* An EndTxn over two partitions through a real broker: the answer comes only once both markers
  * are durable (the flusher synced them; both LSOs are past their markers when the client reads
  * it). Then a marker whose fsync fails (fault injected below sl_log): EndTxn answers
@@ -933,10 +932,8 @@ SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
     bool ok = sl_topics_create(b->topics, sl_str_c("u"), 1, NULL, false, NULL) == SL_OK;
     sl_partition *pt = part0(b), *pu = sl_topics_partition(b->topics, sl_str_c("u"), 0);
     int fd = loop_broker_connect(b->listeners[0].port);
-    static uint8_t buf[1 << 16];
     sl_arena *a = sl_arena_new(1 << 16);
     ok = ok && a && fd >= 0 && pt && pu;
-    size_t len = 0;
 
     sl_init_producer_id_req ip;
     sl_init_producer_id_req_init(&ip);
@@ -944,9 +941,8 @@ SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
     ip.transaction_timeout_ms = 60000;
     sl_init_producer_id_resp ipr;
     sl_init_producer_id_resp_init(&ipr);
-    ok = ok && loop_broker_send(b, fd, SL_API_INIT_PRODUCER_ID, 1, 1, &ip) &&
-         (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
-         decode_resp(a, SL_API_INIT_PRODUCER_ID, 1, buf, len, &ipr) && ipr.error_code == 0;
+    ok = ok && call(b, fd, a, SL_API_INIT_PRODUCER_ID, 1, 1, &ip, &ipr, 5000);
+    ok = ok && ipr.error_code == 0;
     int64_t pid = ipr.producer_id;
     int16_t epoch = ipr.producer_epoch;
 
@@ -963,39 +959,28 @@ SL_TEST(txnpart_end_txn_answers_after_markers_durable) {
     sl_end_txn_resp etr;
     sl_add_partitions_to_txn_resp apr;
     int16_t add1 = -1, end1 = -1, add2 = -1, end2 = -1, end3 = -1;
-    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 2, &ap) &&
-        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
-        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+    if (ok && call(b, fd, a, SL_API_ADD_PARTITIONS_TO_TXN, 1, 2, &ap, &apr, 5000) &&
+        apr.results_count == 2)
         add1 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
     ok = ok && append(pt, pid, epoch, 0, 2, true) == 0 && append(pu, pid, epoch, 0, 3, true) == 0;
     int64_t lso_t0 = sl_txnpart_lso(pt), lso_u0 = sl_txnpart_lso(pu);
-    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 3, &et) &&
-        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
-        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
-        end1 = etr.error_code;
+    if (ok && call(b, fd, a, SL_API_END_TXN, 1, 3, &et, &etr, 10000)) end1 = etr.error_code;
     /* Read right after the answer, without running the loop again. */
     int64_t lso_t1 = sl_txnpart_lso(pt), lso_u1 = sl_txnpart_lso(pu);
     int64_t dur_t1 = sl_log_durable_offset(pt->log), dur_u1 = sl_log_durable_offset(pu->log);
 
     /* A second transaction (an abort) whose marker on t-0 cannot be made durable. */
-    if (ok && loop_broker_send(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 1, 4, &ap) &&
-        (len = loop_broker_recv(b, fd, buf, sizeof buf, 5000)) &&
-        decode_resp(a, SL_API_ADD_PARTITIONS_TO_TXN, 1, buf, len, &apr) && apr.results_count == 2)
+    if (ok && call(b, fd, a, SL_API_ADD_PARTITIONS_TO_TXN, 1, 4, &ap, &apr, 5000) &&
+        apr.results_count == 2)
         add2 = apr.results[0].results[0].error_code | apr.results[1].results[0].error_code;
     ok = ok && append(pt, pid, epoch, 2, 2, true) == 3;
     et.committed = false;
     fsync_fails(true);
-    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 5, &et) &&
-        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
-        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
-        end2 = etr.error_code;
+    if (ok && call(b, fd, a, SL_API_END_TXN, 1, 5, &et, &etr, 10000)) end2 = etr.error_code;
     int64_t end_t2 = sl_log_end_offset(pt->log), lso_t2 = sl_txnpart_lso(pt);
     bool open2 = sl_txnpart_is_open(pt, pid);
     /* The client retries: the decision is pending, nothing more is appended. */
-    if (ok && loop_broker_send(b, fd, SL_API_END_TXN, 1, 6, &et) &&
-        (len = loop_broker_recv(b, fd, buf, sizeof buf, 10000)) &&
-        decode_resp(a, SL_API_END_TXN, 1, buf, len, &etr))
-        end3 = etr.error_code;
+    if (ok && call(b, fd, a, SL_API_END_TXN, 1, 6, &et, &etr, 10000)) end3 = etr.error_code;
     int64_t end_t3 = sl_log_end_offset(pt->log);
     fsync_fails(false);
 
@@ -1049,20 +1034,26 @@ static void small_segments(sl_partition *p) {
     sl_log_set_config(p->log, &lc);
 }
 
-/* Three aborted transactions (data 0, 2, 4; ABORT markers 1, 3, 5), then plain records that
- * close their segments. A first clean removes the data and stamps the markers (the entries stay:
- * the markers do); a clean after the horizon removes the markers and reports them, and the
+/* Three aborted transactions (data 0, 2, 4; ABORT markers 1, 3, 5) in small segments, then plain
+ * records that close their segments. */
+static bool three_aborts_closed(sl_partition *p) {
+    small_segments(p);
+    if (!aborts(p, 0, 3)) return false;
+    for (int i = 0; i < 16; i++)
+        if (append(p, -1, 0, 0, 1, false) < 0) return false;
+    return true;
+}
+
+/* three_aborts_closed, then a first clean removes the data and stamps the markers (the entries
+ * stay: the markers do); a clean after the horizon removes the markers and reports them, and the
  * compactor's forget drops their entries, from memory and aborted.idx: Fetch's aborted list for
  * the range is empty. */
 SL_TEST(txnpart_cleaner_forgets_removed_markers) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
-    small_segments(p);
-    CHECK(aborts(p, 0, 3));
-    for (int i = 0; i < 16; i++) CHECK(append(p, -1, 0, 0, 1, false) >= 0);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
+    CHECK(three_aborts_closed(p));
     char idx[600];
     path_in(&b, "aborted.idx", idx, sizeof idx);
     CHECK_EQ(file_size(idx), 96);
@@ -1097,12 +1088,9 @@ SL_TEST(txnpart_cleaner_forgets_removed_markers) {
 SL_TEST(txnpart_open_drops_entries_of_cleaned_markers) {
     char dir[64];
     sl_broker b;
-    memset(&b, 0, sizeof b);
-    CHECK(local_broker_open(dir, "sl_txnpart", &b, 1));
-    sl_partition *p = part0(&b);
-    small_segments(p);
-    CHECK(aborts(p, 0, 3));
-    for (int i = 0; i < 16; i++) CHECK(append(p, -1, 0, 0, 1, false) >= 0);
+    sl_partition *p = open_broker(dir, &b);
+    CHECK(p);
+    CHECK(three_aborts_closed(p));
     int64_t now = sl_wall_ms();
     sl_cleaner_result res;
     CHECK(clean_part(p, now, false, &res)); /* stamped only */
