@@ -221,7 +221,8 @@ static const key_def k_keys[] = {
      "<log.dirs>/audit."},
     {"sluice.audit.sinks", T_LIST, OFF(sluice_audit_sinks), 0, 0, "file",
      "Audit trail: where events go, any of file, syslog (RFC 5424 on the local socket) and "
-     "topic (the internal topic __sluice_audit)."},
+     "topic (the internal topic __sluice_audit; not with `sluice gateway`, which stores no "
+     "topics)."},
     {"sluice.audit.enabled.event.types", T_LIST, OFF(sluice_audit_enabled_event_types), 0, 0,
      "authenticate,refusal,management,denial,produce,consume,lifecycle,detection",
      "Audit trail: event types recorded, any of authenticate, connection (every connection "

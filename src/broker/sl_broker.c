@@ -537,11 +537,17 @@ static sl_err iam_open(sl_broker *b, const sl_listener_spec *ls, int nl, char *e
     return SL_OK;
 }
 
-sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t elen) {
+sl_err sl_broker_new(const sl_config *cfg, sl_broker_mode mode, sl_broker **out, char *err,
+                     size_t elen) {
     raise_file_limit(cfg->max_connections);
     sl_broker *b = calloc(1, sizeof *b);
     if (!b) return SL_ENOMEM;
     b->cfg = *cfg;
+    b->mode = mode;
+    /* A gateway forwards every data, group and transaction API: opening the local broker's
+     * coordinators, producer ids and log cleaner would only cost memory, descriptors and files
+     * in a data directory that is meant to hold none (gateways scale out, docs/gateway.md). */
+    bool store = mode == SL_BROKER_SERVE;
     b->started_ms = sl_wall_ms();
     b->catalog = (sl_catalog){.ctx = b,
                               .topic_name = cat_topic_name,
@@ -563,6 +569,14 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
     const char *adv = b->cfg.advertised_listeners[0] ? b->cfg.advertised_listeners : NULL;
     b->nadv = adv ? sl_listeners_parse(adv, b->adv, 16, err, elen) : 0;
     if (nl <= 0 || b->nadv < 0) {
+        free(b);
+        return SL_ECONFIG;
+    }
+    if (!store && audit_topic_wanted(&b->cfg)) {
+        snprintf(err, elen,
+                 "sluice.audit.sinks: the topic sink appends to a local topic (%s), and a gateway "
+                 "stores no topics; use file or syslog",
+                 SL_AUDIT_TOPIC);
         free(b);
         return SL_ECONFIG;
     }
@@ -588,17 +602,22 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         return e;
     }
     if (b->keysvc) sl_keysvc_on_shred(b->keysvc, on_shred, b);
+    if (!store && sl_topics_count(b->topics) > 0)
+        SL_WARN("gateway", "log.dirs holds topics, which a gateway does not serve",
+                "log_dirs=%s topics=%d hint=\"left by sluice serve or an earlier topic audit "
+                "sink; remove them\"",
+                b->cfg.log_dirs, sl_topics_count(b->topics));
     b->loop = sl_loop_new();
-    if (!b->loop || sl_flusher_new(&b->flusher) != SL_OK) {
+    if (!b->loop || (store && sl_flusher_new(&b->flusher) != SL_OK)) {
         snprintf(err, elen, "cannot start the event loop or flusher");
         sl_broker_free(b);
         return SL_ENOMEM;
     }
-    if ((e = sl_txn_coord_new(b, &b->txn, err, elen)) != SL_OK) {
+    if (store && (e = sl_txn_coord_new(b, &b->txn, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }
-    if ((e = sl_producers_new(b, &b->producers, err, elen)) != SL_OK) {
+    if (store && (e = sl_producers_new(b, &b->producers, err, elen)) != SL_OK) {
         sl_broker_free(b);
         return e;
     }
@@ -635,11 +654,11 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_ECONFIG;
     }
-    if (!(b->groups = sl_group_coord_new(b, err, elen))) {
+    if (store && !(b->groups = sl_group_coord_new(b, err, elen))) {
         sl_broker_free(b);
         return SL_EIO;
     }
-    sl_txn_coord_start(b->txn);
+    if (store) sl_txn_coord_start(b->txn);
     /* Before the listeners: the trail's topic exists once the port accepts (making its topic
      * key can take a KMS round trip). */
     if (audit_topic_wanted(&b->cfg) && (e = audit_topic_ensure(b, err, elen)) != SL_OK) {
@@ -710,7 +729,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         }
         SL_INFO("broker", "listening", "listener=%s host=%s port=%d", ls[i].name, ls[i].host, port);
     }
-    if (sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b) ||
+    if ((b->flusher &&
+         sl_loop_watch(b->loop, sl_flusher_fd(b->flusher), SL_EV_READ, flusher_ready, b)) ||
         sl_loop_watch(b->loop, sl_topics_fd(b->topics), SL_EV_READ, topics_ready, b) ||
         sl_loop_on_signal(b->loop, SIGTERM, on_signal, b) ||
         sl_loop_on_signal(b->loop, SIGINT, on_signal, b) ||
@@ -721,7 +741,7 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_EIO;
     }
-    if (sl_compactor_new(b->loop, b->topics, &b->cfg, &b->compactor)) {
+    if (store && sl_compactor_new(b->loop, b->topics, &b->cfg, &b->compactor)) {
         snprintf(err, elen, "cannot start the log cleaner");
         sl_broker_free(b);
         return SL_EIO;
@@ -732,9 +752,12 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t el
         sl_broker_free(b);
         return SL_ENOMEM;
     }
-    b->retention_timer =
-        sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
-    b->flush_timer = sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+    if (store) {
+        b->retention_timer =
+            sl_timer_start(b->loop, b->cfg.log_retention_check_interval_ms, retention_tick, b);
+        b->flush_timer =
+            sl_timer_start(b->loop, b->cfg.log_flush_scheduler_interval_ms, flush_tick, b);
+    }
     if (b->keysvc) b->keysvc_timer = sl_timer_start(b->loop, KEYSVC_TICK_MS, keysvc_tick, b);
     for (int i = 0; i < b->nlisteners && b->cfg.sluice_ssl_reload_interval_ms > 0; i++)
         if (b->tls[i]) {

@@ -20,19 +20,29 @@
 #include "proto/sl_proto.h"
 #include "storage/sl_log.h"
 
+/* What the broker object is built for. A gateway forwards every data, group and transaction API
+ * upstream, so it opens none of the local broker's Kafka state (docs/gateway.md, "What a gateway
+ * keeps on disk"). */
+typedef enum sl_broker_mode {
+    SL_BROKER_SERVE,   /* `sluice serve`: stores topics, groups, transactions */
+    SL_BROKER_GATEWAY, /* `sluice gateway`: sl_gateway_attach follows sl_broker_new */
+} sl_broker_mode;
+
 typedef struct sl_broker {
     sl_config cfg;
+    sl_broker_mode mode;
     sl_loop *loop;
     sl_server *srv;
-    sl_flusher *flusher;
+    sl_flusher *flusher;      /* NULL: gateway */
     struct sl_keysvc *keysvc; /* encryption at rest (src/kms/sl_keysvc.h); NULL: off */
     sl_timer *keysvc_timer;   /* key cache expiry (sl_keysvc_tick) */
     sl_topics *topics;
-    struct sl_group_coord *groups; /* group coordinator (sl_groups_local.c) */
-    sl_timer *retention_timer, *flush_timer;
-    /* The log cleaner of compacted topics (sl_compactor.h); NULL with log.cleaner.enable=false. */
+    struct sl_group_coord *groups; /* group coordinator (sl_groups_local.c); NULL: gateway */
+    sl_timer *retention_timer, *flush_timer; /* NULL: gateway */
+    /* The log cleaner of compacted topics (sl_compactor.h); NULL with log.cleaner.enable=false
+     * and in a gateway. */
     struct sl_compactor *compactor;
-    struct sl_producers *producers; /* producer ids and expiry (sl_producers.c) */
+    struct sl_producers *producers; /* producer ids and expiry (sl_producers.c); NULL: gateway */
     struct sl_txn_coord *txn;       /* transaction coordinator (sl_h_txn.c); NULL: gateway */
     struct sl_auth *auth;           /* SASL, credential store, session rules (src/auth) */
     struct sl_authorizer *authz;    /* ACLs (src/acl); NULL: no authorizer, all allowed */
@@ -66,8 +76,12 @@ typedef struct sl_broker {
 } sl_broker;
 
 /* Starts the broker with `cfg` (copied): opens storage (recovering it), binds listeners.
- * Caller owns *out; run it with sl_broker_run(). Errors are explained in `err`. */
-sl_err sl_broker_new(const sl_config *cfg, sl_broker **out, char *err, size_t err_len);
+ * SL_BROKER_GATEWAY opens only what the security layer needs (key service, topic registry for
+ * the cluster id, credentials, ACLs, audit): no group or transaction coordinator, producer ids,
+ * flusher or log cleaner, and refuses the audit trail's topic sink. Caller owns *out; run it
+ * with sl_broker_run(). Errors are explained in `err`. */
+sl_err sl_broker_new(const sl_config *cfg, sl_broker_mode mode, sl_broker **out, char *err,
+                     size_t err_len);
 /* Runs until SIGTERM/SIGINT, then drains in-flight requests, syncs logs and returns 0. */
 int sl_broker_run(sl_broker *b);
 void sl_broker_free(sl_broker *b);

@@ -36,11 +36,15 @@ static void coordinator_for(sl_req *rq, int8_t key_type, int16_t *err, sl_str *m
     *node = rq->b->cfg.node_id;
     *host = sl_str_c(ep->host);
     *port = ep->port;
-    /* Type 1 is the transaction coordinator (sl_h_txn.c): this broker too, once it is open. */
-    if (key_type != 0 && (key_type != 1 || !rq->b->txn)) {
-        *err = key_type == 1 ? SL_KAFKA_COORDINATOR_NOT_AVAILABLE : SL_KAFKA_INVALID_REQUEST;
-        *msg = sl_str_c(key_type == 1 ? "the transaction coordinator is not available"
-                                      : "unknown key type");
+    /* Type 1 is the transaction coordinator (sl_h_txn.c): this broker too, once it is open. A
+     * gateway's broker has neither coordinator. */
+    bool known = key_type == 0 || key_type == 1;
+    bool open = key_type == 0 ? rq->b->groups != NULL : key_type == 1 && rq->b->txn != NULL;
+    if (!open) {
+        *err = known ? SL_KAFKA_COORDINATOR_NOT_AVAILABLE : SL_KAFKA_INVALID_REQUEST;
+        *msg = sl_str_c(!known          ? "unknown key type"
+                        : key_type == 1 ? "the transaction coordinator is not available"
+                                        : "the group coordinator is not available");
         *node = -1;
         *host = sl_str_c("");
         *port = -1;

@@ -391,6 +391,7 @@ sl_err sl_txn_coord_new(sl_broker *b, sl_txn_coord **out, char *err, size_t elen
 }
 
 void sl_txn_coord_start(sl_txn_coord *tc) {
+    if (!tc) return;
     load_all_pending(tc);
     /* Decisions a crash interrupted: a commit's saved offsets, then the markers. */
     finish_pending(tc, "finished a transaction decided before the restart");

@@ -221,6 +221,7 @@ static int16_t local_alter_broker_configs(void *ctx, sl_str broker, const sl_con
 static int16_t local_init_producer_id(void *ctx, int64_t pid, int16_t epoch, int64_t *pid_out,
                                       int16_t *epoch_out) {
     sl_producers *pr = ((sl_broker *)ctx)->producers;
+    if (!pr) return SL_KAFKA_COORDINATOR_NOT_AVAILABLE; /* a gateway's: its producers go upstream */
     if (pid >= 0 && sl_pid_alloc_issued(pr->pids, pid) && epoch < INT16_MAX - 1) {
         /* KIP-360: an idempotent producer bumps its epoch to reset its sequences after an
          * error; the state per partition then accepts sequence 0 at the new epoch. */

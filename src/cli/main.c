@@ -191,7 +191,8 @@ static int cmd_serve(int argc, char **argv, bool gateway) {
         return 1;
     }
     sl_broker *b = NULL;
-    sl_err e = sl_broker_new(&cfg, &b, err, sizeof err);
+    sl_err e =
+        sl_broker_new(&cfg, gateway ? SL_BROKER_GATEWAY : SL_BROKER_SERVE, &b, err, sizeof err);
     if (e) {
         SL_ERROR("broker", "start-up failed", "reason=\"%s\"", err);
         fprintf(stderr, "sluice: %s\n", err);

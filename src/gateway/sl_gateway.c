@@ -127,6 +127,10 @@ static bool nodes_changed(void *ctx, const sl_gw_node *nodes, int n) {
 /* ---- lifecycle ---- */
 
 sl_err sl_gateway_attach(sl_broker *b, char *err, size_t elen) {
+    if (b->mode != SL_BROKER_GATEWAY) { /* a serve broker's coordinators and storage are open */
+        snprintf(err, elen, "the gateway needs a broker built with SL_BROKER_GATEWAY");
+        return SL_EINVAL;
+    }
     if (b->nlisteners <= 0) {
         snprintf(err, elen, "listeners: the gateway needs a client listener");
         return SL_ECONFIG;

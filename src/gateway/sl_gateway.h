@@ -46,10 +46,11 @@ typedef struct sl_gateway {
     sl_gateway_stats stats;
 } sl_gateway;
 
-/* Attaches the gateway to `b` (after the broker's own set-up, before its listeners accept):
- * parses the upstream keys, starts the cluster view, waits (bounded) for the first Metadata and
- * binds a port for every upstream node. SL_ECONFIG / SL_ENET with `err` explained. Sets b->gw;
- * b owns it (sl_gateway_free from sl_broker_free). */
+/* Attaches the gateway to `b`, built with SL_BROKER_GATEWAY (after the broker's own set-up,
+ * before its listeners accept): parses the upstream keys, starts the cluster view, waits
+ * (bounded) for the first Metadata and binds a port for every upstream node. SL_ECONFIG /
+ * SL_ENET with `err` explained (SL_EINVAL: `b` was built for serve). Sets b->gw; b owns it
+ * (sl_gateway_free from sl_broker_free). */
 sl_err sl_gateway_attach(struct sl_broker *b, char *err, size_t elen);
 void sl_gateway_free(sl_gateway *g);
 

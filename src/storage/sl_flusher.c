@@ -138,9 +138,10 @@ void sl_flusher_free(sl_flusher *f) {
 int sl_flusher_fd(const sl_flusher *f) { return f->efd; }
 
 void sl_flusher_request(sl_flusher *f, sl_log *log, sl_flush_cb cb, void *ctx) {
-    req *r = malloc(sizeof *r);
+    req *r = f ? malloc(sizeof *r) : NULL;
     if (!r) {
-        /* Without memory for the request the sync happens inline: slower, never lost. */
+        /* Without memory for the request, or without a flusher (a gateway's broker has none:
+         * sl_broker.h), the sync happens inline: slower, never lost. */
         int64_t target = sl_log_end_offset(log), mark = log->appended_records;
         sl_err e = sl_log__fsync_dirty(log);
         if (!e) sl_log__mark_durable(log, target, mark);

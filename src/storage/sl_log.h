@@ -207,10 +207,10 @@ void sl_flusher_free(sl_flusher *f);
 int sl_flusher_fd(const sl_flusher *f);
 /* Requests durability of `log` up to its current end offset; `cb(ctx, err)` runs later on the
  * loop thread (from sl_flusher_dispatch), exactly once. If already durable, still runs it from
- * the next dispatch (never re-entrantly; the one exception: if the request cannot be allocated
- * the sync runs inline and cb runs before this returns). The log should stay open until the
- * callback ran; closing it earlier is safe (the free is deferred) but the durable offset is not
- * advanced. */
+ * the next dispatch (never re-entrantly; the one exception: if `f` is NULL or the request
+ * cannot be allocated the sync runs inline and cb runs before this returns). The log should stay
+ * open until the callback ran; closing it earlier is safe (the free is deferred) but the durable
+ * offset is not advanced. */
 void sl_flusher_request(sl_flusher *f, sl_log *log, sl_flush_cb cb, void *ctx);
 /* Runs completed callbacks. Call on the loop thread when sl_flusher_fd() is readable. */
 void sl_flusher_dispatch(sl_flusher *f);

@@ -155,7 +155,7 @@ static void broker_start(int i) {
             abort();
         }
     if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
-        sl_broker_new(&c, &bk->b, err, sizeof err) != SL_OK) {
+        sl_broker_new(&c, SL_BROKER_SERVE, &bk->b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "fuzz_handlers: %s\n", err);
         abort();
     }

@@ -1221,3 +1221,72 @@ def test_transactions_and_read_committed_through_the_gateway(gateway_serve, topi
     assert b"open-0" in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_uncommitted")
     p.commit_transaction(30)
     assert b"open-0" in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_committed")
+
+
+# ---- a gateway keeps no Kafka data (docs/gateway.md, "What a gateway keeps on disk") -----------
+
+# Kafka data a broker keeps under log.dirs: partition directories (NAME-N, hex topic ids, the
+# groups log __sluice_groups-0), their segment, index and snapshot files, the transaction log
+# and the offsets of unfinished transactions, the producer-id mark.
+_KAFKA_STATE = re.compile(r"^(.+-\d+|.*\.(log|index|timeindex|snapshot|txnindex)|sluice-txn.*"
+                          r"|sluice-producer-ids.*)$")
+
+
+def kafka_state_in(root):
+    """Relative paths under `root` that hold Kafka data (_KAFKA_STATE); empty is the good
+    answer."""
+    root = Path(root)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if _KAFKA_STATE.match(p.name))
+
+
+@pytest.mark.timeout_s(300)
+def test_gateway_data_dir_holds_no_kafka_state(gateway_serve):
+    """An idempotent producer, a transactional producer sending a group's offsets to its
+    transaction, and a consumer group that consumes and commits, all through the gateway: the
+    upstream's data directory then holds partitions, the groups log and the transaction log,
+    the gateway's holds none of them (it opens no group or transaction coordinator, producer-id
+    store or log cleaner: every such request goes upstream)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("gst", 2, 1)]).values():
+        f.result(30)
+    wait_until(lambda: "gst" in admin.list_topics(timeout=5).topics, 30, "gst at the gateway")
+    idem = Producer(gw.ck_conf(g, "admin", **{"enable.idempotence": True}))
+    for i in range(20):
+        idem.produce("gst", b"idem-%d" % i, partition=i % 2)
+    assert idem.flush(30) == 0
+    tx = Producer(gw.ck_conf(g, "admin", **{"transactional.id": "gw-gst",
+                                            "transaction.timeout.ms": 60000}))
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    for i in range(10):
+        tx.produce("gst", b"txn-%d" % i, partition=i % 2)
+    meta = Consumer(gw.ck_conf(g, "admin", **{"group.id": "gw-gst-txn"}))
+    try:
+        tx.send_offsets_to_transaction([TopicPartition("gst", 0, 3)],
+                                       meta.consumer_group_metadata(), 30)
+    finally:
+        meta.close()
+    tx.commit_transaction(30)
+    c = Consumer(gw.ck_conf(g, "admin", **{"group.id": "gw-gst", "auto.offset.reset": "earliest",
+                                           "enable.auto.commit": False}))
+    try:
+        c.subscribe(["gst"])
+        got, deadline = [], time.monotonic() + 60
+        while len(got) < 30 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value())
+        assert len(got) == 30, f"the group consumed {len(got)} of 30"
+        c.commit(asynchronous=False)
+        committed = c.committed([TopicPartition("gst", 0), TopicPartition("gst", 1)], timeout=20)
+        assert sum(tp.offset for tp in committed) >= 30, committed
+    finally:
+        c.close()
+    up = kafka_state_in(g.upstream.data_dir)
+    assert any(p.startswith("__sluice_groups-") for p in up) and \
+        any(p.startswith("sluice-txn") for p in up), f"the upstream kept no such state: {up}"
+    assert kafka_state_in(g.data_dir) == [], \
+        f"the gateway's data directory holds Kafka data: {kafka_state_in(g.data_dir)}"

@@ -45,9 +45,10 @@ static inline void loop_broker_rmdir(const char *dir) {
 }
 
 /* `dir` (64 bytes) gets the directory's name, /tmp/<tag>_XXXXXX. `extra` (n pairs, may be NULL)
- * adds or overrides configuration keys. NULL on failure (the state is put back). */
-static inline sl_broker *loop_broker_new(char *dir, const char *tag, const char *const (*extra)[2],
-                                         size_t n) {
+ * adds or overrides configuration keys. A broker built for `mode`, without topics. NULL on
+ * failure (the state is put back). */
+static inline sl_broker *loop_broker_open(char *dir, const char *tag, const char *const (*extra)[2],
+                                          size_t n, sl_broker_mode mode) {
     pthread_sigmask(SIG_SETMASK, NULL, &loop_broker_sigmask);
     loop_broker_level = sl_log_get_level();
     sl_log_set_level(SL_LOG_ERROR);
@@ -73,13 +74,20 @@ static inline sl_broker *loop_broker_new(char *dir, const char *tag, const char 
         ok = sl_config_set(&c, extra[k][0], extra[k][1], err, sizeof err) == SL_OK;
     sl_broker *b = NULL;
     ok = ok && sl_config_finish(&c, err, sizeof err) == SL_OK &&
-         sl_broker_new(&c, &b, err, sizeof err) == SL_OK;
+         sl_broker_new(&c, mode, &b, err, sizeof err) == SL_OK;
     if (!ok) {
         fprintf(stderr, "  broker: %s\n", err);
         loop_broker_restore();
         return NULL;
     }
-    if (sl_topics_create(b->topics, sl_str_c("t"), 1, NULL, false, NULL) != SL_OK) {
+    return b;
+}
+
+/* loop_broker_open for `sluice serve`, with topic "t" (one partition). */
+static inline sl_broker *loop_broker_new(char *dir, const char *tag, const char *const (*extra)[2],
+                                         size_t n) {
+    sl_broker *b = loop_broker_open(dir, tag, extra, n, SL_BROKER_SERVE);
+    if (b && sl_topics_create(b->topics, sl_str_c("t"), 1, NULL, false, NULL) != SL_OK) {
         sl_broker_free(b);
         loop_broker_restore();
         return NULL;

@@ -531,7 +531,7 @@ SL_TEST(gwcluster_local_broker_modern_versions) {
              SL_OK);
     CHECK_EQ(sl_config_finish(&bc, err, sizeof err), SL_OK);
     sl_broker *b = NULL;
-    if (sl_broker_new(&bc, &b, err, sizeof err) != SL_OK) {
+    if (sl_broker_new(&bc, SL_BROKER_SERVE, &b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "  broker: %s\n", err);
         CHECK(0);
     }

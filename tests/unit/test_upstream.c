@@ -88,7 +88,7 @@ static bool ub_start(ubroker *x) {
             return false;
         }
     if (sl_config_finish(&c, err, sizeof err) != SL_OK ||
-        sl_broker_new(&c, &x->b, err, sizeof err) != SL_OK) {
+        sl_broker_new(&c, SL_BROKER_SERVE, &x->b, err, sizeof err) != SL_OK) {
         fprintf(stderr, "  broker: %s\n", err);
         return false;
     }
