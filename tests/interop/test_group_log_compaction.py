@@ -69,7 +69,11 @@ def group_cleans(broker):
     return group_cleans_in(broker.log_text())
 
 
-@both(CFG)
+# Small cleaned segments are not merged yet (docs/compaction.md): each keeps its file header, an
+# encrypted one its envelope, and one empty batch for the run of removed ones, a few hundred bytes.
+# With 4 KiB segments that floor is most of what a clean leaves (the encrypted log sat right at
+# raw/5), so this test measures the cleaner with 16 KiB segments: still dozens of them.
+@both(dict(CFG, **{"offsets.topic.segment.bytes": 16384}))
 def test_many_commits_leave_a_small_offsets_log(broker, enc):
     h.ck_create_topic(broker.bootstrap, "t", PARTS)
     rounds = 1500
@@ -82,7 +86,8 @@ def test_many_commits_leave_a_small_offsets_log(broker, enc):
     wait_until(lambda: group_log_bytes(broker) < raw // 5 or None, 60,
                "the offsets log shrinks")
     assert committed(broker, "busy", "t") == want
-    print(f"raw>={raw} now={group_log_bytes(broker)} cleans={len(group_cleans(broker))}")
+    print(f"raw>={raw} now={group_log_bytes(broker)} cleans={len(group_cleans(broker))} "
+          f"segments={len(list((broker.data_dir / GROUP_LOG).glob('*.log')))}")
     broker.restart()
     assert committed(broker, "busy", "t") == want
     # Still committing and cleaning after the restart.
