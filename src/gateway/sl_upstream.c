@@ -1398,15 +1398,29 @@ static bool append_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t l
     return true;
 }
 
-/* r's bytes are in wbuf: it waits for its answer (or, without a callback, is done). */
-static void sent(sl_upconn *u, up_req *r) {
+/* r's bytes go into wbuf, then it waits for its answer (or, without a callback, is done). False
+ * when wbuf cannot grow: r is failed and so is the connection. */
+static bool send_now(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
+    if (!append_frame(u, r, frame, len)) {
+        fail_req(u, r, SL_UP_CONNECT);
+        up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
+        return false;
+    }
     if (!r->fn) {
         free(r);
-        return;
+        return true;
     }
     r->deadline = sl_loop_now(u->loop) + u->cfg->request_timeout_ms;
     rl_push(&u->inflight, r);
     u->ninflight++;
+    return true;
+}
+
+/* After requests went into wbuf: the request timer runs while answers are awaited. */
+static void arm_and_flush(sl_upconn *u) {
+    if (u->inflight.head && !u->req_timer)
+        u->req_timer = sl_timer_start(u->loop, u->cfg->request_timeout_ms, on_req_timer, u);
+    flush(u);
 }
 
 static void pump(sl_upconn *u) {
@@ -1414,19 +1428,13 @@ static void pump(sl_upconn *u) {
     up_req *r;
     while ((r = rl_pop(&u->waitq))) {
         if (r->fn) u->nwaiting--;
-        bool ok = append_frame(u, r, r->frame + 4, r->len - 4);
-        free(r->frame);
+        uint8_t *f = r->frame;
         r->frame = NULL;
-        if (!ok) {
-            fail_req(u, r, SL_UP_CONNECT);
-            up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
-            return;
-        }
-        sent(u, r);
+        bool ok = send_now(u, r, f + 4, r->len - 4);
+        free(f);
+        if (!ok) return;
     }
-    if (u->inflight.head && !u->req_timer)
-        u->req_timer = sl_timer_start(u->loop, u->cfg->request_timeout_ms, on_req_timer, u);
-    flush(u);
+    arm_and_flush(u);
 }
 
 void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn fn, void *ctx) {
@@ -1447,15 +1455,7 @@ void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn
     if (u->state == ST_READY && !u->reauth && !u->waitq.head) {
         /* Nothing queued ahead of it: straight into the write buffer, without the copy a
          * queued request needs (a produce request is often a megabyte). */
-        if (!append_frame(u, r, frame, len)) {
-            fail_req(u, r, SL_UP_CONNECT);
-            up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
-            return;
-        }
-        sent(u, r);
-        if (u->inflight.head && !u->req_timer)
-            u->req_timer = sl_timer_start(u->loop, u->cfg->request_timeout_ms, on_req_timer, u);
-        flush(u);
+        if (send_now(u, r, frame, len)) arm_and_flush(u);
         return;
     }
     r->frame = malloc(len + 4);
