@@ -160,4 +160,21 @@ static inline size_t loop_broker_recv(sl_broker *b, int fd, uint8_t *buf, size_t
     return 0;
 }
 
+/* Sends request `m` (API `key`, version `v`) and decodes its answer into *out (arena `a`);
+ * false when either way fails or the answer is not exactly one whole response. */
+static inline bool loop_broker_call(sl_broker *b, int fd, int16_t key, int16_t v, const void *m,
+                                    sl_arena *a, void *out) {
+    static int32_t corr;
+    static uint8_t buf[1 << 16];
+    corr++;
+    size_t len = loop_broker_send(b, fd, key, v, corr, m)
+                     ? loop_broker_recv(b, fd, buf, sizeof buf, 2000)
+                     : 0;
+    if (len < 4 || (int32_t)sl_get_be32(buf + 4) != corr) return false;
+    sl_rd r = sl_rd_init(buf + 8, len - 4);
+    if (sl_api_flexible(key, v)) sl_pr_skip_tags(&r);
+    const sl_msg_codec *c = sl_msg_codec_get(key, true);
+    return !r.err && c->decode(&r, a, v, out) == SL_OK && r.p == r.end;
+}
+
 #endif

@@ -10,23 +10,6 @@
 #include "loop_broker.h"
 #include "sl_test.h"
 
-/* Sends request `m` (API `key`, version `v`) and decodes its answer into *out (arena `a`);
- * false when either way fails or the answer is not exactly one whole response. */
-static bool call(sl_broker *b, int fd, int16_t key, int16_t v, const void *m, sl_arena *a,
-                 void *out) {
-    static int32_t corr;
-    static uint8_t buf[1 << 16];
-    corr++;
-    size_t len = loop_broker_send(b, fd, key, v, corr, m)
-                     ? loop_broker_recv(b, fd, buf, sizeof buf, 2000)
-                     : 0;
-    if (len < 4 || (int32_t)sl_get_be32(buf + 4) != corr) return false;
-    sl_rd r = sl_rd_init(buf + 8, len - 4);
-    if (sl_api_flexible(key, v)) sl_pr_skip_tags(&r);
-    const sl_msg_codec *c = sl_msg_codec_get(key, true);
-    return !r.err && c->decode(&r, a, v, out) == SL_OK && r.p == r.end;
-}
-
 static bool exists_in(const char *dir, const char *name) {
     char path[256];
     struct stat st;
@@ -50,7 +33,7 @@ SL_TEST(broker_gw_mode_opens_no_kafka_state) {
     sl_find_coordinator_req_init(&fc);
     fc.key = sl_str_c("g");
     sl_find_coordinator_resp fcr = {0};
-    ok = ok && call(b, fd, SL_API_FIND_COORDINATOR, 1, &fc, a, &fcr);
+    ok = ok && loop_broker_call(b, fd, SL_API_FIND_COORDINATOR, 1, &fc, a, &fcr);
     int16_t fc_err = fcr.error_code;
 
     sl_join_group_req_protocol proto;
@@ -67,7 +50,7 @@ SL_TEST(broker_gw_mode_opens_no_kafka_state) {
     jg.protocols = &proto;
     jg.protocols_count = 1;
     sl_join_group_resp jgr = {0};
-    ok = ok && call(b, fd, SL_API_JOIN_GROUP, 1, &jg, a, &jgr);
+    ok = ok && loop_broker_call(b, fd, SL_API_JOIN_GROUP, 1, &jg, a, &jgr);
 
     sl_heartbeat_req hb;
     sl_heartbeat_req_init(&hb);
@@ -75,7 +58,7 @@ SL_TEST(broker_gw_mode_opens_no_kafka_state) {
     hb.generation_id = 1;
     hb.member_id = sl_str_c("m");
     sl_heartbeat_resp hbr = {0};
-    ok = ok && call(b, fd, SL_API_HEARTBEAT, 1, &hb, a, &hbr);
+    ok = ok && loop_broker_call(b, fd, SL_API_HEARTBEAT, 1, &hb, a, &hbr);
 
     /* An idempotent producer's id, then a transactional one. */
     sl_init_producer_id_req ip;
@@ -83,9 +66,9 @@ SL_TEST(broker_gw_mode_opens_no_kafka_state) {
     ip.transactional_id = SL_STR_NULL;
     ip.transaction_timeout_ms = 60000;
     sl_init_producer_id_resp ipr = {0}, tpr = {0};
-    ok = ok && call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &ipr);
+    ok = ok && loop_broker_call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &ipr);
     ip.transactional_id = sl_str_c("tx");
-    ok = ok && call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &tpr);
+    ok = ok && loop_broker_call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &tpr);
 
     if (fd >= 0) close(fd);
     loop_broker_free(b);

@@ -34,23 +34,6 @@ static void broker_done(sl_broker *b, const char *dir) {
     loop_broker_rmdir(dir);
 }
 
-/* Sends request `m` (API `key`, version `v`) and decodes its answer into *out (arena `a`);
- * false when either way fails or the answer is not exactly one whole response. */
-static bool call(sl_broker *b, int fd, int16_t key, int16_t v, const void *m, sl_arena *a,
-                 void *out) {
-    static int32_t corr;
-    static uint8_t buf[1 << 16];
-    corr++;
-    size_t len = loop_broker_send(b, fd, key, v, corr, m)
-                     ? loop_broker_recv(b, fd, buf, sizeof buf, 2000)
-                     : 0;
-    if (len < 4 || (int32_t)sl_get_be32(buf + 4) != corr) return false;
-    sl_rd r = sl_rd_init(buf + 8, len - 4);
-    if (sl_api_flexible(key, v)) sl_pr_skip_tags(&r);
-    const sl_msg_codec *c = sl_msg_codec_get(key, true);
-    return !r.err && c->decode(&r, a, v, out) == SL_OK && r.p == r.end;
-}
-
 /* ---- DescribeProducers ---- */
 
 static sl_describe_producers_req dp_req(sl_describe_producers_req_topic *ts, int32_t *t_parts,
@@ -93,7 +76,7 @@ SL_TEST(txnapi_describe_producers_reports_partition_state) {
     int32_t t_parts[] = {0, 1, 7}, n_parts[] = {0};
     sl_describe_producers_req q = dp_req(ts, t_parts, n_parts);
     sl_describe_producers_resp r;
-    bool answered = built && call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &q, a, &r);
+    bool answered = built && loop_broker_call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &q, a, &r);
     if (fd >= 0) close(fd);
     broker_done(b, dir);
     CHECK(built);
@@ -146,7 +129,7 @@ SL_TEST(txnapi_describe_producers_needs_read) {
     int32_t t_parts[] = {0, 1, 7}, n_parts[] = {0};
     sl_describe_producers_req q = dp_req(ts, t_parts, n_parts);
     sl_describe_producers_resp r;
-    bool answered = built && call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &q, a, &r);
+    bool answered = built && loop_broker_call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &q, a, &r);
     if (fd >= 0) close(fd);
     broker_done(b, dir);
     CHECK(built && answered);
@@ -174,7 +157,8 @@ static bool init_txn(sl_broker *b, int fd, sl_arena *a, const char *tid, txn_id 
     q.transactional_id = sl_str_c(tid);
     q.transaction_timeout_ms = 60000;
     sl_init_producer_id_resp r;
-    if (!call(b, fd, SL_API_INIT_PRODUCER_ID, 4, &q, a, &r) || r.error_code) return false;
+    if (!loop_broker_call(b, fd, SL_API_INIT_PRODUCER_ID, 4, &q, a, &r) || r.error_code)
+        return false;
     *out = (txn_id){r.producer_id, r.producer_epoch};
     return true;
 }
@@ -200,7 +184,7 @@ static bool v4_call(sl_broker *b, int fd, sl_arena *a, sl_add_partitions_to_txn_
     sl_add_partitions_to_txn_req_init(&q);
     q.transactions = x;
     q.transactions_count = n;
-    return call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 4, &q, a, r);
+    return loop_broker_call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 4, &q, a, r);
 }
 
 /* Partition `part` of topic "t2" in transaction `i` of a v4 answer: its error, or -999 when the
@@ -244,8 +228,8 @@ static int v4_scenario(sl_broker *b, sl_arena *a, int fd) {
     q3.topics = &t3;
     q3.topics_count = 1;
     sl_add_partitions_to_txn_resp r3;
-    ok = ok && call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 3, &q3, a, &r3) && r3.results_count == 1 &&
-         r3.results[0].results[0].error_code == 0;
+    ok = ok && loop_broker_call(b, fd, SL_API_ADD_PARTITIONS_TO_TXN, 3, &q3, a, &r3) &&
+         r3.results_count == 1 && r3.results[0].results[0].error_code == 0;
     STEP(ok);
 
     sl_add_partitions_to_txn_req_transaction x[2];
@@ -292,7 +276,7 @@ static int v4_scenario(sl_broker *b, sl_arena *a, int fd) {
     sl_describe_producers_req_topic dt = {sl_str_c("t2"), p0, 1};
     sl_describe_producers_req dq = {.topics = &dt, .topics_count = 1};
     sl_describe_producers_resp dr;
-    STEP(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
+    STEP(loop_broker_call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
     STEP(dr.topics_count == 1 && dr.topics[0].partitions_count == 1);
     const sl_describe_producers_resp_producer *me =
         find_producer(&dr.topics[0].partitions[0], id.pid);
@@ -310,7 +294,7 @@ static int v4_scenario(sl_broker *b, sl_arena *a, int fd) {
     eq.producer_epoch = id.epoch;
     eq.committed = true;
     sl_end_txn_resp er;
-    STEP(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
+    STEP(loop_broker_call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
     STEP(er.error_code == 0);
     STEP(er.producer_id == id.pid);
     STEP(er.producer_epoch == id.epoch);
@@ -318,13 +302,13 @@ static int v4_scenario(sl_broker *b, sl_arena *a, int fd) {
     x[0] = v4_txn(a, "tx", id, true, p0, 1);
     STEP(v4_call(b, fd, a, x, 1, &r));
     STEP(err_of(&r, 0, 0) == SL_KAFKA_INVALID_TXN_STATE);
-    STEP(call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
+    STEP(loop_broker_call(b, fd, SL_API_DESCRIBE_PRODUCERS, 0, &dq, a, &dr));
     me = find_producer(&dr.topics[0].partitions[0], id.pid);
     STEP(me);
     STEP(me->current_txn_start_offset == -1);
     /* EndTxn v5 refused: the pair is not given. */
     eq.producer_epoch = (int16_t)(id.epoch + 1);
-    STEP(call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
+    STEP(loop_broker_call(b, fd, SL_API_END_TXN, 5, &eq, a, &er));
     STEP(er.error_code != 0);
     STEP(er.producer_id == -1);
     STEP(er.producer_epoch == -1);
@@ -375,7 +359,7 @@ static int16_t fetch_offset(sl_broker *b, int fd, sl_arena *a, bool stable, int6
         .group_id = sl_str_c("g"), .topics = &ft, .topics_count = 1, .require_stable = stable};
     sl_offset_fetch_resp r;
     sl_offset_fetch_resp_init(&r);
-    if (!call(b, fd, SL_API_OFFSET_FETCH, 7, &rq, a, &r) || r.topics_count != 1 ||
+    if (!loop_broker_call(b, fd, SL_API_OFFSET_FETCH, 7, &rq, a, &r) || r.topics_count != 1 ||
         r.topics[0].partitions_count != 1)
         return -2;
     *off = r.topics[0].partitions[0].committed_offset;
@@ -399,11 +383,12 @@ SL_TEST(txnapi_offset_fetch_require_stable) {
                                   .producer_epoch = -1};
     sl_init_producer_id_resp ipr;
     sl_init_producer_id_resp_init(&ipr);
-    ok = ok && call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &ipr) && !ipr.error_code;
+    ok = ok && loop_broker_call(b, fd, SL_API_INIT_PRODUCER_ID, 1, &ip, a, &ipr) && !ipr.error_code;
     sl_add_offsets_to_txn_req ao = {sl_str_c("x"), ipr.producer_id, ipr.producer_epoch,
                                     sl_str_c("g")};
     sl_add_offsets_to_txn_resp aor;
-    ok = ok && call(b, fd, SL_API_ADD_OFFSETS_TO_TXN, 1, &ao, a, &aor) && !aor.error_code;
+    ok = ok && loop_broker_call(b, fd, SL_API_ADD_OFFSETS_TO_TXN, 1, &ao, a, &aor) &&
+         !aor.error_code;
     sl_txn_offset_commit_req_partition tp = {0, 42, -1, sl_str_c("")};
     sl_txn_offset_commit_req_topic tt = {sl_str_c("t2"), &tp, 1};
     sl_txn_offset_commit_req tc = {.transactional_id = sl_str_c("x"),
@@ -415,14 +400,14 @@ SL_TEST(txnapi_offset_fetch_require_stable) {
                                    .topics = &tt,
                                    .topics_count = 1};
     sl_txn_offset_commit_resp tcr;
-    ok = ok && call(b, fd, SL_API_TXN_OFFSET_COMMIT, 1, &tc, a, &tcr) && tcr.topics_count == 1 &&
-         !tcr.topics[0].partitions[0].error_code;
+    ok = ok && loop_broker_call(b, fd, SL_API_TXN_OFFSET_COMMIT, 1, &tc, a, &tcr) &&
+         tcr.topics_count == 1 && !tcr.topics[0].partitions[0].error_code;
     int64_t off_s = 0, off_u = 0, off_s2 = 0, off_u2 = 0;
     int16_t err_s = ok ? fetch_offset(b, fd, a, true, &off_s) : -3;
     int16_t err_u = ok ? fetch_offset(b, fd, a, false, &off_u) : -3;
     sl_end_txn_req et = {sl_str_c("x"), ipr.producer_id, ipr.producer_epoch, true};
     sl_end_txn_resp etr;
-    ok = ok && call(b, fd, SL_API_END_TXN, 1, &et, a, &etr) && !etr.error_code;
+    ok = ok && loop_broker_call(b, fd, SL_API_END_TXN, 1, &et, a, &etr) && !etr.error_code;
     int16_t err_s2 = ok ? fetch_offset(b, fd, a, true, &off_s2) : -3;
     int16_t err_u2 = ok ? fetch_offset(b, fd, a, false, &off_u2) : -3;
     if (fd >= 0) close(fd);
