@@ -1,8 +1,8 @@
 /* The gateway's control-path handlers (src/gateway/sl_gw_handlers.c), the parts that need no
  * upstream: the execute table against the API descriptors, the ApiVersions intersection, the
- * Metadata / ListGroups / DescribeGroups merges over decoded answers, and late authorization
- * (sl_authorize_late) for resources only an upstream answer names. End-to-end behaviour through
- * real clients is tests/interop's. */
+ * Metadata / ListGroups / DescribeGroups / DescribeTransactions / ListTransactions merges over
+ * decoded answers, and late authorization (sl_authorize_late) for resources only an upstream
+ * answer names. End-to-end behaviour through real clients is tests/interop's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
