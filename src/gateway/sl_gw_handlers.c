@@ -9,17 +9,18 @@
  *    the answer rewritten where it names broker addresses (Metadata, FindCoordinator,
  *    DescribeCluster) or was computed for the gateway's identity (authorized operations,
  *    listings that Kafka filters by the caller's ACLs: Metadata of every topic, ListGroups,
- *    OffsetFetch of every topic).
+ *    ListTransactions, OffsetFetch of every topic, the topics of DescribeTransactions).
  *  - Partly denied: single-resource APIs are answered here with the denial; multi-resource ones
  *    forward what is allowed (re-encoded) and merge the denials into the upstream's answer.
  *  - The data path (Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords) is
  *    sl_gw_data.c's (sl_gw_int.h).
- * APIs without a descriptor or gateway handler (inter-broker, controller, WriteTxnMarkers,
- * DescribeTransactions, ListTransactions) are refused by the pipeline before they get here:
- * nothing is forwarded that the gateway cannot authorize. The client-side transaction APIs
- * (FindCoordinator for a transactional id, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
- * EndTxn, TxnOffsetCommit) and DescribeProducers (a partition leader's producer state, READ on
- * the topic) are forwarded after their authorization like the rest. */
+ * APIs without a descriptor or gateway handler (inter-broker, controller, WriteTxnMarkers) are
+ * refused by the pipeline before they get here: nothing is forwarded that the gateway cannot
+ * authorize. The client-side transaction APIs (FindCoordinator for a transactional id,
+ * InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit), the operators'
+ * ones (DescribeTransactions, ListTransactions: DESCRIBE on each transactional id) and
+ * DescribeProducers (a partition leader's producer state, READ on the topic) are forwarded after
+ * their authorization like the rest. */
 #include "gateway/sl_gw_handlers.h"
 
 #include <stdio.h>
@@ -1064,6 +1065,116 @@ static void gw_txn_offset_commit(sl_req *rq) {
     SL_RESPOND(rq, txn_offset_commit, &m);
 }
 
+/* ---- DescribeTransactions, ListTransactions ----
+ *
+ * Operators' views of the transaction coordinator (kafka-transactions.sh describe / list). As
+ * Kafka's KafkaApis: DESCRIBE on each transactional id (a denied one is answered here with
+ * TRANSACTIONAL_ID_AUTHORIZATION_FAILED and not forwarded), and, quietly, on each topic a
+ * described transaction holds partitions of (left out when denied); a listing keeps the ids the
+ * client may DESCRIBE. The answers are always decoded: the upstream filtered them for the
+ * gateway's identity. */
+
+bool sl_gw_describe_transactions_merge(sl_arena *a, const sl_describe_transactions_req *req,
+                                       const sl_gw_authz *txn, const sl_gw_authz *topic,
+                                       sl_describe_transactions_resp *m) {
+    int32_t n = req->transactional_ids_count > 0 ? req->transactional_ids_count : 0;
+    sl_describe_transactions_resp_state *out = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *out);
+    if (!out) return false;
+    for (int32_t i = 0; i < n; i++) {
+        sl_str id = req->transactional_ids[i];
+        sl_describe_transactions_resp_state *o = &out[i];
+        int16_t err = txn->deny(txn->ctx, id);
+        const sl_describe_transactions_resp_state *up = NULL;
+        for (int32_t j = 0; !err && j < m->transaction_states_count && !up; j++)
+            if (sl_str_eq(m->transaction_states[j].transactional_id, id))
+                up = &m->transaction_states[j];
+        if (up) {
+            *o = *up;
+            /* A new array: two asks for one id share the upstream's entry. */
+            int32_t nt = up->topics_count > 0 ? up->topics_count : 0;
+            o->topics = sl_arena_calloc(a, (size_t)(nt ? nt : 1), sizeof *o->topics);
+            if (!o->topics) return false;
+            o->topics_count = 0;
+            for (int32_t t = 0; t < nt; t++)
+                if (!topic->deny(topic->ctx, up->topics[t].topic))
+                    o->topics[o->topics_count++] = up->topics[t];
+            continue;
+        }
+        /* As the local broker answers an id it does not describe (sl_h_describe_transactions). */
+        sl_describe_transactions_resp_state_init(o);
+        o->error_code = err ? err : SL_KAFKA_COORDINATOR_NOT_AVAILABLE;
+        o->transactional_id = id;
+        o->transaction_state = sl_str_c("");
+        o->producer_id = -1;
+        o->producer_epoch = -1;
+        o->transaction_start_time_ms = -1;
+        o->topics_count = 0;
+    }
+    m->transaction_states = out;
+    m->transaction_states_count = n;
+    return true;
+}
+
+static void dt_finish(sl_req *rq, sl_describe_transactions_resp *m) {
+    const sl_describe_transactions_req *q = rq->req;
+    late_ctx lt = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID};
+    late_ctx lp = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TOPIC};
+    sl_gw_authz txn = {&lt, late_deny, NULL}, topic = {&lp, late_deny, NULL};
+    if (!sl_gw_describe_transactions_merge(rq->a, q, &txn, &topic, m))
+        return sl_req_fail(rq, "out of memory");
+    SL_RESPOND(rq, describe_transactions, m);
+}
+
+static void dt_answer(sl_req *rq, void *resp, void *arg) {
+    count_rewritten(rq);
+    dt_finish(rq, resp);
+}
+
+static void gw_describe_transactions(sl_req *rq) {
+    if (naming_failed(rq)) return;
+    const sl_describe_transactions_req *q = rq->req;
+    int32_t n = q->transactional_ids_count > 0 ? q->transactional_ids_count : 0;
+    sl_describe_transactions_req f = *q;
+    f.transactional_ids = sl_arena_calloc(rq->a, (size_t)(n ? n : 1), sizeof *f.transactional_ids);
+    if (!f.transactional_ids) return sl_req_fail(rq, "out of memory");
+    f.transactional_ids_count = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (allowed(rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID, q->transactional_ids[i],
+                    false))
+            f.transactional_ids[f.transactional_ids_count++] = q->transactional_ids[i];
+    if (n > 0 && f.transactional_ids_count == 0) {
+        sl_describe_transactions_resp m;
+        sl_describe_transactions_resp_init(&m);
+        m.transaction_states_count = 0;
+        count_local(rq);
+        dt_finish(rq, &m);
+        return;
+    }
+    gw_send(rq, f.transactional_ids_count == n ? NULL : &f, dt_answer, NULL);
+}
+
+void sl_gw_list_transactions_filter(sl_list_transactions_resp *m, const sl_gw_authz *az) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < m->transaction_states_count; i++)
+        if (!az->deny(az->ctx, m->transaction_states[i].transactional_id))
+            m->transaction_states[k++] = m->transaction_states[i];
+    if (m->transaction_states_count > 0) m->transaction_states_count = k;
+}
+
+static void lt_answer(sl_req *rq, void *resp, void *arg) {
+    sl_list_transactions_resp *m = resp;
+    late_ctx lc = {rq, SL_ACL_OP_DESCRIBE, SL_ACL_RES_TRANSACTIONAL_ID};
+    sl_gw_authz az = {&lc, late_deny, NULL};
+    sl_gw_list_transactions_filter(m, &az);
+    count_rewritten(rq);
+    SL_RESPOND(rq, list_transactions, m);
+}
+
+static void gw_list_transactions(sl_req *rq) {
+    if (naming_failed(rq)) return;
+    gw_send(rq, NULL, lt_answer, NULL);
+}
+
 /* ---- OffsetFetch ----
  *
  * One group at a time in the v8+ shape (v0-7 requests and answers are copied into it and
@@ -1345,6 +1456,8 @@ sl_gw_exec_fn sl_gw_exec(int16_t key) {
         return gw_describe_cluster;
     case SL_API_LIST_GROUPS:
         return gw_list_groups;
+    case SL_API_LIST_TRANSACTIONS:
+        return gw_list_transactions;
     case SL_API_DESCRIBE_GROUPS:
         return gw_describe_groups;
     /* one resource: forwarded or denied here */
@@ -1381,6 +1494,8 @@ sl_gw_exec_fn sl_gw_exec(int16_t key) {
         return gw_incremental_alter_configs;
     case SL_API_DESCRIBE_PRODUCERS:
         return gw_describe_producers;
+    case SL_API_DESCRIBE_TRANSACTIONS:
+        return gw_describe_transactions;
     /* transactions: denied here, forwarded otherwise */
     case SL_API_END_TXN:
         return gw_end_txn;

@@ -62,6 +62,18 @@ void sl_gw_list_groups_filter(sl_list_groups_resp *m, const sl_gw_authz *az);
 bool sl_gw_describe_groups_merge(sl_arena *a, const sl_describe_groups_req *req, bool want_ops,
                                  const sl_gw_authz *az, sl_describe_groups_resp *m);
 
+/* DescribeTransactions: the answer to `req` in request order (as Kafka's KafkaApis answers):
+ * ids `txn` denies get TRANSACTIONAL_ID_AUTHORIZATION_FAILED (they were not forwarded), the
+ * others the upstream's entry (an id missing from it: COORDINATOR_NOT_AVAILABLE, retriable) with
+ * the topics `topic` denies left out of its partitions. Upstream entries the request did not ask
+ * for are dropped. False when out of memory. */
+bool sl_gw_describe_transactions_merge(sl_arena *a, const sl_describe_transactions_req *req,
+                                       const sl_gw_authz *txn, const sl_gw_authz *topic,
+                                       sl_describe_transactions_resp *m);
+
+/* ListTransactions: leaves out the transactional ids `az` denies (in place). */
+void sl_gw_list_transactions_filter(sl_list_transactions_resp *m, const sl_gw_authz *az);
+
 /* AddPartitionsToTxn is all or nothing (Kafka's KafkaApis): `txn_err` (the transactional id's
  * denial, 0 when allowed) fails every partition; otherwise, with any topic `az` denies (WRITE),
  * nothing is added: a denied topic's partitions get its error, every other partition

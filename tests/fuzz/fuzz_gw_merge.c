@@ -1,11 +1,11 @@
 /* libFuzzer target for the gateway's answer merges (src/gateway/sl_gw_handlers.h), which run
- * over whatever the upstream sends. Input: byte 0 picks the API (even: Metadata, odd:
- * DescribeGroups then ListGroups), byte 1 the version, byte 2 flags; the rest is the upstream's
- * answer body. The client's request is made from the answer itself (its first entries, some by
- * id on Metadata v10+, plus entries the answer lacks). Names whose first byte is odd are
- * denied. Invariants: nothing denied is listed as a success, a listing shows no denied name,
- * named requests are answered only for what they asked, and the merged answer survives its own
- * codec at the request's version. */
+ * over whatever the upstream sends. Input: byte 0 picks the API (2 mod 4: DescribeTransactions
+ * then ListTransactions; other even: Metadata; odd: DescribeGroups then ListGroups), byte 1 the
+ * version, byte 2 flags; the rest is the upstream's answer body. The client's request is made from
+ * the answer itself (its first entries, some by id on Metadata v10+, plus entries the answer
+ * lacks). Names whose first byte is odd are denied. Invariants: nothing denied is listed as a
+ * success, a listing shows no denied name, named requests are answered only for what they asked,
+ * and the merged answer survives its own codec at the request's version. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +108,59 @@ static void groups(sl_arena *a, int16_t v, uint8_t flags, const uint8_t *p, size
         if (deny_odd(NULL, l.groups[i].group_id)) abort();
 }
 
+/* Answers for the ids asked only, in request order; a denied id is answered with its denial
+ * and nothing the upstream said; no allowed entry lists a denied topic. */
+static void transactions(sl_arena *a, int16_t v, const uint8_t *p, size_t n) {
+    sl_gw_authz az = {NULL, deny_odd, NULL};
+    sl_describe_transactions_resp m;
+    sl_describe_transactions_resp_init(&m);
+    sl_rd r = sl_rd_init(p, n);
+    if (sl_describe_transactions_resp_decode(&r, a, 0, &m) == SL_OK) {
+        int32_t ns = m.transaction_states_count > 0 ? m.transaction_states_count : 0;
+        sl_describe_transactions_req q = {0};
+        q.transactional_ids = sl_arena_calloc(a, (size_t)ns + 1, sizeof *q.transactional_ids);
+        if (!q.transactional_ids) return;
+        for (int32_t i = 0; i < ns; i += 1 + (i & 1)) {
+            sl_str id = m.transaction_states[i].transactional_id;
+            q.transactional_ids[q.transactional_ids_count++] = id.len >= 0 ? id : sl_str_c("");
+        }
+        q.transactional_ids[q.transactional_ids_count++] = sl_str_c("absent");
+        if (!sl_gw_describe_transactions_merge(a, &q, &az, &az, &m)) return;
+        if (m.transaction_states_count != q.transactional_ids_count) abort();
+        for (int32_t i = 0; i < m.transaction_states_count; i++) {
+            const sl_describe_transactions_resp_state *st = &m.transaction_states[i];
+            if (!sl_str_eq(st->transactional_id, q.transactional_ids[i])) abort();
+            bool denied = deny_odd(NULL, q.transactional_ids[i]) != 0;
+            if (denied && (st->error_code != 29 || st->topics_count != 0)) abort();
+            for (int32_t t = 0; t < st->topics_count; t++)
+                if (deny_odd(NULL, st->topics[t].topic)) abort();
+        }
+        sl_wr w;
+        sl_wr_init(&w, a, 256);
+        sl_describe_transactions_resp_encode(&w, 0, &m);
+        sl_describe_transactions_resp back;
+        sl_rd br = sl_rd_init(w.buf, w.len);
+        if (!w.err && (sl_describe_transactions_resp_decode(&br, a, 0, &back) != SL_OK ||
+                       back.transaction_states_count != m.transaction_states_count))
+            abort();
+    }
+    sl_list_transactions_resp l;
+    sl_list_transactions_resp_init(&l);
+    r = sl_rd_init(p, n);
+    if (sl_list_transactions_resp_decode(&r, a, v % 2, &l) != SL_OK) return;
+    sl_gw_list_transactions_filter(&l, &az);
+    for (int32_t i = 0; i < l.transaction_states_count; i++)
+        if (deny_odd(NULL, l.transaction_states[i].transactional_id)) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 3 || size > 1 << 20) return 0;
     sl_arena *a = sl_arena_new(1 << 16);
     if (!a) return 0;
     int16_t v = (int16_t)(data[1] % 13);
-    if (data[0] & 1)
+    if (data[0] % 4 == 2)
+        transactions(a, v, data + 3, size - 3);
+    else if (data[0] & 1)
         groups(a, v, data[2], data + 3, size - 3);
     else
         metadata(a, v, data[2], data + 3, size - 3);

@@ -1223,6 +1223,100 @@ def test_transactions_and_read_committed_through_the_gateway(gateway_serve, topi
     assert b"open-0" in _read_to_eof(gw.ck_conf(g, "admin"), topic, 3, "read_committed")
 
 
+def upstream_describe_txns(g):
+    """DescribeTransactions requests the `sluice serve` upstream has finished: only this test
+    sends any, so a count that does not move means nothing was forwarded (other clients' traffic
+    through the gateway, e.g. a producer's Metadata refresh, does not count here)."""
+    from test_metrics import samples
+    body = gw.http_text(gw.metrics_url(g.upstream) + "/metrics")
+    return sum(v for k, v in samples(body, "sluice_requests_total").items()
+               if 'request="DescribeTransactions"' in k)
+
+
+def txn_admin_node(g, user, ids):
+    """DescribeTransactions v0 of `ids`, then ListTransactions v1 (no filter), sent by
+    @platformatic/kafka as `user` to the upstream broker's gateway address
+    (node/txnadmin_platformatic.mjs): (describe entries in answer order, {id: (pid, state)},
+    the listing's error)."""
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    res = subprocess.run(["node", str(NODE_DIR / "txnadmin_platformatic.mjs"), addr,
+                          str(g.ca_pem), user, ",".join(ids)],
+                         cwd=str(NODE_DIR), capture_output=True, text=True, timeout=90,
+                         env=gw.node_env(g, user, SASL_PASSWORD=g.users[user]))
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"node printed nothing: {res.stdout!r} {res.stderr[-2000:]!r}"
+    out = json.loads(lines[-1])
+    assert out["ok"] and res.returncode == 0, out
+    listed = {s["id"]: (s["producerId"], s["state"]) for s in out["list"]["states"]}
+    return out["describe"], listed, out["list"]["error"]
+
+
+def test_describe_and_list_transactions_through_the_gateway(gateway_serve):
+    """DescribeTransactions and ListTransactions (what kafka-transactions.sh sends) through the
+    gateway to `sluice serve`, from @platformatic/kafka, with an open transaction of
+    confluent-kafka's transactional producer on dtx-gw (partitions 0, 1) and dtx-gw-hidden:
+      - both advertised in the gateway's ApiVersions (the upstream serves them);
+      - admin (super user) sees it Ongoing with its producer id, epoch and every partition;
+      - reader (DESCRIBE on the id and on dtx-gw only) gets a denied id answered
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED in request order beside the forwarded one, whose
+        partitions leave dtx-gw-hidden out; its listing holds only the id it may describe;
+      - mallory (nothing granted) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, decided at the
+        gateway (its denial logged there, nothing forwarded for it), and an empty listing."""
+    import kproto as kp
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_acl import binding
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("dtx-gw", 2, 1),
+                                  NewTopic("dtx-gw-hidden", 1, 1)]).values():
+        f.result(30)
+    grant(g, binding("TRANSACTIONAL_ID", "gw-dtx", "LITERAL", "User:reader", "DESCRIBE", "ALLOW"),
+          binding("TOPIC", "dtx-gw", "LITERAL", "User:reader", "DESCRIBE", "ALLOW"))
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    with sasl_conn(g, addr, "reader") as c:
+        err, ranges = kp.api_versions(c, 3)
+    assert err == 0 and ranges.get(65) == (0, 0) and ranges.get(66, (0, -1))[1] >= 1, \
+        (ranges.get(65), ranges.get(66))
+
+    p = Producer(gw.ck_conf(g, "admin", **{"transactional.id": "gw-dtx",
+                                           "transaction.timeout.ms": 60000}))
+    p.init_transactions(30)
+    p.begin_transaction()
+    for part in (0, 1):
+        p.produce("dtx-gw", b"dtx-%d" % part, partition=part)
+    p.produce("dtx-gw-hidden", b"dtx-hidden", partition=0)
+    assert p.flush(30) == 0
+    try:
+        desc, listed, lerr = txn_admin_node(g, "admin", ["gw-dtx"])
+        assert lerr == 0 and len(desc) == 1, (desc, lerr)
+        d = desc[0]
+        assert (d["id"], d["error"], d["state"]) == ("gw-dtx", 0, "Ongoing"), d
+        assert d["producerId"] >= 0 and d["producerEpoch"] >= 0 and d["timeoutMs"] == 60000, d
+        assert d["topics"] == {"dtx-gw": [0, 1], "dtx-gw-hidden": [0]}, d
+        assert listed.get("gw-dtx") == (d["producerId"], "Ongoing"), listed
+
+        desc, listed, lerr = txn_admin_node(g, "reader", ["gw-dtx-other", "gw-dtx"])
+        assert [(x["id"], x["error"]) for x in desc] == [("gw-dtx-other", TXN_AUTHZ),
+                                                         ("gw-dtx", 0)], desc
+        assert desc[1]["state"] == "Ongoing" and desc[1]["producerId"] == d["producerId"], desc
+        assert desc[1]["topics"] == {"dtx-gw": [0, 1]}, desc
+        assert lerr == 0 and listed == {"gw-dtx": (d["producerId"], "Ongoing")}, listed
+
+        described = upstream_describe_txns(g)
+        assert described >= 2  # admin's and reader's reached the upstream
+        desc, listed, lerr = txn_admin_node(g, "mallory", ["gw-dtx"])
+        # The describe of a denied id never reached the upstream.
+        assert upstream_describe_txns(g) == described
+        assert [(x["id"], x["error"], x["topics"]) for x in desc] == \
+            [("gw-dtx", TXN_AUTHZ, {})], desc
+        assert lerr == 0 and listed == {}, listed
+        assert re.search(r'msg="denied" principal=User:mallory .*api=65 op=DESCRIBE '
+                         r'resource=TRANSACTIONAL_ID:gw-dtx', g.log_text()), g.log_tail()
+    finally:
+        p.commit_transaction(30)
+
+
 # ---- a gateway keeps no Kafka data (docs/gateway.md, "What a gateway keeps on disk") -----------
 
 # Kafka data a broker keeps under log.dirs: partition directories (NAME-N, hex topic ids, the

@@ -1,8 +1,8 @@
 /* The gateway's control-path handlers (src/gateway/sl_gw_handlers.c), the parts that need no
  * upstream: the execute table against the API descriptors, the ApiVersions intersection, the
- * Metadata / ListGroups / DescribeGroups merges over decoded answers, and late authorization
- * (sl_authorize_late) for resources only an upstream answer names. End-to-end behaviour through
- * real clients is tests/interop's. */
+ * Metadata / ListGroups / DescribeGroups / DescribeTransactions / ListTransactions merges over
+ * decoded answers, and late authorization (sl_authorize_late) for resources only an upstream
+ * answer names. End-to-end behaviour through real clients is tests/interop's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +22,12 @@
 /* ---- the execute table ---- */
 
 /* Every descriptor has a gateway handler (each API the pipeline can authorize is either
- * answered here or forwarded), but the operators' transaction APIs that only `serve` answers
- * (DescribeTransactions, ListTransactions: a coordinator's own state, per upstream broker);
- * every key without a descriptor (inter-broker, controller, transaction markers, newer APIs)
- * has none, so it is never forwarded. */
+ * answered here or forwarded); every key without a descriptor (inter-broker, controller,
+ * transaction markers, newer APIs) has none, so it is never forwarded. */
 SL_TEST(gw_exec_covers_every_descriptor) {
     int missing = 0;
     for (int i = 0; sl_api_desc_at(i); i++) {
         const sl_api_desc *d = sl_api_desc_at(i);
-        if (d->key == SL_API_DESCRIBE_TRANSACTIONS || d->key == SL_API_LIST_TRANSACTIONS) continue;
         if (!sl_gw_exec(d->key)) {
             fprintf(stderr, "  api %d has a descriptor but no gateway handler\n", d->key);
             missing++;
@@ -45,10 +42,11 @@ SL_TEST(gw_exec_covers_every_descriptor) {
         }
     CHECK_EQ(extra, 0);
     /* Named ones, for the reader: LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown,
-     * WriteTxnMarkers, Vote, BrokerHeartbeat, DescribeQuorum, DescribeTransactions,
-     * ListTransactions. */
-    static const int16_t never[] = {4, 5, 6, 7, 27, 52, 63, 55, 65, 66};
+     * WriteTxnMarkers, Vote, BrokerHeartbeat, DescribeQuorum. */
+    static const int16_t never[] = {4, 5, 6, 7, 27, 52, 63, 55};
     for (size_t i = 0; i < sizeof never / sizeof *never; i++) CHECK(!sl_gw_exec(never[i]));
+    /* The operators' transaction APIs are forwarded (after DESCRIBE on each id). */
+    CHECK(sl_gw_exec(SL_API_DESCRIBE_TRANSACTIONS) && sl_gw_exec(SL_API_LIST_TRANSACTIONS));
 }
 
 /* ---- ApiVersions ---- */
@@ -58,11 +56,13 @@ typedef struct range_row {
 } range_row;
 
 /* An upstream like Kafka 2.0 in places: Metadata to v6, Produce and Fetch from v0, no
- * DescribeCluster, no SCRAM APIs, JoinGroup only above our range. */
+ * DescribeCluster, no SCRAM APIs, JoinGroup only above our range; DescribeTransactions (as
+ * Kafka 3.0) but no ListTransactions. */
 static const range_row k_upstream[] = {
-    {SL_API_PRODUCE, 0, 6},       {SL_API_FETCH, 0, 8},        {SL_API_METADATA, 0, 6},
-    {SL_API_API_VERSIONS, 0, 2},  {SL_API_JOIN_GROUP, 40, 41}, {SL_API_FIND_COORDINATOR, 0, 2},
-    {SL_API_OFFSET_COMMIT, 2, 4},
+    {SL_API_PRODUCE, 0, 6},       {SL_API_FETCH, 0, 8},
+    {SL_API_METADATA, 0, 6},      {SL_API_API_VERSIONS, 0, 2},
+    {SL_API_JOIN_GROUP, 40, 41},  {SL_API_FIND_COORDINATOR, 0, 2},
+    {SL_API_OFFSET_COMMIT, 2, 4}, {SL_API_DESCRIBE_TRANSACTIONS, 0, 0},
 };
 
 static bool fake_range(void *ctx, int16_t key, int16_t *min, int16_t *max) {
@@ -110,7 +110,11 @@ SL_TEST(gw_api_versions_intersection) {
     CHECK((k = find_key(keys, n, SL_API_OFFSET_COMMIT)));
     CHECK_EQ(k->min_version, 2);
     CHECK_EQ(k->max_version, 4);
+    CHECK((k = find_key(keys, n, SL_API_DESCRIBE_TRANSACTIONS)));
+    CHECK_EQ(k->min_version, 0);
+    CHECK_EQ(k->max_version, 0);
     /* The upstream lacks it, or the ranges do not meet: left out. */
+    CHECK(!find_key(keys, n, SL_API_LIST_TRANSACTIONS));
     CHECK(!find_key(keys, n, SL_API_DESCRIBE_CLUSTER));
     CHECK(!find_key(keys, n, SL_API_CREATE_TOPICS));
     CHECK(!find_key(keys, n, SL_API_JOIN_GROUP));
@@ -336,6 +340,91 @@ SL_TEST(gw_describe_groups_merge) {
         CHECK_EQ(back.groups_count, 3);
     }
     sl_arena_free(a);
+}
+
+/* Request order; a denied id (not forwarded) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, one the
+ * upstream left out a retriable error, one it answered without being asked is dropped; the
+ * topics the client may not DESCRIBE are left out of an allowed id's partitions. */
+SL_TEST(gw_describe_transactions_merge) {
+    sl_arena *a = sl_arena_new(4096);
+    const int16_t k_tidaf = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    sl_str asked[] = {S("secret-tx"), S("tx1"), S("gone"), S("tx1")};
+    sl_describe_transactions_req req = {.transactional_ids = asked, .transactional_ids_count = 4};
+    int32_t p01[] = {0, 1}, p2[] = {2};
+    sl_describe_transactions_resp_topic tt[] = {
+        {.topic = S("t"), .partitions = p01, .partitions_count = 2},
+        {.topic = S("secret-t"), .partitions = p2, .partitions_count = 1},
+        {.topic = S("u"), .partitions = p2, .partitions_count = 1}};
+    sl_describe_transactions_resp_state up[2];
+    for (int i = 0; i < 2; i++) sl_describe_transactions_resp_state_init(&up[i]);
+    up[0].transactional_id = S("not-asked");
+    up[0].transaction_state = S("Ongoing");
+    up[0].topics_count = 0;
+    up[1].transactional_id = S("tx1");
+    up[1].transaction_state = S("Ongoing");
+    up[1].producer_id = 7;
+    up[1].producer_epoch = 2;
+    up[1].transaction_timeout_ms = 60000;
+    up[1].topics = tt;
+    up[1].topics_count = 3;
+    sl_describe_transactions_resp m;
+    sl_describe_transactions_resp_init(&m);
+    m.transaction_states = up;
+    m.transaction_states_count = 2;
+    sl_gw_authz txn = {(void *)&k_tidaf, deny_secret, NULL};
+    sl_gw_authz topic = {(void *)&k_taf, deny_secret, NULL};
+    CHECK(sl_gw_describe_transactions_merge(a, &req, &txn, &topic, &m));
+    CHECK_EQ(m.transaction_states_count, 4);
+    const sl_describe_transactions_resp_state *s0 = &m.transaction_states[0];
+    CHECK(sl_str_eqc(s0->transactional_id, "secret-tx") && s0->error_code == k_tidaf);
+    CHECK(s0->producer_id == -1 && s0->topics_count == 0);
+    for (int i = 1; i <= 3; i += 2) {
+        const sl_describe_transactions_resp_state *s = &m.transaction_states[i];
+        CHECK(sl_str_eqc(s->transactional_id, "tx1") && s->error_code == 0);
+        CHECK(sl_str_eqc(s->transaction_state, "Ongoing") && s->producer_id == 7);
+        CHECK_EQ(s->topics_count, 2);
+        CHECK(sl_str_eqc(s->topics[0].topic, "t") && s->topics[0].partitions_count == 2);
+        CHECK(sl_str_eqc(s->topics[1].topic, "u"));
+    }
+    CHECK(sl_str_eqc(m.transaction_states[2].transactional_id, "gone"));
+    CHECK_EQ(m.transaction_states[2].error_code, SL_KAFKA_COORDINATOR_NOT_AVAILABLE);
+    /* The upstream's entry itself is left as it was (its array is not filtered in place). */
+    CHECK_EQ(up[1].topics_count, 3);
+    sl_wr w;
+    sl_wr_init(&w, a, 256);
+    sl_describe_transactions_resp_encode(&w, 0, &m);
+    CHECK(!w.err);
+    sl_describe_transactions_resp back;
+    sl_rd r = sl_rd_init(w.buf, w.len);
+    CHECK(sl_describe_transactions_resp_decode(&r, a, 0, &back) == SL_OK);
+    CHECK_EQ(back.transaction_states_count, 4);
+    CHECK_EQ(back.transaction_states[1].topics_count, 2);
+
+    /* Everything denied (answered here: no upstream answer at all). */
+    sl_describe_transactions_resp_init(&m);
+    m.transaction_states_count = 0;
+    req.transactional_ids_count = 1;
+    CHECK(sl_gw_describe_transactions_merge(a, &req, &txn, &topic, &m));
+    CHECK_EQ(m.transaction_states_count, 1);
+    CHECK_EQ(m.transaction_states[0].error_code, k_tidaf);
+    sl_arena_free(a);
+}
+
+SL_TEST(gw_list_transactions_filter) {
+    sl_list_transactions_resp_state ts[] = {{.transactional_id = {"secret-tx", 9}},
+                                            {.transactional_id = {"tx1", 3}, .producer_id = 5},
+                                            {.transactional_id = {"secret", 6}}};
+    sl_list_transactions_resp m = {.transaction_states = ts, .transaction_states_count = 3};
+    const int16_t k_tidaf = SL_KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    sl_gw_authz az = {(void *)&k_tidaf, deny_secret, NULL};
+    sl_gw_list_transactions_filter(&m, &az);
+    CHECK_EQ(m.transaction_states_count, 1);
+    CHECK(sl_str_eqc(m.transaction_states[0].transactional_id, "tx1"));
+    CHECK_EQ(m.transaction_states[0].producer_id, 5);
+    /* A null array stays null. */
+    sl_list_transactions_resp none = {.transaction_states_count = -1};
+    sl_gw_list_transactions_filter(&none, &az);
+    CHECK_EQ(none.transaction_states_count, -1);
 }
 
 /* ---- late authorization ---- */
