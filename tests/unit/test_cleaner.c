@@ -1394,3 +1394,200 @@ SL_TEST(cleaner_capped_clean_makes_progress) {
     sl_log_close(log);
     cleaner_rm_rf(dir);
 }
+
+/* ---- merging small segments (Kafka's groupSegmentsBySize) -------------------------------- */
+
+/* The size of a segment's data file; -1 when there is none. */
+static long seg_file_size(const char *dir, int64_t base) {
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%020lld.log", dir, (long long)base);
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Every offset from the log start to `end` is in the first batch a read at it returns: kept
+ * records where they were, the removed ones in an empty batch, across the former boundaries. */
+static bool every_offset_readable(sl_log *log, int64_t end) {
+    for (int64_t o = sl_log_start_offset(log); o < end; o++) {
+        sl_arena *a = sl_arena_new(1 << 16);
+        uint8_t *p;
+        size_t len;
+        sl_batch_info bi;
+        bool ok = !sl_log_read(log, o, 1 << 16, a, &p, &len) && len > 0 &&
+                  sl_batch_parse(p, len, &bi) && bi.base_offset <= o &&
+                  o <= bi.base_offset + bi.last_offset_delta;
+        sl_arena_free(a);
+        if (!ok) {
+            fprintf(stderr, "  offset %lld not in the batch read at it\n", (long long)o);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The largest timestamp appended at offsets [from, to). */
+static int64_t model_max_ts(const model *m, int64_t from, int64_t to) {
+    int64_t ts = -1;
+    for (int i = 0; i < m->n; i++)
+        if (m->r[i].off >= from && m->r[i].off < to && m->r[i].ts > ts) ts = m->r[i].ts;
+    return ts;
+}
+
+static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
+    char dir[64];
+    sl_log_config lc;
+    sl_log *log = new_log(dir, &lc, k);
+    CHECK(log);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 10, 20, 1000), 0);
+    CHECK_EQ(append1(log, &m, "key-3", NULL, 5000), 0); /* a tombstone, kept */
+    CHECK_EQ(fill(log, &m, 10, 1, 6000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    int n0 = sl_log_segment_count(log);
+    CHECK(n0 > 10);
+    int64_t act = active_base(log), end = sl_log_end_offset(log), bases[64];
+    uint32_t old_deks[64];
+    int nold = k ? seg_deks(log, dir, bases, old_deks, 64) : 0;
+    static uint8_t abuf[4096], bbuf[4096];
+    long alen = file_bytes(dir, act, abuf, sizeof abuf);
+    CHECK(alen > 64);
+
+    /* The first clean groups by the old sizes (about a segment each): little or no merging. The
+     * second finds the cleaned segments small and merges them up to segment.bytes. */
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.segment_bytes = lc.segment_bytes;
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int n1 = sl_log_segment_count(log);
+    CHECK(n1 <= n0);
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int n2 = sl_log_segment_count(log);
+    CHECK(res.segments_rewritten >= 2);
+    CHECK(n2 <= n1 / 2);
+    /* Each clean merges what the last one left small, as Kafka's does, until the segments are
+     * full: 11 records and a few empty batches, two or three segments of them. */
+    for (int i = 0; i < 8 && res.segments_rewritten > 0; i++) {
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        CHECK(sl_log_segment_count(log) <= n2);
+        n2 = sl_log_segment_count(log);
+    }
+    CHECK_EQ(res.segments_rewritten, 0);
+    CHECK(n2 <= 4);
+    int64_t total = 0;
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        long sz = seg_file_size(dir, b);
+        CHECK(sz > 0 && sz <= lc.segment_bytes);
+        total += sz;
+    }
+    CHECK(total < 3 * lc.segment_bytes);
+    CHECK_EQ(cleaner_count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(cleaner_count_files(dir, ".log"), n2);
+    CHECK_EQ(cleaner_count_files(dir, ".index"), n2);
+    CHECK_EQ(cleaner_count_files(dir, ".timeindex"), n2);
+    /* The active segment is untouched, byte for byte; no offset moved. */
+    CHECK_EQ(active_base(log), act);
+    CHECK_EQ(sl_log_end_offset(log), end);
+    CHECK_EQ(file_bytes(dir, act, bbuf, sizeof bbuf), alen);
+    CHECK(!memcmp(abuf, bbuf, (size_t)alen));
+    int nw = expect(&m, act, false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK(every_offset_readable(log, end));
+    if (k) {
+        int64_t nb[64];
+        uint32_t now_deks[64];
+        int n = seg_deks(log, dir, nb, now_deks, 64);
+        CHECK_EQ(n, n2 - 1);
+        for (int i = 0; i < n; i++) {
+            int ver;
+            sl_envelope env;
+            CHECK(seg_header(dir, nb[i], &ver, &env));
+            CHECK_EQ(ver, 2);
+            CHECK_EQ(env.seg_base, nb[i]);
+            for (int q = 0; q < nold; q++) CHECK(now_deks[i] != old_deks[q]);
+            for (int q = 0; q < i; q++) CHECK(now_deks[i] != now_deks[q]);
+        }
+        CHECK(!bytes_in_dir(dir, "-round-"));
+    }
+
+    /* Reopened, its offset indexes removed: open rebuilds the ones the cleaner wrote, byte for
+     * byte. */
+    static uint8_t idx[1][4][1024];
+    long ilen[1][4];
+    CHECK(n2 - 1 <= 4);
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        for (int x = 0; x < 1; x++) {
+            char p[512];
+            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
+            FILE *f = fopen(p, "rb");
+            CHECK(f);
+            ilen[x][i] = (long)fread(idx[x][i], 1, sizeof idx[x][i], f);
+            fclose(f);
+            CHECK(unlink(p) == 0);
+        }
+    }
+    sl_log_close(log);
+    CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
+    CHECK_EQ(sl_log_segment_count(log), n2);
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        for (int x = 0; x < 1; x++) {
+            char p[512];
+            uint8_t buf[1024];
+            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
+            FILE *f = fopen(p, "rb");
+            CHECK(f);
+            long n = (long)fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            CHECK_EQ(n, ilen[x][i]);
+            CHECK(!memcmp(buf, idx[x][i], (size_t)n));
+        }
+    }
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK(every_offset_readable(log, end));
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.segments_rewritten, 0); /* nothing left to merge or drop */
+
+    /* Time retention goes by the group's largest timestamp: the merged first segment stays
+     * until its newest record (or removed batch) expires, then goes whole. */
+    int64_t b0, b1;
+    uint32_t v;
+    CHECK(sl_log_segment_info(log, 0, &b0, &v) && sl_log_segment_info(log, 1, &b1, &v));
+    int64_t max_ts = model_max_ts(&m, b0, b1);
+    CHECK(max_ts > model_max_ts(&m, b0, b0 + 1));
+    sl_log_close(log);
+    lc.retention_ms = 1000;
+    CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
+    int deleted;
+    CHECK_EQ(sl_log_enforce_retention(log, max_ts + 1000, &deleted), SL_OK);
+    CHECK_EQ(deleted, 0);
+    CHECK_EQ(sl_log_enforce_retention(log, max_ts + 1001, &deleted), SL_OK);
+    CHECK(deleted >= 1);
+    CHECK_EQ(sl_log_start_offset(log), b1);
+    sl_log_close(log);
+    cleaner_rm_rf(dir);
+}
+
+/* Small segments merge: fewer segments, none beyond segment.bytes, every kept record at its
+ * offset, every removed one inside an empty batch, the active segment untouched, indexes as
+ * open rebuilds them, time retention by the group's largest timestamp. */
+SL_TEST(cleaner_merges_small_segments) { merge_small_segments(sl_failed_, NULL); }
+
+/* The same encrypted: each merged segment is sealed under one fresh DEK named for its base. */
+SL_TEST(cleaner_encrypted_merges_small_segments) {
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x3a, 0, 0);
+    merge_small_segments(sl_failed_, &k);
+}
