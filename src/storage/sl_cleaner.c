@@ -33,6 +33,7 @@
 #define CKPT_FILE   "cleaner-checkpoint"
 #define SWAP_FILE   "cleaner-swap"
 #define SWAP_TMP    "cleaner-swap.tmp"
+#define CKPT_TMP    "cleaner-checkpoint.tmp"
 #define CK_MAGIC    0x534C434Bu /* "SLCK" */
 #define CK_SIZE     28          /* magic, version, flags, offset, horizon, CRC */
 #define CK_GROUPS   0x0001      /* flag: the merged groups follow (manifest) */
@@ -239,10 +240,46 @@ static int unlink_members(DIR *d, int64_t first, int64_t end) {
     return n;
 }
 
+/* The lowest base of a segment data file in (first, end); INT64_MAX when there is none. */
+static int64_t lowest_member(DIR *d, int64_t first, int64_t end) {
+    rewinddir(d);
+    struct dirent *de;
+    int64_t low = INT64_MAX;
+    while ((de = readdir(d)) != NULL) {
+        int k;
+        int64_t base;
+        if (parse_seg_name(de->d_name, strlen(de->d_name), &k, &base) && k == 0 && base > first &&
+            base < end && base < low)
+            low = base;
+    }
+    return low;
+}
+
+static sl_err write_file(const char *path, const uint8_t *b, size_t n);
+
+/* Replaces the checkpoint by `ck` (fsynced file, renamed into place) and removes the manifest;
+ * the caller fsyncs the directory. For a swap that left a group unapplied: its members are not
+ * cleaned, so the checkpoint must not pass them (a later clean would never drop their older
+ * values, and one of them could outlive its key's tombstone). */
+static sl_err put_checkpoint(const char *dir, const sl_cleaner_checkpoint *ck) {
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/" CKPT_TMP, dir);
+    snprintf(path, sizeof path, "%s/" CKPT_FILE, dir);
+    uint8_t b[CK_SIZE];
+    ck_encode(b, ck, 0);
+    sl_err e = write_file(tmp, b, sizeof b);
+    if (!e && rename(tmp, path) != 0) e = errno_err(errno);
+    snprintf(path, sizeof path, "%s/" SWAP_FILE, dir);
+    if (!e && unlink(path) != 0) e = errno_err(errno);
+    return e;
+}
+
 sl_err sl_cleaner__recover(const char *dir) {
     char p[4096], q[4096];
     snprintf(p, sizeof p, "%s/" SWAP_TMP, dir);
     bool changed = unlink(p) == 0;
+    snprintf(p, sizeof p, "%s/" CKPT_TMP, dir);
+    changed |= unlink(p) == 0;
     snprintf(p, sizeof p, "%s/" SWAP_FILE, dir);
     struct stat st;
     bool decided = stat(p, &st) == 0;
@@ -292,11 +329,17 @@ sl_err sl_cleaner__recover(const char *dir) {
     }
     /* A group whose first segment is in place (its cleaned file renamed over it, now or before
      * the crash) replaces its other members, some of which may be gone already. One whose first
-     * segment retention deleted was never applied: its members stay as they were. */
+     * segment retention deleted was never applied: its members stay as they were, uncleaned,
+     * and the checkpoint goes back to the first of them. */
+    int64_t low = INT64_MAX;
     for (size_t i = 0; !e && i < ngroups; i++) {
         char data[64];
         snprintf(data, sizeof data, "%020" PRId64 ".log", groups[2 * i]);
-        if (fstatat(dirfd(d), data, &st, 0) != 0) continue;
+        if (fstatat(dirfd(d), data, &st, 0) != 0) {
+            int64_t l = lowest_member(d, groups[2 * i], groups[2 * i + 1]);
+            if (l < low) low = l;
+            continue;
+        }
         int n = unlink_members(d, groups[2 * i], groups[2 * i + 1]);
         removed += n;
         changed |= n > 0;
@@ -310,7 +353,12 @@ sl_err sl_cleaner__recover(const char *dir) {
         bool found;
         snprintf(q, sizeof q, "%s/" CKPT_FILE, dir);
         if (ck_read_file(p, &ck, &found) == SL_OK) {
-            if (rename(p, q) != 0) return errno_err(errno);
+            if (low < ck.offset) {
+                ck.offset = low;
+                if ((e = put_checkpoint(dir, &ck)) != SL_OK) return e;
+            } else if (rename(p, q) != 0) {
+                return errno_err(errno);
+            }
         } else {
             /* Cannot happen short of disk damage (it was fsynced before being named): the swap
              * is complete anyway; an older checkpoint only means more work next time. */
@@ -1411,7 +1459,7 @@ static void remove_strays(const char *dir) {
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
         if ((n > el && strcmp(de->d_name + n - el, CLEANED_EXT) == 0) ||
-            strcmp(de->d_name, SWAP_TMP) == 0)
+            strcmp(de->d_name, SWAP_TMP) == 0 || strcmp(de->d_name, CKPT_TMP) == 0)
             (void)unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
@@ -1555,6 +1603,8 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
                 if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
         goto out;
     }
+    /* The first member of a group not applied (retention deleted its first one meanwhile). */
+    int64_t low = INT64_MAX;
     /* Everything that can fail for want of memory happens before the first rename. */
     sl_seg **ns = calloc((size_t)j->nsegs, sizeof *ns);
     if (!ns) e = SL_ENOMEM;
@@ -1578,6 +1628,10 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
              * first member goes first; its other members stay as they were (recovery agrees:
              * no survivor, no deletion). */
             unlink_cleaned(j->dir, js->base);
+            for (int q = 0; q < log->nsegs - 1; q++) {
+                int64_t b = log->segs[q]->base;
+                if (b > js->base && b < js->group_end && b < low) low = b;
+            }
             continue;
         }
         for (int f = 0; f < 3 && !e; f++) {
@@ -1627,8 +1681,14 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         snprintf(from, sizeof from, "%s/" SWAP_FILE, j->dir);
         snprintf(to, sizeof to, "%s/" CKPT_FILE, j->dir);
         /* Durable with the next directory fsync (the next run starts with one); until then a
-         * crash brings the manifest back and open completes an already complete swap. */
-        if (rename(from, to) != 0) e = errno_err(errno);
+         * crash brings the manifest back and open completes an already complete swap (and
+         * lowers the checkpoint as below). */
+        if (low < j->res.checkpoint.offset) {
+            j->res.checkpoint.offset = low;
+            e = put_checkpoint(j->dir, &j->res.checkpoint);
+        } else if (rename(from, to) != 0) {
+            e = errno_err(errno);
+        }
     }
     if (!e && crash_now(j)) e = SL_ESTATE;
     if (!e) {
