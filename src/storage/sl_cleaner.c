@@ -258,9 +258,10 @@ static int64_t lowest_member(DIR *d, int64_t first, int64_t end) {
 static sl_err write_file(const char *path, const uint8_t *b, size_t n);
 
 /* Replaces the checkpoint by `ck` (fsynced file, renamed into place) and removes the manifest;
- * the caller fsyncs the directory. For a swap that left a group unapplied: its members are not
- * cleaned, so the checkpoint must not pass them (a later clean would never drop their older
- * values, and one of them could outlive its key's tombstone). */
+ * the caller fsyncs the directory. Instead of renaming a manifest that names merged groups (the
+ * checkpoint stays the 28-byte record older builds read), or when the swap left a group
+ * unapplied: its members are not cleaned, so the checkpoint must not pass them (a later clean
+ * would never drop their older values, and one of them could outlive its key's tombstone). */
 static sl_err put_checkpoint(const char *dir, const sl_cleaner_checkpoint *ck) {
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/" CKPT_TMP, dir);
@@ -353,8 +354,8 @@ sl_err sl_cleaner__recover(const char *dir) {
         bool found;
         snprintf(q, sizeof q, "%s/" CKPT_FILE, dir);
         if (ck_read_file(p, &ck, &found) == SL_OK) {
-            if (low < ck.offset) {
-                ck.offset = low;
+            if (low < ck.offset) ck.offset = low;
+            if (ngroups > 0) {
                 if ((e = put_checkpoint(dir, &ck)) != SL_OK) return e;
             } else if (rename(p, q) != 0) {
                 return errno_err(errno);
@@ -1683,8 +1684,10 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         /* Durable with the next directory fsync (the next run starts with one); until then a
          * crash brings the manifest back and open completes an already complete swap (and
          * lowers the checkpoint as below). */
-        if (low < j->res.checkpoint.offset) {
-            j->res.checkpoint.offset = low;
+        bool merged = false;
+        for (int i = 0; i < j->nsegs; i++) merged |= j->segs[i].cleaned && j->segs[i].nmerged > 0;
+        if (low < j->res.checkpoint.offset) j->res.checkpoint.offset = low;
+        if (merged || low != INT64_MAX) {
             e = put_checkpoint(j->dir, &j->res.checkpoint);
         } else if (rename(from, to) != 0) {
             e = errno_err(errno);

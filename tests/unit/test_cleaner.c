@@ -1521,6 +1521,12 @@ static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
     }
     CHECK(total < 3 * lc.segment_bytes);
     CHECK_EQ(cleaner_count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(cleaner_count_files(dir, "cleaner-swap"), 0);
+    CHECK_EQ(cleaner_count_files(dir, ".tmp"), 0);
+    char ckp[512];
+    struct stat ckst;
+    snprintf(ckp, sizeof ckp, "%s/cleaner-checkpoint", dir);
+    CHECK(stat(ckp, &ckst) == 0 && ckst.st_size == 28); /* the bare record, no group list */
     CHECK_EQ(cleaner_count_files(dir, ".log"), n2);
     CHECK_EQ(cleaner_count_files(dir, ".index"), n2);
     CHECK_EQ(cleaner_count_files(dir, ".timeindex"), n2);
