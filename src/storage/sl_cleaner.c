@@ -1310,6 +1310,7 @@ static sl_err clean_group(sl_cleaner_job *j, omap *m, int g0, int g1, int64_t *h
             if ((e = open_segment(j, ms, &in, &hl)) == SL_ENOTFOUND) e = SL_ESTATE;
             if (e) {
                 in = -1;
+                if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = ms->base;
                 break;
             }
             r.fd = in;
