@@ -121,6 +121,7 @@ static void config_for(const sl_compactor *c, const sl_topic *tp, sl_cleaner_con
     cc->min_cleanable_dirty_ratio = sl_tcfg_ratio(c->topics, tp);
     cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
     cc->max_dirty_segments = MAX_DIRTY_SEGMENTS;
+    cc->segment_bytes = sl_tcfg_value(c->topics, tp, SL_TCFG_SEGMENT_BYTES);
 }
 
 /* What a failed prepare or run means for the partition: a key still loading is retried soon and
@@ -433,6 +434,7 @@ static void internal_config(const sl_compactor *c, sl_cleaner_config *cc) {
     cc->max_compaction_lag_ms = c->cfg->log_cleaner_max_compaction_lag_ms;
     cc->min_cleanable_dirty_ratio = c->cfg->log_cleaner_min_cleanable_ratio;
     cc->offset_map_bytes = (size_t)c->cfg->log_cleaner_dedupe_buffer_size;
+    cc->segment_bytes = c->cfg->offsets_topic_segment_bytes; /* the one internal log */
 }
 
 sl_err sl_compactor_add_internal(sl_compactor *c, const char *name, sl_log *log, const char *dir) {

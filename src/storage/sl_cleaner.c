@@ -33,8 +33,11 @@
 #define CKPT_FILE   "cleaner-checkpoint"
 #define SWAP_FILE   "cleaner-swap"
 #define SWAP_TMP    "cleaner-swap.tmp"
+#define CKPT_TMP    "cleaner-checkpoint.tmp"
 #define CK_MAGIC    0x534C434Bu /* "SLCK" */
 #define CK_SIZE     28          /* magic, version, flags, offset, horizon, CRC */
+#define CK_GROUPS   0x0001      /* flag: the merged groups follow (manifest) */
+#define GROUPS_MAX  (1 << 20)   /* more groups than segments a log may hold: damaged */
 
 /* v2 batch attribute bits (KIP-98, KIP-534). */
 #define ATTR_TXN            0x10
@@ -129,10 +132,10 @@ static bool parse_seg_name(const char *name, size_t len, int *k, int64_t *base) 
 
 /* ---- checkpoint and swap manifest (one format) -------------------------------------------- */
 
-static void ck_encode(uint8_t b[CK_SIZE], const sl_cleaner_checkpoint *ck) {
+static void ck_encode(uint8_t b[CK_SIZE], const sl_cleaner_checkpoint *ck, uint16_t flags) {
     sl_be32(b, CK_MAGIC);
     sl_be16(b + 4, 1);
-    sl_be16(b + 6, 0);
+    sl_be16(b + 6, flags);
     sl_be64(b + 8, (uint64_t)ck->offset);
     sl_be64(b + 16, (uint64_t)ck->horizon_ms);
     sl_be32(b + 24, sl_crc32c(0, b, 24));
@@ -146,8 +149,12 @@ static sl_err ck_read_file(const char *path, sl_cleaner_checkpoint *out, bool *f
     uint8_t b[CK_SIZE + 1];
     ssize_t n = read(fd, b, sizeof b);
     close(fd);
-    if (n != CK_SIZE || sl_get_be32(b) != CK_MAGIC || sl_get_be16(b + 4) != 1 ||
-        sl_get_be32(b + 24) != sl_crc32c(0, b, 24) || (int64_t)sl_get_be64(b + 8) < 0)
+    /* A manifest that merged segments names its groups after the record (CK_GROUPS); it
+     * becomes the checkpoint as it is, and the checkpoint's reader ignores them. */
+    bool groups = n > 0 && (size_t)n >= CK_SIZE && (sl_get_be16(b + 6) & CK_GROUPS);
+    if ((n != CK_SIZE && !(groups && n > CK_SIZE)) || sl_get_be32(b) != CK_MAGIC ||
+        sl_get_be16(b + 4) != 1 || sl_get_be32(b + 24) != sl_crc32c(0, b, 24) ||
+        (int64_t)sl_get_be64(b + 8) < 0)
         return SL_ECORRUPT;
     out->offset = (int64_t)sl_get_be64(b + 8);
     out->horizon_ms = (int64_t)sl_get_be64(b + 16);
@@ -175,15 +182,124 @@ sl_err sl_cleaner_read_checkpoint(const char *dir, sl_cleaner_checkpoint *out) {
  * place, so: manifest present = every `.cleaned` file belongs to the decided swap (roll forward);
  * no manifest = they are an undecided run's (remove them). A `.cleaned` file whose segment was
  * deleted meanwhile (retention) is removed either way: a deleted segment never comes back. */
+/* The merged groups a manifest names: (first base, end offset) pairs, malloc'd into *g (NULL and
+ * 0 when it names none). SL_ECORRUPT when the list fails its checks. */
+static sl_err read_groups(const char *path, int64_t **g, size_t *ng) {
+    *g = NULL;
+    *ng = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno_err(errno);
+    uint8_t h[CK_SIZE + 4];
+    sl_err e = pread_all(fd, h, CK_SIZE, 0);
+    if (e || !(sl_get_be16(h + 6) & CK_GROUPS)) {
+        close(fd);
+        return e == SL_ECORRUPT ? SL_OK : e; /* a short file: ck_read_file judges it */
+    }
+    uint8_t *b = NULL;
+    uint32_t n = 0;
+    if (!(e = pread_all(fd, h + CK_SIZE, 4, CK_SIZE))) {
+        n = sl_get_be32(h + CK_SIZE);
+        if (n == 0 || n > GROUPS_MAX) e = SL_ECORRUPT;
+    }
+    size_t len = 4 + (size_t)n * 16 + 4;
+    if (!e && !(b = malloc(len))) e = SL_ENOMEM;
+    if (!e) e = pread_all(fd, b, len, CK_SIZE);
+    close(fd);
+    if (!e && sl_get_be32(b + len - 4) != sl_crc32c(0, b, len - 4)) e = SL_ECORRUPT;
+    if (!e && !(*g = malloc((size_t)n * 2 * sizeof **g))) e = SL_ENOMEM;
+    for (uint32_t i = 0; !e && i < n; i++) {
+        (*g)[2 * i] = (int64_t)sl_get_be64(b + 4 + i * 16);
+        (*g)[2 * i + 1] = (int64_t)sl_get_be64(b + 12 + i * 16);
+        if ((*g)[2 * i] < 0 || (*g)[2 * i + 1] <= (*g)[2 * i]) e = SL_ECORRUPT;
+    }
+    free(b);
+    if (e) {
+        free(*g);
+        *g = NULL;
+    } else {
+        *ng = n;
+    }
+    return e;
+}
+
+/* Deletes the files (data, indexes, and `.cleaned` ones) of every segment with a base in
+ * (first, end): the members a merged group replaced. Returns how many went. */
+static int unlink_members(DIR *d, int64_t first, int64_t end) {
+    rewinddir(d);
+    struct dirent *de;
+    int n = 0;
+    size_t el = strlen(CLEANED_EXT);
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > el && strcmp(de->d_name + len - el, CLEANED_EXT) == 0) len -= el;
+        int k;
+        int64_t base;
+        if (!parse_seg_name(de->d_name, len, &k, &base) || base <= first || base >= end) continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0) n++;
+    }
+    return n;
+}
+
+/* The lowest base of a segment data file in (first, end); INT64_MAX when there is none. */
+static int64_t lowest_member(DIR *d, int64_t first, int64_t end) {
+    rewinddir(d);
+    struct dirent *de;
+    int64_t low = INT64_MAX;
+    while ((de = readdir(d)) != NULL) {
+        int k;
+        int64_t base;
+        if (parse_seg_name(de->d_name, strlen(de->d_name), &k, &base) && k == 0 && base > first &&
+            base < end && base < low)
+            low = base;
+    }
+    return low;
+}
+
+static sl_err write_file(const char *path, const uint8_t *b, size_t n);
+
+/* Replaces the checkpoint by `ck` (fsynced file, renamed into place) and removes the manifest;
+ * the caller fsyncs the directory. Instead of renaming a manifest that names merged groups (the
+ * checkpoint stays the 28-byte record older builds read), or when the swap left a group
+ * unapplied: its members are not cleaned, so the checkpoint must not pass them (a later clean
+ * would never drop their older values, and one of them could outlive its key's tombstone). */
+static sl_err put_checkpoint(const char *dir, const sl_cleaner_checkpoint *ck) {
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/" CKPT_TMP, dir);
+    snprintf(path, sizeof path, "%s/" CKPT_FILE, dir);
+    uint8_t b[CK_SIZE];
+    ck_encode(b, ck, 0);
+    sl_err e = write_file(tmp, b, sizeof b);
+    if (!e && rename(tmp, path) != 0) e = errno_err(errno);
+    snprintf(path, sizeof path, "%s/" SWAP_FILE, dir);
+    if (!e && unlink(path) != 0) e = errno_err(errno);
+    return e;
+}
+
 sl_err sl_cleaner__recover(const char *dir) {
     char p[4096], q[4096];
     snprintf(p, sizeof p, "%s/" SWAP_TMP, dir);
     bool changed = unlink(p) == 0;
+    snprintf(p, sizeof p, "%s/" CKPT_TMP, dir);
+    changed |= unlink(p) == 0;
     snprintf(p, sizeof p, "%s/" SWAP_FILE, dir);
     struct stat st;
     bool decided = stat(p, &st) == 0;
+    int64_t *groups = NULL;
+    size_t ngroups = 0;
+    if (decided) {
+        /* Before anything moves: a merged survivor next to its old members would overlap them. */
+        sl_err ge = read_groups(p, &groups, &ngroups);
+        if (ge) {
+            SL_ERROR(SUB, "damaged compaction manifest; cannot complete its swap", "file=%s err=%s",
+                     p, sl_errname(ge));
+            return ge;
+        }
+    }
     DIR *d = opendir(dir);
-    if (!d) return errno_err(errno);
+    if (!d) {
+        free(groups);
+        return errno_err(errno);
+    }
     sl_err e = SL_OK;
     struct dirent *de;
     int moved = 0, removed = 0;
@@ -212,6 +328,24 @@ sl_err sl_cleaner__recover(const char *dir) {
         }
         changed = true;
     }
+    /* A group whose first segment is in place (its cleaned file renamed over it, now or before
+     * the crash) replaces its other members, some of which may be gone already. One whose first
+     * segment retention deleted was never applied: its members stay as they were, uncleaned,
+     * and the checkpoint goes back to the first of them. */
+    int64_t low = INT64_MAX;
+    for (size_t i = 0; !e && i < ngroups; i++) {
+        char data[64];
+        snprintf(data, sizeof data, "%020" PRId64 ".log", groups[2 * i]);
+        if (fstatat(dirfd(d), data, &st, 0) != 0) {
+            int64_t l = lowest_member(d, groups[2 * i], groups[2 * i + 1]);
+            if (l < low) low = l;
+            continue;
+        }
+        int n = unlink_members(d, groups[2 * i], groups[2 * i + 1]);
+        removed += n;
+        changed |= n > 0;
+    }
+    free(groups);
     closedir(d);
     if (e) return e;
     if (changed && (e = fsync_dir(dir)) != SL_OK) return e;
@@ -220,7 +354,12 @@ sl_err sl_cleaner__recover(const char *dir) {
         bool found;
         snprintf(q, sizeof q, "%s/" CKPT_FILE, dir);
         if (ck_read_file(p, &ck, &found) == SL_OK) {
-            if (rename(p, q) != 0) return errno_err(errno);
+            if (low < ck.offset) ck.offset = low;
+            if (ngroups > 0) {
+                if ((e = put_checkpoint(dir, &ck)) != SL_OK) return e;
+            } else if (rename(p, q) != 0) {
+                return errno_err(errno);
+            }
         } else {
             /* Cannot happen short of disk damage (it was fsynced before being named): the swap
              * is complete anyway; an older checkpoint only means more work next time. */
@@ -244,10 +383,12 @@ sl_err sl_cleaner__recover(const char *dir) {
 typedef struct jseg {
     int64_t base, next, size, created_ms;
     /* Output (run). */
-    bool cleaned; /* `.cleaned` files written, durable, and different from the old ones */
-    bool gone;    /* deleted before run opened it */
-    sl_seg *out;  /* the rewritten segment as sl_log keeps it (next, size, indexes); commit
-                   * hands it to the log */
+    bool cleaned;      /* `.cleaned` files written, durable, and different from the old ones */
+    bool gone;         /* deleted before run opened it */
+    int nmerged;       /* cleaned: how many following segments its file also holds (merged) */
+    int64_t group_end; /* cleaned: next offset of the group (its last member's) */
+    sl_seg *out;       /* the rewritten segment as sl_log keeps it (next, size, indexes); commit
+                        * hands it to the log */
     /* Keys (prepare, on the loop): private AEAD copies only, no sl_dek reference. The sealer's
      * DEK is fresh and seals this one segment's `.cleaned` file, once. */
     sl_seg_opener opener;
@@ -290,6 +431,7 @@ void sl_cleaner_config_default(sl_cleaner_config *c) {
     c->io_buffer_bytes = 1u << 20;
     c->max_inflate_bytes = 64u << 20;
     c->max_dirty_segments = 0;
+    c->segment_bytes = 0;
 }
 
 /* Index of the first segment the cleaner may not touch: the active one, or the first closed one
@@ -1105,17 +1247,26 @@ static sl_err control_outcome(sl_cleaner_job *j, txn_walk *tw, const sl_batch_in
     return SL_OK;
 }
 
-/* Rewrites one segment into its `.cleaned` files; they are kept (js->cleaned) only if something
- * changed. */
-static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horizon, txn_walk *tw) {
+/* Rewrites the group of consecutive segments [g0, g1) into one set of `.cleaned` files named by
+ * its first segment, under that segment's fresh DEK; they are kept (js->cleaned) only if
+ * something changed (a group of several always does). */
+static sl_err clean_group(sl_cleaner_job *j, omap *m, int g0, int g1, int64_t *horizon,
+                          txn_walk *tw) {
     int in;
     uint32_t hl;
-    sl_err e = open_segment(j, js, &in, &hl);
-    if (e == SL_ENOTFOUND) {
-        js->gone = true; /* retention deleted it: nothing to clean */
-        return SL_OK;
+    sl_err e;
+    /* Retention deletes from the front: the group starts at its first member still there. */
+    while ((e = open_segment(j, &j->segs[g0], &in, &hl)) == SL_ENOTFOUND) {
+        j->segs[g0].gone = true; /* nothing to clean */
+        if (++g0 == g1) return SL_OK;
     }
     if (e) return e;
+    jseg *js = &j->segs[g0];
+    /* The oldest member's creation time: max.compaction.lag.ms is measured from it. Time
+     * retention goes by the largest record timestamp, which the frames carry over. */
+    int64_t created = js->created_ms, group_end = j->segs[g1 - 1].next;
+    for (int i = g0 + 1; i < g1; i++)
+        if (j->segs[i].created_ms < created) created = j->segs[i].created_ms;
     /* Each sealer seals one file once: a second use would repeat its nonces. */
     if (js->out || js->sealer.ctr != 0) {
         close(in);
@@ -1133,8 +1284,8 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
     rdr r = {.fd = in, .pos = hl, .end = js->size, .chunk = j->cfg.io_buffer_bytes, .off = -1};
     uint8_t *keep = NULL, hdr[SL_LOG_HDR_MAX];
     bool seal = js->sealer.aead != NULL;
-    size_t keep_cap = 0, ohl = sl_log__encode_file_header(hdr, js->base, js->created_ms,
-                                                          seal ? &js->sealer.env : NULL);
+    size_t keep_cap = 0,
+           ohl = sl_log__encode_file_header(hdr, js->base, created, seal ? &js->sealer.env : NULL);
     if (!ohl) e = SL_EINVAL;
     if (!e && (!a || !(w.buf = malloc(w.cap)) || !(js->out = sl_log__seg_alloc(j->dir, js->base))))
         e = SL_ENOMEM;
@@ -1146,105 +1297,125 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         if (seal) js->out->env = js->sealer.env;
         e = wtr_put(&w, hdr, ohl);
     }
-    bool changed = false;
+    bool changed = g1 - g0 > 1;
     gap g = {.base = -1, .max_ts = -1};
     int64_t expect = js->base;
     sl_frame f;
     uint8_t *fr;
-    while (!e && (e = rdr_next(&r, &f, &fr)) == SL_OK) {
-        if (f.base != expect) {
-            e = SL_ECORRUPT;
-            break;
-        }
-        expect = f.base + f.lod + 1;
-        if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
-            e = SL_EKEY_DESTROYED;
-            break;
-        }
-        /* After the CRCs (rdr_next): a torn or damaged frame is found without the key. */
-        if ((e = sl_log__frame_open(&js->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
-        uint8_t *batch = fr + f.hlen;
-        sl_batch_info bi;
-        if ((e = sl_batch_parse_exact(batch, f.plen, &bi)) != SL_OK) break;
-        int outcome = KEEP_ALL;
-        bool stamp = false;
-        uint8_t *nb = NULL;
-        size_t nlen = 0;
-        sl_arena_reset(a);
-        /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it before
-         * sizing anything by it. */
-        if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
-            e = SL_ECORRUPT;
-            break;
-        }
-        size_t kb = (size_t)bi.record_count / 8 + 1;
-        if (kb > keep_cap) {
-            free_cleansed(keep, keep_cap);
-            if (!(keep = malloc(kb))) {
-                keep_cap = 0;
-                e = SL_ENOMEM;
+    for (int cur = g0; !e && cur < g1; cur++) {
+        jseg *ms = &j->segs[cur]; /* the member read */
+        if (cur > g0) {
+            close(in);
+            /* Deleted under us after the group's first member was read: try again later. */
+            if ((e = open_segment(j, ms, &in, &hl)) == SL_ENOTFOUND) e = SL_ESTATE;
+            if (e) {
+                in = -1;
+                if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = ms->base;
                 break;
             }
-            keep_cap = kb;
+            r.fd = in;
+            r.pos = hl;
+            r.end = ms->size;
+            r.off = -1;
+            if (expect != ms->base) e = SL_ECORRUPT; /* grouping took contiguous segments only */
         }
-        memset(keep, 0, kb);
-        int64_t at = -1; /* a delete horizon to stamp */
-        if (bi.attributes & ATTR_CONTROL) {
-            if ((e = control_outcome(j, tw, &bi, batch, f.plen, a, &outcome, &at, horizon))) break;
-            if (outcome == KEEP_SOME) memset(keep, 0xff, kb); /* stamped, every record kept */
-        } else {
-            bool aborted;
-            if ((e = tw_data(tw, &bi, &aborted)) != SL_OK) break;
-            if (aborted) {
-                outcome = KEEP_NONE;
-                j->res.aborted_batches_dropped++;
-                j->res.records_read += bi.record_count;
-                j->res.records_dropped += bi.record_count;
+        while (!e && (e = rdr_next(&r, &f, &fr)) == SL_OK) {
+            if (f.base != expect) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            expect = f.base + f.lod + 1;
+            if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) {
+                e = SL_EKEY_DESTROYED;
+                break;
+            }
+            /* After the CRCs (rdr_next): a torn or damaged frame is found without the key. */
+            if ((e = sl_log__frame_open(&ms->opener, &f, fr, fr + f.hlen)) != SL_OK) break;
+            uint8_t *batch = fr + f.hlen;
+            sl_batch_info bi;
+            if ((e = sl_batch_parse_exact(batch, f.plen, &bi)) != SL_OK) break;
+            int outcome = KEEP_ALL;
+            bool stamp = false;
+            uint8_t *nb = NULL;
+            size_t nlen = 0;
+            sl_arena_reset(a);
+            /* A count its (inflated) bytes cannot hold fails the iterator anyway: refuse it before
+             * sizing anything by it. */
+            if ((size_t)bi.record_count > j->cfg.max_inflate_bytes / SL_RECORD_MIN_SIZE) {
+                e = SL_ECORRUPT;
+                break;
+            }
+            size_t kb = (size_t)bi.record_count / 8 + 1;
+            if (kb > keep_cap) {
+                free_cleansed(keep, keep_cap);
+                if (!(keep = malloc(kb))) {
+                    keep_cap = 0;
+                    e = SL_ENOMEM;
+                    break;
+                }
+                keep_cap = kb;
+            }
+            memset(keep, 0, kb);
+            int64_t at = -1; /* a delete horizon to stamp */
+            if (bi.attributes & ATTR_CONTROL) {
+                if ((e = control_outcome(j, tw, &bi, batch, f.plen, a, &outcome, &at, horizon)))
+                    break;
+                if (outcome == KEEP_SOME) memset(keep, 0xff, kb); /* stamped, every record kept */
             } else {
-                e = decide(j, m, &bi, batch, f.plen, a, keep, &outcome, &stamp, horizon);
-                if (e) break;
-                if (outcome != KEEP_NONE && (e = tw_kept(tw, &bi)) != SL_OK) break;
-                if (outcome == KEEP_SOME && stamp) {
-                    int64_t d = j->cfg.delete_retention_ms < 0 ? 0 : j->cfg.delete_retention_ms;
-                    at = j->now_ms > INT64_MAX - d ? INT64_MAX : j->now_ms + d;
-                    if (*horizon < 0 || at < *horizon) *horizon = at;
+                bool aborted;
+                if ((e = tw_data(tw, &bi, &aborted)) != SL_OK) break;
+                if (aborted) {
+                    outcome = KEEP_NONE;
+                    j->res.aborted_batches_dropped++;
+                    j->res.records_read += bi.record_count;
+                    j->res.records_dropped += bi.record_count;
+                } else {
+                    e = decide(j, m, &bi, batch, f.plen, a, keep, &outcome, &stamp, horizon);
+                    if (e) break;
+                    if (outcome != KEEP_NONE && (e = tw_kept(tw, &bi)) != SL_OK) break;
+                    if (outcome == KEEP_SOME && stamp) {
+                        int64_t d = j->cfg.delete_retention_ms < 0 ? 0 : j->cfg.delete_retention_ms;
+                        at = j->now_ms > INT64_MAX - d ? INT64_MAX : j->now_ms + d;
+                        if (*horizon < 0 || at < *horizon) *horizon = at;
+                    }
                 }
             }
+            if (outcome == KEEP_SOME) {
+                sl_arena_reset(a);
+                if ((e = rebuild(j, &bi, batch, f.plen, a, keep, at, &nb, &nlen)) != SL_OK) break;
+            }
+            if (outcome == KEEP_NONE) {
+                if (g.base < 0) g.base = f.base;
+                g.last = expect - 1;
+                if (bi.max_timestamp > g.max_ts) g.max_ts = bi.max_timestamp;
+                g.epoch = bi.leader_epoch;
+                if (bi.record_count > 0) changed = true;
+                continue;
+            }
+            if ((e = flush_gap(j, js, &w, &g)) != SL_OK) break;
+            if (outcome == KEEP_ALL) {
+                e = put_frame(j, js, &w, f.base, f.lod, f.count, f.max_ts, batch, f.plen);
+            } else {
+                e = put_frame(j, js, &w, f.base, f.lod,
+                              (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts, nb,
+                              (uint32_t)nlen);
+                changed = true;
+            }
         }
-        if (outcome == KEEP_SOME) {
-            sl_arena_reset(a);
-            if ((e = rebuild(j, &bi, batch, f.plen, a, keep, at, &nb, &nlen)) != SL_OK) break;
-        }
-        if (outcome == KEEP_NONE) {
-            if (g.base < 0) g.base = f.base;
-            g.last = expect - 1;
-            if (bi.max_timestamp > g.max_ts) g.max_ts = bi.max_timestamp;
-            g.epoch = bi.leader_epoch;
-            if (bi.record_count > 0) changed = true;
-            continue;
-        }
-        if ((e = flush_gap(j, js, &w, &g)) != SL_OK) break;
-        if (outcome == KEEP_ALL) {
-            e = put_frame(j, js, &w, f.base, f.lod, f.count, f.max_ts, batch, f.plen);
-        } else {
-            e = put_frame(j, js, &w, f.base, f.lod,
-                          (int32_t)sl_get_be32(nb + SL_BATCH_RECORDS_COUNT), f.max_ts, nb,
-                          (uint32_t)nlen);
-            changed = true;
-        }
+        if (e == SL_ERANGE) e = expect == ms->next ? SL_OK : SL_ECORRUPT;
+        if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = ms->base;
     }
-    if (e == SL_ERANGE) e = expect == js->next ? SL_OK : SL_ECORRUPT;
-    if (e == SL_ETAMPER || e == SL_ECORRUPT) j->res.bad_base = js->base;
+    /* Gaps run on across members: the group is one segment now. */
     if (!e) e = flush_gap(j, js, &w, &g);
     if (!e) (void)sl_log__seg_time_point(js->out, false); /* as a roll leaves a segment */
     if (!e) e = wtr_flush(&w);
-    if (!e && js->out->next != js->next) e = SL_ECORRUPT;
+    if (!e && js->out->next != group_end) e = SL_ECORRUPT;
     if (!e && changed) e = fsync_fd(out);
     free_cleansed(keep, keep_cap);
     free_cleansed(w.buf, w.cap);
     free_cleansed(r.buf, r.cap);
     sl_arena_free(a);
-    close(in);
+    if (in >= 0) close(in);
     close(out);
     if (!e && changed) e = write_indexes(j, js);
     if (e || !changed) {
@@ -1252,13 +1423,34 @@ static sl_err clean_segment(sl_cleaner_job *j, omap *m, jseg *js, int64_t *horiz
         return e;
     }
     js->cleaned = true;
-    j->res.segments_rewritten++;
-    j->res.bytes_before += js->size;
+    js->nmerged = g1 - g0 - 1;
+    js->group_end = group_end;
+    js->created_ms = created;
+    for (int i = g0; i < g1; i++) {
+        j->res.segments_rewritten++;
+        j->res.bytes_before += j->segs[i].size;
+    }
     j->res.bytes_after += js->out->size;
     return SL_OK;
 }
 
 /* ---- run ---------------------------------------------------------------------------------- */
+
+/* Kafka's groupSegmentsBySize: from segment i on, the consecutive segments below `limit` whose
+ * sizes sum to at most segment_bytes and whose offsets stay within one segment's relative range
+ * (index entries are 32-bit). Returns the end of the group (i + 1 at least). */
+static int group_end(const sl_cleaner_job *j, int i, int64_t limit) {
+    int g = i + 1;
+    if (j->cfg.segment_bytes <= 0) return g;
+    int64_t sum = j->segs[i].size;
+    while (g < j->nsegs && j->segs[g].base < limit && j->segs[g].base == j->segs[g - 1].next &&
+           j->segs[g].size <= j->cfg.segment_bytes - sum &&
+           j->segs[g].next - 1 - j->segs[i].base <= INT32_MAX) {
+        sum += j->segs[g].size;
+        g++;
+    }
+    return g;
+}
 
 /* Removes `*.cleaned` files and a manifest temporary left by a failed run. */
 static void remove_strays(const char *dir) {
@@ -1269,19 +1461,39 @@ static void remove_strays(const char *dir) {
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
         if ((n > el && strcmp(de->d_name + n - el, CLEANED_EXT) == 0) ||
-            strcmp(de->d_name, SWAP_TMP) == 0)
+            strcmp(de->d_name, SWAP_TMP) == 0 || strcmp(de->d_name, CKPT_TMP) == 0)
             (void)unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
 }
 
+/* The checkpoint record, then, when segments were merged, the groups: count, (first base, end
+ * offset) each, CRC-32C of the list (docs/on-disk-format.md). Recovery needs the groups to
+ * delete the members a renamed survivor replaced. */
 static sl_err write_manifest(sl_cleaner_job *j) {
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/" SWAP_TMP, j->dir);
     snprintf(path, sizeof path, "%s/" SWAP_FILE, j->dir);
-    uint8_t b[CK_SIZE];
-    ck_encode(b, &j->res.checkpoint);
-    sl_err e = write_file(tmp, b, sizeof b);
+    uint32_t ng = 0;
+    for (int i = 0; i < j->nsegs; i++) ng += j->segs[i].cleaned && j->segs[i].nmerged > 0;
+    size_t len = CK_SIZE + (ng ? 4 + (size_t)ng * 16 + 4 : 0);
+    uint8_t *b = malloc(len);
+    if (!b) return SL_ENOMEM;
+    ck_encode(b, &j->res.checkpoint, ng ? CK_GROUPS : 0);
+    if (ng) {
+        uint8_t *q = b + CK_SIZE;
+        sl_be32(q, ng);
+        q += 4;
+        for (int i = 0; i < j->nsegs; i++) {
+            if (!j->segs[i].cleaned || j->segs[i].nmerged == 0) continue;
+            sl_be64(q, (uint64_t)j->segs[i].base);
+            sl_be64(q + 8, (uint64_t)j->segs[i].group_end);
+            q += 16;
+        }
+        sl_be32(q, sl_crc32c(0, b + CK_SIZE, (size_t)(q - (b + CK_SIZE))));
+    }
+    sl_err e = write_file(tmp, b, len);
+    free(b);
     if (e) return e;
     if (crash_now(j)) return SL_ESTATE;
     if (rename(tmp, path) != 0) return errno_err(errno);
@@ -1324,8 +1536,11 @@ sl_err sl_cleaner_run(sl_cleaner_job *j) {
     int64_t horizon = -1;
     txn_walk tw;
     tw_init(&tw, j);
-    for (int i = 0; !e && i < j->nsegs && j->segs[i].base < limit; i++)
-        e = clean_segment(j, &m, &j->segs[i], &horizon, &tw);
+    for (int i = 0; !e && i < j->nsegs && j->segs[i].base < limit;) {
+        int g1 = group_end(j, i, limit);
+        e = clean_group(j, &m, i, g1, &horizon, &tw);
+        i = g1;
+    }
     tw_free(&tw);
     omap_free(&m);
     j->res.checkpoint.offset = ck.offset > limit ? ck.offset : limit;
@@ -1390,6 +1605,8 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
                 if (j->segs[i].cleaned) unlink_cleaned(j->dir, j->segs[i].base);
         goto out;
     }
+    /* The first member of a group not applied (retention deleted its first one meanwhile). */
+    int64_t low = INT64_MAX;
     /* Everything that can fail for want of memory happens before the first rename. */
     sl_seg **ns = calloc((size_t)j->nsegs, sizeof *ns);
     if (!ns) e = SL_ENOMEM;
@@ -1409,7 +1626,14 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         if (!js->cleaned) continue;
         int k = find_closed(log, js->base);
         if (k < 0) {
-            unlink_cleaned(j->dir, js->base); /* deleted meanwhile: stays deleted */
+            /* Deleted meanwhile: stays deleted. Retention deletes from the front, so a group's
+             * first member goes first; its other members stay as they were (recovery agrees:
+             * no survivor, no deletion). */
+            unlink_cleaned(j->dir, js->base);
+            for (int q = 0; q < log->nsegs - 1; q++) {
+                int64_t b = log->segs[q]->base;
+                if (b > js->base && b < js->group_end && b < low) low = b;
+            }
             continue;
         }
         for (int f = 0; f < 3 && !e; f++) {
@@ -1427,7 +1651,26 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
             }
         }
         if (e) break;
-        sl_log__swap_segment(log, k, ns[i]);
+        /* The group's other members: the segments up to its end (none was rolled in between:
+         * they are closed and older than the active one). */
+        int n = 1;
+        while (k + n < log->nsegs - 1 && log->segs[k + n]->base < js->group_end) {
+            for (int f = 0; f < 3 && !e; f++) {
+                char p[4096];
+                seg_file(p, sizeof p, j->dir, log->segs[k + n]->base, f, false);
+                if (unlink(p) != 0 && errno != ENOENT) {
+                    e = errno_err(errno);
+                    log->segs[k]->bad = e; /* overlaps its members until the next open */
+                    SL_ERROR(SUB, "compaction swap failed; reopen the log to complete it",
+                             "file=%s reason=%s", p, strerror(errno));
+                }
+            }
+            if (!e && crash_now(j)) e = SL_ESTATE;
+            if (e) break;
+            n++;
+        }
+        if (e) break;
+        sl_log__swap_segments(log, k, n, ns[i]);
         ns[i] = NULL;
     }
     if (ns)
@@ -1440,8 +1683,16 @@ sl_err sl_cleaner_commit(sl_cleaner_job *j, sl_err run_result, sl_cleaner_result
         snprintf(from, sizeof from, "%s/" SWAP_FILE, j->dir);
         snprintf(to, sizeof to, "%s/" CKPT_FILE, j->dir);
         /* Durable with the next directory fsync (the next run starts with one); until then a
-         * crash brings the manifest back and open completes an already complete swap. */
-        if (rename(from, to) != 0) e = errno_err(errno);
+         * crash brings the manifest back and open completes an already complete swap (and
+         * lowers the checkpoint as below). */
+        bool merged = false;
+        for (int i = 0; i < j->nsegs; i++) merged |= j->segs[i].cleaned && j->segs[i].nmerged > 0;
+        if (low < j->res.checkpoint.offset) j->res.checkpoint.offset = low;
+        if (merged || low != INT64_MAX) {
+            e = put_checkpoint(j->dir, &j->res.checkpoint);
+        } else if (rename(from, to) != 0) {
+            e = errno_err(errno);
+        }
     }
     if (!e && crash_now(j)) e = SL_ESTATE;
     if (!e) {

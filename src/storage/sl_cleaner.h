@@ -7,18 +7,22 @@
  *                       one, none newer than min.compaction.lag.ms, none reaching past the last
  *                       stable offset) and reserves them;
  *   sl_cleaner_run      any thread (a worker): pass 1 builds the bounded offset map over the dirty
- *                       range, pass 2 rewrites segments into `<base>.log.cleaned` (+ indexes),
- *                       fsyncs them and writes the swap manifest (the decision, durable);
- *   sl_cleaner_commit   loop thread: renames the cleaned files over the old ones (oldest first),
- *                       swaps the in-memory segments, fsyncs the directory and turns the
- *                       manifest into the partition's cleaner checkpoint. Frees the job.
+ *                       range, pass 2 rewrites each group of consecutive segments (one segment,
+ *                       or several small ones with cfg.segment_bytes) into one
+ *                       `<first base>.log.cleaned` (+ indexes), fsyncs them and writes the swap
+ *                       manifest (the decision and the groups, durable);
+ *   sl_cleaner_commit   loop thread: renames the cleaned files over the groups' first segments
+ *                       (oldest first), deletes the groups' other segments, swaps the in-memory
+ *                       segments, fsyncs the directory and turns the manifest into the
+ *                       partition's cleaner checkpoint. Frees the job.
  * A crash anywhere leaves either the old files (no manifest: sl_log_open removes the leftovers)
  * or a decided swap that sl_log_open completes.
  *
  * Encrypted segments (the default): prepare fetches, on the loop, a private copy of each reserved
  * segment's DEK and a fresh DEK for its rewrite; run opens every frame it reads (a frame that
  * fails its tag or the clear-frame rules fails the run: nothing is laundered into a new file)
- * and seals every frame it writes under the fresh DEK, which seals only that one file, once.
+ * and seals every frame it writes under the fresh DEK, which seals only that one file, once (a
+ * merged group's file is sealed under its first segment's fresh DEK).
  * Segments left unchanged keep their file and DEK. No key is needed to recover a swap.
  *
  * Nothing here reads topic configs; the caller (wiring) passes an sl_cleaner_config, keeps the
@@ -44,6 +48,9 @@ typedef struct sl_cleaner_config {
     int max_dirty_segments;           /* with a checkpoint (sl_cleaner_prepare_txn): dirty
                                        * segments one clean takes at most, the next clean
                                        * starting after them; 0: all (the default) */
+    int64_t segment_bytes;            /* the log's segment.bytes: consecutive rewritten segments
+                                       * whose sizes sum to at most this are merged into one
+                                       * (Kafka's groupSegmentsBySize); 0: no merging (default) */
 } sl_cleaner_config;
 
 void sl_cleaner_config_default(sl_cleaner_config *c);
@@ -158,7 +165,8 @@ sl_err sl_cleaner_run(sl_cleaner_job *job);
 void sl_cleaner_cancel(sl_cleaner_job *job);
 
 /* Loop thread. Applies the run (run_result SL_OK) or discards it; frees the job. Segments that
- * retention deleted meanwhile stay deleted. On success *res (optional) says what was done; on
+ * retention deleted meanwhile stay deleted; a merged group whose first segment went is not
+ * applied (its other segments stay, and the checkpoint goes back to the first of them). On success *res (optional) says what was done; on
  * failure only res->bad_base is set (and nothing is owned). A
  * failure after the first rename leaves the manifest in place: the swap completes at the next
  * sl_log_open (reopen the log). */

@@ -1915,13 +1915,24 @@ static void drop_oldest(sl_log *log) {
 /* The cleaner's swap: files first (sl_cleaner_commit renamed them), then memory. The old
  * files are gone (replaced): a flusher still holding the old segment must not take a failure to
  * reopen them for a lost file. */
-void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns) {
+void sl_log__swap_segments(sl_log *log, int i, int n, sl_seg *ns) {
     sl_seg *old = log->segs[i];
     atomic_store_explicit(&old->gone, true, memory_order_release);
     pthread_mutex_lock(&log->mu);
     log->segs[i] = ns;
     pthread_mutex_unlock(&log->mu);
     seg_unref(old);
+    /* Merged members, one at a time: seg_unref is not called under mu. */
+    for (int q = 1; q < n; q++) {
+        old = log->segs[i + 1];
+        atomic_store_explicit(&old->gone, true, memory_order_release);
+        pthread_mutex_lock(&log->mu);
+        memmove(log->segs + i + 1, log->segs + i + 2,
+                (size_t)(log->nsegs - i - 2) * sizeof *log->segs);
+        log->nsegs--;
+        pthread_mutex_unlock(&log->mu);
+        seg_unref(old);
+    }
 }
 
 sl_err sl_log_delete_records(sl_log *log, int64_t offset) {

@@ -95,10 +95,11 @@ sl_err sl_log__fsync_dirty(sl_log *log);
  * Loop thread. */
 void sl_log__mark_durable(sl_log *log, int64_t target, int64_t rec_mark);
 
-/* Cleaner (sl_cleaner.c). Replaces closed segment `i` by `ns` (whose files are already in place
- * under the segment's name and durable; the log takes ownership of ns) and drops the log's
- * reference to the old one (the flusher may still hold it). Loop thread. */
-void sl_log__swap_segment(sl_log *log, int i, sl_seg *ns);
+/* Cleaner (sl_cleaner.c). Replaces the n closed segments from `i` on by `ns` (whose files are
+ * already in place under the first one's name and durable, the others' files deleted; the log
+ * takes ownership of ns) and drops the log's references to the old ones (the flusher may still
+ * hold them). Loop thread. */
+void sl_log__swap_segments(sl_log *log, int i, int n, sl_seg *ns);
 /* A segment in memory for a file written off the loop (the cleaner's output): plaintext header
  * length, no descriptors open, one reference. Any thread. */
 sl_seg *sl_log__seg_alloc(const char *dir, int64_t base);

@@ -1136,11 +1136,13 @@ SL_TEST(cleaner_encrypted_tamper_detected) {
 /* The crash tests' log: 6 keys updated 6 times, key-0 deleted, 2 more rounds. */
 typedef struct crash_log {
     bool enc;
+    int64_t merge_bytes; /* the clean's segment_bytes: 0, no merging */
     model *m;
     int64_t act;
     int64_t bases[64]; /* with keys: the closed segments as built, and their DEK ids */
     uint32_t deks[64];
     int nseg;
+    int nall; /* segments as built, the active one included */
 } crash_log;
 
 static void crash_build(int *sl_failed_, void *ctx, const char *dir, sl_log *log) {
@@ -1150,6 +1152,7 @@ static void crash_build(int *sl_failed_, void *ctx, const char *dir, sl_log *log
     CHECK_EQ(append1(log, x->m, "key-0", NULL, 2000), 0);
     CHECK_EQ(fill(log, x->m, 6, 2, 3000), 0);
     x->act = active_base(log);
+    x->nall = sl_log_segment_count(log);
     if (x->enc) {
         x->nseg = seg_deks(log, dir, x->bases, x->deks, 64);
         CHECK(x->nseg > 2);
@@ -1157,9 +1160,10 @@ static void crash_build(int *sl_failed_, void *ctx, const char *dir, sl_log *log
 }
 
 static sl_err crash_clean(void *ctx, sl_log *log) {
-    (void)ctx;
+    crash_log *x = ctx;
     sl_cleaner_config cc;
     clean_cfg(&cc);
+    cc.segment_bytes = x->merge_bytes;
     sl_cleaner_result res;
     sl_err e = clean(log, &cc, NOW, &res);
     sl_cleaner_result_free(&res);
@@ -1172,7 +1176,24 @@ static sl_err crash_clean(void *ctx, sl_log *log) {
 static void crash_check(int *sl_failed_, void *ctx, const char *dir, sl_log *log, bool finished) {
     crash_log *x = ctx;
     (void)finished;
-    if (x->enc) {
+    if (x->enc && x->merge_bytes) {
+        /* Per group, the old segments (their old DEKs) or the merged one at the group's first
+         * base (a DEK never seen before); the records below say no member is missing or left
+         * overlapping. */
+        int64_t nb[64];
+        uint32_t now_deks[64];
+        int n = seg_deks(log, dir, nb, now_deks, 64);
+        CHECK(n > 0 && n <= x->nseg);
+        if (finished) CHECK(n < x->nseg);
+        for (int i = 0; i < n; i++) {
+            int q = 0;
+            while (q < x->nseg && x->bases[q] != nb[i]) q++;
+            CHECK(q < x->nseg);
+            CHECK(now_deks[i] != 0);
+            if (now_deks[i] == x->deks[q]) continue;
+            for (q = 0; q < x->nseg; q++) CHECK(now_deks[i] != x->deks[q]);
+        }
+    } else if (x->enc) {
         int64_t nb[64];
         uint32_t now_deks[64];
         CHECK_EQ(seg_deks(log, dir, nb, now_deks, 64), x->nseg);
@@ -1201,11 +1222,12 @@ static void crash_check(int *sl_failed_, void *ctx, const char *dir, sl_log *log
 static void crash_check_cleaned(int *sl_failed_, void *ctx, sl_log *log) {
     crash_log *x = ctx;
     CHECK(compacted(log, x->m, x->act));
+    if (x->merge_bytes) CHECK(sl_log_segment_count(log) <= x->nall / 2);
 }
 
-static void crash_every_step(int *sl_failed_, const sl_log_keys *k) {
+static void crash_every_step(int *sl_failed_, const sl_log_keys *k, int64_t merge_bytes) {
     static model m;
-    crash_log x = {.enc = k != NULL, .m = &m};
+    crash_log x = {.enc = k != NULL, .m = &m, .merge_bytes = merge_bytes};
     cleaner_crash c = {.tag = "sl_cleaner",
                        .keys = k,
                        .ctx = &x,
@@ -1220,7 +1242,12 @@ static void crash_every_step(int *sl_failed_, const sl_log_keys *k) {
 /* Stops the protocol after each durable step in turn (a kill -9 there), reopens the log and
  * checks it: every record it holds is one that was appended, every key's latest record is
  * there, nothing is left over; then a clean to the end gives the fully compacted log. */
-SL_TEST(cleaner_crash_at_every_step) { crash_every_step(sl_failed_, NULL); }
+SL_TEST(cleaner_crash_at_every_step) { crash_every_step(sl_failed_, NULL, 0); }
+
+/* The same with merging (segments of 1 KiB merged up to 4 KiB): a crash anywhere, between
+ * the survivor's renames or the members' deletions too, leaves per group the old segments or
+ * the merged one, never both and never a part. */
+SL_TEST(cleaner_merging_crash_at_every_step) { crash_every_step(sl_failed_, NULL, 4096); }
 
 /* The same with keys: after each crash the reopened log has, per segment, either the old file
  * (its old DEK) or the new one (a DEK never seen before), and every read authenticates. */
@@ -1228,7 +1255,15 @@ SL_TEST(cleaner_encrypted_crash_at_every_step) {
     tkeys t;
     tkeys_init(&t);
     sl_log_keys k = mkkeys(&t, 0x34, 0, 0);
-    crash_every_step(sl_failed_, &k);
+    crash_every_step(sl_failed_, &k, 0);
+}
+
+/* Merging with keys: a merged segment is sealed under one fresh DEK. */
+SL_TEST(cleaner_encrypted_merging_crash_at_every_step) {
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x35, 0, 0);
+    crash_every_step(sl_failed_, &k, 4096);
 }
 
 /* A key that cannot be had now fails prepare and reserves nothing; a shredded one too. */
@@ -1393,4 +1428,280 @@ SL_TEST(cleaner_capped_clean_makes_progress) {
     CHECK(compacted(log, &m, act));
     sl_log_close(log);
     cleaner_rm_rf(dir);
+}
+
+/* ---- merging small segments (Kafka's groupSegmentsBySize) -------------------------------- */
+
+/* The size of a segment's data file; -1 when there is none. */
+static long seg_file_size(const char *dir, int64_t base) {
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%020lld.log", dir, (long long)base);
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Every offset from the log start to `end` is in the first batch a read at it returns: kept
+ * records where they were, the removed ones in an empty batch, across the former boundaries. */
+static bool every_offset_readable(sl_log *log, int64_t end) {
+    for (int64_t o = sl_log_start_offset(log); o < end; o++) {
+        sl_arena *a = sl_arena_new(1 << 16);
+        uint8_t *p;
+        size_t len;
+        sl_batch_info bi;
+        bool ok = !sl_log_read(log, o, 1 << 16, a, &p, &len) && len > 0 &&
+                  sl_batch_parse(p, len, &bi) && bi.base_offset <= o &&
+                  o <= bi.base_offset + bi.last_offset_delta;
+        sl_arena_free(a);
+        if (!ok) {
+            fprintf(stderr, "  offset %lld not in the batch read at it\n", (long long)o);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The largest timestamp appended at offsets [from, to). */
+static int64_t model_max_ts(const model *m, int64_t from, int64_t to) {
+    int64_t ts = -1;
+    for (int i = 0; i < m->n; i++)
+        if (m->r[i].off >= from && m->r[i].off < to && m->r[i].ts > ts) ts = m->r[i].ts;
+    return ts;
+}
+
+static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
+    char dir[64];
+    sl_log_config lc;
+    sl_log *log = new_log(dir, &lc, k);
+    CHECK(log);
+    static model m;
+    m.n = 0;
+    CHECK_EQ(fill(log, &m, 10, 20, 1000), 0);
+    CHECK_EQ(append1(log, &m, "key-3", NULL, 5000), 0); /* a tombstone, kept */
+    CHECK_EQ(fill(log, &m, 10, 1, 6000), 0);
+    CHECK_EQ(sl_log_sync(log), SL_OK);
+    int n0 = sl_log_segment_count(log);
+    CHECK(n0 > 10);
+    int64_t act = active_base(log), end = sl_log_end_offset(log), bases[64];
+    uint32_t old_deks[64];
+    int nold = k ? seg_deks(log, dir, bases, old_deks, 64) : 0;
+    static uint8_t abuf[4096], bbuf[4096];
+    long alen = file_bytes(dir, act, abuf, sizeof abuf);
+    CHECK(alen > 64);
+
+    /* The first clean groups by the old sizes (about a segment each): little or no merging. The
+     * second finds the cleaned segments small and merges them up to segment.bytes. */
+    sl_cleaner_config cc;
+    clean_cfg(&cc);
+    cc.segment_bytes = lc.segment_bytes;
+    sl_cleaner_result res;
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int n1 = sl_log_segment_count(log);
+    CHECK(n1 <= n0);
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    int n2 = sl_log_segment_count(log);
+    CHECK(res.segments_rewritten >= 2);
+    CHECK(n2 <= n1 / 2);
+    /* Each clean merges what the last one left small, as Kafka's does, until the segments are
+     * full: 11 records and a few empty batches, two or three segments of them. */
+    for (int i = 0; i < 8 && res.segments_rewritten > 0; i++) {
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        CHECK(sl_log_segment_count(log) <= n2);
+        n2 = sl_log_segment_count(log);
+    }
+    CHECK_EQ(res.segments_rewritten, 0);
+    CHECK(n2 <= 4);
+    int64_t total = 0;
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        long sz = seg_file_size(dir, b);
+        CHECK(sz > 0 && sz <= lc.segment_bytes);
+        total += sz;
+    }
+    CHECK(total < 3 * lc.segment_bytes);
+    CHECK_EQ(cleaner_count_files(dir, ".cleaned"), 0);
+    CHECK_EQ(cleaner_count_files(dir, "cleaner-swap"), 0);
+    CHECK_EQ(cleaner_count_files(dir, ".tmp"), 0);
+    char ckp[512];
+    struct stat ckst;
+    snprintf(ckp, sizeof ckp, "%s/cleaner-checkpoint", dir);
+    CHECK(stat(ckp, &ckst) == 0 && ckst.st_size == 28); /* the bare record, no group list */
+    CHECK_EQ(cleaner_count_files(dir, ".log"), n2);
+    CHECK_EQ(cleaner_count_files(dir, ".index"), n2);
+    CHECK_EQ(cleaner_count_files(dir, ".timeindex"), n2);
+    /* The active segment is untouched, byte for byte; no offset moved. */
+    CHECK_EQ(active_base(log), act);
+    CHECK_EQ(sl_log_end_offset(log), end);
+    CHECK_EQ(file_bytes(dir, act, bbuf, sizeof bbuf), alen);
+    CHECK(!memcmp(abuf, bbuf, (size_t)alen));
+    int nw = expect(&m, act, false, g_want);
+    int ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK(every_offset_readable(log, end));
+    if (k) {
+        int64_t nb[64];
+        uint32_t now_deks[64];
+        int n = seg_deks(log, dir, nb, now_deks, 64);
+        CHECK_EQ(n, n2 - 1);
+        for (int i = 0; i < n; i++) {
+            int ver;
+            sl_envelope env;
+            CHECK(seg_header(dir, nb[i], &ver, &env));
+            CHECK_EQ(ver, 2);
+            CHECK_EQ(env.seg_base, nb[i]);
+            CHECK(i > 0 || now_deks[i] != old_deks[0]); /* the first is a merged one */
+            /* A new DEK, or the old file of a segment no clean changed. */
+            for (int q = 0; q < nold; q++) CHECK(now_deks[i] != old_deks[q] || bases[q] == nb[i]);
+            for (int q = 0; q < i; q++) CHECK(now_deks[i] != now_deks[q]);
+        }
+        CHECK(!bytes_in_dir(dir, "-round-"));
+    }
+
+    /* Reopened, its offset indexes removed: open rebuilds the ones the cleaner wrote, byte for
+     * byte. */
+    static uint8_t idx[1][4][1024];
+    long ilen[1][4];
+    CHECK(n2 - 1 <= 4);
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        for (int x = 0; x < 1; x++) {
+            char p[512];
+            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
+            FILE *f = fopen(p, "rb");
+            CHECK(f);
+            ilen[x][i] = (long)fread(idx[x][i], 1, sizeof idx[x][i], f);
+            fclose(f);
+            CHECK(unlink(p) == 0);
+        }
+    }
+    sl_log_close(log);
+    CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
+    CHECK_EQ(sl_log_segment_count(log), n2);
+    for (int i = 0; i < n2 - 1; i++) {
+        int64_t b;
+        uint32_t v;
+        CHECK(sl_log_segment_info(log, i, &b, &v));
+        for (int x = 0; x < 1; x++) {
+            char p[512];
+            uint8_t buf[1024];
+            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
+            FILE *f = fopen(p, "rb");
+            CHECK(f);
+            long n = (long)fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            CHECK_EQ(n, ilen[x][i]);
+            CHECK(!memcmp(buf, idx[x][i], (size_t)n));
+        }
+    }
+    ng = read_all(log, g_got, MAXR, NULL, NULL);
+    CHECK(same(g_got, ng, g_want, nw));
+    CHECK(every_offset_readable(log, end));
+    CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+    CHECK_EQ(res.segments_rewritten, 0); /* nothing left to merge or drop */
+
+    /* Time retention goes by the group's largest timestamp: the merged first segment stays
+     * until its newest record (or removed batch) expires, then goes whole. */
+    int64_t b0, b1;
+    uint32_t v;
+    CHECK(sl_log_segment_info(log, 0, &b0, &v) && sl_log_segment_info(log, 1, &b1, &v));
+    int64_t max_ts = model_max_ts(&m, b0, b1);
+    CHECK(max_ts > model_max_ts(&m, b0, b0 + 1));
+    sl_log_close(log);
+    lc.retention_ms = 1000;
+    CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
+    int deleted;
+    CHECK_EQ(sl_log_enforce_retention(log, max_ts + 1000, &deleted), SL_OK);
+    CHECK_EQ(deleted, 0);
+    CHECK_EQ(sl_log_enforce_retention(log, max_ts + 1001, &deleted), SL_OK);
+    CHECK(deleted >= 1);
+    CHECK_EQ(sl_log_start_offset(log), b1);
+    sl_log_close(log);
+    cleaner_rm_rf(dir);
+}
+
+/* Small segments merge: fewer segments, none beyond segment.bytes, every kept record at its
+ * offset, every removed one inside an empty batch, the active segment untouched, indexes as
+ * open rebuilds them, time retention by the group's largest timestamp. */
+SL_TEST(cleaner_merges_small_segments) { merge_small_segments(sl_failed_, NULL); }
+
+/* The same encrypted: each merged segment is sealed under one fresh DEK named for its base. */
+SL_TEST(cleaner_encrypted_merges_small_segments) {
+    tkeys t;
+    tkeys_init(&t);
+    sl_log_keys k = mkkeys(&t, 0x3a, 0, 0);
+    merge_small_segments(sl_failed_, &k);
+}
+
+/* Retention (here DeleteRecords) drops the first member of a merged group between run and
+ * commit, and the commit is crashed after each of its steps in turn: the group is not applied
+ * (its other members stay as they were, nothing deleted comes back), the other groups are, and
+ * the reopened log has no leftover and no overlap. */
+SL_TEST(cleaner_merge_first_member_deleted_meanwhile) {
+    bool finished = false;
+    for (int stop = 1; stop < 40 && !finished; stop++) {
+        char dir[64];
+        sl_log_config lc;
+        sl_log *log = new_log(dir, &lc, NULL);
+        CHECK(log);
+        static model m;
+        m.n = 0;
+        CHECK_EQ(fill(log, &m, 10, 10, 1000), 0);
+        int64_t act = active_base(log), b1;
+        uint32_t v;
+        CHECK(sl_log_segment_count(log) > 6);
+        CHECK(sl_log_segment_info(log, 1, &b1, &v));
+        sl_cleaner_config cc;
+        clean_cfg(&cc);
+        cc.segment_bytes = 4096;
+        sl_cleaner_job *j;
+        CHECK_EQ(sl_cleaner_prepare(log, &cc, NOW, &j), SL_OK);
+        CHECK(j);
+        CHECK_EQ(sl_cleaner_run(j), SL_OK);
+        CHECK_EQ(sl_log_delete_records(log, b1), SL_OK); /* drops segment 0 meanwhile */
+        sl_cleaner_result res;
+        sl_cleaner__crash_after = stop;
+        sl_err e = sl_cleaner_commit(j, SL_OK, &res);
+        sl_cleaner__crash_after = 0;
+        if (e == SL_OK)
+            finished = true;
+        else
+            CHECK_EQ(e, SL_ESTATE);
+        char p[512];
+        snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+        CHECK(access(p, F_OK) != 0);
+        sl_log_close(log);
+        CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
+        CHECK_EQ(cleaner_count_files(dir, ".cleaned"), 0);
+        CHECK_EQ(cleaner_count_files(dir, "cleaner-swap"), 0);
+        CHECK(access(p, F_OK) != 0);
+        CHECK_EQ(sl_log_start_offset(log), b1);
+        CHECK(every_offset_readable(log, sl_log_end_offset(log)));
+        /* Every record read is one appended at or after b1; every key's latest is there. */
+        int ng = read_all(log, g_got, MAXR, NULL, NULL);
+        int nw = expect(&m, act, false, g_want), w = 0;
+        for (int i = 0; i < ng; i++) {
+            bool orig = false;
+            for (int q = 0; q < m.n && !orig; q++)
+                orig = m.r[q].off == g_got[i].off && !strcmp(m.r[q].val, g_got[i].val);
+            CHECK(orig && g_got[i].off >= b1);
+            if (w < nw && g_want[w].off == g_got[i].off) w++;
+        }
+        CHECK_EQ(w, nw);
+        /* A clean after it merges what is left. */
+        int n = sl_log_segment_count(log);
+        CHECK_EQ(clean(log, &cc, NOW, &res), SL_OK);
+        sl_cleaner_result_free(&res);
+        CHECK(sl_log_segment_count(log) < n);
+        CHECK(compacted(log, &m, act));
+        sl_log_close(log);
+        cleaner_rm_rf(dir);
+        if (*sl_failed_) {
+            fprintf(stderr, "  (in the round that crashed the commit after step %d)\n", stop);
+            return;
+        }
+    }
+    CHECK(finished);
 }

@@ -39,8 +39,12 @@ static sl_log *new_log(char *dir, sl_log_config *lc, const sl_log_keys *k) {
     return cleaner_new_log(dir, "sl_ctxn", lc, k);
 }
 
+/* The cleans' segment_bytes (merging); 0 but in the merging tests. */
+static int64_t g_merge_bytes;
+
 static void clean_cfg(sl_cleaner_config *c) {
     sl_cleaner_config_default(c);
+    c->segment_bytes = g_merge_bytes;
     c->io_buffer_bytes = 4096;
     c->offset_map_bytes = 1 << 20;
     c->delete_retention_ms = RETENTION;
@@ -403,6 +407,7 @@ typedef struct crash_txn {
     int64_t a2; /* P2's ABORT marker */
     sl_cleaner_aborted ab;
     sl_cleaner_txn txn;
+    int nall; /* segments as built */
 } crash_txn;
 
 /* P1 commits K=v1; P2's aborted K=v2 and its ABORT marker are in different segments. */
@@ -417,6 +422,7 @@ static void crash_build(int *sl_failed_, void *ctx, const char *dir, sl_log *log
     CHECK(x->a2 >= 0 && filler(log, 12, "a"));
     x->ab = (sl_cleaner_aborted){2, v2, x->a2};
     x->txn = (sl_cleaner_txn){.stable_end = INT64_MAX, .ab = &x->ab, .nab = 1};
+    x->nall = sl_log_segment_count(log);
 }
 
 static sl_err crash_clean(void *ctx, sl_log *log) {
@@ -444,6 +450,7 @@ static void crash_check_cleaned(int *sl_failed_, void *ctx, sl_log *log) {
     seen v;
     CHECK(scan(log, &v));
     CHECK(has(&v, "K=v1") && !has(&v, "K=v2") && horizon_of(&v, x->a2) == 1);
+    if (g_merge_bytes) CHECK(sl_log_segment_count(log) <= x->nall / 2);
 }
 
 SL_TEST(cleaner_txn_crash_at_every_step) {
@@ -456,4 +463,20 @@ SL_TEST(cleaner_txn_crash_at_every_step) {
                        .check_cleaned = crash_check_cleaned};
     log_cfg(&c.lc);
     cleaner_crash_every_step(sl_failed_, &c);
+}
+
+/* The same with segments merged four at a time: the aborted data, its marker and the data
+ * kept end up in merged segments; every crash leaves the old log or the new one. */
+SL_TEST(cleaner_txn_merging_crash_at_every_step) {
+    crash_txn x;
+    cleaner_crash c = {.tag = "sl_ctxn",
+                       .ctx = &x,
+                       .build = crash_build,
+                       .clean = crash_clean,
+                       .check = crash_check,
+                       .check_cleaned = crash_check_cleaned};
+    log_cfg(&c.lc);
+    g_merge_bytes = 4 * c.lc.segment_bytes;
+    cleaner_crash_every_step(sl_failed_, &c);
+    g_merge_bytes = 0;
 }
