@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
     --txn-count) TXN_COUNT=$2; shift ;;
     --pairs) PAIRS=$2; shift ;;
     --pair-load) PAIR_LOAD=$2; shift ;;
-    -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "run_matrix: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
