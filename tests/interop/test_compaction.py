@@ -301,7 +301,10 @@ def test_compact_delete_also_applies_retention(broker, enc):
     h.ck_create_topic(broker.bootstrap, topic, 1,
                       dict(COMPACTED, **{"cleanup.policy": "compact,delete",
                                          "retention.bytes": "16384"}))
-    produce(broker, topic, updates(20, 40))
+    # 300 keys: their latest values alone take more than retention.bytes, so retention must move
+    # the log start whether it runs before the cleaner or after it (20 keys compacted to 6 KB:
+    # when the cleaner came first, as on a loaded machine, retention had nothing to delete).
+    produce(broker, topic, updates(300, 3))
     with kp.Conn(broker.bootstrap) as c:
         start = wait_until(lambda: (lambda r: r[1] if r[0] == kp.NONE and r[1] > 0 else None)(
             kp.list_offsets(c, topic, 0, kp.EARLIEST)), 30, "retention moves the log start")
