@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`make test`): build, unit tests under ASan+UBSan, every
 # libFuzzer target briefly over its seed corpus, then the interop suite against the ASan+UBSan
-# broker. The very last line is "N passed, N failed" (unit tests + interop tests + one per fuzz
+# broker (two pytest workers). The very last line is "N passed, N failed" (unit tests + interop tests + one per fuzz
 # target, plus one failure for each stage that could not run); the exit code is non-zero if
 # anything failed.
 #
@@ -15,8 +15,9 @@
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
 # a longer local run with the same seed already went through; 0 picks a random seed), FUZZ_JOBS
 # (targets fuzzed side by side, default the number of cores),
-# INTEROP_TIMEOUT (whole interop stage, seconds, default 1800), UNIT_TIMEOUT (whole unit stage,
-# seconds, default 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
+# INTEROP_TIMEOUT (whole interop stage, seconds, default 1800), INTEROP_WORKERS (pytest-xdist
+# worker processes, default 2; 1: one process), UNIT_TIMEOUT (whole unit stage, seconds, default
+# 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
 # SKIP_BENCH=1.
 set -uo pipefail
@@ -31,6 +32,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 FUZZ_SEED=${FUZZ_SEED:-1}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-1800}
+INTEROP_WORKERS=${INTEROP_WORKERS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-1200}
 ALLOWLIST=tests/skip-allowlist.txt
 PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages
@@ -214,9 +216,20 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     if [ ! -x "$SLUICE_BIN" ]; then
         fail "interop (broker binary $SLUICE_BIN not built)"
     else
+        # Two workers (pytest-xdist): the tests mostly wait on brokers, clients and timers (the
+        # stage keeps about half a core busy), and each has its own broker, ports and directory;
+        # tests/interop/conftest.py keeps the few that share something on one worker.
+        WORKER_ARGS=()
+        if [ "$INTEROP_WORKERS" -gt 1 ]; then
+            if "$PY" -c 'import xdist' 2>/dev/null; then
+                WORKER_ARGS=(-n "$INTEROP_WORKERS")
+            else
+                echo "note: pytest-xdist missing (python3-pytest-xdist, scripts/setup.sh): one worker"
+            fi
+        fi
         # shellcheck disable=SC2086
         SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" SLUICE_SANITIZER_LOG="$WORK/sanitizer-reports.txt" \
-            timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
+            timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q "${WORKER_ARGS[@]}" tests/interop \
             --junitxml="$WORK/interop.xml" --durations=25 ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
         rc=${PIPESTATUS[0]}
         # pytest's node ids are relative to tests/interop (its rootdir): make them repo-relative.
