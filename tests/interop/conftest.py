@@ -116,6 +116,9 @@ class Broker:
             "num.partitions": "1",
             # A free port: the default 9404 would collide between brokers of parallel runs.
             "sluice.metrics.listener": "http://127.0.0.1:0",
+            # A new group's first rebalance still waits for more members (the delayed join),
+            # for 200 ms instead of 3 s: nearly every group a client starts here is new.
+            "group.initial.rebalance.delay.ms": "200",
         }
         for k, v in (overrides or {}).items():
             self.config[k] = str(v).lower() if isinstance(v, bool) else str(v)
