@@ -68,10 +68,21 @@ def wait_until(pred, timeout, what, interval=0.05, retry_on=None):
         time.sleep(interval)
 
 
+_HANDED_OUT = set()  # every port free_port() gave this process
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now that this process was never given before. Servers get
+    their port before they bind it, a gateway and its upstream both before either starts, and
+    the kernel may offer a port it just took back again (seen: a gateway given its upstream's
+    port failed to listen)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def sanitizer_env():
