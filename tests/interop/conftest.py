@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,20 @@ def free_port():
             return port
 
 
+def reserve_port():
+    """(socket, port): a free port on 127.0.0.1 held by a bound, never listening socket with
+    SO_REUSEADDR. A server that binds with SO_REUSEADDR (sluice's listeners do) listens on it,
+    and restarts on it, while the socket is open; meanwhile no other bind gets the port, to port
+    0 or to it without SO_REUSEADDR, in any process. So a broker given its port long before it
+    starts (TLS material, users and a gateway's upstream are made in between) cannot lose it to
+    another worker's broker or client in the meantime, nor between a stop and a start."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    _HANDED_OUT.add(s.getsockname()[1])
+    return s, s.getsockname()[1]
+
+
 def sanitizer_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
@@ -105,7 +120,8 @@ class Broker:
         # With `nofile`, the broker runs with that soft and hard file limit (RLIMIT_NOFILE).
         self.nofile = nofile
         self.workdir = Path(workdir)
-        self.port = free_port()
+        hold, self.port = reserve_port()
+        weakref.finalize(self, hold.close)  # the port is this broker's as long as it exists
         self.host = "127.0.0.1"
         self.bootstrap = f"{self.host}:{self.port}"
         self.data_dir = self.workdir / "data"
