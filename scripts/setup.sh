@@ -33,6 +33,8 @@ PKGS=(
     # `ss`: the gateway's leader-move test checks no client connects to an upstream port.
     iproute2
     python3 python3-pytest python3-confluent-kafka python3-kafka python3-cryptography
+    # Two interop workers (tests/run_all.sh: pytest -n 2), which keeps the suite under 20 minutes.
+    python3-pytest-xdist
     # Benchmarks (bench/): the NATS JetStream reference row, and profilers for docs/benchmarks.md.
     nats-server libnats-dev linux-perf valgrind
     # Compression codecs for kafka-python (snappy, lz4, zstd).
@@ -79,6 +81,8 @@ fi
 # PATH would not, which is why the tests always use /usr/bin/python3).
 /usr/bin/python3 -c 'import confluent_kafka, kafka, pytest' 2>/dev/null ||
     die "/usr/bin/python3 cannot import confluent_kafka, kafka and pytest"
+/usr/bin/python3 -c 'import xdist' 2>/dev/null ||
+    die "/usr/bin/python3 cannot import xdist (python3-pytest-xdist)"
 command -v kcat >/dev/null || die "kcat not found"
 command -v node >/dev/null || die "node not found"
 command -v openssl >/dev/null || die "openssl not found"

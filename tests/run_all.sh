@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (`make test`): build, unit tests under ASan+UBSan, every
-# libFuzzer target briefly over its seed corpus, then the interop suite against the ASan+UBSan
-# broker. The very last line is "N passed, N failed" (unit tests + interop tests + one per fuzz
-# target, plus one failure for each stage that could not run); the exit code is non-zero if
-# anything failed.
+# The whole test suite, as CI runs it (`make test`): build, unit tests under ASan+UBSan, the
+# interop suite against the ASan+UBSan broker (two pytest workers), then every libFuzzer target
+# briefly over its seed corpus. The very last line is "N passed, N failed" (unit tests + interop
+# tests + one per fuzz target, plus one failure for each stage that could not run); the exit
+# code is non-zero if anything failed.
 #
 # Also failed stages: generated codecs that differ from what tools/gen_proto.py makes of
 # src/proto/defs today, and tracked .c/.h files that clang-format would change. Every skipped (or
@@ -15,8 +15,9 @@
 # target, default 20), FUZZ_SEED (libFuzzer -seed, default 1 so a CI run repeats the mutations
 # a longer local run with the same seed already went through; 0 picks a random seed), FUZZ_JOBS
 # (targets fuzzed side by side, default the number of cores),
-# INTEROP_TIMEOUT (whole interop stage, seconds, default 1800), UNIT_TIMEOUT (whole unit stage,
-# seconds, default 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
+# INTEROP_TIMEOUT (whole interop stage, seconds, default 1800), INTEROP_WORKERS (pytest-xdist
+# worker processes, default 2; 1: one process), UNIT_TIMEOUT (whole unit stage, seconds, default
+# 1200; each unit test also has its own alarm, SL_TEST_TIMEOUT_S),
 # PYTEST_ARGS (extra pytest arguments, e.g. "-k restart"), SKIP_FUZZ=1, SKIP_INTEROP=1,
 # SKIP_BENCH=1.
 set -uo pipefail
@@ -26,11 +27,12 @@ ROOT=$(pwd)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/asan/sluice}
-# 15 s x 25 targets, two at a time: about 3 minutes, which keeps the whole suite under 20.
+# 10 s x 29 targets, two at a time: about 2.5 minutes, which keeps the whole suite under 20.
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 FUZZ_SEED=${FUZZ_SEED:-1}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-1800}
+INTEROP_WORKERS=${INTEROP_WORKERS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-1200}
 ALLOWLIST=tests/skip-allowlist.txt
 PY=/usr/bin/python3  # the Debian interpreter: it has the Kafka client packages
@@ -127,11 +129,14 @@ else
 fi
 
 # --- Unit tests ----------------------------------------------------------------------------
-# The fuzz targets' build (a third compile of every source, with clang) runs on one core while
-# the unit tests, mostly one thread waiting on fsync and timers, use the other.
+# The fuzz targets' build (a third compile of every source, with clang, about 3 minutes of one
+# core) runs in the background through the unit tests and the interop suite, which mostly wait
+# on fsync, timers and their clients and leave a core or more idle. At nice 19 it gets a CPU
+# only when they do not want it, and it is done long before the fuzz stage (after the interop
+# suite) needs it: before, that stage waited about 90 s for it after the unit tests.
 FUZZ_BUILD_PID=
 if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
-    make -j1 fuzz >"$WORK/fuzz-build.log" 2>&1 &
+    nice -n 19 make -j2 fuzz >"$WORK/fuzz-build.log" 2>&1 &
     FUZZ_BUILD_PID=$!
 fi
 
@@ -156,6 +161,60 @@ if [ -x build/asan/unit_tests ] && [ "$BUILD_OK" = 1 ]; then
     tail -1 "$WORK/unit.log"
 else
     fail "unit tests (not built)"
+fi
+
+# --- Interop -------------------------------------------------------------------------------
+if [ "${SKIP_INTEROP:-0}" != 1 ]; then
+    stage "interop: pytest tests/interop against $SLUICE_BIN"
+    if [ ! -x "$SLUICE_BIN" ]; then
+        fail "interop (broker binary $SLUICE_BIN not built)"
+    else
+        # Two workers (pytest-xdist): the tests mostly wait on brokers, clients and timers (the
+        # stage keeps about half a core busy), and each has its own broker, ports and directory;
+        # tests/interop/conftest.py keeps the few that share something on one worker.
+        WORKER_ARGS=()
+        if [ "$INTEROP_WORKERS" -gt 1 ]; then
+            if "$PY" -c 'import xdist' 2>/dev/null; then
+                WORKER_ARGS=(-n "$INTEROP_WORKERS")
+            else
+                echo "note: pytest-xdist missing (python3-pytest-xdist, scripts/setup.sh): one worker"
+            fi
+        fi
+        # shellcheck disable=SC2086
+        SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" SLUICE_SANITIZER_LOG="$WORK/sanitizer-reports.txt" \
+            timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q "${WORKER_ARGS[@]}" tests/interop \
+            --junitxml="$WORK/interop.xml" --durations=25 ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
+        rc=${PIPESTATUS[0]}
+        # pytest's node ids are relative to tests/interop (its rootdir): make them repo-relative.
+        [ -f "$WORK/interop-skips.tsv" ] && sed 's|^|tests/interop/|' "$WORK/interop-skips.tsv" >>"$SKIPS"
+        counts=$("$PY" - "$WORK/interop.xml" <<'PYEOF' 2>/dev/null
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = e = s = 0
+for su in suites:
+    t += int(su.get("tests", 0)); f += int(su.get("failures", 0))
+    e += int(su.get("errors", 0)); s += int(su.get("skipped", 0))
+print(t - f - e - s, f + e, s)
+PYEOF
+        )
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+            fail "interop (timed out after ${INTEROP_TIMEOUT}s)"
+        elif [ -z "$counts" ]; then
+            fail "interop (pytest exit $rc, no result file)"
+        else
+            read -r i_pass i_fail i_skip <<<"$counts"
+            PASSED=$((PASSED + i_pass))
+            FAILED=$((FAILED + i_fail))
+            [ "$i_fail" -eq 0 ] || FAILURES+=("interop: $i_fail failed")
+            if [ "$rc" -eq 5 ]; then
+                fail "interop (no test collected)"
+            elif [ "$rc" -ne 0 ] && [ "$i_fail" -eq 0 ]; then
+                fail "interop (pytest exit $rc)"
+            fi
+            echo "interop: $i_pass passed, $i_fail failed, $i_skip skipped"
+        fi
+    fi
 fi
 
 # --- Fuzz targets --------------------------------------------------------------------------
@@ -206,49 +265,6 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
     done
 elif [ -n "$FUZZ_BUILD_PID" ]; then
     wait "$FUZZ_BUILD_PID"
-fi
-
-# --- Interop -------------------------------------------------------------------------------
-if [ "${SKIP_INTEROP:-0}" != 1 ]; then
-    stage "interop: pytest tests/interop against $SLUICE_BIN"
-    if [ ! -x "$SLUICE_BIN" ]; then
-        fail "interop (broker binary $SLUICE_BIN not built)"
-    else
-        # shellcheck disable=SC2086
-        SLUICE_SKIP_REPORT="$WORK/interop-skips.tsv" SLUICE_SANITIZER_LOG="$WORK/sanitizer-reports.txt" \
-            timeout -k 15 "$INTEROP_TIMEOUT" "$PY" -m pytest -q tests/interop \
-            --junitxml="$WORK/interop.xml" --durations=25 ${PYTEST_ARGS:-} 2>&1 | tee "$WORK/interop.log"
-        rc=${PIPESTATUS[0]}
-        # pytest's node ids are relative to tests/interop (its rootdir): make them repo-relative.
-        [ -f "$WORK/interop-skips.tsv" ] && sed 's|^|tests/interop/|' "$WORK/interop-skips.tsv" >>"$SKIPS"
-        counts=$("$PY" - "$WORK/interop.xml" <<'PYEOF' 2>/dev/null
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-t = f = e = s = 0
-for su in suites:
-    t += int(su.get("tests", 0)); f += int(su.get("failures", 0))
-    e += int(su.get("errors", 0)); s += int(su.get("skipped", 0))
-print(t - f - e - s, f + e, s)
-PYEOF
-        )
-        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-            fail "interop (timed out after ${INTEROP_TIMEOUT}s)"
-        elif [ -z "$counts" ]; then
-            fail "interop (pytest exit $rc, no result file)"
-        else
-            read -r i_pass i_fail i_skip <<<"$counts"
-            PASSED=$((PASSED + i_pass))
-            FAILED=$((FAILED + i_fail))
-            [ "$i_fail" -eq 0 ] || FAILURES+=("interop: $i_fail failed")
-            if [ "$rc" -eq 5 ]; then
-                fail "interop (no test collected)"
-            elif [ "$rc" -ne 0 ] && [ "$i_fail" -eq 0 ]; then
-                fail "interop (pytest exit $rc)"
-            fi
-            echo "interop: $i_pass passed, $i_fail failed, $i_skip skipped"
-        fi
-    fi
 fi
 
 # --- Benchmark harness smoke ---------------------------------------------------------------

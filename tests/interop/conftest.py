@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,35 @@ def wait_until(pred, timeout, what, interval=0.05, retry_on=None):
         time.sleep(interval)
 
 
+_HANDED_OUT = set()  # every port free_port() gave this process
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now that this process was never given before. Servers get
+    their port before they bind it, a gateway and its upstream both before either starts, and
+    the kernel may offer a port it just took back again (seen: a gateway given its upstream's
+    port failed to listen)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def reserve_port():
+    """(socket, port): a free port on 127.0.0.1 held by a bound, never listening socket with
+    SO_REUSEADDR. A server that binds with SO_REUSEADDR (sluice's listeners do) listens on it,
+    and restarts on it, while the socket is open; meanwhile no other bind gets the port, to port
+    0 or to it without SO_REUSEADDR, in any process. So a broker given its port long before it
+    starts (TLS material, users and a gateway's upstream are made in between) cannot lose it to
+    another worker's broker or client in the meantime, nor between a stop and a start."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    _HANDED_OUT.add(s.getsockname()[1])
+    return s, s.getsockname()[1]
 
 
 def sanitizer_env():
@@ -94,7 +120,8 @@ class Broker:
         # With `nofile`, the broker runs with that soft and hard file limit (RLIMIT_NOFILE).
         self.nofile = nofile
         self.workdir = Path(workdir)
-        self.port = free_port()
+        hold, self.port = reserve_port()
+        weakref.finalize(self, hold.close)  # the port is this broker's as long as it exists
         self.host = "127.0.0.1"
         self.bootstrap = f"{self.host}:{self.port}"
         self.data_dir = self.workdir / "data"
@@ -116,6 +143,9 @@ class Broker:
             "num.partitions": "1",
             # A free port: the default 9404 would collide between brokers of parallel runs.
             "sluice.metrics.listener": "http://127.0.0.1:0",
+            # A new group's first rebalance still waits for more members (the delayed join),
+            # for 200 ms instead of 3 s: nearly every group a client starts here is new.
+            "group.initial.rebalance.delay.ms": "200",
         }
         for k, v in (overrides or {}).items():
             self.config[k] = str(v).lower() if isinstance(v, bool) else str(v)
@@ -373,6 +403,81 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append((f"{name} (tail)", proc.log_tail(80)))
 
 
+# ---- two workers (pytest-xdist; tests/run_all.sh: -n INTEROP_WORKERS) -------------------------
+# Every test has its own broker, data directory (tmp_path) and free-picked ports, so most tests
+# may run on either worker, side by side with any other. A few may not be split up:
+#  - a module whose tests share a module- or session-scoped fixture (a gateway and its upstream,
+#    the field protection environment, the sarama build): all its tests go to one worker, so the
+#    fixture is set up once;
+#  - brokers that take the default metrics port 127.0.0.1:9404 (the secure-default fixtures of
+#    test_attacker.py and test_secure_default.py write their configuration from scratch, as a
+#    user would) and test_metrics.py, whose test holds that port to see a broker do without it:
+#    one worker, one after the other.
+# pytest_collection_modifyitems checks that no other module has a shared fixture.
+SERIAL_GROUPS = {
+    "test_gateway.py": "test_gateway.py",
+    "test_field_protection.py": "test_field_protection.py",
+    "test_alert_rules.py": "test_alert_rules.py",
+    "test_sarama.py": "test_sarama.py",
+    "test_metrics.py": "metrics-port-9404",
+    "test_attacker.py": "metrics-port-9404",
+    "test_secure_default.py": "metrics-port-9404",
+}
+
+
+def _serial_group(nodeid):
+    return SERIAL_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+
+
+def _own_fixture(fixturedef):
+    """A fixture defined in tests/interop (not one of pytest's, such as tmp_path_factory)."""
+    import inspect
+    here = Path(__file__).resolve().parent
+    try:
+        return Path(inspect.getfile(fixturedef.func)).resolve().parent == here
+    except TypeError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name, defs in item._fixtureinfo.name2fixturedefs.items()
+                  if defs and defs[-1].scope != "function" and _own_fixture(defs[-1])]
+        if shared and _serial_group(item.nodeid) is None:
+            # Failed at setup (pytest_runtest_setup), where a worker's message reaches the report.
+            item._sluice_unsplittable = (
+                f"uses the shared fixture(s) {shared}: add its module to SERIAL_GROUPS in "
+                "tests/interop/conftest.py, or two workers would each set them up")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The serial groups are the longest units: start them first, so that the workers end
+        # together instead of one running a long group alone at the end. (Stable: both workers
+        # must collect the same order.)
+        items.sort(key=lambda it: _serial_group(it.nodeid) is None)
+
+
+def pytest_runtest_setup(item):
+    msg = getattr(item, "_sluice_unsplittable", None)
+    if msg:
+        pytest.fail(msg)
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # without pytest-xdist, pytest runs everything in one process
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+    class _SluiceScheduling(LoadScopeScheduling):
+        """One test per work unit, except the SERIAL_GROUPS (one unit each). Unlike --dist
+        loadgroup, the node ids stay as they are (the skip allow-list names them)."""
+
+        def _split_scope(self, nodeid):
+            return _serial_group(nodeid) or nodeid
+
+    def pytest_xdist_make_scheduler(config, log):
+        return _SluiceScheduling(config, log)
+
+
 # ---- skip report for tests/run_all.sh --------------------------------------------------------
 # With SLUICE_SKIP_REPORT set, every skipped or xfailed test (and every module skipped at
 # collection) is appended there as "node id<TAB>kind<TAB>reason", so that CI can refuse skips
@@ -380,7 +485,9 @@ def pytest_runtest_makereport(item, call):
 
 def _note_skip(report):
     path = os.environ.get("SLUICE_SKIP_REPORT")
-    if not path or not report.skipped:
+    # Under pytest-xdist the controller receives every worker's reports (collection skips
+    # included) and writes them; a worker writing too would only repeat them.
+    if not path or not report.skipped or os.environ.get("PYTEST_XDIST_WORKER"):
         return
     if hasattr(report, "wasxfail"):
         kind, reason = "xfailed", str(report.wasxfail)

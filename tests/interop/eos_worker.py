@@ -14,8 +14,9 @@ done = 0
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": "ledger-app",
               "isolation.level": "read_committed", "enable.auto.commit": False,
               "auto.offset.reset": "earliest",
-              # A killed worker's membership ends quickly, so the next one gets the partitions.
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+              # A killed worker's membership ends quickly, so the next one gets the partitions
+              # (the test's broker allows sessions this short: group.min.session.timeout.ms).
+              "session.timeout.ms": 2000, "heartbeat.interval.ms": 500})
 p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
               "transaction.timeout.ms": 10000, "linger.ms": 2})
 p.init_transactions(60)

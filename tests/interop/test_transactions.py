@@ -775,6 +775,11 @@ def test_kill9_in_the_middle_of_a_transaction(broker):
 
 
 @pytest.mark.timeout_s(400)
+# Each restarted worker waits for the killed one's group session to expire before it gets the
+# partitions: 2 s sessions (eos_worker.py) instead of Kafka's 6 s minimum, and a short initial
+# rebalance delay, spare about 5 s per cycle; the kills, the fencing and the checks are the same.
+@pytest.mark.broker_config({"group.min.session.timeout.ms": 1000,
+                            "group.initial.rebalance.delay.ms": 200})
 def test_consume_transform_produce_exactly_once_across_kill9(broker):
     """The payment pipeline: a worker consumes `debits`, produces one `ledger` entry per debit
     and commits its consumer offsets in the same transaction (tests/interop/eos_worker.py,
