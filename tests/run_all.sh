@@ -176,6 +176,9 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
         if [ "$INTEROP_WORKERS" -gt 1 ]; then
             if "$PY" -c 'import xdist' 2>/dev/null; then
                 WORKER_ARGS=(-n "$INTEROP_WORKERS")
+            elif [ "${CI:-}" = true ]; then
+                # A missing install step must turn CI red, not hide behind a slower suite.
+                fail "interop: pytest-xdist missing (python3-pytest-xdist, scripts/setup.sh)"
             else
                 echo "note: pytest-xdist missing (python3-pytest-xdist, scripts/setup.sh): one worker"
             fi
