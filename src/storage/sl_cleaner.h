@@ -166,9 +166,9 @@ void sl_cleaner_cancel(sl_cleaner_job *job);
 
 /* Loop thread. Applies the run (run_result SL_OK) or discards it; frees the job. Segments that
  * retention deleted meanwhile stay deleted; a merged group whose first segment went is not
- * applied (its other segments stay, and the checkpoint goes back to the first of them). On success *res (optional) says what was done; on
- * failure only res->bad_base is set (and nothing is owned). A
- * failure after the first rename leaves the manifest in place: the swap completes at the next
+ * applied (its other segments stay, and the checkpoint goes back to the first of them). On success
+ * *res (optional) says what was done; on failure only res->bad_base is set (and nothing is owned).
+ * A failure after the first rename leaves the manifest in place: the swap completes at the next
  * sl_log_open (reopen the log). */
 sl_err sl_cleaner_commit(sl_cleaner_job *job, sl_err run_result, sl_cleaner_result *res);
 
