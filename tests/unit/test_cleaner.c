@@ -1560,22 +1560,20 @@ static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
 
     /* Reopened, its offset indexes removed: open rebuilds the ones the cleaner wrote, byte for
      * byte. */
-    static uint8_t idx[1][4][1024];
-    long ilen[1][4];
+    static uint8_t idx[4][1024];
+    long ilen[4];
     CHECK(n2 - 1 <= 4);
     for (int i = 0; i < n2 - 1; i++) {
         int64_t b;
         uint32_t v;
         CHECK(sl_log_segment_info(log, i, &b, &v));
-        for (int x = 0; x < 1; x++) {
-            char p[512];
-            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
-            FILE *f = fopen(p, "rb");
-            CHECK(f);
-            ilen[x][i] = (long)fread(idx[x][i], 1, sizeof idx[x][i], f);
-            fclose(f);
-            CHECK(unlink(p) == 0);
-        }
+        char p[512];
+        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
+        FILE *f = fopen(p, "rb");
+        CHECK(f);
+        ilen[i] = (long)fread(idx[i], 1, sizeof idx[i], f);
+        fclose(f);
+        CHECK(unlink(p) == 0);
     }
     sl_log_close(log);
     CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
@@ -1584,17 +1582,15 @@ static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
         int64_t b;
         uint32_t v;
         CHECK(sl_log_segment_info(log, i, &b, &v));
-        for (int x = 0; x < 1; x++) {
-            char p[512];
-            uint8_t buf[1024];
-            snprintf(p, sizeof p, "%s/%020lld%s", dir, (long long)b, x ? ".timeindex" : ".index");
-            FILE *f = fopen(p, "rb");
-            CHECK(f);
-            long n = (long)fread(buf, 1, sizeof buf, f);
-            fclose(f);
-            CHECK_EQ(n, ilen[x][i]);
-            CHECK(!memcmp(buf, idx[x][i], (size_t)n));
-        }
+        char p[512];
+        uint8_t buf[1024];
+        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
+        FILE *f = fopen(p, "rb");
+        CHECK(f);
+        long n = (long)fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        CHECK_EQ(n, ilen[i]);
+        CHECK(!memcmp(buf, idx[i], (size_t)n));
     }
     ng = read_all(log, g_got, MAXR, NULL, NULL);
     CHECK(same(g_got, ng, g_want, nw));

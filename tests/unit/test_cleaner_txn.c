@@ -453,7 +453,9 @@ static void crash_check_cleaned(int *sl_failed_, void *ctx, sl_log *log) {
     if (g_merge_bytes) CHECK(sl_log_segment_count(log) <= x->nall / 2);
 }
 
-SL_TEST(cleaner_txn_crash_at_every_step) {
+/* The crash harness over crash_build..crash_check_cleaned; `merge` segments at a time merged
+ * (g_merge_bytes), or none when 0. */
+static void txn_crash_every_step(int *failed, int merge) {
     crash_txn x;
     cleaner_crash c = {.tag = "sl_ctxn",
                        .ctx = &x,
@@ -462,21 +464,13 @@ SL_TEST(cleaner_txn_crash_at_every_step) {
                        .check = crash_check,
                        .check_cleaned = crash_check_cleaned};
     log_cfg(&c.lc);
-    cleaner_crash_every_step(sl_failed_, &c);
+    g_merge_bytes = merge * c.lc.segment_bytes;
+    cleaner_crash_every_step(failed, &c);
+    g_merge_bytes = 0;
 }
+
+SL_TEST(cleaner_txn_crash_at_every_step) { txn_crash_every_step(sl_failed_, 0); }
 
 /* The same with segments merged four at a time: the aborted data, its marker and the data
  * kept end up in merged segments; every crash leaves the old log or the new one. */
-SL_TEST(cleaner_txn_merging_crash_at_every_step) {
-    crash_txn x;
-    cleaner_crash c = {.tag = "sl_ctxn",
-                       .ctx = &x,
-                       .build = crash_build,
-                       .clean = crash_clean,
-                       .check = crash_check,
-                       .check_cleaned = crash_check_cleaned};
-    log_cfg(&c.lc);
-    g_merge_bytes = 4 * c.lc.segment_bytes;
-    cleaner_crash_every_step(sl_failed_, &c);
-    g_merge_bytes = 0;
-}
+SL_TEST(cleaner_txn_merging_crash_at_every_step) { txn_crash_every_step(sl_failed_, 4); }
