@@ -58,7 +58,8 @@ bool sl_gw_produce_plan_build(const sl_gw_env *e, const sl_produce_req *req, int
                                    .partition = rp->index,
                                    .rq = e->rq,
                                    .why = why,
-                                   .whylen = sizeof why};
+                                   .whylen = sizeof why,
+                                   .crc_checked_downstream = true};
                 o->error_code = sl_xform_produce(ch, &xc, &recs, NULL);
                 if (!o->error_code) {
                     if (recs.p != rp->records.p || recs.len != rp->records.len) pl->rewrite = true;

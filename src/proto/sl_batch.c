@@ -67,8 +67,8 @@ void sl_batch_reseal_like(uint8_t *b, size_t total, const sl_batch_info *like) {
     sl_be32(b + SL_BATCH_CRC, sl_crc32c(0, b + SL_BATCH_ATTRIBUTES, total - SL_BATCH_ATTRIBUTES));
 }
 
-int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
-                              int64_t max_batch_bytes, int *nbatches) {
+static int16_t validate_set(const uint8_t *p, size_t len, int16_t produce_version,
+                            int64_t max_batch_bytes, int *nbatches, bool crc) {
     int n = 0;
     if (len == 0) return SL_KAFKA_INVALID_RECORD;
     while (len > 0) {
@@ -79,7 +79,7 @@ int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_vers
         if (!sl_batch_parse(p, len, &bi)) return SL_KAFKA_CORRUPT_MESSAGE;
         if (bi.magic != 2) return SL_KAFKA_CORRUPT_MESSAGE;
         if ((int64_t)bi.size > max_batch_bytes) return SL_KAFKA_MESSAGE_TOO_LARGE;
-        if (!sl_batch_crc_ok(p, bi.size)) return SL_KAFKA_CORRUPT_MESSAGE;
+        if (crc && !sl_batch_crc_ok(p, bi.size)) return SL_KAFKA_CORRUPT_MESSAGE;
         int codec = bi.attributes & 7;
         if (codec > SL_COMPRESSION_ZSTD) return SL_KAFKA_UNSUPPORTED_COMPRESSION_TYPE;
         if (codec == SL_COMPRESSION_ZSTD && produce_version < 7)
@@ -94,6 +94,16 @@ int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_vers
     }
     if (nbatches) *nbatches = n;
     return SL_KAFKA_NONE;
+}
+
+int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
+                              int64_t max_batch_bytes, int *nbatches) {
+    return validate_set(p, len, produce_version, max_batch_bytes, nbatches, true);
+}
+
+int16_t sl_batch_validate_set_shape(const uint8_t *p, size_t len, int16_t produce_version,
+                                    int64_t max_batch_bytes, int *nbatches) {
+    return validate_set(p, len, produce_version, max_batch_bytes, nbatches, false);
 }
 
 int16_t sl_batch_fetch_codec_check(const uint8_t *p, size_t *len, int16_t fetch_version) {

@@ -78,6 +78,12 @@ void sl_batch_reseal_like(uint8_t *b, size_t total, const sl_batch_info *like);
 int16_t sl_batch_validate_set(const uint8_t *p, size_t len, int16_t produce_version,
                               int64_t max_batch_bytes, int *nbatches);
 
+/* sl_batch_validate_set without the CRC pass, for bytes that go on unread and unchanged to a
+ * backend that checks each batch's CRC itself (the gateway's upstream): the headers are still
+ * checked, since the gateway counts records and reports codecs from them. */
+int16_t sl_batch_validate_set_shape(const uint8_t *p, size_t len, int16_t produce_version,
+                                    int64_t max_batch_bytes, int *nbatches);
+
 /* Fetch below v10 predates zstd: returns UNSUPPORTED_COMPRESSION_TYPE when the first stored
  * batch is zstd-compressed, else shortens *len to stop before the first zstd batch (the client
  * gets it as an error on its next fetch). Batch headers only. */

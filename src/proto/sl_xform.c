@@ -29,10 +29,15 @@ int16_t sl_xform_produce(const sl_xform_chain *chain, const sl_xform_ctx *c, sl_
     int16_t ec = sl_legacy_produce_hook(c->api_version, records, c->a, c->now_ms, c->max_bytes);
     if (ec) return ec;
     int nb = 0;
-    ec = sl_batch_validate_set(records->p, (size_t)records->len, c->api_version, c->max_bytes, &nb);
+    bool transforms = chain && (chain->protect.fn || chain->seal.fn);
+    ec = transforms || !c->crc_checked_downstream
+             ? sl_batch_validate_set(records->p, (size_t)records->len, c->api_version,
+                                     c->max_bytes, &nb)
+             : sl_batch_validate_set_shape(records->p, (size_t)records->len, c->api_version,
+                                           c->max_bytes, &nb);
     if (ec) return ec;
     if (nbatches) *nbatches = nb;
-    if (chain && (chain->protect.fn || chain->seal.fn)) {
+    if (transforms) {
         /* The request frame lives in the arena the handler owns: writable. */
         uint8_t *d = (uint8_t *)records->p;
         size_t l = (size_t)records->len;

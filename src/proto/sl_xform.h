@@ -41,6 +41,11 @@ typedef struct sl_xform_ctx {
      * error_message (NUL-terminated, no record data); NULL when nobody asks. */
     char *why;
     size_t whylen;
+    /* Produce: the set goes on to a backend that checks every batch's CRC itself (the
+     * gateway's upstream). When no transform reads the records either, the CRC pass is left
+     * to it: the bytes reach it unchanged, so its CORRUPT_MESSAGE is the same answer. A
+     * transform always gets a checked set: it would otherwise re-seal garbage as valid. */
+    bool crc_checked_downstream;
 } sl_xform_ctx;
 
 /* A transform. On produce it gets whole, validated magic-2 batches and must return whole,

@@ -734,6 +734,33 @@ def test_idempotent_producer_delivers_exactly_once(gateway_serve):
         assert kp.produce(c, "dup", 0, plain) == (kp.NONE, 3), "the control was not stored twice"
 
 
+def test_corrupt_batch_refused_through_the_gateway(gateway_serve):
+    """A batch whose CRC does not match is refused with CORRUPT_MESSAGE through the gateway and
+    nothing is stored. On a passthrough topic the gateway leaves the CRC to the upstream (the
+    bytes reach it unchanged; the upstream's answer comes back); on a topic it encrypts, the
+    gateway checks it itself before sealing, since re-sealing would make garbage valid."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("crc-plain", 1, 1), NewTopic("enc-crc", 1, 1)]).values():
+        f.result(30)
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    good = kp.record_batch([(None, b"crc-%d" % i, []) for i in range(3)])
+    bad = bytearray(good)
+    bad[-1] ^= 1  # last value byte: the CRC no longer matches
+    with sasl_conn(g, addr, "admin") as c:
+        for topic in ("crc-plain", "enc-crc"):
+            assert kp.produce(c, topic, 0, bytes(bad))[0] == kp.CORRUPT_MESSAGE, topic
+            assert kp.list_offsets(c, topic, 0, kp.LATEST) == (kp.NONE, 0), topic
+            # A sealed topic's key is made on its first use: KAFKA_STORAGE_ERROR (retriable)
+            # until then, as a client's retries would see.
+            deadline = time.monotonic() + 30
+            while (r := kp.produce(c, topic, 0, good))[0] == 56 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert r == (kp.NONE, 0), (topic, r)
+
+
 def describe_producers_raw(conn, topics):
     """DescribeProducers v0: {(topic, partition): (error, [(pid, epoch, last_seq, txn_start)])}."""
     import kproto as kp

@@ -151,6 +151,35 @@ SL_TEST(xform_untouched_sets_pass_through_as_the_same_pointer) {
     sl_arena_free(a);
 }
 
+SL_TEST(xform_crc_left_downstream_only_when_no_transform_reads_the_records) {
+    sl_arena *a = sl_arena_new(4096);
+    size_t len;
+    uint8_t *b = make_batch(a, SL_COMPRESSION_NONE, &len);
+    CHECK(b);
+    b[len - 1] ^= 1; /* the CRC no longer matches */
+    sl_xform_ctx gw = {
+        .a = a, .api_version = 9, .now_ms = 1, .max_bytes = 1 << 20, .crc_checked_downstream = true};
+    sl_bytes rec = {b, (int32_t)len};
+    int nb = 0;
+    /* Passthrough: the upstream checks the unchanged bytes; the headers are still read. */
+    CHECK_EQ(sl_xform_produce(NULL, &gw, &rec, &nb), 0);
+    CHECK(rec.p == b);
+    CHECK_EQ(nb, 1);
+    sl_xform_chain empty = {.protect = {NULL, NULL}};
+    CHECK_EQ(sl_xform_produce(&empty, &gw, &rec, NULL), 0);
+    /* A transform would re-seal whatever it read as valid: it only gets a checked set. */
+    xor_ctx x = {0};
+    sl_xform_chain seal = {.seal = {xor_values, &x}};
+    sl_xform_chain prot = {.protect = {xor_values, &x}};
+    CHECK_EQ(sl_xform_produce(&seal, &gw, &rec, NULL), SL_KAFKA_CORRUPT_MESSAGE);
+    CHECK_EQ(sl_xform_produce(&prot, &gw, &rec, NULL), SL_KAFKA_CORRUPT_MESSAGE);
+    CHECK_EQ(x.calls, 0);
+    /* Headers that do not add up are refused before anything goes upstream. */
+    sl_be32(b + 8, 3); /* batch length shorter than the batch */
+    CHECK_EQ(sl_xform_produce(NULL, &gw, &rec, NULL), SL_KAFKA_CORRUPT_MESSAGE);
+    sl_arena_free(a);
+}
+
 SL_TEST(xform_protect_on_produce_unprotect_on_fetch) {
     const int codecs[] = {SL_COMPRESSION_NONE, SL_COMPRESSION_GZIP, SL_COMPRESSION_LZ4};
     for (int ci = 0; ci < 3; ci++) {
