@@ -31,8 +31,8 @@ int16_t sl_xform_produce(const sl_xform_chain *chain, const sl_xform_ctx *c, sl_
     int nb = 0;
     bool transforms = chain && (chain->protect.fn || chain->seal.fn);
     ec = transforms || !c->crc_checked_downstream
-             ? sl_batch_validate_set(records->p, (size_t)records->len, c->api_version,
-                                     c->max_bytes, &nb)
+             ? sl_batch_validate_set(records->p, (size_t)records->len, c->api_version, c->max_bytes,
+                                     &nb)
              : sl_batch_validate_set_shape(records->p, (size_t)records->len, c->api_version,
                                            c->max_bytes, &nb);
     if (ec) return ec;

@@ -157,8 +157,11 @@ SL_TEST(xform_crc_left_downstream_only_when_no_transform_reads_the_records) {
     uint8_t *b = make_batch(a, SL_COMPRESSION_NONE, &len);
     CHECK(b);
     b[len - 1] ^= 1; /* the CRC no longer matches */
-    sl_xform_ctx gw = {
-        .a = a, .api_version = 9, .now_ms = 1, .max_bytes = 1 << 20, .crc_checked_downstream = true};
+    sl_xform_ctx gw = {.a = a,
+                       .api_version = 9,
+                       .now_ms = 1,
+                       .max_bytes = 1 << 20,
+                       .crc_checked_downstream = true};
     sl_bytes rec = {b, (int32_t)len};
     int nb = 0;
     /* Passthrough: the upstream checks the unchanged bytes; the headers are still read. */
