@@ -8,10 +8,11 @@
  * sl_upstream_cfg_free waits for them, so a worker never reads a freed configuration.
  *
  * Loop side: requests wait in `waitq` until the connection is ready (and not re-authenticating),
- * then are written to `wbuf` with the connection's own correlation id; those expecting an answer
- * move to the `inflight` FIFO. Each answer must carry the FIFO head's correlation id. Failures and
- * sl_upconn_close move every callback to `failed`, run from a posted callback, never inside the
- * call that caused them (sl_upconn_send included).
+ * then are written with the connection's own correlation id (straight from the caller's frame
+ * when nothing is buffered ahead, through `wbuf` for what the socket does not take); those
+ * expecting an answer move to the `inflight` FIFO. Each answer must carry the FIFO head's
+ * correlation id. Failures and sl_upconn_close move every callback to `failed`, run from a posted
+ * callback, never inside the call that caused them (sl_upconn_send included).
  *
  * Re-authentication: at 85% of the session lifetime the connection stops sending (requests
  * queue), waits until nothing is in flight or unwritten, closes the socket and runs a fresh
@@ -1370,11 +1371,11 @@ static void flush(sl_upconn *u) {
     update_watch(u);
 }
 
-/* Appends one request to wbuf: its size prefix, then `frame` (the request from its header on)
- * with the correlation id replaced by the connection's next one (kept in r->corr). False when
- * wbuf cannot grow; the caller fails the connection. */
-static bool append_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
-    size_t need = len + 4;
+/* Appends bytes to wbuf, skipping the first `skip` of the iovecs. False when wbuf cannot grow. */
+static bool wbuf_append(sl_upconn *u, const struct iovec *iov, int n, size_t skip) {
+    size_t need = 0;
+    for (int i = 0; i < n; i++) need += iov[i].iov_len;
+    need -= skip;
     if (u->wlen + need > u->wcap) {
         if (u->woff) {
             memmove(u->wbuf, u->wbuf + u->woff, u->wlen - u->woff);
@@ -1388,20 +1389,44 @@ static bool append_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t l
         u->wbuf = nb;
         u->wcap = cap;
     }
+    for (int i = 0; i < n; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(u->wbuf + u->wlen, (const uint8_t *)iov[i].iov_base + skip, l - skip);
+        u->wlen += l - skip;
+        skip = 0;
+    }
+    return true;
+}
+
+/* Sends one request: its size prefix, then `frame` (the request from its header on) with the
+ * correlation id replaced by the connection's next one (kept in r->corr). With nothing buffered
+ * ahead it goes to the socket straight from `frame` (a produce request is often a megabyte) and
+ * only what the socket does not take is copied to wbuf; a write error is left for flush() to
+ * report. False when wbuf cannot grow; the caller fails the connection. */
+static bool put_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
     u->next_corr = u->next_corr == INT32_MAX ? 1 : u->next_corr + 1;
     r->corr = u->next_corr;
-    uint8_t *w = u->wbuf + u->wlen;
-    sl_be32(w, (uint32_t)len);
-    memcpy(w + 4, frame, len);
-    sl_be32(w + 8, (uint32_t)r->corr); /* size(4) key(2) version(2) corr(4) */
-    u->wlen += need;
-    return true;
+    uint8_t hdr[12]; /* size(4) key(2) version(2) corr(4) */
+    sl_be32(hdr, (uint32_t)len);
+    memcpy(hdr + 4, frame, 4);
+    sl_be32(hdr + 8, (uint32_t)r->corr);
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {(uint8_t *)frame + 8, len - 8}};
+    size_t done = 0;
+    if (u->t && u->woff == u->wlen) {
+        ssize_t n = u->t->vt->writev(u->t, iov, 2);
+        if (n > 0) done = (size_t)n;
+    }
+    return done == len + 4 || wbuf_append(u, iov, 2, done);
 }
 
 /* r's bytes go into wbuf, then it waits for its answer (or, without a callback, is done). False
  * when wbuf cannot grow: r is failed and so is the connection. */
 static bool send_now(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
-    if (!append_frame(u, r, frame, len)) {
+    if (!put_frame(u, r, frame, len)) {
         fail_req(u, r, SL_UP_CONNECT);
         up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
         return false;
