@@ -10,8 +10,16 @@ typedef struct chunk {
     _Alignas(16) unsigned char data[];
 } chunk;
 
+/* A buffer handed over by sl_arena_adopt, freed with the arena. */
+typedef struct adopted {
+    struct adopted *next;
+    void *p;
+    size_t n;
+} adopted;
+
 struct sl_arena {
     chunk *head;
+    adopted *owned;
     size_t chunk_size;
     size_t total;
     int cleanse; /* wipe chunks before releasing them */
@@ -32,6 +40,7 @@ sl_arena *sl_arena_new(size_t chunk_size) {
     a->chunk_size = chunk_size < 256 ? 256 : chunk_size;
     a->total = 0;
     a->cleanse = 0;
+    a->owned = NULL;
     a->head = chunk_new(a->chunk_size);
     if (!a->head) {
         free(a);
@@ -47,8 +56,18 @@ static void chunk_free(const sl_arena *a, chunk *c) {
     free(c);
 }
 
+/* The adopted buffers' records live in the chunks: released before them. */
+static void release_owned(sl_arena *a) {
+    for (adopted *o = a->owned; o; o = o->next) {
+        if (a->cleanse) explicit_bzero(o->p, o->n);
+        free(o->p);
+    }
+    a->owned = NULL;
+}
+
 void sl_arena_free(sl_arena *a) {
     if (!a) return;
+    release_owned(a);
     for (chunk *c = a->head, *n; c; c = n) {
         n = c->next;
         chunk_free(a, c);
@@ -58,6 +77,7 @@ void sl_arena_free(sl_arena *a) {
 
 void sl_arena_reset(sl_arena *a) {
     /* The head is a regular chunk (large allocations sit behind it): it is the one kept. */
+    release_owned(a);
     chunk *h = a->head;
     for (chunk *c = h->next, *n; c; c = n) {
         n = c->next;
@@ -107,6 +127,15 @@ void *sl_arena_dup(sl_arena *a, const void *p, size_t n) {
     void *d = sl_arena_alloc(a, n ? n : 1);
     if (d && n) memcpy(d, p, n);
     return d;
+}
+
+bool sl_arena_adopt(sl_arena *a, void *p, size_t n) {
+    adopted *o = sl_arena_alloc(a, sizeof *o);
+    if (!o) return false;
+    *o = (adopted){a->owned, p, n};
+    a->owned = o;
+    a->total += n;
+    return true;
 }
 
 size_t sl_arena_used(const sl_arena *a) { return a->total; }

@@ -2,6 +2,7 @@
  * allocated here and released in one sl_arena_free(). Nothing in an arena outlives it. */
 #ifndef SL_ARENA_H
 #define SL_ARENA_H
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct sl_arena sl_arena;
@@ -16,6 +17,11 @@ void *sl_arena_alloc(sl_arena *a, size_t n);
 void *sl_arena_calloc(sl_arena *a, size_t n, size_t size);
 /* Copies `n` bytes into the arena. */
 void *sl_arena_dup(sl_arena *a, const void *p, size_t n);
+/* Hands `p` (from malloc, `n` bytes) to the arena, which frees it (wiped first under
+ * sl_arena_set_cleanse) with everything else: for a buffer filled elsewhere that a request's
+ * answer goes on pointing into, so it need not be copied. False when out of memory: then `p`
+ * is still the caller's. */
+bool sl_arena_adopt(sl_arena *a, void *p, size_t n);
 /* Forgets everything allocated so far and keeps one chunk for what comes next: for scratch
  * arenas reused item after item (field protection rewrites each record in one), so a loop's
  * memory stays the same few hot pages instead of growing with the items. Every pointer the

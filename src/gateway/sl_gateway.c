@@ -315,18 +315,23 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
     }
     *f = (fwd){rq, fn, arg};
     sl_req_hold(rq);
-    sl_upconn_send(gc->up, frame, len, on_upstream_answer, f);
+    /* The answer is read into (or copied to) the request's arena, which the hold keeps: handlers
+     * decode it into views and may answer pointing into it (sl_gw_respond_body, re-encoded
+     * record sets), so it must outlive the upstream's read buffer. */
+    sl_upconn_send_kept(gc->up, frame, len, rq->a, on_upstream_answer, f);
 }
 
+/* Bodies at least this large go to the client from the buffer the upstream's answer was read
+ * into; smaller ones are cheaper to copy than to give their own iovec. */
+#define GW_BODY_REF_MIN 2048
+
 void sl_gw_respond_body(sl_req *rq, const uint8_t *body, size_t len) {
-    uint8_t *out = sl_arena_alloc(rq->a, len + 4);
-    if (!out) {
-        sl_req_fail(rq, "out of memory");
-        return;
-    }
-    sl_be32(out, (uint32_t)rq->h.correlation_id);
-    if (len) memcpy(out + 4, body, len);
-    sl_req_respond_raw(rq, out, len + 4);
+    sl_wr w;
+    sl_wr_init(&w, rq->a, len < GW_BODY_REF_MIN ? len + 4 : 64);
+    sl_wr_enable_refs(&w, GW_BODY_REF_MIN);
+    sl_wr_i32(&w, rq->h.correlation_id);
+    sl_wr_raw_ref(&w, body, len);
+    sl_req_respond(rq, &w);
 }
 
 void sl_gw_req_begin(sl_req *rq, sl_wr *w) {

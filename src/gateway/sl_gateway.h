@@ -65,7 +65,8 @@ bool sl_gateway_ready(const sl_gateway *g);
 /* ---- for the handlers (sl_gw_handlers.c, sl_gw_data.c) ---- */
 
 /* Called with the upstream's answer to a forwarded request: `body` is what follows the
- * correlation id (sl_upconn_fn), valid during the call. With st != SL_UP_OK the client
+ * correlation id (sl_upconn_fn), in rq's arena: views decoded from it stay valid as long as the
+ * request, so a re-encoded answer may reference its record sets. With st != SL_UP_OK the client
  * connection has already been failed (closed) and `rq` finished: only release what you hold. */
 typedef void (*sl_gw_resp_fn)(sl_req *rq, void *arg, sl_up_status st, const uint8_t *body,
                               size_t len);
@@ -79,7 +80,8 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
                    sl_gw_resp_fn fn, void *arg);
 
 /* Answers the client with `body` (response header tagged fields if flexible, then the body:
- * exactly what sl_upconn_fn gives) after restoring its correlation id. */
+ * exactly what sl_upconn_fn gives) after restoring its correlation id. A large body is sent from
+ * where it is, not copied: it must live as long as rq's arena, as sl_gw_forward's answers do. */
 void sl_gw_respond_body(sl_req *rq, const uint8_t *body, size_t len);
 
 /* The transform chain for `topic` (sl_xform.h): field protection's slots when the policy names

@@ -1040,6 +1040,7 @@ typedef struct up_req {
     int64_t deadline;
     uint8_t *frame; /* size prefix + request; NULL once written */
     size_t len;
+    sl_arena *keep;  /* where the answer goes (sl_upconn_send_kept); NULL: read in place */
     sl_up_status st; /* in `failed` */
 } up_req;
 
@@ -1463,12 +1464,18 @@ static void pump(sl_upconn *u) {
 }
 
 void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn fn, void *ctx) {
+    sl_upconn_send_kept(u, frame, len, NULL, fn, ctx);
+}
+
+void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_arena *keep,
+                         sl_upconn_fn fn, void *ctx) {
     up_req *r = calloc(1, sizeof *r);
     if (!r) {
         /* Out of memory: the request cannot even be queued; the connection is unusable. */
         up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
         return;
     }
+    r->keep = keep;
     r->fn = fn;
     r->ctx = ctx;
     if (fn) u->refs++;
@@ -1497,6 +1504,36 @@ void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn
     pump(u);
 }
 
+/* Answers at least this large, found at the start of rbuf, are handed to the request's arena
+ * with the buffer they were read into instead of being copied out of it. */
+#define UP_ADOPT_MIN (64 * 1024)
+
+/* The body of the complete answer at rbuf[off..] (size prefix `size`), in `keep`: when the
+ * answer is large and starts the buffer, the buffer itself is adopted and rbuf becomes a new one
+ * of the same capacity holding what followed the answer (*adopted); else the body is copied.
+ * NULL when out of memory. */
+static const uint8_t *kept_body(sl_upconn *u, sl_arena *keep, size_t off, uint32_t size,
+                                bool *adopted) {
+    *adopted = false;
+    size_t end = off + 4 + (size_t)size;
+    if (off == 0 && size >= UP_ADOPT_MIN) {
+        /* Same capacity: the next answer of this size needs no regrowth. */
+        uint8_t *nb = malloc(u->rcap);
+        if (nb) {
+            uint8_t *old = u->rbuf;
+            if (sl_arena_adopt(keep, old, u->rcap)) {
+                memcpy(nb, old + end, u->rlen - end);
+                u->rbuf = nb;
+                u->rlen -= end;
+                *adopted = true;
+                return old + 8;
+            }
+            free(nb);
+        }
+    }
+    return sl_arena_dup(keep, u->rbuf + off + 8, (size_t)size - 4);
+}
+
 /* Dispatches every complete answer in rbuf. False when the connection failed or changed. */
 static bool dispatch(sl_upconn *u) {
     size_t off = 0;
@@ -1520,12 +1557,23 @@ static bool dispatch(sl_upconn *u) {
             up_fail(u, SL_UP_PROTOCOL, why, EV_LOST);
             return false;
         }
+        const uint8_t *body = u->rbuf + off + 8;
+        size_t next = off + 4 + (size_t)size;
+        if (h->keep) {
+            bool adopted;
+            body = kept_body(u, h->keep, off, size, &adopted);
+            if (!body) {
+                up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
+                return false;
+            }
+            if (adopted) next = 0; /* what followed the answer now starts the new buffer */
+        }
         rl_pop(&u->inflight);
         u->ninflight--;
-        h->fn(h->ctx, SL_UP_OK, u->rbuf + off + 8, size - 4);
+        h->fn(h->ctx, SL_UP_OK, body, size - 4);
         free(h);
         sl_upconn_unref(u); /* the caller of dispatch holds another reference */
-        off += 4 + (size_t)size;
+        off = next;
         if (u->state != ST_READY || u->t != t) return false;
     }
     if (off) {

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/sl_arena.h"
 #include "base/sl_config.h"
 #include "base/sl_err.h"
 #include "net/sl_loop.h"
@@ -89,6 +90,12 @@ void sl_upconn_unref(sl_upconn *u);
  * none (also when the connection is or becomes unusable; then asynchronously, posted to the
  * loop). */
 void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn fn, void *ctx);
+/* sl_upconn_send whose response `body` stays valid as long as `keep` (a request's arena, which
+ * the caller keeps alive until fn has run): the answer can go on pointing into it, with no copy.
+ * A large answer read at the start of the connection's buffer is handed to `keep` whole
+ * (sl_arena_adopt); any other is copied there. */
+void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_arena *keep,
+                         sl_upconn_fn fn, void *ctx);
 
 /* Closes now: every outstanding callback runs (posted) with SL_UP_CLOSED. The caller's reference
  * is not released. Idempotent. */

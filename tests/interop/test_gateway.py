@@ -16,6 +16,7 @@ for the whole module; tests that disturb the upstream (leader moves, brokers dow
 import json
 import logging
 import re
+import struct
 import subprocess
 import threading
 import time
@@ -759,6 +760,115 @@ def test_corrupt_batch_refused_through_the_gateway(gateway_serve):
             while (r := kp.produce(c, topic, 0, good))[0] == 56 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert r == (kp.NONE, 0), (topic, r)
+
+
+def fetch_v11_request(parts, max_bytes):
+    """A Fetch v11 body for [(topic, partition, offset)], no session, every limit `max_bytes`."""
+    import kproto as kp
+    w = kp.Writer().i32(-1).i32(100).i32(1).i32(max_bytes).i8(0).i32(0).i32(-1)
+    by_topic = {}
+    for t, p, off in parts:
+        by_topic.setdefault(t, []).append((p, off))
+
+    def part(ww, po):
+        ww.i32(po[0]).i32(-1).i64(po[1]).i64(-1).i32(max_bytes)
+    w.array(list(by_topic.items()), lambda ww, tp: (ww.string(tp[0]), ww.array(tp[1], part)))
+    w.array([], None)
+    w.string("")
+    return w.bytes()
+
+
+def fetch_v11_answer(payload):
+    """{(topic, partition): (error, records)} of a Fetch v11 response frame's payload."""
+    import kproto as kp
+    r = kp.Reader(payload)
+    r.i32()  # correlation id
+    r.i32()  # throttle
+    assert r.i16() == 0
+    r.i32()  # session id
+    out = {}
+
+    def rpart(rr):
+        idx, err = rr.i32(), rr.i16()
+        rr.i64(), rr.i64(), rr.i64()  # high watermark, last stable, log start
+        rr.array(lambda x: (x.i64(), x.i64()))
+        rr.i32()  # preferred read replica
+        return idx, err, rr.nbytes() or b""
+    for name, ps in r.array(lambda rr: (rr.string(), rr.array(rpart))) or []:
+        for idx, err, recs in ps or []:
+            out[(name, idx)] = (err, recs)
+    return out
+
+
+def batches_with_crc(records):
+    """[(base_offset, crc_ok)] of the whole batches in a Fetch answer's records."""
+    import kproto as kp
+    out, r = [], kp.Reader(records)
+    while r.left() >= 12:
+        base, n = r.i64(), r.i32()
+        if r.left() < n:
+            break
+        body = r.take(n)
+        (crc,) = struct.unpack(">I", body[5:9])
+        out.append((base, kp.crc32c(body[9:]) == crc))
+    return out
+
+
+def slow_recv_frame(c, chunk=32768, pause=0.002):
+    """One response frame's payload, read as a slow consumer does: a little at a time."""
+    def exact(n):
+        buf = bytearray()
+        while len(buf) < n:
+            got = c.sock.recv(min(chunk, n - len(buf)))
+            if not got:
+                return None
+            buf += got
+            time.sleep(pause)
+        return bytes(buf)
+    head = exact(4)
+    return exact(struct.unpack(">i", head)[0]) if head else None
+
+
+def test_pipelined_fetch_answers_stay_intact_through_the_gateway(gateway_serve):
+    """Two large fetches pipelined on one connection, each naming a topic the client may read and
+    one it may not (so the gateway re-encodes each answer around the upstream's record sets), the
+    client reading nothing until both are sent: the second answer reaches the gateway while the
+    first is still queued for the client. Each answer must carry its own batches, every CRC
+    intact: an answer pointing into the buffer the next one is read into would not."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_acl import binding
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("kept-big", 1, 1),
+                                  NewTopic("kept-hidden", 1, 1)]).values():
+        f.result(30)
+    grant(g, binding("TOPIC", "kept-big", "LITERAL", "User:reader", "READ", "ALLOW"))
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    per_batch, value = 400, b"v" * 2000  # ~0.8 MB per batch
+    with sasl_conn(g, addr, "admin") as c:
+        for i in range(16):
+            recs = [(None, bytes([65 + i]) + value, []) for _ in range(per_batch)]
+            assert kp.produce(c, "kept-big", 0, kp.record_batch(recs))[0] == kp.NONE
+        assert kp.produce(c, "kept-hidden", 0, kp.record_batch([(None, b"h", [])]))[0] == kp.NONE
+    half = 8 * per_batch
+    limit = 8 * (per_batch * 2020 + 200)  # eight batches' worth
+    with sasl_conn(g, addr, "reader") as c:
+        sent = [(c.send_request(kp.FETCH, 11, fetch_v11_request(
+            [("kept-big", 0, off), ("kept-hidden", 0, 0)], limit)), off) for off in (0, half)]
+        for corr, off in sent:
+            payload = slow_recv_frame(c)
+            assert payload is not None, "the gateway closed the connection"
+            assert struct.unpack(">i", payload[:4])[0] == corr
+            got = fetch_v11_answer(payload)
+            assert got[("kept-hidden", 0)][0] == 29, got[("kept-hidden", 0)][0]
+            err, recs = got[("kept-big", 0)]
+            assert err == 0, err
+            seen = batches_with_crc(recs)
+            assert seen, f"no whole batch in the answer from offset {off}"
+            assert seen[0][0] == off, (off, seen[:3])
+            assert all(ok for _, ok in seen), f"CRC mismatch in the answer from offset {off}"
+            assert [b for b, _ in seen] == [off + k * per_batch for k in range(len(seen))]
 
 
 def describe_producers_raw(conn, topics):

@@ -231,12 +231,26 @@ SL_TEST(gw_produce_transforms_only_allowed_partitions) {
     CHECK(sl_str_eqc(pl.mirror.responses[3].partition_responses[0].error_message,
                      "refused by the test"));
 
-    /* A corrupt set never goes upstream. */
+    /* A set whose CRC does not match goes on unread to the upstream, which checks it, unless a
+     * transform would read it: then it is refused here. */
     uint8_t *bad = sl_arena_dup(f.a, req.topic_data[0].partition_data[0].records.p,
                                 (size_t)req.topic_data[0].partition_data[0].records.len);
-    bad[30] ^= 1;
+    bad[30] ^= 1; /* in the base timestamp: covered by the CRC */
     req.topic_data[0].partition_data[0].records.p = bad;
     fake k = {.a = f.a};
+    e = env_of(&k);
+    CHECK(sl_gw_produce_plan_build(&e, &req, 9, 0, &pl));
+    CHECK_EQ(pl.nlocal, 0);
+    CHECK(pl.fwd.topic_data[0].partition_data[0].records.p == bad);
+    fake k2 = {.a = f.a, .chained = "alpha"};
+    e = env_of(&k2);
+    CHECK(sl_gw_produce_plan_build(&e, &req, 9, 0, &pl));
+    CHECK_EQ(pl.nlocal, 1);
+    CHECK_EQ(k2.calls, 0);
+    CHECK_EQ(pl.mirror.responses[0].partition_responses[0].error_code, SL_KAFKA_CORRUPT_MESSAGE);
+    CHECK(sl_str_eqc(pl.fwd.topic_data[0].name, "beta"));
+    /* Headers that do not add up never go upstream. */
+    sl_be32(bad + 8, 20); /* batch length: less than a batch header */
     e = env_of(&k);
     CHECK(sl_gw_produce_plan_build(&e, &req, 9, 0, &pl));
     CHECK_EQ(pl.nlocal, 1);
