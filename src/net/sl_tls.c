@@ -371,7 +371,8 @@ static size_t gather(const struct iovec *iov, int iovcnt, size_t off, unsigned c
 /* Encrypts the iovecs from byte `off` on into `out`, up to SL_TLS_BATCH records. A record comes
  * straight from the caller's memory when one iovec holds all of it (OpenSSL may be given a new
  * address on a retry: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); only one assembled from several
- * iovecs is copied. 0, or -1 with errno set on a failure that ends the connection. */
+ * iovecs is copied. 0; 1 when OpenSSL must be retried later (wr_want says on what); -1 with
+ * errno set on a failure that ends the connection. */
 static int encrypt_batch(tls_t *x, const struct iovec *iov, int iovcnt, size_t off, size_t left) {
     int i = 0;
     while (i < iovcnt && off >= iov[i].iov_len) off -= iov[i++].iov_len;
@@ -396,7 +397,7 @@ static int encrypt_batch(tls_t *x, const struct iovec *iov, int iovcnt, size_t o
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
                 x->retry_len = want;
                 x->wr_want = e == SSL_ERROR_WANT_READ ? SL_EV_READ : 0; /* WRITE: the caller */
-                return 0;
+                return 1;
             }
             ERR_clear_error();
             errno = e == SSL_ERROR_SYSCALL && se ? se : EPIPE;
@@ -427,10 +428,12 @@ static ssize_t tls_writev(sl_transport *t, const struct iovec *iov, int iovcnt) 
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
     int err = out_flush(x);
-    /* The front `credit` bytes of the iovecs are records already sent; what follows is new. */
-    if (!err && x->rhead == x->rtail && x->olen == 0 && total > x->credit) {
-        err = encrypt_batch(x, iov, iovcnt, x->credit, total - x->credit);
-        if (!err) err = out_flush(x);
+    /* The front `credit` bytes of the iovecs are records already sent; what follows is new.
+     * Batch after batch until the socket is full: a short count tells the caller it is. */
+    while (!err && x->rhead == x->rtail && x->olen == 0 && total > x->credit) {
+        int r = encrypt_batch(x, iov, iovcnt, x->credit, total - x->credit);
+        err = r < 0 ? -1 : out_flush(x);
+        if (r > 0) break;
     }
     int e = errno;
     size_t done = x->credit < total ? x->credit : total;
