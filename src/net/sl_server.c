@@ -351,8 +351,9 @@ static void conn_flush(sl_conn *c) {
         while (c->qhead && c->qhead->state == P_NOREPLY) pop_head(c);
         if (!c->qhead || c->qhead->state == P_OUTSTANDING) {
             c->write_blocked = false;
-            /* Bytes the transport owes the peer itself (a TLS KeyUpdate answer) must not wait
-             * for a response, nor for reading to resume. A failure shows on the next read. */
+            /* Bytes the transport owes the peer itself (an alert TLS wrote while reading) must
+             * not wait for a response, nor for reading to resume. A failure shows on the next
+             * read. */
             if (c->t->vt->wants(c->t) & SL_EV_WRITE) (void)c->t->vt->writev(c->t, NULL, 0);
             return;
         }

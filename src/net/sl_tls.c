@@ -5,15 +5,16 @@
  * caller stops early (backpressure, read budget) with decrypted bytes still buffered.
  *
  * Writes: after the handshake (which stays on OpenSSL's socket BIO) the SSL writes its records
- * into `out`, a per-connection buffer, through a BIO of ours that always accepts. One writev
- * encrypts up to SL_TLS_BATCH records and hands their ciphertext to the kernel in one send():
- * each send on loopback runs the receive path and wakes the reader, so one per record cost more
- * than the encryption. A record is reported written only once its ciphertext is completely
- * sent; until then it is held, and since the caller's queue restarts at the first unreported
- * byte, the next call finds that record's plaintext at the front of its iovecs and skips it (it
- * must never be encrypted twice: record sequence numbers). New records are encrypted only when
- * nothing is held, so `out` never holds more than one batch plus what SSL_read made OpenSSL
- * send (alerts, KeyUpdate answers), which tls_read flushes itself.
+ * into `out`, a per-connection buffer, through a BIO of ours that always accepts. writev
+ * encrypts SL_TLS_BATCH records at a time and hands each batch's ciphertext to the kernel in one
+ * send(), until the socket is full: each send on loopback runs the receive path and wakes the
+ * reader, which cost more than the encryption when it was one send per record. A record is
+ * reported written only once its ciphertext is completely sent; until then it is held, and
+ * since the caller's queue restarts at the first unreported byte, the next call finds that
+ * record's plaintext at the front of its iovecs and skips it (it must never be encrypted twice:
+ * record sequence numbers). New records are encrypted only when nothing is held, so `out` never
+ * holds more than one batch plus what SSL_read made OpenSSL send (alerts; OpenSSL 3 answers a
+ * KeyUpdate with the next record it writes), which tls_read flushes itself.
  *
  * The error queue is cleared once per read/writev call and after each failure that ends one:
  * entries appear only on failure, so SSL_get_error stays reliable without clearing before every
@@ -34,9 +35,10 @@
 #include "net/sl_loop.h"
 
 #define SL_TLS_REC 16384 /* plaintext of one full TLS record */
-/* Records per send. 4 (64 KiB) covers most fetch responses in one or two sends and matches the
- * read-ahead buffer; more would grow the buffer a writing connection holds while its socket is
- * full, and brokers can have thousands of connections. */
+/* Records per send: 4 is 64 KiB, the loopback MTU and the read-ahead size, so the per-send cost
+ * is paid once per 64 KiB instead of per 16 KiB. A batch is also what a connection holds while
+ * its socket is full (~66 KiB, given back once it drains); a broker can have thousands of slow
+ * readers, so no more. */
 #define SL_TLS_BATCH 4
 /* Ciphertext room for a batch: record header, explicit IV or nonce, tag or MAC and padding stay
  * under 256 bytes a record for every suite OpenSSL 3 offers (TLS 1.0's 1/n-1 split included). */

@@ -22,8 +22,8 @@ typedef struct sl_transport_vt {
     /* Closes the fd and frees `t`. */
     void (*close)(sl_transport *t);
     /* SL_EV_READ/SL_EV_WRITE the transport itself needs to make progress (a TLS handshake, a
-     * write that must first read, bytes of its own to send: a TLS KeyUpdate answer); 0 for
-     * TCP. */
+     * write that must first read, bytes of its own to send: an alert TLS wrote while reading);
+     * 0 for TCP. */
     uint32_t (*wants)(const sl_transport *t);
     /* Optional (NULL for TCP): true when input is buffered above the fd (decrypted TLS bytes),
      * so the server reads again without waiting for the fd to become readable. */
