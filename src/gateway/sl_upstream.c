@@ -188,7 +188,7 @@ static bool build_ctx(sl_upstream_cfg *u, const sl_config *c, char *err, size_t 
     }
     SSL_CTX_set_min_proto_version(u->ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(u->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* As the server side: partial writes, retried from the transport's staging buffer. */
+    /* As the server side: records are encrypted straight from the caller's (moving) buffer. */
     SSL_CTX_set_mode(u->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_verify(u->ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_default_passwd_cb(u->ctx, no_passphrase);

@@ -351,6 +351,10 @@ static void conn_flush(sl_conn *c) {
         while (c->qhead && c->qhead->state == P_NOREPLY) pop_head(c);
         if (!c->qhead || c->qhead->state == P_OUTSTANDING) {
             c->write_blocked = false;
+            /* Bytes the transport owes the peer itself (an alert TLS wrote while reading) must
+             * not wait for a response, nor for reading to resume. A failure shows on the next
+             * read. */
+            if (c->t->vt->wants(c->t) & SL_EV_WRITE) (void)c->t->vt->writev(c->t, NULL, 0);
             return;
         }
         struct iovec iov[SL_MAX_IOV];
@@ -499,7 +503,7 @@ static int process_input(sl_conn *c) {
  * delay that ACK by up to 40 ms, since we have nothing to send until the request is whole.
  * Quick-ACK mode lasts only until the next delayed-ACK decision, so it is re-armed each time. */
 static void ack_partial(sl_conn *c) {
-    if (!(c->fp || c->in_len > c->in_off || c->t->vt->pending)) return;
+    if (!(c->fp || c->in_len > c->in_off || (c->t->vt->partial && c->t->vt->partial(c->t)))) return;
     int one = 1;
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }

@@ -4,6 +4,7 @@
 #ifndef SL_NET_TLS_H
 #define SL_NET_TLS_H
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "crypto/sl_tls_ctx.h"
 #include "net/sl_server.h"
@@ -20,6 +21,10 @@ sl_transport *sl_tls_transport_new(void *ep, int fd, const char *peer, const cha
  * same read/writev as the server side. Takes ownership of both (freed on failure, then NULL). */
 struct ssl_st; /* SSL */
 sl_transport *sl_tls_client_transport(struct ssl_st *ssl, int fd);
+
+/* Socket writes the transport `t` (a TLS one, else 0) made after its handshake: tests check
+ * that a batch of records leaves in one. */
+uint64_t sl_tls_transport_sends(const sl_transport *t);
 
 /* The principal name mapped (ssl.principal.mapping.rules) from the verified client certificate,
  * e.g. "CN=alice,OU=eng,O=acme" — the session principal is User:<this>. NULL when the

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -391,4 +392,295 @@ SL_TEST(tls_endpoint_reload_keeps_old_context_on_bad_file) {
     CHECK(sl_tls_endpoint_ctx(ep) != NULL);
     sl_tls_endpoint_free(ep);
     ERR_clear_error();
+}
+
+/* ---- the write path: batched records, held ciphertext, answers SSL_read makes ---- */
+
+typedef struct tpair {
+    sl_tls_endpoint *ep;
+    sl_transport *t; /* the server side, over sv[0] */
+    SSL_CTX *cctx;
+    SSL *cl; /* a plain OpenSSL client over sv[1] */
+    int cfd;
+} tpair;
+
+/* A server transport and a client, handshake done. `bufsize` > 0 shrinks both sockets' buffers
+ * so that writes fill them; `tls12` caps the client at TLS 1.2. */
+static void tpair_open(int *sl_failed_, tpair *p, int bufsize, bool tls12) {
+    memset(p, 0, sizeof *p);
+    const char *d = pki_dir();
+    CHECK(d != NULL);
+    sl_config c;
+    char err[512], path[256];
+    sl_config_defaults(&c);
+    snprintf(path, sizeof path, "%s/broker.pem", d);
+    CHECK(sl_config_set(&c, "ssl.keystore.location", path, err, sizeof err) == SL_OK);
+    CHECK(sl_tls_endpoint_new(&c, "SSL", &p->ep, err, sizeof err) == SL_OK);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    if (bufsize > 0) {
+        for (int i = 0; i < 2; i++) {
+            CHECK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize) == 0);
+            CHECK(setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize) == 0);
+        }
+    }
+    p->cfd = sv[1];
+    p->t = sl_tls_transport_new(p->ep, sv[0], "test", "SSL");
+    CHECK(p->t != NULL);
+    p->cctx = SSL_CTX_new(TLS_client_method());
+    snprintf(path, sizeof path, "%s/ca.pem", d);
+    CHECK(SSL_CTX_load_verify_locations(p->cctx, path, NULL) == 1);
+    SSL_CTX_set_verify(p->cctx, SSL_VERIFY_PEER, NULL);
+    if (tls12) SSL_CTX_set_max_proto_version(p->cctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(p->cctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    p->cl = SSL_new(p->cctx);
+    SSL_set_fd(p->cl, sv[1]);
+    SSL_set_connect_state(p->cl);
+    SSL_set1_host(p->cl, "localhost");
+    bool done = false;
+    char buf[64];
+    for (int i = 0; i < 200 && !done; i++) {
+        done = SSL_do_handshake(p->cl) == 1;
+        ssize_t n = p->t->vt->read(p->t, buf, sizeof buf);
+        CHECK(n < 0 && errno == EAGAIN);
+    }
+    CHECK(done);
+    /* The server's TLS 1.3 session tickets: read them now so later reads see only data. */
+    (void)SSL_read(p->cl, buf, 0);
+    ERR_clear_error();
+}
+
+static void tpair_close(tpair *p) {
+    if (p->t) p->t->vt->close(p->t);
+    SSL_free(p->cl);
+    SSL_CTX_free(p->cctx);
+    if (p->cfd > 0) close(p->cfd);
+    sl_tls_endpoint_free(p->ep);
+    ERR_clear_error();
+}
+
+/* Reads up to `cap` bytes at the client without blocking; -1 on a TLS error. */
+static long client_read(SSL *cl, unsigned char *dst, size_t cap) {
+    size_t got = 0;
+    while (got < cap) {
+        size_t n = 0;
+        if (SSL_read_ex(cl, dst + got, cap - got, &n) == 1) {
+            got += n;
+            continue;
+        }
+        int e = SSL_get_error(cl, 0);
+        if (e == SSL_ERROR_WANT_READ) break;
+        return -1;
+    }
+    return (long)got;
+}
+
+static void fill_pattern(unsigned char *b, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((i * 131 + seed + (i >> 9)) & 0xff);
+}
+
+SL_TEST(tls_transport_sends_a_batch_of_records_at_once) {
+    tpair p;
+    tpair_open(sl_failed_, &p, 0, false);
+    if (*sl_failed_) return;
+    enum { LEN = 64 * 1024 };
+    unsigned char *src = malloc(LEN), *dst = malloc(LEN);
+    CHECK(src && dst);
+    fill_pattern(src, LEN, 7);
+    /* One iovec: four records, straight from the caller's memory, one send. */
+    uint64_t s0 = sl_tls_transport_sends(p.t);
+    struct iovec one = {src, LEN};
+    CHECK_EQ(p.t->vt->writev(p.t, &one, 1), LEN);
+    CHECK_EQ(sl_tls_transport_sends(p.t) - s0, 1);
+    CHECK_EQ(client_read(p.cl, dst, LEN), LEN);
+    CHECK(memcmp(src, dst, LEN) == 0);
+    /* Many small iovecs (a header and 1000-byte pieces): records assembled, still one send. */
+    struct iovec iov[80];
+    int n = 0;
+    iov[n++] = (struct iovec){src, 4};
+    for (size_t off = 4; off < LEN; off += 1000)
+        iov[n++] = (struct iovec){src + off, LEN - off < 1000 ? LEN - off : 1000};
+    CHECK(n <= 80);
+    s0 = sl_tls_transport_sends(p.t);
+    CHECK_EQ(p.t->vt->writev(p.t, iov, n), LEN);
+    CHECK_EQ(sl_tls_transport_sends(p.t) - s0, 1);
+    memset(dst, 0, LEN);
+    CHECK_EQ(client_read(p.cl, dst, LEN), LEN);
+    CHECK(memcmp(src, dst, LEN) == 0);
+    /* More than a batch: one send per batch, all in one call while the socket takes them. */
+    struct iovec more[2] = {{src, LEN}, {src, 100}};
+    s0 = sl_tls_transport_sends(p.t);
+    CHECK_EQ(p.t->vt->writev(p.t, more, 2), LEN + 100);
+    CHECK_EQ(sl_tls_transport_sends(p.t) - s0, 2);
+    CHECK_EQ(client_read(p.cl, dst, LEN), LEN);
+    CHECK_EQ(client_read(p.cl, dst, LEN), 100);
+    CHECK(memcmp(src, dst, 100) == 0);
+    free(src);
+    free(dst);
+    tpair_close(&p);
+}
+
+/* Writes `len` bytes the way the server's queue does (restarting at the first byte not reported
+ * written, as one iovec or as `piece`-byte iovecs cut from fixed boundaries), to a client that
+ * reads at most `chunk` bytes a round. */
+static void pump_slow_reader(int *sl_failed_, tpair *p, size_t len, size_t piece, size_t chunk) {
+    unsigned char *src = malloc(len), *dst = malloc(len);
+    CHECK(src && dst);
+    fill_pattern(src, len, (unsigned)piece);
+    size_t done = 0, got = 0;
+    int eagain = 0;
+    for (int round = 0; round < 100000 && got < len; round++) {
+        if (done < len) {
+            struct iovec iov[64];
+            int n = 0;
+            if (!piece) {
+                iov[n++] = (struct iovec){src + done, len - done};
+            } else {
+                for (size_t off = done; off < len && n < 64; n++) {
+                    size_t end = (off / piece + 1) * piece;
+                    if (end > len) end = len;
+                    iov[n] = (struct iovec){src + off, end - off};
+                    off = end;
+                }
+            }
+            size_t asked = 0;
+            for (int i = 0; i < n; i++) asked += iov[i].iov_len;
+            ssize_t w = p->t->vt->writev(p->t, iov, n);
+            if (w < 0) {
+                CHECK(errno == EAGAIN);
+                eagain++;
+            } else {
+                CHECK(w > 0 && (size_t)w <= asked);
+                done += (size_t)w;
+            }
+        }
+        size_t want = len - got < chunk ? len - got : chunk;
+        long r = client_read(p->cl, dst + got, want);
+        CHECK(r >= 0);
+        got += (size_t)r;
+    }
+    CHECK_EQ(done, len);
+    CHECK_EQ(got, len);
+    CHECK(memcmp(src, dst, len) == 0);
+    CHECK(eagain > 0); /* the socket did fill: held ciphertext was resumed */
+    free(src);
+    free(dst);
+}
+
+SL_TEST(tls_transport_resumes_held_records_for_a_slow_reader) {
+    tpair p;
+    tpair_open(sl_failed_, &p, 4096, false);
+    if (*sl_failed_) return;
+    pump_slow_reader(sl_failed_, &p, 1024 * 1024, 0, 3000);
+    if (!*sl_failed_) pump_slow_reader(sl_failed_, &p, 1024 * 1024, 1000, 3000);
+    if (!*sl_failed_) pump_slow_reader(sl_failed_, &p, 300 * 1024 + 17, 20000, 7000);
+    tpair_close(&p);
+}
+
+static int client_inbound(const tpair *p) {
+    int avail = -1;
+    return ioctl(p->cfd, FIONREAD, &avail) == 0 ? avail : -1;
+}
+
+SL_TEST(tls_transport_answers_a_key_update) {
+    tpair p;
+    tpair_open(sl_failed_, &p, 0, false);
+    if (*sl_failed_) return;
+    CHECK(SSL_version(p.cl) == TLS1_3_VERSION);
+    struct iovec iov = {(void *)"pong", 5};
+    unsigned char rb[64];
+    CHECK_EQ(p.t->vt->writev(p.t, &iov, 1), 5);
+    int one_record = client_inbound(&p);
+    CHECK(one_record > 5);
+    CHECK_EQ(client_read(p.cl, rb, sizeof rb), 5);
+    /* The client asks for an update while the server only reads. OpenSSL 3 answers with the
+     * next record it writes, so the answer travels in the server's next batch. */
+    CHECK(SSL_key_update(p.cl, SSL_KEY_UPDATE_REQUESTED) == 1);
+    const char ping[] = "ping";
+    CHECK(SSL_write(p.cl, ping, sizeof ping) == (int)sizeof ping); /* the update goes first */
+    char buf[64];
+    ssize_t n = -1;
+    for (int i = 0; i < 100 && n < 0; i++) n = p.t->vt->read(p.t, buf, sizeof buf);
+    CHECK_EQ(n, (ssize_t)sizeof ping);
+    CHECK(memcmp(buf, ping, sizeof ping) == 0);
+    CHECK_EQ(p.t->vt->wants(p.t) & SL_EV_WRITE, 0);
+    CHECK_EQ(p.t->vt->writev(p.t, &iov, 1), 5);
+    CHECK(client_inbound(&p) > one_record); /* the KeyUpdate, then the data */
+    CHECK_EQ(client_read(p.cl, rb, sizeof rb), 5);
+    CHECK(memcmp(rb, "pong", 5) == 0);
+    /* Both directions keep working under the new keys. */
+    for (int round = 0; round < 3; round++) {
+        CHECK(SSL_write(p.cl, ping, sizeof ping) == (int)sizeof ping);
+        n = -1;
+        for (int i = 0; i < 100 && n < 0; i++) n = p.t->vt->read(p.t, buf, sizeof buf);
+        CHECK_EQ(n, (ssize_t)sizeof ping);
+        CHECK_EQ(p.t->vt->writev(p.t, &iov, 1), 5);
+        CHECK_EQ(client_read(p.cl, rb, sizeof rb), 5);
+        CHECK(memcmp(rb, "pong", 5) == 0);
+    }
+    tpair_close(&p);
+}
+
+SL_TEST(tls_transport_sends_what_a_read_makes_it_say) {
+    /* TLS 1.2 renegotiation is refused with an alert written while the server only reads. */
+    tpair p;
+    tpair_open(sl_failed_, &p, 0, true);
+    if (*sl_failed_) return;
+    CHECK(SSL_version(p.cl) == TLS1_2_VERSION);
+    CHECK(SSL_renegotiate(p.cl) == 1);
+    (void)SSL_do_handshake(p.cl); /* sends a ClientHello, then waits */
+    char buf[64];
+    ssize_t n = p.t->vt->read(p.t, buf, sizeof buf);
+    CHECK(n < 0);
+    CHECK(client_inbound(&p) > 0);
+    CHECK_EQ(p.t->vt->wants(p.t) & SL_EV_WRITE, 0);
+    ERR_clear_error();
+    int r = SSL_do_handshake(p.cl);
+    CHECK(r <= 0);
+    CHECK_EQ(ERR_GET_REASON(ERR_peek_error()), SSL_R_NO_RENEGOTIATION);
+    ERR_clear_error();
+    tpair_close(&p);
+}
+
+SL_TEST(tls_transport_close_sends_close_notify) {
+    tpair p;
+    tpair_open(sl_failed_, &p, 0, false);
+    if (*sl_failed_) return;
+    p.t->vt->close(p.t);
+    p.t = NULL;
+    unsigned char rb[16];
+    int r = SSL_read(p.cl, rb, sizeof rb);
+    CHECK(r <= 0);
+    CHECK_EQ(SSL_get_error(p.cl, r), SSL_ERROR_ZERO_RETURN);
+    tpair_close(&p);
+}
+
+SL_TEST(tls_transport_reports_a_partial_record) {
+    tpair p;
+    tpair_open(sl_failed_, &p, 0, false);
+    if (*sl_failed_) return;
+    CHECK(p.t->vt->partial != NULL);
+    CHECK(!p.t->vt->partial(p.t));
+    /* The client's record, captured instead of sent, then delivered in two halves. */
+    BIO *mem = BIO_new(BIO_s_mem());
+    CHECK(mem != NULL);
+    SSL_set0_wbio(p.cl, mem);
+    unsigned char msg[3000];
+    fill_pattern(msg, sizeof msg, 3);
+    CHECK(SSL_write(p.cl, msg, sizeof msg) == (int)sizeof msg);
+    char *rec = NULL;
+    long rl = BIO_get_mem_data(mem, &rec);
+    CHECK(rl > 100);
+    CHECK_EQ(write(p.cfd, rec, (size_t)rl / 2), rl / 2);
+    unsigned char buf[4096];
+    ssize_t n = p.t->vt->read(p.t, buf, sizeof buf);
+    CHECK(n < 0 && errno == EAGAIN);
+    CHECK(p.t->vt->partial(p.t));
+    CHECK(!p.t->vt->pending(p.t)); /* nothing to read again until the peer sends */
+    CHECK_EQ(write(p.cfd, rec + rl / 2, (size_t)(rl - rl / 2)), rl - rl / 2);
+    n = p.t->vt->read(p.t, buf, sizeof buf);
+    CHECK_EQ(n, (ssize_t)sizeof msg);
+    CHECK(memcmp(buf, msg, sizeof msg) == 0);
+    CHECK(!p.t->vt->partial(p.t));
+    tpair_close(&p);
 }
