@@ -410,14 +410,31 @@ probe_ok() { # $1 row
     return 1
 }
 
-# The gateway's added latency, paired: --pairs N times (default 5), one fixed-rate e2e run straight
+# The gateway's throughput and added latency, paired (first throughput, below): --pairs N times
+# (default 5), one fixed-rate e2e run straight
 # to the broker and one through the gateway, back to back at the same rate (half the gateway
 # row's tailing rate, the lower of the two; --pair-load) on the same topic, the order alternating (ABBA) so a
 # drift in the machine's load falls on both. The table reports the median of the N differences:
 # one run's p50 moves by milliseconds with the disk's fsync times, which a difference of
-# neighbours taken seconds apart cancels. Phases pair<PCT>-1..N of both rows.
+# neighbours taken seconds apart cancels. Phases tput-1..N and pair<PCT>-1..N of both rows.
 run_gateway_pairs() { # $1 partitions $2 the broker's SASL_SSL address; ADDR is the gateway's
     local p=$1 daddr=$2 gaddr=$ADDR rate r i row order j pct addr T=$((SECS * 4 + 120))
+    # Throughput, paired the same way: one max-rate produce of COUNT records straight to the
+    # broker and one through the gateway, back to back, order alternating. A lone max-rate run
+    # lasts a second or two, and one writeback stall of the broker's disk halves it.
+    for i in $(seq 1 "$PAIRS"); do
+        order="gateway_direct gateway"
+        [ $((i % 2)) = 0 ] && order="gateway gateway_direct"
+        for row in $order; do
+            addr=$gaddr
+            [ "$row" = gateway_direct ] && addr=$daddr
+            sync
+            log "$row: $p partition(s): pair $i of $PAIRS, produce $COUNT at max rate"
+            # shellcheck disable=SC2086
+            j=$(run_gen "$GEN" produce -b "$addr" -t "bench-gateway-p$p" -p "$p" -n "$COUNT" -T "$T" $GEN_ARGS --label "$row")
+            record "$row" "tput-$i" "$p" null "$j"
+        done
+    done
     rate=$(rate_of "$(grep "\"row\":\"gateway\",\"phase\":\"tail\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
     [ "$rate" -gt 0 ] 2>/dev/null || return 0
     for pct in $PAIR_LOAD; do

@@ -311,8 +311,28 @@ def main():
             out.append(f"| {label} | {p} | {add:+.2f} ms ({g['e2e_lat_us']['p50'] / 1000:.2f} vs "
                        f"{d['e2e_lat_us']['p50'] / 1000:.2f}) | "
                        f"{'yes' if add <= 0.2 and g.get('ok') else 'no'} |")
-        # Paired runs (run_matrix.sh, run_gateway_pairs): the median of the differences of
-        # neighbouring runs, which cancels the drift that moves a lone run's p50 by milliseconds.
+        # Paired runs (run_matrix.sh, run_gateway_pairs): the median of the ratios, and of the
+        # differences, of neighbouring runs, which cancels the drift (disk writeback, the
+        # group-commit fsync) that moves a lone run by far more than what is measured.
+        for p in parts:
+            ratios, n = [], 0
+            while True:
+                g = mbs("gateway", p, f"tput-{n + 1}", "produce_mb_per_s")
+                d = mbs("gateway_direct", p, f"tput-{n + 1}", "produce_mb_per_s")
+                if g is None and d is None:
+                    break
+                n += 1
+                if g and d:
+                    ratios.append(g / d)
+            if n:
+                label = "gateway passthrough ≥ 0.8× direct SASL_SSL produce, paired"
+                if not ratios:
+                    out.append(f"| {label} | {p} | no complete pair of {n} | — |")
+                else:
+                    med = statistics.median(ratios)
+                    out.append(f"| {label} | {p} | {med:.2f}× median of {len(ratios)} "
+                               f"(each: {', '.join(f'{x:.2f}' for x in ratios)}) | "
+                               f"{'yes' if med >= 0.8 and len(ratios) == n else 'no'} |")
         for p in parts:
             loads = sorted({int(k[2][4:].split("-")[0]) for k in res
                             if k[0] == "gateway" and k[1] == p and k[2].startswith("pair")})
