@@ -267,7 +267,8 @@ SL_TEST(tls_encrypted_key_needs_the_password) {
 
 /* ---- the transport over a socketpair, both ends non-blocking ---- */
 
-SL_TEST(tls_transport_handshake_and_io_without_blocking) {
+/* An SSL listener's endpoint over the test PKI's broker certificate, in *ep. */
+static void test_endpoint(int *sl_failed_, sl_tls_endpoint **ep) {
     const char *d = pki_dir();
     CHECK(d != NULL);
     sl_config c;
@@ -275,70 +276,13 @@ SL_TEST(tls_transport_handshake_and_io_without_blocking) {
     sl_config_defaults(&c);
     snprintf(p, sizeof p, "%s/broker.pem", d);
     CHECK(sl_config_set(&c, "ssl.keystore.location", p, err, sizeof err) == SL_OK);
-    sl_tls_endpoint *ep = NULL;
-    CHECK(sl_tls_endpoint_new(&c, "SSL", &ep, err, sizeof err) == SL_OK);
-    int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-    sl_transport *t = sl_tls_transport_new(ep, sv[0], "test", "SSL");
-    CHECK(t != NULL);
-    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-    snprintf(p, sizeof p, "%s/ca.pem", d);
-    CHECK(SSL_CTX_load_verify_locations(cctx, p, NULL) == 1);
-    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
-    SSL *cl = SSL_new(cctx);
-    SSL_set_fd(cl, sv[1]);
-    SSL_set_connect_state(cl);
-    SSL_set1_host(cl, "localhost");
-    /* Drive both sides in turn; the server side must only ever say EAGAIN, never block. */
-    char buf[64];
-    bool client_done = false;
-    for (int i = 0; i < 100 && !client_done; i++) {
-        int r = SSL_do_handshake(cl);
-        client_done = r == 1;
-        ssize_t n = t->vt->read(t, buf, sizeof buf);
-        CHECK(n < 0 && errno == EAGAIN);
-        CHECK((t->vt->wants(t) & ~(uint32_t)(SL_EV_READ | SL_EV_WRITE)) == 0);
-    }
-    CHECK(client_done);
-    const char msg[] = "ApiVersions?";
-    CHECK(SSL_write(cl, msg, sizeof msg) == (int)sizeof msg);
-    ssize_t n = -1;
-    for (int i = 0; i < 100 && n < 0; i++) n = t->vt->read(t, buf, sizeof buf);
-    CHECK_EQ(n, (ssize_t)sizeof msg);
-    CHECK(memcmp(buf, msg, sizeof msg) == 0);
-    /* Scattered writes arrive whole and in order. */
-    struct iovec iov[2] = {{(void *)"abc", 3}, {(void *)"defg", 4}};
-    CHECK_EQ(t->vt->writev(t, iov, 2), 7);
-    char rb[16] = "";
-    int got = 0;
-    for (int i = 0; i < 100 && got < 7; i++) {
-        int r = SSL_read(cl, rb + got, (int)sizeof rb - 1 - got);
-        if (r > 0) got += r;
-    }
-    CHECK_EQ(got, 7);
-    CHECK(memcmp(rb, "abcdefg", 7) == 0);
-    /* An orderly close from the client reads as end of stream. */
-    SSL_shutdown(cl);
-    n = -1;
-    for (int i = 0; i < 100 && n < 0; i++) n = t->vt->read(t, buf, sizeof buf);
-    CHECK_EQ(n, 0);
-    t->vt->close(t);
-    SSL_free(cl);
-    SSL_CTX_free(cctx);
-    close(sv[1]);
-    sl_tls_endpoint_free(ep);
+    CHECK(sl_tls_endpoint_new(&c, "SSL", ep, err, sizeof err) == SL_OK);
 }
 
 SL_TEST(tls_transport_refuses_plaintext_bytes) {
-    const char *d = pki_dir();
-    CHECK(d != NULL);
-    sl_config c;
-    char err[512], p[256];
-    sl_config_defaults(&c);
-    snprintf(p, sizeof p, "%s/broker.pem", d);
-    CHECK(sl_config_set(&c, "ssl.keystore.location", p, err, sizeof err) == SL_OK);
     sl_tls_endpoint *ep = NULL;
-    CHECK(sl_tls_endpoint_new(&c, "SSL", &ep, err, sizeof err) == SL_OK);
+    test_endpoint(sl_failed_, &ep);
+    CHECK(ep != NULL);
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
     sl_transport *t = sl_tls_transport_new(ep, sv[0], "test", "SSL");
@@ -408,14 +352,10 @@ typedef struct tpair {
  * so that writes fill them; `tls12` caps the client at TLS 1.2. */
 static void tpair_open(int *sl_failed_, tpair *p, int bufsize, bool tls12) {
     memset(p, 0, sizeof *p);
+    test_endpoint(sl_failed_, &p->ep);
+    CHECK(p->ep != NULL);
     const char *d = pki_dir();
-    CHECK(d != NULL);
-    sl_config c;
-    char err[512], path[256];
-    sl_config_defaults(&c);
-    snprintf(path, sizeof path, "%s/broker.pem", d);
-    CHECK(sl_config_set(&c, "ssl.keystore.location", path, err, sizeof err) == SL_OK);
-    CHECK(sl_tls_endpoint_new(&c, "SSL", &p->ep, err, sizeof err) == SL_OK);
+    char path[256];
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
     if (bufsize > 0) {
@@ -443,6 +383,7 @@ static void tpair_open(int *sl_failed_, tpair *p, int bufsize, bool tls12) {
         done = SSL_do_handshake(p->cl) == 1;
         ssize_t n = p->t->vt->read(p->t, buf, sizeof buf);
         CHECK(n < 0 && errno == EAGAIN);
+        CHECK((p->t->vt->wants(p->t) & ~(uint32_t)(SL_EV_READ | SL_EV_WRITE)) == 0);
     }
     CHECK(done);
     /* The server's TLS 1.3 session tickets: read them now so later reads see only data. */
@@ -457,6 +398,40 @@ static void tpair_close(tpair *p) {
     if (p->cfd > 0) close(p->cfd);
     sl_tls_endpoint_free(p->ep);
     ERR_clear_error();
+}
+
+/* The handshake driven in turn from both sides (tpair_open: the server side only ever says
+ * EAGAIN, never blocks), then a request, a scattered answer and an orderly close. */
+SL_TEST(tls_transport_handshake_and_io_without_blocking) {
+    tpair pr;
+    tpair_open(sl_failed_, &pr, 0, false);
+    sl_transport *t = pr.t;
+    SSL *cl = pr.cl;
+    CHECK(t != NULL && cl != NULL);
+    char buf[64];
+    const char msg[] = "ApiVersions?";
+    CHECK(SSL_write(cl, msg, sizeof msg) == (int)sizeof msg);
+    ssize_t n = -1;
+    for (int i = 0; i < 100 && n < 0; i++) n = t->vt->read(t, buf, sizeof buf);
+    CHECK_EQ(n, (ssize_t)sizeof msg);
+    CHECK(memcmp(buf, msg, sizeof msg) == 0);
+    /* Scattered writes arrive whole and in order. */
+    struct iovec iov[2] = {{(void *)"abc", 3}, {(void *)"defg", 4}};
+    CHECK_EQ(t->vt->writev(t, iov, 2), 7);
+    char rb[16] = "";
+    int got = 0;
+    for (int i = 0; i < 100 && got < 7; i++) {
+        int r = SSL_read(cl, rb + got, (int)sizeof rb - 1 - got);
+        if (r > 0) got += r;
+    }
+    CHECK_EQ(got, 7);
+    CHECK(memcmp(rb, "abcdefg", 7) == 0);
+    /* An orderly close from the client reads as end of stream. */
+    SSL_shutdown(cl);
+    n = -1;
+    for (int i = 0; i < 100 && n < 0; i++) n = t->vt->read(t, buf, sizeof buf);
+    CHECK_EQ(n, 0);
+    tpair_close(&pr);
 }
 
 /* Reads up to `cap` bytes at the client without blocking; -1 on a TLS error. */

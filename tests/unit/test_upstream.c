@@ -384,6 +384,15 @@ SL_TEST(upstream_refused_port_is_connect_failure) {
     CHECK(ok);
 }
 
+/* Closes and releases what a test over an in-process broker made. */
+static void up_teardown(sl_upconn *u, sl_arena *a, sl_upstream_cfg *cfg, ubroker *x) {
+    sl_upconn_close(u);
+    sl_upconn_unref(u);
+    sl_arena_free(a);
+    sl_upstream_cfg_free(cfg);
+    ub_stop(x);
+}
+
 SL_TEST(upstream_pipelined_answers_in_order) {
     ubroker x;
     CHECK(ub_start(&x));
@@ -405,11 +414,7 @@ SL_TEST(upstream_pipelined_answers_in_order) {
     for (int i = 0; ok && i < N; i++)
         ok = g[i].calls == 1 && g[i].st == SL_UP_OK && g[i].decoded && g[i].order == i;
     ok = ok && sl_upconn_outstanding(u) == 0 && s.lost == 0;
-    sl_upconn_close(u);
-    sl_upconn_unref(u);
-    sl_arena_free(a);
-    sl_upstream_cfg_free(cfg);
-    ub_stop(&x);
+    up_teardown(u, a, cfg, &x);
     CHECK(ok);
 }
 
@@ -494,11 +499,7 @@ SL_TEST(upstream_requests_larger_than_the_socket_buffer_arrive_intact) {
                     (int)g[i].st, (int)g[i].error, (long long)g[i].base);
     }
     ok = ok && sl_upconn_outstanding(u) == 0 && s.lost == 0;
-    sl_upconn_close(u);
-    sl_upconn_unref(u);
-    sl_arena_free(a);
-    sl_upstream_cfg_free(cfg);
-    ub_stop(&x);
+    up_teardown(u, a, cfg, &x);
     CHECK(ok);
 }
 
@@ -526,11 +527,7 @@ SL_TEST(upstream_no_response_send_then_normal_request) {
     send_req(u, a, &m2, 18, 0);
     WAIT(x.b->loop, m2.calls, 10000);
     ok = ok && m2.calls == 1 && m2.st == SL_UP_OK && m2.decoded && s.lost == 0;
-    sl_upconn_close(u);
-    sl_upconn_unref(u);
-    sl_arena_free(a);
-    sl_upstream_cfg_free(cfg);
-    ub_stop(&x);
+    up_teardown(u, a, cfg, &x);
     CHECK(ok);
 }
 
