@@ -1516,7 +1516,9 @@ static const uint8_t *kept_body(sl_upconn *u, sl_arena *keep, size_t off, uint32
                                 bool *adopted) {
     *adopted = false;
     size_t end = off + 4 + (size_t)size;
-    if (off == 0 && size >= UP_ADOPT_MIN) {
+    /* Not when the buffer is far larger than the answer (grown once for a bigger one): the
+     * request would hold all of it until its answer is written. */
+    if (off == 0 && size >= UP_ADOPT_MIN && u->rcap / 4 <= size) {
         /* Same capacity: the next answer of this size needs no regrowth. */
         uint8_t *nb = malloc(u->rcap);
         if (nb) {
