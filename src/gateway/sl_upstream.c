@@ -1510,23 +1510,25 @@ void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_aren
 
 /* The body of the complete answer at rbuf[off..] (size prefix `size`), in `keep`: when the
  * answer is large and starts the buffer, the buffer itself is adopted and rbuf becomes a new one
- * of the same capacity holding what followed the answer (*adopted); else the body is copied.
- * NULL when out of memory. */
+ * holding what followed the answer (*adopted); else the body is copied. The new buffer is sized
+ * for an answer like this one, not like the largest so far: the request holds the old one until
+ * its answer is written, and a buffer grown once for a big answer would otherwise be held, whole,
+ * by every later one. NULL when out of memory. */
 static const uint8_t *kept_body(sl_upconn *u, sl_arena *keep, size_t off, uint32_t size,
                                 bool *adopted) {
     *adopted = false;
-    size_t end = off + 4 + (size_t)size;
-    /* Not when the buffer is far larger than the answer (grown once for a bigger one): the
-     * request would hold all of it until its answer is written. */
-    if (off == 0 && size >= UP_ADOPT_MIN && u->rcap / 4 <= size) {
-        /* Same capacity: the next answer of this size needs no regrowth. */
-        uint8_t *nb = malloc(u->rcap);
+    size_t end = off + 4 + (size_t)size, rest = u->rlen - end;
+    if (off == 0 && size >= UP_ADOPT_MIN) {
+        size_t cap = UP_ADOPT_MIN;
+        while (cap < (size_t)size + 4 || cap < rest) cap *= 2;
+        uint8_t *nb = malloc(cap);
         if (nb) {
             uint8_t *old = u->rbuf;
             if (sl_arena_adopt(keep, old, u->rcap)) {
-                memcpy(nb, old + end, u->rlen - end);
+                memcpy(nb, old + end, rest);
                 u->rbuf = nb;
-                u->rlen -= end;
+                u->rcap = cap;
+                u->rlen = rest;
                 *adopted = true;
                 return old + 8;
             }
