@@ -321,14 +321,10 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
     sl_upconn_send_kept(gc->up, frame, len, rq->a, on_upstream_answer, f);
 }
 
-/* Bodies at least this large go to the client from the buffer the upstream's answer was read
- * into; smaller ones are cheaper to copy than to give their own iovec. */
-#define GW_BODY_REF_MIN 2048
-
 void sl_gw_respond_body(sl_req *rq, const uint8_t *body, size_t len) {
     sl_wr w;
-    sl_wr_init(&w, rq->a, len < GW_BODY_REF_MIN ? len + 4 : 64);
-    sl_wr_enable_refs(&w, GW_BODY_REF_MIN);
+    sl_wr_init(&w, rq->a, len < SL_RESP_REF_MIN ? len + 4 : 64);
+    sl_wr_enable_refs(&w, SL_RESP_REF_MIN);
     sl_wr_i32(&w, rq->h.correlation_id);
     sl_wr_raw_ref(&w, body, len);
     sl_req_respond(rq, &w);

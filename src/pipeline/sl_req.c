@@ -59,10 +59,6 @@ static bool finish(sl_req *rq, sl_req_outcome out, int64_t bytes_out) {
     return true;
 }
 
-/* Record sets this large go to the socket straight from where the log read them; smaller ones
- * are cheaper to copy than to give their own iovec. */
-#define SL_RESP_REF_MIN 2048
-
 void sl_req_resp_begin(sl_req *rq, sl_wr *w) {
     sl_wr_init(w, rq->a, 1024);
     sl_wr_enable_refs(w, SL_RESP_REF_MIN);

@@ -111,6 +111,9 @@ sl_req *sl_req_start(struct sl_broker *b, sl_conn *c, sl_pending *p, sl_arena *a
                      const uint8_t *frame, size_t len);
 
 /* ---- the finish path: exactly one of these per request ---- */
+/* Byte ranges this large (record sets, a relayed upstream answer) go to the socket straight from
+ * where they are; smaller ones are cheaper to copy than to give their own iovec. */
+#define SL_RESP_REF_MIN 2048
 /* Starts a response writer in the request arena with the response header already written. */
 void sl_req_resp_begin(sl_req *rq, sl_wr *w);
 /* Sends what `w` holds (or closes the connection if encoding ran out of memory). */

@@ -239,6 +239,23 @@ static long file_bytes(const char *dir, int64_t base, uint8_t *buf, size_t cap) 
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
+/* Reads segment `i`'s offset index file into buf[0..cap): its length, -1 when it cannot be read.
+ * `path` (512 bytes, optional) gets the file's name. */
+static long segment_index(sl_log *log, const char *dir, int i, uint8_t *buf, size_t cap,
+                          char *path) {
+    int64_t b;
+    uint32_t v;
+    char p[512];
+    if (!sl_log_segment_info(log, i, &b, &v)) return -1;
+    snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
+    if (path) memcpy(path, p, sizeof p);
+    FILE *f = fopen(p, "rb");
+    if (!f) return -1;
+    long n = (long)fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
 SL_TEST(cleaner_latest_value_per_key) {
     char dir[64];
     sl_log_config lc;
@@ -300,15 +317,9 @@ SL_TEST(cleaner_latest_value_per_key) {
     long ilen[64];
     CHECK(nseg <= 64);
     for (int i = 0; i < nseg - 1; i++) {
-        int64_t b;
-        uint32_t v;
-        CHECK(sl_log_segment_info(log, i, &b, &v));
         char p[512];
-        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
-        FILE *f = fopen(p, "rb");
-        CHECK(f);
-        ilen[i] = (long)fread(idx[i], 1, sizeof idx[i], f);
-        fclose(f);
+        ilen[i] = segment_index(log, dir, i, idx[i], sizeof idx[i], p);
+        CHECK(ilen[i] >= 0);
         CHECK(unlink(p) == 0);
     }
     long itotal = 0;
@@ -317,16 +328,8 @@ SL_TEST(cleaner_latest_value_per_key) {
     sl_log_close(log);
     CHECK_EQ(sl_log_open(dir, &lc, &log), SL_OK);
     for (int i = 0; i < nseg - 1; i++) {
-        int64_t b;
-        uint32_t v;
-        CHECK(sl_log_segment_info(log, i, &b, &v));
-        char p[512];
         uint8_t buf[512];
-        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
-        FILE *f = fopen(p, "rb");
-        CHECK(f);
-        long n = (long)fread(buf, 1, sizeof buf, f);
-        fclose(f);
+        long n = segment_index(log, dir, i, buf, sizeof buf, NULL);
         CHECK_EQ(n, ilen[i]);
         CHECK(!memcmp(buf, idx[i], (size_t)n));
     }
@@ -1564,31 +1567,17 @@ static void merge_small_segments(int *sl_failed_, const sl_log_keys *k) {
     long ilen[4];
     CHECK(n2 - 1 <= 4);
     for (int i = 0; i < n2 - 1; i++) {
-        int64_t b;
-        uint32_t v;
-        CHECK(sl_log_segment_info(log, i, &b, &v));
         char p[512];
-        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
-        FILE *f = fopen(p, "rb");
-        CHECK(f);
-        ilen[i] = (long)fread(idx[i], 1, sizeof idx[i], f);
-        fclose(f);
+        ilen[i] = segment_index(log, dir, i, idx[i], sizeof idx[i], p);
+        CHECK(ilen[i] >= 0);
         CHECK(unlink(p) == 0);
     }
     sl_log_close(log);
     CHECK_EQ(cleaner_open_log(dir, &lc, k, &log), SL_OK);
     CHECK_EQ(sl_log_segment_count(log), n2);
     for (int i = 0; i < n2 - 1; i++) {
-        int64_t b;
-        uint32_t v;
-        CHECK(sl_log_segment_info(log, i, &b, &v));
-        char p[512];
         uint8_t buf[1024];
-        snprintf(p, sizeof p, "%s/%020lld.index", dir, (long long)b);
-        FILE *f = fopen(p, "rb");
-        CHECK(f);
-        long n = (long)fread(buf, 1, sizeof buf, f);
-        fclose(f);
+        long n = segment_index(log, dir, i, buf, sizeof buf, NULL);
         CHECK_EQ(n, ilen[i]);
         CHECK(!memcmp(buf, idx[i], (size_t)n));
     }
