@@ -8,8 +8,10 @@
  * sl_upstream_cfg_free waits for them, so a worker never reads a freed configuration.
  *
  * Loop side: requests wait in `waitq` until the connection is ready (and not re-authenticating),
- * then are written with the connection's own correlation id (straight from the caller's frame
- * when nothing is buffered ahead, through `wbuf` for what the socket does not take); those
+ * then are written with the connection's own correlation id, straight from the caller's frame
+ * when nothing is queued ahead; what the socket does not take waits in the `out` queue, still
+ * in the caller's frame for a kept request (sl_upconn_send_kept: its frame lives until its
+ * callback runs, which needs its answer, which needs every byte written), else copied. Those
  * expecting an answer move to the `inflight` FIFO. Each answer must carry the FIFO head's
  * correlation id. Failures and sl_upconn_close move every callback to `failed`, run from a posted
  * callback, never inside the call that caused them (sl_upconn_send included).
@@ -1042,7 +1044,22 @@ typedef struct up_req {
     size_t len;
     sl_arena *keep;  /* where the answer goes (sl_upconn_send_kept); NULL: read in place */
     sl_up_status st; /* in `failed` */
+    bool unsent;     /* its out segment still borrows its frame */
 } up_req;
+
+/* Request bytes the socket has not taken yet, in order: the size/key/version/correlation
+ * header (hdr, hlen 12) then the rest of the frame (body), `off` bytes of both written. A
+ * segment borrows a kept request's frame (r set), or owns a copy of what was left (owned). */
+typedef struct up_seg {
+    struct up_seg *next;
+    up_req *r;
+    uint8_t hdr[12];
+    size_t hlen;
+    const uint8_t *body;
+    size_t blen, off;
+    uint8_t *owned;
+    bool noreply; /* its bytes count in `unsent_noreply` (no answer will count them) */
+} up_seg;
 
 typedef struct req_list {
     up_req *head, *tail;
@@ -1086,8 +1103,13 @@ struct sl_upconn {
     uint32_t watched;
     uint8_t *rbuf;
     size_t rlen, rcap;
-    uint8_t *wbuf;
-    size_t wlen, woff, wcap;
+    up_seg *out, *out_tail;
+    size_t unsent_noreply; /* bytes in `out` of requests that expect no answer */
+    size_t awaiting;       /* bytes of the requests in `inflight` */
+    size_t queued;         /* bytes of the requests in `waitq` */
+    size_t below;          /* `drained` runs once the backlog is at most this */
+    void (*drained)(void *ctx);
+    void *drained_ctx;
     req_list waitq, inflight, failed;
     int ninflight, nwaiting; /* with a callback: on the wire, and queued */
     int32_t next_corr;
@@ -1107,6 +1129,23 @@ static void on_attempt(void *ctx, uint32_t events);
 
 void sl_upconn_ref(sl_upconn *u) { u->refs++; }
 
+/* Runs `drained` once the backlog has fallen to its mark. */
+static void check_drained(sl_upconn *u) {
+    if (!u->drained || sl_upconn_backlog(u) > u->below) return;
+    void (*fn)(void *) = u->drained;
+    u->drained = NULL;
+    fn(u->drained_ctx);
+}
+
+static void out_pop(sl_upconn *u) {
+    up_seg *s = u->out;
+    u->out = s->next;
+    if (!u->out) u->out_tail = NULL;
+    if (s->r) s->r->unsent = false;
+    free(s->owned);
+    free(s);
+}
+
 static void teardown_io(sl_upconn *u) {
     if (u->t) {
         sl_loop_unwatch(u->loop, u->t->fd);
@@ -1122,7 +1161,9 @@ static void teardown_io(sl_upconn *u) {
     if (u->req_timer) sl_timer_cancel(u->loop, u->req_timer);
     if (u->reauth_timer) sl_timer_cancel(u->loop, u->reauth_timer);
     u->req_timer = u->reauth_timer = NULL;
-    u->rlen = u->wlen = u->woff = 0;
+    u->rlen = 0;
+    while (u->out) out_pop(u);
+    u->unsent_noreply = 0;
 }
 
 void sl_upconn_unref(sl_upconn *u) {
@@ -1136,7 +1177,6 @@ void sl_upconn_unref(sl_upconn *u) {
         free(r);
     }
     free(u->rbuf);
-    free(u->wbuf);
     free(u);
 }
 
@@ -1162,6 +1202,7 @@ static void run_posted(void *ctx) {
         fn(c, st, NULL, 0);
         sl_upconn_unref(u);
     }
+    check_drained(u); /* the failure dropped the backlog */
     sl_upconn_unref(u);
 }
 
@@ -1183,8 +1224,10 @@ static void up_fail(sl_upconn *u, sl_up_status st, const char *why, int event) {
     up_req *r;
     while ((r = rl_pop(&u->inflight))) fail_req(u, r, st);
     u->ninflight = 0;
+    u->awaiting = 0;
     while ((r = rl_pop(&u->waitq))) fail_req(u, r, st);
     u->nwaiting = 0;
+    u->queued = 0;
     if (event != EV_NONE) {
         u->pending_ev = event;
         u->pending_ev_st = st;
@@ -1240,14 +1283,14 @@ static bool start_attempt(sl_upconn *u) {
 
 static void update_watch(sl_upconn *u) {
     if (!u->t) return;
-    uint32_t want = SL_EV_READ | (u->woff < u->wlen ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
+    uint32_t want = SL_EV_READ | (u->out ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
     if (want != u->watched && sl_loop_modify(u->loop, u->t->fd, want) == SL_OK) u->watched = want;
 }
 
 static void on_reauth_timer(void *ctx);
 
 static void maybe_reauth(sl_upconn *u) {
-    if (!u->reauth || u->state != ST_READY || u->ninflight || u->wlen) return;
+    if (!u->reauth || u->state != ST_READY || u->ninflight || u->out) return;
     /* Nothing in flight or unwritten: replace the connection. */
     SL_INFO("gateway", "re-authenticating upstream connection", "node=%d addr=%s", (int)u->node,
             u->addr);
@@ -1354,61 +1397,94 @@ static void on_req_timer(void *ctx) {
     u->req_timer = sl_timer_start(u->loop, left, on_req_timer, u);
 }
 
+#define UP_OUT_IOV 16
+
+/* Marks n more bytes of `out` written. */
+static void out_advance(sl_upconn *u, size_t n) {
+    while (n) {
+        up_seg *s = u->out;
+        size_t left = s->hlen + s->blen - s->off, k = n < left ? n : left;
+        if (s->noreply) u->unsent_noreply -= k;
+        n -= k;
+        if (k < left) {
+            s->off += k;
+            return;
+        }
+        out_pop(u);
+    }
+}
+
+/* Writes what `out` holds until the socket is full; runs `drained` once it is empty. */
 static void flush(sl_upconn *u) {
-    while (u->t && u->woff < u->wlen) {
-        struct iovec iov = {u->wbuf + u->woff, u->wlen - u->woff};
-        ssize_t n = u->t->vt->writev(u->t, &iov, 1);
-        if (n > 0) {
-            u->woff += (size_t)n;
+    while (u->t && u->out) {
+        struct iovec iov[UP_OUT_IOV];
+        int n = 0;
+        for (up_seg *s = u->out; s && n <= UP_OUT_IOV - 2; s = s->next) {
+            size_t off = s->off;
+            if (off < s->hlen) {
+                iov[n++] = (struct iovec){s->hdr + off, s->hlen - off};
+                off = 0;
+            } else {
+                off -= s->hlen;
+            }
+            iov[n++] = (struct iovec){(uint8_t *)s->body + off, s->blen - off};
+        }
+        ssize_t w = u->t->vt->writev(u->t, iov, n);
+        if (w > 0) {
+            out_advance(u, (size_t)w);
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         char why[160];
-        snprintf(why, sizeof why, "write to upstream failed: %s", strerror(n < 0 ? errno : EPIPE));
+        snprintf(why, sizeof why, "write to upstream failed: %s", strerror(w < 0 ? errno : EPIPE));
         up_fail(u, SL_UP_CONNECT, why, EV_LOST);
         return;
     }
-    if (u->woff == u->wlen) u->woff = u->wlen = 0;
     update_watch(u);
+    check_drained(u);
 }
 
-/* Appends bytes to wbuf, skipping the first `skip` of the iovecs. False when wbuf cannot grow. */
-static bool wbuf_append(sl_upconn *u, const struct iovec *iov, int n, size_t skip) {
-    size_t need = 0;
-    for (int i = 0; i < n; i++) need += iov[i].iov_len;
-    need -= skip;
-    if (u->wlen + need > u->wcap) {
-        if (u->woff) {
-            memmove(u->wbuf, u->wbuf + u->woff, u->wlen - u->woff);
-            u->wlen -= u->woff;
-            u->woff = 0;
+/* Queues what the socket did not take of r (`done` of its header and body written): borrowed
+ * from the frame when `borrow` (r->unsent until written), else copied. False when out of
+ * memory. */
+static bool out_queue(sl_upconn *u, up_req *r, bool borrow, const uint8_t hdr[12],
+                      const uint8_t *body, size_t blen, size_t done) {
+    up_seg *s = calloc(1, sizeof *s);
+    if (!s) return false;
+    if (borrow) {
+        memcpy(s->hdr, hdr, 12);
+        s->hlen = 12;
+        s->body = body;
+        s->blen = blen;
+        s->off = done;
+        s->r = r;
+        r->unsent = true;
+    } else {
+        size_t rest = 12 + blen - done, h = done < 12 ? 12 - done : 0;
+        if (!(s->owned = malloc(rest ? rest : 1))) {
+            free(s);
+            return false;
         }
-        size_t cap = u->wcap ? u->wcap : 65536;
-        while (cap < u->wlen + need) cap *= 2;
-        uint8_t *nb = cap > u->wcap ? realloc(u->wbuf, cap) : u->wbuf;
-        if (!nb) return false;
-        u->wbuf = nb;
-        u->wcap = cap;
+        memcpy(s->owned, hdr + 12 - h, h);
+        memcpy(s->owned + h, body + (blen - (rest - h)), rest - h);
+        s->body = s->owned;
+        s->blen = rest;
     }
-    for (int i = 0; i < n; i++) {
-        size_t l = iov[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        memcpy(u->wbuf + u->wlen, (const uint8_t *)iov[i].iov_base + skip, l - skip);
-        u->wlen += l - skip;
-        skip = 0;
-    }
+    if ((s->noreply = !r->fn)) u->unsent_noreply += 12 + blen - done;
+    if (u->out_tail)
+        u->out_tail->next = s;
+    else
+        u->out = s;
+    u->out_tail = s;
     return true;
 }
 
 /* Sends one request: its size prefix, then `frame` (the request from its header on) with the
- * correlation id replaced by the connection's next one (kept in r->corr). With nothing buffered
- * ahead it goes to the socket straight from `frame` (a produce request is often a megabyte) and
- * only what the socket does not take is copied to wbuf; a write error is left for flush() to
- * report. False when wbuf cannot grow; the caller fails the connection. */
-static bool put_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
+ * correlation id replaced by the connection's next one (kept in r->corr). With nothing queued
+ * ahead it goes to the socket straight from `frame` (a produce request is often a megabyte);
+ * what the socket does not take is queued, borrowing `frame` when `borrow`. A write error is
+ * left for flush() to report. False when out of memory; the caller fails the connection. */
+static bool put_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len, bool borrow) {
     u->next_corr = u->next_corr == INT32_MAX ? 1 : u->next_corr + 1;
     r->corr = u->next_corr;
     uint8_t hdr[12]; /* size(4) key(2) version(2) corr(4) */
@@ -1417,17 +1493,18 @@ static bool put_frame(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len)
     sl_be32(hdr + 8, (uint32_t)r->corr);
     struct iovec iov[2] = {{hdr, sizeof hdr}, {(uint8_t *)frame + 8, len - 8}};
     size_t done = 0;
-    if (u->t && u->woff == u->wlen) {
+    if (u->t && !u->out) {
         ssize_t n = u->t->vt->writev(u->t, iov, 2);
         if (n > 0) done = (size_t)n;
     }
-    return done == len + 4 || wbuf_append(u, iov, 2, done);
+    return done == len + 4 || out_queue(u, r, borrow, hdr, frame + 8, len - 8, done);
 }
 
-/* r's bytes go into wbuf, then it waits for its answer (or, without a callback, is done). False
- * when wbuf cannot grow: r is failed and so is the connection. */
-static bool send_now(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) {
-    if (!put_frame(u, r, frame, len)) {
+/* r goes out (or into `out`), then waits for its answer (or, without a callback, is done).
+ * `borrow`: `frame` outlives r's callback (sl_upconn_send_kept). False when out of memory: r is
+ * failed and so is the connection. */
+static bool send_now(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len, bool borrow) {
+    if (!put_frame(u, r, frame, len, borrow && r->fn)) {
         fail_req(u, r, SL_UP_CONNECT);
         up_fail(u, SL_UP_CONNECT, "out of memory", EV_LOST);
         return false;
@@ -1437,12 +1514,14 @@ static bool send_now(sl_upconn *u, up_req *r, const uint8_t *frame, size_t len) 
         return true;
     }
     r->deadline = sl_loop_now(u->loop) + u->cfg->request_timeout_ms;
+    r->len = len + 4;
     rl_push(&u->inflight, r);
     u->ninflight++;
+    u->awaiting += r->len;
     return true;
 }
 
-/* After requests went into wbuf: the request timer runs while answers are awaited. */
+/* After requests went out: the request timer runs while answers are awaited. */
 static void arm_and_flush(sl_upconn *u) {
     if (u->inflight.head && !u->req_timer)
         u->req_timer = sl_timer_start(u->loop, u->cfg->request_timeout_ms, on_req_timer, u);
@@ -1454,9 +1533,10 @@ static void pump(sl_upconn *u) {
     up_req *r;
     while ((r = rl_pop(&u->waitq))) {
         if (r->fn) u->nwaiting--;
+        u->queued -= r->len;
         uint8_t *f = r->frame;
         r->frame = NULL;
-        bool ok = send_now(u, r, f + 4, r->len - 4);
+        bool ok = send_now(u, r, f + 4, r->len - 4, false);
         free(f);
         if (!ok) return;
     }
@@ -1485,9 +1565,9 @@ void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_aren
         return;
     }
     if (u->state == ST_READY && !u->reauth && !u->waitq.head) {
-        /* Nothing queued ahead of it: straight into the write buffer, without the copy a
-         * queued request needs (a produce request is often a megabyte). */
-        if (send_now(u, r, frame, len)) arm_and_flush(u);
+        /* Nothing queued ahead of it: straight to the socket, without the copy a queued
+         * request needs (a produce request is often a megabyte). */
+        if (send_now(u, r, frame, len, keep != NULL)) arm_and_flush(u);
         return;
     }
     r->frame = malloc(len + 4);
@@ -1501,6 +1581,7 @@ void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_aren
     r->len = len + 4;
     rl_push(&u->waitq, r);
     if (fn) u->nwaiting++;
+    u->queued += r->len;
     pump(u);
 }
 
@@ -1553,6 +1634,13 @@ static bool dispatch(sl_upconn *u) {
         if (u->rlen - off - 4 < size) break;
         int32_t corr = (int32_t)sl_get_be32(u->rbuf + off + 4);
         up_req *h = u->inflight.head;
+        if (h && h->corr == corr && h->unsent) {
+            /* Answered before the whole request was written: not Kafka, and its callback
+             * would free the frame the rest is still being sent from. */
+            up_fail(u, SL_UP_PROTOCOL, "upstream answered a request before receiving all of it",
+                    EV_LOST);
+            return false;
+        }
         if (!h || h->corr != corr) {
             char why[160];
             snprintf(why, sizeof why,
@@ -1574,6 +1662,7 @@ static bool dispatch(sl_upconn *u) {
         }
         rl_pop(&u->inflight);
         u->ninflight--;
+        u->awaiting -= h->len;
         h->fn(h->ctx, SL_UP_OK, body, size - 4);
         free(h);
         sl_upconn_unref(u); /* the caller of dispatch holds another reference */
@@ -1584,6 +1673,7 @@ static bool dispatch(sl_upconn *u) {
         memmove(u->rbuf, u->rbuf + off, u->rlen - off);
         u->rlen -= off;
     }
+    check_drained(u);
     return true;
 }
 
@@ -1632,7 +1722,7 @@ static void on_io(void *ctx, uint32_t events) {
     sl_upconn *u = ctx;
     if (u->state != ST_READY || !u->t) return;
     u->refs++;
-    if (u->woff < u->wlen) flush(u);
+    if (u->out) flush(u);
     if (u->state == ST_READY && u->t) do_read(u);
     if (u->state == ST_READY && u->t) {
         update_watch(u);
@@ -1649,4 +1739,11 @@ void sl_upconn_close(sl_upconn *u) {
 bool sl_upconn_ready(const sl_upconn *u) { return u->state == ST_READY && !u->reauth; }
 bool sl_upconn_dead(const sl_upconn *u) { return u->state == ST_DEAD; }
 int sl_upconn_outstanding(const sl_upconn *u) { return u->ninflight + u->nwaiting; }
+size_t sl_upconn_backlog(const sl_upconn *u) { return u->queued + u->awaiting + u->unsent_noreply; }
+
+void sl_upconn_when_below(sl_upconn *u, size_t mark, void (*fn)(void *ctx), void *ctx) {
+    u->below = mark;
+    u->drained = fn;
+    u->drained_ctx = ctx;
+}
 int64_t sl_upconn_session_lifetime_ms(const sl_upconn *u) { return u->lifetime_ms; }

@@ -93,9 +93,18 @@ void sl_upconn_send(sl_upconn *u, const uint8_t *frame, size_t len, sl_upconn_fn
 /* sl_upconn_send whose response `body` stays valid as long as `keep` (a request's arena, which
  * the caller keeps alive until fn has run): the answer can go on pointing into it, with no copy.
  * A large answer read at the start of the connection's buffer is handed to `keep` whole
- * (sl_arena_adopt); any other is copied there. */
+ * (sl_arena_adopt); any other is copied there. With fn set, `frame` too must stay valid until
+ * fn has run (it lives in `keep`): what the socket does not take at once is sent later from it,
+ * not copied. */
 void sl_upconn_send_kept(sl_upconn *u, const uint8_t *frame, size_t len, sl_arena *keep,
                          sl_upconn_fn fn, void *ctx);
+/* The connection's backlog: bytes of the requests sent and not answered yet, whether still
+ * waiting for the connection to be ready, not yet taken by the socket, or on the wire. */
+size_t sl_upconn_backlog(const sl_upconn *u);
+/* fn(ctx) runs once, when the backlog is at most `mark`: after writes, answers, or a failure
+ * that dropped it (then from the loop, after the failed callbacks). It may run inside
+ * sl_upconn_send. fn NULL cancels; a later call replaces an earlier one. */
+void sl_upconn_when_below(sl_upconn *u, size_t mark, void (*fn)(void *ctx), void *ctx);
 
 /* Closes now: every outstanding callback runs (posted) with SL_UP_CLOSED. The caller's reference
  * is not released. Idempotent. */

@@ -73,6 +73,7 @@ struct sl_conn {
     void *data;
     sl_post post; /* queued on the loop when another callback completed one of our requests */
     bool authenticated, closed, closing, write_blocked;
+    bool input_held;     /* sl_conn_hold_input */
     bool handshaking;    /* counted in its address's handshakes in progress */
     struct ip_entry *ip; /* its address's accounting; NULL once closed */
     int busy;
@@ -263,7 +264,7 @@ static void schedule_reap(sl_server *s) {
 /* ---- connection state ---- */
 
 static bool read_allowed(const sl_conn *c) {
-    return !c->closed && !c->closing && c->qlen < c->s->cfg.max_inflight &&
+    return !c->closed && !c->closing && !c->input_held && c->qlen < c->s->cfg.max_inflight &&
            c->out_bytes < SL_OUT_HIGH;
 }
 
@@ -1128,6 +1129,16 @@ void sl_conn_close(sl_conn *c, bool flush, const char *why) {
 }
 
 void sl_conn_set_authenticated(sl_conn *c) { c->authenticated = true; }
+
+void sl_conn_hold_input(sl_conn *c, bool hold) {
+    if (c->closed || c->input_held == hold) return;
+    c->input_held = hold;
+    if (hold) {
+        if (!c->busy) update_interest(c); /* inside its pump, the pump's end does it */
+    } else {
+        conn_post(c); /* input may already be buffered: the fd alone would not say so */
+    }
+}
 void sl_conn_set_data(sl_conn *c, void *data) { c->data = data; }
 void *sl_conn_data(const sl_conn *c) { return c->data; }
 const char *sl_conn_peer(const sl_conn *c) { return c->peer; }

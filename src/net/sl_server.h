@@ -150,6 +150,11 @@ sl_conn *sl_pending_conn(const sl_pending *p);
  * `c` stays valid until control returns to the loop, so calling this twice is harmless. */
 void sl_conn_close(sl_conn *c, bool flush, const char *why);
 void sl_conn_set_authenticated(sl_conn *c);
+/* Stops (hold) or resumes turning the connection's input into requests, for a backend that
+ * cannot take more yet (the gateway while its upstream socket is full): unread bytes stay in
+ * the kernel, so TCP slows the client instead of this process buffering for it. Resuming pumps
+ * the connection from the loop, never inside this call. */
+void sl_conn_hold_input(sl_conn *c, bool hold);
 /* Application data attached to the connection (e.g. the session); not owned. */
 void sl_conn_set_data(sl_conn *c, void *data);
 void *sl_conn_data(const sl_conn *c);

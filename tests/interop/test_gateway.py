@@ -16,6 +16,7 @@ for the whole module; tests that disturb the upstream (leader moves, brokers dow
 import json
 import logging
 import re
+import signal
 import struct
 import subprocess
 import threading
@@ -869,6 +870,86 @@ def test_pipelined_fetch_answers_stay_intact_through_the_gateway(gateway_serve):
             assert seen[0][0] == off, (off, seen[:3])
             assert all(ok for _, ok in seen), f"CRC mismatch in the answer from offset {off}"
             assert [b for b, _ in seen] == [off + k * per_batch for k in range(len(seen))]
+
+
+def gateway_counter(g, name):
+    m = re.search(rf"^{name} (\d+)", g.metrics(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def test_pipelined_produce_waits_in_the_kernel_not_in_the_gateway(gateway_serve):
+    """A client with a valid account pipelines 24 one-megabyte produce requests while the upstream
+    is stopped. The gateway reads little more than a megabyte beyond what the upstream has
+    answered: the rest stays in the kernel, where TCP slows the client, instead of up to
+    sluice.max.inflight.requests of them in the gateway's memory. With the upstream back, every
+    request is answered, in order, with consecutive offsets."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic("held-big", 1, 1)]).values():
+        f.result(30)
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    n, per = 24, 1000
+    batch = kp.record_batch([(None, b"h" * 1000, []) for _ in range(per)])
+    w = kp.Writer().string(None).i16(-1).i32(60000)
+    w.array([0], lambda ww, _: (ww.string("held-big"), ww.array(
+        [0], lambda w2, _2: (w2.i32(0), w2.i32(len(batch)), w2.raw(batch)))))
+    body = w.bytes()
+    with sasl_conn(g, addr, "admin") as c:
+        v = c.need(kp.PRODUCE, range(3, 9))
+        c.sock.settimeout(120)
+        base, rss0 = gateway_counter(g, "sluice_gateway_forwarded_total"), rss_kb(g.proc.pid)
+        up = g.upstream.proc
+        up.send_signal(signal.SIGSTOP)
+        try:
+            corrs = []
+            sender = threading.Thread(
+                target=lambda: corrs.extend(c.send_request(kp.PRODUCE, v, body) for _ in range(n)),
+                daemon=True)
+            sender.start()
+            wait_until(lambda: gateway_counter(g, "sluice_gateway_forwarded_total") > base, 30,
+                       "the gateway forwarding the first request")
+            # Bounded observation, not synchronization: the sender has 24 MB to give, and an
+            # unbounded gateway reads it all within milliseconds.
+            end, most, grew = time.monotonic() + 3, 0, 0
+            while time.monotonic() < end:
+                most = max(most, gateway_counter(g, "sluice_gateway_forwarded_total") - base)
+                grew = max(grew, rss_kb(g.proc.pid) - rss0)
+                time.sleep(0.1)
+            assert most <= 3, f"{most} requests forwarded to a stopped upstream"
+            # Read ahead, the 24 requests alone would be 24 MiB (81 MiB measured before).
+            assert grew < 20 * 1024, f"the gateway grew by {grew} KiB holding requests"
+        finally:
+            up.send_signal(signal.SIGCONT)
+        sender.join(120)
+        assert not sender.is_alive() and len(corrs) == n
+        offsets = []
+        for corr in corrs:
+            payload = c.recv_frame()
+            assert payload is not None, "the gateway closed the connection"
+            r = kp.Reader(payload)
+            assert r.i32() == corr
+
+            def part(x):
+                p = (x.i32(), x.i16(), x.i64())
+                x.i64()
+                if v >= 5:
+                    x.i64()
+                if v >= 8:
+                    x.array(lambda y: (y.i32(), y.string()))
+                    x.string()
+                return p
+            (_, ps), = r.array(lambda rr: (rr.string(), rr.array(part)))
+            (_, err, off), = ps
+            assert err == 0, err
+            offsets.append(off)
+        assert offsets == [offsets[0] + i * per for i in range(n)], offsets
 
 
 def describe_producers_raw(conn, topics):

@@ -4,6 +4,7 @@
  * wrong password, close with requests outstanding) reaching every callback exactly once, and
  * the configuration's checks naming the key. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -386,8 +387,10 @@ SL_TEST(upstream_refused_port_is_connect_failure) {
 
 /* Closes and releases what a test over an in-process broker made. */
 static void up_teardown(sl_upconn *u, sl_arena *a, sl_upstream_cfg *cfg, ubroker *x) {
-    sl_upconn_close(u);
-    sl_upconn_unref(u);
+    if (u) {
+        sl_upconn_close(u);
+        sl_upconn_unref(u);
+    }
     sl_arena_free(a);
     sl_upstream_cfg_free(cfg);
     ub_stop(x);
@@ -442,22 +445,27 @@ static void on_produce(void *ctx, sl_up_status st, const uint8_t *body, size_t l
     sl_arena_free(a);
 }
 
+static void count_call(void *ctx) { ++*(int *)ctx; }
+
 /* Requests far larger than the socket buffers, sent back to back before the broker reads any:
  * the first goes to the socket in part straight from the caller's frame, the rest of it and the
- * ones after it through the connection's buffer. The broker checks each batch's CRC and answers
- * each with the next offsets, so a byte lost, repeated or reordered fails this. */
-SL_TEST(upstream_requests_larger_than_the_socket_buffer_arrive_intact) {
+ * ones after it wait in the connection's queue: copied (sl_upconn_send), or still in the
+ * caller's frames (`kept`: sl_upconn_send_kept). The broker checks each batch's CRC and answers
+ * each with the next offsets, so a byte lost, repeated or reordered fails this. The backlog
+ * counts every byte until its answer, and the drained callback runs once, when it is zero. */
+static bool big_requests_arrive_intact(bool kept) {
     ubroker x;
-    CHECK(ub_start(&x));
-    CHECK(sl_topics_create(x.b->topics, sl_str_c("big"), 1, NULL, false, NULL) == SL_OK);
+    if (!ub_start(&x)) return false;
     sl_upstream_cfg *cfg = up_cfg(x.plain_port, "PLAINTEXT", NULL, NULL, NULL);
-    CHECK(cfg != NULL);
     seen_ev s = {0};
-    sl_upconn *u = sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.plain_port);
-    CHECK(u != NULL);
-    WAIT(x.b->loop, s.connected, 10000);
-    bool ok = s.connected == 1 && s.ok && sl_upconn_ready(u);
+    sl_upconn *u =
+        cfg ? sl_upconn_new(x.b->loop, cfg, events(&s), -1, "127.0.0.1", x.plain_port) : NULL;
+    bool ok = u && sl_topics_create(x.b->topics, sl_str_c("big"), 1, NULL, false, NULL) == SL_OK;
+    if (ok) WAIT(x.b->loop, s.connected, 10000);
+    ok = ok && s.connected == 1 && s.ok && sl_upconn_ready(u);
     enum { N = 8, RECS = 1000, VLEN = 900 }; /* ~0.9 MB per request, ~7 MB in all */
+    size_t sent = 0;
+    int drained = 0;
     static pgot g[N];
     memset(g, 0, sizeof g);
     sl_arena *a = sl_arena_new(1 << 20);
@@ -488,8 +496,14 @@ SL_TEST(upstream_requests_larger_than_the_socket_buffer_arrive_intact) {
         sl_req_header_encode(&w, &h);
         sl_produce_req_encode(&w, 7, &m);
         ok = batch && !w.err;
-        if (ok) sl_upconn_send(u, w.buf, w.len, on_produce, &g[i]);
+        if (ok && kept)
+            sl_upconn_send_kept(u, w.buf, w.len, a, on_produce, &g[i]);
+        else if (ok)
+            sl_upconn_send(u, w.buf, w.len, on_produce, &g[i]);
+        sent += w.len + 4;
     }
+    ok = ok && sl_upconn_backlog(u) == sent;
+    if (ok) sl_upconn_when_below(u, 0, count_call, &drained);
     WAIT(x.b->loop, g[N - 1].calls, 30000);
     for (int i = 0; ok && i < N; i++) {
         ok = g[i].calls == 1 && g[i].st == SL_UP_OK && g[i].error == 0 &&
@@ -498,9 +512,19 @@ SL_TEST(upstream_requests_larger_than_the_socket_buffer_arrive_intact) {
             fprintf(stderr, "  request %d: calls=%d st=%d error=%d base=%lld\n", i, g[i].calls,
                     (int)g[i].st, (int)g[i].error, (long long)g[i].base);
     }
-    ok = ok && sl_upconn_outstanding(u) == 0 && s.lost == 0;
+    ok = ok && sl_upconn_outstanding(u) == 0 && s.lost == 0 && sl_upconn_backlog(u) == 0 &&
+         drained == 1;
+    if (!ok) fprintf(stderr, "  kept=%d drained=%d\n", kept, drained);
     up_teardown(u, a, cfg, &x);
-    CHECK(ok);
+    return ok;
+}
+
+SL_TEST(upstream_requests_larger_than_the_socket_buffer_arrive_intact) {
+    CHECK(big_requests_arrive_intact(false));
+}
+
+SL_TEST(upstream_kept_requests_wait_in_the_callers_frame_and_arrive_intact) {
+    CHECK(big_requests_arrive_intact(true));
 }
 
 SL_TEST(upstream_no_response_send_then_normal_request) {
@@ -887,6 +911,59 @@ SL_TEST(upstream_oversized_frame_is_protocol_error) {
 
 SL_TEST(upstream_closed_by_upstream_fails_outstanding) {
     CHECK(fake_case(FAKE_CLOSE, SL_UP_CONNECT, "closed by upstream"));
+}
+
+/* An upstream that answers a kept request before taking all of it: the rest would still be
+ * sent from the caller's frame, which the answer's callback lets go (ASan: a use after free).
+ * It is a protocol error; the connection fails, the callback runs once. */
+SL_TEST(upstream_answer_before_the_whole_request_is_protocol_error) {
+    int port = 0, lfd = fake_listen(&port);
+    CHECK(lfd >= 0);
+    sl_loop *l = sl_loop_new();
+    sl_upstream_cfg *cfg = up_cfg(port, "PLAINTEXT", NULL, NULL, NULL);
+    CHECK(cfg != NULL);
+    seen_ev s = {0};
+    got g = {0};
+    sl_arena *a = sl_arena_new(4096);
+    sl_upconn *u = sl_upconn_new(l, cfg, events(&s), 3, "127.0.0.1", port);
+    CHECK(u != NULL);
+    WAIT(l, s.connected, 10000);
+    /* 16 MB: more than the socket buffers take while the peer reads only the header. */
+    size_t len = 16u << 20;
+    uint8_t *frame = sl_arena_calloc(a, 1, len);
+    CHECK(frame != NULL);
+    sl_be16(frame, 18);
+    sl_be32(frame + 4, 12345);
+    sl_upconn_send_kept(u, frame, len, a, on_resp, &g);
+    bool ok = sl_upconn_backlog(u) == len + 4;
+    int fd = accept(lfd, NULL, NULL);
+    uint8_t hdr[12];
+    size_t have = 0;
+    while (fd >= 0 && have < sizeof hdr) {
+        sl_loop_run_once(l, 10); /* the connection writes as the socket takes it */
+        ssize_t n = recv(fd, hdr + have, sizeof hdr - have, MSG_DONTWAIT);
+        if (n > 0) have += (size_t)n;
+        if (n == 0 || (n < 0 && errno != EAGAIN)) break;
+    }
+    ok = ok && have == sizeof hdr;
+    uint8_t resp[12];
+    sl_be32(resp, 8);
+    memcpy(resp + 4, hdr + 8, 4);
+    memset(resp + 8, 0, 4);
+    ok = ok && sl_upconn_backlog(u) == len + 4 && write(fd, resp, sizeof resp) == sizeof resp;
+    WAIT(l, g.calls && s.lost, 5000);
+    ok = ok && g.calls == 1 && g.st == SL_UP_PROTOCOL && s.lost == 1 &&
+         strstr(s.why, "before receiving all of it") && sl_upconn_dead(u) &&
+         sl_upconn_backlog(u) == 0;
+    if (!ok) fprintf(stderr, "  calls=%d st=%d why=%s\n", g.calls, g.st, s.why);
+    sl_arena_free(a); /* the frame goes: nothing may still send from it */
+    for (int i = 0; i < 5; i++) sl_loop_run_once(l, 1);
+    sl_upconn_unref(u);
+    if (fd >= 0) close(fd);
+    close(lfd);
+    sl_upstream_cfg_free(cfg);
+    sl_loop_free(l);
+    CHECK(ok);
 }
 
 SL_TEST(upstream_request_timeout) {
