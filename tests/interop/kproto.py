@@ -730,19 +730,18 @@ def record_batch(records, base_offset=0, base_ts=None, attributes=0, producer_id
     return Writer().i64(base_offset).i32(len(tail)).bytes() + tail
 
 
-def produce(conn, topic, partition, records_bytes, acks=-1, timeout_ms=10000):
-    """Returns (error_code, base_offset) for one partition; with acks=0 returns None (no answer
-    is sent)."""
-    v = conn.need(PRODUCE, range(3, 9))
+def produce_request(topic, partition, records_bytes, acks=-1, timeout_ms=10000):
+    """The body of a Produce (v3-v8) of one record set to one partition."""
     w = Writer().string(None).i16(acks).i32(timeout_ms)
     w.array([0], lambda ww, _: (ww.string(topic), ww.array(
         [0], lambda w2, _2: (w2.i32(partition), w2.i32(len(records_bytes)),
                              w2.raw(records_bytes)))))
-    if acks == 0:
-        conn.send_request(PRODUCE, v, w.bytes())
-        return None
-    r = conn.call(PRODUCE, v, w.bytes())
+    return w.bytes()
 
+
+def produce_answer(r, v):
+    """[(topic, [(partition, error_code, base_offset)])] of a Produce answer at version v (3-8),
+    read from `r` after the correlation id."""
     def rpart(rr):
         p = (rr.i32(), rr.i16(), rr.i64())
         rr.i64()
@@ -752,7 +751,19 @@ def produce(conn, topic, partition, records_bytes, acks=-1, timeout_ms=10000):
             rr.array(lambda x: (x.i32(), x.string()))
             rr.string()
         return p
-    for name, ps in r.array(lambda rr: (rr.string(), rr.array(rpart))) or []:
+    return r.array(lambda rr: (rr.string(), rr.array(rpart))) or []
+
+
+def produce(conn, topic, partition, records_bytes, acks=-1, timeout_ms=10000):
+    """Returns (error_code, base_offset) for one partition; with acks=0 returns None (no answer
+    is sent)."""
+    v = conn.need(PRODUCE, range(3, 9))
+    body = produce_request(topic, partition, records_bytes, acks, timeout_ms)
+    if acks == 0:
+        conn.send_request(PRODUCE, v, body)
+        return None
+    r = conn.call(PRODUCE, v, body)
+    for name, ps in produce_answer(r, v):
         for idx, err, base in ps or []:
             if name == topic and idx == partition:
                 return err, base

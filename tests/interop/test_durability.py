@@ -17,12 +17,7 @@ TOPIC = "durable"
 
 
 def produce_body(acks, records):
-    batch = kp.record_batch(records)
-    w = kp.Writer().string(None).i16(acks).i32(30000)
-    w.array([0], lambda ww, _: (ww.string(TOPIC),
-                                ww.array([0], lambda x, _: (x.i32(0), x.i32(len(batch)),
-                                                            x.raw(batch)))))
-    return w.bytes()
+    return kp.produce_request(TOPIC, 0, kp.record_batch(records), acks, 30000)
 
 
 def produce_answer(conn, corr, timeout):
@@ -37,10 +32,9 @@ def produce_answer(conn, corr, timeout):
     assert payload is not None, "broker closed the connection"
     r = kp.Reader(payload)
     assert r.i32() == corr
-    (name, parts), = r.array(lambda rr: (rr.string(),
-                                         rr.array(lambda x: (x.i32(), x.i16(), x.i64(), x.i64()))))
+    (name, parts), = kp.produce_answer(r, 3)
     assert name == TOPIC
-    _, err, base, _ = parts[0]
+    _, err, base = parts[0]
     return err, base
 
 

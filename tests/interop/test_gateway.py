@@ -897,10 +897,7 @@ def test_pipelined_produce_waits_in_the_kernel_not_in_the_gateway(gateway_serve)
     addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
     n, per = 24, 1000
     batch = kp.record_batch([(None, b"h" * 1000, []) for _ in range(per)])
-    w = kp.Writer().string(None).i16(-1).i32(60000)
-    w.array([0], lambda ww, _: (ww.string("held-big"), ww.array(
-        [0], lambda w2, _2: (w2.i32(0), w2.i32(len(batch)), w2.raw(batch)))))
-    body = w.bytes()
+    body = kp.produce_request("held-big", 0, batch, acks=-1, timeout_ms=60000)
     with sasl_conn(g, addr, "admin") as c:
         v = c.need(kp.PRODUCE, range(3, 9))
         c.sock.settimeout(120)
@@ -935,17 +932,7 @@ def test_pipelined_produce_waits_in_the_kernel_not_in_the_gateway(gateway_serve)
             assert payload is not None, "the gateway closed the connection"
             r = kp.Reader(payload)
             assert r.i32() == corr
-
-            def part(x):
-                p = (x.i32(), x.i16(), x.i64())
-                x.i64()
-                if v >= 5:
-                    x.i64()
-                if v >= 8:
-                    x.array(lambda y: (y.i32(), y.string()))
-                    x.string()
-                return p
-            (_, ps), = r.array(lambda rr: (rr.string(), rr.array(part)))
+            (_, ps), = kp.produce_answer(r, v)
             (_, err, off), = ps
             assert err == 0, err
             offsets.append(off)

@@ -139,28 +139,13 @@ def produce_pipelined(conn, topic, partition, batches, acks=-1):
     """Sends one Produce per batch without waiting, then reads every answer: later copies arrive
     while earlier ones are appended but not yet fsynced. Returns [(error_code, base_offset)]."""
     v = conn.need(kp.PRODUCE, range(3, 9))
-    corrs = []
-    for b in batches:
-        w = kp.Writer().string(None).i16(acks).i32(10000)
-        w.array([0], lambda ww, _, b=b: (ww.string(topic), ww.array(
-            [0], lambda w2, _2: (w2.i32(partition), w2.i32(len(b)), w2.raw(b)))))
-        corrs.append(conn.send_request(kp.PRODUCE, v, w.bytes()))
+    corrs = [conn.send_request(kp.PRODUCE, v, kp.produce_request(topic, partition, b, acks))
+             for b in batches]
     out = []
     for corr in corrs:
         r = kp.Reader(conn.recv_frame())
         assert r.i32() == corr
-
-        def rpart(rr):
-            res = (rr.i32(), rr.i16(), rr.i64())
-            rr.i64()
-            if v >= 5:
-                rr.i64()
-            if v >= 8:
-                rr.array(lambda x: (x.i32(), x.string()))
-                rr.string()
-            return res
-        topics = r.array(lambda rr: (rr.string(), rr.array(rpart)))
-        (_, parts), = topics
+        (_, parts), = kp.produce_answer(r, v)
         (_, err, base), = parts
         out.append((err, base))
     return out

@@ -356,9 +356,36 @@ SL_TEST(upstream_wrong_password_is_auth_failure) {
     CHECK(ok);
 }
 
+/* A loop and a PLAINTEXT connection to 127.0.0.1:`port` as node `node`, with its events, one
+ * request's answer and an arena: the set-up of the tests against a scripted or absent upstream.
+ * `p` must stay where it is (the connection reports into p->s). */
+typedef struct plain_up {
+    sl_loop *l;
+    sl_upstream_cfg *cfg;
+    seen_ev s;
+    got g;
+    sl_arena *a;
+    sl_upconn *u;
+} plain_up;
+
+static bool plain_up_open(plain_up *p, int port, int32_t node) {
+    memset(p, 0, sizeof *p);
+    p->l = sl_loop_new();
+    p->cfg = up_cfg(port, "PLAINTEXT", NULL, NULL, NULL);
+    p->a = sl_arena_new(4096);
+    if (p->l && p->cfg && p->a)
+        p->u = sl_upconn_new(p->l, p->cfg, events(&p->s), node, "127.0.0.1", port);
+    return p->u != NULL;
+}
+
+static void plain_up_close(plain_up *p) {
+    if (p->u) sl_upconn_unref(p->u);
+    sl_arena_free(p->a);
+    sl_upstream_cfg_free(p->cfg);
+    sl_loop_free(p->l);
+}
+
 SL_TEST(upstream_refused_port_is_connect_failure) {
-    sl_loop *l = sl_loop_new();
-    CHECK(l != NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof sa;
@@ -366,22 +393,16 @@ SL_TEST(upstream_refused_port_is_connect_failure) {
     CHECK(getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
     int port = ntohs(sa.sin_port);
     close(fd); /* nothing listens there now */
-    sl_upstream_cfg *cfg = up_cfg(port, "PLAINTEXT", NULL, NULL, NULL);
-    CHECK(cfg != NULL);
-    seen_ev s = {0};
-    got g = {0};
-    sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = sl_upconn_new(l, cfg, events(&s), 1, "127.0.0.1", port);
-    CHECK(u != NULL);
-    send_req(u, a, &g, 18, 0);
-    WAIT(l, g.calls && s.connected, 10000);
-    bool ok = s.connected == 1 && !s.ok && s.st == SL_UP_CONNECT && g.calls == 1 &&
-              g.st == SL_UP_CONNECT && sl_upconn_dead(u) && !sl_upconn_ready(u) &&
-              strstr(s.why, "cannot connect");
-    sl_upconn_unref(u);
-    sl_arena_free(a);
-    sl_upstream_cfg_free(cfg);
-    sl_loop_free(l);
+    plain_up p;
+    bool ok = plain_up_open(&p, port, 1);
+    if (ok) {
+        send_req(p.u, p.a, &p.g, 18, 0);
+        WAIT(p.l, p.g.calls && p.s.connected, 10000);
+    }
+    ok = ok && p.s.connected == 1 && !p.s.ok && p.s.st == SL_UP_CONNECT && p.g.calls == 1 &&
+         p.g.st == SL_UP_CONNECT && sl_upconn_dead(p.u) && !sl_upconn_ready(p.u) &&
+         strstr(p.s.why, "cannot connect");
+    plain_up_close(&p);
     CHECK(ok);
 }
 
@@ -862,20 +883,15 @@ typedef enum { FAKE_WRONG_CORR, FAKE_HUGE_FRAME, FAKE_CLOSE, FAKE_SILENT } fake_
 static bool fake_case(fake_mode mode, sl_up_status want, const char *why_part) {
     int port = 0, lfd = fake_listen(&port);
     if (lfd < 0) return false;
-    sl_loop *l = sl_loop_new();
-    sl_upstream_cfg *cfg = up_cfg(port, "PLAINTEXT", NULL, NULL, NULL);
-    seen_ev s = {0};
-    got g = {0};
-    sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = cfg ? sl_upconn_new(l, cfg, events(&s), 3, "127.0.0.1", port) : NULL;
-    bool ok = u != NULL;
+    plain_up p;
+    bool ok = plain_up_open(&p, port, 3);
     int fd = -1;
     if (ok) {
-        WAIT(l, s.connected, 10000);
-        send_req(u, a, &g, 18, 0);
+        WAIT(p.l, p.s.connected, 10000);
+        send_req(p.u, p.a, &p.g, 18, 0);
         int32_t corr = 0;
         fd = fake_accept_read(lfd, &corr);
-        ok = s.ok && fd >= 0 && corr != 12345; /* the connection's own id, not the caller's */
+        ok = p.s.ok && fd >= 0 && corr != 12345; /* the connection's own id, not the caller's */
         uint8_t resp[16];
         sl_be32(resp, 8);
         sl_be32(resp + 4, (uint32_t)corr + 1);
@@ -887,17 +903,15 @@ static bool fake_case(fake_mode mode, sl_up_status want, const char *why_part) {
             close(fd);
             fd = -1;
         }
-        WAIT(l, g.calls && s.lost, 5000);
-        ok = ok && g.calls == 1 && g.st == want && s.lost == 1 && strstr(s.why, why_part) &&
-             sl_upconn_dead(u);
-        if (!ok) fprintf(stderr, "  mode %d: calls=%d st=%d why=%s\n", mode, g.calls, g.st, s.why);
-        sl_upconn_unref(u);
+        WAIT(p.l, p.g.calls && p.s.lost, 5000);
+        ok = ok && p.g.calls == 1 && p.g.st == want && p.s.lost == 1 && strstr(p.s.why, why_part) &&
+             sl_upconn_dead(p.u);
+        if (!ok)
+            fprintf(stderr, "  mode %d: calls=%d st=%d why=%s\n", mode, p.g.calls, p.g.st, p.s.why);
     }
     if (fd >= 0) close(fd);
     close(lfd);
-    sl_arena_free(a);
-    sl_upstream_cfg_free(cfg);
-    sl_loop_free(l);
+    plain_up_close(&p);
     return ok;
 }
 
@@ -919,28 +933,24 @@ SL_TEST(upstream_closed_by_upstream_fails_outstanding) {
 SL_TEST(upstream_answer_before_the_whole_request_is_protocol_error) {
     int port = 0, lfd = fake_listen(&port);
     CHECK(lfd >= 0);
-    sl_loop *l = sl_loop_new();
-    sl_upstream_cfg *cfg = up_cfg(port, "PLAINTEXT", NULL, NULL, NULL);
-    CHECK(cfg != NULL);
-    seen_ev s = {0};
-    got g = {0};
-    sl_arena *a = sl_arena_new(4096);
-    sl_upconn *u = sl_upconn_new(l, cfg, events(&s), 3, "127.0.0.1", port);
-    CHECK(u != NULL);
-    WAIT(l, s.connected, 10000);
+    plain_up p;
+    bool ok = plain_up_open(&p, port, 3);
     /* 16 MB: more than the socket buffers take while the peer reads only the header. */
     size_t len = 16u << 20;
-    uint8_t *frame = sl_arena_calloc(a, 1, len);
-    CHECK(frame != NULL);
-    sl_be16(frame, 18);
-    sl_be32(frame + 4, 12345);
-    sl_upconn_send_kept(u, frame, len, a, on_resp, &g);
-    bool ok = sl_upconn_backlog(u) == len + 4;
-    int fd = accept(lfd, NULL, NULL);
+    uint8_t *frame = ok ? sl_arena_calloc(p.a, 1, len) : NULL;
+    int fd = -1;
+    if (frame) {
+        WAIT(p.l, p.s.connected, 10000);
+        sl_be16(frame, 18);
+        sl_be32(frame + 4, 12345);
+        sl_upconn_send_kept(p.u, frame, len, p.a, on_resp, &p.g);
+        ok = sl_upconn_backlog(p.u) == len + 4;
+        fd = accept(lfd, NULL, NULL);
+    }
     uint8_t hdr[12];
     size_t have = 0;
     while (fd >= 0 && have < sizeof hdr) {
-        sl_loop_run_once(l, 10); /* the connection writes as the socket takes it */
+        sl_loop_run_once(p.l, 10); /* the connection writes as the socket takes it */
         ssize_t n = recv(fd, hdr + have, sizeof hdr - have, MSG_DONTWAIT);
         if (n > 0) have += (size_t)n;
         if (n == 0 || (n < 0 && errno != EAGAIN)) break;
@@ -950,19 +960,18 @@ SL_TEST(upstream_answer_before_the_whole_request_is_protocol_error) {
     sl_be32(resp, 8);
     memcpy(resp + 4, hdr + 8, 4);
     memset(resp + 8, 0, 4);
-    ok = ok && sl_upconn_backlog(u) == len + 4 && write(fd, resp, sizeof resp) == sizeof resp;
-    WAIT(l, g.calls && s.lost, 5000);
-    ok = ok && g.calls == 1 && g.st == SL_UP_PROTOCOL && s.lost == 1 &&
-         strstr(s.why, "before receiving all of it") && sl_upconn_dead(u) &&
-         sl_upconn_backlog(u) == 0;
-    if (!ok) fprintf(stderr, "  calls=%d st=%d why=%s\n", g.calls, g.st, s.why);
-    sl_arena_free(a); /* the frame goes: nothing may still send from it */
-    for (int i = 0; i < 5; i++) sl_loop_run_once(l, 1);
-    sl_upconn_unref(u);
+    ok = ok && sl_upconn_backlog(p.u) == len + 4 && write(fd, resp, sizeof resp) == sizeof resp;
+    if (ok) WAIT(p.l, p.g.calls && p.s.lost, 5000);
+    ok = ok && p.g.calls == 1 && p.g.st == SL_UP_PROTOCOL && p.s.lost == 1 &&
+         strstr(p.s.why, "before receiving all of it") && sl_upconn_dead(p.u) &&
+         sl_upconn_backlog(p.u) == 0;
+    if (!ok) fprintf(stderr, "  calls=%d st=%d why=%s\n", p.g.calls, p.g.st, p.s.why);
+    sl_arena_free(p.a); /* the frame goes: nothing may still send from it */
+    p.a = NULL;
+    for (int i = 0; i < 5; i++) sl_loop_run_once(p.l, 1);
     if (fd >= 0) close(fd);
     close(lfd);
-    sl_upstream_cfg_free(cfg);
-    sl_loop_free(l);
+    plain_up_close(&p);
     CHECK(ok);
 }
 
