@@ -221,6 +221,10 @@ rate_of() { # JSON -> produce msgs/s
     /usr/bin/python3 -c 'import json,sys; print(int(json.loads(sys.argv[1]).get("produce_msgs_per_s",0)))' "$1" 2>/dev/null || echo 0
 }
 
+recorded_rate() { # $1 row $2 phase $3 partitions -> produce msgs/s of its last recorded run
+    rate_of "$(grep "\"row\":\"$1\",\"phase\":\"$2\",\"partitions\":$3," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')"
+}
+
 # The phases for one partition count against a running server. $GEN is the generator, $ADDR
 # the bootstrap, $GEN_ARGS row-specific options (properties file, CA).
 run_phases() { # $1 row $2 partitions
@@ -258,7 +262,7 @@ run_phases() { # $1 row $2 partitions
     # at that rate (100 / rate seconds); its idempotent pair stops here with it.
     case $row in idempotent | txn100) return 0 ;; esac
     rate=$(rate_of "$j")
-    [ "$rate" -gt 0 ] 2>/dev/null || rate=$(rate_of "$(grep "\"row\":\"$row\",\"phase\":\"produce\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
+    [ "$rate" -gt 0 ] 2>/dev/null || rate=$(recorded_rate "$row" produce "$p")
     if [ "$rate" -gt 0 ] 2>/dev/null; then
         for pct in 50 80; do
             r=$((rate * pct / 100))
@@ -439,8 +443,8 @@ run_gateway_pairs() { # $1 partitions $2 the broker's SASL_SSL address; ADDR is 
     # The lower of the two rows' tailing rates: the load is the same fraction of what the slower
     # path sustains, whichever it was in this run (one tailing run each, noisy here).
     local rd rg
-    rd=$(rate_of "$(grep "\"row\":\"gateway_direct\",\"phase\":\"tail\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
-    rg=$(rate_of "$(grep "\"row\":\"gateway\",\"phase\":\"tail\",\"partitions\":$p," "$RESULTS" | tail -1 | sed 's/.*"lg"://; s/}$//')")
+    rd=$(recorded_rate gateway_direct tail "$p")
+    rg=$(recorded_rate gateway tail "$p")
     rate=$rg
     [ "$rd" -gt 0 ] 2>/dev/null && [ "$rd" -lt "$rate" ] && rate=$rd
     [ "$rate" -gt 0 ] 2>/dev/null || return 0

@@ -20,7 +20,6 @@ typedef struct gw_conn {
     sl_conn *c; /* valid while this exists: dropped when the connection closes */
     sl_upconn *up;
     int32_t node;
-    bool held; /* the client's input waits for its upstream backlog (hold_while_backlogged) */
     struct gw_conn *next;
 } gw_conn;
 
@@ -293,9 +292,8 @@ static void on_upstream_answer(void *ctx, sl_up_status st, const uint8_t *body, 
     sl_req_release(rq);
 }
 
-static void on_upstream_drained(void *ctx) {
+static void on_upstream_caught_up(void *ctx) {
     gw_conn *gc = ctx;
-    gc->held = false;
     sl_conn_hold_input(gc->c, false);
 }
 
@@ -310,10 +308,9 @@ static void on_upstream_drained(void *ctx) {
 #define GW_BACKLOG_MAX ((size_t)1 << 20)
 
 static void hold_while_backlogged(gw_conn *gc) {
-    if (gc->held || sl_upconn_backlog(gc->up) <= GW_BACKLOG_MAX) return;
-    gc->held = true;
+    if (sl_upconn_backlog(gc->up) <= GW_BACKLOG_MAX) return;
     sl_conn_hold_input(gc->c, true);
-    sl_upconn_when_below(gc->up, GW_BACKLOG_MAX, on_upstream_drained, gc);
+    sl_upconn_when_below(gc->up, GW_BACKLOG_MAX, on_upstream_caught_up, gc);
 }
 
 void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_response,

@@ -1107,9 +1107,9 @@ struct sl_upconn {
     size_t unsent_noreply; /* bytes in `out` of requests that expect no answer */
     size_t awaiting;       /* bytes of the requests in `inflight` */
     size_t queued;         /* bytes of the requests in `waitq` */
-    size_t below;          /* `drained` runs once the backlog is at most this */
-    void (*drained)(void *ctx);
-    void *drained_ctx;
+    size_t below;          /* `below_fn` runs once the backlog is at most this */
+    void (*below_fn)(void *ctx);
+    void *below_ctx;
     req_list waitq, inflight, failed;
     int ninflight, nwaiting; /* with a callback: on the wire, and queued */
     int32_t next_corr;
@@ -1129,12 +1129,12 @@ static void on_attempt(void *ctx, uint32_t events);
 
 void sl_upconn_ref(sl_upconn *u) { u->refs++; }
 
-/* Runs `drained` once the backlog has fallen to its mark. */
-static void check_drained(sl_upconn *u) {
-    if (!u->drained || sl_upconn_backlog(u) > u->below) return;
-    void (*fn)(void *) = u->drained;
-    u->drained = NULL;
-    fn(u->drained_ctx);
+/* Runs `below_fn` once the backlog has fallen to its mark. */
+static void check_below(sl_upconn *u) {
+    if (!u->below_fn || sl_upconn_backlog(u) > u->below) return;
+    void (*fn)(void *) = u->below_fn;
+    u->below_fn = NULL;
+    fn(u->below_ctx);
 }
 
 static void out_pop(sl_upconn *u) {
@@ -1202,7 +1202,7 @@ static void run_posted(void *ctx) {
         fn(c, st, NULL, 0);
         sl_upconn_unref(u);
     }
-    check_drained(u); /* the failure dropped the backlog */
+    check_below(u); /* the failure dropped the backlog */
     sl_upconn_unref(u);
 }
 
@@ -1414,7 +1414,7 @@ static void out_advance(sl_upconn *u, size_t n) {
     }
 }
 
-/* Writes what `out` holds until the socket is full; runs `drained` once it is empty. */
+/* Writes what `out` holds until the socket is full. */
 static void flush(sl_upconn *u) {
     while (u->t && u->out) {
         struct iovec iov[UP_OUT_IOV];
@@ -1441,7 +1441,7 @@ static void flush(sl_upconn *u) {
         return;
     }
     update_watch(u);
-    check_drained(u);
+    check_below(u);
 }
 
 /* Queues what the socket did not take of r (`done` of its header and body written): borrowed
@@ -1461,7 +1461,7 @@ static bool out_queue(sl_upconn *u, up_req *r, bool borrow, const uint8_t hdr[12
         r->unsent = true;
     } else {
         size_t rest = 12 + blen - done, h = done < 12 ? 12 - done : 0;
-        if (!(s->owned = malloc(rest ? rest : 1))) {
+        if (!(s->owned = malloc(rest))) { /* rest > 0: the request was not all written */
             free(s);
             return false;
         }
@@ -1673,7 +1673,7 @@ static bool dispatch(sl_upconn *u) {
         memmove(u->rbuf, u->rbuf + off, u->rlen - off);
         u->rlen -= off;
     }
-    check_drained(u);
+    check_below(u);
     return true;
 }
 
@@ -1743,7 +1743,7 @@ size_t sl_upconn_backlog(const sl_upconn *u) { return u->queued + u->awaiting + 
 
 void sl_upconn_when_below(sl_upconn *u, size_t mark, void (*fn)(void *ctx), void *ctx) {
     u->below = mark;
-    u->drained = fn;
-    u->drained_ctx = ctx;
+    u->below_fn = fn;
+    u->below_ctx = ctx;
 }
 int64_t sl_upconn_session_lifetime_ms(const sl_upconn *u) { return u->lifetime_ms; }

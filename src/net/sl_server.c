@@ -1139,6 +1139,7 @@ void sl_conn_hold_input(sl_conn *c, bool hold) {
         conn_post(c); /* input may already be buffered: the fd alone would not say so */
     }
 }
+
 void sl_conn_set_data(sl_conn *c, void *data) { c->data = data; }
 void *sl_conn_data(const sl_conn *c) { return c->data; }
 const char *sl_conn_peer(const sl_conn *c) { return c->peer; }
