@@ -78,6 +78,9 @@ static const key_def k_keys[] = {
      "Index size that forces a segment roll."},
     {"message.max.bytes", T_INT, OFF(message_max_bytes), 0, INT32_MAX, "1048588",
      "Largest record batch accepted."},
+    {"fetch.max.bytes", T_INT, OFF(fetch_max_bytes), 1024, INT32_MAX, "57671680",
+     "Most record bytes one fetch answer carries, whatever the request asks (plus the first "
+     "batch, so a consumer always progresses); a connection's unsent answers count against it."},
     {"socket.request.max.bytes", T_INT, OFF(socket_request_max_bytes), 1024, INT32_MAX, "104857600",
      "Largest request frame accepted after authentication."},
     {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",

@@ -42,6 +42,7 @@ typedef struct sl_config {
     int32_t log_index_interval_bytes;
     int32_t log_index_size_max_bytes;
     int32_t message_max_bytes;
+    int32_t fetch_max_bytes;
     int32_t socket_request_max_bytes;
     int64_t connections_max_idle_ms;
     int32_t max_connections;

@@ -96,8 +96,14 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     int32_t nt = resp->responses_count;
     int64_t total = 0;
     rq->records_out = 0; /* a parked fetch builds again */
-    int64_t budget = req->max_bytes > 0 ? req->max_bytes : INT32_MAX;
-    if (v < 3) budget = INT32_MAX;
+    int64_t budget = req->max_bytes > 0 && v >= 3 ? req->max_bytes : INT32_MAX;
+    /* fetch.max.bytes bounds what one answer holds in this process, whatever the request asks
+     * (v0-2 ask nothing), and the connection's unsent answers count against it: a client that
+     * pipelines fetches without reading gets empty answers, not gigabytes of memory. */
+    sl_conn *c = sl_pending_conn(rq->p);
+    int64_t room = (int64_t)rq->b->cfg.fetch_max_bytes - (c ? (int64_t)sl_conn_unsent(c) : 0);
+    if (budget > room) budget = room;
+    bool full = budget <= 0; /* not even the first batch */
     for (int32_t i = 0; i < nt; i++) {
         sl_fetch_req_topic *rt = &req->topics[i];
         sl_fetch_resp_topic *ot = &resp->responses[i];
@@ -151,7 +157,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
             int64_t limit = rp->partition_max_bytes;
             if (limit > budget - total) limit = budget - total;
             if (limit <= 0) {
-                if (total > 0) continue;
+                if (total > 0 || full) continue;
                 limit = 1;
             }
             uint8_t *data = NULL;

@@ -1106,6 +1106,8 @@ void sl_pending_noreply(sl_pending *p) {
     conn_post(c);
 }
 
+size_t sl_conn_unsent(const sl_conn *c) { return c->out_bytes; }
+
 void sl_pending_hold(sl_pending *p) { p->holds++; }
 
 void sl_pending_release(sl_pending *p) {

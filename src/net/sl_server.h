@@ -155,6 +155,10 @@ void sl_conn_set_authenticated(sl_conn *c);
  * the kernel, so TCP slows the client instead of this process buffering for it. Resuming pumps
  * the connection from the loop, never inside this call. */
 void sl_conn_hold_input(sl_conn *c, bool hold);
+/* Bytes of responses queued on `c` and not yet written, whether or not their turn has come
+ * (answers completed ahead of an earlier request count too): what this connection holds in
+ * memory for a client that is not reading. */
+size_t sl_conn_unsent(const sl_conn *c);
 /* Application data attached to the connection (e.g. the session); not owned. */
 void sl_conn_set_data(sl_conn *c, void *data);
 void *sl_conn_data(const sl_conn *c);

@@ -2,6 +2,8 @@
 handling of another connection's request (issue 9's reproduction: a produce that woke parked
 fetches used to run the fetching connection's buffered DeleteTopics nested inside the produce
 handler, which then used the freed partition)."""
+import os
+
 import pytest
 
 import helpers as h
@@ -11,12 +13,13 @@ TOPIC = "victim"
 INFLIGHT = 4
 
 
-def fetch_at_end_body(topic, offset, max_wait_ms):
-    """Fetch v4 for partition 0 of `topic` at `offset`, min_bytes 1."""
-    w = kp.Writer().i32(-1).i32(max_wait_ms).i32(1).i32(1 << 20).i8(0)
+def fetch_at_end_body(topic, offset, max_wait_ms, max_bytes=1 << 20):
+    """Fetch v4 for partition 0 of `topic` at `offset`, min_bytes 1, `max_bytes` for the
+    request and the partition."""
+    w = kp.Writer().i32(-1).i32(max_wait_ms).i32(1).i32(max_bytes).i8(0)
     w.array([0], lambda ww, _: (ww.string(topic),
                                 ww.array([0], lambda x, _: (x.i32(0), x.i64(offset),
-                                                            x.i32(1 << 20)))))
+                                                            x.i32(max_bytes)))))
     return w.bytes()
 
 
@@ -76,4 +79,46 @@ def test_produce_waking_fetches_does_not_run_their_connections_delete_nested(bro
         md = kp.metadata(a, [TOPIC])
         assert broker.alive()
     assert md is not None
+    broker.assert_no_sanitizer_report()
+
+
+HOARD_FETCHES = 16
+HOARD_BATCH = 4 << 20
+
+
+def hoard_fetches(fetching, producing, barrier_bootstrap, topic):
+    """Parks HOARD_FETCHES pipelined fetches (each asking for 2 GiB) of `fetching`, which never
+    reads while they complete, at the end of `topic`; appends one HOARD_BATCH batch through
+    `producing`, which wakes them all; then reads the answers. Returns their record bytes."""
+    corrs = [fetching.send_request(kp.FETCH, 4, fetch_at_end_body(topic, 0, 30000, 0x7FFFFFFF))
+             for _ in range(HOARD_FETCHES)]
+    # A barrier, not a sleep: the fetches reached the server before this connection did.
+    with kp.Conn(barrier_bootstrap) as c:
+        kp.api_versions(c)
+    value = os.urandom(HOARD_BATCH - 1024)
+    assert kp.produce(producing, topic, 0, kp.record_batch([(None, value, [])]))[0] == kp.NONE
+    sizes = []
+    for corr in corrs:
+        (name, parts), = parse_fetch_v4(recv_response(fetching, corr))
+        assert name == topic and parts[0]["error"] == kp.NONE
+        sizes.append(len(parts[0]["records"]))
+    return sizes
+
+
+@pytest.mark.broker_config({"fetch.max.bytes": 1 << 20, "message.max.bytes": 8 << 20})
+def test_parked_fetches_of_a_client_that_does_not_read_hold_one_answer_not_sixteen(broker):
+    """Each parked fetch used to build its answer from everything appended, whatever the
+    connection already held unsent: 16 pipelined fetches of a client that does not read held
+    16 copies of one 4 MiB append (gigabytes with bigger appends or more connections). Now
+    fetch.max.bytes bounds an answer and counts the connection's unsent answers: one answer
+    carries the batch (a consumer always progresses), those built while it waits unsent carry
+    nothing."""
+    h.ck_create_topic(broker.bootstrap, "hoard", 1)
+    with kp.Conn(broker.bootstrap) as a, kp.Conn(broker.bootstrap) as b:
+        sizes = hoard_fetches(b, a, broker.bootstrap, "hoard")
+    # One answer carries the batch (parked fetches wake in no particular order); at most one
+    # more, had the kernel taken the first whole before the next was built (the socket buffers
+    # hold a few MiB at most while the client reads nothing).
+    assert max(sizes) >= HOARD_BATCH - 1024, sizes
+    assert sum(sizes) <= 2 * HOARD_BATCH, sizes
     broker.assert_no_sanitizer_report()
