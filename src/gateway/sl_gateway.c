@@ -20,6 +20,7 @@ typedef struct gw_conn {
     sl_conn *c; /* valid while this exists: dropped when the connection closes */
     sl_upconn *up;
     int32_t node;
+    int fetches; /* forwarded fetches not answered yet (at most one, see hold_input) */
     struct gw_conn *next;
 } gw_conn;
 
@@ -251,7 +252,10 @@ typedef struct fwd {
     sl_req *rq;
     sl_gw_resp_fn fn;
     void *arg;
+    bool fetch; /* counted in its gw_conn's fetches */
 } fwd;
+
+static void hold_input(gw_conn *gc);
 
 static const char *status_why(sl_up_status st) {
     switch (st) {
@@ -289,13 +293,18 @@ static void on_upstream_answer(void *ctx, sl_up_status st, const uint8_t *body, 
         else
             sl_gw_respond_body(rq, body, len);
     }
+    /* After the answer is queued: the connection's next request is read only once what it has
+     * not read of it is under the server's output mark. */
+    sl_conn *c = f->fetch ? sl_pending_conn(rq->p) : NULL;
+    gw_conn *gc = c ? conn_find(rq->b->gw, sl_conn_id(c)) : NULL;
+    if (gc) {
+        gc->fetches--;
+        hold_input(gc);
+    }
     sl_req_release(rq);
 }
 
-static void on_upstream_caught_up(void *ctx) {
-    gw_conn *gc = ctx;
-    sl_conn_hold_input(gc->c, false);
-}
+static void on_upstream_caught_up(void *ctx) { hold_input(ctx); }
 
 /* Backpressure: while the client's upstream connection has more than this many request bytes
  * unwritten or unanswered, the client's next request stays unread (in the kernel, where TCP
@@ -307,10 +316,15 @@ static void on_upstream_caught_up(void *ctx) {
  * a cross-zone upstream (1 ms round trip) above 1 GB/s per connection. */
 #define GW_BACKLOG_MAX ((size_t)1 << 20)
 
-static void hold_while_backlogged(gw_conn *gc) {
-    if (sl_upconn_backlog(gc->up) <= GW_BACKLOG_MAX) return;
-    sl_conn_hold_input(gc->c, true);
-    sl_upconn_when_below(gc->up, GW_BACKLOG_MAX, on_upstream_caught_up, gc);
+/* The client's input is also held while one of its fetches is at the upstream, as a Kafka
+ * broker mutes a connection while it serves a request. A fetch parks at the upstream until data
+ * comes, then carries up to the upstream's fetch.max.bytes; a client pipelining fetches without
+ * reading them would otherwise have one such answer per pipelined fetch (up to
+ * sluice.max.inflight.requests) read into this process at once. */
+static void hold_input(gw_conn *gc) {
+    bool backlogged = sl_upconn_backlog(gc->up) > GW_BACKLOG_MAX;
+    if (backlogged) sl_upconn_when_below(gc->up, GW_BACKLOG_MAX, on_upstream_caught_up, gc);
+    sl_conn_hold_input(gc->c, backlogged || gc->fetches > 0);
 }
 
 void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_response,
@@ -329,7 +343,7 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
     g->stats.forwarded++;
     if (!expect_response) {
         sl_upconn_send(gc->up, frame, len, NULL, NULL);
-        hold_while_backlogged(gc);
+        hold_input(gc);
         sl_req_noreply(rq);
         return;
     }
@@ -338,13 +352,14 @@ void sl_gw_forward(sl_req *rq, const uint8_t *frame, size_t len, bool expect_res
         sl_req_fail(rq, "out of memory");
         return;
     }
-    *f = (fwd){rq, fn, arg};
+    *f = (fwd){rq, fn, arg, rq->h.api_key == SL_API_FETCH};
+    if (f->fetch) gc->fetches++;
     sl_req_hold(rq);
     /* The answer is read into (or copied to) the request's arena, which the hold keeps: handlers
      * decode it into views and may answer pointing into it (sl_gw_respond_body, re-encoded
      * record sets), so it must outlive the upstream's read buffer. */
     sl_upconn_send_kept(gc->up, frame, len, rq->a, on_upstream_answer, f);
-    hold_while_backlogged(gc);
+    hold_input(gc);
 }
 
 void sl_gw_respond_body(sl_req *rq, const uint8_t *body, size_t len) {

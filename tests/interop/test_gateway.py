@@ -763,10 +763,10 @@ def test_corrupt_batch_refused_through_the_gateway(gateway_serve):
             assert r == (kp.NONE, 0), (topic, r)
 
 
-def fetch_v11_request(parts, max_bytes):
+def fetch_v11_request(parts, max_bytes, max_wait_ms=100):
     """A Fetch v11 body for [(topic, partition, offset)], no session, every limit `max_bytes`."""
     import kproto as kp
-    w = kp.Writer().i32(-1).i32(100).i32(1).i32(max_bytes).i8(0).i32(0).i32(-1)
+    w = kp.Writer().i32(-1).i32(max_wait_ms).i32(1).i32(max_bytes).i8(0).i32(0).i32(-1)
     by_topic = {}
     for t, p, off in parts:
         by_topic.setdefault(t, []).append((p, off))
@@ -947,6 +947,48 @@ def test_pipelined_produce_waits_in_the_kernel_not_in_the_gateway(gateway_serve,
             assert err == 0, err
             offsets.append(off)
         assert offsets == [offsets[0] + i * per for i in range(n)], offsets
+
+
+def test_pipelined_fetches_go_upstream_one_at_a_time(gateway_serve):
+    """A client with a valid account pipelines 16 fetches (each allowing 2 GiB) at the end of a
+    topic and reads nothing. Each used to be forwarded at once and parked at the upstream, so one
+    append brought 16 answers, each up to the upstream's fetch.max.bytes, into the gateway's
+    memory together. Now the client's input is held while one of its fetches is at the upstream
+    (as a Kafka broker mutes a connection while serving it): the others wait in the kernel, and
+    after the first answer the server's output mark stops reading while the client reads
+    nothing. Every fetch is still answered, in order, once the client reads."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    g = gateway_serve
+    topic = "hoard-gw"
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    n = 16
+    batch = kp.record_batch([(None, b"f" * 900, []) for _ in range(1000)])
+    with sasl_conn(g, addr, "admin") as c, sasl_conn(g, addr, "admin") as p:
+        c.sock.settimeout(120)
+        base = gateway_counter(g, "sluice_gateway_forwarded_total")
+        body = fetch_v11_request([(topic, 0, 0)], 0x7FFFFFFF, max_wait_ms=60000)
+        corrs = [c.send_request(kp.FETCH, 11, body) for _ in range(n)]
+        wait_until(lambda: gateway_counter(g, "sluice_gateway_forwarded_total") > base, 30,
+                   "the gateway forwarding the first fetch")
+        # Bounded observation, not synchronization: an unbounded gateway forwards all 16 within
+        # milliseconds of reading them.
+        end, most = time.monotonic() + 2, 0
+        while time.monotonic() < end:
+            most = max(most, gateway_counter(g, "sluice_gateway_forwarded_total") - base)
+            time.sleep(0.1)
+        assert most == 1, f"{most} pipelined fetches forwarded while the first waits upstream"
+        assert kp.produce(p, topic, 0, batch) == (kp.NONE, 0)
+        for corr in corrs:
+            payload = c.recv_frame()
+            assert payload is not None, "the gateway closed the connection"
+            assert struct.unpack(">i", payload[:4])[0] == corr
+            err, recs = fetch_v11_answer(payload)[(topic, 0)]
+            # The same batch, but for the partition leader epoch (bytes 12-15) the broker sets.
+            assert err == 0 and recs[16:] == batch[16:], (err, len(recs))
 
 
 def describe_producers_raw(conn, topics):
