@@ -559,7 +559,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker_mode mode, sl_broker **out,
                               .each_transactional_id = sl_txn_coord_each_id};
     b->storage = sl_storage_local(b);
     b->admin = sl_topic_admin_local(b);
-    b->coordinator = sl_groups_local(b);
+    /* Only `sluice serve` has a coordinator (b->groups, made below with the store). */
+    b->coordinator = store ? sl_groups_local(b) : sl_groups_none();
     b->meta = sl_topics_meta_local(b);
     (void)sl_req_observers_add(&b->observers, log_request, b);
     (void)sl_req_observers_add(&b->observers, sl_events_request_observer, &b->events);

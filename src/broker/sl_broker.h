@@ -170,6 +170,9 @@ void sl_group_coord_each_committed_topic(void *ctx, sl_str group,
                                          void (*fn)(void *arg, sl_str topic), void *arg);
 /* The seam over b->groups; `b` owns it (it has no state of its own). */
 sl_groups sl_groups_local(sl_broker *b);
+/* The seam of a broker without a coordinator (a gateway's: its group APIs go upstream): every
+ * operation answers COORDINATOR_NOT_AVAILABLE. Static; nothing to free. */
+sl_groups sl_groups_none(void);
 void sl_h_find_coordinator(sl_req *rq);
 void sl_h_join_group(sl_req *rq);
 void sl_h_sync_group(sl_req *rq);

@@ -351,27 +351,11 @@ static held *done_node(sl_arena *a, sl_group_done_fn done, void *dctx) {
 
 static sl_group_coord *G(void *ctx) { return ((sl_broker *)ctx)->groups; }
 
-/* A gateway's broker has no coordinator (b->groups NULL: its group APIs go upstream); should a
- * local handler reach the seam anyway, every operation answers COORDINATOR_NOT_AVAILABLE. */
-#define NO_COORD SL_KAFKA_COORDINATOR_NOT_AVAILABLE
-
-static void no_coord_items(sl_group_offset *o, int32_t n) {
-    for (int32_t i = 0; i < n; i++)
-        if (!o[i].error) o[i].error = NO_COORD;
-}
-
 static int16_t local_check_group(void *ctx, sl_str group) { return sl_gc_check_group_id(group); }
 
 static int16_t local_join(void *ctx, const sl_group_join_args *j, sl_arena *a,
                           sl_group_join_fn done, void *dctx) {
     sl_group_coord *g = G(ctx);
-    if (!g) {
-        done(dctx, &(sl_group_join_result){.error = NO_COORD,
-                                           .generation = -1,
-                                           .leader = sl_str_c(""),
-                                           .member_id = j->member_id});
-        return 0;
-    }
     waiter *w = sl_arena_calloc(a, 1, sizeof *w);
     int32_t n = j->nprotocols > 0 ? j->nprotocols : 0;
     sl_gc_protocol *ps = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *ps);
@@ -402,11 +386,6 @@ static int16_t local_join(void *ctx, const sl_group_join_args *j, sl_arena *a,
 static int16_t local_sync(void *ctx, const sl_group_sync_args *s, sl_arena *a,
                           sl_group_sync_fn done, void *dctx) {
     sl_group_coord *g = G(ctx);
-    if (!g) {
-        done(dctx,
-             &(sl_group_sync_result){.error = NO_COORD, .assignment = {(const uint8_t *)"", 0}});
-        return 0;
-    }
     waiter *w = sl_arena_calloc(a, 1, sizeof *w);
     int32_t n = s->nassignments > 0 ? s->nassignments : 0;
     sl_gc_assignment *as = sl_arena_calloc(a, (size_t)(n ? n : 1), sizeof *as);
@@ -423,7 +402,6 @@ static int16_t local_sync(void *ctx, const sl_group_sync_args *s, sl_arena *a,
 static int16_t local_heartbeat(void *ctx, sl_str group, int32_t generation, sl_str member_id,
                                sl_str instance_id) {
     sl_group_coord *g = G(ctx);
-    if (!g) return NO_COORD;
     int16_t err = sl_gc_heartbeat(g->gc, group, generation, member_id, instance_id);
     rearm(g);
     return err;
@@ -432,11 +410,6 @@ static int16_t local_heartbeat(void *ctx, sl_str group, int32_t generation, sl_s
 static int16_t local_leave(void *ctx, sl_str group, sl_group_leaver *m, int32_t n, sl_arena *a,
                            sl_group_done_fn done, void *dctx) {
     sl_group_coord *g = G(ctx);
-    if (!g) {
-        for (int32_t i = 0; i < n; i++) m[i].error = NO_COORD;
-        done(dctx, 0);
-        return 0;
-    }
     held *h = done_node(a, done, dctx);
     if (!h) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     for (int32_t i = 0; i < n; i++)
@@ -453,7 +426,6 @@ static int16_t local_leave(void *ctx, sl_str group, sl_group_leaver *m, int32_t 
 
 static int16_t local_commit_check(void *ctx, sl_str group, int32_t generation, sl_str member_id,
                                   sl_str instance_id) {
-    if (!G(ctx)) return NO_COORD;
     return sl_gc_commit_check(G(ctx)->gc, group, generation, member_id, instance_id);
 }
 
@@ -466,11 +438,6 @@ static int16_t local_commit(void *ctx, sl_str group, sl_group_offset *o, int32_t
                             sl_group_done_fn done, void *dctx) {
     sl_broker *b = ctx;
     sl_group_coord *g = b->groups;
-    if (!g) {
-        no_coord_items(o, n);
-        done(dctx, 0);
-        return 0;
-    }
     held *h = done_node(a, done, dctx);
     if (!h) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     bool stored = false;
@@ -498,7 +465,7 @@ static int16_t local_commit(void *ctx, sl_str group, sl_group_offset *o, int32_t
 static void local_committed(void *ctx, sl_str group, sl_str topic, int32_t partition,
                             sl_group_committed *out) {
     sl_gc_offset o;
-    if (G(ctx) && sl_gc_offset_get(G(ctx)->gc, group, topic, partition, &o))
+    if (sl_gc_offset_get(G(ctx)->gc, group, topic, partition, &o))
         *out = (sl_group_committed){o.offset, o.leader_epoch, o.metadata};
     else
         *out = (sl_group_committed){-1, -1, SL_STR_NULL};
@@ -508,7 +475,6 @@ static void local_each_committed(void *ctx, sl_str group,
                                  void (*fn)(void *arg, sl_str topic, int32_t partition,
                                             const sl_group_committed *c),
                                  void *arg) {
-    if (!G(ctx)) return;
     sl_gc *gc = G(ctx)->gc;
     int32_t n = sl_gc_offset_count(gc, group);
     for (int32_t i = 0; i < n; i++) {
@@ -534,7 +500,7 @@ static void list_one(void *ctx, const sl_gc_group_view *g) {
 
 static void local_list(void *ctx, void (*fn)(void *arg, const sl_group_summary *s), void *arg) {
     list_ctx c = {fn, arg};
-    if (G(ctx)) sl_gc_list(G(ctx)->gc, list_one, &c);
+    sl_gc_list(G(ctx)->gc, list_one, &c);
 }
 
 typedef struct describe_ctx {
@@ -566,18 +532,12 @@ static void describe_one(void *ctx, const sl_gc_group_view *g) {
 static bool local_describe(void *ctx, sl_str group,
                            void (*fn)(void *arg, const sl_group_description *d), void *arg) {
     describe_ctx c = {fn, arg};
-    return G(ctx) && sl_gc_describe(G(ctx)->gc, group, describe_one, &c);
+    return sl_gc_describe(G(ctx)->gc, group, describe_one, &c);
 }
 
 static int16_t local_delete_groups(void *ctx, const sl_str *groups, int16_t *errors, int32_t n,
                                    sl_arena *a, sl_group_done_fn done, void *dctx) {
     sl_group_coord *g = G(ctx);
-    if (!g) {
-        for (int32_t i = 0; i < n; i++)
-            if (!errors[i]) errors[i] = NO_COORD;
-        done(dctx, 0);
-        return 0;
-    }
     held *h = done_node(a, done, dctx);
     if (!h) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     for (int32_t i = 0; i < n; i++)
@@ -587,7 +547,6 @@ static int16_t local_delete_groups(void *ctx, const sl_str *groups, int16_t *err
 }
 
 static int16_t local_offset_delete_check(void *ctx, sl_str group) {
-    if (!G(ctx)) return NO_COORD;
     return sl_gc_offset_delete_check(G(ctx)->gc, group);
 }
 
@@ -595,11 +554,6 @@ static int16_t local_offset_delete(void *ctx, sl_str group, sl_group_offset *o, 
                                    sl_arena *a, sl_group_done_fn done, void *dctx) {
     sl_broker *b = ctx;
     sl_group_coord *g = b->groups;
-    if (!g) {
-        no_coord_items(o, n);
-        done(dctx, 0);
-        return 0;
-    }
     held *h = done_node(a, done, dctx);
     if (!h) return SL_KAFKA_UNKNOWN_SERVER_ERROR;
     for (int32_t i = 0; i < n; i++) {
@@ -632,6 +586,103 @@ static const sl_groups_ops k_local_groups_ops = {
 sl_groups sl_groups_local(sl_broker *b) {
     return (sl_groups){.ops = &k_local_groups_ops, .ctx = b};
 }
+
+/* ---- no coordinator (a gateway's broker: its group APIs go upstream) ---- */
+
+/* Should a local handler reach the seam anyway, every operation answers
+ * COORDINATOR_NOT_AVAILABLE and nothing is stored. */
+#define NO_COORD SL_KAFKA_COORDINATOR_NOT_AVAILABLE
+
+static void no_coord_items(sl_group_offset *o, int32_t n) {
+    for (int32_t i = 0; i < n; i++)
+        if (!o[i].error) o[i].error = NO_COORD;
+}
+
+static int16_t none_join(void *ctx, const sl_group_join_args *j, sl_arena *a, sl_group_join_fn done,
+                         void *dctx) {
+    done(dctx, &(sl_group_join_result){.error = NO_COORD,
+                                       .generation = -1,
+                                       .leader = sl_str_c(""),
+                                       .member_id = j->member_id});
+    return 0;
+}
+
+static int16_t none_sync(void *ctx, const sl_group_sync_args *s, sl_arena *a, sl_group_sync_fn done,
+                         void *dctx) {
+    done(dctx, &(sl_group_sync_result){.error = NO_COORD, .assignment = {(const uint8_t *)"", 0}});
+    return 0;
+}
+
+static int16_t none_heartbeat(void *ctx, sl_str group, int32_t generation, sl_str member_id,
+                              sl_str instance_id) {
+    return NO_COORD;
+}
+
+static int16_t none_leave(void *ctx, sl_str group, sl_group_leaver *m, int32_t n, sl_arena *a,
+                          sl_group_done_fn done, void *dctx) {
+    for (int32_t i = 0; i < n; i++) m[i].error = NO_COORD;
+    done(dctx, 0);
+    return 0;
+}
+
+static int16_t none_commit_check(void *ctx, sl_str group, int32_t generation, sl_str member_id,
+                                 sl_str instance_id) {
+    return NO_COORD;
+}
+
+/* Commit and OffsetDelete: every item not already refused. */
+static int16_t none_offsets(void *ctx, sl_str group, sl_group_offset *o, int32_t n, sl_arena *a,
+                            sl_group_done_fn done, void *dctx) {
+    no_coord_items(o, n);
+    done(dctx, 0);
+    return 0;
+}
+
+static void none_committed(void *ctx, sl_str group, sl_str topic, int32_t partition,
+                           sl_group_committed *out) {
+    *out = (sl_group_committed){-1, -1, SL_STR_NULL};
+}
+
+static void none_each_committed(void *ctx, sl_str group,
+                                void (*fn)(void *arg, sl_str topic, int32_t partition,
+                                           const sl_group_committed *c),
+                                void *arg) {}
+
+static void none_list(void *ctx, void (*fn)(void *arg, const sl_group_summary *s), void *arg) {}
+
+static bool none_describe(void *ctx, sl_str group,
+                          void (*fn)(void *arg, const sl_group_description *d), void *arg) {
+    return false;
+}
+
+static int16_t none_delete_groups(void *ctx, const sl_str *groups, int16_t *errors, int32_t n,
+                                  sl_arena *a, sl_group_done_fn done, void *dctx) {
+    for (int32_t i = 0; i < n; i++)
+        if (!errors[i]) errors[i] = NO_COORD;
+    done(dctx, 0);
+    return 0;
+}
+
+static int16_t none_offset_delete_check(void *ctx, sl_str group) { return NO_COORD; }
+
+static const sl_groups_ops k_no_groups_ops = {
+    .check_group = local_check_group,
+    .join = none_join,
+    .sync = none_sync,
+    .heartbeat = none_heartbeat,
+    .leave = none_leave,
+    .commit_check = none_commit_check,
+    .commit = none_offsets,
+    .committed = none_committed,
+    .each_committed = none_each_committed,
+    .list = none_list,
+    .describe = none_describe,
+    .delete_groups = none_delete_groups,
+    .offset_delete_check = none_offset_delete_check,
+    .offset_delete = none_offsets,
+};
+
+sl_groups sl_groups_none(void) { return (sl_groups){.ops = &k_no_groups_ops, .ctx = NULL}; }
 
 /* ---- the catalog's view of groups (for the authorization stage) ---- */
 

@@ -128,3 +128,42 @@ SL_TEST(broker_gw_attach_needs_a_gateway_broker) {
     CHECK_EQ(e, SL_EINVAL);
     CHECK(!attached);
 }
+
+static void count_done(void *ctx, int16_t err) {
+    int *n = ctx;
+    *n += err ? 100 : 1; /* an error for the whole call would show in the count */
+}
+
+/* The seam a gateway's broker gets: every operation answers at once, nothing is stored, and an
+ * item already refused (say, by authorization) keeps its own error. */
+SL_TEST(groups_none_answers_coordinator_not_available_to_every_operation) {
+    sl_groups g = sl_groups_none();
+    sl_str grp = sl_str_c("g1"), t = sl_str_c("t");
+    CHECK_EQ(g.ops->check_group(g.ctx, grp), 0);
+    CHECK_EQ(g.ops->heartbeat(g.ctx, grp, 1, sl_str_c("m"), SL_STR_NULL), NOT_AVAILABLE);
+    CHECK_EQ(g.ops->commit_check(g.ctx, grp, 1, sl_str_c("m"), SL_STR_NULL), NOT_AVAILABLE);
+    CHECK_EQ(g.ops->offset_delete_check(g.ctx, grp), NOT_AVAILABLE);
+    int done = 0;
+    sl_group_offset o[2] = {
+        {.topic = t, .partition = 0, .offset = 5},
+        {.topic = t, .partition = 1, .error = SL_KAFKA_TOPIC_AUTHORIZATION_FAILED}};
+    CHECK_EQ(g.ops->commit(g.ctx, grp, o, 2, NULL, count_done, &done), 0);
+    CHECK_EQ(o[0].error, NOT_AVAILABLE);
+    CHECK_EQ(o[1].error, SL_KAFKA_TOPIC_AUTHORIZATION_FAILED);
+    o[0].error = 0;
+    CHECK_EQ(g.ops->offset_delete(g.ctx, grp, o, 1, NULL, count_done, &done), 0);
+    CHECK_EQ(o[0].error, NOT_AVAILABLE);
+    sl_group_leaver m = {.member_id = sl_str_c("m")};
+    CHECK_EQ(g.ops->leave(g.ctx, grp, &m, 1, NULL, count_done, &done), 0);
+    CHECK_EQ(m.error, NOT_AVAILABLE);
+    int16_t errs[2] = {0, SL_KAFKA_GROUP_AUTHORIZATION_FAILED};
+    sl_str groups[2] = {grp, sl_str_c("g2")};
+    CHECK_EQ(g.ops->delete_groups(g.ctx, groups, errs, 2, NULL, count_done, &done), 0);
+    CHECK_EQ(errs[0], NOT_AVAILABLE);
+    CHECK_EQ(errs[1], SL_KAFKA_GROUP_AUTHORIZATION_FAILED);
+    CHECK_EQ(done, 4);
+    sl_group_committed c;
+    g.ops->committed(g.ctx, grp, t, 0, &c);
+    CHECK_EQ(c.offset, -1);
+    CHECK(!g.ops->describe(g.ctx, grp, NULL, NULL));
+}
