@@ -1,8 +1,11 @@
 """Answers that must be Kafka's exactly, found wrong by a client library's own test suite
 (issue 10): committed-offset metadata is bytes and round-trips with NULs; ListOffsets by
 timestamp inside a multi-record batch answers the record's offset, not the batch's;
-fetch.max.bytes binds from the first partition on."""
+fetch.max.bytes binds from the first partition on. The broker's own fetch.max.bytes caps
+answers for every client and version, never below the first batch."""
 import time
+
+import pytest
 
 import helpers as h
 import kproto as kp
@@ -134,3 +137,31 @@ def test_fetch_max_bytes_bounds_the_first_partition_too(broker):
         assert n == 60
     finally:
         cons.close()
+
+
+@pytest.mark.broker_config({"fetch.max.bytes": 1024})
+def test_real_consumers_read_everything_under_the_smallest_broker_fetch_max_bytes(broker):
+    """The broker's fetch.max.bytes (Kafka's key; 1024 is its least) caps every answer whatever
+    the consumer asks, but never below the first batch: librdkafka and kafka-python (with Fetch
+    v4+ and, kafka-python pinned to 0.10.0, Fetch v2, which has no limit of its own) read every
+    record, byte for byte, in one-batch answers."""
+    h.ck_create_topic(broker.bootstrap, "capped", 3)
+    records = h.make_records("capped", 3000)
+    acked = h.ck_produce(broker.bootstrap, "capped", records)
+    expected = h.expected_from_acks(acked, "capped")
+    counts = {p: len(rs) for p, rs in expected.items()}
+    with kp.Conn(broker.bootstrap) as c:
+        # The cap holds: a fetch asking for a MiB gets the first batch only.
+        p = kp.fetch(c, "capped", 0, 0, max_bytes=1 << 20)
+        bases = [o for o, _ in kp.batch_base_offsets(p["records"])]
+        assert p["error"] == kp.NONE and bases == [0], bases
+    h.verify(expected, h.ck_consume(broker.bootstrap, "capped", counts), "confluent-kafka")
+    h.verify(expected, h.kp_consume(broker.bootstrap, "capped", counts), "kafka-python")
+    got = h.kp_consume(broker.bootstrap, "capped", counts, extra={"api_version": (0, 10, 0)})
+    # Fetch v2 answers message format v1: no headers, so compare the rest.
+    for g in got:
+        rec = expected[g.partition][g.offset]
+        assert (g.key, g.value, g.timestamp) == (rec.key, rec.value, rec.timestamp), g.offset
+    assert sorted((g.partition, g.offset) for g in got) == \
+        sorted((p, o) for p, rs in expected.items() for o in range(len(rs)))
+    broker.assert_no_sanitizer_report()
