@@ -174,6 +174,10 @@ static const key_def k_keys[] = {
      "30000",
      "Time a connection has from accept to finishing its TLS handshake and SASL "
      "authentication before it is closed (0: only connections.max.idle.ms applies)."},
+    {"sluice.fetch.memory.max.bytes", T_LONG, OFF(sluice_fetch_memory_max_bytes), -1, I64MAX, "-1",
+     "Answer bytes held unsent over all connections past which fetch answers carry no records "
+     "until clients read (an answer's first batch may pass it). -1: a quarter of the machine's "
+     "memory."},
     {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
      "Requests queued per connection before reading pauses."},
     {"sluice.shutdown.timeout.ms", T_LONG, OFF(sluice_shutdown_timeout_ms), 0, I64MAX, "10000",

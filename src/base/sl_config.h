@@ -85,6 +85,7 @@ typedef struct sl_config {
     /* Sluice keys */
     int32_t sluice_preauth_max_bytes;
     int32_t sluice_max_inflight_requests;
+    int64_t sluice_fetch_memory_max_bytes;
     int64_t sluice_authentication_timeout_ms;
     int64_t sluice_shutdown_timeout_ms;
     char sluice_log_level[16];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "acl/sl_acl.h"
 #include "acl/sl_authz.h"
@@ -482,6 +483,14 @@ int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const
 /* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
  * system allows. Partition files live in a bounded descriptor cache (sl_log.h), so the limit
  * sets how many stay open at once, not how many partitions there can be. */
+/* sluice.fetch.memory.max.bytes = -1: a quarter of the machine's memory (fetch answers are read
+ * into memory, so answers held for clients that do not read must not exhaust it). */
+static int64_t fetch_memory_default(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0) return (int64_t)1 << 30;
+    return (int64_t)pages * size / 4;
+}
+
 static void raise_file_limit(int32_t max_connections) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
@@ -543,6 +552,8 @@ sl_err sl_broker_new(const sl_config *cfg, sl_broker_mode mode, sl_broker **out,
     sl_broker *b = calloc(1, sizeof *b);
     if (!b) return SL_ENOMEM;
     b->cfg = *cfg;
+    if (b->cfg.sluice_fetch_memory_max_bytes < 0)
+        b->cfg.sluice_fetch_memory_max_bytes = fetch_memory_default();
     b->mode = mode;
     /* A gateway forwards every data, group and transaction API: opening the local broker's
      * coordinators, producer ids and log cleaner would only cost memory, descriptors and files

@@ -99,9 +99,13 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
     int64_t budget = req->max_bytes > 0 && v >= 3 ? req->max_bytes : INT32_MAX;
     /* fetch.max.bytes bounds what one answer holds in this process, whatever the request asks
      * (v0-2 ask nothing), and the connection's unsent answers count against it: a client that
-     * pipelines fetches without reading gets empty answers, not gigabytes of memory. */
+     * pipelines fetches without reading gets empty answers, not gigabytes of memory. Over all
+     * connections, sluice.fetch.memory.max.bytes does the same for many such clients. */
     sl_conn *c = sl_pending_conn(rq->p);
     int64_t room = (int64_t)rq->b->cfg.fetch_max_bytes - (c ? (int64_t)sl_conn_unsent(c) : 0);
+    int64_t all = c ? (int64_t)sl_server_unsent(sl_conn_server(c)) : 0;
+    if (room > rq->b->cfg.sluice_fetch_memory_max_bytes - all)
+        room = rq->b->cfg.sluice_fetch_memory_max_bytes - all;
     if (budget > room) budget = room;
     bool full = budget <= 0; /* not even the first batch */
     for (int32_t i = 0; i < nt; i++) {

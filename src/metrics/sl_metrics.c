@@ -422,6 +422,10 @@ static void render_metrics(sl_metrics *m, sl_text *t) {
     render_fam(t, &m->topics, "sluice_topic_messages_out_total", "counter",
                "Records fetched from each topic.", l_topic, 3);
 
+    scalar(t, "sluice_response_bytes_unsent", "gauge",
+           "Answer bytes built and not yet written to clients, over all connections "
+           "(sluice.fetch.memory.max.bytes bounds what fetches add).",
+           b->srv ? (double)sl_server_unsent(b->srv) : 0);
     if (b->gw) {
         render_gateway(t, b->gw);
     } else {

@@ -115,7 +115,8 @@ struct sl_server {
     size_t nls;
     sl_conn *conns, *zombies;
     int nconns;
-    uint64_t gen; /* bumped per close, so list walks notice handlers closing other conns */
+    size_t out_total; /* every connection's out_bytes: response bytes held unsent */
+    uint64_t gen;     /* bumped per close, so list walks notice handlers closing other conns */
     uint64_t next_id;
     sl_timer *sweep, *reap, *accept_resume, *drain_timer;
     bool accept_paused, draining, freeing;
@@ -322,6 +323,7 @@ static void conn_destroy(sl_conn *c, bool quiet, const char *why) {
     }
     c->qhead = c->qtail = NULL;
     c->qlen = 0;
+    s->out_total -= c->out_bytes;
     c->out_bytes = 0;
     if (c->prev)
         c->prev->next = c->next;
@@ -401,6 +403,7 @@ static void conn_flush(sl_conn *c) {
         }
         c->last_io = now_ms(c->s);
         c->out_bytes -= (size_t)w;
+        c->s->out_total -= (size_t)w;
         size_t left = (size_t)w;
         for (;;) {
             while (c->qhead && c->qhead->state == P_NOREPLY) pop_head(c);
@@ -1089,6 +1092,7 @@ void sl_pending_respond_iov(sl_pending *p, const struct iovec *iov, int n) {
     put_be32(p->hdr, (uint32_t)len);
     p->state = P_RESPONSE;
     c->out_bytes += 4 + len;
+    c->s->out_total += 4 + len;
     conn_post(c);
 }
 
@@ -1107,6 +1111,10 @@ void sl_pending_noreply(sl_pending *p) {
 }
 
 size_t sl_conn_unsent(const sl_conn *c) { return c->out_bytes; }
+
+size_t sl_server_unsent(const sl_server *s) { return s->out_total; }
+
+sl_server *sl_conn_server(const sl_conn *c) { return c->s; }
 
 void sl_pending_hold(sl_pending *p) { p->holds++; }
 

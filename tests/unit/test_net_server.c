@@ -887,6 +887,41 @@ SL_TEST(server_unsent_output_pauses_reading) {
     CHECK_EQ(good, N);
 }
 
+/* sl_conn_unsent / sl_server_unsent (the fetch memory budgets): answers queued and not written
+ * count on their connection and in the server's total; what one client reads leaves both, and a
+ * client that closes with answers unread takes its share out of the total (else the broker
+ * would believe its memory full for ever). */
+SL_TEST(server_unsent_totals_follow_writes_and_closes) {
+    env e;
+    CHECK(env_init(&e, &default_cfg, M_BIG));
+    int a = client_connect(e.port), b = client_connect(e.port);
+    CHECK(a >= 0 && b >= 0);
+    bool sent = true;
+    for (int i = 0; i < 6; i++) sent = sent && send_frame(&e, a, "a") && send_frame(&e, b, "b");
+    /* Neither reads: each has answers the kernel did not take (6 MiB against socket buffers of
+     * a few hundred KiB while nobody reads). */
+    RUN_UNTIL(&e, e.requests >= 8 && sl_server_unsent(e.s) > 2 * BIG_RESPONSE, 3000);
+    size_t held = sl_server_unsent(e.s);
+    static uint8_t body[BIG_RESPONSE + 4];
+    int read_a = 0;
+    for (int i = 0; i < 6; i++) {
+        if (client_recv(&e, a, body, BIG_RESPONSE + 4) != BIG_RESPONSE + 4) break;
+        read_a++;
+    }
+    RUN_UNTIL(&e, false, 50);
+    size_t after_read = sl_server_unsent(e.s);
+    close(b); /* with answers unread */
+    close(a);
+    RUN_UNTIL(&e, e.closes == 2, 3000);
+    size_t after_close = sl_server_unsent(e.s);
+    env_free(&e);
+    CHECK(sent);
+    CHECK(held > 2 * (size_t)BIG_RESPONSE);
+    CHECK_EQ(read_a, 6);
+    CHECK(after_read < held);
+    CHECK_EQ(after_close, 0);
+}
+
 SL_TEST(server_emfile_pauses_accept_without_spinning) {
     env e;
     CHECK(env_init(&e, &default_cfg, M_ECHO));
