@@ -480,9 +480,6 @@ int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const
  * configured, the cache gives its descriptors back under pressure (sl_log.h). */
 #define FILE_CACHE_MIN 32
 
-/* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
- * system allows. Partition files live in a bounded descriptor cache (sl_log.h), so the limit
- * sets how many stay open at once, not how many partitions there can be. */
 /* sluice.fetch.memory.max.bytes = -1: a quarter of the machine's memory (fetch answers are read
  * into memory, so answers held for clients that do not read must not exhaust it). */
 static int64_t fetch_memory_default(void) {
@@ -491,6 +488,9 @@ static int64_t fetch_memory_default(void) {
     return (int64_t)pages * size / 4;
 }
 
+/* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
+ * system allows. Partition files live in a bounded descriptor cache (sl_log.h), so the limit
+ * sets how many stay open at once, not how many partitions there can be. */
 static void raise_file_limit(int32_t max_connections) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
