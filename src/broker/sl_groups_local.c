@@ -613,8 +613,9 @@ static int16_t none_sync(void *ctx, const sl_group_sync_args *s, sl_arena *a, sl
     return 0;
 }
 
-static int16_t none_heartbeat(void *ctx, sl_str group, int32_t generation, sl_str member_id,
-                              sl_str instance_id) {
+/* Heartbeat and the commit check (the same arguments). */
+static int16_t none_member(void *ctx, sl_str group, int32_t generation, sl_str member_id,
+                           sl_str instance_id) {
     return NO_COORD;
 }
 
@@ -623,11 +624,6 @@ static int16_t none_leave(void *ctx, sl_str group, sl_group_leaver *m, int32_t n
     for (int32_t i = 0; i < n; i++) m[i].error = NO_COORD;
     done(dctx, 0);
     return 0;
-}
-
-static int16_t none_commit_check(void *ctx, sl_str group, int32_t generation, sl_str member_id,
-                                 sl_str instance_id) {
-    return NO_COORD;
 }
 
 /* Commit and OffsetDelete: every item not already refused. */
@@ -669,9 +665,9 @@ static const sl_groups_ops k_no_groups_ops = {
     .check_group = local_check_group,
     .join = none_join,
     .sync = none_sync,
-    .heartbeat = none_heartbeat,
+    .heartbeat = none_member,
     .leave = none_leave,
-    .commit_check = none_commit_check,
+    .commit_check = none_member,
     .commit = none_offsets,
     .committed = none_committed,
     .each_committed = none_each_committed,
