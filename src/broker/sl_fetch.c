@@ -103,7 +103,7 @@ static int64_t build(fetch_op *op, sl_fetch_resp *resp) {
      * connections, sluice.fetch.memory.max.bytes does the same for many such clients. */
     sl_conn *c = sl_pending_conn(rq->p);
     int64_t room = (int64_t)rq->b->cfg.fetch_max_bytes - (c ? (int64_t)sl_conn_unsent(c) : 0);
-    int64_t all = c ? (int64_t)sl_server_unsent(sl_conn_server(c)) : 0;
+    int64_t all = rq->b->srv ? (int64_t)sl_server_unsent(rq->b->srv) : 0;
     if (room > rq->b->cfg.sluice_fetch_memory_max_bytes - all)
         room = rq->b->cfg.sluice_fetch_memory_max_bytes - all;
     if (budget > room) budget = room;

@@ -1114,8 +1114,6 @@ size_t sl_conn_unsent(const sl_conn *c) { return c->out_bytes; }
 
 size_t sl_server_unsent(const sl_server *s) { return s->out_total; }
 
-sl_server *sl_conn_server(const sl_conn *c) { return c->s; }
-
 void sl_pending_hold(sl_pending *p) { p->holds++; }
 
 void sl_pending_release(sl_pending *p) {

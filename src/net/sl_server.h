@@ -161,8 +161,6 @@ void sl_conn_hold_input(sl_conn *c, bool hold);
 size_t sl_conn_unsent(const sl_conn *c);
 /* sl_conn_unsent() summed over every open connection of `s`. */
 size_t sl_server_unsent(const sl_server *s);
-/* The server `c` was accepted by; borrowed. */
-sl_server *sl_conn_server(const sl_conn *c);
 /* Application data attached to the connection (e.g. the session); not owned. */
 void sl_conn_set_data(sl_conn *c, void *data);
 void *sl_conn_data(const sl_conn *c);

@@ -84,27 +84,26 @@ def test_produce_waking_fetches_does_not_run_their_connections_delete_nested(bro
     broker.assert_no_sanitizer_report()
 
 
-HOARD_FETCHES = 16
-HOARD_BATCH = 4 << 20
-
-
-def hoard_fetches(fetching, producing, barrier_bootstrap, topic):
-    """Parks HOARD_FETCHES pipelined fetches (each asking for 2 GiB) of `fetching`, which never
-    reads while they complete, at the end of `topic`; appends one HOARD_BATCH batch through
-    `producing`, which wakes them all; then reads the answers. Returns their record bytes."""
-    corrs = [fetching.send_request(kp.FETCH, 4, fetch_at_end_body(topic, 0, 30000, 0x7FFFFFFF))
-             for _ in range(HOARD_FETCHES)]
+def parked_fetch_sizes(fetchers, bootstrap, topic, batch):
+    """Parks one fetch (asking for 2 GiB) at the end of `topic` per entry of `fetchers`
+    (connections, repeated to pipeline), none of which reads while they complete; appends
+    `batch` through a connection of its own, which wakes them all; then reads the answers, in
+    the order sent. Returns their record bytes."""
+    corrs = [c.send_request(kp.FETCH, 4, fetch_at_end_body(topic, 0, 30000, 0x7FFFFFFF))
+             for c in fetchers]
     # A barrier, not a sleep: the fetches reached the server before this connection did.
-    with kp.Conn(barrier_bootstrap) as c:
-        kp.api_versions(c)
-    value = os.urandom(HOARD_BATCH - 1024)
-    assert kp.produce(producing, topic, 0, kp.record_batch([(None, value, [])]))[0] == kp.NONE
+    with kp.Conn(bootstrap) as p:
+        kp.api_versions(p)
+        assert kp.produce(p, topic, 0, batch)[0] == kp.NONE
     sizes = []
-    for corr in corrs:
-        (name, parts), = parse_fetch_v4(recv_response(fetching, corr))
+    for c, corr in zip(fetchers, corrs):
+        (name, parts), = parse_fetch_v4(recv_response(c, corr))
         assert name == topic and parts[0]["error"] == kp.NONE
         sizes.append(len(parts[0]["records"]))
     return sizes
+
+
+HOARD_BATCH = 4 << 20
 
 
 @pytest.mark.broker_config({"fetch.max.bytes": 1 << 20, "message.max.bytes": 8 << 20})
@@ -116,8 +115,9 @@ def test_parked_fetches_of_a_client_that_does_not_read_hold_one_answer_not_sixte
     carries the batch (a consumer always progresses), those built while it waits unsent carry
     nothing."""
     h.ck_create_topic(broker.bootstrap, "hoard", 1)
-    with kp.Conn(broker.bootstrap) as a, kp.Conn(broker.bootstrap) as b:
-        sizes = hoard_fetches(b, a, broker.bootstrap, "hoard")
+    batch = kp.record_batch([(None, os.urandom(HOARD_BATCH - 1024), [])])
+    with kp.Conn(broker.bootstrap) as b:
+        sizes = parked_fetch_sizes([b] * 16, broker.bootstrap, "hoard", batch)
     # One answer carries the batch (parked fetches wake in no particular order); at most one
     # more, had the kernel taken the first whole before the next was built (the socket buffers
     # hold a few MiB at most while the client reads nothing).
@@ -143,17 +143,7 @@ def test_parked_fetches_over_many_connections_share_one_memory_budget(broker):
     batch = kp.record_batch([(None, os.urandom((3 << 20) - 1024), [])])
     conns = [kp.Conn(broker.bootstrap) for _ in range(4)]
     try:
-        corrs = [c.send_request(kp.FETCH, 4, fetch_at_end_body("shared", 0, 30000, 0x7FFFFFFF))
-                 for c in conns]
-        # A barrier, not a sleep: the fetches reached the server before this connection did.
-        with kp.Conn(broker.bootstrap) as p:
-            kp.api_versions(p)
-            assert kp.produce(p, "shared", 0, batch)[0] == kp.NONE
-        sizes = []
-        for c, corr in zip(conns, corrs):
-            (name, parts), = parse_fetch_v4(recv_response(c, corr))
-            assert name == "shared" and parts[0]["error"] == kp.NONE
-            sizes.append(len(parts[0]["records"]))
+        sizes = parked_fetch_sizes(conns, broker.bootstrap, "shared", batch)
         # The gauge of memory held for clients (what the kernel did not take) drains with them.
         url = gw.metrics_url(broker) + "/metrics"
         h.wait_until(lambda: unsent_gauge(url) == 0, 30, "sluice_response_bytes_unsent at 0")
