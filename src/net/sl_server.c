@@ -812,9 +812,12 @@ static void on_sweep(void *ctx) {
         uint64_t g = s->gen;
         if (c->closing && now >= c->close_deadline)
             conn_destroy(c, false, "timed out flushing before close");
-        else if (s->cfg.idle_ms > 0 && !c->closing && c->qlen == 0 &&
+        /* A client that reads none of its answers (its socket refuses our writes) is as idle
+         * as one that sends nothing, as Kafka counts it, and holds their memory until closed. */
+        else if (s->cfg.idle_ms > 0 && !c->closing && (c->qlen == 0 || c->write_blocked) &&
                  now - c->last_io >= s->cfg.idle_ms)
-            conn_destroy(c, true, "idle timeout");
+            conn_destroy(c, !c->write_blocked,
+                         c->write_blocked ? "idle timeout (answers not read)" : "idle timeout");
         /* Unauthenticated connections cost a slot and memory: a peer that stalls its TLS
          * handshake or SASL exchange must not keep them for connections.max.idle.ms. */
         else if (s->cfg.auth_timeout_ms > 0 && !c->closing && c->t &&

@@ -155,3 +155,28 @@ def test_parked_fetches_over_many_connections_share_one_memory_budget(broker):
     # Two answers reach the budget; a third only if the kernel took one before it was built.
     assert 2 <= len(with_data) <= 3, sizes
     broker.assert_no_sanitizer_report()
+
+
+@pytest.mark.broker_config({"connections.max.idle.ms": 1000, "message.max.bytes": 16 << 20})
+def test_a_client_that_reads_none_of_its_answers_is_closed_as_idle(broker):
+    """A client with a valid account fetches 16 MiB and reads nothing. The answer's memory used to
+    be held for as long as the connection stayed open: the idle sweep skipped connections with a
+    request in progress. Now a connection whose socket has refused our writes for
+    connections.max.idle.ms counts as idle, as Kafka counts it, and is closed: the unsent gauge
+    falls to zero although the client never reads."""
+    h.ck_create_topic(broker.bootstrap, "unread", 1)
+    batch = kp.record_batch([(None, os.urandom((16 << 20) - 1024), [])])
+    with kp.Conn(broker.bootstrap) as p:
+        kp.api_versions(p)
+        assert kp.produce(p, "unread", 0, batch)[0] == kp.NONE
+    url = gw.metrics_url(broker) + "/metrics"
+    with kp.Conn(broker.bootstrap) as c:
+        kp.api_versions(c)
+        c.send_request(kp.FETCH, 4, fetch_at_end_body("unread", 0, 0, 32 << 20))
+        h.wait_until(lambda: unsent_gauge(url) > 0, 30, "the answer held for the client")
+        h.wait_until(lambda: unsent_gauge(url) == 0, 30,
+                     "the connection closed as idle and its answer let go")
+        c.sock.settimeout(30)
+        assert c.recv_frame() is None, "the whole answer arrived: the connection was not closed"
+    assert "idle timeout (answers not read)" in broker.log_text()
+    broker.assert_no_sanitizer_report()
