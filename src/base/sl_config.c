@@ -84,7 +84,8 @@ static const key_def k_keys[] = {
     {"socket.request.max.bytes", T_INT, OFF(socket_request_max_bytes), 1024, INT32_MAX, "104857600",
      "Largest request frame accepted after authentication."},
     {"connections.max.idle.ms", T_LONG, OFF(connections_max_idle_ms), 1000, I64MAX, "600000",
-     "Idle connections are closed after this."},
+     "Idle connections are closed after this; a client that reads none of its answers for this "
+     "long counts as idle."},
     {"max.connections", T_INT, OFF(max_connections), -1, INT32_MAX, "-1",
      "Connections accepted at once; excess ones are closed at accept. -1: derived from the open "
      "file limit (RLIMIT_NOFILE): a quarter of it (at least 256) is kept for the broker's own "
@@ -176,7 +177,8 @@ static const key_def k_keys[] = {
      "authentication before it is closed (0: only connections.max.idle.ms applies)."},
     {"sluice.fetch.memory.max.bytes", T_LONG, OFF(sluice_fetch_memory_max_bytes), -1, I64MAX, "-1",
      "Answer bytes held unsent over all connections past which fetch answers carry no records "
-     "until clients read (an answer's first batch may pass it). -1: a quarter of the machine's "
+     "until clients read (an answer's first batch may pass it); in the gateway, past which "
+     "upstream answers of 64 KiB or more wait in the kernel. -1: a quarter of the machine's "
      "memory."},
     {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
      "Requests queued per connection before reading pauses."},

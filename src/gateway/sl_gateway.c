@@ -89,6 +89,11 @@ static void on_lost(void *ctx, int32_t node, const char *addr, const char *why) 
     emit_upstream(g, "lost", node, addr, false, why);
 }
 
+static size_t gate_held(void *ctx) {
+    sl_gateway *g = ctx;
+    return g->b->srv ? sl_server_unsent(g->b->srv) : 0;
+}
+
 /* ---- address map: a port for every upstream node before any client hears of it ---- */
 
 static bool bind_node(sl_gateway *g, int32_t node) {
@@ -159,6 +164,11 @@ sl_err sl_gateway_attach(sl_broker *b, char *err, size_t elen) {
     }
     g->conns->prot_only =
         (sl_xform_chain){.protect = g->chain.protect, .unprotect = g->chain.unprotect};
+    /* Answers held for clients (read from the upstream, not yet taken by the client's socket)
+     * share the budget a local broker gives fetch answers: clients that pipeline fetches over
+     * many connections and read nothing cannot make the gateway hold more. */
+    g->gate = sl_upgate_new(b->loop, (size_t)b->cfg.sluice_fetch_memory_max_bytes, gate_held, g);
+    if (!g->gate) return SL_ENOMEM;
     g->conns->ev = (sl_upconn_events){.ctx = g, .connected = on_connected, .lost = on_lost};
     g->conns->hooks =
         (sl_gwcluster_hooks){.ctx = g, .nodes_changed = nodes_changed, .up = g->conns->ev};
@@ -186,6 +196,7 @@ void sl_gateway_free(sl_gateway *g) {
         free(g->conns->bound);
         free(g->conns);
     }
+    sl_upgate_free(g->gate);
     sl_gwcluster_free(g->cluster);
     sl_gwcrypt_free(g->crypt);
     sl_upstream_cfg_free(g->up);
@@ -239,6 +250,7 @@ static gw_conn *conn_for(sl_gateway *g, sl_conn *c, const char *principal) {
         free(gc);
         return NULL;
     }
+    sl_upconn_set_gate(gc->up, g->gate);
     gc->conn_id = id;
     gc->c = c;
     gc->node = n->id;

@@ -43,6 +43,7 @@ typedef struct sl_gateway {
     sl_gwcrypt *crypt;      /* NULL: records go upstream as the client sent them */
     sl_xform_chain chain;   /* field protection's slots + the gateway's seal/unseal */
     struct gw_conns *conns; /* per client connection state (sl_gateway.c) */
+    sl_upgate *gate;        /* memory for upstream answers (sluice.fetch.memory.max.bytes) */
     sl_gateway_stats stats;
 } sl_gateway;
 

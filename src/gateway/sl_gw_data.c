@@ -277,10 +277,18 @@ void sl_gw_fetch(sl_req *rq) {
         count(&op->c, true);
         return fetch_respond(rq, &out, NULL, 0);
     }
-    if (fetch_fast(rq, req, pl))
-        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
-    if (pl->nlocal == 0) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
-    FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op, &op->c);
+    bool fast = fetch_fast(rq, req, pl);
+    /* fetch.max.bytes bounds what one answer brings into the gateway, as it bounds what a local
+     * broker builds (Fetch v4+ only here, so max_bytes is always there to lower). */
+    bool capped = req->max_bytes > rq->b->cfg.fetch_max_bytes;
+    if (capped) pl->fwd.max_bytes = rq->b->cfg.fetch_max_bytes;
+    if (fast && !capped) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
+    if (pl->nlocal == 0 && !capped)
+        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
+    if (fast)
+        FORWARD_ENCODED(rq, fetch, &pl->fwd, true, NULL, NULL, &op->c);
+    else
+        FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op, &op->c);
 }
 
 /* ---- ListOffsets, OffsetForLeaderEpoch, DeleteRecords ---- */

@@ -1117,12 +1117,20 @@ struct sl_upconn {
     int64_t lifetime_ms;
     sl_up_status dead_st;
     sl_post post;
-    int pending_ev; /* EV_*: reported from the posted callback */
+    sl_upgate *gate;  /* NULL: answers are read without asking */
+    size_t admitted;  /* the gate admitted the answer at the start of rbuf, this large */
+    size_t gate_size; /* while waiting: the size of the answer it waits to read */
+    bool gate_wait;   /* refused: not reading until the gate admits gate_size */
+    sl_upconn *gnext; /* in the gate's waiting list */
+    sl_post resume;   /* posted by the gate once it admits a waiting connection */
+    int pending_ev;   /* EV_*: reported from the posted callback */
     sl_up_status pending_ev_st;
     char pending_why[256];
 };
 
 static void up_fail(sl_upconn *u, sl_up_status st, const char *why, int event);
+static void gate_release(sl_upconn *u);
+static void gate_unref(sl_upgate *g);
 static void pump(sl_upconn *u);
 static void on_io(void *ctx, uint32_t events);
 static void on_attempt(void *ctx, uint32_t events);
@@ -1162,6 +1170,7 @@ static void teardown_io(sl_upconn *u) {
     if (u->reauth_timer) sl_timer_cancel(u->loop, u->reauth_timer);
     u->req_timer = u->reauth_timer = NULL;
     u->rlen = 0;
+    gate_release(u);
     while (u->out) out_pop(u);
     u->unsent_noreply = 0;
 }
@@ -1176,6 +1185,8 @@ void sl_upconn_unref(sl_upconn *u) {
         free(r->frame);
         free(r);
     }
+    sl_loop_unpost(u->loop, &u->resume);
+    gate_unref(u->gate);
     free(u->rbuf);
     free(u);
 }
@@ -1283,7 +1294,8 @@ static bool start_attempt(sl_upconn *u) {
 
 static void update_watch(sl_upconn *u) {
     if (!u->t) return;
-    uint32_t want = SL_EV_READ | (u->out ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
+    uint32_t want =
+        (u->gate_wait ? 0 : SL_EV_READ) | (u->out ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
     if (want != u->watched && sl_loop_modify(u->loop, u->t->fd, want) == SL_OK) u->watched = want;
 }
 
@@ -1365,6 +1377,131 @@ static void on_attempt(void *ctx, uint32_t events) {
     pump(u);
 }
 
+/* ---- memory for answers (sl_upgate) ---- */
+
+#define UPGATE_RETRY_MS 5
+
+struct sl_upgate {
+    int refs;
+    sl_loop *loop;
+    size_t budget;
+    size_t (*held)(void *ctx); /* NULL once sl_upgate_free ran: everything is admitted */
+    void *ctx;
+    size_t reading;
+    sl_upconn *head, *tail; /* waiting, in the order refused; each holds a reference */
+    int waiting;
+    uint64_t refusals;
+    sl_timer *timer;
+};
+
+sl_upgate *sl_upgate_new(sl_loop *loop, size_t budget, size_t (*held)(void *ctx), void *ctx) {
+    sl_upgate *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    *g = (sl_upgate){.refs = 1, .loop = loop, .budget = budget, .held = held, .ctx = ctx};
+    return g;
+}
+
+static void gate_unref(sl_upgate *g) {
+    if (!g || --g->refs > 0) return;
+    if (g->timer) sl_timer_cancel(g->loop, g->timer);
+    free(g);
+}
+
+static sl_upconn *gate_pop(sl_upgate *g) {
+    sl_upconn *u = g->head;
+    g->head = u->gnext;
+    if (!g->head) g->tail = NULL;
+    u->gnext = NULL;
+    u->gate_wait = false;
+    g->waiting--;
+    return u;
+}
+
+void sl_upgate_free(sl_upgate *g) {
+    if (!g) return;
+    g->held = NULL;
+    while (g->head) sl_upconn_unref(gate_pop(g)); /* their owners are closing them */
+    gate_unref(g);
+}
+
+size_t sl_upgate_reading(const sl_upgate *g) { return g->reading; }
+int sl_upgate_waiting(const sl_upgate *g) { return g->waiting; }
+uint64_t sl_upgate_refusals(const sl_upgate *g) { return g->refusals; }
+
+void sl_upconn_set_gate(sl_upconn *u, sl_upgate *g) {
+    if (g) g->refs++;
+    gate_unref(u->gate);
+    u->gate = g;
+}
+
+/* True when an answer of `size` bytes fits what the process holds (or nothing is held). */
+static bool gate_fits(const sl_upgate *g, size_t size) {
+    if (!g->held) return true;
+    size_t held = g->held(g->ctx) + g->reading;
+    return held == 0 || (held <= g->budget && size <= g->budget - held);
+}
+
+static void gate_take(sl_upconn *u, size_t size) {
+    u->admitted = size;
+    u->gate->reading += size;
+}
+
+static void gate_release(sl_upconn *u) {
+    if (!u->admitted) return;
+    u->gate->reading -= u->admitted;
+    u->admitted = 0;
+}
+
+static void gate_retry(void *ctx);
+
+/* Admits the answer `size` bytes long at the start of u's buffer, or puts u at the end of the
+ * waiting list (connections already waiting go first) and stops reading it. */
+static bool gate_admit(sl_upconn *u, size_t size) {
+    sl_upgate *g = u->gate;
+    if (!g->head && gate_fits(g, size)) {
+        gate_take(u, size);
+        return true;
+    }
+    u->gate_wait = true;
+    u->gate_size = size;
+    u->refs++;
+    if (g->tail)
+        g->tail->gnext = u;
+    else
+        g->head = u;
+    g->tail = u;
+    g->waiting++;
+    g->refusals++;
+    if (!g->timer) g->timer = sl_timer_start(g->loop, UPGATE_RETRY_MS, gate_retry, g);
+    update_watch(u);
+    return false;
+}
+
+/* Admits waiting connections in order while their answers fit; each is then read from the loop
+ * (its resume post carries the list's reference). */
+static void gate_retry(void *ctx) {
+    sl_upgate *g = ctx;
+    g->timer = NULL;
+    while (g->head) {
+        sl_upconn *u = g->head;
+        if (u->state == ST_READY && u->t && !gate_fits(g, u->gate_size)) break;
+        gate_pop(g);
+        if (u->state != ST_READY || !u->t) { /* failed meanwhile: nothing to read */
+            sl_upconn_unref(u);
+            continue;
+        }
+        gate_take(u, u->gate_size);
+        sl_loop_post(u->loop, &u->resume);
+    }
+    if (g->head) g->timer = sl_timer_start(g->loop, UPGATE_RETRY_MS, gate_retry, g);
+}
+
+static void on_resume(void *ctx) {
+    sl_upconn *u = ctx;
+    if (u->state == ST_READY && u->t) on_io(u, SL_EV_READ);
+    sl_upconn_unref(u);
+}
+
 sl_upconn *sl_upconn_new(sl_loop *loop, const sl_upstream_cfg *cfg, const sl_upconn_events *ev,
                          int32_t node, const char *host, int port) {
     sl_upconn *u = calloc(1, sizeof *u);
@@ -1379,6 +1516,8 @@ sl_upconn *sl_upconn_new(sl_loop *loop, const sl_upstream_cfg *cfg, const sl_upc
     snprintf(u->addr, sizeof u->addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     u->post.cb = run_posted;
     u->post.ctx = u;
+    u->resume.cb = on_resume;
+    u->resume.ctx = u;
     u->state = ST_CONNECTING;
     if (!start_attempt(u))
         up_fail(u, SL_UP_CONNECT, "cannot start a worker thread", EV_CONNECT_FAILED);
@@ -1389,6 +1528,10 @@ static void on_req_timer(void *ctx) {
     sl_upconn *u = ctx;
     u->req_timer = NULL;
     if (u->state != ST_READY || !u->inflight.head) return;
+    if (u->gate_wait) { /* answered: its bytes wait in the kernel for memory (sl_upgate) */
+        u->req_timer = sl_timer_start(u->loop, 1000, on_req_timer, u);
+        return;
+    }
     int64_t left = u->inflight.head->deadline - sl_loop_now(u->loop);
     if (left <= 0) {
         up_fail(u, SL_UP_TIMEOUT, "timeout (no answer within request.timeout.ms)", EV_LOST);
@@ -1660,6 +1803,7 @@ static bool dispatch(sl_upconn *u) {
             }
             if (adopted) next = 0; /* what followed the answer now starts the new buffer */
         }
+        if (off == 0) gate_release(u); /* the admitted answer is the one rbuf started with */
         rl_pop(&u->inflight);
         u->ninflight--;
         u->awaiting -= h->len;
@@ -1679,13 +1823,15 @@ static bool dispatch(sl_upconn *u) {
 
 static void do_read(sl_upconn *u) {
     for (;;) {
-        size_t need = 16384;
+        if (u->gate_wait) return;
+        size_t need = 16384, frame = 0; /* frame: the incomplete answer rbuf starts with */
         if (u->rlen >= 4) {
             uint32_t size = sl_get_be32(u->rbuf);
-            if (size <= UP_MAX_FRAME && (size_t)size + 4 > u->rlen &&
-                (size_t)size + 4 - u->rlen > need)
-                need = (size_t)size + 4 - u->rlen;
+            if (size <= UP_MAX_FRAME && (size_t)size + 4 > u->rlen) frame = (size_t)size + 4;
         }
+        if (frame && u->gate && !u->admitted && frame >= SL_UPGATE_MIN && !gate_admit(u, frame))
+            return;
+        if (frame && frame - u->rlen > need) need = frame - u->rlen;
         if (u->rcap - u->rlen < need) {
             size_t cap = u->rcap ? u->rcap : 65536;
             while (cap - u->rlen < need) cap *= 2;
@@ -1697,7 +1843,14 @@ static void do_read(sl_upconn *u) {
             u->rbuf = nb;
             u->rcap = cap;
         }
-        ssize_t n = u->t->vt->read(u->t, u->rbuf + u->rlen, u->rcap - u->rlen);
+        size_t len = u->rcap - u->rlen;
+        /* Under a gate, no further than the admitted answer and a small answer's worth past it:
+         * a buffer grown once for a big answer must not take in the next one unadmitted. */
+        if (u->gate) {
+            size_t lim = (u->admitted && frame ? frame - u->rlen : 0) + SL_UPGATE_MIN;
+            if (len > lim) len = lim;
+        }
+        ssize_t n = u->t->vt->read(u->t, u->rbuf + u->rlen, len);
         if (n > 0) {
             u->rlen += (size_t)n;
             if (!dispatch(u)) return;

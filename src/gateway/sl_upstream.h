@@ -117,6 +117,32 @@ bool sl_upconn_dead(const sl_upconn *u);
 /* Requests sent and not yet answered. */
 int sl_upconn_outstanding(const sl_upconn *u);
 
+/* Memory for answers, shared by the connections put under it (a gateway's client connections).
+ * An answer of at least SL_UPGATE_MIN bytes is read only while what the process holds of
+ * answers (held(ctx): bytes queued for clients and not yet taken by their sockets, plus the
+ * answers this gate admitted and whose reading has not finished) stays within `budget` with it,
+ * or when nothing is held (an answer larger than the budget still passes, alone). A connection
+ * refused stops reading: the answer waits in the kernel and TCP slows the upstream, which keeps
+ * it (Kafka sends from its page cache). Refused connections are retried every few milliseconds,
+ * in the order they were refused; the first one still refused ends the round, so a big answer is
+ * not passed over forever by small ones. Smaller answers (produce acknowledgements, metadata)
+ * are never held back. Without a connection being read, no request of it can time out: the
+ * upstream has answered.
+ *
+ * Lifetime: refcounted; the creator holds one reference (sl_upgate_free drops it and stops
+ * calling `held`), every connection under the gate one. Loop thread only. */
+#define SL_UPGATE_MIN ((size_t)64 * 1024)
+typedef struct sl_upgate sl_upgate;
+sl_upgate *sl_upgate_new(sl_loop *loop, size_t budget, size_t (*held)(void *ctx), void *ctx);
+void sl_upgate_free(sl_upgate *g);
+/* Bytes of admitted answers still being read. */
+size_t sl_upgate_reading(const sl_upgate *g);
+/* Connections waiting for memory now, and how many times one was refused so far. */
+int sl_upgate_waiting(const sl_upgate *g);
+uint64_t sl_upgate_refusals(const sl_upgate *g);
+/* Puts `u` under `g` (which it references) before anything is sent on it. */
+void sl_upconn_set_gate(sl_upconn *u, sl_upgate *g);
+
 /* Session lifetime the upstream gave at authentication (ms; 0: none). */
 int64_t sl_upconn_session_lifetime_ms(const sl_upconn *u);
 

@@ -370,6 +370,14 @@ static void render_gateway(sl_text *t, const sl_gateway *g) {
            (double)h.refreshed_ms / 1000.0);
     scalar(t, "sluice_gateway_upstream_connections", "gauge",
            "Upstream connections open for clients now.", (double)g->stats.upstream_conns);
+    scalar(t, "sluice_gateway_answers_waiting_for_memory", "gauge",
+           "Upstream connections not read now: their answer would pass "
+           "sluice.fetch.memory.max.bytes.",
+           g->gate ? (double)sl_upgate_waiting(g->gate) : 0);
+    sl_prom_family(t, "sluice_gateway_answer_memory_waits_total", "counter",
+                   "Times an upstream answer waited for memory (sluice.fetch.memory.max.bytes).");
+    sl_prom_sample_u64(t, "sluice_gateway_answer_memory_waits_total", NULL,
+                       g->gate ? sl_upgate_refusals(g->gate) : 0);
     sl_prom_family(t, "sluice_gateway_upstream_connects_total", "counter",
                    "Upstream connection attempts by result.");
     const char *ok[] = {"result", "ok", NULL}, *failed[] = {"result", "failed", NULL};

@@ -15,6 +15,7 @@ for the whole module; tests that disturb the upstream (leader moves, brokers dow
 """
 import json
 import logging
+import os
 import re
 import signal
 import struct
@@ -989,6 +990,101 @@ def test_pipelined_fetches_go_upstream_one_at_a_time(gateway_serve):
             err, recs = fetch_v11_answer(payload)[(topic, 0)]
             # The same batch, but for the partition leader epoch (bytes 12-15) the broker sets.
             assert err == 0 and recs[16:] == batch[16:], (err, len(recs))
+
+
+def test_answers_for_clients_that_do_not_read_share_one_memory_budget(tmp_path):
+    """Four connections of a valid account each park a fetch at the end of a topic and read
+    nothing; one 8 MiB append wakes all four at the upstream. One connection holds at most one
+    answer (its input is held meanwhile), but over many connections the answers used to be read
+    into the gateway all at once (with a thousand connections and the default 55 MiB answers,
+    tens of gigabytes). With sluice.fetch.memory.max.bytes at 5 MiB, an answer that would pass it
+    waits in the kernel (the gateway stops reading that upstream connection) until clients read:
+    the gauge shows it waiting, the memory held stays bounded, and every answer still arrives
+    whole."""
+    import kproto as kp
+    from confluent_kafka.admin import AdminClient, NewTopic
+    big = str(16 << 20)
+    g = gw.start_gateway(tmp_path, upstream="serve",
+                         config={"sluice.fetch.memory.max.bytes": str(5 << 20),
+                                 "message.max.bytes": big},
+                         upstream_config={"message.max.bytes": big})
+    try:
+        topic = "hoard-many"
+        admin = AdminClient(gw.ck_conf(g, "admin"))
+        for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+            f.result(30)
+        addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+        # 8 MiB: more than the kernel takes of an answer (the gateway's socket send buffer grows to
+        # 4 MiB on loopback) while the client reads nothing.
+        batch = kp.record_batch([(None, os.urandom((8 << 20) - 1024), [])])
+        conns = [sasl_conn(g, addr, "admin") for _ in range(4)]
+        try:
+            body = fetch_v11_request([(topic, 0, 0)], 0x7FFFFFFF, max_wait_ms=60000)
+            base = gateway_counter(g, "sluice_gateway_forwarded_total")
+            corrs = [c.send_request(kp.FETCH, 11, body) for c in conns]
+            wait_until(lambda: gateway_counter(g, "sluice_gateway_forwarded_total") >= base + 4,
+                       30, "the gateway forwarding the four fetches")
+            with sasl_conn(g, addr, "admin") as p:
+                assert kp.produce(p, topic, 0, batch) == (kp.NONE, 0)
+            wait_until(lambda: gateway_counter(g, "sluice_gateway_answers_waiting_for_memory") >= 1,
+                       30, "an answer waiting for memory while no client reads")
+            # What the gateway holds for the clients stays within the budget (plus the first
+            # answer, admitted while nothing was held); without it, four answers' worth
+            # (32 MiB, less what the kernel takes) would be here.
+            held = gateway_counter(g, "sluice_response_bytes_unsent")
+            assert 0 < held <= 8 << 20, held
+            # The clients read, each on its own: an answer still waiting is read once another
+            # client's has drained (one that never read would hold it until its idle timeout).
+            answers = [None] * len(conns)
+
+            def read(i):
+                conns[i].sock.settimeout(60)
+                answers[i] = conns[i].recv_frame()
+            readers = [threading.Thread(target=read, args=(i,)) for i in range(len(conns))]
+            for t in readers:
+                t.start()
+            for t in readers:
+                t.join(90)
+            for payload, corr in zip(answers, corrs):
+                assert payload is not None, "no answer (or the gateway closed the connection)"
+                assert struct.unpack(">i", payload[:4])[0] == corr
+                err, recs = fetch_v11_answer(payload)[(topic, 0)]
+                assert err == 0 and recs[16:] == batch[16:], (err, len(recs))
+            wait_until(lambda: gateway_counter(g, "sluice_gateway_answers_waiting_for_memory") == 0,
+                       30, "nothing waiting once the clients read")
+        finally:
+            for c in conns:
+                c.close()
+    finally:
+        g.finish()
+
+
+def test_the_gateways_fetch_max_bytes_bounds_what_a_fetch_brings(tmp_path):
+    """A client asks 2 GiB in one fetch; the gateway lowers the request's max_bytes to its own
+    fetch.max.bytes before forwarding, so the upstream's answer carries what a local broker's
+    would: here (1 KiB) the first of two batches only (KIP-74: never less than one), where the
+    client's own limit would have brought both."""
+    import kproto as kp
+    g = gw.start_gateway(tmp_path, upstream="serve", config={"fetch.max.bytes": "1024"})
+    try:
+        topic = "capped"
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient(gw.ck_conf(g, "admin"))
+        for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+            f.result(30)
+        addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+        batches = [kp.record_batch([(None, bytes([65 + i]) * 4000, [])]) for i in range(2)]
+        with sasl_conn(g, addr, "admin") as c:
+            for b in batches:
+                assert kp.produce(c, topic, 0, b)[0] == kp.NONE
+            corr = c.send_request(kp.FETCH, 11, fetch_v11_request([(topic, 0, 0)], 0x7FFFFFFF))
+            c.sock.settimeout(30)
+            payload = c.recv_frame()
+            assert payload is not None and struct.unpack(">i", payload[:4])[0] == corr
+            err, recs = fetch_v11_answer(payload)[(topic, 0)]
+            assert err == 0 and recs[16:] == batches[0][16:], (err, len(recs))
+    finally:
+        g.finish()
 
 
 def describe_producers_raw(conn, topics):

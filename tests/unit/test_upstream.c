@@ -1115,3 +1115,148 @@ SL_TEST(upstream_oauthbearer_token_command_and_refused_token) {
     CHECK(ok);
     CHECK(refused);
 }
+
+/* ---- memory for answers (sl_upgate) ---- */
+
+typedef struct gate_seen {
+    int calls, order;
+    sl_up_status st;
+    size_t len;
+} gate_seen;
+
+static void on_gate_answer(void *ctx, sl_up_status st, const uint8_t *body, size_t len) {
+    gate_seen *s = ctx;
+    s->calls++;
+    s->order = g_order++;
+    s->st = st;
+    s->len = len;
+}
+
+static size_t g_gate_held; /* what "clients" hold unsent, as the gateway's server would say */
+static size_t gate_held_fn(void *ctx) { return g_gate_held; }
+
+/* Writes an answer whose body (after the correlation id) is `body` bytes, all of it. */
+static bool fake_answer(int fd, int32_t corr, size_t body) {
+    size_t n = 8 + body;
+    uint8_t *b = calloc(1, n);
+    if (!b) return false;
+    sl_be32(b, (uint32_t)(n - 4));
+    sl_be32(b + 4, (uint32_t)corr);
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, b + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    free(b);
+    return off == n;
+}
+
+/* Three connections under one gate of 300 KiB while clients already hold 250 KiB unsent: the
+ * two 200 KiB answers wait in the kernel (not read, and not timed out although the upstream
+ * request timeout passes meanwhile), the 100-byte one passes. Once the clients' bytes drain,
+ * the waiting answers are read one after the other (together they would pass the budget), in
+ * the order they were refused. */
+SL_TEST(upstream_big_answers_wait_for_memory_small_ones_pass) {
+    int port = 0, lfd = fake_listen(&port);
+    CHECK(lfd >= 0);
+    sl_loop *l = sl_loop_new();
+    sl_config c;
+    sl_config_defaults(&c);
+    char err[512], boot[64];
+    snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
+    CHECK(sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, sizeof err) ==
+          SL_OK);
+    CHECK(sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "PLAINTEXT", err,
+                        sizeof err) == SL_OK);
+    CHECK(sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "1000", err,
+                        sizeof err) == SL_OK);
+    sl_upstream_cfg *cfg = sl_upstream_cfg_new(&c, err, sizeof err);
+    CHECK(cfg != NULL);
+    sl_upgate *gate = sl_upgate_new(l, 300 * 1024, gate_held_fn, NULL);
+    CHECK(gate != NULL);
+    g_gate_held = 250 * 1024;
+    seen_ev s[3] = {{0}};
+    gate_seen ans[3] = {{0}};
+    sl_upconn *u[3];
+    int fd[3];
+    sl_arena *a = sl_arena_new(4096);
+    const size_t body[3] = {200 * 1024, 200 * 1024, 100};
+    bool ok = true;
+    for (int i = 0; i < 3 && ok; i++) {
+        u[i] = sl_upconn_new(l, cfg, events(&s[i]), 3, "127.0.0.1", port);
+        sl_upconn_set_gate(u[i], gate);
+        WAIT(l, s[i].connected, 10000);
+        sl_bytes f = frame(a, 18, 0);
+        sl_upconn_send(u[i], f.p, (size_t)f.len, on_gate_answer, &ans[i]);
+        int32_t corr = 0;
+        fd[i] = fake_accept_read(lfd, &corr);
+        ok = s[i].ok && fd[i] >= 0 && fake_answer(fd[i], corr, body[i]);
+        /* Waiting in order: the first big answer is refused before the second arrives. */
+        if (ok && i < 2) WAIT(l, sl_upgate_waiting(gate) == i + 1, 5000);
+    }
+    ok = ok && sl_upgate_waiting(gate) == 2;
+    WAIT(l, ans[2].calls, 5000);
+    ok = ok && ans[2].calls == 1 && ans[2].st == SL_UP_OK && ans[2].len == 100;
+    /* Past the 1 s request timeout: answered upstream, so nothing times out. */
+    int64_t until = sl_mono_ms() + 1500;
+    while (sl_mono_ms() < until) sl_loop_run_once(l, 50);
+    ok = ok && ans[0].calls == 0 && ans[1].calls == 0 && sl_upgate_waiting(gate) == 2 &&
+         !sl_upconn_dead(u[0]) && !sl_upconn_dead(u[1]) && sl_upgate_reading(gate) == 0;
+    g_gate_held = 0; /* the clients read; the second fits once the first is read */
+    WAIT(l, ans[0].calls && ans[1].calls, 5000);
+    ok = ok && ans[0].order < ans[1].order && ans[0].st == SL_UP_OK && ans[0].len == 200 * 1024 &&
+         ans[1].calls == 1 && ans[1].st == SL_UP_OK && ans[1].len == 200 * 1024 &&
+         sl_upgate_waiting(gate) == 0 && sl_upgate_reading(gate) == 0 &&
+         sl_upgate_refusals(gate) == 2;
+    if (!ok)
+        fprintf(stderr, "  calls %d %d %d lens %zu %zu %zu waiting=%d reading=%zu refusals=%llu\n",
+                ans[0].calls, ans[1].calls, ans[2].calls, ans[0].len, ans[1].len, ans[2].len,
+                sl_upgate_waiting(gate), sl_upgate_reading(gate),
+                (unsigned long long)sl_upgate_refusals(gate));
+    for (int i = 0; i < 3; i++) {
+        if (fd[i] >= 0) close(fd[i]);
+        sl_upconn_close(u[i]);
+        sl_upconn_unref(u[i]);
+    }
+    sl_upgate_free(gate);
+    for (int i = 0; i < 5; i++) sl_loop_run_once(l, 1);
+    close(lfd);
+    sl_arena_free(a);
+    sl_upstream_cfg_free(cfg);
+    sl_loop_free(l);
+    CHECK(ok);
+}
+
+/* A connection that fails while it waits for memory leaves the gate (its reference with it),
+ * and the gate outliving its owner admits everything. */
+SL_TEST(upstream_gate_forgets_connections_that_fail_while_waiting) {
+    int port = 0, lfd = fake_listen(&port);
+    CHECK(lfd >= 0);
+    plain_up p;
+    CHECK(plain_up_open(&p, port, 3));
+    sl_upgate *gate = sl_upgate_new(p.l, 1024 * 1024, gate_held_fn, NULL);
+    CHECK(gate != NULL);
+    sl_upconn_set_gate(p.u, gate);
+    g_gate_held = 1024 * 1024;
+    WAIT(p.l, p.s.connected, 10000);
+    gate_seen ans = {0};
+    sl_bytes f = frame(p.a, 18, 0);
+    sl_upconn_send(p.u, f.p, (size_t)f.len, on_gate_answer, &ans);
+    int32_t corr = 0;
+    int fd = fake_accept_read(lfd, &corr);
+    bool ok = fd >= 0 && fake_answer(fd, corr, 100 * 1024);
+    WAIT(p.l, sl_upgate_waiting(gate) == 1, 5000);
+    ok = ok && sl_upgate_waiting(gate) == 1 && ans.calls == 0;
+    sl_upconn_close(p.u);
+    WAIT(p.l, ans.calls, 5000);
+    for (int i = 0; i < 10 && sl_upgate_waiting(gate); i++) sl_loop_run_once(p.l, 10);
+    ok = ok && ans.calls == 1 && ans.st == SL_UP_CLOSED && sl_upgate_waiting(gate) == 0 &&
+         sl_upgate_reading(gate) == 0;
+    sl_upgate_free(gate); /* the connection still references it */
+    g_gate_held = 0;
+    if (fd >= 0) close(fd);
+    close(lfd);
+    plain_up_close(&p);
+    CHECK(ok);
+}
