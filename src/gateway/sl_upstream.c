@@ -1294,8 +1294,10 @@ static bool start_attempt(sl_upconn *u) {
 
 static void update_watch(sl_upconn *u) {
     if (!u->t) return;
-    uint32_t want =
-        (u->gate_wait ? 0 : SL_EV_READ) | (u->out ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
+    uint32_t want = SL_EV_READ | (u->out ? SL_EV_WRITE : 0) | u->t->vt->wants(u->t);
+    /* Waiting for memory: the answer stays in the kernel, and a readable socket nobody reads
+     * would wake the loop without end (also when TLS asks to read to write: writes wait too). */
+    if (u->gate_wait) want &= ~(uint32_t)SL_EV_READ;
     if (want != u->watched && sl_loop_modify(u->loop, u->t->fd, want) == SL_OK) u->watched = want;
 }
 
