@@ -300,6 +300,16 @@ def sasl_conn(g, addr, user="alice"):
     return c
 
 
+def topic_at_first_node(g, topic):
+    """Creates `topic` (one partition) as admin; the gateway address of the first upstream node,
+    for raw connections (sasl_conn)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient(gw.ck_conf(g, "admin"))
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    return f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+
+
 class Watch(threading.Thread):
     """Samples `ss` while clients run: any connection to an upstream port from a process other
     than the gateway or the mock is recorded. Also notes that it saw this test process connected
@@ -959,13 +969,9 @@ def test_pipelined_fetches_go_upstream_one_at_a_time(gateway_serve):
     after the first answer the server's output mark stops reading while the client reads
     nothing. Every fetch is still answered, in order, once the client reads."""
     import kproto as kp
-    from confluent_kafka.admin import AdminClient, NewTopic
     g = gateway_serve
     topic = "hoard-gw"
-    admin = AdminClient(gw.ck_conf(g, "admin"))
-    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-        f.result(30)
-    addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+    addr = topic_at_first_node(g, topic)
     n = 16
     batch = kp.record_batch([(None, b"f" * 900, []) for _ in range(1000)])
     with sasl_conn(g, addr, "admin") as c, sasl_conn(g, addr, "admin") as p:
@@ -1002,7 +1008,6 @@ def test_answers_for_clients_that_do_not_read_share_one_memory_budget(tmp_path):
     the gauge shows it waiting, the memory held stays bounded, and every answer still arrives
     whole."""
     import kproto as kp
-    from confluent_kafka.admin import AdminClient, NewTopic
     big = str(16 << 20)
     g = gw.start_gateway(tmp_path, upstream="serve",
                          config={"sluice.fetch.memory.max.bytes": str(5 << 20),
@@ -1010,10 +1015,7 @@ def test_answers_for_clients_that_do_not_read_share_one_memory_budget(tmp_path):
                          upstream_config={"message.max.bytes": big})
     try:
         topic = "hoard-many"
-        admin = AdminClient(gw.ck_conf(g, "admin"))
-        for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-            f.result(30)
-        addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+        addr = topic_at_first_node(g, topic)
         # 8 MiB: more than the kernel takes of an answer (the gateway's socket send buffer grows to
         # 4 MiB on loopback) while the client reads nothing.
         batch = kp.record_batch([(None, os.urandom((8 << 20) - 1024), [])])
@@ -1068,11 +1070,7 @@ def test_the_gateways_fetch_max_bytes_bounds_what_a_fetch_brings(tmp_path):
     g = gw.start_gateway(tmp_path, upstream="serve", config={"fetch.max.bytes": "1024"})
     try:
         topic = "capped"
-        from confluent_kafka.admin import AdminClient, NewTopic
-        admin = AdminClient(gw.ck_conf(g, "admin"))
-        for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-            f.result(30)
-        addr = f"127.0.0.1:{g.node_ports[gw.NODE_ID_MIN]}"
+        addr = topic_at_first_node(g, topic)
         batches = [kp.record_batch([(None, bytes([65 + i]) * 4000, [])]) for i in range(2)]
         with sasl_conn(g, addr, "admin") as c:
             for b in batches:

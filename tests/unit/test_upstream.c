@@ -975,22 +975,25 @@ SL_TEST(upstream_answer_before_the_whole_request_is_protocol_error) {
     CHECK(ok);
 }
 
-SL_TEST(upstream_request_timeout) {
-    /* request.timeout.ms is 10 s in up_cfg; the lowest accepted value is 1 s. */
-    int port = 0, lfd = fake_listen(&port);
-    CHECK(lfd >= 0);
-    sl_loop *l = sl_loop_new();
+/* A PLAINTEXT upstream at `port` with request.timeout.ms at its lowest, 1 s (up_cfg's is 10 s). */
+static sl_upstream_cfg *quick_timeout_cfg(int port) {
     sl_config c;
     sl_config_defaults(&c);
     char err[512], boot[64];
     snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, sizeof err) ==
-          SL_OK);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "PLAINTEXT", err,
-                        sizeof err) == SL_OK);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "1000", err,
-                        sizeof err) == SL_OK);
-    sl_upstream_cfg *cfg = sl_upstream_cfg_new(&c, err, sizeof err);
+    if (sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, sizeof err) ||
+        sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "PLAINTEXT", err,
+                      sizeof err) ||
+        sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "1000", err, sizeof err))
+        return NULL;
+    return sl_upstream_cfg_new(&c, err, sizeof err);
+}
+
+SL_TEST(upstream_request_timeout) {
+    int port = 0, lfd = fake_listen(&port);
+    CHECK(lfd >= 0);
+    sl_loop *l = sl_loop_new();
+    sl_upstream_cfg *cfg = quick_timeout_cfg(port);
     CHECK(cfg != NULL);
     seen_ev s = {0};
     got g = {0};
@@ -1161,17 +1164,7 @@ SL_TEST(upstream_big_answers_wait_for_memory_small_ones_pass) {
     int port = 0, lfd = fake_listen(&port);
     CHECK(lfd >= 0);
     sl_loop *l = sl_loop_new();
-    sl_config c;
-    sl_config_defaults(&c);
-    char err[512], boot[64];
-    snprintf(boot, sizeof boot, "127.0.0.1:%d", port);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.bootstrap.servers", boot, err, sizeof err) ==
-          SL_OK);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.security.protocol", "PLAINTEXT", err,
-                        sizeof err) == SL_OK);
-    CHECK(sl_config_set(&c, "sluice.gateway.upstream.request.timeout.ms", "1000", err,
-                        sizeof err) == SL_OK);
-    sl_upstream_cfg *cfg = sl_upstream_cfg_new(&c, err, sizeof err);
+    sl_upstream_cfg *cfg = quick_timeout_cfg(port);
     CHECK(cfg != NULL);
     sl_upgate *gate = sl_upgate_new(l, 300 * 1024, gate_held_fn, NULL);
     CHECK(gate != NULL);
