@@ -178,8 +178,8 @@ static const key_def k_keys[] = {
     {"sluice.fetch.memory.max.bytes", T_LONG, OFF(sluice_fetch_memory_max_bytes), -1, I64MAX, "-1",
      "Answer bytes held unsent over all connections past which fetch answers carry no records "
      "until clients read (an answer's first batch may pass it); in the gateway, past which "
-     "upstream answers of 64 KiB or more wait in the kernel. -1: a quarter of the machine's "
-     "memory."},
+     "upstream answers of 64 KiB or more wait in the kernel. -1: a quarter of the memory the "
+     "process may use (the machine's, or a lower control-group limit: a container's)."},
     {"sluice.max.inflight.requests", T_INT, OFF(sluice_max_inflight_requests), 1, 100000, "64",
      "Requests queued per connection before reading pauses."},
     {"sluice.shutdown.timeout.ms", T_LONG, OFF(sluice_shutdown_timeout_ms), 0, I64MAX, "10000",

@@ -14,6 +14,7 @@
 #include "audit/sl_audit.h"
 #include "auth/sl_auth.h"
 #include "base/sl_logging.h"
+#include "base/sl_sysmem.h"
 #include "base/sl_time.h"
 #include "broker/sl_compactor.h"
 #include "broker/sl_fprot.h"
@@ -480,12 +481,13 @@ int16_t sl_broker_audit_topic_append(void *ctx, const char *const *values, const
  * configured, the cache gives its descriptors back under pressure (sl_log.h). */
 #define FILE_CACHE_MIN 32
 
-/* sluice.fetch.memory.max.bytes = -1: a quarter of the machine's memory (fetch answers are read
- * into memory, so answers held for clients that do not read must not exhaust it). */
+/* sluice.fetch.memory.max.bytes = -1: a quarter of the memory this process may use (the
+ * machine's, or its container's limit): fetch answers are read into memory, so answers held for
+ * clients that do not read must not exhaust it. */
 static int64_t fetch_memory_default(void) {
-    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || size <= 0) return (int64_t)1 << 30;
-    return (int64_t)pages * size / 4;
+    uint64_t m = sl_sysmem_limit();
+    if (m == 0) return (int64_t)1 << 30;
+    return (int64_t)(m / 4);
 }
 
 /* The soft descriptor limit is often 1024 while the hard one is far higher: take what the
