@@ -278,17 +278,14 @@ void sl_gw_fetch(sl_req *rq) {
         return fetch_respond(rq, &out, NULL, 0);
     }
     bool fast = fetch_fast(rq, req, pl);
+    sl_gw_resp_fn fn = fast ? NULL : fetch_answer; /* fast: the answer is relayed as it comes */
     /* fetch.max.bytes bounds what one answer brings into the gateway, as it bounds what a local
      * broker builds (Fetch v4+ only here, so max_bytes is always there to lower). */
     bool capped = req->max_bytes > rq->b->cfg.fetch_max_bytes;
     if (capped) pl->fwd.max_bytes = rq->b->cfg.fetch_max_bytes;
-    if (fast && !capped) return sl_gw_forward(rq, rq->frame, rq->frame_len, true, NULL, NULL);
     if (pl->nlocal == 0 && !capped)
-        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fetch_answer, op);
-    if (fast)
-        FORWARD_ENCODED(rq, fetch, &pl->fwd, true, NULL, NULL, &op->c);
-    else
-        FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fetch_answer, op, &op->c);
+        return sl_gw_forward(rq, rq->frame, rq->frame_len, true, fn, fast ? NULL : op);
+    FORWARD_ENCODED(rq, fetch, &pl->fwd, true, fn, fast ? NULL : op, &op->c);
 }
 
 /* ---- ListOffsets, OffsetForLeaderEpoch, DeleteRecords ---- */
