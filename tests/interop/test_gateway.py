@@ -1032,9 +1032,11 @@ def test_answers_for_clients_that_do_not_read_share_one_memory_budget(tmp_path):
                        30, "an answer waiting for memory while no client reads")
             # What the gateway holds for the clients stays within the budget (plus the first
             # answer, admitted while nothing was held); without it, four answers' worth
-            # (32 MiB, less what the kernel takes) would be here.
-            held = gateway_counter(g, "sluice_response_bytes_unsent")
-            assert 0 < held <= 8 << 20, held
+            # (32 MiB, less what the kernel takes) would be here. (Polled: an answer can be
+            # refused while the first is still being read, before any of it is queued.)
+            held = wait_until(lambda: gateway_counter(g, "sluice_response_bytes_unsent"), 30,
+                              "the first answer queued for its client")
+            assert held <= 8 << 20, held
             # The clients read, each on its own: an answer still waiting is read once another
             # client's has drained (one that never read would hold it until its idle timeout).
             answers = [None] * len(conns)
