@@ -1,7 +1,6 @@
 /* Memory limit of this process (sl_sysmem.h). */
 #include "base/sl_sysmem.h"
 
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,13 +52,14 @@ uint64_t sl_sysmem_limit_at(const char *proc_cgroup, const char *root, uint64_t 
             char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
             if (!c2) continue;
             *c2 = '\0';
-            const char *ctl = c1 + 1, *group = c2 + 1;
+            char *ctl = c1 + 1;
+            const char *group = c2 + 1;
             uint64_t v = UINT64_MAX;
             if (!*ctl) {
                 v = lowest_up(root, group, "memory.max");
             } else {
                 bool mem = false;
-                for (char *s = (char *)ctl, *tok; (tok = strtok_r(s, ",", &s)) != NULL;)
+                for (char *s = ctl, *tok; (tok = strtok_r(s, ",", &s)) != NULL;)
                     if (!strcmp(tok, "memory")) mem = true;
                 if (!mem) continue;
                 snprintf(base, sizeof base, "%s/memory", root);

@@ -1457,7 +1457,7 @@ static void gate_release(sl_upconn *u) {
 static void gate_retry(void *ctx);
 
 /* Admits the answer `size` bytes long at the start of u's buffer, or puts u at the end of the
- * waiting list (connections already waiting go first) and stops reading it. */
+ * waiting list (connections already waiting go first). */
 static bool gate_admit(sl_upconn *u, size_t size) {
     sl_upgate *g = u->gate;
     if (!g->head && gate_fits(g, size)) {
@@ -1475,8 +1475,7 @@ static bool gate_admit(sl_upconn *u, size_t size) {
     g->waiting++;
     g->refusals++;
     if (!g->timer) g->timer = sl_timer_start(g->loop, UPGATE_RETRY_MS, gate_retry, g);
-    update_watch(u);
-    return false;
+    return false; /* on_io, the only reader, stops watching for reads as it returns */
 }
 
 /* Admits waiting connections in order while their answers fit; each is then read from the loop
